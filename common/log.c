@@ -1,0 +1,76 @@
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Set once by log_init before threads start; read-only afterwards. */
+static char s_ident[64] = "ztask";
+static log_level_t s_level = LOG_LVL_INFO;
+
+/* The task (or other unit of work) the calling thread is busy with. */
+static _Thread_local char t_context[96];
+
+static const char *const s_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+void log_init(const char *ident, log_level_t level)
+{
+    snprintf(s_ident, sizeof s_ident, "%s", ident ? ident : "ztask");
+    s_level = level;
+}
+
+int log_level_parse(const char *text, log_level_t *level)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (text && strcmp(text, names[i]) == 0) {
+            *level = (log_level_t) i;
+            return 0;
+        }
+    return -1;
+}
+
+void log_set_context(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t_context, sizeof t_context, fmt, ap);
+    va_end(ap);
+}
+
+void log_clear_context(void)
+{
+    t_context[0] = '\0';
+}
+
+void log_write(log_level_t level, const char *fmt, ...)
+{
+    if (level < s_level)
+        return;
+    char line[2048];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = (int) strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof line - (size_t) n, ".%03ldZ %s %s[%d] ",
+                  ts.tv_nsec / 1000000, s_names[level], s_ident, (int) getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t) n, fmt, ap);
+    va_end(ap);
+    n = m < 0 ? n : n + m;
+    if (n > (int) sizeof line - 2)
+        n = (int) sizeof line - 2;
+    if (t_context[0] && n < (int) sizeof line - 2) {
+        int k = snprintf(line + n, sizeof line - (size_t) n, " %s", t_context);
+        n = k < 0 ? n : n + k;
+        if (n > (int) sizeof line - 2)
+            n = (int) sizeof line - 2;
+    }
+    line[n++] = '\n';
+    /* One write per line so concurrent threads do not interleave. */
+    ssize_t w = write(STDERR_FILENO, line, (size_t) n);
+    (void) w;
+}

@@ -1,0 +1,37 @@
+/*  log: one line per event to stderr, levelled, with key=value fields.
+
+    Line format:  2026-11-29T10:00:00.123Z INFO ztask-master[123] event=... key=value
+    When the calling thread has a context set (log_set_context, e.g.
+    "task=12 attempt=1" while a worker thread runs a task), it is appended.
+
+    Threads: any thread may log; a line is written with one write(2) so lines
+    from different threads never interleave. log_init is called once from
+    main() before any thread starts. The ident and level are the module's
+    only process-wide state (set once, read-only afterwards).
+*/
+#ifndef ZTASK_LOG_H
+#define ZTASK_LOG_H
+
+#include <stdarg.h>
+
+typedef enum { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR } log_level_t;
+
+/* Sets the program identity ("ztask-master") and the lowest level printed. */
+void log_init(const char *ident, log_level_t level);
+
+/* Parses "debug", "info", "warn", "error"; returns -1 on anything else. */
+int log_level_parse(const char *text, log_level_t *level);
+
+/* Sets (or clears with NULL) this thread's context tag; the text is copied. */
+void log_set_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_clear_context(void);
+
+/* Writes one line: fmt should read as key=value fields, starting with event=. */
+void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_write(LOG_LVL_DEBUG, __VA_ARGS__)
+#define log_info(...)  log_write(LOG_LVL_INFO, __VA_ARGS__)
+#define log_warn(...)  log_write(LOG_LVL_WARN, __VA_ARGS__)
+#define log_error(...) log_write(LOG_LVL_ERROR, __VA_ARGS__)
+
+#endif

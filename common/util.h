@@ -1,0 +1,44 @@
+/*  util: small helpers every program shares: checked allocation, strict
+    number parsing, UTF-8 repair, host:port parsing.
+
+    Allocation: x* functions abort the process on out-of-memory, as Redis
+    does; a task system that cannot allocate a few bytes cannot keep its
+    promises anyway, and pretending otherwise spreads untested error paths.
+    Threads: any (no shared state).
+*/
+#ifndef ZTASK_UTIL_H
+#define ZTASK_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);                 /* NULL in, NULL out */
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Whole-string decimal parse with range check; 0 on success, -1 otherwise. */
+int parse_int64(const char *text, int64_t min, int64_t max, int64_t *out);
+/* Whole-string number parse (accepts "1.5"); 0 on success, -1 otherwise. */
+int parse_double(const char *text, double *out);
+
+/* Returns a newly allocated, NUL-terminated copy of data[0..len) that is
+   valid UTF-8: every invalid sequence (and every NUL byte, which JSON
+   strings in cJSON cannot carry) becomes U+FFFD. *outlen gets its length
+   (may be NULL). Caller frees. */
+char *utf8_sanitize(const char *data, size_t len, size_t *outlen);
+
+/* True when data[0..len) is valid UTF-8 with no NUL byte. */
+bool utf8_valid(const char *data, size_t len);
+
+/* Splits "HOST", "HOST:PORT" or "[V6]:PORT" into host (caller frees) and
+   port (left unchanged when absent). Returns -1 on a malformed address. */
+int hostport_parse(const char *text, char **host, int *port);
+
+/* Number of online CPUs, at least 1. */
+int cpu_count(void);
+
+#endif

@@ -1,0 +1,140 @@
+#include "zmqx.h"
+
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+void *zmqx_socket(void *ctx, int type, int linger_ms, int64_t maxmsg)
+{
+    void *s = zmq_socket(ctx, type);
+    if (!s)
+        return NULL;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+    if (maxmsg > 0)
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    return s;
+}
+
+int zmqx_send(void *sock, const void *data, size_t len, int flags)
+{
+    /* zmq_send copies the buffer into a message and consumes it. */
+    for (;;) {
+        int rc = zmq_send(sock, data, len, flags);
+        if (rc >= 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static void s_drain_more(void *sock)
+{
+    int more = 1;
+    size_t sz = sizeof more;
+    while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) == 0 && more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, 0) < 0) {
+            zmq_msg_close(&m);
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        zmq_msg_close(&m);
+    }
+}
+
+char *zmqx_recv(void *sock, size_t *len, int flags)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, sock, flags) < 0) {
+        int e = errno;
+        zmq_msg_close(&m);
+        errno = e;
+        return NULL;
+    }
+    if (zmq_msg_more(&m)) {
+        zmq_msg_close(&m);
+        s_drain_more(sock);
+        errno = EPROTO;
+        return NULL;
+    }
+    size_t n = zmq_msg_size(&m);
+    char *buf = xmalloc(n + 1);
+    memcpy(buf, zmq_msg_data(&m), n);
+    buf[n] = '\0';
+    zmq_msg_close(&m);
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int zmqx_recv_frames(void *sock, zmqx_frames_t *out, int max_frames, int flags)
+{
+    memset(out, 0, sizeof *out);
+    out->frames = xcalloc((size_t) max_frames, sizeof(char *));
+    out->sizes = xcalloc((size_t) max_frames, sizeof(size_t));
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        int rc = zmq_msg_recv(&m, sock, out->count == 0 ? flags : 0);
+        if (rc < 0) {
+            int e = errno;
+            zmq_msg_close(&m);
+            if (e == EINTR && out->count > 0)
+                continue;
+            zmqx_frames_free(out);
+            errno = e;
+            return -1;
+        }
+        int more = zmq_msg_more(&m);
+        if (out->count == max_frames) {
+            zmq_msg_close(&m);
+            if (more)
+                s_drain_more(sock);
+            zmqx_frames_free(out);
+            errno = EPROTO;
+            return -1;
+        }
+        size_t n = zmq_msg_size(&m);
+        char *buf = xmalloc(n + 1);
+        memcpy(buf, zmq_msg_data(&m), n);
+        buf[n] = '\0';
+        out->frames[out->count] = buf;
+        out->sizes[out->count] = n;
+        out->count++;
+        zmq_msg_close(&m);
+        if (!more)
+            return 0;
+    }
+}
+
+void zmqx_frames_free(zmqx_frames_t *f)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < f->count; i++)
+        free(f->frames[i]);
+    free(f->frames);
+    free(f->sizes);
+    memset(f, 0, sizeof *f);
+}
+
+int zmqx_bound_port(void *sock)
+{
+    char ep[256];
+    size_t sz = sizeof ep;
+    if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &sz) != 0)
+        return -1;
+    const char *colon = strrchr(ep, ':');
+    if (!colon)
+        return -1;
+    int64_t port;
+    if (parse_int64(colon + 1, 1, 65535, &port) != 0)
+        return -1;
+    return (int) port;
+}

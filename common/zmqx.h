@@ -1,0 +1,46 @@
+/*  zmqx: the few ZeroMQ helpers every program uses.
+
+    Ownership: buffers returned by zmqx_recv* are the caller's (free()).
+    Sends copy the caller's bytes, so the caller keeps its buffer whatever
+    happens. Threads: a socket belongs to one thread; these helpers add no
+    state of their own.
+*/
+#ifndef ZTASK_ZMQX_H
+#define ZTASK_ZMQX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Creates a socket with ZMQ_LINGER = linger_ms and, when maxmsg > 0,
+   ZMQ_MAXMSGSIZE = maxmsg (peers sending more are disconnected by libzmq
+   before a byte of it reaches us). Returns NULL on failure (errno set). */
+void *zmqx_socket(void *ctx, int type, int linger_ms, int64_t maxmsg);
+
+/* Sends one frame (flags: 0, ZMQ_DONTWAIT, ZMQ_SNDMORE). 0 or -1 (errno). */
+int zmqx_send(void *sock, const void *data, size_t len, int flags);
+
+/* Receives one single-frame message as a NUL-terminated malloc'd buffer;
+   *len gets its size without the NUL. Extra frames of a multipart message
+   are read and dropped, and the call fails with EPROTO, so a peer cannot
+   smuggle frames past a single-frame decoder. NULL on failure (errno:
+   EAGAIN with ZMQ_DONTWAIT and nothing there, EINTR on a signal, EPROTO). */
+char *zmqx_recv(void *sock, size_t *len, int flags);
+
+/* One multipart message, all frames, for ROUTER sockets. */
+typedef struct {
+    int count;
+    char **frames;   /* each NUL-terminated, caller-owned via zmqx_frames_free */
+    size_t *sizes;
+} zmqx_frames_t;
+
+/* Receives every frame of one message (at most max_frames are kept; the
+   rest are read and dropped and the call fails with EPROTO).
+   0 on success; -1 with errno otherwise. */
+int zmqx_recv_frames(void *sock, zmqx_frames_t *out, int max_frames, int flags);
+void zmqx_frames_free(zmqx_frames_t *f);
+
+/* Returns the TCP port a socket is bound to (after binding to port 0 or
+   "*"), or -1. */
+int zmqx_bound_port(void *sock);
+
+#endif

@@ -1,0 +1,144 @@
+/*  store: the master's durable state in SQLite (WAL).
+
+    SQLite is the source of truth: jobs, tasks (spec, state, attempt, the
+    recorded outcome) and duplicate results. The master keeps only what it
+    needs to schedule in memory and rebuilds it from here at start-up.
+
+    Grouped commits: writes go into one open transaction (store_begin is
+    implicit in every write); the master calls store_commit every few
+    milliseconds, and always before it acknowledges a submit or answers a
+    query, so "acknowledged" always means "committed". One fsync covers
+    thousands of rows.
+
+    Sync modes (--sync): FULL = synchronous=FULL (fsync at every commit);
+    INTERVAL = synchronous=NORMAL in WAL (no fsync at commit, fsync at
+    checkpoints; survives a process crash, may lose the last commits on
+    power loss); OFF = synchronous=OFF.
+
+    Errors: functions return 0 on success, -1 on failure with a message
+    available from store_error() (e.g. "database or disk is full"). A failed
+    commit rolls back the whole open transaction: the caller must treat
+    every write since the last successful commit as not done.
+
+    Threads: an instance belongs to one thread (the master's event loop).
+*/
+#ifndef ZTASK_STORE_H
+#define ZTASK_STORE_H
+
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct store store_t;
+
+typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_sync_t;
+
+/* Opens (creating if needed) the database at path (":memory:" allowed),
+   sets WAL and the sync mode, creates or checks the schema (a schema
+   version is kept in PRAGMA user_version; a newer version is refused).
+   Returns NULL and fills err on failure. */
+store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen);
+void store_destroy(store_t **p);
+
+/* Last error message (borrowed; valid until the next call). */
+const char *store_error(const store_t *self);
+
+/* Commits the open transaction, if any. On failure the transaction is
+   rolled back and -1 returned. */
+int store_commit(store_t *self);
+/* Rolls back the open transaction, if any. */
+void store_rollback(store_t *self);
+/* True while a transaction with uncommitted writes is open. */
+bool store_dirty(const store_t *self);
+
+/* ---- jobs ---- */
+int store_job_create(store_t *self, const char *name, double created, int64_t *job_id);
+int store_job_close(store_t *self, int64_t job);                 /* all batches received */
+int store_job_set_finished(store_t *self, int64_t job, double finished);
+/* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
+int store_job_delete(store_t *self, int64_t job, int64_t *deleted);
+
+typedef struct {
+    int64_t id;
+    const char *name;     /* borrowed for the callback's duration, may be NULL */
+    bool closed;
+    double created, finished;
+} store_job_row_t;
+
+/* Calls fn for every job, in id order. fn returns non-zero to stop. */
+int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg);
+
+/* Calls fn with (job, state, count) for every job and task state present:
+   how the master rebuilds its counters at start-up. */
+int store_counts_each(store_t *self,
+                      int (*fn)(int64_t job, proto_state_t state, int64_t count, void *arg),
+                      void *arg);
+
+/* ---- tasks ---- */
+/* Inserts a queued task (attempt 0) with its normalized spec text. */
+int store_task_insert(store_t *self, int64_t job, int64_t index, const char *name,
+                      int32_t priority, int retries, const char *spec_json, int64_t *task_id);
+
+/* The spec text of a task (caller frees), or NULL when there is none. */
+char *store_task_spec(store_t *self, int64_t task);
+
+/* Records a dispatch or a start: state ASSIGNED or RUNNING, with the
+   attempt number and worker id; started (wall) is set when RUNNING. */
+int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
+                           const char *worker, double started);
+
+/* Puts a task back in the queue (state QUEUED, keeps attempt). */
+int store_task_requeue(store_t *self, int64_t task);
+
+/* Records the final outcome: state DONE, FAILED or CANCELLED, the attempt
+   that produced it, its worker and the outcome as proto_result_encode text
+   (may be NULL, e.g. for a task cancelled before it ran). */
+int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
+                      const char *worker, const char *outcome_json, double finished);
+
+/* Marks every QUEUED task of a job CANCELLED; *count gets how many. */
+int store_job_cancel_queued(store_t *self, int64_t job, double finished, int64_t *count);
+
+/* Records a result that arrived for a stale attempt (never changes the task). */
+int store_duplicate_add(store_t *self, int64_t task, int attempt, const char *worker,
+                        const char *outcome_json, double received);
+int64_t store_duplicate_count(store_t *self, int64_t task);   /* -1 on error; task 0 = all */
+
+typedef struct {
+    int64_t id, job, index;
+    const char *name;          /* borrowed for the callback's duration */
+    proto_state_t state;
+    int attempt;
+    int retries;
+    int32_t priority;
+    const char *worker;        /* borrowed, may be NULL */
+    const char *outcome_json;  /* borrowed, NULL while not finished */
+    double started, finished;
+} store_task_row_t;
+
+/* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id
+   order: how the master rebuilds its queue at start-up. */
+int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, void *arg),
+                          void *arg);
+
+/* Calls fn for up to limit tasks of job with task id > after, in id order
+   (which is submission order; failed_only: only FAILED). *last_id gets the
+   id of the last row given, or -1 when there were none. */
+int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
+                       int (*fn)(const store_task_row_t *row, void *arg), void *arg,
+                       int64_t *last_id);
+
+/* The id of the task of job with the given index (the first one, if a job
+   repeats an index); *found false when none. */
+int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found);
+
+/* One task by id; fn is called once, or not at all when there is no such task
+   (then *found is false). */
+int store_task_get(store_t *self, int64_t task, int (*fn)(const store_task_row_t *row, void *arg),
+                   void *arg, bool *found);
+
+/* Runs PRAGMA integrity_check; 0 when "ok". */
+int store_check(store_t *self);
+
+#endif

@@ -1,0 +1,380 @@
+/*  proto: the ztask wire format, and the only code that reads or writes it.
+
+    Every message is one ZeroMQ frame holding one JSON object with "v":1 and
+    "type". There are three channels, each with its own decoder that accepts
+    only that channel's types:
+
+      API     client/worker DEALER -> master ROUTER    requests, answered by a reply
+      PIPE    master PUSH -> one worker's PULL          tasks and control for that worker
+      REPORT  worker PUSH -> master PULL                heartbeats, starts, output, results
+
+    docs/protocol.md describes every message and field; this header is its
+    C face. Decoders validate everything (types, ranges, sizes, UTF-8,
+    unknown fields are ignored, unknown types are errors) and turn a frame
+    into a typed struct; encoders turn structs back into a frame.
+
+    Ownership: every *_decode and *_new returns a struct the caller owns and
+    frees with the matching *_destroy(&p) (which nulls p and accepts NULL).
+    Encoders return a malloc'd NUL-terminated string the caller free()s.
+    Strings inside structs belong to the struct.
+
+    Errors: decoders return NULL and fill err (a proto_err_t) with a stable
+    code (see PROTO_E_*) and a one-line message fit for a user.
+
+    Threads: any; no shared state.
+*/
+#ifndef ZTASK_PROTO_H
+#define ZTASK_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION 1
+
+/* Size limits (bytes), enforced by ZMQ_MAXMSGSIZE on the receiving socket
+   and re-checked by the decoders. A task result can carry 1 MiB of stdout
+   and 1 MiB of stderr, which JSON escaping can grow up to 6x. */
+#define PROTO_MAX_API_MSG    (32 * 1024 * 1024)
+#define PROTO_MAX_PIPE_MSG   (32 * 1024 * 1024)
+#define PROTO_MAX_REPORT_MSG (32 * 1024 * 1024)
+#define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
+#define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
+#define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
+#define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
+
+/* Stable error codes carried in {"ok":false,"error":{"code":..}}. */
+#define PROTO_E_PARSE      "bad_json"      /* not JSON, or not an object */
+#define PROTO_E_VERSION    "bad_version"   /* "v" missing or not 1 */
+#define PROTO_E_TYPE       "unknown_type"  /* "type" missing or not for this channel */
+#define PROTO_E_FIELD      "bad_field"     /* a field is missing, of the wrong type or out of range */
+#define PROTO_E_TOO_BIG    "too_big"       /* message or batch over its limit */
+#define PROTO_E_NOT_FOUND  "not_found"     /* no such job/task/worker */
+#define PROTO_E_STATE      "bad_state"     /* e.g. submit to a closed job */
+#define PROTO_E_STORAGE    "storage"       /* the master could not commit (disk full...) */
+#define PROTO_E_INTERNAL   "internal"
+#define PROTO_E_AUTH       "auth"          /* not allowed for this peer */
+
+typedef struct {
+    char code[32];
+    char message[256];
+} proto_err_t;
+
+/* Fills err (when not NULL) with code and a printf-style message. */
+void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------------
+   Task spec: what one task is. Submitted by clients, stored by the master
+   as its normalized JSON text, forwarded to workers inside "tasks".
+
+   JSON: exactly one of "argv" (array of strings, non-empty), "shell"
+   (string, run by /bin/sh -c), "fn" (string); optional "args" (any JSON,
+   fn only), "stdin" (string), "env" (object of string values), "cwd"
+   (string), "timeout" (seconds, number >= 0, 0 = none), "retries"
+   (0..100), "priority" (int32), "name" (string), "index" (int64 >= 0),
+   "require" (array of label strings), "output_cap" (bytes per stream,
+   1..PROTO_MAX_OUTPUT_CAP). Unknown fields are an error in a spec (a typo
+   must not silently drop a user's setting).
+   ------------------------------------------------------------------------ */
+typedef enum { PROTO_KIND_EXEC = 1, PROTO_KIND_FN = 2 } proto_kind_t;
+
+typedef struct {
+    proto_kind_t kind;
+    char **argv;          /* exec, argv form: argc strings + NULL; else NULL */
+    int argc;
+    char *shell;          /* exec, shell form; else NULL */
+    char *fn;             /* fn name; else NULL */
+    char *args_json;      /* fn args as compact JSON text, NULL when absent */
+    char *stdin_data;     /* NULL when absent */
+    size_t stdin_len;
+    char **env;           /* envc "KEY=VALUE" strings + NULL; NULL when absent */
+    int envc;
+    char *cwd;            /* NULL when absent */
+    double timeout;       /* seconds; 0 = none */
+    int retries;          /* extra attempts after a failure */
+    int32_t priority;     /* higher runs first */
+    char *name;           /* NULL when absent */
+    int64_t index;        /* array index, -1 when absent */
+    char **require;       /* nrequire labels; NULL when none */
+    int nrequire;
+    int64_t output_cap;   /* bytes per stream */
+} proto_spec_t;
+
+/* Parses a spec from JSON text (one JSONL line, say). */
+proto_spec_t *proto_spec_decode(const char *json, size_t len, proto_err_t *err);
+/* Normalized compact JSON text of a spec (the form the master stores). */
+char *proto_spec_encode(const proto_spec_t *spec);
+/* Deep copy. */
+proto_spec_t *proto_spec_dup(const proto_spec_t *spec);
+void proto_spec_destroy(proto_spec_t **p);
+
+/* ------------------------------------------------------------------------
+   Results: how one attempt of a task ended, reported by a worker.
+   ------------------------------------------------------------------------ */
+typedef enum {
+    PROTO_ST_QUEUED = 0,
+    PROTO_ST_ASSIGNED,   /* on a worker's pipe, not started yet */
+    PROTO_ST_RUNNING,
+    PROTO_ST_DONE,       /* exit 0 / fn returned a result */
+    PROTO_ST_FAILED,     /* non-zero exit, signal, timeout, fn error, refused... */
+    PROTO_ST_CANCELLED
+} proto_state_t;
+
+const char *proto_state_name(proto_state_t st);          /* "queued", ... */
+int proto_state_parse(const char *name, proto_state_t *st);
+
+typedef struct {
+    int64_t task;
+    int attempt;
+    proto_state_t status;     /* DONE or FAILED (CANCELLED when killed by a cancel) */
+    bool has_exit_code;
+    int exit_code;
+    int signal;               /* terminating signal, 0 = none */
+    bool timed_out;
+    char *stdout_data;        /* valid UTF-8, may be NULL */
+    char *stderr_data;
+    bool stdout_truncated;
+    bool stderr_truncated;
+    char *result_json;        /* fn result as compact JSON text, or NULL */
+    char *error;              /* one-line error, or NULL */
+    double started;           /* wall seconds */
+    double finished;
+} proto_result_t;
+
+proto_result_t *proto_result_new(void);
+/* Encodes one result as a compact JSON object (the master stores this text). */
+char *proto_result_encode(const proto_result_t *res);
+/* Parses a result object (as stored, or one element of a results report). */
+proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *err);
+void proto_result_destroy(proto_result_t **p);
+
+/* ------------------------------------------------------------------------
+   API channel (DEALER -> master ROUTER). Every request gets one reply.
+   ------------------------------------------------------------------------ */
+typedef enum {
+    PROTO_REQ_SUBMIT = 1, /* job (0 = new), name, tasks[], more */
+    PROTO_REQ_STATUS,     /* job (0 = all jobs summary) */
+    PROTO_REQ_JOBS,
+    PROTO_REQ_RESULTS,    /* job, after (task id cursor, 0 = from start), limit, failed_only */
+    PROTO_REQ_LOGS,       /* task, out_offset, err_offset */
+    PROTO_REQ_CANCEL,     /* job, task (0 = whole job) */
+    PROTO_REQ_WORKERS,
+    PROTO_REQ_DRAIN,      /* worker */
+    PROTO_REQ_STATS,
+    PROTO_REQ_FORGET,     /* job */
+    PROTO_REQ_HELLO       /* worker registration */
+} proto_req_type_t;
+
+typedef struct {
+    int64_t task;
+    int attempt;
+} proto_task_ref_t;
+
+typedef struct {
+    proto_req_type_t type;
+    int64_t job;
+    int64_t task;            /* global task id (cancel, logs); 0 = by job+index */
+    int64_t index;           /* cancel/logs by job and index; -1 = not given */
+    int64_t after;           /* results: return tasks with id > after */
+    int limit;               /* results: at most this many (1..10000, default 1000) */
+    bool failed_only;
+    int64_t out_offset, err_offset;  /* logs: bytes already seen */
+    char *worker;            /* drain: worker id */
+    char *name;              /* submit: job name (optional) */
+    bool more;               /* submit: more batches follow for this job */
+    proto_spec_t **tasks;    /* submit: ntasks specs */
+    int ntasks;
+    /* hello */
+    char *host;
+    int pid;
+    int threads;
+    char **labels;
+    int nlabels;
+    proto_task_ref_t *running;   /* tasks this worker is still running */
+    int nrunning;
+    bool no_exec;            /* worker refuses exec tasks */
+} proto_req_t;
+
+proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
+char *proto_req_encode(const proto_req_t *req);
+proto_req_t *proto_req_new(proto_req_type_t type);
+void proto_req_destroy(proto_req_t **p);
+
+/* ------------------------------------------------------------------------
+   Replies. One reply object per request: {"v":1,"type":"reply","ok":true,
+   ...} or {"v":1,"type":"reply","ok":false,"error":{"code","message"}}.
+   The record types below appear inside replies and are also what the CLI
+   prints with --json, one object per line.
+   ------------------------------------------------------------------------ */
+typedef struct {
+    int64_t id;
+    char *name;                 /* may be NULL */
+    bool closed;                /* all batches received */
+    int64_t total, queued, running, done, failed, cancelled;
+    double created;             /* wall seconds */
+    double finished;            /* 0 while not finished */
+} proto_job_t;
+
+typedef struct {
+    int64_t task;               /* global task id */
+    int64_t job;
+    int64_t index;
+    char *name;                 /* may be NULL */
+    proto_state_t status;
+    int attempts;
+    char *worker;               /* last worker, may be NULL */
+    proto_result_t *result;     /* NULL while not finished */
+} proto_task_info_t;
+
+typedef struct {
+    char *id;
+    char *host;
+    int pid;
+    int threads;
+    char **labels;
+    int nlabels;
+    bool alive;
+    bool draining;
+    int running;
+    int64_t done, failed;
+    double last_heartbeat;      /* wall seconds */
+} proto_worker_info_t;
+
+typedef struct {
+    int64_t jobs, tasks_queued, tasks_running, tasks_done, tasks_failed;
+    int64_t workers_alive, threads_total, duplicates;
+    int64_t results_per_s_1m;   /* recent rate, results per second */
+    double uptime;              /* seconds */
+    char *db_path;
+} proto_stats_t;
+
+typedef struct {
+    bool ok;
+    proto_err_t error;          /* when !ok */
+    /* submit */
+    int64_t job;
+    int64_t accepted;           /* tasks accepted by this request */
+    int64_t total;              /* tasks in the job so far */
+    /* status/jobs: njobs records */
+    proto_job_t *jobs;
+    int njobs;
+    /* results */
+    proto_task_info_t *tasks;
+    int ntasks;
+    int64_t next_after;         /* cursor for the next page, -1 when done */
+    /* logs */
+    proto_state_t task_state;
+    char *out_chunk, *err_chunk;   /* new output since the offsets */
+    int64_t out_offset, err_offset; /* offsets after these chunks */
+    /* cancel/forget */
+    int64_t count;
+    /* workers */
+    proto_worker_info_t *workers;
+    int nworkers;
+    /* stats */
+    proto_stats_t stats;
+    /* hello */
+    char *worker_id;
+    int task_port;
+    int report_port;
+    int heartbeat_ms;
+    int liveness;               /* missed heartbeats before a peer is dead */
+} proto_reply_t;
+
+proto_reply_t *proto_reply_new(bool ok);
+/* A failed reply with code and message. */
+proto_reply_t *proto_reply_error(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Encodes the fields relevant to req_type. */
+char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type);
+proto_reply_t *proto_reply_decode(const char *buf, size_t len, proto_req_type_t req_type,
+                                  proto_err_t *err);
+void proto_reply_destroy(proto_reply_t **p);
+
+/* Single records as one compact JSON line each (the CLI's --json output). */
+char *proto_job_encode(const proto_job_t *job);
+char *proto_task_info_encode(const proto_task_info_t *info);
+char *proto_worker_info_encode(const proto_worker_info_t *w);
+char *proto_stats_encode(const proto_stats_t *s);
+
+/* Frees what the record points to (not the record itself). */
+void proto_job_clear(proto_job_t *job);
+void proto_task_info_clear(proto_task_info_t *info);
+void proto_worker_info_clear(proto_worker_info_t *w);
+
+/* ------------------------------------------------------------------------
+   PIPE channel (master PUSH -> worker PULL).
+   ------------------------------------------------------------------------ */
+typedef enum {
+    PROTO_PIPE_TASKS = 1, /* tasks[] */
+    PROTO_PIPE_ABORT,     /* task, attempt: kill it / do not start it */
+    PROTO_PIPE_DRAIN,     /* finish running tasks, take no new ones, say bye */
+    PROTO_PIPE_PING       /* the master is alive (sent every heartbeat interval) */
+} proto_pipe_type_t;
+
+typedef struct {
+    int64_t id;        /* global task id */
+    int attempt;       /* 1 for the first run */
+    int64_t job;
+    proto_spec_t *spec;
+} proto_task_t;
+
+typedef struct {
+    proto_pipe_type_t type;
+    proto_task_t *tasks;   /* PROTO_PIPE_TASKS: ntasks entries */
+    int ntasks;
+    int64_t task;          /* ABORT */
+    int attempt;           /* ABORT */
+} proto_pipe_t;
+
+proto_pipe_t *proto_pipe_new(proto_pipe_type_t type);
+proto_pipe_t *proto_pipe_decode(const char *buf, size_t len, proto_err_t *err);
+char *proto_pipe_encode(const proto_pipe_t *msg);
+void proto_pipe_destroy(proto_pipe_t **p);
+
+/* Encodes a "tasks" message straight from stored spec texts, without
+   parsing them (the master's hot path: specs are already validated when
+   stored). specs[i] is the normalized JSON text of task ids[i]. */
+char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
+                                  const int64_t *jobs, const char *const *specs);
+
+/* ------------------------------------------------------------------------
+   REPORT channel (worker PUSH -> master PULL). Every report names its
+   worker id (from the hello reply).
+   ------------------------------------------------------------------------ */
+typedef enum {
+    PROTO_REP_HEARTBEAT = 1, /* running[]: tasks running or waiting on the worker */
+    PROTO_REP_STARTED,       /* started[]: task refs with their start times */
+    PROTO_REP_OUTPUT,        /* task, attempt, stream, data: live output */
+    PROTO_REP_RESULTS,       /* results[] */
+    PROTO_REP_BYE            /* the worker is leaving cleanly */
+} proto_report_type_t;
+
+typedef struct {
+    proto_report_type_t type;
+    char *worker;
+    proto_task_ref_t *running;   /* HEARTBEAT */
+    int nrunning;
+    proto_task_ref_t *started;   /* STARTED */
+    double *started_at;          /* STARTED: wall seconds, nstarted entries */
+    int nstarted;
+    int64_t task;                /* OUTPUT */
+    int attempt;                 /* OUTPUT */
+    int stream;                  /* OUTPUT: 1 = stdout, 2 = stderr */
+    char *data;                  /* OUTPUT: valid UTF-8 */
+    proto_result_t **results;    /* RESULTS: nresults */
+    int nresults;
+} proto_report_t;
+
+proto_report_t *proto_report_new(proto_report_type_t type, const char *worker);
+proto_report_t *proto_report_decode(const char *buf, size_t len, proto_err_t *err);
+char *proto_report_encode(const proto_report_t *msg);
+void proto_report_destroy(proto_report_t **p);
+
+/* Encodes a "results" report from results already encoded with
+   proto_result_encode (the worker's hot path: each pool thread encodes its
+   own result, the session thread only joins them). */
+char *proto_report_encode_results_raw(const char *worker, int n, const char *const *results);
+
+#endif
