@@ -10,6 +10,9 @@
     from one thread (the owner); the callbacks run on the pool's threads.
     pool_new returns once every thread has run init; pool_destroy returns
     once every thread has run fini and exited.
+
+    Signals: pool threads start with SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+    SIGUSR1 and SIGUSR2 blocked, so those reach the owner's thread.
 */
 #ifndef ZTASK_POOL_H
 #define ZTASK_POOL_H
