@@ -298,10 +298,17 @@ char *proto_task_info_encode(const proto_task_info_t *info);
 char *proto_worker_info_encode(const proto_worker_info_t *w);
 char *proto_stats_encode(const proto_stats_t *s);
 
+/* The derived job state shown as "state" in job records: "open" (more
+   batches may come), "queued" (nothing started or finished yet),
+   "running", then when every task is finished "failed" (any failed),
+   "cancelled" (any cancelled, none failed) or "done". Static string. */
+const char *proto_job_state_name(const proto_job_t *job);
+
 /* Frees what the record points to (not the record itself). */
 void proto_job_clear(proto_job_t *job);
 void proto_task_info_clear(proto_task_info_t *info);
 void proto_worker_info_clear(proto_worker_info_t *w);
+void proto_stats_clear(proto_stats_t *s);
 
 /* ------------------------------------------------------------------------
    PIPE channel (master PUSH -> worker PULL).

@@ -1,0 +1,248 @@
+/*  API channel requests (client or worker DEALER -> master ROUTER). */
+#include "proto_util.h"
+
+#include "../common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LIMIT 1000
+#define MAX_LIMIT 10000
+#define MAX_THREADS 65536
+#define MAX_LABELS 256
+
+static const char *const s_req_names[] = {
+    [PROTO_REQ_SUBMIT] = "submit",   [PROTO_REQ_STATUS] = "status", [PROTO_REQ_JOBS] = "jobs",
+    [PROTO_REQ_RESULTS] = "results", [PROTO_REQ_LOGS] = "logs",     [PROTO_REQ_CANCEL] = "cancel",
+    [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
+    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",
+};
+#define NREQ (sizeof s_req_names / sizeof *s_req_names)
+
+static const char *s_req_name(proto_req_type_t t)
+{
+    return (t >= PROTO_REQ_SUBMIT && (size_t) t < NREQ) ? s_req_names[t] : NULL;
+}
+
+proto_req_t *proto_req_new(proto_req_type_t type)
+{
+    proto_req_t *req = xcalloc(1, sizeof *req);
+    req->type = type;
+    req->index = -1;
+    req->limit = DEFAULT_LIMIT;
+    return req;
+}
+
+void proto_req_destroy(proto_req_t **p)
+{
+    if (!p || !*p)
+        return;
+    proto_req_t *r = *p;
+    free(r->worker);
+    free(r->name);
+    if (r->tasks) {
+        for (int i = 0; i < r->ntasks; i++)
+            proto_spec_destroy(&r->tasks[i]);
+        free(r->tasks);
+    }
+    free(r->host);
+    pu_strv_free(r->labels, r->nlabels);
+    free(r->running);
+    free(r);
+    *p = NULL;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    cJSON *arr;
+    if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
+        || pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
+        || pj_bool(o, "more", false, &req->more, err) != 0
+        || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
+        return -1;
+    int n = arr ? cJSON_GetArraySize(arr) : 0;
+    if (n == 0)
+        return 0;
+    req->tasks = xcalloc((size_t) n, sizeof *req->tasks);
+    for (cJSON *e = arr->child; e; e = e->next) {
+        req->tasks[req->ntasks] = ps_spec_from(e, err);
+        if (!req->tasks[req->ntasks]) {
+            pj_err_prefix(err, "tasks[%d]", req->ntasks);
+            return -1;
+        }
+        req->ntasks++;
+    }
+    return 0;
+}
+
+static int s_logs_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    if (pj_i64(o, "task", false, 1, PJ_MAX_SAFE_INT, &req->task, err) != 0
+        || pj_i64(o, "job", false, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0
+        || pj_i64(o, "out_offset", false, 0, PJ_MAX_SAFE_INT, &req->out_offset, err) != 0
+        || pj_i64(o, "err_offset", false, 0, PJ_MAX_SAFE_INT, &req->err_offset, err) != 0)
+        return -1;
+    if (req->task == 0 && (req->job == 0 || req->index < 0)) {
+        proto_err_set(err, PROTO_E_FIELD, "logs needs \"task\", or \"job\" and \"index\"");
+        return -1;
+    }
+    return 0;
+}
+
+static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    if (pj_i64(o, "job", false, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+        || pj_i64(o, "task", false, 1, PJ_MAX_SAFE_INT, &req->task, err) != 0
+        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0)
+        return -1;
+    if (req->task == 0 && req->job == 0) {
+        proto_err_set(err, PROTO_E_FIELD, "cancel needs \"job\" or \"task\"");
+        return -1;
+    }
+    if (req->index >= 0 && req->job == 0) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"index\" needs \"job\"");
+        return -1;
+    }
+    return 0;
+}
+
+static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    if (pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
+        || pj_str(o, "host", true, 1, PROTO_MAX_NAME, &req->host, err) != 0
+        || pj_int(o, "pid", false, 0, INT32_MAX, &req->pid, err) != 0
+        || pj_int(o, "threads", true, 1, MAX_THREADS, &req->threads, err) != 0
+        || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
+                        &req->nlabels, err) != 0
+        || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
+        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    switch (req->type) {
+    case PROTO_REQ_SUBMIT:
+        return s_submit_from(o, req, err);
+    case PROTO_REQ_STATUS:
+        return pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err);
+    case PROTO_REQ_RESULTS:
+        return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                       || pj_i64(o, "after", false, 0, PJ_MAX_SAFE_INT, &req->after, err) != 0
+                       || pj_int(o, "limit", false, 1, MAX_LIMIT, &req->limit, err) != 0
+                       || pj_bool(o, "failed_only", false, &req->failed_only, err) != 0
+                   ? -1
+                   : 0;
+    case PROTO_REQ_LOGS:
+        return s_logs_from(o, req, err);
+    case PROTO_REQ_CANCEL:
+        return s_cancel_from(o, req, err);
+    case PROTO_REQ_DRAIN:
+        return pj_str(o, "worker", true, 1, PROTO_MAX_NAME, &req->worker, err);
+    case PROTO_REQ_FORGET:
+        return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err);
+    case PROTO_REQ_HELLO:
+        return s_hello_from(o, req, err);
+    case PROTO_REQ_JOBS:
+    case PROTO_REQ_WORKERS:
+    case PROTO_REQ_STATS:
+        return 0;
+    }
+    return 0;
+}
+
+proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err)
+{
+    const char *type;
+    cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_API_MSG, &type, err);
+    if (!root)
+        return NULL;
+    proto_req_t *req = NULL;
+    size_t t = PROTO_REQ_SUBMIT;
+    while (t < NREQ && strcmp(type, s_req_names[t]) != 0)
+        t++;
+    if (t == NREQ) {
+        proto_err_set(err, PROTO_E_TYPE, "unknown request type \"%.64s\"", type);
+        goto done;
+    }
+    req = proto_req_new((proto_req_type_t) t);
+    if (s_fields_from(root, req, err) != 0)
+        proto_req_destroy(&req);
+done:
+    cJSON_Delete(root);
+    return req;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+char *proto_req_encode(const proto_req_t *req)
+{
+    if (!req || !s_req_name(req->type))
+        return NULL;
+    pb_t b;
+    pb_init(&b, req->type == PROTO_REQ_SUBMIT ? 256 + (size_t) req->ntasks * 128 : 128);
+    pb_open(&b, s_req_name(req->type));
+    switch (req->type) {
+    case PROTO_REQ_SUBMIT:
+        pb_ki64(&b, "job", req->job);
+        if (req->name)
+            pb_kstr(&b, "name", req->name);
+        pb_key(&b, "tasks");
+        pb_char(&b, '[');
+        for (int i = 0; req->tasks && i < req->ntasks; i++) {
+            pb_sep(&b);
+            ps_spec_write(&b, req->tasks[i]);
+        }
+        pb_char(&b, ']');
+        pb_kbool(&b, "more", req->more);
+        break;
+    case PROTO_REQ_STATUS:
+    case PROTO_REQ_FORGET:
+        pb_ki64(&b, "job", req->job);
+        break;
+    case PROTO_REQ_RESULTS:
+        pb_ki64(&b, "job", req->job);
+        pb_ki64(&b, "after", req->after);
+        pb_ki64(&b, "limit", req->limit);
+        pb_kbool(&b, "failed_only", req->failed_only);
+        break;
+    case PROTO_REQ_LOGS:
+    case PROTO_REQ_CANCEL:
+        if (req->task > 0)
+            pb_ki64(&b, "task", req->task);
+        if (req->job > 0)
+            pb_ki64(&b, "job", req->job);
+        if (req->index >= 0)
+            pb_ki64(&b, "index", req->index);
+        if (req->type == PROTO_REQ_LOGS) {
+            pb_ki64(&b, "out_offset", req->out_offset);
+            pb_ki64(&b, "err_offset", req->err_offset);
+        }
+        break;
+    case PROTO_REQ_DRAIN:
+        pb_kstr(&b, "worker", req->worker);
+        break;
+    case PROTO_REQ_HELLO:
+        if (req->name)
+            pb_kstr(&b, "name", req->name);
+        pb_kstr(&b, "host", req->host);
+        pb_ki64(&b, "pid", req->pid);
+        pb_ki64(&b, "threads", req->threads);
+        pb_key(&b, "labels");
+        pb_strv(&b, req->labels, req->nlabels);
+        pb_key(&b, "running");
+        pb_refs(&b, req->running, req->nrunning);
+        pb_kbool(&b, "no_exec", req->no_exec);
+        break;
+    case PROTO_REQ_JOBS:
+    case PROTO_REQ_WORKERS:
+    case PROTO_REQ_STATS:
+        break;
+    }
+    pb_char(&b, '}');
+    return pb_take(&b);
+}

@@ -1,0 +1,217 @@
+/*  REPORT channel: what workers push to the master's one PULL socket. */
+#include "proto_util.h"
+
+#include "../common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const s_report_names[] = {
+    [PROTO_REP_HEARTBEAT] = "heartbeat", [PROTO_REP_STARTED] = "started",
+    [PROTO_REP_OUTPUT] = "output",       [PROTO_REP_RESULTS] = "results",
+    [PROTO_REP_BYE] = "bye",
+};
+#define NREPORT (sizeof s_report_names / sizeof *s_report_names)
+
+proto_report_t *proto_report_new(proto_report_type_t type, const char *worker)
+{
+    proto_report_t *msg = xcalloc(1, sizeof *msg);
+    msg->type = type;
+    msg->worker = xstrdup(worker);
+    return msg;
+}
+
+void proto_report_destroy(proto_report_t **p)
+{
+    if (!p || !*p)
+        return;
+    proto_report_t *m = *p;
+    free(m->worker);
+    free(m->running);
+    free(m->started);
+    free(m->started_at);
+    free(m->data);
+    for (int i = 0; m->results && i < m->nresults; i++)
+        proto_result_destroy(&m->results[i]);
+    free(m->results);
+    free(m);
+    *p = NULL;
+}
+
+static int s_started_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
+{
+    cJSON *arr;
+    if (pj_array(o, "started", true, INT32_MAX, &arr, err) != 0)
+        return -1;
+    int n = cJSON_GetArraySize(arr);
+    if (n == 0)
+        return 0;
+    msg->started = xcalloc((size_t) n, sizeof *msg->started);
+    msg->started_at = xcalloc((size_t) n, sizeof *msg->started_at);
+    for (cJSON *e = arr->child; e; e = e->next) {
+        int i = msg->nstarted;
+        if (!cJSON_IsObject(e)) {
+            proto_err_set(err, PROTO_E_FIELD, "started[%d] must be an object", i);
+            return -1;
+        }
+        if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &msg->started[i].task, err) != 0
+            || pj_int(e, "attempt", true, 1, INT32_MAX, &msg->started[i].attempt, err) != 0
+            || pj_dbl(e, "at", true, 0, 1e300, &msg->started_at[i], err) != 0) {
+            pj_err_prefix(err, "started[%d]", i);
+            return -1;
+        }
+        msg->nstarted++;
+    }
+    return 0;
+}
+
+static int s_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
+{
+    if (pj_i64(o, "task", true, 1, PJ_MAX_SAFE_INT, &msg->task, err) != 0
+        || pj_int(o, "attempt", true, 1, INT32_MAX, &msg->attempt, err) != 0)
+        return -1;
+    const cJSON *s = pj_get(o, "stream");
+    if (cJSON_IsString(s) && strcmp(s->valuestring, "stdout") == 0)
+        msg->stream = 1;
+    else if (cJSON_IsString(s) && strcmp(s->valuestring, "stderr") == 0)
+        msg->stream = 2;
+    else {
+        proto_err_set(err, PROTO_E_FIELD, "field \"stream\" must be \"stdout\" or \"stderr\"");
+        return -1;
+    }
+    return pj_str(o, "data", true, 0, 0, &msg->data, err);
+}
+
+static int s_results_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
+{
+    cJSON *arr;
+    if (pj_array(o, "results", true, INT32_MAX, &arr, err) != 0)
+        return -1;
+    int n = cJSON_GetArraySize(arr);
+    if (n == 0)
+        return 0;
+    msg->results = xcalloc((size_t) n, sizeof *msg->results);
+    for (cJSON *e = arr->child; e; e = e->next) {
+        proto_result_t *res = pr_result_from(e, err);
+        if (!res) {
+            pj_err_prefix(err, "results[%d]", msg->nresults);
+            return -1;
+        }
+        msg->results[msg->nresults++] = res;
+    }
+    return 0;
+}
+
+proto_report_t *proto_report_decode(const char *buf, size_t len, proto_err_t *err)
+{
+    const char *type;
+    cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_REPORT_MSG, &type, err);
+    if (!root)
+        return NULL;
+    proto_report_t *msg = NULL;
+    size_t t = PROTO_REP_HEARTBEAT;
+    while (t < NREPORT && strcmp(type, s_report_names[t]) != 0)
+        t++;
+    if (t == NREPORT) {
+        proto_err_set(err, PROTO_E_TYPE, "unknown report type \"%.64s\"", type);
+        goto done;
+    }
+    msg = proto_report_new((proto_report_type_t) t, NULL);
+    int rc = pj_str(root, "worker", true, 1, PROTO_MAX_NAME, &msg->worker, err);
+    if (rc == 0) {
+        switch (msg->type) {
+        case PROTO_REP_HEARTBEAT:
+            rc = pj_refs(root, "running", false, &msg->running, &msg->nrunning, err);
+            break;
+        case PROTO_REP_STARTED:
+            rc = s_started_from(root, msg, err);
+            break;
+        case PROTO_REP_OUTPUT:
+            rc = s_output_from(root, msg, err);
+            break;
+        case PROTO_REP_RESULTS:
+            rc = s_results_from(root, msg, err);
+            break;
+        case PROTO_REP_BYE:
+            break;
+        }
+    }
+    if (rc != 0)
+        proto_report_destroy(&msg);
+done:
+    cJSON_Delete(root);
+    return msg;
+}
+
+char *proto_report_encode(const proto_report_t *msg)
+{
+    if (!msg || msg->type < PROTO_REP_HEARTBEAT || (size_t) msg->type >= NREPORT)
+        return NULL;
+    pb_t b;
+    size_t hint = 128 + (msg->data ? strlen(msg->data) : 0) + (size_t) msg->nrunning * 32
+                + (size_t) msg->nstarted * 48;
+    pb_init(&b, hint);
+    pb_open(&b, s_report_names[msg->type]);
+    pb_kstr(&b, "worker", msg->worker);
+    switch (msg->type) {
+    case PROTO_REP_HEARTBEAT:
+        pb_key(&b, "running");
+        pb_refs(&b, msg->running, msg->nrunning);
+        break;
+    case PROTO_REP_STARTED:
+        pb_key(&b, "started");
+        pb_char(&b, '[');
+        for (int i = 0; msg->started && i < msg->nstarted; i++) {
+            pb_sep(&b);
+            pb_char(&b, '{');
+            pb_ki64(&b, "task", msg->started[i].task);
+            pb_ki64(&b, "attempt", msg->started[i].attempt);
+            pb_kdbl(&b, "at", msg->started_at ? msg->started_at[i] : 0);
+            pb_char(&b, '}');
+        }
+        pb_char(&b, ']');
+        break;
+    case PROTO_REP_OUTPUT:
+        pb_ki64(&b, "task", msg->task);
+        pb_ki64(&b, "attempt", msg->attempt);
+        pb_kstr(&b, "stream", msg->stream == 2 ? "stderr" : "stdout");
+        pb_kstr(&b, "data", msg->data ? msg->data : "");
+        break;
+    case PROTO_REP_RESULTS:
+        pb_key(&b, "results");
+        pb_char(&b, '[');
+        for (int i = 0; msg->results && i < msg->nresults; i++) {
+            pb_sep(&b);
+            pr_result_write(&b, msg->results[i]);
+        }
+        pb_char(&b, ']');
+        break;
+    case PROTO_REP_BYE:
+        break;
+    }
+    pb_char(&b, '}');
+    return pb_take(&b);
+}
+
+/* The worker's hot path: each result was encoded by the pool thread that
+   produced it; the session thread only pastes them into the envelope. */
+char *proto_report_encode_results_raw(const char *worker, int n, const char *const *results)
+{
+    if (n < 0)
+        n = 0;
+    size_t total = 96 + (worker ? strlen(worker) : 0);
+    for (int i = 0; i < n; i++)
+        total += strlen(results[i]) + 1;
+    pb_t b;
+    pb_init(&b, total);
+    pb_lit(&b, "{\"v\":1,\"type\":\"results\",\"worker\":");
+    pb_cstr(&b, worker);
+    pb_lit(&b, ",\"results\":[");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            pb_char(&b, ',');
+        pb_raw(&b, results[i], strlen(results[i]));
+    }
+    pb_lit(&b, "]}");
+    return pb_take(&b);
+}

@@ -1,0 +1,149 @@
+/*  Results: how one attempt of a task ended. The same members appear in a
+    result object (stored by the master, sent in "results" reports) and,
+    flattened, in task info records. */
+#include "proto_util.h"
+
+#include "../common/util.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+proto_result_t *proto_result_new(void)
+{
+    proto_result_t *res = xcalloc(1, sizeof *res);
+    /* A result nobody filled in must not read as a success. */
+    res->status = PROTO_ST_FAILED;
+    return res;
+}
+
+void proto_result_destroy(proto_result_t **p)
+{
+    if (!p || !*p)
+        return;
+    proto_result_t *r = *p;
+    free(r->stdout_data);
+    free(r->stderr_data);
+    free(r->result_json);
+    free(r->error);
+    free(r);
+    *p = NULL;
+}
+
+void pr_result_members(pb_t *b, const proto_result_t *res)
+{
+    if (!res) {
+        pb_lit(b, ",\"exit_code\":null,\"signal\":null,\"timed_out\":null,\"stdout\":null,"
+                  "\"stderr\":null,\"stdout_truncated\":null,\"stderr_truncated\":null,"
+                  "\"result\":null,\"error\":null,\"started\":null,\"finished\":null");
+        return;
+    }
+    pb_key(b, "exit_code");
+    if (res->has_exit_code)
+        pb_i64(b, res->exit_code);
+    else
+        pb_lit(b, "null");
+    pb_ki64(b, "signal", res->signal);
+    pb_kbool(b, "timed_out", res->timed_out);
+    pb_kstr(b, "stdout", res->stdout_data);
+    pb_kstr(b, "stderr", res->stderr_data);
+    pb_kbool(b, "stdout_truncated", res->stdout_truncated);
+    pb_kbool(b, "stderr_truncated", res->stderr_truncated);
+    pb_key(b, "result");
+    pb_json(b, res->result_json);
+    pb_kstr(b, "error", res->error);
+    pb_kdbl(b, "started", res->started);
+    pb_kdbl(b, "finished", res->finished);
+}
+
+void pr_result_write(pb_t *b, const proto_result_t *res)
+{
+    pb_char(b, '{');
+    pb_ki64(b, "task", res->task);
+    pb_ki64(b, "attempt", res->attempt);
+    pb_kstr(b, "status", proto_state_name(res->status));
+    pr_result_members(b, res);
+    pb_char(b, '}');
+}
+
+char *proto_result_encode(const proto_result_t *res)
+{
+    if (!res)
+        return NULL;
+    pb_t b;
+    /* One allocation in the common case: the outputs dominate the size. */
+    size_t hint = 384;
+    if (res->stdout_data)
+        hint += strlen(res->stdout_data);
+    if (res->stderr_data)
+        hint += strlen(res->stderr_data);
+    if (res->error)
+        hint += strlen(res->error);
+    if (res->result_json)
+        hint += strlen(res->result_json);
+    pb_init(&b, hint + hint / 16);
+    pr_result_write(&b, res);
+    return pb_take(&b);
+}
+
+int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t *err)
+{
+    cJSON *ec = pj_get(o, "exit_code");
+    if (ec) {
+        if (pj_int(o, "exit_code", true, INT_MIN, INT_MAX, &res->exit_code, err) != 0)
+            return -1;
+        res->has_exit_code = true;
+    }
+    if (pj_int(o, "signal", false, 0, 1024, &res->signal, err) != 0
+        || pj_bool(o, "timed_out", false, &res->timed_out, err) != 0
+        || pj_str(o, "stdout", false, 0, 0, &res->stdout_data, err) != 0
+        || pj_str(o, "stderr", false, 0, 0, &res->stderr_data, err) != 0
+        || pj_bool(o, "stdout_truncated", false, &res->stdout_truncated, err) != 0
+        || pj_bool(o, "stderr_truncated", false, &res->stderr_truncated, err) != 0
+        || pj_json(o, "result", &res->result_json, err) != 0
+        || pj_str(o, "error", false, 0, 0, &res->error, err) != 0
+        || pj_dbl(o, "started", req, 0, 1e300, &res->started, err) != 0
+        || pj_dbl(o, "finished", req, 0, 1e300, &res->finished, err) != 0)
+        return -1;
+    return 0;
+}
+
+proto_result_t *pr_result_from(cJSON *o, proto_err_t *err)
+{
+    if (!cJSON_IsObject(o)) {
+        proto_err_set(err, PROTO_E_FIELD, "result must be a JSON object");
+        return NULL;
+    }
+    proto_result_t *res = proto_result_new();
+    if (pj_i64(o, "task", true, 1, PJ_MAX_SAFE_INT, &res->task, err) != 0
+        || pj_int(o, "attempt", true, 1, INT32_MAX, &res->attempt, err) != 0)
+        goto fail;
+    const cJSON *st = pj_get(o, "status");
+    if (!st) {
+        proto_err_set(err, PROTO_E_FIELD, "missing field \"status\"");
+        goto fail;
+    }
+    if (!cJSON_IsString(st) || proto_state_parse(st->valuestring, &res->status) != 0
+        || (res->status != PROTO_ST_DONE && res->status != PROTO_ST_FAILED
+            && res->status != PROTO_ST_CANCELLED)) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "field \"status\" must be \"done\", \"failed\" or \"cancelled\"");
+        goto fail;
+    }
+    if (pr_result_members_from(o, res, false, err) != 0)
+        goto fail;
+    return res;
+fail:
+    proto_result_destroy(&res);
+    return NULL;
+}
+
+proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *err)
+{
+    cJSON *root = pj_parse(json, len, PROTO_MAX_REPORT_MSG, err);
+    if (!root)
+        return NULL;
+    proto_result_t *res = pr_result_from(root, err);
+    cJSON_Delete(root);
+    return res;
+}

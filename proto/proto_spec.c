@@ -1,0 +1,331 @@
+/*  Task specs: decode with strict validation, normalized encode, copy.
+    Also the task state names, which every record uses. */
+#include "proto_util.h"
+
+#include "../common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Labels a spec may require; generous, but it bounds the matching work
+   the master does per task and worker. */
+#define PROTO_MAX_LABELS 256
+
+static const char *const s_state_names[] = {
+    [PROTO_ST_QUEUED] = "queued",   [PROTO_ST_ASSIGNED] = "assigned",
+    [PROTO_ST_RUNNING] = "running", [PROTO_ST_DONE] = "done",
+    [PROTO_ST_FAILED] = "failed",   [PROTO_ST_CANCELLED] = "cancelled",
+};
+
+const char *proto_state_name(proto_state_t st)
+{
+    if ((int) st < 0 || (size_t) st >= sizeof s_state_names / sizeof *s_state_names)
+        return "unknown";
+    return s_state_names[st];
+}
+
+int proto_state_parse(const char *name, proto_state_t *st)
+{
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < sizeof s_state_names / sizeof *s_state_names; i++) {
+        if (strcmp(name, s_state_names[i]) == 0) {
+            *st = (proto_state_t) i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+/* Every field a spec may carry, in the normalized encoding order. */
+static const char *const s_fields[] = {
+    "argv",  "shell",   "fn",       "args", "stdin", "env",     "cwd",
+    "timeout", "retries", "priority", "name", "index", "require", "output_cap",
+};
+#define NFIELDS (sizeof s_fields / sizeof *s_fields)
+
+/* Unknown fields are an error in a spec, so a typo ("timout") cannot
+   silently drop a user's setting; duplicates too, since which of two
+   values a parser keeps is not something a user should have to know. */
+static int s_check_fields(const cJSON *o, proto_err_t *err)
+{
+    unsigned seen = 0;
+    for (const cJSON *c = o->child; c; c = c->next) {
+        size_t i = 0;
+        while (i < NFIELDS && strcmp(c->string, s_fields[i]) != 0)
+            i++;
+        if (i == NFIELDS) {
+            proto_err_set(err, PROTO_E_FIELD, "unknown field \"%.64s\" in task spec", c->string);
+            return -1;
+        }
+        if (seen & (1u << i)) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" given twice in task spec", s_fields[i]);
+            return -1;
+        }
+        seen |= 1u << i;
+    }
+    return 0;
+}
+
+static int s_cmp_env_key(const void *a, const void *b)
+{
+    const char *x = *(const char *const *) a, *y = *(const char *const *) b;
+    return strcmp(x, y);
+}
+
+static int s_env_from(cJSON *o, proto_spec_t *spec, proto_err_t *err)
+{
+    cJSON *env = pj_get(o, "env");
+    if (!env)
+        return 0;
+    if (!cJSON_IsObject(env)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"env\" must be an object of strings");
+        return -1;
+    }
+    int n = cJSON_GetArraySize(env);
+    if (n == 0)
+        return 0;
+    spec->env = xcalloc((size_t) n + 1, sizeof *spec->env);
+    for (cJSON *c = env->child; c; c = c->next) {
+        const char *key = c->string;
+        if (!*key || strchr(key, '=')) {
+            proto_err_set(err, PROTO_E_FIELD,
+                          "field \"env\": variable name \"%.64s\" must be non-empty without '='",
+                          key);
+            return -1;
+        }
+        if (!cJSON_IsString(c) || !c->valuestring) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"env\": value of \"%.64s\" must be a string",
+                          key);
+            return -1;
+        }
+        spec->env[spec->envc++] = xasprintf("%s=%s", key, c->valuestring);
+    }
+    /* Duplicate names: sort a scratch copy of the keys (n log n; env
+       objects can be large). */
+    const char **keys = xcalloc((size_t) n, sizeof *keys);
+    int i = 0;
+    for (const cJSON *c = env->child; c; c = c->next)
+        keys[i++] = c->string;
+    qsort(keys, (size_t) n, sizeof *keys, s_cmp_env_key);
+    for (i = 1; i < n; i++) {
+        if (strcmp(keys[i - 1], keys[i]) == 0) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"env\": variable \"%.64s\" given twice",
+                          keys[i]);
+            free(keys);
+            return -1;
+        }
+    }
+    free(keys);
+    return 0;
+}
+
+proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
+{
+    if (!cJSON_IsObject(o)) {
+        proto_err_set(err, PROTO_E_FIELD, "task spec must be a JSON object");
+        return NULL;
+    }
+    if (s_check_fields(o, err) != 0)
+        return NULL;
+    proto_spec_t *spec = xcalloc(1, sizeof *spec);
+    spec->index = -1;
+    spec->output_cap = PROTO_DEFAULT_OUTPUT_CAP;
+
+    const char *given[3];
+    int ngiven = 0;
+    if (pj_get(o, "argv"))
+        given[ngiven++] = "argv";
+    if (pj_get(o, "shell"))
+        given[ngiven++] = "shell";
+    if (pj_get(o, "fn"))
+        given[ngiven++] = "fn";
+    if (ngiven == 0) {
+        proto_err_set(err, PROTO_E_FIELD, "task spec needs one of \"argv\", \"shell\" or \"fn\"");
+        goto fail;
+    }
+    if (ngiven > 1) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "fields \"%s\" and \"%s\" cannot be combined: a task spec has exactly one "
+                      "of \"argv\", \"shell\" or \"fn\"",
+                      given[0], given[1]);
+        goto fail;
+    }
+    if (pj_get(o, "args") && !pj_get(o, "fn")) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"args\" is only allowed with \"fn\"");
+        goto fail;
+    }
+
+    if (pj_get(o, "argv")) {
+        spec->kind = PROTO_KIND_EXEC;
+        if (pj_str_array(o, "argv", true, INT32_MAX - 1, 0, 0, &spec->argv, &spec->argc, err) != 0)
+            goto fail;
+        if (spec->argc == 0) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"argv\" must not be empty");
+            goto fail;
+        }
+        if (!spec->argv[0][0]) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"argv\": the program name must not be empty");
+            goto fail;
+        }
+    } else if (pj_get(o, "shell")) {
+        spec->kind = PROTO_KIND_EXEC;
+        if (pj_str(o, "shell", true, 1, 0, &spec->shell, err) != 0)
+            goto fail;
+    } else {
+        spec->kind = PROTO_KIND_FN;
+        if (pj_str(o, "fn", true, 1, PROTO_MAX_NAME, &spec->fn, err) != 0
+            || pj_json(o, "args", &spec->args_json, err) != 0)
+            goto fail;
+    }
+    if (pj_str(o, "stdin", false, 0, 0, &spec->stdin_data, err) != 0)
+        goto fail;
+    if (spec->stdin_data)
+        spec->stdin_len = strlen(spec->stdin_data);
+    if (s_env_from(o, spec, err) != 0
+        || pj_str(o, "cwd", false, 1, 0, &spec->cwd, err) != 0
+        || pj_dbl(o, "timeout", false, 0, PROTO_MAX_TIMEOUT, &spec->timeout, err) != 0
+        || pj_int(o, "retries", false, 0, 100, &spec->retries, err) != 0)
+        goto fail;
+    {
+        int prio = 0;
+        if (pj_int(o, "priority", false, INT32_MIN, INT32_MAX, &prio, err) != 0)
+            goto fail;
+        spec->priority = prio;
+    }
+    if (pj_str(o, "name", false, 1, PROTO_MAX_NAME, &spec->name, err) != 0
+        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &spec->index, err) != 0
+        || pj_str_array(o, "require", false, PROTO_MAX_LABELS, 1, PROTO_MAX_NAME, &spec->require,
+                        &spec->nrequire, err) != 0
+        || pj_i64(o, "output_cap", false, 1, PROTO_MAX_OUTPUT_CAP, &spec->output_cap, err) != 0)
+        goto fail;
+    return spec;
+fail:
+    proto_spec_destroy(&spec);
+    return NULL;
+}
+
+proto_spec_t *proto_spec_decode(const char *json, size_t len, proto_err_t *err)
+{
+    cJSON *root = pj_parse(json, len, PROTO_MAX_API_MSG, err);
+    if (!root)
+        return NULL;
+    proto_spec_t *spec = ps_spec_from(root, err);
+    cJSON_Delete(root);
+    return spec;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+/* Normalized form: fields in s_fields order, defaults left out, so equal
+   specs have equal texts and stored specs stay small. */
+void ps_spec_write(pb_t *b, const proto_spec_t *spec)
+{
+    pb_char(b, '{');
+    if (spec->argv) {
+        pb_key(b, "argv");
+        pb_strv(b, spec->argv, spec->argc);
+    } else if (spec->shell) {
+        pb_kstr(b, "shell", spec->shell);
+    } else {
+        pb_kstr(b, "fn", spec->fn ? spec->fn : "");
+        if (spec->args_json) {
+            pb_key(b, "args");
+            pb_json(b, spec->args_json);
+        }
+    }
+    if (spec->stdin_data) {
+        pb_key(b, "stdin");
+        pb_str(b, spec->stdin_data, spec->stdin_len);
+    }
+    if (spec->env && spec->envc > 0) {
+        pb_key(b, "env");
+        pb_char(b, '{');
+        for (int i = 0; i < spec->envc; i++) {
+            const char *kv = spec->env[i];
+            const char *eq = strchr(kv, '=');
+            size_t klen = eq ? (size_t) (eq - kv) : strlen(kv);
+            pb_sep(b);
+            pb_str(b, kv, klen);
+            pb_char(b, ':');
+            pb_cstr(b, eq ? eq + 1 : "");
+        }
+        pb_char(b, '}');
+    }
+    if (spec->cwd)
+        pb_kstr(b, "cwd", spec->cwd);
+    if (spec->timeout != 0)
+        pb_kdbl(b, "timeout", spec->timeout);
+    if (spec->retries != 0)
+        pb_ki64(b, "retries", spec->retries);
+    if (spec->priority != 0)
+        pb_ki64(b, "priority", spec->priority);
+    if (spec->name)
+        pb_kstr(b, "name", spec->name);
+    if (spec->index >= 0)
+        pb_ki64(b, "index", spec->index);
+    if (spec->require && spec->nrequire > 0) {
+        pb_key(b, "require");
+        pb_strv(b, spec->require, spec->nrequire);
+    }
+    if (spec->output_cap != PROTO_DEFAULT_OUTPUT_CAP)
+        pb_ki64(b, "output_cap", spec->output_cap);
+    pb_char(b, '}');
+}
+
+char *proto_spec_encode(const proto_spec_t *spec)
+{
+    if (!spec)
+        return NULL;
+    pb_t b;
+    pb_init(&b, 256);
+    ps_spec_write(&b, spec);
+    return pb_take(&b);
+}
+
+/* ---------------------------------------------------------------- copy */
+
+proto_spec_t *proto_spec_dup(const proto_spec_t *spec)
+{
+    if (!spec)
+        return NULL;
+    proto_spec_t *d = xcalloc(1, sizeof *d);
+    *d = *spec;
+    d->argv = pu_strv_dup(spec->argv, spec->argc);
+    d->argc = d->argv ? spec->argc : 0;
+    d->shell = xstrdup(spec->shell);
+    d->fn = xstrdup(spec->fn);
+    d->args_json = xstrdup(spec->args_json);
+    if (spec->stdin_data) {
+        d->stdin_data = xmalloc(spec->stdin_len + 1);
+        memcpy(d->stdin_data, spec->stdin_data, spec->stdin_len);
+        d->stdin_data[spec->stdin_len] = '\0';
+    }
+    d->env = pu_strv_dup(spec->env, spec->envc);
+    d->envc = d->env ? spec->envc : 0;
+    d->cwd = xstrdup(spec->cwd);
+    d->name = xstrdup(spec->name);
+    d->require = pu_strv_dup(spec->require, spec->nrequire);
+    d->nrequire = d->require ? spec->nrequire : 0;
+    return d;
+}
+
+void proto_spec_destroy(proto_spec_t **p)
+{
+    if (!p || !*p)
+        return;
+    proto_spec_t *s = *p;
+    pu_strv_free(s->argv, s->argc);
+    free(s->shell);
+    free(s->fn);
+    free(s->args_json);
+    free(s->stdin_data);
+    pu_strv_free(s->env, s->envc);
+    free(s->cwd);
+    free(s->name);
+    pu_strv_free(s->require, s->nrequire);
+    free(s);
+    *p = NULL;
+}
