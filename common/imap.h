@@ -1,0 +1,34 @@
+/*  imap: a hash map from int64 keys to pointers (open addressing, linear
+    probing, backward-shift deletion). The master indexes tasks and jobs by
+    id with it: a million entries cost 16 MiB of slots.
+
+    Ownership: the map stores pointers and never frees them. Keys must not
+    be INT64_MIN (reserved as the empty marker).
+    Threads: an instance belongs to one thread.
+*/
+#ifndef ZTASK_IMAP_H
+#define ZTASK_IMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct imap imap_t;
+
+imap_t *imap_new(void);
+void imap_destroy(imap_t **p);
+
+/* Sets key to value (replacing any previous value). */
+void imap_put(imap_t *self, int64_t key, void *value);
+/* The value for key, or NULL. */
+void *imap_get(const imap_t *self, int64_t key);
+/* Removes key; returns its value, or NULL when absent. */
+void *imap_remove(imap_t *self, int64_t key);
+size_t imap_size(const imap_t *self);
+
+/* Iteration: *pos starts at 0; returns the next value (and its key), or NULL
+   at the end. The map must not change during an iteration, except by
+   imap_remove of the key just returned -- that is not allowed either:
+   collect keys first. */
+void *imap_next(const imap_t *self, size_t *pos, int64_t *key);
+
+#endif

@@ -1,0 +1,582 @@
+/*  api: the master's answers to clients and to worker registration, one
+    request in, one reply out, on the ROUTER socket.
+*/
+#include "master_internal.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* ---- replies ---- */
+
+static void s_reply_error(master_t *self, const zmqx_frames_t *env, const char *code,
+                          const char *msg)
+{
+    proto_reply_t *rep = proto_reply_error(code, "%s", msg);
+    master_send_reply(self, env, rep, PROTO_REQ_STATUS);
+    proto_reply_destroy(&rep);
+}
+
+static void s_job_record(const job_t *job, proto_job_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = job->id;
+    out->name = xstrdup(job->name);
+    out->closed = job->closed;
+    out->total = job->total;
+    out->queued = job->queued;
+    out->running = job->running;
+    out->done = job->done;
+    out->failed = job->failed;
+    out->cancelled = job->cancelled_n;
+    out->created = job->created;
+    out->finished = job->finished;
+}
+
+/* ---- submit ---- */
+
+static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
+{
+    job_t *job = NULL, *new_job = NULL;
+    if (req->job == 0) {
+        int64_t id;
+        double created = clock_wall();
+        if (store_job_create(self->store, req->name, created, &id) != 0)
+            goto storage_failed;
+        new_job = xcalloc(1, sizeof *new_job);
+        new_job->id = id;
+        new_job->name = xstrdup(req->name);
+        new_job->created = created;
+        job = new_job;
+    } else {
+        job = master_job(self, req->job);
+        char msg[160];
+        if (!job) {
+            snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
+            s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+            return;
+        }
+        if (job->closed || job->cancelled) {
+            snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
+                     job->cancelled ? "cancelled" : "complete");
+            s_reply_error(self, env, PROTO_E_STATE, msg);
+            return;
+        }
+    }
+    pending_submit_t *p = xcalloc(1, sizeof *p);
+    p->new_job = new_job;
+    p->job_id = job->id;
+    p->close = !req->more;
+    p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
+    for (int i = 0; i < req->ntasks; i++) {
+        const proto_spec_t *spec = req->tasks[i];
+        char *text = proto_spec_encode(spec);
+        int64_t index = spec->index >= 0 ? spec->index : job->total + i;
+        int64_t id;
+        int rc = store_task_insert(self->store, job->id, index, spec->name, spec->priority,
+                                   spec->retries, text, &id);
+        free(text);
+        if (rc != 0) {
+            p->new_job = NULL;
+            free(p->tasks);
+            free(p);
+            goto storage_failed;
+        }
+        p->tasks[i] = (pending_task_t){id, spec->priority, spec->retries};
+        p->ntasks++;
+    }
+    if (p->close && store_job_close(self->store, job->id) != 0) {
+        p->new_job = NULL;
+        free(p->tasks);
+        free(p);
+        goto storage_failed;
+    }
+    /* The envelope is kept to answer after the commit. */
+    p->envelope.count = env->count;
+    p->envelope.frames = xcalloc((size_t) env->count + 1, sizeof(char *));
+    p->envelope.sizes = xcalloc((size_t) env->count + 1, sizeof(size_t));
+    for (int i = 0; i < env->count; i++) {
+        p->envelope.frames[i] = xstrndup(env->frames[i], env->sizes[i]);
+        p->envelope.sizes[i] = env->sizes[i];
+    }
+    *self->pending_tail = p;
+    self->pending_tail = &p->next;
+    return;
+
+storage_failed: {
+    /* Everything of this transaction is gone: the submits before this one in
+       the same wakeup too. The journal is intact and replayed later. */
+    char why[256];
+    snprintf(why, sizeof why, "%s", store_error(self->store));
+    store_rollback(self->store);
+    if (new_job) {
+        free(new_job->name);
+        free(new_job);
+    }
+    master_pending_fail(self, why);
+    char msg[400];
+    snprintf(msg, sizeof msg, "the master could not store the tasks (%s); nothing of this batch was accepted", why);
+    s_reply_error(self, env, PROTO_E_STORAGE, msg);
+    log_error("event=submit_refused error=\"%s\"", why);
+}
+}
+
+/* ---- queries ---- */
+
+typedef struct {
+    master_t *self;
+    proto_task_info_t *v;
+    int n;
+} rows_t;
+
+static int s_task_row(const store_task_row_t *row, void *arg)
+{
+    rows_t *rows = arg;
+    proto_task_info_t *info = &rows->v[rows->n++];
+    memset(info, 0, sizeof *info);
+    info->task = row->id;
+    info->job = row->job;
+    info->index = row->index;
+    info->name = xstrdup(row->name);
+    info->status = row->state;
+    info->attempts = row->attempt;
+    info->worker = xstrdup(row->worker);
+    sched_task_t *t = sched_get(rows->self->sched, row->id);
+    if (t)
+        info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
+    if (row->outcome_json) {
+        proto_err_t err;
+        info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
+        if (!info->result)
+            log_warn("event=bad_outcome task=%" PRId64 " error=\"%s\"", row->id, err.message);
+    }
+    return 0;
+}
+
+static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+{
+    if (!master_job(self, req->job)) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
+        s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+        return;
+    }
+    int limit = req->limit > 0 ? req->limit : 1000;
+    rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
+    int64_t last = -1;
+    proto_reply_t *rep;
+    if (store_results_each(self->store, req->job, req->after, limit, req->failed_only, s_task_row,
+                           &rows, &last) != 0) {
+        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(self->store));
+        for (int i = 0; i < rows.n; i++)
+            proto_task_info_clear(&rows.v[i]);
+        free(rows.v);
+    } else {
+        rep = proto_reply_new(true);
+        rep->tasks = rows.v;
+        rep->ntasks = rows.n;
+        rep->next_after = rows.n == limit ? last : -1;
+    }
+    master_send_reply(self, env, rep, PROTO_REQ_RESULTS);
+    proto_reply_destroy(&rep);
+}
+
+typedef struct {
+    char *outcome;
+    proto_state_t state;
+    bool seen;
+} one_row_t;
+
+static int s_one_row(const store_task_row_t *row, void *arg)
+{
+    one_row_t *o = arg;
+    o->outcome = xstrdup(row->outcome_json);
+    o->state = row->state;
+    o->seen = true;
+    return 0;
+}
+
+/* Resolves a request's task: a global id, or job + index. 0 = none. */
+static int64_t s_task_id(master_t *self, const proto_req_t *req)
+{
+    if (req->task > 0)
+        return req->task;
+    int64_t id = 0;
+    bool found = false;
+    if (req->job > 0 && req->index >= 0
+        && store_task_find(self->store, req->job, req->index, &id, &found) == 0 && found)
+        return id;
+    return 0;
+}
+
+static char *s_slice(const char *data, size_t len, int64_t offset)
+{
+    if (!data || offset < 0 || (size_t) offset >= len)
+        return xstrdup("");
+    return xstrndup(data + offset, len - (size_t) offset);
+}
+
+static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+{
+    int64_t id = s_task_id(self, req);
+    one_row_t o = {0};
+    bool found = false;
+    if (id > 0 && store_task_get(self->store, id, s_one_row, &o, &found) != 0)
+        found = false;
+    if (!found) {
+        free(o.outcome);
+        s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
+        return;
+    }
+    proto_reply_t *rep = proto_reply_new(true);
+    sched_task_t *t = sched_get(self->sched, id);
+    if (t) {
+        rep->task_state = t->state;
+        rep->out_chunk = s_slice(t->out[0], t->outlen[0], req->out_offset);
+        rep->err_chunk = s_slice(t->out[1], t->outlen[1], req->err_offset);
+        rep->out_offset = (int64_t) t->outlen[0] > req->out_offset ? (int64_t) t->outlen[0] : req->out_offset;
+        rep->err_offset = (int64_t) t->outlen[1] > req->err_offset ? (int64_t) t->outlen[1] : req->err_offset;
+    } else {
+        rep->task_state = o.state;
+        proto_err_t err;
+        proto_result_t *res = o.outcome ? proto_result_decode(o.outcome, strlen(o.outcome), &err) : NULL;
+        size_t ol = res && res->stdout_data ? strlen(res->stdout_data) : 0;
+        size_t el = res && res->stderr_data ? strlen(res->stderr_data) : 0;
+        rep->out_chunk = s_slice(res ? res->stdout_data : NULL, ol, req->out_offset);
+        rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset);
+        rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
+        rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
+        proto_result_destroy(&res);
+    }
+    free(o.outcome);
+    master_send_reply(self, env, rep, PROTO_REQ_LOGS);
+    proto_reply_destroy(&rep);
+}
+
+/* ---- cancel ---- */
+
+/* Cancels one unfinished task; returns 1 when it was unfinished. */
+static int s_cancel_task(master_t *self, sched_task_t *t)
+{
+    if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
+        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
+        return 1;
+    }
+    if (!t->cancel_requested) {
+        t->cancel_requested = true;
+        tasks_send_abort(self, t->worker, t->id, t->attempt);
+    }
+    return 1;
+}
+
+static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+{
+    int64_t count = 0;
+    job_t *job = req->job > 0 ? master_job(self, req->job) : NULL;
+    if (req->task > 0 || req->index >= 0) {
+        int64_t id = s_task_id(self, req);
+        sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
+        bool exists = t != NULL;
+        if (!t && id > 0)
+            store_task_get(self->store, id, NULL, NULL, &exists);
+        if (!exists) {
+            s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
+            return;
+        }
+        if (t)
+            count = s_cancel_task(self, t);
+    } else {
+        if (!job) {
+            char msg[80];
+            snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
+            s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+            return;
+        }
+        job->cancelled = true;
+        if (!job->closed) {
+            job->closed = true;
+            master_journal(self, J_JOB_CLOSE, 0, job->id, 0, 0, NULL, NULL, 0);
+        }
+        /* Queued tasks are cancelled in one statement; running ones get an
+           abort and come back as cancelled results. */
+        size_t cap = 1024, n = 0, pos = 0;
+        int64_t *ids = xmalloc(cap * sizeof(int64_t));
+        sched_task_t *t;
+        while ((t = sched_next(self->sched, &pos)))
+            if (t->job == job->id) {
+                if (n == cap)
+                    ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
+                ids[n++] = t->id;
+            }
+        int64_t queued = 0;
+        for (size_t i = 0; i < n; i++) {
+            t = sched_get(self->sched, ids[i]);
+            if (t->state == PROTO_ST_QUEUED) {
+                job->queued--;
+                job->cancelled_n++;
+                sched_remove(self->sched, ids[i]);
+                queued++;
+            } else
+                count += s_cancel_task(self, t);
+        }
+        free(ids);
+        if (queued)
+            master_journal(self, J_CANCEL_QUEUED, 0, job->id, 0, 0, NULL, NULL, clock_wall());
+        count += queued;
+        log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
+                 queued, count - queued);
+        tasks_job_check(self, job);
+    }
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = count;
+    master_send_reply(self, env, rep, PROTO_REQ_CANCEL);
+    proto_reply_destroy(&rep);
+}
+
+/* ---- workers ---- */
+
+static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+{
+    char err[256];
+    const char *name = req->name && *req->name ? req->name : "worker";
+    worker_t *w = registry_find(self->registry, name);
+    bool again = w && w->alive && w->pid == req->pid && strcmp(w->host, req->host ? req->host : "") == 0;
+    /* A live worker registering again lost its pipe: whatever we sent it
+       and it does not report running is lost in that pipe. */
+    if (again) {
+        sched_task_t *t = w->tasks;
+        while (t) {
+            sched_task_t *next = t->wnext;
+            bool reported = false;
+            for (int i = 0; i < req->nrunning && !reported; i++)
+                reported = req->running[i].task == t->id && req->running[i].attempt == t->attempt;
+            if (!reported)
+                tasks_take_back(self, t, now, false, "lost_in_old_pipe");
+            t = next;
+        }
+    }
+    w = registry_hello(self->registry, name, req->host, req->pid, req->threads, req->labels,
+                       req->nlabels, req->no_exec, now, err, sizeof err);
+    if (!w) {
+        log_error("event=hello_refused name=%s error=\"%s\"", name, err);
+        s_reply_error(self, env, PROTO_E_INTERNAL, err);
+        return;
+    }
+    /* Claim what it still runs: tasks from before a master restart (orphans)
+       or ours already; anything else it runs is stale and gets aborted once
+       its pipe is up (its result will be a duplicate anyway). */
+    int claimed = 0;
+    for (int i = 0; i < req->nrunning; i++) {
+        sched_task_t *t = sched_get(self->sched, req->running[i].task);
+        if (!t || t->attempt != req->running[i].attempt)
+            continue;
+        if (t->orphan) {
+            t->orphan = false;
+            if (self->orphans)
+                self->orphans--;
+            t->state = PROTO_ST_RUNNING;
+            t->deadline = 0;
+            free(t->worker_name);
+            t->worker_name = xstrdup(w->id);
+            worker_attach(w, t);
+            master_journal(self, J_ASSIGN, t->id, t->job, t->attempt, 0, w->id, NULL, 0);
+            claimed++;
+        }
+    }
+    log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
+             "claimed=%d%s",
+             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             again ? " again=1" : "");
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->worker_id = xstrdup(w->id);
+    rep->task_port = w->task_port;
+    rep->report_port = self->report_port;
+    rep->heartbeat_ms = self->cfg.heartbeat_ms;
+    rep->liveness = self->cfg.liveness;
+    master_send_reply(self, env, rep, PROTO_REQ_HELLO);
+    proto_reply_destroy(&rep);
+}
+
+static void s_workers(master_t *self, const zmqx_frames_t *env)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    size_t n = registry_count(self->registry), pos = 0;
+    rep->workers = xcalloc(n + 1, sizeof(proto_worker_info_t));
+    worker_t *w;
+    while ((w = registry_next(self->registry, &pos))) {
+        proto_worker_info_t *info = &rep->workers[rep->nworkers++];
+        info->id = xstrdup(w->id);
+        info->host = xstrdup(w->host);
+        info->pid = w->pid;
+        info->threads = w->threads;
+        info->labels = xcalloc((size_t) w->nlabels + 1, sizeof(char *));
+        for (int i = 0; i < w->nlabels; i++)
+            info->labels[i] = xstrdup(w->labels[i]);
+        info->nlabels = w->nlabels;
+        info->alive = w->alive;
+        info->draining = w->draining;
+        info->running = w->inflight;
+        info->done = w->done;
+        info->failed = w->failed;
+        info->last_heartbeat = w->last_heartbeat;
+    }
+    master_send_reply(self, env, rep, PROTO_REQ_WORKERS);
+    proto_reply_destroy(&rep);
+}
+
+static void s_drain(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+{
+    worker_t *w = req->worker ? registry_find(self->registry, req->worker) : NULL;
+    if (!w || !w->alive) {
+        s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such live worker (see: ztask workers)");
+        return;
+    }
+    w->draining = true;
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_DRAIN);
+    char *text = proto_pipe_encode(msg);
+    zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
+    free(text);
+    proto_pipe_destroy(&msg);
+    log_info("event=worker_draining worker=%s running=%d", w->id, w->inflight);
+    proto_reply_t *rep = proto_reply_new(true);
+    master_send_reply(self, env, rep, PROTO_REQ_DRAIN);
+    proto_reply_destroy(&rep);
+}
+
+/* ---- jobs ---- */
+
+static int s_cmp_job(const void *a, const void *b)
+{
+    const proto_job_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req,
+                   proto_req_type_t type)
+{
+    proto_reply_t *rep;
+    if (req->job > 0) {
+        job_t *job = master_job(self, req->job);
+        if (!job) {
+            char msg[80];
+            snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
+            s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+            return;
+        }
+        rep = proto_reply_new(true);
+        rep->jobs = xcalloc(1, sizeof(proto_job_t));
+        s_job_record(job, &rep->jobs[0]);
+        rep->njobs = 1;
+    } else {
+        rep = proto_reply_new(true);
+        size_t n = imap_size(self->jobs), pos = 0;
+        rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
+        job_t *job;
+        while ((job = imap_next(self->jobs, &pos, NULL)))
+            s_job_record(job, &rep->jobs[rep->njobs++]);
+        qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
+    }
+    master_send_reply(self, env, rep, type);
+    proto_reply_destroy(&rep);
+}
+
+static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+{
+    job_t *job = master_job(self, req->job);
+    char msg[160];
+    if (!job) {
+        snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
+        s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+        return;
+    }
+    if (!job->closed || job->queued || job->running) {
+        snprintf(msg, sizeof msg, "job %" PRId64 " has not finished; cancel it first (ztask cancel %" PRId64 ")",
+                 job->id, job->id);
+        s_reply_error(self, env, PROTO_E_STATE, msg);
+        return;
+    }
+    master_journal(self, J_JOB_DELETE, 0, job->id, 0, 0, NULL, NULL, 0);
+    imap_remove(self->jobs, job->id);
+    log_info("event=job_forgotten job=%" PRId64 " tasks=%" PRId64, job->id, job->total);
+    free(job->name);
+    free(job);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = 1;
+    master_send_reply(self, env, rep, PROTO_REQ_FORGET);
+    proto_reply_destroy(&rep);
+}
+
+static void s_stats(master_t *self, const zmqx_frames_t *env)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    proto_stats_t *s = &rep->stats;
+    size_t pos = 0;
+    job_t *job;
+    while ((job = imap_next(self->jobs, &pos, NULL))) {
+        s->jobs++;
+        s->tasks_queued += job->queued;
+        s->tasks_running += job->running;
+        s->tasks_done += job->done;
+        s->tasks_failed += job->failed;
+    }
+    pos = 0;
+    worker_t *w;
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive) {
+            s->workers_alive++;
+            s->threads_total += w->threads;
+        }
+    s->duplicates = self->duplicates;
+    double up = (double) (clock_mono_ms() - self->started_ms) / 1000.0;
+    s->uptime = up;
+    s->results_per_s_1m = up > 0 ? (int64_t) ((double) self->results_total / up) : 0;
+    s->db_path = xstrdup(self->db_path);
+    master_send_reply(self, env, rep, PROTO_REQ_STATS);
+    proto_reply_destroy(&rep);
+}
+
+/* ---- entry ---- */
+
+void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
+{
+    /* [identity][empty delimiter, from REQ peers][body]: anything else is
+       not ours to answer sensibly. */
+    if (frames->count < 2)
+        return;
+    for (int i = 1; i < frames->count - 1; i++)
+        if (frames->sizes[i] != 0)
+            return;
+    zmqx_frames_t env = {frames->count - 1, frames->frames, frames->sizes};
+    const char *body = frames->frames[frames->count - 1];
+    size_t len = frames->sizes[frames->count - 1];
+    proto_err_t err;
+    proto_req_t *req = proto_req_decode(body, len, &err);
+    if (!req) {
+        log_warn("event=bad_request code=%s error=\"%s\"", err.code, err.message);
+        s_reply_error(self, &env, err.code, err.message);
+        return;
+    }
+    /* Every answer reflects committed state: flush first (cheap when idle). */
+    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
+        master_flush(self);
+    switch (req->type) {
+    case PROTO_REQ_SUBMIT: s_submit(self, &env, req); break;
+    case PROTO_REQ_STATUS: s_jobs(self, &env, req, PROTO_REQ_STATUS); break;
+    case PROTO_REQ_JOBS: s_jobs(self, &env, req, PROTO_REQ_JOBS); break;
+    case PROTO_REQ_RESULTS: s_results(self, &env, req); break;
+    case PROTO_REQ_LOGS: s_logs(self, &env, req); break;
+    case PROTO_REQ_CANCEL: s_cancel(self, &env, req); break;
+    case PROTO_REQ_WORKERS: s_workers(self, &env); break;
+    case PROTO_REQ_DRAIN: s_drain(self, &env, req); break;
+    case PROTO_REQ_STATS: s_stats(self, &env); break;
+    case PROTO_REQ_FORGET: s_forget(self, &env, req); break;
+    case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
+    }
+    proto_req_destroy(&req);
+}

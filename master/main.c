@@ -1,0 +1,183 @@
+/*  ztask-master: flags, signals, and the master's event loop. */
+#include "master.h"
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef ZTASK_VERSION
+#define ZTASK_VERSION "0.1.0"
+#endif
+
+/* The one global: set by the signal handler, read by the loop. */
+static volatile sig_atomic_t s_stop;
+
+static void s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+"usage: ztask-master [options]\n"
+"\n"
+"The ztask master: keeps jobs and tasks in SQLite, hands tasks to workers,\n"
+"collects their results, and answers the ztask CLI.\n"
+"\n"
+"options:\n"
+"  --db PATH            database file (default ./ztask.db; ':memory:' for throwaway runs)\n"
+"  --bind ADDR          address to listen on (default 127.0.0.1)\n"
+"  --port BASE          API port; worker reports on BASE+1 (default 5555; 0 = any free ports)\n"
+"  --task-ports LO-HI   ports for the per-worker task pipes (default: any free port)\n"
+"  --sync MODE          full (default: fsync every grouped commit), interval (fsync at\n"
+"                       checkpoints: survives a crash of the master, may lose the last\n"
+"                       commits on power loss) or off\n"
+"  --heartbeat-ms N     heartbeat interval (default 1000)\n"
+"  --liveness N         missed heartbeats before a worker is dead (default 3)\n"
+"  --lease SEC          a task sent to a worker must start within SEC (default 10)\n"
+"  --recovery-grace SEC after a restart, wait SEC for workers to claim their tasks (default 5)\n"
+"  --prefetch N         tasks sent to a worker beyond its free threads (default 0)\n"
+"  --crash-limit N      a task whose workers die N times fails (default 5)\n"
+"  --retry-backoff-ms N first retry delay, doubled per attempt (default 500)\n"
+"  --log-level LEVEL    debug, info (default), warn, error\n"
+"  --help, --version\n"
+"\n"
+"Signals: SIGTERM/SIGINT commit, close and exit 0.\n"
+"Exit codes: 0 clean stop, 1 runtime failure, 2 usage error.\n"
+"Example: ztask-master --db ./ztask.db\n");
+}
+
+static int s_int_opt(const char *name, const char *val, int64_t min, int64_t max, int *out)
+{
+    int64_t v;
+    if (parse_int64(val, min, max, &v) != 0) {
+        fprintf(stderr, "ztask-master: --%s wants an integer in %lld..%lld, not '%s'\n", name,
+                (long long) min, (long long) max, val);
+        return -1;
+    }
+    *out = (int) v;
+    return 0;
+}
+
+static int s_sec_opt(const char *name, const char *val, int *ms)
+{
+    double v;
+    if (parse_double(val, &v) != 0 || v < 0 || v > 86400 * 30) {
+        fprintf(stderr, "ztask-master: --%s wants seconds (e.g. 2.5), not '%s'\n", name, val);
+        return -1;
+    }
+    *ms = (int) (v * 1000);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    master_config_t cfg;
+    master_config_defaults(&cfg);
+    log_level_t level = LOG_LVL_INFO;
+    enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
+           O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"db", required_argument, 0, O_DB},
+        {"bind", required_argument, 0, O_BIND},
+        {"port", required_argument, 0, O_PORT},
+        {"task-ports", required_argument, 0, O_TASKPORTS},
+        {"sync", required_argument, 0, O_SYNC},
+        {"heartbeat-ms", required_argument, 0, O_HB},
+        {"liveness", required_argument, 0, O_LIVE},
+        {"lease", required_argument, 0, O_LEASE},
+        {"recovery-grace", required_argument, 0, O_GRACE},
+        {"prefetch", required_argument, 0, O_PREFETCH},
+        {"crash-limit", required_argument, 0, O_CRASH},
+        {"retry-backoff-ms", required_argument, 0, O_BACKOFF},
+        {"log-level", required_argument, 0, O_LOG},
+        {"help", no_argument, 0, O_HELP},
+        {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case O_DB: cfg.db_path = optarg; break;
+        case O_BIND: cfg.bind_addr = optarg; break;
+        case O_PORT: rc = s_int_opt("port", optarg, 0, 65534, &cfg.port); break;
+        case O_TASKPORTS: {
+            int lo = 0, hi = 0;
+            if (sscanf(optarg, "%d-%d", &lo, &hi) != 2 || lo < 1 || hi > 65535 || lo > hi) {
+                fprintf(stderr, "ztask-master: --task-ports wants LO-HI (e.g. 6000-6100), not '%s'\n",
+                        optarg);
+                rc = -1;
+            }
+            cfg.task_port_lo = lo;
+            cfg.task_port_hi = hi;
+            break;
+        }
+        case O_SYNC:
+            if (strcmp(optarg, "full") == 0)
+                cfg.sync = STORE_SYNC_FULL;
+            else if (strcmp(optarg, "interval") == 0)
+                cfg.sync = STORE_SYNC_INTERVAL;
+            else if (strcmp(optarg, "off") == 0)
+                cfg.sync = STORE_SYNC_OFF;
+            else {
+                fprintf(stderr, "ztask-master: --sync wants full, interval or off, not '%s'\n", optarg);
+                rc = -1;
+            }
+            break;
+        case O_HB: rc = s_int_opt("heartbeat-ms", optarg, 10, 60000, &cfg.heartbeat_ms); break;
+        case O_LIVE: rc = s_int_opt("liveness", optarg, 1, 100, &cfg.liveness); break;
+        case O_LEASE: rc = s_sec_opt("lease", optarg, &cfg.lease_ms); break;
+        case O_GRACE: rc = s_sec_opt("recovery-grace", optarg, &cfg.recovery_grace_ms); break;
+        case O_PREFETCH: rc = s_int_opt("prefetch", optarg, 0, 10000, &cfg.prefetch); break;
+        case O_CRASH: rc = s_int_opt("crash-limit", optarg, 1, 1000, &cfg.crash_limit); break;
+        case O_BACKOFF: rc = s_int_opt("retry-backoff-ms", optarg, 0, 3600000, &cfg.retry_backoff_ms); break;
+        case O_LOG:
+            if (log_level_parse(optarg, &level) != 0) {
+                fprintf(stderr, "ztask-master: --log-level wants debug, info, warn or error\n");
+                rc = -1;
+            }
+            break;
+        case O_HELP: s_usage(stdout); return 0;
+        case O_VERSION: printf("ztask-master %s\n", ZTASK_VERSION); return 0;
+        default:
+            fprintf(stderr, "ztask-master: unknown or incomplete option '%s' (see ztask-master --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (rc != 0)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ztask-master: unexpected argument '%s' (see ztask-master --help)\n", argv[optind]);
+        return 2;
+    }
+    log_init("ztask-master", level);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    master_t *master = master_new(&cfg, err, sizeof err);
+    if (!master) {
+        log_error("event=start_failed error=\"%s\"", err);
+        fprintf(stderr, "ztask-master: %s\n", err);
+        return 1;
+    }
+    int rc = master_run(master, &s_stop);
+    master_destroy(&master);
+    log_info("event=stopped");
+    return rc == 0 ? 0 : 1;
+}

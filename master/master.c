@@ -1,0 +1,422 @@
+#include "master_internal.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+void master_config_defaults(master_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind_addr = "127.0.0.1";
+    cfg->port = 5555;
+    cfg->db_path = "ztask.db";
+    cfg->sync = STORE_SYNC_FULL;
+    cfg->heartbeat_ms = 1000;
+    cfg->liveness = 3;
+    cfg->lease_ms = 10000;
+    cfg->recovery_grace_ms = 5000;
+    cfg->prefetch = 0;
+    cfg->crash_limit = 5;
+    cfg->retry_backoff_ms = 500;
+    cfg->flush_ms = 5;
+}
+
+/* ---- start-up: rebuild memory from the store ---- */
+
+static int s_load_job(const store_job_row_t *row, void *arg)
+{
+    master_t *self = arg;
+    job_t *job = xcalloc(1, sizeof *job);
+    job->id = row->id;
+    job->name = xstrdup(row->name);
+    job->closed = row->closed;
+    job->created = row->created;
+    job->finished = row->finished;
+    imap_put(self->jobs, job->id, job);
+    return 0;
+}
+
+static int s_load_count(int64_t id, proto_state_t state, int64_t count, void *arg)
+{
+    master_t *self = arg;
+    job_t *job = imap_get(self->jobs, id);
+    if (!job)
+        return 0;
+    job->total += count;
+    switch (state) {
+    case PROTO_ST_QUEUED: job->queued += count; break;
+    case PROTO_ST_ASSIGNED:
+    case PROTO_ST_RUNNING: job->running += count; break;
+    case PROTO_ST_DONE: job->done += count; break;
+    case PROTO_ST_FAILED: job->failed += count; break;
+    case PROTO_ST_CANCELLED: job->cancelled_n += count; break;
+    }
+    return 0;
+}
+
+static int s_load_task(const store_task_row_t *row, void *arg)
+{
+    master_t *self = arg;
+    int64_t now = clock_mono_ms();
+    if (row->state == PROTO_ST_QUEUED) {
+        int left = row->retries - row->attempt;
+        sched_add(self->sched, row->id, row->job, row->priority, row->attempt, left < 0 ? 0 : left,
+                  0);
+    } else {
+        /* It was on a worker when we stopped: give that worker the recovery
+           grace to come back and claim it before running it again. */
+        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
+        sched_add_orphan(self->sched, row->id, row->job, row->priority, row->attempt,
+                         left < 0 ? 0 : left, row->worker ? row->worker : "",
+                         now + self->cfg.recovery_grace_ms);
+        self->orphans++;
+    }
+    return 0;
+}
+
+static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int *bound, char *err,
+                    size_t errlen)
+{
+    void *s = zmqx_socket(self->ctx, type, 0, maxmsg);
+    if (!s) {
+        snprintf(err, errlen, "cannot create socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    int hwm = 100000;
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    char ep[300];
+    if (port)
+        snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, port);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
+    if (zmq_bind(s, ep) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s (another master running? use --port)", ep,
+                 zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    *bound = zmqx_bound_port(s);
+    return s;
+}
+
+master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
+{
+    master_t *self = xcalloc(1, sizeof *self);
+    self->cfg = *cfg;
+    self->bind_addr = xstrdup(cfg->bind_addr);
+    self->db_path = xstrdup(cfg->db_path);
+    self->cfg.bind_addr = self->bind_addr;
+    self->cfg.db_path = self->db_path;
+    self->pending_tail = &self->pending;
+    self->started_ms = clock_mono_ms();
+    self->started_wall = clock_wall();
+    self->jobs = imap_new();
+    self->sched = sched_new();
+
+    self->store = store_new(cfg->db_path, cfg->sync, err, errlen);
+    if (!self->store)
+        goto fail;
+    if (store_jobs_each(self->store, s_load_job, self) != 0
+        || store_counts_each(self->store, s_load_count, self) != 0
+        || store_unfinished_each(self->store, s_load_task, self) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
+        goto fail;
+    }
+
+    self->ctx = zmq_ctx_new();
+    self->api = s_bind(self, ZMQ_ROUTER, cfg->port, PROTO_MAX_API_MSG, &self->api_port, err, errlen);
+    if (!self->api)
+        goto fail;
+    self->reports = s_bind(self, ZMQ_PULL, cfg->port ? cfg->port + 1 : 0, PROTO_MAX_REPORT_MSG,
+                           &self->report_port, err, errlen);
+    if (!self->reports)
+        goto fail;
+    self->registry = registry_new(self->ctx, self->bind_addr, cfg->task_port_lo, cfg->task_port_hi);
+
+    log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
+             "orphans=%zu",
+             self->bind_addr, self->api_port, self->bind_addr, self->report_port, self->db_path,
+             imap_size(self->jobs), sched_size(self->sched), self->orphans);
+    return self;
+fail:
+    master_destroy(&self);
+    return NULL;
+}
+
+/* ---- journal and grouped commits ---- */
+
+void master_journal(master_t *self, jop_type_t type, int64_t task, int64_t job, int attempt,
+                    proto_state_t state, const char *worker, char *outcome_owned, double t)
+{
+    if (self->njournal == self->capjournal) {
+        self->capjournal = self->capjournal ? self->capjournal * 2 : 1024;
+        self->journal = xrealloc(self->journal, self->capjournal * sizeof(jop_t));
+    }
+    if (!self->njournal)
+        self->journal_since = clock_mono_ms();
+    self->journal[self->njournal++] = (jop_t){
+        .type = type, .state = state, .attempt = attempt, .task = task, .job = job,
+        .worker = xstrdup(worker), .outcome = outcome_owned, .t = t};
+}
+
+static int s_apply(store_t *st, const jop_t *op)
+{
+    int64_t n;
+    switch (op->type) {
+    case J_ASSIGN:
+        return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0);
+    case J_REQUEUE: return store_task_requeue(st, op->task);
+    case J_FINISH:
+        return store_task_finish(st, op->task, op->state, op->attempt, op->worker, op->outcome,
+                                 op->t);
+    case J_DUP:
+        return store_duplicate_add(st, op->task, op->attempt, op->worker, op->outcome, op->t);
+    case J_CANCEL_QUEUED: return store_job_cancel_queued(st, op->job, op->t, &n);
+    case J_JOB_CLOSE: return store_job_close(st, op->job);
+    case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
+    case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
+    }
+    return -1;
+}
+
+job_t *master_job(master_t *self, int64_t id)
+{
+    return imap_get(self->jobs, id);
+}
+
+static void s_job_free(job_t *job)
+{
+    if (job) {
+        free(job->name);
+        free(job);
+    }
+}
+
+static void s_pending_free(pending_submit_t *p)
+{
+    zmqx_frames_free(&p->envelope);
+    s_job_free(p->new_job);
+    free(p->tasks);
+    free(p);
+}
+
+void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
+                       proto_req_type_t type)
+{
+    char *body = proto_reply_encode(rep, type);
+    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
+    for (int i = 0; i < envelope->count; i++)
+        zmqx_send(self->api, envelope->frames[i], envelope->sizes[i], ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmqx_send(self->api, body, strlen(body), ZMQ_DONTWAIT);
+    free(body);
+}
+
+/* The commit succeeded: the submitted tasks enter the queue and the
+   clients get their acks. */
+static void s_pending_commit(master_t *self)
+{
+    pending_submit_t *p;
+    while ((p = self->pending)) {
+        self->pending = p->next;
+        job_t *job = p->new_job;
+        if (job) {
+            imap_put(self->jobs, job->id, job);
+            p->new_job = NULL;
+        } else
+            job = imap_get(self->jobs, p->job_id);
+        if (job) {
+            /* A job cancelled meanwhile had these rows cancelled in the same
+               transaction (J_CANCEL_QUEUED): they never enter the queue. */
+            if (job->cancelled)
+                job->cancelled_n += p->ntasks;
+            else {
+                for (int i = 0; i < p->ntasks; i++)
+                    sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority, 0,
+                              p->tasks[i].retries, 0);
+                job->queued += p->ntasks;
+            }
+            job->total += p->ntasks;
+            if (p->close)
+                job->closed = true;
+            proto_reply_t *rep = proto_reply_new(true);
+            rep->job = job->id;
+            rep->accepted = p->ntasks;
+            rep->total = job->total;
+            master_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
+            proto_reply_destroy(&rep);
+            log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id,
+                      p->ntasks, job->total);
+            tasks_job_check(self, job);
+        }
+        s_pending_free(p);
+    }
+    self->pending_tail = &self->pending;
+}
+
+void master_pending_fail(master_t *self, const char *why)
+{
+    pending_submit_t *p;
+    while ((p = self->pending)) {
+        self->pending = p->next;
+        proto_reply_t *rep = proto_reply_error(
+            PROTO_E_STORAGE, "the master could not store the tasks (%s); nothing of this batch was accepted",
+            why);
+        master_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
+        proto_reply_destroy(&rep);
+        s_pending_free(p);
+    }
+    self->pending_tail = &self->pending;
+}
+
+int master_flush(master_t *self)
+{
+    if (!self->njournal && !self->pending && !store_dirty(self->store))
+        return 0;
+    size_t i;
+    for (i = 0; i < self->njournal; i++)
+        if (s_apply(self->store, &self->journal[i]) != 0)
+            break;
+    if (i == self->njournal && store_commit(self->store) == 0) {
+        for (i = 0; i < self->njournal; i++) {
+            free(self->journal[i].worker);
+            free(self->journal[i].outcome);
+        }
+        self->njournal = 0;
+        if (self->capjournal > 65536) {
+            free(self->journal);
+            self->journal = NULL;
+            self->capjournal = 0;
+        }
+        if (self->storage_failing)
+            log_info("event=storage_recovered db=%s", self->db_path);
+        self->storage_failing = false;
+        self->flush_retry_at = 0;
+        s_pending_commit(self);
+        return 0;
+    }
+    char why[256];
+    snprintf(why, sizeof why, "%s", store_error(self->store));
+    store_rollback(self->store);
+    if (!self->storage_failing)
+        log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu", self->db_path, why,
+                  self->njournal);
+    self->storage_failing = true;
+    /* Keep the journal: it is replayed at the next flush. */
+    self->flush_retry_at = clock_mono_ms() + 500;
+    master_pending_fail(self, why);
+    return -1;
+}
+
+/* ---- the loop ---- */
+
+static long s_poll_timeout(master_t *self, int64_t now)
+{
+    int64_t t = 100;
+    if (self->njournal) {
+        int64_t due = self->storage_failing ? self->flush_retry_at
+                                            : self->journal_since + self->cfg.flush_ms;
+        t = due - now;
+    }
+    int64_t next = sched_next_due(self->sched, now);
+    if (next >= 0 && next < t)
+        t = next;
+    return t < 0 ? 0 : (long) t;
+}
+
+int master_run(master_t *self, volatile sig_atomic_t *stop)
+{
+    while (!*stop) {
+        int64_t now = clock_mono_ms();
+        zmq_pollitem_t items[2] = {{self->reports, 0, ZMQ_POLLIN, 0},
+                                   {self->api, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, 2, s_poll_timeout(self, now));
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("event=poll_failed error=\"%s\"", zmq_strerror(errno));
+            return -1;
+        }
+        now = clock_mono_ms();
+        /* Reports first: results free worker credit. Both loops are bounded
+           so neither socket can starve the other or the timers. */
+        for (int i = 0; i < 2000; i++) {
+            size_t len;
+            char *buf = zmqx_recv(self->reports, &len, ZMQ_DONTWAIT);
+            if (!buf) {
+                if (errno == EPROTO) {
+                    log_warn("event=bad_report error=\"multipart message dropped\"");
+                    continue;
+                }
+                break;
+            }
+            tasks_on_report(self, buf, len, now);
+            free(buf);
+        }
+        for (int i = 0; i < 500; i++) {
+            zmqx_frames_t frames;
+            if (zmqx_recv_frames(self->api, &frames, 8, ZMQ_DONTWAIT) != 0) {
+                if (errno == EPROTO) {
+                    log_warn("event=bad_request error=\"too many frames\"");
+                    continue;
+                }
+                break;
+            }
+            api_on_request(self, &frames, now);
+            zmqx_frames_free(&frames);
+        }
+        /* Acknowledge this wakeup's submits with one commit. */
+        if (self->pending)
+            master_flush(self);
+        if (now - self->last_timers >= 100) {
+            self->last_timers = now;
+            tasks_timers(self, now);
+        }
+        if (self->njournal && now >= (self->storage_failing ? self->flush_retry_at
+                                                            : self->journal_since + self->cfg.flush_ms))
+            master_flush(self);
+        tasks_dispatch(self, now);
+    }
+    log_info("event=stopping");
+    return master_flush(self) == 0 ? 0 : -1;
+}
+
+void master_destroy(master_t **p)
+{
+    if (!p || !*p)
+        return;
+    master_t *self = *p;
+    if (self->store)
+        master_flush(self);
+    master_pending_fail(self, "the master is stopping");
+    for (size_t i = 0; i < self->njournal; i++) {
+        free(self->journal[i].worker);
+        free(self->journal[i].outcome);
+    }
+    free(self->journal);
+    registry_destroy(&self->registry);
+    if (self->api)
+        zmq_close(self->api);
+    if (self->reports)
+        zmq_close(self->reports);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    store_destroy(&self->store);
+    size_t pos = 0;
+    job_t *job;
+    while ((job = imap_next(self->jobs, &pos, NULL)))
+        s_job_free(job);
+    imap_destroy(&self->jobs);
+    sched_destroy(&self->sched);
+    free(self->bind_addr);
+    free(self->db_path);
+    free(self);
+    *p = NULL;
+}

@@ -1,0 +1,52 @@
+/*  master: the ztask-master daemon's state and its one event loop.
+
+    One thread, one zmq_poll loop, no locks: the API ROUTER (clients and
+    worker registration), the report PULL (fan-in from every worker), one
+    PUSH task pipe per worker, and timers (pings, liveness, leases, the
+    grouped commit). See docs/architecture.md for the path of a task.
+
+    Threads: main thread only. The only state shared with a signal handler
+    is the stop flag passed to master_run.
+*/
+#ifndef ZTASK_MASTER_H
+#define ZTASK_MASTER_H
+
+#include "store.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *bind_addr;     /* default 127.0.0.1 */
+    int port;                  /* API port; reports on port + 1; 0 = both ephemeral */
+    const char *db_path;       /* default ./ztask.db */
+    store_sync_t sync;
+    int task_port_lo, task_port_hi;   /* 0 = ephemeral task pipes */
+    int heartbeat_ms;          /* default 1000 */
+    int liveness;              /* missed intervals before a worker is dead; default 3 */
+    int lease_ms;              /* a dispatched task must start within this; default 10000 */
+    int recovery_grace_ms;     /* after a restart, wait this long for workers to claim tasks */
+    int prefetch;              /* tasks sent beyond a worker's free threads; default 0 */
+    int crash_limit;           /* worker deaths while running a task before it fails; default 5 */
+    int retry_backoff_ms;      /* first retry delay, doubled per attempt; default 500 */
+    int flush_ms;              /* grouped commit interval; default 5 */
+} master_config_t;
+
+/* Fills the defaults above. */
+void master_config_defaults(master_config_t *cfg);
+
+typedef struct master master_t;
+
+/* Opens the store, rebuilds the queue from it, binds the sockets and logs
+   the readiness line (event=listening api=... reports=...). NULL with err
+   filled on failure. */
+master_t *master_new(const master_config_t *cfg, char *err, size_t errlen);
+
+/* Runs until *stop becomes non-zero (set by a signal handler); commits and
+   returns 0, or -1 on a fatal error (logged). Blocks. */
+int master_run(master_t *self, volatile sig_atomic_t *stop);
+
+/* Commits what is pending, closes every socket (bounded linger), frees. */
+void master_destroy(master_t **p);
+
+#endif

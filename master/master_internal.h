@@ -1,0 +1,141 @@
+/*  master_internal: the master's state, shared by the files of one module
+    (master.c: loop, sockets, timers, commits; tasks.c: the life of a task
+    from dispatch to result; api.c: the API requests). Not for other modules.
+
+    Write-behind journal: the in-memory state (jobs, sched, registry) is
+    what the loop decides on; every change that must be durable is appended
+    to the journal and written to SQLite in one transaction at the next
+    flush (every flush_ms, and before any query is answered, so a result is
+    committed before anyone is told of it). If a commit fails (disk full),
+    the transaction is rolled back and the journal is kept and replayed at
+    the next flush: nothing already decided is lost. Submits are different:
+    their rows are inserted at once, and the tasks enter the queue and the
+    client gets its ack only after the commit succeeds.
+
+    Threads: main loop only.
+*/
+#ifndef ZTASK_MASTER_INTERNAL_H
+#define ZTASK_MASTER_INTERNAL_H
+
+#include "master.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
+
+#include "../common/imap.h"
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct job {
+    int64_t id;
+    char *name;
+    bool closed;             /* every batch received */
+    bool cancelled;          /* cancel asked: no further batches accepted */
+    int64_t total, queued, running, done, failed, cancelled_n;
+    double created, finished;
+} job_t;
+
+typedef enum {
+    J_ASSIGN = 1,    /* task, attempt, worker */
+    J_REQUEUE,       /* task */
+    J_FINISH,        /* task, state, attempt, worker, outcome, t */
+    J_DUP,           /* task, attempt, worker, outcome, t */
+    J_CANCEL_QUEUED, /* job, t */
+    J_JOB_CLOSE,     /* job */
+    J_JOB_FINISHED,  /* job, t */
+    J_JOB_DELETE     /* job */
+} jop_type_t;
+
+typedef struct {
+    jop_type_t type;
+    proto_state_t state;
+    int attempt;
+    int64_t task, job;
+    char *worker;        /* owned */
+    char *outcome;       /* owned */
+    double t;
+} jop_t;
+
+/* A task row inserted by a submit whose commit is pending. */
+typedef struct {
+    int64_t id;
+    int32_t priority;
+    int retries;
+} pending_task_t;
+
+/* A submit waiting for its commit before it is acknowledged. */
+typedef struct pending_submit {
+    zmqx_frames_t envelope;  /* the client's routing frames (body dropped) */
+    job_t *new_job;          /* a job created by this request, owned until commit */
+    int64_t job_id;
+    bool close;
+    pending_task_t *tasks;
+    int ntasks;
+    struct pending_submit *next;
+} pending_submit_t;
+
+struct master {
+    master_config_t cfg;
+    char *bind_addr;
+    char *db_path;
+    void *ctx;
+    void *api;               /* ROUTER */
+    void *reports;           /* PULL */
+    int api_port, report_port;
+    store_t *store;
+    sched_t *sched;
+    registry_t *registry;
+    imap_t *jobs;            /* id -> job_t */
+    jop_t *journal;
+    size_t njournal, capjournal;
+    int64_t journal_since;   /* monotonic ms of the oldest unflushed op */
+    int64_t flush_retry_at;  /* after a failed commit, not before this */
+    bool storage_failing;
+    pending_submit_t *pending, **pending_tail;
+    size_t orphans;          /* tasks waiting for their worker to come back */
+    size_t rr;               /* round-robin start for dispatch */
+    int64_t started_ms;
+    double started_wall;
+    int64_t duplicates;
+    int64_t results_total;
+    int64_t last_timers;
+    int64_t last_prune;
+};
+
+/* master.c */
+void master_journal(master_t *self, jop_type_t type, int64_t task, int64_t job, int attempt,
+                    proto_state_t state, const char *worker, char *outcome_owned, double t);
+/* Writes the journal and pending submits in one transaction and answers
+   the submits. Returns 0, or -1 when the commit failed (state kept). */
+int master_flush(master_t *self);
+/* Answers every pending submit with a storage error (their rows were
+   rolled back) and drops them. */
+void master_pending_fail(master_t *self, const char *why);
+job_t *master_job(master_t *self, int64_t id);
+void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
+                       proto_req_type_t type);
+
+/* tasks.c */
+void tasks_dispatch(master_t *self, int64_t now);
+void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now);
+void tasks_timers(master_t *self, int64_t now);
+/* Puts a task that was on a worker back in the queue, or ends it when it
+   was cancelled or (crashed) has killed its workers crash_limit times. */
+void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed, const char *why);
+/* Takes every task back from a worker that died or left. */
+void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why);
+/* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
+void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt);
+/* Ends a task that is still in the scheduler with a final state. */
+void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, const char *outcome_json,
+                  const char *error);
+/* Checks whether a job has just finished and records it. */
+void tasks_job_check(master_t *self, job_t *job);
+
+/* api.c */
+void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now);
+
+#endif

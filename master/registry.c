@@ -1,0 +1,247 @@
+#include "registry.h"
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+struct registry {
+    void *ctx;
+    char *bind_addr;
+    int port_lo, port_hi;
+    worker_t **v;
+    size_t n, cap;
+};
+
+registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi)
+{
+    registry_t *self = xcalloc(1, sizeof *self);
+    self->ctx = zmq_ctx;
+    self->bind_addr = xstrdup(bind_addr);
+    self->port_lo = port_lo;
+    self->port_hi = port_hi;
+    return self;
+}
+
+static void s_close_pipe(worker_t *w)
+{
+    if (w->pipe) {
+        zmq_close(w->pipe);
+        w->pipe = NULL;
+    }
+    w->pipe_ready = false;
+    w->task_port = 0;
+}
+
+static void s_free_labels(worker_t *w)
+{
+    for (int i = 0; i < w->nlabels; i++)
+        free(w->labels[i]);
+    free(w->labels);
+    w->labels = NULL;
+    w->nlabels = 0;
+}
+
+static void s_free_worker(worker_t *w)
+{
+    s_close_pipe(w);
+    s_free_labels(w);
+    free(w->id);
+    free(w->host);
+    free(w);
+}
+
+void registry_destroy(registry_t **p)
+{
+    if (!p || !*p)
+        return;
+    registry_t *self = *p;
+    for (size_t i = 0; i < self->n; i++)
+        s_free_worker(self->v[i]);
+    free(self->v);
+    free(self->bind_addr);
+    free(self);
+    *p = NULL;
+}
+
+worker_t *registry_find(registry_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (strcmp(self->v[i]->id, id) == 0)
+            return self->v[i];
+    return NULL;
+}
+
+/* Binds a PUSH for one worker. Its high-water mark is generous because the
+   master's credit accounting, not the HWM, bounds what is in flight. */
+static void *s_bind_pipe(registry_t *self, int *port, char *err, size_t errlen)
+{
+    void *s = zmqx_socket(self->ctx, ZMQ_PUSH, 0, -1);
+    if (!s) {
+        snprintf(err, errlen, "cannot create a task pipe: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    int hwm = 100000;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    char ep[300];
+    if (self->port_lo == 0) {
+        snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
+        if (zmq_bind(s, ep) == 0) {
+            *port = zmqx_bound_port(s);
+            return s;
+        }
+    } else {
+        for (int p = self->port_lo; p <= self->port_hi; p++) {
+            snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, p);
+            if (zmq_bind(s, ep) == 0) {
+                *port = p;
+                return s;
+            }
+        }
+    }
+    snprintf(err, errlen, "cannot bind a task pipe on %s%s: %s", self->bind_addr,
+             self->port_lo ? " (--task-ports range exhausted?)" : "", zmq_strerror(errno));
+    zmq_close(s);
+    return NULL;
+}
+
+worker_t *registry_hello(registry_t *self, const char *name, const char *host, int pid,
+                         int threads, char **labels, int nlabels, bool no_exec, int64_t now,
+                         char *err, size_t errlen)
+{
+    /* The same process registering again (it lost the master for a while)
+       keeps its record; another live process with the same name gets the
+       first free "name#k". */
+    const char *h = host ? host : "";
+    worker_t *w = NULL;
+    char id[PROTO_MAX_NAME + 16];
+    snprintf(id, sizeof id, "%s", name);
+    for (int k = 2; k < 10000; k++) {
+        worker_t *other = registry_find(self, id);
+        if (!other || !other->alive || (other->pid == pid && strcmp(other->host, h) == 0)) {
+            w = other;
+            break;
+        }
+        snprintf(id, sizeof id, "%s#%d", name, k);
+    }
+    if (!w) {
+        if (registry_find(self, id)) {
+            snprintf(err, errlen, "too many live workers named '%s'", name);
+            return NULL;
+        }
+        w = xcalloc(1, sizeof *w);
+        w->id = xstrdup(id);
+    }
+    bool is_new = true;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->v[i] == w)
+            is_new = false;
+
+    int port = 0;
+    void *pipe = s_bind_pipe(self, &port, err, errlen);
+    if (!pipe) {
+        if (is_new)
+            s_free_worker(w);
+        return NULL;
+    }
+    s_close_pipe(w);
+    w->pipe = pipe;
+    w->task_port = port;
+    free(w->host);
+    w->host = xstrdup(h);
+    w->pid = pid;
+    w->threads = threads;
+    s_free_labels(w);
+    w->labels = xcalloc((size_t) nlabels + 1, sizeof(char *));
+    for (int i = 0; i < nlabels; i++)
+        w->labels[i] = xstrdup(labels[i]);
+    w->nlabels = nlabels;
+    w->no_exec = no_exec;
+    w->alive = true;
+    w->draining = false;
+    w->last_seen = now;
+    w->last_ping = 0;
+    w->gone_since = 0;
+    if (is_new) {
+        if (self->n == self->cap) {
+            self->cap = self->cap ? self->cap * 2 : 16;
+            self->v = xrealloc(self->v, self->cap * sizeof(worker_t *));
+        }
+        self->v[self->n++] = w;
+    }
+    return w;
+}
+
+void registry_gone(registry_t *self, worker_t *w, int64_t now)
+{
+    (void) self;
+    s_close_pipe(w);
+    w->alive = false;
+    w->draining = false;
+    w->gone_since = now;
+}
+
+void registry_prune(registry_t *self, int64_t now, int64_t keep_ms)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        worker_t *w = self->v[i];
+        if (!w->alive && !w->tasks && now - w->gone_since > keep_ms)
+            s_free_worker(w);
+        else
+            self->v[j++] = w;
+    }
+    self->n = j;
+}
+
+worker_t *registry_next(registry_t *self, size_t *pos)
+{
+    return *pos < self->n ? self->v[(*pos)++] : NULL;
+}
+
+size_t registry_count(const registry_t *self)
+{
+    return self->n;
+}
+
+void worker_attach(worker_t *w, sched_task_t *t)
+{
+    t->worker = w;
+    t->wprev = NULL;
+    t->wnext = w->tasks;
+    if (w->tasks)
+        w->tasks->wprev = t;
+    w->tasks = t;
+    w->inflight++;
+}
+
+void worker_detach(worker_t *w, sched_task_t *t)
+{
+    if (t->wprev)
+        t->wprev->wnext = t->wnext;
+    else
+        w->tasks = t->wnext;
+    if (t->wnext)
+        t->wnext->wprev = t->wprev;
+    t->wprev = t->wnext = NULL;
+    t->worker = NULL;
+    w->inflight--;
+}
+
+bool worker_has_labels(const worker_t *w, char *const *require, int nrequire)
+{
+    for (int i = 0; i < nrequire; i++) {
+        bool found = false;
+        for (int j = 0; j < w->nlabels && !found; j++)
+            found = strcmp(require[i], w->labels[j]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}

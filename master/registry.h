@@ -1,0 +1,79 @@
+/*  registry: the workers the master knows, alive or recently gone.
+
+    A worker registers with "hello" on the API socket; the master then binds
+    a PUSH socket for it alone (its task pipe), so it always knows which
+    worker holds which task and sends a task only where a thread is free.
+    A worker is alive while its reports keep arriving; after `liveness`
+    missed heartbeat intervals it is dead, and the master takes its tasks
+    back. Dead workers stay listed for a while (ztask workers shows them).
+
+    Ownership: worker records and their pipe sockets belong to the registry;
+    pointers it returns are borrowed until registry_forget/registry_destroy.
+    Threads: main loop only.
+*/
+#ifndef ZTASK_REGISTRY_H
+#define ZTASK_REGISTRY_H
+
+#include "sched.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct worker {
+    char *id;                 /* unique: the worker's name, suffixed on clashes */
+    char *host;
+    int pid;
+    int threads;
+    char **labels;
+    int nlabels;
+    bool no_exec;
+    void *pipe;               /* PUSH bound for this worker, NULL when dead */
+    int task_port;
+    bool pipe_ready;          /* a ping went through: the worker's PULL is connected */
+    bool alive;
+    bool draining;
+    int64_t last_seen;        /* monotonic ms of the last report */
+    double last_heartbeat;    /* wall seconds, for people */
+    int64_t last_ping;        /* monotonic ms of the last ping sent */
+    int64_t gone_since;       /* monotonic ms it died or left */
+    int inflight;             /* tasks assigned or running on it */
+    int64_t done, failed;
+    sched_task_t *tasks;      /* its tasks, linked through wprev/wnext */
+} worker_t;
+
+typedef struct registry registry_t;
+
+/* Task pipes bind on bind_addr, on an ephemeral port when port_lo is 0,
+   else on the first free port of [port_lo, port_hi]. */
+registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi);
+void registry_destroy(registry_t **p);
+
+/* Registers a worker: a new record (id derived from name), or the same
+   record when a live worker of that id registers again (after it lost the
+   master for a while). Binds a fresh pipe either way. NULL with err filled
+   when no pipe could be bound. */
+worker_t *registry_hello(registry_t *self, const char *name, const char *host, int pid,
+                         int threads, char **labels, int nlabels, bool no_exec, int64_t now,
+                         char *err, size_t errlen);
+
+worker_t *registry_find(registry_t *self, const char *id);
+
+/* Marks a worker gone (dead or said bye) and closes its pipe. Its tasks
+   must have been taken back by the caller first. */
+void registry_gone(registry_t *self, worker_t *w, int64_t now);
+
+/* Drops records of workers gone for longer than keep_ms. */
+void registry_prune(registry_t *self, int64_t now, int64_t keep_ms);
+
+/* Iteration in registration order: *pos starts at 0. */
+worker_t *registry_next(registry_t *self, size_t *pos);
+size_t registry_count(const registry_t *self);
+
+/* Links/unlinks a task to/from a worker's list, keeping inflight in step. */
+void worker_attach(worker_t *w, sched_task_t *t);
+void worker_detach(worker_t *w, sched_task_t *t);
+
+/* True when the worker has every label in require. */
+bool worker_has_labels(const worker_t *w, char *const *require, int nrequire);
+
+#endif

@@ -1,0 +1,231 @@
+#include "sched.h"
+
+#include "../common/imap.h"
+#include "../common/util.h"
+
+#include <stdlib.h>
+
+/* A heap entry: for the ready heap, key = priority; for the delayed heap,
+   key = not_before. The id breaks ties (FIFO) and gen spots stale entries. */
+typedef struct {
+    int64_t key;
+    int64_t id;
+    uint32_t gen;
+} entry_t;
+
+typedef struct {
+    entry_t *v;
+    size_t n, cap;
+    /* true: larger key first (priorities); false: smaller key first (times) */
+    bool max;
+} heap_t;
+
+struct sched {
+    imap_t *tasks;
+    heap_t ready;
+    heap_t delayed;
+};
+
+static bool s_before(const heap_t *h, const entry_t *a, const entry_t *b)
+{
+    if (a->key != b->key)
+        return h->max ? a->key > b->key : a->key < b->key;
+    return a->id < b->id;
+}
+
+static void s_push(heap_t *h, entry_t e)
+{
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 1024;
+        h->v = xrealloc(h->v, h->cap * sizeof(entry_t));
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!s_before(h, &e, &h->v[parent]))
+            break;
+        h->v[i] = h->v[parent];
+        i = parent;
+    }
+    h->v[i] = e;
+}
+
+static entry_t s_pop(heap_t *h)
+{
+    entry_t top = h->v[0];
+    entry_t last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        const entry_t *bv = &last;
+        if (l < h->n && s_before(h, &h->v[l], bv)) {
+            best = l;
+            bv = &h->v[l];
+        }
+        if (r < h->n && s_before(h, &h->v[r], bv))
+            best = r;
+        if (best == i)
+            break;
+        h->v[i] = h->v[best];
+        i = best;
+    }
+    if (h->n)
+        h->v[i] = last;
+    /* Give memory back after a big job drains. */
+    if (h->cap > 4096 && h->n < h->cap / 8) {
+        h->cap /= 2;
+        h->v = xrealloc(h->v, h->cap * sizeof(entry_t));
+    }
+    return top;
+}
+
+sched_t *sched_new(void)
+{
+    sched_t *self = xcalloc(1, sizeof *self);
+    self->tasks = imap_new();
+    self->ready.max = true;
+    self->delayed.max = false;
+    return self;
+}
+
+static void s_free_task(sched_task_t *t)
+{
+    free(t->worker_name);
+    free(t->out[0]);
+    free(t->out[1]);
+    free(t);
+}
+
+void sched_destroy(sched_t **p)
+{
+    if (!p || !*p)
+        return;
+    sched_t *self = *p;
+    size_t pos = 0;
+    sched_task_t *t;
+    while ((t = imap_next(self->tasks, &pos, NULL)))
+        s_free_task(t);
+    imap_destroy(&self->tasks);
+    free(self->ready.v);
+    free(self->delayed.v);
+    free(self);
+    *p = NULL;
+}
+
+static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
+{
+    t->state = PROTO_ST_QUEUED;
+    t->not_before = not_before;
+    t->gen++;
+    if (not_before > 0)
+        s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
+    else
+        s_push(&self->ready, (entry_t){t->priority, t->id, t->gen});
+}
+
+sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int attempt,
+                        int retries_left, int64_t not_before)
+{
+    sched_task_t *t = xcalloc(1, sizeof *t);
+    t->id = id;
+    t->job = job;
+    t->priority = priority;
+    t->attempt = attempt;
+    t->retries_left = retries_left;
+    imap_put(self->tasks, id, t);
+    s_enqueue(self, t, not_before);
+    return t;
+}
+
+sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority,
+                               int attempt, int retries_left, const char *worker_name,
+                               int64_t deadline)
+{
+    sched_task_t *t = xcalloc(1, sizeof *t);
+    t->id = id;
+    t->job = job;
+    t->priority = priority;
+    t->attempt = attempt;
+    t->retries_left = retries_left;
+    t->state = PROTO_ST_ASSIGNED;
+    t->orphan = true;
+    t->deadline = deadline;
+    t->worker_name = xstrdup(worker_name);
+    imap_put(self->tasks, id, t);
+    return t;
+}
+
+sched_task_t *sched_get(const sched_t *self, int64_t id)
+{
+    return imap_get(self->tasks, id);
+}
+
+/* Moves delayed tasks whose time has come to the ready heap. */
+static void s_promote(sched_t *self, int64_t now)
+{
+    while (self->delayed.n && self->delayed.v[0].key <= now) {
+        entry_t e = s_pop(&self->delayed);
+        sched_task_t *t = imap_get(self->tasks, e.id);
+        if (!t || t->gen != e.gen || t->state != PROTO_ST_QUEUED)
+            continue;
+        t->not_before = 0;
+        t->gen++;
+        s_push(&self->ready, (entry_t){t->priority, t->id, t->gen});
+    }
+}
+
+sched_task_t *sched_pop(sched_t *self, int64_t now)
+{
+    s_promote(self, now);
+    while (self->ready.n) {
+        entry_t e = s_pop(&self->ready);
+        sched_task_t *t = imap_get(self->tasks, e.id);
+        if (!t || t->gen != e.gen || t->state != PROTO_ST_QUEUED)
+            continue;   /* stale: cancelled, finished or requeued since */
+        t->state = PROTO_ST_ASSIGNED;
+        t->gen++;
+        return t;
+    }
+    return NULL;
+}
+
+void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before)
+{
+    task->orphan = false;
+    task->started = 0;
+    s_enqueue(self, task, not_before);
+}
+
+void sched_remove(sched_t *self, int64_t id)
+{
+    sched_task_t *t = imap_remove(self->tasks, id);
+    if (t)
+        s_free_task(t);
+}
+
+size_t sched_ready(const sched_t *self, int64_t now)
+{
+    size_t n = self->ready.n;
+    for (size_t i = 0; i < self->delayed.n; i++)
+        if (self->delayed.v[i].key <= now)
+            n++;
+    return n;
+}
+
+int64_t sched_next_due(const sched_t *self, int64_t now)
+{
+    if (!self->delayed.n)
+        return -1;
+    int64_t d = self->delayed.v[0].key - now;
+    return d < 0 ? 0 : d;
+}
+
+size_t sched_size(const sched_t *self)
+{
+    return imap_size(self->tasks);
+}
+
+sched_task_t *sched_next(const sched_t *self, size_t *pos)
+{
+    return imap_next(self->tasks, pos, NULL);
+}

@@ -1,0 +1,93 @@
+/*  sched: the master's in-memory view of unfinished tasks, and the order in
+    which queued ones run.
+
+    Every task that is queued, assigned (on a worker's pipe) or running has
+    a record here; finished tasks live only in the store. The ready queue
+    runs the highest priority first and, within a priority, the lowest task
+    id first (submission order: FIFO). Tasks waiting for a retry backoff sit
+    in a delayed queue until their time comes.
+
+    Heap entries are (key, id, generation) values rather than pointers, so a
+    task that is cancelled, finished or requeued simply leaves stale entries
+    behind, skipped when popped (lazy deletion keeps cancel O(1)).
+
+    Time: every function that decides on time takes `now` (monotonic ms),
+    so tests inject any clock and wall-clock jumps change nothing.
+
+    Ownership: records belong to the scheduler; pointers returned are
+    borrowed and valid until sched_remove of that id or sched_destroy.
+    Threads: main loop only.
+*/
+#ifndef ZTASK_SCHED_H
+#define ZTASK_SCHED_H
+
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sched sched_t;
+struct worker;
+
+typedef struct sched_task {
+    int64_t id;
+    int64_t job;
+    int32_t priority;
+    int attempt;              /* number of the latest dispatch; 0 = never sent */
+    int retries_left;
+    int crashes;              /* workers that died while running it */
+    proto_state_t state;      /* QUEUED, ASSIGNED or RUNNING */
+    bool cancel_requested;    /* an abort was sent; do not retry or requeue */
+    bool orphan;              /* ASSIGNED/RUNNING from before a master restart */
+    int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
+    int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
+    double started;           /* wall time the worker reported, 0 = not yet */
+    char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
+    struct worker *worker;    /* borrowed from the registry, NULL when none */
+    struct sched_task *wprev, *wnext;   /* the worker's list of its tasks */
+    char *out[2];             /* live stdout/stderr of a running task, owned */
+    size_t outlen[2];
+    uint32_t gen;             /* matches the current heap entry */
+} sched_task_t;
+
+sched_t *sched_new(void);
+void sched_destroy(sched_t **p);
+
+/* Adds a queued task; returns its record (borrowed). not_before = 0 means
+   ready now. An id already present is a programmer error. */
+sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int attempt,
+                        int retries_left, int64_t not_before);
+
+/* Adds a task that a worker held when the master stopped: it stays ASSIGNED
+   (orphan) until its worker claims it or `deadline` passes. */
+sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority,
+                               int attempt, int retries_left, const char *worker_name,
+                               int64_t deadline);
+
+sched_task_t *sched_get(const sched_t *self, int64_t id);
+
+/* Takes the next task to run at `now` (highest priority, then lowest id)
+   out of the queue and marks it ASSIGNED; NULL when none is ready. The
+   caller sets attempt, worker and deadline. */
+sched_task_t *sched_pop(sched_t *self, int64_t now);
+
+/* Puts a popped or assigned task back: QUEUED, ready at not_before. */
+void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);
+
+/* Forgets a task (finished or cancelled); frees the record. */
+void sched_remove(sched_t *self, int64_t id);
+
+/* Tasks ready to run now (approximate: may count stale heap entries). */
+size_t sched_ready(const sched_t *self, int64_t now);
+/* Milliseconds until the next delayed task is due (0 = now), -1 = none. */
+int64_t sched_next_due(const sched_t *self, int64_t now);
+
+/* Unfinished tasks tracked (queued + assigned + running). */
+size_t sched_size(const sched_t *self);
+
+/* Iterates every record (any order). *pos starts at 0. The scheduler must not
+   change during the iteration: collect ids, then act. */
+sched_task_t *sched_next(const sched_t *self, size_t *pos);
+
+#endif

@@ -1,0 +1,420 @@
+/*  tasks: the life of a task inside the master, from the ready queue to a
+    worker's pipe to its recorded result; and what happens when workers
+    die, leases run out or a result arrives for a stale attempt.
+*/
+#include "master_internal.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* Tasks per "tasks" message: big enough to amortise a frame, small enough
+   that one batch never holds a worker's whole share of a job. */
+#define DISPATCH_BATCH 256
+/* How often a worker whose pipe is not connected yet is probed. */
+#define PIPE_PROBE_MS 20
+/* Retry backoff never grows beyond this. */
+#define MAX_BACKOFF_MS 60000
+
+static void s_send_pipe(worker_t *w, const char *msg)
+{
+    if (w->pipe)
+        zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
+}
+
+void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt)
+{
+    (void) self;
+    if (!w || !w->pipe)
+        return;
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_ABORT);
+    msg->task = task;
+    msg->attempt = attempt;
+    char *text = proto_pipe_encode(msg);
+    s_send_pipe(w, text);
+    free(text);
+    proto_pipe_destroy(&msg);
+}
+
+void tasks_job_check(master_t *self, job_t *job)
+{
+    if (job->closed && job->queued == 0 && job->running == 0 && job->finished == 0) {
+        job->finished = clock_wall();
+        master_journal(self, J_JOB_FINISHED, 0, job->id, 0, 0, NULL, NULL, job->finished);
+        log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
+                 " failed=%" PRId64 " cancelled=%" PRId64,
+                 job->id, job->total, job->done, job->failed, job->cancelled_n);
+    }
+}
+
+/* Removes a task from the worker and queue bookkeeping it is in (not from
+   the scheduler) and fixes the job's counters for "no longer running". */
+static void s_unassign(master_t *self, sched_task_t *t)
+{
+    job_t *job = master_job(self, t->job);
+    if (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING) {
+        if (job)
+            job->running--;
+        if (t->orphan && self->orphans)
+            self->orphans--;
+        t->orphan = false;
+    } else if (job)
+        job->queued--;
+    if (t->worker)
+        worker_detach(t->worker, t);
+}
+
+void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, const char *outcome_json,
+                  const char *error)
+{
+    char *outcome = xstrdup(outcome_json);
+    if (!outcome && error) {
+        proto_result_t *res = proto_result_new();
+        res->task = t->id;
+        res->attempt = t->attempt;
+        res->status = state;
+        res->error = xstrdup(error);
+        res->finished = clock_wall();
+        outcome = proto_result_encode(res);
+        proto_result_destroy(&res);
+    }
+    worker_t *w = t->worker;
+    s_unassign(self, t);
+    job_t *job = master_job(self, t->job);
+    if (job) {
+        if (state == PROTO_ST_DONE)
+            job->done++;
+        else if (state == PROTO_ST_CANCELLED)
+            job->cancelled_n++;
+        else
+            job->failed++;
+    }
+    if (w) {
+        if (state == PROTO_ST_DONE)
+            w->done++;
+        else
+            w->failed++;
+    }
+    master_journal(self, J_FINISH, t->id, t->job, t->attempt, state,
+                   w ? w->id : t->worker_name, outcome, clock_wall());
+    self->results_total++;
+    sched_remove(self->sched, t->id);
+    if (job)
+        tasks_job_check(self, job);
+}
+
+/* Puts a task that was on a worker back in the queue, or ends it when it
+   was cancelled or has crashed its workers too often. */
+void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed, const char *why)
+{
+    if (t->cancel_requested) {
+        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
+        return;
+    }
+    if (crashed && ++t->crashes >= self->cfg.crash_limit) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "its worker died %d times while running it (crash limit %d)",
+                 t->crashes, self->cfg.crash_limit);
+        log_warn("event=task_poisoned task=%" PRId64 " job=%" PRId64 " crashes=%d", t->id, t->job,
+                 t->crashes);
+        tasks_finish(self, t, PROTO_ST_FAILED, NULL, msg);
+        return;
+    }
+    s_unassign(self, t);
+    job_t *job = master_job(self, t->job);
+    if (job)
+        job->queued++;
+    free(t->worker_name);
+    t->worker_name = NULL;
+    sched_requeue(self->sched, t, 0);
+    master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
+    log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
+    (void) now;
+}
+
+void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why)
+{
+    int n = 0;
+    while (w->tasks) {
+        sched_task_t *t = w->tasks;
+        bool crashed = t->state == PROTO_ST_RUNNING;
+        tasks_take_back(self, t, now, crashed, why);
+        n++;
+    }
+    log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
+    registry_gone(self->registry, w, now);
+}
+
+/* ---- dispatch ---- */
+
+static bool s_pipe_ready(master_t *self, worker_t *w, int64_t now)
+{
+    if (w->pipe_ready)
+        return true;
+    if (now - w->last_ping < PIPE_PROBE_MS)
+        return false;
+    w->last_ping = now;
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_PING);
+    char *text = proto_pipe_encode(msg);
+    /* A bound PUSH with no connected peer refuses with EAGAIN: that is how
+       we learn the worker's PULL has connected. */
+    if (zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT) == 0)
+        w->pipe_ready = true;
+    free(text);
+    proto_pipe_destroy(&msg);
+    (void) self;
+    return w->pipe_ready;
+}
+
+static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
+{
+    int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
+    int attempts[DISPATCH_BATCH];
+    char *specs[DISPATCH_BATCH];
+    sched_task_t *tasks[DISPATCH_BATCH];
+    while (credit > 0) {
+        int n = 0;
+        while (n < credit && n < DISPATCH_BATCH) {
+            sched_task_t *t = sched_pop(self->sched, now);
+            if (!t)
+                break;
+            char *spec = store_task_spec(self->store, t->id);
+            if (!spec) {
+                log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
+                          store_error(self->store));
+                t->state = PROTO_ST_QUEUED; /* for s_unassign's counters */
+                tasks_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
+                continue;
+            }
+            t->attempt++;
+            t->deadline = now + self->cfg.lease_ms;
+            free(t->worker_name);
+            t->worker_name = xstrdup(w->id);
+            worker_attach(w, t);
+            job_t *job = master_job(self, t->job);
+            if (job) {
+                job->queued--;
+                job->running++;
+            }
+            master_journal(self, J_ASSIGN, t->id, t->job, t->attempt, 0, w->id, NULL, 0);
+            ids[n] = t->id;
+            jobs[n] = t->job;
+            attempts[n] = t->attempt;
+            specs[n] = spec;
+            tasks[n] = t;
+            n++;
+        }
+        if (!n)
+            return;
+        bool dry = n < credit && n < DISPATCH_BATCH;
+        char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
+        int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
+        free(msg);
+        for (int i = 0; i < n; i++)
+            free(specs[i]);
+        if (rc != 0) {
+            /* The pipe refused (peer gone): take them back at once. */
+            w->pipe_ready = false;
+            for (int i = 0; i < n; i++)
+                tasks_take_back(self, tasks[i], now, false, "pipe_refused");
+            return;
+        }
+        credit -= n;
+        if (dry)
+            return;
+    }
+}
+
+void tasks_dispatch(master_t *self, int64_t now)
+{
+    size_t count = registry_count(self->registry);
+    if (!count || !sched_size(self->sched))
+        return;
+    /* Start from a different worker each round so scarce tasks spread. */
+    size_t start = self->rr++ % count;
+    for (size_t k = 0; k < count; k++) {
+        size_t pos = (start + k) % count;
+        worker_t *w = registry_next(self->registry, &pos);
+        if (!w || !w->alive || w->draining || !w->pipe)
+            continue;
+        int credit = w->threads + self->cfg.prefetch - w->inflight;
+        if (credit <= 0 || !s_pipe_ready(self, w, now))
+            continue;
+        s_dispatch_to(self, w, now, credit);
+    }
+}
+
+/* ---- reports ---- */
+
+static void s_on_result(master_t *self, const char *worker_id, proto_result_t *res, int64_t now)
+{
+    sched_task_t *t = sched_get(self->sched, res->task);
+    bool current = t && t->attempt == res->attempt
+                   && (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING);
+    char *outcome = proto_result_encode(res);
+    if (!current) {
+        bool found = t != NULL;
+        if (!found && store_task_get(self->store, res->task, NULL, NULL, &found) != 0)
+            found = false;
+        if (!found) {
+            log_warn("event=result_unknown_task task=%" PRId64 " worker=%s", res->task, worker_id);
+            free(outcome);
+            return;
+        }
+        self->duplicates++;
+        log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
+                 res->attempt, worker_id);
+        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id, outcome, clock_wall());
+        return;
+    }
+    if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
+        t->retries_left--;
+        int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << (t->attempt > 7 ? 7 : t->attempt - 1);
+        if (backoff > MAX_BACKOFF_MS)
+            backoff = MAX_BACKOFF_MS;
+        log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
+                 t->attempt, backoff, res->error ? res->error : "");
+        s_unassign(self, t);
+        job_t *job = master_job(self, t->job);
+        if (job)
+            job->queued++;
+        sched_requeue(self->sched, t, now + backoff);
+        master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
+        free(outcome);
+        return;
+    }
+    proto_state_t st = res->status;
+    if (t->cancel_requested && st != PROTO_ST_DONE)
+        st = PROTO_ST_CANCELLED;
+    if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
+        st = PROTO_ST_FAILED;
+    tasks_finish(self, t, st, outcome, NULL);
+    free(outcome);
+}
+
+static void s_append_output(sched_task_t *t, int stream, const char *data)
+{
+    int i = stream == 2 ? 1 : 0;
+    size_t n = strlen(data);
+    /* Live output is for watching; the full (capped) output arrives with the
+       result. Past the cap, keep nothing more in memory. */
+    if (t->outlen[i] + n > PROTO_DEFAULT_OUTPUT_CAP)
+        return;
+    t->out[i] = xrealloc(t->out[i], t->outlen[i] + n + 1);
+    memcpy(t->out[i] + t->outlen[i], data, n + 1);
+    t->outlen[i] += n;
+}
+
+void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now)
+{
+    proto_err_t err;
+    proto_report_t *rep = proto_report_decode(buf, len, &err);
+    if (!rep) {
+        log_warn("event=bad_report code=%s error=\"%s\"", err.code, err.message);
+        return;
+    }
+    worker_t *w = registry_find(self->registry, rep->worker);
+    bool live = w && w->alive;
+    if (live) {
+        w->last_seen = now;
+        w->last_heartbeat = clock_wall();
+    }
+    switch (rep->type) {
+    case PROTO_REP_HEARTBEAT:
+        break;
+    case PROTO_REP_STARTED:
+        for (int i = 0; i < rep->nstarted; i++) {
+            sched_task_t *t = sched_get(self->sched, rep->started[i].task);
+            if (t && t->attempt == rep->started[i].attempt && t->state == PROTO_ST_ASSIGNED) {
+                t->state = PROTO_ST_RUNNING;
+                t->started = rep->started_at[i];
+            }
+        }
+        break;
+    case PROTO_REP_OUTPUT: {
+        sched_task_t *t = sched_get(self->sched, rep->task);
+        if (t && t->attempt == rep->attempt && rep->data)
+            s_append_output(t, rep->stream, rep->data);
+        break;
+    }
+    case PROTO_REP_RESULTS:
+        /* Results count even from a worker we no longer know (it kept them
+           while we were away): the attempt number decides. */
+        for (int i = 0; i < rep->nresults; i++)
+            s_on_result(self, rep->worker, rep->results[i], now);
+        break;
+    case PROTO_REP_BYE:
+        if (live) {
+            log_info("event=worker_bye worker=%s", w->id);
+            tasks_worker_lost(self, w, now, "bye");
+        }
+        break;
+    }
+    proto_report_destroy(&rep);
+}
+
+/* ---- timers ---- */
+
+void tasks_timers(master_t *self, int64_t now)
+{
+    int64_t dead_after = (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
+    size_t pos = 0;
+    worker_t *w;
+    char *ping = NULL;
+    while ((w = registry_next(self->registry, &pos))) {
+        if (!w->alive)
+            continue;
+        if (now - w->last_seen > dead_after) {
+            tasks_worker_lost(self, w, now, "heartbeat_timeout");
+            continue;
+        }
+        if (w->pipe_ready && now - w->last_ping >= self->cfg.heartbeat_ms) {
+            if (!ping) {
+                proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_PING);
+                ping = proto_pipe_encode(msg);
+                proto_pipe_destroy(&msg);
+            }
+            s_send_pipe(w, ping);
+            w->last_ping = now;
+        }
+        /* Leases: a task sent but not started in time goes back. */
+        sched_task_t *t = w->tasks;
+        while (t) {
+            sched_task_t *next = t->wnext;
+            if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
+                log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
+                         t->attempt, w->id);
+                tasks_send_abort(self, w, t->id, t->attempt);
+                tasks_take_back(self, t, now, false, "lease_expired");
+            }
+            t = next;
+        }
+    }
+    free(ping);
+    if (self->orphans) {
+        /* After a restart: tasks nobody claimed within the grace run again. */
+        int64_t ids[1024];
+        size_t n = 0;
+        size_t it = 0;
+        sched_task_t *t;
+        while (n < 1024 && (t = sched_next(self->sched, &it)))
+            if (t->orphan && now > t->deadline)
+                ids[n++] = t->id;
+        for (size_t i = 0; i < n; i++) {
+            t = sched_get(self->sched, ids[i]);
+            log_info("event=orphan_requeued task=%" PRId64 " attempt=%d", t->id, t->attempt);
+            tasks_take_back(self, t, now, false, "recovery_grace_expired");
+        }
+    }
+    if (now - self->last_prune > 60000) {
+        self->last_prune = now;
+        registry_prune(self->registry, now, 3600 * 1000);
+    }
+}
