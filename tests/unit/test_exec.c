@@ -1,0 +1,794 @@
+/*  Unit tests for worker/exec: one command task as a child process.
+
+    The tests run real programs (/bin/sh, cat, ls, sleep, head, tr) from
+    Debian's coreutils and dash. Waiting is done on events (exec_run
+    returning, output arriving, waitpid), never on sleeps; the sleeps in
+    the shell commands below are the tasks' own work. Tests that check a
+    process group is gone make the test process a child subreaper, so the
+    group's orphans become our children and can be awaited with
+    waitpid(-pgid) before asking kill(-pgid, 0) whether anyone is left.
+*/
+#include "../../worker/exec.h"
+
+#include "../../common/clock.h"
+#include "../../common/util.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A command spec as the proto decoder would produce it. */
+static proto_spec_t s_spec(void)
+{
+    proto_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    spec.kind = PROTO_KIND_EXEC;
+    spec.index = -1;
+    spec.output_cap = PROTO_DEFAULT_OUTPUT_CAP;
+    return spec;
+}
+
+static proto_result_t *s_run(const proto_spec_t *spec)
+{
+    exec_req_t req = {.spec = spec, .task_id = 7, .job_id = 3, .attempt = 1};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    return res;
+}
+
+static proto_result_t *s_run_shell(const char *cmd)
+{
+    proto_spec_t spec = s_spec();
+    spec.shell = (char *) cmd;
+    return s_run(&spec);
+}
+
+/* Every child of ours has been reaped: nothing left to wait for. */
+static void s_assert_no_children(void)
+{
+    errno = 0;
+    ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
+    ck_assert_int_eq(errno, ECHILD);
+}
+
+/* Waits for the group's members that were orphaned to us (we are a
+   subreaper), then asserts no process of the group remains. */
+static void s_assert_group_gone(pid_t pgid)
+{
+    ck_assert_int_gt(pgid, 1);
+    for (int i = 0; i < 64; i++)
+        if (waitpid(-pgid, NULL, 0) < 0) {
+            ck_assert_int_eq(errno, ECHILD);
+            break;
+        }
+    errno = 0;
+    ck_assert_int_eq(kill(-pgid, 0), -1);
+    ck_assert_int_eq(errno, ESRCH);
+}
+
+static void s_become_subreaper(void)
+{
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+}
+
+/* ---- forms, exit codes, signals ----------------------------------------- */
+
+START_TEST(runs_a_command_and_captures_its_output)
+{
+    char *argv[] = {"echo", "hello", "world", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 3;
+    exec_req_t req = {.spec = &spec, .task_id = 42, .job_id = 5, .attempt = 2};
+    proto_result_t *res = proto_result_new();
+
+    double before = clock_wall();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert(res->has_exit_code);
+    ck_assert_int_eq(res->exit_code, 0);
+    ck_assert_int_eq(res->signal, 0);
+    ck_assert(!res->timed_out);
+    ck_assert_str_eq(res->stdout_data, "hello world\n");
+    ck_assert_str_eq(res->stderr_data, "");
+    ck_assert_ptr_null(res->error);
+    ck_assert_int_eq(res->task, 42);
+    ck_assert_int_eq(res->attempt, 2);
+    ck_assert(res->started >= before - 0.001 && res->finished >= res->started);
+    proto_result_destroy(&res);
+    s_assert_no_children();
+}
+END_TEST
+
+START_TEST(shell_form_runs_through_sh_and_reports_its_exit_status)
+{
+    proto_result_t *res = s_run_shell("echo out; echo err >&2; exit 3");
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert(res->has_exit_code);
+    ck_assert_int_eq(res->exit_code, 3);
+    ck_assert_str_eq(res->stdout_data, "out\n");
+    ck_assert_str_eq(res->stderr_data, "err\n");
+    ck_assert_str_eq(res->error, "exited with status 3");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(argv_is_passed_verbatim_without_a_shell)
+{
+    char *argv[] = {"printf", "[%s]", "a b", "$HOME", "*", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 5;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "[a b][$HOME][*]");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(death_by_signal_is_reported_with_its_name)
+{
+    proto_result_t *res = s_run_shell("kill -9 $$");
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert(!res->has_exit_code);
+    ck_assert_int_eq(res->signal, 9);
+    ck_assert(!res->timed_out);
+    ck_assert_str_eq(res->error, "killed by signal 9 (Killed)");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(child_runs_in_its_own_process_group)
+{
+    char *argv[] = {"cat", "/proc/self/stat", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 2;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    int pid = 0, ppid = 0, pgrp = 0;
+    char state;
+    const char *after_comm = strrchr(res->stdout_data, ')');
+    ck_assert_ptr_nonnull(after_comm);
+    ck_assert_int_eq(sscanf(res->stdout_data, "%d", &pid), 1);
+    ck_assert_int_eq(sscanf(after_comm + 1, " %c %d %d", &state, &ppid, &pgrp), 3);
+    ck_assert_int_eq(ppid, getpid());
+    ck_assert_int_eq(pgrp, pid);
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(child_starts_with_default_signal_dispositions_and_empty_mask)
+{
+    /* The worker ignores SIGPIPE and a pool thread blocks some signals;
+       neither may leak into the task. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    char *argv[] = {"grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 4;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+/* ---- stdin ------------------------------------------------------------- */
+
+START_TEST(stdin_data_is_fed_to_the_child)
+{
+    char *argv[] = {"cat", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 1;
+    spec.stdin_data = "line one\nline two\n";
+    spec.stdin_len = strlen(spec.stdin_data);
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "line one\nline two\n");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(absent_stdin_reads_as_empty)
+{
+    /* cat would wait forever on an inherited terminal or pipe. */
+    char *argv[] = {"cat", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 1;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(large_stdin_and_large_output_do_not_deadlock)
+{
+    /* cat writes its output before it has read all its input: a runner
+       that wrote all of stdin before reading would block forever. */
+    size_t len = 6 * 1024 * 1024;
+    char *data = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (char) ('a' + (i * 7 + i / 4096) % 26);
+    data[len - 1] = '\n';
+    char *argv[] = {"cat", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 1;
+    spec.stdin_data = data;
+    spec.stdin_len = len;
+    spec.output_cap = 8 * 1024 * 1024;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert(!res->stdout_truncated);
+    ck_assert_uint_eq(strlen(res->stdout_data), len);
+    ck_assert(memcmp(res->stdout_data, data, len) == 0);
+    proto_result_destroy(&res);
+    free(data);
+}
+END_TEST
+
+START_TEST(child_that_stops_reading_stdin_does_not_hurt_the_runner)
+{
+    /* The rest of stdin hits a closed pipe: EPIPE, and no SIGPIPE may
+       reach this process (SIGPIPE is at its default, fatal, here). */
+    signal(SIGPIPE, SIG_DFL);
+    size_t len = 4 * 1024 * 1024;
+    char *data = malloc(len);
+    memset(data, 'x', len);
+    char *argv[] = {"head", "-c", "5", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 3;
+    spec.stdin_data = data;
+    spec.stdin_len = len;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "xxxxx");
+    sigset_t pending;
+    sigpending(&pending);
+    ck_assert(!sigismember(&pending, SIGPIPE));
+    proto_result_destroy(&res);
+    free(data);
+}
+END_TEST
+
+/* ---- environment and cwd ------------------------------------------------ */
+
+START_TEST(environment_is_inherited_overridden_and_tagged)
+{
+    setenv("ZT_TEST_INHERITED", "from-parent", 1);
+    setenv("ZT_TEST_OVERRIDDEN", "from-parent", 1);
+    setenv("ZTASK_TASK_INDEX", "99", 1);   /* stale, from a worker started by a task */
+    char *env[] = {"ZT_TEST_OVERRIDDEN=from-spec", "ZT_TEST_NEW=new value", NULL};
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo \"$ZT_TEST_INHERITED|$ZT_TEST_OVERRIDDEN|$ZT_TEST_NEW|"
+                 "$ZTASK_TASK_ID|$ZTASK_JOB_ID|$ZTASK_ATTEMPT|${ZTASK_TASK_INDEX-unset}\"";
+    spec.env = env;
+    spec.envc = 2;
+    exec_req_t req = {.spec = &spec, .task_id = 1234, .job_id = 56, .attempt = 3};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "from-parent|from-spec|new value|1234|56|3|unset\n");
+
+    spec.index = 17;
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_str_eq(res->stdout_data, "from-parent|from-spec|new value|1234|56|3|17\n");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(program_is_found_on_the_path_given_in_the_spec_env)
+{
+    /* The spec's PATH is searched (as `env PATH=.. prog` would); a file
+       without "#!" is run by /bin/sh, as execvp does. */
+    char dir[] = "/tmp/zt-exec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *tool = xasprintf("%s/zt-tool", dir);
+    FILE *f = fopen(tool, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("echo tool ran with \"$1\"\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(tool, 0755), 0);
+
+    char *path_var = xasprintf("PATH=/nonexistent:%s:/usr/bin:/bin", dir);
+    char *env[] = {path_var, NULL};
+    char *argv[] = {"zt-tool", "arg", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 2;
+    spec.env = env;
+    spec.envc = 1;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "tool ran with arg\n");
+    proto_result_destroy(&res);
+
+    unlink(tool);
+    rmdir(dir);
+    free(tool);
+    free(path_var);
+}
+END_TEST
+
+START_TEST(cwd_is_where_the_child_runs)
+{
+    char *argv[] = {"pwd", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 1;
+    spec.cwd = "/usr/share";
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_str_eq(res->stdout_data, "/usr/share\n");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(bad_cwd_fails_with_a_clear_error)
+{
+    char *argv[] = {"pwd", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 1;
+    spec.cwd = "/nonexistent/zt-dir";
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert(!res->has_exit_code);
+    ck_assert_str_eq(res->error, "cannot chdir to '/nonexistent/zt-dir': No such file or directory");
+    ck_assert_str_eq(res->stdout_data, "");
+    proto_result_destroy(&res);
+    s_assert_no_children();
+}
+END_TEST
+
+START_TEST(missing_program_fails_with_a_clear_error)
+{
+    char *argv[] = {"zt-no-such-program", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 1;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert(!res->has_exit_code);
+    ck_assert_str_eq(res->error, "cannot execute 'zt-no-such-program': No such file or directory");
+    proto_result_destroy(&res);
+
+    /* Exists but has no execute bit (even root may not run it). */
+    char plain[] = "/tmp/zt-exec-plain-XXXXXX";
+    int fd = mkstemp(plain);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(chmod(plain, 0644), 0);
+    char *argv2[] = {plain, NULL};
+    spec.argv = argv2;
+    res = s_run(&spec);
+    unlink(plain);
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    char *want = xasprintf("cannot execute '%s': Permission denied", plain);
+    ck_assert_str_eq(res->error, want);
+    free(want);
+    proto_result_destroy(&res);
+    s_assert_no_children();
+}
+END_TEST
+
+START_TEST(non_command_specs_are_refused)
+{
+    proto_spec_t spec = s_spec();
+    spec.kind = PROTO_KIND_FN;
+    spec.fn = "noop";
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert_ptr_nonnull(res->error);
+    proto_result_destroy(&res);
+}
+END_TEST
+
+/* ---- output ----------------------------------------------------------- */
+
+START_TEST(output_beyond_the_cap_is_dropped_and_marked_truncated)
+{
+    /* 5 MiB against a 1 MiB cap: the child must still finish (the rest is
+       read and dropped, never left to fill the pipe). */
+    proto_spec_t spec = s_spec();
+    spec.shell = "head -c 5242880 /dev/zero | tr '\\0' a; echo small >&2";
+    spec.output_cap = 1024 * 1024;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert(res->stdout_truncated);
+    ck_assert_uint_eq(strlen(res->stdout_data), 1024 * 1024);
+    ck_assert_int_eq(res->stdout_data[1024 * 1024 - 1], 'a');
+    ck_assert(!res->stderr_truncated);
+    ck_assert_str_eq(res->stderr_data, "small\n");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(invalid_utf8_output_is_repaired)
+{
+    proto_result_t *res = s_run_shell("printf 'ok\\377\\376end\\000x'; printf '\\303' >&2");
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert(utf8_valid(res->stdout_data, strlen(res->stdout_data)));
+    ck_assert_str_eq(res->stdout_data, "ok\xEF\xBF\xBD\xEF\xBF\xBD" "end\xEF\xBF\xBDx");
+    ck_assert_str_eq(res->stderr_data, "\xEF\xBF\xBD");
+    proto_result_destroy(&res);
+}
+END_TEST
+
+typedef struct {
+    char *data[3];                /* per stream, concatenated */
+    size_t len[3];
+    int calls[3];
+    bool chunks_valid_utf8;
+    atomic_bool *cancel_on_output;  /* set once any output arrived */
+    sem_t *post_on_output;          /* posted once on the first output */
+    bool posted;
+    int64_t first_output_ms;
+} sink_t;
+
+static void s_on_output(void *arg, int stream, const char *data, size_t len)
+{
+    sink_t *s = arg;
+    ck_assert(stream == 1 || stream == 2);
+    ck_assert_uint_gt(len, 0);
+    s->data[stream] = xrealloc(s->data[stream], s->len[stream] + len + 1);
+    memcpy(s->data[stream] + s->len[stream], data, len);
+    s->len[stream] += len;
+    s->data[stream][s->len[stream]] = '\0';
+    s->calls[stream]++;
+    if (!utf8_valid(data, len))
+        s->chunks_valid_utf8 = false;
+    if (!s->first_output_ms)
+        s->first_output_ms = clock_mono_ms();
+    if (s->cancel_on_output)
+        atomic_store(s->cancel_on_output, true);
+    if (s->post_on_output && !s->posted) {
+        s->posted = true;
+        sem_post(s->post_on_output);
+    }
+}
+
+static void s_sink_free(sink_t *s)
+{
+    for (int i = 0; i < 3; i++)
+        free(s->data[i]);
+}
+
+START_TEST(on_output_receives_the_bytes_coalesced)
+{
+    /* 30 lines over ~0.6 s: the callback sees them all, in order, but
+       in at most about one chunk per 100 ms. */
+    sink_t sink = {.chunks_valid_utf8 = true};
+    proto_spec_t spec = s_spec();
+    spec.shell = "i=0; while [ $i -lt 30 ]; do echo line$i; i=$((i+1)); sleep 0.02; done;"
+                 "echo to-stderr >&2";
+    exec_req_t req = {.spec = &spec, .task_id = 1, .attempt = 1, .on_output = s_on_output,
+                      .arg = &sink};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    ck_assert_ptr_nonnull(sink.data[1]);
+    ck_assert_str_eq(sink.data[1], res->stdout_data);
+    ck_assert_str_eq(sink.data[2], "to-stderr\n");
+    ck_assert_int_ge(sink.calls[1], 2);
+    ck_assert_int_le(sink.calls[1], 15);
+    proto_result_destroy(&res);
+    s_sink_free(&sink);
+}
+END_TEST
+
+START_TEST(on_output_chunks_do_not_split_a_character)
+{
+    /* "é" is C3 A9; the child writes C3, pauses past a flush, writes A9. */
+    sink_t sink = {.chunks_valid_utf8 = true};
+    proto_spec_t spec = s_spec();
+    spec.shell = "printf 'a\\303'; sleep 0.3; printf '\\251b'";
+    exec_req_t req = {.spec = &spec, .on_output = s_on_output, .arg = &sink};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_str_eq(res->stdout_data, "a\xC3\xA9" "b");
+    ck_assert_str_eq(sink.data[1], "a\xC3\xA9" "b");
+    ck_assert(sink.chunks_valid_utf8);
+    ck_assert_int_eq(sink.calls[1], 2);
+    proto_result_destroy(&res);
+    s_sink_free(&sink);
+}
+END_TEST
+
+/* ---- timeout, cancel, process groups ------------------------------------- */
+
+START_TEST(timeout_kills_the_whole_process_group_promptly)
+{
+    s_become_subreaper();
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo $$; sleep 100 & sleep 100 & wait";
+    spec.timeout = 0.3;
+    exec_req_t req = {.spec = &spec, .kill_grace_ms = 5000};
+    proto_result_t *res = proto_result_new();
+    int64_t t0 = clock_mono_ms();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    int64_t took = clock_mono_ms() - t0;
+
+    ck_assert_int_ge(took, 300);
+    ck_assert_int_lt(took, 2000);   /* SIGTERM sufficed: no wait for the grace */
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert(res->timed_out);
+    ck_assert_int_eq(res->signal, SIGTERM);
+    ck_assert_str_eq(res->error, "timed out after 0.3 s");
+    s_assert_group_gone((pid_t) atoi(res->stdout_data));
+    s_assert_no_children();
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(child_ignoring_sigterm_is_killed_after_the_grace)
+{
+    /* Cancel as soon as the trap is in place (the child says so), then
+       SIGTERM is ignored by the shell and its sleep alike. */
+    s_become_subreaper();
+    atomic_bool cancel = false;
+    sink_t sink = {.cancel_on_output = &cancel};
+    proto_spec_t spec = s_spec();
+    spec.shell = "trap '' TERM; echo $$; while :; do sleep 1; done";
+    exec_req_t req = {.spec = &spec, .kill_grace_ms = 300, .cancel = &cancel,
+                      .on_output = s_on_output, .arg = &sink};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    int64_t after_cancel = clock_mono_ms() - sink.first_output_ms;
+
+    ck_assert_int_ge(after_cancel, 300);
+    ck_assert_int_lt(after_cancel, 1500);
+    ck_assert_int_eq(res->status, PROTO_ST_CANCELLED);
+    ck_assert_int_eq(res->signal, SIGKILL);
+    ck_assert_str_eq(res->error, "cancelled");
+    s_assert_group_gone((pid_t) atoi(res->stdout_data));
+    s_assert_no_children();
+    proto_result_destroy(&res);
+    s_sink_free(&sink);
+}
+END_TEST
+
+typedef struct {
+    sem_t started;
+    atomic_bool cancel;
+    int64_t cancelled_at;
+} canceller_t;
+
+static void *s_canceller(void *arg)
+{
+    canceller_t *c = arg;
+    while (sem_wait(&c->started) < 0 && errno == EINTR)
+        ;
+    c->cancelled_at = clock_mono_ms();
+    atomic_store(&c->cancel, true);
+    return NULL;
+}
+
+START_TEST(cancel_from_another_thread_stops_the_task)
+{
+    canceller_t c;
+    sem_init(&c.started, 0, 0);
+    atomic_init(&c.cancel, false);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, s_canceller, &c), 0);
+
+    sink_t sink = {.post_on_output = &c.started};
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo started; sleep 100";
+    exec_req_t req = {.spec = &spec, .cancel = &c.cancel, .on_output = s_on_output,
+                      .arg = &sink};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    int64_t returned_at = clock_mono_ms();
+    pthread_join(thread, NULL);
+
+    ck_assert_int_eq(res->status, PROTO_ST_CANCELLED);
+    ck_assert_str_eq(res->error, "cancelled");
+    ck_assert_str_eq(res->stdout_data, "started\n");
+    ck_assert_int_lt(returned_at - c.cancelled_at, 1000);
+    s_assert_no_children();
+    proto_result_destroy(&res);
+    s_sink_free(&sink);
+    sem_destroy(&c.started);
+}
+END_TEST
+
+START_TEST(cancel_before_start_runs_nothing)
+{
+    atomic_bool cancel = true;
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo ran";
+    exec_req_t req = {.spec = &spec, .cancel = &cancel};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_int_eq(res->status, PROTO_ST_CANCELLED);
+    ck_assert_ptr_null(res->stdout_data);
+    s_assert_no_children();
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(grandchild_holding_stdout_does_not_hang_the_runner)
+{
+    s_become_subreaper();
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo $$; sleep 100 & echo parent-done";
+    exec_req_t req = {.spec = &spec};
+    proto_result_t *res = proto_result_new();
+    int64_t t0 = clock_mono_ms();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_int_lt(clock_mono_ms() - t0, 1500);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    pid_t pgid = (pid_t) atoi(res->stdout_data);
+    ck_assert(strstr(res->stdout_data, "\nparent-done\n") != NULL);
+    s_assert_group_gone(pgid);
+    s_assert_no_children();
+    proto_result_destroy(&res);
+}
+END_TEST
+
+/* ---- descriptors, zombies, threads ------------------------------------ */
+
+START_TEST(child_inherits_no_descriptor_but_0_1_2)
+{
+    /* Descriptors of ours that are not close-on-exec must not leak. */
+    int leak1 = open("/dev/null", O_RDONLY);
+    int leak2[2];
+    ck_assert_int_eq(pipe(leak2), 0);
+    ck_assert_int_ge(leak1, 0);
+    char *argv[] = {"ls", "/proc/self/fd", NULL};
+    proto_spec_t spec = s_spec();
+    spec.argv = argv;
+    spec.argc = 2;
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    /* 0, 1, 2 and the directory ls itself opened to list. */
+    ck_assert_str_eq(res->stdout_data, "0\n1\n2\n3\n");
+    proto_result_destroy(&res);
+    close(leak1);
+    close(leak2[0]);
+    close(leak2[1]);
+}
+END_TEST
+
+START_TEST(no_zombie_is_left_after_any_ending)
+{
+    const char *cmds[] = {"true", "exit 4", "kill -TERM $$", "sleep 100 & echo bg"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        proto_result_t *res = s_run_shell(cmds[i]);
+        proto_result_destroy(&res);
+        s_assert_no_children();
+    }
+}
+END_TEST
+
+#define NTHREADS 8
+
+typedef struct {
+    int index;
+    char *stdin_data;
+    size_t stdin_len;
+    proto_result_t *res;
+    int rc;
+} worker_arg_t;
+
+static void *s_thread_run(void *arg)
+{
+    worker_arg_t *w = arg;
+    char *env_entry = xasprintf("ZT_THREAD=%d", w->index);
+    char *env[] = {env_entry, NULL};
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo \"thread $ZT_THREAD task $ZTASK_TASK_ID\"; cat; echo end >&2";
+    spec.env = env;
+    spec.envc = 1;
+    spec.stdin_data = w->stdin_data;
+    spec.stdin_len = w->stdin_len;
+    exec_req_t req = {.spec = &spec, .task_id = 100 + w->index, .attempt = 1};
+    w->res = proto_result_new();
+    w->rc = exec_run(&req, w->res);
+    free(env_entry);
+    return NULL;
+}
+
+START_TEST(concurrent_runs_get_their_own_outputs)
+{
+    pthread_t threads[NTHREADS];
+    worker_arg_t args[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        args[i] = (worker_arg_t){.index = i};
+        args[i].stdin_len = 256 * 1024;
+        args[i].stdin_data = malloc(args[i].stdin_len);
+        for (size_t j = 0; j < args[i].stdin_len; j++)
+            args[i].stdin_data[j] = (char) ('A' + (i + j) % 26);
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, s_thread_run, &args[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < NTHREADS; i++) {
+        proto_result_t *res = args[i].res;
+        ck_assert_int_eq(args[i].rc, 0);
+        ck_assert_int_eq(res->status, PROTO_ST_DONE);
+        char *head = xasprintf("thread %d task %d\n", i, 100 + i);
+        size_t hl = strlen(head);
+        ck_assert_uint_eq(strlen(res->stdout_data), hl + args[i].stdin_len);
+        ck_assert(memcmp(res->stdout_data, head, hl) == 0);
+        ck_assert(memcmp(res->stdout_data + hl, args[i].stdin_data, args[i].stdin_len) == 0);
+        ck_assert_str_eq(res->stderr_data, "end\n");
+        free(head);
+        free(args[i].stdin_data);
+        proto_result_destroy(&args[i].res);
+    }
+    s_assert_no_children();
+}
+END_TEST
+
+static Suite *exec_suite(void)
+{
+    Suite *s = suite_create("exec");
+    TCase *tc = tcase_create("exec");
+    /* Real processes; valgrind on the test binary slows the parent. */
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, runs_a_command_and_captures_its_output);
+    tcase_add_test(tc, shell_form_runs_through_sh_and_reports_its_exit_status);
+    tcase_add_test(tc, argv_is_passed_verbatim_without_a_shell);
+    tcase_add_test(tc, death_by_signal_is_reported_with_its_name);
+    tcase_add_test(tc, child_runs_in_its_own_process_group);
+    tcase_add_test(tc, child_starts_with_default_signal_dispositions_and_empty_mask);
+    tcase_add_test(tc, stdin_data_is_fed_to_the_child);
+    tcase_add_test(tc, absent_stdin_reads_as_empty);
+    tcase_add_test(tc, large_stdin_and_large_output_do_not_deadlock);
+    tcase_add_test(tc, child_that_stops_reading_stdin_does_not_hurt_the_runner);
+    tcase_add_test(tc, environment_is_inherited_overridden_and_tagged);
+    tcase_add_test(tc, program_is_found_on_the_path_given_in_the_spec_env);
+    tcase_add_test(tc, cwd_is_where_the_child_runs);
+    tcase_add_test(tc, bad_cwd_fails_with_a_clear_error);
+    tcase_add_test(tc, missing_program_fails_with_a_clear_error);
+    tcase_add_test(tc, non_command_specs_are_refused);
+    tcase_add_test(tc, output_beyond_the_cap_is_dropped_and_marked_truncated);
+    tcase_add_test(tc, invalid_utf8_output_is_repaired);
+    tcase_add_test(tc, on_output_receives_the_bytes_coalesced);
+    tcase_add_test(tc, on_output_chunks_do_not_split_a_character);
+    tcase_add_test(tc, timeout_kills_the_whole_process_group_promptly);
+    tcase_add_test(tc, child_ignoring_sigterm_is_killed_after_the_grace);
+    tcase_add_test(tc, cancel_from_another_thread_stops_the_task);
+    tcase_add_test(tc, cancel_before_start_runs_nothing);
+    tcase_add_test(tc, grandchild_holding_stdout_does_not_hang_the_runner);
+    tcase_add_test(tc, child_inherits_no_descriptor_but_0_1_2);
+    tcase_add_test(tc, no_zombie_is_left_after_any_ending);
+    tcase_add_test(tc, concurrent_runs_get_their_own_outputs);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(exec_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
