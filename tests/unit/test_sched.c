@@ -1,0 +1,146 @@
+/* sched: priorities first, FIFO within a priority, retry backoff on an
+   injected clock, lazy removal. */
+#include "../../master/sched.h"
+
+#include <check.h>
+#include <stdlib.h>
+
+START_TEST(runs_higher_priority_first_then_fifo)
+{
+    sched_t *s = sched_new();
+    sched_add(s, 1, 1, 0, 0, 0, 0);
+    sched_add(s, 2, 1, 5, 0, 0, 0);
+    sched_add(s, 3, 1, 0, 0, 0, 0);
+    sched_add(s, 4, 1, 5, 0, 0, 0);
+    sched_add(s, 5, 1, -1, 0, 0, 0);
+    int64_t want[] = {2, 4, 1, 3, 5};
+    for (int i = 0; i < 5; i++) {
+        sched_task_t *t = sched_pop(s, 0);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(t->id, want[i]);
+        ck_assert_int_eq(t->state, PROTO_ST_ASSIGNED);
+    }
+    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_int_eq(sched_size(s), 5);
+    sched_destroy(&s);
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
+START_TEST(fifo_holds_for_many_tasks)
+{
+    sched_t *s = sched_new();
+    for (int64_t i = 1; i <= 100000; i++)
+        sched_add(s, i, 1, (int32_t) (i % 3), 0, 0, 0);
+    int64_t last_id[3] = {0, 0, 0};
+    int32_t last_prio = 3;
+    for (int i = 0; i < 100000; i++) {
+        sched_task_t *t = sched_pop(s, 0);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_le(t->priority, last_prio);
+        ck_assert_int_gt(t->id, last_id[t->priority]);
+        last_prio = t->priority;
+        last_id[t->priority] = t->id;
+        sched_remove(s, t->id);
+    }
+    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_int_eq(sched_size(s), 0);
+    sched_destroy(&s);
+}
+END_TEST
+
+START_TEST(requeue_with_backoff_waits_for_its_time)
+{
+    sched_t *s = sched_new();
+    sched_task_t *t = sched_add(s, 7, 1, 0, 0, 1, 0);
+    ck_assert_ptr_eq(sched_pop(s, 1000), t);
+    sched_requeue(s, t, 1500);
+    ck_assert_int_eq(t->state, PROTO_ST_QUEUED);
+    ck_assert_ptr_null(sched_pop(s, 1000));
+    ck_assert_int_eq(sched_next_due(s, 1000), 500);
+    ck_assert_ptr_null(sched_pop(s, 1499));
+    ck_assert_ptr_eq(sched_pop(s, 1500), t);
+    ck_assert_int_eq(sched_next_due(s, 1500), -1);
+    sched_destroy(&s);
+}
+END_TEST
+
+START_TEST(backoff_does_not_block_ready_tasks)
+{
+    sched_t *s = sched_new();
+    sched_task_t *a = sched_add(s, 1, 1, 9, 0, 1, 0);
+    ck_assert_ptr_eq(sched_pop(s, 0), a);
+    sched_requeue(s, a, 10000);
+    sched_add(s, 2, 1, 0, 0, 0, 0);
+    sched_task_t *b = sched_pop(s, 0);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(b->id, 2);
+    sched_destroy(&s);
+}
+END_TEST
+
+START_TEST(removed_or_requeued_tasks_leave_no_ghosts)
+{
+    sched_t *s = sched_new();
+    sched_add(s, 1, 1, 0, 0, 0, 0);
+    sched_add(s, 2, 1, 0, 0, 0, 0);
+    sched_task_t *t3 = sched_add(s, 3, 1, 0, 0, 0, 0);
+    sched_remove(s, 1);               /* cancelled while queued */
+    sched_task_t *t = sched_pop(s, 0);
+    ck_assert_int_eq(t->id, 2);
+    sched_requeue(s, t, 0);           /* back to the queue: one entry only */
+    ck_assert_ptr_eq(sched_pop(s, 0), t);  /* FIFO: 2 is older than 3 */
+    ck_assert_ptr_eq(sched_pop(s, 0), t3);
+    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_ptr_null(sched_get(s, 1));
+    sched_destroy(&s);
+}
+END_TEST
+
+START_TEST(orphans_wait_outside_the_queue)
+{
+    sched_t *s = sched_new();
+    sched_task_t *o = sched_add_orphan(s, 4, 1, 0, 2, 0, "w1", 5000);
+    ck_assert(o->orphan);
+    ck_assert_str_eq(o->worker_name, "w1");
+    ck_assert_ptr_null(sched_pop(s, 0));
+    sched_requeue(s, o, 0);
+    ck_assert(!o->orphan);
+    ck_assert_ptr_eq(sched_pop(s, 0), o);
+    ck_assert_int_eq(o->attempt, 2);
+    sched_destroy(&s);
+}
+END_TEST
+
+/* Wall-clock jumps cannot matter: the scheduler only sees the `now` it is
+   given, so an injected clock going far forward then back is harmless. */
+START_TEST(only_the_injected_clock_counts)
+{
+    sched_t *s = sched_new();
+    sched_task_t *t = sched_add(s, 1, 1, 0, 0, 1, 0);
+    sched_pop(s, 100);
+    sched_requeue(s, t, 200);
+    ck_assert_ptr_null(sched_pop(s, 199));
+    ck_assert_ptr_eq(sched_pop(s, 200), t);
+    sched_destroy(&s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("sched");
+    TCase *tc = tcase_create("sched");
+    tcase_add_test(tc, runs_higher_priority_first_then_fifo);
+    tcase_add_test(tc, fifo_holds_for_many_tasks);
+    tcase_add_test(tc, requeue_with_backoff_waits_for_its_time);
+    tcase_add_test(tc, backoff_does_not_block_ready_tasks);
+    tcase_add_test(tc, removed_or_requeued_tasks_leave_no_ghosts);
+    tcase_add_test(tc, orphans_wait_outside_the_queue);
+    tcase_add_test(tc, only_the_injected_clock_counts);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
