@@ -1,0 +1,293 @@
+/*  ztask-worker: runs tasks for a ztask master.
+
+    main() only parses flags, sets up logging and signals, builds the
+    function registry (built-ins and --plugin libraries) and hands over to
+    the session (worker/session.h), which owns everything else.
+
+    Orphaned grandchildren: we deliberately do NOT make the worker a child
+    subreaper (PR_SET_CHILD_SUBREAPER). As a subreaper the worker would
+    inherit every orphan of every task and would have to reap them with
+    waitpid(-1, ...), which can just as well reap the direct child that a
+    pool thread's exec_run is waiting for with waitpid(pid) -- that thread
+    would then lose the exit status. exec.c already puts each task in its
+    own process group and kills the whole group on timeout, cancel and
+    once the task's main process has exited with the pipes still open, so
+    the grandchildren we could reap are already dead; those that escaped
+    with setsid() are init's to reap, as for any daemon.
+*/
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../proto/proto.h"
+#include "fn.h"
+#include "session.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef ZTASK_VERSION
+#define ZTASK_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_MASTER "127.0.0.1"
+#define DEFAULT_PORT 5555
+#define MAX_THREADS 1024
+
+/* The process's only global: SIGTERM/SIGINT received so far. */
+static volatile sig_atomic_t g_signals;
+
+static void s_on_signal(int sig)
+{
+    (void) sig;
+    if (g_signals < 1000)
+        g_signals = g_signals + 1;
+}
+
+typedef struct {
+    char *master_host;
+    int master_port;
+    int threads;
+    char *name;
+    const char **plugins;
+    int nplugins;
+    char **labels;
+    int nlabels;
+    bool no_exec;
+    log_level_t level;
+} options_t;
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: ztask-worker [OPTIONS]\n"
+            "Runs tasks for a ztask master.\n"
+            "\n"
+            "  --master HOST[:PORT]  master's API address (default $ZTASK_MASTER, else\n"
+            "                        127.0.0.1:5555)\n"
+            "  --threads N           tasks run at once (default: CPU count)\n"
+            "  --name NAME           worker name (default HOSTNAME-PID)\n"
+            "  --plugin PATH         load task functions from a shared object (repeatable)\n"
+            "  --label L[,L...]      labels that tasks can \"require\" (repeatable)\n"
+            "  --no-exec             refuse command tasks (argv/shell); run only functions\n"
+            "  --log-level LEVEL     debug, info (default), warn or error\n"
+            "  --help                show this help\n"
+            "  --version             show the version\n"
+            "\n"
+            "SIGTERM or SIGINT: finish the running tasks, then leave. A second one:\n"
+            "cancel the running tasks and leave.\n");
+}
+
+static void s_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void s_usage_error(const char *fmt, ...)
+{
+    fprintf(stderr, "ztask-worker: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'ztask-worker --help'.\n");
+    exit(2);
+}
+
+static void s_add_labels(options_t *o, const char *arg)
+{
+    char *copy = xstrdup(arg);
+    char *save = NULL;
+    int added = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (strlen(tok) > PROTO_MAX_NAME || !utf8_valid(tok, strlen(tok)))
+            s_usage_error("--label: invalid label '%s'", tok);
+        o->labels = xrealloc(o->labels, (size_t) (o->nlabels + 1) * sizeof *o->labels);
+        o->labels[o->nlabels++] = xstrdup(tok);
+        added++;
+    }
+    free(copy);
+    if (!added)
+        s_usage_error("--label: expected a label, got '%s'", arg);
+}
+
+static void s_set_master(options_t *o, const char *text, const char *what)
+{
+    char *host = NULL;
+    int port = DEFAULT_PORT;
+    if (hostport_parse(text, &host, &port) != 0)
+        s_usage_error("%s: expected HOST[:PORT], got '%s'", what, text);
+    free(o->master_host);
+    o->master_host = host;
+    o->master_port = port;
+}
+
+static void s_parse(options_t *o, int argc, char **argv)
+{
+    enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
+           OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"master", required_argument, NULL, OPT_MASTER},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"plugin", required_argument, NULL, OPT_PLUGIN},
+        {"label", required_argument, NULL, OPT_LABEL},
+        {"no-exec", no_argument, NULL, OPT_NO_EXEC},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->level = LOG_LVL_INFO;
+    const char *master = NULL;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_MASTER:
+            master = optarg;
+            break;
+        case OPT_THREADS: {
+            int64_t n;
+            if (parse_int64(optarg, 1, MAX_THREADS, &n) != 0)
+                s_usage_error("--threads: expected an integer from 1 to 1024, got '%s'",
+                              optarg);
+            o->threads = (int) n;
+            break;
+        }
+        case OPT_NAME:
+            if (!*optarg || strlen(optarg) > PROTO_MAX_NAME
+                || !utf8_valid(optarg, strlen(optarg)))
+                s_usage_error("--name: expected 1 to 256 bytes of UTF-8, got '%s'", optarg);
+            free(o->name);
+            o->name = xstrdup(optarg);
+            break;
+        case OPT_PLUGIN:
+            o->plugins = xrealloc(o->plugins, (size_t) (o->nplugins + 1) * sizeof *o->plugins);
+            o->plugins[o->nplugins++] = optarg;
+            break;
+        case OPT_LABEL:
+            s_add_labels(o, optarg);
+            break;
+        case OPT_NO_EXEC:
+            o->no_exec = true;
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_level_parse(optarg, &o->level) != 0)
+                s_usage_error("--log-level: expected debug, info, warn or error, got '%s'",
+                              optarg);
+            break;
+        case OPT_HELP:
+            s_usage(stdout);
+            exit(0);
+        case OPT_VERSION:
+            printf("ztask-worker %s\n", ZTASK_VERSION);
+            exit(0);
+        case ':':
+            s_usage_error("%s: missing argument", argv[optind - 1]);
+            break;
+        default:
+            s_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        s_usage_error("unexpected argument '%s'", argv[optind]);
+    if (master)
+        s_set_master(o, master, "--master");
+    else if (getenv("ZTASK_MASTER") && *getenv("ZTASK_MASTER"))
+        s_set_master(o, getenv("ZTASK_MASTER"), "ZTASK_MASTER");
+    else
+        s_set_master(o, DEFAULT_MASTER, "default");
+    if (o->threads == 0)
+        o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
+}
+
+static void s_options_free(options_t *o)
+{
+    free(o->master_host);
+    free(o->name);
+    free(o->plugins);
+    for (int i = 0; i < o->nlabels; i++)
+        free(o->labels[i]);
+    free(o->labels);
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    s_parse(&o, argc, argv);
+    log_init("ztask-worker", o.level);
+
+    /* A master that goes away must not kill us through a socket write;
+       SIGTERM/SIGINT only count (the session acts on the count). No
+       SA_RESTART: the session's zmq_poll is to be interrupted. */
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    char hostname[HOST_NAME_MAX + 1] = "localhost";
+    if (gethostname(hostname, sizeof hostname) != 0)
+        snprintf(hostname, sizeof hostname, "localhost");
+    hostname[HOST_NAME_MAX] = '\0';
+    if (!o.name)
+        o.name = xasprintf("%s-%d", hostname, (int) getpid());
+
+    fn_registry_t *fns = fn_registry_new();
+    if (!fns) {
+        log_error("event=start_failed error=\"cannot create the function registry\"");
+        s_options_free(&o);
+        return 1;
+    }
+    for (int i = 0; i < o.nplugins; i++) {
+        char err[512] = "";
+        if (fn_registry_load(fns, o.plugins[i], err, sizeof err) != 0) {
+            log_error("event=plugin_failed path=%s error=\"%s\"", o.plugins[i], err);
+            fprintf(stderr, "ztask-worker: cannot load plugin '%s': %s\n", o.plugins[i], err);
+            fn_registry_destroy(&fns);
+            s_options_free(&o);
+            return 1;
+        }
+        log_info("event=plugin_loaded path=%s", o.plugins[i]);
+    }
+
+    session_config_t cfg = {
+        .master_host = o.master_host,
+        .master_port = o.master_port,
+        .name = o.name,
+        .hostname = hostname,
+        .threads = o.threads,
+        .labels = (const char *const *) o.labels,
+        .nlabels = o.nlabels,
+        .no_exec = o.no_exec,
+        .fns = fns,
+        .signals = &g_signals,
+    };
+    session_t *session = session_new(&cfg);
+    if (!session) {
+        log_error("event=start_failed error=\"bad session configuration\"");
+        fn_registry_destroy(&fns);
+        s_options_free(&o);
+        return 1;
+    }
+    int rc = session_run(session);
+    if (rc == 1) {
+        /* Some task ignored the stop: its thread may be inside a plugin, so
+           neither the registry nor the session can be torn down. */
+        log_error("event=exit code=1 reason=\"tasks abandoned\"");
+        _exit(1);
+    }
+    session_destroy(&session);
+    fn_registry_destroy(&fns);
+    s_options_free(&o);
+    if (rc == 0)
+        log_info("event=exit code=0");
+    return rc == 0 ? 0 : 1;
+}

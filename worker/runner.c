@@ -1,0 +1,351 @@
+#include "runner.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/zmqx.h"
+#include "exec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* A RESULTS report must fit the master's PROTO_MAX_REPORT_MSG or libzmq
+   drops the connection. One result alone may not exceed this; what does is
+   cut down (see s_encode_result). The slack leaves room for the report
+   envelope and a few small results joined with it. */
+#define RESULT_MAX_BYTES ((size_t) PROTO_MAX_REPORT_MSG - 64 * 1024)
+
+typedef struct {
+    void *push;
+} runner_thread_t;
+
+runner_task_t *runner_task_new(int64_t id, int64_t job, int attempt, proto_spec_t **spec,
+                               const char *worker_id)
+{
+    runner_task_t *t = xcalloc(1, sizeof *t);
+    t->id = id;
+    t->job = job;
+    t->attempt = attempt;
+    t->spec = *spec;
+    *spec = NULL;
+    t->worker_id = xstrdup(worker_id ? worker_id : "");
+    atomic_init(&t->cancel, false);
+    atomic_init(&t->state, RUNNER_QUEUED);
+    return t;
+}
+
+void runner_task_destroy(runner_task_t **p)
+{
+    if (!p || !*p)
+        return;
+    runner_task_t *t = *p;
+    proto_spec_destroy(&t->spec);
+    free(t->worker_id);
+    free(t);
+    *p = NULL;
+}
+
+int runner_msg_parse(const void *data, size_t size, runner_msg_t *hdr, const char **payload,
+                     size_t *payload_len)
+{
+    if (size < sizeof *hdr)
+        return -1;
+    memcpy(hdr, data, sizeof *hdr);
+    switch (hdr->tag) {
+    case RUNNER_MSG_STARTED:
+    case RUNNER_MSG_OUTPUT:
+    case RUNNER_MSG_RESULT:
+    case RUNNER_MSG_RELEASE:
+        break;
+    default:
+        return -1;
+    }
+    *payload = (const char *) data + sizeof *hdr;
+    *payload_len = size - sizeof *hdr;
+    return 0;
+}
+
+char *runner_result_now(int64_t id, int attempt, proto_state_t status, const char *error)
+{
+    proto_result_t *res = proto_result_new();
+    if (!res)
+        return NULL;
+    res->task = id;
+    res->attempt = attempt;
+    res->status = status;
+    res->error = xstrdup(error);
+    res->started = res->finished = clock_wall();
+    char *json = proto_result_encode(res);
+    proto_result_destroy(&res);
+    return json;
+}
+
+/* ---- the thread's channel to the session ---- */
+
+/* Sends one message. The task pointer must not be used by the caller after
+   a RESULT or RELEASE. Returns 0 or -1 (logged). */
+static int s_send(runner_ctx_t *ctx, runner_thread_t *th, int tag, runner_task_t *t,
+                  int64_t id, int attempt, double at, const char *payload, size_t len)
+{
+    runner_msg_t hdr;
+    memset(&hdr, 0, sizeof hdr);
+    hdr.tag = tag;
+    hdr.id = id;
+    hdr.attempt = attempt;
+    hdr.task = t;
+    hdr.at = at;
+    zmq_msg_t m;
+    if (zmq_msg_init_size(&m, sizeof hdr + len) != 0) {
+        log_error("event=inproc_send_failed error=\"%s\"", zmq_strerror(errno));
+        return -1;
+    }
+    memcpy(zmq_msg_data(&m), &hdr, sizeof hdr);
+    if (len)
+        memcpy((char *) zmq_msg_data(&m) + sizeof hdr, payload, len);
+    /* Everything this thread did to the task and the frame happens-before
+       the session's acquire after its receive (see runner_ctx_t.handoff). */
+    atomic_fetch_add_explicit(&ctx->handoff, 1, memory_order_release);
+    for (;;) {
+        if (zmq_msg_send(&m, th->push, 0) >= 0)
+            return 0;
+        if (errno != EINTR)
+            break;
+    }
+    /* Only at shutdown (the context is terminating): nobody is listening. */
+    log_debug("event=inproc_send_failed error=\"%s\"", zmq_strerror(errno));
+    zmq_msg_close(&m);
+    return -1;
+}
+
+static void *s_thread_init(int index, void *arg)
+{
+    runner_ctx_t *ctx = arg;
+    void *push = zmqx_socket(ctx->zmq_ctx, ZMQ_PUSH, 0, 0);
+    /* Unlimited HWM on the inproc pair: a pool thread must never block on
+       the session (which reads everything every wakeup), and the volume is
+       bounded by the tasks' own output and the credit the master gives. */
+    int hwm = 0;
+    if (!push || zmq_setsockopt(push, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0
+        || zmq_connect(push, ctx->endpoint) != 0) {
+        log_error("event=thread_init_failed thread=%d error=\"%s\"", index, zmq_strerror(errno));
+        if (push)
+            zmq_close(push);
+        atomic_fetch_add(&ctx->init_failures, 1);
+        return NULL;
+    }
+    runner_thread_t *th = xcalloc(1, sizeof *th);
+    th->push = push;
+    return th;
+}
+
+static void s_thread_fini(void *state, void *arg)
+{
+    (void) arg;
+    runner_thread_t *th = state;
+    if (!th)
+        return;
+    zmq_close(th->push);
+    free(th);
+}
+
+/* ---- live output ---- */
+
+typedef struct {
+    runner_ctx_t *ctx;
+    runner_thread_t *th;
+    const runner_task_t *task;
+    int64_t cap;              /* bytes forwarded per stream at most */
+    int64_t sent[2];
+    char carry[2][4];         /* an incomplete UTF-8 sequence held back */
+    size_t ncarry[2];
+} output_ctx_t;
+
+/* Bytes at the end of buf[0..n) that start a multi-byte UTF-8 sequence
+   the chunk does not complete (0..3). Holding them for the next chunk keeps
+   a character split across two reads from turning into two U+FFFD. */
+static size_t s_incomplete_tail(const char *buf, size_t n)
+{
+    for (size_t i = 1; i <= 3 && i <= n; i++) {
+        unsigned char c = (unsigned char) buf[n - i];
+        if ((c & 0xC0) == 0x80)
+            continue;             /* continuation byte: keep looking back */
+        if (c < 0xC0)
+            return 0;             /* ASCII */
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        return need > i ? i : 0;
+    }
+    return 0;
+}
+
+/* exec's on_output: raw bytes in, one OUTPUT report out. Live output is a
+   convenience (the result carries the captured output), so it stops at
+   the task's output_cap per stream and is dropped on any error. */
+static void s_on_output(void *arg, int stream, const char *data, size_t len)
+{
+    output_ctx_t *o = arg;
+    if ((stream != 1 && stream != 2) || len == 0)
+        return;
+    int k = stream - 1;
+    if (o->sent[k] >= o->cap)
+        return;
+    size_t total = o->ncarry[k] + len;
+    char *buf = xmalloc(total);
+    memcpy(buf, o->carry[k], o->ncarry[k]);
+    memcpy(buf + o->ncarry[k], data, len);
+    size_t keep = s_incomplete_tail(buf, total);
+    size_t use = total - keep;
+    memcpy(o->carry[k], buf + use, keep);
+    o->ncarry[k] = keep;
+    if ((int64_t) use > o->cap - o->sent[k])
+        use = (size_t) (o->cap - o->sent[k]);
+    if (use == 0) {
+        free(buf);
+        return;
+    }
+    o->sent[k] += (int64_t) use;
+    char *clean = utf8_sanitize(buf, use, NULL);
+    free(buf);
+    proto_report_t *rep = proto_report_new(PROTO_REP_OUTPUT, o->task->worker_id);
+    if (!rep) {
+        free(clean);
+        return;
+    }
+    rep->task = o->task->id;
+    rep->attempt = o->task->attempt;
+    rep->stream = stream;
+    rep->data = clean;
+    char *json = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    if (!json)
+        return;
+    s_send(o->ctx, o->th, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, 0, json,
+           strlen(json));
+    free(json);
+}
+
+/* ---- one task ---- */
+
+/* Cuts a stream to at most max bytes (on a character boundary). */
+static void s_cut(char **data, bool *truncated, size_t max)
+{
+    if (!*data || strlen(*data) <= max)
+        return;
+    size_t n = max;
+    while (n > 0 && ((unsigned char) (*data)[n] & 0xC0) == 0x80)
+        n--;
+    (*data)[n] = '\0';
+    *truncated = true;
+}
+
+/* Encodes res. A result too big for one report (a task with a huge
+   output_cap that printed a lot of escapable bytes) keeps a cut-down
+   output rather than being lost: each stream is cut to 1/16 of the limit
+   (worst-case JSON escaping is 6x, two streams: well under the limit). */
+static char *s_encode_result(proto_result_t *res)
+{
+    char *json = proto_result_encode(res);
+    if (json && strlen(json) > RESULT_MAX_BYTES) {
+        free(json);
+        s_cut(&res->stdout_data, &res->stdout_truncated, RESULT_MAX_BYTES / 16);
+        s_cut(&res->stderr_data, &res->stderr_truncated, RESULT_MAX_BYTES / 16);
+        if (res->result_json && strlen(res->result_json) > RESULT_MAX_BYTES / 2) {
+            free(res->result_json);
+            res->result_json = NULL;
+            res->status = PROTO_ST_FAILED;
+            free(res->error);
+            res->error = xstrdup("the function's result is too large to report");
+        }
+        json = proto_result_encode(res);
+        log_warn("event=result_cut limit=%zu", RESULT_MAX_BYTES);
+    }
+    if (!json) {
+        log_error("event=result_encode_failed");
+        json = runner_result_now(res->task, res->attempt, PROTO_ST_FAILED,
+                                 "the worker could not encode this task's result");
+    }
+    return json;
+}
+
+static void s_run(void *item, void *state, void *arg)
+{
+    runner_ctx_t *ctx = arg;
+    runner_thread_t *th = state;
+    runner_task_t *t = item;
+    if (!th) {
+        /* Cannot happen: the session refuses to start when a thread has no
+           socket (init_failures). Without one we cannot hand back. */
+        log_error("event=task_dropped reason=no_socket");
+        return;
+    }
+    const int64_t id = t->id;
+    const int attempt = t->attempt;
+    int expected = RUNNER_QUEUED;
+    if (!atomic_compare_exchange_strong(&t->state, &expected, RUNNER_RUNNING)) {
+        /* The session ended it while it was queued (abort, hard stop). */
+        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, 0, NULL, 0);
+        return;
+    }
+    log_set_context("task=%lld attempt=%d", (long long) id, attempt);
+    double started = clock_wall();
+    s_send(ctx, th, RUNNER_MSG_STARTED, t, id, attempt, started, NULL, 0);
+
+    proto_result_t *res = proto_result_new();
+    const proto_spec_t *spec = t->spec;
+    log_debug("event=task_start kind=%s", spec->kind == PROTO_KIND_EXEC ? "exec" : "fn");
+    if (atomic_load(&t->cancel)) {
+        res->status = PROTO_ST_CANCELLED;
+        res->error = xstrdup("cancelled before it started");
+    } else if (spec->kind == PROTO_KIND_EXEC) {
+        output_ctx_t out;
+        memset(&out, 0, sizeof out);
+        out.ctx = ctx;
+        out.th = th;
+        out.task = t;
+        out.cap = spec->output_cap > 0 ? spec->output_cap : PROTO_DEFAULT_OUTPUT_CAP;
+        exec_req_t req = {
+            .spec = spec,
+            .task_id = id,
+            .job_id = t->job,
+            .attempt = attempt,
+            .kill_grace_ms = ctx->kill_grace_ms,
+            .cancel = &t->cancel,
+            .on_output = s_on_output,
+            .arg = &out,
+        };
+        if (exec_run(&req, res) != 0)
+            log_warn("event=exec_failed error=\"%s\"", res->error ? res->error : "unknown");
+    } else if (spec->kind == PROTO_KIND_FN) {
+        fn_run(ctx->fns, spec, id, t->job, attempt, &t->cancel, res);
+    } else {
+        res->status = PROTO_ST_FAILED;
+        res->error = xstrdup("unknown task kind");
+    }
+    res->task = id;
+    res->attempt = attempt;
+    if (res->started <= 0)
+        res->started = started;
+    if (res->finished <= 0)
+        res->finished = clock_wall();
+    log_debug("event=task_end state=%s", proto_state_name(res->status));
+    char *json = s_encode_result(res);
+    proto_result_destroy(&res);
+    if (json)
+        s_send(ctx, th, RUNNER_MSG_RESULT, t, id, attempt, 0, json, strlen(json));
+    else
+        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, 0, NULL, 0);
+    /* t belongs to the session again from here. */
+    free(json);
+    log_clear_context();
+}
+
+void runner_pool_callbacks(runner_ctx_t *ctx, pool_callbacks_t *cb)
+{
+    memset(cb, 0, sizeof *cb);
+    cb->init = s_thread_init;
+    cb->run = s_run;
+    cb->fini = s_thread_fini;
+    cb->discard = NULL;     /* queued tasks stay in the session's table */
+    cb->arg = ctx;
+}

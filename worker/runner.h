@@ -1,0 +1,117 @@
+/*  runner: what a pool thread does with one task, and how it tells the
+    session about it.
+
+    The session thread turns each task of a "tasks" pipe message into a
+    runner_task_t, keeps it in its table and hands it to the pool. A pool
+    thread then runs it (runner_pool_callbacks wires this up): it sends
+    STARTED, runs exec_run or fn_run with the task's cancel flag, forwards
+    live output as ready-made OUTPUT reports, encodes the result with
+    proto_result_encode and sends RESULT. The session batches STARTED and
+    RESULT messages into one report each per loop wakeup.
+
+    Channel: every pool thread owns one inproc PUSH (made by the pool's init
+    callback on that thread, since a ZeroMQ socket belongs to one thread)
+    connected to the session's inproc PULL at runner_ctx_t.endpoint. A
+    message is one frame: a runner_msg_t header followed by payload bytes
+    (OUTPUT: an encoded OUTPUT report; RESULT: an encoded result object).
+    The payload is copied into the frame, so no heap pointer but the task
+    itself crosses threads and nothing leaks if a frame is dropped at exit.
+
+    Task ownership and threads:
+    - The session creates a task, fills every field but the atomics, and
+      only then pool_submit()s it; after that the plain fields are
+      read-only for everyone. The pool thread borrows the task.
+    - state decides who ends a task that has not started: the pool thread
+      moves it QUEUED -> RUNNING, the session (abort, hard stop) QUEUED ->
+      ABORTED; one compare-and-swap wins. cancel is set by the session at
+      any time and polled by exec_run/fn_run.
+    - The pool thread's last word on a task is RESULT (it ran it) or
+      RELEASE (the session had already ended it); after sending either it
+      never touches the task again and the session frees it on receipt.
+      Tasks still queued when the pool is destroyed are freed by the
+      session (the pool's discard callback is not used).
+    - The session-only fields (prev, next, ended) are never read by pool
+      threads.
+*/
+#ifndef ZTASK_RUNNER_H
+#define ZTASK_RUNNER_H
+
+#include "../proto/proto.h"
+#include "fn.h"
+#include "pool.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { RUNNER_QUEUED = 0, RUNNER_RUNNING, RUNNER_ABORTED };
+
+typedef struct runner_task runner_task_t;
+struct runner_task {
+    /* Written by the session before pool_submit; read-only afterwards. */
+    int64_t id;
+    int64_t job;
+    int attempt;
+    proto_spec_t *spec;     /* owned */
+    char *worker_id;        /* id to put in OUTPUT reports (the one current
+                               when the task arrived) */
+    /* Shared. */
+    atomic_bool cancel;
+    atomic_int state;       /* RUNNER_QUEUED / RUNNING / ABORTED */
+    /* Session thread only. */
+    runner_task_t *prev, *next;
+    bool ended;             /* the session already reported a result */
+};
+
+/* A queued task; takes ownership of *spec (nulled). worker_id is copied. */
+runner_task_t *runner_task_new(int64_t id, int64_t job, int attempt, proto_spec_t **spec,
+                               const char *worker_id);
+/* Frees a task; accepts NULL, nulls *p. Only when no pool thread holds it. */
+void runner_task_destroy(runner_task_t **p);
+
+/* What every pool thread shares; set up by the session before pool_new and
+   read-only afterwards except init_failures and handoff. */
+typedef struct {
+    void *zmq_ctx;                /* the process's one context */
+    const char *endpoint;         /* the session's inproc PULL */
+    const fn_registry_t *fns;     /* read-only while the pool runs */
+    int kill_grace_ms;            /* 0 = exec's default */
+    atomic_int init_failures;     /* threads that could not make their socket */
+    /* Bumped (release) by a pool thread just before each send and read
+       (acquire) by the session after each receive. It makes the handoff
+       through libzmq's lock-free queues, which ThreadSanitizer cannot see
+       (libzmq is not instrumented), visible as a happens-before edge. */
+    atomic_ulong handoff;
+} runner_ctx_t;
+
+/* Fills cb with the pool callbacks for a pool whose arg is ctx. */
+void runner_pool_callbacks(runner_ctx_t *ctx, pool_callbacks_t *cb);
+
+/* Inproc message header (the frame starts with these bytes). */
+enum {
+    RUNNER_MSG_STARTED = 'S',   /* the thread picked the task up at `at` */
+    RUNNER_MSG_OUTPUT = 'O',    /* payload: an encoded OUTPUT report */
+    RUNNER_MSG_RESULT = 'R',    /* payload: an encoded result; task is back */
+    RUNNER_MSG_RELEASE = 'X'    /* task is back, nothing to report */
+};
+
+typedef struct {
+    int tag;
+    int attempt;
+    int64_t id;
+    runner_task_t *task;
+    double at;                  /* STARTED: wall seconds */
+} runner_msg_t;
+
+/* Splits a received frame into header and payload (borrowed from data).
+   0, or -1 when the frame is too short or has an unknown tag. */
+int runner_msg_parse(const void *data, size_t size, runner_msg_t *hdr, const char **payload,
+                     size_t *payload_len);
+
+/* An encoded result for a task that ends without running (refused,
+   cancelled while queued): status and error as given, started = finished =
+   now. malloc'd; NULL only if encoding failed. */
+char *runner_result_now(int64_t id, int attempt, proto_state_t status, const char *error);
+
+#endif

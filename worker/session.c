@@ -1,0 +1,968 @@
+#include "session.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
+#include "pool.h"
+#include "runner.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* Hello retry: quick at first (a master that is just starting), then at
+   most every 5 s so a fleet of workers does not hammer a master that is
+   down; +-25% jitter so workers that lost the same master do not come
+   back in lockstep. */
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 5000
+#define HELLO_TIMEOUT_MS 2000
+/* The longest zmq_poll sleep: a signal that lands just before zmq_poll is
+   seen within this time even if it did not interrupt the call. */
+#define POLL_CAP_MS 200
+/* Results waiting for a master that is away: at most this many reports per
+   socket (libzmq queues them on the connect side and sends them when the
+   master's port answers again). */
+#define REPORT_HWM 100000
+/* How long the report socket may try to deliver BYE and the last results
+   when the worker exits. */
+#define EXIT_LINGER_MS 1000
+#define STOP_GRACE_MS 5000
+/* Messages handled per socket per wakeup, so one busy socket cannot starve
+   the timers. */
+#define INBOX_BATCH 1024
+#define PIPE_BATCH 64
+/* Accepted from a hello reply; anything outside is a broken master. */
+#define HEARTBEAT_MS_MIN 10
+#define HEARTBEAT_MS_MAX 600000
+/* A RESULTS report stays under the master's message limit. */
+#define REPORT_MAX_BYTES ((size_t) PROTO_MAX_REPORT_MSG - 16 * 1024)
+
+typedef enum { API_IDLE = 0, API_HELLO, API_DRAIN } api_state_t;
+typedef enum { PHASE_RUN = 0, PHASE_DRAIN, PHASE_STOP } phase_t;
+
+struct session {
+    /* Config, deep-copied. */
+    char *host;
+    int port;
+    char *name;
+    char *hostname;
+    int threads;
+    char **labels;
+    int nlabels;
+    bool no_exec;
+    const fn_registry_t *fns;
+    volatile sig_atomic_t *signals;
+    int kill_grace_ms;
+    int hello_timeout_ms;
+    int stop_grace_ms;
+    bool ipv6;
+
+    void *ctx;
+    void *api;              /* DEALER while a request is outstanding */
+    api_state_t api_state;
+    int64_t api_deadline;
+    void *pipe;             /* PULL while registered */
+    void *report;           /* PUSH, kept across re-hellos to the same port */
+    int report_port;
+    void *inbox;            /* inproc PULL */
+    char inbox_ep[64];
+    runner_ctx_t rctx;
+    pool_t *pool;
+
+    char *worker_id;        /* last id the master gave us; NULL before */
+    bool registered;
+    int heartbeat_ms;
+    int liveness;
+    int64_t last_rx;        /* last pipe message (mono ms) */
+    int64_t next_hb;
+    int64_t next_hello;
+    int backoff_ms;
+    unsigned hello_failures;
+    uint64_t rng;
+
+    /* Every task the pool may still touch, newest last. */
+    runner_task_t *head, *tail;
+    int nactive;            /* of which not yet ended (queued or running) */
+
+    /* This wakeup's batches. */
+    proto_task_ref_t *started;
+    double *started_at;
+    int nstarted, capstarted;
+    char **results;
+    int nresults, capresults;
+    /* Reports that found the report socket full, oldest first. */
+    char **backlog;
+    int nbacklog, capbacklog;
+
+    phase_t phase;
+    int64_t stop_deadline;
+    int signals_seen;
+    bool abandoned;
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t s_rand(session_t *s)
+{
+    /* xorshift64: jitter only, no need for quality or a shared RNG. */
+    uint64_t x = s->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s->rng = x;
+    return x;
+}
+
+static void s_close(void **sock)
+{
+    if (*sock) {
+        zmq_close(*sock);
+        *sock = NULL;
+    }
+}
+
+static void s_push_str(char ***arr, int *n, int *cap, char *item)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *arr = xrealloc(*arr, (size_t) *cap * sizeof **arr);
+    }
+    (*arr)[(*n)++] = item;
+}
+
+/* A TCP socket connected to the master's host on port. */
+static void *s_tcp_socket(session_t *s, int type, int port, int64_t maxmsg)
+{
+    void *sock = zmqx_socket(s->ctx, type, 0, maxmsg);
+    if (!sock)
+        return NULL;
+    if (s->ipv6) {
+        int on = 1;
+        zmq_setsockopt(sock, ZMQ_IPV6, &on, sizeof on);
+    }
+    char ep[512];
+    if (s->ipv6)
+        snprintf(ep, sizeof ep, "tcp://[%s]:%d", s->host, port);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:%d", s->host, port);
+    if (zmq_connect(sock, ep) != 0) {
+        log_error("event=connect_failed endpoint=%s error=\"%s\"", ep, zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+/* ---- the task table ---- */
+
+static void s_link(session_t *s, runner_task_t *t)
+{
+    t->prev = s->tail;
+    t->next = NULL;
+    if (s->tail)
+        s->tail->next = t;
+    else
+        s->head = t;
+    s->tail = t;
+    s->nactive++;
+}
+
+static void s_unlink(session_t *s, runner_task_t *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        s->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        s->tail = t->prev;
+    t->prev = t->next = NULL;
+    if (!t->ended)
+        s->nactive--;
+}
+
+static runner_task_t *s_find(session_t *s, int64_t id, int attempt)
+{
+    for (runner_task_t *t = s->head; t; t = t->next)
+        if (!t->ended && t->id == id && t->attempt == attempt)
+            return t;
+    return NULL;
+}
+
+/* Refs of the tasks queued or running here (hello, heartbeat). */
+static proto_task_ref_t *s_running_refs(session_t *s, int *n)
+{
+    proto_task_ref_t *refs = xcalloc((size_t) (s->nactive ? s->nactive : 1), sizeof *refs);
+    int k = 0;
+    for (runner_task_t *t = s->head; t && k < s->nactive; t = t->next)
+        if (!t->ended) {
+            refs[k].task = t->id;
+            refs[k].attempt = t->attempt;
+            k++;
+        }
+    *n = k;
+    return refs;
+}
+
+/* ---- reports ---- */
+
+/* Tries to deliver the backlog in order; stops at the first refusal. */
+static void s_flush_backlog(session_t *s)
+{
+    if (!s->report)
+        return;
+    int sent = 0;
+    while (sent < s->nbacklog) {
+        char *text = s->backlog[sent];
+        if (zmqx_send(s->report, text, strlen(text), ZMQ_DONTWAIT) != 0)
+            break;
+        free(text);
+        sent++;
+    }
+    if (sent) {
+        memmove(s->backlog, s->backlog + sent, (size_t) (s->nbacklog - sent) * sizeof *s->backlog);
+        s->nbacklog -= sent;
+    }
+}
+
+/* Sends one encoded report (taken). Results must reach the master, so
+   when the socket is full they wait in the backlog; anything else
+   (heartbeat, started, output: all superseded by later reports) is
+   dropped. */
+static void s_send_report(session_t *s, char *text, bool must)
+{
+    if (!text)
+        return;
+    if (must && s->nbacklog > 0) {
+        s_push_str(&s->backlog, &s->nbacklog, &s->capbacklog, text);
+        s_flush_backlog(s);
+        return;
+    }
+    if (s->report && zmqx_send(s->report, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+        free(text);
+        return;
+    }
+    if (must) {
+        if (s->nbacklog == 0)
+            log_warn("event=report_backlog reason=\"%s\"",
+                     s->report ? zmq_strerror(errno) : "no report socket");
+        s_push_str(&s->backlog, &s->nbacklog, &s->capbacklog, text);
+    } else {
+        log_debug("event=report_dropped error=\"%s\"", zmq_strerror(errno));
+        free(text);
+    }
+}
+
+static void s_flush_started(session_t *s)
+{
+    if (s->nstarted == 0)
+        return;
+    proto_report_t *rep = proto_report_new(PROTO_REP_STARTED, s->worker_id ? s->worker_id : "");
+    rep->started = s->started;
+    rep->started_at = s->started_at;
+    rep->nstarted = s->nstarted;
+    s->started = NULL;
+    s->started_at = NULL;
+    s->nstarted = s->capstarted = 0;
+    char *text = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    s_send_report(s, text, false);
+}
+
+static void s_add_started(session_t *s, int64_t id, int attempt, double at)
+{
+    if (s->nstarted == s->capstarted) {
+        s->capstarted = s->capstarted ? s->capstarted * 2 : 16;
+        s->started = xrealloc(s->started, (size_t) s->capstarted * sizeof *s->started);
+        s->started_at = xrealloc(s->started_at, (size_t) s->capstarted * sizeof *s->started_at);
+    }
+    s->started[s->nstarted].task = id;
+    s->started[s->nstarted].attempt = attempt;
+    s->started_at[s->nstarted] = at;
+    s->nstarted++;
+}
+
+/* Queues an encoded result (taken) for this wakeup's RESULTS report. */
+static void s_add_result(session_t *s, char *json)
+{
+    if (json)
+        s_push_str(&s->results, &s->nresults, &s->capresults, json);
+}
+
+/* Sends this wakeup's results as few RESULTS reports as fit the size limit. */
+static void s_flush_results(session_t *s)
+{
+    int i = 0;
+    while (i < s->nresults) {
+        size_t bytes = 0;
+        int j = i;
+        do
+            bytes += strlen(s->results[j++]) + 1;
+        while (j < s->nresults && bytes + strlen(s->results[j]) < REPORT_MAX_BYTES);
+        char *text = proto_report_encode_results_raw(s->worker_id ? s->worker_id : "", j - i,
+                                                     (const char *const *) s->results + i);
+        if (text)
+            s_send_report(s, text, true);
+        else
+            log_error("event=results_encode_failed count=%d", j - i);
+        i = j;
+    }
+    for (i = 0; i < s->nresults; i++)
+        free(s->results[i]);
+    s->nresults = 0;
+}
+
+static void s_send_heartbeat(session_t *s)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, s->worker_id);
+    rep->running = s_running_refs(s, &rep->nrunning);
+    char *text = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    s_send_report(s, text, false);
+}
+
+/* ---- task lifecycle (session side) ---- */
+
+/* Ends a task that has not started: CANCELLED now, reported in this
+   wakeup. A running one gets its cancel flag and ends through its runner. */
+static void s_cancel_task(session_t *s, runner_task_t *t, const char *why)
+{
+    atomic_store(&t->cancel, true);
+    int expected = RUNNER_QUEUED;
+    if (atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED)) {
+        t->ended = true;
+        s->nactive--;
+        s_add_result(s, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
+        log_debug("event=task_cancelled task=%lld attempt=%d queued=1", (long long) t->id,
+                  t->attempt);
+    }
+}
+
+static void s_on_tasks(session_t *s, proto_pipe_t *msg)
+{
+    for (int i = 0; i < msg->ntasks; i++) {
+        proto_task_t *pt = &msg->tasks[i];
+        if (!pt->spec)
+            continue;
+        if (s->phase == PHASE_STOP) {
+            /* Not started, not answered: the master takes it back when it
+               sees our BYE (or the lease expires). */
+            log_debug("event=task_ignored task=%lld attempt=%d reason=stopping",
+                      (long long) pt->id, pt->attempt);
+            continue;
+        }
+        if (pt->spec->kind == PROTO_KIND_EXEC && s->no_exec) {
+            s_add_result(s, runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED,
+                                              "this worker does not run commands (--no-exec)"));
+            continue;
+        }
+        runner_task_t *t = runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, s->worker_id);
+        s_link(s, t);
+        if (pool_submit(s->pool, t) != 0) {
+            s_unlink(s, t);
+            s_add_result(s, runner_result_now(t->id, t->attempt, PROTO_ST_FAILED,
+                                              "the worker is stopping"));
+            runner_task_destroy(&t);
+        } else {
+            log_debug("event=task_queued task=%lld attempt=%d job=%lld", (long long) t->id,
+                      t->attempt, (long long) t->job);
+        }
+    }
+}
+
+static void s_on_abort(session_t *s, int64_t id, int attempt)
+{
+    runner_task_t *t = s_find(s, id, attempt);
+    if (!t) {
+        log_debug("event=abort_unknown task=%lld attempt=%d", (long long) id, attempt);
+        return;
+    }
+    s_cancel_task(s, t, "cancelled before it started");
+}
+
+/* ---- drain and stop ---- */
+
+static void s_send_drain_request(session_t *s, int64_t now)
+{
+    if (!s->worker_id || s->api_state != API_IDLE)
+        return;
+    proto_req_t *req = proto_req_new(PROTO_REQ_DRAIN);
+    req->worker = xstrdup(s->worker_id);
+    char *text = proto_req_encode(req);
+    proto_req_destroy(&req);
+    if (!text)
+        return;
+    s->api = s_tcp_socket(s, ZMQ_DEALER, s->port, PROTO_MAX_API_MSG);
+    if (s->api && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+        s->api_state = API_DRAIN;
+        s->api_deadline = now + s->hello_timeout_ms;
+    } else {
+        s_close(&s->api);
+    }
+    free(text);
+}
+
+static void s_start_drain(session_t *s, const char *reason, int64_t now)
+{
+    if (s->phase != PHASE_RUN)
+        return;
+    s->phase = PHASE_DRAIN;
+    log_info("event=draining reason=%s running=%d", reason, s->nactive);
+    /* The master only learns of a signal-initiated drain if we tell it;
+       otherwise it would keep assigning tasks as our credit returns and the
+       drain might never end. The master's own drain needs no request. */
+    if (strcmp(reason, "master") != 0 && s->registered)
+        s_send_drain_request(s, now);
+}
+
+static void s_start_stop(session_t *s, int64_t now)
+{
+    if (s->phase == PHASE_STOP)
+        return;
+    s->phase = PHASE_STOP;
+    s->stop_deadline = now + s->stop_grace_ms;
+    log_info("event=stopping running=%d grace_ms=%d", s->nactive, s->stop_grace_ms);
+    for (runner_task_t *t = s->head; t; t = t->next)
+        if (!t->ended)
+            s_cancel_task(s, t, "cancelled: the worker is stopping");
+}
+
+static void s_check_signals(session_t *s, int64_t now)
+{
+    int n = s->signals ? (int) *s->signals : 0;
+    if (n <= s->signals_seen)
+        return;
+    s->signals_seen = n;
+    s_start_drain(s, "signal", now);
+    if (n >= 2)
+        s_start_stop(s, now);
+}
+
+/* ---- hello ---- */
+
+static void s_send_hello(session_t *s, int64_t now)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_HELLO);
+    req->name = xstrdup(s->name);
+    req->host = xstrdup(s->hostname);
+    req->pid = (int) getpid();
+    req->threads = s->threads;
+    req->nlabels = s->nlabels;
+    req->labels = xcalloc((size_t) s->nlabels + 1, sizeof *req->labels);
+    for (int i = 0; i < s->nlabels; i++)
+        req->labels[i] = xstrdup(s->labels[i]);
+    req->running = s_running_refs(s, &req->nrunning);
+    req->no_exec = s->no_exec;
+    char *text = proto_req_encode(req);
+    proto_req_destroy(&req);
+
+    /* A fresh DEALER per attempt: a late reply to an abandoned attempt can
+       never be mistaken for the answer to this one. */
+    s_close(&s->api);
+    s->api = s_tcp_socket(s, ZMQ_DEALER, s->port, PROTO_MAX_API_MSG);
+    if (!text || !s->api || zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) != 0)
+        log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
+    free(text);
+    s->api_state = API_HELLO;
+    s->api_deadline = now + s->hello_timeout_ms;
+    log_debug("event=hello master=%s:%d running=%d", s->host, s->port, s->nactive);
+}
+
+static void s_hello_failed(session_t *s, int64_t now, const char *why)
+{
+    s_close(&s->api);
+    s->api_state = API_IDLE;
+    s->hello_failures++;
+    int delay = s->backoff_ms;
+    delay += (int) (s_rand(s) % (uint64_t) (delay / 2 + 1)) - delay / 4;
+    s->next_hello = now + delay;
+    if (s->backoff_ms < BACKOFF_MAX_MS)
+        s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    /* Loud on the first failure, then about once a minute at full backoff. */
+    if (s->hello_failures == 1 || s->hello_failures % 12 == 0)
+        log_warn("event=hello_failed master=%s:%d reason=\"%s\" attempts=%u retry_ms=%d",
+                 s->host, s->port, why, s->hello_failures, delay);
+    else
+        log_debug("event=hello_failed reason=\"%s\" attempts=%u retry_ms=%d", why,
+                  s->hello_failures, delay);
+}
+
+static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t now)
+{
+    proto_err_t err;
+    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_HELLO, &err);
+    char why[320];
+    if (!rep) {
+        snprintf(why, sizeof why, "bad reply: %s", err.message);
+        s_hello_failed(s, now, why);
+        return;
+    }
+    if (!rep->ok) {
+        snprintf(why, sizeof why, "%s: %s", rep->error.code, rep->error.message);
+        proto_reply_destroy(&rep);
+        s_hello_failed(s, now, why);
+        return;
+    }
+    if (!rep->worker_id || !*rep->worker_id || rep->task_port < 1 || rep->task_port > 65535
+        || rep->report_port < 1 || rep->report_port > 65535
+        || rep->heartbeat_ms < HEARTBEAT_MS_MIN || rep->heartbeat_ms > HEARTBEAT_MS_MAX
+        || rep->liveness < 1 || rep->liveness > 1000) {
+        proto_reply_destroy(&rep);
+        s_hello_failed(s, now, "reply fields out of range");
+        return;
+    }
+    s_close(&s->api);
+    s->api_state = API_IDLE;
+
+    s_close(&s->pipe);
+    s->pipe = s_tcp_socket(s, ZMQ_PULL, rep->task_port, PROTO_MAX_PIPE_MSG);
+    /* Keep the report socket when the port is the same: results queued in
+       it while the master was away are delivered to the new master. */
+    if (s->pipe && (!s->report || s->report_port != rep->report_port)) {
+        if (s->report)
+            log_warn("event=report_port_changed old=%d new=%d", s->report_port,
+                     rep->report_port);
+        s_close(&s->report);
+        s->report = s_tcp_socket(s, ZMQ_PUSH, rep->report_port, 0);
+        if (s->report) {
+            int hwm = REPORT_HWM;
+            zmq_setsockopt(s->report, ZMQ_SNDHWM, &hwm, sizeof hwm);
+            s->report_port = rep->report_port;
+        }
+    }
+    if (!s->pipe || !s->report) {
+        s_close(&s->pipe);
+        proto_reply_destroy(&rep);
+        s_hello_failed(s, now, "cannot connect to the master's ports");
+        return;
+    }
+    bool again = s->worker_id != NULL;
+    free(s->worker_id);
+    s->worker_id = xstrdup(rep->worker_id);
+    s->heartbeat_ms = rep->heartbeat_ms;
+    s->liveness = rep->liveness;
+    s->registered = true;
+    s->last_rx = now;
+    s->next_hb = now + s->heartbeat_ms;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->hello_failures = 0;
+    log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
+             "running=%d",
+             again ? "reregistered" : "registered", s->worker_id, s->host, s->port,
+             rep->task_port, rep->report_port, s->threads, s->nactive);
+    proto_reply_destroy(&rep);
+    s_flush_backlog(s);
+    /* A new master (or one that forgot us) must hear of a drain in
+       progress too. */
+    if (s->phase == PHASE_DRAIN && s->signals_seen > 0)
+        s_send_drain_request(s, now);
+}
+
+static void s_master_lost(session_t *s, int64_t now)
+{
+    log_warn("event=master_lost worker=%s master=%s:%d silent_ms=%lld running=%d",
+             s->worker_id, s->host, s->port, (long long) (now - s->last_rx), s->nactive);
+    /* Tasks the old pipe still held are the master's to reassign: the
+       hello tells it which ones we really have. */
+    s_close(&s->pipe);
+    s->registered = false;
+    s->next_hello = now;
+    s->backoff_ms = BACKOFF_MIN_MS;
+}
+
+/* ---- sockets' input ---- */
+
+static void s_read_inbox(session_t *s)
+{
+    for (int i = 0; i < INBOX_BATCH; i++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->inbox, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        atomic_load_explicit(&s->rctx.handoff, memory_order_acquire);
+        runner_msg_t hdr;
+        const char *payload;
+        size_t plen;
+        if (runner_msg_parse(zmq_msg_data(&m), zmq_msg_size(&m), &hdr, &payload, &plen) != 0) {
+            log_error("event=bad_inbox_message size=%zu", zmq_msg_size(&m));
+            zmq_msg_close(&m);
+            continue;
+        }
+        switch (hdr.tag) {
+        case RUNNER_MSG_STARTED:
+            s_add_started(s, hdr.id, hdr.attempt, hdr.at);
+            break;
+        case RUNNER_MSG_OUTPUT:
+            /* Keep the master's view in order: started before output. */
+            s_flush_started(s);
+            s_send_report(s, xstrndup(payload, plen), false);
+            break;
+        case RUNNER_MSG_RESULT:
+        case RUNNER_MSG_RELEASE: {
+            runner_task_t *t = hdr.task;
+            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
+                s_add_result(s, xstrndup(payload, plen));
+            else if (!t->ended)
+                log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
+                          t->attempt);
+            s_unlink(s, t);
+            runner_task_destroy(&t);
+            break;
+        }
+        }
+        zmq_msg_close(&m);
+    }
+}
+
+static void s_read_pipe(session_t *s, int64_t now)
+{
+    for (int i = 0; i < PIPE_BATCH && s->pipe; i++) {
+        size_t len;
+        char *buf = zmqx_recv(s->pipe, &len, ZMQ_DONTWAIT);
+        if (!buf) {
+            if (errno == EPROTO) {
+                s->last_rx = now;
+                log_warn("event=bad_pipe_message error=\"multipart message\"");
+                continue;
+            }
+            return;
+        }
+        /* Anything from the master proves it alive. */
+        s->last_rx = now;
+        proto_err_t err;
+        proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
+        free(buf);
+        if (!msg) {
+            log_warn("event=bad_pipe_message code=%s error=\"%s\"", err.code, err.message);
+            continue;
+        }
+        switch (msg->type) {
+        case PROTO_PIPE_TASKS:
+            s_on_tasks(s, msg);
+            break;
+        case PROTO_PIPE_ABORT:
+            s_on_abort(s, msg->task, msg->attempt);
+            break;
+        case PROTO_PIPE_DRAIN:
+            s_start_drain(s, "master", now);
+            break;
+        case PROTO_PIPE_PING:
+            break;
+        }
+        proto_pipe_destroy(&msg);
+    }
+}
+
+static void s_read_api(session_t *s, int64_t now)
+{
+    size_t len;
+    char *buf = zmqx_recv(s->api, &len, ZMQ_DONTWAIT);
+    if (!buf)
+        return;
+    if (s->api_state == API_HELLO) {
+        s_on_hello_reply(s, buf, len, now);
+    } else {
+        /* The drain request's answer: the master's "drain" pipe message is
+           what matters, the reply only says whether it understood. */
+        proto_err_t err;
+        proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_DRAIN, &err);
+        if (rep && !rep->ok)
+            log_warn("event=drain_request_refused code=%s error=\"%s\"", rep->error.code,
+                     rep->error.message);
+        proto_reply_destroy(&rep);
+        s_close(&s->api);
+        s->api_state = API_IDLE;
+    }
+    free(buf);
+}
+
+/* ---- the loop ---- */
+
+static int64_t s_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Timers due now; returns the time of the next one. */
+static int64_t s_timers(session_t *s, int64_t now)
+{
+    int64_t next = now + POLL_CAP_MS;
+    if (s->api_state != API_IDLE) {
+        if (now >= s->api_deadline) {
+            if (s->api_state == API_HELLO)
+                s_hello_failed(s, now, "no reply");
+            else {
+                s_close(&s->api);
+                s->api_state = API_IDLE;
+            }
+        } else {
+            next = s_min(next, s->api_deadline);
+        }
+    }
+    if (s->registered) {
+        int64_t dead_at = s->last_rx + (int64_t) s->liveness * s->heartbeat_ms;
+        if (now >= dead_at) {
+            s_master_lost(s, now);
+        } else {
+            next = s_min(next, dead_at);
+            if (now >= s->next_hb) {
+                s_send_heartbeat(s);
+                s->next_hb = now + s->heartbeat_ms;
+            }
+            next = s_min(next, s->next_hb);
+        }
+    }
+    if (!s->registered && s->api_state == API_IDLE) {
+        if (now >= s->next_hello)
+            s_send_hello(s, now);
+        else
+            next = s_min(next, s->next_hello);
+        if (s->api_state != API_IDLE)
+            next = s_min(next, s->api_deadline);
+    }
+    if (s->phase == PHASE_STOP)
+        next = s_min(next, s->stop_deadline);
+    return next;
+}
+
+static bool s_finished(session_t *s, int64_t now)
+{
+    if (s->phase == PHASE_RUN)
+        return false;
+    if (s->nactive == 0)
+        return true;
+    if (s->phase == PHASE_STOP && now >= s->stop_deadline) {
+        log_error("event=tasks_abandoned count=%d reason=\"did not stop within %d ms\"",
+                  s->nactive, s->stop_grace_ms);
+        s->abandoned = true;
+        return true;
+    }
+    return false;
+}
+
+/* BYE and the sockets. When tasks were abandoned their threads still hold
+   sockets, so the context is left alone (the process is about to exit). */
+static void s_shutdown(session_t *s)
+{
+    s_close(&s->api);
+    s_close(&s->pipe);
+    if (s->worker_id && s->report) {
+        /* Through the backlog, so BYE never overtakes results: a master
+           that saw BYE first would requeue those tasks. */
+        proto_report_t *rep = proto_report_new(PROTO_REP_BYE, s->worker_id);
+        s_send_report(s, proto_report_encode(rep), true);
+        proto_report_destroy(&rep);
+        log_info("event=bye worker=%s unsent_reports=%d", s->worker_id, s->nbacklog);
+    }
+    if (s->report) {
+        int linger = EXIT_LINGER_MS;
+        zmq_setsockopt(s->report, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    if (s->abandoned) {
+        s_close(&s->report);
+        /* Give the I/O thread its linger to deliver BYE, since nobody will
+           call zmq_ctx_term. */
+        zmq_poll(NULL, 0, EXIT_LINGER_MS);
+        return;
+    }
+    pool_destroy(&s->pool);
+    s_close(&s->inbox);
+    s_close(&s->report);
+    /* Returns once the report socket has delivered or its linger passed. */
+    zmq_ctx_term(s->ctx);
+    s->ctx = NULL;
+}
+
+/* Context, inbox and pool, with SIGTERM/SIGINT blocked so the threads
+   libzmq and the pool start inherit the mask and never take them. */
+static int s_start(session_t *s)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = -1;
+    s->ctx = zmq_ctx_new();
+    if (!s->ctx) {
+        log_error("event=start_failed error=\"zmq_ctx_new: %s\"", zmq_strerror(errno));
+        goto out;
+    }
+    snprintf(s->inbox_ep, sizeof s->inbox_ep, "inproc://ztask-worker-%p", (void *) s);
+    s->inbox = zmqx_socket(s->ctx, ZMQ_PULL, 0, 0);
+    int hwm = 0;
+    if (!s->inbox || zmq_setsockopt(s->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
+        || zmq_bind(s->inbox, s->inbox_ep) != 0) {
+        log_error("event=start_failed error=\"inbox: %s\"", zmq_strerror(errno));
+        goto out;
+    }
+    s->rctx.zmq_ctx = s->ctx;
+    s->rctx.endpoint = s->inbox_ep;
+    s->rctx.fns = s->fns;
+    s->rctx.kill_grace_ms = s->kill_grace_ms;
+    atomic_init(&s->rctx.init_failures, 0);
+    atomic_init(&s->rctx.handoff, 0);
+    pool_callbacks_t cb;
+    runner_pool_callbacks(&s->rctx, &cb);
+    s->pool = pool_new(s->threads, &cb);
+    if (!s->pool) {
+        log_error("event=start_failed error=\"cannot start %d threads\"", s->threads);
+        goto out;
+    }
+    if (atomic_load(&s->rctx.init_failures) > 0) {
+        log_error("event=start_failed error=\"%d threads could not open their socket\"",
+                  atomic_load(&s->rctx.init_failures));
+        goto out;
+    }
+    rc = 0;
+out:
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &block, NULL);
+    if (rc != 0) {
+        pool_destroy(&s->pool);
+        s_close(&s->inbox);
+        if (s->ctx)
+            zmq_ctx_term(s->ctx);
+        s->ctx = NULL;
+    }
+    return rc;
+}
+
+int session_run(session_t *s)
+{
+    if (!s || s->ctx)
+        return -1;
+    if (s_start(s) != 0)
+        return -1;
+    int64_t now = clock_mono_ms();
+    s->next_hello = now;
+    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d", s->name, s->host,
+             s->port, s->threads, s->no_exec ? 1 : 0);
+    for (;;) {
+        now = clock_mono_ms();
+        s_check_signals(s, now);
+        int64_t next = s_timers(s, now);
+        if (s_finished(s, now))
+            break;
+        zmq_pollitem_t items[3];
+        int n = 0;
+        items[n++] = (zmq_pollitem_t) {.socket = s->inbox, .events = ZMQ_POLLIN};
+        int ipipe = -1, iapi = -1;
+        if (s->pipe) {
+            ipipe = n;
+            items[n++] = (zmq_pollitem_t) {.socket = s->pipe, .events = ZMQ_POLLIN};
+        }
+        if (s->api) {
+            iapi = n;
+            items[n++] = (zmq_pollitem_t) {.socket = s->api, .events = ZMQ_POLLIN};
+        }
+        long timeout = (long) (next - now);
+        if (timeout < 0)
+            timeout = 0;
+        int rc = zmq_poll(items, n, timeout);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("event=poll_failed error=\"%s\"", zmq_strerror(errno));
+            break;
+        }
+        now = clock_mono_ms();
+        if (items[0].revents & ZMQ_POLLIN)
+            s_read_inbox(s);
+        if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
+            s_read_pipe(s, now);
+        if (iapi >= 0 && s->api && (items[iapi].revents & ZMQ_POLLIN))
+            s_read_api(s, now);
+        s_flush_started(s);
+        s_flush_results(s);
+        s_flush_backlog(s);
+    }
+    s_flush_started(s);
+    s_flush_results(s);
+    s_flush_backlog(s);
+    s_shutdown(s);
+    return s->abandoned ? 1 : 0;
+}
+
+/* ---- new / destroy ---- */
+
+session_t *session_new(const session_config_t *cfg)
+{
+    if (!cfg || !cfg->master_host || !*cfg->master_host || cfg->master_port < 1
+        || cfg->master_port > 65535 || !cfg->name || !*cfg->name || cfg->threads < 1
+        || !cfg->fns || cfg->nlabels < 0 || (cfg->nlabels > 0 && !cfg->labels))
+        return NULL;
+    session_t *s = xcalloc(1, sizeof *s);
+    s->host = xstrdup(cfg->master_host);
+    s->port = cfg->master_port;
+    s->ipv6 = strchr(s->host, ':') != NULL;
+    s->name = xstrdup(cfg->name);
+    s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "");
+    s->threads = cfg->threads;
+    s->nlabels = cfg->nlabels;
+    s->labels = xcalloc((size_t) cfg->nlabels + 1, sizeof *s->labels);
+    for (int i = 0; i < cfg->nlabels; i++)
+        s->labels[i] = xstrdup(cfg->labels[i]);
+    s->no_exec = cfg->no_exec;
+    s->fns = cfg->fns;
+    s->signals = cfg->signals;
+    s->kill_grace_ms = cfg->kill_grace_ms;
+    s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
+    s->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) s;
+    if (!s->rng)
+        s->rng = 0x9E3779B97F4A7C15ull;
+    return s;
+}
+
+void session_destroy(session_t **p)
+{
+    if (!p || !*p)
+        return;
+    session_t *s = *p;
+    *p = NULL;
+    if (s->abandoned)
+        return;     /* threads still use it; the process is exiting */
+    /* session_run has returned (or never ran): no pool thread is left, so
+       every task still in the table is ours to free. */
+    pool_destroy(&s->pool);
+    while (s->head) {
+        runner_task_t *t = s->head;
+        s_unlink(s, t);
+        runner_task_destroy(&t);
+    }
+    s_close(&s->api);
+    s_close(&s->pipe);
+    s_close(&s->report);
+    s_close(&s->inbox);
+    if (s->ctx)
+        zmq_ctx_term(s->ctx);
+    for (int i = 0; i < s->nresults; i++)
+        free(s->results[i]);
+    free(s->results);
+    for (int i = 0; i < s->nbacklog; i++)
+        free(s->backlog[i]);
+    free(s->backlog);
+    free(s->started);
+    free(s->started_at);
+    for (int i = 0; i < s->nlabels; i++)
+        free(s->labels[i]);
+    free(s->labels);
+    free(s->worker_id);
+    free(s->host);
+    free(s->name);
+    free(s->hostname);
+    free(s);
+}

@@ -1,0 +1,71 @@
+/*  session: a worker's life with its master.
+
+    One session thread runs one zmq_poll loop that owns every socket but the
+    pool threads' own inproc PUSHes:
+      api     DEALER -> master API (tcp://HOST:PORT): hello, and a drain
+              request for ourselves on the first SIGTERM
+      pipe    PULL   <- the master's per-worker task pipe (tcp://HOST:task_port)
+      report  PUSH   -> the master's report PULL (tcp://HOST:report_port);
+              connect side with a high SNDHWM, so results queue in the
+              worker while the master is away and are delivered when it
+              returns
+      inbox   inproc PULL <- pool threads (see runner.h)
+
+    Life: hello (retried with backoff until a reply) -> registered: tasks
+    from the pipe go to the pool; STARTED and RESULTS are batched per
+    wakeup; HEARTBEAT every heartbeat_ms; when the pipe is silent for
+    liveness * heartbeat_ms the master is taken as gone: close the pipe and
+    hello again, reporting the tasks still running so they are not re-run,
+    while running tasks carry on. Drain (first signal, or a "drain" pipe
+    message): take no new work from the master, finish what is assigned,
+    send BYE, return. A second signal cancels everything, waits a bounded
+    time for the results, sends BYE and returns.
+
+    Threads: session_new, session_run and session_destroy are called from
+    one thread. session_run makes that thread the only one that takes
+    SIGTERM/SIGINT: it blocks them while it starts libzmq's and the pool's
+    threads (which inherit the mask) and unblocks them on its own thread,
+    so a signal interrupts its zmq_poll.
+*/
+#ifndef ZTASK_SESSION_H
+#define ZTASK_SESSION_H
+
+#include "fn.h"
+
+#include <signal.h>
+#include <stdbool.h>
+
+typedef struct session session_t;
+
+typedef struct {
+    const char *master_host;     /* "127.0.0.1", "box", "::1" */
+    int master_port;             /* API port; reports/tasks come from the hello reply */
+    const char *name;            /* worker name (hello) */
+    const char *hostname;        /* this machine (hello) */
+    int threads;                 /* pool size, >= 1 */
+    const char *const *labels;   /* nlabels strings */
+    int nlabels;
+    bool no_exec;                /* refuse command tasks */
+    const fn_registry_t *fns;    /* borrowed; must outlive the session */
+    /* Counter of SIGTERM/SIGINT received, written only by the signal
+       handler; borrowed, may be NULL. 1 = drain, 2 = stop now. */
+    volatile sig_atomic_t *signals;
+    int kill_grace_ms;           /* SIGTERM -> SIGKILL for tasks; 0 = exec's default */
+    int hello_timeout_ms;        /* wait for a hello reply; 0 = 2000 */
+    int stop_grace_ms;           /* after the second signal; 0 = 5000 */
+} session_config_t;
+
+/* Copies cfg (strings included). NULL on a bad config. Starts nothing. */
+session_t *session_new(const session_config_t *cfg);
+
+/* Runs until drained or stopped. Blocks. Returns 0 after a clean drain or
+   stop (BYE sent when registered), -1 when it could not start (logged),
+   1 when tasks ignored the stop and were abandoned: their threads are
+   still running, so the caller must exit the process at once without
+   tearing anything down (session_destroy then frees nothing). */
+int session_run(session_t *self);
+
+/* Frees the session; accepts NULL, nulls *p. */
+void session_destroy(session_t **p);
+
+#endif
