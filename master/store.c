@@ -1,0 +1,901 @@
+/*  store: the master's durable state in SQLite (see store.h).
+
+    Design notes (the why):
+
+    - One connection, every statement prepared once in store_new and reused
+      with reset + clear_bindings: preparing costs more than executing the
+      small statements on the hot paths.
+
+    - Group commit: the first write after a commit opens a transaction with
+      BEGIN IMMEDIATE; store_commit ends it. IMMEDIATE rather than DEFERRED
+      because every transaction we open starts with a write anyway: taking
+      the write lock at BEGIN is where busy_timeout applies cleanly, whereas
+      a DEFERRED transaction that upgrades from read to write can get
+      SQLITE_BUSY(_SNAPSHOT) mid-transaction without the busy handler being
+      called, after earlier writes of the group were already accepted.
+
+    - A failed write poisons the open transaction: SQLite may already have
+      rolled it back by itself (disk full, I/O errors), and even when it has
+      not, a group in which one write silently went missing would commit a
+      state the master never had in memory. So the whole group is rolled
+      back at once, further writes fail until the caller commits or rolls
+      back, and the next store_commit returns -1 with the original reason.
+      That keeps the header's one rule: after a failed commit, every write
+      since the last successful commit is not done.
+
+    - Task states are stored as the numbers of proto_state_t; the partial
+      indexes below name them literally, so the enum is part of the on-disk
+      format (checked at compile time; changing it needs a schema bump).
+
+    - Indexes, and why each pays for itself (every task insert also writes
+      one entry per index whose WHERE matches a queued task):
+        tasks_unfinished (id) WHERE state < 3   start-up rebuild reads only the
+                          unfinished tasks, in id order, without scanning history;
+                          finished tasks leave it, so it stays small.
+        tasks_job (job) = (job, id) in SQLite   results paging by id and cancel.
+        tasks_job_idx (job, idx)                store_task_find; its key grows
+                          with the index in a normal submit, so appends are cheap.
+        tasks_failed (job) WHERE state = 4      failed_only paging without reading
+                          every result of a big job; costs nothing until a task fails.
+        duplicates_task (task)                  duplicates are rare; counting and
+                          deleting by task then stays cheap.
+      No index on state alone: transitions would move entries on every
+      dispatch, start and finish, and counts are only needed at start-up.
+*/
+#include "store.h"
+
+#include "../common/util.h"
+
+#include <sqlite3.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_SCHEMA_VERSION 1
+/* The event loop blocks while SQLite waits for a lock, so keep this short;
+   only outside readers (sqlite3 shell, backups) and checkpoints contend. */
+#define STORE_BUSY_TIMEOUT_MS 5000
+/* After a big transaction the WAL file would stay as large as it grew;
+   truncate it back to this after checkpoints. */
+#define STORE_WAL_SIZE_LIMIT (64 * 1024 * 1024)
+/* Page cache (KiB, negative for SQLite): large enough that a submit of
+   many thousands of tasks does not spill to the WAL before its commit. */
+#define STORE_CACHE_KIB 32768
+
+_Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNING == 2 &&
+                   PROTO_ST_DONE == 3 && PROTO_ST_FAILED == 4 && PROTO_ST_CANCELLED == 5,
+               "task states are stored as numbers: a change needs a schema version bump");
+
+static const char *const SCHEMA =
+    "CREATE TABLE jobs("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT,"
+    "  closed INTEGER NOT NULL DEFAULT 0,"
+    "  created REAL NOT NULL,"
+    "  finished REAL NOT NULL DEFAULT 0);"
+    "CREATE TABLE tasks("
+    "  id INTEGER PRIMARY KEY,"
+    "  job INTEGER NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  name TEXT,"
+    "  priority INTEGER NOT NULL,"
+    "  retries INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL DEFAULT 0,"
+    "  worker TEXT,"
+    "  spec TEXT NOT NULL,"
+    "  outcome TEXT,"
+    "  started REAL NOT NULL DEFAULT 0,"
+    "  finished REAL NOT NULL DEFAULT 0);"
+    "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
+    "CREATE INDEX tasks_job ON tasks(job);"
+    "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
+    "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
+    "CREATE TABLE duplicates("
+    "  id INTEGER PRIMARY KEY,"
+    "  task INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  worker TEXT,"
+    "  outcome TEXT,"
+    "  received REAL NOT NULL);"
+    "CREATE INDEX duplicates_task ON duplicates(task);";
+
+/* Columns read into a store_task_row_t, in this order (see s_task_row). */
+#define TASK_COLS "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished"
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_JOB_CREATE,
+    S_JOB_CLOSE,
+    S_JOB_FINISHED,
+    S_JOB_DEL_DUPS,
+    S_JOB_DEL_TASKS,
+    S_JOB_DEL,
+    S_JOBS,
+    S_COUNTS,
+    S_TASK_INSERT,
+    S_TASK_SPEC,
+    S_TASK_RUNNING,
+    S_TASK_REQUEUE,
+    S_TASK_FINISH,
+    S_JOB_CANCEL_QUEUED,
+    S_DUP_ADD,
+    S_DUP_COUNT,
+    S_DUP_COUNT_ALL,
+    S_UNFINISHED,
+    S_RESULTS,
+    S_RESULTS_FAILED,
+    S_TASK_FIND,
+    S_TASK_GET,
+    S_CHECK,
+    S_COUNT_
+};
+
+/* INDEXED BY pins the plans the indexes exist for: if a schema change ever
+   made one unusable, store_new fails instead of silently scanning. */
+static const char *const SQL[S_COUNT_] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_JOB_CREATE] = "INSERT INTO jobs(name, created) VALUES (?1, ?2)",
+    [S_JOB_CLOSE] = "UPDATE jobs SET closed = 1 WHERE id = ?1",
+    [S_JOB_FINISHED] = "UPDATE jobs SET finished = ?2 WHERE id = ?1",
+    [S_JOB_DEL_DUPS] = "DELETE FROM duplicates WHERE task IN "
+                       "(SELECT id FROM tasks INDEXED BY tasks_job WHERE job = ?1)",
+    [S_JOB_DEL_TASKS] = "DELETE FROM tasks WHERE job = ?1",
+    [S_JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
+    [S_JOBS] = "SELECT id, name, closed, created, finished FROM jobs ORDER BY id",
+    [S_COUNTS] = "SELECT job, state, count(*) FROM tasks GROUP BY job, state",
+    [S_TASK_INSERT] = "INSERT INTO tasks(job, idx, name, priority, retries, state, spec) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+    [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
+    /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
+    [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
+                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END WHERE id = ?1",
+    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, started = 0 WHERE id = ?1",
+    [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
+                      "finished = ?6 WHERE id = ?1",
+    [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
+                            "WHERE job = ?1 AND state = 0",
+    [S_DUP_ADD] = "INSERT INTO duplicates(task, attempt, worker, outcome, received) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
+    [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
+    [S_UNFINISHED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_unfinished "
+                     "WHERE state < 3 ORDER BY id",
+    [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
+                  "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
+                         "WHERE job = ?1 AND id > ?2 AND state = 4 ORDER BY id LIMIT ?3",
+    [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
+                    "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
+    [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
+    [S_CHECK] = "PRAGMA integrity_check",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT_];
+    /* A statement handed out and not yet released: a callback that calls
+       the same iterator again would otherwise reset it under its caller. */
+    bool busy[S_COUNT_];
+    bool in_tx;          /* we opened a transaction and have not ended it */
+    bool poisoned;       /* a write failed; the group was rolled back */
+    char err[512];
+    char poison[512];    /* why (reported by the next store_commit) */
+};
+
+__attribute__((format(printf, 2, 3))) static void s_seterr(store_t *self, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(self->err, sizeof self->err, fmt, ap);
+    va_end(ap);
+}
+
+/* Records "what: <sqlite message>"; call right after the failing call,
+   before anything else touches the connection. */
+static int s_dberr(store_t *self, const char *what)
+{
+    s_seterr(self, "%s: %s", what, sqlite3_errmsg(self->db));
+    return -1;
+}
+
+/* Hands out a prepared statement for one use; NULL if it is in use by a
+   caller up the stack (a re-entrant call from a callback). */
+static sqlite3_stmt *s_get(store_t *self, int id, const char *what)
+{
+    if (self->busy[id]) {
+        s_seterr(self, "%s: called again from its own callback", what);
+        return NULL;
+    }
+    self->busy[id] = true;
+    return self->stmt[id];
+}
+
+static void s_put(store_t *self, int id)
+{
+    sqlite3_reset(self->stmt[id]);
+    sqlite3_clear_bindings(self->stmt[id]);
+    self->busy[id] = false;
+}
+
+/* Rolls back whatever transaction is open on the connection (SQLite may
+   already have done it) and forgets ours. */
+static void s_rollback_now(store_t *self)
+{
+    if (!sqlite3_get_autocommit(self->db)) {
+        sqlite3_stmt *st = self->stmt[S_ROLLBACK];
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    self->in_tx = false;
+}
+
+/* A write failed: see "A failed write poisons" above. self->err already
+   holds the reason. */
+static int s_poison(store_t *self)
+{
+    if (self->in_tx) {
+        s_rollback_now(self);
+        self->poisoned = true;
+        memcpy(self->poison, self->err, sizeof self->poison);
+    }
+    return -1;
+}
+
+/* Every write starts here: refuses while poisoned, opens the group's
+   transaction when none is open. */
+static int s_write_begin(store_t *self, const char *what)
+{
+    if (self->poisoned) {
+        s_seterr(self, "%s: an earlier write failed (%s); commit or roll back first", what,
+                 self->poison);
+        return -1;
+    }
+    if (self->in_tx) {
+        if (!sqlite3_get_autocommit(self->db))
+            return 0;
+        /* SQLite rolled our transaction back by itself (an I/O error in a
+           read, say): writing on would commit row by row. */
+        s_seterr(self, "%s: the open transaction was rolled back by SQLite", what);
+        self->in_tx = false;
+        self->poisoned = true;
+        memcpy(self->poison, self->err, sizeof self->poison);
+        return -1;
+    }
+    sqlite3_stmt *st = self->stmt[S_BEGIN];
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        s_dberr(self, "begin");
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    self->in_tx = true;
+    return 0;
+}
+
+/* Steps a write statement to completion and releases it; on failure
+   poisons the transaction. *changes (may be NULL) gets the rows changed. */
+static int s_write_step(store_t *self, int id, const char *what, int64_t *changes)
+{
+    int rc = sqlite3_step(self->stmt[id]);
+    if (rc != SQLITE_DONE) {
+        s_dberr(self, what);
+        s_put(self, id);
+        return s_poison(self);
+    }
+    if (changes)
+        *changes = sqlite3_changes64(self->db);
+    s_put(self, id);
+    return 0;
+}
+
+static int s_bind_text(sqlite3_stmt *st, int i, const char *text)
+{
+    /* SQLITE_STATIC: every statement is stepped and reset before we return. */
+    return text ? sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int s_state_from_db(store_t *self, int64_t v, int64_t task, proto_state_t *st)
+{
+    if (v < PROTO_ST_QUEUED || v > PROTO_ST_CANCELLED) {
+        s_seterr(self, "corrupt state %lld in task %lld", (long long)v, (long long)task);
+        return -1;
+    }
+    *st = (proto_state_t)v;
+    return 0;
+}
+
+/* Fills row from the current result row of a TASK_COLS query. Strings stay
+   valid until the statement is stepped or reset. */
+static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
+{
+    memset(row, 0, sizeof *row);
+    row->id = sqlite3_column_int64(st, 0);
+    row->job = sqlite3_column_int64(st, 1);
+    row->index = sqlite3_column_int64(st, 2);
+    /* The header promises a name: a task without one reads back as "". */
+    const char *name = (const char *)sqlite3_column_text(st, 3);
+    row->name = name ? name : "";
+    if (s_state_from_db(self, sqlite3_column_int64(st, 4), row->id, &row->state) < 0)
+        return -1;
+    row->attempt = sqlite3_column_int(st, 5);
+    row->retries = sqlite3_column_int(st, 6);
+    row->priority = sqlite3_column_int(st, 7);
+    row->worker = (const char *)sqlite3_column_text(st, 8);
+    row->outcome_json = (const char *)sqlite3_column_text(st, 9);
+    row->started = sqlite3_column_double(st, 10);
+    row->finished = sqlite3_column_double(st, 11);
+    return 0;
+}
+
+/* Steps a TASK_COLS query, calling fn per row, then releases it. */
+static int s_task_rows(store_t *self, int id, const char *what,
+                       int (*fn)(const store_task_row_t *row, void *arg), void *arg,
+                       int64_t *last_id, int64_t *nrows)
+{
+    sqlite3_stmt *st = self->stmt[id];
+    int64_t last = -1, n = 0;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_task_row_t row;
+        if (s_task_row(self, st, &row) < 0) {
+            result = -1;
+            break;
+        }
+        last = row.id;
+        n++;
+        if (fn(&row, arg) != 0)
+            break;
+    }
+    if (result == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, what);
+    s_put(self, id);
+    if (last_id)
+        *last_id = last;
+    if (nrows)
+        *nrows = n;
+    return result;
+}
+
+/* ---- open / close ---- */
+
+static int s_exec(sqlite3 *db, const char *sql, char *err, size_t errlen, const char *what)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs a one-row, one-column query; the text result is copied to out. */
+static int s_query_text(sqlite3 *db, const char *sql, char *out, size_t outlen, char *err,
+                        size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+        return -1;
+    }
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "%s: %s", sql,
+                 rc == SQLITE_DONE ? "no result" : sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    const char *text = (const char *)sqlite3_column_text(st, 0);
+    snprintf(out, outlen, "%s", text ? text : "");
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int s_query_int(sqlite3 *db, const char *sql, int64_t *out, char *err, size_t errlen)
+{
+    char text[64];
+    if (s_query_text(db, sql, text, sizeof text, err, errlen) < 0)
+        return -1;
+    if (parse_int64(text, INT64_MIN, INT64_MAX, out) < 0) {
+        snprintf(err, errlen, "%s: unexpected result '%s'", sql, text);
+        return -1;
+    }
+    return 0;
+}
+
+/* Creates the schema in an empty database, accepts ours, refuses the rest.
+   The check runs inside a write transaction so two processes opening a new
+   file at once cannot both create it. */
+static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    if (s_exec(db, "BEGIN IMMEDIATE", err, errlen, path) < 0)
+        return -1;
+    int64_t version = 0, objects = 0;
+    int rc = s_query_int(db, "PRAGMA user_version", &version, err, errlen);
+    if (rc == 0 && version == 0) {
+        rc = s_query_int(db, "SELECT count(*) FROM sqlite_schema", &objects, err, errlen);
+        if (rc == 0 && objects > 0) {
+            snprintf(err, errlen, "%s: not a ztask database (it has tables but no schema version)",
+                     path);
+            rc = -1;
+        }
+        if (rc == 0)
+            rc = s_exec(db, SCHEMA, err, errlen, "create schema");
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+        if (rc == 0)
+            rc = s_exec(db, sql, err, errlen, "create schema");
+    } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s: database schema version %lld is newer than this ztask supports (%d); "
+                 "use a newer ztask-master",
+                 path, (long long)version, STORE_SCHEMA_VERSION);
+        rc = -1;
+    } else if (rc == 0 && version < 0) {
+        snprintf(err, errlen, "%s: bad schema version %lld", path, (long long)version);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = s_exec(db, "COMMIT", err, errlen, "create schema");
+    if (rc < 0 && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *err,
+                       size_t errlen)
+{
+    static const char *const sync_sql[] = {
+        [STORE_SYNC_FULL] = "PRAGMA synchronous = FULL",
+        [STORE_SYNC_INTERVAL] = "PRAGMA synchronous = NORMAL",
+        [STORE_SYNC_OFF] = "PRAGMA synchronous = OFF",
+    };
+    if ((unsigned)sync > STORE_SYNC_OFF) {
+        snprintf(err, errlen, "bad sync mode %d", (int)sync);
+        return -1;
+    }
+    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        return -1;
+    }
+    /* The first statement that reads the file: a file that is not a
+       database fails here ("file is not a database"). */
+    char mode[32];
+    if (s_query_text(db, "PRAGMA journal_mode = WAL", mode, sizeof mode, err, errlen) < 0)
+        return -1;
+    /* In-memory databases answer "memory": WAL does not apply to them. */
+    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
+        snprintf(err, errlen, "%s: cannot use WAL (journal_mode is %s)", path, mode);
+        return -1;
+    }
+    char extra[128];
+    snprintf(extra, sizeof extra, "PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d;",
+             STORE_WAL_SIZE_LIMIT, STORE_CACHE_KIB);
+    if (s_exec(db, sync_sql[sync], err, errlen, path) < 0 ||
+        s_exec(db, extra, err, errlen, path) < 0)
+        return -1;
+    return 0;
+}
+
+store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err || errlen == 0) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    err[0] = '\0';
+    if (!path) {
+        snprintf(err, errlen, "no database path");
+        return NULL;
+    }
+    store_t *self = xcalloc(1, sizeof *self);
+    /* URI names ("file:...?mode=...") are allowed so tests and operators
+       can pass SQLite options; a plain path behaves as usual. */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI |
+                SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path, &self->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path,
+                 self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
+        store_destroy(&self);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(self->db, 1);
+    if (s_configure(self->db, path, sync, err, errlen) < 0 ||
+        s_schema(self->db, path, err, errlen) < 0) {
+        store_destroy(&self);
+        return NULL;
+    }
+    for (int i = 0; i < S_COUNT_; i++) {
+        rc = sqlite3_prepare_v3(self->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &self->stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "prepare '%s': %s", SQL[i], sqlite3_errmsg(self->db));
+            store_destroy(&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void store_destroy(store_t **p)
+{
+    if (!p || !*p)
+        return;
+    store_t *self = *p;
+    *p = NULL;
+    /* An open transaction is rolled back by the close: uncommitted writes
+       are gone, as after a crash. */
+    for (int i = 0; i < S_COUNT_; i++)
+        sqlite3_finalize(self->stmt[i]);
+    if (self->db)
+        sqlite3_close(self->db);
+    free(self);
+}
+
+const char *store_error(const store_t *self)
+{
+    return self ? self->err : "no store";
+}
+
+/* ---- transactions ---- */
+
+int store_commit(store_t *self)
+{
+    if (self->poisoned) {
+        s_seterr(self, "commit: transaction rolled back after a failed write: %s", self->poison);
+        self->poisoned = false;
+        return -1;
+    }
+    if (!self->in_tx)
+        return 0;
+    if (sqlite3_get_autocommit(self->db)) {
+        self->in_tx = false;
+        s_seterr(self, "commit: the open transaction was rolled back by SQLite");
+        return -1;
+    }
+    sqlite3_stmt *st = self->stmt[S_COMMIT];
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        s_dberr(self, "commit");
+        sqlite3_reset(st);
+        /* SQLite rolls back by itself after some failures (SQLITE_FULL,
+           I/O errors) and keeps the transaction open after others
+           (SQLITE_BUSY); the contract is "rolled back" either way. */
+        s_rollback_now(self);
+        return -1;
+    }
+    sqlite3_reset(st);
+    self->in_tx = false;
+    return 0;
+}
+
+void store_rollback(store_t *self)
+{
+    self->poisoned = false;
+    if (self->in_tx)
+        s_rollback_now(self);
+}
+
+bool store_dirty(const store_t *self)
+{
+    /* Poisoned counts as dirty so the caller's next store_commit reports it. */
+    return self->in_tx || self->poisoned;
+}
+
+/* ---- jobs ---- */
+
+int store_job_create(store_t *self, const char *name, double created, int64_t *job_id)
+{
+    if (s_write_begin(self, "job create") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_JOB_CREATE];
+    s_bind_text(st, 1, name);
+    sqlite3_bind_double(st, 2, created);
+    if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
+        return -1;
+    if (job_id)
+        *job_id = sqlite3_last_insert_rowid(self->db);
+    return 0;
+}
+
+int store_job_close(store_t *self, int64_t job)
+{
+    if (s_write_begin(self, "job close") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_JOB_CLOSE], 1, job);
+    return s_write_step(self, S_JOB_CLOSE, "job close", NULL);
+}
+
+int store_job_set_finished(store_t *self, int64_t job, double finished)
+{
+    if (s_write_begin(self, "job finish") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_JOB_FINISHED];
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_double(st, 2, finished);
+    return s_write_step(self, S_JOB_FINISHED, "job finish", NULL);
+}
+
+int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
+{
+    if (deleted)
+        *deleted = 0;
+    if (s_write_begin(self, "job delete") < 0)
+        return -1;
+    /* Children first: the duplicates are found through the job's tasks. */
+    static const int steps[] = {S_JOB_DEL_DUPS, S_JOB_DEL_TASKS, S_JOB_DEL};
+    int64_t changes = 0;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        sqlite3_bind_int64(self->stmt[steps[i]], 1, job);
+        if (s_write_step(self, steps[i], "job delete", &changes) < 0)
+            return -1;
+    }
+    if (deleted)
+        *deleted = changes > 0 ? 1 : 0;
+    return 0;
+}
+
+int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_JOBS, "jobs");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_job_row_t row = {
+            .id = sqlite3_column_int64(st, 0),
+            .name = (const char *)sqlite3_column_text(st, 1),
+            .closed = sqlite3_column_int(st, 2) != 0,
+            .created = sqlite3_column_double(st, 3),
+            .finished = sqlite3_column_double(st, 4),
+        };
+        if (fn(&row, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "jobs");
+    s_put(self, S_JOBS);
+    return result;
+}
+
+int store_counts_each(store_t *self,
+                      int (*fn)(int64_t job, proto_state_t state, int64_t count, void *arg),
+                      void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_COUNTS, "counts");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t job = sqlite3_column_int64(st, 0);
+        proto_state_t state;
+        if (s_state_from_db(self, sqlite3_column_int64(st, 1), -1, &state) < 0) {
+            result = -1;
+            break;
+        }
+        if (fn(job, state, sqlite3_column_int64(st, 2), arg) != 0)
+            break;
+    }
+    if (result == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "counts");
+    s_put(self, S_COUNTS);
+    return result;
+}
+
+/* ---- tasks ---- */
+
+int store_task_insert(store_t *self, int64_t job, int64_t index, const char *name,
+                      int32_t priority, int retries, const char *spec_json, int64_t *task_id)
+{
+    if (!spec_json) {
+        s_seterr(self, "task insert: no spec");
+        return -1;
+    }
+    if (s_write_begin(self, "task insert") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_TASK_INSERT];
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, index);
+    s_bind_text(st, 3, name);
+    sqlite3_bind_int(st, 4, priority);
+    sqlite3_bind_int(st, 5, retries);
+    s_bind_text(st, 6, spec_json);
+    if (s_write_step(self, S_TASK_INSERT, "task insert", NULL) < 0)
+        return -1;
+    if (task_id)
+        *task_id = sqlite3_last_insert_rowid(self->db);
+    return 0;
+}
+
+char *store_task_spec(store_t *self, int64_t task)
+{
+    sqlite3_stmt *st = s_get(self, S_TASK_SPEC, "task spec");
+    if (!st)
+        return NULL;
+    sqlite3_bind_int64(st, 1, task);
+    char *spec = NULL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        spec = xstrdup((const char *)sqlite3_column_text(st, 0));
+    else if (rc == SQLITE_DONE)
+        s_seterr(self, "task spec: no task %lld", (long long)task);
+    else
+        s_dberr(self, "task spec");
+    s_put(self, S_TASK_SPEC);
+    return spec;
+}
+
+int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
+                           const char *worker, double started)
+{
+    if (state != PROTO_ST_ASSIGNED && state != PROTO_ST_RUNNING) {
+        s_seterr(self, "task %lld: set_running with state %d", (long long)task, (int)state);
+        return -1;
+    }
+    if (s_write_begin(self, "task running") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_TASK_RUNNING];
+    sqlite3_bind_int64(st, 1, task);
+    sqlite3_bind_int(st, 2, (int)state);
+    sqlite3_bind_int(st, 3, attempt);
+    s_bind_text(st, 4, worker);
+    sqlite3_bind_double(st, 5, started);
+    return s_write_step(self, S_TASK_RUNNING, "task running", NULL);
+}
+
+int store_task_requeue(store_t *self, int64_t task)
+{
+    if (s_write_begin(self, "task requeue") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_TASK_REQUEUE], 1, task);
+    return s_write_step(self, S_TASK_REQUEUE, "task requeue", NULL);
+}
+
+int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
+                      const char *worker, const char *outcome_json, double finished)
+{
+    if (state != PROTO_ST_DONE && state != PROTO_ST_FAILED && state != PROTO_ST_CANCELLED) {
+        s_seterr(self, "task %lld: finish with state %d", (long long)task, (int)state);
+        return -1;
+    }
+    if (s_write_begin(self, "task finish") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_TASK_FINISH];
+    sqlite3_bind_int64(st, 1, task);
+    sqlite3_bind_int(st, 2, (int)state);
+    sqlite3_bind_int(st, 3, attempt);
+    s_bind_text(st, 4, worker);
+    s_bind_text(st, 5, outcome_json);
+    sqlite3_bind_double(st, 6, finished);
+    return s_write_step(self, S_TASK_FINISH, "task finish", NULL);
+}
+
+int store_job_cancel_queued(store_t *self, int64_t job, double finished, int64_t *count)
+{
+    if (count)
+        *count = 0;
+    if (s_write_begin(self, "job cancel") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_JOB_CANCEL_QUEUED];
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_double(st, 2, finished);
+    return s_write_step(self, S_JOB_CANCEL_QUEUED, "job cancel", count);
+}
+
+int store_duplicate_add(store_t *self, int64_t task, int attempt, const char *worker,
+                        const char *outcome_json, double received)
+{
+    if (s_write_begin(self, "duplicate add") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_DUP_ADD];
+    sqlite3_bind_int64(st, 1, task);
+    sqlite3_bind_int(st, 2, attempt);
+    s_bind_text(st, 3, worker);
+    s_bind_text(st, 4, outcome_json);
+    sqlite3_bind_double(st, 5, received);
+    return s_write_step(self, S_DUP_ADD, "duplicate add", NULL);
+}
+
+int64_t store_duplicate_count(store_t *self, int64_t task)
+{
+    int id = task == 0 ? S_DUP_COUNT_ALL : S_DUP_COUNT;
+    sqlite3_stmt *st = s_get(self, id, "duplicate count");
+    if (!st)
+        return -1;
+    if (id == S_DUP_COUNT)
+        sqlite3_bind_int64(st, 1, task);
+    int64_t n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    else
+        s_dberr(self, "duplicate count");
+    s_put(self, id);
+    return n;
+}
+
+int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, void *arg),
+                          void *arg)
+{
+    if (!s_get(self, S_UNFINISHED, "unfinished"))
+        return -1;
+    return s_task_rows(self, S_UNFINISHED, "unfinished", fn, arg, NULL, NULL);
+}
+
+int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
+                       int (*fn)(const store_task_row_t *row, void *arg), void *arg,
+                       int64_t *last_id)
+{
+    int id = failed_only ? S_RESULTS_FAILED : S_RESULTS;
+    if (last_id)
+        *last_id = -1;
+    sqlite3_stmt *st = s_get(self, id, "results");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int(st, 3, limit); /* SQLite: a negative LIMIT means none */
+    return s_task_rows(self, id, "results", fn, arg, last_id, NULL);
+}
+
+int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found)
+{
+    *found = false;
+    sqlite3_stmt *st = s_get(self, S_TASK_FIND, "task find");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, index);
+    int result = 0, rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *found = true;
+        if (task_id)
+            *task_id = sqlite3_column_int64(st, 0);
+    } else if (rc != SQLITE_DONE) {
+        result = s_dberr(self, "task find");
+    }
+    s_put(self, S_TASK_FIND);
+    return result;
+}
+
+int store_task_get(store_t *self, int64_t task, int (*fn)(const store_task_row_t *row, void *arg),
+                   void *arg, bool *found)
+{
+    *found = false;
+    sqlite3_stmt *st = s_get(self, S_TASK_GET, "task get");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, task);
+    int64_t n = 0;
+    int rc = s_task_rows(self, S_TASK_GET, "task get", fn, arg, NULL, &n);
+    *found = n > 0;
+    return rc;
+}
+
+int store_check(store_t *self)
+{
+    sqlite3_stmt *st = s_get(self, S_CHECK, "integrity check");
+    if (!st)
+        return -1;
+    int result = -1, rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        if (text && strcmp(text, "ok") == 0)
+            result = 0;
+        else
+            s_seterr(self, "integrity check: %s", text ? text : "(null)");
+    } else {
+        s_dberr(self, "integrity check");
+    }
+    s_put(self, S_CHECK);
+    return result;
+}

@@ -1,0 +1,1232 @@
+/*  Unit tests for master/store: the master's durable state in SQLite.
+
+    The first case reads as a usage example. File databases live in a fresh
+    temporary directory per test. Two test-only hooks reach under the store
+    without widening its API: an SQLite auto-extension that remembers the
+    last connection opened (to set PRAGMA max_page_count and read settings
+    back), and a shim VFS that makes WAL writes fail as on a full disk.
+
+    ZTASK_STORE_BENCH_N sets the number of tasks in the insert-rate
+    measurement (default 200000; lower it under valgrind).
+*/
+#include "../../master/store.h"
+
+#include <check.h>
+#include <sqlite3.h>
+
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- test hooks (process state on purpose: SQLite's hooks are global) ---- */
+
+static sqlite3 *s_last_db; /* the connection the last store_new opened */
+
+static int s_capture_db(sqlite3 *db, const char **errmsg, const struct sqlite3_api_routines *api)
+{
+    (void)errmsg;
+    (void)api;
+    s_last_db = db;
+    return SQLITE_OK;
+}
+
+/* A VFS that forwards to the default one, except that while s_wal_full is
+   set every write to a WAL file fails with SQLITE_FULL, which is what the
+   unix VFS returns when write(2) reports ENOSPC. */
+static bool s_wal_full;
+static sqlite3_vfs *s_real_vfs;
+static sqlite3_vfs s_fault_vfs;
+
+typedef struct {
+    sqlite3_file base;
+    sqlite3_file *real; /* lives right after this struct */
+    bool wal;
+} fault_file_t;
+
+#define REAL(f) (((fault_file_t *)(f))->real)
+
+static int f_close(sqlite3_file *f) { return REAL(f)->pMethods->xClose(REAL(f)); }
+static int f_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+{
+    return REAL(f)->pMethods->xRead(REAL(f), buf, n, off);
+}
+static int f_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+{
+    if (s_wal_full && ((fault_file_t *)f)->wal)
+        return SQLITE_FULL;
+    return REAL(f)->pMethods->xWrite(REAL(f), buf, n, off);
+}
+static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+static int f_sync(sqlite3_file *f, int flags) { return REAL(f)->pMethods->xSync(REAL(f), flags); }
+static int f_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+static int f_lock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xLock(REAL(f), l); }
+static int f_unlock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xUnlock(REAL(f), l); }
+static int f_reserved(sqlite3_file *f, int *out)
+{
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+static int f_fcntl(sqlite3_file *f, int op, void *arg)
+{
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+static int f_sector(sqlite3_file *f) { return REAL(f)->pMethods->xSectorSize(REAL(f)); }
+static int f_devchar(sqlite3_file *f) { return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f)); }
+static int f_shmmap(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
+{
+    return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, extend, pp);
+}
+static int f_shmlock(sqlite3_file *f, int off, int n, int flags)
+{
+    return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void f_shmbarrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
+static int f_shmunmap(sqlite3_file *f, int del) { return REAL(f)->pMethods->xShmUnmap(REAL(f), del); }
+static int f_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
+{
+    return REAL(f)->pMethods->xFetch(REAL(f), off, n, pp);
+}
+static int f_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
+}
+
+static const sqlite3_io_methods s_fault_io = {
+    3,        f_close,   f_read,   f_write,    f_truncate,   f_sync,      f_size,
+    f_lock,   f_unlock,  f_reserved, f_fcntl,  f_sector,     f_devchar,   f_shmmap,
+    f_shmlock, f_shmbarrier, f_shmunmap, f_fetch, f_unfetch,
+};
+
+static int f_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
+                  int *out_flags)
+{
+    (void)vfs;
+    fault_file_t *p = (fault_file_t *)file;
+    p->real = (sqlite3_file *)(p + 1);
+    p->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = s_real_vfs->xOpen(s_real_vfs, name, p->real, flags, out_flags);
+    p->base.pMethods = rc == SQLITE_OK ? &s_fault_io : NULL;
+    return rc;
+}
+
+/* Makes the fault VFS the default, so store_new opens through it. */
+static void s_fault_vfs_install(void)
+{
+    s_real_vfs = sqlite3_vfs_find(NULL);
+    ck_assert_ptr_nonnull(s_real_vfs);
+    s_fault_vfs = *s_real_vfs;
+    s_fault_vfs.zName = "ztask-test-fault";
+    s_fault_vfs.szOsFile = (int)sizeof(fault_file_t) + s_real_vfs->szOsFile;
+    s_fault_vfs.xOpen = f_open;
+    s_fault_vfs.pNext = NULL;
+    ck_assert_int_eq(sqlite3_vfs_register(&s_fault_vfs, 1), SQLITE_OK);
+}
+
+static void s_fault_vfs_remove(void)
+{
+    sqlite3_vfs_unregister(&s_fault_vfs);
+    s_wal_full = false;
+}
+
+/* ---- helpers ---- */
+
+typedef struct {
+    char dir[256];
+    char db[300];
+} tmp_t;
+
+static void tmp_make(tmp_t *t)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(t->dir, sizeof t->dir, "%s/ztask-store-XXXXXX", base && *base ? base : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(t->dir));
+    snprintf(t->db, sizeof t->db, "%s/state.db", t->dir);
+}
+
+/* Removes the files SQLite made (db, -wal, -shm) and the directory. */
+static void tmp_remove(tmp_t *t)
+{
+    DIR *d = opendir(t->dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[600];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", t->dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(t->dir);
+}
+
+static store_t *s_open(const char *path, store_sync_t sync)
+{
+    char err[512];
+    store_t *store = store_new(path, sync, err, sizeof err);
+    ck_assert_msg(store != NULL, "store_new(%s): %s", path, err);
+    return store;
+}
+
+/* A copy of what the callbacks were given (their strings are borrowed). */
+typedef struct {
+    int64_t id, job, index;
+    proto_state_t state;
+    int attempt, retries;
+    int32_t priority;
+    char name[32];
+    char worker[32];       /* "" when NULL */
+    bool has_worker;
+    char outcome[128];     /* "" when NULL */
+    bool has_outcome;
+    double started, finished;
+} row_t;
+
+typedef struct {
+    int n;
+    int stop_after;        /* stop the iteration after this many rows; 0 = never */
+    row_t r[64];
+} rows_t;
+
+static int s_collect(const store_task_row_t *row, void *arg)
+{
+    rows_t *rows = arg;
+    ck_assert_int_lt(rows->n, 64);
+    row_t *r = &rows->r[rows->n++];
+    r->id = row->id;
+    r->job = row->job;
+    r->index = row->index;
+    r->state = row->state;
+    r->attempt = row->attempt;
+    r->retries = row->retries;
+    r->priority = row->priority;
+    ck_assert_ptr_nonnull(row->name);
+    snprintf(r->name, sizeof r->name, "%s", row->name);
+    r->has_worker = row->worker != NULL;
+    snprintf(r->worker, sizeof r->worker, "%s", row->worker ? row->worker : "");
+    r->has_outcome = row->outcome_json != NULL;
+    snprintf(r->outcome, sizeof r->outcome, "%s", row->outcome_json ? row->outcome_json : "");
+    r->started = row->started;
+    r->finished = row->finished;
+    return rows->stop_after > 0 && rows->n >= rows->stop_after;
+}
+
+static row_t s_get(store_t *store, int64_t task)
+{
+    rows_t rows = {0};
+    bool found = false;
+    ck_assert_int_eq(store_task_get(store, task, s_collect, &rows, &found), 0);
+    ck_assert_msg(found, "task %lld not found", (long long)task);
+    ck_assert_int_eq(rows.n, 1);
+    return rows.r[0];
+}
+
+/* All tasks of a job, in id order (one big page). */
+static int s_job_tasks(store_t *store, int64_t job, rows_t *rows)
+{
+    memset(rows, 0, sizeof *rows);
+    int64_t last;
+    ck_assert_int_eq(store_results_each(store, job, 0, -1, false, s_collect, rows, &last), 0);
+    return rows->n;
+}
+
+static int64_t s_insert(store_t *store, int64_t job, int64_t index)
+{
+    char spec[96], name[32];
+    snprintf(spec, sizeof spec, "{\"argv\":[\"echo\",\"%lld\"],\"index\":%lld}", (long long)index,
+             (long long)index);
+    snprintf(name, sizeof name, "t%lld", (long long)index);
+    int64_t id = -1;
+    ck_assert_int_eq(store_task_insert(store, job, index, name, 0, 0, spec, &id), 0);
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+static int64_t s_job(store_t *store, const char *name)
+{
+    int64_t job = -1;
+    ck_assert_int_eq(store_job_create(store, name, 1000.0, &job), 0);
+    ck_assert_int_gt(job, 0);
+    return job;
+}
+
+static int64_t s_pragma_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_usage_submit_run_finish_and_read_back)
+{
+    char err[256];
+    store_t *store = store_new(":memory:", STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+
+    /* Submit: a job and its tasks in one group, committed before the ack. */
+    int64_t job, t0, t1;
+    ck_assert_int_eq(store_job_create(store, "nightly", 1000.0, &job), 0);
+    ck_assert_int_eq(store_task_insert(store, job, 0, "first", 3, 1, "{\"argv\":[\"true\"]}", &t0), 0);
+    ck_assert_int_eq(store_task_insert(store, job, 1, "second", 0, 0, "{\"shell\":\"exit 3\"}", &t1),
+                     0);
+    ck_assert(store_dirty(store));
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert(!store_dirty(store));
+
+    /* Dispatch to a worker's pipe, it starts, it finishes. */
+    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_RUNNING, 1, "w1", 1001.5), 0);
+    ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w1", "{\"exit\":0}", 1002.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    /* Read one task back... */
+    row_t r = s_get(store, t0);
+    ck_assert_int_eq(r.id, t0);
+    ck_assert_int_eq(r.job, job);
+    ck_assert_int_eq(r.index, 0);
+    ck_assert_str_eq(r.name, "first");
+    ck_assert_int_eq(r.state, PROTO_ST_DONE);
+    ck_assert_int_eq(r.attempt, 1);
+    ck_assert_int_eq(r.retries, 1);
+    ck_assert_int_eq(r.priority, 3);
+    ck_assert_str_eq(r.worker, "w1");
+    ck_assert_str_eq(r.outcome, "{\"exit\":0}");
+    ck_assert_double_eq(r.started, 1001.5);
+    ck_assert_double_eq(r.finished, 1002.0);
+
+    char *spec = store_task_spec(store, t1);
+    ck_assert_str_eq(spec, "{\"shell\":\"exit 3\"}");
+    free(spec);
+
+    /* ...and the job's results, in submission order. */
+    rows_t rows = {0};
+    int64_t last = 0;
+    ck_assert_int_eq(store_results_each(store, job, 0, 100, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 2);
+    ck_assert_int_eq(rows.r[0].id, t0);
+    ck_assert_int_eq(rows.r[1].id, t1);
+    ck_assert_int_eq(rows.r[1].state, PROTO_ST_QUEUED);
+    ck_assert(!rows.r[1].has_outcome);
+    ck_assert(!rows.r[1].has_worker);
+    ck_assert_int_eq(last, t1);
+
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    ck_assert_ptr_null(store);
+    store_destroy(&store); /* NULL is fine */
+}
+END_TEST
+
+START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_OFF);
+    int64_t a = s_job(store, "a"), b = s_job(store, "b");
+    int64_t ids[7];
+    /* Interleaved with another job's tasks: pages must skip those. */
+    for (int i = 0; i < 7; i++) {
+        ids[i] = s_insert(store, a, i);
+        s_insert(store, b, i);
+    }
+    for (int i = 0; i < 7; i++) {
+        proto_state_t st = (i == 1 || i == 4 || i == 5) ? PROTO_ST_FAILED : PROTO_ST_DONE;
+        ck_assert_int_eq(store_task_finish(store, ids[i], st, 1, "w", "{}", 5.0), 0);
+    }
+    ck_assert_int_eq(store_commit(store), 0);
+
+    /* All results, three per page, until an empty page. */
+    int64_t after = 0, last = 0, seen[8];
+    int nseen = 0, pages = 0;
+    for (;;) {
+        ck_assert_int_lt(pages, 10);
+        rows_t rows = {0};
+        ck_assert_int_eq(store_results_each(store, a, after, 3, false, s_collect, &rows, &last), 0);
+        pages++;
+        if (rows.n == 0) {
+            ck_assert_int_eq(last, -1);
+            break;
+        }
+        ck_assert_int_le(rows.n, 3);
+        ck_assert_int_eq(last, rows.r[rows.n - 1].id);
+        for (int i = 0; i < rows.n; i++) {
+            ck_assert_int_eq(rows.r[i].job, a);
+            seen[nseen++] = rows.r[i].id;
+        }
+        after = last;
+    }
+    ck_assert_int_eq(pages, 4); /* 3 + 3 + 1, then empty */
+    ck_assert_int_eq(nseen, 7);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(seen[i], ids[i]);
+
+    /* Failed only: two per page. */
+    rows_t rows = {0};
+    ck_assert_int_eq(store_results_each(store, a, 0, 2, true, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 2);
+    ck_assert_int_eq(rows.r[0].id, ids[1]);
+    ck_assert_int_eq(rows.r[1].id, ids[4]);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_FAILED);
+    ck_assert_int_eq(last, ids[4]);
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_results_each(store, a, last, 2, true, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].id, ids[5]);
+
+    /* A callback that stops early: last_id is the last row it was given. */
+    memset(&rows, 0, sizeof rows);
+    rows.stop_after = 2;
+    ck_assert_int_eq(store_results_each(store, a, 0, 100, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 2);
+    ck_assert_int_eq(last, ids[1]);
+
+    /* Limit 0 gives nothing; an unknown job gives nothing. */
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_results_each(store, a, 0, 0, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 0);
+    ck_assert_int_eq(last, -1);
+    ck_assert_int_eq(store_results_each(store, 999, 0, 10, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 0);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t t = s_insert(store, job, 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 50.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    row_t r = s_get(store, t);
+    ck_assert_int_eq(r.state, PROTO_ST_RUNNING);
+    ck_assert_double_eq(r.started, 50.0);
+
+    /* The worker vanished: back to the queue, same attempt count. */
+    ck_assert_int_eq(store_task_requeue(store, t), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    r = s_get(store, t);
+    ck_assert_int_eq(r.state, PROTO_ST_QUEUED);
+    ck_assert_int_eq(r.attempt, 1);
+    ck_assert(!r.has_worker);
+    ck_assert_double_eq(r.started, 0);
+
+    /* The next attempt on another worker. */
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 2, "w2", 0), 0);
+    r = s_get(store, t);
+    ck_assert_int_eq(r.state, PROTO_ST_ASSIGNED);
+    ck_assert_int_eq(r.attempt, 2);
+    ck_assert_str_eq(r.worker, "w2");
+
+    /* States that are not "running" are refused without touching the task. */
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_DONE, 2, "w2", 0), -1);
+    ck_assert_ptr_nonnull(strstr(store_error(store), "set_running"));
+    ck_assert_int_eq(store_task_finish(store, t, PROTO_ST_RUNNING, 2, "w2", NULL, 0), -1);
+    ck_assert_int_eq(s_get(store, t).state, PROTO_ST_ASSIGNED);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_cancel_queued_cancels_only_the_queued_tasks_of_the_job)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t a = s_job(store, "a"), b = s_job(store, "b");
+    int64_t q1 = s_insert(store, a, 0), run = s_insert(store, a, 1), done = s_insert(store, a, 2);
+    int64_t q2 = s_insert(store, a, 3), other = s_insert(store, b, 0);
+    ck_assert_int_eq(store_task_set_running(store, run, PROTO_ST_RUNNING, 1, "w", 10), 0);
+    ck_assert_int_eq(store_task_finish(store, done, PROTO_ST_DONE, 1, "w", "{}", 11), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    int64_t count = -1;
+    ck_assert_int_eq(store_job_cancel_queued(store, a, 20.0, &count), 0);
+    ck_assert_int_eq(count, 2);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    ck_assert_int_eq(s_get(store, q1).state, PROTO_ST_CANCELLED);
+    ck_assert_double_eq(s_get(store, q1).finished, 20.0);
+    ck_assert(!s_get(store, q1).has_outcome);
+    ck_assert_int_eq(s_get(store, q2).state, PROTO_ST_CANCELLED);
+    ck_assert_int_eq(s_get(store, run).state, PROTO_ST_RUNNING);
+    ck_assert_int_eq(s_get(store, done).state, PROTO_ST_DONE);
+    ck_assert_int_eq(s_get(store, other).state, PROTO_ST_QUEUED);
+
+    ck_assert_int_eq(store_job_cancel_queued(store, a, 21.0, &count), 0);
+    ck_assert_int_eq(count, 0);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_duplicates_are_recorded_and_counted_without_changing_the_task)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t t1 = s_insert(store, job, 0), t2 = s_insert(store, job, 1);
+    ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_DONE, 2, "w2", "{\"exit\":0}", 9), 0);
+    ck_assert_int_eq(store_duplicate_count(store, t1), 0);
+    ck_assert_int_eq(store_duplicate_count(store, 0), 0);
+
+    /* Attempt 1's result arrives late, twice; and one for t2. */
+    ck_assert_int_eq(store_duplicate_add(store, t1, 1, "w1", "{\"exit\":1}", 10), 0);
+    ck_assert_int_eq(store_duplicate_add(store, t1, 1, "w1", "{\"exit\":1}", 11), 0);
+    ck_assert_int_eq(store_duplicate_add(store, t2, 1, NULL, NULL, 12), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    ck_assert_int_eq(store_duplicate_count(store, t1), 2);
+    ck_assert_int_eq(store_duplicate_count(store, t2), 1);
+    ck_assert_int_eq(store_duplicate_count(store, 0), 3);
+    ck_assert_int_eq(store_duplicate_count(store, 12345), 0);
+
+    row_t r = s_get(store, t1);
+    ck_assert_int_eq(r.state, PROTO_ST_DONE);
+    ck_assert_int_eq(r.attempt, 2);
+    ck_assert_str_eq(r.worker, "w2");
+    ck_assert_str_eq(r.outcome, "{\"exit\":0}");
+    ck_assert_int_eq(s_get(store, t2).state, PROTO_ST_QUEUED);
+    store_destroy(&store);
+}
+END_TEST
+
+typedef struct {
+    int n;
+    struct {
+        int64_t id;
+        char name[32];
+        bool has_name, closed;
+        double created, finished;
+    } j[8];
+} jobs_t;
+
+static int s_collect_job(const store_job_row_t *row, void *arg)
+{
+    jobs_t *jobs = arg;
+    ck_assert_int_lt(jobs->n, 8);
+    jobs->j[jobs->n].id = row->id;
+    jobs->j[jobs->n].has_name = row->name != NULL;
+    snprintf(jobs->j[jobs->n].name, sizeof jobs->j[0].name, "%s", row->name ? row->name : "");
+    jobs->j[jobs->n].closed = row->closed;
+    jobs->j[jobs->n].created = row->created;
+    jobs->j[jobs->n].finished = row->finished;
+    jobs->n++;
+    return 0;
+}
+
+START_TEST(test_reopened_file_database_has_everything_committed)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    ck_assert_str_eq((const char *)sqlite3_db_filename(s_last_db, "main"), tmp.db);
+    int64_t job = s_job(store, "nightly");
+    int64_t t1 = s_insert(store, job, 7), t2 = s_insert(store, job, 8);
+    ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_FAILED, 1, "w1", "{\"exit\":2}", 3.0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t2, PROTO_ST_RUNNING, 1, "w1", 2.5), 0);
+    ck_assert_int_eq(store_duplicate_add(store, t1, 1, "w9", "{}", 4.0), 0);
+    ck_assert_int_eq(store_job_close(store, job), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+
+    store = s_open(tmp.db, STORE_SYNC_INTERVAL);
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 1);
+    ck_assert_int_eq(jobs.j[0].id, job);
+    ck_assert_str_eq(jobs.j[0].name, "nightly");
+    ck_assert(jobs.j[0].closed);
+    ck_assert_double_eq(jobs.j[0].created, 1000.0);
+
+    row_t r = s_get(store, t1);
+    ck_assert_int_eq(r.state, PROTO_ST_FAILED);
+    ck_assert_int_eq(r.index, 7);
+    ck_assert_str_eq(r.outcome, "{\"exit\":2}");
+    r = s_get(store, t2);
+    ck_assert_int_eq(r.state, PROTO_ST_RUNNING);
+    ck_assert_double_eq(r.started, 2.5);
+    char *spec = store_task_spec(store, t2);
+    ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
+    free(spec);
+    ck_assert_int_eq(store_duplicate_count(store, t1), 1);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(store_check(store), 0);
+
+    /* Ids keep growing after a restart. */
+    int64_t t3 = s_insert(store, job, 9);
+    ck_assert_int_gt(t3, t2);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_sync_modes_set_synchronous_and_files_use_wal)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    static const struct {
+        store_sync_t sync;
+        int synchronous;
+    } modes[] = {{STORE_SYNC_FULL, 2}, {STORE_SYNC_INTERVAL, 1}, {STORE_SYNC_OFF, 0}};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        store_t *store = s_open(tmp.db, modes[i].sync);
+        ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA synchronous"), modes[i].synchronous);
+        sqlite3_stmt *st = NULL;
+        ck_assert_int_eq(sqlite3_prepare_v2(s_last_db, "PRAGMA journal_mode", -1, &st, NULL),
+                         SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+        ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA busy_timeout") > 0, 1);
+        store_destroy(&store);
+    }
+    char err[128];
+    ck_assert_ptr_null(store_new(tmp.db, (store_sync_t)7, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "sync"));
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_uncommitted_writes_are_gone_after_close_without_commit)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t kept = s_insert(store, job, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    int64_t lost = s_insert(store, job, 1);
+    ck_assert_int_eq(store_task_finish(store, kept, PROTO_ST_DONE, 1, "w", "{}", 1), 0);
+    ck_assert(store_dirty(store));
+    store_destroy(&store); /* no commit */
+
+    store = s_open(tmp.db, STORE_SYNC_FULL);
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, job, &rows), 1);
+    ck_assert_int_eq(rows.r[0].id, kept);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_QUEUED);
+    bool found = true;
+    ck_assert_int_eq(store_task_get(store, lost, s_collect, &rows, &found), 0);
+    ck_assert(!found);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_killed_process_loses_only_uncommitted_writes)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* The "master": commit a job with 3 tasks, start another group,
+           then die without warning in the middle of it. */
+        char err[256];
+        store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+        if (!store)
+            _exit(2);
+        int64_t job, id;
+        int rc = store_job_create(store, "j", 1, &job);
+        for (int i = 0; i < 3; i++)
+            rc |= store_task_insert(store, job, i, "t", 0, 0, "{}", &id);
+        rc |= store_commit(store);
+        for (int i = 3; i < 100; i++)
+            rc |= store_task_insert(store, job, i, "t", 0, 0, "{}", &id);
+        rc |= store_task_finish(store, 1, PROTO_ST_DONE, 1, "w", "{}", 2);
+        if (rc != 0)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, 1, &rows), 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(rows.r[i].state, PROTO_ST_QUEUED);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_rollback_discards_writes_since_last_commit)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t t = s_insert(store, job, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    s_insert(store, job, 1);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w", 1), 0);
+    ck_assert(store_dirty(store));
+    store_rollback(store);
+    ck_assert(!store_dirty(store));
+    store_rollback(store); /* nothing open: no-op */
+    ck_assert_int_eq(store_commit(store), 0);
+
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, job, &rows), 1);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_QUEUED);
+
+    /* The store takes writes again after a rollback. */
+    s_insert(store, job, 2);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(s_job_tasks(store, job, &rows), 2);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_unfinished_each_gives_exactly_the_unfinished_tasks_in_id_order)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t a = s_job(store, "a"), b = s_job(store, "b");
+    int64_t t[10];
+    for (int i = 0; i < 10; i++)
+        t[i] = s_insert(store, i % 2 ? a : b, i);
+    ck_assert_int_eq(store_task_set_running(store, t[1], PROTO_ST_ASSIGNED, 1, "w", 0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[2], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_finish(store, t[3], PROTO_ST_DONE, 1, "w", "{}", 4), 0);
+    ck_assert_int_eq(store_task_finish(store, t[4], PROTO_ST_FAILED, 1, "w", "{}", 4), 0);
+    ck_assert_int_eq(store_task_finish(store, t[5], PROTO_ST_CANCELLED, 0, NULL, NULL, 4), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[6], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_requeue(store, t[6]), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[9], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_finish(store, t[9], PROTO_ST_DONE, 1, "w", "{}", 5), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    rows_t rows = {0};
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    static const int want[] = {0, 1, 2, 6, 7, 8};
+    static const proto_state_t want_state[] = {PROTO_ST_QUEUED, PROTO_ST_ASSIGNED,
+                                               PROTO_ST_RUNNING, PROTO_ST_QUEUED,
+                                               PROTO_ST_QUEUED, PROTO_ST_QUEUED};
+    ck_assert_int_eq(rows.n, 6);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(rows.r[i].id, t[want[i]]);
+        ck_assert_int_eq(rows.r[i].state, want_state[i]);
+        ck_assert_int_eq(rows.r[i].job, want[i] % 2 ? a : b);
+    }
+
+    /* Stopping early is not an error. */
+    memset(&rows, 0, sizeof rows);
+    rows.stop_after = 2;
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 2);
+    store_destroy(&store);
+}
+END_TEST
+
+typedef struct {
+    int n;
+    struct {
+        int64_t job;
+        proto_state_t state;
+        int64_t count;
+    } c[16];
+} counts_t;
+
+static int s_collect_count(int64_t job, proto_state_t state, int64_t count, void *arg)
+{
+    counts_t *counts = arg;
+    ck_assert_int_lt(counts->n, 16);
+    counts->c[counts->n].job = job;
+    counts->c[counts->n].state = state;
+    counts->c[counts->n].count = count;
+    counts->n++;
+    return 0;
+}
+
+static int64_t s_count_of(const counts_t *counts, int64_t job, proto_state_t state)
+{
+    for (int i = 0; i < counts->n; i++)
+        if (counts->c[i].job == job && counts->c[i].state == state)
+            return counts->c[i].count;
+    return 0;
+}
+
+START_TEST(test_counts_each_gives_task_counts_by_job_and_state)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t a = s_job(store, "a"), b = s_job(store, "b");
+    s_job(store, "empty");
+    int64_t ta[6];
+    for (int i = 0; i < 6; i++)
+        ta[i] = s_insert(store, a, i);
+    for (int i = 0; i < 2; i++)
+        s_insert(store, b, i);
+    ck_assert_int_eq(store_task_finish(store, ta[0], PROTO_ST_DONE, 1, "w", "{}", 1), 0);
+    ck_assert_int_eq(store_task_finish(store, ta[1], PROTO_ST_DONE, 1, "w", "{}", 1), 0);
+    ck_assert_int_eq(store_task_finish(store, ta[2], PROTO_ST_FAILED, 1, "w", "{}", 1), 0);
+    ck_assert_int_eq(store_task_set_running(store, ta[3], PROTO_ST_RUNNING, 1, "w", 1), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    counts_t counts = {0};
+    ck_assert_int_eq(store_counts_each(store, s_collect_count, &counts), 0);
+    ck_assert_int_eq(counts.n, 5); /* a: done, failed, running, queued; b: queued */
+    ck_assert_int_eq(s_count_of(&counts, a, PROTO_ST_DONE), 2);
+    ck_assert_int_eq(s_count_of(&counts, a, PROTO_ST_FAILED), 1);
+    ck_assert_int_eq(s_count_of(&counts, a, PROTO_ST_RUNNING), 1);
+    ck_assert_int_eq(s_count_of(&counts, a, PROTO_ST_QUEUED), 2);
+    ck_assert_int_eq(s_count_of(&counts, b, PROTO_ST_QUEUED), 2);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_jobs_each_lists_jobs_in_id_order)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t a = s_job(store, "nightly");
+    int64_t b = -1;
+    ck_assert_int_eq(store_job_create(store, NULL, 2000.0, &b), 0);
+    ck_assert_int_gt(b, a);
+    ck_assert_int_eq(store_job_set_finished(store, a, 1500.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 2);
+    ck_assert_int_eq(jobs.j[0].id, a);
+    ck_assert_str_eq(jobs.j[0].name, "nightly");
+    ck_assert(!jobs.j[0].closed);
+    ck_assert_double_eq(jobs.j[0].finished, 1500.0);
+    ck_assert_int_eq(jobs.j[1].id, b);
+    ck_assert(!jobs.j[1].has_name);
+    ck_assert_double_eq(jobs.j[1].created, 2000.0);
+    ck_assert_double_eq(jobs.j[1].finished, 0);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_job_delete_removes_its_tasks_and_duplicates_only)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t a = s_job(store, "a"), b = s_job(store, "b");
+    int64_t ta = s_insert(store, a, 0), tb = s_insert(store, b, 0);
+    s_insert(store, a, 1);
+    ck_assert_int_eq(store_duplicate_add(store, ta, 1, "w", "{}", 1), 0);
+    ck_assert_int_eq(store_duplicate_add(store, tb, 1, "w", "{}", 1), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    int64_t deleted = -1;
+    ck_assert_int_eq(store_job_delete(store, a, &deleted), 0);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, a, &rows), 0);
+    ck_assert_int_eq(s_job_tasks(store, b, &rows), 1);
+    ck_assert_int_eq(store_duplicate_count(store, ta), 0);
+    ck_assert_int_eq(store_duplicate_count(store, 0), 1);
+    char *spec = store_task_spec(store, ta);
+    ck_assert_ptr_null(spec);
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].id, tb);
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 1);
+    ck_assert_int_eq(jobs.j[0].id, b);
+
+    ck_assert_int_eq(store_job_delete(store, a, &deleted), 0);
+    ck_assert_int_eq(deleted, 0);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_task_find_gives_the_first_task_with_an_index)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t a = s_job(store, "a"), b = s_job(store, "b");
+    int64_t first = s_insert(store, a, 5);
+    s_insert(store, b, 5);
+    s_insert(store, a, 5); /* a repeated index */
+    int64_t six = s_insert(store, a, 6);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    int64_t id = -1;
+    bool found = false;
+    ck_assert_int_eq(store_task_find(store, a, 5, &id, &found), 0);
+    ck_assert(found);
+    ck_assert_int_eq(id, first);
+    ck_assert_int_eq(store_task_find(store, a, 6, &id, &found), 0);
+    ck_assert(found);
+    ck_assert_int_eq(id, six);
+    ck_assert_int_eq(store_task_find(store, a, 7, &id, &found), 0);
+    ck_assert(!found);
+    ck_assert_int_eq(store_task_find(store, 99, 5, &id, &found), 0);
+    ck_assert(!found);
+    store_destroy(&store);
+}
+END_TEST
+
+typedef struct {
+    store_t *store;
+    int specs;
+    int nested_rc;
+    char nested_err[256];
+} reentry_t;
+
+static int s_read_specs(const store_task_row_t *row, void *arg)
+{
+    reentry_t *re = arg;
+    char *spec = store_task_spec(re->store, row->id);
+    ck_assert_ptr_nonnull(spec);
+    re->specs++;
+    free(spec);
+    return 0;
+}
+
+static int s_nested_get(const store_task_row_t *row, void *arg)
+{
+    reentry_t *re = arg;
+    rows_t rows = {0};
+    bool found;
+    re->nested_rc = store_task_get(re->store, row->id, s_collect, &rows, &found);
+    snprintf(re->nested_err, sizeof re->nested_err, "%s", store_error(re->store));
+    return 0;
+}
+
+START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t t = s_insert(store, job, 0);
+    s_insert(store, job, 1);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    /* The start-up rebuild reads each spec while iterating. */
+    reentry_t re = {.store = store};
+    ck_assert_int_eq(store_unfinished_each(store, s_read_specs, &re), 0);
+    ck_assert_int_eq(re.specs, 2);
+
+    /* The same statement from its own callback would reset it mid-way. */
+    bool found = false;
+    ck_assert_int_eq(store_task_get(store, t, s_nested_get, &re, &found), 0);
+    ck_assert(found);
+    ck_assert_int_eq(re.nested_rc, -1);
+    ck_assert_ptr_nonnull(strstr(re.nested_err, "own callback"));
+    /* ...and the statement is usable again afterwards. */
+    ck_assert_int_eq(s_get(store, t).id, t);
+    store_destroy(&store);
+}
+END_TEST
+
+START_TEST(test_newer_schema_version_is_refused)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
+                                      "PRAGMA user_version = 2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    char err[512] = "";
+    store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_ptr_null(store);
+    ck_assert_msg(strstr(err, "schema version 2 is newer") != NULL, "err: %s", err);
+
+    /* The refused file is left as it was. */
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 2);
+    sqlite3_close(db);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_foreign_database_and_garbage_file_are_refused)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE photos(id INTEGER PRIMARY KEY)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char err[512] = "";
+    ck_assert_ptr_null(store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a ztask database") != NULL, "err: %s", err);
+    unlink(tmp.db);
+
+    FILE *f = fopen(tmp.db, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 200; i++)
+        fputs("this is not an SQLite database. ", f);
+    fclose(f);
+    err[0] = '\0';
+    ck_assert_ptr_null(store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "not a database") != NULL, "err: %s", err);
+
+    char dir_db[300];
+    snprintf(dir_db, sizeof dir_db, "%s/missing/dir/state.db", tmp.dir);
+    ck_assert_ptr_null(store_new(dir_db, STORE_SYNC_FULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "unable to open") != NULL, "err: %s", err);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_full_database_fails_the_commit_cleanly_and_recovers)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    sqlite3 *db = s_last_db;
+    int64_t job = s_job(store, "j");
+    for (int i = 0; i < 50; i++)
+        s_insert(store, job, i);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    /* Leave room for a few pages only, then write until it is full. */
+    int64_t pages = s_pragma_int(db, "PRAGMA page_count");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)pages + 4);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    char spec[600];
+    memset(spec, 'x', sizeof spec - 1);
+    spec[sizeof spec - 1] = '\0';
+    int i, rc = 0;
+    for (i = 0; i < 10000 && rc == 0; i++)
+        rc = store_task_insert(store, job, 1000 + i, "big", 0, 0, spec, NULL);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_gt(i, 1); /* some fitted, then the disk was "full" */
+    ck_assert_msg(strstr(store_error(store), "database or disk is full") != NULL, "%s",
+                  store_error(store));
+
+    /* The group is lost: more writes are refused, commit says why. */
+    ck_assert(store_dirty(store));
+    ck_assert_int_eq(store_task_requeue(store, 1), -1);
+    ck_assert_ptr_nonnull(strstr(store_error(store), "earlier write failed"));
+    ck_assert_int_eq(store_commit(store), -1);
+    ck_assert_msg(strstr(store_error(store), "database or disk is full") != NULL, "%s",
+                  store_error(store));
+    ck_assert(!store_dirty(store));
+
+    /* What was committed before is intact. */
+    rows_t rows;
+    int64_t last;
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_results_each(store, job, 0, 64, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 50);
+    ck_assert_int_eq(rows.r[49].index, 49);
+    ck_assert_int_eq(store_check(store), 0);
+
+    /* Space again: the store keeps working. */
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA max_page_count = 1000000", NULL, NULL, NULL),
+                     SQLITE_OK);
+    for (i = 0; i < 10; i++)
+        ck_assert_int_eq(store_task_insert(store, job, 2000 + i, "big", 0, 0, spec, NULL), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+
+    store = s_open(tmp.db, STORE_SYNC_FULL);
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_results_each(store, job, 0, 64, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 60);
+    ck_assert_int_eq(rows.r[50].index, 2000);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(test_disk_full_at_commit_rolls_back_and_recovers)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    s_fault_vfs_install();
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t t0 = s_insert(store, job, 0);
+    for (int i = 1; i < 10; i++)
+        s_insert(store, job, i);
+    ck_assert_int_eq(store_commit(store), 0);
+
+    /* A group of writes, and the disk fills up when it is committed. */
+    ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w", "{}", 5), 0);
+    for (int i = 10; i < 15; i++)
+        s_insert(store, job, i);
+    s_wal_full = true;
+    ck_assert_int_eq(store_commit(store), -1);
+    ck_assert_msg(strstr(store_error(store), "database or disk is full") != NULL, "%s",
+                  store_error(store));
+    ck_assert(!store_dirty(store));
+    s_wal_full = false;
+
+    /* Every write of the failed group is undone; earlier ones are intact. */
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, job, &rows), 10);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_QUEUED);
+    ck_assert_int_eq(store_check(store), 0);
+
+    /* And the store works again. */
+    ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w", "{}", 6), 0);
+    s_insert(store, job, 10);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+
+    store = s_open(tmp.db, STORE_SYNC_FULL);
+    ck_assert_int_eq(s_job_tasks(store, job, &rows), 11);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_DONE);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
+static int s_count_rows(const store_task_row_t *row, void *arg)
+{
+    (void)row;
+    (*(int64_t *)arg)++;
+    return 0;
+}
+
+/* Measures, does not assert, the insert rate: one transaction of N tasks
+   with realistic spec text into a file database, then one FULL commit. */
+START_TEST(test_insert_rate_is_measured)
+{
+    long n = 200000;
+    const char *env = getenv("ZTASK_STORE_BENCH_N");
+    if (env && atol(env) > 0)
+        n = atol(env);
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    int64_t job = s_job(store, "bench");
+    ck_assert_int_eq(store_commit(store), 0);
+
+    char spec[256], name[32];
+    int rc = 0;
+    double t0 = s_now();
+    /* No ck_assert in the loop: in fork mode each one writes to a pipe. */
+    for (long i = 0; i < n && rc == 0; i++) {
+        snprintf(spec, sizeof spec,
+                 "{\"argv\":[\"/usr/bin/convert\",\"in/%06ld.png\",\"out/%06ld.jpg\"],"
+                 "\"timeout\":60,\"retries\":2,\"index\":%ld}",
+                 i, i, i);
+        snprintf(name, sizeof name, "img-%06ld", i);
+        rc = store_task_insert(store, job, i, name, 0, 2, spec, NULL);
+    }
+    double t1 = s_now();
+    ck_assert_msg(rc == 0, "%s", store_error(store));
+    ck_assert_int_eq(store_commit(store), 0);
+    double t2 = s_now();
+    fprintf(stderr,
+            "store: inserted %ld tasks in one transaction in %.3f s = %.0f tasks/s; "
+            "commit (synchronous=FULL) %.1f ms; total %.0f tasks/s\n",
+            n, t1 - t0, (double)n / (t1 - t0), (t2 - t1) * 1e3, (double)n / (t2 - t0));
+
+    int64_t count = 0;
+    ck_assert_int_eq(store_unfinished_each(store, s_count_rows, &count), 0);
+    ck_assert_int_eq(count, n);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* Every START_TEST in this file must be added to the suite below. */
+START_TEST(test_every_test_case_is_registered)
+{
+    const char *src = getenv("ZTASK_SRC_DIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/tests/unit/test_store.c", src && *src ? src : ".");
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("SKIP: test_every_test_case_is_registered: cannot read %s\n", path);
+        return;
+    }
+    char line[512], defined[64][96], added[64][96];
+    int nd = 0, na = 0;
+    const char *def_tag = "START" "_TEST(", *add_tag = "tcase_add" "_test(tc, ";
+    while (fgets(line, sizeof line, f)) {
+        char *p;
+        if (strncmp(line, def_tag, strlen(def_tag)) == 0 && nd < 64)
+            sscanf(line + strlen(def_tag), "%95[A-Za-z0-9_]", defined[nd++]);
+        else if ((p = strstr(line, add_tag)) != NULL && na < 64)
+            sscanf(p + strlen(add_tag), "%95[A-Za-z0-9_]", added[na++]);
+    }
+    fclose(f);
+    ck_assert_int_gt(nd, 10);
+    for (int i = 0; i < nd; i++) {
+        bool found = false;
+        for (int j = 0; j < na && !found; j++)
+            found = strcmp(defined[i], added[j]) == 0;
+        ck_assert_msg(found, "%s is not registered", defined[i]);
+    }
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    /* The insert measurement takes a second or more under sanitizers. */
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_usage_submit_run_finish_and_read_back);
+    tcase_add_test(tc, test_results_page_by_id_with_after_limit_and_failed_only);
+    tcase_add_test(tc, test_requeue_puts_task_back_in_queue_keeping_attempt);
+    tcase_add_test(tc, test_cancel_queued_cancels_only_the_queued_tasks_of_the_job);
+    tcase_add_test(tc, test_duplicates_are_recorded_and_counted_without_changing_the_task);
+    tcase_add_test(tc, test_reopened_file_database_has_everything_committed);
+    tcase_add_test(tc, test_sync_modes_set_synchronous_and_files_use_wal);
+    tcase_add_test(tc, test_uncommitted_writes_are_gone_after_close_without_commit);
+    tcase_add_test(tc, test_killed_process_loses_only_uncommitted_writes);
+    tcase_add_test(tc, test_rollback_discards_writes_since_last_commit);
+    tcase_add_test(tc, test_unfinished_each_gives_exactly_the_unfinished_tasks_in_id_order);
+    tcase_add_test(tc, test_counts_each_gives_task_counts_by_job_and_state);
+    tcase_add_test(tc, test_jobs_each_lists_jobs_in_id_order);
+    tcase_add_test(tc, test_job_delete_removes_its_tasks_and_duplicates_only);
+    tcase_add_test(tc, test_task_find_gives_the_first_task_with_an_index);
+    tcase_add_test(tc, test_callbacks_may_read_but_not_reenter_their_own_iterator);
+    tcase_add_test(tc, test_newer_schema_version_is_refused);
+    tcase_add_test(tc, test_foreign_database_and_garbage_file_are_refused);
+    tcase_add_test(tc, test_full_database_fails_the_commit_cleanly_and_recovers);
+    tcase_add_test(tc, test_disk_full_at_commit_rolls_back_and_recovers);
+    tcase_add_test(tc, test_insert_rate_is_measured);
+    tcase_add_test(tc, test_every_test_case_is_registered);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    sqlite3_auto_extension((void (*)(void))s_capture_db);
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    sqlite3_reset_auto_extension();
+    sqlite3_shutdown();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
