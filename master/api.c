@@ -261,6 +261,14 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
 
 /* ---- cancel ---- */
 
+/* store_task_get wants a row callback; existence is all we ask here. */
+static int s_ignore_row(const store_task_row_t *row, void *arg)
+{
+    (void) row;
+    (void) arg;
+    return 0;
+}
+
 /* Cancels one unfinished task; returns 1 when it was unfinished. */
 static int s_cancel_task(master_t *self, sched_task_t *t)
 {
@@ -284,7 +292,7 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
         bool exists = t != NULL;
         if (!t && id > 0)
-            store_task_get(self->store, id, NULL, NULL, &exists);
+            store_task_get(self->store, id, s_ignore_row, NULL, &exists);
         if (!exists) {
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;

@@ -46,6 +46,10 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen);
    returns 0, or -1 on a fatal error (logged). Blocks. */
 int master_run(master_t *self, volatile sig_atomic_t *stop);
 
+/* The bound API and report ports (useful with port 0). */
+int master_api_port(const master_t *self);
+int master_report_port(const master_t *self);
+
 /* Commits what is pending, closes every socket (bounded linger), frees. */
 void master_destroy(master_t **p);
 

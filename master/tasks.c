@@ -253,6 +253,14 @@ void tasks_dispatch(master_t *self, int64_t now)
 
 /* ---- reports ---- */
 
+/* store_task_get wants a row callback; existence is all we ask here. */
+static int s_ignore_row(const store_task_row_t *row, void *arg)
+{
+    (void) row;
+    (void) arg;
+    return 0;
+}
+
 static void s_on_result(master_t *self, const char *worker_id, proto_result_t *res, int64_t now)
 {
     sched_task_t *t = sched_get(self->sched, res->task);
@@ -261,7 +269,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
     char *outcome = proto_result_encode(res);
     if (!current) {
         bool found = t != NULL;
-        if (!found && store_task_get(self->store, res->task, NULL, NULL, &found) != 0)
+        if (!found && store_task_get(self->store, res->task, s_ignore_row, NULL, &found) != 0)
             found = false;
         if (!found) {
             log_warn("event=result_unknown_task task=%" PRId64 " worker=%s", res->task, worker_id);

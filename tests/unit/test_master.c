@@ -1,0 +1,381 @@
+/* master: credits, leases, stale results and worker death, observed from a
+   fake worker and a fake client speaking the real protocol to a real
+   master running on its own thread (in-memory database, loopback). */
+#include "../../common/util.h"
+#include "../../common/zmqx.h"
+#include "../../master/master.h"
+#include "../../proto/proto.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+typedef struct {
+    master_t *master;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+    void *ctx;
+    void *client;          /* DEALER to the API */
+    char api[64], reports[64];
+} env_t;
+
+static void *s_run(void *arg)
+{
+    env_t *e = arg;
+    master_run(e->master, &e->stop);
+    return NULL;
+}
+
+static void s_env_start(env_t *e, int lease_ms)
+{
+    memset(e, 0, sizeof *e);
+    master_config_t cfg;
+    master_config_defaults(&cfg);
+    cfg.db_path = ":memory:";
+    cfg.port = 0;
+    cfg.heartbeat_ms = 100;
+    cfg.liveness = 3;
+    cfg.lease_ms = lease_ms;
+    cfg.retry_backoff_ms = 10;
+    char err[256];
+    e->master = master_new(&cfg, err, sizeof err);
+    ck_assert_msg(e->master != NULL, "%s", err);
+    snprintf(e->api, sizeof e->api, "tcp://127.0.0.1:%d", master_api_port(e->master));
+    ck_assert_int_eq(pthread_create(&e->thread, NULL, s_run, e), 0);
+    e->ctx = zmq_ctx_new();
+    e->client = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(e->client, e->api), 0);
+}
+
+static void s_env_stop(env_t *e)
+{
+    e->stop = 1;
+    pthread_join(e->thread, NULL);
+    master_destroy(&e->master);
+    zmq_close(e->client);
+    zmq_ctx_term(e->ctx);
+}
+
+/* One request, one reply (5 s bound). */
+static proto_reply_t *s_call(env_t *e, void *sock, proto_req_t *req)
+{
+    char *text = proto_req_encode(req);
+    ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
+    free(text);
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    ck_assert_int_eq(zmq_poll(&it, 1, 5000), 1);
+    size_t len;
+    char *buf = zmqx_recv(sock, &len, 0);
+    ck_assert_ptr_nonnull(buf);
+    proto_err_t err;
+    proto_reply_t *rep = proto_reply_decode(buf, len, req->type, &err);
+    ck_assert_msg(rep != NULL, "bad reply: %s", err.message);
+    free(buf);
+    (void) e;
+    return rep;
+}
+
+static int64_t s_submit_noops(env_t *e, int n)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    req->tasks = xcalloc((size_t) n, sizeof(proto_spec_t *));
+    for (int i = 0; i < n; i++) {
+        proto_err_t err;
+        req->tasks[i] = proto_spec_decode("{\"fn\":\"noop\"}", 13, &err);
+        ck_assert_ptr_nonnull(req->tasks[i]);
+    }
+    req->ntasks = n;
+    proto_reply_t *rep = s_call(e, e->client, req);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->accepted, n);
+    int64_t job = rep->job;
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    return job;
+}
+
+/* A fake worker: registers, then receives on its pipe and reports. */
+typedef struct {
+    env_t *e;
+    void *api, *pipe, *push;
+    char *id;
+    int threads;
+} fake_t;
+
+static void s_fake_start(fake_t *f, env_t *e, const char *name, int threads)
+{
+    memset(f, 0, sizeof *f);
+    f->e = e;
+    f->threads = threads;
+    f->api = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(f->api, e->api), 0);
+    proto_req_t *req = proto_req_new(PROTO_REQ_HELLO);
+    req->name = xstrdup(name);
+    req->host = xstrdup("testhost");
+    req->pid = 1000 + threads;
+    req->threads = threads;
+    proto_reply_t *rep = s_call(e, f->api, req);
+    ck_assert(rep->ok);
+    f->id = xstrdup(rep->worker_id);
+    char ep[64];
+    f->pipe = zmqx_socket(e->ctx, ZMQ_PULL, 0, -1);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", rep->task_port);
+    ck_assert_int_eq(zmq_connect(f->pipe, ep), 0);
+    f->push = zmqx_socket(e->ctx, ZMQ_PUSH, 0, -1);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", rep->report_port);
+    ck_assert_int_eq(zmq_connect(f->push, ep), 0);
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+}
+
+static void s_fake_stop(fake_t *f)
+{
+    zmq_close(f->api);
+    zmq_close(f->pipe);
+    zmq_close(f->push);
+    free(f->id);
+}
+
+static void s_report(fake_t *f, proto_report_t *rep)
+{
+    char *text = proto_report_encode(rep);
+    ck_assert_int_eq(zmqx_send(f->push, text, strlen(text), 0), 0);
+    free(text);
+    proto_report_destroy(&rep);
+}
+
+static void s_heartbeat(fake_t *f)
+{
+    s_report(f, proto_report_new(PROTO_REP_HEARTBEAT, f->id));
+}
+
+static void s_started(fake_t *f, int64_t task, int attempt)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_STARTED, f->id);
+    rep->started = xcalloc(1, sizeof(proto_task_ref_t));
+    rep->started_at = xcalloc(1, sizeof(double));
+    rep->started[0] = (proto_task_ref_t){task, attempt};
+    rep->nstarted = 1;
+    s_report(f, rep);
+}
+
+static void s_result(fake_t *f, int64_t task, int attempt)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_RESULTS, f->id);
+    rep->results = xcalloc(1, sizeof(proto_result_t *));
+    rep->results[0] = proto_result_new();
+    rep->results[0]->task = task;
+    rep->results[0]->attempt = attempt;
+    rep->results[0]->status = PROTO_ST_DONE;
+    rep->nresults = 1;
+    s_report(f, rep);
+}
+
+/* Waits up to ms for the next pipe message other than a ping, sending
+   heartbeats meanwhile (when beat). NULL on timeout. */
+static proto_pipe_t *s_next(fake_t *f, int ms, bool beat)
+{
+    for (int waited = 0; waited < ms; waited += 50) {
+        if (beat)
+            s_heartbeat(f);
+        zmq_pollitem_t it = {f->pipe, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) == 1) {
+            size_t len;
+            char *buf = zmqx_recv(f->pipe, &len, 0);
+            proto_err_t err;
+            proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
+            free(buf);
+            ck_assert_msg(msg != NULL, "bad pipe message: %s", err.message);
+            if (msg->type != PROTO_PIPE_PING)
+                return msg;
+            proto_pipe_destroy(&msg);
+            waited -= 50; /* a ping is not time spent waiting */
+            if (waited < -5000)
+                break;
+        }
+    }
+    return NULL;
+}
+
+/* Collects tasks until `want` have arrived (bounded); returns how many. */
+static int s_take_tasks(fake_t *f, int want, proto_task_t *out, int ms)
+{
+    int got = 0;
+    while (got < want) {
+        proto_pipe_t *msg = s_next(f, ms, true);
+        if (!msg)
+            break;
+        if (msg->type == PROTO_PIPE_TASKS)
+            for (int i = 0; i < msg->ntasks; i++) {
+                out[got].id = msg->tasks[i].id;
+                out[got].attempt = msg->tasks[i].attempt;
+                got++;
+            }
+        proto_pipe_destroy(&msg);
+    }
+    return got;
+}
+
+START_TEST(a_worker_gets_no_more_tasks_than_free_threads)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 2);
+    s_submit_noops(&e, 10);
+    proto_task_t got[16];
+    ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
+    /* Its credit is spent: nothing more arrives in a generous window. */
+    proto_pipe_t *extra = s_next(&f, 400, true);
+    ck_assert_msg(extra == NULL, "a third task arrived with both threads busy");
+    /* One result frees one thread: exactly one more task comes. */
+    s_started(&f, got[0].id, got[0].attempt);
+    s_result(&f, got[0].id, got[0].attempt);
+    ck_assert_int_eq(s_take_tasks(&f, 1, got + 2, 3000), 1);
+    ck_assert_int_ne(got[2].id, got[0].id);
+    ck_assert_int_ne(got[2].id, got[1].id);
+    extra = s_next(&f, 300, true);
+    ck_assert_ptr_null(extra);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
+START_TEST(a_task_not_started_within_its_lease_goes_back)
+{
+    env_t e;
+    s_env_start(&e, 300);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    s_submit_noops(&e, 1);
+    proto_task_t got[4];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(got[0].attempt, 1);
+    /* Never report it started: the master aborts attempt 1 and sends
+       attempt 2. */
+    bool aborted = false;
+    proto_pipe_t *msg;
+    int64_t second = 0;
+    while (!second && (msg = s_next(&f, 3000, true))) {
+        if (msg->type == PROTO_PIPE_ABORT) {
+            ck_assert_int_eq(msg->task, got[0].id);
+            ck_assert_int_eq(msg->attempt, 1);
+            aborted = true;
+        } else if (msg->type == PROTO_PIPE_TASKS) {
+            ck_assert_int_eq(msg->tasks[0].id, got[0].id);
+            ck_assert_int_eq(msg->tasks[0].attempt, 2);
+            second = msg->tasks[0].id;
+        }
+        proto_pipe_destroy(&msg);
+    }
+    ck_assert(aborted);
+    ck_assert_int_eq(second, got[0].id);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
+static proto_reply_t *s_query(env_t *e, proto_req_type_t type, int64_t job)
+{
+    proto_req_t *req = proto_req_new(type);
+    req->job = job;
+    proto_reply_t *rep = s_call(e, e->client, req);
+    proto_req_destroy(&req);
+    ck_assert(rep->ok);
+    return rep;
+}
+
+START_TEST(a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    fake_t a, b;
+    s_fake_start(&a, &e, "a", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    proto_task_t got[4];
+    ck_assert_int_eq(s_take_tasks(&a, 1, got, 3000), 1);
+    s_started(&a, got[0].id, got[0].attempt);
+    /* a goes silent; b arrives and, once a is declared dead, gets the task. */
+    s_fake_start(&b, &e, "b", 1);
+    proto_task_t got_b[4];
+    ck_assert_int_eq(s_take_tasks(&b, 1, got_b, 5000), 1);
+    ck_assert_int_eq(got_b[0].id, got[0].id);
+    ck_assert_int_eq(got_b[0].attempt, 2);
+    s_result(&b, got_b[0].id, got_b[0].attempt);
+    /* a's late result for attempt 1 changes nothing. */
+    s_result(&a, got[0].id, got[0].attempt);
+    proto_reply_t *rep = NULL;
+    for (int i = 0; i < 100; i++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_STATS, 0);
+        if (rep->stats.duplicates == 1)
+            break;
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->stats.duplicates, 1);
+    proto_reply_destroy(&rep);
+    rep = s_query(&e, PROTO_REQ_RESULTS, job);
+    ck_assert_int_eq(rep->ntasks, 1);
+    ck_assert_int_eq(rep->tasks[0].status, PROTO_ST_DONE);
+    ck_assert_int_eq(rep->tasks[0].attempts, 2);
+    ck_assert_str_eq(rep->tasks[0].worker, b.id);
+    proto_reply_destroy(&rep);
+    rep = s_query(&e, PROTO_REQ_WORKERS, 0);
+    ck_assert_int_eq(rep->nworkers, 2);
+    for (int i = 0; i < 2; i++)
+        ck_assert(rep->workers[i].alive == (strcmp(rep->workers[i].id, b.id) == 0));
+    proto_reply_destroy(&rep);
+    s_fake_stop(&a);
+    s_fake_stop(&b);
+    s_env_stop(&e);
+}
+END_TEST
+
+START_TEST(malformed_requests_get_error_replies)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    const char *bad[] = {"", "{", "[]", "{\"v\":2,\"type\":\"jobs\"}", "{\"v\":1,\"type\":\"nope\"}",
+                         "{\"v\":1,\"type\":\"status\",\"job\":\"x\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(zmqx_send(e.client, bad[i], strlen(bad[i]), 0), 0);
+        zmq_pollitem_t it = {e.client, 0, ZMQ_POLLIN, 0};
+        ck_assert_int_eq(zmq_poll(&it, 1, 5000), 1);
+        size_t len;
+        char *buf = zmqx_recv(e.client, &len, 0);
+        proto_err_t err;
+        proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_STATUS, &err);
+        ck_assert_ptr_nonnull(rep);
+        ck_assert_msg(!rep->ok, "request %zu was accepted", i);
+        ck_assert(rep->error.code[0] != '\0');
+        proto_reply_destroy(&rep);
+        free(buf);
+    }
+    /* Still serving. */
+    int64_t job = s_submit_noops(&e, 3);
+    proto_reply_t *rep = s_query(&e, PROTO_REQ_STATUS, job);
+    ck_assert_int_eq(rep->jobs[0].total, 3);
+    proto_reply_destroy(&rep);
+    s_env_stop(&e);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("master");
+    TCase *tc = tcase_create("master");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_worker_gets_no_more_tasks_than_free_threads);
+    tcase_add_test(tc, a_task_not_started_within_its_lease_goes_back);
+    tcase_add_test(tc, a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate);
+    tcase_add_test(tc, malformed_requests_get_error_replies);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
