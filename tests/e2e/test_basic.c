@@ -1,0 +1,369 @@
+/*  e2e basic: a cluster runs jobs to the right results, and the CLI keeps
+    its exit-code contract (0 ok, 1 failed tasks, 2 usage, 3 no master). */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The first case reads as a usage example: master, two workers, an array
+   job of 10,000 function calls, every result checked. */
+START_TEST(square_array_of_10000_tasks_gives_every_result_once)
+{
+    h_cluster_t *c = h_cluster_new("square10k");
+    h_master_start(c, 0, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 2, NULL);
+    char *ida = strdup(h_worker_id(wa));
+    char *idb = strdup(h_worker_id(wb));
+
+    int64_t ntasks = 0;
+    int64_t job = h_submit(c, &ntasks, "--fn", "square", "--array", "0-9999", NULL);
+    ck_assert_int_eq(ntasks, 10000);
+    ck_assert_int_eq(h_wait(c, job, 120000), 0);
+
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 10000);
+    int on_a = 0, on_b = 0;
+    for (int i = 0; i < 10000; i++) {
+        const cJSON *r = by[i];
+        ck_assert_msg(strcmp(h_jstr(r, "status") ? h_jstr(r, "status") : "", "done") == 0,
+                      "task %d status %s", i, h_jstr(r, "status"));
+        const cJSON *val = cJSON_GetObjectItemCaseSensitive(r, "result");
+        ck_assert_msg(cJSON_IsNumber(val) && (long long)val->valuedouble == (long long)i * i,
+                      "task %d: result is not %lld", i, (long long)i * i);
+        ck_assert_int_ge(h_jint(r, "attempts", 0), 1);
+        const char *w = h_jstr(r, "worker");
+        ck_assert_msg(w && (!strcmp(w, ida) || !strcmp(w, idb)), "task %d ran on '%s'", i,
+                      w ? w : "(none)");
+        if (!strcmp(w, ida))
+            on_a++;
+        else
+            on_b++;
+    }
+    /* Both workers were registered before the submit: both must get work. */
+    ck_assert_msg(on_a > 0 && on_b > 0, "work split a=%d b=%d", on_a, on_b);
+    free(by);
+    cJSON_Delete(res);
+
+    cJSON *st = h_status(c, job);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_str_eq(h_jstr(st, "state"), "done");
+    ck_assert(h_jtrue(st, "closed"));
+    ck_assert_int_eq(h_jint(st, "total", -1), 10000);
+    ck_assert_int_eq(h_jint(st, "done", -1), 10000);
+    ck_assert_int_eq(h_jint(st, "failed", -1), 0);
+    ck_assert_int_eq(h_jint(st, "queued", -1), 0);
+    ck_assert_int_eq(h_jint(st, "running", -1), 0);
+    cJSON_Delete(st);
+
+    /* Nothing ran twice. */
+    h_run_t *r = h_cli(c, "stats", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "stats: %s", h_run_desc(r));
+    cJSON *stats = h_json_first(r->out);
+    ck_assert_ptr_nonnull(stats);
+    ck_assert_int_eq(h_jint(stats, "duplicates", -1), 0);
+    ck_assert_int_ge(h_jint(stats, "tasks_done", -1), 10000);
+    cJSON_Delete(stats);
+    h_run_free(&r);
+
+    free(ida);
+    free(idb);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* 200 commands, each checking its own stdin, environment, working
+   directory and index, and leaving a file and output behind. */
+START_TEST(exec_tasks_get_stdin_env_cwd_and_index)
+{
+    h_cluster_t *c = h_cluster_new("exec200");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    h_worker_start(c, "b", 2, NULL);
+
+    char *work = h_path(c, "work");
+    ck_assert_int_eq(mkdir(work, 0755), 0);
+    char *real = realpath(work, NULL);
+    ck_assert_ptr_nonnull(real);
+    char *input = h_path(c, "input.txt");
+    h_write_file(input, "stdin-token-42\nsecond line\n");
+    char *script = NULL;
+    ck_assert_int_gt(asprintf(&script,
+                              "read line || exit 3; [ \"$line\" = stdin-token-42 ] || exit 4; "
+                              "[ \"$ZT_TOKEN\" = env-ok ] || exit 5; "
+                              "[ \"$(pwd -P)\" = '%s' ] || exit 6; "
+                              "[ \"$ZTASK_TASK_INDEX\" = {} ] || exit 7; "
+                              "echo \"{} $ZTASK_JOB_ID\" > out-{}.txt; echo ok-{}; echo err-{} >&2",
+                              real),
+                     0);
+    char *envarg = "ZT_TOKEN=env-ok";
+    int64_t ntasks = 0;
+    int64_t job = h_submit(c, &ntasks, "--array", "0-199", "--stdin", input, "--env", envarg,
+                           "--cwd", real, "--", "sh", "-c", script, NULL);
+    ck_assert_int_eq(ntasks, 200);
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 200);
+    for (int i = 0; i < 200; i++) {
+        const cJSON *r = by[i];
+        char want_out[32], want_err[32], want_file[64], fname[64];
+        snprintf(want_out, sizeof want_out, "ok-%d\n", i);
+        snprintf(want_err, sizeof want_err, "err-%d\n", i);
+        snprintf(want_file, sizeof want_file, "%d %lld\n", i, (long long)job);
+        ck_assert_msg(!strcmp(h_jstr(r, "status") ? h_jstr(r, "status") : "", "done"),
+                      "task %d: status %s exit %lld error %s stderr %s", i, h_jstr(r, "status"),
+                      (long long)h_jint(r, "exit_code", -1), h_jstr(r, "error"),
+                      h_jstr(r, "stderr"));
+        ck_assert_int_eq(h_jint(r, "exit_code", -1), 0);
+        ck_assert_str_eq(h_jstr(r, "stdout"), want_out);
+        ck_assert_str_eq(h_jstr(r, "stderr"), want_err);
+        ck_assert(!h_jtrue(r, "timed_out"));
+        ck_assert_double_le(h_jnum(r, "started", 0), h_jnum(r, "finished", 0));
+        ck_assert_double_gt(h_jnum(r, "started", 0), 1e9);
+        snprintf(fname, sizeof fname, "out-%d.txt", i);
+        char *path = NULL;
+        ck_assert_int_gt(asprintf(&path, "%s/%s", real, fname), 0);
+        char *text = h_read_file(path);
+        ck_assert_msg(text != NULL, "task %d left no %s", i, path);
+        ck_assert_str_eq(text, want_file);
+        free(text);
+        free(path);
+    }
+    free(by);
+    cJSON_Delete(res);
+
+    /* logs by JOB.INDEX shows that task's output. */
+    char ref[48];
+    snprintf(ref, sizeof ref, "%lld.7", (long long)job);
+    h_run_t *r = h_cli(c, "logs", ref, NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "ok-7"), "logs %s: %s", ref, h_run_desc(r));
+    h_run_free(&r);
+
+    free(script);
+    free(input);
+    free(real);
+    free(work);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(submit_wait_exits_0_when_every_task_succeeds)
+{
+    h_cluster_t *c = h_cluster_new("submitwait");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    h_run_t *r = h_cli(c, "submit", "--fn", "square", "--array", "0-9", "--wait", NULL);
+    ck_assert_msg(r->rc == 0, "submit --wait: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    /* --json --wait: the job line comes first, and the job is finished. */
+    r = h_cli(c, "submit", "--json", "--wait", "--fn", "echo", "--args", "{\"x\":[1,2]}", NULL);
+    ck_assert_msg(r->rc == 0, "submit --json --wait: %s", h_run_desc(r));
+    cJSON *j = h_json_first(r->out);
+    ck_assert_msg(j != NULL, "no JSON first line: %s", h_run_desc(r));
+    int64_t job = h_jint(j, "job", -1);
+    ck_assert_int_gt(job, 0);
+    ck_assert_int_eq(h_jint(j, "tasks", -1), 1);
+    cJSON_Delete(j);
+    h_run_free(&r);
+    ck_assert_int_eq(h_status_count(c, job, "done"), 1);
+    cJSON *res = h_results(c, job, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(res), 1);
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(res, 0), "result");
+    char *txt = cJSON_PrintUnformatted(val);
+    ck_assert_str_eq(txt, "{\"x\":[1,2]}");
+    cJSON_free(txt);
+    cJSON_Delete(res);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(a_failing_task_makes_wait_exit_1_and_results_failed_lists_it)
+{
+    h_cluster_t *c = h_cluster_new("failing");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+
+    int64_t job = h_submit(c, NULL, "--array", "0-4", "--", "sh", "-c", "test {} -ne 3", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+
+    cJSON *failed = h_results(c, job, "--failed");
+    ck_assert_int_eq(cJSON_GetArraySize(failed), 1);
+    const cJSON *f = cJSON_GetArrayItem(failed, 0);
+    ck_assert_int_eq(h_jint(f, "index", -1), 3);
+    ck_assert_str_eq(h_jstr(f, "status"), "failed");
+    ck_assert_int_eq(h_jint(f, "exit_code", -1), 1);
+    ck_assert_int_eq(h_jint(f, "job", -1), job);
+    cJSON_Delete(failed);
+
+    cJSON *all = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(all, 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_str_eq(h_jstr(by[i], "status"), i == 3 ? "failed" : "done");
+    free(by);
+    cJSON_Delete(all);
+
+    cJSON *st = h_status(c, job);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(h_jint(st, "failed", -1), 1);
+    ck_assert_int_eq(h_jint(st, "done", -1), 4);
+    cJSON_Delete(st);
+
+    /* A built-in that fails: submit --wait says so with 1 too. */
+    h_run_t *r = h_cli(c, "submit", "--wait", "--fn", "fail", "--args",
+                       "{\"message\":\"boom\"}", NULL);
+    ck_assert_msg(r->rc == 1, "submit --wait of a failing fn: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A port nothing listens on: bound but not listening, so no one else can
+   take it while the test runs. Returns the socket (close it after). */
+static int s_dead_port(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+START_TEST(usage_errors_exit_2_without_contacting_a_master)
+{
+    int port;
+    int fd = s_dead_port(&port);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    static const char *const cases[][8] = {
+        {NULL},
+        {"frobnicate", NULL},
+        {"submit", NULL},
+        {"submit", "--array", "5-x", "--", "true", NULL},
+        {"submit", "--retries", "abc", "--", "true", NULL},
+        {"submit", "--fn", "square", "--args", "{not json", NULL},
+        {"wait", NULL},
+        {"status", "not-a-job", "--json", NULL},
+        {"submit", "--no-such-flag", "--", "true", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[12] = {"--master", addr};
+        int n = 2;
+        for (int k = 0; cases[i][k]; k++)
+            args[n++] = cases[i][k];
+        args[n] = NULL;
+        h_run_t *r = h_cliv(NULL, args, 20000);
+        ck_assert_msg(r->rc == 2, "case %zu (%s %s): want exit 2: %s", i,
+                      cases[i][0] ? cases[i][0] : "", cases[i][0] && cases[i][1] ? cases[i][1] : "",
+                      h_run_desc(r));
+        ck_assert_msg(r->err_len > 0, "case %zu: a usage error says something on stderr", i);
+        h_run_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(no_master_exits_3_quickly)
+{
+    int port;
+    int fd = s_dead_port(&port);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    const char *status[] = {"--master", addr, "status", "--json", NULL};
+    const char *submit[] = {"--master", addr, "submit", "--", "true", NULL};
+    const char *const *cases[] = {status, submit};
+    for (int i = 0; i < 2; i++) {
+        h_run_t *r = h_cliv(NULL, cases[i], 30000);
+        ck_assert_msg(r->rc == 3, "%s without a master: want exit 3: %s", cases[i][2],
+                      h_run_desc(r));
+        ck_assert_msg(r->elapsed < 15.0 * h_slowdown(), "took %.1fs to give up", r->elapsed);
+        ck_assert_msg(r->err_len > 0, "says why on stderr");
+        h_run_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(workers_stats_jobs_and_forget_report_the_cluster)
+{
+    h_cluster_t *c = h_cluster_new("clistate");
+    h_master_start(c, 0, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 3, NULL);
+
+    h_run_t *r = h_cli(c, "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "workers: %s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    ck_assert_int_eq(cJSON_GetArraySize(ws), 2);
+    int seen = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, ws) {
+        const char *id = h_jstr(w, "id");
+        ck_assert_ptr_nonnull(id);
+        ck_assert(h_jtrue(w, "alive"));
+        if (!strcmp(id, h_worker_id(wa))) {
+            ck_assert_int_eq(h_jint(w, "threads", -1), 2);
+            seen |= 1;
+        } else if (!strcmp(id, h_worker_id(wb))) {
+            ck_assert_int_eq(h_jint(w, "threads", -1), 3);
+            seen |= 2;
+        }
+    }
+    ck_assert_int_eq(seen, 3);
+    cJSON_Delete(ws);
+    h_run_free(&r);
+
+    int64_t job = h_submit(c, NULL, "--fn", "noop", "--array", "1-20", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+
+    r = h_cli(c, "stats", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "stats: %s", h_run_desc(r));
+    cJSON *st = h_json_first(r->out);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(h_jint(st, "workers_alive", -1), 2);
+    ck_assert_int_eq(h_jint(st, "threads_total", -1), 5);
+    ck_assert_int_ge(h_jint(st, "tasks_done", -1), 20);
+    cJSON_Delete(st);
+    h_run_free(&r);
+
+    char jb[32];
+    snprintf(jb, sizeof jb, "%lld", (long long)job);
+    r = h_cli(c, "jobs", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, jb), "jobs: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    r = h_cli(c, "forget", jb, NULL);
+    ck_assert_msg(r->rc == 0, "forget: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "status", jb, "--json", NULL);
+    ck_assert_msg(r->rc == 4, "status of a forgotten job: want exit 4 (refused): %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("e2e_basic");
+    H_ADD_TEST(s, square_array_of_10000_tasks_gives_every_result_once, 180);
+    H_ADD_TEST(s, exec_tasks_get_stdin_env_cwd_and_index, 120);
+    H_ADD_TEST(s, submit_wait_exits_0_when_every_task_succeeds, 60);
+    H_ADD_TEST(s, a_failing_task_makes_wait_exit_1_and_results_failed_lists_it, 60);
+    H_ADD_TEST(s, usage_errors_exit_2_without_contacting_a_master, 60);
+    H_ADD_TEST(s, no_master_exits_3_quickly, 90);
+    H_ADD_TEST(s, workers_stats_jobs_and_forget_report_the_cluster, 60);
+    return h_run_suite(s);
+}

@@ -1,0 +1,344 @@
+/*  e2e faults: timeouts kill whole process groups, retries retry, cancel
+    stops running and queued work, and no task is lost or recorded twice
+    when a worker or the master is killed -9 or a worker drains. */
+#include "harness.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Quick failure detection, so the kill tests run in seconds. */
+#define FAST_HEARTBEAT "--heartbeat-ms", "200", "--liveness", "3", "--recovery-grace", "1"
+
+static pid_t s_read_pid(const char *path)
+{
+    char *text = h_read_file(path);
+    if (!text)
+        return -1;
+    pid_t pid = (pid_t)atoi(text);
+    free(text);
+    return pid;
+}
+
+static double s_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Checks n records, indexes 0..n-1 once each, all done. */
+static void s_expect_all_done(h_cluster_t *c, int64_t job, int n)
+{
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, n);
+    for (int i = 0; i < n; i++) {
+        const char *st = h_jstr(by[i], "status");
+        ck_assert_msg(st && !strcmp(st, "done"), "task index %d: status %s (error %s)", i,
+                      st ? st : "(none)", h_jstr(by[i], "error"));
+    }
+    free(by);
+    cJSON_Delete(res);
+    cJSON *st = h_status(c, job);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(h_jint(st, "total", -1), n);
+    ck_assert_int_eq(h_jint(st, "done", -1), n);
+    ck_assert_int_eq(h_jint(st, "queued", -1), 0);
+    ck_assert_int_eq(h_jint(st, "running", -1), 0);
+    cJSON_Delete(st);
+}
+
+START_TEST(timeout_kills_the_task_and_its_whole_process_group)
+{
+    h_cluster_t *c = h_cluster_new("timeout");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 1, NULL);
+    char *pidf = h_path(c, "pid"), *pgidf = h_path(c, "pgid"), *gcf = h_path(c, "grandchild");
+    char *script = NULL;
+    ck_assert_int_gt(asprintf(&script,
+                              "echo $$ > '%s'; cut -d' ' -f5 /proc/$$/stat > '%s'; "
+                              "sleep 60 & echo $! > '%s'; wait",
+                              pidf, pgidf, gcf),
+                     0);
+    int64_t job = h_submit(c, NULL, "--timeout", "1", "--", "sh", "-c", script, NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+
+    cJSON *res = h_results(c, job, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(res), 1);
+    const cJSON *r = cJSON_GetArrayItem(res, 0);
+    ck_assert_str_eq(h_jstr(r, "status"), "failed");
+    ck_assert_msg(h_jtrue(r, "timed_out"), "timed_out is not true");
+    double took = h_jnum(r, "finished", 0) - h_jnum(r, "started", 0);
+    ck_assert_msg(took >= 0.9 && took < 10.0 * h_slowdown(), "ran %.2fs with --timeout 1", took);
+    cJSON_Delete(res);
+
+    pid_t pid = s_read_pid(pidf), pgid = s_read_pid(pgidf), gc = s_read_pid(gcf);
+    ck_assert_msg(pid > 0 && pgid > 0 && gc > 0, "the task did not write its ids");
+    ck_assert_msg(pgid == pid, "task not in its own process group (pid %d pgid %d)", pid, pgid);
+    ck_assert_msg(H_POLL(h_pgid_alive(pgid) == 0, 5000), "process group %d still alive", pgid);
+    ck_assert_msg(h_pid_gone(gc), "grandchild %d still alive", gc);
+    free(script);
+    free(pidf);
+    free(pgidf);
+    free(gcf);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(a_retried_task_succeeds_on_its_second_attempt)
+{
+    h_cluster_t *c = h_cluster_new("retry");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    char *mark = h_path(c, "marker");
+    char *script = NULL;
+    ck_assert_int_gt(asprintf(&script,
+                              "if [ -e '%s' ]; then echo second; "
+                              "else touch '%s'; echo first; exit 7; fi",
+                              mark, mark),
+                     0);
+    int64_t job = h_submit(c, NULL, "--retries", "2", "--", "sh", "-c", script, NULL);
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(res), 1);
+    const cJSON *r = cJSON_GetArrayItem(res, 0);
+    ck_assert_str_eq(h_jstr(r, "status"), "done");
+    ck_assert_int_eq(h_jint(r, "attempts", -1), 2);
+    ck_assert_str_eq(h_jstr(r, "stdout"), "second\n");
+    ck_assert_int_eq(h_jint(r, "exit_code", -1), 0);
+    cJSON_Delete(res);
+    free(script);
+    free(mark);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+static int s_count_pid_files(h_cluster_t *c, int n)
+{
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "pid-%d", i);
+        char *p = h_path(c, name);
+        if (access(p, F_OK) == 0)
+            count++;
+        free(p);
+    }
+    return count;
+}
+
+START_TEST(cancel_stops_running_tasks_and_queued_ones_never_start)
+{
+    h_cluster_t *c = h_cluster_new("cancel");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    char *script = NULL;
+    ck_assert_int_gt(asprintf(&script, "echo $$ > '%s/pid-{}'; exec sleep 60", h_dir(c)), 0);
+    int64_t job = h_submit(c, NULL, "--array", "0-9", "--", "sh", "-c", script, NULL);
+    char jb[32];
+    snprintf(jb, sizeof jb, "%lld", (long long)job);
+
+    ck_assert_msg(H_POLL(s_count_pid_files(c, 10) == 2 && h_status_count(c, job, "running") == 2,
+                         20000),
+                  "two tasks never ran (running=%lld)", (long long)h_status_count(c, job, "running"));
+    pid_t pids[10];
+    int npids = 0;
+    for (int i = 0; i < 10; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "pid-%d", i);
+        char *p = h_path(c, name);
+        pid_t pid = s_read_pid(p);
+        if (pid > 0)
+            pids[npids++] = pid;
+        free(p);
+    }
+    ck_assert_int_eq(npids, 2);
+
+    /* One queued task by JOB.INDEX first. */
+    char one[48];
+    snprintf(one, sizeof one, "%s.9", jb);
+    h_run_t *r = h_cli(c, "cancel", one, NULL);
+    ck_assert_msg(r->rc == 0, "cancel %s: %s", one, h_run_desc(r));
+    h_run_free(&r);
+    ck_assert(H_POLL(h_status_count(c, job, "cancelled") == 1, 5000));
+    ck_assert_int_eq(h_status_count(c, job, "running"), 2);
+
+    r = h_cli(c, "cancel", jb, NULL);
+    ck_assert_msg(r->rc == 0, "cancel %s: %s", jb, h_run_desc(r));
+    h_run_free(&r);
+    for (int i = 0; i < npids; i++)
+        ck_assert_msg(H_POLL(h_pid_gone(pids[i]), 3000), "task pid %d outlived the cancel",
+                      pids[i]);
+    ck_assert_msg(H_POLL(h_status_count(c, job, "cancelled") == 10, 10000),
+                  "not every task cancelled: %lld", (long long)h_status_count(c, job, "cancelled"));
+
+    /* The worker's pipe is FIFO: once a later job has run there, any
+       cancelled task it still held would have started already. */
+    int64_t later = h_submit(c, NULL, "--fn", "noop", "--array", "0-3", NULL);
+    ck_assert_int_eq(h_wait(c, later, 30000), 0);
+    ck_assert_int_eq(s_count_pid_files(c, 10), 2);
+
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(!strcmp(h_jstr(by[i], "status") ? h_jstr(by[i], "status") : "", "cancelled"),
+                      "index %d: %s", i, h_jstr(by[i], "status"));
+    free(by);
+    cJSON_Delete(res);
+    cJSON *st = h_status(c, job);
+    ck_assert_int_eq(h_jint(st, "queued", -1), 0);
+    ck_assert_int_eq(h_jint(st, "running", -1), 0);
+    ck_assert_int_eq(h_jint(st, "done", -1), 0);
+    cJSON_Delete(st);
+    free(script);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(kill_9_of_a_worker_loses_no_task)
+{
+    h_cluster_t *c = h_cluster_new("killworker");
+    h_master_start(c, 0, FAST_HEARTBEAT, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_worker_start(c, "b", 2, NULL);
+    char *ida = strdup(h_worker_id(wa));
+    int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.05}", "--array",
+                           "0-199", NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "done") >= 30, 30000));
+    ck_assert_int_gt(h_status_count(c, job, "running"), 0);
+    h_proc_kill9(wa);
+
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, 200);
+
+    /* The master noticed. */
+    h_run_t *r = h_cli(c, "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "workers: %s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    const cJSON *w;
+    cJSON_ArrayForEach(w, ws) {
+        if (h_jstr(w, "id") && !strcmp(h_jstr(w, "id"), ida))
+            ck_assert_msg(!h_jtrue(w, "alive"), "killed worker still listed alive");
+    }
+    cJSON_Delete(ws);
+    h_run_free(&r);
+    free(ida);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(kill_9_of_the_master_and_restart_loses_no_task)
+{
+    h_cluster_t *c = h_cluster_new("killmaster");
+    h_proc_t *m = h_master_start(c, 0, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 2, NULL);
+    int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.05}", "--array",
+                           "0-199", NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "done") >= 30, 30000));
+    int port = h_api_port(c);
+    h_proc_kill9(m);
+
+    h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_int_eq(h_api_port(c), port);
+    ck_assert_msg(h_proc_wait_log(wa, "event=registered", 2, 30000),
+                  "worker a did not re-register (log %s)", h_proc_log(wa));
+    ck_assert_msg(h_proc_wait_log(wb, "event=registered", 2, 30000),
+                  "worker b did not re-register (log %s)", h_proc_log(wb));
+
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, 200);
+
+    /* And the restarted master takes new work. */
+    int64_t job2 = h_submit(c, NULL, "--fn", "square", "--array", "0-99", NULL);
+    ck_assert_int_eq(h_wait(c, job2, 30000), 0);
+    s_expect_all_done(c, job2, 100);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes)
+{
+    h_cluster_t *c = h_cluster_new("drain");
+    h_master_start(c, 0, FAST_HEARTBEAT, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 2, NULL);
+    char *idb = strdup(h_worker_id(wb));
+    int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.1}", "--array",
+                           "0-99", NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "done") >= 10, 30000));
+    h_proc_signal(wa, SIGTERM);
+    int code = h_proc_wait_exit(wa, 20000);
+    ck_assert_msg(code == 0, "drained worker exit %d, want 0 (log %s)", code, h_proc_log(wa));
+    double gone = s_wall();
+    /* It left with work still to do, so the rest ran on b. */
+    int64_t done_then = h_status_count(c, job, "done");
+    ck_assert_msg(done_then < 100, "the drain waited for the whole job");
+
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, 100);
+    cJSON *res = h_results(c, job, NULL);
+    const cJSON *r;
+    int late = 0;
+    cJSON_ArrayForEach(r, res) {
+        if (h_jnum(r, "started", 0) > gone) {
+            late++;
+            ck_assert_str_eq(h_jstr(r, "worker"), idb);
+        }
+    }
+    ck_assert_int_gt(late, 0);
+    cJSON_Delete(res);
+    free(idb);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(a_second_sigterm_kills_the_running_tasks)
+{
+    h_cluster_t *c = h_cluster_new("sigterm2");
+    h_master_start(c, 0, FAST_HEARTBEAT, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    char *script = NULL;
+    ck_assert_int_gt(asprintf(&script, "echo $$ > '%s/pid-{}'; exec sleep 60", h_dir(c)), 0);
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_pid_files(c, 2) == 2 && h_status_count(c, job, "running") == 2,
+                     20000));
+    char *p0 = h_path(c, "pid-0"), *p1 = h_path(c, "pid-1");
+    pid_t pid0 = s_read_pid(p0), pid1 = s_read_pid(p1);
+    ck_assert(pid0 > 0 && pid1 > 0);
+
+    h_proc_signal(wa, SIGTERM);
+    /* The first SIGTERM drains: the tasks keep running. Wait for the worker
+       to have handled it (it stops asking for work), then signal again. */
+    ck_assert_msg(h_proc_running(wa) && !h_pid_gone(pid0), "the first SIGTERM killed tasks");
+    h_proc_signal(wa, SIGTERM);
+    int code = h_proc_wait_exit(wa, 15000);
+    ck_assert_msg(code != -1, "worker still running after two SIGTERMs");
+    ck_assert_msg(H_POLL(h_pid_gone(pid0) && h_pid_gone(pid1), 5000),
+                  "task processes outlived the worker");
+
+    h_run_t *r = h_cli(c, "cancel", "1", NULL);
+    h_run_free(&r);
+    free(p0);
+    free(p1);
+    free(script);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("e2e_faults");
+    H_ADD_TEST(s, timeout_kills_the_task_and_its_whole_process_group, 60);
+    H_ADD_TEST(s, a_retried_task_succeeds_on_its_second_attempt, 90);
+    H_ADD_TEST(s, cancel_stops_running_tasks_and_queued_ones_never_start, 90);
+    H_ADD_TEST(s, kill_9_of_a_worker_loses_no_task, 120);
+    H_ADD_TEST(s, kill_9_of_the_master_and_restart_loses_no_task, 120);
+    H_ADD_TEST(s, a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120);
+    H_ADD_TEST(s, a_second_sigterm_kills_the_running_tasks, 60);
+    return h_run_suite(s);
+}
