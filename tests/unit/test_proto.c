@@ -1,0 +1,1587 @@
+/*  Unit tests for proto: the wire format. Every message type round-trips,
+    every validation rule refuses what it should with the right code, the
+    raw encoders produce what the decoders accept, and no decoder crashes
+    or reads past its buffer on damaged input (decoders always get an
+    exact-size heap copy without a terminating NUL, so ASan sees any
+    over-read). */
+#include "../../proto/proto.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef enum { CH_SPEC, CH_RESULT, CH_REQ, CH_REPLY, CH_PIPE, CH_REPORT } chan_t;
+
+/* Decodes text[0..len) on channel ch from an exact-size heap copy; frees
+   what was decoded. Returns true when the decoder accepted it. */
+static bool s_decodes(chan_t ch, const char *text, size_t len, proto_req_type_t rt,
+                      proto_err_t *err)
+{
+    char *buf = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, text, len);
+    memset(err, 0, sizeof *err);
+    bool ok = false;
+    switch (ch) {
+    case CH_SPEC: {
+        proto_spec_t *s = proto_spec_decode(buf, len, err);
+        ok = s != NULL;
+        proto_spec_destroy(&s);
+        break;
+    }
+    case CH_RESULT: {
+        proto_result_t *r = proto_result_decode(buf, len, err);
+        ok = r != NULL;
+        proto_result_destroy(&r);
+        break;
+    }
+    case CH_REQ: {
+        proto_req_t *r = proto_req_decode(buf, len, err);
+        ok = r != NULL;
+        proto_req_destroy(&r);
+        break;
+    }
+    case CH_REPLY: {
+        proto_reply_t *r = proto_reply_decode(buf, len, rt, err);
+        ok = r != NULL;
+        proto_reply_destroy(&r);
+        break;
+    }
+    case CH_PIPE: {
+        proto_pipe_t *p = proto_pipe_decode(buf, len, err);
+        ok = p != NULL;
+        proto_pipe_destroy(&p);
+        break;
+    }
+    case CH_REPORT: {
+        proto_report_t *r = proto_report_decode(buf, len, err);
+        ok = r != NULL;
+        proto_report_destroy(&r);
+        break;
+    }
+    }
+    free(buf);
+    if (!ok) {
+        /* Every refusal says what and why, in one line. */
+        ck_assert_msg(err->code[0] != '\0', "refusal without a code");
+        ck_assert_msg(err->message[0] != '\0', "refusal without a message");
+        ck_assert_ptr_null(strchr(err->message, '\n'));
+    }
+    return ok;
+}
+
+/* Asserts that text is refused on ch with code, and that the message
+   contains want (when not NULL). */
+static void s_refused_as(chan_t ch, proto_req_type_t rt, const char *text, const char *code,
+                         const char *want)
+{
+    proto_err_t err;
+    ck_assert_msg(!s_decodes(ch, text, strlen(text), rt, &err), "accepted: %s", text);
+    ck_assert_msg(strcmp(err.code, code) == 0, "%s: code %s, want %s (%s)", text, err.code, code,
+                  err.message);
+    if (want)
+        ck_assert_msg(strstr(err.message, want), "%s: message \"%s\" lacks \"%s\"", text,
+                      err.message, want);
+}
+
+#define REFUSED(ch, text, code, want) s_refused_as((ch), PROTO_REQ_STATUS, (text), (code), (want))
+
+static void s_accepted(chan_t ch, proto_req_type_t rt, const char *text)
+{
+    proto_err_t err;
+    ck_assert_msg(s_decodes(ch, text, strlen(text), rt, &err), "%s refused: %s %s", text,
+                  err.code, err.message);
+}
+
+static proto_spec_t *s_spec(const char *json)
+{
+    proto_err_t err = {0};
+    proto_spec_t *s = proto_spec_decode(json, strlen(json), &err);
+    ck_assert_msg(s != NULL, "%s: %s", json, err.message);
+    return s;
+}
+
+static bool s_streq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool s_strv_eq(char **a, int na, char **b, int nb)
+{
+    if (na != nb || (!a) != (!b))
+        return false;
+    for (int i = 0; i < na; i++)
+        if (!s_streq(a[i], b[i]))
+            return false;
+    return !a || (a[na] == NULL && b[nb] == NULL);
+}
+
+static void s_spec_eq(const proto_spec_t *a, const proto_spec_t *b)
+{
+    ck_assert_int_eq(a->kind, b->kind);
+    ck_assert(s_strv_eq(a->argv, a->argc, b->argv, b->argc));
+    ck_assert(s_streq(a->shell, b->shell));
+    ck_assert(s_streq(a->fn, b->fn));
+    ck_assert(s_streq(a->args_json, b->args_json));
+    ck_assert_uint_eq(a->stdin_len, b->stdin_len);
+    ck_assert(s_streq(a->stdin_data, b->stdin_data));
+    ck_assert(s_strv_eq(a->env, a->envc, b->env, b->envc));
+    ck_assert(s_streq(a->cwd, b->cwd));
+    ck_assert(a->timeout == b->timeout);
+    ck_assert_int_eq(a->retries, b->retries);
+    ck_assert_int_eq(a->priority, b->priority);
+    ck_assert(s_streq(a->name, b->name));
+    ck_assert_int_eq(a->index, b->index);
+    ck_assert(s_strv_eq(a->require, a->nrequire, b->require, b->nrequire));
+    ck_assert_int_eq(a->output_cap, b->output_cap);
+}
+
+static void s_result_eq(const proto_result_t *a, const proto_result_t *b)
+{
+    ck_assert_int_eq(a->task, b->task);
+    ck_assert_int_eq(a->attempt, b->attempt);
+    ck_assert_int_eq(a->status, b->status);
+    ck_assert_int_eq(a->has_exit_code, b->has_exit_code);
+    if (a->has_exit_code)
+        ck_assert_int_eq(a->exit_code, b->exit_code);
+    ck_assert_int_eq(a->signal, b->signal);
+    ck_assert_int_eq(a->timed_out, b->timed_out);
+    ck_assert(s_streq(a->stdout_data, b->stdout_data));
+    ck_assert(s_streq(a->stderr_data, b->stderr_data));
+    ck_assert_int_eq(a->stdout_truncated, b->stdout_truncated);
+    ck_assert_int_eq(a->stderr_truncated, b->stderr_truncated);
+    ck_assert(s_streq(a->result_json, b->result_json));
+    ck_assert(s_streq(a->error, b->error));
+    ck_assert(a->started == b->started);
+    ck_assert(a->finished == b->finished);
+}
+
+static proto_result_t *s_full_result(int64_t task, int attempt)
+{
+    proto_result_t *r = proto_result_new();
+    r->task = task;
+    r->attempt = attempt;
+    r->status = PROTO_ST_FAILED;
+    r->has_exit_code = true;
+    r->exit_code = 3;
+    r->signal = 0;
+    r->timed_out = true;
+    r->stdout_data = strdup("line 1\nline \"2\"\t\\ caf\xc3\xa9 \x01\x1f end");
+    r->stderr_data = strdup("");
+    r->stdout_truncated = true;
+    r->result_json = strdup("{\"sum\":[1,2.5,\"x\",null,true]}");
+    r->error = strdup("exit status 3");
+    r->started = 1764410400.123456;
+    r->finished = 1764410401.987654;
+    return r;
+}
+
+static char *s_str_of(size_t n, char c)
+{
+    char *s = malloc(n + 1);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ------------------------------------------------------- usage example */
+
+START_TEST(a_client_submits_a_spec_and_the_master_reads_it_back)
+{
+    /* The CLI turns a JSONL line into a spec, wraps specs in a submit... */
+    proto_spec_t *spec = s_spec("{\"argv\":[\"echo\",\"hello\"],\"timeout\":30,\"retries\":2}");
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    req->name = strdup("greetings");
+    req->tasks = calloc(1, sizeof *req->tasks);
+    req->tasks[0] = spec;
+    req->ntasks = 1;
+    char *frame = proto_req_encode(req);
+
+    /* ...and the master decodes the frame into the same specs. */
+    proto_err_t err;
+    proto_req_t *got = proto_req_decode(frame, strlen(frame), &err);
+    ck_assert_msg(got != NULL, "%s", err.message);
+    ck_assert_int_eq(got->type, PROTO_REQ_SUBMIT);
+    ck_assert_str_eq(got->name, "greetings");
+    ck_assert_int_eq(got->ntasks, 1);
+    ck_assert_int_eq(got->tasks[0]->kind, PROTO_KIND_EXEC);
+    ck_assert_str_eq(got->tasks[0]->argv[1], "hello");
+    ck_assert(got->tasks[0]->timeout == 30);
+    s_spec_eq(got->tasks[0], spec);
+
+    /* It answers with a reply the client decodes for that request type. */
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->job = 7;
+    rep->accepted = 1;
+    rep->total = 1;
+    char *text = proto_reply_encode(rep, PROTO_REQ_SUBMIT);
+    proto_reply_t *back = proto_reply_decode(text, strlen(text), PROTO_REQ_SUBMIT, &err);
+    ck_assert_ptr_nonnull(back);
+    ck_assert(back->ok);
+    ck_assert_int_eq(back->job, 7);
+    ck_assert_int_eq(back->accepted, 1);
+
+    free(frame);
+    free(text);
+    proto_req_destroy(&req);
+    ck_assert_ptr_null(req);
+    proto_req_destroy(&got);
+    proto_reply_destroy(&rep);
+    proto_reply_destroy(&back);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- specs */
+
+START_TEST(spec_with_every_field_round_trips)
+{
+    const char *in =
+        "{\"argv\":[\"sh\",\"-c\",\"echo $A\",\"\"],\"stdin\":\"in\\nput \\u00e9\","
+        "\"env\":{\"A\":\"1\",\"B\":\"x=y\",\"C\":\"\"},\"cwd\":\"/tmp\",\"timeout\":2.25,"
+        "\"retries\":100,\"priority\":-2147483648,\"name\":\"t\",\"index\":9007199254740991,"
+        "\"require\":[\"gpu\",\"big\"],\"output_cap\":67108864}";
+    proto_spec_t *a = s_spec(in);
+    ck_assert_int_eq(a->kind, PROTO_KIND_EXEC);
+    ck_assert_int_eq(a->argc, 4);
+    ck_assert_ptr_null(a->argv[4]);
+    ck_assert_str_eq(a->stdin_data, "in\nput \xc3\xa9");
+    ck_assert_uint_eq(a->stdin_len, 9);
+    ck_assert_int_eq(a->envc, 3);
+    ck_assert_str_eq(a->env[1], "B=x=y");
+    ck_assert_str_eq(a->env[2], "C=");
+    ck_assert_int_eq(a->priority, INT32_MIN);
+    ck_assert_int_eq(a->index, 9007199254740991LL);
+    ck_assert_int_eq(a->nrequire, 2);
+    ck_assert_int_eq(a->output_cap, PROTO_MAX_OUTPUT_CAP);
+
+    char *text = proto_spec_encode(a);
+    proto_spec_t *b = s_spec(text);
+    s_spec_eq(a, b);
+    proto_spec_t *c = proto_spec_dup(a);
+    s_spec_eq(a, c);
+    ck_assert_ptr_ne(c->argv, a->argv);
+    char *text2 = proto_spec_encode(c);
+    ck_assert_str_eq(text, text2);
+
+    free(text);
+    free(text2);
+    proto_spec_destroy(&a);
+    proto_spec_destroy(&b);
+    proto_spec_destroy(&c);
+    ck_assert_ptr_null(c);
+    proto_spec_destroy(&c); /* NULL is fine */
+}
+END_TEST
+
+START_TEST(fn_spec_embeds_args_as_json_not_as_a_string)
+{
+    proto_spec_t *s = s_spec("{ \"fn\" : \"sum\", \"args\" : { \"xs\" : [ 1, 2.5, null ] } }");
+    ck_assert_int_eq(s->kind, PROTO_KIND_FN);
+    ck_assert_str_eq(s->fn, "sum");
+    ck_assert_str_eq(s->args_json, "{\"xs\":[1,2.5,null]}");
+    ck_assert_ptr_null(s->argv);
+    ck_assert_ptr_null(s->shell);
+    char *text = proto_spec_encode(s);
+    ck_assert_str_eq(text, "{\"fn\":\"sum\",\"args\":{\"xs\":[1,2.5,null]}}");
+    free(text);
+    proto_spec_destroy(&s);
+
+    s = s_spec("{\"fn\":\"f\",\"args\":\"a string\"}");
+    ck_assert_str_eq(s->args_json, "\"a string\"");
+    proto_spec_destroy(&s);
+}
+END_TEST
+
+START_TEST(spec_encoding_is_normalized_and_leaves_defaults_out)
+{
+    proto_spec_t *a = s_spec("{\"retries\":0,\"shell\":\"ls\",\"timeout\":0,\"priority\":0,"
+                             "\"output_cap\":1048576,\"require\":[],\"env\":{},\"index\":null}");
+    proto_spec_t *b = s_spec("{\"shell\":\"ls\"}");
+    char *ta = proto_spec_encode(a), *tb = proto_spec_encode(b);
+    ck_assert_str_eq(ta, "{\"shell\":\"ls\"}");
+    ck_assert_str_eq(ta, tb);
+    ck_assert_int_eq(a->index, -1);
+    ck_assert_int_eq(a->output_cap, PROTO_DEFAULT_OUTPUT_CAP);
+    ck_assert_ptr_null(a->require);
+    ck_assert_ptr_null(a->env);
+    free(ta);
+    free(tb);
+    proto_spec_destroy(&a);
+    proto_spec_destroy(&b);
+
+    /* Field order in the input does not matter. */
+    a = s_spec("{\"name\":\"n\",\"priority\":5,\"shell\":\"x\",\"cwd\":\"/\"}");
+    b = s_spec("{\"cwd\":\"/\",\"shell\":\"x\",\"name\":\"n\",\"priority\":5}");
+    ta = proto_spec_encode(a);
+    tb = proto_spec_encode(b);
+    ck_assert_str_eq(ta, tb);
+    ck_assert_str_eq(ta, "{\"shell\":\"x\",\"cwd\":\"/\",\"priority\":5,\"name\":\"n\"}");
+    free(ta);
+    free(tb);
+    proto_spec_destroy(&a);
+    proto_spec_destroy(&b);
+}
+END_TEST
+
+START_TEST(integral_numbers_are_accepted_in_any_spelling)
+{
+    proto_spec_t *s = s_spec("{\"shell\":\"x\",\"retries\":2.0,\"priority\":1e2,\"index\":-0}");
+    ck_assert_int_eq(s->retries, 2);
+    ck_assert_int_eq(s->priority, 100);
+    ck_assert_int_eq(s->index, 0);
+    proto_spec_destroy(&s);
+}
+END_TEST
+
+START_TEST(spec_exec_fn_exclusivity_is_enforced)
+{
+    REFUSED(CH_SPEC, "{}", PROTO_E_FIELD, "needs one of");
+    REFUSED(CH_SPEC, "{\"timeout\":1}", PROTO_E_FIELD, "needs one of");
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"shell\":\"b\"}", PROTO_E_FIELD, "exactly one");
+    REFUSED(CH_SPEC, "{\"shell\":\"b\",\"fn\":\"c\"}", PROTO_E_FIELD, "exactly one");
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"fn\":\"c\"}", PROTO_E_FIELD, "exactly one");
+    REFUSED(CH_SPEC, "{\"shell\":\"b\",\"args\":[1]}", PROTO_E_FIELD, "\"args\" is only allowed");
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"args\":{}}", PROTO_E_FIELD, "\"args\" is only allowed");
+    s_accepted(CH_SPEC, 0, "{\"fn\":\"c\",\"args\":null}");
+    s_accepted(CH_SPEC, 0, "{\"shell\":\"b\",\"fn\":null}");
+}
+END_TEST
+
+START_TEST(spec_unknown_and_duplicate_fields_are_errors)
+{
+    REFUSED(CH_SPEC, "{\"shell\":\"x\",\"timout\":3}", PROTO_E_FIELD, "unknown field \"timout\"");
+    REFUSED(CH_SPEC, "{\"shell\":\"x\",\"Shell\":\"y\"}", PROTO_E_FIELD, "unknown field \"Shell\"");
+    REFUSED(CH_SPEC, "{\"shell\":\"x\",\"shell\":\"y\"}", PROTO_E_FIELD, "twice");
+    REFUSED(CH_SPEC, "{\"shell\":\"x\",\"env\":{\"A\":\"1\",\"A\":\"2\"}}", PROTO_E_FIELD, "twice");
+}
+END_TEST
+
+START_TEST(spec_fields_of_the_wrong_type_or_range_are_named)
+{
+    static const struct {
+        const char *json, *field;
+    } cases[] = {
+        {"{\"argv\":\"ls\"}", "\"argv\""},
+        {"{\"argv\":[]}", "\"argv\""},
+        {"{\"argv\":[\"ls\",1]}", "\"argv\" element 1"},
+        {"{\"argv\":[\"\"]}", "\"argv\""},
+        {"{\"shell\":\"\"}", "\"shell\""},
+        {"{\"shell\":[\"x\"]}", "\"shell\""},
+        {"{\"fn\":\"\"}", "\"fn\""},
+        {"{\"fn\":7}", "\"fn\""},
+        {"{\"shell\":\"x\",\"stdin\":1}", "\"stdin\""},
+        {"{\"shell\":\"x\",\"env\":[\"A=1\"]}", "\"env\""},
+        {"{\"shell\":\"x\",\"env\":{\"A\":1}}", "\"env\""},
+        {"{\"shell\":\"x\",\"env\":{\"A=B\":\"1\"}}", "\"env\""},
+        {"{\"shell\":\"x\",\"env\":{\"\":\"1\"}}", "\"env\""},
+        {"{\"shell\":\"x\",\"cwd\":\"\"}", "\"cwd\""},
+        {"{\"shell\":\"x\",\"cwd\":false}", "\"cwd\""},
+        {"{\"shell\":\"x\",\"timeout\":-1}", "field \"timeout\" must be a number >= 0"},
+        {"{\"shell\":\"x\",\"timeout\":\"5\"}", "\"timeout\""},
+        {"{\"shell\":\"x\",\"timeout\":2592001}", "\"timeout\""},
+        {"{\"shell\":\"x\",\"timeout\":1e999}", "\"timeout\""},
+        {"{\"shell\":\"x\",\"retries\":101}", "\"retries\""},
+        {"{\"shell\":\"x\",\"retries\":-1}", "\"retries\""},
+        {"{\"shell\":\"x\",\"retries\":1.5}", "\"retries\""},
+        {"{\"shell\":\"x\",\"retries\":true}", "\"retries\""},
+        {"{\"shell\":\"x\",\"priority\":2147483648}", "\"priority\""},
+        {"{\"shell\":\"x\",\"priority\":-2147483649}", "\"priority\""},
+        {"{\"shell\":\"x\",\"name\":3}", "\"name\""},
+        {"{\"shell\":\"x\",\"name\":\"\"}", "\"name\""},
+        {"{\"shell\":\"x\",\"index\":-1}", "\"index\""},
+        {"{\"shell\":\"x\",\"index\":0.5}", "\"index\""},
+        {"{\"shell\":\"x\",\"index\":9007199254740993}", "\"index\""},
+        {"{\"shell\":\"x\",\"require\":\"gpu\"}", "\"require\""},
+        {"{\"shell\":\"x\",\"require\":[1]}", "\"require\" element 0"},
+        {"{\"shell\":\"x\",\"require\":[\"\"]}", "\"require\""},
+        {"{\"shell\":\"x\",\"output_cap\":0}", "\"output_cap\""},
+        {"{\"shell\":\"x\",\"output_cap\":67108865}", "\"output_cap\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        REFUSED(CH_SPEC, cases[i].json, PROTO_E_FIELD, cases[i].field);
+}
+END_TEST
+
+START_TEST(names_longer_than_the_limit_are_refused)
+{
+    char *name = s_str_of(PROTO_MAX_NAME, 'n');
+    char json[1024];
+    snprintf(json, sizeof json, "{\"fn\":\"%s\",\"name\":\"%s\",\"require\":[\"%s\"]}", name, name,
+             name);
+    s_accepted(CH_SPEC, 0, json);
+    snprintf(json, sizeof json, "{\"fn\":\"%sx\"}", name);
+    REFUSED(CH_SPEC, json, PROTO_E_FIELD, "\"fn\" is longer than 256");
+    snprintf(json, sizeof json, "{\"fn\":\"f\",\"name\":\"%sx\"}", name);
+    REFUSED(CH_SPEC, json, PROTO_E_FIELD, "\"name\"");
+    snprintf(json, sizeof json, "{\"fn\":\"f\",\"require\":[\"%sx\"]}", name);
+    REFUSED(CH_SPEC, json, PROTO_E_FIELD, "\"require\"");
+    free(name);
+}
+END_TEST
+
+START_TEST(text_that_is_not_one_json_object_is_refused)
+{
+    REFUSED(CH_SPEC, "", PROTO_E_PARSE, NULL);
+    REFUSED(CH_SPEC, "   ", PROTO_E_PARSE, NULL);
+    REFUSED(CH_SPEC, "{\"shell\":", PROTO_E_PARSE, "not valid JSON");
+    REFUSED(CH_SPEC, "{'shell':'x'}", PROTO_E_PARSE, NULL);
+    REFUSED(CH_SPEC, "[{\"shell\":\"x\"}]", PROTO_E_PARSE, "not a JSON object");
+    REFUSED(CH_SPEC, "\"shell\"", PROTO_E_PARSE, "not a JSON object");
+    REFUSED(CH_SPEC, "null", PROTO_E_PARSE, NULL);
+    REFUSED(CH_SPEC, "{\"shell\":\"x\"}{}", PROTO_E_PARSE, "trailing");
+    REFUSED(CH_SPEC, "{\"shell\":\"x\"} x", PROTO_E_PARSE, "trailing");
+    REFUSED(CH_SPEC, "{\"shell\":\"\\ud800\"}", PROTO_E_PARSE, NULL); /* lone surrogate */
+    s_accepted(CH_SPEC, 0, " \t\r\n{\"shell\":\"x\"} \n");
+}
+END_TEST
+
+START_TEST(bad_utf8_and_nul_are_refused_everywhere)
+{
+    /* raw invalid bytes, overlong '/', an encoded surrogate, a code point
+       above U+10FFFF, a truncated sequence */
+    static const char *const bad[] = {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                                      "\xe2\x82"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"shell\":\"%s\"}", bad[i]);
+        REFUSED(CH_SPEC, json, PROTO_E_PARSE, "invalid UTF-8 at byte 10");
+        snprintf(json, sizeof json, "{\"fn\":\"f\",\"args\":{\"%s\":1}}", bad[i]);
+        REFUSED(CH_SPEC, json, PROTO_E_PARSE, "invalid UTF-8");
+        snprintf(json, sizeof json, "{\"v\":1,\"type\":\"bye\",\"worker\":\"w%s\"}", bad[i]);
+        REFUSED(CH_REPORT, json, PROTO_E_PARSE, "invalid UTF-8");
+    }
+    /* A NUL byte inside the frame, and a \u0000 escape, which cJSON would
+       decode into a string cut short. */
+    proto_err_t err;
+    const char nul[] = "{\"shell\":\"a\0b\"}";
+    ck_assert(!s_decodes(CH_SPEC, nul, sizeof nul - 1, 0, &err));
+    ck_assert_str_eq(err.code, PROTO_E_PARSE);
+    ck_assert_ptr_nonnull(strstr(err.message, "NUL byte at byte 11"));
+    REFUSED(CH_SPEC, "{\"shell\":\"a\\u0000b\"}", PROTO_E_FIELD, "\\u0000");
+    REFUSED(CH_SPEC, "{\"fn\":\"f\",\"args\":[\"\\u0000\"]}", PROTO_E_FIELD, "\\u0000");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"drain\",\"worker\":\"w\\u0000\"}", PROTO_E_FIELD,
+            "\\u0000");
+    /* ...but an escaped backslash followed by "u0000" is plain text. */
+    proto_spec_t *s = s_spec("{\"shell\":\"a\\\\u0000b\"}");
+    ck_assert_str_eq(s->shell, "a\\u0000b");
+    proto_spec_destroy(&s);
+    /* Valid multi-byte text passes, raw or escaped. */
+    s = s_spec("{\"shell\":\"\xe2\x82\xac \\u20ac \xf0\x9f\x98\x80 \\ud83d\\ude00\"}");
+    ck_assert_str_eq(s->shell, "\xe2\x82\xac \xe2\x82\xac \xf0\x9f\x98\x80 \xf0\x9f\x98\x80");
+    proto_spec_destroy(&s);
+}
+END_TEST
+
+START_TEST(messages_over_the_size_limit_are_refused_before_parsing)
+{
+    size_t n = (size_t) PROTO_MAX_API_MSG + 1;
+    char *big = malloc(n);
+    ck_assert_ptr_nonnull(big);
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    proto_err_t err;
+    proto_req_t *req = proto_req_decode(big, n, &err);
+    ck_assert_ptr_null(req);
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    ck_assert_ptr_null(proto_pipe_decode(big, n, &err));
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    ck_assert_ptr_null(proto_report_decode(big, n, &err));
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    ck_assert_ptr_null(proto_spec_decode(big, n, &err));
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    free(big);
+    ck_assert_ptr_null(proto_req_decode(NULL, 0, NULL)); /* err may be NULL */
+}
+END_TEST
+
+/* -------------------------------------------------------------- results */
+
+START_TEST(result_with_every_field_round_trips)
+{
+    proto_result_t *r = s_full_result(42, 3);
+    char *text = proto_result_encode(r);
+    /* The fn result is embedded as JSON, not as a string. */
+    ck_assert_ptr_nonnull(strstr(text, "\"result\":{\"sum\":[1,2.5,\"x\",null,true]}"));
+    ck_assert_ptr_nonnull(strstr(text, "\"status\":\"failed\""));
+    ck_assert_ptr_nonnull(strstr(text, "\\u0001\\u001f"));
+    proto_err_t err;
+    proto_result_t *b = proto_result_decode(text, strlen(text), &err);
+    ck_assert_msg(b != NULL, "%s", err.message);
+    s_result_eq(r, b);
+    free(text);
+    proto_result_destroy(&r);
+    proto_result_destroy(&b);
+    ck_assert_ptr_null(b);
+}
+END_TEST
+
+START_TEST(minimal_result_round_trips_with_nulls)
+{
+    proto_result_t *r = proto_result_new();
+    ck_assert_int_eq(r->status, PROTO_ST_FAILED); /* unfilled never reads as success */
+    r->task = 1;
+    r->attempt = 1;
+    r->status = PROTO_ST_CANCELLED;
+    r->signal = 9;
+    char *text = proto_result_encode(r);
+    ck_assert_ptr_nonnull(strstr(text, "\"exit_code\":null"));
+    ck_assert_ptr_nonnull(strstr(text, "\"stdout\":null"));
+    ck_assert_ptr_nonnull(strstr(text, "\"result\":null"));
+    proto_err_t err;
+    proto_result_t *b = proto_result_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(b);
+    s_result_eq(r, b);
+    ck_assert(!b->has_exit_code);
+    ck_assert_ptr_null(b->stdout_data);
+    free(text);
+    proto_result_destroy(&r);
+    proto_result_destroy(&b);
+}
+END_TEST
+
+START_TEST(encoders_never_emit_what_decoders_refuse)
+{
+    proto_result_t *r = proto_result_new();
+    r->task = 5;
+    r->attempt = 1;
+    r->status = PROTO_ST_DONE;
+    r->stdout_data = strdup("ok \xff\xfe bad \xc3");    /* invalid UTF-8 from a child */
+    r->result_json = strdup("{not json");              /* a broken plugin */
+    r->error = strdup("\x80");
+    char *text = proto_result_encode(r);
+    proto_err_t err;
+    proto_result_t *b = proto_result_decode(text, strlen(text), &err);
+    ck_assert_msg(b != NULL, "%s", err.message);
+    ck_assert_str_eq(b->stdout_data, "ok \xef\xbf\xbd\xef\xbf\xbd bad \xef\xbf\xbd");
+    ck_assert_ptr_null(b->result_json);
+    ck_assert_str_eq(b->error, "\xef\xbf\xbd");
+    free(text);
+    proto_result_destroy(&r);
+    proto_result_destroy(&b);
+
+    /* stdin with a NUL byte (counted by stdin_len) */
+    proto_spec_t *s = s_spec("{\"shell\":\"cat\",\"stdin\":\"ab\"}");
+    s->stdin_data[1] = '\0';
+    char *st = proto_spec_encode(s);
+    proto_spec_t *t = s_spec(st);
+    ck_assert_str_eq(t->stdin_data, "a\xef\xbf\xbd");
+    free(st);
+    proto_spec_destroy(&s);
+    proto_spec_destroy(&t);
+}
+END_TEST
+
+START_TEST(megabyte_outputs_round_trip_exactly)
+{
+    size_t n = 1024 * 1024;
+    proto_result_t *r = proto_result_new();
+    r->task = 9;
+    r->attempt = 2;
+    r->status = PROTO_ST_DONE;
+    r->stdout_data = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        r->stdout_data[i] = "ab\"\\\n\t\x02z"[i % 8];
+    r->stdout_data[n] = '\0';
+    r->stderr_data = s_str_of(n, 'e');
+    char *text = proto_result_encode(r);
+    proto_err_t err;
+    proto_result_t *b = proto_result_decode(text, strlen(text), &err);
+    ck_assert_msg(b != NULL, "%s", err.message);
+    s_result_eq(r, b);
+    free(text);
+    proto_result_destroy(&r);
+    proto_result_destroy(&b);
+}
+END_TEST
+
+START_TEST(result_fields_are_validated)
+{
+    REFUSED(CH_RESULT, "{\"attempt\":1,\"status\":\"done\"}", PROTO_E_FIELD, "\"task\"");
+    REFUSED(CH_RESULT, "{\"task\":0,\"attempt\":1,\"status\":\"done\"}", PROTO_E_FIELD, "\"task\"");
+    REFUSED(CH_RESULT, "{\"task\":1,\"status\":\"done\"}", PROTO_E_FIELD, "\"attempt\"");
+    REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":0,\"status\":\"done\"}", PROTO_E_FIELD,
+            "\"attempt\"");
+    REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":1}", PROTO_E_FIELD, "\"status\"");
+    REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":1,\"status\":\"running\"}", PROTO_E_FIELD,
+            "\"status\"");
+    REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":1,\"status\":1}", PROTO_E_FIELD, "\"status\"");
+    const char *base = "{\"task\":1,\"attempt\":1,\"status\":\"done\",";
+    static const struct {
+        const char *tail, *field;
+    } cases[] = {
+        {"\"exit_code\":1.5}", "\"exit_code\""}, {"\"exit_code\":\"0\"}", "\"exit_code\""},
+        {"\"signal\":-1}", "\"signal\""},        {"\"timed_out\":0}", "\"timed_out\""},
+        {"\"stdout\":5}", "\"stdout\""},         {"\"stderr\":[]}", "\"stderr\""},
+        {"\"stdout_truncated\":\"no\"}", "\"stdout_truncated\""},
+        {"\"error\":{}}", "\"error\""},          {"\"started\":-1}", "\"started\""},
+        {"\"finished\":\"now\"}", "\"finished\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "%s%s", base, cases[i].tail);
+        REFUSED(CH_RESULT, json, PROTO_E_FIELD, cases[i].field);
+    }
+    s_accepted(CH_RESULT, 0, "{\"task\":1,\"attempt\":1,\"status\":\"done\",\"result\":[1]}");
+}
+END_TEST
+
+/* ---------------------------------------------------------- API requests */
+
+/* Encodes req, decodes it back, and checks the re-encoding is identical
+   (the caller asserts the fields it set). */
+static proto_req_t *s_req_round_trip(const proto_req_t *req)
+{
+    char *text = proto_req_encode(req);
+    ck_assert_ptr_nonnull(text);
+    proto_err_t err;
+    proto_req_t *got = proto_req_decode(text, strlen(text), &err);
+    ck_assert_msg(got != NULL, "%s: %s", text, err.message);
+    ck_assert_int_eq(got->type, req->type);
+    char *again = proto_req_encode(got);
+    ck_assert_str_eq(text, again);
+    free(text);
+    free(again);
+    return got;
+}
+
+START_TEST(every_request_type_round_trips)
+{
+    proto_req_t *r, *g;
+
+    r = proto_req_new(PROTO_REQ_STATUS);
+    r->job = 12;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 12);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    proto_req_type_t bare[] = {PROTO_REQ_JOBS, PROTO_REQ_WORKERS, PROTO_REQ_STATS};
+    for (size_t i = 0; i < 3; i++) {
+        r = proto_req_new(bare[i]);
+        g = s_req_round_trip(r);
+        proto_req_destroy(&r);
+        proto_req_destroy(&g);
+    }
+
+    r = proto_req_new(PROTO_REQ_RESULTS);
+    ck_assert_int_eq(r->limit, 1000);
+    r->job = 3;
+    r->after = 99;
+    r->limit = 10000;
+    r->failed_only = true;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 3);
+    ck_assert_int_eq(g->after, 99);
+    ck_assert_int_eq(g->limit, 10000);
+    ck_assert(g->failed_only);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_LOGS);
+    r->task = 77;
+    r->out_offset = 10;
+    r->err_offset = 20;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->task, 77);
+    ck_assert_int_eq(g->index, -1);
+    ck_assert_int_eq(g->out_offset, 10);
+    ck_assert_int_eq(g->err_offset, 20);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_LOGS);
+    r->job = 4;
+    r->index = 0;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->task, 0);
+    ck_assert_int_eq(g->job, 4);
+    ck_assert_int_eq(g->index, 0);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_CANCEL);
+    r->job = 5;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 5);
+    ck_assert_int_eq(g->task, 0);
+    ck_assert_int_eq(g->index, -1);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_CANCEL);
+    r->job = 5;
+    r->index = 8;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->index, 8);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_DRAIN);
+    r->worker = strdup("w-3");
+    g = s_req_round_trip(r);
+    ck_assert_str_eq(g->worker, "w-3");
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_FORGET);
+    r->job = 2;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 2);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_HELLO);
+    r->name = strdup("gpu-box");
+    r->host = strdup("host.example");
+    r->pid = 4242;
+    r->threads = 8;
+    r->labels = calloc(3, sizeof *r->labels);
+    r->labels[0] = strdup("gpu");
+    r->labels[1] = strdup("linux");
+    r->nlabels = 2;
+    r->running = calloc(2, sizeof *r->running);
+    r->running[0] = (proto_task_ref_t){.task = 10, .attempt = 1};
+    r->running[1] = (proto_task_ref_t){.task = 11, .attempt = 4};
+    r->nrunning = 2;
+    r->no_exec = true;
+    g = s_req_round_trip(r);
+    ck_assert_str_eq(g->name, "gpu-box");
+    ck_assert_str_eq(g->host, "host.example");
+    ck_assert_int_eq(g->pid, 4242);
+    ck_assert_int_eq(g->threads, 8);
+    ck_assert(s_strv_eq(g->labels, g->nlabels, r->labels, r->nlabels));
+    ck_assert_int_eq(g->nrunning, 2);
+    ck_assert_int_eq(g->running[1].task, 11);
+    ck_assert_int_eq(g->running[1].attempt, 4);
+    ck_assert(g->no_exec);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_SUBMIT);
+    r->job = 9;
+    r->more = true;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 9);
+    ck_assert(g->more);
+    ck_assert_int_eq(g->ntasks, 0);
+    ck_assert_ptr_null(g->name);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+}
+END_TEST
+
+START_TEST(request_envelope_errors_have_their_own_codes)
+{
+    REFUSED(CH_REQ, "{\"type\":\"jobs\"}", PROTO_E_VERSION, "\"v\"");
+    REFUSED(CH_REQ, "{\"v\":2,\"type\":\"jobs\"}", PROTO_E_VERSION, NULL);
+    REFUSED(CH_REQ, "{\"v\":\"1\",\"type\":\"jobs\"}", PROTO_E_VERSION, NULL);
+    REFUSED(CH_REQ, "{\"v\":1.5,\"type\":\"jobs\"}", PROTO_E_VERSION, NULL);
+    REFUSED(CH_REQ, "{\"v\":1}", PROTO_E_TYPE, "\"type\"");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":7}", PROTO_E_TYPE, "\"type\"");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"launch\"}", PROTO_E_TYPE, "\"launch\"");
+    REFUSED(CH_REQ, "[1]", PROTO_E_PARSE, NULL);
+    REFUSED(CH_REQ, "nope", PROTO_E_PARSE, NULL);
+    /* Unknown fields in messages (not specs) are ignored. */
+    s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"jobs\",\"future\":[1,2]}");
+}
+END_TEST
+
+START_TEST(each_channel_accepts_only_its_own_types)
+{
+    static const char *const api[] = {"submit", "status", "jobs", "results", "logs", "cancel",
+                                      "workers", "drain", "stats", "forget", "hello", "reply"};
+    static const char *const pipe[] = {"tasks", "abort", "drain", "ping"};
+    static const char *const report[] = {"heartbeat", "started", "output", "results", "bye"};
+    char json[128];
+    for (size_t i = 0; i < sizeof api / sizeof *api; i++) {
+        snprintf(json, sizeof json, "{\"v\":1,\"type\":\"%s\"}", api[i]);
+        if (strcmp(api[i], "drain") != 0)
+            REFUSED(CH_PIPE, json, PROTO_E_TYPE, api[i]);
+        if (strcmp(api[i], "results") != 0)
+            REFUSED(CH_REPORT, json, PROTO_E_TYPE, api[i]);
+    }
+    for (size_t i = 0; i < sizeof pipe / sizeof *pipe; i++) {
+        snprintf(json, sizeof json, "{\"v\":1,\"type\":\"%s\",\"worker\":\"w\"}", pipe[i]);
+        if (strcmp(pipe[i], "drain") != 0)
+            REFUSED(CH_REQ, json, PROTO_E_TYPE, pipe[i]);
+        REFUSED(CH_REPORT, json, PROTO_E_TYPE, pipe[i]);
+        REFUSED(CH_REPLY, json, PROTO_E_TYPE, pipe[i]);
+    }
+    for (size_t i = 0; i < sizeof report / sizeof *report; i++) {
+        snprintf(json, sizeof json, "{\"v\":1,\"type\":\"%s\"}", report[i]);
+        if (strcmp(report[i], "results") != 0)
+            REFUSED(CH_REQ, json, PROTO_E_TYPE, report[i]);
+        REFUSED(CH_PIPE, json, PROTO_E_TYPE, report[i]);
+    }
+    /* A reply is not a request. */
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"reply\",\"ok\":true}", PROTO_E_TYPE, "reply");
+}
+END_TEST
+
+START_TEST(request_fields_are_validated_per_type)
+{
+    static const struct {
+        const char *json, *field;
+    } cases[] = {
+        {"{\"v\":1,\"type\":\"status\",\"job\":-1}", "\"job\""},
+        {"{\"v\":1,\"type\":\"status\",\"job\":\"3\"}", "\"job\""},
+        {"{\"v\":1,\"type\":\"results\"}", "missing field \"job\""},
+        {"{\"v\":1,\"type\":\"results\",\"job\":1,\"limit\":0}", "\"limit\""},
+        {"{\"v\":1,\"type\":\"results\",\"job\":1,\"limit\":10001}", "\"limit\""},
+        {"{\"v\":1,\"type\":\"results\",\"job\":1,\"after\":-5}", "\"after\""},
+        {"{\"v\":1,\"type\":\"results\",\"job\":1,\"failed_only\":\"yes\"}", "\"failed_only\""},
+        {"{\"v\":1,\"type\":\"logs\"}", "\"task\""},
+        {"{\"v\":1,\"type\":\"logs\",\"job\":1}", "\"index\""},
+        {"{\"v\":1,\"type\":\"logs\",\"task\":1,\"out_offset\":-1}", "\"out_offset\""},
+        {"{\"v\":1,\"type\":\"logs\",\"task\":1,\"err_offset\":0.5}", "\"err_offset\""},
+        {"{\"v\":1,\"type\":\"cancel\"}", "\"job\""},
+        {"{\"v\":1,\"type\":\"cancel\",\"task\":1,\"index\":2}", "\"index\" needs \"job\""},
+        {"{\"v\":1,\"type\":\"cancel\",\"job\":0}", "\"job\""},
+        {"{\"v\":1,\"type\":\"drain\"}", "missing field \"worker\""},
+        {"{\"v\":1,\"type\":\"drain\",\"worker\":\"\"}", "\"worker\""},
+        {"{\"v\":1,\"type\":\"forget\"}", "\"job\""},
+        {"{\"v\":1,\"type\":\"hello\",\"threads\":1}", "missing field \"host\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\"}", "missing field \"threads\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":0}", "\"threads\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"pid\":-2}", "\"pid\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"labels\":[2]}", "\"labels\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1}]}",
+         "running[0]: missing field \"attempt\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[3]}", "\"running\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"no_exec\":1}", "\"no_exec\""},
+        {"{\"v\":1,\"type\":\"submit\",\"tasks\":{}}", "\"tasks\" must be an array"},
+        {"{\"v\":1,\"type\":\"submit\",\"more\":\"no\"}", "\"more\""},
+        {"{\"v\":1,\"type\":\"submit\",\"name\":\"\"}", "\"name\""},
+        {"{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"shell\":\"a\"},{\"shell\":\"b\"},{},"
+         "{\"shell\":\"d\"}]}",
+         "tasks[2]: task spec needs one of"},
+        {"{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"shell\":\"a\",\"retries\":-1}]}",
+         "tasks[0]: field \"retries\""},
+        {"{\"v\":1,\"type\":\"submit\",\"tasks\":[7]}", "tasks[0]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        REFUSED(CH_REQ, cases[i].json, PROTO_E_FIELD, cases[i].field);
+    s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"cancel\",\"task\":1}");
+    s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"logs\",\"job\":1,\"index\":0}");
+    s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1}");
+}
+END_TEST
+
+START_TEST(submit_batches_over_the_limit_are_too_big)
+{
+    size_t cap = 64 + (size_t) (PROTO_MAX_SUBMIT_BATCH + 1) * 16;
+    char *json = malloc(cap);
+    size_t len = (size_t) snprintf(json, cap, "{\"v\":1,\"type\":\"submit\",\"tasks\":[");
+    for (int i = 0; i < PROTO_MAX_SUBMIT_BATCH; i++)
+        len += (size_t) snprintf(json + len, cap - len, "%s{\"fn\":\"f\"}", i ? "," : "");
+    strcpy(json + len, "]}");
+    proto_err_t err;
+    proto_req_t *req = proto_req_decode(json, strlen(json), &err);
+    ck_assert_msg(req != NULL, "%s", err.message);
+    ck_assert_int_eq(req->ntasks, PROTO_MAX_SUBMIT_BATCH);
+    proto_req_destroy(&req);
+    strcpy(json + len, ",{\"fn\":\"f\"}]}");
+    REFUSED(CH_REQ, json, PROTO_E_TOO_BIG, "\"tasks\"");
+    free(json);
+}
+END_TEST
+
+/* -------------------------------------------------------------- replies */
+
+static proto_reply_t *s_reply_round_trip(const proto_reply_t *rep, proto_req_type_t rt)
+{
+    char *text = proto_reply_encode(rep, rt);
+    ck_assert_ptr_nonnull(text);
+    proto_err_t err;
+    proto_reply_t *got = proto_reply_decode(text, strlen(text), rt, &err);
+    ck_assert_msg(got != NULL, "%s: %s", text, err.message);
+    char *again = proto_reply_encode(got, rt);
+    ck_assert_str_eq(text, again);
+    free(text);
+    free(again);
+    return got;
+}
+
+START_TEST(error_replies_carry_code_and_message)
+{
+    proto_reply_t *rep = proto_reply_error(PROTO_E_NOT_FOUND, "no job %d", 12);
+    ck_assert(!rep->ok);
+    ck_assert_str_eq(rep->error.code, "not_found");
+    ck_assert_str_eq(rep->error.message, "no job 12");
+    char *text = proto_reply_encode(rep, PROTO_REQ_STATUS);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"reply\",\"ok\":false,\"error\":"
+                           "{\"code\":\"not_found\",\"message\":\"no job 12\"}}");
+    /* A failed reply decodes the same whatever was asked. */
+    proto_err_t err;
+    proto_reply_t *got = proto_reply_decode(text, strlen(text), PROTO_REQ_HELLO, &err);
+    ck_assert_ptr_nonnull(got);
+    ck_assert(!got->ok);
+    ck_assert_str_eq(got->error.code, "not_found");
+    ck_assert_str_eq(got->error.message, "no job 12");
+    free(text);
+    proto_reply_destroy(&rep);
+    proto_reply_destroy(&got);
+
+    proto_err_t e2;
+    proto_err_set(&e2, PROTO_E_FIELD, "field \"%s\" bad", "x");
+    ck_assert_str_eq(e2.code, "bad_field");
+    ck_assert_str_eq(e2.message, "field \"x\" bad");
+    proto_err_set(NULL, PROTO_E_FIELD, "ignored"); /* NULL err is allowed */
+
+    REFUSED(CH_REPLY, "{\"v\":1,\"type\":\"reply\",\"ok\":false}", PROTO_E_FIELD, "\"error\"");
+    REFUSED(CH_REPLY, "{\"v\":1,\"type\":\"reply\",\"ok\":false,\"error\":{\"message\":\"m\"}}",
+            PROTO_E_FIELD, "error.code");
+    REFUSED(CH_REPLY, "{\"v\":1,\"type\":\"reply\",\"ok\":false,\"error\":{\"code\":\"x\","
+                      "\"message\":3}}",
+            PROTO_E_FIELD, "error.message");
+    REFUSED(CH_REPLY, "{\"v\":1,\"type\":\"reply\"}", PROTO_E_FIELD, "\"ok\"");
+    REFUSED(CH_REPLY, "{\"v\":1,\"type\":\"reply\",\"ok\":1}", PROTO_E_FIELD, "\"ok\"");
+    REFUSED(CH_REPLY, "{\"v\":1,\"type\":\"status\",\"ok\":true}", PROTO_E_TYPE, "status");
+}
+END_TEST
+
+START_TEST(every_reply_type_round_trips)
+{
+    proto_reply_t *r, *g;
+
+    r = proto_reply_new(true);
+    r->job = 4;
+    r->accepted = 1000;
+    r->total = 5000;
+    g = s_reply_round_trip(r, PROTO_REQ_SUBMIT);
+    ck_assert_int_eq(g->total, 5000);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    r->njobs = 2;
+    r->jobs = calloc(2, sizeof *r->jobs);
+    r->jobs[0] = (proto_job_t){.id = 1, .name = strdup("a"), .closed = true, .total = 3,
+                               .done = 2, .failed = 1, .created = 1.5, .finished = 9.25};
+    r->jobs[1] = (proto_job_t){.id = 2, .total = 1, .queued = 1, .created = 2};
+    g = s_reply_round_trip(r, PROTO_REQ_JOBS);
+    ck_assert_int_eq(g->njobs, 2);
+    ck_assert_str_eq(g->jobs[0].name, "a");
+    ck_assert(g->jobs[0].closed);
+    ck_assert_int_eq(g->jobs[0].failed, 1);
+    ck_assert(g->jobs[0].finished == 9.25);
+    ck_assert_ptr_null(g->jobs[1].name);
+    proto_reply_destroy(&g);
+    g = s_reply_round_trip(r, PROTO_REQ_STATUS);
+    ck_assert_int_eq(g->njobs, 2);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    ck_assert_int_eq(r->next_after, -1);
+    r->ntasks = 2;
+    r->tasks = calloc(2, sizeof *r->tasks);
+    r->tasks[0] = (proto_task_info_t){.task = 42, .job = 1, .index = 0, .name = strdup("t0"),
+                                      .status = PROTO_ST_FAILED, .attempts = 3,
+                                      .worker = strdup("w1"), .result = s_full_result(42, 3)};
+    r->tasks[1] = (proto_task_info_t){.task = 43, .job = 1, .index = 1,
+                                      .status = PROTO_ST_RUNNING, .attempts = 1};
+    r->next_after = 43;
+    g = s_reply_round_trip(r, PROTO_REQ_RESULTS);
+    ck_assert_int_eq(g->ntasks, 2);
+    ck_assert_int_eq(g->next_after, 43);
+    ck_assert_str_eq(g->tasks[0].worker, "w1");
+    ck_assert_ptr_nonnull(g->tasks[0].result);
+    s_result_eq(r->tasks[0].result, g->tasks[0].result);
+    ck_assert_ptr_null(g->tasks[1].result);
+    ck_assert_int_eq(g->tasks[1].status, PROTO_ST_RUNNING);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    r->task_state = PROTO_ST_RUNNING;
+    r->out_chunk = strdup("partial\n");
+    r->out_offset = 8;
+    r->err_offset = 0;
+    g = s_reply_round_trip(r, PROTO_REQ_LOGS);
+    ck_assert_int_eq(g->task_state, PROTO_ST_RUNNING);
+    ck_assert_str_eq(g->out_chunk, "partial\n");
+    ck_assert_ptr_null(g->err_chunk);
+    ck_assert_int_eq(g->out_offset, 8);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    r->count = 17;
+    g = s_reply_round_trip(r, PROTO_REQ_CANCEL);
+    ck_assert_int_eq(g->count, 17);
+    proto_reply_destroy(&g);
+    g = s_reply_round_trip(r, PROTO_REQ_FORGET);
+    ck_assert_int_eq(g->count, 17);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    r->nworkers = 1;
+    r->workers = calloc(1, sizeof *r->workers);
+    r->workers[0] = (proto_worker_info_t){.id = strdup("w1"), .host = strdup("h"), .pid = 9,
+                                          .threads = 4, .alive = true, .running = 2,
+                                          .done = 100, .failed = 1, .last_heartbeat = 5.5};
+    r->workers[0].labels = calloc(2, sizeof(char *));
+    r->workers[0].labels[0] = strdup("gpu");
+    r->workers[0].nlabels = 1;
+    g = s_reply_round_trip(r, PROTO_REQ_WORKERS);
+    ck_assert_int_eq(g->nworkers, 1);
+    ck_assert_str_eq(g->workers[0].id, "w1");
+    ck_assert_str_eq(g->workers[0].labels[0], "gpu");
+    ck_assert_int_eq(g->workers[0].done, 100);
+    ck_assert(g->workers[0].last_heartbeat == 5.5);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    r->stats = (proto_stats_t){.jobs = 3, .tasks_queued = 4, .tasks_running = 5,
+                               .tasks_done = 6, .tasks_failed = 7, .workers_alive = 2,
+                               .threads_total = 16, .duplicates = 1, .results_per_s_1m = 250,
+                               .uptime = 12.5, .db_path = strdup("/var/lib/ztask.db")};
+    g = s_reply_round_trip(r, PROTO_REQ_STATS);
+    ck_assert_int_eq(g->stats.tasks_failed, 7);
+    ck_assert_int_eq(g->stats.results_per_s_1m, 250);
+    ck_assert_str_eq(g->stats.db_path, "/var/lib/ztask.db");
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    r->worker_id = strdup("w7");
+    r->task_port = 40001;
+    r->report_port = 5556;
+    r->heartbeat_ms = 1000;
+    r->liveness = 3;
+    g = s_reply_round_trip(r, PROTO_REQ_HELLO);
+    ck_assert_str_eq(g->worker_id, "w7");
+    ck_assert_int_eq(g->task_port, 40001);
+    ck_assert_int_eq(g->report_port, 5556);
+    ck_assert_int_eq(g->heartbeat_ms, 1000);
+    ck_assert_int_eq(g->liveness, 3);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    r = proto_reply_new(true);
+    char *text = proto_reply_encode(r, PROTO_REQ_DRAIN);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"reply\",\"ok\":true}");
+    free(text);
+    g = s_reply_round_trip(r, PROTO_REQ_DRAIN);
+    ck_assert(g->ok);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+}
+END_TEST
+
+START_TEST(reply_fields_are_validated_per_request_type)
+{
+    s_refused_as(CH_REPLY, PROTO_REQ_HELLO,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"worker\":\"w\",\"task_port\":0,"
+                 "\"report_port\":5556,\"heartbeat_ms\":1000,\"liveness\":3}",
+                 PROTO_E_FIELD, "\"task_port\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_HELLO,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"worker\":\"w\",\"task_port\":1,"
+                 "\"report_port\":70000,\"heartbeat_ms\":1000,\"liveness\":3}",
+                 PROTO_E_FIELD, "\"report_port\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_HELLO, "{\"v\":1,\"type\":\"reply\",\"ok\":true}",
+                 PROTO_E_FIELD, "\"worker\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_LOGS,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"state\":\"sleeping\"}", PROTO_E_FIELD,
+                 "\"state\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_STATS, "{\"v\":1,\"type\":\"reply\",\"ok\":true}",
+                 PROTO_E_FIELD, "\"stats\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_JOBS,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"jobs\":[{\"job\":1},{\"job\":-1}]}",
+                 PROTO_E_FIELD, "jobs[1]");
+    s_refused_as(CH_REPLY, PROTO_REQ_RESULTS,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,\"status\":"
+                 "\"done\",\"finished\":1,\"exit_code\":\"x\"}]}",
+                 PROTO_E_FIELD, "tasks[0]: field \"exit_code\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_WORKERS,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"workers\":[{\"host\":\"h\"}]}",
+                 PROTO_E_FIELD, "\"worker\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_SUBMIT, "{\"v\":1,\"type\":\"reply\",\"ok\":true}",
+                 PROTO_E_FIELD, "\"job\"");
+    s_accepted(CH_REPLY, PROTO_REQ_JOBS, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"jobs\":[]}");
+}
+END_TEST
+
+/* -------------------------------------------------------------- records */
+
+static void s_contains(const char *text, const char *part)
+{
+    ck_assert_msg(strstr(text, part) != NULL, "%s lacks %s", text, part);
+}
+
+START_TEST(job_records_show_a_derived_state)
+{
+    static const struct {
+        proto_job_t job;
+        const char *state;
+    } cases[] = {
+        {{.closed = false, .total = 3, .done = 3}, "open"},
+        {{.closed = true, .total = 3, .queued = 3}, "queued"},
+        {{.closed = true, .total = 3, .queued = 2, .running = 1}, "running"},
+        {{.closed = true, .total = 3, .queued = 2, .done = 1}, "running"},
+        {{.closed = true, .total = 3, .done = 3}, "done"},
+        {{.closed = true, .total = 0}, "done"},
+        {{.closed = true, .total = 3, .done = 1, .failed = 1, .cancelled = 1}, "failed"},
+        {{.closed = true, .total = 3, .done = 2, .cancelled = 1}, "cancelled"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ck_assert_str_eq(proto_job_state_name(&cases[i].job), cases[i].state);
+        char *text = proto_job_encode(&cases[i].job);
+        char want[64];
+        snprintf(want, sizeof want, "\"state\":\"%s\"", cases[i].state);
+        s_contains(text, want);
+        free(text);
+    }
+    proto_job_t j = {.id = 5, .name = strdup("nightly"), .closed = true, .total = 2, .done = 2,
+                     .created = 100, .finished = 0};
+    char *text = proto_job_encode(&j);
+    ck_assert_str_eq(text, "{\"job\":5,\"name\":\"nightly\",\"state\":\"done\",\"closed\":true,"
+                           "\"total\":2,\"queued\":0,\"running\":0,\"done\":2,\"failed\":0,"
+                           "\"cancelled\":0,\"created\":100,\"finished\":null}");
+    free(text);
+    proto_job_clear(&j);
+    ck_assert_ptr_null(j.name);
+}
+END_TEST
+
+START_TEST(task_records_flatten_the_result_with_nulls_when_absent)
+{
+    proto_task_info_t t = {.task = 8, .job = 2, .index = 7, .status = PROTO_ST_QUEUED};
+    char *text = proto_task_info_encode(&t);
+    ck_assert_str_eq(text, "{\"task\":8,\"job\":2,\"index\":7,\"name\":null,\"status\":\"queued\","
+                           "\"attempts\":0,\"worker\":null,\"exit_code\":null,\"signal\":null,"
+                           "\"timed_out\":null,\"stdout\":null,\"stderr\":null,"
+                           "\"stdout_truncated\":null,\"stderr_truncated\":null,\"result\":null,"
+                           "\"error\":null,\"started\":null,\"finished\":null}");
+    free(text);
+
+    t.status = PROTO_ST_DONE;
+    t.attempts = 1;
+    t.result = proto_result_new();
+    t.result->task = 8;
+    t.result->attempt = 1;
+    t.result->status = PROTO_ST_DONE;
+    t.result->result_json = strdup("[1,2]");
+    t.result->has_exit_code = true;
+    t.result->finished = 3;
+    text = proto_task_info_encode(&t);
+    s_contains(text, "\"status\":\"done\"");
+    s_contains(text, "\"exit_code\":0");
+    s_contains(text, "\"result\":[1,2]");
+    s_contains(text, "\"finished\":3}");
+    free(text);
+    proto_task_info_clear(&t);
+    ck_assert_ptr_null(t.result);
+
+    proto_worker_info_t w = {.id = strdup("w1"), .host = strdup("h"), .threads = 2};
+    text = proto_worker_info_encode(&w);
+    ck_assert_str_eq(text, "{\"worker\":\"w1\",\"host\":\"h\",\"pid\":0,\"threads\":2,"
+                           "\"labels\":[],\"alive\":false,\"draining\":false,\"running\":0,"
+                           "\"done\":0,\"failed\":0,\"last_heartbeat\":0}");
+    free(text);
+    proto_worker_info_clear(&w);
+
+    proto_stats_t s = {.jobs = 1, .uptime = 0.5};
+    text = proto_stats_encode(&s);
+    s_contains(text, "\"jobs\":1,");
+    s_contains(text, "\"uptime\":0.5,\"db_path\":null}");
+    free(text);
+    proto_stats_clear(&s);
+}
+END_TEST
+
+START_TEST(state_names_round_trip)
+{
+    for (int st = PROTO_ST_QUEUED; st <= PROTO_ST_CANCELLED; st++) {
+        proto_state_t got;
+        ck_assert_int_eq(proto_state_parse(proto_state_name((proto_state_t) st), &got), 0);
+        ck_assert_int_eq(got, st);
+    }
+    ck_assert_str_eq(proto_state_name(PROTO_ST_ASSIGNED), "assigned");
+    proto_state_t st;
+    ck_assert_int_eq(proto_state_parse("Done", &st), -1);
+    ck_assert_int_eq(proto_state_parse(NULL, &st), -1);
+    ck_assert_str_eq(proto_state_name((proto_state_t) 99), "unknown");
+}
+END_TEST
+
+/* ----------------------------------------------------------------- pipe */
+
+START_TEST(pipe_messages_round_trip)
+{
+    proto_pipe_t *m = proto_pipe_new(PROTO_PIPE_TASKS);
+    m->ntasks = 2;
+    m->tasks = calloc(2, sizeof *m->tasks);
+    m->tasks[0] = (proto_task_t){.id = 100, .attempt = 1, .job = 3,
+                                 .spec = s_spec("{\"argv\":[\"true\"],\"timeout\":5}")};
+    m->tasks[1] = (proto_task_t){.id = 101, .attempt = 2, .job = 3,
+                                 .spec = s_spec("{\"fn\":\"sum\",\"args\":[1,2]}")};
+    char *text = proto_pipe_encode(m);
+    proto_err_t err;
+    proto_pipe_t *g = proto_pipe_decode(text, strlen(text), &err);
+    ck_assert_msg(g != NULL, "%s", err.message);
+    ck_assert_int_eq(g->type, PROTO_PIPE_TASKS);
+    ck_assert_int_eq(g->ntasks, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(g->tasks[i].id, m->tasks[i].id);
+        ck_assert_int_eq(g->tasks[i].attempt, m->tasks[i].attempt);
+        ck_assert_int_eq(g->tasks[i].job, m->tasks[i].job);
+        s_spec_eq(g->tasks[i].spec, m->tasks[i].spec);
+    }
+
+    /* The raw encoder, fed the stored spec texts, writes the same frame. */
+    int64_t ids[2] = {100, 101}, jobs[2] = {3, 3};
+    int attempts[2] = {1, 2};
+    char *s0 = proto_spec_encode(m->tasks[0].spec), *s1 = proto_spec_encode(m->tasks[1].spec);
+    const char *specs[2] = {s0, s1};
+    char *raw = proto_pipe_encode_tasks_raw(2, ids, attempts, jobs, specs);
+    ck_assert_str_eq(raw, text);
+    free(raw);
+    raw = proto_pipe_encode_tasks_raw(0, NULL, NULL, NULL, NULL);
+    ck_assert_str_eq(raw, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[]}");
+    proto_pipe_t *empty = proto_pipe_decode(raw, strlen(raw), &err);
+    ck_assert_ptr_nonnull(empty);
+    ck_assert_int_eq(empty->ntasks, 0);
+    proto_pipe_destroy(&empty);
+    free(raw);
+    free(s0);
+    free(s1);
+    free(text);
+    proto_pipe_destroy(&m);
+    proto_pipe_destroy(&g);
+    ck_assert_ptr_null(g);
+
+    m = proto_pipe_new(PROTO_PIPE_ABORT);
+    m->task = 55;
+    m->attempt = 2;
+    text = proto_pipe_encode(m);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"abort\",\"task\":55,\"attempt\":2}");
+    g = proto_pipe_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(g->task, 55);
+    ck_assert_int_eq(g->attempt, 2);
+    free(text);
+    proto_pipe_destroy(&m);
+    proto_pipe_destroy(&g);
+
+    proto_pipe_type_t bare[] = {PROTO_PIPE_DRAIN, PROTO_PIPE_PING};
+    for (int i = 0; i < 2; i++) {
+        m = proto_pipe_new(bare[i]);
+        text = proto_pipe_encode(m);
+        g = proto_pipe_decode(text, strlen(text), &err);
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(g->type, bare[i]);
+        free(text);
+        proto_pipe_destroy(&m);
+        proto_pipe_destroy(&g);
+    }
+}
+END_TEST
+
+START_TEST(pipe_fields_are_validated)
+{
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"tasks\"}", PROTO_E_FIELD, "\"tasks\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1}]}",
+            PROTO_E_FIELD, "tasks[0]: missing field \"spec\"");
+    REFUSED(CH_PIPE,
+            "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1,"
+            "\"spec\":{\"fn\":\"f\"}},{\"id\":2,\"attempt\":1,\"job\":1,\"spec\":{\"fn\":1}}]}",
+            PROTO_E_FIELD, "tasks[1]: spec: field \"fn\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":0,\"attempt\":1,\"job\":1,"
+                     "\"spec\":{\"fn\":\"f\"}}]}",
+            PROTO_E_FIELD, "\"id\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"abort\",\"task\":1}", PROTO_E_FIELD, "\"attempt\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"abort\",\"attempt\":1}", PROTO_E_FIELD, "\"task\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[null]}", PROTO_E_FIELD, "tasks[0]");
+}
+END_TEST
+
+/* --------------------------------------------------------------- report */
+
+START_TEST(report_messages_round_trip)
+{
+    proto_err_t err;
+    proto_report_t *m = proto_report_new(PROTO_REP_HEARTBEAT, "w1");
+    m->nrunning = 2;
+    m->running = calloc(2, sizeof *m->running);
+    m->running[0] = (proto_task_ref_t){5, 1};
+    m->running[1] = (proto_task_ref_t){6, 2};
+    char *text = proto_report_encode(m);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"heartbeat\",\"worker\":\"w1\",\"running\":"
+                           "[{\"task\":5,\"attempt\":1},{\"task\":6,\"attempt\":2}]}");
+    proto_report_t *g = proto_report_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_str_eq(g->worker, "w1");
+    ck_assert_int_eq(g->nrunning, 2);
+    ck_assert_int_eq(g->running[1].task, 6);
+    ck_assert_int_eq(g->running[1].attempt, 2);
+    free(text);
+    proto_report_destroy(&m);
+    proto_report_destroy(&g);
+
+    m = proto_report_new(PROTO_REP_STARTED, "w1");
+    m->nstarted = 1;
+    m->started = calloc(1, sizeof *m->started);
+    m->started_at = calloc(1, sizeof *m->started_at);
+    m->started[0] = (proto_task_ref_t){9, 3};
+    m->started_at[0] = 1764410400.25;
+    text = proto_report_encode(m);
+    g = proto_report_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(g->nstarted, 1);
+    ck_assert_int_eq(g->started[0].task, 9);
+    ck_assert_int_eq(g->started[0].attempt, 3);
+    ck_assert(g->started_at[0] == 1764410400.25);
+    free(text);
+    proto_report_destroy(&m);
+    proto_report_destroy(&g);
+
+    for (int stream = 1; stream <= 2; stream++) {
+        m = proto_report_new(PROTO_REP_OUTPUT, "w2");
+        m->task = 4;
+        m->attempt = 1;
+        m->stream = stream;
+        m->data = strdup("chunk\n\"quoted\"");
+        text = proto_report_encode(m);
+        g = proto_report_decode(text, strlen(text), &err);
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(g->stream, stream);
+        ck_assert_str_eq(g->data, m->data);
+        ck_assert_int_eq(g->task, 4);
+        free(text);
+        proto_report_destroy(&m);
+        proto_report_destroy(&g);
+    }
+
+    m = proto_report_new(PROTO_REP_RESULTS, "w3");
+    m->nresults = 2;
+    m->results = calloc(2, sizeof *m->results);
+    m->results[0] = s_full_result(1, 1);
+    m->results[1] = proto_result_new();
+    m->results[1]->task = 2;
+    m->results[1]->attempt = 1;
+    m->results[1]->status = PROTO_ST_DONE;
+    text = proto_report_encode(m);
+    g = proto_report_decode(text, strlen(text), &err);
+    ck_assert_msg(g != NULL, "%s", err.message);
+    ck_assert_int_eq(g->nresults, 2);
+    s_result_eq(m->results[0], g->results[0]);
+    s_result_eq(m->results[1], g->results[1]);
+
+    /* The raw encoder, fed results each encoded on its own, writes the
+       same frame. */
+    char *r0 = proto_result_encode(m->results[0]), *r1 = proto_result_encode(m->results[1]);
+    const char *rs[2] = {r0, r1};
+    char *raw = proto_report_encode_results_raw("w3", 2, rs);
+    ck_assert_str_eq(raw, text);
+    free(raw);
+    free(r0);
+    free(r1);
+    free(text);
+    proto_report_destroy(&m);
+    proto_report_destroy(&g);
+
+    m = proto_report_new(PROTO_REP_BYE, "w4");
+    text = proto_report_encode(m);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"bye\",\"worker\":\"w4\"}");
+    g = proto_report_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(g->type, PROTO_REP_BYE);
+    free(text);
+    proto_report_destroy(&m);
+    proto_report_destroy(&g);
+    proto_report_destroy(&g); /* NULL is fine */
+}
+END_TEST
+
+START_TEST(report_fields_are_validated)
+{
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"bye\"}", PROTO_E_FIELD, "\"worker\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"bye\",\"worker\":5}", PROTO_E_FIELD, "\"worker\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"heartbeat\",\"worker\":\"w\",\"running\":{}}",
+            PROTO_E_FIELD, "\"running\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"started\",\"worker\":\"w\"}", PROTO_E_FIELD,
+            "\"started\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"started\",\"worker\":\"w\",\"started\":"
+                       "[{\"task\":1,\"attempt\":1}]}",
+            PROTO_E_FIELD, "started[0]: missing field \"at\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"output\",\"worker\":\"w\",\"task\":1,\"attempt\":1,"
+                       "\"stream\":\"stdin\",\"data\":\"\"}",
+            PROTO_E_FIELD, "\"stream\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"output\",\"worker\":\"w\",\"task\":1,\"attempt\":1,"
+                       "\"stream\":\"stdout\"}",
+            PROTO_E_FIELD, "\"data\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":"
+                       "[{\"task\":1,\"attempt\":1,\"status\":\"done\"},"
+                       "{\"task\":2,\"attempt\":1,\"status\":\"queued\"}]}",
+            PROTO_E_FIELD, "results[1]: field \"status\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"results\",\"worker\":\"w\"}", PROTO_E_FIELD,
+            "\"results\"");
+    s_accepted(CH_REPORT, 0, "{\"v\":1,\"type\":\"heartbeat\",\"worker\":\"w\"}");
+    s_accepted(CH_REPORT, 0, "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[]}");
+}
+END_TEST
+
+/* ----------------------------------------------------------- robustness */
+
+/* Every channel's decoder, on every prefix and on many corrupted copies of
+   valid frames: refusals must be clean (code + message), never a crash or
+   an over-read (the sanitizer builds run this too). */
+static void s_torture(chan_t ch, proto_req_type_t rt, const char *text)
+{
+    size_t n = strlen(text);
+    proto_err_t err;
+    ck_assert_msg(s_decodes(ch, text, n, rt, &err), "%s: %s", text, err.message);
+    for (size_t i = 0; i < n; i++) {
+        if (s_decodes(ch, text, i, rt, &err)) {
+            /* only a prefix that ends after the closing brace may pass */
+            ck_assert_msg(strspn(text + i, " \t\r\n") == n - i, "prefix %zu accepted", i);
+        }
+    }
+    char *buf = malloc(n);
+    uint32_t seed = 2463534242u;
+    static const char junk[] = "\0\"\\{}[]:,0-9e.tfn\x80\xff\xc3 u";
+    for (int round = 0; round < 400; round++) {
+        memcpy(buf, text, n);
+        int flips = 1 + round % 4;
+        for (int f = 0; f < flips; f++) {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            buf[seed % n] = junk[(seed >> 16) % (sizeof junk - 1)];
+        }
+        s_decodes(ch, buf, n, rt, &err);
+    }
+    free(buf);
+}
+
+START_TEST(damaged_frames_are_refused_cleanly)
+{
+    proto_result_t *res = s_full_result(3, 1);
+    char *rtext = proto_result_encode(res);
+    const char *rs[1] = {rtext};
+    char *report = proto_report_encode_results_raw("w1", 1, rs);
+    s_torture(CH_RESULT, 0, rtext);
+    s_torture(CH_REPORT, 0, report);
+    free(report);
+    free(rtext);
+    proto_result_destroy(&res);
+
+    s_torture(CH_SPEC, 0,
+              "{\"argv\":[\"a\",\"b\"],\"env\":{\"K\":\"v\"},\"timeout\":1.5,\"retries\":2,"
+              "\"require\":[\"x\"],\"stdin\":\"\\u00e9\\n\"}");
+    s_torture(CH_SPEC, 0, "{\"fn\":\"f\",\"args\":{\"a\":[1,{\"b\":null}]}}");
+    s_torture(CH_REQ, 0,
+              "{\"v\":1,\"type\":\"submit\",\"job\":0,\"name\":\"n\",\"tasks\":[{\"shell\":\"x\"},"
+              "{\"fn\":\"f\",\"args\":[1]}],\"more\":false}");
+    s_torture(CH_REQ, 0,
+              "{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"pid\":1,\"threads\":2,\"labels\":"
+              "[\"a\"],\"running\":[{\"task\":1,\"attempt\":1}],\"no_exec\":false}");
+    s_torture(CH_PIPE, 0,
+              "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1,"
+              "\"spec\":{\"shell\":\"x\"}}]}");
+    s_torture(CH_REPORT, 0,
+              "{\"v\":1,\"type\":\"started\",\"worker\":\"w\",\"started\":[{\"task\":1,"
+              "\"attempt\":1,\"at\":2.5}]}");
+    s_torture(CH_REPLY, PROTO_REQ_RESULTS,
+              "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,\"job\":1,"
+              "\"index\":0,\"name\":null,\"status\":\"done\",\"attempts\":1,\"worker\":\"w\","
+              "\"exit_code\":0,\"signal\":0,\"timed_out\":false,\"stdout\":\"x\",\"stderr\":\"\","
+              "\"stdout_truncated\":false,\"stderr_truncated\":false,\"result\":null,"
+              "\"error\":null,\"started\":1,\"finished\":2}],\"next_after\":1}");
+    s_torture(CH_REPLY, PROTO_REQ_STATUS,
+              "{\"v\":1,\"type\":\"reply\",\"ok\":false,\"error\":{\"code\":\"x\",\"message\":\"m\"}}");
+}
+END_TEST
+
+/* Every START_TEST above must be registered below: a forgotten one would
+   silently never run. Reads this file from the source tree. */
+static int s_count(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, needle, strlen(needle)) == 0)
+            n++;
+    fclose(f);
+    return n;
+}
+
+START_TEST(every_test_is_registered)
+{
+    char path[4096];
+    const char *src = getenv("ZTASK_SRC_DIR");
+    snprintf(path, sizeof path, "%s/tests/unit/test_proto.c", src ? src : ".");
+    int defined = s_count(path, "START_TEST(");
+    if (defined < 0) {
+        printf("SKIP: every_test_is_registered: %s not readable\n", path);
+        return;
+    }
+    int registered = s_count(path, "    tcase_add_test(");
+    ck_assert_int_eq(defined, registered);
+}
+END_TEST
+
+Suite *proto_suite(void)
+{
+    Suite *s = suite_create("proto");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_client_submits_a_spec_and_the_master_reads_it_back);
+    tcase_add_test(tc, spec_with_every_field_round_trips);
+    tcase_add_test(tc, fn_spec_embeds_args_as_json_not_as_a_string);
+    tcase_add_test(tc, spec_encoding_is_normalized_and_leaves_defaults_out);
+    tcase_add_test(tc, integral_numbers_are_accepted_in_any_spelling);
+    tcase_add_test(tc, spec_exec_fn_exclusivity_is_enforced);
+    tcase_add_test(tc, spec_unknown_and_duplicate_fields_are_errors);
+    tcase_add_test(tc, spec_fields_of_the_wrong_type_or_range_are_named);
+    tcase_add_test(tc, names_longer_than_the_limit_are_refused);
+    tcase_add_test(tc, text_that_is_not_one_json_object_is_refused);
+    tcase_add_test(tc, bad_utf8_and_nul_are_refused_everywhere);
+    tcase_add_test(tc, messages_over_the_size_limit_are_refused_before_parsing);
+    tcase_add_test(tc, result_with_every_field_round_trips);
+    tcase_add_test(tc, minimal_result_round_trips_with_nulls);
+    tcase_add_test(tc, encoders_never_emit_what_decoders_refuse);
+    tcase_add_test(tc, megabyte_outputs_round_trip_exactly);
+    tcase_add_test(tc, result_fields_are_validated);
+    tcase_add_test(tc, every_request_type_round_trips);
+    tcase_add_test(tc, request_envelope_errors_have_their_own_codes);
+    tcase_add_test(tc, each_channel_accepts_only_its_own_types);
+    tcase_add_test(tc, request_fields_are_validated_per_type);
+    tcase_add_test(tc, submit_batches_over_the_limit_are_too_big);
+    tcase_add_test(tc, error_replies_carry_code_and_message);
+    tcase_add_test(tc, every_reply_type_round_trips);
+    tcase_add_test(tc, reply_fields_are_validated_per_request_type);
+    tcase_add_test(tc, job_records_show_a_derived_state);
+    tcase_add_test(tc, task_records_flatten_the_result_with_nulls_when_absent);
+    tcase_add_test(tc, state_names_round_trip);
+    tcase_add_test(tc, pipe_messages_round_trip);
+    tcase_add_test(tc, pipe_fields_are_validated);
+    tcase_add_test(tc, report_messages_round_trip);
+    tcase_add_test(tc, report_fields_are_validated);
+    tcase_add_test(tc, damaged_frames_are_refused_cleanly);
+    tcase_add_test(tc, every_test_is_registered);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(proto_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
