@@ -48,6 +48,7 @@ extern char **environ;
 /* The poll loop wakes at least this often to look at *cancel and the
    deadline; it is also the coalescing interval of on_output. */
 #define EXEC_TICK_MS 100
+#define EXEC_NO_PIDFD_TICK_MS 10
 #define EXEC_DEFAULT_GRACE_MS 2000
 /* After the child exits, descendants still holding our pipes get this
    long to finish writing and exit (a pipeline stage the shell did not
@@ -578,7 +579,9 @@ static void s_loop(run_t *r)
             break;
         }
 
-        int64_t next = now + EXEC_TICK_MS;
+        /* Without a pidfd (kernels before 5.3, valgrind) nothing wakes us
+           when the child exits after closing its pipes, so look often. */
+        int64_t next = now + (r->pidfd < 0 && !pipes_open ? EXEC_NO_PIDFD_TICK_MS : EXEC_TICK_MS);
         if (r->deadline && !r->timed_out && !r->cancelled)
             next = s_min(next, r->deadline);
         if (r->kill_at && !r->group_killed_at)
@@ -684,7 +687,6 @@ static int s_fail_start(proto_result_t *res, const char *what, int err)
     char ebuf[128];
     s_set_error(res, "cannot start: %s: %s", what, s_strerror(err, ebuf, sizeof ebuf));
     res->started = res->finished = clock_wall();
-    log_error("event=exec_start_failed what=%s errno=%d", what, err);
     return -1;
 }
 

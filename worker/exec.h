@@ -20,6 +20,22 @@
     are closed; a grandchild that keeps the pipes open after the child
     exits is killed with the group. Every child is reaped: no zombies.
 
+    Only the direct child is reaped. Descendants that left the group
+    (setsid) or closed our pipes and exited their parent are orphans for
+    init to reap. The worker should NOT set PR_SET_CHILD_SUBREAPER: the
+    orphans would become its children and need a process-wide
+    waitpid(-1) reaper, which would race with exec_run's waitpid(pid) for
+    the child's status. (In a container, run the worker under an init such
+    as `docker run --init` rather than as PID 1.)
+
+    Process-wide requirements on the caller: do not change the
+    environment (setenv/putenv) once threads run: exec_run reads environ
+    to build the child's. SIGPIPE needs nothing: exec_run blocks it on the
+    calling thread while it runs and swallows any it caused, so writing
+    stdin to a child that closed it gives EPIPE whatever the process's
+    SIGPIPE setting (ignoring SIGPIPE in main() is still wise, for
+    ZeroMQ's sake). The child gets default dispositions and an empty mask.
+
     Threads: exec_run may be called from many threads at once; it blocks
     the calling thread until the task has ended.
 */
@@ -40,7 +56,11 @@ typedef struct {
     int kill_grace_ms;            /* between SIGTERM and SIGKILL; 0 = 2000 */
     const atomic_bool *cancel;    /* may be NULL; polled at least every 100 ms */
     /* Live output, called on the calling thread with raw bytes as they
-       arrive (at most every ~100 ms per stream, coalesced); may be NULL. */
+       arrive (at most every ~100 ms per stream, coalesced); may be NULL.
+       stream: 1 = stdout, 2 = stderr. Only the kept bytes (up to
+       output_cap) are passed; their concatenation is the raw capture.
+       Chunks end on a UTF-8 character boundary except the last, but are
+       not repaired: a consumer must still sanitize them. */
     void (*on_output)(void *arg, int stream, const char *data, size_t len);
     void *arg;
 } exec_req_t;
@@ -51,7 +71,9 @@ typedef struct {
    file or directory"), CANCELLED when stopped through *cancel. task and
    attempt are copied from req. Returns 0, or -1 when the task could not
    even be attempted for lack of resources (res->error says why, status
-   FAILED). */
+   FAILED). Every field of res is overwritten (strings already in it are
+   freed), so pass one from proto_result_new(). When the program could not
+   be started (chdir or exec failed) has_exit_code is false. */
 int exec_run(const exec_req_t *req, proto_result_t *res);
 
 #endif
