@@ -18,7 +18,15 @@
     Errors: functions return 0 on success, -1 on failure with a message
     available from store_error() (e.g. "database or disk is full"). A failed
     commit rolls back the whole open transaction: the caller must treat
-    every write since the last successful commit as not done.
+    every write since the last successful commit as not done. A write
+    that fails in SQLite (disk full, I/O error) does the same at once
+    (SQLite may already have rolled back): later writes fail until
+    store_commit (which then returns -1 with the first reason) or
+    store_rollback. A refused argument (e.g. a state set_running does not
+    take) changes nothing.
+
+    Callbacks of the *_each/get functions may call other store functions
+    (e.g. store_task_spec while rebuilding), but not the same one again.
 
     Threads: an instance belongs to one thread (the master's event loop).
 */
@@ -107,7 +115,7 @@ int64_t store_duplicate_count(store_t *self, int64_t task);   /* -1 on error; ta
 
 typedef struct {
     int64_t id, job, index;
-    const char *name;          /* borrowed for the callback's duration */
+    const char *name;          /* borrowed for the callback's duration; "" when none */
     proto_state_t state;
     int attempt;
     int retries;
