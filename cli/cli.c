@@ -1,0 +1,180 @@
+#include "cli.h"
+
+#include "../common/util.h"
+#include "client.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The process's one global: set by the signal handler, read by loops. */
+static volatile sig_atomic_t s_interrupted;
+
+proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc)
+{
+    if (!cli->client) {
+        cli->client = client_new(cli->host, cli->port, cli->timeout_ms);
+        if (!cli->client) {
+            fprintf(stderr, "ztask: cannot start ZeroMQ: %s\n", strerror(errno));
+            *rc = CLI_EXIT_UNREACHABLE;
+            return NULL;
+        }
+    }
+    client_err_t err;
+    proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);
+    if (!rep) {
+        if (err.exit_code == CLI_EXIT_INTERRUPTED)
+            fprintf(stderr, "\nztask: interrupted\n");
+        else
+            fprintf(stderr, "ztask: %s\n", err.message);
+        *rc = err.exit_code;
+    }
+    return rep;
+}
+
+int cli_exit_for_job(const proto_job_t *job)
+{
+    return job->failed > 0 || job->cancelled > 0 ? CLI_EXIT_TASKS_FAILED : CLI_EXIT_OK;
+}
+
+int cli_exit_for_error_code(const char *code)
+{
+    return code && strcmp(code, PROTO_E_AUTH) == 0 ? CLI_EXIT_AUTH : CLI_EXIT_REFUSED;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "ztask %s: %s; see 'ztask %s --help'\n", cmd, msg, cmd);
+    else
+        fprintf(stderr, "ztask: %s; see 'ztask --help'\n", msg);
+    return CLI_EXIT_USAGE;
+}
+
+/* The option as the user wrote it, without any "=value". */
+static void s_option_text(char *buf, size_t size, const char *arg)
+{
+    size_t n = strcspn(arg, "=");
+    snprintf(buf, size, "%.*s", (int) n, arg);
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
+{
+    opterr = 0;
+    int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+    if (c != '?' && c != ':')
+        return c;
+    /* For a long option optopt is 0 (unknown) or the option's val
+       (missing value); argv[optind - 1] is then the option itself. For a
+       short one inside a cluster ("-xq") argv[optind - 1] may be another
+       word, so name it by its letter. */
+    char opt[128];
+    const char *prev = optind > 0 && optind - 1 < argc ? argv[optind - 1] : "";
+    if (strncmp(prev, "--", 2) == 0)
+        s_option_text(opt, sizeof opt, prev);
+    else
+        snprintf(opt, sizeof opt, "-%c", optopt ? optopt : '?');
+    if (c == '?')
+        cli_usage_error(cmd, "unknown option '%s'", opt);
+    else
+        cli_usage_error(cmd, "option '%s' needs a value", opt);
+    return '?';
+}
+
+int cli_parse_job(const char *text, int64_t *job)
+{
+    return parse_int64(text, 1, INT64_MAX, job);
+}
+
+int cli_parse_task_ref(const char *text, int64_t *job, int64_t *index, int64_t *task)
+{
+    const char *dot = strchr(text, '.');
+    if (!dot) {
+        if (parse_int64(text, 1, INT64_MAX, task) != 0)
+            return -1;
+        *job = 0;
+        *index = -1;
+        return 0;
+    }
+    char *j = xstrndup(text, (size_t) (dot - text));
+    int rc = parse_int64(j, 1, INT64_MAX, job);
+    free(j);
+    if (rc != 0 || parse_int64(dot + 1, 0, INT64_MAX, index) != 0)
+        return -1;
+    *task = 0;
+    return 0;
+}
+
+int cli_parse_seconds(const char *text, double *out)
+{
+    double v;
+    if (parse_double(text, &v) != 0 || v < 0 || v > 1e9)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_bytes(const char *text, int64_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    size_t n = strlen(text);
+    int64_t mult = 1;
+    char last = text[n - 1];
+    if (last == 'K' || last == 'k')
+        mult = 1024;
+    else if (last == 'M' || last == 'm')
+        mult = 1024 * 1024;
+    else if (last == 'G' || last == 'g')
+        mult = 1024LL * 1024 * 1024;
+    char *num = xstrndup(text, mult == 1 ? n : n - 1);
+    int64_t v;
+    int rc = parse_int64(num, 1, INT64_MAX / mult, &v);
+    free(num);
+    if (rc != 0)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static void s_on_signal(int sig)
+{
+    (void) sig;
+    s_interrupted = 1;
+}
+
+void cli_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: a blocked poll or sleep must return */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+bool cli_interrupted(void)
+{
+    return s_interrupted != 0;
+}
+
+int cli_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0) {
+        if (errno != EINTR || s_interrupted)
+            break;
+    }
+    return s_interrupted ? -1 : 0;
+}

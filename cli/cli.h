@@ -1,0 +1,142 @@
+/*  cli: what the `ztask` subcommands share: the process state main.c
+    owns (where the master is, the request timeout, the one client), exit
+    codes, option-error reporting, argument parsing, the interrupt flag,
+    and the entry point of every subcommand.
+
+    Exit codes (also in `ztask --help` and docs/cli.md):
+      0   success
+      1   some tasks failed or were cancelled (wait, submit --wait)
+      2   usage error (bad option, bad input file)
+      3   cannot reach the master
+      4   the master refused the request (or sent a reply we cannot read)
+      5   `wait --timeout` expired before the job finished
+      6   authentication failed (reserved for CURVE)
+      130 interrupted (Ctrl-C)
+
+    Output conventions: results go to stdout, progress and errors to
+    stderr; errors are one line, "ztask: <message>".
+
+    Threads: the CLI is single-threaded.
+*/
+#ifndef ZTASK_CLI_CLI_H
+#define ZTASK_CLI_CLI_H
+
+#include "../proto/proto.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZTASK_CLI_VERSION "0.1.0"
+#define CLI_DEFAULT_HOST "127.0.0.1"
+#define CLI_DEFAULT_PORT 5555
+#define CLI_DEFAULT_TIMEOUT_MS 10000
+
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_TASKS_FAILED = 1,
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_UNREACHABLE = 3,
+    CLI_EXIT_REFUSED = 4,
+    CLI_EXIT_TIMEOUT = 5,
+    CLI_EXIT_AUTH = 6,
+    CLI_EXIT_INTERRUPTED = 130
+};
+
+typedef struct client client_t;
+
+/* The process state, owned by main(). */
+typedef struct {
+    char *host;           /* owned */
+    int port;
+    int timeout_ms;       /* per request */
+    client_t *client;     /* made on first use by cli_call */
+} cli_t;
+
+/* ---- talking to the master ---- */
+
+/* Sends req through the process's client (made on first use) and returns
+   the reply (caller owns, always ok). On failure prints "ztask: <why>" on
+   stderr, stores the exit code in *rc and returns NULL. retry_safe: see
+   client.h. */
+proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc);
+
+/* ---- exit codes ---- */
+
+/* 0 when every task of a finished job is done, 1 when any failed or was
+   cancelled. */
+int cli_exit_for_job(const proto_job_t *job);
+/* The exit code for an error reply's code: 6 for "auth", else 4. */
+int cli_exit_for_error_code(const char *code);
+
+/* ---- options and arguments ---- */
+
+/* getopt_long with ztask's error reporting: returns the option, -1 at the
+   end, or '?' after printing "ztask CMD: unknown option '--x'; see 'ztask
+   CMD --help'" (or "... needs a value") on stderr. shortopts must start
+   with ':' (or "+:" to stop at the first operand). Call with optind = 0
+   before the first use for a new argv. */
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* Prints "ztask CMD: <message>; see 'ztask CMD --help'" and returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A job id: a decimal integer >= 1. */
+int cli_parse_job(const char *text, int64_t *job);
+/* "JOB.INDEX" (sets *job and *index, *task = 0) or "TASK", a global task
+   id (sets *task, *job = 0, *index = -1). -1 when malformed. */
+int cli_parse_task_ref(const char *text, int64_t *job, int64_t *index, int64_t *task);
+/* Seconds >= 0 ("10", "2.5"). */
+int cli_parse_seconds(const char *text, double *out);
+/* Bytes >= 1 with an optional K, M or G suffix (powers of 1024). */
+int cli_parse_bytes(const char *text, int64_t *out);
+
+/* ---- signals ---- */
+
+/* SIGINT/SIGTERM set a flag (no SA_RESTART, so blocking calls return
+   EINTR) and loops stop at the next check. */
+void cli_signals_install(void);
+bool cli_interrupted(void);
+/* Sleeps ms; returns -1 early when interrupted. */
+int cli_sleep_ms(int ms);
+
+/* ---- subcommands (argv[0] is the subcommand name) ---- */
+int cmd_submit(cli_t *cli, int argc, char **argv);
+int cmd_wait(cli_t *cli, int argc, char **argv);
+int cmd_status(cli_t *cli, int argc, char **argv);
+int cmd_jobs(cli_t *cli, int argc, char **argv);
+int cmd_results(cli_t *cli, int argc, char **argv);
+int cmd_logs(cli_t *cli, int argc, char **argv);
+int cmd_cancel(cli_t *cli, int argc, char **argv);
+int cmd_workers(cli_t *cli, int argc, char **argv);
+int cmd_drain(cli_t *cli, int argc, char **argv);
+int cmd_stats(cli_t *cli, int argc, char **argv);
+int cmd_forget(cli_t *cli, int argc, char **argv);
+int cmd_keygen(cli_t *cli, int argc, char **argv);
+
+/* ---- shared by submit --wait ---- */
+
+typedef struct {
+    double timeout;          /* seconds, 0 = none */
+    bool progress;           /* bar (terminal) or periodic lines on stderr */
+    bool summary;            /* the final human line on stdout */
+    bool json;               /* the final job record as JSON on stdout */
+} cli_wait_opts_t;
+
+/* Polls the job until it is finished (or the timeout). Returns the exit
+   code: 0, 1, 5, or that of a failed request. */
+int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts);
+
+typedef struct {
+    bool json;
+    bool failed_only;
+    int64_t limit;           /* 0 = all */
+} cli_results_opts_t;
+
+/* Pages through a job's results and prints them (table or JSON lines).
+   Returns an exit code. */
+int cli_print_results(cli_t *cli, int64_t job, const cli_results_opts_t *opts);
+
+#endif

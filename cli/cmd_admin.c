@@ -1,0 +1,187 @@
+/*  Commands that change the master's state: ztask cancel, drain, forget,
+    and the placeholder keygen. Each request is sent once (never resent). */
+#include "../common/util.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct option s_help_only[] = {
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 }
+};
+
+/* Parses [--help] and exactly one operand into *operand. Returns -1 to go
+   on, or an exit code. */
+static int s_one_operand(const char *cmd, const char *usage, const char *what, int argc,
+                         char **argv, const char **operand)
+{
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_help_only)) != -1) {
+        if (c != 'h')
+            return CLI_EXIT_USAGE;
+        fputs(usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc - optind != 1)
+        return cli_usage_error(cmd, "give exactly one %s", what);
+    *operand = argv[optind];
+    return -1;
+}
+
+/* ---------------------------------------------------------------- cancel */
+
+static const char s_cancel_usage[] =
+    "usage: ztask cancel JOB | JOB.INDEX | --task ID\n"
+    "\n"
+    "Cancels every unfinished task of JOB, or one task (JOB.INDEX, or a global task\n"
+    "id with --task). Queued tasks never start; running ones are killed. Prints\n"
+    "\"cancelled N tasks\".\n"
+    "\n"
+    "Examples:\n"
+    "  ztask cancel 7\n"
+    "  ztask cancel 7.42\n"
+    "  ztask cancel --task 12345\n";
+
+static const struct option s_cancel_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "task", required_argument, NULL, 't' },
+    { NULL, 0, NULL, 0 }
+};
+
+int cmd_cancel(cli_t *cli, int argc, char **argv)
+{
+    const char *cmd = "cancel";
+    const char *task_text = NULL;
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_cancel_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_cancel_usage, stdout);
+            return CLI_EXIT_OK;
+        case 't':
+            task_text = optarg;
+            break;
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
+    req->index = -1;
+    int operands = argc - optind;
+    if (task_text) {
+        if (operands != 0) {
+            proto_req_destroy(&req);
+            return cli_usage_error(cmd, "give --task ID or a job, not both");
+        }
+        if (parse_int64(task_text, 1, INT64_MAX, &req->task) != 0) {
+            proto_req_destroy(&req);
+            return cli_usage_error(cmd, "--task wants a task id, got '%s'", task_text);
+        }
+    } else {
+        if (operands != 1) {
+            proto_req_destroy(&req);
+            return cli_usage_error(cmd, "give exactly one JOB or JOB.INDEX");
+        }
+        const char *t = argv[optind];
+        int64_t task = 0;
+        int bad = strchr(t, '.') ? cli_parse_task_ref(t, &req->job, &req->index, &task)
+                                 : cli_parse_job(t, &req->job);
+        if (bad != 0) {
+            proto_req_destroy(&req);
+            return cli_usage_error(cmd, "'%s' is not JOB or JOB.INDEX", t);
+        }
+    }
+    int rc = CLI_EXIT_OK;
+    proto_reply_t *rep = cli_call(cli, req, false, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return rc;
+    printf("cancelled %lld task%s\n", (long long) rep->count, rep->count == 1 ? "" : "s");
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* ----------------------------------------------------------------- drain */
+
+static const char s_drain_usage[] =
+    "usage: ztask drain WORKER\n"
+    "\n"
+    "Tells a worker to finish the tasks it has, take no new ones, and leave.\n"
+    "WORKER is an id from 'ztask workers'.\n"
+    "\n"
+    "Example:\n"
+    "  ztask drain w3\n";
+
+int cmd_drain(cli_t *cli, int argc, char **argv)
+{
+    const char *worker = NULL;
+    int rc = s_one_operand("drain", s_drain_usage, "worker id", argc, argv, &worker);
+    if (rc >= 0)
+        return rc;
+    if (!*worker || strlen(worker) > PROTO_MAX_NAME || !utf8_valid(worker, strlen(worker)))
+        return cli_usage_error("drain", "'%s' is not a worker id", worker);
+    proto_req_t *req = proto_req_new(PROTO_REQ_DRAIN);
+    req->worker = xstrdup(worker);
+    proto_reply_t *rep = cli_call(cli, req, false, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return rc;
+    printf("worker %s is draining\n", worker);
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- forget */
+
+static const char s_forget_usage[] =
+    "usage: ztask forget JOB\n"
+    "\n"
+    "Deletes a finished job and all its results from the master. A job that is\n"
+    "still running is refused (cancel it first).\n"
+    "\n"
+    "Example:\n"
+    "  ztask forget 7\n";
+
+int cmd_forget(cli_t *cli, int argc, char **argv)
+{
+    const char *text = NULL;
+    int rc = s_one_operand("forget", s_forget_usage, "job id", argc, argv, &text);
+    if (rc >= 0)
+        return rc;
+    proto_req_t *req = proto_req_new(PROTO_REQ_FORGET);
+    if (cli_parse_job(text, &req->job) != 0) {
+        proto_req_destroy(&req);
+        return cli_usage_error("forget", "'%s' is not a job id", text);
+    }
+    int64_t job = req->job;
+    proto_reply_t *rep = cli_call(cli, req, false, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return rc;
+    printf("job %lld forgotten\n", (long long) job);
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- keygen */
+
+static const char s_keygen_usage[] =
+    "usage: ztask keygen NAME\n"
+    "\n"
+    "Will create a CURVE key pair for authenticated, encrypted connections. Not\n"
+    "available yet: this build has no CURVE support.\n";
+
+int cmd_keygen(cli_t *cli, int argc, char **argv)
+{
+    (void) cli;
+    const char *name = NULL;
+    int rc = s_one_operand("keygen", s_keygen_usage, "key name", argc, argv, &name);
+    if (rc >= 0)
+        return rc;
+    fprintf(stderr, "ztask keygen: not available yet (this build has no CURVE support)\n");
+    return CLI_EXIT_USAGE;
+}

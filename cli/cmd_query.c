@@ -1,0 +1,425 @@
+/*  Read-only reports: ztask status, jobs, results, workers, stats.
+    Human output is a table or a few lines; --json prints one record per
+    line, encoded by proto/ (the same records the master sends). */
+#include "../common/clock.h"
+#include "../common/util.h"
+#include "cli.h"
+#include "fmt.h"
+#include "progress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Without a terminal, a results line is cut here (task output can be a
+   megabyte on one line); $COLUMNS wins when set. */
+#define PIPE_WIDTH 160
+/* Rows per results request; the protocol allows up to 10000. */
+#define RESULTS_PAGE 1000
+
+static const struct option s_json_only[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, 'j' },
+    { NULL, 0, NULL, 0 }
+};
+
+/* Parses "[--json] [--help]" plus up to max_operands operands. Returns -1
+   to go on, or an exit code. */
+static int s_simple_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
+                         int max_operands)
+{
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_json_only)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return CLI_EXIT_OK;
+        }
+        if (c != 'j')
+            return CLI_EXIT_USAGE;
+        *json = true;
+    }
+    if (argc - optind > max_operands)
+        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + max_operands]);
+    return -1;
+}
+
+static void s_print_json(char *text)
+{
+    if (text)
+        printf("%s\n", text);
+    free(text);
+}
+
+/* "submitting", "queued", "running" or "finished". */
+static const char *s_job_state(const proto_job_t *j)
+{
+    if (!j->closed)
+        return "submitting";
+    if (j->finished > 0 || (j->queued == 0 && j->running == 0 && progress_finished(j) >= j->total))
+        return "finished";
+    return j->running > 0 ? "running" : "queued";
+}
+
+static int s_ask(cli_t *cli, proto_req_type_t type, int64_t job, proto_reply_t **rep)
+{
+    proto_req_t *req = proto_req_new(type);
+    req->job = job;
+    int rc = CLI_EXIT_OK;
+    *rep = cli_call(cli, req, true, &rc);
+    proto_req_destroy(&req);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- status */
+
+static const char s_status_usage[] =
+    "usage: ztask status [JOB] [--json]\n"
+    "\n"
+    "Shows a job's counters, or with no JOB, those of every job.\n"
+    "  job 7 \"nightly\": running, 1000 tasks: 523 done, 2 failed, 0 cancelled,\n"
+    "    467 queued, 8 running\n"
+    "\n"
+    "Options:\n"
+    "  --json   one job record per line (fields: docs/protocol.md)\n"
+    "\n"
+    "Examples:\n"
+    "  ztask status 7\n"
+    "  ztask status --json | jq .failed\n";
+
+static void s_print_job_status(const proto_job_t *j)
+{
+    char name[300] = "";
+    if (j->name) {
+        char cell[256];
+        fmt_cell(cell, sizeof cell, j->name, 60);
+        snprintf(name, sizeof name, " \"%s\"", cell);
+    }
+    printf("job %lld%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
+           "%lld running\n",
+           (long long) j->id, name, s_job_state(j), (long long) j->total,
+           j->total == 1 ? "" : "s", (long long) j->done, (long long) j->failed,
+           (long long) j->cancelled, (long long) j->queued, (long long) j->running);
+}
+
+int cmd_status(cli_t *cli, int argc, char **argv)
+{
+    bool json = false;
+    int rc = s_simple_opts("status", s_status_usage, argc, argv, &json, 1);
+    if (rc >= 0)
+        return rc;
+    int64_t job = 0;
+    if (optind < argc && cli_parse_job(argv[optind], &job) != 0)
+        return cli_usage_error("status", "'%s' is not a job id", argv[optind]);
+    proto_reply_t *rep;
+    if ((rc = s_ask(cli, PROTO_REQ_STATUS, job, &rep)) != CLI_EXIT_OK)
+        return rc;
+    for (int i = 0; i < rep->njobs; i++) {
+        if (json)
+            s_print_json(proto_job_encode(&rep->jobs[i]));
+        else
+            s_print_job_status(&rep->jobs[i]);
+    }
+    if (!json && rep->njobs == 0)
+        printf("no jobs\n");
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+static const char s_jobs_usage[] =
+    "usage: ztask jobs [--json]\n"
+    "\n"
+    "Lists every job the master knows, one line each:\n"
+    "  JOB  NAME  STATE  TOTAL  DONE  FAILED  CANCELLED  QUEUED  RUNNING  CREATED\n"
+    "STATE is submitting (batches still arriving), queued, running or finished.\n"
+    "\n"
+    "Options:\n"
+    "  --json   one job record per line (fields: docs/protocol.md)\n";
+
+int cmd_jobs(cli_t *cli, int argc, char **argv)
+{
+    bool json = false;
+    int rc = s_simple_opts("jobs", s_jobs_usage, argc, argv, &json, 0);
+    if (rc >= 0)
+        return rc;
+    proto_reply_t *rep;
+    if ((rc = s_ask(cli, PROTO_REQ_JOBS, 0, &rep)) != CLI_EXIT_OK)
+        return rc;
+    if (!json)
+        printf("%-6s %-20s %-10s %9s %9s %8s %9s %8s %8s  %s\n", "JOB", "NAME", "STATE", "TOTAL",
+               "DONE", "FAILED", "CANCELLED", "QUEUED", "RUNNING", "CREATED");
+    double now = clock_wall();
+    for (int i = 0; i < rep->njobs; i++) {
+        const proto_job_t *j = &rep->jobs[i];
+        if (json) {
+            s_print_json(proto_job_encode(j));
+            continue;
+        }
+        char name[128], ago[32];
+        fmt_cell(name, sizeof name, j->name ? j->name : "-", 20);
+        fmt_ago(ago, sizeof ago, now - j->created);
+        printf("%-6lld %-20s %-10s %9lld %9lld %8lld %9lld %8lld %8lld  %s\n", (long long) j->id,
+               name, s_job_state(j), (long long) j->total, (long long) j->done,
+               (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
+               (long long) j->running, ago);
+    }
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* --------------------------------------------------------------- results */
+
+static const char s_results_usage[] =
+    "usage: ztask results JOB [--json] [--failed] [--limit N]\n"
+    "\n"
+    "Lists the tasks of JOB in task order:\n"
+    "  TASK  INDEX  STATUS  EXIT  ATTEMPTS  WORKER  OUTPUT\n"
+    "OUTPUT is the fn result, or the first line of stdout (for tasks that did not\n"
+    "succeed: the error, else the first line of stderr), cut to the terminal\n"
+    "width. EXIT is the exit code, \"sig9\" for a signal, \"time\" for a timeout.\n"
+    "Full output: ztask logs JOB.INDEX.\n"
+    "\n"
+    "Options:\n"
+    "  --failed    only tasks that failed or were cancelled\n"
+    "  --limit N   at most N tasks\n"
+    "  --json      one task record per line, with the full result (fields:\n"
+    "              docs/protocol.md)\n"
+    "\n"
+    "Examples:\n"
+    "  ztask results 7 --failed\n"
+    "  ztask results 7 --json | jq -r 'select(.status==\"done\") | .result.stdout'\n";
+
+static void s_exit_cell(char *buf, size_t size, const proto_result_t *r)
+{
+    if (!r)
+        snprintf(buf, size, "-");
+    else if (r->timed_out)
+        snprintf(buf, size, "time");
+    else if (r->signal > 0)
+        snprintf(buf, size, "sig%d", r->signal);
+    else if (r->has_exit_code)
+        snprintf(buf, size, "%d", r->exit_code);
+    else
+        snprintf(buf, size, "-");
+}
+
+static void s_output_cell(char *buf, size_t size, const proto_task_info_t *t, int cols)
+{
+    const proto_result_t *r = t->result;
+    buf[0] = '\0';
+    if (!r)
+        return;
+    if (t->status == PROTO_ST_DONE) {
+        fmt_first_line(buf, size, r->result_json ? r->result_json : r->stdout_data, cols);
+        return;
+    }
+    fmt_first_line(buf, size, r->error, cols);
+    if (!buf[0])
+        fmt_first_line(buf, size, r->stderr_data, cols);
+    if (!buf[0])
+        fmt_first_line(buf, size, r->stdout_data, cols);
+}
+
+static void s_print_task_row(const proto_task_info_t *t, int width)
+{
+    char index[24], exitc[16], worker[64], out[4096], head[256];
+    if (t->index >= 0)
+        snprintf(index, sizeof index, "%lld", (long long) t->index);
+    else
+        snprintf(index, sizeof index, "-");
+    s_exit_cell(exitc, sizeof exitc, t->result);
+    fmt_cell(worker, sizeof worker, t->worker, 14);
+    int n = snprintf(head, sizeof head, "%-10lld %-8s %-9s %-5s %8d  %-14s ", (long long) t->task,
+                     index, proto_state_name(t->status), exitc, t->attempts, worker);
+    int cols = width - n - 1;
+    s_output_cell(out, sizeof out, t, cols > 10 ? cols : 10);
+    printf("%s%s\n", head, out);
+}
+
+int cli_print_results(cli_t *cli, int64_t job, const cli_results_opts_t *opts)
+{
+    int width = fmt_term_width(STDOUT_FILENO);
+    if (width == 0) {
+        const char *env = getenv("COLUMNS");
+        int64_t v;
+        width = env && parse_int64(env, 20, 100000, &v) == 0 ? (int) v : PIPE_WIDTH;
+    }
+    if (!opts->json)
+        printf("%-10s %-8s %-9s %-5s %8s  %-14s %s\n", "TASK", "INDEX", "STATUS", "EXIT",
+               "ATTEMPTS", "WORKER", "OUTPUT");
+    int64_t after = 0;
+    int64_t printed = 0;
+    /* Bounded by the cursor: every page moves it forward or ends. */
+    for (;;) {
+        int64_t want = RESULTS_PAGE;
+        if (opts->limit > 0 && opts->limit - printed < want)
+            want = opts->limit - printed;
+        if (want <= 0)
+            break;
+        proto_req_t *req = proto_req_new(PROTO_REQ_RESULTS);
+        req->job = job;
+        req->after = after;
+        req->limit = (int) want;
+        req->failed_only = opts->failed_only;
+        int rc = CLI_EXIT_OK;
+        proto_reply_t *rep = cli_call(cli, req, true, &rc);
+        proto_req_destroy(&req);
+        if (!rep)
+            return rc;
+        for (int i = 0; i < rep->ntasks && (opts->limit == 0 || printed < opts->limit); i++) {
+            if (opts->json)
+                s_print_json(proto_task_info_encode(&rep->tasks[i]));
+            else
+                s_print_task_row(&rep->tasks[i], width);
+            printed++;
+        }
+        int64_t next = rep->next_after;
+        if (rep->ntasks > 0 && next < 0)
+            next = rep->tasks[rep->ntasks - 1].task;
+        bool more = rep->next_after >= 0 && rep->ntasks > 0 && next > after;
+        proto_reply_destroy(&rep);
+        if (!more)
+            break;
+        after = next;
+        if (cli_interrupted())
+            return CLI_EXIT_INTERRUPTED;
+    }
+    fflush(stdout);
+    return CLI_EXIT_OK;
+}
+
+static const struct option s_results_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, 'j' },
+    { "failed", no_argument, NULL, 'f' },
+    { "limit", required_argument, NULL, 'n' },
+    { NULL, 0, NULL, 0 }
+};
+
+int cmd_results(cli_t *cli, int argc, char **argv)
+{
+    const char *cmd = "results";
+    cli_results_opts_t o = { false, false, 0 };
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":hn:", s_results_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_results_usage, stdout);
+            return CLI_EXIT_OK;
+        case 'j':
+            o.json = true;
+            break;
+        case 'f':
+            o.failed_only = true;
+            break;
+        case 'n':
+            if (parse_int64(optarg, 1, INT64_MAX, &o.limit) != 0)
+                return cli_usage_error(cmd, "--limit wants a number >= 1, got '%s'", optarg);
+            break;
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error(cmd, argc - optind == 0 ? "which job? give its id"
+                                                       : "give exactly one job id");
+    int64_t job;
+    if (cli_parse_job(argv[optind], &job) != 0)
+        return cli_usage_error(cmd, "'%s' is not a job id", argv[optind]);
+    return cli_print_results(cli, job, &o);
+}
+
+/* --------------------------------------------------------------- workers */
+
+static const char s_workers_usage[] =
+    "usage: ztask workers [--json]\n"
+    "\n"
+    "Lists the workers the master knows:\n"
+    "  ID  HOST  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE\n"
+    "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
+    "(missed its heartbeats; its tasks went back to the queue).\n"
+    "\n"
+    "Options:\n"
+    "  --json   one worker record per line (fields: docs/protocol.md)\n";
+
+int cmd_workers(cli_t *cli, int argc, char **argv)
+{
+    bool json = false;
+    int rc = s_simple_opts("workers", s_workers_usage, argc, argv, &json, 0);
+    if (rc >= 0)
+        return rc;
+    proto_reply_t *rep;
+    if ((rc = s_ask(cli, PROTO_REQ_WORKERS, 0, &rep)) != CLI_EXIT_OK)
+        return rc;
+    if (!json)
+        printf("%-14s %-20s %7s %7s %9s %7s  %-14s %s\n", "ID", "HOST", "THREADS", "RUNNING",
+               "DONE", "FAILED", "LAST-HEARTBEAT", "STATE");
+    double now = clock_wall();
+    for (int i = 0; i < rep->nworkers; i++) {
+        const proto_worker_info_t *w = &rep->workers[i];
+        if (json) {
+            s_print_json(proto_worker_info_encode(w));
+            continue;
+        }
+        char id[64], host[96], ago[32];
+        fmt_cell(id, sizeof id, w->id, 14);
+        fmt_cell(host, sizeof host, w->host, 20);
+        if (w->last_heartbeat > 0)
+            fmt_ago(ago, sizeof ago, now - w->last_heartbeat);
+        else
+            snprintf(ago, sizeof ago, "never");
+        printf("%-14s %-20s %7d %7d %9lld %7lld  %-14s %s\n", id, host, w->threads, w->running,
+               (long long) w->done, (long long) w->failed, ago,
+               !w->alive ? "dead" : w->draining ? "draining" : "alive");
+    }
+    if (!json && rep->nworkers == 0)
+        printf("(no workers)\n");
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* ----------------------------------------------------------------- stats */
+
+static const char s_stats_usage[] =
+    "usage: ztask stats [--json]\n"
+    "\n"
+    "Shows the master's totals: jobs, tasks by state, live workers and threads,\n"
+    "duplicate results ignored, the recent result rate, uptime, database.\n"
+    "\n"
+    "Options:\n"
+    "  --json   one stats record (fields: docs/protocol.md)\n";
+
+int cmd_stats(cli_t *cli, int argc, char **argv)
+{
+    bool json = false;
+    int rc = s_simple_opts("stats", s_stats_usage, argc, argv, &json, 0);
+    if (rc >= 0)
+        return rc;
+    proto_reply_t *rep;
+    if ((rc = s_ask(cli, PROTO_REQ_STATS, 0, &rep)) != CLI_EXIT_OK)
+        return rc;
+    const proto_stats_t *s = &rep->stats;
+    if (json) {
+        s_print_json(proto_stats_encode(s));
+    } else {
+        char up[32];
+        progress_duration(up, sizeof up, s->uptime);
+        printf("jobs            %lld\n", (long long) s->jobs);
+        printf("tasks queued    %lld\n", (long long) s->tasks_queued);
+        printf("tasks running   %lld\n", (long long) s->tasks_running);
+        printf("tasks done      %lld\n", (long long) s->tasks_done);
+        printf("tasks failed    %lld\n", (long long) s->tasks_failed);
+        printf("workers alive   %lld (%lld threads)\n", (long long) s->workers_alive,
+               (long long) s->threads_total);
+        printf("duplicates      %lld\n", (long long) s->duplicates);
+        printf("results/s (1m)  %lld\n", (long long) s->results_per_s_1m);
+        printf("uptime          %s\n", up);
+        printf("database        %s\n", s->db_path ? s->db_path : "-");
+    }
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,484 @@
+/*  ztask submit: builds the job's task specs (taskgen), streams them to
+    the master in bounded batches (batch), then optionally waits. */
+#include "../common/util.h"
+#include "batch.h"
+#include "cli.h"
+#include "range.h"
+#include "specopt.h"
+#include "taskgen.h"
+#include "tmpl.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char s_usage[] =
+    "usage: ztask submit [OPTIONS] [--] COMMAND [ARGS...]\n"
+    "       ztask submit [OPTIONS] --shell 'COMMAND LINE'\n"
+    "       ztask submit [OPTIONS] --fn NAME [--args JSON]\n"
+    "       ztask submit [OPTIONS] --file FILE|-\n"
+    "\n"
+    "Submits one job: a single task, one task per index (--array), one task per\n"
+    "input line (--each), or one task per line of a JSONL file of specs (--file).\n"
+    "Prints \"job ID: N tasks submitted\".\n"
+    "\n"
+    "What to run (exactly one):\n"
+    "  COMMAND [ARGS...]    run this program; the first word that is not an option\n"
+    "                       (or everything after '--') is the command\n"
+    "  --shell 'CMD'        run CMD with /bin/sh -c\n"
+    "  --fn NAME            call a function the workers provide (built-in or plugin)\n"
+    "  --args JSON          with --fn: its arguments, any JSON value\n"
+    "  --file FILE|-        one JSON task spec per line (fields: docs/protocol.md);\n"
+    "                       the whole file is checked before anything is submitted\n"
+    "\n"
+    "How many tasks:\n"
+    "  --array SPEC         one task per index: 1-1000, 0-999:5 (step), 1,5,9 or\n"
+    "                       1-3,7,10-20:2; '{}' in the command becomes the index and\n"
+    "                       every task gets ZTASK_TASK_INDEX\n"
+    "  --each FILE|-        one task per non-blank line: '{}' in the command becomes\n"
+    "                       the line, or, without '{}', the line is appended as the\n"
+    "                       last argument (--fn without --args: the line is the args);\n"
+    "                       the task's index is the 0-based line number\n"
+    "\n"
+    "Task options (every task; with --file they override what each line says):\n"
+    "  --name NAME          the job's name\n"
+    "  --timeout SEC        kill a task still running after SEC seconds (0 = never)\n"
+    "  --retries N          run a failed task again up to N more times (0-100)\n"
+    "  --priority N         higher runs first (default 0)\n"
+    "  --env KEY=VALUE      set an environment variable (repeatable)\n"
+    "  --cwd DIR            working directory on the worker\n"
+    "  --stdin FILE|-       FILE's contents are every task's standard input\n"
+    "  --output-cap BYTES   keep at most BYTES of stdout and of stderr per task\n"
+    "                       (suffix K, M; default 1M)\n"
+    "  --require LABEL      run only on workers started with this label (repeatable)\n"
+    "\n"
+    "After submitting:\n"
+    "  --wait               wait like 'ztask wait' (progress, summary, exit code)\n"
+    "  --wait-timeout SEC   with --wait: stop waiting after SEC seconds (exit 5)\n"
+    "  --quiet              with --wait: no progress and no summary\n"
+    "  --json               print {\"job\":ID,\"tasks\":N}; with --wait, then one task\n"
+    "                       object per line (as 'ztask results --json')\n"
+    "\n"
+    "Examples:\n"
+    "  ztask submit -- echo hello\n"
+    "  ztask submit --array 1-1000 -- ./render --frame {} --out frame-{}.png\n"
+    "  ls *.csv | ztask submit --each - --timeout 60 python3 process.py\n"
+    "  ztask submit --each hosts.txt --shell 'ping -c1 {} >/dev/null'\n"
+    "  ztask submit --fn square --array 0-99 --wait\n"
+    "  ztask submit --file tasks.jsonl --name nightly --retries 2\n"
+    "\n"
+    "Exit: 0 submitted (with --wait: every task done), 1 some tasks failed or were\n"
+    "cancelled (--wait), 2 usage or input error, 3 master unreachable, 4 refused,\n"
+    "5 --wait-timeout expired.\n";
+
+enum {
+    OPT_SHELL = 256,
+    OPT_FN,
+    OPT_ARGS,
+    OPT_FILE,
+    OPT_ARRAY,
+    OPT_EACH,
+    OPT_NAME,
+    OPT_TIMEOUT,
+    OPT_RETRIES,
+    OPT_PRIORITY,
+    OPT_ENV,
+    OPT_CWD,
+    OPT_STDIN,
+    OPT_OUTPUT_CAP,
+    OPT_REQUIRE,
+    OPT_WAIT,
+    OPT_WAIT_TIMEOUT,
+    OPT_QUIET,
+    OPT_JSON
+};
+
+static const struct option s_longopts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "shell", required_argument, NULL, OPT_SHELL },
+    { "fn", required_argument, NULL, OPT_FN },
+    { "args", required_argument, NULL, OPT_ARGS },
+    { "file", required_argument, NULL, OPT_FILE },
+    { "array", required_argument, NULL, OPT_ARRAY },
+    { "each", required_argument, NULL, OPT_EACH },
+    { "name", required_argument, NULL, OPT_NAME },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "retries", required_argument, NULL, OPT_RETRIES },
+    { "priority", required_argument, NULL, OPT_PRIORITY },
+    { "env", required_argument, NULL, OPT_ENV },
+    { "cwd", required_argument, NULL, OPT_CWD },
+    { "stdin", required_argument, NULL, OPT_STDIN },
+    { "output-cap", required_argument, NULL, OPT_OUTPUT_CAP },
+    { "require", required_argument, NULL, OPT_REQUIRE },
+    { "wait", no_argument, NULL, OPT_WAIT },
+    { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
+    { "quiet", no_argument, NULL, OPT_QUIET },
+    { "json", no_argument, NULL, OPT_JSON },
+    { NULL, 0, NULL, 0 }
+};
+
+/* The stdin we accept for --stdin: it travels inside every task's spec,
+   so a big one multiplies; past this, use a shared file and --cwd. */
+#define STDIN_MAX (16 * 1024 * 1024)
+
+typedef struct {
+    const char *shell, *fn, *args, *file, *array, *each, *name, *stdin_path;
+    bool wait, quiet, json;
+    double wait_timeout;
+    char **argv; /* the command (borrowed from main's argv) */
+    int argc;
+    specopt_t opts;
+} submit_args_t;
+
+static const char *s_cmd = "submit";
+
+static int s_check_utf8(const char *what, const char *text)
+{
+    if (text && !utf8_valid(text, strlen(text)))
+        return cli_usage_error(s_cmd, "%s is not valid UTF-8", what);
+    return 0;
+}
+
+/* Reads --stdin FILE into opts. */
+static int s_read_stdin_file(submit_args_t *a)
+{
+    bool is_stdin = strcmp(a->stdin_path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(a->stdin_path, "rb");
+    if (!f) {
+        fprintf(stderr, "ztask: cannot open %s: %s\n", a->stdin_path, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = xmalloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len > STDIN_MAX)
+            break;
+        if (len == cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+    }
+    bool err = ferror(f);
+    if (!is_stdin)
+        fclose(f);
+    int rc = 0;
+    if (err) {
+        fprintf(stderr, "ztask: cannot read %s: %s\n", a->stdin_path, strerror(errno));
+        rc = CLI_EXIT_USAGE;
+    } else if (len > STDIN_MAX) {
+        rc = cli_usage_error(s_cmd, "--stdin %s is larger than %d MiB", a->stdin_path,
+                             STDIN_MAX / (1024 * 1024));
+    } else if (!utf8_valid(buf, len)) {
+        rc = cli_usage_error(s_cmd,
+                             "--stdin %s is not UTF-8 text (binary input cannot travel in a "
+                             "task spec; put it in a file the workers can read)",
+                             a->stdin_path);
+    }
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    buf[len < cap ? len : cap - 1] = '\0';
+    a->opts.stdin_data = buf;
+    a->opts.stdin_len = len;
+    return 0;
+}
+
+/* Parses argv into a; returns -1 to go on, or an exit code. */
+static int s_parse(int argc, char **argv, submit_args_t *a)
+{
+    char err[256];
+    int64_t v;
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(s_cmd, argc, argv, "+:h", s_longopts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_usage, stdout);
+            return CLI_EXIT_OK;
+        case OPT_SHELL: a->shell = optarg; break;
+        case OPT_FN: a->fn = optarg; break;
+        case OPT_ARGS: a->args = optarg; break;
+        case OPT_FILE: a->file = optarg; break;
+        case OPT_ARRAY: a->array = optarg; break;
+        case OPT_EACH: a->each = optarg; break;
+        case OPT_NAME: a->name = optarg; break;
+        case OPT_STDIN: a->stdin_path = optarg; break;
+        case OPT_WAIT: a->wait = true; break;
+        case OPT_QUIET: a->quiet = true; break;
+        case OPT_JSON: a->json = true; break;
+        case OPT_TIMEOUT:
+            if (cli_parse_seconds(optarg, &a->opts.timeout) != 0)
+                return cli_usage_error(s_cmd, "--timeout wants seconds >= 0, got '%s'", optarg);
+            a->opts.has_timeout = true;
+            break;
+        case OPT_WAIT_TIMEOUT:
+            if (cli_parse_seconds(optarg, &a->wait_timeout) != 0)
+                return cli_usage_error(s_cmd, "--wait-timeout wants seconds >= 0, got '%s'",
+                                       optarg);
+            break;
+        case OPT_RETRIES:
+            if (parse_int64(optarg, 0, 100, &v) != 0)
+                return cli_usage_error(s_cmd, "--retries wants 0..100, got '%s'", optarg);
+            a->opts.retries = (int) v;
+            a->opts.has_retries = true;
+            break;
+        case OPT_PRIORITY:
+            if (parse_int64(optarg, INT32_MIN, INT32_MAX, &v) != 0)
+                return cli_usage_error(s_cmd, "--priority wants a 32-bit integer, got '%s'",
+                                       optarg);
+            a->opts.priority = (int32_t) v;
+            a->opts.has_priority = true;
+            break;
+        case OPT_OUTPUT_CAP:
+            if (cli_parse_bytes(optarg, &v) != 0 || v > PROTO_MAX_OUTPUT_CAP)
+                return cli_usage_error(s_cmd, "--output-cap wants 1..%dM bytes, got '%s'",
+                                       PROTO_MAX_OUTPUT_CAP / (1024 * 1024), optarg);
+            a->opts.output_cap = v;
+            a->opts.has_output_cap = true;
+            break;
+        case OPT_ENV:
+            if (s_check_utf8("--env", optarg) != 0)
+                return CLI_EXIT_USAGE;
+            if (specopt_add_env(&a->opts, optarg, err, sizeof err) != 0)
+                return cli_usage_error(s_cmd, "%s", err);
+            break;
+        case OPT_CWD:
+            free(a->opts.cwd);
+            a->opts.cwd = xstrdup(optarg);
+            break;
+        case OPT_REQUIRE:
+            if (!*optarg)
+                return cli_usage_error(s_cmd, "--require wants a label");
+            specopt_add_require(&a->opts, optarg);
+            break;
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    a->argv = argv + optind;
+    a->argc = argc - optind;
+    return -1;
+}
+
+/* Cross-option rules. 0 or an exit code. */
+static int s_validate(submit_args_t *a)
+{
+    int forms = (a->argc > 0) + (a->shell != NULL) + (a->fn != NULL) + (a->file != NULL);
+    if (forms == 0)
+        return cli_usage_error(s_cmd,
+                               "nothing to run: give a command (after '--'), --shell, --fn or "
+                               "--file");
+    if (forms > 1)
+        return cli_usage_error(s_cmd, "give only one of a command, --shell, --fn and --file");
+    if (a->args && !a->fn)
+        return cli_usage_error(s_cmd, "--args goes with --fn");
+    if (a->array && a->each)
+        return cli_usage_error(s_cmd, "--array and --each cannot be combined");
+    if (a->file && (a->array || a->each))
+        return cli_usage_error(s_cmd, "--file cannot be combined with --array or --each");
+    if (!a->wait && (a->quiet || a->wait_timeout > 0))
+        return cli_usage_error(s_cmd, "--quiet and --wait-timeout go with --wait");
+    int stdin_users = (a->each && strcmp(a->each, "-") == 0)
+                      + (a->file && strcmp(a->file, "-") == 0)
+                      + (a->stdin_path && strcmp(a->stdin_path, "-") == 0);
+    if (stdin_users > 1)
+        return cli_usage_error(s_cmd, "only one option can read standard input ('-')");
+    if (s_check_utf8("--shell", a->shell) || s_check_utf8("--fn", a->fn)
+        || s_check_utf8("--args", a->args) || s_check_utf8("--name", a->name)
+        || s_check_utf8("--cwd", a->opts.cwd))
+        return CLI_EXIT_USAGE;
+    for (int i = 0; i < a->opts.nrequire; i++)
+        if (s_check_utf8("--require", a->opts.require[i]))
+            return CLI_EXIT_USAGE;
+    for (int i = 0; i < a->argc; i++) {
+        if (!utf8_valid(a->argv[i], strlen(a->argv[i])))
+            return cli_usage_error(s_cmd, "command word %d is not valid UTF-8", i + 1);
+    }
+    if (a->name && strlen(a->name) > PROTO_MAX_NAME)
+        return cli_usage_error(s_cmd, "--name is longer than %d bytes", PROTO_MAX_NAME);
+    return 0;
+}
+
+/* The base spec of a command/--shell/--fn job, checked; NULL after
+   printing why. */
+static tmpl_t *s_template(submit_args_t *a)
+{
+    proto_spec_t *base;
+    if (a->fn) {
+        base = specopt_new_spec(PROTO_KIND_FN);
+        base->fn = xstrdup(a->fn);
+        if (a->args) {
+            cJSON *tree = cJSON_ParseWithLength(a->args, strlen(a->args));
+            if (!tree) {
+                cli_usage_error(s_cmd, "--args is not valid JSON: %s", a->args);
+                proto_spec_destroy(&base);
+                return NULL;
+            }
+            char *compact = cJSON_PrintUnformatted(tree);
+            cJSON_Delete(tree);
+            if (!compact) {
+                fprintf(stderr, "ztask: out of memory\n");
+                abort();
+            }
+            base->args_json = xstrdup(compact);
+            cJSON_free(compact);
+        }
+    } else {
+        base = specopt_new_spec(PROTO_KIND_EXEC);
+        if (a->shell) {
+            base->shell = xstrdup(a->shell);
+        } else {
+            base->argv = xcalloc((size_t) a->argc + 1, sizeof(char *));
+            for (int i = 0; i < a->argc; i++)
+                base->argv[i] = xstrdup(a->argv[i]);
+            base->argc = a->argc;
+        }
+    }
+    specopt_apply(&a->opts, base);
+    char err[300];
+    tmpl_t *t = tmpl_new(&base, err, sizeof err);
+    if (!t)
+        cli_usage_error(s_cmd, "%s", err);
+    return t;
+}
+
+typedef struct {
+    cli_t *cli;
+    int64_t total;
+    int64_t sent;
+    bool show;      /* draw "submitting" progress on stderr */
+    int rc;         /* exit code when a send failed */
+} sender_t;
+
+static int s_send(void *arg, const proto_req_t *req, int64_t *job)
+{
+    sender_t *s = arg;
+    if (cli_interrupted()) {
+        fprintf(stderr, "%sztask: interrupted\n", s->show ? "\r\033[K" : "");
+        s->rc = CLI_EXIT_INTERRUPTED;
+        return -1;
+    }
+    proto_reply_t *rep = cli_call(s->cli, req, false, &s->rc);
+    if (!rep)
+        return -1;
+    *job = rep->job;
+    proto_reply_destroy(&rep);
+    s->sent += req->ntasks;
+    if (s->show) {
+        fprintf(stderr, "\rsubmitting job %lld: %lld/%lld tasks\033[K", (long long) *job,
+                (long long) s->sent, (long long) s->total);
+        fflush(stderr);
+    }
+    return 0;
+}
+
+static taskgen_t *s_generator(submit_args_t *a, int *rc)
+{
+    char err[512];
+    *rc = CLI_EXIT_USAGE;
+    if (a->file) {
+        taskgen_t *gen = taskgen_jsonl(a->file, &a->opts, err, sizeof err);
+        if (!gen)
+            fprintf(stderr, "ztask: %s\n", err);
+        return gen;
+    }
+    range_t *range = NULL;
+    if (a->array) {
+        range = range_parse(a->array, err, sizeof err);
+        if (!range) {
+            cli_usage_error(s_cmd, "--array %s: %s", a->array, err);
+            return NULL;
+        }
+    }
+    tmpl_t *t = s_template(a);
+    if (!t) {
+        range_destroy(&range);
+        return NULL;
+    }
+    if (a->each) {
+        if (!tmpl_can_append(t)) {
+            cli_usage_error(s_cmd,
+                            "with --each and --args, put '{}' where the line goes in --args");
+            tmpl_destroy(&t);
+            return NULL;
+        }
+        taskgen_t *gen = taskgen_each(&t, a->each, err, sizeof err);
+        if (!gen)
+            fprintf(stderr, "ztask: %s\n", err);
+        return gen;
+    }
+    if (range)
+        return taskgen_array(&t, &range);
+    return taskgen_single(&t);
+}
+
+int cmd_submit(cli_t *cli, int argc, char **argv)
+{
+    submit_args_t a;
+    memset(&a, 0, sizeof a);
+    specopt_init(&a.opts);
+    taskgen_t *gen = NULL;
+    int rc = s_parse(argc, argv, &a);
+    if (rc >= 0)
+        goto out;
+    if ((rc = s_validate(&a)) != 0)
+        goto out;
+    if (a.stdin_path && (rc = s_read_stdin_file(&a)) != 0)
+        goto out;
+    gen = s_generator(&a, &rc);
+    if (!gen)
+        goto out;
+
+    sender_t s = { cli, taskgen_count(gen), 0, false, 0 };
+    s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
+    batch_opts_t bopts = { 0, 0, a.name };
+    batch_result_t res;
+    char err[512];
+    if (batch_run(gen, &bopts, s_send, &s, &res, err, sizeof err) != 0) {
+        if (s.show)
+            fprintf(stderr, "\r\033[K");
+        if (!res.send_failed) {
+            fprintf(stderr, "ztask: %s\n", err);
+            rc = CLI_EXIT_USAGE;
+        } else {
+            rc = s.rc;
+        }
+        if (res.job != 0)
+            fprintf(stderr,
+                    "ztask: job %lld is incomplete: %lld of %lld tasks were submitted; "
+                    "cancel it with 'ztask cancel %lld'\n",
+                    (long long) res.job, (long long) res.submitted, (long long) s.total,
+                    (long long) res.job);
+        goto out;
+    }
+    if (s.show)
+        fprintf(stderr, "\r\033[K");
+    if (a.json)
+        printf("{\"job\":%lld,\"tasks\":%lld}\n", (long long) res.job,
+               (long long) res.submitted);
+    else
+        printf("job %lld: %lld task%s submitted\n", (long long) res.job,
+               (long long) res.submitted, res.submitted == 1 ? "" : "s");
+    fflush(stdout);
+    rc = CLI_EXIT_OK;
+    if (a.wait) {
+        cli_wait_opts_t w = { a.wait_timeout, !a.quiet, !a.quiet && !a.json, false };
+        rc = cli_wait_job(cli, res.job, &w);
+        if (a.json && (rc == CLI_EXIT_OK || rc == CLI_EXIT_TASKS_FAILED)) {
+            cli_results_opts_t r = { true, false, 0 };
+            int rrc = cli_print_results(cli, res.job, &r);
+            if (rrc != CLI_EXIT_OK)
+                rc = rrc;
+        }
+    }
+out:
+    taskgen_destroy(&gen);
+    specopt_clear(&a.opts);
+    return rc;
+}

@@ -1,0 +1,202 @@
+/*  ztask wait: polls a job's status until it is finished, drawing
+    progress, and turns the outcome into the exit code. */
+#include "../common/clock.h"
+#include "../common/util.h"
+#include "cli.h"
+#include "fmt.h"
+#include "progress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char s_usage[] =
+    "usage: ztask wait JOB [--timeout SEC] [--json] [--quiet]\n"
+    "\n"
+    "Waits until every task of JOB has finished. On a terminal, a progress bar is\n"
+    "drawn on stderr:\n"
+    "  [=========>          ] 523/1000  failed 2  312/s  ETA 0:02\n"
+    "otherwise a line every 5 s (\"job 7: 523/1000 done, 2 failed, 312 tasks/s\",\n"
+    "where 523 counts finished tasks). At the end it prints\n"
+    "  job 7: 1000 tasks, 998 done, 2 failed (3.2 s)\n"
+    "\n"
+    "Options:\n"
+    "  --timeout SEC   give up after SEC seconds (exit 5); the job keeps running\n"
+    "  --json          print the final job record as one JSON object instead\n"
+    "  --quiet         no progress and no summary; only the exit code\n"
+    "\n"
+    "Examples:\n"
+    "  ztask wait 7\n"
+    "  ztask wait 7 --timeout 600 || echo \"not finished or some tasks failed\"\n"
+    "\n"
+    "Exit: 0 every task done, 1 some failed or were cancelled, 3 master\n"
+    "unreachable, 4 refused (no such job), 5 --timeout expired.\n";
+
+/* How often we ask. Fast enough that a short job ends the wait within a
+   fifth of a second; slow enough that a hundred waiting shells cost the
+   master 500 tiny queries a second at most. */
+#define POLL_MS 200
+/* The plain progress line, when stderr is not a terminal. */
+#define LINE_EVERY_MS 5000
+
+static bool s_finished(const proto_job_t *j)
+{
+    if (j->finished > 0)
+        return true;
+    return j->closed && j->queued == 0 && j->running == 0 && progress_finished(j) >= j->total;
+}
+
+/* Asks for one job's counters into *out (caller clears). */
+static int s_status(cli_t *cli, int64_t job, proto_job_t *out)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_STATUS);
+    req->job = job;
+    int rc = CLI_EXIT_OK;
+    proto_reply_t *rep = cli_call(cli, req, true, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return rc;
+    int found = -1;
+    for (int i = 0; i < rep->njobs; i++)
+        if (rep->jobs[i].id == job)
+            found = i;
+    if (found < 0) {
+        fprintf(stderr, "ztask: job %lld not found (the master's status reply did not list it)\n",
+                (long long) job);
+        proto_reply_destroy(&rep);
+        return CLI_EXIT_REFUSED;
+    }
+    /* Take the record: its strings move to *out. */
+    *out = rep->jobs[found];
+    memset(&rep->jobs[found], 0, sizeof rep->jobs[found]);
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
+{
+    int64_t start = clock_mono_ms();
+    int64_t last_line = start;
+    int width = opts->progress ? fmt_term_width(STDERR_FILENO) : 0;
+    bool bar = width > 0;
+    progress_rate_t *rate = progress_rate_new();
+    proto_job_t j;
+    memset(&j, 0, sizeof j);
+    int rc;
+    char line[512];
+    for (;;) {
+        proto_job_clear(&j);
+        memset(&j, 0, sizeof j);
+        rc = s_status(cli, job, &j);
+        if (rc != CLI_EXIT_OK)
+            goto out;
+        int64_t now = clock_mono_ms();
+        progress_rate_add(rate, now, progress_finished(&j));
+        double r = progress_rate_get(rate);
+        bool done = s_finished(&j);
+        if (bar) {
+            width = fmt_term_width(STDERR_FILENO); /* follow a resized window */
+            progress_bar(line, sizeof line, &j, r, width > 0 ? width : 80);
+            fprintf(stderr, "\r%s\033[K", line);
+            fflush(stderr);
+        } else if (opts->progress && !done && now - last_line >= LINE_EVERY_MS) {
+            progress_line(line, sizeof line, &j, r);
+            fprintf(stderr, "%s\n", line);
+            last_line = now;
+        }
+        if (done)
+            break;
+        int64_t waited = now - start;
+        if (opts->timeout > 0 && waited >= (int64_t) (opts->timeout * 1000)) {
+            if (bar)
+                fprintf(stderr, "\r\033[K");
+            progress_line(line, sizeof line, &j, r);
+            fprintf(stderr, "ztask: job %lld did not finish within %g s (%s)\n",
+                    (long long) job, opts->timeout, line);
+            rc = CLI_EXIT_TIMEOUT;
+            goto out;
+        }
+        int sleep_ms = POLL_MS;
+        if (opts->timeout > 0) {
+            int64_t left = (int64_t) (opts->timeout * 1000) - waited;
+            if (left < sleep_ms)
+                sleep_ms = left > 0 ? (int) left : 0;
+        }
+        if (cli_sleep_ms(sleep_ms) != 0) {
+            fprintf(stderr, "%sztask: interrupted (job %lld keeps running)\n",
+                    bar ? "\r\033[K" : "\n", (long long) job);
+            rc = CLI_EXIT_INTERRUPTED;
+            goto out;
+        }
+    }
+    if (bar)
+        fprintf(stderr, "\r\033[K");
+    if (opts->summary) {
+        double secs = j.finished > 0 && j.created > 0 ? j.finished - j.created
+                                                      : (clock_mono_ms() - start) / 1000.0;
+        progress_summary(line, sizeof line, &j, secs);
+        printf("%s\n", line);
+    }
+    if (opts->json) {
+        char *text = proto_job_encode(&j);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    }
+    fflush(stdout);
+    rc = cli_exit_for_job(&j);
+out:
+    proto_job_clear(&j);
+    progress_rate_destroy(&rate);
+    return rc;
+}
+
+static const struct option s_longopts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "timeout", required_argument, NULL, 't' },
+    { "json", no_argument, NULL, 'j' },
+    { "quiet", no_argument, NULL, 'q' },
+    { NULL, 0, NULL, 0 }
+};
+
+int cmd_wait(cli_t *cli, int argc, char **argv)
+{
+    const char *cmd = "wait";
+    cli_wait_opts_t o = { 0, true, true, false };
+    bool quiet = false;
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":ht:q", s_longopts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_usage, stdout);
+            return CLI_EXIT_OK;
+        case 't':
+            if (cli_parse_seconds(optarg, &o.timeout) != 0)
+                return cli_usage_error(cmd, "--timeout wants seconds >= 0, got '%s'", optarg);
+            break;
+        case 'j':
+            o.json = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error(cmd, argc - optind == 0 ? "which job? give its id"
+                                                       : "give exactly one job id");
+    int64_t job;
+    if (cli_parse_job(argv[optind], &job) != 0)
+        return cli_usage_error(cmd, "'%s' is not a job id", argv[optind]);
+    if (o.json)
+        o.summary = false;
+    if (quiet) {
+        o.progress = false;
+        o.summary = false;
+    }
+    return cli_wait_job(cli, job, &o);
+}

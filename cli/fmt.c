@@ -1,0 +1,115 @@
+#include "fmt.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int fmt_term_width(int fd)
+{
+    if (!isatty(fd))
+        return 0;
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0)
+        return 80;
+    return ws.ws_col;
+}
+
+/* Copies s[0..len) into buf, control characters as spaces, at most
+   max_cols characters (code points); "..." when cut. */
+static void s_printable(char *buf, size_t size, const char *s, size_t len, int max_cols)
+{
+    if (size == 0)
+        return;
+    if (max_cols < 4)
+        max_cols = 4;
+    /* First count characters to know whether we must cut. */
+    size_t chars = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char) s[i] & 0xC0) != 0x80)
+            chars++;
+    bool cut = chars > (size_t) max_cols;
+    size_t keep = cut ? (size_t) max_cols - 3 : chars;
+    size_t o = 0;
+    size_t seen = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if ((c & 0xC0) != 0x80) {
+            if (seen == keep)
+                break;
+            seen++;
+        }
+        if (o + 1 >= size)
+            break;
+        buf[o++] = (c < 0x20 || c == 0x7F) ? ' ' : (char) c;
+    }
+    /* Never end inside a multi-byte character (when buf ran out). */
+    while (o > 0 && ((unsigned char) buf[o - 1] & 0xC0) == 0x80) {
+        size_t j = o - 1;
+        while (j > 0 && ((unsigned char) buf[j] & 0xC0) == 0x80)
+            j--;
+        unsigned char lead = (unsigned char) buf[j];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (o - j >= need)
+            break;
+        o = j;
+    }
+    if (cut && o + 3 < size) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+}
+
+void fmt_first_line(char *buf, size_t size, const char *text, int max_cols)
+{
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    if (!text)
+        return;
+    const char *p = text;
+    for (;;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t) (nl - p) : strlen(p);
+        bool blank = true;
+        for (size_t i = 0; i < len; i++)
+            if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+                blank = false;
+        if (!blank) {
+            s_printable(buf, size, p, len, max_cols);
+            return;
+        }
+        if (!nl)
+            return;
+        p = nl + 1;
+    }
+}
+
+void fmt_cell(char *buf, size_t size, const char *text, int max_cols)
+{
+    if (size == 0)
+        return;
+    if (!text) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    s_printable(buf, size, text, strlen(text), max_cols);
+}
+
+void fmt_ago(char *buf, size_t size, double s)
+{
+    if (s < 0)
+        s = 0;
+    if (s < 10)
+        snprintf(buf, size, "%.1fs ago", s);
+    else if (s < 60)
+        snprintf(buf, size, "%.0fs ago", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%dm ago", (int) (s / 60));
+    else if (s < 86400)
+        snprintf(buf, size, "%dh ago", (int) (s / 3600));
+    else
+        snprintf(buf, size, "%dd ago", (int) (s / 86400));
+}

@@ -1,0 +1,30 @@
+/*  fmt: small text helpers for the CLI's human output (tables, ages,
+    terminal width). Pure functions except fmt_term_width.
+
+    Task output is untrusted: before it is printed in a table, control
+    characters (escape sequences, "\r", tabs) become spaces so a task
+    cannot redraw the user's terminal, and it is cut at whole UTF-8
+    characters.
+
+    Threads: any.
+*/
+#ifndef ZTASK_CLI_FMT_H
+#define ZTASK_CLI_FMT_H
+
+#include <stddef.h>
+
+/* Columns of the terminal on fd, or 0 when fd is not a terminal. */
+int fmt_term_width(int fd);
+
+/* The first non-blank line of text, made printable and cut to at most
+   max_cols characters (ending in "..." when cut), into buf. "" for NULL. */
+void fmt_first_line(char *buf, size_t size, const char *text, int max_cols);
+
+/* A field for a table column: made printable, cut to max_cols characters. */
+void fmt_cell(char *buf, size_t size, const char *text, int max_cols);
+
+/* "0.4s ago", "12s ago", "5m ago", "3h ago", "2d ago" (a negative age,
+   from clocks that disagree a little, reads as 0). */
+void fmt_ago(char *buf, size_t size, double seconds);
+
+#endif

@@ -1,0 +1,60 @@
+/*  specopt: the task options of `ztask submit` (--timeout, --retries,
+    --priority, --env, --cwd, --stdin, --output-cap, --require) as one
+    value that is applied to every task of a job.
+
+    With a command (argv, --shell, --fn) they fill in the base spec; with
+    --file they override what each JSONL line says: scalars replace the
+    line's value, --env adds variables (replacing the line's value of the
+    same name) and --require adds labels.
+
+    Ownership: a specopt_t owns its strings; specopt_clear frees them.
+    Threads: any.
+*/
+#ifndef ZTASK_CLI_SPECOPT_H
+#define ZTASK_CLI_SPECOPT_H
+
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    bool has_timeout;
+    double timeout;
+    bool has_retries;
+    int retries;
+    bool has_priority;
+    int32_t priority;
+    bool has_output_cap;
+    int64_t output_cap;
+    char *cwd;               /* NULL = not given */
+    char *stdin_data;        /* NULL = not given */
+    size_t stdin_len;
+    char **env;              /* "KEY=VALUE" */
+    int envc;
+    char **require;
+    int nrequire;
+} specopt_t;
+
+void specopt_init(specopt_t *self);
+void specopt_clear(specopt_t *self);
+
+/* True when any option is set. */
+bool specopt_any(const specopt_t *self);
+
+/* Adds one "KEY=VALUE" (KEY non-empty, no '=' in it; later values of the
+   same KEY win). -1 with a reason in err when malformed. */
+int specopt_add_env(specopt_t *self, const char *kv, char *err, size_t errlen);
+/* Adds one label (ignored when already present). */
+void specopt_add_require(specopt_t *self, const char *label);
+
+/* Writes the options into spec (see above for how they combine). */
+void specopt_apply(const specopt_t *self, proto_spec_t *spec);
+
+/* A new exec or fn spec with the protocol's defaults (index -1, default
+   output cap) and nothing else set; the caller fills in argv/shell/fn.
+   Freed with proto_spec_destroy. */
+proto_spec_t *specopt_new_spec(proto_kind_t kind);
+
+#endif
