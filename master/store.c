@@ -103,7 +103,8 @@ static const char *const SCHEMA =
     "CREATE INDEX duplicates_task ON duplicates(task);";
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
-#define TASK_COLS "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished"
+#define TASK_COLS \
+    "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished"
 
 enum {
     S_BEGIN,

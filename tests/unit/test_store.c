@@ -93,7 +93,10 @@ static int f_shmlock(sqlite3_file *f, int off, int n, int flags)
     return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
 }
 static void f_shmbarrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
-static int f_shmunmap(sqlite3_file *f, int del) { return REAL(f)->pMethods->xShmUnmap(REAL(f), del); }
+static int f_shmunmap(sqlite3_file *f, int del)
+{
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
 static int f_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
 {
     return REAL(f)->pMethods->xFetch(REAL(f), off, n, pp);
@@ -104,9 +107,25 @@ static int f_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 }
 
 static const sqlite3_io_methods s_fault_io = {
-    3,        f_close,   f_read,   f_write,    f_truncate,   f_sync,      f_size,
-    f_lock,   f_unlock,  f_reserved, f_fcntl,  f_sector,     f_devchar,   f_shmmap,
-    f_shmlock, f_shmbarrier, f_shmunmap, f_fetch, f_unfetch,
+    .iVersion = 3,
+    .xClose = f_close,
+    .xRead = f_read,
+    .xWrite = f_write,
+    .xTruncate = f_truncate,
+    .xSync = f_sync,
+    .xFileSize = f_size,
+    .xLock = f_lock,
+    .xUnlock = f_unlock,
+    .xCheckReservedLock = f_reserved,
+    .xFileControl = f_fcntl,
+    .xSectorSize = f_sector,
+    .xDeviceCharacteristics = f_devchar,
+    .xShmMap = f_shmmap,
+    .xShmLock = f_shmlock,
+    .xShmBarrier = f_shmbarrier,
+    .xShmUnmap = f_shmunmap,
+    .xFetch = f_fetch,
+    .xUnfetch = f_unfetch,
 };
 
 static int f_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
@@ -291,9 +310,9 @@ START_TEST(test_usage_submit_run_finish_and_read_back)
     /* Submit: a job and its tasks in one group, committed before the ack. */
     int64_t job, t0, t1;
     ck_assert_int_eq(store_job_create(store, "nightly", 1000.0, &job), 0);
-    ck_assert_int_eq(store_task_insert(store, job, 0, "first", 3, 1, "{\"argv\":[\"true\"]}", &t0), 0);
-    ck_assert_int_eq(store_task_insert(store, job, 1, "second", 0, 0, "{\"shell\":\"exit 3\"}", &t1),
-                     0);
+    const char *spec0 = "{\"argv\":[\"true\"]}", *spec1 = "{\"shell\":\"exit 3\"}";
+    ck_assert_int_eq(store_task_insert(store, job, 0, "first", 3, 1, spec0, &t0), 0);
+    ck_assert_int_eq(store_task_insert(store, job, 1, "second", 0, 0, spec1, &t1), 0);
     ck_assert(store_dirty(store));
     ck_assert_int_eq(store_commit(store), 0);
     ck_assert(!store_dirty(store));
@@ -301,7 +320,8 @@ START_TEST(test_usage_submit_run_finish_and_read_back)
     /* Dispatch to a worker's pipe, it starts, it finishes. */
     ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
     ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_RUNNING, 1, "w1", 1001.5), 0);
-    ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w1", "{\"exit\":0}", 1002.0), 0);
+    ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w1", "{\"exit\":0}", 1002),
+                     0);
     ck_assert_int_eq(store_commit(store), 0);
 
     /* Read one task back... */
@@ -545,7 +565,8 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq((const char *)sqlite3_db_filename(s_last_db, "main"), tmp.db);
     int64_t job = s_job(store, "nightly");
     int64_t t1 = s_insert(store, job, 7), t2 = s_insert(store, job, 8);
-    ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_FAILED, 1, "w1", "{\"exit\":2}", 3.0), 0);
+    ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_FAILED, 1, "w1", "{\"exit\":2}", 3),
+                     0);
     ck_assert_int_eq(store_task_set_running(store, t2, PROTO_ST_RUNNING, 1, "w1", 2.5), 0);
     ck_assert_int_eq(store_duplicate_add(store, t1, 1, "w9", "{}", 4.0), 0);
     ck_assert_int_eq(store_job_close(store, job), 0);
