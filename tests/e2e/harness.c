@@ -736,14 +736,16 @@ const char *h_worker_id(h_proc_t *p)
 {
     pthread_mutex_lock(&p->mu);
     const char *last = NULL;
-    for (const char *at = p->buf; (at = strstr(at, "event=registered")) != NULL; at++)
+    /* "event=registered worker=ID" or, after a master restart,
+       "event=reregistered worker=ID". */
+    for (const char *at = p->buf; (at = strstr(at, "registered worker=")) != NULL; at++)
         last = at;
     char *id = NULL;
     if (last) {
         const char *eol = strchr(last, '\n');
-        const char *w = strstr(last, " worker=");
+        const char *w = strstr(last, "worker=");
         if (w && (!eol || w < eol)) {
-            w += strlen(" worker=");
+            w += strlen("worker=");
             size_t n = strcspn(w, " \n");
             id = strndup(w, n);
         }

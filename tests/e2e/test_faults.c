@@ -245,9 +245,10 @@ START_TEST(kill_9_of_the_master_and_restart_loses_no_task)
 
     h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
     ck_assert_int_eq(h_api_port(c), port);
-    ck_assert_msg(h_proc_wait_log(wa, "event=registered", 2, 30000),
+    /* "event=registered worker=" then "event=reregistered worker=". */
+    ck_assert_msg(h_proc_wait_log(wa, "registered worker=", 2, 30000),
                   "worker a did not re-register (log %s)", h_proc_log(wa));
-    ck_assert_msg(h_proc_wait_log(wb, "event=registered", 2, 30000),
+    ck_assert_msg(h_proc_wait_log(wb, "registered worker=", 2, 30000),
                   "worker b did not re-register (log %s)", h_proc_log(wb));
 
     ck_assert_int_eq(h_wait(c, job, 60000), 0);
@@ -312,16 +313,22 @@ START_TEST(a_second_sigterm_kills_the_running_tasks)
     ck_assert(pid0 > 0 && pid1 > 0);
 
     h_proc_signal(wa, SIGTERM);
-    /* The first SIGTERM drains: the tasks keep running. Wait for the worker
-       to have handled it (it stops asking for work), then signal again. */
-    ck_assert_msg(h_proc_running(wa) && !h_pid_gone(pid0), "the first SIGTERM killed tasks");
+    /* The first SIGTERM drains and the tasks keep running; a second one
+       sent before the worker handled the first would merge with it. */
+    ck_assert(h_proc_wait_log(wa, "event=draining", 1, 10000));
+    ck_assert_msg(h_proc_running(wa) && !h_pid_gone(pid0) && !h_pid_gone(pid1),
+                  "the first SIGTERM killed tasks");
     h_proc_signal(wa, SIGTERM);
+    ck_assert(h_proc_wait_log(wa, "event=stopping", 1, 10000));
     int code = h_proc_wait_exit(wa, 15000);
     ck_assert_msg(code != -1, "worker still running after two SIGTERMs");
     ck_assert_msg(H_POLL(h_pid_gone(pid0) && h_pid_gone(pid1), 5000),
                   "task processes outlived the worker");
 
-    h_run_t *r = h_cli(c, "cancel", "1", NULL);
+    char jb[32];
+    snprintf(jb, sizeof jb, "%lld", (long long)job);
+    h_run_t *r = h_cli(c, "cancel", jb, NULL);
+    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
     h_run_free(&r);
     free(p0);
     free(p1);
