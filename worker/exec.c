@@ -468,11 +468,13 @@ typedef struct {
     int64_t deadline;            /* 0 = none */
     int grace_ms;
     bool timed_out, cancelled;
-    int64_t kill_at;             /* SIGKILL after SIGTERM, 0 = not armed */
-    int64_t group_killed_at;     /* when SIGKILL went to the group, 0 = never */
+    bool stopping;               /* SIGTERM sent; SIGKILL due at kill_at */
+    int64_t kill_at;
+    bool group_killed;           /* SIGKILL sent to the group at group_killed_at */
+    int64_t group_killed_at;
     bool exited;
     int64_t exited_at;
-    bool abandoned;
+    bool abandoned;              /* stopped reading pipes held outside the group */
 } run_t;
 
 static void s_stdin_write(run_t *r)
@@ -522,7 +524,15 @@ static void s_report_read(run_t *r)
 static void s_stop(run_t *r, int64_t now)
 {
     s_kill_group(r->pid, SIGTERM);
+    r->stopping = true;
     r->kill_at = now + r->grace_ms;
+}
+
+static void s_group_kill9(run_t *r, int64_t now)
+{
+    s_kill_group(r->pid, SIGKILL);
+    r->group_killed = true;
+    r->group_killed_at = now;
 }
 
 static int64_t s_min(int64_t a, int64_t b)
@@ -547,10 +557,8 @@ static void s_loop(run_t *r)
                 s_stop(r, now);
             }
         }
-        if (r->kill_at && !r->group_killed_at && now >= r->kill_at) {
-            s_kill_group(r->pid, SIGKILL);
-            r->group_killed_at = now;
-        }
+        if (r->stopping && !r->group_killed && now >= r->kill_at)
+            s_group_kill9(r, now);
         if (!r->exited) {
             siginfo_t si;
             memset(&si, 0, sizeof si);
@@ -568,12 +576,11 @@ static void s_loop(run_t *r)
         bool pipes_open = r->out.fd >= 0 || r->err.fd >= 0 || r->report_fd >= 0;
         if (r->exited && !pipes_open)
             break;
-        if (r->exited && !r->group_killed_at && now >= r->exited_at + EXEC_LINGER_MS) {
+        if (r->exited && !r->group_killed && now >= r->exited_at + EXEC_LINGER_MS) {
             log_info("event=exec_group_killed pid=%d reason=pipes_held_after_exit", (int) r->pid);
-            s_kill_group(r->pid, SIGKILL);
-            r->group_killed_at = now;
+            s_group_kill9(r, now);
         }
-        if (r->exited && r->group_killed_at && now >= r->group_killed_at + EXEC_ABANDON_MS) {
+        if (r->exited && r->group_killed && now >= r->group_killed_at + EXEC_ABANDON_MS) {
             log_warn("event=exec_pipes_abandoned pid=%d reason=held_outside_group", (int) r->pid);
             r->abandoned = true;
             break;
@@ -584,11 +591,11 @@ static void s_loop(run_t *r)
         int64_t next = now + (r->pidfd < 0 && !pipes_open ? EXEC_NO_PIDFD_TICK_MS : EXEC_TICK_MS);
         if (r->deadline && !r->timed_out && !r->cancelled)
             next = s_min(next, r->deadline);
-        if (r->kill_at && !r->group_killed_at)
+        if (r->stopping && !r->group_killed)
             next = s_min(next, r->kill_at);
-        if (r->exited && !r->group_killed_at)
+        if (r->exited && !r->group_killed)
             next = s_min(next, r->exited_at + EXEC_LINGER_MS);
-        if (r->exited && r->group_killed_at)
+        if (r->exited && r->group_killed)
             next = s_min(next, r->group_killed_at + EXEC_ABANDON_MS);
 
         struct pollfd pfd[5];
@@ -794,7 +801,7 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
     /* A timed-out or cancelled task leaves nothing behind in its group,
        even members that closed their output and shrugged off SIGTERM.
        Still before the reap: see the comment at the top. */
-    if ((r.timed_out || r.cancelled) && !r.group_killed_at)
+    if (r.stopping && !r.group_killed)
         s_kill_group(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -820,8 +827,6 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
     s_fill_result(&r, status, res, &L);
     free(r.out.buf);
     free(r.err.buf);
-    if (r.abandoned)
-        log_warn("event=exec_output_incomplete pid=%d", (int) pid);
 
 out:
     for (int i = 0; i < 2; i++) {

@@ -688,6 +688,26 @@ START_TEST(child_that_closes_its_output_is_still_awaited_and_timed)
 }
 END_TEST
 
+START_TEST(output_held_outside_the_group_is_abandoned_not_awaited)
+{
+    /* setsid takes the sleep out of our group, so the group kill misses
+       it; the runner gives up on the pipe instead of hanging. */
+    s_become_subreaper();
+    proto_spec_t spec = s_spec();
+    spec.shell = "setsid sleep 30 & echo $!";
+    int64_t t0 = clock_mono_ms();
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_lt(clock_mono_ms() - t0, 3000);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    pid_t escaped = (pid_t) atoi(res->stdout_data);
+    ck_assert_int_gt(escaped, 1);
+    ck_assert_int_eq(kill(escaped, SIGKILL), 0);   /* it did survive: clean up */
+    ck_assert_int_eq(waitpid(escaped, NULL, 0), escaped);
+    s_assert_no_children();
+    proto_result_destroy(&res);
+}
+END_TEST
+
 /* ---- descriptors, zombies, threads ------------------------------------ */
 
 START_TEST(child_inherits_no_descriptor_but_0_1_2)
@@ -816,6 +836,7 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, cancel_before_start_runs_nothing);
     tcase_add_test(tc, grandchild_holding_stdout_does_not_hang_the_runner);
     tcase_add_test(tc, child_that_closes_its_output_is_still_awaited_and_timed);
+    tcase_add_test(tc, output_held_outside_the_group_is_abandoned_not_awaited);
     tcase_add_test(tc, child_inherits_no_descriptor_but_0_1_2);
     tcase_add_test(tc, no_zombie_is_left_after_any_ending);
     tcase_add_test(tc, concurrent_runs_get_their_own_outputs);
