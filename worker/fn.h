@@ -49,7 +49,8 @@ void fn_registry_destroy(fn_registry_t **p);
 /* Runs spec (kind FN) and fills res: DONE with result_json, FAILED with
    error (unknown function, invalid args, the function's error, invalid JSON
    returned), CANCELLED when *cancel became true while it ran (a function
-   that ignores cancel still runs to its end). Timeout: when
+   that ignores cancel still runs to its end; one already set before the
+   start means the function is not called). Timeout: when
    spec->timeout passes, cancelled() reports true to the function and the
    task FAILS with timed_out set once the function returns. res is the
    caller's; fn_run sets task, attempt, status, timed_out, result_json
