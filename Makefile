@@ -133,3 +133,9 @@ format:
 	clang-format -i $(wildcard */*.c */*.h tests/*/*.c tests/*/*.h)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The docker compose cluster, tested for real (needs a docker engine; builds
+# debian:bookworm-slim locally when missing). See docs/docker.md.
+.PHONY: test-compose
+test-compose:
+	@tests/compose/run.sh

@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# The docker compose cluster, tested for real (`make test-compose`).
+#
+# Builds debian:bookworm-slim locally when it is missing (no registry
+# needed), builds the ztask image through docker-compose.yml, brings up a
+# master and 3 workers under a project name of its own, and checks:
+#   1. a 2,000-task job submitted by the CLI in a container completes, every
+#      index exactly once, all done, stdout right;
+#   2. a worker killed (docker kill) while it runs tasks loses nothing;
+#   3. the master restarted (compose restart) mid-job loses nothing the
+#      submit acknowledged;
+#   4. `down` without -v then `up` keeps jobs and results (named volume);
+# then tears everything down (containers, network, volume), also when a
+# check fails or the run is interrupted. Ends with "N passed, N failed".
+#
+# Environment:
+#   ZTASK_COMPOSE   the compose command (default: `docker compose` when it
+#                   works, else `docker-compose`)
+#   ZTASK_TEST_IMAGE  the image tag to build (default ztask:compose-test, so
+#                   a user's ztask:local is left alone)
+#   KEEP_LOGS=1     keep the logs directory also when everything passed
+# Every wait is bounded; the longest is the first build (see docs/docker.md).
+set -u -o pipefail
+
+cd "$(dirname "$0")/../.." || exit 2
+here=tests/compose
+
+# ------------------------------------------------------------------ setup
+
+project="ztasktest$$r$RANDOM"
+logdir="build/compose-test/$project"
+mkdir -p "$logdir"
+export ZTASK_IMAGE="${ZTASK_TEST_IMAGE:-ztask:compose-test}"
+# Publish the master's API on a free port of 127.0.0.1 (never a fixed one:
+# another cluster or test may hold 5555).
+export ZTASK_PORT=
+unset ZTASK_MASTER
+
+if [ -n "${ZTASK_COMPOSE:-}" ]; then
+    read -r -a dc_cmd <<<"$ZTASK_COMPOSE"
+elif docker compose version >/dev/null 2>&1; then
+    dc_cmd=(docker compose)
+else
+    dc_cmd=(docker-compose)
+fi
+
+passed=0 failed=0
+t0=$(date +%s)
+pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
+fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
+note() { printf '      %s\n' "$*"; }
+elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
+
+# dc SECONDS ARGS...: compose for this project, bounded.
+dc() {
+    local t=$1
+    shift
+    timeout --kill-after=10 "$t" "${dc_cmd[@]}" -p "$project" -f docker-compose.yml "$@"
+}
+
+summary() {
+    echo
+    echo "total time $(elapsed); logs in $logdir"
+    echo "$passed passed, $failed failed"
+}
+
+torn_down=0
+teardown() {
+    [ $torn_down -eq 1 ] && return 0
+    torn_down=1
+    [ -n "${cli_ctr:-}" ] && docker rm -f "$cli_ctr" >/dev/null 2>&1
+    dc 120 down -v --remove-orphans -t 10 >>"$logdir/down.log" 2>&1
+}
+
+on_exit() {
+    local rc=$?
+    if [ $torn_down -eq 0 ]; then
+        dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
+        teardown
+    fi
+    if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then
+        rm -rf "$logdir"
+        rmdir build/compose-test 2>/dev/null
+    fi
+}
+trap on_exit EXIT
+trap 'echo "interrupted"; exit 130' INT TERM HUP
+
+# fatal MESSAGE: a check that later ones cannot do without failed.
+fatal() {
+    fail "$*"
+    echo "stopping: the remaining checks need this one"
+    dc 30 logs --no-color --timestamps --tail 40 2>&1 | tail -n 60 | sed 's/^/      | /'
+    summary
+    exit 1
+}
+
+# CLI calls go through one long-lived container on the compose network (a
+# one-off "cli" service container running sleep), so polling costs a
+# `docker exec`, not a container start, and works while the master restarts.
+cli_ctr=
+ztask() {
+    timeout --kill-after=5 60 docker exec "$cli_ctr" ztask "$@"
+}
+
+# json_field FILE EXPR: evaluates a Python expression over the list of JSON
+# objects in FILE (one per line), bound to `r`.
+json_eval() {
+    python3 -c '
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# job_field JOB FIELD: one counter of `ztask status JOB --json`, or "".
+job_field() {
+    ztask status "$1" --json 2>/dev/null | python3 -c '
+import json, sys
+for l in sys.stdin:
+    if l.strip():
+        print(json.loads(l).get(sys.argv[1], "")); break' "$2"
+}
+
+# wait_health SECONDS: until the master's container reports healthy.
+wait_health() {
+    local deadline=$(( $(date +%s) + $1 )) id status
+    while [ "$(date +%s)" -lt $deadline ]; do
+        id=$(dc 30 ps -q master 2>/dev/null | head -n 1)
+        status=$([ -n "$id" ] && docker inspect -f '{{.State.Health.Status}}' "$id" 2>/dev/null)
+        [ "$status" = healthy ] && return 0
+        sleep 1
+    done
+    echo "master health: ${status:-no container}"
+    return 1
+}
+
+# wait_workers N SECONDS: until at least N workers are alive.
+wait_workers() {
+    local deadline=$(( $(date +%s) + $2 )) n=0
+    while [ "$(date +%s)" -lt $deadline ]; do
+        n=$(ztask workers --json 2>/dev/null | python3 -c '
+import json, sys
+print(sum(1 for l in sys.stdin if l.strip() and json.loads(l).get("alive")))' 2>/dev/null)
+        [ "${n:-0}" -ge "$1" ] && return 0
+        sleep 0.5
+    done
+    echo "alive workers: ${n:-?}"
+    return 1
+}
+
+# wait_running JOB MIN_DONE SECONDS: until JOB has tasks running and at
+# least MIN_DONE done, i.e. it is well and truly mid-job.
+wait_running() {
+    local deadline=$(( $(date +%s) + $3 )) rec
+    while [ "$(date +%s)" -lt $deadline ]; do
+        rec=$(ztask status "$1" --json 2>/dev/null)
+        if python3 -c '
+import json, sys
+j = json.loads(sys.argv[1])
+sys.exit(0 if j["running"] > 0 and j["done"] >= int(sys.argv[2]) and j["done"] < j["total"] else 1)
+' "$rec" "$2" 2>/dev/null; then
+            echo "$rec"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "not mid-job in time: $rec"
+    return 1
+}
+
+# submit_bg NAME ARGS...: submits without waiting; prints the job id.
+submit_bg() {
+    local out
+    out=$(ztask submit --json "$@") || return 1
+    python3 -c 'import json, sys; print(json.loads(sys.argv[1].splitlines()[0])["job"])' "$out"
+}
+
+# check_job JOB WHAT: fetches every result of JOB and checks them.
+check_job() {
+    local job=$1 what=$2 out rc
+    if ! ztask results "$job" --json >"$logdir/results-$job.jsonl" 2>"$logdir/results-$job.err"; then
+        fail "$what: ztask results $job failed: $(tail -n 1 "$logdir/results-$job.err")"
+        return 1
+    fi
+    out=$(python3 $here/check_results.py "$logdir/results-$job.jsonl" "$job" 1 2000 --stdout-is-index)
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "$what: $out"
+    else
+        fail "$what:"
+        echo "$out" | sed 's/^/      /'
+    fi
+    return $rc
+}
+
+echo "compose: ${dc_cmd[*]} ($("${dc_cmd[@]}" version --short 2>/dev/null || echo '?')); project $project; image $ZTASK_IMAGE"
+
+command -v python3 >/dev/null || fatal "python3 is needed to read the CLI's JSON"
+timeout 30 docker info >/dev/null 2>&1 || fatal "the docker engine does not answer (docker info)"
+
+# ---------------------------------------------------------------- build
+
+s=$(date +%s)
+if timeout 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
+    pass "base image debian:bookworm-slim ($(tail -n 1 "$logdir/base-image.log"); $(( $(date +%s) - s ))s)"
+else
+    tail -n 20 "$logdir/base-image.log" | sed 's/^/      | /'
+    fatal "base image debian:bookworm-slim could not be built"
+fi
+
+s=$(date +%s)
+if dc 1200 build >"$logdir/build.log" 2>&1; then
+    pass "docker compose build ($(( $(date +%s) - s ))s)"
+else
+    tail -n 30 "$logdir/build.log" | sed 's/^/      | /'
+    fatal "docker compose build"
+fi
+
+# The runtime image: the three programs, a non-root user, no compiler.
+img=$(timeout 60 docker run --rm --entrypoint sh "$ZTASK_IMAGE" -c '
+    printf "uid=%s " "$(id -u)"
+    for p in ztask-master ztask-worker ztask; do command -v $p >/dev/null && printf "%s " $p; done
+    command -v cc >/dev/null && printf "cc "
+    test -f /usr/local/lib/ztask/libmytasks.so && printf "plugin "
+    pwd' 2>&1)
+if [ "$img" = "uid=10001 ztask-master ztask-worker ztask plugin /var/lib/ztask" ]; then
+    pass "image: non-root, three programs and the plugin, no compiler ($(docker image inspect -f '{{.Size}}' "$ZTASK_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+else
+    fail "image contents: got '$img'"
+fi
+
+# ------------------------------------------------------------------- up
+
+s=$(date +%s)
+if dc 300 up -d --scale worker=3 >"$logdir/up.log" 2>&1; then
+    pass "up -d --scale worker=3 ($(( $(date +%s) - s ))s)"
+else
+    tail -n 20 "$logdir/up.log" | sed 's/^/      | /'
+    fatal "up -d --scale worker=3"
+fi
+
+wait_health 90 && pass "master healthy" || fatal "master healthy within 90s"
+
+# A one-off container of the cli service that stays up; `run -d` prints its name.
+cli_ctr=$(dc 120 run -d --no-deps --entrypoint sleep cli 3600 2>>"$logdir/up.log" | tail -n 1)
+[ -n "$cli_ctr" ] && docker exec "$cli_ctr" true 2>/dev/null \
+    || fatal "a cli container (run -d cli): $(tail -n 3 "$logdir/up.log")"
+
+wait_workers 3 60 && pass "3 workers registered with the master" || fatal "3 workers registered"
+
+host_port=$(dc 30 port master 5555 2>/dev/null | tail -n 1)
+case "$host_port" in
+    127.0.0.1:*) pass "API published on the host's loopback only ($host_port)" ;;
+    *) fail "API published as '$host_port', want 127.0.0.1:PORT" ;;
+esac
+
+# ---------------------------------------------------------- 1: 2,000 tasks
+
+# Through the cli service, the way docs/docker.md shows it.
+s=$(date +%s)
+dc 300 run --rm --no-deps -T cli submit --array 1-2000 --wait --json -- sh -c 'echo {}' \
+    >"$logdir/job1.jsonl" 2>"$logdir/job1.err"
+rc=$?
+job1=$(head -n 1 "$logdir/job1.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"])' 2>/dev/null)
+if [ $rc -eq 0 ] && [ -n "$job1" ]; then
+    pass "job 1: submit --array 1-2000 --wait exits 0 ($(( $(date +%s) - s ))s)"
+else
+    fail "job 1: submit --wait exit $rc, job '${job1}': $(tail -n 2 "$logdir/job1.err")"
+fi
+if [ -n "$job1" ]; then
+    out=$(python3 $here/check_results.py "$logdir/job1.jsonl" "$job1" 1 2000 --stdout-is-index)
+    [ $? -eq 0 ] && pass "job 1: submit --wait --json printed $out" || { fail "job 1: submit --wait --json output:"; echo "$out" | sed 's/^/      /'; }
+    check_job "$job1" "job 1: results"
+fi
+
+# ------------------------------------------------ 2: a worker killed mid-job
+
+# Long enough tasks that the job spans several seconds and every worker
+# has tasks in hand when we strike.
+job2=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job2.err")
+if [ -z "$job2" ]; then
+    fail "job 2: submit: $(tail -n 2 "$logdir/job2.err")"
+else
+    if st=$(wait_running "$job2" 100 90); then
+        # The worker to kill: one the master says is running tasks now.
+        ztask workers --json >"$logdir/workers-before-kill.jsonl" 2>/dev/null
+        victim_host=$(json_eval "$logdir/workers-before-kill.jsonl" \
+            'next((w["host"] for w in r if w.get("alive") and w.get("running", 0) > 0), "")')
+        victim=
+        for id in $(dc 30 ps -q worker); do
+            [ "$(docker inspect -f '{{.Config.Hostname}}' "$id")" = "$victim_host" ] && victim=$id
+        done
+        if [ -n "$victim" ]; then
+            docker kill "$victim" >/dev/null
+            pass "job 2: killed worker $victim_host mid-job (it had tasks running; job: $(json_eval /dev/stdin 'r[0]["done"]' <<<"$st") done)"
+        else
+            fail "job 2: no worker container with running tasks to kill (host '$victim_host')"
+        fi
+    else
+        fail "job 2: $st"
+    fi
+    if ztask wait "$job2" --timeout 180 --quiet; then
+        pass "job 2: completes after the kill"
+    else
+        fail "job 2: wait exit $?: $(ztask status "$job2" --json 2>&1)"
+    fi
+    check_job "$job2" "job 2: results after a worker kill"
+fi
+
+# --------------------------------------------- 3: the master restarted mid-job
+
+job3=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job3.err")
+if [ -z "$job3" ]; then
+    fail "job 3: submit: $(tail -n 2 "$logdir/job3.err")"
+else
+    # The submit returned a job id: those 2,000 tasks are acknowledged.
+    if st=$(wait_running "$job3" 100 90); then
+        before=$(json_eval /dev/stdin 'r[0]["done"]' <<<"$st")
+        s=$(date +%s)
+        if dc 120 restart master >>"$logdir/restart.log" 2>&1; then
+            pass "job 3: restarted the master with $before of 2000 done ($(( $(date +%s) - s ))s)"
+        else
+            fail "job 3: compose restart master: $(tail -n 2 "$logdir/restart.log")"
+        fi
+    else
+        fail "job 3: $st"
+    fi
+    wait_health 90 || fail "job 3: master healthy again after the restart"
+    if ztask wait "$job3" --timeout 180 --quiet; then
+        pass "job 3: completes after the master restart"
+    else
+        fail "job 3: wait exit $?: $(ztask status "$job3" --json 2>&1)"
+    fi
+    check_job "$job3" "job 3: results after a master restart"
+fi
+
+# ------------------------------- 4: down (keeping the volume) and up again
+
+if [ -n "${job1:-}" ]; then
+    docker rm -f "$cli_ctr" >/dev/null 2>&1
+    cli_ctr=
+    s=$(date +%s)
+    if dc 120 down -t 10 >>"$logdir/down.log" 2>&1 && dc 300 up -d --scale worker=1 >>"$logdir/up.log" 2>&1 \
+        && wait_health 90; then
+        cli_ctr=$(dc 120 run -d --no-deps --entrypoint sleep cli 3600 2>>"$logdir/up.log" | tail -n 1)
+        total=$(job_field "$job1" done)
+        if [ "$total" = 2000 ]; then
+            pass "down + up keeps the volume: job 1 still has 2000 done ($(( $(date +%s) - s ))s)"
+        else
+            fail "down + up: job 1 done is '$total', want 2000"
+        fi
+    else
+        fail "down (keeping the volume) and up again"
+    fi
+fi
+
+# -------------------------------------------------------------- teardown
+
+dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
+teardown
+left=$(docker ps -aq --filter "label=com.docker.compose.project=$project"; \
+       docker network ls -q --filter "label=com.docker.compose.project=$project"; \
+       docker volume ls -q --filter "label=com.docker.compose.project=$project")
+if [ -z "$left" ]; then
+    pass "down -v --remove-orphans leaves no containers, networks or volumes"
+else
+    fail "left behind after down -v: $(echo $left)"
+fi
+
+summary
+[ "$failed" -eq 0 ]
