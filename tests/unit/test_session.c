@@ -1,0 +1,839 @@
+/*  Unit tests for worker/session (with worker/runner, pool, exec, fn):
+    a real session in a thread against a fake master made of the three
+    sockets the real one has, bound on 127.0.0.1 port 0:
+
+      api      ROUTER  answers hello (and the worker's own drain request)
+      pipe     PUSH    tasks, abort, drain, ping -> the worker's PULL
+      reports  PULL    heartbeat, started, output, results, bye
+
+    The test thread is the master: fm_pump() handles whatever arrives and
+    sends pings on schedule (unless a test turns them off), and FM_UNTIL
+    waits for a condition on what has been received, with a deadline.
+    Nothing waits on a sleep: time only bounds the waits.
+
+    Signals: the test thread blocks SIGTERM/SIGINT before starting any
+    thread, so kill(getpid(), SIGTERM) is taken by the session thread alone
+    (session_run unblocks them there), as in the real worker.
+*/
+#include "../../worker/session.h"
+
+#include "../../common/clock.h"
+#include "../../common/util.h"
+#include "../../common/zmqx.h"
+#include "../../proto/proto.h"
+#include "../../worker/fn.h"
+#include "../../worker/runner.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* SIGTERM/SIGINT count, as in worker/main.c. */
+static volatile sig_atomic_t g_signals;
+
+static void s_on_signal(int sig)
+{
+    (void) sig;
+    g_signals = g_signals + 1;
+}
+
+/* ---- the fake master ---- */
+
+typedef struct {
+    void *ctx;
+    void *api, *pipe, *reports;
+    int api_port, task_port, report_port;
+    int heartbeat_ms, liveness;
+    bool pinging;
+    int64_t next_ping;
+    /* hello handling */
+    bool answer_hello;          /* reply to hellos (ok) */
+    int refuse_hellos;          /* answer this many hellos with ok=false first */
+    int hellos;
+    int64_t hello_at[16];       /* mono ms of each hello received */
+    proto_req_t *last_hello;
+    int drain_requests;
+    /* reports received */
+    int heartbeats;
+    proto_report_t *last_heartbeat;
+    int started;
+    proto_task_ref_t started_refs[64];
+    int results_reports;
+    int max_batch;
+    proto_result_t *results[64];
+    int nresults;
+    char outputs[3][8192];      /* concatenated OUTPUT data per stream */
+    size_t output_bytes;
+    int byes;
+    int reports_total;
+    int bye_after_results;      /* nresults when BYE arrived */
+    char worker_seen[64];       /* worker id in the last report */
+} fm_t;
+
+static void *s_bind(fm_t *fm, int type, int *port)
+{
+    void *s = zmqx_socket(fm->ctx, type, 0, 64 * 1024 * 1024);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
+    *port = zmqx_bound_port(s);
+    ck_assert_int_gt(*port, 0);
+    return s;
+}
+
+static fm_t *fm_new(int heartbeat_ms, int liveness)
+{
+    fm_t *fm = xcalloc(1, sizeof *fm);
+    fm->ctx = zmq_ctx_new();
+    fm->api = s_bind(fm, ZMQ_ROUTER, &fm->api_port);
+    fm->pipe = s_bind(fm, ZMQ_PUSH, &fm->task_port);
+    fm->reports = s_bind(fm, ZMQ_PULL, &fm->report_port);
+    /* Tasks wait for the worker's PULL to connect (it does right after
+       the hello reply) instead of failing with EAGAIN. */
+    int tmo = 5000;
+    zmq_setsockopt(fm->pipe, ZMQ_SNDTIMEO, &tmo, sizeof tmo);
+    fm->heartbeat_ms = heartbeat_ms;
+    fm->liveness = liveness;
+    fm->pinging = true;
+    fm->answer_hello = true;
+    return fm;
+}
+
+static void fm_destroy(fm_t **p)
+{
+    fm_t *fm = *p;
+    if (!fm)
+        return;
+    zmq_close(fm->api);
+    zmq_close(fm->pipe);
+    if (fm->reports)
+        zmq_close(fm->reports);
+    zmq_ctx_term(fm->ctx);
+    proto_req_destroy(&fm->last_hello);
+    proto_report_destroy(&fm->last_heartbeat);
+    for (int i = 0; i < fm->nresults; i++)
+        proto_result_destroy(&fm->results[i]);
+    free(fm);
+    *p = NULL;
+}
+
+static void fm_send_pipe_text(fm_t *fm, const char *text)
+{
+    ck_assert_int_eq(zmqx_send(fm->pipe, text, strlen(text), 0), 0);
+}
+
+static void fm_send_pipe(fm_t *fm, proto_pipe_type_t type, int64_t task, int attempt)
+{
+    proto_pipe_t *msg = proto_pipe_new(type);
+    msg->task = task;
+    msg->attempt = attempt;
+    char *text = proto_pipe_encode(msg);
+    proto_pipe_destroy(&msg);
+    fm_send_pipe_text(fm, text);
+    free(text);
+}
+
+/* One "tasks" message: task i has id first_id + i, attempt 1, job 1. */
+static void fm_send_tasks(fm_t *fm, int64_t first_id, int n, const char *const *specs)
+{
+    int64_t ids[16], jobs[16];
+    int attempts[16];
+    for (int i = 0; i < n; i++) {
+        ids[i] = first_id + i;
+        jobs[i] = 1;
+        attempts[i] = 1;
+    }
+    char *text = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, specs);
+    ck_assert_ptr_nonnull(text);
+    fm_send_pipe_text(fm, text);
+    free(text);
+}
+
+static void fm_on_api(fm_t *fm)
+{
+    zmqx_frames_t f;
+    if (zmqx_recv_frames(fm->api, &f, 2, ZMQ_DONTWAIT) != 0)
+        return;
+    ck_assert_int_eq(f.count, 2);
+    proto_err_t err;
+    proto_req_t *req = proto_req_decode(f.frames[1], f.sizes[1], &err);
+    ck_assert_msg(req != NULL, "bad request from the worker: %s", err.message);
+    proto_reply_t *rep = NULL;
+    if (req->type == PROTO_REQ_HELLO) {
+        if (fm->hellos < 16)
+            fm->hello_at[fm->hellos] = clock_mono_ms();
+        fm->hellos++;
+        proto_req_destroy(&fm->last_hello);
+        fm->last_hello = req;
+        req = NULL;
+        if (fm->refuse_hellos > 0) {
+            fm->refuse_hellos--;
+            rep = proto_reply_error(PROTO_E_STATE, "not now");
+        } else if (fm->answer_hello) {
+            rep = proto_reply_new(true);
+            rep->worker_id = xstrdup("w-1");
+            rep->task_port = fm->task_port;
+            rep->report_port = fm->report_port;
+            rep->heartbeat_ms = fm->heartbeat_ms;
+            rep->liveness = fm->liveness;
+        }
+        if (rep) {
+            char *text = proto_reply_encode(rep, PROTO_REQ_HELLO);
+            zmqx_send(fm->api, f.frames[0], f.sizes[0], ZMQ_SNDMORE);
+            zmqx_send(fm->api, text, strlen(text), 0);
+            free(text);
+        }
+    } else {
+        ck_assert_int_eq(req->type, PROTO_REQ_DRAIN);
+        ck_assert_str_eq(req->worker, "w-1");
+        fm->drain_requests++;
+        rep = proto_reply_new(true);
+        char *text = proto_reply_encode(rep, PROTO_REQ_DRAIN);
+        zmqx_send(fm->api, f.frames[0], f.sizes[0], ZMQ_SNDMORE);
+        zmqx_send(fm->api, text, strlen(text), 0);
+        free(text);
+    }
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    zmqx_frames_free(&f);
+}
+
+static void fm_on_report(fm_t *fm)
+{
+    size_t len;
+    char *buf = zmqx_recv(fm->reports, &len, ZMQ_DONTWAIT);
+    if (!buf)
+        return;
+    proto_err_t err;
+    proto_report_t *rep = proto_report_decode(buf, len, &err);
+    ck_assert_msg(rep != NULL, "bad report: %s in %.200s", err.message, buf);
+    free(buf);
+    fm->reports_total++;
+    snprintf(fm->worker_seen, sizeof fm->worker_seen, "%s", rep->worker);
+    switch (rep->type) {
+    case PROTO_REP_HEARTBEAT:
+        fm->heartbeats++;
+        proto_report_destroy(&fm->last_heartbeat);
+        fm->last_heartbeat = rep;
+        rep = NULL;
+        break;
+    case PROTO_REP_STARTED:
+        for (int i = 0; i < rep->nstarted && fm->started < 64; i++) {
+            ck_assert_double_gt(rep->started_at[i], 1e9);
+            fm->started_refs[fm->started++] = rep->started[i];
+        }
+        break;
+    case PROTO_REP_OUTPUT: {
+        ck_assert(rep->stream == 1 || rep->stream == 2);
+        size_t n = strlen(rep->data);
+        fm->output_bytes += n;
+        char *out = fm->outputs[rep->stream];
+        size_t have = strlen(out);
+        if (have + n < sizeof fm->outputs[0])
+            memcpy(out + have, rep->data, n + 1);
+        break;
+    }
+    case PROTO_REP_RESULTS:
+        fm->results_reports++;
+        if (rep->nresults > fm->max_batch)
+            fm->max_batch = rep->nresults;
+        for (int i = 0; i < rep->nresults && fm->nresults < 64; i++) {
+            fm->results[fm->nresults++] = rep->results[i];
+            rep->results[i] = NULL;
+        }
+        break;
+    case PROTO_REP_BYE:
+        fm->byes++;
+        fm->bye_after_results = fm->nresults;
+        break;
+    }
+    proto_report_destroy(&rep);
+}
+
+/* Handles what arrives within ms (and pings when due). */
+static void fm_pump(fm_t *fm, int64_t ms)
+{
+    int64_t now = clock_mono_ms();
+    if (fm->pinging && now >= fm->next_ping) {
+        proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_PING);
+        char *text = proto_pipe_encode(msg);
+        zmqx_send(fm->pipe, text, strlen(text), ZMQ_DONTWAIT); /* no peer yet: fine */
+        free(text);
+        proto_pipe_destroy(&msg);
+        fm->next_ping = now + fm->heartbeat_ms / 2;
+    }
+    if (fm->pinging && ms > fm->next_ping - now)
+        ms = fm->next_ping - now;
+    if (ms < 0)
+        ms = 0;
+    zmq_pollitem_t items[2] = {{fm->api, 0, ZMQ_POLLIN, 0}, {fm->reports, 0, ZMQ_POLLIN, 0}};
+    int n = fm->reports ? 2 : 1;
+    if (zmq_poll(items, n, (long) ms) <= 0)
+        return;
+    if (items[0].revents & ZMQ_POLLIN)
+        fm_on_api(fm);
+    if (n == 2 && (items[1].revents & ZMQ_POLLIN))
+        fm_on_report(fm);
+}
+
+#define FM_UNTIL(fm, ms, cond)                                                   \
+    do {                                                                         \
+        int64_t until_ = clock_mono_ms() + (ms);                                 \
+        while (!(cond) && clock_mono_ms() < until_)                              \
+            fm_pump((fm), until_ - clock_mono_ms());                             \
+        ck_assert_msg((cond), "timed out after %d ms waiting for: %s", (int) (ms), #cond); \
+    } while (0)
+
+static const proto_result_t *fm_result(fm_t *fm, int64_t task)
+{
+    for (int i = 0; i < fm->nresults; i++)
+        if (fm->results[i]->task == task)
+            return fm->results[i];
+    return NULL;
+}
+
+static bool fm_started(fm_t *fm, int64_t task)
+{
+    for (int i = 0; i < fm->started; i++)
+        if (fm->started_refs[i].task == task)
+            return true;
+    return false;
+}
+
+/* ---- the worker under test ---- */
+
+typedef struct {
+    fn_registry_t *fns;
+    session_t *session;
+    pthread_t thread;
+    int rc;
+    bool joined;
+} worker_t;
+
+static void *s_worker_main(void *arg)
+{
+    worker_t *w = arg;
+    w->rc = session_run(w->session);
+    return NULL;
+}
+
+typedef struct {
+    int threads;
+    bool no_exec;
+    int hello_timeout_ms;
+} worker_opts_t;
+
+static worker_t *worker_start(fm_t *fm, worker_opts_t o)
+{
+    worker_t *w = xcalloc(1, sizeof *w);
+    w->fns = fn_registry_new();
+    ck_assert_ptr_nonnull(w->fns);
+    static const char *const labels[] = {"gpu", "big"};
+    session_config_t cfg = {
+        .master_host = "127.0.0.1",
+        .master_port = fm->api_port,
+        .name = "test-worker",
+        .hostname = "testhost",
+        .threads = o.threads ? o.threads : 2,
+        .labels = labels,
+        .nlabels = 2,
+        .no_exec = o.no_exec,
+        .fns = w->fns,
+        .signals = &g_signals,
+        .kill_grace_ms = 200,
+        .hello_timeout_ms = o.hello_timeout_ms ? o.hello_timeout_ms : 1000,
+        .stop_grace_ms = 3000,
+    };
+    w->session = session_new(&cfg);
+    ck_assert_ptr_nonnull(w->session);
+    ck_assert_int_eq(pthread_create(&w->thread, NULL, s_worker_main, w), 0);
+    return w;
+}
+
+/* Waits for session_run to return (while serving the fake master). */
+static int worker_join(fm_t *fm, worker_t *w)
+{
+    /* session_run returns once BYE is sent; pump until then so nothing
+       blocks, then join (it only has its sockets left to close). */
+    FM_UNTIL(fm, 10000, fm->byes > 0);
+    ck_assert_int_eq(pthread_join(w->thread, NULL), 0);
+    w->joined = true;
+    return w->rc;
+}
+
+static void worker_free(worker_t **p)
+{
+    worker_t *w = *p;
+    ck_assert(w->joined);
+    session_destroy(&w->session);
+    fn_registry_destroy(&w->fns);
+    free(w);
+    *p = NULL;
+}
+
+/* Registers a worker and returns once the hello was answered and the
+   first heartbeat came back on the report socket (so the pipe is up). */
+static worker_t *worker_registered(fm_t *fm, worker_opts_t o)
+{
+    worker_t *w = worker_start(fm, o);
+    FM_UNTIL(fm, 5000, fm->hellos >= 1 && fm->heartbeats >= 1);
+    return w;
+}
+
+static void s_setup(void)
+{
+    g_signals = 0;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* ---- tests ---- */
+
+START_TEST(registers_with_hello_then_runs_tasks_and_reports_results)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_start(fm, (worker_opts_t) {.threads = 2});
+    FM_UNTIL(fm, 5000, fm->hellos == 1);
+    proto_req_t *h = fm->last_hello;
+    ck_assert_str_eq(h->name, "test-worker");
+    ck_assert_str_eq(h->host, "testhost");
+    ck_assert_int_eq(h->pid, getpid());
+    ck_assert_int_eq(h->threads, 2);
+    ck_assert_int_eq(h->nlabels, 2);
+    ck_assert_str_eq(h->labels[0], "gpu");
+    ck_assert_str_eq(h->labels[1], "big");
+    ck_assert_int_eq(h->nrunning, 0);
+    ck_assert(!h->no_exec);
+
+    const char *specs[] = {
+        "{\"fn\":\"echo\",\"args\":{\"a\":[1,2]}}",
+        "{\"fn\":\"square\",\"args\":{\"n\":7}}",
+        "{\"fn\":\"fail\",\"args\":{\"message\":\"nope\"}}",
+    };
+    fm_send_tasks(fm, 10, 3, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 3);
+    ck_assert_str_eq(fm->worker_seen, "w-1");
+    const proto_result_t *r = fm_result(fm, 10);
+    ck_assert_int_eq(r->status, PROTO_ST_DONE);
+    ck_assert_int_eq(r->attempt, 1);
+    ck_assert_str_eq(r->result_json, "{\"a\":[1,2]}");
+    ck_assert_double_ge(r->finished, r->started);
+    ck_assert_str_eq(fm_result(fm, 11)->result_json, "49");
+    ck_assert_int_eq(fm_result(fm, 12)->status, PROTO_ST_FAILED);
+    ck_assert_str_eq(fm_result(fm, 12)->error, "nope");
+    /* Every task was reported started before its result was counted. */
+    FM_UNTIL(fm, 2000, fm_started(fm, 10) && fm_started(fm, 11) && fm_started(fm, 12));
+
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    ck_assert_int_eq(fm->drain_requests, 0); /* the master asked: no request back */
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(command_output_is_streamed_live_and_captured_in_the_result)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    const char *specs[] = {"{\"shell\":\"printf hello; sleep 0.2; printf world; printf oops >&2\"}"};
+    fm_send_tasks(fm, 1, 1, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    const proto_result_t *r = fm_result(fm, 1);
+    ck_assert_int_eq(r->status, PROTO_ST_DONE);
+    ck_assert_int_eq(r->exit_code, 0);
+    ck_assert_str_eq(r->stdout_data, "helloworld");
+    ck_assert_str_eq(r->stderr_data, "oops");
+    /* Live output comes before the result on the same socket. */
+    ck_assert_str_eq(fm->outputs[1], "helloworld");
+    ck_assert_str_eq(fm->outputs[2], "oops");
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(live_output_stops_at_the_output_cap)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    const char *specs[] = {"{\"shell\":\"head -c 300000 /dev/zero | tr '\\\\0' x\","
+                           "\"output_cap\":1000}"};
+    fm_send_tasks(fm, 1, 1, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    const proto_result_t *r = fm_result(fm, 1);
+    ck_assert_int_eq(r->status, PROTO_ST_DONE);
+    ck_assert(r->stdout_truncated);
+    ck_assert_uint_eq(strlen(r->stdout_data), 1000);
+    ck_assert_uint_eq(fm->output_bytes, 1000);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(no_exec_worker_refuses_commands_in_one_batched_report)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_start(fm, (worker_opts_t) {.no_exec = true});
+    FM_UNTIL(fm, 5000, fm->hellos == 1 && fm->heartbeats >= 1);
+    ck_assert(fm->last_hello->no_exec);
+    const char *specs[] = {
+        "{\"argv\":[\"/bin/true\"]}",
+        "{\"shell\":\"true\"}",
+        "{\"argv\":[\"/bin/echo\",\"x\"]}",
+    };
+    fm_send_tasks(fm, 1, 3, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 3);
+    /* All three answered at once: one RESULTS report carrying three. */
+    ck_assert_int_eq(fm->results_reports, 1);
+    ck_assert_int_eq(fm->max_batch, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(fm->results[i]->status, PROTO_ST_FAILED);
+        ck_assert_str_eq(fm->results[i]->error, "this worker does not run commands (--no-exec)");
+    }
+    ck_assert_int_eq(fm->started, 0);
+    /* Functions still run. */
+    const char *fn[] = {"{\"fn\":\"noop\"}"};
+    fm_send_tasks(fm, 4, 1, fn);
+    FM_UNTIL(fm, 5000, fm->nresults == 4);
+    ck_assert_int_eq(fm_result(fm, 4)->status, PROTO_ST_DONE);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(abort_cancels_a_running_task)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    const char *specs[] = {"{\"fn\":\"sleep\",\"args\":{\"seconds\":30}}",
+                           "{\"shell\":\"sleep 30\"}"};
+    fm_send_tasks(fm, 1, 2, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 1) && fm_started(fm, 2));
+    int64_t t0 = clock_mono_ms();
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 1, 1);
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 2, 1);
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 99, 1); /* unknown: ignored */
+    FM_UNTIL(fm, 5000, fm->nresults == 2);
+    ck_assert_int_lt(clock_mono_ms() - t0, 3000);
+    ck_assert_int_eq(fm_result(fm, 1)->status, PROTO_ST_CANCELLED);
+    ck_assert_int_eq(fm_result(fm, 2)->status, PROTO_ST_CANCELLED);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+static bool s_heartbeat_is(fm_t *fm, int n, int64_t first)
+{
+    proto_report_t *hb = fm->last_heartbeat;
+    if (!hb || hb->nrunning != n)
+        return false;
+    return n == 0 || hb->running[0].task == first;
+}
+
+START_TEST(abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table)
+{
+    fm_t *fm = fm_new(50, 20);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 1});
+    const char *specs[] = {"{\"fn\":\"sleep\",\"args\":{\"seconds\":30}}",
+                           "{\"fn\":\"sleep\",\"args\":{\"seconds\":30}}"};
+    fm_send_tasks(fm, 1, 2, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 1));
+    /* One thread: task 2 waits in the queue; heartbeats list both. */
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 2, 1));
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 2, 1);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    const proto_result_t *r = fm_result(fm, 2);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, PROTO_ST_CANCELLED);
+    ck_assert(!fm_started(fm, 2));
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 1, 1));
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 1, 1);
+    FM_UNTIL(fm, 5000, fm->nresults == 2);
+    ck_assert_int_eq(fm_result(fm, 1)->status, PROTO_ST_CANCELLED);
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 0, 0));
+    /* The pool thread reached task 2 and handed it back without running it. */
+    ck_assert(!fm_started(fm, 2));
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(silent_master_is_dropped_and_hello_repeats_with_the_running_tasks)
+{
+    fm_t *fm = fm_new(50, 3);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    const char *specs[] = {"{\"fn\":\"sleep\",\"args\":{\"seconds\":30}}"};
+    fm_send_tasks(fm, 7, 1, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 7));
+    fm->pinging = false;
+    int64_t t0 = clock_mono_ms();
+    FM_UNTIL(fm, 5000, fm->hellos == 2);
+    /* liveness * heartbeat = 150 ms of silence (from the last ping). */
+    ck_assert_int_ge(clock_mono_ms() - t0, 100);
+    proto_req_t *h = fm->last_hello;
+    ck_assert_int_eq(h->nrunning, 1);
+    ck_assert_int_eq(h->running[0].task, 7);
+    ck_assert_int_eq(h->running[0].attempt, 1);
+    fm->pinging = true;
+    /* Registered again: heartbeats flow, the task still runs, and it can
+       be aborted through the new pipe. */
+    int hb = fm->heartbeats;
+    FM_UNTIL(fm, 5000, fm->heartbeats > hb + 2);
+    ck_assert_int_eq(fm->hellos, 2);
+    ck_assert_int_eq(fm->nresults, 0);
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 7, 1);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    ck_assert_int_eq(fm_result(fm, 7)->status, PROTO_ST_CANCELLED);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(results_queue_while_the_master_is_away_and_arrive_when_it_returns)
+{
+    char dir[] = "/tmp/ztask-test-session-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char go[128], done[128], spec[512];
+    snprintf(go, sizeof go, "%s/go", dir);
+    snprintf(done, sizeof done, "%s/done", dir);
+    /* The task waits for "go", prints, then leaves "done" behind. */
+    snprintf(spec, sizeof spec,
+             "{\"shell\":\"while [ ! -e %s ]; do sleep 0.01; done; echo late; touch %s\"}", go,
+             done);
+    fm_t *fm = fm_new(100, 50);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    const char *specs[] = {spec};
+    fm_send_tasks(fm, 3, 1, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 3));
+    /* The master's report socket goes away while the task runs... */
+    zmq_close(fm->reports);
+    fm->reports = NULL;
+    FILE *f = fopen(go, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    /* ...the task ends meanwhile (its result has nowhere to go yet)... */
+    FM_UNTIL(fm, 5000, access(done, F_OK) == 0);
+    /* ...and the master comes back on the same port. */
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", fm->report_port);
+    fm->reports = zmqx_socket(fm->ctx, ZMQ_PULL, 0, 64 * 1024 * 1024);
+    ck_assert_int_eq(zmq_bind(fm->reports, ep), 0);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    ck_assert_int_eq(fm_result(fm, 3)->status, PROTO_ST_DONE);
+    ck_assert_str_eq(fm_result(fm, 3)->stdout_data, "late\n");
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+    unlink(go);
+    unlink(done);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(hello_is_retried_with_backoff_until_the_master_answers)
+{
+    fm_t *fm = fm_new(100, 10);
+    fm->answer_hello = false;
+    fm->refuse_hellos = 0;
+    worker_t *w = worker_start(fm, (worker_opts_t) {.hello_timeout_ms = 200});
+    FM_UNTIL(fm, 5000, fm->hellos == 3);
+    /* Between tries: the 200 ms reply timeout, then a backoff of 200 ms,
+       then 400 ms (each +-25% jitter). The first gap is measured on arrival
+       and may be shortened by the first connection's setup, so the
+       doubling is checked on the second one. */
+    ck_assert_int_ge(fm->hello_at[1] - fm->hello_at[0], 200);
+    ck_assert_int_ge(fm->hello_at[2] - fm->hello_at[1], 200 + 300 - 30);
+    /* A refusal is retried too (after 800 ms), then an answer (after 1600
+       ms) registers the worker. */
+    fm->refuse_hellos = 1;
+    fm->answer_hello = true;
+    FM_UNTIL(fm, 8000, fm->hellos >= 5 && fm->heartbeats >= 1);
+    const char *specs[] = {"{\"fn\":\"noop\"}"};
+    fm_send_tasks(fm, 1, 1, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(first_signal_drains_running_tasks_then_says_bye)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    /* Long enough for the drain request and one more task to get through. */
+    const char *specs[] = {"{\"fn\":\"sleep\",\"args\":{\"seconds\":1}}"};
+    fm_send_tasks(fm, 1, 1, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 1));
+    kill(getpid(), SIGTERM);
+    /* The worker asks the master to stop sending it work... */
+    FM_UNTIL(fm, 5000, fm->drain_requests == 1);
+    /* ...still runs what it was given (and what arrives meanwhile)... */
+    const char *more[] = {"{\"fn\":\"echo\",\"args\":5}"};
+    fm_send_tasks(fm, 2, 1, more);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    /* ...and says bye only after the results. */
+    ck_assert_int_eq(fm->bye_after_results, 2);
+    ck_assert_int_eq(fm_result(fm, 1)->status, PROTO_ST_DONE);
+    ck_assert_str_eq(fm_result(fm, 2)->result_json, "5");
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(second_signal_cancels_running_and_queued_tasks)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 1});
+    const char *specs[] = {"{\"shell\":\"trap '' TERM; sleep 30\"}",
+                           "{\"fn\":\"sleep\",\"args\":{\"seconds\":30}}"};
+    fm_send_tasks(fm, 1, 2, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 1));
+    kill(getpid(), SIGTERM);
+    FM_UNTIL(fm, 5000, fm->drain_requests == 1);
+    int64_t t0 = clock_mono_ms();
+    kill(getpid(), SIGINT);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    /* The TERM-ignoring command is killed after kill_grace_ms (200). */
+    ck_assert_int_lt(clock_mono_ms() - t0, 3000);
+    ck_assert_int_eq(fm->bye_after_results, 2);
+    ck_assert_int_eq(fm_result(fm, 1)->status, PROTO_ST_CANCELLED);
+    ck_assert_int_eq(fm_result(fm, 2)->status, PROTO_ST_CANCELLED);
+    ck_assert(!fm_started(fm, 2));
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(signal_before_any_master_exits_without_bye)
+{
+    fm_t *fm = fm_new(100, 10);
+    fm->answer_hello = false;
+    worker_t *w = worker_start(fm, (worker_opts_t) {.hello_timeout_ms = 5000});
+    FM_UNTIL(fm, 5000, fm->hellos == 1);
+    kill(getpid(), SIGTERM);
+    ck_assert_int_eq(pthread_join(w->thread, NULL), 0);
+    w->joined = true;
+    ck_assert_int_eq(w->rc, 0);
+    ck_assert_int_eq(fm->byes, 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+START_TEST(runner_messages_round_trip_and_reject_garbage)
+{
+    runner_msg_t hdr = {.tag = RUNNER_MSG_RESULT, .attempt = 2, .id = 42, .task = NULL, .at = 1.5};
+    char frame[sizeof hdr + 3];
+    memcpy(frame, &hdr, sizeof hdr);
+    memcpy(frame + sizeof hdr, "abc", 3);
+    runner_msg_t out;
+    const char *payload;
+    size_t len;
+    ck_assert_int_eq(runner_msg_parse(frame, sizeof frame, &out, &payload, &len), 0);
+    ck_assert_int_eq(out.tag, RUNNER_MSG_RESULT);
+    ck_assert_int_eq(out.id, 42);
+    ck_assert_int_eq(out.attempt, 2);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_int_eq(memcmp(payload, "abc", 3), 0);
+    ck_assert_int_eq(runner_msg_parse(frame, sizeof hdr - 1, &out, &payload, &len), -1);
+    hdr.tag = 'Z';
+    memcpy(frame, &hdr, sizeof hdr);
+    ck_assert_int_eq(runner_msg_parse(frame, sizeof frame, &out, &payload, &len), -1);
+
+    char *json = runner_result_now(5, 3, PROTO_ST_CANCELLED, "why");
+    proto_err_t err;
+    proto_result_t *res = proto_result_decode(json, strlen(json), &err);
+    ck_assert_ptr_nonnull(res);
+    ck_assert_int_eq(res->task, 5);
+    ck_assert_int_eq(res->attempt, 3);
+    ck_assert_int_eq(res->status, PROTO_ST_CANCELLED);
+    ck_assert_str_eq(res->error, "why");
+    proto_result_destroy(&res);
+    free(json);
+}
+END_TEST
+
+START_TEST(bad_configs_are_refused)
+{
+    fn_registry_t *fns = fn_registry_new();
+    session_config_t cfg = {.master_host = "127.0.0.1", .master_port = 5555, .name = "x",
+                            .threads = 1, .fns = fns};
+    session_t *s = session_new(&cfg);
+    ck_assert_ptr_nonnull(s);
+    session_destroy(&s);
+    ck_assert_ptr_null(s);
+    session_destroy(&s); /* NULL is fine */
+    cfg.threads = 0;
+    ck_assert_ptr_null(session_new(&cfg));
+    cfg.threads = 1;
+    cfg.master_port = 0;
+    ck_assert_ptr_null(session_new(&cfg));
+    cfg.master_port = 5555;
+    cfg.name = "";
+    ck_assert_ptr_null(session_new(&cfg));
+    cfg.name = "x";
+    cfg.fns = NULL;
+    ck_assert_ptr_null(session_new(&cfg));
+    fn_registry_destroy(&fns);
+}
+END_TEST
+
+static Suite *session_suite(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("session");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, s_setup, NULL);
+    tcase_add_test(tc, registers_with_hello_then_runs_tasks_and_reports_results);
+    tcase_add_test(tc, command_output_is_streamed_live_and_captured_in_the_result);
+    tcase_add_test(tc, live_output_stops_at_the_output_cap);
+    tcase_add_test(tc, no_exec_worker_refuses_commands_in_one_batched_report);
+    tcase_add_test(tc, abort_cancels_a_running_task);
+    tcase_add_test(tc, abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table);
+    tcase_add_test(tc, silent_master_is_dropped_and_hello_repeats_with_the_running_tasks);
+    tcase_add_test(tc, results_queue_while_the_master_is_away_and_arrive_when_it_returns);
+    tcase_add_test(tc, hello_is_retried_with_backoff_until_the_master_answers);
+    tcase_add_test(tc, first_signal_drains_running_tasks_then_says_bye);
+    tcase_add_test(tc, second_signal_cancels_running_and_queued_tasks);
+    tcase_add_test(tc, signal_before_any_master_exits_without_bye);
+    tcase_add_test(tc, runner_messages_round_trip_and_reject_garbage);
+    tcase_add_test(tc, bad_configs_are_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(session_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
