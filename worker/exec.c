@@ -10,10 +10,11 @@
     PATH search is done here over candidates prepared before fork. The
     price is copying the worker's page tables per task, small for a worker.
 
-    Between fork and execve the child runs only async-signal-safe system
-    calls (setpgid, sigaction, sigprocmask, fcntl, dup2, close_range, close,
-    chdir, execve, write, _exit) on memory prepared before fork: no malloc,
-    no locks, no ZeroMQ, no logging.
+    The child's side lives in exec_child.c. Between fork and execve it
+    makes only async-signal-safe system calls (setpgid, sigaction,
+    sigprocmask, fcntl, dup2, close_range, close, chdir, execve, write,
+    _exit) on memory prepared before fork: no malloc, no locks, no
+    ZeroMQ, no logging.
 
     Order of the end game matters for safety: the process group is only
     signalled while our child is still unreaped (exit noticed with
@@ -22,6 +23,7 @@
     group that happens to get the same number later.
 */
 #include "exec.h"
+#include "exec_child.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -29,12 +31,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,6 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* The poll loop wakes at least this often to look at *cancel and the
    deadline; it is also the coalescing interval of on_output. */
@@ -62,28 +61,6 @@ extern char **environ;
    other or the timers (16 x 64 KiB = 1 MiB). */
 #define EXEC_READS_PER_WAKE 16
 
-/* What the child reports through the error pipe when a step fails. */
-enum { STAGE_SETUP = 1, STAGE_CHDIR, STAGE_EXEC };
-typedef struct {
-    int stage;
-    int err;
-} child_report_t;
-
-/* Everything the child needs, built before fork (the child may not
-   allocate). */
-typedef struct {
-    char **envp;           /* array owned; strings borrowed or in owned[] */
-    char *owned[4];        /* the ZTASK_* strings */
-    char *const *argv;     /* argv for a path candidate */
-    char *sh_argv[4];      /* {"sh", "-c", shell, NULL} */
-    char **paths;          /* execve candidates + NULL; array and strings owned */
-    char **script_argv;    /* {"/bin/sh", <candidate>, argv[1..], NULL} for ENOEXEC */
-    const char *display;   /* the program name in error messages */
-    const char *cwd;       /* borrowed from the spec, NULL = stay */
-    bool shell;
-    int max_fd;            /* bound of the close loop when close_range fails */
-} launch_t;
-
 typedef struct {
     int id;                /* 1 = stdout, 2 = stderr */
     int fd;                /* our read end, -1 once at EOF */
@@ -93,239 +70,6 @@ typedef struct {
     size_t flushed;        /* bytes already given to on_output */
     int64_t last_flush;
 } stream_t;
-
-/* ---------------------------------------------------------------- env */
-
-/* True when two "KEY=VALUE" (or bare "KEY") strings have the same key. */
-static bool s_same_key(const char *a, const char *b)
-{
-    while (*a && *a != '=' && *a == *b) {
-        a++;
-        b++;
-    }
-    return (*a == '=' || *a == '\0') && (*b == '=' || *b == '\0');
-}
-
-static bool s_is_ztask_var(const char *entry)
-{
-    static const char *const ours[] = {"ZTASK_TASK_ID", "ZTASK_JOB_ID", "ZTASK_ATTEMPT",
-                                       "ZTASK_TASK_INDEX"};
-    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
-        if (s_same_key(entry, ours[i]))
-            return true;
-    return false;
-}
-
-/* Replaces the entry with entry's key, or appends it. */
-static void s_env_set(char **envp, size_t *n, char *entry)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (s_same_key(envp[i], entry)) {
-            envp[i] = entry;
-            return;
-        }
-    envp[(*n)++] = entry;
-}
-
-/* The worker's environment, minus ZTASK_* variables it may itself have
-   inherited, plus the spec's env, plus this task's ZTASK_* variables.
-   Reading environ is safe only because the worker never changes its
-   environment once threads run (exec.h says so). */
-static void s_build_env(launch_t *L, const exec_req_t *req)
-{
-    const proto_spec_t *spec = req->spec;
-    size_t nenv = 0;
-    while (environ && environ[nenv])
-        nenv++;
-    size_t envc = spec->env ? (size_t) (spec->envc > 0 ? spec->envc : 0) : 0;
-    L->envp = xcalloc(nenv + envc + 4 + 1, sizeof(char *));
-    size_t n = 0;
-    for (size_t i = 0; i < nenv; i++)
-        if (!s_is_ztask_var(environ[i]))
-            L->envp[n++] = environ[i];
-    for (size_t i = 0; i < envc && spec->env[i]; i++)
-        if (strchr(spec->env[i], '=') && spec->env[i][0] != '=')
-            s_env_set(L->envp, &n, spec->env[i]);
-    L->owned[0] = xasprintf("ZTASK_TASK_ID=%lld", (long long) req->task_id);
-    L->owned[1] = xasprintf("ZTASK_JOB_ID=%lld", (long long) req->job_id);
-    L->owned[2] = xasprintf("ZTASK_ATTEMPT=%d", req->attempt);
-    if (spec->index >= 0)
-        L->owned[3] = xasprintf("ZTASK_TASK_INDEX=%lld", (long long) spec->index);
-    for (int i = 0; i < 4; i++)
-        if (L->owned[i])
-            s_env_set(L->envp, &n, L->owned[i]);
-    L->envp[n] = NULL;
-}
-
-/* --------------------------------------------------------------- argv */
-
-/* execvp's search, done before fork: the candidates are the PATH entries
-   of the task's environment (so a spec env PATH applies, as with
-   `env PATH=.. cmd`), or glibc's default when it has none. */
-static void s_build_paths(launch_t *L, const char *file)
-{
-    if (strchr(file, '/')) {
-        L->paths = xcalloc(2, sizeof(char *));
-        L->paths[0] = xstrdup(file);
-        return;
-    }
-    const char *path = "/bin:/usr/bin";
-    for (char **e = L->envp; *e; e++)
-        if (strncmp(*e, "PATH=", 5) == 0) {
-            path = *e + 5;
-            break;
-        }
-    size_t parts = 1;
-    for (const char *p = path; *p; p++)
-        parts += *p == ':';
-    L->paths = xcalloc(parts + 1, sizeof(char *));
-    if (!*file)
-        return;                   /* "" is never found: ENOENT */
-    size_t n = 0;
-    const char *p = path;
-    for (;;) {
-        const char *end = strchrnul(p, ':');
-        if (end == p)             /* an empty entry means the cwd */
-            L->paths[n++] = xstrdup(file);
-        else
-            L->paths[n++] = xasprintf("%.*s/%s", (int) (end - p), p, file);
-        if (!*end)
-            break;
-        p = end + 1;
-    }
-}
-
-static int s_launch_init(launch_t *L, const exec_req_t *req)
-{
-    const proto_spec_t *spec = req->spec;
-    memset(L, 0, sizeof *L);
-    s_build_env(L, req);
-    L->cwd = spec->cwd;
-    if (spec->shell) {
-        L->shell = true;
-        L->sh_argv[0] = "sh";
-        L->sh_argv[1] = "-c";
-        L->sh_argv[2] = spec->shell;
-        L->sh_argv[3] = NULL;
-        L->argv = L->sh_argv;
-        L->display = "/bin/sh";
-    } else {
-        int argc = 0;
-        while (spec->argv[argc])
-            argc++;
-        L->argv = spec->argv;
-        L->display = spec->argv[0];
-        s_build_paths(L, spec->argv[0]);
-        L->script_argv = xcalloc((size_t) argc + 2, sizeof(char *));
-        L->script_argv[0] = "/bin/sh";
-        for (int i = 1; i < argc; i++)
-            L->script_argv[i + 1] = spec->argv[i];
-    }
-    long open_max = sysconf(_SC_OPEN_MAX);
-    L->max_fd = open_max > 0 && open_max < INT_MAX ? (int) open_max : 65536;
-    return 0;
-}
-
-static void s_launch_fini(launch_t *L)
-{
-    free(L->envp);
-    for (int i = 0; i < 4; i++)
-        free(L->owned[i]);
-    if (L->paths)
-        for (char **p = L->paths; *p; p++)
-            free(*p);
-    free(L->paths);
-    free(L->script_argv);
-}
-
-/* -------------------------------------------------------------- child */
-
-static void s_child_fail(int report_fd, int stage, int err) __attribute__((noreturn));
-static void s_child_fail(int report_fd, int stage, int err)
-{
-    child_report_t r = {stage, err};
-    ssize_t n = write(report_fd, &r, sizeof r);
-    (void) n;
-    _exit(127);
-}
-
-/* Runs in the child between fork and exec: async-signal-safe calls only.
-   fds: stdin source, stdout and stderr write ends, report write end (all
-   close-on-exec). */
-static void s_child(launch_t *L, int fd_in, int fd_out, int fd_err, int fd_report)
-    __attribute__((noreturn));
-static void s_child(launch_t *L, int fd_in, int fd_out, int fd_err, int fd_report)
-{
-    /* Own group, so a timeout can signal every descendant at once. */
-    if (setpgid(0, 0) < 0)
-        s_child_fail(fd_report, STAGE_SETUP, errno);
-
-    /* The parent blocked every signal around fork, so no handler of the
-       worker can run here; restore defaults before unblocking (ignored
-       signals like the worker's SIGPIPE would survive exec otherwise). */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL);   /* fails harmlessly for libc-internal signals */
-
-    /* Move any source fd out of 0..2 first, in case the worker runs with
-       one of its standard descriptors closed and pipe2 handed it out. */
-    int *fds[4] = {&fd_in, &fd_out, &fd_err, &fd_report};
-    for (int i = 0; i < 4; i++)
-        if (*fds[i] < 3) {
-            int moved = fcntl(*fds[i], F_DUPFD_CLOEXEC, 3);
-            if (moved < 0)
-                s_child_fail(fd_report, STAGE_SETUP, errno);
-            *fds[i] = moved;
-        }
-    if (dup2(fd_in, 0) < 0 || dup2(fd_out, 1) < 0 || dup2(fd_err, 2) < 0)
-        s_child_fail(fd_report, STAGE_SETUP, errno);
-
-    /* The report pipe goes to fd 3 (still close-on-exec); everything above
-       it is closed, so the task inherits nothing but 0, 1 and 2. */
-    if (fd_report != 3) {
-        if (dup2(fd_report, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
-            s_child_fail(fd_report, STAGE_SETUP, errno);
-        fd_report = 3;
-    }
-    if (close_range(4, ~0U, 0) < 0)
-        for (int fd = 4; fd < L->max_fd; fd++)
-            close(fd);
-
-    if (L->cwd && chdir(L->cwd) < 0)
-        s_child_fail(fd_report, STAGE_CHDIR, errno);
-
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    if (L->shell) {
-        execve("/bin/sh", L->argv, L->envp);
-        s_child_fail(fd_report, STAGE_EXEC, errno);
-    }
-    /* execvp's rules: remember EACCES, skip entries that do not exist or
-       are not directories, stop at any other error; a file the kernel
-       cannot run (ENOEXEC) is handed to /bin/sh as a script. */
-    bool eacces = false;
-    int err = ENOENT;
-    for (char **p = L->paths; *p; p++) {
-        execve(*p, L->argv, L->envp);
-        err = errno;
-        if (err == ENOEXEC) {
-            L->script_argv[1] = *p;
-            execve("/bin/sh", L->script_argv, L->envp);
-            s_child_fail(fd_report, STAGE_EXEC, ENOEXEC);
-        }
-        if (err == EACCES)
-            eacces = true;
-        else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENODEV &&
-                 err != ETIMEDOUT)
-            break;
-    }
-    s_child_fail(fd_report, STAGE_EXEC, eacces ? EACCES : err);
-}
 
 /* ------------------------------------------------------------- parent */
 
@@ -463,7 +207,7 @@ typedef struct {
     size_t in_off;
     bool saw_epipe;
     int report_fd;
-    child_report_t report;
+    exec_child_report_t report;
     size_t report_len;
     int64_t deadline;            /* 0 = none */
     int grace_ms;
@@ -644,7 +388,7 @@ static void s_loop(run_t *r)
     s_close(&r->pidfd);
 }
 
-static void s_fill_result(run_t *r, int status, proto_result_t *res, const launch_t *L)
+static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_launch_t *L)
 {
     const proto_spec_t *spec = r->req->spec;
     char ebuf[128];
@@ -664,9 +408,9 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const launc
         s_set_error(res, "cancelled");
     } else if (setup_failed) {
         const char *why = s_strerror(r->report.err, ebuf, sizeof ebuf);
-        if (r->report.stage == STAGE_CHDIR)
+        if (r->report.stage == EXEC_STAGE_CHDIR)
             s_set_error(res, "cannot chdir to '%s': %s", L->cwd ? L->cwd : "", why);
-        else if (r->report.stage == STAGE_EXEC)
+        else if (r->report.stage == EXEC_STAGE_EXEC)
             s_set_error(res, "cannot execute '%s': %s", L->display, why);
         else
             s_set_error(res, "cannot set up the child process: %s", why);
@@ -714,8 +458,8 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
         return 0;
     }
 
-    launch_t L;
-    s_launch_init(&L, req);
+    exec_launch_t L;
+    exec_launch_init(&L, req);
 
     /* All pipes close-on-exec, so a fork on another thread never leaks
        them into that thread's child past its exec. */
@@ -756,7 +500,7 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
     int64_t start_ms = clock_mono_ms();
     pid_t pid = fork();
     if (pid == 0)
-        s_child(&L, p_in[0], p_out[1], p_err[1], p_rep[1]);
+        exec_child(&L, p_in[0], p_out[1], p_err[1], p_rep[1]);
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &run_mask, NULL);
     if (pid < 0) {
@@ -777,10 +521,10 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
     r.req = req;
     r.pid = pid;
     r.pidfd = pidfd_open(pid, 0);   /* close-on-exec by default */
-    size_t cap = spec->output_cap > 0 && spec->output_cap <= PROTO_MAX_OUTPUT_CAP
-                     ? (size_t) spec->output_cap
-                     : (spec->output_cap > PROTO_MAX_OUTPUT_CAP ? PROTO_MAX_OUTPUT_CAP
-                                                                : PROTO_DEFAULT_OUTPUT_CAP);
+    /* The decoder enforces 1..PROTO_MAX_OUTPUT_CAP; a hand-made spec
+       with 0 gets the default. */
+    int64_t cap64 = spec->output_cap > 0 ? spec->output_cap : PROTO_DEFAULT_OUTPUT_CAP;
+    size_t cap = (size_t) (cap64 < PROTO_MAX_OUTPUT_CAP ? cap64 : PROTO_MAX_OUTPUT_CAP);
     r.out = (stream_t){.id = 1, .fd = p_out[0], .cap = cap, .last_flush = start_ms - EXEC_TICK_MS};
     r.err = (stream_t){.id = 2, .fd = p_err[0], .cap = cap, .last_flush = start_ms - EXEC_TICK_MS};
     p_out[0] = p_err[0] = -1;
@@ -835,6 +579,6 @@ out:
         s_close(&p_in[i]);
         s_close(&p_rep[i]);
     }
-    s_launch_fini(&L);
+    exec_launch_fini(&L);
     return rc;
 }

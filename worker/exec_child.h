@@ -1,0 +1,59 @@
+/*  exec_child: the child side of exec (internal to worker/exec.c).
+
+    exec_launch_init prepares, before fork, everything the child will need
+    (environment, argv, the PATH candidates), because between fork and
+    exec the child may not allocate. exec_child then runs in the child and
+    only makes async-signal-safe system calls on that memory: own process
+    group, default signal dispositions and an empty mask, the pipes on
+    0/1/2, every other descriptor closed, chdir, execve. A step that fails
+    is reported to the parent as an exec_child_report_t on the report pipe
+    (close-on-exec, so a successful exec reads as EOF), and the child
+    exits with 127.
+
+    Threads: exec_launch_* on the thread that forks; exec_child only in
+    the child of fork.
+*/
+#ifndef ZTASK_EXEC_CHILD_H
+#define ZTASK_EXEC_CHILD_H
+
+#include "exec.h"
+
+#include <stdbool.h>
+
+/* What the child reports through the error pipe when a step fails. */
+enum { EXEC_STAGE_SETUP = 1, EXEC_STAGE_CHDIR, EXEC_STAGE_EXEC };
+typedef struct {
+    int stage;
+    int err;
+} exec_child_report_t;
+
+/* Everything the child needs, built before fork (the child may not
+   allocate). */
+typedef struct {
+    char **envp;           /* array owned; strings borrowed or in owned[] */
+    char *owned[4];        /* the ZTASK_* strings */
+    char *const *argv;     /* argv for a path candidate */
+    char *sh_argv[4];      /* {"sh", "-c", shell, NULL} */
+    char **paths;          /* execve candidates + NULL; array and strings owned */
+    char **script_argv;    /* {"/bin/sh", <candidate>, argv[1..], NULL} for ENOEXEC */
+    const char *display;   /* the program name in error messages */
+    const char *cwd;       /* borrowed from the spec, NULL = stay */
+    bool shell;
+    int max_fd;            /* bound of the close loop when close_range fails */
+} exec_launch_t;
+
+
+/* Fills L for req (spec kind EXEC with argv or shell). Strings of the spec
+   and of environ are borrowed: keep both unchanged until
+   exec_launch_fini. */
+void exec_launch_init(exec_launch_t *L, const exec_req_t *req);
+void exec_launch_fini(exec_launch_t *L);
+
+/* In the child of fork: sets up and execs, never returns. fd_in is the
+   stdin source, fd_out and fd_err the write ends of the output pipes,
+   fd_report the write end of the report pipe (all close-on-exec). L is
+   the child's copy and may be scribbled on. */
+void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_report)
+    __attribute__((noreturn));
+
+#endif
