@@ -142,6 +142,8 @@ typedef struct {
     double finished;
 } proto_result_t;
 
+/* A zeroed result with status FAILED (an unfilled result never reads as
+   a success). */
 proto_result_t *proto_result_new(void);
 /* Encodes one result as a compact JSON object (the master stores this text). */
 char *proto_result_encode(const proto_result_t *res);
@@ -198,6 +200,7 @@ typedef struct {
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
 char *proto_req_encode(const proto_req_t *req);
+/* Defaults: index -1, limit 1000, everything else 0/NULL/false. */
 proto_req_t *proto_req_new(proto_req_type_t type);
 void proto_req_destroy(proto_req_t **p);
 
@@ -282,6 +285,7 @@ typedef struct {
     int liveness;               /* missed heartbeats before a peer is dead */
 } proto_reply_t;
 
+/* Defaults: next_after -1, everything else 0/NULL/false. */
 proto_reply_t *proto_reply_new(bool ok);
 /* A failed reply with code and message. */
 proto_reply_t *proto_reply_error(const char *code, const char *fmt, ...)

@@ -335,8 +335,13 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
     if (!rep->ok) {
         pb_key(&b, "error");
         pb_char(&b, '{');
-        pb_kstr(&b, "code", rep->error.code[0] ? rep->error.code : PROTO_E_INTERNAL);
         /* The fixed-size fields may be unterminated in a hand-built reply. */
+        size_t clen = strnlen(rep->error.code, sizeof rep->error.code);
+        pb_key(&b, "code");
+        if (clen)
+            pb_str(&b, rep->error.code, clen);
+        else
+            pb_cstr(&b, PROTO_E_INTERNAL);
         pb_key(&b, "message");
         pb_str(&b, rep->error.message, strnlen(rep->error.message, sizeof rep->error.message));
         pb_char(&b, '}');

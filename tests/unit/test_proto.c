@@ -174,6 +174,7 @@ static proto_result_t *s_full_result(int64_t task, int attempt)
     r->stdout_data = strdup("line 1\nline \"2\"\t\\ caf\xc3\xa9 \x01\x1f end");
     r->stderr_data = strdup("");
     r->stdout_truncated = true;
+    r->stderr_truncated = true;
     r->result_json = strdup("{\"sum\":[1,2.5,\"x\",null,true]}");
     r->error = strdup("exit status 3");
     r->started = 1764410400.123456;
@@ -1026,7 +1027,7 @@ START_TEST(every_reply_type_round_trips)
     r->nworkers = 1;
     r->workers = calloc(1, sizeof *r->workers);
     r->workers[0] = (proto_worker_info_t){.id = strdup("w1"), .host = strdup("h"), .pid = 9,
-                                          .threads = 4, .alive = true, .running = 2,
+                                          .threads = 4, .alive = true, .draining = true, .running = 2,
                                           .done = 100, .failed = 1, .last_heartbeat = 5.5};
     r->workers[0].labels = calloc(2, sizeof(char *));
     r->workers[0].labels[0] = strdup("gpu");
@@ -1037,6 +1038,9 @@ START_TEST(every_reply_type_round_trips)
     ck_assert_str_eq(g->workers[0].labels[0], "gpu");
     ck_assert_int_eq(g->workers[0].done, 100);
     ck_assert(g->workers[0].last_heartbeat == 5.5);
+    ck_assert(g->workers[0].alive && g->workers[0].draining);
+    ck_assert_int_eq(g->workers[0].pid, 9);
+    ck_assert_int_eq(g->workers[0].running, 2);
     proto_reply_destroy(&r);
     proto_reply_destroy(&g);
 
