@@ -49,25 +49,27 @@ static bool s_json_has(const cJSON *node)
     return false;
 }
 
-/* Replaces "{}" inside every string value below node, in place. */
+static void s_oom(void)
+{
+    fprintf(stderr, "ztask: out of memory\n");
+    abort();
+}
+
+/* Replaces "{}" in node and every string value below it, in place (keys
+   are left alone). */
 static void s_json_subst(cJSON *node, const char *value)
 {
-    for (cJSON *c = node->child; c;) {
-        cJSON *next = c->next;
-        if (cJSON_IsString(c) && s_has(c->valuestring)) {
-            char *s = tmpl_subst(c->valuestring, value);
-            cJSON *repl = cJSON_CreateString(s);
+    if (cJSON_IsString(node)) {
+        if (s_has(node->valuestring)) {
+            char *s = tmpl_subst(node->valuestring, value);
+            if (!cJSON_SetValuestring(node, s))
+                s_oom();
             free(s);
-            if (!repl) {
-                fprintf(stderr, "ztask: out of memory\n");
-                abort();
-            }
-            cJSON_ReplaceItemViaPointer(node, c, repl);
-        } else {
-            s_json_subst(c, value);
         }
-        c = next;
+        return;
     }
+    for (cJSON *c = node->child; c; c = c->next)
+        s_json_subst(c, value);
 }
 
 tmpl_t *tmpl_new(proto_spec_t **base, char *err, size_t errlen)
@@ -134,10 +136,8 @@ const proto_spec_t *tmpl_base(const tmpl_t *self)
 static void s_set_args(proto_spec_t *spec, cJSON *tree)
 {
     char *printed = cJSON_PrintUnformatted(tree);
-    if (!printed) {
-        fprintf(stderr, "ztask: out of memory\n");
-        abort();
-    }
+    if (!printed)
+        s_oom();
     free(spec->args_json);
     spec->args_json = xstrdup(printed); /* the spec frees with free() */
     cJSON_free(printed);
@@ -146,10 +146,8 @@ static void s_set_args(proto_spec_t *spec, cJSON *tree)
 proto_spec_t *tmpl_expand(const tmpl_t *self, const char *value, int64_t index, tmpl_mode_t mode)
 {
     proto_spec_t *spec = proto_spec_dup(self->base);
-    if (!spec) {
-        fprintf(stderr, "ztask: out of memory\n");
-        abort();
-    }
+    if (!spec)
+        s_oom();
     if (index >= 0)
         spec->index = index;
     if (!value)
@@ -169,19 +167,9 @@ proto_spec_t *tmpl_expand(const tmpl_t *self, const char *value, int64_t index, 
         }
         if (self->args) {
             cJSON *tree = cJSON_Duplicate(self->args, true);
-            if (!tree) {
-                fprintf(stderr, "ztask: out of memory\n");
-                abort();
-            }
-            if (s_json_has(tree) && cJSON_IsString(tree)) {
-                /* The args are one bare string: replace the root. */
-                char *s = tmpl_subst(tree->valuestring, value);
-                cJSON_Delete(tree);
-                tree = cJSON_CreateString(s);
-                free(s);
-            } else {
-                s_json_subst(tree, value);
-            }
+            if (!tree)
+                s_oom();
+            s_json_subst(tree, value);
             s_set_args(spec, tree);
             cJSON_Delete(tree);
         }
@@ -199,10 +187,8 @@ proto_spec_t *tmpl_expand(const tmpl_t *self, const char *value, int64_t index, 
         spec->shell = s;
     } else if (spec->kind == PROTO_KIND_FN && !spec->args_json) {
         cJSON *str = cJSON_CreateString(value);
-        if (!str) {
-            fprintf(stderr, "ztask: out of memory\n");
-            abort();
-        }
+        if (!str)
+            s_oom();
         s_set_args(spec, str);
         cJSON_Delete(str);
     }

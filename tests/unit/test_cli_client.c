@@ -1,0 +1,451 @@
+/* cli client and shared helpers: request/reply against a scripted fake
+   master (a ROUTER in a thread), timeouts and late replies, error replies
+   mapped to exit codes; argument parsing and option errors. */
+#include "../../cli/cli.h"
+#include "../../cli/client.h"
+#include "../../common/clock.h"
+#include "../../common/util.h"
+#include "../../common/zmqx.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* ------------------------------------------------------- a fake master */
+
+typedef enum {
+    ACT_REPLY,       /* answer with a status reply naming job `id` */
+    ACT_ERROR,       /* answer with an error reply (code, message) */
+    ACT_HOLD,        /* keep the request; answer it (job `id`) after the next one arrives */
+    ACT_IGNORE       /* never answer */
+} act_t;
+
+typedef struct {
+    act_t act;
+    int64_t id;
+    const char *code;
+} step_t;
+
+typedef struct {
+    void *ctx;
+    void *router;
+    int port;
+    step_t steps[8];
+    int nsteps;
+    atomic_int received;
+    atomic_bool stop;
+    pthread_t thread;
+} fake_t;
+
+static void s_send_frames(void *sock, zmqx_frames_t *env, const char *body)
+{
+    for (int i = 0; i < env->count - 1; i++)
+        ck_assert_int_eq(zmqx_send(sock, env->frames[i], env->sizes[i], ZMQ_SNDMORE), 0);
+    ck_assert_int_eq(zmqx_send(sock, body, strlen(body), 0), 0);
+}
+
+static char *s_status_reply(int64_t id)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->jobs = xcalloc(1, sizeof(proto_job_t));
+    rep->jobs[0].id = id;
+    rep->jobs[0].closed = true;
+    rep->njobs = 1;
+    char *text = proto_reply_encode(rep, PROTO_REQ_STATUS);
+    proto_reply_destroy(&rep);
+    return text;
+}
+
+static void *s_fake_run(void *arg)
+{
+    fake_t *f = arg;
+    zmqx_frames_t held;
+    bool holding = false;
+    int64_t held_id = 0;
+    int64_t deadline = clock_mono_ms() + 10000; /* bounded whatever happens */
+    while (!f->stop && clock_mono_ms() < deadline) {
+        zmq_pollitem_t it = { f->router, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 100) <= 0)
+            continue;
+        zmqx_frames_t msg;
+        if (zmqx_recv_frames(f->router, &msg, 4, 0) != 0)
+            continue;
+        int k = f->received++;
+        if (k >= f->nsteps) { /* unscripted: count it, never answer */
+            zmqx_frames_free(&msg);
+            continue;
+        }
+        step_t *st = &f->steps[k];
+        char *body = NULL;
+        switch (st->act) {
+        case ACT_REPLY:
+            body = s_status_reply(st->id);
+            break;
+        case ACT_ERROR: {
+            proto_reply_t *rep = proto_reply_error(st->code, "no job %lld", (long long) st->id);
+            body = proto_reply_encode(rep, PROTO_REQ_STATUS);
+            proto_reply_destroy(&rep);
+            break;
+        }
+        case ACT_HOLD:
+            held = msg;
+            holding = true;
+            held_id = st->id;
+            continue;
+        case ACT_IGNORE:
+            break;
+        }
+        /* A held request gets its (late) answer first. */
+        if (holding) {
+            char *late = s_status_reply(held_id);
+            s_send_frames(f->router, &held, late);
+            free(late);
+            zmqx_frames_free(&held);
+            holding = false;
+        }
+        if (body)
+            s_send_frames(f->router, &msg, body);
+        free(body);
+        zmqx_frames_free(&msg);
+    }
+    if (holding)
+        zmqx_frames_free(&held);
+    return NULL;
+}
+
+static fake_t *s_fake_start(const step_t *steps, int n)
+{
+    fake_t *f = xcalloc(1, sizeof *f);
+    f->ctx = zmq_ctx_new();
+    f->router = zmqx_socket(f->ctx, ZMQ_ROUTER, 0, 0);
+    ck_assert_ptr_nonnull(f->router);
+    ck_assert_int_eq(zmq_bind(f->router, "tcp://127.0.0.1:*"), 0);
+    f->port = zmqx_bound_port(f->router);
+    ck_assert_int_gt(f->port, 0);
+    memcpy(f->steps, steps, (size_t) n * sizeof *steps);
+    f->nsteps = n;
+    ck_assert_int_eq(pthread_create(&f->thread, NULL, s_fake_run, f), 0);
+    return f;
+}
+
+static void s_fake_stop(fake_t **p)
+{
+    fake_t *f = *p;
+    f->stop = true;
+    pthread_join(f->thread, NULL);
+    zmq_close(f->router);
+    zmq_ctx_term(f->ctx);
+    free(f);
+    *p = NULL;
+}
+
+static proto_req_t *s_status_req(void)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_STATUS);
+    req->job = 1;
+    return req;
+}
+
+/* --------------------------------------------------------------- client */
+
+START_TEST(a_request_gets_its_reply)
+{
+    step_t steps[] = { { ACT_REPLY, 41, NULL }, { ACT_REPLY, 42, NULL } };
+    fake_t *f = s_fake_start(steps, 2);
+    client_t *c = client_new("127.0.0.1", f->port, 5000);
+    ck_assert_ptr_nonnull(c);
+    char want[32];
+    snprintf(want, sizeof want, "127.0.0.1:%d", f->port);
+    ck_assert_str_eq(client_address(c), want);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    for (int64_t id = 41; id <= 42; id++) { /* the socket is reused */
+        proto_reply_t *rep = client_call(c, req, false, &err);
+        ck_assert_msg(rep != NULL, "%s", err.message);
+        ck_assert(rep->ok);
+        ck_assert_int_eq(rep->njobs, 1);
+        ck_assert_int_eq(rep->jobs[0].id, id);
+        proto_reply_destroy(&rep);
+    }
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    ck_assert_ptr_null(c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(error_replies_become_exit_4_or_6_with_the_message)
+{
+    step_t steps[] = { { ACT_ERROR, 9, PROTO_E_NOT_FOUND }, { ACT_ERROR, 9, PROTO_E_AUTH } };
+    fake_t *f = s_fake_start(steps, 2);
+    client_t *c = client_new("127.0.0.1", f->port, 5000);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_int_eq(err.exit_code, CLI_EXIT_REFUSED);
+    ck_assert_str_eq(err.message, "no job 9 (not_found)");
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_int_eq(err.exit_code, CLI_EXIT_AUTH);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(no_master_means_exit_3_after_the_timeout)
+{
+    /* A port with nothing behind it: bind a ROUTER, note the port, close. */
+    void *ctx = zmq_ctx_new();
+    void *s = zmqx_socket(ctx, ZMQ_ROUTER, 0, 0);
+    ck_assert_int_eq(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
+    int port = zmqx_bound_port(s);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+
+    client_t *c = client_new("127.0.0.1", port, 300);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    int64_t t0 = clock_mono_ms();
+    ck_assert_ptr_null(client_call(c, req, true, &err));
+    int64_t took = clock_mono_ms() - t0;
+    ck_assert_int_ge(took, 290);
+    ck_assert_int_lt(took, 3000);
+    ck_assert_int_eq(err.exit_code, CLI_EXIT_UNREACHABLE);
+    char want[200];
+    snprintf(want, sizeof want,
+             "cannot reach the master at 127.0.0.1:%d (no reply within 0.3 s); is ztask-master "
+             "running? set --master or ZTASK_MASTER",
+             port);
+    ck_assert_str_eq(err.message, want);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+}
+END_TEST
+
+START_TEST(a_late_reply_is_never_taken_for_the_next_request)
+{
+    /* Request 1 gets no answer in time; the fake answers it only after
+       request 2 arrives. The client must return request 2's answer. */
+    step_t steps[] = { { ACT_HOLD, 111, NULL }, { ACT_REPLY, 222, NULL } };
+    fake_t *f = s_fake_start(steps, 2);
+    client_t *c = client_new("127.0.0.1", f->port, 300);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_int_eq(err.exit_code, CLI_EXIT_UNREACHABLE);
+    proto_reply_t *rep = client_call(c, req, false, &err);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(rep->jobs[0].id, 222);
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(a_read_only_request_is_resent_inside_its_timeout)
+{
+    /* The first copy is lost (a master restart, say); the resend, on a
+       fresh socket after a third of the timeout, is answered. */
+    step_t steps[] = { { ACT_IGNORE, 0, NULL }, { ACT_REPLY, 5, NULL } };
+    fake_t *f = s_fake_start(steps, 2);
+    client_t *c = client_new("127.0.0.1", f->port, 4500);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    int64_t t0 = clock_mono_ms();
+    proto_reply_t *rep = client_call(c, req, true, &err);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(rep->jobs[0].id, 5);
+    int64_t took = clock_mono_ms() - t0;
+    ck_assert_int_ge(took, 1400);
+    ck_assert_int_lt(took, 4500);
+    ck_assert_int_eq(f->received, 2);
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(a_changing_request_is_sent_once)
+{
+    step_t steps[] = { { ACT_IGNORE, 0, NULL } };
+    fake_t *f = s_fake_start(steps, 1);
+    client_t *c = client_new("127.0.0.1", f->port, 1500);
+    proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
+    req->job = 3;
+    client_err_t err;
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_int_eq(err.exit_code, CLI_EXIT_UNREACHABLE);
+    ck_assert_int_eq(f->received, 1);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------ exits and args */
+
+START_TEST(exit_codes_map_outcomes)
+{
+    proto_job_t j;
+    memset(&j, 0, sizeof j);
+    j.total = j.done = 10;
+    ck_assert_int_eq(cli_exit_for_job(&j), CLI_EXIT_OK);
+    j.done = 9;
+    j.failed = 1;
+    ck_assert_int_eq(cli_exit_for_job(&j), CLI_EXIT_TASKS_FAILED);
+    j.failed = 0;
+    j.cancelled = 1;
+    ck_assert_int_eq(cli_exit_for_job(&j), CLI_EXIT_TASKS_FAILED);
+    ck_assert_int_eq(cli_exit_for_error_code(PROTO_E_AUTH), 6);
+    ck_assert_int_eq(cli_exit_for_error_code(PROTO_E_NOT_FOUND), 4);
+    ck_assert_int_eq(cli_exit_for_error_code(PROTO_E_STORAGE), 4);
+    ck_assert_int_eq(cli_exit_for_error_code(""), 4);
+    ck_assert_int_eq(cli_exit_for_error_code(NULL), 4);
+    /* The documented numbers. */
+    ck_assert_int_eq(CLI_EXIT_USAGE, 2);
+    ck_assert_int_eq(CLI_EXIT_UNREACHABLE, 3);
+    ck_assert_int_eq(CLI_EXIT_TIMEOUT, 5);
+}
+END_TEST
+
+START_TEST(task_references_and_numbers_parse_strictly)
+{
+    int64_t job, index, task;
+    ck_assert_int_eq(cli_parse_task_ref("7.42", &job, &index, &task), 0);
+    ck_assert_int_eq(job, 7);
+    ck_assert_int_eq(index, 42);
+    ck_assert_int_eq(task, 0);
+    ck_assert_int_eq(cli_parse_task_ref("12345", &job, &index, &task), 0);
+    ck_assert_int_eq(task, 12345);
+    ck_assert_int_eq(job, 0);
+    ck_assert_int_eq(index, -1);
+    ck_assert_int_eq(cli_parse_task_ref("7.0", &job, &index, &task), 0);
+    ck_assert_int_eq(index, 0);
+    const char *bad[] = { "", "0", "-1", "7.", ".3", "7.-1", "x.1", "1.2.3", "7,1", "0.3" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(cli_parse_task_ref(bad[i], &job, &index, &task) == -1, "\"%s\"", bad[i]);
+
+    ck_assert_int_eq(cli_parse_job("3", &job), 0);
+    ck_assert_int_eq(cli_parse_job("0", &job), -1);
+    ck_assert_int_eq(cli_parse_job("3x", &job), -1);
+
+    int64_t b;
+    ck_assert_int_eq(cli_parse_bytes("4096", &b), 0);
+    ck_assert_int_eq(b, 4096);
+    ck_assert_int_eq(cli_parse_bytes("64K", &b), 0);
+    ck_assert_int_eq(b, 65536);
+    ck_assert_int_eq(cli_parse_bytes("2m", &b), 0);
+    ck_assert_int_eq(b, 2 * 1024 * 1024);
+    ck_assert_int_eq(cli_parse_bytes("1G", &b), 0);
+    ck_assert_int_eq(b, 1024LL * 1024 * 1024);
+    ck_assert_int_eq(cli_parse_bytes("0", &b), -1);
+    ck_assert_int_eq(cli_parse_bytes("K", &b), -1);
+    ck_assert_int_eq(cli_parse_bytes("1.5M", &b), -1);
+    ck_assert_int_eq(cli_parse_bytes("99999999999G", &b), -1);
+
+    double s;
+    ck_assert_int_eq(cli_parse_seconds("2.5", &s), 0);
+    ck_assert(s == 2.5);
+    ck_assert_int_eq(cli_parse_seconds("0", &s), 0);
+    ck_assert_int_eq(cli_parse_seconds("-1", &s), -1);
+    ck_assert_int_eq(cli_parse_seconds("nan", &s), -1);
+    ck_assert_int_eq(cli_parse_seconds("10s", &s), -1);
+}
+END_TEST
+
+/* Runs cli_getopt over argv with stderr captured; returns what it said. */
+static char *s_getopt_errors(char **argv, int argc, const char *shortopts,
+                             const struct option *longopts, int *last)
+{
+    fflush(stderr);
+    char path[] = "/tmp/ztask-cli-getopt-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    optind = 0;
+    int c;
+    while ((c = cli_getopt("submit", argc, argv, shortopts, longopts)) != -1) {
+        *last = c;
+        if (c == '?')
+            break;
+    }
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char *buf = xcalloc(1, 1024);
+    ck_assert_int_ge(pread(fd, buf, 1023, 0), 0);
+    close(fd);
+    unlink(path);
+    return buf;
+}
+
+START_TEST(option_errors_are_one_line_with_a_hint)
+{
+    static const struct option longopts[] = { { "timeout", required_argument, NULL, 't' },
+                                              { "wait", no_argument, NULL, 'w' },
+                                              { NULL, 0, NULL, 0 } };
+    int last = 0;
+    char *a1[] = { "submit", "--wiat", "--", "true", NULL };
+    char *out = s_getopt_errors(a1, 4, "+:h", longopts, &last);
+    ck_assert_int_eq(last, '?');
+    ck_assert_str_eq(out, "ztask submit: unknown option '--wiat'; see 'ztask submit --help'\n");
+    free(out);
+
+    char *a2[] = { "submit", "--timeout", NULL };
+    out = s_getopt_errors(a2, 2, "+:h", longopts, &last);
+    ck_assert_int_eq(last, '?');
+    ck_assert_str_eq(out,
+                     "ztask submit: option '--timeout' needs a value; see 'ztask submit --help'\n");
+    free(out);
+
+    char *a3[] = { "submit", "-x", NULL };
+    out = s_getopt_errors(a3, 2, "+:h", longopts, &last);
+    ck_assert_str_eq(out, "ztask submit: unknown option '-x'; see 'ztask submit --help'\n");
+    free(out);
+
+    char *a4[] = { "submit", "--wait=yes", NULL };
+    out = s_getopt_errors(a4, 2, "+:h", longopts, &last);
+    ck_assert_int_eq(last, '?');
+    ck_assert_ptr_nonnull(strstr(out, "'--wait'"));
+    free(out);
+
+    /* "+": the command's own options are left alone. */
+    char *a5[] = { "submit", "--wait", "ls", "-l", "--timeout", NULL };
+    last = 0;
+    out = s_getopt_errors(a5, 5, "+:h", longopts, &last);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(last, 'w');
+    ck_assert_int_eq(optind, 2);
+    free(out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("cli_client");
+    TCase *tc = tcase_create("client");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, a_request_gets_its_reply);
+    tcase_add_test(tc, error_replies_become_exit_4_or_6_with_the_message);
+    tcase_add_test(tc, no_master_means_exit_3_after_the_timeout);
+    tcase_add_test(tc, a_late_reply_is_never_taken_for_the_next_request);
+    tcase_add_test(tc, a_read_only_request_is_resent_inside_its_timeout);
+    tcase_add_test(tc, a_changing_request_is_sent_once);
+    tcase_add_test(tc, exit_codes_map_outcomes);
+    tcase_add_test(tc, task_references_and_numbers_parse_strictly);
+    tcase_add_test(tc, option_errors_are_one_line_with_a_hint);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
