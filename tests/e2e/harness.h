@@ -16,7 +16,8 @@
     mortem. h_cluster_destroy stops every daemon with SIGTERM (workers
     first), fails the test when one does not exit 0 in time (it is then
     SIGKILLed) or when any daemon or CLI run printed a sanitizer report, and
-    removes the directory when everything passed.
+    removes the directory when everything passed (ZTASK_TEST_KEEP=1 keeps
+    it anyway).
 
     Timeouts: every timeout given to the harness is in release-build
     milliseconds and is multiplied by h_slowdown() (sanitizer builds run

@@ -221,7 +221,7 @@ START_TEST(kill_9_of_a_worker_loses_no_task)
     cJSON *ws = h_json_lines(r->out);
     const cJSON *w;
     cJSON_ArrayForEach(w, ws) {
-        if (h_jstr(w, "id") && !strcmp(h_jstr(w, "id"), ida))
+        if (h_jstr(w, "worker") && !strcmp(h_jstr(w, "worker"), ida))
             ck_assert_msg(!h_jtrue(w, "alive"), "killed worker still listed alive");
     }
     cJSON_Delete(ws);
