@@ -249,8 +249,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < o.nplugins; i++) {
         char err[512] = "";
         if (fn_registry_load(fns, o.plugins[i], err, sizeof err) != 0) {
-            log_error("event=plugin_failed path=%s error=\"%s\"", o.plugins[i], err);
-            fprintf(stderr, "ztask-worker: cannot load plugin '%s': %s\n", o.plugins[i], err);
+            /* err names the plugin and says what is wrong with it. */
+            fprintf(stderr, "ztask-worker: %s\n", err[0] ? err : "cannot load a plugin");
             fn_registry_destroy(&fns);
             s_options_free(&o);
             return 1;
