@@ -36,7 +36,8 @@ fi
 if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 if ! command -v debootstrap >/dev/null 2>&1; then
     echo "debootstrap missing; installing it" >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap
 fi
 
 root=$(mktemp -d "${TMPDIR:-/tmp}/ztask-rootfs.XXXXXX")

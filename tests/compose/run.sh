@@ -9,7 +9,9 @@
 #   2. a worker killed (docker kill) while it runs tasks loses nothing;
 #   3. the master restarted (compose restart) mid-job loses nothing the
 #      submit acknowledged;
-#   4. `down` without -v then `up` keeps jobs and results (named volume);
+#   4. the master SIGKILLed mid-job and restarted by its restart policy
+#      loses nothing acknowledged either;
+#   5. `down` without -v then `up` keeps jobs and results (named volume);
 # then tears everything down (containers, network, volume), also when a
 # check fails or the run is interrupted. Ends with "N passed, N failed".
 #
@@ -334,11 +336,61 @@ else
     check_job "$job3" "job 3: results after a master restart"
 fi
 
-# ------------------------------- 4: down (keeping the volume) and up again
+# ----------------------- 4: the master killed (SIGKILL) mid-job, brought back
+
+# A crash, not a stop: the master process gets SIGKILL inside its container,
+# so nothing is flushed on the way out, and the container's restart policy
+# (not the test) starts it again. With --sync full every acknowledged submit
+# and every recorded result is on disk before the reply or the ack.
+job4=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job4.err")
+if [ -z "$job4" ]; then
+    fail "job 4: submit: $(tail -n 2 "$logdir/job4.err")"
+else
+    if st=$(wait_running "$job4" 100 90); then
+        before=$(json_eval /dev/stdin 'r[0]["done"]' <<<"$st")
+        mid=$(dc 30 ps -q master | head -n 1)
+        restarts=$(docker inspect -f '{{.RestartCount}}' "$mid")
+        # PID 1 is tini (init: true); the master is the process named ztask-master.
+        if timeout 30 docker exec "$mid" sh -c '
+            for p in /proc/[0-9]*; do
+                [ "$(cat $p/comm 2>/dev/null)" = ztask-master ] && kill -KILL "${p#/proc/}" && exit 0
+            done
+            exit 1'; then
+            pass "job 4: SIGKILLed the master with $before of 2000 done"
+        else
+            fail "job 4: could not SIGKILL the master in its container"
+        fi
+        # The restart policy brings the container back: wait for a new start.
+        deadline=$(( $(date +%s) + 60 ))
+        while [ "$(date +%s)" -lt $deadline ] \
+            && [ "$(docker inspect -f '{{.RestartCount}}' "$mid")" = "$restarts" ]; do
+            sleep 0.5
+        done
+        if [ "$(docker inspect -f '{{.RestartCount}}' "$mid")" != "$restarts" ]; then
+            pass "job 4: restart: unless-stopped brought the master back"
+        else
+            fail "job 4: the master's container was not restarted within 60s"
+            dc 60 start master >>"$logdir/restart.log" 2>&1
+        fi
+    else
+        fail "job 4: $st"
+    fi
+    wait_health 90 || fail "job 4: master healthy again after the crash"
+    if ztask wait "$job4" --timeout 180 --quiet; then
+        pass "job 4: completes after the master crash"
+    else
+        fail "job 4: wait exit $?: $(ztask status "$job4" --json 2>&1)"
+    fi
+    check_job "$job4" "job 4: results after a master crash"
+fi
+
+# ------------------------------- 5: down (keeping the volume) and up again
 
 if [ -n "${job1:-}" ]; then
     docker rm -f "$cli_ctr" >/dev/null 2>&1
     cli_ctr=
+    # `down` deletes the containers and their logs: keep them first.
+    dc 30 logs --no-color --timestamps >"$logdir/cluster-first.log" 2>&1
     s=$(date +%s)
     if dc 120 down -t 10 >>"$logdir/down.log" 2>&1 && dc 300 up -d --scale worker=1 >>"$logdir/up.log" 2>&1 \
         && wait_health 90; then
