@@ -52,16 +52,6 @@ static void s_print_json(char *text)
     free(text);
 }
 
-/* "submitting", "queued", "running" or "finished". */
-static const char *s_job_state(const proto_job_t *j)
-{
-    if (!j->closed)
-        return "submitting";
-    if (j->finished > 0 || (j->queued == 0 && j->running == 0 && progress_finished(j) >= j->total))
-        return "finished";
-    return j->running > 0 ? "running" : "queued";
-}
-
 static int s_ask(cli_t *cli, proto_req_type_t type, int64_t job, proto_reply_t **rep)
 {
     proto_req_t *req = proto_req_new(type);
@@ -80,6 +70,8 @@ static const char s_status_usage[] =
     "Shows a job's counters, or with no JOB, those of every job.\n"
     "  job 7 \"nightly\": running, 1000 tasks: 523 done, 2 failed, 0 cancelled,\n"
     "    467 queued, 8 running\n"
+    "The state is open (batches still arriving), queued, running, done, failed or\n"
+    "cancelled.\n"
     "\n"
     "Options:\n"
     "  --json   one job record per line (fields: docs/protocol.md)\n"
@@ -98,7 +90,7 @@ static void s_print_job_status(const proto_job_t *j)
     }
     printf("job %lld%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
            "%lld running\n",
-           (long long) j->id, name, s_job_state(j), (long long) j->total,
+           (long long) j->id, name, proto_job_state_name(j), (long long) j->total,
            j->total == 1 ? "" : "s", (long long) j->done, (long long) j->failed,
            (long long) j->cancelled, (long long) j->queued, (long long) j->running);
 }
@@ -134,7 +126,8 @@ static const char s_jobs_usage[] =
     "\n"
     "Lists every job the master knows, one line each:\n"
     "  JOB  NAME  STATE  TOTAL  DONE  FAILED  CANCELLED  QUEUED  RUNNING  CREATED\n"
-    "STATE is submitting (batches still arriving), queued, running or finished.\n"
+    "STATE is open (batches still arriving), queued (nothing started yet), running,\n"
+    "then done, failed (some task failed) or cancelled.\n"
     "\n"
     "Options:\n"
     "  --json   one job record per line (fields: docs/protocol.md)\n";
@@ -162,7 +155,7 @@ int cmd_jobs(cli_t *cli, int argc, char **argv)
         fmt_cell(name, sizeof name, j->name ? j->name : "-", 20);
         fmt_ago(ago, sizeof ago, now - j->created);
         printf("%-6lld %-20s %-10s %9lld %9lld %8lld %9lld %8lld %8lld  %s\n", (long long) j->id,
-               name, s_job_state(j), (long long) j->total, (long long) j->done,
+               name, proto_job_state_name(j), (long long) j->total, (long long) j->done,
                (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
                (long long) j->running, ago);
     }
@@ -247,9 +240,7 @@ int cli_print_results(cli_t *cli, int64_t job, const cli_results_opts_t *opts)
         int64_t v;
         width = env && parse_int64(env, 20, 100000, &v) == 0 ? (int) v : PIPE_WIDTH;
     }
-    if (!opts->json)
-        printf("%-10s %-8s %-9s %-5s %8s  %-14s %s\n", "TASK", "INDEX", "STATUS", "EXIT",
-               "ATTEMPTS", "WORKER", "OUTPUT");
+    bool header = !opts->json;
     int64_t after = 0;
     int64_t printed = 0;
     /* Bounded by the cursor: every page moves it forward or ends. */
@@ -269,6 +260,11 @@ int cli_print_results(cli_t *cli, int64_t job, const cli_results_opts_t *opts)
         proto_req_destroy(&req);
         if (!rep)
             return rc;
+        if (header) { /* only once the job is known to exist */
+            printf("%-10s %-8s %-9s %-5s %8s  %-14s %s\n", "TASK", "INDEX", "STATUS", "EXIT",
+                   "ATTEMPTS", "WORKER", "OUTPUT");
+            header = false;
+        }
         for (int i = 0; i < rep->ntasks && (opts->limit == 0 || printed < opts->limit); i++) {
             if (opts->json)
                 s_print_json(proto_task_info_encode(&rep->tasks[i]));

@@ -300,6 +300,8 @@ static int s_validate(submit_args_t *a)
         if (!utf8_valid(a->argv[i], strlen(a->argv[i])))
             return cli_usage_error(s_cmd, "command word %d is not valid UTF-8", i + 1);
     }
+    if (a->name && !*a->name)
+        return cli_usage_error(s_cmd, "--name wants a non-empty name");
     if (a->name && strlen(a->name) > PROTO_MAX_NAME)
         return cli_usage_error(s_cmd, "--name is longer than %d bytes", PROTO_MAX_NAME);
     return 0;

@@ -111,9 +111,11 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
         if (opts->timeout > 0 && waited >= (int64_t) (opts->timeout * 1000)) {
             if (bar)
                 fprintf(stderr, "\r\033[K");
-            progress_line(line, sizeof line, &j, r);
-            fprintf(stderr, "ztask: job %lld did not finish within %g s (%s)\n",
-                    (long long) job, opts->timeout, line);
+            fprintf(stderr,
+                    "ztask: job %lld did not finish within %g s (%lld/%lld done, %lld failed); "
+                    "it keeps running\n",
+                    (long long) job, opts->timeout, (long long) progress_finished(&j),
+                    (long long) j.total, (long long) j.failed);
             rc = CLI_EXIT_TIMEOUT;
             goto out;
         }
