@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The first case reads as a usage example: master, two workers, an array
@@ -358,6 +359,185 @@ START_TEST(workers_stats_jobs_and_forget_report_the_cluster)
 }
 END_TEST
 
+START_TEST(require_routes_tasks_to_labelled_workers_only)
+{
+    h_cluster_t *c = h_cluster_new("labels");
+    h_master_start(c, 0, NULL);
+    h_proc_t *gpu = h_worker_start(c, "gpu", 2, "--label", "gpu", NULL);
+    h_worker_start(c, "plain", 2, NULL);
+    int64_t job = h_submit(c, NULL, "--require", "gpu", "--fn", "noop", "--array", "0-39", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 40);
+    for (int i = 0; i < 40; i++)
+        ck_assert_str_eq(h_jstr(by[i], "worker"), h_worker_id(gpu));
+    free(by);
+    cJSON_Delete(res);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(no_exec_workers_get_function_tasks_only)
+{
+    h_cluster_t *c = h_cluster_new("noexec");
+    h_master_start(c, 0, NULL);
+    h_proc_t *fnonly = h_worker_start(c, "fnonly", 2, "--no-exec", NULL);
+    h_proc_t *any = h_worker_start(c, "any", 2, NULL);
+    int64_t job = h_submit(c, NULL, "--array", "0-19", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 20);
+    for (int i = 0; i < 20; i++)
+        ck_assert_str_eq(h_jstr(by[i], "worker"), h_worker_id(any));
+    free(by);
+    cJSON_Delete(res);
+    /* Function tasks may go to either. */
+    job = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.02}", "--array", "0-39",
+                   NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    (void)fnonly;
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(higher_priority_jobs_overtake_queued_work)
+{
+    h_cluster_t *c = h_cluster_new("priority");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "one", 1, NULL);
+    int64_t low = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.05}", "--array",
+                           "0-29", NULL);
+    ck_assert(H_POLL(h_status_count(c, low, "done") >= 2, 20000));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double before = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    int64_t high = h_submit(c, NULL, "--priority", "10", "--fn", "noop", "--array", "0-4", NULL);
+    ck_assert_int_eq(h_wait(c, high, 30000), 0);
+    ck_assert_int_eq(h_wait(c, low, 30000), 0);
+
+    cJSON *hres = h_results(c, high, NULL);
+    double last_high = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, hres) {
+        double st = h_jnum(r, "started", 0);
+        last_high = st > last_high ? st : last_high;
+    }
+    cJSON_Delete(hres);
+    /* Low tasks that started after the high job arrived but before its
+       last task: at most the one already on its way to the only thread. */
+    cJSON *lres = h_results(c, low, NULL);
+    int overtaken = 0, remaining = 0;
+    cJSON_ArrayForEach(r, lres) {
+        double st = h_jnum(r, "started", 0);
+        if (st > before)
+            remaining++;
+        if (st > before && st < last_high)
+            overtaken++;
+    }
+    cJSON_Delete(lres);
+    ck_assert_msg(remaining > 5, "the low job was nearly done before the test could look");
+    ck_assert_msg(overtaken <= 1, "%d low-priority tasks started before the high job ended",
+                  overtaken);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(output_is_capped_and_made_valid_utf8)
+{
+    h_cluster_t *c = h_cluster_new("output");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 1, NULL);
+    int64_t job = h_submit(c, NULL, "--output-cap", "1K", "--", "sh", "-c",
+                           "head -c 10000 /dev/zero | tr '\\0' x; printf 'bad\\377\\376end\\n' >&2",
+                           NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(res), 1);
+    const cJSON *r = cJSON_GetArrayItem(res, 0);
+    const char *out = h_jstr(r, "stdout");
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(strlen(out), 1024);
+    ck_assert_int_eq(strspn(out, "x"), 1024);
+    ck_assert(h_jtrue(r, "stdout_truncated"));
+    ck_assert(!h_jtrue(r, "stderr_truncated"));
+    const char *err = h_jstr(r, "stderr");
+    ck_assert_ptr_nonnull(err);
+    ck_assert_msg(strstr(err, "bad") && strstr(err, "end") && strstr(err, "\xef\xbf\xbd"),
+                  "stderr not repaired to UTF-8: %s", err);
+    cJSON_Delete(res);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(logs_follow_a_running_task_to_its_end)
+{
+    h_cluster_t *c = h_cluster_new("logsf");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 1, NULL);
+    char *go = h_path(c, "go");
+    char *script = NULL;
+    /* The task prints, then waits for the test to say go. */
+    ck_assert_int_gt(asprintf(&script,
+                              "echo first; i=0; while [ ! -e '%s' ] && [ $i -lt 600 ]; do "
+                              "sleep 0.05; i=$((i+1)); done; echo second; echo oops >&2",
+                              go),
+                     0);
+    int64_t job = h_submit(c, NULL, "--", "sh", "-c", script, NULL);
+    char ref[48];
+    snprintf(ref, sizeof ref, "%lld.0", (long long)job);
+    /* Live output reaches the master while the task runs. */
+    ck_assert_msg(H_POLL(({
+                      h_run_t *lr = h_cli(c, "logs", ref, NULL);
+                      bool seen = lr->rc == 0 && strstr(lr->out, "first") != NULL;
+                      h_run_free(&lr);
+                      seen;
+                  }),
+                         10000),
+                  "no live output from the running task");
+    ck_assert_int_eq(h_status_count(c, job, "running"), 1);
+    h_write_file(go, "");
+    h_run_t *r = h_cli(c, "logs", ref, "-f", NULL);
+    ck_assert_msg(r->rc == 0, "logs -f: %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->out, "first\n") && strstr(r->out, "second\n"),
+                  "logs -f missed output: %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "oops"), "logs -f missed stderr: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(h_status_count(c, job, "done"), 1);
+    free(script);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TEST(drain_by_cli_lets_a_worker_finish_and_leave)
+{
+    h_cluster_t *c = h_cluster_new("clidrain");
+    h_master_start(c, 0, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 2, NULL);
+    int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.05}", "--array",
+                           "0-99", NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "done") >= 10, 20000));
+    h_run_t *r = h_cli(c, "drain", h_worker_id(wa), NULL);
+    ck_assert_msg(r->rc == 0, "drain: %s", h_run_desc(r));
+    h_run_free(&r);
+    int code = h_proc_wait_exit(wa, 20000);
+    ck_assert_msg(code == 0, "drained worker: exit %d (log %s)", code, h_proc_log(wa));
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 100);
+    for (int i = 0; i < 100; i++)
+        ck_assert_str_eq(h_jstr(by[i], "status"), "done");
+    free(by);
+    cJSON_Delete(res);
+    r = h_cli(c, "drain", "no-such-worker", NULL);
+    ck_assert_msg(r->rc == 4, "drain of an unknown worker: %s", h_run_desc(r));
+    h_run_free(&r);
+    (void)wb;
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("e2e_basic");
@@ -368,5 +548,11 @@ int main(void)
     H_ADD_TEST(s, usage_errors_exit_2_without_contacting_a_master, 60);
     H_ADD_TEST(s, no_master_exits_3_quickly, 90);
     H_ADD_TEST(s, workers_stats_jobs_and_forget_report_the_cluster, 60);
+    H_ADD_TEST(s, require_routes_tasks_to_labelled_workers_only, 60);
+    H_ADD_TEST(s, no_exec_workers_get_function_tasks_only, 60);
+    H_ADD_TEST(s, higher_priority_jobs_overtake_queued_work, 60);
+    H_ADD_TEST(s, output_is_capped_and_made_valid_utf8, 60);
+    H_ADD_TEST(s, logs_follow_a_running_task_to_its_end, 60);
+    H_ADD_TEST(s, drain_by_cli_lets_a_worker_finish_and_leave, 60);
     return h_run_suite(s);
 }
