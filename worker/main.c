@@ -15,6 +15,7 @@
     the grandchildren we could reap are already dead; those that escaped
     with setsid() are init's to reap, as for any daemon.
 */
+#include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../proto/proto.h"
@@ -59,6 +60,8 @@ typedef struct {
     int nlabels;
     bool no_exec;
     log_level_t level;
+    const char *curve_secret;   /* our key file */
+    const char *master_key;     /* the master's .pub/.key file, or its Z85 public key */
 } options_t;
 
 static void s_usage(FILE *out)
@@ -74,6 +77,9 @@ static void s_usage(FILE *out)
             "  --plugin PATH         load task functions from a shared object (repeatable)\n"
             "  --label L[,L...]      labels that tasks can \"require\" (repeatable)\n"
             "  --no-exec             refuse command tasks (argv/shell); run only functions\n"
+            "  --curve-secret FILE   this worker's key file (from ztask keygen); with\n"
+            "  --master-key KEY      the master's public key (a .pub file or 40 Z85\n"
+            "                        characters): talk to a master run with CURVE\n"
             "  --log-level LEVEL     debug, info (default), warn or error\n"
             "  --help                show this help\n"
             "  --version             show the version\n"
@@ -126,7 +132,7 @@ static void s_set_master(options_t *o, const char *text, const char *what)
 static void s_parse(options_t *o, int argc, char **argv)
 {
     enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
-           OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
+           OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY };
     static const struct option longopts[] = {
         {"master", required_argument, NULL, OPT_MASTER},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -135,6 +141,8 @@ static void s_parse(options_t *o, int argc, char **argv)
         {"label", required_argument, NULL, OPT_LABEL},
         {"no-exec", no_argument, NULL, OPT_NO_EXEC},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+        {"master-key", required_argument, NULL, OPT_MASTER_KEY},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -179,6 +187,12 @@ static void s_parse(options_t *o, int argc, char **argv)
                 s_usage_error("--log-level: expected debug, info, warn or error, got '%s'",
                               optarg);
             break;
+        case OPT_CURVE_SECRET:
+            o->curve_secret = optarg;
+            break;
+        case OPT_MASTER_KEY:
+            o->master_key = optarg;
+            break;
         case OPT_HELP:
             s_usage(stdout);
             exit(0);
@@ -194,6 +208,8 @@ static void s_parse(options_t *o, int argc, char **argv)
     }
     if (optind < argc)
         s_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->curve_secret != !o->master_key)
+        s_usage_error("%s", "--curve-secret and --master-key go together");
     if (master)
         s_set_master(o, master, "--master");
     else if (getenv("ZTASK_MASTER") && *getenv("ZTASK_MASTER"))
@@ -212,6 +228,33 @@ static void s_options_free(options_t *o)
     for (int i = 0; i < o->nlabels; i++)
         free(o->labels[i]);
     free(o->labels);
+}
+
+/* Our key pair and the master's public key, when CURVE is asked for.
+   -1 after printing why. */
+static int s_load_keys(const options_t *o, keypair_t *mine, keypair_t *master)
+{
+    memset(mine, 0, sizeof *mine);
+    memset(master, 0, sizeof *master);
+    if (!o->curve_secret)
+        return 0;
+    char err[512];
+    if (keys_load(o->curve_secret, mine, err, sizeof err) != 0) {
+        fprintf(stderr, "ztask-worker: %s\n", err);
+        return -1;
+    }
+    if (!mine->sec[0]) {
+        fprintf(stderr, "ztask-worker: %s holds no secret-key (give the .key file, not the .pub)\n",
+                o->curve_secret);
+        return -1;
+    }
+    if (keys_valid_z85(o->master_key)) {
+        snprintf(master->pub, sizeof master->pub, "%s", o->master_key);
+    } else if (keys_load(o->master_key, master, err, sizeof err) != 0) {
+        fprintf(stderr, "ztask-worker: --master-key: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -239,6 +282,12 @@ int main(int argc, char **argv)
     hostname[HOST_NAME_MAX] = '\0';
     if (!o.name)
         o.name = xasprintf("%s-%d", hostname, (int) getpid());
+
+    keypair_t mine, master;
+    if (s_load_keys(&o, &mine, &master) != 0) {
+        s_options_free(&o);
+        return 1;
+    }
 
     fn_registry_t *fns = fn_registry_new();
     if (!fns) {
@@ -269,6 +318,9 @@ int main(int argc, char **argv)
         .no_exec = o.no_exec,
         .fns = fns,
         .signals = &g_signals,
+        .curve_server_key = o.curve_secret ? master.pub : NULL,
+        .curve_public_key = o.curve_secret ? mine.pub : NULL,
+        .curve_secret_key = o.curve_secret ? mine.sec : NULL,
     };
     session_t *session = session_new(&cfg);
     if (!session) {
@@ -277,6 +329,7 @@ int main(int argc, char **argv)
         s_options_free(&o);
         return 1;
     }
+    memset(&mine, 0, sizeof mine);   /* the session keeps its own copy */
     int rc = session_run(session);
     if (rc == 1) {
         /* Some task ignored the stop: its thread may be inside a plugin, so

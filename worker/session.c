@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "../common/clock.h"
+#include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -64,9 +65,16 @@ struct session {
     int hello_timeout_ms;
     int stop_grace_ms;
     bool ipv6;
+    bool curve;
+    char curve_server[KEY_Z85_LEN + 1];
+    char curve_public[KEY_Z85_LEN + 1];
+    char curve_secret[KEY_Z85_LEN + 1];
 
     void *ctx;
     void *api;              /* DEALER while a request is outstanding */
+    void *api_monitor;      /* PAIR: the api socket's handshake events (CURVE) */
+    int api_serial;         /* names each monitor endpoint */
+    const char *api_note;   /* what the monitor saw, for a hello that times out */
     api_state_t api_state;
     int64_t api_deadline;
     void *pipe;             /* PULL while registered */
@@ -138,8 +146,8 @@ static void s_push_str(char ***arr, int *n, int *cap, char *item)
     (*arr)[(*n)++] = item;
 }
 
-/* A TCP socket connected to the master's host on port. */
-static void *s_tcp_socket(session_t *s, int type, int port, int64_t maxmsg)
+/* A TCP socket for the master, configured (IPv6, CURVE) but not connected. */
+static void *s_tcp_new(session_t *s, int type, int64_t maxmsg)
 {
     void *sock = zmqx_socket(s->ctx, type, 0, maxmsg);
     if (!sock)
@@ -148,6 +156,19 @@ static void *s_tcp_socket(session_t *s, int type, int port, int64_t maxmsg)
         int on = 1;
         zmq_setsockopt(sock, ZMQ_IPV6, &on, sizeof on);
     }
+    if (s->curve
+        && (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, s->curve_server, KEY_Z85_LEN) != 0
+            || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, s->curve_public, KEY_Z85_LEN) != 0
+            || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->curve_secret, KEY_Z85_LEN) != 0)) {
+        log_error("event=curve_failed error=\"%s\"", zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+static int s_tcp_connect(session_t *s, void *sock, int port)
+{
     char ep[512];
     if (s->ipv6)
         snprintf(ep, sizeof ep, "tcp://[%s]:%d", s->host, port);
@@ -155,10 +176,67 @@ static void *s_tcp_socket(session_t *s, int type, int port, int64_t maxmsg)
         snprintf(ep, sizeof ep, "tcp://%s:%d", s->host, port);
     if (zmq_connect(sock, ep) != 0) {
         log_error("event=connect_failed endpoint=%s error=\"%s\"", ep, zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A TCP socket connected to the master's host on port. */
+static void *s_tcp_socket(session_t *s, int type, int port, int64_t maxmsg)
+{
+    void *sock = s_tcp_new(s, type, maxmsg);
+    if (sock && s_tcp_connect(s, sock, port) != 0) {
         zmq_close(sock);
-        return NULL;
+        sock = NULL;
     }
     return sock;
+}
+
+static void s_close_api(session_t *s)
+{
+    if (s->api_monitor) {
+        zmq_socket_monitor(s->api, NULL, 0);
+        s_close(&s->api_monitor);
+    }
+    s_close(&s->api);
+    s->api_state = API_IDLE;
+    s->api_note = NULL;
+}
+
+/* A fresh api DEALER. With CURVE it gets a handshake monitor: a refused
+   handshake (our key is not in the master's list, or the master key is
+   wrong) otherwise looks just like a master that does not answer. */
+static int s_open_api(session_t *s)
+{
+    s_close_api(s);
+    s->api = s_tcp_new(s, ZMQ_DEALER, PROTO_MAX_API_MSG);
+    if (!s->api)
+        return -1;
+    if (s->curve) {
+        char ep[96];
+        snprintf(ep, sizeof ep, "inproc://ztask-worker-mon-%p-%d", (void *) s, ++s->api_serial);
+        /* Monitor before connect, or the first handshake's events are lost. */
+        s->api_monitor = zmqx_socket(s->ctx, ZMQ_PAIR, 0, 0);
+        if (!s->api_monitor
+            || zmq_socket_monitor(s->api, ep,
+                                  ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                      | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                   != 0
+            || zmq_connect(s->api_monitor, ep) != 0) {
+            /* Diagnostics only: carry on without. */
+            log_debug("event=monitor_failed error=\"%s\"", zmq_strerror(errno));
+            if (s->api_monitor)
+                zmq_socket_monitor(s->api, NULL, 0);
+            s_close(&s->api_monitor);
+        }
+    }
+    if (s_tcp_connect(s, s->api, s->port) != 0) {
+        s_close_api(s);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the task table ---- */
@@ -401,12 +479,11 @@ static void s_send_drain_request(session_t *s, int64_t now)
     proto_req_destroy(&req);
     if (!text)
         return;
-    s->api = s_tcp_socket(s, ZMQ_DEALER, s->port, PROTO_MAX_API_MSG);
-    if (s->api && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+    if (s_open_api(s) == 0 && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
         s->api_state = API_DRAIN;
         s->api_deadline = now + s->hello_timeout_ms;
     } else {
-        s_close(&s->api);
+        s_close_api(s);
     }
     free(text);
 }
@@ -467,9 +544,7 @@ static void s_send_hello(session_t *s, int64_t now)
 
     /* A fresh DEALER per attempt: a late reply to an abandoned attempt can
        never be mistaken for the answer to this one. */
-    s_close(&s->api);
-    s->api = s_tcp_socket(s, ZMQ_DEALER, s->port, PROTO_MAX_API_MSG);
-    if (!text || !s->api || zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) != 0)
+    if (!text || s_open_api(s) != 0 || zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) != 0)
         log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
     free(text);
     s->api_state = API_HELLO;
@@ -479,8 +554,7 @@ static void s_send_hello(session_t *s, int64_t now)
 
 static void s_hello_failed(session_t *s, int64_t now, const char *why)
 {
-    s_close(&s->api);
-    s->api_state = API_IDLE;
+    s_close_api(s);
     s->hello_failures++;
     int delay = s->backoff_ms;
     delay += (int) (s_rand(s) % (uint64_t) (delay / 2 + 1)) - delay / 4;
@@ -520,8 +594,7 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
         s_hello_failed(s, now, "reply fields out of range");
         return;
     }
-    s_close(&s->api);
-    s->api_state = API_IDLE;
+    s_close_api(s);
 
     s_close(&s->pipe);
     s->pipe = s_tcp_socket(s, ZMQ_PULL, rep->task_port, PROTO_MAX_PIPE_MSG);
@@ -664,6 +737,41 @@ static void s_read_pipe(session_t *s, int64_t now)
     }
 }
 
+/* Handshake events of the api socket (CURVE only). A refusal by the
+   master's allowlist is final for this attempt; a connection dropped in
+   the middle of the handshake is what a wrong master key looks like from
+   here, so it is kept as the reason should the hello time out. */
+static void s_read_api_monitor(session_t *s, int64_t now)
+{
+    zmqx_frames_t f;
+    if (zmqx_recv_frames(s->api_monitor, &f, 2, ZMQ_DONTWAIT) != 0)
+        return;
+    uint16_t event = 0;
+    if (f.count >= 1 && f.sizes[0] >= sizeof event)
+        memcpy(&event, f.frames[0], sizeof event);
+    zmqx_frames_free(&f);
+    switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        s->api_note = "no reply";
+        break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        if (s->api_state == API_HELLO)
+            s_hello_failed(s, now,
+                           "the master refused this worker's CURVE key (is its public key in "
+                           "the master's --workers list?)");
+        break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        s->api_note = "CURVE handshake failed (is --master-key the master's public key?)";
+        break;
+    case ZMQ_EVENT_DISCONNECTED:
+        if (!s->api_note)
+            s->api_note = "the master closed the connection during the CURVE handshake (is "
+                          "--master-key the master's public key?)";
+        break;
+    }
+}
+
 static void s_read_api(session_t *s, int64_t now)
 {
     size_t len;
@@ -681,8 +789,7 @@ static void s_read_api(session_t *s, int64_t now)
             log_warn("event=drain_request_refused code=%s error=\"%s\"", rep->error.code,
                      rep->error.message);
         proto_reply_destroy(&rep);
-        s_close(&s->api);
-        s->api_state = API_IDLE;
+        s_close_api(s);
     }
     free(buf);
 }
@@ -701,11 +808,9 @@ static int64_t s_timers(session_t *s, int64_t now)
     if (s->api_state != API_IDLE) {
         if (now >= s->api_deadline) {
             if (s->api_state == API_HELLO)
-                s_hello_failed(s, now, "no reply");
-            else {
-                s_close(&s->api);
-                s->api_state = API_IDLE;
-            }
+                s_hello_failed(s, now, s->api_note ? s->api_note : "no reply");
+            else
+                s_close_api(s);
         } else {
             next = s_min(next, s->api_deadline);
         }
@@ -755,7 +860,7 @@ static bool s_finished(session_t *s, int64_t now)
    sockets, so the context is left alone (the process is about to exit). */
 static void s_shutdown(session_t *s)
 {
-    s_close(&s->api);
+    s_close_api(s);
     s_close(&s->pipe);
     if (s->worker_id && s->report) {
         /* Through the backlog, so BYE never overtakes results: a master
@@ -855,7 +960,7 @@ int session_run(session_t *s)
         int64_t next = s_timers(s, now);
         if (s_finished(s, now))
             break;
-        zmq_pollitem_t items[3];
+        zmq_pollitem_t items[4];
         int n = 0;
         items[n++] = (zmq_pollitem_t) {.socket = s->inbox, .events = ZMQ_POLLIN};
         int ipipe = -1, iapi = -1;
@@ -866,6 +971,11 @@ int session_run(session_t *s)
         if (s->api) {
             iapi = n;
             items[n++] = (zmq_pollitem_t) {.socket = s->api, .events = ZMQ_POLLIN};
+        }
+        int imon = -1;
+        if (s->api_monitor) {
+            imon = n;
+            items[n++] = (zmq_pollitem_t) {.socket = s->api_monitor, .events = ZMQ_POLLIN};
         }
         long timeout = (long) (next - now);
         if (timeout < 0)
@@ -884,6 +994,8 @@ int session_run(session_t *s)
             s_read_pipe(s, now);
         if (iapi >= 0 && s->api && (items[iapi].revents & ZMQ_POLLIN))
             s_read_api(s, now);
+        if (imon >= 0 && s->api_monitor && (items[imon].revents & ZMQ_POLLIN))
+            s_read_api_monitor(s, now);
         s_flush_started(s);
         s_flush_results(s);
         s_flush_backlog(s);
@@ -920,6 +1032,18 @@ session_t *session_new(const session_config_t *cfg)
     s->kill_grace_ms = cfg->kill_grace_ms;
     s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     s->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
+    if (cfg->curve_server_key || cfg->curve_public_key || cfg->curve_secret_key) {
+        if (!cfg->curve_server_key || !keys_valid_z85(cfg->curve_server_key)
+            || !cfg->curve_public_key || !keys_valid_z85(cfg->curve_public_key)
+            || !cfg->curve_secret_key || !keys_valid_z85(cfg->curve_secret_key)) {
+            session_destroy(&s);
+            return NULL;
+        }
+        s->curve = true;
+        memcpy(s->curve_server, cfg->curve_server_key, KEY_Z85_LEN);
+        memcpy(s->curve_public, cfg->curve_public_key, KEY_Z85_LEN);
+        memcpy(s->curve_secret, cfg->curve_secret_key, KEY_Z85_LEN);
+    }
     s->backoff_ms = BACKOFF_MIN_MS;
     s->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) s;
     if (!s->rng)
@@ -943,7 +1067,7 @@ void session_destroy(session_t **p)
         s_unlink(s, t);
         runner_task_destroy(&t);
     }
-    s_close(&s->api);
+    s_close_api(s);
     s_close(&s->pipe);
     s_close(&s->report);
     s_close(&s->inbox);
@@ -964,5 +1088,6 @@ void session_destroy(session_t **p)
     free(s->host);
     free(s->name);
     free(s->hostname);
+    memset(s->curve_secret, 0, sizeof s->curve_secret);
     free(s);
 }

@@ -11,6 +11,10 @@
               returns
       inbox   inproc PULL <- pool threads (see runner.h)
 
+    With CURVE keys every TCP socket is a CURVE client of the master (which
+    admits the worker's public key through its allowlist); a handshake the
+    master refuses is reported as such instead of as a missing reply.
+
     Life: hello (retried with backoff until a reply) -> registered: tasks
     from the pipe go to the pool; STARTED and RESULTS are batched per
     wakeup; HEARTBEAT every heartbeat_ms; when the pipe is silent for
@@ -53,6 +57,11 @@ typedef struct {
     int kill_grace_ms;           /* SIGTERM -> SIGKILL for tasks; 0 = exec's default */
     int hello_timeout_ms;        /* wait for a hello reply; 0 = 2000 */
     int stop_grace_ms;           /* after the second signal; 0 = 5000 */
+    /* CURVE: the master's public key and this worker's key pair, as 40
+       Z85 characters each. All NULL: plain TCP. All three or none. */
+    const char *curve_server_key;
+    const char *curve_public_key;
+    const char *curve_secret_key;
 } session_config_t;
 
 /* Copies cfg (strings included). NULL on a bad config. Starts nothing. */

@@ -73,22 +73,40 @@ typedef struct {
     int reports_total;
     int bye_after_results;      /* nresults when BYE arrived */
     char worker_seen[64];       /* worker id in the last report */
+    /* CURVE (fm_new_curve): the master's keys and a ZAP handler. */
+    char server_pub[41], server_sec[41];
+    void *zap;
+    bool zap_allow;
+    int zap_requests;
+    char zap_last_key[41];      /* Z85 of the last client key asked about */
 } fm_t;
 
 static void *s_bind(fm_t *fm, int type, int *port)
 {
     void *s = zmqx_socket(fm->ctx, type, 0, 64 * 1024 * 1024);
     ck_assert_ptr_nonnull(s);
+    if (fm->server_sec[0]) {
+        int on = 1;
+        ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SERVER, &on, sizeof on), 0);
+        ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, fm->server_sec, 40), 0);
+        ck_assert_int_eq(zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "test", 4), 0);
+    }
     ck_assert_int_eq(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
     *port = zmqx_bound_port(s);
     ck_assert_int_gt(*port, 0);
     return s;
 }
 
-static fm_t *fm_new(int heartbeat_ms, int liveness)
+static fm_t *fm_new_with(int heartbeat_ms, int liveness, bool curve)
 {
     fm_t *fm = xcalloc(1, sizeof *fm);
     fm->ctx = zmq_ctx_new();
+    if (curve) {
+        ck_assert_int_eq(zmq_curve_keypair(fm->server_pub, fm->server_sec), 0);
+        /* libzmq asks this socket about every CURVE client. */
+        fm->zap = zmq_socket(fm->ctx, ZMQ_REP);
+        ck_assert_int_eq(zmq_bind(fm->zap, "inproc://zeromq.zap.01"), 0);
+    }
     fm->api = s_bind(fm, ZMQ_ROUTER, &fm->api_port);
     fm->pipe = s_bind(fm, ZMQ_PUSH, &fm->task_port);
     fm->reports = s_bind(fm, ZMQ_PULL, &fm->report_port);
@@ -103,6 +121,32 @@ static fm_t *fm_new(int heartbeat_ms, int liveness)
     return fm;
 }
 
+static fm_t *fm_new(int heartbeat_ms, int liveness)
+{
+    return fm_new_with(heartbeat_ms, liveness, false);
+}
+
+/* Answers one ZAP request (RFC 27): admit or refuse the client's key. */
+static void fm_on_zap(fm_t *fm)
+{
+    zmqx_frames_t f;
+    if (zmqx_recv_frames(fm->zap, &f, 8, ZMQ_DONTWAIT) != 0)
+        return;
+    ck_assert_int_ge(f.count, 7);
+    ck_assert_str_eq(f.frames[5], "CURVE");
+    ck_assert_uint_eq(f.sizes[6], 32);
+    zmq_z85_encode(fm->zap_last_key, (const uint8_t *) f.frames[6], 32);
+    fm->zap_requests++;
+    const char *status = fm->zap_allow ? "200" : "400";
+    zmqx_send(fm->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmqx_send(fm->zap, f.frames[1], f.sizes[1], ZMQ_SNDMORE);
+    zmqx_send(fm->zap, status, 3, ZMQ_SNDMORE);
+    zmqx_send(fm->zap, "", 0, ZMQ_SNDMORE);
+    zmqx_send(fm->zap, "worker", 6, ZMQ_SNDMORE);
+    zmqx_send(fm->zap, "", 0, 0);
+    zmqx_frames_free(&f);
+}
+
 static void fm_destroy(fm_t **p)
 {
     fm_t *fm = *p;
@@ -112,6 +156,8 @@ static void fm_destroy(fm_t **p)
     zmq_close(fm->pipe);
     if (fm->reports)
         zmq_close(fm->reports);
+    if (fm->zap)
+        zmq_close(fm->zap);
     zmq_ctx_term(fm->ctx);
     proto_req_destroy(&fm->last_hello);
     proto_report_destroy(&fm->last_heartbeat);
@@ -270,13 +316,18 @@ static void fm_pump(fm_t *fm, int64_t ms)
         ms = fm->next_ping - now;
     if (ms < 0)
         ms = 0;
-    zmq_pollitem_t items[2] = {{fm->api, 0, ZMQ_POLLIN, 0}, {fm->reports, 0, ZMQ_POLLIN, 0}};
-    int n = fm->reports ? 2 : 1;
+    zmq_pollitem_t items[3] = {{fm->api, 0, ZMQ_POLLIN, 0}, {fm->zap, 0, ZMQ_POLLIN, 0},
+                               {fm->reports, 0, ZMQ_POLLIN, 0}};
+    if (!fm->zap)
+        items[1].events = 0;
+    int n = fm->reports ? 3 : 2;
     if (zmq_poll(items, n, (long) ms) <= 0)
         return;
     if (items[0].revents & ZMQ_POLLIN)
         fm_on_api(fm);
-    if (n == 2 && (items[1].revents & ZMQ_POLLIN))
+    if (items[1].revents & ZMQ_POLLIN)
+        fm_on_zap(fm);
+    if (n == 3 && (items[2].revents & ZMQ_POLLIN))
         fm_on_report(fm);
 }
 
@@ -325,6 +376,7 @@ typedef struct {
     int threads;
     bool no_exec;
     int hello_timeout_ms;
+    const char *server_key, *public_key, *secret_key;   /* CURVE */
 } worker_opts_t;
 
 static worker_t *worker_start(fm_t *fm, worker_opts_t o)
@@ -347,6 +399,9 @@ static worker_t *worker_start(fm_t *fm, worker_opts_t o)
         .kill_grace_ms = 200,
         .hello_timeout_ms = o.hello_timeout_ms ? o.hello_timeout_ms : 1000,
         .stop_grace_ms = 3000,
+        .curve_server_key = o.server_key,
+        .curve_public_key = o.public_key,
+        .curve_secret_key = o.secret_key,
     };
     w->session = session_new(&cfg);
     ck_assert_ptr_nonnull(w->session);
@@ -747,6 +802,35 @@ START_TEST(signal_before_any_master_exits_without_bye)
 }
 END_TEST
 
+START_TEST(curve_worker_registers_once_the_master_admits_its_key)
+{
+    fm_t *fm = fm_new_with(100, 10, true);
+    char pub[41], sec[41];
+    ck_assert_int_eq(zmq_curve_keypair(pub, sec), 0);
+    fm->zap_allow = false;
+    worker_t *w = worker_start(fm, (worker_opts_t) {.hello_timeout_ms = 300,
+                                                    .server_key = fm->server_pub,
+                                                    .public_key = pub,
+                                                    .secret_key = sec});
+    /* Refused at the handshake: no hello gets through, and the worker keeps
+       trying (a new connection per attempt). */
+    FM_UNTIL(fm, 5000, fm->zap_requests >= 2);
+    ck_assert_int_eq(fm->hellos, 0);
+    ck_assert_str_eq(fm->zap_last_key, pub);
+    /* Admitted: every socket (api, pipe, reports) is CURVE and works. */
+    fm->zap_allow = true;
+    FM_UNTIL(fm, 8000, fm->hellos == 1 && fm->heartbeats >= 1);
+    const char *specs[] = {"{\"shell\":\"echo secret\"}"};
+    fm_send_tasks(fm, 1, 1, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    ck_assert_str_eq(fm_result(fm, 1)->stdout_data, "secret\n");
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
 START_TEST(runner_messages_round_trip_and_reject_garbage)
 {
     runner_msg_t hdr = {.tag = RUNNER_MSG_RESULT, .attempt = 2, .id = 42, .task = NULL, .at = 1.5};
@@ -801,6 +885,18 @@ START_TEST(bad_configs_are_refused)
     cfg.name = "x";
     cfg.fns = NULL;
     ck_assert_ptr_null(session_new(&cfg));
+    cfg.fns = fns;
+    char pub[41], sec[41];
+    ck_assert_int_eq(zmq_curve_keypair(pub, sec), 0);
+    cfg.curve_server_key = pub; /* only one of the three */
+    ck_assert_ptr_null(session_new(&cfg));
+    cfg.curve_public_key = pub;
+    cfg.curve_secret_key = "not z85";
+    ck_assert_ptr_null(session_new(&cfg));
+    cfg.curve_secret_key = sec;
+    s = session_new(&cfg);
+    ck_assert_ptr_nonnull(s);
+    session_destroy(&s);
     fn_registry_destroy(&fns);
 }
 END_TEST
@@ -823,6 +919,7 @@ static Suite *session_suite(void)
     tcase_add_test(tc, first_signal_drains_running_tasks_then_says_bye);
     tcase_add_test(tc, second_signal_cancels_running_and_queued_tasks);
     tcase_add_test(tc, signal_before_any_master_exits_without_bye);
+    tcase_add_test(tc, curve_worker_registers_once_the_master_admits_its_key);
     tcase_add_test(tc, runner_messages_round_trip_and_reject_garbage);
     tcase_add_test(tc, bad_configs_are_refused);
     suite_add_tcase(s, tc);
