@@ -109,6 +109,16 @@ START_TEST(no_thread_idles_while_a_task_waits)
             "balance: makespan %.3fs, longest stretch with an idle thread and a waiting task "
             "%.3fs (ending at +%.3fs), idle thread-time %.3fs, max concurrent %d\n",
             last - first, worst_run, worst_at, idle, max_running);
+    if (worst_run > tolerance) {
+        /* What ran around the worst stretch, for the post mortem. */
+        double from = worst_at - worst_run - 0.05, to = worst_at + 0.05;
+        for (int i = 0; i < total; i++) {
+            double s = h_jnum(by[i], "started", 0) - first, f = h_jnum(by[i], "finished", 0) - first;
+            if (f >= from && s <= to)
+                fprintf(stderr, "  index %3d on %-8s +%.3f .. +%.3f\n", i,
+                        h_jstr(by[i], "worker"), s, f);
+        }
+    }
     ck_assert_msg(max_running <= THREADS, "%d tasks ran at once on %d threads", max_running,
                   THREADS);
     ck_assert_msg(worst_run <= tolerance,
