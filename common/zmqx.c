@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -107,6 +108,11 @@ int zmqx_recv_frames(void *sock, zmqx_frames_t *out, int max_frames, int flags)
         out->frames[out->count] = buf;
         out->sizes[out->count] = n;
         out->count++;
+        if (!more) {
+            const char *uid = zmq_msg_gets(&m, "User-Id");
+            if (uid)
+                snprintf(out->user_id, sizeof out->user_id, "%s", uid);
+        }
         zmq_msg_close(&m);
         if (!more)
             return 0;

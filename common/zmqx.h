@@ -31,6 +31,7 @@ typedef struct {
     int count;
     char **frames;   /* each NUL-terminated, caller-owned via zmqx_frames_free */
     size_t *sizes;
+    char user_id[32];  /* the ZAP handler's User-Id for the peer ("" without ZAP) */
 } zmqx_frames_t;
 
 /* Receives every frame of one message (at most max_frames are kept; the

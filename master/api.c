@@ -560,7 +560,7 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     for (int i = 1; i < frames->count - 1; i++)
         if (frames->sizes[i] != 0)
             return;
-    zmqx_frames_t env = {frames->count - 1, frames->frames, frames->sizes};
+    zmqx_frames_t env = {.count = frames->count - 1, .frames = frames->frames, .sizes = frames->sizes};
     const char *body = frames->frames[frames->count - 1];
     size_t len = frames->sizes[frames->count - 1];
     proto_err_t err;
@@ -569,6 +569,20 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
         log_warn("event=bad_request code=%s error=\"%s\"", err.code, err.message);
         s_reply_error(self, &env, err.code, err.message);
         return;
+    }
+    /* With CURVE, the ZAP handler said who this peer is: workers register,
+       clients do everything else. */
+    if (self->auth) {
+        const char *role = req->type == PROTO_REQ_HELLO ? "worker" : "client";
+        if (!auth_role_allows(frames->user_id, role)) {
+            log_warn("event=request_refused type=%d role=%s need=%s", (int) req->type,
+                     frames->user_id[0] ? frames->user_id : "none", role);
+            s_reply_error(self, &env, PROTO_E_AUTH,
+                          req->type == PROTO_REQ_HELLO ? "this key is not allowed to register as a worker"
+                                                       : "this key is not allowed to act as a client");
+            proto_req_destroy(&req);
+            return;
+        }
     }
     /* Every answer reflects committed state: flush first (cheap when idle). */
     if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)

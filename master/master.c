@@ -1,6 +1,7 @@
 #include "master_internal.h"
 
 #include "../common/clock.h"
+#include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
@@ -81,12 +82,17 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     return 0;
 }
 
-static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int *bound, char *err,
-                    size_t errlen)
+static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const char *domain,
+                    int *bound, char *err, size_t errlen)
 {
     void *s = zmqx_socket(self->ctx, type, 0, maxmsg);
     if (!s) {
         snprintf(err, errlen, "cannot create socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    if (self->auth && auth_make_server(s, self->curve_secret, domain) != 0) {
+        snprintf(err, errlen, "cannot enable CURVE: %s", zmq_strerror(errno));
+        zmq_close(s);
         return NULL;
     }
     int hwm = 100000;
@@ -105,6 +111,52 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int *bou
     }
     *bound = zmqx_bound_port(s);
     return s;
+}
+
+static bool s_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "localhost") == 0
+           || strcmp(addr, "::1") == 0 || strcmp(addr, "[::1]") == 0;
+}
+
+/* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
+static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->curve_secret) {
+        if (cfg->clients || cfg->workers) {
+            snprintf(err, errlen, "--clients/--workers need --curve-secret (the master's key file)");
+            return -1;
+        }
+        if (!s_loopback(cfg->bind_addr) && !cfg->insecure) {
+            snprintf(err, errlen,
+                     "refusing to listen on %s without authentication: anyone who can reach it "
+                     "could run commands on your workers; give --curve-secret KEY --clients DIR "
+                     "--workers DIR (see ztask keygen), or --insecure on a trusted network",
+                     cfg->bind_addr);
+            return -1;
+        }
+        if (!s_loopback(cfg->bind_addr))
+            log_warn("event=insecure bind=%s note=\"no authentication, no encryption: anyone who "
+                     "can reach these ports can submit commands to run on the workers\"",
+                     cfg->bind_addr);
+        return 0;
+    }
+    keypair_t kp;
+    if (keys_load(cfg->curve_secret, &kp, err, errlen) != 0)
+        return -1;
+    if (!kp.sec[0]) {
+        snprintf(err, errlen, "%s holds no secret-key (give the .key file, not the .pub)",
+                 cfg->curve_secret);
+        return -1;
+    }
+    if (!cfg->clients || !cfg->workers) {
+        snprintf(err, errlen, "with --curve-secret, give both --clients and --workers allowlists "
+                              "(a directory of .pub files, or a file of keys)");
+        return -1;
+    }
+    memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
+    self->auth = auth_new(self->ctx, cfg->clients, cfg->workers, err, errlen);
+    return self->auth ? 0 : -1;
 }
 
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
@@ -132,14 +184,18 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     }
 
     self->ctx = zmq_ctx_new();
-    self->api = s_bind(self, ZMQ_ROUTER, cfg->port, PROTO_MAX_API_MSG, &self->api_port, err, errlen);
+    if (s_security(self, cfg, err, errlen) != 0)
+        goto fail;
+    self->api = s_bind(self, ZMQ_ROUTER, cfg->port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
+                       &self->api_port, err, errlen);
     if (!self->api)
         goto fail;
     self->reports = s_bind(self, ZMQ_PULL, cfg->port ? cfg->port + 1 : 0, PROTO_MAX_REPORT_MSG,
-                           &self->report_port, err, errlen);
+                           AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         goto fail;
-    self->registry = registry_new(self->ctx, self->bind_addr, cfg->task_port_lo, cfg->task_port_hi);
+    self->registry = registry_new(self->ctx, self->bind_addr, cfg->task_port_lo, cfg->task_port_hi,
+                                  self->auth ? self->curve_secret : NULL);
 
     log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
              "orphans=%zu",
@@ -341,13 +397,22 @@ static long s_poll_timeout(master_t *self, int64_t now)
     return t < 0 ? 0 : (long) t;
 }
 
-int master_run(master_t *self, volatile sig_atomic_t *stop)
+int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     while (!*stop) {
+        if (reload && *reload) {
+            *reload = 0;
+            char err[512];
+            if (!self->auth)
+                log_info("event=reload_ignored why=\"no --curve-secret: no allowlists to reload\"");
+            else if (auth_reload(self->auth, err, sizeof err) != 0)
+                log_error("event=reload_failed error=\"%s\" note=\"old allowlists kept\"", err);
+        }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[2] = {{self->reports, 0, ZMQ_POLLIN, 0},
-                                   {self->api, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, 2, s_poll_timeout(self, now));
+        zmq_pollitem_t items[3] = {{self->reports, 0, ZMQ_POLLIN, 0},
+                                   {self->api, 0, ZMQ_POLLIN, 0},
+                                   {self->auth ? auth_socket(self->auth) : NULL, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, self->auth ? 3 : 2, s_poll_timeout(self, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -355,6 +420,8 @@ int master_run(master_t *self, volatile sig_atomic_t *stop)
             return -1;
         }
         now = clock_mono_ms();
+        if (self->auth)
+            auth_handle(self->auth);
         /* Reports first: results free worker credit. Both loops are bounded
            so neither socket can starve the other or the timers. */
         for (int i = 0; i < 2000; i++) {
@@ -412,6 +479,7 @@ void master_destroy(master_t **p)
     }
     free(self->journal);
     registry_destroy(&self->registry);
+    auth_destroy(&self->auth);
     if (self->api)
         zmq_close(self->api);
     if (self->reports)

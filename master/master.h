@@ -14,6 +14,7 @@
 #include "store.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct {
@@ -30,6 +31,10 @@ typedef struct {
     int crash_limit;           /* worker deaths while running a task before it fails; default 5 */
     int retry_backoff_ms;      /* first retry delay, doubled per attempt; default 500 */
     int flush_ms;              /* grouped commit interval; default 5 */
+    const char *curve_secret;  /* key file of the master (CURVE on when set) */
+    const char *clients;       /* allowlist of client keys (dir or file) */
+    const char *workers;       /* allowlist of worker keys (dir or file) */
+    bool insecure;             /* allow a non-loopback bind without keys */
 } master_config_t;
 
 /* Fills the defaults above. */
@@ -43,8 +48,10 @@ typedef struct master master_t;
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen);
 
 /* Runs until *stop becomes non-zero (set by a signal handler); commits and
-   returns 0, or -1 on a fatal error (logged). Blocks. */
-int master_run(master_t *self, volatile sig_atomic_t *stop);
+   returns 0, or -1 on a fatal error (logged). When reload is not NULL and
+   *reload becomes non-zero, the key allowlists are re-read and *reload
+   cleared. Blocks. */
+int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 /* The bound API and report ports (useful with port 0). */
 int master_api_port(const master_t *self);

@@ -17,6 +17,7 @@
 #ifndef ZTASK_MASTER_INTERNAL_H
 #define ZTASK_MASTER_INTERNAL_H
 
+#include "auth.h"
 #include "master.h"
 #include "registry.h"
 #include "sched.h"
@@ -85,6 +86,8 @@ struct master {
     void *api;               /* ROUTER */
     void *reports;           /* PULL */
     int api_port, report_port;
+    auth_t *auth;            /* NULL without CURVE */
+    char curve_secret[41];   /* Z85, "" without CURVE */
     store_t *store;
     sched_t *sched;
     registry_t *registry;

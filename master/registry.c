@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "auth.h"
+
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -14,14 +16,17 @@
 struct registry {
     void *ctx;
     char *bind_addr;
+    char *curve_secret;
     int port_lo, port_hi;
     worker_t **v;
     size_t n, cap;
 };
 
-registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi)
+registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi,
+                         const char *curve_secret)
 {
     registry_t *self = xcalloc(1, sizeof *self);
+    self->curve_secret = xstrdup(curve_secret);
     self->ctx = zmq_ctx;
     self->bind_addr = xstrdup(bind_addr);
     self->port_lo = port_lo;
@@ -66,6 +71,7 @@ void registry_destroy(registry_t **p)
         s_free_worker(self->v[i]);
     free(self->v);
     free(self->bind_addr);
+    free(self->curve_secret);
     free(self);
     *p = NULL;
 }
@@ -89,6 +95,11 @@ static void *s_bind_pipe(registry_t *self, int *port, char *err, size_t errlen)
     }
     int hwm = 100000;
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (self->curve_secret && auth_make_server(s, self->curve_secret, AUTH_DOMAIN_PIPE) != 0) {
+        snprintf(err, errlen, "cannot enable CURVE on a task pipe: %s", zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
     char ep[300];
     if (self->port_lo == 0) {
         snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);

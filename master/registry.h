@@ -44,8 +44,10 @@ typedef struct worker {
 typedef struct registry registry_t;
 
 /* Task pipes bind on bind_addr, on an ephemeral port when port_lo is 0,
-   else on the first free port of [port_lo, port_hi]. */
-registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi);
+   else on the first free port of [port_lo, port_hi]; as CURVE servers in
+   the "pipe" ZAP domain when curve_secret (Z85) is not NULL. */
+registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi,
+                         const char *curve_secret);
 void registry_destroy(registry_t **p);
 
 /* Registers a worker: a new record (id derived from name), or the same

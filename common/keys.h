@@ -1,0 +1,48 @@
+/*  keys: CURVE key files and allowlists.
+
+    A key pair is two text files, as `ztask keygen NAME` writes them:
+      NAME.key  (mode 0600)   public-key = "<40 Z85 chars>"
+                              secret-key = "<40 Z85 chars>"
+      NAME.pub                public-key = "<40 Z85 chars>"
+    Lines starting with '#' are comments. An allowlist is either a
+    directory (every *.pub or *.key file in it contributes its public key)
+    or one file with one public key per line (bare Z85 or the
+    `public-key = "..."` form), comments allowed.
+
+    Errors fill err with one line naming the file and what is wrong.
+    Threads: any; no shared state.
+*/
+#ifndef ZTASK_KEYS_H
+#define ZTASK_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define KEY_Z85_LEN 40
+
+typedef struct {
+    char pub[KEY_Z85_LEN + 1];
+    char sec[KEY_Z85_LEN + 1];   /* empty when only the public key is known */
+} keypair_t;
+
+/* Generates a pair and writes DIR/NAME.key (0600, refuses to overwrite) and
+   DIR/NAME.pub. 0 or -1. */
+int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, size_t errlen);
+
+/* Reads a key file: a .key gives both keys, a .pub (or any file with only
+   public-key) gives the public one. 0 or -1. */
+int keys_load(const char *path, keypair_t *out, char *err, size_t errlen);
+
+/* A set of allowed public keys (binary-compared in Z85 text). */
+typedef struct keyset keyset_t;
+
+/* Loads an allowlist directory or file. NULL with err on failure. */
+keyset_t *keyset_load(const char *path, char *err, size_t errlen);
+bool keyset_has(const keyset_t *self, const char *z85);
+size_t keyset_size(const keyset_t *self);
+void keyset_destroy(keyset_t **p);
+
+/* True when text is 40 valid Z85 characters that decode to 32 bytes. */
+bool keys_valid_z85(const char *text);
+
+#endif
