@@ -41,6 +41,36 @@ static void s_job_record(const job_t *job, proto_job_t *out)
 
 /* ---- submit ---- */
 
+static int s_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The scheduler class key of a spec: what it needs of a worker, in a
+   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted). */
+static char *s_needs_key(const proto_spec_t *spec)
+{
+    const char *kind = spec->kind == PROTO_KIND_EXEC ? "exec" : "fn";
+    if (spec->nrequire == 0)
+        return xstrdup(kind);
+    char **labels = xcalloc((size_t) spec->nrequire, sizeof(char *));
+    size_t len = strlen(kind) + 2;
+    for (int i = 0; i < spec->nrequire; i++) {
+        labels[i] = spec->require[i];
+        len += strlen(labels[i]) + 1;
+    }
+    qsort(labels, (size_t) spec->nrequire, sizeof(char *), s_cmp_str);
+    char *key = xmalloc(len);
+    char *p = key + sprintf(key, "%s:", kind);
+    for (int i = 0; i < spec->nrequire; i++) {
+        if (i && strcmp(labels[i], labels[i - 1]) == 0)
+            continue;
+        p += sprintf(p, "%s%s", p[-1] == ':' ? "" : ",", labels[i]);
+    }
+    free(labels);
+    return key;
+}
+
 static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
 {
     job_t *job = NULL, *new_job = NULL;
@@ -79,8 +109,11 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         char *text = proto_spec_encode(spec);
         int64_t index = spec->index >= 0 ? spec->index : job->total + i;
         int64_t id;
+        char *needs = s_needs_key(spec);
         int rc = store_task_insert(self->store, job->id, index, spec->name, spec->priority,
-                                   spec->retries, text, &id);
+                                   spec->retries, text, strcmp(needs, "fn") ? needs : NULL, &id);
+        int cls = sched_class(self->sched, needs);
+        free(needs);
         free(text);
         if (rc != 0) {
             p->new_job = NULL;
@@ -88,7 +121,7 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
             free(p);
             goto storage_failed;
         }
-        p->tasks[i] = (pending_task_t){id, spec->priority, spec->retries};
+        p->tasks[i] = (pending_task_t){id, spec->priority, spec->retries, cls};
         p->ntasks++;
     }
     if (p->close && store_job_close(self->store, job->id) != 0) {
@@ -143,7 +176,7 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     info->task = row->id;
     info->job = row->job;
     info->index = row->index;
-    info->name = xstrdup(row->name);
+    info->name = row->name && *row->name ? xstrdup(row->name) : NULL;
     info->status = row->state;
     info->attempts = row->attempt;
     info->worker = xstrdup(row->worker);

@@ -68,13 +68,14 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     int64_t now = clock_mono_ms();
     if (row->state == PROTO_ST_QUEUED) {
         int left = row->retries - row->attempt;
-        sched_add(self->sched, row->id, row->job, row->priority, row->attempt, left < 0 ? 0 : left,
-                  0);
+        sched_add(self->sched, row->id, row->job, row->priority, sched_class(self->sched, row->needs),
+                  row->attempt, left < 0 ? 0 : left, 0);
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
         int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
-        sched_add_orphan(self->sched, row->id, row->job, row->priority, row->attempt,
+        sched_add_orphan(self->sched, row->id, row->job, row->priority,
+                         sched_class(self->sched, row->needs), row->attempt,
                          left < 0 ? 0 : left, row->worker ? row->worker : "",
                          now + self->cfg.recovery_grace_ms);
         self->orphans++;
@@ -305,8 +306,8 @@ static void s_pending_commit(master_t *self)
                 job->cancelled_n += p->ntasks;
             else {
                 for (int i = 0; i < p->ntasks; i++)
-                    sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority, 0,
-                              p->tasks[i].retries, 0);
+                    sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority,
+                              p->tasks[i].cls, 0, p->tasks[i].retries, 0);
                 job->queued += p->ntasks;
             }
             job->total += p->ntasks;

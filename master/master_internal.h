@@ -65,6 +65,7 @@ typedef struct {
     int64_t id;
     int32_t priority;
     int retries;
+    int cls;
 } pending_task_t;
 
 /* A submit waiting for its commit before it is acknowledged. */

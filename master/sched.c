@@ -4,6 +4,7 @@
 #include "../common/util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* A heap entry: for the ready heap, key = priority; for the delayed heap,
    key = not_before. The id breaks ties (FIFO) and gen spots stale entries. */
@@ -20,9 +21,15 @@ typedef struct {
     bool max;
 } heap_t;
 
+typedef struct {
+    sched_class_t pub;
+    heap_t ready;
+} class_t;
+
 struct sched {
     imap_t *tasks;
-    heap_t ready;
+    class_t *classes;
+    int nclasses;
     heap_t delayed;
 };
 
@@ -83,8 +90,8 @@ sched_t *sched_new(void)
 {
     sched_t *self = xcalloc(1, sizeof *self);
     self->tasks = imap_new();
-    self->ready.max = true;
     self->delayed.max = false;
+    sched_class(self, "fn");   /* class 0: anything goes */
     return self;
 }
 
@@ -106,10 +113,48 @@ void sched_destroy(sched_t **p)
     while ((t = imap_next(self->tasks, &pos, NULL)))
         s_free_task(t);
     imap_destroy(&self->tasks);
-    free(self->ready.v);
+    for (int i = 0; i < self->nclasses; i++) {
+        class_t *c = &self->classes[i];
+        free(c->ready.v);
+        free(c->pub.key);
+        for (int j = 0; j < c->pub.nrequire; j++)
+            free(c->pub.require[j]);
+        free(c->pub.require);
+    }
+    free(self->classes);
     free(self->delayed.v);
     free(self);
     *p = NULL;
+}
+
+int sched_class(sched_t *self, const char *key)
+{
+    if (!key)
+        key = "fn";
+    for (int i = 0; i < self->nclasses; i++)
+        if (strcmp(self->classes[i].pub.key, key) == 0)
+            return i;
+    self->classes = xrealloc(self->classes, (size_t) (self->nclasses + 1) * sizeof(class_t));
+    class_t *c = &self->classes[self->nclasses];
+    memset(c, 0, sizeof *c);
+    c->ready.max = true;
+    c->pub.key = xstrdup(key);
+    c->pub.exec = strncmp(key, "exec", 4) == 0;
+    const char *colon = strchr(key, ':');
+    if (colon && colon[1]) {
+        char *labels = xstrdup(colon + 1), *save = NULL;
+        for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            c->pub.require = xrealloc(c->pub.require, (size_t) (c->pub.nrequire + 1) * sizeof(char *));
+            c->pub.require[c->pub.nrequire++] = xstrdup(tok);
+        }
+        free(labels);
+    }
+    return self->nclasses++;
+}
+
+const sched_class_t *sched_class_get(const sched_t *self, int cls)
+{
+    return cls >= 0 && cls < self->nclasses ? &self->classes[cls].pub : NULL;
 }
 
 static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
@@ -120,16 +165,17 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     if (not_before > 0)
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
     else
-        s_push(&self->ready, (entry_t){t->priority, t->id, t->gen});
+        s_push(&self->classes[t->cls].ready, (entry_t){t->priority, t->id, t->gen});
 }
 
-sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int attempt,
-                        int retries_left, int64_t not_before)
+sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
+                        int attempt, int retries_left, int64_t not_before)
 {
     sched_task_t *t = xcalloc(1, sizeof *t);
     t->id = id;
     t->job = job;
     t->priority = priority;
+    t->cls = cls >= 0 && cls < self->nclasses ? cls : 0;
     t->attempt = attempt;
     t->retries_left = retries_left;
     imap_put(self->tasks, id, t);
@@ -137,7 +183,7 @@ sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority
     return t;
 }
 
-sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority,
+sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
                                int attempt, int retries_left, const char *worker_name,
                                int64_t deadline)
 {
@@ -145,6 +191,7 @@ sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t p
     t->id = id;
     t->job = job;
     t->priority = priority;
+    t->cls = cls >= 0 && cls < self->nclasses ? cls : 0;
     t->attempt = attempt;
     t->retries_left = retries_left;
     t->state = PROTO_ST_ASSIGNED;
@@ -170,23 +217,42 @@ static void s_promote(sched_t *self, int64_t now)
             continue;
         t->not_before = 0;
         t->gen++;
-        s_push(&self->ready, (entry_t){t->priority, t->id, t->gen});
+        s_push(&self->classes[t->cls].ready, (entry_t){t->priority, t->id, t->gen});
     }
 }
 
-sched_task_t *sched_pop(sched_t *self, int64_t now)
+/* Drops stale entries from the top of a heap; true when a live one is left. */
+static bool s_clean_top(sched_t *self, heap_t *h)
+{
+    while (h->n) {
+        const entry_t *e = &h->v[0];
+        sched_task_t *t = imap_get(self->tasks, e->id);
+        if (t && t->gen == e->gen && t->state == PROTO_ST_QUEUED)
+            return true;
+        s_pop(h);   /* stale: cancelled, finished or requeued since */
+    }
+    return false;
+}
+
+sched_task_t *sched_pop(sched_t *self, int64_t now,
+                        bool (*accept)(const sched_class_t *cls, void *arg), void *arg)
 {
     s_promote(self, now);
-    while (self->ready.n) {
-        entry_t e = s_pop(&self->ready);
-        sched_task_t *t = imap_get(self->tasks, e.id);
-        if (!t || t->gen != e.gen || t->state != PROTO_ST_QUEUED)
-            continue;   /* stale: cancelled, finished or requeued since */
-        t->state = PROTO_ST_ASSIGNED;
-        t->gen++;
-        return t;
+    heap_t *best = NULL;
+    for (int i = 0; i < self->nclasses; i++) {
+        heap_t *h = &self->classes[i].ready;
+        if (!h->n || (accept && !accept(&self->classes[i].pub, arg)) || !s_clean_top(self, h))
+            continue;
+        if (!best || s_before(h, &h->v[0], &best->v[0]))
+            best = h;
     }
-    return NULL;
+    if (!best)
+        return NULL;
+    entry_t e = s_pop(best);
+    sched_task_t *t = imap_get(self->tasks, e.id);
+    t->state = PROTO_ST_ASSIGNED;
+    t->gen++;
+    return t;
 }
 
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before)
@@ -205,7 +271,9 @@ void sched_remove(sched_t *self, int64_t id)
 
 size_t sched_ready(const sched_t *self, int64_t now)
 {
-    size_t n = self->ready.n;
+    size_t n = 0;
+    for (int i = 0; i < self->nclasses; i++)
+        n += self->classes[i].ready.n;
     for (size_t i = 0; i < self->delayed.n; i++)
         if (self->delayed.v[i].key <= now)
             n++;

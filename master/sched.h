@@ -7,6 +7,12 @@
     id first (submission order: FIFO). Tasks waiting for a retry backoff sit
     in a delayed queue until their time comes.
 
+    Classes: tasks differ in what they need of a worker (a command needs a
+    worker that runs commands; `--require gpu` needs the label). Each
+    distinct need (a "class", keyed by a short text such as "exec" or
+    "fn:gpu") has its own ready heap; a worker pops the best head among the
+    classes it can serve, so a task no worker can take never blocks others.
+
     Heap entries are (key, id, generation) values rather than pointers, so a
     task that is cancelled, finished or requeued simply leaves stale entries
     behind, skipped when popped (lazy deletion keeps cancel O(1)).
@@ -30,10 +36,18 @@
 typedef struct sched sched_t;
 struct worker;
 
+typedef struct {
+    char *key;                /* "exec", "fn", "exec:gpu,ssd", ... */
+    bool exec;                /* needs a worker that runs commands */
+    char **require;           /* labels, nrequire of them */
+    int nrequire;
+} sched_class_t;
+
 typedef struct sched_task {
     int64_t id;
     int64_t job;
     int32_t priority;
+    int cls;                  /* index of its class */
     int attempt;              /* number of the latest dispatch; 0 = never sent */
     int retries_left;
     int crashes;              /* workers that died while running it */
@@ -54,23 +68,32 @@ typedef struct sched_task {
 sched_t *sched_new(void);
 void sched_destroy(sched_t **p);
 
-/* Adds a queued task; returns its record (borrowed). not_before = 0 means
-   ready now. An id already present is a programmer error. */
-sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int attempt,
-                        int retries_left, int64_t not_before);
+/* The class for a need key (NULL = "fn", anything goes), made on first
+   use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
+   labels. Returns its index. */
+int sched_class(sched_t *self, const char *key);
+const sched_class_t *sched_class_get(const sched_t *self, int cls);
+
+/* Adds a queued task of class cls; returns its record (borrowed).
+   not_before = 0 means ready now. An id already present is a programmer
+   error. */
+sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
+                        int attempt, int retries_left, int64_t not_before);
 
 /* Adds a task that a worker held when the master stopped: it stays ASSIGNED
    (orphan) until its worker claims it or `deadline` passes. */
-sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority,
+sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
                                int attempt, int retries_left, const char *worker_name,
                                int64_t deadline);
 
 sched_task_t *sched_get(const sched_t *self, int64_t id);
 
 /* Takes the next task to run at `now` (highest priority, then lowest id)
-   out of the queue and marks it ASSIGNED; NULL when none is ready. The
-   caller sets attempt, worker and deadline. */
-sched_task_t *sched_pop(sched_t *self, int64_t now);
+   among the classes accept() says yes to (NULL = all), out of the queue, and
+   marks it ASSIGNED; NULL when none is ready. The caller sets attempt,
+   worker and deadline. */
+sched_task_t *sched_pop(sched_t *self, int64_t now,
+                        bool (*accept)(const sched_class_t *cls, void *arg), void *arg);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);

@@ -86,6 +86,7 @@ static const char *const SCHEMA =
     "  attempt INTEGER NOT NULL DEFAULT 0,"
     "  worker TEXT,"
     "  spec TEXT NOT NULL,"
+    "  needs TEXT,"
     "  outcome TEXT,"
     "  started REAL NOT NULL DEFAULT 0,"
     "  finished REAL NOT NULL DEFAULT 0);"
@@ -104,7 +105,8 @@ static const char *const SCHEMA =
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
-    "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished"
+    "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished, " \
+    "needs"
 
 enum {
     S_BEGIN,
@@ -151,8 +153,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
     [S_JOBS] = "SELECT id, name, closed, created, finished FROM jobs ORDER BY id",
     [S_COUNTS] = "SELECT job, state, count(*) FROM tasks GROUP BY job, state",
-    [S_TASK_INSERT] = "INSERT INTO tasks(job, idx, name, priority, retries, state, spec) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+    [S_TASK_INSERT] = "INSERT INTO tasks(job, idx, name, priority, retries, state, spec, needs) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
     [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
     /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
@@ -333,6 +335,7 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->outcome_json = (const char *)sqlite3_column_text(st, 9);
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
+    row->needs = (const char *)sqlite3_column_text(st, 12);
     return 0;
 }
 
@@ -696,7 +699,8 @@ int store_counts_each(store_t *self,
 /* ---- tasks ---- */
 
 int store_task_insert(store_t *self, int64_t job, int64_t index, const char *name,
-                      int32_t priority, int retries, const char *spec_json, int64_t *task_id)
+                      int32_t priority, int retries, const char *spec_json, const char *needs,
+                      int64_t *task_id)
 {
     if (!spec_json) {
         s_seterr(self, "task insert: no spec");
@@ -711,6 +715,7 @@ int store_task_insert(store_t *self, int64_t job, int64_t index, const char *nam
     sqlite3_bind_int(st, 4, priority);
     sqlite3_bind_int(st, 5, retries);
     s_bind_text(st, 6, spec_json);
+    s_bind_text(st, 7, needs);
     if (s_write_step(self, S_TASK_INSERT, "task insert", NULL) < 0)
         return -1;
     if (task_id)

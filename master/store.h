@@ -84,9 +84,12 @@ int store_counts_each(store_t *self,
                       void *arg);
 
 /* ---- tasks ---- */
-/* Inserts a queued task (attempt 0) with its normalized spec text. */
+/* Inserts a queued task (attempt 0) with its normalized spec text and what
+   it needs of a worker (the scheduler's class key, e.g. "exec" or
+   "fn:gpu,ssd"; NULL = anything). */
 int store_task_insert(store_t *self, int64_t job, int64_t index, const char *name,
-                      int32_t priority, int retries, const char *spec_json, int64_t *task_id);
+                      int32_t priority, int retries, const char *spec_json, const char *needs,
+                      int64_t *task_id);
 
 /* The spec text of a task (caller frees), or NULL when there is none. */
 char *store_task_spec(store_t *self, int64_t task);
@@ -123,6 +126,7 @@ typedef struct {
     const char *worker;        /* borrowed, may be NULL */
     const char *outcome_json;  /* borrowed, NULL while not finished */
     double started, finished;
+    const char *needs;         /* borrowed, may be NULL */
 } store_task_row_t;
 
 /* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id

@@ -173,6 +173,13 @@ static bool s_pipe_ready(master_t *self, worker_t *w, int64_t now)
     return w->pipe_ready;
 }
 
+/* Whether a worker can take tasks of a class. */
+static bool s_accepts(const sched_class_t *cls, void *arg)
+{
+    const worker_t *w = arg;
+    return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
+}
+
 static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
 {
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
@@ -182,7 +189,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
     while (credit > 0) {
         int n = 0;
         while (n < credit && n < DISPATCH_BATCH) {
-            sched_task_t *t = sched_pop(self->sched, now);
+            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w);
             if (!t)
                 break;
             char *spec = store_task_spec(self->store, t->id);

@@ -4,23 +4,24 @@
 
 #include <check.h>
 #include <stdlib.h>
+#include <string.h>
 
 START_TEST(runs_higher_priority_first_then_fifo)
 {
     sched_t *s = sched_new();
-    sched_add(s, 1, 1, 0, 0, 0, 0);
-    sched_add(s, 2, 1, 5, 0, 0, 0);
-    sched_add(s, 3, 1, 0, 0, 0, 0);
-    sched_add(s, 4, 1, 5, 0, 0, 0);
-    sched_add(s, 5, 1, -1, 0, 0, 0);
+    sched_add(s, 1, 1, 0, 0, 0, 0, 0);
+    sched_add(s, 2, 1, 5, 0, 0, 0, 0);
+    sched_add(s, 3, 1, 0, 0, 0, 0, 0);
+    sched_add(s, 4, 1, 5, 0, 0, 0, 0);
+    sched_add(s, 5, 1, -1, 0, 0, 0, 0);
     int64_t want[] = {2, 4, 1, 3, 5};
     for (int i = 0; i < 5; i++) {
-        sched_task_t *t = sched_pop(s, 0);
+        sched_task_t *t = sched_pop(s, 0, NULL, NULL);
         ck_assert_ptr_nonnull(t);
         ck_assert_int_eq(t->id, want[i]);
         ck_assert_int_eq(t->state, PROTO_ST_ASSIGNED);
     }
-    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
     ck_assert_int_eq(sched_size(s), 5);
     sched_destroy(&s);
     ck_assert_ptr_null(s);
@@ -31,11 +32,11 @@ START_TEST(fifo_holds_for_many_tasks)
 {
     sched_t *s = sched_new();
     for (int64_t i = 1; i <= 100000; i++)
-        sched_add(s, i, 1, (int32_t) (i % 3), 0, 0, 0);
+        sched_add(s, i, 1, (int32_t) (i % 3), 0, 0, 0, 0);
     int64_t last_id[3] = {0, 0, 0};
     int32_t last_prio = 3;
     for (int i = 0; i < 100000; i++) {
-        sched_task_t *t = sched_pop(s, 0);
+        sched_task_t *t = sched_pop(s, 0, NULL, NULL);
         ck_assert_ptr_nonnull(t);
         ck_assert_int_le(t->priority, last_prio);
         ck_assert_int_gt(t->id, last_id[t->priority]);
@@ -43,7 +44,7 @@ START_TEST(fifo_holds_for_many_tasks)
         last_id[t->priority] = t->id;
         sched_remove(s, t->id);
     }
-    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
     ck_assert_int_eq(sched_size(s), 0);
     sched_destroy(&s);
 }
@@ -52,14 +53,14 @@ END_TEST
 START_TEST(requeue_with_backoff_waits_for_its_time)
 {
     sched_t *s = sched_new();
-    sched_task_t *t = sched_add(s, 7, 1, 0, 0, 1, 0);
-    ck_assert_ptr_eq(sched_pop(s, 1000), t);
+    sched_task_t *t = sched_add(s, 7, 1, 0, 0, 0, 1, 0);
+    ck_assert_ptr_eq(sched_pop(s, 1000, NULL, NULL), t);
     sched_requeue(s, t, 1500);
     ck_assert_int_eq(t->state, PROTO_ST_QUEUED);
-    ck_assert_ptr_null(sched_pop(s, 1000));
+    ck_assert_ptr_null(sched_pop(s, 1000, NULL, NULL));
     ck_assert_int_eq(sched_next_due(s, 1000), 500);
-    ck_assert_ptr_null(sched_pop(s, 1499));
-    ck_assert_ptr_eq(sched_pop(s, 1500), t);
+    ck_assert_ptr_null(sched_pop(s, 1499, NULL, NULL));
+    ck_assert_ptr_eq(sched_pop(s, 1500, NULL, NULL), t);
     ck_assert_int_eq(sched_next_due(s, 1500), -1);
     sched_destroy(&s);
 }
@@ -68,11 +69,11 @@ END_TEST
 START_TEST(backoff_does_not_block_ready_tasks)
 {
     sched_t *s = sched_new();
-    sched_task_t *a = sched_add(s, 1, 1, 9, 0, 1, 0);
-    ck_assert_ptr_eq(sched_pop(s, 0), a);
+    sched_task_t *a = sched_add(s, 1, 1, 9, 0, 0, 1, 0);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), a);
     sched_requeue(s, a, 10000);
-    sched_add(s, 2, 1, 0, 0, 0, 0);
-    sched_task_t *b = sched_pop(s, 0);
+    sched_add(s, 2, 1, 0, 0, 0, 0, 0);
+    sched_task_t *b = sched_pop(s, 0, NULL, NULL);
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(b->id, 2);
     sched_destroy(&s);
@@ -82,16 +83,16 @@ END_TEST
 START_TEST(removed_or_requeued_tasks_leave_no_ghosts)
 {
     sched_t *s = sched_new();
-    sched_add(s, 1, 1, 0, 0, 0, 0);
-    sched_add(s, 2, 1, 0, 0, 0, 0);
-    sched_task_t *t3 = sched_add(s, 3, 1, 0, 0, 0, 0);
+    sched_add(s, 1, 1, 0, 0, 0, 0, 0);
+    sched_add(s, 2, 1, 0, 0, 0, 0, 0);
+    sched_task_t *t3 = sched_add(s, 3, 1, 0, 0, 0, 0, 0);
     sched_remove(s, 1);               /* cancelled while queued */
-    sched_task_t *t = sched_pop(s, 0);
+    sched_task_t *t = sched_pop(s, 0, NULL, NULL);
     ck_assert_int_eq(t->id, 2);
     sched_requeue(s, t, 0);           /* back to the queue: one entry only */
-    ck_assert_ptr_eq(sched_pop(s, 0), t);  /* FIFO: 2 is older than 3 */
-    ck_assert_ptr_eq(sched_pop(s, 0), t3);
-    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), t);  /* FIFO: 2 is older than 3 */
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), t3);
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
     ck_assert_ptr_null(sched_get(s, 1));
     sched_destroy(&s);
 }
@@ -100,13 +101,13 @@ END_TEST
 START_TEST(orphans_wait_outside_the_queue)
 {
     sched_t *s = sched_new();
-    sched_task_t *o = sched_add_orphan(s, 4, 1, 0, 2, 0, "w1", 5000);
+    sched_task_t *o = sched_add_orphan(s, 4, 1, 0, 0, 2, 0, "w1", 5000);
     ck_assert(o->orphan);
     ck_assert_str_eq(o->worker_name, "w1");
-    ck_assert_ptr_null(sched_pop(s, 0));
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
     sched_requeue(s, o, 0);
     ck_assert(!o->orphan);
-    ck_assert_ptr_eq(sched_pop(s, 0), o);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), o);
     ck_assert_int_eq(o->attempt, 2);
     sched_destroy(&s);
 }
@@ -117,11 +118,54 @@ END_TEST
 START_TEST(only_the_injected_clock_counts)
 {
     sched_t *s = sched_new();
-    sched_task_t *t = sched_add(s, 1, 1, 0, 0, 1, 0);
-    sched_pop(s, 100);
+    sched_task_t *t = sched_add(s, 1, 1, 0, 0, 0, 1, 0);
+    sched_pop(s, 100, NULL, NULL);
     sched_requeue(s, t, 200);
-    ck_assert_ptr_null(sched_pop(s, 199));
-    ck_assert_ptr_eq(sched_pop(s, 200), t);
+    ck_assert_ptr_null(sched_pop(s, 199, NULL, NULL));
+    ck_assert_ptr_eq(sched_pop(s, 200, NULL, NULL), t);
+    sched_destroy(&s);
+}
+END_TEST
+
+static bool s_no_exec(const sched_class_t *cls, void *arg)
+{
+    (void) arg;
+    return !cls->exec;
+}
+
+static bool s_has_gpu(const sched_class_t *cls, void *arg)
+{
+    (void) arg;
+    for (int i = 0; i < cls->nrequire; i++)
+        if (strcmp(cls->require[i], "gpu") != 0)
+            return false;
+    return true;
+}
+
+START_TEST(a_worker_only_gets_classes_it_accepts_in_global_order)
+{
+    sched_t *s = sched_new();
+    int exec = sched_class(s, "exec");
+    int gpu = sched_class(s, "fn:gpu");
+    ck_assert_int_eq(sched_class(s, "exec"), exec);
+    ck_assert_int_eq(sched_class(s, NULL), 0);
+    const sched_class_t *c = sched_class_get(s, gpu);
+    ck_assert(!c->exec);
+    ck_assert_int_eq(c->nrequire, 1);
+    ck_assert_str_eq(c->require[0], "gpu");
+    sched_add(s, 1, 1, 0, exec, 0, 0, 0);
+    sched_add(s, 2, 1, 0, gpu, 0, 0, 0);
+    sched_add(s, 3, 1, 0, 0, 0, 0, 0);
+    sched_add(s, 4, 1, 7, exec, 0, 0, 0);
+    /* A worker refusing commands skips 1 and 4 without losing them. */
+    ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL)->id, 2);
+    ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL)->id, 3);
+    ck_assert_ptr_null(sched_pop(s, 0, s_no_exec, NULL));
+    /* Priority still wins across classes for a worker that takes all. */
+    ck_assert_int_eq(sched_pop(s, 0, NULL, NULL)->id, 4);
+    ck_assert_int_eq(sched_pop(s, 0, NULL, NULL)->id, 1);
+    sched_add(s, 5, 1, 0, gpu, 0, 0, 0);
+    ck_assert_int_eq(sched_pop(s, 0, s_has_gpu, NULL)->id, 5);
     sched_destroy(&s);
 }
 END_TEST
@@ -137,6 +181,7 @@ int main(void)
     tcase_add_test(tc, removed_or_requeued_tasks_leave_no_ghosts);
     tcase_add_test(tc, orphans_wait_outside_the_queue);
     tcase_add_test(tc, only_the_injected_clock_counts);
+    tcase_add_test(tc, a_worker_only_gets_classes_it_accepts_in_global_order);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
