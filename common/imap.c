@@ -50,11 +50,11 @@ void imap_destroy(imap_t **p)
     *p = NULL;
 }
 
-static void s_grow(imap_t *self)
+static void s_resize(imap_t *self, size_t cap)
 {
     slot_t *old = self->slots;
     size_t oldcap = self->cap;
-    s_alloc(self, oldcap * 2);
+    s_alloc(self, cap);
     size_t mask = self->cap - 1;
     for (size_t i = 0; i < oldcap; i++) {
         if (old[i].key == EMPTY)
@@ -71,7 +71,7 @@ void imap_put(imap_t *self, int64_t key, void *value)
 {
     /* Keep the load factor under 0.7 so probe runs stay short. */
     if ((self->size + 1) * 10 > self->cap * 7)
-        s_grow(self);
+        s_resize(self, self->cap * 2);
     size_t mask = self->cap - 1;
     size_t j = s_hash(key, mask);
     while (self->slots[j].key != EMPTY && self->slots[j].key != key)
@@ -118,6 +118,10 @@ void *imap_remove(imap_t *self, int64_t key)
     }
     self->slots[hole].key = EMPTY;
     self->size--;
+    /* Give memory back once a big job has drained (hysteresis: grow at 70%,
+       shrink under 12.5%). */
+    if (self->cap > 1024 && self->size * 8 < self->cap)
+        s_resize(self, self->cap / 2);
     return value;
 }
 

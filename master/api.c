@@ -542,11 +542,7 @@ static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t
         s_reply_error(self, env, PROTO_E_STATE, msg);
         return;
     }
-    master_journal(self, J_JOB_DELETE, 0, job->id, 0, 0, NULL, NULL, 0);
-    imap_remove(self->jobs, job->id);
-    log_info("event=job_forgotten job=%" PRId64 " tasks=%" PRId64, job->id, job->total);
-    free(job->name);
-    free(job);
+    master_forget_job(self, job);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = 1;
     master_send_reply(self, env, rep, PROTO_REQ_FORGET);

@@ -55,6 +55,8 @@ static void s_usage(FILE *out)
 "  --workers PATH       allowed worker keys: a directory of .pub files, or a file\n"
 "                       (both lists are re-read on SIGHUP)\n"
 "  --insecure           allow --bind on a non-loopback address without keys\n"
+"  --keep-results SPEC  forget finished jobs with their results: N keeps the N\n"
+"                       newest, or an age: 7d, 12h, 30m (default: keep all)\n"
 "  --log-level LEVEL    debug, info (default), warn, error\n"
 "  --help, --version\n"
 "\n"
@@ -86,6 +88,32 @@ static int s_sec_opt(const char *name, const char *val, int *ms)
     return 0;
 }
 
+/* --keep-results: a count (100) or an age (7d, 12h, 30m). */
+static int s_keep_opt(const char *val, master_config_t *cfg)
+{
+    size_t n = strlen(val);
+    char unit = n ? val[n - 1] : 0;
+    double mult = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : unit == 's' ? 1 : 0;
+    if (mult > 0) {
+        char num[32];
+        double v;
+        snprintf(num, sizeof num, "%.*s", (int) (n - 1), val);
+        if (n > 1 && n < sizeof num && parse_double(num, &v) == 0 && v > 0) {
+            cfg->keep_secs = v * mult;
+            return 0;
+        }
+    } else {
+        int64_t v;
+        if (parse_int64(val, 1, 100000000, &v) == 0) {
+            cfg->keep_jobs = (int) v;
+            return 0;
+        }
+    }
+    fprintf(stderr, "ztask-master: --keep-results wants a job count (100) or an age (7d, 12h, 30m), "
+                    "not '%s'\n", val);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     master_config_t cfg;
@@ -93,7 +121,7 @@ int main(int argc, char **argv)
     log_level_t level = LOG_LVL_INFO;
     enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
            O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION, O_SECRET, O_CLIENTS,
-           O_WORKERS, O_INSECURE };
+           O_WORKERS, O_INSECURE, O_KEEP };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"bind", required_argument, 0, O_BIND},
@@ -112,6 +140,7 @@ int main(int argc, char **argv)
         {"clients", required_argument, 0, O_CLIENTS},
         {"workers", required_argument, 0, O_WORKERS},
         {"insecure", no_argument, 0, O_INSECURE},
+        {"keep-results", required_argument, 0, O_KEEP},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
@@ -163,6 +192,7 @@ int main(int argc, char **argv)
         case O_CLIENTS: cfg.clients = optarg; break;
         case O_WORKERS: cfg.workers = optarg; break;
         case O_INSECURE: cfg.insecure = true; break;
+        case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("ztask-master %s\n", ZTASK_VERSION); return 0;
         default:

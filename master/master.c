@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,46 @@ static void s_job_free(job_t *job)
     }
 }
 
+void master_forget_job(master_t *self, job_t *job)
+{
+    master_journal(self, J_JOB_DELETE, 0, job->id, 0, 0, NULL, NULL, 0);
+    imap_remove(self->jobs, job->id);
+    log_info("event=job_forgotten job=%" PRId64 " tasks=%" PRId64, job->id, job->total);
+    bool big = job->total > 10000;
+    s_job_free(job);
+    /* A big job's task records were many small allocations: hand the freed
+       pages back to the system so RSS returns near its baseline. */
+    if (big)
+        malloc_trim(0);
+}
+
+static int s_cmp_finished(const void *a, const void *b)
+{
+    const job_t *x = *(job_t *const *) a, *y = *(job_t *const *) b;
+    return x->finished < y->finished ? 1 : x->finished > y->finished ? -1 : 0;
+}
+
+void master_retention(master_t *self)
+{
+    if (!self->cfg.keep_jobs && self->cfg.keep_secs <= 0)
+        return;
+    size_t n = 0, pos = 0;
+    job_t **done = xcalloc(imap_size(self->jobs) + 1, sizeof(job_t *));
+    job_t *job;
+    while ((job = imap_next(self->jobs, &pos, NULL)))
+        if (job->finished > 0)
+            done[n++] = job;
+    qsort(done, n, sizeof(job_t *), s_cmp_finished);   /* newest first */
+    double now = clock_wall();
+    for (size_t i = 0; i < n; i++) {
+        bool too_many = self->cfg.keep_jobs && i >= (size_t) self->cfg.keep_jobs;
+        bool too_old = self->cfg.keep_secs > 0 && now - done[i]->finished > self->cfg.keep_secs;
+        if (too_many || too_old)
+            master_forget_job(self, done[i]);
+    }
+    free(done);
+}
+
 static void s_pending_free(pending_submit_t *p)
 {
     zmqx_frames_free(&p->envelope);
@@ -456,6 +497,11 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         if (now - self->last_timers >= 100) {
             self->last_timers = now;
             tasks_timers(self, now);
+        }
+        if (self->retention_due || now - self->last_retention >= 5000) {
+            self->retention_due = false;
+            self->last_retention = now;
+            master_retention(self);
         }
         if (self->njournal && now >= (self->storage_failing ? self->flush_retry_at
                                                             : self->journal_since + self->cfg.flush_ms))

@@ -35,6 +35,8 @@ typedef struct {
     const char *clients;       /* allowlist of client keys (dir or file) */
     const char *workers;       /* allowlist of worker keys (dir or file) */
     bool insecure;             /* allow a non-loopback bind without keys */
+    int keep_jobs;             /* keep at most this many finished jobs (0 = all) */
+    double keep_secs;          /* forget finished jobs older than this (0 = never) */
 } master_config_t;
 
 /* Fills the defaults above. */

@@ -107,6 +107,8 @@ struct master {
     int64_t results_total;
     int64_t last_timers;
     int64_t last_prune;
+    int64_t last_retention;
+    bool retention_due;      /* a job finished: apply --keep-results soon */
 };
 
 /* master.c */
@@ -119,6 +121,10 @@ int master_flush(master_t *self);
    rolled back) and drops them. */
 void master_pending_fail(master_t *self, const char *why);
 job_t *master_job(master_t *self, int64_t id);
+/* Deletes a finished job and its results (journal + memory); frees job. */
+void master_forget_job(master_t *self, job_t *job);
+/* Applies --keep-results: forgets finished jobs beyond the count or age. */
+void master_retention(master_t *self);
 void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                        proto_req_type_t type);
 

@@ -48,6 +48,7 @@ void tasks_job_check(master_t *self, job_t *job)
     if (job->closed && job->queued == 0 && job->running == 0 && job->finished == 0) {
         job->finished = clock_wall();
         master_journal(self, J_JOB_FINISHED, 0, job->id, 0, 0, NULL, NULL, job->finished);
+        self->retention_due = true;
         log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
                  " failed=%" PRId64 " cancelled=%" PRId64,
                  job->id, job->total, job->done, job->failed, job->cancelled_n);

@@ -25,11 +25,11 @@ typedef struct {
 static void *s_run(void *arg)
 {
     env_t *e = arg;
-    master_run(e->master, &e->stop);
+    master_run(e->master, &e->stop, NULL);
     return NULL;
 }
 
-static void s_env_start(env_t *e, int lease_ms)
+static void s_env_start_keep(env_t *e, int lease_ms, int keep_jobs)
 {
     memset(e, 0, sizeof *e);
     master_config_t cfg;
@@ -40,6 +40,7 @@ static void s_env_start(env_t *e, int lease_ms)
     cfg.liveness = 3;
     cfg.lease_ms = lease_ms;
     cfg.retry_backoff_ms = 10;
+    cfg.keep_jobs = keep_jobs;
     char err[256];
     e->master = master_new(&cfg, err, sizeof err);
     ck_assert_msg(e->master != NULL, "%s", err);
@@ -48,6 +49,11 @@ static void s_env_start(env_t *e, int lease_ms)
     e->ctx = zmq_ctx_new();
     e->client = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
     ck_assert_int_eq(zmq_connect(e->client, e->api), 0);
+}
+
+static void s_env_start(env_t *e, int lease_ms)
+{
+    s_env_start_keep(e, lease_ms, 0);
 }
 
 static void s_env_stop(env_t *e)
@@ -363,6 +369,47 @@ START_TEST(malformed_requests_get_error_replies)
 }
 END_TEST
 
+START_TEST(keep_results_forgets_the_oldest_finished_jobs)
+{
+    env_t e;
+    s_env_start_keep(&e, 10000, 2);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 4);
+    int64_t jobs[3];
+    for (int j = 0; j < 3; j++) {
+        jobs[j] = s_submit_noops(&e, 2);
+        proto_task_t got[4];
+        ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
+        for (int i = 0; i < 2; i++)
+            s_result(&f, got[i].id, got[i].attempt);
+        /* Wait until the job is finished before the next one. */
+        for (int i = 0; i < 200; i++) {
+            proto_reply_t *rep = s_query(&e, PROTO_REQ_STATUS, jobs[j]);
+            bool done = rep->jobs[0].finished > 0;
+            proto_reply_destroy(&rep);
+            if (done)
+                break;
+            zmq_poll(NULL, 0, 10);
+        }
+    }
+    /* Two kept: the first job is gone, the last two remain. */
+    proto_reply_t *rep = NULL;
+    for (int i = 0; i < 200; i++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_JOBS, 0);
+        if (rep->njobs == 2)
+            break;
+        zmq_poll(NULL, 0, 10);
+    }
+    ck_assert_int_eq(rep->njobs, 2);
+    ck_assert_int_eq(rep->jobs[0].id, jobs[1]);
+    ck_assert_int_eq(rep->jobs[1].id, jobs[2]);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("master");
@@ -372,6 +419,7 @@ int main(void)
     tcase_add_test(tc, a_task_not_started_within_its_lease_goes_back);
     tcase_add_test(tc, a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate);
     tcase_add_test(tc, malformed_requests_get_error_replies);
+    tcase_add_test(tc, keep_results_forgets_the_oldest_finished_jobs);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
