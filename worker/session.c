@@ -1,13 +1,14 @@
 #include "session.h"
 
 #include "../common/clock.h"
-#include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
+#include "outbox.h"
 #include "pool.h"
 #include "runner.h"
+#include "uplink.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,9 +29,9 @@
 /* The longest zmq_poll sleep: a signal that lands just before zmq_poll is
    seen within this time even if it did not interrupt the call. */
 #define POLL_CAP_MS 200
-/* Results waiting for a master that is away: at most this many reports per
-   socket (libzmq queues them on the connect side and sends them when the
-   master's port answers again). */
+/* Results waiting for a master that is away: at most this many reports
+   (libzmq queues them on the connect side and sends them when the master's
+   port answers again; beyond, results wait in the outbox's backlog). */
 #define REPORT_HWM 100000
 /* How long the report socket may try to deliver BYE and the last results
    when the worker exits. */
@@ -43,16 +44,13 @@
 /* Accepted from a hello reply; anything outside is a broken master. */
 #define HEARTBEAT_MS_MIN 10
 #define HEARTBEAT_MS_MAX 600000
-/* A RESULTS report stays under the master's message limit. */
-#define REPORT_MAX_BYTES ((size_t) PROTO_MAX_REPORT_MSG - 16 * 1024)
 
 typedef enum { API_IDLE = 0, API_HELLO, API_DRAIN } api_state_t;
 typedef enum { PHASE_RUN = 0, PHASE_DRAIN, PHASE_STOP } phase_t;
 
 struct session {
     /* Config, deep-copied. */
-    char *host;
-    int port;
+    uplink_t *uplink;       /* master host, API port, CURVE keys */
     char *name;
     char *hostname;
     int threads;
@@ -64,22 +62,16 @@ struct session {
     int kill_grace_ms;
     int hello_timeout_ms;
     int stop_grace_ms;
-    bool ipv6;
-    bool curve;
-    char curve_server[KEY_Z85_LEN + 1];
-    char curve_public[KEY_Z85_LEN + 1];
-    char curve_secret[KEY_Z85_LEN + 1];
 
     void *ctx;
     void *api;              /* DEALER while a request is outstanding */
-    void *api_monitor;      /* PAIR: the api socket's handshake events (CURVE) */
-    int api_serial;         /* names each monitor endpoint */
+    void *api_monitor;      /* its handshake events (CURVE only) */
     const char *api_note;   /* what the monitor saw, for a hello that times out */
     api_state_t api_state;
     int64_t api_deadline;
     void *pipe;             /* PULL while registered */
-    void *report;           /* PUSH, kept across re-hellos to the same port */
-    int report_port;
+    outbox_t *outbox;       /* owns the report PUSH */
+    int report_port;        /* the port the outbox's socket is connected to */
     void *inbox;            /* inproc PULL */
     char inbox_ep[64];
     runner_ctx_t rctx;
@@ -96,19 +88,9 @@ struct session {
     unsigned hello_failures;
     uint64_t rng;
 
-    /* Every task the pool may still touch, newest last. */
+    /* Every task the pool may still touch, oldest first. */
     runner_task_t *head, *tail;
     int nactive;            /* of which not yet ended (queued or running) */
-
-    /* This wakeup's batches. */
-    proto_task_ref_t *started;
-    double *started_at;
-    int nstarted, capstarted;
-    char **results;
-    int nresults, capresults;
-    /* Reports that found the report socket full, oldest first. */
-    char **backlog;
-    int nbacklog, capbacklog;
 
     phase_t phase;
     int64_t stop_deadline;
@@ -129,6 +111,11 @@ static uint64_t s_rand(session_t *s)
     return x;
 }
 
+static int64_t s_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
 static void s_close(void **sock)
 {
     if (*sock) {
@@ -137,106 +124,21 @@ static void s_close(void **sock)
     }
 }
 
-static void s_push_str(char ***arr, int *n, int *cap, char *item)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        *arr = xrealloc(*arr, (size_t) *cap * sizeof **arr);
-    }
-    (*arr)[(*n)++] = item;
-}
-
-/* A TCP socket for the master, configured (IPv6, CURVE) but not connected. */
-static void *s_tcp_new(session_t *s, int type, int64_t maxmsg)
-{
-    void *sock = zmqx_socket(s->ctx, type, 0, maxmsg);
-    if (!sock)
-        return NULL;
-    if (s->ipv6) {
-        int on = 1;
-        zmq_setsockopt(sock, ZMQ_IPV6, &on, sizeof on);
-    }
-    if (s->curve
-        && (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, s->curve_server, KEY_Z85_LEN) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, s->curve_public, KEY_Z85_LEN) != 0
-            || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->curve_secret, KEY_Z85_LEN) != 0)) {
-        log_error("event=curve_failed error=\"%s\"", zmq_strerror(errno));
-        zmq_close(sock);
-        return NULL;
-    }
-    return sock;
-}
-
-static int s_tcp_connect(session_t *s, void *sock, int port)
-{
-    char ep[512];
-    if (s->ipv6)
-        snprintf(ep, sizeof ep, "tcp://[%s]:%d", s->host, port);
-    else
-        snprintf(ep, sizeof ep, "tcp://%s:%d", s->host, port);
-    if (zmq_connect(sock, ep) != 0) {
-        log_error("event=connect_failed endpoint=%s error=\"%s\"", ep, zmq_strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* A TCP socket connected to the master's host on port. */
-static void *s_tcp_socket(session_t *s, int type, int port, int64_t maxmsg)
-{
-    void *sock = s_tcp_new(s, type, maxmsg);
-    if (sock && s_tcp_connect(s, sock, port) != 0) {
-        zmq_close(sock);
-        sock = NULL;
-    }
-    return sock;
-}
-
 static void s_close_api(session_t *s)
 {
-    if (s->api_monitor) {
-        zmq_socket_monitor(s->api, NULL, 0);
-        s_close(&s->api_monitor);
-    }
-    s_close(&s->api);
+    uplink_close(&s->api, &s->api_monitor);
     s->api_state = API_IDLE;
     s->api_note = NULL;
 }
 
-/* A fresh api DEALER. With CURVE it gets a handshake monitor: a refused
-   handshake (our key is not in the master's list, or the master key is
-   wrong) otherwise looks just like a master that does not answer. */
+/* A fresh api DEALER (with a handshake monitor under CURVE). A fresh one
+   per request: a late reply to an abandoned attempt can never be mistaken
+   for the answer to the next one. */
 static int s_open_api(session_t *s)
 {
     s_close_api(s);
-    s->api = s_tcp_new(s, ZMQ_DEALER, PROTO_MAX_API_MSG);
-    if (!s->api)
-        return -1;
-    if (s->curve) {
-        char ep[96];
-        snprintf(ep, sizeof ep, "inproc://ztask-worker-mon-%p-%d", (void *) s, ++s->api_serial);
-        /* Monitor before connect, or the first handshake's events are lost. */
-        s->api_monitor = zmqx_socket(s->ctx, ZMQ_PAIR, 0, 0);
-        if (!s->api_monitor
-            || zmq_socket_monitor(s->api, ep,
-                                  ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
-                                      | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                                      | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                      | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-                   != 0
-            || zmq_connect(s->api_monitor, ep) != 0) {
-            /* Diagnostics only: carry on without. */
-            log_debug("event=monitor_failed error=\"%s\"", zmq_strerror(errno));
-            if (s->api_monitor)
-                zmq_socket_monitor(s->api, NULL, 0);
-            s_close(&s->api_monitor);
-        }
-    }
-    if (s_tcp_connect(s, s->api, s->port) != 0) {
-        s_close_api(s);
-        return -1;
-    }
-    return 0;
+    s->api = uplink_socket(s->uplink, s->ctx, ZMQ_DEALER, 0, PROTO_MAX_API_MSG, &s->api_monitor);
+    return s->api ? 0 : -1;
 }
 
 /* ---- the task table ---- */
@@ -268,6 +170,8 @@ static void s_unlink(session_t *s, runner_task_t *t)
         s->nactive--;
 }
 
+/* Linear: the table holds at most the master's credit (threads +
+   prefetch), and aborts are rare. */
 static runner_task_t *s_find(session_t *s, int64_t id, int attempt)
 {
     for (runner_task_t *t = s->head; t; t = t->next)
@@ -276,7 +180,8 @@ static runner_task_t *s_find(session_t *s, int64_t id, int attempt)
     return NULL;
 }
 
-/* Refs of the tasks queued or running here (hello, heartbeat). */
+/* Refs of the tasks queued or running here (hello, heartbeat); the caller
+   frees them. */
 static proto_task_ref_t *s_running_refs(session_t *s, int *n)
 {
     proto_task_ref_t *refs = xcalloc((size_t) (s->nactive ? s->nactive : 1), sizeof *refs);
@@ -291,121 +196,12 @@ static proto_task_ref_t *s_running_refs(session_t *s, int *n)
     return refs;
 }
 
-/* ---- reports ---- */
-
-/* Tries to deliver the backlog in order; stops at the first refusal. */
-static void s_flush_backlog(session_t *s)
-{
-    if (!s->report)
-        return;
-    int sent = 0;
-    while (sent < s->nbacklog) {
-        char *text = s->backlog[sent];
-        if (zmqx_send(s->report, text, strlen(text), ZMQ_DONTWAIT) != 0)
-            break;
-        free(text);
-        sent++;
-    }
-    if (sent) {
-        memmove(s->backlog, s->backlog + sent, (size_t) (s->nbacklog - sent) * sizeof *s->backlog);
-        s->nbacklog -= sent;
-    }
-}
-
-/* Sends one encoded report (taken). Results must reach the master, so
-   when the socket is full they wait in the backlog; anything else
-   (heartbeat, started, output: all superseded by later reports) is
-   dropped. */
-static void s_send_report(session_t *s, char *text, bool must)
-{
-    if (!text)
-        return;
-    if (must && s->nbacklog > 0) {
-        s_push_str(&s->backlog, &s->nbacklog, &s->capbacklog, text);
-        s_flush_backlog(s);
-        return;
-    }
-    if (s->report && zmqx_send(s->report, text, strlen(text), ZMQ_DONTWAIT) == 0) {
-        free(text);
-        return;
-    }
-    if (must) {
-        if (s->nbacklog == 0)
-            log_warn("event=report_backlog reason=\"%s\"",
-                     s->report ? zmq_strerror(errno) : "no report socket");
-        s_push_str(&s->backlog, &s->nbacklog, &s->capbacklog, text);
-    } else {
-        log_debug("event=report_dropped error=\"%s\"", zmq_strerror(errno));
-        free(text);
-    }
-}
-
-static void s_flush_started(session_t *s)
-{
-    if (s->nstarted == 0)
-        return;
-    proto_report_t *rep = proto_report_new(PROTO_REP_STARTED, s->worker_id ? s->worker_id : "");
-    rep->started = s->started;
-    rep->started_at = s->started_at;
-    rep->nstarted = s->nstarted;
-    s->started = NULL;
-    s->started_at = NULL;
-    s->nstarted = s->capstarted = 0;
-    char *text = proto_report_encode(rep);
-    proto_report_destroy(&rep);
-    s_send_report(s, text, false);
-}
-
-static void s_add_started(session_t *s, int64_t id, int attempt, double at)
-{
-    if (s->nstarted == s->capstarted) {
-        s->capstarted = s->capstarted ? s->capstarted * 2 : 16;
-        s->started = xrealloc(s->started, (size_t) s->capstarted * sizeof *s->started);
-        s->started_at = xrealloc(s->started_at, (size_t) s->capstarted * sizeof *s->started_at);
-    }
-    s->started[s->nstarted].task = id;
-    s->started[s->nstarted].attempt = attempt;
-    s->started_at[s->nstarted] = at;
-    s->nstarted++;
-}
-
-/* Queues an encoded result (taken) for this wakeup's RESULTS report. */
-static void s_add_result(session_t *s, char *json)
-{
-    if (json)
-        s_push_str(&s->results, &s->nresults, &s->capresults, json);
-}
-
-/* Sends this wakeup's results as few RESULTS reports as fit the size limit. */
-static void s_flush_results(session_t *s)
-{
-    int i = 0;
-    while (i < s->nresults) {
-        size_t bytes = 0;
-        int j = i;
-        do
-            bytes += strlen(s->results[j++]) + 1;
-        while (j < s->nresults && bytes + strlen(s->results[j]) < REPORT_MAX_BYTES);
-        char *text = proto_report_encode_results_raw(s->worker_id ? s->worker_id : "", j - i,
-                                                     (const char *const *) s->results + i);
-        if (text)
-            s_send_report(s, text, true);
-        else
-            log_error("event=results_encode_failed count=%d", j - i);
-        i = j;
-    }
-    for (i = 0; i < s->nresults; i++)
-        free(s->results[i]);
-    s->nresults = 0;
-}
-
 static void s_send_heartbeat(session_t *s)
 {
-    proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, s->worker_id);
-    rep->running = s_running_refs(s, &rep->nrunning);
-    char *text = proto_report_encode(rep);
-    proto_report_destroy(&rep);
-    s_send_report(s, text, false);
+    int n;
+    proto_task_ref_t *refs = s_running_refs(s, &n);
+    outbox_heartbeat(s->outbox, refs, n);
+    free(refs);
 }
 
 /* ---- task lifecycle (session side) ---- */
@@ -419,7 +215,7 @@ static void s_cancel_task(session_t *s, runner_task_t *t, const char *why)
     if (atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED)) {
         t->ended = true;
         s->nactive--;
-        s_add_result(s, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
+        outbox_result(s->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
         log_debug("event=task_cancelled task=%lld attempt=%d queued=1", (long long) t->id,
                   t->attempt);
     }
@@ -439,16 +235,17 @@ static void s_on_tasks(session_t *s, proto_pipe_t *msg)
             continue;
         }
         if (pt->spec->kind == PROTO_KIND_EXEC && s->no_exec) {
-            s_add_result(s, runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED,
-                                              "this worker does not run commands (--no-exec)"));
+            outbox_result(s->outbox,
+                          runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED,
+                                            "this worker does not run commands (--no-exec)"));
             continue;
         }
         runner_task_t *t = runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, s->worker_id);
         s_link(s, t);
         if (pool_submit(s->pool, t) != 0) {
             s_unlink(s, t);
-            s_add_result(s, runner_result_now(t->id, t->attempt, PROTO_ST_FAILED,
-                                              "the worker is stopping"));
+            outbox_result(s->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_FAILED,
+                                                       "the worker is stopping"));
             runner_task_destroy(&t);
         } else {
             log_debug("event=task_queued task=%lld attempt=%d job=%lld", (long long) t->id,
@@ -477,9 +274,7 @@ static void s_send_drain_request(session_t *s, int64_t now)
     req->worker = xstrdup(s->worker_id);
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
-    if (!text)
-        return;
-    if (s_open_api(s) == 0 && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+    if (text && s_open_api(s) == 0 && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
         s->api_state = API_DRAIN;
         s->api_deadline = now + s->hello_timeout_ms;
     } else {
@@ -541,15 +336,14 @@ static void s_send_hello(session_t *s, int64_t now)
     req->no_exec = s->no_exec;
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
-
-    /* A fresh DEALER per attempt: a late reply to an abandoned attempt can
-       never be mistaken for the answer to this one. */
     if (!text || s_open_api(s) != 0 || zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) != 0)
         log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
     free(text);
+    /* Even when the send failed: the deadline then schedules the retry. */
     s->api_state = API_HELLO;
     s->api_deadline = now + s->hello_timeout_ms;
-    log_debug("event=hello master=%s:%d running=%d", s->host, s->port, s->nactive);
+    log_debug("event=hello master=%s:%d running=%d", uplink_host(s->uplink),
+              uplink_port(s->uplink), s->nactive);
 }
 
 static void s_hello_failed(session_t *s, int64_t now, const char *why)
@@ -564,10 +358,35 @@ static void s_hello_failed(session_t *s, int64_t now, const char *why)
     /* Loud on the first failure, then about once a minute at full backoff. */
     if (s->hello_failures == 1 || s->hello_failures % 12 == 0)
         log_warn("event=hello_failed master=%s:%d reason=\"%s\" attempts=%u retry_ms=%d",
-                 s->host, s->port, why, s->hello_failures, delay);
+                 uplink_host(s->uplink), uplink_port(s->uplink), why, s->hello_failures, delay);
     else
         log_debug("event=hello_failed reason=\"%s\" attempts=%u retry_ms=%d", why,
                   s->hello_failures, delay);
+}
+
+/* The pipe and report sockets for the ports of a hello reply. */
+static int s_connect_ports(session_t *s, int task_port, int report_port)
+{
+    s_close(&s->pipe);
+    s->pipe = uplink_socket(s->uplink, s->ctx, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG, NULL);
+    if (!s->pipe)
+        return -1;
+    /* Keep the report socket when the port is the same: results queued in
+       it while the master was away are delivered to the new master. */
+    if (outbox_attached(s->outbox) && s->report_port == report_port)
+        return 0;
+    if (outbox_attached(s->outbox))
+        log_warn("event=report_port_changed old=%d new=%d", s->report_port, report_port);
+    void *push = uplink_socket(s->uplink, s->ctx, ZMQ_PUSH, report_port, 0, NULL);
+    if (!push) {
+        s_close(&s->pipe);
+        return -1;
+    }
+    int hwm = REPORT_HWM;
+    zmq_setsockopt(push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    outbox_attach(s->outbox, &push);
+    s->report_port = report_port;
+    return 0;
 }
 
 static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t now)
@@ -595,25 +414,7 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
         return;
     }
     s_close_api(s);
-
-    s_close(&s->pipe);
-    s->pipe = s_tcp_socket(s, ZMQ_PULL, rep->task_port, PROTO_MAX_PIPE_MSG);
-    /* Keep the report socket when the port is the same: results queued in
-       it while the master was away are delivered to the new master. */
-    if (s->pipe && (!s->report || s->report_port != rep->report_port)) {
-        if (s->report)
-            log_warn("event=report_port_changed old=%d new=%d", s->report_port,
-                     rep->report_port);
-        s_close(&s->report);
-        s->report = s_tcp_socket(s, ZMQ_PUSH, rep->report_port, 0);
-        if (s->report) {
-            int hwm = REPORT_HWM;
-            zmq_setsockopt(s->report, ZMQ_SNDHWM, &hwm, sizeof hwm);
-            s->report_port = rep->report_port;
-        }
-    }
-    if (!s->pipe || !s->report) {
-        s_close(&s->pipe);
+    if (s_connect_ports(s, rep->task_port, rep->report_port) != 0) {
         proto_reply_destroy(&rep);
         s_hello_failed(s, now, "cannot connect to the master's ports");
         return;
@@ -621,6 +422,7 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
     bool again = s->worker_id != NULL;
     free(s->worker_id);
     s->worker_id = xstrdup(rep->worker_id);
+    outbox_set_worker(s->outbox, s->worker_id);
     s->heartbeat_ms = rep->heartbeat_ms;
     s->liveness = rep->liveness;
     s->registered = true;
@@ -630,10 +432,10 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
     s->hello_failures = 0;
     log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
              "running=%d",
-             again ? "reregistered" : "registered", s->worker_id, s->host, s->port,
-             rep->task_port, rep->report_port, s->threads, s->nactive);
+             again ? "reregistered" : "registered", s->worker_id, uplink_host(s->uplink),
+             uplink_port(s->uplink), rep->task_port, rep->report_port, s->threads, s->nactive);
     proto_reply_destroy(&rep);
-    s_flush_backlog(s);
+    outbox_flush(s->outbox);
     /* A new master (or one that forgot us) must hear of a drain in
        progress too. */
     if (s->phase == PHASE_DRAIN && s->signals_seen > 0)
@@ -643,7 +445,8 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
 static void s_master_lost(session_t *s, int64_t now)
 {
     log_warn("event=master_lost worker=%s master=%s:%d silent_ms=%lld running=%d",
-             s->worker_id, s->host, s->port, (long long) (now - s->last_rx), s->nactive);
+             s->worker_id, uplink_host(s->uplink), uplink_port(s->uplink),
+             (long long) (now - s->last_rx), s->nactive);
     /* Tasks the old pipe still held are the master's to reassign: the
        hello tells it which ones we really have. */
     s_close(&s->pipe);
@@ -663,6 +466,7 @@ static void s_read_inbox(session_t *s)
             zmq_msg_close(&m);
             return;
         }
+        /* Pairs with the runner's release before its send (runner.h). */
         atomic_load_explicit(&s->rctx.handoff, memory_order_acquire);
         runner_msg_t hdr;
         const char *payload;
@@ -674,18 +478,16 @@ static void s_read_inbox(session_t *s)
         }
         switch (hdr.tag) {
         case RUNNER_MSG_STARTED:
-            s_add_started(s, hdr.id, hdr.attempt, hdr.at);
+            outbox_started(s->outbox, hdr.id, hdr.attempt, hdr.at);
             break;
         case RUNNER_MSG_OUTPUT:
-            /* Keep the master's view in order: started before output. */
-            s_flush_started(s);
-            s_send_report(s, xstrndup(payload, plen), false);
+            outbox_output(s->outbox, payload, plen);
             break;
         case RUNNER_MSG_RESULT:
         case RUNNER_MSG_RELEASE: {
             runner_task_t *t = hdr.task;
             if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
-                s_add_result(s, xstrndup(payload, plen));
+                outbox_result(s->outbox, xstrndup(payload, plen));
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);
@@ -743,31 +545,25 @@ static void s_read_pipe(session_t *s, int64_t now)
    here, so it is kept as the reason should the hello time out. */
 static void s_read_api_monitor(session_t *s, int64_t now)
 {
-    zmqx_frames_t f;
-    if (zmqx_recv_frames(s->api_monitor, &f, 2, ZMQ_DONTWAIT) != 0)
-        return;
-    uint16_t event = 0;
-    if (f.count >= 1 && f.sizes[0] >= sizeof event)
-        memcpy(&event, f.frames[0], sizeof event);
-    zmqx_frames_free(&f);
-    switch (event) {
-    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+    switch (uplink_monitor_read(s->api_monitor)) {
+    case UPLINK_EV_SECURED:
         s->api_note = "no reply";
         break;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+    case UPLINK_EV_REFUSED:
         if (s->api_state == API_HELLO)
             s_hello_failed(s, now,
                            "the master refused this worker's CURVE key (is its public key in "
                            "the master's --workers list?)");
         break;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+    case UPLINK_EV_FAILED:
         s->api_note = "CURVE handshake failed (is --master-key the master's public key?)";
         break;
-    case ZMQ_EVENT_DISCONNECTED:
+    case UPLINK_EV_DISCONNECTED:
         if (!s->api_note)
             s->api_note = "the master closed the connection during the CURVE handshake (is "
                           "--master-key the master's public key?)";
+        break;
+    case UPLINK_EV_NONE:
         break;
     }
 }
@@ -795,11 +591,6 @@ static void s_read_api(session_t *s, int64_t now)
 }
 
 /* ---- the loop ---- */
-
-static int64_t s_min(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}
 
 /* Timers due now; returns the time of the next one. */
 static int64_t s_timers(session_t *s, int64_t now)
@@ -862,20 +653,11 @@ static void s_shutdown(session_t *s)
 {
     s_close_api(s);
     s_close(&s->pipe);
-    if (s->worker_id && s->report) {
-        /* Through the backlog, so BYE never overtakes results: a master
-           that saw BYE first would requeue those tasks. */
-        proto_report_t *rep = proto_report_new(PROTO_REP_BYE, s->worker_id);
-        s_send_report(s, proto_report_encode(rep), true);
-        proto_report_destroy(&rep);
-        log_info("event=bye worker=%s unsent_reports=%d", s->worker_id, s->nbacklog);
-    }
-    if (s->report) {
-        int linger = EXIT_LINGER_MS;
-        zmq_setsockopt(s->report, ZMQ_LINGER, &linger, sizeof linger);
-    }
+    if (outbox_bye(s->outbox))
+        log_info("event=bye worker=%s unsent_reports=%d", s->worker_id,
+                 outbox_backlog(s->outbox));
     if (s->abandoned) {
-        s_close(&s->report);
+        outbox_close(s->outbox, EXIT_LINGER_MS);
         /* Give the I/O thread its linger to deliver BYE, since nobody will
            call zmq_ctx_term. */
         zmq_poll(NULL, 0, EXIT_LINGER_MS);
@@ -883,7 +665,7 @@ static void s_shutdown(session_t *s)
     }
     pool_destroy(&s->pool);
     s_close(&s->inbox);
-    s_close(&s->report);
+    outbox_close(s->outbox, EXIT_LINGER_MS);
     /* Returns once the report socket has delivered or its linger passed. */
     zmq_ctx_term(s->ctx);
     s->ctx = NULL;
@@ -906,6 +688,7 @@ static int s_start(session_t *s)
     }
     snprintf(s->inbox_ep, sizeof s->inbox_ep, "inproc://ztask-worker-%p", (void *) s);
     s->inbox = zmqx_socket(s->ctx, ZMQ_PULL, 0, 0);
+    /* Unlimited: pool threads must never block on us (runner.c). */
     int hwm = 0;
     if (!s->inbox || zmq_setsockopt(s->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
         || zmq_bind(s->inbox, s->inbox_ep) != 0) {
@@ -952,8 +735,9 @@ int session_run(session_t *s)
         return -1;
     int64_t now = clock_mono_ms();
     s->next_hello = now;
-    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d", s->name, s->host,
-             s->port, s->threads, s->no_exec ? 1 : 0);
+    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d curve=%d", s->name,
+             uplink_host(s->uplink), uplink_port(s->uplink), s->threads, s->no_exec ? 1 : 0,
+             uplink_curve(s->uplink) ? 1 : 0);
     for (;;) {
         now = clock_mono_ms();
         s_check_signals(s, now);
@@ -961,9 +745,8 @@ int session_run(session_t *s)
         if (s_finished(s, now))
             break;
         zmq_pollitem_t items[4];
-        int n = 0;
+        int n = 0, ipipe = -1, iapi = -1, imon = -1;
         items[n++] = (zmq_pollitem_t) {.socket = s->inbox, .events = ZMQ_POLLIN};
-        int ipipe = -1, iapi = -1;
         if (s->pipe) {
             ipipe = n;
             items[n++] = (zmq_pollitem_t) {.socket = s->pipe, .events = ZMQ_POLLIN};
@@ -972,7 +755,6 @@ int session_run(session_t *s)
             iapi = n;
             items[n++] = (zmq_pollitem_t) {.socket = s->api, .events = ZMQ_POLLIN};
         }
-        int imon = -1;
         if (s->api_monitor) {
             imon = n;
             items[n++] = (zmq_pollitem_t) {.socket = s->api_monitor, .events = ZMQ_POLLIN};
@@ -980,8 +762,7 @@ int session_run(session_t *s)
         long timeout = (long) (next - now);
         if (timeout < 0)
             timeout = 0;
-        int rc = zmq_poll(items, n, timeout);
-        if (rc < 0) {
+        if (zmq_poll(items, n, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("event=poll_failed error=\"%s\"", zmq_strerror(errno));
@@ -992,17 +773,14 @@ int session_run(session_t *s)
             s_read_inbox(s);
         if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
             s_read_pipe(s, now);
+        /* Each handler below may close the api socket the other polled. */
         if (iapi >= 0 && s->api && (items[iapi].revents & ZMQ_POLLIN))
             s_read_api(s, now);
         if (imon >= 0 && s->api_monitor && (items[imon].revents & ZMQ_POLLIN))
             s_read_api_monitor(s, now);
-        s_flush_started(s);
-        s_flush_results(s);
-        s_flush_backlog(s);
+        outbox_flush(s->outbox);
     }
-    s_flush_started(s);
-    s_flush_results(s);
-    s_flush_backlog(s);
+    outbox_flush(s->outbox);
     s_shutdown(s);
     return s->abandoned ? 1 : 0;
 }
@@ -1011,14 +789,16 @@ int session_run(session_t *s)
 
 session_t *session_new(const session_config_t *cfg)
 {
-    if (!cfg || !cfg->master_host || !*cfg->master_host || cfg->master_port < 1
-        || cfg->master_port > 65535 || !cfg->name || !*cfg->name || cfg->threads < 1
-        || !cfg->fns || cfg->nlabels < 0 || (cfg->nlabels > 0 && !cfg->labels))
+    if (!cfg || !cfg->name || !*cfg->name || cfg->threads < 1 || !cfg->fns || cfg->nlabels < 0
+        || (cfg->nlabels > 0 && !cfg->labels))
+        return NULL;
+    uplink_t *uplink = uplink_new(cfg->master_host, cfg->master_port, cfg->curve_server_key,
+                                  cfg->curve_public_key, cfg->curve_secret_key);
+    if (!uplink)
         return NULL;
     session_t *s = xcalloc(1, sizeof *s);
-    s->host = xstrdup(cfg->master_host);
-    s->port = cfg->master_port;
-    s->ipv6 = strchr(s->host, ':') != NULL;
+    s->uplink = uplink;
+    s->outbox = outbox_new();
     s->name = xstrdup(cfg->name);
     s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "");
     s->threads = cfg->threads;
@@ -1032,18 +812,6 @@ session_t *session_new(const session_config_t *cfg)
     s->kill_grace_ms = cfg->kill_grace_ms;
     s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     s->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
-    if (cfg->curve_server_key || cfg->curve_public_key || cfg->curve_secret_key) {
-        if (!cfg->curve_server_key || !keys_valid_z85(cfg->curve_server_key)
-            || !cfg->curve_public_key || !keys_valid_z85(cfg->curve_public_key)
-            || !cfg->curve_secret_key || !keys_valid_z85(cfg->curve_secret_key)) {
-            session_destroy(&s);
-            return NULL;
-        }
-        s->curve = true;
-        memcpy(s->curve_server, cfg->curve_server_key, KEY_Z85_LEN);
-        memcpy(s->curve_public, cfg->curve_public_key, KEY_Z85_LEN);
-        memcpy(s->curve_secret, cfg->curve_secret_key, KEY_Z85_LEN);
-    }
     s->backoff_ms = BACKOFF_MIN_MS;
     s->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) s;
     if (!s->rng)
@@ -1069,25 +837,16 @@ void session_destroy(session_t **p)
     }
     s_close_api(s);
     s_close(&s->pipe);
-    s_close(&s->report);
     s_close(&s->inbox);
+    outbox_destroy(&s->outbox);
     if (s->ctx)
         zmq_ctx_term(s->ctx);
-    for (int i = 0; i < s->nresults; i++)
-        free(s->results[i]);
-    free(s->results);
-    for (int i = 0; i < s->nbacklog; i++)
-        free(s->backlog[i]);
-    free(s->backlog);
-    free(s->started);
-    free(s->started_at);
     for (int i = 0; i < s->nlabels; i++)
         free(s->labels[i]);
     free(s->labels);
     free(s->worker_id);
-    free(s->host);
     free(s->name);
     free(s->hostname);
-    memset(s->curve_secret, 0, sizeof s->curve_secret);
+    uplink_destroy(&s->uplink);
     free(s);
 }

@@ -1,0 +1,239 @@
+#include "outbox.h"
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/zmqx.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+/* A RESULTS report stays under the master's message limit. */
+#define REPORT_MAX_BYTES ((size_t) PROTO_MAX_REPORT_MSG - 16 * 1024)
+
+struct outbox {
+    void *sock;
+    char *worker;
+    /* Batched until the next flush. */
+    proto_task_ref_t *started;
+    double *started_at;
+    int nstarted, capstarted;
+    char **results;
+    int nresults, capresults;
+    /* Reports that must arrive and found no room, oldest first. */
+    char **backlog;
+    int nbacklog, capbacklog;
+};
+
+static void s_push(char ***arr, int *n, int *cap, char *item)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *arr = xrealloc(*arr, (size_t) *cap * sizeof **arr);
+    }
+    (*arr)[(*n)++] = item;
+}
+
+outbox_t *outbox_new(void)
+{
+    return xcalloc(1, sizeof(outbox_t));
+}
+
+void outbox_destroy(outbox_t **p)
+{
+    if (!p || !*p)
+        return;
+    outbox_t *self = *p;
+    if (self->sock)
+        zmq_close(self->sock);
+    for (int i = 0; i < self->nresults; i++)
+        free(self->results[i]);
+    free(self->results);
+    for (int i = 0; i < self->nbacklog; i++)
+        free(self->backlog[i]);
+    free(self->backlog);
+    free(self->started);
+    free(self->started_at);
+    free(self->worker);
+    free(self);
+    *p = NULL;
+}
+
+void outbox_attach(outbox_t *self, void **sock)
+{
+    if (self->sock)
+        zmq_close(self->sock);
+    self->sock = *sock;
+    *sock = NULL;
+}
+
+bool outbox_attached(const outbox_t *self)
+{
+    return self->sock != NULL;
+}
+
+void outbox_close(outbox_t *self, int linger_ms)
+{
+    if (!self->sock)
+        return;
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+    zmq_close(self->sock);
+    self->sock = NULL;
+}
+
+void outbox_set_worker(outbox_t *self, const char *id)
+{
+    free(self->worker);
+    self->worker = xstrdup(id);
+}
+
+int outbox_backlog(const outbox_t *self)
+{
+    return self->nbacklog;
+}
+
+/* Sends the backlog in order; stops at the first refusal. */
+static void s_flush_backlog(outbox_t *self)
+{
+    if (!self->sock)
+        return;
+    int sent = 0;
+    while (sent < self->nbacklog) {
+        char *text = self->backlog[sent];
+        if (zmqx_send(self->sock, text, strlen(text), ZMQ_DONTWAIT) != 0)
+            break;
+        free(text);
+        sent++;
+    }
+    if (sent) {
+        memmove(self->backlog, self->backlog + sent,
+                (size_t) (self->nbacklog - sent) * sizeof *self->backlog);
+        self->nbacklog -= sent;
+    }
+}
+
+/* Sends one encoded report (taken). must: keep it until it can go. */
+static void s_send(outbox_t *self, char *text, bool must)
+{
+    if (!text)
+        return;
+    if (must && self->nbacklog > 0) {
+        s_push(&self->backlog, &self->nbacklog, &self->capbacklog, text);
+        s_flush_backlog(self);
+        return;
+    }
+    if (self->sock && zmqx_send(self->sock, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+        free(text);
+        return;
+    }
+    if (must) {
+        if (self->nbacklog == 0)
+            log_warn("event=report_backlog reason=\"%s\"",
+                     self->sock ? zmq_strerror(errno) : "no report socket");
+        s_push(&self->backlog, &self->nbacklog, &self->capbacklog, text);
+    } else {
+        log_debug("event=report_dropped error=\"%s\"", zmq_strerror(errno));
+        free(text);
+    }
+}
+
+static const char *s_worker(const outbox_t *self)
+{
+    return self->worker ? self->worker : "";
+}
+
+static void s_flush_started(outbox_t *self)
+{
+    if (self->nstarted == 0)
+        return;
+    proto_report_t *rep = proto_report_new(PROTO_REP_STARTED, s_worker(self));
+    rep->started = self->started;
+    rep->started_at = self->started_at;
+    rep->nstarted = self->nstarted;
+    self->started = NULL;
+    self->started_at = NULL;
+    self->nstarted = self->capstarted = 0;
+    char *text = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    s_send(self, text, false);
+}
+
+void outbox_started(outbox_t *self, int64_t task, int attempt, double at)
+{
+    if (self->nstarted == self->capstarted) {
+        self->capstarted = self->capstarted ? self->capstarted * 2 : 16;
+        self->started = xrealloc(self->started, (size_t) self->capstarted * sizeof *self->started);
+        self->started_at =
+            xrealloc(self->started_at, (size_t) self->capstarted * sizeof *self->started_at);
+    }
+    self->started[self->nstarted].task = task;
+    self->started[self->nstarted].attempt = attempt;
+    self->started_at[self->nstarted] = at;
+    self->nstarted++;
+}
+
+void outbox_output(outbox_t *self, const char *text, size_t len)
+{
+    s_flush_started(self);
+    s_send(self, xstrndup(text, len), false);
+}
+
+void outbox_result(outbox_t *self, char *json)
+{
+    if (json)
+        s_push(&self->results, &self->nresults, &self->capresults, json);
+}
+
+void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, s_worker(self));
+    rep->running = xcalloc((size_t) (n ? n : 1), sizeof *rep->running);
+    memcpy(rep->running, running, (size_t) n * sizeof *running);
+    rep->nrunning = n;
+    char *text = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    s_send(self, text, false);
+}
+
+static void s_flush_results(outbox_t *self)
+{
+    int i = 0;
+    while (i < self->nresults) {
+        size_t bytes = 0;
+        int j = i;
+        do
+            bytes += strlen(self->results[j++]) + 1;
+        while (j < self->nresults && bytes + strlen(self->results[j]) < REPORT_MAX_BYTES);
+        char *text = proto_report_encode_results_raw(s_worker(self), j - i,
+                                                     (const char *const *) self->results + i);
+        if (text)
+            s_send(self, text, true);
+        else
+            log_error("event=results_encode_failed count=%d", j - i);
+        i = j;
+    }
+    for (i = 0; i < self->nresults; i++)
+        free(self->results[i]);
+    self->nresults = 0;
+}
+
+void outbox_flush(outbox_t *self)
+{
+    s_flush_started(self);
+    s_flush_results(self);
+    s_flush_backlog(self);
+}
+
+bool outbox_bye(outbox_t *self)
+{
+    outbox_flush(self);
+    if (!self->worker || !self->sock)
+        return false;
+    /* Through the backlog, so BYE never overtakes results: a master that
+       saw BYE first would requeue those tasks. */
+    proto_report_t *rep = proto_report_new(PROTO_REP_BYE, self->worker);
+    s_send(self, proto_report_encode(rep), true);
+    proto_report_destroy(&rep);
+    return true;
+}
