@@ -45,6 +45,8 @@ COPY --from=build /src/build/release/bin/ztask-master \
                   /src/build/release/bin/ztask-worker \
                   /src/build/release/bin/ztask /usr/local/bin/
 COPY --from=build /src/build/release/lib/libmytasks.so /usr/local/lib/ztask/
+LABEL org.opencontainers.image.title="ztask" \
+      org.opencontainers.image.description="ztask master, worker and CLI (distributed tasks over ZeroMQ)"
 USER ztask
 WORKDIR /var/lib/ztask
 # The master keeps its state (SQLite database and WAL) here; mount a volume

@@ -72,6 +72,10 @@ teardown() {
     torn_down=1
     [ -n "${cli_ctr:-}" ] && docker rm -f "$cli_ctr" >/dev/null 2>&1
     dc 120 down -v --remove-orphans -t 10 >>"$logdir/down.log" 2>&1
+    # The image stays (the next run builds on it); older ones that a rebuild
+    # untagged go, so repeated runs do not fill the disk.
+    timeout 60 docker image prune -f --filter label=org.opencontainers.image.title=ztask \
+        >>"$logdir/down.log" 2>&1
 }
 
 on_exit() {
