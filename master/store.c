@@ -69,14 +69,16 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
                "task states are stored as numbers: a change needs a schema version bump");
 
 static const char *const SCHEMA =
+    /* AUTOINCREMENT: ids are never reused after a job is forgotten, so a
+       late result for a forgotten task can never land on a new one. */
     "CREATE TABLE jobs("
-    "  id INTEGER PRIMARY KEY,"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  name TEXT,"
     "  closed INTEGER NOT NULL DEFAULT 0,"
     "  created REAL NOT NULL,"
     "  finished REAL NOT NULL DEFAULT 0);"
     "CREATE TABLE tasks("
-    "  id INTEGER PRIMARY KEY,"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  job INTEGER NOT NULL,"
     "  idx INTEGER NOT NULL,"
     "  name TEXT,"

@@ -503,6 +503,25 @@ START_TEST(test_cancel_queued_cancels_only_the_queued_tasks_of_the_job)
 }
 END_TEST
 
+START_TEST(test_ids_are_never_reused_after_a_job_is_deleted)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job, task, deleted;
+    ck_assert_int_eq(store_job_create(store, "a", 1.0, &job), 0);
+    ck_assert_int_eq(store_task_insert(store, job, 0, NULL, 0, 0, "{}", NULL, &task), 0);
+    ck_assert_int_eq(store_job_delete(store, job, &deleted), 0);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_int_eq(store_commit(store), 0);
+    int64_t job2, task2;
+    ck_assert_int_eq(store_job_create(store, "b", 2.0, &job2), 0);
+    ck_assert_int_eq(store_task_insert(store, job2, 0, NULL, 0, 0, "{}", NULL, &task2), 0);
+    /* A late result for the forgotten task must not land on a new one. */
+    ck_assert_int_gt(job2, job);
+    ck_assert_int_gt(task2, task);
+    store_destroy(&store);
+}
+END_TEST
+
 START_TEST(test_duplicates_are_recorded_and_counted_without_changing_the_task)
 {
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
@@ -1239,6 +1258,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_requeue_puts_task_back_in_queue_keeping_attempt);
     tcase_add_test(tc, test_cancel_queued_cancels_only_the_queued_tasks_of_the_job);
     tcase_add_test(tc, test_duplicates_are_recorded_and_counted_without_changing_the_task);
+    tcase_add_test(tc, test_ids_are_never_reused_after_a_job_is_deleted);
     tcase_add_test(tc, test_reopened_file_database_has_everything_committed);
     tcase_add_test(tc, test_sync_modes_set_synchronous_and_files_use_wal);
     tcase_add_test(tc, test_uncommitted_writes_are_gone_after_close_without_commit);
