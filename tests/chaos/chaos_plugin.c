@@ -1,0 +1,91 @@
+/*  chaos_plugin: task functions for the fault-storm scenarios (tests/chaos).
+
+    record  {"file":PATH, "ms":N, "crash_index":K}
+        Appends one line "TASK ATTEMPT PID JOB INDEX\n" to PATH, then sleeps
+        N milliseconds (0 by default, polling cancelled()), and returns
+        [INDEX, ATTEMPT, PID]. The line is written first, so every attempt
+        that started is on record even when its worker is killed a moment
+        later: that is what lets the checker count extra executions. When
+        INDEX equals crash_index the function aborts the whole worker after
+        writing its line (the poison task).
+
+    The line is one write(2) on an O_APPEND descriptor, far below PIPE_BUF,
+    so lines from concurrent threads and processes never interleave, and a
+    SIGKILL cannot leave half a line behind. The descriptor is opened per
+    call: nothing here is global, as the plugin rules ask.
+*/
+#include "ztask_plugin.h"
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How often a sleeping call looks at cancelled(). */
+#define SLICE_MS 20
+
+static char *s_err(const char *msg)
+{
+    return strdup(msg);
+}
+
+static void s_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int s_record(const ztask_call_t *call, char **result, char **error)
+{
+    cJSON *args = cJSON_Parse(call->args_json ? call->args_json : "null");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(args, "file");
+    if (!cJSON_IsString(file) || !file->valuestring[0]) {
+        cJSON_Delete(args);
+        *error = s_err("record: args need {\"file\": PATH}");
+        return 1;
+    }
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(args, "ms");
+    const cJSON *crash = cJSON_GetObjectItemCaseSensitive(args, "crash_index");
+    long sleep_ms = cJSON_IsNumber(ms) && ms->valuedouble > 0 ? (long) ms->valuedouble : 0;
+    bool poison = cJSON_IsNumber(crash) && (int64_t) crash->valuedouble == call->index;
+
+    char line[160];
+    int n = snprintf(line, sizeof line, "%" PRId64 " %d %ld %" PRId64 " %" PRId64 "\n",
+                     call->task_id, call->attempt, (long) getpid(), call->job_id, call->index);
+    int fd = open(file->valuestring, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    cJSON_Delete(args);
+    if (fd < 0) {
+        *error = s_err("record: cannot open the record file");
+        return 1;
+    }
+    ssize_t w = write(fd, line, (size_t) n);
+    close(fd);
+    if (w != n) {
+        *error = s_err("record: short write to the record file");
+        return 1;
+    }
+    if (poison)
+        abort();
+    for (long left = sleep_ms; left > 0 && !call->cancelled(call); left -= SLICE_MS)
+        s_nap_ms(left < SLICE_MS ? left : SLICE_MS);
+    if (asprintf(result, "[%" PRId64 ",%d,%ld]", call->index, call->attempt, (long) getpid()) < 0) {
+        *result = NULL;
+        *error = s_err("record: out of memory");
+        return 1;
+    }
+    return 0;
+}
+
+static const ztask_fn_entry_t s_table[] = {{"record", s_record}, {NULL, NULL}};
+
+const ztask_fn_entry_t *ztask_plugin_functions(int *abi)
+{
+    *abi = ZTASK_PLUGIN_ABI;
+    return s_table;
+}
