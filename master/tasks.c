@@ -391,7 +391,11 @@ void tasks_timers(master_t *self, int64_t now)
             tasks_worker_lost(self, w, now, "heartbeat_timeout");
             continue;
         }
-        if (w->pipe_ready && now - w->last_ping >= self->cfg.heartbeat_ms) {
+        /* Ping every worker, idle ones too: its liveness check on us
+           depends on it. A pipe not yet known connected is probed. */
+        if (!w->pipe_ready)
+            s_pipe_ready(self, w, now);
+        else if (now - w->last_ping >= self->cfg.heartbeat_ms) {
             if (!ping) {
                 proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_PING);
                 ping = proto_pipe_encode(msg);

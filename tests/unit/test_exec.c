@@ -195,7 +195,13 @@ START_TEST(child_starts_with_default_signal_dispositions_and_empty_mask)
     spec.argc = 4;
     proto_result_t *res = s_run(&spec);
     ck_assert_int_eq(res->status, PROTO_ST_DONE);
-    ck_assert_str_eq(res->stdout_data, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    unsigned long long blk = 1, ign = 1;
+    ck_assert_int_eq(sscanf(res->stdout_data, "SigBlk:\t%llx\nSigIgn:\t%llx", &blk, &ign), 2);
+    ck_assert_uint_eq(blk, 0);
+    /* Signals 32 and 33 belong to glibc (thread cancel/setxid): sigaction
+       cannot change them, so whatever the environment that started the
+       tests left on them is inherited; they are not ours to judge. */
+    ck_assert_uint_eq(ign & ~((1ULL << 31) | (1ULL << 32)), 0);
     proto_result_destroy(&res);
 }
 END_TEST
