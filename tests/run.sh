@@ -10,6 +10,13 @@ which=${2:-all}
 export ZTASK_BIN_DIR="$PWD/$build/bin"
 export ZTASK_LIB_DIR="$PWD/$build/lib"
 export ZTASK_SRC_DIR="$PWD"
+# Sanitizer runs: any report fails the run; libzmq is uninstrumented (see
+# tests/tsan.supp for why each suppression is there).
+case "$build" in
+  *tsan*) export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" ;;
+  *asan*) export ASAN_OPTIONS="detect_leaks=1 abort_on_error=1 ${ASAN_OPTIONS:-}"
+          export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1 ${UBSAN_OPTIONS:-}" ;;
+esac
 bins=()
 [ "$which" = e2e ] || bins+=("$build"/tests/test_*)
 [ "$which" = unit ] || bins+=("$build"/tests/e2e_test_*)
