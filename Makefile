@@ -21,7 +21,9 @@ WARN    := -Wall -Wextra -Wformat=2 -Werror
 CFLAGS_release := -O2
 CFLAGS_asan    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CFLAGS_tsan    := -O1 -fsanitize=thread
-CFLAGS_fuzz    := -O1 -fsanitize=fuzzer-no-link,address,undefined
+# fuzz: clang only (make fuzz sets CC); UB must abort, or libFuzzer never sees it.
+CFLAGS_fuzz    := -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+                  -fno-omit-frame-pointer
 LDFLAGS_asan   := -fsanitize=address,undefined
 LDFLAGS_tsan   := -fsanitize=thread
 LDFLAGS_fuzz   := -fsanitize=address,undefined
@@ -140,6 +142,39 @@ format:
 test-compose:
 	@tests/compose/run.sh
 
+# Fuzzing (tests/fuzz, docs/fuzzing.md): one libFuzzer target per parser of
+# outside input, built with clang under build/fuzz/. Not part of `make test`,
+# which replays the seed corpus and every saved crash (test_fuzz_regress).
+#   make fuzz      each target FUZZ_SECONDS (300), FUZZ_JOBS at a time
+#   make fuzz-ci   replay the corpus, then each target FUZZ_CI_SECONDS (60)
+# Both fail on any crash, leak, timeout or broken property and say where the
+# input was saved. FUZZ_TARGETS="req spec" picks targets.
+FUZZ_CC         ?= clang
+FUZZ_SECONDS    ?= 300
+FUZZ_CI_SECONDS ?= 60
+FUZZ_JOBS       ?= $(shell nproc 2>/dev/null || echo 1)
+FUZZ_TARGETS    ?= req reply pipe report spec result range jsonl each keys util
+FUZZ_CHECK_SRC  := $(filter-out tests/fuzz/entry.c,$(wildcard tests/fuzz/*.c))
+
+$(BUILD)/tests/test_fuzz_regress: $(call obj,$(FUZZ_CHECK_SRC))
+
+$(BUILD)/obj/tests/fuzz/entry_%.o: tests/fuzz/entry.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFUZZ_TARGET=$* -c $< -o $@
+
+$(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/entry_%.o $(call obj,$(FUZZ_CHECK_SRC)) $(CLI_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+.PHONY: fuzz fuzz-ci fuzz-build
+fuzz-build: $(patsubst %,$(BUILD)/bin/fuzz_%,$(FUZZ_TARGETS))
+
+fuzz fuzz-ci:
+	@tests/fuzz/run.sh check-cc $(FUZZ_CC)
+	@$(MAKE) --no-print-directory VARIANT=fuzz CC=$(FUZZ_CC) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-build
+	@tests/fuzz/run.sh $(if $(filter fuzz-ci,$@),--replay) build/fuzz \
+	    $(if $(filter fuzz-ci,$@),$(FUZZ_CI_SECONDS),$(FUZZ_SECONDS)) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
 # Fault storms with a checker (tests/chaos, docs/chaos.md). `make chaos`
 # runs every scenario at CI size (CHAOS_SCALE=10 for the full size);
 # `make soak` runs the 1,000,000-task soak. Neither is part of `make test`.
@@ -167,3 +202,41 @@ chaos: deps
 soak: deps
 	@$(MAKE) --no-print-directory all $(CHAOS_BINS)
 	@tests/chaos/run.sh $(BUILD) soak
+
+# ---- benchmarks: bench/, docs/performance.md. Not part of `make test`. ----
+#   make bench         ztask scenarios on loopback, a table (BENCH_SCALE, BENCH_RUNS, ...: bench/run.py)
+#   make bench-peers   installs gearmand, beanstalkd, redis+celery, parallel from Debian and
+#                      runs the same work on each, with ztask's ratio to each (bench/peers.py)
+# Always measured on a release build, whatever VARIANT says.
+.PHONY: bench-peers bench-progs bench-peer-progs
+
+BENCH_PROGS := $(BUILD)/bench/zt-load $(BUILD)/bench/ceiling $(BUILD)/bench/spawn-loop
+PEER_PROGS  := $(BUILD)/bench/gearman-load $(BUILD)/bench/beanstalk-load
+# Recursively expanded: libgearman may be installed by bench-peers after this file is read.
+GEARMAN_CFLAGS = $(shell pkg-config --cflags gearmand 2>/dev/null)
+GEARMAN_LIBS   = $(shell pkg-config --libs gearmand 2>/dev/null || echo -lgearman)
+
+$(BUILD)/bench/zt-load: $(call obj,bench/zt_load.c) $(COMMON_LIB)
+$(BUILD)/bench/ceiling: $(call obj,bench/ceiling.c)
+$(BUILD)/bench/spawn-loop: $(call obj,bench/spawn_loop.c)
+$(BUILD)/bench/beanstalk-load: $(call obj,bench/beanstalk_load.c)
+$(BENCH_PROGS) $(BUILD)/bench/beanstalk-load:
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(call obj,bench/gearman_load.c): ALL_CFLAGS += $(GEARMAN_CFLAGS)
+$(BUILD)/bench/gearman-load: $(call obj,bench/gearman_load.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(GEARMAN_LIBS) $(LIBS)
+
+bench-progs: $(BENCH_PROGS)
+bench-peer-progs: $(PEER_PROGS)
+
+bench:
+	@$(MAKE) --no-print-directory VARIANT=release all bench-progs
+	@python3 bench/run.py --build build/release
+
+bench-peers:
+	@bench/install-peers.sh
+	@$(MAKE) --no-print-directory VARIANT=release all bench-progs bench-peer-progs
+	@python3 bench/peers.py --build build/release

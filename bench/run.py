@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""ztask benchmark: `make bench` runs this.
+
+    python3 bench/run.py [--build build/release] [--out FILE.md]
+
+Starts a fresh master (port 0, 127.0.0.1) and workers for every run of
+every scenario, drives it with bench programs built under BUILD/bench/
+(zt-load speaks the protocol directly), and prints one table: tasks/s
+(median of the runs, with their spread), p50/p99 latency where it is
+measured, the master's peak RSS, and CPU seconds of master / workers /
+client over the measured window (from /proc/PID/stat), also as
+microseconds per task.
+
+Environment:
+  BENCH_SCALE     multiply every N (default 1; 0.1 for a quick look)
+  BENCH_RUNS      runs per scenario, the median is reported (default 3)
+  BENCH_PREFETCH  master --prefetch values to try (default "0 64")
+  BENCH_THREADS   threads per worker in the fn noop scenarios (default 4)
+  BENCH_ONLY      a regular expression: run only scenarios whose name matches
+  BENCH_KEEP      1: keep the run directory (databases, logs)
+
+Durable scenarios put their database in BUILD/bench/run/ (on the disk the
+build lives on: its filesystem type is printed, since fsync cost depends
+on it). Numbers are only comparable within one run of this script:
+quote ratios against baselines measured in the same run.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (BenchError, Cluster, Row, env_float, env_int, format_table,  # noqa: E402
+                      fs_type, install_signal_exit, last_json, machine_header, machine_info,
+                      prepare_workdir, run_client, say, scaled)
+
+
+class Bench:
+    def __init__(self, build, workdir):
+        self.bin = os.path.join(build, "bin")
+        self.bench_bin = os.path.join(build, "bench")
+        self.workdir = workdir
+        self.scale = env_float("BENCH_SCALE", 1.0)
+        self.runs = max(1, env_int("BENCH_RUNS", 3))
+        self.prefetch = [int(x) for x in os.environ.get("BENCH_PREFETCH", "0 64").split()]
+        self.threads = env_int("BENCH_THREADS", 4)
+        only = os.environ.get("BENCH_ONLY", "")
+        self.only = re.compile(only) if only else None
+        self.rows = []
+
+    def wanted(self, name):
+        return self.only is None or self.only.search(name) is not None
+
+    def tool(self, name):
+        return os.path.join(self.bench_bin, name)
+
+    def timeout_for(self, n, min_rate=500):
+        """A client's time limit: generous (min_rate tasks/s), but finite."""
+        return max(60, int(n / min_rate))
+
+    def scenario(self, name, n, fn, unit="tasks/s"):
+        """Runs fn(row) self.runs times (fn appends to row.rates/row.runs)."""
+        if not self.wanted(name):
+            return None
+        row = Row(name, n, unit)
+        self.rows.append(row)
+        say(f"== {name} (N={n:,}, {self.runs} runs)")
+        for i in range(self.runs):
+            try:
+                fn(row)
+            except BenchError as e:
+                row.error = str(e)[:300]
+                say(f"   run {i + 1}: FAILED: {e}")
+                break
+            say(f"   run {i + 1}: {row.rates[-1]:,.0f} {unit}  {row.runs[-1].get('say', '')}")
+        return row
+
+    # ---- one measured run on a fresh cluster ----
+
+    def throughput_run(self, row, n, workers, threads, prefetch, db="bench.db", sync="full",
+                       exec_=False):
+        cl = Cluster(self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
+                     workers=workers, threads=threads)
+        try:
+            cl.start()
+            cpu0 = cl.cpu()
+            argv = [self.tool("zt-load"), "--master", cl.api, "throughput", "--n", str(n),
+                    "--timeout", str(self.timeout_for(n))]
+            if exec_:
+                argv.append("--exec")
+            out, wall, ccpu = run_client(argv, self.timeout_for(n) + 30,
+                                         os.path.join(self.workdir, "client.log"))
+            cpu1 = cl.cpu()
+            res = last_json(out)
+            run = {"rate": res["tasks_per_s"], "submit_s": res["submit_s"],
+                   "rss_kb": cl.master_peak_kb(),
+                   "cpu": {"master": cpu1["master"] - cpu0["master"],
+                           "workers": cpu1["workers"] - cpu0["workers"], "client": ccpu}}
+            if workers > 8:
+                wout, _ = cl.cli("workers", "--json")
+                run["done"] = [json.loads(l)["done"] for l in wout.splitlines() if l.strip()]
+        finally:
+            cl.stop()
+        row.rates.append(run["rate"])
+        row.runs.append(run)
+        return run
+
+    # ---- scenarios ----
+
+    def noop_workers(self):
+        n = scaled(200000, self.scale, 1000)
+        for pf in self.prefetch:
+            for w in (1, 2, 4):
+                self.scenario(f"fn noop, {w} worker{'s' if w > 1 else ''}, sync full, prefetch {pf}",
+                              n, lambda row, w=w, pf=pf: self.throughput_run(
+                                  row, n, w, self.threads, pf))
+
+    def sync_modes(self):
+        n = scaled(200000, self.scale, 1000)
+        pf = self.prefetch[-1]
+        for label, db, sync in (("sync interval", "bench.db", "interval"),
+                                ("sync off", "bench.db", "off"),
+                                ("--db :memory:", ":memory:", "off")):
+            self.scenario(f"fn noop, 2 workers, {label}, prefetch {pf}", n,
+                          lambda row, db=db, sync=sync: self.throughput_run(
+                              row, n, 2, self.threads, pf, db=db, sync=sync))
+
+    def exec_true(self):
+        """ztask exec `true` against posix_spawn with 2 in flight; runs are
+        interleaved (baseline, ztask, baseline, ...) so both see the same
+        machine. ztask gets one worker with 2 threads: 2 in flight too."""
+        n = scaled(5000, self.scale, 200)
+        pairs = []
+        base = Row(f"posix_spawn loop `true`, 2 in flight (baseline)", n)
+        for pf in self.prefetch:
+            name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}"
+            if self.wanted(name):
+                pairs.append((pf, Row(name, n)))
+        if not pairs:
+            return
+        self.rows.append(base)
+        for _, r in pairs:
+            self.rows.append(r)
+        say(f"== exec `true` vs posix_spawn (N={n:,}, {self.runs} runs)")
+        for i in range(self.runs):
+            try:
+                out, wall, cpu = run_client([self.tool("spawn-loop"), "--n", str(n),
+                                             "--inflight", "2", "--", "true"], 300)
+                res = last_json(out)
+                base.rates.append(res["tasks_per_s"])
+                base.runs.append({"cpu": {"client": cpu}})
+                say(f"   run {i + 1}: spawn loop {res['tasks_per_s']:,.0f}/s")
+                for pf, r in pairs:
+                    if r.error:
+                        continue
+                    try:
+                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True)
+                        say(f"   run {i + 1}: ztask prefetch {pf}: {run['rate']:,.0f}/s")
+                    except BenchError as e:
+                        r.error = str(e)[:300]
+            except BenchError as e:
+                base.error = str(e)[:300]
+                break
+        b = base.rate()
+        for _, r in pairs:
+            if b and r.rate():
+                r.note = f"{r.rate() / b:.2f}x the spawn loop (target >= 0.90)"
+
+    def submit_1m(self):
+        n = scaled(1000000, self.scale, 10000)
+        name = f"submit {n:,} fn noop tasks (CLI), no workers, sync full"
+
+        def one(row):
+            cl = Cluster(self.bin, self.workdir, db="bench.db", sync="full", workers=0)
+            try:
+                cl.start()
+                rss0 = cl.master_rss_kb()
+                cpu0 = cl.cpu()
+                out, wall = cl.cli("submit", "--fn", "noop", "--array", f"1-{n}", "--json",
+                                   timeout=self.timeout_for(n, 2000))
+                rss1 = cl.master_rss_kb()
+                cpu1 = cl.cpu()
+                job = json.loads(out.strip().splitlines()[-1])
+                if job.get("tasks") != n:
+                    raise BenchError(f"submitted {job}")
+                run = {"rate": n / wall, "submit_s": wall, "rss_kb": cl.master_peak_kb(),
+                       "bytes_per_task": (rss1 - rss0) * 1024 / n,
+                       "cpu": {"master": cpu1["master"] - cpu0["master"]},
+                       "say": f"submit {wall:.2f}s, RSS +{(rss1 - rss0) / 1024:.0f} MiB"}
+            finally:
+                cl.stop()
+            row.rates.append(run["rate"])
+            row.runs.append(run)
+
+        row = self.scenario(name, n, one, unit="submitted/s")
+        if row and row.runs and not row.error:
+            r = row.median_run()
+            row.note = (f"accepted in {r['submit_s']:.2f}s (target < 10 s for 1M); "
+                        f"{r['bytes_per_task']:.0f} B/task queued "
+                        f"(target: 1M under 512 MiB, i.e. < 537 B/task)")
+
+    def many_workers(self):
+        n = scaled(200000, self.scale, 2000)
+        for pf in self.prefetch:
+            def one(row, pf=pf):
+                run = self.throughput_run(row, n, 64, 1, pf)
+                done = run["done"]
+                mean = statistics.mean(done)
+                dev = max(abs(d - mean) for d in done) / mean * 100 if mean else 0
+                run["fair_dev"] = dev
+                run["say"] = f"per-worker done {min(done)}..{max(done)}, max deviation {dev:.0f}%"
+
+            row = self.scenario(f"fn noop, 64 workers x 1 thread, sync full, prefetch {pf}",
+                                n, one)
+            if row and row.runs and not row.error:
+                devs = [r["fair_dev"] for r in row.runs]
+                worst = max(devs)
+                row.note = (f"fairness: per-worker done within {worst:.0f}% of the mean "
+                            f"(worst run; target 20%: {'ok' if worst <= 20 else 'NOT MET'})")
+
+    def latency(self):
+        samples = scaled(1000, self.scale, 100)
+        for label, db, sync in (("--db :memory:", ":memory:", "off"),
+                                ("durable, sync full", "bench.db", "full"),
+                                ("durable, sync interval", "bench.db", "interval")):
+            def one(row, db=db, sync=sync):
+                cl = Cluster(self.bin, self.workdir, db=db, sync=sync, workers=1, threads=1)
+                try:
+                    cl.start()
+                    cpu0 = cl.cpu()
+                    out, wall, ccpu = run_client(
+                        [self.tool("zt-load"), "--master", cl.api, "latency", "--samples",
+                         str(samples), "--timeout", "300"], 330,
+                        os.path.join(self.workdir, "client.log"))
+                    cpu1 = cl.cpu()
+                    res = last_json(out)
+                    run = {"rate": 1000.0 / res["mean_ms"], "p50": res["p50_ms"],
+                           "p99": res["p99_ms"], "rss_kb": cl.master_peak_kb(),
+                           "poll_rtt_us": res["poll_rtt_us"],
+                           "cpu": {"master": cpu1["master"] - cpu0["master"],
+                                   "workers": cpu1["workers"] - cpu0["workers"],
+                                   "client": ccpu},
+                           "say": f"p50 {res['p50_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms"}
+                finally:
+                    cl.stop()
+                row.rates.append(run["rate"])
+                row.runs.append(run)
+
+            row = self.scenario(f"single-task round trip, {label}", samples, one,
+                                unit="round trips/s")
+            if row and row.runs and not row.error:
+                row.p50 = statistics.median(r["p50"] for r in row.runs)
+                row.p99 = statistics.median(r["p99"] for r in row.runs)
+                rtt = statistics.median(r["poll_rtt_us"] for r in row.runs)
+                row.note = (f"submit -> finished status, polled (status RTT {rtt:.0f} us); "
+                            f"target :memory: p50 < 0.5 ms, p99 < 2 ms")
+
+    def run_all(self):
+        self.noop_workers()
+        self.sync_modes()
+        self.exec_true()
+        self.submit_1m()
+        self.many_workers()
+        self.latency()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build/release")
+    ap.add_argument("--out", help="also write the table as markdown to this file")
+    args = ap.parse_args()
+    install_signal_exit()
+    workdir = prepare_workdir(os.path.join(args.build, "bench", "run"))
+    info = machine_info()
+    bench = Bench(args.build, workdir)
+    t0 = time.monotonic()
+    say(machine_header(info))
+    try:
+        bench.run_all()
+    except KeyboardInterrupt:
+        say("interrupted; the table so far:")
+    finally:
+        if os.environ.get("BENCH_KEEP") != "1":
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - t0
+    extra = (f"; database on {fs_type(args.build)}; BENCH_SCALE={bench.scale:g} "
+             f"runs={bench.runs} threads/worker={bench.threads}; took {elapsed:.0f} s")
+    head = machine_header(info, extra)
+    print()
+    print(head)
+    print(format_table(bench.rows))
+    out = args.out or os.path.join(args.build, "bench", "last-run.md")
+    with open(out, "w") as f:
+        f.write(head + "\n\n" + format_table(bench.rows, markdown=True) + "\n")
+    say(f"(markdown copy: {out})")
+    return 1 if any(r.error for r in bench.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
