@@ -114,17 +114,21 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
                                    spec->retries, text, strcmp(needs, "fn") ? needs : NULL, &id);
         int cls = sched_class(self->sched, needs);
         free(needs);
-        free(text);
         if (rc != 0) {
+            free(text);
+            for (int k = 0; k < p->ntasks; k++)
+                free(p->tasks[k].spec);
             p->new_job = NULL;
             free(p->tasks);
             free(p);
             goto storage_failed;
         }
-        p->tasks[i] = (pending_task_t){id, spec->priority, spec->retries, cls};
+        p->tasks[i] = (pending_task_t){id, spec->priority, spec->retries, cls, text};
         p->ntasks++;
     }
     if (p->close && store_job_close(self->store, job->id) != 0) {
+        for (int k = 0; k < p->ntasks; k++)
+            free(p->tasks[k].spec);
         p->new_job = NULL;
         free(p->tasks);
         free(p);

@@ -46,7 +46,9 @@ static void s_usage(FILE *out)
 "  --liveness N         missed heartbeats before a worker is dead (default 3)\n"
 "  --lease SEC          a task sent to a worker must start within SEC (default 10)\n"
 "  --recovery-grace SEC after a restart, wait SEC for workers to claim their tasks (default 5)\n"
-"  --prefetch N         tasks sent to a worker beyond its free threads (default 0)\n"
+"  --prefetch N|auto    tasks sent to a worker beyond its free threads; auto (default)\n"
+"                       sends more the shorter that worker's recent tasks are, and\n"
+"                       none while they take 20 ms or more\n"
 "  --crash-limit N      a task whose workers die N times fails (default 5)\n"
 "  --retry-backoff-ms N first retry delay, doubled per attempt (default 500)\n"
 "  --curve-secret FILE  the master's key file (from ztask keygen): turns on CURVE\n"
@@ -179,7 +181,12 @@ int main(int argc, char **argv)
         case O_LIVE: rc = s_int_opt("liveness", optarg, 1, 100, &cfg.liveness); break;
         case O_LEASE: rc = s_sec_opt("lease", optarg, &cfg.lease_ms); break;
         case O_GRACE: rc = s_sec_opt("recovery-grace", optarg, &cfg.recovery_grace_ms); break;
-        case O_PREFETCH: rc = s_int_opt("prefetch", optarg, 0, 10000, &cfg.prefetch); break;
+        case O_PREFETCH:
+            if (strcmp(optarg, "auto") == 0)
+                cfg.prefetch = -1;
+            else
+                rc = s_int_opt("prefetch", optarg, 0, 10000, &cfg.prefetch);
+            break;
         case O_CRASH: rc = s_int_opt("crash-limit", optarg, 1, 1000, &cfg.crash_limit); break;
         case O_BACKOFF: rc = s_int_opt("retry-backoff-ms", optarg, 0, 3600000, &cfg.retry_backoff_ms); break;
         case O_LOG:

@@ -24,7 +24,7 @@ void master_config_defaults(master_config_t *cfg)
     cfg->liveness = 3;
     cfg->lease_ms = 10000;
     cfg->recovery_grace_ms = 5000;
-    cfg->prefetch = 0;
+    cfg->prefetch = -1;
     cfg->crash_limit = 5;
     cfg->retry_backoff_ms = 500;
     cfg->flush_ms = 5;
@@ -310,6 +310,8 @@ void master_retention(master_t *self)
 
 static void s_pending_free(pending_submit_t *p)
 {
+    for (int i = 0; i < p->ntasks; i++)
+        free(p->tasks[i].spec);
     zmqx_frames_free(&p->envelope);
     s_job_free(p->new_job);
     free(p->tasks);
@@ -346,9 +348,14 @@ static void s_pending_commit(master_t *self)
             if (job->cancelled)
                 job->cancelled_n += p->ntasks;
             else {
-                for (int i = 0; i < p->ntasks; i++)
-                    sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority,
-                              p->tasks[i].cls, 0, p->tasks[i].retries, 0);
+                for (int i = 0; i < p->ntasks; i++) {
+                    sched_task_t *t = sched_add(self->sched, p->tasks[i].id, job->id,
+                                                p->tasks[i].priority, p->tasks[i].cls, 0,
+                                                p->tasks[i].retries, 0);
+                    /* Keep the spec in memory until dispatch: no read back. */
+                    t->spec = p->tasks[i].spec;
+                    p->tasks[i].spec = NULL;
+                }
                 job->queued += p->ntasks;
             }
             job->total += p->ntasks;
@@ -388,10 +395,22 @@ int master_flush(master_t *self)
 {
     if (!self->njournal && !self->pending && !store_dirty(self->store))
         return 0;
+    /* A task dispatched and finished within one flush needs only its
+       finish written: the finish row carries attempt and worker too. This
+       halves the writes of short tasks under load. */
+    imap_t *finished = imap_new();
+    for (size_t k = 0; k < self->njournal; k++)
+        if (self->journal[k].type == J_FINISH)
+            imap_put(finished, self->journal[k].task, &self->journal[k]);
     size_t i;
-    for (i = 0; i < self->njournal; i++)
-        if (s_apply(self->store, &self->journal[i]) != 0)
+    for (i = 0; i < self->njournal; i++) {
+        const jop_t *op = &self->journal[i];
+        if (op->type == J_ASSIGN && imap_get(finished, op->task))
+            continue;
+        if (s_apply(self->store, op) != 0)
             break;
+    }
+    imap_destroy(&finished);
     if (i == self->njournal && store_commit(self->store) == 0) {
         for (i = 0; i < self->njournal; i++) {
             free(self->journal[i].worker);

@@ -27,7 +27,9 @@ typedef struct {
     int liveness;              /* missed intervals before a worker is dead; default 3 */
     int lease_ms;              /* a dispatched task must start within this; default 10000 */
     int recovery_grace_ms;     /* after a restart, wait this long for workers to claim tasks */
-    int prefetch;              /* tasks sent beyond a worker's free threads; default 0 */
+    int prefetch;              /* tasks sent beyond a worker's free threads; -1 = auto
+                                  (default): none for long tasks, more the shorter
+                                  that worker's recent tasks are */
     int crash_limit;           /* worker deaths while running a task before it fails; default 5 */
     int retry_backoff_ms;      /* first retry delay, doubled per attempt; default 500 */
     int flush_ms;              /* grouped commit interval; default 5 */

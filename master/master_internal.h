@@ -66,6 +66,7 @@ typedef struct {
     int32_t priority;
     int retries;
     int cls;
+    char *spec;              /* normalized spec text, owned */
 } pending_task_t;
 
 /* A submit waiting for its commit before it is acknowledged. */

@@ -97,6 +97,7 @@ sched_t *sched_new(void)
 
 static void s_free_task(sched_task_t *t)
 {
+    free(t->spec);
     free(t->worker_name);
     free(t->out[0]);
     free(t->out[1]);

@@ -60,6 +60,7 @@ typedef struct sched_task {
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
     struct worker *worker;    /* borrowed from the registry, NULL when none */
     struct sched_task *wprev, *wnext;   /* the worker's list of its tasks */
+    char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *out[2];             /* live stdout/stderr of a running task, owned */
     size_t outlen[2];
     uint32_t gen;             /* matches the current heap entry */

@@ -193,7 +193,8 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             sched_task_t *t = sched_pop(self->sched, now, s_accepts, w);
             if (!t)
                 break;
-            char *spec = store_task_spec(self->store, t->id);
+            char *spec = t->spec ? t->spec : store_task_spec(self->store, t->id);
+            t->spec = NULL;   /* a requeued task reads it back from the store */
             if (!spec) {
                 log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
                           store_error(self->store));
@@ -240,6 +241,23 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
     }
 }
 
+/* Tasks sent beyond a worker's free threads. Prefetch hides the round trip
+   of tiny tasks, but a prefetched task waits in that worker's queue: behind
+   long tasks it would be parked while another worker idles. So in auto mode
+   a worker earns prefetch only while its recent tasks are short. */
+static int s_prefetch(const master_t *self, const worker_t *w)
+{
+    if (self->cfg.prefetch >= 0)
+        return self->cfg.prefetch;
+    if (w->samples < w->threads)
+        return 0;
+    if (w->task_ms < 2.0) {
+        int extra = 16 * w->threads;
+        return extra > 256 ? 256 : extra;
+    }
+    return w->task_ms < 20.0 ? w->threads : 0;
+}
+
 void tasks_dispatch(master_t *self, int64_t now)
 {
     size_t count = registry_count(self->registry);
@@ -252,7 +270,7 @@ void tasks_dispatch(master_t *self, int64_t now)
         worker_t *w = registry_next(self->registry, &pos);
         if (!w || !w->alive || w->draining || !w->pipe)
             continue;
-        int credit = w->threads + self->cfg.prefetch - w->inflight;
+        int credit = w->threads + s_prefetch(self, w) - w->inflight;
         if (credit <= 0 || !s_pipe_ready(self, w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
@@ -274,6 +292,12 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
     sched_task_t *t = sched_get(self->sched, res->task);
     bool current = t && t->attempt == res->attempt
                    && (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING);
+    if (current && t->worker && res->started > 0 && res->finished >= res->started) {
+        worker_t *w = t->worker;
+        double ms = (res->finished - res->started) * 1000.0;
+        w->task_ms = w->samples ? 0.8 * w->task_ms + 0.2 * ms : ms;
+        w->samples++;
+    }
     char *outcome = proto_result_encode(res);
     if (!current) {
         bool found = t != NULL;

@@ -41,6 +41,7 @@ static void s_env_start_keep(env_t *e, int lease_ms, int keep_jobs)
     cfg.lease_ms = lease_ms;
     cfg.retry_backoff_ms = 10;
     cfg.keep_jobs = keep_jobs;
+    cfg.prefetch = 0;   /* credits are exactly the free threads here */
     char err[256];
     e->master = master_new(&cfg, err, sizeof err);
     ck_assert_msg(e->master != NULL, "%s", err);
