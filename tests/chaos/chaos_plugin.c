@@ -1,13 +1,17 @@
 /*  chaos_plugin: task functions for the fault-storm scenarios (tests/chaos).
 
-    record  {"file":PATH, "ms":N, "crash_index":K}
+    record  {"file":PATH, "ms":N, "crash_index":K, "late_crash_index":L,
+             "late_crash_ms":M}
         Appends one line "TASK ATTEMPT PID JOB INDEX\n" to PATH, then sleeps
         N milliseconds (0 by default, polling cancelled()), and returns
         [INDEX, ATTEMPT, PID]. The line is written first, so every attempt
         that started is on record even when its worker is killed a moment
         later: that is what lets the checker count extra executions. When
-        INDEX equals crash_index the function aborts the whole worker after
-        writing its line (the poison task).
+        INDEX equals crash_index the function aborts the whole worker right
+        after writing its line (a poison task that kills its worker before
+        the worker can even report that it started); when INDEX equals
+        late_crash_index it aborts after M ms (default 500: a poison task
+        the master has seen start).
 
     The line is one write(2) on an O_APPEND descriptor, far below PIPE_BUF,
     so lines from concurrent threads and processes never interleave, and a
@@ -52,8 +56,15 @@ static int s_record(const ztask_call_t *call, char **result, char **error)
     }
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(args, "ms");
     const cJSON *crash = cJSON_GetObjectItemCaseSensitive(args, "crash_index");
+    const cJSON *late = cJSON_GetObjectItemCaseSensitive(args, "late_crash_index");
+    const cJSON *late_ms = cJSON_GetObjectItemCaseSensitive(args, "late_crash_ms");
     long sleep_ms = cJSON_IsNumber(ms) && ms->valuedouble > 0 ? (long) ms->valuedouble : 0;
     bool poison = cJSON_IsNumber(crash) && (int64_t) crash->valuedouble == call->index;
+    long crash_after = -1;
+    if (cJSON_IsNumber(late) && (int64_t) late->valuedouble == call->index)
+        crash_after = cJSON_IsNumber(late_ms) && late_ms->valuedouble >= 0
+                          ? (long) late_ms->valuedouble
+                          : 500;
 
     char line[160];
     int n = snprintf(line, sizeof line, "%" PRId64 " %d %ld %" PRId64 " %" PRId64 "\n",
@@ -72,6 +83,10 @@ static int s_record(const ztask_call_t *call, char **result, char **error)
     }
     if (poison)
         abort();
+    if (crash_after >= 0) {
+        s_nap_ms(crash_after);
+        abort();
+    }
     for (long left = sleep_ms; left > 0 && !call->cancelled(call); left -= SLICE_MS)
         s_nap_ms(left < SLICE_MS ? left : SLICE_MS);
     if (asprintf(result, "[%" PRId64 ",%d,%ld]", call->index, call->attempt, (long) getpid()) < 0) {
