@@ -31,6 +31,8 @@ WORKDIR /src
 COPY . .
 RUN make -j"$(nproc)" all \
  && strip build/release/bin/* build/release/lib/libmytasks.so
+# Marks this stage's (untagged) image, so a cleanup can find old ones.
+LABEL org.opencontainers.image.title="ztask-build"
 
 FROM ${BASE_IMAGE}
 ARG DEBIAN_FRONTEND=noninteractive

@@ -73,9 +73,15 @@ teardown() {
     [ -n "${cli_ctr:-}" ] && docker rm -f "$cli_ctr" >/dev/null 2>&1
     dc 120 down -v --remove-orphans -t 10 >>"$logdir/down.log" 2>&1
     # The image stays (the next run builds on it); older ones that a rebuild
-    # untagged go, so repeated runs do not fill the disk.
+    # untagged go, so repeated runs do not fill the disk. Of the build
+    # stage's untagged images the newest stays: it holds the layer cache.
     timeout 60 docker image prune -f --filter label=org.opencontainers.image.title=ztask \
         >>"$logdir/down.log" 2>&1
+    local old
+    old=$(docker images -q --filter dangling=true \
+              --filter label=org.opencontainers.image.title=ztask-build | tail -n +2)
+    [ -n "$old" ] && timeout 60 docker rmi $old >>"$logdir/down.log" 2>&1
+    return 0
 }
 
 on_exit() {
@@ -283,6 +289,7 @@ fi
 
 # Long enough tasks that the job spans several seconds and every worker
 # has tasks in hand when we strike.
+js=$(date +%s)
 job2=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job2.err")
 if [ -z "$job2" ]; then
     fail "job 2: submit: $(tail -n 2 "$logdir/job2.err")"
@@ -306,7 +313,7 @@ else
         fail "job 2: $st"
     fi
     if ztask wait "$job2" --timeout 180 --quiet; then
-        pass "job 2: completes after the kill"
+        pass "job 2: completes after the kill ($(( $(date +%s) - js ))s from submit)"
     else
         fail "job 2: wait exit $?: $(ztask status "$job2" --json 2>&1)"
     fi
@@ -315,6 +322,7 @@ fi
 
 # --------------------------------------------- 3: the master restarted mid-job
 
+js=$(date +%s)
 job3=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job3.err")
 if [ -z "$job3" ]; then
     fail "job 3: submit: $(tail -n 2 "$logdir/job3.err")"
@@ -333,7 +341,7 @@ else
     fi
     wait_health 90 || fail "job 3: master healthy again after the restart"
     if ztask wait "$job3" --timeout 180 --quiet; then
-        pass "job 3: completes after the master restart"
+        pass "job 3: completes after the master restart ($(( $(date +%s) - js ))s from submit)"
     else
         fail "job 3: wait exit $?: $(ztask status "$job3" --json 2>&1)"
     fi
@@ -346,6 +354,7 @@ fi
 # so nothing is flushed on the way out, and the container's restart policy
 # (not the test) starts it again. With --sync full every acknowledged submit
 # and every recorded result is on disk before the reply or the ack.
+js=$(date +%s)
 job4=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job4.err")
 if [ -z "$job4" ]; then
     fail "job 4: submit: $(tail -n 2 "$logdir/job4.err")"
@@ -381,7 +390,7 @@ else
     fi
     wait_health 90 || fail "job 4: master healthy again after the crash"
     if ztask wait "$job4" --timeout 180 --quiet; then
-        pass "job 4: completes after the master crash"
+        pass "job 4: completes after the master crash ($(( $(date +%s) - js ))s from submit)"
     else
         fail "job 4: wait exit $?: $(ztask status "$job4" --json 2>&1)"
     fi
