@@ -83,9 +83,22 @@ int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
     return 0;
 }
 
+/* Creates path for writing, refusing to replace anything there. */
+static FILE *s_create(const char *path, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "w");
+    if (!f)
+        close(fd);
+    return f;
+}
+
 int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, size_t errlen)
 {
-    if (!name || !*name || strchr(name, '/')) {
+    if (!name || !*name || strchr(name, '/') || strcmp(name, ".") == 0
+        || strcmp(name, "..") == 0) {
         snprintf(err, errlen, "a key name must be a plain file name, not '%s'", name ? name : "");
         return -1;
     }
@@ -94,30 +107,36 @@ int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, 
                  zmq_strerror(errno));
         return -1;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.key", dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+    /* Both files are created exclusively: a pair that half-replaces an old
+       one (new .key, old .pub) would lock its owner out without a word. */
+    char key_path[4096], pub_path[4096];
+    snprintf(key_path, sizeof key_path, "%s/%s.key", dir, name);
+    snprintf(pub_path, sizeof pub_path, "%s/%s.pub", dir, name);
+    FILE *kf = s_create(key_path, 0600);
+    if (!kf) {
+        snprintf(err, errlen, "cannot create %s: %s", key_path, strerror(errno));
         return -1;
     }
-    char text[512];
-    int n = snprintf(text, sizeof text,
-                     "# ztask CURVE secret key: keep this file private\n"
-                     "public-key = \"%s\"\nsecret-key = \"%s\"\n",
-                     out->pub, out->sec);
-    bool ok = write(fd, text, (size_t) n) == n;
-    ok = close(fd) == 0 && ok;
+    FILE *pf = s_create(pub_path, 0644);
+    if (!pf) {
+        snprintf(err, errlen, "cannot create %s: %s", pub_path, strerror(errno));
+        fclose(kf);
+        unlink(key_path);
+        return -1;
+    }
+    bool ok = fprintf(kf,
+                      "# ztask CURVE secret key: keep this file private\n"
+                      "public-key = \"%s\"\nsecret-key = \"%s\"\n",
+                      out->pub, out->sec)
+              > 0;
+    ok = fclose(kf) == 0 && ok;
+    ok = fprintf(pf, "# ztask CURVE public key of %s\npublic-key = \"%s\"\n", name, out->pub) > 0
+         && ok;
+    ok = fclose(pf) == 0 && ok;
     if (!ok) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        unlink(path);
-        return -1;
-    }
-    snprintf(path, sizeof path, "%s/%s.pub", dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f || fprintf(f, "# ztask CURVE public key of %s\npublic-key = \"%s\"\n", name, out->pub) < 0
-        || fclose(f) != 0) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot write %s: %s", key_path, strerror(errno));
+        unlink(key_path);
+        unlink(pub_path);
         return -1;
     }
     return 0;

@@ -25,8 +25,9 @@ typedef struct {
     char sec[KEY_Z85_LEN + 1];   /* empty when only the public key is known */
 } keypair_t;
 
-/* Generates a pair and writes DIR/NAME.key (0600, refuses to overwrite) and
-   DIR/NAME.pub. 0 or -1. */
+/* Generates a pair and writes DIR/NAME.key (0600) and DIR/NAME.pub (0644,
+   less the umask). Refuses (-1, nothing written) when either file exists
+   or NAME is not a plain file name. 0 or -1. */
 int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, size_t errlen);
 
 /* Reads a key file: a .key gives both keys, a .pub (or any file with only

@@ -1,0 +1,94 @@
+/*  config: the ztask config file, shared by the CLI and the worker.
+
+    A tiny `key = value` format, one setting per line:
+
+        # where the master is, and our keys
+        master       = build01:5555
+        curve-secret = /home/ana/.config/ztask/ana.key
+        master-key   = /home/ana/.config/ztask/master.pub
+        labels       = gpu, ssd
+
+    Blank lines and lines whose first non-blank character is '#' are
+    ignored. The key is everything before the first '=', the value
+    everything after it, both trimmed of blanks; a value may be wrapped in
+    double quotes (the quotes are dropped). There are no inline comments:
+    '#' and '=' are Z85 characters, so a master-key value may hold them.
+    A key may appear once; unknown keys are errors (a typo must not
+    silently drop a setting). Known keys:
+      master, curve-secret, master-key, request-timeout   (the CLI)
+      master, curve-secret, master-key, threads, name, labels, plugin,
+      allow-exec                                          (ztask-worker)
+    The parser checks only the syntax and the key names; each program
+    validates the values it uses, naming the file and line (config_where).
+
+    Which file: $ZTASK_CONFIG when set (it must exist), else the first of
+    $XDG_CONFIG_HOME/ztask/config (or ~/.config/ztask/config) and
+    /etc/ztask/config that exists; none is fine. A relative path value
+    (config_path) is taken relative to the file's directory.
+
+    Precedence, for every setting: command-line flag > environment
+    variable > config file > built-in default (config_pick).
+
+    Errors fill err with one line, "FILE:LINE: what is wrong".
+    Threads: an instance belongs to one thread; no shared state.
+*/
+#ifndef ZTASK_CONFIG_H
+#define ZTASK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct config config_t;
+
+/* Largest config file read (bytes); a bigger one is an error. */
+#define CONFIG_MAX_BYTES (64 * 1024)
+
+/* Parses len bytes of text (need not be NUL-terminated; a NUL byte is an
+   error). origin names the text in messages and is the base for relative
+   paths (its directory); NULL means "<config>" and the current directory.
+   Returns a new config (caller owns) or NULL with err filled. */
+config_t *config_parse(const char *text, size_t len, const char *origin, char *err,
+                       size_t errlen);
+
+/* Reads and parses the file at path. NULL with err filled (a missing file
+   is an error here too). */
+config_t *config_load(const char *path, char *err, size_t errlen);
+
+/* Finds the config file as described above and loads it into *out (caller
+   owns; NULL when there is none). 0, or -1 with err filled: an unreadable
+   or malformed file, or a $ZTASK_CONFIG that does not exist. */
+int config_load_default(config_t **out, char *err, size_t errlen);
+
+void config_destroy(config_t **p);
+
+/* The value of key (borrowed, valid until destroy), or NULL when the file
+   does not set it. Accepts a NULL config. */
+const char *config_get(const config_t *self, const char *key);
+
+/* Like config_get, but a relative value is joined to the file's directory.
+   Returns a new string (caller frees) or NULL when unset. */
+char *config_path(const config_t *self, const char *key);
+
+/* "FILE:LINE" of key's setting, for messages (borrowed, valid until the
+   next call or destroy), or "" when unset. */
+const char *config_where(config_t *self, const char *key);
+
+/* True when key is one of the known keys listed above. */
+bool config_key_known(const char *key);
+
+/* Where a setting came from, after config_pick. */
+typedef enum {
+    CONFIG_FROM_DEFAULT = 0,
+    CONFIG_FROM_FLAG,
+    CONFIG_FROM_ENV,
+    CONFIG_FROM_FILE
+} config_from_t;
+
+/* Applies the precedence: flag (when non-NULL), else the environment
+   variable env_name (when set and non-empty; env_name may be NULL), else
+   the file's key (cfg may be NULL), else NULL (the caller's default).
+   *from (may be NULL) says which. Returns a borrowed string. */
+const char *config_pick(const char *flag, const char *env_name, const config_t *cfg,
+                        const char *key, config_from_t *from);
+
+#endif

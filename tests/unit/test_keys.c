@@ -1,0 +1,252 @@
+/* keys: generating a pair (files, modes, no overwrite), loading .key and
+   .pub files, allowlists from a directory or one file, and bad input. */
+#include "../../common/keys.h"
+#include "../../common/util.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static char *s_dir;
+
+static void s_setup(void)
+{
+    char tmpl[] = "/tmp/ztask-keys-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    s_dir = xstrdup(tmpl);
+}
+
+static void s_teardown(void)
+{
+    DIR *d = opendir(s_dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *p = xasprintf("%s/%s", s_dir, de->d_name);
+        unlink(p);
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(s_dir);
+    free(s_dir);
+    s_dir = NULL;
+}
+
+static char *s_path(const char *name)
+{
+    return xasprintf("%s/%s", s_dir, name);
+}
+
+static void s_write(const char *name, const char *text)
+{
+    char *p = s_path(name);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+    free(p);
+}
+
+static int s_count_files(void)
+{
+    int n = 0;
+    DIR *d = opendir(s_dir);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(a_generated_pair_loads_back_and_makes_a_curve_pair)
+{
+    keypair_t kp;
+    char err[512] = "";
+    ck_assert_msg(keys_generate(s_dir, "ana", &kp, err, sizeof err) == 0, "%s", err);
+    ck_assert(keys_valid_z85(kp.pub));
+    ck_assert(keys_valid_z85(kp.sec));
+
+    char *key = s_path("ana.key");
+    char *pub = s_path("ana.pub");
+    struct stat st;
+    ck_assert_int_eq(stat(key, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(stat(pub, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0022, 0);   /* nobody else may change it */
+
+    keypair_t back;
+    ck_assert_int_eq(keys_load(key, &back, err, sizeof err), 0);
+    ck_assert_str_eq(back.pub, kp.pub);
+    ck_assert_str_eq(back.sec, kp.sec);
+    ck_assert_int_eq(keys_load(pub, &back, err, sizeof err), 0);
+    ck_assert_str_eq(back.pub, kp.pub);
+    ck_assert_str_eq(back.sec, "");
+
+    /* The public key is the one libzmq derives from the secret. */
+    char derived[41];
+    ck_assert_int_eq(zmq_curve_public(derived, kp.sec), 0);
+    ck_assert_str_eq(derived, kp.pub);
+    free(key);
+    free(pub);
+}
+END_TEST
+
+START_TEST(generate_never_overwrites)
+{
+    keypair_t kp, again;
+    char err[512] = "";
+    ck_assert_int_eq(keys_generate(s_dir, "w1", &kp, err, sizeof err), 0);
+    ck_assert_int_eq(keys_generate(s_dir, "w1", &again, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "w1.key") && strstr(err, "File exists"), "%s", err);
+    keypair_t back;
+    char *key = s_path("w1.key");
+    ck_assert_int_eq(keys_load(key, &back, err, sizeof err), 0);
+    ck_assert_str_eq(back.sec, kp.sec);
+    free(key);
+
+    /* Only the .pub there: refused too, and no .key left behind. */
+    s_write("w2.pub", "public-key = \"x\"\n");
+    ck_assert_int_eq(keys_generate(s_dir, "w2", &again, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "w2.pub") != NULL, "%s", err);
+    char *k2 = s_path("w2.key");
+    ck_assert_int_ne(access(k2, F_OK), 0);
+    free(k2);
+    ck_assert_int_eq(s_count_files(), 3);
+}
+END_TEST
+
+START_TEST(bad_names_and_directories_are_refused)
+{
+    keypair_t kp;
+    char err[512] = "";
+    const char *bad[] = { "", "a/b", ".", "..", "../x" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(keys_generate(s_dir, bad[i], &kp, err, sizeof err), -1);
+        ck_assert_ptr_nonnull(strstr(err, "plain file name"));
+    }
+    ck_assert_int_eq(keys_generate(s_dir, NULL, &kp, err, sizeof err), -1);
+    char *missing = s_path("no/such/dir");
+    ck_assert_int_eq(keys_generate(missing, "k", &kp, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "cannot create"));
+    free(missing);
+    ck_assert_int_eq(s_count_files(), 0);
+}
+END_TEST
+
+START_TEST(bad_key_files_are_refused_with_the_file_name)
+{
+    keypair_t kp;
+    char err[512] = "";
+    char *p = s_path("missing.key");
+    ck_assert_int_eq(keys_load(p, &kp, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "missing.key"));
+    free(p);
+
+    s_write("short.pub", "public-key = \"abc\"\n");
+    s_write("empty.pub", "");
+    s_write("junk.pub", "\x01\x02 not a key at all\n");
+    /* 40 characters, but not Z85 ('~' is not in its alphabet). */
+    s_write("badz85.pub", "public-key = \"~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\"\n");
+    const char *names[] = { "short.pub", "empty.pub", "junk.pub", "badz85.pub" };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        p = s_path(names[i]);
+        ck_assert_int_eq(keys_load(p, &kp, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, names[i]) && strstr(err, "no valid public-key"), "%s", err);
+        free(p);
+    }
+    ck_assert(!keys_valid_z85(NULL));
+    ck_assert(!keys_valid_z85(""));
+    ck_assert(!keys_valid_z85("~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~"));
+}
+END_TEST
+
+START_TEST(an_allowlist_directory_admits_its_pub_and_key_files)
+{
+    keypair_t a, b, c;
+    char err[512] = "";
+    ck_assert_int_eq(keys_generate(s_dir, "a", &a, err, sizeof err), 0);
+    ck_assert_int_eq(keys_generate(s_dir, "b", &b, err, sizeof err), 0);
+    char *bpub = s_path("b.pub");
+    unlink(bpub);   /* b only as its .key: still admitted */
+    free(bpub);
+    ck_assert_int_eq(zmq_curve_keypair(c.pub, c.sec), 0);
+    s_write("notes.txt", c.pub);             /* not a .pub or .key: ignored */
+    s_write("broken.pub", "nothing here\n"); /* unreadable keys are skipped */
+
+    keyset_t *set = keyset_load(s_dir, err, sizeof err);
+    ck_assert_msg(set != NULL, "%s", err);
+    ck_assert_uint_eq(keyset_size(set), 2);   /* a.key and a.pub count once */
+    ck_assert(keyset_has(set, a.pub));
+    ck_assert(keyset_has(set, b.pub));
+    ck_assert(!keyset_has(set, c.pub));
+    ck_assert(!keyset_has(set, ""));
+    keyset_destroy(&set);
+    ck_assert_ptr_null(set);
+    keyset_destroy(&set);
+    ck_assert(!keyset_has(NULL, a.pub));
+    ck_assert_uint_eq(keyset_size(NULL), 0);
+}
+END_TEST
+
+START_TEST(an_allowlist_file_lists_one_key_per_line)
+{
+    char k1[41], s1[41], k2[41], s2[41], k3[41], s3[41];
+    ck_assert_int_eq(zmq_curve_keypair(k1, s1), 0);
+    ck_assert_int_eq(zmq_curve_keypair(k2, s2), 0);
+    ck_assert_int_eq(zmq_curve_keypair(k3, s3), 0);
+    char *text = xasprintf("# the build farm\n\n%s\n   public-key = \"%s\"\n", k1, k2);
+    s_write("clients", text);
+    free(text);
+    char err[512] = "";
+    char *p = s_path("clients");
+    keyset_t *set = keyset_load(p, err, sizeof err);
+    ck_assert_msg(set != NULL, "%s", err);
+    ck_assert_uint_eq(keyset_size(set), 2);
+    ck_assert(keyset_has(set, k1));
+    ck_assert(keyset_has(set, k2));
+    ck_assert(!keyset_has(set, k3));
+    keyset_destroy(&set);
+
+    /* A line that is not a key fails the whole list, with its number: a
+       typo must not silently lock someone out (or in). */
+    text = xasprintf("%s\n# fine\nnot-a-key\n", k1);
+    s_write("clients", text);
+    free(text);
+    set = keyset_load(p, err, sizeof err);
+    ck_assert_ptr_null(set);
+    ck_assert_msg(strstr(err, "clients:3:") != NULL, "%s", err);
+    free(p);
+
+    p = s_path("nope");
+    ck_assert_ptr_null(keyset_load(p, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "cannot read allowlist"));
+    free(p);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("keys");
+    TCase *tc = tcase_create("keys");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_add_test(tc, a_generated_pair_loads_back_and_makes_a_curve_pair);
+    tcase_add_test(tc, generate_never_overwrites);
+    tcase_add_test(tc, bad_names_and_directories_are_refused);
+    tcase_add_test(tc, bad_key_files_are_refused_with_the_file_name);
+    tcase_add_test(tc, an_allowlist_directory_admits_its_pub_and_key_files);
+    tcase_add_test(tc, an_allowlist_file_lists_one_key_per_line);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
