@@ -1,8 +1,11 @@
 /*  harness: see harness.h. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -850,6 +853,8 @@ h_run_t *h_run(char *const argv[], const char *stdin_data, int timeout_ms)
     r->err_len = len[1];
     const char *san = s_sanitizer_line(r->err);
     if (san) {
+        /* The whole report goes to the test's log for the post mortem. */
+        fprintf(stderr, "---- stderr of %s ----\n%.16384s\n---- end ----\n", argv[0], r->err);
         const char *eol = strchr(san, '\n');
         int n = eol ? (int)(eol - san) : (int)strlen(san);
         ck_abort_msg("sanitizer report from %s: %.*s", argv[0], n > 300 ? 300 : n, san);
@@ -1059,6 +1064,55 @@ cJSON **h_results_by_index(cJSON *results, int n)
         by[idx] = (cJSON *)item;
     }
     return by;
+}
+
+/* --------------------------------------------------------------- ports */
+
+/* Binds 127.0.0.1:port as a listener would (SO_REUSEADDR, like libzmq);
+   returns the socket or -1. */
+static int s_try_bind(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int h_free_base_port(void)
+{
+    int lo = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    if (f) {
+        int a, b;
+        if (fscanf(f, "%d %d", &a, &b) == 2 && a > 12000)
+            lo = a;
+        fclose(f);
+    }
+    /* Below the ephemeral range and above the well-known one; random so
+       tests running side by side rarely try the same ports. */
+    unsigned seed = (unsigned)getpid() ^ (unsigned)h_now_ms();
+    for (int attempt = 0; attempt < 500; attempt++) {
+        int port = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10002));
+        int a = s_try_bind(port);
+        if (a < 0)
+            continue;
+        int b = s_try_bind(port + 1);
+        close(a);
+        if (b < 0)
+            continue;
+        close(b);
+        return port;
+    }
+    ck_abort_msg("no free port pair below %d", lo);
+    return -1;
 }
 
 /* ------------------------------------------------------- processes by id */

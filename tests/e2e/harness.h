@@ -200,6 +200,12 @@ cJSON *h_results(h_cluster_t *c, int64_t job, const char *extra);
    array, not the items). Fails the test otherwise. */
 cJSON **h_results_by_index(cJSON *results, int n);
 
+/* A base port P with P and P+1 both free on 127.0.0.1, chosen below the
+   kernel's ephemeral range, so no client connection can take P+1 while a
+   master restarts on P (its reports port). Fails the test when none is
+   found. */
+int h_free_base_port(void);
+
 /* ---- processes by id ---- */
 
 /* True when no process with that pid is alive (zombies count as gone: the
