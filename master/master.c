@@ -498,6 +498,12 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             tasks_on_report(self, buf, len, now);
             free(buf);
         }
+        /* Hand out freed credit before anything that may wait on the disk:
+           a commit's fsync can take long on a busy machine, and workers
+           should not idle through it. Sending a task needs no durability
+           first: its assignment is journalled, and a crash before the
+           commit just runs it again under the same attempt number. */
+        tasks_dispatch(self, now);
         for (int i = 0; i < 500; i++) {
             zmqx_frames_t frames;
             if (zmqx_recv_frames(self->api, &frames, 8, ZMQ_DONTWAIT) != 0) {
@@ -522,10 +528,12 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             self->last_retention = now;
             master_retention(self);
         }
+        /* Submits of this wakeup may have made work: dispatch again, then
+           commit what is due. */
+        tasks_dispatch(self, now);
         if (self->njournal && now >= (self->storage_failing ? self->flush_retry_at
                                                             : self->journal_since + self->cfg.flush_ms))
             master_flush(self);
-        tasks_dispatch(self, now);
     }
     log_info("event=stopping");
     return master_flush(self) == 0 ? 0 : -1;
