@@ -140,8 +140,10 @@ class Proc:
         self.argv = argv
         self.log_path = log_path
         self.log = open(log_path, "wb")
+        # Its own process group, so a SIGKILL reaches what it forked too.
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                  stderr=subprocess.STDOUT, env=env, cwd=cwd)
+                                  stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                  start_new_session=True)
         self.pid = self.p.pid
 
     def alive(self):
@@ -182,7 +184,10 @@ class Proc:
         try:
             return self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             return self.p.wait(timeout=10)
         finally:
             self.log.close()
@@ -192,16 +197,21 @@ class Proc:
         return self.wait(timeout)
 
 
-def run_client(argv, timeout, log_path=None):
+def run_client(argv, timeout, log_path=None, env=None):
     """Runs a client to completion (bounded). Returns (stdout text, wall
     seconds, CPU seconds of the client and anything it reaped)."""
     cpu0 = children_cpu_seconds()
     t0 = time.monotonic()
     err = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    # Its own process group: on a timeout the client and anything it
+    # spawned (workers of a peer's load program) are killed together.
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                         env=env, start_new_session=True)
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                           timeout=timeout)
+        out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         raise BenchError(f"{os.path.basename(argv[0])} overran {timeout}s")
     finally:
         if log_path:
@@ -213,7 +223,7 @@ def run_client(argv, timeout, log_path=None):
         if log_path:
             tail = open(log_path, "rb").read().decode("utf-8", "replace")[-400:]
         raise BenchError(f"{' '.join(argv[:3])}... exit {p.returncode}: {tail.strip()}")
-    return p.stdout.decode(), wall, cpu
+    return out.decode(), wall, cpu
 
 
 def last_json(text):
@@ -233,7 +243,7 @@ class Cluster:
     """
 
     def __init__(self, bin_dir, workdir, db=":memory:", sync="full", prefetch=0, workers=2,
-                 threads=4, master_args=()):
+                 threads=4, master_args=(), master_wrap=(), worker_wrap=(), ready_timeout=20):
         self.bin_dir = bin_dir
         self.workdir = workdir
         self.db = db if db == ":memory:" else os.path.join(workdir, db)
@@ -242,6 +252,11 @@ class Cluster:
         self.nworkers = workers
         self.threads = threads
         self.master_args = list(master_args)
+        # Prefixes for the command lines (valgrind ...), and the readiness
+        # wait to go with them: a program under valgrind starts slowly.
+        self.master_wrap = list(master_wrap)
+        self.worker_wrap = list(worker_wrap)
+        self.ready_timeout = ready_timeout
         self.master = None
         self.workers = []
         self.api = None
@@ -251,11 +266,11 @@ class Cluster:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 if os.path.exists(self.db + suffix):
                     os.unlink(self.db + suffix)
-        self.master = Proc([os.path.join(self.bin_dir, "ztask-master"), "--db", self.db,
-                            "--port", "0", "--bind", "127.0.0.1", "--sync", self.sync,
-                            "--prefetch", str(self.prefetch)] + self.master_args,
+        argv = [os.path.join(self.bin_dir, "ztask-master"), "--db", self.db, "--port", "0",
+                "--bind", "127.0.0.1", "--sync", self.sync, "--prefetch", str(self.prefetch)]
+        self.master = Proc(self.master_wrap + argv + self.master_args,
                            os.path.join(self.workdir, "master.log"))
-        m = self.master.wait_line(r"event=listening api=tcp://([0-9.]+:\d+)", 20)
+        m = self.master.wait_line(r"event=listening api=tcp://([0-9.]+:\d+)", self.ready_timeout)
         self.api = m.group(1)
         self.add_workers(self.nworkers, self.threads)
         return self
@@ -264,13 +279,13 @@ class Cluster:
         new = []
         for _ in range(count):
             i = len(self.workers)
-            w = Proc([os.path.join(self.bin_dir, "ztask-worker"), "--master", self.api,
-                      "--threads", str(threads), "--name", f"bw{i}"],
-                     os.path.join(self.workdir, f"worker{i}.log"))
+            argv = [os.path.join(self.bin_dir, "ztask-worker"), "--master", self.api,
+                    "--threads", str(threads), "--name", f"bw{i}"]
+            w = Proc(self.worker_wrap + argv, os.path.join(self.workdir, f"worker{i}.log"))
             self.workers.append(w)
             new.append(w)
         for w in new:
-            w.wait_line(r"event=registered", 30 + count // 4)
+            w.wait_line(r"event=registered", self.ready_timeout + 10 + count // 4)
 
     def cpu(self):
         """{"master": s, "workers": s}: CPU so far (workers summed, with the
@@ -293,10 +308,11 @@ class Cluster:
         """Workers first (so they can say bye), then the master; bounded."""
         for w in self.workers:
             w.signal(signal.SIGTERM)
+        grace = max(15, self.ready_timeout)
         for w in self.workers:
-            w.wait(15)
+            w.wait(grace)
         if self.master:
-            self.master.stop(15)
+            self.master.stop(grace)
 
     def __enter__(self):
         return self
@@ -369,26 +385,29 @@ def row_cells(row):
             f"{rss / 1024:.0f} MiB" if rss else "-", cpu_s, per_task, row.note]
 
 
-def format_table(rows, markdown=False):
-    header = [c[0] for c in COLUMNS]
-    cells = [row_cells(r) for r in rows]
+def render(header, aligns, cells, markdown=False):
+    """A table: header names, aligns ("<" or ">" per column), rows of cell
+    strings. Plain text with padded columns (the last one free-form), or
+    markdown."""
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---" if a == "<" else "---:" for _, a in COLUMNS) + "|"]
+                 "|" + "|".join("---" if a == "<" else "---:" for a in aligns) + "|"]
         for c in cells:
             lines.append("| " + " | ".join(x.replace("|", "/") for x in c) + " |")
         return "\n".join(lines)
-    widths = [max(len(header[i]), *(len(c[i]) for c in cells)) if cells else len(header[i])
-              for i in range(len(header))]
-    widths[-1] = 0   # the note is last and free-form
+    widths = [max([len(header[i])] + [len(c[i]) for c in cells]) for i in range(len(header))]
+    widths[-1] = 0
 
     def line(vals):
-        out = []
-        for (name, align), v, w in zip(COLUMNS, vals, widths):
-            out.append(v.ljust(w) if align == "<" else v.rjust(w))
-        return "  ".join(out).rstrip()
+        return "  ".join(v.ljust(w) if a == "<" else v.rjust(w)
+                         for a, v, w in zip(aligns, vals, widths)).rstrip()
 
     return "\n".join([line(header)] + [line(c) for c in cells])
+
+
+def format_table(rows, markdown=False):
+    return render([c[0] for c in COLUMNS], [c[1] for c in COLUMNS],
+                  [row_cells(r) for r in rows], markdown)
 
 
 def machine_header(info, extra=""):
