@@ -39,6 +39,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 from benchlib import (BenchError, Proc, Row, env_float, env_int, free_port, fs_type,  # noqa: E402
                       install_signal_exit, last_json, machine_header, machine_info,
@@ -158,7 +159,7 @@ class Peers:
             redis, port = self.server(["redis-server", "--port", "{port}", "--bind", "127.0.0.1",
                                        "--save", "", "--appendonly", "no"], "redis")
             env = dict(os.environ, BENCH_REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                       PYTHONPATH=HERE)
+                       PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1")
             worker = None
             try:
                 worker = Proc([SYS_PYTHON, "-m", "celery", "-A", "celery_load", "worker",

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, Cluster, env_int, install_signal_exit, last_json,  # noqa: E402
                       machine_header, machine_info, prepare_workdir, run_client, say)

@@ -33,6 +33,7 @@ import statistics
 import sys
 import time
 
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, Cluster, Row, env_float, env_int, format_table,  # noqa: E402
                       fs_type, install_signal_exit, last_json, machine_header, machine_info,
