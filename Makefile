@@ -156,7 +156,10 @@ FUZZ_JOBS       ?= $(shell nproc 2>/dev/null || echo 1)
 FUZZ_TARGETS    ?= req reply pipe report spec result range jsonl each keys util
 FUZZ_CHECK_SRC  := $(filter-out tests/fuzz/entry.c,$(wildcard tests/fuzz/*.c))
 
-$(BUILD)/tests/test_fuzz_regress: $(call obj,$(FUZZ_CHECK_SRC))
+# The corpus replay of `make test` links the same checks (objects before libraries).
+$(BUILD)/tests/test_fuzz_regress: $(call obj,tests/unit/test_fuzz_regress.c $(FUZZ_CHECK_SRC)) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(BUILD)/obj/tests/fuzz/entry_%.o: tests/fuzz/entry.c
 	@mkdir -p $(dir $@)

@@ -482,6 +482,9 @@ static int s_error_from(cJSON *o, proto_reply_t *rep, proto_err_t *err)
     }
     memcpy(rep->error.message, m, n);
     rep->error.message[n] = '\0';
+    /* Both are shown and logged by the receiver: one line each. */
+    pu_one_line(rep->error.code);
+    pu_one_line(rep->error.message);
     return 0;
 }
 

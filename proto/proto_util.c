@@ -10,6 +10,23 @@
 
 /* ---------------------------------------------------------------- errors */
 
+void pu_one_line(char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char) s[i];
+        size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+                 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        if (n == 1 && c >= 0x20 && c != 0x7F) {
+            i++;
+        } else if (n > 1 && len - i >= n && utf8_valid(s + i, n)) {
+            i += n;
+        } else {
+            s[i++] = '?';
+        }
+    }
+}
+
 void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
 {
     if (!err)
@@ -19,6 +36,10 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+    /* Messages quote names from the input ("unknown field \"%.64s\""): a
+       name holding "\n" would forge log lines on the master, and "%.64s" or
+       the buffer's end can cut a character in two. */
+    pu_one_line(err->message);
 }
 
 void pj_err_prefix(proto_err_t *err, const char *fmt, ...)

@@ -69,6 +69,11 @@ void pb_ki64(pb_t *b, const char *key, int64_t v);
 void pb_kdbl(pb_t *b, const char *key, double v);
 void pb_kbool(pb_t *b, const char *key, bool v);
 
+/* Makes s fit for one log line and for a user's terminal, in place: every
+   control character (newlines, escapes) and every byte that is not part of
+   valid UTF-8 becomes '?'. Never changes the length. */
+void pu_one_line(char *s);
+
 /* Offset of the first byte of data[0..len) that is not part of valid UTF-8
    (NUL counts as invalid), or len when all of it is valid. */
 size_t pu_utf8_bad_at(const char *data, size_t len);

@@ -1,0 +1,204 @@
+/*  Fuzz checks for common/: CURVE key files and allowlists (read from disk,
+    possibly written by someone else), and the UTF-8 and host:port helpers
+    every decoder and flag parser leans on.
+
+    keys    the input is one file, read both as a key file (keys_load) and
+            as an allowlist file (keyset_load), and compared with an
+            independent whole-line reading of the formats in keys.h: same
+            keys found, same lines refused.
+    util    utf8_valid, the word-at-a-time scanner of proto_util.c and
+            utf8_sanitize agree; hostport_parse either refuses or yields a
+            non-empty host and a port in 1..65535.
+*/
+#include "fuzz.h"
+
+#include "../../common/keys.h"
+#include "../../common/util.h"
+#include "../../proto/proto_util.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- keys */
+
+/* An independent reading of the formats in keys.h, whole line by whole
+   line (a line ends at '\n'; a NUL ends what is read of it, as with any C
+   string). The token rules follow keys.c: after `public-key =` or at the
+   start of a bare line, an optional '"' and then exactly 40 characters up
+   to '"', a blank, '\r' or the end, which must be valid Z85. */
+static bool s_ref_token(const char *p, char out[KEY_Z85_LEN + 1])
+{
+    if (*p == '"')
+        p++;
+    size_t n = 0;
+    while (p[n] && p[n] != '"' && p[n] != '\r' && p[n] != ' ' && p[n] != '\t')
+        n++;
+    if (n != KEY_Z85_LEN)
+        return false;
+    memcpy(out, p, KEY_Z85_LEN);
+    out[KEY_Z85_LEN] = '\0';
+    return keys_valid_z85(out);
+}
+
+static const char *s_ref_skip(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* `NAME = TOKEN` on line (leading blanks already skipped). */
+static bool s_ref_named(const char *p, const char *name, char out[KEY_Z85_LEN + 1])
+{
+    size_t n = strlen(name);
+    if (strncmp(p, name, n) != 0)
+        return false;
+    p = s_ref_skip(p + n);
+    if (*p++ != '=')
+        return false;
+    return s_ref_token(s_ref_skip(p), out);
+}
+
+typedef struct {
+    char pub[KEY_Z85_LEN + 1], sec[KEY_Z85_LEN + 1];  /* key file: last of each */
+    char (*allow)[KEY_Z85_LEN + 1];                   /* allowlist, deduplicated */
+    size_t nallow;
+    bool allow_ok;                                    /* false: a line is not a key */
+} ref_keys_t;
+
+static void s_ref_keys(const uint8_t *data, size_t size, ref_keys_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->allow_ok = true;
+    r->allow = xcalloc(size / 2 + 1, sizeof *r->allow);
+    for (size_t at = 0; at < size;) {
+        const uint8_t *nl = memchr(data + at, '\n', size - at);
+        size_t end = nl ? (size_t) (nl - data) : size;
+        char *line = xstrndup((const char *) data + at, end - at);
+        at = end + 1;
+        const char *p = s_ref_skip(line);
+        char k[KEY_Z85_LEN + 1];
+        if (*p == '#' || *p == '\0' || (*p == '\r' && !p[1])) {
+            free(line);
+            continue;
+        }
+        if (s_ref_named(p, "public-key", k))
+            memcpy(r->pub, k, sizeof k);
+        else if (s_ref_named(p, "secret-key", k))
+            memcpy(r->sec, k, sizeof k);
+        if (s_ref_named(p, "public-key", k) || s_ref_token(p, k)) {
+            bool dup = false;
+            for (size_t i = 0; i < r->nallow && !dup; i++)
+                dup = strcmp(r->allow[i], k) == 0;
+            if (!dup)
+                memcpy(r->allow[r->nallow++], k, sizeof k);
+        } else {
+            while (*p == '\r')
+                p = s_ref_skip(p + 1);
+            if (*p && *p != '#' && strncmp(p, "secret-key", 10) != 0)
+                r->allow_ok = false;
+        }
+        free(line);
+    }
+}
+
+fuzz_verdict_t fuzz_check_keys(const uint8_t *data, size_t size, char *why, size_t whylen)
+{
+    char path[64];
+    int fd = fuzz_memfile(data, size, path, sizeof path);
+    if (fd < 0)
+        return fuzz_broken(why, whylen, "cannot make an in-memory file");
+    ref_keys_t ref;
+    s_ref_keys(data, size, &ref);
+    fuzz_verdict_t v = FUZZ_REJECTED;
+    char err[512] = "";
+    keypair_t kp;
+    if (keys_load(path, &kp, err, sizeof err) == 0) {
+        v = FUZZ_ACCEPTED;
+        if (!keys_valid_z85(kp.pub) || (kp.sec[0] && !keys_valid_z85(kp.sec)))
+            v = fuzz_broken(why, whylen, "keys_load gave an invalid key");
+        else if (strcmp(kp.pub, ref.pub) != 0 || strcmp(kp.sec, ref.sec) != 0)
+            v = fuzz_broken(why, whylen, "keys_load read public %s secret %s, the lines say "
+                            "public %s secret %s", kp.pub, kp.sec[0] ? "set" : "none",
+                            ref.pub[0] ? ref.pub : "none", ref.sec[0] ? "set" : "none");
+    } else if (!err[0]) {
+        v = fuzz_broken(why, whylen, "keys_load refused without a reason");
+    } else if (ref.pub[0]) {
+        v = fuzz_broken(why, whylen, "keys_load refused a file with public-key %s: %s", ref.pub,
+                        err);
+    }
+    if (v == FUZZ_BROKEN)
+        goto out;
+
+    err[0] = '\0';
+    keyset_t *set = keyset_load(path, err, sizeof err);
+    if (set) {
+        v = FUZZ_ACCEPTED;
+        if (!ref.allow_ok)
+            v = fuzz_broken(why, whylen, "allowlist accepted with a line that is not a key");
+        else if (keyset_size(set) != ref.nallow)
+            v = fuzz_broken(why, whylen, "allowlist of %zu keys, the lines hold %zu",
+                            keyset_size(set), ref.nallow);
+        for (size_t i = 0; v == FUZZ_ACCEPTED && i < ref.nallow; i++)
+            if (!keyset_has(set, ref.allow[i]))
+                v = fuzz_broken(why, whylen, "allowlist lacks %s", ref.allow[i]);
+        keyset_destroy(&set);
+    } else if (!err[0]) {
+        v = fuzz_broken(why, whylen, "keyset_load refused without a reason");
+    } else if (ref.allow_ok) {
+        v = fuzz_broken(why, whylen, "allowlist refused though every line is a key, a comment "
+                        "or blank: %s", err);
+    }
+out:
+    free(ref.allow);
+    close(fd);
+    return v;
+}
+
+/* ---------------------------------------------------------------- util */
+
+fuzz_verdict_t fuzz_check_util(const uint8_t *data, size_t size, char *why, size_t whylen)
+{
+    const char *s = (const char *) data;
+    bool valid = utf8_valid(s, size);
+    size_t bad_at = pu_utf8_bad_at(s, size);
+    if (valid != (bad_at == size))
+        return fuzz_broken(why, whylen, "utf8_valid says %d, pu_utf8_bad_at says %zu of %zu",
+                           valid, bad_at, size);
+    if (bad_at < size && utf8_valid(s, bad_at) == false)
+        return fuzz_broken(why, whylen, "the %zu bytes before the bad one are not valid",
+                           bad_at);
+    size_t n;
+    char *clean = utf8_sanitize(s, size, &n);
+    fuzz_verdict_t v = FUZZ_ACCEPTED;
+    if (strlen(clean) != n || !utf8_valid(clean, n))
+        v = fuzz_broken(why, whylen, "utf8_sanitize output is not valid UTF-8");
+    else if (valid && (n != size || memcmp(clean, s, size) != 0))
+        v = fuzz_broken(why, whylen, "utf8_sanitize changed valid text");
+    else if (!valid && n == size && memcmp(clean, s, size) == 0)
+        v = fuzz_broken(why, whylen, "utf8_sanitize left invalid text as it was");
+    free(clean);
+    if (v != FUZZ_ACCEPTED)
+        return v;
+
+    char *text = xstrndup(s, size);
+    char *host = NULL;
+    int port = -1;
+    if (hostport_parse(text, &host, &port) == 0) {
+        if (!host || !*host)
+            v = fuzz_broken(why, whylen, "hostport_parse(\"%.80s\") gave an empty host", text);
+        else if (port != -1 && (port < 1 || port > 65535))
+            v = fuzz_broken(why, whylen, "hostport_parse(\"%.80s\") gave port %d", text, port);
+        else if (!strchr(text, ':') && text[0] != '[' && strcmp(host, text) != 0)
+            v = fuzz_broken(why, whylen, "hostport_parse(\"%.80s\") changed a bare host",
+                            text);
+        else if (strlen(host) > strlen(text))
+            v = fuzz_broken(why, whylen, "hostport_parse(\"%.80s\") host longer than input",
+                            text);
+    }
+    free(host);
+    free(text);
+    return v;
+}
