@@ -23,6 +23,13 @@ proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int
             *rc = CLI_EXIT_UNREACHABLE;
             return NULL;
         }
+        if (cli->curve
+            && client_set_curve(cli->client, cli->server_key, cli->public_key, cli->secret_key)
+                   != 0) {
+            fprintf(stderr, "ztask: authentication failed: the CURVE keys are not valid\n");
+            *rc = CLI_EXIT_AUTH;
+            return NULL;
+        }
     }
     client_err_t err;
     proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);

@@ -10,7 +10,8 @@
       3   cannot reach the master
       4   the master refused the request (or sent a reply we cannot read)
       5   `wait --timeout` expired before the job finished
-      6   authentication failed (reserved for CURVE)
+      6   authentication failed (CURVE: key refused, keys missing or wrong,
+          or an "auth" error reply)
       130 interrupted (Ctrl-C)
 
     Output conventions: results go to stdout, progress and errors to
@@ -21,6 +22,7 @@
 #ifndef ZTASK_CLI_CLI_H
 #define ZTASK_CLI_CLI_H
 
+#include "../common/keys.h"
 #include "../proto/proto.h"
 
 #include <getopt.h>
@@ -52,6 +54,12 @@ typedef struct {
     int port;
     int timeout_ms;       /* per request */
     client_t *client;     /* made on first use by cli_call */
+    /* CURVE (main.c resolves flags, environment and config file): the
+       master's public key and our pair, Z85; all empty when plain TCP. */
+    bool curve;
+    char server_key[KEY_Z85_LEN + 1];
+    char public_key[KEY_Z85_LEN + 1];
+    char secret_key[KEY_Z85_LEN + 1];
 } cli_t;
 
 /* ---- talking to the master ---- */

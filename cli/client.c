@@ -1,6 +1,7 @@
 #include "client.h"
 
 #include "../common/clock.h"
+#include "../common/keys.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
 #include "cli.h"
@@ -16,13 +17,27 @@
    be asked the same question ten times a second. */
 #define RESEND_MIN_MS 1000
 
+/* A handshake that fails "with no detail" is what a wrong --master-key
+   looks like (the master cannot decrypt our HELLO and hangs up), but one
+   such failure can also be a connection cut mid-handshake. libzmq retries
+   within ~0.1-0.3 s, so a second failure without a success in between
+   comes quickly and settles it. */
+#define NO_DETAIL_FAILURES 2
+
 struct client {
     void *ctx;
     void *sock;          /* NULL until the first call, and after a timeout */
+    void *monitor;       /* PAIR receiving sock's handshake events, or NULL */
+    unsigned serial;     /* names monitor endpoints */
+    int no_detail;       /* handshake failures "with no detail" on sock */
     char *endpoint;      /* tcp://HOST:PORT */
     char *address;       /* HOST:PORT, for messages */
     bool ipv6;
     int timeout_ms;
+    bool curve;
+    char server_key[KEY_Z85_LEN + 1];
+    char public_key[KEY_Z85_LEN + 1];
+    char secret_key[KEY_Z85_LEN + 1];
 };
 
 client_t *client_new(const char *host, int port, int timeout_ms)
@@ -44,12 +59,32 @@ client_t *client_new(const char *host, int port, int timeout_ms)
     return self;
 }
 
+int client_set_curve(client_t *self, const char *server_key, const char *public_key,
+                     const char *secret_key)
+{
+    if (self->sock || !keys_valid_z85(server_key) || !keys_valid_z85(public_key)
+        || !keys_valid_z85(secret_key))
+        return -1;
+    memcpy(self->server_key, server_key, sizeof self->server_key);
+    memcpy(self->public_key, public_key, sizeof self->public_key);
+    memcpy(self->secret_key, secret_key, sizeof self->secret_key);
+    self->curve = true;
+    return 0;
+}
+
 static void s_close_socket(client_t *self)
 {
+    if (self->monitor) {
+        if (self->sock)
+            zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(self->monitor);
+        self->monitor = NULL;
+    }
     if (self->sock) {
         zmq_close(self->sock);
         self->sock = NULL;
     }
+    self->no_detail = 0;
 }
 
 void client_destroy(client_t **p)
@@ -59,6 +94,8 @@ void client_destroy(client_t **p)
     client_t *self = *p;
     s_close_socket(self);
     zmq_ctx_term(self->ctx);
+    /* explicit_bzero: a memset before free may be optimised away. */
+    explicit_bzero(self->secret_key, sizeof self->secret_key);
     free(self->endpoint);
     free(self->address);
     free(self);
@@ -68,6 +105,33 @@ void client_destroy(client_t **p)
 const char *client_address(const client_t *self)
 {
     return self->address;
+}
+
+/* Watches the socket's handshakes: over CURVE, a key the master refuses
+   (or a master that wants keys we do not have) otherwise looks just like
+   a master that never answers, and the user would wait out the whole
+   timeout for "cannot reach the master". Without a monitor (it could not
+   be made) that timeout is still the fallback. */
+static void s_monitor(client_t *self)
+{
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://ztask-client-monitor-%p-%u", (void *) self,
+             self->serial++);
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                 | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    void *mon = zmqx_socket(self->ctx, ZMQ_PAIR, 0, 0);
+    if (!mon)
+        return;
+    if (zmq_socket_monitor(self->sock, ep, events) != 0) {
+        zmq_close(mon);
+        return;
+    }
+    if (zmq_connect(mon, ep) != 0) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(mon);
+        return;
+    }
+    self->monitor = mon;
 }
 
 static int s_open_socket(client_t *self, client_err_t *err)
@@ -85,6 +149,19 @@ static int s_open_socket(client_t *self, client_err_t *err)
         int on = 1;
         zmq_setsockopt(self->sock, ZMQ_IPV6, &on, sizeof on);
     }
+    if (self->curve
+        && (zmq_setsockopt(self->sock, ZMQ_CURVE_SERVERKEY, self->server_key, KEY_Z85_LEN) != 0
+            || zmq_setsockopt(self->sock, ZMQ_CURVE_PUBLICKEY, self->public_key, KEY_Z85_LEN) != 0
+            || zmq_setsockopt(self->sock, ZMQ_CURVE_SECRETKEY, self->secret_key, KEY_Z85_LEN)
+                   != 0)) {
+        snprintf(err->message, sizeof err->message,
+                 "cannot use CURVE: %s (libzmq built without it?)", zmq_strerror(errno));
+        err->exit_code = CLI_EXIT_AUTH;
+        s_close_socket(self);
+        return -1;
+    }
+    /* Before connect, or the first handshake's events are lost. */
+    s_monitor(self);
     if (zmq_connect(self->sock, self->endpoint) != 0) {
         snprintf(err->message, sizeof err->message, "cannot connect to %s: %s", self->address,
                  zmq_strerror(errno));
@@ -95,6 +172,82 @@ static int s_open_socket(client_t *self, client_err_t *err)
     return 0;
 }
 
+/* Reads the monitor's pending events. 0, or -1 with err filled when a
+   handshake failed for good (CLI_EXIT_AUTH). */
+static int s_read_monitor(client_t *self, client_err_t *err)
+{
+    for (;;) {
+        zmqx_frames_t f;
+        if (zmqx_recv_frames(self->monitor, &f, 2, ZMQ_DONTWAIT) != 0)
+            return 0;
+        /* Frame 1: 16-bit event id, then a 32-bit value; frame 2: the
+           endpoint. */
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (f.count >= 1 && f.sizes[0] >= 6) {
+            memcpy(&event, f.frames[0], sizeof event);
+            memcpy(&value, (const char *) f.frames[0] + 2, sizeof value);
+        }
+        zmqx_frames_free(&f);
+        const char *why = NULL;
+        char buf[400];
+        switch (event) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            self->no_detail = 0;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            snprintf(buf, sizeof buf,
+                     "the master at %s refused this client's key (status %u): add its .pub "
+                     "file to the master's --clients list, then send the master SIGHUP",
+                     self->address, value);
+            why = buf;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && !self->curve)
+                snprintf(buf, sizeof buf,
+                         "the master at %s requires CURVE keys: give --curve-secret and "
+                         "--master-key (or ZTASK_CURVE_SECRET and ZTASK_MASTER_KEY, or the "
+                         "config file)",
+                         self->address);
+            else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                snprintf(buf, sizeof buf,
+                         "the master at %s does not use CURVE, but this client was given "
+                         "keys",
+                         self->address);
+            else
+                snprintf(buf, sizeof buf,
+                         "the handshake with %s failed (protocol error 0x%x); is --master-key "
+                         "the master's public key?",
+                         self->address, value);
+            why = buf;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            if (++self->no_detail < NO_DETAIL_FAILURES)
+                break;
+            if (self->curve)
+                snprintf(buf, sizeof buf,
+                         "the CURVE handshake with %s failed; is --master-key the master's "
+                         "public key?",
+                         self->address);
+            else
+                snprintf(buf, sizeof buf,
+                         "the master at %s hangs up during the handshake: it probably requires "
+                         "CURVE keys (give --curve-secret and --master-key, or set "
+                         "ZTASK_CURVE_SECRET and ZTASK_MASTER_KEY, or use the config file)",
+                         self->address);
+            why = buf;
+            break;
+        default:
+            break;
+        }
+        if (why) {
+            snprintf(err->message, sizeof err->message, "authentication failed: %s", why);
+            err->exit_code = CLI_EXIT_AUTH;
+            return -1;
+        }
+    }
+}
+
 /* Waits until the socket is readable or until deadline (monotonic ms).
    1 readable, 0 timed out, -1 interrupted or failed (err filled). */
 static int s_wait(client_t *self, int64_t deadline, client_err_t *err)
@@ -103,15 +256,20 @@ static int s_wait(client_t *self, int64_t deadline, client_err_t *err)
         int64_t left = deadline - clock_mono_ms();
         if (left <= 0)
             return 0;
-        zmq_pollitem_t item = { self->sock, 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll(&item, 1, (long) left);
+        zmq_pollitem_t items[2] = { { self->sock, 0, ZMQ_POLLIN, 0 },
+                                    { self->monitor, 0, ZMQ_POLLIN, 0 } };
+        int rc = zmq_poll(items, self->monitor ? 2 : 1, (long) left);
         if (cli_interrupted()) {
             snprintf(err->message, sizeof err->message, "interrupted");
             err->exit_code = CLI_EXIT_INTERRUPTED;
             return -1;
         }
-        if (rc > 0)
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN) && s_read_monitor(self, err) != 0)
+            return -1;
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             return 1;
+        if (rc > 0)
+            continue;
         if (rc < 0 && errno != EINTR) {
             snprintf(err->message, sizeof err->message, "waiting for the master: %s",
                      zmq_strerror(errno));
@@ -136,7 +294,8 @@ static proto_reply_t *s_decode(const char *buf, size_t len, proto_req_type_t typ
         return NULL;
     }
     if (!rep->ok) {
-        snprintf(err->message, sizeof err->message, "%s (%s)",
+        snprintf(err->message, sizeof err->message, "%s%s (%s)",
+                 strcmp(rep->error.code, PROTO_E_AUTH) == 0 ? "authentication failed: " : "",
                  rep->error.message[0] ? rep->error.message : "request refused",
                  rep->error.code[0] ? rep->error.code : "error");
         err->exit_code = cli_exit_for_error_code(rep->error.code);

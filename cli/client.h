@@ -18,6 +18,16 @@
     harmless. Requests that change state (submit, cancel, drain, forget)
     are sent exactly once.
 
+    CURVE (client_set_curve): the socket is a CURVE client of the master,
+    which admits our public key only when it is in its --clients list.
+    Every socket has a handshake monitor: a handshake the master refuses
+    (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH), a mechanism mismatch (the master
+    wants CURVE and we have no keys, or the reverse:
+    HANDSHAKE_FAILED_PROTOCOL) or two failed handshakes in a row with no
+    detail (a wrong master key: the master cannot read our HELLO) end the
+    call at once with CLI_EXIT_AUTH and "authentication failed: ..."
+    instead of waiting out the timeout.
+
     Errors: calls fill a client_err_t with the exit code the CLI should
     end with (docs/cli.md) and a message for the user; they never print.
 
@@ -42,7 +52,14 @@ typedef struct {
    address without brackets). Does not connect yet. NULL only when ZeroMQ
    cannot make a context. */
 client_t *client_new(const char *host, int port, int timeout_ms);
+/* Wipes the secret key and frees. Accepts NULL, nulls *p. */
 void client_destroy(client_t **p);
+
+/* Makes the client talk CURVE: the master's public key and our pair, 40
+   Z85 characters each (copied). Call before the first client_call. 0, or
+   -1 when a key is not valid Z85 or a socket already exists. */
+int client_set_curve(client_t *self, const char *server_key, const char *public_key,
+                     const char *secret_key);
 
 /* "HOST:PORT" as given (borrowed). */
 const char *client_address(const client_t *self);
@@ -50,7 +67,8 @@ const char *client_address(const client_t *self);
 /* Sends req and waits for its reply. Returns the reply (caller owns; it
    is always ok) or NULL with err filled: CLI_EXIT_UNREACHABLE on timeout,
    CLI_EXIT_REFUSED for an error reply or a reply we cannot read,
-   CLI_EXIT_AUTH for an "auth" error, CLI_EXIT_INTERRUPTED when the
+   CLI_EXIT_AUTH for an "auth" error reply or a failed handshake (see
+   CURVE above), CLI_EXIT_INTERRUPTED when the
    interrupted flag (cli_interrupted) was raised while waiting.
    retry_safe: the request only reads, so it may be resent. */
 proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_safe,

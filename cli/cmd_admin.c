@@ -1,5 +1,7 @@
-/*  Commands that change the master's state: ztask cancel, drain, forget,
-    and the placeholder keygen. Each request is sent once (never resent). */
+/*  Commands that change state: ztask cancel, drain, forget (on the
+    master; each request is sent once, never resent), and keygen (local
+    files only). */
+#include "../common/keys.h"
 #include "../common/util.h"
 #include "cli.h"
 
@@ -170,18 +172,65 @@ int cmd_forget(cli_t *cli, int argc, char **argv)
 /* ---------------------------------------------------------------- keygen */
 
 static const char s_keygen_usage[] =
-    "usage: ztask keygen NAME\n"
+    "usage: ztask keygen NAME [--dir DIR]\n"
     "\n"
-    "Will create a CURVE key pair for authenticated, encrypted connections. Not\n"
-    "available yet: this build has no CURVE support.\n";
+    "Creates a CURVE key pair for authenticated, encrypted connections to a master\n"
+    "run with --curve-secret: DIR/NAME.key (the secret key, mode 0600: keep it on\n"
+    "this host) and DIR/NAME.pub (the public key: copy it to the master's --clients\n"
+    "or --workers directory). DIR defaults to the current directory. Never\n"
+    "overwrites: refuses when either file exists. Prints the two paths and the\n"
+    "public key.\n"
+    "\n"
+    "Options:\n"
+    "  --dir DIR   where to write the files (must exist)\n"
+    "\n"
+    "Examples:\n"
+    "  ztask keygen master --dir /etc/ztask            (on the master host)\n"
+    "  ztask keygen ana --dir ~/.config/ztask          (a user of the CLI)\n"
+    "  ztask keygen $(hostname) --dir /etc/ztask       (a worker host)\n"
+    "See docs/security.md.\n";
+
+static const struct option s_keygen_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "dir", required_argument, NULL, 'd' },
+    { NULL, 0, NULL, 0 }
+};
 
 int cmd_keygen(cli_t *cli, int argc, char **argv)
 {
     (void) cli;
-    const char *name = NULL;
-    int rc = s_one_operand("keygen", s_keygen_usage, "key name", argc, argv, &name);
-    if (rc >= 0)
-        return rc;
-    fprintf(stderr, "ztask keygen: not available yet (this build has no CURVE support)\n");
-    return CLI_EXIT_USAGE;
+    const char *cmd = "keygen";
+    const char *dir = ".";
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_keygen_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_keygen_usage, stdout);
+            return CLI_EXIT_OK;
+        case 'd':
+            if (!*optarg)
+                return cli_usage_error(cmd, "--dir needs a directory");
+            dir = optarg;
+            break;
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error(cmd, "give exactly one key name");
+    const char *name = argv[optind];
+    keypair_t kp;
+    char err[600];
+    if (keys_generate(dir, name, &kp, err, sizeof err) != 0) {
+        fprintf(stderr, "ztask keygen: %s\n", err);
+        explicit_bzero(&kp, sizeof kp);
+        return CLI_EXIT_USAGE;
+    }
+    printf("secret key: %s/%s.key (keep it private)\n"
+           "public key: %s/%s.pub\n"
+           "%s\n",
+           dir, name, dir, name, kp.pub);
+    explicit_bzero(&kp, sizeof kp);
+    return CLI_EXIT_OK;
 }

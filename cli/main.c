@@ -1,5 +1,7 @@
 /*  ztask: the command-line client. Global options, then one subcommand
     (cmd_*.c). Process state lives in one cli_t owned here. */
+#include "../common/config.h"
+#include "../common/keys.h"
 #include "../common/util.h"
 #include "cli.h"
 #include "client.h"
@@ -9,7 +11,8 @@
 #include <string.h>
 
 static const char s_usage[] =
-    "usage: ztask [--master HOST[:PORT]] [--request-timeout SEC] COMMAND [ARGS...]\n"
+    "usage: ztask [--master HOST[:PORT]] [--request-timeout SEC]\n"
+    "             [--curve-secret FILE --master-key FILE|KEY] COMMAND [ARGS...]\n"
     "\n"
     "Submits jobs to a ztask master and reports on them.\n"
     "\n"
@@ -25,20 +28,30 @@ static const char s_usage[] =
     "  drain     let a worker finish its tasks and leave\n"
     "  stats     the master's totals\n"
     "  forget    delete a finished job and its results\n"
-    "  keygen    create a CURVE key pair (not available yet)\n"
+    "  keygen    create a CURVE key pair (NAME.key, NAME.pub)\n"
     "\n"
     "Global options (before the command):\n"
     "  --master HOST[:PORT]    the master's API address (env ZTASK_MASTER;\n"
     "                          default 127.0.0.1:5555)\n"
     "  --request-timeout SEC   how long to wait for each reply (env\n"
     "                          ZTASK_REQUEST_TIMEOUT; default 10)\n"
+    "  --curve-secret FILE     this client's key file (from 'ztask keygen'; env\n"
+    "                          ZTASK_CURVE_SECRET); with --master-key, talk CURVE\n"
+    "  --master-key FILE|KEY   the master's public key: its .pub file or 40 Z85\n"
+    "                          characters (env ZTASK_MASTER_KEY)\n"
     "  --help                  this text ('ztask COMMAND --help' for a command)\n"
     "  --version               print the version\n"
+    "\n"
+    "Config file: $ZTASK_CONFIG, else ~/.config/ztask/config, else\n"
+    "/etc/ztask/config: 'key = value' lines with keys master, request-timeout,\n"
+    "curve-secret, master-key ('#' starts a comment line). A flag beats the\n"
+    "environment, which beats the file. See docs/security.md.\n"
     "\n"
     "Examples:\n"
     "  ztask submit --array 1-100 --wait -- ./simulate --seed {}\n"
     "  ztask --master build01:5555 jobs\n"
     "  ztask results 7 --failed\n"
+    "  ztask keygen ana --dir ~/.config/ztask\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -47,7 +60,7 @@ static const char s_usage[] =
     "  3  cannot reach the master\n"
     "  4  the master refused the request\n"
     "  5  wait --timeout expired before the job finished\n"
-    "  6  authentication failed (reserved)\n"
+    "  6  authentication failed (key refused, missing or wrong)\n"
     "  130 interrupted\n";
 
 typedef struct {
@@ -69,6 +82,19 @@ static const command_t *s_find(const char *name)
         if (strcmp(c->name, name) == 0)
             return c;
     return NULL;
+}
+
+/* Names where a setting came from, for messages: "--master",
+   "ZTASK_MASTER" or "FILE:LINE". */
+static const char *s_from(config_t *cfg, config_from_t from, const char *flag, const char *env,
+                          const char *key)
+{
+    switch (from) {
+    case CONFIG_FROM_FLAG: return flag;
+    case CONFIG_FROM_ENV: return env;
+    case CONFIG_FROM_FILE: return config_where(cfg, key);
+    default: return "default";
+    }
 }
 
 static int s_set_master(cli_t *cli, const char *text, const char *from)
@@ -100,26 +126,137 @@ static int s_set_timeout(cli_t *cli, const char *text, const char *from)
     return 0;
 }
 
-enum { OPT_MASTER = 256, OPT_TIMEOUT, OPT_VERSION };
+/* What the global options said, before the environment and the config
+   file fill the gaps. */
+typedef struct {
+    const char *master;
+    const char *timeout;
+    const char *curve_secret;
+    const char *master_key;
+} flags_t;
+
+/* Resolves one path-valued setting; a relative path from the config file
+   is relative to that file. Caller frees. */
+static char *s_pick_path(const char *flag, const char *env, config_t *cfg, const char *key,
+                         config_from_t *from)
+{
+    const char *v = config_pick(flag, env, cfg, key, from);
+    if (!v)
+        return NULL;
+    return *from == CONFIG_FROM_FILE ? config_path(cfg, key) : xstrdup(v);
+}
+
+/* Our key pair and the master's public key, when CURVE is configured.
+   0, or -1 after printing why. */
+static int s_set_keys(cli_t *cli, config_t *cfg, const flags_t *fl)
+{
+    config_from_t sfrom, kfrom;
+    char *secret = s_pick_path(fl->curve_secret, "ZTASK_CURVE_SECRET", cfg, "curve-secret",
+                               &sfrom);
+    const char *mkey = config_pick(fl->master_key, "ZTASK_MASTER_KEY", cfg, "master-key",
+                                   &kfrom);
+    const char *sname = s_from(cfg, sfrom, "--curve-secret", "ZTASK_CURVE_SECRET",
+                               "curve-secret");
+    int rc = -1;
+    char err[600];
+    keypair_t mine, master;
+    memset(&mine, 0, sizeof mine);
+    if (!secret && !mkey)
+        return 0;
+    if (!secret || !mkey) {
+        fprintf(stderr,
+                "ztask: %s is set (from %s) but %s is not: CURVE needs both this client's key "
+                "file and the master's public key; see 'ztask --help'\n",
+                secret ? "curve-secret" : "master-key",
+                secret ? sname
+                       : s_from(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY", "master-key"),
+                secret ? "master-key" : "curve-secret");
+        goto out;
+    }
+    if (keys_load(secret, &mine, err, sizeof err) != 0) {
+        fprintf(stderr, "ztask: curve-secret (from %s): %s\n", sname, err);
+        goto out;
+    }
+    if (!mine.sec[0]) {
+        fprintf(stderr,
+                "ztask: curve-secret (from %s): %s holds no secret-key (give the .key file, "
+                "not the .pub)\n",
+                sname, secret);
+        goto out;
+    }
+    if (keys_valid_z85(mkey)) {
+        snprintf(master.pub, sizeof master.pub, "%s", mkey);
+    } else {
+        char *path = kfrom == CONFIG_FROM_FILE ? config_path(cfg, "master-key") : xstrdup(mkey);
+        int lrc = keys_load(path, &master, err, sizeof err);
+        free(path);
+        if (lrc != 0) {
+            fprintf(stderr, "ztask: master-key (from %s) is neither 40 Z85 characters nor a key "
+                            "file: %s\n",
+                    s_from(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY", "master-key"), err);
+            goto out;
+        }
+    }
+    cli->curve = true;
+    memcpy(cli->server_key, master.pub, sizeof cli->server_key);
+    memcpy(cli->public_key, mine.pub, sizeof cli->public_key);
+    memcpy(cli->secret_key, mine.sec, sizeof cli->secret_key);
+    rc = 0;
+out:
+    explicit_bzero(&mine, sizeof mine);
+    free(secret);
+    return rc;
+}
+
+/* Applies flag > environment > config file > default to every global
+   setting. 0, or -1 after printing why (a usage error). */
+static int s_resolve(cli_t *cli, const flags_t *fl)
+{
+    config_t *cfg = NULL;
+    char err[600];
+    if (config_load_default(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ztask: %s\n", err);
+        return -1;
+    }
+    int rc = -1;
+    config_from_t from;
+    const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
+    if (v && s_set_master(cli, v, s_from(cfg, from, "--master", "ZTASK_MASTER", "master")) != 0)
+        goto out;
+    v = config_pick(fl->timeout, "ZTASK_REQUEST_TIMEOUT", cfg, "request-timeout", &from);
+    if (v
+        && s_set_timeout(cli, v,
+                         s_from(cfg, from, "--request-timeout", "ZTASK_REQUEST_TIMEOUT",
+                                "request-timeout"))
+               != 0)
+        goto out;
+    if (s_set_keys(cli, cfg, fl) != 0)
+        goto out;
+    rc = 0;
+out:
+    config_destroy(&cfg);
+    return rc;
+}
+
+enum { OPT_MASTER = 256, OPT_TIMEOUT, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY };
 
 static const struct option s_longopts[] = {
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
     { "master", required_argument, NULL, OPT_MASTER },
     { "request-timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "curve-secret", required_argument, NULL, OPT_CURVE_SECRET },
+    { "master-key", required_argument, NULL, OPT_MASTER_KEY },
     { NULL, 0, NULL, 0 }
 };
 
 int main(int argc, char **argv)
 {
-    cli_t cli = { xstrdup(CLI_DEFAULT_HOST), CLI_DEFAULT_PORT, CLI_DEFAULT_TIMEOUT_MS, NULL };
+    cli_t cli = { .host = xstrdup(CLI_DEFAULT_HOST),
+                  .port = CLI_DEFAULT_PORT,
+                  .timeout_ms = CLI_DEFAULT_TIMEOUT_MS };
+    flags_t fl = { NULL, NULL, NULL, NULL };
     int rc = CLI_EXIT_USAGE;
-    const char *env = getenv("ZTASK_MASTER");
-    if (env && *env && s_set_master(&cli, env, "ZTASK_MASTER") != 0)
-        goto out;
-    env = getenv("ZTASK_REQUEST_TIMEOUT");
-    if (env && *env && s_set_timeout(&cli, env, "ZTASK_REQUEST_TIMEOUT") != 0)
-        goto out;
 
     optind = 0;
     int c;
@@ -134,12 +271,16 @@ int main(int argc, char **argv)
             rc = CLI_EXIT_OK;
             goto out;
         case OPT_MASTER:
-            if (s_set_master(&cli, optarg, "--master") != 0)
-                goto out;
+            fl.master = optarg;
             break;
         case OPT_TIMEOUT:
-            if (s_set_timeout(&cli, optarg, "--request-timeout") != 0)
-                goto out;
+            fl.timeout = optarg;
+            break;
+        case OPT_CURVE_SECRET:
+            fl.curve_secret = optarg;
+            break;
+        case OPT_MASTER_KEY:
+            fl.master_key = optarg;
             break;
         default:
             goto out;
@@ -173,11 +314,15 @@ int main(int argc, char **argv)
         rc = cli_usage_error(NULL, "unknown command '%s'", name);
         goto out;
     }
+    /* keygen talks to no master: a broken config file must not stop it. */
+    if (cmd->fn != cmd_keygen && s_resolve(&cli, &fl) != 0)
+        goto out;
     cli_signals_install();
     rc = cmd->fn(&cli, argc - optind, argv + optind);
 out:
     fflush(stdout);
     client_destroy(&cli.client);
+    explicit_bzero(cli.secret_key, sizeof cli.secret_key);
     free(cli.host);
     return rc;
 }

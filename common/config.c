@@ -193,14 +193,13 @@ int config_load_default(config_t **out, char *err, size_t errlen)
     const char *env = getenv("ZTASK_CONFIG");
     if (env && *env) {
         *out = config_load(env, err, errlen);
-        if (!*out) {
+        if (!*out && !s_exists(env)) {
             /* Say where the name came from: the user may not remember. */
             size_t n = strlen(err);
             if (n + 1 < errlen)
-                snprintf(err + n, errlen - n, " (from ZTASK_CONFIG)");
-            return -1;
+                snprintf(err + n, errlen - n, " (named by ZTASK_CONFIG)");
         }
-        return 0;
+        return *out ? 0 : -1;
     }
     char *candidates[2] = { NULL, NULL };
     const char *xdg = getenv("XDG_CONFIG_HOME");
