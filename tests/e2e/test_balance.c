@@ -10,6 +10,12 @@
     task waits somewhere). Each thread needs a moment to take its next task
     (the dispatch delay), so only a deficit lasting longer than a tolerance
     fails, as does more than a small total of idle thread-time.
+
+    The tolerance (250 ms, times the sanitizer slowdown) sits well above
+    the few milliseconds a dispatch takes and the occasional 100 ms stall
+    of a loaded 2-core CI machine, and well below what a scheduling mistake
+    costs here: a 2 s task queued behind another on a busy worker leaves a
+    thread elsewhere idle for a second or more.
 */
 #include "harness.h"
 
@@ -80,7 +86,7 @@ START_TEST(no_thread_idles_while_a_task_waits)
     }
     qsort(ev, (size_t)total * 2, sizeof *ev, s_ev_cmp);
 
-    double tolerance = 0.1 * h_slowdown();
+    double tolerance = 0.25 * h_slowdown();
     double deficit_run = 0, worst_run = 0, worst_at = 0, idle = 0;
     int running = 0, finished = 0, max_running = 0;
     for (int k = 0; k < total * 2 - 1; k++) {
@@ -124,7 +130,7 @@ START_TEST(no_thread_idles_while_a_task_waits)
     ck_assert_msg(worst_run <= tolerance,
                   "a thread idled %.3fs (ending at +%.3fs) while a task waited (tolerance %.3fs)",
                   worst_run, worst_at, tolerance);
-    ck_assert_msg(idle <= 5 * tolerance, "%.3f idle thread-seconds while tasks waited", idle);
+    ck_assert_msg(idle <= 4 * tolerance, "%.3f idle thread-seconds while tasks waited", idle);
 
     free(ev);
     free(by);
