@@ -153,7 +153,7 @@ FUZZ_CC         ?= clang
 FUZZ_SECONDS    ?= 300
 FUZZ_CI_SECONDS ?= 60
 FUZZ_JOBS       ?= $(shell nproc 2>/dev/null || echo 1)
-FUZZ_TARGETS    ?= req reply pipe report spec result range jsonl each keys util
+FUZZ_TARGETS    ?= req reply pipe report spec result range jsonl each keys config util
 FUZZ_CHECK_SRC  := $(filter-out tests/fuzz/entry.c,$(wildcard tests/fuzz/*.c))
 
 # The corpus replay of `make test` links the same checks (objects before libraries).

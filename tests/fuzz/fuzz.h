@@ -62,8 +62,10 @@ fuzz_verdict_t fuzz_check_range(const uint8_t *data, size_t size, char *why, siz
 fuzz_verdict_t fuzz_check_jsonl(const uint8_t *data, size_t size, char *why, size_t whylen);
 fuzz_verdict_t fuzz_check_each(const uint8_t *data, size_t size, char *why, size_t whylen);
 
-/* common/: key files and allowlists, UTF-8 and host:port (fuzz_common.c). */
+/* common/: key files and allowlists, the config file, UTF-8 and host:port
+   (fuzz_common.c). */
 fuzz_verdict_t fuzz_check_keys(const uint8_t *data, size_t size, char *why, size_t whylen);
+fuzz_verdict_t fuzz_check_config(const uint8_t *data, size_t size, char *why, size_t whylen);
 fuzz_verdict_t fuzz_check_util(const uint8_t *data, size_t size, char *why, size_t whylen);
 
 /* ---------------------------------------------- helpers for the checks */

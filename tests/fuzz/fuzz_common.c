@@ -1,22 +1,27 @@
 /*  Fuzz checks for common/: CURVE key files and allowlists (read from disk,
-    possibly written by someone else), and the UTF-8 and host:port helpers
-    every decoder and flag parser leans on.
+    possibly written by someone else), the config file, and the UTF-8 and
+    host:port helpers every decoder and flag parser leans on.
 
     keys    the input is one file, read both as a key file (keys_load) and
             as an allowlist file (keyset_load), and compared with an
             independent whole-line reading of the formats in keys.h: same
             keys found, same lines refused.
+    config  the ztask config file, parsed from the buffer and compared with
+            an independent reading of the format in config.h: same verdict,
+            same values, lines and joined paths.
     util    utf8_valid, the word-at-a-time scanner of proto_util.c and
             utf8_sanitize agree; hostport_parse either refuses or yields a
             non-empty host and a port in 1..65535.
 */
 #include "fuzz.h"
 
+#include "../../common/config.h"
 #include "../../common/keys.h"
 #include "../../common/util.h"
 #include "../../proto/proto_util.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -154,6 +159,118 @@ fuzz_verdict_t fuzz_check_keys(const uint8_t *data, size_t size, char *why, size
 out:
     free(ref.allow);
     close(fd);
+    return v;
+}
+
+/* ---------------------------------------------------------------- config */
+
+static const char *const s_config_keys[] = {
+    "master", "curve-secret", "master-key", "request-timeout", "threads",
+    "name",   "labels",       "plugin",     "allow-exec",
+};
+#define NCONFIG_KEYS (sizeof s_config_keys / sizeof *s_config_keys)
+
+/* Where the fuzzed text claims to come from: relative values join to its
+   directory. */
+#define CONFIG_ORIGIN "/etc/ztask/config"
+#define CONFIG_DIR "/etc/ztask"
+
+typedef struct {
+    char *value[NCONFIG_KEYS];
+    int line[NCONFIG_KEYS];
+} ref_config_t;
+
+static bool s_cfg_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* config.h's format, read independently: true when the text is valid. */
+static bool s_ref_config(const char *text, size_t len, ref_config_t *r)
+{
+    memset(r, 0, sizeof *r);
+    int lineno = 0;
+    for (size_t at = 0; at < len;) {
+        lineno++;
+        const char *nl = memchr(text + at, '\n', len - at);
+        size_t b = at, e = nl ? (size_t) (nl - text) : len;
+        at = e + 1;
+        if (memchr(text + b, '\0', e - b) || !utf8_valid(text + b, e - b))
+            return false;
+        while (b < e && s_cfg_blank(text[b]))
+            b++;
+        while (e > b && s_cfg_blank(text[e - 1]))
+            e--;
+        if (b == e || text[b] == '#')
+            continue;
+        const char *eq = memchr(text + b, '=', e - b);
+        if (!eq)
+            return false;
+        size_t ke = (size_t) (eq - text), vb = ke + 1;
+        while (ke > b && s_cfg_blank(text[ke - 1]))
+            ke--;
+        while (vb < e && s_cfg_blank(text[vb]))
+            vb++;
+        size_t k = 0;
+        while (k < NCONFIG_KEYS && (strlen(s_config_keys[k]) != ke - b
+                                    || memcmp(s_config_keys[k], text + b, ke - b) != 0))
+            k++;
+        if (k == NCONFIG_KEYS || r->value[k])
+            return false;
+        size_t ve = e;
+        if (vb < ve && text[vb] == '"') {
+            if (ve - vb < 2 || text[ve - 1] != '"')
+                return false;
+            vb++;
+            ve--;
+        }
+        if (vb == ve)
+            return false;
+        r->value[k] = xstrndup(text + vb, ve - vb);
+        r->line[k] = lineno;
+    }
+    return true;
+}
+
+fuzz_verdict_t fuzz_check_config(const uint8_t *data, size_t size, char *why, size_t whylen)
+{
+    const char *text = (const char *) data;
+    ref_config_t ref;
+    bool ref_ok = s_ref_config(text, size, &ref);
+    char err[512] = "";
+    config_t *cfg = config_parse(text, size, CONFIG_ORIGIN, err, sizeof err);
+    fuzz_verdict_t v = cfg ? FUZZ_ACCEPTED : FUZZ_REJECTED;
+    if (!cfg && ref_ok)
+        v = fuzz_broken(why, whylen, "config refused (%s) though every line is valid", err);
+    else if (cfg && !ref_ok)
+        v = fuzz_broken(why, whylen, "config accepted with an invalid line");
+    else if (!cfg && strncmp(err, CONFIG_ORIGIN ":", strlen(CONFIG_ORIGIN) + 1) != 0)
+        v = fuzz_broken(why, whylen, "config error does not start with FILE:LINE: %s", err);
+    for (size_t k = 0; cfg && v == FUZZ_ACCEPTED && k < NCONFIG_KEYS; k++) {
+        const char *key = s_config_keys[k];
+        const char *got = config_get(cfg, key);
+        if (!config_key_known(key)) {
+            v = fuzz_broken(why, whylen, "key %s not known", key);
+        } else if (!got != !ref.value[k] || (got && strcmp(got, ref.value[k]) != 0)) {
+            v = fuzz_broken(why, whylen, "%s = \"%.100s\", the line says \"%.100s\"", key,
+                            got ? got : "(unset)", ref.value[k] ? ref.value[k] : "(unset)");
+        } else if (got) {
+            char where[64], *path = config_path(cfg, key);
+            char *want = got[0] == '/' ? xstrdup(got) : xasprintf(CONFIG_DIR "/%s", got);
+            snprintf(where, sizeof where, CONFIG_ORIGIN ":%d", ref.line[k]);
+            if (strcmp(config_where(cfg, key), where) != 0)
+                v = fuzz_broken(why, whylen, "%s set at %s, config_where says %s", key, where,
+                                config_where(cfg, key));
+            else if (!path || strcmp(path, want) != 0)
+                v = fuzz_broken(why, whylen, "%s: path \"%.100s\", want \"%.100s\"", key,
+                                path ? path : "(null)", want);
+            free(path);
+            free(want);
+        }
+    }
+    config_destroy(&cfg);
+    for (size_t k = 0; k < NCONFIG_KEYS; k++)
+        free(ref.value[k]);
     return v;
 }
 

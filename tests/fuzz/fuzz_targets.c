@@ -15,7 +15,7 @@ const fuzz_target_t fuzz_targets[] = {
     { "spec", fuzz_check_spec },   { "result", fuzz_check_result },
     { "range", fuzz_check_range }, { "jsonl", fuzz_check_jsonl },
     { "each", fuzz_check_each },   { "keys", fuzz_check_keys },
-    { "util", fuzz_check_util },
+    { "config", fuzz_check_config }, { "util", fuzz_check_util },
 };
 const int fuzz_ntargets = (int) (sizeof fuzz_targets / sizeof *fuzz_targets);
 
