@@ -335,9 +335,11 @@ static const char s_workers_usage[] =
     "usage: ztask workers [--json]\n"
     "\n"
     "Lists the workers the master knows:\n"
-    "  ID  HOST  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE\n"
+    "  ID  HOST  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
     "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
-    "(missed its heartbeats; its tasks went back to the queue).\n"
+    "(missed its heartbeats; its tasks went back to the queue). LABELS are the\n"
+    "worker's --label values (tasks submitted with --require L run only on workers\n"
+    "that have L), or '-'.\n"
     "\n"
     "Options:\n"
     "  --json   one worker record per line (fields: docs/protocol.md)\n";
@@ -352,8 +354,8 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
     if ((rc = s_ask(cli, PROTO_REQ_WORKERS, 0, &rep)) != CLI_EXIT_OK)
         return rc;
     if (!json)
-        printf("%-14s %-20s %7s %7s %9s %7s  %-14s %s\n", "ID", "HOST", "THREADS", "RUNNING",
-               "DONE", "FAILED", "LAST-HEARTBEAT", "STATE");
+        printf("%-14s %-20s %7s %7s %9s %7s  %-14s %-8s %s\n", "ID", "HOST", "THREADS",
+               "RUNNING", "DONE", "FAILED", "LAST-HEARTBEAT", "STATE", "LABELS");
     double now = clock_wall();
     for (int i = 0; i < rep->nworkers; i++) {
         const proto_worker_info_t *w = &rep->workers[i];
@@ -368,9 +370,20 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
             fmt_ago(ago, sizeof ago, now - w->last_heartbeat);
         else
             snprintf(ago, sizeof ago, "never");
-        printf("%-14s %-20s %7d %7d %9lld %7lld  %-14s %s\n", id, host, w->threads, w->running,
-               (long long) w->done, (long long) w->failed, ago,
-               !w->alive ? "dead" : w->draining ? "draining" : "alive");
+        /* Labels come from the worker: joined, then made printable. */
+        char joined[512] = "", labels[512];
+        size_t used = 0;
+        for (int j = 0; j < w->nlabels && used + 2 < sizeof joined; j++) {
+            int n = snprintf(joined + used, sizeof joined - used, "%s%s", j ? "," : "",
+                             w->labels[j]);
+            if (n < 0)
+                break;
+            used += (size_t) n < sizeof joined - used ? (size_t) n : sizeof joined - used - 1;
+        }
+        fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
+        printf("%-14s %-20s %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host, w->threads,
+               w->running, (long long) w->done, (long long) w->failed, ago,
+               !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
     }
     if (!json && rep->nworkers == 0)
         printf("(no workers)\n");

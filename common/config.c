@@ -244,16 +244,19 @@ const char *config_get(const config_t *self, const char *key)
     return e ? e->value : NULL;
 }
 
+char *config_join(const config_t *self, const char *path)
+{
+    if (path[0] == '/' || !self || !self->dir)
+        return xstrdup(path);
+    if (strcmp(self->dir, "/") == 0)
+        return xasprintf("/%s", path);
+    return xasprintf("%s/%s", self->dir, path);
+}
+
 char *config_path(const config_t *self, const char *key)
 {
     const char *v = config_get(self, key);
-    if (!v)
-        return NULL;
-    if (v[0] == '/' || !self->dir)
-        return xstrdup(v);
-    if (strcmp(self->dir, "/") == 0)
-        return xasprintf("/%s", v);
-    return xasprintf("%s/%s", self->dir, v);
+    return v ? config_join(self, v) : NULL;
 }
 
 const char *config_where(config_t *self, const char *key)

@@ -69,6 +69,10 @@ const char *config_get(const config_t *self, const char *key);
    Returns a new string (caller frees) or NULL when unset. */
 char *config_path(const config_t *self, const char *key);
 
+/* path joined to the file's directory when it is relative (a copy of it
+   when absolute, or when self is NULL). Caller frees. */
+char *config_join(const config_t *self, const char *path);
+
 /* "FILE:LINE" of key's setting, for messages (borrowed, valid until the
    next call or destroy), or "" when unset. */
 const char *config_where(config_t *self, const char *key);

@@ -15,10 +15,12 @@
     the grandchildren we could reap are already dead; those that escaped
     with setsid() are init's to reap, as for any daemon.
 */
+#include "../common/config.h"
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../proto/proto.h"
+#include "allow.h"
 #include "fn.h"
 #include "session.h"
 
@@ -49,20 +51,33 @@ static void s_on_signal(int sig)
         g_signals = g_signals + 1;
 }
 
+/* Every setting after flags, environment and config file (all owned). */
 typedef struct {
     char *master_host;
     int master_port;
     int threads;
     char *name;
-    const char **plugins;
+    char **plugins;
     int nplugins;
     char **labels;
     int nlabels;
     bool no_exec;
+    allow_t *allow;             /* --allow-exec; NULL = any program */
     log_level_t level;
-    const char *curve_secret;   /* our key file */
-    const char *master_key;     /* the master's .pub/.key file, or its Z85 public key */
+    char *curve_secret;         /* our key file */
+    char *master_key;           /* the master's .pub/.key file, or its Z85 public key */
 } options_t;
+
+/* The flags as given (borrowed from argv), before the rest fills gaps. */
+typedef struct {
+    const char *master, *threads, *name, *curve_secret, *master_key;
+    const char **plugins;
+    int nplugins;
+    const char **labels;
+    int nlabels;
+    const char **allow;
+    int nallow;
+} flags_t;
 
 static void s_usage(FILE *out)
 {
@@ -70,19 +85,31 @@ static void s_usage(FILE *out)
             "Usage: ztask-worker [OPTIONS]\n"
             "Runs tasks for a ztask master.\n"
             "\n"
-            "  --master HOST[:PORT]  master's API address (default $ZTASK_MASTER, else\n"
+            "  --master HOST[:PORT]  master's API address (env ZTASK_MASTER; default\n"
             "                        127.0.0.1:5555)\n"
             "  --threads N           tasks run at once (default: CPU count)\n"
             "  --name NAME           worker name (default HOSTNAME-PID)\n"
             "  --plugin PATH         load task functions from a shared object (repeatable)\n"
             "  --label L[,L...]      labels that tasks can \"require\" (repeatable)\n"
             "  --no-exec             refuse command tasks (argv/shell); run only functions\n"
-            "  --curve-secret FILE   this worker's key file (from ztask keygen); with\n"
+            "  --allow-exec P[,P...] run only these programs (absolute paths or bare names\n"
+            "                        found on PATH; /bin/sh allows shell tasks); other\n"
+            "                        command tasks fail at once (repeatable)\n"
+            "  --curve-secret FILE   this worker's key file (from ztask keygen; env\n"
+            "                        ZTASK_CURVE_SECRET); with\n"
             "  --master-key KEY      the master's public key (a .pub file or 40 Z85\n"
-            "                        characters): talk to a master run with CURVE\n"
+            "                        characters; env ZTASK_MASTER_KEY): talk to a master\n"
+            "                        run with CURVE\n"
             "  --log-level LEVEL     debug, info (default), warn or error\n"
             "  --help                show this help\n"
             "  --version             show the version\n"
+            "\n"
+            "Config file: $ZTASK_CONFIG, else ~/.config/ztask/config, else\n"
+            "/etc/ztask/config: 'key = value' lines; keys master, curve-secret,\n"
+            "master-key, threads, name, labels, plugin, allow-exec (lists comma-separated;\n"
+            "relative paths are relative to the file). A flag beats the environment,\n"
+            "which beats the file; a repeatable flag replaces the file's list.\n"
+            "See docs/security.md.\n"
             "\n"
             "SIGTERM or SIGINT: finish the running tasks, then leave. A second one:\n"
             "cancel the running tasks and leave.\n");
@@ -101,21 +128,46 @@ static void s_usage_error(const char *fmt, ...)
     exit(2);
 }
 
-static void s_add_labels(options_t *o, const char *arg)
+static void s_add_labels(options_t *o, const char *arg, const char *what)
 {
     char *copy = xstrdup(arg);
     char *save = NULL;
     int added = 0;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (strlen(tok) > PROTO_MAX_NAME || !utf8_valid(tok, strlen(tok)))
-            s_usage_error("--label: invalid label '%s'", tok);
+        /* "gpu, ssd" in a config file: blanks around a label are not part of it. */
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t n = strlen(tok);
+        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+            tok[--n] = '\0';
+        if (!n)
+            continue;
+        if (n > PROTO_MAX_NAME || !utf8_valid(tok, n))
+            s_usage_error("%s: invalid label '%s'", what, tok);
         o->labels = xrealloc(o->labels, (size_t) (o->nlabels + 1) * sizeof *o->labels);
         o->labels[o->nlabels++] = xstrdup(tok);
         added++;
     }
     free(copy);
     if (!added)
-        s_usage_error("--label: expected a label, got '%s'", arg);
+        s_usage_error("%s: expected a label, got '%s'", what, arg);
+}
+
+static void s_add_plugin(options_t *o, char *path)
+{
+    o->plugins = xrealloc(o->plugins, (size_t) (o->nplugins + 1) * sizeof *o->plugins);
+    o->plugins[o->nplugins++] = path;
+}
+
+static void s_add_allow(options_t *o, const char *list, const char *what)
+{
+    char err[512];
+    if (!o->allow)
+        o->allow = allow_parse(list, err, sizeof err);
+    else if (allow_extend(o->allow, list, err, sizeof err) != 0)
+        allow_destroy(&o->allow);
+    if (!o->allow)
+        s_usage_error("%s: %s", what, err);
 }
 
 static void s_set_master(options_t *o, const char *text, const char *what)
@@ -129,10 +181,112 @@ static void s_set_master(options_t *o, const char *text, const char *what)
     o->master_port = port;
 }
 
+static void s_set_threads(options_t *o, const char *text, const char *what)
+{
+    int64_t n;
+    if (parse_int64(text, 1, MAX_THREADS, &n) != 0)
+        s_usage_error("%s: expected an integer from 1 to 1024, got '%s'", what, text);
+    o->threads = (int) n;
+}
+
+static void s_set_name(options_t *o, const char *text, const char *what)
+{
+    if (!*text || strlen(text) > PROTO_MAX_NAME || !utf8_valid(text, strlen(text)))
+        s_usage_error("%s: expected 1 to 256 bytes of UTF-8, got '%s'", what, text);
+    free(o->name);
+    o->name = xstrdup(text);
+}
+
+/* "--flag", "ENV" or "FILE:LINE": where a setting came from. */
+static const char *s_from(config_t *cfg, config_from_t from, const char *flag, const char *env,
+                          const char *key)
+{
+    switch (from) {
+    case CONFIG_FROM_FLAG: return flag;
+    case CONFIG_FROM_ENV: return env;
+    case CONFIG_FROM_FILE: return config_where(cfg, key);
+    default: return "default";
+    }
+}
+
+/* Applies flag > environment > config file > default. Exits 2 on an
+   error, naming where the bad value came from. */
+static void s_resolve(options_t *o, const flags_t *fl)
+{
+    config_t *cfg = NULL;
+    char err[600];
+    if (config_load_default(&cfg, err, sizeof err) != 0)
+        s_usage_error("%s", err);
+    config_from_t from;
+    const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
+    s_set_master(o, v ? v : DEFAULT_MASTER,
+                 s_from(cfg, from, "--master", "ZTASK_MASTER", "master"));
+    if ((v = config_pick(fl->threads, NULL, cfg, "threads", &from)))
+        s_set_threads(o, v, s_from(cfg, from, "--threads", NULL, "threads"));
+    if ((v = config_pick(fl->name, NULL, cfg, "name", &from)))
+        s_set_name(o, v, s_from(cfg, from, "--name", NULL, "name"));
+
+    /* Repeatable flags: given at all, they replace the file's list. */
+    if (fl->nlabels)
+        for (int i = 0; i < fl->nlabels; i++)
+            s_add_labels(o, fl->labels[i], "--label");
+    else if ((v = config_get(cfg, "labels")))
+        s_add_labels(o, v, config_where(cfg, "labels"));
+    if (fl->nplugins) {
+        for (int i = 0; i < fl->nplugins; i++)
+            s_add_plugin(o, xstrdup(fl->plugins[i]));
+    } else if ((v = config_get(cfg, "plugin"))) {
+        char *copy = xstrdup(v), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ' || *tok == '\t')
+                tok++;
+            size_t n = strlen(tok);
+            while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+                tok[--n] = '\0';
+            if (n)
+                s_add_plugin(o, config_join(cfg, tok));
+        }
+        free(copy);
+    }
+    if (fl->nallow)
+        for (int i = 0; i < fl->nallow; i++)
+            s_add_allow(o, fl->allow[i], "--allow-exec");
+    else if ((v = config_get(cfg, "allow-exec")))
+        s_add_allow(o, v, config_where(cfg, "allow-exec"));
+    if (o->no_exec && o->allow)
+        s_usage_error("%s", "--no-exec refuses every command: drop it or --allow-exec");
+
+    const char *secret = config_pick(fl->curve_secret, "ZTASK_CURVE_SECRET", cfg, "curve-secret",
+                                     &from);
+    if (secret)
+        o->curve_secret = from == CONFIG_FROM_FILE ? config_path(cfg, "curve-secret")
+                                                   : xstrdup(secret);
+    config_from_t kfrom;
+    const char *mkey = config_pick(fl->master_key, "ZTASK_MASTER_KEY", cfg, "master-key",
+                                   &kfrom);
+    if (mkey)
+        o->master_key = kfrom == CONFIG_FROM_FILE && !keys_valid_z85(mkey)
+                            ? config_path(cfg, "master-key")
+                            : xstrdup(mkey);
+    if (!o->curve_secret != !o->master_key)
+        s_usage_error("%s is set (from %s) but %s is not: --curve-secret and --master-key go "
+                      "together",
+                      secret ? "curve-secret" : "master-key",
+                      secret ? s_from(cfg, from, "--curve-secret", "ZTASK_CURVE_SECRET",
+                                      "curve-secret")
+                             : s_from(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY",
+                                      "master-key"),
+                      secret ? "master-key" : "curve-secret");
+    config_destroy(&cfg);
+    if (o->threads == 0)
+        o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
+}
+
 static void s_parse(options_t *o, int argc, char **argv)
 {
     enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
-           OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY };
+           OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY,
+           OPT_ALLOW_EXEC };
     static const struct option longopts[] = {
         {"master", required_argument, NULL, OPT_MASTER},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -140,6 +294,7 @@ static void s_parse(options_t *o, int argc, char **argv)
         {"plugin", required_argument, NULL, OPT_PLUGIN},
         {"label", required_argument, NULL, OPT_LABEL},
         {"no-exec", no_argument, NULL, OPT_NO_EXEC},
+        {"allow-exec", required_argument, NULL, OPT_ALLOW_EXEC},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"master-key", required_argument, NULL, OPT_MASTER_KEY},
@@ -149,38 +304,36 @@ static void s_parse(options_t *o, int argc, char **argv)
     };
     memset(o, 0, sizeof *o);
     o->level = LOG_LVL_INFO;
-    const char *master = NULL;
+    flags_t fl;
+    memset(&fl, 0, sizeof fl);
+    /* At most argc of each list. */
+    fl.plugins = xcalloc((size_t) argc + 1, sizeof *fl.plugins);
+    fl.labels = xcalloc((size_t) argc + 1, sizeof *fl.labels);
+    fl.allow = xcalloc((size_t) argc + 1, sizeof *fl.allow);
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_MASTER:
-            master = optarg;
+            fl.master = optarg;
             break;
-        case OPT_THREADS: {
-            int64_t n;
-            if (parse_int64(optarg, 1, MAX_THREADS, &n) != 0)
-                s_usage_error("--threads: expected an integer from 1 to 1024, got '%s'",
-                              optarg);
-            o->threads = (int) n;
+        case OPT_THREADS:
+            fl.threads = optarg;
             break;
-        }
         case OPT_NAME:
-            if (!*optarg || strlen(optarg) > PROTO_MAX_NAME
-                || !utf8_valid(optarg, strlen(optarg)))
-                s_usage_error("--name: expected 1 to 256 bytes of UTF-8, got '%s'", optarg);
-            free(o->name);
-            o->name = xstrdup(optarg);
+            fl.name = optarg;
             break;
         case OPT_PLUGIN:
-            o->plugins = xrealloc(o->plugins, (size_t) (o->nplugins + 1) * sizeof *o->plugins);
-            o->plugins[o->nplugins++] = optarg;
+            fl.plugins[fl.nplugins++] = optarg;
             break;
         case OPT_LABEL:
-            s_add_labels(o, optarg);
+            fl.labels[fl.nlabels++] = optarg;
             break;
         case OPT_NO_EXEC:
             o->no_exec = true;
+            break;
+        case OPT_ALLOW_EXEC:
+            fl.allow[fl.nallow++] = optarg;
             break;
         case OPT_LOG_LEVEL:
             if (log_level_parse(optarg, &o->level) != 0)
@@ -188,10 +341,10 @@ static void s_parse(options_t *o, int argc, char **argv)
                               optarg);
             break;
         case OPT_CURVE_SECRET:
-            o->curve_secret = optarg;
+            fl.curve_secret = optarg;
             break;
         case OPT_MASTER_KEY:
-            o->master_key = optarg;
+            fl.master_key = optarg;
             break;
         case OPT_HELP:
             s_usage(stdout);
@@ -208,26 +361,25 @@ static void s_parse(options_t *o, int argc, char **argv)
     }
     if (optind < argc)
         s_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!o->curve_secret != !o->master_key)
-        s_usage_error("%s", "--curve-secret and --master-key go together");
-    if (master)
-        s_set_master(o, master, "--master");
-    else if (getenv("ZTASK_MASTER") && *getenv("ZTASK_MASTER"))
-        s_set_master(o, getenv("ZTASK_MASTER"), "ZTASK_MASTER");
-    else
-        s_set_master(o, DEFAULT_MASTER, "default");
-    if (o->threads == 0)
-        o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
+    s_resolve(o, &fl);
+    free(fl.plugins);
+    free(fl.labels);
+    free(fl.allow);
 }
 
 static void s_options_free(options_t *o)
 {
     free(o->master_host);
     free(o->name);
+    for (int i = 0; i < o->nplugins; i++)
+        free(o->plugins[i]);
     free(o->plugins);
     for (int i = 0; i < o->nlabels; i++)
         free(o->labels[i]);
     free(o->labels);
+    allow_destroy(&o->allow);
+    free(o->curve_secret);
+    free(o->master_key);
 }
 
 /* Our key pair and the master's public key, when CURVE is asked for.
@@ -316,6 +468,7 @@ int main(int argc, char **argv)
         .labels = (const char *const *) o.labels,
         .nlabels = o.nlabels,
         .no_exec = o.no_exec,
+        .allow_exec = o.allow,
         .fns = fns,
         .signals = &g_signals,
         .curve_server_key = o.curve_secret ? master.pub : NULL,

@@ -57,6 +57,7 @@ struct session {
     char **labels;
     int nlabels;
     bool no_exec;
+    const allow_t *allow;   /* borrowed; NULL = any program */
     const fn_registry_t *fns;
     volatile sig_atomic_t *signals;
     int kill_grace_ms;
@@ -238,6 +239,14 @@ static void s_on_tasks(session_t *s, proto_pipe_t *msg)
             outbox_result(s->outbox,
                           runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED,
                                             "this worker does not run commands (--no-exec)"));
+            continue;
+        }
+        char why[256];
+        if (allow_check(s->allow, pt->spec, why, sizeof why) != 0) {
+            log_info("event=task_refused task=%lld attempt=%d reason=allow_exec",
+                     (long long) pt->id, pt->attempt);
+            outbox_result(s->outbox,
+                          runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED, why));
             continue;
         }
         runner_task_t *t = runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, s->worker_id);
@@ -735,9 +744,9 @@ int session_run(session_t *s)
         return -1;
     int64_t now = clock_mono_ms();
     s->next_hello = now;
-    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d curve=%d", s->name,
-             uplink_host(s->uplink), uplink_port(s->uplink), s->threads, s->no_exec ? 1 : 0,
-             uplink_curve(s->uplink) ? 1 : 0);
+    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d",
+             s->name, uplink_host(s->uplink), uplink_port(s->uplink), s->threads,
+             s->no_exec ? 1 : 0, allow_count(s->allow), uplink_curve(s->uplink) ? 1 : 0);
     for (;;) {
         now = clock_mono_ms();
         s_check_signals(s, now);
@@ -807,6 +816,7 @@ session_t *session_new(const session_config_t *cfg)
     for (int i = 0; i < cfg->nlabels; i++)
         s->labels[i] = xstrdup(cfg->labels[i]);
     s->no_exec = cfg->no_exec;
+    s->allow = cfg->allow_exec;
     s->fns = cfg->fns;
     s->signals = cfg->signals;
     s->kill_grace_ms = cfg->kill_grace_ms;

@@ -36,6 +36,7 @@
 #ifndef ZTASK_SESSION_H
 #define ZTASK_SESSION_H
 
+#include "allow.h"
 #include "fn.h"
 
 #include <signal.h>
@@ -52,6 +53,10 @@ typedef struct {
     const char *const *labels;   /* nlabels strings */
     int nlabels;
     bool no_exec;                /* refuse command tasks */
+    /* Programs command tasks may start (--allow-exec); NULL = any.
+       Borrowed; must outlive the session. A task it refuses fails at once
+       with the list's reason. */
+    const allow_t *allow_exec;
     const fn_registry_t *fns;    /* borrowed; must outlive the session */
     /* Counter of SIGTERM/SIGINT received, written only by the signal
        handler; borrowed, may be NULL. 1 = drain, 2 = stop now. */
