@@ -46,6 +46,12 @@ else
     dc_cmd=(docker-compose)
 fi
 
+# docker-compose v1 drives the classic builder, which leaves the container
+# of a failed step behind unless told otherwise.
+dc_version=$("${dc_cmd[@]}" version --short 2>/dev/null)
+build_opts=()
+case "$dc_version" in 1.*) build_opts=(--force-rm) ;; esac
+
 passed=0 failed=0
 t0=$(date +%s)
 pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
@@ -96,13 +102,13 @@ on_exit() {
     fi
 }
 trap on_exit EXIT
-trap 'echo "interrupted"; exit 130' INT TERM HUP
+trap 'fail "interrupted (tearing down)"; summary; exit 130' INT TERM HUP
 
 # fatal MESSAGE: a check that later ones cannot do without failed.
 fatal() {
     fail "$*"
     echo "stopping: the remaining checks need this one"
-    dc 30 logs --no-color --timestamps --tail 40 2>&1 | tail -n 60 | sed 's/^/      | /'
+    dc 30 logs --no-color --timestamps --tail 20 2>&1 | tail -n 60 | sed 's/^/      | /'
     summary
     exit 1
 }
@@ -205,7 +211,7 @@ check_job() {
     return $rc
 }
 
-echo "compose: ${dc_cmd[*]} ($("${dc_cmd[@]}" version --short 2>/dev/null || echo '?')); project $project; image $ZTASK_IMAGE"
+echo "compose: ${dc_cmd[*]} (${dc_version:-?}); project $project; image $ZTASK_IMAGE"
 
 command -v python3 >/dev/null || fatal "python3 is needed to read the CLI's JSON"
 timeout 30 docker info >/dev/null 2>&1 || fatal "the docker engine does not answer (docker info)"
@@ -221,7 +227,7 @@ else
 fi
 
 s=$(date +%s)
-if dc 1200 build >"$logdir/build.log" 2>&1; then
+if dc 1200 build "${build_opts[@]}" >"$logdir/build.log" 2>&1; then
     pass "docker compose build ($(( $(date +%s) - s ))s)"
 else
     tail -n 30 "$logdir/build.log" | sed 's/^/      | /'
