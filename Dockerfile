@@ -12,10 +12,9 @@
 #
 # Package downloads: apt reads the image's own Debian sources. Where the
 # default bridge network cannot reach the mirror, build with the host's
-# network (`docker build --network host`, or `build: network: host` in
-# compose, which is what docker-compose.yml does); where apt needs a
-# proxy, pass it as a build argument (--build-arg http_proxy=...), which
-# docker does not keep in the final image.
+# network: `docker build --network host`, or ZTASK_BUILD_NETWORK=host for
+# docker-compose.yml. Where apt needs a proxy, pass it as a build argument
+# (--build-arg http_proxy=...); docker does not keep it in the image.
 
 ARG BASE_IMAGE=debian:bookworm-slim
 
