@@ -412,7 +412,35 @@ def format_table(rows, markdown=False):
 
 def machine_header(info, extra=""):
     return (f"machine: {info['nproc']} CPUs, {info['cpu']}, {info['mem_gib']} GiB, "
-            f"Linux {info['kernel']}, load average at start {info['load']}" + extra)
+            f"Linux {info['kernel']}; load average at start {info['load']}, at end "
+            f"{machine_info()['load']}; source {source_version()}" + extra)
+
+
+def snapshot_build(build, dest):
+    """Copies the ztask programs (BUILD/bin) and the bench programs
+    (BUILD/bench/*, executables only) into dest/bin and dest/bench, and
+    returns dest. Other people rebuild BUILD while a benchmark runs; the
+    copy keeps one set of binaries for the whole run (and a program being
+    relinked cannot fail a start with ETXTBSY or EACCES)."""
+    for sub in ("bin", "bench"):
+        src = os.path.join(build, sub)
+        out = os.path.join(dest, sub)
+        os.makedirs(out, exist_ok=True)
+        for name in sorted(os.listdir(src)) if os.path.isdir(src) else []:
+            path = os.path.join(src, name)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                shutil.copy2(path, os.path.join(out, name))
+    return dest
+
+
+def source_version(repo="."):
+    """`git describe --always --dirty` of the tree being measured, or "?"."""
+    try:
+        p = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10)
+        return p.stdout.decode().strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
 
 
 def prepare_workdir(path):

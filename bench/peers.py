@@ -43,7 +43,8 @@ sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 from benchlib import (BenchError, Proc, Row, env_float, env_int, free_port, fs_type,  # noqa: E402
                       install_signal_exit, last_json, machine_header, machine_info,
-                      prepare_workdir, proc_cpu_seconds, render, run_client, say, scaled)
+                      prepare_workdir, proc_cpu_seconds, render, run_client, say, scaled,
+                      snapshot_build)
 from run import Bench  # noqa: E402
 
 SYS_PYTHON = "/usr/bin/python3"   # Debian's, where python3-celery lives
@@ -257,9 +258,9 @@ class Peers:
                     continue
                 try:
                     r = x.run()
-                except BenchError as e:
-                    x.row.error = str(e)[:300]
-                    say(f"   {x.row.name}: FAILED: {e}")
+                except (BenchError, OSError, ValueError, KeyError) as e:
+                    x.row.error = f"{type(e).__name__}: {e}"[:300]
+                    say(f"   {x.row.name}: FAILED: {x.row.error}")
                     continue
                 x.row.rates.append(r["rate"])
                 x.row.runs.append(r)
@@ -309,7 +310,7 @@ def main():
     install_signal_exit()
     workdir = prepare_workdir(os.path.join(args.build, "bench", "peers"))
     info = machine_info()
-    peers = Peers(args.build, workdir)
+    peers = Peers(snapshot_build(args.build, os.path.join(workdir, "snapshot")), workdir)
     say(machine_header(info))
     t0 = time.monotonic()
     try:

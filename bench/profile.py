@@ -4,13 +4,15 @@
     python3 bench/profile.py [--build build/release] [--n 20000] [--prefetch 64]
                              [--db file|memory] [--sync full] [--no-perf]
 
-Three runs of the fn noop scenario (2 workers x BENCH_THREADS threads):
+Four runs around the fn noop scenario (2 workers x BENCH_THREADS threads):
 
   1. the master under `valgrind --tool=callgrind`, workers native;
   2. the master native, one worker under callgrind (it runs every task);
-  3. everything native at 10x N, sampled by `perf record` (cpu-clock, the
+  3. the master under `valgrind --tool=massif` while 5x N tasks are queued
+     (no workers): which allocations make the bytes per queued task;
+  4. everything native at 10x N, sampled by `perf record` (cpu-clock, the
      master's and the workers' pids only), for the kernel's share, which
-     callgrind does not see (syscalls, fsync, TCP).
+     callgrind does not see (syscalls, fsync, TCP, thread switches).
 
 callgrind counts instructions, so its numbers are stable on a busy
 machine: instructions per task (Ir / N) is the figure to track between
@@ -31,9 +33,24 @@ import time
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, Cluster, env_int, install_signal_exit, last_json,  # noqa: E402
-                      machine_header, machine_info, prepare_workdir, run_client, say)
+                      machine_header, machine_info, prepare_workdir, run_client, say,
+                      snapshot_build)
 
 TOP = 25
+
+# The hot path's stations, shown with their inclusive cost per task so a
+# change can be followed from one commit to the next (absent ones are skipped).
+PHASES = {
+    "master": ["api_on_request", "proto_req_decode", "store_task_insert", "proto_spec_encode",
+               "tasks_dispatch", "proto_pipe_encode_tasks_raw", "tasks_on_report",
+               "proto_report_decode", "proto_result_encode", "master_flush",
+               "store_task_set_running", "store_task_finish", "store_commit", "sqlite3_step",
+               "pb_dbl", "zmqx_recv", "zmqx_send", "zmq_poll"],
+    "worker": ["session_run", "proto_pipe_decode", "pool_submit", "s_thread_main", "s_run",
+               "fn_run", "proto_result_encode", "outbox_flush", "proto_report_encode",
+               "proto_report_encode_results_raw", "pb_dbl", "log_set_context", "zmqx_recv",
+               "zmqx_send"],
+}
 
 
 def annotate(out_file, inclusive, listing):
@@ -49,10 +66,28 @@ def annotate(out_file, inclusive, listing):
 LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(\S.*)$")
 
 
+def function_name(text):
+    """'file:function [object]' -> 'function' or 'function (libfoo.so)'.
+    The program's own object is left out; '???' files are dropped."""
+    obj = ""
+    m = re.match(r"^(.*?) \[(.+)\]$", text)
+    if m:
+        text, obj = m.group(1), os.path.basename(m.group(2))
+    head, sep, tail = text.partition(":")
+    if sep and ("/" in head or head == "???" or re.search(r"\.[chS]$", head)):
+        text = tail
+    if obj.startswith("ztask-"):
+        obj = ""
+    return f"{text} ({obj})" if obj else text
+
+
 def parse_annotate(text):
-    """(total Ir, [(Ir, percent, function)]) from callgrind_annotate output."""
+    """(total Ir, [(Ir, percent, function)]) from callgrind_annotate output,
+    one entry per function (callgrind_annotate may list a function twice,
+    under two spellings of its source file)."""
     total = None
     rows = []
+    seen = set()
     for line in text.splitlines():
         if "PROGRAM TOTALS" in line:
             m = re.match(r"^\s*([\d,]+)", line)
@@ -61,9 +96,12 @@ def parse_annotate(text):
             continue
         m = LINE.match(line)
         if m and total is not None:
-            fn = m.group(3)
-            fn = re.sub(r"^\S*?:", "", fn, count=1) if ":" in fn.split(" ")[0] else fn
-            rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), fn.strip()))
+            name = function_name(m.group(3).strip())
+            key = name.split(" (")[0]
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), name))
     return total, rows
 
 
@@ -72,7 +110,11 @@ def callgrind_run(args, workdir, which):
     wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outfile}", "--quiet"]
     cl = Cluster(args.bin, workdir, db=args.dbfile, sync=args.sync, prefetch=args.prefetch,
                  workers=0, threads=args.threads, master_wrap=wrap if which == "master" else (),
-                 ready_timeout=120)
+                 ready_timeout=120,
+                 # A program under callgrind runs ~50x slower: longer heartbeats
+                 # and leases, so nobody is declared dead and no task is
+                 # requeued (that would profile recovery, not the hot path).
+                 master_args=["--heartbeat-ms", "5000", "--lease", "120"])
     try:
         cl.start()
         if which == "master":
@@ -116,13 +158,61 @@ def perf_run(args, workdir):
                 perf.kill()
                 perf.wait()
         cl.stop()
-    report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
-                             "--sort", "comm,dso,symbol", "-g", "none", "--percent-limit", "0.5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300)
-    text = report.stdout.decode("utf-8", "replace")
+    texts = []
+    for sort, limit in (("comm,dso", "1"), ("comm,dso,symbol", "0.5")):
+        report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                                 "--sort", sort, "-g", "none", "--percent-limit", limit],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300)
+        texts.append(report.stdout.decode("utf-8", "replace"))
     with open(os.path.join(args.outdir, "perf.txt"), "w") as f:
-        f.write(text)
-    return text, res, n
+        f.write("\n".join(texts))
+    shutil.move(data, os.path.join(args.outdir, "perf.data"))
+    return texts, res, n
+
+
+def massif_run(args, workdir):
+    """The master under massif while a job of args.n * 5 tasks is queued
+    (no workers): who holds the memory at the peak."""
+    n = args.n * 5
+    outfile = os.path.join(args.outdir, "massif.master.out")
+    cl = Cluster(args.bin, workdir, db=args.dbfile, sync=args.sync, workers=0,
+                 master_wrap=["valgrind", "--tool=massif", f"--massif-out-file={outfile}",
+                              "--quiet"], ready_timeout=120)
+    try:
+        cl.start()
+        cl.cli("submit", "--fn", "noop", "--array", f"1-{n}", "--json", timeout=1200)
+    finally:
+        cl.stop()
+    return outfile, n
+
+
+def massif_peak(outfile, n, depth_max=2):
+    """The peak snapshot's allocation tree, two levels, as lines."""
+    with open(outfile) as f:
+        text = f.read()
+    snaps = text.split("snapshot=")
+    peak = next((s for s in snaps if "heap_tree=peak" in s), None)
+    if not peak:
+        return ["(no peak snapshot)"]
+    heap = int(re.search(r"mem_heap_B=(\d+)", peak).group(1))
+    extra = int(re.search(r"mem_heap_extra_B=(\d+)", peak).group(1))
+    lines = [f"## master heap at its peak, {n:,} fn noop tasks queued (valgrind massif): "
+             f"{heap / 2**20:,.1f} MiB requested + {extra / 2**20:,.1f} MiB malloc overhead = "
+             f"{(heap + extra) / n:,.0f} B/task"]
+    for line in peak.splitlines():
+        m = re.match(r"^( *)n\d+: (\d+) (.*)$", line)
+        if not m:
+            continue
+        depth = len(m.group(1))
+        size = int(m.group(2))
+        if depth == 0 or depth > depth_max or size < heap * 0.02:
+            continue
+        where = re.sub(r"^0x[0-9A-F]+: ", "", m.group(3))
+        where = re.sub(r" \(in /.*?\)$| \(.*?/([^/]+:\d+)\)$", lambda mm: f" ({mm.group(1)})"
+                       if mm.group(1) else "", where)
+        lines.append(f"  {'  ' * (depth - 1)}{size / 2**20:8,.1f} MiB {size / n:6,.0f} B/task  "
+                     f"{where}")
+    return lines
 
 
 def summarize(which, n, outfile, args):
@@ -135,6 +225,12 @@ def summarize(which, n, outfile, args):
     lines.append(f"top {TOP} by self instructions (Ir, % of {which}, Ir per task):")
     for ir, pct, fn in self_rows[:TOP]:
         lines.append(f"  {pct:5.1f}%  {ir / n:9,.0f}/task  {fn}")
+    incl = {name.split(" (")[0]: (ir, pct) for ir, pct, name in incl_rows}
+    lines.append("stations of the hot path (inclusive: the function and what it calls):")
+    for name in PHASES.get(which, []):
+        if name in incl:
+            ir, pct = incl[name]
+            lines.append(f"  {pct:5.1f}%  {ir / n:9,.0f}/task  {name}")
     lines.append(f"top {TOP} by inclusive instructions:")
     for ir, pct, fn in incl_rows[:TOP]:
         lines.append(f"  {pct:5.1f}%  {ir / n:9,.0f}/task  {fn}")
@@ -152,14 +248,15 @@ def main():
     ap.add_argument("--no-perf", action="store_true")
     args = ap.parse_args()
     install_signal_exit()
-    args.bin = os.path.join(args.build, "bin")
-    args.zt_load = os.path.join(args.build, "bench", "zt-load")
+    workdir = prepare_workdir(os.path.join(args.build, "bench", "profile-run"))
+    snap = snapshot_build(args.build, os.path.join(workdir, "snapshot"))
+    args.bin = os.path.join(snap, "bin")
+    args.zt_load = os.path.join(snap, "bench", "zt-load")
     args.threads = env_int("BENCH_THREADS", 4)
     args.dbfile = "bench.db" if args.db == "file" else ":memory:"
     if args.db == "memory":
         args.sync = "off"
     args.outdir = prepare_workdir(os.path.join(args.build, "bench", "profile"))
-    workdir = prepare_workdir(os.path.join(args.build, "bench", "profile-run"))
     for tool in ("valgrind", "callgrind_annotate"):
         if not shutil.which(tool):
             say(f"profile: {tool} not found (apt-get install valgrind)")
@@ -179,13 +276,20 @@ def main():
         shutil.copy(out, args.outdir)
         report.append(summarize("worker", args.n, out, args))
         report.append(f"(run under callgrind: {res['tasks_per_s']:,.0f} tasks/s)\n")
+        say(f"== master under massif, {args.n * 5:,} tasks queued")
+        out, n = massif_run(args, workdir)
+        report.extend(massif_peak(out, n))
+        report.append("")
         if not args.no_perf and shutil.which("perf"):
             say(f"== native, perf record on master and workers, N={args.n * 10:,}")
-            text, res, n = perf_run(args, workdir)
-            report.append(f"## perf (cpu-clock samples, native run: {res['tasks_per_s']:,.0f} "
-                          f"tasks/s, N={n:,}); entries >= 0.5%: comm, object, symbol")
-            body = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
-            report.extend("  " + l.strip() for l in body[:40])
+            texts, res, n = perf_run(args, workdir)
+            report.append(f"## perf (cpu-clock samples of the master's and workers' threads, "
+                          f"native run: {res['tasks_per_s']:,.0f} tasks/s, N={n:,})")
+            for title, text, top in (("by thread name and object (>= 1%)", texts[0], 20),
+                                     ("by symbol (>= 0.5%)", texts[1], 40)):
+                report.append(title + ":")
+                body = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
+                report.extend("  " + " ".join(l.split()) for l in body[:top])
     except BenchError as e:
         say(f"profile: FAILED: {e}")
         return 1

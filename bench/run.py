@@ -37,10 +37,13 @@ sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, Cluster, Row, env_float, env_int, format_table,  # noqa: E402
                       fs_type, install_signal_exit, last_json, machine_header, machine_info,
-                      prepare_workdir, run_client, say, scaled)
+                      prepare_workdir, run_client, say, scaled, snapshot_build)
 
 
 class Bench:
+    """build: where the programs are (BUILD/bin, BUILD/bench): a snapshot
+    made by snapshot_build, so a rebuild during the run changes nothing."""
+
     def __init__(self, build, workdir):
         self.bin = os.path.join(build, "bin")
         self.bench_bin = os.path.join(build, "bench")
@@ -73,9 +76,11 @@ class Bench:
         for i in range(self.runs):
             try:
                 fn(row)
-            except BenchError as e:
-                row.error = str(e)[:300]
-                say(f"   run {i + 1}: FAILED: {e}")
+            except (BenchError, OSError, ValueError, KeyError) as e:
+                # One scenario failing (a crash, a refused start) must not
+                # lose the rest of the table.
+                row.error = f"{type(e).__name__}: {e}"[:300]
+                say(f"   run {i + 1}: FAILED: {row.error}")
                 break
             say(f"   run {i + 1}: {row.rates[-1]:,.0f} {unit}  {row.runs[-1].get('say', '')}")
         return row
@@ -161,10 +166,10 @@ class Bench:
                     try:
                         run = self.throughput_run(r, n, 1, 2, pf, exec_=True)
                         say(f"   run {i + 1}: ztask prefetch {pf}: {run['rate']:,.0f}/s")
-                    except BenchError as e:
-                        r.error = str(e)[:300]
-            except BenchError as e:
-                base.error = str(e)[:300]
+                    except (BenchError, OSError, ValueError, KeyError) as e:
+                        r.error = f"{type(e).__name__}: {e}"[:300]
+            except (BenchError, OSError, ValueError, KeyError) as e:
+                base.error = f"{type(e).__name__}: {e}"[:300]
                 break
         b = base.rate()
         for _, r in pairs:
@@ -277,7 +282,7 @@ def main():
     install_signal_exit()
     workdir = prepare_workdir(os.path.join(args.build, "bench", "run"))
     info = machine_info()
-    bench = Bench(args.build, workdir)
+    bench = Bench(snapshot_build(args.build, os.path.join(workdir, "snapshot")), workdir)
     t0 = time.monotonic()
     say(machine_header(info))
     try:
