@@ -40,13 +40,20 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap
 fi
 
+# debootstrap downloads through $http_proxy; take apt's proxy when the
+# host's apt has one and the environment does not.
+if [ -z "${http_proxy:-}" ] && command -v apt-config >/dev/null; then
+    apt_proxy=$(apt-config dump --format '%v%n' Acquire::http::Proxy 2>/dev/null | head -n 1)
+    case "$apt_proxy" in http://*|https://*) export http_proxy=$apt_proxy ;; esac
+fi
+
 root=$(mktemp -d "${TMPDIR:-/tmp}/ztask-rootfs.XXXXXX")
 # The rootfs belongs to root once debootstrap has run; remove it the same way.
 trap '"${sudo[@]}" rm -rf --one-file-system "$root"' EXIT
 
 start=$(date +%s)
 echo "debootstrap bookworm from $mirror into $root"
-"${sudo[@]}" debootstrap --variant=minbase --arch="$(dpkg --print-architecture)" bookworm "$root" "$mirror" \
+"${sudo[@]}" env ${http_proxy:+http_proxy="$http_proxy"} debootstrap --variant=minbase --arch="$(dpkg --print-architecture)" bookworm "$root" "$mirror" \
     >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; exit 1; }
 rm -f "$root.log"
 

@@ -52,6 +52,16 @@ dc_version=$("${dc_cmd[@]}" version --short 2>/dev/null)
 build_opts=()
 case "$dc_version" in 1.*) build_opts=(--force-rm) ;; esac
 
+# A proxy the host uses for apt goes to the build as build arguments
+# (docker keeps none of them in the image); nothing is hard-coded.
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    [ -n "${!v:-}" ] && build_opts+=(--build-arg "$v=${!v}")
+done
+if [ -z "${http_proxy:-}${HTTP_PROXY:-}" ] && command -v apt-config >/dev/null; then
+    apt_proxy=$(apt-config dump --format '%v%n' Acquire::http::Proxy 2>/dev/null | head -n 1)
+    case "$apt_proxy" in http://*|https://*) build_opts+=(--build-arg "http_proxy=$apt_proxy") ;; esac
+fi
+
 passed=0 failed=0
 t0=$(date +%s)
 pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
