@@ -92,7 +92,17 @@ chaos_exit() {
     exit $rc
 }
 
+# Sanitizer builds (make chaos VARIANT=asan|tsan): any report in a
+# daemon's log fails the scenario.
+sanitizer_reports() {
+    grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|runtime error:' \
+        "$CHAOS_DIR"/*.log 2>/dev/null
+}
+
 chaos_pass() {
+    local bad
+    bad=$(sanitizer_reports)
+    [ -z "$bad" ] || chaos_fail "sanitizer report in $(echo $bad)"
     CHAOS_DONE=1
     echo "PASS: $CHAOS_NAME${1:+: $1}"
     exit 0
