@@ -183,7 +183,7 @@ static const char s_results_usage[] =
     "\n"
     "Examples:\n"
     "  ztask results 7 --failed\n"
-    "  ztask results 7 --json | jq -r 'select(.status==\"done\") | .result.stdout'\n";
+    "  ztask results 7 --json | jq -r 'select(.status==\"done\") | .stdout'\n";
 
 static void s_exit_cell(char *buf, size_t size, const proto_result_t *r)
 {

@@ -23,6 +23,18 @@ static void s_reply_error(master_t *self, const zmqx_frames_t *env, const char *
     proto_reply_destroy(&rep);
 }
 
+/* The job a request names, or NULL after answering "no job N". */
+static job_t *s_job_or_reply(master_t *self, const zmqx_frames_t *env, int64_t id)
+{
+    job_t *job = master_job(self, id);
+    if (!job) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
+        s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+    }
+    return job;
+}
+
 static void s_job_record(const job_t *job, proto_job_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -85,13 +97,10 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         new_job->created = created;
         job = new_job;
     } else {
-        job = master_job(self, req->job);
-        char msg[160];
-        if (!job) {
-            snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
-            s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+        job = s_job_or_reply(self, env, req->job);
+        if (!job)
             return;
-        }
+        char msg[160];
         if (job->closed || job->cancelled) {
             snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
                      job->cancelled ? "cancelled" : "complete");
@@ -198,12 +207,8 @@ static int s_task_row(const store_task_row_t *row, void *arg)
 
 static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
-    if (!master_job(self, req->job)) {
-        char msg[80];
-        snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
-        s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+    if (!s_job_or_reply(self, env, req->job))
         return;
-    }
     int limit = req->limit > 0 ? req->limit : 1000;
     rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
     int64_t last = -1;
@@ -337,12 +342,8 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         if (t)
             count = s_cancel_task(self, t);
     } else {
-        if (!job) {
-            char msg[80];
-            snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
-            s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+        if (!s_job_or_reply(self, env, req->job))
             return;
-        }
         job->cancelled = true;
         if (!job->closed) {
             job->closed = true;
@@ -507,13 +508,9 @@ static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
 {
     proto_reply_t *rep;
     if (req->job > 0) {
-        job_t *job = master_job(self, req->job);
-        if (!job) {
-            char msg[80];
-            snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
-            s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+        job_t *job = s_job_or_reply(self, env, req->job);
+        if (!job)
             return;
-        }
         rep = proto_reply_new(true);
         rep->jobs = xcalloc(1, sizeof(proto_job_t));
         s_job_record(job, &rep->jobs[0]);
@@ -533,13 +530,10 @@ static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
 
 static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
-    job_t *job = master_job(self, req->job);
-    char msg[160];
-    if (!job) {
-        snprintf(msg, sizeof msg, "no job %" PRId64, req->job);
-        s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+    job_t *job = s_job_or_reply(self, env, req->job);
+    if (!job)
         return;
-    }
+    char msg[160];
     if (!job->closed || job->queued || job->running) {
         snprintf(msg, sizeof msg, "job %" PRId64 " has not finished; cancel it first (ztask cancel %" PRId64 ")",
                  job->id, job->id);

@@ -169,8 +169,8 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
         s_push(&self->classes[t->cls].ready, (entry_t){t->priority, t->id, t->gen});
 }
 
-sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
-                        int attempt, int retries_left, int64_t not_before)
+static sched_task_t *s_new_task(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
+                                int attempt, int retries_left)
 {
     sched_task_t *t = xcalloc(1, sizeof *t);
     t->id = id;
@@ -180,6 +180,13 @@ sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority
     t->attempt = attempt;
     t->retries_left = retries_left;
     imap_put(self->tasks, id, t);
+    return t;
+}
+
+sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
+                        int attempt, int retries_left, int64_t not_before)
+{
+    sched_task_t *t = s_new_task(self, id, job, priority, cls, attempt, retries_left);
     s_enqueue(self, t, not_before);
     return t;
 }
@@ -188,18 +195,11 @@ sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t p
                                int attempt, int retries_left, const char *worker_name,
                                int64_t deadline)
 {
-    sched_task_t *t = xcalloc(1, sizeof *t);
-    t->id = id;
-    t->job = job;
-    t->priority = priority;
-    t->cls = cls >= 0 && cls < self->nclasses ? cls : 0;
-    t->attempt = attempt;
-    t->retries_left = retries_left;
+    sched_task_t *t = s_new_task(self, id, job, priority, cls, attempt, retries_left);
     t->state = PROTO_ST_ASSIGNED;
     t->orphan = true;
     t->deadline = deadline;
     t->worker_name = xstrdup(worker_name);
-    imap_put(self->tasks, id, t);
     return t;
 }
 
