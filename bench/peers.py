@@ -134,7 +134,7 @@ class Peers:
             srv.stop()
         return {"rate": last_json(out)["tasks_per_s"], "cpu": {"master": c1 - c0, "client": cpu}}
 
-    def beanstalk(self, extra):
+    def beanstalk(self, extra, n):
         def run():
             binlog = os.path.join(self.workdir, "binlog")
             shutil.rmtree(binlog, ignore_errors=True)
@@ -145,7 +145,7 @@ class Peers:
             try:
                 c0 = proc_cpu_seconds(srv.pid) or 0.0
                 out, wall, cpu = run_client(
-                    [self.tool("beanstalk-load"), "--port", str(port), "--n", str(self.n_noop),
+                    [self.tool("beanstalk-load"), "--port", str(port), "--n", str(n),
                      "--workers", "2", "--timeout", "300"], 330,
                     os.path.join(self.workdir, "beanstalk-load.log"))
                 c1 = proc_cpu_seconds(srv.pid) or 0.0
@@ -216,11 +216,14 @@ class Peers:
                         self.gearman,
                         need(["gearmand", self.tool("gearman-load")], "gearmand")))
         beans = need(["beanstalkd", self.tool("beanstalk-load")], "beanstalkd")
-        s.append(System("beanstalkd, no binlog", self.n_noop, "noop", self.beanstalk([]), beans))
+        s.append(System("beanstalkd, no binlog", self.n_noop, "noop",
+                        self.beanstalk([], self.n_noop), beans))
         s.append(System("beanstalkd, binlog (fsync every 50 ms, default)", self.n_noop, "noop",
-                        self.beanstalk(["-b", "{binlog}"]), beans))
-        s.append(System("beanstalkd, binlog -f0 (fsync always)", self.n_noop, "noop",
-                        self.beanstalk(["-b", "{binlog}", "-f0"]), beans))
+                        self.beanstalk(["-b", "{binlog}"], self.n_noop), beans))
+        # An fsync per put and per delete: ~1,000/s, so a smaller N.
+        n_f0 = scaled(10000, self.scale, 200)
+        s.append(System("beanstalkd, binlog -f0 (fsync always)", n_f0, "noop",
+                        self.beanstalk(["-b", "{binlog}", "-f0"], n_f0), beans))
         n_cel = scaled(2000, self.scale, 100)
         cel = need(["redis-server", SYS_PYTHON], "celery")
         if not cel:

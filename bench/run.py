@@ -9,7 +9,9 @@ every scenario, drives it with bench programs built under BUILD/bench/
 (median of the runs, with their spread), p50/p99 latency where it is
 measured, the master's peak RSS, and CPU seconds of master / workers /
 client over the measured window (from /proc/PID/stat), also as
-microseconds per task.
+microseconds per task. The first row is the no-state ceiling
+(bench/ceiling.c: ZeroMQ PUSH/PULL + cJSON), and every fn noop row says
+what share of it ztask reaches in the same run.
 
 Environment:
   BENCH_SCALE     multiply every N (default 1; 0.1 for a quick look)
@@ -116,6 +118,30 @@ class Bench:
         return run
 
     # ---- scenarios ----
+
+    def ceiling(self):
+        """The no-state ceiling (bench/ceiling.c, 2 workers): cheap, so every
+        `make bench` has it and the fn noop rows can say how far they are."""
+        n = scaled(200000, self.scale, 1000)
+
+        def one(row):
+            out, wall, cpu = run_client([self.tool("ceiling"), "--n", str(n), "--workers", "2",
+                                         "--timeout", "300"], 330)
+            rate = last_json(out)["tasks_per_s"]
+            row.rates.append(rate)
+            row.runs.append({"rate": rate, "cpu": {"client": cpu}})
+
+        self.ceiling_row = self.scenario("ceiling: ZeroMQ PUSH/PULL + cJSON, 2 workers, no state",
+                                         n, one)
+
+    def ceiling_notes(self):
+        c = self.ceiling_row.rate() if self.ceiling_row and not self.ceiling_row.error else None
+        if not c:
+            return
+        for row in self.rows:
+            if row.name.startswith("fn noop") and row.rate() and not row.error:
+                share = f"{row.rate() / c * 100:.0f}% of the ceiling"
+                row.note = f"{share}; {row.note}" if row.note else share
 
     def noop_workers(self):
         n = scaled(200000, self.scale, 1000)
@@ -266,6 +292,14 @@ class Bench:
                             f"target :memory: p50 < 0.5 ms, p99 < 2 ms")
 
     def run_all(self):
+        self.ceiling_row = None
+        try:
+            self.ceiling()
+            self._run_rest()
+        finally:
+            self.ceiling_notes()
+
+    def _run_rest(self):
         self.noop_workers()
         self.sync_modes()
         self.exec_true()
