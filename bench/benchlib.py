@@ -416,6 +416,25 @@ def machine_header(info, extra=""):
             f"{machine_info()['load']}; source {source_version()}" + extra)
 
 
+def fsync_ms(directory, count=20):
+    """Median milliseconds of a 4 KiB write + fdatasync in directory: what
+    one durable commit costs at least on this disk (for reading the sync
+    full numbers)."""
+    path = os.path.join(directory, ".fsync-probe")
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for i in range(count):
+            os.pwrite(fd, b"x" * 4096, (i % 4) * 4096)
+            t0 = time.monotonic()
+            os.fdatasync(fd)
+            times.append((time.monotonic() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(times)
+
+
 def snapshot_build(build, dest):
     """Copies the ztask programs (BUILD/bin) and the bench programs
     (BUILD/bench/*, executables only) into dest/bin and dest/bench, and

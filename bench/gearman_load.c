@@ -210,7 +210,8 @@ int main(int argc, char **argv)
 
     gearman_client_st *client = gearman_client_create(NULL);
     tally_t tally = { 0, 0 };
-    if (!client || gearman_client_add_server(client, "127.0.0.1", (in_port_t) port) != GEARMAN_SUCCESS) {
+    if (!client ||
+        gearman_client_add_server(client, "127.0.0.1", (in_port_t) port) != GEARMAN_SUCCESS) {
         fprintf(stderr, "gearman-load: client setup failed\n");
         goto out;
     }

@@ -41,8 +41,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
-from benchlib import (BenchError, Proc, Row, env_float, env_int, free_port, fs_type,  # noqa: E402
-                      install_signal_exit, last_json, machine_header, machine_info,
+from benchlib import (BenchError, Proc, Row, env_float, env_int, free_port,  # noqa: E402
+                      fs_type, fsync_ms, install_signal_exit, last_json, machine_header, machine_info,
                       prepare_workdir, proc_cpu_seconds, render, run_client, say, scaled,
                       snapshot_build)
 from run import Bench  # noqa: E402
@@ -221,7 +221,7 @@ class Peers:
         s.append(System("beanstalkd, binlog (fsync every 50 ms, default)", self.n_noop, "noop",
                         self.beanstalk(["-b", "{binlog}"], self.n_noop), beans))
         # An fsync per put and per delete: ~1,000/s, so a smaller N.
-        n_f0 = scaled(10000, self.scale, 200)
+        n_f0 = scaled(2000, self.scale, 100)
         s.append(System("beanstalkd, binlog -f0 (fsync always)", n_f0, "noop",
                         self.beanstalk(["-b", "{binlog}", "-f0"], n_f0), beans))
         n_cel = scaled(2000, self.scale, 100)
@@ -323,7 +323,9 @@ def main():
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(workdir, ignore_errors=True)
-    extra = (f"; database on {fs_type(args.build)}; BENCH_SCALE={peers.scale:g} "
+    fsync = fsync_ms(os.path.join(args.build, "bench"))
+    extra = (f"; database on {fs_type(args.build)} (fdatasync p50 {fsync:.2f} ms); "
+             f"BENCH_SCALE={peers.scale:g} "
              f"runs={peers.runs}; took {time.monotonic() - t0:.0f} s")
     head = machine_header(info, extra)
     systems = peers.all

@@ -38,8 +38,8 @@ import time
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (BenchError, Cluster, Row, env_float, env_int, format_table,  # noqa: E402
-                      fs_type, install_signal_exit, last_json, machine_header, machine_info,
-                      prepare_workdir, run_client, say, scaled, snapshot_build)
+                      fs_type, fsync_ms, install_signal_exit, last_json, machine_header,
+                      machine_info, prepare_workdir, run_client, say, scaled, snapshot_build)
 
 
 class Bench:
@@ -328,7 +328,9 @@ def main():
             import shutil
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - t0
-    extra = (f"; database on {fs_type(args.build)}; BENCH_SCALE={bench.scale:g} "
+    fsync = fsync_ms(os.path.join(args.build, "bench"))
+    extra = (f"; database on {fs_type(args.build)} (fdatasync p50 {fsync:.2f} ms); "
+             f"BENCH_SCALE={bench.scale:g} "
              f"runs={bench.runs} threads/worker={bench.threads}; took {elapsed:.0f} s")
     head = machine_header(info, extra)
     print()

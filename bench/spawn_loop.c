@@ -46,7 +46,8 @@ int main(int argc, char **argv)
     if (i < argc && strcmp(argv[i], "--") == 0)
         i++;
     if (i >= argc || n < 1 || inflight < 1 || timeout_s < 1) {
-        fprintf(stderr, "usage: spawn-loop [--n N] [--inflight K] [--timeout SEC] [--] CMD [ARGS...]\n");
+        fprintf(stderr,
+                "usage: spawn-loop [--n N] [--inflight K] [--timeout SEC] [--] CMD [ARGS...]\n");
         return 2;
     }
     char **cmd = &argv[i];

@@ -243,7 +243,8 @@ out:
 static int s_usage(void)
 {
     fprintf(stderr,
-            "usage: zt-load --master HOST:PORT throughput --n N [--exec] [--batch B] [--poll-us U]\n"
+            "usage: zt-load --master HOST:PORT throughput --n N [--exec] [--batch B]\n"
+            "                                             [--poll-us U]\n"
             "       zt-load --master HOST:PORT latency [--samples K] [--exec]\n"
             "       common: [--timeout SEC] (default 300)\n");
     return 2;
