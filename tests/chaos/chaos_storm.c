@@ -8,8 +8,9 @@
         Storms the master's API ROUTER (as DEALER clients) and its REPORT
         PULL (as a PUSH). Job J (K tasks, no worker yet) must stay exactly
         as it is: after every window of garbage a legal request (status,
-        results, stats, jobs, workers, or a one-task submit whose job id is
-        written to --jobs-out as "JOB 1") gets a correct reply. Then H
+        results, logs, stats, jobs, workers, or now and then a one-task
+        submit whose job id is written to --jobs-out as "JOB 1") gets a
+        correct reply. Then H
         valid hellos under distinct names (a registration flood; the fake
         workers never connect) and a few frames over the 32 MiB limit on
         fresh sockets. Prints the master's VmRSS / VmHWM and open
@@ -507,6 +508,14 @@ static bool m_legal(mstorm_t *m, long turn)
         snprintf(req, sizeof req, "{\"v\":1,\"type\":\"stats\"}");
         break;
     case 3:
+        if ((turn / 6) % 4) {
+            /* Three times in four a logs request instead: one new job per
+               24 legal requests keeps the jobs to check afterwards few. */
+            type = PROTO_REQ_LOGS;
+            snprintf(req, sizeof req, "{\"v\":1,\"type\":\"logs\",\"job\":%" PRId64 ",\"index\":0}",
+                     m->job);
+            break;
+        }
         type = PROTO_REQ_SUBMIT;
         snprintf(req, sizeof req,
                  "{\"v\":1,\"type\":\"submit\",\"name\":\"storm-legal\",\"tasks\":[{\"fn\":"
@@ -551,6 +560,11 @@ static bool m_legal(mstorm_t *m, long turn)
             break;
         case PROTO_REQ_JOBS:
             good = rep->njobs >= 1;
+            break;
+        case PROTO_REQ_LOGS:
+            good = rep->task_state == PROTO_ST_QUEUED && (!rep->out_chunk || !*rep->out_chunk)
+                   && (!rep->err_chunk || !*rep->err_chunk) && rep->out_offset == 0
+                   && rep->err_offset == 0;
             break;
         default:
             break;

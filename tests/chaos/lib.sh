@@ -114,15 +114,16 @@ chaos_skip() {
     exit 77
 }
 
-# chaos_fail WHY: prints the last lines of every log, then the verdict.
+# chaos_fail WHY: prints the last lines of the latest logs, then the verdict.
 chaos_fail() {
     CHAOS_DONE=1
     local f
+    # The four logs written last, three lines each (the rest are kept).
     if [ -n "$CHAOS_DIR" ]; then
-        for f in "$CHAOS_DIR"/*.log; do
+        for f in $(ls -t "$CHAOS_DIR"/*.log 2>/dev/null | head -n 4); do
             [ -s "$f" ] || continue
             echo "   --- tail $(basename "$f")"
-            tail -n 4 "$f" | sed 's/^/   /'
+            tail -n 3 "$f" | cut -c1-240 | sed 's/^/   /'
         done
     fi
     echo "FAIL: $CHAOS_NAME: $1"
@@ -231,6 +232,18 @@ job_finished() {
     *'"state":"done"'* | *'"state":"failed"'* | *'"state":"cancelled"'*) return 0 ;;
     esac
     return 1
+}
+
+# jobs_finished EXPECT_FILE: every job named in the file ("JOB N" lines)
+# is done, failed or cancelled; one `ztask jobs` call however many jobs.
+jobs_finished() {
+    zt jobs --json 2>/dev/null | awk -v f="$1" '
+        BEGIN { while ((getline l < f) > 0) { split(l, a, " "); want[a[1]] = 1; n++ } }
+        match($0, /"job":[0-9]+/) {
+            j = substr($0, RSTART + 6, RLENGTH - 6)
+            if ((j in want) && $0 ~ /"state":"(done|failed|cancelled)"/) ok++
+        }
+        END { exit !(n > 0 && ok == n) }'
 }
 
 # submit_record JOB_VAR N ARGS_JSON [ztask submit options...]: submits an

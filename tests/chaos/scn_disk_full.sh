@@ -82,11 +82,7 @@ submit_record j "$((N / 5))" "$args" ||
 echo "$j $((N / 5))" >>"$expect"
 
 mapfile -t jobs < <(cut -d' ' -f1 "$expect")
-all_done() {
-    local j
-    for j in "${jobs[@]}"; do job_finished "$j" || return 1; done
-}
-wait_for 120 all_done || chaos_fail "an acknowledged job did not finish"
+wait_for 120 jobs_finished "$expect" || chaos_fail "an acknowledged job did not finish"
 results_of "$CHAOS_DIR/results.jsonl" "${jobs[@]}" || chaos_fail "results: no answer"
 # Every worker is a suspect: a failed commit can put a result back.
 grep -ho 'ztask-worker\[[0-9]*\]' "$CHAOS_DIR"/d[ab].*.log | tr -dc '0-9\n' | sort -u \

@@ -38,11 +38,7 @@ figure "master VmRSS growth after warm-up" "$((end - warm)) kB (bound $RSS_SLACK
 start_worker real 4
 { echo "$job $K"; cat "$CHAOS_DIR/storm-jobs"; } >"$CHAOS_DIR/expect"
 mapfile -t jobs < <(cut -d' ' -f1 "$CHAOS_DIR/expect")
-all_done() {
-    local j
-    for j in "${jobs[@]}"; do job_finished "$j" || return 1; done
-}
-wait_for 120 all_done || chaos_fail "a job did not finish after the storm"
+wait_for 120 jobs_finished "$CHAOS_DIR/expect" || chaos_fail "a job did not finish after the storm"
 results_of "$CHAOS_DIR/results.jsonl" "${jobs[@]}" || chaos_fail "results: no answer"
 check --expect "$CHAOS_DIR/expect" --results "$CHAOS_DIR/results.jsonl" --records "$records" ||
     chaos_fail "the checker found lost, duplicated or unexpected work"

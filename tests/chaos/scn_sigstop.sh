@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 chaos_begin sigstop
 
-N=$(size 200 2000)
+N=$(size 200 1000)
 THREADS=2
 MS=50
 HB=200
