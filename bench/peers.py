@@ -236,7 +236,8 @@ class Peers:
 
         s.append(System(f"ztask exec `true`, 1 worker x 2 threads, {pf}", self.n_exec, "exec",
                         self.ztask_exec))
-        s.append(System("posix_spawn loop `true`, 2 in flight", self.n_exec, "exec", self.spawn))
+        s.append(System("posix_spawn loop `true`, 2 threads x 1 in flight", self.n_exec, "exec",
+                        self.spawn))
         s.append(System("xargs -P2 true", self.n_exec, "exec",
                         self.shell(self.n_exec, "xargs -P2 -n1 true")))
         n_par = scaled(500, self.scale, 50)

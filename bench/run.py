@@ -167,7 +167,7 @@ class Bench:
         machine. ztask gets one worker with 2 threads: 2 in flight too."""
         n = scaled(5000, self.scale, 200)
         pairs = []
-        base = Row(f"posix_spawn loop `true`, 2 in flight (baseline)", n)
+        base = Row("posix_spawn loop `true`, 2 threads x 1 in flight (baseline)", n)
         for pf in self.prefetch:
             name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}"
             if self.wanted(name):

@@ -3,15 +3,21 @@
 
       spawn-loop [--n N] [--inflight K] [--timeout SEC] [--] CMD [ARGS...]
 
-    Runs CMD N times (default 5000) with posix_spawnp, keeping K (default 2)
-    children alive at once, stdin/stdout/stderr on /dev/null, and reaps
-    every child. Prints one JSON line with the rate. Bounded by --timeout
-    (default 120 s): past it, no new child is started and the rest are
-    reaped.
+    Runs CMD N times (default 5000), K at a time (default 2), with
+    posix_spawnp, stdin/stdout/stderr on /dev/null, and reaps every child.
+    K threads each run spawn -> waitpid(that child) in a loop, taking the
+    next number from a shared counter: the same shape as a ztask worker
+    with K pool threads, so on a busy machine both get the same share of
+    the CPU (one thread juggling K children would get less). Prints one
+    JSON line with the rate. Bounded by --timeout (default 120 s): past it,
+    no new child is started.
 */
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +27,44 @@
 
 extern char **environ;
 
+#define MAX_INFLIGHT 256
+
 static int64_t s_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+typedef struct {
+    char **cmd;
+    posix_spawn_file_actions_t fa;
+    long n;
+    int64_t deadline;
+    atomic_long next;       /* numbers taken so far */
+    atomic_long done;       /* children reaped */
+    atomic_long failed;     /* exited non-zero, or could not be spawned */
+} loop_t;
+
+static void *s_thread(void *arg)
+{
+    loop_t *l = arg;
+    while (atomic_fetch_add(&l->next, 1) < l->n && s_now_us() < l->deadline) {
+        pid_t pid;
+        if (posix_spawnp(&pid, l->cmd[0], &l->fa, NULL, l->cmd, environ) != 0) {
+            atomic_fetch_add(&l->failed, 1);
+            break;
+        }
+        int status = 0;
+        pid_t r;
+        do
+            r = waitpid(pid, &status, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            atomic_fetch_add(&l->failed, 1);
+        atomic_fetch_add(&l->done, 1);
+    }
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -45,47 +84,36 @@ int main(int argc, char **argv)
     }
     if (i < argc && strcmp(argv[i], "--") == 0)
         i++;
-    if (i >= argc || n < 1 || inflight < 1 || timeout_s < 1) {
+    if (i >= argc || n < 1 || inflight < 1 || inflight > MAX_INFLIGHT || timeout_s < 1) {
         fprintf(stderr,
                 "usage: spawn-loop [--n N] [--inflight K] [--timeout SEC] [--] CMD [ARGS...]\n");
         return 2;
     }
-    char **cmd = &argv[i];
 
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    loop_t l = { .cmd = &argv[i], .n = n };
+    posix_spawn_file_actions_init(&l.fa);
+    posix_spawn_file_actions_addopen(&l.fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&l.fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&l.fa, 2, "/dev/null", O_WRONLY, 0);
+    atomic_init(&l.next, 0);
+    atomic_init(&l.done, 0);
+    atomic_init(&l.failed, 0);
 
-    int64_t t0 = s_now_us(), deadline = t0 + (int64_t) timeout_s * 1000000;
-    long started = 0, reaped = 0, failed = 0;
-    long running = 0;
-    while (reaped < started || (started < n && s_now_us() < deadline)) {
-        while (running < inflight && started < n && s_now_us() < deadline) {
-            pid_t pid;
-            if (posix_spawnp(&pid, cmd[0], &fa, NULL, cmd, environ) != 0) {
-                fprintf(stderr, "spawn-loop: cannot run %s\n", cmd[0]);
-                deadline = 0;   /* start nothing more; reap what runs */
-                break;
-            }
+    pthread_t thr[MAX_INFLIGHT];
+    int64_t t0 = s_now_us();
+    l.deadline = t0 + (int64_t) timeout_s * 1000000;
+    long started = 0;
+    for (long k = 0; k < inflight; k++)
+        if (pthread_create(&thr[started], NULL, s_thread, &l) == 0)
             started++;
-            running++;
-        }
-        if (running == 0)
-            break;
-        int status;
-        if (waitpid(-1, &status, 0) > 0) {
-            reaped++;
-            running--;
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                failed++;
-        }
-    }
+    for (long k = 0; k < started; k++)
+        pthread_join(thr[k], NULL);
     int64_t t1 = s_now_us();
-    posix_spawn_file_actions_destroy(&fa);
+    posix_spawn_file_actions_destroy(&l.fa);
+
+    long done = atomic_load(&l.done), failed = atomic_load(&l.failed);
     double secs = (double) (t1 - t0) / 1e6;
     printf("{\"n\":%ld,\"inflight\":%ld,\"total_s\":%.6f,\"tasks_per_s\":%.1f,\"failed\":%ld}\n",
-           reaped, inflight, secs, secs > 0 ? (double) reaped / secs : 0.0, failed);
-    return reaped == n && failed == 0 ? 0 : 1;
+           done, started, secs, secs > 0 ? (double) done / secs : 0.0, failed);
+    return done == n && failed == 0 ? 0 : 1;
 }
