@@ -600,8 +600,11 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     /* With CURVE, the ZAP handler said who this peer is: workers register,
        clients do everything else. */
     if (self->auth) {
+        /* A worker asks for its own drain when it gets SIGTERM. */
         const char *role = req->type == PROTO_REQ_HELLO ? "worker" : "client";
-        if (!auth_role_allows(frames->user_id, role)) {
+        bool ok = auth_role_allows(frames->user_id, role)
+                  || (req->type == PROTO_REQ_DRAIN && auth_role_allows(frames->user_id, "worker"));
+        if (!ok) {
             log_warn("event=request_refused type=%d role=%s need=%s", (int) req->type,
                      frames->user_id[0] ? frames->user_id : "none", role);
             s_reply_error(self, &env, PROTO_E_AUTH,

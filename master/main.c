@@ -63,7 +63,8 @@ static void s_usage(FILE *out)
 "  --help, --version\n"
 "\n"
 "Signals: SIGTERM/SIGINT commit, close and exit 0; SIGHUP re-reads the key allowlists.\n"
-"Exit codes: 0 clean stop, 1 runtime failure, 2 usage error.\n"
+"Exit codes: 0 clean stop, 1 cannot start (port in use, database, keys, refused\n"
+"bind) or failed while running, 2 usage error.\n"
 "Example: ztask-master --db ./ztask.db\n");
 }
 

@@ -460,9 +460,11 @@ static long s_poll_timeout(master_t *self, int64_t now)
 
 int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
-    while (!*stop) {
-        if (reload && *reload) {
-            *reload = 0;
+    /* Atomic loads: the flags are set by a signal handler, or by another
+       thread when the master is embedded (the unit tests do that). */
+    while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
+        if (reload && __atomic_load_n(reload, __ATOMIC_RELAXED)) {
+            __atomic_store_n(reload, 0, __ATOMIC_RELAXED);
             char err[512];
             if (!self->auth)
                 log_info("event=reload_ignored why=\"no --curve-secret: no allowlists to reload\"");

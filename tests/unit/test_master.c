@@ -59,7 +59,7 @@ static void s_env_start(env_t *e, int lease_ms)
 
 static void s_env_stop(env_t *e)
 {
-    e->stop = 1;
+    __atomic_store_n(&e->stop, 1, __ATOMIC_RELAXED);
     pthread_join(e->thread, NULL);
     master_destroy(&e->master);
     zmq_close(e->client);
