@@ -19,6 +19,15 @@ export CHAOS_BUILD
 CHAOS_BUILD=$(cd "$build" && pwd)
 export CHAOS_SCALE=${CHAOS_SCALE:-1}
 limit=${CHAOS_TIMEOUT:-$((300 * CHAOS_SCALE))}
+# Sanitizer builds: the suppressions `make tsan` uses (libzmq is not
+# instrumented), and more time.
+case $CHAOS_BUILD in
+*tsan*)
+    export TSAN_OPTIONS="suppressions=$here/../tsan.supp halt_on_error=1 ${TSAN_OPTIONS:-}"
+    limit=$((limit * 3))
+    ;;
+*asan*) limit=$((limit * 2)) ;;
+esac
 
 # The order: quick single-fault scenarios first, storms after.
 all=(sigstop poison disk_full worker_kill master_kill hostile_worker hostile_master)
