@@ -173,6 +173,7 @@ $(BUILD)/tests/test_fuzz_regress: $(call obj,tests/unit/test_fuzz_regress.c $(FU
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
+.PRECIOUS: $(BUILD)/obj/tests/fuzz/entry_%.o
 $(BUILD)/obj/tests/fuzz/entry_%.o: tests/fuzz/entry.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DFUZZ_TARGET=$* -c $< -o $@

@@ -8,11 +8,14 @@
 #       then fuzz each target for SECONDS, JOBS targets at a time.
 #   tests/fuzz/run.sh merge BUILD TARGET...
 #       folds what the runs found (BUILD/corpus/T) into the seed corpus
-#       (tests/fuzz/corpus/T), keeping only inputs that add coverage
+#       (tests/fuzz/corpus/T), keeping only inputs that add coverage, each
+#       cut to 1 KiB so the corpus in the repository stays small
 #
 # Each target reads tests/fuzz/corpus/T and tests/fuzz/regress/T (never
 # written) and BUILD/corpus/T (its working corpus, kept between runs);
-# crashes go to BUILD/artifacts/T/, logs to BUILD/logs/T.log. Exit status 0
+# crashes go to BUILD/artifacts/T/, logs to BUILD/logs/T.log. FUZZ_ARGS adds
+# libFuzzer flags to every fuzzing run (-max_len=..., -use_value_profile=1).
+# Exit status 0
 # only when every target ran its time with no crash, leak, timeout, out of
 # memory or broken property.
 set -u
@@ -80,6 +83,8 @@ fuzz_one() {
     local bin=$build/bin/fuzz_$t log=$build/logs/$t.log work=$build/corpus/$t art=$build/artifacts/$t/
     mkdir -p "$work" "$art"
     local dict args=()
+    # Extra libFuzzer flags for every target, e.g. FUZZ_ARGS=-max_len=65536.
+    read -r -a args <<<"${FUZZ_ARGS:-}"
     dict=$(dict_for "$t")
     [ -n "$dict" ] && args+=("-dict=$dict")
     local dirs=("$work" "$here/corpus/$t")
@@ -125,7 +130,7 @@ if [ "${1:-}" = merge ]; then
     shift
     for t in "$@"; do
         [ -d "$build/corpus/$t" ] || continue
-        "$build/bin/fuzz_$t" -merge=1 "$here/corpus/$t" "$build/corpus/$t" >"$build/logs/$t.merge.log" 2>&1 \
+        "$build/bin/fuzz_$t" -merge=1 -max_len=1024 "$here/corpus/$t" "$build/corpus/$t" >"$build/logs/$t.merge.log" 2>&1 \
             && echo "merge $t: $(find "$here/corpus/$t" -type f | wc -l) seeds" \
             || { echo "merge $t: FAILED (log: $build/logs/$t.merge.log)"; exit 1; }
     done

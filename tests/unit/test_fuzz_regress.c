@@ -113,15 +113,48 @@ START_TEST(every_seed_and_saved_crash_keeps_its_properties)
 }
 END_TEST
 
+/* tests/fuzz/known/<target>/ holds inputs that reproduce bugs found but
+   not fixed yet (docs/fuzzing.md, "Open findings"). They must still fail:
+   when one passes, the bug is fixed and the input belongs in regress/. */
+START_TEST(known_open_findings_still_reproduce)
+{
+    for (int i = 0; i < fuzz_ntargets; i++) {
+        char dir[4096];
+        s_dir(dir, sizeof dir, "known", fuzz_targets[i].name);
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            char path[8192];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            struct stat st;
+            if (de->d_name[0] == '.' || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+                continue;
+            size_t size;
+            uint8_t *data = s_slurp(path, &size);
+            char why[1024] = "";
+            fuzz_verdict_t v = fuzz_targets[i].check(data, size, why, sizeof why);
+            free(data);
+            ck_assert_msg(v == FUZZ_BROKEN,
+                          "%s no longer breaks a property: fixed? then git mv it to "
+                          "tests/fuzz/regress/%s/ and update docs/fuzzing.md",
+                          path, fuzz_targets[i].name);
+        }
+        closedir(d);
+    }
+}
+END_TEST
+
 START_TEST(every_corpus_directory_names_a_target)
 {
-    const char *kinds[] = { "corpus", "regress" };
-    for (int k = 0; k < 2; k++) {
+    const char *kinds[] = { "corpus", "regress", "known" };
+    for (int k = 0; k < 3; k++) {
         char dir[4096];
         s_dir(dir, sizeof dir, kinds[k], NULL);
         DIR *d = opendir(dir);
         if (!d) {
-            ck_assert_msg(k == 1, "no %s directory", dir);
+            ck_assert_msg(k > 0, "no %s directory", dir);
             continue;
         }
         struct dirent *de;
@@ -147,6 +180,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, a_check_accepts_a_good_frame_and_refuses_a_bad_one);
     tcase_add_test(tc, a_refusal_message_must_be_one_line_of_utf8);
     tcase_add_loop_test(tc, every_seed_and_saved_crash_keeps_its_properties, 0, fuzz_ntargets);
+    tcase_add_test(tc, known_open_findings_still_reproduce);
     tcase_add_test(tc, every_corpus_directory_names_a_target);
     suite_add_tcase(s, tc);
     return s;
