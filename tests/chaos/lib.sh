@@ -172,8 +172,9 @@ rss_kb() { awk -v k="${2:-VmRSS}:" '$1 == k { print $2 }' "/proc/$1/status" 2>/d
 # both, and keeps them across restarts.
 free_port_pair() {
     local used p i
-    used=$(awk 'NR > 1 { split($2, a, ":"); print strtonum("0x" a[2]) }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u)
+    # Local ports, hex in /proc (mawk has no strtonum: bash converts).
+    used=$(for h in $(awk 'NR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp \
+        /proc/net/tcp6 2>/dev/null | sort -u); do echo $((16#$h)); done)
     for ((i = 0; i < 200; i++)); do
         p=$((20000 + RANDOM % 10000))
         if ! grep -qx "$p" <<<"$used" && ! grep -qx "$((p + 1))" <<<"$used"; then
