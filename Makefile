@@ -205,7 +205,8 @@ $(BUILD)/chaos/libchaos.so: $(call obj,tests/chaos/chaos_plugin.c)
 	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/chaos/chaos-check: $(call obj,tests/chaos/chaos_check.c) $(COMMON_LIB)
-$(BUILD)/chaos/chaos-storm: $(call obj,tests/chaos/chaos_storm.c) $(COMMON_LIB)
+$(BUILD)/chaos/chaos-storm: $(call obj,tests/chaos/chaos_storm.c tests/chaos/storm_gen.c \
+                              tests/chaos/storm_master.c tests/chaos/storm_worker.c) $(COMMON_LIB)
 $(BUILD)/chaos/chaos-check $(BUILD)/chaos/chaos-storm:
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

@@ -1,0 +1,65 @@
+/*  storm.h: the parts of chaos-storm (chaos_storm.c) shared by its two
+    modes, storm_master.c and storm_worker.c.
+
+    Randomness is xorshift64*, reproducible from --seed. Failures are
+    counted (storm_fail prints one line each); a mode ends with exit 1 when
+    any was counted. Threads: one.
+*/
+#ifndef ZTASK_CHAOS_STORM_H
+#define ZTASK_CHAOS_STORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Garbage frames between two legal requests. */
+#define WINDOW 32
+/* Every reply must come within this (the daemons answer in microseconds;
+   this is the sanitizer-build and busy-machine margin). */
+#define REPLY_TIMEOUT_MS 20000
+/* Frames over the 32 MiB limit, each on a fresh socket or connection. */
+#define OVERSIZE_FRAMES 3
+
+/* ---- failures ---- */
+void storm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int storm_failures(void);
+
+/* ---- randomness and time ---- */
+void storm_seed(uint64_t seed);
+uint64_t storm_rand(void);
+size_t storm_below(size_t n);           /* uniform-ish in 0..n-1; 0 for n = 0 */
+int64_t storm_mono_ms(void);
+
+/* ---- /proc figures of a process ---- */
+typedef struct {
+    long rss_kb, hwm_kb;                /* VmRSS, VmHWM; -1 when gone */
+    int fds;                            /* open descriptors; -1 when gone */
+} mem_t;
+mem_t storm_mem(pid_t pid);
+void storm_print_mem(const char *who, const char *when, mem_t m);
+bool storm_alive(pid_t pid);            /* exists and is not a zombie */
+
+/* ---- garbage ---- */
+typedef struct {
+    char *buf;                          /* owned; free() it */
+    size_t len, cap;
+} gbuf_t;
+
+typedef enum { G_RANDOM, G_TRUNC, G_MUTATE, G_FIXED, G_DEEP, G_BIGNAME, G_KINDS } gkind_t;
+extern const char *const storm_kind_names[G_KINDS];
+
+/* Fills g with one garbage frame made from the channel's legal templates
+   (api: the API channel, else a pipe or report channel); returns its kind. */
+gkind_t storm_garbage(gbuf_t *g, const char *const *templates, size_t ntemplates, bool api);
+
+/* ---- sockets ---- */
+/* A socket with linger 0 and send/receive timeouts; exits 2 on failure. */
+void *storm_socket(void *ctx, int type, int timeout_ms);
+void storm_connect(void *s, const char *host, int port);
+
+/* ---- the modes ---- */
+int storm_master_main(int argc, char **argv);
+int storm_worker_main(int argc, char **argv);
+
+#endif
