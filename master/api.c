@@ -280,10 +280,12 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
     sched_task_t *t = sched_get(self->sched, id);
     if (t) {
         rep->task_state = t->state;
-        rep->out_chunk = s_slice(t->out[0], t->outlen[0], req->out_offset);
-        rep->err_chunk = s_slice(t->out[1], t->outlen[1], req->err_offset);
-        rep->out_offset = (int64_t) t->outlen[0] > req->out_offset ? (int64_t) t->outlen[0] : req->out_offset;
-        rep->err_offset = (int64_t) t->outlen[1] > req->err_offset ? (int64_t) t->outlen[1] : req->err_offset;
+        const sched_output_t *o = t->output;
+        size_t ol = o ? o->len[0] : 0, el = o ? o->len[1] : 0;
+        rep->out_chunk = s_slice(o ? o->data[0] : NULL, ol, req->out_offset);
+        rep->err_chunk = s_slice(o ? o->data[1] : NULL, el, req->err_offset);
+        rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
+        rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
     } else {
         rep->task_state = o.state;
         proto_err_t err;

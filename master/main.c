@@ -188,7 +188,7 @@ int main(int argc, char **argv)
             else
                 rc = s_int_opt("prefetch", optarg, 0, 10000, &cfg.prefetch);
             break;
-        case O_CRASH: rc = s_int_opt("crash-limit", optarg, 1, 1000, &cfg.crash_limit); break;
+        case O_CRASH: rc = s_int_opt("crash-limit", optarg, 1, 100, &cfg.crash_limit); break;
         case O_BACKOFF: rc = s_int_opt("retry-backoff-ms", optarg, 0, 3600000, &cfg.retry_backoff_ms); break;
         case O_LOG:
             if (log_level_parse(optarg, &level) != 0) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,13 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     }
 
     self->ctx = zmq_ctx_new();
+    /* Each worker costs a socket (its pipe); libzmq's default cap of 1023
+       sockets would refuse the 1,022nd worker whatever the fd limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1100) {
+        rlim_t n = rl.rlim_cur - 64;
+        zmq_ctx_set(self->ctx, ZMQ_MAX_SOCKETS, n > 65535 ? 65535 : (int) n);
+    }
     if (s_security(self, cfg, err, errlen) != 0)
         goto fail;
     self->api = s_bind(self, ZMQ_ROUTER, cfg->port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,

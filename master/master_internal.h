@@ -137,7 +137,7 @@ void tasks_timers(master_t *self, int64_t now);
    was cancelled or (crashed) has killed its workers crash_limit times. */
 void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed, const char *why);
 /* Takes every task back from a worker that died or left. */
-void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why);
+void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed);
 /* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
 void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt);
 /* Ends a task that is still in the scheduler with a final state. */

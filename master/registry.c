@@ -230,6 +230,9 @@ void worker_attach(worker_t *w, sched_task_t *t)
         w->tasks->wprev = t;
     w->tasks = t;
     w->inflight++;
+    t->suspect = t->crashes > 0;
+    if (t->suspect)
+        w->suspects++;
 }
 
 void worker_detach(worker_t *w, sched_task_t *t)
@@ -243,6 +246,9 @@ void worker_detach(worker_t *w, sched_task_t *t)
     t->wprev = t->wnext = NULL;
     t->worker = NULL;
     w->inflight--;
+    if (t->suspect)
+        w->suspects--;
+    t->suspect = false;
 }
 
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire)

@@ -37,6 +37,7 @@ typedef struct worker {
     int64_t last_ping;        /* monotonic ms of the last ping sent */
     int64_t gone_since;       /* monotonic ms it died or left */
     int inflight;             /* tasks assigned or running on it */
+    int suspects;             /* of those, tasks that were on a worker that died */
     double task_ms;           /* moving average of its tasks' run time */
     int64_t samples;          /* results that fed task_ms */
     int64_t done, failed;

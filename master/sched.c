@@ -31,6 +31,7 @@ struct sched {
     class_t *classes;
     int nclasses;
     heap_t delayed;
+    heap_t suspects;          /* ready tasks with crashes > 0, any class */
 };
 
 static bool s_before(const heap_t *h, const entry_t *a, const entry_t *b)
@@ -91,6 +92,7 @@ sched_t *sched_new(void)
     sched_t *self = xcalloc(1, sizeof *self);
     self->tasks = imap_new();
     self->delayed.max = false;
+    self->suspects.max = true;
     sched_class(self, "fn");   /* class 0: anything goes */
     return self;
 }
@@ -99,8 +101,11 @@ static void s_free_task(sched_task_t *t)
 {
     free(t->spec);
     free(t->worker_name);
-    free(t->out[0]);
-    free(t->out[1]);
+    if (t->output) {
+        free(t->output->data[0]);
+        free(t->output->data[1]);
+        free(t->output);
+    }
     free(t);
 }
 
@@ -124,6 +129,7 @@ void sched_destroy(sched_t **p)
     }
     free(self->classes);
     free(self->delayed.v);
+    free(self->suspects.v);
     free(self);
     *p = NULL;
 }
@@ -158,6 +164,11 @@ const sched_class_t *sched_class_get(const sched_t *self, int cls)
     return cls >= 0 && cls < self->nclasses ? &self->classes[cls].pub : NULL;
 }
 
+static heap_t *s_ready_heap(sched_t *self, const sched_task_t *t)
+{
+    return t->crashes ? &self->suspects : &self->classes[t->cls].ready;
+}
+
 static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
 {
     t->state = PROTO_ST_QUEUED;
@@ -166,7 +177,7 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     if (not_before > 0)
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
     else
-        s_push(&self->classes[t->cls].ready, (entry_t){t->priority, t->id, t->gen});
+        s_push(s_ready_heap(self, t), (entry_t){t->priority, t->id, t->gen});
 }
 
 static sched_task_t *s_new_task(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
@@ -176,9 +187,9 @@ static sched_task_t *s_new_task(sched_t *self, int64_t id, int64_t job, int32_t 
     t->id = id;
     t->job = job;
     t->priority = priority;
-    t->cls = cls >= 0 && cls < self->nclasses ? cls : 0;
-    t->attempt = attempt;
-    t->retries_left = retries_left;
+    t->cls = (uint16_t) (cls >= 0 && cls < self->nclasses ? cls : 0);
+    t->attempt = (uint16_t) (attempt < 0 ? 0 : attempt > UINT16_MAX ? UINT16_MAX : attempt);
+    t->retries_left = (uint8_t) (retries_left < 0 ? 0 : retries_left > 255 ? 255 : retries_left);
     imap_put(self->tasks, id, t);
     return t;
 }
@@ -218,7 +229,7 @@ static void s_promote(sched_t *self, int64_t now)
             continue;
         t->not_before = 0;
         t->gen++;
-        s_push(&self->classes[t->cls].ready, (entry_t){t->priority, t->id, t->gen});
+        s_push(s_ready_heap(self, t), (entry_t){t->priority, t->id, t->gen});
     }
 }
 
@@ -236,7 +247,8 @@ static bool s_clean_top(sched_t *self, heap_t *h)
 }
 
 sched_task_t *sched_pop(sched_t *self, int64_t now,
-                        bool (*accept)(const sched_class_t *cls, void *arg), void *arg)
+                        bool (*accept)(const sched_class_t *cls, void *arg), void *arg,
+                        bool suspects_ok)
 {
     s_promote(self, now);
     heap_t *best = NULL;
@@ -245,6 +257,15 @@ sched_task_t *sched_pop(sched_t *self, int64_t now,
         if (!h->n || (accept && !accept(&self->classes[i].pub, arg)) || !s_clean_top(self, h))
             continue;
         if (!best || s_before(h, &h->v[0], &best->v[0]))
+            best = h;
+    }
+    /* The best suspect competes only when the caller can isolate it (and
+       only if this worker can take its class: otherwise it waits for one). */
+    if (suspects_ok && s_clean_top(self, &self->suspects)) {
+        heap_t *h = &self->suspects;
+        sched_task_t *t = imap_get(self->tasks, h->v[0].id);
+        if ((!accept || accept(&self->classes[t->cls].pub, arg))
+            && (!best || s_before(h, &h->v[0], &best->v[0])))
             best = h;
     }
     if (!best)
@@ -272,7 +293,7 @@ void sched_remove(sched_t *self, int64_t id)
 
 size_t sched_ready(const sched_t *self, int64_t now)
 {
-    size_t n = 0;
+    size_t n = self->suspects.n;
     for (int i = 0; i < self->nclasses; i++)
         n += self->classes[i].ready.n;
     for (size_t i = 0; i < self->delayed.n; i++)

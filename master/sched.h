@@ -43,27 +43,35 @@ typedef struct {
     int nrequire;
 } sched_class_t;
 
+/* Live output of a running task, for `ztask logs -f` (allocated on the
+   first output report: most tasks never need it). */
+typedef struct {
+    char *data[2];            /* stdout, stderr */
+    size_t len[2];
+} sched_output_t;
+
+/* One unfinished task. Kept small (a million may be queued at once). */
 typedef struct sched_task {
     int64_t id;
     int64_t job;
-    int32_t priority;
-    int cls;                  /* index of its class */
-    int attempt;              /* number of the latest dispatch; 0 = never sent */
-    int retries_left;
-    int crashes;              /* workers that died while running it */
-    proto_state_t state;      /* QUEUED, ASSIGNED or RUNNING */
-    bool cancel_requested;    /* an abort was sent; do not retry or requeue */
-    bool orphan;              /* ASSIGNED/RUNNING from before a master restart */
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
     double started;           /* wall time the worker reported, 0 = not yet */
+    char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
     struct worker *worker;    /* borrowed from the registry, NULL when none */
     struct sched_task *wprev, *wnext;   /* the worker's list of its tasks */
-    char *spec;               /* spec text while queued, owned; NULL = read it from the store */
-    char *out[2];             /* live stdout/stderr of a running task, owned */
-    size_t outlen[2];
+    sched_output_t *output;   /* live output, owned, NULL when none */
+    int32_t priority;
     uint32_t gen;             /* matches the current heap entry */
+    uint16_t cls;             /* index of its class */
+    uint16_t attempt;         /* number of the latest dispatch; 0 = never sent */
+    uint8_t retries_left;
+    uint8_t crashes;          /* workers that died while holding it */
+    uint8_t state;            /* proto_state_t: QUEUED, ASSIGNED or RUNNING */
+    bool cancel_requested;    /* an abort was sent; do not retry or requeue */
+    bool orphan;              /* ASSIGNED/RUNNING from before a master restart */
+    bool suspect;             /* counted in its worker's suspects */
 } sched_task_t;
 
 sched_t *sched_new(void);
@@ -92,9 +100,16 @@ sched_task_t *sched_get(const sched_t *self, int64_t id);
 /* Takes the next task to run at `now` (highest priority, then lowest id)
    among the classes accept() says yes to (NULL = all), out of the queue, and
    marks it ASSIGNED; NULL when none is ready. The caller sets attempt,
-   worker and deadline. */
+   worker and deadline.
+
+   Suspects: a task that was on a worker when it died (crashes > 0) may be
+   what killed it. Suspects wait in a queue of their own and are handed out
+   only when suspects_ok (the caller sends them alone to an idle worker), so
+   the next crash points at one task and a poison task cannot take innocent
+   neighbours down with it. */
 sched_task_t *sched_pop(sched_t *self, int64_t now,
-                        bool (*accept)(const sched_class_t *cls, void *arg), void *arg);
+                        bool (*accept)(const sched_class_t *cls, void *arg), void *arg,
+                        bool suspects_ok);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);

@@ -140,15 +140,15 @@ void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed,
     (void) now;
 }
 
-void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why)
+void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
 {
     int n = 0;
-    while (w->tasks) {
-        sched_task_t *t = w->tasks;
-        bool crashed = t->state == PROTO_ST_RUNNING;
-        tasks_take_back(self, t, now, crashed, why);
-        n++;
-    }
+    /* A worker that died may have been killed by one of its tasks, started
+       or not (its "started" report may never have left): every task it held
+       becomes a suspect, runs alone next time, and the one that keeps
+       killing workers reaches the crash limit by itself. */
+    while (w->tasks)
+        tasks_take_back(self, w->tasks, now, crashed, why), n++;
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
     registry_gone(self->registry, w, now);
 }
@@ -190,7 +190,9 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
     while (credit > 0) {
         int n = 0;
         while (n < credit && n < DISPATCH_BATCH) {
-            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w);
+            /* A suspect goes only to an idle worker, alone. */
+            bool alone = n == 0 && w->inflight == 0;
+            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
             if (!t)
                 break;
             char *spec = t->spec ? t->spec : store_task_spec(self->store, t->id);
@@ -219,10 +221,14 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             specs[n] = spec;
             tasks[n] = t;
             n++;
+            if (t->crashes)
+                break;
         }
         if (!n)
             return;
         bool dry = n < credit && n < DISPATCH_BATCH;
+        if (tasks[n - 1]->crashes)
+            dry = true;   /* a suspect travels alone */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -270,7 +276,7 @@ void tasks_dispatch(master_t *self, int64_t now)
         worker_t *w = registry_next(self->registry, &pos);
         if (!w || !w->alive || w->draining || !w->pipe)
             continue;
-        int credit = w->threads + s_prefetch(self, w) - w->inflight;
+        int credit = w->suspects ? 0 : w->threads + s_prefetch(self, w) - w->inflight;
         if (credit <= 0 || !s_pipe_ready(self, w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
@@ -343,13 +349,16 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
 {
     int i = stream == 2 ? 1 : 0;
     size_t n = strlen(data);
+    if (!t->output)
+        t->output = xcalloc(1, sizeof *t->output);
+    sched_output_t *o = t->output;
     /* Live output is for watching; the full (capped) output arrives with the
        result. Past the cap, keep nothing more in memory. */
-    if (t->outlen[i] + n > PROTO_DEFAULT_OUTPUT_CAP)
+    if (o->len[i] + n > PROTO_DEFAULT_OUTPUT_CAP)
         return;
-    t->out[i] = xrealloc(t->out[i], t->outlen[i] + n + 1);
-    memcpy(t->out[i] + t->outlen[i], data, n + 1);
-    t->outlen[i] += n;
+    o->data[i] = xrealloc(o->data[i], o->len[i] + n + 1);
+    memcpy(o->data[i] + o->len[i], data, n + 1);
+    o->len[i] += n;
 }
 
 void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now)
@@ -393,7 +402,7 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now)
     case PROTO_REP_BYE:
         if (live) {
             log_info("event=worker_bye worker=%s", w->id);
-            tasks_worker_lost(self, w, now, "bye");
+            tasks_worker_lost(self, w, now, "bye", false);
         }
         break;
     }
@@ -412,7 +421,7 @@ void tasks_timers(master_t *self, int64_t now)
         if (!w->alive)
             continue;
         if (now - w->last_seen > dead_after) {
-            tasks_worker_lost(self, w, now, "heartbeat_timeout");
+            tasks_worker_lost(self, w, now, "heartbeat_timeout", true);
             continue;
         }
         /* Ping every worker, idle ones too: its liveness check on us

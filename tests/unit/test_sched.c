@@ -16,12 +16,12 @@ START_TEST(runs_higher_priority_first_then_fifo)
     sched_add(s, 5, 1, -1, 0, 0, 0, 0);
     int64_t want[] = {2, 4, 1, 3, 5};
     for (int i = 0; i < 5; i++) {
-        sched_task_t *t = sched_pop(s, 0, NULL, NULL);
+        sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
         ck_assert_ptr_nonnull(t);
         ck_assert_int_eq(t->id, want[i]);
         ck_assert_int_eq(t->state, PROTO_ST_ASSIGNED);
     }
-    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, true));
     ck_assert_int_eq(sched_size(s), 5);
     sched_destroy(&s);
     ck_assert_ptr_null(s);
@@ -36,7 +36,7 @@ START_TEST(fifo_holds_for_many_tasks)
     int64_t last_id[3] = {0, 0, 0};
     int32_t last_prio = 3;
     for (int i = 0; i < 100000; i++) {
-        sched_task_t *t = sched_pop(s, 0, NULL, NULL);
+        sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
         ck_assert_ptr_nonnull(t);
         ck_assert_int_le(t->priority, last_prio);
         ck_assert_int_gt(t->id, last_id[t->priority]);
@@ -44,7 +44,7 @@ START_TEST(fifo_holds_for_many_tasks)
         last_id[t->priority] = t->id;
         sched_remove(s, t->id);
     }
-    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, true));
     ck_assert_int_eq(sched_size(s), 0);
     sched_destroy(&s);
 }
@@ -54,13 +54,13 @@ START_TEST(requeue_with_backoff_waits_for_its_time)
 {
     sched_t *s = sched_new();
     sched_task_t *t = sched_add(s, 7, 1, 0, 0, 0, 1, 0);
-    ck_assert_ptr_eq(sched_pop(s, 1000, NULL, NULL), t);
+    ck_assert_ptr_eq(sched_pop(s, 1000, NULL, NULL, true), t);
     sched_requeue(s, t, 1500);
     ck_assert_int_eq(t->state, PROTO_ST_QUEUED);
-    ck_assert_ptr_null(sched_pop(s, 1000, NULL, NULL));
+    ck_assert_ptr_null(sched_pop(s, 1000, NULL, NULL, true));
     ck_assert_int_eq(sched_next_due(s, 1000), 500);
-    ck_assert_ptr_null(sched_pop(s, 1499, NULL, NULL));
-    ck_assert_ptr_eq(sched_pop(s, 1500, NULL, NULL), t);
+    ck_assert_ptr_null(sched_pop(s, 1499, NULL, NULL, true));
+    ck_assert_ptr_eq(sched_pop(s, 1500, NULL, NULL, true), t);
     ck_assert_int_eq(sched_next_due(s, 1500), -1);
     sched_destroy(&s);
 }
@@ -70,10 +70,10 @@ START_TEST(backoff_does_not_block_ready_tasks)
 {
     sched_t *s = sched_new();
     sched_task_t *a = sched_add(s, 1, 1, 9, 0, 0, 1, 0);
-    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), a);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
     sched_requeue(s, a, 10000);
     sched_add(s, 2, 1, 0, 0, 0, 0, 0);
-    sched_task_t *b = sched_pop(s, 0, NULL, NULL);
+    sched_task_t *b = sched_pop(s, 0, NULL, NULL, true);
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(b->id, 2);
     sched_destroy(&s);
@@ -87,12 +87,12 @@ START_TEST(removed_or_requeued_tasks_leave_no_ghosts)
     sched_add(s, 2, 1, 0, 0, 0, 0, 0);
     sched_task_t *t3 = sched_add(s, 3, 1, 0, 0, 0, 0, 0);
     sched_remove(s, 1);               /* cancelled while queued */
-    sched_task_t *t = sched_pop(s, 0, NULL, NULL);
+    sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
     ck_assert_int_eq(t->id, 2);
     sched_requeue(s, t, 0);           /* back to the queue: one entry only */
-    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), t);  /* FIFO: 2 is older than 3 */
-    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), t3);
-    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), t);  /* FIFO: 2 is older than 3 */
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), t3);
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, true));
     ck_assert_ptr_null(sched_get(s, 1));
     sched_destroy(&s);
 }
@@ -104,10 +104,10 @@ START_TEST(orphans_wait_outside_the_queue)
     sched_task_t *o = sched_add_orphan(s, 4, 1, 0, 0, 2, 0, "w1", 5000);
     ck_assert(o->orphan);
     ck_assert_str_eq(o->worker_name, "w1");
-    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL));
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, true));
     sched_requeue(s, o, 0);
     ck_assert(!o->orphan);
-    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL), o);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), o);
     ck_assert_int_eq(o->attempt, 2);
     sched_destroy(&s);
 }
@@ -119,10 +119,10 @@ START_TEST(only_the_injected_clock_counts)
 {
     sched_t *s = sched_new();
     sched_task_t *t = sched_add(s, 1, 1, 0, 0, 0, 1, 0);
-    sched_pop(s, 100, NULL, NULL);
+    sched_pop(s, 100, NULL, NULL, true);
     sched_requeue(s, t, 200);
-    ck_assert_ptr_null(sched_pop(s, 199, NULL, NULL));
-    ck_assert_ptr_eq(sched_pop(s, 200, NULL, NULL), t);
+    ck_assert_ptr_null(sched_pop(s, 199, NULL, NULL, true));
+    ck_assert_ptr_eq(sched_pop(s, 200, NULL, NULL, true), t);
     sched_destroy(&s);
 }
 END_TEST
@@ -158,14 +158,32 @@ START_TEST(a_worker_only_gets_classes_it_accepts_in_global_order)
     sched_add(s, 3, 1, 0, 0, 0, 0, 0);
     sched_add(s, 4, 1, 7, exec, 0, 0, 0);
     /* A worker refusing commands skips 1 and 4 without losing them. */
-    ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL)->id, 2);
-    ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL)->id, 3);
-    ck_assert_ptr_null(sched_pop(s, 0, s_no_exec, NULL));
+    ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL, true)->id, 2);
+    ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL, true)->id, 3);
+    ck_assert_ptr_null(sched_pop(s, 0, s_no_exec, NULL, true));
     /* Priority still wins across classes for a worker that takes all. */
-    ck_assert_int_eq(sched_pop(s, 0, NULL, NULL)->id, 4);
-    ck_assert_int_eq(sched_pop(s, 0, NULL, NULL)->id, 1);
+    ck_assert_int_eq(sched_pop(s, 0, NULL, NULL, true)->id, 4);
+    ck_assert_int_eq(sched_pop(s, 0, NULL, NULL, true)->id, 1);
     sched_add(s, 5, 1, 0, gpu, 0, 0, 0);
-    ck_assert_int_eq(sched_pop(s, 0, s_has_gpu, NULL)->id, 5);
+    ck_assert_int_eq(sched_pop(s, 0, s_has_gpu, NULL, true)->id, 5);
+    sched_destroy(&s);
+}
+END_TEST
+
+START_TEST(suspects_are_handed_out_only_when_they_can_run_alone)
+{
+    sched_t *s = sched_new();
+    sched_task_t *a = sched_add(s, 1, 1, 0, 0, 0, 0, 0);
+    sched_add(s, 2, 1, 0, 0, 0, 0, 0);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
+    a->crashes = 1;                   /* its worker died holding it */
+    sched_requeue(s, a, 0);
+    /* A busy worker gets the innocent task, not the suspect. */
+    sched_task_t *b = sched_pop(s, 0, NULL, NULL, false);
+    ck_assert_int_eq(b->id, 2);
+    ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, false));
+    /* An idle worker may take it (alone). */
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
     sched_destroy(&s);
 }
 END_TEST
@@ -182,6 +200,7 @@ int main(void)
     tcase_add_test(tc, orphans_wait_outside_the_queue);
     tcase_add_test(tc, only_the_injected_clock_counts);
     tcase_add_test(tc, a_worker_only_gets_classes_it_accepts_in_global_order);
+    tcase_add_test(tc, suspects_are_handed_out_only_when_they_can_run_alone);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
