@@ -639,11 +639,29 @@ fail:
     return -1;
 }
 
+/* True when every number in v is finite. cJSON reads a number too large
+   for a double (6e308) as infinity and prints it as null, which would turn
+   a value into another one and "args" into no args on the next decode. */
+static bool s_all_finite(const cJSON *v)
+{
+    if (cJSON_IsNumber(v))
+        return isfinite(v->valuedouble);
+    for (const cJSON *c = v->child; c; c = c->next)
+        if (!s_all_finite(c))
+            return false;
+    return true;
+}
+
 int pj_json(const cJSON *o, const char *k, char **out, proto_err_t *err)
 {
     const cJSON *v = pj_get(o, k);
     if (!v)
         return 0;
+    if (!s_all_finite(v)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" holds a number too large for a double",
+                      k);
+        return -1;
+    }
     char *text = cJSON_PrintUnformatted(v);
     if (!text) {
         proto_err_set(err, PROTO_E_INTERNAL, "could not print field \"%s\"", k);

@@ -114,7 +114,9 @@ int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, siz
 /* An array of {"task","attempt"} objects; *out NULL when empty/absent. */
 int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
             proto_err_t *err);
-/* Any JSON value, as compact text (*out NULL when absent or null). */
+/* Any JSON value, as compact text (*out NULL when absent or null). A
+   number that overflows a double anywhere in it is an error (numbers
+   MUST be finite). */
 int pj_json(const cJSON *o, const char *k, char **out, proto_err_t *err);
 /* Checks that member k, when present, is an array of at most maxn
    elements; returns it (NULL when absent) through *arr. */
