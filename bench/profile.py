@@ -4,7 +4,7 @@
     python3 bench/profile.py [--build build/release] [--n 20000] [--prefetch 64]
                              [--db file|memory] [--sync full] [--no-perf]
 
-Four runs around the fn noop scenario (2 workers x BENCH_THREADS threads):
+Five runs around the fn noop and exec scenarios (2 workers x BENCH_THREADS threads):
 
   1. the master under `valgrind --tool=callgrind`, workers native;
   2. the master native, one worker under callgrind (it runs every task);
@@ -12,7 +12,9 @@ Four runs around the fn noop scenario (2 workers x BENCH_THREADS threads):
      (no workers): which allocations make the bytes per queued task;
   4. everything native at 10x N, sampled by `perf record` (cpu-clock, the
      master's and the workers' pids only), for the kernel's share, which
-     callgrind does not see (syscalls, fsync, TCP, thread switches).
+     callgrind does not see (syscalls, fsync, TCP, thread switches);
+  5. exec `true` natively (1 worker x 2 threads), perf on the worker and
+     the commands it forks: the cost of starting a command.
 
 callgrind counts instructions, so its numbers are stable on a busy
 machine: instructions per task (Ir / N) is the figure to track between
@@ -170,6 +172,46 @@ def perf_run(args, workdir):
     return texts, res, n
 
 
+def perf_exec_run(args, workdir):
+    """exec `true` natively (1 worker x 2 threads), perf on the worker and
+    the commands it starts (-i: children inherit the sampling): where a
+    command task's time goes, in the worker and in the kernel."""
+    n = max(500, args.n // 4)
+    cl = Cluster(args.bin, workdir, db=args.dbfile, sync=args.sync, prefetch=args.prefetch,
+                 workers=1, threads=2)
+    data = os.path.join(args.outdir, "perf-exec.data")
+    perf = None
+    try:
+        cl.start()
+        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", "-g",
+                                 "-o", data, "-p", str(cl.workers[0].pid)],
+                                stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(workdir, "perf-exec.log"), "wb"))
+        time.sleep(0.5)
+        out, wall, _ = run_client([args.zt_load, "--master", cl.api, "throughput", "--n", str(n),
+                                   "--exec", "--timeout", "600"], 650,
+                                  os.path.join(workdir, "client.log"))
+        res = last_json(out)
+    finally:
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            try:
+                perf.wait(60)
+            except subprocess.TimeoutExpired:
+                perf.kill()
+                perf.wait()
+        cl.stop()
+    texts = []
+    for sort, limit in (("comm,dso", "1"), ("comm,dso,symbol", "0.7")):
+        report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                                 "--sort", sort, "-g", "none", "--percent-limit", limit],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300)
+        texts.append(report.stdout.decode("utf-8", "replace"))
+    with open(os.path.join(args.outdir, "perf-exec.txt"), "w") as f:
+        f.write("\n".join(texts))
+    return texts, res, n
+
+
 def massif_run(args, workdir):
     """The master under massif while a job of args.n * 5 tasks is queued
     (no workers): who holds the memory at the peak."""
@@ -287,6 +329,17 @@ def main():
                           f"native run: {res['tasks_per_s']:,.0f} tasks/s, N={n:,})")
             for title, text, top in (("by thread name and object (>= 1%)", texts[0], 20),
                                      ("by symbol (>= 0.5%)", texts[1], 40)):
+                report.append(title + ":")
+                body = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
+                report.extend("  " + " ".join(l.split()) for l in body[:top])
+            report.append("")
+            say("== native exec `true`, perf record on the worker")
+            texts, res, n = perf_exec_run(args, workdir)
+            report.append(f"## perf, exec `true` (1 worker x 2 threads, native run: "
+                          f"{res['tasks_per_s']:,.0f} tasks/s, N={n:,}): the worker and the "
+                          f"commands it starts")
+            for title, text, top in (("by thread name and object (>= 1%)", texts[0], 20),
+                                     ("by symbol (>= 0.7%)", texts[1], 40)):
                 report.append(title + ":")
                 body = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
                 report.extend("  " + " ".join(l.split()) for l in body[:top])
