@@ -213,6 +213,14 @@ def run_client(argv, timeout, log_path=None, env=None):
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
         raise BenchError(f"{os.path.basename(argv[0])} overran {timeout}s")
+    except BaseException:
+        # Ctrl-C or SIGTERM on the bench: the client goes with it.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        raise
     finally:
         if log_path:
             err.close()
