@@ -41,10 +41,10 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
     pb_ki64(b, "done", j->done);
     pb_ki64(b, "failed", j->failed);
     pb_ki64(b, "cancelled", j->cancelled);
-    pb_kdbl(b, "created", j->created);
+    pb_ktime(b, "created", j->created);
     pb_key(b, "finished");
     if (j->finished > 0)
-        pb_dbl(b, j->finished);
+        pb_time(b, j->finished);
     else
         pb_lit(b, "null");
     pb_char(b, '}');
@@ -82,7 +82,7 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
     pb_ki64(b, "running", w->running);
     pb_ki64(b, "done", w->done);
     pb_ki64(b, "failed", w->failed);
-    pb_kdbl(b, "last_heartbeat", w->last_heartbeat);
+    pb_ktime(b, "last_heartbeat", w->last_heartbeat);
     pb_char(b, '}');
 }
 

@@ -166,7 +166,7 @@ char *proto_report_encode(const proto_report_t *msg)
             pb_char(&b, '{');
             pb_ki64(&b, "task", msg->started[i].task);
             pb_ki64(&b, "attempt", msg->started[i].attempt);
-            pb_kdbl(&b, "at", msg->started_at ? msg->started_at[i] : 0);
+            pb_ktime(&b, "at", msg->started_at ? msg->started_at[i] : 0);
             pb_char(&b, '}');
         }
         pb_char(&b, ']');

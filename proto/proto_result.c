@@ -52,8 +52,8 @@ void pr_result_members(pb_t *b, const proto_result_t *res)
     pb_key(b, "result");
     pb_json(b, res->result_json);
     pb_kstr(b, "error", res->error);
-    pb_kdbl(b, "started", res->started);
-    pb_kdbl(b, "finished", res->finished);
+    pb_ktime(b, "started", res->started);
+    pb_ktime(b, "finished", res->finished);
 }
 
 void pr_result_write(pb_t *b, const proto_result_t *res)

@@ -240,6 +240,45 @@ void pb_dbl(pb_t *b, double v)
     pb_raw(b, tmp, (size_t) n);
 }
 
+/* Wall-clock seconds with microsecond precision, by integer arithmetic:
+   every result carries two timestamps, and printf's %g (with a strtod
+   round-trip check) was the worker's single biggest cost per task. */
+void pb_time(pb_t *b, double v)
+{
+    if (!isfinite(v) || v < 0 || v > 1e12) {   /* beyond: microseconds overflow int64 */
+        pb_dbl(b, v);
+        return;
+    }
+    long long us = llround(v * 1e6);
+    long long sec = us / 1000000, frac = us % 1000000;
+    char tmp[40];
+    char *p = tmp + sizeof tmp;
+    if (frac) {
+        /* Six digits, trailing zeros dropped (1.5 not 1.500000). */
+        int digits = 6;
+        while (frac % 10 == 0) {
+            frac /= 10;
+            digits--;
+        }
+        for (int i = 0; i < digits; i++) {
+            *--p = (char) ('0' + frac % 10);
+            frac /= 10;
+        }
+        *--p = '.';
+    }
+    do {
+        *--p = (char) ('0' + sec % 10);
+        sec /= 10;
+    } while (sec);
+    pb_raw(b, p, (size_t) (tmp + sizeof tmp - p));
+}
+
+void pb_ktime(pb_t *b, const char *key, double v)
+{
+    pb_key(b, key);
+    pb_time(b, v);
+}
+
 void pb_bool(pb_t *b, bool v)
 {
     if (v)
@@ -303,7 +342,9 @@ void pb_open(pb_t *b, const char *type)
 char *pb_take(pb_t *b)
 {
     pb_char(b, '\0');
-    char *s = b->buf;
+    /* Hand back only what is used: stored specs live in memory while their
+       task is queued, a million at a time. */
+    char *s = b->cap > b->len + 64 ? xrealloc(b->buf, b->len) : b->buf;
     b->buf = NULL;
     b->len = b->cap = 0;
     return s;

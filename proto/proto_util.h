@@ -67,6 +67,9 @@ char *pb_take(pb_t *b);
 void pb_kstr(pb_t *b, const char *key, const char *s);   /* NULL -> null */
 void pb_ki64(pb_t *b, const char *key, int64_t v);
 void pb_kdbl(pb_t *b, const char *key, double v);
+/* A wall-clock time in seconds, printed with microsecond precision. */
+void pb_time(pb_t *b, double v);
+void pb_ktime(pb_t *b, const char *key, double v);
 void pb_kbool(pb_t *b, const char *key, bool v);
 
 /* Makes s fit for one log line and for a user's terminal, in place: every
