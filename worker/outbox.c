@@ -173,6 +173,17 @@ void outbox_started(outbox_t *self, int64_t task, int attempt, double at)
     self->nstarted++;
 }
 
+void outbox_unstarted(outbox_t *self, int64_t task, int attempt)
+{
+    for (int i = 0; i < self->nstarted; i++)
+        if (self->started[i].task == task && self->started[i].attempt == attempt) {
+            self->nstarted--;
+            self->started[i] = self->started[self->nstarted];
+            self->started_at[i] = self->started_at[self->nstarted];
+            return;
+        }
+}
+
 void outbox_output(outbox_t *self, const char *text, size_t len)
 {
     s_flush_started(self);

@@ -45,6 +45,11 @@ void outbox_set_worker(outbox_t *self, const char *id);
 void outbox_started(outbox_t *self, int64_t task, int attempt, double at);
 /* An encoded OUTPUT report (copied), sent now; STARTED refs still batched
    go first, so the master sees a start before its output. */
+/* Drops a queued "started" for a task whose result is about to go in the
+   same flush: the result says everything the start would (a tiny task then
+   costs one report, not two). */
+void outbox_unstarted(outbox_t *self, int64_t task, int attempt);
+
 void outbox_output(outbox_t *self, const char *text, size_t len);
 /* An encoded result object (taken) for the next RESULTS report. */
 void outbox_result(outbox_t *self, char *json);

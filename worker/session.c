@@ -495,8 +495,10 @@ static void s_read_inbox(session_t *s)
         case RUNNER_MSG_RESULT:
         case RUNNER_MSG_RELEASE: {
             runner_task_t *t = hdr.task;
-            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
+            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
+                outbox_unstarted(s->outbox, t->id, t->attempt);
                 outbox_result(s->outbox, xstrndup(payload, plen));
+            }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);

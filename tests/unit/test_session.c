@@ -488,8 +488,10 @@ START_TEST(registers_with_hello_then_runs_tasks_and_reports_results)
     ck_assert_str_eq(fm_result(fm, 11)->result_json, "49");
     ck_assert_int_eq(fm_result(fm, 12)->status, PROTO_ST_FAILED);
     ck_assert_str_eq(fm_result(fm, 12)->error, "nope");
-    /* Every task was reported started before its result was counted. */
-    FM_UNTIL(fm, 2000, fm_started(fm, 10) && fm_started(fm, 11) && fm_started(fm, 12));
+    /* A task that ends within one wakeup may be reported by its result
+       alone (no separate "started"): its start time travels in it. */
+    for (int64_t id = 10; id <= 12; id++)
+        ck_assert_double_gt(fm_result(fm, id)->started, 0);
 
     fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
     ck_assert_int_eq(worker_join(fm, w), 0);
