@@ -56,7 +56,7 @@ E2E_SRC   := $(wildcard tests/e2e/test_*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/e2e_%,$(E2E_SRC))
 E2E_LIB_SRC := $(filter-out tests/e2e/test_%.c,$(wildcard tests/e2e/*.c))
 
-.PHONY: all test unit e2e asan tsan demo install clean deps format bench
+.PHONY: all test unit e2e asan tsan memcheck demo install clean deps format bench
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(PLUGIN)
@@ -121,6 +121,11 @@ asan:
 
 tsan:
 	@$(MAKE) --no-print-directory VARIANT=tsan test
+
+# Every unit suite under valgrind memcheck (release build, which keeps -g).
+memcheck: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@tests/memcheck.sh $(BUILD)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -2,13 +2,14 @@
 # Installs the Debian 12 packages ztask needs to build and test.
 #   scripts/install-deps.sh        build + `make test` (libzmq, cJSON, SQLite, Check)
 #   scripts/install-deps.sh --ci   also what CI's extra suites use: clang and its
-#                                  sanitizer runtimes (make fuzz), iproute2 (the
-#                                  multi-host test), sqlite3 (chaos checks)
+#                                  sanitizer runtimes (make fuzz), valgrind (make
+#                                  memcheck), iproute2 (the multi-host test),
+#                                  sqlite3 (chaos checks), bc (CI's summary)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
 if [ "${1:-}" = "--ci" ]; then
-    pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps"
+    pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
 fi
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
