@@ -44,6 +44,18 @@ void log_clear_context(void)
     t_context[0] = '\0';
 }
 
+const char *log_quote(char *buf, size_t n, const char *text)
+{
+    size_t i = 0;
+    for (; text && text[i] && i + 1 < n; i++) {
+        unsigned char c = (unsigned char) text[i];
+        buf[i] = c == '"' ? '\'' : c < 0x20 || c == 0x7f ? ' ' : (char) c;
+    }
+    if (n)
+        buf[i < n ? i : n - 1] = '\0';
+    return buf;
+}
+
 void log_write(log_level_t level, const char *fmt, ...)
 {
     if (level < s_level)

@@ -13,6 +13,7 @@
 #define ZTASK_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR } log_level_t;
 
@@ -25,6 +26,11 @@ int log_level_parse(const char *text, log_level_t *level);
 /* Sets (or clears with NULL) this thread's context tag; the text is copied. */
 void log_set_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_clear_context(void);
+
+/* Copies text into buf (of size n) fit to stand inside key="...": double
+   quotes become single quotes and control characters spaces, so a peer's
+   error message cannot break the line's key=value fields. Returns buf. */
+const char *log_quote(char *buf, size_t n, const char *text);
 
 /* Writes one line: fmt should read as key=value fields, starting with event=. */
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

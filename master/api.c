@@ -200,7 +200,11 @@ static int s_task_row(const store_task_row_t *row, void *arg)
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
         if (!info->result)
-            log_warn("event=bad_outcome task=%" PRId64 " error=\"%s\"", row->id, err.message);
+            {
+            char q[256];
+            log_warn("event=bad_outcome task=%" PRId64 " error=\"%s\"", row->id,
+                     log_quote(q, sizeof q, err.message));
+        }
     }
     return 0;
 }
@@ -595,7 +599,8 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     proto_err_t err;
     proto_req_t *req = proto_req_decode(body, len, &err);
     if (!req) {
-        log_warn("event=bad_request code=%s error=\"%s\"", err.code, err.message);
+        char q[256];
+        log_warn("event=bad_request code=%s error=\"%s\"", err.code, log_quote(q, sizeof q, err.message));
         s_reply_error(self, &env, err.code, err.message);
         return;
     }

@@ -325,8 +325,9 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << (t->attempt > 7 ? 7 : t->attempt - 1);
         if (backoff > MAX_BACKOFF_MS)
             backoff = MAX_BACKOFF_MS;
+        char q[256];
         log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
-                 t->attempt, backoff, res->error ? res->error : "");
+                 t->attempt, backoff, log_quote(q, sizeof q, res->error));
         s_unassign(self, t);
         job_t *job = master_job(self, t->job);
         if (job)
@@ -366,7 +367,8 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now)
     proto_err_t err;
     proto_report_t *rep = proto_report_decode(buf, len, &err);
     if (!rep) {
-        log_warn("event=bad_report code=%s error=\"%s\"", err.code, err.message);
+        char q[256];
+        log_warn("event=bad_report code=%s error=\"%s\"", err.code, log_quote(q, sizeof q, err.message));
         return;
     }
     worker_t *w = registry_find(self->registry, rep->worker);
