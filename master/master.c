@@ -222,11 +222,6 @@ int master_api_port(const master_t *self)
     return self->api_port;
 }
 
-int master_report_port(const master_t *self)
-{
-    return self->report_port;
-}
-
 /* ---- journal and grouped commits ---- */
 
 void master_journal(master_t *self, jop_type_t type, int64_t task, int64_t job, int attempt,

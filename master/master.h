@@ -57,9 +57,8 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen);
    cleared. Blocks. */
 int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
-/* The bound API and report ports (useful with port 0). */
+/* The bound API port (useful with port 0; reports are announced in hello). */
 int master_api_port(const master_t *self);
-int master_report_port(const master_t *self);
 
 /* Commits what is pending, closes every socket (bounded linger), frees. */
 void master_destroy(master_t **p);

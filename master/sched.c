@@ -291,17 +291,6 @@ void sched_remove(sched_t *self, int64_t id)
         s_free_task(t);
 }
 
-size_t sched_ready(const sched_t *self, int64_t now)
-{
-    size_t n = self->suspects.n;
-    for (int i = 0; i < self->nclasses; i++)
-        n += self->classes[i].ready.n;
-    for (size_t i = 0; i < self->delayed.n; i++)
-        if (self->delayed.v[i].key <= now)
-            n++;
-    return n;
-}
-
 int64_t sched_next_due(const sched_t *self, int64_t now)
 {
     if (!self->delayed.n)

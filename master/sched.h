@@ -117,8 +117,6 @@ void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);
 /* Forgets a task (finished or cancelled); frees the record. */
 void sched_remove(sched_t *self, int64_t id);
 
-/* Tasks ready to run now (approximate: may count stale heap entries). */
-size_t sched_ready(const sched_t *self, int64_t now);
 /* Milliseconds until the next delayed task is due (0 = now), -1 = none. */
 int64_t sched_next_due(const sched_t *self, int64_t now);
 
