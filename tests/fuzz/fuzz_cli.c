@@ -168,8 +168,10 @@ out:
 
 /* ---------------------------------------------------------------- files */
 
-/* Drains gen, checking every spec and the promised count. */
-static fuzz_verdict_t s_drain(taskgen_t *gen, const char *what, char *why, size_t whylen)
+/* Drains gen, checking every spec and the promised count; with by_line,
+   also that task indices increase (--each numbers tasks by input line). */
+static fuzz_verdict_t s_drain(taskgen_t *gen, const char *what, bool by_line, char *why,
+                              size_t whylen)
 {
     int64_t count = taskgen_count(gen), n = 0, last_index = -1;
     char err[512] = "";
@@ -187,8 +189,7 @@ static fuzz_verdict_t s_drain(taskgen_t *gen, const char *what, char *why, size_
         fuzz_verdict_t v = n > count ? fuzz_broken(why, whylen, "%s: more than the %lld counted",
                                                    what, (long long) count)
                                      : fuzz_spec_stable(spec, label, why, whylen);
-        /* --each numbers tasks by line: strictly increasing. */
-        if (v == FUZZ_ACCEPTED && strcmp(what, "each") == 0) {
+        if (v == FUZZ_ACCEPTED && by_line) {
             if (spec->index <= last_index)
                 v = fuzz_broken(why, whylen, "each: index %lld after %lld",
                                 (long long) spec->index, (long long) last_index);
@@ -239,7 +240,7 @@ fuzz_verdict_t fuzz_check_jsonl(const uint8_t *data, size_t size, char *why, siz
     if (!gen)
         v = err[0] ? FUZZ_REJECTED : fuzz_broken(why, whylen, "jsonl refused without a reason");
     else
-        v = s_drain(gen, "jsonl", why, whylen);
+        v = s_drain(gen, "jsonl", false, why, whylen);
     taskgen_destroy(&gen);
     specopt_clear(&opts);
     close(fd);
@@ -277,7 +278,7 @@ fuzz_verdict_t fuzz_check_each(const uint8_t *data, size_t size, char *why, size
     else if (!gen)
         v = err[0] ? FUZZ_REJECTED : fuzz_broken(why, whylen, "each refused without a reason");
     else
-        v = s_drain(gen, "each", why, whylen);
+        v = s_drain(gen, "each", true, why, whylen);
     tmpl_destroy(&t);
     taskgen_destroy(&gen);
     close(fd);
