@@ -66,14 +66,18 @@ int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
         return -1;
     }
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
+    /* Whole lines, however long: a fixed buffer would split a long comment
+       and read its tail as a line of its own. */
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) >= 0) {
         char v[KEY_Z85_LEN + 1];
         if (s_value(line, "public-key", v))
             memcpy(out->pub, v, sizeof v);
         else if (s_value(line, "secret-key", v))
             memcpy(out->sec, v, sizeof v);
     }
+    free(line);
     fclose(f);
     if (!out->pub[0]) {
         snprintf(err, errlen, "%s holds no valid public-key line (make one with: ztask keygen NAME)",
@@ -195,9 +199,10 @@ keyset_t *keyset_load(const char *path, char *err, size_t errlen)
         keyset_destroy(&self);
         return NULL;
     }
-    char line[512];
+    char *line = NULL;
+    size_t cap = 0;
     int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
+    while (getline(&line, &cap, f) >= 0) {
         lineno++;
         char v[KEY_Z85_LEN + 1];
         if (s_value(line, "public-key", v) || s_value(line, NULL, v))
@@ -209,12 +214,14 @@ keyset_t *keyset_load(const char *path, char *err, size_t errlen)
             if (*p && *p != '#' && strncmp(p, "secret-key", 10) != 0) {
                 snprintf(err, errlen, "%s:%d: not a public key (want 40 Z85 characters)", path,
                          lineno);
+                free(line);
                 fclose(f);
                 keyset_destroy(&self);
                 return NULL;
             }
         }
     }
+    free(line);
     fclose(f);
     return self;
 }
