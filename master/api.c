@@ -409,7 +409,7 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
             for (int i = 0; i < req->nrunning && !reported; i++)
                 reported = req->running[i].task == t->id && req->running[i].attempt == t->attempt;
             if (!reported)
-                tasks_take_back(self, t, now, false, "lost_in_old_pipe");
+                tasks_take_back(self, t, false, "lost_in_old_pipe");
             t = next;
         }
     }

@@ -135,7 +135,7 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now);
 void tasks_timers(master_t *self, int64_t now);
 /* Puts a task that was on a worker back in the queue, or ends it when it
    was cancelled or (crashed) has killed its workers crash_limit times. */
-void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed, const char *why);
+void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *why);
 /* Takes every task back from a worker that died or left. */
 void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed);
 /* Sends an abort for (task, attempt) down a worker's pipe (best effort). */

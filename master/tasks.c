@@ -113,7 +113,7 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, const ch
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
    was cancelled or has crashed its workers too often. */
-void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed, const char *why)
+void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *why)
 {
     if (t->cancel_requested) {
         tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
@@ -137,7 +137,6 @@ void tasks_take_back(master_t *self, sched_task_t *t, int64_t now, bool crashed,
     sched_requeue(self->sched, t, 0);
     master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
-    (void) now;
 }
 
 void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
@@ -147,15 +146,15 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
        or not (its "started" report may never have left): every task it held
        becomes a suspect, runs alone next time, and the one that keeps
        killing workers reaches the crash limit by itself. */
-    while (w->tasks)
-        tasks_take_back(self, w->tasks, now, crashed, why), n++;
+    for (; w->tasks; n++)
+        tasks_take_back(self, w->tasks, crashed, why);
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
     registry_gone(self->registry, w, now);
 }
 
 /* ---- dispatch ---- */
 
-static bool s_pipe_ready(master_t *self, worker_t *w, int64_t now)
+static bool s_pipe_ready(worker_t *w, int64_t now)
 {
     if (w->pipe_ready)
         return true;
@@ -170,7 +169,6 @@ static bool s_pipe_ready(master_t *self, worker_t *w, int64_t now)
         w->pipe_ready = true;
     free(text);
     proto_pipe_destroy(&msg);
-    (void) self;
     return w->pipe_ready;
 }
 
@@ -238,7 +236,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
-                tasks_take_back(self, tasks[i], now, false, "pipe_refused");
+                tasks_take_back(self, tasks[i], false, "pipe_refused");
             return;
         }
         credit -= n;
@@ -277,7 +275,7 @@ void tasks_dispatch(master_t *self, int64_t now)
         if (!w || !w->alive || w->draining || !w->pipe)
             continue;
         int credit = w->suspects ? 0 : w->threads + s_prefetch(self, w) - w->inflight;
-        if (credit <= 0 || !s_pipe_ready(self, w, now))
+        if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
     }
@@ -429,7 +427,7 @@ void tasks_timers(master_t *self, int64_t now)
         /* Ping every worker, idle ones too: its liveness check on us
            depends on it. A pipe not yet known connected is probed. */
         if (!w->pipe_ready)
-            s_pipe_ready(self, w, now);
+            s_pipe_ready(w, now);
         else if (now - w->last_ping >= self->cfg.heartbeat_ms) {
             if (!ping) {
                 proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_PING);
@@ -447,7 +445,7 @@ void tasks_timers(master_t *self, int64_t now)
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
                          t->attempt, w->id);
                 tasks_send_abort(self, w, t->id, t->attempt);
-                tasks_take_back(self, t, now, false, "lease_expired");
+                tasks_take_back(self, t, false, "lease_expired");
             }
             t = next;
         }
@@ -465,7 +463,7 @@ void tasks_timers(master_t *self, int64_t now)
         for (size_t i = 0; i < n; i++) {
             t = sched_get(self->sched, ids[i]);
             log_info("event=orphan_requeued task=%" PRId64 " attempt=%d", t->id, t->attempt);
-            tasks_take_back(self, t, now, false, "recovery_grace_expired");
+            tasks_take_back(self, t, false, "recovery_grace_expired");
         }
     }
     if (now - self->last_prune > 60000) {
