@@ -16,7 +16,7 @@ what share of it ztask reaches in the same run.
 Environment:
   BENCH_SCALE     multiply every N (default 1; 0.1 for a quick look)
   BENCH_RUNS      runs per scenario, the median is reported (default 3)
-  BENCH_PREFETCH  master --prefetch values to try (default "0 64")
+  BENCH_PREFETCH  master --prefetch values to try (default "0 auto 64")
   BENCH_THREADS   threads per worker in the fn noop scenarios (default 4)
   BENCH_ONLY      a regular expression: run only scenarios whose name matches
   BENCH_KEEP      1: keep the run directory (databases, logs)
@@ -52,7 +52,9 @@ class Bench:
         self.workdir = workdir
         self.scale = env_float("BENCH_SCALE", 1.0)
         self.runs = max(1, env_int("BENCH_RUNS", 3))
-        self.prefetch = [int(x) for x in os.environ.get("BENCH_PREFETCH", "0 64").split()]
+        # "auto" is the master's default: prefetch earned by short tasks.
+        self.prefetch = [x if x == "auto" else int(x)
+                         for x in os.environ.get("BENCH_PREFETCH", "0 auto 64").split()]
         self.threads = env_int("BENCH_THREADS", 4)
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
