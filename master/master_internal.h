@@ -140,8 +140,10 @@ void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *
 void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed);
 /* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
 void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt);
-/* Ends a task that is still in the scheduler with a final state. */
-void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, const char *outcome_json,
+/* Ends a task that is still in the scheduler with a final state. outcome
+   (proto_result_encode text, or NULL to record just `error`) is taken:
+   the journal owns it from here. */
+void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                   const char *error);
 /* Checks whether a job has just finished and records it. */
 void tasks_job_check(master_t *self, job_t *job);

@@ -72,10 +72,9 @@ static void s_unassign(master_t *self, sched_task_t *t)
         worker_detach(t->worker, t);
 }
 
-void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, const char *outcome_json,
+void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                   const char *error)
 {
-    char *outcome = xstrdup(outcome_json);
     if (!outcome && error) {
         proto_result_t *res = proto_result_new();
         res->task = t->id;
@@ -302,20 +301,19 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         w->task_ms = w->samples ? 0.8 * w->task_ms + 0.2 * ms : ms;
         w->samples++;
     }
-    char *outcome = proto_result_encode(res);
     if (!current) {
         bool found = t != NULL;
         if (!found && store_task_get(self->store, res->task, s_ignore_row, NULL, &found) != 0)
             found = false;
         if (!found) {
             log_warn("event=result_unknown_task task=%" PRId64 " worker=%s", res->task, worker_id);
-            free(outcome);
             return;
         }
         self->duplicates++;
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
                  res->attempt, worker_id);
-        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id, outcome, clock_wall());
+        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id,
+                       proto_result_encode(res), clock_wall());
         return;
     }
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
@@ -332,7 +330,6 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
             job->queued++;
         sched_requeue(self->sched, t, now + backoff);
         master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
-        free(outcome);
         return;
     }
     proto_state_t st = res->status;
@@ -340,8 +337,8 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         st = PROTO_ST_CANCELLED;
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
-    tasks_finish(self, t, st, outcome, NULL);
-    free(outcome);
+    /* The stored outcome is encoded once, here, and handed to the journal. */
+    tasks_finish(self, t, st, proto_result_encode(res), NULL);
 }
 
 static void s_append_output(sched_task_t *t, int stream, const char *data)
