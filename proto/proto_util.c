@@ -249,8 +249,18 @@ void pb_time(pb_t *b, double v)
         pb_dbl(b, v);
         return;
     }
-    long long us = llround(v * 1e6);
-    long long sec = us / 1000000, frac = us % 1000000;
+    /* Whole seconds and the fraction apart: v - floor(v) is exact, so the
+       microseconds are rounded once. llround(v * 1e6) rounds twice (the
+       product, then the integer) and can print a microsecond off, and past
+       2^32 s that reads back as a different double: the text would not
+       survive a decode and an encode unchanged. */
+    double whole = floor(v);
+    long long sec = (long long) whole;
+    long long frac = llround((v - whole) * 1e6);
+    if (frac >= 1000000) {
+        sec++;
+        frac -= 1000000;
+    }
     char tmp[40];
     char *p = tmp + sizeof tmp;
     if (frac) {
