@@ -426,7 +426,28 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     int claimed = 0;
     for (int i = 0; i < req->nrunning; i++) {
         sched_task_t *t = sched_get(self->sched, req->running[i].task);
-        if (!t || t->attempt != req->running[i].attempt)
+        if (!t)
+            continue;
+        /* Queued with the attempt below the claimed one: dispatched by us
+           before a restart, but the assignment was never written (it is
+           written late, ASSIGN_WRITE_MS). Nothing else can hold an attempt
+           we have not made yet. */
+        if (t->state == PROTO_ST_QUEUED && req->running[i].attempt == t->attempt + 1) {
+            sched_claim(self->sched, t);
+            t->attempt++;
+            free(t->spec);
+            t->spec = NULL;
+            job_t *job = master_job(self, t->job);
+            if (job) {
+                job->queued--;
+                job->running++;
+            }
+            t->orphan = true;   /* joins the orphan claim below */
+            self->orphans++;
+            log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
+                     t->attempt, w->id);
+        }
+        if (t->attempt != req->running[i].attempt)
             continue;
         if (t->orphan) {
             t->orphan = false;

@@ -238,6 +238,52 @@ void master_journal(master_t *self, jop_type_t type, int64_t task, int64_t job, 
         .worker = xstrdup(worker), .outcome = outcome_owned, .t = t};
 }
 
+void master_assigned(master_t *self, int64_t task, int attempt, int64_t now)
+{
+    if (self->nassigns == self->capassigns) {
+        /* Reuse the written prefix before growing. */
+        if (self->assign_head > self->nassigns / 2) {
+            self->nassigns -= self->assign_head;
+            memmove(self->assigns, self->assigns + self->assign_head,
+                    self->nassigns * sizeof *self->assigns);
+            self->assign_head = 0;
+        } else {
+            self->capassigns = self->capassigns ? self->capassigns * 2 : 1024;
+            self->assigns = xrealloc(self->assigns, self->capassigns * sizeof *self->assigns);
+        }
+    }
+    self->assigns[self->nassigns++] = (assign_t){.task = task, .since = now, .attempt = attempt};
+}
+
+/* End of the prefix of assignments due for writing at now. */
+static size_t s_assigns_due(const master_t *self, int64_t now)
+{
+    size_t k = self->assign_head;
+    while (k < self->nassigns
+           && (self->stopping || now - self->assigns[k].since >= ASSIGN_WRITE_MS))
+        k++;
+    return k;
+}
+
+/* Writes the due assignments of tasks still out under that attempt; the
+   others have finished or gone back to the queue, and their later rows
+   say so. They go after the journal's ops, so the rows end as the memory
+   is now. */
+static int s_write_assigns(master_t *self, size_t end)
+{
+    for (size_t k = self->assign_head; k < end; k++) {
+        const assign_t *a = &self->assigns[k];
+        sched_task_t *t = sched_get(self->sched, a->task);
+        if (!t || t->attempt != a->attempt || t->orphan
+            || (t->state != PROTO_ST_ASSIGNED && t->state != PROTO_ST_RUNNING))
+            continue;
+        if (store_task_set_running(self->store, t->id, PROTO_ST_ASSIGNED, t->attempt,
+                                   t->worker_name, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int s_apply(store_t *st, const jop_t *op)
 {
     int64_t n;
@@ -396,25 +442,34 @@ void master_pending_fail(master_t *self, const char *why)
 
 int master_flush(master_t *self)
 {
-    if (!self->njournal && !self->pending && !store_dirty(self->store))
+    size_t assigns_end = s_assigns_due(self, clock_mono_ms());
+    if (!self->njournal && !self->pending && !store_dirty(self->store)
+        && assigns_end == self->assign_head)
         return 0;
-    /* A task dispatched and finished within one flush needs only its
-       finish written: the finish row carries attempt and worker too. This
-       halves the writes of short tasks under load. */
-    imap_t *finished = imap_new();
-    for (size_t k = 0; k < self->njournal; k++)
+    /* A claim (hello) journals its assignment at once; one whose task
+       finished within the same flush needs only the finish row, which
+       carries attempt and worker too. */
+    imap_t *finished = NULL;
+    for (size_t k = 0; k < self->njournal && !finished; k++)
+        if (self->journal[k].type == J_ASSIGN)
+            finished = imap_new();
+    for (size_t k = 0; finished && k < self->njournal; k++)
         if (self->journal[k].type == J_FINISH)
             imap_put(finished, self->journal[k].task, &self->journal[k]);
     size_t i;
     for (i = 0; i < self->njournal; i++) {
         const jop_t *op = &self->journal[i];
-        if (op->type == J_ASSIGN && imap_get(finished, op->task))
+        if (op->type == J_ASSIGN && finished && imap_get(finished, op->task))
             continue;
         if (s_apply(self->store, op) != 0)
             break;
     }
     imap_destroy(&finished);
-    if (i == self->njournal && store_commit(self->store) == 0) {
+    if (i == self->njournal && s_write_assigns(self, assigns_end) == 0
+        && store_commit(self->store) == 0) {
+        self->assign_head = assigns_end;
+        if (self->assign_head == self->nassigns)
+            self->assign_head = self->nassigns = 0;
         for (i = 0; i < self->njournal; i++) {
             free(self->journal[i].worker);
             free(self->journal[i].outcome);
@@ -454,6 +509,13 @@ static long s_poll_timeout(master_t *self, int64_t now)
         int64_t due = self->storage_failing ? self->flush_retry_at
                                             : self->journal_since + self->cfg.flush_ms;
         t = due - now;
+    }
+    if (self->assign_head < self->nassigns) {
+        int64_t due = self->assigns[self->assign_head].since + ASSIGN_WRITE_MS;
+        if (self->storage_failing && self->flush_retry_at > due)
+            due = self->flush_retry_at;
+        if (due - now < t)
+            t = due - now;
     }
     int64_t next = sched_next_due(self->sched, now);
     if (next >= 0 && next < t)
@@ -536,11 +598,18 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         /* Submits of this wakeup may have made work: dispatch again, then
            commit what is due. */
         tasks_dispatch(self, now);
-        if (self->njournal && now >= (self->storage_failing ? self->flush_retry_at
-                                                            : self->journal_since + self->cfg.flush_ms))
+        bool due;
+        if (self->storage_failing)
+            due = now >= self->flush_retry_at
+                  && (self->njournal || self->assign_head < self->nassigns);
+        else
+            due = (self->njournal && now >= self->journal_since + self->cfg.flush_ms)
+                  || s_assigns_due(self, now) > self->assign_head;
+        if (due)
             master_flush(self);
     }
     log_info("event=stopping");
+    self->stopping = true;   /* a restart finds every task out claimable */
     return master_flush(self) == 0 ? 0 : -1;
 }
 
@@ -557,6 +626,7 @@ void master_destroy(master_t **p)
         free(self->journal[i].outcome);
     }
     free(self->journal);
+    free(self->assigns);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
     if (self->api)

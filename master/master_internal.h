@@ -12,6 +12,15 @@
     their rows are inserted at once, and the tasks enter the queue and the
     client gets its ack only after the commit succeeds.
 
+    Assignments are written late (master_assigned): only for a task still
+    out ASSIGN_WRITE_MS after its dispatch. The row exists so that after a
+    master crash the worker can claim the task; most tasks are short, and
+    their finish row (which carries attempt and worker) is the only write
+    they need. A task dispatched less than that before a crash is found
+    queued: its worker still claims it in its hello (the claimed attempt is
+    one above the stored one), unless the restarted master has already sent
+    it to another worker, which makes one extra execution of a short task.
+
     Threads: main loop only.
 */
 #ifndef ZTASK_MASTER_INTERNAL_H
@@ -60,6 +69,17 @@ typedef struct {
     double t;
 } jop_t;
 
+/* How long a dispatched task must stay out before its assignment is
+   written (see the top of this file). */
+#define ASSIGN_WRITE_MS 1000
+
+/* A dispatch whose assignment is not written yet. */
+typedef struct {
+    int64_t task;
+    int64_t since;           /* monotonic ms of the dispatch */
+    int attempt;
+} assign_t;
+
 /* A task row inserted by a submit whose commit is pending. */
 typedef struct {
     int64_t id;
@@ -97,6 +117,9 @@ struct master {
     jop_t *journal;
     size_t njournal, capjournal;
     int64_t journal_since;   /* monotonic ms of the oldest unflushed op */
+    assign_t *assigns;       /* unwritten assignments, oldest first, from assign_head */
+    size_t assign_head, nassigns, capassigns;
+    bool stopping;           /* the last flush writes every assignment */
     int64_t flush_retry_at;  /* after a failed commit, not before this */
     bool storage_failing;
     pending_submit_t *pending, **pending_tail;
@@ -115,6 +138,9 @@ struct master {
 /* master.c */
 void master_journal(master_t *self, jop_type_t type, int64_t task, int64_t job, int attempt,
                     proto_state_t state, const char *worker, char *outcome_owned, double t);
+/* Notes that task went out as attempt at now; its assignment is written
+   by the first flush ASSIGN_WRITE_MS later if the task is still out then. */
+void master_assigned(master_t *self, int64_t task, int attempt, int64_t now);
 /* Writes the journal and pending submits in one transaction and answers
    the submits. Returns 0, or -1 when the commit failed (state kept). */
 int master_flush(master_t *self);

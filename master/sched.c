@@ -277,6 +277,14 @@ sched_task_t *sched_pop(sched_t *self, int64_t now,
     return t;
 }
 
+void sched_claim(sched_t *self, sched_task_t *task)
+{
+    (void) self;
+    /* Its heap entries go stale with the generation, as after a pop. */
+    task->state = PROTO_ST_ASSIGNED;
+    task->gen++;
+}
+
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before)
 {
     task->orphan = false;

@@ -211,7 +211,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
                 job->queued--;
                 job->running++;
             }
-            master_journal(self, J_ASSIGN, t->id, t->job, t->attempt, 0, w->id, NULL, 0);
+            master_assigned(self, t->id, t->attempt, now);
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;

@@ -267,6 +267,49 @@ START_TEST(kill_9_of_the_master_and_restart_loses_no_task)
 }
 END_TEST
 
+/* The master writes a task's assignment only once it has been out for a
+   while (ASSIGN_WRITE_MS, 1 s): a task sent just before a crash is found
+   queued after the restart. Its worker claims it in its hello all the
+   same, and it runs once, not twice. */
+START_TEST(a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once)
+{
+    h_cluster_t *c = h_cluster_new("claimfresh");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = h_worker_start(c, "a", 1, NULL);
+    char *runs = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    /* Runs until the test says go: it stays running across the restart. */
+    snprintf(script, sizeof script,
+             "echo run >> '%s'; while [ ! -e '%s' ]; do sleep 0.02; done", runs, go);
+    int64_t t0 = h_now_ms();
+    int64_t job = h_submit(c, NULL, "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    h_proc_kill9(m);
+    int64_t out_ms = h_now_ms() - t0;
+
+    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    ck_assert_msg(h_proc_wait_log(m2, "claimed=1", 1, 10000),
+                  "the worker's hello claimed nothing (log %s)", h_proc_log(m2));
+    /* Killed well within the second: the assignment was not written. */
+    if (out_ms < 500)
+        ck_assert_msg(h_proc_count_log(m2, "event=claim_unrecorded") == 1,
+                      "no unrecorded claim after %lld ms (log %s)", (long long)out_ms,
+                      h_proc_log(m2));
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    s_expect_all_done(c, job, 1);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
+    free(runs);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes)
 {
     h_cluster_t *c = h_cluster_new("drain");
@@ -350,6 +393,7 @@ int main(void)
     H_ADD_TEST(s, cancel_stops_running_tasks_and_queued_ones_never_start, 90);
     H_ADD_TEST(s, kill_9_of_a_worker_loses_no_task, 120);
     H_ADD_TEST(s, kill_9_of_the_master_and_restart_loses_no_task, 120);
+    H_ADD_TEST(s, a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once, 90);
     H_ADD_TEST(s, a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120);
     H_ADD_TEST(s, a_second_sigterm_kills_the_running_tasks, 60);
     return h_run_suite(s);
