@@ -56,13 +56,39 @@ void pr_result_members(pb_t *b, const proto_result_t *res)
     pb_ktime(b, "finished", res->finished);
 }
 
+/* The wire and stored form leaves out every member at its default: most
+   results are a task that ran and returned nothing, and each member left
+   out is one the worker does not print and the master does not parse,
+   allocate or store (fn noop: ~110 bytes instead of ~280). Replies to
+   clients spell every member out (pr_result_members). */
 void pr_result_write(pb_t *b, const proto_result_t *res)
 {
     pb_char(b, '{');
     pb_ki64(b, "task", res->task);
     pb_ki64(b, "attempt", res->attempt);
     pb_kstr(b, "status", proto_state_name(res->status));
-    pr_result_members(b, res);
+    if (res->has_exit_code)
+        pb_ki64(b, "exit_code", res->exit_code);
+    if (res->signal)
+        pb_ki64(b, "signal", res->signal);
+    if (res->timed_out)
+        pb_kbool(b, "timed_out", true);
+    if (res->stdout_data)
+        pb_kstr(b, "stdout", res->stdout_data);
+    if (res->stderr_data)
+        pb_kstr(b, "stderr", res->stderr_data);
+    if (res->stdout_truncated)
+        pb_kbool(b, "stdout_truncated", true);
+    if (res->stderr_truncated)
+        pb_kbool(b, "stderr_truncated", true);
+    if (res->result_json && strcmp(res->result_json, "null") != 0) {
+        pb_key(b, "result");
+        pb_json(b, res->result_json);
+    }
+    if (res->error)
+        pb_kstr(b, "error", res->error);
+    pb_ktime(b, "started", res->started);
+    pb_ktime(b, "finished", res->finished);
     pb_char(b, '}');
 }
 
