@@ -87,14 +87,10 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
 {
     job_t *job = NULL, *new_job = NULL;
     if (req->job == 0) {
-        int64_t id;
-        double created = clock_wall();
-        if (store_job_create(self->store, req->name, created, &id) != 0)
-            goto storage_failed;
         new_job = xcalloc(1, sizeof *new_job);
-        new_job->id = id;
+        new_job->id = ++self->last_job_id;
         new_job->name = xstrdup(req->name);
-        new_job->created = created;
+        new_job->created = clock_wall();
         job = new_job;
     } else {
         job = s_job_or_reply(self, env, req->job);
@@ -108,6 +104,8 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
             return;
         }
     }
+    /* Everything the writer needs to store the rows travels with the
+       submit; the tasks enter the queue when that commit is done. */
     pending_submit_t *p = xcalloc(1, sizeof *p);
     p->new_job = new_job;
     p->job_id = job->id;
@@ -115,33 +113,23 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
     p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
     for (int i = 0; i < req->ntasks; i++) {
         const proto_spec_t *spec = req->tasks[i];
-        char *text = proto_spec_encode(spec);
-        int64_t index = spec->index >= 0 ? spec->index : job->total + i;
-        int64_t id;
         char *needs = s_needs_key(spec);
-        int rc = store_task_insert(self->store, job->id, index, spec->name, spec->priority,
-                                   spec->retries, text, strcmp(needs, "fn") ? needs : NULL, &id);
         int cls = sched_class(self->sched, needs);
-        free(needs);
-        if (rc != 0) {
-            free(text);
-            for (int k = 0; k < p->ntasks; k++)
-                free(p->tasks[k].spec);
-            p->new_job = NULL;
-            free(p->tasks);
-            free(p);
-            goto storage_failed;
+        if (strcmp(needs, "fn") == 0) {
+            free(needs);
+            needs = NULL;
         }
-        p->tasks[i] = (pending_task_t){id, spec->priority, spec->retries, cls, text};
+        p->tasks[i] = (pending_task_t){
+            .id = ++self->last_task_id,
+            .index = spec->index >= 0 ? spec->index : job->total + i,
+            .priority = spec->priority,
+            .retries = spec->retries,
+            .cls = cls,
+            .name = spec->name ? xstrdup(spec->name) : NULL,
+            .spec = proto_spec_encode(spec),
+            .needs = needs,
+        };
         p->ntasks++;
-    }
-    if (p->close && store_job_close(self->store, job->id) != 0) {
-        for (int k = 0; k < p->ntasks; k++)
-            free(p->tasks[k].spec);
-        p->new_job = NULL;
-        free(p->tasks);
-        free(p);
-        goto storage_failed;
     }
     /* The envelope is kept to answer after the commit. */
     p->envelope.count = env->count;
@@ -153,24 +141,6 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
     }
     *self->pending_tail = p;
     self->pending_tail = &p->next;
-    return;
-
-storage_failed: {
-    /* Everything of this transaction is gone: the submits before this one in
-       the same wakeup too. The journal is intact and replayed later. */
-    char why[256];
-    snprintf(why, sizeof why, "%s", store_error(self->store));
-    store_rollback(self->store);
-    if (new_job) {
-        free(new_job->name);
-        free(new_job);
-    }
-    master_pending_fail(self, why);
-    char msg[400];
-    snprintf(msg, sizeof msg, "the master could not store the tasks (%s); nothing of this batch was accepted", why);
-    s_reply_error(self, env, PROTO_E_STORAGE, msg);
-    log_error("event=submit_refused error=\"%s\"", why);
-}
 }
 
 /* ---- queries ---- */
@@ -217,9 +187,9 @@ static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_
     rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
     int64_t last = -1;
     proto_reply_t *rep;
-    if (store_results_each(self->store, req->job, req->after, limit, req->failed_only, s_task_row,
+    if (store_results_each(master_store(self), req->job, req->after, limit, req->failed_only, s_task_row,
                            &rows, &last) != 0) {
-        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(self->store));
+        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(master_store(self)));
         for (int i = 0; i < rows.n; i++)
             proto_task_info_clear(&rows.v[i]);
         free(rows.v);
@@ -256,7 +226,7 @@ static int64_t s_task_id(master_t *self, const proto_req_t *req)
     int64_t id = 0;
     bool found = false;
     if (req->job > 0 && req->index >= 0
-        && store_task_find(self->store, req->job, req->index, &id, &found) == 0 && found)
+        && store_task_find(master_store(self), req->job, req->index, &id, &found) == 0 && found)
         return id;
     return 0;
 }
@@ -273,7 +243,7 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
     int64_t id = s_task_id(self, req);
     one_row_t o = {0};
     bool found = false;
-    if (id > 0 && store_task_get(self->store, id, s_one_row, &o, &found) != 0)
+    if (id > 0 && store_task_get(master_store(self), id, s_one_row, &o, &found) != 0)
         found = false;
     if (!found) {
         free(o.outcome);
@@ -340,7 +310,7 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
         bool exists = t != NULL;
         if (!t && id > 0)
-            store_task_get(self->store, id, s_ignore_row, NULL, &exists);
+            store_task_get(master_store(self), id, s_ignore_row, NULL, &exists);
         if (!exists) {
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;
@@ -428,11 +398,13 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
         sched_task_t *t = sched_get(self->sched, req->running[i].task);
         if (!t)
             continue;
-        /* Queued with the attempt below the claimed one: dispatched by us
-           before a restart, but the assignment was never written (it is
-           written late, ASSIGN_WRITE_MS). Nothing else can hold an attempt
-           we have not made yet. */
-        if (t->state == PROTO_ST_QUEUED && req->running[i].attempt == t->attempt + 1) {
+        /* Queued since the restart with the attempt below the claimed one:
+           dispatched before the restart, but the assignment was never
+           written (it is written late, ASSIGN_WRITE_MS). A task submitted
+           since, or sent again since, cannot be claimed this way. */
+        if (t->recovered && t->state == PROTO_ST_QUEUED
+            && req->running[i].attempt == t->attempt + 1) {
+            t->recovered = false;
             sched_claim(self->sched, t);
             t->attempt++;
             free(t->spec);

@@ -70,8 +70,10 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     int64_t now = clock_mono_ms();
     if (row->state == PROTO_ST_QUEUED) {
         int left = row->retries - row->attempt;
-        sched_add(self->sched, row->id, row->job, row->priority, sched_class(self->sched, row->needs),
-                  row->attempt, left < 0 ? 0 : left, 0);
+        sched_task_t *t = sched_add(self->sched, row->id, row->job, row->priority,
+                                    sched_class(self->sched, row->needs), row->attempt,
+                                    left < 0 ? 0 : left, 0);
+        t->recovered = true;
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
@@ -162,6 +164,8 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
     return self->auth ? 0 : -1;
 }
 
+static writer_apply_fn s_write_batch;
+
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
@@ -183,6 +187,15 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         || store_counts_each(self->store, s_load_count, self) != 0
         || store_unfinished_each(self->store, s_load_task, self) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
+        goto fail;
+    }
+    if (store_last_ids(self->store, &self->last_job_id, &self->last_task_id) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
+        goto fail;
+    }
+    self->writer = writer_new(self->store, s_write_batch);
+    if (!self->writer) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         goto fail;
     }
 
@@ -265,11 +278,11 @@ static size_t s_assigns_due(const master_t *self, int64_t now)
     return k;
 }
 
-/* Writes the due assignments of tasks still out under that attempt; the
-   others have finished or gone back to the queue, and their later rows
-   say so. They go after the journal's ops, so the rows end as the memory
-   is now. */
-static int s_write_assigns(master_t *self, size_t end)
+/* Journals the due assignments of tasks still out under that attempt;
+   the others have finished or gone back to the queue, and their later rows
+   say so. They go after the ops already journalled, so the rows end as the
+   memory is now. */
+static void s_journal_assigns(master_t *self, size_t end)
 {
     for (size_t k = self->assign_head; k < end; k++) {
         const assign_t *a = &self->assigns[k];
@@ -277,11 +290,11 @@ static int s_write_assigns(master_t *self, size_t end)
         if (!t || t->attempt != a->attempt || t->orphan
             || (t->state != PROTO_ST_ASSIGNED && t->state != PROTO_ST_RUNNING))
             continue;
-        if (store_task_set_running(self->store, t->id, PROTO_ST_ASSIGNED, t->attempt,
-                                   t->worker_name, 0) != 0)
-            return -1;
+        master_journal(self, J_ASSIGN, t->id, t->job, t->attempt, 0, t->worker_name, NULL, 0);
     }
-    return 0;
+    self->assign_head = end;
+    if (self->assign_head == self->nassigns)
+        self->assign_head = self->nassigns = 0;
 }
 
 static int s_apply(store_t *st, const jop_t *op)
@@ -359,8 +372,11 @@ void master_retention(master_t *self)
 
 static void s_pending_free(pending_submit_t *p)
 {
-    for (int i = 0; i < p->ntasks; i++)
+    for (int i = 0; i < p->ntasks; i++) {
+        free(p->tasks[i].name);
         free(p->tasks[i].spec);
+        free(p->tasks[i].needs);
+    }
     zmqx_frames_free(&p->envelope);
     s_job_free(p->new_job);
     free(p->tasks);
@@ -378,13 +394,13 @@ void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const prot
     free(body);
 }
 
-/* The commit succeeded: the submitted tasks enter the queue and the
-   clients get their acks. */
-static void s_pending_commit(master_t *self)
+/* The commit of these submits succeeded: their tasks enter the queue and
+   the clients get their acks. */
+static void s_pending_commit(master_t *self, pending_submit_t *list)
 {
     pending_submit_t *p;
-    while ((p = self->pending)) {
-        self->pending = p->next;
+    while ((p = list)) {
+        list = p->next;
         job_t *job = p->new_job;
         if (job) {
             imap_put(self->jobs, job->id, job);
@@ -422,14 +438,14 @@ static void s_pending_commit(master_t *self)
         }
         s_pending_free(p);
     }
-    self->pending_tail = &self->pending;
 }
 
-void master_pending_fail(master_t *self, const char *why)
+/* The commit of these submits failed (or will never come): refuse them. */
+static void s_pending_fail(master_t *self, pending_submit_t *list, const char *why)
 {
     pending_submit_t *p;
-    while ((p = self->pending)) {
-        self->pending = p->next;
+    while ((p = list)) {
+        list = p->next;
         proto_reply_t *rep = proto_reply_error(
             PROTO_E_STORAGE, "the master could not store the tasks (%s); nothing of this batch was accepted",
             why);
@@ -437,67 +453,157 @@ void master_pending_fail(master_t *self, const char *why)
         proto_reply_destroy(&rep);
         s_pending_free(p);
     }
-    self->pending_tail = &self->pending;
 }
 
-int master_flush(master_t *self)
+/* What one commit writes: the journal's ops and the submits waiting for
+   it. Handed whole to the writer thread and back. */
+typedef struct {
+    jop_t *ops;
+    size_t nops;
+    pending_submit_t *pending;
+} batch_t;
+
+static void s_ops_free(jop_t *ops, size_t n)
 {
-    size_t assigns_end = s_assigns_due(self, clock_mono_ms());
-    if (!self->njournal && !self->pending && !store_dirty(self->store)
-        && assigns_end == self->assign_head)
-        return 0;
+    for (size_t i = 0; i < n; i++) {
+        free(ops[i].worker);
+        free(ops[i].outcome);
+    }
+    free(ops);
+}
+
+/* On the writer thread: the batch and the store only. */
+static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
+{
+    batch_t *b = arg;
+    int rc = 0;
+    for (const pending_submit_t *p = b->pending; p && rc == 0; p = p->next) {
+        const job_t *nj = p->new_job;
+        if (nj)
+            rc = store_job_create(st, nj->id, nj->name, nj->created, NULL);
+        for (int i = 0; rc == 0 && i < p->ntasks; i++) {
+            const pending_task_t *t = &p->tasks[i];
+            rc = store_task_insert(st, t->id, p->job_id, t->index, t->name, t->priority,
+                                   t->retries, t->spec, t->needs, NULL);
+        }
+        if (rc == 0 && p->close)
+            rc = store_job_close(st, p->job_id);
+    }
     /* A claim (hello) journals its assignment at once; one whose task
-       finished within the same flush needs only the finish row, which
+       finished within the same batch needs only the finish row, which
        carries attempt and worker too. */
     imap_t *finished = NULL;
-    for (size_t k = 0; k < self->njournal && !finished; k++)
-        if (self->journal[k].type == J_ASSIGN)
+    for (size_t k = 0; k < b->nops && !finished; k++)
+        if (b->ops[k].type == J_ASSIGN)
             finished = imap_new();
-    for (size_t k = 0; finished && k < self->njournal; k++)
-        if (self->journal[k].type == J_FINISH)
-            imap_put(finished, self->journal[k].task, &self->journal[k]);
-    size_t i;
-    for (i = 0; i < self->njournal; i++) {
-        const jop_t *op = &self->journal[i];
+    for (size_t k = 0; finished && k < b->nops; k++)
+        if (b->ops[k].type == J_FINISH)
+            imap_put(finished, b->ops[k].task, &b->ops[k]);
+    for (size_t i = 0; rc == 0 && i < b->nops; i++) {
+        const jop_t *op = &b->ops[i];
         if (op->type == J_ASSIGN && finished && imap_get(finished, op->task))
             continue;
-        if (s_apply(self->store, op) != 0)
-            break;
+        rc = s_apply(st, op);
     }
     imap_destroy(&finished);
-    if (i == self->njournal && s_write_assigns(self, assigns_end) == 0
-        && store_commit(self->store) == 0) {
-        self->assign_head = assigns_end;
-        if (self->assign_head == self->nassigns)
-            self->assign_head = self->nassigns = 0;
-        for (i = 0; i < self->njournal; i++) {
-            free(self->journal[i].worker);
-            free(self->journal[i].outcome);
-        }
-        self->njournal = 0;
-        if (self->capjournal > 65536) {
-            free(self->journal);
-            self->journal = NULL;
-            self->capjournal = 0;
-        }
+    if (rc == 0)
+        rc = store_commit(st);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", store_error(st));
+        store_rollback(st);
+    }
+    return rc;
+}
+
+/* True when a flush has something to write at now. */
+static bool s_flush_due(const master_t *self, int64_t now, bool force)
+{
+    bool work = self->njournal || self->pending || self->assign_head < self->nassigns;
+    if (!work)
+        return false;
+    if (force)
+        return true;
+    if (self->storage_failing)
+        return now >= self->flush_retry_at;
+    return self->pending || (self->njournal && now >= self->journal_since + self->cfg.flush_ms)
+           || s_assigns_due(self, now) > self->assign_head;
+}
+
+/* Hands the journal and the waiting submits to the writer (which must be
+   idle); false when there was nothing to write. */
+static bool s_handoff(master_t *self, int64_t now)
+{
+    s_journal_assigns(self, s_assigns_due(self, now));
+    if (!self->njournal && !self->pending)
+        return false;
+    batch_t *b = xcalloc(1, sizeof *b);
+    b->ops = self->journal;
+    b->nops = self->njournal;
+    b->pending = self->pending;
+    self->journal = NULL;
+    self->njournal = self->capjournal = 0;
+    self->pending = NULL;
+    self->pending_tail = &self->pending;
+    writer_start(self->writer, b);
+    return true;
+}
+
+/* Takes a written batch back (waiting for it if wait): acks its submits, or
+   refuses them and puts its ops back in front of the journal. Returns the
+   commit's result; 0 when no batch was out or it is not written yet. */
+static int s_complete(master_t *self, bool wait)
+{
+    int rc = 0;
+    char why[512];
+    batch_t *b = writer_finish(self->writer, wait, &rc, why, sizeof why);
+    if (!b)
+        return 0;
+    if (rc == 0) {
+        s_ops_free(b->ops, b->nops);
         if (self->storage_failing)
             log_info("event=storage_recovered db=%s", self->db_path);
         self->storage_failing = false;
         self->flush_retry_at = 0;
-        s_pending_commit(self);
-        return 0;
+        s_pending_commit(self, b->pending);
+    } else {
+        if (!self->storage_failing)
+            log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu", self->db_path, why,
+                      b->nops + self->njournal);
+        self->storage_failing = true;
+        self->flush_retry_at = clock_mono_ms() + 500;
+        /* Nothing decided is lost: the ops are replayed at the next flush,
+           before the ones journalled since. */
+        if (b->nops) {
+            size_t n = b->nops + self->njournal;
+            jop_t *ops = xrealloc(b->ops, n * sizeof *ops);
+            if (self->njournal)
+                memcpy(ops + b->nops, self->journal, self->njournal * sizeof *ops);
+            free(self->journal);
+            self->journal = ops;
+            self->njournal = self->capjournal = n;
+            self->journal_since = clock_mono_ms();
+        } else
+            free(b->ops);
+        s_pending_fail(self, b->pending, why);
     }
-    char why[256];
-    snprintf(why, sizeof why, "%s", store_error(self->store));
-    store_rollback(self->store);
-    if (!self->storage_failing)
-        log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu", self->db_path, why,
-                  self->njournal);
-    self->storage_failing = true;
-    /* Keep the journal: it is replayed at the next flush. */
-    self->flush_retry_at = clock_mono_ms() + 500;
-    master_pending_fail(self, why);
-    return -1;
+    free(b);
+    return rc;
+}
+
+int master_flush(master_t *self)
+{
+    if (writer_busy(self->writer))
+        s_complete(self, true);
+    if (!s_flush_due(self, clock_mono_ms(), true) || !s_handoff(self, clock_mono_ms()))
+        return self->storage_failing && self->njournal ? -1 : 0;
+    return s_complete(self, true);
+}
+
+store_t *master_store(master_t *self)
+{
+    if (writer_busy(self->writer))
+        writer_idle(self->writer);
+    return self->store;
 }
 
 /* ---- the loop ---- */
@@ -505,17 +611,23 @@ int master_flush(master_t *self)
 static long s_poll_timeout(master_t *self, int64_t now)
 {
     int64_t t = 100;
-    if (self->njournal) {
-        int64_t due = self->storage_failing ? self->flush_retry_at
-                                            : self->journal_since + self->cfg.flush_ms;
-        t = due - now;
-    }
-    if (self->assign_head < self->nassigns) {
-        int64_t due = self->assigns[self->assign_head].since + ASSIGN_WRITE_MS;
-        if (self->storage_failing && self->flush_retry_at > due)
-            due = self->flush_retry_at;
-        if (due - now < t)
-            t = due - now;
+    /* While a batch is out, the writer's fd wakes us when it is back. */
+    if (!writer_busy(self->writer)) {
+        if (self->pending)
+            t = 0;
+        if (self->njournal) {
+            int64_t due = self->storage_failing ? self->flush_retry_at
+                                                : self->journal_since + self->cfg.flush_ms;
+            if (due - now < t)
+                t = due - now;
+        }
+        if (self->assign_head < self->nassigns) {
+            int64_t due = self->assigns[self->assign_head].since + ASSIGN_WRITE_MS;
+            if (self->storage_failing && self->flush_retry_at > due)
+                due = self->flush_retry_at;
+            if (due - now < t)
+                t = due - now;
+        }
     }
     int64_t next = sched_next_due(self->sched, now);
     if (next >= 0 && next < t)
@@ -537,10 +649,11 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
                 log_error("event=reload_failed error=\"%s\" note=\"old allowlists kept\"", err);
         }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[3] = {{self->reports, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{self->reports, 0, ZMQ_POLLIN, 0},
                                    {self->api, 0, ZMQ_POLLIN, 0},
+                                   {NULL, writer_fd(self->writer), ZMQ_POLLIN, 0},
                                    {self->auth ? auth_socket(self->auth) : NULL, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, self->auth ? 3 : 2, s_poll_timeout(self, now));
+        int rc = zmq_poll(items, self->auth ? 4 : 3, s_poll_timeout(self, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -550,6 +663,9 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         now = clock_mono_ms();
         if (self->auth)
             auth_handle(self->auth);
+        /* A written batch: its submits get their acks (and their tasks can
+           go out in this turn's dispatch). */
+        s_complete(self, false);
         /* Reports first: results free worker credit. Both loops are bounded
            so neither socket can starve the other or the timers. */
         for (int i = 0; i < 2000; i++) {
@@ -565,11 +681,11 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             tasks_on_report(self, buf, len, now);
             free(buf);
         }
-        /* Hand out freed credit before anything that may wait on the disk:
-           a commit's fsync can take long on a busy machine, and workers
-           should not idle through it. Sending a task needs no durability
-           first: its assignment is journalled, and a crash before the
-           commit just runs it again under the same attempt number. */
+        /* Hand out freed credit before anything that may wait on the disk
+           (a query waits for its commit): workers should not idle through
+           an fsync. Sending a task needs no durability first: a crash
+           before its assignment is written finds it queued, and its worker
+           claims it or it runs again under the same attempt number. */
         tasks_dispatch(self, now);
         for (int i = 0; i < 500; i++) {
             zmqx_frames_t frames;
@@ -583,9 +699,6 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             api_on_request(self, &frames, now);
             zmqx_frames_free(&frames);
         }
-        /* Acknowledge this wakeup's submits with one commit. */
-        if (self->pending)
-            master_flush(self);
         if (now - self->last_timers >= 100) {
             self->last_timers = now;
             tasks_timers(self, now);
@@ -595,18 +708,17 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             self->last_retention = now;
             master_retention(self);
         }
-        /* Submits of this wakeup may have made work: dispatch again, then
-           commit what is due. */
+        /* A commit's acks may have made work: dispatch again. Then start
+           the next commit if the writer is free: submits go at once (a
+           client waits for each), the rest every flush_ms. */
         tasks_dispatch(self, now);
-        bool due;
-        if (self->storage_failing)
-            due = now >= self->flush_retry_at
-                  && (self->njournal || self->assign_head < self->nassigns);
-        else
-            due = (self->njournal && now >= self->journal_since + self->cfg.flush_ms)
-                  || s_assigns_due(self, now) > self->assign_head;
-        if (due)
-            master_flush(self);
+        if (!writer_busy(self->writer) && s_flush_due(self, now, false))
+            s_handoff(self, now);
+        /* Workers count the master dead after heartbeat x liveness of
+           silence: a turn this long is worth a line in the log. */
+        int64_t spent = clock_mono_ms() - now;
+        if (spent > self->cfg.heartbeat_ms)
+            log_warn("event=loop_stall ms=%" PRId64 " heartbeat_ms=%d", spent, self->cfg.heartbeat_ms);
     }
     log_info("event=stopping");
     self->stopping = true;   /* a restart finds every task out claimable */
@@ -618,14 +730,12 @@ void master_destroy(master_t **p)
     if (!p || !*p)
         return;
     master_t *self = *p;
-    if (self->store)
+    if (self->writer) {
         master_flush(self);
-    master_pending_fail(self, "the master is stopping");
-    for (size_t i = 0; i < self->njournal; i++) {
-        free(self->journal[i].worker);
-        free(self->journal[i].outcome);
+        writer_destroy(&self->writer);
     }
-    free(self->journal);
+    s_pending_fail(self, self->pending, "the master is stopping");
+    s_ops_free(self->journal, self->njournal);
     free(self->assigns);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);

@@ -9,8 +9,16 @@
     committed before anyone is told of it). If a commit fails (disk full),
     the transaction is rolled back and the journal is kept and replayed at
     the next flush: nothing already decided is lost. Submits are different:
-    their rows are inserted at once, and the tasks enter the queue and the
-    client gets its ack only after the commit succeeds.
+    their tasks enter the queue and the client gets its ack only after the
+    commit that holds their rows succeeds; a failed one is refused. The
+    master picks job and task ids itself (from the store's last ones at
+    start), so a submit needs nothing from SQLite to be taken in.
+
+    Flushes run on the writer thread (writer.h): the loop hands over the
+    journal and the waiting submits as one batch and carries on; the batch
+    comes back through the writer's fd in the poll. While a batch is out the
+    store is the writer's: the loop reads it only through master_store(),
+    which waits for the writer to be done with it.
 
     Assignments are written late (master_assigned): only for a task still
     out ASSIGN_WRITE_MS after its dispatch. The row exists so that after a
@@ -31,6 +39,7 @@
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
+#include "writer.h"
 
 #include "../common/imap.h"
 #include "../common/zmqx.h"
@@ -80,13 +89,16 @@ typedef struct {
     int attempt;
 } assign_t;
 
-/* A task row inserted by a submit whose commit is pending. */
+/* A task of a submit whose commit is pending. */
 typedef struct {
     int64_t id;
+    int64_t index;
     int32_t priority;
     int retries;
     int cls;
+    char *name;              /* owned, NULL = none */
     char *spec;              /* normalized spec text, owned */
+    char *needs;             /* class key, owned, NULL = "fn" */
 } pending_task_t;
 
 /* A submit waiting for its commit before it is acknowledged. */
@@ -114,6 +126,8 @@ struct master {
     sched_t *sched;
     registry_t *registry;
     imap_t *jobs;            /* id -> job_t */
+    writer_t *writer;        /* the commit thread */
+    int64_t last_job_id, last_task_id;   /* the ids handed out last */
     jop_t *journal;
     size_t njournal, capjournal;
     int64_t journal_since;   /* monotonic ms of the oldest unflushed op */
@@ -141,12 +155,12 @@ void master_journal(master_t *self, jop_type_t type, int64_t task, int64_t job, 
 /* Notes that task went out as attempt at now; its assignment is written
    by the first flush ASSIGN_WRITE_MS later if the task is still out then. */
 void master_assigned(master_t *self, int64_t task, int attempt, int64_t now);
-/* Writes the journal and pending submits in one transaction and answers
-   the submits. Returns 0, or -1 when the commit failed (state kept). */
+/* Writes the journal and pending submits in one transaction, waits for it
+   and answers the submits. Returns 0, or -1 when the commit failed (the
+   journal is kept for the next try, the submits are refused). */
 int master_flush(master_t *self);
-/* Answers every pending submit with a storage error (their rows were
-   rolled back) and drops them. */
-void master_pending_fail(master_t *self, const char *why);
+/* The store, for reading on the loop: waits while the writer has it. */
+store_t *master_store(master_t *self);
 job_t *master_job(master_t *self, int64_t id);
 /* Deletes a finished job and its results (journal + memory); frees job. */
 void master_forget_job(master_t *self, job_t *job);

@@ -72,6 +72,8 @@ typedef struct sched_task {
     bool cancel_requested;    /* an abort was sent; do not retry or requeue */
     bool orphan;              /* ASSIGNED/RUNNING from before a master restart */
     bool suspect;             /* counted in its worker's suspects */
+    bool recovered;           /* loaded queued at a restart: a worker may hold a
+                                 dispatch of it that was never written */
 } sched_task_t;
 
 sched_t *sched_new(void);

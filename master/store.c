@@ -146,7 +146,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_JOB_CREATE] = "INSERT INTO jobs(name, created) VALUES (?1, ?2)",
+    /* ?3 NULL: SQLite picks the next id. */
+    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created) VALUES (?3, ?1, ?2)",
     [S_JOB_CLOSE] = "UPDATE jobs SET closed = 1 WHERE id = ?1",
     [S_JOB_FINISHED] = "UPDATE jobs SET finished = ?2 WHERE id = ?1",
     [S_JOB_DEL_DUPS] = "DELETE FROM duplicates WHERE task IN "
@@ -155,8 +156,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
     [S_JOBS] = "SELECT id, name, closed, created, finished FROM jobs ORDER BY id",
     [S_COUNTS] = "SELECT job, state, count(*) FROM tasks GROUP BY job, state",
-    [S_TASK_INSERT] = "INSERT INTO tasks(job, idx, name, priority, retries, state, spec, needs) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+    [S_TASK_INSERT] = "INSERT INTO tasks(id, job, idx, name, priority, retries, state, spec, needs) "
+                      "VALUES (?8, ?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
     [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
     /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
@@ -598,15 +599,33 @@ bool store_dirty(const store_t *self)
     return self->in_tx || self->poisoned;
 }
 
+int store_last_ids(store_t *self, int64_t *job, int64_t *task)
+{
+    int64_t *out[2] = {job, task};
+    static const char *const SQL_LAST[2] = {
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0)",
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
+    };
+    for (int i = 0; i < 2; i++)
+        if (s_query_int(self->db, SQL_LAST[i], out[i], self->err, sizeof self->err) != 0)
+            return -1;
+    return 0;
+}
+
 /* ---- jobs ---- */
 
-int store_job_create(store_t *self, const char *name, double created, int64_t *job_id)
+int store_job_create(store_t *self, int64_t id, const char *name, double created,
+                     int64_t *job_id)
 {
     if (s_write_begin(self, "job create") < 0)
         return -1;
     sqlite3_stmt *st = self->stmt[S_JOB_CREATE];
     s_bind_text(st, 1, name);
     sqlite3_bind_double(st, 2, created);
+    if (id > 0)
+        sqlite3_bind_int64(st, 3, id);
+    else
+        sqlite3_bind_null(st, 3);
     if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
         return -1;
     if (job_id)
@@ -700,7 +719,7 @@ int store_counts_each(store_t *self,
 
 /* ---- tasks ---- */
 
-int store_task_insert(store_t *self, int64_t job, int64_t index, const char *name,
+int store_task_insert(store_t *self, int64_t id, int64_t job, int64_t index, const char *name,
                       int32_t priority, int retries, const char *spec_json, const char *needs,
                       int64_t *task_id)
 {
@@ -718,6 +737,10 @@ int store_task_insert(store_t *self, int64_t job, int64_t index, const char *nam
     sqlite3_bind_int(st, 5, retries);
     s_bind_text(st, 6, spec_json);
     s_bind_text(st, 7, needs);
+    if (id > 0)
+        sqlite3_bind_int64(st, 8, id);
+    else
+        sqlite3_bind_null(st, 8);
     if (s_write_step(self, S_TASK_INSERT, "task insert", NULL) < 0)
         return -1;
     if (task_id)

@@ -59,9 +59,15 @@ int store_commit(store_t *self);
 void store_rollback(store_t *self);
 /* True while a transaction with uncommitted writes is open. */
 bool store_dirty(const store_t *self);
+/* The highest job and task ids ever handed out (AUTOINCREMENT keeps them
+   after deletes), 0 when none: whoever picks ids itself starts above. */
+int store_last_ids(store_t *self, int64_t *job, int64_t *task);
 
 /* ---- jobs ---- */
-int store_job_create(store_t *self, const char *name, double created, int64_t *job_id);
+/* Inserts a job under id, or under the next free id when id is 0; the id
+   used goes to *job_id (may be NULL). */
+int store_job_create(store_t *self, int64_t id, const char *name, double created,
+                     int64_t *job_id);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
 /* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
@@ -86,8 +92,9 @@ int store_counts_each(store_t *self,
 /* ---- tasks ---- */
 /* Inserts a queued task (attempt 0) with its normalized spec text and what
    it needs of a worker (the scheduler's class key, e.g. "exec" or
-   "fn:gpu,ssd"; NULL = anything). */
-int store_task_insert(store_t *self, int64_t job, int64_t index, const char *name,
+   "fn:gpu,ssd"; NULL = anything), under id, or under the next free id when
+   id is 0; the id used goes to *task_id (may be NULL). */
+int store_task_insert(store_t *self, int64_t id, int64_t job, int64_t index, const char *name,
                       int32_t priority, int retries, const char *spec_json, const char *needs,
                       int64_t *task_id);
 

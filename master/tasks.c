@@ -192,16 +192,17 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
             if (!t)
                 break;
-            char *spec = t->spec ? t->spec : store_task_spec(self->store, t->id);
+            char *spec = t->spec ? t->spec : store_task_spec(master_store(self), t->id);
             t->spec = NULL;   /* a requeued task reads it back from the store */
             if (!spec) {
                 log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
-                          store_error(self->store));
+                          store_error(master_store(self)));
                 t->state = PROTO_ST_QUEUED; /* for s_unassign's counters */
                 tasks_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
                 continue;
             }
             t->attempt++;
+            t->recovered = false;
             t->deadline = now + self->cfg.lease_ms;
             free(t->worker_name);
             t->worker_name = xstrdup(w->id);
@@ -303,7 +304,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
     }
     if (!current) {
         bool found = t != NULL;
-        if (!found && store_task_get(self->store, res->task, s_ignore_row, NULL, &found) != 0)
+        if (!found && store_task_get(master_store(self), res->task, s_ignore_row, NULL, &found) != 0)
             found = false;
         if (!found) {
             log_warn("event=result_unknown_task task=%" PRId64 " worker=%s", res->task, worker_id);

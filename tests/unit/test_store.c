@@ -269,7 +269,7 @@ static int64_t s_insert(store_t *store, int64_t job, int64_t index)
              (long long)index);
     snprintf(name, sizeof name, "t%lld", (long long)index);
     int64_t id = -1;
-    ck_assert_int_eq(store_task_insert(store, job, index, name, 0, 0, spec, NULL, &id), 0);
+    ck_assert_int_eq(store_task_insert(store, 0, job, index, name, 0, 0, spec, NULL, &id), 0);
     ck_assert_int_gt(id, 0);
     return id;
 }
@@ -277,7 +277,7 @@ static int64_t s_insert(store_t *store, int64_t job, int64_t index)
 static int64_t s_job(store_t *store, const char *name)
 {
     int64_t job = -1;
-    ck_assert_int_eq(store_job_create(store, name, 1000.0, &job), 0);
+    ck_assert_int_eq(store_job_create(store, 0, name, 1000.0, &job), 0);
     ck_assert_int_gt(job, 0);
     return job;
 }
@@ -309,10 +309,10 @@ START_TEST(test_usage_submit_run_finish_and_read_back)
 
     /* Submit: a job and its tasks in one group, committed before the ack. */
     int64_t job, t0, t1;
-    ck_assert_int_eq(store_job_create(store, "nightly", 1000.0, &job), 0);
+    ck_assert_int_eq(store_job_create(store, 0, "nightly", 1000.0, &job), 0);
     const char *spec0 = "{\"argv\":[\"true\"]}", *spec1 = "{\"shell\":\"exit 3\"}";
-    ck_assert_int_eq(store_task_insert(store, job, 0, "first", 3, 1, spec0, NULL, &t0), 0);
-    ck_assert_int_eq(store_task_insert(store, job, 1, "second", 0, 0, spec1, NULL, &t1), 0);
+    ck_assert_int_eq(store_task_insert(store, 0, job, 0, "first", 3, 1, spec0, NULL, &t0), 0);
+    ck_assert_int_eq(store_task_insert(store, 0, job, 1, "second", 0, 0, spec1, NULL, &t1), 0);
     ck_assert(store_dirty(store));
     ck_assert_int_eq(store_commit(store), 0);
     ck_assert(!store_dirty(store));
@@ -507,14 +507,14 @@ START_TEST(test_ids_are_never_reused_after_a_job_is_deleted)
 {
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
     int64_t job, task, deleted;
-    ck_assert_int_eq(store_job_create(store, "a", 1.0, &job), 0);
-    ck_assert_int_eq(store_task_insert(store, job, 0, NULL, 0, 0, "{}", NULL, &task), 0);
+    ck_assert_int_eq(store_job_create(store, 0, "a", 1.0, &job), 0);
+    ck_assert_int_eq(store_task_insert(store, 0, job, 0, NULL, 0, 0, "{}", NULL, &task), 0);
     ck_assert_int_eq(store_job_delete(store, job, &deleted), 0);
     ck_assert_int_eq(deleted, 1);
     ck_assert_int_eq(store_commit(store), 0);
     int64_t job2, task2;
-    ck_assert_int_eq(store_job_create(store, "b", 2.0, &job2), 0);
-    ck_assert_int_eq(store_task_insert(store, job2, 0, NULL, 0, 0, "{}", NULL, &task2), 0);
+    ck_assert_int_eq(store_job_create(store, 0, "b", 2.0, &job2), 0);
+    ck_assert_int_eq(store_task_insert(store, 0, job2, 0, NULL, 0, 0, "{}", NULL, &task2), 0);
     /* A late result for the forgotten task must not land on a new one. */
     ck_assert_int_gt(job2, job);
     ck_assert_int_gt(task2, task);
@@ -696,12 +696,12 @@ START_TEST(test_killed_process_loses_only_uncommitted_writes)
             _exit(2);
         s_crashed_store = store;
         int64_t job, id;
-        int rc = store_job_create(store, "j", 1, &job);
+        int rc = store_job_create(store, 0, "j", 1, &job);
         for (int i = 0; i < 3; i++)
-            rc |= store_task_insert(store, job, i, "t", 0, 0, "{}", NULL, &id);
+            rc |= store_task_insert(store, 0, job, i, "t", 0, 0, "{}", NULL, &id);
         rc |= store_commit(store);
         for (int i = 3; i < 100; i++)
-            rc |= store_task_insert(store, job, i, "t", 0, 0, "{}", NULL, &id);
+            rc |= store_task_insert(store, 0, job, i, "t", 0, 0, "{}", NULL, &id);
         rc |= store_task_finish(store, 1, PROTO_ST_DONE, 1, "w", "{}", 2);
         if (rc != 0)
             _exit(3);
@@ -851,7 +851,7 @@ START_TEST(test_jobs_each_lists_jobs_in_id_order)
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
     int64_t a = s_job(store, "nightly");
     int64_t b = -1;
-    ck_assert_int_eq(store_job_create(store, NULL, 2000.0, &b), 0);
+    ck_assert_int_eq(store_job_create(store, 0, NULL, 2000.0, &b), 0);
     ck_assert_int_gt(b, a);
     ck_assert_int_eq(store_job_set_finished(store, a, 1500.0), 0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -1064,7 +1064,7 @@ START_TEST(test_full_database_fails_the_commit_cleanly_and_recovers)
     spec[sizeof spec - 1] = '\0';
     int i, rc = 0;
     for (i = 0; i < 10000 && rc == 0; i++)
-        rc = store_task_insert(store, job, 1000 + i, "big", 0, 0, spec, NULL, NULL);
+        rc = store_task_insert(store, 0, job, 1000 + i, "big", 0, 0, spec, NULL, NULL);
     ck_assert_int_eq(rc, -1);
     ck_assert_int_gt(i, 1); /* some fitted, then the disk was "full" */
     ck_assert_msg(strstr(store_error(store), "database or disk is full") != NULL, "%s",
@@ -1092,7 +1092,7 @@ START_TEST(test_full_database_fails_the_commit_cleanly_and_recovers)
     ck_assert_int_eq(sqlite3_exec(db, "PRAGMA max_page_count = 1000000", NULL, NULL, NULL),
                      SQLITE_OK);
     for (i = 0; i < 10; i++)
-        ck_assert_int_eq(store_task_insert(store, job, 2000 + i, "big", 0, 0, spec, NULL, NULL), 0);
+        ck_assert_int_eq(store_task_insert(store, 0, job, 2000 + i, "big", 0, 0, spec, NULL, NULL), 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
 
@@ -1196,7 +1196,7 @@ START_TEST(test_insert_rate_is_measured)
                  "\"timeout\":60,\"retries\":2,\"index\":%ld}",
                  i, i, i);
         snprintf(name, sizeof name, "img-%06ld", i);
-        rc = store_task_insert(store, job, i, name, 0, 2, spec, NULL, NULL);
+        rc = store_task_insert(store, 0, job, i, name, 0, 2, spec, NULL, NULL);
     }
     double t1 = s_now();
     ck_assert_msg(rc == 0, "%s", store_error(store));
