@@ -279,9 +279,12 @@ START_TEST(a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once)
     h_proc_t *w = h_worker_start(c, "a", 1, NULL);
     char *runs = h_path(c, "runs"), *go = h_path(c, "go");
     char script[1024];
-    /* Runs until the test says go: it stays running across the restart. */
+    /* Runs until the test says go: it stays running across the restart.
+       Bounded (60 s), so a failed test leaves no process behind. */
     snprintf(script, sizeof script,
-             "echo run >> '%s'; while [ ! -e '%s' ]; do sleep 0.02; done", runs, go);
+             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
+             "n=$((n+1)); done",
+             runs, go);
     int64_t t0 = h_now_ms();
     int64_t job = h_submit(c, NULL, "--", "sh", "-c", script, NULL);
     ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
