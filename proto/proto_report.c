@@ -104,6 +104,12 @@ static int s_results_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
 
 proto_report_t *proto_report_decode(const char *buf, size_t len, proto_err_t *err)
 {
+    proto_report_t *msg = pf_results_report(buf, len);
+    return msg ? msg : pr_report_decode_tree(buf, len, err);
+}
+
+proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *err)
+{
     const char *type;
     cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_REPORT_MSG, &type, err);
     if (!root)

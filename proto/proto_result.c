@@ -166,6 +166,12 @@ fail:
 
 proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *err)
 {
+    proto_result_t *res = pf_result(json, len);
+    return res ? res : pr_result_decode_tree(json, len, err);
+}
+
+proto_result_t *pr_result_decode_tree(const char *json, size_t len, proto_err_t *err)
+{
     cJSON *root = pj_parse(json, len, PROTO_MAX_REPORT_MSG, err);
     if (!root)
         return NULL;

@@ -138,6 +138,16 @@ char **pu_strv_dup(char *const *v, int n);
 proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err);
 void ps_spec_write(pb_t *b, const proto_spec_t *spec);
 
+/* Fast paths for the hot frames (proto_fast.c): a worker's results
+   report and one stored result, read without a cJSON tree. NULL means
+   "not one of the plain shapes: decode it with cJSON" (never an error). */
+proto_report_t *pf_results_report(const char *buf, size_t len);
+proto_result_t *pf_result(const char *buf, size_t len);
+/* The cJSON decoders alone, without the fast paths (for the fuzz
+   target, which checks that both agree). */
+proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *err);
+proto_result_t *pr_result_decode_tree(const char *json, size_t len, proto_err_t *err);
+
 /* Result to/from a cJSON object (proto_result.c). The fields list is what
    task info records embed flattened. */
 proto_result_t *pr_result_from(cJSON *o, proto_err_t *err);

@@ -16,6 +16,8 @@
 
 #include "../../common/util.h"
 #include "../../proto/proto.h"
+/* Internal, for the fast paths and the cJSON decoders behind them. */
+#include "../../proto/proto_util.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -199,8 +201,56 @@ fuzz_verdict_t fuzz_check_spec(const uint8_t *data, size_t size, char *why, size
 
 /* ---------------------------------------------------------------- result */
 
+static bool s_str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Field by field, doubles bit for bit: what the fast path read must be
+   what cJSON read. NULL when equal, else the first field that differs. */
+static const char *s_result_diff(const proto_result_t *a, const proto_result_t *b)
+{
+    if (a->task != b->task || a->attempt != b->attempt || a->status != b->status)
+        return "task, attempt or status";
+    if (a->has_exit_code != b->has_exit_code || a->exit_code != b->exit_code
+        || a->signal != b->signal || a->timed_out != b->timed_out)
+        return "exit_code, signal or timed_out";
+    if (!s_str_eq(a->stdout_data, b->stdout_data) || !s_str_eq(a->stderr_data, b->stderr_data))
+        return "stdout or stderr";
+    if (a->stdout_truncated != b->stdout_truncated || a->stderr_truncated != b->stderr_truncated)
+        return "a truncated flag";
+    if (!s_str_eq(a->result_json, b->result_json) || !s_str_eq(a->error, b->error))
+        return "result or error";
+    if (memcmp(&a->started, &b->started, sizeof a->started) != 0
+        || memcmp(&a->finished, &b->finished, sizeof a->finished) != 0)
+        return "started or finished";
+    return NULL;
+}
+
+/* The fast path may decline anything, but what it accepts cJSON must
+   accept too, with the same values. */
+static fuzz_verdict_t s_fast_result_agrees(const uint8_t *data, size_t size, char *why,
+                                           size_t whylen)
+{
+    proto_result_t *fast = pf_result((const char *) data, size);
+    if (!fast)
+        return FUZZ_ACCEPTED;
+    proto_err_t err = { { 0 }, { 0 } };
+    proto_result_t *slow = pr_result_decode_tree((const char *) data, size, &err);
+    const char *diff = slow ? s_result_diff(fast, slow) : NULL;
+    fuzz_verdict_t v = !slow ? fuzz_broken(why, whylen, "fast path took a result cJSON refuses "
+                                           "(%s: %s)", err.code, err.message)
+                       : diff ? fuzz_broken(why, whylen, "fast path read another %s", diff)
+                              : FUZZ_ACCEPTED;
+    proto_result_destroy(&fast);
+    proto_result_destroy(&slow);
+    return v;
+}
+
 fuzz_verdict_t fuzz_check_result(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
+    if (s_fast_result_agrees(data, size, why, whylen) != FUZZ_ACCEPTED)
+        return FUZZ_BROKEN;
     proto_err_t err = { { 0 }, { 0 } };
     proto_result_t *res = proto_result_decode((const char *) data, size, &err);
     if (!res)
@@ -496,8 +546,35 @@ static const char *s_report_bad(const proto_report_t *m)
     return NULL;
 }
 
+static fuzz_verdict_t s_fast_report_agrees(const uint8_t *data, size_t size, char *why,
+                                           size_t whylen)
+{
+    proto_report_t *fast = pf_results_report((const char *) data, size);
+    if (!fast)
+        return FUZZ_ACCEPTED;
+    proto_err_t err = { { 0 }, { 0 } };
+    proto_report_t *slow = pr_report_decode_tree((const char *) data, size, &err);
+    fuzz_verdict_t v = FUZZ_ACCEPTED;
+    if (!slow)
+        v = fuzz_broken(why, whylen, "fast path took a report cJSON refuses (%s: %s)", err.code,
+                        err.message);
+    else if (slow->type != fast->type || !s_str_eq(slow->worker, fast->worker)
+             || slow->nresults != fast->nresults)
+        v = fuzz_broken(why, whylen, "fast path read another type, worker or result count");
+    for (int i = 0; v == FUZZ_ACCEPTED && i < fast->nresults; i++) {
+        const char *diff = s_result_diff(fast->results[i], slow->results[i]);
+        if (diff)
+            v = fuzz_broken(why, whylen, "fast path read another %s in results[%d]", diff, i);
+    }
+    proto_report_destroy(&fast);
+    proto_report_destroy(&slow);
+    return v;
+}
+
 fuzz_verdict_t fuzz_check_report(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
+    if (s_fast_report_agrees(data, size, why, whylen) != FUZZ_ACCEPTED)
+        return FUZZ_BROKEN;
     proto_err_t err = { { 0 }, { 0 } };
     proto_report_t *msg = proto_report_decode((const char *) data, size, &err);
     if (!msg)

@@ -5,6 +5,8 @@
     exact-size heap copy without a terminating NUL, so ASan sees any
     over-read). */
 #include "../../proto/proto.h"
+/* Internal: the fast paths and the cJSON decoders behind them. */
+#include "../../proto/proto_util.h"
 
 #include <check.h>
 #include <math.h>
@@ -1448,6 +1450,74 @@ START_TEST(report_messages_round_trip)
 }
 END_TEST
 
+/* What our workers send is read by the fast path (no cJSON tree), with
+   the values the cJSON decoder reads; other spellings fall back to it. */
+START_TEST(results_reports_our_workers_send_take_the_fast_path)
+{
+    proto_report_t *m = proto_report_new(PROTO_REP_RESULTS, "w\u00e9\"1");
+    m->nresults = 2;
+    m->results = calloc(2, sizeof *m->results);
+    m->results[0] = s_full_result(7, 2);
+    free(m->results[0]->result_json);
+    m->results[0]->result_json = NULL;
+    free(m->results[0]->stderr_data);
+    m->results[0]->stderr_data = strdup("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    proto_result_t *noop = proto_result_new();
+    noop->task = 8;
+    noop->attempt = 1;
+    noop->status = PROTO_ST_DONE;
+    noop->started = 1764410400.5;
+    noop->finished = 1764410400.500001;
+    m->results[1] = noop;
+    char *text = proto_report_encode(m);
+    proto_report_t *fast = pf_results_report(text, strlen(text));
+    ck_assert_msg(fast != NULL, "fast path declined %s", text);
+    proto_err_t err;
+    proto_report_t *slow = pr_report_decode_tree(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(slow);
+    ck_assert_str_eq(fast->worker, slow->worker);
+    ck_assert_int_eq(fast->nresults, 2);
+    for (int i = 0; i < 2; i++) {
+        s_result_eq(m->results[i], fast->results[i]);
+        s_result_eq(slow->results[i], fast->results[i]);
+    }
+    char *one = proto_result_encode(m->results[0]);
+    proto_result_t *r = pf_result(one, strlen(one));
+    ck_assert_ptr_nonnull(r);
+    s_result_eq(m->results[0], r);
+    proto_result_destroy(&r);
+    free(one);
+    free(text);
+    proto_report_destroy(&fast);
+    proto_report_destroy(&slow);
+    proto_report_destroy(&m);
+
+    /* Shapes it leaves to cJSON, which takes them. */
+    static const char *const other[] = {
+        "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[{\"task\":1,\"task\":2,"
+        "\"attempt\":1,\"status\":\"done\"}]}",
+        "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[{\"task\":1,"
+        "\"attempt\":1.0,\"status\":\"done\"}]}",
+        "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[{\"task\":1,"
+        "\"attempt\":1,\"status\":\"done\",\"result\":[1]}]}",
+        "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[{\"task\":1,"
+        "\"attempt\":1,\"status\":\"done\",\"later\":1}]}",
+        "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[{\"\\u0074ask\":1,"
+        "\"attempt\":1,\"status\":\"done\"}]}",
+        "{\"v\":1,\"type\":\"results\",\"worker\":\"w\",\"results\":[{\"task\":1,"
+        "\"attempt\":1,\"status\":\"done\",\"stdout\":\"\\ud83d\\ude00\"}]}",
+    };
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        ck_assert_msg(pf_results_report(other[i], strlen(other[i])) == NULL, "%s", other[i]);
+        proto_report_t *g = proto_report_decode(other[i], strlen(other[i]), &err);
+        ck_assert_msg(g != NULL, "%s: %s", other[i], err.message);
+        ck_assert_int_eq(g->nresults, 1);
+        ck_assert_int_eq(g->results[0]->task, 1);
+        proto_report_destroy(&g);
+    }
+}
+END_TEST
+
 START_TEST(report_fields_are_validated)
 {
     REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"bye\"}", PROTO_E_FIELD, "\"worker\"");
@@ -1616,6 +1686,7 @@ Suite *proto_suite(void)
     tcase_add_test(tc, pipe_messages_round_trip);
     tcase_add_test(tc, pipe_fields_are_validated);
     tcase_add_test(tc, report_messages_round_trip);
+    tcase_add_test(tc, results_reports_our_workers_send_take_the_fast_path);
     tcase_add_test(tc, report_fields_are_validated);
     tcase_add_test(tc, damaged_frames_are_refused_cleanly);
     tcase_add_test(tc, every_test_is_registered);

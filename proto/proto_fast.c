@@ -1,0 +1,435 @@
+/*  proto_fast: a reader for the master's hottest frame, a worker's
+    "results" report, that builds no cJSON tree.
+
+    Parsing a report into a cJSON tree costs a node and a key string per
+    member, all freed again at once: measured, a fifth of the master's
+    instructions per task, and most of its malloc traffic. This reader walks
+    the text once and fills the structs directly.
+
+    It is a fast path, not a second decoder: it takes only the plain shapes
+    our encoders write (members in any order, strings with the common
+    escapes, integers spelled as integers), and declines everything else
+    (a duplicate or unknown member, a number spelled 1.0 or 1e0, a \u escape
+    outside the plain range, an embedded "result" value, any error at all)
+    by returning NULL. The caller then decodes the frame with cJSON as
+    before, which also makes every error message. So whatever this file
+    accepts, the cJSON decoder accepts too, with the same values: the
+    report fuzz target checks exactly that on every input.
+*/
+#include "proto_util.h"
+
+#include "../common/util.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *p, *end;
+} fr_t;
+
+static void s_ws(fr_t *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+static bool s_eat(fr_t *r, char c)
+{
+    s_ws(r);
+    if (r->p < r->end && *r->p == c) {
+        r->p++;
+        return true;
+    }
+    return false;
+}
+
+static bool s_literal(fr_t *r, const char *word, size_t n)
+{
+    s_ws(r);
+    if ((size_t) (r->end - r->p) < n || memcmp(r->p, word, n) != 0)
+        return false;
+    r->p += n;
+    return true;
+}
+
+/* A string's raw bytes between its quotes; *esc when it holds a
+   backslash. Control characters decline (cJSON's rules for them are its
+   own). */
+static bool s_span(fr_t *r, const char **s, size_t *n, bool *esc)
+{
+    s_ws(r);
+    if (r->p >= r->end || *r->p != '"')
+        return false;
+    const char *q = ++r->p;
+    bool e = false;
+    while (r->p < r->end) {
+        unsigned char c = (unsigned char) *r->p;
+        if (c == '"') {
+            *s = q;
+            *n = (size_t) (r->p - q);
+            *esc = e;
+            r->p++;
+            return true;
+        }
+        if (c < 0x20)
+            return false;
+        if (c == '\\') {
+            e = true;
+            r->p++;
+            if (r->p >= r->end)
+                return false;
+        }
+        r->p++;
+    }
+    return false;
+}
+
+static int s_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* A string value, unescaped, in new memory; NULL to decline. */
+static char *s_string(fr_t *r)
+{
+    const char *s;
+    size_t n;
+    bool esc;
+    if (!s_span(r, &s, &n, &esc))
+        return NULL;
+    if (!esc)
+        return xstrndup(s, n);
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\') {
+            *o++ = s[i];
+            continue;
+        }
+        char c = s[++i];
+        switch (c) {
+        case '"': case '\\': case '/': *o++ = c; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp = 0;
+            for (int k = 1; k <= 4; k++) {
+                int h = i + (size_t) k < n ? s_hex(s[i + (size_t) k]) : -1;
+                if (h < 0) {
+                    free(out);
+                    return NULL;
+                }
+                cp = cp << 4 | (unsigned) h;
+            }
+            /* NUL and surrogate pairs are left to cJSON (and to the NUL
+               rule of pj_parse). */
+            if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF)) {
+                free(out);
+                return NULL;
+            }
+            if (cp < 0x80) {
+                *o++ = (char) cp;
+            } else if (cp < 0x800) {
+                *o++ = (char) (0xC0 | cp >> 6);
+                *o++ = (char) (0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (char) (0xE0 | cp >> 12);
+                *o++ = (char) (0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char) (0x80 | (cp & 0x3F));
+            }
+            i += 4;
+            break;
+        }
+        default:
+            free(out);
+            return NULL;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A number in strict JSON spelling. *integral: spelled as an integer
+   (no fraction, no exponent). The value is what cJSON would hold: strtod
+   of the same characters, or the exact integer when it has <= 15 digits. */
+static bool s_number(fr_t *r, double *d, bool *integral)
+{
+    s_ws(r);
+    const char *q = r->p, *e = r->end;
+    const char *p = q;
+    if (p < e && *p == '-')
+        p++;
+    if (p >= e || *p < '0' || *p > '9')
+        return false;
+    if (*p == '0')
+        p++;
+    else
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    *integral = true;
+    if (p < e && *p == '.') {
+        *integral = false;
+        p++;
+        if (p >= e || *p < '0' || *p > '9')
+            return false;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        *integral = false;
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= e || *p < '0' || *p > '9')
+            return false;
+        while (p < e && *p >= '0' && *p <= '9')
+            p++;
+    }
+    size_t n = (size_t) (p - q);
+    if (*integral && n <= 15) {
+        int64_t v = 0;
+        for (const char *c = q[0] == '-' ? q + 1 : q; c < p; c++)
+            v = v * 10 + (*c - '0');
+        *d = q[0] == '-' ? (double) -v : (double) v;
+    } else {
+        char tmp[64];
+        if (n >= sizeof tmp)
+            return false;
+        memcpy(tmp, q, n);
+        tmp[n] = '\0';
+        *d = strtod(tmp, NULL);
+    }
+    r->p = p;
+    return isfinite(*d);
+}
+
+static bool s_int(fr_t *r, double lo, double hi, int64_t *out)
+{
+    double d;
+    bool integral;
+    if (!s_number(r, &d, &integral) || !integral || d < lo || d > hi)
+        return false;
+    *out = (int64_t) d;
+    return true;
+}
+
+static bool s_bool(fr_t *r, bool *out)
+{
+    if (s_literal(r, "true", 4))
+        *out = true;
+    else if (s_literal(r, "false", 5))
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+/* A member name without escapes, and its colon. */
+static bool s_key(fr_t *r, const char **k, size_t *n)
+{
+    bool esc;
+    return s_span(r, k, n, &esc) && !esc && s_eat(r, ':');
+}
+
+static bool s_is(const char *k, size_t n, const char *name)
+{
+    return strlen(name) == n && memcmp(k, name, n) == 0;
+}
+
+/* Members of a result object, in the order of the seen bits. */
+static const char *const s_result_keys[] = {
+    "task",   "attempt",          "status",           "exit_code", "signal",
+    "timed_out", "stdout",        "stderr",           "stdout_truncated",
+    "stderr_truncated", "result", "error",            "started",   "finished",
+};
+#define NRESULT_KEYS (sizeof s_result_keys / sizeof *s_result_keys)
+
+/* One member's value into res; false to decline. A null value is the
+   member's absence, as in pj_get. */
+static bool s_result_member(fr_t *r, size_t which, proto_result_t *res)
+{
+    int64_t v;
+    double d;
+    bool integral;
+    if (which != 0 && which != 1 && which != 2 && s_literal(r, "null", 4))
+        return true;
+    switch (which) {
+    case 0: return s_int(r, 1, (double) PJ_MAX_SAFE_INT, &res->task);
+    case 1:
+        if (!s_int(r, 1, INT32_MAX, &v))
+            return false;
+        res->attempt = (int) v;
+        return true;
+    case 2: {
+        const char *s;
+        size_t n;
+        bool esc;
+        if (!s_span(r, &s, &n, &esc) || esc)
+            return false;
+        if (s_is(s, n, "done"))
+            res->status = PROTO_ST_DONE;
+        else if (s_is(s, n, "failed"))
+            res->status = PROTO_ST_FAILED;
+        else if (s_is(s, n, "cancelled"))
+            res->status = PROTO_ST_CANCELLED;
+        else
+            return false;
+        return true;
+    }
+    case 3:
+        if (!s_int(r, INT_MIN, INT_MAX, &v))
+            return false;
+        res->exit_code = (int) v;
+        res->has_exit_code = true;
+        return true;
+    case 4:
+        if (!s_int(r, 0, 1024, &v))
+            return false;
+        res->signal = (int) v;
+        return true;
+    case 5: return s_bool(r, &res->timed_out);
+    case 6: return (res->stdout_data = s_string(r)) != NULL;
+    case 7: return (res->stderr_data = s_string(r)) != NULL;
+    case 8: return s_bool(r, &res->stdout_truncated);
+    case 9: return s_bool(r, &res->stderr_truncated);
+    case 10: return false;   /* an embedded value: cJSON normalizes it */
+    case 11: return (res->error = s_string(r)) != NULL;
+    case 12:
+    case 13:
+        if (!s_number(r, &d, &integral) || d < 0 || d > 1e300)
+            return false;
+        if (which == 12)
+            res->started = d;
+        else
+            res->finished = d;
+        return true;
+    }
+    return false;
+}
+
+static proto_result_t *s_result(fr_t *r)
+{
+    if (!s_eat(r, '{'))
+        return NULL;
+    proto_result_t *res = proto_result_new();
+    unsigned seen = 0;
+    if (s_eat(r, '}'))
+        goto decline;
+    do {
+        const char *k;
+        size_t n;
+        if (!s_key(r, &k, &n))
+            goto decline;
+        size_t which = 0;
+        while (which < NRESULT_KEYS && !s_is(k, n, s_result_keys[which]))
+            which++;
+        if (which == NRESULT_KEYS || (seen & 1u << which) || !s_result_member(r, which, res))
+            goto decline;
+        seen |= 1u << which;
+    } while (s_eat(r, ','));
+    if (!s_eat(r, '}') || (seen & 7u) != 7u)
+        goto decline;
+    return res;
+decline:
+    proto_result_destroy(&res);
+    return NULL;
+}
+
+/* Input the cJSON path would refuse before parsing, or that holds a
+   \u0000: declined, so the refusal keeps its message. */
+static bool s_plain_input(const char *buf, size_t len, size_t max)
+{
+    return buf && len > 0 && len <= max && pu_utf8_bad_at(buf, len) == len
+           && !memmem(buf, len, "\\u0000", 6);
+}
+
+static bool s_at_end(fr_t *r)
+{
+    s_ws(r);
+    return r->p == r->end;
+}
+
+proto_report_t *pf_results_report(const char *buf, size_t len)
+{
+    if (!s_plain_input(buf, len, PROTO_MAX_REPORT_MSG))
+        return NULL;
+    fr_t r = {buf, buf + len};
+    if (!s_eat(&r, '{'))
+        return NULL;
+    proto_report_t *msg = proto_report_new(PROTO_REP_RESULTS, NULL);
+    int cap = 0;
+    unsigned seen = 0;
+    do {
+        const char *k;
+        size_t n;
+        double d;
+        bool integral;
+        if (!s_key(&r, &k, &n))
+            goto decline;
+        if (s_is(k, n, "v") && !(seen & 1)) {
+            if (!s_number(&r, &d, &integral) || d != PROTO_VERSION)
+                goto decline;
+            seen |= 1;
+        } else if (s_is(k, n, "type") && !(seen & 2)) {
+            const char *t;
+            size_t tn;
+            bool esc;
+            if (!s_span(&r, &t, &tn, &esc) || esc || !s_is(t, tn, "results"))
+                goto decline;
+            seen |= 2;
+        } else if (s_is(k, n, "worker") && !(seen & 4)) {
+            msg->worker = s_string(&r);
+            size_t wn = msg->worker ? strlen(msg->worker) : 0;
+            if (wn < 1 || wn > PROTO_MAX_NAME)
+                goto decline;
+            seen |= 4;
+        } else if (s_is(k, n, "results") && !(seen & 8)) {
+            if (!s_eat(&r, '['))
+                goto decline;
+            if (!s_eat(&r, ']')) {
+                do {
+                    proto_result_t *res = s_result(&r);
+                    if (!res)
+                        goto decline;
+                    if (msg->nresults == cap) {
+                        cap = cap ? cap * 2 : 32;
+                        msg->results = xrealloc(msg->results, (size_t) cap * sizeof *msg->results);
+                    }
+                    msg->results[msg->nresults++] = res;
+                } while (s_eat(&r, ','));
+                if (!s_eat(&r, ']'))
+                    goto decline;
+            }
+            seen |= 8;
+        } else {
+            goto decline;
+        }
+    } while (s_eat(&r, ','));
+    if (!s_eat(&r, '}') || !s_at_end(&r) || seen != 15)
+        goto decline;
+    return msg;
+decline:
+    proto_report_destroy(&msg);
+    return NULL;
+}
+
+proto_result_t *pf_result(const char *buf, size_t len)
+{
+    if (!s_plain_input(buf, len, PROTO_MAX_REPORT_MSG))
+        return NULL;
+    fr_t r = {buf, buf + len};
+    proto_result_t *res = s_result(&r);
+    if (res && !s_at_end(&r))
+        proto_result_destroy(&res);
+    return res;
+}
