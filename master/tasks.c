@@ -291,6 +291,15 @@ static int s_ignore_row(const store_task_row_t *row, void *arg)
     return 0;
 }
 
+/* The text to store for a result, handed to the journal: as the worker
+   sent it when the decoder kept it (no encode per result), else encoded. */
+static char *s_outcome(proto_result_t *res)
+{
+    char *text = res->text;
+    res->text = NULL;
+    return text ? text : proto_result_encode(res);
+}
+
 static void s_on_result(master_t *self, const char *worker_id, proto_result_t *res, int64_t now)
 {
     sched_task_t *t = sched_get(self->sched, res->task);
@@ -313,8 +322,8 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         self->duplicates++;
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
                  res->attempt, worker_id);
-        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id,
-                       proto_result_encode(res), clock_wall());
+        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id, s_outcome(res),
+                       clock_wall());
         return;
     }
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
@@ -338,8 +347,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         st = PROTO_ST_CANCELLED;
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
-    /* The stored outcome is encoded once, here, and handed to the journal. */
-    tasks_finish(self, t, st, proto_result_encode(res), NULL);
+    tasks_finish(self, t, st, s_outcome(res), NULL);
 }
 
 static void s_append_output(sched_task_t *t, int stream, const char *data)

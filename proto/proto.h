@@ -140,6 +140,10 @@ typedef struct {
     char *error;              /* one-line error, or NULL */
     double started;           /* wall seconds */
     double finished;
+    /* The object's JSON text as it arrived, when the decoder's fast path
+       read it (else NULL): valid, and what the master stores, so a result
+       is not encoded again. Encoders ignore it. */
+    char *text;
 } proto_result_t;
 
 /* A zeroed result with status FAILED (an unfilled result never reads as

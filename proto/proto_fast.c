@@ -321,6 +321,7 @@ static proto_result_t *s_result(fr_t *r)
 {
     if (!s_eat(r, '{'))
         return NULL;
+    const char *start = r->p - 1;
     proto_result_t *res = proto_result_new();
     unsigned seen = 0;
     if (s_eat(r, '}'))
@@ -339,6 +340,7 @@ static proto_result_t *s_result(fr_t *r)
     } while (s_eat(r, ','));
     if (!s_eat(r, '}') || (seen & 7u) != 7u)
         goto decline;
+    res->text = xstrndup(start, (size_t) (r->p - start));
     return res;
 decline:
     proto_result_destroy(&res);

@@ -26,6 +26,7 @@ void proto_result_destroy(proto_result_t **p)
     free(r->stderr_data);
     free(r->result_json);
     free(r->error);
+    free(r->text);
     free(r);
     *p = NULL;
 }

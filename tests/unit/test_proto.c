@@ -1481,6 +1481,11 @@ START_TEST(results_reports_our_workers_send_take_the_fast_path)
         s_result_eq(m->results[i], fast->results[i]);
         s_result_eq(slow->results[i], fast->results[i]);
     }
+    /* Each result's text as it came, for the master to store as is. */
+    ck_assert_str_eq(fast->results[1]->text,
+                     "{\"task\":8,\"attempt\":1,\"status\":\"done\",\"started\":1764410400.5,"
+                     "\"finished\":1764410400.500001}");
+    ck_assert_ptr_null(slow->results[1]->text);
     char *one = proto_result_encode(m->results[0]);
     proto_result_t *r = pf_result(one, strlen(one));
     ck_assert_ptr_nonnull(r);
