@@ -29,9 +29,10 @@
 
     - Indexes, and why each pays for itself (every task insert also writes
       one entry per index whose WHERE matches a queued task):
-        tasks_unfinished (id) WHERE state < 3   start-up rebuild reads only the
-                          unfinished tasks, in id order, without scanning history;
-                          finished tasks leave it, so it stays small.
+        (none for unfinished tasks) the start-up rebuild scans the table; it
+                          already does for the counts per job and state, and
+                          an index would cost an entry per submit and per
+                          finish (schema 1 had one: ~15% of a task's writes).
         tasks_job (job) = (job, id) in SQLite   results paging by id and cancel.
         tasks_job_idx (job, idx)                store_task_find; its key grows
                           with the index in a normal submit, so appends are cheap.
@@ -53,7 +54,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STORE_SCHEMA_VERSION 1
+/* 2: no tasks_unfinished index (schema 1 databases are upgraded). */
+#define STORE_SCHEMA_VERSION 2
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -92,7 +94,6 @@ static const char *const SCHEMA =
     "  outcome TEXT,"
     "  started REAL NOT NULL DEFAULT 0,"
     "  finished REAL NOT NULL DEFAULT 0);"
-    "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
     "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
@@ -171,7 +172,7 @@ static const char *const SQL[S_COUNT_] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
     [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
-    [S_UNFINISHED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_unfinished "
+    [S_UNFINISHED] = "SELECT " TASK_COLS " FROM tasks "
                      "WHERE state < 3 ORDER BY id",
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -440,6 +441,9 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
+    } else if (rc == 0 && version == 1) {
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished; PRAGMA user_version = 2", err,
+                    errlen, "upgrade schema 1 to 2");
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "

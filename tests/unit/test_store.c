@@ -612,7 +612,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 2);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -986,6 +986,82 @@ START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
 }
 END_TEST
 
+/* A schema 1 database (with its tasks_unfinished index) is upgraded in
+   place: data kept, index gone, version 2. */
+START_TEST(test_schema_1_is_upgraded)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    char err[512] = "";
+    store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+    int64_t job = s_job(store, "old");
+    int64_t t1 = s_insert(store, job, 0), t2 = s_insert(store, job, 1);
+    ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_DONE, 1, "w", "{}", 4), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
+                                      "PRAGMA user_version = 1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+    rows_t rows = {0};
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].id, t2);
+    int64_t last_job = 0, last_task = 0;
+    ck_assert_int_eq(store_last_ids(store, &last_job, &last_task), 0);
+    ck_assert_int_eq(last_job, job);
+    ck_assert_int_eq(last_task, t2);
+    store_destroy(&store);
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_pragma_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = "
+                                      "'tasks_unfinished'"),
+                     0);
+    sqlite3_close(db);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* The master picks ids itself; the store keeps them, and the last ones
+   survive deletes (AUTOINCREMENT), so ids are never reused. */
+START_TEST(test_explicit_ids_are_kept_and_never_reused)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    char err[512] = "";
+    store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+    int64_t lj = -1, lt = -1;
+    ck_assert_int_eq(store_last_ids(store, &lj, &lt), 0);
+    ck_assert_int_eq(lj, 0);
+    ck_assert_int_eq(lt, 0);
+    int64_t job = 0, id = 0;
+    ck_assert_int_eq(store_job_create(store, 41, "j", 1.0, &job), 0);
+    ck_assert_int_eq(job, 41);
+    ck_assert_int_eq(store_task_insert(store, 1000, job, 0, NULL, 0, 0, "{}", NULL, &id), 0);
+    ck_assert_int_eq(id, 1000);
+    ck_assert_int_eq(store_commit(store), 0);
+    int64_t deleted = 0;
+    ck_assert_int_eq(store_job_delete(store, job, &deleted), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(store_last_ids(store, &lj, &lt), 0);
+    ck_assert_int_eq(lj, 41);
+    ck_assert_int_eq(lt, 1000);
+    ck_assert_int_eq(store_task_insert(store, 0, 41, 1, NULL, 0, 0, "{}", NULL, &id), 0);
+    ck_assert_int_eq(id, 1001);
+    store_rollback(store);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
 START_TEST(test_newer_schema_version_is_refused)
 {
     tmp_t tmp;
@@ -993,7 +1069,7 @@ START_TEST(test_newer_schema_version_is_refused)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
-                                      "PRAGMA user_version = 2;",
+                                      "PRAGMA user_version = 3;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1001,11 +1077,11 @@ START_TEST(test_newer_schema_version_is_refused)
     char err[512] = "";
     store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
     ck_assert_ptr_null(store);
-    ck_assert_msg(strstr(err, "schema version 2 is newer") != NULL, "err: %s", err);
+    ck_assert_msg(strstr(err, "schema version 3 is newer") != NULL, "err: %s", err);
 
     /* The refused file is left as it was. */
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 3);
     sqlite3_close(db);
     tmp_remove(&tmp);
 }
@@ -1270,6 +1346,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_job_delete_removes_its_tasks_and_duplicates_only);
     tcase_add_test(tc, test_task_find_gives_the_first_task_with_an_index);
     tcase_add_test(tc, test_callbacks_may_read_but_not_reenter_their_own_iterator);
+    tcase_add_test(tc, test_schema_1_is_upgraded);
+    tcase_add_test(tc, test_explicit_ids_are_kept_and_never_reused);
     tcase_add_test(tc, test_newer_schema_version_is_refused);
     tcase_add_test(tc, test_foreign_database_and_garbage_file_are_refused);
     tcase_add_test(tc, test_full_database_fails_the_commit_cleanly_and_recovers);
