@@ -459,17 +459,16 @@ static void s_pending_fail(master_t *self, pending_submit_t *list, const char *w
    it. Handed whole to the writer thread and back. */
 typedef struct {
     jop_t *ops;
-    size_t nops;
+    size_t nops, capops;
     pending_submit_t *pending;
 } batch_t;
 
-static void s_ops_free(jop_t *ops, size_t n)
+static void s_ops_clear(jop_t *ops, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(ops[i].worker);
         free(ops[i].outcome);
     }
-    free(ops);
 }
 
 /* On the writer thread: the batch and the store only. */
@@ -529,37 +528,42 @@ static bool s_flush_due(const master_t *self, int64_t now, bool force)
            || s_assigns_due(self, now) > self->assign_head;
 }
 
-/* Hands the journal and the waiting submits to the writer (which must be
-   idle); false when there was nothing to write. */
-static bool s_handoff(master_t *self, int64_t now)
+/* Takes the journal and the waiting submits out as one batch (with the
+   assignments now due); NULL when there is nothing to write. */
+static batch_t *s_take_batch(master_t *self, int64_t now)
 {
     s_journal_assigns(self, s_assigns_due(self, now));
     if (!self->njournal && !self->pending)
-        return false;
+        return NULL;
     batch_t *b = xcalloc(1, sizeof *b);
     b->ops = self->journal;
     b->nops = self->njournal;
+    b->capops = self->capjournal;
     b->pending = self->pending;
-    self->journal = NULL;
-    self->njournal = self->capjournal = 0;
+    self->journal = self->spare;
+    self->capjournal = self->capspare;
+    self->njournal = 0;
+    self->spare = NULL;
+    self->capspare = 0;
     self->pending = NULL;
     self->pending_tail = &self->pending;
-    writer_start(self->writer, b);
-    return true;
+    return b;
 }
 
-/* Takes a written batch back (waiting for it if wait): acks its submits, or
-   refuses them and puts its ops back in front of the journal. Returns the
-   commit's result; 0 when no batch was out or it is not written yet. */
-static int s_complete(master_t *self, bool wait)
+/* A written batch: acks its submits, or refuses them and puts its ops back
+   in front of the journal. Returns rc. */
+static int s_batch_done(master_t *self, batch_t *b, int rc, const char *why)
 {
-    int rc = 0;
-    char why[512];
-    batch_t *b = writer_finish(self->writer, wait, &rc, why, sizeof why);
-    if (!b)
-        return 0;
     if (rc == 0) {
-        s_ops_free(b->ops, b->nops);
+        s_ops_clear(b->ops, b->nops);
+        /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
+           a burst, and the memory goes back. */
+        if (b->capops > self->capspare && b->capops <= 65536) {
+            free(self->spare);
+            self->spare = b->ops;
+            self->capspare = b->capops;
+        } else
+            free(b->ops);
         if (self->storage_failing)
             log_info("event=storage_recovered db=%s", self->db_path);
         self->storage_failing = false;
@@ -582,21 +586,61 @@ static int s_complete(master_t *self, bool wait)
             self->journal = ops;
             self->njournal = self->capjournal = n;
             self->journal_since = clock_mono_ms();
-        } else
+        } else {
             free(b->ops);
+        }
         s_pending_fail(self, b->pending, why);
     }
     free(b);
     return rc;
 }
 
+/* Takes a batch back from the writer (waiting for it if wait). Returns the
+   commit's result; 0 when none was out or it is not written yet. */
+static int s_complete(master_t *self, bool wait)
+{
+    int rc = 0;
+    char why[512];
+    batch_t *b = writer_finish(self->writer, wait, &rc, why, sizeof why);
+    return b ? s_batch_done(self, b, rc, why) : 0;
+}
+
+/* Rows a batch writes, about. */
+static size_t s_batch_size(const batch_t *b)
+{
+    size_t n = b->nops;
+    for (const pending_submit_t *p = b->pending; p; p = p->next)
+        n += (size_t) p->ntasks + 1;
+    return n;
+}
+
+/* Starts a commit of what is journalled and waiting (the writer must be
+   idle). A small one is written here at once: handing it over would cost
+   two thread wakeups, which is most of a lone task's round trip; a big one
+   goes to the writer, and with wait this returns once it is written.
+   Returns the commit's result (0 when it is still being written). */
+static int s_flush_start(master_t *self, int64_t now, bool wait)
+{
+    batch_t *b = s_take_batch(self, now);
+    if (!b)
+        return self->storage_failing && self->njournal ? -1 : 0;
+    if (s_batch_size(b) <= INLINE_WRITE_MAX) {
+        char why[512] = "";
+        int rc = s_write_batch(self->store, b, why, sizeof why);
+        return s_batch_done(self, b, rc, why);
+    }
+    writer_start(self->writer, b);
+    return wait ? s_complete(self, true) : 0;
+}
+
 int master_flush(master_t *self)
 {
     if (writer_busy(self->writer))
         s_complete(self, true);
-    if (!s_flush_due(self, clock_mono_ms(), true) || !s_handoff(self, clock_mono_ms()))
+    int64_t now = clock_mono_ms();
+    if (!s_flush_due(self, now, true))
         return self->storage_failing && self->njournal ? -1 : 0;
-    return s_complete(self, true);
+    return s_flush_start(self, now, true);
 }
 
 store_t *master_store(master_t *self)
@@ -708,12 +752,12 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             self->last_retention = now;
             master_retention(self);
         }
-        /* A commit's acks may have made work: dispatch again. Then start
-           the next commit if the writer is free: submits go at once (a
-           client waits for each), the rest every flush_ms. */
-        tasks_dispatch(self, now);
+        /* Start the next commit if the writer is free: submits go at once
+           (a client waits for each), the rest every flush_ms. A small one
+           is written here and its tasks are queued now: dispatch after. */
         if (!writer_busy(self->writer) && s_flush_due(self, now, false))
-            s_handoff(self, now);
+            s_flush_start(self, now, false);
+        tasks_dispatch(self, now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
@@ -735,7 +779,9 @@ void master_destroy(master_t **p)
         writer_destroy(&self->writer);
     }
     s_pending_fail(self, self->pending, "the master is stopping");
-    s_ops_free(self->journal, self->njournal);
+    s_ops_clear(self->journal, self->njournal);
+    free(self->journal);
+    free(self->spare);
     free(self->assigns);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);

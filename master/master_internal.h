@@ -16,7 +16,9 @@
 
     Flushes run on the writer thread (writer.h): the loop hands over the
     journal and the waiting submits as one batch and carries on; the batch
-    comes back through the writer's fd in the poll. While a batch is out the
+    comes back through the writer's fd in the poll. A small batch (a lone
+    task's submit or result) is written on the loop itself: two thread
+    wakeups would cost more than the write. While a batch is out the
     store is the writer's: the loop reads it only through master_store(),
     which waits for the writer to be done with it.
 
@@ -82,6 +84,10 @@ typedef struct {
    written (see the top of this file). */
 #define ASSIGN_WRITE_MS 1000
 
+/* Commits of up to this many rows are written on the loop thread itself
+   (see s_flush_start in master.c); bigger ones on the writer thread. */
+#define INLINE_WRITE_MAX 64
+
 /* A dispatch whose assignment is not written yet. */
 typedef struct {
     int64_t task;
@@ -130,6 +136,11 @@ struct master {
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
     jop_t *journal;
     size_t njournal, capjournal;
+    /* The array of the last written batch, kept for the next journal:
+       freeing and growing one of ~100 KB per commit made glibc consolidate
+       its free lists every time (measured: malloc ~20% of the loop). */
+    jop_t *spare;
+    size_t capspare;
     int64_t journal_since;   /* monotonic ms of the oldest unflushed op */
     assign_t *assigns;       /* unwritten assignments, oldest first, from assign_head */
     size_t assign_head, nassigns, capassigns;
