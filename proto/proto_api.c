@@ -157,6 +157,12 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err)
 {
+    proto_req_t *req = pf_submit(buf, len);
+    return req ? req : pr_req_decode_tree(buf, len, err);
+}
+
+proto_req_t *pr_req_decode_tree(const char *buf, size_t len, proto_err_t *err)
+{
     const char *type;
     cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_API_MSG, &type, err);
     if (!root)

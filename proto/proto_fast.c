@@ -1,20 +1,24 @@
-/*  proto_fast: a reader for the master's hottest frame, a worker's
-    "results" report, that builds no cJSON tree.
+/*  proto_fast: readers for the hottest frames that build no cJSON tree: a
+    worker's "results" report and a submit request (on the master), a
+    "tasks" message (on the worker).
 
-    Parsing a report into a cJSON tree costs a node and a key string per
+    Parsing a frame into a cJSON tree costs a node and a key string per
     member, all freed again at once: measured, a fifth of the master's
-    instructions per task, and most of its malloc traffic. This reader walks
-    the text once and fills the structs directly.
+    instructions per task and half of the worker's, and most of their
+    malloc traffic. These readers walk the text once and fill the structs
+    directly.
 
     It is a fast path, not a second decoder: it takes only the plain shapes
     our encoders write (members in any order, strings with the common
     escapes, integers spelled as integers), and declines everything else
     (a duplicate or unknown member, a number spelled 1.0 or 1e0, a \u escape
-    outside the plain range, an embedded "result" value, any error at all)
-    by returning NULL. The caller then decodes the frame with cJSON as
+    outside the plain range, an embedded "result" or "args" value, a spec
+    with env, require or output_cap, a null, any error at all) by
+    returning NULL. The caller then decodes the frame with cJSON as
     before, which also makes every error message. So whatever this file
     accepts, the cJSON decoder accepts too, with the same values: the
-    report fuzz target checks exactly that on every input.
+    report, result, pipe and request fuzz targets check exactly that on
+    every input.
 */
 #include "proto_util.h"
 
@@ -200,7 +204,9 @@ static bool s_number(fr_t *r, double *d, bool *integral)
         int64_t v = 0;
         for (const char *c = q[0] == '-' ? q + 1 : q; c < p; c++)
             v = v * 10 + (*c - '0');
-        *d = q[0] == '-' ? (double) -v : (double) v;
+        *d = (double) v;
+        if (q[0] == '-')
+            *d = -*d;   /* "-0" is -0.0, as strtod reads it */
     } else {
         char tmp[64];
         if (n >= sizeof tmp)
@@ -434,4 +440,270 @@ proto_result_t *pf_result(const char *buf, size_t len)
     if (res && !s_at_end(&r))
         proto_result_destroy(&res);
     return res;
+}
+
+/* ---------------------------------------------------------------- specs */
+
+/* Spec members the fast path reads; the rest (args, env, require,
+   output_cap) decline. */
+static const char *const s_spec_keys[] = {
+    "argv", "shell", "fn", "stdin", "cwd", "timeout", "retries", "priority", "name", "index",
+};
+#define NSPEC_KEYS (sizeof s_spec_keys / sizeof *s_spec_keys)
+
+static bool s_strv(fr_t *r, char ***out, int *n)
+{
+    if (!s_eat(r, '['))
+        return false;
+    int cap = 0;
+    if (s_eat(r, ']'))
+        return true;
+    do {
+        char *v = s_string(r);
+        if (!v)
+            return false;
+        if (*n + 1 >= cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = xrealloc(*out, (size_t) cap * sizeof **out);
+        }
+        (*out)[(*n)++] = v;
+        (*out)[*n] = NULL;
+    } while (s_eat(r, ','));
+    return s_eat(r, ']');
+}
+
+static bool s_spec_member(fr_t *r, size_t which, proto_spec_t *spec)
+{
+    int64_t v;
+    double d;
+    bool integral;
+    size_t n;
+    switch (which) {
+    case 0:
+        spec->kind = PROTO_KIND_EXEC;
+        return s_strv(r, &spec->argv, &spec->argc) && spec->argc > 0 && spec->argv[0][0];
+    case 1:
+        spec->kind = PROTO_KIND_EXEC;
+        return (spec->shell = s_string(r)) != NULL && spec->shell[0];
+    case 2:
+        spec->kind = PROTO_KIND_FN;
+        if (!(spec->fn = s_string(r)))
+            return false;
+        n = strlen(spec->fn);
+        return n >= 1 && n <= PROTO_MAX_NAME;
+    case 3:
+        if (!(spec->stdin_data = s_string(r)))
+            return false;
+        spec->stdin_len = strlen(spec->stdin_data);
+        return true;
+    case 4: return (spec->cwd = s_string(r)) != NULL && spec->cwd[0];
+    case 5:
+        if (!s_number(r, &d, &integral) || d < 0 || d > PROTO_MAX_TIMEOUT)
+            return false;
+        spec->timeout = d;
+        return true;
+    case 6:
+        if (!s_int(r, 0, 100, &v))
+            return false;
+        spec->retries = (int) v;
+        return true;
+    case 7:
+        if (!s_int(r, INT32_MIN, INT32_MAX, &v))
+            return false;
+        spec->priority = (int32_t) v;
+        return true;
+    case 8:
+        if (!(spec->name = s_string(r)))
+            return false;
+        n = strlen(spec->name);
+        return n >= 1 && n <= PROTO_MAX_NAME;
+    case 9: return s_int(r, 0, (double) PJ_MAX_SAFE_INT, &spec->index);
+    }
+    return false;
+}
+
+static proto_spec_t *s_spec(fr_t *r)
+{
+    if (!s_eat(r, '{'))
+        return NULL;
+    proto_spec_t *spec = xcalloc(1, sizeof *spec);
+    spec->index = -1;
+    spec->output_cap = PROTO_DEFAULT_OUTPUT_CAP;
+    unsigned seen = 0;
+    if (s_eat(r, '}'))
+        goto decline;
+    do {
+        const char *k;
+        size_t n;
+        if (!s_key(r, &k, &n))
+            goto decline;
+        size_t which = 0;
+        while (which < NSPEC_KEYS && !s_is(k, n, s_spec_keys[which]))
+            which++;
+        /* One of argv, shell, fn (bits 0-2), each member once. */
+        if (which == NSPEC_KEYS || (seen & 1u << which) || (which < 3 && (seen & 7u))
+            || !s_spec_member(r, which, spec))
+            goto decline;
+        seen |= 1u << which;
+    } while (s_eat(r, ','));
+    if (!s_eat(r, '}') || !(seen & 7u))
+        goto decline;
+    return spec;
+decline:
+    proto_spec_destroy(&spec);
+    return NULL;
+}
+
+/* {"v":1,"type":TYPE, then the members that member() takes}, with the
+   member bits in need seen: shared by the framed messages below. */
+typedef bool (*s_member_fn)(fr_t *r, const char *k, size_t n, void *msg, unsigned *seen);
+
+static bool s_frame(const char *buf, size_t len, size_t max, const char *type, s_member_fn member,
+                    void *msg, unsigned need)
+{
+    if (!s_plain_input(buf, len, max))
+        return false;
+    fr_t r = {buf, buf + len};
+    if (!s_eat(&r, '{'))
+        return false;
+    unsigned seen = 0;   /* bit 0: v, bit 1: type, above: the member's own */
+    do {
+        const char *k;
+        size_t n;
+        double d;
+        bool integral;
+        if (!s_key(&r, &k, &n))
+            return false;
+        if (s_is(k, n, "v")) {
+            if ((seen & 1) || !s_number(&r, &d, &integral) || d != PROTO_VERSION)
+                return false;
+            seen |= 1;
+        } else if (s_is(k, n, "type")) {
+            const char *t;
+            size_t tn;
+            bool esc;
+            if ((seen & 2) || !s_span(&r, &t, &tn, &esc) || esc || !s_is(t, tn, type))
+                return false;
+            seen |= 2;
+        } else if (!member(&r, k, n, msg, &seen)) {
+            return false;
+        }
+    } while (s_eat(&r, ','));
+    need |= 3;
+    return s_eat(&r, '}') && s_at_end(&r) && (seen & need) == need;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static bool s_task(fr_t *r, proto_task_t *t)
+{
+    if (!s_eat(r, '{'))
+        return false;
+    unsigned seen = 0;
+    do {
+        const char *k;
+        size_t n;
+        int64_t v;
+        if (!s_key(r, &k, &n))
+            return false;
+        if (s_is(k, n, "id") && !(seen & 1)) {
+            if (!s_int(r, 1, (double) PJ_MAX_SAFE_INT, &t->id))
+                return false;
+            seen |= 1;
+        } else if (s_is(k, n, "attempt") && !(seen & 2)) {
+            if (!s_int(r, 1, INT32_MAX, &v))
+                return false;
+            t->attempt = (int) v;
+            seen |= 2;
+        } else if (s_is(k, n, "job") && !(seen & 4)) {
+            if (!s_int(r, 1, (double) PJ_MAX_SAFE_INT, &t->job))
+                return false;
+            seen |= 4;
+        } else if (s_is(k, n, "spec") && !(seen & 8)) {
+            if (!(t->spec = s_spec(r)))
+                return false;
+            seen |= 8;
+        } else {
+            return false;
+        }
+    } while (s_eat(r, ','));
+    return s_eat(r, '}') && seen == 15;
+}
+
+static bool s_tasks_member(fr_t *r, const char *k, size_t n, void *arg, unsigned *seen)
+{
+    proto_pipe_t *msg = arg;
+    if (!s_is(k, n, "tasks") || (*seen & 4) || !s_eat(r, '['))
+        return false;
+    *seen |= 4;
+    int cap = 0;
+    if (s_eat(r, ']'))
+        return true;
+    do {
+        if (msg->ntasks == cap) {
+            cap = cap ? cap * 2 : 64;
+            msg->tasks = xrealloc(msg->tasks, (size_t) cap * sizeof *msg->tasks);
+        }
+        /* Counted first so that destroy frees a half-read entry. */
+        proto_task_t *t = &msg->tasks[msg->ntasks++];
+        memset(t, 0, sizeof *t);
+        if (!s_task(r, t))
+            return false;
+    } while (s_eat(r, ','));
+    return s_eat(r, ']');
+}
+
+proto_pipe_t *pf_tasks(const char *buf, size_t len)
+{
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_TASKS);
+    if (!s_frame(buf, len, PROTO_MAX_PIPE_MSG, "tasks", s_tasks_member, msg, 4))
+        proto_pipe_destroy(&msg);
+    return msg;
+}
+
+/* ---------------------------------------------------------------- submit */
+
+static bool s_submit_member(fr_t *r, const char *k, size_t n, void *arg, unsigned *seen)
+{
+    proto_req_t *req = arg;
+    if (s_is(k, n, "job") && !(*seen & 4)) {
+        *seen |= 4;
+        return s_int(r, 0, (double) PJ_MAX_SAFE_INT, &req->job);
+    }
+    if (s_is(k, n, "name") && !(*seen & 8)) {
+        *seen |= 8;
+        size_t len;
+        return (req->name = s_string(r)) != NULL && (len = strlen(req->name)) >= 1
+               && len <= PROTO_MAX_NAME;
+    }
+    if (s_is(k, n, "more") && !(*seen & 16)) {
+        *seen |= 16;
+        return s_bool(r, &req->more);
+    }
+    if (!s_is(k, n, "tasks") || (*seen & 32) || !s_eat(r, '['))
+        return false;
+    *seen |= 32;
+    int cap = 0;
+    if (s_eat(r, ']'))
+        return true;
+    do {
+        if (req->ntasks == PROTO_MAX_SUBMIT_BATCH)
+            return false;
+        if (req->ntasks == cap) {
+            cap = cap ? cap * 2 : 64;
+            req->tasks = xrealloc(req->tasks, (size_t) cap * sizeof *req->tasks);
+        }
+        if (!(req->tasks[req->ntasks] = s_spec(r)))
+            return false;
+        req->ntasks++;
+    } while (s_eat(r, ','));
+    return s_eat(r, ']');
+}
+
+proto_req_t *pf_submit(const char *buf, size_t len)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    if (!s_frame(buf, len, PROTO_MAX_API_MSG, "submit", s_submit_member, req, 0))
+        proto_req_destroy(&req);
+    return req;
 }

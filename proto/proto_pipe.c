@@ -78,6 +78,12 @@ static int s_tasks_from(cJSON *o, proto_pipe_t *msg, proto_err_t *err)
 
 proto_pipe_t *proto_pipe_decode(const char *buf, size_t len, proto_err_t *err)
 {
+    proto_pipe_t *msg = pf_tasks(buf, len);
+    return msg ? msg : pr_pipe_decode_tree(buf, len, err);
+}
+
+proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err)
+{
     const char *type;
     cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_PIPE_MSG, &type, err);
     if (!root)

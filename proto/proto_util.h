@@ -143,10 +143,14 @@ void ps_spec_write(pb_t *b, const proto_spec_t *spec);
    "not one of the plain shapes: decode it with cJSON" (never an error). */
 proto_report_t *pf_results_report(const char *buf, size_t len);
 proto_result_t *pf_result(const char *buf, size_t len);
+proto_pipe_t *pf_tasks(const char *buf, size_t len);
+proto_req_t *pf_submit(const char *buf, size_t len);
 /* The cJSON decoders alone, without the fast paths (for the fuzz
    target, which checks that both agree). */
 proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *err);
 proto_result_t *pr_result_decode_tree(const char *json, size_t len, proto_err_t *err);
+proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err);
+proto_req_t *pr_req_decode_tree(const char *buf, size_t len, proto_err_t *err);
 
 /* Result to/from a cJSON object (proto_result.c). The fields list is what
    task info records embed flattened. */

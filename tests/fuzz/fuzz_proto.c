@@ -308,8 +308,45 @@ static const char *s_req_bad(const proto_req_t *r)
     return NULL;
 }
 
+/* Specs compared through their normalized text (every field, doubles
+   in their shortest exact form). */
+static bool s_spec_same(const proto_spec_t *a, const proto_spec_t *b)
+{
+    char *ta = proto_spec_encode(a), *tb = proto_spec_encode(b);
+    bool same = ta && tb && strcmp(ta, tb) == 0 && a->stdin_len == b->stdin_len
+                && a->kind == b->kind;
+    free(ta);
+    free(tb);
+    return same;
+}
+
+static fuzz_verdict_t s_fast_req_agrees(const uint8_t *data, size_t size, char *why,
+                                        size_t whylen)
+{
+    proto_req_t *fast = pf_submit((const char *) data, size);
+    if (!fast)
+        return FUZZ_ACCEPTED;
+    proto_err_t err = { { 0 }, { 0 } };
+    proto_req_t *slow = pr_req_decode_tree((const char *) data, size, &err);
+    fuzz_verdict_t v = FUZZ_ACCEPTED;
+    if (!slow)
+        v = fuzz_broken(why, whylen, "fast path took a submit cJSON refuses (%s: %s)", err.code,
+                        err.message);
+    else if (slow->type != fast->type || slow->job != fast->job || slow->more != fast->more
+             || !s_str_eq(slow->name, fast->name) || slow->ntasks != fast->ntasks)
+        v = fuzz_broken(why, whylen, "fast path read another job, name, more or task count");
+    for (int i = 0; v == FUZZ_ACCEPTED && i < fast->ntasks; i++)
+        if (!s_spec_same(fast->tasks[i], slow->tasks[i]))
+            v = fuzz_broken(why, whylen, "fast path read another spec in tasks[%d]", i);
+    proto_req_destroy(&fast);
+    proto_req_destroy(&slow);
+    return v;
+}
+
 fuzz_verdict_t fuzz_check_req(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
+    if (s_fast_req_agrees(data, size, why, whylen) != FUZZ_ACCEPTED)
+        return FUZZ_BROKEN;
     proto_err_t err = { { 0 }, { 0 } };
     proto_req_t *req = proto_req_decode((const char *) data, size, &err);
     if (!req)
@@ -462,8 +499,35 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
     return v;
 }
 
+static fuzz_verdict_t s_fast_pipe_agrees(const uint8_t *data, size_t size, char *why,
+                                         size_t whylen)
+{
+    proto_pipe_t *fast = pf_tasks((const char *) data, size);
+    if (!fast)
+        return FUZZ_ACCEPTED;
+    proto_err_t err = { { 0 }, { 0 } };
+    proto_pipe_t *slow = pr_pipe_decode_tree((const char *) data, size, &err);
+    fuzz_verdict_t v = FUZZ_ACCEPTED;
+    if (!slow)
+        v = fuzz_broken(why, whylen, "fast path took a tasks message cJSON refuses (%s: %s)",
+                        err.code, err.message);
+    else if (slow->type != fast->type || slow->ntasks != fast->ntasks)
+        v = fuzz_broken(why, whylen, "fast path read another type or task count");
+    for (int i = 0; v == FUZZ_ACCEPTED && i < fast->ntasks; i++) {
+        const proto_task_t *a = &fast->tasks[i], *b = &slow->tasks[i];
+        if (a->id != b->id || a->attempt != b->attempt || a->job != b->job
+            || !s_spec_same(a->spec, b->spec))
+            v = fuzz_broken(why, whylen, "fast path read another task %d", i);
+    }
+    proto_pipe_destroy(&fast);
+    proto_pipe_destroy(&slow);
+    return v;
+}
+
 fuzz_verdict_t fuzz_check_pipe(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
+    if (s_fast_pipe_agrees(data, size, why, whylen) != FUZZ_ACCEPTED)
+        return FUZZ_BROKEN;
     proto_err_t err = { { 0 }, { 0 } };
     proto_pipe_t *msg = proto_pipe_decode((const char *) data, size, &err);
     if (!msg)

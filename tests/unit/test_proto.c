@@ -1523,6 +1523,78 @@ START_TEST(results_reports_our_workers_send_take_the_fast_path)
 }
 END_TEST
 
+/* The frames the master sends and the CLI submits take the fast paths
+   too, with the values the cJSON decoders read. */
+START_TEST(tasks_messages_and_submits_take_the_fast_path)
+{
+    static const char *const specs[] = {
+        "{\"fn\":\"noop\"}",
+        "{\"argv\":[\"sh\",\"-c\",\"echo \\\"hi\\\"\\n\"],\"stdin\":\"x\",\"cwd\":\"/tmp\","
+        "\"timeout\":1.5,\"retries\":2,\"priority\":-3,\"name\":\"t\",\"index\":7}",
+        "{\"shell\":\"true\",\"index\":0}",
+    };
+    int64_t ids[] = {1, 2, 3}, jobs[] = {9, 9, 9};
+    int attempts[] = {1, 2, 1};
+    char *text = proto_pipe_encode_tasks_raw(3, ids, attempts, jobs, specs);
+    proto_pipe_t *fast = pf_tasks(text, strlen(text));
+    ck_assert_msg(fast != NULL, "fast path declined %s", text);
+    proto_err_t err;
+    proto_pipe_t *slow = pr_pipe_decode_tree(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(slow);
+    ck_assert_int_eq(fast->ntasks, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(fast->tasks[i].id, ids[i]);
+        ck_assert_int_eq(fast->tasks[i].attempt, attempts[i]);
+        ck_assert_int_eq(fast->tasks[i].job, 9);
+        char *a = proto_spec_encode(fast->tasks[i].spec), *b = proto_spec_encode(slow->tasks[i].spec);
+        ck_assert_str_eq(a, b);
+        ck_assert_str_eq(a, specs[i]);
+        free(a);
+        free(b);
+    }
+    proto_pipe_destroy(&fast);
+    proto_pipe_destroy(&slow);
+    free(text);
+
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    req->name = strdup("nightly");
+    req->more = true;
+    req->ntasks = 3;
+    req->tasks = calloc(3, sizeof *req->tasks);
+    for (int i = 0; i < 3; i++)
+        req->tasks[i] = proto_spec_decode(specs[i], strlen(specs[i]), &err);
+    text = proto_req_encode(req);
+    proto_req_t *f = pf_submit(text, strlen(text));
+    ck_assert_msg(f != NULL, "fast path declined %s", text);
+    ck_assert_str_eq(f->name, "nightly");
+    ck_assert(f->more);
+    ck_assert_int_eq(f->ntasks, 3);
+    for (int i = 0; i < 3; i++) {
+        char *a = proto_spec_encode(f->tasks[i]);
+        ck_assert_str_eq(a, specs[i]);
+        free(a);
+    }
+    proto_req_destroy(&f);
+    proto_req_destroy(&req);
+    free(text);
+
+    /* Specs it leaves to cJSON, which takes them. */
+    static const char *const other[] = {
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"fn\":\"f\",\"args\":{\"n\":1}}]}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"argv\":[\"a\"],\"env\":{\"A\":\"1\"}}]}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"fn\":\"f\",\"require\":[\"gpu\"]}]}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"fn\":\"f\",\"retries\":1.0}]}",
+    };
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        ck_assert_msg(pf_submit(other[i], strlen(other[i])) == NULL, "%s", other[i]);
+        proto_req_t *g = proto_req_decode(other[i], strlen(other[i]), &err);
+        ck_assert_msg(g != NULL, "%s: %s", other[i], err.message);
+        ck_assert_int_eq(g->ntasks, 1);
+        proto_req_destroy(&g);
+    }
+}
+END_TEST
+
 START_TEST(report_fields_are_validated)
 {
     REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"bye\"}", PROTO_E_FIELD, "\"worker\"");
@@ -1692,6 +1764,7 @@ Suite *proto_suite(void)
     tcase_add_test(tc, pipe_fields_are_validated);
     tcase_add_test(tc, report_messages_round_trip);
     tcase_add_test(tc, results_reports_our_workers_send_take_the_fast_path);
+    tcase_add_test(tc, tasks_messages_and_submits_take_the_fast_path);
     tcase_add_test(tc, report_fields_are_validated);
     tcase_add_test(tc, damaged_frames_are_refused_cleanly);
     tcase_add_test(tc, every_test_is_registered);
