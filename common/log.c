@@ -10,7 +10,8 @@ static char s_ident[64] = "ztask";
 static log_level_t s_level = LOG_LVL_INFO;
 
 /* The task (or other unit of work) the calling thread is busy with. */
-static _Thread_local char t_context[96];
+static _Thread_local int64_t t_task;      /* 0 = none */
+static _Thread_local int t_attempt;
 
 static const char *const s_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -31,17 +32,15 @@ int log_level_parse(const char *text, log_level_t *level)
     return -1;
 }
 
-void log_set_context(const char *fmt, ...)
+void log_set_task(int64_t task, int attempt)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t_context, sizeof t_context, fmt, ap);
-    va_end(ap);
+    t_task = task;
+    t_attempt = attempt;
 }
 
 void log_clear_context(void)
 {
-    t_context[0] = '\0';
+    t_task = 0;
 }
 
 const char *log_quote(char *buf, size_t n, const char *text)
@@ -75,8 +74,9 @@ void log_write(log_level_t level, const char *fmt, ...)
     n = m < 0 ? n : n + m;
     if (n > (int) sizeof line - 2)
         n = (int) sizeof line - 2;
-    if (t_context[0] && n < (int) sizeof line - 2) {
-        int k = snprintf(line + n, sizeof line - (size_t) n, " %s", t_context);
+    if (t_task && n < (int) sizeof line - 2) {
+        int k = snprintf(line + n, sizeof line - (size_t) n, " task=%lld attempt=%d",
+                         (long long) t_task, t_attempt);
         n = k < 0 ? n : n + k;
         if (n > (int) sizeof line - 2)
             n = (int) sizeof line - 2;

@@ -1,8 +1,8 @@
 /*  log: one line per event to stderr, levelled, with key=value fields.
 
     Line format:  2026-11-29T10:00:00.123Z INFO ztask-master[123] event=... key=value
-    When the calling thread has a context set (log_set_context, e.g.
-    "task=12 attempt=1" while a worker thread runs a task), it is appended.
+    When the calling thread has a context set (log_set_task: "task=12
+    attempt=1" while a worker thread runs a task), it is appended.
 
     Threads: any thread may log; a line is written with one write(2) so lines
     from different threads never interleave. log_init is called once from
@@ -14,6 +14,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR } log_level_t;
 
@@ -23,8 +24,11 @@ void log_init(const char *ident, log_level_t level);
 /* Parses "debug", "info", "warn", "error"; returns -1 on anything else. */
 int log_level_parse(const char *text, log_level_t *level);
 
-/* Sets (or clears with NULL) this thread's context tag; the text is copied. */
-void log_set_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Sets this thread's context: lines it writes end with "task=N attempt=M"
+   until log_clear_context. Kept as numbers and printed only when a line
+   is written (a worker sets it for every task, and formatting it each time
+   cost more than running a no-op task). */
+void log_set_task(int64_t task, int attempt);
 void log_clear_context(void);
 
 /* Copies text into buf (of size n) fit to stand inside key="...": double

@@ -287,7 +287,7 @@ static void s_run(void *item, void *state, void *arg)
         s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, 0, NULL, 0);
         return;
     }
-    log_set_context("task=%lld attempt=%d", (long long) id, attempt);
+    log_set_task(id, attempt);
     double started = clock_wall();
     s_send(ctx, th, RUNNER_MSG_STARTED, t, id, attempt, started, NULL, 0);
 
