@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,13 @@ writer_t *writer_new(store_t *store, writer_apply_fn *apply)
     }
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->cv, NULL);
+    /* The thread starts with every signal blocked, so SIGTERM and SIGHUP
+       reach the loop's thread and interrupt its poll. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     int rc = pthread_create(&self->thread, NULL, s_main, self);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         close(self->efd);
         pthread_cond_destroy(&self->cv);

@@ -14,6 +14,7 @@
 
     Threads: every writer_* function is for the loop thread only; apply runs
     on the writer thread and must touch nothing but the store and its batch.
+    Signals: the writer thread blocks them all (they go to the loop).
 */
 #ifndef ZTASK_WRITER_H
 #define ZTASK_WRITER_H
