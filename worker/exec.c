@@ -498,6 +498,17 @@ static pid_t s_spawn(child_args_t *args)
 #endif
 }
 
+void exec_changed_signals(sigset_t *out)
+{
+    sigemptyset(out);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &old) == 0
+            && old.sa_handler != SIG_DFL)
+            sigaddset(out, sig);
+    }
+}
+
 int exec_run(const exec_req_t *req, proto_result_t *res)
 {
     s_result_reset(res, req);

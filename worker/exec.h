@@ -44,6 +44,7 @@
 
 #include "../proto/proto.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,7 +64,17 @@ typedef struct {
        not repaired: a consumer must still sanitize them. */
     void (*on_output)(void *arg, int stream, const char *data, size_t len);
     void *arg;
+    /* Signals the child sets back to SIG_DFL before it execs: those this
+       process handles or ignores (exec_changed_signals). NULL = every
+       signal, one sigaction each (~60 system calls per command while the
+       parent thread waits for the exec). */
+    const sigset_t *reset;
 } exec_req_t;
+
+/* The signals whose disposition is not SIG_DFL now (handled or ignored),
+   for exec_req_t.reset. Call once the process has installed its
+   handlers; a disposition changed later is not seen. */
+void exec_changed_signals(sigset_t *out);
 
 /* Runs the task to its end and fills res (which the caller owns):
    status DONE on exit 0, FAILED otherwise (non-zero exit, signal, timeout,

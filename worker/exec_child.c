@@ -121,6 +121,7 @@ void exec_launch_init(exec_launch_t *L, const exec_req_t *req)
     memset(L, 0, sizeof *L);
     s_build_env(L, req);
     L->cwd = spec->cwd;
+    L->reset = req->reset;
     if (spec->shell) {
         L->shell = true;
         L->sh_argv[0] = "sh";
@@ -176,12 +177,13 @@ void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_repo
 
     /* The parent blocked every signal around fork, so no handler of the
        worker can run here; restore defaults before unblocking (ignored
-       signals like the worker's SIGPIPE would survive exec otherwise). */
+       signals like the worker's SIGPIPE would survive exec otherwise).
+       Only the ones the worker changed, when it says which. */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
+        if (sig != SIGKILL && sig != SIGSTOP && (!L->reset || sigismember(L->reset, sig) == 1))
             sigaction(sig, &dfl, NULL);   /* fails harmlessly for libc-internal signals */
 
     /* Move any source fd out of 0..2 first, in case the worker runs with

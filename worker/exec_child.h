@@ -40,6 +40,7 @@ typedef struct {
     const char *cwd;       /* borrowed from the spec, NULL = stay */
     bool shell;
     int max_fd;            /* bound of the close loop when close_range fails */
+    const sigset_t *reset; /* signals to set to SIG_DFL, NULL = all (borrowed) */
 } exec_launch_t;
 
 

@@ -313,6 +313,7 @@ static void s_run(void *item, void *state, void *arg)
             .cancel = &t->cancel,
             .on_output = s_on_output,
             .arg = &out,
+            .reset = &ctx->changed_signals,
         };
         if (exec_run(&req, res) != 0)
             log_warn("event=exec_failed error=\"%s\"", res->error ? res->error : "unknown");

@@ -40,6 +40,7 @@
 #include "fn.h"
 #include "pool.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,6 +78,7 @@ typedef struct {
     const char *endpoint;         /* the session's inproc PULL */
     const fn_registry_t *fns;     /* read-only while the pool runs */
     int kill_grace_ms;            /* 0 = exec's default */
+    sigset_t changed_signals;     /* exec_changed_signals at start */
     atomic_int init_failures;     /* threads that could not make their socket */
     /* Bumped (release) by a pool thread just before each send and read
        (acquire) by the session after each receive. It makes the handoff

@@ -5,6 +5,7 @@
 #include "../common/util.h"
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
+#include "exec.h"
 #include "outbox.h"
 #include "pool.h"
 #include "runner.h"
@@ -710,6 +711,8 @@ static int s_start(session_t *s)
     s->rctx.endpoint = s->inbox_ep;
     s->rctx.fns = s->fns;
     s->rctx.kill_grace_ms = s->kill_grace_ms;
+    /* main() has installed its handlers (and ignores SIGPIPE) by now. */
+    exec_changed_signals(&s->rctx.changed_signals);
     atomic_init(&s->rctx.init_failures, 0);
     atomic_init(&s->rctx.handoff, 0);
     pool_callbacks_t cb;

@@ -193,16 +193,28 @@ START_TEST(child_starts_with_default_signal_dispositions_and_empty_mask)
     proto_spec_t spec = s_spec();
     spec.argv = argv;
     spec.argc = 4;
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_DONE);
-    unsigned long long blk = 1, ign = 1;
-    ck_assert_int_eq(sscanf(res->stdout_data, "SigBlk:\t%llx\nSigIgn:\t%llx", &blk, &ign), 2);
-    ck_assert_uint_eq(blk, 0);
-    /* Signals 32 and 33 belong to glibc (thread cancel/setxid): sigaction
-       cannot change them, so whatever the environment that started the
-       tests left on them is inherited; they are not ours to judge. */
-    ck_assert_uint_eq(ign & ~((1ULL << 31) | (1ULL << 32)), 0);
-    proto_result_destroy(&res);
+    /* Both ways: every signal reset (reset NULL), and only the ones this
+       process changed, as the worker asks. */
+    sigset_t changed;
+    exec_changed_signals(&changed);
+    ck_assert_int_eq(sigismember(&changed, SIGPIPE), 1);
+    ck_assert_int_eq(sigismember(&changed, SIGHUP), 1);
+    ck_assert_int_eq(sigismember(&changed, SIGUSR2), 0);
+    for (int way = 0; way < 2; way++) {
+        exec_req_t req = {.spec = &spec, .task_id = 7, .job_id = 3, .attempt = 1,
+                          .reset = way ? &changed : NULL};
+        proto_result_t *res = proto_result_new();
+        ck_assert_int_eq(exec_run(&req, res), 0);
+        ck_assert_int_eq(res->status, PROTO_ST_DONE);
+        unsigned long long blk = 1, ign = 1;
+        ck_assert_int_eq(sscanf(res->stdout_data, "SigBlk:\t%llx\nSigIgn:\t%llx", &blk, &ign), 2);
+        ck_assert_uint_eq(blk, 0);
+        /* Signals 32 and 33 belong to glibc (thread cancel/setxid): sigaction
+           cannot change them, so whatever the environment that started the
+           tests left on them is inherited; they are not ours to judge. */
+        ck_assert_uint_eq(ign & ~((1ULL << 31) | (1ULL << 32)), 0);
+        proto_result_destroy(&res);
+    }
 }
 END_TEST
 
