@@ -274,7 +274,14 @@ void tasks_dispatch(master_t *self, int64_t now)
         worker_t *w = registry_next(self->registry, &pos);
         if (!w || !w->alive || w->draining || !w->pipe)
             continue;
-        int credit = w->suspects ? 0 : w->threads + s_prefetch(self, w) - w->inflight;
+        int prefetch = s_prefetch(self, w);
+        int credit = w->suspects ? 0 : w->threads + prefetch - w->inflight;
+        /* A worker that still holds tasks queued beyond its threads is
+           refilled once half its prefetch is free, in one message: one
+           send (and one wakeup on each side) per prefetch/2 results of
+           short tasks, not one per result. It never runs dry meanwhile. */
+        if (prefetch >= 4 && credit < prefetch / 2)
+            continue;
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
