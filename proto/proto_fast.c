@@ -252,6 +252,24 @@ static bool s_is(const char *k, size_t n, const char *name)
     return strlen(name) == n && memcmp(k, name, n) == 0;
 }
 
+/* Reads a member name and finds it in names (count of them): its index,
+   or count when it is not there or was seen before (both decline). Marks
+   it in *seen. */
+static size_t s_member(fr_t *r, const char *const *names, size_t count, unsigned *seen)
+{
+    const char *k;
+    size_t n;
+    if (!s_key(r, &k, &n))
+        return count;
+    size_t which = 0;
+    while (which < count && !s_is(k, n, names[which]))
+        which++;
+    if (which == count || (*seen & 1u << which))
+        return count;
+    *seen |= 1u << which;
+    return which;
+}
+
 /* Members of a result object, in the order of the seen bits. */
 static const char *const s_result_keys[] = {
     "task",   "attempt",          "status",           "exit_code", "signal",
@@ -333,16 +351,9 @@ static proto_result_t *s_result(fr_t *r)
     if (s_eat(r, '}'))
         goto decline;
     do {
-        const char *k;
-        size_t n;
-        if (!s_key(r, &k, &n))
+        size_t which = s_member(r, s_result_keys, NRESULT_KEYS, &seen);
+        if (which == NRESULT_KEYS || !s_result_member(r, which, res))
             goto decline;
-        size_t which = 0;
-        while (which < NRESULT_KEYS && !s_is(k, n, s_result_keys[which]))
-            which++;
-        if (which == NRESULT_KEYS || (seen & 1u << which) || !s_result_member(r, which, res))
-            goto decline;
-        seen |= 1u << which;
     } while (s_eat(r, ','));
     if (!s_eat(r, '}') || (seen & 7u) != 7u)
         goto decline;
@@ -367,68 +378,78 @@ static bool s_at_end(fr_t *r)
     return r->p == r->end;
 }
 
-proto_report_t *pf_results_report(const char *buf, size_t len)
+/* {"v":1,"type":TYPE, then the members that member() takes}, with the
+   member bits in need seen: shared by the framed messages below. */
+typedef bool (*s_member_fn)(fr_t *r, const char *k, size_t n, void *msg, unsigned *seen);
+
+static bool s_frame(const char *buf, size_t len, size_t max, const char *type, s_member_fn member,
+                    void *msg, unsigned need)
 {
-    if (!s_plain_input(buf, len, PROTO_MAX_REPORT_MSG))
-        return NULL;
+    if (!s_plain_input(buf, len, max))
+        return false;
     fr_t r = {buf, buf + len};
     if (!s_eat(&r, '{'))
-        return NULL;
-    proto_report_t *msg = proto_report_new(PROTO_REP_RESULTS, NULL);
-    int cap = 0;
-    unsigned seen = 0;
+        return false;
+    unsigned seen = 0;   /* bit 0: v, bit 1: type, above: the member's own */
     do {
         const char *k;
         size_t n;
         double d;
         bool integral;
         if (!s_key(&r, &k, &n))
-            goto decline;
-        if (s_is(k, n, "v") && !(seen & 1)) {
-            if (!s_number(&r, &d, &integral) || d != PROTO_VERSION)
-                goto decline;
+            return false;
+        if (s_is(k, n, "v")) {
+            if ((seen & 1) || !s_number(&r, &d, &integral) || d != PROTO_VERSION)
+                return false;
             seen |= 1;
-        } else if (s_is(k, n, "type") && !(seen & 2)) {
+        } else if (s_is(k, n, "type")) {
             const char *t;
             size_t tn;
             bool esc;
-            if (!s_span(&r, &t, &tn, &esc) || esc || !s_is(t, tn, "results"))
-                goto decline;
+            if ((seen & 2) || !s_span(&r, &t, &tn, &esc) || esc || !s_is(t, tn, type))
+                return false;
             seen |= 2;
-        } else if (s_is(k, n, "worker") && !(seen & 4)) {
-            msg->worker = s_string(&r);
-            size_t wn = msg->worker ? strlen(msg->worker) : 0;
-            if (wn < 1 || wn > PROTO_MAX_NAME)
-                goto decline;
-            seen |= 4;
-        } else if (s_is(k, n, "results") && !(seen & 8)) {
-            if (!s_eat(&r, '['))
-                goto decline;
-            if (!s_eat(&r, ']')) {
-                do {
-                    proto_result_t *res = s_result(&r);
-                    if (!res)
-                        goto decline;
-                    if (msg->nresults == cap) {
-                        cap = cap ? cap * 2 : 32;
-                        msg->results = xrealloc(msg->results, (size_t) cap * sizeof *msg->results);
-                    }
-                    msg->results[msg->nresults++] = res;
-                } while (s_eat(&r, ','));
-                if (!s_eat(&r, ']'))
-                    goto decline;
-            }
-            seen |= 8;
-        } else {
-            goto decline;
+        } else if (!member(&r, k, n, msg, &seen)) {
+            return false;
         }
     } while (s_eat(&r, ','));
-    if (!s_eat(&r, '}') || !s_at_end(&r) || seen != 15)
-        goto decline;
+    need |= 3;
+    return s_eat(&r, '}') && s_at_end(&r) && (seen & need) == need;
+}
+
+static bool s_results_member(fr_t *r, const char *k, size_t n, void *arg, unsigned *seen)
+{
+    proto_report_t *msg = arg;
+    if (s_is(k, n, "worker") && !(*seen & 4)) {
+        *seen |= 4;
+        size_t wn = (msg->worker = s_string(r)) ? strlen(msg->worker) : 0;
+        return wn >= 1 && wn <= PROTO_MAX_NAME;
+    }
+    if (!s_is(k, n, "results") || (*seen & 8) || !s_eat(r, '['))
+        return false;
+    *seen |= 8;
+    int cap = 0;
+    if (s_eat(r, ']'))
+        return true;
+    do {
+        proto_result_t *res = s_result(r);
+        if (!res)
+            return false;
+        if (msg->nresults == cap) {
+            cap = cap ? cap * 2 : 32;
+            msg->results = xrealloc(msg->results, (size_t) cap * sizeof *msg->results);
+        }
+        msg->results[msg->nresults++] = res;
+    } while (s_eat(r, ','));
+    return s_eat(r, ']');
+}
+
+proto_report_t *pf_results_report(const char *buf, size_t len)
+{
+    proto_report_t *msg = proto_report_new(PROTO_REP_RESULTS, NULL);
+    if (!s_frame(buf, len, PROTO_MAX_REPORT_MSG, "results", s_results_member, msg, 4 | 8))
+        proto_report_destroy(&msg);
     return msg;
-decline:
-    proto_report_destroy(&msg);
-    return NULL;
 }
 
 proto_result_t *pf_result(const char *buf, size_t len)
@@ -533,18 +554,11 @@ static proto_spec_t *s_spec(fr_t *r)
     if (s_eat(r, '}'))
         goto decline;
     do {
-        const char *k;
-        size_t n;
-        if (!s_key(r, &k, &n))
+        unsigned before = seen;
+        size_t which = s_member(r, s_spec_keys, NSPEC_KEYS, &seen);
+        /* One of argv, shell, fn (bits 0-2). */
+        if (which == NSPEC_KEYS || (which < 3 && (before & 7u)) || !s_spec_member(r, which, spec))
             goto decline;
-        size_t which = 0;
-        while (which < NSPEC_KEYS && !s_is(k, n, s_spec_keys[which]))
-            which++;
-        /* One of argv, shell, fn (bits 0-2), each member once. */
-        if (which == NSPEC_KEYS || (seen & 1u << which) || (which < 3 && (seen & 7u))
-            || !s_spec_member(r, which, spec))
-            goto decline;
-        seen |= 1u << which;
     } while (s_eat(r, ','));
     if (!s_eat(r, '}') || !(seen & 7u))
         goto decline;
@@ -552,45 +566,6 @@ static proto_spec_t *s_spec(fr_t *r)
 decline:
     proto_spec_destroy(&spec);
     return NULL;
-}
-
-/* {"v":1,"type":TYPE, then the members that member() takes}, with the
-   member bits in need seen: shared by the framed messages below. */
-typedef bool (*s_member_fn)(fr_t *r, const char *k, size_t n, void *msg, unsigned *seen);
-
-static bool s_frame(const char *buf, size_t len, size_t max, const char *type, s_member_fn member,
-                    void *msg, unsigned need)
-{
-    if (!s_plain_input(buf, len, max))
-        return false;
-    fr_t r = {buf, buf + len};
-    if (!s_eat(&r, '{'))
-        return false;
-    unsigned seen = 0;   /* bit 0: v, bit 1: type, above: the member's own */
-    do {
-        const char *k;
-        size_t n;
-        double d;
-        bool integral;
-        if (!s_key(&r, &k, &n))
-            return false;
-        if (s_is(k, n, "v")) {
-            if ((seen & 1) || !s_number(&r, &d, &integral) || d != PROTO_VERSION)
-                return false;
-            seen |= 1;
-        } else if (s_is(k, n, "type")) {
-            const char *t;
-            size_t tn;
-            bool esc;
-            if ((seen & 2) || !s_span(&r, &t, &tn, &esc) || esc || !s_is(t, tn, type))
-                return false;
-            seen |= 2;
-        } else if (!member(&r, k, n, msg, &seen)) {
-            return false;
-        }
-    } while (s_eat(&r, ','));
-    need |= 3;
-    return s_eat(&r, '}') && s_at_end(&r) && (seen & need) == need;
 }
 
 /* ---------------------------------------------------------------- tasks */
