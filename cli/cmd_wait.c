@@ -1,5 +1,8 @@
-/*  ztask wait: polls a job's status until it is finished, drawing
-    progress, and turns the outcome into the exit code. */
+/*  ztask wait: asks for a job's status until it is finished, drawing
+    progress, and turns the outcome into the exit code. Each status
+    request is held by the master until the job finishes or POLL_MS pass,
+    so the end is seen the moment it is committed, not up to a poll
+    interval later. */
 #include "../common/clock.h"
 #include "../common/util.h"
 #include "cli.h"
@@ -33,9 +36,9 @@ static const char s_usage[] =
     "Exit: 0 every task done, 1 some failed or were cancelled, 3 master\n"
     "unreachable, 4 refused (no such job), 5 --timeout expired.\n";
 
-/* How often we ask. Fast enough that a short job ends the wait within a
-   fifth of a second; slow enough that a hundred waiting shells cost the
-   master 500 tiny queries a second at most. */
+/* How long the master holds each status request, i.e. how often the
+   progress moves. The end of the job does not wait for it; a hundred
+   waiting shells still cost the master 500 tiny queries a second at most. */
 #define POLL_MS 200
 /* The plain progress line, when stderr is not a terminal. */
 #define LINE_EVERY_MS 5000
@@ -47,11 +50,13 @@ static bool s_finished(const proto_job_t *j)
     return j->closed && j->queued == 0 && j->running == 0 && progress_finished(j) >= j->total;
 }
 
-/* Asks for one job's counters into *out (caller clears). */
-static int s_status(cli_t *cli, int64_t job, proto_job_t *out)
+/* Asks for one job's counters into *out (caller clears), answered when
+   the job has finished or after wait_ms. */
+static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_STATUS);
     req->job = job;
+    req->wait_ms = wait_ms;
     int rc = CLI_EXIT_OK;
     proto_reply_t *rep = cli_call(cli, req, true, &rc);
     proto_req_destroy(&req);
@@ -88,7 +93,16 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
     for (;;) {
         proto_job_clear(&j);
         memset(&j, 0, sizeof j);
-        rc = s_status(cli, job, &j);
+        int64_t asked = clock_mono_ms();
+        int wait_ms = POLL_MS;
+        if (opts->timeout > 0) {
+            int64_t left = (int64_t) (opts->timeout * 1000) - (asked - start);
+            if (left < wait_ms)
+                wait_ms = left > 0 ? (int) left : 0;
+        }
+        rc = s_status(cli, job, wait_ms, &j);
+        if (rc == CLI_EXIT_INTERRUPTED)
+            fprintf(stderr, "ztask: job %lld keeps running\n", (long long) job);
         if (rc != CLI_EXIT_OK)
             goto out;
         int64_t now = clock_mono_ms();
@@ -119,13 +133,10 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
             rc = CLI_EXIT_TIMEOUT;
             goto out;
         }
-        int sleep_ms = POLL_MS;
-        if (opts->timeout > 0) {
-            int64_t left = (int64_t) (opts->timeout * 1000) - waited;
-            if (left < sleep_ms)
-                sleep_ms = left > 0 ? (int) left : 0;
-        }
-        if (cli_sleep_ms(sleep_ms) != 0) {
+        /* A master that does not hold requests (one older than wait_ms)
+           answers at once: pause for the rest, or we would spin. */
+        int64_t rest = asked + wait_ms - clock_mono_ms();
+        if (cli_sleep_ms(rest > 0 ? (int) rest : 0) != 0) {
             fprintf(stderr, "%sztask: interrupted (job %lld keeps running)\n",
                     bar ? "\r\033[K" : "\n", (long long) job);
             rc = CLI_EXIT_INTERRUPTED;

@@ -130,6 +130,19 @@ void zmqx_frames_free(zmqx_frames_t *f)
     memset(f, 0, sizeof *f);
 }
 
+void zmqx_frames_copy(zmqx_frames_t *dst, const zmqx_frames_t *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->count = src->count;
+    dst->frames = xcalloc((size_t) src->count + 1, sizeof(char *));
+    dst->sizes = xcalloc((size_t) src->count + 1, sizeof(size_t));
+    for (int i = 0; i < src->count; i++) {
+        dst->frames[i] = xstrndup(src->frames[i], src->sizes[i]);
+        dst->sizes[i] = src->sizes[i];
+    }
+    memcpy(dst->user_id, src->user_id, sizeof dst->user_id);
+}
+
 int zmqx_bound_port(void *sock)
 {
     char ep[256];

@@ -39,6 +39,9 @@ typedef struct {
    0 on success; -1 with errno otherwise. */
 int zmqx_recv_frames(void *sock, zmqx_frames_t *out, int max_frames, int flags);
 void zmqx_frames_free(zmqx_frames_t *f);
+/* Fills *dst with a deep copy of src's first src->count frames (binary
+   safe), e.g. a ROUTER envelope kept to answer later. */
+void zmqx_frames_copy(zmqx_frames_t *dst, const zmqx_frames_t *src);
 
 /* Returns the TCP port a socket is bound to (after binding to port 0 or
    "*"), or -1. */

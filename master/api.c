@@ -132,13 +132,7 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         p->ntasks++;
     }
     /* The envelope is kept to answer after the commit. */
-    p->envelope.count = env->count;
-    p->envelope.frames = xcalloc((size_t) env->count + 1, sizeof(char *));
-    p->envelope.sizes = xcalloc((size_t) env->count + 1, sizeof(size_t));
-    for (int i = 0; i < env->count; i++) {
-        p->envelope.frames[i] = xstrndup(env->frames[i], env->sizes[i]);
-        p->envelope.sizes[i] = env->sizes[i];
-    }
+    zmqx_frames_copy(&p->envelope, env);
     *self->pending_tail = p;
     self->pending_tail = &p->next;
 }
@@ -502,18 +496,28 @@ static int s_cmp_job(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Answers with one job's record, or "no job N". */
+static void s_job_reply(master_t *self, const zmqx_frames_t *env, int64_t id,
+                        proto_req_type_t type)
+{
+    job_t *job = s_job_or_reply(self, env, id);
+    if (!job)
+        return;
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->jobs = xcalloc(1, sizeof(proto_job_t));
+    s_job_record(job, &rep->jobs[0]);
+    rep->njobs = 1;
+    master_send_reply(self, env, rep, type);
+    proto_reply_destroy(&rep);
+}
+
 static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req,
                    proto_req_type_t type)
 {
     proto_reply_t *rep;
     if (req->job > 0) {
-        job_t *job = s_job_or_reply(self, env, req->job);
-        if (!job)
-            return;
-        rep = proto_reply_new(true);
-        rep->jobs = xcalloc(1, sizeof(proto_job_t));
-        s_job_record(job, &rep->jobs[0]);
-        rep->njobs = 1;
+        s_job_reply(self, env, req->job, type);
+        return;
     } else {
         rep = proto_reply_new(true);
         size_t n = imap_size(self->jobs), pos = 0;
@@ -575,6 +579,80 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
     proto_reply_destroy(&rep);
 }
 
+/* ---- status with wait_ms: held until the job finishes ---- */
+
+/* Holds a status request for one unfinished job instead of answering it
+   now (api_waiters answers it). False when it is to be answered now. */
+static bool s_hold(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+{
+    if (req->type != PROTO_REQ_STATUS || req->wait_ms <= 0 || req->job <= 0)
+        return false;
+    const job_t *job = master_job(self, req->job);
+    if (!job || job->finished > 0 || self->nwaiters >= MAX_WAITERS)
+        return false;
+    waiter_t *w = xcalloc(1, sizeof *w);
+    zmqx_frames_copy(&w->envelope, env);
+    w->job = req->job;
+    w->deadline = now + req->wait_ms;
+    w->next = self->waiters;
+    self->waiters = w;
+    self->nwaiters++;
+    return true;
+}
+
+static bool s_due(master_t *self, const waiter_t *w, int64_t now, bool all_now)
+{
+    if (all_now || now >= w->deadline)
+        return true;
+    const job_t *job = master_job(self, w->job);
+    return !job || job->finished > 0;
+}
+
+void api_waiters(master_t *self, int64_t now, bool all_now)
+{
+    bool any = false;
+    for (const waiter_t *w = self->waiters; w && !any; w = w->next)
+        any = s_due(self, w, now, all_now);
+    if (!any)
+        return;
+    /* The finishing results may still be in the journal: like any other
+       answer, this one waits for their commit. */
+    master_flush(self);
+    waiter_t **pp = &self->waiters;
+    while (*pp) {
+        waiter_t *w = *pp;
+        if (!s_due(self, w, now, all_now)) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        self->nwaiters--;
+        s_job_reply(self, &w->envelope, w->job, PROTO_REQ_STATUS);
+        zmqx_frames_free(&w->envelope);
+        free(w);
+    }
+}
+
+int64_t api_waiters_due(const master_t *self)
+{
+    int64_t due = -1;
+    for (const waiter_t *w = self->waiters; w; w = w->next)
+        if (due < 0 || w->deadline < due)
+            due = w->deadline;
+    return due;
+}
+
+void api_waiters_free(master_t *self)
+{
+    waiter_t *w;
+    while ((w = self->waiters)) {
+        self->waiters = w->next;
+        zmqx_frames_free(&w->envelope);
+        free(w);
+    }
+    self->nwaiters = 0;
+}
+
 /* ---- entry ---- */
 
 void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
@@ -613,6 +691,10 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
             proto_req_destroy(&req);
             return;
         }
+    }
+    if (s_hold(self, &env, req, now)) {
+        proto_req_destroy(&req);
+        return;
     }
     /* Every answer reflects committed state: flush first (cheap when idle). */
     if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)

@@ -676,6 +676,9 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t next = sched_next_due(self->sched, now);
     if (next >= 0 && next < t)
         t = next;
+    int64_t held = api_waiters_due(self);
+    if (held >= 0 && held - now < t)
+        t = held - now;
     return t < 0 ? 0 : (long) t;
 }
 
@@ -743,6 +746,10 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             api_on_request(self, &frames, now);
             zmqx_frames_free(&frames);
         }
+        /* Held status requests whose job has just finished: after the
+           reports of this turn, so the last result is in. */
+        if (self->waiters)
+            api_waiters(self, now, false);
         if (now - self->last_timers >= 100) {
             self->last_timers = now;
             tasks_timers(self, now);
@@ -766,7 +773,11 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
     }
     log_info("event=stopping");
     self->stopping = true;   /* a restart finds every task out claimable */
-    return master_flush(self) == 0 ? 0 : -1;
+    int rc = master_flush(self) == 0 ? 0 : -1;
+    /* Held status requests get the state as of now: their clients ask
+       again (and find the master gone or restarted) instead of waiting. */
+    api_waiters(self, clock_mono_ms(), true);
+    return rc;
 }
 
 void master_destroy(master_t **p)
@@ -779,6 +790,7 @@ void master_destroy(master_t **p)
         writer_destroy(&self->writer);
     }
     s_pending_fail(self, self->pending, "the master is stopping");
+    api_waiters_free(self);
     s_ops_clear(self->journal, self->njournal);
     free(self->journal);
     free(self->spare);

@@ -107,6 +107,18 @@ typedef struct {
     char *needs;             /* class key, owned, NULL = "fn" */
 } pending_task_t;
 
+/* A status request held until its job finishes (status with wait_ms). */
+typedef struct waiter {
+    zmqx_frames_t envelope;  /* the client's routing frames (body dropped) */
+    int64_t job;
+    int64_t deadline;        /* monotonic ms: answered then, finished or not */
+    struct waiter *next;
+} waiter_t;
+
+/* Held status requests, at most: past this they are answered at once
+   (each costs ~100 bytes; the bound keeps a flood of them cheap). */
+#define MAX_WAITERS 4096
+
 /* A submit waiting for its commit before it is acknowledged. */
 typedef struct pending_submit {
     zmqx_frames_t envelope;  /* the client's routing frames (body dropped) */
@@ -148,6 +160,8 @@ struct master {
     int64_t flush_retry_at;  /* after a failed commit, not before this */
     bool storage_failing;
     pending_submit_t *pending, **pending_tail;
+    waiter_t *waiters;       /* held status requests, newest first */
+    size_t nwaiters;
     size_t orphans;          /* tasks waiting for their worker to come back */
     size_t rr;               /* round-robin start for dispatch */
     int64_t started_ms;
@@ -201,5 +215,13 @@ void tasks_job_check(master_t *self, job_t *job);
 
 /* api.c */
 void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now);
+/* Answers the held status requests whose job has finished (or is gone)
+   or whose wait is over at now, all of them with all_now; one commit
+   first, so what they are told is durable. */
+void api_waiters(master_t *self, int64_t now, bool all_now);
+/* The earliest held request's deadline (monotonic ms), or -1 if none. */
+int64_t api_waiters_due(const master_t *self);
+/* Drops the held requests unanswered (the master is going away). */
+void api_waiters_free(master_t *self);
 
 #endif

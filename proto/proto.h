@@ -39,6 +39,7 @@
 #define PROTO_MAX_PIPE_MSG   (32 * 1024 * 1024)
 #define PROTO_MAX_REPORT_MSG (32 * 1024 * 1024)
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
+#define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
@@ -160,7 +161,7 @@ void proto_result_destroy(proto_result_t **p);
    ------------------------------------------------------------------------ */
 typedef enum {
     PROTO_REQ_SUBMIT = 1, /* job (0 = new), name, tasks[], more */
-    PROTO_REQ_STATUS,     /* job (0 = all jobs summary) */
+    PROTO_REQ_STATUS,     /* job (0 = all jobs summary), wait_ms */
     PROTO_REQ_JOBS,
     PROTO_REQ_RESULTS,    /* job, after (task id cursor, 0 = from start), limit, failed_only */
     PROTO_REQ_LOGS,       /* task, out_offset, err_offset */
@@ -183,6 +184,8 @@ typedef struct {
     int64_t task;            /* global task id (cancel, logs); 0 = by job+index */
     int64_t index;           /* cancel/logs by job and index; -1 = not given */
     int64_t after;           /* results: return tasks with id > after */
+    int wait_ms;             /* status of one job: answer once it has finished, or
+                                after this many ms (0..PROTO_MAX_WAIT_MS, 0 = now) */
     int limit;               /* results: at most this many (1..10000, default 1000) */
     bool failed_only;
     int64_t out_offset, err_offset;  /* logs: bytes already seen */

@@ -129,7 +129,14 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     case PROTO_REQ_SUBMIT:
         return s_submit_from(o, req, err);
     case PROTO_REQ_STATUS:
-        return pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err);
+        if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
+            || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0)
+            return -1;
+        if (req->wait_ms > 0 && req->job == 0) {
+            proto_err_set(err, PROTO_E_FIELD, "\"wait_ms\" needs \"job\" (one job to wait for)");
+            return -1;
+        }
+        return 0;
     case PROTO_REQ_RESULTS:
         return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
                        || pj_i64(o, "after", false, 0, PJ_MAX_SAFE_INT, &req->after, err) != 0
@@ -207,6 +214,10 @@ char *proto_req_encode(const proto_req_t *req)
         pb_kbool(&b, "more", req->more);
         break;
     case PROTO_REQ_STATUS:
+        pb_ki64(&b, "job", req->job);
+        if (req->wait_ms > 0)
+            pb_ki64(&b, "wait_ms", req->wait_ms);
+        break;
     case PROTO_REQ_FORGET:
         pb_ki64(&b, "job", req->job);
         break;

@@ -370,6 +370,122 @@ START_TEST(malformed_requests_get_error_replies)
 }
 END_TEST
 
+static void s_send_status(void *sock, int64_t job, int wait_ms)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_STATUS);
+    req->job = job;
+    req->wait_ms = wait_ms;
+    char *text = proto_req_encode(req);
+    ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
+    free(text);
+    proto_req_destroy(&req);
+}
+
+/* The answer on sock within ms, or NULL. */
+static proto_reply_t *s_answer(void *sock, int ms)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, ms) != 1)
+        return NULL;
+    size_t len;
+    char *buf = zmqx_recv(sock, &len, 0);
+    ck_assert_ptr_nonnull(buf);
+    proto_err_t err;
+    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_STATUS, &err);
+    free(buf);
+    ck_assert_ptr_nonnull(rep);
+    return rep;
+}
+
+/* Sends a status request for job held up to wait_ms, on a socket of its
+   own, and returns that socket once the master holds the request: a
+   second request on the same connection (status of a job that does not
+   exist) is read after it and answered first. */
+static void *s_status_held(env_t *e, int64_t job, int wait_ms)
+{
+    void *sock = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(sock, e->api), 0);
+    s_send_status(sock, job, wait_ms);
+    s_send_status(sock, job + 1000000, 0);
+    proto_reply_t *marker = s_answer(sock, 10000);
+    ck_assert_ptr_nonnull(marker);
+    ck_assert_msg(!marker->ok, "the held request was answered at once");
+    ck_assert_str_eq(marker->error.code, PROTO_E_NOT_FOUND);
+    proto_reply_destroy(&marker);
+    return sock;
+}
+
+START_TEST(a_held_status_is_answered_when_its_job_finishes)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 4);
+    int64_t job = s_submit_noops(&e, 2);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
+    void *held = s_status_held(&e, job, 60000);
+    s_result(&f, got[0].id, got[0].attempt);
+    /* One of two finished (seen by a status, which also orders the
+       result before it): still held. */
+    for (;;) {
+        proto_reply_t *now = s_query(&e, PROTO_REQ_STATUS, job);
+        bool one = now->jobs[0].done == 1;
+        proto_reply_destroy(&now);
+        if (one)
+            break;
+        zmq_poll(NULL, 0, 5);
+    }
+    ck_assert_ptr_null(s_answer(held, 0));
+    s_result(&f, got[1].id, got[1].attempt);
+    proto_reply_t *rep = s_answer(held, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->njobs, 1);
+    ck_assert_int_eq(rep->jobs[0].done, 2);
+    ck_assert(rep->jobs[0].finished > 0);
+    proto_reply_destroy(&rep);
+    zmq_close(held);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
+START_TEST(a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    int64_t job = s_submit_noops(&e, 1);   /* no worker: it never finishes */
+    void *sock = zmqx_socket(e.ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(sock, e.api), 0);
+    s_send_status(sock, job, 50);
+    proto_reply_t *rep = s_answer(sock, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->jobs[0].queued, 1);
+    ck_assert(rep->jobs[0].finished == 0);
+    proto_reply_destroy(&rep);
+    /* An unknown job is answered at once. */
+    s_send_status(sock, job + 100, 60000);
+    rep = s_answer(sock, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(!rep->ok);
+    ck_assert_str_eq(rep->error.code, PROTO_E_NOT_FOUND);
+    proto_reply_destroy(&rep);
+    zmq_close(sock);
+    /* Held for a minute, but the master stops: answered as of then. */
+    void *held = s_status_held(&e, job, 60000);
+    __atomic_store_n(&e.stop, 1, __ATOMIC_RELAXED);
+    rep = s_answer(held, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->jobs[0].queued, 1);
+    proto_reply_destroy(&rep);
+    zmq_close(held);
+    s_env_stop(&e);
+}
+END_TEST
+
 START_TEST(keep_results_forgets_the_oldest_finished_jobs)
 {
     env_t e;
@@ -421,6 +537,8 @@ int main(void)
     tcase_add_test(tc, a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate);
     tcase_add_test(tc, malformed_requests_get_error_replies);
     tcase_add_test(tc, keep_results_forgets_the_oldest_finished_jobs);
+    tcase_add_test(tc, a_held_status_is_answered_when_its_job_finishes);
+    tcase_add_test(tc, a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

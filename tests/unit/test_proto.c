@@ -702,6 +702,16 @@ START_TEST(every_request_type_round_trips)
     r->job = 12;
     g = s_req_round_trip(r);
     ck_assert_int_eq(g->job, 12);
+    ck_assert_int_eq(g->wait_ms, 0);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_STATUS);
+    r->job = 12;
+    r->wait_ms = PROTO_MAX_WAIT_MS;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 12);
+    ck_assert_int_eq(g->wait_ms, PROTO_MAX_WAIT_MS);
     proto_req_destroy(&r);
     proto_req_destroy(&g);
 
@@ -875,6 +885,10 @@ START_TEST(request_fields_are_validated_per_type)
     } cases[] = {
         {"{\"v\":1,\"type\":\"status\",\"job\":-1}", "\"job\""},
         {"{\"v\":1,\"type\":\"status\",\"job\":\"3\"}", "\"job\""},
+        {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":-1}", "\"wait_ms\""},
+        {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":60001}", "\"wait_ms\""},
+        {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":true}", "\"wait_ms\""},
+        {"{\"v\":1,\"type\":\"status\",\"wait_ms\":100}", "\"wait_ms\" needs \"job\""},
         {"{\"v\":1,\"type\":\"results\"}", "missing field \"job\""},
         {"{\"v\":1,\"type\":\"results\",\"job\":1,\"limit\":0}", "\"limit\""},
         {"{\"v\":1,\"type\":\"results\",\"job\":1,\"limit\":10001}", "\"limit\""},
