@@ -315,6 +315,15 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
     if (current && t->worker && res->started > 0 && res->finished >= res->started) {
         worker_t *w = t->worker;
         double ms = (res->finished - res->started) * 1000.0;
+        /* One sample moves the average at most as far as 4x itself + 1 ms:
+           a noop preempted for 30 ms on a crowded machine (64 workers on
+           2 cores) is not a long task, and taking it as one flipped that
+           worker from 16x prefetch to none and back, hundreds of times a
+           second across workers (unfair dispatch). A run of long tasks
+           still crosses the 2 ms mark within 5 results and 20 ms within 9. */
+        double cap = 4.0 * w->task_ms + 1.0;
+        if (w->samples && ms > cap)
+            ms = cap;
         w->task_ms = w->samples ? 0.8 * w->task_ms + 0.2 * ms : ms;
         w->samples++;
     }

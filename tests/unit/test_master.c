@@ -29,7 +29,9 @@ static void *s_run(void *arg)
     return NULL;
 }
 
-static void s_env_start_keep(env_t *e, int lease_ms, int keep_jobs)
+/* prefetch: the master's --prefetch (-1 = auto); most tests want 0, so
+   that credits are exactly the free threads. */
+static void s_env_start_with(env_t *e, int lease_ms, int keep_jobs, int prefetch)
 {
     memset(e, 0, sizeof *e);
     master_config_t cfg;
@@ -41,7 +43,7 @@ static void s_env_start_keep(env_t *e, int lease_ms, int keep_jobs)
     cfg.lease_ms = lease_ms;
     cfg.retry_backoff_ms = 10;
     cfg.keep_jobs = keep_jobs;
-    cfg.prefetch = 0;   /* credits are exactly the free threads here */
+    cfg.prefetch = prefetch;
     char err[256];
     e->master = master_new(&cfg, err, sizeof err);
     ck_assert_msg(e->master != NULL, "%s", err);
@@ -54,7 +56,7 @@ static void s_env_start_keep(env_t *e, int lease_ms, int keep_jobs)
 
 static void s_env_start(env_t *e, int lease_ms)
 {
-    s_env_start_keep(e, lease_ms, 0);
+    s_env_start_with(e, lease_ms, 0, 0);
 }
 
 static void s_env_stop(env_t *e)
@@ -169,7 +171,8 @@ static void s_started(fake_t *f, int64_t task, int attempt)
     s_report(f, rep);
 }
 
-static void s_result(fake_t *f, int64_t task, int attempt)
+/* A done result that ran for ms (< 0: no times reported). */
+static void s_result_ran(fake_t *f, int64_t task, int attempt, double ms)
 {
     proto_report_t *rep = proto_report_new(PROTO_REP_RESULTS, f->id);
     rep->results = xcalloc(1, sizeof(proto_result_t *));
@@ -177,8 +180,17 @@ static void s_result(fake_t *f, int64_t task, int attempt)
     rep->results[0]->task = task;
     rep->results[0]->attempt = attempt;
     rep->results[0]->status = PROTO_ST_DONE;
+    if (ms >= 0) {
+        rep->results[0]->started = 1.8e9;
+        rep->results[0]->finished = 1.8e9 + ms / 1000.0;
+    }
     rep->nresults = 1;
     s_report(f, rep);
+}
+
+static void s_result(fake_t *f, int64_t task, int attempt)
+{
+    s_result_ran(f, task, attempt, -1);
 }
 
 /* Waits up to ms for the next pipe message other than a ping, sending
@@ -246,6 +258,32 @@ START_TEST(a_worker_gets_no_more_tasks_than_free_threads)
     ck_assert_int_ne(got[2].id, got[1].id);
     extra = s_next(&f, 300, true);
     ck_assert_ptr_null(extra);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
+START_TEST(one_slow_result_among_short_ones_keeps_a_workers_prefetch)
+{
+    env_t e;
+    s_env_start_with(&e, 60000, 0, -1);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    s_submit_noops(&e, 100);
+    proto_task_t got[64];
+    /* One short result earns the worker its prefetch: 1 thread + 16. */
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    s_result_ran(&f, got[0].id, got[0].attempt, 0.01);
+    ck_assert_int_eq(s_take_tasks(&f, 17, got + 1, 3000), 17);
+    /* A task that took 10 s (a noop preempted on a crowded machine, or a
+       stray long one) then 7 short ones: the worker holds 9 and is
+       refilled to 17 as before (in one message, at half its prefetch).
+       Taken at face value, that one sample would stop its prefetch for
+       the next 30 results. */
+    s_result_ran(&f, got[1].id, got[1].attempt, 10000.0);
+    for (int i = 2; i < 9; i++)
+        s_result_ran(&f, got[i].id, got[i].attempt, 0.01);
+    ck_assert_int_eq(s_take_tasks(&f, 8, got + 18, 3000), 8);
     s_fake_stop(&f);
     s_env_stop(&e);
 }
@@ -489,7 +527,7 @@ END_TEST
 START_TEST(keep_results_forgets_the_oldest_finished_jobs)
 {
     env_t e;
-    s_env_start_keep(&e, 10000, 2);
+    s_env_start_with(&e, 10000, 2, 0);
     fake_t f;
     s_fake_start(&f, &e, "w", 4);
     int64_t jobs[3];
@@ -533,6 +571,7 @@ int main(void)
     TCase *tc = tcase_create("master");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_worker_gets_no_more_tasks_than_free_threads);
+    tcase_add_test(tc, one_slow_result_among_short_ones_keeps_a_workers_prefetch);
     tcase_add_test(tc, a_task_not_started_within_its_lease_goes_back);
     tcase_add_test(tc, a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate);
     tcase_add_test(tc, malformed_requests_get_error_replies);
