@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -91,10 +92,11 @@ static void s_close(int *fd)
     }
 }
 
+/* For our end of a pipe just made: its status flags are known to be
+   empty, so one call sets them (no F_GETFL first). */
 static int s_set_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    return fcntl(fd, F_SETFL, O_NONBLOCK);
 }
 
 /* Keeps what fits under the cap; the rest is dropped (and read anyway, so
@@ -474,25 +476,79 @@ static int s_child_main(void *arg)
    headroom for execve's own frames and the libc calls before it. */
 #define CHILD_STACK (64 * 1024)
 
-/* Starts the child; returns its pid in the parent, -1 with errno. */
-static pid_t s_spawn(child_args_t *args)
+struct exec_kit {
+    void *stack;     /* CHILD_STACK bytes, NULL in fork builds */
+    int devnull;     /* O_RDONLY, close-on-exec */
+    int max_fd;
+};
+
+static void *s_stack_new(void)
 {
 #ifdef EXEC_USE_FORK
+    return NULL;
+#else
+    void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    return stack == MAP_FAILED ? NULL : stack;
+#endif
+}
+
+exec_kit_t *exec_kit_new(void)
+{
+    exec_kit_t *kit = xcalloc(1, sizeof *kit);
+    kit->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    kit->stack = s_stack_new();
+    long open_max = sysconf(_SC_OPEN_MAX);
+    kit->max_fd = open_max > 0 && open_max < INT_MAX ? (int) open_max : 65536;
+#ifndef EXEC_USE_FORK
+    if (!kit->stack)
+        s_close(&kit->devnull);   /* no stack, no kit */
+#endif
+    if (kit->devnull < 0) {
+        exec_kit_destroy(&kit);
+        return NULL;
+    }
+    return kit;
+}
+
+int exec_kit_max_fd(const exec_kit_t *kit)
+{
+    return kit->max_fd;
+}
+
+void exec_kit_destroy(exec_kit_t **p)
+{
+    if (!p || !*p)
+        return;
+    exec_kit_t *kit = *p;
+    s_close(&kit->devnull);
+    if (kit->stack)
+        munmap(kit->stack, CHILD_STACK);
+    free(kit);
+    *p = NULL;
+}
+
+/* Starts the child on stack (CHILD_STACK bytes, or NULL for one made for
+   this call); returns its pid in the parent, -1 with errno. */
+static pid_t s_spawn(child_args_t *args, void *stack)
+{
+#ifdef EXEC_USE_FORK
+    (void) stack;
     pid_t pid = fork();
     if (pid == 0)
         s_child_main(args);
     return pid;
 #else
-    void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED)
+    void *own = stack ? NULL : s_stack_new();
+    if (!stack && !own)
         return -1;
     /* CLONE_VFORK: we resume once the child has exec'd or exited, so its
-       stack can go right after. */
-    pid_t pid = clone(s_child_main, (char *) stack + CHILD_STACK,
+       stack is free again right after (for the next command, or to go). */
+    pid_t pid = clone(s_child_main, (char *) (stack ? stack : own) + CHILD_STACK,
                       CLONE_VM | CLONE_VFORK | SIGCHLD, args);
     int e = errno;
-    munmap(stack, CHILD_STACK);
+    if (own)
+        munmap(own, CHILD_STACK);
     errno = e;
     return pid;
 #endif
@@ -543,7 +599,7 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
             rc = s_fail_start(res, "pipe", errno);
             goto out;
         }
-    } else if ((p_in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    } else if (!req->kit && (p_in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
         rc = s_fail_start(res, "/dev/null", errno);
         goto out;
     }
@@ -566,8 +622,11 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
 
     res->started = clock_wall();
     int64_t start_ms = clock_mono_ms();
-    child_args_t args = {&L, {p_in[0], p_out[1], p_err[1], p_rep[1]}};
-    pid_t pid = s_spawn(&args);
+    /* The kit's /dev/null is shared by every run of this thread: the
+       child gets its own copy as fd 0, and ours stays open. */
+    int stdin_src = p_in[0] >= 0 ? p_in[0] : req->kit->devnull;
+    child_args_t args = {&L, {stdin_src, p_out[1], p_err[1], p_rep[1]}};
+    pid_t pid = s_spawn(&args, req->kit ? req->kit->stack : NULL);
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &run_mask, NULL);
     if (pid < 0) {
@@ -575,9 +634,13 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
         rc = s_fail_start(res, "fork", fork_errno);
         goto out;
     }
+#ifdef EXEC_USE_FORK
     /* Also from the parent, so the group exists before we may signal it
-       (fails with EACCES once the child has exec'd: it did it itself). */
+       (fails with EACCES once the child has exec'd: it did it itself).
+       After a CLONE_VFORK the child has exec'd or exited by now, having
+       made its group first, so there the call could only fail. */
     setpgid(pid, pid);
+#endif
     s_close(&p_in[0]);
     s_close(&p_out[1]);
     s_close(&p_err[1]);

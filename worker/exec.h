@@ -49,6 +49,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a thread that runs commands one after another keeps between them:
+   the child's stack, an open /dev/null, the descriptor limit. Each would
+   otherwise cost system calls per command (mmap, munmap, open, close,
+   prlimit), which on a virtual machine are a good part of what the worker
+   adds to a short command. Optional (exec_req_t.kit).
+   Threads: one thread at a time. */
+typedef struct exec_kit exec_kit_t;
+
+/* NULL when it cannot be made (out of descriptors or memory): runs then
+   do without. */
+exec_kit_t *exec_kit_new(void);
+/* Accepts NULL, nulls *p. */
+void exec_kit_destroy(exec_kit_t **p);
+
 typedef struct {
     const proto_spec_t *spec;     /* borrowed; kind must be PROTO_KIND_EXEC */
     int64_t task_id;
@@ -69,6 +83,7 @@ typedef struct {
        signal, one sigaction each (~60 system calls per command while the
        parent thread waits for the exec). */
     const sigset_t *reset;
+    exec_kit_t *kit;              /* borrowed, may be NULL */
 } exec_req_t;
 
 /* The signals whose disposition is not SIG_DFL now (handled or ignored),

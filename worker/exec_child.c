@@ -142,8 +142,12 @@ void exec_launch_init(exec_launch_t *L, const exec_req_t *req)
         for (int i = 1; i < argc; i++)
             L->script_argv[i + 1] = spec->argv[i];
     }
-    long open_max = sysconf(_SC_OPEN_MAX);
-    L->max_fd = open_max > 0 && open_max < INT_MAX ? (int) open_max : 65536;
+    if (req->kit) {
+        L->max_fd = exec_kit_max_fd(req->kit);
+    } else {
+        long open_max = sysconf(_SC_OPEN_MAX);
+        L->max_fd = open_max > 0 && open_max < INT_MAX ? (int) open_max : 65536;
+    }
 }
 
 void exec_launch_fini(exec_launch_t *L)

@@ -48,6 +48,8 @@ typedef struct {
    and of environ are borrowed: keep both unchanged until
    exec_launch_fini. */
 void exec_launch_init(exec_launch_t *L, const exec_req_t *req);
+/* The descriptor limit a kit read when it was made (exec.c). */
+int exec_kit_max_fd(const exec_kit_t *kit);
 void exec_launch_fini(exec_launch_t *L);
 
 /* In the child of fork: sets up and execs, never returns. fd_in is the

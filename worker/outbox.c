@@ -15,12 +15,14 @@
 struct outbox {
     void *sock;
     char *worker;
-    /* Batched until the next flush. */
+    /* Held until started_due (see OUTBOX_STARTED_HOLD_MS). */
     proto_task_ref_t *started;
     double *started_at;
     int nstarted, capstarted;
+    int64_t started_due;     /* monotonic ms; meaningful while nstarted > 0 */
     char **results;
     int nresults, capresults;
+    int64_t results_due;     /* monotonic ms; meaningful while nresults > 0 */
     /* Reports that must arrive and found no room, oldest first. */
     char **backlog;
     int nbacklog, capbacklog;
@@ -159,8 +161,10 @@ static void s_flush_started(outbox_t *self)
     s_send(self, text, false);
 }
 
-void outbox_started(outbox_t *self, int64_t task, int attempt, double at)
+void outbox_started(outbox_t *self, int64_t task, int attempt, double at, int64_t now)
 {
+    if (self->nstarted == 0)
+        self->started_due = now + OUTBOX_STARTED_HOLD_MS;
     if (self->nstarted == self->capstarted) {
         self->capstarted = self->capstarted ? self->capstarted * 2 : 16;
         self->started = xrealloc(self->started, (size_t) self->capstarted * sizeof *self->started);
@@ -190,10 +194,18 @@ void outbox_output(outbox_t *self, const char *text, size_t len)
     s_send(self, xstrndup(text, len), false);
 }
 
+void outbox_result_until(outbox_t *self, char *json, int64_t until)
+{
+    if (!json)
+        return;
+    if (self->nresults == 0 || until < self->results_due)
+        self->results_due = until;
+    s_push(&self->results, &self->nresults, &self->capresults, json);
+}
+
 void outbox_result(outbox_t *self, char *json)
 {
-    if (json)
-        s_push(&self->results, &self->nresults, &self->capresults, json);
+    outbox_result_until(self, json, INT64_MIN);
 }
 
 void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
@@ -229,16 +241,26 @@ static void s_flush_results(outbox_t *self)
     self->nresults = 0;
 }
 
-void outbox_flush(outbox_t *self)
+int64_t outbox_due(const outbox_t *self)
 {
-    s_flush_started(self);
-    s_flush_results(self);
+    int64_t due = self->nstarted ? self->started_due : -1;
+    if (self->nresults && (due < 0 || self->results_due < due))
+        due = self->results_due < 0 ? 0 : self->results_due;
+    return due;
+}
+
+void outbox_flush(outbox_t *self, int64_t now, bool idle)
+{
+    if (self->nstarted && (idle || now >= self->started_due))
+        s_flush_started(self);
+    if (self->nresults && (idle || now >= self->results_due))
+        s_flush_results(self);
     s_flush_backlog(self);
 }
 
 bool outbox_bye(outbox_t *self)
 {
-    outbox_flush(self);
+    outbox_flush(self, INT64_MAX, true);
     if (!self->worker || !self->sock)
         return false;
     /* Through the backlog, so BYE never overtakes results: a master that

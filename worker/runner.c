@@ -19,6 +19,7 @@
 
 typedef struct {
     void *push;
+    exec_kit_t *kit;    /* NULL if it could not be made */
 } runner_thread_t;
 
 runner_task_t *runner_task_new(int64_t id, int64_t job, int attempt, proto_spec_t **spec,
@@ -137,6 +138,7 @@ static void *s_thread_init(int index, void *arg)
     }
     runner_thread_t *th = xcalloc(1, sizeof *th);
     th->push = push;
+    th->kit = exec_kit_new();
     return th;
 }
 
@@ -147,6 +149,7 @@ static void s_thread_fini(void *state, void *arg)
     if (!th)
         return;
     zmq_close(th->push);
+    exec_kit_destroy(&th->kit);
     free(th);
 }
 
@@ -314,6 +317,7 @@ static void s_run(void *item, void *state, void *arg)
             .on_output = s_on_output,
             .arg = &out,
             .reset = &ctx->changed_signals,
+            .kit = th->kit,
         };
         if (exec_run(&req, res) != 0)
             log_warn("event=exec_failed error=\"%s\"", res->error ? res->error : "unknown");

@@ -63,6 +63,7 @@ struct runner_task {
     /* Session thread only. */
     runner_task_t *prev, *next;
     bool ended;             /* the session already reported a result */
+    int64_t started_ms;     /* monotonic ms its STARTED arrived, 0 before */
 };
 
 /* A queued task; takes ownership of *spec (nulled). worker_id is copied. */

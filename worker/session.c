@@ -37,6 +37,10 @@
 /* How long the report socket may try to deliver BYE and the last results
    when the worker exits. */
 #define EXIT_LINGER_MS 1000
+/* Results of tasks that ran at least RESULT_HOLD_MIN_RUN_MS may wait up to
+   RESULT_HOLD_MS for others (s_result_until). */
+#define RESULT_HOLD_MIN_RUN_MS 1
+#define RESULT_HOLD_MS 5
 #define STOP_GRACE_MS 5000
 /* Messages handled per socket per wakeup, so one busy socket cannot starve
    the timers. */
@@ -445,7 +449,7 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
              again ? "reregistered" : "registered", s->worker_id, uplink_host(s->uplink),
              uplink_port(s->uplink), rep->task_port, rep->report_port, s->threads, s->nactive);
     proto_reply_destroy(&rep);
-    outbox_flush(s->outbox);
+    outbox_flush(s->outbox, INT64_MAX, true);
     /* A new master (or one that forgot us) must hear of a drain in
        progress too. */
     if (s->phase == PHASE_DRAIN && s->signals_seen > 0)
@@ -467,7 +471,21 @@ static void s_master_lost(session_t *s, int64_t now)
 
 /* ---- sockets' input ---- */
 
-static void s_read_inbox(session_t *s)
+/* When a result may be sent, at the latest. A task that ran for a while
+   (a command: a fork, an exec, a wait) while others still run here may
+   wait up to RESULT_HOLD_MS for their results, so that one report carries
+   several: a report costs the master a wakeup, which next to a short
+   command is what ztask adds to it. Tiny tasks (fn noop) are not held:
+   they batch by themselves, and the master's refill must not lag. */
+static int64_t s_result_until(const session_t *s, const runner_task_t *t, int64_t now)
+{
+    bool others = s->nactive > 1;   /* t itself is still counted */
+    if (!others || t->started_ms <= 0 || now - t->started_ms < RESULT_HOLD_MIN_RUN_MS)
+        return INT64_MIN;
+    return now + RESULT_HOLD_MS;
+}
+
+static void s_read_inbox(session_t *s, int64_t now)
 {
     for (int i = 0; i < INBOX_BATCH; i++) {
         zmq_msg_t m;
@@ -488,7 +506,8 @@ static void s_read_inbox(session_t *s)
         }
         switch (hdr.tag) {
         case RUNNER_MSG_STARTED:
-            outbox_started(s->outbox, hdr.id, hdr.attempt, hdr.at);
+            hdr.task->started_ms = now;
+            outbox_started(s->outbox, hdr.id, hdr.attempt, hdr.at, now);
             break;
         case RUNNER_MSG_OUTPUT:
             outbox_output(s->outbox, payload, plen);
@@ -498,7 +517,7 @@ static void s_read_inbox(session_t *s)
             runner_task_t *t = hdr.task;
             if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
                 outbox_unstarted(s->outbox, t->id, t->attempt);
-                outbox_result(s->outbox, xstrndup(payload, plen));
+                outbox_result_until(s->outbox, xstrndup(payload, plen), s_result_until(s, t, now));
             }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
@@ -608,6 +627,9 @@ static void s_read_api(session_t *s, int64_t now)
 static int64_t s_timers(session_t *s, int64_t now)
 {
     int64_t next = now + POLL_CAP_MS;
+    int64_t started_due = outbox_due(s->outbox);
+    if (started_due >= 0)
+        next = s_min(next, started_due);
     if (s->api_state != API_IDLE) {
         if (now >= s->api_deadline) {
             if (s->api_state == API_HELLO)
@@ -784,7 +806,7 @@ int session_run(session_t *s)
         }
         now = clock_mono_ms();
         if (items[0].revents & ZMQ_POLLIN)
-            s_read_inbox(s);
+            s_read_inbox(s, now);
         if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
             s_read_pipe(s, now);
         /* Each handler below may close the api socket the other polled. */
@@ -792,9 +814,9 @@ int session_run(session_t *s)
             s_read_api(s, now);
         if (imon >= 0 && s->api_monitor && (items[imon].revents & ZMQ_POLLIN))
             s_read_api_monitor(s, now);
-        outbox_flush(s->outbox);
+        outbox_flush(s->outbox, now, s->nactive == 0);
     }
-    outbox_flush(s->outbox);
+    outbox_flush(s->outbox, INT64_MAX, true);
     s_shutdown(s);
     return s->abandoned ? 1 : 0;
 }

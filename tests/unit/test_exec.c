@@ -750,6 +750,60 @@ START_TEST(child_inherits_no_descriptor_but_0_1_2)
 }
 END_TEST
 
+static proto_result_t *s_run_kit(const proto_spec_t *spec, exec_kit_t *kit)
+{
+    exec_req_t req = {.spec = spec, .task_id = 7, .job_id = 3, .attempt = 1, .kit = kit};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    return res;
+}
+
+START_TEST(one_kit_serves_many_runs)
+{
+    /* What a pool thread does: one kit, command after command. */
+    exec_kit_t *kit = exec_kit_new();
+    ck_assert_ptr_nonnull(kit);
+    for (int round = 0; round < 3; round++) {
+        char *cat[] = {"cat", NULL};
+        proto_spec_t spec = s_spec();
+        spec.argv = cat;
+        spec.argc = 1;
+        proto_result_t *res = s_run_kit(&spec, kit);   /* stdin: the kit's /dev/null */
+        ck_assert_int_eq(res->status, PROTO_ST_DONE);
+        ck_assert_str_eq(res->stdout_data, "");
+        proto_result_destroy(&res);
+
+        spec.stdin_data = "fed\n";
+        spec.stdin_len = 4;
+        res = s_run_kit(&spec, kit);
+        ck_assert_int_eq(res->status, PROTO_ST_DONE);
+        ck_assert_str_eq(res->stdout_data, "fed\n");
+        proto_result_destroy(&res);
+
+        /* The kit's descriptor does not reach the child. */
+        char *ls[] = {"ls", "/proc/self/fd", NULL};
+        spec = s_spec();
+        spec.argv = ls;
+        spec.argc = 2;
+        res = s_run_kit(&spec, kit);
+        ck_assert_int_eq(res->status, PROTO_ST_DONE);
+        ck_assert_str_eq(res->stdout_data, "0\n1\n2\n3\n");
+        proto_result_destroy(&res);
+
+        char *missing[] = {"ztask-no-such-program", NULL};
+        spec.argv = missing;
+        spec.argc = 1;
+        res = s_run_kit(&spec, kit);
+        ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+        ck_assert_ptr_nonnull(strstr(res->error, "cannot execute 'ztask-no-such-program'"));
+        proto_result_destroy(&res);
+    }
+    exec_kit_destroy(&kit);
+    ck_assert_ptr_null(kit);
+    s_assert_no_children();
+}
+END_TEST
+
 START_TEST(no_zombie_is_left_after_any_ending)
 {
     const char *cmds[] = {"true", "exit 4", "kill -TERM $$", "sleep 100 & echo bg"};
@@ -856,6 +910,7 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, child_that_closes_its_output_is_still_awaited_and_timed);
     tcase_add_test(tc, output_held_outside_the_group_is_abandoned_not_awaited);
     tcase_add_test(tc, child_inherits_no_descriptor_but_0_1_2);
+    tcase_add_test(tc, one_kit_serves_many_runs);
     tcase_add_test(tc, no_zombie_is_left_after_any_ending);
     tcase_add_test(tc, concurrent_runs_get_their_own_outputs);
     suite_add_tcase(s, tc);
