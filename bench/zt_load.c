@@ -4,16 +4,16 @@
     flight), so what it measures is the master and its workers, not the
     CLI's progress drawing or polling interval.
 
-      zt-load --master H:P throughput --n N [--exec] [--batch B] [--timeout S]
+      zt-load --master H:P throughput --n N [--exec] [--batch B] [--wait-ms W] [--timeout S]
           Submits one job of N tasks ({"fn":"noop"} or {"argv":["true"]})
           in batches of B (default 10000, the protocol's limit), then asks
           for the job's status, each request held by the master until the
-          job finishes or for 0.5% of the time elapsed (between --poll-us,
-          default 2000, and 50 ms). The clock runs from the first submit
-          to the status reply that shows the last task finished, which the
-          master sends as soon as that result is committed. The requests
-          stay rare: the master commits before it answers any, so a client
-          asking every few milliseconds would add commits of its own.
+          job finishes or W ms pass (default 1000). The clock runs from the
+          first submit to the status reply that shows the last task
+          finished, which the master sends as soon as that result is
+          committed. The requests stay rare on purpose: the master commits
+          before it answers any, so a client asking every few milliseconds
+          would add commits (and wakeups) of its own.
 
       zt-load --master H:P latency [--samples K] [--exec] [--timeout S]
           K times (default 1000): submit a one-task job, then one status
@@ -143,7 +143,7 @@ static bool s_expired(const load_t *self)
     return true;
 }
 
-static int s_throughput(load_t *self, int64_t n, int batch, int poll_us)
+static int s_throughput(load_t *self, int64_t n, int batch, int wait_ms)
 {
     int64_t t0 = clock_mono_us();
     int64_t job = 0;
@@ -160,12 +160,7 @@ static int s_throughput(load_t *self, int64_t n, int batch, int poll_us)
     int64_t finished = 0, failed = 0, polls = 0;
     while (true) {
         polls++;
-        int64_t pause = (clock_mono_us() - t0) / 200;
-        if (pause < poll_us)
-            pause = poll_us;
-        if (pause > 50000)
-            pause = 50000;
-        if (s_finished(self, job, (int) (pause / 1000), &finished, &failed) != 0)
+        if (s_finished(self, job, wait_ms, &finished, &failed) != 0)
             return 1;
         if (finished >= n)
             break;
@@ -247,7 +242,7 @@ static int s_usage(void)
 {
     fprintf(stderr,
             "usage: zt-load --master HOST:PORT throughput --n N [--exec] [--batch B]\n"
-            "                                             [--poll-us U]\n"
+            "                                             [--wait-ms W]\n"
             "       zt-load --master HOST:PORT latency [--samples K] [--exec]\n"
             "       common: [--timeout SEC] (default 300)\n");
     return 2;
@@ -256,7 +251,7 @@ static int s_usage(void)
 int main(int argc, char **argv)
 {
     const char *master = NULL, *mode = NULL;
-    int64_t n = 0, batch = PROTO_MAX_SUBMIT_BATCH, samples = 1000, poll_us = 2000,
+    int64_t n = 0, batch = PROTO_MAX_SUBMIT_BATCH, samples = 1000, wait_ms = 1000,
             timeout_s = 300;
     bool exec = false;
     for (int i = 1; i < argc; i++) {
@@ -276,8 +271,8 @@ int main(int argc, char **argv)
             num = &batch, lo = 1, hi = PROTO_MAX_SUBMIT_BATCH;
         } else if (strcmp(a, "--samples") == 0) {
             num = &samples, lo = 1, hi = 10000000;
-        } else if (strcmp(a, "--poll-us") == 0) {
-            num = &poll_us, lo = 0, hi = 1000000;
+        } else if (strcmp(a, "--wait-ms") == 0) {
+            num = &wait_ms, lo = 0, hi = 5000;
         } else if (strcmp(a, "--timeout") == 0) {
             num = &timeout_s, lo = 1, hi = 86400;
         } else if (!mode && a[0] != '-') {
@@ -305,7 +300,7 @@ int main(int argc, char **argv)
     if (!self.template || !self.sock || zmq_connect(self.sock, endpoint) != 0) {
         fprintf(stderr, "zt-load: cannot set up a socket to %s\n", endpoint);
     } else if (strcmp(mode, "throughput") == 0) {
-        rc = s_throughput(&self, n, (int) batch, (int) poll_us);
+        rc = s_throughput(&self, n, (int) batch, (int) wait_ms);
     } else if (strcmp(mode, "latency") == 0) {
         rc = s_latency(&self, (int) samples);
     } else {
