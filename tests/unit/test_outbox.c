@@ -1,0 +1,204 @@
+/*  Unit tests for worker/outbox: what is held back, and when it goes.
+    The outbox's PUSH talks to a PULL of ours over inproc; the clock is
+    the test's (outbox_flush takes now), so nothing here waits on time. */
+#include "../../worker/outbox.h"
+
+#include "../../common/util.h"
+#include "../../common/zmqx.h"
+#include "../../proto/proto.h"
+
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+typedef struct {
+    void *ctx;
+    void *pull;
+    outbox_t *outbox;
+} env_t;
+
+static void s_start(env_t *e)
+{
+    e->ctx = zmq_ctx_new();
+    e->pull = zmq_socket(e->ctx, ZMQ_PULL);
+    ck_assert_int_eq(zmq_bind(e->pull, "inproc://reports"), 0);
+    void *push = zmq_socket(e->ctx, ZMQ_PUSH);
+    ck_assert_int_eq(zmq_connect(push, "inproc://reports"), 0);
+    e->outbox = outbox_new();
+    outbox_set_worker(e->outbox, "w1");
+    outbox_attach(e->outbox, &push);
+    ck_assert_ptr_null(push);
+}
+
+static void s_stop(env_t *e)
+{
+    outbox_close(e->outbox, 0);
+    outbox_destroy(&e->outbox);
+    zmq_close(e->pull);
+    zmq_ctx_term(e->ctx);
+}
+
+/* The next report sent, decoded; NULL when none is waiting (inproc
+   delivers at once: a sent report is there when the send returns). */
+static proto_report_t *s_next(env_t *e)
+{
+    size_t len;
+    char *buf = zmqx_recv(e->pull, &len, ZMQ_DONTWAIT);
+    if (!buf)
+        return NULL;
+    proto_err_t err;
+    proto_report_t *rep = proto_report_decode(buf, len, &err);
+    free(buf);
+    ck_assert_msg(rep != NULL, "bad report: %s", err.message);
+    return rep;
+}
+
+static char *s_result(int64_t task)
+{
+    return xasprintf("{\"task\":%lld,\"attempt\":1,\"status\":\"done\",\"started\":1,\"finished\":2}",
+                     (long long) task);
+}
+
+START_TEST(results_that_may_wait_go_together_when_due)
+{
+    env_t e;
+    s_start(&e);
+    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_flush(e.outbox, 1000, false);
+    ck_assert_ptr_null(s_next(&e));
+    ck_assert_int_eq(outbox_due(e.outbox), 1005);
+    outbox_result_until(e.outbox, s_result(2), 1008);
+    outbox_flush(e.outbox, 1004, false);
+    ck_assert_ptr_null(s_next(&e));
+    ck_assert_int_eq(outbox_due(e.outbox), 1005);   /* the first one's */
+    outbox_flush(e.outbox, 1005, false);
+    proto_report_t *rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
+    ck_assert_int_eq(rep->nresults, 2);
+    ck_assert_int_eq(rep->results[0]->task, 1);
+    ck_assert_int_eq(rep->results[1]->task, 2);
+    proto_report_destroy(&rep);
+    ck_assert_ptr_null(s_next(&e));
+    ck_assert_int_eq(outbox_due(e.outbox), -1);
+    s_stop(&e);
+}
+END_TEST
+
+START_TEST(a_result_that_may_not_wait_takes_the_held_ones_along)
+{
+    env_t e;
+    s_start(&e);
+    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_result(e.outbox, s_result(2));
+    ck_assert_int_le(outbox_due(e.outbox), 1000);
+    outbox_flush(e.outbox, 1000, false);
+    proto_report_t *rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->nresults, 2);
+    proto_report_destroy(&rep);
+    s_stop(&e);
+}
+END_TEST
+
+START_TEST(an_idle_worker_sends_what_it_holds)
+{
+    env_t e;
+    s_start(&e);
+    outbox_started(e.outbox, 3, 1, 1.5, 1000);
+    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_flush(e.outbox, 1000, true);
+    proto_report_t *rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_STARTED);
+    ck_assert_int_eq(rep->nstarted, 1);
+    ck_assert_int_eq(rep->started[0].task, 3);
+    proto_report_destroy(&rep);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
+    proto_report_destroy(&rep);
+    s_stop(&e);
+}
+END_TEST
+
+START_TEST(a_start_is_held_and_dropped_when_its_result_comes_first)
+{
+    env_t e;
+    s_start(&e);
+    outbox_started(e.outbox, 1, 1, 1.5, 1000);
+    outbox_started(e.outbox, 2, 1, 1.5, 1010);
+    ck_assert_int_eq(outbox_due(e.outbox), 1000 + OUTBOX_STARTED_HOLD_MS);
+    outbox_flush(e.outbox, 1000 + OUTBOX_STARTED_HOLD_MS - 1, false);
+    ck_assert_ptr_null(s_next(&e));
+    /* Task 1 ends within the hold: its result says it all. */
+    outbox_unstarted(e.outbox, 1, 1);
+    outbox_result(e.outbox, s_result(1));
+    outbox_flush(e.outbox, 1000 + OUTBOX_STARTED_HOLD_MS - 1, false);
+    proto_report_t *rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
+    proto_report_destroy(&rep);
+    ck_assert_ptr_null(s_next(&e));
+    /* Task 2 still runs when the hold is over: its start goes out. */
+    outbox_flush(e.outbox, 1000 + OUTBOX_STARTED_HOLD_MS, false);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_STARTED);
+    ck_assert_int_eq(rep->nstarted, 1);
+    ck_assert_int_eq(rep->started[0].task, 2);
+    proto_report_destroy(&rep);
+    ck_assert_int_eq(outbox_due(e.outbox), -1);
+    s_stop(&e);
+}
+END_TEST
+
+START_TEST(output_sends_the_held_starts_first)
+{
+    env_t e;
+    s_start(&e);
+    outbox_started(e.outbox, 4, 1, 1.5, 1000);
+    proto_report_t *out = proto_report_new(PROTO_REP_OUTPUT, "w1");
+    out->task = 4;
+    out->attempt = 1;
+    out->stream = 1;
+    out->data = xstrdup("hello\n");
+    char *text = proto_report_encode(out);
+    proto_report_destroy(&out);
+    outbox_output(e.outbox, text, strlen(text));
+    free(text);
+    proto_report_t *rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_STARTED);
+    proto_report_destroy(&rep);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_OUTPUT);
+    proto_report_destroy(&rep);
+    s_stop(&e);
+}
+END_TEST
+
+static Suite *outbox_suite(void)
+{
+    Suite *s = suite_create("outbox");
+    TCase *tc = tcase_create("outbox");
+    tcase_add_test(tc, results_that_may_wait_go_together_when_due);
+    tcase_add_test(tc, a_result_that_may_not_wait_takes_the_held_ones_along);
+    tcase_add_test(tc, an_idle_worker_sends_what_it_holds);
+    tcase_add_test(tc, a_start_is_held_and_dropped_when_its_result_comes_first);
+    tcase_add_test(tc, output_sends_the_held_starts_first);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(outbox_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
