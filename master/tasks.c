@@ -248,18 +248,30 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
 /* Tasks sent beyond a worker's free threads. Prefetch hides the round trip
    of tiny tasks, but a prefetched task waits in that worker's queue: behind
    long tasks it would be parked while another worker idles. So in auto mode
-   a worker earns prefetch only while its recent tasks are short. */
+   a worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
+   queued: one extra per thread for tasks of 4-20 ms, none above, and up to
+   PREFETCH_PER_THREAD per thread (PREFETCH_MAX in all) for tiny ones,
+   whose refills (at half, in one message) then carry ~100 tasks. Measured
+   on fn noop, 2 workers x 4 threads: 64 queued per worker gave 92,000
+   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides). */
+#define PREFETCH_QUEUE_MS 4.0
+#define PREFETCH_PER_THREAD 64
+#define PREFETCH_MAX 256
+#define PREFETCH_LONG_MS 20.0
+
 static int s_prefetch(const master_t *self, const worker_t *w)
 {
     if (self->cfg.prefetch >= 0)
         return self->cfg.prefetch;
-    if (w->samples < w->threads)
+    if (w->samples < w->threads || w->task_ms >= PREFETCH_LONG_MS)
         return 0;
-    if (w->task_ms < 2.0) {
-        int extra = 16 * w->threads;
-        return extra > 256 ? 256 : extra;
-    }
-    return w->task_ms < 20.0 ? w->threads : 0;
+    double per = w->task_ms > 0 ? PREFETCH_QUEUE_MS / w->task_ms : PREFETCH_PER_THREAD;
+    if (per < 1)
+        per = 1;
+    if (per > PREFETCH_PER_THREAD)
+        per = PREFETCH_PER_THREAD;
+    double extra = per * w->threads;
+    return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
 void tasks_dispatch(master_t *self, int64_t now)

@@ -269,21 +269,22 @@ START_TEST(one_slow_result_among_short_ones_keeps_a_workers_prefetch)
     s_env_start_with(&e, 60000, 0, -1);
     fake_t f;
     s_fake_start(&f, &e, "w", 1);
-    s_submit_noops(&e, 100);
-    proto_task_t got[64];
-    /* One short result earns the worker its prefetch: 1 thread + 16. */
+    s_submit_noops(&e, 300);
+    proto_task_t got[160];
+    /* One short result earns the worker its prefetch: for tiny tasks,
+       1 thread + 64. */
     ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
     s_result_ran(&f, got[0].id, got[0].attempt, 0.01);
-    ck_assert_int_eq(s_take_tasks(&f, 17, got + 1, 3000), 17);
+    ck_assert_int_eq(s_take_tasks(&f, 65, got + 1, 3000), 65);
     /* A task that took 10 s (a noop preempted on a crowded machine, or a
-       stray long one) then 7 short ones: the worker holds 9 and is
-       refilled to 17 as before (in one message, at half its prefetch).
-       Taken at face value, that one sample would stop its prefetch for
-       the next 30 results. */
+       stray long one), then 32 short ones: the worker holds 32 and is
+       refilled (in one message, once half its prefetch is free). Taken at
+       face value, that one sample would have stopped its prefetch for the
+       next 30 results. */
     s_result_ran(&f, got[1].id, got[1].attempt, 10000.0);
-    for (int i = 2; i < 9; i++)
+    for (int i = 2; i < 34; i++)
         s_result_ran(&f, got[i].id, got[i].attempt, 0.01);
-    ck_assert_int_eq(s_take_tasks(&f, 8, got + 18, 3000), 8);
+    ck_assert_int_eq(s_take_tasks(&f, 33, got + 66, 3000), 33);
     s_fake_stop(&f);
     s_env_stop(&e);
 }
