@@ -748,14 +748,14 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             api_on_request(self, &frames, now);
             zmqx_frames_free(&frames);
         }
-        /* Held status requests whose job has just finished: after the
-           reports of this turn, so the last result is in. */
-        if (self->waiters)
-            api_waiters(self, now, false);
         if (now - self->last_timers >= 100) {
             self->last_timers = now;
             tasks_timers(self, now);
         }
+        /* Held status requests whose job has just finished: after this
+           turn's reports, requests and timers, any of which may end it. */
+        if (self->waiters)
+            api_waiters(self, now, false);
         if (self->retention_due || now - self->last_retention >= 5000) {
             self->retention_due = false;
             self->last_retention = now;

@@ -38,7 +38,7 @@
    when the worker exits. */
 #define EXIT_LINGER_MS 1000
 /* Results of tasks that ran at least RESULT_HOLD_MIN_RUN_MS may wait up to
-   RESULT_HOLD_MS for others (s_result_until). */
+   RESULT_HOLD_MS (and their own run time) for others (s_result_until). */
 #define RESULT_HOLD_MIN_RUN_MS 1
 #define RESULT_HOLD_MS 5
 #define STOP_GRACE_MS 5000
@@ -473,16 +473,19 @@ static void s_master_lost(session_t *s, int64_t now)
 
 /* When a result may be sent, at the latest. A task that ran for a while
    (a command: a fork, an exec, a wait) while others still run here may
-   wait up to RESULT_HOLD_MS for their results, so that one report carries
-   several: a report costs the master a wakeup, which next to a short
-   command is what ztask adds to it. Tiny tasks (fn noop) are not held:
-   they batch by themselves, and the master's refill must not lag. */
+   wait for their results, so that one report carries several: a report
+   costs the master a wakeup, which next to a short command is most of
+   what ztask adds to it. The wait is at most the task's own run time (and
+   RESULT_HOLD_MS): the master keeps at least one task per thread queued
+   here for tasks this short, so no thread runs dry meanwhile. Tiny tasks
+   (fn noop) are not held: they batch by themselves. */
 static int64_t s_result_until(const session_t *s, const runner_task_t *t, int64_t now)
 {
     bool others = s->nactive > 1;   /* t itself is still counted */
-    if (!others || t->started_ms <= 0 || now - t->started_ms < RESULT_HOLD_MIN_RUN_MS)
+    int64_t ran = now - t->started_ms;
+    if (!others || t->started_ms <= 0 || ran < RESULT_HOLD_MIN_RUN_MS)
         return INT64_MIN;
-    return now + RESULT_HOLD_MS;
+    return now + (ran < RESULT_HOLD_MS ? ran : RESULT_HOLD_MS);
 }
 
 static void s_read_inbox(session_t *s, int64_t now)
@@ -627,9 +630,9 @@ static void s_read_api(session_t *s, int64_t now)
 static int64_t s_timers(session_t *s, int64_t now)
 {
     int64_t next = now + POLL_CAP_MS;
-    int64_t started_due = outbox_due(s->outbox);
-    if (started_due >= 0)
-        next = s_min(next, started_due);
+    int64_t held = outbox_due(s->outbox);   /* held starts or results */
+    if (held >= 0)
+        next = s_min(next, held);
     if (s->api_state != API_IDLE) {
         if (now >= s->api_deadline) {
             if (s->api_state == API_HELLO)
