@@ -97,7 +97,7 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         if (!job)
             return;
         char msg[160];
-        if (job->closed || job->cancelled) {
+        if (job->closed || job->closing || job->cancelled) {
             snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
                      job->cancelled ? "cancelled" : "complete");
             s_reply_error(self, env, PROTO_E_STATE, msg);
@@ -111,6 +111,11 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
     p->job_id = job->id;
     p->close = !req->more;
     p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
+    /* Default indexes continue from every batch taken so far, committed
+       or not: two clients adding to one job at once get distinct ones
+       (a refused batch leaves a gap). */
+    if (job->indexed < job->total)
+        job->indexed = job->total;   /* a job loaded from the store */
     for (int i = 0; i < req->ntasks; i++) {
         const proto_spec_t *spec = req->tasks[i];
         char *needs = s_needs_key(spec);
@@ -121,7 +126,7 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         }
         p->tasks[i] = (pending_task_t){
             .id = ++self->last_task_id,
-            .index = spec->index >= 0 ? spec->index : job->total + i,
+            .index = spec->index >= 0 ? spec->index : job->indexed + i,
             .priority = spec->priority,
             .retries = spec->retries,
             .cls = cls,
@@ -131,6 +136,9 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         };
         p->ntasks++;
     }
+    job->indexed += req->ntasks;
+    if (p->close)
+        job->closing = true;
     /* The envelope is kept to answer after the commit. */
     zmqx_frames_copy(&p->envelope, env);
     *self->pending_tail = p;

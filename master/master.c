@@ -446,6 +446,11 @@ static void s_pending_fail(master_t *self, pending_submit_t *list, const char *w
     pending_submit_t *p;
     while ((p = list)) {
         list = p->next;
+        /* A refused batch that would have closed its job does not: the
+           client may send it again. */
+        job_t *job = p->close ? imap_get(self->jobs, p->job_id) : NULL;
+        if (job)
+            job->closing = false;
         proto_reply_t *rep = proto_reply_error(
             PROTO_E_STORAGE, "the master could not store the tasks (%s); nothing of this batch was accepted",
             why);

@@ -54,8 +54,11 @@ typedef struct job {
     int64_t id;
     char *name;
     bool closed;             /* every batch received */
+    bool closing;            /* a batch that closes it waits for its commit */
     bool cancelled;          /* cancel asked: no further batches accepted */
     int64_t total, queued, running, done, failed, cancelled_n;
+    int64_t indexed;         /* default indexes handed out: batches waiting
+                                for their commit count here, not in total */
     double created, finished;
 } job_t;
 

@@ -525,6 +525,105 @@ START_TEST(a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops)
 }
 END_TEST
 
+/* Sends a submit of n noops to job (0 = new) on sock, without waiting. */
+static void s_send_submit(void *sock, int64_t job, int n, bool more)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    req->job = job;
+    req->more = more;
+    req->tasks = xcalloc((size_t) n, sizeof(proto_spec_t *));
+    for (int i = 0; i < n; i++) {
+        proto_err_t err;
+        req->tasks[i] = proto_spec_decode("{\"fn\":\"noop\"}", 13, &err);
+        ck_assert_ptr_nonnull(req->tasks[i]);
+    }
+    req->ntasks = n;
+    char *text = proto_req_encode(req);
+    ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
+    free(text);
+    proto_req_destroy(&req);
+}
+
+static proto_reply_t *s_submit_reply(void *sock)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    ck_assert_int_eq(zmq_poll(&item, 1, 10000), 1);
+    size_t len;
+    char *buf = zmqx_recv(sock, &len, 0);
+    proto_err_t err;
+    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_SUBMIT, &err);
+    free(buf);
+    ck_assert_ptr_nonnull(rep);
+    return rep;
+}
+
+START_TEST(batches_added_to_one_job_at_once_get_distinct_indexes)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    void *a = zmqx_socket(e.ctx, ZMQ_DEALER, 0, -1), *b = zmqx_socket(e.ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(a, e.api), 0);
+    ck_assert_int_eq(zmq_connect(b, e.api), 0);
+    s_send_submit(a, 0, 1, true);
+    proto_reply_t *rep = s_submit_reply(a);
+    ck_assert(rep->ok);
+    int64_t job = rep->job;
+    proto_reply_destroy(&rep);
+    /* Two clients add to it at once: a big batch (written on the commit
+       thread) and, while it is being written, a small one. */
+    s_send_submit(a, job, 3000, true);
+    s_send_submit(b, job, 10, true);
+    rep = s_submit_reply(a);
+    ck_assert(rep->ok);
+    proto_reply_destroy(&rep);
+    rep = s_submit_reply(b);
+    ck_assert(rep->ok);
+    proto_reply_destroy(&rep);
+    /* A batch that closes the job and one sent right behind it, before
+       the first is committed: the second is refused (and answered first:
+       the close waits for its commit). */
+    s_send_submit(a, job, 0, false);
+    s_send_submit(a, job, 1, true);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 2; i++) {
+        rep = s_submit_reply(a);
+        if (rep->ok)
+            ok++;
+        else if (strcmp(rep->error.code, PROTO_E_STATE) == 0)
+            refused++;
+        proto_reply_destroy(&rep);
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(refused, 1);
+    /* Every task of the job, page by page: 3,011 distinct indexes. */
+    bool *seen = xcalloc(4000, sizeof *seen);
+    int count = 0;
+    int64_t after = 0;
+    while (after >= 0) {
+        proto_req_t *req = proto_req_new(PROTO_REQ_RESULTS);
+        req->job = job;
+        req->after = after;
+        rep = s_call(&e, e.client, req);
+        proto_req_destroy(&req);
+        ck_assert(rep->ok);
+        for (int i = 0; i < rep->ntasks; i++) {
+            int64_t idx = rep->tasks[i].index;
+            ck_assert(idx >= 0 && idx < 4000);
+            ck_assert_msg(!seen[idx], "index %lld given twice", (long long) idx);
+            seen[idx] = true;
+            count++;
+        }
+        after = rep->next_after;
+        proto_reply_destroy(&rep);
+    }
+    ck_assert_int_eq(count, 3011);
+    free(seen);
+    zmq_close(a);
+    zmq_close(b);
+    s_env_stop(&e);
+}
+END_TEST
+
 START_TEST(keep_results_forgets_the_oldest_finished_jobs)
 {
     env_t e;
@@ -577,6 +676,7 @@ int main(void)
     tcase_add_test(tc, a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate);
     tcase_add_test(tc, malformed_requests_get_error_replies);
     tcase_add_test(tc, keep_results_forgets_the_oldest_finished_jobs);
+    tcase_add_test(tc, batches_added_to_one_job_at_once_get_distinct_indexes);
     tcase_add_test(tc, a_held_status_is_answered_when_its_job_finishes);
     tcase_add_test(tc, a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops);
     suite_add_tcase(su, tc);
