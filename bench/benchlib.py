@@ -112,6 +112,9 @@ def machine_info():
         "kernel": os.uname().release,
         "load": " ".join(load),
         "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        # Read with the rest at the start: the binaries are snapshot then,
+        # and the tree may move on while the run lasts.
+        "source": source_version(),
     }
 
 
@@ -421,7 +424,7 @@ def format_table(rows, markdown=False):
 def machine_header(info, extra=""):
     return (f"machine: {info['nproc']} CPUs, {info['cpu']}, {info['mem_gib']} GiB, "
             f"Linux {info['kernel']}; load average at start {info['load']}, at end "
-            f"{machine_info()['load']}; source {source_version()}" + extra)
+            f"{machine_info()['load']}; source {info['source']}" + extra)
 
 
 def fsync_ms(directory, count=20):
