@@ -16,7 +16,9 @@ what share of it ztask reaches in the same run.
 Environment:
   BENCH_SCALE     multiply every N (default 1; 0.1 for a quick look)
   BENCH_RUNS      runs per scenario, the median is reported (default 3)
-  BENCH_PREFETCH  master --prefetch values to try (default "0 auto 64")
+  BENCH_PREFETCH  master --prefetch values to try (default "0 64 auto"; the
+                  scenarios that take one value, and bench/peers.py, use the
+                  last: the default configuration)
   BENCH_THREADS   threads per worker in the fn noop scenarios (default 4)
   BENCH_ONLY      a regular expression: run only scenarios whose name matches
   BENCH_KEEP      1: keep the run directory (databases, logs)
@@ -54,7 +56,7 @@ class Bench:
         self.runs = max(1, env_int("BENCH_RUNS", 3))
         # "auto" is the master's default: prefetch earned by short tasks.
         self.prefetch = [x if x == "auto" else int(x)
-                         for x in os.environ.get("BENCH_PREFETCH", "0 auto 64").split()]
+                         for x in os.environ.get("BENCH_PREFETCH", "0 64 auto").split()]
         self.threads = env_int("BENCH_THREADS", 4)
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
