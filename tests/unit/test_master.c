@@ -87,16 +87,25 @@ static proto_reply_t *s_call(env_t *e, void *sock, proto_req_t *req)
     return rep;
 }
 
-static int64_t s_submit_noops(env_t *e, int n)
+/* A submit of n noops to job (0 = a new one). */
+static proto_req_t *s_noops(int64_t job, int n, bool more)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
-    req->tasks = xcalloc((size_t) n, sizeof(proto_spec_t *));
+    req->job = job;
+    req->more = more;
+    req->tasks = xcalloc((size_t) n + 1, sizeof(proto_spec_t *));
     for (int i = 0; i < n; i++) {
         proto_err_t err;
         req->tasks[i] = proto_spec_decode("{\"fn\":\"noop\"}", 13, &err);
         ck_assert_ptr_nonnull(req->tasks[i]);
     }
     req->ntasks = n;
+    return req;
+}
+
+static int64_t s_submit_noops(env_t *e, int n)
+{
+    proto_req_t *req = s_noops(0, n, false);
     proto_reply_t *rep = s_call(e, e->client, req);
     ck_assert(rep->ok);
     ck_assert_int_eq(rep->accepted, n);
@@ -528,16 +537,7 @@ END_TEST
 /* Sends a submit of n noops to job (0 = new) on sock, without waiting. */
 static void s_send_submit(void *sock, int64_t job, int n, bool more)
 {
-    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
-    req->job = job;
-    req->more = more;
-    req->tasks = xcalloc((size_t) n, sizeof(proto_spec_t *));
-    for (int i = 0; i < n; i++) {
-        proto_err_t err;
-        req->tasks[i] = proto_spec_decode("{\"fn\":\"noop\"}", 13, &err);
-        ck_assert_ptr_nonnull(req->tasks[i]);
-    }
-    req->ntasks = n;
+    proto_req_t *req = s_noops(job, n, more);
     char *text = proto_req_encode(req);
     ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
     free(text);
