@@ -15,11 +15,10 @@
 struct outbox {
     void *sock;
     char *worker;
-    /* Held until started_due (see OUTBOX_STARTED_HOLD_MS). */
+    /* Batched until the next flush. */
     proto_task_ref_t *started;
     double *started_at;
     int nstarted, capstarted;
-    int64_t started_due;     /* monotonic ms; meaningful while nstarted > 0 */
     char **results;
     int nresults, capresults;
     int64_t results_due;     /* monotonic ms; meaningful while nresults > 0 */
@@ -161,10 +160,8 @@ static void s_flush_started(outbox_t *self)
     s_send(self, text, false);
 }
 
-void outbox_started(outbox_t *self, int64_t task, int attempt, double at, int64_t now)
+void outbox_started(outbox_t *self, int64_t task, int attempt, double at)
 {
-    if (self->nstarted == 0)
-        self->started_due = now + OUTBOX_STARTED_HOLD_MS;
     if (self->nstarted == self->capstarted) {
         self->capstarted = self->capstarted ? self->capstarted * 2 : 16;
         self->started = xrealloc(self->started, (size_t) self->capstarted * sizeof *self->started);
@@ -175,17 +172,6 @@ void outbox_started(outbox_t *self, int64_t task, int attempt, double at, int64_
     self->started[self->nstarted].attempt = attempt;
     self->started_at[self->nstarted] = at;
     self->nstarted++;
-}
-
-void outbox_unstarted(outbox_t *self, int64_t task, int attempt)
-{
-    for (int i = 0; i < self->nstarted; i++)
-        if (self->started[i].task == task && self->started[i].attempt == attempt) {
-            self->nstarted--;
-            self->started[i] = self->started[self->nstarted];
-            self->started_at[i] = self->started_at[self->nstarted];
-            return;
-        }
 }
 
 void outbox_output(outbox_t *self, const char *text, size_t len)
@@ -243,16 +229,14 @@ static void s_flush_results(outbox_t *self)
 
 int64_t outbox_due(const outbox_t *self)
 {
-    int64_t due = self->nstarted ? self->started_due : -1;
-    if (self->nresults && (due < 0 || self->results_due < due))
-        due = self->results_due < 0 ? 0 : self->results_due;
-    return due;
+    if (!self->nresults)
+        return -1;
+    return self->results_due < 0 ? 0 : self->results_due;
 }
 
 void outbox_flush(outbox_t *self, int64_t now, bool idle)
 {
-    if (self->nstarted && (idle || now >= self->started_due))
-        s_flush_started(self);
+    s_flush_started(self);
     if (self->nresults && (idle || now >= self->results_due))
         s_flush_results(self);
     s_flush_backlog(self);

@@ -1,10 +1,10 @@
 /*  outbox: the worker's side of the REPORT channel.
 
     Collects what the session has to tell the master and sends it on the
-    report PUSH. Results are batched until outbox_flush (the session calls
-    it once per loop wakeup), or a little longer when the session says
-    they may wait (outbox_result_until); STARTED refs are held too (see
-    OUTBOX_STARTED_HOLD_MS). OUTPUT reports and heartbeats go at once. Results must arrive: a results report that finds
+    report PUSH. STARTED refs and results are batched until outbox_flush
+    (the session calls it once per loop wakeup), results a little longer
+    when the session says they may wait (outbox_result_until). OUTPUT
+    reports and heartbeats go at once. Results must arrive: a results report that finds
     the socket full (or no socket yet) waits in a backlog, and everything
     else that must arrive (later results, BYE) queues behind it, so order is
     kept. Reports that are superseded anyway (heartbeat, started, output)
@@ -42,28 +42,12 @@ void outbox_close(outbox_t *self, int linger_ms);
 /* The worker id reports carry from now on (copied). */
 void outbox_set_worker(outbox_t *self, const char *id);
 
-/* How long STARTED refs are held back before they are sent: a task that
-   ends within it is reported by its result alone (outbox_unstarted), one
-   report and one master wakeup instead of two; measured on exec `true`,
-   where the master's share is per wakeup. Far below any lease (the
-   master's default is 10 s). A started ref waits at most this long, plus
-   the time the batch it joined was already held. */
-#define OUTBOX_STARTED_HOLD_MS 20
-
-/* An attempt started at wall time at (now: monotonic ms): held for the
-   first flush at or after now + OUTBOX_STARTED_HOLD_MS (with the refs
-   held before it). */
-void outbox_started(outbox_t *self, int64_t task, int attempt, double at, int64_t now);
-/* Monotonic ms at which held STARTED refs or results are due, or -1 if
-   none. */
+/* An attempt started at wall time at: batched until the next flush. */
+void outbox_started(outbox_t *self, int64_t task, int attempt, double at);
+/* Monotonic ms at which held results are due, or -1 if none. */
 int64_t outbox_due(const outbox_t *self);
 /* An encoded OUTPUT report (copied), sent now; STARTED refs still batched
    go first, so the master sees a start before its output. */
-/* Drops a queued "started" for a task whose result is about to go in the
-   same flush: the result says everything the start would (a tiny task then
-   costs one report, not two). */
-void outbox_unstarted(outbox_t *self, int64_t task, int attempt);
-
 void outbox_output(outbox_t *self, const char *text, size_t len);
 /* An encoded result object (taken) for the next RESULTS report. */
 void outbox_result(outbox_t *self, char *json);
@@ -73,8 +57,8 @@ void outbox_result(outbox_t *self, char *json);
 void outbox_result_until(outbox_t *self, char *json, int64_t until);
 /* A HEARTBEAT listing these attempts, sent now. */
 void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n);
-/* Sends the STARTED refs and then the results (in as few reports as fit
-   PROTO_MAX_REPORT_MSG) that are due at now (monotonic ms), all of them
+/* Sends the batched STARTED refs, then the results (in as few reports as
+   fit PROTO_MAX_REPORT_MSG) if due at now (monotonic ms), or in any case
    with idle (nothing left running here, or leaving), then retries the
    backlog. */
 void outbox_flush(outbox_t *self, int64_t now, bool idle);

@@ -55,7 +55,6 @@ int runner_msg_parse(const void *data, size_t size, runner_msg_t *hdr, const cha
         return -1;
     memcpy(hdr, data, sizeof *hdr);
     switch (hdr->tag) {
-    case RUNNER_MSG_STARTED:
     case RUNNER_MSG_OUTPUT:
     case RUNNER_MSG_RESULT:
     case RUNNER_MSG_RELEASE:
@@ -88,7 +87,7 @@ char *runner_result_now(int64_t id, int attempt, proto_state_t status, const cha
 /* Sends one message. The task pointer must not be used by the caller after
    a RESULT or RELEASE. Returns 0 or -1 (logged). */
 static int s_send(runner_ctx_t *ctx, runner_thread_t *th, int tag, runner_task_t *t,
-                  int64_t id, int attempt, double at, const char *payload, size_t len)
+                  int64_t id, int attempt, const char *payload, size_t len)
 {
     runner_msg_t hdr;
     memset(&hdr, 0, sizeof hdr);
@@ -96,7 +95,6 @@ static int s_send(runner_ctx_t *ctx, runner_thread_t *th, int tag, runner_task_t
     hdr.id = id;
     hdr.attempt = attempt;
     hdr.task = t;
-    hdr.at = at;
     zmq_msg_t m;
     if (zmq_msg_init_size(&m, sizeof hdr + len) != 0) {
         log_error("event=inproc_send_failed error=\"%s\"", zmq_strerror(errno));
@@ -223,7 +221,7 @@ static void s_on_output(void *arg, int stream, const char *data, size_t len)
     proto_report_destroy(&rep);
     if (!json)
         return;
-    s_send(o->ctx, o->th, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, 0, json,
+    s_send(o->ctx, o->th, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, json,
            strlen(json));
     free(json);
 }
@@ -287,12 +285,13 @@ static void s_run(void *item, void *state, void *arg)
     int expected = RUNNER_QUEUED;
     if (!atomic_compare_exchange_strong(&t->state, &expected, RUNNER_RUNNING)) {
         /* The session ended it while it was queued (abort, hard stop). */
-        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, 0, NULL, 0);
+        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
         return;
     }
     log_set_task(id, attempt);
     double started = clock_wall();
-    s_send(ctx, th, RUNNER_MSG_STARTED, t, id, attempt, started, NULL, 0);
+    t->started_wall = started;
+    atomic_store_explicit(&t->started_us, clock_mono_us(), memory_order_release);
 
     proto_result_t *res = proto_result_new();
     const proto_spec_t *spec = t->spec;
@@ -337,9 +336,9 @@ static void s_run(void *item, void *state, void *arg)
     char *json = s_encode_result(res);
     proto_result_destroy(&res);
     if (json)
-        s_send(ctx, th, RUNNER_MSG_RESULT, t, id, attempt, 0, json, strlen(json));
+        s_send(ctx, th, RUNNER_MSG_RESULT, t, id, attempt, json, strlen(json));
     else
-        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, 0, NULL, 0);
+        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
     /* t belongs to the session again from here. */
     free(json);
     log_clear_context();

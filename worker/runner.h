@@ -30,8 +30,12 @@
       never touches the task again and the session frees it on receipt.
       Tasks still queued when the pool is destroyed are freed by the
       session (the pool's discard callback is not used).
-    - The session-only fields (prev, next, ended) are never read by pool
-      threads.
+    - The pool thread says a task has started without a message: it sets
+      started_wall, then started_us (release); the session reads started_us
+      (acquire) when it looks for starts to report (a task that ends soon
+      after never needs its start reported: its result says it).
+    - The session-only fields (prev, next, ended, start_reported) are never
+      read by pool threads.
 */
 #ifndef ZTASK_RUNNER_H
 #define ZTASK_RUNNER_H
@@ -60,10 +64,12 @@ struct runner_task {
     /* Shared. */
     atomic_bool cancel;
     atomic_int state;       /* RUNNER_QUEUED / RUNNING / ABORTED */
+    double started_wall;    /* pool thread, once, before started_us */
+    _Atomic int64_t started_us;  /* monotonic us it started, 0 before */
     /* Session thread only. */
     runner_task_t *prev, *next;
     bool ended;             /* the session already reported a result */
-    int64_t started_ms;     /* monotonic ms its STARTED arrived, 0 before */
+    bool start_reported;    /* its start went into the outbox */
 };
 
 /* A queued task; takes ownership of *spec (nulled). worker_id is copied. */
@@ -93,7 +99,6 @@ void runner_pool_callbacks(runner_ctx_t *ctx, pool_callbacks_t *cb);
 
 /* Inproc message header (the frame starts with these bytes). */
 enum {
-    RUNNER_MSG_STARTED = 'S',   /* the thread picked the task up at `at` */
     RUNNER_MSG_OUTPUT = 'O',    /* payload: an encoded OUTPUT report */
     RUNNER_MSG_RESULT = 'R',    /* payload: an encoded result; task is back */
     RUNNER_MSG_RELEASE = 'X'    /* task is back, nothing to report */
@@ -103,8 +108,7 @@ typedef struct {
     int tag;
     int attempt;
     int64_t id;
-    runner_task_t *task;
-    double at;                  /* STARTED: wall seconds */
+    runner_task_t *task;        /* NULL for OUTPUT */
 } runner_msg_t;
 
 /* Splits a received frame into header and payload (borrowed from data).

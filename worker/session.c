@@ -471,6 +471,45 @@ static void s_master_lost(session_t *s, int64_t now)
 
 /* ---- sockets' input ---- */
 
+/* A task's start is reported once it has run this long: one that ends
+   sooner is reported by its result alone, which saves a report (and a
+   master wakeup) per short task, and the pool thread sends no message
+   when it starts one. Far below any lease (the master's default is
+   10 s): the master sees a task "running" this much later. */
+#define START_REPORT_MS 20
+
+/* Puts t's start in the outbox, once, if the pool has started it. */
+static void s_report_start(session_t *s, runner_task_t *t)
+{
+    if (t->ended || t->start_reported
+        || !atomic_load_explicit(&t->started_us, memory_order_acquire))
+        return;
+    outbox_started(s->outbox, t->id, t->attempt, t->started_wall);
+    t->start_reported = true;
+}
+
+/* Reports the starts of the tasks that have run START_REPORT_MS; returns
+   when to look again (monotonic ms), or -1 when no task needs it. A
+   queued task gives no sign when it starts, so while one waits we look
+   every START_REPORT_MS. */
+static int64_t s_report_starts(session_t *s, int64_t now)
+{
+    int64_t next = -1;
+    for (runner_task_t *t = s->head; t; t = t->next) {
+        if (t->ended || t->start_reported)
+            continue;
+        int64_t us = atomic_load_explicit(&t->started_us, memory_order_acquire);
+        int64_t due = us ? us / 1000 + START_REPORT_MS : now + START_REPORT_MS;
+        if (us && now >= due) {
+            s_report_start(s, t);
+            continue;
+        }
+        if (next < 0 || due < next)
+            next = due;
+    }
+    return next;
+}
+
 /* When a result may be sent, at the latest. A task that ran for a while
    (a command: a fork, an exec, a wait) while others still run here may
    wait for their results, so that one report carries several: a report
@@ -479,11 +518,12 @@ static void s_master_lost(session_t *s, int64_t now)
    RESULT_HOLD_MS): the master keeps at least one task per thread queued
    here for tasks this short, so no thread runs dry meanwhile. Tiny tasks
    (fn noop) are not held: they batch by themselves. */
-static int64_t s_result_until(const session_t *s, const runner_task_t *t, int64_t now)
+static int64_t s_result_until(const session_t *s, runner_task_t *t, int64_t now)
 {
     bool others = s->nactive > 1;   /* t itself is still counted */
-    int64_t ran = now - t->started_ms;
-    if (!others || t->started_ms <= 0 || ran < RESULT_HOLD_MIN_RUN_MS)
+    int64_t us = atomic_load_explicit(&t->started_us, memory_order_acquire);
+    int64_t ran = now - us / 1000;
+    if (!others || !us || ran < RESULT_HOLD_MIN_RUN_MS)
         return INT64_MIN;
     return now + (ran < RESULT_HOLD_MS ? ran : RESULT_HOLD_MS);
 }
@@ -508,20 +548,19 @@ static void s_read_inbox(session_t *s, int64_t now)
             continue;
         }
         switch (hdr.tag) {
-        case RUNNER_MSG_STARTED:
-            hdr.task->started_ms = now;
-            outbox_started(s->outbox, hdr.id, hdr.attempt, hdr.at, now);
-            break;
-        case RUNNER_MSG_OUTPUT:
+        case RUNNER_MSG_OUTPUT: {
+            /* The master hears of a start before the task's output. */
+            runner_task_t *t = s_find(s, hdr.id, hdr.attempt);
+            if (t)
+                s_report_start(s, t);
             outbox_output(s->outbox, payload, plen);
             break;
+        }
         case RUNNER_MSG_RESULT:
         case RUNNER_MSG_RELEASE: {
             runner_task_t *t = hdr.task;
-            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
-                outbox_unstarted(s->outbox, t->id, t->attempt);
+            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
                 outbox_result_until(s->outbox, xstrndup(payload, plen), s_result_until(s, t, now));
-            }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);
@@ -630,9 +669,12 @@ static void s_read_api(session_t *s, int64_t now)
 static int64_t s_timers(session_t *s, int64_t now)
 {
     int64_t next = now + POLL_CAP_MS;
-    int64_t held = outbox_due(s->outbox);   /* held starts or results */
+    int64_t held = outbox_due(s->outbox);   /* held results */
     if (held >= 0)
         next = s_min(next, held);
+    int64_t starts = s_report_starts(s, now);
+    if (starts >= 0)
+        next = s_min(next, starts);
     if (s->api_state != API_IDLE) {
         if (now >= s->api_deadline) {
             if (s->api_state == API_HELLO)

@@ -107,7 +107,7 @@ START_TEST(an_idle_worker_sends_what_it_holds)
 {
     env_t e;
     s_start(&e);
-    outbox_started(e.outbox, 3, 1, 1.5, 1000);
+    outbox_started(e.outbox, 3, 1, 1.5);
     outbox_result_until(e.outbox, s_result(1), 1005);
     outbox_flush(e.outbox, 1000, true);
     proto_report_t *rep = s_next(&e);
@@ -124,42 +124,29 @@ START_TEST(an_idle_worker_sends_what_it_holds)
 }
 END_TEST
 
-START_TEST(a_start_is_held_and_dropped_when_its_result_comes_first)
+START_TEST(starts_go_at_the_next_flush_even_while_results_wait)
 {
     env_t e;
     s_start(&e);
-    outbox_started(e.outbox, 1, 1, 1.5, 1000);
-    outbox_started(e.outbox, 2, 1, 1.5, 1010);
-    ck_assert_int_eq(outbox_due(e.outbox), 1000 + OUTBOX_STARTED_HOLD_MS);
-    outbox_flush(e.outbox, 1000 + OUTBOX_STARTED_HOLD_MS - 1, false);
-    ck_assert_ptr_null(s_next(&e));
-    /* Task 1 ends within the hold: its result says it all. */
-    outbox_unstarted(e.outbox, 1, 1);
-    outbox_result(e.outbox, s_result(1));
-    outbox_flush(e.outbox, 1000 + OUTBOX_STARTED_HOLD_MS - 1, false);
+    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_started(e.outbox, 2, 1, 1.5);
+    outbox_flush(e.outbox, 1000, false);
     proto_report_t *rep = s_next(&e);
     ck_assert_ptr_nonnull(rep);
-    ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
-    proto_report_destroy(&rep);
-    ck_assert_ptr_null(s_next(&e));
-    /* Task 2 still runs when the hold is over: its start goes out. */
-    outbox_flush(e.outbox, 1000 + OUTBOX_STARTED_HOLD_MS, false);
-    rep = s_next(&e);
-    ck_assert_ptr_nonnull(rep);
     ck_assert_int_eq(rep->type, PROTO_REP_STARTED);
-    ck_assert_int_eq(rep->nstarted, 1);
     ck_assert_int_eq(rep->started[0].task, 2);
     proto_report_destroy(&rep);
-    ck_assert_int_eq(outbox_due(e.outbox), -1);
+    ck_assert_ptr_null(s_next(&e));
+    ck_assert_int_eq(outbox_due(e.outbox), 1005);
     s_stop(&e);
 }
 END_TEST
 
-START_TEST(output_sends_the_held_starts_first)
+START_TEST(output_sends_the_batched_starts_first)
 {
     env_t e;
     s_start(&e);
-    outbox_started(e.outbox, 4, 1, 1.5, 1000);
+    outbox_started(e.outbox, 4, 1, 1.5);
     proto_report_t *out = proto_report_new(PROTO_REP_OUTPUT, "w1");
     out->task = 4;
     out->attempt = 1;
@@ -188,8 +175,8 @@ static Suite *outbox_suite(void)
     tcase_add_test(tc, results_that_may_wait_go_together_when_due);
     tcase_add_test(tc, a_result_that_may_not_wait_takes_the_held_ones_along);
     tcase_add_test(tc, an_idle_worker_sends_what_it_holds);
-    tcase_add_test(tc, a_start_is_held_and_dropped_when_its_result_comes_first);
-    tcase_add_test(tc, output_sends_the_held_starts_first);
+    tcase_add_test(tc, starts_go_at_the_next_flush_even_while_results_wait);
+    tcase_add_test(tc, output_sends_the_batched_starts_first);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -599,6 +599,27 @@ START_TEST(abort_cancels_a_running_task)
 }
 END_TEST
 
+START_TEST(a_queued_task_is_reported_started_once_it_runs)
+{
+    /* One thread: the second command waits in the queue, and its start
+       gives the session no message; it is still reported while it runs. */
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 1});
+    const char *specs[] = {"{\"shell\":\"sleep 0.3\"}", "{\"shell\":\"sleep 1\"}"};
+    fm_send_tasks(fm, 1, 2, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 1));
+    FM_UNTIL(fm, 5000, fm_started(fm, 2));
+    ck_assert_ptr_nonnull(fm_result(fm, 1));
+    ck_assert_ptr_null(fm_result(fm, 2));
+    FM_UNTIL(fm, 5000, fm->nresults == 2);
+    ck_assert_int_eq(fm_result(fm, 2)->status, PROTO_ST_DONE);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
 static bool s_heartbeat_is(fm_t *fm, int n, int64_t first)
 {
     proto_report_t *hb = fm->last_heartbeat;
@@ -835,7 +856,7 @@ END_TEST
 
 START_TEST(runner_messages_round_trip_and_reject_garbage)
 {
-    runner_msg_t hdr = {.tag = RUNNER_MSG_RESULT, .attempt = 2, .id = 42, .task = NULL, .at = 1.5};
+    runner_msg_t hdr = {.tag = RUNNER_MSG_RESULT, .attempt = 2, .id = 42, .task = NULL};
     char frame[sizeof hdr + 3];
     memcpy(frame, &hdr, sizeof hdr);
     memcpy(frame + sizeof hdr, "abc", 3);
@@ -914,6 +935,7 @@ static Suite *session_suite(void)
     tcase_add_test(tc, live_output_stops_at_the_output_cap);
     tcase_add_test(tc, no_exec_worker_refuses_commands_in_one_batched_report);
     tcase_add_test(tc, abort_cancels_a_running_task);
+    tcase_add_test(tc, a_queued_task_is_reported_started_once_it_runs);
     tcase_add_test(tc, abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table);
     tcase_add_test(tc, silent_master_is_dropped_and_hello_repeats_with_the_running_tasks);
     tcase_add_test(tc, results_queue_while_the_master_is_away_and_arrive_when_it_returns);
