@@ -1087,6 +1087,25 @@ START_TEST(test_newer_schema_version_is_refused)
 }
 END_TEST
 
+START_TEST(test_a_second_store_on_the_same_file_is_refused)
+{
+    /* Two masters on one database would both hand out the same ids. */
+    tmp_t tmp;
+    tmp_make(&tmp);
+    char err[512] = "";
+    store_t *first = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(first != NULL, "%s", err);
+    ck_assert_ptr_null(store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err));
+    ck_assert_msg(strstr(err, "another ztask-master is using it") != NULL, "err: %s", err);
+    store_destroy(&first);
+    /* Free again once the first is gone. */
+    store_t *again = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(again != NULL, "%s", err);
+    store_destroy(&again);
+    tmp_remove(&tmp);
+}
+END_TEST
+
 START_TEST(test_foreign_database_and_garbage_file_are_refused)
 {
     tmp_t tmp;
@@ -1349,6 +1368,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_schema_1_is_upgraded);
     tcase_add_test(tc, test_explicit_ids_are_kept_and_never_reused);
     tcase_add_test(tc, test_newer_schema_version_is_refused);
+    tcase_add_test(tc, test_a_second_store_on_the_same_file_is_refused);
     tcase_add_test(tc, test_foreign_database_and_garbage_file_are_refused);
     tcase_add_test(tc, test_full_database_fails_the_commit_cleanly_and_recovers);
     tcase_add_test(tc, test_disk_full_at_commit_rolls_back_and_recovers);
