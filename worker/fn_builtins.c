@@ -65,20 +65,22 @@ static int s_sleep(const ztask_call_t *call, char **result, char **error)
     cJSON_Delete(args);
 
     /* Beyond ~31 years the exact length stops mattering; clamping keeps the
-       deadline arithmetic far from overflow. */
-    int64_t ms = seconds > 1e9 ? (int64_t) 1e12 : (int64_t) ceil(seconds * 1000.0);
-    int64_t end = clock_mono_ms() + ms;
+       deadline arithmetic far from overflow. Microseconds: a deadline in
+       whole milliseconds, taken late in one, ended a 10 ms sleep after
+       9.0 ms. */
+    int64_t us = seconds > 1e9 ? (int64_t) 1e15 : (int64_t) ceil(seconds * 1e6);
+    int64_t end = clock_mono_us() + us;
     for (;;) {
         if (call->cancelled(call)) {
             *error = xstrdup("sleep: cancelled");
             return 1;
         }
-        int64_t left = end - clock_mono_ms();
+        int64_t left = end - clock_mono_us();
         if (left <= 0)
             return 0;
-        if (left > SLEEP_SLICE_MS)
-            left = SLEEP_SLICE_MS;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long) left * 1000000L};
+        if (left > SLEEP_SLICE_MS * 1000)
+            left = SLEEP_SLICE_MS * 1000;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long) left * 1000L};
         nanosleep(&ts, NULL);
     }
 }

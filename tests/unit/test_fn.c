@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,60 @@ START_TEST(sleep_takes_seconds_or_a_bare_number)
         s_clear(&res);
     }
     fn_registry_destroy(&reg);
+}
+END_TEST
+
+static void s_on_usr2(int sig)
+{
+    (void) sig;
+}
+
+typedef struct {
+    pthread_t target;
+    atomic_bool stop;
+} poker_t;
+
+/* Interrupts the target thread's sleeps every 0.3 ms. */
+static void *s_poke(void *arg)
+{
+    poker_t *p = arg;
+    while (!atomic_load(&p->stop)) {
+        pthread_kill(p->target, SIGUSR2);
+        struct timespec ts = {0, 300000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+START_TEST(sleep_is_never_shorter_than_asked_even_when_interrupted)
+{
+    /* A signal cuts a nanosleep short; with a deadline in whole
+       milliseconds the sleep then ended up to 1 ms early (a 10 ms task
+       ran 9.0 ms). The task's own times must show the full length (10 us
+       of slack for the wall clock being slewed). */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_usr2;   /* no SA_RESTART: nanosleep returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR2, &sa, &old), 0);
+    poker_t p = {.target = pthread_self()};
+    atomic_init(&p.stop, false);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, s_poke, &p), 0);
+    fn_registry_t *reg = fn_registry_new();
+    double shortest = 1;
+    for (int i = 0; i < 20; i++) {
+        proto_result_t res = s_run(reg, "sleep", "0.01");
+        ck_done(res, "null");
+        if (res.finished - res.started < shortest)
+            shortest = res.finished - res.started;
+        s_clear(&res);
+    }
+    atomic_store(&p.stop, true);
+    pthread_join(th, NULL);
+    sigaction(SIGUSR2, &old, NULL);
+    fn_registry_destroy(&reg);
+    ck_assert_msg(shortest >= 0.00999, "a 10 ms sleep took %.6f s", shortest);
 }
 END_TEST
 
@@ -725,6 +780,7 @@ Suite *fn_suite(void)
     tcase_add_test(tc, square_rejects_what_is_not_a_number);
     tcase_add_test(tc, fail_fails_with_its_message);
     tcase_add_test(tc, sleep_takes_seconds_or_a_bare_number);
+    tcase_add_test(tc, sleep_is_never_shorter_than_asked_even_when_interrupted);
     tcase_add_test(tc, unknown_function_lists_what_the_worker_has);
     tcase_add_test(tc, sleep_is_cancelled_promptly_from_another_thread);
     tcase_add_test(tc, a_task_cancelled_before_it_starts_does_not_run);
