@@ -329,10 +329,10 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         double ms = (res->finished - res->started) * 1000.0;
         /* One sample moves the average at most as far as 4x itself + 1 ms:
            a noop preempted for 30 ms on a crowded machine (64 workers on
-           2 cores) is not a long task, and taking it as one flipped that
-           worker from 16x prefetch to none and back, hundreds of times a
-           second across workers (unfair dispatch). A run of long tasks
-           still crosses the 2 ms mark within 5 results and 20 ms within 9. */
+           2 cores) is not a long task, and taking it as one cut that
+           worker's prefetch from its full to none and back, hundreds of
+           times a second across workers (unfair dispatch). A run of long
+           tasks still passes 4 ms within 6 results and 20 ms within 9. */
         double cap = 4.0 * w->task_ms + 1.0;
         if (w->samples && ms > cap)
             ms = cap;
