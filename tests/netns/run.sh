@@ -37,6 +37,12 @@ fi
 
 build=${1:-build/release}
 BIN=$(cd "$build/bin" 2>/dev/null && pwd) || { echo "no $build/bin: run make first"; exit 2; }
+# Sanitizer builds run commands several times slower (ASan and TSan workers
+# fork instead of CLONE_VFORK): the job deadlines below scale with it.
+case "$build" in
+    *asan* | *tsan*) SLOW=3 ;;
+    *) SLOW=1 ;;
+esac
 for p in ztask ztask-master ztask-worker; do
     [ -x "$BIN/$p" ] || { echo "no $BIN/$p: run make first"; exit 2; }
 done
@@ -264,7 +270,7 @@ check "workers: labels reported (w1 red, w2 blue)" labels_shown
 
 t0=$(now_ms)
 J1=$(zc submit --array 0-4999 --name spread -- /bin/echo {} | job_of)
-zc wait "$J1" --timeout 90 --quiet
+zc wait "$J1" --timeout $((90 * SLOW)) --quiet
 check "5,000 tasks: the job finished with every task done" test $? = 0
 note "took $(( ($(now_ms) - t0) ))ms"
 check "5,000 tasks: every index exactly once, both worker hosts ran some" \
@@ -280,7 +286,7 @@ check "5,000 tasks: each task printed its own index" own_index
 
 # --allow-exec on w1: a program not on its list fails at once, with the reason.
 J=$(zc submit --require red -- /usr/bin/id | job_of)
-zc wait "$J" --timeout 20 --quiet
+zc wait "$J" --timeout $((20 * SLOW)) --quiet
 zc results "$J" --json >"$tmp/refused.jsonl"
 check "allow-exec: a program outside w1's list fails with a clear error" \
     grep -q "program '/usr/bin/id' is not in this worker's --allow-exec list" "$tmp/refused.jsonl"
@@ -306,7 +312,7 @@ if wait_until 20 has_running w1-host; then
 else
     bad "link cut: w1 never ran tasks of the job"
 fi
-zc wait "$J2" --timeout 90 --quiet
+zc wait "$J2" --timeout $((90 * SLOW)) --quiet
 check "link cut: the job finished with every task done" test $? = 0
 note "took $(( ($(now_ms) - t0) ))ms"
 check "link cut: every index exactly once" check_results "$J2" 160
@@ -362,7 +368,7 @@ if wait_until 20 has_running w2-host; then
 else
     bad "kill -9: w2 never ran tasks of the job"
 fi
-zc wait "$J3" --timeout 90 --quiet
+zc wait "$J3" --timeout $((90 * SLOW)) --quiet
 check "kill -9: the job finished with every task done" test $? = 0
 note "took $(( ($(now_ms) - t0) ))ms"
 check "kill -9: every index exactly once, the rest ran on w1" check_results "$J3" 120 w1-host

@@ -287,13 +287,15 @@ START_TEST(one_slow_result_among_short_ones_keeps_a_workers_prefetch)
     ck_assert_int_eq(s_take_tasks(&f, 65, got + 1, 3000), 65);
     /* A task that took 10 s (a noop preempted on a crowded machine, or a
        stray long one), then 32 short ones: the worker holds 32 and is
-       refilled (in one message, once half its prefetch is free). Taken at
-       face value, that one sample would have stopped its prefetch for the
-       next 30 results. */
+       refilled once half its prefetch (32) is free. Taken at face value,
+       that one sample would have cut its prefetch to 2 for the next 30
+       results: nothing more would come. (At least 32: the master may read
+       the results over several turns, so the 33rd may not be in the
+       refill.) */
     s_result_ran(&f, got[1].id, got[1].attempt, 10000.0);
     for (int i = 2; i < 34; i++)
         s_result_ran(&f, got[i].id, got[i].attempt, 0.01);
-    ck_assert_int_eq(s_take_tasks(&f, 33, got + 66, 3000), 33);
+    ck_assert_int_ge(s_take_tasks(&f, 32, got + 66, 3000), 32);
     s_fake_stop(&f);
     s_env_stop(&e);
 }

@@ -609,8 +609,7 @@ START_TEST(a_queued_task_is_reported_started_once_it_runs)
     fm_send_tasks(fm, 1, 2, specs);
     FM_UNTIL(fm, 5000, fm_started(fm, 1));
     FM_UNTIL(fm, 5000, fm_started(fm, 2));
-    ck_assert_ptr_nonnull(fm_result(fm, 1));
-    ck_assert_ptr_null(fm_result(fm, 2));
+    ck_assert_ptr_null(fm_result(fm, 2));   /* seen while it still runs */
     FM_UNTIL(fm, 5000, fm->nresults == 2);
     ck_assert_int_eq(fm_result(fm, 2)->status, PROTO_ST_DONE);
     fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
