@@ -522,19 +522,17 @@ static void s_job_reply(master_t *self, const zmqx_frames_t *env, int64_t id,
 static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req,
                    proto_req_type_t type)
 {
-    proto_reply_t *rep;
     if (req->job > 0) {
         s_job_reply(self, env, req->job, type);
         return;
-    } else {
-        rep = proto_reply_new(true);
-        size_t n = imap_size(self->jobs), pos = 0;
-        rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
-        job_t *job;
-        while ((job = imap_next(self->jobs, &pos, NULL)))
-            s_job_record(job, &rep->jobs[rep->njobs++]);
-        qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
     }
+    proto_reply_t *rep = proto_reply_new(true);
+    size_t n = imap_size(self->jobs), pos = 0;
+    rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
+    job_t *job;
+    while ((job = imap_next(self->jobs, &pos, NULL)))
+        s_job_record(job, &rep->jobs[rep->njobs++]);
+    qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
     master_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
