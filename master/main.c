@@ -1,5 +1,6 @@
 /*  ztask-master: flags, signals, and the master's event loop. */
 #include "master.h"
+#include "store.h"
 
 #include "../common/log.h"
 #include "../common/util.h"
@@ -225,6 +226,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    store_process_init();
 
     char err[512];
     master_t *master = master_new(&cfg, err, sizeof err);

@@ -485,10 +485,20 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
         const job_t *nj = p->new_job;
         if (nj)
             rc = store_job_create(st, nj->id, nj->name, nj->created, NULL);
-        for (int i = 0; rc == 0 && i < p->ntasks; i++) {
-            const pending_task_t *t = &p->tasks[i];
-            rc = store_task_insert(st, t->id, p->job_id, t->index, t->name, t->priority,
-                                   t->retries, t->spec, t->needs, NULL);
+        if (rc == 0 && p->ntasks > 0) {
+            store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);
+            for (int i = 0; i < p->ntasks; i++) {
+                const pending_task_t *t = &p->tasks[i];
+                rows[i] = (store_task_new_t){.id = t->id,
+                                             .index = t->index,
+                                             .name = t->name,
+                                             .priority = t->priority,
+                                             .retries = t->retries,
+                                             .spec_json = t->spec,
+                                             .needs = t->needs};
+            }
+            rc = store_tasks_insert(st, p->job_id, rows, (size_t) p->ntasks);
+            free(rows);
         }
         if (rc == 0 && p->close)
             rc = store_job_close(st, p->job_id);

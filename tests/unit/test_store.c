@@ -522,6 +522,67 @@ START_TEST(test_ids_are_never_reused_after_a_job_is_deleted)
 }
 END_TEST
 
+/* Many tasks at once: whole statements of 16 rows and single rows for the
+   rest, each row as given; a bad task refuses the call before anything is
+   written; a failing row takes the whole group with it. */
+START_TEST(test_many_tasks_inserted_at_once)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job = s_job(store, "many");
+    enum { N = 37 };
+    store_task_new_t t[N];
+    char specs[N][32], names[N][8];
+    for (int i = 0; i < N; i++) {
+        snprintf(specs[i], sizeof specs[i], "{\"fn\":\"f%d\"}", i);
+        snprintf(names[i], sizeof names[i], "n%d", i);
+        t[i] = (store_task_new_t){.id = 100 + i,
+                                  .index = 1000 + i,
+                                  .name = i % 3 ? names[i] : NULL,
+                                  .priority = i - 5,
+                                  .retries = i % 4,
+                                  .spec_json = specs[i],
+                                  .needs = i % 2 ? "fn:gpu" : NULL};
+    }
+    ck_assert_int_eq(store_tasks_insert(store, job, t, N), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    for (int i = 0; i < N; i++) {
+        row_t r = s_get(store, 100 + i);
+        ck_assert_int_eq(r.job, job);
+        ck_assert_int_eq(r.index, 1000 + i);
+        ck_assert_str_eq(r.name, i % 3 ? names[i] : "");
+        ck_assert_int_eq(r.priority, i - 5);
+        ck_assert_int_eq(r.retries, i % 4);
+        ck_assert_int_eq(r.state, PROTO_ST_QUEUED);
+        char *spec = store_task_spec(store, 100 + i);
+        ck_assert_str_eq(spec, specs[i]);
+        free(spec);
+    }
+    rows_t rows = {0};
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, N);
+    int64_t last_job, last_task;
+    ck_assert_int_eq(store_last_ids(store, &last_job, &last_task), 0);
+    ck_assert_int_eq(last_task, 100 + N - 1);
+
+    /* No id: refused, nothing written, the store still usable. */
+    t[20].id = 0;
+    ck_assert_int_eq(store_tasks_insert(store, job, &t[16], 8), -1);
+    ck_assert(!store_dirty(store));
+    /* Id 117 is taken: the write fails inside the second statement's
+       group and the first 16 new rows go with it. */
+    for (int i = 0; i < N; i++)
+        t[i].id = 200 + i;
+    t[20].id = 117;
+    ck_assert_int_eq(store_tasks_insert(store, job, t, N), -1);
+    ck_assert_int_eq(store_commit(store), -1);
+    rows.n = 0;
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, N);
+    ck_assert_int_eq(store_tasks_insert(store, job, t, 0), 0);
+    store_destroy(&store);
+}
+END_TEST
+
 START_TEST(test_duplicates_are_recorded_and_counted_without_changing_the_task)
 {
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
@@ -612,7 +673,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 3);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -987,7 +1048,7 @@ START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
 END_TEST
 
 /* A schema 1 database (with its tasks_unfinished index) is upgraded in
-   place: data kept, index gone, version 2. */
+   place: data kept, index gone, version 3. */
 START_TEST(test_schema_1_is_upgraded)
 {
     tmp_t tmp;
@@ -1003,7 +1064,7 @@ START_TEST(test_schema_1_is_upgraded)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
-                                      "PRAGMA user_version = 1;",
+                                      "DROP TABLE last_ids; PRAGMA user_version = 1;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1020,7 +1081,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 3);
     ck_assert_int_eq(s_pragma_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = "
                                       "'tasks_unfinished'"),
                      0);
@@ -1029,8 +1090,55 @@ START_TEST(test_schema_1_is_upgraded)
 }
 END_TEST
 
+/* A schema 2 database kept its highest task id in sqlite_sequence (its
+   tasks table had AUTOINCREMENT): after the upgrade to 3 that id is still
+   never reused, also once the rows that held it are gone. */
+START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    char err[512] = "";
+    store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+    int64_t job = s_job(store, "old");
+    int64_t t1 = s_insert(store, job, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    /* As schema 2 left it after a job with tasks up to 500 was forgotten. */
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE last_ids;"
+                                      "INSERT INTO sqlite_sequence(name, seq) VALUES ('tasks', 500);"
+                                      "PRAGMA user_version = 2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+    int64_t last_job = 0, last_task = 0;
+    ck_assert_int_eq(store_last_ids(store, &last_job, &last_task), 0);
+    ck_assert_int_eq(last_task, 500);
+    int64_t id = 0, deleted = 0;
+    ck_assert_int_eq(store_task_insert(store, 0, job, 1, NULL, 0, 0, "{}", NULL, &id), 0);
+    ck_assert_int_eq(id, 501);
+    ck_assert_int_eq(store_job_delete(store, job, &deleted), 0);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(store_last_ids(store, &last_job, &last_task), 0);
+    ck_assert_int_eq(last_task, 501);
+    ck_assert_int_gt(501, t1);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 3);
+    sqlite3_close(db);
+    tmp_remove(&tmp);
+}
+END_TEST
+
 /* The master picks ids itself; the store keeps them, and the last ones
-   survive deletes (AUTOINCREMENT), so ids are never reused. */
+   survive deletes, so ids are never reused. */
 START_TEST(test_explicit_ids_are_kept_and_never_reused)
 {
     tmp_t tmp;
@@ -1069,7 +1177,7 @@ START_TEST(test_newer_schema_version_is_refused)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
-                                      "PRAGMA user_version = 3;",
+                                      "PRAGMA user_version = 4;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1077,11 +1185,11 @@ START_TEST(test_newer_schema_version_is_refused)
     char err[512] = "";
     store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
     ck_assert_ptr_null(store);
-    ck_assert_msg(strstr(err, "schema version 3 is newer") != NULL, "err: %s", err);
+    ck_assert_msg(strstr(err, "schema version 4 is newer") != NULL, "err: %s", err);
 
     /* The refused file is left as it was. */
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 4);
     sqlite3_close(db);
     tmp_remove(&tmp);
 }
@@ -1354,6 +1462,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_cancel_queued_cancels_only_the_queued_tasks_of_the_job);
     tcase_add_test(tc, test_duplicates_are_recorded_and_counted_without_changing_the_task);
     tcase_add_test(tc, test_ids_are_never_reused_after_a_job_is_deleted);
+    tcase_add_test(tc, test_many_tasks_inserted_at_once);
     tcase_add_test(tc, test_reopened_file_database_has_everything_committed);
     tcase_add_test(tc, test_sync_modes_set_synchronous_and_files_use_wal);
     tcase_add_test(tc, test_uncommitted_writes_are_gone_after_close_without_commit);
@@ -1366,6 +1475,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_task_find_gives_the_first_task_with_an_index);
     tcase_add_test(tc, test_callbacks_may_read_but_not_reenter_their_own_iterator);
     tcase_add_test(tc, test_schema_1_is_upgraded);
+    tcase_add_test(tc, test_schema_2_is_upgraded_and_its_ids_are_not_reused);
     tcase_add_test(tc, test_explicit_ids_are_kept_and_never_reused);
     tcase_add_test(tc, test_newer_schema_version_is_refused);
     tcase_add_test(tc, test_a_second_store_on_the_same_file_is_refused);
