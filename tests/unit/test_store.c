@@ -531,7 +531,7 @@ START_TEST(test_many_tasks_inserted_at_once)
     int64_t job = s_job(store, "many");
     enum { N = 37 };
     store_task_new_t t[N];
-    char specs[N][32], names[N][8];
+    char specs[N][32], names[N][16];
     for (int i = 0; i < N; i++) {
         snprintf(specs[i], sizeof specs[i], "{\"fn\":\"f%d\"}", i);
         snprintf(names[i], sizeof names[i], "n%d", i);
