@@ -1537,6 +1537,85 @@ START_TEST(results_reports_our_workers_send_take_the_fast_path)
 }
 END_TEST
 
+/* Integers are printed without printf: the same text as %lld, at both
+   ends of the range and in between. */
+START_TEST(integers_print_as_printf_does)
+{
+    static const int64_t fixed[] = {0, 1, -1, 9, 10, -10, 99, 100, 1234567890123,
+                                    INT64_MAX, INT64_MIN, INT64_MIN + 1, PJ_MAX_SAFE_INT};
+    enum { NFIXED = sizeof fixed / sizeof *fixed };
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (int i = 0; i < 100000 + NFIXED; i++) {
+        int64_t v;
+        if (i < NFIXED) {
+            v = fixed[i];
+        } else {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            v = (int64_t) (x >> (1 + x % 63));   /* every magnitude */
+            if (x & 2)
+                v = -v;
+        }
+        pb_t b;
+        pb_init(&b, 4);
+        pb_i64(&b, v);
+        char *got = pb_take(&b);
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long) v);
+        ck_assert_str_eq(got, want);
+        free(got);
+    }
+}
+END_TEST
+
+/* The fast path reads a number without exponent whose digits make an
+   integer m <= 2^53 as m / 10^k, without strtod: it must give strtod's
+   double, bit for bit, for every place of the point and every digit
+   count, on both sides of 2^53 (a fixed-seed sample of 200,000, plus the
+   classic hard cases). */
+START_TEST(fast_path_numbers_are_strtods_doubles)
+{
+    static const char *const fixed[] = {
+        "0.1", "0.3", "0.000001", "1764410400.500001", "1764410400.123456", "999999999999999",
+        "99999999999999.9", "0.999999999999999", "0.000000000000001", "123456789012.345",
+        "9007199254740.993", "1.7976931348623157", "4.35", "2.675", "1e0", "0.0", "5e-324", "9007199254740992",
+        "9007199254740993", "900719925474.0993", "9007199254.740992", "0.9007199254740993"};
+    enum { NFIXED = sizeof fixed / sizeof *fixed };
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    char num[48], text[192];
+    for (int i = 0; i < 200000 + NFIXED; i++) {
+        if (i < NFIXED) {
+            snprintf(num, sizeof num, "%s", fixed[i]);
+        } else {
+            /* An integer part (none: "0"), then maybe a fraction: 1 to 17
+               digits in all, so both sides of 2^53. */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int total = 1 + (int) (x % 17);
+            int whole = (int) ((x >> 8) % (uint64_t) (total + 1));   /* digits before the point */
+            char *o = num;
+            if (whole == 0)
+                *o++ = '0';
+            for (int d = 0; d < total; d++) {
+                if (d == whole)
+                    *o++ = '.';
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                *o++ = (char) (d == 0 && whole > 0 ? '1' + x % 9 : '0' + x % 10);
+            }
+            *o = '\0';
+        }
+        snprintf(text, sizeof text,
+                 "{\"task\":1,\"attempt\":1,\"status\":\"done\",\"started\":%s,"
+                 "\"finished\":%s}",
+                 num, num);
+        proto_result_t *r = pf_result(text, strlen(text));
+        double want = strtod(num, NULL);
+        ck_assert_msg(r != NULL, "fast path declined %s", text);
+        ck_assert_msg(memcmp(&r->started, &want, sizeof want) == 0, "%s: %.17g, strtod %.17g",
+                      num, r->started, want);
+        proto_result_destroy(&r);
+    }
+}
+END_TEST
+
 /* The frames the master sends and the CLI submits take the fast paths
    too, with the values the cJSON decoders read. */
 START_TEST(tasks_messages_and_submits_take_the_fast_path)
@@ -1778,6 +1857,8 @@ Suite *proto_suite(void)
     tcase_add_test(tc, pipe_fields_are_validated);
     tcase_add_test(tc, report_messages_round_trip);
     tcase_add_test(tc, results_reports_our_workers_send_take_the_fast_path);
+    tcase_add_test(tc, fast_path_numbers_are_strtods_doubles);
+    tcase_add_test(tc, integers_print_as_printf_does);
     tcase_add_test(tc, tasks_messages_and_submits_take_the_fast_path);
     tcase_add_test(tc, report_fields_are_validated);
     tcase_add_test(tc, damaged_frames_are_refused_cleanly);
