@@ -1047,30 +1047,50 @@ START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
 }
 END_TEST
 
+/* Turns a closed database file into what an older ztask left: runs sql
+   on it behind the store's back. */
+static void s_make_older(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* One integer read from a closed database file. */
+static int64_t s_file_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    int64_t v = s_pragma_int(db, sql);
+    sqlite3_close(db);
+    return v;
+}
+
+static store_t *s_open_file(const char *path)
+{
+    char err[512] = "";
+    store_t *store = store_new(path, STORE_SYNC_FULL, err, sizeof err);
+    ck_assert_msg(store != NULL, "%s", err);
+    return store;
+}
+
 /* A schema 1 database (with its tasks_unfinished index) is upgraded in
    place: data kept, index gone, version 3. */
 START_TEST(test_schema_1_is_upgraded)
 {
     tmp_t tmp;
     tmp_make(&tmp);
-    char err[512] = "";
-    store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
-    ck_assert_msg(store != NULL, "%s", err);
+    store_t *store = s_open_file(tmp.db);
     int64_t job = s_job(store, "old");
     int64_t t1 = s_insert(store, job, 0), t2 = s_insert(store, job, 1);
     ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_DONE, 1, "w", "{}", 4), 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
-                                      "DROP TABLE last_ids; PRAGMA user_version = 1;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    s_make_older(tmp.db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
+                         "DROP TABLE last_ids; PRAGMA user_version = 1;");
 
-    store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
-    ck_assert_msg(store != NULL, "%s", err);
+    store = s_open_file(tmp.db);
     rows_t rows = {0};
     ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
     ck_assert_int_eq(rows.n, 1);
@@ -1080,12 +1100,9 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_job, job);
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
-    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 3);
-    ck_assert_int_eq(s_pragma_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = "
-                                      "'tasks_unfinished'"),
-                     0);
-    sqlite3_close(db);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(
+        s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tasks_unfinished'"), 0);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1097,25 +1114,17 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
 {
     tmp_t tmp;
     tmp_make(&tmp);
-    char err[512] = "";
-    store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
-    ck_assert_msg(store != NULL, "%s", err);
+    store_t *store = s_open_file(tmp.db);
     int64_t job = s_job(store, "old");
     int64_t t1 = s_insert(store, job, 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     /* As schema 2 left it after a job with tasks up to 500 was forgotten. */
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE last_ids;"
-                                      "INSERT INTO sqlite_sequence(name, seq) VALUES ('tasks', 500);"
-                                      "PRAGMA user_version = 2;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    s_make_older(tmp.db, "DROP TABLE last_ids;"
+                         "INSERT INTO sqlite_sequence(name, seq) VALUES ('tasks', 500);"
+                         "PRAGMA user_version = 2;");
 
-    store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
-    ck_assert_msg(store != NULL, "%s", err);
+    store = s_open_file(tmp.db);
     int64_t last_job = 0, last_task = 0;
     ck_assert_int_eq(store_last_ids(store, &last_job, &last_task), 0);
     ck_assert_int_eq(last_task, 500);
@@ -1130,9 +1139,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_gt(501, t1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 3);
-    sqlite3_close(db);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 3);
     tmp_remove(&tmp);
 }
 END_TEST
