@@ -9,7 +9,18 @@
     batching.
 
       ceiling [--n N] [--workers W] [--timeout SEC]     prints one JSON line
+      ceiling --rtt K [--timeout SEC]                    round trips, one JSON line
       ceiling --worker TASK_PORT RESULT_PORT             (spawned by itself)
+
+    --rtt: the floor of a task's round trip through a broker, for the
+    single-task latency rows. A client (a thread with its own ZeroMQ
+    context, so its own I/O thread, as a separate program would have)
+    sends a one-task request to a relay (the main thread: ROUTER); the
+    relay parses it and PUSHes a task to one worker process, which parses
+    it and PUSHes a result back; the relay parses that and answers the
+    client, which parses the answer. Four TCP messages and a cJSON parse
+    at each stop: ztask's path, minus its state, its pool thread and its
+    batching. K samples, one at a time; p50/p99 of submit -> answer.
 
     Processes: the parent binds both sockets on 127.0.0.1 (ports chosen by
     the kernel) before it spawns the workers (fork + exec of itself, so no
@@ -26,6 +37,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+#include "quantile.h"
 
 extern char **environ;
 
@@ -176,10 +190,182 @@ static void *s_producer(void *arg)
     return NULL;
 }
 
+/* ---- round trips through a relay (--rtt) ---- */
+
+typedef struct {
+    int port;           /* the relay's ROUTER */
+    int samples;
+    int64_t deadline;   /* monotonic us */
+    int64_t *lat_us;    /* samples entries, filled by the client */
+    int done;           /* samples completed; read by main after join */
+    atomic_int finished;
+} rtt_client_t;
+
+static void *s_rtt_client(void *arg)
+{
+    rtt_client_t *c = arg;
+    void *ctx = zmq_ctx_new();
+    void *sock = s_socket(ctx, ZMQ_DEALER);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", c->port);
+    zmq_connect(sock, ep);
+    char buf[4096];
+    for (int i = 0; i < c->samples && s_now_us() < c->deadline; i++) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "type", "submit");
+        cJSON *spec = cJSON_AddObjectToObject(req, "spec");
+        cJSON_AddStringToObject(spec, "fn", "noop");
+        int64_t t0 = s_now_us();
+        if (s_send_json(sock, &req) != 0)
+            break;
+        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        bool got = false;
+        while (!got && s_now_us() < c->deadline) {
+            if (zmq_poll(&item, 1, 200) <= 0)
+                continue;
+            int n = zmq_recv(sock, buf, sizeof buf, 0);
+            if (n < 0 || (size_t) n > sizeof buf)
+                continue;
+            cJSON *rep = cJSON_ParseWithLength(buf, (size_t) n);
+            got = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(rep, "task"));
+            cJSON_Delete(rep);
+        }
+        if (!got)
+            break;
+        c->lat_us[i] = s_now_us() - t0;
+        c->done = i + 1;
+    }
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    atomic_store(&c->finished, 1);
+    return NULL;
+}
+
+static int s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static int s_rtt(const char *self_exe, int samples, int timeout_s)
+{
+    void *ctx = zmq_ctx_new();
+    void *front = s_socket(ctx, ZMQ_ROUTER);
+    void *tasks = s_socket(ctx, ZMQ_PUSH);
+    void *results = s_socket(ctx, ZMQ_PULL);
+    if (zmq_bind(front, "tcp://127.0.0.1:*") != 0 || zmq_bind(tasks, "tcp://127.0.0.1:*") != 0
+        || zmq_bind(results, "tcp://127.0.0.1:*") != 0) {
+        fprintf(stderr, "ceiling: bind: %s\n", zmq_strerror(errno));
+        return 1;
+    }
+    char tport[16], rport[16];
+    snprintf(tport, sizeof tport, "%d", s_bound_port(tasks));
+    snprintf(rport, sizeof rport, "%d", s_bound_port(results));
+    pid_t pid;
+    char *wargv[] = {(char *) self_exe, "--worker", tport, rport, NULL};
+    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, wargv, environ) != 0) {
+        fprintf(stderr, "ceiling: cannot spawn a worker\n");
+        return 1;
+    }
+    rtt_client_t c = {.port = s_bound_port(front),
+                      .samples = samples,
+                      .deadline = s_now_us() + (int64_t) timeout_s * 1000000,
+                      .lat_us = calloc((size_t) samples, sizeof(int64_t))};
+    atomic_init(&c.finished, 0);
+    pthread_t thr;
+    bool started = false, worker_ready = false;
+    char buf[4096], id[256];
+    size_t idlen = 0;
+    int64_t next_id = 1;
+    while (s_now_us() < c.deadline && !(started && atomic_load(&c.finished))) {
+        zmq_pollitem_t items[2] = {{front, 0, ZMQ_POLLIN, 0}, {results, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, 200) <= 0)
+            continue;
+        if (items[1].revents & ZMQ_POLLIN) {
+            int n = zmq_recv(results, buf, sizeof buf, 0);
+            if (n >= 0 && (size_t) n <= sizeof buf) {
+                cJSON *res = cJSON_ParseWithLength(buf, (size_t) n);
+                const cJSON *task = cJSON_GetObjectItemCaseSensitive(res, "task");
+                if (!worker_ready) {
+                    /* The worker's "ready": now the client may start. */
+                    worker_ready = true;
+                    started = pthread_create(&thr, NULL, s_rtt_client, &c) == 0;
+                    if (!started)
+                        break;
+                } else if (cJSON_IsNumber(task) && idlen > 0) {
+                    cJSON *rep = cJSON_CreateObject();
+                    cJSON_AddBoolToObject(rep, "ok", true);
+                    cJSON_AddNumberToObject(rep, "task", task->valuedouble);
+                    zmq_send(front, id, idlen, ZMQ_SNDMORE);
+                    s_send_json(front, &rep);
+                }
+                cJSON_Delete(res);
+            }
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            int n = zmq_recv(front, id, sizeof id, 0);
+            int more = 0;
+            size_t ml = sizeof more;
+            zmq_getsockopt(front, ZMQ_RCVMORE, &more, &ml);
+            if (n <= 0 || (size_t) n > sizeof id || !more)
+                continue;
+            idlen = (size_t) n;
+            n = zmq_recv(front, buf, sizeof buf, 0);
+            if (n < 0 || (size_t) n > sizeof buf)
+                continue;
+            cJSON *req = cJSON_ParseWithLength(buf, (size_t) n);
+            const cJSON *spec = cJSON_GetObjectItemCaseSensitive(req, "spec");
+            if (cJSON_IsObject(spec)) {
+                cJSON *task = cJSON_CreateObject();
+                cJSON_AddNumberToObject(task, "id", (double) next_id++);
+                cJSON_AddNumberToObject(task, "attempt", 1);
+                cJSON_AddNumberToObject(task, "job", 1);
+                cJSON_AddItemToObject(task, "spec", cJSON_Duplicate(spec, true));
+                s_send_json(tasks, &task);
+            }
+            cJSON_Delete(req);
+        }
+    }
+    if (started)
+        pthread_join(thr, NULL);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    zmq_close(front);
+    zmq_close(tasks);
+    zmq_close(results);
+    zmq_ctx_term(ctx);
+    int rc = 1;
+    if (c.done == samples) {
+        qsort(c.lat_us, (size_t) samples, sizeof *c.lat_us, s_cmp_i64);
+        int64_t sum = 0;
+        for (int i = 0; i < samples; i++)
+            sum += c.lat_us[i];
+        printf("{\"samples\":%d,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"mean_ms\":%.4f}\n", samples,
+               (double) quantile_nearest_rank(c.lat_us, samples, 0.50) / 1e3,
+               (double) quantile_nearest_rank(c.lat_us, samples, 0.99) / 1e3,
+               (double) sum / samples / 1e3);
+        rc = 0;
+    } else {
+        fprintf(stderr, "ceiling: %d of %d round trips before the timeout\n", c.done, samples);
+    }
+    free(c.lat_us);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--worker") == 0)
         return s_worker(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 3 && strcmp(argv[1], "--rtt") == 0) {
+        int samples = atoi(argv[2]), timeout_s = 120;
+        if (argc == 5 && strcmp(argv[3], "--timeout") == 0)
+            timeout_s = atoi(argv[4]);
+        if (samples < 1 || samples > 1000000 || timeout_s < 1 || (argc != 3 && argc != 5)) {
+            fprintf(stderr, "usage: ceiling --rtt K [--timeout SEC]\n");
+            return 2;
+        }
+        return s_rtt(argv[0], samples, timeout_s);
+    }
     int64_t n = 200000;
     int workers = 2, timeout_s = 120;
     for (int i = 1; i + 1 < argc; i += 2) {

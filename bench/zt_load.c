@@ -33,6 +33,7 @@
 #include "../common/util.h"
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
+#include "quantile.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -183,16 +184,6 @@ static int s_cmp_i64(const void *a, const void *b)
 }
 
 /* The q-quantile (0..1) of sorted samples, nearest rank. */
-static int64_t s_quantile(const int64_t *sorted, int n, double q)
-{
-    int rank = (int) (q * n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
-}
-
 static int s_latency(load_t *self, int samples)
 {
     int64_t *lat = xcalloc((size_t) samples, sizeof *lat);
@@ -228,9 +219,9 @@ static int s_latency(load_t *self, int samples)
         sum += (double) lat[i];
     printf("{\"samples\":%d,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,"
            "\"mean_ms\":%.4f,\"poll_rtt_us\":%.1f}\n",
-           samples, (double) s_quantile(lat, samples, 0.50) / 1e3,
-           (double) s_quantile(lat, samples, 0.90) / 1e3,
-           (double) s_quantile(lat, samples, 0.99) / 1e3, (double) lat[samples - 1] / 1e3,
+           samples, (double) quantile_nearest_rank(lat, samples, 0.50) / 1e3,
+           (double) quantile_nearest_rank(lat, samples, 0.90) / 1e3,
+           (double) quantile_nearest_rank(lat, samples, 0.99) / 1e3, (double) lat[samples - 1] / 1e3,
            sum / samples / 1e3, polls ? (double) poll_us_sum / (double) polls : 0.0);
     rc = 0;
 out:
