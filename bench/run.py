@@ -319,7 +319,7 @@ class Bench:
                 row.p99 = statistics.median(r["p99"] for r in row.runs)
                 rtt = statistics.median(r["poll_rtt_us"] for r in row.runs)
                 ratio = statistics.median(r["p50"] / r["relay_p50"] for r in row.runs)
-                row.note = (f"submit -> held status answered at the finish; p50 {ratio:.2f}x the "
+                row.note = (f"one submit, answered when its result is committed; p50 {ratio:.2f}x the "
                             f"relay's, run just before each (plain status RTT {rtt:.0f} us); "
                             f"target :memory: p50 < 0.5 ms, p99 < 2 ms")
 

@@ -16,9 +16,10 @@
           would add commits (and wakeups) of its own.
 
       zt-load --master H:P latency [--samples K] [--exec] [--timeout S]
-          K times (default 1000): submit a one-task job, then one status
-          request with wait_ms, which the master answers when the task's
-          result is committed. One sample is submit sent -> that answer
+          K times (default 1000): submit a one-task job with wait_ms, a
+          submit the master answers when the task's result is committed
+          (an older master answers at once: then a status request with
+          wait_ms follows). One sample is submit sent -> that answer
           received. After each sample (outside its time) one plain status
           request is timed, for reference (printed as poll_rtt_us).
 
@@ -90,12 +91,17 @@ static proto_reply_t *s_call(load_t *self, const proto_req_t *req)
     return rep;
 }
 
-/* Submits tasks [first, first + n) of a job (0 = new); fills *job. */
-static int s_submit(load_t *self, int64_t *job, int64_t first, int n, bool more)
+/* Submits tasks [first, first + n) of a job (0 = new); fills *job. With
+   wait_ms (the last batch only), the master holds the answer until the
+   job has finished or the wait is over, and *finished / *failed get what
+   its record says (-1: no record, an older master). */
+static int s_submit(load_t *self, int64_t *job, int64_t first, int n, bool more, int wait_ms,
+                    int64_t *finished, int64_t *failed)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
     req->job = *job;
     req->more = more;
+    req->wait_ms = wait_ms;
     req->tasks = xcalloc((size_t) (n > 0 ? n : 1), sizeof *req->tasks);
     for (int i = 0; i < n; i++) {
         req->tasks[i] = proto_spec_dup(self->template);
@@ -107,6 +113,14 @@ static int s_submit(load_t *self, int64_t *job, int64_t first, int n, bool more)
     if (!rep)
         return -1;
     *job = rep->job;
+    if (finished)
+        *finished = *failed = -1;
+    for (int i = 0; finished && i < rep->njobs; i++) {
+        if (rep->jobs[i].id == rep->job) {
+            *finished = rep->jobs[i].done + rep->jobs[i].failed + rep->jobs[i].cancelled;
+            *failed = rep->jobs[i].failed + rep->jobs[i].cancelled;
+        }
+    }
     proto_reply_destroy(&rep);
     return 0;
 }
@@ -151,7 +165,7 @@ static int s_throughput(load_t *self, int64_t n, int batch, int wait_ms)
     int64_t first = 0;
     do {   /* at least one submit, so n = 0 still makes (and closes) a job */
         int count = (int) (n - first < batch ? n - first : batch);
-        if (s_submit(self, &job, first, count, first + count < n) != 0)
+        if (s_submit(self, &job, first, count, first + count < n, 0, NULL, NULL) != 0)
             return 1;
         if (s_expired(self))
             return 1;
@@ -183,7 +197,6 @@ static int s_cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The q-quantile (0..1) of sorted samples, nearest rank. */
 static int s_latency(load_t *self, int samples)
 {
     int64_t *lat = xcalloc((size_t) samples, sizeof *lat);
@@ -192,14 +205,13 @@ static int s_latency(load_t *self, int samples)
     for (int i = 0; i < samples; i++) {
         int64_t t0 = clock_mono_us();
         int64_t job = 0, finished = 0, failed = 0;
-        if (s_submit(self, &job, 0, 1, false) != 0)
+        /* One request: submit, held until the task's result is committed. */
+        if (s_submit(self, &job, 0, 1, false, 5000, &finished, &failed) != 0)
             goto out;
-        while (true) {
-            if (s_finished(self, job, 5000, &finished, &failed) != 0)
-                goto out;
-            if (finished >= 1)
-                break;
+        while (finished < 1) {
             if (s_expired(self))
+                goto out;
+            if (s_finished(self, job, 5000, &finished, &failed) != 0)
                 goto out;
         }
         lat[i] = clock_mono_us() - t0;

@@ -110,6 +110,7 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
     p->new_job = new_job;
     p->job_id = job->id;
     p->close = !req->more;
+    p->wait_ms = req->wait_ms;
     p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
     /* Default indexes continue from every batch taken so far, committed
        or not: two clients adding to one job at once get distinct ones
@@ -585,25 +586,62 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
     proto_reply_destroy(&rep);
 }
 
-/* ---- status with wait_ms: held until the job finishes ---- */
+/* ---- status and submit with wait_ms: held until the job finishes ---- */
 
-/* Holds a status request for one unfinished job instead of answering it
-   now (api_waiters answers it). False when it is to be answered now. */
-static bool s_hold(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+/* Holds a request for one job instead of answering it now: api_waiters
+   answers it, once the job has finished (at the end of this loop turn if
+   it already has, after the commit that every answer waits for). False
+   when it is to be answered now: a status of a finished or unknown job,
+   or too many held already. */
+static bool s_hold(master_t *self, const zmqx_frames_t *env, proto_req_type_t type, int64_t job_id,
+                   int64_t accepted, int wait_ms, int64_t now)
 {
-    if (req->type != PROTO_REQ_STATUS || req->wait_ms <= 0 || req->job <= 0)
+    if (wait_ms <= 0 || job_id <= 0 || self->nwaiters >= MAX_WAITERS)
         return false;
-    const job_t *job = master_job(self, req->job);
-    if (!job || job->finished > 0 || self->nwaiters >= MAX_WAITERS)
+    const job_t *job = master_job(self, job_id);
+    if (type == PROTO_REQ_STATUS && (!job || job->finished > 0))
         return false;
     waiter_t *w = xcalloc(1, sizeof *w);
     zmqx_frames_copy(&w->envelope, env);
-    w->job = req->job;
-    w->deadline = now + req->wait_ms;
+    w->type = type;
+    w->job = job_id;
+    w->accepted = accepted;
+    /* A job finished already is due now: the loop's next poll must not
+       sleep on this request. */
+    w->deadline = job && job->finished > 0 ? now : now + wait_ms;
     w->next = self->waiters;
     self->waiters = w;
     self->nwaiters++;
     return true;
+}
+
+/* A submit's answer; with_record: the job's record too, as a held submit
+   ends (the client sees from it whether the job finished). */
+static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job_id,
+                           int64_t accepted, bool with_record)
+{
+    const job_t *job = master_job(self, job_id);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->job = job_id;
+    rep->accepted = accepted;
+    rep->total = job ? job->total : 0;
+    if (job && with_record) {
+        rep->jobs = xcalloc(1, sizeof(proto_job_t));
+        s_job_record(job, &rep->jobs[0]);
+        rep->njobs = 1;
+    }
+    master_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+    proto_reply_destroy(&rep);
+}
+
+void api_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job, int64_t accepted,
+                       int wait_ms, int64_t now)
+{
+    /* Called as the batch's commit completes: a job it finished (one that
+       had nothing left to run) is answered by api_waiters after the
+       commit of that finish, like any held request. */
+    if (!s_hold(self, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
+        s_submit_reply(self, env, job, accepted, wait_ms > 0);
 }
 
 static bool s_due(master_t *self, const waiter_t *w, int64_t now, bool all_now)
@@ -633,7 +671,10 @@ void api_waiters(master_t *self, int64_t now, bool all_now)
         }
         *pp = w->next;
         self->nwaiters--;
-        s_job_reply(self, &w->envelope, w->job, PROTO_REQ_STATUS);
+        if (w->type == PROTO_REQ_SUBMIT)
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
+        else
+            s_job_reply(self, &w->envelope, w->job, PROTO_REQ_STATUS);
         zmqx_frames_free(&w->envelope);
         free(w);
     }
@@ -698,7 +739,8 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
             return;
         }
     }
-    if (s_hold(self, &env, req, now)) {
+    if (req->type == PROTO_REQ_STATUS
+        && s_hold(self, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms, now)) {
         proto_req_destroy(&req);
         return;
     }

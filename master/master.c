@@ -426,15 +426,13 @@ static void s_pending_commit(master_t *self, pending_submit_t *list)
             job->total += p->ntasks;
             if (p->close)
                 job->closed = true;
-            proto_reply_t *rep = proto_reply_new(true);
-            rep->job = job->id;
-            rep->accepted = p->ntasks;
-            rep->total = job->total;
-            master_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
-            proto_reply_destroy(&rep);
             log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id,
                       p->ntasks, job->total);
+            /* Checked first: a job with nothing left to run is finished
+               now, and a submit that waits for that is due at once. */
             tasks_job_check(self, job);
+            api_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms,
+                              clock_mono_ms());
         }
         s_pending_free(p);
     }

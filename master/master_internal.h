@@ -110,16 +110,20 @@ typedef struct {
     char *needs;             /* class key, owned, NULL = "fn" */
 } pending_task_t;
 
-/* A status request held until its job finishes (status with wait_ms). */
+/* A request held until its job finishes: a status, or the submit of a
+   job's last batch, with wait_ms. */
 typedef struct waiter {
     zmqx_frames_t envelope;  /* the client's routing frames (body dropped) */
+    proto_req_type_t type;   /* PROTO_REQ_STATUS or PROTO_REQ_SUBMIT */
     int64_t job;
+    int64_t accepted;        /* submit: tasks this batch added */
     int64_t deadline;        /* monotonic ms: answered then, finished or not */
     struct waiter *next;
 } waiter_t;
 
-/* Held status requests, at most: past this they are answered at once
-   (each costs ~100 bytes; the bound keeps a flood of them cheap). */
+/* Held requests (status and submit), at most: past this they are
+   answered at once (each costs ~100 bytes; the bound keeps a flood of
+   them cheap). */
 #define MAX_WAITERS 4096
 
 /* A submit waiting for its commit before it is acknowledged. */
@@ -128,6 +132,7 @@ typedef struct pending_submit {
     job_t *new_job;          /* a job created by this request, owned until commit */
     int64_t job_id;
     bool close;
+    int wait_ms;             /* > 0: answer once the job has finished (or then) */
     pending_task_t *tasks;
     int ntasks;
     struct pending_submit *next;
@@ -218,7 +223,11 @@ void tasks_job_check(master_t *self, job_t *job);
 
 /* api.c */
 void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now);
-/* Answers the held status requests whose job has finished (or is gone)
+/* Answers a submit whose batch is committed: at once, or, with wait_ms,
+   once its job has finished or the wait is over (held like a status). */
+void api_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job, int64_t accepted,
+                       int wait_ms, int64_t now);
+/* Answers the held requests whose job has finished (or is gone)
    or whose wait is over at now, all of them with all_now; one commit
    first, so what they are told is durable. */
 void api_waiters(master_t *self, int64_t now, bool all_now);

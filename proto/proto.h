@@ -184,7 +184,8 @@ typedef struct {
     int64_t task;            /* global task id (cancel, logs); 0 = by job+index */
     int64_t index;           /* cancel/logs by job and index; -1 = not given */
     int64_t after;           /* results: return tasks with id > after */
-    int wait_ms;             /* status of one job: answer once it has finished, or
+    int wait_ms;             /* status of one job, or a submit that closes its job
+                                (more false): answer once the job has finished, or
                                 after this many ms (0..PROTO_MAX_WAIT_MS, 0 = now) */
     int limit;               /* results: at most this many (1..10000, default 1000) */
     bool failed_only;

@@ -60,8 +60,15 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
         || pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
         || pj_bool(o, "more", false, &req->more, err) != 0
+        || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
+    if (req->wait_ms > 0 && req->more) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "\"wait_ms\" needs the job's last batch (\"more\": false): a job with "
+                      "batches still to come cannot finish");
+        return -1;
+    }
     int n = arr ? cJSON_GetArraySize(arr) : 0;
     if (n == 0)
         return 0;
@@ -212,6 +219,8 @@ char *proto_req_encode(const proto_req_t *req)
         }
         pb_char(&b, ']');
         pb_kbool(&b, "more", req->more);
+        if (req->wait_ms > 0)
+            pb_ki64(&b, "wait_ms", req->wait_ms);
         break;
     case PROTO_REQ_STATUS:
         pb_ki64(&b, "job", req->job);

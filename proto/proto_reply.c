@@ -356,7 +356,10 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_ki64(&b, "job", rep->job);
         pb_ki64(&b, "accepted", rep->accepted);
         pb_ki64(&b, "total", rep->total);
-        break;
+        if (rep->njobs == 0)
+            break;
+        /* A held submit (wait_ms): the job's record as it ended the hold. */
+        /* fall through */
     case PROTO_REQ_STATUS:
     case PROTO_REQ_JOBS:
         pb_key(&b, "jobs");
@@ -491,26 +494,29 @@ static int s_error_from(cJSON *o, proto_reply_t *rep, proto_err_t *err)
     return 0;
 }
 
+static int s_jobs_from(cJSON *o, proto_reply_t *rep, proto_err_t *err)
+{
+    void *v = NULL;
+    int rc = s_records_from(o, "jobs", sizeof(proto_job_t), s_job_from_v, &v, &rep->njobs, err);
+    rep->jobs = v;
+    return rc;
+}
+
 static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type,
                          proto_err_t *err)
 {
     const int64_t M = PJ_MAX_SAFE_INT;
     switch (req_type) {
     case PROTO_REQ_SUBMIT:
+        /* A held submit's answer (wait_ms) has the job's record too. */
         return pj_i64(o, "job", true, 0, M, &rep->job, err) != 0
                        || pj_i64(o, "accepted", false, 0, M, &rep->accepted, err) != 0
                        || pj_i64(o, "total", false, 0, M, &rep->total, err) != 0
                    ? -1
-                   : 0;
+                   : s_jobs_from(o, rep, err);
     case PROTO_REQ_STATUS:
     case PROTO_REQ_JOBS:
-    {
-        void *v = NULL;
-        int rc = s_records_from(o, "jobs", sizeof(proto_job_t), s_job_from_v, &v, &rep->njobs,
-                                err);
-        rep->jobs = v;
-        return rc;
-    }
+        return s_jobs_from(o, rep, err);
     case PROTO_REQ_RESULTS:
     {
         void *v = NULL;

@@ -536,6 +536,112 @@ START_TEST(a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops)
 }
 END_TEST
 
+/* Sends a one-batch job of n noops, held up to wait_ms, on sock. */
+static void s_send_submit_held(void *sock, int n, int wait_ms)
+{
+    proto_req_t *req = s_noops(0, n, false);
+    req->wait_ms = wait_ms;
+    char *text = proto_req_encode(req);
+    ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
+    free(text);
+    proto_req_destroy(&req);
+}
+
+/* The next answer on sock, read as a submit's (the request type decides
+   which fields a reply has), within ms; NULL if none. */
+static proto_reply_t *s_submit_answer(void *sock, int ms)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, ms) != 1)
+        return NULL;
+    size_t len;
+    char *buf = zmqx_recv(sock, &len, 0);
+    ck_assert_ptr_nonnull(buf);
+    proto_err_t err;
+    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_SUBMIT, &err);
+    free(buf);
+    ck_assert_ptr_nonnull(rep);
+    return rep;
+}
+
+/* A submit of a job's last batch with wait_ms is answered once the job
+   has finished, with the job's record: submit, run and result in one
+   request (the single-task round trip). Not before: a status of a job
+   that does not exist, sent after it on the same connection, is answered
+   first (the master reads them in order, and would have answered the
+   submit in the commit that came before). */
+START_TEST(a_held_submit_is_answered_when_its_job_finishes)
+{
+    env_t e;
+    s_env_start(&e, 10000);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 4);
+    void *sock = zmqx_socket(e.ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(sock, e.api), 0);
+    s_send_submit_held(sock, 2, 60000);
+    s_send_status(sock, 1000000, 0);
+    proto_reply_t *marker = s_answer(sock, 10000);
+    ck_assert_ptr_nonnull(marker);
+    ck_assert_msg(!marker->ok, "the held submit was answered at once");
+    ck_assert_str_eq(marker->error.code, PROTO_E_NOT_FOUND);
+    proto_reply_destroy(&marker);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
+    s_result(&f, got[0].id, got[0].attempt);
+    s_result(&f, got[1].id, got[1].attempt);
+    proto_reply_t *rep = s_submit_answer(sock, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_gt(rep->job, 0);
+    ck_assert_int_eq(rep->accepted, 2);
+    ck_assert_int_eq(rep->total, 2);
+    ck_assert_int_eq(rep->njobs, 1);
+    ck_assert_int_eq(rep->jobs[0].id, rep->job);
+    ck_assert_int_eq(rep->jobs[0].done, 2);
+    ck_assert(rep->jobs[0].finished > 0);
+    proto_reply_destroy(&rep);
+
+    /* A job with nothing to run finishes with its commit: answered then
+       (well before its minute). */
+    s_send_submit_held(sock, 0, 60000);
+    rep = s_submit_answer(sock, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->accepted, 0);
+    ck_assert_int_eq(rep->njobs, 1);
+    ck_assert(rep->jobs[0].finished > 0);
+    proto_reply_destroy(&rep);
+
+    /* No worker for this one: answered when the wait is over, with the
+       record of a job still queued. */
+    s_fake_stop(&f);
+    s_send_submit_held(sock, 1, 50);
+    rep = s_submit_answer(sock, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->accepted, 1);
+    ck_assert_int_eq(rep->njobs, 1);
+    ck_assert_int_eq(rep->jobs[0].queued + rep->jobs[0].running, 1);
+    ck_assert(rep->jobs[0].finished == 0);
+    proto_reply_destroy(&rep);
+
+    /* A batch with more to come cannot wait for its job. */
+    proto_req_t *req = s_noops(0, 1, true);
+    req->wait_ms = 100;
+    char *text = proto_req_encode(req);
+    ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
+    free(text);
+    proto_req_destroy(&req);
+    rep = s_submit_answer(sock, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert(!rep->ok);
+    ck_assert_ptr_nonnull(strstr(rep->error.message, "wait_ms"));
+    proto_reply_destroy(&rep);
+    zmq_close(sock);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* Sends a submit of n noops to job (0 = new) on sock, without waiting. */
 static void s_send_submit(void *sock, int64_t job, int n, bool more)
 {
@@ -681,6 +787,7 @@ int main(void)
     tcase_add_test(tc, batches_added_to_one_job_at_once_get_distinct_indexes);
     tcase_add_test(tc, a_held_status_is_answered_when_its_job_finishes);
     tcase_add_test(tc, a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops);
+    tcase_add_test(tc, a_held_submit_is_answered_when_its_job_finishes);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

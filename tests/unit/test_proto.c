@@ -825,6 +825,16 @@ START_TEST(every_request_type_round_trips)
     ck_assert(g->more);
     ck_assert_int_eq(g->ntasks, 0);
     ck_assert_ptr_null(g->name);
+    ck_assert_int_eq(g->wait_ms, 0);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    /* The last batch may wait for its job. */
+    r = proto_req_new(PROTO_REQ_SUBMIT);
+    r->wait_ms = 2500;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->wait_ms, 2500);
+    ck_assert(!g->more);
     proto_req_destroy(&r);
     proto_req_destroy(&g);
 }
@@ -889,6 +899,9 @@ START_TEST(request_fields_are_validated_per_type)
         {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":60001}", "\"wait_ms\""},
         {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":true}", "\"wait_ms\""},
         {"{\"v\":1,\"type\":\"status\",\"wait_ms\":100}", "\"wait_ms\" needs \"job\""},
+        {"{\"v\":1,\"type\":\"submit\",\"more\":true,\"wait_ms\":100}",
+         "\"wait_ms\" needs the job's last batch"},
+        {"{\"v\":1,\"type\":\"submit\",\"wait_ms\":60001}", "\"wait_ms\""},
         {"{\"v\":1,\"type\":\"results\"}", "missing field \"job\""},
         {"{\"v\":1,\"type\":\"results\",\"job\":1,\"limit\":0}", "\"limit\""},
         {"{\"v\":1,\"type\":\"results\",\"job\":1,\"limit\":10001}", "\"limit\""},
@@ -1014,6 +1027,24 @@ START_TEST(every_reply_type_round_trips)
     r->total = 5000;
     g = s_reply_round_trip(r, PROTO_REQ_SUBMIT);
     ck_assert_int_eq(g->total, 5000);
+    ck_assert_int_eq(g->njobs, 0);
+    proto_reply_destroy(&r);
+    proto_reply_destroy(&g);
+
+    /* A held submit's answer carries the job's record. */
+    r = proto_reply_new(true);
+    r->job = 4;
+    r->accepted = 1;
+    r->total = 1;
+    r->njobs = 1;
+    r->jobs = calloc(1, sizeof *r->jobs);
+    r->jobs[0] = (proto_job_t){.id = 4, .closed = true, .total = 1, .done = 1, .created = 1.5,
+                               .finished = 2.25};
+    g = s_reply_round_trip(r, PROTO_REQ_SUBMIT);
+    ck_assert_int_eq(g->job, 4);
+    ck_assert_int_eq(g->njobs, 1);
+    ck_assert_int_eq(g->jobs[0].done, 1);
+    ck_assert(g->jobs[0].finished == 2.25);
     proto_reply_destroy(&r);
     proto_reply_destroy(&g);
 
