@@ -166,7 +166,8 @@ static char *s_string(fr_t *r)
 
 /* A number in strict JSON spelling. *integral: spelled as an integer
    (no fraction, no exponent). The value is what cJSON would hold: strtod
-   of the same characters (computed without it for <= 15 digits). */
+   of the same characters (computed without it, exactly, for a number
+   without exponent whose digits make an integer <= 2^53). */
 #if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
 #error "the exact decimal fast path below needs double arithmetic in double precision"
 #endif

@@ -431,8 +431,9 @@ static void s_send_status(void *sock, int64_t job, int wait_ms)
     proto_req_destroy(&req);
 }
 
-/* The answer on sock within ms, or NULL. */
-static proto_reply_t *s_answer(void *sock, int ms)
+/* The answer on sock within ms, read as the reply to a request of type
+   (which decides the members a reply has), or NULL. */
+static proto_reply_t *s_answer_to(void *sock, int ms, proto_req_type_t type)
 {
     zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
     if (zmq_poll(&item, 1, ms) != 1)
@@ -441,10 +442,15 @@ static proto_reply_t *s_answer(void *sock, int ms)
     char *buf = zmqx_recv(sock, &len, 0);
     ck_assert_ptr_nonnull(buf);
     proto_err_t err;
-    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_STATUS, &err);
+    proto_reply_t *rep = proto_reply_decode(buf, len, type, &err);
     free(buf);
     ck_assert_ptr_nonnull(rep);
     return rep;
+}
+
+static proto_reply_t *s_answer(void *sock, int ms)
+{
+    return s_answer_to(sock, ms, PROTO_REQ_STATUS);
 }
 
 /* Sends a status request for job held up to wait_ms, on a socket of its
@@ -547,20 +553,16 @@ static void s_send_submit_held(void *sock, int n, int wait_ms)
     proto_req_destroy(&req);
 }
 
-/* The next answer on sock, read as a submit's (the request type decides
-   which fields a reply has), within ms; NULL if none. */
-static proto_reply_t *s_submit_answer(void *sock, int ms)
+/* A held submit of n noops and its answer: accepted, with its job's record. */
+static proto_reply_t *s_held_submit(void *sock, int n, int wait_ms)
 {
-    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, ms) != 1)
-        return NULL;
-    size_t len;
-    char *buf = zmqx_recv(sock, &len, 0);
-    ck_assert_ptr_nonnull(buf);
-    proto_err_t err;
-    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_SUBMIT, &err);
-    free(buf);
+    s_send_submit_held(sock, n, wait_ms);
+    proto_reply_t *rep = s_answer_to(sock, 10000, PROTO_REQ_SUBMIT);
     ck_assert_ptr_nonnull(rep);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->accepted, n);
+    ck_assert_int_eq(rep->njobs, 1);
+    ck_assert_int_eq(rep->jobs[0].id, rep->job);
     return rep;
 }
 
@@ -589,7 +591,7 @@ START_TEST(a_held_submit_is_answered_when_its_job_finishes)
     ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
     s_result(&f, got[0].id, got[0].attempt);
     s_result(&f, got[1].id, got[1].attempt);
-    proto_reply_t *rep = s_submit_answer(sock, 10000);
+    proto_reply_t *rep = s_answer_to(sock, 10000, PROTO_REQ_SUBMIT);
     ck_assert_ptr_nonnull(rep);
     ck_assert(rep->ok);
     ck_assert_int_gt(rep->job, 0);
@@ -603,24 +605,14 @@ START_TEST(a_held_submit_is_answered_when_its_job_finishes)
 
     /* A job with nothing to run finishes with its commit: answered then
        (well before its minute). */
-    s_send_submit_held(sock, 0, 60000);
-    rep = s_submit_answer(sock, 10000);
-    ck_assert_ptr_nonnull(rep);
-    ck_assert(rep->ok);
-    ck_assert_int_eq(rep->accepted, 0);
-    ck_assert_int_eq(rep->njobs, 1);
+    rep = s_held_submit(sock, 0, 60000);
     ck_assert(rep->jobs[0].finished > 0);
     proto_reply_destroy(&rep);
 
     /* No worker for this one: answered when the wait is over, with the
        record of a job still queued. */
     s_fake_stop(&f);
-    s_send_submit_held(sock, 1, 50);
-    rep = s_submit_answer(sock, 10000);
-    ck_assert_ptr_nonnull(rep);
-    ck_assert(rep->ok);
-    ck_assert_int_eq(rep->accepted, 1);
-    ck_assert_int_eq(rep->njobs, 1);
+    rep = s_held_submit(sock, 1, 50);
     ck_assert_int_eq(rep->jobs[0].queued + rep->jobs[0].running, 1);
     ck_assert(rep->jobs[0].finished == 0);
     proto_reply_destroy(&rep);
@@ -632,7 +624,7 @@ START_TEST(a_held_submit_is_answered_when_its_job_finishes)
     ck_assert_int_eq(zmqx_send(sock, text, strlen(text), 0), 0);
     free(text);
     proto_req_destroy(&req);
-    rep = s_submit_answer(sock, 10000);
+    rep = s_answer_to(sock, 10000, PROTO_REQ_SUBMIT);
     ck_assert_ptr_nonnull(rep);
     ck_assert(!rep->ok);
     ck_assert_ptr_nonnull(strstr(rep->error.message, "wait_ms"));
@@ -654,13 +646,7 @@ static void s_send_submit(void *sock, int64_t job, int n, bool more)
 
 static proto_reply_t *s_submit_reply(void *sock)
 {
-    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-    ck_assert_int_eq(zmq_poll(&item, 1, 10000), 1);
-    size_t len;
-    char *buf = zmqx_recv(sock, &len, 0);
-    proto_err_t err;
-    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_SUBMIT, &err);
-    free(buf);
+    proto_reply_t *rep = s_answer_to(sock, 10000, PROTO_REQ_SUBMIT);
     ck_assert_ptr_nonnull(rep);
     return rep;
 }
