@@ -130,7 +130,7 @@ static bool s_blank(const char *s, size_t n)
 
 /* Shared by both file kinds: open, run check() over every non-blank line
    (first pass), count, rewind. */
-static taskgen_t *s_file_new(gen_kind_t kind, const char *path,
+static taskgen_t *s_file_new(gen_kind_t kind, const char *path, const specopt_t *opts,
                              int (*check)(taskgen_t *self, size_t len, char *err, size_t errlen),
                              char *err, size_t errlen)
 {
@@ -139,6 +139,7 @@ static taskgen_t *s_file_new(gen_kind_t kind, const char *path,
         return NULL;
     taskgen_t *self = s_new(kind);
     self->in = in;
+    self->opts = opts;
     self->name = xstrdup(strcmp(path, "-") == 0 ? "stdin" : path);
     ssize_t n;
     while ((n = s_getline(self)) >= 0) {
@@ -187,13 +188,31 @@ static int s_check_jsonl(taskgen_t *self, size_t len, char *err, size_t errlen)
         snprintf(err, errlen, "%s", perr.message[0] ? perr.message : "not a valid task spec");
         return -1;
     }
+    if (!self->opts || !specopt_any(self->opts)) {
+        proto_spec_destroy(&spec);
+        return 0;
+    }
+    /* The options can make a valid line invalid (--require adding a
+       label past the limit, --env past the count): check the spec the
+       second pass will send, as the master will read it, so nothing is
+       refused after the first batches went out. */
+    specopt_apply(self->opts, spec);
+    char *text = proto_spec_encode(spec);
+    proto_spec_destroy(&spec);
+    spec = text ? proto_spec_decode(text, strlen(text), &perr) : NULL;
+    free(text);
+    if (!spec) {
+        snprintf(err, errlen, "with the submit options applied: %s",
+                 perr.message[0] ? perr.message : "not a valid task spec");
+        return -1;
+    }
     proto_spec_destroy(&spec);
     return 0;
 }
 
 taskgen_t *taskgen_each(tmpl_t **tmpl, const char *path, char *err, size_t errlen)
 {
-    taskgen_t *self = s_file_new(GEN_EACH, path, s_check_each, err, errlen);
+    taskgen_t *self = s_file_new(GEN_EACH, path, NULL, s_check_each, err, errlen);
     if (self) {
         self->tmpl = *tmpl;
         *tmpl = NULL;
@@ -205,10 +224,7 @@ taskgen_t *taskgen_each(tmpl_t **tmpl, const char *path, char *err, size_t errle
 
 taskgen_t *taskgen_jsonl(const char *path, const specopt_t *opts, char *err, size_t errlen)
 {
-    taskgen_t *self = s_file_new(GEN_JSONL, path, s_check_jsonl, err, errlen);
-    if (self)
-        self->opts = opts;
-    return self;
+    return s_file_new(GEN_JSONL, path, opts, s_check_jsonl, err, errlen);
 }
 
 void taskgen_destroy(taskgen_t **p)

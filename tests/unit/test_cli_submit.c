@@ -410,6 +410,39 @@ START_TEST(jsonl_specs_come_out_with_the_options_applied)
 }
 END_TEST
 
+/* The options are part of what the master will read: a line valid on its
+   own but not with them must be refused by the first pass, before any
+   batch has gone out (256 labels is the limit; --require adds one). */
+START_TEST(jsonl_lines_are_checked_with_the_options_applied)
+{
+    size_t cap = 8192, len = 0;
+    char *text = xmalloc(cap);
+    len += (size_t) snprintf(text + len, cap - len, "{\"argv\":[\"a\"]}\n{\"argv\":[\"b\"],\"require\":[");
+    for (int i = 0; i < 256; i++)
+        len += (size_t) snprintf(text + len, cap - len, "%s\"l%d\"", i ? "," : "", i);
+    len += (size_t) snprintf(text + len, cap - len, "]}\n");
+    char *path = s_file(text, len);
+    free(text);
+    char err[512] = "";
+    taskgen_t *g = taskgen_jsonl(path, NULL, err, sizeof err);
+    ck_assert_msg(g != NULL, "256 labels are allowed: %s", err);
+    ck_assert_int_eq(taskgen_count(g), 2);
+    taskgen_destroy(&g);
+
+    specopt_t o;
+    specopt_init(&o);
+    specopt_add_require(&o, "gpu");
+    g = taskgen_jsonl(path, &o, err, sizeof err);
+    ck_assert_ptr_null(g);
+    ck_assert_msg(strstr(err, ":2: with the submit options applied: ") != NULL
+                      && strstr(err, "require") != NULL,
+                  "error: %s", err);
+    specopt_clear(&o);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 /* --------------------------------------------------------------- batch */
 
 /* What the fake sender saw. */
@@ -659,6 +692,7 @@ int main(void)
     tcase_add_test(tc, each_reads_stdin_through_a_temporary_copy);
     tcase_add_test(tc, jsonl_errors_name_the_file_and_line);
     tcase_add_test(tc, jsonl_specs_come_out_with_the_options_applied);
+    tcase_add_test(tc, jsonl_lines_are_checked_with_the_options_applied);
     tcase_add_test(tc, batches_split_at_the_spec_limit_with_more_on_all_but_the_last);
     tcase_add_test(tc, batches_split_at_the_byte_limit);
     tcase_add_test(tc, a_spec_larger_than_a_batch_travels_alone);
