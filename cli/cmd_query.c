@@ -335,7 +335,7 @@ static const char s_workers_usage[] =
     "usage: ztask workers [--json]\n"
     "\n"
     "Lists the workers the master knows:\n"
-    "  ID  HOST  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
+    "  ID  HOST  PID  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
     "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
     "(missed its heartbeats; its tasks went back to the queue). LABELS are the\n"
     "worker's --label values (tasks submitted with --require L run only on workers\n"
@@ -354,8 +354,8 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
     if ((rc = s_ask(cli, PROTO_REQ_WORKERS, 0, &rep)) != CLI_EXIT_OK)
         return rc;
     if (!json)
-        printf("%-14s %-20s %7s %7s %9s %7s  %-14s %-8s %s\n", "ID", "HOST", "THREADS",
-               "RUNNING", "DONE", "FAILED", "LAST-HEARTBEAT", "STATE", "LABELS");
+        printf("%-14s %-20s %7s %7s %7s %9s %7s  %-14s %-8s %s\n", "ID", "HOST", "PID",
+               "THREADS", "RUNNING", "DONE", "FAILED", "LAST-HEARTBEAT", "STATE", "LABELS");
     double now = clock_wall();
     for (int i = 0; i < rep->nworkers; i++) {
         const proto_worker_info_t *w = &rep->workers[i];
@@ -381,8 +381,8 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
             used += (size_t) n < sizeof joined - used ? (size_t) n : sizeof joined - used - 1;
         }
         fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
-        printf("%-14s %-20s %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host, w->threads,
-               w->running, (long long) w->done, (long long) w->failed, ago,
+        printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host,
+               (long long) w->pid, w->threads, w->running, (long long) w->done, (long long) w->failed, ago,
                !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
     }
     if (!json && rep->nworkers == 0)

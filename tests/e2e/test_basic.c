@@ -305,7 +305,10 @@ START_TEST(workers_stats_jobs_and_forget_report_the_cluster)
     h_cluster_t *c = h_cluster_new("clistate");
     h_master_start(c, 0, NULL);
     h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
-    h_proc_t *wb = h_worker_start(c, "b", 3, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 3, "--label", "gpu", "--label", "ssd", NULL);
+    char host[256];
+    ck_assert_int_eq(gethostname(host, sizeof host), 0);
+    host[sizeof host - 1] = '\0';
 
     h_run_t *r = h_cli(c, "workers", "--json", NULL);
     ck_assert_msg(r->rc == 0, "workers: %s", h_run_desc(r));
@@ -317,16 +320,35 @@ START_TEST(workers_stats_jobs_and_forget_report_the_cluster)
         const char *id = h_jstr(w, "worker");
         ck_assert_ptr_nonnull(id);
         ck_assert(h_jtrue(w, "alive"));
+        ck_assert_str_eq(h_jstr(w, "host"), host);
+        const cJSON *labels = cJSON_GetObjectItemCaseSensitive(w, "labels");
         if (!strcmp(id, h_worker_id(wa))) {
             ck_assert_int_eq(h_jint(w, "threads", -1), 2);
+            ck_assert_int_eq(h_jint(w, "pid", -1), h_proc_pid(wa));
+            ck_assert_int_eq(cJSON_GetArraySize(labels), 0);
             seen |= 1;
         } else if (!strcmp(id, h_worker_id(wb))) {
             ck_assert_int_eq(h_jint(w, "threads", -1), 3);
+            ck_assert_int_eq(h_jint(w, "pid", -1), h_proc_pid(wb));
+            ck_assert_int_eq(cJSON_GetArraySize(labels), 2);
+            ck_assert_str_eq(cJSON_GetArrayItem(labels, 0)->valuestring, "gpu");
+            ck_assert_str_eq(cJSON_GetArrayItem(labels, 1)->valuestring, "ssd");
             seen |= 2;
         }
     }
     ck_assert_int_eq(seen, 3);
     cJSON_Delete(ws);
+    h_run_free(&r);
+
+    /* The table shows the same: host, pid, threads and labels per worker. */
+    r = h_cli(c, "workers", NULL);
+    ck_assert_msg(r->rc == 0, "workers: %s", h_run_desc(r));
+    char want[512];
+    snprintf(want, sizeof want, "%d       3 ", (int) h_proc_pid(wb));
+    ck_assert_msg(strstr(r->out, want) && strstr(r->out, "gpu,ssd") && strstr(r->out, host)
+                      && strstr(r->out, " PID "),
+                  "workers table lacks host, pid %d, threads or labels: %s", (int) h_proc_pid(wb),
+                  r->out);
     h_run_free(&r);
 
     int64_t job = h_submit(c, NULL, "--fn", "noop", "--array", "1-20", NULL);
