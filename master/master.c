@@ -109,8 +109,10 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     else
         snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
     if (zmq_bind(s, ep) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s (another master running? use --port)", ep,
-                 zmq_strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s: %s (%s)", ep, zmq_strerror(errno),
+                 errno == ENODEV ? "--bind takes an IP address of this host or an interface "
+                                   "name, not a host name"
+                                 : "another master running? use --port");
         zmq_close(s);
         return NULL;
     }
@@ -118,10 +120,11 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     return s;
 }
 
+/* Literal addresses ("localhost" became 127.0.0.1 in master_new). */
 static bool s_loopback(const char *addr)
 {
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "localhost") == 0
-           || strcmp(addr, "::1") == 0 || strcmp(addr, "[::1]") == 0;
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0
+           || strcmp(addr, "[::1]") == 0;
 }
 
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
@@ -140,10 +143,12 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      cfg->bind_addr);
             return -1;
         }
+        /* At error level so that no --log-level hides it. */
         if (!s_loopback(cfg->bind_addr))
-            log_warn("event=insecure bind=%s note=\"no authentication, no encryption: anyone who "
-                     "can reach these ports can submit commands to run on the workers\"",
-                     cfg->bind_addr);
+            log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
+                      "encryption: anyone who can reach these ports can submit commands to run "
+                      "on the workers\"",
+                      cfg->bind_addr);
         return 0;
     }
     keypair_t kp;
@@ -170,7 +175,10 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
     self->cfg = *cfg;
-    self->bind_addr = xstrdup(cfg->bind_addr);
+    /* libzmq binds addresses and interface names, not host names: the one
+       host name people type for --bind is read as what it means. */
+    self->bind_addr = xstrdup(strcmp(cfg->bind_addr, "localhost") == 0 ? "127.0.0.1"
+                                                                         : cfg->bind_addr);
     self->db_path = xstrdup(cfg->db_path);
     self->cfg.bind_addr = self->bind_addr;
     self->cfg.db_path = self->db_path;
@@ -207,7 +215,7 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         rlim_t n = rl.rlim_cur - 64;
         zmq_ctx_set(self->ctx, ZMQ_MAX_SOCKETS, n > 65535 ? 65535 : (int) n);
     }
-    if (s_security(self, cfg, err, errlen) != 0)
+    if (s_security(self, &self->cfg, err, errlen) != 0)
         goto fail;
     self->api = s_bind(self, ZMQ_ROUTER, cfg->port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
                        &self->api_port, err, errlen);
