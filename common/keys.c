@@ -1,5 +1,6 @@
 #include "keys.h"
 
+#include "log.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -189,6 +190,11 @@ keyset_t *keyset_load(const char *path, char *err, size_t errlen)
             char e2[256];
             if (keys_load(file, &kp, e2, sizeof e2) == 0)
                 s_add(self, kp.pub);
+            else { /* the others still count; say why this one does not */
+                char qf[512], qe[300];
+                log_warn("event=allowlist_skipped file=\"%s\" error=\"%s\"",
+                         log_quote(qf, sizeof qf, file), log_quote(qe, sizeof qe, e2));
+            }
         }
         closedir(d);
         return self;

@@ -50,6 +50,11 @@ static void s_drain_more(void *sock)
 
 char *zmqx_recv(void *sock, size_t *len, int flags)
 {
+    return zmqx_recv_from(sock, len, flags, NULL);
+}
+
+char *zmqx_recv_from(void *sock, size_t *len, int flags, char *user_id)
+{
     zmq_msg_t m;
     zmq_msg_init(&m);
     if (zmq_msg_recv(&m, sock, flags) < 0) {
@@ -68,6 +73,10 @@ char *zmqx_recv(void *sock, size_t *len, int flags)
     char *buf = xmalloc(n + 1);
     memcpy(buf, zmq_msg_data(&m), n);
     buf[n] = '\0';
+    if (user_id) {
+        const char *uid = zmq_msg_gets(&m, "User-Id");
+        snprintf(user_id, ZMQX_USER_ID_MAX, "%s", uid ? uid : "");
+    }
     zmq_msg_close(&m);
     if (len)
         *len = n;

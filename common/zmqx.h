@@ -26,12 +26,20 @@ int zmqx_send(void *sock, const void *data, size_t len, int flags);
    EAGAIN with ZMQ_DONTWAIT and nothing there, EINTR on a signal, EPROTO). */
 char *zmqx_recv(void *sock, size_t *len, int flags);
 
+/* The ZAP handler's User-Id for a peer travels with each of its messages;
+   this bounds what is kept of it (longer ones are cut). */
+#define ZMQX_USER_ID_MAX 64
+
+/* zmqx_recv, also copying the message's User-Id into user_id (size
+   ZMQX_USER_ID_MAX; "" when the socket has no ZAP handler). */
+char *zmqx_recv_from(void *sock, size_t *len, int flags, char *user_id);
+
 /* One multipart message, all frames, for ROUTER sockets. */
 typedef struct {
     int count;
     char **frames;   /* each NUL-terminated, caller-owned via zmqx_frames_free */
     size_t *sizes;
-    char user_id[32];  /* the ZAP handler's User-Id for the peer ("" without ZAP) */
+    char user_id[ZMQX_USER_ID_MAX];  /* the ZAP handler's User-Id ("" without ZAP) */
 } zmqx_frames_t;
 
 /* Receives every frame of one message (at most max_frames are kept; the

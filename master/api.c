@@ -370,8 +370,10 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
 {
     char err[256];
     const char *name = req->name && *req->name ? req->name : "worker";
+    const char *key = auth_user_key(env->user_id);
     worker_t *w = registry_find(self->registry, name);
-    bool again = w && w->alive && w->pid == req->pid && strcmp(w->host, req->host ? req->host : "") == 0;
+    bool again = w && w->alive && w->pid == req->pid
+                 && strcmp(w->host, req->host ? req->host : "") == 0 && strcmp(w->key, key) == 0;
     /* A live worker registering again lost its pipe: whatever we sent it
        and it does not report running is lost in that pipe. */
     if (again) {
@@ -386,7 +388,7 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
             t = next;
         }
     }
-    w = registry_hello(self->registry, name, req->host, req->pid, req->threads, req->labels,
+    w = registry_hello(self->registry, name, key, req->host, req->pid, req->threads, req->labels,
                        req->nlabels, req->no_exec, now, err, sizeof err);
     if (!w) {
         log_error("event=hello_refused name=%s error=\"%s\"", name, err);
@@ -483,6 +485,15 @@ static void s_drain(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     worker_t *w = req->worker ? registry_find(self->registry, req->worker) : NULL;
     if (!w || !w->alive) {
         s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such live worker (see: ztask workers)");
+        return;
+    }
+    /* A worker key (not also a client's) drains only the worker it
+       registered: its own SIGTERM, nobody else's. */
+    if (self->auth && !auth_role_allows(env->user_id, "client")
+        && strcmp(w->key, auth_user_key(env->user_id)) != 0) {
+        log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
+                 auth_user_key(env->user_id));
+        s_reply_error(self, env, PROTO_E_AUTH, "a worker key may drain only its own worker");
         return;
     }
     w->draining = true;
@@ -712,6 +723,7 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
         if (frames->sizes[i] != 0)
             return;
     zmqx_frames_t env = {.count = frames->count - 1, .frames = frames->frames, .sizes = frames->sizes};
+    memcpy(env.user_id, frames->user_id, sizeof env.user_id);
     const char *body = frames->frames[frames->count - 1];
     size_t len = frames->sizes[frames->count - 1];
     proto_err_t err;
@@ -730,8 +742,11 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
         bool ok = auth_role_allows(frames->user_id, role)
                   || (req->type == PROTO_REQ_DRAIN && auth_role_allows(frames->user_id, "worker"));
         if (!ok) {
-            log_warn("event=request_refused type=%d role=%s need=%s", (int) req->type,
-                     frames->user_id[0] ? frames->user_id : "none", role);
+            const char *key = auth_user_key(frames->user_id);
+            int rlen = (int) strcspn(frames->user_id, " ");
+            log_warn("event=request_refused type=%s role=%.*s key=%s need=%s",
+                     proto_req_type_name(req->type), rlen ? rlen : 4,
+                     rlen ? frames->user_id : "none", key[0] ? key : "none", role);
             s_reply_error(self, &env, PROTO_E_AUTH,
                           req->type == PROTO_REQ_HELLO ? "this key is not allowed to register as a worker"
                                                        : "this key is not allowed to act as a client");

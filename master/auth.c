@@ -88,29 +88,36 @@ int auth_reload(auth_t *self, char *err, size_t errlen)
    mechanism, then credentials (CURVE: the client's 32-byte public key). */
 static void s_answer(auth_t *self, const zmqx_frames_t *req)
 {
-    const char *status = "400", *text = "not allowed", *user = "";
+    const char *status = "400", *text = "not allowed", *role = "";
     char key[KEY_Z85_LEN + 1] = "";
+    size_t plen = strlen(AUTH_DOMAIN_PIPE);
     const char *domain = req->count > 2 ? req->frames[2] : "";
     const char *address = req->count > 3 ? req->frames[3] : "";
     if (req->count >= 7 && strcmp(req->frames[5], "CURVE") == 0 && req->sizes[6] == 32) {
         zmq_z85_encode(key, (const uint8_t *) req->frames[6], 32);
         bool client = keyset_has(self->clients, key);
         bool worker = keyset_has(self->workers, key);
+        bool own_pipe = strncmp(domain, AUTH_DOMAIN_PIPE " ", plen + 1) == 0
+                        && strcmp(domain + plen + 1, key) == 0;
         if (strcmp(domain, AUTH_DOMAIN_API) == 0 && (client || worker)) {
             status = "200";
-            user = client && worker ? "client+worker" : client ? "client" : "worker";
-        } else if ((strcmp(domain, AUTH_DOMAIN_REPORTS) == 0 || strcmp(domain, AUTH_DOMAIN_PIPE) == 0)
-                   && worker) {
+            role = client && worker ? "client+worker" : client ? "client" : "worker";
+        } else if ((strcmp(domain, AUTH_DOMAIN_REPORTS) == 0 || own_pipe) && worker) {
             status = "200";
-            user = "worker";
+            role = "worker";
         }
     } else
         text = "CURVE required";
-    if (strcmp(status, "200") == 0)
+    char user[ZMQX_USER_ID_MAX] = "";
+    if (strcmp(status, "200") == 0) {
         text = "OK";
-    else
-        log_warn("event=auth_refused domain=%s address=%s key=%s", domain, address,
-                 key[0] ? key : "none");
+        snprintf(user, sizeof user, "%s %s", role, key);
+    } else {
+        /* A pipe's domain is "pipe KEY": the key is not the refused one. */
+        log_warn("event=auth_refused domain=%.*s address=%s key=%s",
+                 strncmp(domain, AUTH_DOMAIN_PIPE " ", plen + 1) == 0 ? (int) plen : 64, domain,
+                 address, key[0] ? key : "none");
+    }
     /* Reply: version, request id, status code, status text, user id, metadata. */
     const char *version = "1.0";
     zmqx_send(self->zap, version, 3, ZMQ_SNDMORE);
@@ -145,5 +152,19 @@ int auth_make_server(void *sock, const char *secret_z85, const char *domain)
 
 bool auth_role_allows(const char *user_id, const char *role)
 {
-    return strstr(user_id, role) != NULL;
+    /* The role is the User-Id's first word: "client", "worker" or
+       "client+worker" (the key after it is Z85, which has letters). */
+    size_t n = strcspn(user_id, " ");
+    size_t r = strlen(role);
+    for (const char *p = user_id; p + r <= user_id + n; p++)
+        if (strncmp(p, role, r) == 0 && (p == user_id || p[-1] == '+')
+            && (p + r == user_id + n || p[r] == '+'))
+            return true;
+    return false;
+}
+
+const char *auth_user_key(const char *user_id)
+{
+    const char *sp = strchr(user_id, ' ');
+    return sp ? sp + 1 : "";
 }

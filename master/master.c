@@ -740,7 +740,9 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
            still costs libzmq system calls (~20 us each on a VM). */
         for (int i = 0; i < 2000 && (items[0].revents & ZMQ_POLLIN); i++) {
             size_t len;
-            char *buf = zmqx_recv(self->reports, &len, ZMQ_DONTWAIT);
+            char uid[ZMQX_USER_ID_MAX] = "";
+            char *buf = self->auth ? zmqx_recv_from(self->reports, &len, ZMQ_DONTWAIT, uid)
+                                   : zmqx_recv(self->reports, &len, ZMQ_DONTWAIT);
             if (!buf) {
                 if (errno == EPROTO) {
                     log_warn("event=bad_report error=\"multipart message dropped\"");
@@ -748,7 +750,7 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
                 }
                 break;
             }
-            tasks_on_report(self, buf, len, now);
+            tasks_on_report(self, buf, len, self->auth ? auth_user_key(uid) : NULL, now);
             free(buf);
         }
         /* Hand out freed credit before anything that may wait on the disk

@@ -204,7 +204,9 @@ void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const prot
 
 /* tasks.c */
 void tasks_dispatch(master_t *self, int64_t now);
-void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now);
+/* key: the sender's CURVE key (NULL without CURVE): a worker's reports
+   count only from the key that registered it. */
+void tasks_on_report(master_t *self, const char *buf, size_t len, const char *key, int64_t now);
 void tasks_timers(master_t *self, int64_t now);
 /* Puts a task that was on a worker back in the queue, or ends it when it
    was cancelled or (crashed) has killed its workers crash_limit times. */

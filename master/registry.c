@@ -86,7 +86,8 @@ worker_t *registry_find(registry_t *self, const char *id)
 
 /* Binds a PUSH for one worker. Its high-water mark is generous because the
    master's credit accounting, not the HWM, bounds what is in flight. */
-static void *s_bind_pipe(registry_t *self, int *port, char *err, size_t errlen)
+static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err,
+                         size_t errlen)
 {
     void *s = zmqx_socket(self->ctx, ZMQ_PUSH, 0, -1);
     if (!s) {
@@ -95,7 +96,10 @@ static void *s_bind_pipe(registry_t *self, int *port, char *err, size_t errlen)
     }
     int hwm = 100000;
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    if (self->curve_secret && auth_make_server(s, self->curve_secret, AUTH_DOMAIN_PIPE) != 0) {
+    /* Its ZAP domain names the worker's key: only that key may connect. */
+    char domain[sizeof(AUTH_DOMAIN_PIPE) + 48];
+    snprintf(domain, sizeof domain, AUTH_DOMAIN_PIPE " %s", key);
+    if (self->curve_secret && auth_make_server(s, self->curve_secret, domain) != 0) {
         snprintf(err, errlen, "cannot enable CURVE on a task pipe: %s", zmq_strerror(errno));
         zmq_close(s);
         return NULL;
@@ -122,20 +126,22 @@ static void *s_bind_pipe(registry_t *self, int *port, char *err, size_t errlen)
     return NULL;
 }
 
-worker_t *registry_hello(registry_t *self, const char *name, const char *host, int pid,
-                         int threads, char **labels, int nlabels, bool no_exec, int64_t now,
-                         char *err, size_t errlen)
+worker_t *registry_hello(registry_t *self, const char *name, const char *key, const char *host,
+                         int pid, int threads, char **labels, int nlabels, bool no_exec,
+                         int64_t now, char *err, size_t errlen)
 {
     /* The same process registering again (it lost the master for a while)
        keeps its record; another live process with the same name gets the
-       first free "name#k". */
+       first free "name#k". With CURVE the same process means the same key
+       too: another worker key cannot take over a live worker's record. */
     const char *h = host ? host : "";
     worker_t *w = NULL;
     char id[PROTO_MAX_NAME + 16];
     snprintf(id, sizeof id, "%s", name);
     for (int k = 2; k < 10000; k++) {
         worker_t *other = registry_find(self, id);
-        if (!other || !other->alive || (other->pid == pid && strcmp(other->host, h) == 0)) {
+        if (!other || !other->alive
+            || (other->pid == pid && strcmp(other->host, h) == 0 && strcmp(other->key, key) == 0)) {
             w = other;
             break;
         }
@@ -155,7 +161,7 @@ worker_t *registry_hello(registry_t *self, const char *name, const char *host, i
             is_new = false;
 
     int port = 0;
-    void *pipe = s_bind_pipe(self, &port, err, errlen);
+    void *pipe = s_bind_pipe(self, key, &port, err, errlen);
     if (!pipe) {
         if (is_new)
             s_free_worker(w);
@@ -166,6 +172,7 @@ worker_t *registry_hello(registry_t *self, const char *name, const char *host, i
     w->task_port = port;
     free(w->host);
     w->host = xstrdup(h);
+    snprintf(w->key, sizeof w->key, "%s", key);
     w->pid = pid;
     w->threads = threads;
     s_free_labels(w);

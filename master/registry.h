@@ -22,6 +22,7 @@
 typedef struct worker {
     char *id;                 /* unique: the worker's name, suffixed on clashes */
     char *host;
+    char key[48];             /* Z85 CURVE key that registered it ("" without CURVE) */
     int pid;
     int threads;
     char **labels;
@@ -48,18 +49,20 @@ typedef struct registry registry_t;
 
 /* Task pipes bind on bind_addr, on an ephemeral port when port_lo is 0,
    else on the first free port of [port_lo, port_hi]; as CURVE servers in
-   the "pipe" ZAP domain when curve_secret (Z85) is not NULL. */
+   the ZAP domain "pipe KEY" (KEY: the worker's) when curve_secret (Z85) is
+   not NULL. */
 registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi,
                          const char *curve_secret);
 void registry_destroy(registry_t **p);
 
 /* Registers a worker: a new record (id derived from name), or the same
    record when a live worker of that id registers again (after it lost the
-   master for a while). Binds a fresh pipe either way. NULL with err filled
-   when no pipe could be bound. */
-worker_t *registry_hello(registry_t *self, const char *name, const char *host, int pid,
-                         int threads, char **labels, int nlabels, bool no_exec, int64_t now,
-                         char *err, size_t errlen);
+   master for a while: same host, pid and key). key is the Z85 CURVE key it
+   registered with ("" without CURVE). Binds a fresh pipe either way. NULL
+   with err filled when no pipe could be bound. */
+worker_t *registry_hello(registry_t *self, const char *name, const char *key, const char *host,
+                         int pid, int threads, char **labels, int nlabels, bool no_exec,
+                         int64_t now, char *err, size_t errlen);
 
 worker_t *registry_find(registry_t *self, const char *id);
 

@@ -394,7 +394,7 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
     o->len[i] += n;
 }
 
-void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now)
+void tasks_on_report(master_t *self, const char *buf, size_t len, const char *key, int64_t now)
 {
     proto_err_t err;
     proto_report_t *rep = proto_report_decode(buf, len, &err);
@@ -404,6 +404,19 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, int64_t now)
         return;
     }
     worker_t *w = registry_find(self->registry, rep->worker);
+    /* Reports name their worker; with CURVE the name must come with the
+       key that registered it, or any worker key could speak for another
+       (say bye for it, keep it alive, finish its tasks). A worker we do not
+       know (results it kept while we were away, sent before its hello) is
+       judged as without CURVE: by its tasks' attempt numbers. */
+    if (key && w && strcmp(w->key, key) != 0) {
+        char q[128];
+        log_warn("event=report_refused worker=%s key=%s error=\"not the key that registered "
+                 "this worker\"",
+                 log_quote(q, sizeof q, rep->worker), key);
+        proto_report_destroy(&rep);
+        return;
+    }
     bool live = w && w->alive;
     if (live) {
         w->last_seen = now;

@@ -207,6 +207,8 @@ typedef struct {
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
+/* "submit", "status", ... (NULL for a value outside the enum). */
+const char *proto_req_type_name(proto_req_type_t t);
 char *proto_req_encode(const proto_req_t *req);
 /* Defaults: index -1, limit 1000, everything else 0/NULL/false. */
 proto_req_t *proto_req_new(proto_req_type_t type);

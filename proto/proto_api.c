@@ -19,7 +19,7 @@ static const char *const s_req_names[] = {
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 
-static const char *s_req_name(proto_req_type_t t)
+const char *proto_req_type_name(proto_req_type_t t)
 {
     return (t >= PROTO_REQ_SUBMIT && (size_t) t < NREQ) ? s_req_names[t] : NULL;
 }
@@ -201,11 +201,11 @@ done:
 
 char *proto_req_encode(const proto_req_t *req)
 {
-    if (!req || !s_req_name(req->type))
+    if (!req || !proto_req_type_name(req->type))
         return NULL;
     pb_t b;
     pb_init(&b, req->type == PROTO_REQ_SUBMIT ? 256 + (size_t) req->ntasks * 128 : 128);
-    pb_open(&b, s_req_name(req->type));
+    pb_open(&b, proto_req_type_name(req->type));
     switch (req->type) {
     case PROTO_REQ_SUBMIT:
         pb_ki64(&b, "job", req->job);
