@@ -4,13 +4,17 @@
 # Builds debian:bookworm-slim locally when it is missing (no registry
 # needed), builds the ztask image through docker-compose.yml, brings up a
 # master and 3 workers under a project name of its own, and checks:
+#   0. the image (non-root, no compiler), health checks of master and
+#      workers, and the README's `exec master ztask` / `run --rm cli` forms;
 #   1. a 2,000-task job submitted by the CLI in a container completes, every
 #      index exactly once, all done, stdout right;
-#   2. a worker killed (docker kill) while it runs tasks loses nothing;
+#   2. a worker killed (docker kill) while it runs tasks loses nothing, and
+#      the tasks it held run again elsewhere;
 #   3. the master restarted (compose restart) mid-job loses nothing the
-#      submit acknowledged;
-#   4. the master SIGKILLed mid-job and restarted by its restart policy
-#      loses nothing acknowledged either;
+#      submit acknowledged, and every result recorded before the restart
+#      is still there unchanged;
+#   4. the master SIGKILLed mid-job and restarted by its restart policy:
+#      the same;
 #   5. `down` without -v then `up` keeps jobs and results (named volume);
 # then tears everything down (containers, network, volume), also when a
 # check fails or the run is interrupted. Ends with "N passed, N failed".
@@ -69,11 +73,17 @@ fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
 note() { printf '      %s\n' "$*"; }
 elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
 
+# Every external command is bounded with `timeout --foreground`: without
+# --foreground, timeout moves its command to a process group of its own, so
+# the SIGTERM of an outer deadline (CI's `timeout` signals our whole group)
+# would not reach a running build, bash would wait for it before running
+# the trap, and the outer SIGKILL would come before the teardown.
+
 # dc SECONDS ARGS...: compose for this project, bounded.
 dc() {
     local t=$1
     shift
-    timeout --kill-after=10 "$t" "${dc_cmd[@]}" -p "$project" -f docker-compose.yml "$@"
+    timeout --foreground --kill-after=10 "$t" "${dc_cmd[@]}" -p "$project" -f docker-compose.yml "$@"
 }
 
 summary() {
@@ -91,12 +101,12 @@ teardown() {
     # The image stays (the next run builds on it); older ones that a rebuild
     # untagged go, so repeated runs do not fill the disk. Of the build
     # stage's untagged images the newest stays: it holds the layer cache.
-    timeout 60 docker image prune -f --filter label=org.opencontainers.image.title=ztask \
+    timeout --foreground 60 docker image prune -f --filter label=org.opencontainers.image.title=ztask \
         >>"$logdir/down.log" 2>&1
     local old
     old=$(docker images -q --filter dangling=true \
               --filter label=org.opencontainers.image.title=ztask-build | tail -n +2)
-    [ -n "$old" ] && timeout 60 docker rmi $old >>"$logdir/down.log" 2>&1
+    [ -n "$old" ] && timeout --foreground 60 docker rmi $old >>"$logdir/down.log" 2>&1
     return 0
 }
 
@@ -128,7 +138,7 @@ fatal() {
 # `docker exec`, not a container start, and works while the master restarts.
 cli_ctr=
 ztask() {
-    timeout --kill-after=5 60 docker exec "$cli_ctr" ztask "$@"
+    timeout --foreground --kill-after=5 60 docker exec "$cli_ctr" ztask "$@"
 }
 
 # json_field FILE EXPR: evaluates a Python expression over the list of JSON
@@ -203,14 +213,16 @@ submit_bg() {
     python3 -c 'import json, sys; print(json.loads(sys.argv[1].splitlines()[0])["job"])' "$out"
 }
 
-# check_job JOB WHAT: fetches every result of JOB and checks them.
+# check_job JOB WHAT [CHECKER OPTIONS]: fetches every result of JOB and
+# checks them (check_results.py's options: --min-retried, --unchanged).
 check_job() {
     local job=$1 what=$2 out rc
+    shift 2
     if ! ztask results "$job" --json >"$logdir/results-$job.jsonl" 2>"$logdir/results-$job.err"; then
         fail "$what: ztask results $job failed: $(tail -n 1 "$logdir/results-$job.err")"
         return 1
     fi
-    out=$(python3 $here/check_results.py "$logdir/results-$job.jsonl" "$job" 1 2000 --stdout-is-index)
+    out=$(python3 $here/check_results.py "$logdir/results-$job.jsonl" "$job" 1 2000 --stdout-is-index "$@")
     rc=$?
     if [ $rc -eq 0 ]; then
         pass "$what: $out"
@@ -223,13 +235,42 @@ check_job() {
 
 echo "compose: ${dc_cmd[*]} (${dc_version:-?}); project $project; image $ZTASK_IMAGE"
 
+# One run at a time on a machine: the stale-project sweep below would
+# otherwise take down another run's cluster.
+exec 9>build/compose-test.lock
+flock -n 9 || fatal "another test-compose holds build/compose-test.lock"
+
+# A run killed outright (SIGKILL: no trap) leaves its project behind:
+# containers, network and volume labelled with a ztasktest* project name.
+stale=$( { docker ps -a --format '{{.Label "com.docker.compose.project"}}'
+           docker network ls --format '{{.Label "com.docker.compose.project"}}'
+           docker volume ls --format '{{.Label "com.docker.compose.project"}}'; } 2>/dev/null \
+         | grep '^ztasktest' | sort -u)
+for p in $stale; do
+    note "removing what an earlier run left behind: project $p"
+    ids=$(docker ps -aq --filter "label=com.docker.compose.project=$p")
+    [ -n "$ids" ] && timeout --foreground 60 docker rm -f $ids >/dev/null 2>&1
+    ids=$(docker network ls -q --filter "label=com.docker.compose.project=$p")
+    [ -n "$ids" ] && timeout --foreground 60 docker network rm $ids >/dev/null 2>&1
+    ids=$(docker volume ls -q --filter "label=com.docker.compose.project=$p")
+    [ -n "$ids" ] && timeout --foreground 60 docker volume rm -f $ids >/dev/null 2>&1
+done
+
+# The result checker must be able to fail before its passes mean anything.
+if out=$(python3 $here/check_results.py --self-test); then
+    pass "check_results.py self-test: $out"
+else
+    fail "check_results.py self-test:"
+    echo "$out" | sed 's/^/      /'
+fi
+
 command -v python3 >/dev/null || fatal "python3 is needed to read the CLI's JSON"
-timeout 30 docker info >/dev/null 2>&1 || fatal "the docker engine does not answer (docker info)"
+timeout --foreground 30 docker info >/dev/null 2>&1 || fatal "the docker engine does not answer (docker info)"
 
 # ---------------------------------------------------------------- build
 
 s=$(date +%s)
-if timeout 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
+if timeout --foreground 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
     pass "base image debian:bookworm-slim ($(tail -n 1 "$logdir/base-image.log"); $(( $(date +%s) - s ))s)"
 else
     tail -n 20 "$logdir/base-image.log" | sed 's/^/      | /'
@@ -245,14 +286,15 @@ else
 fi
 
 # The runtime image: the three programs, a non-root user, no compiler.
-img=$(timeout 60 docker run --rm --entrypoint sh "$ZTASK_IMAGE" -c '
+img=$(timeout --foreground 60 docker run --rm --entrypoint sh "$ZTASK_IMAGE" -c '
     printf "uid=%s " "$(id -u)"
     for p in ztask-master ztask-worker ztask; do command -v $p >/dev/null && printf "%s " $p; done
     command -v cc >/dev/null && printf "cc "
+    dpkg-query -W -f "\${Package}\n" 2>/dev/null | grep -q -- "-dev\$" && printf "dev-packages "
     test -f /usr/local/lib/ztask/libmytasks.so && printf "plugin "
     pwd' 2>&1)
 if [ "$img" = "uid=10001 ztask-master ztask-worker ztask plugin /var/lib/ztask" ]; then
-    pass "image: non-root, three programs and the plugin, no compiler ($(docker image inspect -f '{{.Size}}' "$ZTASK_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+    pass "image: non-root, three programs and the plugin, no compiler, no -dev package ($(docker image inspect -f '{{.Size}}' "$ZTASK_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
 else
     fail "image contents: got '$img'"
 fi
@@ -275,6 +317,40 @@ cli_ctr=$(dc 120 run -d --no-deps --entrypoint sleep cli 3600 2>>"$logdir/up.log
     || fatal "a cli container (run -d cli): $(tail -n 3 "$logdir/up.log")"
 
 wait_workers 3 60 && pass "3 workers registered with the master" || fatal "3 workers registered"
+
+# wait_workers_healthy N SECONDS: until N worker containers report healthy
+# (their check asks the master whether it lists them alive).
+wait_workers_healthy() {
+    local deadline=$(( $(date +%s) + $2 )) n=0 id
+    while [ "$(date +%s)" -lt $deadline ]; do
+        n=0
+        for id in $(dc 30 ps -q worker 2>/dev/null); do
+            [ "$(docker inspect -f '{{.State.Health.Status}}' "$id" 2>/dev/null)" = healthy ] && n=$((n + 1))
+        done
+        [ $n -ge "$1" ] && return 0
+        sleep 1
+    done
+    echo "healthy workers: $n"
+    return 1
+}
+if out=$(wait_workers_healthy 3 60); then
+    pass "3 worker containers healthy"
+else
+    fail "worker health checks: $out"
+fi
+
+# The README's and docs/docker.md's ways in, as written there (-T: no
+# terminal here): exec in the master's container, and the cli service.
+if out=$(dc 60 exec -T master ztask stats 2>&1) && grep -q "workers alive *3" <<<"$out"; then
+    pass "exec master ztask stats: $(grep "workers alive" <<<"$out" | tr -s ' ')"
+else
+    fail "exec master ztask stats: $(tail -n 2 <<<"$out")"
+fi
+if out=$(dc 120 run --rm -T cli workers 2>&1) && [ "$(grep -c ' alive ' <<<"$out")" -eq 3 ]; then
+    pass "run --rm cli workers lists 3 alive workers"
+else
+    fail "run --rm cli workers: $(tail -n 4 <<<"$out")"
+fi
 
 host_port=$(dc 30 port master 5555 2>/dev/null | tail -n 1)
 case "$host_port" in
@@ -333,7 +409,8 @@ else
     else
         fail "job 2: wait exit $?: $(ztask status "$job2" --json 2>&1)"
     fi
-    check_job "$job2" "job 2: results after a worker kill"
+    # The victim held tasks: they must have run again elsewhere.
+    check_job "$job2" "job 2: results after a worker kill" --min-retried 1
 fi
 
 # --------------------------------------------- 3: the master restarted mid-job
@@ -346,6 +423,8 @@ else
     # The submit returned a job id: those 2,000 tasks are acknowledged.
     if st=$(wait_running "$job3" 100 90); then
         before=$(json_eval /dev/stdin 'r[0]["done"]' <<<"$st")
+        # What the master has recorded so far: it must survive unchanged.
+        ztask results "$job3" --json >"$logdir/before-$job3.jsonl" 2>>"$logdir/job3.err"
         s=$(date +%s)
         if dc 120 restart master >>"$logdir/restart.log" 2>&1; then
             pass "job 3: restarted the master with $before of 2000 done ($(( $(date +%s) - s ))s)"
@@ -361,7 +440,7 @@ else
     else
         fail "job 3: wait exit $?: $(ztask status "$job3" --json 2>&1)"
     fi
-    check_job "$job3" "job 3: results after a master restart"
+    check_job "$job3" "job 3: results after a master restart" --unchanged "$logdir/before-$job3.jsonl"
 fi
 
 # ----------------------- 4: the master killed (SIGKILL) mid-job, brought back
@@ -377,10 +456,11 @@ if [ -z "$job4" ]; then
 else
     if st=$(wait_running "$job4" 100 90); then
         before=$(json_eval /dev/stdin 'r[0]["done"]' <<<"$st")
+        ztask results "$job4" --json >"$logdir/before-$job4.jsonl" 2>>"$logdir/job4.err"
         mid=$(dc 30 ps -q master | head -n 1)
         restarts=$(docker inspect -f '{{.RestartCount}}' "$mid")
         # PID 1 is tini (init: true); the master is the process named ztask-master.
-        if timeout 30 docker exec "$mid" sh -c '
+        if timeout --foreground 30 docker exec "$mid" sh -c '
             for p in /proc/[0-9]*; do
                 [ "$(cat $p/comm 2>/dev/null)" = ztask-master ] && kill -KILL "${p#/proc/}" && exit 0
             done
@@ -410,7 +490,7 @@ else
     else
         fail "job 4: wait exit $?: $(ztask status "$job4" --json 2>&1)"
     fi
-    check_job "$job4" "job 4: results after a master crash"
+    check_job "$job4" "job 4: results after a master crash" --unchanged "$logdir/before-$job4.jsonl"
 fi
 
 # ------------------------------- 5: down (keeping the volume) and up again
@@ -430,6 +510,8 @@ if [ -n "${job1:-}" ]; then
         else
             fail "down + up: job 1 done is '$total', want 2000"
         fi
+        cp "$logdir/results-$job1.jsonl" "$logdir/before-up-$job1.jsonl"
+        check_job "$job1" "down + up: job 1's results" --unchanged "$logdir/before-up-$job1.jsonl"
     else
         fail "down (keeping the volume) and up again"
     fi
