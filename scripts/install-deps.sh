@@ -4,12 +4,20 @@
 #   scripts/install-deps.sh --ci   also what CI's extra suites use: clang and its
 #                                  sanitizer runtimes (make fuzz), valgrind (make
 #                                  memcheck), iproute2 (the multi-host test),
-#                                  sqlite3 (chaos checks), bc (CI's summary)
+#                                  sqlite3 (chaos checks), bc (CI's summary), and
+#                                  docker-compose / python3 when missing (make
+#                                  test-compose, where a docker engine is)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
+    # make test-compose: a compose command and python3 (reads the CLI's JSON)
+    command -v python3 >/dev/null || pkgs="$pkgs python3"
+    if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \
+        && ! docker compose version >/dev/null 2>&1; then
+        pkgs="$pkgs docker-compose"
+    fi
 fi
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
