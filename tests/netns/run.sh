@@ -16,14 +16,19 @@
 # (ZTASK_TEST_KEEP=1 keeps the directory, with every log).
 #
 # Checks: a 5,000-task job spread over both worker hosts, each task exactly
-# once; a worker host's link cut for 10 s mid-job (lost after the heartbeat
-# timeout, its tasks rerun elsewhere, it comes back, its stale results are
-# duplicates); every process of a worker host killed mid-job; clients
+# once; a worker host's link cut for 10 s mid-job (the master declares it
+# lost within liveness x heartbeat + 2 s, the tasks it held finish on the
+# other host and the job completes before the link comes back; then it
+# registers again and its stale results are counted as duplicates and
+# leave the job's records byte-identical); every process of a worker host
+# killed mid-job; clients
 # without keys, with an unlisted key, with a wrong master key, a worker
 # key used to submit, a client key used to register: all refused; SIGHUP
 # admits and revokes a key; --allow-exec refuses an unlisted program; the
 # master refuses a non-loopback bind without keys. Ends with "N passed,
 # N failed". Every wait is bounded; the whole run takes about a minute.
+# SKIP (exit 0) only where it cannot run at all: not root, no ip, or no
+# network namespace can be created; any later setup failure is a FAIL.
 set -u
 
 if [ "$(id -u)" != 0 ]; then
@@ -71,9 +76,12 @@ wait_until() {
 
 P="ztask-$$"
 NS_M=$P-m NS_W1=$P-w1 NS_W2=$P-w2 NS_C=$P-c NS_BR=$P-br
-ALL_NS=("$NS_M" "$NS_W1" "$NS_W2" "$NS_C" "$NS_BR")
+ALL_NS=("$NS_M" "$NS_W1" "$NS_W2" "$NS_C" "$NS_BR" "$P-probe")
 MASTER_IP=10.77.0.1
 PORT=5555
+# The master's failure detector (given to it explicitly: the link-cut
+# check's deadline is computed from them).
+HB_MS=1000 LIVENESS=3
 tmp=$(mktemp -d /tmp/ztask-netns-XXXXXX)
 
 # Kills every process in our namespaces (the programs and their tasks),
@@ -124,11 +132,21 @@ net_setup() {
         i=$((i + 1))
     done
 }
-# A machine (or container) that cannot build the network is not a ztask
-# failure: say so and skip.
-if ! net_setup 2>"$tmp/net.err"; then
-    echo "SKIP: tests/netns cannot build its network here (needs CAP_SYS_ADMIN, veth and bridge): $(head -n 1 "$tmp/net.err")"
+# A machine (or container) where root cannot create a network namespace
+# at all (no CAP_SYS_ADMIN, no writable /run/netns) cannot run this test:
+# say so and skip. Once one can be created, failing to build the rest of
+# the network (veth, bridge, addresses) is a failure.
+if ! ip netns add "$P-probe" 2>"$tmp/net.err"; then
+    echo "SKIP: tests/netns cannot create a network namespace here (needs CAP_SYS_ADMIN): $(head -n 1 "$tmp/net.err")"
     exit 0
+fi
+ip netns del "$P-probe"
+if ! net_setup 2>"$tmp/net.err"; then
+    bad "network: could not build four hosts on a private bridge (veth, bridge):"
+    sed 's/^/      /' "$tmp/net.err"
+    echo
+    echo "$passed passed, $failed failed"
+    exit 1
 fi
 ok "network: four hosts on a private bridge"
 
@@ -170,7 +188,8 @@ EOF
 start_master() {
     ip netns exec "$NS_M" "$BIN/ztask-master" --db "$tmp/master.db" --bind "$MASTER_IP" \
         --port "$PORT" --task-ports 6000-6099 --curve-secret "$tmp/master/master.key" \
-        --clients "$tmp/clients" --workers "$tmp/workers" >>"$tmp/master.log" 2>&1 &
+        --clients "$tmp/clients" --workers "$tmp/workers" --heartbeat-ms "$HB_MS" \
+        --liveness "$LIVENESS" --log-level debug >>"$tmp/master.log" 2>&1 &
     MASTER_PID=$!
 }
 start_w1() {
@@ -293,47 +312,152 @@ check "allow-exec: a program outside w1's list fails with a clear error" \
 
 # ---------------------------------------------------------------- link cut
 
-dups0=$(duplicates)
-reg0=$(count_in_master_log "event=worker_registered worker=w1-host ")
-t0=$(now_ms)
-J2=$(zc submit --array 0-159 --name cut -- /bin/sleep 0.6 | job_of)
-if wait_until 20 has_running w1-host; then
-    note "w1 runs $(running_on w1-host) tasks; cutting its link for 10 s"
-    ip -n "$NS_W1" link set eth0 down
-    cut_at=$(now_ms)
-    wait_until 15 master_log_has "event=worker_lost worker=w1-host" \
-        && ok "link cut: the master declared w1 lost ($(( $(now_ms) - cut_at ))ms after the cut)" \
-        || bad "link cut: the master declared w1 lost"
-    grep "event=worker_lost worker=w1-host" "$tmp/master.log" | tail -n 1 | sed 's/^/      /'
-    left=$(( 10000 - ($(now_ms) - cut_at) ))
-    [ $left -gt 0 ] && sleep "$(awk "BEGIN{print $left/1000}")"
-    ip -n "$NS_W1" link set eth0 up
-    note "link back after $(( $(now_ms) - cut_at ))ms"
-else
-    bad "link cut: w1 never ran tasks of the job"
-fi
-zc wait "$J2" --timeout $((90 * SLOW)) --quiet
-check "link cut: the job finished with every task done" test $? = 0
-note "took $(( ($(now_ms) - t0) ))ms"
-check "link cut: every index exactly once" check_results "$J2" 160
-cp "$tmp/results-$J2.jsonl" "$tmp/results-$J2.before"
+# w1's link goes down while it runs tasks of J2. The master must declare it
+# lost after the heartbeat timeout and take back exactly the tasks it held
+# (the debug events "requeued ... why=heartbeat_timeout" logged just
+# before its worker_lost event, in one loop); those finish on w2 and the
+# job completes while w1 is still cut off. The job's records are then
+# saved, the link comes back, w1 registers again and reports the results
+# it kept: each must be a duplicate and the job's records must not change.
+# The job is small enough to finish on w2 alone within the 10 s cut (the
+# tasks taken back are suspects and rerun one at a time; a slower build
+# keeps the link down until the job is done).
+N2=32
+CUT_MS=10000
+lost_line() { grep "event=worker_lost worker=w1-host " "$tmp/master.log" | tail -n 1; }
+# log_ms LINE: a log line's timestamp (2026-01-02T03:04:05.678Z), in ms.
+log_ms() { date -d "${1%% *}" +%s%3N; }
+# held_at_loss: "task attempt" lines, the tasks taken back from w1 when it
+# was lost (the requeued events right before its last worker_lost event).
+held_at_loss() {
+    awk '
+    / event=requeued / && / why=heartbeat_timeout/ {
+        match($0, /task=[0-9]+/); t = substr($0, RSTART + 5, RLENGTH - 5)
+        match($0, /attempt=[0-9]+/); a = substr($0, RSTART + 8, RLENGTH - 8)
+        buf = buf t " " a "\n"
+        next
+    }
+    / event=worker_lost worker=w1-host / { held = buf }
+    { buf = "" }
+    END { printf "%s", held }' "$tmp/master.log"
+}
+# held_ran_on_w2 FILE: in the results FILE, every task w1 held is done, by
+# w2-host, in a later attempt than the one w1 held (so attempts >= 2).
+held_ran_on_w2() {
+    awk '
+    NR == FNR { held[$1] = $2; n++; next }
+    {
+        match($0, /"task":[0-9]+/); t = substr($0, RSTART + 7, RLENGTH - 7)
+        if (!(t in held)) next
+        seen++
+        match($0, /"attempts":[0-9]+/); a = substr($0, RSTART + 11, RLENGTH - 11) + 0
+        w = "null"
+        if (match($0, /"worker":"[^"]*"/)) w = substr($0, RSTART + 10, RLENGTH - 11)
+        if ($0 !~ /"status":"done"/ || w != "w2-host" || a < 2 || a <= held[t]) {
+            wrong++
+            print "      not rerun on w2: " substr($0, 1, 160)
+        }
+    }
+    END {
+        if (seen != n) print "      held tasks found in the results: " seen + 0 " of " n
+        exit n > 0 && seen == n && !wrong ? 0 : 1
+    }' "$tmp/held" "$1"
+}
+# w1_dups: the duplicate_result events from w1 since it was lost, as "task
+# attempt" lines.
+w1_dups() {
+    awk '
+    / event=worker_lost worker=w1-host / { after = 1; out = ""; next }
+    after && / event=duplicate_result / && / worker=w1-host( |$)/ {
+        match($0, /task=[0-9]+/); t = substr($0, RSTART + 5, RLENGTH - 5)
+        match($0, /attempt=[0-9]+/); a = substr($0, RSTART + 8, RLENGTH - 8)
+        out = out t " " a "\n"
+    }
+    END { printf "%s", out }' "$tmp/master.log"
+}
+# Every duplicate from w1 is a result of a task it held, in that attempt.
+dups_were_held() {
+    [ -s "$tmp/w1-dups" ] && awk 'NR == FNR { held[$1 " " $2] = 1; next }
+        !($0 in held) { print "      not a task w1 held: " $0; bad++ }
+        END { exit bad ? 1 : 0 }' "$tmp/held" "$tmp/w1-dups"
+}
 w1_registered_again() {
     [ "$(count_in_master_log "event=worker_registered worker=w1-host ")" -gt "$reg0" ]
 }
-wait_until 30 w1_registered_again \
-    && ok "link cut: w1 registered again when its link came back" \
-    || bad "link cut: w1 registered again when its link came back"
-grep "event=worker_registered worker=w1-host " "$tmp/master.log" | tail -n 1 | sed 's/^/      /'
-dups_grew() { [ "$(duplicates)" -gt "$dups0" ]; }
-# The tasks w1 was running when cut finished there and their results
-# waited in its report queue; they must arrive as duplicates, never as a
-# second outcome.
-wait_until 20 dups_grew \
-    && ok "link cut: w1's stale results were recorded as duplicates ($(( $(duplicates) - dups0 )))" \
-    || bad "link cut: w1's stale results were recorded as duplicates (none seen)"
-check "link cut: still every index exactly once after the stale results" check_results "$J2" 160
-check "link cut: the stale results changed no task's record" \
-    cmp -s "$tmp/results-$J2.before" "$tmp/results-$J2.jsonl"
+
+dups0=$(duplicates)
+reg0=$(count_in_master_log "event=worker_registered worker=w1-host ")
+t0=$(now_ms)
+J2=$(zc submit --array 0-$((N2 - 1)) --name cut -- /bin/sleep 0.6 | job_of)
+if wait_until 20 has_running w1-host; then
+    note "w1 runs $(running_on w1-host) tasks; cutting its link"
+    ip -n "$NS_W1" link set eth0 down
+    cut_at=$(now_ms)
+
+    # Lost after the heartbeat timeout: not before (LIVENESS - 1) beats
+    # were missed (the last one came up to a beat before the cut), not
+    # later than LIVENESS beats + 2 s.
+    lo=$(( (LIVENESS - 1) * HB_MS - 500 )) hi=$(( LIVENESS * HB_MS + 2000 * SLOW ))
+    if wait_until $(( (hi + 5000) / 1000 )) master_log_has "event=worker_lost worker=w1-host "; then
+        lost_after=$(( $(log_ms "$(lost_line)") - cut_at ))
+        check "link cut: the master declared w1 lost after the heartbeat timeout (${lost_after}ms after the cut; ${lo}..${hi}ms)" \
+            test "$lost_after" -ge "$lo" -a "$lost_after" -le "$hi"
+        lost_for_heartbeats() { lost_line | grep -q " why=heartbeat_timeout "; }
+        check "link cut: w1 was lost for missed heartbeats (why=heartbeat_timeout)" \
+            lost_for_heartbeats
+    else
+        bad "link cut: the master declared w1 lost (no worker_lost event in $(( hi + 5000 ))ms)"
+    fi
+    lost_line | sed 's/^/      /'
+    held_at_loss >"$tmp/held"
+    nheld=$(grep -c . "$tmp/held")
+    requeued=$(lost_line | sed -n 's/.*requeued=\([0-9]*\).*/\1/p')
+    check "link cut: the master took back the $nheld tasks w1 held (requeued=${requeued:-?})" \
+        test "$nheld" -gt 0 -a "$nheld" = "${requeued:--1}"
+
+    # The job completes while w1 is away: nothing lost, w1's tasks on w2.
+    zc wait "$J2" --timeout $((60 * SLOW)) --quiet
+    check "link cut: the job finished with every task done while w1 was cut off" test $? = 0
+    note "took $(( $(now_ms) - t0 ))ms"
+    check "link cut: every index exactly once (0 lost)" check_results "$J2" "$N2" w2-host
+    check "link cut: the $nheld tasks w1 held ran again on w2 (attempts >= 2)" \
+        held_ran_on_w2 "$tmp/results-$J2.jsonl"
+    cp "$tmp/results-$J2.jsonl" "$tmp/results-$J2.before"
+    # Saved before any stale result could arrive: w1 has not registered
+    # again and the master has counted no duplicate yet.
+    cut_off_still() {
+        [ "$(count_in_master_log "event=worker_registered worker=w1-host ")" = "$reg0" ] \
+            && [ "$(duplicates)" = "$dups0" ]
+    }
+    check "link cut: the job's results saved while w1 is cut off (no duplicate yet)" cut_off_still
+
+    # The rest of the cut: this sleep is the scenario's length (10 s of
+    # link down), not a wait for anything.
+    left=$(( CUT_MS - ($(now_ms) - cut_at) ))
+    [ $left -gt 0 ] && sleep "$(awk "BEGIN{print $left/1000}")"
+    ip -n "$NS_W1" link set eth0 up
+    note "link back after $(( $(now_ms) - cut_at ))ms"
+
+    wait_until 30 w1_registered_again \
+        && ok "link cut: w1 registered again when its link came back" \
+        || bad "link cut: w1 registered again when its link came back"
+    grep "event=worker_registered worker=w1-host " "$tmp/master.log" | tail -n 1 | sed 's/^/      /'
+    # The tasks w1 held finished there; their results waited in its report
+    # queue and arrive now, each one a duplicate. (A task still in flight to
+    # w1 at the cut never reached it and has no stale result: at least one.)
+    dups_all() { [ $(( $(duplicates) - dups0 )) -ge "$nheld" ]; }
+    wait_until 20 dups_all || note "not all $nheld held tasks came back as duplicates in 20 s"
+    w1_dups >"$tmp/w1-dups"
+    check "link cut: w1's stale results were counted as duplicates ($(( $(duplicates) - dups0 )) more; $(grep -c . "$tmp/w1-dups") duplicate_result events from w1)" \
+        test $(( $(duplicates) - dups0 )) -ge 1 -a "$(grep -c . "$tmp/w1-dups")" -ge 1
+    check "link cut: every stale result was for a task w1 held, in the attempt it held" dups_were_held
+    check "link cut: still every index exactly once after the stale results" check_results "$J2" "$N2"
+    check "link cut: the stale results left the job's records byte-identical" \
+        cmp -s "$tmp/results-$J2.before" "$tmp/results-$J2.jsonl"
+else
+    bad "link cut: w1 never ran tasks of the job"
+fi
+ip -n "$NS_W1" link set eth0 up 2>/dev/null
 wait_until 15 workers_alive_is 2 || true
 
 # ---------------------------------------------------------------- kill -9
@@ -433,11 +557,12 @@ wait_until 10 eve_refused \
     && ok "SIGHUP: a key removed from --clients is refused again" \
     || bad "SIGHUP: a key removed from --clients is refused again"
 
-# Without keys the master will not listen beyond loopback.
-ip netns exec "$NS_M" "$BIN/ztask-master" --db :memory: --bind "$MASTER_IP" --port 7555 \
-    >"$tmp/nokeys.log" 2>&1
+# Without keys the master will not listen beyond loopback (exit at once;
+# 124 would be timeout's: it listened).
+timeout 10 ip netns exec "$NS_M" "$BIN/ztask-master" --db :memory: --bind "$MASTER_IP" \
+    --port 7555 >"$tmp/nokeys.log" 2>&1
 rc=$?
-refused_bind() { [ $rc -ne 0 ] && grep -q -- --insecure "$tmp/nokeys.log"; }
+refused_bind() { [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q -- --insecure "$tmp/nokeys.log"; }
 check "no keys: the master refuses to bind $MASTER_IP (exit $rc)" refused_bind
 sed 's/^/      /' "$tmp/nokeys.log" | head -n 3
 
