@@ -1,6 +1,13 @@
 #include "clock.h"
 
+#include <stdatomic.h>
 #include <time.h>
+
+/* clock_wall_offset_set's offset, in microseconds (0 outside tests).
+   Process-wide on purpose: a test's jump must reach the clock_wall() of
+   every thread of the master or worker it runs. Relaxed: the offset
+   orders nothing else, and the load is a plain one on 64-bit targets. */
+static _Atomic int64_t s_wall_offset_us;
 
 int64_t clock_mono_ms(void)
 {
@@ -20,5 +27,11 @@ double clock_wall(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+    int64_t offset_us = atomic_load_explicit(&s_wall_offset_us, memory_order_relaxed);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9 + (double) offset_us / 1e6;
+}
+
+void clock_wall_offset_set(double seconds)
+{
+    atomic_store_explicit(&s_wall_offset_us, (int64_t) (seconds * 1e6), memory_order_relaxed);
 }

@@ -87,6 +87,7 @@ static void s_become_subreaper(void)
 static void s_teardown(void)
 {
     prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    clock_wall_offset_set(0);
 }
 
 /* ---- forms, exit codes, signals ----------------------------------------- */
@@ -575,6 +576,54 @@ START_TEST(timeout_kills_the_whole_process_group_promptly)
 }
 END_TEST
 
+/* on_output that sets the wall clock by *(double *) arg on its first call:
+   on exec_run's own thread, after the deadline was set, while the child
+   runs (the commands below print first, then sleep). */
+static void s_jump_on_output(void *arg, int stream, const char *data, size_t len)
+{
+    (void) stream;
+    (void) data;
+    (void) len;
+    double *jump = arg;
+    if (*jump != 0)
+        clock_wall_offset_set(*jump);
+    *jump = 0;
+}
+
+/* The timeout runs on the monotonic clock: the wall clock set a day
+   forward while the child runs does not time it out, set a day back it
+   does not let the child run past its timeout. */
+START_TEST(wall_clock_jumps_neither_time_out_a_command_early_nor_late)
+{
+    proto_spec_t spec = s_spec();
+    spec.shell = "echo go; sleep 0.5";
+    spec.timeout = 30;
+    double jump = 86400.0;
+    exec_req_t req = {.spec = &spec, .on_output = s_jump_on_output, .arg = &jump};
+    proto_result_t *res = proto_result_new();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    ck_assert_msg(res->status == PROTO_ST_DONE && !res->timed_out,
+                  "the wall clock a day ahead ended the command: %s",
+                  res->error ? res->error : "-");
+    /* The record has the jump in it: it came between start and end. */
+    ck_assert_double_ge(res->finished - res->started, 86400.0);
+
+    spec.shell = "echo go; sleep 10";
+    spec.timeout = 0.3;
+    jump = -86400.0;
+    int64_t t0 = clock_mono_ms();
+    ck_assert_int_eq(exec_run(&req, res), 0);
+    int64_t took = clock_mono_ms() - t0;
+    ck_assert_msg(res->timed_out, "the wall clock a day back let the command run %d ms",
+                  (int) took);
+    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
+    ck_assert_int_lt(took, 5000);
+    ck_assert_double_le(res->finished - res->started, -86000.0);
+    proto_result_destroy(&res);
+    s_assert_no_children();
+}
+END_TEST
+
 START_TEST(child_ignoring_sigterm_is_killed_after_the_grace)
 {
     /* Cancel as soon as the trap is in place (the child says so), then
@@ -903,6 +952,7 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, on_output_receives_the_bytes_coalesced);
     tcase_add_test(tc, on_output_chunks_do_not_split_a_character);
     tcase_add_test(tc, timeout_kills_the_whole_process_group_promptly);
+    tcase_add_test(tc, wall_clock_jumps_neither_time_out_a_command_early_nor_late);
     tcase_add_test(tc, child_ignoring_sigterm_is_killed_after_the_grace);
     tcase_add_test(tc, cancel_from_another_thread_stops_the_task);
     tcase_add_test(tc, cancel_before_start_runs_nothing);

@@ -1,5 +1,7 @@
 /*  Unit tests for worker/fn: built-ins, fn_run's checks, plugins. */
 #include "../../worker/fn.h"
+
+#include "../../common/clock.h"
 #include "../../worker/fn_builtins.h"
 
 #include <check.h>
@@ -466,6 +468,60 @@ START_TEST(timeout_stops_sleep_and_fails_the_task)
 }
 END_TEST
 
+/* Args "<jump> <ms>": sets the wall clock <jump> seconds off, then works
+   in 10 ms steps for <ms> (monotonic) unless cancelled() says stop. */
+static int s_jump_then_work(const ztask_call_t *call, char **result, char **error)
+{
+    (void) result;
+    double jump = 0;
+    int ms = 0;
+    ck_assert_int_eq(sscanf(call->args_json, "%lf %d", &jump, &ms), 2);
+    clock_wall_offset_set(jump);
+    for (int64_t end = s_now_ms() + ms; s_now_ms() < end;) {
+        if (call->cancelled(call)) {
+            *error = strdup("stopped: cancelled() said so");
+            return 1;
+        }
+        struct timespec step = {0, 10 * 1000 * 1000};
+        nanosleep(&step, NULL);
+    }
+    return 0;
+}
+
+/* The timeout runs on the monotonic clock: the wall clock set a day
+   forward while the function runs does not time it out, set a day back
+   it does not let the function run past its timeout. */
+START_TEST(wall_clock_jumps_neither_time_out_a_function_early_nor_late)
+{
+    fn_registry_t *reg = fn_registry_new();
+    char err[256];
+    ck_assert_int_eq(fn_registry_add(reg, "jump", s_jump_then_work, err, sizeof err), 0);
+    proto_spec_t spec = s_spec("jump", "86400 300");
+    spec.timeout = 30;
+    proto_result_t res = {0};
+    ck_assert_int_eq(fn_run(reg, &spec, 1, 1, 1, NULL, &res), 0);
+    ck_assert_msg(res.status == PROTO_ST_DONE && !res.timed_out,
+                  "the wall clock a day ahead ended the function: %s",
+                  res.error ? res.error : "-");
+    /* The record has the jump in it: it came between start and end. */
+    ck_assert_double_ge(res.finished - res.started, 86400.0);
+    s_clear(&res);
+
+    spec = s_spec("jump", "-86400 10000");
+    spec.timeout = 0.3;
+    int64_t t0 = s_now_ms();
+    ck_assert_int_eq(fn_run(reg, &spec, 1, 1, 1, NULL, &res), 0);
+    int64_t took = s_now_ms() - t0;
+    ck_assert_msg(res.timed_out, "the wall clock a day back let the function run %d ms",
+                  (int) took);
+    ck_assert_int_eq(res.status, PROTO_ST_FAILED);
+    ck_assert_int_lt(took, 5000);
+    ck_assert_double_le(res.finished - res.started, -86000.0);
+    s_clear(&res);
+    fn_registry_destroy(&reg);
+}
+END_TEST
+
 /* ---- what functions return ---------------------------------------------- */
 
 /* A function scripted by its args, which for this test are plain text,
@@ -768,11 +824,18 @@ START_TEST(plugins_with_a_wrong_abi_or_table_are_refused)
 }
 END_TEST
 
+/* Undone after each case, for CK_FORK=no runs where cases share a process. */
+static void s_wall_clock_reset(void)
+{
+    clock_wall_offset_set(0);
+}
+
 Suite *fn_suite(void)
 {
     Suite *s = suite_create("fn");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
     tcase_add_test(tc, square_of_args_n_runs_as_a_task);
     tcase_add_test(tc, noop_gives_a_null_result);
     tcase_add_test(tc, echo_returns_its_args);
@@ -786,6 +849,7 @@ Suite *fn_suite(void)
     tcase_add_test(tc, a_task_cancelled_before_it_starts_does_not_run);
     tcase_add_test(tc, a_cancel_during_the_run_wins_over_a_result);
     tcase_add_test(tc, timeout_stops_sleep_and_fails_the_task);
+    tcase_add_test(tc, wall_clock_jumps_neither_time_out_a_function_early_nor_late);
     tcase_add_test(tc, results_are_checked_and_made_compact);
     tcase_add_test(tc, the_function_sees_the_task_in_its_call);
     tcase_add_test(tc, names_are_unique_and_listed_in_order);

@@ -1,6 +1,8 @@
-/* master: credits, leases, stale results and worker death, observed from a
-   fake worker and a fake client speaking the real protocol to a real
-   master running on its own thread (in-memory database, loopback). */
+/* master: credits, leases, stale results, worker death and wall-clock
+   jumps, observed from a fake worker and a fake client speaking the real
+   protocol to a real master running on its own thread (in-memory
+   database, loopback). */
+#include "../../common/clock.h"
 #include "../../common/util.h"
 #include "../../common/zmqx.h"
 #include "../../master/master.h"
@@ -29,11 +31,12 @@ static void *s_run(void *arg)
     return NULL;
 }
 
-/* prefetch: the master's --prefetch (-1 = auto); most tests want 0, so
+/* The tests' master: in-memory database, any free ports, fast heartbeats
+   (a worker is dead after 300 ms of silence), short retry backoff.
+   prefetch: the master's --prefetch (-1 = auto); most tests want 0, so
    that credits are exactly the free threads. */
-static void s_env_start_with(env_t *e, int lease_ms, int keep_jobs, int prefetch)
+static master_config_t s_config(int lease_ms, int keep_jobs, int prefetch)
 {
-    memset(e, 0, sizeof *e);
     master_config_t cfg;
     master_config_defaults(&cfg);
     cfg.db_path = ":memory:";
@@ -44,14 +47,26 @@ static void s_env_start_with(env_t *e, int lease_ms, int keep_jobs, int prefetch
     cfg.retry_backoff_ms = 10;
     cfg.keep_jobs = keep_jobs;
     cfg.prefetch = prefetch;
+    return cfg;
+}
+
+static void s_env_start_config(env_t *e, const master_config_t *cfg)
+{
+    memset(e, 0, sizeof *e);
     char err[256];
-    e->master = master_new(&cfg, err, sizeof err);
+    e->master = master_new(cfg, err, sizeof err);
     ck_assert_msg(e->master != NULL, "%s", err);
     snprintf(e->api, sizeof e->api, "tcp://127.0.0.1:%d", master_api_port(e->master));
     ck_assert_int_eq(pthread_create(&e->thread, NULL, s_run, e), 0);
     e->ctx = zmq_ctx_new();
     e->client = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
     ck_assert_int_eq(zmq_connect(e->client, e->api), 0);
+}
+
+static void s_env_start_with(env_t *e, int lease_ms, int keep_jobs, int prefetch)
+{
+    master_config_t cfg = s_config(lease_ms, keep_jobs, prefetch);
+    s_env_start_config(e, &cfg);
 }
 
 static void s_env_start(env_t *e, int lease_ms)
@@ -759,11 +774,248 @@ START_TEST(keep_results_forgets_the_oldest_finished_jobs)
 }
 END_TEST
 
+/* ---- wall-clock jumps ---- */
+
+/* A one-batch job of the given specs (JSON texts); its id. */
+static int64_t s_submit_specs(env_t *e, const char *const *specs, int n)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    req->tasks = xcalloc((size_t) n + 1, sizeof(proto_spec_t *));
+    for (int i = 0; i < n; i++) {
+        proto_err_t err;
+        req->tasks[i] = proto_spec_decode(specs[i], strlen(specs[i]), &err);
+        ck_assert_msg(req->tasks[i] != NULL, "%s: %s", specs[i], err.message);
+    }
+    req->ntasks = n;
+    proto_reply_t *rep = s_call(e, e->client, req);
+    ck_assert(rep->ok);
+    ck_assert_int_eq(rep->accepted, n);
+    int64_t job = rep->job;
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    return job;
+}
+
+static void s_result_failed(fake_t *f, int64_t task, int attempt)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_RESULTS, f->id);
+    rep->results = xcalloc(1, sizeof(proto_result_t *));
+    rep->results[0] = proto_result_new();
+    rep->results[0]->task = task;
+    rep->results[0]->attempt = attempt;
+    rep->results[0]->status = PROTO_ST_FAILED;
+    rep->results[0]->error = xstrdup("failed on purpose");
+    rep->nresults = 1;
+    s_report(f, rep);
+}
+
+/* Reads f's pipe until `pings` pings have come, heartbeating between
+   reads when beat. The master pings from its timers, on the same pass
+   that checks liveness and leases, so each ping after the first (which
+   may have left before the caller's jump) is one more pass of those
+   checks. Returns the first message that is not a ping, for the caller
+   to fail on, or NULL once the pings have come; fails when they stop
+   (the master no longer takes the worker for alive). */
+static proto_pipe_t *s_pings(fake_t *f, int pings, bool beat)
+{
+    int seen = 0;
+    int64_t until = clock_mono_ms() + 5000;
+    while (seen < pings && clock_mono_ms() < until) {
+        if (beat)
+            s_heartbeat(f);
+        zmq_pollitem_t it = {f->pipe, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) != 1)
+            continue;
+        size_t len;
+        char *buf = zmqx_recv(f->pipe, &len, 0);
+        proto_err_t err;
+        proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
+        free(buf);
+        ck_assert_msg(msg != NULL, "bad pipe message: %s", err.message);
+        if (msg->type != PROTO_PIPE_PING)
+            return msg;
+        proto_pipe_destroy(&msg);
+        seen++;
+    }
+    ck_assert_msg(seen == pings, "%d pings of %d in 5 s: the master stopped pinging %s", seen,
+                  pings, f->id);
+    return NULL;
+}
+
+static const char *s_pipe_name(const proto_pipe_t *msg)
+{
+    switch (msg->type) {
+    case PROTO_PIPE_TASKS: return "a task";
+    case PROTO_PIPE_ABORT: return "an abort";
+    case PROTO_PIPE_DRAIN: return "a drain";
+    case PROTO_PIPE_PING: return "a ping";
+    }
+    return "?";
+}
+
+/* The one worker the master knows of, as the workers request shows it. */
+static proto_worker_info_t s_only_worker(env_t *e, proto_reply_t **rep)
+{
+    *rep = s_query(e, PROTO_REQ_WORKERS, 0);
+    ck_assert_int_eq((*rep)->nworkers, 1);
+    return (*rep)->workers[0];
+}
+
+/* Leases, retry backoff and held requests run on the monotonic clock:
+   the wall clock set a day forward, then a day back, neither fires one
+   early nor holds one back. Timed by clock_wall(), the jump forward would
+   abort B, send A again and answer the held status at once, and the jump
+   back would keep all three waiting for a day. */
+START_TEST(wall_clock_jumps_fire_no_lease_retry_or_held_request_early_and_delay_none)
+{
+    /* From their start, the held status waits 2.5 s, A's backoff 3 s and
+       B's lease 4 s; the quiet spell with the clock ahead takes ~0.5 s. */
+    master_config_t cfg = s_config(4000, 0, 0);
+    cfg.retry_backoff_ms = 3000;
+    env_t e;
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 2);
+    const char *specs[] = {"{\"fn\":\"noop\",\"retries\":1}", "{\"fn\":\"noop\"}"};
+    int64_t job = s_submit_specs(&e, specs, 2);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
+    proto_task_t a = got[0].id < got[1].id ? got[0] : got[1];
+    proto_task_t b = got[0].id < got[1].id ? got[1] : got[0];
+    int64_t held_since = clock_mono_ms();
+    void *held = s_status_held(&e, job, 2500);
+    /* A runs and fails: back to the queue for its backoff. B stays sent
+       and not started: its lease runs. */
+    s_started(&f, a.id, a.attempt);
+    s_result_failed(&f, a.id, a.attempt);
+    for (;;) {
+        proto_reply_t *rep = s_query(&e, PROTO_REQ_STATUS, job);
+        bool requeued = rep->jobs[0].queued == 1;
+        proto_reply_destroy(&rep);
+        if (requeued)
+            break;
+        zmq_poll(NULL, 0, 5);
+    }
+    double real = clock_wall();
+
+    clock_wall_offset_set(86400.0);
+    proto_pipe_t *msg = s_pings(&f, 5, true);
+    ck_assert_msg(msg == NULL, "the wall clock a day ahead brought %s",
+                  msg ? s_pipe_name(msg) : "");
+    ck_assert_msg(s_answer(held, 0) == NULL, "the wall clock a day ahead answered a held status");
+    /* The master did read the clock ahead: it stamped the heartbeats. */
+    proto_reply_t *rep;
+    proto_worker_info_t w = s_only_worker(&e, &rep);
+    ck_assert(w.alive);
+    ck_assert_double_gt(w.last_heartbeat, real + 86000.0);
+    proto_reply_destroy(&rep);
+    /* Else the spell outlasted the shortest wait and proved nothing. */
+    ck_assert_int_lt(clock_mono_ms() - held_since, 2500);
+
+    clock_wall_offset_set(-86400.0);
+    /* The held status is answered when its wait is over, A comes back
+       after its backoff, B is aborted at the end of its lease and sent
+       again. */
+    bool answered = false, aborted = false, a2 = false, b2 = false;
+    int64_t until = clock_mono_ms() + 10000;
+    while (!(answered && aborted && a2 && b2) && clock_mono_ms() < until) {
+        if (!answered && (rep = s_answer(held, 0))) {
+            ck_assert(rep->ok);
+            ck_assert(rep->jobs[0].finished == 0);
+            proto_reply_destroy(&rep);
+            answered = true;
+        }
+        if (!(msg = s_next(&f, 100, true)))
+            continue;
+        if (msg->type == PROTO_PIPE_ABORT && msg->task == b.id && msg->attempt == b.attempt)
+            aborted = true;
+        for (int i = 0; msg->type == PROTO_PIPE_TASKS && i < msg->ntasks; i++) {
+            a2 |= msg->tasks[i].id == a.id && msg->tasks[i].attempt == 2;
+            b2 |= msg->tasks[i].id == b.id && msg->tasks[i].attempt == 2;
+        }
+        proto_pipe_destroy(&msg);
+    }
+    ck_assert_msg(answered && aborted && a2 && b2,
+                  "with the wall clock a day back, within 10 s: held status answered %d, "
+                  "B aborted %d, A sent again %d, B sent again %d",
+                  answered, aborted, a2, b2);
+    zmq_close(held);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Liveness runs on the monotonic clock too: the wall clock a day forward
+   does not make a quiet worker dead before its time, a day back does not
+   keep a silent one alive. */
+START_TEST(wall_clock_jumps_neither_kill_a_quiet_worker_early_nor_keep_a_silent_one)
+{
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.liveness = 20;   /* dead after 2 s of silence: room for the quiet spell */
+    env_t e;
+    s_env_start_config(&e, &cfg);
+    fake_t a;
+    s_fake_start(&a, &e, "a", 1);
+    s_submit_noops(&e, 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&a, 1, got, 3000), 1);
+    /* a's last report: the master has read it once it shows in a's
+       last_heartbeat (wall time of the last report, so it is later than
+       any wall time before the report was sent). */
+    double before = clock_wall();
+    int64_t quiet_since = clock_mono_ms();
+    s_started(&a, got[0].id, got[0].attempt);
+    proto_reply_t *rep;
+    for (;;) {
+        bool seen = s_only_worker(&e, &rep).last_heartbeat >= before;
+        proto_reply_destroy(&rep);
+        if (seen)
+            break;
+        zmq_poll(NULL, 0, 5);
+    }
+
+    /* a says nothing from here on. */
+    clock_wall_offset_set(86400.0);
+    proto_pipe_t *msg = s_pings(&a, 5, false);
+    ck_assert_msg(msg == NULL, "the wall clock a day ahead brought %s",
+                  msg ? s_pipe_name(msg) : "");
+    ck_assert_msg(s_only_worker(&e, &rep).alive,
+                  "a quiet worker died with the wall clock a day ahead");
+    proto_reply_destroy(&rep);
+    /* Else the quiet spell outlasted the liveness and proved nothing. */
+    ck_assert_int_lt(clock_mono_ms() - quiet_since, 2000);
+
+    clock_wall_offset_set(-86400.0);
+    /* Still silent: dead 2 s after its last report, its task runs on b. */
+    fake_t b;
+    s_fake_start(&b, &e, "b", 1);
+    proto_task_t got_b[1];
+    ck_assert_int_eq(s_take_tasks(&b, 1, got_b, 10000), 1);
+    ck_assert_int_eq(got_b[0].id, got[0].id);
+    ck_assert_int_eq(got_b[0].attempt, 2);
+    rep = s_query(&e, PROTO_REQ_WORKERS, 0);
+    ck_assert_int_eq(rep->nworkers, 2);
+    for (int i = 0; i < 2; i++)
+        ck_assert(rep->workers[i].alive == (strcmp(rep->workers[i].id, b.id) == 0));
+    proto_reply_destroy(&rep);
+    s_fake_stop(&a);
+    s_fake_stop(&b);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Undone after each case, for CK_FORK=no runs where cases share a process. */
+static void s_wall_clock_reset(void)
+{
+    clock_wall_offset_set(0);
+}
+
 int main(void)
 {
     Suite *su = suite_create("master");
     TCase *tc = tcase_create("master");
     tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
     tcase_add_test(tc, a_worker_gets_no_more_tasks_than_free_threads);
     tcase_add_test(tc, one_slow_result_among_short_ones_keeps_a_workers_prefetch);
     tcase_add_test(tc, a_task_not_started_within_its_lease_goes_back);
@@ -774,6 +1026,8 @@ int main(void)
     tcase_add_test(tc, a_held_status_is_answered_when_its_job_finishes);
     tcase_add_test(tc, a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops);
     tcase_add_test(tc, a_held_submit_is_answered_when_its_job_finishes);
+    tcase_add_test(tc, wall_clock_jumps_fire_no_lease_retry_or_held_request_early_and_delay_none);
+    tcase_add_test(tc, wall_clock_jumps_neither_kill_a_quiet_worker_early_nor_keep_a_silent_one);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

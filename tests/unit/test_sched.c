@@ -119,9 +119,11 @@ START_TEST(orphans_wait_outside_the_queue)
 }
 END_TEST
 
-/* Wall-clock jumps cannot matter: the scheduler only sees the `now` it is
-   given, so an injected clock going far forward then back is harmless. */
-START_TEST(only_the_injected_clock_counts)
+/* The scheduler reads no clock of its own: only the caller's `now`
+   decides. 200 ms is long past on any real clock, yet at now = 199 the
+   task is not due. (That the master's `now` is monotonic, so wall-clock
+   jumps fire nothing early or late, is test_master's to show.) */
+START_TEST(only_the_callers_now_decides_when_a_retry_is_due)
 {
     sched_t *s = sched_new();
     sched_task_t *t = sched_add(s, 1, 1, 0, 0, 0, 1, 0);
@@ -204,7 +206,7 @@ int main(void)
     tcase_add_test(tc, backoff_does_not_block_ready_tasks);
     tcase_add_test(tc, removed_or_requeued_tasks_leave_no_ghosts);
     tcase_add_test(tc, orphans_wait_outside_the_queue);
-    tcase_add_test(tc, only_the_injected_clock_counts);
+    tcase_add_test(tc, only_the_callers_now_decides_when_a_retry_is_due);
     tcase_add_test(tc, a_worker_only_gets_classes_it_accepts_in_global_order);
     tcase_add_test(tc, suspects_are_handed_out_only_when_they_can_run_alone);
     suite_add_tcase(su, tc);

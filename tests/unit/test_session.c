@@ -454,6 +454,12 @@ static void s_setup(void)
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* Undone after each case, for CK_FORK=no runs where cases share a process. */
+static void s_teardown(void)
+{
+    clock_wall_offset_set(0);
+}
+
 /* ---- tests ---- */
 
 START_TEST(registers_with_hello_then_runs_tasks_and_reports_results)
@@ -683,6 +689,41 @@ START_TEST(silent_master_is_dropped_and_hello_repeats_with_the_running_tasks)
     fm_send_pipe(fm, PROTO_PIPE_ABORT, 7, 1);
     FM_UNTIL(fm, 5000, fm->nresults == 1);
     ck_assert_int_eq(fm_result(fm, 7)->status, PROTO_ST_CANCELLED);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+/* The session's watch on the master runs on the monotonic clock: with the
+   wall clock a day forward a quiet master is not dropped before its time,
+   a day back a silent one is still dropped on time. */
+START_TEST(wall_clock_jumps_neither_drop_a_quiet_master_early_nor_keep_a_silent_one)
+{
+    fm_t *fm = fm_new(100, 20);   /* 2 s of silence and the master is lost */
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    /* The master falls silent. Once a heartbeat has come back the worker
+       has read the last ping (its pipe is read as soon as it polls). */
+    int64_t quiet_since = clock_mono_ms();
+    fm->pinging = false;
+    int hb = fm->heartbeats;
+    FM_UNTIL(fm, 5000, fm->heartbeats >= hb + 1);
+    clock_wall_offset_set(86400.0);
+    /* The session checks the master before each heartbeat it sends: the
+       second one on from here comes from a check made after the jump. */
+    hb = fm->heartbeats;
+    FM_UNTIL(fm, 5000, fm->heartbeats >= hb + 3);
+    ck_assert_msg(fm->hellos == 1, "the wall clock a day ahead dropped a quiet master");
+    /* Else the quiet spell outlasted the liveness and proved nothing. */
+    ck_assert_int_lt(clock_mono_ms() - quiet_since, 1900);
+
+    clock_wall_offset_set(-86400.0);
+    FM_UNTIL(fm, 5000, fm->hellos == 2);
+    ck_assert_int_ge(clock_mono_ms() - quiet_since, 1900);
+    fm->pinging = true;
+    hb = fm->heartbeats;
+    FM_UNTIL(fm, 5000, fm->heartbeats > hb + 2);
     fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
     ck_assert_int_eq(worker_join(fm, w), 0);
     worker_free(&w);
@@ -928,7 +969,7 @@ static Suite *session_suite(void)
     Suite *s = suite_create("session");
     TCase *tc = tcase_create("session");
     tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, s_setup, NULL);
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, registers_with_hello_then_runs_tasks_and_reports_results);
     tcase_add_test(tc, command_output_is_streamed_live_and_captured_in_the_result);
     tcase_add_test(tc, live_output_stops_at_the_output_cap);
@@ -937,6 +978,7 @@ static Suite *session_suite(void)
     tcase_add_test(tc, a_queued_task_is_reported_started_once_it_runs);
     tcase_add_test(tc, abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table);
     tcase_add_test(tc, silent_master_is_dropped_and_hello_repeats_with_the_running_tasks);
+    tcase_add_test(tc, wall_clock_jumps_neither_drop_a_quiet_master_early_nor_keep_a_silent_one);
     tcase_add_test(tc, results_queue_while_the_master_is_away_and_arrive_when_it_returns);
     tcase_add_test(tc, hello_is_retried_with_backoff_until_the_master_answers);
     tcase_add_test(tc, first_signal_drains_running_tasks_then_says_bye);
