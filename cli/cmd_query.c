@@ -397,7 +397,9 @@ static const char s_stats_usage[] =
     "usage: ztask stats [--json]\n"
     "\n"
     "Shows the master's totals: jobs, tasks by state, live workers and threads,\n"
-    "duplicate results ignored, the recent result rate, uptime, database.\n"
+    "duplicate results ignored, the recent result rate, uptime, database, and\n"
+    "(\"waiting for\") the kinds of worker that queued tasks need and no live\n"
+    "worker is: all are --no-exec, or none has a label that tasks --require.\n"
     "\n"
     "Options:\n"
     "  --json   one stats record (fields: docs/protocol.md)\n";
@@ -428,6 +430,12 @@ int cmd_stats(cli_t *cli, int argc, char **argv)
         printf("results/s (1m)  %lld\n", (long long) s->results_per_s_1m);
         printf("uptime          %s\n", up);
         printf("database        %s\n", s->db_path ? s->db_path : "-");
+        /* Tasks that wait for a kind of worker no live one is. */
+        for (int i = 0; i < s->nunrunnable; i++) {
+            char need[256];
+            fmt_need(need, sizeof need, s->unrunnable[i]);
+            printf("%s%s\n", i ? "                " : "waiting for     ", need);
+        }
     }
     proto_reply_destroy(&rep);
     return CLI_EXIT_OK;

@@ -42,6 +42,10 @@ static const char s_usage[] =
 #define POLL_MS 200
 /* The plain progress line, when stderr is not a terminal. */
 #define LINE_EVERY_MS 5000
+/* A job with tasks queued, none running and no progress for this long may
+   be waiting for a kind of worker no live one is: ask the master (stats,
+   at most this often) and say so once. */
+#define STALL_HINT_MS 3000
 
 static bool s_finished(const proto_job_t *j)
 {
@@ -79,6 +83,40 @@ static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out)
     return CLI_EXIT_OK;
 }
 
+/* Says why job is stalled when the master knows (no workers at all, or
+   tasks needing a kind of worker none of the live ones is). True when it
+   said something. */
+static bool s_stall_hint(cli_t *cli, int64_t job, bool bar)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_STATS);
+    int rc;
+    proto_reply_t *rep = cli_call(cli, req, true, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return false;
+    const proto_stats_t *s = &rep->stats;
+    bool said = s->workers_alive == 0 || s->nunrunnable > 0;
+    if (said)
+        fprintf(stderr, "%s", bar ? "\r\033[K" : "");
+    if (s->workers_alive == 0) {
+        fprintf(stderr,
+                "ztask: job %lld is waiting: no worker is connected to the master; start one "
+                "(ztask-worker --master HOST)\n",
+                (long long) job);
+    } else if (s->nunrunnable > 0) {
+        fprintf(stderr, "ztask: job %lld may be waiting: queued tasks need ", (long long) job);
+        for (int i = 0; i < s->nunrunnable; i++) {
+            char need[256];
+            fmt_need(need, sizeof need, s->unrunnable[i]);
+            fprintf(stderr, "%s%s", i ? ", or " : "", need);
+        }
+        fprintf(stderr, ", and no live worker is one; start one, or 'ztask cancel %lld'\n",
+                (long long) job);
+    }
+    proto_reply_destroy(&rep);
+    return said;
+}
+
 int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
 {
     int64_t start = clock_mono_ms();
@@ -90,6 +128,8 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
     memset(&j, 0, sizeof j);
     int rc;
     char line[512];
+    int64_t last_finished = -1, stalled_since = start, last_hint = 0;
+    bool hinted = false;
     for (;;) {
         proto_job_clear(&j);
         memset(&j, 0, sizeof j);
@@ -121,6 +161,14 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
         }
         if (done)
             break;
+        if (progress_finished(&j) != last_finished || j.running > 0 || j.queued == 0) {
+            last_finished = progress_finished(&j);
+            stalled_since = now;
+        } else if (opts->progress && !hinted && now - stalled_since >= STALL_HINT_MS
+                   && now - last_hint >= STALL_HINT_MS) {
+            last_hint = now;
+            hinted = s_stall_hint(cli, job, bar);
+        }
         int64_t waited = now - start;
         if (opts->timeout > 0 && waited >= (int64_t) (opts->timeout * 1000)) {
             if (bar)

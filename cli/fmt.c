@@ -113,3 +113,14 @@ void fmt_ago(char *buf, size_t size, double s)
     else
         snprintf(buf, size, "%dd ago", (int) (s / 86400));
 }
+
+void fmt_need(char *buf, size_t size, const char *key)
+{
+    const char *colon = strchr(key, ':');
+    size_t kind = colon ? (size_t) (colon - key) : strlen(key);
+    bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
+    char text[600];
+    snprintf(text, sizeof text, "a worker%s%s%s%.500s", exec ? " that runs commands" : "",
+             colon && exec ? "," : "", colon ? " labelled " : "", colon ? colon + 1 : "");
+    fmt_cell(buf, size, text, 200);
+}

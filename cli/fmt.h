@@ -27,4 +27,10 @@ void fmt_cell(char *buf, size_t size, const char *text, int max_cols);
    from clocks that disagree a little, reads as 0). */
 void fmt_ago(char *buf, size_t size, double seconds);
 
+/* What a task class needs of a worker, in words, from the master's class
+   key ("exec", "fn:gpu", "exec:gpu,ssd"): "a worker that runs commands",
+   "a worker labelled gpu", "a worker that runs commands, labelled gpu,ssd".
+   Made printable. */
+void fmt_need(char *buf, size_t size, const char *key);
+
 #endif

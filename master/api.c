@@ -593,6 +593,12 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
     s->uptime = up;
     s->results_per_s_1m = up > 0 ? (int64_t) ((double) self->results_total / up) : 0;
     s->db_path = xstrdup(self->db_path);
+    const char *keys[64];
+    int n = tasks_unrunnable(self, keys, 64);
+    s->unrunnable = xcalloc((size_t) n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++)
+        s->unrunnable[i] = xstrdup(keys[i]);
+    s->nunrunnable = n;
     master_send_reply(self, env, rep, PROTO_REQ_STATS);
     proto_reply_destroy(&rep);
 }

@@ -180,6 +180,9 @@ struct master {
     int64_t last_prune;
     int64_t last_retention;
     bool retention_due;      /* a job finished: apply --keep-results soon */
+    int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
+    int64_t stuck_logged;    /* when that was last logged */
+    int64_t last_stuck_check;
 };
 
 /* master.c */
@@ -222,6 +225,9 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *ou
                   const char *error);
 /* Checks whether a job has just finished and records it. */
 void tasks_job_check(master_t *self, job_t *job);
+/* The classes (their keys, borrowed) with tasks ready to run that no live
+   worker can take now, into keys (room for max); returns how many. */
+int tasks_unrunnable(master_t *self, const char **keys, int max);
 
 /* api.c */
 void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now);

@@ -277,6 +277,19 @@ sched_task_t *sched_pop(sched_t *self, int64_t now,
     return t;
 }
 
+int sched_nclasses(const sched_t *self)
+{
+    return self->nclasses;
+}
+
+bool sched_class_ready(sched_t *self, int cls)
+{
+    if (cls < 0 || cls >= self->nclasses)
+        return false;
+    heap_t *h = &self->classes[cls].ready;
+    return h->n && s_clean_top(self, h);
+}
+
 void sched_claim(sched_t *self, sched_task_t *task)
 {
     (void) self;

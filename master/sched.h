@@ -99,6 +99,12 @@ sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t p
 
 sched_task_t *sched_get(const sched_t *self, int64_t id);
 
+/* How many classes exist (indexes 0..n-1). */
+int sched_nclasses(const sched_t *self);
+/* Whether class cls has a task ready to run now (not counting retry
+   backoffs and suspects). Drops stale heap entries on the way. */
+bool sched_class_ready(sched_t *self, int cls);
+
 /* Takes the next task to run at `now` (highest priority, then lowest id)
    among the classes accept() says yes to (NULL = all), out of the queue, and
    marks it ASSIGNED; NULL when none is ready. The caller sets attempt,

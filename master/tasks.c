@@ -178,6 +178,56 @@ static bool s_accepts(const sched_class_t *cls, void *arg)
     return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
 }
 
+int tasks_unrunnable(master_t *self, const char **keys, int max)
+{
+    int n = 0;
+    for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++) {
+        if (!sched_class_ready(self->sched, c))
+            continue;
+        const sched_class_t *cls = sched_class_get(self->sched, c);
+        bool taken = false;
+        size_t pos = 0;
+        worker_t *w;
+        while (!taken && (w = registry_next(self->registry, &pos)))
+            taken = w->alive && !w->draining && s_accepts(cls, w);
+        if (!taken)
+            keys[n++] = cls->key;
+    }
+    return n;
+}
+
+/* Tasks that wait for a kind of worker none of the live ones is (all
+   --no-exec, none with the label) are not an error, since one may join;
+   but they must not wait in silence: logged once they have waited 5 s, and
+   every minute while they still do. The CLI's `wait` says so too (stats). */
+static void s_check_stuck(master_t *self, int64_t now)
+{
+    if (now - self->last_stuck_check < 1000)
+        return;
+    self->last_stuck_check = now;
+    const char *keys[8];
+    int n = tasks_unrunnable(self, keys, 8);
+    if (!n) {
+        if (self->stuck_logged)
+            log_info("event=tasks_runnable_again");
+        self->stuck_since = self->stuck_logged = 0;
+        return;
+    }
+    if (!self->stuck_since)
+        self->stuck_since = now;
+    if (now - self->stuck_since < 5000 || (self->stuck_logged && now - self->stuck_logged < 60000))
+        return;
+    self->stuck_logged = now;
+    char list[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof list; i++)
+        used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", keys[i]);
+    log_warn("event=tasks_without_worker needs=\"%s\" waiting_s=%lld note=\"no live worker "
+             "can run these queued tasks (exec: runs commands, not --no-exec; after ':' the "
+             "labels they --require); they wait until one registers\"",
+             list, (long long) ((now - self->stuck_since) / 1000));
+}
+
 static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
 {
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
@@ -517,4 +567,5 @@ void tasks_timers(master_t *self, int64_t now)
         self->last_prune = now;
         registry_prune(self->registry, now, 3600 * 1000);
     }
+    s_check_stuck(self, now);
 }

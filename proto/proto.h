@@ -260,6 +260,10 @@ typedef struct {
     int64_t results_per_s_1m;   /* recent rate, results per second */
     double uptime;              /* seconds */
     char *db_path;
+    /* Needs ("exec", "fn:gpu", "exec:gpu,ssd": a class key) of tasks ready
+       to run that no live worker can take now: they wait for one. */
+    char **unrunnable;
+    int nunrunnable;
 } proto_stats_t;
 
 typedef struct {

@@ -103,6 +103,8 @@ static void s_stats_write(pb_t *b, const proto_stats_t *s)
     pb_ki64(b, "results_per_s_1m", s->results_per_s_1m);
     pb_kdbl(b, "uptime", s->uptime);
     pb_kstr(b, "db_path", s->db_path);
+    pb_key(b, "unrunnable");
+    pb_strv(b, s->unrunnable, s->nunrunnable);
     pb_char(b, '}');
 }
 
@@ -171,6 +173,7 @@ void proto_stats_clear(proto_stats_t *s)
     if (!s)
         return;
     free(s->db_path);
+    pu_strv_free(s->unrunnable, s->nunrunnable);
     memset(s, 0, sizeof *s);
 }
 
@@ -272,7 +275,9 @@ static int s_stats_from(cJSON *o, proto_stats_t *s, proto_err_t *err)
         || pj_i64(o, "duplicates", false, 0, M, &s->duplicates, err) != 0
         || pj_i64(o, "results_per_s_1m", false, 0, M, &s->results_per_s_1m, err) != 0
         || pj_dbl(o, "uptime", false, 0, 1e300, &s->uptime, err) != 0
-        || pj_str(o, "db_path", false, 0, 0, &s->db_path, err) != 0)
+        || pj_str(o, "db_path", false, 0, 0, &s->db_path, err) != 0
+        || pj_str_array(o, "unrunnable", false, INT32_MAX - 1, 0, 0, &s->unrunnable,
+                        &s->nunrunnable, err) != 0)
         return -1;
     return 0;
 }

@@ -422,6 +422,61 @@ START_TEST(no_exec_workers_get_function_tasks_only)
 }
 END_TEST
 
+/* The unrunnable classes the master reports in stats (a JSON array as
+   text, "" when the field is missing). */
+static char *s_unrunnable(h_cluster_t *c)
+{
+    h_run_t *r = h_cli(c, "stats", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "stats: %s", h_run_desc(r));
+    cJSON *st = h_json_first(r->out);
+    ck_assert_ptr_nonnull(st);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(st, "unrunnable");
+    char *text = u ? cJSON_PrintUnformatted(u) : strdup("");
+    cJSON_Delete(st);
+    h_run_free(&r);
+    return text;
+}
+
+static bool s_unrunnable_is(h_cluster_t *c, const char *want)
+{
+    char *got = s_unrunnable(c);
+    bool same = strcmp(got, want) == 0;
+    free(got);
+    return same;
+}
+
+/* Only --no-exec workers: a command task waits (a worker that runs
+   commands may still join), but not in silence: stats names what it
+   needs, `wait` says so, the master logs it; once such a worker comes,
+   it runs. */
+START_TEST(a_command_job_with_no_worker_that_runs_commands_says_what_it_waits_for)
+{
+    h_cluster_t *c = h_cluster_new("unrunnable");
+    h_proc_t *m = h_master_start(c, 0, NULL);
+    h_worker_start(c, "fnonly", 1, "--no-exec", NULL);
+    int64_t job = h_submit(c, NULL, "--", "true", NULL);
+    ck_assert_msg(H_POLL(s_unrunnable_is(c, "[\"exec\"]"), 10000),
+                  "stats does not say the job waits for a worker that runs commands");
+
+    char jb[32];
+    snprintf(jb, sizeof jb, "%lld", (long long) job);
+    const char *args[] = { "wait", jb, "--timeout", "8", NULL };
+    h_run_t *r = h_cliv(c, args, 30000);
+    ck_assert_msg(r->rc == 5, "wait: want exit 5 (timeout): %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "need a worker that runs commands, and no live worker is one")
+                      && strstr(r->err, "ztask cancel"),
+                  "wait does not say what the job waits for: %s", r->err);
+    h_run_free(&r);
+    ck_assert_msg(h_proc_wait_log(m, "event=tasks_without_worker needs=\"exec\"", 1, 10000),
+                  "the master did not log the waiting tasks");
+
+    h_worker_start(c, "any", 1, NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    ck_assert_msg(s_unrunnable_is(c, "[]"), "stats still lists tasks without a worker");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TEST(higher_priority_jobs_overtake_queued_work)
 {
     h_cluster_t *c = h_cluster_new("priority");
@@ -577,6 +632,7 @@ int main(void)
     H_ADD_TEST(s, workers_stats_jobs_and_forget_report_the_cluster, 60);
     H_ADD_TEST(s, require_routes_tasks_to_labelled_workers_only, 60);
     H_ADD_TEST(s, no_exec_workers_get_function_tasks_only, 60);
+    H_ADD_TEST(s, a_command_job_with_no_worker_that_runs_commands_says_what_it_waits_for, 90);
     H_ADD_TEST(s, higher_priority_jobs_overtake_queued_work, 60);
     H_ADD_TEST(s, output_is_capped_and_made_valid_utf8, 60);
     H_ADD_TEST(s, logs_follow_a_running_task_to_its_end, 60);

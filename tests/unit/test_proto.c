@@ -1137,10 +1137,17 @@ START_TEST(every_reply_type_round_trips)
                                .tasks_done = 6, .tasks_failed = 7, .workers_alive = 2,
                                .threads_total = 16, .duplicates = 1, .results_per_s_1m = 250,
                                .uptime = 12.5, .db_path = strdup("/var/lib/ztask.db")};
+    r->stats.unrunnable = calloc(3, sizeof(char *));
+    r->stats.unrunnable[0] = strdup("exec");
+    r->stats.unrunnable[1] = strdup("fn:gpu,ssd");
+    r->stats.nunrunnable = 2;
     g = s_reply_round_trip(r, PROTO_REQ_STATS);
     ck_assert_int_eq(g->stats.tasks_failed, 7);
     ck_assert_int_eq(g->stats.results_per_s_1m, 250);
     ck_assert_str_eq(g->stats.db_path, "/var/lib/ztask.db");
+    ck_assert_int_eq(g->stats.nunrunnable, 2);
+    ck_assert_str_eq(g->stats.unrunnable[0], "exec");
+    ck_assert_str_eq(g->stats.unrunnable[1], "fn:gpu,ssd");
     proto_reply_destroy(&r);
     proto_reply_destroy(&g);
 
@@ -1285,7 +1292,7 @@ START_TEST(task_records_flatten_the_result_with_nulls_when_absent)
     proto_stats_t s = {.jobs = 1, .uptime = 0.5};
     text = proto_stats_encode(&s);
     s_contains(text, "\"jobs\":1,");
-    s_contains(text, "\"uptime\":0.5,\"db_path\":null}");
+    s_contains(text, "\"uptime\":0.5,\"db_path\":null,\"unrunnable\":[]}");
     free(text);
     proto_stats_clear(&s);
 }
