@@ -86,3 +86,20 @@ void log_write(log_level_t level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, (size_t) n);
     (void) w;
 }
+
+bool log_limit(log_limit_t *lim, int64_t now_ms, int64_t *held)
+{
+    int64_t second = now_ms / 1000;
+    if (second != lim->second) {
+        lim->second = second;
+        lim->count = 0;
+    }
+    if (lim->count >= LOG_LIMIT_PER_S) {
+        lim->held++;
+        return false;
+    }
+    lim->count++;
+    *held = lim->held;
+    lim->held = 0;
+    return true;
+}

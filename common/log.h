@@ -13,6 +13,7 @@
 #define ZTASK_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,23 @@ const char *log_quote(char *buf, size_t n, const char *text);
 
 /* Writes one line: fmt should read as key=value fields, starting with event=. */
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A rate limit for a line that a peer can cause at will (a malformed
+   message, a refused key): a hostile peer's million frames must not become
+   a million lines and fill the disk. At most LOG_LIMIT_PER_S lines a
+   second get through; the rest are counted, and the next line let through
+   says how many were held back before it (its suppressed=N field). One
+   per kind of line, owned by the thread that logs it. */
+#define LOG_LIMIT_PER_S 10
+typedef struct {
+    int64_t second;   /* the monotonic second being counted */
+    int count;        /* lines let through in it */
+    int64_t held;     /* held back since the last line let through */
+} log_limit_t;
+
+/* True when the caller may write its line now (now_ms: monotonic); then
+   *held is how many were held back before it. */
+bool log_limit(log_limit_t *lim, int64_t now_ms, int64_t *held);
 
 #define log_debug(...) log_write(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_write(LOG_LVL_INFO, __VA_ARGS__)

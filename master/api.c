@@ -736,7 +736,10 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     proto_req_t *req = proto_req_decode(body, len, &err);
     if (!req) {
         char q[256];
-        log_warn("event=bad_request code=%s error=\"%s\"", err.code, log_quote(q, sizeof q, err.message));
+        int64_t held;
+        if (log_limit(&self->lim_request, now, &held))
+            log_warn("event=bad_request code=%s error=\"%s\" suppressed=%" PRId64, err.code,
+                     log_quote(q, sizeof q, err.message), held);
         s_reply_error(self, &env, err.code, err.message);
         return;
     }

@@ -1,5 +1,6 @@
 #include "auth.h"
 
+#include "../common/clock.h"
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -15,6 +16,7 @@ struct auth {
     void *zap;
     char *clients_path, *workers_path;
     keyset_t *clients, *workers;
+    log_limit_t lim_refused;   /* a stranger can connect at will */
 };
 
 static int s_load(auth_t *self, char *err, size_t errlen)
@@ -114,9 +116,11 @@ static void s_answer(auth_t *self, const zmqx_frames_t *req)
         snprintf(user, sizeof user, "%s %s", role, key);
     } else {
         /* A pipe's domain is "pipe KEY": the key is not the refused one. */
-        log_warn("event=auth_refused domain=%.*s address=%s key=%s",
-                 strncmp(domain, AUTH_DOMAIN_PIPE " ", plen + 1) == 0 ? (int) plen : 64, domain,
-                 address, key[0] ? key : "none");
+        int64_t held;
+        if (log_limit(&self->lim_refused, clock_mono_ms(), &held))
+            log_warn("event=auth_refused domain=%.*s address=%s key=%s suppressed=%lld",
+                     strncmp(domain, AUTH_DOMAIN_PIPE " ", plen + 1) == 0 ? (int) plen : 64,
+                     domain, address, key[0] ? key : "none", (long long) held);
     }
     /* Reply: version, request id, status code, status text, user id, metadata. */
     const char *version = "1.0";

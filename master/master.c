@@ -745,7 +745,10 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
                                    : zmqx_recv(self->reports, &len, ZMQ_DONTWAIT);
             if (!buf) {
                 if (errno == EPROTO) {
-                    log_warn("event=bad_report error=\"multipart message dropped\"");
+                    int64_t held;
+                    if (log_limit(&self->lim_report, now, &held))
+                        log_warn("event=bad_report error=\"multipart message dropped\" "
+                                 "suppressed=%" PRId64, held);
                     continue;
                 }
                 break;
@@ -763,7 +766,10 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             zmqx_frames_t frames;
             if (zmqx_recv_frames(self->api, &frames, 8, ZMQ_DONTWAIT) != 0) {
                 if (errno == EPROTO) {
-                    log_warn("event=bad_request error=\"too many frames\"");
+                    int64_t held;
+                    if (log_limit(&self->lim_request, now, &held))
+                        log_warn("event=bad_request error=\"too many frames\" suppressed=%" PRId64,
+                                 held);
                     continue;
                 }
                 break;

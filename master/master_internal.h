@@ -44,6 +44,7 @@
 #include "writer.h"
 
 #include "../common/imap.h"
+#include "../common/log.h"
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
@@ -180,6 +181,9 @@ struct master {
     int64_t last_prune;
     int64_t last_retention;
     bool retention_due;      /* a job finished: apply --keep-results soon */
+    /* Lines a peer can cause at will, rate-limited (log_limit): bad API
+       requests; bad, refused or unknown reports. */
+    log_limit_t lim_request, lim_report;
     int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
     int64_t stuck_logged;    /* when that was last logged */
     int64_t last_stuck_check;

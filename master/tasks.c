@@ -394,7 +394,11 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         if (!found && store_task_get(master_store(self), res->task, s_ignore_row, NULL, &found) != 0)
             found = false;
         if (!found) {
-            log_warn("event=result_unknown_task task=%" PRId64 " worker=%s", res->task, worker_id);
+            char q[128];
+            int64_t held;
+            if (log_limit(&self->lim_report, now, &held))
+                log_warn("event=result_unknown_task task=%" PRId64 " worker=\"%s\" suppressed=%" PRId64,
+                         res->task, log_quote(q, sizeof q, worker_id), held);
             return;
         }
         self->duplicates++;
@@ -448,9 +452,12 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, const char *ke
 {
     proto_err_t err;
     proto_report_t *rep = proto_report_decode(buf, len, &err);
+    int64_t held;
     if (!rep) {
         char q[256];
-        log_warn("event=bad_report code=%s error=\"%s\"", err.code, log_quote(q, sizeof q, err.message));
+        if (log_limit(&self->lim_report, now, &held))
+            log_warn("event=bad_report code=%s error=\"%s\" suppressed=%" PRId64, err.code,
+                     log_quote(q, sizeof q, err.message), held);
         return;
     }
     worker_t *w = registry_find(self->registry, rep->worker);
@@ -461,9 +468,10 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, const char *ke
        judged as without CURVE: by its tasks' attempt numbers. */
     if (key && w && strcmp(w->key, key) != 0) {
         char q[128];
-        log_warn("event=report_refused worker=%s key=%s error=\"not the key that registered "
-                 "this worker\"",
-                 log_quote(q, sizeof q, rep->worker), key);
+        if (log_limit(&self->lim_report, now, &held))
+            log_warn("event=report_refused worker=\"%s\" key=%s error=\"not the key that "
+                     "registered this worker\" suppressed=%" PRId64,
+                     log_quote(q, sizeof q, rep->worker), key, held);
         proto_report_destroy(&rep);
         return;
     }

@@ -88,6 +88,7 @@ struct session {
     int heartbeat_ms;
     int liveness;
     int64_t last_rx;        /* last pipe message (mono ms) */
+    log_limit_t lim_pipe;   /* bad pipe messages: the master's side can send any */
     int64_t next_hb;
     int64_t next_hello;
     int backoff_ms;
@@ -581,7 +582,10 @@ static void s_read_pipe(session_t *s, int64_t now)
         if (!buf) {
             if (errno == EPROTO) {
                 s->last_rx = now;
-                log_warn("event=bad_pipe_message error=\"multipart message\"");
+                int64_t held;
+                if (log_limit(&s->lim_pipe, now, &held))
+                    log_warn("event=bad_pipe_message error=\"multipart message\" suppressed=%lld",
+                             (long long) held);
                 continue;
             }
             return;
@@ -592,7 +596,10 @@ static void s_read_pipe(session_t *s, int64_t now)
         proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
         free(buf);
         if (!msg) {
-            log_warn("event=bad_pipe_message code=%s error=\"%s\"", err.code, err.message);
+            int64_t held;
+            if (log_limit(&s->lim_pipe, now, &held))
+                log_warn("event=bad_pipe_message code=%s error=\"%s\" suppressed=%lld", err.code,
+                         err.message, (long long) held);
             continue;
         }
         switch (msg->type) {

@@ -1,0 +1,53 @@
+/* log: the rate limit on lines a peer can cause, and quoting of peer text. */
+#include "../../common/log.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(a_flood_is_cut_to_the_limit_and_the_next_line_counts_what_was_held)
+{
+    log_limit_t lim = { 0 };
+    int64_t held = -1, through = 0;
+    /* 1,000 lines in one second: LOG_LIMIT_PER_S get through. */
+    for (int i = 0; i < 1000; i++)
+        if (log_limit(&lim, 5000 + i % 1000, &held)) {
+            ck_assert_int_eq(held, 0);
+            through++;
+        }
+    ck_assert_int_eq(through, LOG_LIMIT_PER_S);
+    /* The next second's first line says how many were held back. */
+    ck_assert(log_limit(&lim, 6000, &held));
+    ck_assert_int_eq(held, 1000 - LOG_LIMIT_PER_S);
+    ck_assert(log_limit(&lim, 6001, &held));
+    ck_assert_int_eq(held, 0);
+    /* A quiet stretch does not save up a bigger burst. */
+    through = 0;
+    for (int i = 0; i < 100; i++)
+        through += log_limit(&lim, 60000, &held);
+    ck_assert_int_eq(through, LOG_LIMIT_PER_S);
+}
+END_TEST
+
+START_TEST(quoting_keeps_a_peers_text_inside_its_field)
+{
+    char buf[64];
+    ck_assert_str_eq(log_quote(buf, sizeof buf, "a \"b\"\nevent=forged"),
+                     "a 'b' event=forged");
+    ck_assert_str_eq(log_quote(buf, 4, "abcdef"), "abc");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("log");
+    TCase *tc = tcase_create("log");
+    tcase_add_test(tc, a_flood_is_cut_to_the_limit_and_the_next_line_counts_what_was_held);
+    tcase_add_test(tc, quoting_keeps_a_peers_text_inside_its_field);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
