@@ -372,8 +372,12 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
     worker_t *w = registry_find(self->registry, name);
-    bool again = w && w->alive && w->pid == req->pid
-                 && strcmp(w->host, req->host ? req->host : "") == 0 && strcmp(w->key, key) == 0;
+    bool same = w && w->pid == req->pid && strcmp(w->host, req->host ? req->host : "") == 0
+                && strcmp(w->key, key) == 0;
+    bool again = same && w->alive;
+    /* Declared dead but alive after all (it was cut off or stopped). */
+    if (same && !w->alive)
+        tasks_worker_returned(self, w);
     /* A live worker registering again lost its pipe: whatever we sent it
        and it does not report running is lost in that pipe. */
     if (again) {

@@ -220,6 +220,10 @@ void tasks_timers(master_t *self, int64_t now);
 void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *why);
 /* Takes every task back from a worker that died or left. */
 void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed);
+/* A worker declared dead registers again as the same process (host, pid,
+   key): it did not crash, so the tasks charged a crash at its loss are
+   uncharged (the poison-task limit counts real crashes only). */
+void tasks_worker_returned(master_t *self, worker_t *w);
 /* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
 void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt);
 /* Ends a task that is still in the scheduler with a final state. outcome

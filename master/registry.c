@@ -57,6 +57,7 @@ static void s_free_worker(worker_t *w)
 {
     s_close_pipe(w);
     s_free_labels(w);
+    free(w->charged);
     free(w->id);
     free(w->host);
     free(w);
@@ -173,6 +174,11 @@ worker_t *registry_hello(registry_t *self, const char *name, const char *key, co
     free(w->host);
     w->host = xstrdup(h);
     snprintf(w->key, sizeof w->key, "%s", key);
+    /* Crashes charged at its loss stay charged unless the same process
+       came back (the caller uncharged them then). */
+    free(w->charged);
+    w->charged = NULL;
+    w->ncharged = 0;
     w->pid = pid;
     w->threads = threads;
     s_free_labels(w);

@@ -43,6 +43,8 @@ typedef struct worker {
     int64_t samples;          /* results that fed task_ms */
     int64_t done, failed;
     sched_task_t *tasks;      /* its tasks, linked through wprev/wnext */
+    int64_t *charged;         /* tasks charged a crash when it was lost, owned */
+    int ncharged;
 } worker_t;
 
 typedef struct registry registry_t;

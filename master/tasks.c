@@ -144,11 +144,42 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
     /* A worker that died may have been killed by one of its tasks, started
        or not (its "started" report may never have left): every task it held
        becomes a suspect, runs alone next time, and the one that keeps
-       killing workers reaches the crash limit by itself. */
-    for (; w->tasks; n++)
+       killing workers reaches the crash limit by itself. Silence is not
+       proof of death (a partition, SIGSTOP): the charged tasks are noted,
+       and if this very process comes back, tasks_worker_returned takes the
+       charge back. */
+    free(w->charged);
+    w->charged = NULL;
+    w->ncharged = 0;
+    int held = w->inflight;
+    if (crashed && held > 0)
+        w->charged = xcalloc((size_t) held, sizeof *w->charged);
+    for (; w->tasks; n++) {
+        if (crashed && w->ncharged < held)
+            w->charged[w->ncharged++] = w->tasks->id;
         tasks_take_back(self, w->tasks, crashed, why);
+    }
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
     registry_gone(self->registry, w, now);
+}
+
+void tasks_worker_returned(master_t *self, worker_t *w)
+{
+    int n = 0;
+    for (int i = 0; i < w->ncharged; i++) {
+        sched_task_t *t = sched_get(self->sched, w->charged[i]);
+        if (t && t->crashes > 0) {
+            t->crashes--;
+            n++;
+        }
+    }
+    if (n)
+        log_info("event=crashes_uncharged worker=%s tasks=%d note=\"the worker declared dead "
+                 "came back: it did not crash\"",
+                 w->id, n);
+    free(w->charged);
+    w->charged = NULL;
+    w->ncharged = 0;
 }
 
 /* ---- dispatch ---- */

@@ -138,18 +138,21 @@ typedef struct {
     int threads;
 } fake_t;
 
-static void s_fake_start(fake_t *f, env_t *e, const char *name, int threads)
+/* Registers (again) as the same process: name, host, pid 1000 + threads;
+   connects a new pipe and report socket to what the reply names. */
+static void s_fake_hello(fake_t *f, const char *name)
 {
-    memset(f, 0, sizeof *f);
-    f->e = e;
-    f->threads = threads;
-    f->api = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
-    ck_assert_int_eq(zmq_connect(f->api, e->api), 0);
+    env_t *e = f->e;
+    if (f->pipe) {
+        zmq_close(f->pipe);
+        zmq_close(f->push);
+        free(f->id);
+    }
     proto_req_t *req = proto_req_new(PROTO_REQ_HELLO);
     req->name = xstrdup(name);
     req->host = xstrdup("testhost");
-    req->pid = 1000 + threads;
-    req->threads = threads;
+    req->pid = 1000 + f->threads;
+    req->threads = f->threads;
     proto_reply_t *rep = s_call(e, f->api, req);
     ck_assert(rep->ok);
     f->id = xstrdup(rep->worker_id);
@@ -162,6 +165,16 @@ static void s_fake_start(fake_t *f, env_t *e, const char *name, int threads)
     ck_assert_int_eq(zmq_connect(f->push, ep), 0);
     proto_reply_destroy(&rep);
     proto_req_destroy(&req);
+}
+
+static void s_fake_start(fake_t *f, env_t *e, const char *name, int threads)
+{
+    memset(f, 0, sizeof *f);
+    f->e = e;
+    f->threads = threads;
+    f->api = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(f->api, e->api), 0);
+    s_fake_hello(f, name);
 }
 
 static void s_fake_stop(fake_t *f)
@@ -1004,6 +1017,71 @@ START_TEST(wall_clock_jumps_neither_kill_a_quiet_worker_early_nor_keep_a_silent_
 }
 END_TEST
 
+/* Whether the master lists worker id as alive. */
+static bool s_alive(env_t *e, const char *id)
+{
+    proto_reply_t *rep = s_query(e, PROTO_REQ_WORKERS, 0);
+    bool alive = false;
+    for (int i = 0; i < rep->nworkers; i++)
+        if (strcmp(rep->workers[i].id, id) == 0)
+            alive = rep->workers[i].alive;
+    proto_reply_destroy(&rep);
+    return alive;
+}
+
+/* Takes one task, starts it and goes silent until the master declares
+   the worker dead (its heartbeats stop: 300 ms here). */
+static proto_task_t s_take_and_vanish(env_t *e, fake_t *f)
+{
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(f, 1, got, 5000), 1);
+    s_started(f, got[0].id, got[0].attempt);
+    bool dead = false;
+    for (int i = 0; i < 250 && !dead; i++) {
+        dead = !s_alive(e, f->id);
+        if (!dead)
+            zmq_poll(NULL, 0, 20); /* a poll of the master's view, 5 s in all */
+    }
+    ck_assert_msg(dead, "the silent worker was not declared dead within 5 s");
+    return got[0];
+}
+
+/* With --crash-limit 2, a task whose worker goes silent twice would be
+   failed as poison; but the worker came back both times, the same process
+   (it was cut off, not crashed): the task runs to the end. */
+START_TEST(a_worker_declared_dead_that_comes_back_did_not_crash_its_tasks)
+{
+    env_t e;
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.crash_limit = 2;
+    s_env_start_config(&e, &cfg);
+    fake_t a;
+    s_fake_start(&a, &e, "a", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    for (int lost = 1; lost <= 2; lost++) {
+        proto_task_t t = s_take_and_vanish(&e, &a);
+        ck_assert_int_eq(t.attempt, lost);
+        s_fake_hello(&a, "a");
+    }
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&a, 1, got, 5000), 1);
+    ck_assert_int_eq(got[0].attempt, 3);
+    s_result(&a, got[0].id, got[0].attempt);
+    proto_req_t *st = proto_req_new(PROTO_REQ_STATUS);
+    st->job = job;
+    st->wait_ms = 5000;
+    proto_reply_t *rep = s_call(&e, e.client, st);
+    proto_req_destroy(&st);
+    ck_assert(rep->ok && rep->njobs == 1);
+    ck_assert_msg(rep->jobs[0].done == 1 && rep->jobs[0].failed == 0,
+                  "want the task done, not failed as poison: done %lld failed %lld",
+                  (long long) rep->jobs[0].done, (long long) rep->jobs[0].failed);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&a);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* Undone after each case, for CK_FORK=no runs where cases share a process. */
 static void s_wall_clock_reset(void)
 {
@@ -1028,6 +1106,7 @@ int main(void)
     tcase_add_test(tc, a_held_submit_is_answered_when_its_job_finishes);
     tcase_add_test(tc, wall_clock_jumps_fire_no_lease_retry_or_held_request_early_and_delay_none);
     tcase_add_test(tc, wall_clock_jumps_neither_kill_a_quiet_worker_early_nor_keep_a_silent_one);
+    tcase_add_test(tc, a_worker_declared_dead_that_comes_back_did_not_crash_its_tasks);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
