@@ -93,11 +93,21 @@ chaos_exit() {
 }
 
 # Sanitizer builds (make chaos VARIANT=asan|tsan): any report in a
-# daemon's log fails the scenario.
-sanitizer_reports() {
-    grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|runtime error:' \
-        "$CHAOS_DIR"/*.log 2>/dev/null
+# daemon's log fails the scenario. The marks are those of
+# tests/e2e/harness.c (s_sanitizer_marks); run.sh looks for them in each
+# scenario's stderr too (the CLI's, chaos-storm's and chaos-check's).
+SANITIZER_MARKS=(
+    'ERROR: AddressSanitizer' 'WARNING: AddressSanitizer' 'ERROR: LeakSanitizer'
+    'LeakSanitizer' 'WARNING: ThreadSanitizer' 'ERROR: ThreadSanitizer'
+    'runtime error:' 'ERROR: UndefinedBehaviorSanitizer'
+)
+# sanitizer_grep FILE...: the files holding a mark (none: exit 1).
+sanitizer_grep() {
+    local args=() m
+    for m in "${SANITIZER_MARKS[@]}"; do args+=(-e "$m"); done
+    grep -lF "${args[@]}" -- "$@" 2>/dev/null
 }
+sanitizer_reports() { sanitizer_grep "$CHAOS_DIR"/*.log; }
 
 chaos_pass() {
     local bad

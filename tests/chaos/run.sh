@@ -28,9 +28,11 @@ case $CHAOS_BUILD in
     ;;
 *asan*) limit=$((limit * 2)) ;;
 esac
+. "$here/lib.sh" # SANITIZER_MARKS, sanitizer_grep
 
-# The order: quick single-fault scenarios first, storms after.
-all=(sigstop poison disk_full worker_kill master_kill hostile_worker hostile_master)
+# The order: the checker's self-test, quick single-fault scenarios, then
+# the storms.
+all=(checker sigstop poison disk_full worker_kill master_kill hostile_worker hostile_master)
 if [ $# -eq 0 ]; then
     names=("${all[@]}")
 elif [ "$1" = soak ]; then
@@ -57,6 +59,12 @@ for name in "${names[@]}"; do
     timeout --signal=TERM --kill-after=20 "$limit" bash "$script" 2>"$logs/$name.err" |
         tee "$logs/$name.out"
     rc=${PIPESTATUS[0]}
+    # A sanitizer report from a program whose stderr is not a daemon log
+    # (the CLI, chaos-storm, chaos-check) fails a scenario that passed.
+    if [ "$rc" -eq 0 ] && sanitizer_grep "$logs/$name.err" >/dev/null; then
+        echo "FAIL: $name: sanitizer report in $logs/$name.err" | tee -a "$logs/$name.out"
+        rc=1
+    fi
     secs=$(($(date +%s) - start))
     case $rc in
     0) passed=$((passed + 1)) ;;

@@ -8,16 +8,16 @@
 # Needs root (mount); prints SKIP otherwise.
 #
 # The tmpfs is 16 MiB, not 2: SQLite checkpoints its WAL only at 1000
-# pages (4 MiB), so on a 2 MiB disk the WAL itself takes every block and
-# nothing that can be freed outside it brings the master back (see
-# docs/chaos.md, findings).
+# pages (4 MiB), so on a 2 MiB disk the WAL itself takes nearly every block
+# and what can be freed outside it does not bring the master back for long
+# (docs/chaos.md, finding 3). CHAOS_DISK_MB=2 reproduces that (it fails).
 . "$(dirname "$0")/lib.sh"
 chaos_begin disk_full
 
 [ "$(id -u)" -eq 0 ] || chaos_skip "not root: cannot mount a tmpfs"
 mnt=$CHAOS_DIR/mnt
 mkdir -p "$mnt"
-mount -t tmpfs -o size=16m tmpfs "$mnt" 2>"$CHAOS_DIR/mount.err" ||
+mount -t tmpfs -o size="${CHAOS_DISK_MB:-16}m" tmpfs "$mnt" 2>"$CHAOS_DIR/mount.err" ||
     chaos_skip "cannot mount a tmpfs: $(cat "$CHAOS_DIR/mount.err")"
 # Lazy: the processes are gone by then, but be sure the mount never stays.
 CHAOS_CLEANUPS+=("umount -l '$mnt'")

@@ -4,7 +4,9 @@
 # large messages to the API ROUTER and the REPORT PULL, with a legal
 # request after every 32 that must get the right answer (a held job of 100
 # tasks stays exactly as it is; one-task submits get new jobs), then a
-# registration flood of 1,500 hellos and frames over the 32 MiB limit.
+# registration flood of 1,500 hellos (every one registered, and the
+# master's fds back near their baseline once the fakes time out) and
+# frames over the 32 MiB limit.
 # Afterwards a real worker runs the held job and every job the storm
 # submitted, once each (the checker), and the master stops with exit 0.
 # Memory: VmRSS after the storm may exceed the one after the first 10% by
@@ -14,8 +16,9 @@ chaos_begin hostile_master
 
 N=$(size 100000 1000000)
 K=100
-HELLOS=1500
+HELLOS=${CHAOS_HELLOS:-1500} # a bigger flood: 12,000 passed on 2026-11-29
 RSS_SLACK_KB=$((32 * 1024))
+FDS_SLACK=8
 records=$CHAOS_DIR/records
 
 start_master 0 --db "$CHAOS_DIR/m.db"
@@ -37,8 +40,25 @@ else
     echo "  (RSS not judged: sanitizer build)"
 fi
 
-# The fake workers of the flood time out (liveness); a real one then
-# registers and runs everything.
+# The hello flood: every hello registered (room for more than 1,021
+# workers since 8f3c020, finding 2); the fakes' task pipes (one socket and
+# fd each) go when they miss their heartbeats (liveness 3 x 1 s), so the
+# master's fds come back within FDS_SLACK of where they were before the
+# storm.
+refused=$(sed -n 's/.*hello flood: [0-9]* hellos, [0-9]* registered, \([0-9]*\) refused.*/\1/p' \
+    "$CHAOS_DIR/storm.out")
+[ "$refused" = 0 ] || chaos_fail "hello flood: ${refused:-no figure for the} hellos refused, want 0"
+fds_before=$(grep -o 'fds_before=[0-9]*' "$CHAOS_DIR/storm.out" | cut -d= -f2)
+fds_flood=$(grep -F 'after the hello flood' "$CHAOS_DIR/storm.out" | grep -o 'fds *[0-9]*' | grep -o '[0-9]*')
+fds_now() { find "/proc/$MASTER_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+fds_back() { [ "$(fds_now)" -le $((fds_before + FDS_SLACK)) ]; }
+t0=$(now_ms)
+wait_for 30 fds_back ||
+    chaos_fail "master fds still $(fds_now) 30 s after the hello flood (before $fds_before, bound +$FDS_SLACK)"
+figure "master fds before / after flood / later" \
+    "$fds_before / $fds_flood / $(fds_now), waited $(( ($(now_ms) - t0) / 1000 )) s (bound +$FDS_SLACK)"
+
+# A real worker then registers and runs everything.
 start_worker real 4
 { echo "$job $K"; cat "$CHAOS_DIR/storm-jobs"; } >"$CHAOS_DIR/expect"
 mapfile -t jobs < <(cut -d' ' -f1 "$CHAOS_DIR/expect")

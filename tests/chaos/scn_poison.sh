@@ -14,14 +14,15 @@ N=$(size 400 4000)
 EARLY=${CHAOS_POISON_EARLY:-1}
 POISON=17
 LATE=117
-LIMIT=5
+LIMIT=5 # the master's default --crash-limit, not passed
 THREADS=2
 MS=20
 records=$CHAOS_DIR/records
 suspects=$CHAOS_DIR/suspects
 : >"$suspects"
 
-start_master 0 --db "$CHAOS_DIR/m.db" --heartbeat-ms 200 --liveness 3 --crash-limit $LIMIT
+# No --crash-limit: the master's default (5, master.c) is what is tested.
+start_master 0 --db "$CHAOS_DIR/m.db" --heartbeat-ms 200 --liveness 3
 names=(pa pb)
 declare -A pid=()
 for w in "${names[@]}"; do
@@ -40,29 +41,70 @@ echo "$job $N" >"$CHAOS_DIR/expect"
 
 npoison=${#poisons[@]}
 poison_execs() { awk -v j="$job" -v i="$1" '$4 == j && $5 == i' "$records" | wc -l; }
-# Restart the dead until the job ends (bounded: the limit per poison task,
-# plus slack).
-restarts=0
-deadline=$(($(now_ms) + 90000))
-while ! job_finished "$job"; do
-    [ "$(now_ms)" -lt "$deadline" ] || chaos_fail "job $job did not finish: $(zt status "$job")"
-    if [ $restarts -gt $((LIMIT * npoison + 2)) ]; then
-        msg=
-        for p in "${poisons[@]}"; do msg+=" index $p ran $(poison_execs "$p") times;"; done
-        chaos_fail "$restarts worker crashes and counting:$msg crash limit $LIMIT, \
-$(log_count "$MASTER_LOG" event=task_poisoned) task_poisoned lines in the master log"
-    fi
+# Restart the dead until the job ends and every poison execution's worker
+# has been seen dead (bounded: the limit per poison task, plus slack). The
+# master may end the job (heartbeat timeout) before the last worker has
+# finished dying, which is slow under TSan: that death is still to come.
+# No polling: `ztask wait` in the background ends when the job does (exit
+# 0, or 1 since the poison tasks fail; 5 after its timeout), and `wait -n`
+# sleeps until it, the master, a worker or the deadline (a `sleep` started
+# once the job is done) exits, whichever comes first. When it returns one
+# child, bash may drop another that died meanwhile from its job table
+# (later `wait -n`s say "no such job" and never return it: seen with two
+# deaths at once under TSan), so `wait -n` only sleeps: who has ended is
+# found with `alive` (and `wait PID` for the status) before each call.
+zt wait "$job" --quiet --timeout 90 &
+waiter=$!
+CHAOS_PIDS+=("$waiter")
+restarts=0 finished=0 timer=
+poison_total() { local p t=0; for p in "${poisons[@]}"; do t=$((t + $(poison_execs "$p"))); done; echo $t; }
+restart_dead() {
+    local w msg p
     for w in "${names[@]}"; do
-        if ! alive "${pid[$w]}"; then
-            wait "${pid[$w]}" 2>/dev/null
-            echo "${pid[$w]}" >>"$suspects"
-            start_worker "$w" "$THREADS"
-            pid[$w]=$WORKER_PID
-            restarts=$((restarts + 1))
+        alive "${pid[$w]}" && continue
+        wait "${pid[$w]}" 2>/dev/null
+        echo "${pid[$w]}" >>"$suspects"
+        if [ $restarts -ge $((LIMIT * npoison + 2)) ]; then
+            msg=
+            for p in "${poisons[@]}"; do msg+=" index $p ran $(poison_execs "$p") times;"; done
+            chaos_fail "$((restarts + 1)) worker crashes and counting:$msg crash limit $LIMIT, \
+$(log_count "$MASTER_LOG" event=task_poisoned) task_poisoned lines in the master log"
         fi
+        start_worker "$w" "$THREADS"
+        pid[$w]=$WORKER_PID
+        restarts=$((restarts + 1))
     done
-    sleep 0.1 # polling the workers' liveness
+}
+while :; do
+    alive "$MASTER_PID" || chaos_fail "the master died"
+    restart_dead
+    if [ $finished = 0 ] && ! alive "$waiter"; then
+        wait "$waiter"
+        rc=$?
+        [ $rc -le 1 ] || chaos_fail "job $job did not finish (ztask wait: exit $rc): $(zt status "$job")"
+        finished=1
+    fi
+    if [ -n "$timer" ] && ! alive "$timer"; then
+        chaos_fail "30 s after the job, $restarts worker deaths for $(poison_total) poison executions"
+    fi
+    if [ $finished = 1 ]; then
+        [ $restarts -lt "$(poison_total)" ] || break
+        if [ -z "$timer" ]; then
+            sleep 30 &
+            timer=$!
+            CHAOS_PIDS+=("$timer")
+        fi
+    fi
+    watch=("$MASTER_PID")
+    for w in "${names[@]}"; do watch+=("${pid[$w]}"); done
+    [ $finished = 1 ] || watch+=("$waiter")
+    [ -z "$timer" ] || watch+=("$timer")
+    wait -n "${watch[@]}" 2>/dev/null
 done
+if [ -n "$timer" ]; then
+    kill "$timer" 2>/dev/null
+    wait "$timer" 2>/dev/null
+fi
 results_of "$CHAOS_DIR/results.jsonl" "$job" || chaos_fail "results: no answer"
 poisoned=$(log_count "$MASTER_LOG" "event=task_poisoned")
 figure "tasks" "$N (poison indexes ${poisons[*]})"
