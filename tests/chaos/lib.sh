@@ -173,6 +173,21 @@ wait_line() { wait_for "$3" _line_seen "$1" "$2" "${4:-1}"; }
 
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 
+# log_within FILE MAX_BYTES WHAT: the log of a stormed daemon is at most
+# MAX_BYTES (a flood must not fill the disk: every line a peer can cause
+# is rate-limited, 10 a second per kind, since 4715f03), and every line in
+# it is one record: it starts with a timestamp and a level (peer text
+# cannot start a line of its own). Prints the figures.
+log_within() {
+    local file=$1 max=$2 what=$3 bytes lines stray
+    bytes=$(stat -c %s "$file")
+    lines=$(wc -l <"$file")
+    figure "$what log" "$bytes bytes, $lines lines (bound $max bytes)"
+    [ "$bytes" -le "$max" ] || chaos_fail "the $what log is $bytes bytes, over its bound of $max"
+    stray=$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z (DEBUG|INFO|WARN|ERROR) ' "$file")
+    [ "$stray" -eq 0 ] || chaos_fail "$stray lines of the $what log are not records of their own: $(grep -m1 -vE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z (DEBUG|INFO|WARN|ERROR) ' "$file" | cut -c1-120)"
+}
+
 # rss_kb PID [VmRSS|VmHWM]
 rss_kb() { awk -v k="${2:-VmRSS}:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
 

@@ -58,6 +58,38 @@ gkind_t storm_garbage(gbuf_t *g, const char *const *templates, size_t ntemplates
 void *storm_socket(void *ctx, int type, int timeout_ms);
 void storm_connect(void *s, const char *host, int port);
 
+/* ---- raw TCP: garbage below ZeroMQ, on short connections ---- */
+/* What one connection carries: random bytes; a ZMTP greeting cut short; a
+   full greeting with a bad version, mechanism or filler; a good greeting
+   and then a bad or foreign command (READY of the wrong socket type,
+   malformed properties, ERROR, CURVE's HELLO, a command claiming 2^62
+   bytes); a good handshake and a frame header over the limit (or of
+   2^31..2^64-1 bytes) with a little data; a good handshake and a few
+   random frames (flags, sizes, the last one cut). */
+typedef enum { R_RANDOM, R_CUT, R_GREETING, R_COMMAND, R_OVERSIZE, R_FRAMES, R_KINDS } rkind_t;
+extern const char *const storm_raw_names[R_KINDS];
+
+typedef struct {
+    long conns, kinds[R_KINDS];
+    long bytes;                         /* written */
+    long no_greeting;                   /* the daemon closed before its greeting */
+    long failed;                        /* connect() failed */
+} rstats_t;
+
+/* One connection to 127.0.0.1:port with one kind of garbage, the rest of
+   the handshake sent once the daemon's greeting came (a bounded wait);
+   closed with a RST (no TIME_WAIT left behind: tens of thousands of them
+   would use up the ephemeral ports). peer_type: the socket type a legal
+   peer announces; max_msg: the port's frame limit, 0 = none. */
+void storm_raw(int port, const char *peer_type, int64_t max_msg, rstats_t *st);
+/* A connection that completes the handshake as peer_type and sends mb MiB
+   in 64 KiB frames that all say "more": a message that never ends.
+   Returns the descriptor (the caller closes it with storm_raw_close), or
+   -1. */
+int storm_raw_unending(int port, const char *peer_type, int mb, rstats_t *st);
+void storm_raw_close(int fd);
+void storm_print_raw(const char *what, const rstats_t *st);
+
 /* ---- the modes ---- */
 int storm_master_main(int argc, char **argv);
 int storm_worker_main(int argc, char **argv);

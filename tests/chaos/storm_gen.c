@@ -8,7 +8,13 @@
 #include "../../common/zmqx.h"
 #include "../../proto/proto.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -372,4 +378,300 @@ void storm_connect(void *s, const char *host, int port)
         fprintf(stderr, "chaos-storm: connect %s: %s\n", ep, zmq_strerror(errno));
         exit(2);
     }
+}
+
+/* ---- raw TCP ---- */
+
+const char *const storm_raw_names[] = {"random", "cut-greeting", "bad-greeting",
+                                       "bad-command", "oversize", "frames"};
+
+static int r_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *) &a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Writes it all (loopback: the daemon reads as fast as we write, or its
+   buffer is big enough for the few kB here); false when the daemon closed. */
+static bool r_write(int fd, const void *buf, size_t len, rstats_t *st)
+{
+    const char *p = buf;
+    while (len > 0) {
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        if (poll(&pfd, 1, REPLY_TIMEOUT_MS) != 1)
+            return false;
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0)
+            return false;
+        st->bytes += n;
+        p += n;
+        len -= (size_t) n;
+    }
+    return true;
+}
+
+/* Reads until want bytes came (the daemon's greeting); false on EOF,
+   error or after 2 s. */
+static bool r_await(int fd, size_t want)
+{
+    unsigned char buf[256];
+    size_t got = 0;
+    int64_t deadline = storm_mono_ms() + 2000;
+    while (got < want) {
+        int64_t left = deadline - storm_mono_ms();
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, (int) left) != 1)
+            return false;
+        ssize_t n = recv(fd, buf, want - got < sizeof buf ? want - got : sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t) n;
+    }
+    return true;
+}
+
+void storm_raw_close(int fd)
+{
+    struct linger l = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+}
+
+/* A ZMTP 3.0 greeting (64 bytes). */
+static void r_greeting(unsigned char *g, int major, int minor, const char *mech)
+{
+    memset(g, 0, 64);
+    g[0] = 0xff;
+    g[8] = 1;
+    g[9] = 0x7f;
+    g[10] = (unsigned char) major;
+    g[11] = (unsigned char) minor;
+    memcpy(g + 12, mech, strlen(mech) < 20 ? strlen(mech) : 20);
+}
+
+/* A command frame (short form); returns its length. */
+static size_t r_command(unsigned char *out, const char *name, const char *prop, const char *value)
+{
+    size_t p = 2, nlen = strlen(name);
+    out[p++] = (unsigned char) nlen;
+    memcpy(out + p, name, nlen);
+    p += nlen;
+    if (prop) {
+        size_t plen = strlen(prop), vlen = strlen(value);
+        out[p++] = (unsigned char) plen;
+        memcpy(out + p, prop, plen);
+        p += plen;
+        out[p++] = 0;
+        out[p++] = 0;
+        out[p++] = (unsigned char) (vlen >> 8);
+        out[p++] = (unsigned char) vlen;
+        memcpy(out + p, value, vlen);
+        p += vlen;
+    }
+    out[0] = 0x04;
+    out[1] = (unsigned char) (p - 2);
+    return p;
+}
+
+static size_t r_long_header(unsigned char *out, unsigned char flags, uint64_t size)
+{
+    out[0] = flags | 0x02;
+    for (int i = 0; i < 8; i++)
+        out[1 + i] = (unsigned char) (size >> (56 - 8 * i));
+    return 9;
+}
+
+/* Greeting, wait for the daemon's, READY as peer_type. */
+static bool r_handshake(int fd, const char *peer_type, rstats_t *st)
+{
+    unsigned char g[64], cmd[128];
+    r_greeting(g, 3, storm_below(2), "NULL");
+    if (!r_write(fd, g, 64, st))
+        return false;
+    if (!r_await(fd, 64)) {
+        st->no_greeting++;
+        return false;
+    }
+    return r_write(fd, cmd, r_command(cmd, "READY", "Socket-Type", peer_type), st);
+}
+
+static const char *const s_socket_types[] = {"PAIR", "PUB", "SUB", "REQ", "REP", "DEALER",
+                                             "ROUTER", "PULL", "PUSH", "XPUB", "XSUB",
+                                             "STREAM", "", "SERVER", "dealer", "PUSH\x01"};
+
+void storm_raw(int port, const char *peer_type, int64_t max_msg, rstats_t *st)
+{
+    int fd = r_connect(port);
+    if (fd < 0) {
+        st->failed++;
+        return;
+    }
+    st->conns++;
+    rkind_t kind = (rkind_t) storm_below(R_KINDS);
+    st->kinds[kind]++;
+    unsigned char buf[4096], g[64];
+    size_t n = 0;
+    switch (kind) {
+    case R_RANDOM:
+        /* Half start like a greeting, so the parse goes further. */
+        n = 1 + storm_below(sizeof buf - 1);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (unsigned char) storm_rand();
+        if (storm_below(2))
+            buf[0] = 0xff;
+        r_write(fd, buf, n, st);
+        break;
+    case R_CUT:
+        r_greeting(g, 3, 0, "NULL");
+        r_write(fd, g, 1 + storm_below(63), st);
+        break;
+    case R_GREETING: {
+        static const char *const mechs[] = {"CURVE", "PLAIN", "GSSAPI", "NUL", "NULLX", ""};
+        static const int majors[] = {0, 1, 2, 3, 4, 255};
+        r_greeting(g, majors[storm_below(6)], (int) storm_below(256), mechs[storm_below(6)]);
+        switch (storm_below(4)) {
+        case 0: g[9] = (unsigned char) storm_rand(); break;      /* not versioned */
+        case 1: g[32] = 1; break;                                 /* as-server */
+        case 2: g[1] = 0x7f; g[8] = 0; break;                     /* a 2^62 identity */
+        default: g[40 + storm_below(24)] = (unsigned char) storm_rand(); break; /* filler */
+        }
+        if (r_write(fd, g, 64, st))
+            r_await(fd, 10); /* its signature: it is reading us */
+        break;
+    }
+    case R_COMMAND: {
+        r_greeting(g, 3, 0, "NULL");
+        if (!r_write(fd, g, 64, st))
+            break;
+        if (!r_await(fd, 64)) {
+            st->no_greeting++;
+            break;
+        }
+        switch (storm_below(8)) {
+        case 0: /* a socket type this port refuses (or an unknown one) */
+            n = r_command(buf, "READY", "Socket-Type",
+                          s_socket_types[storm_below(sizeof s_socket_types / sizeof *s_socket_types)]);
+            break;
+        case 1: /* no properties */
+            n = r_command(buf, "READY", NULL, NULL);
+            break;
+        case 2: /* a property longer than the command */
+            n = r_command(buf, "READY", "Socket-Type", peer_type);
+            buf[2 + 1 + 5 + 1 + 11] = 0xff;
+            break;
+        case 3:
+            n = r_command(buf, "ERROR", "Reason", "storm");
+            break;
+        case 4: /* CURVE's first command, to a NULL server */
+            n = r_command(buf, "HELLO", "x", "y");
+            break;
+        case 5: /* a command claiming 2^62 bytes */
+            n = r_long_header(buf, 0x04, UINT64_C(1) << 62);
+            memcpy(buf + n, "\x05READY", 6);
+            n += 6;
+            break;
+        case 6: /* READY, then random command bytes */
+            n = r_command(buf, "READY", "Socket-Type", peer_type);
+            for (size_t i = 0; i < 200; i++)
+                buf[n + i] = (unsigned char) storm_rand();
+            buf[n] = 0x04 | (unsigned char) (storm_rand() & 0x03);
+            n += 200;
+            break;
+        default: /* Identity and Resource properties, huge declared value */
+            n = r_command(buf, "READY", "Identity", "storm-raw");
+            buf[2 + 1 + 5 + 1 + 8] = 0x7f;
+            break;
+        }
+        r_write(fd, buf, n, st);
+        break;
+    }
+    case R_OVERSIZE: {
+        if (!r_handshake(fd, peer_type, st))
+            break;
+        static const uint64_t sizes[] = {0, UINT64_C(1) << 31, UINT64_C(1) << 40,
+                                         UINT64_C(1) << 62, UINT64_MAX};
+        uint64_t size = sizes[storm_below(5)];
+        if (size == 0)
+            size = max_msg > 0 ? (uint64_t) max_msg + 1 + storm_below(1 << 20) : UINT64_C(1) << 33;
+        n = r_long_header(buf, storm_below(2) ? 0x01 : 0, size);
+        size_t data = storm_below(sizeof buf - n);
+        memset(buf + n, 'x', data);
+        r_write(fd, buf, n + data, st);
+        break;
+    }
+    default: { /* frames */
+        if (!r_handshake(fd, peer_type, st))
+            break;
+        int frames = 1 + (int) storm_below(8);
+        for (int f = 0; f < frames && n + 16 < sizeof buf; f++) {
+            size_t len = storm_below(sizeof buf / 8);
+            if (n + 9 + len > sizeof buf)
+                len = sizeof buf - n - 9;
+            unsigned char flags = (unsigned char) (f + 1 < frames ? 0x01 : 0);
+            if (storm_below(8) == 0)
+                flags |= 0x04; /* a command where a message should be */
+            if (len < 256 && storm_below(2)) {
+                buf[n++] = flags;
+                buf[n++] = (unsigned char) len;
+            } else {
+                n += r_long_header(buf + n, flags, len);
+            }
+            for (size_t i = 0; i < len; i++)
+                buf[n + i] = (unsigned char) storm_rand();
+            n += len;
+        }
+        /* The last frame often cut short. */
+        if (storm_below(2) && n > 1)
+            n -= 1 + storm_below(n / 4 + 1);
+        r_write(fd, buf, n, st);
+        break;
+    }
+    }
+    storm_raw_close(fd);
+}
+
+int storm_raw_unending(int port, const char *peer_type, int mb, rstats_t *st)
+{
+    int fd = r_connect(port);
+    if (fd < 0) {
+        st->failed++;
+        return -1;
+    }
+    st->conns++;
+    if (!r_handshake(fd, peer_type, st)) {
+        storm_raw_close(fd);
+        return -1;
+    }
+    size_t len = 64 * 1024;
+    unsigned char *frame = xmalloc(len + 9);
+    size_t h = r_long_header(frame, 0x01, len);
+    memset(frame + h, 'm', len);
+    for (int i = 0; i < mb * 16; i++)
+        if (!r_write(fd, frame, h + len, st))
+            break;
+    free(frame);
+    return fd;
+}
+
+void storm_print_raw(const char *what, const rstats_t *st)
+{
+    printf("  raw %-8s %ld connections (", what, st->conns);
+    for (int k = 0; k < R_KINDS; k++)
+        printf("%s%s %ld", k ? ", " : "", storm_raw_names[k], st->kinds[k]);
+    printf("), %ld bytes, %ld closed before their greeting, %ld connects failed\n", st->bytes,
+           st->no_greeting, st->failed);
 }

@@ -1,6 +1,7 @@
 /*  storm_master: `chaos-storm master`, hostile input against a running
-    master's API ROUTER and REPORT PULL with legal requests interleaved
-    (see chaos_storm.c for the whole tool). Threads: one.
+    master's API ROUTER, its REPORT PULL and the task pipe (PUSH) of a fake
+    worker, with legal requests interleaved (see chaos_storm.c for the
+    whole tool). Threads: one.
 */
 #include "storm.h"
 
@@ -15,16 +16,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* ======================================================================
    master mode
    ====================================================================== */
 
+/* The master's three kinds of port. */
+enum { P_API, P_REPORT, P_PIPE, P_PORTS };
+static const char *const s_port_names[P_PORTS] = {"API", "report", "pipe"};
+/* The socket type a legal peer of each announces, and types it refuses. */
+static const char *const s_peer_types[P_PORTS] = {"DEALER", "PUSH", "PULL"};
+static const int s_wrong_types[P_PORTS][4] = {
+    {ZMQ_PUSH, ZMQ_PULL, ZMQ_PUB, ZMQ_PAIR},
+    {ZMQ_DEALER, ZMQ_PULL, ZMQ_ROUTER, ZMQ_PAIR},
+    {ZMQ_PUSH, ZMQ_DEALER, ZMQ_PAIR, ZMQ_ROUTER},
+};
+/* Peers of a wrong socket type alive at once: each is replaced every
+   WRONG_EVERY windows, so it lives long enough to connect and be refused
+   (and, refused, to retry on its own). */
+#define WRONG_RING 6
+#define WRONG_EVERY 4
+/* The fake worker's heartbeats (the master's liveness is 3 x 1 s). */
+#define FAKE_HEARTBEAT_MS 250
+
 typedef struct {
     void *ctx, *api, *report;
     char *host;
     int api_port, report_port;
+    /* The task pipe: a fake worker registered (hello) and drained at once,
+       so the master sends it no task; a stranger PULL connected to its
+       pipe the whole storm may receive only pings. */
+    char fake[PROTO_MAX_NAME + 16];
+    int pipe_port;
+    void *stranger;
+    long stranger_pings, stranger_other, fake_heartbeats;
+    int64_t next_heartbeat;
+    void *wrong[WRONG_RING];
+    long wrong_peers[P_PORTS];
+    rstats_t raw[P_PORTS];
+    int unending[P_PORTS];
     pid_t pid;
     int64_t job, job_tasks;
     const char *record;
@@ -272,6 +304,160 @@ static void m_hello_flood(mstorm_t *m, int hellos)
     }
 }
 
+/* ---- the task pipe of a fake worker, raw TCP and wrong peers ---- */
+
+static int m_port(const mstorm_t *m, int p)
+{
+    return p == P_API ? m->api_port : p == P_REPORT ? m->report_port : m->pipe_port;
+}
+
+/* A fake worker: hello (a task port), then drain at once, so the master
+   never sends it a task; a stranger PULL then connects to its pipe. Without
+   CURVE a stranger could take a real worker's tasks that way (a known
+   property of insecure mode, docs/security.md), which is why it goes on
+   this pipe only. */
+static bool m_fake_worker(mstorm_t *m)
+{
+    static const char hello[] = "{\"v\":1,\"type\":\"hello\",\"name\":\"storm-pipe\","
+                                "\"host\":\"storm\",\"pid\":2,\"threads\":1}";
+    if (zmqx_send(m->api, hello, sizeof hello - 1, 0) != 0) {
+        storm_fail("cannot send the fake worker's hello: %s", zmq_strerror(errno));
+        return false;
+    }
+    size_t len;
+    char *buf = m_recv(m, &len, "the fake worker's hello");
+    if (!buf)
+        return false;
+    proto_err_t err;
+    proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_HELLO, &err);
+    bool ok = rep && rep->ok && rep->worker_id && rep->task_port > 0;
+    if (ok) {
+        snprintf(m->fake, sizeof m->fake, "%s", rep->worker_id);
+        m->pipe_port = rep->task_port;
+    } else {
+        storm_fail("the fake worker's hello was not answered right: %.200s", buf);
+    }
+    proto_reply_destroy(&rep);
+    free(buf);
+    if (!ok)
+        return false;
+    char req[sizeof m->fake + 64];
+    snprintf(req, sizeof req, "{\"v\":1,\"type\":\"drain\",\"worker\":\"%s\"}", m->fake);
+    if (zmqx_send(m->api, req, strlen(req), 0) != 0 || !(buf = m_recv(m, &len, "the drain")))
+        return false;
+    rep = proto_reply_decode(buf, len, PROTO_REQ_DRAIN, &err);
+    ok = rep && rep->ok;
+    if (!ok)
+        storm_fail("the fake worker's drain was not answered right: %.200s", buf);
+    proto_reply_destroy(&rep);
+    free(buf);
+    m->stranger = storm_socket(m->ctx, ZMQ_PULL, 0);
+    storm_connect(m->stranger, m->host, m->pipe_port);
+    m->next_heartbeat = storm_mono_ms();
+    return ok;
+}
+
+static void m_fake_report(mstorm_t *m, proto_report_type_t type)
+{
+    proto_report_t *r = proto_report_new(type, m->fake);
+    char *text = proto_report_encode(r);
+    if (!text || zmqx_send(m->report, text, strlen(text), 0) != 0)
+        storm_fail("cannot send the fake worker's %s: %s",
+                   type == PROTO_REP_BYE ? "bye" : "heartbeat", zmq_strerror(errno));
+    free(text);
+    proto_report_destroy(&r);
+}
+
+/* Heartbeats keep the fake (and so its pipe) alive; the stranger's
+   messages may be pings (or the drain), never a task. */
+static void m_fake_tick(mstorm_t *m)
+{
+    int64_t now = storm_mono_ms();
+    if (now >= m->next_heartbeat) {
+        m_fake_report(m, PROTO_REP_HEARTBEAT);
+        m->fake_heartbeats++;
+        m->next_heartbeat = now + FAKE_HEARTBEAT_MS;
+    }
+    size_t len;
+    char *buf;
+    while ((buf = zmqx_recv(m->stranger, &len, ZMQ_DONTWAIT))) {
+        proto_err_t err;
+        proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
+        if (msg && (msg->type == PROTO_PIPE_PING || msg->type == PROTO_PIPE_DRAIN)) {
+            m->stranger_pings++;
+        } else {
+            m->stranger_other++;
+            storm_fail("a stranger on the drained fake worker's pipe got %.200s", buf);
+        }
+        proto_pipe_destroy(&msg);
+        free(buf);
+    }
+}
+
+/* Replaces one peer of the ring with a new one of a socket type the port
+   refuses; those that can send queue a request (never delivered). */
+static void m_wrong_peer(mstorm_t *m, long turn)
+{
+    int slot = (int) (turn % WRONG_RING);
+    if (m->wrong[slot])
+        zmq_close(m->wrong[slot]);
+    int p = (int) storm_below(P_PORTS);
+    int type = s_wrong_types[p][storm_below(4)];
+    void *s = storm_socket(m->ctx, type, 0);
+    storm_connect(s, m->host, m_port(m, p));
+    if (type != ZMQ_PULL && type != ZMQ_ROUTER)
+        zmqx_send(s, "{\"v\":1,\"type\":\"jobs\"}", 21, ZMQ_DONTWAIT);
+    m->wrong[slot] = s;
+    m->wrong_peers[p]++;
+}
+
+/* After the storm: the stranger got at least one ping (so it was
+   connected: awaited, at most 10 s), the fake is alive, draining and holds
+   no task; then it says bye (the master closes its pipe). */
+static void m_fake_end(mstorm_t *m)
+{
+    int64_t deadline = storm_mono_ms() + 10000;
+    while (m->stranger_pings + m->stranger_other == 0 && storm_mono_ms() < deadline) {
+        zmq_pollitem_t items[] = {{m->stranger, 0, ZMQ_POLLIN, 0}};
+        zmq_poll(items, 1, 100);
+        m_fake_tick(m);
+    }
+    if (m->stranger_pings == 0)
+        storm_fail("the stranger PULL on the fake worker's pipe never got a ping");
+    static const char req[] = "{\"v\":1,\"type\":\"workers\"}";
+    size_t len;
+    char *buf = NULL;
+    if (zmqx_send(m->api, req, sizeof req - 1, 0) == 0)
+        buf = m_recv(m, &len, "workers");
+    if (buf) {
+        proto_err_t err;
+        proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_WORKERS, &err);
+        const proto_worker_info_t *w = NULL;
+        for (int i = 0; rep && i < rep->nworkers; i++)
+            if (rep->workers[i].id && !strcmp(rep->workers[i].id, m->fake))
+                w = &rep->workers[i];
+        if (!w || !w->alive || !w->draining || w->running != 0)
+            storm_fail("the fake worker %s is not listed alive, draining and idle", m->fake);
+        proto_reply_destroy(&rep);
+        free(buf);
+    }
+    m_fake_report(m, PROTO_REP_BYE);
+}
+
+/* Every socket but the two of the storm itself (zmq_ctx_term waits for
+   all), on every path. */
+static void m_close_peers(mstorm_t *m)
+{
+    if (m->stranger)
+        zmq_close(m->stranger);
+    m->stranger = NULL;
+    for (int i = 0; i < WRONG_RING; i++) {
+        if (m->wrong[i])
+            zmq_close(m->wrong[i]);
+        m->wrong[i] = NULL;
+    }
+}
+
 int storm_master_main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -280,10 +466,12 @@ int storm_master_main(int argc, char **argv)
         {"job-tasks", required_argument, 0, 'k'}, {"record", required_argument, 0, 'R'},
         {"jobs-out", required_argument, 0, 'o'}, {"count", required_argument, 0, 'n'},
         {"seed", required_argument, 0, 's'},     {"hellos", required_argument, 0, 'H'},
+        {"unending-mb", required_argument, 0, 'u'}, {"no-raw-pipe", no_argument, 0, 'P'},
         {0, 0, 0, 0},
     };
     mstorm_t m = {0};
-    int64_t count = 100000, pid = 0, seed = 1, report = 0, hellos = 1000;
+    int64_t count = 100000, pid = 0, seed = 1, report = 0, hellos = 1000, unending_mb = 0;
+    bool raw_pipe = true;
     const char *api = NULL, *jobs_out = NULL;
     int o;
     optind = 1;
@@ -300,6 +488,8 @@ int storm_master_main(int argc, char **argv)
         case 'n': rc = parse_int64(optarg, 1, INT64_MAX, &count); break;
         case 's': rc = parse_int64(optarg, 0, INT64_MAX, &seed); break;
         case 'H': rc = parse_int64(optarg, 0, 1000000, &hellos); break;
+        case 'u': rc = parse_int64(optarg, 0, 4096, &unending_mb); break;
+        case 'P': raw_pipe = false; break;
         default: return 2;
         }
         if (rc != 0) {
@@ -329,15 +519,29 @@ int storm_master_main(int argc, char **argv)
 
     mem_t before = storm_mem(m.pid), warm = before;
     storm_print_mem("master", "before", before);
-    if (!m_legal(&m, 0))
+    if (!m_legal(&m, 0) || !m_fake_worker(&m)) {
+        m_close_peers(&m);
         return 1;
+    }
+    printf("  fake worker %s: task pipe on port %d, drained, a stranger PULL on it\n", m.fake,
+           m.pipe_port);
+    for (int p = 0; p < P_PORTS; p++)
+        m.unending[p] = -1;
     gbuf_t g = {0};
     int64_t warm_at = count / 10, t0 = storm_mono_ms();
-    long turn = 1;
+    long turn = 1, windows = 0;
+    bool warmed = false;
     for (int64_t i = 0; i < count && storm_failures() == 0;) {
-        if (i >= warm_at && warm.rss_kb == before.rss_kb && warm.fds == before.fds) {
+        if (i >= warm_at && !warmed) {
             warm = storm_mem(m.pid);
+            warmed = true;
             storm_print_mem("master", "after 10% (warm-up)", warm);
+            /* Messages that never end, held open to the end of the storm:
+               libzmq keeps their frames (ZMQ_MAXMSGSIZE bounds a frame, not
+               a message; the HWM counts whole messages). */
+            for (int p = 0; unending_mb > 0 && p < P_PORTS; p++)
+                m.unending[p] = storm_raw_unending(m_port(&m, p), s_peer_types[p],
+                                                   (int) unending_mb, &m.raw[p]);
         }
         /* A window: garbage to both sockets, then one legal request. */
         int napi = 0;
@@ -366,6 +570,16 @@ int storm_master_main(int argc, char **argv)
         }
         if (storm_failures() || !m_legal(&m, turn++))
             break;
+        /* Below ZeroMQ: one short raw connection a window, to each port in
+           turn; every WRONG_EVERY windows a new peer of a wrong type. */
+        int p = (int) (windows % (raw_pipe ? P_PORTS : P_PIPE));
+        storm_raw(m_port(&m, p), s_peer_types[p],
+                  p == P_API ? PROTO_MAX_API_MSG : p == P_REPORT ? PROTO_MAX_REPORT_MSG : 0,
+                  &m.raw[p]);
+        if (windows % WRONG_EVERY == 0)
+            m_wrong_peer(&m, windows / WRONG_EVERY);
+        windows++;
+        m_fake_tick(&m);
         /* Now and then a multipart message: answered once (empty
            delimiter) or not at all (anything else), never twice. */
         if (storm_below(50) == 0) {
@@ -405,6 +619,12 @@ int storm_master_main(int argc, char **argv)
     double secs = (double) (storm_mono_ms() - t0) / 1000.0;
     mem_t end = storm_mem(m.pid);
     storm_print_mem("master", "after the storm", end);
+    for (int p = 0; p < P_PORTS; p++)
+        if (m.unending[p] >= 0)
+            storm_raw_close(m.unending[p]);
+    if (storm_failures() == 0)
+        m_fake_end(&m);
+    m_close_peers(&m);
     if (storm_failures() == 0) {
         m_hello_flood(&m, (int) hellos);
         storm_print_mem("master", "after the hello flood", storm_mem(m.pid));
@@ -427,12 +647,21 @@ int storm_master_main(int argc, char **argv)
     printf(" ), %ld accepted (mutations that came out legal)\n", m.accepted);
     printf("  legal requests answered right: %ld; oversize frames %d\n", m.legal,
            OVERSIZE_FRAMES);
+    for (int p = 0; p < P_PORTS; p++)
+        storm_print_raw(s_port_names[p], &m.raw[p]);
+    printf("  wrong-type peers: API %ld, report %ld, pipe %ld; messages that never end: %" PRId64
+           " MiB on each port\n",
+           m.wrong_peers[P_API], m.wrong_peers[P_REPORT], m.wrong_peers[P_PIPE], unending_mb);
+    printf("  fake worker %s: %ld heartbeats; its stranger PULL got %ld pings, %ld other\n",
+           m.fake, m.fake_heartbeats, m.stranger_pings, m.stranger_other);
     printf("  hello flood: %" PRId64 " hellos, %ld registered, %ld refused%s%s\n", hellos,
            m.hellos_ok, m.hellos_refused, m.hellos_refused ? ", first refusal: " : "",
            m.hello_refusal);
     printf("  figures: rss_before_kb=%ld rss_warm_kb=%ld rss_end_kb=%ld hwm_kb=%ld fds_before=%d "
-           "fds_end=%d\n",
-           before.rss_kb, warm.rss_kb, end.rss_kb, end.hwm_kb, before.fds, end.fds);
+           "fds_end=%d raw_api=%ld raw_report=%ld raw_pipe=%ld wrong_peers=%ld storm_s=%.1f\n",
+           before.rss_kb, warm.rss_kb, end.rss_kb, end.hwm_kb, before.fds, end.fds,
+           m.raw[P_API].conns, m.raw[P_REPORT].conns, m.raw[P_PIPE].conns,
+           m.wrong_peers[P_API] + m.wrong_peers[P_REPORT] + m.wrong_peers[P_PIPE], secs);
     free(g.buf);
     fclose(m.jobs_out);
     free(m.host);
