@@ -90,7 +90,10 @@ worker_t *registry_find(registry_t *self, const char *id)
 static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err,
                          size_t errlen)
 {
-    void *s = zmqx_socket(self->ctx, ZMQ_PUSH, 0, -1);
+    /* Nothing legitimate comes in on a pipe (the worker only reads), so a
+       small size limit costs nothing and drops a peer that sends a huge
+       frame; 4 KiB still passes every ZMTP/CURVE handshake command. */
+    void *s = zmqx_socket(self->ctx, ZMQ_PUSH, 0, 4096);
     if (!s) {
         snprintf(err, errlen, "cannot create a task pipe: %s", zmq_strerror(errno));
         return NULL;

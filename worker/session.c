@@ -370,12 +370,15 @@ static void s_hello_failed(session_t *s, int64_t now, const char *why)
     s->next_hello = now + delay;
     if (s->backoff_ms < BACKOFF_MAX_MS)
         s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
-    /* Loud on the first failure, then about once a minute at full backoff. */
+    /* Loud on the first failure, then about once a minute at full backoff.
+       why may hold the master's words: quoted, so they stay in their field. */
+    char q[300];
+    log_quote(q, sizeof q, why);
     if (s->hello_failures == 1 || s->hello_failures % 12 == 0)
         log_warn("event=hello_failed master=%s:%d reason=\"%s\" attempts=%u retry_ms=%d",
-                 uplink_host(s->uplink), uplink_port(s->uplink), why, s->hello_failures, delay);
+                 uplink_host(s->uplink), uplink_port(s->uplink), q, s->hello_failures, delay);
     else
-        log_debug("event=hello_failed reason=\"%s\" attempts=%u retry_ms=%d", why,
+        log_debug("event=hello_failed reason=\"%s\" attempts=%u retry_ms=%d", q,
                   s->hello_failures, delay);
 }
 
