@@ -382,7 +382,8 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         }
         fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
         printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host,
-               (long long) w->pid, w->threads, w->running, (long long) w->done, (long long) w->failed, ago,
+               (long long) w->pid, w->threads, w->running, (long long) w->done,
+               (long long) w->failed, ago,
                !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
     }
     if (!json && rep->nworkers == 0)

@@ -600,9 +600,10 @@ static void s_read_pipe(session_t *s, int64_t now)
         free(buf);
         if (!msg) {
             int64_t held;
+            char q[256];
             if (log_limit(&s->lim_pipe, now, &held))
                 log_warn("event=bad_pipe_message code=%s error=\"%s\" suppressed=%lld", err.code,
-                         err.message, (long long) held);
+                         log_quote(q, sizeof q, err.message), (long long) held);
             continue;
         }
         switch (msg->type) {
