@@ -4,7 +4,7 @@
 per line; submit's first line {"job":..,"tasks":..} is skipped).
 
     check_results.py FILE JOB LO HI [--stdout-is-index] [--min-retried N]
-                     [--unchanged EARLIER] [--requeued EARLIER WORKER]
+                     [--unchanged EARLIER]
     check_results.py --self-test
 
 Passes (exit 0, one summary line on stdout) when the file holds exactly one
@@ -20,13 +20,6 @@ worker killed with tasks in hand must have had them run again elsewhere.
 fault (a master restart); each one that had finished then must be in FILE
 exactly as it was (same task, worker, attempts, times, output): a result
 the master had recorded may not be lost, re-run or rewritten.
-
---requeued EARLIER WORKER: EARLIER holds the job's records read just
-before WORKER was killed; each task they show running on WORKER either
-finished there before the kill (same worker, same attempts) or ran again
-(another worker, more attempts), and at least one ran again: the master
-requeued what the dead worker held, and nothing it held was lost or
-credited to it afterwards.
 
 --self-test: feeds the checks records with every defect they look for and
 exits 1 unless each one is caught (so the test cannot pass vacuously).
@@ -71,8 +64,7 @@ def read_records(path, job, problems):
     return records
 
 
-def check(path, job, lo, hi, stdout_is_index=False, min_retried=0, unchanged=None,
-          requeued=None):
+def check(path, job, lo, hi, stdout_is_index=False, min_retried=0, unchanged=None):
     """(ok, lines): lines is the summary, or up to ten problems."""
     problems = []
     records = read_records(path, job, problems)
@@ -124,34 +116,6 @@ def check(path, job, lo, hi, stdout_is_index=False, min_retried=0, unchanged=Non
         if kept == 0:
             problems.append("no result was recorded before the fault: nothing to compare")
 
-    held = rerun = 0
-    if requeued is not None:
-        earlier_path, victim = requeued
-        for old in read_records(earlier_path, job, problems):
-            if old.get("status") != "running" or old.get("worker") != victim:
-                continue
-            held += 1
-            new = by_index.get(old["index"])
-            if new is None:
-                continue  # reported as missing above
-            att_old, att_new = old.get("attempts"), new.get("attempts")
-            if not isinstance(att_old, int) or not isinstance(att_new, int):
-                problems.append(f"index {old['index']}: attempts {att_old!r} then {att_new!r}")
-            elif new.get("worker") == victim:
-                if att_new != att_old:
-                    problems.append(f"index {old['index']}: held by {victim} (attempt {att_old}), "
-                                    f"then credited to it again at attempt {att_new}")
-            elif att_new > att_old:
-                rerun += 1
-            else:
-                problems.append(f"index {old['index']}: held by {victim} (attempt {att_old}), "
-                                f"finished by {new.get('worker')} at attempt {att_new}: "
-                                f"not counted as a new attempt")
-        if held == 0:
-            problems.append(f"no task was running on {victim} before the kill")
-        elif rerun == 0:
-            problems.append(f"none of the {held} tasks {victim} held ran again")
-
     if problems:
         lines = problems[:10]
         if len(problems) > 10:
@@ -161,9 +125,6 @@ def check(path, job, lo, hi, stdout_is_index=False, min_retried=0, unchanged=Non
                f"{retried} retried; {len(workers)} workers ran them")
     if unchanged is not None:
         summary += f"; the {kept} recorded before the fault unchanged"
-    if requeued is not None:
-        summary += (f"; of the {held} tasks {requeued[1]} held, {rerun} ran again elsewhere"
-                    f" (attempts > 1), {held - rerun} had finished before the kill")
     return True, [summary]
 
 
@@ -192,18 +153,6 @@ def self_test():
         ("re-run after the fault", good[:2] + [rec(3, attempts=2, finished=9.0)],
          {"unchanged": good}, False),
         ("nothing recorded before", good, {"unchanged": []}, False),
-        ("requeued", good[:1] + [rec(2, worker="w2", attempts=2), rec(3, worker="w2", attempts=2)],
-         {"requeued": good[:1] + [rec(2, status="running"), rec(3, status="running")]}, True),
-        ("held task finished before the kill",
-         good[:2] + [rec(3, worker="w2", attempts=2)],
-         {"requeued": good[:1] + [rec(2, status="running"), rec(3, status="running")]}, True),
-        ("held task moved without a new attempt", good[:2] + [rec(3, worker="w2")],
-         {"requeued": good[:2] + [rec(3, status="running")]}, False),
-        ("held task credited to the dead worker later", good[:2] + [rec(3, attempts=2)],
-         {"requeued": good[:2] + [rec(3, status="running")]}, False),
-        ("nothing the dead worker held ran again", good,
-         {"requeued": good[:1] + [rec(2, status="running"), rec(3, status="running")]}, False),
-        ("the dead worker held nothing", good, {"requeued": good}, False),
     ]
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,12 +160,11 @@ def self_test():
             path = os.path.join(tmp, "r.jsonl")
             with open(path, "w", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
-            for key in ("unchanged", "requeued"):
-                if key in opts:
-                    earlier = os.path.join(tmp, "e.jsonl")
-                    with open(earlier, "w", encoding="utf-8") as f:
-                        f.write("\n".join(opts[key]) + "\n")
-                    opts = dict(opts, **{key: earlier if key == "unchanged" else (earlier, "w1")})
+            if "unchanged" in opts:
+                earlier = os.path.join(tmp, "e.jsonl")
+                with open(earlier, "w", encoding="utf-8") as f:
+                    f.write("\n".join(opts["unchanged"]) + "\n")
+                opts = dict(opts, unchanged=earlier)
             ok, out = check(path, 7, 1, 3, stdout_is_index=True, **opts)
             if ok != want:
                 bad += 1
@@ -231,7 +179,7 @@ def main():
     argv = sys.argv[1:]
     if argv == ["--self-test"]:
         return self_test()
-    opts = {"stdout_is_index": False, "min_retried": 0, "unchanged": None, "requeued": None}
+    opts = {"stdout_is_index": False, "min_retried": 0, "unchanged": None}
     args = []
     i = 0
     while i < len(argv):
@@ -242,9 +190,6 @@ def main():
             i += 1
             key = a[2:].replace("-", "_")
             opts[key] = int(argv[i]) if key == "min_retried" else argv[i]
-        elif a == "--requeued" and i + 2 < len(argv):
-            opts["requeued"] = (argv[i + 1], argv[i + 2])
-            i += 2
         elif a.startswith("--"):
             print(f"unknown option {a}\n{__doc__}", file=sys.stderr)
             return 2

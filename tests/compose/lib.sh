@@ -140,8 +140,7 @@ submit_bg() {
 }
 
 # check_job JOB WHAT [CHECKER OPTIONS]: fetches every result of JOB and
-# checks them (check_results.py's options: --min-retried, --unchanged,
-# --requeued).
+# checks them (check_results.py's options: --min-retried, --unchanged).
 check_job() {
     local job=$1 what=$2 out rc
     shift 2
