@@ -53,7 +53,6 @@ if ! command -v docker >/dev/null 2>&1 || ! d 30 info >/dev/null 2>&1; then
 fi
 command -v python3 >/dev/null || { echo "FAIL  python3 is needed to read the CLI's JSON"; exit 1; }
 
-mkdir -p "$logdir"
 echo "swarm: docker $(d 30 version --format '{{.Server.Version}}'); stack $stack; image $image"
 
 # One run at a time on the machine (a swarm is machine-wide).
@@ -67,6 +66,8 @@ if [ "$state" != inactive ]; then
     echo "SKIP: this machine is already part of a swarm (state '$state'): the test makes its own single-node swarm and never touches one it did not create"
     exit 0
 fi
+
+mkdir -p "$logdir"
 
 # ------------------------------------------------------------- teardown
 
