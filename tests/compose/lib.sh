@@ -23,6 +23,38 @@ summary() {
 
 checker=tests/compose/check_results.py
 
+# Teardown on every way out. The sourcing script defines
+#   save_logs   copies the cluster's logs into $logdir
+#   teardown    removes what the test made (it sets torn_down=1 first)
+#   show_state  a few lines on the cluster, for a fatal failure
+# and calls arm_teardown once there is something to tear down. The logs
+# directory goes when everything passed (unless KEEP_LOGS=1).
+torn_down=0
+on_exit() {
+    local rc=$?
+    if [ $torn_down -eq 0 ]; then
+        save_logs
+        teardown
+    fi
+    if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then
+        rm -rf "$logdir"
+        rmdir "$(dirname "$logdir")" 2>/dev/null
+    fi
+}
+arm_teardown() {
+    trap on_exit EXIT
+    trap 'fail "interrupted (tearing down)"; summary; exit 130' INT TERM HUP
+}
+
+# fatal MESSAGE: a check that later ones cannot do without failed.
+fatal() {
+    fail "$*"
+    echo "stopping: the remaining checks need this one"
+    show_state
+    summary
+    exit 1
+}
+
 # proxy_build_args: fills the array build_args with the proxy a host uses
 # for apt, as build arguments (docker keeps none of them in the image);
 # nothing is hard-coded.
@@ -37,6 +69,19 @@ proxy_build_args() {
         case "$apt_proxy" in http://*|https://*) build_args+=(--build-arg "http_proxy=$apt_proxy") ;; esac
     fi
     return 0
+}
+
+# base_image: debian:bookworm-slim, built from Debian's packages unless it
+# is there (scripts/docker-base-image.sh); fatal when it cannot be had.
+base_image() {
+    local s
+    s=$(date +%s)
+    if timeout --foreground 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
+        pass "base image debian:bookworm-slim ($(tail -n 1 "$logdir/base-image.log"); $(( $(date +%s) - s ))s)"
+    else
+        tail -n 20 "$logdir/base-image.log" | sed 's/^/      | /'
+        fatal "base image debian:bookworm-slim could not be built"
+    fi
 }
 
 # prune_old_images: the images a rebuild untagged go, so repeated runs do
@@ -68,6 +113,29 @@ check_image() {
         pass "image: non-root, three programs, the keys script and the plugin, no compiler, no -dev package ($(docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'))"
     else
         fail "image contents: got '$img'"
+    fi
+}
+
+# check_refused CONTAINER WORKER_KEY MASTER_PUB: from CONTAINER (on the
+# cluster's network), a client without keys, then the workers' key used as
+# a client: the master refuses both (exit 6, authentication).
+check_refused() {
+    local out rc
+    out=$(timeout --foreground 60 docker exec "$1" env -u ZTASK_CURVE_SECRET -u ZTASK_MASTER_KEY \
+          ztask --master master:5555 --request-timeout 10 stats 2>&1)
+    rc=$?
+    if [ $rc -eq 6 ]; then
+        pass "a client without keys is refused (exit 6: $(head -n 1 <<<"$out" | cut -c1-100))"
+    else
+        fail "a client without keys: exit $rc: $out"
+    fi
+    out=$(timeout --foreground 60 docker exec "$1" ztask --master master:5555 --request-timeout 10 \
+          --curve-secret "$2" --master-key "$3" stats 2>&1)
+    rc=$?
+    if [ $rc -eq 6 ] && grep -q 'not allowed to act as a client' <<<"$out"; then
+        pass "the workers' key acting as a client is refused (exit 6)"
+    else
+        fail "the workers' key as a client: exit $rc: $out"
     fi
 }
 
@@ -137,6 +205,16 @@ submit_bg() {
     local out
     out=$(ztask submit --json "$@") || return 1
     python3 -c 'import json, sys; print(json.loads(sys.argv[1].splitlines()[0])["job"])' "$out"
+}
+
+# wait_job JOB WHAT SINCE: until JOB has ended (at most 180 s); passes
+# "WHAT (Ns from submit)" when every task succeeded (SINCE: the submit's time).
+wait_job() {
+    if ztask wait "$1" --timeout 180 --quiet; then
+        pass "$2 ($(( $(date +%s) - $3 ))s from submit)"
+    else
+        fail "$2: wait exit $?: $(ztask status "$1" --json 2>&1)"
+    fi
 }
 
 # check_job JOB WHAT [CHECKER OPTIONS]: fetches every result of JOB and

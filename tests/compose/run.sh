@@ -76,7 +76,12 @@ dc() {
     timeout --foreground --kill-after=10 "$t" "${dc_cmd[@]}" -p "$project" -f docker-compose.yml "$@"
 }
 
-torn_down=0
+save_logs() {
+    dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
+}
+show_state() {
+    dc 30 logs --no-color --timestamps --tail 20 2>&1 | tail -n 60 | sed 's/^/      | /'
+}
 teardown() {
     [ $torn_down -eq 1 ] && return 0
     torn_down=1
@@ -86,29 +91,7 @@ teardown() {
     prune_old_images >>"$logdir/down.log" 2>&1
     return 0
 }
-
-on_exit() {
-    local rc=$?
-    if [ $torn_down -eq 0 ]; then
-        dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
-        teardown
-    fi
-    if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then
-        rm -rf "$logdir"
-        rmdir build/compose-test 2>/dev/null
-    fi
-}
-trap on_exit EXIT
-trap 'fail "interrupted (tearing down)"; summary; exit 130' INT TERM HUP
-
-# fatal MESSAGE: a check that later ones cannot do without failed.
-fatal() {
-    fail "$*"
-    echo "stopping: the remaining checks need this one"
-    dc 30 logs --no-color --timestamps --tail 20 2>&1 | tail -n 60 | sed 's/^/      | /'
-    summary
-    exit 1
-}
+arm_teardown
 
 # CLI calls go through one long-lived container on the compose network (a
 # one-off "cli" service container running sleep), so polling costs a
@@ -163,13 +146,7 @@ timeout --foreground 30 docker info >/dev/null 2>&1 || fatal "the docker engine 
 
 # ---------------------------------------------------------------- build
 
-s=$(date +%s)
-if timeout --foreground 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
-    pass "base image debian:bookworm-slim ($(tail -n 1 "$logdir/base-image.log"); $(( $(date +%s) - s ))s)"
-else
-    tail -n 20 "$logdir/base-image.log" | sed 's/^/      | /'
-    fatal "base image debian:bookworm-slim could not be built"
-fi
+base_image
 
 s=$(date +%s)
 if dc 1200 build "${build_opts[@]}" >"$logdir/build.log" 2>&1; then
@@ -269,24 +246,9 @@ else
     fail "secret keys: got '$got', want '$want'"
 fi
 master_pub=$(docker exec "$mid" cat /var/lib/ztask/keys/master.pub 2>/dev/null)
-# Another container on the project's network without keys, then the
-# workers' key used as a client: both refused (exit 6, authentication).
-out=$(timeout --foreground 60 docker exec "$cli_ctr" env -u ZTASK_CURVE_SECRET -u ZTASK_MASTER_KEY \
-      ztask --request-timeout 10 stats 2>&1)
-rc=$?
-if [ $rc -eq 6 ]; then
-    pass "a client without keys is refused (exit 6: $(head -n 1 <<<"$out" | cut -c1-100))"
-else
-    fail "a client without keys: exit $rc: $out"
-fi
-out=$(timeout --foreground 60 docker exec "$wid" ztask --request-timeout 10 \
-      --curve-secret /etc/ztask/worker/worker.key --master-key /etc/ztask/worker/master.pub stats 2>&1)
-rc=$?
-if [ $rc -eq 6 ] && grep -q 'not allowed to act as a client' <<<"$out"; then
-    pass "the workers' key acting as a client is refused (exit 6)"
-else
-    fail "the workers' key as a client: exit $rc: $out"
-fi
+# A container on the project's network without keys, then the workers' key
+# used as a client.
+check_refused "$wid" /etc/ztask/worker/worker.key /etc/ztask/worker/master.pub
 
 # ---------------------------------------------------------- 1: 2,000 tasks
 
@@ -334,11 +296,7 @@ else
     else
         fail "job 2: $st"
     fi
-    if ztask wait "$job2" --timeout 180 --quiet; then
-        pass "job 2: completes after the kill ($(( $(date +%s) - js ))s from submit)"
-    else
-        fail "job 2: wait exit $?: $(ztask status "$job2" --json 2>&1)"
-    fi
+    wait_job "$job2" "job 2: completes after the kill" "$js"
     # The victim held tasks: they must have run again elsewhere.
     check_job "$job2" "job 2: results after a worker kill" --min-retried 1
 fi
@@ -365,11 +323,7 @@ else
         fail "job 3: $st"
     fi
     wait_health 90 || fail "job 3: master healthy again after the restart"
-    if ztask wait "$job3" --timeout 180 --quiet; then
-        pass "job 3: completes after the master restart ($(( $(date +%s) - js ))s from submit)"
-    else
-        fail "job 3: wait exit $?: $(ztask status "$job3" --json 2>&1)"
-    fi
+    wait_job "$job3" "job 3: completes after the master restart" "$js"
     check_job "$job3" "job 3: results after a master restart" --unchanged "$logdir/before-$job3.jsonl"
 fi
 
@@ -415,11 +369,7 @@ else
         fail "job 4: $st"
     fi
     wait_health 90 || fail "job 4: master healthy again after the crash"
-    if ztask wait "$job4" --timeout 180 --quiet; then
-        pass "job 4: completes after the master crash ($(( $(date +%s) - js ))s from submit)"
-    else
-        fail "job 4: wait exit $?: $(ztask status "$job4" --json 2>&1)"
-    fi
+    wait_job "$job4" "job 4: completes after the master crash" "$js"
     check_job "$job4" "job 4: results after a master crash" --unchanged "$logdir/before-$job4.jsonl"
 fi
 
@@ -458,7 +408,7 @@ fi
 
 # -------------------------------------------------------------- teardown
 
-dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
+save_logs
 teardown
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project"; \
        docker network ls -q --filter "label=com.docker.compose.project=$project"; \

@@ -75,7 +75,14 @@ created_swarm=0
 gwbridge_before=$(d 30 network ls -q --filter name='^docker_gwbridge$')
 master_ctr=
 
-torn_down=0
+save_logs() {
+    d 30 service logs --no-task-ids --timestamps "${stack}_master" >"$logdir/master.log" 2>&1
+    d 30 service logs --no-task-ids --timestamps "${stack}_worker" >"$logdir/workers.log" 2>&1
+}
+show_state() {
+    d 30 service ps --no-trunc "${stack}_master" "${stack}_worker" 2>&1 | tail -n 12 | sed 's/^/      | /'
+    d 30 service logs --tail 20 "${stack}_master" 2>&1 | tail -n 20 | sed 's/^/      | /'
+}
 teardown() {
     [ $torn_down -eq 1 ] && return 0
     torn_down=1
@@ -98,29 +105,7 @@ teardown() {
     return 0
 }
 
-on_exit() {
-    local rc=$?
-    if [ $torn_down -eq 0 ]; then
-        d 30 service logs --no-task-ids --timestamps "${stack}_master" >"$logdir/master.log" 2>&1
-        d 30 service logs --no-task-ids --timestamps "${stack}_worker" >"$logdir/workers.log" 2>&1
-        teardown
-    fi
-    if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then
-        rm -rf "$logdir"
-        rmdir build/swarm-test 2>/dev/null
-    fi
-}
-trap on_exit EXIT
-trap 'fail "interrupted (tearing down)"; summary; exit 130' INT TERM HUP
-
-fatal() {
-    fail "$*"
-    echo "stopping: the remaining checks need this one"
-    d 30 service ps --no-trunc "${stack}_master" "${stack}_worker" 2>&1 | tail -n 12 | sed 's/^/      | /'
-    d 30 service logs --tail 20 "${stack}_master" 2>&1 | tail -n 20 | sed 's/^/      | /'
-    summary
-    exit 1
-}
+arm_teardown
 
 # The CLI runs in the master's container, with the client key of its
 # secrets (as docs/deploy.md shows).
@@ -156,13 +141,7 @@ checker_self_test
 
 # Builds on what make test-compose left (same Dockerfile, same cache):
 # seconds when the sources did not change.
-s=$(date +%s)
-if timeout --foreground 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
-    pass "base image debian:bookworm-slim ($(tail -n 1 "$logdir/base-image.log"); $(( $(date +%s) - s ))s)"
-else
-    tail -n 20 "$logdir/base-image.log" | sed 's/^/      | /'
-    fatal "base image debian:bookworm-slim could not be built"
-fi
+base_image
 proxy_build_args
 s=$(date +%s)
 if d 1200 build --force-rm --network "${ZTASK_BUILD_NETWORK:-default}" "${build_args[@]}" \
@@ -268,22 +247,8 @@ else
     fail "the master's start: $(grep -m 2 'event=listening\|event=insecure' "$logdir/master-start.log")"
 fi
 # From a worker's container, on the overlay network: no keys at all, then
-# the worker's own key used as a client. Both exit 6 (authentication).
-out=$(timeout --foreground 60 docker exec "$worker_ctr" ztask --master master:5555 --request-timeout 10 stats 2>&1)
-rc=$?
-if [ $rc -eq 6 ]; then
-    pass "a client without keys is refused (exit 6: $(head -n 1 <<<"$out" | cut -c1-100))"
-else
-    fail "a client without keys: exit $rc: $out"
-fi
-out=$(timeout --foreground 60 docker exec "$worker_ctr" ztask --master master:5555 --request-timeout 10 \
-      --curve-secret /run/secrets/worker.key --master-key /etc/ztask/master.pub stats 2>&1)
-rc=$?
-if [ $rc -eq 6 ] && grep -q 'not allowed to act as a client' <<<"$out"; then
-    pass "the worker key acting as a client is refused (exit 6)"
-else
-    fail "the worker key as a client: exit $rc: $out"
-fi
+# the workers' own key used as a client.
+check_refused "$worker_ctr" /run/secrets/worker.key /etc/ztask/master.pub
 
 # ------------------------------------------------------------ 3: scale
 
@@ -367,19 +332,14 @@ if [ -n "$victim_ctr" ]; then
     fi
 fi
 
-if ztask wait "$job" --timeout 180 --quiet; then
-    pass "the job completes after the kill ($(( $(date +%s) - js ))s from submit)"
-else
-    fail "ztask wait exit $?: $(ztask status "$job" --json 2>&1)"
-fi
+wait_job "$job" "the job completes after the kill" "$js"
 # Every task done exactly once, and every task the dead worker held ran
 # again: at least that many with attempts > 1.
 check_job "$job" "results after a worker kill" --min-retried "$(( requeued > 0 ? requeued : 1 ))"
 
 # -------------------------------------------------------------- teardown
 
-d 30 service logs --no-task-ids --timestamps "${stack}_master" >"$logdir/master.log" 2>&1
-d 30 service logs --no-task-ids --timestamps "${stack}_worker" >"$logdir/workers.log" 2>&1
+save_logs
 s=$(date +%s)
 teardown
 left=$(d 30 ps -aq --filter "label=com.docker.stack.namespace=$stack"
