@@ -41,10 +41,15 @@ RUN apt-get update \
  && groupadd --system --gid 10001 ztask \
  && useradd --system --uid 10001 --gid ztask --home-dir /var/lib/ztask \
         --shell /usr/sbin/nologin ztask \
- && install -d -o ztask -g ztask -m 0750 /var/lib/ztask
+ && install -d -o ztask -g ztask -m 0750 /var/lib/ztask \
+ && install -d -o ztask -g ztask -m 0700 /etc/ztask/worker /etc/ztask/client
 COPY --from=build /src/build/release/bin/ztask-master \
                   /src/build/release/bin/ztask-worker \
                   /src/build/release/bin/ztask /usr/local/bin/
+# The compose cluster's keys, made at the master's first start
+# (docker-compose.yml). /etc/ztask/worker and /etc/ztask/client above are
+# where their volumes mount: a fresh volume takes the directory's owner.
+COPY scripts/docker-keys.sh /usr/local/bin/ztask-docker-keys
 COPY --from=build /src/build/release/lib/libmytasks.so /usr/local/lib/ztask/
 LABEL org.opencontainers.image.title="ztask" \
       org.opencontainers.image.description="ztask master, worker and CLI (distributed tasks over ZeroMQ)"

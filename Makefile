@@ -262,3 +262,17 @@ bench-peers:
 	@bench/install-peers.sh
 	@$(MAKE) --no-print-directory VARIANT=release all bench-progs bench-peer-progs
 	@python3 bench/peers.py --build build/release
+
+# Deployment engines (docs/deploy.md). test-swarm: the stack file on a
+# single-node Docker Swarm that the test creates and leaves
+# (tests/swarm/run.sh; SKIP without a docker engine or when the machine is
+# already in a swarm). lint-deploy: the Kubernetes manifests and the stack
+# file, which no test here can apply (yamllint, tests/deploy/check_manifests.py).
+.PHONY: test-swarm lint-deploy
+test-swarm:
+	@tests/swarm/run.sh
+
+lint-deploy:
+	@yamllint -c tests/deploy/yamllint.yml deploy docker-compose.yml
+	@python3 tests/deploy/check_manifests.py --self-test
+	@python3 tests/deploy/check_manifests.py

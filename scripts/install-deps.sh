@@ -6,12 +6,15 @@
 #                                  memcheck), iproute2 (the multi-host test),
 #                                  sqlite3 (chaos checks), bc (CI's summary), and
 #                                  docker-compose / python3 when missing (make
-#                                  test-compose, where a docker engine is)
+#                                  test-compose, where a docker engine is),
+#                                  yamllint and python3-yaml (make lint-deploy)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
+    # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
+    pkgs="$pkgs yamllint python3-yaml"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \

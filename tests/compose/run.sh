@@ -6,6 +6,9 @@
 # master and 3 workers under a project name of its own, and checks:
 #   0. the image (non-root, no compiler), health checks of master and
 #      workers, and the README's `exec master ztask` / `run --rm cli` forms;
+#      CURVE keys made at the master's first start: the master without
+#      --insecure, each container holding only its keys, a client without
+#      keys and a worker key acting as a client refused;
 #   1. a 2,000-task job submitted by the CLI in a container completes, every
 #      index exactly once, all done, stdout right;
 #   2. a worker killed (docker kill) while it runs tasks loses nothing, and
@@ -15,7 +18,7 @@
 #      is still there unchanged;
 #   4. the master SIGKILLed mid-job and restarted by its restart policy:
 #      the same;
-#   5. `down` without -v then `up` keeps jobs and results (named volume);
+#   5. `down` without -v then `up` keeps jobs, results and keys (volumes);
 # then tears everything down (containers, network, volume), also when a
 # check fails or the run is interrupted. Ends with "N passed, N failed".
 #
@@ -35,7 +38,9 @@ here=tests/compose
 
 project="ztasktest$$r$RANDOM"
 logdir="build/compose-test/$project"
+job_size=2000
 mkdir -p "$logdir"
+. $here/lib.sh
 export ZTASK_IMAGE="${ZTASK_TEST_IMAGE:-ztask:compose-test}"
 # Publish the master's API on a free port of 127.0.0.1 (never a fixed one:
 # another cluster or test may hold 5555).
@@ -50,28 +55,13 @@ else
     dc_cmd=(docker-compose)
 fi
 
+# A proxy the host uses for apt goes to the build (lib.sh).
+proxy_build_args
+build_opts=("${build_args[@]}")
 # docker-compose v1 drives the classic builder, which leaves the container
 # of a failed step behind unless told otherwise.
 dc_version=$("${dc_cmd[@]}" version --short 2>/dev/null)
-build_opts=()
-case "$dc_version" in 1.*) build_opts=(--force-rm) ;; esac
-
-# A proxy the host uses for apt goes to the build as build arguments
-# (docker keeps none of them in the image); nothing is hard-coded.
-for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    [ -n "${!v:-}" ] && build_opts+=(--build-arg "$v=${!v}")
-done
-if [ -z "${http_proxy:-}${HTTP_PROXY:-}" ] && command -v apt-config >/dev/null; then
-    apt_proxy=$(apt-config dump --format '%v%n' Acquire::http::Proxy 2>/dev/null | head -n 1)
-    case "$apt_proxy" in http://*|https://*) build_opts+=(--build-arg "http_proxy=$apt_proxy") ;; esac
-fi
-
-passed=0 failed=0
-t0=$(date +%s)
-pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
-note() { printf '      %s\n' "$*"; }
-elapsed() { echo "$(( $(date +%s) - t0 ))s"; }
+case "$dc_version" in 1.*) build_opts+=(--force-rm) ;; esac
 
 # Every external command is bounded with `timeout --foreground`: without
 # --foreground, timeout moves its command to a process group of its own, so
@@ -86,52 +76,22 @@ dc() {
     timeout --foreground --kill-after=10 "$t" "${dc_cmd[@]}" -p "$project" -f docker-compose.yml "$@"
 }
 
-summary() {
-    echo
-    echo "total time $(elapsed); logs in $logdir"
-    echo "$passed passed, $failed failed"
+save_logs() {
+    dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
 }
-
-torn_down=0
+show_state() {
+    dc 30 logs --no-color --timestamps --tail 20 2>&1 | tail -n 60 | sed 's/^/      | /'
+}
 teardown() {
     [ $torn_down -eq 1 ] && return 0
     torn_down=1
     [ -n "${cli_ctr:-}" ] && docker rm -f "$cli_ctr" >/dev/null 2>&1
     dc 120 down -v --remove-orphans -t 10 >>"$logdir/down.log" 2>&1
-    # The image stays (the next run builds on it); older ones that a rebuild
-    # untagged go, so repeated runs do not fill the disk. Of the build
-    # stage's untagged images the newest stays: it holds the layer cache.
-    timeout --foreground 60 docker image prune -f --filter label=org.opencontainers.image.title=ztask \
-        >>"$logdir/down.log" 2>&1
-    local old
-    old=$(docker images -q --filter dangling=true \
-              --filter label=org.opencontainers.image.title=ztask-build | tail -n +2)
-    [ -n "$old" ] && timeout --foreground 60 docker rmi $old >>"$logdir/down.log" 2>&1
+    # The image stays (the next run builds on it), older ones go.
+    prune_old_images >>"$logdir/down.log" 2>&1
     return 0
 }
-
-on_exit() {
-    local rc=$?
-    if [ $torn_down -eq 0 ]; then
-        dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
-        teardown
-    fi
-    if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ "${KEEP_LOGS:-0}" != 1 ]; then
-        rm -rf "$logdir"
-        rmdir build/compose-test 2>/dev/null
-    fi
-}
-trap on_exit EXIT
-trap 'fail "interrupted (tearing down)"; summary; exit 130' INT TERM HUP
-
-# fatal MESSAGE: a check that later ones cannot do without failed.
-fatal() {
-    fail "$*"
-    echo "stopping: the remaining checks need this one"
-    dc 30 logs --no-color --timestamps --tail 20 2>&1 | tail -n 60 | sed 's/^/      | /'
-    summary
-    exit 1
-}
+arm_teardown
 
 # CLI calls go through one long-lived container on the compose network (a
 # one-off "cli" service container running sleep), so polling costs a
@@ -139,24 +99,6 @@ fatal() {
 cli_ctr=
 ztask() {
     timeout --foreground --kill-after=5 60 docker exec "$cli_ctr" ztask "$@"
-}
-
-# json_field FILE EXPR: evaluates a Python expression over the list of JSON
-# objects in FILE (one per line), bound to `r`.
-json_eval() {
-    python3 -c '
-import json, sys
-r = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(eval(sys.argv[2]))' "$1" "$2"
-}
-
-# job_field JOB FIELD: one counter of `ztask status JOB --json`, or "".
-job_field() {
-    ztask status "$1" --json 2>/dev/null | python3 -c '
-import json, sys
-for l in sys.stdin:
-    if l.strip():
-        print(json.loads(l).get(sys.argv[1], "")); break' "$2"
 }
 
 # wait_health SECONDS: until the master's container reports healthy.
@@ -172,73 +114,14 @@ wait_health() {
     return 1
 }
 
-# wait_workers N SECONDS: until at least N workers are alive.
-wait_workers() {
-    local deadline=$(( $(date +%s) + $2 )) n=0
-    while [ "$(date +%s)" -lt $deadline ]; do
-        n=$(ztask workers --json 2>/dev/null | python3 -c '
-import json, sys
-print(sum(1 for l in sys.stdin if l.strip() and json.loads(l).get("alive")))' 2>/dev/null)
-        [ "${n:-0}" -ge "$1" ] && return 0
-        sleep 0.5
-    done
-    echo "alive workers: ${n:-?}"
-    return 1
-}
-
-# wait_running JOB MIN_DONE SECONDS: until JOB has tasks running and at
-# least MIN_DONE done, i.e. it is well and truly mid-job.
-wait_running() {
-    local deadline=$(( $(date +%s) + $3 )) rec
-    while [ "$(date +%s)" -lt $deadline ]; do
-        rec=$(ztask status "$1" --json 2>/dev/null)
-        if python3 -c '
-import json, sys
-j = json.loads(sys.argv[1])
-sys.exit(0 if j["running"] > 0 and j["done"] >= int(sys.argv[2]) and j["done"] < j["total"] else 1)
-' "$rec" "$2" 2>/dev/null; then
-            echo "$rec"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "not mid-job in time: $rec"
-    return 1
-}
-
-# submit_bg NAME ARGS...: submits without waiting; prints the job id.
-submit_bg() {
-    local out
-    out=$(ztask submit --json "$@") || return 1
-    python3 -c 'import json, sys; print(json.loads(sys.argv[1].splitlines()[0])["job"])' "$out"
-}
-
-# check_job JOB WHAT [CHECKER OPTIONS]: fetches every result of JOB and
-# checks them (check_results.py's options: --min-retried, --unchanged).
-check_job() {
-    local job=$1 what=$2 out rc
-    shift 2
-    if ! ztask results "$job" --json >"$logdir/results-$job.jsonl" 2>"$logdir/results-$job.err"; then
-        fail "$what: ztask results $job failed: $(tail -n 1 "$logdir/results-$job.err")"
-        return 1
-    fi
-    out=$(python3 $here/check_results.py "$logdir/results-$job.jsonl" "$job" 1 2000 --stdout-is-index "$@")
-    rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "$what: $out"
-    else
-        fail "$what:"
-        echo "$out" | sed 's/^/      /'
-    fi
-    return $rc
-}
-
 echo "compose: ${dc_cmd[*]} (${dc_version:-?}); project $project; image $ZTASK_IMAGE"
 
-# One run at a time on a machine: the stale-project sweep below would
-# otherwise take down another run's cluster.
-exec 9>build/compose-test.lock
-flock -n 9 || fatal "another test-compose holds build/compose-test.lock"
+# One run at a time on the machine, whichever checkout it runs from: the
+# stale-project sweep below would otherwise take down another run's cluster.
+lock=/run/lock/ztask-compose-test.lock
+[ -d /run/lock ] && [ -w /run/lock ] || lock=${TMPDIR:-/tmp}/ztask-compose-test.lock
+exec 9>"$lock"
+flock -n 9 || fatal "another test-compose holds $lock"
 
 # A run killed outright (SIGKILL: no trap) leaves its project behind:
 # containers, network and volume labelled with a ztasktest* project name.
@@ -256,26 +139,14 @@ for p in $stale; do
     [ -n "$ids" ] && timeout --foreground 60 docker volume rm -f $ids >/dev/null 2>&1
 done
 
-# The result checker must be able to fail before its passes mean anything.
-if out=$(python3 $here/check_results.py --self-test); then
-    pass "check_results.py self-test: $out"
-else
-    fail "check_results.py self-test:"
-    echo "$out" | sed 's/^/      /'
-fi
+checker_self_test
 
 command -v python3 >/dev/null || fatal "python3 is needed to read the CLI's JSON"
 timeout --foreground 30 docker info >/dev/null 2>&1 || fatal "the docker engine does not answer (docker info)"
 
 # ---------------------------------------------------------------- build
 
-s=$(date +%s)
-if timeout --foreground 1200 scripts/docker-base-image.sh >"$logdir/base-image.log" 2>&1; then
-    pass "base image debian:bookworm-slim ($(tail -n 1 "$logdir/base-image.log"); $(( $(date +%s) - s ))s)"
-else
-    tail -n 20 "$logdir/base-image.log" | sed 's/^/      | /'
-    fatal "base image debian:bookworm-slim could not be built"
-fi
+base_image
 
 s=$(date +%s)
 if dc 1200 build "${build_opts[@]}" >"$logdir/build.log" 2>&1; then
@@ -285,19 +156,7 @@ else
     fatal "docker compose build"
 fi
 
-# The runtime image: the three programs, a non-root user, no compiler.
-img=$(timeout --foreground 60 docker run --rm --entrypoint sh "$ZTASK_IMAGE" -c '
-    printf "uid=%s " "$(id -u)"
-    for p in ztask-master ztask-worker ztask; do command -v $p >/dev/null && printf "%s " $p; done
-    command -v cc >/dev/null && printf "cc "
-    dpkg-query -W -f "\${Package}\n" 2>/dev/null | grep -q -- "-dev\$" && printf "dev-packages "
-    test -f /usr/local/lib/ztask/libmytasks.so && printf "plugin "
-    pwd' 2>&1)
-if [ "$img" = "uid=10001 ztask-master ztask-worker ztask plugin /var/lib/ztask" ]; then
-    pass "image: non-root, three programs and the plugin, no compiler, no -dev package ($(docker image inspect -f '{{.Size}}' "$ZTASK_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
-else
-    fail "image contents: got '$img'"
-fi
+check_image "$ZTASK_IMAGE"
 
 # ------------------------------------------------------------------- up
 
@@ -358,6 +217,39 @@ case "$host_port" in
     *) fail "API published as '$host_port', want 127.0.0.1:PORT" ;;
 esac
 
+# ------------------------------------------------------------ the keys
+
+# Made by the master's first start (ztask-docker-keys); the master uses
+# them instead of --insecure.
+mid=$(dc 30 ps -q master | head -n 1)
+wid=$(dc 30 ps -q worker | head -n 1)
+docker logs "$mid" >"$logdir/master-start.log" 2>&1
+if grep -q 'ztask-docker-keys: made /var/lib/ztask/keys/master.key' "$logdir/master-start.log" \
+    && grep -q 'event=listening' "$logdir/master-start.log" \
+    && ! grep -q 'event=insecure' "$logdir/master-start.log" \
+    && docker inspect -f '{{join .Args " "}}' "$mid" | grep -q -- '--curve-secret /var/lib/ztask/keys/master.key'; then
+    pass "the master made its keys at first start and listens with CURVE (no --insecure)"
+else
+    fail "the master's start: $(grep -m 3 'ztask-docker-keys\|event=listening\|event=insecure' "$logdir/master-start.log")"
+fi
+# Each container holds its own secret key, mode 0600, the ztask user's; a
+# worker never sees the master's.
+keys_of() {
+    docker exec "$1" sh -c 'for f in /var/lib/ztask/keys/*.key /etc/ztask/*/*.key; do
+        [ -e "$f" ] && stat -c "%n %a %u" "$f"; done' 2>&1 | tr '\n' ' '
+}
+got="master: $(keys_of "$mid")| worker: $(keys_of "$wid")| cli: $(keys_of "$cli_ctr")"
+want="master: /var/lib/ztask/keys/master.key 600 10001 /etc/ztask/client/client.key 600 10001 /etc/ztask/worker/worker.key 600 10001 | worker: /etc/ztask/client/client.key 600 10001 /etc/ztask/worker/worker.key 600 10001 | cli: /etc/ztask/client/client.key 600 10001 "
+if [ "$got" = "$want" ]; then
+    pass "secret keys where they belong, 0600, uid 10001 ($got)"
+else
+    fail "secret keys: got '$got', want '$want'"
+fi
+master_pub=$(docker exec "$mid" cat /var/lib/ztask/keys/master.pub 2>/dev/null)
+# A container on the project's network without keys, then the workers' key
+# used as a client.
+check_refused "$wid" /etc/ztask/worker/worker.key /etc/ztask/worker/master.pub
+
 # ---------------------------------------------------------- 1: 2,000 tasks
 
 # Through the cli service, the way docs/docker.md shows it.
@@ -404,11 +296,7 @@ else
     else
         fail "job 2: $st"
     fi
-    if ztask wait "$job2" --timeout 180 --quiet; then
-        pass "job 2: completes after the kill ($(( $(date +%s) - js ))s from submit)"
-    else
-        fail "job 2: wait exit $?: $(ztask status "$job2" --json 2>&1)"
-    fi
+    wait_job "$job2" "job 2: completes after the kill" "$js"
     # The victim held tasks: they must have run again elsewhere.
     check_job "$job2" "job 2: results after a worker kill" --min-retried 1
 fi
@@ -435,11 +323,7 @@ else
         fail "job 3: $st"
     fi
     wait_health 90 || fail "job 3: master healthy again after the restart"
-    if ztask wait "$job3" --timeout 180 --quiet; then
-        pass "job 3: completes after the master restart ($(( $(date +%s) - js ))s from submit)"
-    else
-        fail "job 3: wait exit $?: $(ztask status "$job3" --json 2>&1)"
-    fi
+    wait_job "$job3" "job 3: completes after the master restart" "$js"
     check_job "$job3" "job 3: results after a master restart" --unchanged "$logdir/before-$job3.jsonl"
 fi
 
@@ -485,11 +369,7 @@ else
         fail "job 4: $st"
     fi
     wait_health 90 || fail "job 4: master healthy again after the crash"
-    if ztask wait "$job4" --timeout 180 --quiet; then
-        pass "job 4: completes after the master crash ($(( $(date +%s) - js ))s from submit)"
-    else
-        fail "job 4: wait exit $?: $(ztask status "$job4" --json 2>&1)"
-    fi
+    wait_job "$job4" "job 4: completes after the master crash" "$js"
     check_job "$job4" "job 4: results after a master crash" --unchanged "$logdir/before-$job4.jsonl"
 fi
 
@@ -510,6 +390,15 @@ if [ -n "${job1:-}" ]; then
         else
             fail "down + up: job 1 done is '$total', want 2000"
         fi
+        # Same keys after the restart: the master's public key is unchanged
+        # and the workers and the cli container got in with theirs.
+        if [ -n "$master_pub" ] && [ "$(docker exec "$(dc 30 ps -q master | head -n 1)" \
+                cat /var/lib/ztask/keys/master.pub 2>/dev/null)" = "$master_pub" ] \
+            && wait_workers 1 60 >/dev/null; then
+            pass "down + up keeps the keys: same master key, a worker registered with its key"
+        else
+            fail "down + up: the master's key changed or no worker registered"
+        fi
         cp "$logdir/results-$job1.jsonl" "$logdir/before-up-$job1.jsonl"
         check_job "$job1" "down + up: job 1's results" --unchanged "$logdir/before-up-$job1.jsonl"
     else
@@ -519,7 +408,7 @@ fi
 
 # -------------------------------------------------------------- teardown
 
-dc 30 logs --no-color --timestamps >"$logdir/cluster.log" 2>&1
+save_logs
 teardown
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project"; \
        docker network ls -q --filter "label=com.docker.compose.project=$project"; \
