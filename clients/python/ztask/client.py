@@ -143,7 +143,7 @@ class Client:
         return self._submit_specs(gen, name)
 
     def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str]) -> "Job":
-        if name is not None and not (isinstance(name, str) and 0 < len(name.encode()) <= 256):
+        if name is not None and not (isinstance(name, str) and 0 < len(name.encode("utf-8", "surrogatepass")) <= 256):
             raise UsageError("name= wants a non-empty string of at most 256 bytes")
         job_id, submitted = 0, 0
         try:
@@ -151,7 +151,7 @@ class Client:
                 head = {"v": 1, "type": "submit", "job": job_id, "more": more}
                 if job_id == 0 and name is not None:
                     head["name"] = name
-                body = encode(head)[:-1] + ',"tasks":[' + ",".join(batch) + "]}"
+                body = encode(head)[:-1] + b',"tasks":[' + b",".join(batch) + b"]}"
                 rep = self._conn.call("submit", body=body)
                 job_id = job_id or rep["job"]
                 submitted += len(batch)

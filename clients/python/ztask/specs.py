@@ -33,9 +33,6 @@ SPEC_MAX_BYTES = MAX_API_MSG - ENVELOPE_BYTES
 MAX_INDEX = 2**53 - 1
 PLACEHOLDER = "{}"
 
-# Member order of the normalized spec (docs/protocol.md section 5).
-OPTION_KEYS = ("stdin", "env", "cwd", "timeout", "retries", "priority", "name", "index",
-               "require", "output_cap")
 
 
 _ELEMENT = re.compile(r"[ \t]*([0-9]+)(?:-([0-9]+)(?::([0-9]+))?)?[ \t]*\Z")
@@ -63,7 +60,12 @@ def parse_array(text: str) -> Iterator[int]:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else encode(value)
+    """An item as text for a command line: a string as it is, else JSON."""
+    if isinstance(value, str):
+        return value
+    if type(value) is int:
+        return str(value)   # the common case, without a JSON encoder
+    return encode(value).decode("utf-8")
 
 
 def _fill(node: Any, item: Any, text: str) -> Any:
@@ -179,23 +181,22 @@ def _expand(template: Dict[str, Any], value: Any, index: int, append: bool) -> D
     elif append:
         spec["args"] = value
     spec["index"] = index
-    # The protocol's member order, so equal specs encode to equal text.
-    return {k: spec[k] for k in ("argv", "shell", "fn", "args") + OPTION_KEYS if k in spec}
+    return spec
 
 
 def batches(specs: Iterable[Dict[str, Any]], max_specs: int = BATCH_MAX_SPECS,
-            max_bytes: int = BATCH_MAX_BYTES) -> Iterator[Tuple[List[str], bool]]:
+            max_bytes: int = BATCH_MAX_BYTES) -> Iterator[Tuple[List[bytes], bool]]:
     """Encodes specs and groups them: yields (encoded specs, more). A full
     batch goes out only once the next spec is known to exist, which is what
     makes its ``more`` true; the last batch has ``more`` false. Raises
     UsageError for no specs at all or one too big for a request."""
-    pending: List[str] = []
+    pending: List[bytes] = []
     size = 0
     seen = 0
     for spec in specs:
         seen += 1
         text = encode(spec)
-        n = len(text.encode("utf-8")) + 1
+        n = len(text) + 1
         if n > SPEC_MAX_BYTES:
             raise UsageError(f"task {seen} is {n} bytes once encoded; a request carries at most "
                              f"{SPEC_MAX_BYTES}")

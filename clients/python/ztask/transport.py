@@ -48,15 +48,16 @@ _MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AU
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
-def encode(obj: Any) -> str:
-    """Compact JSON text as the protocol wants it: UTF-8 (no surrogates),
-    finite numbers. Raises UsageError for what cannot travel."""
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode(obj: Any) -> bytes:
+    """Compact JSON as the protocol wants it: UTF-8 (a lone surrogate
+    cannot travel), finite numbers. Raises UsageError for what cannot."""
     try:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        text.encode("utf-8")
+        return _ENCODER.encode(obj).encode("utf-8")
     except (TypeError, ValueError) as e:   # UnicodeEncodeError is a ValueError
-        raise UsageError(f"cannot encode the request as JSON: {e}") from None
-    return text
+        raise UsageError(f"cannot encode as JSON: {e}") from None
 
 
 class Connection:
@@ -76,15 +77,14 @@ class Connection:
             self._close_socket()
 
     def call(self, type_: str, members: Optional[Dict[str, Any]] = None, *,
-             retry_safe: bool = False, hold: float = 0.0, body: Optional[str] = None
+             retry_safe: bool = False, hold: float = 0.0, body: Optional[bytes] = None
              ) -> Dict[str, Any]:
         """Sends request ``type_`` with ``members`` (or a pre-encoded JSON
         object ``body``, for big submits) and returns the reply's members
         (a dict, ``ok`` true). Raises UnreachableError, RefusedError or
         AuthError. Blocks up to the timeout plus ``hold`` seconds."""
-        if body is None:
-            body = encode({"v": PROTOCOL_VERSION, "type": type_, **(members or {})})
-        frame = body.encode("utf-8")
+        frame = body if body is not None else encode({"v": PROTOCOL_VERSION, "type": type_,
+                                                      **(members or {})})
         with self._lock:
             try:
                 return self._exchange(type_, frame, retry_safe, hold)
