@@ -4,14 +4,17 @@
 #   scripts/install-deps.sh --ci   also what CI's extra suites use: clang and its
 #                                  sanitizer runtimes (make fuzz), valgrind (make
 #                                  memcheck), iproute2 (the multi-host test),
-#                                  sqlite3 (chaos checks), bc (CI's summary), and
-#                                  docker-compose / python3 when missing (make
-#                                  test-compose, where a docker engine is)
+#                                  sqlite3 (chaos checks), bc (CI's summary),
+#                                  python3-zmq and python3-pytest (make
+#                                  test-python), and docker-compose / python3
+#                                  when missing (make test-compose, where a
+#                                  docker engine is)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
+    pkgs="$pkgs python3-zmq python3-pytest"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \

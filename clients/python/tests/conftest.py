@@ -11,7 +11,8 @@ and no log may hold a sanitizer report.
 
 Environment: ZTASK_BIN_DIR (default build/release/bin of this checkout);
 ZTASK_TEST_SLOWDOWN multiplies every wait (3 for asan, 5 for tsan binary
-directories when unset), as in tests/e2e/harness.h.
+directories when unset), as in tests/e2e/harness.h; ZTASK_PY_INSTALLED=1
+tests the ztask package Python finds (pip installed) instead of the tree's.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-sys.path.insert(0, os.path.dirname(HERE))   # the package from the tree
+if os.environ.get("ZTASK_PY_INSTALLED") != "1":   # 1: test the installed package instead
+    sys.path.insert(0, os.path.dirname(HERE))      # the package from the tree
 sys.dont_write_bytecode = True
 
 import ztask  # noqa: E402
@@ -246,3 +248,10 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The line every suite of this repository ends with (.ci/run sums them)."""
+    stats = terminalreporter.stats
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    terminalreporter.write_line(f"python: {len(stats.get('passed', []))} passed, {failed} failed")
