@@ -103,7 +103,7 @@ def test_wait_rides_out_a_master_restart(cluster, tmp_path):
     assert isinstance(c.stats()["uptime"], (int, float))
 
 
-def test_a_map_rides_out_a_master_restart(cluster, tmp_path):
+def test_a_map_iterator_carries_on_after_a_master_restart(cluster, tmp_path):
     port = free_base_port()
     grace = ("--heartbeat-ms", "200", "--recovery-grace", "1")
     master = cluster.start_master(*grace, port=port)
