@@ -179,6 +179,7 @@ def test_logs_follow_yields_output_while_the_task_runs(running, tmp_path):
 def test_map_returns_results_in_order(running):
     c = running.client()
     assert list(c.map("square", [3, 1, 2])) == [9, 1, 4]
+    assert list(c.map("square", [])) == []
 
 
 def test_map_of_100k_items_returns_every_result_in_order(running):

@@ -29,7 +29,7 @@ def test_a_spec_the_master_refuses_names_the_field(running):
     with pytest.raises(ztask.RefusedError) as e:
         c.submit(fn="noop", retries=1000)
     assert e.value.code == "bad_field" and "retries" in e.value.message
-    assert not hasattr(e.value, "job")      # refused in the first batch: no job was made
+    assert e.value.job is None      # refused in the first batch: no job was made
 
 
 def test_a_submit_to_a_closed_job_is_bad_state(running):
@@ -59,7 +59,7 @@ def test_a_wait_that_runs_out_raises_wait_timeout(running, tmp_path):
     with pytest.raises(ztask.WaitTimeout) as e:
         job.wait(timeout=0.3)
     assert e.value.exit_code == 5 and isinstance(e.value, TimeoutError)
-    assert e.value.job["job"] == job.id and e.value.job["finished"] is None
+    assert e.value.job == job.id and e.value.record["finished"] is None
     with pytest.raises(ztask.WaitTimeout):
         list(job.as_completed(timeout=0.3))
     gate.touch()

@@ -20,6 +20,7 @@ time over one socket. Generators (``as_completed``, ``results``, ``logs``,
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping,
                     Optional, Sequence, Tuple, Union)
@@ -47,6 +48,7 @@ LOGS_POLL = 0.2
 PAGE = 5000
 
 TaskRef = Union[int, str, Tuple[int, int]]
+_NOTHING = object()
 
 
 class Client:
@@ -175,7 +177,11 @@ class Client:
         its turn comes (its record in ``e.record``); ``timeout`` (seconds,
         from this call) raises WaitTimeout. ``options`` are submit()'s."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        job = self.submit(fn=fn, items=iterable, **options)
+        items = iter(iterable)
+        first = next(items, _NOTHING)
+        if first is _NOTHING:
+            return iter(())   # as Pool.map([]): a job cannot be empty
+        job = self.submit(fn=fn, items=itertools.chain((first,), items), **options)
         return (rec["result"] if rec["status"] == "done" else _raise(TaskFailed(rec))
                 for rec in job._in_order(deadline, poll))
 

@@ -231,13 +231,14 @@ def resolve(master: Optional[str] = None, curve_secret: Optional[str] = None,
                          "is not: CURVE needs both this client's key file and the master's "
                          "public key")
     if sfile:
+        assert cfg is not None   # a value came from the file
         secret = cfg.path("curve-secret")
     pub, sec = _located(load_keys, os.fspath(secret), sorigin)
     if sec is None:
         raise UsageError(f"curve-secret (from {sorigin}): {secret} holds no secret-key (give "
                          "the .key file, not the .pub)")
     if not valid_z85_key(mkey):
-        path = cfg.path("master-key") if kfile else os.fspath(mkey)
+        path = cfg.path("master-key") if kfile and cfg else os.fspath(mkey)
         mkey, _ = _located(load_keys, path, korigin)
     return Settings(host, port, secs, (mkey, pub, sec))
 

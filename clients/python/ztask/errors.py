@@ -25,6 +25,10 @@ class ZtaskError(Exception):
     master's error code when the master refused, else None."""
 
     exit_code = EXIT_REFUSED
+    #: Set when a submit failed after its first batch: the job left
+    #: incomplete (and open) and how many tasks it got.
+    job: Optional[int] = None
+    submitted: Optional[int] = None
 
     def __init__(self, message: str, code: Optional[str] = None) -> None:
         super().__init__(message)
@@ -64,14 +68,16 @@ class AuthError(ZtaskError, PermissionError):
 
 class WaitTimeout(ZtaskError, TimeoutError):
     """``Job.wait(timeout=...)`` (or another wait) ran out before the job
-    finished; the job keeps running. ``job`` is its last record. CLI exit
-    code 5."""
+    finished; the job keeps running. ``record`` is the job's last record
+    (its ``job`` member is the id). CLI exit code 5."""
 
     exit_code = EXIT_TIMEOUT
 
-    def __init__(self, message: str, job: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, message: str, record: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__(message)
-        self.job = job
+        self.record = record
+        if record is not None:
+            self.job = record.get("job")
 
 
 class TaskFailed(ZtaskError):

@@ -64,17 +64,21 @@ class Executor(concurrent.futures.Executor):
         self._broken: Optional[BaseException] = None
         self._collector: Optional[threading.Thread] = None
 
-    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+    def submit(self, fn: str, /, *args: Any,  # type: ignore[override]  # fn is a name
+               **kwargs: Any) -> concurrent.futures.Future:
         """Adds one task calling worker function ``fn`` and returns its
         Future. One positional argument is the task's args, several a list,
         keyword arguments an object. Blocks for one request."""
-        spec = {"fn": fn, **fn_args(args, kwargs), **self._spec_options}
+        spec: Dict[str, Any] = {"fn": fn, **fn_args(args, kwargs), **self._spec_options}
         with self._lock:
             if self._broken is not None:
                 raise self._broken
             if self._shutdown:
                 raise RuntimeError("cannot submit after shutdown")
+            # Never reused, even when the request fails: a task the master
+            # took before a timeout must not resolve a later future.
             index = self._next_index
+            self._next_index += 1
             spec["index"] = index
             future: concurrent.futures.Future = concurrent.futures.Future()
             future.set_running_or_notify_cancel()
@@ -90,7 +94,6 @@ class Executor(concurrent.futures.Executor):
             except BaseException:
                 del self._futures[index]
                 raise
-            self._next_index += 1
             if self.job is None:
                 self.job = Job(self.client, rep["job"], name=self.name)
                 self._collector = threading.Thread(target=self._collect, daemon=True,
@@ -98,7 +101,8 @@ class Executor(concurrent.futures.Executor):
                 self._collector.start()
             return future
 
-    def map(self, fn: str, *iterables: Iterable[Any], timeout: Optional[float] = None,
+    def map(self, fn: str, *iterables: Iterable[Any],  # type: ignore[override]
+            timeout: Optional[float] = None,
             chunksize: int = 1) -> Iterator[Any]:
         """Results of ``fn`` over the items (or over zip(*iterables), each
         tuple a list of args), in order, as one job sent in batches; see
@@ -124,11 +128,12 @@ class Executor(concurrent.futures.Executor):
 
     def _collect(self) -> None:
         # Its own socket: the held status requests must not make submit() wait.
+        assert self.job is not None   # started once the job exists
         reader = self.client._twin()
         try:
             for rec in Job(reader, self.job.id).as_completed(poll=self.poll):
                 with self._lock:
-                    future = self._futures.pop(rec["index"], None)
+                    future = self._futures.pop(rec["index"] or 0, None)
                 if future is None:
                     continue   # a task whose submit failed on our side
                 if rec["status"] == "done":

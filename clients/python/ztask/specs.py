@@ -145,6 +145,7 @@ def job_specs(command: Union[str, Sequence[str], None], shell: bool, fn: Optiona
     elif shell:
         base = {"shell": command}
     else:
+        assert command is not None   # one form was given
         base = {"argv": [command] if isinstance(command, str) else list(command)}
         if not base["argv"] or not all(isinstance(a, str) for a in base["argv"]):
             raise UsageError("a command is a non-empty list of strings (or a string with "

@@ -88,6 +88,10 @@ class Connection:
         with self._lock:
             try:
                 return self._exchange(type_, frame, retry_safe, hold)
+            except zmq.ZMQError as e:
+                self._close_socket()
+                raise UnreachableError(f"cannot talk to the master at {self.settings.address}: "
+                                       f"{e}") from None
             except BaseException:
                 # Whatever went wrong (even Ctrl-C), a reply may still come
                 # for this request: this socket must never be read again.
@@ -162,11 +166,13 @@ class Connection:
     def _read_monitor(self) -> None:
         """Reads pending handshake events; raises AuthError when one failed
         for good."""
+        monitor = self._monitor
+        assert monitor is not None   # made with the socket
         curve = self.settings.curve is not None
         where = self.settings.address
         while True:
             try:
-                frames = self._monitor.recv_multipart(zmq.DONTWAIT)
+                frames = monitor.recv_multipart(zmq.DONTWAIT)
             except zmq.Again:
                 return
             if len(frames[0]) < 6:
@@ -203,8 +209,8 @@ class Connection:
     def _decode(self, frame: bytes, type_: str) -> Dict[str, Any]:
         try:
             rep = json.loads(frame)
-        except (UnicodeDecodeError, ValueError) as e:
-            rep = e
+        except ValueError:   # UnicodeDecodeError too
+            rep = None
         if (not isinstance(rep, dict) or rep.get("v") != PROTOCOL_VERSION
                 or rep.get("type") != "reply" or not isinstance(rep.get("ok"), bool)):
             raise RefusedError(f"cannot read the master's reply to {type_}: not a version "
@@ -212,7 +218,7 @@ class Connection:
                                "version?)")
         if rep["ok"]:
             return rep
-        err = rep.get("error") if isinstance(rep.get("error"), dict) else {}
+        err = rep["error"] if isinstance(rep.get("error"), dict) else {}
         code = err.get("code") if isinstance(err.get("code"), str) else None
         message = err.get("message") if isinstance(err.get("message"), str) else ""
         message = f"{message or 'request refused'} ({code or 'error'})"
