@@ -31,6 +31,29 @@ def test_as_completed_yields_tasks_as_they_finish_not_in_task_order(running, tmp
     assert sorted(order) == list(range(n))
 
 
+def test_as_completed_reads_each_record_about_once_not_the_job_per_round(running):
+    c = running.client()
+    n = 3000
+    job = c.submit(fn="sleep", args=0.002, array=range(n))
+    reads = {"rows": 0, "rounds": 0}
+    results, status = c._results, c._status
+
+    def counting_results(*args, **kwargs):
+        rep = results(*args, **kwargs)
+        reads["rows"] += len(rep["tasks"])
+        return rep
+
+    def counting_status(*args, **kwargs):
+        reads["rounds"] += 1
+        return status(*args, **kwargs)
+
+    c._results, c._status = counting_results, counting_status
+    indexes = sorted(r["index"] for r in job.as_completed(timeout=WAIT))
+    assert indexes == list(range(n))
+    assert reads["rounds"] >= 5, reads        # it streamed over several rounds...
+    assert reads["rows"] < 3 * n, reads       # ...without re-reading the job each time
+
+
 def test_as_completed_misses_nothing_when_a_worker_is_killed(cluster):
     cluster.start_master("--heartbeat-ms", "200")
     w1 = cluster.start_worker("w1", 2)
