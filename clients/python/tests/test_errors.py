@@ -1,6 +1,9 @@
 """Errors carry the CLI's exit code and the master's error code."""
 
+import threading
+
 import pytest
+import zmq
 
 import ztask
 from conftest import scaled, unused_port
@@ -88,3 +91,34 @@ def test_bad_arguments_are_usage_errors_before_anything_is_sent(kwargs, match):
     # Nothing was sent: a send would have waited for the (absent) master.
     assert c._conn._sock is None
     c.close()
+
+
+def test_replies_that_are_not_ztask_replies_are_refused_not_crashes():
+    # A raw ROUTER plays a broken master: each request gets the next bad answer.
+    answers = [[b"not json"], [b"[1]"], [b"\xff\xfe"], [b'{"v":2,"type":"reply","ok":true}'],
+               [b'{"v":1,"type":"reply","ok":"yes"}'], [b'{"v":1,"type":"reply","ok":false}'],
+               [b"{}", b"{}"]]
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def serve():
+        for answer in answers:
+            ident = router.recv_multipart()[0]
+            router.send_multipart([ident] + answer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    c = ztask.Client(f"127.0.0.1:{port}", timeout=scaled(20))
+    try:
+        for answer in answers:
+            with pytest.raises(ztask.RefusedError) as e:
+                c.stats()
+            assert e.value.exit_code == 4
+            assert ("cannot read the master's reply" in e.value.message
+                    or e.value.message == "request refused (error)"), e.value.message
+    finally:
+        c.close()
+        t.join(scaled(20))
+        router.close()

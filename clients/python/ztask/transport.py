@@ -109,7 +109,11 @@ class Connection:
             sock = self._open_socket()
             sock.send(frame, zmq.DONTWAIT)
             if self._wait(min(time.monotonic() + attempt, deadline)):
-                return self._decode(sock.recv(zmq.DONTWAIT), type_)
+                frames = sock.recv_multipart(zmq.DONTWAIT)
+                if len(frames) != 1:
+                    raise RefusedError(f"cannot read the master's reply to {type_}: more than "
+                                       "one frame")
+                return self._decode(frames[0], type_)
             # No reply in time: this socket may still get one, later.
             self._close_socket()
             if time.monotonic() >= deadline:
