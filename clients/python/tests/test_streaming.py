@@ -3,7 +3,6 @@ order, a worker killed with SIGKILL, the master killed and restarted."""
 
 import threading
 
-import ztask
 from conftest import free_base_port, scaled
 
 WAIT = scaled(120)
@@ -86,12 +85,28 @@ def test_as_completed_streams_a_job_with_retries_without_repeats(running):
     assert len(failed) == 20 and all(r["attempts"] == 2 for r in failed)
 
 
+class Restartable:
+    """A master on a fixed port (a restart must come back where the client
+    and the worker look) with short heartbeats and recovery grace, one
+    worker, one client."""
+
+    ARGS = ("--heartbeat-ms", "200", "--recovery-grace", "1")
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.port = free_base_port()
+        cluster.start_master(*self.ARGS, port=self.port)
+        cluster.start_worker("w1", 2)
+        self.client = cluster.client()
+
+    def kill9_and_restart(self):
+        self.cluster.master.kill9()
+        self.cluster.start_master(*self.ARGS, port=self.port)
+
+
 def test_wait_rides_out_a_master_restart(cluster, tmp_path):
-    port = free_base_port()
-    grace = ("--heartbeat-ms", "200", "--recovery-grace", "1")
-    master = cluster.start_master(*grace, port=port)
-    cluster.start_worker("w1", 2)
-    c = cluster.client()
+    r = Restartable(cluster)
+    c = r.client
     gate = tmp_path / "gate"
     job = c.submit(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"], array="0-3")
     seen_progress = threading.Event()
@@ -111,9 +126,8 @@ def test_wait_rides_out_a_master_restart(cluster, tmp_path):
     t = threading.Thread(target=waiter)
     t.start()
     assert seen_progress.wait(WAIT)
-    master.kill9()
     before = len(progress)
-    cluster.start_master(*grace, port=port)
+    r.kill9_and_restart()
     # The job cannot finish before the gate opens, so the wait spans the restart.
     cluster.workers[0].wait_line(r"event=reregistered")
     gate.touch()
@@ -126,16 +140,10 @@ def test_wait_rides_out_a_master_restart(cluster, tmp_path):
     assert isinstance(c.stats()["uptime"], (int, float))
 
 
-def test_a_map_iterator_carries_on_after_a_master_restart(cluster, tmp_path):
-    port = free_base_port()
-    grace = ("--heartbeat-ms", "200", "--recovery-grace", "1")
-    master = cluster.start_master(*grace, port=port)
-    cluster.start_worker("w1", 2)
-    c = cluster.client()
-    it = c.map("square", range(2000), timeout=WAIT)
+def test_a_map_iterator_carries_on_after_a_master_restart(cluster):
+    r = Restartable(cluster)
+    it = r.client.map("square", range(2000), timeout=WAIT)
     first = [next(it) for _ in range(10)]
-    master.kill9()
-    cluster.start_master(*grace, port=port)
+    r.kill9_and_restart()
     rest = list(it)
     assert first + rest == [n * n for n in range(2000)]
-    assert isinstance(c, ztask.Client)
