@@ -31,6 +31,16 @@ def test_an_array_command_gets_its_index_in_argv_and_environment(running):
     assert out == {i: f"{i} {i}\n" for i in range(1, 51)}
 
 
+def test_a_job_sent_in_several_batches_arrives_whole_and_closed(running):
+    c = running.client()
+    n = 12_001    # three batches of at most 5,000
+    job = c.submit(fn="noop", items=range(n), name="batched")
+    st = job.status()
+    assert (st["total"], st["closed"], job.total) == (n, True, n)
+    assert job.wait(timeout=WAIT)["done"] == n
+    assert [r["index"] for r in job.results()] == list(range(n))
+
+
 def test_an_array_can_be_a_range_with_steps(running):
     c = running.client()
     job = c.submit(fn="square", array=range(0, 10, 3))

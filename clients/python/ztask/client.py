@@ -20,6 +20,7 @@ time over one socket. Generators (``as_completed``, ``results``, ``logs``,
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import time
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping,
@@ -145,25 +146,53 @@ class Client:
         return self._submit_specs(gen, name)
 
     def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str]) -> "Job":
-        if name is not None and not (isinstance(name, str) and 0 < len(name.encode("utf-8", "surrogatepass")) <= 256):
+        """Sends the job in batches, one request at a time. While a batch
+        travels and commits (sent from a helper thread), the next one is
+        encoded here: on the caller's thread, since the items may be bound
+        to it (a database cursor)."""
+        if name is not None and not (isinstance(name, str)
+                                     and 0 < len(name.encode("utf-8", "surrogatepass")) <= 256):
             raise UsageError("name= wants a non-empty string of at most 256 bytes")
-        job_id, submitted = 0, 0
+        job_id = submitted = 0
+        sender: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        in_flight: Optional[Tuple["Future[Dict[str, Any]]", int]] = None
+
+        def settle() -> None:   # waits for the batch in flight and counts it
+            nonlocal job_id, submitted, in_flight
+            if in_flight is not None:
+                future, n = in_flight
+                in_flight = None
+                rep = future.result()
+                job_id = job_id or rep["job"]
+                submitted += n
+
         try:
             for batch, more in _specs.batches(gen):
+                settle()
                 head = {"v": 1, "type": "submit", "job": job_id, "more": more}
                 if job_id == 0 and name is not None:
                     head["name"] = name
                 body = encode(head)[:-1] + b',"tasks":[' + b",".join(batch) + b"]}"
-                rep = self._conn.call("submit", body=body)
-                job_id = job_id or rep["job"]
-                submitted += len(batch)
+                if not more:   # nothing left to encode: no helper needed
+                    rep = self._conn.call("submit", body=body)
+                    job_id = job_id or rep["job"]
+                    submitted += len(batch)
+                    break
+                if sender is None:
+                    sender = concurrent.futures.ThreadPoolExecutor(1, "ztask-submit")
+                in_flight = (sender.submit(self._conn.call, "submit", body=body), len(batch))
         except ZtaskError as e:
+            if in_flight is not None and in_flight[0].exception() is None:
+                settle()   # refused here (the next batch), after that one was taken
             if job_id:
                 e.job, e.submitted = job_id, submitted
                 e.message = (f"{e.message}; job {job_id} is incomplete: {submitted} tasks were "
                              f"submitted; cancel it with client.job({job_id}).cancel()")
                 e.args = (e.message,)
             raise
+        finally:
+            if sender is not None:
+                sender.shutdown(wait=True)
         return Job(self, job_id, name=name, total=submitted)
 
     def map(self, fn: str, iterable: Iterable[Any], *, timeout: Optional[float] = None,
