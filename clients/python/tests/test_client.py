@@ -33,7 +33,7 @@ def test_an_array_command_gets_its_index_in_argv_and_environment(running):
 
 def test_a_job_sent_in_several_batches_arrives_whole_and_closed(running):
     c = running.client()
-    n = 12_001    # three batches of at most 5,000
+    n = 30_001    # seven batches of at most 5,000
     job = c.submit(fn="noop", items=range(n), name="batched")
     st = job.status()
     assert (st["total"], st["closed"], job.total) == (n, True, n)
