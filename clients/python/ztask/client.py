@@ -45,7 +45,8 @@ WAIT_POLL = 0.2
 STREAM_POLL = 0.1
 #: How often logs(follow=True) asks for new output (as `ztask logs -f`).
 LOGS_POLL = 0.2
-#: Task records per results request (the protocol allows 10,000).
+#: Task records per results request: the protocol allows 10,000; half keeps
+#: the client's peak low (a page of fn records is ~10 MiB as dicts).
 PAGE = 5000
 
 TaskRef = Union[int, str, Tuple[int, int]]
