@@ -276,3 +276,16 @@ lint-deploy:
 	@yamllint -c tests/deploy/yamllint.yml deploy docker-compose.yml
 	@python3 tests/deploy/check_manifests.py --self-test
 	@python3 tests/deploy/check_manifests.py
+
+# ---- the Python client: clients/python, docs/python.md ----
+# `make test-python` runs its pytest suites against this build's daemons
+# (ZTASK_BIN_DIR=$(BUILD)/bin) and ends with "python: N passed, N failed".
+# Debian's interpreter, with python3-zmq and python3-pytest, on purpose:
+# another python3 earlier on PATH (pyenv) may have no pyzmq.
+PYTHON_TEST ?= /usr/bin/python3
+.PHONY: test-python
+test-python: deps
+	@$(PYTHON_TEST) -c 'import zmq, pytest' 2>/dev/null || scripts/install-deps.sh --ci
+	@$(MAKE) --no-print-directory all
+	@cd clients/python && ZTASK_BIN_DIR=$(CURDIR)/$(BUILD)/bin PYTHONDONTWRITEBYTECODE=1 \
+	    $(PYTHON_TEST) -m pytest -p no:cacheprovider -q tests

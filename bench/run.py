@@ -22,6 +22,8 @@ Environment:
   BENCH_THREADS   threads per worker in the fn noop scenarios (default 4)
   BENCH_ONLY      a regular expression: run only scenarios whose name matches
   BENCH_KEEP      1: keep the run directory (databases, logs)
+  BENCH_PYTHON    the interpreter of the Python client rows (default
+                  /usr/bin/python3, Debian's, with python3-zmq)
 
 Durable scenarios put their database in BUILD/bench/run/ (on the disk the
 build lives on: its filesystem type is printed, since fsync cost depends
@@ -38,7 +40,8 @@ import sys
 import time
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from benchlib import (BenchError, Cluster, Row, env_float, env_int, format_table,  # noqa: E402
                       fs_type, fsync_ms, install_signal_exit, last_json, machine_header,
                       machine_info, prepare_workdir, run_client, say, scaled, snapshot_build)
@@ -58,6 +61,8 @@ class Bench:
         self.prefetch = [x if x == "auto" else int(x)
                          for x in os.environ.get("BENCH_PREFETCH", "0 64 auto").split()]
         self.threads = env_int("BENCH_THREADS", 4)
+        # Debian's interpreter, which has python3-zmq (pyenv's may not).
+        self.python = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
         self.rows = []
@@ -323,6 +328,96 @@ class Bench:
                             f"relay's, run just before each (plain status RTT {rtt:.0f} us); "
                             f"target :memory: p50 < 0.5 ms, p99 < 2 ms")
 
+    def python_client(self):
+        """Submit + collect from Python: the Python client (bench/py_load.py)
+        next to the C CLI (`submit --wait --json`, every record printed)
+        doing the same work, and next to the notes' multiprocessing managers
+        (bench/mp_managers.py: a BaseManager-served queue on loopback, an
+        authkey, 2 worker processes computing n*n). Runs alternate, so the
+        three see the same machine; the managers get fewer tasks (every
+        put and get is a round trip through the manager process)."""
+        n = scaled(200000, self.scale, 1000)
+        n_mp = scaled(20000, self.scale, 500)
+        pf = self.prefetch[-1]
+        rows = [(kind, Row(name, count)) for kind, name, count in (
+            ("cli", f"C CLI submit --wait --json, fn noop, 2 workers, prefetch {pf}", n),
+            ("py", f"python client submit+collect of fn noop tasks, 2 workers, prefetch {pf}", n),
+            ("mp", "python multiprocessing managers (the notes' way), 2 worker processes", n_mp))
+            if self.wanted(name)]
+        if not rows:
+            return
+        say(f"== submit + collect from Python (N={n:,}; managers N={n_mp:,}; {self.runs} runs)")
+        for _, row in rows:
+            self.rows.append(row)
+        for i in range(self.runs):
+            for kind, row in rows:
+                if row.error:
+                    continue
+                try:
+                    run = (self.managers_run(n_mp) if kind == "mp"
+                           else self.client_run(kind, row.n, pf))
+                except (BenchError, OSError, ValueError, KeyError) as e:
+                    row.error = f"{type(e).__name__}: {e}"[:300]
+                    say(f"   run {i + 1}: {kind}: FAILED: {row.error}")
+                    continue
+                row.rates.append(run["rate"])
+                row.runs.append(run)
+                say(f"   run {i + 1}: {kind}: {run['rate']:,.0f} tasks/s  {run.get('say', '')}")
+        rate = {kind: row.rate() for kind, row in rows if not row.error}
+        for kind, row in rows:
+            if kind == "py" and rate.get("py"):
+                r = row.median_run()
+                parts = [f"client peak RSS {r['client_rss_kb'] / 1024:.0f} MiB",
+                         f"submit {r['submit_s']:.2f}s"]
+                if rate.get("cli"):
+                    parts.insert(0, f"{rate['py'] / rate['cli']:.2f}x the C CLI")
+                if rate.get("mp"):
+                    parts.insert(1, f"{rate['py'] / rate['mp']:.1f}x the managers")
+                row.note = "; ".join(parts)
+            elif kind == "cli":
+                row.note = "every record printed as a JSON line (results --json)"
+            elif kind == "mp":
+                row.note = "not durable; every put/get a round trip to the manager process"
+
+    def client_run(self, kind, n, prefetch):
+        """One submit + collect of n fn noop tasks by the C CLI or py-load."""
+        cl = Cluster(self.bin, self.workdir, db="bench.db", sync="full", prefetch=prefetch,
+                     workers=2, threads=self.threads)
+        try:
+            cl.start()
+            cpu0 = cl.cpu()
+            if kind == "cli":
+                argv = [os.path.join(self.bin, "ztask"), "--master", cl.api, "submit", "--fn",
+                        "noop", "--array", f"0-{n - 1}", "--wait", "--quiet", "--json"]
+            else:
+                argv = [self.python, os.path.join(HERE, "py_load.py"), "--master", cl.api,
+                        "--n", str(n), "--timeout", str(self.timeout_for(n))]
+            out, wall, ccpu = run_client(argv, self.timeout_for(n) + 30,
+                                         os.path.join(self.workdir, "client.log"))
+            cpu1 = cl.cpu()
+            run = {"rss_kb": cl.master_peak_kb(),
+                   "cpu": {"master": cpu1["master"] - cpu0["master"],
+                           "workers": cpu1["workers"] - cpu0["workers"], "client": ccpu}}
+            if kind == "cli":
+                records = sum(1 for line in out.splitlines() if line.startswith('{"task"'))
+                if records != n:
+                    raise BenchError(f"the CLI printed {records} records of {n}")
+                run["rate"] = n / wall
+            else:
+                res = last_json(out)
+                run.update(rate=res["tasks_per_s"], submit_s=res["submit_s"],
+                           client_rss_kb=res["rss_kb"],
+                           say=f"submit {res['submit_s']:.2f}s, client peak RSS "
+                               f"{res['rss_kb'] / 1024:.0f} MiB")
+        finally:
+            cl.stop()
+        return run
+
+    def managers_run(self, n):
+        out, wall, cpu = run_client([self.python, os.path.join(HERE, "mp_managers.py"), "--n",
+                                     str(n), "--workers", "2"], self.timeout_for(n, 200) + 30)
+        return {"rate": last_json(out)["tasks_per_s"], "cpu": {"client": cpu}}
+
     def run_all(self):
         self.ceiling_row = None
         try:
@@ -338,6 +433,7 @@ class Bench:
         self.submit_1m()
         self.many_workers()
         self.latency()
+        self.python_client()
 
 
 def main():

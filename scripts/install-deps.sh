@@ -7,7 +7,8 @@
 #                                  sqlite3 (chaos checks), bc (CI's summary), and
 #                                  docker-compose / python3 when missing (make
 #                                  test-compose, where a docker engine is),
-#                                  yamllint and python3-yaml (make lint-deploy)
+#                                  yamllint and python3-yaml (make lint-deploy),
+#                                  python3-zmq and python3-pytest (make test-python)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
@@ -15,6 +16,7 @@ if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
     pkgs="$pkgs yamllint python3-yaml"
+    pkgs="$pkgs python3-zmq python3-pytest"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \

@@ -1,0 +1,124 @@
+"""Errors carry the CLI's exit code and the master's error code."""
+
+import threading
+
+import pytest
+import zmq
+
+import ztask
+from conftest import scaled, unused_port
+
+WAIT = scaled(60)
+
+
+def test_a_master_that_does_not_answer_is_unreachable():
+    c = ztask.Client(f"127.0.0.1:{unused_port()}", timeout=0.5)
+    with pytest.raises(ztask.UnreachableError) as e:
+        c.stats()
+    assert e.value.exit_code == 3 and isinstance(e.value, ConnectionError)
+    assert "cannot reach the master" in str(e.value)
+    c.close()
+
+
+def test_an_unknown_job_is_refused_with_not_found(running):
+    c = running.client()
+    with pytest.raises(ztask.RefusedError) as e:
+        c.job(424242).wait()
+    assert (e.value.code, e.value.exit_code) == ("not_found", 4)
+
+
+def test_a_spec_the_master_refuses_names_the_field(running):
+    c = running.client()
+    with pytest.raises(ztask.RefusedError) as e:
+        c.submit(fn="noop", retries=1000)
+    assert e.value.code == "bad_field" and "retries" in e.value.message
+    assert e.value.job is None      # refused in the first batch: no job was made
+
+
+def test_a_submit_to_a_closed_job_is_bad_state(running):
+    c = running.client()
+    job = c.submit(fn="noop")
+    with pytest.raises(ztask.RefusedError) as e:
+        c.call("submit", job=job.id, tasks=[{"fn": "noop"}])
+    assert e.value.code == "bad_state"
+
+
+def test_a_failed_later_batch_names_the_incomplete_job(running):
+    c = running.client()
+    specs = ({"fn": "noop"} if i < 5000 else {"fn": "noop", "timeout": -1} for i in range(5001))
+    with pytest.raises(ztask.RefusedError) as e:
+        c.submit(specs=specs)
+    assert e.value.code == "bad_field"
+    assert e.value.submitted == 5000 and f"job {e.value.job} is incomplete" in str(e.value)
+    st = c.job(e.value.job).status()
+    assert st["total"] == 5000 and not st["closed"]
+    assert c.job(e.value.job).cancel() >= 0
+
+
+def test_a_wait_that_runs_out_raises_wait_timeout(running, tmp_path):
+    c = running.client()
+    gate = tmp_path / "gate"
+    job = c.submit(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"])
+    with pytest.raises(ztask.WaitTimeout) as e:
+        job.wait(timeout=0.3)
+    assert e.value.exit_code == 5 and isinstance(e.value, TimeoutError)
+    assert e.value.job == job.id and e.value.record["finished"] is None
+    with pytest.raises(ztask.WaitTimeout):
+        list(job.as_completed(timeout=0.3))
+    gate.touch()
+    assert job.wait(timeout=WAIT)["state"] == "done"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({}, "exactly one of"),
+    ({"fn": "noop", "argv": None, "shell": True}, "one string"),
+    ({"fn": "noop", "array": "5-1"}, "reversed"),
+    ({"fn": "noop", "array": "1-x"}, "not N, A-B"),
+    ({"fn": "noop", "array": "1-5", "items": [1]}, "at most one"),
+    ({"fn": "noop", "items": []}, "no tasks"),
+    ({"fn": "echo", "args": {"a": 1}, "items": [1]}, "put '{}'"),
+    ({"fn": "echo", "args": float("nan")}, "cannot encode"),
+    ({"fn": "echo", "args": "\udc80"}, "cannot encode"),
+    ({"command": "true", "args": 1}, "args= goes with fn="),
+    ({"fn": "noop", "name": ""}, "name="),
+])
+def test_bad_arguments_are_usage_errors_before_anything_is_sent(kwargs, match):
+    c = ztask.Client(f"127.0.0.1:{unused_port()}", timeout=0.2)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    with pytest.raises(ztask.UsageError, match=match) as e:
+        c.submit(**kwargs)
+    assert e.value.exit_code == 2 and isinstance(e.value, ValueError)
+    # Nothing was sent: a send would have waited for the (absent) master.
+    assert c._conn._sock is None
+    c.close()
+
+
+def test_replies_that_are_not_ztask_replies_are_refused_not_crashes():
+    # A raw ROUTER plays a broken master: each request gets the next bad answer.
+    answers = [[b"not json"], [b"[1]"], [b"\xff\xfe"], [b'{"v":2,"type":"reply","ok":true}'],
+               [b'{"v":1,"type":"reply","ok":"yes"}'], [b'{"v":1,"type":"reply","ok":false}'],
+               [b"{}", b"{}"]]
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def serve():
+        for answer in answers:
+            ident = router.recv_multipart()[0]
+            router.send_multipart([ident] + answer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    c = ztask.Client(f"127.0.0.1:{port}", timeout=scaled(20))
+    try:
+        for answer in answers:
+            with pytest.raises(ztask.RefusedError) as e:
+                c.stats()
+            assert e.value.exit_code == 4
+            assert ("cannot read the master's reply" in e.value.message
+                    or e.value.message == "request refused (error)"), e.value.message
+    finally:
+        c.close()
+        t.join(scaled(20))
+        router.close()
