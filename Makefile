@@ -267,15 +267,16 @@ bench-peers:
 # single-node Docker Swarm that the test creates and leaves
 # (tests/swarm/run.sh; SKIP without a docker engine or when the machine is
 # already in a swarm). lint-deploy: the Kubernetes manifests and the stack
-# file, which no test here can apply (yamllint, tests/deploy/check_manifests.py).
+# file, which no test here can apply (yamllint, tests/deploy/check_manifests.py
+# with Debian's python3, which has python3-yaml: a pyenv python3 on PATH may not).
 .PHONY: test-swarm lint-deploy
 test-swarm:
 	@tests/swarm/run.sh
 
 lint-deploy:
 	@yamllint -c tests/deploy/yamllint.yml deploy docker-compose.yml
-	@python3 tests/deploy/check_manifests.py --self-test
-	@python3 tests/deploy/check_manifests.py
+	@/usr/bin/python3 tests/deploy/check_manifests.py --self-test
+	@/usr/bin/python3 tests/deploy/check_manifests.py
 
 # ---- the Python client: clients/python, docs/python.md ----
 # `make test-python` runs its pytest suites against this build's daemons
