@@ -53,6 +53,9 @@ static void s_job_record(const job_t *job, proto_job_t *out)
 
 /* ---- submit ---- */
 
+static void s_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job,
+                            int64_t accepted, int wait_ms, int64_t now);
+
 static int s_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *) a, *(char *const *) b);
@@ -85,38 +88,42 @@ static char *s_needs_key(const proto_spec_t *spec)
 
 static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
 {
-    job_t *job = NULL, *new_job = NULL;
-    if (req->job == 0) {
-        new_job = xcalloc(1, sizeof *new_job);
-        new_job->id = ++self->last_job_id;
-        new_job->name = xstrdup(req->name);
-        new_job->created = clock_wall();
-        job = new_job;
-    } else {
-        job = s_job_or_reply(self, env, req->job);
-        if (!job)
-            return;
-        char msg[160];
-        if (job->closed || job->closing || job->cancelled) {
-            snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
-                     job->cancelled ? "cancelled" : "complete");
-            s_reply_error(self, env, PROTO_E_STATE, msg);
-            return;
-        }
-    }
     /* Everything the writer needs to store the rows travels with the
        submit; the tasks enter the queue when that commit is done. */
     pending_submit_t *p = xcalloc(1, sizeof *p);
-    p->new_job = new_job;
-    p->job_id = job->id;
+    job_t *job = NULL;
+    int64_t indexed = 0;
+    if (req->job == 0) {
+        /* The job is made when its first batch is committed: nobody can
+           name it before its id is acknowledged. */
+        p->new_job = true;
+        p->job_id = ++self->last_job_id;
+        p->job_name = xstrdup(req->name);
+        p->job_created = clock_wall();
+    } else {
+        job = s_job_or_reply(self, env, req->job);
+        char msg[160];
+        if (job && (job->closed || job->closing || job->cancelled)) {
+            snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
+                     job->cancelled ? "cancelled" : "complete");
+            s_reply_error(self, env, PROTO_E_STATE, msg);
+            job = NULL;
+        }
+        if (!job) {
+            pending_submit_free(&p);
+            return;
+        }
+        p->job_id = job->id;
+        /* Default indexes continue from every batch taken so far, committed
+           or not: two clients adding to one job at once get distinct ones
+           (a refused batch leaves a gap). */
+        if (job->indexed < job->total)
+            job->indexed = job->total;   /* a job loaded from the store */
+        indexed = job->indexed;
+    }
     p->close = !req->more;
     p->wait_ms = req->wait_ms;
     p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
-    /* Default indexes continue from every batch taken so far, committed
-       or not: two clients adding to one job at once get distinct ones
-       (a refused batch leaves a gap). */
-    if (job->indexed < job->total)
-        job->indexed = job->total;   /* a job loaded from the store */
     for (int i = 0; i < req->ntasks; i++) {
         const proto_spec_t *spec = req->tasks[i];
         char *needs = s_needs_key(spec);
@@ -127,7 +134,7 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         }
         p->tasks[i] = (pending_task_t){
             .id = ++self->last_task_id,
-            .index = spec->index >= 0 ? spec->index : job->indexed + i,
+            .index = spec->index >= 0 ? spec->index : indexed + i,
             .priority = spec->priority,
             .retries = spec->retries,
             .cls = cls,
@@ -137,13 +144,81 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         };
         p->ntasks++;
     }
-    job->indexed += req->ntasks;
-    if (p->close)
-        job->closing = true;
+    if (job) {
+        job->indexed += req->ntasks;
+        if (p->close)
+            job->closing = true;
+    }
     /* The envelope is kept to answer after the commit. */
     zmqx_frames_copy(&p->envelope, env);
-    *self->pending_tail = p;
-    self->pending_tail = &p->next;
+    journal_submit(self->journal, &p);
+}
+
+/* The commit of this submit succeeded: its tasks enter the queue and the
+   client gets its ack. */
+static void s_submit_committed(master_t *self, pending_submit_t *p)
+{
+    job_t *job = p->new_job ? master_job_create(self, p->job_id, p->job_name, p->job_created)
+                            : master_job(self, p->job_id);
+    if (!job)
+        return;
+    /* A job cancelled meanwhile had these rows cancelled in the same
+       transaction (J_CANCEL_QUEUED): they never enter the queue. */
+    if (job->cancelled)
+        job->cancelled_n += p->ntasks;
+    else {
+        for (int i = 0; i < p->ntasks; i++) {
+            sched_task_t *t = sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority,
+                                        p->tasks[i].cls, 0, p->tasks[i].retries, 0);
+            /* Keep the spec in memory until dispatch: no read back. */
+            t->spec = p->tasks[i].spec;
+            p->tasks[i].spec = NULL;
+        }
+        job->queued += p->ntasks;
+    }
+    job->total += p->ntasks;
+    if (p->close)
+        job->closed = true;
+    log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id, p->ntasks,
+              job->total);
+    /* Checked first: a job with nothing left to run is finished now, and a
+       submit that waits for that is due at once. */
+    tasks_job_check(self, job);
+    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
+}
+
+/* The commit of this submit failed (or will never come): refuse it. */
+static void s_submit_refused(master_t *self, const pending_submit_t *p)
+{
+    /* A refused batch that would have closed its job does not: the client
+       may send it again. */
+    job_t *job = p->close ? master_job(self, p->job_id) : NULL;
+    if (job)
+        job->closing = false;
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_STORAGE, "the master could not store the tasks (%s); nothing of this batch was accepted",
+        p->refused);
+    master_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
+    proto_reply_destroy(&rep);
+}
+
+void api_acks(master_t *self)
+{
+    pending_submit_t *p;
+    while ((p = journal_take_done(self->journal))) {
+        if (p->refused)
+            s_submit_refused(self, p);
+        else
+            s_submit_committed(self, p);
+        pending_submit_free(&p);
+    }
+}
+
+int api_flush(master_t *self)
+{
+    int rc = journal_flush(self->journal);
+    api_acks(self);
+    return rc;
 }
 
 /* ---- queries ---- */
@@ -190,9 +265,9 @@ static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_
     rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
     int64_t last = -1;
     proto_reply_t *rep;
-    if (store_results_each(master_store(self), req->job, req->after, limit, req->failed_only, s_task_row,
+    if (store_results_each(journal_store(self->journal), req->job, req->after, limit, req->failed_only, s_task_row,
                            &rows, &last) != 0) {
-        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(master_store(self)));
+        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(journal_store(self->journal)));
         for (int i = 0; i < rows.n; i++)
             proto_task_info_clear(&rows.v[i]);
         free(rows.v);
@@ -229,7 +304,7 @@ static int64_t s_task_id(master_t *self, const proto_req_t *req)
     int64_t id = 0;
     bool found = false;
     if (req->job > 0 && req->index >= 0
-        && store_task_find(master_store(self), req->job, req->index, &id, &found) == 0 && found)
+        && store_task_find(journal_store(self->journal), req->job, req->index, &id, &found) == 0 && found)
         return id;
     return 0;
 }
@@ -246,7 +321,7 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
     int64_t id = s_task_id(self, req);
     one_row_t o = {0};
     bool found = false;
-    if (id > 0 && store_task_get(master_store(self), id, s_one_row, &o, &found) != 0)
+    if (id > 0 && store_task_get(journal_store(self->journal), id, s_one_row, &o, &found) != 0)
         found = false;
     if (!found) {
         free(o.outcome);
@@ -313,7 +388,7 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
         bool exists = t != NULL;
         if (!t && id > 0)
-            store_task_get(master_store(self), id, s_ignore_row, NULL, &exists);
+            store_task_get(journal_store(self->journal), id, s_ignore_row, NULL, &exists);
         if (!exists) {
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;
@@ -326,7 +401,7 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         job->cancelled = true;
         if (!job->closed) {
             job->closed = true;
-            master_journal(self, J_JOB_CLOSE, 0, job->id, 0, 0, NULL, NULL, 0);
+            journal_add(self->journal, &(jop_t){.type = J_JOB_CLOSE, .job = job->id});
         }
         /* Queued tasks are cancelled in one statement; running ones get an
            abort and come back as cancelled results. */
@@ -352,7 +427,8 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         }
         free(ids);
         if (queued)
-            master_journal(self, J_CANCEL_QUEUED, 0, job->id, 0, 0, NULL, NULL, clock_wall());
+            journal_add(self->journal,
+                        &(jop_t){.type = J_CANCEL_QUEUED, .job = job->id, .t = clock_wall()});
         count += queued;
         log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
                  queued, count - queued);
@@ -439,7 +515,11 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
             free(t->worker_name);
             t->worker_name = xstrdup(w->id);
             worker_attach(w, t);
-            master_journal(self, J_ASSIGN, t->id, t->job, t->attempt, 0, w->id, NULL, 0);
+            journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
+                                                 .task = t->id,
+                                                 .job = t->job,
+                                                 .attempt = t->attempt,
+                                                 .worker = w->id});
             claimed++;
         }
     }
@@ -655,10 +735,12 @@ static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job
     proto_reply_destroy(&rep);
 }
 
-void api_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job, int64_t accepted,
-                       int wait_ms, int64_t now)
+/* Answers a submit whose batch is committed: at once, or, with wait_ms,
+   once its job has finished or the wait is over (held like a status). */
+static void s_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job,
+                            int64_t accepted, int wait_ms, int64_t now)
 {
-    /* Called as the batch's commit completes: a job it finished (one that
+    /* Called as the batch's commit is acknowledged: a job it finished (one that
        had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
     if (!s_hold(self, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
@@ -682,7 +764,7 @@ void api_waiters(master_t *self, int64_t now, bool all_now)
         return;
     /* The finishing results may still be in the journal: like any other
        answer, this one waits for their commit. */
-    master_flush(self);
+    api_flush(self);
     waiter_t **pp = &self->waiters;
     while (*pp) {
         waiter_t *w = *pp;
@@ -774,7 +856,7 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     }
     /* Every answer reflects committed state: flush first (cheap when idle). */
     if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
-        master_flush(self);
+        api_flush(self);
     switch (req->type) {
     case PROTO_REQ_SUBMIT: s_submit(self, &env, req); break;
     case PROTO_REQ_STATUS: s_jobs(self, &env, req, PROTO_REQ_STATUS); break;

@@ -47,7 +47,8 @@ void tasks_job_check(master_t *self, job_t *job)
 {
     if (job->closed && job->queued == 0 && job->running == 0 && job->finished == 0) {
         job->finished = clock_wall();
-        master_journal(self, J_JOB_FINISHED, 0, job->id, 0, 0, NULL, NULL, job->finished);
+        journal_add(self->journal,
+                    &(jop_t){.type = J_JOB_FINISHED, .job = job->id, .t = job->finished});
         self->retention_due = true;
         log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
                  " failed=%" PRId64 " cancelled=%" PRId64,
@@ -102,8 +103,14 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *ou
         else
             w->failed++;
     }
-    master_journal(self, J_FINISH, t->id, t->job, t->attempt, state,
-                   w ? w->id : t->worker_name, outcome, clock_wall());
+    journal_add(self->journal, &(jop_t){.type = J_FINISH,
+                                        .task = t->id,
+                                        .job = t->job,
+                                        .attempt = t->attempt,
+                                        .state = state,
+                                        .worker = w ? w->id : t->worker_name,
+                                        .outcome = outcome,
+                                        .t = clock_wall()});
     self->results_total++;
     sched_remove(self->sched, t->id);
     if (job)
@@ -134,7 +141,8 @@ void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *
     free(t->worker_name);
     t->worker_name = NULL;
     sched_requeue(self->sched, t, 0);
-    master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
+    journal_add(self->journal,
+                &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
@@ -273,11 +281,11 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
             if (!t)
                 break;
-            char *spec = t->spec ? t->spec : store_task_spec(master_store(self), t->id);
+            char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
             t->spec = NULL;   /* a requeued task reads it back from the store */
             if (!spec) {
                 log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
-                          store_error(master_store(self)));
+                          store_error(journal_store(self->journal)));
                 t->state = PROTO_ST_QUEUED; /* for s_unassign's counters */
                 tasks_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
                 continue;
@@ -293,7 +301,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
                 job->queued--;
                 job->running++;
             }
-            master_assigned(self, t->id, t->attempt, now);
+            journal_assigned(self->journal, t->id, t->attempt, now);
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;
@@ -422,7 +430,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
     }
     if (!current) {
         bool found = t != NULL;
-        if (!found && store_task_get(master_store(self), res->task, s_ignore_row, NULL, &found) != 0)
+        if (!found && store_task_get(journal_store(self->journal), res->task, s_ignore_row, NULL, &found) != 0)
             found = false;
         if (!found) {
             char q[128];
@@ -435,8 +443,12 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         self->duplicates++;
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
                  res->attempt, worker_id);
-        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id, s_outcome(res),
-                       clock_wall());
+        journal_add(self->journal, &(jop_t){.type = J_DUP,
+                                            .task = res->task,
+                                            .attempt = res->attempt,
+                                            .worker = worker_id,
+                                            .outcome = s_outcome(res),
+                                            .t = clock_wall()});
         return;
     }
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
@@ -452,7 +464,8 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         if (job)
             job->queued++;
         sched_requeue(self->sched, t, now + backoff);
-        master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
+        journal_add(self->journal,
+                    &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
         return;
     }
     proto_state_t st = res->status;
