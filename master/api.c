@@ -26,7 +26,7 @@ static void s_reply_error(master_t *self, const zmqx_frames_t *env, const char *
 /* The job a request names, or NULL after answering "no job N". */
 static job_t *s_job_or_reply(master_t *self, const zmqx_frames_t *env, int64_t id)
 {
-    job_t *job = master_job(self, id);
+    job_t *job = jobs_get(self->jobs, id);
     if (!job) {
         char msg[80];
         snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
@@ -158,32 +158,18 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
    client gets its ack. */
 static void s_submit_committed(master_t *self, pending_submit_t *p)
 {
-    job_t *job = p->new_job ? master_job_create(self, p->job_id, p->job_name, p->job_created)
-                            : master_job(self, p->job_id);
+    job_t *job = p->new_job ? jobs_create(self->jobs, p->job_id, p->job_name, p->job_created)
+                            : jobs_get(self->jobs, p->job_id);
     if (!job)
         return;
-    /* A job cancelled meanwhile had these rows cancelled in the same
-       transaction (J_CANCEL_QUEUED): they never enter the queue. */
-    if (job->cancelled)
-        job->cancelled_n += p->ntasks;
-    else {
-        for (int i = 0; i < p->ntasks; i++) {
-            sched_task_t *t = sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority,
-                                        p->tasks[i].cls, 0, p->tasks[i].retries, 0);
-            /* Keep the spec in memory until dispatch: no read back. */
-            t->spec = p->tasks[i].spec;
-            p->tasks[i].spec = NULL;
-        }
-        job->queued += p->ntasks;
-    }
-    job->total += p->ntasks;
+    tasks_enter(self, job, p);
     if (p->close)
         job->closed = true;
     log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id, p->ntasks,
               job->total);
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
-    tasks_job_check(self, job);
+    jobs_check_finished(self->jobs, job);
     s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
 }
 
@@ -192,7 +178,7 @@ static void s_submit_refused(master_t *self, const pending_submit_t *p)
 {
     /* A refused batch that would have closed its job does not: the client
        may send it again. */
-    job_t *job = p->close ? master_job(self, p->job_id) : NULL;
+    job_t *job = p->close ? jobs_get(self->jobs, p->job_id) : NULL;
     if (job)
         job->closing = false;
     proto_reply_t *rep = proto_reply_error(
@@ -365,24 +351,9 @@ static int s_ignore_row(const store_task_row_t *row, void *arg)
     return 0;
 }
 
-/* Cancels one unfinished task; returns 1 when it was unfinished. */
-static int s_cancel_task(master_t *self, sched_task_t *t)
-{
-    if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
-        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
-        return 1;
-    }
-    if (!t->cancel_requested) {
-        t->cancel_requested = true;
-        tasks_send_abort(self, t->worker, t->id, t->attempt);
-    }
-    return 1;
-}
-
 static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     int64_t count = 0;
-    job_t *job = req->job > 0 ? master_job(self, req->job) : NULL;
     if (req->task > 0 || req->index >= 0) {
         int64_t id = s_task_id(self, req);
         sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
@@ -393,46 +364,16 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;
         }
-        if (t)
-            count = s_cancel_task(self, t);
+        if (t) {
+            tasks_cancel(self, t);
+            count = 1;
+        }
     } else {
-        if (!s_job_or_reply(self, env, req->job))
+        job_t *job = s_job_or_reply(self, env, req->job);
+        if (!job)
             return;
-        job->cancelled = true;
-        if (!job->closed) {
-            job->closed = true;
-            journal_add(self->journal, &(jop_t){.type = J_JOB_CLOSE, .job = job->id});
-        }
-        /* Queued tasks are cancelled in one statement; running ones get an
-           abort and come back as cancelled results. */
-        size_t cap = 1024, n = 0, pos = 0;
-        int64_t *ids = xmalloc(cap * sizeof(int64_t));
-        sched_task_t *t;
-        while ((t = sched_next(self->sched, &pos)))
-            if (t->job == job->id) {
-                if (n == cap)
-                    ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
-                ids[n++] = t->id;
-            }
-        int64_t queued = 0;
-        for (size_t i = 0; i < n; i++) {
-            t = sched_get(self->sched, ids[i]);
-            if (t->state == PROTO_ST_QUEUED) {
-                job->queued--;
-                job->cancelled_n++;
-                sched_remove(self->sched, ids[i]);
-                queued++;
-            } else
-                count += s_cancel_task(self, t);
-        }
-        free(ids);
-        if (queued)
-            journal_add(self->journal,
-                        &(jop_t){.type = J_CANCEL_QUEUED, .job = job->id, .t = clock_wall()});
-        count += queued;
-        log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
-                 queued, count - queued);
-        tasks_job_check(self, job);
+        jobs_cancel(self->jobs, job);
+        count = tasks_cancel_job(self, job);
     }
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = count;
@@ -442,91 +383,8 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
 
 /* ---- workers ---- */
 
-static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+static void s_hello_reply(master_t *self, const zmqx_frames_t *env, const worker_t *w)
 {
-    char err[256];
-    const char *name = req->name && *req->name ? req->name : "worker";
-    const char *key = auth_user_key(env->user_id);
-    worker_t *w = registry_find(self->registry, name);
-    bool same = w && w->pid == req->pid && strcmp(w->host, req->host ? req->host : "") == 0
-                && strcmp(w->key, key) == 0;
-    bool again = same && w->alive;
-    /* Declared dead but alive after all (it was cut off or stopped). */
-    if (same && !w->alive)
-        tasks_worker_returned(self, w);
-    /* A live worker registering again lost its pipe: whatever we sent it
-       and it does not report running is lost in that pipe. */
-    if (again) {
-        sched_task_t *t = w->tasks;
-        while (t) {
-            sched_task_t *next = t->wnext;
-            bool reported = false;
-            for (int i = 0; i < req->nrunning && !reported; i++)
-                reported = req->running[i].task == t->id && req->running[i].attempt == t->attempt;
-            if (!reported)
-                tasks_take_back(self, t, false, "lost_in_old_pipe");
-            t = next;
-        }
-    }
-    w = registry_hello(self->registry, name, key, req->host, req->pid, req->threads, req->labels,
-                       req->nlabels, req->no_exec, now, err, sizeof err);
-    if (!w) {
-        log_error("event=hello_refused name=%s error=\"%s\"", name, err);
-        s_reply_error(self, env, PROTO_E_INTERNAL, err);
-        return;
-    }
-    /* Claim what it still runs: tasks from before a master restart (orphans)
-       or ours already; anything else it runs is stale and gets aborted once
-       its pipe is up (its result will be a duplicate anyway). */
-    int claimed = 0;
-    for (int i = 0; i < req->nrunning; i++) {
-        sched_task_t *t = sched_get(self->sched, req->running[i].task);
-        if (!t)
-            continue;
-        /* Queued since the restart with the attempt below the claimed one:
-           dispatched before the restart, but the assignment was never
-           written (it is written late, ASSIGN_WRITE_MS). A task submitted
-           since, or sent again since, cannot be claimed this way. */
-        if (t->recovered && t->state == PROTO_ST_QUEUED
-            && req->running[i].attempt == t->attempt + 1) {
-            t->recovered = false;
-            sched_claim(self->sched, t);
-            t->attempt++;
-            free(t->spec);
-            t->spec = NULL;
-            job_t *job = master_job(self, t->job);
-            if (job) {
-                job->queued--;
-                job->running++;
-            }
-            t->orphan = true;   /* joins the orphan claim below */
-            self->orphans++;
-            log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
-                     t->attempt, w->id);
-        }
-        if (t->attempt != req->running[i].attempt)
-            continue;
-        if (t->orphan) {
-            t->orphan = false;
-            if (self->orphans)
-                self->orphans--;
-            t->state = PROTO_ST_RUNNING;
-            t->deadline = 0;
-            free(t->worker_name);
-            t->worker_name = xstrdup(w->id);
-            worker_attach(w, t);
-            journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
-                                                 .task = t->id,
-                                                 .job = t->job,
-                                                 .attempt = t->attempt,
-                                                 .worker = w->id});
-            claimed++;
-        }
-    }
-    log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
-             "claimed=%d%s",
-             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
-             again ? " again=1" : "");
     proto_reply_t *rep = proto_reply_new(true);
     rep->worker_id = xstrdup(w->id);
     rep->task_port = w->task_port;
@@ -535,6 +393,33 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     rep->liveness = self->cfg.liveness;
     master_send_reply(self, env, rep, PROTO_REQ_HELLO);
     proto_reply_destroy(&rep);
+}
+
+/* A worker registers (again, after it lost the master or the master
+   restarted): it gets its own task pipe, and keeps what it still runs. */
+static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+{
+    const char *name = req->name && *req->name ? req->name : "worker";
+    const char *key = auth_user_key(env->user_id);
+    bool again = tasks_rejoin(self, registry_find(self->registry, name), req->host, req->pid, key,
+                              req->running, req->nrunning);
+    char err[256];
+    worker_t *w = registry_hello(self->registry, name, key, req->host, req->pid, req->threads,
+                                 req->labels, req->nlabels, req->no_exec, now, err, sizeof err);
+    if (!w) {
+        log_error("event=hello_refused name=%s error=\"%s\"", name, err);
+        s_reply_error(self, env, PROTO_E_INTERNAL, err);
+        return;
+    }
+    /* Claim what it still runs: tasks from before a master restart (orphans)
+       or ours already; anything else it runs is stale and gets aborted once
+       its pipe is up (its result will be a duplicate anyway). */
+    int claimed = tasks_claim(self, w, req->running, req->nrunning);
+    log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
+             "claimed=%d%s",
+             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             again ? " again=1" : "");
+    s_hello_reply(self, env, w);
 }
 
 static void s_workers(master_t *self, const zmqx_frames_t *env)
@@ -623,10 +508,10 @@ static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
-    size_t n = imap_size(self->jobs), pos = 0;
+    size_t n = jobs_count(self->jobs), pos = 0;
     rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
     job_t *job;
-    while ((job = imap_next(self->jobs, &pos, NULL)))
+    while ((job = jobs_next(self->jobs, &pos)))
         s_job_record(job, &rep->jobs[rep->njobs++]);
     qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
     master_send_reply(self, env, rep, type);
@@ -645,7 +530,7 @@ static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t
         s_reply_error(self, env, PROTO_E_STATE, msg);
         return;
     }
-    master_forget_job(self, job);
+    jobs_forget(self->jobs, job);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = 1;
     master_send_reply(self, env, rep, PROTO_REQ_FORGET);
@@ -658,7 +543,7 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
     proto_stats_t *s = &rep->stats;
     size_t pos = 0;
     job_t *job;
-    while ((job = imap_next(self->jobs, &pos, NULL))) {
+    while ((job = jobs_next(self->jobs, &pos))) {
         s->jobs++;
         s->tasks_queued += job->queued;
         s->tasks_running += job->running;
@@ -699,7 +584,7 @@ static bool s_hold(master_t *self, const zmqx_frames_t *env, proto_req_type_t ty
 {
     if (wait_ms <= 0 || job_id <= 0 || self->nwaiters >= MAX_WAITERS)
         return false;
-    const job_t *job = master_job(self, job_id);
+    const job_t *job = jobs_get(self->jobs, job_id);
     if (type == PROTO_REQ_STATUS && (!job || job->finished > 0))
         return false;
     waiter_t *w = xcalloc(1, sizeof *w);
@@ -721,7 +606,7 @@ static bool s_hold(master_t *self, const zmqx_frames_t *env, proto_req_type_t ty
 static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job_id,
                            int64_t accepted, bool with_record)
 {
-    const job_t *job = master_job(self, job_id);
+    const job_t *job = jobs_get(self->jobs, job_id);
     proto_reply_t *rep = proto_reply_new(true);
     rep->job = job_id;
     rep->accepted = accepted;
@@ -751,7 +636,7 @@ static bool s_due(master_t *self, const waiter_t *w, int64_t now, bool all_now)
 {
     if (all_now || now >= w->deadline)
         return true;
-    const job_t *job = master_job(self, w->job);
+    const job_t *job = jobs_get(self->jobs, w->job);
     return !job || job->finished > 0;
 }
 

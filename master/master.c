@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,37 +31,6 @@ void master_config_defaults(master_config_t *cfg)
 }
 
 /* ---- start-up: rebuild memory from the store ---- */
-
-static int s_load_job(const store_job_row_t *row, void *arg)
-{
-    master_t *self = arg;
-    job_t *job = xcalloc(1, sizeof *job);
-    job->id = row->id;
-    job->name = xstrdup(row->name);
-    job->closed = row->closed;
-    job->created = row->created;
-    job->finished = row->finished;
-    imap_put(self->jobs, job->id, job);
-    return 0;
-}
-
-static int s_load_count(int64_t id, proto_state_t state, int64_t count, void *arg)
-{
-    master_t *self = arg;
-    job_t *job = imap_get(self->jobs, id);
-    if (!job)
-        return 0;
-    job->total += count;
-    switch (state) {
-    case PROTO_ST_QUEUED: job->queued += count; break;
-    case PROTO_ST_ASSIGNED:
-    case PROTO_ST_RUNNING: job->running += count; break;
-    case PROTO_ST_DONE: job->done += count; break;
-    case PROTO_ST_FAILED: job->failed += count; break;
-    case PROTO_ST_CANCELLED: job->cancelled_n += count; break;
-    }
-    return 0;
-}
 
 static int s_load_task(const store_task_row_t *row, void *arg)
 {
@@ -182,25 +150,24 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     self->cfg.db_path = self->db_path;
     self->started_ms = clock_mono_ms();
     self->started_wall = clock_wall();
-    self->jobs = imap_new();
     self->sched = sched_new();
 
     self->store = store_new(cfg->db_path, cfg->sync, err, errlen);
     if (!self->store)
         goto fail;
-    if (store_jobs_each(self->store, s_load_job, self) != 0
-        || store_counts_each(self->store, s_load_count, self) != 0
+    self->journal = journal_new(self->store, self->sched, cfg->flush_ms, self->db_path);
+    if (!self->journal) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
+        goto fail;
+    }
+    self->jobs = jobs_new(self->journal, cfg->keep_jobs, cfg->keep_secs);
+    if (jobs_load(self->jobs, self->store) != 0
         || store_unfinished_each(self->store, s_load_task, self) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
         goto fail;
     }
     if (store_last_ids(self->store, &self->last_job_id, &self->last_task_id) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
-        goto fail;
-    }
-    self->journal = journal_new(self->store, self->sched, cfg->flush_ms, self->db_path);
-    if (!self->journal) {
-        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         goto fail;
     }
 
@@ -228,7 +195,7 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
              "orphans=%zu",
              self->bind_addr, self->api_port, self->bind_addr, self->report_port, self->db_path,
-             imap_size(self->jobs), sched_size(self->sched), self->orphans);
+             jobs_count(self->jobs), sched_size(self->sched), self->orphans);
     return self;
 fail:
     master_destroy(&self);
@@ -238,71 +205,6 @@ fail:
 int master_api_port(const master_t *self)
 {
     return self->api_port;
-}
-
-/* ---- jobs ---- */
-
-job_t *master_job(master_t *self, int64_t id)
-{
-    return imap_get(self->jobs, id);
-}
-
-static void s_job_free(job_t *job)
-{
-    if (job) {
-        free(job->name);
-        free(job);
-    }
-}
-
-job_t *master_job_create(master_t *self, int64_t id, const char *name, double created)
-{
-    job_t *job = xcalloc(1, sizeof *job);
-    job->id = id;
-    job->name = xstrdup(name);
-    job->created = created;
-    imap_put(self->jobs, job->id, job);
-    return job;
-}
-
-void master_forget_job(master_t *self, job_t *job)
-{
-    journal_add(self->journal, &(jop_t){.type = J_JOB_DELETE, .job = job->id});
-    imap_remove(self->jobs, job->id);
-    log_info("event=job_forgotten job=%" PRId64 " tasks=%" PRId64, job->id, job->total);
-    bool big = job->total > 10000;
-    s_job_free(job);
-    /* A big job's task records were many small allocations: hand the freed
-       pages back to the system so RSS returns near its baseline. */
-    if (big)
-        malloc_trim(0);
-}
-
-static int s_cmp_finished(const void *a, const void *b)
-{
-    const job_t *x = *(job_t *const *) a, *y = *(job_t *const *) b;
-    return x->finished < y->finished ? 1 : x->finished > y->finished ? -1 : 0;
-}
-
-void master_retention(master_t *self)
-{
-    if (!self->cfg.keep_jobs && self->cfg.keep_secs <= 0)
-        return;
-    size_t n = 0, pos = 0;
-    job_t **done = xcalloc(imap_size(self->jobs) + 1, sizeof(job_t *));
-    job_t *job;
-    while ((job = imap_next(self->jobs, &pos, NULL)))
-        if (job->finished > 0)
-            done[n++] = job;
-    qsort(done, n, sizeof(job_t *), s_cmp_finished);   /* newest first */
-    double now = clock_wall();
-    for (size_t i = 0; i < n; i++) {
-        bool too_many = self->cfg.keep_jobs && i >= (size_t) self->cfg.keep_jobs;
-        bool too_old = self->cfg.keep_secs > 0 && now - done[i]->finished > self->cfg.keep_secs;
-        if (too_many || too_old)
-            master_forget_job(self, done[i]);
-    }
-    free(done);
 }
 
 void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
@@ -413,11 +315,7 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
            turn's reports, requests and timers, any of which may end it. */
         if (self->waiters)
             api_waiters(self, now, false);
-        if (self->retention_due || now - self->last_retention >= 5000) {
-            self->retention_due = false;
-            self->last_retention = now;
-            master_retention(self);
-        }
+        jobs_retention(self->jobs, now);
         /* Start the next commit if the writer is free: submits go at once
            (a client waits for each), the rest every flush_ms. A small one
            is written here and its tasks are queued now: dispatch after. */
@@ -457,11 +355,7 @@ void master_destroy(master_t **p)
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
-    size_t pos = 0;
-    job_t *job;
-    while ((job = imap_next(self->jobs, &pos, NULL)))
-        s_job_free(job);
-    imap_destroy(&self->jobs);
+    jobs_destroy(&self->jobs);
     sched_destroy(&self->sched);
     free(self->bind_addr);
     free(self->db_path);

@@ -9,6 +9,7 @@
 #define ZTASK_MASTER_INTERNAL_H
 
 #include "auth.h"
+#include "jobs.h"
 #include "journal.h"
 #include "master.h"
 #include "registry.h"
@@ -22,18 +23,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-
-typedef struct job {
-    int64_t id;
-    char *name;
-    bool closed;             /* every batch received */
-    bool closing;            /* a batch that closes it waits for its commit */
-    bool cancelled;          /* cancel asked: no further batches accepted */
-    int64_t total, queued, running, done, failed, cancelled_n;
-    int64_t indexed;         /* default indexes handed out: batches waiting
-                                for their commit count here, not in total */
-    double created, finished;
-} job_t;
 
 /* A request held until its job finishes: a status, or the submit of a
    job's last batch, with wait_ms. */
@@ -64,7 +53,7 @@ struct master {
     store_t *store;
     sched_t *sched;
     registry_t *registry;
-    imap_t *jobs;            /* id -> job_t */
+    jobs_t *jobs;
     journal_t *journal;      /* durable changes and grouped commits */
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
     waiter_t *waiters;       /* held status requests, newest first */
@@ -77,8 +66,6 @@ struct master {
     int64_t results_total;
     int64_t last_timers;
     int64_t last_prune;
-    int64_t last_retention;
-    bool retention_due;      /* a job finished: apply --keep-results soon */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad API
        requests; bad, refused or unknown reports. */
     log_limit_t lim_request, lim_report;
@@ -88,13 +75,6 @@ struct master {
 };
 
 /* master.c */
-/* A job created by a committed submit (see api_acks). */
-job_t *master_job_create(master_t *self, int64_t id, const char *name, double created);
-job_t *master_job(master_t *self, int64_t id);
-/* Deletes a finished job and its results (journal + memory); frees job. */
-void master_forget_job(master_t *self, job_t *job);
-/* Applies --keep-results: forgets finished jobs beyond the count or age. */
-void master_retention(master_t *self);
 void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                        proto_req_type_t type);
 
@@ -104,24 +84,40 @@ void tasks_dispatch(master_t *self, int64_t now);
    count only from the key that registered it. */
 void tasks_on_report(master_t *self, const char *buf, size_t len, const char *key, int64_t now);
 void tasks_timers(master_t *self, int64_t now);
+/* The tasks of a committed submit enter job (the queue, or cancelled with
+   their job); the specs move from p to the scheduler. */
+void tasks_enter(master_t *self, job_t *job, pending_submit_t *p);
 /* Puts a task that was on a worker back in the queue, or ends it when it
    was cancelled or (crashed) has killed its workers crash_limit times. */
 void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *why);
 /* Takes every task back from a worker that died or left. */
 void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed);
-/* A worker declared dead registers again as the same process (host, pid,
-   key): it did not crash, so the tasks charged a crash at its loss are
-   uncharged (the poison-task limit counts real crashes only). */
-void tasks_worker_returned(master_t *self, worker_t *w);
+/* Before a hello registers it: w is the registry's record of that name
+   (NULL: none). When w is the very process saying hello (host, pid,
+   key), a dead w did not crash (the crashes charged to its tasks at its
+   loss are taken back), and a live w lost its pipe: what it holds and
+   does not list in running is lost in that pipe and taken back. Returns
+   true in that last case (a live worker registering again). */
+bool tasks_rejoin(master_t *self, worker_t *w, const char *host, int pid, const char *key,
+                  const proto_task_ref_t *running, int nrunning);
+/* Gives w (just registered) the tasks its hello lists as running that
+   wait for it: from before a master restart (orphans), or dispatched
+   before it and never recorded (queued since, one attempt below the
+   claim; see ASSIGN_WRITE_MS in journal.h). Returns how many. */
+int tasks_claim(master_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning);
+/* Cancels one unfinished task: a queued one (or an orphan not claimed)
+   ends now, one on a worker gets an abort and ends with its result. */
+void tasks_cancel(master_t *self, sched_task_t *t);
+/* Cancels every unfinished task of a job (jobs_cancel first); returns how
+   many. */
+int64_t tasks_cancel_job(master_t *self, job_t *job);
 /* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
 void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt);
-/* Ends a task that is still in the scheduler with a final state. outcome
-   (proto_result_encode text, or NULL to record just `error`) is taken:
-   the journal owns it from here. */
+/* Ends a task that is still in the scheduler with a final state (DONE,
+   FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
+   record just `error`) is taken: the journal owns it from here. */
 void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                   const char *error);
-/* Checks whether a job has just finished and records it. */
-void tasks_job_check(master_t *self, job_t *job);
 /* The classes (their keys, borrowed) with tasks ready to run that no live
    worker can take now, into keys (room for max); returns how many. */
 int tasks_unrunnable(master_t *self, const char **keys, int max);

@@ -8,6 +8,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,39 +44,69 @@ void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt)
     proto_pipe_destroy(&msg);
 }
 
-void tasks_job_check(master_t *self, job_t *job)
+/* ---- state transitions ---- */
+
+/* Where t's job counts it: on a worker, or (after a restart) waiting for
+   its worker to claim it, it runs; otherwise it is queued, a task just
+   popped for dispatch included. */
+static proto_state_t s_counted(const sched_task_t *t)
 {
-    if (job->closed && job->queued == 0 && job->running == 0 && job->finished == 0) {
-        job->finished = clock_wall();
-        journal_add(self->journal,
-                    &(jop_t){.type = J_JOB_FINISHED, .job = job->id, .t = job->finished});
-        self->retention_due = true;
-        log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
-                 " failed=%" PRId64 " cancelled=%" PRId64,
-                 job->id, job->total, job->done, job->failed, job->cancelled_n);
-    }
+    return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
 }
 
-/* Removes a task from the worker and queue bookkeeping it is in (not from
-   the scheduler) and fixes the job's counters for "no longer running". */
-static void s_unassign(master_t *self, sched_task_t *t)
+/* The one place a task changes state in the master: it leaves the queue,
+   its orphan wait or its worker for `to`, and its job's counters, its
+   worker's list and the orphan count follow. With w (to is ASSIGNED or
+   RUNNING) it goes onto w's list, as a new attempt when it comes from
+   the queue (a claimed orphan keeps its attempt). The scheduler's queue
+   (pop, requeue, remove) and what the move writes are the caller's. */
+static void s_move(master_t *self, sched_task_t *t, proto_state_t to, worker_t *w)
 {
-    job_t *job = master_job(self, t->job);
-    if (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING) {
-        if (job)
-            job->running--;
-        if (t->orphan && self->orphans)
-            self->orphans--;
-        t->orphan = false;
-    } else if (job)
-        job->queued--;
+    assert(!w == (to != PROTO_ST_ASSIGNED && to != PROTO_ST_RUNNING));
+    proto_state_t from = s_counted(t);
     if (t->worker)
         worker_detach(t->worker, t);
+    if (t->orphan) {
+        assert(self->orphans > 0);
+        self->orphans--;
+        t->orphan = false;
+    }
+    if (w) {
+        if (from == PROTO_ST_QUEUED)
+            t->attempt++;
+        t->recovered = false;
+        free(t->worker_name);
+        t->worker_name = xstrdup(w->id);
+        worker_attach(w, t);
+    }
+    t->state = (uint8_t) to;
+    job_t *job = jobs_get(self->jobs, t->job);
+    if (job)
+        job_move(job, from, to, 1);
+}
+
+void tasks_enter(master_t *self, job_t *job, pending_submit_t *p)
+{
+    /* A job cancelled meanwhile had these rows cancelled in the same
+       transaction (J_CANCEL_QUEUED): they never enter the queue. */
+    if (job->cancelled) {
+        job_add(job, PROTO_ST_CANCELLED, p->ntasks);
+        return;
+    }
+    for (int i = 0; i < p->ntasks; i++) {
+        sched_task_t *t = sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority,
+                                    p->tasks[i].cls, 0, p->tasks[i].retries, 0);
+        /* Keep the spec in memory until dispatch: no read back. */
+        t->spec = p->tasks[i].spec;
+        p->tasks[i].spec = NULL;
+    }
+    job_add(job, PROTO_ST_QUEUED, p->ntasks);
 }
 
 void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                   const char *error)
 {
+    assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
     if (!outcome && error) {
         proto_result_t *res = proto_result_new();
         res->task = t->id;
@@ -87,16 +118,7 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *ou
         proto_result_destroy(&res);
     }
     worker_t *w = t->worker;
-    s_unassign(self, t);
-    job_t *job = master_job(self, t->job);
-    if (job) {
-        if (state == PROTO_ST_DONE)
-            job->done++;
-        else if (state == PROTO_ST_CANCELLED)
-            job->cancelled_n++;
-        else
-            job->failed++;
-    }
+    s_move(self, t, state, NULL);
     if (w) {
         if (state == PROTO_ST_DONE)
             w->done++;
@@ -112,9 +134,20 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *ou
                                         .outcome = outcome,
                                         .t = clock_wall()});
     self->results_total++;
+    job_t *job = jobs_get(self->jobs, t->job);
     sched_remove(self->sched, t->id);
     if (job)
-        tasks_job_check(self, job);
+        jobs_check_finished(self->jobs, job);
+}
+
+/* Back in the queue, ready at not_before (0 = now): a retry, or a task
+   taken back from its worker. */
+static void s_requeue(master_t *self, sched_task_t *t, int64_t not_before)
+{
+    s_move(self, t, PROTO_ST_QUEUED, NULL);
+    sched_requeue(self->sched, t, not_before);
+    journal_add(self->journal,
+                &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
@@ -134,15 +167,9 @@ void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *
         tasks_finish(self, t, PROTO_ST_FAILED, NULL, msg);
         return;
     }
-    s_unassign(self, t);
-    job_t *job = master_job(self, t->job);
-    if (job)
-        job->queued++;
     free(t->worker_name);
     t->worker_name = NULL;
-    sched_requeue(self->sched, t, 0);
-    journal_add(self->journal,
-                &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
+    s_requeue(self, t, 0);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
@@ -154,7 +181,7 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
        becomes a suspect, runs alone next time, and the one that keeps
        killing workers reaches the crash limit by itself. Silence is not
        proof of death (a partition, SIGSTOP): the charged tasks are noted,
-       and if this very process comes back, tasks_worker_returned takes the
+       and if this very process comes back, tasks_rejoin takes the
        charge back. */
     free(w->charged);
     w->charged = NULL;
@@ -171,7 +198,10 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
     registry_gone(self->registry, w, now);
 }
 
-void tasks_worker_returned(master_t *self, worker_t *w)
+/* A worker declared dead registers again as the same process (host, pid,
+   key): it did not crash, so the tasks charged a crash at its loss are
+   uncharged (the poison-task limit counts real crashes only). */
+static void s_worker_returned(master_t *self, worker_t *w)
 {
     int n = 0;
     for (int i = 0; i < w->ncharged; i++) {
@@ -188,6 +218,121 @@ void tasks_worker_returned(master_t *self, worker_t *w)
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
+}
+
+static bool s_listed(const proto_task_ref_t *running, int nrunning, const sched_task_t *t)
+{
+    for (int i = 0; i < nrunning; i++)
+        if (running[i].task == t->id && running[i].attempt == t->attempt)
+            return true;
+    return false;
+}
+
+bool tasks_rejoin(master_t *self, worker_t *w, const char *host, int pid, const char *key,
+                  const proto_task_ref_t *running, int nrunning)
+{
+    bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
+                && strcmp(w->key, key) == 0;
+    if (!same)
+        return false;
+    /* Declared dead but alive after all (it was cut off or stopped). */
+    if (!w->alive) {
+        s_worker_returned(self, w);
+        return false;
+    }
+    /* A live worker registering again lost its pipe: whatever we sent it
+       and it does not report running is lost in that pipe. */
+    sched_task_t *t = w->tasks;
+    while (t) {
+        sched_task_t *next = t->wnext;
+        if (!s_listed(running, nrunning, t))
+            tasks_take_back(self, t, false, "lost_in_old_pipe");
+        t = next;
+    }
+    return true;
+}
+
+int tasks_claim(master_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning)
+{
+    int claimed = 0;
+    for (int i = 0; i < nrunning; i++) {
+        sched_task_t *t = sched_get(self->sched, running[i].task);
+        if (!t)
+            continue;
+        /* Queued since the restart with the attempt below the claimed one:
+           dispatched before the restart, but the assignment was never
+           written (it is written late, ASSIGN_WRITE_MS). A task submitted
+           since, or sent again since, cannot be claimed this way. */
+        bool unrecorded = t->recovered && t->state == PROTO_ST_QUEUED
+                          && running[i].attempt == t->attempt + 1;
+        bool orphan = t->orphan && running[i].attempt == t->attempt;
+        if (!unrecorded && !orphan)
+            continue;
+        if (unrecorded) {
+            sched_claim(self->sched, t);
+            free(t->spec);
+            t->spec = NULL;
+            log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
+                     t->attempt + 1, w->id);
+        }
+        s_move(self, t, PROTO_ST_RUNNING, w);
+        t->deadline = 0;
+        journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
+                                            .task = t->id,
+                                            .job = t->job,
+                                            .attempt = t->attempt,
+                                            .worker = w->id});
+        claimed++;
+    }
+    return claimed;
+}
+
+void tasks_cancel(master_t *self, sched_task_t *t)
+{
+    if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
+        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
+        return;
+    }
+    if (!t->cancel_requested) {
+        t->cancel_requested = true;
+        tasks_send_abort(self, t->worker, t->id, t->attempt);
+    }
+}
+
+int64_t tasks_cancel_job(master_t *self, job_t *job)
+{
+    /* Queued tasks are cancelled in one statement; running ones get an
+       abort and come back as cancelled results. */
+    size_t cap = 1024, n = 0, pos = 0;
+    int64_t *ids = xmalloc(cap * sizeof(int64_t));
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->job == job->id) {
+            if (n == cap)
+                ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
+            ids[n++] = t->id;
+        }
+    int64_t queued = 0, count = 0;
+    for (size_t i = 0; i < n; i++) {
+        t = sched_get(self->sched, ids[i]);
+        if (t->state == PROTO_ST_QUEUED) {
+            s_move(self, t, PROTO_ST_CANCELLED, NULL);
+            sched_remove(self->sched, ids[i]);
+            queued++;
+        } else {
+            tasks_cancel(self, t);
+            count++;
+        }
+    }
+    free(ids);
+    if (queued)
+        journal_add(self->journal,
+                    &(jop_t){.type = J_CANCEL_QUEUED, .job = job->id, .t = clock_wall()});
+    count += queued;
+    log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
+             queued, count - queued);
+    jobs_check_finished(self->jobs, job);
+    return count;
 }
 
 /* ---- dispatch ---- */
@@ -286,21 +431,11 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             if (!spec) {
                 log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
                           store_error(journal_store(self->journal)));
-                t->state = PROTO_ST_QUEUED; /* for s_unassign's counters */
                 tasks_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
                 continue;
             }
-            t->attempt++;
-            t->recovered = false;
+            s_move(self, t, PROTO_ST_ASSIGNED, w);
             t->deadline = now + self->cfg.lease_ms;
-            free(t->worker_name);
-            t->worker_name = xstrdup(w->id);
-            worker_attach(w, t);
-            job_t *job = master_job(self, t->job);
-            if (job) {
-                job->queued--;
-                job->running++;
-            }
             journal_assigned(self->journal, t->id, t->attempt, now);
             ids[n] = t->id;
             jobs[n] = t->job;
@@ -459,13 +594,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         char q[256];
         log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
                  t->attempt, backoff, log_quote(q, sizeof q, res->error));
-        s_unassign(self, t);
-        job_t *job = master_job(self, t->job);
-        if (job)
-            job->queued++;
-        sched_requeue(self->sched, t, now + backoff);
-        journal_add(self->journal,
-                    &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
+        s_requeue(self, t, now + backoff);
         return;
     }
     proto_state_t st = res->status;
