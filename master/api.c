@@ -574,33 +574,6 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
 
 /* ---- status and submit with wait_ms: held until the job finishes ---- */
 
-/* Holds a request for one job instead of answering it now: api_waiters
-   answers it, once the job has finished (at the end of this loop turn if
-   it already has, after the commit that every answer waits for). False
-   when it is to be answered now: a status of a finished or unknown job,
-   or too many held already. */
-static bool s_hold(master_t *self, const zmqx_frames_t *env, proto_req_type_t type, int64_t job_id,
-                   int64_t accepted, int wait_ms, int64_t now)
-{
-    if (wait_ms <= 0 || job_id <= 0 || self->nwaiters >= MAX_WAITERS)
-        return false;
-    const job_t *job = jobs_get(self->jobs, job_id);
-    if (type == PROTO_REQ_STATUS && (!job || job->finished > 0))
-        return false;
-    waiter_t *w = xcalloc(1, sizeof *w);
-    zmqx_frames_copy(&w->envelope, env);
-    w->type = type;
-    w->job = job_id;
-    w->accepted = accepted;
-    /* A job finished already is due now: the loop's next poll must not
-       sleep on this request. */
-    w->deadline = job && job->finished > 0 ? now : now + wait_ms;
-    w->next = self->waiters;
-    self->waiters = w;
-    self->nwaiters++;
-    return true;
-}
-
 /* A submit's answer; with_record: the job's record too, as a held submit
    ends (the client sees from it whether the job finished). */
 static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job_id,
@@ -628,64 +601,27 @@ static void s_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t jo
     /* Called as the batch's commit is acknowledged: a job it finished (one that
        had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
-    if (!s_hold(self, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
+    if (!waiters_hold(self->waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
         s_submit_reply(self, env, job, accepted, wait_ms > 0);
-}
-
-static bool s_due(master_t *self, const waiter_t *w, int64_t now, bool all_now)
-{
-    if (all_now || now >= w->deadline)
-        return true;
-    const job_t *job = jobs_get(self->jobs, w->job);
-    return !job || job->finished > 0;
 }
 
 void api_waiters(master_t *self, int64_t now, bool all_now)
 {
-    bool any = false;
-    for (const waiter_t *w = self->waiters; w && !any; w = w->next)
-        any = s_due(self, w, now, all_now);
-    if (!any)
+    if (!waiters_any_due(self->waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
        answer, this one waits for their commit. */
     api_flush(self);
-    waiter_t **pp = &self->waiters;
-    while (*pp) {
-        waiter_t *w = *pp;
-        if (!s_due(self, w, now, all_now)) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        self->nwaiters--;
+    waiter_t *w = waiters_take_due(self->waiters, now, all_now);
+    while (w) {
+        waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
             s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
         else
             s_job_reply(self, &w->envelope, w->job, PROTO_REQ_STATUS);
-        zmqx_frames_free(&w->envelope);
-        free(w);
+        waiter_free(&w);
+        w = next;
     }
-}
-
-int64_t api_waiters_due(const master_t *self)
-{
-    int64_t due = -1;
-    for (const waiter_t *w = self->waiters; w; w = w->next)
-        if (due < 0 || w->deadline < due)
-            due = w->deadline;
-    return due;
-}
-
-void api_waiters_free(master_t *self)
-{
-    waiter_t *w;
-    while ((w = self->waiters)) {
-        self->waiters = w->next;
-        zmqx_frames_free(&w->envelope);
-        free(w);
-    }
-    self->nwaiters = 0;
 }
 
 /* ---- entry ---- */
@@ -735,7 +671,7 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
         }
     }
     if (req->type == PROTO_REQ_STATUS
-        && s_hold(self, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms, now)) {
+        && waiters_hold(self->waiters, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms, now)) {
         proto_req_destroy(&req);
         return;
     }

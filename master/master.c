@@ -161,6 +161,7 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     self->jobs = jobs_new(self->journal, cfg->keep_jobs, cfg->keep_secs);
+    self->waiters = waiters_new(self->jobs);
     if (jobs_load(self->jobs, self->store) != 0
         || store_unfinished_each(self->store, s_load_task, self) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
@@ -226,7 +227,7 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t next = sched_next_due(self->sched, now);
     if (next >= 0 && next < t)
         t = next;
-    int64_t held = api_waiters_due(self);
+    int64_t held = waiters_deadline(self->waiters);
     if (held >= 0 && held - now < t)
         t = held - now;
     return t < 0 ? 0 : (long) t;
@@ -313,8 +314,7 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         }
         /* Held status requests whose job has just finished: after this
            turn's reports, requests and timers, any of which may end it. */
-        if (self->waiters)
-            api_waiters(self, now, false);
+        api_waiters(self, now, false);
         jobs_retention(self->jobs, now);
         /* Start the next commit if the writer is free: submits go at once
            (a client waits for each), the rest every flush_ms. A small one
@@ -345,7 +345,7 @@ void master_destroy(master_t **p)
     if (self->journal)
         api_flush(self);
     journal_destroy(&self->journal);
-    api_waiters_free(self);
+    waiters_destroy(&self->waiters);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
     if (self->api)

@@ -15,6 +15,7 @@
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
+#include "waiters.h"
 
 #include "../common/imap.h"
 #include "../common/log.h"
@@ -23,22 +24,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-
-/* A request held until its job finishes: a status, or the submit of a
-   job's last batch, with wait_ms. */
-typedef struct waiter {
-    zmqx_frames_t envelope;  /* the client's routing frames (body dropped) */
-    proto_req_type_t type;   /* PROTO_REQ_STATUS or PROTO_REQ_SUBMIT */
-    int64_t job;
-    int64_t accepted;        /* submit: tasks this batch added */
-    int64_t deadline;        /* monotonic ms: answered then, finished or not */
-    struct waiter *next;
-} waiter_t;
-
-/* Held requests (status and submit), at most: past this they are
-   answered at once (each costs ~100 bytes; the bound keeps a flood of
-   them cheap). */
-#define MAX_WAITERS 4096
 
 struct master {
     master_config_t cfg;
@@ -56,8 +41,7 @@ struct master {
     jobs_t *jobs;
     journal_t *journal;      /* durable changes and grouped commits */
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
-    waiter_t *waiters;       /* held status requests, newest first */
-    size_t nwaiters;
+    waiters_t *waiters;      /* requests held until their job finishes */
     size_t orphans;          /* tasks waiting for their worker to come back */
     size_t rr;               /* round-robin start for dispatch */
     int64_t started_ms;
@@ -135,9 +119,5 @@ int api_flush(master_t *self);
    or whose wait is over at now, all of them with all_now; one commit
    first, so what they are told is durable. */
 void api_waiters(master_t *self, int64_t now, bool all_now);
-/* The earliest held request's deadline (monotonic ms), or -1 if none. */
-int64_t api_waiters_due(const master_t *self);
-/* Drops the held requests unanswered (the master is going away). */
-void api_waiters_free(master_t *self);
 
 #endif
