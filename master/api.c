@@ -1,30 +1,104 @@
-/*  api: the master's answers to clients and to worker registration, one
-    request in, one reply out, on the ROUTER socket.
-*/
-#include "master_internal.h"
+/*  api: one request in, one reply out (see api.h). */
+#include "api.h"
+
+#include "auth.h"
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
+#include "tasks.h"
+#include "waiters.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
+/* Requests per turn of the loop, at most: reports and timers get their
+   turn even under a flood of requests. */
+#define REQUESTS_PER_TURN 500
+
+struct api {
+    void *sock;              /* borrowed, as are the next eight */
+    auth_t *auth;
+    sched_t *sched;
+    registry_t *registry;
+    jobs_t *jobs;
+    journal_t *journal;
+    waiters_t *waiters;
+    tasks_t *tasks;
+    char *db_path;
+    int report_port;
+    int heartbeat_ms;
+    int liveness;
+    int64_t last_job_id, last_task_id;   /* the ids handed out last */
+    int64_t started_ms;
+    /* Lines a peer can cause at will, rate-limited (log_limit). */
+    log_limit_t lim_request;
+};
+
+api_t *api_new(const api_config_t *cfg)
+{
+    api_t *self = xcalloc(1, sizeof *self);
+    self->sock = cfg->sock;
+    self->auth = cfg->auth;
+    self->sched = cfg->sched;
+    self->registry = cfg->registry;
+    self->jobs = cfg->jobs;
+    self->journal = cfg->journal;
+    self->waiters = cfg->waiters;
+    self->tasks = cfg->tasks;
+    self->db_path = xstrdup(cfg->db_path);
+    self->report_port = cfg->report_port;
+    self->heartbeat_ms = cfg->heartbeat_ms;
+    self->liveness = cfg->liveness;
+    self->last_job_id = cfg->last_job_id;
+    self->last_task_id = cfg->last_task_id;
+    self->started_ms = cfg->started_ms;
+    return self;
+}
+
+void api_destroy(api_t **p)
+{
+    if (!p || !*p)
+        return;
+    free((*p)->db_path);
+    free(*p);
+    *p = NULL;
+}
+
 /* ---- replies ---- */
 
-static void s_reply_error(master_t *self, const zmqx_frames_t *env, const char *code,
+static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
+                         proto_req_type_t type)
+{
+    char *body = proto_reply_encode(rep, type);
+    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
+    for (int i = 0; i < envelope->count; i++)
+        zmqx_send(self->sock, envelope->frames[i], envelope->sizes[i], ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmqx_send(self->sock, body, strlen(body), ZMQ_DONTWAIT);
+    free(body);
+}
+
+static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
                           const char *msg)
 {
     proto_reply_t *rep = proto_reply_error(code, "%s", msg);
-    master_send_reply(self, env, rep, PROTO_REQ_STATUS);
+    s_send_reply(self, env, rep, PROTO_REQ_STATUS);
     proto_reply_destroy(&rep);
 }
 
 /* The job a request names, or NULL after answering "no job N". */
-static job_t *s_job_or_reply(master_t *self, const zmqx_frames_t *env, int64_t id)
+static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
 {
     job_t *job = jobs_get(self->jobs, id);
     if (!job) {
@@ -53,7 +127,7 @@ static void s_job_record(const job_t *job, proto_job_t *out)
 
 /* ---- submit ---- */
 
-static void s_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job,
+static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
                             int64_t accepted, int wait_ms, int64_t now);
 
 static int s_cmp_str(const void *a, const void *b)
@@ -86,7 +160,7 @@ static char *s_needs_key(const proto_spec_t *spec)
     return key;
 }
 
-static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
+static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
 {
     /* Everything the writer needs to store the rows travels with the
        submit; the tasks enter the queue when that commit is done. */
@@ -156,13 +230,13 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
 
 /* The commit of this submit succeeded: its tasks enter the queue and the
    client gets its ack. */
-static void s_submit_committed(master_t *self, pending_submit_t *p)
+static void s_submit_committed(api_t *self, pending_submit_t *p)
 {
     job_t *job = p->new_job ? jobs_create(self->jobs, p->job_id, p->job_name, p->job_created)
                             : jobs_get(self->jobs, p->job_id);
     if (!job)
         return;
-    tasks_enter(self, job, p);
+    tasks_enter(self->tasks, job, p);
     if (p->close)
         job->closed = true;
     log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id, p->ntasks,
@@ -174,7 +248,7 @@ static void s_submit_committed(master_t *self, pending_submit_t *p)
 }
 
 /* The commit of this submit failed (or will never come): refuse it. */
-static void s_submit_refused(master_t *self, const pending_submit_t *p)
+static void s_submit_refused(api_t *self, const pending_submit_t *p)
 {
     /* A refused batch that would have closed its job does not: the client
        may send it again. */
@@ -184,11 +258,11 @@ static void s_submit_refused(master_t *self, const pending_submit_t *p)
     proto_reply_t *rep = proto_reply_error(
         PROTO_E_STORAGE, "the master could not store the tasks (%s); nothing of this batch was accepted",
         p->refused);
-    master_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
+    s_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
     proto_reply_destroy(&rep);
 }
 
-void api_acks(master_t *self)
+void api_acks(api_t *self)
 {
     pending_submit_t *p;
     while ((p = journal_take_done(self->journal))) {
@@ -200,7 +274,7 @@ void api_acks(master_t *self)
     }
 }
 
-int api_flush(master_t *self)
+int api_flush(api_t *self)
 {
     int rc = journal_flush(self->journal);
     api_acks(self);
@@ -210,7 +284,7 @@ int api_flush(master_t *self)
 /* ---- queries ---- */
 
 typedef struct {
-    master_t *self;
+    api_t *self;
     proto_task_info_t *v;
     int n;
 } rows_t;
@@ -243,7 +317,7 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     return 0;
 }
 
-static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_results(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     if (!s_job_or_reply(self, env, req->job))
         return;
@@ -263,7 +337,7 @@ static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_
         rep->ntasks = rows.n;
         rep->next_after = rows.n == limit ? last : -1;
     }
-    master_send_reply(self, env, rep, PROTO_REQ_RESULTS);
+    s_send_reply(self, env, rep, PROTO_REQ_RESULTS);
     proto_reply_destroy(&rep);
 }
 
@@ -283,7 +357,7 @@ static int s_one_row(const store_task_row_t *row, void *arg)
 }
 
 /* Resolves a request's task: a global id, or job + index. 0 = none. */
-static int64_t s_task_id(master_t *self, const proto_req_t *req)
+static int64_t s_task_id(api_t *self, const proto_req_t *req)
 {
     if (req->task > 0)
         return req->task;
@@ -302,7 +376,7 @@ static char *s_slice(const char *data, size_t len, int64_t offset)
     return xstrndup(data + offset, len - (size_t) offset);
 }
 
-static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     int64_t id = s_task_id(self, req);
     one_row_t o = {0};
@@ -337,7 +411,7 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
         proto_result_destroy(&res);
     }
     free(o.outcome);
-    master_send_reply(self, env, rep, PROTO_REQ_LOGS);
+    s_send_reply(self, env, rep, PROTO_REQ_LOGS);
     proto_reply_destroy(&rep);
 }
 
@@ -351,7 +425,7 @@ static int s_ignore_row(const store_task_row_t *row, void *arg)
     return 0;
 }
 
-static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_cancel(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     int64_t count = 0;
     if (req->task > 0 || req->index >= 0) {
@@ -365,7 +439,7 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
             return;
         }
         if (t) {
-            tasks_cancel(self, t);
+            tasks_cancel(self->tasks, t);
             count = 1;
         }
     } else {
@@ -373,35 +447,35 @@ static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t
         if (!job)
             return;
         jobs_cancel(self->jobs, job);
-        count = tasks_cancel_job(self, job);
+        count = tasks_cancel_job(self->tasks, job);
     }
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = count;
-    master_send_reply(self, env, rep, PROTO_REQ_CANCEL);
+    s_send_reply(self, env, rep, PROTO_REQ_CANCEL);
     proto_reply_destroy(&rep);
 }
 
 /* ---- workers ---- */
 
-static void s_hello_reply(master_t *self, const zmqx_frames_t *env, const worker_t *w)
+static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w)
 {
     proto_reply_t *rep = proto_reply_new(true);
     rep->worker_id = xstrdup(w->id);
     rep->task_port = w->task_port;
     rep->report_port = self->report_port;
-    rep->heartbeat_ms = self->cfg.heartbeat_ms;
-    rep->liveness = self->cfg.liveness;
-    master_send_reply(self, env, rep, PROTO_REQ_HELLO);
+    rep->heartbeat_ms = self->heartbeat_ms;
+    rep->liveness = self->liveness;
+    s_send_reply(self, env, rep, PROTO_REQ_HELLO);
     proto_reply_destroy(&rep);
 }
 
 /* A worker registers (again, after it lost the master or the master
    restarted): it gets its own task pipe, and keeps what it still runs. */
-static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
 {
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
-    bool again = tasks_rejoin(self, registry_find(self->registry, name), req->host, req->pid, key,
+    bool again = tasks_rejoin(self->tasks, registry_find(self->registry, name), req->host, req->pid, key,
                               req->running, req->nrunning);
     char err[256];
     worker_t *w = registry_hello(self->registry, name, key, req->host, req->pid, req->threads,
@@ -414,7 +488,7 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = tasks_claim(self, w, req->running, req->nrunning);
+    int claimed = tasks_claim(self->tasks, w, req->running, req->nrunning);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
              w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
@@ -422,7 +496,7 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     s_hello_reply(self, env, w);
 }
 
-static void s_workers(master_t *self, const zmqx_frames_t *env)
+static void s_workers(api_t *self, const zmqx_frames_t *env)
 {
     proto_reply_t *rep = proto_reply_new(true);
     size_t n = registry_count(self->registry), pos = 0;
@@ -445,11 +519,11 @@ static void s_workers(master_t *self, const zmqx_frames_t *env)
         info->failed = w->failed;
         info->last_heartbeat = w->last_heartbeat;
     }
-    master_send_reply(self, env, rep, PROTO_REQ_WORKERS);
+    s_send_reply(self, env, rep, PROTO_REQ_WORKERS);
     proto_reply_destroy(&rep);
 }
 
-static void s_drain(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_drain(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     worker_t *w = req->worker ? registry_find(self->registry, req->worker) : NULL;
     if (!w || !w->alive) {
@@ -473,7 +547,7 @@ static void s_drain(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     proto_pipe_destroy(&msg);
     log_info("event=worker_draining worker=%s running=%d", w->id, w->inflight);
     proto_reply_t *rep = proto_reply_new(true);
-    master_send_reply(self, env, rep, PROTO_REQ_DRAIN);
+    s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);
 }
 
@@ -486,7 +560,7 @@ static int s_cmp_job(const void *a, const void *b)
 }
 
 /* Answers with one job's record, or "no job N". */
-static void s_job_reply(master_t *self, const zmqx_frames_t *env, int64_t id,
+static void s_job_reply(api_t *self, const zmqx_frames_t *env, int64_t id,
                         proto_req_type_t type)
 {
     job_t *job = s_job_or_reply(self, env, id);
@@ -496,11 +570,11 @@ static void s_job_reply(master_t *self, const zmqx_frames_t *env, int64_t id,
     rep->jobs = xcalloc(1, sizeof(proto_job_t));
     s_job_record(job, &rep->jobs[0]);
     rep->njobs = 1;
-    master_send_reply(self, env, rep, type);
+    s_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
 
-static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req,
+static void s_jobs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req,
                    proto_req_type_t type)
 {
     if (req->job > 0) {
@@ -514,11 +588,11 @@ static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
     while ((job = jobs_next(self->jobs, &pos)))
         s_job_record(job, &rep->jobs[rep->njobs++]);
     qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
-    master_send_reply(self, env, rep, type);
+    s_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
 
-static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_forget(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     job_t *job = s_job_or_reply(self, env, req->job);
     if (!job)
@@ -533,11 +607,11 @@ static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t
     jobs_forget(self->jobs, job);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = 1;
-    master_send_reply(self, env, rep, PROTO_REQ_FORGET);
+    s_send_reply(self, env, rep, PROTO_REQ_FORGET);
     proto_reply_destroy(&rep);
 }
 
-static void s_stats(master_t *self, const zmqx_frames_t *env)
+static void s_stats(api_t *self, const zmqx_frames_t *env)
 {
     proto_reply_t *rep = proto_reply_new(true);
     proto_stats_t *s = &rep->stats;
@@ -557,18 +631,19 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
             s->workers_alive++;
             s->threads_total += w->threads;
         }
-    s->duplicates = self->duplicates;
+    tasks_counts_t counts = tasks_counts(self->tasks);
+    s->duplicates = counts.duplicates;
     double up = (double) (clock_mono_ms() - self->started_ms) / 1000.0;
     s->uptime = up;
-    s->results_per_s_1m = up > 0 ? (int64_t) ((double) self->results_total / up) : 0;
+    s->results_per_s_1m = up > 0 ? (int64_t) ((double) counts.results / up) : 0;
     s->db_path = xstrdup(self->db_path);
     const char *keys[64];
-    int n = tasks_unrunnable(self, keys, 64);
+    int n = tasks_unrunnable(self->tasks, keys, 64);
     s->unrunnable = xcalloc((size_t) n + 1, sizeof(char *));
     for (int i = 0; i < n; i++)
         s->unrunnable[i] = xstrdup(keys[i]);
     s->nunrunnable = n;
-    master_send_reply(self, env, rep, PROTO_REQ_STATS);
+    s_send_reply(self, env, rep, PROTO_REQ_STATS);
     proto_reply_destroy(&rep);
 }
 
@@ -576,7 +651,7 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
 
 /* A submit's answer; with_record: the job's record too, as a held submit
    ends (the client sees from it whether the job finished). */
-static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job_id,
+static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id,
                            int64_t accepted, bool with_record)
 {
     const job_t *job = jobs_get(self->jobs, job_id);
@@ -589,13 +664,13 @@ static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job
         s_job_record(job, &rep->jobs[0]);
         rep->njobs = 1;
     }
-    master_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+    s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
     proto_reply_destroy(&rep);
 }
 
 /* Answers a submit whose batch is committed: at once, or, with wait_ms,
    once its job has finished or the wait is over (held like a status). */
-static void s_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job,
+static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
                             int64_t accepted, int wait_ms, int64_t now)
 {
     /* Called as the batch's commit is acknowledged: a job it finished (one that
@@ -605,7 +680,7 @@ static void s_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t jo
         s_submit_reply(self, env, job, accepted, wait_ms > 0);
 }
 
-void api_waiters(master_t *self, int64_t now, bool all_now)
+void api_waiters(api_t *self, int64_t now, bool all_now)
 {
     if (!waiters_any_due(self->waiters, now, all_now))
         return;
@@ -626,7 +701,7 @@ void api_waiters(master_t *self, int64_t now, bool all_now)
 
 /* ---- entry ---- */
 
-void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
+static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
 {
     /* [identity][empty delimiter, from REQ peers][body]: anything else is
        not ours to answer sensibly. */
@@ -692,4 +767,23 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     }
     proto_req_destroy(&req);
+}
+
+void api_read(api_t *self, int64_t now)
+{
+    for (int i = 0; i < REQUESTS_PER_TURN; i++) {
+        zmqx_frames_t frames;
+        if (zmqx_recv_frames(self->sock, &frames, 8, ZMQ_DONTWAIT) != 0) {
+            if (errno == EPROTO) {
+                int64_t held;
+                if (log_limit(&self->lim_request, now, &held))
+                    log_warn("event=bad_request error=\"too many frames\" suppressed=%" PRId64,
+                             held);
+                continue;
+            }
+            break;
+        }
+        s_on_request(self, &frames, now);
+        zmqx_frames_free(&frames);
+    }
 }

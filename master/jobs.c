@@ -1,6 +1,9 @@
 /*  jobs: job records, their counters and retention (see jobs.h). */
 #include "jobs.h"
 
+#include "journal.h"
+#include "store.h"
+
 #include "../common/clock.h"
 #include "../common/imap.h"
 #include "../common/log.h"

@@ -2,6 +2,8 @@
     journal.h for why they are written this way). */
 #include "journal.h"
 
+#include "sched.h"
+#include "store.h"
 #include "writer.h"
 
 #include "../common/clock.h"

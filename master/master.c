@@ -1,9 +1,24 @@
-#include "master_internal.h"
+/*  master: the daemon's state and its one event loop (see master.h). The
+    loop owns every module and calls down into them; none calls up:
+    commits are handed back by the journal and acknowledged through api. */
+#include "master.h"
+
+#include "api.h"
+#include "auth.h"
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
+#include "tasks.h"
+#include "waiters.h"
 
 #include "../common/clock.h"
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,6 +27,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
+
+/* How often tasks_timers runs (liveness, pings, leases, orphans). */
+#define TIMERS_EVERY_MS 100
+
+struct master {
+    master_config_t cfg;
+    char *bind_addr;
+    char *db_path;
+    void *ctx;
+    void *api_sock;          /* ROUTER */
+    void *reports;           /* PULL */
+    int api_port, report_port;
+    auth_t *auth;            /* NULL without CURVE */
+    char curve_secret[41];   /* Z85, "" without CURVE */
+    int64_t started_ms;
+    /* The modules, in the order they are made: each takes the ones
+       before it that it needs (borrowed). */
+    store_t *store;
+    sched_t *sched;
+    journal_t *journal;      /* durable changes and grouped commits */
+    jobs_t *jobs;
+    waiters_t *waiters;      /* requests held until their job finishes */
+    registry_t *registry;
+    tasks_t *tasks;
+    api_t *api;
+    int64_t last_timers;
+};
 
 void master_config_defaults(master_config_t *cfg)
 {
@@ -30,30 +72,7 @@ void master_config_defaults(master_config_t *cfg)
     cfg->flush_ms = 5;
 }
 
-/* ---- start-up: rebuild memory from the store ---- */
-
-static int s_load_task(const store_task_row_t *row, void *arg)
-{
-    master_t *self = arg;
-    int64_t now = clock_mono_ms();
-    if (row->state == PROTO_ST_QUEUED) {
-        int left = row->retries - row->attempt;
-        sched_task_t *t = sched_add(self->sched, row->id, row->job, row->priority,
-                                    sched_class(self->sched, row->needs), row->attempt,
-                                    left < 0 ? 0 : left, 0);
-        t->recovered = true;
-    } else {
-        /* It was on a worker when we stopped: give that worker the recovery
-           grace to come back and claim it before running it again. */
-        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
-        sched_add_orphan(self->sched, row->id, row->job, row->priority,
-                         sched_class(self->sched, row->needs), row->attempt,
-                         left < 0 ? 0 : left, row->worker ? row->worker : "",
-                         now + self->cfg.recovery_grace_ms);
-        self->orphans++;
-    }
-    return 0;
-}
+/* ---- start-up ---- */
 
 static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const char *domain,
                     int *bound, char *err, size_t errlen)
@@ -137,6 +156,100 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
     return self->auth ? 0 : -1;
 }
 
+/* The store, and what is rebuilt from it before any socket is bound:
+   jobs and their counters, the ids handed out last. */
+static int s_open_store(master_t *self, char *err, size_t errlen)
+{
+    self->sched = sched_new();
+    self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
+    if (!self->store)
+        return -1;
+    self->journal = journal_new(self->store, self->sched, self->cfg.flush_ms, self->db_path);
+    if (!self->journal) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
+        return -1;
+    }
+    self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
+    self->waiters = waiters_new(self->jobs);
+    if (jobs_load(self->jobs, self->store) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
+        return -1;
+    }
+    return 0;
+}
+
+/* The ZeroMQ context, CURVE, the API and report sockets, the registry
+   (which binds each worker's pipe at its hello). */
+static int s_open_sockets(master_t *self, char *err, size_t errlen)
+{
+    self->ctx = zmq_ctx_new();
+    /* Each worker costs a socket (its pipe); libzmq's default cap of 1023
+       sockets would refuse the 1,022nd worker whatever the fd limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1100) {
+        rlim_t n = rl.rlim_cur - 64;
+        zmq_ctx_set(self->ctx, ZMQ_MAX_SOCKETS, n > 65535 ? 65535 : (int) n);
+    }
+    if (s_security(self, &self->cfg, err, errlen) != 0)
+        return -1;
+    int port = self->cfg.port;
+    self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
+                            &self->api_port, err, errlen);
+    if (!self->api_sock)
+        return -1;
+    self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG,
+                           AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
+    if (!self->reports)
+        return -1;
+    self->registry = registry_new(self->ctx, self->bind_addr, self->cfg.task_port_lo,
+                                  self->cfg.task_port_hi, self->auth ? self->curve_secret : NULL);
+    return 0;
+}
+
+/* The task life cycle (with the queue rebuilt from the store) and the API
+   on top of it all. */
+static int s_start(master_t *self, char *err, size_t errlen)
+{
+    const master_config_t *cfg = &self->cfg;
+    self->tasks = tasks_new(&(tasks_config_t){
+        .sched = self->sched,
+        .registry = self->registry,
+        .jobs = self->jobs,
+        .journal = self->journal,
+        .heartbeat_ms = cfg->heartbeat_ms,
+        .liveness = cfg->liveness,
+        .lease_ms = cfg->lease_ms,
+        .recovery_grace_ms = cfg->recovery_grace_ms,
+        .prefetch = cfg->prefetch,
+        .crash_limit = cfg->crash_limit,
+        .retry_backoff_ms = cfg->retry_backoff_ms,
+    });
+    int64_t last_job_id, last_task_id;
+    if (tasks_load(self->tasks, self->store) != 0
+        || store_last_ids(self->store, &last_job_id, &last_task_id) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
+        return -1;
+    }
+    self->api = api_new(&(api_config_t){
+        .sock = self->api_sock,
+        .auth = self->auth,
+        .sched = self->sched,
+        .registry = self->registry,
+        .jobs = self->jobs,
+        .journal = self->journal,
+        .waiters = self->waiters,
+        .tasks = self->tasks,
+        .db_path = self->db_path,
+        .report_port = self->report_port,
+        .heartbeat_ms = cfg->heartbeat_ms,
+        .liveness = cfg->liveness,
+        .last_job_id = last_job_id,
+        .last_task_id = last_task_id,
+        .started_ms = self->started_ms,
+    });
+    return 0;
+}
+
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
@@ -149,74 +262,21 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     self->cfg.bind_addr = self->bind_addr;
     self->cfg.db_path = self->db_path;
     self->started_ms = clock_mono_ms();
-    self->started_wall = clock_wall();
-    self->sched = sched_new();
-
-    self->store = store_new(cfg->db_path, cfg->sync, err, errlen);
-    if (!self->store)
-        goto fail;
-    self->journal = journal_new(self->store, self->sched, cfg->flush_ms, self->db_path);
-    if (!self->journal) {
-        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
-        goto fail;
+    if (s_open_store(self, err, errlen) != 0 || s_open_sockets(self, err, errlen) != 0
+        || s_start(self, err, errlen) != 0) {
+        master_destroy(&self);
+        return NULL;
     }
-    self->jobs = jobs_new(self->journal, cfg->keep_jobs, cfg->keep_secs);
-    self->waiters = waiters_new(self->jobs);
-    if (jobs_load(self->jobs, self->store) != 0
-        || store_unfinished_each(self->store, s_load_task, self) != 0) {
-        snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
-        goto fail;
-    }
-    if (store_last_ids(self->store, &self->last_job_id, &self->last_task_id) != 0) {
-        snprintf(err, errlen, "cannot read %s: %s", cfg->db_path, store_error(self->store));
-        goto fail;
-    }
-
-    self->ctx = zmq_ctx_new();
-    /* Each worker costs a socket (its pipe); libzmq's default cap of 1023
-       sockets would refuse the 1,022nd worker whatever the fd limit. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1100) {
-        rlim_t n = rl.rlim_cur - 64;
-        zmq_ctx_set(self->ctx, ZMQ_MAX_SOCKETS, n > 65535 ? 65535 : (int) n);
-    }
-    if (s_security(self, &self->cfg, err, errlen) != 0)
-        goto fail;
-    self->api = s_bind(self, ZMQ_ROUTER, cfg->port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
-                       &self->api_port, err, errlen);
-    if (!self->api)
-        goto fail;
-    self->reports = s_bind(self, ZMQ_PULL, cfg->port ? cfg->port + 1 : 0, PROTO_MAX_REPORT_MSG,
-                           AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
-    if (!self->reports)
-        goto fail;
-    self->registry = registry_new(self->ctx, self->bind_addr, cfg->task_port_lo, cfg->task_port_hi,
-                                  self->auth ? self->curve_secret : NULL);
-
     log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
              "orphans=%zu",
              self->bind_addr, self->api_port, self->bind_addr, self->report_port, self->db_path,
-             jobs_count(self->jobs), sched_size(self->sched), self->orphans);
+             jobs_count(self->jobs), sched_size(self->sched), tasks_counts(self->tasks).orphans);
     return self;
-fail:
-    master_destroy(&self);
-    return NULL;
 }
 
 int master_api_port(const master_t *self)
 {
     return self->api_port;
-}
-
-void master_send_reply(master_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
-                       proto_req_type_t type)
-{
-    char *body = proto_reply_encode(rep, type);
-    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
-    for (int i = 0; i < envelope->count; i++)
-        zmqx_send(self->api, envelope->frames[i], envelope->sizes[i], ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmqx_send(self->api, body, strlen(body), ZMQ_DONTWAIT);
-    free(body);
 }
 
 /* ---- the loop ---- */
@@ -233,6 +293,70 @@ static long s_poll_timeout(master_t *self, int64_t now)
     return t < 0 ? 0 : (long) t;
 }
 
+/* SIGHUP: the key allowlists are read again. */
+static void s_reload(master_t *self)
+{
+    char err[512];
+    if (!self->auth)
+        log_info("event=reload_ignored why=\"no --curve-secret: no allowlists to reload\"");
+    else if (auth_reload(self->auth, err, sizeof err) != 0)
+        log_error("event=reload_failed error=\"%s\" note=\"old allowlists kept\"", err);
+}
+
+/* One turn of the loop after the poll: items says which sockets have
+   input. The order is the point (see each step). */
+static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
+{
+    if (self->auth)
+        auth_handle(self->auth);
+    /* A written batch: its submits get their acks (and their tasks can
+       go out in this turn's dispatch). */
+    journal_collect(self->journal);
+    api_acks(self->api);
+    /* Reports first: results free worker credit. Both reads are bounded
+       so neither socket can starve the other or the timers. A socket
+       the poll did not flag is not tried: a receive that finds nothing
+       still costs libzmq system calls (~20 us each on a VM). */
+    if (items[0].revents & ZMQ_POLLIN)
+        tasks_read_reports(self->tasks, self->reports, self->auth != NULL, now);
+    /* Hand out freed credit before anything that may wait on the disk
+       (a query waits for its commit): workers should not idle through
+       an fsync. Sending a task needs no durability first: a crash
+       before its assignment is written finds it queued, and its worker
+       claims it or it runs again under the same attempt number. */
+    tasks_dispatch(self->tasks, now);
+    if (items[1].revents & ZMQ_POLLIN)
+        api_read(self->api, now);
+    if (now - self->last_timers >= TIMERS_EVERY_MS) {
+        self->last_timers = now;
+        tasks_timers(self->tasks, now);
+    }
+    /* Held status requests whose job has just finished: after this
+       turn's reports, requests and timers, any of which may end it. */
+    api_waiters(self->api, now, false);
+    jobs_retention(self->jobs, now);
+    /* Start the next commit if the writer is free: submits go at once
+       (a client waits for each), the rest every flush_ms. A small one
+       is written here and its tasks are queued now: dispatch after. */
+    journal_commit(self->journal, now);
+    api_acks(self->api);
+    tasks_dispatch(self->tasks, now);
+}
+
+/* The last commit, with every assignment still out; then the held
+   requests get the state as of now. Returns 0, or -1 when the commit
+   failed. */
+static int s_stop(master_t *self)
+{
+    log_info("event=stopping");
+    journal_stopping(self->journal);   /* a restart finds every task out claimable */
+    int rc = api_flush(self->api) == 0 ? 0 : -1;
+    /* Held status requests get the state as of now: their clients ask
+       again (and find the master gone or restarted) instead of waiting. */
+    api_waiters(self->api, clock_mono_ms(), true);
+    return rc;
+}
+
 int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     /* Atomic loads: the flags are set by a signal handler, or by another
@@ -240,15 +364,11 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
     while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
         if (reload && __atomic_load_n(reload, __ATOMIC_RELAXED)) {
             __atomic_store_n(reload, 0, __ATOMIC_RELAXED);
-            char err[512];
-            if (!self->auth)
-                log_info("event=reload_ignored why=\"no --curve-secret: no allowlists to reload\"");
-            else if (auth_reload(self->auth, err, sizeof err) != 0)
-                log_error("event=reload_failed error=\"%s\" note=\"old allowlists kept\"", err);
+            s_reload(self);
         }
         int64_t now = clock_mono_ms();
         zmq_pollitem_t items[4] = {{self->reports, 0, ZMQ_POLLIN, 0},
-                                   {self->api, 0, ZMQ_POLLIN, 0},
+                                   {self->api_sock, 0, ZMQ_POLLIN, 0},
                                    {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0},
                                    {self->auth ? auth_socket(self->auth) : NULL, 0, ZMQ_POLLIN, 0}};
         int rc = zmq_poll(items, self->auth ? 4 : 3, s_poll_timeout(self, now));
@@ -259,82 +379,14 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             return -1;
         }
         now = clock_mono_ms();
-        if (self->auth)
-            auth_handle(self->auth);
-        /* A written batch: its submits get their acks (and their tasks can
-           go out in this turn's dispatch). */
-        journal_collect(self->journal);
-        api_acks(self);
-        /* Reports first: results free worker credit. Both loops are bounded
-           so neither socket can starve the other or the timers. A socket
-           the poll did not flag is not tried: a receive that finds nothing
-           still costs libzmq system calls (~20 us each on a VM). */
-        for (int i = 0; i < 2000 && (items[0].revents & ZMQ_POLLIN); i++) {
-            size_t len;
-            char uid[ZMQX_USER_ID_MAX] = "";
-            char *buf = self->auth ? zmqx_recv_from(self->reports, &len, ZMQ_DONTWAIT, uid)
-                                   : zmqx_recv(self->reports, &len, ZMQ_DONTWAIT);
-            if (!buf) {
-                if (errno == EPROTO) {
-                    int64_t held;
-                    if (log_limit(&self->lim_report, now, &held))
-                        log_warn("event=bad_report error=\"multipart message dropped\" "
-                                 "suppressed=%" PRId64, held);
-                    continue;
-                }
-                break;
-            }
-            tasks_on_report(self, buf, len, self->auth ? auth_user_key(uid) : NULL, now);
-            free(buf);
-        }
-        /* Hand out freed credit before anything that may wait on the disk
-           (a query waits for its commit): workers should not idle through
-           an fsync. Sending a task needs no durability first: a crash
-           before its assignment is written finds it queued, and its worker
-           claims it or it runs again under the same attempt number. */
-        tasks_dispatch(self, now);
-        for (int i = 0; i < 500 && (items[1].revents & ZMQ_POLLIN); i++) {
-            zmqx_frames_t frames;
-            if (zmqx_recv_frames(self->api, &frames, 8, ZMQ_DONTWAIT) != 0) {
-                if (errno == EPROTO) {
-                    int64_t held;
-                    if (log_limit(&self->lim_request, now, &held))
-                        log_warn("event=bad_request error=\"too many frames\" suppressed=%" PRId64,
-                                 held);
-                    continue;
-                }
-                break;
-            }
-            api_on_request(self, &frames, now);
-            zmqx_frames_free(&frames);
-        }
-        if (now - self->last_timers >= 100) {
-            self->last_timers = now;
-            tasks_timers(self, now);
-        }
-        /* Held status requests whose job has just finished: after this
-           turn's reports, requests and timers, any of which may end it. */
-        api_waiters(self, now, false);
-        jobs_retention(self->jobs, now);
-        /* Start the next commit if the writer is free: submits go at once
-           (a client waits for each), the rest every flush_ms. A small one
-           is written here and its tasks are queued now: dispatch after. */
-        journal_commit(self->journal, now);
-        api_acks(self);
-        tasks_dispatch(self, now);
+        s_turn(self, items, now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
         if (spent > self->cfg.heartbeat_ms)
             log_warn("event=loop_stall ms=%" PRId64 " heartbeat_ms=%d", spent, self->cfg.heartbeat_ms);
     }
-    log_info("event=stopping");
-    journal_stopping(self->journal);   /* a restart finds every task out claimable */
-    int rc = api_flush(self) == 0 ? 0 : -1;
-    /* Held status requests get the state as of now: their clients ask
-       again (and find the master gone or restarted) instead of waiting. */
-    api_waiters(self, clock_mono_ms(), true);
-    return rc;
+    return s_stop(self);
 }
 
 void master_destroy(master_t **p)
@@ -342,14 +394,20 @@ void master_destroy(master_t **p)
     if (!p || !*p)
         return;
     master_t *self = *p;
-    if (self->journal)
-        api_flush(self);
+    /* Commits what is pending; its submits are answered while the API
+       socket is still open. */
+    if (self->api)
+        api_flush(self->api);
+    else if (self->journal)
+        journal_flush(self->journal);
+    api_destroy(&self->api);
+    tasks_destroy(&self->tasks);
     journal_destroy(&self->journal);
     waiters_destroy(&self->waiters);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
-    if (self->api)
-        zmq_close(self->api);
+    if (self->api_sock)
+        zmq_close(self->api_sock);
     if (self->reports)
         zmq_close(self->reports);
     if (self->ctx)

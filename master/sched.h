@@ -121,7 +121,7 @@ sched_task_t *sched_pop(sched_t *self, int64_t now,
 
 /* Takes a QUEUED task out of the queue, ASSIGNED, as sched_pop would:
    for a worker that claims a dispatch the store never recorded (see
-   ASSIGN_WRITE_MS in master_internal.h). The caller sets the rest. */
+   ASSIGN_WRITE_MS in journal.h). The caller sets the rest. */
 void sched_claim(sched_t *self, sched_task_t *task);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */

@@ -1,12 +1,17 @@
-/*  tasks: the life of a task inside the master, from the ready queue to a
-    worker's pipe to its recorded result; and what happens when workers
-    die, leases run out or a result arrives for a stale attempt.
-*/
-#include "master_internal.h"
+/*  tasks: the life of a task inside the master (see tasks.h). */
+#include "tasks.h"
+
+#include "auth.h"
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/zmqx.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -24,13 +29,91 @@
 /* Retry backoff never grows beyond this. */
 #define MAX_BACKOFF_MS 60000
 
+struct tasks {
+    tasks_config_t cfg;
+    sched_t *sched;          /* borrowed, as are the next three */
+    registry_t *registry;
+    jobs_t *jobs;
+    journal_t *journal;
+    size_t orphans;          /* tasks waiting for their worker to come back */
+    size_t rr;               /* round-robin start for dispatch */
+    int64_t duplicates;
+    int64_t results_total;
+    int64_t last_prune;
+    /* Lines a peer can cause at will, rate-limited (log_limit): bad,
+       refused or unknown reports. */
+    log_limit_t lim_report;
+    int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
+    int64_t stuck_logged;    /* when that was last logged */
+    int64_t last_stuck_check;
+};
+
+tasks_t *tasks_new(const tasks_config_t *cfg)
+{
+    tasks_t *self = xcalloc(1, sizeof *self);
+    self->cfg = *cfg;
+    self->sched = cfg->sched;
+    self->registry = cfg->registry;
+    self->jobs = cfg->jobs;
+    self->journal = cfg->journal;
+    return self;
+}
+
+void tasks_destroy(tasks_t **p)
+{
+    if (!p || !*p)
+        return;
+    free(*p);
+    *p = NULL;
+}
+
+tasks_counts_t tasks_counts(const tasks_t *self)
+{
+    return (tasks_counts_t){.duplicates = self->duplicates,
+                            .results = self->results_total,
+                            .orphans = self->orphans};
+}
+
+/* ---- start-up: rebuild the queue from the store ---- */
+
+static int s_load_task(const store_task_row_t *row, void *arg)
+{
+    tasks_t *self = arg;
+    int64_t now = clock_mono_ms();
+    if (row->state == PROTO_ST_QUEUED) {
+        int left = row->retries - row->attempt;
+        sched_task_t *t = sched_add(self->sched, row->id, row->job, row->priority,
+                                    sched_class(self->sched, row->needs), row->attempt,
+                                    left < 0 ? 0 : left, 0);
+        t->recovered = true;
+    } else {
+        /* It was on a worker when we stopped: give that worker the recovery
+           grace to come back and claim it before running it again. */
+        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
+        sched_add_orphan(self->sched, row->id, row->job, row->priority,
+                         sched_class(self->sched, row->needs), row->attempt,
+                         left < 0 ? 0 : left, row->worker ? row->worker : "",
+                         now + self->cfg.recovery_grace_ms);
+        self->orphans++;
+    }
+    return 0;
+}
+
+int tasks_load(tasks_t *self, store_t *store)
+{
+    return store_unfinished_each(store, s_load_task, self);
+}
+
+/* ---- pipes ---- */
+
 static void s_send_pipe(worker_t *w, const char *msg)
 {
     if (w->pipe)
         zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
 }
 
-void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt)
+/* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
+static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
 {
     (void) self;
     if (!w || !w->pipe)
@@ -60,7 +143,7 @@ static proto_state_t s_counted(const sched_task_t *t)
    RUNNING) it goes onto w's list, as a new attempt when it comes from
    the queue (a claimed orphan keeps its attempt). The scheduler's queue
    (pop, requeue, remove) and what the move writes are the caller's. */
-static void s_move(master_t *self, sched_task_t *t, proto_state_t to, worker_t *w)
+static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w)
 {
     assert(!w == (to != PROTO_ST_ASSIGNED && to != PROTO_ST_RUNNING));
     proto_state_t from = s_counted(t);
@@ -85,7 +168,7 @@ static void s_move(master_t *self, sched_task_t *t, proto_state_t to, worker_t *
         job_move(job, from, to, 1);
 }
 
-void tasks_enter(master_t *self, job_t *job, pending_submit_t *p)
+void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
 {
     /* A job cancelled meanwhile had these rows cancelled in the same
        transaction (J_CANCEL_QUEUED): they never enter the queue. */
@@ -103,8 +186,11 @@ void tasks_enter(master_t *self, job_t *job, pending_submit_t *p)
     job_add(job, PROTO_ST_QUEUED, p->ntasks);
 }
 
-void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *outcome,
-                  const char *error)
+/* Ends a task that is still in the scheduler with a final state (DONE,
+   FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
+   record just `error`) is taken: the journal owns it from here. */
+static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                     const char *error)
 {
     assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
     if (!outcome && error) {
@@ -142,7 +228,7 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *ou
 
 /* Back in the queue, ready at not_before (0 = now): a retry, or a task
    taken back from its worker. */
-static void s_requeue(master_t *self, sched_task_t *t, int64_t not_before)
+static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 {
     s_move(self, t, PROTO_ST_QUEUED, NULL);
     sched_requeue(self->sched, t, not_before);
@@ -151,11 +237,11 @@ static void s_requeue(master_t *self, sched_task_t *t, int64_t not_before)
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
-   was cancelled or has crashed its workers too often. */
-void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *why)
+   was cancelled or (crashed) has killed its workers crash_limit times. */
+static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char *why)
 {
     if (t->cancel_requested) {
-        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
+        s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
         return;
     }
     if (crashed && ++t->crashes >= self->cfg.crash_limit) {
@@ -164,7 +250,7 @@ void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *
                  t->crashes, self->cfg.crash_limit);
         log_warn("event=task_poisoned task=%" PRId64 " job=%" PRId64 " crashes=%d", t->id, t->job,
                  t->crashes);
-        tasks_finish(self, t, PROTO_ST_FAILED, NULL, msg);
+        s_finish(self, t, PROTO_ST_FAILED, NULL, msg);
         return;
     }
     free(t->worker_name);
@@ -173,7 +259,8 @@ void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
-void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
+/* Takes every task back from a worker that died or left. */
+static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
 {
     int n = 0;
     /* A worker that died may have been killed by one of its tasks, started
@@ -192,7 +279,7 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
     for (; w->tasks; n++) {
         if (crashed && w->ncharged < held)
             w->charged[w->ncharged++] = w->tasks->id;
-        tasks_take_back(self, w->tasks, crashed, why);
+        s_take_back(self, w->tasks, crashed, why);
     }
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
     registry_gone(self->registry, w, now);
@@ -201,7 +288,7 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
 /* A worker declared dead registers again as the same process (host, pid,
    key): it did not crash, so the tasks charged a crash at its loss are
    uncharged (the poison-task limit counts real crashes only). */
-static void s_worker_returned(master_t *self, worker_t *w)
+static void s_worker_returned(tasks_t *self, worker_t *w)
 {
     int n = 0;
     for (int i = 0; i < w->ncharged; i++) {
@@ -228,7 +315,7 @@ static bool s_listed(const proto_task_ref_t *running, int nrunning, const sched_
     return false;
 }
 
-bool tasks_rejoin(master_t *self, worker_t *w, const char *host, int pid, const char *key,
+bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
                   const proto_task_ref_t *running, int nrunning)
 {
     bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
@@ -246,13 +333,13 @@ bool tasks_rejoin(master_t *self, worker_t *w, const char *host, int pid, const 
     while (t) {
         sched_task_t *next = t->wnext;
         if (!s_listed(running, nrunning, t))
-            tasks_take_back(self, t, false, "lost_in_old_pipe");
+            s_take_back(self, t, false, "lost_in_old_pipe");
         t = next;
     }
     return true;
 }
 
-int tasks_claim(master_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning)
+int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning)
 {
     int claimed = 0;
     for (int i = 0; i < nrunning; i++) {
@@ -287,19 +374,19 @@ int tasks_claim(master_t *self, worker_t *w, const proto_task_ref_t *running, in
     return claimed;
 }
 
-void tasks_cancel(master_t *self, sched_task_t *t)
+void tasks_cancel(tasks_t *self, sched_task_t *t)
 {
     if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
-        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
+        s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
         return;
     }
     if (!t->cancel_requested) {
         t->cancel_requested = true;
-        tasks_send_abort(self, t->worker, t->id, t->attempt);
+        s_send_abort(self, t->worker, t->id, t->attempt);
     }
 }
 
-int64_t tasks_cancel_job(master_t *self, job_t *job)
+int64_t tasks_cancel_job(tasks_t *self, job_t *job)
 {
     /* Queued tasks are cancelled in one statement; running ones get an
        abort and come back as cancelled results. */
@@ -362,7 +449,7 @@ static bool s_accepts(const sched_class_t *cls, void *arg)
     return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
 }
 
-int tasks_unrunnable(master_t *self, const char **keys, int max)
+int tasks_unrunnable(tasks_t *self, const char **keys, int max)
 {
     int n = 0;
     for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++) {
@@ -384,7 +471,7 @@ int tasks_unrunnable(master_t *self, const char **keys, int max)
    --no-exec, none with the label) are not an error, since one may join;
    but they must not wait in silence: logged once they have waited 5 s, and
    every minute while they still do. The CLI's `wait` says so too (stats). */
-static void s_check_stuck(master_t *self, int64_t now)
+static void s_check_stuck(tasks_t *self, int64_t now)
 {
     if (now - self->last_stuck_check < 1000)
         return;
@@ -412,7 +499,7 @@ static void s_check_stuck(master_t *self, int64_t now)
              list, (long long) ((now - self->stuck_since) / 1000));
 }
 
-static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
+static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
 {
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
@@ -431,7 +518,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             if (!spec) {
                 log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
                           store_error(journal_store(self->journal)));
-                tasks_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
+                s_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
                 continue;
             }
             s_move(self, t, PROTO_ST_ASSIGNED, w);
@@ -460,7 +547,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
-                tasks_take_back(self, tasks[i], false, "pipe_refused");
+                s_take_back(self, tasks[i], false, "pipe_refused");
             return;
         }
         credit -= n;
@@ -483,7 +570,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
 
-static int s_prefetch(const master_t *self, const worker_t *w)
+static int s_prefetch(const tasks_t *self, const worker_t *w)
 {
     if (self->cfg.prefetch >= 0)
         return self->cfg.prefetch;
@@ -498,7 +585,7 @@ static int s_prefetch(const master_t *self, const worker_t *w)
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
-void tasks_dispatch(master_t *self, int64_t now)
+void tasks_dispatch(tasks_t *self, int64_t now)
 {
     size_t count = registry_count(self->registry);
     if (!count || !sched_size(self->sched))
@@ -543,7 +630,7 @@ static char *s_outcome(proto_result_t *res)
     return text ? text : proto_result_encode(res);
 }
 
-static void s_on_result(master_t *self, const char *worker_id, proto_result_t *res, int64_t now)
+static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *res, int64_t now)
 {
     sched_task_t *t = sched_get(self->sched, res->task);
     bool current = t && t->attempt == res->attempt
@@ -602,7 +689,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         st = PROTO_ST_CANCELLED;
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
-    tasks_finish(self, t, st, s_outcome(res), NULL);
+    s_finish(self, t, st, s_outcome(res), NULL);
 }
 
 static void s_append_output(sched_task_t *t, int stream, const char *data)
@@ -621,7 +708,9 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
     o->len[i] += n;
 }
 
-void tasks_on_report(master_t *self, const char *buf, size_t len, const char *key, int64_t now)
+/* key: the sender's CURVE key (NULL without CURVE): a worker's reports
+   count only from the key that registered it. */
+static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *key, int64_t now)
 {
     proto_err_t err;
     proto_report_t *rep = proto_report_decode(buf, len, &err);
@@ -680,16 +769,42 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, const char *ke
     case PROTO_REP_BYE:
         if (live) {
             log_info("event=worker_bye worker=%s", w->id);
-            tasks_worker_lost(self, w, now, "bye", false);
+            s_worker_lost(self, w, now, "bye", false);
         }
         break;
     }
     proto_report_destroy(&rep);
 }
 
+/* Reports per turn of the loop, at most: the API socket and the timers
+   get their turn even under a flood of results. */
+#define REPORTS_PER_TURN 2000
+
+void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now)
+{
+    for (int i = 0; i < REPORTS_PER_TURN; i++) {
+        size_t len;
+        char uid[ZMQX_USER_ID_MAX] = "";
+        char *buf = curve ? zmqx_recv_from(reports, &len, ZMQ_DONTWAIT, uid)
+                          : zmqx_recv(reports, &len, ZMQ_DONTWAIT);
+        if (!buf) {
+            if (errno == EPROTO) {
+                int64_t held;
+                if (log_limit(&self->lim_report, now, &held))
+                    log_warn("event=bad_report error=\"multipart message dropped\" "
+                             "suppressed=%" PRId64, held);
+                continue;
+            }
+            break;
+        }
+        s_on_report(self, buf, len, curve ? auth_user_key(uid) : NULL, now);
+        free(buf);
+    }
+}
+
 /* ---- timers ---- */
 
-void tasks_timers(master_t *self, int64_t now)
+void tasks_timers(tasks_t *self, int64_t now)
 {
     int64_t dead_after = (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
     size_t pos = 0;
@@ -699,7 +814,7 @@ void tasks_timers(master_t *self, int64_t now)
         if (!w->alive)
             continue;
         if (now - w->last_seen > dead_after) {
-            tasks_worker_lost(self, w, now, "heartbeat_timeout", true);
+            s_worker_lost(self, w, now, "heartbeat_timeout", true);
             continue;
         }
         /* Ping every worker, idle ones too: its liveness check on us
@@ -722,8 +837,8 @@ void tasks_timers(master_t *self, int64_t now)
             if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
                          t->attempt, w->id);
-                tasks_send_abort(self, w, t->id, t->attempt);
-                tasks_take_back(self, t, false, "lease_expired");
+                s_send_abort(self, w, t->id, t->attempt);
+                s_take_back(self, t, false, "lease_expired");
             }
             t = next;
         }
@@ -741,7 +856,7 @@ void tasks_timers(master_t *self, int64_t now)
         for (size_t i = 0; i < n; i++) {
             t = sched_get(self->sched, ids[i]);
             log_info("event=orphan_requeued task=%" PRId64 " attempt=%d", t->id, t->attempt);
-            tasks_take_back(self, t, false, "recovery_grace_expired");
+            s_take_back(self, t, false, "recovery_grace_expired");
         }
     }
     if (now - self->last_prune > 60000) {

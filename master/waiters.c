@@ -1,7 +1,10 @@
 /*  waiters: requests held until their job finishes (see waiters.h). */
 #include "waiters.h"
 
+#include "jobs.h"
+
 #include "../common/util.h"
+#include "../common/zmqx.h"
 
 #include <stdlib.h>
 
