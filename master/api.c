@@ -478,8 +478,16 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     bool again = tasks_rejoin(self->tasks, registry_find(self->registry, name), req->host, req->pid, key,
                               req->running, req->nrunning);
     char err[256];
-    worker_t *w = registry_hello(self->registry, name, key, req->host, req->pid, req->threads,
-                                 req->labels, req->nlabels, req->no_exec, now, err, sizeof err);
+    worker_t *w = registry_hello(self->registry,
+                                 &(registry_hello_t){.name = name,
+                                                     .key = key,
+                                                     .host = req->host,
+                                                     .pid = req->pid,
+                                                     .threads = req->threads,
+                                                     .labels = req->labels,
+                                                     .nlabels = req->nlabels,
+                                                     .no_exec = req->no_exec},
+                                 now, err, sizeof err);
     if (!w) {
         log_error("event=hello_refused name=%s error=\"%s\"", name, err);
         s_reply_error(self, env, PROTO_E_INTERNAL, err);

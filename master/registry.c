@@ -130,10 +130,11 @@ static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err
     return NULL;
 }
 
-worker_t *registry_hello(registry_t *self, const char *name, const char *key, const char *host,
-                         int pid, int threads, char **labels, int nlabels, bool no_exec,
-                         int64_t now, char *err, size_t errlen)
+worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
+                         size_t errlen)
 {
+    const char *name = hello->name, *key = hello->key, *host = hello->host;
+    int pid = hello->pid;
     /* The same process registering again (it lost the master for a while)
        keeps its record; another live process with the same name gets the
        first free "name#k". With CURVE the same process means the same key
@@ -183,13 +184,13 @@ worker_t *registry_hello(registry_t *self, const char *name, const char *key, co
     w->charged = NULL;
     w->ncharged = 0;
     w->pid = pid;
-    w->threads = threads;
+    w->threads = hello->threads;
     s_free_labels(w);
-    w->labels = xcalloc((size_t) nlabels + 1, sizeof(char *));
-    for (int i = 0; i < nlabels; i++)
-        w->labels[i] = xstrdup(labels[i]);
-    w->nlabels = nlabels;
-    w->no_exec = no_exec;
+    w->labels = xcalloc((size_t) hello->nlabels + 1, sizeof(char *));
+    for (int i = 0; i < hello->nlabels; i++)
+        w->labels[i] = xstrdup(hello->labels[i]);
+    w->nlabels = hello->nlabels;
+    w->no_exec = hello->no_exec;
     w->alive = true;
     w->draining = false;
     w->last_seen = now;

@@ -80,19 +80,22 @@ static int s_load_task(const store_task_row_t *row, void *arg)
 {
     tasks_t *self = arg;
     int64_t now = clock_mono_ms();
+    sched_new_task_t task = {.id = row->id,
+                             .job = row->job,
+                             .priority = row->priority,
+                             .cls = sched_class(self->sched, row->needs),
+                             .attempt = row->attempt};
     if (row->state == PROTO_ST_QUEUED) {
         int left = row->retries - row->attempt;
-        sched_task_t *t = sched_add(self->sched, row->id, row->job, row->priority,
-                                    sched_class(self->sched, row->needs), row->attempt,
-                                    left < 0 ? 0 : left, 0);
+        task.retries_left = left < 0 ? 0 : left;
+        sched_task_t *t = sched_add(self->sched, &task, 0);
         t->recovered = true;
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
         int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
-        sched_add_orphan(self->sched, row->id, row->job, row->priority,
-                         sched_class(self->sched, row->needs), row->attempt,
-                         left < 0 ? 0 : left, row->worker ? row->worker : "",
+        task.retries_left = left < 0 ? 0 : left;
+        sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
                          now + self->cfg.recovery_grace_ms);
         self->orphans++;
     }
@@ -177,8 +180,14 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         return;
     }
     for (int i = 0; i < p->ntasks; i++) {
-        sched_task_t *t = sched_add(self->sched, p->tasks[i].id, job->id, p->tasks[i].priority,
-                                    p->tasks[i].cls, 0, p->tasks[i].retries, 0);
+        const pending_task_t *pt = &p->tasks[i];
+        sched_task_t *t = sched_add(self->sched,
+                                    &(sched_new_task_t){.id = pt->id,
+                                                        .job = job->id,
+                                                        .priority = pt->priority,
+                                                        .cls = pt->cls,
+                                                        .retries_left = pt->retries},
+                                    0);
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
         p->tasks[i].spec = NULL;
