@@ -7,6 +7,7 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +210,7 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
 void registry_gone(registry_t *self, worker_t *w, int64_t now)
 {
     (void) self;
+    assert(!w->tasks && w->inflight == 0);
     s_close_pipe(w);
     w->alive = false;
     w->draining = false;
@@ -240,6 +242,7 @@ size_t registry_count(const registry_t *self)
 
 void worker_attach(worker_t *w, sched_task_t *t)
 {
+    assert(!t->worker);
     t->worker = w;
     t->wprev = NULL;
     t->wnext = w->tasks;
@@ -254,6 +257,7 @@ void worker_attach(worker_t *w, sched_task_t *t)
 
 void worker_detach(worker_t *w, sched_task_t *t)
 {
+    assert(t->worker == w && w->inflight > 0);
     if (t->wprev)
         t->wprev->wnext = t->wnext;
     else

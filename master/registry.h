@@ -79,7 +79,7 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
 worker_t *registry_find(registry_t *self, const char *id);
 
 /* Marks a worker gone (dead or said bye) and closes its pipe. Its tasks
-   must have been taken back by the caller first. */
+   must have been taken back by the caller first (asserted). */
 void registry_gone(registry_t *self, worker_t *w, int64_t now);
 
 /* Drops records of workers gone for longer than keep_ms. */
@@ -89,7 +89,9 @@ void registry_prune(registry_t *self, int64_t now, int64_t keep_ms);
 worker_t *registry_next(registry_t *self, size_t *pos);
 size_t registry_count(const registry_t *self);
 
-/* Links/unlinks a task to/from a worker's list, keeping inflight in step. */
+/* Links/unlinks a task to/from a worker's list, keeping inflight in step.
+   A task is on one worker's list at most: attach takes one on none,
+   detach one on w (asserted). */
 void worker_attach(worker_t *w, sched_task_t *t);
 void worker_detach(worker_t *w, sched_task_t *t);
 
