@@ -417,14 +417,6 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req
 
 /* ---- cancel ---- */
 
-/* store_task_get wants a row callback; existence is all we ask here. */
-static int s_ignore_row(const store_task_row_t *row, void *arg)
-{
-    (void) row;
-    (void) arg;
-    return 0;
-}
-
 static void s_cancel(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     int64_t count = 0;
@@ -433,7 +425,7 @@ static void s_cancel(api_t *self, const zmqx_frames_t *env, const proto_req_t *r
         sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
         bool exists = t != NULL;
         if (!t && id > 0)
-            store_task_get(journal_store(self->journal), id, s_ignore_row, NULL, &exists);
+            store_task_get(journal_store(self->journal), id, NULL, NULL, &exists);
         if (!exists) {
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;
@@ -681,8 +673,8 @@ static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
                             int64_t accepted, int wait_ms, int64_t now)
 {
-    /* Called as the batch's commit is acknowledged: a job it finished (one that
-       had nothing left to run) is answered by api_waiters after the
+    /* Called as the batch's commit is acknowledged: a job it finished (one
+       that had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
     if (!waiters_hold(self->waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
         s_submit_reply(self, env, job, accepted, wait_ms > 0);

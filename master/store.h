@@ -182,7 +182,7 @@ int store_results_each(store_t *self, int64_t job, int64_t after, int limit, boo
 int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found);
 
 /* One task by id; fn is called once, or not at all when there is no such task
-   (then *found is false). */
+   (then *found is false). fn may be NULL: *found is all the caller asks. */
 int store_task_get(store_t *self, int64_t task, int (*fn)(const store_task_row_t *row, void *arg),
                    void *arg, bool *found);
 

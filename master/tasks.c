@@ -622,14 +622,6 @@ void tasks_dispatch(tasks_t *self, int64_t now)
 
 /* ---- reports ---- */
 
-/* store_task_get wants a row callback; existence is all we ask here. */
-static int s_ignore_row(const store_task_row_t *row, void *arg)
-{
-    (void) row;
-    (void) arg;
-    return 0;
-}
-
 /* The text to store for a result, handed to the journal: as the worker
    sent it when the decoder kept it (no encode per result), else encoded. */
 static char *s_outcome(proto_result_t *res)
@@ -661,7 +653,8 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
     }
     if (!current) {
         bool found = t != NULL;
-        if (!found && store_task_get(journal_store(self->journal), res->task, s_ignore_row, NULL, &found) != 0)
+        if (!found
+            && store_task_get(journal_store(self->journal), res->task, NULL, NULL, &found) != 0)
             found = false;
         if (!found) {
             char q[128];
