@@ -28,20 +28,8 @@
 #define REQUESTS_PER_TURN 500
 
 struct api {
-    void *sock;              /* borrowed, as are the next eight */
-    auth_t *auth;
-    sched_t *sched;
-    registry_t *registry;
-    jobs_t *jobs;
-    journal_t *journal;
-    waiters_t *waiters;
-    tasks_t *tasks;
-    char *db_path;
-    int report_port;
-    int heartbeat_ms;
-    int liveness;
+    api_config_t cfg;        /* its pointers borrowed */
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
-    int64_t started_ms;
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
 };
@@ -49,21 +37,9 @@ struct api {
 api_t *api_new(const api_config_t *cfg)
 {
     api_t *self = xcalloc(1, sizeof *self);
-    self->sock = cfg->sock;
-    self->auth = cfg->auth;
-    self->sched = cfg->sched;
-    self->registry = cfg->registry;
-    self->jobs = cfg->jobs;
-    self->journal = cfg->journal;
-    self->waiters = cfg->waiters;
-    self->tasks = cfg->tasks;
-    self->db_path = xstrdup(cfg->db_path);
-    self->report_port = cfg->report_port;
-    self->heartbeat_ms = cfg->heartbeat_ms;
-    self->liveness = cfg->liveness;
+    self->cfg = *cfg;
     self->last_job_id = cfg->last_job_id;
     self->last_task_id = cfg->last_task_id;
-    self->started_ms = cfg->started_ms;
     return self;
 }
 
@@ -71,7 +47,6 @@ void api_destroy(api_t **p)
 {
     if (!p || !*p)
         return;
-    free((*p)->db_path);
     free(*p);
     *p = NULL;
 }
@@ -84,8 +59,9 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
     char *body = proto_reply_encode(rep, type);
     /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
     for (int i = 0; i < envelope->count; i++)
-        zmqx_send(self->sock, envelope->frames[i], envelope->sizes[i], ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmqx_send(self->sock, body, strlen(body), ZMQ_DONTWAIT);
+        zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmqx_send(self->cfg.sock, body, strlen(body), ZMQ_DONTWAIT);
     free(body);
 }
 
@@ -100,7 +76,7 @@ static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *cod
 /* The job a request names, or NULL after answering "no job N". */
 static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
 {
-    job_t *job = jobs_get(self->jobs, id);
+    job_t *job = jobs_get(self->cfg.jobs, id);
     if (!job) {
         char msg[80];
         snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
@@ -201,7 +177,7 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
     for (int i = 0; i < req->ntasks; i++) {
         const proto_spec_t *spec = req->tasks[i];
         char *needs = s_needs_key(spec);
-        int cls = sched_class(self->sched, needs);
+        int cls = sched_class(self->cfg.sched, needs);
         if (strcmp(needs, "fn") == 0) {
             free(needs);
             needs = NULL;
@@ -225,25 +201,25 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
     }
     /* The envelope is kept to answer after the commit. */
     zmqx_frames_copy(&p->envelope, env);
-    journal_submit(self->journal, &p);
+    journal_submit(self->cfg.journal, &p);
 }
 
 /* The commit of this submit succeeded: its tasks enter the queue and the
    client gets its ack. */
 static void s_submit_committed(api_t *self, pending_submit_t *p)
 {
-    job_t *job = p->new_job ? jobs_create(self->jobs, p->job_id, p->job_name, p->job_created)
-                            : jobs_get(self->jobs, p->job_id);
+    job_t *job = p->new_job ? jobs_create(self->cfg.jobs, p->job_id, p->job_name, p->job_created)
+                            : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
-    tasks_enter(self->tasks, job, p);
+    tasks_enter(self->cfg.tasks, job, p);
     if (p->close)
         job->closed = true;
     log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id, p->ntasks,
               job->total);
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
-    jobs_check_finished(self->jobs, job);
+    jobs_check_finished(self->cfg.jobs, job);
     s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
 }
 
@@ -252,7 +228,7 @@ static void s_submit_refused(api_t *self, const pending_submit_t *p)
 {
     /* A refused batch that would have closed its job does not: the client
        may send it again. */
-    job_t *job = p->close ? jobs_get(self->jobs, p->job_id) : NULL;
+    job_t *job = p->close ? jobs_get(self->cfg.jobs, p->job_id) : NULL;
     if (job)
         job->closing = false;
     proto_reply_t *rep = proto_reply_error(
@@ -265,7 +241,7 @@ static void s_submit_refused(api_t *self, const pending_submit_t *p)
 void api_acks(api_t *self)
 {
     pending_submit_t *p;
-    while ((p = journal_take_done(self->journal))) {
+    while ((p = journal_take_done(self->cfg.journal))) {
         if (p->refused)
             s_submit_refused(self, p);
         else
@@ -276,7 +252,7 @@ void api_acks(api_t *self)
 
 int api_flush(api_t *self)
 {
-    int rc = journal_flush(self->journal);
+    int rc = journal_flush(self->cfg.journal);
     api_acks(self);
     return rc;
 }
@@ -301,7 +277,7 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     info->status = row->state;
     info->attempts = row->attempt;
     info->worker = xstrdup(row->worker);
-    sched_task_t *t = sched_get(rows->self->sched, row->id);
+    sched_task_t *t = sched_get(rows->self->cfg.sched, row->id);
     if (t)
         info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
     if (row->outcome_json) {
@@ -325,9 +301,10 @@ static void s_results(api_t *self, const zmqx_frames_t *env, const proto_req_t *
     rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
     int64_t last = -1;
     proto_reply_t *rep;
-    if (store_results_each(journal_store(self->journal), req->job, req->after, limit, req->failed_only, s_task_row,
-                           &rows, &last) != 0) {
-        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(journal_store(self->journal)));
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_results_each(store, req->job, req->after, limit, req->failed_only, s_task_row, &rows,
+                           &last) != 0) {
+        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(store));
         for (int i = 0; i < rows.n; i++)
             proto_task_info_clear(&rows.v[i]);
         free(rows.v);
@@ -364,7 +341,8 @@ static int64_t s_task_id(api_t *self, const proto_req_t *req)
     int64_t id = 0;
     bool found = false;
     if (req->job > 0 && req->index >= 0
-        && store_task_find(journal_store(self->journal), req->job, req->index, &id, &found) == 0 && found)
+        && store_task_find(journal_store(self->cfg.journal), req->job, req->index, &id, &found) == 0
+        && found)
         return id;
     return 0;
 }
@@ -381,7 +359,7 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req
     int64_t id = s_task_id(self, req);
     one_row_t o = {0};
     bool found = false;
-    if (id > 0 && store_task_get(journal_store(self->journal), id, s_one_row, &o, &found) != 0)
+    if (id > 0 && store_task_get(journal_store(self->cfg.journal), id, s_one_row, &o, &found) != 0)
         found = false;
     if (!found) {
         free(o.outcome);
@@ -389,7 +367,7 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
-    sched_task_t *t = sched_get(self->sched, id);
+    sched_task_t *t = sched_get(self->cfg.sched, id);
     if (t) {
         rep->task_state = t->state;
         const sched_output_t *o = t->output;
@@ -422,24 +400,24 @@ static void s_cancel(api_t *self, const zmqx_frames_t *env, const proto_req_t *r
     int64_t count = 0;
     if (req->task > 0 || req->index >= 0) {
         int64_t id = s_task_id(self, req);
-        sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
+        sched_task_t *t = id > 0 ? sched_get(self->cfg.sched, id) : NULL;
         bool exists = t != NULL;
         if (!t && id > 0)
-            store_task_get(journal_store(self->journal), id, NULL, NULL, &exists);
+            store_task_get(journal_store(self->cfg.journal), id, NULL, NULL, &exists);
         if (!exists) {
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;
         }
         if (t) {
-            tasks_cancel(self->tasks, t);
+            tasks_cancel(self->cfg.tasks, t);
             count = 1;
         }
     } else {
         job_t *job = s_job_or_reply(self, env, req->job);
         if (!job)
             return;
-        jobs_cancel(self->jobs, job);
-        count = tasks_cancel_job(self->tasks, job);
+        jobs_cancel(self->cfg.jobs, job);
+        count = tasks_cancel_job(self->cfg.tasks, job);
     }
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = count;
@@ -454,9 +432,9 @@ static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t 
     proto_reply_t *rep = proto_reply_new(true);
     rep->worker_id = xstrdup(w->id);
     rep->task_port = w->task_port;
-    rep->report_port = self->report_port;
-    rep->heartbeat_ms = self->heartbeat_ms;
-    rep->liveness = self->liveness;
+    rep->report_port = self->cfg.report_port;
+    rep->heartbeat_ms = self->cfg.heartbeat_ms;
+    rep->liveness = self->cfg.liveness;
     s_send_reply(self, env, rep, PROTO_REQ_HELLO);
     proto_reply_destroy(&rep);
 }
@@ -467,10 +445,11 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
 {
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
-    bool again = tasks_rejoin(self->tasks, registry_find(self->registry, name), req->host, req->pid, key,
-                              req->running, req->nrunning);
+    worker_t *old = registry_find(self->cfg.registry, name);
+    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, req->running,
+                              req->nrunning);
     char err[256];
-    worker_t *w = registry_hello(self->registry,
+    worker_t *w = registry_hello(self->cfg.registry,
                                  &(registry_hello_t){.name = name,
                                                      .key = key,
                                                      .host = req->host,
@@ -488,7 +467,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = tasks_claim(self->tasks, w, req->running, req->nrunning);
+    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
              w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
@@ -499,10 +478,10 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
 static void s_workers(api_t *self, const zmqx_frames_t *env)
 {
     proto_reply_t *rep = proto_reply_new(true);
-    size_t n = registry_count(self->registry), pos = 0;
+    size_t n = registry_count(self->cfg.registry), pos = 0;
     rep->workers = xcalloc(n + 1, sizeof(proto_worker_info_t));
     worker_t *w;
-    while ((w = registry_next(self->registry, &pos))) {
+    while ((w = registry_next(self->cfg.registry, &pos))) {
         proto_worker_info_t *info = &rep->workers[rep->nworkers++];
         info->id = xstrdup(w->id);
         info->host = xstrdup(w->host);
@@ -525,14 +504,14 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
 
 static void s_drain(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
-    worker_t *w = req->worker ? registry_find(self->registry, req->worker) : NULL;
+    worker_t *w = req->worker ? registry_find(self->cfg.registry, req->worker) : NULL;
     if (!w || !w->alive) {
         s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such live worker (see: ztask workers)");
         return;
     }
     /* A worker key (not also a client's) drains only the worker it
        registered: its own SIGTERM, nobody else's. */
-    if (self->auth && !auth_role_allows(env->user_id, "client")
+    if (self->cfg.auth && !auth_role_allows(env->user_id, "client")
         && strcmp(w->key, auth_user_key(env->user_id)) != 0) {
         log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
                  auth_user_key(env->user_id));
@@ -582,10 +561,10 @@ static void s_jobs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
-    size_t n = jobs_count(self->jobs), pos = 0;
+    size_t n = jobs_count(self->cfg.jobs), pos = 0;
     rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
     job_t *job;
-    while ((job = jobs_next(self->jobs, &pos)))
+    while ((job = jobs_next(self->cfg.jobs, &pos)))
         s_job_record(job, &rep->jobs[rep->njobs++]);
     qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
     s_send_reply(self, env, rep, type);
@@ -604,7 +583,7 @@ static void s_forget(api_t *self, const zmqx_frames_t *env, const proto_req_t *r
         s_reply_error(self, env, PROTO_E_STATE, msg);
         return;
     }
-    jobs_forget(self->jobs, job);
+    jobs_forget(self->cfg.jobs, job);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = 1;
     s_send_reply(self, env, rep, PROTO_REQ_FORGET);
@@ -617,7 +596,7 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
     proto_stats_t *s = &rep->stats;
     size_t pos = 0;
     job_t *job;
-    while ((job = jobs_next(self->jobs, &pos))) {
+    while ((job = jobs_next(self->cfg.jobs, &pos))) {
         s->jobs++;
         s->tasks_queued += job->queued;
         s->tasks_running += job->running;
@@ -626,19 +605,19 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
     }
     pos = 0;
     worker_t *w;
-    while ((w = registry_next(self->registry, &pos)))
+    while ((w = registry_next(self->cfg.registry, &pos)))
         if (w->alive) {
             s->workers_alive++;
             s->threads_total += w->threads;
         }
-    tasks_counts_t counts = tasks_counts(self->tasks);
+    tasks_counts_t counts = tasks_counts(self->cfg.tasks);
     s->duplicates = counts.duplicates;
-    double up = (double) (clock_mono_ms() - self->started_ms) / 1000.0;
+    double up = (double) (clock_mono_ms() - self->cfg.started_ms) / 1000.0;
     s->uptime = up;
     s->results_per_s_1m = up > 0 ? (int64_t) ((double) counts.results / up) : 0;
-    s->db_path = xstrdup(self->db_path);
+    s->db_path = xstrdup(self->cfg.db_path);
     const char *keys[64];
-    int n = tasks_unrunnable(self->tasks, keys, 64);
+    int n = tasks_unrunnable(self->cfg.tasks, keys, 64);
     s->unrunnable = xcalloc((size_t) n + 1, sizeof(char *));
     for (int i = 0; i < n; i++)
         s->unrunnable[i] = xstrdup(keys[i]);
@@ -654,7 +633,7 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
 static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id,
                            int64_t accepted, bool with_record)
 {
-    const job_t *job = jobs_get(self->jobs, job_id);
+    const job_t *job = jobs_get(self->cfg.jobs, job_id);
     proto_reply_t *rep = proto_reply_new(true);
     rep->job = job_id;
     rep->accepted = accepted;
@@ -676,18 +655,18 @@ static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
     /* Called as the batch's commit is acknowledged: a job it finished (one
        that had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
-    if (!waiters_hold(self->waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
+    if (!waiters_hold(self->cfg.waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
         s_submit_reply(self, env, job, accepted, wait_ms > 0);
 }
 
 void api_waiters(api_t *self, int64_t now, bool all_now)
 {
-    if (!waiters_any_due(self->waiters, now, all_now))
+    if (!waiters_any_due(self->cfg.waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
        answer, this one waits for their commit. */
     api_flush(self);
-    waiter_t *w = waiters_take_due(self->waiters, now, all_now);
+    waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
@@ -727,7 +706,7 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     }
     /* With CURVE, the ZAP handler said who this peer is: workers register,
        clients do everything else. */
-    if (self->auth) {
+    if (self->cfg.auth) {
         /* A worker asks for its own drain when it gets SIGTERM. */
         const char *role = req->type == PROTO_REQ_HELLO ? "worker" : "client";
         bool ok = auth_role_allows(frames->user_id, role)
@@ -746,7 +725,8 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         }
     }
     if (req->type == PROTO_REQ_STATUS
-        && waiters_hold(self->waiters, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms, now)) {
+        && waiters_hold(self->cfg.waiters, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms,
+                        now)) {
         proto_req_destroy(&req);
         return;
     }
@@ -773,7 +753,7 @@ void api_read(api_t *self, int64_t now)
 {
     for (int i = 0; i < REQUESTS_PER_TURN; i++) {
         zmqx_frames_t frames;
-        if (zmqx_recv_frames(self->sock, &frames, 8, ZMQ_DONTWAIT) != 0) {
+        if (zmqx_recv_frames(self->cfg.sock, &frames, 8, ZMQ_DONTWAIT) != 0) {
             if (errno == EPROTO) {
                 int64_t held;
                 if (log_limit(&self->lim_request, now, &held))

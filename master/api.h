@@ -27,8 +27,8 @@
 
 typedef struct api api_t;
 
-/* What api_new works with: the pointers are borrowed (the loop owns them
-   and outlives the api_t). */
+/* What api_new works with: the pointers (db_path too) are borrowed (the
+   loop owns them and outlives the api_t). */
 typedef struct {
     void *sock;              /* the API ROUTER */
     auth_t *auth;            /* NULL without CURVE */
