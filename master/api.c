@@ -1,32 +1,82 @@
-/*  api: the master's answers to clients and to worker registration, one
-    request in, one reply out, on the ROUTER socket.
-*/
-#include "master_internal.h"
+/*  api: one request in, one reply out (see api.h). */
+#include "api.h"
+
+#include "auth.h"
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
+#include "tasks.h"
+#include "waiters.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
+/* Requests per turn of the loop, at most: reports and timers get their
+   turn even under a flood of requests. */
+#define REQUESTS_PER_TURN 500
+
+struct api {
+    api_config_t cfg;        /* its pointers borrowed */
+    int64_t last_job_id, last_task_id;   /* the ids handed out last */
+    /* Lines a peer can cause at will, rate-limited (log_limit). */
+    log_limit_t lim_request;
+};
+
+api_t *api_new(const api_config_t *cfg)
+{
+    api_t *self = xcalloc(1, sizeof *self);
+    self->cfg = *cfg;
+    self->last_job_id = cfg->last_job_id;
+    self->last_task_id = cfg->last_task_id;
+    return self;
+}
+
+void api_destroy(api_t **p)
+{
+    if (!p || !*p)
+        return;
+    free(*p);
+    *p = NULL;
+}
+
 /* ---- replies ---- */
 
-static void s_reply_error(master_t *self, const zmqx_frames_t *env, const char *code,
+static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
+                         proto_req_type_t type)
+{
+    char *body = proto_reply_encode(rep, type);
+    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
+    for (int i = 0; i < envelope->count; i++)
+        zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmqx_send(self->cfg.sock, body, strlen(body), ZMQ_DONTWAIT);
+    free(body);
+}
+
+static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
                           const char *msg)
 {
     proto_reply_t *rep = proto_reply_error(code, "%s", msg);
-    master_send_reply(self, env, rep, PROTO_REQ_STATUS);
+    s_send_reply(self, env, rep, PROTO_REQ_STATUS);
     proto_reply_destroy(&rep);
 }
 
 /* The job a request names, or NULL after answering "no job N". */
-static job_t *s_job_or_reply(master_t *self, const zmqx_frames_t *env, int64_t id)
+static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
 {
-    job_t *job = master_job(self, id);
+    job_t *job = jobs_get(self->cfg.jobs, id);
     if (!job) {
         char msg[80];
         snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
@@ -52,6 +102,9 @@ static void s_job_record(const job_t *job, proto_job_t *out)
 }
 
 /* ---- submit ---- */
+
+static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
+                            int64_t accepted, int wait_ms, int64_t now);
 
 static int s_cmp_str(const void *a, const void *b)
 {
@@ -83,51 +136,55 @@ static char *s_needs_key(const proto_spec_t *spec)
     return key;
 }
 
-static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
+static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
 {
-    job_t *job = NULL, *new_job = NULL;
-    if (req->job == 0) {
-        new_job = xcalloc(1, sizeof *new_job);
-        new_job->id = ++self->last_job_id;
-        new_job->name = xstrdup(req->name);
-        new_job->created = clock_wall();
-        job = new_job;
-    } else {
-        job = s_job_or_reply(self, env, req->job);
-        if (!job)
-            return;
-        char msg[160];
-        if (job->closed || job->closing || job->cancelled) {
-            snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
-                     job->cancelled ? "cancelled" : "complete");
-            s_reply_error(self, env, PROTO_E_STATE, msg);
-            return;
-        }
-    }
     /* Everything the writer needs to store the rows travels with the
        submit; the tasks enter the queue when that commit is done. */
     pending_submit_t *p = xcalloc(1, sizeof *p);
-    p->new_job = new_job;
-    p->job_id = job->id;
+    job_t *job = NULL;
+    int64_t indexed = 0;
+    if (req->job == 0) {
+        /* The job is made when its first batch is committed: nobody can
+           name it before its id is acknowledged. */
+        p->new_job = true;
+        p->job_id = ++self->last_job_id;
+        p->job_name = xstrdup(req->name);
+        p->job_created = clock_wall();
+    } else {
+        job = s_job_or_reply(self, env, req->job);
+        char msg[160];
+        if (job && (job->closed || job->closing || job->cancelled)) {
+            snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
+                     job->cancelled ? "cancelled" : "complete");
+            s_reply_error(self, env, PROTO_E_STATE, msg);
+            job = NULL;
+        }
+        if (!job) {
+            pending_submit_free(&p);
+            return;
+        }
+        p->job_id = job->id;
+        /* Default indexes continue from every batch taken so far, committed
+           or not: two clients adding to one job at once get distinct ones
+           (a refused batch leaves a gap). */
+        if (job->indexed < job->total)
+            job->indexed = job->total;   /* a job loaded from the store */
+        indexed = job->indexed;
+    }
     p->close = !req->more;
     p->wait_ms = req->wait_ms;
     p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
-    /* Default indexes continue from every batch taken so far, committed
-       or not: two clients adding to one job at once get distinct ones
-       (a refused batch leaves a gap). */
-    if (job->indexed < job->total)
-        job->indexed = job->total;   /* a job loaded from the store */
     for (int i = 0; i < req->ntasks; i++) {
         const proto_spec_t *spec = req->tasks[i];
         char *needs = s_needs_key(spec);
-        int cls = sched_class(self->sched, needs);
+        int cls = sched_class(self->cfg.sched, needs);
         if (strcmp(needs, "fn") == 0) {
             free(needs);
             needs = NULL;
         }
         p->tasks[i] = (pending_task_t){
             .id = ++self->last_task_id,
-            .index = spec->index >= 0 ? spec->index : job->indexed + i,
+            .index = spec->index >= 0 ? spec->index : indexed + i,
             .priority = spec->priority,
             .retries = spec->retries,
             .cls = cls,
@@ -137,19 +194,73 @@ static void s_submit(master_t *self, const zmqx_frames_t *env, proto_req_t *req)
         };
         p->ntasks++;
     }
-    job->indexed += req->ntasks;
-    if (p->close)
-        job->closing = true;
+    if (job) {
+        job->indexed += req->ntasks;
+        if (p->close)
+            job->closing = true;
+    }
     /* The envelope is kept to answer after the commit. */
     zmqx_frames_copy(&p->envelope, env);
-    *self->pending_tail = p;
-    self->pending_tail = &p->next;
+    journal_submit(self->cfg.journal, &p);
+}
+
+/* The commit of this submit succeeded: its tasks enter the queue and the
+   client gets its ack. */
+static void s_submit_committed(api_t *self, pending_submit_t *p)
+{
+    job_t *job = p->new_job ? jobs_create(self->cfg.jobs, p->job_id, p->job_name, p->job_created)
+                            : jobs_get(self->cfg.jobs, p->job_id);
+    if (!job)
+        return;
+    tasks_enter(self->cfg.tasks, job, p);
+    if (p->close)
+        job->closed = true;
+    log_debug("event=submitted job=%" PRId64 " tasks=%d total=%" PRId64, job->id, p->ntasks,
+              job->total);
+    /* Checked first: a job with nothing left to run is finished now, and a
+       submit that waits for that is due at once. */
+    jobs_check_finished(self->cfg.jobs, job);
+    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
+}
+
+/* The commit of this submit failed (or will never come): refuse it. */
+static void s_submit_refused(api_t *self, const pending_submit_t *p)
+{
+    /* A refused batch that would have closed its job does not: the client
+       may send it again. */
+    job_t *job = p->close ? jobs_get(self->cfg.jobs, p->job_id) : NULL;
+    if (job)
+        job->closing = false;
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_STORAGE, "the master could not store the tasks (%s); nothing of this batch was accepted",
+        p->refused);
+    s_send_reply(self, &p->envelope, rep, PROTO_REQ_SUBMIT);
+    proto_reply_destroy(&rep);
+}
+
+void api_acks(api_t *self)
+{
+    pending_submit_t *p;
+    while ((p = journal_take_done(self->cfg.journal))) {
+        if (p->refused)
+            s_submit_refused(self, p);
+        else
+            s_submit_committed(self, p);
+        pending_submit_free(&p);
+    }
+}
+
+int api_flush(api_t *self)
+{
+    int rc = journal_flush(self->cfg.journal);
+    api_acks(self);
+    return rc;
 }
 
 /* ---- queries ---- */
 
 typedef struct {
-    master_t *self;
+    api_t *self;
     proto_task_info_t *v;
     int n;
 } rows_t;
@@ -166,7 +277,7 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     info->status = row->state;
     info->attempts = row->attempt;
     info->worker = xstrdup(row->worker);
-    sched_task_t *t = sched_get(rows->self->sched, row->id);
+    sched_task_t *t = sched_get(rows->self->cfg.sched, row->id);
     if (t)
         info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
     if (row->outcome_json) {
@@ -182,7 +293,7 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     return 0;
 }
 
-static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_results(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     if (!s_job_or_reply(self, env, req->job))
         return;
@@ -190,9 +301,10 @@ static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_
     rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
     int64_t last = -1;
     proto_reply_t *rep;
-    if (store_results_each(master_store(self), req->job, req->after, limit, req->failed_only, s_task_row,
-                           &rows, &last) != 0) {
-        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(master_store(self)));
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_results_each(store, req->job, req->after, limit, req->failed_only, s_task_row, &rows,
+                           &last) != 0) {
+        rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(store));
         for (int i = 0; i < rows.n; i++)
             proto_task_info_clear(&rows.v[i]);
         free(rows.v);
@@ -202,7 +314,7 @@ static void s_results(master_t *self, const zmqx_frames_t *env, const proto_req_
         rep->ntasks = rows.n;
         rep->next_after = rows.n == limit ? last : -1;
     }
-    master_send_reply(self, env, rep, PROTO_REQ_RESULTS);
+    s_send_reply(self, env, rep, PROTO_REQ_RESULTS);
     proto_reply_destroy(&rep);
 }
 
@@ -222,14 +334,15 @@ static int s_one_row(const store_task_row_t *row, void *arg)
 }
 
 /* Resolves a request's task: a global id, or job + index. 0 = none. */
-static int64_t s_task_id(master_t *self, const proto_req_t *req)
+static int64_t s_task_id(api_t *self, const proto_req_t *req)
 {
     if (req->task > 0)
         return req->task;
     int64_t id = 0;
     bool found = false;
     if (req->job > 0 && req->index >= 0
-        && store_task_find(master_store(self), req->job, req->index, &id, &found) == 0 && found)
+        && store_task_find(journal_store(self->cfg.journal), req->job, req->index, &id, &found) == 0
+        && found)
         return id;
     return 0;
 }
@@ -241,12 +354,12 @@ static char *s_slice(const char *data, size_t len, int64_t offset)
     return xstrndup(data + offset, len - (size_t) offset);
 }
 
-static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     int64_t id = s_task_id(self, req);
     one_row_t o = {0};
     bool found = false;
-    if (id > 0 && store_task_get(master_store(self), id, s_one_row, &o, &found) != 0)
+    if (id > 0 && store_task_get(journal_store(self->cfg.journal), id, s_one_row, &o, &found) != 0)
         found = false;
     if (!found) {
         free(o.outcome);
@@ -254,7 +367,7 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
-    sched_task_t *t = sched_get(self->sched, id);
+    sched_task_t *t = sched_get(self->cfg.sched, id);
     if (t) {
         rep->task_state = t->state;
         const sched_output_t *o = t->output;
@@ -276,124 +389,76 @@ static void s_logs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
         proto_result_destroy(&res);
     }
     free(o.outcome);
-    master_send_reply(self, env, rep, PROTO_REQ_LOGS);
+    s_send_reply(self, env, rep, PROTO_REQ_LOGS);
     proto_reply_destroy(&rep);
 }
 
 /* ---- cancel ---- */
 
-/* store_task_get wants a row callback; existence is all we ask here. */
-static int s_ignore_row(const store_task_row_t *row, void *arg)
-{
-    (void) row;
-    (void) arg;
-    return 0;
-}
-
-/* Cancels one unfinished task; returns 1 when it was unfinished. */
-static int s_cancel_task(master_t *self, sched_task_t *t)
-{
-    if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
-        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
-        return 1;
-    }
-    if (!t->cancel_requested) {
-        t->cancel_requested = true;
-        tasks_send_abort(self, t->worker, t->id, t->attempt);
-    }
-    return 1;
-}
-
-static void s_cancel(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_cancel(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     int64_t count = 0;
-    job_t *job = req->job > 0 ? master_job(self, req->job) : NULL;
     if (req->task > 0 || req->index >= 0) {
         int64_t id = s_task_id(self, req);
-        sched_task_t *t = id > 0 ? sched_get(self->sched, id) : NULL;
+        sched_task_t *t = id > 0 ? sched_get(self->cfg.sched, id) : NULL;
         bool exists = t != NULL;
         if (!t && id > 0)
-            store_task_get(master_store(self), id, s_ignore_row, NULL, &exists);
+            store_task_get(journal_store(self->cfg.journal), id, NULL, NULL, &exists);
         if (!exists) {
             s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
             return;
         }
-        if (t)
-            count = s_cancel_task(self, t);
+        if (t) {
+            tasks_cancel(self->cfg.tasks, t);
+            count = 1;
+        }
     } else {
-        if (!s_job_or_reply(self, env, req->job))
+        job_t *job = s_job_or_reply(self, env, req->job);
+        if (!job)
             return;
-        job->cancelled = true;
-        if (!job->closed) {
-            job->closed = true;
-            master_journal(self, J_JOB_CLOSE, 0, job->id, 0, 0, NULL, NULL, 0);
-        }
-        /* Queued tasks are cancelled in one statement; running ones get an
-           abort and come back as cancelled results. */
-        size_t cap = 1024, n = 0, pos = 0;
-        int64_t *ids = xmalloc(cap * sizeof(int64_t));
-        sched_task_t *t;
-        while ((t = sched_next(self->sched, &pos)))
-            if (t->job == job->id) {
-                if (n == cap)
-                    ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
-                ids[n++] = t->id;
-            }
-        int64_t queued = 0;
-        for (size_t i = 0; i < n; i++) {
-            t = sched_get(self->sched, ids[i]);
-            if (t->state == PROTO_ST_QUEUED) {
-                job->queued--;
-                job->cancelled_n++;
-                sched_remove(self->sched, ids[i]);
-                queued++;
-            } else
-                count += s_cancel_task(self, t);
-        }
-        free(ids);
-        if (queued)
-            master_journal(self, J_CANCEL_QUEUED, 0, job->id, 0, 0, NULL, NULL, clock_wall());
-        count += queued;
-        log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
-                 queued, count - queued);
-        tasks_job_check(self, job);
+        jobs_cancel(self->cfg.jobs, job);
+        count = tasks_cancel_job(self->cfg.tasks, job);
     }
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = count;
-    master_send_reply(self, env, rep, PROTO_REQ_CANCEL);
+    s_send_reply(self, env, rep, PROTO_REQ_CANCEL);
     proto_reply_destroy(&rep);
 }
 
 /* ---- workers ---- */
 
-static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w)
 {
-    char err[256];
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->worker_id = xstrdup(w->id);
+    rep->task_port = w->task_port;
+    rep->report_port = self->cfg.report_port;
+    rep->heartbeat_ms = self->cfg.heartbeat_ms;
+    rep->liveness = self->cfg.liveness;
+    s_send_reply(self, env, rep, PROTO_REQ_HELLO);
+    proto_reply_destroy(&rep);
+}
+
+/* A worker registers (again, after it lost the master or the master
+   restarted): it gets its own task pipe, and keeps what it still runs. */
+static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *req, int64_t now)
+{
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
-    worker_t *w = registry_find(self->registry, name);
-    bool same = w && w->pid == req->pid && strcmp(w->host, req->host ? req->host : "") == 0
-                && strcmp(w->key, key) == 0;
-    bool again = same && w->alive;
-    /* Declared dead but alive after all (it was cut off or stopped). */
-    if (same && !w->alive)
-        tasks_worker_returned(self, w);
-    /* A live worker registering again lost its pipe: whatever we sent it
-       and it does not report running is lost in that pipe. */
-    if (again) {
-        sched_task_t *t = w->tasks;
-        while (t) {
-            sched_task_t *next = t->wnext;
-            bool reported = false;
-            for (int i = 0; i < req->nrunning && !reported; i++)
-                reported = req->running[i].task == t->id && req->running[i].attempt == t->attempt;
-            if (!reported)
-                tasks_take_back(self, t, false, "lost_in_old_pipe");
-            t = next;
-        }
-    }
-    w = registry_hello(self->registry, name, key, req->host, req->pid, req->threads, req->labels,
-                       req->nlabels, req->no_exec, now, err, sizeof err);
+    worker_t *old = registry_find(self->cfg.registry, name);
+    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, req->running,
+                              req->nrunning);
+    char err[256];
+    worker_t *w = registry_hello(self->cfg.registry,
+                                 &(registry_hello_t){.name = name,
+                                                     .key = key,
+                                                     .host = req->host,
+                                                     .pid = req->pid,
+                                                     .threads = req->threads,
+                                                     .labels = req->labels,
+                                                     .nlabels = req->nlabels,
+                                                     .no_exec = req->no_exec},
+                                 now, err, sizeof err);
     if (!w) {
         log_error("event=hello_refused name=%s error=\"%s\"", name, err);
         s_reply_error(self, env, PROTO_E_INTERNAL, err);
@@ -402,68 +467,21 @@ static void s_hello(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = 0;
-    for (int i = 0; i < req->nrunning; i++) {
-        sched_task_t *t = sched_get(self->sched, req->running[i].task);
-        if (!t)
-            continue;
-        /* Queued since the restart with the attempt below the claimed one:
-           dispatched before the restart, but the assignment was never
-           written (it is written late, ASSIGN_WRITE_MS). A task submitted
-           since, or sent again since, cannot be claimed this way. */
-        if (t->recovered && t->state == PROTO_ST_QUEUED
-            && req->running[i].attempt == t->attempt + 1) {
-            t->recovered = false;
-            sched_claim(self->sched, t);
-            t->attempt++;
-            free(t->spec);
-            t->spec = NULL;
-            job_t *job = master_job(self, t->job);
-            if (job) {
-                job->queued--;
-                job->running++;
-            }
-            t->orphan = true;   /* joins the orphan claim below */
-            self->orphans++;
-            log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
-                     t->attempt, w->id);
-        }
-        if (t->attempt != req->running[i].attempt)
-            continue;
-        if (t->orphan) {
-            t->orphan = false;
-            if (self->orphans)
-                self->orphans--;
-            t->state = PROTO_ST_RUNNING;
-            t->deadline = 0;
-            free(t->worker_name);
-            t->worker_name = xstrdup(w->id);
-            worker_attach(w, t);
-            master_journal(self, J_ASSIGN, t->id, t->job, t->attempt, 0, w->id, NULL, 0);
-            claimed++;
-        }
-    }
+    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
              w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
              again ? " again=1" : "");
-    proto_reply_t *rep = proto_reply_new(true);
-    rep->worker_id = xstrdup(w->id);
-    rep->task_port = w->task_port;
-    rep->report_port = self->report_port;
-    rep->heartbeat_ms = self->cfg.heartbeat_ms;
-    rep->liveness = self->cfg.liveness;
-    master_send_reply(self, env, rep, PROTO_REQ_HELLO);
-    proto_reply_destroy(&rep);
+    s_hello_reply(self, env, w);
 }
 
-static void s_workers(master_t *self, const zmqx_frames_t *env)
+static void s_workers(api_t *self, const zmqx_frames_t *env)
 {
     proto_reply_t *rep = proto_reply_new(true);
-    size_t n = registry_count(self->registry), pos = 0;
+    size_t n = registry_count(self->cfg.registry), pos = 0;
     rep->workers = xcalloc(n + 1, sizeof(proto_worker_info_t));
     worker_t *w;
-    while ((w = registry_next(self->registry, &pos))) {
+    while ((w = registry_next(self->cfg.registry, &pos))) {
         proto_worker_info_t *info = &rep->workers[rep->nworkers++];
         info->id = xstrdup(w->id);
         info->host = xstrdup(w->host);
@@ -480,20 +498,20 @@ static void s_workers(master_t *self, const zmqx_frames_t *env)
         info->failed = w->failed;
         info->last_heartbeat = w->last_heartbeat;
     }
-    master_send_reply(self, env, rep, PROTO_REQ_WORKERS);
+    s_send_reply(self, env, rep, PROTO_REQ_WORKERS);
     proto_reply_destroy(&rep);
 }
 
-static void s_drain(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_drain(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
-    worker_t *w = req->worker ? registry_find(self->registry, req->worker) : NULL;
+    worker_t *w = req->worker ? registry_find(self->cfg.registry, req->worker) : NULL;
     if (!w || !w->alive) {
         s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such live worker (see: ztask workers)");
         return;
     }
     /* A worker key (not also a client's) drains only the worker it
        registered: its own SIGTERM, nobody else's. */
-    if (self->auth && !auth_role_allows(env->user_id, "client")
+    if (self->cfg.auth && !auth_role_allows(env->user_id, "client")
         && strcmp(w->key, auth_user_key(env->user_id)) != 0) {
         log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
                  auth_user_key(env->user_id));
@@ -508,7 +526,7 @@ static void s_drain(master_t *self, const zmqx_frames_t *env, const proto_req_t 
     proto_pipe_destroy(&msg);
     log_info("event=worker_draining worker=%s running=%d", w->id, w->inflight);
     proto_reply_t *rep = proto_reply_new(true);
-    master_send_reply(self, env, rep, PROTO_REQ_DRAIN);
+    s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);
 }
 
@@ -521,7 +539,7 @@ static int s_cmp_job(const void *a, const void *b)
 }
 
 /* Answers with one job's record, or "no job N". */
-static void s_job_reply(master_t *self, const zmqx_frames_t *env, int64_t id,
+static void s_job_reply(api_t *self, const zmqx_frames_t *env, int64_t id,
                         proto_req_type_t type)
 {
     job_t *job = s_job_or_reply(self, env, id);
@@ -531,11 +549,11 @@ static void s_job_reply(master_t *self, const zmqx_frames_t *env, int64_t id,
     rep->jobs = xcalloc(1, sizeof(proto_job_t));
     s_job_record(job, &rep->jobs[0]);
     rep->njobs = 1;
-    master_send_reply(self, env, rep, type);
+    s_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
 
-static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *req,
+static void s_jobs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req,
                    proto_req_type_t type)
 {
     if (req->job > 0) {
@@ -543,17 +561,17 @@ static void s_jobs(master_t *self, const zmqx_frames_t *env, const proto_req_t *
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
-    size_t n = imap_size(self->jobs), pos = 0;
+    size_t n = jobs_count(self->cfg.jobs), pos = 0;
     rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
     job_t *job;
-    while ((job = imap_next(self->jobs, &pos, NULL)))
+    while ((job = jobs_next(self->cfg.jobs, &pos)))
         s_job_record(job, &rep->jobs[rep->njobs++]);
     qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
-    master_send_reply(self, env, rep, type);
+    s_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
 
-static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_forget(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
 {
     job_t *job = s_job_or_reply(self, env, req->job);
     if (!job)
@@ -565,20 +583,20 @@ static void s_forget(master_t *self, const zmqx_frames_t *env, const proto_req_t
         s_reply_error(self, env, PROTO_E_STATE, msg);
         return;
     }
-    master_forget_job(self, job);
+    jobs_forget(self->cfg.jobs, job);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = 1;
-    master_send_reply(self, env, rep, PROTO_REQ_FORGET);
+    s_send_reply(self, env, rep, PROTO_REQ_FORGET);
     proto_reply_destroy(&rep);
 }
 
-static void s_stats(master_t *self, const zmqx_frames_t *env)
+static void s_stats(api_t *self, const zmqx_frames_t *env)
 {
     proto_reply_t *rep = proto_reply_new(true);
     proto_stats_t *s = &rep->stats;
     size_t pos = 0;
     job_t *job;
-    while ((job = imap_next(self->jobs, &pos, NULL))) {
+    while ((job = jobs_next(self->cfg.jobs, &pos))) {
         s->jobs++;
         s->tasks_queued += job->queued;
         s->tasks_running += job->running;
@@ -587,61 +605,35 @@ static void s_stats(master_t *self, const zmqx_frames_t *env)
     }
     pos = 0;
     worker_t *w;
-    while ((w = registry_next(self->registry, &pos)))
+    while ((w = registry_next(self->cfg.registry, &pos)))
         if (w->alive) {
             s->workers_alive++;
             s->threads_total += w->threads;
         }
-    s->duplicates = self->duplicates;
-    double up = (double) (clock_mono_ms() - self->started_ms) / 1000.0;
+    tasks_counts_t counts = tasks_counts(self->cfg.tasks);
+    s->duplicates = counts.duplicates;
+    double up = (double) (clock_mono_ms() - self->cfg.started_ms) / 1000.0;
     s->uptime = up;
-    s->results_per_s_1m = up > 0 ? (int64_t) ((double) self->results_total / up) : 0;
-    s->db_path = xstrdup(self->db_path);
+    s->results_per_s_1m = up > 0 ? (int64_t) ((double) counts.results / up) : 0;
+    s->db_path = xstrdup(self->cfg.db_path);
     const char *keys[64];
-    int n = tasks_unrunnable(self, keys, 64);
+    int n = tasks_unrunnable(self->cfg.tasks, keys, 64);
     s->unrunnable = xcalloc((size_t) n + 1, sizeof(char *));
     for (int i = 0; i < n; i++)
         s->unrunnable[i] = xstrdup(keys[i]);
     s->nunrunnable = n;
-    master_send_reply(self, env, rep, PROTO_REQ_STATS);
+    s_send_reply(self, env, rep, PROTO_REQ_STATS);
     proto_reply_destroy(&rep);
 }
 
 /* ---- status and submit with wait_ms: held until the job finishes ---- */
 
-/* Holds a request for one job instead of answering it now: api_waiters
-   answers it, once the job has finished (at the end of this loop turn if
-   it already has, after the commit that every answer waits for). False
-   when it is to be answered now: a status of a finished or unknown job,
-   or too many held already. */
-static bool s_hold(master_t *self, const zmqx_frames_t *env, proto_req_type_t type, int64_t job_id,
-                   int64_t accepted, int wait_ms, int64_t now)
-{
-    if (wait_ms <= 0 || job_id <= 0 || self->nwaiters >= MAX_WAITERS)
-        return false;
-    const job_t *job = master_job(self, job_id);
-    if (type == PROTO_REQ_STATUS && (!job || job->finished > 0))
-        return false;
-    waiter_t *w = xcalloc(1, sizeof *w);
-    zmqx_frames_copy(&w->envelope, env);
-    w->type = type;
-    w->job = job_id;
-    w->accepted = accepted;
-    /* A job finished already is due now: the loop's next poll must not
-       sleep on this request. */
-    w->deadline = job && job->finished > 0 ? now : now + wait_ms;
-    w->next = self->waiters;
-    self->waiters = w;
-    self->nwaiters++;
-    return true;
-}
-
 /* A submit's answer; with_record: the job's record too, as a held submit
    ends (the client sees from it whether the job finished). */
-static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job_id,
+static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id,
                            int64_t accepted, bool with_record)
 {
-    const job_t *job = master_job(self, job_id);
+    const job_t *job = jobs_get(self->cfg.jobs, job_id);
     proto_reply_t *rep = proto_reply_new(true);
     rep->job = job_id;
     rep->accepted = accepted;
@@ -651,79 +643,44 @@ static void s_submit_reply(master_t *self, const zmqx_frames_t *env, int64_t job
         s_job_record(job, &rep->jobs[0]);
         rep->njobs = 1;
     }
-    master_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+    s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
     proto_reply_destroy(&rep);
 }
 
-void api_submit_answer(master_t *self, const zmqx_frames_t *env, int64_t job, int64_t accepted,
-                       int wait_ms, int64_t now)
+/* Answers a submit whose batch is committed: at once, or, with wait_ms,
+   once its job has finished or the wait is over (held like a status). */
+static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
+                            int64_t accepted, int wait_ms, int64_t now)
 {
-    /* Called as the batch's commit completes: a job it finished (one that
-       had nothing left to run) is answered by api_waiters after the
+    /* Called as the batch's commit is acknowledged: a job it finished (one
+       that had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
-    if (!s_hold(self, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
+    if (!waiters_hold(self->cfg.waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
         s_submit_reply(self, env, job, accepted, wait_ms > 0);
 }
 
-static bool s_due(master_t *self, const waiter_t *w, int64_t now, bool all_now)
+void api_waiters(api_t *self, int64_t now, bool all_now)
 {
-    if (all_now || now >= w->deadline)
-        return true;
-    const job_t *job = master_job(self, w->job);
-    return !job || job->finished > 0;
-}
-
-void api_waiters(master_t *self, int64_t now, bool all_now)
-{
-    bool any = false;
-    for (const waiter_t *w = self->waiters; w && !any; w = w->next)
-        any = s_due(self, w, now, all_now);
-    if (!any)
+    if (!waiters_any_due(self->cfg.waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
        answer, this one waits for their commit. */
-    master_flush(self);
-    waiter_t **pp = &self->waiters;
-    while (*pp) {
-        waiter_t *w = *pp;
-        if (!s_due(self, w, now, all_now)) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        self->nwaiters--;
+    api_flush(self);
+    waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
+    while (w) {
+        waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
             s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
         else
             s_job_reply(self, &w->envelope, w->job, PROTO_REQ_STATUS);
-        zmqx_frames_free(&w->envelope);
-        free(w);
+        waiter_free(&w);
+        w = next;
     }
-}
-
-int64_t api_waiters_due(const master_t *self)
-{
-    int64_t due = -1;
-    for (const waiter_t *w = self->waiters; w; w = w->next)
-        if (due < 0 || w->deadline < due)
-            due = w->deadline;
-    return due;
-}
-
-void api_waiters_free(master_t *self)
-{
-    waiter_t *w;
-    while ((w = self->waiters)) {
-        self->waiters = w->next;
-        zmqx_frames_free(&w->envelope);
-        free(w);
-    }
-    self->nwaiters = 0;
 }
 
 /* ---- entry ---- */
 
-void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
+static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
 {
     /* [identity][empty delimiter, from REQ peers][body]: anything else is
        not ours to answer sensibly. */
@@ -749,7 +706,7 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     }
     /* With CURVE, the ZAP handler said who this peer is: workers register,
        clients do everything else. */
-    if (self->auth) {
+    if (self->cfg.auth) {
         /* A worker asks for its own drain when it gets SIGTERM. */
         const char *role = req->type == PROTO_REQ_HELLO ? "worker" : "client";
         bool ok = auth_role_allows(frames->user_id, role)
@@ -768,13 +725,14 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
         }
     }
     if (req->type == PROTO_REQ_STATUS
-        && s_hold(self, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms, now)) {
+        && waiters_hold(self->cfg.waiters, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms,
+                        now)) {
         proto_req_destroy(&req);
         return;
     }
     /* Every answer reflects committed state: flush first (cheap when idle). */
     if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
-        master_flush(self);
+        api_flush(self);
     switch (req->type) {
     case PROTO_REQ_SUBMIT: s_submit(self, &env, req); break;
     case PROTO_REQ_STATUS: s_jobs(self, &env, req, PROTO_REQ_STATUS); break;
@@ -789,4 +747,23 @@ void api_on_request(master_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     }
     proto_req_destroy(&req);
+}
+
+void api_read(api_t *self, int64_t now)
+{
+    for (int i = 0; i < REQUESTS_PER_TURN; i++) {
+        zmqx_frames_t frames;
+        if (zmqx_recv_frames(self->cfg.sock, &frames, 8, ZMQ_DONTWAIT) != 0) {
+            if (errno == EPROTO) {
+                int64_t held;
+                if (log_limit(&self->lim_request, now, &held))
+                    log_warn("event=bad_request error=\"too many frames\" suppressed=%" PRId64,
+                             held);
+                continue;
+            }
+            break;
+        }
+        s_on_request(self, &frames, now);
+        zmqx_frames_free(&frames);
+    }
 }

@@ -5,6 +5,13 @@
     PUSH task pipe per worker, and timers (pings, liveness, leases, the
     grouped commit). See docs/architecture.md for the path of a task.
 
+    Layers, top to bottom: main, master (this loop), api, tasks, waiters,
+    jobs, journal, registry, writer, sched, auth, store. A module calls
+    (and includes) only modules below it, never one above: a completion is
+    handed back up, as the journal hands back its committed submits for
+    the loop to have api acknowledge. The loop owns every module and
+    lends each the ones below it that it needs.
+
     Threads: main thread only. The only state shared with a signal handler
     is the stop flag passed to master_run.
 */

@@ -7,6 +7,7 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,10 +131,11 @@ static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err
     return NULL;
 }
 
-worker_t *registry_hello(registry_t *self, const char *name, const char *key, const char *host,
-                         int pid, int threads, char **labels, int nlabels, bool no_exec,
-                         int64_t now, char *err, size_t errlen)
+worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
+                         size_t errlen)
 {
+    const char *name = hello->name, *key = hello->key, *host = hello->host;
+    int pid = hello->pid;
     /* The same process registering again (it lost the master for a while)
        keeps its record; another live process with the same name gets the
        first free "name#k". With CURVE the same process means the same key
@@ -183,13 +185,13 @@ worker_t *registry_hello(registry_t *self, const char *name, const char *key, co
     w->charged = NULL;
     w->ncharged = 0;
     w->pid = pid;
-    w->threads = threads;
+    w->threads = hello->threads;
     s_free_labels(w);
-    w->labels = xcalloc((size_t) nlabels + 1, sizeof(char *));
-    for (int i = 0; i < nlabels; i++)
-        w->labels[i] = xstrdup(labels[i]);
-    w->nlabels = nlabels;
-    w->no_exec = no_exec;
+    w->labels = xcalloc((size_t) hello->nlabels + 1, sizeof(char *));
+    for (int i = 0; i < hello->nlabels; i++)
+        w->labels[i] = xstrdup(hello->labels[i]);
+    w->nlabels = hello->nlabels;
+    w->no_exec = hello->no_exec;
     w->alive = true;
     w->draining = false;
     w->last_seen = now;
@@ -208,6 +210,7 @@ worker_t *registry_hello(registry_t *self, const char *name, const char *key, co
 void registry_gone(registry_t *self, worker_t *w, int64_t now)
 {
     (void) self;
+    assert(!w->tasks && w->inflight == 0);
     s_close_pipe(w);
     w->alive = false;
     w->draining = false;
@@ -239,6 +242,7 @@ size_t registry_count(const registry_t *self)
 
 void worker_attach(worker_t *w, sched_task_t *t)
 {
+    assert(!t->worker);
     t->worker = w;
     t->wprev = NULL;
     t->wnext = w->tasks;
@@ -253,6 +257,7 @@ void worker_attach(worker_t *w, sched_task_t *t)
 
 void worker_detach(worker_t *w, sched_task_t *t)
 {
+    assert(t->worker == w && w->inflight > 0);
     if (t->wprev)
         t->wprev->wnext = t->wnext;
     else

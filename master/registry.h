@@ -57,19 +57,29 @@ registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int 
                          const char *curve_secret);
 void registry_destroy(registry_t **p);
 
+/* What a worker says of itself in its hello; the strings are borrowed. */
+typedef struct {
+    const char *name;         /* wanted id; suffixed "#k" when a live other has it */
+    const char *key;          /* Z85 CURVE key it registered with ("" without CURVE) */
+    const char *host;         /* NULL = "" */
+    int pid;
+    int threads;
+    char *const *labels;      /* nlabels of them, copied */
+    int nlabels;
+    bool no_exec;             /* runs functions only */
+} registry_hello_t;
+
 /* Registers a worker: a new record (id derived from name), or the same
    record when a live worker of that id registers again (after it lost the
-   master for a while: same host, pid and key). key is the Z85 CURVE key it
-   registered with ("" without CURVE). Binds a fresh pipe either way. NULL
-   with err filled when no pipe could be bound. */
-worker_t *registry_hello(registry_t *self, const char *name, const char *key, const char *host,
-                         int pid, int threads, char **labels, int nlabels, bool no_exec,
-                         int64_t now, char *err, size_t errlen);
+   master for a while: same host, pid and key). Binds a fresh pipe either
+   way. NULL with err filled when no pipe could be bound. */
+worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
+                         size_t errlen);
 
 worker_t *registry_find(registry_t *self, const char *id);
 
 /* Marks a worker gone (dead or said bye) and closes its pipe. Its tasks
-   must have been taken back by the caller first. */
+   must have been taken back by the caller first (asserted). */
 void registry_gone(registry_t *self, worker_t *w, int64_t now);
 
 /* Drops records of workers gone for longer than keep_ms. */
@@ -79,7 +89,9 @@ void registry_prune(registry_t *self, int64_t now, int64_t keep_ms);
 worker_t *registry_next(registry_t *self, size_t *pos);
 size_t registry_count(const registry_t *self);
 
-/* Links/unlinks a task to/from a worker's list, keeping inflight in step. */
+/* Links/unlinks a task to/from a worker's list, keeping inflight in step.
+   A task is on one worker's list at most: attach takes one on none,
+   detach one on w (asserted). */
 void worker_attach(worker_t *w, sched_task_t *t);
 void worker_detach(worker_t *w, sched_task_t *t);
 

@@ -3,6 +3,7 @@
 #include "../common/imap.h"
 #include "../common/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,33 +181,35 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
         s_push(s_ready_heap(self, t), (entry_t){t->priority, t->id, t->gen});
 }
 
-static sched_task_t *s_new_task(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
-                                int attempt, int retries_left)
+static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
 {
+    assert(n->id > 0 && !imap_get(self->tasks, n->id));
     sched_task_t *t = xcalloc(1, sizeof *t);
-    t->id = id;
-    t->job = job;
-    t->priority = priority;
-    t->cls = (uint16_t) (cls >= 0 && cls < self->nclasses ? cls : 0);
-    t->attempt = (uint16_t) (attempt < 0 ? 0 : attempt > UINT16_MAX ? UINT16_MAX : attempt);
-    t->retries_left = (uint8_t) (retries_left < 0 ? 0 : retries_left > 255 ? 255 : retries_left);
-    imap_put(self->tasks, id, t);
+    t->id = n->id;
+    t->job = n->job;
+    t->priority = n->priority;
+    t->cls = (uint16_t) (n->cls >= 0 && n->cls < self->nclasses ? n->cls : 0);
+    t->attempt = (uint16_t) (n->attempt < 0            ? 0
+                             : n->attempt > UINT16_MAX ? UINT16_MAX
+                                                       : n->attempt);
+    t->retries_left = (uint8_t) (n->retries_left < 0     ? 0
+                                 : n->retries_left > 255 ? 255
+                                                         : n->retries_left);
+    imap_put(self->tasks, t->id, t);
     return t;
 }
 
-sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
-                        int attempt, int retries_left, int64_t not_before)
+sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before)
 {
-    sched_task_t *t = s_new_task(self, id, job, priority, cls, attempt, retries_left);
+    sched_task_t *t = s_new_task(self, task);
     s_enqueue(self, t, not_before);
     return t;
 }
 
-sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
-                               int attempt, int retries_left, const char *worker_name,
-                               int64_t deadline)
+sched_task_t *sched_add_orphan(sched_t *self, const sched_new_task_t *task,
+                               const char *worker_name, int64_t deadline)
 {
-    sched_task_t *t = s_new_task(self, id, job, priority, cls, attempt, retries_left);
+    sched_task_t *t = s_new_task(self, task);
     t->state = PROTO_ST_ASSIGNED;
     t->orphan = true;
     t->deadline = deadline;
@@ -293,6 +296,7 @@ bool sched_class_ready(sched_t *self, int cls)
 void sched_claim(sched_t *self, sched_task_t *task)
 {
     (void) self;
+    assert(task->state == PROTO_ST_QUEUED);
     /* Its heap entries go stale with the generation, as after a pop. */
     task->state = PROTO_ST_ASSIGNED;
     task->gen++;

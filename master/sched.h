@@ -85,17 +85,25 @@ void sched_destroy(sched_t **p);
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 
-/* Adds a queued task of class cls; returns its record (borrowed).
-   not_before = 0 means ready now. An id already present is a programmer
-   error. */
-sched_task_t *sched_add(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
-                        int attempt, int retries_left, int64_t not_before);
+/* A task to add: what the scheduler keeps of it. */
+typedef struct {
+    int64_t id;               /* > 0, not present yet */
+    int64_t job;
+    int32_t priority;
+    int cls;                  /* its class (sched_class); 0 = "fn" */
+    int attempt;              /* dispatches so far (0 for a new task) */
+    int retries_left;
+} sched_new_task_t;
+
+/* Adds a queued task; returns its record (borrowed). not_before (monotonic
+   ms): not ready before then, 0 = ready now. An id already present is a
+   programmer error. */
+sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before);
 
 /* Adds a task that a worker held when the master stopped: it stays ASSIGNED
    (orphan) until its worker claims it or `deadline` passes. */
-sched_task_t *sched_add_orphan(sched_t *self, int64_t id, int64_t job, int32_t priority, int cls,
-                               int attempt, int retries_left, const char *worker_name,
-                               int64_t deadline);
+sched_task_t *sched_add_orphan(sched_t *self, const sched_new_task_t *task,
+                               const char *worker_name, int64_t deadline);
 
 sched_task_t *sched_get(const sched_t *self, int64_t id);
 
@@ -121,7 +129,7 @@ sched_task_t *sched_pop(sched_t *self, int64_t now,
 
 /* Takes a QUEUED task out of the queue, ASSIGNED, as sched_pop would:
    for a worker that claims a dispatch the store never recorded (see
-   ASSIGN_WRITE_MS in master_internal.h). The caller sets the rest. */
+   ASSIGN_WRITE_MS in journal.h). The caller sets the rest. */
 void sched_claim(sched_t *self, sched_task_t *task);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */

@@ -378,7 +378,7 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     return 0;
 }
 
-/* Steps a TASK_COLS query, calling fn per row, then releases it. */
+/* Steps a TASK_COLS query, calling fn (if any) per row, then releases it. */
 static int s_task_rows(store_t *self, int id, const char *what,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,
                        int64_t *last_id, int64_t *nrows)
@@ -394,7 +394,7 @@ static int s_task_rows(store_t *self, int id, const char *what,
         }
         last = row.id;
         n++;
-        if (fn(&row, arg) != 0)
+        if (fn && fn(&row, arg) != 0)
             break;
     }
     if (result == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)

@@ -5,10 +5,10 @@
     needs to schedule in memory and rebuilds it from here at start-up.
 
     Grouped commits: writes go into one open transaction (store_begin is
-    implicit in every write); the master calls store_commit every few
-    milliseconds, and always before it acknowledges a submit or answers a
-    query, so "acknowledged" always means "committed". One fsync covers
-    thousands of rows.
+    implicit in every write); the master's journal (journal.h) calls
+    store_commit every few milliseconds, and always before the master
+    acknowledges a submit or answers a query, so "acknowledged" always
+    means "committed". One fsync covers thousands of rows.
 
     Sync modes (--sync): FULL = synchronous=FULL (fsync at every commit);
     INTERVAL = synchronous=NORMAL in WAL (no fsync at commit, fsync at
@@ -28,7 +28,13 @@
     Callbacks of the *_each/get functions may call other store functions
     (e.g. store_task_spec while rebuilding), but not the same one again.
 
-    Threads: an instance belongs to one thread (the master's event loop).
+    Threads: an instance is used by one thread at a time, never by two at
+    once (the connection is opened SQLITE_OPEN_NOMUTEX: SQLite does not
+    guard it). In the master, the loop owns the store: it opens it, reads
+    it and closes it; while a commit batch is out (writer.h), the loop
+    lends it to the writer thread, which alone writes it until the loop
+    waits for that thread to be done (writer_idle, writer_finish). The
+    writer's mutex orders every use by one thread before the other's.
 */
 #ifndef ZTASK_STORE_H
 #define ZTASK_STORE_H
@@ -176,7 +182,7 @@ int store_results_each(store_t *self, int64_t job, int64_t after, int limit, boo
 int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found);
 
 /* One task by id; fn is called once, or not at all when there is no such task
-   (then *found is false). */
+   (then *found is false). fn may be NULL: *found is all the caller asks. */
 int store_task_get(store_t *self, int64_t task, int (*fn)(const store_task_row_t *row, void *arg),
                    void *arg, bool *found);
 

@@ -1,13 +1,19 @@
-/*  tasks: the life of a task inside the master, from the ready queue to a
-    worker's pipe to its recorded result; and what happens when workers
-    die, leases run out or a result arrives for a stale attempt.
-*/
-#include "master_internal.h"
+/*  tasks: the life of a task inside the master (see tasks.h). */
+#include "tasks.h"
+
+#include "auth.h"
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/zmqx.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,13 +29,94 @@
 /* Retry backoff never grows beyond this. */
 #define MAX_BACKOFF_MS 60000
 
+struct tasks {
+    tasks_config_t cfg;
+    sched_t *sched;          /* borrowed, as are the next three */
+    registry_t *registry;
+    jobs_t *jobs;
+    journal_t *journal;
+    size_t orphans;          /* tasks waiting for their worker to come back */
+    size_t rr;               /* round-robin start for dispatch */
+    int64_t duplicates;
+    int64_t results_total;
+    int64_t last_prune;
+    /* Lines a peer can cause at will, rate-limited (log_limit): bad,
+       refused or unknown reports. */
+    log_limit_t lim_report;
+    int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
+    int64_t stuck_logged;    /* when that was last logged */
+    int64_t last_stuck_check;
+};
+
+tasks_t *tasks_new(const tasks_config_t *cfg)
+{
+    tasks_t *self = xcalloc(1, sizeof *self);
+    self->cfg = *cfg;
+    self->sched = cfg->sched;
+    self->registry = cfg->registry;
+    self->jobs = cfg->jobs;
+    self->journal = cfg->journal;
+    return self;
+}
+
+void tasks_destroy(tasks_t **p)
+{
+    if (!p || !*p)
+        return;
+    free(*p);
+    *p = NULL;
+}
+
+tasks_counts_t tasks_counts(const tasks_t *self)
+{
+    return (tasks_counts_t){.duplicates = self->duplicates,
+                            .results = self->results_total,
+                            .orphans = self->orphans};
+}
+
+/* ---- start-up: rebuild the queue from the store ---- */
+
+static int s_load_task(const store_task_row_t *row, void *arg)
+{
+    tasks_t *self = arg;
+    int64_t now = clock_mono_ms();
+    sched_new_task_t task = {.id = row->id,
+                             .job = row->job,
+                             .priority = row->priority,
+                             .cls = sched_class(self->sched, row->needs),
+                             .attempt = row->attempt};
+    if (row->state == PROTO_ST_QUEUED) {
+        int left = row->retries - row->attempt;
+        task.retries_left = left < 0 ? 0 : left;
+        sched_task_t *t = sched_add(self->sched, &task, 0);
+        t->recovered = true;
+    } else {
+        /* It was on a worker when we stopped: give that worker the recovery
+           grace to come back and claim it before running it again. */
+        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
+        task.retries_left = left < 0 ? 0 : left;
+        sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
+                         now + self->cfg.recovery_grace_ms);
+        self->orphans++;
+    }
+    return 0;
+}
+
+int tasks_load(tasks_t *self, store_t *store)
+{
+    return store_unfinished_each(store, s_load_task, self);
+}
+
+/* ---- pipes ---- */
+
 static void s_send_pipe(worker_t *w, const char *msg)
 {
     if (w->pipe)
         zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
 }
 
-void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt)
+/* Sends an abort for (task, attempt) down a worker's pipe (best effort). */
+static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
 {
     (void) self;
     if (!w || !w->pipe)
@@ -43,38 +130,78 @@ void tasks_send_abort(master_t *self, worker_t *w, int64_t task, int attempt)
     proto_pipe_destroy(&msg);
 }
 
-void tasks_job_check(master_t *self, job_t *job)
+/* ---- state transitions ---- */
+
+/* Where t's job counts it: on a worker, or (after a restart) waiting for
+   its worker to claim it, it runs; otherwise it is queued, a task just
+   popped for dispatch included. */
+static proto_state_t s_counted(const sched_task_t *t)
 {
-    if (job->closed && job->queued == 0 && job->running == 0 && job->finished == 0) {
-        job->finished = clock_wall();
-        master_journal(self, J_JOB_FINISHED, 0, job->id, 0, 0, NULL, NULL, job->finished);
-        self->retention_due = true;
-        log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
-                 " failed=%" PRId64 " cancelled=%" PRId64,
-                 job->id, job->total, job->done, job->failed, job->cancelled_n);
-    }
+    return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
 }
 
-/* Removes a task from the worker and queue bookkeeping it is in (not from
-   the scheduler) and fixes the job's counters for "no longer running". */
-static void s_unassign(master_t *self, sched_task_t *t)
+/* The one place a task changes state in the master: it leaves the queue,
+   its orphan wait or its worker for `to`, and its job's counters, its
+   worker's list and the orphan count follow. With w (to is ASSIGNED or
+   RUNNING) it goes onto w's list, as a new attempt when it comes from
+   the queue (a claimed orphan keeps its attempt). The scheduler's queue
+   (pop, requeue, remove) and what the move writes are the caller's. */
+static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w)
 {
-    job_t *job = master_job(self, t->job);
-    if (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING) {
-        if (job)
-            job->running--;
-        if (t->orphan && self->orphans)
-            self->orphans--;
-        t->orphan = false;
-    } else if (job)
-        job->queued--;
+    assert(!w == (to != PROTO_ST_ASSIGNED && to != PROTO_ST_RUNNING));
+    proto_state_t from = s_counted(t);
     if (t->worker)
         worker_detach(t->worker, t);
+    if (t->orphan) {
+        assert(self->orphans > 0);
+        self->orphans--;
+        t->orphan = false;
+    }
+    if (w) {
+        if (from == PROTO_ST_QUEUED)
+            t->attempt++;
+        t->recovered = false;
+        free(t->worker_name);
+        t->worker_name = xstrdup(w->id);
+        worker_attach(w, t);
+    }
+    t->state = (uint8_t) to;
+    job_t *job = jobs_get(self->jobs, t->job);
+    if (job)
+        job_move(job, from, to, 1);
 }
 
-void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *outcome,
-                  const char *error)
+void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
 {
+    /* A job cancelled meanwhile had these rows cancelled in the same
+       transaction (J_CANCEL_QUEUED): they never enter the queue. */
+    if (job->cancelled) {
+        job_add(job, PROTO_ST_CANCELLED, p->ntasks);
+        return;
+    }
+    for (int i = 0; i < p->ntasks; i++) {
+        const pending_task_t *pt = &p->tasks[i];
+        sched_task_t *t = sched_add(self->sched,
+                                    &(sched_new_task_t){.id = pt->id,
+                                                        .job = job->id,
+                                                        .priority = pt->priority,
+                                                        .cls = pt->cls,
+                                                        .retries_left = pt->retries},
+                                    0);
+        /* Keep the spec in memory until dispatch: no read back. */
+        t->spec = p->tasks[i].spec;
+        p->tasks[i].spec = NULL;
+    }
+    job_add(job, PROTO_ST_QUEUED, p->ntasks);
+}
+
+/* Ends a task that is still in the scheduler with a final state (DONE,
+   FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
+   record just `error`) is taken: the journal owns it from here. */
+static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                     const char *error)
+{
+    assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
     if (!outcome && error) {
         proto_result_t *res = proto_result_new();
         res->task = t->id;
@@ -86,36 +213,44 @@ void tasks_finish(master_t *self, sched_task_t *t, proto_state_t state, char *ou
         proto_result_destroy(&res);
     }
     worker_t *w = t->worker;
-    s_unassign(self, t);
-    job_t *job = master_job(self, t->job);
-    if (job) {
-        if (state == PROTO_ST_DONE)
-            job->done++;
-        else if (state == PROTO_ST_CANCELLED)
-            job->cancelled_n++;
-        else
-            job->failed++;
-    }
+    s_move(self, t, state, NULL);
     if (w) {
         if (state == PROTO_ST_DONE)
             w->done++;
         else
             w->failed++;
     }
-    master_journal(self, J_FINISH, t->id, t->job, t->attempt, state,
-                   w ? w->id : t->worker_name, outcome, clock_wall());
+    journal_add(self->journal, &(jop_t){.type = J_FINISH,
+                                        .task = t->id,
+                                        .job = t->job,
+                                        .attempt = t->attempt,
+                                        .state = state,
+                                        .worker = w ? w->id : t->worker_name,
+                                        .outcome = outcome,
+                                        .t = clock_wall()});
     self->results_total++;
+    job_t *job = jobs_get(self->jobs, t->job);
     sched_remove(self->sched, t->id);
     if (job)
-        tasks_job_check(self, job);
+        jobs_check_finished(self->jobs, job);
+}
+
+/* Back in the queue, ready at not_before (0 = now): a retry, or a task
+   taken back from its worker. */
+static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
+{
+    s_move(self, t, PROTO_ST_QUEUED, NULL);
+    sched_requeue(self->sched, t, not_before);
+    journal_add(self->journal,
+                &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
-   was cancelled or has crashed its workers too often. */
-void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *why)
+   was cancelled or (crashed) has killed its workers crash_limit times. */
+static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char *why)
 {
     if (t->cancel_requested) {
-        tasks_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
+        s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
         return;
     }
     if (crashed && ++t->crashes >= self->cfg.crash_limit) {
@@ -124,21 +259,17 @@ void tasks_take_back(master_t *self, sched_task_t *t, bool crashed, const char *
                  t->crashes, self->cfg.crash_limit);
         log_warn("event=task_poisoned task=%" PRId64 " job=%" PRId64 " crashes=%d", t->id, t->job,
                  t->crashes);
-        tasks_finish(self, t, PROTO_ST_FAILED, NULL, msg);
+        s_finish(self, t, PROTO_ST_FAILED, NULL, msg);
         return;
     }
-    s_unassign(self, t);
-    job_t *job = master_job(self, t->job);
-    if (job)
-        job->queued++;
     free(t->worker_name);
     t->worker_name = NULL;
-    sched_requeue(self->sched, t, 0);
-    master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
+    s_requeue(self, t, 0);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
-void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
+/* Takes every task back from a worker that died or left. */
+static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
 {
     int n = 0;
     /* A worker that died may have been killed by one of its tasks, started
@@ -146,7 +277,7 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
        becomes a suspect, runs alone next time, and the one that keeps
        killing workers reaches the crash limit by itself. Silence is not
        proof of death (a partition, SIGSTOP): the charged tasks are noted,
-       and if this very process comes back, tasks_worker_returned takes the
+       and if this very process comes back, tasks_rejoin takes the
        charge back. */
     free(w->charged);
     w->charged = NULL;
@@ -157,13 +288,16 @@ void tasks_worker_lost(master_t *self, worker_t *w, int64_t now, const char *why
     for (; w->tasks; n++) {
         if (crashed && w->ncharged < held)
             w->charged[w->ncharged++] = w->tasks->id;
-        tasks_take_back(self, w->tasks, crashed, why);
+        s_take_back(self, w->tasks, crashed, why);
     }
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
     registry_gone(self->registry, w, now);
 }
 
-void tasks_worker_returned(master_t *self, worker_t *w)
+/* A worker declared dead registers again as the same process (host, pid,
+   key): it did not crash, so the tasks charged a crash at its loss are
+   uncharged (the poison-task limit counts real crashes only). */
+static void s_worker_returned(tasks_t *self, worker_t *w)
 {
     int n = 0;
     for (int i = 0; i < w->ncharged; i++) {
@@ -180,6 +314,121 @@ void tasks_worker_returned(master_t *self, worker_t *w)
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
+}
+
+static bool s_listed(const proto_task_ref_t *running, int nrunning, const sched_task_t *t)
+{
+    for (int i = 0; i < nrunning; i++)
+        if (running[i].task == t->id && running[i].attempt == t->attempt)
+            return true;
+    return false;
+}
+
+bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
+                  const proto_task_ref_t *running, int nrunning)
+{
+    bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
+                && strcmp(w->key, key) == 0;
+    if (!same)
+        return false;
+    /* Declared dead but alive after all (it was cut off or stopped). */
+    if (!w->alive) {
+        s_worker_returned(self, w);
+        return false;
+    }
+    /* A live worker registering again lost its pipe: whatever we sent it
+       and it does not report running is lost in that pipe. */
+    sched_task_t *t = w->tasks;
+    while (t) {
+        sched_task_t *next = t->wnext;
+        if (!s_listed(running, nrunning, t))
+            s_take_back(self, t, false, "lost_in_old_pipe");
+        t = next;
+    }
+    return true;
+}
+
+int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning)
+{
+    int claimed = 0;
+    for (int i = 0; i < nrunning; i++) {
+        sched_task_t *t = sched_get(self->sched, running[i].task);
+        if (!t)
+            continue;
+        /* Queued since the restart with the attempt below the claimed one:
+           dispatched before the restart, but the assignment was never
+           written (it is written late, ASSIGN_WRITE_MS). A task submitted
+           since, or sent again since, cannot be claimed this way. */
+        bool unrecorded = t->recovered && t->state == PROTO_ST_QUEUED
+                          && running[i].attempt == t->attempt + 1;
+        bool orphan = t->orphan && running[i].attempt == t->attempt;
+        if (!unrecorded && !orphan)
+            continue;
+        if (unrecorded) {
+            sched_claim(self->sched, t);
+            free(t->spec);
+            t->spec = NULL;
+            log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
+                     t->attempt + 1, w->id);
+        }
+        s_move(self, t, PROTO_ST_RUNNING, w);
+        t->deadline = 0;
+        journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
+                                            .task = t->id,
+                                            .job = t->job,
+                                            .attempt = t->attempt,
+                                            .worker = w->id});
+        claimed++;
+    }
+    return claimed;
+}
+
+void tasks_cancel(tasks_t *self, sched_task_t *t)
+{
+    if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
+        s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
+        return;
+    }
+    if (!t->cancel_requested) {
+        t->cancel_requested = true;
+        s_send_abort(self, t->worker, t->id, t->attempt);
+    }
+}
+
+int64_t tasks_cancel_job(tasks_t *self, job_t *job)
+{
+    /* Queued tasks are cancelled in one statement; running ones get an
+       abort and come back as cancelled results. */
+    size_t cap = 1024, n = 0, pos = 0;
+    int64_t *ids = xmalloc(cap * sizeof(int64_t));
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->job == job->id) {
+            if (n == cap)
+                ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
+            ids[n++] = t->id;
+        }
+    int64_t queued = 0, count = 0;
+    for (size_t i = 0; i < n; i++) {
+        t = sched_get(self->sched, ids[i]);
+        if (t->state == PROTO_ST_QUEUED) {
+            s_move(self, t, PROTO_ST_CANCELLED, NULL);
+            sched_remove(self->sched, ids[i]);
+            queued++;
+        } else {
+            tasks_cancel(self, t);
+            count++;
+        }
+    }
+    free(ids);
+    if (queued)
+        journal_add(self->journal,
+                    &(jop_t){.type = J_CANCEL_QUEUED, .job = job->id, .t = clock_wall()});
+    count += queued;
+    log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
+             queued, count - queued);
+    jobs_check_finished(self->jobs, job);
+    return count;
 }
 
 /* ---- dispatch ---- */
@@ -209,7 +458,7 @@ static bool s_accepts(const sched_class_t *cls, void *arg)
     return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
 }
 
-int tasks_unrunnable(master_t *self, const char **keys, int max)
+int tasks_unrunnable(tasks_t *self, const char **keys, int max)
 {
     int n = 0;
     for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++) {
@@ -231,7 +480,7 @@ int tasks_unrunnable(master_t *self, const char **keys, int max)
    --no-exec, none with the label) are not an error, since one may join;
    but they must not wait in silence: logged once they have waited 5 s, and
    every minute while they still do. The CLI's `wait` says so too (stats). */
-static void s_check_stuck(master_t *self, int64_t now)
+static void s_check_stuck(tasks_t *self, int64_t now)
 {
     if (now - self->last_stuck_check < 1000)
         return;
@@ -259,7 +508,7 @@ static void s_check_stuck(master_t *self, int64_t now)
              list, (long long) ((now - self->stuck_since) / 1000));
 }
 
-static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
+static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
 {
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
@@ -273,27 +522,17 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
             if (!t)
                 break;
-            char *spec = t->spec ? t->spec : store_task_spec(master_store(self), t->id);
+            char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
             t->spec = NULL;   /* a requeued task reads it back from the store */
             if (!spec) {
                 log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
-                          store_error(master_store(self)));
-                t->state = PROTO_ST_QUEUED; /* for s_unassign's counters */
-                tasks_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
+                          store_error(journal_store(self->journal)));
+                s_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
                 continue;
             }
-            t->attempt++;
-            t->recovered = false;
+            s_move(self, t, PROTO_ST_ASSIGNED, w);
             t->deadline = now + self->cfg.lease_ms;
-            free(t->worker_name);
-            t->worker_name = xstrdup(w->id);
-            worker_attach(w, t);
-            job_t *job = master_job(self, t->job);
-            if (job) {
-                job->queued--;
-                job->running++;
-            }
-            master_assigned(self, t->id, t->attempt, now);
+            journal_assigned(self->journal, t->id, t->attempt, now);
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;
@@ -317,7 +556,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
-                tasks_take_back(self, tasks[i], false, "pipe_refused");
+                s_take_back(self, tasks[i], false, "pipe_refused");
             return;
         }
         credit -= n;
@@ -340,7 +579,7 @@ static void s_dispatch_to(master_t *self, worker_t *w, int64_t now, int credit)
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
 
-static int s_prefetch(const master_t *self, const worker_t *w)
+static int s_prefetch(const tasks_t *self, const worker_t *w)
 {
     if (self->cfg.prefetch >= 0)
         return self->cfg.prefetch;
@@ -355,7 +594,7 @@ static int s_prefetch(const master_t *self, const worker_t *w)
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
-void tasks_dispatch(master_t *self, int64_t now)
+void tasks_dispatch(tasks_t *self, int64_t now)
 {
     size_t count = registry_count(self->registry);
     if (!count || !sched_size(self->sched))
@@ -383,14 +622,6 @@ void tasks_dispatch(master_t *self, int64_t now)
 
 /* ---- reports ---- */
 
-/* store_task_get wants a row callback; existence is all we ask here. */
-static int s_ignore_row(const store_task_row_t *row, void *arg)
-{
-    (void) row;
-    (void) arg;
-    return 0;
-}
-
 /* The text to store for a result, handed to the journal: as the worker
    sent it when the decoder kept it (no encode per result), else encoded. */
 static char *s_outcome(proto_result_t *res)
@@ -400,7 +631,7 @@ static char *s_outcome(proto_result_t *res)
     return text ? text : proto_result_encode(res);
 }
 
-static void s_on_result(master_t *self, const char *worker_id, proto_result_t *res, int64_t now)
+static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *res, int64_t now)
 {
     sched_task_t *t = sched_get(self->sched, res->task);
     bool current = t && t->attempt == res->attempt
@@ -422,7 +653,8 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
     }
     if (!current) {
         bool found = t != NULL;
-        if (!found && store_task_get(master_store(self), res->task, s_ignore_row, NULL, &found) != 0)
+        if (!found
+            && store_task_get(journal_store(self->journal), res->task, NULL, NULL, &found) != 0)
             found = false;
         if (!found) {
             char q[128];
@@ -435,8 +667,12 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         self->duplicates++;
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
                  res->attempt, worker_id);
-        master_journal(self, J_DUP, res->task, 0, res->attempt, 0, worker_id, s_outcome(res),
-                       clock_wall());
+        journal_add(self->journal, &(jop_t){.type = J_DUP,
+                                            .task = res->task,
+                                            .attempt = res->attempt,
+                                            .worker = worker_id,
+                                            .outcome = s_outcome(res),
+                                            .t = clock_wall()});
         return;
     }
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
@@ -447,12 +683,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         char q[256];
         log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
                  t->attempt, backoff, log_quote(q, sizeof q, res->error));
-        s_unassign(self, t);
-        job_t *job = master_job(self, t->job);
-        if (job)
-            job->queued++;
-        sched_requeue(self->sched, t, now + backoff);
-        master_journal(self, J_REQUEUE, t->id, t->job, t->attempt, 0, NULL, NULL, 0);
+        s_requeue(self, t, now + backoff);
         return;
     }
     proto_state_t st = res->status;
@@ -460,7 +691,7 @@ static void s_on_result(master_t *self, const char *worker_id, proto_result_t *r
         st = PROTO_ST_CANCELLED;
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
-    tasks_finish(self, t, st, s_outcome(res), NULL);
+    s_finish(self, t, st, s_outcome(res), NULL);
 }
 
 static void s_append_output(sched_task_t *t, int stream, const char *data)
@@ -479,7 +710,9 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
     o->len[i] += n;
 }
 
-void tasks_on_report(master_t *self, const char *buf, size_t len, const char *key, int64_t now)
+/* key: the sender's CURVE key (NULL without CURVE): a worker's reports
+   count only from the key that registered it. */
+static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *key, int64_t now)
 {
     proto_err_t err;
     proto_report_t *rep = proto_report_decode(buf, len, &err);
@@ -538,16 +771,42 @@ void tasks_on_report(master_t *self, const char *buf, size_t len, const char *ke
     case PROTO_REP_BYE:
         if (live) {
             log_info("event=worker_bye worker=%s", w->id);
-            tasks_worker_lost(self, w, now, "bye", false);
+            s_worker_lost(self, w, now, "bye", false);
         }
         break;
     }
     proto_report_destroy(&rep);
 }
 
+/* Reports per turn of the loop, at most: the API socket and the timers
+   get their turn even under a flood of results. */
+#define REPORTS_PER_TURN 2000
+
+void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now)
+{
+    for (int i = 0; i < REPORTS_PER_TURN; i++) {
+        size_t len;
+        char uid[ZMQX_USER_ID_MAX] = "";
+        char *buf = curve ? zmqx_recv_from(reports, &len, ZMQ_DONTWAIT, uid)
+                          : zmqx_recv(reports, &len, ZMQ_DONTWAIT);
+        if (!buf) {
+            if (errno == EPROTO) {
+                int64_t held;
+                if (log_limit(&self->lim_report, now, &held))
+                    log_warn("event=bad_report error=\"multipart message dropped\" "
+                             "suppressed=%" PRId64, held);
+                continue;
+            }
+            break;
+        }
+        s_on_report(self, buf, len, curve ? auth_user_key(uid) : NULL, now);
+        free(buf);
+    }
+}
+
 /* ---- timers ---- */
 
-void tasks_timers(master_t *self, int64_t now)
+void tasks_timers(tasks_t *self, int64_t now)
 {
     int64_t dead_after = (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
     size_t pos = 0;
@@ -557,7 +816,7 @@ void tasks_timers(master_t *self, int64_t now)
         if (!w->alive)
             continue;
         if (now - w->last_seen > dead_after) {
-            tasks_worker_lost(self, w, now, "heartbeat_timeout", true);
+            s_worker_lost(self, w, now, "heartbeat_timeout", true);
             continue;
         }
         /* Ping every worker, idle ones too: its liveness check on us
@@ -580,8 +839,8 @@ void tasks_timers(master_t *self, int64_t now)
             if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
                          t->attempt, w->id);
-                tasks_send_abort(self, w, t->id, t->attempt);
-                tasks_take_back(self, t, false, "lease_expired");
+                s_send_abort(self, w, t->id, t->attempt);
+                s_take_back(self, t, false, "lease_expired");
             }
             t = next;
         }
@@ -599,7 +858,7 @@ void tasks_timers(master_t *self, int64_t now)
         for (size_t i = 0; i < n; i++) {
             t = sched_get(self->sched, ids[i]);
             log_info("event=orphan_requeued task=%" PRId64 " attempt=%d", t->id, t->attempt);
-            tasks_take_back(self, t, false, "recovery_grace_expired");
+            s_take_back(self, t, false, "recovery_grace_expired");
         }
     }
     if (now - self->last_prune > 60000) {

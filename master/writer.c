@@ -4,6 +4,7 @@
 
 #include "../common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -123,6 +124,7 @@ bool writer_busy(const writer_t *self)
 
 void writer_start(writer_t *self, void *batch)
 {
+    assert(!self->out && batch);
     pthread_mutex_lock(&self->mu);
     self->todo = batch;
     self->out = true;

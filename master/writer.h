@@ -7,10 +7,12 @@
     written, is the caller's: the writer calls apply(store, batch) on its
     thread and keeps what it returns.
 
-    The store is handed over with the batch: while one is out
-    (writer_busy), the writer thread alone uses the store. The loop may use
-    the store again after writer_idle (which waits for the thread to be
-    done with it, without taking the batch back) or writer_finish.
+    The store stays the loop's (it opens and closes it; the writer never
+    does) and is lent with each batch: while one is out (writer_busy), the
+    writer thread alone uses the store. The loop may use the store again
+    after writer_idle (which waits for the thread to be done with it,
+    without taking the batch back) or writer_finish. Between batches the
+    thread does not touch it.
 
     Threads: every writer_* function is for the loop thread only; apply runs
     on the writer thread and must touch nothing but the store and its batch.
@@ -29,7 +31,8 @@ typedef struct writer writer_t;
 /* Writes batch into store; returns 0, or -1 with a one-line reason in err. */
 typedef int (writer_apply_fn)(store_t *store, void *batch, char *err, size_t errlen);
 
-/* Starts the thread. NULL when it cannot be started (errno set). */
+/* Starts the thread, for batches written into store (borrowed: see above).
+   NULL when it cannot be started (errno set). */
 writer_t *writer_new(store_t *store, writer_apply_fn *apply);
 /* Stops the thread (a batch still out is written and dropped unseen:
    finish it first). */
@@ -42,7 +45,8 @@ int writer_fd(const writer_t *self);
 /* True from writer_start until writer_finish returned the batch. */
 bool writer_busy(const writer_t *self);
 
-/* Hands batch over; the writer must not be busy. */
+/* Hands batch over (and the store with it); the writer must not be busy
+   (asserted). */
 void writer_start(writer_t *self, void *batch);
 
 /* Waits until the thread is done with the store (the batch stays out). */

@@ -9,11 +9,11 @@
 START_TEST(runs_higher_priority_first_then_fifo)
 {
     sched_t *s = sched_new();
-    sched_add(s, 1, 1, 0, 0, 0, 0, 0);
-    sched_add(s, 2, 1, 5, 0, 0, 0, 0);
-    sched_add(s, 3, 1, 0, 0, 0, 0, 0);
-    sched_add(s, 4, 1, 5, 0, 0, 0, 0);
-    sched_add(s, 5, 1, -1, 0, 0, 0, 0);
+    sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 2, .job = 1, .priority = 5}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 3, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 4, .job = 1, .priority = 5}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 5, .job = 1, .priority = -1}, 0);
     int64_t want[] = {2, 4, 1, 3, 5};
     for (int i = 0; i < 5; i++) {
         sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
@@ -32,7 +32,7 @@ START_TEST(fifo_holds_for_many_tasks)
 {
     sched_t *s = sched_new();
     for (int64_t i = 1; i <= 100000; i++)
-        sched_add(s, i, 1, (int32_t) (i % 3), 0, 0, 0, 0);
+        sched_add(s, &(sched_new_task_t){.id = i, .job = 1, .priority = (int32_t) (i % 3)}, 0);
     int64_t last_id[3] = {0, 0, 0};
     int32_t last_prio = 3;
     /* Checked in plain C, asserted once: 300,000 ck_asserts (each a
@@ -59,7 +59,7 @@ END_TEST
 START_TEST(requeue_with_backoff_waits_for_its_time)
 {
     sched_t *s = sched_new();
-    sched_task_t *t = sched_add(s, 7, 1, 0, 0, 0, 1, 0);
+    sched_task_t *t = sched_add(s, &(sched_new_task_t){.id = 7, .job = 1, .retries_left = 1}, 0);
     ck_assert_ptr_eq(sched_pop(s, 1000, NULL, NULL, true), t);
     sched_requeue(s, t, 1500);
     ck_assert_int_eq(t->state, PROTO_ST_QUEUED);
@@ -75,10 +75,11 @@ END_TEST
 START_TEST(backoff_does_not_block_ready_tasks)
 {
     sched_t *s = sched_new();
-    sched_task_t *a = sched_add(s, 1, 1, 9, 0, 0, 1, 0);
+    sched_task_t *a =
+        sched_add(s, &(sched_new_task_t){.id = 1, .job = 1, .priority = 9, .retries_left = 1}, 0);
     ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
     sched_requeue(s, a, 10000);
-    sched_add(s, 2, 1, 0, 0, 0, 0, 0);
+    sched_add(s, &(sched_new_task_t){.id = 2, .job = 1}, 0);
     sched_task_t *b = sched_pop(s, 0, NULL, NULL, true);
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(b->id, 2);
@@ -89,9 +90,9 @@ END_TEST
 START_TEST(removed_or_requeued_tasks_leave_no_ghosts)
 {
     sched_t *s = sched_new();
-    sched_add(s, 1, 1, 0, 0, 0, 0, 0);
-    sched_add(s, 2, 1, 0, 0, 0, 0, 0);
-    sched_task_t *t3 = sched_add(s, 3, 1, 0, 0, 0, 0, 0);
+    sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 2, .job = 1}, 0);
+    sched_task_t *t3 = sched_add(s, &(sched_new_task_t){.id = 3, .job = 1}, 0);
     sched_remove(s, 1);               /* cancelled while queued */
     sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
     ck_assert_int_eq(t->id, 2);
@@ -107,7 +108,8 @@ END_TEST
 START_TEST(orphans_wait_outside_the_queue)
 {
     sched_t *s = sched_new();
-    sched_task_t *o = sched_add_orphan(s, 4, 1, 0, 0, 2, 0, "w1", 5000);
+    sched_task_t *o =
+        sched_add_orphan(s, &(sched_new_task_t){.id = 4, .job = 1, .attempt = 2}, "w1", 5000);
     ck_assert(o->orphan);
     ck_assert_str_eq(o->worker_name, "w1");
     ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, true));
@@ -126,7 +128,7 @@ END_TEST
 START_TEST(only_the_callers_now_decides_when_a_retry_is_due)
 {
     sched_t *s = sched_new();
-    sched_task_t *t = sched_add(s, 1, 1, 0, 0, 0, 1, 0);
+    sched_task_t *t = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1, .retries_left = 1}, 0);
     sched_pop(s, 100, NULL, NULL, true);
     sched_requeue(s, t, 200);
     ck_assert_ptr_null(sched_pop(s, 199, NULL, NULL, true));
@@ -161,10 +163,10 @@ START_TEST(a_worker_only_gets_classes_it_accepts_in_global_order)
     ck_assert(!c->exec);
     ck_assert_int_eq(c->nrequire, 1);
     ck_assert_str_eq(c->require[0], "gpu");
-    sched_add(s, 1, 1, 0, exec, 0, 0, 0);
-    sched_add(s, 2, 1, 0, gpu, 0, 0, 0);
-    sched_add(s, 3, 1, 0, 0, 0, 0, 0);
-    sched_add(s, 4, 1, 7, exec, 0, 0, 0);
+    sched_add(s, &(sched_new_task_t){.id = 1, .job = 1, .cls = exec}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 2, .job = 1, .cls = gpu}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 3, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 4, .job = 1, .priority = 7, .cls = exec}, 0);
     /* A worker refusing commands skips 1 and 4 without losing them. */
     ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL, true)->id, 2);
     ck_assert_int_eq(sched_pop(s, 0, s_no_exec, NULL, true)->id, 3);
@@ -172,7 +174,7 @@ START_TEST(a_worker_only_gets_classes_it_accepts_in_global_order)
     /* Priority still wins across classes for a worker that takes all. */
     ck_assert_int_eq(sched_pop(s, 0, NULL, NULL, true)->id, 4);
     ck_assert_int_eq(sched_pop(s, 0, NULL, NULL, true)->id, 1);
-    sched_add(s, 5, 1, 0, gpu, 0, 0, 0);
+    sched_add(s, &(sched_new_task_t){.id = 5, .job = 1, .cls = gpu}, 0);
     ck_assert_int_eq(sched_pop(s, 0, s_has_gpu, NULL, true)->id, 5);
     sched_destroy(&s);
 }
@@ -181,8 +183,8 @@ END_TEST
 START_TEST(suspects_are_handed_out_only_when_they_can_run_alone)
 {
     sched_t *s = sched_new();
-    sched_task_t *a = sched_add(s, 1, 1, 0, 0, 0, 0, 0);
-    sched_add(s, 2, 1, 0, 0, 0, 0, 0);
+    sched_task_t *a = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 2, .job = 1}, 0);
     ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
     a->crashes = 1;                   /* its worker died holding it */
     sched_requeue(s, a, 0);

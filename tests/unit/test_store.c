@@ -995,6 +995,22 @@ START_TEST(test_task_find_gives_the_first_task_with_an_index)
 }
 END_TEST
 
+/* Without a row callback, store_task_get says only whether the task is
+   there (how the master tells a stale result from an unknown task). */
+START_TEST(test_task_get_without_a_callback_says_only_whether_the_task_exists)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t task = s_insert(store, s_job(store, "a"), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    bool found = false;
+    ck_assert_int_eq(store_task_get(store, task, NULL, NULL, &found), 0);
+    ck_assert(found);
+    ck_assert_int_eq(store_task_get(store, task + 1, NULL, NULL, &found), 0);
+    ck_assert(!found);
+    store_destroy(&store);
+}
+END_TEST
+
 typedef struct {
     store_t *store;
     int specs;
@@ -1480,6 +1496,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_jobs_each_lists_jobs_in_id_order);
     tcase_add_test(tc, test_job_delete_removes_its_tasks_and_duplicates_only);
     tcase_add_test(tc, test_task_find_gives_the_first_task_with_an_index);
+    tcase_add_test(tc, test_task_get_without_a_callback_says_only_whether_the_task_exists);
     tcase_add_test(tc, test_callbacks_may_read_but_not_reenter_their_own_iterator);
     tcase_add_test(tc, test_schema_1_is_upgraded);
     tcase_add_test(tc, test_schema_2_is_upgraded_and_its_ids_are_not_reused);

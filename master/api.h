@@ -1,0 +1,73 @@
+/*  api: the master's answers to clients and to worker registration, one
+    request in, one reply out, on the API ROUTER socket.
+
+    Every answer reflects committed state: a query is answered after a
+    flush (api_flush), a submit after the commit that holds its rows (the
+    journal hands the done submits back; api_acks answers them), a held
+    request (waiters.h) after the commit of what finished its job.
+
+    The ROUTER is the loop's; api_read reads it when the loop's poll says
+    so, and api sends every reply on it.
+
+    Threads: main loop only.
+*/
+#ifndef ZTASK_API_H
+#define ZTASK_API_H
+
+#include "auth.h"
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "tasks.h"
+#include "waiters.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct api api_t;
+
+/* What api_new works with: the pointers (db_path too) are borrowed (the
+   loop owns them and outlives the api_t). */
+typedef struct {
+    void *sock;              /* the API ROUTER */
+    auth_t *auth;            /* NULL without CURVE */
+    sched_t *sched;
+    registry_t *registry;
+    jobs_t *jobs;
+    journal_t *journal;
+    waiters_t *waiters;
+    tasks_t *tasks;
+    const char *db_path;     /* for `ztask stats` */
+    int report_port;         /* for a worker's hello: where it reports */
+    int heartbeat_ms;
+    int liveness;
+    int64_t last_job_id;     /* the ids handed out last (the store's at start) */
+    int64_t last_task_id;
+    int64_t started_ms;      /* monotonic ms of the master's start (uptime) */
+} api_config_t;
+
+api_t *api_new(const api_config_t *cfg);
+void api_destroy(api_t **p);
+
+/* Reads what is waiting on the API socket (at most a bounded number of
+   requests per call, so reports and timers are not starved) and answers
+   each (some after a commit: see the top of this file). */
+void api_read(api_t *self, int64_t now);
+
+/* Answers the submits whose commit is done (journal_take_done): acks, or
+   refusals with the reason. The loop calls it after every step that may
+   complete a commit. */
+void api_acks(api_t *self);
+
+/* journal_flush, then api_acks: what every answer that must reflect
+   committed state does first. Returns journal_flush's result. Blocks on
+   the disk. */
+int api_flush(api_t *self);
+
+/* Answers the held requests whose job has finished (or is gone) or whose
+   wait is over at now, all of them with all_now; one commit first, so
+   what they are told is durable. */
+void api_waiters(api_t *self, int64_t now, bool all_now);
+
+#endif

@@ -1,0 +1,96 @@
+/*  jobs: the master's jobs in memory (what `ztask status` shows without a
+    query to SQLite), their task counters, and retention (--keep-results).
+
+    A job counts each of its tasks in exactly one counter, by state:
+
+        total == queued + running + done + failed + cancelled_n
+
+    where `running` counts tasks on a worker, ASSIGNED (sent, not started)
+    or RUNNING alike, and the tasks of an orphan (on a worker before a
+    master restart, waiting for it to claim them). Only job_add and
+    job_move change the counters, and both check the invariant (and that
+    no counter is negative) with assert(). The builds keep assert() on in
+    every variant, release included (the Makefile never defines NDEBUG):
+    a counter out of step is a bug that would show later as a job that
+    never finishes (or finishes early), far from its cause; the check is
+    a few integer additions per task state change, lost in the noise of
+    the hash lookup that finds the job.
+
+    Finished jobs are forgotten (their rows deleted) by `ztask forget` or
+    by retention: --keep-results keeps at most keep_jobs finished jobs,
+    none older than keep_secs.
+
+    Ownership: job records belong to the jobs_t; pointers it returns are
+    borrowed until jobs_forget or jobs_destroy.
+    Threads: main loop only.
+*/
+#ifndef ZTASK_JOBS_H
+#define ZTASK_JOBS_H
+
+#include "journal.h"
+#include "store.h"
+
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct job {
+    int64_t id;
+    char *name;
+    bool closed;             /* every batch received */
+    bool closing;            /* a batch that closes it waits for its commit */
+    bool cancelled;          /* cancel asked: no further batches accepted */
+    /* Task counters: see the invariant at the top of this file. */
+    int64_t total, queued, running, done, failed, cancelled_n;
+    int64_t indexed;         /* default indexes handed out: batches waiting
+                                for their commit count here, not in total */
+    double created, finished;
+} job_t;
+
+/* Counts n new tasks of job in state `to` (total grows with them). */
+void job_add(job_t *job, proto_state_t to, int64_t n);
+
+/* Moves n of job's tasks from one state's counter to another's (ASSIGNED
+   and RUNNING share one: a move between them changes nothing). */
+void job_move(job_t *job, proto_state_t from, proto_state_t to, int64_t n);
+
+typedef struct jobs jobs_t;
+
+/* journal (borrowed) records what happens to jobs. keep_jobs / keep_secs:
+   retention (0 = no limit). */
+jobs_t *jobs_new(journal_t *journal, int keep_jobs, double keep_secs);
+void jobs_destroy(jobs_t **p);
+
+/* Rebuilds the jobs and their counters from store (at start-up). Returns
+   0, or -1 (store_error says why). */
+int jobs_load(jobs_t *self, store_t *store);
+
+/* A new job record (its rows are the caller's to write). Borrowed. */
+job_t *jobs_create(jobs_t *self, int64_t id, const char *name, double created);
+
+/* The job of that id, or NULL. Borrowed. */
+job_t *jobs_get(const jobs_t *self, int64_t id);
+
+/* Iterates the jobs (any order): *pos starts at 0; NULL at the end. No
+   job may be created or forgotten during an iteration. */
+job_t *jobs_next(const jobs_t *self, size_t *pos);
+size_t jobs_count(const jobs_t *self);
+
+/* Marks a job cancelled, and closed (journalled) if it was not. */
+void jobs_cancel(jobs_t *self, job_t *job);
+
+/* Records that a job has finished, if it just has (closed, nothing queued
+   or running): journalled, logged, and retention runs soon. */
+void jobs_check_finished(jobs_t *self, job_t *job);
+
+/* Deletes a finished job and its results (journal + memory); frees job. */
+void jobs_forget(jobs_t *self, job_t *job);
+
+/* Applies retention when a job has finished since the last time, or every
+   5 s (an age limit passes with no event): forgets finished jobs beyond
+   the count or age. now: monotonic ms. */
+void jobs_retention(jobs_t *self, int64_t now);
+
+#endif

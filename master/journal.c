@@ -1,0 +1,491 @@
+/*  journal: the write-behind journal and the grouped commits (see
+    journal.h for why they are written this way). */
+#include "journal.h"
+
+#include "sched.h"
+#include "store.h"
+#include "writer.h"
+
+#include "../common/clock.h"
+#include "../common/imap.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A dispatch whose assignment is not written yet. */
+typedef struct {
+    int64_t task;
+    int64_t since;           /* monotonic ms of the dispatch */
+    int attempt;
+} assign_t;
+
+struct journal {
+    store_t *store;          /* borrowed; the writer's while a batch is out */
+    const sched_t *sched;    /* borrowed */
+    writer_t *writer;        /* the commit thread */
+    char *db_path;
+    int flush_ms;
+    jop_t *ops;
+    size_t nops, capops;
+    /* The array of the last written batch, kept for the next journal:
+       freeing and growing one of ~100 KB per commit made glibc consolidate
+       its free lists every time (measured: malloc ~20% of the loop). */
+    jop_t *spare;
+    size_t capspare;
+    int64_t since;           /* monotonic ms of the oldest unflushed op */
+    assign_t *assigns;       /* unwritten assignments, oldest first, from assign_head */
+    size_t assign_head, nassigns, capassigns;
+    bool stopping;           /* every flush writes every assignment */
+    int64_t retry_at;        /* after a failed commit, not before this */
+    bool failing;            /* the last commit failed */
+    pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
+    pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
+};
+
+/* What one commit writes: the journal's ops and the submits waiting for
+   it. Handed whole to the writer thread and back. */
+typedef struct {
+    jop_t *ops;
+    size_t nops, capops;
+    pending_submit_t *pending;
+} batch_t;
+
+static writer_apply_fn s_write_batch;
+
+journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const char *db_path)
+{
+    journal_t *self = xcalloc(1, sizeof *self);
+    self->store = store;
+    self->sched = sched;
+    self->flush_ms = flush_ms;
+    self->db_path = xstrdup(db_path);
+    self->pending_tail = &self->pending;
+    self->done_tail = &self->done;
+    self->writer = writer_new(store, s_write_batch);
+    if (!self->writer) {
+        free(self->db_path);
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+static void s_ops_clear(jop_t *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *) ops[i].worker);
+        free(ops[i].outcome);
+    }
+}
+
+void pending_submit_free(pending_submit_t **p)
+{
+    if (!p || !*p)
+        return;
+    pending_submit_t *s = *p;
+    for (int i = 0; i < s->ntasks; i++) {
+        free(s->tasks[i].name);
+        free(s->tasks[i].spec);
+        free(s->tasks[i].needs);
+    }
+    zmqx_frames_free(&s->envelope);
+    free(s->job_name);
+    free(s->refused);
+    free(s->tasks);
+    free(s);
+    *p = NULL;
+}
+
+static void s_submits_free(pending_submit_t *list)
+{
+    while (list) {
+        pending_submit_t *next = list->next;
+        pending_submit_free(&list);
+        list = next;
+    }
+}
+
+void journal_destroy(journal_t **p)
+{
+    if (!p || !*p)
+        return;
+    journal_t *self = *p;
+    writer_destroy(&self->writer);
+    s_submits_free(self->pending);
+    s_submits_free(self->done);
+    s_ops_clear(self->ops, self->nops);
+    free(self->ops);
+    free(self->spare);
+    free(self->assigns);
+    free(self->db_path);
+    free(self);
+    *p = NULL;
+}
+
+void journal_add(journal_t *self, const jop_t *op)
+{
+    if (self->nops == self->capops) {
+        self->capops = self->capops ? self->capops * 2 : 1024;
+        self->ops = xrealloc(self->ops, self->capops * sizeof(jop_t));
+    }
+    if (!self->nops)
+        self->since = clock_mono_ms();
+    jop_t *j = &self->ops[self->nops++];
+    *j = *op;
+    j->worker = xstrdup(op->worker);
+}
+
+void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now)
+{
+    if (self->nassigns == self->capassigns) {
+        /* Reuse the written prefix before growing. */
+        if (self->assign_head > self->nassigns / 2) {
+            self->nassigns -= self->assign_head;
+            memmove(self->assigns, self->assigns + self->assign_head,
+                    self->nassigns * sizeof *self->assigns);
+            self->assign_head = 0;
+        } else {
+            self->capassigns = self->capassigns ? self->capassigns * 2 : 1024;
+            self->assigns = xrealloc(self->assigns, self->capassigns * sizeof *self->assigns);
+        }
+    }
+    self->assigns[self->nassigns++] = (assign_t){.task = task, .since = now, .attempt = attempt};
+}
+
+void journal_submit(journal_t *self, pending_submit_t **p)
+{
+    pending_submit_t *s = *p;
+    *p = NULL;
+    s->next = NULL;
+    *self->pending_tail = s;
+    self->pending_tail = &s->next;
+}
+
+void journal_stopping(journal_t *self)
+{
+    self->stopping = true;
+}
+
+int journal_fd(const journal_t *self)
+{
+    return writer_fd(self->writer);
+}
+
+/* End of the prefix of assignments due for writing at now. */
+static size_t s_assigns_due(const journal_t *self, int64_t now)
+{
+    size_t k = self->assign_head;
+    while (k < self->nassigns
+           && (self->stopping || now - self->assigns[k].since >= ASSIGN_WRITE_MS))
+        k++;
+    return k;
+}
+
+/* Journals the due assignments of tasks still out under that attempt;
+   the others have finished or gone back to the queue, and their later rows
+   say so. They go after the ops already journalled, so the rows end as the
+   memory is now. */
+static void s_journal_assigns(journal_t *self, size_t end)
+{
+    for (size_t k = self->assign_head; k < end; k++) {
+        const assign_t *a = &self->assigns[k];
+        const sched_task_t *t = sched_get(self->sched, a->task);
+        if (!t || t->attempt != a->attempt || t->orphan
+            || (t->state != PROTO_ST_ASSIGNED && t->state != PROTO_ST_RUNNING))
+            continue;
+        journal_add(self, &(jop_t){.type = J_ASSIGN,
+                                   .task = t->id,
+                                   .job = t->job,
+                                   .attempt = t->attempt,
+                                   .worker = t->worker_name});
+    }
+    self->assign_head = end;
+    if (self->assign_head == self->nassigns)
+        self->assign_head = self->nassigns = 0;
+}
+
+/* ---- the writer thread's side: the batch and the store only ---- */
+
+static int s_apply(store_t *st, const jop_t *op)
+{
+    int64_t n;
+    switch (op->type) {
+    case J_ASSIGN:
+        return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0);
+    case J_REQUEUE: return store_task_requeue(st, op->task);
+    case J_FINISH:
+        return store_task_finish(st, op->task, op->state, op->attempt, op->worker, op->outcome,
+                                 op->t);
+    case J_DUP:
+        return store_duplicate_add(st, op->task, op->attempt, op->worker, op->outcome, op->t);
+    case J_CANCEL_QUEUED: return store_job_cancel_queued(st, op->job, op->t, &n);
+    case J_JOB_CLOSE: return store_job_close(st, op->job);
+    case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
+    case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
+    }
+    return -1;
+}
+
+/* The rows of the submits waiting in a batch. */
+static int s_write_submits(store_t *st, const pending_submit_t *list)
+{
+    int rc = 0;
+    for (const pending_submit_t *p = list; p && rc == 0; p = p->next) {
+        if (p->new_job)
+            rc = store_job_create(st, p->job_id, p->job_name, p->job_created, NULL);
+        if (rc == 0 && p->ntasks > 0) {
+            store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);
+            for (int i = 0; i < p->ntasks; i++) {
+                const pending_task_t *t = &p->tasks[i];
+                rows[i] = (store_task_new_t){.id = t->id,
+                                             .index = t->index,
+                                             .name = t->name,
+                                             .priority = t->priority,
+                                             .retries = t->retries,
+                                             .spec_json = t->spec,
+                                             .needs = t->needs};
+            }
+            rc = store_tasks_insert(st, p->job_id, rows, (size_t) p->ntasks);
+            free(rows);
+        }
+        if (rc == 0 && p->close)
+            rc = store_job_close(st, p->job_id);
+    }
+    return rc;
+}
+
+/* On the writer thread (or on the loop for a small batch while the writer
+   is idle): the batch and the store only. */
+static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
+{
+    batch_t *b = arg;
+    int rc = s_write_submits(st, b->pending);
+    /* A claim (hello) journals its assignment at once; one whose task
+       finished within the same batch needs only the finish row, which
+       carries attempt and worker too. */
+    imap_t *finished = NULL;
+    for (size_t k = 0; k < b->nops && !finished; k++)
+        if (b->ops[k].type == J_ASSIGN)
+            finished = imap_new();
+    for (size_t k = 0; finished && k < b->nops; k++)
+        if (b->ops[k].type == J_FINISH)
+            imap_put(finished, b->ops[k].task, &b->ops[k]);
+    for (size_t i = 0; rc == 0 && i < b->nops; i++) {
+        const jop_t *op = &b->ops[i];
+        if (op->type == J_ASSIGN && finished && imap_get(finished, op->task))
+            continue;
+        rc = s_apply(st, op);
+    }
+    imap_destroy(&finished);
+    if (rc == 0)
+        rc = store_commit(st);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", store_error(st));
+        store_rollback(st);
+    }
+    return rc;
+}
+
+/* ---- the loop's side ---- */
+
+/* True when a flush has something to write at now. */
+static bool s_flush_due(const journal_t *self, int64_t now, bool force)
+{
+    bool work = self->nops || self->pending || self->assign_head < self->nassigns;
+    if (!work)
+        return false;
+    if (force)
+        return true;
+    if (self->failing)
+        return now >= self->retry_at;
+    return self->pending || (self->nops && now >= self->since + self->flush_ms)
+           || s_assigns_due(self, now) > self->assign_head;
+}
+
+int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
+{
+    int64_t t = max;
+    /* While a batch is out, the writer's fd wakes the loop when it is back. */
+    if (writer_busy(self->writer))
+        return t;
+    if (self->pending)
+        t = 0;
+    if (self->nops) {
+        int64_t due = self->failing ? self->retry_at : self->since + self->flush_ms;
+        if (due - now < t)
+            t = due - now;
+    }
+    if (self->assign_head < self->nassigns) {
+        int64_t due = self->assigns[self->assign_head].since + ASSIGN_WRITE_MS;
+        if (self->failing && self->retry_at > due)
+            due = self->retry_at;
+        if (due - now < t)
+            t = due - now;
+    }
+    return t;
+}
+
+/* Takes the journal and the waiting submits out as one batch (with the
+   assignments now due); NULL when there is nothing to write. */
+static batch_t *s_take_batch(journal_t *self, int64_t now)
+{
+    s_journal_assigns(self, s_assigns_due(self, now));
+    if (!self->nops && !self->pending)
+        return NULL;
+    batch_t *b = xcalloc(1, sizeof *b);
+    b->ops = self->ops;
+    b->nops = self->nops;
+    b->capops = self->capops;
+    b->pending = self->pending;
+    self->ops = self->spare;
+    self->capops = self->capspare;
+    self->nops = 0;
+    self->spare = NULL;
+    self->capspare = 0;
+    self->pending = NULL;
+    self->pending_tail = &self->pending;
+    return b;
+}
+
+/* Moves a batch's submits to the done list: refused with why, or (why
+   NULL) committed. */
+static void s_submits_done(journal_t *self, pending_submit_t *list, const char *why)
+{
+    while (list) {
+        pending_submit_t *p = list;
+        list = p->next;
+        p->next = NULL;
+        if (why)
+            p->refused = xstrdup(why);
+        *self->done_tail = p;
+        self->done_tail = &p->next;
+    }
+}
+
+/* A written batch: its submits are done, and on failure its ops go back
+   in front of the journal. Returns rc. */
+static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
+{
+    if (rc == 0) {
+        s_ops_clear(b->ops, b->nops);
+        /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
+           a burst, and the memory goes back. */
+        if (b->capops > self->capspare && b->capops <= 65536) {
+            free(self->spare);
+            self->spare = b->ops;
+            self->capspare = b->capops;
+        } else
+            free(b->ops);
+        if (self->failing)
+            log_info("event=storage_recovered db=%s", self->db_path);
+        self->failing = false;
+        self->retry_at = 0;
+        s_submits_done(self, b->pending, NULL);
+    } else {
+        if (!self->failing)
+            log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu", self->db_path, why,
+                      b->nops + self->nops);
+        self->failing = true;
+        self->retry_at = clock_mono_ms() + 500;
+        /* Nothing decided is lost: the ops are replayed at the next flush,
+           before the ones journalled since. */
+        if (b->nops) {
+            size_t n = b->nops + self->nops;
+            jop_t *ops = xrealloc(b->ops, n * sizeof *ops);
+            if (self->nops)
+                memcpy(ops + b->nops, self->ops, self->nops * sizeof *ops);
+            free(self->ops);
+            self->ops = ops;
+            self->nops = self->capops = n;
+            self->since = clock_mono_ms();
+        } else {
+            free(b->ops);
+        }
+        s_submits_done(self, b->pending, why);
+    }
+    free(b);
+    return rc;
+}
+
+/* Takes a batch back from the writer (waiting for it if wait). Returns the
+   commit's result; 0 when none was out or it is not written yet. */
+static int s_complete(journal_t *self, bool wait)
+{
+    int rc = 0;
+    char why[512];
+    batch_t *b = writer_finish(self->writer, wait, &rc, why, sizeof why);
+    return b ? s_batch_done(self, b, rc, why) : 0;
+}
+
+void journal_collect(journal_t *self)
+{
+    s_complete(self, false);
+}
+
+/* Rows a batch writes, about. */
+static size_t s_batch_size(const batch_t *b)
+{
+    size_t n = b->nops;
+    for (const pending_submit_t *p = b->pending; p; p = p->next)
+        n += (size_t) p->ntasks + 1;
+    return n;
+}
+
+/* Starts a commit of what is journalled and waiting (the writer must be
+   idle). A small one is written here at once: handing it over would cost
+   two thread wakeups, which is most of a lone task's round trip; a big one
+   goes to the writer, and with wait this returns once it is written.
+   Returns the commit's result (0 when it is still being written). */
+static int s_flush_start(journal_t *self, int64_t now, bool wait)
+{
+    assert(!writer_busy(self->writer));
+    batch_t *b = s_take_batch(self, now);
+    if (!b)
+        return self->failing && self->nops ? -1 : 0;
+    if (s_batch_size(b) <= INLINE_WRITE_MAX) {
+        char why[512] = "";
+        int rc = s_write_batch(self->store, b, why, sizeof why);
+        return s_batch_done(self, b, rc, why);
+    }
+    writer_start(self->writer, b);
+    return wait ? s_complete(self, true) : 0;
+}
+
+void journal_commit(journal_t *self, int64_t now)
+{
+    if (!writer_busy(self->writer) && s_flush_due(self, now, false))
+        s_flush_start(self, now, false);
+}
+
+int journal_flush(journal_t *self)
+{
+    if (writer_busy(self->writer))
+        s_complete(self, true);
+    int64_t now = clock_mono_ms();
+    if (!s_flush_due(self, now, true))
+        return self->failing && self->nops ? -1 : 0;
+    return s_flush_start(self, now, true);
+}
+
+pending_submit_t *journal_take_done(journal_t *self)
+{
+    pending_submit_t *p = self->done;
+    if (p) {
+        self->done = p->next;
+        if (!self->done)
+            self->done_tail = &self->done;
+        p->next = NULL;
+    }
+    return p;
+}
+
+store_t *journal_store(journal_t *self)
+{
+    if (writer_busy(self->writer))
+        writer_idle(self->writer);
+    return self->store;
+}

@@ -1,0 +1,173 @@
+/*  journal: the master's write-behind journal, the submits that wait for
+    their commit, and the grouped commits that write both.
+
+    Write-behind journal: the in-memory state (jobs, sched, registry) is
+    what the loop decides on; every change that must be durable is appended
+    to the journal and written to SQLite in one transaction at the next
+    flush (every flush_ms, and before any query is answered, so a result is
+    committed before anyone is told of it). If a commit fails (disk full),
+    the transaction is rolled back and the journal is kept and replayed at
+    the next flush: nothing already decided is lost. Submits are different:
+    their tasks enter the queue and the client gets its ack only after the
+    commit that holds their rows succeeds; a failed one is refused. The
+    master picks job and task ids itself (from the store's last ones at
+    start), so a submit needs nothing from SQLite to be taken in.
+
+    Flushes run on the writer thread (writer.h): the journal hands over its
+    ops and the waiting submits as one batch and the loop carries on; the
+    batch comes back through journal_fd in the loop's poll. A small batch
+    (a lone task's submit or result) is written on the loop itself: two
+    thread wakeups would cost more than the write. While a batch is out the
+    store is the writer's: the loop reads it only through journal_store(),
+    which waits for the writer to be done with it.
+
+    Completions go up, not out: the journal answers nobody. A submit whose
+    commit is done (written, or refused with the reason) waits in the
+    journal's done list until the caller takes it (journal_take_done) and
+    answers its client; the loop drains that list after every step that
+    may complete a commit.
+
+    Assignments are written late (journal_assigned): only for a task still
+    out ASSIGN_WRITE_MS after its dispatch. The row exists so that after a
+    master crash the worker can claim the task; most tasks are short, and
+    their finish row (which carries attempt and worker) is the only write
+    they need. A task dispatched less than that before a crash is found
+    queued: its worker still claims it in its hello (the claimed attempt is
+    one above the stored one), unless the restarted master has already sent
+    it to another worker, which makes one extra execution of a short task.
+
+    Threads: main loop only (the writer thread it starts touches only a
+    batch and the store).
+*/
+#ifndef ZTASK_JOURNAL_H
+#define ZTASK_JOURNAL_H
+
+#include "sched.h"
+#include "store.h"
+
+#include "../common/zmqx.h"
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* How long a dispatched task must stay out before its assignment is
+   written (see the top of this file). */
+#define ASSIGN_WRITE_MS 1000
+
+/* Commits of up to this many rows are written on the loop thread itself
+   (see s_flush_start in journal.c); bigger ones on the writer thread. */
+#define INLINE_WRITE_MAX 64
+
+typedef enum {
+    J_ASSIGN = 1,    /* task, attempt, worker */
+    J_REQUEUE,       /* task */
+    J_FINISH,        /* task, state, attempt, worker, outcome, t */
+    J_DUP,           /* task, attempt, worker, outcome, t */
+    J_CANCEL_QUEUED, /* job, t */
+    J_JOB_CLOSE,     /* job */
+    J_JOB_FINISHED,  /* job, t */
+    J_JOB_DELETE     /* job */
+} jop_type_t;
+
+/* One durable change. Fields a type does not use (see above) stay 0. */
+typedef struct {
+    jop_type_t type;
+    proto_state_t state;
+    int attempt;
+    int64_t task, job;
+    const char *worker;  /* journal_add copies it (the journal's copy is its own) */
+    char *outcome;       /* proto_result_encode text: journal_add takes it */
+    double t;            /* wall seconds */
+} jop_t;
+
+/* A task of a submit whose commit is pending. */
+typedef struct {
+    int64_t id;
+    int64_t index;
+    int32_t priority;
+    int retries;
+    int cls;
+    char *name;              /* owned, NULL = none */
+    char *spec;              /* normalized spec text, owned */
+    char *needs;             /* class key, owned, NULL = "fn" */
+} pending_task_t;
+
+/* A submit waiting for its commit before it is acknowledged. */
+typedef struct pending_submit {
+    zmqx_frames_t envelope;  /* the client's routing frames (body dropped) */
+    int64_t job_id;
+    bool new_job;            /* this request creates the job: */
+    char *job_name;          /*   its name, owned (NULL = none) */
+    double job_created;      /*   wall seconds */
+    bool close;
+    int wait_ms;             /* > 0: answer once the job has finished (or then) */
+    pending_task_t *tasks;
+    int ntasks;
+    char *refused;           /* done: NULL when committed, else why not (owned) */
+    struct pending_submit *next;
+} pending_submit_t;
+
+/* Frees a submit (NULL is fine) and nulls *p. */
+void pending_submit_free(pending_submit_t **p);
+
+typedef struct journal journal_t;
+
+/* A journal that commits into store (borrowed: the caller keeps it, and
+   lends it to the writer thread started here while a batch is out) every
+   flush_ms, and asks sched (borrowed) whether a due assignment is still
+   current. db_path names the store in log lines. NULL when the writer
+   thread cannot be started (errno set). */
+journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const char *db_path);
+
+/* Stops the writer thread (flush first: a batch still out is written and
+   dropped unseen) and frees what is left, submits unanswered included. */
+void journal_destroy(journal_t **p);
+
+/* Appends one change (see jop_t for who owns its strings). */
+void journal_add(journal_t *self, const jop_t *op);
+
+/* Notes that task went out as attempt at now; its assignment is written
+   by the first flush ASSIGN_WRITE_MS later if the task is still out then. */
+void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now);
+
+/* Queues a submit for the next commit; takes *p (nulls it). */
+void journal_submit(journal_t *self, pending_submit_t **p);
+
+/* From now on every flush writes every assignment still out, due or not
+   (the master is stopping: a restart finds those tasks claimable). */
+void journal_stopping(journal_t *self);
+
+/* The writer's fd, readable while a written batch waits: for the poll. */
+int journal_fd(const journal_t *self);
+
+/* Milliseconds until the journal needs a turn of the loop, at most max
+   (0 = now); max while a batch is out (journal_fd wakes the poll then). */
+int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max);
+
+/* Takes a written batch back from the writer, if one is done (it does not
+   wait): its submits go to the done list. */
+void journal_collect(journal_t *self);
+
+/* Starts a commit when one is due at now and the writer is free: submits
+   at once (a client waits for each), the rest every flush_ms. A small one
+   is written here, at once; a big one goes to the writer thread. Does not
+   wait for the writer. */
+void journal_commit(journal_t *self, int64_t now);
+
+/* Writes everything journalled and waiting now, in one transaction, and
+   waits for it (and for a batch already out). Returns 0, or -1 when the
+   commit failed: the ops are kept for the next try, the submits are
+   refused (done list). Blocks on the disk. */
+int journal_flush(journal_t *self);
+
+/* The oldest submit whose commit is done (committed, or refused: see
+   pending_submit_t.refused), the caller's now; NULL when none. */
+pending_submit_t *journal_take_done(journal_t *self);
+
+/* The store, for reading on the loop: waits while the writer has it.
+   Borrowed. */
+store_t *journal_store(journal_t *self);
+
+#endif

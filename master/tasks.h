@@ -1,0 +1,111 @@
+/*  tasks: the life of a task inside the master, from the ready queue to a
+    worker's pipe to its recorded result; what happens when workers die,
+    leases run out or a result arrives for a stale attempt; and the claims
+    of workers that kept running through a master restart.
+
+    Transitions: every change of a task's state goes through one function
+    (s_move in tasks.c), which keeps its job's counters (jobs.h), its
+    worker's list and the orphan count in step. Dispatch and claims differ
+    only in what they write (a late assignment, or one at once).
+
+    The reports PULL socket is the loop's; tasks_read_reports reads it when
+    the loop's poll says so. Task pipes are the registry's.
+
+    Threads: main loop only.
+*/
+#ifndef ZTASK_TASKS_H
+#define ZTASK_TASKS_H
+
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "sched.h"
+#include "store.h"
+
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tasks tasks_t;
+
+/* What tasks_new works with: the pointers are borrowed (the loop owns
+   them and outlives the tasks_t); the rest is the master's configuration
+   (master.h says what each is). */
+typedef struct {
+    sched_t *sched;
+    registry_t *registry;
+    jobs_t *jobs;
+    journal_t *journal;
+    int heartbeat_ms;
+    int liveness;
+    int lease_ms;
+    int recovery_grace_ms;
+    int prefetch;
+    int crash_limit;
+    int retry_backoff_ms;
+} tasks_config_t;
+
+tasks_t *tasks_new(const tasks_config_t *cfg);
+void tasks_destroy(tasks_t **p);
+
+/* Rebuilds the queue from store at start-up: queued tasks are queued
+   again; tasks that were on a worker wait recovery_grace_ms for it to
+   claim them (orphans). Returns 0, or -1 (store_error says why). */
+int tasks_load(tasks_t *self, store_t *store);
+
+/* Counts for `ztask stats` and the start-up line. */
+typedef struct {
+    int64_t duplicates;      /* results for a stale attempt */
+    int64_t results;         /* tasks ended since start */
+    size_t orphans;          /* tasks waiting for their worker to come back */
+} tasks_counts_t;
+tasks_counts_t tasks_counts(const tasks_t *self);
+
+/* Reads what is waiting on the reports socket (at most a bounded number
+   of messages, so the loop's other work is not starved) and acts on each.
+   curve: the socket has a ZAP handler, so a worker's reports count only
+   from the key that registered it. */
+void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
+
+/* Hands queued tasks to workers with credit (round-robin). */
+void tasks_dispatch(tasks_t *self, int64_t now);
+
+/* Liveness, pings, leases, orphans past their grace, tasks no worker can
+   take: every ~100 ms. */
+void tasks_timers(tasks_t *self, int64_t now);
+
+/* The tasks of a committed submit enter job (the queue, or cancelled with
+   their job); their specs move from p to the scheduler. */
+void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p);
+
+/* Before a hello registers it: w is the registry's record of that name
+   (NULL: none). When w is the very process saying hello (host, pid,
+   key), a dead w did not crash (the crashes charged to its tasks at its
+   loss are taken back), and a live w lost its pipe: what it holds and
+   does not list in running is lost in that pipe and taken back. Returns
+   true in that last case (a live worker registering again). */
+bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
+                  const proto_task_ref_t *running, int nrunning);
+
+/* Gives w (just registered) the tasks its hello lists as running that
+   wait for it: from before a master restart (orphans), or dispatched
+   before it and never recorded (queued since, one attempt below the
+   claim; see ASSIGN_WRITE_MS in journal.h). Anything else it runs is
+   stale. Returns how many it claimed. */
+int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning);
+
+/* Cancels one unfinished task: a queued one (or an orphan not claimed)
+   ends now, one on a worker gets an abort and ends with its result. */
+void tasks_cancel(tasks_t *self, sched_task_t *t);
+
+/* Cancels every unfinished task of a job (jobs_cancel first); returns how
+   many. */
+int64_t tasks_cancel_job(tasks_t *self, job_t *job);
+
+/* The classes (their keys, borrowed) with tasks ready to run that no live
+   worker can take now, into keys (room for max); returns how many. */
+int tasks_unrunnable(tasks_t *self, const char **keys, int max);
+
+#endif
