@@ -20,7 +20,8 @@
     report, result, pipe and request fuzz targets check exactly that on
     every input.
 */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_text.h"
 
 #include "../common/util.h"
 

@@ -1,7 +1,10 @@
 /*  Results: how one attempt of a task ended. The same members appear in a
     result object (stored by the master, sent in "results" reports) and,
     flattened, in task info records. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 

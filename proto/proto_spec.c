@@ -1,6 +1,9 @@
 /*  Task specs: decode with strict validation, normalized encode, copy.
     Also the task state names, which every record uses. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 

@@ -6,7 +6,9 @@
     over-read). */
 #include "../../proto/proto.h"
 /* Internal: the fast paths and the cJSON decoders behind them. */
-#include "../../proto/proto_util.h"
+#include "../../proto/proto_hooks.h"
+#include "../../proto/proto_text.h"
+#include "../../proto/proto_writer.h"
 
 #include <check.h>
 #include <math.h>
