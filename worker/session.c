@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "../common/clock.h"
+#include "../common/connector.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -9,7 +10,6 @@
 #include "outbox.h"
 #include "pool.h"
 #include "runner.h"
-#include "uplink.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -55,7 +55,7 @@ typedef enum { PHASE_RUN = 0, PHASE_DRAIN, PHASE_STOP } phase_t;
 
 struct session {
     /* Config, deep-copied. */
-    uplink_t *uplink;       /* master host, API port, CURVE keys */
+    connector_t *uplink;    /* master host, API port, CURVE keys */
     char *name;
     char *hostname;
     int threads;
@@ -70,8 +70,8 @@ struct session {
     int stop_grace_ms;
 
     void *ctx;
-    void *api;              /* DEALER while a request is outstanding */
-    void *api_monitor;      /* its handshake events (CURVE only) */
+    connector_link_t api;   /* DEALER while a request is outstanding, and its
+                               handshake monitor (CURVE only) */
     const char *api_note;   /* what the monitor saw, for a hello that times out */
     api_state_t api_state;
     int64_t api_deadline;
@@ -131,9 +131,38 @@ static void s_close(void **sock)
     }
 }
 
+/* A socket connected to the master (opt->port 0: the API port) into
+   link. 0, or -1 logged. */
+static int s_connect(session_t *s, const connector_socket_t *opt, connector_link_t *link)
+{
+    connector_err_t why;
+    if (connector_open(s->uplink, s->ctx, opt, link, &why) == 0)
+        return 0;
+    const char *error = zmq_strerror(errno);
+    if (why == CONNECTOR_ERR_SOCKET) {
+        log_error("event=socket_failed error=\"%s\"", error);
+    } else if (why == CONNECTOR_ERR_CURVE) {
+        log_error("event=curve_failed error=\"%s\"", error);
+    } else {
+        char ep[512];
+        connector_endpoint(s->uplink, opt->port, ep, sizeof ep);
+        log_error("event=connect_failed endpoint=%s error=\"%s\"", ep, error);
+    }
+    return -1;
+}
+
+/* A socket without a monitor, for the task pipe and the reports. NULL
+   when it cannot be made (logged). */
+static void *s_connect_plain(session_t *s, int type, int port, int64_t maxmsg)
+{
+    connector_link_t link;
+    const connector_socket_t opt = { .type = type, .port = port, .maxmsg = maxmsg };
+    return s_connect(s, &opt, &link) == 0 ? link.sock : NULL;
+}
+
 static void s_close_api(session_t *s)
 {
-    uplink_close(&s->api, &s->api_monitor);
+    connector_close(&s->api);
     s->api_state = API_IDLE;
     s->api_note = NULL;
 }
@@ -144,8 +173,12 @@ static void s_close_api(session_t *s)
 static int s_open_api(session_t *s)
 {
     s_close_api(s);
-    s->api = uplink_socket(s->uplink, s->ctx, ZMQ_DEALER, 0, PROTO_MAX_API_MSG, &s->api_monitor);
-    return s->api ? 0 : -1;
+    const connector_socket_t opt = {
+        .type = ZMQ_DEALER,
+        .maxmsg = PROTO_MAX_API_MSG,
+        .monitor = connector_curve(s->uplink),
+    };
+    return s_connect(s, &opt, &s->api);
 }
 
 /* ---- the task table ---- */
@@ -289,7 +322,7 @@ static void s_send_drain_request(session_t *s, int64_t now)
     req->worker = xstrdup(s->worker_id);
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
-    if (text && s_open_api(s) == 0 && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+    if (text && s_open_api(s) == 0 && zmqx_send(s->api.sock, text, strlen(text), ZMQ_DONTWAIT) == 0) {
         s->api_state = API_DRAIN;
         s->api_deadline = now + s->hello_timeout_ms;
     } else {
@@ -351,14 +384,14 @@ static void s_send_hello(session_t *s, int64_t now)
     req->no_exec = s->no_exec;
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
-    if (!text || s_open_api(s) != 0 || zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) != 0)
+    if (!text || s_open_api(s) != 0 || zmqx_send(s->api.sock, text, strlen(text), ZMQ_DONTWAIT) != 0)
         log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
     free(text);
     /* Even when the send failed: the deadline then schedules the retry. */
     s->api_state = API_HELLO;
     s->api_deadline = now + s->hello_timeout_ms;
-    log_debug("event=hello master=%s:%d running=%d", uplink_host(s->uplink),
-              uplink_port(s->uplink), s->nactive);
+    log_debug("event=hello master=%s:%d running=%d", connector_host(s->uplink),
+              connector_port(s->uplink), s->nactive);
 }
 
 static void s_hello_failed(session_t *s, int64_t now, const char *why)
@@ -376,7 +409,7 @@ static void s_hello_failed(session_t *s, int64_t now, const char *why)
     log_quote(q, sizeof q, why);
     if (s->hello_failures == 1 || s->hello_failures % 12 == 0)
         log_warn("event=hello_failed master=%s:%d reason=\"%s\" attempts=%u retry_ms=%d",
-                 uplink_host(s->uplink), uplink_port(s->uplink), q, s->hello_failures, delay);
+                 connector_host(s->uplink), connector_port(s->uplink), q, s->hello_failures, delay);
     else
         log_debug("event=hello_failed reason=\"%s\" attempts=%u retry_ms=%d", q,
                   s->hello_failures, delay);
@@ -386,7 +419,7 @@ static void s_hello_failed(session_t *s, int64_t now, const char *why)
 static int s_connect_ports(session_t *s, int task_port, int report_port)
 {
     s_close(&s->pipe);
-    s->pipe = uplink_socket(s->uplink, s->ctx, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG, NULL);
+    s->pipe = s_connect_plain(s, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG);
     if (!s->pipe)
         return -1;
     /* Keep the report socket when the port is the same: results queued in
@@ -395,7 +428,7 @@ static int s_connect_ports(session_t *s, int task_port, int report_port)
         return 0;
     if (outbox_attached(s->outbox))
         log_warn("event=report_port_changed old=%d new=%d", s->report_port, report_port);
-    void *push = uplink_socket(s->uplink, s->ctx, ZMQ_PUSH, report_port, 0, NULL);
+    void *push = s_connect_plain(s, ZMQ_PUSH, report_port, 0);
     if (!push) {
         s_close(&s->pipe);
         return -1;
@@ -450,8 +483,8 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
     s->hello_failures = 0;
     log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
              "running=%d",
-             again ? "reregistered" : "registered", s->worker_id, uplink_host(s->uplink),
-             uplink_port(s->uplink), rep->task_port, rep->report_port, s->threads, s->nactive);
+             again ? "reregistered" : "registered", s->worker_id, connector_host(s->uplink),
+             connector_port(s->uplink), rep->task_port, rep->report_port, s->threads, s->nactive);
     proto_reply_destroy(&rep);
     outbox_flush(s->outbox, INT64_MAX, true);
     /* A new master (or one that forgot us) must hear of a drain in
@@ -463,7 +496,7 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
 static void s_master_lost(session_t *s, int64_t now)
 {
     log_warn("event=master_lost worker=%s master=%s:%d silent_ms=%lld running=%d",
-             s->worker_id, uplink_host(s->uplink), uplink_port(s->uplink),
+             s->worker_id, connector_host(s->uplink), connector_port(s->uplink),
              (long long) (now - s->last_rx), s->nactive);
     /* Tasks the old pipe still held are the master's to reassign: the
        hello tells it which ones we really have. */
@@ -629,25 +662,28 @@ static void s_read_pipe(session_t *s, int64_t now)
    here, so it is kept as the reason should the hello time out. */
 static void s_read_api_monitor(session_t *s, int64_t now)
 {
-    switch (uplink_monitor_read(s->api_monitor)) {
-    case UPLINK_EV_SECURED:
+    switch (connector_read_event(&s->api).kind) {
+    case CONNECTOR_EV_SECURED:
         s->api_note = "no reply";
         break;
-    case UPLINK_EV_REFUSED:
+    case CONNECTOR_EV_REFUSED:
         if (s->api_state == API_HELLO)
             s_hello_failed(s, now,
                            "the master refused this worker's CURVE key (is its public key in "
                            "the master's --workers list?)");
         break;
-    case UPLINK_EV_FAILED:
+    case CONNECTOR_EV_MECHANISM:
+    case CONNECTOR_EV_PROTOCOL:
+    case CONNECTOR_EV_NO_DETAIL:
         s->api_note = "CURVE handshake failed (is --master-key the master's public key?)";
         break;
-    case UPLINK_EV_DISCONNECTED:
+    case CONNECTOR_EV_DISCONNECTED:
         if (!s->api_note)
             s->api_note = "the master closed the connection during the CURVE handshake (is "
                           "--master-key the master's public key?)";
         break;
-    case UPLINK_EV_NONE:
+    case CONNECTOR_EV_CONNECTED:
+    case CONNECTOR_EV_NONE:
         break;
     }
 }
@@ -655,7 +691,7 @@ static void s_read_api_monitor(session_t *s, int64_t now)
 static void s_read_api(session_t *s, int64_t now)
 {
     size_t len;
-    char *buf = zmqx_recv(s->api, &len, ZMQ_DONTWAIT);
+    char *buf = zmqx_recv(s->api.sock, &len, ZMQ_DONTWAIT);
     if (!buf)
         return;
     if (s->api_state == API_HELLO) {
@@ -828,8 +864,8 @@ int session_run(session_t *s)
     int64_t now = clock_mono_ms();
     s->next_hello = now;
     log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d",
-             s->name, uplink_host(s->uplink), uplink_port(s->uplink), s->threads,
-             s->no_exec ? 1 : 0, allow_count(s->allow), uplink_curve(s->uplink) ? 1 : 0);
+             s->name, connector_host(s->uplink), connector_port(s->uplink), s->threads,
+             s->no_exec ? 1 : 0, allow_count(s->allow), connector_curve(s->uplink) ? 1 : 0);
     for (;;) {
         now = clock_mono_ms();
         s_check_signals(s, now);
@@ -843,13 +879,13 @@ int session_run(session_t *s)
             ipipe = n;
             items[n++] = (zmq_pollitem_t) {.socket = s->pipe, .events = ZMQ_POLLIN};
         }
-        if (s->api) {
+        if (s->api.sock) {
             iapi = n;
-            items[n++] = (zmq_pollitem_t) {.socket = s->api, .events = ZMQ_POLLIN};
+            items[n++] = (zmq_pollitem_t) {.socket = s->api.sock, .events = ZMQ_POLLIN};
         }
-        if (s->api_monitor) {
+        if (s->api.monitor) {
             imon = n;
-            items[n++] = (zmq_pollitem_t) {.socket = s->api_monitor, .events = ZMQ_POLLIN};
+            items[n++] = (zmq_pollitem_t) {.socket = s->api.monitor, .events = ZMQ_POLLIN};
         }
         long timeout = (long) (next - now);
         if (timeout < 0)
@@ -866,9 +902,9 @@ int session_run(session_t *s)
         if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
             s_read_pipe(s, now);
         /* Each handler below may close the api socket the other polled. */
-        if (iapi >= 0 && s->api && (items[iapi].revents & ZMQ_POLLIN))
+        if (iapi >= 0 && s->api.sock && (items[iapi].revents & ZMQ_POLLIN))
             s_read_api(s, now);
-        if (imon >= 0 && s->api_monitor && (items[imon].revents & ZMQ_POLLIN))
+        if (imon >= 0 && s->api.monitor && (items[imon].revents & ZMQ_POLLIN))
             s_read_api_monitor(s, now);
         outbox_flush(s->outbox, now, s->nactive == 0);
     }
@@ -884,8 +920,13 @@ session_t *session_new(const session_config_t *cfg)
     if (!cfg || !cfg->name || !*cfg->name || cfg->threads < 1 || !cfg->fns || cfg->nlabels < 0
         || (cfg->nlabels > 0 && !cfg->labels))
         return NULL;
-    uplink_t *uplink = uplink_new(cfg->master_host, cfg->master_port, cfg->curve_server_key,
-                                  cfg->curve_public_key, cfg->curve_secret_key);
+    connector_t *uplink = connector_new(&(connector_config_t){
+        .host = cfg->master_host,
+        .port = cfg->master_port,
+        .server_key = cfg->curve_server_key,
+        .public_key = cfg->curve_public_key,
+        .secret_key = cfg->curve_secret_key,
+    });
     if (!uplink)
         return NULL;
     session_t *s = xcalloc(1, sizeof *s);
@@ -940,6 +981,6 @@ void session_destroy(session_t **p)
     free(s->worker_id);
     free(s->name);
     free(s->hostname);
-    uplink_destroy(&s->uplink);
+    connector_destroy(&s->uplink);
     free(s);
 }
