@@ -31,7 +31,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ZTASK_CLI_VERSION "0.1.0"
 #define CLI_DEFAULT_HOST "127.0.0.1"
 #define CLI_DEFAULT_PORT 5555
 #define CLI_DEFAULT_TIMEOUT_MS 10000
