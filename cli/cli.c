@@ -3,6 +3,7 @@
 #include "../common/util.h"
 #include "client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -106,6 +107,9 @@ static void s_option_text(char *buf, size_t size, const char *arg)
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts)
 {
+    /* Without the leading ':' getopt reports a missing value as '?' and
+       the message below would call it unknown. */
+    assert(shortopts[0] == ':' || (shortopts[0] == '+' && shortopts[1] == ':'));
     opterr = 0;
     int c = getopt_long(argc, argv, shortopts, longopts, NULL);
     if (c != '?' && c != ':')

@@ -4,6 +4,7 @@
 #include "../common/util.h"
 #include "proto_text.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -249,6 +250,7 @@ static int s_take_string(cJSON *v, const char *what, size_t minlen, size_t maxle
 int pj_str(cJSON *o, const char *k, bool req, size_t minlen, size_t maxlen, char **out,
            proto_err_t *err)
 {
+    assert(*out == NULL);   /* a string already there would leak */
     cJSON *v = pj_get(o, k);
     if (!v)
         return req ? s_missing(k, err) : 0;

@@ -8,6 +8,7 @@
 
 #include "../common/util.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,6 +82,7 @@ void proto_result_error(proto_result_t *res, const char *fmt, ...)
 
 void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fmt, ...)
 {
+    assert(status == PROTO_ST_FAILED || status == PROTO_ST_CANCELLED);
     res->status = status;
     free(res->result_json);
     res->result_json = NULL;

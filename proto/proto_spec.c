@@ -7,6 +7,7 @@
 
 #include "../common/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,7 @@ static int s_env_from(cJSON *o, proto_spec_t *spec, proto_err_t *err)
 
 proto_spec_t *proto_spec_new(proto_kind_t kind)
 {
+    assert(kind == 0 || kind == PROTO_KIND_EXEC || kind == PROTO_KIND_FN);
     proto_spec_t *spec = xcalloc(1, sizeof *spec);
     spec->kind = kind;
     spec->index = -1;

@@ -11,6 +11,7 @@
 #include "pool.h"
 #include "runner.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -208,6 +209,7 @@ static void s_unlink(session_t *self, runner_task_t *t)
     t->prev = t->next = NULL;
     if (!t->ended)
         self->nactive--;
+    assert(self->nactive >= 0);
 }
 
 /* Linear: the table holds at most the master's credit (threads +
@@ -255,6 +257,7 @@ static void s_cancel_task(session_t *self, runner_task_t *t, const char *why)
     if (atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED)) {
         t->ended = true;
         self->nactive--;
+        assert(self->nactive >= 0);
         outbox_result(self->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
         log_debug("event=task_cancelled task=%lld attempt=%d queued=1", (long long) t->id,
                   t->attempt);
@@ -601,7 +604,9 @@ static void s_read_inbox(session_t *self, int64_t now)
         }
         case RUNNER_MSG_RESULT:
         case RUNNER_MSG_RELEASE: {
+            /* From our own pool threads: the task they were given back. */
             runner_task_t *t = hdr.task;
+            assert(t != NULL);
             if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
                 outbox_result_until(self->outbox, xstrndup(payload, plen),
                                     s_result_until(self, t, now));
