@@ -279,15 +279,25 @@ int pj_array(const cJSON *o, const char *k, bool req, int maxn, cJSON **arr, pro
     return 0;
 }
 
+/* pj_array, and how many elements it has (0 when absent). */
+static int s_array_count(const cJSON *o, const char *k, bool req, int maxn, cJSON **arr,
+                         int *count, proto_err_t *err)
+{
+    *count = 0;
+    if (pj_array(o, k, req, maxn, arr, err) != 0)
+        return -1;
+    if (*arr)
+        *count = cJSON_GetArraySize(*arr);
+    return 0;
+}
+
 int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, size_t maxlen,
                  char ***out, int *n, proto_err_t *err)
 {
     cJSON *arr;
-    if (pj_array(o, k, req, maxn, &arr, err) != 0)
+    int count;
+    if (s_array_count(o, k, req, maxn, &arr, &count, err) != 0)
         return -1;
-    if (!arr)
-        return 0;
-    int count = cJSON_GetArraySize(arr);
     if (count == 0)
         return 0;
     char **v = xcalloc((size_t) count + 1, sizeof *v);
@@ -309,11 +319,9 @@ int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int
             proto_err_t *err)
 {
     cJSON *arr;
-    if (pj_array(o, k, req, INT32_MAX, &arr, err) != 0)
+    int count;
+    if (s_array_count(o, k, req, INT32_MAX, &arr, &count, err) != 0)
         return -1;
-    if (!arr)
-        return 0;
-    int count = cJSON_GetArraySize(arr);
     if (count == 0)
         return 0;
     proto_task_ref_t *v = xcalloc((size_t) count, sizeof *v);

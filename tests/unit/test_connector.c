@@ -119,16 +119,48 @@ static int s_closed_port(void)
     return port;
 }
 
-/* Opens a monitored DEALER of conn and sends one frame on it. */
-static void s_open_and_send(connector_t *conn, void *ctx, connector_link_t *link)
+/* Our side: a connector, a context, and one monitored DEALER that has
+   sent one frame. */
+typedef struct {
+    connector_t *conn;
+    void *ctx;
+    connector_link_t link;
+} dealer_t;
+
+static void s_dealer_start(dealer_t *c, const connector_config_t *cfg)
 {
+    c->conn = connector_new(cfg);
+    ck_assert_ptr_nonnull(c->conn);
+    c->ctx = zmq_ctx_new();
     connector_err_t why = CONNECTOR_ERR_POLL;
     const connector_socket_t opt = { .type = ZMQ_DEALER, .monitor = true };
-    ck_assert_int_eq(connector_open(conn, ctx, &opt, link, &why), 0);
+    ck_assert_int_eq(connector_open(c->conn, c->ctx, &opt, &c->link, &why), 0);
     ck_assert_int_eq(why, CONNECTOR_OK);
-    ck_assert_ptr_nonnull(link->sock);
-    ck_assert_ptr_nonnull(link->monitor);
-    ck_assert_int_eq(zmqx_send(link->sock, "ping", 4, ZMQ_DONTWAIT), 0);
+    ck_assert_ptr_nonnull(c->link.sock);
+    ck_assert_ptr_nonnull(c->link.monitor);
+    ck_assert_int_eq(zmqx_send(c->link.sock, "ping", 4, ZMQ_DONTWAIT), 0);
+}
+
+static void s_dealer_stop(dealer_t *c)
+{
+    connector_close(&c->link);
+    ck_assert_ptr_null(c->link.sock);
+    ck_assert_ptr_null(c->link.monitor);
+    connector_close(&c->link);   /* a closed link may be closed again */
+    zmq_ctx_term(c->ctx);
+    connector_destroy(&c->conn);
+    ck_assert_ptr_null(c->conn);
+}
+
+/* Waits on c's link; returns what it ended with, and how long it took
+   through *ms. */
+static connector_err_t s_wait(dealer_t *c, int64_t timeout_ms, connector_interrupt_fn fn,
+                              void *arg, int64_t *ms)
+{
+    int64_t t0 = clock_mono_ms();
+    connector_err_t rc = connector_wait(&c->link, t0 + timeout_ms, fn, arg);
+    *ms = clock_mono_ms() - t0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -136,12 +168,8 @@ static void s_open_and_send(connector_t *conn, void *ctx, connector_link_t *link
 START_TEST(a_reply_ends_the_wait_and_is_read_from_the_socket)
 {
     server_t *sv = s_server_start(false, false);
-    connector_t *conn = connector_new(&(connector_config_t){ .host = "127.0.0.1",
-                                                             .port = sv->port });
-    ck_assert_ptr_nonnull(conn);
-    void *ctx = zmq_ctx_new();
-    connector_link_t link;
-    s_open_and_send(conn, ctx, &link);
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1", .port = sv->port });
     /* The server answers: the envelope back, then the body. */
     zmq_pollitem_t it = { sv->router, 0, ZMQ_POLLIN, 0 };
     ck_assert_int_eq(zmq_poll(&it, 1, LONG_MS), 1);
@@ -152,54 +180,39 @@ START_TEST(a_reply_ends_the_wait_and_is_read_from_the_socket)
     ck_assert_int_eq(zmqx_send(sv->router, "pong", 4, 0), 0);
     zmqx_frames_free(&req);
 
-    ck_assert_int_eq(connector_wait(&link, clock_mono_ms() + LONG_MS, NULL, NULL), CONNECTOR_OK);
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, LONG_MS, NULL, NULL, &ms), CONNECTOR_OK);
     size_t len = 0;
-    char *reply = zmqx_recv(link.sock, &len, ZMQ_DONTWAIT);
+    char *reply = zmqx_recv(c.link.sock, &len, ZMQ_DONTWAIT);
     ck_assert_str_eq(reply, "pong");
     free(reply);
-    connector_close(&link);
-    ck_assert_ptr_null(link.sock);
-    ck_assert_ptr_null(link.monitor);
-    connector_close(&link);   /* a closed link may be closed again */
-    zmq_ctx_term(ctx);
-    connector_destroy(&conn);
-    ck_assert_ptr_null(conn);
+    s_dealer_stop(&c);
     s_server_stop(&sv);
 }
 END_TEST
 
 START_TEST(a_closed_port_is_unreachable_at_the_deadline)
 {
-    connector_t *conn = connector_new(&(connector_config_t){ .host = "127.0.0.1",
-                                                             .port = s_closed_port() });
-    void *ctx = zmq_ctx_new();
-    connector_link_t link;
-    s_open_and_send(conn, ctx, &link);
-    int64_t t0 = clock_mono_ms();
-    ck_assert_int_eq(connector_wait(&link, t0 + 300, NULL, NULL), CONNECTOR_ERR_UNREACHABLE);
-    ck_assert_int_ge(clock_mono_ms() - t0, 300);
-    ck_assert(!link.connected);
-    connector_close(&link);
-    zmq_ctx_term(ctx);
-    connector_destroy(&conn);
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1", .port = s_closed_port() });
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, 300, NULL, NULL, &ms), CONNECTOR_ERR_UNREACHABLE);
+    ck_assert_int_ge(ms, 300);
+    ck_assert(!c.link.connected);
+    s_dealer_stop(&c);
 }
 END_TEST
 
 START_TEST(a_silent_peer_is_a_timeout_on_a_connection)
 {
     server_t *sv = s_server_start(false, false);
-    connector_t *conn = connector_new(&(connector_config_t){ .host = "127.0.0.1",
-                                                             .port = sv->port });
-    void *ctx = zmq_ctx_new();
-    connector_link_t link;
-    s_open_and_send(conn, ctx, &link);
-    int64_t t0 = clock_mono_ms();
-    ck_assert_int_eq(connector_wait(&link, t0 + 300, NULL, NULL), CONNECTOR_ERR_TIMEOUT);
-    ck_assert_int_ge(clock_mono_ms() - t0, 300);
-    ck_assert(link.connected);
-    connector_close(&link);
-    zmq_ctx_term(ctx);
-    connector_destroy(&conn);
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1", .port = sv->port });
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, 300, NULL, NULL, &ms), CONNECTOR_ERR_TIMEOUT);
+    ck_assert_int_ge(ms, 300);
+    ck_assert(c.link.connected);
+    s_dealer_stop(&c);
     s_server_stop(&sv);
 }
 END_TEST
@@ -209,26 +222,19 @@ START_TEST(a_key_the_server_refuses_fails_the_handshake_at_once)
     server_t *sv = s_server_start(true, true);
     char pub[41], sec[41];
     ck_assert_int_eq(zmq_curve_keypair(pub, sec), 0);
-    connector_t *conn = connector_new(&(connector_config_t){
-        .host = "127.0.0.1",
-        .port = sv->port,
-        .server_key = sv->pub,
-        .public_key = pub,
-        .secret_key = sec,
-    });
-    ck_assert_ptr_nonnull(conn);
-    ck_assert(connector_curve(conn));
-    void *ctx = zmq_ctx_new();
-    connector_link_t link;
-    s_open_and_send(conn, ctx, &link);
-    int64_t t0 = clock_mono_ms();
-    ck_assert_int_eq(connector_wait(&link, t0 + LONG_MS, NULL, NULL), CONNECTOR_ERR_HANDSHAKE);
-    ck_assert_int_lt(clock_mono_ms() - t0, FAST_MS);
-    ck_assert_int_eq(link.failure.kind, CONNECTOR_EV_REFUSED);
-    ck_assert_uint_eq(link.failure.value, 400);
-    connector_close(&link);
-    zmq_ctx_term(ctx);
-    connector_destroy(&conn);
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1",
+                                              .port = sv->port,
+                                              .server_key = sv->pub,
+                                              .public_key = pub,
+                                              .secret_key = sec });
+    ck_assert(connector_curve(c.conn));
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, LONG_MS, NULL, NULL, &ms), CONNECTOR_ERR_HANDSHAKE);
+    ck_assert_int_lt(ms, FAST_MS);
+    ck_assert_int_eq(c.link.failure.kind, CONNECTOR_EV_REFUSED);
+    ck_assert_uint_eq(c.link.failure.value, 400);
+    s_dealer_stop(&c);
     s_server_stop(&sv);
 }
 END_TEST
@@ -241,25 +247,19 @@ START_TEST(a_server_with_another_key_fails_the_handshake_at_once)
     ck_assert_int_eq(zmq_curve_keypair(other, osec), 0);
     /* We were told the server's key is `other`: it cannot read our HELLO
        and hangs up, without detail, on every attempt. */
-    connector_t *conn = connector_new(&(connector_config_t){
-        .host = "127.0.0.1",
-        .port = sv->port,
-        .server_key = other,
-        .public_key = pub,
-        .secret_key = sec,
-    });
-    void *ctx = zmq_ctx_new();
-    connector_link_t link;
-    s_open_and_send(conn, ctx, &link);
-    int64_t t0 = clock_mono_ms();
-    ck_assert_int_eq(connector_wait(&link, t0 + LONG_MS, NULL, NULL), CONNECTOR_ERR_HANDSHAKE);
-    ck_assert_int_lt(clock_mono_ms() - t0, FAST_MS);
-    ck_assert_int_eq(link.failure.kind, CONNECTOR_EV_NO_DETAIL);
-    ck_assert_int_ge(link.no_detail, CONNECTOR_NO_DETAIL_FAILURES);
-    ck_assert(link.connected);
-    connector_close(&link);
-    zmq_ctx_term(ctx);
-    connector_destroy(&conn);
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1",
+                                              .port = sv->port,
+                                              .server_key = other,
+                                              .public_key = pub,
+                                              .secret_key = sec });
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, LONG_MS, NULL, NULL, &ms), CONNECTOR_ERR_HANDSHAKE);
+    ck_assert_int_lt(ms, FAST_MS);
+    ck_assert_int_eq(c.link.failure.kind, CONNECTOR_EV_NO_DETAIL);
+    ck_assert_int_ge(c.link.no_detail, CONNECTOR_NO_DETAIL_FAILURES);
+    ck_assert(c.link.connected);
+    s_dealer_stop(&c);
     s_server_stop(&sv);
 }
 END_TEST
@@ -274,23 +274,17 @@ static bool s_stop_now(void *arg)
 START_TEST(the_interrupt_callback_is_asked_at_every_wakeup)
 {
     server_t *sv = s_server_start(false, false);
-    connector_t *conn = connector_new(&(connector_config_t){ .host = "127.0.0.1",
-                                                             .port = sv->port });
-    void *ctx = zmq_ctx_new();
-    connector_link_t link;
-    s_open_and_send(conn, ctx, &link);
-    /* The server never answers, but the connection's event wakes the
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1", .port = sv->port });
+    /* The server never answers, but the connection's events wake the
        wait (as a signal's EINTR does in the CLI): the callback is asked
        then, and its "stop" ends the wait long before the deadline. */
     atomic_int calls = 0;
-    int64_t t0 = clock_mono_ms();
-    ck_assert_int_eq(connector_wait(&link, t0 + LONG_MS, s_stop_now, &calls),
-                     CONNECTOR_ERR_INTERRUPTED);
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, LONG_MS, s_stop_now, &calls, &ms), CONNECTOR_ERR_INTERRUPTED);
     ck_assert_int_eq(atomic_load(&calls), 1);
-    ck_assert_int_lt(clock_mono_ms() - t0, FAST_MS);
-    connector_close(&link);
-    zmq_ctx_term(ctx);
-    connector_destroy(&conn);
+    ck_assert_int_lt(ms, FAST_MS);
+    s_dealer_stop(&c);
     s_server_stop(&sv);
 }
 END_TEST
