@@ -36,6 +36,20 @@ LIBS := $(PKG_LIBS) -lpthread -ldl -lm
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
+# The version every program prints (common/version.c): `git describe` of
+# this git tree, else VERSION (a tarball has no .git). Only version.o sees
+# it; the stamp is rewritten, and version.o rebuilt, when it changes.
+VERSION := 0.1.0
+ZTASK_VERSION := $(shell test -e .git && git describe --tags --always --dirty 2>/dev/null \
+                   || echo $(VERSION))
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(ZTASK_VERSION)' | cmp -s - $@ || echo '$(ZTASK_VERSION)' >$@
+$(call obj,common/version.c): $(BUILD)/version.stamp
+$(call obj,common/version.c): ALL_CFLAGS += -DZTASK_VERSION='"$(ZTASK_VERSION)"'
+.PHONY: FORCE
+FORCE:
+
 COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
 MASTER_SRC := $(filter-out master/main.c,$(wildcard master/*.c))
 WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))

@@ -3,6 +3,7 @@
 #include "../common/util.h"
 #include "client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +15,13 @@
 /* The process's one global: set by the signal handler, read by loops. */
 static volatile sig_atomic_t s_interrupted;
 
+/* The client's interrupt callback. */
+static bool s_client_interrupted(void *arg)
+{
+    (void) arg;
+    return s_interrupted != 0;
+}
+
 proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc)
 {
     if (!cli->client) {
@@ -23,6 +31,7 @@ proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int
             *rc = CLI_EXIT_UNREACHABLE;
             return NULL;
         }
+        client_set_interrupt(cli->client, s_client_interrupted, NULL);
         if (cli->curve
             && client_set_curve(cli->client, cli->server_key, cli->public_key, cli->secret_key)
                    != 0) {
@@ -34,13 +43,34 @@ proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int
     client_err_t err;
     proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);
     if (!rep) {
-        if (err.exit_code == CLI_EXIT_INTERRUPTED)
+        if (err.kind == CLIENT_ERR_INTERRUPTED)
             fprintf(stderr, "\nztask: interrupted\n");
         else
             fprintf(stderr, "ztask: %s\n", err.message);
-        *rc = err.exit_code;
+        *rc = cli_exit_for_client_error(err.kind);
     }
     return rep;
+}
+
+int cli_exit_for_client_error(client_err_kind_t kind)
+{
+    switch (kind) {
+    case CLIENT_OK:
+        return CLI_EXIT_OK;
+    case CLIENT_ERR_REQUEST:
+        return CLI_EXIT_USAGE;
+    case CLIENT_ERR_UNREACHABLE:
+    case CLIENT_ERR_TIMEOUT:
+        return CLI_EXIT_UNREACHABLE;
+    case CLIENT_ERR_AUTH:
+        return CLI_EXIT_AUTH;
+    case CLIENT_ERR_REFUSED:
+    case CLIENT_ERR_BAD_REPLY:
+        return CLI_EXIT_REFUSED;
+    case CLIENT_ERR_INTERRUPTED:
+        return CLI_EXIT_INTERRUPTED;
+    }
+    return CLI_EXIT_REFUSED;
 }
 
 int cli_exit_for_job(const proto_job_t *job)
@@ -77,6 +107,9 @@ static void s_option_text(char *buf, size_t size, const char *arg)
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts)
 {
+    /* Without the leading ':' getopt reports a missing value as '?' and
+       the message below would call it unknown. */
+    assert(shortopts[0] == ':' || (shortopts[0] == '+' && shortopts[1] == ':'));
     opterr = 0;
     int c = getopt_long(argc, argv, shortopts, longopts, NULL);
     if (c != '?' && c != ':')

@@ -24,13 +24,13 @@
 
 #include "../common/keys.h"
 #include "../proto/proto.h"
+#include "client.h"
 
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define ZTASK_CLI_VERSION "0.1.0"
 #define CLI_DEFAULT_HOST "127.0.0.1"
 #define CLI_DEFAULT_PORT 5555
 #define CLI_DEFAULT_TIMEOUT_MS 10000
@@ -45,8 +45,6 @@ enum {
     CLI_EXIT_AUTH = 6,
     CLI_EXIT_INTERRUPTED = 130
 };
-
-typedef struct client client_t;
 
 /* The process state, owned by main(). */
 typedef struct {
@@ -77,6 +75,10 @@ proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int
 int cli_exit_for_job(const proto_job_t *job);
 /* The exit code for an error reply's code: 6 for "auth", else 4. */
 int cli_exit_for_error_code(const char *code);
+/* The exit code for a failed client call: 3 unreachable or no reply in
+   time, 6 authentication, 4 refused or unreadable, 130 interrupted, 2 a
+   request that cannot be encoded. */
+int cli_exit_for_client_error(client_err_kind_t kind);
 
 /* ---- options and arguments ---- */
 

@@ -20,16 +20,18 @@
 
     CURVE (client_set_curve): the socket is a CURVE client of the master,
     which admits our public key only when it is in its --clients list.
-    Every socket has a handshake monitor: a handshake the master refuses
-    (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH), a mechanism mismatch (the master
-    wants CURVE and we have no keys, or the reverse:
-    HANDSHAKE_FAILED_PROTOCOL) or two failed handshakes in a row with no
-    detail (a wrong master key: the master cannot read our HELLO) end the
-    call at once with CLI_EXIT_AUTH and "authentication failed: ..."
-    instead of waiting out the timeout.
+    Every socket has a handshake monitor (common/connector.h): a handshake
+    the master refuses (its allowlist), a mechanism mismatch (the master
+    wants CURVE and we have no keys, or the reverse) or two failed
+    handshakes in a row with no detail (a wrong master key: the master
+    cannot read our HELLO) end the call at once with CLIENT_ERR_AUTH and
+    "authentication failed: ..." that says what to do, instead of waiting
+    out the timeout.
 
-    Errors: calls fill a client_err_t with the exit code the CLI should
-    end with (docs/cli.md) and a message for the user; they never print.
+    Errors: calls fill a client_err_t with a neutral kind (the CLI turns it
+    into its exit code, cli_exit_for_client_error) and a message for the
+    user; they never print. A wait is interrupted through a callback
+    (client_set_interrupt), so the client knows nothing of the CLI.
 
     Threads: an instance belongs to one thread. Blocks in client_call.
 */
@@ -43,14 +45,29 @@
 
 typedef struct client client_t;
 
+/* How a call failed. */
+typedef enum {
+    CLIENT_OK = 0,
+    CLIENT_ERR_REQUEST,      /* the request could not be encoded */
+    CLIENT_ERR_UNREACHABLE,  /* nothing answered at the address before the timeout (no
+                                connection: port closed, host down), or no socket could be
+                                made or connected */
+    CLIENT_ERR_TIMEOUT,      /* connected, but no reply before the timeout */
+    CLIENT_ERR_AUTH,         /* a failed handshake (see CURVE above), CURVE unusable, or
+                                an "auth" error reply */
+    CLIENT_ERR_REFUSED,      /* any other error reply */
+    CLIENT_ERR_BAD_REPLY,    /* a reply that cannot be read */
+    CLIENT_ERR_INTERRUPTED   /* the interrupt callback said stop */
+} client_err_kind_t;
+
 typedef struct {
-    int exit_code;           /* CLI_EXIT_* */
+    client_err_kind_t kind;
     char message[600];       /* without the "ztask: " prefix */
 } client_err_t;
 
 /* Makes a client for host:port (host: a name, an IPv4 address, or an IPv6
-   address without brackets). Does not connect yet. NULL only when ZeroMQ
-   cannot make a context. */
+   address without brackets; port 1..65535). Does not connect yet. NULL
+   when ZeroMQ cannot make a context or the address is not valid. */
 client_t *client_new(const char *host, int port, int timeout_ms);
 /* Wipes the secret key and frees. Accepts NULL, nulls *p. */
 void client_destroy(client_t **p);
@@ -64,12 +81,13 @@ int client_set_curve(client_t *self, const char *server_key, const char *public_
 /* "HOST:PORT" as given (borrowed). */
 const char *client_address(const client_t *self);
 
+/* Asks interrupted(arg) after every wakeup of a wait; when it returns
+   true, the call ends with CLIENT_ERR_INTERRUPTED. A signal handler that
+   sets a flag without SA_RESTART makes that at once. NULL: never. */
+void client_set_interrupt(client_t *self, bool (*interrupted)(void *arg), void *arg);
+
 /* Sends req and waits for its reply. Returns the reply (caller owns; it
-   is always ok) or NULL with err filled: CLI_EXIT_UNREACHABLE on timeout,
-   CLI_EXIT_REFUSED for an error reply or a reply we cannot read,
-   CLI_EXIT_AUTH for an "auth" error reply or a failed handshake (see
-   CURVE above), CLI_EXIT_INTERRUPTED when the
-   interrupted flag (cli_interrupted) was raised while waiting.
+   is always ok) or NULL with err filled (see client_err_kind_t).
    retry_safe: the request only reads, so it may be resent. */
 proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_safe,
                            client_err_t *err);

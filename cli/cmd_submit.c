@@ -313,7 +313,7 @@ static tmpl_t *s_template(submit_args_t *a)
 {
     proto_spec_t *base;
     if (a->fn) {
-        base = specopt_new_spec(PROTO_KIND_FN);
+        base = proto_spec_new(PROTO_KIND_FN);
         base->fn = xstrdup(a->fn);
         if (a->args) {
             cJSON *tree = cJSON_ParseWithLength(a->args, strlen(a->args));
@@ -332,7 +332,7 @@ static tmpl_t *s_template(submit_args_t *a)
             cJSON_free(compact);
         }
     } else {
-        base = specopt_new_spec(PROTO_KIND_EXEC);
+        base = proto_spec_new(PROTO_KIND_EXEC);
         if (a->shell) {
             base->shell = xstrdup(a->shell);
         } else {

@@ -120,99 +120,155 @@ static bool s_stall_hint(cli_t *cli, int64_t job, bool bar)
     return said;
 }
 
-int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
+/* What one `ztask wait` follows from poll to poll. */
+typedef struct {
+    cli_t *cli;
+    int64_t job;
+    const cli_wait_opts_t *opts;
+    int64_t start;              /* monotonic ms */
+    bool bar;                   /* stderr is a terminal: redraw a bar */
+    progress_rate_t *rate;
+    proto_job_t j;              /* the last status */
+    int64_t last_line;          /* when the last plain progress line went out */
+    int64_t last_finished;      /* finished tasks when progress last moved */
+    int64_t stalled_since;      /* since when nothing moved */
+    int64_t last_hint;          /* when the master was last asked why */
+    bool hinted;                /* the stall was explained, once */
+} wait_state_t;
+
+/* How long the master may hold the next status request: POLL_MS, or
+   what is left of --timeout. */
+static int s_hold_ms(const wait_state_t *w, int64_t asked)
 {
-    int64_t start = clock_mono_ms();
-    int64_t last_line = start;
-    int width = opts->progress ? fmt_term_width(STDERR_FILENO) : 0;
-    bool bar = width > 0;
-    progress_rate_t *rate = progress_rate_new();
-    proto_job_t j;
-    memset(&j, 0, sizeof j);
-    int rc;
-    char line[512];
-    int64_t last_finished = -1, stalled_since = start, last_hint = 0;
-    bool hinted = false;
-    for (;;) {
-        proto_job_clear(&j);
-        memset(&j, 0, sizeof j);
-        int64_t asked = clock_mono_ms();
-        int wait_ms = POLL_MS;
-        if (opts->timeout > 0) {
-            int64_t left = (int64_t) (opts->timeout * 1000) - (asked - start);
-            if (left < wait_ms)
-                wait_ms = left > 0 ? (int) left : 0;
-        }
-        rc = s_status(cli, job, wait_ms, &j);
-        if (rc == CLI_EXIT_INTERRUPTED)
-            fprintf(stderr, "ztask: job %lld keeps running\n", (long long) job);
-        if (rc != CLI_EXIT_OK)
-            goto out;
-        int64_t now = clock_mono_ms();
-        progress_rate_add(rate, now, progress_finished(&j));
-        double r = progress_rate_get(rate);
-        bool done = s_finished(&j);
-        if (bar) {
-            width = fmt_term_width(STDERR_FILENO); /* follow a resized window */
-            progress_bar(line, sizeof line, &j, r, width > 0 ? width : 80);
-            fprintf(stderr, "\r%s\033[K", line);
-            fflush(stderr);
-        } else if (opts->progress && !done && now - last_line >= LINE_EVERY_MS) {
-            progress_line(line, sizeof line, &j, r);
-            fprintf(stderr, "%s\n", line);
-            last_line = now;
-        }
-        if (done)
-            break;
-        if (progress_finished(&j) != last_finished || j.running > 0 || j.queued == 0) {
-            last_finished = progress_finished(&j);
-            stalled_since = now;
-        } else if (opts->progress && !hinted && now - stalled_since >= STALL_HINT_MS
-                   && now - last_hint >= STALL_HINT_MS) {
-            last_hint = now;
-            hinted = s_stall_hint(cli, job, bar);
-        }
-        int64_t waited = now - start;
-        if (opts->timeout > 0 && waited >= (int64_t) (opts->timeout * 1000)) {
-            if (bar)
-                fprintf(stderr, "\r\033[K");
-            fprintf(stderr,
-                    "ztask: job %lld did not finish within %g s (%lld/%lld done, %lld failed); "
-                    "it keeps running\n",
-                    (long long) job, opts->timeout, (long long) progress_finished(&j),
-                    (long long) j.total, (long long) j.failed);
-            rc = CLI_EXIT_TIMEOUT;
-            goto out;
-        }
-        /* A master that does not hold requests (one older than wait_ms)
-           answers at once: pause for the rest, or we would spin. */
-        int64_t rest = asked + wait_ms - clock_mono_ms();
-        if (cli_sleep_ms(rest > 0 ? (int) rest : 0) != 0) {
-            fprintf(stderr, "%sztask: interrupted (job %lld keeps running)\n",
-                    bar ? "\r\033[K" : "\n", (long long) job);
-            rc = CLI_EXIT_INTERRUPTED;
-            goto out;
-        }
+    int wait_ms = POLL_MS;
+    if (w->opts->timeout > 0) {
+        int64_t left = (int64_t) (w->opts->timeout * 1000) - (asked - w->start);
+        if (left < wait_ms)
+            wait_ms = left > 0 ? (int) left : 0;
     }
-    if (bar)
+    return wait_ms;
+}
+
+/* The bar (redrawn at every poll) or a plain line every LINE_EVERY_MS. */
+static void s_draw(wait_state_t *w, int64_t now, bool done)
+{
+    char line[512];
+    double r = progress_rate_get(w->rate);
+    if (w->bar) {
+        int width = fmt_term_width(STDERR_FILENO); /* follow a resized window */
+        progress_bar(line, sizeof line, &w->j, r, width > 0 ? width : 80);
+        fprintf(stderr, "\r%s\033[K", line);
+        fflush(stderr);
+    } else if (w->opts->progress && !done && now - w->last_line >= LINE_EVERY_MS) {
+        progress_line(line, sizeof line, &w->j, r);
+        fprintf(stderr, "%s\n", line);
+        w->last_line = now;
+    }
+}
+
+/* Notes progress; a job that has not moved for STALL_HINT_MS with tasks
+   queued and none running gets the master's explanation, once. */
+static void s_watch_stall(wait_state_t *w, int64_t now)
+{
+    int64_t finished = progress_finished(&w->j);
+    if (finished != w->last_finished || w->j.running > 0 || w->j.queued == 0) {
+        w->last_finished = finished;
+        w->stalled_since = now;
+    } else if (w->opts->progress && !w->hinted && now - w->stalled_since >= STALL_HINT_MS
+               && now - w->last_hint >= STALL_HINT_MS) {
+        w->last_hint = now;
+        w->hinted = s_stall_hint(w->cli, w->job, w->bar);
+    }
+}
+
+/* True (after saying so) when --timeout has passed. */
+static bool s_timed_out(const wait_state_t *w, int64_t now)
+{
+    if (w->opts->timeout <= 0 || now - w->start < (int64_t) (w->opts->timeout * 1000))
+        return false;
+    if (w->bar)
         fprintf(stderr, "\r\033[K");
-    if (opts->summary) {
-        double secs = j.finished > 0 && j.created > 0 ? j.finished - j.created
-                                                      : (clock_mono_ms() - start) / 1000.0;
-        progress_summary(line, sizeof line, &j, secs);
+    fprintf(stderr,
+            "ztask: job %lld did not finish within %g s (%lld/%lld done, %lld failed); it keeps "
+            "running\n",
+            (long long) w->job, w->opts->timeout, (long long) progress_finished(&w->j),
+            (long long) w->j.total, (long long) w->j.failed);
+    return true;
+}
+
+/* The finished job: the summary line and/or its JSON record on stdout. */
+static void s_report_end(const wait_state_t *w)
+{
+    if (w->bar)
+        fprintf(stderr, "\r\033[K");
+    if (w->opts->summary) {
+        char line[512];
+        double secs = w->j.finished > 0 && w->j.created > 0
+                          ? w->j.finished - w->j.created
+                          : (clock_mono_ms() - w->start) / 1000.0;
+        progress_summary(line, sizeof line, &w->j, secs);
         printf("%s\n", line);
     }
-    if (opts->json) {
-        char *text = proto_job_encode(&j);
+    if (w->opts->json) {
+        char *text = proto_job_encode(&w->j);
         if (text)
             printf("%s\n", text);
         free(text);
     }
     fflush(stdout);
-    rc = cli_exit_for_job(&j);
+}
+
+int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
+{
+    int64_t start = clock_mono_ms();
+    wait_state_t w = {
+        .cli = cli,
+        .job = job,
+        .opts = opts,
+        .start = start,
+        .bar = opts->progress && fmt_term_width(STDERR_FILENO) > 0,
+        .rate = progress_rate_new(),
+        .last_line = start,
+        .last_finished = -1,
+        .stalled_since = start,
+    };
+    int rc;
+    for (;;) {
+        proto_job_clear(&w.j);
+        memset(&w.j, 0, sizeof w.j);
+        int64_t asked = clock_mono_ms();
+        int hold_ms = s_hold_ms(&w, asked);
+        rc = s_status(cli, job, hold_ms, &w.j);
+        if (rc == CLI_EXIT_INTERRUPTED)
+            fprintf(stderr, "ztask: job %lld keeps running\n", (long long) job);
+        if (rc != CLI_EXIT_OK)
+            goto out;
+        int64_t now = clock_mono_ms();
+        progress_rate_add(w.rate, now, progress_finished(&w.j));
+        bool done = s_finished(&w.j);
+        s_draw(&w, now, done);
+        if (done)
+            break;
+        s_watch_stall(&w, now);
+        if (s_timed_out(&w, now)) {
+            rc = CLI_EXIT_TIMEOUT;
+            goto out;
+        }
+        /* A master that does not hold requests (one older than wait_ms)
+           answers at once: pause for the rest, or we would spin. */
+        int64_t rest = asked + hold_ms - clock_mono_ms();
+        if (cli_sleep_ms(rest > 0 ? (int) rest : 0) != 0) {
+            fprintf(stderr, "%sztask: interrupted (job %lld keeps running)\n",
+                    w.bar ? "\r\033[K" : "\n", (long long) job);
+            rc = CLI_EXIT_INTERRUPTED;
+            goto out;
+        }
+    }
+    s_report_end(&w);
+    rc = cli_exit_for_job(&w.j);
 out:
-    proto_job_clear(&j);
-    progress_rate_destroy(&rate);
+    proto_job_clear(&w.j);
+    progress_rate_destroy(&w.rate);
     return rc;
 }
 

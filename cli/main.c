@@ -3,6 +3,7 @@
 #include "../common/config.h"
 #include "../common/keys.h"
 #include "../common/util.h"
+#include "../common/version.h"
 #include "cli.h"
 #include "client.h"
 
@@ -85,19 +86,6 @@ static const command_t *s_find(const char *name)
     return NULL;
 }
 
-/* Names where a setting came from, for messages: "--master",
-   "ZTASK_MASTER" or "FILE:LINE". */
-static const char *s_from(config_t *cfg, config_from_t from, const char *flag, const char *env,
-                          const char *key)
-{
-    switch (from) {
-    case CONFIG_FROM_FLAG: return flag;
-    case CONFIG_FROM_ENV: return env;
-    case CONFIG_FROM_FILE: return config_where(cfg, key);
-    default: return "default";
-    }
-}
-
 static int s_set_master(cli_t *cli, const char *text, const char *from)
 {
     char *host = NULL;
@@ -136,67 +124,35 @@ typedef struct {
     const char *master_key;
 } flags_t;
 
-/* Resolves one path-valued setting; a relative path from the config file
-   is relative to that file. Caller frees. */
-static char *s_pick_path(const char *flag, const char *env, config_t *cfg, const char *key,
-                         config_from_t *from)
-{
-    const char *v = config_pick(flag, env, cfg, key, from);
-    if (!v)
-        return NULL;
-    return *from == CONFIG_FROM_FILE ? config_path(cfg, key) : xstrdup(v);
-}
-
 /* Our key pair and the master's public key, when CURVE is configured.
    0, or -1 after printing why. */
 static int s_set_keys(cli_t *cli, config_t *cfg, const flags_t *fl)
 {
-    config_from_t sfrom, kfrom;
-    char *secret = s_pick_path(fl->curve_secret, "ZTASK_CURVE_SECRET", cfg, "curve-secret",
-                               &sfrom);
-    const char *mkey = config_pick(fl->master_key, "ZTASK_MASTER_KEY", cfg, "master-key",
-                                   &kfrom);
-    const char *sname = s_from(cfg, sfrom, "--curve-secret", "ZTASK_CURVE_SECRET",
-                               "curve-secret");
-    int rc = -1;
+    config_curve_t cc;
     char err[600];
+    int rc = -1;
     keypair_t mine, master;
     memset(&mine, 0, sizeof mine);
-    if (!secret && !mkey)
-        return 0;
-    if (!secret || !mkey) {
+    if (config_pick_curve(cfg, fl->curve_secret, fl->master_key, &cc, err, sizeof err) != 0) {
         fprintf(stderr,
-                "ztask: %s is set (from %s) but %s is not: CURVE needs both this client's key "
-                "file and the master's public key; see 'ztask --help'\n",
-                secret ? "curve-secret" : "master-key",
-                secret ? sname
-                       : s_from(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY", "master-key"),
-                secret ? "master-key" : "curve-secret");
+                "ztask: %s: CURVE needs both this client's key file and the master's public "
+                "key; see 'ztask --help'\n",
+                err);
         goto out;
     }
-    if (keys_load(secret, &mine, err, sizeof err) != 0) {
-        fprintf(stderr, "ztask: curve-secret (from %s): %s\n", sname, err);
+    if (!cc.secret) {
+        rc = 0;
         goto out;
     }
-    if (!mine.sec[0]) {
+    if (keys_load_secret(cc.secret, &mine, err, sizeof err) != 0) {
+        fprintf(stderr, "ztask: curve-secret (from %s): %s\n", cc.secret_from, err);
+        goto out;
+    }
+    if (keys_load_public(cc.master_key, &master, err, sizeof err) != 0) {
         fprintf(stderr,
-                "ztask: curve-secret (from %s): %s holds no secret-key (give the .key file, "
-                "not the .pub)\n",
-                sname, secret);
+                "ztask: master-key (from %s) is neither 40 Z85 characters nor a key file: %s\n",
+                cc.master_key_from, err);
         goto out;
-    }
-    if (keys_valid_z85(mkey)) {
-        snprintf(master.pub, sizeof master.pub, "%s", mkey);
-    } else {
-        char *path = kfrom == CONFIG_FROM_FILE ? config_path(cfg, "master-key") : xstrdup(mkey);
-        int lrc = keys_load(path, &master, err, sizeof err);
-        free(path);
-        if (lrc != 0) {
-            fprintf(stderr, "ztask: master-key (from %s) is neither 40 Z85 characters nor a key "
-                            "file: %s\n",
-                    s_from(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY", "master-key"), err);
-            goto out;
-        }
     }
     cli->curve = true;
     memcpy(cli->server_key, master.pub, sizeof cli->server_key);
@@ -205,7 +161,7 @@ static int s_set_keys(cli_t *cli, config_t *cfg, const flags_t *fl)
     rc = 0;
 out:
     explicit_bzero(&mine, sizeof mine);
-    free(secret);
+    config_curve_clear(&cc);
     return rc;
 }
 
@@ -222,13 +178,15 @@ static int s_resolve(cli_t *cli, const flags_t *fl)
     int rc = -1;
     config_from_t from;
     const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
-    if (v && s_set_master(cli, v, s_from(cfg, from, "--master", "ZTASK_MASTER", "master")) != 0)
+    if (v
+        && s_set_master(cli, v, config_origin(cfg, from, "--master", "ZTASK_MASTER", "master"))
+               != 0)
         goto out;
     v = config_pick(fl->timeout, "ZTASK_REQUEST_TIMEOUT", cfg, "request-timeout", &from);
     if (v
         && s_set_timeout(cli, v,
-                         s_from(cfg, from, "--request-timeout", "ZTASK_REQUEST_TIMEOUT",
-                                "request-timeout"))
+                         config_origin(cfg, from, "--request-timeout",
+                                       "ZTASK_REQUEST_TIMEOUT", "request-timeout"))
                != 0)
         goto out;
     if (s_set_keys(cli, cfg, fl) != 0)
@@ -268,7 +226,7 @@ int main(int argc, char **argv)
             rc = CLI_EXIT_OK;
             goto out;
         case OPT_VERSION:
-            printf("ztask %s (protocol v%d)\n", ZTASK_CLI_VERSION, PROTO_VERSION);
+            printf("ztask %s (protocol v%d)\n", ztask_version(), PROTO_VERSION);
             rc = CLI_EXIT_OK;
             goto out;
         case OPT_MASTER:

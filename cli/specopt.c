@@ -107,12 +107,3 @@ void specopt_apply(const specopt_t *self, proto_spec_t *spec)
     for (int i = 0; i < self->nrequire; i++)
         s_label_put(&spec->require, &spec->nrequire, self->require[i]);
 }
-
-proto_spec_t *specopt_new_spec(proto_kind_t kind)
-{
-    proto_spec_t *spec = xcalloc(1, sizeof *spec);
-    spec->kind = kind;
-    spec->index = -1;
-    spec->output_cap = PROTO_DEFAULT_OUTPUT_CAP;
-    return spec;
-}

@@ -52,9 +52,4 @@ void specopt_add_require(specopt_t *self, const char *label);
 /* Writes the options into spec (see above for how they combine). */
 void specopt_apply(const specopt_t *self, proto_spec_t *spec);
 
-/* A new exec or fn spec with the protocol's defaults (index -1, default
-   output cap) and nothing else set; the caller fills in argv/shell/fn.
-   Freed with proto_spec_destroy. */
-proto_spec_t *specopt_new_spec(proto_kind_t kind);
-
 #endif

@@ -1,5 +1,6 @@
 #include "clock.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -21,6 +22,16 @@ int64_t clock_mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t clock_deadline_ms(int64_t now_ms, double seconds)
+{
+    if (!(seconds > 0))
+        return 0;
+    /* Compared as a double first: seconds may be too large (or infinite)
+       for any integer. */
+    double ms = ceil(seconds * 1000.0);
+    return now_ms + (ms > (double) CLOCK_DEADLINE_MAX_MS ? CLOCK_DEADLINE_MAX_MS : (int64_t) ms);
 }
 
 double clock_wall(void)

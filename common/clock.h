@@ -18,6 +18,17 @@ int64_t clock_mono_ms(void);
 /* Microseconds on CLOCK_MONOTONIC (latency measurements). */
 int64_t clock_mono_us(void);
 
+/* The longest timeout a deadline holds: about 31 years, as good as none,
+   and far enough from INT64_MAX that now + it never overflows. */
+#define CLOCK_DEADLINE_MAX_MS 1000000000000LL
+
+/* The monotonic deadline (ms) of a timeout of seconds that starts at
+   now_ms: 0 (no deadline) when seconds is not above 0 (NaN included),
+   else now_ms plus the timeout rounded up to a whole ms (so at least 1),
+   at most CLOCK_DEADLINE_MAX_MS. The one conversion every timeout of a
+   task goes through (commands and functions alike). */
+int64_t clock_deadline_ms(int64_t now_ms, double seconds);
+
 /* Seconds since the epoch, with sub-second precision (plus the test
    offset below, 0 outside tests). */
 double clock_wall(void);

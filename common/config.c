@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "keys.h"
 #include "util.h"
 
 #include <errno.h>
@@ -286,4 +287,65 @@ const char *config_pick(const char *flag, const char *env_name, const config_t *
     if (from)
         *from = f;
     return v;
+}
+
+const char *config_origin(config_t *self, config_from_t from, const char *flag,
+                          const char *env, const char *key)
+{
+    switch (from) {
+    case CONFIG_FROM_FLAG: return flag;
+    case CONFIG_FROM_ENV: return env;
+    case CONFIG_FROM_FILE: return config_where(self, key);
+    default: return "default";
+    }
+}
+
+char *config_pick_path(const char *flag, const char *env_name, const config_t *cfg,
+                       const char *key, config_from_t *from)
+{
+    config_from_t f;
+    const char *v = config_pick(flag, env_name, cfg, key, &f);
+    if (from)
+        *from = f;
+    if (!v)
+        return NULL;
+    return f == CONFIG_FROM_FILE ? config_join(cfg, v) : xstrdup(v);
+}
+
+int config_pick_curve(config_t *cfg, const char *flag_secret, const char *flag_master_key,
+                      config_curve_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    config_from_t sfrom, kfrom;
+    out->secret = config_pick_path(flag_secret, "ZTASK_CURVE_SECRET", cfg, "curve-secret",
+                                   &sfrom);
+    /* The master's key is a path only when it is not the key itself. */
+    const char *mkey = config_pick(flag_master_key, "ZTASK_MASTER_KEY", cfg, "master-key",
+                                   &kfrom);
+    if (mkey)
+        out->master_key = kfrom == CONFIG_FROM_FILE && !keys_valid_z85(mkey)
+                              ? config_join(cfg, mkey)
+                              : xstrdup(mkey);
+    if (out->secret)
+        out->secret_from = xstrdup(
+            config_origin(cfg, sfrom, "--curve-secret", "ZTASK_CURVE_SECRET", "curve-secret"));
+    if (out->master_key)
+        out->master_key_from = xstrdup(
+            config_origin(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY", "master-key"));
+    if (!out->secret == !out->master_key)
+        return 0;
+    snprintf(err, errlen, "%s is set (from %s) but %s is not",
+             out->secret ? "curve-secret" : "master-key",
+             out->secret ? out->secret_from : out->master_key_from,
+             out->secret ? "master-key" : "curve-secret");
+    return -1;
+}
+
+void config_curve_clear(config_curve_t *c)
+{
+    free(c->secret);
+    free(c->master_key);
+    free(c->secret_from);
+    free(c->master_key_from);
+    memset(c, 0, sizeof *c);
 }

@@ -95,4 +95,38 @@ typedef enum {
 const char *config_pick(const char *flag, const char *env_name, const config_t *cfg,
                         const char *key, config_from_t *from);
 
+/* Names where a setting came from, for messages: flag ("--master"), env
+   ("ZTASK_MASTER"), "FILE:LINE" (config_where's buffer) or "default".
+   Borrowed. */
+const char *config_origin(config_t *self, config_from_t from, const char *flag,
+                          const char *env, const char *key);
+
+/* config_pick for a path: a relative value from the file is taken
+   relative to the file's directory (config_join). Returns a new string
+   (caller frees), or NULL when no source sets it. */
+char *config_pick_path(const char *flag, const char *env_name, const config_t *cfg,
+                       const char *key, config_from_t *from);
+
+/* The CURVE settings of ztask and ztask-worker, both picked the same way:
+   curve-secret (this program's .key file: --curve-secret,
+   ZTASK_CURVE_SECRET, curve-secret) and master-key (the master's public
+   key, 40 Z85 characters or its key file: --master-key, ZTASK_MASTER_KEY,
+   master-key). A path from the file is relative to it. Strings owned;
+   config_curve_clear frees them. */
+typedef struct {
+    char *secret;            /* a path, or NULL */
+    char *master_key;        /* Z85 text or a path, or NULL */
+    char *secret_from;       /* config_origin of each, for messages, or NULL */
+    char *master_key_from;
+} config_curve_t;
+
+/* Fills *out from flags (NULL when not given), environment and cfg (may
+   be NULL). 0 when both or neither are set; -1 when only one is, with err
+   "curve-secret is set (from WHERE) but master-key is not" (or the
+   reverse) for the caller to finish with what to do; *out is filled
+   anyway. */
+int config_pick_curve(config_t *cfg, const char *flag_secret, const char *flag_master_key,
+                      config_curve_t *out, char *err, size_t errlen);
+void config_curve_clear(config_curve_t *c);
+
 #endif

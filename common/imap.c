@@ -2,6 +2,7 @@
 
 #include "util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 #define EMPTY INT64_MIN
@@ -69,6 +70,7 @@ static void s_resize(imap_t *self, size_t cap)
 
 void imap_put(imap_t *self, int64_t key, void *value)
 {
+    assert(key != EMPTY && value != NULL);
     /* Keep the load factor under 0.7 so probe runs stay short. */
     if ((self->size + 1) * 10 > self->cap * 7)
         s_resize(self, self->cap * 2);
@@ -96,6 +98,8 @@ void *imap_get(const imap_t *self, int64_t key)
 
 void *imap_remove(imap_t *self, int64_t key)
 {
+    /* EMPTY would "find" the first free slot and corrupt the count. */
+    assert(key != EMPTY);
     size_t mask = self->cap - 1;
     size_t j = s_hash(key, mask);
     while (self->slots[j].key != key) {

@@ -88,6 +88,29 @@ int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
     return 0;
 }
 
+int keys_load_secret(const char *path, keypair_t *out, char *err, size_t errlen)
+{
+    if (keys_load(path, out, err, errlen) != 0)
+        return -1;
+    if (!out->sec[0]) {
+        snprintf(err, errlen, "%s holds no secret-key (give the .key file, not the .pub)", path);
+        return -1;
+    }
+    return 0;
+}
+
+int keys_load_public(const char *key_or_path, keypair_t *out, char *err, size_t errlen)
+{
+    if (keys_valid_z85(key_or_path)) {
+        memset(out, 0, sizeof *out);
+        memcpy(out->pub, key_or_path, KEY_Z85_LEN);
+        return 0;
+    }
+    int rc = keys_load(key_or_path, out, err, errlen);
+    explicit_bzero(out->sec, sizeof out->sec);
+    return rc;
+}
+
 /* Creates path for writing, refusing to replace anything there. */
 static FILE *s_create(const char *path, mode_t mode)
 {

@@ -34,6 +34,16 @@ int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, 
    public-key) gives the public one. 0 or -1. */
 int keys_load(const char *path, keypair_t *out, char *err, size_t errlen);
 
+/* Reads this program's own key pair: keys_load, and the file must hold
+   the secret key too. 0, or -1 with err (keys_load's, or "PATH holds no
+   secret-key (give the .key file, not the .pub)"). */
+int keys_load_secret(const char *path, keypair_t *out, char *err, size_t errlen);
+
+/* A peer's public key, given as its 40 Z85 characters or as its key file
+   (a .pub, or a .key of which only the public key is kept). out->sec is
+   left empty. 0, or -1 with keys_load's err. */
+int keys_load_public(const char *key_or_path, keypair_t *out, char *err, size_t errlen);
+
 /* A set of allowed public keys (binary-compared in Z85 text). */
 typedef struct keyset keyset_t;
 

@@ -4,16 +4,13 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/version.h"
 
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifndef ZTASK_VERSION
-#define ZTASK_VERSION "0.1.0"
-#endif
 
 /* The signal flags, set by the handler, read by the loop: the only globals. */
 static volatile sig_atomic_t s_stop;
@@ -205,7 +202,7 @@ int main(int argc, char **argv)
         case O_INSECURE: cfg.insecure = true; break;
         case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;
         case O_HELP: s_usage(stdout); return 0;
-        case O_VERSION: printf("ztask-master %s\n", ZTASK_VERSION); return 0;
+        case O_VERSION: printf("ztask-master %s\n", ztask_version()); return 0;
         default:
             fprintf(stderr, "ztask-master: unknown or incomplete option '%s' (see ztask-master --help)\n",
                     argv[optind - 1]);

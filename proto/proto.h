@@ -26,6 +26,7 @@
 #ifndef ZTASK_PROTO_H
 #define ZTASK_PROTO_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,7 @@
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
+#define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
 
@@ -102,6 +104,13 @@ typedef struct {
     int64_t output_cap;   /* bytes per stream */
 } proto_spec_t;
 
+/* A spec with the protocol's defaults, the one place they are written:
+   index -1 (none), output_cap PROTO_DEFAULT_OUTPUT_CAP, everything else
+   0/NULL (no timeout, no retries, priority 0). kind is as given, or 0 for
+   a decoder that sets it once it has read "argv", "shell" or "fn"; the
+   caller fills in the command or function. Caller owns
+   (proto_spec_destroy). */
+proto_spec_t *proto_spec_new(proto_kind_t kind);
 /* Parses a spec from JSON text (one JSONL line, say). */
 proto_spec_t *proto_spec_decode(const char *json, size_t len, proto_err_t *err);
 /* Normalized compact JSON text of a spec (the form the master stores). */
@@ -150,6 +159,22 @@ typedef struct {
 /* A zeroed result with status FAILED (an unfilled result never reads as
    a success). */
 proto_result_t *proto_result_new(void);
+/* Empties res for an attempt of task: frees its strings (text included),
+   sets every member to its zero value, then task and attempt, and status
+   FAILED (as proto_result_new: an unfilled result never reads as a
+   success). */
+void proto_result_reset(proto_result_t *res, int64_t task, int attempt);
+/* Replaces res's error with the text of fmt, made what "error" is: one
+   line of valid UTF-8 (newlines and tabs become spaces, invalid bytes
+   U+FFFD). The status is left as it is. */
+void proto_result_error(proto_result_t *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void proto_result_verror(proto_result_t *res, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* Ends res as status (FAILED or CANCELLED) with that error: a result
+   value it held is dropped. */
+void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Encodes one result as a compact JSON object (the master stores this text). */
 char *proto_result_encode(const proto_result_t *res);
 /* Parses a result object (as stored, or one element of a results report). */

@@ -1,5 +1,8 @@
 /*  API channel requests (client or worker DEALER -> master ROUTER). */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 
@@ -18,6 +21,7 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
+static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
 
 const char *proto_req_type_name(proto_req_type_t t)
 {
@@ -177,22 +181,13 @@ proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err)
 
 proto_req_t *pr_req_decode_tree(const char *buf, size_t len, proto_err_t *err)
 {
-    const char *type;
-    cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_API_MSG, &type, err);
+    int type;
+    cJSON *root = pj_parse_typed(buf, len, PROTO_MAX_API_MSG, &s_req_types, &type, err);
     if (!root)
         return NULL;
-    proto_req_t *req = NULL;
-    size_t t = PROTO_REQ_SUBMIT;
-    while (t < NREQ && strcmp(type, s_req_names[t]) != 0)
-        t++;
-    if (t == NREQ) {
-        proto_err_set(err, PROTO_E_TYPE, "unknown request type \"%.64s\"", type);
-        goto done;
-    }
-    req = proto_req_new((proto_req_type_t) t);
+    proto_req_t *req = proto_req_new((proto_req_type_t) type);
     if (s_fields_from(root, req, err) != 0)
         proto_req_destroy(&req);
-done:
     cJSON_Delete(root);
     return req;
 }

@@ -20,7 +20,8 @@
     report, result, pipe and request fuzz targets check exactly that on
     every input.
 */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_text.h"
 
 #include "../common/util.h"
 
@@ -573,9 +574,7 @@ static proto_spec_t *s_spec(fr_t *r)
 {
     if (!s_eat(r, '{'))
         return NULL;
-    proto_spec_t *spec = xcalloc(1, sizeof *spec);
-    spec->index = -1;
-    spec->output_cap = PROTO_DEFAULT_OUTPUT_CAP;
+    proto_spec_t *spec = proto_spec_new(0);
     unsigned seen = 0;
     if (s_eat(r, '}'))
         goto decline;

@@ -1,5 +1,8 @@
 /*  PIPE channel: what the master pushes down one worker's task pipe. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 
@@ -13,6 +16,7 @@ static const char *const s_pipe_names[] = {
     [PROTO_PIPE_PING] = "ping",
 };
 #define NPIPE (sizeof s_pipe_names / sizeof *s_pipe_names)
+static const pj_types_t s_pipe_types = { s_pipe_names, NPIPE, "task pipe message type" };
 
 proto_pipe_t *proto_pipe_new(proto_pipe_type_t type)
 {
@@ -84,19 +88,11 @@ proto_pipe_t *proto_pipe_decode(const char *buf, size_t len, proto_err_t *err)
 
 proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err)
 {
-    const char *type;
-    cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_PIPE_MSG, &type, err);
+    int type;
+    cJSON *root = pj_parse_typed(buf, len, PROTO_MAX_PIPE_MSG, &s_pipe_types, &type, err);
     if (!root)
         return NULL;
-    proto_pipe_t *msg = NULL;
-    size_t t = PROTO_PIPE_TASKS;
-    while (t < NPIPE && strcmp(type, s_pipe_names[t]) != 0)
-        t++;
-    if (t == NPIPE) {
-        proto_err_set(err, PROTO_E_TYPE, "unknown task pipe message type \"%.64s\"", type);
-        goto done;
-    }
-    msg = proto_pipe_new((proto_pipe_type_t) t);
+    proto_pipe_t *msg = proto_pipe_new((proto_pipe_type_t) type);
     int rc = 0;
     if (msg->type == PROTO_PIPE_TASKS)
         rc = s_tasks_from(root, msg, err);
@@ -107,7 +103,6 @@ proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err)
                  : 0;
     if (rc != 0)
         proto_pipe_destroy(&msg);
-done:
     cJSON_Delete(root);
     return msg;
 }

@@ -1,6 +1,9 @@
 /*  API replies and the records they carry (jobs, task infos, workers,
     stats). The record encoders are also the CLI's --json output. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 

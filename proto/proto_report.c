@@ -1,5 +1,8 @@
 /*  REPORT channel: what workers push to the master's one PULL socket. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 
@@ -12,6 +15,7 @@ static const char *const s_report_names[] = {
     [PROTO_REP_BYE] = "bye",
 };
 #define NREPORT (sizeof s_report_names / sizeof *s_report_names)
+static const pj_types_t s_report_types = { s_report_names, NREPORT, "report type" };
 
 proto_report_t *proto_report_new(proto_report_type_t type, const char *worker)
 {
@@ -110,19 +114,11 @@ proto_report_t *proto_report_decode(const char *buf, size_t len, proto_err_t *er
 
 proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *err)
 {
-    const char *type;
-    cJSON *root = pj_parse_msg(buf, len, PROTO_MAX_REPORT_MSG, &type, err);
+    int type;
+    cJSON *root = pj_parse_typed(buf, len, PROTO_MAX_REPORT_MSG, &s_report_types, &type, err);
     if (!root)
         return NULL;
-    proto_report_t *msg = NULL;
-    size_t t = PROTO_REP_HEARTBEAT;
-    while (t < NREPORT && strcmp(type, s_report_names[t]) != 0)
-        t++;
-    if (t == NREPORT) {
-        proto_err_set(err, PROTO_E_TYPE, "unknown report type \"%.64s\"", type);
-        goto done;
-    }
-    msg = proto_report_new((proto_report_type_t) t, NULL);
+    proto_report_t *msg = proto_report_new((proto_report_type_t) type, NULL);
     int rc = pj_str(root, "worker", true, 1, PROTO_MAX_NAME, &msg->worker, err);
     if (rc == 0) {
         switch (msg->type) {
@@ -144,7 +140,6 @@ proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *
     }
     if (rc != 0)
         proto_report_destroy(&msg);
-done:
     cJSON_Delete(root);
     return msg;
 }

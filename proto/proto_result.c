@@ -1,11 +1,17 @@
 /*  Results: how one attempt of a task ended. The same members appear in a
     result object (stored by the master, sent in "results" reports) and,
     flattened, in task info records. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 
+#include <assert.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +35,61 @@ void proto_result_destroy(proto_result_t **p)
     free(r->text);
     free(r);
     *p = NULL;
+}
+
+void proto_result_reset(proto_result_t *res, int64_t task, int attempt)
+{
+    free(res->stdout_data);
+    free(res->stderr_data);
+    free(res->result_json);
+    free(res->error);
+    free(res->text);
+    memset(res, 0, sizeof *res);
+    res->task = task;
+    res->attempt = attempt;
+    res->status = PROTO_ST_FAILED;
+}
+
+void proto_result_verror(proto_result_t *res, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t size = (size_t) (n > 0 ? n : 0) + 1;
+    char *text = xmalloc(size);
+    vsnprintf(text, size, fmt, again);
+    va_end(again);
+    /* Errors quote what came from elsewhere (a plugin's message, a path,
+       a program name): one line, so a reader of logs and tables sees one
+       failure per line, and valid UTF-8, so the report carrying it is
+       never refused. */
+    char *clean = utf8_sanitize(text, strlen(text), NULL);
+    free(text);
+    for (char *c = clean; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+    free(res->error);
+    res->error = clean;
+}
+
+void proto_result_error(proto_result_t *res, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    proto_result_verror(res, fmt, ap);
+    va_end(ap);
+}
+
+void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fmt, ...)
+{
+    assert(status == PROTO_ST_FAILED || status == PROTO_ST_CANCELLED);
+    res->status = status;
+    free(res->result_json);
+    res->result_json = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    proto_result_verror(res, fmt, ap);
+    va_end(ap);
 }
 
 void pr_result_members(pb_t *b, const proto_result_t *res)

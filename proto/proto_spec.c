@@ -1,9 +1,13 @@
 /*  Task specs: decode with strict validation, normalized encode, copy.
     Also the task state names, which every record uses. */
-#include "proto_util.h"
+#include "proto_hooks.h"
+#include "proto_reader.h"
+#include "proto_text.h"
+#include "proto_writer.h"
 
 #include "../common/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +126,16 @@ static int s_env_from(cJSON *o, proto_spec_t *spec, proto_err_t *err)
     return 0;
 }
 
+proto_spec_t *proto_spec_new(proto_kind_t kind)
+{
+    assert(kind == 0 || kind == PROTO_KIND_EXEC || kind == PROTO_KIND_FN);
+    proto_spec_t *spec = xcalloc(1, sizeof *spec);
+    spec->kind = kind;
+    spec->index = -1;
+    spec->output_cap = PROTO_DEFAULT_OUTPUT_CAP;
+    return spec;
+}
+
 proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
 {
     if (!cJSON_IsObject(o)) {
@@ -130,9 +144,7 @@ proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
     }
     if (s_check_fields(o, err) != 0)
         return NULL;
-    proto_spec_t *spec = xcalloc(1, sizeof *spec);
-    spec->index = -1;
-    spec->output_cap = PROTO_DEFAULT_OUTPUT_CAP;
+    proto_spec_t *spec = proto_spec_new(0);
 
     const char *given[3];
     int ngiven = 0;

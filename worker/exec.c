@@ -40,7 +40,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -187,26 +186,8 @@ static void s_set_error(proto_result_t *res, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    proto_result_verror(res, fmt, ap);
     va_end(ap);
-    char *s = xmalloc((size_t) (n > 0 ? n : 0) + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t) (n > 0 ? n : 0) + 1, fmt, ap);
-    va_end(ap);
-    free(res->error);
-    res->error = s;
-}
-
-static void s_result_reset(proto_result_t *res, const exec_req_t *req)
-{
-    free(res->stdout_data);
-    free(res->stderr_data);
-    free(res->result_json);
-    free(res->error);
-    memset(res, 0, sizeof *res);
-    res->task = req->task_id;
-    res->attempt = req->attempt;
-    res->status = PROTO_ST_FAILED;
 }
 
 /* The loop's state for one run. */
@@ -567,7 +548,7 @@ void exec_changed_signals(sigset_t *out)
 
 int exec_run(const exec_req_t *req, proto_result_t *res)
 {
-    s_result_reset(res, req);
+    proto_result_reset(res, req->task_id, req->attempt);
     const proto_spec_t *spec = req->spec;
     if (!spec || spec->kind != PROTO_KIND_EXEC ||
         !(spec->shell || (spec->argv && spec->argv[0]))) {
@@ -664,10 +645,7 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
         s_close(&r.in_fd);            /* empty stdin: EOF at once */
     r.report_fd = p_rep[0];
     p_rep[0] = -1;
-    if (spec->timeout > 0) {
-        double ms = ceil(spec->timeout * 1000.0);
-        r.deadline = start_ms + (ms < 1 ? 1 : ms > 1e15 ? (int64_t) 1e15 : (int64_t) ms);
-    }
+    r.deadline = clock_deadline_ms(start_ms, spec->timeout);
     r.grace_ms = req->kill_grace_ms > 0 ? req->kill_grace_ms : EXEC_DEFAULT_GRACE_MS;
 
     s_loop(&r);

@@ -312,35 +312,6 @@ static int s_cancelled(const ztask_call_t *call)
     return 0;
 }
 
-/* A copy of text fit for res->error: at most FN_MAX_ERROR bytes, valid
-   UTF-8, one line. */
-static char *s_one_line(const char *text)
-{
-    size_t len = strnlen(text, FN_MAX_ERROR);
-    char *out = utf8_sanitize(text, len, NULL);
-    for (char *c = out; *c; c++)
-        if (*c == '\n' || *c == '\r' || *c == '\t')
-            *c = ' ';
-    return out;
-}
-
-static void s_fail(proto_result_t *res, proto_state_t status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void s_fail(proto_result_t *res, proto_state_t status, const char *fmt, ...)
-{
-    char buf[FN_MAX_ERROR + 128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    res->status = status;
-    free(res->result_json);
-    res->result_json = NULL;
-    free(res->error);
-    res->error = s_one_line(buf);
-}
-
 /* "noop, echo, ..." cut at a name boundary near FN_MAX_NAMES_IN_ERROR. */
 static char *s_names_for_error(const fn_registry_t *self)
 {
@@ -365,14 +336,15 @@ static void s_take_result(proto_result_t *res, const char *name, const char *out
     }
     size_t len = strnlen(out, (size_t) FN_MAX_RESULT + 1);
     if (len > FN_MAX_RESULT) {
-        s_fail(res, PROTO_ST_FAILED, "function '%s' returned a result over %d bytes", name,
-               FN_MAX_RESULT);
+        proto_result_fail(res, PROTO_ST_FAILED, "function '%s' returned a result over %d bytes",
+                          name, FN_MAX_RESULT);
         return;
     }
     /* JSON text is UTF-8 (RFC 8259); cJSON copies string bytes unchecked,
        so check here or the master would refuse the whole report. */
     if (!utf8_valid(out, len)) {
-        s_fail(res, PROTO_ST_FAILED, "function '%s' returned invalid JSON (not UTF-8)", name);
+        proto_result_fail(res, PROTO_ST_FAILED, "function '%s' returned invalid JSON (not UTF-8)",
+                          name);
         return;
     }
     /* require_null_terminated: one value and only whitespace after it. */
@@ -382,7 +354,7 @@ static void s_take_result(proto_result_t *res, const char *name, const char *out
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;
     cJSON_Delete(json);
     if (!text) {
-        s_fail(res, PROTO_ST_FAILED, "function '%s' returned invalid JSON", name);
+        proto_result_fail(res, PROTO_ST_FAILED, "function '%s' returned invalid JSON", name);
         return;
     }
     res->status = PROTO_ST_DONE;
@@ -395,45 +367,31 @@ int fn_run(const fn_registry_t *self, const proto_spec_t *spec, int64_t task_id,
 {
     if (!res)
         return -1;
-    res->task = task_id;
-    res->attempt = attempt;
-    res->has_exit_code = false;
-    res->exit_code = 0;
-    res->signal = 0;
-    res->timed_out = false;
-    free(res->result_json);
-    res->result_json = NULL;
-    free(res->error);
-    res->error = NULL;
+    proto_result_reset(res, task_id, attempt);
     res->started = clock_wall();
     res->finished = res->started;
 
     if (!self || !spec || spec->kind != PROTO_KIND_FN || !spec->fn) {
-        s_fail(res, PROTO_ST_FAILED, "not a function task");
+        proto_result_fail(res, PROTO_ST_FAILED, "not a function task");
         return -1;
     }
     const char *name = spec->fn;
     const fn_entry_t *entry = s_find(self, name);
     if (!entry) {
         char *names = s_names_for_error(self);
-        s_fail(res, PROTO_ST_FAILED, "unknown function '%.*s' (this worker has: %s)",
-               PROTO_MAX_NAME, name, names);
+        proto_result_fail(res, PROTO_ST_FAILED, "unknown function '%.*s' (this worker has: %s)",
+                          PROTO_MAX_NAME, name, names);
         free(names);
         return 0;
     }
     /* A cancel that came before the start: do not run at all. */
     if (cancel && atomic_load(cancel)) {
-        s_fail(res, PROTO_ST_CANCELLED, "cancelled before it started");
+        proto_result_fail(res, PROTO_ST_CANCELLED, "cancelled before it started");
         return 0;
     }
 
-    fn_ctx_t ctx = {.cancel = cancel, .deadline_ms = 0};
-    if (spec->timeout > 0 && isfinite(spec->timeout)) {
-        /* Past ~31 years a timeout is as good as none; clamping keeps the
-           sum far from overflow. */
-        double ms = ceil(spec->timeout * 1000.0);
-        ctx.deadline_ms = clock_mono_ms() + (ms > 1e12 ? (int64_t) 1e12 : (int64_t) ms);
-    }
+    fn_ctx_t ctx = {.cancel = cancel,
+                    .deadline_ms = clock_deadline_ms(clock_mono_ms(), spec->timeout)};
     ztask_call_t call = {
         .abi = ZTASK_PLUGIN_ABI,
         .task_id = task_id,
@@ -449,15 +407,16 @@ int fn_run(const fn_registry_t *self, const proto_spec_t *spec, int64_t task_id,
     res->finished = clock_wall();
 
     if (cancel && atomic_load(cancel)) {
-        s_fail(res, PROTO_ST_CANCELLED, "cancelled");
+        proto_result_fail(res, PROTO_ST_CANCELLED, "cancelled");
     } else if (ctx.deadline_ms && clock_mono_ms() >= ctx.deadline_ms) {
-        s_fail(res, PROTO_ST_FAILED, "function '%s' timed out after %gs", name, spec->timeout);
+        proto_result_fail(res, PROTO_ST_FAILED, "function '%s' timed out after %gs", name,
+                          spec->timeout);
         res->timed_out = true;
     } else if (rc != 0) {
         if (ferr)
-            s_fail(res, PROTO_ST_FAILED, "%s", ferr);
+            proto_result_fail(res, PROTO_ST_FAILED, "%.*s", FN_MAX_ERROR, ferr);
         else
-            s_fail(res, PROTO_ST_FAILED, "function '%s' failed (returned %d)", name, rc);
+            proto_result_fail(res, PROTO_ST_FAILED, "function '%s' failed (returned %d)", name, rc);
     } else {
         s_take_result(res, name, out);
     }

@@ -53,7 +53,8 @@ void fn_registry_destroy(fn_registry_t **p);
    start means the function is not called). Timeout: when
    spec->timeout passes, cancelled() reports true to the function and the
    task FAILS with timed_out set once the function returns. res is the
-   caller's; fn_run sets task, attempt, status, timed_out, result_json
+   caller's; fn_run empties it first (proto_result_reset: strings it held
+   are freed), then sets task, attempt, status, timed_out, result_json
    (compact JSON, "null" for a null result), error (one line, UTF-8),
    started and finished. Returns 0, or -1 when called without a registry
    or an FN spec (res then says FAILED when given). Blocks. */

@@ -19,6 +19,7 @@
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/version.h"
 #include "../proto/proto.h"
 #include "allow.h"
 #include "fn.h"
@@ -32,10 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#ifndef ZTASK_VERSION
-#define ZTASK_VERSION "0.1.0"
-#endif
 
 #define DEFAULT_MASTER "127.0.0.1"
 #define DEFAULT_PORT 5555
@@ -198,18 +195,6 @@ static void s_set_name(options_t *o, const char *text, const char *what)
     o->name = xstrdup(text);
 }
 
-/* "--flag", "ENV" or "FILE:LINE": where a setting came from. */
-static const char *s_from(config_t *cfg, config_from_t from, const char *flag, const char *env,
-                          const char *key)
-{
-    switch (from) {
-    case CONFIG_FROM_FLAG: return flag;
-    case CONFIG_FROM_ENV: return env;
-    case CONFIG_FROM_FILE: return config_where(cfg, key);
-    default: return "default";
-    }
-}
-
 /* Applies flag > environment > config file > default. Exits 2 on an
    error, naming where the bad value came from. */
 static void s_resolve(options_t *o, const flags_t *fl)
@@ -221,11 +206,11 @@ static void s_resolve(options_t *o, const flags_t *fl)
     config_from_t from;
     const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
     s_set_master(o, v ? v : DEFAULT_MASTER,
-                 s_from(cfg, from, "--master", "ZTASK_MASTER", "master"));
+                 config_origin(cfg, from, "--master", "ZTASK_MASTER", "master"));
     if ((v = config_pick(fl->threads, NULL, cfg, "threads", &from)))
-        s_set_threads(o, v, s_from(cfg, from, "--threads", NULL, "threads"));
+        s_set_threads(o, v, config_origin(cfg, from, "--threads", NULL, "threads"));
     if ((v = config_pick(fl->name, NULL, cfg, "name", &from)))
-        s_set_name(o, v, s_from(cfg, from, "--name", NULL, "name"));
+        s_set_name(o, v, config_origin(cfg, from, "--name", NULL, "name"));
 
     /* Repeatable flags: given at all, they replace the file's list. */
     if (fl->nlabels)
@@ -257,27 +242,13 @@ static void s_resolve(options_t *o, const flags_t *fl)
     if (o->no_exec && o->allow)
         s_usage_error("%s", "--no-exec refuses every command: drop it or --allow-exec");
 
-    const char *secret = config_pick(fl->curve_secret, "ZTASK_CURVE_SECRET", cfg, "curve-secret",
-                                     &from);
-    if (secret)
-        o->curve_secret = from == CONFIG_FROM_FILE ? config_path(cfg, "curve-secret")
-                                                   : xstrdup(secret);
-    config_from_t kfrom;
-    const char *mkey = config_pick(fl->master_key, "ZTASK_MASTER_KEY", cfg, "master-key",
-                                   &kfrom);
-    if (mkey)
-        o->master_key = kfrom == CONFIG_FROM_FILE && !keys_valid_z85(mkey)
-                            ? config_path(cfg, "master-key")
-                            : xstrdup(mkey);
-    if (!o->curve_secret != !o->master_key)
-        s_usage_error("%s is set (from %s) but %s is not: --curve-secret and --master-key go "
-                      "together",
-                      secret ? "curve-secret" : "master-key",
-                      secret ? s_from(cfg, from, "--curve-secret", "ZTASK_CURVE_SECRET",
-                                      "curve-secret")
-                             : s_from(cfg, kfrom, "--master-key", "ZTASK_MASTER_KEY",
-                                      "master-key"),
-                      secret ? "master-key" : "curve-secret");
+    config_curve_t cc;
+    if (config_pick_curve(cfg, fl->curve_secret, fl->master_key, &cc, err, sizeof err) != 0)
+        s_usage_error("%s: --curve-secret and --master-key go together", err);
+    o->curve_secret = cc.secret;      /* taken */
+    o->master_key = cc.master_key;
+    cc.secret = cc.master_key = NULL;
+    config_curve_clear(&cc);
     config_destroy(&cfg);
     if (o->threads == 0)
         o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
@@ -351,7 +322,7 @@ static void s_parse(options_t *o, int argc, char **argv)
             s_usage(stdout);
             exit(0);
         case OPT_VERSION:
-            printf("ztask-worker %s\n", ZTASK_VERSION);
+            printf("ztask-worker %s\n", ztask_version());
             exit(0);
         case ':':
             s_usage_error("%s: missing argument", argv[optind - 1]);
@@ -392,18 +363,11 @@ static int s_load_keys(const options_t *o, keypair_t *mine, keypair_t *master)
     if (!o->curve_secret)
         return 0;
     char err[512];
-    if (keys_load(o->curve_secret, mine, err, sizeof err) != 0) {
+    if (keys_load_secret(o->curve_secret, mine, err, sizeof err) != 0) {
         fprintf(stderr, "ztask-worker: %s\n", err);
         return -1;
     }
-    if (!mine->sec[0]) {
-        fprintf(stderr, "ztask-worker: %s holds no secret-key (give the .key file, not the .pub)\n",
-                o->curve_secret);
-        return -1;
-    }
-    if (keys_valid_z85(o->master_key)) {
-        snprintf(master->pub, sizeof master->pub, "%s", o->master_key);
-    } else if (keys_load(o->master_key, master, err, sizeof err) != 0) {
+    if (keys_load_public(o->master_key, master, err, sizeof err) != 0) {
         fprintf(stderr, "ztask-worker: --master-key: %s\n", err);
         return -1;
     }

@@ -4,6 +4,7 @@
 #include "../common/util.h"
 #include "../common/zmqx.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ void outbox_destroy(outbox_t **p)
 
 void outbox_attach(outbox_t *self, void **sock)
 {
+    assert(sock && *sock);
     if (self->sock)
         zmq_close(self->sock);
     self->sock = *sock;

@@ -6,6 +6,7 @@
 #include "../common/zmqx.h"
 #include "exec.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ typedef struct {
 runner_task_t *runner_task_new(int64_t id, int64_t job, int attempt, proto_spec_t **spec,
                                const char *worker_id)
 {
+    assert(spec && *spec);   /* a task without a spec could not run */
     runner_task_t *t = xcalloc(1, sizeof *t);
     t->id = id;
     t->job = job;

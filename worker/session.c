@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "../common/clock.h"
+#include "../common/connector.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -9,8 +10,8 @@
 #include "outbox.h"
 #include "pool.h"
 #include "runner.h"
-#include "uplink.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -55,7 +56,7 @@ typedef enum { PHASE_RUN = 0, PHASE_DRAIN, PHASE_STOP } phase_t;
 
 struct session {
     /* Config, deep-copied. */
-    uplink_t *uplink;       /* master host, API port, CURVE keys */
+    connector_t *uplink;    /* master host, API port, CURVE keys */
     char *name;
     char *hostname;
     int threads;
@@ -70,8 +71,8 @@ struct session {
     int stop_grace_ms;
 
     void *ctx;
-    void *api;              /* DEALER while a request is outstanding */
-    void *api_monitor;      /* its handshake events (CURVE only) */
+    connector_link_t api;   /* DEALER while a request is outstanding, and its
+                               handshake monitor (CURVE only) */
     const char *api_note;   /* what the monitor saw, for a hello that times out */
     api_state_t api_state;
     int64_t api_deadline;
@@ -107,14 +108,14 @@ struct session {
 
 /* ---- small helpers ---- */
 
-static uint64_t s_rand(session_t *s)
+static uint64_t s_rand(session_t *self)
 {
     /* xorshift64: jitter only, no need for quality or a shared RNG. */
-    uint64_t x = s->rng;
+    uint64_t x = self->rng;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    s->rng = x;
+    self->rng = x;
     return x;
 }
 
@@ -131,57 +132,91 @@ static void s_close(void **sock)
     }
 }
 
-static void s_close_api(session_t *s)
+/* A socket connected to the master (opt->port 0: the API port) into
+   link. 0, or -1 logged. */
+static int s_connect(session_t *self, const connector_socket_t *opt, connector_link_t *link)
 {
-    uplink_close(&s->api, &s->api_monitor);
-    s->api_state = API_IDLE;
-    s->api_note = NULL;
+    connector_err_t why;
+    if (connector_open(self->uplink, self->ctx, opt, link, &why) == 0)
+        return 0;
+    const char *error = zmq_strerror(errno);
+    if (why == CONNECTOR_ERR_SOCKET) {
+        log_error("event=socket_failed error=\"%s\"", error);
+    } else if (why == CONNECTOR_ERR_CURVE) {
+        log_error("event=curve_failed error=\"%s\"", error);
+    } else {
+        char ep[512];
+        connector_endpoint(self->uplink, opt->port, ep, sizeof ep);
+        log_error("event=connect_failed endpoint=%s error=\"%s\"", ep, error);
+    }
+    return -1;
+}
+
+/* A socket without a monitor, for the task pipe and the reports. NULL
+   when it cannot be made (logged). */
+static void *s_connect_plain(session_t *self, int type, int port, int64_t maxmsg)
+{
+    connector_link_t link;
+    const connector_socket_t opt = { .type = type, .port = port, .maxmsg = maxmsg };
+    return s_connect(self, &opt, &link) == 0 ? link.sock : NULL;
+}
+
+static void s_close_api(session_t *self)
+{
+    connector_close(&self->api);
+    self->api_state = API_IDLE;
+    self->api_note = NULL;
 }
 
 /* A fresh api DEALER (with a handshake monitor under CURVE). A fresh one
    per request: a late reply to an abandoned attempt can never be mistaken
    for the answer to the next one. */
-static int s_open_api(session_t *s)
+static int s_open_api(session_t *self)
 {
-    s_close_api(s);
-    s->api = uplink_socket(s->uplink, s->ctx, ZMQ_DEALER, 0, PROTO_MAX_API_MSG, &s->api_monitor);
-    return s->api ? 0 : -1;
+    s_close_api(self);
+    const connector_socket_t opt = {
+        .type = ZMQ_DEALER,
+        .maxmsg = PROTO_MAX_API_MSG,
+        .monitor = connector_curve(self->uplink),
+    };
+    return s_connect(self, &opt, &self->api);
 }
 
 /* ---- the task table ---- */
 
-static void s_link(session_t *s, runner_task_t *t)
+static void s_link(session_t *self, runner_task_t *t)
 {
-    t->prev = s->tail;
+    t->prev = self->tail;
     t->next = NULL;
-    if (s->tail)
-        s->tail->next = t;
+    if (self->tail)
+        self->tail->next = t;
     else
-        s->head = t;
-    s->tail = t;
-    s->nactive++;
+        self->head = t;
+    self->tail = t;
+    self->nactive++;
 }
 
-static void s_unlink(session_t *s, runner_task_t *t)
+static void s_unlink(session_t *self, runner_task_t *t)
 {
     if (t->prev)
         t->prev->next = t->next;
     else
-        s->head = t->next;
+        self->head = t->next;
     if (t->next)
         t->next->prev = t->prev;
     else
-        s->tail = t->prev;
+        self->tail = t->prev;
     t->prev = t->next = NULL;
     if (!t->ended)
-        s->nactive--;
+        self->nactive--;
+    assert(self->nactive >= 0);
 }
 
 /* Linear: the table holds at most the master's credit (threads +
    prefetch), and aborts are rare. */
-static runner_task_t *s_find(session_t *s, int64_t id, int attempt)
+static runner_task_t *s_find(session_t *self, int64_t id, int attempt)
 {
-    for (runner_task_t *t = s->head; t; t = t->next)
+    for (runner_task_t *t = self->head; t; t = t->next)
         if (!t->ended && t->id == id && t->attempt == attempt)
             return t;
     return NULL;
@@ -189,11 +224,11 @@ static runner_task_t *s_find(session_t *s, int64_t id, int attempt)
 
 /* Refs of the tasks queued or running here (hello, heartbeat); the caller
    frees them. */
-static proto_task_ref_t *s_running_refs(session_t *s, int *n)
+static proto_task_ref_t *s_running_refs(session_t *self, int *n)
 {
-    proto_task_ref_t *refs = xcalloc((size_t) (s->nactive ? s->nactive : 1), sizeof *refs);
+    proto_task_ref_t *refs = xcalloc((size_t) (self->nactive ? self->nactive : 1), sizeof *refs);
     int k = 0;
-    for (runner_task_t *t = s->head; t && k < s->nactive; t = t->next)
+    for (runner_task_t *t = self->head; t && k < self->nactive; t = t->next)
         if (!t->ended) {
             refs[k].task = t->id;
             refs[k].attempt = t->attempt;
@@ -203,11 +238,11 @@ static proto_task_ref_t *s_running_refs(session_t *s, int *n)
     return refs;
 }
 
-static void s_send_heartbeat(session_t *s)
+static void s_send_heartbeat(session_t *self)
 {
     int n;
-    proto_task_ref_t *refs = s_running_refs(s, &n);
-    outbox_heartbeat(s->outbox, refs, n);
+    proto_task_ref_t *refs = s_running_refs(self, &n);
+    outbox_heartbeat(self->outbox, refs, n);
     free(refs);
 }
 
@@ -215,52 +250,54 @@ static void s_send_heartbeat(session_t *s)
 
 /* Ends a task that has not started: CANCELLED now, reported in this
    wakeup. A running one gets its cancel flag and ends through its runner. */
-static void s_cancel_task(session_t *s, runner_task_t *t, const char *why)
+static void s_cancel_task(session_t *self, runner_task_t *t, const char *why)
 {
     atomic_store(&t->cancel, true);
     int expected = RUNNER_QUEUED;
     if (atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED)) {
         t->ended = true;
-        s->nactive--;
-        outbox_result(s->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
+        self->nactive--;
+        assert(self->nactive >= 0);
+        outbox_result(self->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
         log_debug("event=task_cancelled task=%lld attempt=%d queued=1", (long long) t->id,
                   t->attempt);
     }
 }
 
-static void s_on_tasks(session_t *s, proto_pipe_t *msg)
+static void s_on_tasks(session_t *self, proto_pipe_t *msg)
 {
     for (int i = 0; i < msg->ntasks; i++) {
         proto_task_t *pt = &msg->tasks[i];
         if (!pt->spec)
             continue;
-        if (s->phase == PHASE_STOP) {
+        if (self->phase == PHASE_STOP) {
             /* Not started, not answered: the master takes it back when it
                sees our BYE (or the lease expires). */
             log_debug("event=task_ignored task=%lld attempt=%d reason=stopping",
                       (long long) pt->id, pt->attempt);
             continue;
         }
-        if (pt->spec->kind == PROTO_KIND_EXEC && s->no_exec) {
-            outbox_result(s->outbox,
+        if (pt->spec->kind == PROTO_KIND_EXEC && self->no_exec) {
+            outbox_result(self->outbox,
                           runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED,
                                             "this worker does not run commands (--no-exec)"));
             continue;
         }
         char why[256];
-        if (allow_check(s->allow, pt->spec, why, sizeof why) != 0) {
+        if (allow_check(self->allow, pt->spec, why, sizeof why) != 0) {
             log_info("event=task_refused task=%lld attempt=%d reason=allow_exec",
                      (long long) pt->id, pt->attempt);
-            outbox_result(s->outbox,
+            outbox_result(self->outbox,
                           runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED, why));
             continue;
         }
-        runner_task_t *t = runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, s->worker_id);
-        s_link(s, t);
-        if (pool_submit(s->pool, t) != 0) {
-            s_unlink(s, t);
-            outbox_result(s->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_FAILED,
-                                                       "the worker is stopping"));
+        runner_task_t *t =
+            runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, self->worker_id);
+        s_link(self, t);
+        if (pool_submit(self->pool, t) != 0) {
+            s_unlink(self, t);
+            outbox_result(self->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_FAILED,
+                                                          "the worker is stopping"));
             runner_task_destroy(&t);
         } else {
             log_debug("event=task_queued task=%lld attempt=%d job=%lld", (long long) t->id,
@@ -269,158 +306,162 @@ static void s_on_tasks(session_t *s, proto_pipe_t *msg)
     }
 }
 
-static void s_on_abort(session_t *s, int64_t id, int attempt)
+static void s_on_abort(session_t *self, int64_t id, int attempt)
 {
-    runner_task_t *t = s_find(s, id, attempt);
+    runner_task_t *t = s_find(self, id, attempt);
     if (!t) {
         log_debug("event=abort_unknown task=%lld attempt=%d", (long long) id, attempt);
         return;
     }
-    s_cancel_task(s, t, "cancelled before it started");
+    s_cancel_task(self, t, "cancelled before it started");
 }
 
 /* ---- drain and stop ---- */
 
-static void s_send_drain_request(session_t *s, int64_t now)
+static void s_send_drain_request(session_t *self, int64_t now)
 {
-    if (!s->worker_id || s->api_state != API_IDLE)
+    if (!self->worker_id || self->api_state != API_IDLE)
         return;
     proto_req_t *req = proto_req_new(PROTO_REQ_DRAIN);
-    req->worker = xstrdup(s->worker_id);
+    req->worker = xstrdup(self->worker_id);
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
-    if (text && s_open_api(s) == 0 && zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) == 0) {
-        s->api_state = API_DRAIN;
-        s->api_deadline = now + s->hello_timeout_ms;
+    if (text && s_open_api(self) == 0
+        && zmqx_send(self->api.sock, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+        self->api_state = API_DRAIN;
+        self->api_deadline = now + self->hello_timeout_ms;
     } else {
-        s_close_api(s);
+        s_close_api(self);
     }
     free(text);
 }
 
-static void s_start_drain(session_t *s, const char *reason, int64_t now)
+static void s_start_drain(session_t *self, const char *reason, int64_t now)
 {
-    if (s->phase != PHASE_RUN)
+    if (self->phase != PHASE_RUN)
         return;
-    s->phase = PHASE_DRAIN;
-    log_info("event=draining reason=%s running=%d", reason, s->nactive);
+    self->phase = PHASE_DRAIN;
+    log_info("event=draining reason=%s running=%d", reason, self->nactive);
     /* The master only learns of a signal-initiated drain if we tell it;
        otherwise it would keep assigning tasks as our credit returns and the
        drain might never end. The master's own drain needs no request. */
-    if (strcmp(reason, "master") != 0 && s->registered)
-        s_send_drain_request(s, now);
+    if (strcmp(reason, "master") != 0 && self->registered)
+        s_send_drain_request(self, now);
 }
 
-static void s_start_stop(session_t *s, int64_t now)
+static void s_start_stop(session_t *self, int64_t now)
 {
-    if (s->phase == PHASE_STOP)
+    if (self->phase == PHASE_STOP)
         return;
-    s->phase = PHASE_STOP;
-    s->stop_deadline = now + s->stop_grace_ms;
-    log_info("event=stopping running=%d grace_ms=%d", s->nactive, s->stop_grace_ms);
-    for (runner_task_t *t = s->head; t; t = t->next)
+    self->phase = PHASE_STOP;
+    self->stop_deadline = now + self->stop_grace_ms;
+    log_info("event=stopping running=%d grace_ms=%d", self->nactive, self->stop_grace_ms);
+    for (runner_task_t *t = self->head; t; t = t->next)
         if (!t->ended)
-            s_cancel_task(s, t, "cancelled: the worker is stopping");
+            s_cancel_task(self, t, "cancelled: the worker is stopping");
 }
 
-static void s_check_signals(session_t *s, int64_t now)
+static void s_check_signals(session_t *self, int64_t now)
 {
-    int n = s->signals ? (int) *s->signals : 0;
-    if (n <= s->signals_seen)
+    int n = self->signals ? (int) *self->signals : 0;
+    if (n <= self->signals_seen)
         return;
-    s->signals_seen = n;
-    s_start_drain(s, "signal", now);
+    self->signals_seen = n;
+    s_start_drain(self, "signal", now);
     if (n >= 2)
-        s_start_stop(s, now);
+        s_start_stop(self, now);
 }
 
 /* ---- hello ---- */
 
-static void s_send_hello(session_t *s, int64_t now)
+static void s_send_hello(session_t *self, int64_t now)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_HELLO);
-    req->name = xstrdup(s->name);
-    req->host = xstrdup(s->hostname);
+    req->name = xstrdup(self->name);
+    req->host = xstrdup(self->hostname);
     req->pid = (int) getpid();
-    req->threads = s->threads;
-    req->nlabels = s->nlabels;
-    req->labels = xcalloc((size_t) s->nlabels + 1, sizeof *req->labels);
-    for (int i = 0; i < s->nlabels; i++)
-        req->labels[i] = xstrdup(s->labels[i]);
-    req->running = s_running_refs(s, &req->nrunning);
-    req->no_exec = s->no_exec;
+    req->threads = self->threads;
+    req->nlabels = self->nlabels;
+    req->labels = xcalloc((size_t) self->nlabels + 1, sizeof *req->labels);
+    for (int i = 0; i < self->nlabels; i++)
+        req->labels[i] = xstrdup(self->labels[i]);
+    req->running = s_running_refs(self, &req->nrunning);
+    req->no_exec = self->no_exec;
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
-    if (!text || s_open_api(s) != 0 || zmqx_send(s->api, text, strlen(text), ZMQ_DONTWAIT) != 0)
+    if (!text || s_open_api(self) != 0
+        || zmqx_send(self->api.sock, text, strlen(text), ZMQ_DONTWAIT) != 0)
         log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
     free(text);
     /* Even when the send failed: the deadline then schedules the retry. */
-    s->api_state = API_HELLO;
-    s->api_deadline = now + s->hello_timeout_ms;
-    log_debug("event=hello master=%s:%d running=%d", uplink_host(s->uplink),
-              uplink_port(s->uplink), s->nactive);
+    self->api_state = API_HELLO;
+    self->api_deadline = now + self->hello_timeout_ms;
+    log_debug("event=hello master=%s:%d running=%d", connector_host(self->uplink),
+              connector_port(self->uplink), self->nactive);
 }
 
-static void s_hello_failed(session_t *s, int64_t now, const char *why)
+static void s_hello_failed(session_t *self, int64_t now, const char *why)
 {
-    s_close_api(s);
-    s->hello_failures++;
-    int delay = s->backoff_ms;
-    delay += (int) (s_rand(s) % (uint64_t) (delay / 2 + 1)) - delay / 4;
-    s->next_hello = now + delay;
-    if (s->backoff_ms < BACKOFF_MAX_MS)
-        s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    s_close_api(self);
+    self->hello_failures++;
+    int delay = self->backoff_ms;
+    delay += (int) (s_rand(self) % (uint64_t) (delay / 2 + 1)) - delay / 4;
+    self->next_hello = now + delay;
+    if (self->backoff_ms < BACKOFF_MAX_MS)
+        self->backoff_ms =
+            self->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : self->backoff_ms * 2;
     /* Loud on the first failure, then about once a minute at full backoff.
        why may hold the master's words: quoted, so they stay in their field. */
     char q[300];
     log_quote(q, sizeof q, why);
-    if (s->hello_failures == 1 || s->hello_failures % 12 == 0)
+    if (self->hello_failures == 1 || self->hello_failures % 12 == 0)
         log_warn("event=hello_failed master=%s:%d reason=\"%s\" attempts=%u retry_ms=%d",
-                 uplink_host(s->uplink), uplink_port(s->uplink), q, s->hello_failures, delay);
+                 connector_host(self->uplink), connector_port(self->uplink), q,
+                 self->hello_failures, delay);
     else
         log_debug("event=hello_failed reason=\"%s\" attempts=%u retry_ms=%d", q,
-                  s->hello_failures, delay);
+                  self->hello_failures, delay);
 }
 
 /* The pipe and report sockets for the ports of a hello reply. */
-static int s_connect_ports(session_t *s, int task_port, int report_port)
+static int s_connect_ports(session_t *self, int task_port, int report_port)
 {
-    s_close(&s->pipe);
-    s->pipe = uplink_socket(s->uplink, s->ctx, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG, NULL);
-    if (!s->pipe)
+    s_close(&self->pipe);
+    self->pipe = s_connect_plain(self, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG);
+    if (!self->pipe)
         return -1;
     /* Keep the report socket when the port is the same: results queued in
        it while the master was away are delivered to the new master. */
-    if (outbox_attached(s->outbox) && s->report_port == report_port)
+    if (outbox_attached(self->outbox) && self->report_port == report_port)
         return 0;
-    if (outbox_attached(s->outbox))
-        log_warn("event=report_port_changed old=%d new=%d", s->report_port, report_port);
-    void *push = uplink_socket(s->uplink, s->ctx, ZMQ_PUSH, report_port, 0, NULL);
+    if (outbox_attached(self->outbox))
+        log_warn("event=report_port_changed old=%d new=%d", self->report_port, report_port);
+    void *push = s_connect_plain(self, ZMQ_PUSH, report_port, 0);
     if (!push) {
-        s_close(&s->pipe);
+        s_close(&self->pipe);
         return -1;
     }
     int hwm = REPORT_HWM;
     zmq_setsockopt(push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    outbox_attach(s->outbox, &push);
-    s->report_port = report_port;
+    outbox_attach(self->outbox, &push);
+    self->report_port = report_port;
     return 0;
 }
 
-static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t now)
+static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64_t now)
 {
     proto_err_t err;
     proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_HELLO, &err);
     char why[320];
     if (!rep) {
         snprintf(why, sizeof why, "bad reply: %s", err.message);
-        s_hello_failed(s, now, why);
+        s_hello_failed(self, now, why);
         return;
     }
     if (!rep->ok) {
         snprintf(why, sizeof why, "%s: %s", rep->error.code, rep->error.message);
         proto_reply_destroy(&rep);
-        s_hello_failed(s, now, why);
+        s_hello_failed(self, now, why);
         return;
     }
     if (!rep->worker_id || !*rep->worker_id || rep->task_port < 1 || rep->task_port > 65535
@@ -428,49 +469,50 @@ static void s_on_hello_reply(session_t *s, const char *buf, size_t len, int64_t 
         || rep->heartbeat_ms < HEARTBEAT_MS_MIN || rep->heartbeat_ms > HEARTBEAT_MS_MAX
         || rep->liveness < 1 || rep->liveness > 1000) {
         proto_reply_destroy(&rep);
-        s_hello_failed(s, now, "reply fields out of range");
+        s_hello_failed(self, now, "reply fields out of range");
         return;
     }
-    s_close_api(s);
-    if (s_connect_ports(s, rep->task_port, rep->report_port) != 0) {
+    s_close_api(self);
+    if (s_connect_ports(self, rep->task_port, rep->report_port) != 0) {
         proto_reply_destroy(&rep);
-        s_hello_failed(s, now, "cannot connect to the master's ports");
+        s_hello_failed(self, now, "cannot connect to the master's ports");
         return;
     }
-    bool again = s->worker_id != NULL;
-    free(s->worker_id);
-    s->worker_id = xstrdup(rep->worker_id);
-    outbox_set_worker(s->outbox, s->worker_id);
-    s->heartbeat_ms = rep->heartbeat_ms;
-    s->liveness = rep->liveness;
-    s->registered = true;
-    s->last_rx = now;
-    s->next_hb = now + s->heartbeat_ms;
-    s->backoff_ms = BACKOFF_MIN_MS;
-    s->hello_failures = 0;
+    bool again = self->worker_id != NULL;
+    free(self->worker_id);
+    self->worker_id = xstrdup(rep->worker_id);
+    outbox_set_worker(self->outbox, self->worker_id);
+    self->heartbeat_ms = rep->heartbeat_ms;
+    self->liveness = rep->liveness;
+    self->registered = true;
+    self->last_rx = now;
+    self->next_hb = now + self->heartbeat_ms;
+    self->backoff_ms = BACKOFF_MIN_MS;
+    self->hello_failures = 0;
     log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
              "running=%d",
-             again ? "reregistered" : "registered", s->worker_id, uplink_host(s->uplink),
-             uplink_port(s->uplink), rep->task_port, rep->report_port, s->threads, s->nactive);
+             again ? "reregistered" : "registered", self->worker_id,
+             connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
+             rep->report_port, self->threads, self->nactive);
     proto_reply_destroy(&rep);
-    outbox_flush(s->outbox, INT64_MAX, true);
+    outbox_flush(self->outbox, INT64_MAX, true);
     /* A new master (or one that forgot us) must hear of a drain in
        progress too. */
-    if (s->phase == PHASE_DRAIN && s->signals_seen > 0)
-        s_send_drain_request(s, now);
+    if (self->phase == PHASE_DRAIN && self->signals_seen > 0)
+        s_send_drain_request(self, now);
 }
 
-static void s_master_lost(session_t *s, int64_t now)
+static void s_master_lost(session_t *self, int64_t now)
 {
     log_warn("event=master_lost worker=%s master=%s:%d silent_ms=%lld running=%d",
-             s->worker_id, uplink_host(s->uplink), uplink_port(s->uplink),
-             (long long) (now - s->last_rx), s->nactive);
+             self->worker_id, connector_host(self->uplink), connector_port(self->uplink),
+             (long long) (now - self->last_rx), self->nactive);
     /* Tasks the old pipe still held are the master's to reassign: the
        hello tells it which ones we really have. */
-    s_close(&s->pipe);
-    s->registered = false;
-    s->next_hello = now;
-    s->backoff_ms = BACKOFF_MIN_MS;
+    s_close(&self->pipe);
+    self->registered = false;
+    self->next_hello = now;
+    self->backoff_ms = BACKOFF_MIN_MS;
 }
 
 /* ---- sockets' input ---- */
@@ -483,12 +525,12 @@ static void s_master_lost(session_t *s, int64_t now)
 #define START_REPORT_MS 20
 
 /* Puts t's start in the outbox, once, if the pool has started it. */
-static void s_report_start(session_t *s, runner_task_t *t)
+static void s_report_start(session_t *self, runner_task_t *t)
 {
     if (t->ended || t->start_reported
         || !atomic_load_explicit(&t->started_us, memory_order_acquire))
         return;
-    outbox_started(s->outbox, t->id, t->attempt, t->started_wall);
+    outbox_started(self->outbox, t->id, t->attempt, t->started_wall);
     t->start_reported = true;
 }
 
@@ -496,16 +538,16 @@ static void s_report_start(session_t *s, runner_task_t *t)
    when to look again (monotonic ms), or -1 when no task needs it. A
    queued task gives no sign when it starts, so while one waits we look
    every START_REPORT_MS. */
-static int64_t s_report_starts(session_t *s, int64_t now)
+static int64_t s_report_starts(session_t *self, int64_t now)
 {
     int64_t next = -1;
-    for (runner_task_t *t = s->head; t; t = t->next) {
+    for (runner_task_t *t = self->head; t; t = t->next) {
         if (t->ended || t->start_reported)
             continue;
         int64_t us = atomic_load_explicit(&t->started_us, memory_order_acquire);
         int64_t due = us ? us / 1000 + START_REPORT_MS : now + START_REPORT_MS;
         if (us && now >= due) {
-            s_report_start(s, t);
+            s_report_start(self, t);
             continue;
         }
         if (next < 0 || due < next)
@@ -522,9 +564,9 @@ static int64_t s_report_starts(session_t *s, int64_t now)
    RESULT_HOLD_MS): the master keeps at least one task per thread queued
    here for tasks this short, so no thread runs dry meanwhile. Tiny tasks
    (fn noop) are not held: they batch by themselves. */
-static int64_t s_result_until(const session_t *s, runner_task_t *t, int64_t now)
+static int64_t s_result_until(const session_t *self, runner_task_t *t, int64_t now)
 {
-    bool others = s->nactive > 1;   /* t itself is still counted */
+    bool others = self->nactive > 1;   /* t itself is still counted */
     int64_t us = atomic_load_explicit(&t->started_us, memory_order_acquire);
     int64_t ran = now - us / 1000;
     if (!others || !us || ran < RESULT_HOLD_MIN_RUN_MS)
@@ -532,17 +574,17 @@ static int64_t s_result_until(const session_t *s, runner_task_t *t, int64_t now)
     return now + (ran < RESULT_HOLD_MS ? ran : RESULT_HOLD_MS);
 }
 
-static void s_read_inbox(session_t *s, int64_t now)
+static void s_read_inbox(session_t *self, int64_t now)
 {
     for (int i = 0; i < INBOX_BATCH; i++) {
         zmq_msg_t m;
         zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s->inbox, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&m, self->inbox, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
             return;
         }
         /* Pairs with the runner's release before its send (runner.h). */
-        atomic_load_explicit(&s->rctx.handoff, memory_order_acquire);
+        atomic_load_explicit(&self->rctx.handoff, memory_order_acquire);
         runner_msg_t hdr;
         const char *payload;
         size_t plen;
@@ -554,21 +596,24 @@ static void s_read_inbox(session_t *s, int64_t now)
         switch (hdr.tag) {
         case RUNNER_MSG_OUTPUT: {
             /* The master hears of a start before the task's output. */
-            runner_task_t *t = s_find(s, hdr.id, hdr.attempt);
+            runner_task_t *t = s_find(self, hdr.id, hdr.attempt);
             if (t)
-                s_report_start(s, t);
-            outbox_output(s->outbox, payload, plen);
+                s_report_start(self, t);
+            outbox_output(self->outbox, payload, plen);
             break;
         }
         case RUNNER_MSG_RESULT:
         case RUNNER_MSG_RELEASE: {
+            /* From our own pool threads: the task they were given back. */
             runner_task_t *t = hdr.task;
+            assert(t != NULL);
             if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
-                outbox_result_until(s->outbox, xstrndup(payload, plen), s_result_until(s, t, now));
+                outbox_result_until(self->outbox, xstrndup(payload, plen),
+                                    s_result_until(self, t, now));
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);
-            s_unlink(s, t);
+            s_unlink(self, t);
             runner_task_destroy(&t);
             break;
         }
@@ -577,16 +622,16 @@ static void s_read_inbox(session_t *s, int64_t now)
     }
 }
 
-static void s_read_pipe(session_t *s, int64_t now)
+static void s_read_pipe(session_t *self, int64_t now)
 {
-    for (int i = 0; i < PIPE_BATCH && s->pipe; i++) {
+    for (int i = 0; i < PIPE_BATCH && self->pipe; i++) {
         size_t len;
-        char *buf = zmqx_recv(s->pipe, &len, ZMQ_DONTWAIT);
+        char *buf = zmqx_recv(self->pipe, &len, ZMQ_DONTWAIT);
         if (!buf) {
             if (errno == EPROTO) {
-                s->last_rx = now;
+                self->last_rx = now;
                 int64_t held;
-                if (log_limit(&s->lim_pipe, now, &held))
+                if (log_limit(&self->lim_pipe, now, &held))
                     log_warn("event=bad_pipe_message error=\"multipart message\" suppressed=%lld",
                              (long long) held);
                 continue;
@@ -594,27 +639,27 @@ static void s_read_pipe(session_t *s, int64_t now)
             return;
         }
         /* Anything from the master proves it alive. */
-        s->last_rx = now;
+        self->last_rx = now;
         proto_err_t err;
         proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
         free(buf);
         if (!msg) {
             int64_t held;
             char q[256];
-            if (log_limit(&s->lim_pipe, now, &held))
+            if (log_limit(&self->lim_pipe, now, &held))
                 log_warn("event=bad_pipe_message code=%s error=\"%s\" suppressed=%lld", err.code,
                          log_quote(q, sizeof q, err.message), (long long) held);
             continue;
         }
         switch (msg->type) {
         case PROTO_PIPE_TASKS:
-            s_on_tasks(s, msg);
+            s_on_tasks(self, msg);
             break;
         case PROTO_PIPE_ABORT:
-            s_on_abort(s, msg->task, msg->attempt);
+            s_on_abort(self, msg->task, msg->attempt);
             break;
         case PROTO_PIPE_DRAIN:
-            s_start_drain(s, "master", now);
+            s_start_drain(self, "master", now);
             break;
         case PROTO_PIPE_PING:
             break;
@@ -627,39 +672,42 @@ static void s_read_pipe(session_t *s, int64_t now)
    master's allowlist is final for this attempt; a connection dropped in
    the middle of the handshake is what a wrong master key looks like from
    here, so it is kept as the reason should the hello time out. */
-static void s_read_api_monitor(session_t *s, int64_t now)
+static void s_read_api_monitor(session_t *self, int64_t now)
 {
-    switch (uplink_monitor_read(s->api_monitor)) {
-    case UPLINK_EV_SECURED:
-        s->api_note = "no reply";
+    switch (connector_read_event(&self->api).kind) {
+    case CONNECTOR_EV_SECURED:
+        self->api_note = "no reply";
         break;
-    case UPLINK_EV_REFUSED:
-        if (s->api_state == API_HELLO)
-            s_hello_failed(s, now,
+    case CONNECTOR_EV_REFUSED:
+        if (self->api_state == API_HELLO)
+            s_hello_failed(self, now,
                            "the master refused this worker's CURVE key (is its public key in "
                            "the master's --workers list?)");
         break;
-    case UPLINK_EV_FAILED:
-        s->api_note = "CURVE handshake failed (is --master-key the master's public key?)";
+    case CONNECTOR_EV_MECHANISM:
+    case CONNECTOR_EV_PROTOCOL:
+    case CONNECTOR_EV_NO_DETAIL:
+        self->api_note = "CURVE handshake failed (is --master-key the master's public key?)";
         break;
-    case UPLINK_EV_DISCONNECTED:
-        if (!s->api_note)
-            s->api_note = "the master closed the connection during the CURVE handshake (is "
+    case CONNECTOR_EV_DISCONNECTED:
+        if (!self->api_note)
+            self->api_note = "the master closed the connection during the CURVE handshake (is "
                           "--master-key the master's public key?)";
         break;
-    case UPLINK_EV_NONE:
+    case CONNECTOR_EV_CONNECTED:
+    case CONNECTOR_EV_NONE:
         break;
     }
 }
 
-static void s_read_api(session_t *s, int64_t now)
+static void s_read_api(session_t *self, int64_t now)
 {
     size_t len;
-    char *buf = zmqx_recv(s->api, &len, ZMQ_DONTWAIT);
+    char *buf = zmqx_recv(self->api.sock, &len, ZMQ_DONTWAIT);
     if (!buf)
         return;
-    if (s->api_state == API_HELLO) {
-        s_on_hello_reply(s, buf, len, now);
+    if (self->api_state == API_HELLO) {
+        s_on_hello_reply(self, buf, len, now);
     } else {
         /* The drain request's answer: the master's "drain" pipe message is
            what matters, the reply only says whether it understood. */
@@ -669,7 +717,7 @@ static void s_read_api(session_t *s, int64_t now)
             log_warn("event=drain_request_refused code=%s error=\"%s\"", rep->error.code,
                      rep->error.message);
         proto_reply_destroy(&rep);
-        s_close_api(s);
+        s_close_api(self);
     }
     free(buf);
 }
@@ -677,61 +725,61 @@ static void s_read_api(session_t *s, int64_t now)
 /* ---- the loop ---- */
 
 /* Timers due now; returns the time of the next one. */
-static int64_t s_timers(session_t *s, int64_t now)
+static int64_t s_timers(session_t *self, int64_t now)
 {
     int64_t next = now + POLL_CAP_MS;
-    int64_t held = outbox_due(s->outbox);   /* held results */
+    int64_t held = outbox_due(self->outbox);   /* held results */
     if (held >= 0)
         next = s_min(next, held);
-    int64_t starts = s_report_starts(s, now);
+    int64_t starts = s_report_starts(self, now);
     if (starts >= 0)
         next = s_min(next, starts);
-    if (s->api_state != API_IDLE) {
-        if (now >= s->api_deadline) {
-            if (s->api_state == API_HELLO)
-                s_hello_failed(s, now, s->api_note ? s->api_note : "no reply");
+    if (self->api_state != API_IDLE) {
+        if (now >= self->api_deadline) {
+            if (self->api_state == API_HELLO)
+                s_hello_failed(self, now, self->api_note ? self->api_note : "no reply");
             else
-                s_close_api(s);
+                s_close_api(self);
         } else {
-            next = s_min(next, s->api_deadline);
+            next = s_min(next, self->api_deadline);
         }
     }
-    if (s->registered) {
-        int64_t dead_at = s->last_rx + (int64_t) s->liveness * s->heartbeat_ms;
+    if (self->registered) {
+        int64_t dead_at = self->last_rx + (int64_t) self->liveness * self->heartbeat_ms;
         if (now >= dead_at) {
-            s_master_lost(s, now);
+            s_master_lost(self, now);
         } else {
             next = s_min(next, dead_at);
-            if (now >= s->next_hb) {
-                s_send_heartbeat(s);
-                s->next_hb = now + s->heartbeat_ms;
+            if (now >= self->next_hb) {
+                s_send_heartbeat(self);
+                self->next_hb = now + self->heartbeat_ms;
             }
-            next = s_min(next, s->next_hb);
+            next = s_min(next, self->next_hb);
         }
     }
-    if (!s->registered && s->api_state == API_IDLE) {
-        if (now >= s->next_hello)
-            s_send_hello(s, now);
+    if (!self->registered && self->api_state == API_IDLE) {
+        if (now >= self->next_hello)
+            s_send_hello(self, now);
         else
-            next = s_min(next, s->next_hello);
-        if (s->api_state != API_IDLE)
-            next = s_min(next, s->api_deadline);
+            next = s_min(next, self->next_hello);
+        if (self->api_state != API_IDLE)
+            next = s_min(next, self->api_deadline);
     }
-    if (s->phase == PHASE_STOP)
-        next = s_min(next, s->stop_deadline);
+    if (self->phase == PHASE_STOP)
+        next = s_min(next, self->stop_deadline);
     return next;
 }
 
-static bool s_finished(session_t *s, int64_t now)
+static bool s_finished(session_t *self, int64_t now)
 {
-    if (s->phase == PHASE_RUN)
+    if (self->phase == PHASE_RUN)
         return false;
-    if (s->nactive == 0)
+    if (self->nactive == 0)
         return true;
-    if (s->phase == PHASE_STOP && now >= s->stop_deadline) {
+    if (self->phase == PHASE_STOP && now >= self->stop_deadline) {
         log_error("event=tasks_abandoned count=%d reason=\"did not stop within %d ms\"",
-                  s->nactive, s->stop_grace_ms);
-        s->abandoned = true;
+                  self->nactive, self->stop_grace_ms);
+        self->abandoned = true;
         return true;
     }
     return false;
@@ -739,31 +787,31 @@ static bool s_finished(session_t *s, int64_t now)
 
 /* BYE and the sockets. When tasks were abandoned their threads still hold
    sockets, so the context is left alone (the process is about to exit). */
-static void s_shutdown(session_t *s)
+static void s_shutdown(session_t *self)
 {
-    s_close_api(s);
-    s_close(&s->pipe);
-    if (outbox_bye(s->outbox))
-        log_info("event=bye worker=%s unsent_reports=%d", s->worker_id,
-                 outbox_backlog(s->outbox));
-    if (s->abandoned) {
-        outbox_close(s->outbox, EXIT_LINGER_MS);
+    s_close_api(self);
+    s_close(&self->pipe);
+    if (outbox_bye(self->outbox))
+        log_info("event=bye worker=%s unsent_reports=%d", self->worker_id,
+                 outbox_backlog(self->outbox));
+    if (self->abandoned) {
+        outbox_close(self->outbox, EXIT_LINGER_MS);
         /* Give the I/O thread its linger to deliver BYE, since nobody will
            call zmq_ctx_term. */
         zmq_poll(NULL, 0, EXIT_LINGER_MS);
         return;
     }
-    pool_destroy(&s->pool);
-    s_close(&s->inbox);
-    outbox_close(s->outbox, EXIT_LINGER_MS);
+    pool_destroy(&self->pool);
+    s_close(&self->inbox);
+    outbox_close(self->outbox, EXIT_LINGER_MS);
     /* Returns once the report socket has delivered or its linger passed. */
-    zmq_ctx_term(s->ctx);
-    s->ctx = NULL;
+    zmq_ctx_term(self->ctx);
+    self->ctx = NULL;
 }
 
 /* Context, inbox and pool, with SIGTERM/SIGINT blocked so the threads
    libzmq and the pool start inherit the mask and never take them. */
-static int s_start(session_t *s)
+static int s_start(session_t *self)
 {
     sigset_t block, old;
     sigemptyset(&block);
@@ -771,38 +819,38 @@ static int s_start(session_t *s)
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int rc = -1;
-    s->ctx = zmq_ctx_new();
-    if (!s->ctx) {
+    self->ctx = zmq_ctx_new();
+    if (!self->ctx) {
         log_error("event=start_failed error=\"zmq_ctx_new: %s\"", zmq_strerror(errno));
         goto out;
     }
-    snprintf(s->inbox_ep, sizeof s->inbox_ep, "inproc://ztask-worker-%p", (void *) s);
-    s->inbox = zmqx_socket(s->ctx, ZMQ_PULL, 0, 0);
+    snprintf(self->inbox_ep, sizeof self->inbox_ep, "inproc://ztask-worker-%p", (void *) self);
+    self->inbox = zmqx_socket(self->ctx, ZMQ_PULL, 0, 0);
     /* Unlimited: pool threads must never block on us (runner.c). */
     int hwm = 0;
-    if (!s->inbox || zmq_setsockopt(s->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
-        || zmq_bind(s->inbox, s->inbox_ep) != 0) {
+    if (!self->inbox || zmq_setsockopt(self->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
+        || zmq_bind(self->inbox, self->inbox_ep) != 0) {
         log_error("event=start_failed error=\"inbox: %s\"", zmq_strerror(errno));
         goto out;
     }
-    s->rctx.zmq_ctx = s->ctx;
-    s->rctx.endpoint = s->inbox_ep;
-    s->rctx.fns = s->fns;
-    s->rctx.kill_grace_ms = s->kill_grace_ms;
+    self->rctx.zmq_ctx = self->ctx;
+    self->rctx.endpoint = self->inbox_ep;
+    self->rctx.fns = self->fns;
+    self->rctx.kill_grace_ms = self->kill_grace_ms;
     /* main() has installed its handlers (and ignores SIGPIPE) by now. */
-    exec_changed_signals(&s->rctx.changed_signals);
-    atomic_init(&s->rctx.init_failures, 0);
-    atomic_init(&s->rctx.handoff, 0);
+    exec_changed_signals(&self->rctx.changed_signals);
+    atomic_init(&self->rctx.init_failures, 0);
+    atomic_init(&self->rctx.handoff, 0);
     pool_callbacks_t cb;
-    runner_pool_callbacks(&s->rctx, &cb);
-    s->pool = pool_new(s->threads, &cb);
-    if (!s->pool) {
-        log_error("event=start_failed error=\"cannot start %d threads\"", s->threads);
+    runner_pool_callbacks(&self->rctx, &cb);
+    self->pool = pool_new(self->threads, &cb);
+    if (!self->pool) {
+        log_error("event=start_failed error=\"cannot start %d threads\"", self->threads);
         goto out;
     }
-    if (atomic_load(&s->rctx.init_failures) > 0) {
+    if (atomic_load(&self->rctx.init_failures) > 0) {
         log_error("event=start_failed error=\"%d threads could not open their socket\"",
-                  atomic_load(&s->rctx.init_failures));
+                  atomic_load(&self->rctx.init_failures));
         goto out;
     }
     rc = 0;
@@ -810,46 +858,47 @@ out:
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_sigmask(SIG_UNBLOCK, &block, NULL);
     if (rc != 0) {
-        pool_destroy(&s->pool);
-        s_close(&s->inbox);
-        if (s->ctx)
-            zmq_ctx_term(s->ctx);
-        s->ctx = NULL;
+        pool_destroy(&self->pool);
+        s_close(&self->inbox);
+        if (self->ctx)
+            zmq_ctx_term(self->ctx);
+        self->ctx = NULL;
     }
     return rc;
 }
 
-int session_run(session_t *s)
+int session_run(session_t *self)
 {
-    if (!s || s->ctx)
+    if (!self || self->ctx)
         return -1;
-    if (s_start(s) != 0)
+    if (s_start(self) != 0)
         return -1;
     int64_t now = clock_mono_ms();
-    s->next_hello = now;
+    self->next_hello = now;
     log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d",
-             s->name, uplink_host(s->uplink), uplink_port(s->uplink), s->threads,
-             s->no_exec ? 1 : 0, allow_count(s->allow), uplink_curve(s->uplink) ? 1 : 0);
+             self->name, connector_host(self->uplink), connector_port(self->uplink),
+             self->threads, self->no_exec ? 1 : 0, allow_count(self->allow),
+             connector_curve(self->uplink) ? 1 : 0);
     for (;;) {
         now = clock_mono_ms();
-        s_check_signals(s, now);
-        int64_t next = s_timers(s, now);
-        if (s_finished(s, now))
+        s_check_signals(self, now);
+        int64_t next = s_timers(self, now);
+        if (s_finished(self, now))
             break;
         zmq_pollitem_t items[4];
         int n = 0, ipipe = -1, iapi = -1, imon = -1;
-        items[n++] = (zmq_pollitem_t) {.socket = s->inbox, .events = ZMQ_POLLIN};
-        if (s->pipe) {
+        items[n++] = (zmq_pollitem_t) {.socket = self->inbox, .events = ZMQ_POLLIN};
+        if (self->pipe) {
             ipipe = n;
-            items[n++] = (zmq_pollitem_t) {.socket = s->pipe, .events = ZMQ_POLLIN};
+            items[n++] = (zmq_pollitem_t) {.socket = self->pipe, .events = ZMQ_POLLIN};
         }
-        if (s->api) {
+        if (self->api.sock) {
             iapi = n;
-            items[n++] = (zmq_pollitem_t) {.socket = s->api, .events = ZMQ_POLLIN};
+            items[n++] = (zmq_pollitem_t) {.socket = self->api.sock, .events = ZMQ_POLLIN};
         }
-        if (s->api_monitor) {
+        if (self->api.monitor) {
             imon = n;
-            items[n++] = (zmq_pollitem_t) {.socket = s->api_monitor, .events = ZMQ_POLLIN};
+            items[n++] = (zmq_pollitem_t) {.socket = self->api.monitor, .events = ZMQ_POLLIN};
         }
         long timeout = (long) (next - now);
         if (timeout < 0)
@@ -862,19 +911,19 @@ int session_run(session_t *s)
         }
         now = clock_mono_ms();
         if (items[0].revents & ZMQ_POLLIN)
-            s_read_inbox(s, now);
+            s_read_inbox(self, now);
         if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
-            s_read_pipe(s, now);
+            s_read_pipe(self, now);
         /* Each handler below may close the api socket the other polled. */
-        if (iapi >= 0 && s->api && (items[iapi].revents & ZMQ_POLLIN))
-            s_read_api(s, now);
-        if (imon >= 0 && s->api_monitor && (items[imon].revents & ZMQ_POLLIN))
-            s_read_api_monitor(s, now);
-        outbox_flush(s->outbox, now, s->nactive == 0);
+        if (iapi >= 0 && self->api.sock && (items[iapi].revents & ZMQ_POLLIN))
+            s_read_api(self, now);
+        if (imon >= 0 && self->api.monitor && (items[imon].revents & ZMQ_POLLIN))
+            s_read_api_monitor(self, now);
+        outbox_flush(self->outbox, now, self->nactive == 0);
     }
-    outbox_flush(s->outbox, INT64_MAX, true);
-    s_shutdown(s);
-    return s->abandoned ? 1 : 0;
+    outbox_flush(self->outbox, INT64_MAX, true);
+    s_shutdown(self);
+    return self->abandoned ? 1 : 0;
 }
 
 /* ---- new / destroy ---- */
@@ -884,62 +933,67 @@ session_t *session_new(const session_config_t *cfg)
     if (!cfg || !cfg->name || !*cfg->name || cfg->threads < 1 || !cfg->fns || cfg->nlabels < 0
         || (cfg->nlabels > 0 && !cfg->labels))
         return NULL;
-    uplink_t *uplink = uplink_new(cfg->master_host, cfg->master_port, cfg->curve_server_key,
-                                  cfg->curve_public_key, cfg->curve_secret_key);
+    connector_t *uplink = connector_new(&(connector_config_t){
+        .host = cfg->master_host,
+        .port = cfg->master_port,
+        .server_key = cfg->curve_server_key,
+        .public_key = cfg->curve_public_key,
+        .secret_key = cfg->curve_secret_key,
+    });
     if (!uplink)
         return NULL;
-    session_t *s = xcalloc(1, sizeof *s);
-    s->uplink = uplink;
-    s->outbox = outbox_new();
-    s->name = xstrdup(cfg->name);
-    s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "");
-    s->threads = cfg->threads;
-    s->nlabels = cfg->nlabels;
-    s->labels = xcalloc((size_t) cfg->nlabels + 1, sizeof *s->labels);
+    session_t *self = xcalloc(1, sizeof *self);
+    self->uplink = uplink;
+    self->outbox = outbox_new();
+    self->name = xstrdup(cfg->name);
+    self->hostname = xstrdup(cfg->hostname ? cfg->hostname : "");
+    self->threads = cfg->threads;
+    self->nlabels = cfg->nlabels;
+    self->labels = xcalloc((size_t) cfg->nlabels + 1, sizeof *self->labels);
     for (int i = 0; i < cfg->nlabels; i++)
-        s->labels[i] = xstrdup(cfg->labels[i]);
-    s->no_exec = cfg->no_exec;
-    s->allow = cfg->allow_exec;
-    s->fns = cfg->fns;
-    s->signals = cfg->signals;
-    s->kill_grace_ms = cfg->kill_grace_ms;
-    s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
-    s->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
-    s->backoff_ms = BACKOFF_MIN_MS;
-    s->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) s;
-    if (!s->rng)
-        s->rng = 0x9E3779B97F4A7C15ull;
-    return s;
+        self->labels[i] = xstrdup(cfg->labels[i]);
+    self->no_exec = cfg->no_exec;
+    self->allow = cfg->allow_exec;
+    self->fns = cfg->fns;
+    self->signals = cfg->signals;
+    self->kill_grace_ms = cfg->kill_grace_ms;
+    self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
+    self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
+    self->backoff_ms = BACKOFF_MIN_MS;
+    self->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) self;
+    if (!self->rng)
+        self->rng = 0x9E3779B97F4A7C15ull;
+    return self;
 }
 
 void session_destroy(session_t **p)
 {
     if (!p || !*p)
         return;
-    session_t *s = *p;
+    session_t *self = *p;
     *p = NULL;
-    if (s->abandoned)
+    if (self->abandoned)
         return;     /* threads still use it; the process is exiting */
     /* session_run has returned (or never ran): no pool thread is left, so
        every task still in the table is ours to free. */
-    pool_destroy(&s->pool);
-    while (s->head) {
-        runner_task_t *t = s->head;
-        s_unlink(s, t);
+    pool_destroy(&self->pool);
+    while (self->head) {
+        runner_task_t *t = self->head;
+        s_unlink(self, t);
         runner_task_destroy(&t);
     }
-    s_close_api(s);
-    s_close(&s->pipe);
-    s_close(&s->inbox);
-    outbox_destroy(&s->outbox);
-    if (s->ctx)
-        zmq_ctx_term(s->ctx);
-    for (int i = 0; i < s->nlabels; i++)
-        free(s->labels[i]);
-    free(s->labels);
-    free(s->worker_id);
-    free(s->name);
-    free(s->hostname);
-    uplink_destroy(&s->uplink);
-    free(s);
+    s_close_api(self);
+    s_close(&self->pipe);
+    s_close(&self->inbox);
+    outbox_destroy(&self->outbox);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    for (int i = 0; i < self->nlabels; i++)
+        free(self->labels[i]);
+    free(self->labels);
+    free(self->worker_id);
+    free(self->name);
+    free(self->hostname);
+    connector_destroy(&self->uplink);
+    free(self);
 }

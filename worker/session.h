@@ -10,7 +10,8 @@
               worker while the master is away and are delivered when it
               returns
       inbox   inproc PULL <- pool threads (see runner.h)
-    uplink.h makes the TCP sockets (endpoints, IPv6, CURVE); outbox.h owns
+    common/connector.h makes the TCP sockets (endpoints, IPv6, CURVE, the
+    handshake monitor of the api socket); outbox.h owns
     the report PUSH and does the batching and ordering of reports.
 
     With CURVE keys every TCP socket is a CURVE client of the master (which

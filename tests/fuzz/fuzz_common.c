@@ -9,7 +9,7 @@
     config  the ztask config file, parsed from the buffer and compared with
             an independent reading of the format in config.h: same verdict,
             same values, lines and joined paths.
-    util    utf8_valid, the word-at-a-time scanner of proto_util.c and
+    util    utf8_valid, the word-at-a-time scanner of proto_text.c and
             utf8_sanitize agree; hostport_parse either refuses or yields a
             non-empty host and a port in 1..65535.
 */
@@ -18,7 +18,7 @@
 #include "../../common/config.h"
 #include "../../common/keys.h"
 #include "../../common/util.h"
-#include "../../proto/proto_util.h"
+#include "../../proto/proto_text.h"
 
 #include <stdbool.h>
 #include <stdio.h>

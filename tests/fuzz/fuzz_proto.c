@@ -17,7 +17,7 @@
 #include "../../common/util.h"
 #include "../../proto/proto.h"
 /* Internal, for the fast paths and the cJSON decoders behind them. */
-#include "../../proto/proto_util.h"
+#include "../../proto/proto_hooks.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Longest accepted task timeout (proto_util.h, not public): 30 days. */
-#define MAX_TIMEOUT (30.0 * 24 * 3600)
 /* Labels per spec or hello (proto_spec.c / proto_api.c). */
 #define MAX_LABELS 256
 
@@ -122,7 +120,7 @@ static const char *s_spec_bad(const proto_spec_t *s)
     }
     if (s->cwd && !s_str_ok(s->cwd, 1, 0))
         return "cwd malformed";
-    if (!isfinite(s->timeout) || s->timeout < 0 || s->timeout > MAX_TIMEOUT)
+    if (!isfinite(s->timeout) || s->timeout < 0 || s->timeout > PROTO_MAX_TIMEOUT)
         return "timeout out of range";
     if (s->retries < 0 || s->retries > 100)
         return "retries out of range";

@@ -181,7 +181,8 @@ static void s_expect_auth_failure(client_t *c, const char *want)
     client_err_t err;
     int64_t ms = s_call(c, &rep, &err);
     ck_assert_ptr_null(rep);
-    ck_assert_int_eq(err.exit_code, CLI_EXIT_AUTH);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_AUTH);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_AUTH);
     ck_assert_msg(strncmp(err.message, "authentication failed: ", 23) == 0, "%s", err.message);
     ck_assert_msg(strstr(err.message, want) != NULL, "'%s' lacks '%s'", err.message, want);
     ck_assert_msg(ms < FAST_MS, "took %lld ms", (long long) ms);

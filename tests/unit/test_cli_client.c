@@ -199,10 +199,12 @@ START_TEST(error_replies_become_exit_4_or_6_with_the_message)
     proto_req_t *req = s_status_req();
     client_err_t err;
     ck_assert_ptr_null(client_call(c, req, false, &err));
-    ck_assert_int_eq(err.exit_code, CLI_EXIT_REFUSED);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_REFUSED);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_REFUSED);
     ck_assert_str_eq(err.message, "no job 9 (not_found)");
     ck_assert_ptr_null(client_call(c, req, false, &err));
-    ck_assert_int_eq(err.exit_code, CLI_EXIT_AUTH);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_AUTH);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_AUTH);
     proto_req_destroy(&req);
     client_destroy(&c);
     s_fake_stop(&f);
@@ -227,7 +229,8 @@ START_TEST(no_master_means_exit_3_after_the_timeout)
     int64_t took = clock_mono_ms() - t0;
     ck_assert_int_ge(took, 290);
     ck_assert_int_lt(took, 3000);
-    ck_assert_int_eq(err.exit_code, CLI_EXIT_UNREACHABLE);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_UNREACHABLE);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_UNREACHABLE);
     char want[200];
     snprintf(want, sizeof want,
              "cannot reach the master at 127.0.0.1:%d (no reply within 0.3 s); is ztask-master "
@@ -249,7 +252,8 @@ START_TEST(a_late_reply_is_never_taken_for_the_next_request)
     proto_req_t *req = s_status_req();
     client_err_t err;
     ck_assert_ptr_null(client_call(c, req, false, &err));
-    ck_assert_int_eq(err.exit_code, CLI_EXIT_UNREACHABLE);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_TIMEOUT);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_UNREACHABLE);
     proto_reply_t *rep = client_call(c, req, false, &err);
     ck_assert_msg(rep != NULL, "%s", err.message);
     ck_assert_int_eq(rep->jobs[0].id, 222);
@@ -293,8 +297,40 @@ START_TEST(a_changing_request_is_sent_once)
     req->job = 3;
     client_err_t err;
     ck_assert_ptr_null(client_call(c, req, false, &err));
-    ck_assert_int_eq(err.exit_code, CLI_EXIT_UNREACHABLE);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_TIMEOUT);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_UNREACHABLE);
     ck_assert_int_eq(f->received, 1);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+static bool s_interrupt_now(void *arg)
+{
+    atomic_int *asked = arg;
+    atomic_fetch_add(asked, 1);
+    return true;
+}
+
+START_TEST(an_interrupt_ends_the_wait_with_exit_130)
+{
+    /* The client knows nothing of signals: it asks its callback after
+       every wakeup (the CLI's says whether SIGINT came). */
+    step_t steps[] = { { ACT_IGNORE, 0, NULL } };
+    fake_t *f = s_fake_start(steps, 1);
+    client_t *c = client_new("127.0.0.1", f->port, 10000);
+    atomic_int asked = 0;
+    client_set_interrupt(c, s_interrupt_now, &asked);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    int64_t t0 = clock_mono_ms();
+    ck_assert_ptr_null(client_call(c, req, true, &err));
+    ck_assert_int_lt(clock_mono_ms() - t0, 3000);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_INTERRUPTED);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_INTERRUPTED);
+    ck_assert_str_eq(err.message, "interrupted");
+    ck_assert_int_ge(atomic_load(&asked), 1);
     proto_req_destroy(&req);
     client_destroy(&c);
     s_fake_stop(&f);
@@ -451,6 +487,7 @@ int main(void)
     tcase_add_test(tc, a_late_reply_is_never_taken_for_the_next_request);
     tcase_add_test(tc, a_read_only_request_is_resent_inside_its_timeout);
     tcase_add_test(tc, a_changing_request_is_sent_once);
+    tcase_add_test(tc, an_interrupt_ends_the_wait_with_exit_130);
     tcase_add_test(tc, exit_codes_map_outcomes);
     tcase_add_test(tc, task_references_and_numbers_parse_strictly);
     tcase_add_test(tc, option_errors_are_one_line_with_a_hint);

@@ -19,7 +19,7 @@
 
 static proto_spec_t *s_argv_spec(int argc, const char *const *argv)
 {
-    proto_spec_t *s = specopt_new_spec(PROTO_KIND_EXEC);
+    proto_spec_t *s = proto_spec_new(PROTO_KIND_EXEC);
     s->argv = xcalloc((size_t) argc + 1, sizeof(char *));
     for (int i = 0; i < argc; i++)
         s->argv[i] = xstrdup(argv[i]);
@@ -106,7 +106,7 @@ END_TEST
 
 START_TEST(shell_strings_take_the_value_verbatim)
 {
-    proto_spec_t *base = specopt_new_spec(PROTO_KIND_EXEC);
+    proto_spec_t *base = proto_spec_new(PROTO_KIND_EXEC);
     base->shell = xstrdup("wc -l \"{}\" > out-{}.txt");
     tmpl_t *t = s_tmpl(base);
     proto_spec_t *s = tmpl_expand(t, "my file", 3, TMPL_REPLACE_OR_APPEND);
@@ -114,7 +114,7 @@ START_TEST(shell_strings_take_the_value_verbatim)
     proto_spec_destroy(&s);
     tmpl_destroy(&t);
 
-    base = specopt_new_spec(PROTO_KIND_EXEC);
+    base = proto_spec_new(PROTO_KIND_EXEC);
     base->shell = xstrdup("echo");
     t = s_tmpl(base);
     ck_assert(tmpl_can_append(t));
@@ -145,7 +145,7 @@ END_TEST
 
 START_TEST(fn_args_are_substituted_as_json_strings)
 {
-    proto_spec_t *base = specopt_new_spec(PROTO_KIND_FN);
+    proto_spec_t *base = proto_spec_new(PROTO_KIND_FN);
     base->fn = xstrdup("echo");
     base->args_json = xstrdup("{\"file\":\"in-{}.txt\",\"list\":[\"{}\",1],\"opts\":{},\"{}\":2}");
     tmpl_t *t = s_tmpl(base);
@@ -164,7 +164,7 @@ START_TEST(fn_args_are_substituted_as_json_strings)
     tmpl_destroy(&t);
 
     /* Args that are one bare string. */
-    base = specopt_new_spec(PROTO_KIND_FN);
+    base = proto_spec_new(PROTO_KIND_FN);
     base->fn = xstrdup("echo");
     base->args_json = xstrdup("\"n={}\"");
     t = s_tmpl(base);
@@ -177,7 +177,7 @@ END_TEST
 
 START_TEST(fn_without_args_gets_the_line_as_args)
 {
-    proto_spec_t *base = specopt_new_spec(PROTO_KIND_FN);
+    proto_spec_t *base = proto_spec_new(PROTO_KIND_FN);
     base->fn = xstrdup("echo");
     tmpl_t *t = s_tmpl(base);
     ck_assert(tmpl_can_append(t));
@@ -188,7 +188,7 @@ START_TEST(fn_without_args_gets_the_line_as_args)
     tmpl_destroy(&t);
 
     /* With args but no placeholder there is nowhere to put the line. */
-    base = specopt_new_spec(PROTO_KIND_FN);
+    base = proto_spec_new(PROTO_KIND_FN);
     base->fn = xstrdup("square");
     base->args_json = xstrdup("{\"n\":3}");
     t = s_tmpl(base);

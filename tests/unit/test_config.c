@@ -190,6 +190,84 @@ START_TEST(flag_beats_env_beats_file_beats_default)
 }
 END_TEST
 
+START_TEST(messages_name_where_a_setting_came_from)
+{
+    char err[512] = "";
+    const char *text = "master = box\ncurve-secret = me.key\n";
+    config_t *c = config_parse(text, strlen(text), "/etc/ztask/config", err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(config_origin(c, CONFIG_FROM_FLAG, "--master", "ZTASK_MASTER", "master"),
+                     "--master");
+    ck_assert_str_eq(config_origin(c, CONFIG_FROM_ENV, "--master", "ZTASK_MASTER", "master"),
+                     "ZTASK_MASTER");
+    ck_assert_str_eq(config_origin(c, CONFIG_FROM_FILE, "--master", "ZTASK_MASTER", "master"),
+                     "/etc/ztask/config:1");
+    ck_assert_str_eq(config_origin(c, CONFIG_FROM_DEFAULT, "--master", "ZTASK_MASTER", "master"),
+                     "default");
+    /* A path from the file is the file's; from a flag it is as given. */
+    unsetenv("ZTASK_TEST_SECRET");
+    config_from_t from;
+    char *p = config_pick_path(NULL, "ZTASK_TEST_SECRET", c, "curve-secret", &from);
+    ck_assert_str_eq(p, "/etc/ztask/me.key");
+    ck_assert_int_eq(from, CONFIG_FROM_FILE);
+    free(p);
+    p = config_pick_path("mine.key", "ZTASK_TEST_SECRET", c, "curve-secret", &from);
+    ck_assert_str_eq(p, "mine.key");
+    ck_assert_int_eq(from, CONFIG_FROM_FLAG);
+    free(p);
+    ck_assert_ptr_null(config_pick_path(NULL, NULL, c, "plugin", &from));
+    ck_assert_int_eq(from, CONFIG_FROM_DEFAULT);
+    config_destroy(&c);
+}
+END_TEST
+
+START_TEST(curve_keys_are_picked_as_a_pair)
+{
+    unsetenv("ZTASK_CURVE_SECRET");
+    unsetenv("ZTASK_MASTER_KEY");
+    char err[512] = "";
+    const char *z85 = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    char text[256];
+    snprintf(text, sizeof text, "curve-secret = me.key\nmaster-key = %s\n", z85);
+    config_t *c = config_parse(text, strlen(text), "/etc/ztask/config", err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    config_curve_t cc;
+    /* Both from the file: the path joined to the file's directory, the
+       key itself left as it is. */
+    ck_assert_int_eq(config_pick_curve(c, NULL, NULL, &cc, err, sizeof err), 0);
+    ck_assert_str_eq(cc.secret, "/etc/ztask/me.key");
+    ck_assert_str_eq(cc.master_key, z85);
+    ck_assert_str_eq(cc.secret_from, "/etc/ztask/config:1");
+    ck_assert_str_eq(cc.master_key_from, "/etc/ztask/config:2");
+    config_curve_clear(&cc);
+    ck_assert_ptr_null(cc.secret);
+    /* A master-key that is not a key is a path, relative to the file. */
+    config_destroy(&c);
+    snprintf(text, sizeof text, "master-key = keys/master.pub\n");
+    c = config_parse(text, strlen(text), "/etc/ztask/config", err, sizeof err);
+    ck_assert_int_eq(config_pick_curve(c, "ana.key", NULL, &cc, err, sizeof err), 0);
+    ck_assert_str_eq(cc.secret, "ana.key");
+    ck_assert_str_eq(cc.secret_from, "--curve-secret");
+    ck_assert_str_eq(cc.master_key, "/etc/ztask/keys/master.pub");
+    config_curve_clear(&cc);
+    /* One without the other: refused, saying where the one came from. */
+    ck_assert_int_eq(config_pick_curve(c, NULL, NULL, &cc, err, sizeof err), -1);
+    ck_assert_str_eq(err, "master-key is set (from /etc/ztask/config:1) but curve-secret is not");
+    config_curve_clear(&cc);
+    setenv("ZTASK_CURVE_SECRET", "env.key", 1);
+    ck_assert_int_eq(config_pick_curve(NULL, NULL, NULL, &cc, err, sizeof err), -1);
+    ck_assert_str_eq(err, "curve-secret is set (from ZTASK_CURVE_SECRET) but master-key is not");
+    config_curve_clear(&cc);
+    unsetenv("ZTASK_CURVE_SECRET");
+    /* Neither: plain TCP. */
+    ck_assert_int_eq(config_pick_curve(NULL, NULL, NULL, &cc, err, sizeof err), 0);
+    ck_assert_ptr_null(cc.secret);
+    ck_assert_ptr_null(cc.master_key);
+    config_curve_clear(&cc);
+    config_destroy(&c);
+}
+END_TEST
+
 START_TEST(the_file_is_found_in_order)
 {
     char *dir = s_tmpdir();
@@ -303,6 +381,8 @@ int main(void)
     tcase_add_test(tc, every_documented_key_is_known);
     tcase_add_test(tc, relative_paths_are_relative_to_the_file);
     tcase_add_test(tc, flag_beats_env_beats_file_beats_default);
+    tcase_add_test(tc, messages_name_where_a_setting_came_from);
+    tcase_add_test(tc, curve_keys_are_picked_as_a_pair);
     tcase_add_test(tc, the_file_is_found_in_order);
     tcase_add_test(tc, a_file_too_large_or_missing_is_refused);
     suite_add_tcase(su, tc);

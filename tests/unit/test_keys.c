@@ -168,6 +168,35 @@ START_TEST(bad_key_files_are_refused_with_the_file_name)
 }
 END_TEST
 
+START_TEST(a_programs_own_pair_needs_the_secret_and_a_peers_key_may_be_text)
+{
+    keypair_t made, kp;
+    char err[512] = "";
+    ck_assert_int_eq(keys_generate(s_dir, "ana", &made, err, sizeof err), 0);
+    char *key = s_path("ana.key"), *pub = s_path("ana.pub");
+    ck_assert_int_eq(keys_load_secret(key, &kp, err, sizeof err), 0);
+    ck_assert_str_eq(kp.sec, made.sec);
+    /* The .pub where the .key belongs: the message says which to give. */
+    ck_assert_int_eq(keys_load_secret(pub, &kp, err, sizeof err), -1);
+    char want[600];
+    snprintf(want, sizeof want, "%s holds no secret-key (give the .key file, not the .pub)", pub);
+    ck_assert_str_eq(err, want);
+    /* A peer's key: its 40 characters, or a file; a secret never kept. */
+    ck_assert_int_eq(keys_load_public(made.pub, &kp, err, sizeof err), 0);
+    ck_assert_str_eq(kp.pub, made.pub);
+    ck_assert_str_eq(kp.sec, "");
+    ck_assert_int_eq(keys_load_public(key, &kp, err, sizeof err), 0);
+    ck_assert_str_eq(kp.pub, made.pub);
+    ck_assert_str_eq(kp.sec, "");
+    char *missing = s_path("nobody.pub");
+    ck_assert_int_eq(keys_load_public(missing, &kp, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "nobody.pub"));
+    free(missing);
+    free(key);
+    free(pub);
+}
+END_TEST
+
 START_TEST(an_allowlist_directory_admits_its_pub_and_key_files)
 {
     keypair_t a, b, c;
@@ -241,6 +270,7 @@ int main(void)
     tcase_add_test(tc, generate_never_overwrites);
     tcase_add_test(tc, bad_names_and_directories_are_refused);
     tcase_add_test(tc, bad_key_files_are_refused_with_the_file_name);
+    tcase_add_test(tc, a_programs_own_pair_needs_the_secret_and_a_peers_key_may_be_text);
     tcase_add_test(tc, an_allowlist_directory_admits_its_pub_and_key_files);
     tcase_add_test(tc, an_allowlist_file_lists_one_key_per_line);
     suite_add_tcase(su, tc);

@@ -6,7 +6,9 @@
     over-read). */
 #include "../../proto/proto.h"
 /* Internal: the fast paths and the cJSON decoders behind them. */
-#include "../../proto/proto_util.h"
+#include "../../proto/proto_hooks.h"
+#include "../../proto/proto_text.h"
+#include "../../proto/proto_writer.h"
 
 #include <check.h>
 #include <math.h>
@@ -1726,6 +1728,73 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
 }
 END_TEST
 
+START_TEST(a_new_spec_has_the_defaults_every_decoder_starts_from)
+{
+    proto_spec_t *made = proto_spec_new(PROTO_KIND_EXEC);
+    ck_assert_int_eq(made->kind, PROTO_KIND_EXEC);
+    ck_assert_int_eq(made->index, -1);
+    ck_assert_int_eq(made->output_cap, PROTO_DEFAULT_OUTPUT_CAP);
+    ck_assert(made->timeout == 0);
+    ck_assert_int_eq(made->retries, 0);
+    ck_assert_int_eq(made->priority, 0);
+    ck_assert_ptr_null(made->argv);
+    ck_assert_ptr_null(made->env);
+    ck_assert_ptr_null(made->require);
+    made->shell = strdup("make -j2");
+    /* Defaults are what the encoder leaves out... */
+    char *text = proto_spec_encode(made);
+    ck_assert_str_eq(text, "{\"shell\":\"make -j2\"}");
+    free(text);
+    /* ...and what both decoders fill in when a member is absent. */
+    proto_spec_t *tree = s_spec("{\"shell\":\"make -j2\"}");
+    s_spec_eq(tree, made);
+    const char *submit = "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"shell\":\"make -j2\"}]}";
+    proto_req_t *fast = pf_submit(submit, strlen(submit));
+    ck_assert_msg(fast != NULL, "fast path declined %s", submit);
+    ck_assert_int_eq(fast->ntasks, 1);
+    s_spec_eq(fast->tasks[0], made);
+    proto_req_destroy(&fast);
+    proto_spec_destroy(&tree);
+    proto_spec_destroy(&made);
+}
+END_TEST
+
+START_TEST(a_reset_result_forgets_the_last_attempt)
+{
+    proto_result_t *r = s_full_result(9, 2);
+    r->text = strdup("{\"task\":9}");
+    r->status = PROTO_ST_DONE;
+    proto_result_reset(r, 12, 3);
+    proto_result_t *want = proto_result_new();
+    want->task = 12;
+    want->attempt = 3;
+    s_result_eq(r, want);
+    ck_assert_int_eq(r->status, PROTO_ST_FAILED);
+    ck_assert_ptr_null(r->text);
+    proto_result_destroy(&want);
+    proto_result_destroy(&r);
+}
+END_TEST
+
+START_TEST(a_failed_result_carries_one_line_of_utf8_and_no_value)
+{
+    proto_result_t *r = s_full_result(1, 1);
+    r->status = PROTO_ST_DONE;
+    proto_result_fail(r, PROTO_ST_CANCELLED, "stopped at %s:\n\tline %d\r\xff", "job.c", 7);
+    ck_assert_int_eq(r->status, PROTO_ST_CANCELLED);
+    ck_assert_ptr_null(r->result_json);
+    ck_assert_str_eq(r->error, "stopped at job.c:  line 7 \xef\xbf\xbd");
+    /* The rest of the attempt stays as it was. */
+    ck_assert_int_eq(r->exit_code, 3);
+    ck_assert(r->stdout_truncated);
+    /* proto_result_error replaces the text and leaves the status alone. */
+    proto_result_error(r, "exited with status %d", 3);
+    ck_assert_str_eq(r->error, "exited with status 3");
+    ck_assert_int_eq(r->status, PROTO_ST_CANCELLED);
+    proto_result_destroy(&r);
+}
+END_TEST
+
 START_TEST(report_fields_are_validated)
 {
     REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"bye\"}", PROTO_E_FIELD, "\"worker\"");
@@ -1898,6 +1967,9 @@ Suite *proto_suite(void)
     tcase_add_test(tc, fast_path_numbers_are_strtods_doubles);
     tcase_add_test(tc, integers_print_as_printf_does);
     tcase_add_test(tc, tasks_messages_and_submits_take_the_fast_path);
+    tcase_add_test(tc, a_new_spec_has_the_defaults_every_decoder_starts_from);
+    tcase_add_test(tc, a_reset_result_forgets_the_last_attempt);
+    tcase_add_test(tc, a_failed_result_carries_one_line_of_utf8_and_no_value);
     tcase_add_test(tc, report_fields_are_validated);
     tcase_add_test(tc, damaged_frames_are_refused_cleanly);
     tcase_add_test(tc, every_test_is_registered);

@@ -1,46 +1,15 @@
-#include "proto_util.h"
+/*  proto_reader: frame checks and typed field readers (proto_reader.h). */
+#include "proto_reader.h"
 
 #include "../common/util.h"
+#include "proto_text.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---------------------------------------------------------------- errors */
-
-void pu_one_line(char *s)
-{
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        unsigned char c = (unsigned char) s[i];
-        size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
-                 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        if (n == 1 && c >= 0x20 && c != 0x7F) {
-            i++;
-        } else if (n > 1 && len - i >= n && utf8_valid(s + i, n)) {
-            i += n;
-        } else {
-            s[i++] = '?';
-        }
-    }
-}
-
-void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    snprintf(err->code, sizeof err->code, "%s", code ? code : PROTO_E_INTERNAL);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    /* Messages quote names from the input ("unknown field \"%.64s\""): a
-       name holding "\n" would forge log lines on the master, and "%.64s" or
-       the buffer's end can cut a character in two. */
-    pu_one_line(err->message);
-}
 
 void pj_err_prefix(proto_err_t *err, const char *fmt, ...)
 {
@@ -63,338 +32,6 @@ void pj_err_prefix(proto_err_t *err, const char *fmt, ...)
     memcpy(err->message, msg, n);
     err->message[n] = '\0';
 }
-
-/* ---------------------------------------------------------------- UTF-8 */
-
-size_t pu_utf8_bad_at(const char *data, size_t len)
-{
-    const unsigned char *p = (const unsigned char *) data;
-    size_t i = 0;
-    while (i < len) {
-        /* Most of what we carry (JSON syntax, program output) is ASCII:
-           take eight bytes at a time when none has the high bit set and
-           none is zero. */
-        if (len - i >= 8) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            const uint64_t hi = 0x8080808080808080ULL, lo = 0x0101010101010101ULL;
-            if (!(w & hi) && !((w - lo) & ~w & hi)) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned c = p[i];
-        if (c >= 0x01 && c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
-                 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        /* utf8_valid holds the exact rules (overlongs, surrogates, range). */
-        if (!n || len - i < n || !utf8_valid(data + i, n))
-            return i;
-        i += n;
-    }
-    return len;
-}
-
-/* ---------------------------------------------------------------- writer */
-
-void pb_init(pb_t *b, size_t hint)
-{
-    b->cap = hint < 64 ? 64 : hint;
-    b->buf = xmalloc(b->cap);
-    b->len = 0;
-}
-
-void pb_reserve(pb_t *b, size_t more)
-{
-    if (b->cap - b->len > more)
-        return;
-    size_t cap = b->cap * 2;
-    while (cap - b->len <= more)
-        cap *= 2;
-    b->buf = xrealloc(b->buf, cap);
-    b->cap = cap;
-}
-
-void pb_raw(pb_t *b, const char *s, size_t n)
-{
-    pb_reserve(b, n);
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-}
-
-void pb_char(pb_t *b, char c)
-{
-    pb_reserve(b, 1);
-    b->buf[b->len++] = c;
-}
-
-void pb_sep(pb_t *b)
-{
-    if (b->len == 0)
-        return;
-    char last = b->buf[b->len - 1];
-    if (last != '{' && last != '[' && last != ':')
-        pb_char(b, ',');
-}
-
-void pb_key(pb_t *b, const char *key)
-{
-    pb_sep(b);
-    size_t n = strlen(key);
-    pb_reserve(b, n + 3);
-    b->buf[b->len++] = '"';
-    memcpy(b->buf + b->len, key, n);
-    b->len += n;
-    b->buf[b->len++] = '"';
-    b->buf[b->len++] = ':';
-}
-
-/* Bytes that cannot appear raw inside a JSON string. */
-static bool s_needs_escape(unsigned char c)
-{
-    return c < 0x20 || c == '"' || c == '\\';
-}
-
-static void s_str_escaped(pb_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    /* Worst case is \u00XX for every byte; reserving the common case
-       (no escapes) up front and growing per escape keeps big outputs to
-       one or two reallocations. */
-    pb_reserve(b, n + 2);
-    b->buf[b->len++] = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
-        if (!s_needs_escape(c))
-            continue;
-        pb_raw(b, s + run, i - run);
-        run = i + 1;
-        pb_reserve(b, 6);
-        char *o = b->buf + b->len;
-        switch (c) {
-        case '"': memcpy(o, "\\\"", 2); b->len += 2; break;
-        case '\\': memcpy(o, "\\\\", 2); b->len += 2; break;
-        case '\n': memcpy(o, "\\n", 2); b->len += 2; break;
-        case '\r': memcpy(o, "\\r", 2); b->len += 2; break;
-        case '\t': memcpy(o, "\\t", 2); b->len += 2; break;
-        case '\b': memcpy(o, "\\b", 2); b->len += 2; break;
-        case '\f': memcpy(o, "\\f", 2); b->len += 2; break;
-        default:
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[c >> 4];
-            o[5] = hex[c & 15];
-            b->len += 6;
-        }
-    }
-    pb_raw(b, s + run, n - run);
-    pb_char(b, '"');
-}
-
-void pb_str(pb_t *b, const char *s, size_t n)
-{
-    if (pu_utf8_bad_at(s, n) == n) {
-        s_str_escaped(b, s, n);
-        return;
-    }
-    size_t clean_len;
-    char *clean = utf8_sanitize(s, n, &clean_len);
-    s_str_escaped(b, clean, clean_len);
-    free(clean);
-}
-
-void pb_cstr(pb_t *b, const char *s)
-{
-    if (s)
-        pb_str(b, s, strlen(s));
-    else
-        pb_lit(b, "null");
-}
-
-void pb_i64(pb_t *b, int64_t v)
-{
-    /* Digits from the end, without snprintf (two per result: ~800
-       instructions of a worker's task). The magnitude as unsigned, so
-       INT64_MIN has one too. */
-    char tmp[24];
-    char *p = tmp + sizeof tmp;
-    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
-    do {
-        *--p = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--p = '-';
-    pb_raw(b, p, (size_t) (tmp + sizeof tmp - p));
-}
-
-void pb_dbl(pb_t *b, double v)
-{
-    if (!isfinite(v))
-        v = 0;
-    char tmp[40];
-    int n;
-    if (v == floor(v) && fabs(v) <= (double) PJ_MAX_SAFE_INT) {
-        n = snprintf(tmp, sizeof tmp, "%lld", (long long) v);
-    } else {
-        /* The shortest of 15 or 17 significant digits that reads back as
-           the same double, as cJSON does: timestamps keep their exact
-           value, and 0.1 still prints as 0.1. */
-        n = snprintf(tmp, sizeof tmp, "%.15g", v);
-        if (strtod(tmp, NULL) != v)
-            n = snprintf(tmp, sizeof tmp, "%.17g", v);
-    }
-    pb_raw(b, tmp, (size_t) n);
-}
-
-/* Wall-clock seconds with microsecond precision, by integer arithmetic:
-   every result carries two timestamps, and printf's %g (with a strtod
-   round-trip check) was the worker's single biggest cost per task. */
-void pb_time(pb_t *b, double v)
-{
-    if (!isfinite(v) || v < 0 || v > 1e12) {   /* beyond: microseconds overflow int64 */
-        pb_dbl(b, v);
-        return;
-    }
-    /* Whole seconds and the fraction apart: v - floor(v) is exact, so the
-       microseconds are rounded once. llround(v * 1e6) rounds twice (the
-       product, then the integer) and can print a microsecond off, and past
-       2^32 s that reads back as a different double: the text would not
-       survive a decode and an encode unchanged. */
-    double whole = floor(v);
-    long long sec = (long long) whole;
-    long long frac = llround((v - whole) * 1e6);
-    if (frac >= 1000000) {
-        sec++;
-        frac -= 1000000;
-    }
-    char tmp[40];
-    char *p = tmp + sizeof tmp;
-    if (frac) {
-        /* Six digits, trailing zeros dropped (1.5 not 1.500000). */
-        int digits = 6;
-        while (frac % 10 == 0) {
-            frac /= 10;
-            digits--;
-        }
-        for (int i = 0; i < digits; i++) {
-            *--p = (char) ('0' + frac % 10);
-            frac /= 10;
-        }
-        *--p = '.';
-    }
-    do {
-        *--p = (char) ('0' + sec % 10);
-        sec /= 10;
-    } while (sec);
-    pb_raw(b, p, (size_t) (tmp + sizeof tmp - p));
-}
-
-void pb_ktime(pb_t *b, const char *key, double v)
-{
-    pb_key(b, key);
-    pb_time(b, v);
-}
-
-void pb_bool(pb_t *b, bool v)
-{
-    if (v)
-        pb_lit(b, "true");
-    else
-        pb_lit(b, "false");
-}
-
-void pb_json(pb_t *b, const char *json)
-{
-    if (!json) {
-        pb_lit(b, "null");
-        return;
-    }
-    size_t n = strlen(json);
-    const char *end = NULL;
-    cJSON *v = NULL;
-    if (pu_utf8_bad_at(json, n) == n)
-        v = cJSON_ParseWithLengthOpts(json, n, &end, false);
-    char *text = NULL;
-    if (v && (size_t) (end - json) == n)
-        text = cJSON_PrintUnformatted(v);
-    cJSON_Delete(v);
-    if (text) {
-        pb_raw(b, text, strlen(text));
-        cJSON_free(text);
-    } else {
-        pb_lit(b, "null");
-    }
-}
-
-void pb_strv(pb_t *b, char *const *v, int n)
-{
-    pb_char(b, '[');
-    for (int i = 0; v && i < n; i++) {
-        pb_sep(b);
-        pb_cstr(b, v[i]);
-    }
-    pb_char(b, ']');
-}
-
-void pb_refs(pb_t *b, const proto_task_ref_t *v, int n)
-{
-    pb_char(b, '[');
-    for (int i = 0; v && i < n; i++) {
-        pb_sep(b);
-        pb_char(b, '{');
-        pb_ki64(b, "task", v[i].task);
-        pb_ki64(b, "attempt", v[i].attempt);
-        pb_char(b, '}');
-    }
-    pb_char(b, ']');
-}
-
-void pb_open(pb_t *b, const char *type)
-{
-    pb_lit(b, "{\"v\":1,\"type\":");
-    pb_cstr(b, type);
-}
-
-char *pb_take(pb_t *b)
-{
-    pb_char(b, '\0');
-    /* Hand back only what is used: stored specs live in memory while their
-       task is queued, a million at a time. */
-    char *s = b->cap > b->len + 64 ? xrealloc(b->buf, b->len) : b->buf;
-    b->buf = NULL;
-    b->len = b->cap = 0;
-    return s;
-}
-
-void pb_kstr(pb_t *b, const char *key, const char *s)
-{
-    pb_key(b, key);
-    pb_cstr(b, s);
-}
-
-void pb_ki64(pb_t *b, const char *key, int64_t v)
-{
-    pb_key(b, key);
-    pb_i64(b, v);
-}
-
-void pb_kdbl(pb_t *b, const char *key, double v)
-{
-    pb_key(b, key);
-    pb_dbl(b, v);
-}
-
-void pb_kbool(pb_t *b, const char *key, bool v)
-{
-    pb_key(b, key);
-    pb_bool(b, v);
-}
-
-/* ---------------------------------------------------------------- reader */
 
 /* Offset of the first \u0000 escape, or len. cJSON decodes it into a NUL
    inside a C string, which would silently cut the string short. Outside
@@ -482,6 +119,24 @@ cJSON *pj_parse_msg(const char *buf, size_t len, size_t max, const char **type,
     *type = t->valuestring;
     return root;
 fail:
+    cJSON_Delete(root);
+    return NULL;
+}
+
+cJSON *pj_parse_typed(const char *buf, size_t len, size_t max, const pj_types_t *types,
+                      int *type, proto_err_t *err)
+{
+    const char *name;
+    cJSON *root = pj_parse_msg(buf, len, max, &name, err);
+    if (!root)
+        return NULL;
+    for (size_t t = 1; t < types->count; t++) {
+        if (types->names[t] && strcmp(name, types->names[t]) == 0) {
+            *type = (int) t;
+            return root;
+        }
+    }
+    proto_err_set(err, PROTO_E_TYPE, "unknown %s \"%.64s\"", types->what, name);
     cJSON_Delete(root);
     return NULL;
 }
@@ -595,6 +250,7 @@ static int s_take_string(cJSON *v, const char *what, size_t minlen, size_t maxle
 int pj_str(cJSON *o, const char *k, bool req, size_t minlen, size_t maxlen, char **out,
            proto_err_t *err)
 {
+    assert(*out == NULL);   /* a string already there would leak */
     cJSON *v = pj_get(o, k);
     if (!v)
         return req ? s_missing(k, err) : 0;
@@ -623,34 +279,25 @@ int pj_array(const cJSON *o, const char *k, bool req, int maxn, cJSON **arr, pro
     return 0;
 }
 
-void pu_strv_free(char **v, int n)
+/* pj_array, and how many elements it has (0 when absent). */
+static int s_array_count(const cJSON *o, const char *k, bool req, int maxn, cJSON **arr,
+                         int *count, proto_err_t *err)
 {
-    if (!v)
-        return;
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-char **pu_strv_dup(char *const *v, int n)
-{
-    if (!v || n <= 0)
-        return NULL;
-    char **d = xcalloc((size_t) n + 1, sizeof *d);
-    for (int i = 0; i < n; i++)
-        d[i] = xstrdup(v[i]);
-    return d;
+    *count = 0;
+    if (pj_array(o, k, req, maxn, arr, err) != 0)
+        return -1;
+    if (*arr)
+        *count = cJSON_GetArraySize(*arr);
+    return 0;
 }
 
 int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, size_t maxlen,
                  char ***out, int *n, proto_err_t *err)
 {
     cJSON *arr;
-    if (pj_array(o, k, req, maxn, &arr, err) != 0)
+    int count;
+    if (s_array_count(o, k, req, maxn, &arr, &count, err) != 0)
         return -1;
-    if (!arr)
-        return 0;
-    int count = cJSON_GetArraySize(arr);
     if (count == 0)
         return 0;
     char **v = xcalloc((size_t) count + 1, sizeof *v);
@@ -672,11 +319,9 @@ int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int
             proto_err_t *err)
 {
     cJSON *arr;
-    if (pj_array(o, k, req, INT32_MAX, &arr, err) != 0)
+    int count;
+    if (s_array_count(o, k, req, INT32_MAX, &arr, &count, err) != 0)
         return -1;
-    if (!arr)
-        return 0;
-    int count = cJSON_GetArraySize(arr);
     if (count == 0)
         return 0;
     proto_task_ref_t *v = xcalloc((size_t) count, sizeof *v);

@@ -1,0 +1,50 @@
+/*  proto_hooks: how the proto source files call each other. Internal to
+    proto/ (see proto_text.h); the fuzz targets and test_proto use the
+    tree decoders and fast paths directly, to check that both agree.
+
+    A spec and a result are written and read inside several messages, so
+    proto_spec.c and proto_result.c lend their member writers and readers
+    to the message files; proto_fast.c reads the hot frames without a
+    cJSON tree and falls back to the tree decoders for anything else.
+
+    Threads: any; no shared state.
+*/
+#ifndef ZTASK_PROTO_HOOKS_H
+#define ZTASK_PROTO_HOOKS_H
+
+#include "proto.h"
+#include "proto_writer.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Spec to/from a cJSON object (proto_spec.c). */
+proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err);
+void ps_spec_write(pb_t *b, const proto_spec_t *spec);
+
+/* Fast paths for the hot frames (proto_fast.c): a worker's results
+   report and one stored result, read without a cJSON tree. NULL means
+   "not one of the plain shapes: decode it with cJSON" (never an error). */
+proto_report_t *pf_results_report(const char *buf, size_t len);
+proto_result_t *pf_result(const char *buf, size_t len);
+proto_pipe_t *pf_tasks(const char *buf, size_t len);
+proto_req_t *pf_submit(const char *buf, size_t len);
+/* The cJSON decoders alone, without the fast paths (for the fuzz
+   target, which checks that both agree). */
+proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *err);
+proto_result_t *pr_result_decode_tree(const char *json, size_t len, proto_err_t *err);
+proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err);
+proto_req_t *pr_req_decode_tree(const char *buf, size_t len, proto_err_t *err);
+
+/* Result to/from a cJSON object (proto_result.c). The fields list is what
+   task info records embed flattened. */
+proto_result_t *pr_result_from(cJSON *o, proto_err_t *err);
+void pr_result_write(pb_t *b, const proto_result_t *res);
+/* Writes the result's members (without braces) after "task"/"attempt"/
+   "status"; with res NULL, writes them all as null. */
+void pr_result_members(pb_t *b, const proto_result_t *res);
+/* Reads those members into res (which already has task/attempt/status). */
+int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t *err);
+
+#endif
