@@ -139,13 +139,8 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
         return 0;
     }
     keypair_t kp;
-    if (keys_load(cfg->curve_secret, &kp, err, errlen) != 0)
+    if (keys_load_secret(cfg->curve_secret, &kp, err, errlen) != 0)
         return -1;
-    if (!kp.sec[0]) {
-        snprintf(err, errlen, "%s holds no secret-key (give the .key file, not the .pub)",
-                 cfg->curve_secret);
-        return -1;
-    }
     if (!cfg->clients || !cfg->workers) {
         snprintf(err, errlen, "with --curve-secret, give both --clients and --workers allowlists "
                               "(a directory of .pub files, or a file of keys)");
