@@ -13,7 +13,7 @@
 #include "../../common/clock.h"
 #include "../../common/util.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -931,38 +931,7 @@ static Suite *exec_suite(void)
     /* Real processes; valgrind on the test binary slows the parent. */
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, NULL, s_teardown);
-    tcase_add_test(tc, runs_a_command_and_captures_its_output);
-    tcase_add_test(tc, shell_form_runs_through_sh_and_reports_its_exit_status);
-    tcase_add_test(tc, argv_is_passed_verbatim_without_a_shell);
-    tcase_add_test(tc, death_by_signal_is_reported_with_its_name);
-    tcase_add_test(tc, child_runs_in_its_own_process_group);
-    tcase_add_test(tc, child_starts_with_default_signal_dispositions_and_empty_mask);
-    tcase_add_test(tc, stdin_data_is_fed_to_the_child);
-    tcase_add_test(tc, absent_stdin_reads_as_empty);
-    tcase_add_test(tc, large_stdin_and_large_output_do_not_deadlock);
-    tcase_add_test(tc, child_that_stops_reading_stdin_does_not_hurt_the_runner);
-    tcase_add_test(tc, environment_is_inherited_overridden_and_tagged);
-    tcase_add_test(tc, program_is_found_on_the_path_given_in_the_spec_env);
-    tcase_add_test(tc, cwd_is_where_the_child_runs);
-    tcase_add_test(tc, bad_cwd_fails_with_a_clear_error);
-    tcase_add_test(tc, missing_program_fails_with_a_clear_error);
-    tcase_add_test(tc, non_command_specs_are_refused);
-    tcase_add_test(tc, output_beyond_the_cap_is_dropped_and_marked_truncated);
-    tcase_add_test(tc, invalid_utf8_output_is_repaired);
-    tcase_add_test(tc, on_output_receives_the_bytes_coalesced);
-    tcase_add_test(tc, on_output_chunks_do_not_split_a_character);
-    tcase_add_test(tc, timeout_kills_the_whole_process_group_promptly);
-    tcase_add_test(tc, wall_clock_jumps_neither_time_out_a_command_early_nor_late);
-    tcase_add_test(tc, child_ignoring_sigterm_is_killed_after_the_grace);
-    tcase_add_test(tc, cancel_from_another_thread_stops_the_task);
-    tcase_add_test(tc, cancel_before_start_runs_nothing);
-    tcase_add_test(tc, grandchild_holding_stdout_does_not_hang_the_runner);
-    tcase_add_test(tc, child_that_closes_its_output_is_still_awaited_and_timed);
-    tcase_add_test(tc, output_held_outside_the_group_is_abandoned_not_awaited);
-    tcase_add_test(tc, child_inherits_no_descriptor_but_0_1_2);
-    tcase_add_test(tc, one_kit_serves_many_runs);
-    tcase_add_test(tc, no_zombie_is_left_after_any_ending);
-    tcase_add_test(tc, concurrent_runs_get_their_own_outputs);
+    zt_add_tests(tc);
     suite_add_tcase(s, tc);
     return s;
 }

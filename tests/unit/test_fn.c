@@ -4,7 +4,7 @@
 #include "../../common/clock.h"
 #include "../../worker/fn_builtins.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -836,27 +836,7 @@ Suite *fn_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
-    tcase_add_test(tc, square_of_args_n_runs_as_a_task);
-    tcase_add_test(tc, noop_gives_a_null_result);
-    tcase_add_test(tc, echo_returns_its_args);
-    tcase_add_test(tc, square_handles_integers_floats_and_the_index);
-    tcase_add_test(tc, square_rejects_what_is_not_a_number);
-    tcase_add_test(tc, fail_fails_with_its_message);
-    tcase_add_test(tc, sleep_takes_seconds_or_a_bare_number);
-    tcase_add_test(tc, sleep_is_never_shorter_than_asked_even_when_interrupted);
-    tcase_add_test(tc, unknown_function_lists_what_the_worker_has);
-    tcase_add_test(tc, sleep_is_cancelled_promptly_from_another_thread);
-    tcase_add_test(tc, a_task_cancelled_before_it_starts_does_not_run);
-    tcase_add_test(tc, a_cancel_during_the_run_wins_over_a_result);
-    tcase_add_test(tc, timeout_stops_sleep_and_fails_the_task);
-    tcase_add_test(tc, wall_clock_jumps_neither_time_out_a_function_early_nor_late);
-    tcase_add_test(tc, results_are_checked_and_made_compact);
-    tcase_add_test(tc, the_function_sees_the_task_in_its_call);
-    tcase_add_test(tc, names_are_unique_and_listed_in_order);
-    tcase_add_test(tc, the_example_plugin_loads_and_its_functions_run);
-    tcase_add_test(tc, a_plugin_cannot_redefine_a_function);
-    tcase_add_test(tc, plugin_load_errors_say_what_is_wrong);
-    tcase_add_test(tc, plugins_with_a_wrong_abi_or_table_are_refused);
+    zt_add_tests(tc);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,7 +7,7 @@
 #include "../../common/zmqx.h"
 #include "../../proto/proto.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,11 +172,7 @@ static Suite *outbox_suite(void)
 {
     Suite *s = suite_create("outbox");
     TCase *tc = tcase_create("outbox");
-    tcase_add_test(tc, results_that_may_wait_go_together_when_due);
-    tcase_add_test(tc, a_result_that_may_not_wait_takes_the_held_ones_along);
-    tcase_add_test(tc, an_idle_worker_sends_what_it_holds);
-    tcase_add_test(tc, starts_go_at_the_next_flush_even_while_results_wait);
-    tcase_add_test(tc, output_sends_the_batched_starts_first);
+    zt_add_tests(tc);
     suite_add_tcase(s, tc);
     return s;
 }

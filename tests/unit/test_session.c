@@ -24,7 +24,7 @@
 #include "../../worker/fn.h"
 #include "../../worker/runner.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -970,23 +970,7 @@ static Suite *session_suite(void)
     TCase *tc = tcase_create("session");
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
-    tcase_add_test(tc, registers_with_hello_then_runs_tasks_and_reports_results);
-    tcase_add_test(tc, command_output_is_streamed_live_and_captured_in_the_result);
-    tcase_add_test(tc, live_output_stops_at_the_output_cap);
-    tcase_add_test(tc, no_exec_worker_refuses_commands_in_one_batched_report);
-    tcase_add_test(tc, abort_cancels_a_running_task);
-    tcase_add_test(tc, a_queued_task_is_reported_started_once_it_runs);
-    tcase_add_test(tc, abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table);
-    tcase_add_test(tc, silent_master_is_dropped_and_hello_repeats_with_the_running_tasks);
-    tcase_add_test(tc, wall_clock_jumps_neither_drop_a_quiet_master_early_nor_keep_a_silent_one);
-    tcase_add_test(tc, results_queue_while_the_master_is_away_and_arrive_when_it_returns);
-    tcase_add_test(tc, hello_is_retried_with_backoff_until_the_master_answers);
-    tcase_add_test(tc, first_signal_drains_running_tasks_then_says_bye);
-    tcase_add_test(tc, second_signal_cancels_running_and_queued_tasks);
-    tcase_add_test(tc, signal_before_any_master_exits_without_bye);
-    tcase_add_test(tc, curve_worker_registers_once_the_master_admits_its_key);
-    tcase_add_test(tc, runner_messages_round_trip_and_reject_garbage);
-    tcase_add_test(tc, bad_configs_are_refused);
+    zt_add_tests(tc);
     suite_add_tcase(s, tc);
     return s;
 }
