@@ -930,36 +930,44 @@ END_TEST
 START_TEST(bad_configs_are_refused)
 {
     fn_registry_t *fns = fn_registry_new();
-    session_config_t cfg = {.master_host = "127.0.0.1", .master_port = 5555, .name = "x",
-                            .threads = 1, .fns = fns};
-    session_t *s = session_new(&cfg);
-    ck_assert_ptr_nonnull(s);
-    session_destroy(&s);
-    ck_assert_ptr_null(s);
-    session_destroy(&s); /* NULL is fine */
-    cfg.threads = 0;
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.threads = 1;
-    cfg.master_port = 0;
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.master_port = 5555;
-    cfg.name = "";
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.name = "x";
-    cfg.fns = NULL;
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.fns = fns;
     char pub[41], sec[41];
     ck_assert_int_eq(zmq_curve_keypair(pub, sec), 0);
-    cfg.curve_server_key = pub; /* only one of the three */
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.curve_public_key = pub;
-    cfg.curve_secret_key = "not z85";
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.curve_secret_key = sec;
-    s = session_new(&cfg);
-    ck_assert_ptr_nonnull(s);
-    session_destroy(&s);
+    /* One row per config: what it changes from a good one, and whether
+       session_new takes it. */
+    const struct {
+        const char *what;
+        int threads, port;
+        const char *name;
+        fn_registry_t *fns;
+        const char *server_key, *public_key, *secret_key;
+        bool ok;
+    } cases[] = {
+        { "a plain config", 1, 5555, "x", fns, NULL, NULL, NULL, true },
+        { "no threads", 0, 5555, "x", fns, NULL, NULL, NULL, false },
+        { "port 0", 1, 0, "x", fns, NULL, NULL, NULL, false },
+        { "an empty name", 1, 5555, "", fns, NULL, NULL, NULL, false },
+        { "no function registry", 1, 5555, "x", NULL, NULL, NULL, NULL, false },
+        { "one CURVE key of three", 1, 5555, "x", fns, pub, NULL, NULL, false },
+        { "a secret key that is not Z85", 1, 5555, "x", fns, pub, pub, "not z85", false },
+        { "all three CURVE keys", 1, 5555, "x", fns, pub, pub, sec, true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        session_config_t cfg = { .master_host = "127.0.0.1",
+                                 .master_port = cases[i].port,
+                                 .name = cases[i].name,
+                                 .threads = cases[i].threads,
+                                 .fns = cases[i].fns,
+                                 .curve_server_key = cases[i].server_key,
+                                 .curve_public_key = cases[i].public_key,
+                                 .curve_secret_key = cases[i].secret_key };
+        session_t *s = session_new(&cfg);
+        ck_assert_msg((s != NULL) == cases[i].ok, "%s: session_new %s", cases[i].what,
+                      s ? "took it" : "refused it");
+        session_destroy(&s);
+        ck_assert_ptr_null(s);
+    }
+    session_t *none = NULL;
+    session_destroy(&none); /* NULL is fine */
     fn_registry_destroy(&fns);
 }
 END_TEST
