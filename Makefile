@@ -49,7 +49,8 @@ ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NOLIB_GOALS),$(MAKECMDGOALS)),all),)
   MISSING := $(shell for p in $(PKGS) $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),$(TEST_PKGS)); \
                      do pkg-config --exists $$p || echo $$p; done)
   ifneq ($(MISSING),)
-    $(error missing pkg-config library: $(MISSING) (Debian: $(foreach p,$(MISSING),$(DEB_$(p)))); run scripts/install-deps.sh)
+    DEB_MISSING := $(foreach p,$(MISSING),$(DEB_$(p)))
+    $(error missing pkg-config library: $(MISSING) (Debian: $(DEB_MISSING)); run scripts/install-deps.sh)
   endif
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -223,7 +224,7 @@ dist:
 	@mkdir -p build
 	git archive --format=tar.gz --prefix=$(DIST_NAME)/ \
 	    --add-virtual-file=$(DIST_NAME)/VERSION:'$(DIST_VERSION)' -o build/$(DIST_NAME).tar.gz HEAD
-	@git diff --quiet HEAD || echo "make dist: note: uncommitted changes are not in the tarball (it holds HEAD)"
+	@git diff --quiet HEAD || echo "make dist: note: the tarball holds HEAD, not uncommitted changes"
 	@echo "build/$(DIST_NAME).tar.gz"
 
 clean:
