@@ -25,13 +25,6 @@ PREFIX  ?= /usr/local
 CC      ?= cc
 WERROR  ?= 1
 
-# ---- the version every program prints ----
-# `git describe` in a git tree; in a tarball from `make dist`, the VERSION
-# file it wrote (a tarball has no .git).
-ZTASK_VERSION := $(shell if [ -e .git ]; then git describe --tags --always --dirty 2>/dev/null; \
-                   elif [ -f VERSION ]; then cat VERSION; fi)
-ZTASK_VERSION := $(or $(ZTASK_VERSION),unknown)
-
 # ---- libraries: found by pkg-config, or the goal stops at once ----
 PKGS       := libzmq libcjson sqlite3
 TEST_PKGS  := check
@@ -77,6 +70,21 @@ LIBS := $(PKG_LIBS) -lpthread -ldl -lm
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
+# The version every program prints: `git describe` of this git tree, else
+# the VERSION file `make dist` writes into its tarball (a tarball has no
+# .git), else 0.1.0. The sources that use it get it as ZTASK_VERSION and
+# are rebuilt when it changes: the stamp is rewritten only then.
+ZTASK_VERSION := $(shell test -e .git && git describe --tags --always --dirty 2>/dev/null \
+                   || cat VERSION 2>/dev/null || echo 0.1.0)
+VERSION_SRC := $(shell grep -l ZTASK_VERSION common/*.c proto/*.c master/*.c worker/*.c cli/*.c)
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(ZTASK_VERSION)' | cmp -s - $@ || echo '$(ZTASK_VERSION)' >$@
+$(call obj,$(VERSION_SRC)): $(BUILD)/version.stamp
+$(call obj,$(VERSION_SRC)): ALL_CFLAGS += -DZTASK_VERSION='"$(ZTASK_VERSION)"'
+.PHONY: FORCE
+FORCE:
+
 # ---- the programs: one library per directory, main.c apart ----
 COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
 MASTER_SRC := $(filter-out master/main.c,$(wildcard master/*.c))
@@ -98,7 +106,7 @@ E2E_SRC   := $(wildcard tests/e2e/test_*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/e2e_%,$(E2E_SRC))
 E2E_LIB_SRC := $(filter-out tests/e2e/test_%.c,$(wildcard tests/e2e/*.c))
 
-.PHONY: all test unit e2e asan tsan memcheck demo install uninstall dist clean check-layers FORCE
+.PHONY: all test unit e2e asan tsan memcheck demo install uninstall dist clean check-layers
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(PLUGIN)
@@ -110,16 +118,6 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/examples/plugin/%.o: examples/plugin/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
-
-# The sources that print the version get it as ZTASK_VERSION, and are
-# rebuilt when it changes: the stamp is rewritten only then.
-VERSION_SRC := $(shell grep -l ZTASK_VERSION $(COMMON_SRC) $(MASTER_SRC) $(WORKER_SRC) $(CLI_SRC) \
-                 master/main.c worker/main.c cli/main.c 2>/dev/null)
-$(call obj,$(VERSION_SRC)): ALL_CFLAGS += -DZTASK_VERSION='"$(ZTASK_VERSION)"'
-$(call obj,$(VERSION_SRC)): $(BUILD)/version.stamp
-$(BUILD)/version.stamp: FORCE
-	@mkdir -p $(dir $@)
-	@[ "$$(cat $@ 2>/dev/null)" = '$(ZTASK_VERSION)' ] || echo '$(ZTASK_VERSION)' > $@
 
 $(COMMON_LIB): $(call obj,$(COMMON_SRC))
 $(MASTER_LIB): $(call obj,$(MASTER_SRC))
