@@ -36,14 +36,14 @@ DEB_check  := check
 NOLIB_GOALS := clean demo dist uninstall check-layers test-compose bench-peers
 TEST_GOALS  := test unit e2e asan tsan memcheck $(BUILD)/tests/%
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NOLIB_GOALS),$(MAKECMDGOALS)),all),)
+  NEEDED := $(PKGS) $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),$(TEST_PKGS))
+  DEB_NEEDED = $(foreach p,$(1),$(DEB_$(p)))
   ifeq ($(shell command -v pkg-config),)
-    $(error pkg-config is not installed: run scripts/install-deps.sh)
+    $(error pkg-config is not installed, so $(NEEDED) cannot be found (Debian: pkg-config $(call DEB_NEEDED,$(NEEDED))); run scripts/install-deps.sh)
   endif
-  MISSING := $(shell for p in $(PKGS) $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),$(TEST_PKGS)); \
-                     do pkg-config --exists $$p || echo $$p; done)
+  MISSING := $(shell for p in $(NEEDED); do pkg-config --exists $$p || echo $$p; done)
   ifneq ($(MISSING),)
-    DEB_MISSING := $(foreach p,$(MISSING),$(DEB_$(p)))
-    $(error missing pkg-config library: $(MISSING) (Debian: $(DEB_MISSING)); run scripts/install-deps.sh)
+    $(error missing pkg-config library: $(MISSING) (Debian: $(call DEB_NEEDED,$(MISSING))); run scripts/install-deps.sh)
   endif
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
