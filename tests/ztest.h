@@ -9,9 +9,13 @@
 
         START_TEST(a_queue_pops_in_priority_order) { ... } END_TEST
         ...
-        TCase *tc = tcase_create("sched");
-        tcase_set_timeout(tc, 30);
-        zt_add_tests(tc);             // every test of this file
+        int main(void)
+        {
+            return zt_run(&(zt_suite_t){ .suite = "sched", .tcase = "sched" });
+        }
+
+    zt_run builds the suite (one test case, every test of the file) and
+    runs it; zt_add_tests adds the list to a test case built by hand.
 
     Variants: START_LOOP_TEST(name, start, end) is Check's loop test (run for
     _i in [start, end), both evaluated before main); START_TIMED_TEST(name,
@@ -92,6 +96,36 @@ static inline void zt_add_tests(TCase *tc)
 {
     for (const zt_test_t *t = zt_tests_; t; t = t->next)
         _tcase_add_test(tc, t->test, 0, 0, t->loop_start, t->loop_end);
+}
+
+/* A unit suite: one test case holding every test of this file, with its
+   timeout (0: Check's default, 4 s) and checked fixture (either function
+   may be NULL; run around each test, in the test's process). */
+typedef struct {
+    const char *suite;
+    const char *tcase;
+    double timeout_s;
+    SFun setup;
+    SFun teardown;
+} zt_suite_t;
+
+/* Runs every test of this file as the suite cfg describes and returns
+   main's exit status: EXIT_SUCCESS when none failed. Blocks until done. */
+static inline int zt_run(const zt_suite_t *cfg)
+{
+    Suite *s = suite_create(cfg->suite);
+    TCase *tc = tcase_create(cfg->tcase);
+    if (cfg->timeout_s > 0)
+        tcase_set_timeout(tc, cfg->timeout_s);
+    if (cfg->setup || cfg->teardown)
+        tcase_add_checked_fixture(tc, cfg->setup, cfg->teardown);
+    zt_add_tests(tc);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 /* A suite named name with one test case per test of this file, each named

@@ -153,13 +153,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("allow");
-    TCase *tc = tcase_create("allow");
-    zt_add_tests(tc);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "allow", .tcase = "allow" });
 }

@@ -384,14 +384,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("auth");
-    TCase *tc = tcase_create("roles");
-    tcase_set_timeout(tc, 30);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "auth", .tcase = "roles", .timeout_s = 30 });
 }

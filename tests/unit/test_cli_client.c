@@ -442,14 +442,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_client");
-    TCase *tc = tcase_create("client");
-    tcase_set_timeout(tc, 30);
-    zt_add_tests(tc);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_client", .tcase = "client", .timeout_s = 30 });
 }

@@ -185,13 +185,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_progress");
-    TCase *tc = tcase_create("progress");
-    zt_add_tests(tc);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_progress", .tcase = "progress" });
 }

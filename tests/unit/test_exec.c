@@ -928,23 +928,11 @@ START_TEST(concurrent_runs_get_their_own_outputs)
 }
 END_TEST
 
-static Suite *exec_suite(void)
-{
-    Suite *s = suite_create("exec");
-    TCase *tc = tcase_create("exec");
-    /* Real processes; valgrind on the test binary slows the parent. */
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, NULL, s_teardown);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(exec_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    /* Real processes; valgrind on the test binary slows the parent. */
+    return zt_run(&(zt_suite_t){ .suite = "exec",
+                                 .tcase = "exec",
+                                 .timeout_s = 60,
+                                 .teardown = s_teardown });
 }

@@ -840,22 +840,10 @@ static void s_wall_clock_reset(void)
     clock_wall_offset_set(0);
 }
 
-Suite *fn_suite(void)
-{
-    Suite *s = suite_create("fn");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(fn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "fn",
+                                 .tcase = "core",
+                                 .timeout_s = 60,
+                                 .teardown = s_wall_clock_reset });
 }

@@ -172,21 +172,7 @@ START_TEST(every_corpus_directory_names_a_target)
 }
 END_TEST
 
-static Suite *s_suite(void)
-{
-    Suite *s = suite_create("fuzz_regress");
-    TCase *tc = tcase_create("replay");
-    tcase_set_timeout(tc, 60);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "fuzz_regress", .tcase = "replay", .timeout_s = 60 });
 }

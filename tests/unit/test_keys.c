@@ -234,14 +234,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("keys");
-    TCase *tc = tcase_create("keys");
-    tcase_add_checked_fixture(tc, s_setup, s_teardown);
-    zt_add_tests(tc);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "keys",
+                                 .tcase = "keys",
+                                 .setup = s_setup,
+                                 .teardown = s_teardown });
 }

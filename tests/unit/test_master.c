@@ -1090,15 +1090,8 @@ static void s_wall_clock_reset(void)
 
 int main(void)
 {
-    Suite *su = suite_create("master");
-    TCase *tc = tcase_create("master");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
-    zt_add_tests(tc);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "master",
+                                 .tcase = "master",
+                                 .timeout_s = 60,
+                                 .teardown = s_wall_clock_reset });
 }

@@ -168,20 +168,7 @@ START_TEST(output_sends_the_batched_starts_first)
 }
 END_TEST
 
-static Suite *outbox_suite(void)
-{
-    Suite *s = suite_create("outbox");
-    TCase *tc = tcase_create("outbox");
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(outbox_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "outbox", .tcase = "outbox" });
 }

@@ -1838,21 +1838,7 @@ START_TEST(every_test_is_registered)
 }
 END_TEST
 
-Suite *proto_suite(void)
-{
-    Suite *s = suite_create("proto");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(proto_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "proto", .tcase = "core", .timeout_s = 60 });
 }

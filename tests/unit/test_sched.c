@@ -198,13 +198,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("sched");
-    TCase *tc = tcase_create("sched");
-    zt_add_tests(tc);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "sched", .tcase = "sched" });
 }

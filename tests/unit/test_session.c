@@ -972,22 +972,11 @@ START_TEST(bad_configs_are_refused)
 }
 END_TEST
 
-static Suite *session_suite(void)
-{
-    Suite *s = suite_create("session");
-    TCase *tc = tcase_create("session");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, s_setup, s_teardown);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(session_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "session",
+                                 .tcase = "session",
+                                 .timeout_s = 60,
+                                 .setup = s_setup,
+                                 .teardown = s_teardown });
 }

@@ -1440,25 +1440,12 @@ START_TEST(test_every_test_case_is_registered)
 }
 END_TEST
 
-static Suite *store_suite(void)
-{
-    Suite *s = suite_create("store");
-    TCase *tc = tcase_create("store");
-    /* The insert measurement takes a second or more under sanitizers. */
-    tcase_set_timeout(tc, 120);
-    zt_add_tests(tc);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
     sqlite3_auto_extension((void (*)(void))s_capture_db);
-    SRunner *sr = srunner_create(store_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    /* The insert measurement takes a second or more under sanitizers. */
+    int rc = zt_run(&(zt_suite_t){ .suite = "store", .tcase = "store", .timeout_s = 120 });
     sqlite3_reset_auto_extension();
     sqlite3_shutdown();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return rc;
 }
