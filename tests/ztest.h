@@ -27,8 +27,9 @@
     registration line left over from the old style fails to compile instead
     of running a test twice.
 
-    Threads: the list is built by constructors and read by main's thread
-    before the runner starts; nothing here is used once tests run.
+    Threads: the list is built by constructors before main and only read
+    after (by main's thread, and by zt_check_recorded inside a test).
+    Records are static: nothing here allocates but Check's own objects.
     Include this header instead of <check.h>, in the file that holds the
     tests and main (the list is per translation unit: static).
 */
