@@ -207,11 +207,14 @@ install: all
 	install -m 0644 include/ztask_plugin.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/ztask/
 
-# Removes what install put there, and lib/ztask when that leaves it empty
-# (bin/ and include/ are shared with other packages: left alone).
+# Removes what install put there, and lib/ztask when that leaves it empty.
+# bin/ and include/ are shared with other packages and stay, except under a
+# DESTDIR (a staging tree): there every directory left empty goes.
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(PREFIX)/lib/ztask 2>/dev/null
+	rmdir $(DESTDIR)$(PREFIX)/lib/ztask 2>/dev/null || true
+	$(if $(DESTDIR),cd $(DESTDIR) && rmdir -p --ignore-fail-on-non-empty \
+	    .$(PREFIX)/lib .$(PREFIX)/bin .$(PREFIX)/include 2>/dev/null || true)
 
 # The tarball holds the committed tree (HEAD) and a VERSION file, so it
 # builds and prints its version with no git at hand.
