@@ -1,28 +1,62 @@
 # ztask: one non-recursive GNU Makefile (variants re-enter it with VARIANT=).
 #
-#   make              build build/release/bin/{ztask-master,ztask-worker,ztask}
-#   make test         unit + end-to-end suites (prints "N passed, N failed"),
-#                     and as root the multi-host test (make test-netns)
-#   make asan|tsan    the same suite on sanitizer builds under build/<variant>/
-#   make demo         a local cluster: master + 2 workers, a 1,000-task job
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make                build build/release/bin/{ztask-master,ztask-worker,ztask}
+#   make test           unit + end-to-end suites (prints "N passed, N failed"),
+#                       and as root the multi-host test (make test-netns)
+#   make asan|tsan      the same suite on sanitizer builds under build/<variant>/
+#   make memcheck       every unit suite under valgrind
+#   make check-layers   the include rules of docs/architecture.md (Layers)
+#   make demo           installs missing packages, then a local cluster:
+#                       master + 2 workers, a 1,000-task job
+#   make install        PREFIX=/usr/local DESTDIR=   (make uninstall: the same files)
+#   make dist           build/ztask-VERSION.tar.gz, which builds without git
+#   fuzz, chaos, bench: mk/fuzz.mk, mk/chaos.mk, mk/bench.mk
+#
+# Nothing here installs packages except `make demo` (the README's first
+# command on a fresh machine): a goal that needs a missing library stops at
+# once, naming it and scripts/install-deps.sh. WERROR=0 builds without
+# -Werror (for packagers on other compilers); CI and development keep it.
+# There is no `make format`: the code's hand-aligned comments and mixed
+# initialiser spacing match no clang-format 14 setting.
 
 VARIANT ?= release
 BUILD   := build/$(VARIANT)
 PREFIX  ?= /usr/local
 CC      ?= cc
+WERROR  ?= 1
 
-PKGS    := libzmq libcjson sqlite3
+# ---- libraries: found by pkg-config, or the goal stops at once ----
+PKGS       := libzmq libcjson sqlite3
+TEST_PKGS  := check
+DEB_libzmq := libzmq3-dev
+DEB_libcjson := libcjson-dev
+DEB_sqlite3 := libsqlite3-dev
+DEB_check  := check
+# Goals that compile nothing (demo installs first, then re-enters make).
+NOLIB_GOALS := clean demo dist uninstall check-layers test-compose test-swarm lint-deploy bench-peers
+TEST_GOALS  := test unit e2e asan tsan memcheck $(BUILD)/tests/%
+ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NOLIB_GOALS),$(MAKECMDGOALS)),all),)
+  NEEDED := $(PKGS) $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),$(TEST_PKGS))
+  DEB_NEEDED = $(foreach p,$(1),$(DEB_$(p)))
+  ifeq ($(shell command -v pkg-config),)
+    $(error pkg-config is not installed, so $(NEEDED) cannot be found (Debian: pkg-config $(call DEB_NEEDED,$(NEEDED))); run scripts/install-deps.sh)
+  endif
+  MISSING := $(shell for p in $(NEEDED); do pkg-config --exists $$p || echo $$p; done)
+  ifneq ($(MISSING),)
+    $(error missing pkg-config library: $(MISSING) (Debian: $(call DEB_NEEDED,$(MISSING))); run scripts/install-deps.sh)
+  endif
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
-WARN    := -Wall -Wextra -Wformat=2 -Werror
+# ---- flags per variant ----
+WARN    := -Wall -Wextra -Wformat=2 $(if $(filter 1,$(WERROR)),-Werror)
 CFLAGS_release := -O2
 CFLAGS_asan    := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CFLAGS_tsan    := -O1 -fsanitize=thread
-# fuzz: clang only (make fuzz sets CC); UB must abort, or libFuzzer never sees it.
+# fuzz: clang only (make fuzz sets CC; mk/fuzz.mk); UB must abort, or libFuzzer never sees it.
 CFLAGS_fuzz    := -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
                   -fno-omit-frame-pointer
 LDFLAGS_asan   := -fsanitize=address,undefined
@@ -36,20 +70,22 @@ LIBS := $(PKG_LIBS) -lpthread -ldl -lm
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-# The version every program prints (common/version.c): `git describe` of
-# this git tree, else VERSION (a tarball has no .git). Only version.o sees
-# it; the stamp is rewritten, and version.o rebuilt, when it changes.
-VERSION := 0.1.0
+# The version every program prints: `git describe` of this git tree, else
+# the VERSION file `make dist` writes into its tarball (a tarball has no
+# .git), else 0.1.0. The sources that use it get it as ZTASK_VERSION and
+# are rebuilt when it changes: the stamp is rewritten only then.
 ZTASK_VERSION := $(shell test -e .git && git describe --tags --always --dirty 2>/dev/null \
-                   || echo $(VERSION))
+                   || cat VERSION 2>/dev/null || echo 0.1.0)
+VERSION_SRC := $(shell grep -l ZTASK_VERSION common/*.c proto/*.c master/*.c worker/*.c cli/*.c)
 $(BUILD)/version.stamp: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(ZTASK_VERSION)' | cmp -s - $@ || echo '$(ZTASK_VERSION)' >$@
-$(call obj,common/version.c): $(BUILD)/version.stamp
-$(call obj,common/version.c): ALL_CFLAGS += -DZTASK_VERSION='"$(ZTASK_VERSION)"'
+$(call obj,$(VERSION_SRC)): $(BUILD)/version.stamp
+$(call obj,$(VERSION_SRC)): ALL_CFLAGS += -DZTASK_VERSION='"$(ZTASK_VERSION)"'
 .PHONY: FORCE
 FORCE:
 
+# ---- the programs: one library per directory, main.c apart ----
 COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
 MASTER_SRC := $(filter-out master/main.c,$(wildcard master/*.c))
 WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
@@ -70,14 +106,10 @@ E2E_SRC   := $(wildcard tests/e2e/test_*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/e2e_%,$(E2E_SRC))
 E2E_LIB_SRC := $(filter-out tests/e2e/test_%.c,$(wildcard tests/e2e/*.c))
 
-.PHONY: all test unit e2e asan tsan memcheck demo install clean deps format bench
+.PHONY: all test unit e2e asan tsan memcheck demo install uninstall dist clean check-layers
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(PLUGIN)
-
-# Installs the Debian packages we need when any is missing (fresh machine).
-deps:
-	@pkg-config --exists $(PKGS) check 2>/dev/null || scripts/install-deps.sh
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -107,6 +139,7 @@ $(PLUGIN): $(call obj,examples/plugin/mytasks.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^
 
+# ---- tests: one binary per suite (tests/ztest.h registers their tests) ----
 $(BUILD)/tests/test_%: $(call obj,tests/unit/test_%.c) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
@@ -125,7 +158,7 @@ e2e: all $(E2E_BINS)
 
 # As root, `make test` also runs the multi-host test (tests/netns, ~1 min);
 # it prints SKIP and passes when not root or when namespaces are not allowed.
-test: deps
+test:
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(E2E_BINS)
 	@tests/run.sh $(BUILD) all
 	@tests/netns/run.sh $(BUILD)
@@ -137,33 +170,15 @@ tsan:
 	@$(MAKE) --no-print-directory VARIANT=tsan test
 
 # Every unit suite under valgrind memcheck (release build, which keeps -g).
-memcheck: deps
+memcheck:
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@tests/memcheck.sh $(BUILD)
-
-demo: deps
-	@$(MAKE) --no-print-directory all
-	@scripts/demo.sh $(BUILD)/bin
-
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/ztask
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 include/ztask_plugin.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/ztask/
-
-clean:
-	rm -rf build
-
-format:
-	clang-format -i $(wildcard */*.c */*.h tests/*/*.c tests/*/*.h)
-
--include $(shell find build -name '*.d' 2>/dev/null)
 
 # Master, two workers and a client on four network namespaces over a
 # private bridge, all with CURVE keys: a 5,000-task job, a link cut, a
 # kill -9, intruders (tests/netns/run.sh; root only, SKIP otherwise).
 .PHONY: test-netns
-test-netns: deps
+test-netns:
 	@$(MAKE) --no-print-directory all
 	@tests/netns/run.sh $(BUILD)
 
@@ -173,109 +188,50 @@ test-netns: deps
 test-compose:
 	@tests/compose/run.sh
 
-# Fuzzing (tests/fuzz, docs/fuzzing.md): one libFuzzer target per parser of
-# outside input, built with clang under build/fuzz/. Not part of `make test`,
-# which replays the seed corpus and every saved crash (test_fuzz_regress).
-#   make fuzz      each target FUZZ_SECONDS (300), FUZZ_JOBS at a time
-#   make fuzz-ci   replay the corpus, then each target FUZZ_CI_SECONDS (60)
-# Both fail on any crash, leak, timeout or broken property and say where the
-# input was saved. FUZZ_TARGETS="req spec" picks targets.
-FUZZ_CC         ?= clang
-FUZZ_SECONDS    ?= 300
-FUZZ_CI_SECONDS ?= 60
-FUZZ_JOBS       ?= $(shell nproc 2>/dev/null || echo 1)
-FUZZ_TARGETS    ?= req reply pipe report spec result range jsonl each keys config util
-FUZZ_CHECK_SRC  := $(filter-out tests/fuzz/entry.c,$(wildcard tests/fuzz/*.c))
+check-layers:
+	@python3 scripts/check-layers.py
 
-# The corpus replay of `make test` links the same checks (objects before libraries).
-$(BUILD)/tests/test_fuzz_regress: $(call obj,tests/unit/test_fuzz_regress.c $(FUZZ_CHECK_SRC)) $(ALL_LIBS)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+# The first command of the README's Quick start on a fresh machine.
+demo:
+	@pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null || scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BUILD)/bin
 
-.PRECIOUS: $(BUILD)/obj/tests/fuzz/entry_%.o
-$(BUILD)/obj/tests/fuzz/entry_%.o: tests/fuzz/entry.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DFUZZ_TARGET=$* -c $< -o $@
+# ---- install, uninstall, dist ----
+INSTALLED := $(PREFIX)/bin/ztask-master $(PREFIX)/bin/ztask-worker $(PREFIX)/bin/ztask \
+             $(PREFIX)/include/ztask_plugin.h $(PREFIX)/lib/ztask/libmytasks.so
 
-$(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/entry_%.o $(call obj,$(FUZZ_CHECK_SRC)) $(CLI_LIB) $(COMMON_LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/ztask
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 include/ztask_plugin.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/ztask/
 
-.PHONY: fuzz fuzz-ci fuzz-build
-fuzz-build: $(patsubst %,$(BUILD)/bin/fuzz_%,$(FUZZ_TARGETS))
+# Removes what install put there, and lib/ztask when that leaves it empty.
+# bin/ and include/ are shared with other packages and stay, except under a
+# DESTDIR (a staging tree): there every directory left empty goes.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	rmdir $(DESTDIR)$(PREFIX)/lib/ztask 2>/dev/null || true
+	$(if $(DESTDIR),cd $(DESTDIR) && rmdir -p --ignore-fail-on-non-empty \
+	    .$(PREFIX)/lib .$(PREFIX)/bin .$(PREFIX)/include 2>/dev/null || true)
 
-fuzz fuzz-ci:
-	@tests/fuzz/run.sh check-cc $(FUZZ_CC)
-	@$(MAKE) --no-print-directory VARIANT=fuzz CC=$(FUZZ_CC) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-build
-	@tests/fuzz/run.sh $(if $(filter fuzz-ci,$@),--replay) build/fuzz \
-	    $(if $(filter fuzz-ci,$@),$(FUZZ_CI_SECONDS),$(FUZZ_SECONDS)) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+# The tarball holds the committed tree (HEAD) and a VERSION file, so it
+# builds and prints its version with no git at hand.
+DIST_VERSION = $(shell git describe --tags --always 2>/dev/null)
+DIST_NAME    = ztask-$(DIST_VERSION)
+dist:
+	@[ -e .git ] || { echo "make dist: run it in the git tree (this is already a release tree)"; exit 1; }
+	@mkdir -p build
+	git archive --format=tar.gz --prefix=$(DIST_NAME)/ \
+	    --add-virtual-file=$(DIST_NAME)/VERSION:'$(DIST_VERSION)' -o build/$(DIST_NAME).tar.gz HEAD
+	@git diff --quiet HEAD || echo "make dist: note: the tarball holds HEAD, not uncommitted changes"
+	@echo "build/$(DIST_NAME).tar.gz"
 
-# Fault storms with a checker (tests/chaos, docs/chaos.md). `make chaos`
-# runs every scenario at CI size (CHAOS_SCALE=10 for the full size);
-# `make soak` runs the 1,000,000-task soak. Neither is part of `make test`.
-CHAOS_BINS := $(BUILD)/chaos/chaos-check $(BUILD)/chaos/chaos-storm $(BUILD)/chaos/libchaos.so
+clean:
+	rm -rf build
 
-$(BUILD)/obj/tests/chaos/chaos_plugin.o: tests/chaos/chaos_plugin.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
-
-$(BUILD)/chaos/libchaos.so: $(call obj,tests/chaos/chaos_plugin.c)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ $(PKG_LIBS)
-
-$(BUILD)/chaos/chaos-check: $(call obj,tests/chaos/chaos_check.c) $(COMMON_LIB)
-$(BUILD)/chaos/chaos-storm: $(call obj,tests/chaos/chaos_storm.c tests/chaos/storm_gen.c \
-                              tests/chaos/storm_master.c tests/chaos/storm_worker.c) $(COMMON_LIB)
-$(BUILD)/chaos/chaos-check $(BUILD)/chaos/chaos-storm:
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
-
-.PHONY: chaos soak
-chaos: deps
-	@$(MAKE) --no-print-directory all $(CHAOS_BINS)
-	@tests/chaos/run.sh $(BUILD)
-
-soak: deps
-	@$(MAKE) --no-print-directory all $(CHAOS_BINS)
-	@tests/chaos/run.sh $(BUILD) soak
-
-# ---- benchmarks: bench/, docs/performance.md. Not part of `make test`. ----
-#   make bench         ztask scenarios on loopback, a table (BENCH_SCALE, BENCH_RUNS, ...: bench/run.py)
-#   make bench-peers   installs gearmand, beanstalkd, redis+celery, parallel from Debian and
-#                      runs the same work on each, with ztask's ratio to each (bench/peers.py)
-# Always measured on a release build, whatever VARIANT says.
-.PHONY: bench-peers bench-progs bench-peer-progs
-
-BENCH_PROGS := $(BUILD)/bench/zt-load $(BUILD)/bench/ceiling $(BUILD)/bench/spawn-loop
-PEER_PROGS  := $(BUILD)/bench/gearman-load $(BUILD)/bench/beanstalk-load
-# Recursively expanded: libgearman may be installed by bench-peers after this file is read.
-GEARMAN_CFLAGS = $(shell pkg-config --cflags gearmand 2>/dev/null)
-GEARMAN_LIBS   = $(shell pkg-config --libs gearmand 2>/dev/null || echo -lgearman)
-
-$(BUILD)/bench/zt-load: $(call obj,bench/zt_load.c) $(COMMON_LIB)
-$(BUILD)/bench/ceiling: $(call obj,bench/ceiling.c)
-$(BUILD)/bench/spawn-loop: $(call obj,bench/spawn_loop.c)
-$(BUILD)/bench/beanstalk-load: $(call obj,bench/beanstalk_load.c)
-$(BENCH_PROGS) $(BUILD)/bench/beanstalk-load:
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
-
-$(call obj,bench/gearman_load.c): ALL_CFLAGS += $(GEARMAN_CFLAGS)
-$(BUILD)/bench/gearman-load: $(call obj,bench/gearman_load.c)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(GEARMAN_LIBS) $(LIBS)
-
-bench-progs: $(BENCH_PROGS)
-bench-peer-progs: $(PEER_PROGS)
-
-bench:
-	@$(MAKE) --no-print-directory VARIANT=release all bench-progs
-	@python3 bench/run.py --build build/release
-
-bench-peers:
-	@bench/install-peers.sh
-	@$(MAKE) --no-print-directory VARIANT=release all bench-progs bench-peer-progs
-	@python3 bench/peers.py --build build/release
+include mk/fuzz.mk mk/chaos.mk mk/bench.mk
 
 # Deployment engines (docs/deploy.md). test-swarm: the stack file on a
 # single-node Docker Swarm that the test creates and leaves
@@ -299,8 +255,11 @@ lint-deploy:
 # another python3 earlier on PATH (pyenv) may have no pyzmq.
 PYTHON_TEST ?= /usr/bin/python3
 .PHONY: test-python
-test-python: deps
-	@$(PYTHON_TEST) -c 'import zmq, pytest' 2>/dev/null || scripts/install-deps.sh --ci
+test-python:
+	@$(PYTHON_TEST) -c 'import zmq, pytest' 2>/dev/null || { echo "make test-python: $(PYTHON_TEST) lacks pyzmq or pytest (Debian: python3-zmq python3-pytest); run scripts/install-deps.sh --ci"; exit 1; }
 	@$(MAKE) --no-print-directory all
 	@cd clients/python && ZTASK_BIN_DIR=$(CURDIR)/$(BUILD)/bin PYTHONDONTWRITEBYTECODE=1 \
 	    $(PYTHON_TEST) -m pytest -p no:cacheprovider -q tests
+
+# Header dependencies of this variant's objects only.
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -35,7 +35,7 @@
 #ifndef ZTASK_E2E_HARNESS_H
 #define ZTASK_E2E_HARNESS_H
 
-#include <check.h>
+#include "../ztest.h"
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -222,16 +222,10 @@ void h_write_file(const char *path, const char *text);
 /* ---- suites ---- */
 
 /* Runs a suite in fork mode (each test in its own process) and returns
-   main's exit status. Every test case gets timeout_s (scaled). */
+   main's exit status. The suites are built by zt_case_per_test (one test
+   case per test, defined with START_TIMED_TEST(name, seconds)):
+       return h_run_suite(zt_case_per_test("e2e_basic", h_slowdown()));
+   so each test's timeout is its seconds scaled by the slowdown. */
 int h_run_suite(Suite *s);
-/* Adds a test case named name holding one test, timeout in seconds
-   (scaled by the slowdown). */
-#define H_ADD_TEST(suite, fn, timeout_s)                                   \
-    do {                                                                   \
-        TCase *tc_ = tcase_create(#fn);                                    \
-        tcase_set_timeout(tc_, (double)(timeout_s) * h_slowdown());        \
-        tcase_add_test(tc_, fn);                                           \
-        suite_add_tcase((suite), tc_);                                     \
-    } while (0)
 
 #endif

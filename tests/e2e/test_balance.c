@@ -43,7 +43,7 @@ static int s_ev_cmp(const void *a, const void *b)
     return x->delta - y->delta;   /* finishes first at the same instant */
 }
 
-START_TEST(no_thread_idles_while_a_task_waits)
+START_TIMED_TEST(no_thread_idles_while_a_task_waits, 90)
 {
     h_cluster_t *c = h_cluster_new("balance");
     h_master_start(c, 0, NULL);
@@ -143,7 +143,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("e2e_balance");
-    H_ADD_TEST(s, no_thread_idles_while_a_task_waits, 90);
-    return h_run_suite(s);
+    return h_run_suite(zt_case_per_test("e2e_balance", h_slowdown()));
 }

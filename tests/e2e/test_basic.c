@@ -15,7 +15,7 @@
 
 /* The first case reads as a usage example: master, two workers, an array
    job of 10,000 function calls, every result checked. */
-START_TEST(square_array_of_10000_tasks_gives_every_result_once)
+START_TIMED_TEST(square_array_of_10000_tasks_gives_every_result_once, 180)
 {
     h_cluster_t *c = h_cluster_new("square10k");
     h_master_start(c, 0, NULL);
@@ -82,7 +82,7 @@ END_TEST
 
 /* 200 commands, each checking its own stdin, environment, working
    directory and index, and leaving a file and output behind. */
-START_TEST(exec_tasks_get_stdin_env_cwd_and_index)
+START_TIMED_TEST(exec_tasks_get_stdin_env_cwd_and_index, 120)
 {
     h_cluster_t *c = h_cluster_new("exec200");
     h_master_start(c, 0, NULL);
@@ -156,7 +156,7 @@ START_TEST(exec_tasks_get_stdin_env_cwd_and_index)
 }
 END_TEST
 
-START_TEST(submit_wait_exits_0_when_every_task_succeeds)
+START_TIMED_TEST(submit_wait_exits_0_when_every_task_succeeds, 60)
 {
     h_cluster_t *c = h_cluster_new("submitwait");
     h_master_start(c, 0, NULL);
@@ -187,7 +187,7 @@ START_TEST(submit_wait_exits_0_when_every_task_succeeds)
 }
 END_TEST
 
-START_TEST(a_failing_task_makes_wait_exit_1_and_results_failed_lists_it)
+START_TIMED_TEST(a_failing_task_makes_wait_exit_1_and_results_failed_lists_it, 60)
 {
     h_cluster_t *c = h_cluster_new("failing");
     h_master_start(c, 0, NULL);
@@ -242,7 +242,7 @@ static int s_dead_port(int *port)
     return fd;
 }
 
-START_TEST(usage_errors_exit_2_without_contacting_a_master)
+START_TIMED_TEST(usage_errors_exit_2_without_contacting_a_master, 60)
 {
     int port;
     int fd = s_dead_port(&port);
@@ -276,7 +276,7 @@ START_TEST(usage_errors_exit_2_without_contacting_a_master)
 }
 END_TEST
 
-START_TEST(no_master_exits_3_quickly)
+START_TIMED_TEST(no_master_exits_3_quickly, 90)
 {
     int port;
     int fd = s_dead_port(&port);
@@ -300,7 +300,7 @@ START_TEST(no_master_exits_3_quickly)
 }
 END_TEST
 
-START_TEST(workers_stats_jobs_and_forget_report_the_cluster)
+START_TIMED_TEST(workers_stats_jobs_and_forget_report_the_cluster, 60)
 {
     h_cluster_t *c = h_cluster_new("clistate");
     h_master_start(c, 0, NULL);
@@ -381,7 +381,7 @@ START_TEST(workers_stats_jobs_and_forget_report_the_cluster)
 }
 END_TEST
 
-START_TEST(require_routes_tasks_to_labelled_workers_only)
+START_TIMED_TEST(require_routes_tasks_to_labelled_workers_only, 60)
 {
     h_cluster_t *c = h_cluster_new("labels");
     h_master_start(c, 0, NULL);
@@ -399,7 +399,7 @@ START_TEST(require_routes_tasks_to_labelled_workers_only)
 }
 END_TEST
 
-START_TEST(no_exec_workers_get_function_tasks_only)
+START_TIMED_TEST(no_exec_workers_get_function_tasks_only, 60)
 {
     h_cluster_t *c = h_cluster_new("noexec");
     h_master_start(c, 0, NULL);
@@ -449,7 +449,7 @@ static bool s_unrunnable_is(h_cluster_t *c, const char *want)
    commands may still join), but not in silence: stats names what it
    needs, `wait` says so, the master logs it; once such a worker comes,
    it runs. */
-START_TEST(a_command_job_with_no_worker_that_runs_commands_says_what_it_waits_for)
+START_TIMED_TEST(a_command_job_with_no_worker_that_runs_commands_says_what_it_waits_for, 90)
 {
     h_cluster_t *c = h_cluster_new("unrunnable");
     h_proc_t *m = h_master_start(c, 0, NULL);
@@ -477,7 +477,7 @@ START_TEST(a_command_job_with_no_worker_that_runs_commands_says_what_it_waits_fo
 }
 END_TEST
 
-START_TEST(higher_priority_jobs_overtake_queued_work)
+START_TIMED_TEST(higher_priority_jobs_overtake_queued_work, 60)
 {
     h_cluster_t *c = h_cluster_new("priority");
     h_master_start(c, 0, NULL);
@@ -524,7 +524,7 @@ START_TEST(higher_priority_jobs_overtake_queued_work)
 }
 END_TEST
 
-START_TEST(output_is_capped_and_made_valid_utf8)
+START_TIMED_TEST(output_is_capped_and_made_valid_utf8, 60)
 {
     h_cluster_t *c = h_cluster_new("output");
     h_master_start(c, 0, NULL);
@@ -551,7 +551,7 @@ START_TEST(output_is_capped_and_made_valid_utf8)
 }
 END_TEST
 
-START_TEST(logs_follow_a_running_task_to_its_end)
+START_TIMED_TEST(logs_follow_a_running_task_to_its_end, 60)
 {
     h_cluster_t *c = h_cluster_new("logsf");
     h_master_start(c, 0, NULL);
@@ -591,7 +591,7 @@ START_TEST(logs_follow_a_running_task_to_its_end)
 }
 END_TEST
 
-START_TEST(drain_by_cli_lets_a_worker_finish_and_leave)
+START_TIMED_TEST(drain_by_cli_lets_a_worker_finish_and_leave, 60)
 {
     h_cluster_t *c = h_cluster_new("clidrain");
     h_master_start(c, 0, NULL);
@@ -622,20 +622,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("e2e_basic");
-    H_ADD_TEST(s, square_array_of_10000_tasks_gives_every_result_once, 180);
-    H_ADD_TEST(s, exec_tasks_get_stdin_env_cwd_and_index, 120);
-    H_ADD_TEST(s, submit_wait_exits_0_when_every_task_succeeds, 60);
-    H_ADD_TEST(s, a_failing_task_makes_wait_exit_1_and_results_failed_lists_it, 60);
-    H_ADD_TEST(s, usage_errors_exit_2_without_contacting_a_master, 60);
-    H_ADD_TEST(s, no_master_exits_3_quickly, 90);
-    H_ADD_TEST(s, workers_stats_jobs_and_forget_report_the_cluster, 60);
-    H_ADD_TEST(s, require_routes_tasks_to_labelled_workers_only, 60);
-    H_ADD_TEST(s, no_exec_workers_get_function_tasks_only, 60);
-    H_ADD_TEST(s, a_command_job_with_no_worker_that_runs_commands_says_what_it_waits_for, 90);
-    H_ADD_TEST(s, higher_priority_jobs_overtake_queued_work, 60);
-    H_ADD_TEST(s, output_is_capped_and_made_valid_utf8, 60);
-    H_ADD_TEST(s, logs_follow_a_running_task_to_its_end, 60);
-    H_ADD_TEST(s, drain_by_cli_lets_a_worker_finish_and_leave, 60);
-    return h_run_suite(s);
+    return h_run_suite(zt_case_per_test("e2e_basic", h_slowdown()));
 }

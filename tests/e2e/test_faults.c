@@ -52,7 +52,7 @@ static void s_expect_all_done(h_cluster_t *c, int64_t job, int n)
     cJSON_Delete(st);
 }
 
-START_TEST(timeout_kills_the_task_and_its_whole_process_group)
+START_TIMED_TEST(timeout_kills_the_task_and_its_whole_process_group, 60)
 {
     h_cluster_t *c = h_cluster_new("timeout");
     h_master_start(c, 0, NULL);
@@ -89,7 +89,7 @@ START_TEST(timeout_kills_the_task_and_its_whole_process_group)
 }
 END_TEST
 
-START_TEST(a_retried_task_succeeds_on_its_second_attempt)
+START_TIMED_TEST(a_retried_task_succeeds_on_its_second_attempt, 90)
 {
     h_cluster_t *c = h_cluster_new("retry");
     h_master_start(c, 0, NULL);
@@ -131,7 +131,7 @@ static int s_count_pid_files(h_cluster_t *c, int n)
     return count;
 }
 
-START_TEST(cancel_stops_running_tasks_and_queued_ones_never_start)
+START_TIMED_TEST(cancel_stops_running_tasks_and_queued_ones_never_start, 90)
 {
     h_cluster_t *c = h_cluster_new("cancel");
     h_master_start(c, 0, NULL);
@@ -199,7 +199,7 @@ START_TEST(cancel_stops_running_tasks_and_queued_ones_never_start)
 }
 END_TEST
 
-START_TEST(kill_9_of_a_worker_loses_no_task)
+START_TIMED_TEST(kill_9_of_a_worker_loses_no_task, 120)
 {
     h_cluster_t *c = h_cluster_new("killworker");
     h_master_start(c, 0, FAST_HEARTBEAT, NULL);
@@ -231,7 +231,7 @@ START_TEST(kill_9_of_a_worker_loses_no_task)
 }
 END_TEST
 
-START_TEST(kill_9_of_the_master_and_restart_loses_no_task)
+START_TIMED_TEST(kill_9_of_the_master_and_restart_loses_no_task, 120)
 {
     h_cluster_t *c = h_cluster_new("killmaster");
     /* A fixed base port below the ephemeral range: the restarted master
@@ -271,7 +271,7 @@ END_TEST
    while (ASSIGN_WRITE_MS, 1 s): a task sent just before a crash is found
    queued after the restart. Its worker claims it in its hello all the
    same, and it runs once, not twice. */
-START_TEST(a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once)
+START_TIMED_TEST(a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once, 90)
 {
     h_cluster_t *c = h_cluster_new("claimfresh");
     int port = h_free_base_port();
@@ -313,7 +313,7 @@ START_TEST(a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once)
 }
 END_TEST
 
-START_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes)
+START_TIMED_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120)
 {
     h_cluster_t *c = h_cluster_new("drain");
     h_master_start(c, 0, FAST_HEARTBEAT, NULL);
@@ -349,7 +349,7 @@ START_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes)
 }
 END_TEST
 
-START_TEST(a_second_sigterm_kills_the_running_tasks)
+START_TIMED_TEST(a_second_sigterm_kills_the_running_tasks, 60)
 {
     h_cluster_t *c = h_cluster_new("sigterm2");
     h_master_start(c, 0, FAST_HEARTBEAT, NULL);
@@ -390,14 +390,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("e2e_faults");
-    H_ADD_TEST(s, timeout_kills_the_task_and_its_whole_process_group, 60);
-    H_ADD_TEST(s, a_retried_task_succeeds_on_its_second_attempt, 90);
-    H_ADD_TEST(s, cancel_stops_running_tasks_and_queued_ones_never_start, 90);
-    H_ADD_TEST(s, kill_9_of_a_worker_loses_no_task, 120);
-    H_ADD_TEST(s, kill_9_of_the_master_and_restart_loses_no_task, 120);
-    H_ADD_TEST(s, a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once, 90);
-    H_ADD_TEST(s, a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120);
-    H_ADD_TEST(s, a_second_sigterm_kills_the_running_tasks, 60);
-    return h_run_suite(s);
+    return h_run_suite(zt_case_per_test("e2e_faults", h_slowdown()));
 }

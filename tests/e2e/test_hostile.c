@@ -692,7 +692,7 @@ static void s_oversize(hx_t *x, h_cluster_t *c)
     x->sent += 2;
 }
 
-START_TEST(a_barrage_of_malformed_messages_leaves_the_master_serving)
+START_TIMED_TEST(a_barrage_of_malformed_messages_leaves_the_master_serving, 120)
 {
     h_cluster_t *c = h_cluster_new("hostile");
     h_master_start(c, 0, NULL);
@@ -773,7 +773,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("e2e_hostile");
-    H_ADD_TEST(s, a_barrage_of_malformed_messages_leaves_the_master_serving, 120);
-    return h_run_suite(s);
+    return h_run_suite(zt_case_per_test("e2e_hostile", h_slowdown()));
 }

@@ -23,7 +23,7 @@ static cJSON *s_only_result(h_cluster_t *c, int64_t job)
     return res;
 }
 
-START_TEST(plugin_functions_run_on_a_worker_that_loaded_them)
+START_TIMED_TEST(plugin_functions_run_on_a_worker_that_loaded_them, 90)
 {
     h_cluster_t *c = h_cluster_new("plugin");
     h_master_start(c, 0, NULL);
@@ -79,7 +79,7 @@ START_TEST(plugin_functions_run_on_a_worker_that_loaded_them)
 }
 END_TEST
 
-START_TEST(a_worker_without_the_plugin_fails_its_tasks_with_a_clear_error)
+START_TIMED_TEST(a_worker_without_the_plugin_fails_its_tasks_with_a_clear_error, 60)
 {
     h_cluster_t *c = h_cluster_new("noplugin");
     h_master_start(c, 0, NULL);
@@ -97,7 +97,7 @@ START_TEST(a_worker_without_the_plugin_fails_its_tasks_with_a_clear_error)
 }
 END_TEST
 
-START_TEST(a_plugin_that_cannot_load_stops_the_worker)
+START_TIMED_TEST(a_plugin_that_cannot_load_stops_the_worker, 60)
 {
     h_cluster_t *c = h_cluster_new("badplugin");
     h_master_start(c, 0, NULL);
@@ -114,9 +114,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("e2e_plugin");
-    H_ADD_TEST(s, plugin_functions_run_on_a_worker_that_loaded_them, 90);
-    H_ADD_TEST(s, a_worker_without_the_plugin_fails_its_tasks_with_a_clear_error, 60);
-    H_ADD_TEST(s, a_plugin_that_cannot_load_stops_the_worker, 60);
-    return h_run_suite(s);
+    return h_run_suite(zt_case_per_test("e2e_plugin", h_slowdown()));
 }

@@ -4,7 +4,7 @@
 #include "../../common/util.h"
 #include "../../worker/allow.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,19 +153,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("allow");
-    TCase *tc = tcase_create("allow");
-    tcase_add_test(tc, a_worker_runs_only_the_listed_programs);
-    tcase_add_test(tc, paths_match_exactly);
-    tcase_add_test(tc, shell_tasks_need_bin_sh);
-    tcase_add_test(tc, env_that_could_redirect_or_inject_is_refused);
-    tcase_add_test(tc, no_list_allows_everything);
-    tcase_add_test(tc, bad_lists_are_refused);
-    tcase_add_test(tc, hostile_program_names_make_a_short_printable_reason);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "allow", .tcase = "allow" });
 }

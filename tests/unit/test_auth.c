@@ -8,7 +8,7 @@
 #include "../../master/master.h"
 #include "../../proto/proto.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,17 +384,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("auth");
-    TCase *tc = tcase_create("roles");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, clients_and_workers_keep_to_their_roles);
-    tcase_add_test(tc, a_worker_key_drains_only_its_own_worker_and_cannot_take_over_another);
-    tcase_add_test(tc, a_task_pipe_admits_only_the_key_that_registered_it);
-    tcase_add_test(tc, reports_count_only_from_the_key_that_registered_the_worker);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "auth", .tcase = "roles", .timeout_s = 30 });
 }

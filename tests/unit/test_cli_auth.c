@@ -10,7 +10,7 @@
 #include "../../common/util.h"
 #include "../../common/zmqx.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -314,21 +314,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_auth");
-    TCase *tc = tcase_create("curve");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, a_listed_key_gets_its_reply);
-    tcase_add_test(tc, an_unlisted_key_fails_at_once);
-    tcase_add_test(tc, no_keys_against_a_curve_master_fails_at_once);
-    tcase_add_test(tc, a_wrong_master_key_fails_at_once);
-    tcase_add_test(tc, keys_against_a_plain_master_fail_at_once);
-    tcase_add_test(tc, an_auth_error_reply_is_an_authentication_failure);
-    tcase_add_test(tc, a_plain_client_and_master_need_no_keys);
-    tcase_add_test(tc, bad_keys_are_refused_before_any_socket);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_auth", .tcase = "curve", .timeout_s = 30 });
 }

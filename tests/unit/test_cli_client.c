@@ -7,7 +7,7 @@
 #include "../../common/util.h"
 #include "../../common/zmqx.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -478,23 +478,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_client");
-    TCase *tc = tcase_create("client");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, a_request_gets_its_reply);
-    tcase_add_test(tc, error_replies_become_exit_4_or_6_with_the_message);
-    tcase_add_test(tc, no_master_means_exit_3_after_the_timeout);
-    tcase_add_test(tc, a_late_reply_is_never_taken_for_the_next_request);
-    tcase_add_test(tc, a_read_only_request_is_resent_inside_its_timeout);
-    tcase_add_test(tc, a_changing_request_is_sent_once);
-    tcase_add_test(tc, an_interrupt_ends_the_wait_with_exit_130);
-    tcase_add_test(tc, exit_codes_map_outcomes);
-    tcase_add_test(tc, task_references_and_numbers_parse_strictly);
-    tcase_add_test(tc, option_errors_are_one_line_with_a_hint);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_client", .tcase = "client", .timeout_s = 30 });
 }

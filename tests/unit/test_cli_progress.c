@@ -4,7 +4,7 @@
 #include "../../cli/fmt.h"
 #include "../../cli/progress.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,20 +185,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_progress");
-    TCase *tc = tcase_create("progress");
-    tcase_add_test(tc, the_bar_shows_progress_counts_rate_and_eta);
-    tcase_add_test(tc, the_bar_never_reaches_the_last_column);
-    tcase_add_test(tc, the_bar_handles_empty_full_open_and_cancelled_jobs);
-    tcase_add_test(tc, the_plain_line_and_summary_read_as_documented);
-    tcase_add_test(tc, durations_and_clocks_format);
-    tcase_add_test(tc, the_rate_follows_the_recent_window);
-    tcase_add_test(tc, table_cells_are_printable_and_cut_at_characters);
-    tcase_add_test(tc, ages_read_naturally);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_progress", .tcase = "progress" });
 }

@@ -2,7 +2,7 @@
    lazily; every malformed form is refused with a reason. */
 #include "../../cli/range.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,19 +185,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_range");
-    TCase *tc = tcase_create("range");
-    tcase_add_test(tc, a_mixed_spec_yields_its_indices_in_order);
-    tcase_add_test(tc, every_form_parses);
-    tcase_add_test(tc, spaces_around_elements_are_allowed);
-    tcase_add_test(tc, malformed_specs_are_refused_with_a_reason);
-    tcase_add_test(tc, huge_ranges_are_counted_without_being_expanded);
-    tcase_add_test(tc, walking_near_the_largest_index_does_not_overflow);
-    tcase_add_test(tc, a_million_indices_walk_in_order);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_range", .tcase = "range" });
 }

@@ -8,7 +8,7 @@
 #include "../../cli/tmpl.h"
 #include "../../common/util.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -675,34 +675,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("cli_submit");
-    TCase *tc = tcase_create("submit");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, an_array_template_fills_in_the_index);
-    tcase_add_test(tc, subst_replaces_every_placeholder_once);
-    tcase_add_test(tc, a_template_without_placeholder_only_sets_the_index);
-    tcase_add_test(tc, shell_strings_take_the_value_verbatim);
-    tcase_add_test(tc, each_appends_the_line_when_the_command_has_no_placeholder);
-    tcase_add_test(tc, fn_args_are_substituted_as_json_strings);
-    tcase_add_test(tc, fn_without_args_gets_the_line_as_args);
-    tcase_add_test(tc, a_template_the_master_would_refuse_is_refused_up_front);
-    tcase_add_test(tc, task_options_override_and_merge);
-    tcase_add_test(tc, each_makes_one_task_per_non_blank_line_indexed_by_line_number);
-    tcase_add_test(tc, each_refuses_a_bad_line_with_its_number_before_anything_is_made);
-    tcase_add_test(tc, each_reads_stdin_through_a_temporary_copy);
-    tcase_add_test(tc, jsonl_errors_name_the_file_and_line);
-    tcase_add_test(tc, jsonl_specs_come_out_with_the_options_applied);
-    tcase_add_test(tc, jsonl_lines_are_checked_with_the_options_applied);
-    tcase_add_test(tc, batches_split_at_the_spec_limit_with_more_on_all_but_the_last);
-    tcase_add_test(tc, batches_split_at_the_byte_limit);
-    tcase_add_test(tc, a_spec_larger_than_a_batch_travels_alone);
-    tcase_add_test(tc, a_refused_batch_stops_the_run_and_says_how_far_it_got);
-    tcase_add_test(tc, an_empty_input_submits_nothing);
-    tcase_add_test(tc, a_million_tasks_stream_in_bounded_batches);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "cli_submit", .tcase = "submit", .timeout_s = 60 });
 }

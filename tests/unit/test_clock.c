@@ -2,7 +2,7 @@
    which commands (exec.c) and functions (fn.c) both go through. */
 #include "../../common/clock.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,15 +42,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("clock");
-    TCase *tc = tcase_create("clock");
-    tcase_add_test(tc, a_timeout_becomes_a_deadline_rounded_up_to_the_millisecond);
-    tcase_add_test(tc, no_timeout_means_no_deadline);
-    tcase_add_test(tc, huge_timeouts_are_clamped_far_from_overflow);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "clock", .tcase = "clock" });
 }

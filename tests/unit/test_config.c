@@ -4,7 +4,7 @@
 #include "../../common/config.h"
 #include "../../common/util.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,24 +371,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("config");
-    TCase *tc = tcase_create("config");
-    tcase_add_test(tc, a_config_file_reads_as_its_settings);
-    tcase_add_test(tc, hash_and_equals_inside_a_value_are_kept);
-    tcase_add_test(tc, crlf_and_a_missing_final_newline_are_fine);
-    tcase_add_test(tc, errors_name_the_file_and_line);
-    tcase_add_test(tc, a_nul_byte_is_an_error_not_an_end);
-    tcase_add_test(tc, every_documented_key_is_known);
-    tcase_add_test(tc, relative_paths_are_relative_to_the_file);
-    tcase_add_test(tc, flag_beats_env_beats_file_beats_default);
-    tcase_add_test(tc, messages_name_where_a_setting_came_from);
-    tcase_add_test(tc, curve_keys_are_picked_as_a_pair);
-    tcase_add_test(tc, the_file_is_found_in_order);
-    tcase_add_test(tc, a_file_too_large_or_missing_is_refused);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "config", .tcase = "config" });
 }

@@ -8,7 +8,7 @@
 #include "../../common/util.h"
 #include "../../common/zmqx.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -326,20 +326,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("connector");
-    TCase *tc = tcase_create("connector");
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, a_reply_ends_the_wait_and_is_read_from_the_socket);
-    tcase_add_test(tc, a_closed_port_is_unreachable_at_the_deadline);
-    tcase_add_test(tc, a_silent_peer_is_a_timeout_on_a_connection);
-    tcase_add_test(tc, a_key_the_server_refuses_fails_the_handshake_at_once);
-    tcase_add_test(tc, a_server_with_another_key_fails_the_handshake_at_once);
-    tcase_add_test(tc, the_interrupt_callback_is_asked_at_every_wakeup);
-    tcase_add_test(tc, addresses_are_checked_and_written_for_messages_and_endpoints);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "connector", .tcase = "connector", .timeout_s = 30 });
 }

@@ -13,7 +13,7 @@
 #include "../../common/clock.h"
 #include "../../common/util.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -90,6 +90,63 @@ static void s_teardown(void)
     clock_wall_offset_set(0);
 }
 
+/* One command and what its run must give: most tests below are one such
+   row. The status, exit code, signal and error are always checked (an
+   unset error must be NULL); stdout and stderr when given. */
+#define NO_EXIT_CODE (-1)   /* killed, or never started */
+typedef struct {
+    char *argv[8];            /* NULL-terminated; unused when shell is set */
+    const char *shell;
+    const char *stdin_data;   /* NULL: no stdin */
+    const char *cwd;
+    proto_state_t status;
+    int exit_code;            /* NO_EXIT_CODE: has_exit_code must be false */
+    int signal;
+    const char *out, *err;    /* NULL: not checked */
+    const char *error;
+} exec_case_t;
+
+/* Runs c's command and checks the result against it. */
+static void s_expect_run(const exec_case_t *c)
+{
+    proto_spec_t spec = s_spec();
+    int argc = 0;
+    while (c->argv[argc])
+        argc++;
+    if (c->shell) {
+        spec.shell = (char *) c->shell;
+    } else {
+        spec.argv = (char **) c->argv;
+        spec.argc = argc;
+    }
+    if (c->stdin_data) {
+        spec.stdin_data = (char *) c->stdin_data;
+        spec.stdin_len = strlen(c->stdin_data);
+    }
+    spec.cwd = (char *) c->cwd;
+    const char *what = c->shell ? c->shell : c->argv[0];
+    proto_result_t *res = s_run(&spec);
+    ck_assert_msg(res->status == c->status, "%s: status %d, want %d (error %s)", what,
+                  (int) res->status, (int) c->status, res->error ? res->error : "-");
+    if (c->exit_code == NO_EXIT_CODE) {
+        ck_assert_msg(!res->has_exit_code, "%s: has an exit code (%d)", what, res->exit_code);
+    } else {
+        ck_assert_msg(res->has_exit_code, "%s: no exit code", what);
+        ck_assert_int_eq(res->exit_code, c->exit_code);
+    }
+    ck_assert_int_eq(res->signal, c->signal);
+    ck_assert(!res->timed_out);
+    if (c->out)
+        ck_assert_str_eq(res->stdout_data, c->out);
+    if (c->err)
+        ck_assert_str_eq(res->stderr_data, c->err);
+    if (c->error)
+        ck_assert_str_eq(res->error, c->error);
+    else
+        ck_assert_ptr_null(res->error);
+    proto_result_destroy(&res);
+}
+
 /* ---- forms, exit codes, signals ----------------------------------------- */
 
 START_TEST(runs_a_command_and_captures_its_output)
@@ -122,39 +179,25 @@ END_TEST
 
 START_TEST(shell_form_runs_through_sh_and_reports_its_exit_status)
 {
-    proto_result_t *res = s_run_shell("echo out; echo err >&2; exit 3");
-    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
-    ck_assert(res->has_exit_code);
-    ck_assert_int_eq(res->exit_code, 3);
-    ck_assert_str_eq(res->stdout_data, "out\n");
-    ck_assert_str_eq(res->stderr_data, "err\n");
-    ck_assert_str_eq(res->error, "exited with status 3");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){ .shell = "echo out; echo err >&2; exit 3",
+                                 .status = PROTO_ST_FAILED, .exit_code = 3,
+                                 .out = "out\n", .err = "err\n",
+                                 .error = "exited with status 3" });
 }
 END_TEST
 
 START_TEST(argv_is_passed_verbatim_without_a_shell)
 {
-    char *argv[] = {"printf", "[%s]", "a b", "$HOME", "*", NULL};
-    proto_spec_t spec = s_spec();
-    spec.argv = argv;
-    spec.argc = 5;
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_DONE);
-    ck_assert_str_eq(res->stdout_data, "[a b][$HOME][*]");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){ .argv = { "printf", "[%s]", "a b", "$HOME", "*" },
+                                 .status = PROTO_ST_DONE, .out = "[a b][$HOME][*]" });
 }
 END_TEST
 
 START_TEST(death_by_signal_is_reported_with_its_name)
 {
-    proto_result_t *res = s_run_shell("kill -9 $$");
-    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
-    ck_assert(!res->has_exit_code);
-    ck_assert_int_eq(res->signal, 9);
-    ck_assert(!res->timed_out);
-    ck_assert_str_eq(res->error, "killed by signal 9 (Killed)");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){ .shell = "kill -9 $$", .status = PROTO_ST_FAILED,
+                                 .exit_code = NO_EXIT_CODE, .signal = 9,
+                                 .error = "killed by signal 9 (Killed)" });
 }
 END_TEST
 
@@ -223,30 +266,15 @@ END_TEST
 
 START_TEST(stdin_data_is_fed_to_the_child)
 {
-    char *argv[] = {"cat", NULL};
-    proto_spec_t spec = s_spec();
-    spec.argv = argv;
-    spec.argc = 1;
-    spec.stdin_data = "line one\nline two\n";
-    spec.stdin_len = strlen(spec.stdin_data);
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_DONE);
-    ck_assert_str_eq(res->stdout_data, "line one\nline two\n");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){ .argv = { "cat" }, .stdin_data = "line one\nline two\n",
+                                 .status = PROTO_ST_DONE, .out = "line one\nline two\n" });
 }
 END_TEST
 
 START_TEST(absent_stdin_reads_as_empty)
 {
     /* cat would wait forever on an inherited terminal or pipe. */
-    char *argv[] = {"cat", NULL};
-    proto_spec_t spec = s_spec();
-    spec.argv = argv;
-    spec.argc = 1;
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_DONE);
-    ck_assert_str_eq(res->stdout_data, "");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){ .argv = { "cat" }, .status = PROTO_ST_DONE, .out = "" });
 }
 END_TEST
 
@@ -362,46 +390,26 @@ END_TEST
 
 START_TEST(cwd_is_where_the_child_runs)
 {
-    char *argv[] = {"pwd", NULL};
-    proto_spec_t spec = s_spec();
-    spec.argv = argv;
-    spec.argc = 1;
-    spec.cwd = "/usr/share";
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_DONE);
-    ck_assert_str_eq(res->stdout_data, "/usr/share\n");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){ .argv = { "pwd" }, .cwd = "/usr/share",
+                                 .status = PROTO_ST_DONE, .out = "/usr/share\n" });
 }
 END_TEST
 
 START_TEST(bad_cwd_fails_with_a_clear_error)
 {
-    char *argv[] = {"pwd", NULL};
-    proto_spec_t spec = s_spec();
-    spec.argv = argv;
-    spec.argc = 1;
-    spec.cwd = "/nonexistent/zt-dir";
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
-    ck_assert(!res->has_exit_code);
-    ck_assert_str_eq(res->error, "cannot chdir to '/nonexistent/zt-dir': No such file or directory");
-    ck_assert_str_eq(res->stdout_data, "");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){
+        .argv = { "pwd" }, .cwd = "/nonexistent/zt-dir", .status = PROTO_ST_FAILED,
+        .exit_code = NO_EXIT_CODE, .out = "",
+        .error = "cannot chdir to '/nonexistent/zt-dir': No such file or directory" });
     s_assert_no_children();
 }
 END_TEST
 
 START_TEST(missing_program_fails_with_a_clear_error)
 {
-    char *argv[] = {"zt-no-such-program", NULL};
-    proto_spec_t spec = s_spec();
-    spec.argv = argv;
-    spec.argc = 1;
-    proto_result_t *res = s_run(&spec);
-    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
-    ck_assert(!res->has_exit_code);
-    ck_assert_str_eq(res->error, "cannot execute 'zt-no-such-program': No such file or directory");
-    proto_result_destroy(&res);
+    s_expect_run(&(exec_case_t){
+        .argv = { "zt-no-such-program" }, .status = PROTO_ST_FAILED, .exit_code = NO_EXIT_CODE,
+        .error = "cannot execute 'zt-no-such-program': No such file or directory" });
 
     /* Exists but has no execute bit (even root may not run it). */
     char plain[] = "/tmp/zt-exec-plain-XXXXXX";
@@ -409,15 +417,11 @@ START_TEST(missing_program_fails_with_a_clear_error)
     ck_assert_int_ge(fd, 0);
     close(fd);
     ck_assert_int_eq(chmod(plain, 0644), 0);
-    char *argv2[] = {plain, NULL};
-    spec.argv = argv2;
-    res = s_run(&spec);
-    unlink(plain);
-    ck_assert_int_eq(res->status, PROTO_ST_FAILED);
     char *want = xasprintf("cannot execute '%s': Permission denied", plain);
-    ck_assert_str_eq(res->error, want);
+    s_expect_run(&(exec_case_t){ .argv = { plain }, .status = PROTO_ST_FAILED,
+                                 .exit_code = NO_EXIT_CODE, .error = want });
+    unlink(plain);
     free(want);
-    proto_result_destroy(&res);
     s_assert_no_children();
 }
 END_TEST
@@ -924,54 +928,11 @@ START_TEST(concurrent_runs_get_their_own_outputs)
 }
 END_TEST
 
-static Suite *exec_suite(void)
-{
-    Suite *s = suite_create("exec");
-    TCase *tc = tcase_create("exec");
-    /* Real processes; valgrind on the test binary slows the parent. */
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, NULL, s_teardown);
-    tcase_add_test(tc, runs_a_command_and_captures_its_output);
-    tcase_add_test(tc, shell_form_runs_through_sh_and_reports_its_exit_status);
-    tcase_add_test(tc, argv_is_passed_verbatim_without_a_shell);
-    tcase_add_test(tc, death_by_signal_is_reported_with_its_name);
-    tcase_add_test(tc, child_runs_in_its_own_process_group);
-    tcase_add_test(tc, child_starts_with_default_signal_dispositions_and_empty_mask);
-    tcase_add_test(tc, stdin_data_is_fed_to_the_child);
-    tcase_add_test(tc, absent_stdin_reads_as_empty);
-    tcase_add_test(tc, large_stdin_and_large_output_do_not_deadlock);
-    tcase_add_test(tc, child_that_stops_reading_stdin_does_not_hurt_the_runner);
-    tcase_add_test(tc, environment_is_inherited_overridden_and_tagged);
-    tcase_add_test(tc, program_is_found_on_the_path_given_in_the_spec_env);
-    tcase_add_test(tc, cwd_is_where_the_child_runs);
-    tcase_add_test(tc, bad_cwd_fails_with_a_clear_error);
-    tcase_add_test(tc, missing_program_fails_with_a_clear_error);
-    tcase_add_test(tc, non_command_specs_are_refused);
-    tcase_add_test(tc, output_beyond_the_cap_is_dropped_and_marked_truncated);
-    tcase_add_test(tc, invalid_utf8_output_is_repaired);
-    tcase_add_test(tc, on_output_receives_the_bytes_coalesced);
-    tcase_add_test(tc, on_output_chunks_do_not_split_a_character);
-    tcase_add_test(tc, timeout_kills_the_whole_process_group_promptly);
-    tcase_add_test(tc, wall_clock_jumps_neither_time_out_a_command_early_nor_late);
-    tcase_add_test(tc, child_ignoring_sigterm_is_killed_after_the_grace);
-    tcase_add_test(tc, cancel_from_another_thread_stops_the_task);
-    tcase_add_test(tc, cancel_before_start_runs_nothing);
-    tcase_add_test(tc, grandchild_holding_stdout_does_not_hang_the_runner);
-    tcase_add_test(tc, child_that_closes_its_output_is_still_awaited_and_timed);
-    tcase_add_test(tc, output_held_outside_the_group_is_abandoned_not_awaited);
-    tcase_add_test(tc, child_inherits_no_descriptor_but_0_1_2);
-    tcase_add_test(tc, one_kit_serves_many_runs);
-    tcase_add_test(tc, no_zombie_is_left_after_any_ending);
-    tcase_add_test(tc, concurrent_runs_get_their_own_outputs);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(exec_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    /* Real processes; valgrind on the test binary slows the parent. */
+    return zt_run(&(zt_suite_t){ .suite = "exec",
+                                 .tcase = "exec",
+                                 .timeout_s = 60,
+                                 .teardown = s_teardown });
 }

@@ -4,7 +4,7 @@
 #include "../../common/clock.h"
 #include "../../worker/fn_builtins.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -70,6 +70,33 @@ static proto_result_t s_run(const fn_registry_t *reg, const char *fn, const char
         ck_assert_str_eq((res).error, msg);                                  \
     } while (0)
 
+/* One call of a built-in and what it must give: its result when DONE, its
+   error when FAILED. */
+typedef struct {
+    const char *args;
+    proto_state_t status;
+    const char *want;
+} fn_case_t;
+
+/* Runs fn on reg once per case and checks each outcome. */
+static void s_expect_cases(const fn_registry_t *reg, const char *fn, const fn_case_t *cases,
+                           size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const fn_case_t *c = &cases[i];
+        proto_result_t res = s_run(reg, fn, c->args);
+        const char *args = c->args ? c->args : "(none)";
+        ck_assert_msg(res.status == c->status, "%s %s: status %d, want %d (error %s)", fn, args,
+                      (int) res.status, (int) c->status, res.error ? res.error : "-");
+        const char *got = c->status == PROTO_ST_DONE ? res.result_json : res.error;
+        const char *other = c->status == PROTO_ST_DONE ? res.error : res.result_json;
+        ck_assert_msg(got && strcmp(got, c->want) == 0, "%s %s: got %s, want %s", fn, args,
+                      got ? got : "NULL", c->want);
+        ck_assert_msg(other == NULL, "%s %s: both a result and an error", fn, args);
+        s_clear(&res);
+    }
+}
+
 /* ---- built-ins --------------------------------------------------------- */
 
 START_TEST(square_of_args_n_runs_as_a_task)
@@ -97,52 +124,44 @@ END_TEST
 
 START_TEST(noop_gives_a_null_result)
 {
+    static const fn_case_t cases[] = {
+        { NULL, PROTO_ST_DONE, "null" },
+        { "{\"ignored\":1}", PROTO_ST_DONE, "null" },
+    };
     fn_registry_t *reg = fn_registry_new();
-    proto_result_t res = s_run(reg, "noop", NULL);
-    ck_done(res, "null");
-    s_clear(&res);
-    res = s_run(reg, "noop", "{\"ignored\":1}");
-    ck_done(res, "null");
-    s_clear(&res);
+    s_expect_cases(reg, "noop", cases, sizeof cases / sizeof *cases);
     fn_registry_destroy(&reg);
 }
 END_TEST
 
 START_TEST(echo_returns_its_args)
 {
+    static const fn_case_t cases[] = {
+        { "{\"a\":[1,2.5,\"x\"],\"b\":{\"c\":null}}", PROTO_ST_DONE,
+          "{\"a\":[1,2.5,\"x\"],\"b\":{\"c\":null}}" },
+        { NULL, PROTO_ST_DONE, "null" },
+        { "\"h\\u00e9\"", PROTO_ST_DONE, "\"h\xc3\xa9\"" },   /* re-printed compact, as UTF-8 */
+    };
     fn_registry_t *reg = fn_registry_new();
-    proto_result_t res = s_run(reg, "echo", "{\"a\":[1,2.5,\"x\"],\"b\":{\"c\":null}}");
-    ck_done(res, "{\"a\":[1,2.5,\"x\"],\"b\":{\"c\":null}}");
-    s_clear(&res);
-    res = s_run(reg, "echo", NULL);
-    ck_done(res, "null");
-    s_clear(&res);
-    res = s_run(reg, "echo", "\"h\\u00e9\"");
-    ck_done(res, "\"h\xc3\xa9\"");  /* re-printed compact, as UTF-8 */
-    s_clear(&res);
+    s_expect_cases(reg, "echo", cases, sizeof cases / sizeof *cases);
     fn_registry_destroy(&reg);
 }
 END_TEST
 
 START_TEST(square_handles_integers_floats_and_the_index)
 {
+    static const fn_case_t cases[] = {
+        { "{\"n\":-4}", PROTO_ST_DONE, "16" },
+        { "{\"n\":2.5}", PROTO_ST_DONE, "6.25" },
+        { "3", PROTO_ST_DONE, "9" },
+        /* Exact as long as a JSON number (a double, in cJSON and so in every
+           ztask program) holds the square exactly: below 2^53. */
+        { "{\"n\":94906265}", PROTO_ST_DONE, "9007199136250225" },
+    };
     fn_registry_t *reg = fn_registry_new();
-    proto_result_t res = s_run(reg, "square", "{\"n\":-4}");
-    ck_done(res, "16");
-    s_clear(&res);
-    res = s_run(reg, "square", "{\"n\":2.5}");
-    ck_done(res, "6.25");
-    s_clear(&res);
-    res = s_run(reg, "square", "3");
-    ck_done(res, "9");
-    s_clear(&res);
-    /* Exact as long as a JSON number (a double, in cJSON and so in every
-       ztask program) holds the square exactly: below 2^53. */
-    res = s_run(reg, "square", "{\"n\":94906265}");
-    ck_done(res, "9007199136250225");
-    s_clear(&res);
+    s_expect_cases(reg, "square", cases, sizeof cases / sizeof *cases);
     /* Past int64 the square is computed as a double. */
-    res = s_run(reg, "square", "{\"n\":3037000500}");
+    proto_result_t res = s_run(reg, "square", "{\"n\":3037000500}");
     ck_assert_int_eq(res.status, PROTO_ST_DONE);
     cJSON *num = cJSON_Parse(res.result_json);
     ck_assert(cJSON_IsNumber(num));
@@ -167,43 +186,34 @@ END_TEST
 
 START_TEST(square_rejects_what_is_not_a_number)
 {
+    static const fn_case_t cases[] = {
+        { "{\"n\":\"3\"}", PROTO_ST_FAILED, "square: args.n must be a number" },
+        { "{\"n\":null}", PROTO_ST_FAILED, "square: args.n must be a number" },
+        { "[1]", PROTO_ST_FAILED, "square: args.n must be a number" },
+        /* no n and no index */
+        { "{}", PROTO_ST_FAILED, "square: args.n is missing and the task has no index" },
+        { "{\"n\":1e200}", PROTO_ST_FAILED, "square: n*n is too large for a JSON number" },
+    };
     fn_registry_t *reg = fn_registry_new();
-    proto_result_t res = s_run(reg, "square", "{\"n\":\"3\"}");
-    ck_failed(res, "square: args.n must be a number");
-    s_clear(&res);
-    res = s_run(reg, "square", "{\"n\":null}");
-    ck_failed(res, "square: args.n must be a number");
-    s_clear(&res);
-    res = s_run(reg, "square", "[1]");
-    ck_failed(res, "square: args.n must be a number");
-    s_clear(&res);
-    res = s_run(reg, "square", "{}");  /* no n and no index */
-    ck_failed(res, "square: args.n is missing and the task has no index");
-    s_clear(&res);
-    res = s_run(reg, "square", "{\"n\":1e200}");
-    ck_failed(res, "square: n*n is too large for a JSON number");
-    s_clear(&res);
+    s_expect_cases(reg, "square", cases, sizeof cases / sizeof *cases);
     fn_registry_destroy(&reg);
 }
 END_TEST
 
 START_TEST(fail_fails_with_its_message)
 {
+    static const fn_case_t cases[] = {
+        { "{\"message\":\"disk on fire\"}", PROTO_ST_FAILED, "disk on fire" },
+        { "{\"message\":42}", PROTO_ST_FAILED, "failed on purpose" },
+        /* Errors are made one line and valid UTF-8 (cJSON passes raw bytes). */
+        { "{\"message\":\"one\\ntwo \xff!\"}", PROTO_ST_FAILED, "one two \xef\xbf\xbd!" },
+    };
     fn_registry_t *reg = fn_registry_new();
     proto_result_t res = s_run(reg, "fail", NULL);
     ck_failed(res, "failed on purpose");
     ck_assert(!res.timed_out);
     s_clear(&res);
-    res = s_run(reg, "fail", "{\"message\":\"disk on fire\"}");
-    ck_failed(res, "disk on fire");
-    s_clear(&res);
-    res = s_run(reg, "fail", "{\"message\":42}");
-    ck_failed(res, "failed on purpose");
-    s_clear(&res);
-    /* Errors are made one line and valid UTF-8 (cJSON passes raw bytes). */
-    res = s_run(reg, "fail", "{\"message\":\"one\\ntwo \xff!\"}");
-    ck_failed(res, "one two \xef\xbf\xbd!");
-    s_clear(&res);
+    s_expect_cases(reg, "fail", cases, sizeof cases / sizeof *cases);
     fn_registry_destroy(&reg);
 }
 END_TEST
@@ -830,42 +840,10 @@ static void s_wall_clock_reset(void)
     clock_wall_offset_set(0);
 }
 
-Suite *fn_suite(void)
-{
-    Suite *s = suite_create("fn");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
-    tcase_add_test(tc, square_of_args_n_runs_as_a_task);
-    tcase_add_test(tc, noop_gives_a_null_result);
-    tcase_add_test(tc, echo_returns_its_args);
-    tcase_add_test(tc, square_handles_integers_floats_and_the_index);
-    tcase_add_test(tc, square_rejects_what_is_not_a_number);
-    tcase_add_test(tc, fail_fails_with_its_message);
-    tcase_add_test(tc, sleep_takes_seconds_or_a_bare_number);
-    tcase_add_test(tc, sleep_is_never_shorter_than_asked_even_when_interrupted);
-    tcase_add_test(tc, unknown_function_lists_what_the_worker_has);
-    tcase_add_test(tc, sleep_is_cancelled_promptly_from_another_thread);
-    tcase_add_test(tc, a_task_cancelled_before_it_starts_does_not_run);
-    tcase_add_test(tc, a_cancel_during_the_run_wins_over_a_result);
-    tcase_add_test(tc, timeout_stops_sleep_and_fails_the_task);
-    tcase_add_test(tc, wall_clock_jumps_neither_time_out_a_function_early_nor_late);
-    tcase_add_test(tc, results_are_checked_and_made_compact);
-    tcase_add_test(tc, the_function_sees_the_task_in_its_call);
-    tcase_add_test(tc, names_are_unique_and_listed_in_order);
-    tcase_add_test(tc, the_example_plugin_loads_and_its_functions_run);
-    tcase_add_test(tc, a_plugin_cannot_redefine_a_function);
-    tcase_add_test(tc, plugin_load_errors_say_what_is_wrong);
-    tcase_add_test(tc, plugins_with_a_wrong_abi_or_table_are_refused);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(fn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "fn",
+                                 .tcase = "core",
+                                 .timeout_s = 60,
+                                 .teardown = s_wall_clock_reset });
 }

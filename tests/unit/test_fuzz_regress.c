@@ -5,7 +5,7 @@
    proving them on any compiler. */
 #include "../fuzz/fuzz.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,7 +100,7 @@ START_TEST(a_refusal_message_must_be_one_line_of_utf8)
 END_TEST
 
 /* Loop test: _i is the target index. */
-START_TEST(every_seed_and_saved_crash_keeps_its_properties)
+START_LOOP_TEST(every_seed_and_saved_crash_keeps_its_properties, 0, fuzz_ntargets)
 {
     const fuzz_target_t *t = &fuzz_targets[_i];
     tally_t seeds = { 0, 0, 0 }, regress = { 0, 0, 0 };
@@ -172,25 +172,7 @@ START_TEST(every_corpus_directory_names_a_target)
 }
 END_TEST
 
-static Suite *s_suite(void)
-{
-    Suite *s = suite_create("fuzz_regress");
-    TCase *tc = tcase_create("replay");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, a_check_accepts_a_good_frame_and_refuses_a_bad_one);
-    tcase_add_test(tc, a_refusal_message_must_be_one_line_of_utf8);
-    tcase_add_loop_test(tc, every_seed_and_saved_crash_keeps_its_properties, 0, fuzz_ntargets);
-    tcase_add_test(tc, known_open_findings_still_reproduce);
-    tcase_add_test(tc, every_corpus_directory_names_a_target);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "fuzz_regress", .tcase = "replay", .timeout_s = 60 });
 }

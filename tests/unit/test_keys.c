@@ -3,7 +3,7 @@
 #include "../../common/keys.h"
 #include "../../common/util.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,20 +263,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("keys");
-    TCase *tc = tcase_create("keys");
-    tcase_add_checked_fixture(tc, s_setup, s_teardown);
-    tcase_add_test(tc, a_generated_pair_loads_back_and_makes_a_curve_pair);
-    tcase_add_test(tc, generate_never_overwrites);
-    tcase_add_test(tc, bad_names_and_directories_are_refused);
-    tcase_add_test(tc, bad_key_files_are_refused_with_the_file_name);
-    tcase_add_test(tc, a_programs_own_pair_needs_the_secret_and_a_peers_key_may_be_text);
-    tcase_add_test(tc, an_allowlist_directory_admits_its_pub_and_key_files);
-    tcase_add_test(tc, an_allowlist_file_lists_one_key_per_line);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "keys",
+                                 .tcase = "keys",
+                                 .setup = s_setup,
+                                 .teardown = s_teardown });
 }

@@ -1,7 +1,7 @@
 /* log: the rate limit on lines a peer can cause, and quoting of peer text. */
 #include "../../common/log.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,14 +40,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("log");
-    TCase *tc = tcase_create("log");
-    tcase_add_test(tc, a_flood_is_cut_to_the_limit_and_the_next_line_counts_what_was_held);
-    tcase_add_test(tc, quoting_keeps_a_peers_text_inside_its_field);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return zt_run(&(zt_suite_t){ .suite = "log", .tcase = "log" });
 }

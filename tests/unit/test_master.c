@@ -8,7 +8,7 @@
 #include "../../master/master.h"
 #include "../../proto/proto.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1090,27 +1090,8 @@ static void s_wall_clock_reset(void)
 
 int main(void)
 {
-    Suite *su = suite_create("master");
-    TCase *tc = tcase_create("master");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, NULL, s_wall_clock_reset);
-    tcase_add_test(tc, a_worker_gets_no_more_tasks_than_free_threads);
-    tcase_add_test(tc, one_slow_result_among_short_ones_keeps_a_workers_prefetch);
-    tcase_add_test(tc, a_task_not_started_within_its_lease_goes_back);
-    tcase_add_test(tc, a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate);
-    tcase_add_test(tc, malformed_requests_get_error_replies);
-    tcase_add_test(tc, keep_results_forgets_the_oldest_finished_jobs);
-    tcase_add_test(tc, batches_added_to_one_job_at_once_get_distinct_indexes);
-    tcase_add_test(tc, a_held_status_is_answered_when_its_job_finishes);
-    tcase_add_test(tc, a_held_status_is_answered_when_its_wait_is_over_or_the_master_stops);
-    tcase_add_test(tc, a_held_submit_is_answered_when_its_job_finishes);
-    tcase_add_test(tc, wall_clock_jumps_fire_no_lease_retry_or_held_request_early_and_delay_none);
-    tcase_add_test(tc, wall_clock_jumps_neither_kill_a_quiet_worker_early_nor_keep_a_silent_one);
-    tcase_add_test(tc, a_worker_declared_dead_that_comes_back_did_not_crash_its_tasks);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "master",
+                                 .tcase = "master",
+                                 .timeout_s = 60,
+                                 .teardown = s_wall_clock_reset });
 }

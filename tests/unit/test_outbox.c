@@ -7,7 +7,7 @@
 #include "../../common/zmqx.h"
 #include "../../proto/proto.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,24 +168,7 @@ START_TEST(output_sends_the_batched_starts_first)
 }
 END_TEST
 
-static Suite *outbox_suite(void)
-{
-    Suite *s = suite_create("outbox");
-    TCase *tc = tcase_create("outbox");
-    tcase_add_test(tc, results_that_may_wait_go_together_when_due);
-    tcase_add_test(tc, a_result_that_may_not_wait_takes_the_held_ones_along);
-    tcase_add_test(tc, an_idle_worker_sends_what_it_holds);
-    tcase_add_test(tc, starts_go_at_the_next_flush_even_while_results_wait);
-    tcase_add_test(tc, output_sends_the_batched_starts_first);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(outbox_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "outbox", .tcase = "outbox" });
 }

@@ -1,7 +1,7 @@
 /*  Unit tests for worker/pool: a fixed set of threads over one FIFO. */
 #include "../../worker/pool.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -506,29 +506,7 @@ START_TEST(submit_is_refused_once_stopping)
 }
 END_TEST
 
-Suite *pool_suite(void)
-{
-    Suite *s = suite_create("pool");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, runs_every_item_exactly_once);
-    tcase_add_test(tc, init_and_fini_run_once_on_each_thread);
-    tcase_add_test(tc, stats_count_queued_and_running_items);
-    tcase_add_test(tc, items_start_in_submission_order);
-    tcase_add_test(tc, destroy_discards_queued_items_on_the_owner_thread);
-    tcase_add_test(tc, every_item_is_either_run_or_discarded);
-    tcase_add_test(tc, n_threads_run_n_items_at_once);
-    tcase_add_test(tc, bad_arguments_are_refused);
-    tcase_add_test(tc, submit_is_refused_once_stopping);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(pool_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "pool", .tcase = "core", .timeout_s = 60 });
 }

@@ -10,7 +10,7 @@
 #include "../../proto/proto_text.h"
 #include "../../proto/proto_writer.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1895,93 +1895,19 @@ START_TEST(damaged_frames_are_refused_cleanly)
 }
 END_TEST
 
-/* Every START_TEST above must be registered below: a forgotten one would
-   silently never run. Reads this file from the source tree. */
-static int s_count(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, needle, strlen(needle)) == 0)
-            n++;
-    fclose(f);
-    return n;
-}
-
+/* Every test defined above is recorded (tests/ztest.h): a forgotten one
+   would silently never run. Reads this file from the source tree. */
 START_TEST(every_test_is_registered)
 {
     char path[4096];
     const char *src = getenv("ZTASK_SRC_DIR");
-    snprintf(path, sizeof path, "%s/tests/unit/test_proto.c", src ? src : ".");
-    int defined = s_count(path, "START_TEST(");
-    if (defined < 0) {
+    snprintf(path, sizeof path, "%s/" __FILE__, src ? src : ".");
+    if (zt_check_recorded(path) < 0)
         printf("SKIP: every_test_is_registered: %s not readable\n", path);
-        return;
-    }
-    int registered = s_count(path, "    tcase_add_test(");
-    ck_assert_int_eq(defined, registered);
 }
 END_TEST
 
-Suite *proto_suite(void)
-{
-    Suite *s = suite_create("proto");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, a_client_submits_a_spec_and_the_master_reads_it_back);
-    tcase_add_test(tc, spec_with_every_field_round_trips);
-    tcase_add_test(tc, fn_spec_embeds_args_as_json_not_as_a_string);
-    tcase_add_test(tc, spec_encoding_is_normalized_and_leaves_defaults_out);
-    tcase_add_test(tc, integral_numbers_are_accepted_in_any_spelling);
-    tcase_add_test(tc, spec_exec_fn_exclusivity_is_enforced);
-    tcase_add_test(tc, spec_unknown_and_duplicate_fields_are_errors);
-    tcase_add_test(tc, spec_fields_of_the_wrong_type_or_range_are_named);
-    tcase_add_test(tc, names_longer_than_the_limit_are_refused);
-    tcase_add_test(tc, text_that_is_not_one_json_object_is_refused);
-    tcase_add_test(tc, bad_utf8_and_nul_are_refused_everywhere);
-    tcase_add_test(tc, messages_over_the_size_limit_are_refused_before_parsing);
-    tcase_add_test(tc, result_with_every_field_round_trips);
-    tcase_add_test(tc, minimal_result_round_trips_with_nulls);
-    tcase_add_test(tc, timestamps_print_microseconds_and_round_trip_stably);
-    tcase_add_test(tc, encoders_never_emit_what_decoders_refuse);
-    tcase_add_test(tc, megabyte_outputs_round_trip_exactly);
-    tcase_add_test(tc, result_fields_are_validated);
-    tcase_add_test(tc, every_request_type_round_trips);
-    tcase_add_test(tc, request_envelope_errors_have_their_own_codes);
-    tcase_add_test(tc, each_channel_accepts_only_its_own_types);
-    tcase_add_test(tc, request_fields_are_validated_per_type);
-    tcase_add_test(tc, submit_batches_over_the_limit_are_too_big);
-    tcase_add_test(tc, error_replies_carry_code_and_message);
-    tcase_add_test(tc, every_reply_type_round_trips);
-    tcase_add_test(tc, reply_fields_are_validated_per_request_type);
-    tcase_add_test(tc, job_records_show_a_derived_state);
-    tcase_add_test(tc, task_records_flatten_the_result_with_nulls_when_absent);
-    tcase_add_test(tc, state_names_round_trip);
-    tcase_add_test(tc, pipe_messages_round_trip);
-    tcase_add_test(tc, pipe_fields_are_validated);
-    tcase_add_test(tc, report_messages_round_trip);
-    tcase_add_test(tc, results_reports_our_workers_send_take_the_fast_path);
-    tcase_add_test(tc, fast_path_numbers_are_strtods_doubles);
-    tcase_add_test(tc, integers_print_as_printf_does);
-    tcase_add_test(tc, tasks_messages_and_submits_take_the_fast_path);
-    tcase_add_test(tc, a_new_spec_has_the_defaults_every_decoder_starts_from);
-    tcase_add_test(tc, a_reset_result_forgets_the_last_attempt);
-    tcase_add_test(tc, a_failed_result_carries_one_line_of_utf8_and_no_value);
-    tcase_add_test(tc, report_fields_are_validated);
-    tcase_add_test(tc, damaged_frames_are_refused_cleanly);
-    tcase_add_test(tc, every_test_is_registered);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(proto_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return zt_run(&(zt_suite_t){ .suite = "proto", .tcase = "core", .timeout_s = 60 });
 }

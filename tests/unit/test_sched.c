@@ -2,7 +2,7 @@
    injected clock, lazy removal. */
 #include "../../master/sched.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,21 +200,5 @@ END_TEST
 
 int main(void)
 {
-    Suite *su = suite_create("sched");
-    TCase *tc = tcase_create("sched");
-    tcase_add_test(tc, runs_higher_priority_first_then_fifo);
-    tcase_add_test(tc, fifo_holds_for_many_tasks);
-    tcase_add_test(tc, requeue_with_backoff_waits_for_its_time);
-    tcase_add_test(tc, backoff_does_not_block_ready_tasks);
-    tcase_add_test(tc, removed_or_requeued_tasks_leave_no_ghosts);
-    tcase_add_test(tc, orphans_wait_outside_the_queue);
-    tcase_add_test(tc, only_the_callers_now_decides_when_a_retry_is_due);
-    tcase_add_test(tc, a_worker_only_gets_classes_it_accepts_in_global_order);
-    tcase_add_test(tc, suspects_are_handed_out_only_when_they_can_run_alone);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "sched", .tcase = "sched" });
 }

@@ -24,7 +24,7 @@
 #include "../../worker/fn.h"
 #include "../../worker/runner.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -930,72 +930,53 @@ END_TEST
 START_TEST(bad_configs_are_refused)
 {
     fn_registry_t *fns = fn_registry_new();
-    session_config_t cfg = {.master_host = "127.0.0.1", .master_port = 5555, .name = "x",
-                            .threads = 1, .fns = fns};
-    session_t *s = session_new(&cfg);
-    ck_assert_ptr_nonnull(s);
-    session_destroy(&s);
-    ck_assert_ptr_null(s);
-    session_destroy(&s); /* NULL is fine */
-    cfg.threads = 0;
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.threads = 1;
-    cfg.master_port = 0;
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.master_port = 5555;
-    cfg.name = "";
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.name = "x";
-    cfg.fns = NULL;
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.fns = fns;
     char pub[41], sec[41];
     ck_assert_int_eq(zmq_curve_keypair(pub, sec), 0);
-    cfg.curve_server_key = pub; /* only one of the three */
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.curve_public_key = pub;
-    cfg.curve_secret_key = "not z85";
-    ck_assert_ptr_null(session_new(&cfg));
-    cfg.curve_secret_key = sec;
-    s = session_new(&cfg);
-    ck_assert_ptr_nonnull(s);
-    session_destroy(&s);
+    /* One row per config: what it changes from a good one, and whether
+       session_new takes it. */
+    const struct {
+        const char *what;
+        int threads, port;
+        const char *name;
+        fn_registry_t *fns;
+        const char *server_key, *public_key, *secret_key;
+        bool ok;
+    } cases[] = {
+        { "a plain config", 1, 5555, "x", fns, NULL, NULL, NULL, true },
+        { "no threads", 0, 5555, "x", fns, NULL, NULL, NULL, false },
+        { "port 0", 1, 0, "x", fns, NULL, NULL, NULL, false },
+        { "an empty name", 1, 5555, "", fns, NULL, NULL, NULL, false },
+        { "no function registry", 1, 5555, "x", NULL, NULL, NULL, NULL, false },
+        { "one CURVE key of three", 1, 5555, "x", fns, pub, NULL, NULL, false },
+        { "a secret key that is not Z85", 1, 5555, "x", fns, pub, pub, "not z85", false },
+        { "all three CURVE keys", 1, 5555, "x", fns, pub, pub, sec, true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        session_config_t cfg = { .master_host = "127.0.0.1",
+                                 .master_port = cases[i].port,
+                                 .name = cases[i].name,
+                                 .threads = cases[i].threads,
+                                 .fns = cases[i].fns,
+                                 .curve_server_key = cases[i].server_key,
+                                 .curve_public_key = cases[i].public_key,
+                                 .curve_secret_key = cases[i].secret_key };
+        session_t *s = session_new(&cfg);
+        ck_assert_msg((s != NULL) == cases[i].ok, "%s: session_new %s", cases[i].what,
+                      s ? "took it" : "refused it");
+        session_destroy(&s);
+        ck_assert_ptr_null(s);
+    }
+    session_t *none = NULL;
+    session_destroy(&none); /* NULL is fine */
     fn_registry_destroy(&fns);
 }
 END_TEST
 
-static Suite *session_suite(void)
-{
-    Suite *s = suite_create("session");
-    TCase *tc = tcase_create("session");
-    tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, s_setup, s_teardown);
-    tcase_add_test(tc, registers_with_hello_then_runs_tasks_and_reports_results);
-    tcase_add_test(tc, command_output_is_streamed_live_and_captured_in_the_result);
-    tcase_add_test(tc, live_output_stops_at_the_output_cap);
-    tcase_add_test(tc, no_exec_worker_refuses_commands_in_one_batched_report);
-    tcase_add_test(tc, abort_cancels_a_running_task);
-    tcase_add_test(tc, a_queued_task_is_reported_started_once_it_runs);
-    tcase_add_test(tc, abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table);
-    tcase_add_test(tc, silent_master_is_dropped_and_hello_repeats_with_the_running_tasks);
-    tcase_add_test(tc, wall_clock_jumps_neither_drop_a_quiet_master_early_nor_keep_a_silent_one);
-    tcase_add_test(tc, results_queue_while_the_master_is_away_and_arrive_when_it_returns);
-    tcase_add_test(tc, hello_is_retried_with_backoff_until_the_master_answers);
-    tcase_add_test(tc, first_signal_drains_running_tasks_then_says_bye);
-    tcase_add_test(tc, second_signal_cancels_running_and_queued_tasks);
-    tcase_add_test(tc, signal_before_any_master_exits_without_bye);
-    tcase_add_test(tc, curve_worker_registers_once_the_master_admits_its_key);
-    tcase_add_test(tc, runner_messages_round_trip_and_reject_garbage);
-    tcase_add_test(tc, bad_configs_are_refused);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(session_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return zt_run(&(zt_suite_t){ .suite = "session",
+                                 .tcase = "session",
+                                 .timeout_s = 60,
+                                 .setup = s_setup,
+                                 .teardown = s_teardown });
 }

@@ -11,7 +11,7 @@
 */
 #include "../../master/store.h"
 
-#include <check.h>
+#include "../ztest.h"
 #include <sqlite3.h>
 
 #include <errno.h>
@@ -1441,86 +1441,27 @@ START_TEST(test_insert_rate_is_measured)
 }
 END_TEST
 
-/* Every START_TEST in this file must be added to the suite below. */
+/* Every test defined in this file is recorded (tests/ztest.h). */
 START_TEST(test_every_test_case_is_registered)
 {
     const char *src = getenv("ZTASK_SRC_DIR");
     char path[512];
-    snprintf(path, sizeof path, "%s/tests/unit/test_store.c", src && *src ? src : ".");
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    snprintf(path, sizeof path, "%s/" __FILE__, src && *src ? src : ".");
+    int defined = zt_check_recorded(path);
+    if (defined < 0) {
         printf("SKIP: test_every_test_case_is_registered: cannot read %s\n", path);
         return;
     }
-    char line[512], defined[64][96], added[64][96];
-    int nd = 0, na = 0;
-    const char *def_tag = "START" "_TEST(", *add_tag = "tcase_add" "_test(tc, ";
-    while (fgets(line, sizeof line, f)) {
-        char *p;
-        if (strncmp(line, def_tag, strlen(def_tag)) == 0 && nd < 64)
-            sscanf(line + strlen(def_tag), "%95[A-Za-z0-9_]", defined[nd++]);
-        else if ((p = strstr(line, add_tag)) != NULL && na < 64)
-            sscanf(p + strlen(add_tag), "%95[A-Za-z0-9_]", added[na++]);
-    }
-    fclose(f);
-    ck_assert_int_gt(nd, 10);
-    for (int i = 0; i < nd; i++) {
-        bool found = false;
-        for (int j = 0; j < na && !found; j++)
-            found = strcmp(defined[i], added[j]) == 0;
-        ck_assert_msg(found, "%s is not registered", defined[i]);
-    }
+    ck_assert_int_gt(defined, 10);
 }
 END_TEST
-
-static Suite *store_suite(void)
-{
-    Suite *s = suite_create("store");
-    TCase *tc = tcase_create("store");
-    /* The insert measurement takes a second or more under sanitizers. */
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_usage_submit_run_finish_and_read_back);
-    tcase_add_test(tc, test_results_page_by_id_with_after_limit_and_failed_only);
-    tcase_add_test(tc, test_requeue_puts_task_back_in_queue_keeping_attempt);
-    tcase_add_test(tc, test_cancel_queued_cancels_only_the_queued_tasks_of_the_job);
-    tcase_add_test(tc, test_duplicates_are_recorded_and_counted_without_changing_the_task);
-    tcase_add_test(tc, test_ids_are_never_reused_after_a_job_is_deleted);
-    tcase_add_test(tc, test_many_tasks_inserted_at_once);
-    tcase_add_test(tc, test_reopened_file_database_has_everything_committed);
-    tcase_add_test(tc, test_sync_modes_set_synchronous_and_files_use_wal);
-    tcase_add_test(tc, test_uncommitted_writes_are_gone_after_close_without_commit);
-    tcase_add_test(tc, test_killed_process_loses_only_uncommitted_writes);
-    tcase_add_test(tc, test_rollback_discards_writes_since_last_commit);
-    tcase_add_test(tc, test_unfinished_each_gives_exactly_the_unfinished_tasks_in_id_order);
-    tcase_add_test(tc, test_counts_each_gives_task_counts_by_job_and_state);
-    tcase_add_test(tc, test_jobs_each_lists_jobs_in_id_order);
-    tcase_add_test(tc, test_job_delete_removes_its_tasks_and_duplicates_only);
-    tcase_add_test(tc, test_task_find_gives_the_first_task_with_an_index);
-    tcase_add_test(tc, test_task_get_without_a_callback_says_only_whether_the_task_exists);
-    tcase_add_test(tc, test_callbacks_may_read_but_not_reenter_their_own_iterator);
-    tcase_add_test(tc, test_schema_1_is_upgraded);
-    tcase_add_test(tc, test_schema_2_is_upgraded_and_its_ids_are_not_reused);
-    tcase_add_test(tc, test_explicit_ids_are_kept_and_never_reused);
-    tcase_add_test(tc, test_newer_schema_version_is_refused);
-    tcase_add_test(tc, test_a_second_store_on_the_same_file_is_refused);
-    tcase_add_test(tc, test_foreign_database_and_garbage_file_are_refused);
-    tcase_add_test(tc, test_full_database_fails_the_commit_cleanly_and_recovers);
-    tcase_add_test(tc, test_disk_full_at_commit_rolls_back_and_recovers);
-    tcase_add_test(tc, test_commit_failure_leaving_the_transaction_open_still_rolls_back);
-    tcase_add_test(tc, test_insert_rate_is_measured);
-    tcase_add_test(tc, test_every_test_case_is_registered);
-    suite_add_tcase(s, tc);
-    return s;
-}
 
 int main(void)
 {
     sqlite3_auto_extension((void (*)(void))s_capture_db);
-    SRunner *sr = srunner_create(store_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    /* The insert measurement takes a second or more under sanitizers. */
+    int rc = zt_run(&(zt_suite_t){ .suite = "store", .tcase = "store", .timeout_s = 120 });
     sqlite3_reset_auto_extension();
     sqlite3_shutdown();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return rc;
 }
