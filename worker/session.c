@@ -903,6 +903,7 @@ session_t *session_new(const session_config_t *cfg)
     s->fns = cfg->fns;
     s->signals = cfg->signals;
     s->kill_grace_ms = cfg->kill_grace_ms;
+    s->rctx.reaper = cfg->reaper;
     s->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     s->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
     s->backoff_ms = BACKOFF_MIN_MS;
