@@ -84,9 +84,6 @@
    left the group (setsid); we stop reading rather than hang forever. */
 #define EXEC_ABANDON_MS 1000
 #define EXEC_IO_CHUNK 65536
-/* Reads per stream per wakeup, so one chatty stream cannot starve the
-   other or the timers (16 x 64 KiB = 1 MiB). */
-#define EXEC_READS_PER_WAKE 16
 
 typedef struct {
     int id;                /* 1 = stdout, 2 = stderr */
@@ -137,20 +134,18 @@ static void s_stream_keep(stream_t *s, const char *data, size_t n)
     s->len += take;
 }
 
+/* One read, for a stream the poll found readable: it cannot block (we
+   are its only reader), so the output pipes need no O_NONBLOCK (two
+   system calls a command), and one read a wakeup takes what the pipe
+   holds (64 KiB) while keeping a chatty stream from starving the other
+   or the timers. */
 static void s_stream_read(stream_t *s, char *scratch)
 {
-    for (int i = 0; i < EXEC_READS_PER_WAKE && s->fd >= 0; i++) {
-        ssize_t n = read(s->fd, scratch, EXEC_IO_CHUNK);
-        if (n > 0) {
-            s_stream_keep(s, scratch, (size_t) n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+    ssize_t n = read(s->fd, scratch, EXEC_IO_CHUNK);
+    if (n > 0)
+        s_stream_keep(s, scratch, (size_t) n);
+    else if (n == 0 || (errno != EINTR && errno != EAGAIN))
         s_close(&s->fd);          /* EOF, or an error that is as good as one */
-    }
 }
 
 /* Length of the prefix of p[0..len) that does not end inside a UTF-8
@@ -686,8 +681,9 @@ static void s_pipes_close(pipes_t *p)
 }
 
 /* Opens the pipes, all close-on-exec (a fork on another thread never
-   leaks them into that thread's child past its exec), our ends
-   non-blocking. stdin is a pipe when the spec has stdin data, else the
+   leaks them into that thread's child past its exec); our ends of stdin
+   and of the report pipe non-blocking (the output pipes are read only
+   when readable, see s_stream_read). stdin is a pipe when the spec has stdin data, else the
    kit's /dev/null (in[0] stays -1) or one opened here. The report pipe
    only when the child cannot report in our memory. 0, or -1 with res
    filled. */
@@ -703,8 +699,7 @@ static int s_pipes_open(pipes_t *p, const exec_req_t *req, bool report_pipe, pro
     } else if (!req->kit && (p->in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
         return s_fail_start(res, "/dev/null", errno);
     }
-    if (s_set_nonblock(p->out[0]) < 0 || s_set_nonblock(p->err[0]) < 0 ||
-        (p->rep[0] >= 0 && s_set_nonblock(p->rep[0]) < 0) ||
+    if ((p->rep[0] >= 0 && s_set_nonblock(p->rep[0]) < 0) ||
         (p->in[1] >= 0 && s_set_nonblock(p->in[1]) < 0))
         return s_fail_start(res, "fcntl", errno);
     return 0;

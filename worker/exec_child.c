@@ -101,14 +101,21 @@ static void s_build_paths(exec_launch_t *L, const char *file)
     L->paths = xcalloc(parts + 1, sizeof(char *));
     if (!*file)
         return;                   /* "" is never found: ENOENT */
-    size_t n = 0;
+    size_t n = 0, flen = strlen(file);
     const char *p = path;
     for (;;) {
         const char *end = strchrnul(p, ':');
-        if (end == p)             /* an empty entry means the cwd */
-            L->paths[n++] = xstrdup(file);
-        else
-            L->paths[n++] = xasprintf("%.*s/%s", (int) (end - p), p, file);
+        size_t dlen = (size_t) (end - p);
+        /* "DIR/file" by hand: a PATH of a dozen entries made printf a
+           good part of what a command cost this thread before its fork.
+           An empty entry means the cwd: the file alone. */
+        char *c = xmalloc(dlen + 1 + flen + 1);
+        memcpy(c, p, dlen);
+        size_t at = dlen;
+        if (dlen)
+            c[at++] = '/';
+        memcpy(c + at, file, flen + 1);
+        L->paths[n++] = c;
         if (!*end)
             break;
         p = end + 1;
