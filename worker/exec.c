@@ -705,68 +705,74 @@ static int s_pipes_open(pipes_t *p, const exec_req_t *req, bool report_pipe, pro
     return 0;
 }
 
+/* What s_start leaves for the end of the run. */
+typedef struct {
+    pid_t pid;
+    int pidfd;                   /* -1 when the kernel gives none */
+    bool feeds_stdin;            /* SIGPIPE is blocked on this thread until the end */
+    sigset_t old_mask;           /* to restore then */
+    sigset_t pending_before;     /* signals pending before the run */
+} child_t;
+
 /* Starts the child on the prepared pipes with every signal blocked, so
    no handler of the worker runs in the child before it restores defaults;
    closes the child's ends in the parent. Leaves SIGPIPE blocked on this
    thread when we will write a stdin (writing to a child that closed it
-   must give EPIPE, whatever the process's SIGPIPE setting), with *old the
-   mask to restore after the run and *pending the signals pending before.
-   Returns the pid (and *pidfd, -1 when none), or -1 with res filled and
-   the mask restored. */
-static pid_t s_start(const exec_req_t *req, exec_launch_t *L, pipes_t *p, int *pidfd,
-                     sigset_t *old, sigset_t *pending, proto_result_t *res)
+   must give EPIPE, whatever the process's SIGPIPE setting). Returns 0
+   with c filled, or -1 with res filled and the mask restored. */
+static int s_start(const exec_req_t *req, exec_launch_t *L, pipes_t *p, child_t *c,
+                   proto_result_t *res)
 {
-    bool feeds_stdin = p->in[1] >= 0 && req->spec->stdin_len > 0;
+    c->feeds_stdin = p->in[1] >= 0 && req->spec->stdin_len > 0;
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, old);
-    if (feeds_stdin)
-        sigpending(pending);
+    pthread_sigmask(SIG_SETMASK, &all, &c->old_mask);
+    sigemptyset(&c->pending_before);
+    if (c->feeds_stdin)
+        sigpending(&c->pending_before);
 
     res->started = clock_wall();
     /* The kit's /dev/null is shared by every run of this thread: the
        child gets its own copy as fd 0, and ours stays open. */
     int stdin_src = p->in[0] >= 0 ? p->in[0] : req->kit->devnull;
     child_args_t args = {L, {stdin_src, p->out[1], p->err[1], p->rep[1]}};
-    pid_t pid = s_spawn(&args, req->kit, pidfd);
+    c->pid = s_spawn(&args, req->kit, &c->pidfd);
     int spawn_errno = errno;
-    if (feeds_stdin && pid >= 0) {
-        sigset_t run_mask = *old;
+    if (c->feeds_stdin && c->pid >= 0) {
+        sigset_t run_mask = c->old_mask;
         sigaddset(&run_mask, SIGPIPE);
         pthread_sigmask(SIG_SETMASK, &run_mask, NULL);
     } else {
-        pthread_sigmask(SIG_SETMASK, old, NULL);
+        pthread_sigmask(SIG_SETMASK, &c->old_mask, NULL);
     }
-    if (pid < 0) {
-        s_fail_start(res, "fork", spawn_errno);
-        return -1;
-    }
+    if (c->pid < 0)
+        return s_fail_start(res, "fork", spawn_errno);
 #ifdef EXEC_USE_FORK
     /* Also from the parent, so the group exists before we may signal it
        (fails with EACCES once the child has exec'd: it did it itself).
        After a CLONE_VFORK the child has exec'd or exited by now, having
        made its group first, so there the call could only fail. */
-    setpgid(pid, pid);
+    setpgid(c->pid, c->pid);
 #endif
-    if (*pidfd < 0)
-        *pidfd = pidfd_open(pid, 0);   /* close-on-exec by default */
+    if (c->pidfd < 0)
+        c->pidfd = pidfd_open(c->pid, 0);   /* close-on-exec by default */
     s_close(&p->in[0]);
     s_close(&p->out[1]);
     s_close(&p->err[1]);
     s_close(&p->rep[1]);
-    return pid;
+    return 0;
 }
 
 /* The loop's state for the child just started; takes our pipe ends. */
-static void s_run_init(run_t *r, const exec_req_t *req, pid_t pid, int pidfd, pipes_t *p,
+static void s_run_init(run_t *r, const exec_req_t *req, const child_t *c, pipes_t *p,
                        const exec_launch_t *L)
 {
     const proto_spec_t *spec = req->spec;
     int64_t start_ms = clock_mono_ms();
     memset(r, 0, sizeof *r);
     r->req = req;
-    r->pid = pid;
-    r->pidfd = pidfd;
+    r->pid = c->pid;
+    r->pidfd = c->pidfd;
     /* The decoder enforces 1..PROTO_MAX_OUTPUT_CAP; a hand-made spec
        with 0 gets the default. */
     int64_t cap64 = spec->output_cap > 0 ? spec->output_cap : PROTO_DEFAULT_OUTPUT_CAP;
@@ -826,6 +832,30 @@ static void s_swallow_sigpipe(const run_t *r, const sigset_t *pending_before)
     }
 }
 
+/* Drives the started child to its end, reaps it and fills res. */
+static void s_run_to_end(const exec_req_t *req, const exec_launch_t *L, pipes_t *p,
+                         child_t *c, proto_result_t *res)
+{
+    run_t r;
+    s_run_init(&r, req, c, p, L);
+    char *scratch = req->kit ? req->kit->scratch : xmalloc(EXEC_IO_CHUNK);
+    s_loop(&r, scratch);
+    if (!req->kit)
+        free(scratch);
+    int status = s_reap(&r);
+    res->finished = clock_wall();
+    int64_t end_ms = clock_mono_ms();
+    s_stream_flush(&r.out, req, end_ms, true);
+    s_stream_flush(&r.err, req, end_ms, true);
+    if (c->feeds_stdin) {
+        s_swallow_sigpipe(&r, &c->pending_before);
+        pthread_sigmask(SIG_SETMASK, &c->old_mask, NULL);
+    }
+    s_fill_result(&r, status, res, L);
+    free(r.out.buf);
+    free(r.err.buf);
+}
+
 int exec_run(const exec_req_t *req, proto_result_t *res)
 {
     s_result_reset(res, req);
@@ -852,34 +882,13 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
         req->slot->attempt = req->attempt;
     }
     pipes_t p;
+    child_t c;
     bool report_pipe = !(req->kit && req->kit->shared_vm);
     int rc = s_pipes_open(&p, req, report_pipe, res);
-    sigset_t old, pending_before;
-    sigemptyset(&pending_before);
-    int pidfd = -1;
-    pid_t pid = rc == 0 ? s_start(req, &L, &p, &pidfd, &old, &pending_before, res) : -1;
-    if (pid > 0) {
-        run_t r;
-        s_run_init(&r, req, pid, pidfd, &p, &L);
-        char *scratch = req->kit ? req->kit->scratch : xmalloc(EXEC_IO_CHUNK);
-        s_loop(&r, scratch);
-        if (!req->kit)
-            free(scratch);
-        int status = s_reap(&r);
-        res->finished = clock_wall();
-        int64_t end_ms = clock_mono_ms();
-        s_stream_flush(&r.out, req, end_ms, true);
-        s_stream_flush(&r.err, req, end_ms, true);
-        if (spec->stdin_data && spec->stdin_len > 0) {   /* s_start left SIGPIPE blocked */
-            s_swallow_sigpipe(&r, &pending_before);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-        }
-        s_fill_result(&r, status, res, &L);
-        free(r.out.buf);
-        free(r.err.buf);
-    } else {
-        rc = -1;
-    }
+    if (rc == 0)
+        rc = s_start(req, &L, &p, &c, res);
+    if (rc == 0)
+        s_run_to_end(req, &L, &p, &c, res);
     s_pipes_close(&p);
     exec_launch_fini(&L);
     return rc;
