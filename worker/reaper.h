@@ -24,7 +24,10 @@
        lists are killed -- after checking, from /proc, that each group
        still carries that task's ZTASK_TASK_ID, ZTASK_JOB_ID and
        ZTASK_ATTEMPT, since a group number is reused once the group is
-       gone.
+       gone. A file still locked is left alone (a live worker's, or
+       one whose last holder -- a thread still exiting, a command's
+       child between its fork and its exec -- lets go a moment later:
+       then the next start sweeps it).
 
     Why a group number in the table is safe to signal: exec records it
     before the child execs, and clears it only after it has killed the

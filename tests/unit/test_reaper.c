@@ -17,6 +17,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,22 +98,35 @@ static void s_rmdir_all(const char *dir)
 }
 
 /* In a worker child: `sleep 60` in a group of its own with this task's
-   environment (task < 0: an environment that names no task). */
+   environment (task < 0: an environment that names no task). Returns
+   once it has exec'd: until then the child holds the worker's
+   descriptors, the state file's lock among them. The strings are made
+   before the fork: the child only execs (after a fork in a sanitizer
+   build, anything more may deadlock). */
 static pid_t s_start_sleep(int64_t task, int64_t job, int attempt)
 {
+    char e[3][64];
+    snprintf(e[0], sizeof e[0], "ZTASK_TASK_ID=%lld", (long long) (task < 0 ? 999 : task));
+    snprintf(e[1], sizeof e[1], "ZTASK_JOB_ID=%lld", (long long) job);
+    snprintf(e[2], sizeof e[2], "ZTASK_ATTEMPT=%d", attempt);
+    char *envp[] = {e[0], e[1], e[2], NULL};
+    int execd[2];
+    if (pipe2(execd, O_CLOEXEC) != 0)
+        return -1;
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
-        char e[3][64];
-        snprintf(e[0], sizeof e[0], "ZTASK_TASK_ID=%lld", (long long) (task < 0 ? 999 : task));
-        snprintf(e[1], sizeof e[1], "ZTASK_JOB_ID=%lld", (long long) job);
-        snprintf(e[2], sizeof e[2], "ZTASK_ATTEMPT=%d", attempt);
-        char *envp[] = {e[0], e[1], e[2], NULL};
         execle("/bin/sleep", "sleep", "60", (char *) NULL, envp);
         _exit(127);
     }
-    if (pid > 0)
+    close(execd[1]);
+    if (pid > 0) {
         setpgid(pid, pid);
+        char c;
+        while (read(execd[0], &c, 1) < 0 && errno == EINTR)
+            ;                     /* end of file: the exec closed it */
+    }
+    close(execd[0]);
     return pid;
 }
 
@@ -167,10 +181,31 @@ static worker_t s_worker(const char *dir, const rec_t *recs, int n)
     return w;
 }
 
+/* A worker's reaper: killed, then (once its worker is gone, it is
+   orphaned to us, the subreaper) reaped by s_reap_orphan. */
 static void s_kill9(pid_t pid)
 {
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
-    ck_assert(s_wait_gone(pid, GONE_MS));
+}
+
+/* Waits for an orphan of ours to be reaped: every one of its threads has
+   then exited and closed its files. */
+static void s_reap_orphan(pid_t pid)
+{
+    int64_t deadline = clock_mono_ms() + GONE_MS;
+    pid_t r;
+    while ((r = waitpid(pid, NULL, WNOHANG)) == 0 && clock_mono_ms() < deadline)
+        usleep(10 * 1000);
+    ck_assert_int_eq(r, pid);
+}
+
+/* A worker child: reaped, which waits for every one of its threads (a
+   sanitizer's too) to have exited and closed its files; its main thread
+   alone can be a zombie before then. */
+static void s_kill9_child(pid_t pid)
+{
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 }
 
 START_TEST(the_groups_a_worker_recorded_die_with_it)
@@ -183,10 +218,10 @@ START_TEST(the_groups_a_worker_recorded_die_with_it)
     ck_assert_int_eq(s_count_files(dir), 1);
     ck_assert(!s_gone(w.sleeps[0]) && !s_gone(w.sleeps[1]));
 
-    s_kill9(w.worker);
+    s_kill9_child(w.worker);
     ck_assert_msg(s_wait_gone(w.sleeps[0], GONE_MS) && s_wait_gone(w.sleeps[1], GONE_MS),
                   "a recorded group outlived its worker");
-    ck_assert(s_wait_gone(w.reaper, GONE_MS));
+    s_reap_orphan(w.reaper);
     s_reap_all();
     ck_assert_int_eq(s_count_files(dir), 0);   /* the reaper removed the state file */
     s_rmdir_all(dir);
@@ -210,7 +245,8 @@ START_TEST(a_starting_worker_kills_only_what_a_dead_worker_left_running)
     ck_assert_int_eq(s_count_files(dir), 2);
 
     s_kill9(d.reaper);
-    s_kill9(d.worker);
+    s_kill9_child(d.worker);
+    s_reap_orphan(d.reaper);
     ck_assert(!s_gone(d.sleeps[0]));   /* nobody killed it */
 
     char err[512];
@@ -224,11 +260,11 @@ START_TEST(a_starting_worker_kills_only_what_a_dead_worker_left_running)
     reaper_stop(&r);
     ck_assert_ptr_null(r);
     ck_assert_int_eq(s_count_files(dir), 1);
-    s_kill9(l.worker);
+    s_kill9_child(l.worker);
     ck_assert(s_wait_gone(l.sleeps[0], GONE_MS));
     kill(d.sleeps[1], SIGKILL);
     ck_assert(s_wait_gone(d.sleeps[1], GONE_MS));
-    ck_assert(s_wait_gone(l.reaper, GONE_MS));
+    s_reap_orphan(l.reaper);
     s_reap_all();
     s_rmdir_all(dir);
     free(dir);
