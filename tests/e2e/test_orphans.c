@@ -99,6 +99,16 @@ static int64_t s_start_families(h_cluster_t *c, int n, const char *script, const
     return job;
 }
 
+/* `ztask cancel JOB`, expecting it acknowledged. */
+static void s_cancel(h_cluster_t *c, int64_t job)
+{
+    char jb[32];
+    snprintf(jb, sizeof jb, "%lld", (long long)job);
+    h_run_t *r = h_cli(c, "cancel", jb, NULL);
+    ck_assert_msg(r->rc == 0, "cancel %s: %s", jb, h_run_desc(r));
+    h_run_free(&r);
+}
+
 /* kill -9 of the worker, then every pid gone within OUTLIVE_MS. */
 static void s_kill_and_expect_gone(h_cluster_t *c, h_proc_t *w, int n)
 {
@@ -174,11 +184,7 @@ START_TEST(a_cancel_acknowledged_after_the_worker_died_leaves_nothing_running)
     ck_assert_int_eq(s_read_families(c, 2, pids, &np), 2);
     int64_t t0 = h_now_ms();
     h_proc_kill9(w);
-    char jb[32];
-    snprintf(jb, sizeof jb, "%lld", (long long)job);
-    h_run_t *r = h_cli(c, "cancel", jb, NULL);
-    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
-    h_run_free(&r);
+    s_cancel(c, job);
     ck_assert_msg(H_POLL(s_alive(pids, np) == 0, OUTLIVE_MS),
                   "%d of %d processes of a cancelled job run %lld ms after the cancel",
                   s_alive(pids, np), np, (long long)(h_now_ms() - t0));
@@ -223,11 +229,7 @@ START_TEST(a_worker_started_where_one_died_with_its_reaper_kills_what_it_left_ru
                   "%d of %d processes of the dead worker's tasks outlived the new one's start",
                   s_alive(pids, np), np);
     /* Their second attempts run on b: stop them, so b can drain. */
-    char jb[32];
-    snprintf(jb, sizeof jb, "%lld", (long long)job);
-    h_run_t *r = h_cli(c, "cancel", jb, NULL);
-    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
-    h_run_free(&r);
+    s_cancel(c, job);
     free(script);
     h_cluster_destroy(&c);
 }
