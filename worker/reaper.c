@@ -240,6 +240,7 @@ static void s_sweep_file(int dirfd, const char *name, const char *boot_id)
         return;
     }
     state_header_t h;
+    memset(&h, 0, sizeof h);
     int killed = 0;
     if (pread(fd, &h, sizeof h, 0) == (ssize_t) sizeof h &&
         memcmp(h.magic, REAPER_MAGIC, 8) == 0 && h.format == REAPER_FORMAT &&
