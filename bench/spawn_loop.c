@@ -1,10 +1,14 @@
 /*  spawn-loop: the raw cost of running a command, the baseline for ztask's
     exec tasks.
 
-      spawn-loop [--n N] [--inflight K] [--timeout SEC] [--] CMD [ARGS...]
+      spawn-loop [--n N] [--inflight K] [--timeout SEC] [--capture] [--] CMD [ARGS...]
 
     Runs CMD N times (default 5000), K at a time (default 2), with
     posix_spawnp, stdin/stdout/stderr on /dev/null, and reaps every child.
+    --capture: stdout and stderr go to two pipes instead, which the thread
+    reads (poll, then read) until both are at end of file before it reaps
+    the child: what Python's subprocess.run(capture_output=True) pays to
+    run a command, and what a ztask exec task does too (it also captures).
     K threads each run spawn -> waitpid(that child) in a loop, taking the
     next number from a shared counter: the same shape as a ztask worker
     with K pool threads, so on a busy machine both get the same share of
@@ -15,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -38,6 +43,7 @@ static int64_t s_now_us(void)
 
 typedef struct {
     char **cmd;
+    int capture;
     posix_spawn_file_actions_t fa;
     long n;
     int64_t deadline;
@@ -46,12 +52,63 @@ typedef struct {
     atomic_long failed;     /* exited non-zero, or could not be spawned */
 } loop_t;
 
+/* Spawns with stdout and stderr on pipes and reads both to their end;
+   0 with the pid, or -1. */
+static int s_spawn_capture(loop_t *l, pid_t *pid)
+{
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(err, O_CLOEXEC) != 0) {
+        close(out[0]);
+        close(out[1]);
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    int rc = posix_spawnp(pid, l->cmd[0], &fa, NULL, l->cmd, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    close(err[1]);
+    if (rc != 0) {
+        close(out[0]);
+        close(err[0]);
+        return -1;
+    }
+    struct pollfd p[2] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}};
+    char buf[65536];
+    while (p[0].fd >= 0 || p[1].fd >= 0) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !p[i].revents)
+                continue;
+            if (read(p[i].fd, buf, sizeof buf) <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;   /* poll skips negative descriptors */
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (p[i].fd >= 0)
+            close(p[i].fd);
+    return 0;
+}
+
 static void *s_thread(void *arg)
 {
     loop_t *l = arg;
     while (atomic_fetch_add(&l->next, 1) < l->n && s_now_us() < l->deadline) {
         pid_t pid;
-        if (posix_spawnp(&pid, l->cmd[0], &l->fa, NULL, l->cmd, environ) != 0) {
+        int rc = l->capture ? s_spawn_capture(l, &pid)
+                            : posix_spawnp(&pid, l->cmd[0], &l->fa, NULL, l->cmd, environ);
+        if (rc != 0) {
             atomic_fetch_add(&l->failed, 1);
             break;
         }
@@ -70,8 +127,14 @@ static void *s_thread(void *arg)
 int main(int argc, char **argv)
 {
     long n = 5000, inflight = 2, timeout_s = 120;
+    int capture = 0;
     int i = 1;
     for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]; i += 2) {
+        if (strcmp(argv[i], "--capture") == 0) {
+            capture = 1;
+            i--;
+            continue;
+        }
         long v = strtol(argv[i + 1], NULL, 10);
         if (strcmp(argv[i], "--n") == 0)
             n = v;
@@ -86,11 +149,12 @@ int main(int argc, char **argv)
         i++;
     if (i >= argc || n < 1 || inflight < 1 || inflight > MAX_INFLIGHT || timeout_s < 1) {
         fprintf(stderr,
-                "usage: spawn-loop [--n N] [--inflight K] [--timeout SEC] [--] CMD [ARGS...]\n");
+                "usage: spawn-loop [--n N] [--inflight K] [--timeout SEC] [--capture] [--] CMD "
+                "[ARGS...]\n");
         return 2;
     }
 
-    loop_t l = { .cmd = &argv[i], .n = n };
+    loop_t l = { .cmd = &argv[i], .n = n, .capture = capture };
     posix_spawn_file_actions_init(&l.fa);
     posix_spawn_file_actions_addopen(&l.fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&l.fa, 1, "/dev/null", O_WRONLY, 0);
@@ -113,7 +177,9 @@ int main(int argc, char **argv)
 
     long done = atomic_load(&l.done), failed = atomic_load(&l.failed);
     double secs = (double) (t1 - t0) / 1e6;
-    printf("{\"n\":%ld,\"inflight\":%ld,\"total_s\":%.6f,\"tasks_per_s\":%.1f,\"failed\":%ld}\n",
-           done, started, secs, secs > 0 ? (double) done / secs : 0.0, failed);
+    printf("{\"n\":%ld,\"inflight\":%ld,\"capture\":%s,\"total_s\":%.6f,\"tasks_per_s\":%.1f,"
+           "\"failed\":%ld}\n",
+           done, started, capture ? "true" : "false", secs, secs > 0 ? (double) done / secs : 0.0,
+           failed);
     return done == n && failed == 0 ? 0 : 1;
 }

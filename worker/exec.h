@@ -20,9 +20,16 @@
     are closed; a grandchild that keeps the pipes open after the child
     exits is killed with the group. Every child is reaped: no zombies.
 
+    A task ends with its child: whatever is still in its process group
+    then (a background process that closed our pipes, `cmd &` in a shell
+    task) gets SIGKILL before exec_run returns, so no process of a task
+    outlives it. A process that must outlive its task leaves the group
+    (setsid); such a one is also out of reach of timeouts, cancels and
+    the worker's reaper (reaper.h, docs/worker.md).
+
     Only the direct child is reaped. Descendants that left the group
-    (setsid) or closed our pipes and exited their parent are orphans for
-    init to reap. The worker should NOT set PR_SET_CHILD_SUBREAPER: the
+    (setsid) are orphans for init to reap, as are the killed members of
+    the group. The worker should NOT set PR_SET_CHILD_SUBREAPER: the
     orphans would become its children and need a process-wide
     waitpid(-1) reaper, which would race with exec_run's waitpid(pid) for
     the child's status. (In a container, run the worker under an init such
@@ -43,6 +50,7 @@
 #define ZTASK_EXEC_H
 
 #include "../proto/proto.h"
+#include "reaper.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -50,15 +58,18 @@
 #include <stdint.h>
 
 /* What a thread that runs commands one after another keeps between them:
-   the child's stack, an open /dev/null, the descriptor limit. Each would
-   otherwise cost system calls per command (mmap, munmap, open, close,
-   prlimit), which on a virtual machine are a good part of what the worker
-   adds to a short command. Optional (exec_req_t.kit).
+   the child's stack, an open /dev/null, the descriptor limit, a read
+   buffer, and what one probe child taught it (whether the clone shares
+   our memory, whether it gives a pidfd). Each would otherwise cost system
+   calls per command (mmap, munmap, open, close, prlimit, a report pipe,
+   pidfd_open), which on a virtual machine are a good part of what the
+   worker adds to a short command. Optional (exec_req_t.kit).
    Threads: one thread at a time. */
 typedef struct exec_kit exec_kit_t;
 
 /* NULL when it cannot be made (out of descriptors or memory): runs then
-   do without. */
+   do without. Starts and reaps one probe child (a clone that exits at
+   once) before it returns. */
 exec_kit_t *exec_kit_new(void);
 /* Accepts NULL, nulls *p. */
 void exec_kit_destroy(exec_kit_t **p);
@@ -84,6 +95,10 @@ typedef struct {
        parent thread waits for the exec). */
     const sigset_t *reset;
     exec_kit_t *kit;              /* borrowed, may be NULL */
+    /* Where the child's process group is recorded for the reaper while
+       it runs (task, job and attempt are written too); NULL = nowhere.
+       Borrowed; the calling thread's own. */
+    reaper_slot_t *slot;
 } exec_req_t;
 
 /* The signals whose disposition is not SIG_DFL now (handled or ignored),

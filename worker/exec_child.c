@@ -101,14 +101,21 @@ static void s_build_paths(exec_launch_t *L, const char *file)
     L->paths = xcalloc(parts + 1, sizeof(char *));
     if (!*file)
         return;                   /* "" is never found: ENOENT */
-    size_t n = 0;
+    size_t n = 0, flen = strlen(file);
     const char *p = path;
     for (;;) {
         const char *end = strchrnul(p, ':');
-        if (end == p)             /* an empty entry means the cwd */
-            L->paths[n++] = xstrdup(file);
-        else
-            L->paths[n++] = xasprintf("%.*s/%s", (int) (end - p), p, file);
+        size_t dlen = (size_t) (end - p);
+        /* "DIR/file" by hand: a PATH of a dozen entries made printf a
+           good part of what a command cost this thread before its fork.
+           An empty entry means the cwd: the file alone. */
+        char *c = xmalloc(dlen + 1 + flen + 1);
+        memcpy(c, p, dlen);
+        size_t at = dlen;
+        if (dlen)
+            c[at++] = '/';
+        memcpy(c + at, file, flen + 1);
+        L->paths[n++] = c;
         if (!*end)
             break;
         p = end + 1;
@@ -122,6 +129,7 @@ void exec_launch_init(exec_launch_t *L, const exec_req_t *req)
     s_build_env(L, req);
     L->cwd = spec->cwd;
     L->reset = req->reset;
+    L->slot = req->slot;
     if (spec->shell) {
         L->shell = true;
         L->sh_argv[0] = "sh";
@@ -164,20 +172,29 @@ void exec_launch_fini(exec_launch_t *L)
 
 /* -------------------------------------------------------------- child */
 
-static void s_child_fail(int report_fd, int stage, int err) __attribute__((noreturn));
-static void s_child_fail(int report_fd, int stage, int err)
+static void s_child_fail(exec_launch_t *L, int report_fd, int stage, int err)
+    __attribute__((noreturn));
+static void s_child_fail(exec_launch_t *L, int report_fd, int stage, int err)
 {
     exec_child_report_t r = {stage, err};
-    ssize_t n = write(report_fd, &r, sizeof r);
-    (void) n;
+    if (report_fd < 0) {
+        L->report = r;            /* the parent's memory: read after we are gone */
+    } else {
+        ssize_t n = write(report_fd, &r, sizeof r);
+        (void) n;
+    }
     _exit(127);
 }
 
 void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_report)
 {
-    /* Own group, so a timeout can signal every descendant at once. */
+    /* Own group, so a timeout can signal every descendant at once, and
+       recorded for the reaper while we still hold the worker's copy of
+       its pipe (see exec_child.h). */
     if (setpgid(0, 0) < 0)
-        s_child_fail(fd_report, EXEC_STAGE_SETUP, errno);
+        s_child_fail(L, fd_report, EXEC_STAGE_SETUP, errno);
+    if (L->slot)
+        atomic_store_explicit(&L->slot->pgid, (int32_t) getpid(), memory_order_release);
 
     /* The parent blocked every signal around fork, so no handler of the
        worker can run here; restore defaults before unblocking (ignored
@@ -194,28 +211,33 @@ void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_repo
        one of its standard descriptors closed and pipe2 handed it out. */
     int *fds[4] = {&fd_in, &fd_out, &fd_err, &fd_report};
     for (int i = 0; i < 4; i++)
-        if (*fds[i] < 3) {
+        if (*fds[i] >= 0 && *fds[i] < 3) {
             int moved = fcntl(*fds[i], F_DUPFD_CLOEXEC, 3);
             if (moved < 0)
-                s_child_fail(fd_report, EXEC_STAGE_SETUP, errno);
+                s_child_fail(L, fd_report, EXEC_STAGE_SETUP, errno);
             *fds[i] = moved;
         }
     if (dup2(fd_in, 0) < 0 || dup2(fd_out, 1) < 0 || dup2(fd_err, 2) < 0)
-        s_child_fail(fd_report, EXEC_STAGE_SETUP, errno);
+        s_child_fail(L, fd_report, EXEC_STAGE_SETUP, errno);
 
-    /* The report pipe goes to fd 3 (still close-on-exec); everything above
-       it is closed, so the task inherits nothing but 0, 1 and 2. */
-    if (fd_report != 3) {
-        if (dup2(fd_report, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
-            s_child_fail(fd_report, EXEC_STAGE_SETUP, errno);
-        fd_report = 3;
+    /* The report pipe, if any, goes to fd 3 (still close-on-exec);
+       everything above is closed, so the task inherits nothing but 0, 1
+       and 2. */
+    int keep = 3;
+    if (fd_report >= 0) {
+        if (fd_report != 3) {
+            if (dup2(fd_report, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+                s_child_fail(L, fd_report, EXEC_STAGE_SETUP, errno);
+            fd_report = 3;
+        }
+        keep = 4;
     }
-    if (close_range(4, ~0U, 0) < 0)
-        for (int fd = 4; fd < L->max_fd; fd++)
+    if (close_range((unsigned) keep, ~0U, 0) < 0)
+        for (int fd = keep; fd < L->max_fd; fd++)
             close(fd);
 
     if (L->cwd && chdir(L->cwd) < 0)
-        s_child_fail(fd_report, EXEC_STAGE_CHDIR, errno);
+        s_child_fail(L, fd_report, EXEC_STAGE_CHDIR, errno);
 
     sigset_t none;
     sigemptyset(&none);
@@ -223,7 +245,7 @@ void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_repo
 
     if (L->shell) {
         execve("/bin/sh", L->argv, L->envp);
-        s_child_fail(fd_report, EXEC_STAGE_EXEC, errno);
+        s_child_fail(L, fd_report, EXEC_STAGE_EXEC, errno);
     }
     /* execvp's rules: remember EACCES, skip entries that do not exist or
        are not directories, stop at any other error; a file the kernel
@@ -236,7 +258,7 @@ void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_repo
         if (err == ENOEXEC) {
             L->script_argv[1] = *p;
             execve("/bin/sh", L->script_argv, L->envp);
-            s_child_fail(fd_report, EXEC_STAGE_EXEC, ENOEXEC);
+            s_child_fail(L, fd_report, EXEC_STAGE_EXEC, ENOEXEC);
         }
         if (err == EACCES)
             eacces = true;
@@ -244,5 +266,5 @@ void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_repo
                  err != ETIMEDOUT)
             break;
     }
-    s_child_fail(fd_report, EXEC_STAGE_EXEC, eacces ? EACCES : err);
+    s_child_fail(L, fd_report, EXEC_STAGE_EXEC, eacces ? EACCES : err);
 }

@@ -4,11 +4,13 @@
     (environment, argv, the PATH candidates), because between fork and
     exec the child may not allocate. exec_child then runs in the child and
     only makes async-signal-safe system calls on that memory: own process
-    group, default signal dispositions and an empty mask, the pipes on
-    0/1/2, every other descriptor closed, chdir, execve. A step that fails
-    is reported to the parent as an exec_child_report_t on the report pipe
-    (close-on-exec, so a successful exec reads as EOF), and the child
-    exits with 127.
+    group (recorded in the reaper's slot), default signal dispositions and
+    an empty mask, the pipes on 0/1/2, every other descriptor closed,
+    chdir, execve. A step that fails is reported to the parent as an
+    exec_child_report_t, either in L->report (when the child shares the
+    parent's memory, which reads it once the vfork-style clone returns)
+    or on the report pipe (close-on-exec, so a successful exec reads as
+    EOF), and the child exits with 127.
 
     Threads: exec_launch_* on the thread that forks; exec_child only in
     the child of fork.
@@ -41,6 +43,8 @@ typedef struct {
     bool shell;
     int max_fd;            /* bound of the close loop when close_range fails */
     const sigset_t *reset; /* signals to set to SIG_DFL, NULL = all (borrowed) */
+    reaper_slot_t *slot;   /* the child writes its group here; NULL = none (borrowed) */
+    exec_child_report_t report;  /* a failed step, written by a child without a report pipe */
 } exec_launch_t;
 
 
@@ -54,8 +58,12 @@ void exec_launch_fini(exec_launch_t *L);
 
 /* In the child of fork: sets up and execs, never returns. fd_in is the
    stdin source, fd_out and fd_err the write ends of the output pipes,
-   fd_report the write end of the report pipe (all close-on-exec). L is
-   the child's copy and may be scribbled on. */
+   fd_report the write end of the report pipe, or -1 to report in
+   L->report (all close-on-exec). L may be the child's copy or the
+   parent's own memory, and is scribbled on. The group is recorded in
+   L->slot before any descriptor is closed: the reaper learns that the
+   worker is gone only once every copy of its pipe, this child's
+   included, is closed, so it never misses a group being started. */
 void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_report)
     __attribute__((noreturn));
 

@@ -4,16 +4,21 @@
     function registry (built-ins and --plugin libraries) and hands over to
     the session (worker/session.h), which owns everything else.
 
+    Before any thread exists, main() starts the reaper (worker/reaper.h):
+    it kills what tasks of a dead earlier worker still run here, and forks
+    the small process that kills this worker's running commands when the
+    worker ends, however it ends (kill -9 included).
+
     Orphaned grandchildren: we deliberately do NOT make the worker a child
     subreaper (PR_SET_CHILD_SUBREAPER). As a subreaper the worker would
     inherit every orphan of every task and would have to reap them with
     waitpid(-1, ...), which can just as well reap the direct child that a
     pool thread's exec_run is waiting for with waitpid(pid) -- that thread
     would then lose the exit status. exec.c already puts each task in its
-    own process group and kills the whole group on timeout, cancel and
-    once the task's main process has exited with the pipes still open, so
-    the grandchildren we could reap are already dead; those that escaped
-    with setsid() are init's to reap, as for any daemon.
+    own process group and kills what is left of the group when the task
+    ends (and on timeout and cancel), so the grandchildren we could reap
+    are already dead; those that escaped with setsid() are init's to reap,
+    as for any daemon.
 */
 #include "../common/config.h"
 #include "../common/keys.h"
@@ -23,6 +28,7 @@
 #include "../proto/proto.h"
 #include "allow.h"
 #include "fn.h"
+#include "reaper.h"
 #include "session.h"
 
 #include <getopt.h>
@@ -63,11 +69,12 @@ typedef struct {
     log_level_t level;
     char *curve_secret;         /* our key file */
     char *master_key;           /* the master's .pub/.key file, or its Z85 public key */
+    char *state_dir;            /* the reaper's state files (reaper.h) */
 } options_t;
 
 /* The flags as given (borrowed from argv), before the rest fills gaps. */
 typedef struct {
-    const char *master, *threads, *name, *curve_secret, *master_key;
+    const char *master, *threads, *name, *curve_secret, *master_key, *state_dir;
     const char **plugins;
     int nplugins;
     const char **labels;
@@ -97,6 +104,12 @@ static void s_usage(FILE *out)
             "  --master-key KEY      the master's public key (a .pub file or 40 Z85\n"
             "                        characters; env ZTASK_MASTER_KEY): talk to a master\n"
             "                        run with CURVE\n"
+            "  --state-dir DIR       where the worker records its running commands' process\n"
+            "                        groups, so that none outlives it (default\n"
+            "                        /run/ztask-worker for root, else\n"
+            "                        $XDG_RUNTIME_DIR/ztask-worker or /tmp/ztask-worker-UID);\n"
+            "                        at start, what a dead worker recorded there and still\n"
+            "                        runs is killed\n"
             "  --log-level LEVEL     debug, info (default), warn or error\n"
             "  --help                show this help\n"
             "  --version             show the version\n"
@@ -104,8 +117,8 @@ static void s_usage(FILE *out)
             "Config file: $ZTASK_CONFIG, else $XDG_CONFIG_HOME/ztask/config (default\n"
             "~/.config/ztask/config), else /etc/ztask/config: 'key = value' lines;\n"
             "keys master, curve-secret, master-key, threads, name, labels, plugin,\n"
-            "allow-exec (lists comma-separated; relative paths are relative to the\n"
-            "file). A flag beats the environment, which beats the file; a repeatable\n"
+            "allow-exec, state-dir (lists comma-separated; relative paths are relative\n"
+            "to the file). A flag beats the environment, which beats the file; a repeatable\n"
             "flag replaces the file's list.\n"
             "See docs/security.md.\n"
             "\n"
@@ -249,6 +262,10 @@ static void s_resolve(options_t *o, const flags_t *fl)
     o->master_key = cc.master_key;
     cc.secret = cc.master_key = NULL;
     config_curve_clear(&cc);
+    if ((v = config_pick(fl->state_dir, NULL, cfg, "state-dir", &from)))
+        o->state_dir = from == CONFIG_FROM_FILE ? config_path(cfg, "state-dir") : xstrdup(v);
+    else
+        o->state_dir = reaper_default_dir();
     config_destroy(&cfg);
     if (o->threads == 0)
         o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
@@ -258,7 +275,7 @@ static void s_parse(options_t *o, int argc, char **argv)
 {
     enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
            OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY,
-           OPT_ALLOW_EXEC };
+           OPT_ALLOW_EXEC, OPT_STATE_DIR };
     static const struct option longopts[] = {
         {"master", required_argument, NULL, OPT_MASTER},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -270,6 +287,7 @@ static void s_parse(options_t *o, int argc, char **argv)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"master-key", required_argument, NULL, OPT_MASTER_KEY},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -318,6 +336,11 @@ static void s_parse(options_t *o, int argc, char **argv)
         case OPT_MASTER_KEY:
             fl.master_key = optarg;
             break;
+        case OPT_STATE_DIR:
+            if (!*optarg)
+                s_usage_error("%s", "--state-dir: expected a directory, got ''");
+            fl.state_dir = optarg;
+            break;
         case OPT_HELP:
             s_usage(stdout);
             exit(0);
@@ -352,6 +375,7 @@ static void s_options_free(options_t *o)
     allow_destroy(&o->allow);
     free(o->curve_secret);
     free(o->master_key);
+    free(o->state_dir);
 }
 
 /* Our key pair and the master's public key, when CURVE is asked for.
@@ -406,9 +430,19 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Forks: before any thread (plugins' constructors may start some). */
+    char rerr[600];
+    reaper_t *reaper = reaper_start(o.state_dir, o.threads, rerr, sizeof rerr);
+    if (!reaper) {
+        fprintf(stderr, "ztask-worker: %s\n", rerr);
+        s_options_free(&o);
+        return 1;
+    }
+
     fn_registry_t *fns = fn_registry_new();
     if (!fns) {
         log_error("event=start_failed error=\"cannot create the function registry\"");
+        reaper_stop(&reaper);
         s_options_free(&o);
         return 1;
     }
@@ -418,6 +452,7 @@ int main(int argc, char **argv)
             /* err names the plugin and says what is wrong with it. */
             fprintf(stderr, "ztask-worker: %s\n", err[0] ? err : "cannot load a plugin");
             fn_registry_destroy(&fns);
+            reaper_stop(&reaper);
             s_options_free(&o);
             return 1;
         }
@@ -436,6 +471,7 @@ int main(int argc, char **argv)
         .allow_exec = o.allow,
         .fns = fns,
         .signals = &g_signals,
+        .reaper = reaper,
         .curve_server_key = o.curve_secret ? master.pub : NULL,
         .curve_public_key = o.curve_secret ? mine.pub : NULL,
         .curve_secret_key = o.curve_secret ? mine.sec : NULL,
@@ -444,6 +480,7 @@ int main(int argc, char **argv)
     if (!session) {
         log_error("event=start_failed error=\"bad session configuration\"");
         fn_registry_destroy(&fns);
+        reaper_stop(&reaper);
         s_options_free(&o);
         return 1;
     }
@@ -451,11 +488,13 @@ int main(int argc, char **argv)
     int rc = session_run(session);
     if (rc == 1) {
         /* Some task ignored the stop: its thread may be inside a plugin, so
-           neither the registry nor the session can be torn down. */
+           neither the registry nor the session can be torn down. The
+           reaper kills whatever commands still run once we are gone. */
         log_error("event=exit code=1 reason=\"tasks abandoned\"");
         _exit(1);
     }
     session_destroy(&session);
+    reaper_stop(&reaper);         /* every pool thread has ended */
     fn_registry_destroy(&fns);
     s_options_free(&o);
     if (rc == 0)

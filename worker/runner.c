@@ -21,6 +21,7 @@
 typedef struct {
     void *push;
     exec_kit_t *kit;    /* NULL if it could not be made */
+    reaper_slot_t *slot;  /* this thread's in the reaper's table, or NULL */
 } runner_thread_t;
 
 runner_task_t *runner_task_new(int64_t id, int64_t job, int attempt, proto_spec_t **spec,
@@ -139,6 +140,7 @@ static void *s_thread_init(int index, void *arg)
     runner_thread_t *th = xcalloc(1, sizeof *th);
     th->push = push;
     th->kit = exec_kit_new();
+    th->slot = ctx->reaper ? reaper_slot(ctx->reaper, index) : NULL;
     return th;
 }
 
@@ -319,6 +321,7 @@ static void s_run(void *item, void *state, void *arg)
             .arg = &out,
             .reset = &ctx->changed_signals,
             .kit = th->kit,
+            .slot = th->slot,
         };
         if (exec_run(&req, res) != 0)
             log_warn("event=exec_failed error=\"%s\"", res->error ? res->error : "unknown");

@@ -43,6 +43,7 @@
 #include "../proto/proto.h"
 #include "fn.h"
 #include "pool.h"
+#include "reaper.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -85,6 +86,7 @@ typedef struct {
     const char *endpoint;         /* the session's inproc PULL */
     const fn_registry_t *fns;     /* read-only while the pool runs */
     int kill_grace_ms;            /* 0 = exec's default */
+    reaper_t *reaper;             /* slot i for thread i (exec_req_t.slot); may be NULL */
     sigset_t changed_signals;     /* exec_changed_signals at start */
     atomic_int init_failures;     /* threads that could not make their socket */
     /* Bumped (release) by a pool thread just before each send and read

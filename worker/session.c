@@ -957,6 +957,7 @@ session_t *session_new(const session_config_t *cfg)
     self->fns = cfg->fns;
     self->signals = cfg->signals;
     self->kill_grace_ms = cfg->kill_grace_ms;
+    self->rctx.reaper = cfg->reaper;
     self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
     self->backoff_ms = BACKOFF_MIN_MS;

@@ -39,6 +39,7 @@
 
 #include "allow.h"
 #include "fn.h"
+#include "reaper.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -63,6 +64,10 @@ typedef struct {
        handler; borrowed, may be NULL. 1 = drain, 2 = stop now. */
     volatile sig_atomic_t *signals;
     int kill_grace_ms;           /* SIGTERM -> SIGKILL for tasks; 0 = exec's default */
+    /* Where pool thread i records its command's process group (slot i;
+       reaper.h); borrowed, must outlive the session, has at least
+       `threads` slots. NULL = not recorded. */
+    reaper_t *reaper;
     int hello_timeout_ms;        /* wait for a hello reply; 0 = 2000 */
     int stop_grace_ms;           /* after the second signal; 0 = 5000 */
     /* CURVE: the master's public key and this worker's key pair, as 40

@@ -703,10 +703,17 @@ static h_proc_t *s_worker_spawn(h_cluster_t *c, const char *name, int threads, v
     argv[n++] = thr;
     argv[n++] = "--name";
     argv[n++] = (char *)name;
+    /* The cluster is one host: its workers share one state directory,
+       apart from every other test's (a worker sweeps what a dead one
+       left there). */
+    char *state = h_path(c, "state");
+    argv[n++] = "--state-dir";
+    argv[n++] = state;
     s_collect(argv, n, ap);
     char *pname = s_printf("worker-%s", name);
     h_proc_t *p = s_proc_start(c, pname, true, argv);
     free(pname);
+    free(state);
     free(bin);
     c->nworkers++;
     return p;

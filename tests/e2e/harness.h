@@ -101,6 +101,7 @@ const char *h_master_addr(const h_cluster_t *c);
 h_proc_t *h_master(const h_cluster_t *c);
 
 /* Starts ztask-worker --master 127.0.0.1:API --threads threads --name name
+   --state-dir DIR/state (the cluster's workers share it, as on one host)
    with the NULL-terminated extra arguments and waits for its
    event=registered line. Fails the test when it does not register. */
 h_proc_t *h_worker_start(h_cluster_t *c, const char *name, int threads, ...)

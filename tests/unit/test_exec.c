@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -755,6 +756,72 @@ START_TEST(child_that_closes_its_output_is_still_awaited_and_timed)
     ck_assert(res->timed_out);
     ck_assert_str_eq(res->error, "timed out after 0.2 s");
     proto_result_destroy(&res);
+    s_assert_no_children();
+}
+END_TEST
+
+START_TEST(a_process_left_in_the_group_is_killed_when_the_task_ends)
+{
+    /* It closed our pipes, so nothing made the runner wait for it: the
+       task is over when its shell exits, and so is the sleep. */
+    s_become_subreaper();
+    proto_spec_t spec = s_spec();
+    spec.shell = "sleep 100 >/dev/null 2>&1 </dev/null & echo $$ $!";
+    int64_t t0 = clock_mono_ms();
+    proto_result_t *res = s_run(&spec);
+    ck_assert_int_lt(clock_mono_ms() - t0, 1500);
+    ck_assert_int_eq(res->status, PROTO_ST_DONE);
+    int pgid = 0, bg = 0;
+    ck_assert_int_eq(sscanf(res->stdout_data, "%d %d", &pgid, &bg), 2);
+    s_assert_group_gone((pid_t) pgid);
+    s_assert_no_children();
+    proto_result_destroy(&res);
+}
+END_TEST
+
+typedef struct {
+    reaper_slot_t *slot;
+    int32_t seen;             /* the slot's group while output arrived */
+} slot_watch_t;
+
+static void s_watch_slot(void *arg, int stream, const char *data, size_t len)
+{
+    (void) stream;
+    (void) data;
+    (void) len;
+    slot_watch_t *w = arg;
+    if (!w->seen)
+        w->seen = atomic_load(&w->slot->pgid);
+}
+
+START_TEST(the_reaper_slot_names_the_group_while_it_runs_and_is_cleared_after)
+{
+    /* Shared like the reaper's table, so a fork-built child (sanitizers)
+       writes where we read. */
+    reaper_slot_t *slot = mmap(NULL, sizeof *slot, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(slot, MAP_FAILED);
+    exec_kit_t *kit = exec_kit_new();
+    ck_assert_ptr_nonnull(kit);
+    for (int with_kit = 0; with_kit < 2; with_kit++) {
+        slot_watch_t w = {.slot = slot};
+        proto_spec_t spec = s_spec();
+        spec.shell = "echo $$; sleep 0.3";
+        exec_req_t req = {.spec = &spec, .task_id = 41, .job_id = 6, .attempt = 3,
+                          .on_output = s_watch_slot, .arg = &w, .slot = slot,
+                          .kit = with_kit ? kit : NULL};
+        proto_result_t *res = proto_result_new();
+        ck_assert_int_eq(exec_run(&req, res), 0);
+        ck_assert_int_eq(res->status, PROTO_ST_DONE);
+        ck_assert_int_eq(w.seen, atoi(res->stdout_data));
+        ck_assert_int_eq(atomic_load(&slot->pgid), 0);
+        ck_assert_int_eq(slot->task, 41);
+        ck_assert_int_eq(slot->job, 6);
+        ck_assert_int_eq(slot->attempt, 3);
+        proto_result_destroy(&res);
+    }
+    exec_kit_destroy(&kit);
+    munmap(slot, sizeof *slot);
     s_assert_no_children();
 }
 END_TEST
