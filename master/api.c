@@ -228,7 +228,8 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     proto_reply_t *rep = proto_reply_error(
         PROTO_E_QUOTA,
         "over quota: %" PRId64 " %s queued or running + %" PRId64 " in this batch > %" PRId64
-        " (--quota-%s); nothing of this batch was accepted: wait for tasks to finish, or cancel some",
+        " (--quota-%s); nothing of this batch was accepted: wait for tasks to finish, or "
+        "cancel some",
         have, strcmp(what, "tasks") == 0 ? "tasks" : "bytes of specs", add, limit, what);
     s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
     proto_reply_destroy(&rep);

@@ -55,8 +55,10 @@ static void s_check(const job_t *job)
            && job->cancelled_n >= 0);
     assert(job->total
            == job->queued + job->running + job->done + job->failed + job->cancelled_n);
-    assert(job->backlog_bytes >= 0 && (job->queued + job->running > 0 || job->backlog_bytes == 0));
-    assert(job->usage->tasks >= job->queued + job->running && job->usage->bytes >= job->backlog_bytes);
+    assert(job->backlog_bytes >= 0
+           && (job->queued + job->running > 0 || job->backlog_bytes == 0));
+    assert(job->usage->tasks >= job->queued + job->running
+           && job->usage->bytes >= job->backlog_bytes);
     (void) job;
 }
 
