@@ -24,27 +24,6 @@ static const struct option s_json_only[] = {
     { NULL, 0, NULL, 0 }
 };
 
-/* Parses "[--json] [--help]" plus up to max_operands operands. Returns -1
-   to go on, or an exit code. */
-static int s_simple_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
-                         int max_operands)
-{
-    optind = 0;
-    int c;
-    while ((c = cli_getopt(cmd, argc, argv, ":h", s_json_only)) != -1) {
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return CLI_EXIT_OK;
-        }
-        if (c != 'j')
-            return CLI_EXIT_USAGE;
-        *json = true;
-    }
-    if (argc - optind > max_operands)
-        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + max_operands]);
-    return -1;
-}
-
 static const struct option s_list_longopts[] = {
     { "help", no_argument, NULL, 'h' },
     { "json", no_argument, NULL, 'j' },
@@ -52,21 +31,21 @@ static const struct option s_list_longopts[] = {
     { NULL, 0, NULL, 0 }
 };
 
-/* Parses "[--json] [--all] [--help]" plus up to max_operands operands.
-   Returns -1 to go on, or an exit code. */
-static int s_list_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
-                       bool *all, int max_operands)
+/* Parses "[--json] [--help]", and "[--all]" when all is not NULL, plus up
+   to max_operands operands. Returns -1 to go on, or an exit code. */
+static int s_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
+                  bool *all, int max_operands)
 {
     optind = 0;
     int c;
-    while ((c = cli_getopt(cmd, argc, argv, ":h", s_list_longopts)) != -1) {
+    while ((c = cli_getopt(cmd, argc, argv, ":h", all ? s_list_longopts : s_json_only)) != -1) {
         if (c == 'h') {
             fputs(usage, stdout);
             return CLI_EXIT_OK;
         }
         if (c == 'j')
             *json = true;
-        else if (c == 'a')
+        else if (c == 'a' && all)
             *all = true;
         else
             return CLI_EXIT_USAGE;
@@ -74,6 +53,13 @@ static int s_list_opts(const char *cmd, const char *usage, int argc, char **argv
     if (argc - optind > max_operands)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + max_operands]);
     return -1;
+}
+
+/* s_opts without --all. */
+static int s_simple_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
+                         int max_operands)
+{
+    return s_opts(cmd, usage, argc, argv, json, NULL, max_operands);
 }
 
 /* Who a job record says owns it, for people: the name the master lists
@@ -148,7 +134,7 @@ static void s_print_job_status(const cli_t *cli, const proto_job_t *j)
 int cmd_status(cli_t *cli, int argc, char **argv)
 {
     bool json = false, all = false;
-    int rc = s_list_opts("status", s_status_usage, argc, argv, &json, &all, 1);
+    int rc = s_opts("status", s_status_usage, argc, argv, &json, &all, 1);
     if (rc >= 0)
         return rc;
     int64_t job = 0;
@@ -188,7 +174,7 @@ static const char s_jobs_usage[] =
 int cmd_jobs(cli_t *cli, int argc, char **argv)
 {
     bool json = false, all = false;
-    int rc = s_list_opts("jobs", s_jobs_usage, argc, argv, &json, &all, 0);
+    int rc = s_opts("jobs", s_jobs_usage, argc, argv, &json, &all, 0);
     if (rc >= 0)
         return rc;
     proto_reply_t *rep;

@@ -101,14 +101,15 @@ static void s_log_not_owner(api_t *self, const auth_peer_t *peer, const job_t *j
                  job->id, peer->owner, what, held);
 }
 
-/* The job a request names, if this peer may act on it; else NULL after
-   answering "no job N". */
-static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
-                             int64_t id)
+/* The job of that id if allowed(peer, job); else NULL after answering
+   "no job N" (what: the request, for the log). */
+static job_t *s_allowed_job(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                            int64_t id, bool (*allowed)(const auth_peer_t *, const job_t *),
+                            const char *what)
 {
     job_t *job = jobs_get(self->cfg.jobs, id);
-    if (job && !s_may_act(peer, job)) {
-        s_log_not_owner(self, peer, job, "job");
+    if (job && !allowed(peer, job)) {
+        s_log_not_owner(self, peer, job, what);
         job = NULL;
     }
     if (!job) {
@@ -117,6 +118,14 @@ static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, const auth_p
         s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
     }
     return job;
+}
+
+/* The job a request names, if this peer may act on it; else NULL after
+   answering "no job N". */
+static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                             int64_t id)
+{
+    return s_allowed_job(self, env, peer, id, s_may_act, "job");
 }
 
 static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
@@ -178,16 +187,9 @@ static char *s_needs_key(const proto_spec_t *spec)
 static job_t *s_job_to_extend(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                               int64_t id)
 {
-    job_t *job = jobs_get(self->cfg.jobs, id);
-    if (job && !s_mine(peer, job)) {
-        s_log_not_owner(self, peer, job, "submit");
-        job = NULL;
-    }
-    char msg[160];
-    if (!job) {
-        snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
-        s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
-    } else if (job->closed || job->closing || job->cancelled) {
+    job_t *job = s_allowed_job(self, env, peer, id, s_mine, "submit");
+    if (job && (job->closed || job->closing || job->cancelled)) {
+        char msg[160];
         snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
                  job->cancelled ? "cancelled" : "complete");
         s_reply_error(self, env, PROTO_E_STATE, msg);
