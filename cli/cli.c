@@ -164,29 +164,6 @@ int cli_parse_seconds(const char *text, double *out)
     return 0;
 }
 
-int cli_parse_bytes(const char *text, int64_t *out)
-{
-    if (!text || !*text)
-        return -1;
-    size_t n = strlen(text);
-    int64_t mult = 1;
-    char last = text[n - 1];
-    if (last == 'K' || last == 'k')
-        mult = 1024;
-    else if (last == 'M' || last == 'm')
-        mult = 1024 * 1024;
-    else if (last == 'G' || last == 'g')
-        mult = 1024LL * 1024 * 1024;
-    char *num = xstrndup(text, mult == 1 ? n : n - 1);
-    int64_t v;
-    int rc = parse_int64(num, 1, INT64_MAX / mult, &v);
-    free(num);
-    if (rc != 0)
-        return -1;
-    *out = v * mult;
-    return 0;
-}
-
 static void s_on_signal(int sig)
 {
     (void) sig;

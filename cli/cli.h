@@ -100,8 +100,6 @@ int cli_parse_job(const char *text, int64_t *job);
 int cli_parse_task_ref(const char *text, int64_t *job, int64_t *index, int64_t *task);
 /* Seconds >= 0 ("10", "2.5"). */
 int cli_parse_seconds(const char *text, double *out);
-/* Bytes >= 1 with an optional K, M or G suffix (powers of 1024). */
-int cli_parse_bytes(const char *text, int64_t *out);
 
 /* ---- signals ---- */
 

@@ -24,25 +24,55 @@ static const struct option s_json_only[] = {
     { NULL, 0, NULL, 0 }
 };
 
-/* Parses "[--json] [--help]" plus up to max_operands operands. Returns -1
-   to go on, or an exit code. */
-static int s_simple_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
-                         int max_operands)
+static const struct option s_list_longopts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, 'j' },
+    { "all", no_argument, NULL, 'a' },
+    { NULL, 0, NULL, 0 }
+};
+
+/* Parses "[--json] [--help]", and "[--all]" when all is not NULL, plus up
+   to max_operands operands. Returns -1 to go on, or an exit code. */
+static int s_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
+                  bool *all, int max_operands)
 {
     optind = 0;
     int c;
-    while ((c = cli_getopt(cmd, argc, argv, ":h", s_json_only)) != -1) {
+    while ((c = cli_getopt(cmd, argc, argv, ":h", all ? s_list_longopts : s_json_only)) != -1) {
         if (c == 'h') {
             fputs(usage, stdout);
             return CLI_EXIT_OK;
         }
-        if (c != 'j')
+        if (c == 'j')
+            *json = true;
+        else if (c == 'a' && all)
+            *all = true;
+        else
             return CLI_EXIT_USAGE;
-        *json = true;
     }
     if (argc - optind > max_operands)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + max_operands]);
     return -1;
+}
+
+/* s_opts without --all. */
+static int s_simple_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json,
+                         int max_operands)
+{
+    return s_opts(cmd, usage, argc, argv, json, NULL, max_operands);
+}
+
+/* Who a job record says owns it, for people: the name the master lists
+   its key under, else the key's first 8 characters; "-" for nobody. */
+static const char *s_owner(const proto_job_t *j, char *buf, size_t n)
+{
+    if (j->owner_name)
+        fmt_cell(buf, n, j->owner_name, 16);
+    else if (j->owner)
+        snprintf(buf, n, "%.8s...", j->owner);
+    else
+        snprintf(buf, n, "-");
+    return buf;
 }
 
 static void s_print_json(char *text)
@@ -52,10 +82,11 @@ static void s_print_json(char *text)
     free(text);
 }
 
-static int s_ask(cli_t *cli, proto_req_type_t type, int64_t job, proto_reply_t **rep)
+static int s_ask(cli_t *cli, proto_req_type_t type, int64_t job, bool all, proto_reply_t **rep)
 {
     proto_req_t *req = proto_req_new(type);
     req->job = job;
+    req->all = all;
     int rc = CLI_EXIT_OK;
     *rep = cli_call(cli, req, true, &rc);
     proto_req_destroy(&req);
@@ -65,53 +96,58 @@ static int s_ask(cli_t *cli, proto_req_type_t type, int64_t job, proto_reply_t *
 /* ---------------------------------------------------------------- status */
 
 static const char s_status_usage[] =
-    "usage: ztask status [JOB] [--json]\n"
+    "usage: ztask status [JOB] [--all] [--json]\n"
     "\n"
-    "Shows a job's counters, or with no JOB, those of every job.\n"
+    "Shows a job's counters, or with no JOB, those of each of your jobs.\n"
     "  job 7 \"nightly\": running, 1000 tasks: 523 done, 2 failed, 0 cancelled,\n"
     "    467 queued, 8 running\n"
     "The state is open (batches still arriving), queued, running, done, failed or\n"
-    "cancelled.\n"
+    "cancelled. A job of another client (an admin sees them) says whose it is.\n"
     "\n"
     "Options:\n"
+    "  --all    every client's jobs, not only yours (an admin key; without keys\n"
+    "           everyone sees every job)\n"
     "  --json   one job record per line (fields: docs/protocol.md)\n"
     "\n"
     "Examples:\n"
     "  ztask status 7\n"
     "  ztask status --json | jq .failed\n";
 
-static void s_print_job_status(const proto_job_t *j)
+static void s_print_job_status(const cli_t *cli, const proto_job_t *j)
 {
-    char name[300] = "";
+    char name[300] = "", owner[64] = "", who[40];
     if (j->name) {
         char cell[256];
         fmt_cell(cell, sizeof cell, j->name, 60);
         snprintf(name, sizeof name, " \"%s\"", cell);
     }
-    printf("job %lld%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
+    /* Only another client's job says whose it is: ours is the usual case. */
+    if (j->owner && strcmp(j->owner, cli->public_key) != 0)
+        snprintf(owner, sizeof owner, " (owner %s)", s_owner(j, who, sizeof who));
+    printf("job %lld%s%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
            "%lld running\n",
-           (long long) j->id, name, proto_job_state_name(j), (long long) j->total,
+           (long long) j->id, name, owner, proto_job_state_name(j), (long long) j->total,
            j->total == 1 ? "" : "s", (long long) j->done, (long long) j->failed,
            (long long) j->cancelled, (long long) j->queued, (long long) j->running);
 }
 
 int cmd_status(cli_t *cli, int argc, char **argv)
 {
-    bool json = false;
-    int rc = s_simple_opts("status", s_status_usage, argc, argv, &json, 1);
+    bool json = false, all = false;
+    int rc = s_opts("status", s_status_usage, argc, argv, &json, &all, 1);
     if (rc >= 0)
         return rc;
     int64_t job = 0;
     if (optind < argc && cli_parse_job(argv[optind], &job) != 0)
         return cli_usage_error("status", "'%s' is not a job id", argv[optind]);
     proto_reply_t *rep;
-    if ((rc = s_ask(cli, PROTO_REQ_STATUS, job, &rep)) != CLI_EXIT_OK)
+    if ((rc = s_ask(cli, PROTO_REQ_STATUS, job, all, &rep)) != CLI_EXIT_OK)
         return rc;
     for (int i = 0; i < rep->njobs; i++) {
         if (json)
             s_print_json(proto_job_encode(&rep->jobs[i]));
         else
-            s_print_job_status(&rep->jobs[i]);
+            s_print_job_status(cli, &rep->jobs[i]);
     }
     if (!json && rep->njobs == 0)
         printf("no jobs\n");
@@ -122,28 +158,32 @@ int cmd_status(cli_t *cli, int argc, char **argv)
 /* ------------------------------------------------------------------ jobs */
 
 static const char s_jobs_usage[] =
-    "usage: ztask jobs [--json]\n"
+    "usage: ztask jobs [--all] [--json]\n"
     "\n"
-    "Lists every job the master knows, one line each:\n"
+    "Lists your jobs (with CURVE keys: those your key submitted), one line each:\n"
     "  JOB  NAME  STATE  TOTAL  DONE  FAILED  CANCELLED  QUEUED  RUNNING  CREATED\n"
     "STATE is open (batches still arriving), queued (nothing started yet), running,\n"
     "then done, failed (some task failed) or cancelled.\n"
     "\n"
     "Options:\n"
-    "  --json   one job record per line (fields: docs/protocol.md)\n";
+    "  --all    every client's jobs, with an OWNER column: the name the master lists\n"
+    "           the key under (an admin key; without keys everyone sees every job)\n"
+    "  --json   one job record per line (fields: docs/protocol.md; \"owner\" is the\n"
+    "           submitting key)\n";
 
 int cmd_jobs(cli_t *cli, int argc, char **argv)
 {
-    bool json = false;
-    int rc = s_simple_opts("jobs", s_jobs_usage, argc, argv, &json, 0);
+    bool json = false, all = false;
+    int rc = s_opts("jobs", s_jobs_usage, argc, argv, &json, &all, 0);
     if (rc >= 0)
         return rc;
     proto_reply_t *rep;
-    if ((rc = s_ask(cli, PROTO_REQ_JOBS, 0, &rep)) != CLI_EXIT_OK)
+    if ((rc = s_ask(cli, PROTO_REQ_JOBS, 0, all, &rep)) != CLI_EXIT_OK)
         return rc;
     if (!json)
-        printf("%-6s %-20s %-10s %9s %9s %8s %9s %8s %8s  %s\n", "JOB", "NAME", "STATE", "TOTAL",
-               "DONE", "FAILED", "CANCELLED", "QUEUED", "RUNNING", "CREATED");
+        printf("%-6s %-20s %s%-10s %9s %9s %8s %9s %8s %8s  %s\n", "JOB", "NAME",
+               all ? "OWNER            " : "", "STATE", "TOTAL", "DONE", "FAILED", "CANCELLED",
+               "QUEUED", "RUNNING", "CREATED");
     double now = clock_wall();
     for (int i = 0; i < rep->njobs; i++) {
         const proto_job_t *j = &rep->jobs[i];
@@ -151,11 +191,13 @@ int cmd_jobs(cli_t *cli, int argc, char **argv)
             s_print_json(proto_job_encode(j));
             continue;
         }
-        char name[128], ago[32];
+        char name[128], ago[32], who[64] = "", cell[40];
         fmt_cell(name, sizeof name, j->name ? j->name : "-", 20);
         fmt_ago(ago, sizeof ago, now - j->created);
-        printf("%-6lld %-20s %-10s %9lld %9lld %8lld %9lld %8lld %8lld  %s\n", (long long) j->id,
-               name, proto_job_state_name(j), (long long) j->total, (long long) j->done,
+        if (all)
+            snprintf(who, sizeof who, "%-16s ", s_owner(j, cell, sizeof cell));
+        printf("%-6lld %-20s %s%-10s %9lld %9lld %8lld %9lld %8lld %8lld  %s\n", (long long) j->id,
+               name, who, proto_job_state_name(j), (long long) j->total, (long long) j->done,
                (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
                (long long) j->running, ago);
     }
@@ -351,7 +393,7 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
     if (rc >= 0)
         return rc;
     proto_reply_t *rep;
-    if ((rc = s_ask(cli, PROTO_REQ_WORKERS, 0, &rep)) != CLI_EXIT_OK)
+    if ((rc = s_ask(cli, PROTO_REQ_WORKERS, 0, false, &rep)) != CLI_EXIT_OK)
         return rc;
     if (!json)
         printf("%-14s %-20s %7s %7s %7s %9s %7s  %-14s %-8s %s\n", "ID", "HOST", "PID",
@@ -412,7 +454,7 @@ int cmd_stats(cli_t *cli, int argc, char **argv)
     if (rc >= 0)
         return rc;
     proto_reply_t *rep;
-    if ((rc = s_ask(cli, PROTO_REQ_STATS, 0, &rep)) != CLI_EXIT_OK)
+    if ((rc = s_ask(cli, PROTO_REQ_STATS, 0, false, &rep)) != CLI_EXIT_OK)
         return rc;
     const proto_stats_t *s = &rep->stats;
     if (json) {

@@ -236,7 +236,7 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
             a->opts.has_priority = true;
             break;
         case OPT_OUTPUT_CAP:
-            if (cli_parse_bytes(optarg, &v) != 0 || v > PROTO_MAX_OUTPUT_CAP)
+            if (parse_bytes(optarg, &v) != 0 || v > PROTO_MAX_OUTPUT_CAP)
                 return cli_usage_error(s_cmd, "--output-cap wants 1..%dM bytes, got '%s'",
                                        PROTO_MAX_OUTPUT_CAP / (1024 * 1024), optarg);
             a->opts.output_cap = v;

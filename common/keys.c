@@ -13,8 +13,18 @@
 #include <unistd.h>
 #include <zmq.h>
 
+/* Key files are a few hundred bytes; an allowlist file holds one line per
+   key. Anything bigger is not what the operator meant to list. */
+#define KEY_FILE_MAX (64 * 1024)
+#define ALLOWLIST_FILE_MAX (64 * 1024 * 1024)
+
+typedef struct {
+    char key[KEY_Z85_LEN + 1];
+    char *name;              /* the file's name without .pub/.key, owned; NULL from a list file */
+} keyset_entry_t;
+
 struct keyset {
-    char (*keys)[KEY_Z85_LEN + 1];
+    keyset_entry_t *keys;    /* sorted by key once loaded (s_finish) */
     size_t n, cap;
 };
 
@@ -59,14 +69,50 @@ static bool s_value(const char *line, const char *name, char out[KEY_Z85_LEN + 1
     return keys_valid_z85(out);
 }
 
+/* Opens path for reading if it is a regular file of at most max bytes.
+   Non-blocking: opening a fifo (or a device) for reading can block until a
+   writer comes, and the master reads allowlists on its event loop (at
+   SIGHUP); so open without waiting, look at what was opened, and refuse
+   anything that is not a plain file. NULL with err filled otherwise. */
+static FILE *s_open_regular(const char *path, off_t max, const char *what, char *err,
+                            size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path,
+                 S_ISFIFO(st.st_mode)  ? "a fifo, not a regular file"
+                 : S_ISDIR(st.st_mode) ? "a directory, not a regular file"
+                                       : "not a regular file");
+    else if (st.st_size > max)
+        snprintf(err, errlen, "cannot read %s %s: too big (%lld bytes; at most %lld)", what,
+                 path, (long long) st.st_size, (long long) max);
+    else {
+        /* A regular file never blocks: back to ordinary reads. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+            fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        FILE *f = fdopen(fd, "r");
+        if (f)
+            return f;
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+    }
+    close(fd);
+    return NULL;
+}
+
 int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+    FILE *f = s_open_regular(path, KEY_FILE_MAX, "key file", err, errlen);
+    if (!f)
         return -1;
-    }
     /* Whole lines, however long: a fixed buffer would split a long comment
        and read its tail as a line of its own. */
     char *line = NULL;
@@ -170,15 +216,47 @@ int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, 
     return 0;
 }
 
-static void s_add(keyset_t *self, const char *key)
+/* Adds a key (and the name it came with, may be NULL); duplicates are
+   merged once the list is read (s_finish). */
+static void s_add(keyset_t *self, const char *key, const char *name, size_t namelen)
 {
-    if (keyset_has(self, key))
-        return;
     if (self->n == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 16;
         self->keys = xrealloc(self->keys, self->cap * sizeof *self->keys);
     }
-    memcpy(self->keys[self->n++], key, KEY_Z85_LEN + 1);
+    keyset_entry_t *e = &self->keys[self->n++];
+    memcpy(e->key, key, KEY_Z85_LEN + 1);
+    e->name = name ? xstrndup(name, namelen) : NULL;
+}
+
+static int s_cmp_entry(const void *a, const void *b)
+{
+    const keyset_entry_t *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c || (!x->name && !y->name))
+        return c;
+    /* One key under several file names: the smallest name wins, so the
+       name shown does not depend on the order readdir gives. */
+    if (!x->name || !y->name)
+        return x->name ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Sorts by key (keyset_has is a binary search: the master asks for every
+   message it receives) and keeps one entry per key. */
+static void s_finish(keyset_t *self)
+{
+    if (self->n)
+        qsort(self->keys, self->n, sizeof *self->keys, s_cmp_entry);
+    size_t kept = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        if (kept && strcmp(self->keys[kept - 1].key, self->keys[i].key) == 0) {
+            free(self->keys[i].name);
+            continue;
+        }
+        self->keys[kept++] = self->keys[i];
+    }
+    self->n = kept;
 }
 
 static bool s_ends_with(const char *s, const char *suffix)
@@ -187,55 +265,42 @@ static bool s_ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-keyset_t *keyset_load(const char *path, char *err, size_t errlen)
+/* Every *.pub and *.key file of a directory; a file that holds no key, or
+   is not a regular file (a fifo would block the reader), is skipped and
+   logged. */
+static void s_load_dir(keyset_t *self, const char *path, DIR *d)
 {
-    keyset_t *self = xcalloc(1, sizeof *self);
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        snprintf(err, errlen, "cannot read allowlist %s: %s", path, strerror(errno));
-        keyset_destroy(&self);
-        return NULL;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) {
-            snprintf(err, errlen, "cannot read allowlist %s: %s", path, strerror(errno));
-            keyset_destroy(&self);
-            return NULL;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!s_ends_with(de->d_name, ".pub") && !s_ends_with(de->d_name, ".key"))
+            continue;
+        char file[4096];
+        snprintf(file, sizeof file, "%s/%s", path, de->d_name);
+        keypair_t kp;
+        char e2[600];
+        if (keys_load(file, &kp, e2, sizeof e2) == 0) {
+            s_add(self, kp.pub, de->d_name, strlen(de->d_name) - 4);
+            explicit_bzero(kp.sec, sizeof kp.sec);
+        } else { /* the others still count; say why this one does not */
+            char qf[512], qe[700];
+            log_warn("event=allowlist_skipped file=\"%s\" error=\"%s\"",
+                     log_quote(qf, sizeof qf, file), log_quote(qe, sizeof qe, e2));
         }
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (!s_ends_with(de->d_name, ".pub") && !s_ends_with(de->d_name, ".key"))
-                continue;
-            char file[4096];
-            snprintf(file, sizeof file, "%s/%s", path, de->d_name);
-            keypair_t kp;
-            char e2[256];
-            if (keys_load(file, &kp, e2, sizeof e2) == 0)
-                s_add(self, kp.pub);
-            else { /* the others still count; say why this one does not */
-                char qf[512], qe[300];
-                log_warn("event=allowlist_skipped file=\"%s\" error=\"%s\"",
-                         log_quote(qf, sizeof qf, file), log_quote(qe, sizeof qe, e2));
-            }
-        }
-        closedir(d);
-        return self;
     }
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read allowlist %s: %s", path, strerror(errno));
-        keyset_destroy(&self);
-        return NULL;
-    }
+}
+
+/* One key per line (bare Z85 or the public-key = "..." form). -1 with err
+   naming the first line that is not a key. */
+static int s_load_file(keyset_t *self, const char *path, FILE *f, char *err, size_t errlen)
+{
     char *line = NULL;
     size_t cap = 0;
-    int lineno = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    int lineno = 0, rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) >= 0) {
         lineno++;
         char v[KEY_Z85_LEN + 1];
         if (s_value(line, "public-key", v) || s_value(line, NULL, v))
-            s_add(self, v);
+            s_add(self, v, NULL, 0);
         else {
             const char *p = line;
             while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
@@ -243,24 +308,66 @@ keyset_t *keyset_load(const char *path, char *err, size_t errlen)
             if (*p && *p != '#' && strncmp(p, "secret-key", 10) != 0) {
                 snprintf(err, errlen, "%s:%d: not a public key (want 40 Z85 characters)", path,
                          lineno);
-                free(line);
-                fclose(f);
-                keyset_destroy(&self);
-                return NULL;
+                rc = -1;
             }
         }
     }
     free(line);
-    fclose(f);
+    return rc;
+}
+
+keyset_t *keyset_load(const char *path, char *err, size_t errlen)
+{
+    keyset_t *self = xcalloc(1, sizeof *self);
+    struct stat st;
+    int rc = -1;
+    if (stat(path, &st) != 0)
+        snprintf(err, errlen, "cannot read allowlist %s: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            snprintf(err, errlen, "cannot read allowlist %s: %s", path, strerror(errno));
+        else {
+            s_load_dir(self, path, d);
+            closedir(d);
+            rc = 0;
+        }
+    } else {
+        FILE *f = s_open_regular(path, ALLOWLIST_FILE_MAX, "allowlist", err, errlen);
+        if (f) {
+            rc = s_load_file(self, path, f, err, errlen);
+            fclose(f);
+        }
+    }
+    if (rc != 0) {
+        keyset_destroy(&self);
+        return NULL;
+    }
+    s_finish(self);
     return self;
+}
+
+static int s_cmp_key(const void *key, const void *entry)
+{
+    return strcmp(key, ((const keyset_entry_t *) entry)->key);
+}
+
+static const keyset_entry_t *s_find(const keyset_t *self, const char *z85)
+{
+    if (!self || !self->n || !z85)
+        return NULL;
+    return bsearch(z85, self->keys, self->n, sizeof *self->keys, s_cmp_key);
 }
 
 bool keyset_has(const keyset_t *self, const char *z85)
 {
-    for (size_t i = 0; self && i < self->n; i++)
-        if (strcmp(self->keys[i], z85) == 0)
-            return true;
-    return false;
+    return s_find(self, z85) != NULL;
+}
+
+const char *keyset_name(const keyset_t *self, const char *z85)
+{
+    const keyset_entry_t *e = s_find(self, z85);
+    return e ? e->name : NULL;
 }
 
 size_t keyset_size(const keyset_t *self)
@@ -272,6 +379,8 @@ void keyset_destroy(keyset_t **p)
 {
     if (!p || !*p)
         return;
+    for (size_t i = 0; i < (*p)->n; i++)
+        free((*p)->keys[i].name);
     free((*p)->keys);
     free(*p);
     *p = NULL;

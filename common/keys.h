@@ -5,9 +5,16 @@
                               secret-key = "<40 Z85 chars>"
       NAME.pub                public-key = "<40 Z85 chars>"
     Lines starting with '#' are comments. An allowlist is either a
-    directory (every *.pub or *.key file in it contributes its public key)
-    or one file with one public key per line (bare Z85 or the
-    `public-key = "..."` form), comments allowed.
+    directory (every *.pub or *.key file in it contributes its public key,
+    named after the file: "ana" for ana.pub) or one file with one public
+    key per line (bare Z85 or the `public-key = "..."` form), comments
+    allowed.
+
+    Only regular files are read, and never with a blocking open: a fifo
+    named like a key file (or given as one) is refused at once instead of
+    stopping the reader until someone writes to it (the master reads its
+    allowlists on its event loop). Key files over 64 KiB and list files
+    over 64 MiB are refused too.
 
     Errors fill err with one line naming the file and what is wrong.
     Threads: any; no shared state.
@@ -47,9 +54,16 @@ int keys_load_public(const char *key_or_path, keypair_t *out, char *err, size_t 
 /* A set of allowed public keys (binary-compared in Z85 text). */
 typedef struct keyset keyset_t;
 
-/* Loads an allowlist directory or file. NULL with err on failure. */
+/* Loads an allowlist directory or file. In a directory, a file that holds
+   no key or is not a regular file is skipped and logged
+   (event=allowlist_skipped); the others count. NULL with err on failure. */
 keyset_t *keyset_load(const char *path, char *err, size_t errlen);
+/* True when z85 is in the set (a binary search; NULL sets hold nothing). */
 bool keyset_has(const keyset_t *self, const char *z85);
+/* The name a key was listed under: its file's name without .pub/.key
+   (the smallest one when several files hold it); NULL when the key is not
+   in the set or came from a list file. Borrowed, until keyset_destroy. */
+const char *keyset_name(const keyset_t *self, const char *z85);
 size_t keyset_size(const keyset_t *self);
 void keyset_destroy(keyset_t **p);
 

@@ -96,6 +96,29 @@ int parse_double(const char *text, double *out)
     return 0;
 }
 
+int parse_bytes(const char *text, int64_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    size_t n = strlen(text);
+    int64_t mult = 1;
+    char last = text[n - 1];
+    if (last == 'K' || last == 'k')
+        mult = 1024;
+    else if (last == 'M' || last == 'm')
+        mult = 1024 * 1024;
+    else if (last == 'G' || last == 'g')
+        mult = 1024LL * 1024 * 1024;
+    char *num = xstrndup(text, mult == 1 ? n : n - 1);
+    int64_t v;
+    int rc = parse_int64(num, 1, INT64_MAX / mult, &v);
+    free(num);
+    if (rc != 0)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid.
    Rejects overlong forms, surrogates and code points above U+10FFFF. */
 static size_t s_utf8_seq(const unsigned char *p, size_t left)

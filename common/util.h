@@ -24,6 +24,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int parse_int64(const char *text, int64_t min, int64_t max, int64_t *out);
 /* Whole-string number parse (accepts "1.5"); 0 on success, -1 otherwise. */
 int parse_double(const char *text, double *out);
+/* A size: bytes >= 1 with an optional K, M or G suffix (powers of 1024):
+   "4096", "64K", "2m", "1G". 0 on success, -1 otherwise (*out untouched). */
+int parse_bytes(const char *text, int64_t *out);
 
 /* Returns a newly allocated, NUL-terminated copy of data[0..len) that is
    valid UTF-8: every invalid sequence (and every NUL byte, which JSON

@@ -73,10 +73,45 @@ static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *cod
     proto_reply_destroy(&rep);
 }
 
-/* The job a request names, or NULL after answering "no job N". */
-static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
+/* Who may act on a job (docs/security.md, "The multi-user model"): its
+   owner; an admin; anyone, for a job that has no owner (made without
+   CURVE, or before jobs had owners). */
+static bool s_may_act(const auth_peer_t *peer, const job_t *job)
+{
+    return (peer->roles & AUTH_ADMIN) || !job->owner[0] || strcmp(job->owner, peer->owner) == 0;
+}
+
+/* The jobs a peer calls its own: what `ztask jobs` lists without --all,
+   and the only ones it may add tasks to (an admin included). */
+static bool s_mine(const auth_peer_t *peer, const job_t *job)
+{
+    return !job->owner[0] || strcmp(job->owner, peer->owner) == 0;
+}
+
+/* Logs (rate-limited) a request turned away from a job it may not touch;
+   the peer itself is told only "no job N", as for a job that does not
+   exist, so that job ids cannot be probed. */
+static void s_log_not_owner(api_t *self, const auth_peer_t *peer, const job_t *job,
+                            const char *what)
+{
+    int64_t held;
+    if (log_limit(&self->lim_request, clock_mono_ms(), &held))
+        log_warn("event=request_refused reason=not_owner job=%" PRId64 " key=%s request=%s "
+                 "suppressed=%" PRId64,
+                 job->id, peer->owner, what, held);
+}
+
+/* The job of that id if allowed(peer, job); else NULL after answering
+   "no job N" (what: the request, for the log). */
+static job_t *s_allowed_job(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                            int64_t id, bool (*allowed)(const auth_peer_t *, const job_t *),
+                            const char *what)
 {
     job_t *job = jobs_get(self->cfg.jobs, id);
+    if (job && !allowed(peer, job)) {
+        s_log_not_owner(self, peer, job, what);
+        job = NULL;
+    }
     if (!job) {
         char msg[80];
         snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
@@ -85,7 +120,15 @@ static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
     return job;
 }
 
-static void s_job_record(const job_t *job, proto_job_t *out)
+/* The job a request names, if this peer may act on it; else NULL after
+   answering "no job N". */
+static job_t *s_job_or_reply(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                             int64_t id)
+{
+    return s_allowed_job(self, env, peer, id, s_may_act, "job");
+}
+
+static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
 {
     memset(out, 0, sizeof *out);
     out->id = job->id;
@@ -99,6 +142,8 @@ static void s_job_record(const job_t *job, proto_job_t *out)
     out->cancelled = job->cancelled_n;
     out->created = job->created;
     out->finished = job->finished;
+    out->owner = job->owner[0] ? xstrdup(job->owner) : NULL;
+    out->owner_name = xstrdup(auth_key_name(self->cfg.auth, job->owner));
 }
 
 /* ---- submit ---- */
@@ -136,41 +181,73 @@ static char *s_needs_key(const proto_spec_t *spec)
     return key;
 }
 
-static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
+/* The open job a submit adds to, if this peer may add to it (its owner's
+   only, admins included: a job's tasks are its owner's); else NULL after
+   answering. */
+static job_t *s_job_to_extend(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                              int64_t id)
+{
+    job_t *job = s_allowed_job(self, env, peer, id, s_mine, "submit");
+    if (job && (job->closed || job->closing || job->cancelled)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
+                 job->cancelled ? "cancelled" : "complete");
+        s_reply_error(self, env, PROTO_E_STATE, msg);
+        job = NULL;
+    }
+    return job;
+}
+
+/* Whether a batch of p->ntasks tasks and p->bytes bytes fits in the
+   owner's quota (--quota-tasks, --quota-bytes) beside what it has queued
+   or running and what waits for a commit; else false after answering
+   (code "quota"; nothing of the batch is taken). */
+static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_usage_t *u,
+                           const pending_submit_t *p)
+{
+    const char *what = NULL;
+    int64_t have = 0, add = 0, limit = 0;
+    if (self->cfg.quota_tasks
+        && u->tasks + u->pending_tasks + p->ntasks > self->cfg.quota_tasks) {
+        what = "tasks";
+        have = u->tasks + u->pending_tasks;
+        add = p->ntasks;
+        limit = self->cfg.quota_tasks;
+    } else if (self->cfg.quota_bytes
+               && u->bytes + u->pending_bytes + p->bytes > self->cfg.quota_bytes) {
+        what = "bytes";
+        have = u->bytes + u->pending_bytes;
+        add = p->bytes;
+        limit = self->cfg.quota_bytes;
+    }
+    if (!what)
+        return true;
+    int64_t held;
+    if (log_limit(&self->lim_request, clock_mono_ms(), &held))
+        log_warn("event=quota_refused key=%s %s=%" PRId64 " batch=%" PRId64 " limit=%" PRId64
+                 " suppressed=%" PRId64,
+                 u->owner[0] ? u->owner : "none", what, have, add, limit, held);
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_QUOTA,
+        "over quota: %" PRId64 " %s queued or running + %" PRId64 " in this batch > %" PRId64
+        " (--quota-%s); nothing of this batch was accepted: wait for tasks to finish, or "
+        "cancel some",
+        have, strcmp(what, "tasks") == 0 ? "tasks" : "bytes of specs", add, limit, what);
+    s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+    proto_reply_destroy(&rep);
+    return false;
+}
+
+static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     proto_req_t *req)
 {
     /* Everything the writer needs to store the rows travels with the
        submit; the tasks enter the queue when that commit is done. */
-    pending_submit_t *p = xcalloc(1, sizeof *p);
     job_t *job = NULL;
-    int64_t indexed = 0;
-    if (req->job == 0) {
-        /* The job is made when its first batch is committed: nobody can
-           name it before its id is acknowledged. */
-        p->new_job = true;
-        p->job_id = ++self->last_job_id;
-        p->job_name = xstrdup(req->name);
-        p->job_created = clock_wall();
-    } else {
-        job = s_job_or_reply(self, env, req->job);
-        char msg[160];
-        if (job && (job->closed || job->closing || job->cancelled)) {
-            snprintf(msg, sizeof msg, "job %" PRId64 " is %s: no more tasks can be added", job->id,
-                     job->cancelled ? "cancelled" : "complete");
-            s_reply_error(self, env, PROTO_E_STATE, msg);
-            job = NULL;
-        }
-        if (!job) {
-            pending_submit_free(&p);
-            return;
-        }
-        p->job_id = job->id;
-        /* Default indexes continue from every batch taken so far, committed
-           or not: two clients adding to one job at once get distinct ones
-           (a refused batch leaves a gap). */
-        if (job->indexed < job->total)
-            job->indexed = job->total;   /* a job loaded from the store */
-        indexed = job->indexed;
-    }
+    if (req->job != 0 && !(job = s_job_to_extend(self, env, peer, req->job)))
+        return;
+    pending_submit_t *p = xcalloc(1, sizeof *p);
+    p->owner = xstrdup(peer->owner);
     p->close = !req->more;
     p->wait_ms = req->wait_ms;
     p->tasks = xcalloc((size_t) req->ntasks + 1, sizeof(pending_task_t));
@@ -183,8 +260,6 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
             needs = NULL;
         }
         p->tasks[i] = (pending_task_t){
-            .id = ++self->last_task_id,
-            .index = spec->index >= 0 ? spec->index : indexed + i,
             .priority = spec->priority,
             .retries = spec->retries,
             .cls = cls,
@@ -192,13 +267,40 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
             .spec = proto_spec_encode(spec),
             .needs = needs,
         };
+        p->bytes += (int64_t) strlen(p->tasks[i].spec);
         p->ntasks++;
     }
-    if (job) {
+    owner_usage_t *u = jobs_usage(self->cfg.jobs, peer->owner);
+    if (!s_quota_allows(self, env, u, p)) {
+        pending_submit_free(&p);
+        return;
+    }
+    int64_t indexed = 0;
+    if (!job) {
+        /* The job is made when its first batch is committed: nobody can
+           name it before its id is acknowledged. */
+        p->new_job = true;
+        p->job_id = ++self->last_job_id;
+        p->job_name = xstrdup(req->name);
+        p->job_created = clock_wall();
+    } else {
+        p->job_id = job->id;
+        /* Default indexes continue from every batch taken so far, committed
+           or not: two batches of one job at once get distinct ones (a
+           refused batch leaves a gap). */
+        if (job->indexed < job->total)
+            job->indexed = job->total;   /* a job loaded from the store */
+        indexed = job->indexed;
         job->indexed += req->ntasks;
         if (p->close)
             job->closing = true;
     }
+    for (int i = 0; i < p->ntasks; i++) {
+        p->tasks[i].id = ++self->last_task_id;
+        p->tasks[i].index = req->tasks[i]->index >= 0 ? req->tasks[i]->index : indexed + i;
+    }
+    /* Counted against the quota until its commit is done either way. */
+    usage_pending(u, p->ntasks, p->bytes);
     /* The envelope is kept to answer after the commit. */
     zmqx_frames_copy(&p->envelope, env);
     journal_submit(self->cfg.journal, &p);
@@ -208,7 +310,12 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, proto_req_t *req)
    client gets its ack. */
 static void s_submit_committed(api_t *self, pending_submit_t *p)
 {
-    job_t *job = p->new_job ? jobs_create(self->cfg.jobs, p->job_id, p->job_name, p->job_created)
+    usage_pending(jobs_usage(self->cfg.jobs, p->owner), -p->ntasks, -p->bytes);
+    job_t *job = p->new_job ? jobs_create(self->cfg.jobs, &(store_job_new_t){.id = p->job_id,
+                                                                              .name = p->job_name,
+                                                                              .owner = p->owner,
+                                                                              .created =
+                                                                                  p->job_created})
                             : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
@@ -226,6 +333,7 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
 /* The commit of this submit failed (or will never come): refuse it. */
 static void s_submit_refused(api_t *self, const pending_submit_t *p)
 {
+    usage_pending(jobs_usage(self->cfg.jobs, p->owner), -p->ntasks, -p->bytes);
     /* A refused batch that would have closed its job does not: the client
        may send it again. */
     job_t *job = p->close ? jobs_get(self->cfg.jobs, p->job_id) : NULL;
@@ -293,9 +401,10 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     return 0;
 }
 
-static void s_results(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_results(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                      const proto_req_t *req)
 {
-    if (!s_job_or_reply(self, env, req->job))
+    if (!s_job_or_reply(self, env, peer, req->job))
         return;
     int limit = req->limit > 0 ? req->limit : 1000;
     rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
@@ -321,6 +430,7 @@ static void s_results(api_t *self, const zmqx_frames_t *env, const proto_req_t *
 typedef struct {
     char *outcome;
     proto_state_t state;
+    int64_t job;
     bool seen;
 } one_row_t;
 
@@ -329,6 +439,7 @@ static int s_one_row(const store_task_row_t *row, void *arg)
     one_row_t *o = arg;
     o->outcome = xstrdup(row->outcome_json);
     o->state = row->state;
+    o->job = row->job;
     o->seen = true;
     return 0;
 }
@@ -354,16 +465,36 @@ static char *s_slice(const char *data, size_t len, int64_t offset)
     return xstrndup(data + offset, len - (size_t) offset);
 }
 
-static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+/* Whether peer may act on the task of that id (through its job); when
+   not (or there is no such task), false after answering "no such task".
+   o (may be NULL) gets the task's stored row. */
+static bool s_task_or_reply(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                            int64_t id, one_row_t *o)
+{
+    one_row_t mine = {0};
+    if (!o)
+        o = &mine;
+    bool found = false;
+    if (id > 0 && store_task_get(journal_store(self->cfg.journal), id, s_one_row, o, &found) != 0)
+        found = false;
+    const job_t *job = found ? jobs_get(self->cfg.jobs, o->job) : NULL;
+    if (job && !s_may_act(peer, job)) {
+        s_log_not_owner(self, peer, job, "task");
+        job = NULL;
+    }
+    free(mine.outcome);
+    if (!job)
+        s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
+    return job != NULL;
+}
+
+static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
 {
     int64_t id = s_task_id(self, req);
     one_row_t o = {0};
-    bool found = false;
-    if (id > 0 && store_task_get(journal_store(self->cfg.journal), id, s_one_row, &o, &found) != 0)
-        found = false;
-    if (!found) {
+    if (!s_task_or_reply(self, env, peer, id, &o)) {
         free(o.outcome);
-        s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
@@ -395,25 +526,21 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req
 
 /* ---- cancel ---- */
 
-static void s_cancel(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     const proto_req_t *req)
 {
     int64_t count = 0;
     if (req->task > 0 || req->index >= 0) {
         int64_t id = s_task_id(self, req);
-        sched_task_t *t = id > 0 ? sched_get(self->cfg.sched, id) : NULL;
-        bool exists = t != NULL;
-        if (!t && id > 0)
-            store_task_get(journal_store(self->cfg.journal), id, NULL, NULL, &exists);
-        if (!exists) {
-            s_reply_error(self, env, PROTO_E_NOT_FOUND, "no such task");
+        if (!s_task_or_reply(self, env, peer, id, NULL))
             return;
-        }
+        sched_task_t *t = sched_get(self->cfg.sched, id);
         if (t) {
             tasks_cancel(self->cfg.tasks, t);
             count = 1;
         }
     } else {
-        job_t *job = s_job_or_reply(self, env, req->job);
+        job_t *job = s_job_or_reply(self, env, peer, req->job);
         if (!job)
             return;
         jobs_cancel(self->cfg.jobs, job);
@@ -502,7 +629,8 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
     proto_reply_destroy(&rep);
 }
 
-static void s_drain(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
 {
     worker_t *w = req->worker ? registry_find(self->cfg.registry, req->worker) : NULL;
     if (!w || !w->alive) {
@@ -511,8 +639,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     }
     /* A worker key (not also a client's) drains only the worker it
        registered: its own SIGTERM, nobody else's. */
-    if (self->cfg.auth && !auth_role_allows(env->user_id, "client")
-        && strcmp(w->key, auth_user_key(env->user_id)) != 0) {
+    if (!(peer->roles & AUTH_CLIENT) && strcmp(w->key, peer->owner) != 0) {
         log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
                  auth_user_key(env->user_id));
         s_reply_error(self, env, PROTO_E_AUTH, "a worker key may drain only its own worker");
@@ -538,26 +665,33 @@ static int s_cmp_job(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Answers with one job's record, or "no job N". */
-static void s_job_reply(api_t *self, const zmqx_frames_t *env, int64_t id,
+/* Answers with one job's record. */
+static void s_job_reply(api_t *self, const zmqx_frames_t *env, const job_t *job,
                         proto_req_type_t type)
 {
-    job_t *job = s_job_or_reply(self, env, id);
-    if (!job)
-        return;
     proto_reply_t *rep = proto_reply_new(true);
     rep->jobs = xcalloc(1, sizeof(proto_job_t));
-    s_job_record(job, &rep->jobs[0]);
+    s_job_record(self, job, &rep->jobs[0]);
     rep->njobs = 1;
     s_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
 
-static void s_jobs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req,
-                   proto_req_type_t type)
+/* status/jobs: one job, or the peer's own jobs, or with "all" every
+   client's (admins only: without CURVE everyone is one). */
+static void s_jobs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req, proto_req_type_t type)
 {
     if (req->job > 0) {
-        s_job_reply(self, env, req->job, type);
+        job_t *job = s_job_or_reply(self, env, peer, req->job);
+        if (job)
+            s_job_reply(self, env, job, type);
+        return;
+    }
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's jobs (the master's --admins list); "
+                      "without --all: your own");
         return;
     }
     proto_reply_t *rep = proto_reply_new(true);
@@ -565,15 +699,17 @@ static void s_jobs(api_t *self, const zmqx_frames_t *env, const proto_req_t *req
     rep->jobs = xcalloc(n + 1, sizeof(proto_job_t));
     job_t *job;
     while ((job = jobs_next(self->cfg.jobs, &pos)))
-        s_job_record(job, &rep->jobs[rep->njobs++]);
+        if (req->all || s_mine(peer, job))
+            s_job_record(self, job, &rep->jobs[rep->njobs++]);
     qsort(rep->jobs, (size_t) rep->njobs, sizeof(proto_job_t), s_cmp_job);
     s_send_reply(self, env, rep, type);
     proto_reply_destroy(&rep);
 }
 
-static void s_forget(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+static void s_forget(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     const proto_req_t *req)
 {
-    job_t *job = s_job_or_reply(self, env, req->job);
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
     if (!job)
         return;
     char msg[160];
@@ -640,7 +776,7 @@ static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id
     rep->total = job ? job->total : 0;
     if (job && with_record) {
         rep->jobs = xcalloc(1, sizeof(proto_job_t));
-        s_job_record(job, &rep->jobs[0]);
+        s_job_record(self, job, &rep->jobs[0]);
         rep->njobs = 1;
     }
     s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
@@ -659,6 +795,21 @@ static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
         s_submit_reply(self, env, job, accepted, wait_ms > 0);
 }
 
+/* A held status whose wait is over: the job's record, or "no job N" when
+   it is gone since (forgotten). Whether the peer may see it was decided
+   when it was held. */
+static void s_waited_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
+{
+    const job_t *job = jobs_get(self->cfg.jobs, id);
+    if (job) {
+        s_job_reply(self, env, job, PROTO_REQ_STATUS);
+        return;
+    }
+    char msg[80];
+    snprintf(msg, sizeof msg, "no job %" PRId64 " (see: ztask jobs)", id);
+    s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
+}
+
 void api_waiters(api_t *self, int64_t now, bool all_now)
 {
     if (!waiters_any_due(self->cfg.waiters, now, all_now))
@@ -672,13 +823,37 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
         if (w->type == PROTO_REQ_SUBMIT)
             s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
         else
-            s_job_reply(self, &w->envelope, w->job, PROTO_REQ_STATUS);
+            s_waited_reply(self, &w->envelope, w->job);
         waiter_free(&w);
         w = next;
     }
 }
 
 /* ---- entry ---- */
+
+/* A request from a peer without the role it needs: a key revoked since
+   its connection was admitted (it holds no role now), or a key of the
+   other kind. Logged (rate-limited: a peer can send these at will) and
+   answered with code auth. */
+static void s_refuse(api_t *self, const zmqx_frames_t *env, const char *user_id,
+                     const auth_peer_t *peer, proto_req_type_t type, unsigned need, int64_t now)
+{
+    char held_roles[32], need_roles[32];
+    const char *key = auth_user_key(user_id);
+    int64_t held;
+    if (log_limit(&self->lim_request, now, &held))
+        log_warn("event=request_refused type=%s role=%s key=%s need=%s reason=%s "
+                 "suppressed=%" PRId64,
+                 proto_req_type_name(type),
+                 peer->roles ? auth_roles_text(peer->roles, held_roles, sizeof held_roles) : "none",
+                 key[0] ? key : "none", auth_roles_text(need, need_roles, sizeof need_roles),
+                 peer->roles ? "role" : "revoked", held);
+    s_reply_error(self, env, PROTO_E_AUTH,
+                  !peer->roles ? "this key is no longer allowed (it was removed from the "
+                                 "master's allowlists)"
+                  : type == PROTO_REQ_HELLO ? "this key is not allowed to register as a worker"
+                                            : "this key is not allowed to act as a client");
+}
 
 static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
 {
@@ -704,25 +879,24 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         s_reply_error(self, &env, err.code, err.message);
         return;
     }
-    /* With CURVE, the ZAP handler said who this peer is: workers register,
-       clients do everything else. */
-    if (self->cfg.auth) {
-        /* A worker asks for its own drain when it gets SIGTERM. */
-        const char *role = req->type == PROTO_REQ_HELLO ? "worker" : "client";
-        bool ok = auth_role_allows(frames->user_id, role)
-                  || (req->type == PROTO_REQ_DRAIN && auth_role_allows(frames->user_id, "worker"));
-        if (!ok) {
-            const char *key = auth_user_key(frames->user_id);
-            int rlen = (int) strcspn(frames->user_id, " ");
-            log_warn("event=request_refused type=%s role=%.*s key=%s need=%s",
-                     proto_req_type_name(req->type), rlen ? rlen : 4,
-                     rlen ? frames->user_id : "none", key[0] ? key : "none", role);
-            s_reply_error(self, &env, PROTO_E_AUTH,
-                          req->type == PROTO_REQ_HELLO ? "this key is not allowed to register as a worker"
-                                                       : "this key is not allowed to act as a client");
-            proto_req_destroy(&req);
-            return;
-        }
+    /* Who this is, with the roles its key holds now (a key revoked since
+       its connection was admitted holds none): workers register, clients
+       do everything else (a worker asks for its own drain at SIGTERM). */
+    auth_peer_t peer;
+    auth_peer(self->cfg.auth, frames->user_id, &peer);
+    unsigned need = req->type == PROTO_REQ_HELLO ? AUTH_WORKER
+                    : req->type == PROTO_REQ_DRAIN ? AUTH_CLIENT | AUTH_WORKER
+                                                   : AUTH_CLIENT;
+    if (!(peer.roles & need)) {
+        s_refuse(self, &env, frames->user_id, &peer, req->type, need, now);
+        proto_req_destroy(&req);
+        return;
+    }
+    /* A status that waits for one job: held only when the peer may see it. */
+    if (req->type == PROTO_REQ_STATUS && req->job > 0 && req->wait_ms > 0
+        && !s_job_or_reply(self, &env, &peer, req->job)) {
+        proto_req_destroy(&req);
+        return;
     }
     if (req->type == PROTO_REQ_STATUS
         && waiters_hold(self->cfg.waiters, &env, PROTO_REQ_STATUS, req->job, 0, req->wait_ms,
@@ -734,16 +908,16 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
         api_flush(self);
     switch (req->type) {
-    case PROTO_REQ_SUBMIT: s_submit(self, &env, req); break;
-    case PROTO_REQ_STATUS: s_jobs(self, &env, req, PROTO_REQ_STATUS); break;
-    case PROTO_REQ_JOBS: s_jobs(self, &env, req, PROTO_REQ_JOBS); break;
-    case PROTO_REQ_RESULTS: s_results(self, &env, req); break;
-    case PROTO_REQ_LOGS: s_logs(self, &env, req); break;
-    case PROTO_REQ_CANCEL: s_cancel(self, &env, req); break;
+    case PROTO_REQ_SUBMIT: s_submit(self, &env, &peer, req); break;
+    case PROTO_REQ_STATUS: s_jobs(self, &env, &peer, req, PROTO_REQ_STATUS); break;
+    case PROTO_REQ_JOBS: s_jobs(self, &env, &peer, req, PROTO_REQ_JOBS); break;
+    case PROTO_REQ_RESULTS: s_results(self, &env, &peer, req); break;
+    case PROTO_REQ_LOGS: s_logs(self, &env, &peer, req); break;
+    case PROTO_REQ_CANCEL: s_cancel(self, &env, &peer, req); break;
     case PROTO_REQ_WORKERS: s_workers(self, &env); break;
-    case PROTO_REQ_DRAIN: s_drain(self, &env, req); break;
+    case PROTO_REQ_DRAIN: s_drain(self, &env, &peer, req); break;
     case PROTO_REQ_STATS: s_stats(self, &env); break;
-    case PROTO_REQ_FORGET: s_forget(self, &env, req); break;
+    case PROTO_REQ_FORGET: s_forget(self, &env, &peer, req); break;
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     }
     proto_req_destroy(&req);

@@ -1,6 +1,14 @@
 /*  api: the master's answers to clients and to worker registration, one
     request in, one reply out, on the API ROUTER socket.
 
+    Who may do what is decided here, per request, with the roles the
+    sender's key holds now (auth_peer): a key revoked since its connection
+    was admitted is refused from its next message. A client acts only on
+    the jobs it owns (and jobs with no owner); an admin on every job; only
+    a job's owner adds tasks to it; a job it may not act on is "no job N"
+    to it, as one that does not exist. A submit over its owner's quota is
+    refused whole (code "quota"). docs/security.md has the model.
+
     Every answer reflects committed state: a query is answered after a
     flush (api_flush), a submit after the commit that holds its rows (the
     journal hands the done submits back; api_acks answers them), a held
@@ -45,6 +53,8 @@ typedef struct {
     int64_t last_job_id;     /* the ids handed out last (the store's at start) */
     int64_t last_task_id;
     int64_t started_ms;      /* monotonic ms of the master's start (uptime) */
+    int64_t quota_tasks;     /* per owner, tasks queued or running at most; 0 = no limit */
+    int64_t quota_bytes;     /* per owner, bytes of their specs at most; 0 = no limit */
 } api_config_t;
 
 api_t *api_new(const api_config_t *cfg);

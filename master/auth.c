@@ -12,36 +12,39 @@
 #include <string.h>
 #include <zmq.h>
 
+/* The lists, by role: clients, workers, admins (admins optional). */
+enum { L_CLIENTS, L_WORKERS, L_ADMINS, L_COUNT };
+
 struct auth {
     void *zap;
-    char *clients_path, *workers_path;
-    keyset_t *clients, *workers;
+    char *paths[L_COUNT];      /* owned; paths[L_ADMINS] NULL without --admins */
+    keyset_t *lists[L_COUNT];  /* the lists now (a reload swaps all three at once) */
     log_limit_t lim_refused;   /* a stranger can connect at will */
 };
 
+/* Loads every list; only when all load do they replace the old ones. */
 static int s_load(auth_t *self, char *err, size_t errlen)
 {
-    keyset_t *c = keyset_load(self->clients_path, err, errlen);
-    if (!c)
-        return -1;
-    keyset_t *w = keyset_load(self->workers_path, err, errlen);
-    if (!w) {
-        keyset_destroy(&c);
-        return -1;
+    keyset_t *fresh[L_COUNT] = {NULL};
+    for (int i = 0; i < L_COUNT; i++)
+        if (self->paths[i] && !(fresh[i] = keyset_load(self->paths[i], err, errlen))) {
+            for (int j = 0; j < i; j++)
+                keyset_destroy(&fresh[j]);
+            return -1;
+        }
+    for (int i = 0; i < L_COUNT; i++) {
+        keyset_destroy(&self->lists[i]);
+        self->lists[i] = fresh[i];
     }
-    keyset_destroy(&self->clients);
-    keyset_destroy(&self->workers);
-    self->clients = c;
-    self->workers = w;
     return 0;
 }
 
-auth_t *auth_new(void *ctx, const char *clients_path, const char *workers_path, char *err,
-                 size_t errlen)
+auth_t *auth_new(void *ctx, const auth_lists_t *lists, char *err, size_t errlen)
 {
     auth_t *self = xcalloc(1, sizeof *self);
-    self->clients_path = xstrdup(clients_path);
-    self->workers_path = xstrdup(workers_path);
+    self->paths[L_CLIENTS] = xstrdup(lists->clients);
+    self->paths[L_WORKERS] = xstrdup(lists->workers);
+    self->paths[L_ADMINS] = xstrdup(lists->admins);
     if (s_load(self, err, errlen) != 0) {
         auth_destroy(&self);
         return NULL;
@@ -52,8 +55,9 @@ auth_t *auth_new(void *ctx, const char *clients_path, const char *workers_path, 
         auth_destroy(&self);
         return NULL;
     }
-    log_info("event=auth_enabled clients=%zu workers=%zu", keyset_size(self->clients),
-             keyset_size(self->workers));
+    log_info("event=auth_enabled clients=%zu workers=%zu admins=%zu",
+             keyset_size(self->lists[L_CLIENTS]), keyset_size(self->lists[L_WORKERS]),
+             keyset_size(self->lists[L_ADMINS]));
     return self;
 }
 
@@ -64,10 +68,10 @@ void auth_destroy(auth_t **p)
     auth_t *self = *p;
     if (self->zap)
         zmq_close(self->zap);
-    keyset_destroy(&self->clients);
-    keyset_destroy(&self->workers);
-    free(self->clients_path);
-    free(self->workers_path);
+    for (int i = 0; i < L_COUNT; i++) {
+        keyset_destroy(&self->lists[i]);
+        free(self->paths[i]);
+    }
     free(self);
     *p = NULL;
 }
@@ -81,39 +85,94 @@ int auth_reload(auth_t *self, char *err, size_t errlen)
 {
     if (s_load(self, err, errlen) != 0)
         return -1;
-    log_info("event=auth_reloaded clients=%zu workers=%zu", keyset_size(self->clients),
-             keyset_size(self->workers));
+    log_info("event=auth_reloaded clients=%zu workers=%zu admins=%zu",
+             keyset_size(self->lists[L_CLIENTS]), keyset_size(self->lists[L_WORKERS]),
+             keyset_size(self->lists[L_ADMINS]));
     return 0;
+}
+
+unsigned auth_key_roles(const auth_t *self, const char *key)
+{
+    if (!self)
+        return AUTH_CLIENT | AUTH_WORKER | AUTH_ADMIN;
+    unsigned roles = 0;
+    if (keyset_has(self->lists[L_CLIENTS], key))
+        roles |= AUTH_CLIENT;
+    if (keyset_has(self->lists[L_WORKERS], key))
+        roles |= AUTH_WORKER;
+    if (keyset_has(self->lists[L_ADMINS], key))
+        roles |= AUTH_ADMIN | AUTH_CLIENT;
+    return roles;
+}
+
+void auth_peer(const auth_t *self, const char *user_id, auth_peer_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!self) {
+        /* No CURVE: over TCP nothing tells one local user from another,
+           so nobody owns anything and everyone may do everything (see the
+           top of auth.h for how an ipc:// API could tell users apart). */
+        out->roles = AUTH_CLIENT | AUTH_WORKER | AUTH_ADMIN;
+        return;
+    }
+    const char *key = auth_user_key(user_id);
+    out->roles = auth_key_roles(self, key);
+    snprintf(out->owner, sizeof out->owner, "%s", key);
+}
+
+const char *auth_key_name(const auth_t *self, const char *key)
+{
+    if (!self || !key || !*key)
+        return NULL;
+    for (int i = 0; i < L_COUNT; i++) {
+        const char *name = keyset_name(self->lists[i], key);
+        if (name)
+            return name;
+    }
+    return NULL;
+}
+
+const char *auth_roles_text(unsigned roles, char *buf, size_t n)
+{
+    static const char *const names[] = {"client", "worker", "admin"};
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < 3; i++)
+        if (roles & (1u << i))
+            used += (size_t) snprintf(buf + used, n - used, "%s%s", used ? "+" : "", names[i]);
+    return buf;
 }
 
 /* ZAP request (RFC 27): version, request id, domain, address, identity,
    mechanism, then credentials (CURVE: the client's 32-byte public key). */
 static void s_answer(auth_t *self, const zmqx_frames_t *req)
 {
-    const char *status = "400", *text = "not allowed", *role = "";
+    const char *status = "400", *text = "not allowed";
+    unsigned roles = 0;
     char key[KEY_Z85_LEN + 1] = "";
     size_t plen = strlen(AUTH_DOMAIN_PIPE);
     const char *domain = req->count > 2 ? req->frames[2] : "";
     const char *address = req->count > 3 ? req->frames[3] : "";
     if (req->count >= 7 && strcmp(req->frames[5], "CURVE") == 0 && req->sizes[6] == 32) {
         zmq_z85_encode(key, (const uint8_t *) req->frames[6], 32);
-        bool client = keyset_has(self->clients, key);
-        bool worker = keyset_has(self->workers, key);
+        unsigned held = auth_key_roles(self, key);
         bool own_pipe = strncmp(domain, AUTH_DOMAIN_PIPE " ", plen + 1) == 0
                         && strcmp(domain + plen + 1, key) == 0;
-        if (strcmp(domain, AUTH_DOMAIN_API) == 0 && (client || worker)) {
+        if (strcmp(domain, AUTH_DOMAIN_API) == 0 && held) {
             status = "200";
-            role = client && worker ? "client+worker" : client ? "client" : "worker";
-        } else if ((strcmp(domain, AUTH_DOMAIN_REPORTS) == 0 || own_pipe) && worker) {
+            roles = held;
+        } else if ((strcmp(domain, AUTH_DOMAIN_REPORTS) == 0 || own_pipe)
+                   && (held & AUTH_WORKER)) {
             status = "200";
-            role = "worker";
+            roles = AUTH_WORKER;
         }
     } else
         text = "CURVE required";
     char user[ZMQX_USER_ID_MAX] = "";
     if (strcmp(status, "200") == 0) {
         text = "OK";
-        snprintf(user, sizeof user, "%s %s", role, key);
+        char r[32];
+        snprintf(user, sizeof user, "%s %s", auth_roles_text(roles, r, sizeof r), key);
     } else {
         /* A pipe's domain is "pipe KEY": the key is not the refused one. */
         int64_t held;
@@ -152,19 +211,6 @@ int auth_make_server(void *sock, const char *secret_z85, const char *domain)
         || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_z85, KEY_Z85_LEN) != 0)
         return -1;
     return 0;
-}
-
-bool auth_role_allows(const char *user_id, const char *role)
-{
-    /* The role is the User-Id's first word: "client", "worker" or
-       "client+worker" (the key after it is Z85, which has letters). */
-    size_t n = strcspn(user_id, " ");
-    size_t r = strlen(role);
-    for (const char *p = user_id; p + r <= user_id + n; p++)
-        if (strncmp(p, role, r) == 0 && (p == user_id || p[-1] == '+')
-            && (p + r == user_id + n || p[r] == '+'))
-            return true;
-    return false;
 }
 
 const char *auth_user_key(const char *user_id)

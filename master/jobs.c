@@ -13,12 +13,14 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Retention runs at least this often (an age limit passes with no event). */
 #define RETENTION_EVERY_MS 5000
 
 struct jobs {
     imap_t *map;             /* id -> job_t */
+    owner_usage_t *owners;   /* every owner that has had a job, owned */
     journal_t *journal;      /* borrowed */
     int keep_jobs;
     double keep_secs;
@@ -42,27 +44,55 @@ static int64_t *s_counter(job_t *job, proto_state_t st)
     return &job->failed;
 }
 
+static bool s_unfinished(proto_state_t st)
+{
+    return st == PROTO_ST_QUEUED || st == PROTO_ST_ASSIGNED || st == PROTO_ST_RUNNING;
+}
+
 static void s_check(const job_t *job)
 {
     assert(job->queued >= 0 && job->running >= 0 && job->done >= 0 && job->failed >= 0
            && job->cancelled_n >= 0);
     assert(job->total
            == job->queued + job->running + job->done + job->failed + job->cancelled_n);
+    assert(job->backlog_bytes >= 0
+           && (job->queued + job->running > 0 || job->backlog_bytes == 0));
+    assert(job->usage->tasks >= job->queued + job->running
+           && job->usage->bytes >= job->backlog_bytes);
     (void) job;
 }
 
-void job_add(job_t *job, proto_state_t to, int64_t n)
+/* n tasks with bytes of specs enter (sign 1) or leave (-1) the backlog. */
+static void s_backlog(job_t *job, int sign, int64_t n, int64_t bytes)
+{
+    job->backlog_bytes += sign * bytes;
+    job->usage->tasks += sign * n;
+    job->usage->bytes += sign * bytes;
+}
+
+void job_add(job_t *job, proto_state_t to, int64_t n, int64_t bytes)
 {
     *s_counter(job, to) += n;
     job->total += n;
+    if (s_unfinished(to))
+        s_backlog(job, 1, n, bytes);
     s_check(job);
 }
 
-void job_move(job_t *job, proto_state_t from, proto_state_t to, int64_t n)
+void job_move(job_t *job, proto_state_t from, proto_state_t to, int64_t n, int64_t bytes)
 {
     *s_counter(job, from) -= n;
     *s_counter(job, to) += n;
+    if (s_unfinished(from) != s_unfinished(to))
+        s_backlog(job, s_unfinished(to) ? 1 : -1, n, bytes);
     s_check(job);
+}
+
+void usage_pending(owner_usage_t *u, int64_t tasks, int64_t bytes)
+{
+    u->pending_tasks += tasks;
+    u->pending_bytes += bytes;
+    assert(u->pending_tasks >= 0 && u->pending_bytes >= 0);
 }
 
 /* ---- the set of jobs ---- */
@@ -81,6 +111,7 @@ static void s_job_free(job_t *job)
 {
     if (job) {
         free(job->name);
+        free(job->owner);
         free(job);
     }
 }
@@ -95,16 +126,38 @@ void jobs_destroy(jobs_t **p)
     while ((job = imap_next(self->map, &pos, NULL)))
         s_job_free(job);
     imap_destroy(&self->map);
+    while (self->owners) {
+        owner_usage_t *next = self->owners->next;
+        free(self->owners->owner);
+        free(self->owners);
+        self->owners = next;
+    }
     free(self);
     *p = NULL;
 }
 
-job_t *jobs_create(jobs_t *self, int64_t id, const char *name, double created)
+owner_usage_t *jobs_usage(jobs_t *self, const char *owner)
+{
+    if (!owner)
+        owner = "";
+    for (owner_usage_t *u = self->owners; u; u = u->next)
+        if (strcmp(u->owner, owner) == 0)
+            return u;
+    owner_usage_t *u = xcalloc(1, sizeof *u);
+    u->owner = xstrdup(owner);
+    u->next = self->owners;
+    self->owners = u;
+    return u;
+}
+
+job_t *jobs_create(jobs_t *self, const store_job_new_t *row)
 {
     job_t *job = xcalloc(1, sizeof *job);
-    job->id = id;
-    job->name = xstrdup(name);
-    job->created = created;
+    job->id = row->id;
+    job->name = xstrdup(row->name);
+    job->usage = jobs_usage(self, row->owner);
+    job->owner = xstrdup(job->usage->owner);
+    job->created = row->created;
     imap_put(self->map, job->id, job);
     return job;
 }
@@ -112,17 +165,20 @@ job_t *jobs_create(jobs_t *self, int64_t id, const char *name, double created)
 static int s_load_job(const store_job_row_t *row, void *arg)
 {
     jobs_t *self = arg;
-    job_t *job = jobs_create(self, row->id, row->name, row->created);
+    job_t *job = jobs_create(self, &(store_job_new_t){.id = row->id,
+                                                      .name = row->name,
+                                                      .owner = row->owner,
+                                                      .created = row->created});
     job->closed = row->closed;
     job->finished = row->finished;
     return 0;
 }
 
-static int s_load_count(int64_t id, proto_state_t state, int64_t count, void *arg)
+static int s_load_count(int64_t id, proto_state_t state, int64_t count, int64_t bytes, void *arg)
 {
     job_t *job = jobs_get(arg, id);
     if (job)
-        job_add(job, state, count);
+        job_add(job, state, count, bytes);
     return 0;
 }
 

@@ -9,7 +9,20 @@
     or RUNNING alike, and the tasks of an orphan (on a worker before a
     master restart, waiting for it to claim them). Only job_add and
     job_move change the counters, and both check the invariant (and that
-    no counter is negative) with assert(). The builds keep assert() on in
+    no counter is negative) with assert().
+
+    Owners: a job belongs to the client that submitted it (its key, from
+    auth.h; "" = nobody: a master without CURVE, or a job from before
+    owners). What each owner has queued or running, tasks and the bytes
+    of their specs, is its usage (quotas are checked against it, api.c):
+    job_add and job_move keep it too, with the job's backlog_bytes, so
+    the invariant grows by
+
+        backlog_bytes == 0 when queued + running == 0, never negative
+        usage.tasks == the sum of queued + running over the owner's jobs
+
+    The bytes of a task travel with it (sched_task_t.spec_len): every
+    move out of the unfinished states takes them back. The builds keep assert() on in
     every variant, release included (the Makefile never defines NDEBUG):
     a counter out of step is a bug that would show later as a job that
     never finishes (or finishes early), far from its cause; the check is
@@ -36,9 +49,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What one owner has queued or running, and in submits not yet
+   committed (reserved by api.c so that batches sent back to back cannot
+   pass a quota between two commits). Belongs to the jobs_t. */
+typedef struct owner_usage {
+    char *owner;             /* a client's key; "" = nobody */
+    int64_t tasks, bytes;    /* tasks queued or running, and their specs' bytes */
+    int64_t pending_tasks, pending_bytes;   /* in submits waiting for their commit */
+    struct owner_usage *next;
+} owner_usage_t;
+
 typedef struct job {
     int64_t id;
     char *name;
+    char *owner;             /* who submitted it: a client's key; "" = nobody */
+    owner_usage_t *usage;    /* its owner's (borrowed from the jobs_t) */
     bool closed;             /* every batch received */
     bool closing;            /* a batch that closes it waits for its commit */
     bool cancelled;          /* cancel asked: no further batches accepted */
@@ -46,15 +71,23 @@ typedef struct job {
     int64_t total, queued, running, done, failed, cancelled_n;
     int64_t indexed;         /* default indexes handed out: batches waiting
                                 for their commit count here, not in total */
+    int64_t backlog_bytes;   /* spec bytes of its tasks queued or running */
     double created, finished;
 } job_t;
 
-/* Counts n new tasks of job in state `to` (total grows with them). */
-void job_add(job_t *job, proto_state_t to, int64_t n);
+/* Counts n new tasks of job in state `to` (total grows with them); bytes:
+   their specs' size (counted in the backlog when `to` is unfinished). */
+void job_add(job_t *job, proto_state_t to, int64_t n, int64_t bytes);
 
-/* Moves n of job's tasks from one state's counter to another's (ASSIGNED
-   and RUNNING share one: a move between them changes nothing). */
-void job_move(job_t *job, proto_state_t from, proto_state_t to, int64_t n);
+/* Moves n of job's tasks (with bytes of specs) from one state's counter
+   to another's (ASSIGNED and RUNNING share one: a move between them
+   changes nothing); the backlog and the owner's usage follow a move
+   into or out of the unfinished states. */
+void job_move(job_t *job, proto_state_t from, proto_state_t to, int64_t n, int64_t bytes);
+
+/* Reserves (positive) or releases (negative) tasks and bytes of a submit
+   waiting for its commit in u's pending counts. */
+void usage_pending(owner_usage_t *u, int64_t tasks, int64_t bytes);
 
 typedef struct jobs jobs_t;
 
@@ -67,8 +100,14 @@ void jobs_destroy(jobs_t **p);
    0, or -1 (store_error says why). */
 int jobs_load(jobs_t *self, store_t *store);
 
-/* A new job record (its rows are the caller's to write). Borrowed. */
-job_t *jobs_create(jobs_t *self, int64_t id, const char *name, double created);
+/* A new job record (its rows are the caller's to write), as the store
+   has it: job->id > 0, owner NULL for nobody. Borrowed. */
+job_t *jobs_create(jobs_t *self, const store_job_new_t *job);
+
+/* The usage of owner ("" = nobody; NULL too), made on first use. Owners
+   are the keys of the allowlists that ever submitted: few, so a list.
+   Borrowed until jobs_destroy. */
+owner_usage_t *jobs_usage(jobs_t *self, const char *owner);
 
 /* The job of that id, or NULL. Borrowed. */
 job_t *jobs_get(const jobs_t *self, int64_t id);

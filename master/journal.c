@@ -94,6 +94,7 @@ void pending_submit_free(pending_submit_t **p)
     }
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
+    free(s->owner);
     free(s->refused);
     free(s->tasks);
     free(s);
@@ -236,7 +237,12 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
     int rc = 0;
     for (const pending_submit_t *p = list; p && rc == 0; p = p->next) {
         if (p->new_job)
-            rc = store_job_create(st, p->job_id, p->job_name, p->job_created, NULL);
+            rc = store_job_create(st,
+                                  &(store_job_new_t){.id = p->job_id,
+                                                     .name = p->job_name,
+                                                     .owner = p->owner,
+                                                     .created = p->job_created},
+                                  NULL);
         if (rc == 0 && p->ntasks > 0) {
             store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);
             for (int i = 0; i < p->ntasks; i++) {

@@ -101,6 +101,9 @@ typedef struct pending_submit {
     bool new_job;            /* this request creates the job: */
     char *job_name;          /*   its name, owned (NULL = none) */
     double job_created;      /*   wall seconds */
+    char *owner;             /* who sent it (auth.h: a key; "" = nobody), owned:
+                                a new job's owner; the quota this batch counts against */
+    int64_t bytes;           /* the size of its tasks' specs (quotas count it) */
     bool close;
     int wait_ms;             /* > 0: answer once the job has finished (or then) */
     pending_task_t *tasks;

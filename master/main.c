@@ -53,7 +53,14 @@ static void s_usage(FILE *out)
 "                       encryption and authentication on every socket\n"
 "  --clients PATH       allowed client keys: a directory of .pub files, or a file\n"
 "  --workers PATH       allowed worker keys: a directory of .pub files, or a file\n"
-"                       (both lists are re-read on SIGHUP)\n"
+"  --admins PATH        admin keys (optional): clients that see and act on every\n"
+"                       client's jobs; other clients act only on their own\n"
+"                       (the lists are re-read on SIGHUP; a key removed is\n"
+"                       refused from its next message)\n"
+"  --quota-tasks N      each client may have at most N tasks queued or running\n"
+"                       (default: no limit); a submit over it is refused\n"
+"  --quota-bytes SIZE   each client's queued or running tasks may hold at most\n"
+"                       SIZE bytes of specs (64K, 512M, 2G; default: no limit)\n"
 "  --insecure           allow --bind on a non-loopback address without keys\n"
 "  --keep-results SPEC  forget finished jobs with their results: N keeps the N\n"
 "                       newest, or an age: 7d, 12h, 30m (default: keep all);\n"
@@ -61,6 +68,10 @@ static void s_usage(FILE *out)
 "                       clock set forward forgets sooner (timers do not move)\n"
 "  --log-level LEVEL    debug, info (default), warn, error\n"
 "  --help, --version\n"
+"\n"
+"Without --curve-secret nobody is told apart: every client sees and acts on every\n"
+"job (and may run commands on the workers): keep such a master on loopback, on a\n"
+"host whose every user you trust (docs/security.md).\n"
 "\n"
 "Signals: SIGTERM/SIGINT commit, close and exit 0; SIGHUP re-reads the key allowlists.\n"
 "Exit codes: 0 clean stop, 1 cannot start (port in use, database, keys, refused\n"
@@ -124,7 +135,7 @@ int main(int argc, char **argv)
     log_level_t level = LOG_LVL_INFO;
     enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
            O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION, O_SECRET, O_CLIENTS,
-           O_WORKERS, O_INSECURE, O_KEEP };
+           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"bind", required_argument, 0, O_BIND},
@@ -142,6 +153,9 @@ int main(int argc, char **argv)
         {"curve-secret", required_argument, 0, O_SECRET},
         {"clients", required_argument, 0, O_CLIENTS},
         {"workers", required_argument, 0, O_WORKERS},
+        {"admins", required_argument, 0, O_ADMINS},
+        {"quota-tasks", required_argument, 0, O_QUOTA_TASKS},
+        {"quota-bytes", required_argument, 0, O_QUOTA_BYTES},
         {"insecure", no_argument, 0, O_INSECURE},
         {"keep-results", required_argument, 0, O_KEEP},
         {"help", no_argument, 0, O_HELP},
@@ -199,6 +213,21 @@ int main(int argc, char **argv)
         case O_SECRET: cfg.curve_secret = optarg; break;
         case O_CLIENTS: cfg.clients = optarg; break;
         case O_WORKERS: cfg.workers = optarg; break;
+        case O_ADMINS: cfg.admins = optarg; break;
+        case O_QUOTA_TASKS:
+            if (parse_int64(optarg, 1, INT64_MAX, &cfg.quota_tasks) != 0) {
+                fprintf(stderr, "ztask-master: --quota-tasks wants a number of tasks >= 1, not "
+                                "'%s'\n", optarg);
+                rc = -1;
+            }
+            break;
+        case O_QUOTA_BYTES:
+            if (parse_bytes(optarg, &cfg.quota_bytes) != 0) {
+                fprintf(stderr, "ztask-master: --quota-bytes wants a size (65536, 64K, 512M, "
+                                "2G), not '%s'\n", optarg);
+                rc = -1;
+            }
+            break;
         case O_INSECURE: cfg.insecure = true; break;
         case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;
         case O_HELP: s_usage(stdout); return 0;

@@ -118,8 +118,9 @@ static bool s_loopback(const char *addr)
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->curve_secret) {
-        if (cfg->clients || cfg->workers) {
-            snprintf(err, errlen, "--clients/--workers need --curve-secret (the master's key file)");
+        if (cfg->clients || cfg->workers || cfg->admins) {
+            snprintf(err, errlen,
+                     "--clients/--workers/--admins need --curve-secret (the master's key file)");
             return -1;
         }
         if (!s_loopback(cfg->bind_addr) && !cfg->insecure) {
@@ -147,7 +148,11 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
         return -1;
     }
     memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
-    self->auth = auth_new(self->ctx, cfg->clients, cfg->workers, err, errlen);
+    self->auth = auth_new(self->ctx,
+                          &(auth_lists_t){.clients = cfg->clients,
+                                          .workers = cfg->workers,
+                                          .admins = cfg->admins},
+                          err, errlen);
     return self->auth ? 0 : -1;
 }
 
@@ -211,6 +216,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .registry = self->registry,
         .jobs = self->jobs,
         .journal = self->journal,
+        .auth = self->auth,
         .heartbeat_ms = cfg->heartbeat_ms,
         .liveness = cfg->liveness,
         .lease_ms = cfg->lease_ms,
@@ -241,6 +247,8 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .last_job_id = last_job_id,
         .last_task_id = last_task_id,
         .started_ms = self->started_ms,
+        .quota_tasks = cfg->quota_tasks,
+        .quota_bytes = cfg->quota_bytes,
     });
     return 0;
 }
@@ -288,14 +296,19 @@ static long s_poll_timeout(master_t *self, int64_t now)
     return t < 0 ? 0 : (long) t;
 }
 
-/* SIGHUP: the key allowlists are read again. */
+/* SIGHUP: the key allowlists are read again. A key no longer listed is
+   refused from its next message (api.c, tasks.c ask auth per message);
+   a worker whose key went is lost now, so no more tasks go down its
+   pipe. */
 static void s_reload(master_t *self)
 {
-    char err[512];
+    char err[700];
     if (!self->auth)
         log_info("event=reload_ignored why=\"no --curve-secret: no allowlists to reload\"");
     else if (auth_reload(self->auth, err, sizeof err) != 0)
         log_error("event=reload_failed error=\"%s\" note=\"old allowlists kept\"", err);
+    else
+        tasks_keys_reloaded(self->tasks, clock_mono_ms());
 }
 
 /* One turn of the loop after the poll: items says which sockets have

@@ -43,9 +43,12 @@ typedef struct {
     const char *curve_secret;  /* key file of the master (CURVE on when set) */
     const char *clients;       /* allowlist of client keys (dir or file) */
     const char *workers;       /* allowlist of worker keys (dir or file) */
+    const char *admins;        /* allowlist of admin keys (dir or file); NULL = none */
     bool insecure;             /* allow a non-loopback bind without keys */
     int keep_jobs;             /* keep at most this many finished jobs (0 = all) */
     double keep_secs;          /* forget finished jobs older than this (0 = never) */
+    int64_t quota_tasks;       /* per owner: tasks queued or running at most (0 = no limit) */
+    int64_t quota_bytes;       /* per owner: bytes of their specs at most (0 = no limit) */
 } master_config_t;
 
 /* Fills the defaults above. */

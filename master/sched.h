@@ -64,6 +64,7 @@ typedef struct sched_task {
     sched_output_t *output;   /* live output, owned, NULL when none */
     int32_t priority;
     uint32_t gen;             /* matches the current heap entry */
+    uint32_t spec_len;        /* bytes of its spec (its owner's quota counts them) */
     uint16_t cls;             /* index of its class */
     uint16_t attempt;         /* number of the latest dispatch; 0 = never sent */
     uint8_t retries_left;

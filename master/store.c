@@ -54,9 +54,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids
-   (older databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 3
+/* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
+   4: jobs.owner (older databases are upgraded in place, see s_schema). */
+#define STORE_SCHEMA_VERSION 4
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -70,6 +70,10 @@
 _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNING == 2 &&
                    PROTO_ST_DONE == 3 && PROTO_ST_FAILED == 4 && PROTO_ST_CANCELLED == 5,
                "task states are stored as numbers: a change needs a schema version bump");
+
+/* Schema 4: who submitted each job (the client's key; NULL: nobody, as
+   a master without CURVE, or one before schema 4, made them). */
+#define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
@@ -87,7 +91,8 @@ static const char *const SCHEMA =
     "  name TEXT,"
     "  closed INTEGER NOT NULL DEFAULT 0,"
     "  created REAL NOT NULL,"
-    "  finished REAL NOT NULL DEFAULT 0);"
+    "  finished REAL NOT NULL DEFAULT 0,"
+    "  owner TEXT);"
     "CREATE TABLE tasks("
     "  id INTEGER PRIMARY KEY,"
     "  job INTEGER NOT NULL,"
@@ -120,6 +125,9 @@ static const char *const SCHEMA =
 #define TASK_COLS \
     "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished, " \
     "needs"
+
+/* A spec's size in bytes (length() of text counts characters). */
+#define SPEC_BYTES "length(CAST(spec AS BLOB))"
 
 /* Rows per multi-row insert (measured: 16 rows cost ~7,800 instructions
    each, 4 rows ~10,400, single rows ~16,100; more rows gain little). */
@@ -169,7 +177,7 @@ static const char *const SQL[S_COUNT_] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     /* ?3 NULL: SQLite picks the next id. */
-    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created) VALUES (?3, ?1, ?2)",
+    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created, owner) VALUES (?3, ?1, ?2, ?4)",
     [S_JOB_CLOSE] = "UPDATE jobs SET closed = 1 WHERE id = ?1",
     [S_JOB_FINISHED] = "UPDATE jobs SET finished = ?2 WHERE id = ?1",
     [S_JOB_DEL_DUPS] = "DELETE FROM duplicates WHERE task IN "
@@ -185,8 +193,12 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_LAST_ID] = "SELECT max(coalesce((SELECT max(id) FROM tasks), 0), "
                        "coalesce((SELECT last FROM last_ids WHERE name = 'tasks'), 0), "
                        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0))",
-    [S_JOBS] = "SELECT id, name, closed, created, finished FROM jobs ORDER BY id",
-    [S_COUNTS] = "SELECT job, state, count(*) FROM tasks GROUP BY job, state",
+    [S_JOBS] = "SELECT id, name, closed, created, finished, owner FROM jobs ORDER BY id",
+    /* Spec bytes only of unfinished tasks (what quotas count): a finished
+       task's spec is not read. */
+    [S_COUNTS] = "SELECT job, state, count(*), "
+                 "sum(CASE WHEN state < 3 THEN " SPEC_BYTES " ELSE 0 END) "
+                 "FROM tasks GROUP BY job, state",
     [S_TASK_INSERT] = "INSERT INTO tasks(id, job, idx, name, priority, retries, state, spec, needs) "
                       "VALUES (?8, ?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
     /* STORE_INSERT_ROWS rows of (id, job, idx, name, priority, retries,
@@ -207,7 +219,7 @@ static const char *const SQL[S_COUNT_] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
     [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
-    [S_UNFINISHED] = "SELECT " TASK_COLS " FROM tasks "
+    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks "
                      "WHERE state < 3 ORDER BY id",
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -375,6 +387,9 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
+    /* S_UNFINISHED adds the spec's size. */
+    if (sqlite3_column_count(st) > 13)
+        row->spec_bytes = sqlite3_column_int64(st, 13);
     return 0;
 }
 
@@ -476,15 +491,19 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && (version == 1 || version == 2)) {
+    } else if (rc == 0 && version >= 1 && version <= 3) {
         /* Cheap steps only, whatever the size of the file: a schema 2 tasks
-           table keeps its AUTOINCREMENT (rebuilding it would copy every row). */
+           table keeps its AUTOINCREMENT (rebuilding it would copy every row);
+           adding a column rewrites no row. Jobs from before schema 4 have no
+           owner: every client may act on them, as before (docs/security.md). */
         if (version == 1)
             rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
                         "upgrade schema 1 to 2");
+        if (rc == 0 && version <= 2)
+            rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
         if (rc == 0)
-            rc = s_exec(db, LAST_IDS_TABLE "PRAGMA user_version = 3", err, errlen,
-                        "upgrade schema to 3");
+            rc = s_exec(db, JOBS_OWNER_COLUMN "PRAGMA user_version = 4", err, errlen,
+                        "upgrade schema to 4");
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -691,18 +710,18 @@ int store_last_ids(store_t *self, int64_t *job, int64_t *task)
 
 /* ---- jobs ---- */
 
-int store_job_create(store_t *self, int64_t id, const char *name, double created,
-                     int64_t *job_id)
+int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id)
 {
     if (s_write_begin(self, "job create") < 0)
         return -1;
     sqlite3_stmt *st = self->stmt[S_JOB_CREATE];
-    s_bind_text(st, 1, name);
-    sqlite3_bind_double(st, 2, created);
-    if (id > 0)
-        sqlite3_bind_int64(st, 3, id);
+    s_bind_text(st, 1, job->name);
+    sqlite3_bind_double(st, 2, job->created);
+    if (job->id > 0)
+        sqlite3_bind_int64(st, 3, job->id);
     else
         sqlite3_bind_null(st, 3);
+    s_bind_text(st, 4, job->owner && *job->owner ? job->owner : NULL);
     if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
         return -1;
     if (job_id)
@@ -761,6 +780,7 @@ int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *a
             .closed = sqlite3_column_int(st, 2) != 0,
             .created = sqlite3_column_double(st, 3),
             .finished = sqlite3_column_double(st, 4),
+            .owner = (const char *)sqlite3_column_text(st, 5),
         };
         if (fn(&row, arg) != 0)
             break;
@@ -772,7 +792,8 @@ int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *a
 }
 
 int store_counts_each(store_t *self,
-                      int (*fn)(int64_t job, proto_state_t state, int64_t count, void *arg),
+                      int (*fn)(int64_t job, proto_state_t state, int64_t count, int64_t bytes,
+                                void *arg),
                       void *arg)
 {
     sqlite3_stmt *st = s_get(self, S_COUNTS, "counts");
@@ -786,7 +807,7 @@ int store_counts_each(store_t *self,
             result = -1;
             break;
         }
-        if (fn(job, state, sqlite3_column_int64(st, 2), arg) != 0)
+        if (fn(job, state, sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3), arg) != 0)
             break;
     }
     if (result == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)

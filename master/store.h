@@ -76,10 +76,16 @@ bool store_dirty(const store_t *self);
 int store_last_ids(store_t *self, int64_t *job, int64_t *task);
 
 /* ---- jobs ---- */
-/* Inserts a job under id, or under the next free id when id is 0; the id
-   used goes to *job_id (may be NULL). */
-int store_job_create(store_t *self, int64_t id, const char *name, double created,
-                     int64_t *job_id);
+/* A new job for store_job_create; the strings are borrowed. */
+typedef struct {
+    int64_t id;              /* 0: the next free id */
+    const char *name;        /* NULL = none */
+    const char *owner;       /* who submitted it (a client's key); NULL or "" = nobody */
+    double created;          /* wall seconds */
+} store_job_new_t;
+
+/* Inserts a job; the id used goes to *job_id (may be NULL). */
+int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
 /* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
@@ -90,15 +96,19 @@ typedef struct {
     const char *name;     /* borrowed for the callback's duration, may be NULL */
     bool closed;
     double created, finished;
+    const char *owner;    /* borrowed like name; NULL = nobody */
 } store_job_row_t;
 
 /* Calls fn for every job, in id order. fn returns non-zero to stop. */
 int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg);
 
-/* Calls fn with (job, state, count) for every job and task state present:
-   how the master rebuilds its counters at start-up. */
+/* Calls fn with (job, state, count, bytes) for every job and task state
+   present: how the master rebuilds its counters at start-up. bytes: the
+   size of those tasks' specs for an unfinished state (QUEUED, ASSIGNED,
+   RUNNING), 0 for a finished one. */
 int store_counts_each(store_t *self,
-                      int (*fn)(int64_t job, proto_state_t state, int64_t count, void *arg),
+                      int (*fn)(int64_t job, proto_state_t state, int64_t count, int64_t bytes,
+                                void *arg),
                       void *arg);
 
 /* ---- tasks ---- */
@@ -163,6 +173,7 @@ typedef struct {
     const char *outcome_json;  /* borrowed, NULL while not finished */
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
+    int64_t spec_bytes;        /* size of its spec: store_unfinished_each only, else 0 */
 } store_task_row_t;
 
 /* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id

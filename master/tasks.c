@@ -85,20 +85,23 @@ static int s_load_task(const store_task_row_t *row, void *arg)
                              .priority = row->priority,
                              .cls = sched_class(self->sched, row->needs),
                              .attempt = row->attempt};
+    sched_task_t *t;
     if (row->state == PROTO_ST_QUEUED) {
         int left = row->retries - row->attempt;
         task.retries_left = left < 0 ? 0 : left;
-        sched_task_t *t = sched_add(self->sched, &task, 0);
+        t = sched_add(self->sched, &task, 0);
         t->recovered = true;
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
         int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
         task.retries_left = left < 0 ? 0 : left;
-        sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
-                         now + self->cfg.recovery_grace_ms);
+        t = sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
+                             now + self->cfg.recovery_grace_ms);
         self->orphans++;
     }
+    /* Its job counted these bytes from the same column (jobs_load). */
+    t->spec_len = (uint32_t) row->spec_bytes;
     return 0;
 }
 
@@ -168,7 +171,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
     t->state = (uint8_t) to;
     job_t *job = jobs_get(self->jobs, t->job);
     if (job)
-        job_move(job, from, to, 1);
+        job_move(job, from, to, 1, t->spec_len);
 }
 
 void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
@@ -176,9 +179,10 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
     /* A job cancelled meanwhile had these rows cancelled in the same
        transaction (J_CANCEL_QUEUED): they never enter the queue. */
     if (job->cancelled) {
-        job_add(job, PROTO_ST_CANCELLED, p->ntasks);
+        job_add(job, PROTO_ST_CANCELLED, p->ntasks, p->bytes);
         return;
     }
+    int64_t bytes = 0;
     for (int i = 0; i < p->ntasks; i++) {
         const pending_task_t *pt = &p->tasks[i];
         sched_task_t *t = sched_add(self->sched,
@@ -190,9 +194,11 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
                                     0);
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
+        t->spec_len = (uint32_t) strlen(t->spec);
+        bytes += t->spec_len;
         p->tasks[i].spec = NULL;
     }
-    job_add(job, PROTO_ST_QUEUED, p->ntasks);
+    job_add(job, PROTO_ST_QUEUED, p->ntasks, bytes);
 }
 
 /* Ends a task that is still in the scheduler with a final state (DONE,
@@ -799,9 +805,30 @@ void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now)
             }
             break;
         }
-        s_on_report(self, buf, len, curve ? auth_user_key(uid) : NULL, now);
+        const char *key = curve ? auth_user_key(uid) : NULL;
+        /* The key that connected may have been revoked since (SIGHUP):
+           refused from its next report, like an API request. */
+        if (key && !(auth_key_roles(self->cfg.auth, key) & AUTH_WORKER)) {
+            int64_t held;
+            if (log_limit(&self->lim_report, now, &held))
+                log_warn("event=report_refused key=%s reason=revoked error=\"this key is no "
+                         "longer in the workers list\" suppressed=%" PRId64,
+                         key, held);
+            free(buf);
+            continue;
+        }
+        s_on_report(self, buf, len, key, now);
         free(buf);
     }
+}
+
+void tasks_keys_reloaded(tasks_t *self, int64_t now)
+{
+    size_t pos = 0;
+    worker_t *w;
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive && w->key[0] && !(auth_key_roles(self->cfg.auth, w->key) & AUTH_WORKER))
+            s_worker_lost(self, w, now, "key_revoked", false);
 }
 
 /* ---- timers ---- */

@@ -16,6 +16,7 @@
 #ifndef ZTASK_TASKS_H
 #define ZTASK_TASKS_H
 
+#include "auth.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -38,6 +39,7 @@ typedef struct {
     registry_t *registry;
     jobs_t *jobs;
     journal_t *journal;
+    auth_t *auth;            /* NULL without CURVE */
     int heartbeat_ms;
     int liveness;
     int lease_ms;
@@ -66,8 +68,14 @@ tasks_counts_t tasks_counts(const tasks_t *self);
 /* Reads what is waiting on the reports socket (at most a bounded number
    of messages, so the loop's other work is not starved) and acts on each.
    curve: the socket has a ZAP handler, so a worker's reports count only
-   from the key that registered it. */
+   from the key that registered it, and only while that key is in the
+   workers list (a revoked key is refused from its next report). */
 void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
+
+/* After the allowlists were reloaded: every live worker whose key is no
+   longer in the workers list is lost now (its tasks go back to the
+   queue, its pipe is closed), why=key_revoked. */
+void tasks_keys_reloaded(tasks_t *self, int64_t now);
 
 /* Hands queued tasks to workers with credit (round-robin). */
 void tasks_dispatch(tasks_t *self, int64_t now);

@@ -57,6 +57,7 @@
 #define PROTO_E_STORAGE    "storage"       /* the master could not commit (disk full...) */
 #define PROTO_E_INTERNAL   "internal"
 #define PROTO_E_AUTH       "auth"          /* not allowed for this peer */
+#define PROTO_E_QUOTA      "quota"         /* over the client's quota: nothing was accepted */
 
 typedef struct {
     char code[32];
@@ -215,6 +216,7 @@ typedef struct {
     int limit;               /* results: at most this many (1..10000, default 1000) */
     bool failed_only;
     int64_t out_offset, err_offset;  /* logs: bytes already seen */
+    bool all;                /* status/jobs: every client's jobs (admins), not only ours */
     char *worker;            /* drain: worker id */
     char *name;              /* submit: job name (optional) */
     bool more;               /* submit: more batches follow for this job */
@@ -252,6 +254,8 @@ typedef struct {
     int64_t total, queued, running, done, failed, cancelled;
     double created;             /* wall seconds */
     double finished;            /* 0 while not finished */
+    char *owner;                /* who submitted it (a client's CURVE key), NULL = nobody */
+    char *owner_name;           /* the name the master lists that key under, NULL = none */
 } proto_job_t;
 
 typedef struct {

@@ -141,7 +141,8 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         return s_submit_from(o, req, err);
     case PROTO_REQ_STATUS:
         if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
-            || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0)
+            || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
+            || pj_bool(o, "all", false, &req->all, err) != 0)
             return -1;
         if (req->wait_ms > 0 && req->job == 0) {
             proto_err_set(err, PROTO_E_FIELD, "\"wait_ms\" needs \"job\" (one job to wait for)");
@@ -166,6 +167,7 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     case PROTO_REQ_HELLO:
         return s_hello_from(o, req, err);
     case PROTO_REQ_JOBS:
+        return pj_bool(o, "all", false, &req->all, err);
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:
         return 0;
@@ -221,6 +223,12 @@ char *proto_req_encode(const proto_req_t *req)
         pb_ki64(&b, "job", req->job);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
+        if (req->all)
+            pb_kbool(&b, "all", true);
+        break;
+    case PROTO_REQ_JOBS:
+        if (req->all)
+            pb_kbool(&b, "all", true);
         break;
     case PROTO_REQ_FORGET:
         pb_ki64(&b, "job", req->job);
@@ -259,7 +267,6 @@ char *proto_req_encode(const proto_req_t *req)
         pb_refs(&b, req->running, req->nrunning);
         pb_kbool(&b, "no_exec", req->no_exec);
         break;
-    case PROTO_REQ_JOBS:
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:
         break;

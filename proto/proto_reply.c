@@ -53,6 +53,8 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
         pb_time(b, j->finished);
     else
         pb_lit(b, "null");
+    pb_kstr(b, "owner", j->owner);
+    pb_kstr(b, "owner_name", j->owner_name);
     pb_char(b, '}');
 }
 
@@ -148,6 +150,8 @@ void proto_job_clear(proto_job_t *job)
     if (!job)
         return;
     free(job->name);
+    free(job->owner);
+    free(job->owner_name);
     memset(job, 0, sizeof *job);
 }
 
@@ -199,7 +203,9 @@ static int s_job_from(cJSON *o, proto_job_t *j, proto_err_t *err)
         || pj_i64(o, "failed", false, 0, M, &j->failed, err) != 0
         || pj_i64(o, "cancelled", false, 0, M, &j->cancelled, err) != 0
         || pj_dbl(o, "created", false, 0, 1e300, &j->created, err) != 0
-        || pj_dbl(o, "finished", false, 0, 1e300, &j->finished, err) != 0)
+        || pj_dbl(o, "finished", false, 0, 1e300, &j->finished, err) != 0
+        || pj_str(o, "owner", false, 0, 0, &j->owner, err) != 0
+        || pj_str(o, "owner_name", false, 0, 0, &j->owner_name, err) != 0)
         return -1;
     return 0;
 }

@@ -24,7 +24,8 @@
 # killed mid-job; clients
 # without keys, with an unlisted key, with a wrong master key, a worker
 # key used to submit, a client key used to register: all refused; SIGHUP
-# admits and revokes a key; --allow-exec refuses an unlisted program; the
+# admits and revokes a key; another client's key sees none of the first
+# client's jobs; --allow-exec refuses an unlisted program; the
 # master refuses a non-loopback bind without keys. Ends with "N passed,
 # N failed". Every wait is bounded; the whole run takes about a minute.
 # SKIP (exit 0) only where it cannot run at all: not root, no ip, or no
@@ -550,6 +551,15 @@ kill -HUP "$MASTER_PID"
 eve_jobs() { zx --curve-secret "$tmp/outsider/eve.key" --master-key "$tmp/master/master.pub" jobs; }
 wait_until 10 eve_jobs && ok "SIGHUP: a key added to --clients is admitted" \
     || bad "SIGHUP: a key added to --clients is admitted"
+# Jobs have owners: eve, another client, sees none of ana's jobs and
+# cannot read one; ana still sees hers.
+as_eve() { zx --curve-secret "$tmp/outsider/eve.key" --master-key "$tmp/master/master.pub" "$@"; }
+eve_sees_none() { [ "$(as_eve jobs --json | grep -c '"job"')" = 0 ]; }
+check "owners: another client's key lists none of ana's jobs" eve_sees_none
+eve_refused_j1() { as_eve status "$J1" >/dev/null 2>&1; [ $? = 4 ]; }
+check "owners: another client's key gets 'no job' for ana's job" eve_refused_j1
+ana_sees_j1() { zc status "$J1" --json | grep -q "\"job\":$J1,"; }
+check "owners: ana still sees her job" ana_sees_j1
 rm "$tmp/clients/eve.pub"
 kill -HUP "$MASTER_PID"
 eve_refused() { eve_jobs >/dev/null 2>&1; [ $? = 6 ]; }

@@ -384,20 +384,6 @@ START_TEST(task_references_and_numbers_parse_strictly)
     ck_assert_int_eq(cli_parse_job("0", &job), -1);
     ck_assert_int_eq(cli_parse_job("3x", &job), -1);
 
-    int64_t b;
-    ck_assert_int_eq(cli_parse_bytes("4096", &b), 0);
-    ck_assert_int_eq(b, 4096);
-    ck_assert_int_eq(cli_parse_bytes("64K", &b), 0);
-    ck_assert_int_eq(b, 65536);
-    ck_assert_int_eq(cli_parse_bytes("2m", &b), 0);
-    ck_assert_int_eq(b, 2 * 1024 * 1024);
-    ck_assert_int_eq(cli_parse_bytes("1G", &b), 0);
-    ck_assert_int_eq(b, 1024LL * 1024 * 1024);
-    ck_assert_int_eq(cli_parse_bytes("0", &b), -1);
-    ck_assert_int_eq(cli_parse_bytes("K", &b), -1);
-    ck_assert_int_eq(cli_parse_bytes("1.5M", &b), -1);
-    ck_assert_int_eq(cli_parse_bytes("99999999999G", &b), -1);
-
     double s;
     ck_assert_int_eq(cli_parse_seconds("2.5", &s), 0);
     ck_assert(s == 2.5);

@@ -217,6 +217,10 @@ START_TEST(an_allowlist_directory_admits_its_pub_and_key_files)
     ck_assert(keyset_has(set, b.pub));
     ck_assert(!keyset_has(set, c.pub));
     ck_assert(!keyset_has(set, ""));
+    /* Each key is named after its file (what `ztask jobs --all` shows). */
+    ck_assert_str_eq(keyset_name(set, a.pub), "a");
+    ck_assert_str_eq(keyset_name(set, b.pub), "b");
+    ck_assert_ptr_null(keyset_name(set, c.pub));
     keyset_destroy(&set);
     ck_assert_ptr_null(set);
     keyset_destroy(&set);
@@ -258,6 +262,50 @@ START_TEST(an_allowlist_file_lists_one_key_per_line)
     ck_assert_ptr_null(keyset_load(p, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "cannot read allowlist"));
     free(p);
+}
+END_TEST
+
+/* A fifo named like a key file would block an ordinary open for reading
+   until someone writes to it (the master's loop, at SIGHUP); a directory
+   or device would be read as garbage. Each is skipped with the reason,
+   at once, and the real keys still count; as a list or a key file of its
+   own, each is refused. */
+START_TEST(only_regular_files_are_read_and_never_with_a_blocking_open)
+{
+    keypair_t a;
+    char err[600] = "";
+    ck_assert_int_eq(keys_generate(s_dir, "a", &a, err, sizeof err), 0);
+    char *fifo = s_path("trap.pub"), *dir = s_path("sub.pub"), *dev = s_path("zero.key");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(symlink("/dev/zero", dev), 0);
+    keyset_t *set = keyset_load(s_dir, err, sizeof err);
+    ck_assert_msg(set != NULL, "%s", err);
+    ck_assert_uint_eq(keyset_size(set), 1);
+    ck_assert(keyset_has(set, a.pub));
+    keyset_destroy(&set);
+
+    keypair_t kp;
+    ck_assert_ptr_null(keyset_load(fifo, err, sizeof err));
+    ck_assert_msg(strstr(err, "a fifo, not a regular file"), "%s", err);
+    ck_assert_int_eq(keys_load(fifo, &kp, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "a fifo"), "%s", err);
+    ck_assert_int_eq(keys_load(dev, &kp, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+
+    /* A key file far bigger than any key is not one. */
+    char *big = xcalloc(70000, 1);
+    memset(big, '#', 69999);
+    s_write("big.pub", big);
+    free(big);
+    char *bigp = s_path("big.pub");
+    ck_assert_int_eq(keys_load(bigp, &kp, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "too big"), "%s", err);
+    free(bigp);
+    rmdir(dir);
+    free(fifo);
+    free(dir);
+    free(dev);
 }
 END_TEST
 

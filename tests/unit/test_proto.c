@@ -721,6 +721,18 @@ START_TEST(every_request_type_round_trips)
     for (size_t i = 0; i < 3; i++) {
         r = proto_req_new(bare[i]);
         g = s_req_round_trip(r);
+        ck_assert(!g->all);
+        proto_req_destroy(&r);
+        proto_req_destroy(&g);
+    }
+
+    /* Every client's jobs (an admin's request). */
+    proto_req_type_t lists[] = {PROTO_REQ_JOBS, PROTO_REQ_STATUS};
+    for (size_t i = 0; i < 2; i++) {
+        r = proto_req_new(lists[i]);
+        r->all = true;
+        g = s_req_round_trip(r);
+        ck_assert(g->all);
         proto_req_destroy(&r);
         proto_req_destroy(&g);
     }
@@ -901,6 +913,8 @@ START_TEST(request_fields_are_validated_per_type)
         {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":60001}", "\"wait_ms\""},
         {"{\"v\":1,\"type\":\"status\",\"job\":3,\"wait_ms\":true}", "\"wait_ms\""},
         {"{\"v\":1,\"type\":\"status\",\"wait_ms\":100}", "\"wait_ms\" needs \"job\""},
+        {"{\"v\":1,\"type\":\"status\",\"all\":1}", "\"all\""},
+        {"{\"v\":1,\"type\":\"jobs\",\"all\":\"yes\"}", "\"all\""},
         {"{\"v\":1,\"type\":\"submit\",\"more\":true,\"wait_ms\":100}",
          "\"wait_ms\" needs the job's last batch"},
         {"{\"v\":1,\"type\":\"submit\",\"wait_ms\":60001}", "\"wait_ms\""},
@@ -1054,11 +1068,17 @@ START_TEST(every_reply_type_round_trips)
     r->njobs = 2;
     r->jobs = calloc(2, sizeof *r->jobs);
     r->jobs[0] = (proto_job_t){.id = 1, .name = strdup("a"), .closed = true, .total = 3,
-                               .done = 2, .failed = 1, .created = 1.5, .finished = 9.25};
+                               .done = 2, .failed = 1, .created = 1.5, .finished = 9.25,
+                               .owner = strdup("rq:rg(h)xHB0MdUO?B*RwRv7ZwG1i2wyq!g9$@*p"),
+                               .owner_name = strdup("ana")};
     r->jobs[1] = (proto_job_t){.id = 2, .total = 1, .queued = 1, .created = 2};
     g = s_reply_round_trip(r, PROTO_REQ_JOBS);
     ck_assert_int_eq(g->njobs, 2);
     ck_assert_str_eq(g->jobs[0].name, "a");
+    ck_assert_str_eq(g->jobs[0].owner, "rq:rg(h)xHB0MdUO?B*RwRv7ZwG1i2wyq!g9$@*p");
+    ck_assert_str_eq(g->jobs[0].owner_name, "ana");
+    ck_assert_ptr_null(g->jobs[1].owner);   /* nobody's */
+    ck_assert_ptr_null(g->jobs[1].owner_name);
     ck_assert(g->jobs[0].closed);
     ck_assert_int_eq(g->jobs[0].failed, 1);
     ck_assert(g->jobs[0].finished == 9.25);
@@ -1247,7 +1267,8 @@ START_TEST(job_records_show_a_derived_state)
     char *text = proto_job_encode(&j);
     ck_assert_str_eq(text, "{\"job\":5,\"name\":\"nightly\",\"state\":\"done\",\"closed\":true,"
                            "\"total\":2,\"queued\":0,\"running\":0,\"done\":2,\"failed\":0,"
-                           "\"cancelled\":0,\"created\":100,\"finished\":null}");
+                           "\"cancelled\":0,\"created\":100,\"finished\":null,"
+                           "\"owner\":null,\"owner_name\":null}");
     free(text);
     proto_job_clear(&j);
     ck_assert_ptr_null(j.name);

@@ -212,6 +212,7 @@ typedef struct {
     char outcome[128];     /* "" when NULL */
     bool has_outcome;
     double started, finished;
+    int64_t spec_bytes;
 } row_t;
 
 typedef struct {
@@ -240,6 +241,7 @@ static int s_collect(const store_task_row_t *row, void *arg)
     snprintf(r->outcome, sizeof r->outcome, "%s", row->outcome_json ? row->outcome_json : "");
     r->started = row->started;
     r->finished = row->finished;
+    r->spec_bytes = row->spec_bytes;
     return rows->stop_after > 0 && rows->n >= rows->stop_after;
 }
 
@@ -277,7 +279,8 @@ static int64_t s_insert(store_t *store, int64_t job, int64_t index)
 static int64_t s_job(store_t *store, const char *name)
 {
     int64_t job = -1;
-    ck_assert_int_eq(store_job_create(store, 0, name, 1000.0, &job), 0);
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = name, .created = 1000.0}, &job), 0);
     ck_assert_int_gt(job, 0);
     return job;
 }
@@ -309,7 +312,8 @@ START_TEST(test_usage_submit_run_finish_and_read_back)
 
     /* Submit: a job and its tasks in one group, committed before the ack. */
     int64_t job, t0, t1;
-    ck_assert_int_eq(store_job_create(store, 0, "nightly", 1000.0, &job), 0);
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = "nightly", .created = 1000.0}, &job), 0);
     const char *spec0 = "{\"argv\":[\"true\"]}", *spec1 = "{\"shell\":\"exit 3\"}";
     ck_assert_int_eq(store_task_insert(store, 0, job, 0, "first", 3, 1, spec0, NULL, &t0), 0);
     ck_assert_int_eq(store_task_insert(store, 0, job, 1, "second", 0, 0, spec1, NULL, &t1), 0);
@@ -507,13 +511,15 @@ START_TEST(test_ids_are_never_reused_after_a_job_is_deleted)
 {
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
     int64_t job, task, deleted;
-    ck_assert_int_eq(store_job_create(store, 0, "a", 1.0, &job), 0);
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = "a", .created = 1.0}, &job), 0);
     ck_assert_int_eq(store_task_insert(store, 0, job, 0, NULL, 0, 0, "{}", NULL, &task), 0);
     ck_assert_int_eq(store_job_delete(store, job, &deleted), 0);
     ck_assert_int_eq(deleted, 1);
     ck_assert_int_eq(store_commit(store), 0);
     int64_t job2, task2;
-    ck_assert_int_eq(store_job_create(store, 0, "b", 2.0, &job2), 0);
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = "b", .created = 2.0}, &job2), 0);
     ck_assert_int_eq(store_task_insert(store, 0, job2, 0, NULL, 0, 0, "{}", NULL, &task2), 0);
     /* A late result for the forgotten task must not land on a new one. */
     ck_assert_int_gt(job2, job);
@@ -618,7 +624,8 @@ typedef struct {
     struct {
         int64_t id;
         char name[32];
-        bool has_name, closed;
+        char owner[48];
+        bool has_name, has_owner, closed;
         double created, finished;
     } j[8];
 } jobs_t;
@@ -630,6 +637,8 @@ static int s_collect_job(const store_job_row_t *row, void *arg)
     jobs->j[jobs->n].id = row->id;
     jobs->j[jobs->n].has_name = row->name != NULL;
     snprintf(jobs->j[jobs->n].name, sizeof jobs->j[0].name, "%s", row->name ? row->name : "");
+    jobs->j[jobs->n].has_owner = row->owner != NULL;
+    snprintf(jobs->j[jobs->n].owner, sizeof jobs->j[0].owner, "%s", row->owner ? row->owner : "");
     jobs->j[jobs->n].closed = row->closed;
     jobs->j[jobs->n].created = row->created;
     jobs->j[jobs->n].finished = row->finished;
@@ -673,7 +682,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 4);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -757,7 +766,7 @@ START_TEST(test_killed_process_loses_only_uncommitted_writes)
             _exit(2);
         s_crashed_store = store;
         int64_t job, id;
-        int rc = store_job_create(store, 0, "j", 1, &job);
+        int rc = store_job_create(store, &(store_job_new_t){.name = "j", .created = 1}, &job);
         for (int i = 0; i < 3; i++)
             rc |= store_task_insert(store, 0, job, i, "t", 0, 0, "{}", NULL, &id);
         rc |= store_commit(store);
@@ -857,16 +866,19 @@ typedef struct {
         int64_t job;
         proto_state_t state;
         int64_t count;
+        int64_t bytes;
     } c[16];
 } counts_t;
 
-static int s_collect_count(int64_t job, proto_state_t state, int64_t count, void *arg)
+static int s_collect_count(int64_t job, proto_state_t state, int64_t count, int64_t bytes,
+                           void *arg)
 {
     counts_t *counts = arg;
     ck_assert_int_lt(counts->n, 16);
     counts->c[counts->n].job = job;
     counts->c[counts->n].state = state;
     counts->c[counts->n].count = count;
+    counts->c[counts->n].bytes = bytes;
     counts->n++;
     return 0;
 }
@@ -903,6 +915,18 @@ START_TEST(test_counts_each_gives_task_counts_by_job_and_state)
     ck_assert_int_eq(s_count_of(&counts, a, PROTO_ST_RUNNING), 1);
     ck_assert_int_eq(s_count_of(&counts, a, PROTO_ST_QUEUED), 2);
     ck_assert_int_eq(s_count_of(&counts, b, PROTO_ST_QUEUED), 2);
+    /* The bytes of unfinished tasks' specs (what quotas count), none for
+       finished ones: s_insert's spec for index i is {"argv":["echo","i"],"index":i}. */
+    size_t one = strlen("{\"argv\":[\"echo\",\"4\"],\"index\":4}");
+    for (int i = 0; i < counts.n; i++) {
+        bool unfinished = counts.c[i].state < PROTO_ST_DONE;
+        ck_assert_int_eq(counts.c[i].bytes, unfinished ? counts.c[i].count * (int64_t) one : 0);
+    }
+    rows_t rows = {0};
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 5);
+    for (int i = 0; i < rows.n; i++)
+        ck_assert_int_eq(rows.r[i].spec_bytes, (int64_t) one);
     store_destroy(&store);
 }
 END_TEST
@@ -912,7 +936,8 @@ START_TEST(test_jobs_each_lists_jobs_in_id_order)
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
     int64_t a = s_job(store, "nightly");
     int64_t b = -1;
-    ck_assert_int_eq(store_job_create(store, 0, NULL, 2000.0, &b), 0);
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = NULL, .owner = "KEY-OF-ANA", .created = 2000.0}, &b), 0);
     ck_assert_int_gt(b, a);
     ck_assert_int_eq(store_job_set_finished(store, a, 1500.0), 0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -924,8 +949,10 @@ START_TEST(test_jobs_each_lists_jobs_in_id_order)
     ck_assert_str_eq(jobs.j[0].name, "nightly");
     ck_assert(!jobs.j[0].closed);
     ck_assert_double_eq(jobs.j[0].finished, 1500.0);
+    ck_assert(!jobs.j[0].has_owner);   /* nobody's */
     ck_assert_int_eq(jobs.j[1].id, b);
     ck_assert(!jobs.j[1].has_name);
+    ck_assert_str_eq(jobs.j[1].owner, "KEY-OF-ANA");
     ck_assert_double_eq(jobs.j[1].created, 2000.0);
     ck_assert_double_eq(jobs.j[1].finished, 0);
     store_destroy(&store);
@@ -1092,7 +1119,7 @@ static store_t *s_open_file(const char *path)
 }
 
 /* A schema 1 database (with its tasks_unfinished index) is upgraded in
-   place: data kept, index gone, version 3. */
+   place: data kept, index gone, version 4. */
 START_TEST(test_schema_1_is_upgraded)
 {
     tmp_t tmp;
@@ -1104,7 +1131,8 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     s_make_older(tmp.db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
-                         "DROP TABLE last_ids; PRAGMA user_version = 1;");
+                         "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;"
+                         "PRAGMA user_version = 1;");
 
     store = s_open_file(tmp.db);
     rows_t rows = {0};
@@ -1116,7 +1144,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_job, job);
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
     ck_assert_int_eq(
         s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tasks_unfinished'"), 0);
     tmp_remove(&tmp);
@@ -1136,7 +1164,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     /* As schema 2 left it after a job with tasks up to 500 was forgotten. */
-    s_make_older(tmp.db, "DROP TABLE last_ids;"
+    s_make_older(tmp.db, "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;"
                          "INSERT INTO sqlite_sequence(name, seq) VALUES ('tasks', 500);"
                          "PRAGMA user_version = 2;");
 
@@ -1155,7 +1183,43 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_gt(501, t1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* A schema 3 database (jobs without owners) is upgraded in place: its
+   jobs are kept, owned by nobody, and new jobs record their owner. */
+START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t old = s_job(store, "old");
+    s_insert(store, old, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 3;");
+
+    store = s_open_file(tmp.db);
+    int64_t mine = -1;
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = "new", .owner = "KEY-OF-ANA", .created = 5.0}, &mine), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 2);
+    ck_assert_int_eq(jobs.j[0].id, old);
+    ck_assert_str_eq(jobs.j[0].name, "old");
+    ck_assert(!jobs.j[0].has_owner);
+    ck_assert_int_eq(jobs.j[1].id, mine);
+    ck_assert_str_eq(jobs.j[1].owner, "KEY-OF-ANA");
+    rows_t rows = {0};
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1174,7 +1238,8 @@ START_TEST(test_explicit_ids_are_kept_and_never_reused)
     ck_assert_int_eq(lj, 0);
     ck_assert_int_eq(lt, 0);
     int64_t job = 0, id = 0;
-    ck_assert_int_eq(store_job_create(store, 41, "j", 1.0, &job), 0);
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.id = 41, .name = "j", .created = 1.0}, &job), 0);
     ck_assert_int_eq(job, 41);
     ck_assert_int_eq(store_task_insert(store, 1000, job, 0, NULL, 0, 0, "{}", NULL, &id), 0);
     ck_assert_int_eq(id, 1000);
@@ -1200,7 +1265,7 @@ START_TEST(test_newer_schema_version_is_refused)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
-                                      "PRAGMA user_version = 4;",
+                                      "PRAGMA user_version = 5;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1208,11 +1273,11 @@ START_TEST(test_newer_schema_version_is_refused)
     char err[512] = "";
     store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
     ck_assert_ptr_null(store);
-    ck_assert_msg(strstr(err, "schema version 4 is newer") != NULL, "err: %s", err);
+    ck_assert_msg(strstr(err, "schema version 5 is newer") != NULL, "err: %s", err);
 
     /* The refused file is left as it was. */
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 5);
     sqlite3_close(db);
     tmp_remove(&tmp);
 }

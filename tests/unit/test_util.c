@@ -58,6 +58,29 @@ START_TEST(numbers_parse_only_when_the_whole_text_is_one_in_range)
 }
 END_TEST
 
+START_TEST(sizes_take_k_m_g_suffixes_in_powers_of_1024)
+{
+    static const struct {
+        const char *text;
+        int rc;
+        int64_t want;
+    } sizes[] = {
+        { "4096", 0, 4096 },  { "64K", 0, 65536 },       { "2m", 0, 2 * 1024 * 1024 },
+        { "1G", 0, 1 << 30 }, { "0", -1, 0 },            { "K", -1, 0 },
+        { "1.5M", -1, 0 },    { "99999999999G", -1, 0 }, { "", -1, 0 },
+        { "-1K", -1, 0 },
+    };
+    for (size_t i = 0; i < N_OF(sizes); i++) {
+        int64_t b = -99;
+        int rc = parse_bytes(sizes[i].text, &b);
+        ck_assert_msg(rc == sizes[i].rc, "parse_bytes(\"%s\"): %d", sizes[i].text, rc);
+        ck_assert_msg(b == (rc == 0 ? sizes[i].want : -99), "parse_bytes(\"%s\"): %lld",
+                      sizes[i].text, (long long) b);
+    }
+    ck_assert_int_eq(parse_bytes(NULL, NULL), -1);
+}
+END_TEST
+
 START_TEST(host_and_port_split_with_brackets_for_ipv6)
 {
     static const struct {

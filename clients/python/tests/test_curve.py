@@ -123,3 +123,32 @@ def test_a_public_key_file_is_not_a_secret(cluster):
         ztask.Client("127.0.0.1:1", curve_secret=ana + ".pub", master_key=ana + ".pub")
     with pytest.raises(ztask.UsageError, match="needs both"):
         ztask.Client("127.0.0.1:1", curve_secret=ana + ".key")
+
+
+def test_a_client_sees_only_its_own_jobs_and_an_admin_sees_all(cluster):
+    keys = cluster.path("keys")
+    clients, workers, admins = (os.path.join(keys, d) for d in ("clients", "workers", "admins"))
+    master = cluster.keygen("master", keys)
+    ana = cluster.keygen("ana", clients)
+    bob = cluster.keygen("bob", clients)
+    root = cluster.keygen("root", admins)
+    os.makedirs(workers)
+    cluster.start_master("--curve-secret", master + ".key", "--clients", clients,
+                         "--workers", workers, "--admins", admins)
+
+    def as_(key):
+        return cluster.client(curve_secret=key + ".key", master_key=master + ".pub",
+                              timeout=TIMEOUT)
+
+    a, b, r = as_(ana), as_(bob), as_(root)
+    job = a.submit(fn="noop", name="anas")   # no worker: it stays queued
+    assert [j["job"] for j in a.jobs()] == [job.id]
+    assert b.jobs() == []
+    with pytest.raises(ztask.RefusedError) as e:
+        b.job(job.id).status()
+    assert e.value.code == "not_found"
+    with pytest.raises(ztask.AuthError):
+        b.jobs(all=True)
+    everyone = r.jobs(all=True)
+    assert [(j["job"], j["owner_name"]) for j in everyone] == [(job.id, "ana")]
+    assert r.job(job.id).status()["owner_name"] == "ana"

@@ -238,9 +238,12 @@ class Client:
         """A handle on an existing job (no request is sent)."""
         return Job(self, job_id)
 
-    def jobs(self) -> List[JobRecord]:
-        """Every job the master knows."""
-        return self._conn.call("jobs", retry_safe=True)["jobs"]
+    def jobs(self, all: bool = False) -> List[JobRecord]:
+        """This client's jobs (with CURVE: those its key submitted); with
+        ``all``, every client's (an admin key only: AuthError otherwise;
+        a master without keys shows everyone every job)."""
+        return self._conn.call("jobs", {"all": True} if all else None,
+                               retry_safe=True)["jobs"]
 
     def workers(self) -> List[WorkerRecord]:
         """Every worker the master knows, alive or not."""

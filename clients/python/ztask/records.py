@@ -42,7 +42,9 @@ class TaskRecord(TypedDict):
 
 class JobRecord(TypedDict):
     """A job's counters. ``state``: open, queued, running, done, failed,
-    cancelled. ``finished`` is None until the last task finished."""
+    cancelled. ``finished`` is None until the last task finished.
+    ``owner``: the CURVE key that submitted it (None: nobody, a master
+    without keys); ``owner_name``: the name the master lists it under."""
 
     job: int
     name: Optional[str]
@@ -56,6 +58,8 @@ class JobRecord(TypedDict):
     cancelled: int
     created: float
     finished: Optional[float]
+    owner: Optional[str]
+    owner_name: Optional[str]
 
 
 class WorkerRecord(TypedDict):

@@ -1,0 +1,639 @@
+/*  e2e owners: the multi-user model (docs/security.md), through the real
+    programs. A CURVE master with three allowlists (--clients, --workers,
+    --admins); the CLI as two clients, alice and bob, and as an admin,
+    root; raw CURVE DEALERs where the attack needs one (a task added to
+    another client's open job; a request on a connection opened before
+    its key was revoked). Also: a fifo in an allowlist directory at
+    SIGHUP, and quotas per client. */
+#include "harness.h"
+
+#include "../../common/keys.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* libzmq is not built with TSan: its internal threads are suppressed, as
+   in the unit suites that open sockets. */
+const char *__tsan_default_suppressions(void);
+const char *__tsan_default_suppressions(void)
+{
+    return "race:libzmq.so\n";
+}
+
+typedef struct {
+    h_cluster_t *c;
+    char *keys;      /* every key pair */
+    char *clients;   /* the allowlists */
+    char *workers;
+    char *admins;
+} env_t;
+
+/* "DIR/NAME" followed by ext (may be ""); caller frees. */
+static char *s_file(const char *dir, const char *name, const char *ext)
+{
+    char *out = NULL;
+    ck_assert_int_ge(asprintf(&out, "%s/%s%s", dir, name, ext), 0);
+    return out;
+}
+
+/* Copies keys/NAME.pub into the allowlist dir. */
+static void s_allow(env_t *e, const char *dir, const char *name)
+{
+    char *from = s_file(e->keys, name, ".pub");
+    char *to = s_file(dir, name, ".pub");
+    char *text = h_read_file(from);
+    ck_assert_ptr_nonnull(text);
+    h_write_file(to, text);
+    free(text);
+    free(from);
+    free(to);
+}
+
+static void s_revoke(env_t *e, const char *dir, const char *name)
+{
+    (void) e;
+    char *path = s_file(dir, name, ".pub");
+    ck_assert_int_eq(unlink(path), 0);
+    free(path);
+}
+
+/* Keys for master, alice, bob, eve (clients), root (admin), w1, w2
+   (workers); eve is listed as a client too. */
+static void s_env(env_t *e, const char *test)
+{
+    e->c = h_cluster_new(test);
+    e->keys = h_path(e->c, "keys");
+    e->clients = h_path(e->c, "clients");
+    e->workers = h_path(e->c, "workers");
+    e->admins = h_path(e->c, "admins");
+    const char *dirs[] = { e->keys, e->clients, e->workers, e->admins };
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(mkdir(dirs[i], 0700), 0);
+    const char *names[] = { "master", "alice", "bob", "eve", "root", "w1", "w2" };
+    for (int i = 0; i < 7; i++) {
+        char *bin = s_file(h_bin_dir(), "ztask", "");
+        char *argv[] = { bin, "keygen", (char *) names[i], "--dir", e->keys, NULL };
+        h_run_t *r = h_run(argv, NULL, 10000);
+        ck_assert_msg(r->rc == 0, "keygen %s: %s", names[i], h_run_desc(r));
+        h_run_free(&r);
+        free(bin);
+    }
+    s_allow(e, e->clients, "alice");
+    s_allow(e, e->clients, "bob");
+    s_allow(e, e->clients, "eve");
+    s_allow(e, e->admins, "root");
+    s_allow(e, e->workers, "w1");
+    s_allow(e, e->workers, "w2");
+}
+
+static void s_env_free(env_t *e)
+{
+    h_cluster_destroy(&e->c);
+    free(e->keys);
+    free(e->clients);
+    free(e->workers);
+    free(e->admins);
+}
+
+/* The CURVE master with the client and worker lists, the admins list
+   when admins, and up to four extra arguments (NULL ends them). The
+   tests that need no admin start it without one, as a master before
+   --admins would run. */
+static h_proc_t *s_master(env_t *e, bool admins, const char *x0, const char *x1, const char *x2,
+                          const char *x3)
+{
+    char *secret = s_file(e->keys, "master", ".key");
+    h_proc_t *m = admins ? h_master_start(e->c, 0, "--curve-secret", secret, "--clients",
+                                          e->clients, "--workers", e->workers, "--admins",
+                                          e->admins, x0, x1, x2, x3, NULL)
+                         : h_master_start(e->c, 0, "--curve-secret", secret, "--clients",
+                                          e->clients, "--workers", e->workers, x0, x1, x2, x3,
+                                          NULL);
+    free(secret);
+    return m;
+}
+
+static h_proc_t *s_worker(env_t *e, const char *name)
+{
+    char *secret = s_file(e->keys, name, ".key");
+    char *master = s_file(e->keys, "master", ".pub");
+    h_proc_t *w = h_worker_start(e->c, name, 2, "--curve-secret", secret, "--master-key", master,
+                                 NULL);
+    free(secret);
+    free(master);
+    return w;
+}
+
+/* `ztask` as who (their key), with the NULL-terminated arguments. */
+static h_run_t *s_as(env_t *e, const char *who, ...)
+{
+    char *secret = s_file(e->keys, who, ".key");
+    char *master = s_file(e->keys, "master", ".pub");
+    const char *args[64] = { "--curve-secret", secret, "--master-key", master };
+    int n = 4;
+    va_list ap;
+    va_start(ap, who);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, 63);
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    h_run_t *r = h_cliv(e->c, args, 30000);
+    free(secret);
+    free(master);
+    return r;
+}
+
+/* `ztask submit --json ARGS` as who; the job id (fails the test otherwise). */
+#define S_SUBMIT(e, who, ...)                                                          \
+    ({                                                                                 \
+        h_run_t *r_ = s_as(e, who, "submit", "--json", __VA_ARGS__, NULL);             \
+        ck_assert_msg(r_->rc == 0, "%s submits: %s", who, h_run_desc(r_));             \
+        cJSON *o_ = h_json_first(r_->out);                                             \
+        int64_t id_ = h_jint(o_, "job", -1);                                           \
+        ck_assert_int_gt(id_, 0);                                                      \
+        cJSON_Delete(o_);                                                              \
+        h_run_free(&r_);                                                               \
+        id_;                                                                           \
+    })
+
+/* True when text holds needle, or needle is NULL. */
+static bool s_says(const char *text, const char *needle)
+{
+    return !needle || strstr(text, needle) != NULL;
+}
+
+/* Runs `ztask ARGS` as who and expects exit code rc, and (when not NULL)
+   text in its stderr. */
+#define S_EXPECT(e, who, want, text, ...)                                              \
+    do {                                                                               \
+        h_run_t *r_ = s_as(e, who, __VA_ARGS__, NULL);                                 \
+        ck_assert_msg(r_->rc == (want) && s_says(r_->err, text),                       \
+                      "%s: ztask %s: want exit %d%s%s: %s", who, #__VA_ARGS__, want,   \
+                      (text) ? " saying " : "", (text) ? (text) : "", h_run_desc(r_)); \
+        h_run_free(&r_);                                                               \
+    } while (0)
+
+/* The job records `ztask jobs --json [--all]` shows who (caller owns). */
+static cJSON *s_jobs(env_t *e, const char *who, bool all)
+{
+    h_run_t *r = s_as(e, who, "jobs", "--json", all ? "--all" : NULL, NULL);
+    ck_assert_msg(r->rc == 0, "%s: ztask jobs: %s", who, h_run_desc(r));
+    cJSON *v = h_json_lines(r->out);
+    h_run_free(&r);
+    return v;
+}
+
+static const cJSON *s_find_job(const cJSON *jobs, int64_t id)
+{
+    const cJSON *j;
+    cJSON_ArrayForEach(j, jobs)
+        if (h_jint(j, "job", -1) == id)
+            return j;
+    return NULL;
+}
+
+static char s_idbuf[8][32];
+static int s_idnext;
+/* A job id (or "JOB.INDEX") as a CLI argument; valid for the next seven calls. */
+static const char *s_id(int64_t id, int index)
+{
+    char *b = s_idbuf[s_idnext++ % 8];
+    if (index >= 0)
+        snprintf(b, sizeof s_idbuf[0], "%lld.%d", (long long) id, index);
+    else
+        snprintf(b, sizeof s_idbuf[0], "%lld", (long long) id);
+    return b;
+}
+
+/* ---- raw CURVE peers ---- */
+
+/* A DEALER that speaks CURVE as who to the master's API. */
+static void *s_dealer(env_t *e, void *ctx, const char *who)
+{
+    keypair_t kp, m;
+    char err[600];
+    char *secret = s_file(e->keys, who, ".key");
+    char *master = s_file(e->keys, "master", ".pub");
+    ck_assert_msg(keys_load(secret, &kp, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(keys_load(master, &m, err, sizeof err) == 0, "%s", err);
+    free(secret);
+    free(master);
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    ck_assert_ptr_nonnull(s);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, m.pub, KEY_Z85_LEN), 0);
+    ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, kp.pub, KEY_Z85_LEN), 0);
+    ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, kp.sec, KEY_Z85_LEN), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://%s", h_master_addr(e->c));
+    ck_assert_int_eq(zmq_connect(s, ep), 0);
+    return s;
+}
+
+/* One request, one reply (10 s, scaled): the reply object (caller owns). */
+static cJSON *s_request(void *s, const char *json)
+{
+    ck_assert_int_eq(zmq_send(s, json, strlen(json), 0), (int) strlen(json));
+    zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+    ck_assert_msg(zmq_poll(&it, 1, h_ms(10000)) == 1, "no reply to %s", json);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_ge(zmq_msg_recv(&m, s, 0), 0);
+    cJSON *rep = cJSON_ParseWithLength(zmq_msg_data(&m), zmq_msg_size(&m));
+    zmq_msg_close(&m);
+    ck_assert_ptr_nonnull(rep);
+    return rep;
+}
+
+static const char *s_error_code(const cJSON *rep)
+{
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(rep, "error");
+    return err ? h_jstr(err, "code") : NULL;
+}
+
+/* The first case reads as a usage example of the model: alice's job is
+   hers; bob neither sees it nor reads, waits for, cancels or forgets it,
+   by job id or by task id. */
+START_TIMED_TEST(a_client_sees_and_acts_only_on_its_own_jobs, 90)
+{
+    env_t e;
+    s_env(&e, "own_jobs");
+    s_master(&e, false, NULL, NULL, NULL, NULL);
+    s_worker(&e, "w1");
+
+    int64_t a = S_SUBMIT(&e, "alice", "--array", "0-1", "--", "/bin/echo", "alice-secret-{}");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(a, -1), "--quiet");
+    int64_t b = S_SUBMIT(&e, "bob", "--", "/bin/echo", "bob");
+
+    /* Each one lists only their own. */
+    cJSON *jobs = s_jobs(&e, "bob", false);
+    ck_assert_msg(s_find_job(jobs, a) == NULL, "bob's `ztask jobs` lists alice's job %lld",
+                  (long long) a);
+    ck_assert_ptr_nonnull(s_find_job(jobs, b));
+    cJSON_Delete(jobs);
+    jobs = s_jobs(&e, "alice", false);
+    ck_assert_ptr_nonnull(s_find_job(jobs, a));
+    ck_assert_ptr_null(s_find_job(jobs, b));
+    cJSON_Delete(jobs);
+    h_run_t *r = s_as(&e, "bob", "status", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "bob's status: %s", h_run_desc(r));
+    cJSON *all = h_json_lines(r->out);
+    ck_assert_ptr_null(s_find_job(all, a));
+    ck_assert_ptr_nonnull(s_find_job(all, b));
+    cJSON_Delete(all);
+    h_run_free(&r);
+
+    /* Alice's job is "no job" to bob, whatever he asks. */
+    S_EXPECT(&e, "bob", 4, "no job", "status", s_id(a, -1));
+    S_EXPECT(&e, "bob", 4, "no job", "results", s_id(a, -1));
+    S_EXPECT(&e, "bob", 4, "no such task", "logs", s_id(a, 0));
+    S_EXPECT(&e, "bob", 4, "no job", "wait", s_id(a, -1));
+    S_EXPECT(&e, "bob", 4, "no job", "cancel", s_id(a, -1));
+    S_EXPECT(&e, "bob", 4, "no such task", "cancel", s_id(a, 1));
+    S_EXPECT(&e, "bob", 4, "no job", "forget", s_id(a, -1));
+    /* By global task id too. */
+    r = s_as(&e, "alice", "results", s_id(a, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "alice-secret-0"), "alice's results: %s",
+                  h_run_desc(r));
+    cJSON *rows = h_json_lines(r->out);
+    h_run_free(&r);
+    ck_assert_int_eq(cJSON_GetArraySize(rows), 2);
+    char task[32];
+    snprintf(task, sizeof task, "%lld", (long long) h_jint(cJSON_GetArrayItem(rows, 0), "task", 0));
+    cJSON_Delete(rows);
+    S_EXPECT(&e, "bob", 4, "no such task", "logs", task);
+
+    /* Alice does all of it. */
+    r = s_as(&e, "alice", "logs", s_id(a, 0), NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "alice-secret-0"), "alice's logs: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    S_EXPECT(&e, "alice", 0, NULL, "status", s_id(a, -1));
+    S_EXPECT(&e, "alice", 0, NULL, "forget", s_id(a, -1));
+    S_EXPECT(&e, "alice", 4, "no job", "status", s_id(a, -1));
+    S_EXPECT(&e, "bob", 0, NULL, "wait", s_id(b, -1), "--quiet");
+    s_env_free(&e);
+}
+END_TEST
+
+/* The attack of issue 13: a raw submit naming another client's open job
+   added a task to it. Only the job's owner may add to it. */
+START_TIMED_TEST(a_client_cannot_add_tasks_to_another_clients_open_job, 60)
+{
+    env_t e;
+    s_env(&e, "append");
+    s_master(&e, false, NULL, NULL, NULL, NULL);
+    void *ctx = zmq_ctx_new();
+    void *alice = s_dealer(&e, ctx, "alice");
+    void *bob = s_dealer(&e, ctx, "bob");
+
+    cJSON *rep = s_request(alice, "{\"v\":1,\"type\":\"submit\",\"job\":0,\"more\":true,"
+                                  "\"tasks\":[{\"fn\":\"noop\"}]}");
+    ck_assert_msg(h_jtrue(rep, "ok"), "alice opens a job");
+    int64_t job = h_jint(rep, "job", -1);
+    cJSON_Delete(rep);
+
+    char req[256];
+    snprintf(req, sizeof req,
+             "{\"v\":1,\"type\":\"submit\",\"job\":%lld,\"more\":false,"
+             "\"tasks\":[{\"argv\":[\"/bin/echo\",\"bob-was-here\"]}]}",
+             (long long) job);
+    rep = s_request(bob, req);
+    ck_assert_msg(!h_jtrue(rep, "ok"), "bob added a task to alice's open job %lld",
+                  (long long) job);
+    ck_assert_str_eq(s_error_code(rep), "not_found");
+    cJSON_Delete(rep);
+
+    /* Nor can he cancel or read its task by the task's global id. */
+    cJSON *res = NULL;
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    res = h_json_first(r->out);
+    h_run_free(&r);
+    int64_t task = h_jint(res, "task", -1);
+    cJSON_Delete(res);
+    ck_assert_int_gt(task, 0);
+    const char *kinds[] = { "cancel", "logs" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(req, sizeof req, "{\"v\":1,\"type\":\"%s\",\"task\":%lld}", kinds[i],
+                 (long long) task);
+        rep = s_request(bob, req);
+        ck_assert_msg(!h_jtrue(rep, "ok"), "bob's %s of alice's task %lld was done", kinds[i],
+                      (long long) task);
+        ck_assert_str_eq(s_error_code(rep), "not_found");
+        cJSON_Delete(rep);
+    }
+
+    /* The job is as alice left it: one task, still open. */
+    cJSON *st = NULL;
+    r = s_as(&e, "alice", "status", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    st = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_int_eq(h_jint(st, "total", -1), 1);
+    ck_assert_str_eq(h_jstr(st, "state"), "open");
+    cJSON_Delete(st);
+
+    /* Its owner still can. */
+    snprintf(req, sizeof req,
+             "{\"v\":1,\"type\":\"submit\",\"job\":%lld,\"more\":false,"
+             "\"tasks\":[{\"fn\":\"noop\"}]}",
+             (long long) job);
+    rep = s_request(alice, req);
+    ck_assert_msg(h_jtrue(rep, "ok"), "alice adds to her own job");
+    ck_assert_int_eq(h_jint(rep, "total", -1), 2);
+    cJSON_Delete(rep);
+
+    zmq_close(alice);
+    zmq_close(bob);
+    zmq_ctx_term(ctx);
+    s_env_free(&e);
+}
+END_TEST
+
+/* root is in --admins only: it sees every job (--all) and acts on any;
+   a client asking for --all is refused; owners survive a restart. */
+START_TIMED_TEST(an_admin_acts_on_every_job_and_owners_survive_a_restart, 90)
+{
+    env_t e;
+    s_env(&e, "admin");
+    h_proc_t *m = s_master(&e, true, NULL, NULL, NULL, NULL);
+    /* No worker: the jobs stay queued. */
+    int64_t a = S_SUBMIT(&e, "alice", "--name", "alices", "--fn", "noop");
+    int64_t b = S_SUBMIT(&e, "bob", "--name", "bobs", "--fn", "noop");
+
+    cJSON *jobs = s_jobs(&e, "root", true);
+    const cJSON *ja = s_find_job(jobs, a), *jb = s_find_job(jobs, b);
+    ck_assert_msg(ja && jb, "root's `ztask jobs --all` lists both jobs");
+    ck_assert_str_eq(h_jstr(ja, "owner_name"), "alice");
+    ck_assert_str_eq(h_jstr(jb, "owner_name"), "bob");
+    char *pubpath = s_file(e.keys, "alice", ".pub");
+    keypair_t kp;
+    char err[600];
+    ck_assert_msg(keys_load(pubpath, &kp, err, sizeof err) == 0, "%s", err);
+    free(pubpath);
+    ck_assert_str_eq(h_jstr(ja, "owner"), kp.pub);
+    cJSON_Delete(jobs);
+    /* Without --all, root's own: none. */
+    jobs = s_jobs(&e, "root", false);
+    ck_assert_int_eq(cJSON_GetArraySize(jobs), 0);
+    cJSON_Delete(jobs);
+    /* The table shows whose each job is. */
+    h_run_t *r = s_as(&e, "root", "jobs", "--all", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "OWNER") && strstr(r->out, "alice")
+                      && strstr(r->out, "bob"),
+                  "jobs --all: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    S_EXPECT(&e, "alice", 6, "admin", "jobs", "--all");
+    S_EXPECT(&e, "root", 0, NULL, "status", s_id(a, -1));
+    S_EXPECT(&e, "root", 0, NULL, "cancel", s_id(b, -1));
+    S_EXPECT(&e, "root", 0, NULL, "forget", s_id(b, -1));
+    S_EXPECT(&e, "bob", 4, "no job", "status", s_id(b, -1));
+
+    /* A restart: the owner comes back from the database. */
+    h_proc_stop(m, 10000);
+    s_master(&e, true, NULL, NULL, NULL, NULL);
+    S_EXPECT(&e, "bob", 4, "no job", "status", s_id(a, -1));
+    S_EXPECT(&e, "alice", 0, NULL, "status", s_id(a, -1));
+    jobs = s_jobs(&e, "root", true);
+    ja = s_find_job(jobs, a);
+    ck_assert_ptr_nonnull(ja);
+    ck_assert_str_eq(h_jstr(ja, "owner_name"), "alice");
+    cJSON_Delete(jobs);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Without keys (a loopback master) nobody can be told apart: jobs have no
+   owner and every client acts on every job, as documented. */
+START_TIMED_TEST(a_master_without_keys_has_no_owners_and_everyone_is_admin, 60)
+{
+    h_cluster_t *c = h_cluster_new("nokeys");
+    h_master_start(c, 0, NULL);
+    int64_t job = h_submit(c, NULL, "--fn", "noop", NULL);
+    h_run_t *r = h_cli(c, "jobs", "--all", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *j = h_json_first(r->out);
+    ck_assert_int_eq(h_jint(j, "job", -1), job);
+    ck_assert_ptr_null(h_jstr(j, "owner"));
+    cJSON_Delete(j);
+    h_run_free(&r);
+    r = h_cli(c, "cancel", "1", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Issue 13, item 11: eve's key, removed from --clients and SIGHUP sent,
+   kept working on the connection it had open. It must be refused from
+   its next message. */
+START_TIMED_TEST(a_revoked_client_key_is_refused_on_the_connection_it_has_open, 60)
+{
+    env_t e;
+    s_env(&e, "revoke_client");
+    h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
+    void *ctx = zmq_ctx_new();
+    void *eve = s_dealer(&e, ctx, "eve");
+    cJSON *rep = s_request(eve, "{\"v\":1,\"type\":\"jobs\"}");
+    ck_assert_msg(h_jtrue(rep, "ok"), "eve, listed, is answered");
+    cJSON_Delete(rep);
+
+    s_revoke(&e, e.clients, "eve");
+    h_proc_signal(m, SIGHUP);
+    ck_assert_msg(h_proc_wait_log(m, "event=auth_reloaded", 1, 10000), "no reload logged");
+    rep = s_request(eve, "{\"v\":1,\"type\":\"jobs\"}");
+    ck_assert_msg(!h_jtrue(rep, "ok"), "eve's key, revoked, was answered on its open connection");
+    ck_assert_str_eq(s_error_code(rep), "auth");
+    cJSON_Delete(rep);
+    rep = s_request(eve, "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"fn\":\"noop\"}]}");
+    ck_assert_msg(!h_jtrue(rep, "ok"), "eve's key, revoked, submitted");
+    cJSON_Delete(rep);
+    ck_assert(h_proc_wait_log(m, "reason=revoked", 1, 5000));
+    /* A new connection is refused at the handshake, as before; others go on. */
+    S_EXPECT(&e, "eve", 6, "authentication failed", "jobs");
+    S_EXPECT(&e, "alice", 0, NULL, "jobs");
+
+    zmq_close(eve);
+    zmq_ctx_term(ctx);
+    s_env_free(&e);
+}
+END_TEST
+
+/* The same for a worker key: its worker is lost at once (its tasks go
+   elsewhere, its pipe is closed) and it cannot register again. */
+START_TIMED_TEST(a_revoked_worker_key_loses_its_worker_at_once, 90)
+{
+    env_t e;
+    s_env(&e, "revoke_worker");
+    h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
+    h_proc_t *w1 = s_worker(&e, "w1");
+    s_worker(&e, "w2");
+
+    s_revoke(&e, e.workers, "w1");
+    h_proc_signal(m, SIGHUP);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 why=key_revoked", 1, 10000),
+                  "the master did not drop w1 when its key was revoked (log %s)", h_proc_log(m));
+    h_run_t *r = s_as(&e, "alice", "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    h_run_free(&r);
+    const cJSON *w;
+    cJSON_ArrayForEach(w, ws)
+        if (strcmp(h_jstr(w, "worker"), "w1") == 0)
+            ck_assert_msg(!h_jtrue(w, "alive"), "w1 is still alive after its key was revoked");
+    cJSON_Delete(ws);
+
+    /* Every task now runs on w2. */
+    int64_t job = S_SUBMIT(&e, "alice", "--array", "0-19", "--", "/bin/echo", "{}");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *rows = h_json_lines(r->out);
+    h_run_free(&r);
+    ck_assert_int_eq(cJSON_GetArraySize(rows), 20);
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+        ck_assert_str_eq(h_jstr(row, "worker"), "w2");
+    cJSON_Delete(rows);
+    /* w1 tries to come back and is told why not. */
+    ck_assert_msg(h_proc_wait_log(w1, "event=hello_failed", 1, 20000),
+                  "w1 never tried again (log %s)", h_proc_log(w1));
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 17: a fifo named like a key file blocked the master's
+   loop at SIGHUP (an open for reading waits for a writer). */
+START_TIMED_TEST(a_fifo_in_an_allowlist_does_not_stop_the_master, 60)
+{
+    env_t e;
+    s_env(&e, "fifo");
+    h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
+    char *fifo = s_file(e.clients, "trap", ".pub");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    char *dir = s_file(e.clients, "adir", ".pub");
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    h_proc_signal(m, SIGHUP);
+    ck_assert_msg(h_proc_wait_log(m, "event=auth_reloaded", 1, 10000),
+                  "the master did not finish its reload (log %s)", h_proc_log(m));
+    ck_assert(h_proc_count_log(m, "trap.pub") >= 1 && h_proc_count_log(m, "a fifo") >= 1);
+    S_EXPECT(&e, "alice", 0, NULL, "jobs");
+
+    /* A list given as a fifo: refused at start, with the reason. */
+    char *bin = s_file(h_bin_dir(), "ztask-master", "");
+    char *secret = s_file(e.keys, "master", ".key");
+    char *db = h_path(e.c, "other.db");
+    char *argv[] = { bin, "--db", db, "--port", "0", "--curve-secret", secret, "--clients", fifo,
+                     "--workers", e.workers, NULL };
+    h_run_t *r = h_run(argv, NULL, 10000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "fifo"), "a fifo as --clients: %s", h_run_desc(r));
+    h_run_free(&r);
+    unlink(fifo);
+    rmdir(dir);
+    free(bin);
+    free(secret);
+    free(db);
+    free(fifo);
+    free(dir);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 18: --quota-tasks and --quota-bytes bound what each
+   client may have queued or running; others are not held back by it,
+   the count survives a restart, and finished tasks free it. */
+START_TIMED_TEST(a_client_over_its_quota_is_refused_and_others_are_not, 90)
+{
+    env_t e;
+    s_env(&e, "quota");
+    h_proc_t *m = s_master(&e, false, "--quota-tasks", "10", "--quota-bytes", "64K");
+    S_SUBMIT(&e, "alice", "--array", "0-7", "--fn", "noop");
+    S_EXPECT(&e, "alice", 4, "quota", "submit", "--array", "0-4", "--fn", "noop");
+    S_SUBMIT(&e, "bob", "--array", "0-7", "--fn", "noop");
+
+    /* Bytes: two tasks of 40 KB do not fit in 64 KiB. */
+    char *big = malloc(40001);
+    memset(big, 'x', 40000);
+    big[40000] = '\0';
+    S_SUBMIT(&e, "alice", "--", "/bin/echo", big);
+    S_EXPECT(&e, "alice", 4, "quota", "submit", "--", "/bin/echo", big);
+    S_SUBMIT(&e, "bob", "--", "/bin/echo", big);
+    free(big);
+
+    /* A restart counts what is queued from the database. */
+    h_proc_stop(m, 10000);
+    s_master(&e, false, "--quota-tasks", "10", "--quota-bytes", "64K");
+    S_EXPECT(&e, "alice", 4, "quota", "submit", "--array", "0-1", "--fn", "noop");
+
+    /* Once her tasks have run, alice may submit again. */
+    s_worker(&e, "w1");
+    ck_assert(H_POLL(({
+                         h_run_t *r_ = s_as(&e, "alice", "stats", "--json", NULL);
+                         bool idle_ = r_->rc == 0 && strstr(r_->out, "\"tasks_queued\":0,")
+                                      && strstr(r_->out, "\"tasks_running\":0,");
+                         h_run_free(&r_);
+                         idle_;
+                     }),
+                     30000));
+    S_SUBMIT(&e, "alice", "--array", "0-9", "--fn", "noop");
+    s_env_free(&e);
+}
+END_TEST
+
+int main(void)
+{
+    return h_run_suite(zt_case_per_test("e2e_owners", h_slowdown()));
+}
