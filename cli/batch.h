@@ -34,6 +34,8 @@ typedef struct {
     int max_specs;           /* 0 = BATCH_MAX_SPECS */
     size_t max_bytes;        /* 0 = BATCH_MAX_BYTES */
     const char *job_name;    /* sent with the first request; may be NULL */
+    const proto_dep_t *deps; /* sent with the first request: what the job waits for */
+    int ndeps;
 } batch_opts_t;
 
 /* Sends one submit request (borrowed; its specs are freed by the batcher

@@ -101,7 +101,9 @@ static const char s_status_usage[] =
     "Shows a job's counters, or with no JOB, those of each of your jobs.\n"
     "  job 7 \"nightly\": running, 1000 tasks: 523 done, 2 failed, 0 cancelled,\n"
     "    467 queued, 8 running\n"
-    "The state is open (batches still arriving), queued, running, done, failed or\n"
+    "The state is open (batches still arriving), waiting (for the jobs it depends\n"
+    "on: submit --after), queued, running, done, failed, dep_failed (tasks not run\n"
+    "because a job they depend on did not succeed; counted as \"N dep_failed\") or\n"
     "cancelled. A job of another client (an admin sees them) says whose it is.\n"
     "\n"
     "Options:\n"
@@ -124,11 +126,14 @@ static void s_print_job_status(const cli_t *cli, const proto_job_t *j)
     /* Only another client's job says whose it is: ours is the usual case. */
     if (j->owner && strcmp(j->owner, cli->public_key) != 0)
         snprintf(owner, sizeof owner, " (owner %s)", s_owner(j, who, sizeof who));
-    printf("job %lld%s%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
+    char dep[48] = "";
+    if (j->dep_failed > 0)
+        snprintf(dep, sizeof dep, ", %lld dep_failed", (long long) j->dep_failed);
+    printf("job %lld%s%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled%s, %lld queued, "
            "%lld running\n",
            (long long) j->id, name, owner, proto_job_state_name(j), (long long) j->total,
            j->total == 1 ? "" : "s", (long long) j->done, (long long) j->failed,
-           (long long) j->cancelled, (long long) j->queued, (long long) j->running);
+           (long long) j->cancelled, dep, (long long) j->queued, (long long) j->running);
 }
 
 int cmd_status(cli_t *cli, int argc, char **argv)
@@ -162,8 +167,10 @@ static const char s_jobs_usage[] =
     "\n"
     "Lists your jobs (with CURVE keys: those your key submitted), one line each:\n"
     "  JOB  NAME  STATE  TOTAL  DONE  FAILED  CANCELLED  QUEUED  RUNNING  CREATED\n"
-    "STATE is open (batches still arriving), queued (nothing started yet), running,\n"
-    "then done, failed (some task failed) or cancelled.\n"
+    "STATE is open (batches still arriving), waiting (for the jobs it depends on),\n"
+    "queued (nothing started yet), running, then done, failed (some task failed),\n"
+    "dep_failed (some not run: a job they depend on did not succeed; FAILED counts\n"
+    "them too) or cancelled.\n"
     "\n"
     "Options:\n"
     "  --all    every client's jobs, with an OWNER column: the name the master lists\n"
@@ -198,7 +205,8 @@ int cmd_jobs(cli_t *cli, int argc, char **argv)
             snprintf(who, sizeof who, "%-16s ", s_owner(j, cell, sizeof cell));
         printf("%-6lld %-20s %s%-10s %9lld %9lld %8lld %9lld %8lld %8lld  %s\n", (long long) j->id,
                name, who, proto_job_state_name(j), (long long) j->total, (long long) j->done,
-               (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
+               (long long) (j->failed + j->dep_failed), (long long) j->cancelled,
+               (long long) j->queued,
                (long long) j->running, ago);
     }
     proto_reply_destroy(&rep);

@@ -23,7 +23,7 @@ static const char s_usage[] =
     "\n"
     "Submits one job: a single task, one task per index (--array), one task per\n"
     "input line (--each), or one task per line of a JSONL file of specs (--file).\n"
-    "Prints \"job ID: N tasks submitted\".\n"
+    "Prints \"job ID: N tasks submitted\" (with --quiet just ID, for scripts).\n"
     "\n"
     "What to run (exactly one):\n"
     "  COMMAND [ARGS...]    run this program; the first word that is not an option\n"
@@ -55,10 +55,18 @@ static const char s_usage[] =
     "                       (suffix K, M; default 1M)\n"
     "  --require LABEL      run only on workers started with this label (repeatable)\n"
     "\n"
+    "Dependencies (each repeatable, JOB[,JOB...]; the jobs must exist):\n"
+    "  --after JOBS         run once every listed job has finished with all its tasks\n"
+    "                       done; if one did not, these tasks end dep_failed unrun\n"
+    "  --after-any JOBS     run once every listed job has finished, however it ended\n"
+    "  --after-each JOB     task i runs once task i (same index) of JOB is done;\n"
+    "                       dep_failed if that task failed or JOB has no task i\n"
+    "\n"
     "After submitting:\n"
     "  --wait               wait like 'ztask wait' (progress, summary, exit code)\n"
     "  --wait-timeout SEC   with --wait: stop waiting after SEC seconds (exit 5)\n"
-    "  --quiet              with --wait: no progress and no summary\n"
+    "  -q, --quiet          print only the job id; with --wait, no progress and no\n"
+    "                       summary either\n"
     "  --json               print {\"job\":ID,\"tasks\":N}; with --wait, then one task\n"
     "                       object per line (as 'ztask results --json')\n"
     "\n"
@@ -69,9 +77,12 @@ static const char s_usage[] =
     "  ztask submit --each hosts.txt --shell 'ping -c1 {} >/dev/null'\n"
     "  ztask submit --fn square --array 0-99 --wait\n"
     "  ztask submit --file tasks.jsonl --name nightly --retries 2\n"
+    "  A=$(ztask submit -q ./prepare); B=$(ztask submit -q --after $A --array 0-99 \\\n"
+    "    ./render {}); ztask submit --after $B ./merge\n"
     "\n"
-    "Exit: 0 submitted (with --wait: every task done), 1 some tasks failed or were\n"
-    "cancelled (--wait), 2 usage or input error, 3 master unreachable, 4 refused,\n"
+    "Exit: 0 submitted (with --wait: every task done), 1 some tasks failed, were\n"
+    "cancelled or dep_failed (--wait), 2 usage or input error, 3 master\n"
+    "unreachable, 4 refused (e.g. --after a job that does not exist),\n"
     "5 --wait-timeout expired.\n";
 
 enum {
@@ -92,8 +103,10 @@ enum {
     OPT_REQUIRE,
     OPT_WAIT,
     OPT_WAIT_TIMEOUT,
-    OPT_QUIET,
-    OPT_JSON
+    OPT_JSON,
+    OPT_AFTER,
+    OPT_AFTER_ANY,
+    OPT_AFTER_EACH
 };
 
 static const struct option s_longopts[] = {
@@ -115,7 +128,10 @@ static const struct option s_longopts[] = {
     { "require", required_argument, NULL, OPT_REQUIRE },
     { "wait", no_argument, NULL, OPT_WAIT },
     { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
-    { "quiet", no_argument, NULL, OPT_QUIET },
+    { "quiet", no_argument, NULL, 'q' },
+    { "after", required_argument, NULL, OPT_AFTER },
+    { "after-any", required_argument, NULL, OPT_AFTER_ANY },
+    { "after-each", required_argument, NULL, OPT_AFTER_EACH },
     { "json", no_argument, NULL, OPT_JSON },
     { NULL, 0, NULL, 0 }
 };
@@ -131,6 +147,8 @@ typedef struct {
     char **argv; /* the command (borrowed from main's argv) */
     int argc;
     specopt_t opts;
+    proto_dep_t deps[PROTO_MAX_DEPS];
+    int ndeps;
 } submit_args_t;
 
 static const char *s_cmd = "submit";
@@ -189,6 +207,28 @@ static int s_read_stdin_file(submit_args_t *a)
     return 0;
 }
 
+/* Adds the job ids of list ("12,15") as dependencies of kind; 0 or an
+   exit code. */
+static int s_add_deps(submit_args_t *a, const char *opt, const char *list, proto_dep_kind_t kind)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0, n = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        int64_t id;
+        if (parse_int64(tok, 1, INT64_MAX, &id) != 0)
+            rc = cli_usage_error(s_cmd, "%s wants job ids (JOB[,JOB...]), got '%s'", opt, list);
+        else if (a->ndeps == PROTO_MAX_DEPS)
+            rc = cli_usage_error(s_cmd, "a job may depend on at most %d jobs", PROTO_MAX_DEPS);
+        else
+            a->deps[a->ndeps++] = (proto_dep_t){.job = id, .kind = kind};
+        n++;
+    }
+    if (!rc && n == 0)
+        rc = cli_usage_error(s_cmd, "%s wants job ids (JOB[,JOB...])", opt);
+    free(copy);
+    return rc;
+}
+
 /* Parses argv into a; returns -1 to go on, or an exit code. */
 static int s_parse(int argc, char **argv, submit_args_t *a)
 {
@@ -196,7 +236,7 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
     int64_t v;
     optind = 0;
     int c;
-    while ((c = cli_getopt(s_cmd, argc, argv, "+:h", s_longopts)) != -1) {
+    while ((c = cli_getopt(s_cmd, argc, argv, "+:hq", s_longopts)) != -1) {
         switch (c) {
         case 'h':
             fputs(s_usage, stdout);
@@ -210,7 +250,21 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
         case OPT_NAME: a->name = optarg; break;
         case OPT_STDIN: a->stdin_path = optarg; break;
         case OPT_WAIT: a->wait = true; break;
-        case OPT_QUIET: a->quiet = true; break;
+        case 'q': a->quiet = true; break;
+        case OPT_AFTER:
+        case OPT_AFTER_ANY:
+        case OPT_AFTER_EACH: {
+            proto_dep_kind_t kind = c == OPT_AFTER       ? PROTO_DEP_OK
+                                    : c == OPT_AFTER_ANY ? PROTO_DEP_ANY
+                                                         : PROTO_DEP_EACH;
+            const char *opt = c == OPT_AFTER       ? "--after"
+                              : c == OPT_AFTER_ANY ? "--after-any"
+                                                   : "--after-each";
+            int rc = s_add_deps(a, opt, optarg, kind);
+            if (rc)
+                return rc;
+            break;
+        }
         case OPT_JSON: a->json = true; break;
         case OPT_TIMEOUT:
             if (cli_parse_seconds(optarg, &a->opts.timeout) != 0)
@@ -282,8 +336,8 @@ static int s_validate(submit_args_t *a)
         return cli_usage_error(s_cmd, "--array and --each cannot be combined");
     if (a->file && (a->array || a->each))
         return cli_usage_error(s_cmd, "--file cannot be combined with --array or --each");
-    if (!a->wait && (a->quiet || a->wait_timeout > 0))
-        return cli_usage_error(s_cmd, "--quiet and --wait-timeout go with --wait");
+    if (!a->wait && a->wait_timeout > 0)
+        return cli_usage_error(s_cmd, "--wait-timeout goes with --wait");
     int stdin_users = (a->each && strcmp(a->each, "-") == 0)
                       + (a->file && strcmp(a->file, "-") == 0)
                       + (a->stdin_path && strcmp(a->stdin_path, "-") == 0);
@@ -439,7 +493,7 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
 
     sender_t s = { cli, taskgen_count(gen), 0, false, 0 };
     s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
-    batch_opts_t bopts = { 0, 0, a.name };
+    batch_opts_t bopts = { .job_name = a.name, .deps = a.deps, .ndeps = a.ndeps };
     batch_result_t res;
     char err[512];
     if (batch_run(gen, &bopts, s_send, &s, &res, err, sizeof err) != 0) {
@@ -464,6 +518,8 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     if (a.json)
         printf("{\"job\":%lld,\"tasks\":%lld}\n", (long long) res.job,
                (long long) res.submitted);
+    else if (a.quiet)
+        printf("%lld\n", (long long) res.job);
     else
         printf("job %lld: %lld task%s submitted\n", (long long) res.job,
                (long long) res.submitted, res.submitted == 1 ? "" : "s");

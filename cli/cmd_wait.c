@@ -36,7 +36,8 @@ static const char s_usage[] =
     "  ztask wait 7\n"
     "  ztask wait 7 --timeout 600 || echo \"not finished or some tasks failed\"\n"
     "\n"
-    "Exit: 0 every task done, 1 some failed or were cancelled, 3 master\n"
+    "Exit: 0 every task done, 1 some failed, were cancelled or dep_failed (not run:\n"
+    "a job they depend on did not succeed), 3 master\n"
     "unreachable, 4 refused (no such job), 5 --timeout expired.\n";
 
 /* How long the master holds each status request, i.e. how often the

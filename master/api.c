@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include "auth.h"
+#include "deps.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -140,6 +141,8 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
     out->done = job->done;
     out->failed = job->failed;
     out->cancelled = job->cancelled_n;
+    out->dep_failed = job->dep_failed;
+    out->waiting = deps_waiting(self->cfg.deps, job->id);
     out->created = job->created;
     out->finished = job->finished;
     out->owner = job->owner[0] ? xstrdup(job->owner) : NULL;
@@ -238,6 +241,40 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     return false;
 }
 
+/* Whether every job a new job depends on exists and this peer may act on
+   it (a job it may not see is "no job N", as everywhere); then they go
+   with the submit (p). Else false after answering. */
+static bool s_deps_allowed(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                           const proto_req_t *req, pending_submit_t *p)
+{
+    for (int i = 0; i < req->ndeps; i++) {
+        const job_t *parent = jobs_get(self->cfg.jobs, req->deps[i].job);
+        if (parent && !s_may_act(peer, parent)) {
+            s_log_not_owner(self, peer, parent, "submit --after");
+            parent = NULL;
+        }
+        if (!parent) {
+            proto_reply_t *rep = proto_reply_error(
+                PROTO_E_NOT_FOUND,
+                "no job %" PRId64 " to depend on (--after%s); nothing was submitted (see: ztask "
+                "jobs)",
+                req->deps[i].job,
+                req->deps[i].kind == PROTO_DEP_ANY    ? "-any"
+                : req->deps[i].kind == PROTO_DEP_EACH ? "-each"
+                                                      : "");
+            s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+            proto_reply_destroy(&rep);
+            return false;
+        }
+    }
+    if (req->ndeps) {
+        p->deps = xmalloc((size_t) req->ndeps * sizeof *p->deps);
+        memcpy(p->deps, req->deps, (size_t) req->ndeps * sizeof *p->deps);
+        p->ndeps = req->ndeps;
+    }
+    return true;
+}
+
 static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      proto_req_t *req)
 {
@@ -271,7 +308,7 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->ntasks++;
     }
     owner_usage_t *u = jobs_usage(self->cfg.jobs, peer->owner);
-    if (!s_quota_allows(self, env, u, p)) {
+    if (!s_deps_allowed(self, env, peer, req, p) || !s_quota_allows(self, env, u, p)) {
         pending_submit_free(&p);
         return;
     }
@@ -306,6 +343,27 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
     journal_submit(self->cfg.journal, &p);
 }
 
+/* A new job's dependencies, now that it exists. A task-by-task one
+   (after_each) reads how the parent's tasks ended from the store: every
+   ended task must be written first, hence the flush (once per such job). */
+static void s_deps_record(api_t *self, const job_t *job, const pending_submit_t *p)
+{
+    bool each = false;
+    for (int i = 0; i < p->ndeps; i++)
+        each |= p->deps[i].kind == PROTO_DEP_EACH;
+    if (each && journal_flush(self->cfg.journal) != 0)
+        log_warn("event=deps_flush_failed job=%" PRId64 " note=\"tasks ended since the last "
+                 "commit count when their results are written\"",
+                 job->id);
+    store_t *store = journal_store(self->cfg.journal);
+    if (deps_add(self->cfg.deps, job->id, p->deps, p->ndeps, store) != 0)
+        log_error("event=deps_read_failed job=%" PRId64 " error=\"%s\"", job->id,
+                  store_error(store));
+    for (int i = 0; i < p->ndeps; i++)
+        log_info("event=job_depends job=%" PRId64 " parent=%" PRId64 " kind=%s", job->id,
+                 p->deps[i].job, proto_dep_kind_name(p->deps[i].kind));
+}
+
 /* The commit of this submit succeeded: its tasks enter the queue and the
    client gets its ack. */
 static void s_submit_committed(api_t *self, pending_submit_t *p)
@@ -319,6 +377,8 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
                             : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
+    if (p->new_job && p->ndeps)
+        s_deps_record(self, job, p);
     tasks_enter(self->cfg.tasks, job, p);
     if (p->close)
         job->closed = true;
@@ -326,7 +386,7 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
               job->total);
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
-    jobs_check_finished(self->cfg.jobs, job);
+    tasks_check_finished(self->cfg.tasks, job);
     s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
 }
 
@@ -526,6 +586,47 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
 
 /* ---- cancel ---- */
 
+static int64_t s_cancel_job(api_t *self, job_t *job)
+{
+    jobs_cancel(self->cfg.jobs, job);
+    return tasks_cancel_job(self->cfg.tasks, job);
+}
+
+/* Cancels job and every unfinished job that depends on it, directly or
+   not, that this peer may act on. All are marked cancelled before any
+   task is: a dependant whose parent ends (cancelled) then finds itself
+   cancelled, not dep_failed. */
+static int64_t s_cancel_with_dependants(api_t *self, const auth_peer_t *peer, job_t *job)
+{
+    size_t n = 0, cap = 16;
+    job_t **all = xmalloc(cap * sizeof *all);
+    all[n++] = job;
+    jobs_cancel(self->cfg.jobs, job);
+    for (size_t i = 0; i < n; i++) {
+        int nc;
+        const int64_t *kids = deps_children(self->cfg.deps, all[i]->id, &nc);
+        for (int k = 0; k < nc; k++) {
+            job_t *c = jobs_get(self->cfg.jobs, kids[k]);
+            /* Each job once (a diamond reaches one twice): cancelled marks it. */
+            if (!c || c->cancelled || c->finished > 0 || !s_may_act(peer, c))
+                continue;
+            jobs_cancel(self->cfg.jobs, c);
+            if (n == cap)
+                all = xrealloc(all, (cap *= 2) * sizeof *all);
+            all[n++] = c;
+        }
+    }
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            log_info("event=dependant_cancelled job=%" PRId64 " parent=%" PRId64, all[i]->id,
+                     job->id);
+        count += tasks_cancel_job(self->cfg.tasks, all[i]);
+    }
+    free(all);
+    return count;
+}
+
 static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      const proto_req_t *req)
 {
@@ -543,8 +644,8 @@ static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         job_t *job = s_job_or_reply(self, env, peer, req->job);
         if (!job)
             return;
-        jobs_cancel(self->cfg.jobs, job);
-        count = tasks_cancel_job(self->cfg.tasks, job);
+        count = req->with_dependants ? s_cancel_with_dependants(self, peer, job)
+                                     : s_cancel_job(self, job);
     }
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = count;

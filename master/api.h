@@ -23,6 +23,7 @@
 #define ZTASK_API_H
 
 #include "auth.h"
+#include "deps.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -46,6 +47,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    deps_t *deps;
     const char *db_path;     /* for `ztask stats` */
     int report_port;         /* for a worker's hello: where it reports */
     int heartbeat_ms;

@@ -94,6 +94,7 @@ void pending_submit_free(pending_submit_t **p)
     }
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
+    free(s->deps);
     free(s->owner);
     free(s->refused);
     free(s->tasks);
@@ -241,7 +242,9 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
                                   &(store_job_new_t){.id = p->job_id,
                                                      .name = p->job_name,
                                                      .owner = p->owner,
-                                                     .created = p->job_created},
+                                                     .created = p->job_created,
+                                                     .deps = p->deps,
+                                                     .ndeps = p->ndeps},
                                   NULL);
         if (rc == 0 && p->ntasks > 0) {
             store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);

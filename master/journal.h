@@ -101,6 +101,8 @@ typedef struct pending_submit {
     bool new_job;            /* this request creates the job: */
     char *job_name;          /*   its name, owned (NULL = none) */
     double job_created;      /*   wall seconds */
+    proto_dep_t *deps;       /*   what its tasks wait for (ndeps), owned */
+    int ndeps;
     char *owner;             /* who sent it (auth.h: a key; "" = nobody), owned:
                                 a new job's owner; the quota this batch counts against */
     int64_t bytes;           /* the size of its tasks' specs (quotas count it) */

@@ -187,6 +187,7 @@ static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
     sched_task_t *t = xcalloc(1, sizeof *t);
     t->id = n->id;
     t->job = n->job;
+    t->index = n->index;
     t->priority = n->priority;
     t->cls = (uint16_t) (n->cls >= 0 && n->cls < self->nclasses ? n->cls : 0);
     t->attempt = (uint16_t) (n->attempt < 0            ? 0
@@ -202,8 +203,20 @@ static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
 sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before)
 {
     sched_task_t *t = s_new_task(self, task);
+    if (task->held) {
+        t->state = PROTO_ST_QUEUED;
+        t->held = true;
+        return t;
+    }
     s_enqueue(self, t, not_before);
     return t;
+}
+
+void sched_release(sched_t *self, sched_task_t *task)
+{
+    assert(task->held && task->state == PROTO_ST_QUEUED);
+    task->held = false;
+    s_enqueue(self, task, 0);
 }
 
 sched_task_t *sched_add_orphan(sched_t *self, const sched_new_task_t *task,
@@ -298,6 +311,7 @@ void sched_claim(sched_t *self, sched_task_t *task)
     (void) self;
     assert(task->state == PROTO_ST_QUEUED);
     /* Its heap entries go stale with the generation, as after a pop. */
+    task->held = false;
     task->state = PROTO_ST_ASSIGNED;
     task->gen++;
 }

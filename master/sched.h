@@ -54,6 +54,7 @@ typedef struct {
 typedef struct sched_task {
     int64_t id;
     int64_t job;
+    int64_t index;            /* its index in its job (--after-each matches on it) */
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
     double started;           /* wall time the worker reported, 0 = not yet */
@@ -75,6 +76,8 @@ typedef struct sched_task {
     bool suspect;             /* counted in its worker's suspects */
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
+    bool held;                /* QUEUED but in no queue: it waits for the jobs its
+                                 job depends on (deps.h) until sched_release */
 } sched_task_t;
 
 sched_t *sched_new(void);
@@ -90,16 +93,21 @@ const sched_class_t *sched_class_get(const sched_t *self, int cls);
 typedef struct {
     int64_t id;               /* > 0, not present yet */
     int64_t job;
+    int64_t index;            /* its index in its job */
     int32_t priority;
     int cls;                  /* its class (sched_class); 0 = "fn" */
     int attempt;              /* dispatches so far (0 for a new task) */
     int retries_left;
+    bool held;                /* added QUEUED but held out of the queues */
 } sched_new_task_t;
 
 /* Adds a queued task; returns its record (borrowed). not_before (monotonic
-   ms): not ready before then, 0 = ready now. An id already present is a
-   programmer error. */
+   ms): not ready before then, 0 = ready now; a held task enters no queue
+   until sched_release. An id already present is a programmer error. */
 sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before);
+
+/* A held task may run now: into its ready queue. */
+void sched_release(sched_t *self, sched_task_t *task);
 
 /* Adds a task that a worker held when the master stopped: it stays ASSIGNED
    (orphan) until its worker claims it or `deadline` passes. */

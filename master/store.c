@@ -54,9 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner (older databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 4
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -68,12 +65,24 @@
 #define STORE_CACHE_KIB 32768
 
 _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNING == 2 &&
-                   PROTO_ST_DONE == 3 && PROTO_ST_FAILED == 4 && PROTO_ST_CANCELLED == 5,
+                   PROTO_ST_DONE == 3 && PROTO_ST_FAILED == 4 && PROTO_ST_CANCELLED == 5 &&
+                   PROTO_ST_DEP_FAILED == 6 && PROTO_DEP_OK == 1 && PROTO_DEP_ANY == 2 &&
+                   PROTO_DEP_EACH == 3,
                "task states are stored as numbers: a change needs a schema version bump");
 
 /* Schema 4: who submitted each job (the client's key; NULL: nobody, as
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+
+/* Schema 7: what each job's tasks wait for (submit --after): one row per
+   parent job and kind (proto_dep_kind_t). A row outlives its parent's
+   forget: a parent is forgotten only once finished, when its dependants
+   were already judged (docs/architecture.md, "Dependencies"). Tasks in
+   state 6 (dep_failed) never ran. */
+#define JOB_DEPS_TABLE \
+    "CREATE TABLE IF NOT EXISTS job_deps(job INTEGER NOT NULL, parent INTEGER NOT NULL, " \
+    "kind INTEGER NOT NULL);" \
+    "CREATE INDEX IF NOT EXISTS job_deps_job ON job_deps(job);"
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
@@ -119,7 +128,8 @@ static const char *const SCHEMA =
     "  outcome TEXT,"
     "  received REAL NOT NULL);"
     "CREATE INDEX duplicates_task ON duplicates(task);"
-    LAST_IDS_TABLE;
+    LAST_IDS_TABLE
+    JOB_DEPS_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
@@ -147,6 +157,10 @@ enum {
     S_JOB_DEL_DUPS,
     S_JOB_DEL_TASKS,
     S_JOB_DEL,
+    S_JOB_DEL_DEPS,
+    S_DEP_ADD,
+    S_DEPS,
+    S_TASK_ENDS,
     S_TASK_IDS_KEEP,
     S_TASK_LAST_ID,
     S_JOBS,
@@ -184,6 +198,11 @@ static const char *const SQL[S_COUNT_] = {
                        "(SELECT id FROM tasks INDEXED BY tasks_job WHERE job = ?1)",
     [S_JOB_DEL_TASKS] = "DELETE FROM tasks WHERE job = ?1",
     [S_JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
+    [S_JOB_DEL_DEPS] = "DELETE FROM job_deps WHERE job = ?1",
+    [S_DEP_ADD] = "INSERT INTO job_deps(job, parent, kind) VALUES (?1, ?2, ?3)",
+    [S_DEPS] = "SELECT job, parent, kind FROM job_deps ORDER BY job, rowid",
+    [S_TASK_ENDS] = "SELECT idx, state FROM tasks INDEXED BY tasks_job_idx "
+                    "WHERE job = ?1 AND state >= 3",
     /* Before tasks are deleted: remember the highest id (WHERE true: the
        upsert after a SELECT needs it to parse). */
     [S_TASK_IDS_KEEP] = "INSERT INTO last_ids(name, last) "
@@ -358,7 +377,7 @@ static int s_bind_text(sqlite3_stmt *st, int i, const char *text)
 
 static int s_state_from_db(store_t *self, int64_t v, int64_t task, proto_state_t *st)
 {
-    if (v < PROTO_ST_QUEUED || v > PROTO_ST_CANCELLED) {
+    if (v < PROTO_ST_QUEUED || v > PROTO_ST_DEP_FAILED) {
         s_seterr(self, "corrupt state %lld in task %lld", (long long)v, (long long)task);
         return -1;
     }
@@ -491,19 +510,6 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && version >= 1 && version <= 3) {
-        /* Cheap steps only, whatever the size of the file: a schema 2 tasks
-           table keeps its AUTOINCREMENT (rebuilding it would copy every row);
-           adding a column rewrites no row. Jobs from before schema 4 have no
-           owner: every client may act on them, as before (docs/security.md). */
-        if (version == 1)
-            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
-                        "upgrade schema 1 to 2");
-        if (rc == 0 && version <= 2)
-            rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
-        if (rc == 0)
-            rc = s_exec(db, JOBS_OWNER_COLUMN "PRAGMA user_version = 4", err, errlen,
-                        "upgrade schema to 4");
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -513,6 +519,26 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
     } else if (rc == 0 && version < 0) {
         snprintf(err, errlen, "%s: bad schema version %lld", path, (long long)version);
         rc = -1;
+    } else if (rc == 0 && version < STORE_SCHEMA_VERSION) {
+        /* Cheap steps only, whatever the size of the file: a schema 2 tasks
+           table keeps its AUTOINCREMENT (rebuilding it would copy every row);
+           adding a column rewrites no row. Jobs from before schema 4 have no
+           owner: every client may act on them, as before (docs/security.md).
+           Each step stands on its own (`version < N`), so steps added in
+           any order still upgrade a database of any older version. */
+        if (version == 1)
+            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
+                        "upgrade schema 1 to 2");
+        if (rc == 0 && version <= 2)
+            rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
+        if (rc == 0 && version < 4)
+            rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
+        if (rc == 0 && version < 7)
+            rc = s_exec(db, JOB_DEPS_TABLE, err, errlen, "upgrade schema to 7");
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+        if (rc == 0)
+            rc = s_exec(db, sql, err, errlen, "upgrade schema");
     }
     if (rc == 0)
         rc = s_exec(db, "COMMIT", err, errlen, "create schema");
@@ -724,9 +750,57 @@ int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id)
     s_bind_text(st, 4, job->owner && *job->owner ? job->owner : NULL);
     if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
         return -1;
+    int64_t id = sqlite3_last_insert_rowid(self->db);
     if (job_id)
-        *job_id = sqlite3_last_insert_rowid(self->db);
+        *job_id = id;
+    for (int i = 0; i < job->ndeps; i++) {
+        sqlite3_stmt *d = self->stmt[S_DEP_ADD];
+        sqlite3_bind_int64(d, 1, id);
+        sqlite3_bind_int64(d, 2, job->deps[i].job);
+        sqlite3_bind_int(d, 3, (int)job->deps[i].kind);
+        if (s_write_step(self, S_DEP_ADD, "job dependency", NULL) < 0)
+            return -1;
+    }
     return 0;
+}
+
+int store_deps_each(store_t *self, int (*fn)(int64_t job, const proto_dep_t *dep, void *arg),
+                    void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_DEPS, "dependencies");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int kind = sqlite3_column_int(st, 2);
+        proto_dep_t dep = {.job = sqlite3_column_int64(st, 1), .kind = (proto_dep_kind_t)kind};
+        /* A kind this master does not know: the row is left alone. */
+        if (!proto_dep_kind_name(dep.kind))
+            continue;
+        if (fn(sqlite3_column_int64(st, 0), &dep, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "dependencies");
+    s_put(self, S_DEPS);
+    return result;
+}
+
+int store_task_ends_each(store_t *self, int64_t job,
+                         int (*fn)(int64_t index, proto_state_t state, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_TASK_ENDS, "task ends");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(sqlite3_column_int64(st, 0), (proto_state_t)sqlite3_column_int(st, 1), arg) != 0)
+            break;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "task ends");
+    s_put(self, S_TASK_ENDS);
+    return result;
 }
 
 int store_job_close(store_t *self, int64_t job)
@@ -754,7 +828,8 @@ int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
     if (s_write_begin(self, "job delete") < 0)
         return -1;
     /* Children first: the duplicates are found through the job's tasks. */
-    static const int steps[] = {S_JOB_DEL_DUPS, S_TASK_IDS_KEEP, S_JOB_DEL_TASKS, S_JOB_DEL};
+    static const int steps[] = {S_JOB_DEL_DUPS, S_TASK_IDS_KEEP, S_JOB_DEL_TASKS, S_JOB_DEL_DEPS,
+                                S_JOB_DEL};
     int64_t changes = 0;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         if (steps[i] != S_TASK_IDS_KEEP)
@@ -933,7 +1008,8 @@ int store_task_requeue(store_t *self, int64_t task)
 int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
                       const char *worker, const char *outcome_json, double finished)
 {
-    if (state != PROTO_ST_DONE && state != PROTO_ST_FAILED && state != PROTO_ST_CANCELLED) {
+    if (state != PROTO_ST_DONE && state != PROTO_ST_FAILED && state != PROTO_ST_CANCELLED
+        && state != PROTO_ST_DEP_FAILED) {
         s_seterr(self, "task %lld: finish with state %d", (long long)task, (int)state);
         return -1;
     }

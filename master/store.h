@@ -46,6 +46,12 @@
 
 typedef struct store store_t;
 
+/* The schema this build writes (PRAGMA user_version). 2: no
+   tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
+   jobs.owner; 7: job_deps, task state 6 (dep_failed). Older databases
+   are upgraded in place (s_schema in store.c), newer ones refused. */
+#define STORE_SCHEMA_VERSION 7
+
 typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_sync_t;
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
@@ -82,13 +88,22 @@ typedef struct {
     const char *name;        /* NULL = none */
     const char *owner;       /* who submitted it (a client's key); NULL or "" = nobody */
     double created;          /* wall seconds */
+    const proto_dep_t *deps; /* what its tasks wait for (ndeps, borrowed) */
+    int ndeps;
 } store_job_new_t;
 
-/* Inserts a job; the id used goes to *job_id (may be NULL). */
+/* Inserts a job and its dependencies; the id used goes to *job_id (may
+   be NULL). */
 int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id);
+/* Calls fn for every dependency of every job (job, the parent and kind),
+   in job order: how the master rebuilds them at start-up. A kind this
+   build does not know is skipped. */
+int store_deps_each(store_t *self, int (*fn)(int64_t job, const proto_dep_t *dep, void *arg),
+                    void *arg);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
-/* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
+/* Deletes a job with its tasks, duplicates and dependencies; *deleted
+   gets 1 or 0. */
 int store_job_delete(store_t *self, int64_t job, int64_t *deleted);
 
 typedef struct {
@@ -148,7 +163,7 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
 
-/* Records the final outcome: state DONE, FAILED or CANCELLED, the attempt
+/* Records the final outcome: state DONE, FAILED, CANCELLED or DEP_FAILED, the attempt
    that produced it, its worker and the outcome as proto_result_encode text
    (may be NULL, e.g. for a task cancelled before it ran). */
 int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
@@ -187,6 +202,12 @@ int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, 
 int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,
                        int64_t *last_id);
+
+/* Calls fn with (index, state) for every finished task of job (DONE,
+   FAILED, CANCELLED, DEP_FAILED), in no particular order: what tasks of
+   a job waiting for it task by task (after_each) need. */
+int store_task_ends_each(store_t *self, int64_t job,
+                         int (*fn)(int64_t index, proto_state_t state, void *arg), void *arg);
 
 /* The id of the task of job with the given index (the first one, if a job
    repeats an index); *found false when none. */

@@ -2,6 +2,7 @@
 #include "tasks.h"
 
 #include "auth.h"
+#include "deps.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -82,6 +83,7 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     int64_t now = clock_mono_ms();
     sched_new_task_t task = {.id = row->id,
                              .job = row->job,
+                             .index = row->index,
                              .priority = row->priority,
                              .cls = sched_class(self->sched, row->needs),
                              .attempt = row->attempt};
@@ -89,6 +91,9 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     if (row->state == PROTO_ST_QUEUED) {
         int left = row->retries - row->attempt;
         task.retries_left = left < 0 ? 0 : left;
+        /* Held while its job waits for others; judged once everything is
+           loaded (tasks_load), as a new task is at tasks_enter. */
+        task.held = deps_has(self->cfg.deps, row->job);
         t = sched_add(self->sched, &task, 0);
         t->recovered = true;
     } else {
@@ -105,9 +110,25 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     return 0;
 }
 
+static void s_judge(tasks_t *self, const int64_t *ids, size_t n);
+
 int tasks_load(tasks_t *self, store_t *store)
 {
-    return store_unfinished_each(store, s_load_task, self);
+    if (store_unfinished_each(store, s_load_task, self) != 0)
+        return -1;
+    /* The held tasks, judged now that every job and task is known. */
+    size_t n = 0, cap = 0, pos = 0;
+    int64_t *ids = NULL;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->held) {
+            if (n == cap)
+                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
+            ids[n++] = t->id;
+        }
+    s_judge(self, ids, n);
+    free(ids);
+    return 0;
 }
 
 /* ---- pipes ---- */
@@ -183,14 +204,17 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         return;
     }
     int64_t bytes = 0;
+    bool deps = deps_has(self->cfg.deps, job->id);
     for (int i = 0; i < p->ntasks; i++) {
         const pending_task_t *pt = &p->tasks[i];
         sched_task_t *t = sched_add(self->sched,
                                     &(sched_new_task_t){.id = pt->id,
                                                         .job = job->id,
+                                                        .index = pt->index,
                                                         .priority = pt->priority,
                                                         .cls = pt->cls,
-                                                        .retries_left = pt->retries},
+                                                        .retries_left = pt->retries,
+                                                        .held = deps},
                                     0);
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
@@ -199,20 +223,88 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         p->tasks[i].spec = NULL;
     }
     job_add(job, PROTO_ST_QUEUED, p->ntasks, bytes);
+    if (deps) {
+        /* Judged once counted: one that can never run ends at once. */
+        int64_t *ids = xmalloc(((size_t) p->ntasks + 1) * sizeof *ids);
+        for (int i = 0; i < p->ntasks; i++)
+            ids[i] = p->tasks[i].id;
+        s_judge(self, ids, (size_t) p->ntasks);
+        free(ids);
+    }
+}
+
+/* ---- dependencies (deps.h) ---- */
+
+/* Ends a held task whose dependency can never be met. */
+static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                     const char *error);
+
+/* Judges the held tasks ids again (some may be gone: skipped): each runs,
+   waits again, or ends dep_failed (cancelled, when its job was). May
+   recurse through s_finish into the dependants of those tasks' job. */
+static void s_judge(tasks_t *self, const int64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sched_task_t *t = sched_get(self->sched, ids[i]);
+        if (!t || !t->held)
+            continue;
+        const job_t *job = jobs_get(self->jobs, t->job);
+        if (job && job->cancelled) {
+            s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
+            continue;
+        }
+        char why[256];
+        switch (deps_judge(self->cfg.deps, t->job, t->index, why, sizeof why)) {
+        case DEPS_RUN: sched_release(self->sched, t); break;
+        case DEPS_WAIT: deps_hold(self->cfg.deps, t->job, t->index, t->id); break;
+        case DEPS_FAIL: s_finish(self, t, PROTO_ST_DEP_FAILED, NULL, why); break;
+        }
+    }
+}
+
+/* A task of job ended: the tasks that wait for it (--after-each) are
+   judged again. */
+static void s_task_ended(tasks_t *self, int64_t job, int64_t index, proto_state_t state)
+{
+    size_t n;
+    int64_t *ids = deps_task_ended(self->cfg.deps, job, index, state, &n);
+    if (ids) {
+        s_judge(self, ids, n);
+        free(ids);
+    }
+}
+
+void tasks_check_finished(tasks_t *self, job_t *job)
+{
+    if (job->finished > 0)
+        return;
+    jobs_check_finished(self->jobs, job);
+    if (job->finished == 0)
+        return;
+    size_t n;
+    int64_t *ids = deps_job_ended(self->cfg.deps, job->id, &n);
+    if (ids) {
+        log_info("event=dependants_judged job=%" PRId64 " tasks=%zu", job->id, n);
+        s_judge(self, ids, n);
+        free(ids);
+    }
 }
 
 /* Ends a task that is still in the scheduler with a final state (DONE,
-   FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
+   FAILED, CANCELLED or DEP_FAILED). outcome (proto_result_encode text, or NULL to
    record just `error`) is taken: the journal owns it from here. */
 static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                      const char *error)
 {
-    assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
+    assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED
+           || state == PROTO_ST_DEP_FAILED);
     if (!outcome && error) {
         proto_result_t *res = proto_result_new();
         res->task = t->id;
         res->attempt = t->attempt;
-        res->status = state;
+        /* A result says done, failed or cancelled; the task's state says
+           dep_failed. */
+        res->status = state == PROTO_ST_DEP_FAILED ? PROTO_ST_FAILED : state;
         res->error = xstrdup(error);
         res->finished = clock_wall();
         outcome = proto_result_encode(res);
@@ -236,9 +328,11 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
                                         .t = clock_wall()});
     self->results_total++;
     job_t *job = jobs_get(self->jobs, t->job);
+    int64_t job_id = t->job, index = t->index;
     sched_remove(self->sched, t->id);
+    s_task_ended(self, job_id, index, state);
     if (job)
-        jobs_check_finished(self->jobs, job);
+        tasks_check_finished(self, job);
 }
 
 /* Back in the queue, ready at not_before (0 = now): a retry, or a task
@@ -418,8 +512,10 @@ int64_t tasks_cancel_job(tasks_t *self, job_t *job)
     for (size_t i = 0; i < n; i++) {
         t = sched_get(self->sched, ids[i]);
         if (t->state == PROTO_ST_QUEUED) {
+            int64_t index = t->index;
             s_move(self, t, PROTO_ST_CANCELLED, NULL);
             sched_remove(self->sched, ids[i]);
+            s_task_ended(self, job->id, index, PROTO_ST_CANCELLED);
             queued++;
         } else {
             tasks_cancel(self, t);
@@ -433,7 +529,7 @@ int64_t tasks_cancel_job(tasks_t *self, job_t *job)
     count += queued;
     log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
              queued, count - queued);
-    jobs_check_finished(self->jobs, job);
+    tasks_check_finished(self, job);
     return count;
 }
 
@@ -891,6 +987,7 @@ void tasks_timers(tasks_t *self, int64_t now)
     if (now - self->last_prune > 60000) {
         self->last_prune = now;
         registry_prune(self->registry, now, 3600 * 1000);
+        deps_prune(self->cfg.deps);
     }
     s_check_stuck(self, now);
 }

@@ -1,5 +1,6 @@
-/*  tasks: the life of a task inside the master, from the ready queue to a
-    worker's pipe to its recorded result; what happens when workers die,
+/*  tasks: the life of a task inside the master, from the ready queue (or
+    waiting for the jobs its job depends on, deps.h) to a worker's pipe to
+    its recorded result; what happens when workers die,
     leases run out or a result arrives for a stale attempt; and the claims
     of workers that kept running through a master restart.
 
@@ -17,6 +18,7 @@
 #define ZTASK_TASKS_H
 
 #include "auth.h"
+#include "deps.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -40,6 +42,7 @@ typedef struct {
     jobs_t *jobs;
     journal_t *journal;
     auth_t *auth;            /* NULL without CURVE */
+    deps_t *deps;
     int heartbeat_ms;
     int liveness;
     int lease_ms;
@@ -103,6 +106,11 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
    claim; see ASSIGN_WRITE_MS in journal.h). Anything else it runs is
    stale. Returns how many it claimed. */
 int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning);
+
+/* Records that job has finished, if it just has (jobs_check_finished),
+   and judges again the tasks of the jobs that wait for it: the one way a
+   job finishes. */
+void tasks_check_finished(tasks_t *self, job_t *job);
 
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */

@@ -129,8 +129,26 @@ typedef enum {
     PROTO_ST_RUNNING,
     PROTO_ST_DONE,       /* exit 0 / fn returned a result */
     PROTO_ST_FAILED,     /* non-zero exit, signal, timeout, fn error, refused... */
-    PROTO_ST_CANCELLED
+    PROTO_ST_CANCELLED,
+    PROTO_ST_DEP_FAILED  /* never ran: a job it depends on did not end as it needed */
 } proto_state_t;
+
+/* A dependency of a new job on an earlier one (submit "after",
+   "after_any", "after_each"): its tasks wait until the parent job has
+   finished with every task done (OK), finished however it ended (ANY),
+   or, for EACH, until the parent's task of the same index is done. */
+typedef enum { PROTO_DEP_OK = 1, PROTO_DEP_ANY, PROTO_DEP_EACH } proto_dep_kind_t;
+
+typedef struct {
+    int64_t job;
+    proto_dep_kind_t kind;
+} proto_dep_t;
+
+/* Dependencies one submit may name (all kinds together). */
+#define PROTO_MAX_DEPS 64
+
+/* "ok", "any", "each" (NULL outside the enum). */
+const char *proto_dep_kind_name(proto_dep_kind_t kind);
 
 const char *proto_state_name(proto_state_t st);          /* "queued", ... */
 int proto_state_parse(const char *name, proto_state_t *st);
@@ -220,6 +238,9 @@ typedef struct {
     char *worker;            /* drain: worker id */
     char *name;              /* submit: job name (optional) */
     bool more;               /* submit: more batches follow for this job */
+    proto_dep_t *deps;       /* submit, a new job only: what its tasks wait for */
+    int ndeps;
+    bool with_dependants;    /* cancel of a job: cancel the jobs that wait for it too */
     proto_spec_t **tasks;    /* submit: ntasks specs */
     int ntasks;
     /* hello */
@@ -252,6 +273,8 @@ typedef struct {
     char *name;                 /* may be NULL */
     bool closed;                /* all batches received */
     int64_t total, queued, running, done, failed, cancelled;
+    int64_t dep_failed;         /* tasks that never ran: a job they depend on did not succeed */
+    bool waiting;               /* tasks of it wait for the jobs it depends on */
     double created;             /* wall seconds */
     double finished;            /* 0 while not finished */
     char *owner;                /* who submitted it (a client's CURVE key), NULL = nobody */
@@ -346,9 +369,11 @@ char *proto_worker_info_encode(const proto_worker_info_t *w);
 char *proto_stats_encode(const proto_stats_t *s);
 
 /* The derived job state shown as "state" in job records: "open" (more
-   batches may come), "queued" (nothing started or finished yet),
+   batches may come), "waiting" (for the jobs it depends on, nothing
+   started or finished yet), "queued" (nothing started or finished yet),
    "running", then when every task is finished "failed" (any failed),
-   "cancelled" (any cancelled, none failed) or "done". Static string. */
+   "dep_failed" (any not run for a dependency, none failed), "cancelled"
+   (any cancelled, none failed or dep_failed) or "done". Static string. */
 const char *proto_job_state_name(const proto_job_t *job);
 
 /* Frees what the record points to (not the record itself). */

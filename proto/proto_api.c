@@ -52,11 +52,46 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
+    free(r->deps);
     free(r);
     *p = NULL;
 }
 
 /* ---------------------------------------------------------------- decode */
+
+/* The job ids of member key (an array of job ids), as dependencies of
+   kind, appended to req->deps; PROTO_MAX_DEPS in all. */
+static int s_deps_from(const cJSON *o, const char *key, proto_dep_kind_t kind, proto_req_t *req,
+                       proto_err_t *err)
+{
+    cJSON *arr;
+    if (pj_array(o, key, false, PROTO_MAX_DEPS, &arr, err) != 0)
+        return -1;
+    if (!arr)
+        return 0;
+    for (cJSON *e = arr->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > PJ_MAX_SAFE_INT
+            || e->valuedouble != (double) (int64_t) e->valuedouble) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" must be an array of job ids", key);
+            return -1;
+        }
+        if (req->ndeps == PROTO_MAX_DEPS) {
+            proto_err_set(err, PROTO_E_TOO_BIG, "a job may depend on at most %d jobs",
+                          PROTO_MAX_DEPS);
+            return -1;
+        }
+        req->deps = xrealloc(req->deps, (size_t) (req->ndeps + 1) * sizeof *req->deps);
+        req->deps[req->ndeps++] = (proto_dep_t){.job = (int64_t) e->valuedouble, .kind = kind};
+    }
+    return 0;
+}
+
+/* The submit members of each dependency kind. */
+static const struct {
+    const char *key;
+    proto_dep_kind_t kind;
+} s_dep_keys[] = {
+    {"after", PROTO_DEP_OK}, {"after_any", PROTO_DEP_ANY}, {"after_each", PROTO_DEP_EACH}};
 
 static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
@@ -67,6 +102,14 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
+    for (size_t i = 0; i < sizeof s_dep_keys / sizeof *s_dep_keys; i++)
+        if (s_deps_from(o, s_dep_keys[i].key, s_dep_keys[i].kind, req, err) != 0)
+            return -1;
+    if (req->ndeps && req->job) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "dependencies (\"after\") go with a job's first batch (\"job\": 0)");
+        return -1;
+    }
     if (req->wait_ms > 0 && req->more) {
         proto_err_set(err, PROTO_E_FIELD,
                       "\"wait_ms\" needs the job's last batch (\"more\": false): a job with "
@@ -107,7 +150,8 @@ static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     if (pj_i64(o, "job", false, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
         || pj_i64(o, "task", false, 1, PJ_MAX_SAFE_INT, &req->task, err) != 0
-        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0)
+        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0
+        || pj_bool(o, "with_dependants", false, &req->with_dependants, err) != 0)
         return -1;
     if (req->task == 0 && req->job == 0) {
         proto_err_set(err, PROTO_E_FIELD, "cancel needs \"job\" or \"task\"");
@@ -218,6 +262,22 @@ char *proto_req_encode(const proto_req_t *req)
         pb_kbool(&b, "more", req->more);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
+        for (size_t k = 0; k < sizeof s_dep_keys / sizeof *s_dep_keys; k++) {
+            bool any = false;
+            for (int i = 0; i < req->ndeps; i++) {
+                if (req->deps[i].kind != s_dep_keys[k].kind)
+                    continue;
+                if (!any) {
+                    pb_key(&b, s_dep_keys[k].key);
+                    pb_char(&b, '[');
+                }
+                pb_sep(&b);
+                pb_i64(&b, req->deps[i].job);
+                any = true;
+            }
+            if (any)
+                pb_char(&b, ']');
+        }
         break;
     case PROTO_REQ_STATUS:
         pb_ki64(&b, "job", req->job);
@@ -247,6 +307,8 @@ char *proto_req_encode(const proto_req_t *req)
             pb_ki64(&b, "job", req->job);
         if (req->index >= 0)
             pb_ki64(&b, "index", req->index);
+        if (req->with_dependants)
+            pb_kbool(&b, "with_dependants", true);
         if (req->type == PROTO_REQ_LOGS) {
             pb_ki64(&b, "out_offset", req->out_offset);
             pb_ki64(&b, "err_offset", req->err_offset);

@@ -16,16 +16,18 @@
 
 const char *proto_job_state_name(const proto_job_t *job)
 {
-    int64_t finished = job->done + job->failed + job->cancelled;
+    int64_t finished = job->done + job->failed + job->cancelled + job->dep_failed;
     if (!job->closed)
         return "open";
     if (finished < job->total) {
         if (job->running == 0 && finished == 0)
-            return "queued";
+            return job->waiting ? "waiting" : "queued";
         return "running";
     }
     if (job->failed > 0)
         return "failed";
+    if (job->dep_failed > 0)
+        return "dep_failed";
     if (job->cancelled > 0)
         return "cancelled";
     return "done";
@@ -44,6 +46,9 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
     pb_ki64(b, "done", j->done);
     pb_ki64(b, "failed", j->failed);
     pb_ki64(b, "cancelled", j->cancelled);
+    pb_ki64(b, "dep_failed", j->dep_failed);
+    if (j->waiting)
+        pb_kbool(b, "waiting", true);
     pb_ktime(b, "created", j->created);
     pb_key(b, "finished");
     /* A time under a second (since 1970) is not a finish; one under half a
@@ -202,6 +207,8 @@ static int s_job_from(cJSON *o, proto_job_t *j, proto_err_t *err)
         || pj_i64(o, "done", false, 0, M, &j->done, err) != 0
         || pj_i64(o, "failed", false, 0, M, &j->failed, err) != 0
         || pj_i64(o, "cancelled", false, 0, M, &j->cancelled, err) != 0
+        || pj_i64(o, "dep_failed", false, 0, M, &j->dep_failed, err) != 0
+        || pj_bool(o, "waiting", false, &j->waiting, err) != 0
         || pj_dbl(o, "created", false, 0, 1e300, &j->created, err) != 0
         || pj_dbl(o, "finished", false, 0, 1e300, &j->finished, err) != 0
         || pj_str(o, "owner", false, 0, 0, &j->owner, err) != 0

@@ -19,7 +19,18 @@ static const char *const s_state_names[] = {
     [PROTO_ST_QUEUED] = "queued",   [PROTO_ST_ASSIGNED] = "assigned",
     [PROTO_ST_RUNNING] = "running", [PROTO_ST_DONE] = "done",
     [PROTO_ST_FAILED] = "failed",   [PROTO_ST_CANCELLED] = "cancelled",
+    [PROTO_ST_DEP_FAILED] = "dep_failed",
 };
+
+static const char *const s_dep_kind_names[] = {
+    [PROTO_DEP_OK] = "ok", [PROTO_DEP_ANY] = "any", [PROTO_DEP_EACH] = "each"};
+
+const char *proto_dep_kind_name(proto_dep_kind_t kind)
+{
+    if (kind < PROTO_DEP_OK || kind > PROTO_DEP_EACH)
+        return NULL;
+    return s_dep_kind_names[kind];
+}
 
 const char *proto_state_name(proto_state_t st)
 {
