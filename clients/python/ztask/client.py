@@ -50,6 +50,8 @@ LOGS_POLL = 0.2
 PAGE = 5000
 
 TaskRef = Union[int, str, Tuple[int, int]]
+#: Jobs a submit depends on: a Job, a job id, or an iterable of them.
+JobRefs = Union["Job", int, Iterable[Union["Job", int]], None]
 _NOTHING = object()
 
 
@@ -114,7 +116,8 @@ class Client:
                env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
                stdin: Optional[str] = None, output_cap: Optional[int] = None,
                require: Union[str, Sequence[str], None] = None,
-               task_name: Optional[str] = None) -> "Job":
+               task_name: Optional[str] = None, after: JobRefs = None,
+               after_any: JobRefs = None, after_each: JobRefs = None) -> "Job":
         """Submits one job and returns it (its tasks start at once).
 
         What to run (one of): ``command``, a list of strings run directly
@@ -137,16 +140,30 @@ class Client:
         ``output_cap`` (bytes kept per stream), ``require`` (worker labels),
         ``task_name`` (each task's name).
 
+        Dependencies (a Job, a job id, or an iterable of them, like
+        ``ztask submit --after``): ``after``, the tasks run once every one
+        of those jobs has finished with all its tasks done; ``after_any``,
+        once each has finished however it ended; ``after_each``, task i
+        runs once task i of that job is done. A task whose dependency can
+        never be met ends with status ``dep_failed`` (counted in the job
+        record's ``dep_failed``). A job that does not exist is refused
+        (RefusedError, code not_found; nothing is submitted).
+
         Raises UsageError (nothing sent), or the request's error. When a
         later batch fails, the error's ``job`` and ``submitted`` say which
         job was left incomplete (cancel it with ``client.job(e.job).cancel()``).
         """
         options = _specs.task_options(timeout, retries, priority, env, cwd, stdin, output_cap,
                                       require, task_name)
+        deps = {key: ids for key, ids in (("after", _job_ids("after", after)),
+                                          ("after_any", _job_ids("after_any", after_any)),
+                                          ("after_each", _job_ids("after_each", after_each)))
+                if ids}
         gen = _specs.job_specs(command, shell, fn, args, array, items, specs, options)
-        return self._submit_specs(gen, name)
+        return self._submit_specs(gen, name, deps)
 
-    def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str]) -> "Job":
+    def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str],
+                      deps: Optional[Dict[str, List[int]]] = None) -> "Job":
         """Sends the job in batches, one request at a time. While a batch
         travels and commits (sent from a helper thread), the next one is
         encoded here: on the caller's thread, since the items may be bound
@@ -173,6 +190,8 @@ class Client:
                 head = {"v": 1, "type": "submit", "job": job_id, "more": more}
                 if job_id == 0 and name is not None:
                     head["name"] = name
+                if job_id == 0 and deps:
+                    head.update(deps)
                 body = encode(head)[:-1] + b',"tasks":[' + b",".join(batch) + b"]}"
                 if not more:   # nothing left to encode: no helper needed
                     rep = self._conn.call("submit", body=body)
@@ -444,12 +463,18 @@ class Job:
                 return
             _check_deadline(deadline, self.id, rec)
 
-    def cancel(self, index: Optional[int] = None) -> int:
+    def cancel(self, index: Optional[int] = None, *, with_dependants: bool = False) -> int:
         """Cancels the job's unfinished tasks (or only the task with that
-        index); running ones are killed. Returns how many were cancelled."""
+        index); running ones are killed. Returns how many were cancelled.
+        Jobs that depend on this one (``after=``) then end dep_failed;
+        ``with_dependants`` cancels them too, and theirs, and so on."""
         members: Dict[str, Any] = {"job": self.id}
         if index is not None:
             members["index"] = index
+        if with_dependants:
+            if index is not None:
+                raise UsageError("with_dependants= goes with a whole job, not one task")
+            members["with_dependants"] = True
         return self.client._conn.call("cancel", members)["count"]
 
     def forget(self) -> int:
@@ -484,6 +509,23 @@ class _IdSet:
             self.origin += 8 * drop
         if not self.bits:
             self.origin = (floor + 1) // 8 * 8
+
+
+def _job_ids(what: str, refs: JobRefs) -> List[int]:
+    """The job ids of a submit's after=/after_any=/after_each=."""
+    if refs is None:
+        return []
+    if isinstance(refs, (Job, int)) and not isinstance(refs, bool):
+        refs = [refs]
+    ids = []
+    for ref in refs:   # type: ignore[union-attr]
+        job_id = ref.id if isinstance(ref, Job) else ref
+        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 1:
+            raise UsageError(f"{what}= wants jobs or job ids, got {ref!r}")
+        ids.append(job_id)
+    if len(ids) > 64:
+        raise UsageError("a job may depend on at most 64 jobs")
+    return ids
 
 
 def _task_ref(task: TaskRef) -> Dict[str, int]:
