@@ -386,13 +386,35 @@ static const char s_workers_usage[] =
     "\n"
     "Lists the workers the master knows:\n"
     "  ID  HOST  PID  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
+    "  RESOURCES\n"
     "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
     "(missed its heartbeats; its tasks went back to the queue). LABELS are the\n"
     "worker's --label values (tasks submitted with --require L run only on workers\n"
-    "that have L), or '-'.\n"
+    "that have L), or '-'. RESOURCES, on a line of its own, is what tasks use of\n"
+    "what the worker declared (--resources): \"cpus 3/16  gpus 0.5/2  mem 1G/64G\".\n"
     "\n"
     "Options:\n"
     "  --json   one worker record per line (fields: docs/protocol.md)\n";
+
+/* "cpus 3/16  gpus 0.5/2  mem 1G/64G": in use of declared, per resource. */
+static void s_resources_line(const proto_worker_info_t *w, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < w->resources->n && used < len; i++) {
+        const char *name = w->resources->name[i];
+        int64_t in_use = w->used ? res_get(w->used, name) : 0;
+        char a[32], b[32];
+        if (strcmp(name, "mem") == 0) {
+            fmt_bytes(a, sizeof a, in_use);
+            fmt_bytes(b, sizeof b, w->resources->amount[i]);
+        } else {
+            res_amount_format(name, in_use, a, sizeof a);
+            res_amount_format(name, w->resources->amount[i], b, sizeof b);
+        }
+        used += (size_t) snprintf(buf + used, len - used, "%s%s %s/%s", i ? "  " : "", name, a, b);
+    }
+}
 
 int cmd_workers(cli_t *cli, int argc, char **argv)
 {
@@ -435,6 +457,11 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
                (long long) w->pid, w->threads, w->running, (long long) w->done,
                (long long) w->failed, ago,
                !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
+        if (w->resources) {
+            char line[1024];
+            s_resources_line(w, line, sizeof line);
+            printf("  %s\n", line);
+        }
     }
     if (!json && rep->nworkers == 0)
         printf("(no workers)\n");

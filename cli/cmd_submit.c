@@ -55,6 +55,15 @@ static const char s_usage[] =
     "                       (suffix K, M; default 1M)\n"
     "  --require LABEL      run only on workers started with this label (repeatable)\n"
     "\n"
+    "Resources (a task runs only where all it asks is free; default: 1 CPU):\n"
+    "  --cpus N             CPUs (ZTASK_CPUS tells the task)\n"
+    "  --mem SIZE           memory (suffix K, M, G, T)\n"
+    "  --gpus N             GPUs: whole ones (1, 2) or a share of one (0.5, 0.25);\n"
+    "                       the task gets their ids in CUDA_VISIBLE_DEVICES and\n"
+    "                       ZTASK_GPUS, whole GPUs never shared\n"
+    "  --resource NAME=N    N of a resource workers declare (--resources on the\n"
+    "                       worker: licence=2); repeatable\n"
+    "\n"
     "Dependencies (each repeatable, JOB[,JOB...]; the jobs must exist):\n"
     "  --after JOBS         run once every listed job has finished with all its tasks\n"
     "                       done; if one did not, these tasks end dep_failed unrun\n"
@@ -106,7 +115,11 @@ enum {
     OPT_JSON,
     OPT_AFTER,
     OPT_AFTER_ANY,
-    OPT_AFTER_EACH
+    OPT_AFTER_EACH,
+    OPT_CPUS,
+    OPT_MEM,
+    OPT_GPUS,
+    OPT_RESOURCE
 };
 
 static const struct option s_longopts[] = {
@@ -132,6 +145,10 @@ static const struct option s_longopts[] = {
     { "after", required_argument, NULL, OPT_AFTER },
     { "after-any", required_argument, NULL, OPT_AFTER_ANY },
     { "after-each", required_argument, NULL, OPT_AFTER_EACH },
+    { "cpus", required_argument, NULL, OPT_CPUS },
+    { "mem", required_argument, NULL, OPT_MEM },
+    { "gpus", required_argument, NULL, OPT_GPUS },
+    { "resource", required_argument, NULL, OPT_RESOURCE },
     { "json", no_argument, NULL, OPT_JSON },
     { NULL, 0, NULL, 0 }
 };
@@ -306,6 +323,25 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
             free(a->opts.cwd);
             a->opts.cwd = xstrdup(optarg);
             break;
+        case OPT_CPUS:
+        case OPT_MEM:
+        case OPT_GPUS: {
+            const char *name = c == OPT_CPUS ? "cpus" : c == OPT_MEM ? "mem" : "gpus";
+            if (specopt_add_resource(&a->opts, name, optarg, err, sizeof err) != 0)
+                return cli_usage_error(s_cmd, "--%s: %s", name, err);
+            break;
+        }
+        case OPT_RESOURCE: {
+            char name[RES_NAME_MAX + 2];
+            const char *eq = strchr(optarg, '=');
+            if (!eq || (size_t) (eq - optarg) > RES_NAME_MAX)
+                return cli_usage_error(s_cmd, "--resource wants NAME=N (licence=1), got '%s'",
+                                       optarg);
+            snprintf(name, sizeof name, "%.*s", (int) (eq - optarg), optarg);
+            if (specopt_add_resource(&a->opts, name, eq + 1, err, sizeof err) != 0)
+                return cli_usage_error(s_cmd, "--resource %s: %s", optarg, err);
+            break;
+        }
         case OPT_REQUIRE:
             if (!*optarg)
                 return cli_usage_error(s_cmd, "--require wants a label");
@@ -525,6 +561,14 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
                (long long) res.submitted, res.submitted == 1 ? "" : "s");
     fflush(stdout);
     rc = CLI_EXIT_OK;
+    /* A task no live worker could ever hold (64 CPUs, a label nobody has)
+       is said at once; it waits all the same (a worker may join). */
+    if (a.opts.resources.n || a.opts.nrequire || a.file) {
+        char mine[RES_MAX * (RES_NAME_MAX + 24)] = "";
+        if (a.opts.resources.n && !a.file)
+            res_format(&a.opts.resources, mine, sizeof mine);
+        cli_needs_hint(cli, res.job, mine[0] ? mine : NULL);
+    }
     if (a.wait) {
         cli_wait_opts_t w = { a.wait_timeout, !a.quiet, !a.quiet && !a.json, false };
         rc = cli_wait_job(cli, res.job, &w);

@@ -116,11 +116,34 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
+    /* "exec:gpu,ssd;cpus=64": kind, labels, resources. */
+    const char *semi = strchr(key, ';');
     const char *colon = strchr(key, ':');
-    size_t kind = colon ? (size_t) (colon - key) : strlen(key);
+    if (colon && semi && colon > semi)
+        colon = NULL;
+    size_t kind = colon ? (size_t) (colon - key) : semi ? (size_t) (semi - key) : strlen(key);
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
-    char text[600];
-    snprintf(text, sizeof text, "a worker%s%s%s%.500s", exec ? " that runs commands" : "",
-             colon && exec ? "," : "", colon ? " labelled " : "", colon ? colon + 1 : "");
+    int nlabels = colon ? (int) ((semi ? semi : key + strlen(key)) - colon - 1) : 0;
+    char text[700];
+    snprintf(text, sizeof text, "a worker%s%s%s%.*s%s%.200s", exec ? " that runs commands" : "",
+             nlabels && exec ? "," : "", nlabels ? " labelled " : "", nlabels,
+             colon ? colon + 1 : "", semi ? " with " : "", semi ? semi + 1 : "");
     fmt_cell(buf, size, text, 200);
+}
+
+void fmt_bytes(char *buf, size_t size, int64_t bytes)
+{
+    static const char units[] = "KMGTP";
+    double v = (double) bytes;
+    int u = -1;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(buf, size, "%lld", (long long) bytes);
+    else if (v < 10 && v != (double) (int64_t) v)
+        snprintf(buf, size, "%.1f%c", v, units[u]);
+    else
+        snprintf(buf, size, "%.0f%c", v, units[u]);
 }

@@ -12,6 +12,7 @@
 #define ZTASK_CLI_FMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Columns of the terminal on fd, or 0 when fd is not a terminal. */
 int fmt_term_width(int fd);
@@ -32,5 +33,9 @@ void fmt_ago(char *buf, size_t size, double seconds);
    "a worker labelled gpu", "a worker that runs commands, labelled gpu,ssd".
    Made printable. */
 void fmt_need(char *buf, size_t size, const char *key);
+
+/* A size as people read it: "512", "64K", "1.5G" (powers of 1024, one
+   decimal below 10). */
+void fmt_bytes(char *buf, size_t size, int64_t bytes);
 
 #endif

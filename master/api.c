@@ -153,6 +153,7 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
 
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
                             int64_t accepted, int wait_ms, int64_t now);
+static char *s_labels_key(const proto_spec_t *spec);
 
 static int s_cmp_str(const void *a, const void *b)
 {
@@ -160,8 +161,22 @@ static int s_cmp_str(const void *a, const void *b)
 }
 
 /* The scheduler class key of a spec: what it needs of a worker, in a
-   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted). */
+   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted, then
+   ";cpus=2,gpus=0.5" for the resources it asks, res_format's text). */
 static char *s_needs_key(const proto_spec_t *spec)
+{
+    char *key = s_labels_key(spec);
+    if (!spec->resources)
+        return key;
+    char res[RES_MAX * (RES_NAME_MAX + 24)];
+    res_format(spec->resources, res, sizeof res);
+    char *full = xasprintf("%s;%s", key, res);
+    free(key);
+    return full;
+}
+
+/* The kind and labels part of a class key. */
+static char *s_labels_key(const proto_spec_t *spec)
 {
     const char *kind = spec->kind == PROTO_KIND_EXEC ? "exec" : "fn";
     if (spec->nrequire == 0)
@@ -685,7 +700,10 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .threads = req->threads,
                                                      .labels = req->labels,
                                                      .nlabels = req->nlabels,
-                                                     .no_exec = req->no_exec},
+                                                     .no_exec = req->no_exec,
+                                                     .resources = req->resources,
+                                                     .gpu_ids = req->gpu_ids,
+                                                     .ngpu_ids = req->ngpu_ids},
                                  now, err, sizeof err);
     if (!w) {
         log_error("event=hello_refused name=%s error=\"%s\"", name, err);
@@ -696,9 +714,11 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
     int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
+    char res[RES_MAX * (RES_NAME_MAX + 24)];
+    res_format(&w->pool.cap, res, sizeof res);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
-             "claimed=%d%s",
-             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             "claimed=%d resources=%s%s",
+             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed, res,
              again ? " again=1" : "");
     s_hello_reply(self, env, w);
 }
@@ -725,6 +745,11 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->done = w->done;
         info->failed = w->failed;
         info->last_heartbeat = w->last_heartbeat;
+        info->resources = xmalloc(sizeof *info->resources);
+        *info->resources = w->pool.cap;
+        info->used = xcalloc(1, sizeof *info->used);
+        for (int i = 0; i < w->pool.cap.n; i++)
+            res_set(info->used, w->pool.cap.name[i], res_in_use(&w->pool, i));
     }
     s_send_reply(self, env, rep, PROTO_REQ_WORKERS);
     proto_reply_destroy(&rep);

@@ -14,6 +14,7 @@
 #ifndef ZTASK_REGISTRY_H
 #define ZTASK_REGISTRY_H
 
+#include "resources.h"
 #include "sched.h"
 
 #include <stdbool.h>
@@ -45,6 +46,9 @@ typedef struct worker {
     sched_task_t *tasks;      /* its tasks, linked through wprev/wnext */
     int64_t *charged;         /* tasks charged a crash when it was lost, owned */
     int ncharged;
+    res_pool_t pool;          /* what it declared and what its tasks use (resources.h) */
+    struct imap *grants;      /* task id -> res_grant_t (owned) of its tasks given
+                                 GPU devices; NULL while none */
 } worker_t;
 
 typedef struct registry registry_t;
@@ -67,12 +71,18 @@ typedef struct {
     char *const *labels;      /* nlabels of them, copied */
     int nlabels;
     bool no_exec;             /* runs functions only */
+    const res_set_t *resources;   /* what it declared; NULL = cpus=threads */
+    char *const *gpu_ids;     /* its GPU devices, ngpu_ids of them */
+    int ngpu_ids;
 } registry_hello_t;
 
 /* Registers a worker: a new record (id derived from name), or the same
    record when a live worker of that id registers again (after it lost the
    master for a while: same host, pid and key). Binds a fresh pipe either
-   way. NULL with err filled when no pipe could be bound. */
+   way. Its resource pool is made from its declaration, unless it still
+   holds tasks (the same live process registering again keeps its pool).
+   NULL with err filled when no pipe could be bound or the declaration
+   does not hold together (gpus that disagree with the devices). */
 worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
                          size_t errlen);
 

@@ -77,7 +77,10 @@ bool res_fits(const res_pool_t *pool, const res_set_t *req);
 bool res_could_fit(const res_pool_t *pool, const res_set_t *req);
 
 /* Counts a task asking req (NULL: plain) as held, handing out devices
-   into grant (may be NULL for a plain task). It must fit (res_fits). */
+   into grant (may be NULL for a plain task). Dispatch asks res_fits
+   first; a task that was already running there (claimed after a master
+   restart) is counted even beyond the declaration, and gets no devices
+   when none are free (the master does not know which it had). */
 void res_take(res_pool_t *pool, const res_set_t *req, res_grant_t *grant);
 /* Gives back what res_take took for that task. */
 void res_release(res_pool_t *pool, const res_set_t *req, const res_grant_t *grant);

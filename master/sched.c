@@ -127,6 +127,7 @@ void sched_destroy(sched_t **p)
         for (int j = 0; j < c->pub.nrequire; j++)
             free(c->pub.require[j]);
         free(c->pub.require);
+        free(c->pub.req);
     }
     free(self->classes);
     free(self->delayed.v);
@@ -148,9 +149,22 @@ int sched_class(sched_t *self, const char *key)
     c->ready.max = true;
     c->pub.key = xstrdup(key);
     c->pub.exec = strncmp(key, "exec", 4) == 0;
+    const char *semi = strchr(key, ';');
+    if (semi && semi[1]) {
+        res_set_t req;
+        char err[128];
+        /* Keys are made by api.c with res_format; one that does not read
+           back (a hand-edited database) asks nothing rather than stopping
+           the master. */
+        if (res_parse(semi + 1, &req, err, sizeof err) == 0 && req.n > 0) {
+            c->pub.req = xmalloc(sizeof *c->pub.req);
+            *c->pub.req = req;
+        }
+    }
     const char *colon = strchr(key, ':');
-    if (colon && colon[1]) {
-        char *labels = xstrdup(colon + 1), *save = NULL;
+    if (colon && (!semi || colon < semi) && colon[1] && colon + 1 != semi) {
+        char *labels = semi ? xstrndup(colon + 1, (size_t) (semi - colon - 1)) : xstrdup(colon + 1);
+        char *save = NULL;
         for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             c->pub.require = xrealloc(c->pub.require, (size_t) (c->pub.nrequire + 1) * sizeof(char *));
             c->pub.require[c->pub.nrequire++] = xstrdup(tok);
@@ -304,6 +318,13 @@ bool sched_class_ready(sched_t *self, int cls)
         return false;
     heap_t *h = &self->classes[cls].ready;
     return h->n && s_clean_top(self, h);
+}
+
+sched_task_t *sched_class_peek(sched_t *self, int cls)
+{
+    if (!sched_class_ready(self, cls))
+        return NULL;
+    return imap_get(self->tasks, self->classes[cls].ready.v[0].id);
 }
 
 void sched_claim(sched_t *self, sched_task_t *task)

@@ -27,6 +27,7 @@
 #ifndef ZTASK_SCHED_H
 #define ZTASK_SCHED_H
 
+#include "../common/resset.h"
 #include "../proto/proto.h"
 
 #include <stdbool.h>
@@ -37,10 +38,12 @@ typedef struct sched sched_t;
 struct worker;
 
 typedef struct {
-    char *key;                /* "exec", "fn", "exec:gpu,ssd", ... */
+    char *key;                /* "exec", "fn", "exec:gpu,ssd", "fn;cpus=2,gpus=0.5", ... */
     bool exec;                /* needs a worker that runs commands */
     char **require;           /* labels, nrequire of them */
     int nrequire;
+    res_set_t *req;           /* the resources it asks (after ';'), owned; NULL = none
+                                 named (a plain task: one CPU, resources.h) */
 } sched_class_t;
 
 /* Live output of a running task, for `ztask logs -f` (allocated on the
@@ -85,7 +88,8 @@ void sched_destroy(sched_t **p);
 
 /* The class for a need key (NULL = "fn", anything goes), made on first
    use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
-   labels. Returns its index. */
+   labels, then optionally by ";" and the resources its tasks ask
+   (res_format text: "cpus=2,gpus=0.5"). Returns its index. */
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 
@@ -115,6 +119,10 @@ sched_task_t *sched_add_orphan(sched_t *self, const sched_new_task_t *task,
                                const char *worker_name, int64_t deadline);
 
 sched_task_t *sched_get(const sched_t *self, int64_t id);
+
+/* The task class cls would hand out next (ready, not a suspect), or NULL;
+   it stays queued. Drops stale heap entries on the way. */
+sched_task_t *sched_class_peek(sched_t *self, int cls);
 
 /* How many classes exist (indexes 0..n-1). */
 int sched_nclasses(const sched_t *self);

@@ -6,10 +6,12 @@
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
+#include "resources.h"
 #include "sched.h"
 #include "store.h"
 
 #include "../common/clock.h"
+#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -44,6 +46,11 @@ struct tasks {
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
+    /* Reservation (see s_reserve): the task a worker is kept for. */
+    int64_t reserve_task;    /* 0 = none */
+    char *reserve_worker;    /* its worker's id, owned */
+    int64_t blocked_task;    /* the oldest task asking resources that fits nowhere now */
+    int64_t blocked_since;   /* since when (monotonic ms), 0 = none */
     int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
     int64_t stuck_logged;    /* when that was last logged */
     int64_t last_stuck_check;
@@ -64,6 +71,7 @@ void tasks_destroy(tasks_t **p)
 {
     if (!p || !*p)
         return;
+    free((*p)->reserve_worker);
     free(*p);
     *p = NULL;
 }
@@ -154,6 +162,56 @@ static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
     proto_pipe_destroy(&msg);
 }
 
+/* ---- resources (resources.h) ---- */
+
+/* What a task's class asks (NULL: a plain task). */
+static const res_set_t *s_req(const tasks_t *self, const sched_task_t *t)
+{
+    return sched_class_get(self->sched, t->cls)->req;
+}
+
+/* Counts t as held by w; GPU devices handed to it are kept in w->grants. */
+static void s_res_take(tasks_t *self, worker_t *w, const sched_task_t *t)
+{
+    const res_set_t *req = s_req(self, t);
+    res_grant_t g;
+    res_take(&w->pool, req, &g);
+    if (req && g.n) {
+        if (!w->grants)
+            w->grants = imap_new();
+        res_grant_t *copy = xmalloc(sizeof *copy);
+        *copy = g;
+        imap_put(w->grants, t->id, copy);
+    }
+}
+
+static void s_res_release(tasks_t *self, worker_t *w, const sched_task_t *t)
+{
+    const res_set_t *req = s_req(self, t);
+    res_grant_t *g = req && w->grants ? imap_remove(w->grants, t->id) : NULL;
+    res_release(&w->pool, req, g);
+    free(g);
+}
+
+/* The members a task with a request gets in its "tasks" entry: its CPUs
+   and devices (caller frees); NULL for a plain task. */
+static char *s_grant_text(const tasks_t *self, const worker_t *w, const sched_task_t *t)
+{
+    const res_set_t *req = s_req(self, t);
+    if (!req)
+        return NULL;
+    int64_t cpus = 1;
+    for (int i = 0; i < req->n; i++)
+        if (strcmp(req->name[i], "cpus") == 0)
+            cpus = req->amount[i];
+    const res_grant_t *g = w->grants ? imap_get(w->grants, t->id) : NULL;
+    if (!g)
+        return xasprintf("\"cpus\":%" PRId64, cpus);
+    char ids[RES_MAX_GPUS * (RES_GPU_ID_MAX + 1) + 1];
+    res_grant_format(&w->pool, g, ids, sizeof ids);
+    return xasprintf("\"cpus\":%" PRId64 ",\"gpus\":\"%s\"", cpus, ids);
+}
+
 /* ---- state transitions ---- */
 
 /* Where t's job counts it: on a worker, or (after a restart) waiting for
@@ -174,8 +232,10 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
 {
     assert(!w == (to != PROTO_ST_ASSIGNED && to != PROTO_ST_RUNNING));
     proto_state_t from = s_counted(t);
-    if (t->worker)
+    if (t->worker) {
+        s_res_release(self, t->worker, t);
         worker_detach(t->worker, t);
+    }
     if (t->orphan) {
         assert(self->orphans > 0);
         self->orphans--;
@@ -188,6 +248,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         free(t->worker_name);
         t->worker_name = xstrdup(w->id);
         worker_attach(w, t);
+        s_res_take(self, w, t);
     }
     t->state = (uint8_t) to;
     job_t *job = jobs_get(self->jobs, t->job);
@@ -553,11 +614,28 @@ static bool s_pipe_ready(worker_t *w, int64_t now)
     return w->pipe_ready;
 }
 
-/* Whether a worker can take tasks of a class. */
+/* Whether a worker can take tasks of a class at all (ever, on an idle
+   worker: its kind, labels and declared resources). */
+static bool s_could_take(const sched_class_t *cls, const worker_t *w)
+{
+    return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire)
+           && (!cls->req || res_could_fit(&w->pool, cls->req));
+}
+
+/* What sched_pop asks of a class for one worker now. */
+typedef struct {
+    const worker_t *w;
+    const sched_class_t *only;   /* the worker is reserved for this class's head */
+} accept_t;
+
 static bool s_accepts(const sched_class_t *cls, void *arg)
 {
-    const worker_t *w = arg;
-    return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
+    const accept_t *a = arg;
+    if (a->only && cls != a->only)
+        return false;
+    return (!cls->exec || !a->w->no_exec)
+           && worker_has_labels(a->w, cls->require, cls->nrequire)
+           && res_fits(&a->w->pool, cls->req);
 }
 
 int tasks_unrunnable(tasks_t *self, const char **keys, int max)
@@ -571,7 +649,7 @@ int tasks_unrunnable(tasks_t *self, const char **keys, int max)
         size_t pos = 0;
         worker_t *w;
         while (!taken && (w = registry_next(self->registry, &pos)))
-            taken = w->alive && !w->draining && s_accepts(cls, w);
+            taken = w->alive && !w->draining && s_could_take(cls, w);
         if (!taken)
             keys[n++] = cls->key;
     }
@@ -610,18 +688,21 @@ static void s_check_stuck(tasks_t *self, int64_t now)
              list, (long long) ((now - self->stuck_since) / 1000));
 }
 
-static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
+static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
+                          const sched_class_t *only)
 {
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
-    char *specs[DISPATCH_BATCH];
+    char *specs[DISPATCH_BATCH], *grants[DISPATCH_BATCH];
     sched_task_t *tasks[DISPATCH_BATCH];
+    accept_t acc = {.w = w, .only = only};
     while (credit > 0) {
         int n = 0;
+        bool granted = false;
         while (n < credit && n < DISPATCH_BATCH) {
             /* A suspect goes only to an idle worker, alone. */
-            bool alone = n == 0 && w->inflight == 0;
-            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
+            bool alone = n == 0 && w->inflight == 0 && !only;
+            sched_task_t *t = sched_pop(self->sched, now, s_accepts, &acc, alone);
             if (!t)
                 break;
             char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
@@ -635,6 +716,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             s_move(self, t, PROTO_ST_ASSIGNED, w);
             t->deadline = now + self->cfg.lease_ms;
             journal_assigned(self->journal, t->id, t->attempt, now);
+            grants[n] = s_grant_text(self, w, t);
+            granted |= grants[n] != NULL;
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;
@@ -649,11 +732,15 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
         bool dry = n < credit && n < DISPATCH_BATCH;
         if (tasks[n - 1]->crashes)
             dry = true;   /* a suspect travels alone */
-        char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
+        char *msg = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
+                                                    (const char *const *) specs,
+                                                    granted ? (const char *const *) grants : NULL);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             free(specs[i]);
+            free(grants[i]);
+        }
         if (rc != 0) {
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
@@ -696,11 +783,105 @@ static int s_prefetch(const tasks_t *self, const worker_t *w)
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
+/* Big tasks are not starved by small ones (docs/architecture.md, "What
+   fits where"): tasks asking resources are placed wherever they fit now,
+   so small ones fill the gaps a big one leaves (backfill). When the
+   oldest ready task asking resources (highest priority, then lowest id)
+   has fitted on no live worker for RESERVE_AFTER_MS although one could
+   hold it, a worker is reserved for it: the one that could hold it with
+   the fewest tasks, which from then on gets no other task until that one
+   fits there. Its tasks end, nothing new arrives, so it fits within the
+   time its longest task takes. One reservation at a time: the rest keep
+   backfilling. */
+#define RESERVE_AFTER_MS 1000
+
+/* The oldest ready task asking resources, and its class; NULL when none. */
+static sched_task_t *s_oldest_requesting(tasks_t *self, int *cls_out)
+{
+    sched_task_t *best = NULL;
+    for (int c = 0; c < sched_nclasses(self->sched); c++) {
+        if (!sched_class_get(self->sched, c)->req)
+            continue;
+        sched_task_t *t = sched_class_peek(self->sched, c);
+        if (t && (!best || t->priority > best->priority
+                  || (t->priority == best->priority && t->id < best->id))) {
+            best = t;
+            *cls_out = c;
+        }
+    }
+    return best;
+}
+
+static void s_unreserve(tasks_t *self)
+{
+    self->reserve_task = 0;
+    free(self->reserve_worker);
+    self->reserve_worker = NULL;
+}
+
+/* Keeps the reservation up to date; returns the worker reserved and sets
+   *only to the class it may take (NULL, NULL when none). */
+static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **only)
+{
+    *only = NULL;
+    if (self->reserve_task) {
+        sched_task_t *t = sched_get(self->sched, self->reserve_task);
+        worker_t *w = registry_find(self->registry, self->reserve_worker);
+        if (t && t->state == PROTO_ST_QUEUED && !t->held && w && w->alive && !w->draining) {
+            *only = sched_class_get(self->sched, t->cls);
+            return w;
+        }
+        log_info("event=reservation_ended task=%" PRId64 " worker=%s placed=%d",
+                 self->reserve_task, self->reserve_worker, t && t->state != PROTO_ST_QUEUED);
+        s_unreserve(self);
+    }
+    int cls = -1;
+    sched_task_t *h = s_oldest_requesting(self, &cls);
+    if (!h) {
+        self->blocked_task = self->blocked_since = 0;
+        return NULL;
+    }
+    const sched_class_t *c = sched_class_get(self->sched, cls);
+    worker_t *pick = NULL, *w;
+    size_t pos = 0;
+    bool fits = false;
+    while ((w = registry_next(self->registry, &pos))) {
+        if (!w->alive || w->draining || !s_could_take(c, w))
+            continue;
+        if (res_fits(&w->pool, c->req)) {
+            fits = true;
+            break;
+        }
+        if (!pick || w->inflight < pick->inflight)
+            pick = w;
+    }
+    if (fits || !pick) {
+        /* It fits somewhere now (dispatch places it), or nowhere ever
+           (unrunnable: s_check_stuck says so). */
+        self->blocked_task = self->blocked_since = 0;
+        return NULL;
+    }
+    if (self->blocked_task != h->id) {
+        self->blocked_task = h->id;
+        self->blocked_since = now;
+    }
+    if (now - self->blocked_since < RESERVE_AFTER_MS)
+        return NULL;
+    self->reserve_task = h->id;
+    self->reserve_worker = xstrdup(pick->id);
+    log_info("event=reserved task=%" PRId64 " needs=\"%s\" worker=%s waited_ms=%" PRId64,
+             h->id, c->key, pick->id, now - self->blocked_since);
+    *only = c;
+    return pick;
+}
+
 void tasks_dispatch(tasks_t *self, int64_t now)
 {
     size_t count = registry_count(self->registry);
     if (!count || !sched_size(self->sched))
         return;
+    const sched_class_t *only = NULL;
+    worker_t *reserved = s_reserve(self, now, &only);
     /* Start from a different worker each round so scarce tasks spread. */
     size_t start = self->rr++ % count;
     for (size_t k = 0; k < count; k++) {
@@ -718,7 +899,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
             continue;
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
-        s_dispatch_to(self, w, now, credit);
+        s_dispatch_to(self, w, now, credit, w == reserved ? only : NULL);
     }
 }
 

@@ -26,6 +26,8 @@
 #ifndef ZTASK_PROTO_H
 #define ZTASK_PROTO_H
 
+#include "../common/resset.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -78,8 +80,9 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
    (string), "timeout" (seconds, number >= 0, 0 = none), "retries"
    (0..100), "priority" (int32), "name" (string), "index" (int64 >= 0),
    "require" (array of label strings), "output_cap" (bytes per stream,
-   1..PROTO_MAX_OUTPUT_CAP). Unknown fields are an error in a spec (a typo
-   must not silently drop a user's setting).
+   1..PROTO_MAX_OUTPUT_CAP), "resources" (object: resource name -> amount,
+   what the task needs of a worker; common/resset.h). Unknown fields are
+   an error in a spec (a typo must not silently drop a user's setting).
    ------------------------------------------------------------------------ */
 typedef enum { PROTO_KIND_EXEC = 1, PROTO_KIND_FN = 2 } proto_kind_t;
 
@@ -103,6 +106,8 @@ typedef struct {
     char **require;       /* nrequire labels; NULL when none */
     int nrequire;
     int64_t output_cap;   /* bytes per stream */
+    res_set_t *resources; /* what it needs (cpus, mem, gpus, ...); NULL = nothing
+                             named (one CPU) */
 } proto_spec_t;
 
 /* A spec with the protocol's defaults, the one place they are written:
@@ -252,6 +257,9 @@ typedef struct {
     proto_task_ref_t *running;   /* tasks this worker is still running */
     int nrunning;
     bool no_exec;            /* worker refuses exec tasks */
+    res_set_t *resources;    /* hello: what the worker has (NULL = not said) */
+    char **gpu_ids;          /* hello: its GPU devices (ngpu_ids of them) */
+    int ngpu_ids;
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
@@ -304,6 +312,8 @@ typedef struct {
     int running;
     int64_t done, failed;
     double last_heartbeat;      /* wall seconds */
+    res_set_t *resources;       /* what it declared, NULL = nothing said */
+    res_set_t *used;            /* of that, in use now (NULL with resources) */
 } proto_worker_info_t;
 
 typedef struct {
@@ -397,6 +407,8 @@ typedef struct {
     int attempt;       /* 1 for the first run */
     int64_t job;
     proto_spec_t *spec;
+    int cpus;          /* CPUs it was given (0 = not said: one) */
+    char *gpus;        /* GPU device ids it was given ("0,2"), NULL = none */
 } proto_task_t;
 
 typedef struct {
@@ -417,6 +429,11 @@ void proto_pipe_destroy(proto_pipe_t **p);
    stored). specs[i] is the normalized JSON text of task ids[i]. */
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs);
+/* The same with what each task was given: grants[i] NULL, or the members
+   "cpus":N and "gpus":"0,1" as JSON text to add to task i's object. */
+char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
+                                      const int64_t *jobs, const char *const *specs,
+                                      const char *const *grants);
 
 /* ------------------------------------------------------------------------
    REPORT channel (worker PUSH -> master PULL). Every report names its

@@ -53,6 +53,8 @@ void proto_req_destroy(proto_req_t **p)
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
     free(r->deps);
+    free(r->resources);
+    pu_strv_free(r->gpu_ids, r->ngpu_ids);
     free(r);
     *p = NULL;
 }
@@ -173,7 +175,9 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
-        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0)
+        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
+        || ps_resources_from(o, "resources", &req->resources, err) != 0
+        || pj_str_array(o, "gpu_ids", false, 64, 1, 32, &req->gpu_ids, &req->ngpu_ids, err) != 0)
         return -1;
     return 0;
 }
@@ -328,6 +332,11 @@ char *proto_req_encode(const proto_req_t *req)
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
         pb_kbool(&b, "no_exec", req->no_exec);
+        ps_resources_write(&b, "resources", req->resources);
+        if (req->ngpu_ids > 0) {
+            pb_key(&b, "gpu_ids");
+            pb_strv(&b, req->gpu_ids, req->ngpu_ids);
+        }
         break;
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:

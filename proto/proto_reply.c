@@ -96,6 +96,8 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
     pb_ki64(b, "done", w->done);
     pb_ki64(b, "failed", w->failed);
     pb_ktime(b, "last_heartbeat", w->last_heartbeat);
+    ps_resources_write(b, "resources", w->resources);
+    ps_resources_write(b, "used", w->used);
     pb_char(b, '}');
 }
 
@@ -177,6 +179,8 @@ void proto_worker_info_clear(proto_worker_info_t *w)
     free(w->id);
     free(w->host);
     pu_strv_free(w->labels, w->nlabels);
+    free(w->resources);
+    free(w->used);
     memset(w, 0, sizeof *w);
 }
 
@@ -269,7 +273,9 @@ static int s_worker_from(cJSON *o, proto_worker_info_t *w, proto_err_t *err)
         || pj_int(o, "running", false, 0, INT32_MAX, &w->running, err) != 0
         || pj_i64(o, "done", false, 0, M, &w->done, err) != 0
         || pj_i64(o, "failed", false, 0, M, &w->failed, err) != 0
-        || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0)
+        || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0
+        || ps_resources_from(o, "resources", &w->resources, err) != 0
+        || ps_resources_from(o, "used", &w->used, err) != 0)
         return -1;
     return 0;
 }

@@ -29,7 +29,7 @@ static bool s_same_key(const char *a, const char *b)
 static bool s_is_ztask_var(const char *entry)
 {
     static const char *const ours[] = {"ZTASK_TASK_ID", "ZTASK_JOB_ID", "ZTASK_ATTEMPT",
-                                       "ZTASK_TASK_INDEX"};
+                                       "ZTASK_TASK_INDEX", "ZTASK_CPUS", "ZTASK_GPUS"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (s_same_key(entry, ours[i]))
             return true;
@@ -58,11 +58,14 @@ static void s_build_env(exec_launch_t *L, const exec_req_t *req)
     while (environ && environ[nenv])
         nenv++;
     size_t envc = spec->env ? (size_t) (spec->envc > 0 ? spec->envc : 0) : 0;
-    L->envp = xcalloc(nenv + envc + 4 + 1, sizeof(char *));
+    L->envp = xcalloc(nenv + envc + 4 + 1 + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; i < nenv; i++)
         if (!s_is_ztask_var(environ[i]))
             L->envp[n++] = environ[i];
+    /* One CPU unless the master gave it more (the session puts that in
+       the spec's env, which comes next). */
+    L->envp[n++] = (char *) "ZTASK_CPUS=1";
     for (size_t i = 0; i < envc && spec->env[i]; i++)
         if (strchr(spec->env[i], '=') && spec->env[i][0] != '=')
             s_env_set(L->envp, &n, spec->env[i]);
