@@ -24,6 +24,10 @@ Environment:
   BENCH_KEEP      1: keep the run directory (databases, logs)
   BENCH_PYTHON    the interpreter of the Python client rows (default
                   /usr/bin/python3, Debian's, with python3-zmq)
+  BENCH_BASE      the build directory of another ztask (an older commit,
+                  built with `make VARIANT=release all`): the fn noop A/B
+                  rows run it and this build alternately, run by run, so
+                  both see the same minutes of the machine
 
 Durable scenarios put their database in BUILD/bench/run/ (on the disk the
 build lives on: its filesystem type is printed, since fsync cost depends
@@ -63,6 +67,11 @@ class Bench:
         self.threads = env_int("BENCH_THREADS", 4)
         # Debian's interpreter, which has python3-zmq (pyenv's may not).
         self.python = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
+        base = os.environ.get("BENCH_BASE", "")
+        self.base_bin = (snapshot_build(base, os.path.join(workdir, "base-snapshot"))
+                         if base else None)
+        if self.base_bin:
+            self.base_bin = os.path.join(self.base_bin, "bin")
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
         self.rows = []
@@ -99,8 +108,8 @@ class Bench:
     # ---- one measured run on a fresh cluster ----
 
     def throughput_run(self, row, n, workers, threads, prefetch, db="bench.db", sync="full",
-                       exec_=False):
-        cl = Cluster(self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
+                       exec_=False, bin_dir=None):
+        cl = Cluster(bin_dir or self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
                      workers=workers, threads=threads)
         try:
             cl.start()
@@ -436,6 +445,84 @@ class Bench:
                                      str(n), "--workers", "2"], self.timeout_for(n, 200) + 30)
         return {"rate": last_json(out)["tasks_per_s"], "cpu": {"client": cpu}}
 
+    def noop_ab(self):
+        """fn noop at default resources, this build against BENCH_BASE,
+        alternating run by run (the cost of resource-aware placement)."""
+        if not self.base_bin:
+            return
+        n = scaled(200000, self.scale, 1000)
+        pf = self.prefetch[-1]
+        name = f"fn noop, 2 workers, sync full, prefetch {pf}"
+        if not self.wanted(name + " A/B"):
+            return
+        rows = [Row(f"{name} (A: BENCH_BASE)", n, "tasks/s"), Row(f"{name} (B: this build)", n,
+                                                                "tasks/s")]
+        self.rows.extend(rows)
+        say(f"== {name} A/B (N={n:,}, {self.runs} pairs)")
+        for i in range(self.runs):
+            for row, bin_dir in ((rows[0], self.base_bin), (rows[1], self.bin)):
+                try:
+                    self.throughput_run(row, n, 2, self.threads, pf, bin_dir=bin_dir)
+                except (BenchError, OSError, ValueError, KeyError) as e:
+                    row.error = f"{type(e).__name__}: {e}"[:300]
+                    say(f"   {row.name}: FAILED: {row.error}")
+                    return
+                say(f"   pair {i + 1} {row.name[-14:]}: {row.rates[-1]:,.0f} tasks/s")
+        a, b = rows[0].rate(), rows[1].rate()
+        if a and b:
+            rows[1].note = f"{b / a:.3f}x of A"
+
+    def mixed_resources(self):
+        """Tasks asking 1, 2 or 4 CPUs or one "acc" (a GPU-like custom
+        resource) on 4 workers that declare cpus=4,acc=1: the rate, and
+        the utilisation reached, resource-seconds the tasks held over
+        what the workers declared, from the first start to the last end
+        (the work is all queued at the start, so that is while it waited)."""
+        per = scaled(400, self.scale, 20)
+        secs = 0.05
+        name = f"mixed requests (cpus 1/2/4, acc=1), 4 workers cpus=4,acc=1, fn sleep {secs}s"
+
+        def one(row):
+            cl = Cluster(self.bin, self.workdir, db="bench.db", workers=4, threads=8,
+                         prefetch="auto", worker_args=["--resources", "cpus=4,acc=1"])
+            try:
+                cl.start()
+                jobs = []
+                args = json.dumps({"seconds": secs})
+                t0 = time.monotonic()
+                for opts in (["--cpus", "1"], ["--cpus", "2"], ["--cpus", "4"],
+                             ["--resource", "acc=1", "--cpus", "1"]):
+                    out, _ = cl.cli("submit", "-q", "--fn", "sleep", "--args", args, "--array",
+                                    f"0-{per - 1}", *opts)
+                    jobs.append((int(out.strip()), opts))
+                for job, _ in jobs:
+                    cl.cli("wait", str(job), "--quiet", timeout=self.timeout_for(per, 5))
+                wall = time.monotonic() - t0
+                held = {"cpus": 0.0, "acc": 0.0}
+                first, last = None, None
+                for job, opts in jobs:
+                    out, _ = cl.cli("results", str(job), "--json")
+                    cpus = int(opts[opts.index("--cpus") + 1])
+                    acc = 1 if "--resource" in opts else 0
+                    for line in out.splitlines():
+                        r = json.loads(line)
+                        d = r["finished"] - r["started"]
+                        held["cpus"] += cpus * d
+                        held["acc"] += acc * d
+                        first = r["started"] if first is None else min(first, r["started"])
+                        last = r["finished"] if last is None else max(last, r["finished"])
+            finally:
+                cl.stop()
+            span = last - first
+            util = {k: held[k] / (span * (16 if k == "cpus" else 4)) for k in held}
+            n = 4 * per
+            row.rates.append(n / wall)
+            row.runs.append({"rate": n / wall, "say": f"cpus {util['cpus']:.0%}, acc "
+                             f"{util['acc']:.0%} of declared, over {span:.1f} s"})
+            row.note = row.runs[-1]["say"]
+
+        self.scenario(name, 4 * per, one)
+
     def run_all(self):
         self.ceiling_row = None
         try:
@@ -445,6 +532,8 @@ class Bench:
             self.ceiling_notes()
 
     def _run_rest(self):
+        self.noop_ab()
+        self.mixed_resources()
         self.noop_workers()
         self.sync_modes()
         self.exec_true()

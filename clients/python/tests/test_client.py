@@ -322,3 +322,18 @@ def test_cancel_with_dependants_cancels_the_jobs_that_wait(running):
     parent.cancel(with_dependants=True)
     assert grandchild.wait(timeout=WAIT)["state"] == "cancelled"
     assert child.wait(timeout=WAIT)["cancelled"] == 1
+
+
+def test_tasks_asking_resources_run_where_they_fit_and_learn_what_they_got(cluster):
+    cluster.start_master()
+    cluster.start_worker("big", 4, "--resources", "cpus=4,licence=1")
+    c = cluster.client()
+    job = c.submit(["sh", "-c", 'echo "$ZTASK_CPUS"'], array="0-3", cpus=2,
+                   resources={"licence": 1})
+    assert job.wait(timeout=WAIT)["done"] == 4
+    assert {r["stdout"] for r in job.results()} == {"2\n"}
+    (worker,) = c.workers()
+    assert worker["resources"]["licence"] == 1 and worker["used"]["cpus"] == 0
+    # What no worker could ever hold waits, and is said so in stats.
+    c.submit(fn="noop", gpus=0.5)
+    assert any("gpus=0.5" in need for need in c.stats()["unrunnable"])

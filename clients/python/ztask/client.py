@@ -116,7 +116,9 @@ class Client:
                env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
                stdin: Optional[str] = None, output_cap: Optional[int] = None,
                require: Union[str, Sequence[str], None] = None,
-               task_name: Optional[str] = None, after: JobRefs = None,
+               task_name: Optional[str] = None, cpus: Optional[int] = None,
+               mem: Optional[int] = None, gpus: Optional[float] = None,
+               resources: Optional[Mapping[str, int]] = None, after: JobRefs = None,
                after_any: JobRefs = None, after_each: JobRefs = None) -> "Job":
         """Submits one job and returns it (its tasks start at once).
 
@@ -140,6 +142,12 @@ class Client:
         ``output_cap`` (bytes kept per stream), ``require`` (worker labels),
         ``task_name`` (each task's name).
 
+        Resources (a task runs only on a worker where all it asks is free;
+        default one CPU): ``cpus``, ``mem`` (bytes), ``gpus`` (whole GPUs,
+        or a share of one below 1: 0.5), ``resources`` (others the workers
+        declare: ``{"licence": 1}``). The task learns what it got from
+        ZTASK_CPUS, ZTASK_GPUS and CUDA_VISIBLE_DEVICES.
+
         Dependencies (a Job, a job id, or an iterable of them, like
         ``ztask submit --after``): ``after``, the tasks run once every one
         of those jobs has finished with all its tasks done; ``after_any``,
@@ -153,8 +161,12 @@ class Client:
         later batch fails, the error's ``job`` and ``submitted`` say which
         job was left incomplete (cancel it with ``client.job(e.job).cancel()``).
         """
+        asked = dict(resources or {})
+        for key, value in (("cpus", cpus), ("mem", mem), ("gpus", gpus)):
+            if value is not None:
+                asked[key] = value
         options = _specs.task_options(timeout, retries, priority, env, cwd, stdin, output_cap,
-                                      require, task_name)
+                                      require, task_name, asked)
         deps = {key: ids for key, ids in (("after", _job_ids("after", after)),
                                           ("after_any", _job_ids("after_any", after_any)),
                                           ("after_each", _job_ids("after_each", after_each)))
