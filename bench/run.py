@@ -24,6 +24,8 @@ Environment:
   BENCH_KEEP      1: keep the run directory (databases, logs)
   BENCH_PYTHON    the interpreter of the Python client rows (default
                   /usr/bin/python3, Debian's, with python3-zmq)
+  BENCH_MIXED_SECONDS  how long each task of the mixed-requests scenario
+                  sleeps (default 0.1)
   BENCH_BASE      the build directory of another ztask (an older commit,
                   built with `make VARIANT=release all`): the fn noop A/B
                   rows run it and this build alternately, run by run, so
@@ -474,50 +476,48 @@ class Bench:
 
     def mixed_resources(self):
         """Tasks asking 1, 2 or 4 CPUs or one "acc" (a GPU-like custom
-        resource) on 4 workers that declare cpus=4,acc=1: the rate, and
-        the utilisation reached, resource-seconds the tasks held over
-        what the workers declared, from the first start to the last end
-        (the work is all queued at the start, so that is while it waited)."""
+        resource, with 1 CPU), interleaved in one job, on 4 workers that
+        declare cpus=4,acc=1: the rate, and the utilisation reached:
+        resource-seconds the tasks held over what the workers declared,
+        from the first start to the last end (everything is queued at the
+        start, so that is while work waited)."""
         per = scaled(400, self.scale, 20)
-        secs = 0.05
+        secs = float(os.environ.get("BENCH_MIXED_SECONDS", "0.1"))
         name = f"mixed requests (cpus 1/2/4, acc=1), 4 workers cpus=4,acc=1, fn sleep {secs}s"
+        kinds = [{"cpus": 1}, {"cpus": 2}, {"cpus": 4}, {"cpus": 1, "acc": 1}]
+        path = os.path.join(self.workdir, "mixed.jsonl")
+        with open(path, "w") as f:
+            for i in range(4 * per):
+                f.write(json.dumps({"fn": "sleep", "args": {"seconds": secs},
+                                    "resources": kinds[i % 4]}) + "\n")
 
         def one(row):
             cl = Cluster(self.bin, self.workdir, db="bench.db", workers=4, threads=8,
                          prefetch="auto", worker_args=["--resources", "cpus=4,acc=1"])
             try:
                 cl.start()
-                jobs = []
-                args = json.dumps({"seconds": secs})
                 t0 = time.monotonic()
-                for opts in (["--cpus", "1"], ["--cpus", "2"], ["--cpus", "4"],
-                             ["--resource", "acc=1", "--cpus", "1"]):
-                    out, _ = cl.cli("submit", "-q", "--fn", "sleep", "--args", args, "--array",
-                                    f"0-{per - 1}", *opts)
-                    jobs.append((int(out.strip()), opts))
-                for job, _ in jobs:
-                    cl.cli("wait", str(job), "--quiet", timeout=self.timeout_for(per, 5))
+                out, _ = cl.cli("submit", "-q", "--file", path)
+                job = out.strip().splitlines()[-1]
+                cl.cli("wait", job, "--quiet", timeout=self.timeout_for(4 * per, 5))
                 wall = time.monotonic() - t0
                 held = {"cpus": 0.0, "acc": 0.0}
                 first, last = None, None
-                for job, opts in jobs:
-                    out, _ = cl.cli("results", str(job), "--json")
-                    cpus = int(opts[opts.index("--cpus") + 1])
-                    acc = 1 if "--resource" in opts else 0
-                    for line in out.splitlines():
-                        r = json.loads(line)
-                        d = r["finished"] - r["started"]
-                        held["cpus"] += cpus * d
-                        held["acc"] += acc * d
-                        first = r["started"] if first is None else min(first, r["started"])
-                        last = r["finished"] if last is None else max(last, r["finished"])
+                out, _ = cl.cli("results", job, "--json")
+                for line in out.splitlines():
+                    r = json.loads(line)
+                    k = kinds[r["index"] % 4]
+                    d = r["finished"] - r["started"]
+                    held["cpus"] += k["cpus"] * d
+                    held["acc"] += k.get("acc", 0) * d
+                    first = r["started"] if first is None else min(first, r["started"])
+                    last = r["finished"] if last is None else max(last, r["finished"])
             finally:
                 cl.stop()
             span = last - first
             util = {k: held[k] / (span * (16 if k == "cpus" else 4)) for k in held}
-            n = 4 * per
-            row.rates.append(n / wall)
-            row.runs.append({"rate": n / wall, "say": f"cpus {util['cpus']:.0%}, acc "
+            row.rates.append(4 * per / wall)
+            row.runs.append({"rate": 4 * per / wall, "say": f"cpus {util['cpus']:.0%}, acc "
                              f"{util['acc']:.0%} of declared, over {span:.1f} s"})
             row.note = row.runs[-1]["say"]
 

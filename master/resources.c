@@ -167,6 +167,23 @@ static int64_t s_taken(const res_pool_t *pool, const res_set_t *req, int i)
     return strcmp(name, "cpus") == 0 ? 1 : 0;
 }
 
+double res_shortfall(const res_pool_t *pool, const res_set_t *req)
+{
+    double miss = 0;
+    if (req && pool->requested + s_plain_cpus(pool, pool->plain) + 1 > pool->threads)
+        miss += 1;
+    for (int i = 0; i < pool->cap.n; i++) {
+        int64_t want = req ? s_taken(pool, req, i) : strcmp(pool->cap.name[i], "cpus") == 0;
+        int64_t free_now = pool->cap.amount[i] - res_in_use(pool, i);
+        if (want > free_now && pool->cap.amount[i] > 0)
+            miss += (double) (want - free_now) / (double) pool->cap.amount[i];
+    }
+    int64_t gpus = req ? res_get(req, "gpus") : 0;
+    if (gpus > 0 && !s_pick_gpus(pool, gpus, NULL))
+        miss += 1;
+    return miss;
+}
+
 void res_take(res_pool_t *pool, const res_set_t *req, res_grant_t *grant)
 {
     if (grant) {

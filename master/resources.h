@@ -76,6 +76,12 @@ bool res_fits(const res_pool_t *pool, const res_set_t *req);
 /* Whether it would fit on this worker with nothing else on it. */
 bool res_could_fit(const res_pool_t *pool, const res_set_t *req);
 
+/* How far req is from fitting now: the sum over what it asks of the
+   amount missing as a share of the declaration (0 when it fits, except
+   for a GPU device or a thread it lacks, which count 1 each). The master
+   reserves the worker closest to fitting for a task that waits. */
+double res_shortfall(const res_pool_t *pool, const res_set_t *req);
+
 /* Counts a task asking req (NULL: plain) as held, handing out devices
    into grant (may be NULL for a plain task). Dispatch asks res_fits
    first; a task that was already running there (claimed after a master

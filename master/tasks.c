@@ -788,8 +788,8 @@ static int s_prefetch(const tasks_t *self, const worker_t *w)
    so small ones fill the gaps a big one leaves (backfill). When the
    oldest ready task asking resources (highest priority, then lowest id)
    has fitted on no live worker for RESERVE_AFTER_MS although one could
-   hold it, a worker is reserved for it: the one that could hold it with
-   the fewest tasks, which from then on gets no other task until that one
+   hold it, a worker is reserved for it: the one closest to fitting it
+   (res_shortfall), which from then on gets no other task until that one
    fits there. Its tasks end, nothing new arrives, so it fits within the
    time its longest task takes. One reservation at a time: the rest keep
    backfilling. */
@@ -852,7 +852,7 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
             fits = true;
             break;
         }
-        if (!pick || w->inflight < pick->inflight)
+        if (!pick || res_shortfall(&w->pool, c->req) < res_shortfall(&pick->pool, c->req))
             pick = w;
     }
     if (fits || !pick) {

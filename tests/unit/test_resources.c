@@ -142,6 +142,23 @@ START_TEST(whole_gpus_are_handed_out_disjoint_and_shares_packed)
 }
 END_TEST
 
+START_TEST(the_worker_closest_to_fitting_a_big_task_has_the_smallest_shortfall)
+{
+    res_pool_t near, far;
+    s_pool(&near, "cpus=4", 0, 8);
+    s_pool(&far, "cpus=4", 0, 8);
+    res_set_t one = s_set("cpus=1"), four = s_set("cpus=4");
+    res_take(&near, &one, NULL);
+    res_take(&far, &one, NULL);
+    res_take(&far, &one, NULL);
+    res_take(&far, &one, NULL);
+    ck_assert(res_shortfall(&near, &four) < res_shortfall(&far, &four));
+    ck_assert(res_shortfall(&near, &one) == 0);
+    res_release(&near, &one, NULL);
+    ck_assert(res_shortfall(&near, &four) == 0);
+}
+END_TEST
+
 START_TEST(a_declaration_of_gpus_must_match_its_devices)
 {
     res_pool_t p;
