@@ -153,14 +153,27 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
                             int64_t accepted, int wait_ms, int64_t now);
 
+static char *s_labels_key(const proto_spec_t *spec);
+
 static int s_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /* The scheduler class key of a spec: what it needs of a worker, in a
-   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted). */
+   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted), and
+   "~SECONDS" after it for a --time-request (sched.h). */
 static char *s_needs_key(const proto_spec_t *spec)
+{
+    char *key = s_labels_key(spec);
+    if (spec->time_request <= 0)
+        return key;
+    char *timed = xasprintf("%s~%.17g", key, spec->time_request);
+    free(key);
+    return timed;
+}
+
+static char *s_labels_key(const proto_spec_t *spec)
 {
     const char *kind = spec->kind == PROTO_KIND_EXEC ? "exec" : "fn";
     if (spec->nrequire == 0)

@@ -78,7 +78,8 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
    (string), "timeout" (seconds, number >= 0, 0 = none), "retries"
    (0..100), "priority" (int32), "name" (string), "index" (int64 >= 0),
    "require" (array of label strings), "output_cap" (bytes per stream,
-   1..PROTO_MAX_OUTPUT_CAP). Unknown fields are an error in a spec (a typo
+   1..PROTO_MAX_OUTPUT_CAP), "time_request" (seconds it expects to run,
+   0..PROTO_MAX_TIMEOUT). Unknown fields are an error in a spec (a typo
    must not silently drop a user's setting).
    ------------------------------------------------------------------------ */
 typedef enum { PROTO_KIND_EXEC = 1, PROTO_KIND_FN = 2 } proto_kind_t;
@@ -103,7 +104,13 @@ typedef struct {
     char **require;       /* nrequire labels; NULL when none */
     int nrequire;
     int64_t output_cap;   /* bytes per stream */
+    double time_request;  /* seconds it expects to run, 0 = not said: a worker
+                             with an end (--ends-at) is sent it only when it
+                             can finish PROTO_END_MARGIN_S before that end */
 } proto_spec_t;
+
+/* A worker with an end drains this long before it (session.h). */
+#define PROTO_END_MARGIN_S 10
 
 /* A spec with the protocol's defaults, the one place they are written:
    index -1 (none), output_cap PROTO_DEFAULT_OUTPUT_CAP, everything else

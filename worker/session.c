@@ -44,8 +44,9 @@
 #define RESULT_HOLD_MS 5
 #define STOP_GRACE_MS 5000
 /* A worker with an end (ends_at) drains this long before it, so running
-   tasks can finish and BYE arrives before the engine kills it. */
-#define END_MARGIN_MS 10000
+   tasks can finish and BYE arrives before the engine kills it (the master
+   sends it no task with a --time-request that would not end by then). */
+#define END_MARGIN_MS (PROTO_END_MARGIN_S * 1000)
 /* Messages handled per socket per wakeup, so one busy socket cannot starve
    the timers. */
 #define INBOX_BATCH 1024
