@@ -91,8 +91,10 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
     pb_ki64(b, "done", w->done);
     pb_ki64(b, "failed", w->failed);
     pb_ktime(b, "last_heartbeat", w->last_heartbeat);
-    pb_kstr(b, "slurm_job", w->slurm_job);
-    pb_ktime(b, "ends_at", w->ends_at);
+    if (w->slurm_job)
+        pb_kstr(b, "slurm_job", w->slurm_job);
+    if (w->ends_at > 0)
+        pb_ktime(b, "ends_at", w->ends_at);
     pb_char(b, '}');
 }
 

@@ -1224,6 +1224,50 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
 }
 END_TEST
 
+static int s_count_alloc(int64_t id, const char *def, void *arg)
+{
+    int *n = arg;
+    ck_assert_int_eq(id, 3);
+    ck_assert_str_eq(def, "{\"second\":true}");
+    (*n)++;
+    return 0;
+}
+
+/* Allocation queues (schema 8): kept whole, replaced at each save,
+   deleted; a schema 4 database gains the table in place. */
+START_TEST(test_alloc_queues_are_saved_whole_and_deleted_and_old_databases_gain_them)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t old = s_job(store, "old");
+    s_insert(store, old, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "DROP TABLE alloc_queues; PRAGMA user_version = 4;");
+
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_alloc_save(store, 3, "{\"first\":true}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 3, "{\"second\":true}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 4, "{}"), 0);
+    ck_assert_int_eq(store_alloc_delete(store, 4), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+
+    store = s_open_file(tmp.db);
+    int n = 0;
+    ck_assert_int_eq(store_allocs_each(store, s_count_alloc, &n), 0);
+    ck_assert_int_eq(n, 1);
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 1);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
 /* The master picks ids itself; the store keeps them, and the last ones
    survive deletes, so ids are never reused. */
 START_TEST(test_explicit_ids_are_kept_and_never_reused)
