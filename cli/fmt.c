@@ -116,18 +116,26 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
-    /* "exec:gpu,ssd;cpus=64": kind, labels, resources. */
-    const char *semi = strchr(key, ';');
-    const char *colon = strchr(key, ':');
-    if (colon && semi && colon > semi)
-        colon = NULL;
-    size_t kind = colon ? (size_t) (colon - key) : semi ? (size_t) (semi - key) : strlen(key);
+    /* "exec:gpu,ssd;cpus=64~3600": kind, labels, resources (after ';'),
+       then "~SECONDS" for a --time-request. */
+    const char *tilde = strchr(key, '~');
+    size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
+    const char *semi = memchr(key, ';', keylen);
+    size_t head = semi ? (size_t) (semi - key) : keylen;
+    const char *colon = memchr(key, ':', head);
+    size_t kind = colon ? (size_t) (colon - key) : head;
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
-    int nlabels = colon ? (int) ((semi ? semi : key + strlen(key)) - colon - 1) : 0;
-    char text[700];
-    snprintf(text, sizeof text, "a worker%s%s%s%.*s%s%.200s", exec ? " that runs commands" : "",
-             nlabels && exec ? "," : "", nlabels ? " labelled " : "", nlabels,
-             colon ? colon + 1 : "", semi ? " with " : "", semi ? semi + 1 : "");
+    int nlabels = colon ? (int) (head - (size_t) (colon + 1 - key)) : 0;
+    int nres = semi ? (int) (keylen - head - 1) : 0;
+    char text[800];
+    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s%s%.*s",
+                     exec ? " that runs commands" : "", colon && exec ? "," : "",
+                     colon ? " labelled " : "", nlabels > 300 ? 300 : nlabels,
+                     colon ? colon + 1 : "", nres ? " with " : "", nres > 200 ? 200 : nres,
+                     semi ? semi + 1 : "");
+    if (tilde && n > 0 && (size_t) n < sizeof text)
+        snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
+                 exec || colon || semi ? "," : "", tilde + 1);
     fmt_cell(buf, size, text, 200);
 }
 

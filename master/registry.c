@@ -72,6 +72,7 @@ static void s_free_worker(worker_t *w)
     s_free_grants(w);
     free(w->id);
     free(w->host);
+    free(w->slurm_job);
     free(w);
 }
 
@@ -227,6 +228,9 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
         s_free_grants(w);
         w->pool = pool;
     }
+    free(w->slurm_job);
+    w->slurm_job = hello->slurm_job ? xstrdup(hello->slurm_job) : NULL;
+    w->ends_at = hello->ends_at;
     w->alive = true;
     w->draining = false;
     w->last_seen = now;

@@ -29,6 +29,8 @@ typedef struct worker {
     char **labels;
     int nlabels;
     bool no_exec;
+    char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
+    double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
     void *pipe;               /* PUSH bound for this worker, NULL when dead */
     int task_port;
     bool pipe_ready;          /* a ping went through: the worker's PULL is connected */
@@ -74,6 +76,8 @@ typedef struct {
     const res_set_t *resources;   /* what it declared; NULL = cpus=threads */
     char *const *gpu_ids;     /* its GPU devices, ngpu_ids of them */
     int ngpu_ids;
+    const char *slurm_job;    /* the Slurm job it runs in, NULL = none */
+    double ends_at;           /* wall seconds it leaves at, 0 = never */
 } registry_hello_t;
 
 /* Registers a worker: a new record (id derived from name), or the same

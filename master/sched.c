@@ -149,22 +149,30 @@ int sched_class(sched_t *self, const char *key)
     c->ready.max = true;
     c->pub.key = xstrdup(key);
     c->pub.exec = strncmp(key, "exec", 4) == 0;
+    /* "kind[:labels][;resources][~seconds]" */
+    const char *tilde = strchr(key, '~');
+    if (tilde && (parse_double(tilde + 1, &c->pub.time_request) != 0 || c->pub.time_request < 0))
+        c->pub.time_request = 0;   /* a key we wrote: cannot happen, but never trust a file */
     const char *semi = strchr(key, ';');
-    if (semi && semi[1]) {
+    if (semi && tilde && semi > tilde)
+        semi = NULL;
+    const char *end = semi ? semi : tilde ? tilde : key + strlen(key);
+    if (semi && semi + 1 < (tilde ? tilde : key + strlen(key))) {
         res_set_t req;
         char err[128];
+        char *text = xstrndup(semi + 1, (size_t) ((tilde ? tilde : key + strlen(key)) - semi - 1));
         /* Keys are made by api.c with res_format; one that does not read
            back (a hand-edited database) asks nothing rather than stopping
            the master. */
-        if (res_parse(semi + 1, &req, err, sizeof err) == 0 && req.n > 0) {
+        if (res_parse(text, &req, err, sizeof err) == 0 && req.n > 0) {
             c->pub.req = xmalloc(sizeof *c->pub.req);
             *c->pub.req = req;
         }
+        free(text);
     }
     const char *colon = strchr(key, ':');
-    if (colon && (!semi || colon < semi) && colon[1] && colon + 1 != semi) {
-        char *labels = semi ? xstrndup(colon + 1, (size_t) (semi - colon - 1)) : xstrdup(colon + 1);
-        char *save = NULL;
+    if (colon && colon < end && colon + 1 < end) {
+        char *labels = xstrndup(colon + 1, (size_t) (end - colon - 1)), *save = NULL;
         for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             c->pub.require = xrealloc(c->pub.require, (size_t) (c->pub.nrequire + 1) * sizeof(char *));
             c->pub.require[c->pub.nrequire++] = xstrdup(tok);

@@ -44,6 +44,7 @@ typedef struct {
     int nrequire;
     res_set_t *req;           /* the resources it asks (after ';'), owned; NULL = none
                                  named (a plain task: one CPU, resources.h) */
+    double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
 } sched_class_t;
 
 /* Live output of a running task, for `ztask logs -f` (allocated on the
@@ -89,7 +90,9 @@ void sched_destroy(sched_t **p);
 /* The class for a need key (NULL = "fn", anything goes), made on first
    use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
    labels, then optionally by ";" and the resources its tasks ask
-   (res_format text: "cpus=2,gpus=0.5"). Returns its index. */
+   (res_format text: "cpus=2,gpus=0.5"), then optionally "~" and the
+   seconds its tasks expect to run (--time-request: only workers whose end
+   leaves that long take them). Returns its index. */
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 

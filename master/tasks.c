@@ -614,12 +614,22 @@ static bool s_pipe_ready(worker_t *w, int64_t now)
     return w->pipe_ready;
 }
 
+/* Whether a worker's end (its allocation's) leaves a --time-request's
+   time and the margin it drains in. */
+static bool s_time_ok(const sched_class_t *cls, const worker_t *w)
+{
+    return cls->time_request <= 0 || w->ends_at <= 0
+           || clock_wall() + cls->time_request <= w->ends_at - PROTO_END_MARGIN_S;
+}
+
 /* Whether a worker can take tasks of a class at all (ever, on an idle
-   worker: its kind, labels and declared resources). */
+   worker): a command needs a worker that runs commands, labels the
+   worker's, a --time-request a worker with that long left, resources a
+   worker that declared enough. */
 static bool s_could_take(const sched_class_t *cls, const worker_t *w)
 {
     return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire)
-           && (!cls->req || res_could_fit(&w->pool, cls->req));
+           && s_time_ok(cls, w) && (!cls->req || res_could_fit(&w->pool, cls->req));
 }
 
 /* What sched_pop asks of a class for one worker now. */
@@ -628,13 +638,15 @@ typedef struct {
     const sched_class_t *only;   /* the worker is reserved for this class's head */
 } accept_t;
 
+/* Whether a worker can take a task of a class now: as s_could_take, with
+   what is free now. */
 static bool s_accepts(const sched_class_t *cls, void *arg)
 {
     const accept_t *a = arg;
     if (a->only && cls != a->only)
         return false;
     return (!cls->exec || !a->w->no_exec)
-           && worker_has_labels(a->w, cls->require, cls->nrequire)
+           && worker_has_labels(a->w, cls->require, cls->nrequire) && s_time_ok(cls, a->w)
            && res_fits(&a->w->pool, cls->req);
 }
 
