@@ -62,6 +62,17 @@ static bool s_state_is(h_cluster_t *c, int64_t job, const char *want)
     return same;
 }
 
+/* Kills the master -9 and starts it again on port; returns it once the
+   worker w has registered for the nth time. */
+static h_proc_t *s_restart(h_cluster_t *c, h_proc_t *m, h_proc_t *w, int port, int nth)
+{
+    h_proc_kill9(m);
+    m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", nth, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    return m;
+}
+
 /* prepare -> array of 4 -> merge, each stage after the one before; the
    master is killed -9 while the first stage runs (the later ones wait)
    and again between the second and third stages. The stages append to
@@ -93,10 +104,7 @@ START_TIMED_TEST(a_three_stage_pipeline_runs_in_order_across_master_restarts, 15
     ck_assert(s_state_is(c, m3, "waiting"));
 
     /* The dependencies are on disk: they survive kill -9. */
-    h_proc_kill9(m);
-    m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
+    m = s_restart(c, m, w, port, 2);
     ck_assert(s_state_is(c, b, "waiting"));
     ck_assert_int_eq(h_status_count(c, b, "queued"), 4);
     h_write_file(go, "");
@@ -106,10 +114,7 @@ START_TIMED_TEST(a_three_stage_pipeline_runs_in_order_across_master_restarts, 15
     ck_assert(s_state_is(c, m3, "waiting"));
 
     /* Again between the stages: stage 2 running, stage 3 waiting. */
-    h_proc_kill9(m);
-    m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 3, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
+    m = s_restart(c, m, w, port, 3);
     ck_assert(s_state_is(c, m3, "waiting"));
     h_write_file(go2, "");
     ck_assert_int_eq(h_wait(c, m3, 60000), 0);
