@@ -519,6 +519,8 @@ int cmd_stats(cli_t *cli, int argc, char **argv)
         printf("tasks running   %lld\n", (long long) s->tasks_running);
         printf("tasks done      %lld\n", (long long) s->tasks_done);
         printf("tasks failed    %lld\n", (long long) s->tasks_failed);
+        if (s->tasks_dep_failed)
+            printf("tasks dep_failed %lld\n", (long long) s->tasks_dep_failed);
         printf("workers alive   %lld (%lld threads)\n", (long long) s->workers_alive,
                (long long) s->threads_total);
         printf("duplicates      %lld\n", (long long) s->duplicates);

@@ -878,6 +878,7 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
         s->tasks_running += job->running;
         s->tasks_done += job->done;
         s->tasks_failed += job->failed;
+        s->tasks_dep_failed += job->dep_failed;
     }
     pos = 0;
     worker_t *w;

@@ -400,6 +400,7 @@ typedef struct {
 
 typedef struct {
     int64_t jobs, tasks_queued, tasks_running, tasks_done, tasks_failed;
+    int64_t tasks_dep_failed;   /* never run: a job they depend on did not succeed */
     int64_t workers_alive, threads_total, duplicates;
     int64_t results_per_s_1m;   /* recent rate, results per second */
     double uptime;              /* seconds */

@@ -113,6 +113,7 @@ static void s_stats_write(pb_t *b, const proto_stats_t *s)
     pb_ki64(b, "tasks_running", s->tasks_running);
     pb_ki64(b, "tasks_done", s->tasks_done);
     pb_ki64(b, "tasks_failed", s->tasks_failed);
+    pb_ki64(b, "tasks_dep_failed", s->tasks_dep_failed);
     pb_ki64(b, "workers_alive", s->workers_alive);
     pb_ki64(b, "threads_total", s->threads_total);
     pb_ki64(b, "duplicates", s->duplicates);
@@ -299,6 +300,7 @@ static int s_stats_from(cJSON *o, proto_stats_t *s, proto_err_t *err)
         || pj_i64(o, "tasks_running", false, 0, M, &s->tasks_running, err) != 0
         || pj_i64(o, "tasks_done", false, 0, M, &s->tasks_done, err) != 0
         || pj_i64(o, "tasks_failed", false, 0, M, &s->tasks_failed, err) != 0
+        || pj_i64(o, "tasks_dep_failed", false, 0, M, &s->tasks_dep_failed, err) != 0
         || pj_i64(o, "workers_alive", false, 0, M, &s->workers_alive, err) != 0
         || pj_i64(o, "threads_total", false, 0, M, &s->threads_total, err) != 0
         || pj_i64(o, "duplicates", false, 0, M, &s->duplicates, err) != 0

@@ -85,6 +85,7 @@ class StatsRecord(TypedDict, total=False):
     tasks_running: int
     tasks_done: int
     tasks_failed: int
+    tasks_dep_failed: int
     workers_alive: int
     threads_total: int
     duplicates: int
