@@ -95,7 +95,8 @@ static void s_usage(FILE *out)
             "\n"
             "  --master HOST[:PORT]  master's API address (env ZTASK_MASTER; default\n"
             "                        127.0.0.1:5555)\n"
-            "  --threads N           tasks run at once (default: CPU count)\n"
+            "  --threads N           tasks run at once (default: the cpus of --resources,\n"
+            "                        else the CPUs it may run on)\n"
             "  --name NAME           worker name (default HOSTNAME-PID)\n"
             "  --plugin PATH         load task functions from a shared object (repeatable)\n"
             "  --label L[,L...]      labels that tasks can \"require\" (repeatable)\n"
@@ -285,13 +286,17 @@ static void s_resolve(options_t *o, const flags_t *fl)
         o->state_dir = from == CONFIG_FROM_FILE ? config_path(cfg, "state-dir") : xstrdup(v);
     else
         o->state_dir = reaper_default_dir();
-    if (o->threads == 0)
-        o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
     const char *what = fl->resources ? "--resources" : config_where(cfg, "resources");
     if (!(v = fl->resources))
         v = config_get(cfg, "resources");
+    /* --threads caps the tasks run at once; without it, one per CPU the
+       worker declares (or finds). */
     if (machine_resources(&o->machine, v, o->threads, err, sizeof err) != 0)
         s_usage_error("%s: %s", what ? what : "--resources", err);
+    if (o->threads == 0) {
+        int64_t cpus = res_get(&o->machine.res, "cpus");
+        o->threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int) cpus;
+    }
     config_destroy(&cfg);
 }
 
