@@ -164,6 +164,15 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
+    /* A database made before ztask created them 0600: its WAL holds every
+       spec's env (tokens) too. Said, not changed: the mode is the
+       operator's. */
+    int mode = store_file_mode(self->db_path);
+    if (mode > 0 && (mode & 077))
+        log_warn("event=db_readable_by_others path=\"%s\" mode=%04o hint=\"other local users "
+                 "may read task specs and outputs, env included: chmod 0600 it and its -wal "
+                 "and -shm files\"",
+                 self->db_path, (unsigned) mode);
     self->journal = journal_new(self->store, self->sched, self->cfg.flush_ms, self->db_path);
     if (!self->journal) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));

@@ -49,10 +49,14 @@
 
 #include <sqlite3.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
    4: jobs.owner (older databases are upgraded in place, see s_schema). */
@@ -576,6 +580,38 @@ void store_process_init(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A plain file path (not ":memory:", "" or a "file:" URI). */
+static bool s_plain_path(const char *path)
+{
+    return *path && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+}
+
+/* Creates a missing database file empty with mode 0600 (SQLite takes an
+   empty file as a new database): SQLite itself would create it 0644 less
+   the umask, and it gives the -wal and -shm files the database's mode, so
+   this one mode keeps every task's spec (env, stdin: tokens) and output
+   from other local users, whatever the umask. 0, or -1 with err. */
+static int s_create_private(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno == EEXIST)
+        return 0;
+    snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+    return -1;
+}
+
+int store_file_mode(const char *path)
+{
+    struct stat st;
+    if (!path || !s_plain_path(path) || stat(path, &st) != 0)
+        return -1;
+    return (int) (st.st_mode & 07777);
+}
+
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
 {
     char scratch[8];
@@ -588,6 +624,8 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         snprintf(err, errlen, "no database path");
         return NULL;
     }
+    if (s_plain_path(path) && s_create_private(path, err, errlen) != 0)
+        return NULL;
     store_t *self = xcalloc(1, sizeof *self);
     /* URI names ("file:...?mode=...") are allowed so tests and operators
        can pass SQLite options; a plain path behaves as usual. */

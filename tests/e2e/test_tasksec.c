@@ -368,6 +368,43 @@ START_TIMED_TEST(allow_exec_takes_only_allow_env_variables_from_a_task, 60)
 }
 END_TEST
 
+/* The database's mode bits (-1 when absent). */
+static int s_mode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int) (st.st_mode & 07777) : -1;
+}
+
+START_TIMED_TEST(the_database_and_its_wal_are_private_whatever_the_umask, 60)
+{
+    umask(022);   /* the usual one: SQLite alone would make 0644 files */
+    h_cluster_t *c = h_cluster_new("db_modes");
+    ck_assert_int_eq(chmod(h_dir(c), 0755), 0);
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w1", 1, NULL);
+    int64_t job = h_submit(c, NULL, "--env", "API_TOKEN=s3cr3t", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    const char *files[] = {"master.db", "master.db-wal", "master.db-shm"};
+    for (int i = 0; i < 3; i++) {
+        char *path = h_path(c, files[i]);
+        int mode = s_mode(path);
+        if (mode < 0 && i == 2)
+            continue;   /* no -shm in exclusive locking mode */
+        ck_assert_msg(mode == 0600, "%s has mode %04o, want 0600", files[i], (unsigned) mode);
+        free(path);
+    }
+    /* A database made before (0644): used, and said. */
+    h_proc_stop(h_master(c), 20000);
+    char *db = h_path(c, "master.db");
+    ck_assert_int_eq(chmod(db, 0644), 0);
+    h_proc_t *m = h_master_start(c, h_api_port(c), NULL);
+    ck_assert(h_proc_wait_log(m, "event=db_readable_by_others", 1, 10000));
+    ck_assert_int_eq(s_mode(db), 0644);
+    free(db);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_tasksec", h_slowdown()));
