@@ -49,7 +49,6 @@
 
 #include <sqlite3.h>
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -590,18 +589,14 @@ static bool s_plain_path(const char *path)
    empty file as a new database): SQLite itself would create it 0644 less
    the umask, and it gives the -wal and -shm files the database's mode, so
    this one mode keeps every task's spec (env, stdin: tokens) and output
-   from other local users, whatever the umask. 0, or -1 with err. */
-static int s_create_private(const char *path, char *err, size_t errlen)
+   from other local users, whatever the umask. When it cannot (a missing
+   directory, no right to write there), SQLite's open fails the same way
+   right after and says so in its words. */
+static void s_create_private(const char *path)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd >= 0) {
+    if (fd >= 0)
         close(fd);
-        return 0;
-    }
-    if (errno == EEXIST)
-        return 0;
-    snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-    return -1;
 }
 
 int store_file_mode(const char *path)
@@ -624,8 +619,8 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         snprintf(err, errlen, "no database path");
         return NULL;
     }
-    if (s_plain_path(path) && s_create_private(path, err, errlen) != 0)
-        return NULL;
+    if (s_plain_path(path))
+        s_create_private(path);
     store_t *self = xcalloc(1, sizeof *self);
     /* URI names ("file:...?mode=...") are allowed so tests and operators
        can pass SQLite options; a plain path behaves as usual. */
