@@ -405,6 +405,33 @@ START_TIMED_TEST(the_database_and_its_wal_are_private_whatever_the_umask, 60)
 }
 END_TEST
 
+START_TIMED_TEST(logs_show_terminal_control_sequences_unless_raw, 60)
+{
+    h_cluster_t *c = h_cluster_new("logs_escaped");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w1", 1, NULL);
+    /* A title change, a screen clear, a carriage return over the line,
+       and the 8-bit CSI (U+009B). */
+    int64_t job = h_submit(c, NULL, "--shell",
+                           "printf 'ok\\033]0;pwned\\007\\033[2J\\rfake\\302\\2332J\\tend\\n'; "
+                           "printf 'e\\033[31mred\\n' >&2",
+                           NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    char ref[32];
+    snprintf(ref, sizeof ref, "%lld.0", (long long) job);
+    h_run_t *r = h_cli(c, "logs", ref, NULL);
+    ck_assert_msg(r->rc == 0, "logs: %s", h_run_desc(r));
+    ck_assert_str_eq(r->out, "ok\\x1b]0;pwned\\x07\\x1b[2J\\x0dfake\\u009b2J\tend\n");
+    ck_assert_str_eq(r->err, "e\\x1b[31mred\n");
+    h_run_free(&r);
+    r = h_cli(c, "logs", "--raw", ref, NULL);
+    ck_assert_msg(r->rc == 0, "logs --raw: %s", h_run_desc(r));
+    ck_assert_str_eq(r->out, "ok\033]0;pwned\007\033[2J\rfake\302\2332J\tend\n");
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_tasksec", h_slowdown()));
