@@ -131,6 +131,11 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      cfg->bind_addr);
             return -1;
         }
+        if (s_loopback(cfg->bind_addr))
+            log_warn("event=no_keys bind=%s note=\"without --curve-secret every local user "
+                     "of this host can submit commands to run on the workers, as the workers' "
+                     "user: use keys on a shared host (docs/security.md)\"",
+                     cfg->bind_addr);
         /* At error level so that no --log-level hides it. */
         if (!s_loopback(cfg->bind_addr))
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
