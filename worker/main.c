@@ -25,6 +25,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/version.h"
+#include "../common/zmqx.h"
 #include "../proto/proto.h"
 #include "allow.h"
 #include "fn.h"
@@ -458,7 +459,9 @@ static void s_check_task_rights(const options_t *o)
 {
     if (o->no_exec)
         return;
-    if (!o->curve_secret && policy_task_uid(o->policy) == 0 && !o->allow_root) {
+    /* An ipc:// master is reached only by who may enter its directory. */
+    if (!o->curve_secret && !zmqx_ipc(o->master_host) && policy_task_uid(o->policy) == 0 &&
+        !o->allow_root) {
         fprintf(stderr,
                 "ztask-worker: command tasks would run as root for a master without CURVE "
                 "keys, so every local user who can reach the master could run commands as "

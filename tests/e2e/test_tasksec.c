@@ -432,6 +432,67 @@ START_TIMED_TEST(logs_show_terminal_control_sequences_unless_raw, 60)
 }
 END_TEST
 
+START_TIMED_TEST(an_ipc_master_is_reached_only_through_its_directory, 90)
+{
+    h_cluster_t *c = h_cluster_new("ipc_master");
+    /* A directory every local user may enter is refused. */
+    char *open_dir = h_path(c, "open"), *bad = NULL;
+    ck_assert_int_eq(mkdir(open_dir, 0755), 0);
+    ck_assert_int_eq(chmod(open_dir, 0755), 0);
+    ck_assert_int_ge(asprintf(&bad, "ipc://%s", open_dir), 0);
+    char *bin = NULL, *db = h_path(c, "open.db");
+    ck_assert_int_ge(asprintf(&bin, "%s/ztask-master", h_bin_dir()), 0);
+    char *argv[] = {bin, "--db", db, "--bind", bad, NULL};
+    h_run_t *r = h_run(argv, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "open to every local user (mode 0755)") &&
+                      strstr(r->err, "chmod o-rwx"),
+                  "an open directory: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    /* A missing one is made 0700; the master listens there and nowhere
+       else; a worker and the CLI reach it by its name. */
+    char *dir = h_path(c, "ipc"), *addr = NULL;
+    ck_assert_int_ge(asprintf(&addr, "ipc://%s", dir), 0);
+    h_proc_t *m = h_master_start(c, 0, "--bind", addr, NULL);
+    ck_assert_str_eq(h_master_addr(c), addr);
+    ck_assert_int_eq(s_mode(dir), 0700);
+    ck_assert_int_eq(h_proc_count_log(m, "tcp://"), 0);
+    ck_assert_int_eq(h_proc_count_log(m, "event=no_keys"), 0);
+    /* As root, no --allow-root is needed: only root may enter. */
+    h_worker_start(c, "w1", 2, NULL);
+    cJSON *all = NULL;
+    const cJSON *rec = s_run_shell(c, "echo over ipc", &all);
+    ck_assert_str_eq(h_jstr(rec, "stdout"), "over ipc\n");
+    cJSON_Delete(all);
+    char api[400];
+    snprintf(api, sizeof api, "%s/%d", dir, h_api_port(c));
+    ck_assert_int_eq(s_mode(api) & 0777, 0660);
+
+    /* Another local user is kept out by the directory. */
+    if (geteuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0) {
+        char *cli = NULL;
+        ck_assert_int_ge(asprintf(&cli, "%s/ztask", h_bin_dir()), 0);
+        char *nobody[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "--", cli, "--master", addr, "--request-timeout", "2", "submit",
+                          "--", "id", NULL};
+        r = h_run(nobody, NULL, 30000);
+        ck_assert_msg(r->rc != 0, "nobody submitted through %s: %s", addr, h_run_desc(r));
+        h_run_free(&r);
+        free(cli);
+    } else {
+        printf("SKIP: an_ipc_master_is_reached_only_through_its_directory: the other-user "
+               "part needs root and setpriv\n");
+    }
+    free(bin);
+    free(db);
+    free(bad);
+    free(open_dir);
+    free(dir);
+    free(addr);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_tasksec", h_slowdown()));
