@@ -388,10 +388,10 @@ START_TIMED_TEST(the_database_and_its_wal_are_private_whatever_the_umask, 60)
     for (int i = 0; i < 3; i++) {
         char *path = h_path(c, files[i]);
         int mode = s_mode(path);
+        free(path);
         if (mode < 0 && i == 2)
             continue;   /* no -shm in exclusive locking mode */
         ck_assert_msg(mode == 0600, "%s has mode %04o, want 0600", files[i], (unsigned) mode);
-        free(path);
     }
     /* A database made before (0644): used, and said. */
     h_proc_stop(h_master(c), 20000);
