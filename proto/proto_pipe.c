@@ -162,9 +162,10 @@ char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *atte
 {
     if (n < 0)
         n = 0;
-    size_t total = 64;
+    size_t total = PROTO_PIPE_ENVELOPE;
     for (int i = 0; i < n; i++)
-        total += strlen(specs[i]) + 96 + (grants && grants[i] ? strlen(grants[i]) + 1 : 0);
+        total += strlen(specs[i]) + PROTO_PIPE_TASK_OVERHEAD
+                 + (grants && grants[i] ? strlen(grants[i]) + 1 : 0);
     pb_t b;
     pb_init(&b, total);
     pb_lit(&b, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[");
