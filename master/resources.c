@@ -184,6 +184,24 @@ double res_shortfall(const res_pool_t *pool, const res_set_t *req)
     return miss;
 }
 
+int res_reserve_pick(const res_pool_t *const *pools, int n, const res_set_t *req)
+{
+    int pick = -1;
+    double best = 0;
+    for (int i = 0; i < n; i++) {
+        if (!pools[i] || !res_could_fit(pools[i], req))
+            continue;
+        if (res_fits(pools[i], req))
+            return -1;
+        double miss = res_shortfall(pools[i], req);
+        if (pick < 0 || miss < best) {
+            pick = i;
+            best = miss;
+        }
+    }
+    return pick;
+}
+
 void res_take(res_pool_t *pool, const res_set_t *req, res_grant_t *grant)
 {
     if (grant) {

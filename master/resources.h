@@ -82,6 +82,15 @@ bool res_could_fit(const res_pool_t *pool, const res_set_t *req);
    reserves the worker closest to fitting for a task that waits. */
 double res_shortfall(const res_pool_t *pool, const res_set_t *req);
 
+/* Which of n pools to reserve for a task asking req that fits in none
+   of them now: among those it could fit on (res_could_fit), the one
+   closest to fitting (smallest res_shortfall; the first of equals). -1
+   when it fits on one now (no reservation needed) or could fit on none.
+   A pool that takes no other task from then on frees what its tasks hold
+   as they end, so req fits there once they have: the starvation bound
+   (docs/architecture.md, "What fits where"). */
+int res_reserve_pick(const res_pool_t *const *pools, int n, const res_set_t *req);
+
 /* Counts a task asking req (NULL: plain) as held, handing out devices
    into grant (may be NULL for a plain task). Dispatch asks res_fits
    first; a task that was already running there (claimed after a master

@@ -907,20 +907,22 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
         return NULL;
     }
     const sched_class_t *c = sched_class_get(self->sched, cls);
-    worker_t *pick = NULL, *w;
-    size_t pos = 0;
-    bool fits = false;
-    while ((w = registry_next(self->registry, &pos))) {
-        if (!w->alive || w->draining || !s_could_take(c, w))
-            continue;
-        if (res_fits(&w->pool, c->req)) {
-            fits = true;
-            break;
+    /* The live workers that could take it; res_reserve_pick says whether
+       one has room now (no reservation) or which is closest to it. */
+    size_t count = registry_count(self->registry), pos = 0;
+    int n = 0;
+    worker_t **ws = xmalloc((count + 1) * sizeof *ws), *w;
+    const res_pool_t **pools = xmalloc((count + 1) * sizeof *pools);
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive && !w->draining && s_could_take(c, w)) {
+            ws[n] = w;
+            pools[n++] = &w->pool;
         }
-        if (!pick || res_shortfall(&w->pool, c->req) < res_shortfall(&pick->pool, c->req))
-            pick = w;
-    }
-    if (fits || !pick) {
+    int k = res_reserve_pick(pools, n, c->req);
+    worker_t *pick = k >= 0 ? ws[k] : NULL;
+    free(ws);
+    free(pools);
+    if (!pick) {
         /* It fits somewhere now (dispatch places it), or nowhere ever
            (unrunnable: s_check_stuck says so). */
         self->blocked_task = self->blocked_since = 0;

@@ -159,6 +159,91 @@ START_TEST(the_worker_closest_to_fitting_a_big_task_has_the_smallest_shortfall)
 }
 END_TEST
 
+/* Three workers kept full by a stream of 1- and 2-CPU tasks (each step
+   one random task ends and small ones refill every gap); a 4-CPU task
+   never finds a worker free by chance. Once one worker is reserved for it
+   (res_reserve_pick) and takes nothing else, it fits there within as many
+   steps as that worker held tasks: the big task is placed. Without the
+   reservation the stream keeps it out for the whole run. */
+static int s_steps_until_placed(bool reserve, unsigned seed)
+{
+    enum { W = 3, MAXT = 16 };
+    res_pool_t pools[W];
+    const res_pool_t *view[W];
+    const res_set_t *held[W][MAXT];
+    int nheld[W] = {0};
+    res_set_t one = s_set("cpus=1"), two = s_set("cpus=2"), big = s_set("cpus=4");
+    for (int i = 0; i < W; i++) {
+        s_pool(&pools[i], "cpus=4", 0, 8);
+        view[i] = &pools[i];
+    }
+    int reserved = -1;
+    for (int step = 0; step < 5000; step++) {
+        /* Refill: small tasks wherever they fit, except a reserved worker. */
+        for (int i = 0; i < W; i++) {
+            if (i == reserved)
+                continue;
+            for (;;) {
+                const res_set_t *r = rand_r(&seed) % 2 ? &one : &two;
+                if (!res_fits(&pools[i], r))
+                    r = &one;
+                if (!res_fits(&pools[i], r) || nheld[i] == MAXT)
+                    break;
+                res_take(&pools[i], r, NULL);
+                held[i][nheld[i]++] = r;
+            }
+        }
+        /* The big one, where it fits. */
+        for (int i = 0; i < W; i++)
+            if (res_fits(&pools[i], &big)) {
+                ck_assert(reserved < 0 || i == reserved || !reserve);
+                return step;
+            }
+        if (reserve && reserved < 0) {
+            reserved = res_reserve_pick(view, W, &big);
+            ck_assert_int_ge(reserved, 0);
+        }
+        /* One task ends somewhere. */
+        int i = rand_r(&seed) % W;
+        if (nheld[i] == 0)
+            continue;
+        int k = rand_r(&seed) % nheld[i];
+        res_release(&pools[i], held[i][k], NULL);
+        held[i][k] = held[i][--nheld[i]];
+    }
+    return -1;
+}
+
+START_TEST(a_big_task_is_placed_once_a_worker_is_reserved_for_it)
+{
+    for (unsigned seed = 1; seed <= 20; seed++) {
+        int steps = s_steps_until_placed(true, seed);
+        /* Each step ends one task on one of 3 workers; the reserved one
+           held at most 4: a few dozen steps, never thousands. */
+        ck_assert_msg(steps >= 0 && steps < 200, "seed %u: placed after %d steps", seed, steps);
+        ck_assert_int_eq(s_steps_until_placed(false, seed), -1);
+    }
+}
+END_TEST
+
+START_TEST(a_worker_is_reserved_only_when_no_one_fits_and_someone_could)
+{
+    res_pool_t a, b, small;
+    s_pool(&a, "cpus=4", 0, 8);
+    s_pool(&b, "cpus=4", 0, 8);
+    s_pool(&small, "cpus=2", 0, 8);
+    const res_pool_t *view[] = {&small, &a, &b};
+    res_set_t big = s_set("cpus=4"), one = s_set("cpus=1");
+    ck_assert_int_eq(res_reserve_pick(view, 3, &big), -1);   /* a fits now */
+    res_take(&a, &one, NULL);
+    res_take(&b, &one, NULL);
+    res_take(&b, &one, NULL);
+    ck_assert_int_eq(res_reserve_pick(view, 3, &big), 1);    /* a is the closest */
+    res_set_t huge = s_set("cpus=8");
+    ck_assert_int_eq(res_reserve_pick(view, 3, &huge), -1);  /* nobody ever could */
+}
+END_TEST
+
 START_TEST(a_declaration_of_gpus_must_match_its_devices)
 {
     res_pool_t p;
