@@ -594,7 +594,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
+    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning, now);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
              w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,

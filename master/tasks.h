@@ -60,8 +60,11 @@ int tasks_load(tasks_t *self, store_t *store);
 /* Counts for `ztask stats` and the start-up line. */
 typedef struct {
     int64_t duplicates;      /* results for a stale attempt */
+    int64_t refused;         /* results, starts and output from a worker that
+                                does not hold that attempt of the task */
     int64_t results;         /* tasks ended since start */
     size_t orphans;          /* tasks waiting for their worker to come back */
+    size_t parked;           /* results waiting for their worker's hello */
 } tasks_counts_t;
 tasks_counts_t tasks_counts(const tasks_t *self);
 
@@ -69,7 +72,17 @@ tasks_counts_t tasks_counts(const tasks_t *self);
    of messages, so the loop's other work is not starved) and acts on each.
    curve: the socket has a ZAP handler, so a worker's reports count only
    from the key that registered it, and only while that key is in the
-   workers list (a revoked key is refused from its next report). */
+   workers list (a revoked key is refused from its next report).
+
+   A result, start or output counts only from the worker that holds that
+   attempt of the task (or held it until it was taken back, and it has not
+   gone out again: its success still counts). Anything else is refused
+   (event=report_refused, rate-limited) and changes nothing, or, for an
+   attempt that is over, a duplicate. After a master restart, results
+   from a worker not registered yet for tasks that wait for a claim are
+   kept (bounded) until it registers with the same key, then judged
+   (tasks_claim); they are duplicates if it does not within the recovery
+   grace. */
 void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
 
 /* After the allowlists were reloaded: every live worker whose key is no
@@ -98,11 +111,14 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
                   const proto_task_ref_t *running, int nrunning);
 
 /* Gives w (just registered) the tasks its hello lists as running that
-   wait for it: from before a master restart (orphans), or dispatched
-   before it and never recorded (queued since, one attempt below the
-   claim; see ASSIGN_WRITE_MS in journal.h). Anything else it runs is
-   stale. Returns how many it claimed. */
-int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning);
+   wait for it: from before a master restart (orphans sent to its name),
+   or dispatched before it and never recorded (queued since, one attempt
+   below the claim; see ASSIGN_WRITE_MS in journal.h). Anything else it
+   runs is stale. Then judges the results w sent before this hello, kept
+   for it (those that came with w's key; see tasks_read_reports). Returns
+   how many tasks its hello claimed. */
+int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning,
+                int64_t now);
 
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */

@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include "../../common/keys.h"
+#include "../../proto/proto.h"
 
 #include <check.h>
 #include <signal.h>
@@ -217,8 +218,8 @@ static const char *s_id(int64_t id, int index)
 
 /* ---- raw CURVE peers ---- */
 
-/* A DEALER that speaks CURVE as who to the master's API. */
-static void *s_dealer(env_t *e, void *ctx, const char *who)
+/* A socket of type that speaks CURVE as who to the master's port. */
+static void *s_curve_socket(env_t *e, void *ctx, const char *who, int type, int port)
 {
     keypair_t kp, m;
     char err[600];
@@ -228,17 +229,34 @@ static void *s_dealer(env_t *e, void *ctx, const char *who)
     ck_assert_msg(keys_load(master, &m, err, sizeof err) == 0, "%s", err);
     free(secret);
     free(master);
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    void *s = zmq_socket(ctx, type);
     ck_assert_ptr_nonnull(s);
-    int zero = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    /* A PUSH delivers what it was given before it is closed. */
+    int linger = type == ZMQ_PUSH ? 5000 : 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, m.pub, KEY_Z85_LEN), 0);
     ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, kp.pub, KEY_Z85_LEN), 0);
     ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, kp.sec, KEY_Z85_LEN), 0);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://%s", h_master_addr(e->c));
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     ck_assert_int_eq(zmq_connect(s, ep), 0);
     return s;
+}
+
+/* A DEALER that speaks CURVE as who to the master's API. */
+static void *s_dealer(env_t *e, void *ctx, const char *who)
+{
+    return s_curve_socket(e, ctx, who, ZMQ_DEALER, h_api_port(e->c));
+}
+
+/* Sends one report, encoded, on a PUSH; takes *rp. */
+static void s_push_report(void *push, proto_report_t **rp)
+{
+    char *text = proto_report_encode(*rp);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(zmq_send(push, text, strlen(text), 0), (int) strlen(text));
+    free(text);
+    proto_report_destroy(rp);
 }
 
 /* One request, one reply (10 s, scaled): the reply object (caller owns). */
@@ -551,6 +569,119 @@ START_TIMED_TEST(a_revoked_worker_key_loses_its_worker_at_once, 90)
     /* w1 tries to come back and is told why not. */
     ck_assert_msg(h_proc_wait_log(w1, "event=hello_failed", 1, 20000),
                   "w1 never tried again (log %s)", h_proc_log(w1));
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 1: w2's key, registered as w2, reports a result, a start
+   and output for the task w1 runs, and results under a name no worker has
+   and under w1's name; all refused, none touches the task or w1's count
+   of tasks (its credit); then w1's own result ends the task. */
+START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
+{
+    env_t e;
+    s_env(&e, "holder");
+    h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
+    s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    char script[1024];
+    /* Runs until the test says go (bounded: 60 s). */
+    snprintf(script, sizeof script,
+             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
+             "n=$((n+1)); done; echo real",
+             runs, go);
+    int64_t job = S_SUBMIT(&e, "alice", "--", "sh", "-c", script);
+    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    s_worker(&e, "w2");
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    int64_t task = h_jint(row, "task", -1);
+    ck_assert_int_gt(task, 0);
+    cJSON_Delete(row);
+
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    const char *names[] = { "w2", "ghost", "w1" };
+    for (int i = 0; i < 3; i++) {
+        proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, names[i]);
+        rp->results = calloc(1, sizeof *rp->results);
+        proto_result_t *res = proto_result_new();
+        res->task = task;
+        res->attempt = 1;
+        res->status = PROTO_ST_DONE;
+        res->has_exit_code = true;
+        res->stdout_data = strdup("forged\n");
+        res->started = 1.0;
+        res->finished = 2.0;
+        rp->results[rp->nresults++] = res;
+        s_push_report(push, &rp);
+    }
+    proto_report_t *rp = proto_report_new(PROTO_REP_STARTED, "w2");
+    rp->started = calloc(1, sizeof *rp->started);
+    rp->started_at = calloc(1, sizeof *rp->started_at);
+    rp->started[0] = (proto_task_ref_t){ .task = task, .attempt = 1 };
+    rp->started_at[0] = 1.0;
+    rp->nstarted = 1;
+    s_push_report(push, &rp);
+    rp = proto_report_new(PROTO_REP_OUTPUT, "w2");
+    rp->task = task;
+    rp->attempt = 1;
+    rp->stream = 1;
+    rp->data = strdup("forged output\n");
+    s_push_report(push, &rp);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+
+    /* Refused, each with a line: w2's and ghost's reports for w1's task,
+       w1's name with w2's key. */
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 2, 10000)
+                      && h_proc_wait_log(m, "event=report_refused type=started", 1, 10000)
+                      && h_proc_wait_log(m, "event=report_refused type=output", 1, 10000)
+                      && h_proc_wait_log(m, "error=\"not the key that registered", 1, 10000),
+                  "the master did not refuse w2's reports for w1's task (log %s)",
+                  h_proc_log(m));
+    cJSON *st = s_jobs(&e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(h_jint(j, "running", -1) == 1 && h_jint(j, "done", -1) == 0,
+                  "w2's forged result counted: running %lld done %lld",
+                  (long long) h_jint(j, "running", -1), (long long) h_jint(j, "done", -1));
+    cJSON_Delete(st);
+    r = s_as(&e, "alice", "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    h_run_free(&r);
+    const cJSON *w;
+    int seen = 0;
+    cJSON_ArrayForEach(w, ws) {
+        int want = strcmp(h_jstr(w, "worker"), "w1") == 0 ? 1 : 0;
+        ck_assert_msg(h_jint(w, "running", -1) == want, "worker %s runs %lld tasks, want %d",
+                      h_jstr(w, "worker"), (long long) h_jint(w, "running", -1), want);
+        seen++;
+    }
+    ck_assert_int_eq(seen, 2);
+    cJSON_Delete(ws);
+    r = s_as(&e, "alice", "logs", s_id(job, 0), NULL);
+    ck_assert_msg(r->rc == 0 && !strstr(r->out, "forged"), "w2's output was taken: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+
+    /* w1's own result ends it: its output, its credit. */
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "status"), "done");
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    free(runs);
+    free(go);
     s_env_free(&e);
 }
 END_TEST
