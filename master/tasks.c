@@ -322,11 +322,17 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
     int n = 0;
     /* A worker that died may have been killed by one of its tasks, started
        or not (its "started" report may never have left): every task it held
-       becomes a suspect, runs alone next time, and the one that keeps
-       killing workers reaches the crash limit by itself. Silence is not
-       proof of death (a partition, SIGSTOP): the charged tasks are noted,
-       and if this very process comes back, tasks_rejoin takes the
-       charge back. */
+       is charged a crash and becomes a suspect. A worker holds one suspect
+       at a time, beside ordinary tasks: a poison task then crashes every
+       worker it reaches and meets the crash limit by itself, while the
+       innocent tasks it took down with it (charged once each) never share
+       a worker with it again, each being some worker's one suspect. Two
+       suspects together would charge each other for the one that kills.
+       Suspects are not held back for an idle worker, which a busy cluster
+       never has: each runs as soon as a worker without one has a free
+       thread (issue 14, item 2). Silence is not proof of death (a
+       partition, SIGSTOP): the charged tasks are noted, and if this very
+       process comes back, tasks_rejoin takes the charge back. */
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
@@ -613,9 +619,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
     while (credit > 0) {
         int n = 0;
         while (n < credit && n < DISPATCH_BATCH) {
-            /* A suspect goes only to an idle worker, alone. */
-            bool alone = n == 0 && w->inflight == 0;
-            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
+            /* One suspect per worker at a time (w->suspects counts the
+               one just taken too): see s_worker_lost. */
+            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, w->suspects == 0);
             if (!t)
                 break;
             char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
@@ -635,14 +641,10 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             specs[n] = spec;
             tasks[n] = t;
             n++;
-            if (t->crashes)
-                break;
         }
         if (!n)
             return;
         bool dry = n < credit && n < DISPATCH_BATCH;
-        if (tasks[n - 1]->crashes)
-            dry = true;   /* a suspect travels alone */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -703,7 +705,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (!w || !w->alive || w->draining || !w->pipe)
             continue;
         int prefetch = s_prefetch(self, w);
-        int credit = w->suspects ? 0 : w->threads + prefetch - w->inflight;
+        int credit = w->threads + prefetch - w->inflight;
         /* A worker that still holds tasks queued beyond its threads is
            refilled once half its prefetch is free, in one message: one
            send (and one wakeup on each side) per prefetch/2 results of

@@ -267,6 +267,68 @@ START_TIMED_TEST(kill_9_of_the_master_and_restart_loses_no_task, 120)
 }
 END_TEST
 
+/* Issue 14, item 2: a worker SIGSTOPped in a long job of short tasks is
+   lost and its tasks requeued as suspects (maybe what killed it). They
+   must not wait for an idle worker, which two busy workers never are
+   before the job's end: each runs on a worker's next free thread. Every
+   task appends "INDEX ATTEMPT" to one file when it ends, so the file's
+   order is the order tasks finished: the reruns must come well before
+   the end. */
+START_TIMED_TEST(a_lost_workers_tasks_run_while_the_others_are_busy, 120)
+{
+    h_cluster_t *c = h_cluster_new("busyrequeue");
+    /* Two tasks queued on each worker beyond its threads, as auto
+       prefetch does for short tasks: a worker is never idle while the
+       job lasts. */
+    h_master_start(c, 0, FAST_HEARTBEAT, "--prefetch", "2", NULL);
+    h_worker_start(c, "a", 2, NULL);
+    h_worker_start(c, "b", 2, NULL);
+    h_proc_t *victim = h_worker_start(c, "c", 2, NULL);
+    char *ends = h_path(c, "ends");
+    char script[512];
+    snprintf(script, sizeof script, "sleep 0.05; echo $ZTASK_TASK_INDEX $ZTASK_ATTEMPT >> '%s'",
+             ends);
+    enum { N = 600 };
+    int64_t job = h_submit(c, NULL, "--array", "0-599", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "done") >= 50, 60000));
+    h_proc_signal(victim, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(h_master(c), "event=worker_lost worker=c ", 1, 30000),
+                  "the stopped worker was not lost (log %s)", h_proc_log(h_master(c)));
+    int64_t done_at_loss = h_status_count(c, job, "done");
+    ck_assert_int_eq(h_wait(c, job, 90000), 0);
+    s_expect_all_done(c, job, N);
+    h_proc_signal(victim, SIGCONT);
+
+    /* Lines of attempts >= 2 are the reruns of what c held. */
+    char *text = h_read_file(ends);
+    ck_assert_ptr_nonnull(text);
+    int line = 0, reruns = 0, last_rerun = 0, total = 0;
+    for (char *p = text; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+        int index, attempt;
+        line++;
+        if (sscanf(p, "%d %d", &index, &attempt) != 2)
+            continue;
+        total = line;
+        if (attempt >= 2) {
+            reruns++;
+            last_rerun = line;
+        }
+    }
+    free(text);
+    fprintf(stderr, "busyrequeue: %d done at the loss, %d reruns, the last ended %d of %d\n",
+            (int) done_at_loss, reruns, last_rerun, total);
+    ck_assert_msg(reruns >= 1, "no task of the stopped worker ran again");
+    /* Within a few task durations of the loss, with hundreds to go (the
+       old rule ran them after the last of those). */
+    ck_assert_msg(last_rerun < total - N / 4,
+                  "a rerun of the lost worker's tasks ended as line %d of %d: it waited for the "
+                  "job's end",
+                  last_rerun, total);
+    free(ends);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* The master writes a task's assignment only once it has been out for a
    while (ASSIGN_WRITE_MS, 1 s): a task sent just before a crash is found
    queued after the restart. Its worker claims it in its hello all the
