@@ -35,6 +35,10 @@
 #define PARKED_MAX 65536
 #define PARKED_BYTES (64 << 20)
 
+/* A gap this long between two runs of tasks_timers (every ~100 ms) means
+   the master itself stood still (s_stalled). */
+#define STALL_MS 500
+
 /* A result that came before its worker's hello (see s_park). */
 typedef struct {
     char *worker;            /* the name it came under, owned */
@@ -58,6 +62,7 @@ struct tasks {
     parked_t *parked;        /* results waiting for their worker's hello */
     size_t nparked, parked_cap, parked_bytes;
     int64_t last_prune;
+    int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
@@ -1095,9 +1100,41 @@ void tasks_keys_reloaded(tasks_t *self, int64_t now)
 
 /* ---- timers ---- */
 
+/* The master's own stall (SIGSTOP, a suspended VM, a loop blocked on the
+   disk): while its loop stood still nobody's reports were read, so the
+   time is its silence, not the workers'. Every clock that judges a worker
+   by what the master has heard (liveness, leases, the recovery grace, kept
+   results) moves on by the gap: each worker gets its full window again,
+   and what waits in the sockets is read before anyone is judged. A worker
+   that really died meanwhile is found that much later. */
+static void s_stalled(tasks_t *self, int64_t gap)
+{
+    size_t pos = 0, n = 0;
+    worker_t *w;
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive) {
+            w->last_seen += gap;
+            n++;
+        }
+    pos = 0;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if ((t->orphan || t->state == PROTO_ST_ASSIGNED) && t->deadline)
+            t->deadline += gap;
+    for (size_t i = 0; i < self->nparked; i++)
+        self->parked[i].until += gap;
+    log_warn("event=master_stalled ms=%" PRId64 " workers=%zu note=\"the master did not run for "
+             "this long: liveness and leases restart from now\"",
+             gap, n);
+}
+
 void tasks_timers(tasks_t *self, int64_t now)
 {
     int64_t dead_after = (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
+    /* Timers run every ~100 ms (master.c); a longer gap is a stall. */
+    if (self->last_timers && now - self->last_timers > STALL_MS)
+        s_stalled(self, now - self->last_timers);
+    self->last_timers = now;
     size_t pos = 0;
     worker_t *w;
     char *ping = NULL;

@@ -94,7 +94,10 @@ void tasks_keys_reloaded(tasks_t *self, int64_t now);
 void tasks_dispatch(tasks_t *self, int64_t now);
 
 /* Liveness, pings, leases, orphans past their grace, tasks no worker can
-   take: every ~100 ms. */
+   take: every ~100 ms. A longer gap since the last call is the master's
+   own stall: liveness, leases and the grace move on by it
+   (event=master_stalled), so that its silence is not held against the
+   workers. */
 void tasks_timers(tasks_t *self, int64_t now);
 
 /* The tasks of a committed submit enter job (the queue, or cancelled with
