@@ -817,8 +817,13 @@ static bool s_park(tasks_t *self, sched_task_t *t, const char *name, const char 
     snprintf(p->key, sizeof p->key, "%s", key ? key : "");
     self->parked_bytes += bytes;
     *resp = NULL;
-    log_debug("event=result_kept task=%" PRId64 " attempt=%d worker=%s note=\"until it registers\"",
-              res->task, res->attempt, name);
+    int64_t held;
+    char q[128];
+    if (log_limit(&self->lim_dup, now, &held))
+        log_info("event=result_kept task=%" PRId64 " attempt=%d worker=\"%s\" key=%s "
+                 "note=\"until that worker registers with this key\" suppressed=%" PRId64,
+                 res->task, res->attempt, log_quote(q, sizeof q, name), key && *key ? key : "-",
+                 held);
     return true;
 }
 
@@ -953,8 +958,8 @@ static void s_expire_parked(tasks_t *self, int64_t now)
             continue;
         }
         parked_t p = s_unpark(self, i);
-        log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"its "
-                 "worker did not register within --recovery-grace\"",
+        log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"no "
+                 "worker registered under this name with this key within --recovery-grace\"",
                  p.res->task, p.res->attempt, p.worker);
         s_duplicate(self, p.worker, p.res, now);
         free(p.worker);

@@ -34,6 +34,7 @@ typedef struct {
     char *clients;   /* the allowlists */
     char *workers;
     char *admins;
+    int port;        /* the master's --port (0 until a test sets one: any) */
 } env_t;
 
 /* "DIR/NAME" followed by ext (may be ""); caller frees. */
@@ -70,6 +71,7 @@ static void s_revoke(env_t *e, const char *dir, const char *name)
 static void s_env(env_t *e, const char *test)
 {
     e->c = h_cluster_new(test);
+    e->port = 0;
     e->keys = h_path(e->c, "keys");
     e->clients = h_path(e->c, "clients");
     e->workers = h_path(e->c, "workers");
@@ -111,10 +113,10 @@ static h_proc_t *s_master(env_t *e, bool admins, const char *x0, const char *x1,
                           const char *x3)
 {
     char *secret = s_file(e->keys, "master", ".key");
-    h_proc_t *m = admins ? h_master_start(e->c, 0, "--curve-secret", secret, "--clients",
+    h_proc_t *m = admins ? h_master_start(e->c, e->port, "--curve-secret", secret, "--clients",
                                           e->clients, "--workers", e->workers, "--admins",
                                           e->admins, x0, x1, x2, x3, NULL)
-                         : h_master_start(e->c, 0, "--curve-secret", secret, "--clients",
+                         : h_master_start(e->c, e->port, "--curve-secret", secret, "--clients",
                                           e->clients, "--workers", e->workers, x0, x1, x2, x3,
                                           NULL);
     free(secret);
@@ -680,6 +682,93 @@ START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
     ck_assert_str_eq(h_jstr(row, "worker"), "w1");
     ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
     cJSON_Delete(row);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 1 with issue 14, item 3: after a master restart, results
+   from a worker the master does not know yet are kept until it registers,
+   neither trusted nor thrown away. w2's key sends, before anyone registered, a result under
+   w1's name for the task w1 runs; w1 then registers with its own key and
+   claims it: the forged result never counts (it ends as a duplicate),
+   w1's own result does. */
+START_TIMED_TEST(an_early_result_counts_only_once_its_worker_registers_with_its_key, 120)
+{
+    env_t e;
+    s_env(&e, "early");
+    /* A fixed base port: the restarted master binds the same ports. */
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    char script[1024];
+    snprintf(script, sizeof script,
+             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
+             "n=$((n+1)); done; echo real",
+             runs, go);
+    int64_t job = S_SUBMIT(&e, "alice", "--", "sh", "-c", script);
+    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    int64_t task = h_jint(row, "task", -1);
+    ck_assert_int_gt(task, 0);
+    cJSON_Delete(row);
+    /* w1 stopped while the master restarts, so that the forged result is
+       there first; the master stops cleanly, so that the task's
+       assignment to w1 is on disk (an orphan waiting for w1's claim). */
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_stop(m, 10000);
+    m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
+
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, "w1");
+    rp->results = calloc(1, sizeof *rp->results);
+    proto_result_t *res = proto_result_new();
+    res->task = task;
+    res->attempt = 1;
+    res->status = PROTO_ST_DONE;
+    res->has_exit_code = true;
+    res->stdout_data = strdup("forged\n");
+    res->started = 1.0;
+    res->finished = 2.0;
+    rp->results[rp->nresults++] = res;
+    s_push_report(push, &rp);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=result_kept", 1, 10000),
+                  "the master did not keep the early result (log %s)", h_proc_log(m));
+
+    h_proc_signal(w1, SIGCONT);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 30000)
+                      && h_proc_wait_log(m, "claimed=1", 1, 1000),
+                  "w1 did not come back and claim its task (log %s)", h_proc_log(m));
+    /* Not w1's key: judged only when the grace is over, a duplicate. */
+    ck_assert_msg(h_proc_wait_log(m, "event=kept_result_expired", 1, 30000),
+                  "the forged result was not expired (log %s)", h_proc_log(m));
+    cJSON *st = s_jobs(&e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_msg(j && h_jint(j, "running", -1) == 1 && h_jint(j, "done", -1) == 0,
+                  "the forged result counted");
+    cJSON_Delete(st);
+
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
     free(runs);
     free(go);
     s_env_free(&e);
