@@ -75,6 +75,8 @@ typedef struct sched_task {
     bool suspect;             /* counted in its worker's suspects */
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
+    bool awaiting;            /* RUNNING: its worker said in its hello that it
+                                 ended; its result is due by deadline */
 } sched_task_t;
 
 sched_t *sched_new(void);

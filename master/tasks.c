@@ -191,6 +191,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
     assert(!await || (from == PROTO_ST_QUEUED && t->worker_name));
     if (t->worker)
         worker_detach(t->worker, t);
+    t->awaiting = false;
     if (t->orphan) {
         assert(self->orphans > 0);
         self->orphans--;
@@ -383,8 +384,16 @@ static bool s_listed(const proto_task_ref_t *running, int nrunning, const sched_
     return false;
 }
 
+/* t, on a worker that said in its hello it ended it, stays there while its
+   result comes (see tasks_claim). */
+static void s_await_result(tasks_t *self, sched_task_t *t, int64_t now)
+{
+    t->awaiting = true;
+    t->deadline = now + self->cfg.recovery_grace_ms;
+}
+
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
-                  const proto_task_ref_t *running, int nrunning)
+                  const tasks_held_t *held, int64_t now)
 {
     bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
                 && strcmp(w->key, key) == 0;
@@ -396,11 +405,14 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
         return false;
     }
     /* A live worker registering again lost its pipe: whatever we sent it
-       and it does not report running is lost in that pipe. */
+       and it does not report running (or ended, its result on its way) is
+       lost in that pipe. */
     sched_task_t *t = w->tasks;
     while (t) {
         sched_task_t *next = t->wnext;
-        if (!s_listed(running, nrunning, t))
+        if (s_listed(held->ended, held->nended, t))
+            s_await_result(self, t, now);
+        else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, false, "lost_in_old_pipe");
         t = next;
     }
@@ -472,19 +484,26 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
                                         .worker = w->id});
 }
 
-int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning,
-                int64_t now)
+int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now)
 {
     int claimed = 0;
-    for (int i = 0; i < nrunning; i++) {
-        sched_task_t *t = sched_get(self->sched, running[i].task);
+    for (int i = 0; i < held->nrunning + held->nended; i++) {
+        bool ended = i >= held->nrunning;
+        const proto_task_ref_t *ref = ended ? &held->ended[i - held->nrunning]
+                                            : &held->running[i];
+        sched_task_t *t = sched_get(self->sched, ref->task);
         /* Queued since the restart with the attempt below the claimed one,
            or an orphan of this very attempt sent to this worker. A task
            submitted since, or sent again since, cannot be claimed. */
-        if (t && s_sender(t, w, w->id, running[i].attempt) == S_CLAIMABLE) {
-            s_claim(self, t, w);
-            claimed++;
-        }
+        if (!t || s_sender(t, w, w->id, ref->attempt) != S_CLAIMABLE)
+            continue;
+        s_claim(self, t, w);
+        claimed++;
+        /* It ended there: its result is on its way (behind this hello,
+           or lost with the old master's socket). Kept for it meanwhile,
+           not sent to another worker; taken back if none comes. */
+        if (ended)
+            s_await_result(self, t, now);
     }
     s_judge_parked(self, w, now);
     return claimed;
@@ -1124,7 +1143,7 @@ static void s_stalled(tasks_t *self, int64_t gap)
     pos = 0;
     sched_task_t *t;
     while ((t = sched_next(self->sched, &pos)))
-        if ((t->orphan || t->state == PROTO_ST_ASSIGNED) && t->deadline)
+        if ((t->orphan || t->awaiting || t->state == PROTO_ST_ASSIGNED) && t->deadline)
             t->deadline += gap;
     for (size_t i = 0; i < self->nparked; i++)
         self->parked[i].until += gap;
@@ -1174,6 +1193,12 @@ void tasks_timers(tasks_t *self, int64_t now)
                 free(t->worker_name);   /* told to drop it: not its last holder */
                 t->worker_name = NULL;
                 s_take_back(self, t, false, "lease_expired");
+            } else if (t->awaiting && now > t->deadline) {
+                /* Sent to a master that died with it, most likely. */
+                log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "
+                         "note=\"it ended there, its result did not come: it runs again\"",
+                         t->id, t->attempt, w->id);
+                s_take_back(self, t, false, "result_not_delivered");
             }
             t = next;
         }

@@ -104,24 +104,34 @@ void tasks_timers(tasks_t *self, int64_t now);
    their job); their specs move from p to the scheduler. */
 void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p);
 
+/* What a hello says the worker holds (borrowed from the request). */
+typedef struct {
+    const proto_task_ref_t *running;   /* still running or queued there */
+    int nrunning;
+    const proto_task_ref_t *ended;     /* ended lately, results sent */
+    int nended;
+} tasks_held_t;
+
 /* Before a hello registers it: w is the registry's record of that name
    (NULL: none). When w is the very process saying hello (host, pid,
    key), a dead w did not crash (the crashes charged to its tasks at its
    loss are taken back), and a live w lost its pipe: what it holds and
-   does not list in running is lost in that pipe and taken back. Returns
+   does not list in running is lost in that pipe and taken back, except
+   what it lists as ended, which stays while its result comes. Returns
    true in that last case (a live worker registering again). */
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
-                  const proto_task_ref_t *running, int nrunning);
+                  const tasks_held_t *held, int64_t now);
 
-/* Gives w (just registered) the tasks its hello lists as running that
-   wait for it: from before a master restart (orphans sent to its name),
-   or dispatched before it and never recorded (queued since, one attempt
-   below the claim; see ASSIGN_WRITE_MS in journal.h). Anything else it
-   runs is stale. Then judges the results w sent before this hello, kept
-   for it (those that came with w's key; see tasks_read_reports). Returns
-   how many tasks its hello claimed. */
-int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning,
-                int64_t now);
+/* Gives w (just registered) the tasks its hello lists as running or ended
+   that wait for it: from before a master restart (orphans sent to its
+   name), or dispatched before it and never recorded (queued since, one
+   attempt below the claim; see ASSIGN_WRITE_MS in journal.h). Anything
+   else it runs is stale. A task it ended stays its own while its result
+   comes, for recovery_grace_ms, then runs again
+   (event=result_not_delivered). Then judges the results w sent before
+   this hello, kept for it (those that came with w's key; see
+   tasks_read_reports). Returns how many tasks its hello claimed. */
+int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now);
 
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */

@@ -52,6 +52,7 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
+    free(r->ended);
     free(r);
     *p = NULL;
 }
@@ -129,6 +130,7 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
+        || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0)
         return -1;
     return 0;
@@ -265,6 +267,10 @@ char *proto_req_encode(const proto_req_t *req)
         pb_strv(&b, req->labels, req->nlabels);
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
+        if (req->nended) {
+            pb_key(&b, "ended");
+            pb_refs(&b, req->ended, req->nended);
+        }
         pb_kbool(&b, "no_exec", req->no_exec);
         break;
     case PROTO_REQ_WORKERS:
