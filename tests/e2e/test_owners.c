@@ -261,6 +261,24 @@ static void s_push_report(void *push, proto_report_t **rp)
     proto_report_destroy(rp);
 }
 
+/* Sends a results report under worker's name: task's attempt 1 done, with
+   "forged" as its output. */
+static void s_push_forged_result(void *push, const char *worker, int64_t task)
+{
+    proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, worker);
+    rp->results = calloc(1, sizeof *rp->results);
+    proto_result_t *res = proto_result_new();
+    res->task = task;
+    res->attempt = 1;
+    res->status = PROTO_ST_DONE;
+    res->has_exit_code = true;
+    res->stdout_data = strdup("forged\n");
+    res->started = 1.0;
+    res->finished = 2.0;
+    rp->results[rp->nresults++] = res;
+    s_push_report(push, &rp);
+}
+
 /* One request, one reply (10 s, scaled): the reply object (caller owns). */
 static cJSON *s_request(void *s, const char *json)
 {
@@ -575,6 +593,28 @@ START_TIMED_TEST(a_revoked_worker_key_loses_its_worker_at_once, 90)
 }
 END_TEST
 
+/* Submits as alice a job of one task that writes "run" to runs, runs
+   until the file go exists (60 s at most) and prints "real"; waits until
+   it runs. Returns the job, its task's id in *task. */
+static int64_t s_submit_gated(env_t *e, const char *runs, const char *go, int64_t *task)
+{
+    char script[1024];
+    snprintf(script, sizeof script,
+             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
+             "n=$((n+1)); done; echo real",
+             runs, go);
+    int64_t job = S_SUBMIT(e, "alice", "--", "sh", "-c", script);
+    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    *task = h_jint(row, "task", -1);
+    ck_assert_int_gt(*task, 0);
+    cJSON_Delete(row);
+    return job;
+}
+
 /* Issue 13, item 1: w2's key, registered as w2, reports a result, a start
    and output for the task w1 runs, and results under a name no worker has
    and under w1's name; all refused, none touches the task or w1's count
@@ -586,40 +626,17 @@ START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
     h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
     s_worker(&e, "w1");
     char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
-    char script[1024];
-    /* Runs until the test says go (bounded: 60 s). */
-    snprintf(script, sizeof script,
-             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
-             "n=$((n+1)); done; echo real",
-             runs, go);
-    int64_t job = S_SUBMIT(&e, "alice", "--", "sh", "-c", script);
-    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
     s_worker(&e, "w2");
-    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
-    cJSON *row = h_json_first(r->out);
-    h_run_free(&r);
-    int64_t task = h_jint(row, "task", -1);
-    ck_assert_int_gt(task, 0);
-    cJSON_Delete(row);
+    h_run_t *r;
+    cJSON *row;
 
     void *ctx = zmq_ctx_new();
     void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
     const char *names[] = { "w2", "ghost", "w1" };
-    for (int i = 0; i < 3; i++) {
-        proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, names[i]);
-        rp->results = calloc(1, sizeof *rp->results);
-        proto_result_t *res = proto_result_new();
-        res->task = task;
-        res->attempt = 1;
-        res->status = PROTO_ST_DONE;
-        res->has_exit_code = true;
-        res->stdout_data = strdup("forged\n");
-        res->started = 1.0;
-        res->finished = 2.0;
-        rp->results[rp->nresults++] = res;
-        s_push_report(push, &rp);
-    }
+    for (int i = 0; i < 3; i++)
+        s_push_forged_result(push, names[i], task);
     proto_report_t *rp = proto_report_new(PROTO_REP_STARTED, "w2");
     rp->started = calloc(1, sizeof *rp->started);
     rp->started_at = calloc(1, sizeof *rp->started_at);
@@ -703,20 +720,10 @@ START_TIMED_TEST(an_early_result_counts_only_once_its_worker_registers_with_its_
     h_proc_t *m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
     h_proc_t *w1 = s_worker(&e, "w1");
     char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
-    char script[1024];
-    snprintf(script, sizeof script,
-             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
-             "n=$((n+1)); done; echo real",
-             runs, go);
-    int64_t job = S_SUBMIT(&e, "alice", "--", "sh", "-c", script);
-    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
-    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
-    cJSON *row = h_json_first(r->out);
-    h_run_free(&r);
-    int64_t task = h_jint(row, "task", -1);
-    ck_assert_int_gt(task, 0);
-    cJSON_Delete(row);
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_run_t *r;
+    cJSON *row;
     /* w1 stopped while the master restarts, so that the forged result is
        there first; the master stops cleanly, so that the task's
        assignment to w1 is on disk (an orphan waiting for w1's claim). */
@@ -726,18 +733,7 @@ START_TIMED_TEST(an_early_result_counts_only_once_its_worker_registers_with_its_
 
     void *ctx = zmq_ctx_new();
     void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
-    proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, "w1");
-    rp->results = calloc(1, sizeof *rp->results);
-    proto_result_t *res = proto_result_new();
-    res->task = task;
-    res->attempt = 1;
-    res->status = PROTO_ST_DONE;
-    res->has_exit_code = true;
-    res->stdout_data = strdup("forged\n");
-    res->started = 1.0;
-    res->finished = 2.0;
-    rp->results[rp->nresults++] = res;
-    s_push_report(push, &rp);
+    s_push_forged_result(push, "w1", task);
     zmq_close(push);
     zmq_ctx_term(ctx);
     ck_assert_msg(h_proc_wait_log(m, "event=result_kept", 1, 10000),
