@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include "../common/clock.h"
+#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -55,6 +56,8 @@ struct tasks {
     jobs_t *jobs;
     journal_t *journal;
     size_t orphans;          /* tasks waiting for their worker to come back */
+    imap_t *orphan_keys;     /* orphan's task id -> the key of the worker it was on
+                                (char *, owned), when the store had one */
     size_t rr;               /* round-robin start for dispatch */
     int64_t duplicates;
     int64_t refused;         /* reports from a worker that does not hold the task */
@@ -80,6 +83,7 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->registry = cfg->registry;
     self->jobs = cfg->jobs;
     self->journal = cfg->journal;
+    self->orphan_keys = imap_new();
     return self;
 }
 
@@ -93,6 +97,11 @@ void tasks_destroy(tasks_t **p)
         proto_result_destroy(&self->parked[i].res);
     }
     free(self->parked);
+    size_t pos = 0;
+    char *key;
+    while ((key = imap_next(self->orphan_keys, &pos, NULL)))
+        free(key);
+    imap_destroy(&self->orphan_keys);
     free(self);
     *p = NULL;
 }
@@ -131,6 +140,8 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         t = sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
                              now + self->cfg.recovery_grace_ms);
         self->orphans++;
+        if (row->worker_key && *row->worker_key)
+            imap_put(self->orphan_keys, t->id, xstrdup(row->worker_key));
     }
     /* Its job counted these bytes from the same column (jobs_load). */
     t->spec_len = (uint32_t) row->spec_bytes;
@@ -196,6 +207,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         assert(self->orphans > 0);
         self->orphans--;
         t->orphan = false;
+        free(imap_remove(self->orphan_keys, t->id));
     }
     if (await) {
         t->orphan = true;
@@ -435,8 +447,10 @@ typedef enum {
     S_REFUSED       /* not its task, or an attempt never sent */
 } sender_t;
 
-/* w: the registry's record of name (NULL: none); its key matched. */
-static sender_t s_sender(const sched_task_t *t, const worker_t *w, const char *name, int attempt)
+/* w: the registry's record of name (NULL: none); its key matched. key:
+   the key the report came with (NULL without CURVE, or for a hello: w's). */
+static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worker_t *w,
+                         const char *name, const char *key, int attempt)
 {
     bool registered = w && w->alive;
     if (t->worker) {
@@ -446,9 +460,12 @@ static sender_t s_sender(const sched_task_t *t, const worker_t *w, const char *n
     }
     bool named = t->worker_name && strcmp(t->worker_name, name) == 0;
     if (t->orphan) {
+        /* The store knows the key it was sent to (schema 11): only that key
+           claims it, whoever registered the name first. */
+        const char *held = imap_get(self->orphan_keys, t->id);
         if (attempt < t->attempt)
             return S_STALE;
-        if (attempt > t->attempt || !named)
+        if (attempt > t->attempt || !named || (held && (!key || strcmp(held, key) != 0)))
             return S_REFUSED;
         return registered ? S_CLAIMABLE : S_EARLY;
     }
@@ -481,7 +498,8 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
                                         .task = t->id,
                                         .job = t->job,
                                         .attempt = t->attempt,
-                                        .worker = w->id});
+                                        .worker = w->id,
+                                        .text = w->key[0] ? xstrdup(w->key) : NULL});
 }
 
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now)
@@ -495,7 +513,7 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
         /* Queued since the restart with the attempt below the claimed one,
            or an orphan of this very attempt sent to this worker. A task
            submitted since, or sent again since, cannot be claimed. */
-        if (!t || s_sender(t, w, w->id, ref->attempt) != S_CLAIMABLE)
+        if (!t || s_sender(self, t, w, w->id, w->key, ref->attempt) != S_CLAIMABLE)
             continue;
         s_claim(self, t, w);
         claimed++;
@@ -664,7 +682,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             }
             s_move(self, t, PROTO_ST_ASSIGNED, w);
             t->deadline = now + self->cfg.lease_ms;
-            journal_assigned(self->journal, t->id, t->attempt, now);
+            journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;
@@ -903,7 +921,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
                      res->task, log_quote(q, sizeof q, name), held);
         return;
     }
-    switch (s_sender(t, w, name, res->attempt)) {
+    switch (s_sender(self, t, w, name, key, res->attempt)) {
     case S_CLAIMABLE:
         s_claim(self, t, w);
         break;
@@ -962,7 +980,8 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
 static void s_judge_parked(tasks_t *self, worker_t *w, int64_t now)
 {
     for (size_t i = 0; i < self->nparked;) {
-        if (strcmp(self->parked[i].worker, w->id) != 0 || strcmp(self->parked[i].key, w->key) != 0) {
+        const parked_t *at = &self->parked[i];
+        if (strcmp(at->worker, w->id) != 0 || strcmp(at->key, w->key) != 0) {
             i++;
             continue;
         }
@@ -1049,7 +1068,7 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         for (int i = 0; i < rep->nstarted; i++) {
             const proto_task_ref_t *ref = &rep->started[i];
             sched_task_t *t = sched_get(self->sched, ref->task);
-            sender_t who = t ? s_sender(t, w, rep->worker, ref->attempt) : S_REFUSED;
+            sender_t who = t ? s_sender(self, t, w, rep->worker, key, ref->attempt) : S_REFUSED;
             if (who == S_HOLDER && t->state == PROTO_ST_ASSIGNED) {
                 t->state = PROTO_ST_RUNNING;
                 t->started = rep->started_at[i];
@@ -1060,7 +1079,7 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     case PROTO_REP_OUTPUT: {
         sched_task_t *t = sched_get(self->sched, rep->task);
-        sender_t who = t ? s_sender(t, w, rep->worker, rep->attempt) : S_REFUSED;
+        sender_t who = t ? s_sender(self, t, w, rep->worker, key, rep->attempt) : S_REFUSED;
         if (who == S_HOLDER && rep->data)
             s_append_output(t, rep->stream, rep->data);
         else if (who == S_REFUSED)

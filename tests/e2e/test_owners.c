@@ -705,13 +705,14 @@ START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
 }
 END_TEST
 
-/* Issue 13, item 1 with issue 14, item 3: after a master restart, results
-   from a worker the master does not know yet are kept until it registers,
-   neither trusted nor thrown away. w2's key sends, before anyone registered, a result under
-   w1's name for the task w1 runs; w1 then registers with its own key and
-   claims it: the forged result never counts (it ends as a duplicate),
-   w1's own result does. */
-START_TIMED_TEST(an_early_result_counts_only_once_its_worker_registers_with_its_key, 120)
+/* Issue 13, item 1 with issue 14, item 3: after a master restart, a
+   result from a worker the master does not know yet is judged against the
+   stored assignment and its key (or kept until the worker registers when
+   there is none; test_faults). w2's key sends, before anyone registered,
+   a result under w1's name for the task w1 runs: refused at once, the
+   task still waits for w1; w1 then registers with its own key and claims
+   it, and w1's own result counts. */
+START_TIMED_TEST(an_early_result_under_another_key_than_the_stored_one_never_counts, 120)
 {
     env_t e;
     s_env(&e, "early");
@@ -736,16 +737,13 @@ START_TIMED_TEST(an_early_result_counts_only_once_its_worker_registers_with_its_
     s_push_forged_result(push, "w1", task);
     zmq_close(push);
     zmq_ctx_term(ctx);
-    ck_assert_msg(h_proc_wait_log(m, "event=result_kept", 1, 10000),
-                  "the master did not keep the early result (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 1, 10000),
+                  "the master did not refuse the early result (log %s)", h_proc_log(m));
 
     h_proc_signal(w1, SIGCONT);
     ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 30000)
                       && h_proc_wait_log(m, "claimed=1", 1, 1000),
                   "w1 did not come back and claim its task (log %s)", h_proc_log(m));
-    /* Not w1's key: judged only when the grace is over, a duplicate. */
-    ck_assert_msg(h_proc_wait_log(m, "event=kept_result_expired", 1, 30000),
-                  "the forged result was not expired (log %s)", h_proc_log(m));
     cJSON *st = s_jobs(&e, "alice", false);
     const cJSON *j = s_find_job(st, job);
     ck_assert_msg(j && h_jint(j, "running", -1) == 1 && h_jint(j, "done", -1) == 0,
@@ -760,6 +758,71 @@ START_TIMED_TEST(an_early_result_counts_only_once_its_worker_registers_with_its_
     h_run_free(&r);
     ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
     ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 1 after a restart: the store keeps the key each task was
+   sent to, so taking the name of its worker is not enough. w1 runs a task
+   when the master restarts; before w1 comes back, w2's key says hello as
+   "w1" listing that task: it claims nothing, and its result for it is
+   refused. w1 then registers and claims it, and its own result counts. */
+START_TIMED_TEST(a_worker_taking_anothers_name_after_a_restart_claims_none_of_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "squat");
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    /* The master stops cleanly: the task's assignment (and key) is on disk. */
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_stop(m, 10000);
+    m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
+
+    void *ctx = zmq_ctx_new();
+    void *dealer = s_dealer(&e, ctx, "w2");
+    char hello[256];
+    snprintf(hello, sizeof hello,
+             "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":\"elsewhere\",\"pid\":1,"
+             "\"threads\":1,\"running\":[{\"task\":%lld,\"attempt\":1}]}",
+             (long long) task);
+    cJSON *rep = s_request(dealer, hello);
+    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
+                  "w2's key did not register as w1");
+    cJSON_Delete(rep);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 10000)
+                      && h_proc_count_log(m, "claimed=0") == 1,
+                  "w2's key, named w1, claimed w1's task (log %s)", h_proc_log(m));
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 1, 10000),
+                  "the impostor's result was not refused (log %s)", h_proc_log(m));
+
+    /* The impostor goes silent and is lost; w1 comes back under its name. */
+    ck_assert(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000));
+    h_proc_signal(w1, SIGCONT);
+    ck_assert_msg(h_proc_wait_log(m, "claimed=1", 1, 30000),
+                  "w1 did not claim its task (log %s)", h_proc_log(m));
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
     ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
     cJSON_Delete(row);
     char *text = h_read_file(runs);
