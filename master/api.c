@@ -603,8 +603,11 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
     worker_t *old = registry_find(self->cfg.registry, name);
-    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, req->running,
-                              req->nrunning);
+    const tasks_held_t held = {.running = req->running,
+                               .nrunning = req->nrunning,
+                               .ended = req->ended,
+                               .nended = req->nended};
+    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, &held, now);
     char err[256];
     worker_t *w = registry_hello(self->cfg.registry,
                                  &(registry_hello_t){.name = name,
@@ -626,7 +629,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
+    int claimed = tasks_claim(self->cfg.tasks, w, &held, now);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
              w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,

@@ -82,6 +82,9 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+/* Schema 11: the CURVE key of the worker an assignment went to, so that
+   after a restart only that key claims the task (tasks.c, s_sender). */
+#define TASKS_WORKER_KEY_COLUMN "ALTER TABLE tasks ADD COLUMN worker_key TEXT;"
 
 static const char *const SCHEMA =
     /* Ids are never reused after a job is forgotten, so a late result for
@@ -108,6 +111,7 @@ static const char *const SCHEMA =
     "  state INTEGER NOT NULL,"
     "  attempt INTEGER NOT NULL DEFAULT 0,"
     "  worker TEXT,"
+    "  worker_key TEXT,"
     "  spec TEXT NOT NULL,"
     "  needs TEXT,"
     "  outcome TEXT,"
@@ -218,8 +222,10 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
     /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
-                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END WHERE id = ?1",
-    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, started = 0 WHERE id = ?1",
+                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END, worker_key = ?6 "
+                       "WHERE id = ?1",
+    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
+                       "started = 0 WHERE id = ?1",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -228,7 +234,7 @@ static const char *const SQL[S_COUNT_] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
     [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
-    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks "
+    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES ", worker_key FROM tasks "
                      "WHERE state < 3 ORDER BY id",
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -400,9 +406,11 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
-    /* S_UNFINISHED adds the spec's size. */
-    if (sqlite3_column_count(st) > 13)
+    /* S_UNFINISHED adds the spec's size and the worker's key. */
+    if (sqlite3_column_count(st) > 14) {
         row->spec_bytes = sqlite3_column_int64(st, 13);
+        row->worker_key = (const char *)sqlite3_column_text(st, 14);
+    }
     return 0;
 }
 
@@ -500,6 +508,8 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
         rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
     if (rc == 0 && version < 8)
         rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
+    if (rc == 0 && version < 11)
+        rc = s_exec(db, TASKS_WORKER_KEY_COLUMN, err, errlen, "upgrade schema to 11");
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
     if (rc == 0)
@@ -962,7 +972,7 @@ char *store_task_spec(store_t *self, int64_t task)
 }
 
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started)
+                           const char *worker, double started, const char *worker_key)
 {
     if (state != PROTO_ST_ASSIGNED && state != PROTO_ST_RUNNING) {
         s_seterr(self, "task %lld: set_running with state %d", (long long)task, (int)state);
@@ -976,6 +986,7 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
     sqlite3_bind_int(st, 3, attempt);
     s_bind_text(st, 4, worker);
     sqlite3_bind_double(st, 5, started);
+    s_bind_text(st, 6, worker_key);
     return s_write_step(self, S_TASK_RUNNING, "task running", NULL);
 }
 

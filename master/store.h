@@ -52,7 +52,7 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
    jobs.owner; 8: alloc_queues. Older databases are upgraded in place, a
    step per version (s_upgrade in store.c); a newer one is refused. */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 11
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
@@ -153,9 +153,11 @@ int store_tasks_insert(store_t *self, int64_t job, const store_task_new_t *tasks
 char *store_task_spec(store_t *self, int64_t task);
 
 /* Records a dispatch or a start: state ASSIGNED or RUNNING, with the
-   attempt number and worker id; started (wall) is set when RUNNING. */
+   attempt number, worker id and that worker's CURVE key (NULL without
+   CURVE: a restart then knows the name only); started (wall) is set when
+   RUNNING. */
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started);
+                           const char *worker, double started, const char *worker_key);
 
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
@@ -186,6 +188,7 @@ typedef struct {
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
     int64_t spec_bytes;        /* size of its spec: store_unfinished_each only, else 0 */
+    const char *worker_key;    /* borrowed, NULL when none: store_unfinished_each only */
 } store_task_row_t;
 
 /* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id

@@ -50,6 +50,7 @@
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
+#define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
@@ -312,6 +313,10 @@ typedef struct {
     int nlabels;
     proto_task_ref_t *running;   /* tasks this worker is still running */
     int nrunning;
+    proto_task_ref_t *ended;     /* tasks it ran to the end lately, their results
+                                    sent but maybe not yet arrived (a master
+                                    restart); at most PROTO_MAX_ENDED */
+    int nended;
     bool no_exec;            /* worker refuses exec tasks */
     char *slurm_job;         /* hello: the Slurm job the worker runs in, NULL = none */
     double ends_at;          /* hello: wall seconds the worker leaves at, 0 = no end */

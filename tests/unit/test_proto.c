@@ -817,6 +817,9 @@ START_TEST(every_request_type_round_trips)
     r->running[0] = (proto_task_ref_t){.task = 10, .attempt = 1};
     r->running[1] = (proto_task_ref_t){.task = 11, .attempt = 4};
     r->nrunning = 2;
+    r->ended = calloc(1, sizeof *r->ended);
+    r->ended[0] = (proto_task_ref_t){.task = 9, .attempt = 2};
+    r->nended = 1;
     r->no_exec = true;
     g = s_req_round_trip(r);
     ck_assert_str_eq(g->name, "gpu-box");
@@ -827,6 +830,9 @@ START_TEST(every_request_type_round_trips)
     ck_assert_int_eq(g->nrunning, 2);
     ck_assert_int_eq(g->running[1].task, 11);
     ck_assert_int_eq(g->running[1].attempt, 4);
+    ck_assert_int_eq(g->nended, 1);
+    ck_assert_int_eq(g->ended[0].task, 9);
+    ck_assert_int_eq(g->ended[0].attempt, 2);
     ck_assert(g->no_exec);
     proto_req_destroy(&r);
     proto_req_destroy(&g);
