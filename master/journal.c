@@ -95,6 +95,7 @@ void pending_submit_free(pending_submit_t **p)
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
     free(s->owner);
+    free(s->key);
     free(s->refused);
     free(s->tasks);
     free(s);
@@ -227,6 +228,7 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_JOB_CLOSE: return store_job_close(st, op->job);
     case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
     case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
+    case J_KEYS_PRUNE: return store_submit_keys_prune(st, op->t);
     }
     return -1;
 }
@@ -260,6 +262,14 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
         }
         if (rc == 0 && p->close)
             rc = store_job_close(st, p->job_id);
+        /* In the same transaction as the rows: committed together or not
+           at all, which is what lets a resent copy be answered. */
+        if (rc == 0 && p->key && !p->echo)
+            rc = store_submit_key_add(st, &(store_key_row_t){.owner = p->owner,
+                                                             .key = p->key,
+                                                             .job = p->job_id,
+                                                             .accepted = p->ntasks,
+                                                             .created = p->key_created});
     }
     return rc;
 }

@@ -68,7 +68,8 @@ typedef enum {
     J_CANCEL_QUEUED, /* job, t */
     J_JOB_CLOSE,     /* job */
     J_JOB_FINISHED,  /* job, t */
-    J_JOB_DELETE     /* job */
+    J_JOB_DELETE,    /* job */
+    J_KEYS_PRUNE     /* t: submit keys taken in before it (master/idem.h) */
 } jop_type_t;
 
 /* One durable change. Fields a type does not use (see above) stay 0. */
@@ -106,6 +107,12 @@ typedef struct pending_submit {
     int64_t bytes;           /* the size of its tasks' specs (quotas count it) */
     bool close;
     int wait_ms;             /* > 0: answer once the job has finished (or then) */
+    char *key;               /* its idempotency key (owned), NULL = none: stored with
+                                its rows (master/idem.h), */
+    double key_created;      /*   taken in then (wall seconds) */
+    bool echo;               /* a copy of a keyed submit whose commit was pending: it
+                                writes nothing, and is answered as that one once its
+                                commit is done (it is queued behind it) */
     pending_task_t *tasks;
     int ntasks;
     char *refused;           /* done: NULL when committed, else why not (owned) */

@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -48,6 +49,7 @@ struct master {
     sched_t *sched;
     journal_t *journal;      /* durable changes and grouped commits */
     jobs_t *jobs;
+    idem_t *idem;            /* submit keys remembered */
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
     tasks_t *tasks;
@@ -171,7 +173,9 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
     }
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
-    if (jobs_load(self->jobs, self->store) != 0) {
+    self->idem = idem_new();
+    if (jobs_load(self->jobs, self->store) != 0
+        || idem_load(self->idem, self->store, clock_wall()) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
     }
@@ -240,6 +244,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .idem = self->idem,
         .db_path = self->db_path,
         .report_port = self->report_port,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -422,6 +427,7 @@ void master_destroy(master_t **p)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
     jobs_destroy(&self->jobs);
+    idem_destroy(&self->idem);
     sched_destroy(&self->sched);
     free(self->bind_addr);
     free(self->db_path);

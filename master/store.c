@@ -55,8 +55,9 @@
 #include <string.h>
 
 /* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner (older databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 4
+   4: jobs.owner; 5: submit_keys (older databases are upgraded in place,
+   see s_schema). */
+#define STORE_SCHEMA_VERSION 5
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -77,6 +78,14 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+
+/* Schema 5: the idempotency keys of recent submits (master/idem.h), one
+   row per owner ("" = nobody) and key; pruned by age, a scan (an hour's
+   submits at most: no index on created to pay for on every insert). */
+#define SUBMIT_KEYS_TABLE \
+    "CREATE TABLE IF NOT EXISTS submit_keys(owner TEXT NOT NULL, key TEXT NOT NULL," \
+    " job INTEGER NOT NULL, accepted INTEGER NOT NULL, created REAL NOT NULL," \
+    " PRIMARY KEY(owner, key)) WITHOUT ROWID;"
 
 static const char *const SCHEMA =
     /* Ids are never reused after a job is forgotten, so a late result for
@@ -119,7 +128,8 @@ static const char *const SCHEMA =
     "  outcome TEXT,"
     "  received REAL NOT NULL);"
     "CREATE INDEX duplicates_task ON duplicates(task);"
-    LAST_IDS_TABLE;
+    LAST_IDS_TABLE
+    SUBMIT_KEYS_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
@@ -167,6 +177,9 @@ enum {
     S_TASK_FIND,
     S_TASK_GET,
     S_CHECK,
+    S_KEY_ADD,
+    S_KEYS_PRUNE,
+    S_KEYS,
     S_COUNT_
 };
 
@@ -229,6 +242,13 @@ static const char *const SQL[S_COUNT_] = {
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [S_CHECK] = "PRAGMA integrity_check",
+    /* OR REPLACE: a key pruned from memory may come back before the
+       prune of its row is committed (submits are written first). */
+    [S_KEY_ADD] = "INSERT OR REPLACE INTO submit_keys(owner, key, job, accepted, created) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_KEYS_PRUNE] = "DELETE FROM submit_keys WHERE created < ?1",
+    [S_KEYS] = "SELECT owner, key, job, accepted, created FROM submit_keys "
+               "WHERE created >= ?1 ORDER BY created",
 };
 
 struct store {
@@ -491,7 +511,7 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && version >= 1 && version <= 3) {
+    } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
         /* Cheap steps only, whatever the size of the file: a schema 2 tasks
            table keeps its AUTOINCREMENT (rebuilding it would copy every row);
            adding a column rewrites no row. Jobs from before schema 4 have no
@@ -501,9 +521,14 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
                         "upgrade schema 1 to 2");
         if (rc == 0 && version <= 2)
             rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
+        if (rc == 0 && version <= 3)
+            rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
+        if (rc == 0 && version < 5)
+            rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
-            rc = s_exec(db, JOBS_OWNER_COLUMN "PRAGMA user_version = 4", err, errlen,
-                        "upgrade schema to 4");
+            rc = s_exec(db, sql, err, errlen, "upgrade schema");
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -765,6 +790,54 @@ int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
     if (deleted)
         *deleted = changes > 0 ? 1 : 0;
     return 0;
+}
+
+int store_submit_key_add(store_t *self, const store_key_row_t *row)
+{
+    if (s_write_begin(self, "submit key") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_KEY_ADD];
+    s_bind_text(st, 1, row->owner ? row->owner : "");
+    s_bind_text(st, 2, row->key);
+    sqlite3_bind_int64(st, 3, row->job);
+    sqlite3_bind_int64(st, 4, row->accepted);
+    sqlite3_bind_double(st, 5, row->created);
+    return s_write_step(self, S_KEY_ADD, "submit key", NULL);
+}
+
+int store_submit_keys_prune(store_t *self, double cutoff)
+{
+    if (s_write_begin(self, "prune submit keys") < 0)
+        return -1;
+    sqlite3_bind_double(self->stmt[S_KEYS_PRUNE], 1, cutoff);
+    return s_write_step(self, S_KEYS_PRUNE, "prune submit keys", NULL);
+}
+
+int store_submit_keys_each(store_t *self, double since,
+                           int (*fn)(const store_key_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_KEYS, "submit keys");
+    if (!st)
+        return -1;
+    sqlite3_bind_double(st, 1, since);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *owner = (const char *)sqlite3_column_text(st, 0);
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        store_key_row_t row = {
+            .owner = owner ? owner : "",
+            .key = key ? key : "",
+            .job = sqlite3_column_int64(st, 2),
+            .accepted = sqlite3_column_int64(st, 3),
+            .created = sqlite3_column_double(st, 4),
+        };
+        if (fn(&row, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "submit keys");
+    s_put(self, S_KEYS);
+    return result;
 }
 
 int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg)

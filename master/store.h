@@ -99,6 +99,25 @@ typedef struct {
     const char *owner;    /* borrowed like name; NULL = nobody */
 } store_job_row_t;
 
+/* ---- submit keys (idempotent submits, master/idem.h) ---- */
+typedef struct {
+    const char *owner;       /* "" = nobody; borrowed */
+    const char *key;         /* borrowed */
+    int64_t job;
+    int64_t accepted;        /* tasks the keyed request added */
+    double created;          /* wall seconds */
+} store_key_row_t;
+
+/* Remembers a submit's key (replacing an older row of the same owner and
+   key). */
+int store_submit_key_add(store_t *self, const store_key_row_t *row);
+/* Forgets the keys created before cutoff (wall seconds). */
+int store_submit_keys_prune(store_t *self, double cutoff);
+/* Calls fn for every key created at or after since, oldest first (strings
+   borrowed for the callback's duration). fn returns non-zero to stop. */
+int store_submit_keys_each(store_t *self, double since,
+                           int (*fn)(const store_key_row_t *row, void *arg), void *arg);
+
 /* Calls fn for every job, in id order. fn returns non-zero to stop. */
 int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg);
 

@@ -682,7 +682,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 5);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -1144,7 +1144,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_job, job);
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 5);
     ck_assert_int_eq(
         s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tasks_unfinished'"), 0);
     tmp_remove(&tmp);
@@ -1183,7 +1183,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_gt(501, t1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 5);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1219,7 +1219,7 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
     ck_assert_int_eq(rows.n, 1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 5);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1265,7 +1265,7 @@ START_TEST(test_newer_schema_version_is_refused)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
-                                      "PRAGMA user_version = 5;",
+                                      "PRAGMA user_version = 99;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1273,11 +1273,11 @@ START_TEST(test_newer_schema_version_is_refused)
     char err[512] = "";
     store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
     ck_assert_ptr_null(store);
-    ck_assert_msg(strstr(err, "schema version 5 is newer") != NULL, "err: %s", err);
+    ck_assert_msg(strstr(err, "schema version 99 is newer") != NULL, "err: %s", err);
 
     /* The refused file is left as it was. */
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 5);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 99);
     sqlite3_close(db);
     tmp_remove(&tmp);
 }
