@@ -87,6 +87,19 @@ static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *cod
     proto_reply_destroy(&rep);
 }
 
+/* A query while the store cannot be written (journal_failing). */
+static void s_reply_unwritable(api_t *self, const zmqx_frames_t *env)
+{
+    const char *why = journal_failing(self->cfg.journal);
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_STORAGE,
+        "the master cannot write its database (%s): it answers again once space returns "
+        "(free some; it retries every 0.5 s); what it has in memory is kept",
+        why ? why : "commit failed");
+    s_send_reply(self, env, rep, PROTO_REQ_STATUS);
+    proto_reply_destroy(&rep);
+}
+
 /* Who may act on a job (docs/security.md, "The multi-user model"): its
    owner; an admin; anyone, for a job that has no owner (made without
    CURVE, or before jobs had owners). */
@@ -310,6 +323,19 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
     const idem_entry_t *seen = req->key ? idem_get(self->cfg.idem, peer->owner, req->key) : NULL;
     if (seen) {
         s_submit_again(self, env, peer, req, seen);
+        return;
+    }
+    /* A disk that refused the last commit takes no new work: the batch
+       could only fail (or squeeze in and starve the journal of room). */
+    const char *full = journal_full(self->cfg.journal);
+    if (full) {
+        proto_reply_t *rep = proto_reply_error(
+            PROTO_E_STORAGE,
+            "the master cannot write its database (%s): it takes no new work until space "
+            "returns (free some, it retries every 0.5 s); nothing of this batch was accepted",
+            full);
+        s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+        proto_reply_destroy(&rep);
         return;
     }
     /* Everything the writer needs to store the rows travels with the
@@ -914,13 +940,17 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
     if (!waiters_any_due(self->cfg.waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
-       answer, this one waits for their commit. */
-    api_flush(self);
+       answer, this one waits for their commit. If it cannot be made, a
+       held status is refused as a query would be, and a held submit (its
+       batch was committed) gets its plain answer without the record. */
+    bool written = api_flush(self) == 0;
     waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, written);
+        else if (!written)
+            s_reply_unwritable(self, &w->envelope);
         else
             s_waited_reply(self, &w->envelope, w->job);
         waiter_free(&w);
@@ -1003,9 +1033,16 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         proto_req_destroy(&req);
         return;
     }
-    /* Every answer reflects committed state: flush first (cheap when idle). */
-    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
-        api_flush(self);
+    /* Every answer reflects committed state: flush first (cheap when idle).
+       When that fails (a full disk), the memory is ahead of the store and
+       nothing read from either may be told: `status` (memory) and
+       `results` (store) would disagree. A drain changes only memory. */
+    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO && api_flush(self) != 0
+        && req->type != PROTO_REQ_DRAIN) {
+        s_reply_unwritable(self, &env);
+        proto_req_destroy(&req);
+        return;
+    }
     switch (req->type) {
     case PROTO_REQ_SUBMIT: s_submit(self, &env, &peer, req); break;
     case PROTO_REQ_STATUS: s_jobs(self, &env, &peer, req, PROTO_REQ_STATUS); break;

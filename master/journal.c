@@ -12,6 +12,8 @@
 #include "../common/util.h"
 
 #include <assert.h>
+#include <libgen.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +43,10 @@ struct journal {
     size_t assign_head, nassigns, capassigns;
     bool stopping;           /* every flush writes every assignment */
     int64_t retry_at;        /* after a failed commit, not before this */
-    bool failing;            /* the last commit failed */
+    bool failing;            /* the last commit failed: the store lags the memory */
+    bool full;               /* no new work: a commit failed, and since then the disk
+                                has not had JOURNAL_RESERVE_BYTES free */
+    char why[512];           /*   why the last failed commit failed */
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
 };
@@ -52,6 +57,8 @@ typedef struct {
     jop_t *ops;
     size_t nops, capops;
     pending_submit_t *pending;
+    bool probe;              /* nothing to write but the last commit failed: a probe
+                                row tells whether space has returned */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -279,7 +286,7 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
 static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
 {
     batch_t *b = arg;
-    int rc = s_write_submits(st, b->pending);
+    int rc = b->probe ? store_probe(st) : s_write_submits(st, b->pending);
     /* A claim (hello) journals its assignment at once; one whose task
        finished within the same batch needs only the finish row, which
        carries attempt and worker too. */
@@ -302,6 +309,11 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
     if (rc != 0) {
         snprintf(err, errlen, "%s", store_error(st));
         store_rollback(st);
+        /* On a full disk the WAL holds most of the blocks: moving its
+           committed pages into the database and truncating it is what
+           gives them back (without it a small disk refills as soon as
+           the next commits grow the WAL again). */
+        store_checkpoint(st);
     }
     return rc;
 }
@@ -311,13 +323,16 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
 /* True when a flush has something to write at now. */
 static bool s_flush_due(const journal_t *self, int64_t now, bool force)
 {
+    /* While failing, one try every 500 ms, forced or not (a flush per
+       query would only hammer a full disk), with a probe row when there
+       is nothing else to write. */
+    if (self->failing)
+        return now >= self->retry_at;
     bool work = self->nops || self->pending || self->assign_head < self->nassigns;
     if (!work)
         return false;
     if (force)
         return true;
-    if (self->failing)
-        return now >= self->retry_at;
     return self->pending || (self->nops && now >= self->since + self->flush_ms)
            || s_assigns_due(self, now) > self->assign_head;
 }
@@ -327,6 +342,10 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
     int64_t t = max;
     /* While a batch is out, the writer's fd wakes the loop when it is back. */
     if (writer_busy(self->writer))
+        return t;
+    if (self->failing || self->full)
+        t = self->retry_at - now < t ? self->retry_at - now : t;
+    if (self->failing)
         return t;
     if (self->pending)
         t = 0;
@@ -350,9 +369,10 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
 static batch_t *s_take_batch(journal_t *self, int64_t now)
 {
     s_journal_assigns(self, s_assigns_due(self, now));
-    if (!self->nops && !self->pending)
+    if (!self->nops && !self->pending && !self->failing)
         return NULL;
     batch_t *b = xcalloc(1, sizeof *b);
+    b->probe = !self->nops && !self->pending;
     b->ops = self->ops;
     b->nops = self->nops;
     b->capops = self->capops;
@@ -365,6 +385,33 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     self->pending = NULL;
     self->pending_tail = &self->pending;
     return b;
+}
+
+/* Bytes free on the database's file system for us (UINT64_MAX when it
+   cannot be asked: ":memory:", a URI name). */
+static uint64_t s_free_bytes(const journal_t *self)
+{
+    char *copy = xstrdup(self->db_path);
+    struct statvfs fs;
+    int rc = statvfs(dirname(copy), &fs);
+    free(copy);
+    return rc == 0 ? (uint64_t) fs.f_bavail * fs.f_frsize : UINT64_MAX;
+}
+
+/* While full: takes new work again once the disk has room, else looks
+   again in 500 ms (journal_commit). */
+static void s_check_space(journal_t *self)
+{
+    if (!self->full)
+        return;
+    uint64_t free_bytes = s_free_bytes(self);
+    if (free_bytes < JOURNAL_RESERVE_BYTES) {
+        self->retry_at = clock_mono_ms() + 500;
+        return;
+    }
+    self->full = false;
+    log_info("event=storage_recovered db=%s free_kb=%llu note=\"submits are taken again\"",
+             self->db_path, (unsigned long long) (free_bytes / 1024));
 }
 
 /* Moves a batch's submits to the done list: refused with why, or (why
@@ -396,16 +443,18 @@ static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
             self->capspare = b->capops;
         } else
             free(b->ops);
-        if (self->failing)
-            log_info("event=storage_recovered db=%s", self->db_path);
         self->failing = false;
+        s_check_space(self);
         self->retry_at = 0;
         s_submits_done(self, b->pending, NULL);
     } else {
         if (!self->failing)
-            log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu", self->db_path, why,
-                      b->nops + self->nops);
+            log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu note=\"no new "
+                      "submits and no answers until a commit succeeds (retried every 500 ms)\"",
+                      self->db_path, why, b->nops + self->nops);
         self->failing = true;
+        self->full = true;
+        snprintf(self->why, sizeof self->why, "%s", why);
         self->retry_at = clock_mono_ms() + 500;
         /* Nothing decided is lost: the ops are replayed at the next flush,
            before the ones journalled since. */
@@ -461,7 +510,7 @@ static int s_flush_start(journal_t *self, int64_t now, bool wait)
     assert(!writer_busy(self->writer));
     batch_t *b = s_take_batch(self, now);
     if (!b)
-        return self->failing && self->nops ? -1 : 0;
+        return 0;
     if (s_batch_size(b) <= INLINE_WRITE_MAX) {
         char why[512] = "";
         int rc = s_write_batch(self->store, b, why, sizeof why);
@@ -473,6 +522,8 @@ static int s_flush_start(journal_t *self, int64_t now, bool wait)
 
 void journal_commit(journal_t *self, int64_t now)
 {
+    if (self->full && !self->failing && now >= self->retry_at)
+        s_check_space(self);
     if (!writer_busy(self->writer) && s_flush_due(self, now, false))
         s_flush_start(self, now, false);
 }
@@ -482,9 +533,19 @@ int journal_flush(journal_t *self)
     if (writer_busy(self->writer))
         s_complete(self, true);
     int64_t now = clock_mono_ms();
-    if (!s_flush_due(self, now, true))
-        return self->failing && self->nops ? -1 : 0;
-    return s_flush_start(self, now, true);
+    if (s_flush_due(self, now, true))
+        s_flush_start(self, now, true);
+    return self->failing ? -1 : 0;
+}
+
+const char *journal_failing(const journal_t *self)
+{
+    return self->failing ? self->why : NULL;
+}
+
+const char *journal_full(const journal_t *self)
+{
+    return self->full ? self->why : NULL;
 }
 
 pending_submit_t *journal_take_done(journal_t *self)

@@ -180,6 +180,7 @@ enum {
     S_KEY_ADD,
     S_KEYS_PRUNE,
     S_KEYS,
+    S_PROBE,
     S_COUNT_
 };
 
@@ -249,6 +250,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_KEYS_PRUNE] = "DELETE FROM submit_keys WHERE created < ?1",
     [S_KEYS] = "SELECT owner, key, job, accepted, created FROM submit_keys "
                "WHERE created >= ?1 ORDER BY created",
+    /* One small row rewritten: whether a commit fits on the disk again. */
+    [S_PROBE] = "INSERT OR REPLACE INTO last_ids(name, last) VALUES ('probe', 0)",
 };
 
 struct store {
@@ -790,6 +793,21 @@ int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
     if (deleted)
         *deleted = changes > 0 ? 1 : 0;
     return 0;
+}
+
+int store_probe(store_t *self)
+{
+    if (s_write_begin(self, "probe") < 0)
+        return -1;
+    return s_write_step(self, S_PROBE, "probe", NULL);
+}
+
+int store_checkpoint(store_t *self)
+{
+    if (self->in_tx)
+        return 0;
+    int rc = sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : s_dberr(self, "checkpoint");
 }
 
 int store_submit_key_add(store_t *self, const store_key_row_t *row)

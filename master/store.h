@@ -69,6 +69,13 @@ const char *store_error(const store_t *self);
 int store_commit(store_t *self);
 /* Rolls back the open transaction, if any. */
 void store_rollback(store_t *self);
+/* Writes one small row (in the open group): a commit of it tells whether
+   the disk has room again after a failed commit. */
+int store_probe(store_t *self);
+/* Moves the WAL's pages into the database and truncates the WAL file to
+   nothing, giving its blocks back (a full disk); nothing while a group is
+   open. 0, or -1 (a checkpoint that could not finish is harmless). */
+int store_checkpoint(store_t *self);
 /* True while a transaction with uncommitted writes is open. */
 bool store_dirty(const store_t *self);
 /* The highest job and task ids ever handed out (kept after deletes), 0
