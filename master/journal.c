@@ -297,15 +297,24 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
     for (size_t k = 0; finished && k < b->nops; k++)
         if (b->ops[k].type == J_FINISH)
             imap_put(finished, b->ops[k].task, &b->ops[k]);
+    bool deleted = false;
     for (size_t i = 0; rc == 0 && i < b->nops; i++) {
         const jop_t *op = &b->ops[i];
         if (op->type == J_ASSIGN && finished && imap_get(finished, op->task))
             continue;
+        deleted = deleted || op->type == J_JOB_DELETE;
         rc = s_apply(st, op);
     }
     imap_destroy(&finished);
+    /* A forgotten job's pages go back to the disk: freed here, the file
+       cut at the checkpoint (which also truncates the WAL its delete
+       grew). */
+    if (rc == 0 && deleted)
+        rc = store_vacuum(st);
     if (rc == 0)
         rc = store_commit(st);
+    if (rc == 0 && deleted)
+        store_checkpoint(st);
     if (rc != 0) {
         snprintf(err, errlen, "%s", store_error(st));
         store_rollback(st);
@@ -495,6 +504,11 @@ void journal_collect(journal_t *self)
 static size_t s_batch_size(const batch_t *b)
 {
     size_t n = b->nops;
+    /* A job's delete (and the vacuum after it) writes as many rows as the
+       job has: never on the loop. */
+    for (size_t i = 0; i < b->nops; i++)
+        if (b->ops[i].type == J_JOB_DELETE)
+            n += INLINE_WRITE_MAX;
     for (const pending_submit_t *p = b->pending; p; p = p->next)
         n += (size_t) p->ntasks + 1;
     return n;

@@ -171,6 +171,12 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    if (!store_shrinks(self->store))
+        log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
+                 "pages back: the file never shrinks; to change that once, stop the master and "
+                 "run: sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' "
+                 "(docs/deploy.md)\"",
+                 self->db_path, self->db_path);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
     self->idem = idem_new();

@@ -573,6 +573,16 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
        which on a VM is most of a small commit's system calls). */
     if (s_exec(db, "PRAGMA locking_mode = EXCLUSIVE", err, errlen, path) < 0)
         return -1;
+    /* Only a new file takes it (before WAL mode writes its first page),
+       an older one ignores it: pages freed by a forget are given back to
+       the file system (store_vacuum) instead of kept. */
+    if (s_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen, path) < 0) {
+        if (sqlite3_errcode(db) == SQLITE_BUSY)
+            snprintf(err, errlen,
+                     "%s is locked: another ztask-master is using it (one master per database)",
+                     path);
+        return -1;
+    }
     /* The first statement that reads the file: a file that is not a
        database fails here ("file is not a database"), one another master
        holds with "database is locked". */
@@ -800,6 +810,26 @@ int store_probe(store_t *self)
     if (s_write_begin(self, "probe") < 0)
         return -1;
     return s_write_step(self, S_PROBE, "probe", NULL);
+}
+
+int store_vacuum(store_t *self)
+{
+    if (s_write_begin(self, "vacuum") < 0)
+        return -1;
+    char *msg = NULL;
+    if (sqlite3_exec(self->db, "PRAGMA incremental_vacuum", NULL, NULL, &msg) != SQLITE_OK) {
+        s_seterr(self, "vacuum: %s", msg ? msg : sqlite3_errmsg(self->db));
+        sqlite3_free(msg);
+        return s_poison(self);
+    }
+    return 0;
+}
+
+bool store_shrinks(store_t *self)
+{
+    int64_t mode = 0;
+    char err[256];
+    return s_query_int(self->db, "PRAGMA auto_vacuum", &mode, err, sizeof err) == 0 && mode == 2;
 }
 
 int store_checkpoint(store_t *self)

@@ -72,6 +72,14 @@ void store_rollback(store_t *self);
 /* Writes one small row (in the open group): a commit of it tells whether
    the disk has room again after a failed commit. */
 int store_probe(store_t *self);
+/* Gives the database's free pages (a deleted job's) back to the file
+   system, in the open group: the file shrinks at the next checkpoint.
+   Nothing in a database made before schema 5 (store_shrinks). */
+int store_vacuum(store_t *self);
+/* True when the database gives freed pages back (auto_vacuum incremental:
+   every database this version creates); an older one keeps them until a
+   VACUUM with the master stopped (docs/deploy.md). */
+bool store_shrinks(store_t *self);
 /* Moves the WAL's pages into the database and truncates the WAL file to
    nothing, giving its blocks back (a full disk); nothing while a group is
    open. 0, or -1 (a checkpoint that could not finish is harmless). */

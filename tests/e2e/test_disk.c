@@ -142,6 +142,47 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
 }
 END_TEST
 
+/* Bytes of the database and its WAL. */
+static long long s_db_bytes(h_cluster_t *c)
+{
+    long long total = 0;
+    const char *names[] = {"master.db", "master.db-wal"};
+    for (int i = 0; i < 2; i++) {
+        char *path = h_path(c, names[i]);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            total += (long long) st.st_size;
+        free(path);
+    }
+    return total;
+}
+
+START_TIMED_TEST(the_database_shrinks_after_a_big_job_is_forgotten, 180)
+{
+    h_cluster_t *c = h_cluster_new("shrink");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    /* 20,000 tasks of about 1 KB of spec each: ~20 MB of rows. */
+    char arg[1100] = "\"";
+    memset(arg + 1, 'x', 1000);
+    strcpy(arg + 1001, "\"");
+    int64_t job = h_submit(c, NULL, "--fn", "echo", "--args", arg, "--array", "0-19999", NULL);
+    ck_assert_int_eq(h_wait(c, job, 120000), 0);
+    long long before = s_db_bytes(c);
+    ck_assert_msg(before > 20 * 1000 * 1000, "only %lld bytes for 20,000 tasks", before);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_run_t *r = h_cli(c, "forget", id, NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    h_run_free(&r);
+    /* The delete is committed with the next flush; the file is cut then. */
+    bool shrunk = H_POLL(s_db_bytes(c) < before / 10, 30000);
+    ck_assert_msg(shrunk, "the database kept %lld of %lld bytes after the forget",
+                  s_db_bytes(c), before);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_disk", h_slowdown()));
