@@ -47,6 +47,9 @@ struct journal {
     bool full;               /* no new work: a commit failed, and since then the disk
                                 has not had JOURNAL_RESERVE_BYTES free */
     char why[512];           /*   why the last failed commit failed */
+    /* How long the loop waited for the writer in journal_store (a read
+       of the store while a batch is out): logged at the end. */
+    int64_t store_waits, store_wait_us, store_wait_max_us;
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
 };
@@ -124,6 +127,10 @@ void journal_destroy(journal_t **p)
         return;
     journal_t *self = *p;
     writer_destroy(&self->writer);
+    if (self->store_waits)
+        log_info("event=loop_store_waits waits=%lld total_ms=%.1f max_ms=%.1f",
+                 (long long) self->store_waits, self->store_wait_us / 1000.0,
+                 self->store_wait_max_us / 1000.0);
     s_submits_free(self->pending);
     s_submits_free(self->done);
     s_ops_clear(self->ops, self->nops);
@@ -574,9 +581,21 @@ pending_submit_t *journal_take_done(journal_t *self)
     return p;
 }
 
+bool journal_idle(const journal_t *self)
+{
+    return !writer_busy(self->writer);
+}
+
 store_t *journal_store(journal_t *self)
 {
-    if (writer_busy(self->writer))
+    if (writer_busy(self->writer)) {
+        int64_t t0 = clock_mono_us();
         writer_idle(self->writer);
+        int64_t us = clock_mono_us() - t0;
+        self->store_waits++;
+        self->store_wait_us += us;
+        if (us > self->store_wait_max_us)
+            self->store_wait_max_us = us;
+    }
     return self->store;
 }

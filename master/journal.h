@@ -196,6 +196,9 @@ const char *journal_full(const journal_t *self);
    pending_submit_t.refused), the caller's now; NULL when none. */
 pending_submit_t *journal_take_done(journal_t *self);
 
+/* True when no batch is out: journal_store would not wait. */
+bool journal_idle(const journal_t *self);
+
 /* The store, for reading on the loop: waits while the writer has it.
    Borrowed. */
 store_t *journal_store(journal_t *self);

@@ -332,6 +332,10 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
+    /* Specs only in the store are read while it is free, not when a
+       dispatch needs them and the writer has it. */
+    if (journal_idle(self->journal))
+        tasks_read_ahead(self->tasks);
     /* Reports first: results free worker credit. Both reads are bounded
        so neither socket can starve the other or the timers. A socket
        the poll did not flag is not tried: a receive that finds nothing

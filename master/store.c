@@ -181,6 +181,7 @@ enum {
     S_KEYS_PRUNE,
     S_KEYS,
     S_PROBE,
+    S_SPECS_FROM,
     S_COUNT_
 };
 
@@ -252,6 +253,8 @@ static const char *const SQL[S_COUNT_] = {
                "WHERE created >= ?1 ORDER BY created",
     /* One small row rewritten: whether a commit fits on the disk again. */
     [S_PROBE] = "INSERT OR REPLACE INTO last_ids(name, last) VALUES ('probe', 0)",
+    /* A rowid range: the read-ahead of specs at dispatch. */
+    [S_SPECS_FROM] = "SELECT id, spec FROM tasks WHERE id >= ?1 ORDER BY id LIMIT ?2",
 };
 
 struct store {
@@ -1023,6 +1026,26 @@ char *store_task_spec(store_t *self, int64_t task)
         s_dberr(self, "task spec");
     s_put(self, S_TASK_SPEC);
     return spec;
+}
+
+int store_specs_each(store_t *self, int64_t first, int limit,
+                     int (*fn)(int64_t task, const char *spec, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_SPECS_FROM, "specs");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int(st, 2, limit);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *spec = (const char *)sqlite3_column_text(st, 1);
+        if (spec && fn(sqlite3_column_int64(st, 0), spec, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "specs");
+    s_put(self, S_SPECS_FROM);
+    return result;
 }
 
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,

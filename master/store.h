@@ -174,6 +174,12 @@ int store_tasks_insert(store_t *self, int64_t job, const store_task_new_t *tasks
 /* The spec text of a task (caller frees), or NULL when there is none. */
 char *store_task_spec(store_t *self, int64_t task);
 
+/* Calls fn with the id and spec text (borrowed for the call) of up to
+   limit tasks with id >= first, in id order: one read for the specs of
+   many tasks about to be dispatched. fn returns non-zero to stop. */
+int store_specs_each(store_t *self, int64_t first, int limit,
+                     int (*fn)(int64_t task, const char *spec, void *arg), void *arg);
+
 /* Records a dispatch or a start: state ASSIGNED or RUNNING, with the
    attempt number and worker id; started (wall) is set when RUNNING. */
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
