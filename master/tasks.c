@@ -651,12 +651,18 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
    of tiny tasks, but a prefetched task waits in that worker's queue: behind
    long tasks it would be parked while another worker idles. So in auto mode
    a worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
-   queued: one extra per thread for tasks of 4-20 ms, none above, and up to
+   queued (rounded, at least one per thread): one extra per thread for
+   tasks of 6-20 ms, none above, 2-3 for tasks of a few ms, and up to
    PREFETCH_PER_THREAD per thread (PREFETCH_MAX in all) for tiny ones,
    whose refills (at half, in one message) then carry ~100 tasks. Measured
    on fn noop, 2 workers x 4 threads: 64 queued per worker gave 92,000
-   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides). */
-#define PREFETCH_QUEUE_MS 4.0
+   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides).
+   8 ms, not 4: with 4, `exec true` (2-3 ms a command) got one task queued
+   per thread, and a thread waited 10-20% of the time for its refill (a
+   result's report, a master wakeup and a pipe message after its queued
+   task was already done): 0.87x the posix_spawn loop against 0.95x with
+   --prefetch 64 (docs/performance.md, "The exec path"). */
+#define PREFETCH_QUEUE_MS 8.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
@@ -672,7 +678,7 @@ static int s_prefetch(const tasks_t *self, const worker_t *w)
         per = 1;
     if (per > PREFETCH_PER_THREAD)
         per = PREFETCH_PER_THREAD;
-    double extra = per * w->threads;
+    double extra = per * w->threads + 0.5;
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
