@@ -58,16 +58,28 @@ static int64_t s_the_one_job(h_cluster_t *c, int64_t total)
     return id;
 }
 
+/* `ztask submit --json --fn FN --array RANGE` (request timeout
+   timeout_s) against a master that dies before answering its nth
+   committed submit and is restarted meanwhile: the CLI's output (caller
+   frees), once it has said it sent the batch again. *m2: the new master. */
+static char *s_submit_losing_reply(h_cluster_t *c, const char *nth, const char *timeout_s,
+                                   const char *fn, const char *range, h_proc_t **m2)
+{
+    int port = h_free_base_port();
+    h_proc_t *m = s_master_dying_at_ack(c, port, nth);
+    h_proc_t *cli = h_cli_start(c, "--request-timeout", timeout_s, "submit", "--json", "--fn", fn,
+                                "--array", range, NULL);
+    *m2 = s_restart_after_kill(c, m, port);
+    char *out = s_cli_output(cli);
+    ck_assert_msg(strstr(out, "sending it again"), "the CLI did not say it resent: %s", out);
+    return out;
+}
+
 START_TIMED_TEST(a_submit_whose_reply_was_lost_is_sent_again_and_makes_one_job, 120)
 {
     h_cluster_t *c = h_cluster_new("lostreply");
-    int port = h_free_base_port();
-    h_proc_t *m = s_master_dying_at_ack(c, port, "1");
-    h_proc_t *cli = h_cli_start(c, "--request-timeout", "2", "submit", "--json", "--fn", "square",
-                                "--array", "0-99", NULL);
-    h_proc_t *m2 = s_restart_after_kill(c, m, port);
-    char *out = s_cli_output(cli);
-    ck_assert_msg(strstr(out, "sending it again"), "the CLI did not say it resent: %s", out);
+    h_proc_t *m2;
+    char *out = s_submit_losing_reply(c, "1", "2", "square", "0-99", &m2);
     ck_assert_msg(strstr(out, "{\"job\":1,\"tasks\":100}"), "unexpected answer: %s", out);
     ck_assert_msg(h_proc_count_log(m2, "event=submit_repeated") >= 1,
                   "the restarted master saw no copy (log %s)", h_proc_log(m2));
@@ -89,13 +101,8 @@ END_TEST
 START_TIMED_TEST(a_lost_reply_to_one_batch_of_a_big_submit_adds_that_batch_once, 120)
 {
     h_cluster_t *c = h_cluster_new("lostbatch");
-    int port = h_free_base_port();
-    h_proc_t *m = s_master_dying_at_ack(c, port, "2");
-    h_proc_t *cli = h_cli_start(c, "--request-timeout", "3", "submit", "--json", "--fn", "noop",
-                                "--array", "0-11999", NULL);
-    h_proc_t *m2 = s_restart_after_kill(c, m, port);
-    char *out = s_cli_output(cli);
-    ck_assert_msg(strstr(out, "sending it again"), "the CLI did not say it resent: %s", out);
+    h_proc_t *m2;
+    char *out = s_submit_losing_reply(c, "2", "3", "noop", "0-11999", &m2);
     ck_assert_msg(strstr(out, "{\"job\":1,\"tasks\":12000}"), "unexpected answer: %s", out);
     ck_assert_int_eq(h_proc_count_log(m2, "event=submit_repeated"), 1);
     ck_assert_int_eq(s_the_one_job(c, 12000), 1);
