@@ -26,6 +26,7 @@
 #ifndef ZTASK_API_H
 #define ZTASK_API_H
 
+#include "alloc.h"
 #include "auth.h"
 #include "idem.h"
 #include "jobs.h"
@@ -52,6 +53,7 @@ typedef struct {
     waiters_t *waiters;
     tasks_t *tasks;
     idem_t *idem;            /* the submit keys remembered */
+    alloc_t *alloc;          /* worker allocation queues */
     const char *db_path;     /* for `ztask stats` */
     int report_port;         /* for a worker's hello: where it reports */
     int heartbeat_ms;

@@ -49,15 +49,14 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner; 5: submit_keys (older databases are upgraded in place,
-   see s_schema). */
-#define STORE_SCHEMA_VERSION 5
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -75,6 +74,11 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 /* Schema 4: who submitted each job (the client's key; NULL: nobody, as
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+
+/* Schema 8: worker allocation queues (master/alloc.h), one JSON text
+   each (proto_alloc_encode): they change a few times a minute at most. */
+#define ALLOC_QUEUES_TABLE \
+    "CREATE TABLE IF NOT EXISTS alloc_queues(id INTEGER PRIMARY KEY, def TEXT NOT NULL);"
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
@@ -129,7 +133,8 @@ static const char *const SCHEMA =
     "  received REAL NOT NULL);"
     "CREATE INDEX duplicates_task ON duplicates(task);"
     LAST_IDS_TABLE
-    SUBMIT_KEYS_TABLE;
+    SUBMIT_KEYS_TABLE
+    ALLOC_QUEUES_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
@@ -182,6 +187,9 @@ enum {
     S_KEYS,
     S_PROBE,
     S_SPECS_FROM,
+    S_ALLOC_SAVE,
+    S_ALLOC_DEL,
+    S_ALLOCS,
     S_COUNT_
 };
 
@@ -255,6 +263,10 @@ static const char *const SQL[S_COUNT_] = {
     [S_PROBE] = "INSERT OR REPLACE INTO last_ids(name, last) VALUES ('probe', 0)",
     /* A rowid range: the read-ahead of specs at dispatch. */
     [S_SPECS_FROM] = "SELECT id, spec FROM tasks WHERE id >= ?1 ORDER BY id LIMIT ?2",
+    [S_ALLOC_SAVE] = "INSERT INTO alloc_queues(id, def) VALUES (?1, ?2) "
+                     "ON CONFLICT(id) DO UPDATE SET def = excluded.def",
+    [S_ALLOC_DEL] = "DELETE FROM alloc_queues WHERE id = ?1",
+    [S_ALLOCS] = "SELECT id, def FROM alloc_queues ORDER BY id",
 };
 
 struct store {
@@ -495,6 +507,33 @@ static int s_query_int(sqlite3 *db, const char *sql, int64_t *out, char *err, si
     return 0;
 }
 
+/* Brings a database of an older schema to ours, one step per version it
+   lacks, inside the caller's transaction. Cheap steps only, whatever the
+   size of the file: a schema 2 tasks table keeps its AUTOINCREMENT
+   (rebuilding it would copy every row); adding a column or a table
+   rewrites no row. Jobs from before schema 4 have no owner: every client
+   may act on them, as before (docs/security.md). */
+static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (version < 2)
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
+                    "upgrade schema 1 to 2");
+    if (rc == 0 && version < 3)
+        rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
+    if (rc == 0 && version < 4)
+        rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
+    if (rc == 0 && version < 5)
+        rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
+    if (rc == 0 && version < 8)
+        rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+    if (rc == 0)
+        rc = s_exec(db, sql, err, errlen, "upgrade schema");
+    return rc;
+}
+
 /* Creates the schema in an empty database, accepts ours, refuses the rest.
    The check runs inside a write transaction so two processes opening a new
    file at once cannot both create it. */
@@ -518,23 +557,7 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
     } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
-        /* Cheap steps only, whatever the size of the file: a schema 2 tasks
-           table keeps its AUTOINCREMENT (rebuilding it would copy every row);
-           adding a column rewrites no row. Jobs from before schema 4 have no
-           owner: every client may act on them, as before (docs/security.md). */
-        if (version == 1)
-            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
-                        "upgrade schema 1 to 2");
-        if (rc == 0 && version <= 2)
-            rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
-        if (rc == 0 && version <= 3)
-            rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
-        if (rc == 0 && version < 5)
-            rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
-        char sql[64];
-        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
-        if (rc == 0)
-            rc = s_exec(db, sql, err, errlen, "upgrade schema");
+        rc = s_upgrade(db, version, err, errlen);
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -617,6 +640,34 @@ void store_process_init(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A plain file path (not ":memory:", "" or a "file:" URI). */
+static bool s_plain_path(const char *path)
+{
+    return *path && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+}
+
+/* Creates a missing database file empty with mode 0600 (SQLite takes an
+   empty file as a new database): SQLite itself would create it 0644 less
+   the umask, and it gives the -wal and -shm files the database's mode, so
+   this one mode keeps every task's spec (env, stdin: tokens) and output
+   from other local users, whatever the umask. When it cannot (a missing
+   directory, no right to write there), SQLite's open fails the same way
+   right after and says so in its words. */
+static void s_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
+int store_file_mode(const char *path)
+{
+    struct stat st;
+    if (!path || !s_plain_path(path) || stat(path, &st) != 0)
+        return -1;
+    return (int) (st.st_mode & 07777);
+}
+
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
 {
     char scratch[8];
@@ -629,6 +680,8 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         snprintf(err, errlen, "no database path");
         return NULL;
     }
+    if (s_plain_path(path))
+        s_create_private(path);
     store_t *self = xcalloc(1, sizeof *self);
     /* URI names ("file:...?mode=...") are allowed so tests and operators
        can pass SQLite options; a plain path behaves as usual. */
@@ -1210,5 +1263,42 @@ int store_check(store_t *self)
         s_dberr(self, "integrity check");
     }
     s_put(self, S_CHECK);
+    return result;
+}
+
+/* ---- allocation queues ---- */
+
+int store_alloc_save(store_t *self, int64_t id, const char *def)
+{
+    if (s_write_begin(self, "save allocation queue") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_ALLOC_SAVE];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, def, -1, SQLITE_STATIC);
+    return s_write_step(self, S_ALLOC_SAVE, "save allocation queue", NULL);
+}
+
+int store_alloc_delete(store_t *self, int64_t id)
+{
+    if (s_write_begin(self, "delete allocation queue") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_ALLOC_DEL], 1, id);
+    return s_write_step(self, S_ALLOC_DEL, "delete allocation queue", NULL);
+}
+
+int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_ALLOCS, "allocation queues");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *def = (const char *)sqlite3_column_text(st, 1);
+        if (fn(sqlite3_column_int64(st, 0), def ? def : "", arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "allocation queues");
+    s_put(self, S_ALLOCS);
     return result;
 }
