@@ -73,6 +73,14 @@ struct tasks {
     int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
     int64_t stuck_logged;    /* when that was last logged */
     int64_t last_stuck_check;
+    /* Specs read ahead from the store (s_take_spec, tasks_read_ahead):
+       the next id to read from (0 = nothing to read ahead) and how many
+       read ahead are not dispatched yet. */
+    int64_t ahead_from;
+    int ahead_left;
+    int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
+                                store while the writer had it: read from here
+                                when it is free; dispatch waits till then */
 };
 
 tasks_t *tasks_new(const tasks_config_t *cfg)
@@ -678,6 +686,66 @@ static void s_check_stuck(tasks_t *self, int64_t now)
              list, (long long) ((now - self->stuck_since) / 1000));
 }
 
+/* Specs read ahead at a miss (a task loaded at a restart or requeued has
+   its spec only in the store): the tasks that follow it in id order are
+   most often the next to go (FIFO within a priority), so one read, and at
+   most one wait for the writer thread to be done with the store, serves
+   this many dispatches instead of one. Measured (50,000 queued tasks
+   loaded at a restart, two workers of 4 threads, noop): one read per task
+   made the loop wait for the writer 20,020 times, 96 ms of a 0.58 s run,
+   up to 13 ms at once. */
+#define SPEC_READ_AHEAD 1024
+
+typedef struct {
+    tasks_t *self;
+    sched_task_t *popped;    /* the task being dispatched (popped: not QUEUED), or NULL */
+} ahead_t;
+
+static int s_keep_spec(int64_t id, const char *spec, void *arg)
+{
+    ahead_t *a = arg;
+    tasks_t *self = a->self;
+    sched_task_t *t = sched_get(self->sched, id);
+    if (t && !t->spec && (t == a->popped || (t->state == PROTO_ST_QUEUED && !t->orphan))) {
+        t->spec = xstrdup(spec);
+        self->ahead_left++;
+    }
+    self->ahead_from = id + 1;
+    return 0;
+}
+
+/* Reads the specs of up to SPEC_READ_AHEAD queued tasks (and popped's)
+   from id first on. */
+static void s_read_ahead(tasks_t *self, int64_t first, sched_task_t *popped)
+{
+    self->ahead_from = 0;
+    ahead_t a = {.self = self, .popped = popped};
+    store_specs_each(journal_store(self->journal), first, SPEC_READ_AHEAD, s_keep_spec, &a);
+}
+
+/* The spec to send for t (the caller's), from memory or read ahead from
+   the store; NULL when the store has none. */
+static char *s_take_spec(tasks_t *self, sched_task_t *t)
+{
+    if (!t->spec)
+        s_read_ahead(self, t->id, t);
+    else if (t->id < self->ahead_from && self->ahead_left > 0)
+        self->ahead_left--;
+    char *spec = t->spec;
+    t->spec = NULL;   /* a requeued task reads it back from the store */
+    return spec;
+}
+
+void tasks_read_ahead(tasks_t *self)
+{
+    if (self->ahead_wanted > 0) {
+        s_read_ahead(self, self->ahead_wanted, NULL);
+        self->ahead_wanted = 0;
+    } else if (self->ahead_from > 0 && self->ahead_left < SPEC_READ_AHEAD / 2) {
+        s_read_ahead(self, self->ahead_from, NULL);
+    }
+}
+
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
    the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
    and the tasks in it would then be sent again, and again. A task whose
@@ -709,8 +777,17 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 t = sched_pop(self->sched, now, s_accepts, w, w->suspects == 0);
                 if (!t)
                     break;
-                spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
-                t->spec = NULL;   /* a requeued task reads it back from the store */
+                if (!t->spec && !journal_idle(self->journal)) {
+                    /* Its spec is only in the store, which the writer has:
+                       reading it now would block the loop for up to a
+                       commit. It goes back, and dispatch waits for that
+                       commit, after which tasks_read_ahead reads it and
+                       the ones after it. */
+                    sched_requeue(self->sched, t, 0);
+                    self->ahead_wanted = t->id;
+                    break;
+                }
+                spec = s_take_spec(self, t);
                 if (!spec) {
                     log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
                               store_error(journal_store(self->journal)));
@@ -740,6 +817,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             return;
         assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
         bool dry = n < credit && n < DISPATCH_BATCH && !full;
+        if (self->ahead_wanted > 0)
+            dry = true;   /* specs to read first (tasks_read_ahead) */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -767,12 +846,18 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
    of tiny tasks, but a prefetched task waits in that worker's queue: behind
    long tasks it would be parked while another worker idles. So in auto mode
    a worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
-   queued: one extra per thread for tasks of 4-20 ms, none above, and up to
+   queued (rounded, at least one per thread): one extra per thread for
+   tasks of 6-20 ms, none above, 2-3 for tasks of a few ms, and up to
    PREFETCH_PER_THREAD per thread (PREFETCH_MAX in all) for tiny ones,
    whose refills (at half, in one message) then carry ~100 tasks. Measured
    on fn noop, 2 workers x 4 threads: 64 queued per worker gave 92,000
-   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides). */
-#define PREFETCH_QUEUE_MS 4.0
+   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides).
+   8 ms, not 4: with 4, `exec true` (2-3 ms a command) got one task queued
+   per thread, and a thread waited 10-20% of the time for its refill (a
+   result's report, a master wakeup and a pipe message after its queued
+   task was already done): 0.87x the posix_spawn loop against 0.95x with
+   --prefetch 64 (docs/performance.md, "The exec path"). */
+#define PREFETCH_QUEUE_MS 8.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
@@ -788,7 +873,7 @@ static int s_prefetch(const tasks_t *self, const worker_t *w)
         per = 1;
     if (per > PREFETCH_PER_THREAD)
         per = PREFETCH_PER_THREAD;
-    double extra = per * w->threads;
+    double extra = per * w->threads + 0.5;
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
@@ -797,6 +882,11 @@ void tasks_dispatch(tasks_t *self, int64_t now)
     size_t count = registry_count(self->registry);
     if (!count || !sched_size(self->sched))
         return;
+    if (self->ahead_wanted > 0) {
+        if (!journal_idle(self->journal))
+            return;
+        tasks_read_ahead(self);
+    }
     /* Start from a different worker each round so scarce tasks spread. */
     size_t start = self->rr++ % count;
     for (size_t k = 0; k < count; k++) {
@@ -815,6 +905,8 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
+        if (self->ahead_wanted > 0)
+            return;
     }
 }
 
