@@ -26,10 +26,12 @@ Environment:
                   /usr/bin/python3, Debian's, with python3-zmq)
   BENCH_MIXED_SECONDS  how long each task of the mixed-requests scenario
                   sleeps (default 0.1)
-  BENCH_BASE      the build directory of another ztask (an older commit,
-                  built with `make VARIANT=release all`): the fn noop A/B
-                  rows run it and this build alternately, run by run, so
-                  both see the same minutes of the machine
+  BENCH_BASE      a build directory of another version (its bin/): the exec
+                  `true` rows also run on its daemons, interleaved with ours
+                  round by round (an A/B in one run), and the fn noop A/B rows
+                  (2 workers, default prefetch) alternate it with this build
+                  run by run; BENCH_BASE_NAME labels its rows (default: the
+                  directory)
 
 Durable scenarios put their database in BUILD/bench/run/ (on the disk the
 build lives on: its filesystem type is printed, since fsync cost depends
@@ -57,7 +59,7 @@ class Bench:
     """build: where the programs are (BUILD/bin, BUILD/bench): a snapshot
     made by snapshot_build, so a rebuild during the run changes nothing."""
 
-    def __init__(self, build, workdir):
+    def __init__(self, build, workdir, base_bin=None, base_name=None):
         self.bin = os.path.join(build, "bin")
         self.bench_bin = os.path.join(build, "bench")
         self.workdir = workdir
@@ -69,14 +71,14 @@ class Bench:
         self.threads = env_int("BENCH_THREADS", 4)
         # Debian's interpreter, which has python3-zmq (pyenv's may not).
         self.python = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
-        base = os.environ.get("BENCH_BASE", "")
-        self.base_bin = (snapshot_build(base, os.path.join(workdir, "base-snapshot"))
-                         if base else None)
-        if self.base_bin:
-            self.base_bin = os.path.join(self.base_bin, "bin")
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
         self.rows = []
+        # BENCH_BASE=DIR (a build directory, DIR/bin): the exec rows and the
+        # fn noop A/B rows run on its daemons too, in the same rounds (an A/B
+        # in one run).
+        self.base_bin = base_bin
+        self.base_name = base_name
 
     def wanted(self, name):
         return self.only is None or self.only.search(name) is not None
@@ -199,12 +201,16 @@ class Bench:
         for pf in self.prefetch:
             name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}"
             if self.wanted(name):
-                pairs.append((pf, Row(name, n)))
+                pairs.append((pf, Row(name, n), None))
+                # The A/B: the same scenario on the base build's daemons,
+                # interleaved with ours in every round.
+                if self.base_bin:
+                    pairs.append((pf, Row(f"{name} (base: {self.base_name})", n), self.base_bin))
         if not pairs:
             return
         self.rows.append(base)
         self.rows.append(cap)
-        for _, r in pairs:
+        for _, r, _ in pairs:
             self.rows.append(r)
         say(f"== exec `true` vs posix_spawn (N={n:,}, {self.runs} runs)")
         for i in range(self.runs):
@@ -217,12 +223,13 @@ class Bench:
                     row.runs.append({"cpu": {"client": cpu}})
                     say(f"   run {i + 1}: spawn loop{' (captured)' if extra else ''} "
                         f"{res['tasks_per_s']:,.0f}/s")
-                for pf, r in pairs:
+                for pf, r, bin_dir in pairs:
                     if r.error:
                         continue
                     try:
-                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True)
-                        say(f"   run {i + 1}: ztask prefetch {pf}: {run['rate']:,.0f}/s")
+                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True, bin_dir=bin_dir)
+                        say(f"   run {i + 1}: ztask{' (base)' if bin_dir else ''} prefetch {pf}: "
+                            f"{run['rate']:,.0f}/s")
                     except (BenchError, OSError, ValueError, KeyError) as e:
                         r.error = f"{type(e).__name__}: {e}"[:300]
             except (BenchError, OSError, ValueError, KeyError) as e:
@@ -230,7 +237,7 @@ class Bench:
                 break
         b, c = base.rate(), cap.rate()
         loop_cpu = statistics.median(r["cpu"]["client"] for r in base.runs) if base.runs else 0
-        for _, r in pairs:
+        for _, r, _ in pairs:
             if not (b and c and r.rate()):
                 continue
             note = (f"{r.rate() / b:.2f}x the spawn loop (target >= 0.90), "
@@ -457,8 +464,8 @@ class Bench:
         name = f"fn noop, 2 workers, sync full, prefetch {pf}"
         if not self.wanted(name + " A/B"):
             return
-        rows = [Row(f"{name} (A: BENCH_BASE)", n, "tasks/s"), Row(f"{name} (B: this build)", n,
-                                                                "tasks/s")]
+        rows = [Row(f"{name} (A: {self.base_name})", n, "tasks/s"),
+                Row(f"{name} (B: this build)", n, "tasks/s")]
         self.rows.extend(rows)
         say(f"== {name} A/B (N={n:,}, {self.runs} pairs)")
         for i in range(self.runs):
@@ -551,7 +558,14 @@ def main():
     install_signal_exit()
     workdir = prepare_workdir(os.path.join(args.build, "bench", "run"))
     info = machine_info()
-    bench = Bench(snapshot_build(args.build, os.path.join(workdir, "snapshot")), workdir)
+    base = os.environ.get("BENCH_BASE")
+    base_bin = None
+    if base:
+        # Its daemons only (the load programs are this build's), copied
+        # like ours so a rebuild there changes nothing mid-run.
+        base_bin = os.path.join(snapshot_build(base, os.path.join(workdir, "base")), "bin")
+    bench = Bench(snapshot_build(args.build, os.path.join(workdir, "snapshot")), workdir,
+                  base_bin, os.environ.get("BENCH_BASE_NAME") or base)
     t0 = time.monotonic()
     say(machine_header(info))
     try:

@@ -44,6 +44,7 @@ void proto_req_destroy(proto_req_t **p)
     proto_req_t *r = *p;
     free(r->worker);
     free(r->name);
+    free(r->key);
     if (r->tasks) {
         for (int i = 0; i < r->ntasks; i++)
             proto_spec_destroy(&r->tasks[i]);
@@ -55,6 +56,7 @@ void proto_req_destroy(proto_req_t **p)
     free(r->deps);
     free(r->resources);
     pu_strv_free(r->gpu_ids, r->ngpu_ids);
+    free(r->ended);
     free(r->slurm_job);
     proto_alloc_destroy(&r->queue);
     free(r);
@@ -97,12 +99,27 @@ static const struct {
 } s_dep_keys[] = {
     {"after", PROTO_DEP_OK}, {"after_any", PROTO_DEP_ANY}, {"after_each", PROTO_DEP_EACH}};
 
+bool proto_key_valid(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n < 1 || n > PROTO_MAX_KEY)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
 static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     cJSON *arr;
     if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
         || pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
         || pj_bool(o, "more", false, &req->more, err) != 0
+        || pj_str(o, "key", false, 1, PROTO_MAX_KEY, &req->key, err) != 0
         || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
@@ -112,6 +129,11 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     if (req->ndeps && req->job) {
         proto_err_set(err, PROTO_E_FIELD,
                       "dependencies (\"after\") go with a job's first batch (\"job\": 0)");
+        return -1;
+    }
+    if (req->key && !proto_key_valid(req->key)) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "\"key\" takes 1..%d of A-Z a-z 0-9 . _ : -", PROTO_MAX_KEY);
         return -1;
     }
     if (req->wait_ms > 0 && req->more) {
@@ -177,6 +199,7 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
+        || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
         || ps_resources_from(o, "resources", &req->resources, err) != 0
         || pj_str_array(o, "gpu_ids", false, 64, 1, 32, &req->gpu_ids, &req->ngpu_ids, err) != 0
@@ -296,6 +319,8 @@ char *proto_req_encode(const proto_req_t *req)
         }
         pb_char(&b, ']');
         pb_kbool(&b, "more", req->more);
+        if (req->key)
+            pb_kstr(&b, "key", req->key);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
         for (size_t k = 0; k < sizeof s_dep_keys / sizeof *s_dep_keys; k++) {
@@ -363,6 +388,10 @@ char *proto_req_encode(const proto_req_t *req)
         pb_strv(&b, req->labels, req->nlabels);
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
+        if (req->nended) {
+            pb_key(&b, "ended");
+            pb_refs(&b, req->ended, req->nended);
+        }
         pb_kbool(&b, "no_exec", req->no_exec);
         ps_resources_write(&b, "resources", req->resources);
         if (req->ngpu_ids > 0) {
