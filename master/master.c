@@ -20,7 +20,11 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -107,23 +111,60 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     return s;
 }
 
-/* Literal addresses ("localhost" became 127.0.0.1 in master_new). */
-static bool s_loopback(const char *addr)
+/* --bind is one address, parsed, not matched by prefix: libzmq reads
+   more than an address in an endpoint ("127.0.0.1:1;0.0.0.0" names a
+   source and listens on 0.0.0.0), so text that only starts like a
+   loopback address must not pass as one. Accepted: "*" (every address),
+   an IPv4 or IPv6 literal ("[::1]" too), or the name of an interface of
+   this host (never loopback here: keys or --insecure). ("localhost" became
+   127.0.0.1 in master_new.) 0 with *loopback set, or -1 with err. */
+static int s_parse_bind(const char *addr, bool *loopback, char *err, size_t errlen)
 {
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0
-           || strcmp(addr, "[::1]") == 0;
+    *loopback = false;
+    struct in_addr v4;
+    struct in6_addr v6;
+    char inner[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(addr);
+    if (strcmp(addr, "*") == 0)
+        return 0;
+    if (inet_pton(AF_INET, addr, &v4) == 1) {
+        *loopback = (ntohl(v4.s_addr) >> 24) == 127;
+        return 0;
+    }
+    if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']' && n - 2 < sizeof inner)
+        snprintf(inner, sizeof inner, "%.*s", (int) (n - 2), addr + 1);
+    else
+        snprintf(inner, sizeof inner, "%s", n < sizeof inner ? addr : "");
+    if (inet_pton(AF_INET6, inner, &v6) == 1) {
+        *loopback = IN6_IS_ADDR_LOOPBACK(&v6)
+                    || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+        return 0;
+    }
+    bool name = n > 0 && n < IF_NAMESIZE;
+    for (size_t i = 0; name && i < n; i++)
+        name = isalnum((unsigned char) addr[i]) || strchr("-_.@", addr[i]);
+    if (name && if_nametoindex(addr) != 0)
+        return 0;
+    char q[160];
+    snprintf(err, errlen, "--bind wants one IP address of this host (127.0.0.1, 10.0.0.5, ::1), "
+                          "* for every address, or an interface name, not \"%s\"",
+             log_quote(q, sizeof q, addr));
+    return -1;
 }
 
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
+    bool loopback;
+    if (s_parse_bind(cfg->bind_addr, &loopback, err, errlen) != 0)
+        return -1;
     if (!cfg->curve_secret) {
         if (cfg->clients || cfg->workers || cfg->admins) {
             snprintf(err, errlen,
                      "--clients/--workers/--admins need --curve-secret (the master's key file)");
             return -1;
         }
-        if (!s_loopback(cfg->bind_addr) && !cfg->insecure) {
+        if (!loopback && !cfg->insecure) {
             snprintf(err, errlen,
                      "refusing to listen on %s without authentication: anyone who can reach it "
                      "could run commands on your workers; give --curve-secret KEY --clients DIR "
@@ -132,7 +173,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
             return -1;
         }
         /* At error level so that no --log-level hides it. */
-        if (!s_loopback(cfg->bind_addr))
+        if (!loopback)
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
                       "encryption: anyone who can reach these ports can submit commands to run "
                       "on the workers\"",
