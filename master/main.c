@@ -7,6 +7,7 @@
 #include "../common/version.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,11 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     store_process_init();
+    /* Big buffers (a peer's frame, a reply with outputs) come from mmap
+       and go back to the system when freed: glibc otherwise raises its
+       mmap threshold after the first such free, and later ones stay in
+       the heap, where a burst leaves the master large for good. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 
     char err[512];
     master_t *master = master_new(&cfg, err, sizeof err);

@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "gate.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -44,6 +45,7 @@ struct master {
     void *reports;           /* PULL */
     int api_port, report_port;
     auth_t *auth;            /* NULL without CURVE */
+    gate_t *gate;            /* sheds unauthenticated connections */
     char curve_secret[41];   /* Z85, "" without CURVE */
     int64_t started_ms;
     /* The modules, in the order they are made: each takes the ones
@@ -94,6 +96,11 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     int hwm = 100000;
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (gate_watch(self->gate, s, domain) != 0) {
+        snprintf(err, errlen, "cannot monitor the %s socket: %s", domain, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
     char ep[300];
     if (port)
         snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, port);
@@ -224,15 +231,29 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
 static int s_open_sockets(master_t *self, char *err, size_t errlen)
 {
     self->ctx = zmq_ctx_new();
+    /* Every connection and every worker's pipe is a descriptor, and the
+       soft limit (often 1024) is a default, not a decision: raise it to
+       the hard limit (LimitNOFILE in the unit). gate.c keeps a reserve
+       below it. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("event=descriptors_raised from=%llu to=%llu", (unsigned long long) was,
+                     (unsigned long long) rl.rlim_cur);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
     /* Each worker costs a socket (its pipe); libzmq's default cap of 1023
        sockets would refuse the 1,022nd worker whatever the fd limit. */
-    struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1100) {
         rlim_t n = rl.rlim_cur - 64;
         zmq_ctx_set(self->ctx, ZMQ_MAX_SOCKETS, n > 65535 ? 65535 : (int) n);
     }
     if (s_security(self, &self->cfg, err, errlen) != 0)
         return -1;
+    self->gate = gate_new(self->ctx, self->auth != NULL);
     int port = self->cfg.port;
     self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
                             &self->api_port, err, errlen);
@@ -334,6 +355,9 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t held = waiters_deadline(self->waiters);
     if (held >= 0 && held - now < t)
         t = held - now;
+    int64_t gate = gate_timeout(self->gate, now);
+    if (gate >= 0 && gate < t)
+        t = gate;
     return t < 0 ? 0 : (long) t;
 }
 
@@ -356,6 +380,9 @@ static void s_reload(master_t *self)
    input. The order is the point (see each step). */
 static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
 {
+    /* Connections first: one that has not authenticated and sends a
+       big frame is shed before it can send much more. */
+    gate_handle(self->gate, now);
     if (self->auth)
         auth_handle(self->auth);
     /* A written batch: its submits get their acks (and their tasks can
@@ -416,11 +443,16 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             s_reload(self);
         }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[4] = {{self->reports, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[8] = {{self->reports, 0, ZMQ_POLLIN, 0},
                                    {self->api_sock, 0, ZMQ_POLLIN, 0},
-                                   {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0},
-                                   {self->auth ? auth_socket(self->auth) : NULL, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, self->auth ? 4 : 3, s_poll_timeout(self, now));
+                                   {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0}};
+        int n = 3, ngate;
+        if (self->auth)
+            items[n++] = (zmq_pollitem_t){auth_socket(self->auth), 0, ZMQ_POLLIN, 0};
+        void *const *gate = gate_sockets(self->gate, &ngate);
+        for (int i = 0; i < ngate && n < 8; i++)
+            items[n++] = (zmq_pollitem_t){gate[i], 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(items, n, s_poll_timeout(self, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -455,6 +487,7 @@ void master_destroy(master_t **p)
     waiters_destroy(&self->waiters);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
+    gate_destroy(&self->gate);
     if (self->api_sock)
         zmq_close(self->api_sock);
     if (self->reports)

@@ -36,7 +36,8 @@ MASTER_LAYERS = [
     ("api tasks", "requests; the life of a task (dispatch, claim, result, lease)"),
     ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
      "held requests; the ready queue; workers"),
-    ("store writer auth", "SQLite; the commit thread; the ZAP allowlist"),
+    ("store writer auth gate", "SQLite; the commit thread; the ZAP allowlist; "
+     "unauthenticated connections shed"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
 
