@@ -32,6 +32,7 @@ struct api {
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
+    log_limit_t hello_log;   /* refused hellos */
 };
 
 api_t *api_new(const api_config_t *cfg)
@@ -576,6 +577,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, req->running,
                               req->nrunning);
     char err[256];
+    const char *code;
     worker_t *w = registry_hello(self->cfg.registry,
                                  &(registry_hello_t){.name = name,
                                                      .key = key,
@@ -585,10 +587,14 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .labels = req->labels,
                                                      .nlabels = req->nlabels,
                                                      .no_exec = req->no_exec},
-                                 now, err, sizeof err);
+                                 now, &code, err, sizeof err);
     if (!w) {
-        log_error("event=hello_refused name=%s error=\"%s\"", name, err);
-        s_reply_error(self, env, PROTO_E_INTERNAL, err);
+        /* A worker retries its hello: one line a second at most. */
+        int64_t held;
+        if (log_limit(&self->hello_log, now, &held))
+            log_error("event=hello_refused name=%s key=%s code=%s error=\"%s\" suppressed=%" PRId64,
+                      name, key, code, err, held);
+        s_reply_error(self, env, code, err);
         return;
     }
     /* Claim what it still runs: tasks from before a master restart (orphans)

@@ -63,6 +63,9 @@ static void s_usage(FILE *out)
 "                       (default: no limit); a submit over it is refused\n"
 "  --quota-bytes SIZE   each client's queued or running tasks may hold at most\n"
 "                       SIZE bytes of specs (64K, 512M, 2G; default: no limit)\n"
+"  --max-workers-per-key N  live workers one worker key may register (default\n"
+"                       256; 0 = no cap); a hello over it is refused. Replicas\n"
+"                       that share one key (compose, swarm) count together\n"
 "  --insecure           allow --bind on a non-loopback address without keys\n"
 "  --keep-results SPEC  forget finished jobs with their results: N keeps the N\n"
 "                       newest, or an age: 7d, 12h, 30m (default: keep all);\n"
@@ -137,7 +140,7 @@ int main(int argc, char **argv)
     log_level_t level = LOG_LVL_INFO;
     enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
            O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION, O_SECRET, O_CLIENTS,
-           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES };
+           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES, O_MAX_PER_KEY };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"bind", required_argument, 0, O_BIND},
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
         {"admins", required_argument, 0, O_ADMINS},
         {"quota-tasks", required_argument, 0, O_QUOTA_TASKS},
         {"quota-bytes", required_argument, 0, O_QUOTA_BYTES},
+        {"max-workers-per-key", required_argument, 0, O_MAX_PER_KEY},
         {"insecure", no_argument, 0, O_INSECURE},
         {"keep-results", required_argument, 0, O_KEEP},
         {"help", no_argument, 0, O_HELP},
@@ -229,6 +233,9 @@ int main(int argc, char **argv)
                                 "2G), not '%s'\n", optarg);
                 rc = -1;
             }
+            break;
+        case O_MAX_PER_KEY:
+            rc = s_int_opt("max-workers-per-key", optarg, 0, 1000000, &cfg.max_workers_per_key);
             break;
         case O_INSECURE: cfg.insecure = true; break;
         case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;

@@ -76,6 +76,7 @@ void master_config_defaults(master_config_t *cfg)
     cfg->crash_limit = 5;
     cfg->retry_backoff_ms = 500;
     cfg->flush_ms = 5;
+    cfg->max_workers_per_key = 256;
 }
 
 /* ---- start-up ---- */
@@ -263,8 +264,14 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         return -1;
-    self->registry = registry_new(self->ctx, self->bind_addr, self->cfg.task_port_lo,
-                                  self->cfg.task_port_hi, self->auth ? self->curve_secret : NULL);
+    self->registry = registry_new(&(registry_config_t){
+        .zmq_ctx = self->ctx,
+        .bind_addr = self->bind_addr,
+        .port_lo = self->cfg.task_port_lo,
+        .port_hi = self->cfg.task_port_hi,
+        .curve_secret = self->auth ? self->curve_secret : NULL,
+        .max_per_key = self->cfg.max_workers_per_key,
+    });
     return 0;
 }
 

@@ -49,6 +49,7 @@ typedef struct {
     double keep_secs;          /* forget finished jobs older than this (0 = never) */
     int64_t quota_tasks;       /* per owner: tasks queued or running at most (0 = no limit) */
     int64_t quota_bytes;       /* per owner: bytes of their specs at most (0 = no limit) */
+    int max_workers_per_key;   /* live workers one CURVE key may register; default 256, 0 = no cap */
 } master_config_t;
 
 /* Fills the defaults above. */

@@ -366,6 +366,42 @@ START_TIMED_TEST(a_storm_of_idle_connections_leaves_descriptors_for_listed_clien
 }
 END_TEST
 
+/* ------------------------------------------------- workers per key */
+
+/* One worker key registered 50 fake workers and took every --task-ports
+   port. Now a key holds at most --max-workers-per-key live workers (3
+   here): the fourth is refused (code quota, said in both logs), keeps
+   retrying, and gets in once one of the three has stopped. */
+START_TIMED_TEST(one_worker_key_registers_at_most_its_share_of_workers, 120)
+{
+    curve_t k = { 0 };
+    k.c = h_cluster_new("one_worker_key_registers_at_most_its_share_of_workers");
+    k.mkey = s_keygen(k.c, "master");
+    k.ckey = s_keygen(k.c, "cli");
+    char *wkey = s_keygen(k.c, "w1");
+    k.mpub = h_path(k.c, "master.pub");
+    k.cpub = h_path(k.c, "cli.pub");
+    k.wpub = h_path(k.c, "w1.pub");
+    h_master_start(k.c, 0, "--curve-secret", k.mkey, "--clients", k.cpub, "--workers", k.wpub,
+                   "--max-workers-per-key", "3", NULL);
+    h_proc_t *w[3];
+    const char *names[] = { "a", "b", "c" };
+    for (int i = 0; i < 3; i++)
+        w[i] = h_worker_start(k.c, names[i], 1, "--curve-secret", wkey, "--master-key", k.mpub,
+                              NULL);
+    h_proc_t *extra = h_worker_spawn(k.c, "d", 1, "--curve-secret", wkey, "--master-key",
+                                     k.mpub, NULL);
+    ck_assert(h_proc_wait_log(h_master(k.c), "event=hello_refused name=d", 1, 20000));
+    ck_assert(h_proc_count_log(h_master(k.c), "code=quota") >= 1);
+    ck_assert(h_proc_wait_log(extra, "--max-workers-per-key", 1, 20000));
+    ck_assert_int_eq(h_proc_count_log(extra, "event=registered"), 0);
+    h_proc_stop(w[0], 20000);
+    ck_assert(h_proc_wait_log(extra, "event=registered", 1, 60000));
+    free(wkey);
+    s_curve_free(&k);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_hostile_net", h_slowdown()));
