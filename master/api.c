@@ -99,7 +99,7 @@ static void s_log_not_owner(api_t *self, const auth_peer_t *peer, const job_t *j
     if (log_limit(&self->lim_request, clock_mono_ms(), &held))
         log_warn("event=request_refused reason=not_owner job=%" PRId64 " key=%s request=%s "
                  "suppressed=%" PRId64,
-                 job->id, peer->owner, what, held);
+                 job->id, LOG_V(peer->owner), what, held);
 }
 
 /* The job of that id if allowed(peer, job); else NULL after answering
@@ -227,7 +227,7 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     if (log_limit(&self->lim_request, clock_mono_ms(), &held))
         log_warn("event=quota_refused key=%s %s=%" PRId64 " batch=%" PRId64 " limit=%" PRId64
                  " suppressed=%" PRId64,
-                 u->owner[0] ? u->owner : "none", what, have, add, limit, held);
+                 u->owner[0] ? LOG_V(u->owner) : "none", what, have, add, limit, held);
     proto_reply_t *rep = proto_reply_error(
         PROTO_E_QUOTA,
         "over quota: %" PRId64 " %s queued or running + %" PRId64 " in this batch > %" PRId64
@@ -593,7 +593,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
         int64_t held;
         if (log_limit(&self->hello_log, now, &held))
             log_error("event=hello_refused name=%s key=%s code=%s error=\"%s\" suppressed=%" PRId64,
-                      name, key, code, err, held);
+                      LOG_V(name), key, code, log_quote((char[256]){0}, 256, err), held);
         s_reply_error(self, env, code, err);
         return;
     }
@@ -603,7 +603,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
-             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
              again ? " again=1" : "");
     s_hello_reply(self, env, w);
 }
@@ -646,7 +646,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     /* A worker key (not also a client's) drains only the worker it
        registered: its own SIGTERM, nobody else's. */
     if (!(peer->roles & AUTH_CLIENT) && strcmp(w->key, peer->owner) != 0) {
-        log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
+        log_warn("event=request_refused type=drain worker=%s key=%s need=client", LOG_V(w->id),
                  auth_user_key(env->user_id));
         s_reply_error(self, env, PROTO_E_AUTH, "a worker key may drain only its own worker");
         return;
@@ -657,7 +657,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
     free(text);
     proto_pipe_destroy(&msg);
-    log_info("event=worker_draining worker=%s running=%d", w->id, w->inflight);
+    log_info("event=worker_draining worker=%s running=%d", LOG_V(w->id), w->inflight);
     proto_reply_t *rep = proto_reply_new(true);
     s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);

@@ -296,7 +296,7 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
             w->charged[w->ncharged++] = w->tasks->id;
         s_take_back(self, w->tasks, crashed, why);
     }
-    log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
+    log_warn("event=worker_lost worker=%s why=%s requeued=%d", LOG_V(w->id), why, n);
     registry_gone(self->registry, w, now);
 }
 
@@ -316,7 +316,7 @@ static void s_worker_returned(tasks_t *self, worker_t *w)
     if (n)
         log_info("event=crashes_uncharged worker=%s tasks=%d note=\"the worker declared dead "
                  "came back: it did not crash\"",
-                 w->id, n);
+                 LOG_V(w->id), n);
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
@@ -375,7 +375,7 @@ int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int
             free(t->spec);
             t->spec = NULL;
             log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
-                     t->attempt + 1, w->id);
+                     t->attempt + 1, LOG_V(w->id));
         }
         s_move(self, t, PROTO_ST_RUNNING, w);
         t->deadline = 0;
@@ -511,7 +511,7 @@ static void s_check_stuck(tasks_t *self, int64_t now)
     log_warn("event=tasks_without_worker needs=\"%s\" waiting_s=%lld note=\"no live worker "
              "can run these queued tasks (exec: runs commands, not --no-exec; after ':' the "
              "labels they --require); they wait until one registers\"",
-             list, (long long) ((now - self->stuck_since) / 1000));
+             log_quote((char[512]){0}, 512, list), (long long) ((now - self->stuck_since) / 1000));
 }
 
 static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
@@ -672,7 +672,7 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
         }
         self->duplicates++;
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
-                 res->attempt, worker_id);
+                 res->attempt, LOG_V(worker_id));
         journal_add(self->journal, &(jop_t){.type = J_DUP,
                                             .task = res->task,
                                             .attempt = res->attempt,
@@ -776,7 +776,7 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     case PROTO_REP_BYE:
         if (live) {
-            log_info("event=worker_bye worker=%s", w->id);
+            log_info("event=worker_bye worker=%s", LOG_V(w->id));
             s_worker_lost(self, w, now, "bye", false);
         }
         break;
@@ -865,7 +865,7 @@ void tasks_timers(tasks_t *self, int64_t now)
             sched_task_t *next = t->wnext;
             if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
-                         t->attempt, w->id);
+                         t->attempt, LOG_V(w->id));
                 s_send_abort(self, w, t->id, t->attempt);
                 s_take_back(self, t, false, "lease_expired");
             }

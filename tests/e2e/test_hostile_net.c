@@ -7,6 +7,9 @@
     registrations per key, peer text in the log. */
 #include "harness.h"
 
+#include "../../common/util.h"
+#include "../../proto/proto.h"
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -399,6 +402,88 @@ START_TIMED_TEST(one_worker_key_registers_at_most_its_share_of_workers, 120)
     ck_assert(h_proc_wait_log(extra, "event=registered", 1, 60000));
     free(wkey);
     s_curve_free(&k);
+}
+END_TEST
+
+/* ------------------------------------------------- peer text in the log */
+
+#define FORGED "\n2026-01-01T00:00:00.000Z ERROR ztask-master[1] event=forged"
+
+/* A worker named "evil\n<a whole log line>" forged an ERROR line in the
+   master's log. Every peer-chosen string (name, host, labels, a
+   report's worker) is now one escaped value: the master's log has no
+   line of the forger's making, and the name is there, quoted. */
+START_TIMED_TEST(a_worker_name_with_a_newline_cannot_forge_a_log_line, 60)
+{
+    h_cluster_t *c = h_cluster_new("a_worker_name_with_a_newline_cannot_forge_a_log_line");
+    h_master_start(c, 0, NULL);
+    void *ctx = zmq_ctx_new();
+    void *api = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, timeout = h_ms(10000);
+    zmq_setsockopt(api, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(api, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_api_port(c));
+    ck_assert_int_eq(zmq_connect(api, ep), 0);
+    char *labels[] = { "gpu" FORGED, NULL };
+    proto_req_t *q = proto_req_new(PROTO_REQ_HELLO);
+    q->name = xstrdup("evil" FORGED);
+    q->host = xstrdup("host\" event=forged" FORGED);
+    q->pid = 4242;
+    q->threads = 1;
+    q->labels = xcalloc(2, sizeof(char *));
+    q->labels[0] = xstrdup(labels[0]);
+    q->nlabels = 1;
+    char *text = proto_req_encode(q);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(zmq_send(api, text, strlen(text), 0), (int) strlen(text));
+    char reply[4096];
+    int n = zmq_recv(api, reply, sizeof reply - 1, 0);
+    ck_assert_msg(n > 0, "no reply to the hello");
+    reply[n] = '\0';
+    ck_assert_msg(strstr(reply, "\"ok\":true"), "hello refused: %s", reply);
+    h_proc_t *m = h_master(c);
+    ck_assert(h_proc_wait_log(m, "event=worker_registered", 1, 10000));
+    /* A report naming that worker, from no pipe at all. */
+    void *push = zmq_socket(ctx, ZMQ_PUSH);
+    zmq_setsockopt(push, ZMQ_LINGER, &timeout, sizeof timeout);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_report_port(c));
+    ck_assert_int_eq(zmq_connect(push, ep), 0);
+    proto_report_t *rep = proto_report_new(PROTO_REP_RESULTS, "evil\nFORGED event=forged");
+    rep->results = xcalloc(1, sizeof *rep->results);
+    proto_result_t *res = rep->results[rep->nresults++] = proto_result_new();
+    res->task = 999;
+    res->attempt = 1;
+    res->status = PROTO_ST_DONE;
+    res->started = res->finished = 1;
+    char *result = proto_report_encode(rep);
+    ck_assert_ptr_nonnull(result);
+    ck_assert_int_ge(zmq_send(push, result, strlen(result), 0), 0);
+    free(result);
+    proto_report_destroy(&rep);
+    ck_assert(h_proc_wait_log(m, "task=999", 1, 10000));
+
+    h_proc_stop(m, 10000);
+    char *log = h_read_file(h_proc_log(m));
+    ck_assert_ptr_nonnull(log);
+    for (const char *line = log; line && *line;) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t) (eol - line) : strlen(line);
+        ck_assert_msg(strncmp(line, "2026-01-01T00:00:00.000Z", 24) != 0
+                          && strncmp(line, "FORGED", 6) != 0,
+                      "a forged line in the master's log: %.*s", (int) len, line);
+        line = eol ? eol + 1 : NULL;
+    }
+    ck_assert_msg(strstr(log, "worker=\"evil\\n2026-01-01T00:00:00.000Z ERROR ztask-master[1] "
+                              "event=forged\" host=\"host\\\" event=forged\\n"),
+                  "the name and host are not quoted in: %s", log);
+    free(log);
+    free(text);
+    proto_req_destroy(&q);
+    zmq_close(api);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    h_cluster_destroy(&c);
 }
 END_TEST
 
