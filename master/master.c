@@ -36,6 +36,18 @@
 /* How often tasks_timers runs (liveness, pings, leases, orphans). */
 #define TIMERS_EVERY_MS 100
 
+/* Messages queued per peer, each way, on the API socket. A client asks
+   one thing at a time, so a few are plenty; more would let one client
+   that sends without reading (or reads nothing back) make the master
+   hold that many requests or replies of up to 32 MiB each: 8 bound it
+   to 256 MiB per such connection in the worst case and 64 MiB with
+   results pages (PROTO_REPLY_PAGE_BYTES). A reply over the limit is
+   dropped by libzmq (the client was not reading it anyway). */
+#define API_HWM 8
+/* Reports come from many worker threads through one connection per
+   worker and are read in bounded batches: a deep queue absorbs bursts. */
+#define REPORTS_HWM 100000
+
 struct master {
     master_config_t cfg;
     char *bind_addr;
@@ -81,8 +93,8 @@ void master_config_defaults(master_config_t *cfg)
 
 /* ---- start-up ---- */
 
-static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const char *domain,
-                    int *bound, char *err, size_t errlen)
+static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int hwm,
+                    const char *domain, int *bound, char *err, size_t errlen)
 {
     void *s = zmqx_socket(self->ctx, type, 0, maxmsg);
     if (!s) {
@@ -94,7 +106,6 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
         zmq_close(s);
         return NULL;
     }
-    int hwm = 100000;
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if (gate_watch(self->gate, s, domain) != 0) {
@@ -256,11 +267,11 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
         return -1;
     self->gate = gate_new(self->ctx, self->auth != NULL);
     int port = self->cfg.port;
-    self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
+    self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, API_HWM, AUTH_DOMAIN_API,
                             &self->api_port, err, errlen);
     if (!self->api_sock)
         return -1;
-    self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG,
+    self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG, REPORTS_HWM,
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         return -1;

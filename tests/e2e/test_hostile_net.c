@@ -194,6 +194,23 @@ static long s_vm_kib(pid_t pid, const char *field)
     return kib;
 }
 
+/* utime + stime of pid, in clock ticks (-1 when unreadable). */
+static int64_t s_cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    char *text = h_read_file(path);
+    if (!text)
+        return -1;
+    /* After "(comm)": state is field 3; utime and stime are 14 and 15. */
+    const char *p = strrchr(text, ')');
+    long long ut = -1, st = -1;
+    if (p)
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ut, &st);
+    free(text);
+    return ut < 0 ? -1 : ut + st;
+}
+
 /* A raw TCP connection to 127.0.0.1:port, non-blocking. */
 static int s_tcp(int port)
 {
@@ -483,6 +500,106 @@ START_TIMED_TEST(a_worker_name_with_a_newline_cannot_forge_a_log_line, 60)
     zmq_close(api);
     zmq_close(push);
     zmq_ctx_term(ctx);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------- big replies */
+
+#define BIG_OUTPUT 20000000
+
+/* A job of two tasks, each printing 20 MB, done (caller destroys c). */
+static int64_t s_big_job(h_cluster_t *c)
+{
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w1", 2, NULL);
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--output-cap", "24M", "--", "sh", "-c",
+                           "head -c 20000000 /dev/zero | tr '\\0' x", NULL);
+    ck_assert_int_eq(h_wait(c, job, 120000), 0);
+    return job;
+}
+
+/* `results` of a job with two 20 MB outputs was one 40 MB reply, over the
+   32 MiB a client accepts: libzmq dropped it and the CLI said "cannot
+   reach the master". Replies are paged by bytes now (8 MiB a page, its
+   first record always in it); the CLI follows the pages and gets both
+   outputs whole, and `logs` reads one in chunks. */
+START_TIMED_TEST(two_20_mb_outputs_come_back_whole_in_pages, 240)
+{
+    h_cluster_t *c = h_cluster_new("two_20_mb_outputs_come_back_whole_in_pages");
+    int64_t job = s_big_job(c);
+    cJSON *results = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(results, 2);
+    for (int i = 0; i < 2; i++) {
+        const char *out = h_jstr(by[i], "stdout");
+        ck_assert_msg(out && strlen(out) == BIG_OUTPUT, "task %d: stdout of %zu bytes", i,
+                      out ? strlen(out) : 0);
+        ck_assert(!h_jtrue(by[i], "stdout_truncated"));
+    }
+    free(by);
+    cJSON_Delete(results);
+    char ref[48];
+    snprintf(ref, sizeof ref, "%lld.1", (long long) job);
+    h_run_t *r = h_cli(c, "logs", ref, NULL);
+    ck_assert_msg(r->rc == 0 && r->out_len == BIG_OUTPUT, "logs %s: %zu bytes, %s", ref,
+                  r->out_len, h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A client that asks for results and never reads the replies: 25
+   requests for 20 MB outputs grew the master by 1 GB, and the memory
+   stayed. Now at most 8 replies wait per connection (and pages are 8 MiB
+   but for a single bigger record), so the master grows by 320 MiB at
+   most, and gives the memory back once that client is gone. */
+START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
+{
+    h_cluster_t *c = h_cluster_new("a_client_that_never_reads_replies_cannot_grow_the_master");
+    int64_t job = s_big_job(c);
+    pid_t master = h_proc_pid(h_master(c));
+    long base = s_vm_kib(master, "VmRSS");
+    void *ctx = zmq_ctx_new();
+    void *api = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, one = 1, small = 4096;
+    zmq_setsockopt(api, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(api, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt(api, ZMQ_RCVBUF, &small, sizeof small);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_api_port(c));
+    ck_assert_int_eq(zmq_connect(api, ep), 0);
+    char req[128];
+    int n = snprintf(req, sizeof req, "{\"v\":1,\"type\":\"results\",\"job\":%lld}",
+                     (long long) job);
+    for (int i = 0; i < 25; i++)
+        ck_assert_int_eq(zmq_send(api, req, (size_t) n, 0), n);
+    /* The master's RSS while it answers all 25: until it has used no CPU
+       for half a second (it is then idle: every request was answered). */
+    long peak = base;
+    int64_t cpu = -1, still_since = h_now_ms(), deadline = h_now_ms() + h_ms(120000);
+    while (h_now_ms() - still_since < 500 && h_now_ms() < deadline) {
+        h_nap(20);
+        long kib = s_vm_kib(master, "VmRSS");
+        peak = kib > peak ? kib : peak;
+        int64_t now_cpu = s_cpu_ticks(master);
+        if (now_cpu != cpu) {
+            cpu = now_cpu;
+            still_since = h_now_ms();
+        }
+    }
+    h_run_t *r = h_cli(c, "stats", NULL);
+    ck_assert_msg(r->rc == 0, "stats while a client does not read: %s", h_run_desc(r));
+    h_run_free(&r);
+    fprintf(stderr, "non-reading client: master RSS %ld KiB before, peak %ld KiB\n", base, peak);
+    ck_assert_msg(peak > base + 15 * 1024, "the master never answered (peak %ld KiB)", peak);
+    ck_assert_msg(peak < base + 320 * 1024 && peak < 400 * 1024, "master grew from %ld to %ld KiB",
+                  base, peak);
+    zmq_close(api);
+    zmq_ctx_term(ctx);
+    long now = 0;
+    ck_assert_msg(H_POLL((now = s_vm_kib(master, "VmRSS")) < base + 64 * 1024 && now < 128 * 1024,
+                         10000),
+                  "memory not given back: %ld KiB (%ld before)", now, base);
     h_cluster_destroy(&c);
 }
 END_TEST
