@@ -62,6 +62,7 @@ struct gate {
     int nwatch;
     conn_t *conns;
     size_t nconns, cap;
+    int npending;             /* conns neither authed nor shed */
     int fd_limit;             /* soft RLIMIT_NOFILE */
     bool short_fds;           /* set by an event, handled in gate_handle */
     log_limit_t shed_log, short_log;
@@ -159,8 +160,22 @@ static conn_t *s_find(gate_t *self, int fd)
 static void s_remove(gate_t *self, int fd)
 {
     conn_t *c = s_find(self, fd);
-    if (c)
-        *c = self->conns[--self->nconns];
+    if (!c)
+        return;
+    self->npending -= !c->authed && !c->shed;
+    *c = self->conns[--self->nconns];
+}
+
+/* The one way a connection stops waiting: authenticated, or shed (or
+   found not to be ours). */
+static void s_settle(gate_t *self, conn_t *c, bool authed)
+{
+    assert(!c->authed && !c->shed && self->npending > 0);
+    self->npending--;
+    if (authed)
+        c->authed = true;
+    else
+        c->shed = true;
 }
 
 static bool s_counters(const watch_t *w, int fd, uint64_t *sent, uint64_t *received);
@@ -174,7 +189,7 @@ static void s_shed(gate_t *self, conn_t *c, const char *reason, int64_t now)
     /* shutdown, not close: the descriptor stays libzmq's, which sees the
        end of the stream, drops the connection and frees its buffers. */
     shutdown(c->fd, SHUT_RDWR);
-    c->shed = true;
+    s_settle(self, c, false);
     int64_t held;
     if (log_limit(&self->shed_log, now, &held))
         log_warn("event=connection_shed socket=%s peer=%s reason=%s sent=%" PRIu64
@@ -220,6 +235,7 @@ static void s_event(gate_t *self, int wi, const zmqx_frames_t *f)
             self->conns = xrealloc(self->conns, self->cap * sizeof *self->conns);
         }
         self->conns[self->nconns++] = (conn_t){.fd = fd, .watch = wi, .since_ms = 0};
+        self->npending++;
         /* Read again: an operator (prlimit) may have changed it. */
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
@@ -269,9 +285,12 @@ static conn_t *s_worst_pending(gate_t *self, int wi, int64_t now, int64_t min_ag
     return best;
 }
 
-void gate_handle(gate_t *self, int64_t now_ms)
+void gate_handle(gate_t *self, bool events, int64_t now_ms)
 {
-    s_read_events(self, now_ms, 10000);
+    if (events)
+        s_read_events(self, now_ms, 10000);
+    if (self->npending == 0 && !self->short_fds)
+        return;
     uint64_t before_ready = GATE_GREETING_BYTES + (self->curve ? GATE_WELCOME_BYTES : 0);
     int pending[GATE_MAX_WATCHED] = {0};
     for (size_t i = 0; i < self->nconns; i++) {
@@ -280,13 +299,12 @@ void gate_handle(gate_t *self, int64_t now_ms)
             continue;
         uint64_t sent, received;
         if (!s_counters(&self->watch[c->watch], c->fd, &sent, &received)) {
-            log_debug("event=connection_gone fd=%d errno=%d", c->fd, errno);
-            c->shed = true;   /* not ours any more: forget it at its DISCONNECTED */
+            s_settle(self, c, false);   /* not ours any more: forgotten at its DISCONNECTED */
             continue;
         }
         c->advanced = self->curve && sent > GATE_GREETING_BYTES;
         if (sent > before_ready)
-            c->authed = true;
+            s_settle(self, c, true);
         else if (received > GATE_PREAUTH_BYTES)
             s_shed(self, c, "frame_before_handshake", now_ms);
         else
@@ -323,10 +341,7 @@ int gate_connections(const gate_t *self)
 
 int gate_pending(const gate_t *self)
 {
-    int n = 0;
-    for (size_t i = 0; i < self->nconns; i++)
-        n += !self->conns[i].authed && !self->conns[i].shed;
-    return n;
+    return self->npending;
 }
 
 void gate_destroy(gate_t **p)

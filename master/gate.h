@@ -69,9 +69,11 @@ int gate_watch(gate_t *self, void *sock, const char *name);
    (borrowed). */
 void *const *gate_sockets(const gate_t *self, int *n);
 
-/* Reads the monitors' events and sheds what the rules above say. Call
-   after every poll (cheap when nothing happened). */
-void gate_handle(gate_t *self, int64_t now_ms);
+/* Reads the monitors' events when events (the poll flagged one of
+   gate_sockets) and sheds what the rules above say. Call after every
+   poll: with no event and no connection waiting for its handshake it
+   returns at once, with no system call. */
+void gate_handle(gate_t *self, bool events, int64_t now_ms);
 
 /* Milliseconds until gate_handle should run again (while connections
    are still unauthenticated, the byte rule is checked every few

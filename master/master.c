@@ -505,11 +505,11 @@ static void s_reload(master_t *self)
 
 /* One turn of the loop after the poll: items says which sockets have
    input. The order is the point (see each step). */
-static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
+static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events, int64_t now)
 {
     /* Connections first: one that has not authenticated and sends a
        big frame is shed before it can send much more. */
-    gate_handle(self->gate, now);
+    gate_handle(self->gate, gate_events, now);
     if (self->auth)
         auth_handle(self->auth);
     /* A written batch: its submits get their acks (and their tasks can
@@ -578,6 +578,7 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         if (self->auth)
             items[n++] = (zmq_pollitem_t){auth_socket(self->auth), 0, ZMQ_POLLIN, 0};
         void *const *gate = gate_sockets(self->gate, &ngate);
+        int first_gate = n;
         for (int i = 0; i < ngate && n < 8; i++)
             items[n++] = (zmq_pollitem_t){gate[i], 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(items, n, s_poll_timeout(self, now));
@@ -588,7 +589,10 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             return -1;
         }
         now = clock_mono_ms();
-        s_turn(self, items, now);
+        bool gate_events = false;
+        for (int i = first_gate; i < n; i++)
+            gate_events |= (items[i].revents & ZMQ_POLLIN) != 0;
+        s_turn(self, items, gate_events, now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
