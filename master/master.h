@@ -6,7 +6,7 @@
     grouped commit). See docs/architecture.md for the path of a task.
 
     Layers, top to bottom: main, master (this loop), api, tasks, waiters,
-    jobs, journal, registry, writer, sched, auth, store. A module calls
+    jobs, journal, registry, writer, sched, auth, gate, store. A module calls
     (and includes) only modules below it, never one above: a completion is
     handed back up, as the journal hands back its committed submits for
     the loop to have api acknowledge. The loop owns every module and
