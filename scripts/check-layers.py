@@ -35,8 +35,8 @@ MASTER_LAYERS = [
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
     ("api tasks alloc", "requests; the life of a task (dispatch, claim, result, lease); "
      "worker allocation queues (Slurm)"),
-    ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
-     "held requests; the ready queue; workers"),
+    ("journal jobs waiters sched registry idem", "grouped commits; jobs and retention; "
+     "held requests; the ready queue; workers; submit keys"),
     ("store writer auth gate", "SQLite; the commit thread; the ZAP allowlist; "
      "unauthenticated connections shed"),
 ]
