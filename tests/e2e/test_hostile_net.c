@@ -605,6 +605,67 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
 }
 END_TEST
 
+/* 80 bad submits of 30 MB each, sent as fast as the master takes them:
+   libzmq queued every one the master had not read yet (up to 100,000 a
+   connection), and the master peaked at 2.27 GB. Now at most 8 wait per
+   connection (then libzmq stops reading it, and TCP holds the sender
+   back): the master grows by 512 MiB at most, answers each submit with a
+   clear refusal, and keeps answering others meanwhile. */
+START_TIMED_TEST(a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_masters, 300)
+{
+    h_cluster_t *c = h_cluster_new("a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_masters");
+    h_master_start(c, 0, NULL);
+    pid_t master = h_proc_pid(h_master(c));
+    long base = s_vm_kib(master, "VmRSS");
+    size_t big = 30 * 1000 * 1000;
+    const char *head = "{\"v\":1,\"type\":\"submit\",\"job\":0,\"tasks\":[{\"argv\":[\"true\"],"
+                       "\"stdin\":\"";
+    const char *tail = "\",\"timeout\":-1}]}";
+    char *msg = xmalloc(strlen(head) + big + strlen(tail) + 1);
+    size_t n = 0;
+    memcpy(msg, head, strlen(head));
+    n += strlen(head);
+    memset(msg + n, 'x', big);
+    n += big;
+    memcpy(msg + n, tail, strlen(tail));
+    n += strlen(tail);
+    void *ctx = zmq_ctx_new();
+    void *api = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, two = 2, timeout = h_ms(60000);
+    zmq_setsockopt(api, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(api, ZMQ_SNDHWM, &two, sizeof two);
+    zmq_setsockopt(api, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(api, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_api_port(c));
+    ck_assert_int_eq(zmq_connect(api, ep), 0);
+    long peak = base;
+    for (int i = 0; i < 80; i++) {
+        ck_assert_msg(zmq_send(api, msg, n, 0) == (int) n, "send %d: %s", i,
+                      zmq_strerror(zmq_errno()));
+        long kib = s_vm_kib(master, "VmRSS");
+        peak = kib > peak ? kib : peak;
+    }
+    /* Every submit is answered, each with the refusal. */
+    for (int i = 0; i < 80; i++) {
+        char reply[1024];
+        int got = zmq_recv(api, reply, sizeof reply - 1, 0);
+        ck_assert_msg(got > 0, "no reply to bad submit %d", i);
+        reply[got < (int) sizeof reply - 1 ? got : (int) sizeof reply - 1] = '\0';
+        ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "timeout"),
+                      "bad submit %d: %s", i, reply);
+        long kib = s_vm_kib(master, "VmRSS");
+        peak = kib > peak ? kib : peak;
+    }
+    fprintf(stderr, "80 bad 30 MB submits: master RSS %ld KiB before, peak %ld KiB\n", base, peak);
+    ck_assert_msg(peak < base + 512 * 1024, "master grew from %ld to %ld KiB", base, peak);
+    free(msg);
+    zmq_close(api);
+    zmq_ctx_term(ctx);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_hostile_net", h_slowdown()));
