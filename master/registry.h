@@ -51,12 +51,17 @@ typedef struct worker {
 
 typedef struct registry registry_t;
 
-/* Task pipes bind on bind_addr, on an ephemeral port when port_lo is 0,
-   else on the first free port of [port_lo, port_hi]; as CURVE servers in
-   the ZAP domain "pipe KEY" (KEY: the worker's) when curve_secret (Z85) is
-   not NULL. */
-registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi,
-                         const char *curve_secret);
+typedef struct {
+    void *zmq_ctx;
+    const char *bind_addr;    /* task pipes bind here (copied) */
+    int port_lo, port_hi;     /* on the first free port of the range; 0 = ephemeral */
+    const char *curve_secret; /* Z85 (copied): pipes are CURVE servers in the ZAP
+                                 domain "pipe KEY" (KEY: the worker's); NULL = none */
+    int max_per_key;          /* live workers one CURVE key may hold; 0 = no cap
+                                 (without CURVE every worker has the key "": no cap) */
+} registry_config_t;
+
+registry_t *registry_new(const registry_config_t *cfg);
 void registry_destroy(registry_t **p);
 
 /* What a worker says of itself in its hello; the strings are borrowed. */
@@ -76,9 +81,11 @@ typedef struct {
 /* Registers a worker: a new record (id derived from name), or the same
    record when a live worker of that id registers again (after it lost the
    master for a while: same host, pid and key). Binds a fresh pipe either
-   way. NULL with err filled when no pipe could be bound. */
-worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
-                         size_t errlen);
+   way. NULL with *code (a PROTO_E_* code) and err filled when its key
+   already holds max_per_key live workers (PROTO_E_QUOTA: one key cannot
+   take every task port) or no pipe could be bound (PROTO_E_INTERNAL). */
+worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now,
+                         const char **code, char *err, size_t errlen);
 
 worker_t *registry_find(registry_t *self, const char *id);
 

@@ -55,6 +55,12 @@
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
+/* Replies are paged by bytes as well as by count: a results page stops
+   once it holds this much (its first record always goes in), and a logs
+   reply carries at most a quarter of it per stream (JSON escaping may
+   grow a chunk 6x). A reply that would still not fit in what a client
+   accepts (PROTO_MAX_API_MSG) is replaced by a too_big error saying so. */
+#define PROTO_REPLY_PAGE_BYTES (8 * 1024 * 1024)
 
 /* Stable error codes carried in {"ok":false,"error":{"code":..}}. */
 #define PROTO_E_PARSE      "bad_json"      /* not JSON, or not an object */
