@@ -86,6 +86,21 @@ static const command_t *s_find(const char *name)
     return NULL;
 }
 
+/* "unknown command 'x'", with the closest command when one is near
+   ("did you mean 'submit'?"); returns 2. */
+static int s_unknown_command(const char *name)
+{
+    const command_t *best = NULL;
+    for (const command_t *c = s_commands; c->name; c++)
+        if (cli_close_enough(name, c->name)
+            && (!best || cli_distance(name, c->name) < cli_distance(name, best->name)))
+            best = c;
+    if (best)
+        return cli_usage_error(NULL, "unknown command '%s' (did you mean '%s'?)", name,
+                               best->name);
+    return cli_usage_error(NULL, "unknown command '%s'", name);
+}
+
 static int s_set_master(cli_t *cli, const char *text, const char *from)
 {
     char *host = NULL;
@@ -170,11 +185,13 @@ out:
 static int s_resolve(cli_t *cli, const flags_t *fl)
 {
     config_t *cfg = NULL;
-    char err[600];
-    if (config_load_default(&cfg, err, sizeof err) != 0) {
+    char err[600], warn[700];
+    if (config_load_default(&cfg, err, sizeof err, warn, sizeof warn) != 0) {
         fprintf(stderr, "ztask: %s\n", err);
         return -1;
     }
+    if (warn[0])
+        fprintf(stderr, "ztask: warning: %s\n", warn);
     int rc = -1;
     config_from_t from;
     const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
@@ -261,7 +278,7 @@ int main(int argc, char **argv)
         name = argv[optind + 1];
         const command_t *cmd = s_find(name);
         if (!cmd) {
-            rc = cli_usage_error(NULL, "unknown command '%s'", name);
+            rc = s_unknown_command(name);
             goto out;
         }
         help_argv[0] = (char *) cmd->name;
@@ -270,7 +287,7 @@ int main(int argc, char **argv)
     }
     const command_t *cmd = s_find(name);
     if (!cmd) {
-        rc = cli_usage_error(NULL, "unknown command '%s'", name);
+        rc = s_unknown_command(name);
         goto out;
     }
     /* keygen talks to no master: a broken config file must not stop it. */

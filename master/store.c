@@ -533,10 +533,6 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
         snprintf(err, errlen, "bad sync mode %d", (int)sync);
         return -1;
     }
-    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-        return -1;
-    }
     /* One master owns the file: the lock is taken at the first read and
        kept, so a second master on the same file stops here with "database
        is locked" instead of writing rows beside ours, and with no other
@@ -554,6 +550,13 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
             snprintf(err, errlen,
                      "%s is locked: another ztask-master is using it (one master per database)",
                      path);
+        return -1;
+    }
+    /* Only now the busy timeout: the lock above is taken without one, so
+       a second master is refused at once rather than after waiting it
+       out for a lock that is never given back. */
+    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
         return -1;
     }
     /* In-memory databases answer "memory": WAL does not apply to them. */

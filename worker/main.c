@@ -70,6 +70,7 @@ typedef struct {
     char *curve_secret;         /* our key file */
     char *master_key;           /* the master's .pub/.key file, or its Z85 public key */
     char *state_dir;            /* the reaper's state files (reaper.h) */
+    char config_warning[700];   /* a per-user config file skipped, logged once logging is up */
 } options_t;
 
 /* The flags as given (borrowed from argv), before the rest fills gaps. */
@@ -214,7 +215,8 @@ static void s_resolve(options_t *o, const flags_t *fl)
 {
     config_t *cfg = NULL;
     char err[600];
-    if (config_load_default(&cfg, err, sizeof err) != 0)
+    if (config_load_default(&cfg, err, sizeof err, o->config_warning,
+                            sizeof o->config_warning) != 0)
         s_usage_error("%s", err);
     config_from_t from;
     const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
@@ -403,6 +405,8 @@ int main(int argc, char **argv)
     options_t o;
     s_parse(&o, argc, argv);
     log_init("ztask-worker", o.level);
+    if (o.config_warning[0])
+        log_warn("event=config_skipped error=\"%s\"", o.config_warning);
 
     /* A master that goes away must not kill us through a socket write;
        SIGTERM/SIGINT only count (the session acts on the count). No

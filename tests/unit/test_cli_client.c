@@ -211,7 +211,7 @@ START_TEST(error_replies_become_exit_4_or_6_with_the_message)
 }
 END_TEST
 
-START_TEST(no_master_means_exit_3_after_the_timeout)
+START_TEST(no_master_means_exit_3_at_once)
 {
     /* A port with nothing behind it: bind a ROUTER, note the port, close. */
     void *ctx = zmq_ctx_new();
@@ -221,20 +221,17 @@ START_TEST(no_master_means_exit_3_after_the_timeout)
     zmq_close(s);
     zmq_ctx_term(ctx);
 
-    client_t *c = client_new("127.0.0.1", port, 300);
+    /* The timeout is far: only the refusal can end the call. */
+    client_t *c = client_new("127.0.0.1", port, 600000);
     proto_req_t *req = s_status_req();
     client_err_t err;
-    int64_t t0 = clock_mono_ms();
     ck_assert_ptr_null(client_call(c, req, true, &err));
-    int64_t took = clock_mono_ms() - t0;
-    ck_assert_int_ge(took, 290);
-    ck_assert_int_lt(took, 3000);
     ck_assert_int_eq(err.kind, CLIENT_ERR_UNREACHABLE);
     ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_UNREACHABLE);
     char want[200];
     snprintf(want, sizeof want,
-             "cannot reach the master at 127.0.0.1:%d (no reply within 0.3 s); is ztask-master "
-             "running? set --master or ZTASK_MASTER",
+             "cannot reach the master at 127.0.0.1:%d: connection refused; is ztask-master "
+             "running there? set --master or ZTASK_MASTER",
              port);
     ck_assert_str_eq(err.message, want);
     proto_req_destroy(&req);
@@ -430,7 +427,27 @@ START_TEST(option_errors_are_one_line_with_a_hint)
     char *a1[] = { "submit", "--wiat", "--", "true", NULL };
     char *out = s_getopt_errors(a1, 4, "+:h", longopts, &last);
     ck_assert_int_eq(last, '?');
-    ck_assert_str_eq(out, "ztask submit: unknown option '--wiat'; see 'ztask submit --help'\n");
+    ck_assert_str_eq(out, "ztask submit: unknown option '--wiat' (did you mean --wait?); see "
+                          "'ztask submit --help'\n");
+    free(out);
+
+    /* No abbreviations: a prefix names what it could mean, whether one
+       option (given with or without its value) or several. */
+    char *p5[] = { "submit", "--time", "5", NULL };
+    out = s_getopt_errors(p5, 3, "+:h", longopts, &last);
+    ck_assert_int_eq(last, '?');
+    ck_assert_str_eq(out, "ztask submit: unknown option '--time' (options are not abbreviated: "
+                          "did you mean --timeout?); see 'ztask submit --help'\n");
+    free(out);
+    char *p6[] = { "submit", "--time=5", NULL };
+    out = s_getopt_errors(p6, 2, "+:h", longopts, &last);
+    ck_assert_int_eq(last, '?');
+    ck_assert_ptr_nonnull(strstr(out, "did you mean --timeout?"));
+    free(out);
+    char *p7[] = { "submit", "--timeout", "--wa", NULL };
+    out = s_getopt_errors(p7, 3, "+:h", longopts, &last);
+    ck_assert_int_eq(last, 't');   /* "--wa" is --timeout's value here */
+    ck_assert_str_eq(out, "");
     free(out);
 
     char *a2[] = { "submit", "--timeout", NULL };

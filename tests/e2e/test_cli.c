@@ -1,0 +1,324 @@
+/*  e2e cli: the programs meet their user. An unreachable master is
+    reported at once (refused, no such host) and only a silent one is
+    waited for; option mistakes say what was meant; a shell line given as
+    one word says --shell; keygen makes its directory; a worker with an
+    unreadable per-user config file warns and runs; a second master on a
+    database is refused at once, and one refused for a busy port leaves no
+    database behind. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <signal.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A loopback TCP socket bound to a free port; listening when asked (the
+   kernel then completes connections nobody accepts: a silent peer), else
+   only bound (a connection is refused). The caller closes it. */
+static int s_port(bool listening, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    if (listening)
+        ck_assert_int_eq(listen(fd, 16), 0);
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* Runs the CLI with args (NULL-terminated) against addr, killed after
+   timeout_ms; caller frees. */
+static h_run_t *s_cli_at(const char *addr, const char *const *args, int timeout_ms)
+{
+    const char *argv[24] = { "--master", addr };
+    int n = 2;
+    for (int k = 0; args[k]; k++) {
+        ck_assert_int_lt(n, 23);
+        argv[n++] = args[k];
+    }
+    argv[n] = NULL;
+    return h_cliv(NULL, argv, timeout_ms);
+}
+
+/* The first case reads as a usage example: with a request timeout of ten
+   minutes, a refused connection and a host name that does not resolve
+   still end at once (the run is killed long before the timeout), each
+   with its own words and exit 3; a peer that accepts and says nothing is
+   what the timeout is for. */
+START_TIMED_TEST(an_unreachable_master_is_reported_at_once_and_only_a_silent_one_waits, 90)
+{
+    int closed_port, silent_port;
+    int closed = s_port(false, &closed_port);
+    int silent = s_port(true, &silent_port);
+    char addr[64];
+    const char *jobs_600[] = { "--request-timeout", "600", "jobs", NULL };
+
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", closed_port);
+    h_run_t *r = s_cli_at(addr, jobs_600, 20000);
+    ck_assert_msg(r->rc == 3, "refused: want exit 3 before the timeout: %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "connection refused") && strstr(r->err, addr),
+                  "refused: says so: %s", r->err);
+    h_run_free(&r);
+
+    r = s_cli_at("no-such-host.invalid:5555", jobs_600, 20000);
+    ck_assert_msg(r->rc == 3, "no such host: want exit 3 before the timeout: %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "'no-such-host.invalid' not found"), "no such host: says so: %s",
+                  r->err);
+    h_run_free(&r);
+
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", silent_port);
+    const char *jobs_1[] = { "--request-timeout", "1", "jobs", NULL };
+    r = s_cli_at(addr, jobs_1, 20000);
+    ck_assert_msg(r->rc == 3, "silent peer: want exit 3: %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "no reply within 1 s"), "silent peer: waits the timeout: %s",
+                  r->err);
+    h_run_free(&r);
+    close(closed);
+    close(silent);
+}
+END_TEST
+
+/* A wait that already talked to the master rides out its restart: a
+   refused connection then means "restarting", not "wrong address". */
+START_TIMED_TEST(wait_rides_out_a_master_restart_on_the_same_port, 120)
+{
+    h_cluster_t *c = h_cluster_new("cli_restart");
+    int base = h_free_base_port();
+    h_master_start(c, base, NULL);
+    h_worker_start(c, "w", 1, NULL);
+    char *go = h_path(c, "go");
+    char *cmd = NULL;
+    ck_assert_int_gt(asprintf(&cmd, "while [ ! -e %s ]; do sleep 0.05; done", go), 0);
+    int64_t job = h_submit(c, NULL, "--shell", cmd, NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "running") == 1, 20000));
+
+    /* wait in the background (a child of ours), the master killed and
+       restarted under it. */
+    char *bin = NULL, *jobtext = NULL, *out = h_path(c, "wait.out");
+    ck_assert_int_gt(asprintf(&bin, "%s/ztask", h_bin_dir()), 0);
+    ck_assert_int_gt(asprintf(&jobtext, "%lld", (long long) job), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *f = freopen(out, "w", stderr);
+        (void) f;
+        execl(bin, bin, "--master", h_master_addr(c), "--request-timeout", "30", "wait", jobtext,
+              (char *) NULL);
+        _exit(127);
+    }
+    /* Its first progress line (after 5 s off a terminal) says it has
+       talked to the master. */
+    char *line = NULL;
+    ck_assert_int_gt(asprintf(&line, "job %s:", jobtext), 0);
+    ck_assert(H_POLL(({
+                         char *t = h_read_file(out);
+                         bool seen = t && strstr(t, line);
+                         free(t);
+                         seen;
+                     }),
+                     20000));
+    free(line);
+    h_proc_kill9(h_master(c));
+    h_master_start(c, base, NULL);
+    h_write_file(go, "");
+    int status = 0;
+    int64_t deadline = h_now_ms() + h_ms(60000);
+    pid_t got = 0;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && h_now_ms() < deadline)
+        h_nap(50);
+    if (got == 0)
+        kill(pid, SIGKILL);
+    char *err = h_read_file(out);
+    ck_assert_msg(got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "wait across the restart: status %d, stderr: %s", status, err ? err : "");
+    free(err);
+    free(out);
+    free(bin);
+    free(jobtext);
+    free(cmd);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(option_mistakes_say_what_was_meant, 60)
+{
+    int port;
+    int fd = s_port(false, &port);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    static const struct {
+        const char *args[8];
+        const char *says[3];
+    } cases[] = {
+        /* An abbreviation that could be several options names them all. */
+        { { "submit", "--w", "--", "true", NULL }, { "'--w'", "--wait or --wait-timeout", NULL } },
+        /* A unique prefix is not taken for the option it begins. */
+        { { "submit", "--output", "out-{}.txt", "--", "true", NULL },
+          { "'--output'", "not abbreviated", "--output-cap" } },
+        { { "submit", "--output=out-{}.txt", "--", "true", NULL }, { "--output-cap", NULL } },
+        /* A misspelling gets the closest option, and command. */
+        { { "submit", "--reties", "3", "--", "true", NULL }, { "did you mean --retries", NULL } },
+        { { "sbumit", "--", "true", NULL }, { "did you mean 'submit'", NULL } },
+        { { "help", "wiat", NULL }, { "did you mean 'wait'", NULL } },
+        /* Nothing near: no guess. */
+        { { "frobnicate", NULL }, { "unknown command 'frobnicate'", NULL } },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        h_run_t *r = s_cli_at(addr, cases[i].args, 20000);
+        ck_assert_msg(r->rc == 2, "case %zu: want exit 2: %s", i, h_run_desc(r));
+        for (int k = 0; k < 3 && cases[i].says[k]; k++)
+            ck_assert_msg(strstr(r->err, cases[i].says[k]), "case %zu: stderr lacks \"%s\": %s", i,
+                          cases[i].says[k], r->err);
+        if (i == 6)
+            ck_assert_msg(!strstr(r->err, "did you mean"), "no guess: %s", r->err);
+        h_run_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TIMED_TEST(a_shell_line_given_as_one_word_fails_with_a_hint_at_shell, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_shell_hint");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w", 1, NULL);
+    int64_t job = h_submit(c, NULL, "--", "echo 1 | wc -c", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    cJSON *res = h_results(c, job, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(res), 1);
+    const char *err = h_jstr(cJSON_GetArrayItem(res, 0), "error");
+    ck_assert_msg(err && strstr(err, "cannot execute 'echo 1 | wc -c'") && strstr(err, "--shell"),
+                  "error: %s", err ? err : "(none)");
+    cJSON_Delete(res);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(keygen_creates_its_directory_private, 30)
+{
+    h_cluster_t *c = h_cluster_new("cli_keygen_dir");
+    char *dir = h_path(c, "home/ana/.config/ztask");
+    const char *args[] = { "keygen", "ana", "--dir", dir, NULL };
+    h_run_t *r = h_cliv(NULL, args, 20000);
+    ck_assert_msg(r->rc == 0, "keygen into a missing directory: %s", h_run_desc(r));
+    h_run_free(&r);
+    struct stat st;
+    ck_assert_int_eq(stat(dir, &st), 0);
+    ck_assert_msg((st.st_mode & 07777) == 0700, "mode %o", st.st_mode & 07777);
+    char *key = NULL, *pub = NULL;
+    ck_assert_int_gt(asprintf(&key, "%s/ana.key", dir), 0);
+    ck_assert_int_gt(asprintf(&pub, "%s/ana.pub", dir), 0);
+    ck_assert_int_eq(access(key, R_OK), 0);
+    ck_assert_int_eq(access(pub, R_OK), 0);
+    /* A file where the directory should be: a clear error, exit 2. */
+    char *file = h_path(c, "plain");
+    h_write_file(file, "x");
+    const char *bad[] = { "keygen", "bob", "--dir", file, NULL };
+    r = h_cliv(NULL, bad, 20000);
+    ck_assert_msg(r->rc == 2 && strstr(r->err, "cannot create directory"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    free(file);
+    free(key);
+    free(pub);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The per-user file exists but cannot be read (here a directory in its
+   place; for a daemon it is typically another user's $HOME): the worker
+   and the CLI say so and carry on. */
+START_TIMED_TEST(an_unreadable_home_config_is_skipped_with_a_warning, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_home_config");
+    h_master_start(c, 0, NULL);
+    char *home = h_path(c, "home");
+    char *cfg = h_path(c, "home/.config/ztask/config");
+    const char *mk[] = { "/bin/mkdir", "-p", cfg, NULL };
+    h_run_t *r = h_run((char *const *) mk, NULL, 10000);
+    ck_assert_int_eq(r->rc, 0);
+    h_run_free(&r);
+    setenv("HOME", home, 1);
+    unsetenv("XDG_CONFIG_HOME");
+    unsetenv("ZTASK_CONFIG");
+
+    h_proc_t *w = h_worker_start(c, "w", 1, NULL);
+    ck_assert(h_proc_wait_log(w, "event=config_skipped", 1, 5000));
+    ck_assert_int_eq(h_proc_count_log(w, cfg), 1);
+    r = h_cli(c, "workers", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "warning") && strstr(r->err, cfg), "CLI warns: %s", r->err);
+    h_run_free(&r);
+    free(home);
+    free(cfg);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Runs ztask-master on db and port (0 = any) until it exits; caller frees. */
+static h_run_t *s_master_run(const char *db, int port, int timeout_ms)
+{
+    char bin[1024], portbuf[16];
+    snprintf(bin, sizeof bin, "%s/ztask-master", h_bin_dir());
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    char *const argv[] = { bin, "--db", (char *) db, "--port", portbuf, "--bind", "127.0.0.1",
+                           NULL };
+    return h_run(argv, NULL, timeout_ms);
+}
+
+/* SQLite's busy timeout (5 s) is for a lock that will be given back; a
+   running master never gives its database back, so a second one must
+   stop at once (it is killed at 3 s here). */
+START_TIMED_TEST(a_second_master_on_the_same_database_is_refused_at_once, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_second_master");
+    h_master_start(c, 0, NULL);
+    char *db = h_path(c, "master.db");
+    h_run_t *r = s_master_run(db, 0, 3000);
+    ck_assert_msg(r->rc == 1, "second master: want exit 1 at once: %s", h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "another ztask-master is using it"), "%s", r->err);
+    h_run_free(&r);
+    free(db);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(a_master_refused_for_a_busy_port_leaves_no_database, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_busy_port");
+    h_master_start(c, 0, NULL);
+    char *db = h_path(c, "second.db");
+    h_run_t *r = s_master_run(db, h_api_port(c), 20000);
+    ck_assert_msg(r->rc == 1, "busy port: want exit 1: %s", h_run_desc(r));
+    struct stat st;
+    ck_assert_msg(stat(db, &st) != 0, "%s was left behind (%lld bytes)", db,
+                  (long long) st.st_size);
+    h_run_free(&r);
+    /* A database that was there before is kept, of course. */
+    char *old = h_path(c, "master.db");
+    r = s_master_run(old, h_api_port(c), 20000);
+    ck_assert_int_ne(r->rc, 0);
+    ck_assert_int_eq(stat(old, &st), 0);
+    h_run_free(&r);
+    free(old);
+    free(db);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+int main(void)
+{
+    return h_run_suite(zt_case_per_test("e2e_cli", h_slowdown()));
+}
