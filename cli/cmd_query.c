@@ -212,13 +212,14 @@ static const char s_results_usage[] =
     "\n"
     "Lists the tasks of JOB in task order:\n"
     "  TASK  INDEX  STATUS  EXIT  ATTEMPTS  WORKER  OUTPUT\n"
-    "OUTPUT is the fn result, or the first line of stdout (for tasks that did not\n"
-    "succeed: the error, else the first line of stderr), cut to the terminal\n"
-    "width. EXIT is the exit code, \"sig9\" for a signal, \"time\" for a timeout.\n"
-    "Full output: ztask logs JOB.INDEX.\n"
+    "OUTPUT is the fn result, or the first line of stdout; for a task that did not\n"
+    "succeed, the first line of stderr of a command that exited non-zero, else the\n"
+    "error (a signal, a timeout, a function's error, a command that could not\n"
+    "start), cut to the terminal width. EXIT is the exit code, \"sig9\" for a\n"
+    "signal, \"time\" for a timeout. Full output: ztask logs JOB.INDEX.\n"
     "\n"
     "Options:\n"
-    "  --failed    only tasks that failed or were cancelled\n"
+    "  --failed    only tasks that did not succeed: failed or cancelled\n"
     "  --limit N   at most N tasks\n"
     "  --json      one task record per line, with the full result (fields:\n"
     "              docs/protocol.md)\n"
@@ -251,7 +252,13 @@ static void s_output_cell(char *buf, size_t size, const proto_task_info_t *t, in
         fmt_first_line(buf, size, r->result_json ? r->result_json : r->stdout_data, cols);
         return;
     }
-    fmt_first_line(buf, size, r->error, cols);
+    /* A command that ran and exited non-zero: its error only repeats the
+       EXIT column ("exited with status 2"), so its own words come first. */
+    bool exited = r->has_exit_code && !r->timed_out && r->signal == 0;
+    if (exited)
+        fmt_first_line(buf, size, r->stderr_data, cols);
+    if (!buf[0])
+        fmt_first_line(buf, size, r->error, cols);
     if (!buf[0])
         fmt_first_line(buf, size, r->stderr_data, cols);
     if (!buf[0])

@@ -517,6 +517,7 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
         rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset);
         rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
         rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
+        rep->task_error = res && res->error ? xstrdup(res->error) : NULL;
         proto_result_destroy(&res);
     }
     free(o.outcome);

@@ -36,8 +36,9 @@
         tasks_job (job) = (job, id) in SQLite   results paging by id and cancel.
         tasks_job_idx (job, idx)                store_task_find; its key grows
                           with the index in a normal submit, so appends are cheap.
-        tasks_failed (job) WHERE state = 4      failed_only paging without reading
-                          every result of a big job; costs nothing until a task fails.
+        tasks_failed (job) WHERE state IN (4, 5)  failed_only paging (failed and
+                          cancelled) without reading every result of a big job; costs
+                          nothing until a task fails or is cancelled.
         duplicates_task (task)                  duplicates are rare; counting and
                           deleting by task then stays cheap.
       No index on state alone: transitions would move entries on every
@@ -55,8 +56,9 @@
 #include <string.h>
 
 /* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner (older databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 4
+   4: jobs.owner; 12: tasks_failed holds cancelled tasks too (older
+   databases are upgraded in place, see s_schema). */
+#define STORE_SCHEMA_VERSION 12
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -74,6 +76,10 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 /* Schema 4: who submitted each job (the client's key; NULL: nobody, as
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+
+/* Schema 12: `results --failed` lists the tasks that did not succeed,
+   failed (4) or cancelled (5), from one partial index. */
+#define TASKS_FAILED_INDEX "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5);"
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
@@ -110,7 +116,7 @@ static const char *const SCHEMA =
     "  finished REAL NOT NULL DEFAULT 0);"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
-    "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
+    TASKS_FAILED_INDEX
     "CREATE TABLE duplicates("
     "  id INTEGER PRIMARY KEY,"
     "  task INTEGER NOT NULL,"
@@ -224,7 +230,7 @@ static const char *const SQL[S_COUNT_] = {
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
-                         "WHERE job = ?1 AND id > ?2 AND state = 4 ORDER BY id LIMIT ?3",
+                         "WHERE job = ?1 AND id > ?2 AND state IN (4, 5) ORDER BY id LIMIT ?3",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
@@ -491,19 +497,27 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && version >= 1 && version <= 3) {
+    } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
         /* Cheap steps only, whatever the size of the file: a schema 2 tasks
            table keeps its AUTOINCREMENT (rebuilding it would copy every row);
            adding a column rewrites no row. Jobs from before schema 4 have no
-           owner: every client may act on them, as before (docs/security.md). */
+           owner: every client may act on them, as before (docs/security.md).
+           Schema 12 rebuilds one partial index: one read of the tasks table,
+           an entry per failed or cancelled task. */
         if (version == 1)
             rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
                         "upgrade schema 1 to 2");
         if (rc == 0 && version <= 2)
             rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
+        if (rc == 0 && version < 4)
+            rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
+        if (rc == 0 && version < 12)
+            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err, errlen,
+                        "upgrade schema to 12");
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
-            rc = s_exec(db, JOBS_OWNER_COLUMN "PRAGMA user_version = 4", err, errlen,
-                        "upgrade schema to 4");
+            rc = s_exec(db, sql, err, errlen, "upgrade schema");
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "

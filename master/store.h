@@ -182,7 +182,8 @@ int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, 
                           void *arg);
 
 /* Calls fn for up to limit tasks of job with task id > after, in id order
-   (which is submission order; failed_only: only FAILED). *last_id gets the
+   (which is submission order; failed_only: only FAILED and CANCELLED, the
+   tasks that did not succeed). *last_id gets the
    id of the last row given, or -1 when there were none. */
 int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,

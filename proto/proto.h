@@ -312,6 +312,7 @@ typedef struct {
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */
+    char *task_error;              /* a finished task's one-line error, or NULL */
     int64_t out_offset, err_offset; /* offsets after these chunks */
     /* cancel/forget */
     int64_t count;

@@ -329,6 +329,7 @@ void proto_reply_destroy(proto_reply_t **p)
     free(r->workers);
     free(r->out_chunk);
     free(r->err_chunk);
+    free(r->task_error);
     proto_stats_clear(&r->stats);
     free(r->worker_id);
     free(r);
@@ -398,6 +399,8 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_kstr(&b, "state", proto_state_name(rep->task_state));
         pb_kstr(&b, "stdout", rep->out_chunk);
         pb_kstr(&b, "stderr", rep->err_chunk);
+        if (rep->task_error)
+            pb_kstr(&b, "error", rep->task_error);
         pb_ki64(&b, "out_offset", rep->out_offset);
         pb_ki64(&b, "err_offset", rep->err_offset);
         break;
@@ -549,6 +552,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
         }
         return pj_str(o, "stdout", false, 0, 0, &rep->out_chunk, err) != 0
                        || pj_str(o, "stderr", false, 0, 0, &rep->err_chunk, err) != 0
+                       || pj_str(o, "error", false, 0, 0, &rep->task_error, err) != 0
                        || pj_i64(o, "out_offset", false, 0, M, &rep->out_offset, err) != 0
                        || pj_i64(o, "err_offset", false, 0, M, &rep->err_offset, err) != 0
                    ? -1

@@ -318,6 +318,115 @@ START_TIMED_TEST(a_master_refused_for_a_busy_port_leaves_no_database, 60)
 }
 END_TEST
 
+/* ---- logs and results: what a task said, by an unambiguous name ---- */
+
+START_TIMED_TEST(logs_takes_job_index_or_task_id_and_refuses_a_bare_number, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_logs_forms");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w", 1, NULL);
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--", "echo", "out-{}", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, 2);
+    char ref[48], id[32], bare[32];
+    snprintf(ref, sizeof ref, "%lld.1", (long long) job);
+    snprintf(id, sizeof id, "%lld", (long long) h_jint(by[1], "task", 0));
+    snprintf(bare, sizeof bare, "%lld", (long long) job);
+    free(by);
+    cJSON_Delete(res);
+
+    h_run_t *r = h_cli(c, "logs", ref, NULL);
+    ck_assert_msg(r->rc == 0 && strcmp(r->out, "out-1\n") == 0, "logs %s: %s", ref,
+                  h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "logs", "--task", id, NULL);
+    ck_assert_msg(r->rc == 0 && strcmp(r->out, "out-1\n") == 0, "logs --task %s: %s", id,
+                  h_run_desc(r));
+    h_run_free(&r);
+    /* A bare number: job or task? Refused, with both readings. */
+    r = h_cli(c, "logs", bare, NULL);
+    ck_assert_msg(r->rc == 2 && strstr(r->err, "ambiguous") && strstr(r->err, "--task")
+                      && strstr(r->err, ".0"),
+                  "logs %s: %s", bare, h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "logs", ref, "--task", id, NULL);
+    ck_assert_msg(r->rc == 2, "both forms: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(logs_and_results_say_why_a_task_failed, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_failure_words");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w", 1, NULL);
+    /* A function that fails: no output at all, only its error. */
+    int64_t fn = h_submit(c, NULL, "--fn", "fail", "--args", "{\"message\":\"no input rows\"}",
+                          NULL);
+    ck_assert_int_eq(h_wait(c, fn, 30000), 1);
+    char ref[48], want[96];
+    snprintf(ref, sizeof ref, "%lld.0", (long long) fn);
+    snprintf(want, sizeof want, "ztask: task %s failed: no input rows", ref);
+    h_run_t *r = h_cli(c, "logs", ref, NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->err, want), "logs %s: %s", ref, h_run_desc(r));
+    h_run_free(&r);
+
+    /* A command that exits 2 after saying why on stderr: results shows
+       its words, not "exited with status 2". */
+    int64_t cmd = h_submit(c, NULL, "--shell", "echo 'grep: data.csv: No such file' >&2; exit 2",
+                           NULL);
+    ck_assert_int_eq(h_wait(c, cmd, 30000), 1);
+    char jobtext[32];
+    snprintf(jobtext, sizeof jobtext, "%lld", (long long) cmd);
+    r = h_cli(c, "results", jobtext, NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "grep: data.csv: No such file")
+                      && !strstr(r->out, "exited with status"),
+                  "results: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(results_failed_lists_cancelled_tasks_too, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_failed_cancelled");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w", 1, NULL);
+    /* Task 0 fails; tasks 1-3 wait for a worker thread and are cancelled. */
+    char *go = h_path(c, "go");
+    char *cmd = NULL;
+    ck_assert_int_gt(asprintf(&cmd, "[ {} = 0 ] && exit 3; while [ ! -e %s ]; do sleep 0.05; done",
+                              go),
+                     0);
+    int64_t job = h_submit(c, NULL, "--array", "0-3", "--shell", cmd, NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "failed") == 1, 20000));
+    char jobtext[32];
+    snprintf(jobtext, sizeof jobtext, "%lld", (long long) job);
+    h_run_t *r = h_cli(c, "cancel", jobtext, NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    cJSON *res = h_results(c, job, "--failed");
+    ck_assert_int_eq(cJSON_GetArraySize(res), 4);
+    int failed = 0, cancelled = 0;
+    cJSON *t;
+    cJSON_ArrayForEach(t, res)
+    {
+        const char *st = h_jstr(t, "status");
+        failed += st && strcmp(st, "failed") == 0;
+        cancelled += st && strcmp(st, "cancelled") == 0;
+    }
+    ck_assert_int_eq(failed, 1);
+    ck_assert_int_eq(cancelled, 3);
+    cJSON_Delete(res);
+    free(cmd);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_cli", h_slowdown()));
