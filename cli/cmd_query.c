@@ -381,22 +381,38 @@ int cmd_results(cli_t *cli, int argc, char **argv)
 /* --------------------------------------------------------------- workers */
 
 static const char s_workers_usage[] =
-    "usage: ztask workers [--json]\n"
+    "usage: ztask workers [--all] [--json]\n"
     "\n"
     "Lists the workers the master knows:\n"
     "  ID  HOST  PID  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
-    "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
-    "(missed its heartbeats; its tasks went back to the queue). LABELS are the\n"
-    "worker's --label values (tasks submitted with --require L run only on workers\n"
-    "that have L), or '-'.\n"
+    "STATE is alive, draining (finishing its tasks, taking no new ones), left (it\n"
+    "said goodbye: drained or stopped) or dead (missed its heartbeats; its tasks\n"
+    "went back to the queue). LAST-HEARTBEAT is 'none yet' for a worker that has\n"
+    "registered but not yet sent one. LABELS are the worker's --label values\n"
+    "(tasks submitted with --require L run only on workers that have L), or '-'.\n"
+    "Gone workers (left or dead) are listed for 5 minutes after they went; the\n"
+    "master forgets them after an hour.\n"
     "\n"
     "Options:\n"
+    "  --all    also the workers gone more than 5 minutes ago (as long as the\n"
+    "           master remembers them)\n"
     "  --json   one worker record per line (fields: docs/protocol.md)\n";
+
+/* Gone workers are listed this long after they went (then only with
+   --all): a crash stays visible, a day of restarts does not pile up. */
+#define WORKERS_GONE_SHOWN_S 300.0
+
+static const char *s_worker_state(const proto_worker_info_t *w)
+{
+    if (w->alive)
+        return w->draining ? "draining" : "alive";
+    return w->left ? "left" : "dead";
+}
 
 int cmd_workers(cli_t *cli, int argc, char **argv)
 {
-    bool json = false;
-    int rc = s_simple_opts("workers", s_workers_usage, argc, argv, &json, 0);
+    bool json = false, all = false;
+    int rc = s_opts("workers", s_workers_usage, argc, argv, &json, &all, 0);
     if (rc >= 0)
         return rc;
     proto_reply_t *rep;
@@ -406,8 +422,12 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         printf("%-14s %-20s %7s %7s %7s %9s %7s  %-14s %-8s %s\n", "ID", "HOST", "PID",
                "THREADS", "RUNNING", "DONE", "FAILED", "LAST-HEARTBEAT", "STATE", "LABELS");
     double now = clock_wall();
+    int shown = 0;
     for (int i = 0; i < rep->nworkers; i++) {
         const proto_worker_info_t *w = &rep->workers[i];
+        if (!all && !w->alive && w->gone > 0 && now - w->gone > WORKERS_GONE_SHOWN_S)
+            continue;
+        shown++;
         if (json) {
             s_print_json(proto_worker_info_encode(w));
             continue;
@@ -418,7 +438,7 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         if (w->last_heartbeat > 0)
             fmt_ago(ago, sizeof ago, now - w->last_heartbeat);
         else
-            snprintf(ago, sizeof ago, "never");
+            snprintf(ago, sizeof ago, "%s", w->alive ? "none yet" : "-");
         /* Labels come from the worker: joined, then made printable. */
         char joined[512] = "", labels[512];
         size_t used = 0;
@@ -432,11 +452,11 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
         printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host,
                (long long) w->pid, w->threads, w->running, (long long) w->done,
-               (long long) w->failed, ago,
-               !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
+               (long long) w->failed, ago, s_worker_state(w), labels);
     }
-    if (!json && rep->nworkers == 0)
-        printf("(no workers)\n");
+    if (!json && shown == 0)
+        printf(rep->nworkers ? "(no workers; --all lists those gone a while ago)\n"
+                             : "(no workers)\n");
     proto_reply_destroy(&rep);
     return CLI_EXIT_OK;
 }

@@ -621,6 +621,8 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->nlabels = w->nlabels;
         info->alive = w->alive;
         info->draining = w->draining;
+        info->left = w->left;
+        info->gone = w->gone_at;
         info->running = w->inflight;
         info->done = w->done;
         info->failed = w->failed;

@@ -278,9 +278,11 @@ typedef struct {
     int nlabels;
     bool alive;
     bool draining;
+    bool left;                  /* gone because it said bye; !alive && !left: dead */
     int running;
     int64_t done, failed;
-    double last_heartbeat;      /* wall seconds */
+    double last_heartbeat;      /* wall seconds; 0 (null on the wire): none yet */
+    double gone;                /* wall seconds it died or left; 0 (null) while alive */
 } proto_worker_info_t;
 
 typedef struct {

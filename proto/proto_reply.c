@@ -87,10 +87,19 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
     pb_strv(b, w->labels, w->nlabels);
     pb_kbool(b, "alive", w->alive);
     pb_kbool(b, "draining", w->draining);
+    pb_kbool(b, "left", w->left);
     pb_ki64(b, "running", w->running);
     pb_ki64(b, "done", w->done);
     pb_ki64(b, "failed", w->failed);
-    pb_ktime(b, "last_heartbeat", w->last_heartbeat);
+    /* 0 is "none": null, not a time in 1970. */
+    if (w->last_heartbeat > 0)
+        pb_ktime(b, "last_heartbeat", w->last_heartbeat);
+    else
+        pb_kstr(b, "last_heartbeat", NULL);
+    if (w->gone > 0)
+        pb_ktime(b, "gone", w->gone);
+    else
+        pb_kstr(b, "gone", NULL);
     pb_char(b, '}');
 }
 
@@ -259,10 +268,12 @@ static int s_worker_from(cJSON *o, proto_worker_info_t *w, proto_err_t *err)
                != 0
         || pj_bool(o, "alive", false, &w->alive, err) != 0
         || pj_bool(o, "draining", false, &w->draining, err) != 0
+        || pj_bool(o, "left", false, &w->left, err) != 0
         || pj_int(o, "running", false, 0, INT32_MAX, &w->running, err) != 0
         || pj_i64(o, "done", false, 0, M, &w->done, err) != 0
         || pj_i64(o, "failed", false, 0, M, &w->failed, err) != 0
-        || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0)
+        || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0
+        || pj_dbl(o, "gone", false, 0, 1e300, &w->gone, err) != 0)
         return -1;
     return 0;
 }

@@ -427,6 +427,96 @@ START_TIMED_TEST(results_failed_lists_cancelled_tasks_too, 60)
 }
 END_TEST
 
+/* ---- workers: who is there, who left, who died ---- */
+
+/* The line of `ztask workers` (with extra args) for worker id, or NULL;
+   caller frees. */
+static char *s_worker_line(h_cluster_t *c, const char *id, const char *extra)
+{
+    h_run_t *r = h_cli(c, "workers", extra, NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    char *found = NULL;
+    for (char *line = strtok(r->out, "\n"); line && !found; line = strtok(NULL, "\n"))
+        if (strncmp(line, id, strlen(id)) == 0 && line[strlen(id)] == ' ')
+            found = strdup(line);
+    h_run_free(&r);
+    return found;
+}
+
+static bool s_worker_says(h_cluster_t *c, const char *id, const char *text)
+{
+    char *line = s_worker_line(c, id, NULL);
+    bool says = line && strstr(line, text);
+    free(line);
+    return says;
+}
+
+START_TIMED_TEST(a_worker_that_said_bye_has_left_and_a_killed_one_is_dead, 90)
+{
+    h_cluster_t *c = h_cluster_new("cli_workers_gone");
+    h_master_start(c, 0, "--heartbeat-ms", "200", "--liveness", "3", NULL);
+    h_proc_t *a = h_worker_start(c, "leaver", 1, NULL);
+    h_proc_t *b = h_worker_start(c, "victim", 1, NULL);
+    char *ida = strdup(h_worker_id(a)), *idb = strdup(h_worker_id(b));
+    ck_assert(H_POLL(s_worker_says(c, ida, " alive ") && s_worker_says(c, idb, " alive "), 10000));
+
+    h_proc_stop(a, 20000);          /* SIGTERM: drains, says bye, exits 0 */
+    h_proc_kill9(b);                /* no bye: missed heartbeats */
+    ck_assert(H_POLL(s_worker_says(c, ida, " left "), 10000));
+    ck_assert(H_POLL(s_worker_says(c, idb, " dead "), 10000));
+
+    h_run_t *r = h_cli(c, "workers", "--json", NULL);
+    cJSON *all = h_json_lines(r->out);
+    h_run_free(&r);
+    int seen = 0;
+    cJSON *w;
+    cJSON_ArrayForEach(w, all)
+    {
+        const char *id = h_jstr(w, "worker");
+        if (id && strcmp(id, ida) == 0) {
+            ck_assert(h_jtrue(w, "left") && !h_jtrue(w, "alive"));
+            ck_assert_int_gt(h_jint(w, "gone", 0), 0);
+            seen++;
+        } else if (id && strcmp(id, idb) == 0) {
+            ck_assert(!h_jtrue(w, "left") && !h_jtrue(w, "alive"));
+            seen++;
+        }
+    }
+    ck_assert_int_eq(seen, 2);
+    cJSON_Delete(all);
+    /* Recently gone workers are listed by default, and with --all. */
+    char *line = s_worker_line(c, ida, "--all");
+    ck_assert_msg(line && strstr(line, " left "), "--all: %s", line ? line : "(none)");
+    free(line);
+    free(ida);
+    free(idb);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A worker registers at once, and heartbeats once per interval: until the
+   first, LAST-HEARTBEAT says so (not "never", not 1970). */
+START_TIMED_TEST(a_worker_without_a_heartbeat_yet_says_none_yet, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_workers_first_beat");
+    h_master_start(c, 0, "--heartbeat-ms", "60000", NULL);
+    h_proc_t *w = h_worker_start(c, "slowbeat", 1, NULL);
+    const char *id = h_worker_id(w);
+    char *line = s_worker_line(c, id, NULL);
+    ck_assert_msg(line && strstr(line, "none yet") && strstr(line, " alive "), "%s",
+                  line ? line : "(none)");
+    free(line);
+    h_run_t *r = h_cli(c, "workers", "--json", NULL);
+    cJSON *rec = h_json_first(r->out);
+    ck_assert_ptr_nonnull(rec);
+    cJSON *hb = cJSON_GetObjectItemCaseSensitive(rec, "last_heartbeat");
+    ck_assert_msg(cJSON_IsNull(hb), "last_heartbeat: %s", r->out);
+    cJSON_Delete(rec);
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_cli", h_slowdown()));

@@ -34,7 +34,8 @@ typedef enum {
     ACT_REPLY,       /* answer with a status reply naming job `id` */
     ACT_ERROR,       /* answer with an error reply (code, message) */
     ACT_HOLD,        /* keep the request; answer it (job `id`) after the next one arrives */
-    ACT_IGNORE       /* never answer */
+    ACT_IGNORE,      /* never answer */
+    ACT_WORKERS      /* answer with s_workers_reply() */
 } act_t;
 
 typedef struct {
@@ -69,6 +70,29 @@ static char *s_status_reply(int64_t id)
     rep->jobs[0].closed = true;
     rep->njobs = 1;
     char *text = proto_reply_encode(rep, PROTO_REQ_STATUS);
+    proto_reply_destroy(&rep);
+    return text;
+}
+
+/* Three workers: one alive, one that left 10 s ago, one dead for 400 s. */
+static char *s_workers_reply(void)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->workers = xcalloc(3, sizeof(proto_worker_info_t));
+    double now = clock_wall();
+    const proto_worker_info_t w[3] = {
+        { .id = "busy", .alive = true, .last_heartbeat = now },
+        { .id = "leaver", .left = true, .last_heartbeat = now - 11, .gone = now - 10 },
+        { .id = "crashed", .last_heartbeat = now - 402, .gone = now - 400 },
+    };
+    for (int i = 0; i < 3; i++) {
+        rep->workers[i] = w[i];
+        rep->workers[i].id = xstrdup(w[i].id);
+        rep->workers[i].host = xstrdup("h");
+        rep->workers[i].labels = xcalloc(1, sizeof(char *));
+    }
+    rep->nworkers = 3;
+    char *text = proto_reply_encode(rep, PROTO_REQ_WORKERS);
     proto_reply_destroy(&rep);
     return text;
 }
@@ -110,6 +134,9 @@ static void *s_fake_run(void *arg)
             held_id = st->id;
             continue;
         case ACT_IGNORE:
+            break;
+        case ACT_WORKERS:
+            body = s_workers_reply();
             break;
         }
         /* A held request gets its (late) answer first. */
@@ -388,6 +415,53 @@ START_TEST(task_references_and_numbers_parse_strictly)
     ck_assert_int_eq(cli_parse_seconds("-1", &s), -1);
     ck_assert_int_eq(cli_parse_seconds("nan", &s), -1);
     ck_assert_int_eq(cli_parse_seconds("10s", &s), -1);
+}
+END_TEST
+
+/* Runs `ztask workers ARGS` against the fake at port with stdout
+   captured; returns what it printed (caller frees) and the exit code. */
+static char *s_workers_output(int port, char **argv, int argc, int *rc)
+{
+    fflush(stdout);
+    char path[] = "/tmp/ztask-cli-workers-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    cli_t cli = { .host = xstrdup("127.0.0.1"), .port = port, .timeout_ms = 5000 };
+    *rc = cmd_workers(&cli, argc, argv);
+    client_destroy(&cli.client);
+    free(cli.host);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    char *buf = xcalloc(1, 4096);
+    ck_assert_int_ge(pread(fd, buf, 4095, 0), 0);
+    close(fd);
+    unlink(path);
+    return buf;
+}
+
+/* A gone worker is listed for 5 minutes after it went, then only with
+   --all; the state says whether it left or died. */
+START_TEST(workers_lists_the_recently_gone_and_all_of_them_with_all)
+{
+    step_t steps[] = { { ACT_WORKERS, 0, NULL }, { ACT_WORKERS, 0, NULL } };
+    fake_t *f = s_fake_start(steps, 2);
+    int rc = -1;
+    char *a1[] = { "workers", NULL };
+    char *out = s_workers_output(f->port, a1, 1, &rc);
+    ck_assert_int_eq(rc, CLI_EXIT_OK);
+    ck_assert_msg(strstr(out, "busy") && strstr(out, " alive "), "%s", out);
+    ck_assert_msg(strstr(out, "leaver") && strstr(out, " left "), "%s", out);
+    ck_assert_msg(!strstr(out, "crashed"), "gone 400 s ago, listed anyway: %s", out);
+    free(out);
+    char *a2[] = { "workers", "--all", NULL };
+    out = s_workers_output(f->port, a2, 2, &rc);
+    ck_assert_int_eq(rc, CLI_EXIT_OK);
+    ck_assert_msg(strstr(out, "crashed") && strstr(out, " dead "), "--all: %s", out);
+    free(out);
+    s_fake_stop(&f);
 }
 END_TEST
 
