@@ -517,6 +517,128 @@ START_TIMED_TEST(a_worker_without_a_heartbeat_yet_says_none_yet, 60)
 }
 END_TEST
 
+/* ---- make install: programs, man pages, completion, systemd units ---- */
+
+static const char *s_src_dir(void)
+{
+    const char *d = getenv("ZTASK_SRC_DIR");
+    return d && *d ? d : ".";
+}
+
+/* True when prog is on PATH (for the tools a test may lack). */
+static bool s_have(const char *prog)
+{
+    char *const argv[] = { "/bin/sh", "-c", "command -v \"$0\" >/dev/null", (char *) prog,
+                           NULL };
+    h_run_t *r = h_run(argv, NULL, 10000);
+    bool have = r->rc == 0;
+    h_run_free(&r);
+    return have;
+}
+
+/* Runs /bin/sh -c script with $1 = arg; caller frees. */
+static h_run_t *s_sh(const char *script, const char *arg)
+{
+    char *const argv[] = { "/bin/sh", "-c", (char *) script, "sh", (char *) arg, NULL };
+    return h_run(argv, NULL, 60000);
+}
+
+/* `make install PREFIX=DIR` of the build under test (its variant, and its
+   version stamp, so nothing is rebuilt), then every installed piece used
+   as a person would: the units verified by systemd, the pages rendered by
+   man, the completion loaded by bash. */
+START_TIMED_TEST(make_install_puts_pages_completion_and_units_under_the_prefix, 300)
+{
+    h_cluster_t *c = h_cluster_new("cli_install");
+    char *prefix = h_path(c, "prefix");
+    char build[1024];
+    snprintf(build, sizeof build, "%s", h_bin_dir());
+    char *slash = strrchr(build, '/');          /* .../build/VARIANT/bin */
+    ck_assert_ptr_nonnull(slash);
+    *slash = '\0';
+    const char *variant = strrchr(build, '/') + 1;
+    char stamp_path[1100];
+    snprintf(stamp_path, sizeof stamp_path, "%s/version.stamp", build);
+    char *stamp = h_read_file(stamp_path);
+    ck_assert_msg(stamp != NULL, "no %s: is %s a make build?", stamp_path, build);
+    stamp[strcspn(stamp, "\n")] = '\0';
+    char *a_variant = NULL, *a_prefix = NULL, *a_version = NULL;
+    ck_assert_int_gt(asprintf(&a_variant, "VARIANT=%s", variant), 0);
+    ck_assert_int_gt(asprintf(&a_prefix, "PREFIX=%s", prefix), 0);
+    ck_assert_int_gt(asprintf(&a_version, "ZTASK_VERSION=%s", stamp), 0);
+    /* Not the jobserver of a `make test` this may run under. */
+    char *const make[] = { "/usr/bin/env", "-u", "MAKEFLAGS", "-u", "MFLAGS", "-u", "MAKELEVEL",
+                           "make", "--no-print-directory", "-C", (char *) s_src_dir(),
+                           a_variant, a_prefix, a_version, "install", NULL };
+    h_run_t *r = h_run(make, NULL, 240000);
+    ck_assert_msg(r->rc == 0, "make install: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    /* The units name the installed programs, keep a drained worker
+       stopped, give tasks a writable directory, and pass systemd's check. */
+    char *worker_unit = NULL, *want = NULL;
+    ck_assert_int_gt(asprintf(&worker_unit, "%s/lib/systemd/system/ztask-worker.service", prefix),
+                     0);
+    char *unit = h_read_file(worker_unit);
+    ck_assert_msg(unit != NULL, "no %s", worker_unit);
+    ck_assert_int_gt(asprintf(&want, "ExecStart=%s/bin/ztask-worker ", prefix), 0);
+    ck_assert_msg(strstr(unit, want), "worker unit: %s", unit);
+    ck_assert_msg(strstr(unit, "\nRestart=on-failure\n") && !strstr(unit, "Restart=always"),
+                  "a drained worker (exit 0) must stay stopped: %s", unit);
+    ck_assert_msg(strstr(unit, "\nWorkingDirectory=/var/lib/ztask\n")
+                      && strstr(unit, "\nStateDirectory=ztask\n"),
+                  "tasks need a writable working directory: %s", unit);
+    ck_assert_msg(!strstr(unit, "/usr/local/bin") && !strstr(unit, "@BINDIR@"), "%s", unit);
+    free(unit);
+    if (s_have("systemd-analyze")) {
+        r = s_sh("systemd-analyze verify \"$1\"/lib/systemd/system/ztask-master.service "
+                 "\"$1\"/lib/systemd/system/ztask-worker.service",
+                 prefix);
+        ck_assert_msg(r->rc == 0 && r->err_len == 0, "systemd-analyze verify: %s",
+                      h_run_desc(r));
+        h_run_free(&r);
+    } else {
+        printf("SKIP: systemd-analyze is not installed: the units were not verified\n");
+    }
+
+    /* The man pages render, ztask's with every command. */
+    r = s_sh("for p in ztask ztask-master ztask-worker; do "
+             "MANWIDTH=80 man -l \"$1/share/man/man1/$p.1\" || exit 1; done",
+             prefix);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "COMMANDS") && strstr(r->out, "ztask submit")
+                      && strstr(r->out, "--curve-secret") && strstr(r->out, "--threads"),
+                  "man -l: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    /* bash loads the completion and completes a command and an option
+       (the installed ztask answers the --help it reads). */
+    r = s_sh("PATH=\"$1/bin:$PATH\" bash -c '"
+             ". \"$0/share/bash-completion/completions/ztask\" || exit 1; "
+             "COMP_WORDS=(ztask sub); COMP_CWORD=1; _ztask; echo \"1:${COMPREPLY[*]}\"; "
+             "COMP_WORDS=(ztask submit --arr); COMP_CWORD=2; _ztask; echo \"2:${COMPREPLY[*]}\"; "
+             "COMP_WORDS=(ztask-worker --thr); COMP_CWORD=1; _ztask_daemon; "
+             "echo \"3:${COMPREPLY[*]}\"' \"$1\"",
+             prefix);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "1:submit\n") && strstr(r->out, "2:--array\n")
+                      && strstr(r->out, "3:--threads\n"),
+                  "bash completion: %s", h_run_desc(r));
+    h_run_free(&r);
+    if (s_have("zsh")) {
+        r = s_sh("zsh -n \"$1/share/zsh/vendor-completions/_ztask\"", prefix);
+        ck_assert_msg(r->rc == 0, "zsh -n: %s", h_run_desc(r));
+        h_run_free(&r);
+    }
+    free(want);
+    free(worker_unit);
+    free(a_variant);
+    free(a_prefix);
+    free(a_version);
+    free(stamp);
+    free(prefix);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_cli", h_slowdown()));
