@@ -19,24 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A loopback TCP socket bound to a free port; listening when asked (the
-   kernel then completes connections nobody accepts: a silent peer), else
-   only bound (a connection is refused). The caller closes it. */
-static int s_port(bool listening, int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    if (listening)
-        ck_assert_int_eq(listen(fd, 16), 0);
-    socklen_t len = sizeof sa;
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 /* Runs the CLI with args (NULL-terminated) against addr, killed after
    timeout_ms; caller frees. */
 static h_run_t *s_cli_at(const char *addr, const char *const *args, int timeout_ms)
@@ -59,8 +41,8 @@ static h_run_t *s_cli_at(const char *addr, const char *const *args, int timeout_
 START_TIMED_TEST(an_unreachable_master_is_reported_at_once_and_only_a_silent_one_waits, 90)
 {
     int closed_port, silent_port;
-    int closed = s_port(false, &closed_port);
-    int silent = s_port(true, &silent_port);
+    int closed = h_loopback_socket(false, &closed_port);
+    int silent = h_loopback_socket(true, &silent_port);
     char addr[64];
     const char *jobs_600[] = { "--request-timeout", "600", "jobs", NULL };
 
@@ -155,7 +137,7 @@ END_TEST
 START_TIMED_TEST(option_mistakes_say_what_was_meant, 60)
 {
     int port;
-    int fd = s_port(false, &port);
+    int fd = h_loopback_socket(false, &port);
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     static const struct {

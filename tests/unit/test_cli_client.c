@@ -418,28 +418,48 @@ START_TEST(task_references_and_numbers_parse_strictly)
 }
 END_TEST
 
-/* Runs `ztask workers ARGS` against the fake at port with stdout
-   captured; returns what it printed (caller frees) and the exit code. */
+/* What a stream (STDOUT_FILENO, STDERR_FILENO) receives between
+   s_capture_start and s_capture_end, through a temp file. */
+typedef struct {
+    int stream, fd, saved;
+    char path[40];
+} capture_t;
+
+static void s_capture_start(capture_t *c, int stream)
+{
+    fflush(stream == STDOUT_FILENO ? stdout : stderr);
+    c->stream = stream;
+    snprintf(c->path, sizeof c->path, "/tmp/ztask-cli-capture-XXXXXX");
+    c->fd = mkstemp(c->path);
+    ck_assert_int_ge(c->fd, 0);
+    c->saved = dup(stream);
+    dup2(c->fd, stream);
+}
+
+/* The captured text (caller frees); the stream is restored. */
+static char *s_capture_end(capture_t *c)
+{
+    fflush(c->stream == STDOUT_FILENO ? stdout : stderr);
+    dup2(c->saved, c->stream);
+    close(c->saved);
+    char *buf = xcalloc(1, 4096);
+    ck_assert_int_ge(pread(c->fd, buf, 4095, 0), 0);
+    close(c->fd);
+    unlink(c->path);
+    return buf;
+}
+
+/* Runs `ztask workers ARGS` against the fake at port; returns what it
+   printed (caller frees) and the exit code. */
 static char *s_workers_output(int port, char **argv, int argc, int *rc)
 {
-    fflush(stdout);
-    char path[] = "/tmp/ztask-cli-workers-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    int saved = dup(STDOUT_FILENO);
-    dup2(fd, STDOUT_FILENO);
+    capture_t cap;
+    s_capture_start(&cap, STDOUT_FILENO);
     cli_t cli = { .host = xstrdup("127.0.0.1"), .port = port, .timeout_ms = 5000 };
     *rc = cmd_workers(&cli, argc, argv);
     client_destroy(&cli.client);
     free(cli.host);
-    fflush(stdout);
-    dup2(saved, STDOUT_FILENO);
-    close(saved);
-    char *buf = xcalloc(1, 4096);
-    ck_assert_int_ge(pread(fd, buf, 4095, 0), 0);
-    close(fd);
-    unlink(path);
-    return buf;
+    return s_capture_end(&cap);
 }
 
 /* A gone worker is listed for 5 minutes after it went, then only with
@@ -469,12 +489,8 @@ END_TEST
 static char *s_getopt_errors(char **argv, int argc, const char *shortopts,
                              const struct option *longopts, int *last)
 {
-    fflush(stderr);
-    char path[] = "/tmp/ztask-cli-getopt-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    int saved = dup(STDERR_FILENO);
-    dup2(fd, STDERR_FILENO);
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
     optind = 0;
     int c;
     while ((c = cli_getopt("submit", argc, argv, shortopts, longopts)) != -1) {
@@ -482,14 +498,7 @@ static char *s_getopt_errors(char **argv, int argc, const char *shortopts,
         if (c == '?')
             break;
     }
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    char *buf = xcalloc(1, 1024);
-    ck_assert_int_ge(pread(fd, buf, 1023, 0), 0);
-    close(fd);
-    unlink(path);
-    return buf;
+    return s_capture_end(&cap);
 }
 
 START_TEST(option_errors_are_one_line_with_a_hint)
