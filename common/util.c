@@ -229,6 +229,11 @@ int cpu_count(void)
     return n < 1 ? 1 : (int) n;
 }
 
+bool looks_like_shell_line(const char *program)
+{
+    return strpbrk(program, " \t|&;<>()$`*?~") != NULL;
+}
+
 int mkdir_parents(const char *path, mode_t mode)
 {
     struct stat st;

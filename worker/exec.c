@@ -431,13 +431,6 @@ static void s_loop(run_t *r, char *scratch)
     s_close(&r->err_w);
 }
 
-/* True when a program name that was not found reads as a shell command
-   line ("echo 1 | wc -c" given as one word): its error then says --shell. */
-static bool s_looks_like_shell(const char *program)
-{
-    return strpbrk(program, " \t|&;<>()$`*?~") != NULL;
-}
-
 static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_launch_t *L)
 {
     const proto_spec_t *spec = r->req->spec;
@@ -462,7 +455,7 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_
             proto_result_error(res, "cannot chdir to '%s': %s", L->cwd ? L->cwd : "", why);
         else if (r->report.stage == EXEC_STAGE_EXEC)
             proto_result_error(res, "cannot execute '%s': %s%s", L->display, why,
-                               r->report.err == ENOENT && s_looks_like_shell(L->display)
+                               r->report.err == ENOENT && looks_like_shell_line(L->display)
                                    ? " (a shell command line? submit it with --shell)"
                                    : "");
         else

@@ -176,7 +176,15 @@ START_TIMED_TEST(a_shell_line_given_as_one_word_fails_with_a_hint_at_shell, 60)
     h_cluster_t *c = h_cluster_new("cli_shell_hint");
     h_master_start(c, 0, NULL);
     h_worker_start(c, "w", 1, NULL);
-    int64_t job = h_submit(c, NULL, "--", "echo 1 | wc -c", NULL);
+    /* Submitted (a program may be called that), with a warning. */
+    h_run_t *r = h_cli(c, "submit", "--json", "--", "echo 1 | wc -c", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->err, "warning") && strstr(r->err, "--shell"),
+                  "submit: %s", h_run_desc(r));
+    cJSON *sub = h_json_first(r->out);
+    int64_t job = h_jint(sub, "job", 0);
+    cJSON_Delete(sub);
+    h_run_free(&r);
+    ck_assert_int_gt(job, 0);
     ck_assert_int_eq(h_wait(c, job, 30000), 1);
     cJSON *res = h_results(c, job, NULL);
     ck_assert_int_eq(cJSON_GetArraySize(res), 1);
