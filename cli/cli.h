@@ -68,6 +68,14 @@ typedef struct {
    client.h. */
 proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc);
 
+/* cli_call for a request that carries an idempotency key (req->key: a
+   submit): when its reply is lost (no reply in time from a master that
+   took the connection: it died, paused or restarted), sends it again, up
+   to resends more times, each said on stderr ("sending it again"); the
+   master answers a copy as the first one. Blocks up to (resends + 1)
+   timeouts. */
+proto_reply_t *cli_call_keyed(cli_t *cli, const proto_req_t *req, int resends, int *rc);
+
 /* ---- exit codes ---- */
 
 /* 0 when every task of a finished job is done, 1 when any failed or was
@@ -134,6 +142,7 @@ int cmd_drain(cli_t *cli, int argc, char **argv);
 int cmd_stats(cli_t *cli, int argc, char **argv);
 int cmd_forget(cli_t *cli, int argc, char **argv);
 int cmd_keygen(cli_t *cli, int argc, char **argv);
+int cmd_alloc(cli_t *cli, int argc, char **argv);
 
 /* ---- shared by submit --wait ---- */
 

@@ -22,7 +22,8 @@ struct client {
     connector_t *conn;       /* the master's address and our keys */
     connector_link_t link;   /* link.sock NULL until the first call, and after a timeout */
     bool connected;          /* some socket of this call reached the master */
-    bool answered;           /* some earlier call got a reply: the master is expected back */
+    bool reached;            /* some socket of this client ever connected: a master that
+                                refuses now is restarting, and expected back */
     int timeout_ms;
     bool (*interrupted)(void *arg);
     void *interrupt_arg;
@@ -194,16 +195,19 @@ static void s_refused(client_t *self, client_err_t *err)
 
 /* Waits until the socket is readable or until deadline (monotonic ms).
    1 readable, 0 timed out, -1 interrupted or failed (err filled). A
-   refused connection fails at once, unless an earlier call of this
-   process got a reply: then the master is restarting (`ztask wait`
-   across a restart), and libzmq's retries every ~0.1 s are waited on
-   until the deadline. */
+   refused connection fails at once, unless this client has reached the
+   master before: then the master is restarting (`ztask wait` across a
+   restart, a submit sent again after its reply was lost), and libzmq's
+   retries every ~0.1 s are waited on until the deadline. */
 static int s_wait(client_t *self, int64_t deadline, client_err_t *err)
 {
     connector_err_t why;
-    do
+    for (;;) {
         why = connector_wait(&self->link, deadline, self->interrupted, self->interrupt_arg);
-    while (why == CONNECTOR_ERR_REFUSED && self->answered);
+        self->reached = self->reached || self->link.connected;
+        if (why != CONNECTOR_ERR_REFUSED || !self->reached)
+            break;
+    }
     self->connected = self->connected || self->link.connected;
     switch (why) {
     case CONNECTOR_ERR_REFUSED:
@@ -299,7 +303,6 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
                 connector_close(&self->link);
                 goto out;
             }
-            self->answered = true;
             rep = s_decode(buf, rlen, req->type, err);
             free(buf);
             goto out;

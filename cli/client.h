@@ -10,9 +10,10 @@
     The socket's monitor (common/connector.h) sees a connection attempt
     fail: nothing listens at the port, or the host name does not resolve;
     the call then ends at once with CLIENT_ERR_UNREACHABLE and words that
-    say which ("connection refused", "host 'x' not found"), unless an
-    earlier call of this client got a reply (the master is restarting:
-    `wait` rides it out until the timeout). A master that accepts and says
+    say which ("connection refused", "host 'x' not found"), unless this
+    client has connected to the master before (it is restarting: `wait`
+    rides it out, a submit whose reply was lost sends again, each until
+    the timeout). A master that accepts and says
     nothing, or a host that drops the packets, ends after the timeout.
 
     A late reply must never be taken as the answer to the next request, so

@@ -2,19 +2,23 @@
     task runs. */
 #include "../common/util.h"
 #include "cli.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char s_usage[] =
-    "usage: ztask logs JOB.INDEX [-f]\n"
-    "       ztask logs --task ID [-f]\n"
+    "usage: ztask logs JOB.INDEX [-f] [--raw]\n"
+    "       ztask logs --task ID [-f] [--raw]\n"
     "\n"
     "Prints a task's standard output to stdout and its standard error to stderr;\n"
     "when the task has finished with an error (a function that failed, a command\n"
     "that could not start, a timeout), that error is printed last on stderr as\n"
     "\"ztask: task 7.3 failed: ...\".\n"
+    "Control characters a terminal would obey (ESC, \\r, backspace, ...; not \\n or\n"
+    "\\t) are shown as \\xHH (\\u00HH for U+0080..U+009F), so a task cannot redraw\n"
+    "or reprogram your terminal; --raw prints the bytes as the task wrote them.\n"
     "JOB.INDEX is the task with that index in job JOB: its array index, its --each\n"
     "line number, or 0 for a single-task job. --task ID names a task by its global\n"
     "id (the TASK column of 'ztask results'). A bare number is refused: it could\n"
@@ -24,6 +28,7 @@ static const char s_usage[] =
     "  --task ID      the task with global id ID\n"
     "  -f, --follow   keep printing new output while the task runs; stop when it\n"
     "                 has finished\n"
+    "      --raw      no escaping: the output as the task wrote it (made valid UTF-8)\n"
     "\n"
     "Examples:\n"
     "  ztask logs 7.42\n"
@@ -38,6 +43,7 @@ static const struct option s_longopts[] = {
     { "help", no_argument, NULL, 'h' },
     { "follow", no_argument, NULL, 'f' },
     { "task", required_argument, NULL, 't' },
+    { "raw", no_argument, NULL, 'r' },
     { NULL, 0, NULL, 0 }
 };
 
@@ -46,10 +52,13 @@ static bool s_terminal(proto_state_t st)
     return st == PROTO_ST_DONE || st == PROTO_ST_FAILED || st == PROTO_ST_CANCELLED;
 }
 
-static void s_write(FILE *f, const char *chunk)
+static void s_write(FILE *f, const char *chunk, bool raw)
 {
     if (chunk && *chunk) {
-        fputs(chunk, f);
+        if (raw)
+            fputs(chunk, f);
+        else
+            fmt_write_escaped(f, chunk);
         fflush(f);
     }
 }
@@ -86,7 +95,7 @@ static int s_task_ref(const char *cmd, const char *task_text, int operands, char
 int cmd_logs(cli_t *cli, int argc, char **argv)
 {
     const char *cmd = "logs";
-    bool follow = false;
+    bool follow = false, raw = false;
     const char *task_text = NULL;
     optind = 0;
     int c;
@@ -100,6 +109,9 @@ int cmd_logs(cli_t *cli, int argc, char **argv)
             break;
         case 't':
             task_text = optarg;
+            break;
+        case 'r':
+            raw = true;
             break;
         default:
             return CLI_EXIT_USAGE;
@@ -122,8 +134,8 @@ int cmd_logs(cli_t *cli, int argc, char **argv)
         proto_req_destroy(&req);
         if (!rep)
             return rc;
-        s_write(stdout, rep->out_chunk);
-        s_write(stderr, rep->err_chunk);
+        s_write(stdout, rep->out_chunk, raw);
+        s_write(stderr, rep->err_chunk, raw);
         bool progressed = rep->out_offset > out_off || rep->err_offset > err_off;
         if (rep->out_offset > out_off)
             out_off = rep->out_offset;
@@ -134,14 +146,17 @@ int cmd_logs(cli_t *cli, int argc, char **argv)
            With -f: until the task has finished and nothing new came. */
         if (!progressed && (!follow || finished)) {
             if (finished && rep->task_state != PROTO_ST_DONE && rep->task_error) {
+                /* The error comes from the worker (a plugin's words): made
+                   harmless like the output. */
                 fflush(stdout);
                 if (task)
-                    fprintf(stderr, "ztask: task %lld %s: %s\n", (long long) task,
-                            proto_state_name(rep->task_state), rep->task_error);
+                    fprintf(stderr, "ztask: task %lld %s: ", (long long) task,
+                            proto_state_name(rep->task_state));
                 else
-                    fprintf(stderr, "ztask: task %lld.%lld %s: %s\n", (long long) job,
-                            (long long) index, proto_state_name(rep->task_state),
-                            rep->task_error);
+                    fprintf(stderr, "ztask: task %lld.%lld %s: ", (long long) job,
+                            (long long) index, proto_state_name(rep->task_state));
+                s_write(stderr, rep->task_error, raw);
+                fputs("\n", stderr);
             }
             proto_reply_destroy(&rep);
             break;

@@ -392,6 +392,8 @@ static const char s_workers_usage[] =
     "(tasks submitted with --require L run only on workers that have L), or '-'.\n"
     "Gone workers (left or dead) are listed for 5 minutes after they went; the\n"
     "master forgets them after an hour.\n"
+    "A worker inside a Slurm job (ztask alloc) ends its line with slurm-job=ID\n"
+    "and, when it has an end, time-left=T.\n"
     "\n"
     "Options:\n"
     "  --all    also the workers gone more than 5 minutes ago (as long as the\n"
@@ -450,9 +452,24 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
             used += (size_t) n < sizeof joined - used ? (size_t) n : sizeof joined - used - 1;
         }
         fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
-        printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host,
+        printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s", id, host,
                (long long) w->pid, w->threads, w->running, (long long) w->done,
                (long long) w->failed, ago, s_worker_state(w), labels);
+        /* A worker in a cluster allocation (ztask alloc): its job, time left. */
+        if (w->slurm_job) {
+            char job[80];
+            fmt_cell(job, sizeof job, w->slurm_job, 20);
+            printf("  slurm-job=%s", job);
+        }
+        if (w->ends_at > 0 && w->alive) {
+            char left[32];
+            if (w->ends_at > now)
+                progress_duration(left, sizeof left, w->ends_at - now);
+            else
+                snprintf(left, sizeof left, "0s");
+            printf(" time-left=%s", left);
+        }
+        printf("\n");
     }
     if (!json && shown == 0)
         printf(rep->nworkers ? "(no workers; --all lists those gone a while ago)\n"

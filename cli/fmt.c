@@ -62,6 +62,27 @@ static void s_printable(char *buf, size_t size, const char *s, size_t len, int m
     buf[o] = '\0';
 }
 
+void fmt_write_escaped(FILE *f, const char *text)
+{
+    const unsigned char *p = (const unsigned char *) (text ? text : "");
+    const unsigned char *run = p;   /* start of bytes not yet written */
+    for (; *p; p++) {
+        bool c0 = (*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7F;
+        bool c1 = *p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F;
+        if (!c0 && !c1)
+            continue;
+        fwrite(run, 1, (size_t) (p - run), f);
+        if (c0) {
+            fprintf(f, "\\x%02x", *p);
+        } else {
+            fprintf(f, "\\u%04x", p[1]);
+            p++;
+        }
+        run = p + 1;
+    }
+    fwrite(run, 1, (size_t) (p - run), f);
+}
+
 void fmt_first_line(char *buf, size_t size, const char *text, int max_cols)
 {
     if (size == 0)
@@ -116,11 +137,19 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
-    const char *colon = strchr(key, ':');
-    size_t kind = colon ? (size_t) (colon - key) : strlen(key);
+    /* "exec", "fn:gpu,ssd", then "~SECONDS" for a --time-request. */
+    const char *tilde = strchr(key, '~');
+    size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
+    const char *colon = memchr(key, ':', keylen);
+    size_t kind = colon ? (size_t) (colon - key) : keylen;
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
-    char text[600];
-    snprintf(text, sizeof text, "a worker%s%s%s%.500s", exec ? " that runs commands" : "",
-             colon && exec ? "," : "", colon ? " labelled " : "", colon ? colon + 1 : "");
+    int nlabels = colon ? (int) (keylen - (size_t) (colon + 1 - key)) : 0;
+    char text[700];
+    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s", exec ? " that runs commands" : "",
+                     colon && exec ? "," : "", colon ? " labelled " : "",
+                     nlabels > 500 ? 500 : nlabels, colon ? colon + 1 : "");
+    if (tilde && n > 0 && (size_t) n < sizeof text)
+        snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
+                 exec || colon ? "," : "", tilde + 1);
     fmt_cell(buf, size, text, 200);
 }

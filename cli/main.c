@@ -30,10 +30,13 @@ static const char s_usage[] =
     "  stats     the master's totals\n"
     "  forget    delete a finished job and its results\n"
     "  keygen    create a CURVE key pair (NAME.key, NAME.pub)\n"
+    "  alloc     worker allocation queues: Slurm jobs that start workers while\n"
+    "            tasks wait (add, list, pause, resume, remove)\n"
     "\n"
     "Global options (before the command):\n"
     "  --master HOST[:PORT]    the master's API address (env ZTASK_MASTER;\n"
-    "                          default 127.0.0.1:5555)\n"
+    "                          default 127.0.0.1:5555), or ipc:///DIR for a\n"
+    "                          master bound to a directory of Unix sockets\n"
     "  --request-timeout SEC   how long to wait for each reply (env\n"
     "                          ZTASK_REQUEST_TIMEOUT; default 10)\n"
     "  --curve-secret FILE     this client's key file (from 'ztask keygen'; env\n"
@@ -79,7 +82,7 @@ static const command_t s_commands[] = {
     { "jobs", cmd_jobs },       { "results", cmd_results }, { "logs", cmd_logs },
     { "cancel", cmd_cancel },   { "workers", cmd_workers }, { "drain", cmd_drain },
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
-    { NULL, NULL }
+    { "alloc", cmd_alloc },     { NULL, NULL }
 };
 
 static const command_t *s_find(const char *name)

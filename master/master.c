@@ -3,8 +3,10 @@
     commits are handed back by the journal and acknowledged through api. */
 #include "master.h"
 
+#include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -22,6 +24,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -43,6 +46,7 @@ struct master {
     int api_port, report_port;
     auth_t *auth;            /* NULL without CURVE */
     char curve_secret[41];   /* Z85, "" without CURVE */
+    char curve_public[41];   /* Z85, "" without CURVE (allocations' workers get it) */
     int64_t started_ms;
     /* The modules, in the order they are made: each takes the ones
        before it that it needs (borrowed). */
@@ -50,9 +54,11 @@ struct master {
     sched_t *sched;
     journal_t *journal;      /* durable changes and grouped commits */
     jobs_t *jobs;
+    idem_t *idem;            /* submit keys remembered */
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
     tasks_t *tasks;
+    alloc_t *alloc;          /* worker allocation queues (Slurm) */
     api_t *api;
     int64_t last_timers;
 };
@@ -93,11 +99,7 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     char ep[300];
-    if (port)
-        snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, port);
-    else
-        snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
-    if (zmq_bind(s, ep) != 0) {
+    if (zmqx_bind(s, self->bind_addr, port, bound, ep, sizeof ep) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s (%s)", ep, zmq_strerror(errno),
                  errno == ENODEV ? "--bind takes an IP address of this host or an interface "
                                    "name, not a host name"
@@ -105,7 +107,6 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
         zmq_close(s);
         return NULL;
     }
-    *bound = zmqx_bound_port(s);
     return s;
 }
 
@@ -116,9 +117,42 @@ static bool s_loopback(const char *addr)
            || strcmp(addr, "[::1]") == 0;
 }
 
+/* An ipc:// directory: made 0700 when missing; one that every local user
+   may enter is refused unless --insecure (its sockets would be anyone's).
+   Who else may reach the master is then the operator's choice: the
+   directory's group, when its mode lets the group in. */
+static int s_ipc_dir(const master_config_t *cfg, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 && (errno != ENOENT || mkdir(dir, 0700) != 0 || stat(dir, &st) != 0)) {
+        snprintf(err, errlen, "--bind ipc://%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--bind ipc://%s: not a directory", dir);
+        return -1;
+    }
+    if ((st.st_mode & 0007) && !cfg->insecure) {
+        snprintf(err, errlen,
+                 "--bind ipc://%s: the directory is open to every local user (mode %04o), who "
+                 "could all submit commands: chmod o-rwx %s (and give a group g+rx to let it "
+                 "in), or --insecure",
+                 dir, (unsigned) (st.st_mode & 07777), dir);
+        return -1;
+    }
+    log_info("event=ipc dir=\"%s\" mode=%04o note=\"who may enter the directory may use the "
+             "master\"",
+             dir, (unsigned) (st.st_mode & 07777));
+    return 0;
+}
+
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
+    if (zmqx_ipc(cfg->bind_addr) && s_ipc_dir(cfg, cfg->bind_addr + 6, err, errlen) != 0)
+        return -1;
+    if (!cfg->curve_secret && zmqx_ipc(cfg->bind_addr))
+        return 0;
     if (!cfg->curve_secret) {
         if (cfg->clients || cfg->workers || cfg->admins) {
             snprintf(err, errlen,
@@ -133,6 +167,11 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      cfg->bind_addr);
             return -1;
         }
+        if (s_loopback(cfg->bind_addr))
+            log_warn("event=no_keys bind=%s note=\"without --curve-secret every local user "
+                     "of this host can submit commands to run on the workers, as the workers' "
+                     "user: use keys on a shared host (docs/security.md)\"",
+                     cfg->bind_addr);
         /* At error level so that no --log-level hides it. */
         if (!s_loopback(cfg->bind_addr))
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
@@ -150,6 +189,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
         return -1;
     }
     memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
+    memcpy(self->curve_public, kp.pub, sizeof self->curve_public);
     self->auth = auth_new(self->ctx,
                           &(auth_lists_t){.clients = cfg->clients,
                                           .workers = cfg->workers,
@@ -166,14 +206,31 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
+    /* A database made before ztask created them 0600: its WAL holds every
+       spec's env (tokens) too. Said, not changed: the mode is the
+       operator's. */
+    int mode = store_file_mode(self->db_path);
+    if (mode > 0 && (mode & 077))
+        log_warn("event=db_readable_by_others path=\"%s\" mode=%04o hint=\"other local users "
+                 "may read task specs and outputs, env included: chmod 0600 it and its -wal "
+                 "and -shm files\"",
+                 self->db_path, (unsigned) mode);
     self->journal = journal_new(self->store, self->sched, self->cfg.flush_ms, self->db_path);
     if (!self->journal) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    if (!store_shrinks(self->store))
+        log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
+                 "pages back: the file never shrinks; to change that once, stop the master and "
+                 "run: sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' "
+                 "(docs/deploy.md)\"",
+                 self->db_path, self->db_path);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
-    if (jobs_load(self->jobs, self->store) != 0) {
+    self->idem = idem_new();
+    if (jobs_load(self->jobs, self->store) != 0
+        || idem_load(self->idem, self->store, clock_wall()) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
     }
@@ -195,6 +252,9 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
     if (s_security(self, &self->cfg, err, errlen) != 0)
         return -1;
     int port = self->cfg.port;
+    bool ipc = zmqx_ipc(self->bind_addr);
+    if (ipc && !port)
+        port = 5555;   /* no "any free port" among files: the usual numbers */
     self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
                             &self->api_port, err, errlen);
     if (!self->api_sock)
@@ -203,9 +263,52 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         return -1;
-    self->registry = registry_new(self->ctx, self->bind_addr, self->cfg.task_port_lo,
-                                  self->cfg.task_port_hi, self->auth ? self->curve_secret : NULL);
+    /* In a directory the pipes need numbers of their own: after the
+       reports port unless --task-ports says otherwise. */
+    int lo = self->cfg.task_port_lo, hi = self->cfg.task_port_hi;
+    if (ipc && !lo) {
+        lo = port + 2 <= 65535 ? port + 2 : 1;
+        hi = port + 2 <= 65535 ? 65535 : port - 1;
+    }
+    self->registry = registry_new(self->ctx, self->bind_addr, lo, hi,
+                                  self->auth ? self->curve_secret : NULL);
     return 0;
+}
+
+/* The ztask-worker beside this program (an installed or built tree), else
+   the one on PATH: what allocations start. */
+static void s_worker_cmd(char *buf, size_t size)
+{
+    char self_path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    if (n > 0) {
+        self_path[n] = '\0';
+        char *slash = strrchr(self_path, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, size, "%s/ztask-worker", self_path);
+            if (access(buf, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf(buf, size, "ztask-worker");
+}
+
+/* Where allocations' workers reach this master: its API address, or this
+   host's name when it listens on every address. */
+static void s_master_addr(const master_t *self, char *buf, size_t size)
+{
+    const char *a = self->bind_addr;
+    char host[256] = "localhost";
+    if (strcmp(a, "0.0.0.0") == 0 || strcmp(a, "*") == 0 || strcmp(a, "::") == 0
+        || strcmp(a, "[::]") == 0) {
+        gethostname(host, sizeof host - 1);
+        a = host;
+    }
+    if (strchr(a, ':') && a[0] != '[')
+        snprintf(buf, size, "[%s]:%d", a, self->api_port);
+    else
+        snprintf(buf, size, "%s:%d", a, self->api_port);
 }
 
 /* The task life cycle (with the queue rebuilt from the store) and the API
@@ -227,8 +330,19 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .crash_limit = cfg->crash_limit,
         .retry_backoff_ms = cfg->retry_backoff_ms,
     });
+    char worker_cmd[PATH_MAX + 32], master_addr[300];
+    s_worker_cmd(worker_cmd, sizeof worker_cmd);
+    s_master_addr(self, master_addr, sizeof master_addr);
+    self->alloc = alloc_new(&(alloc_config_t){
+        .journal = self->journal,
+        .jobs = self->jobs,
+        .registry = self->registry,
+        .worker_cmd = worker_cmd,
+        .master_addr = master_addr,
+        .master_key = self->auth ? self->curve_public : NULL,
+    });
     int64_t last_job_id, last_task_id;
-    if (tasks_load(self->tasks, self->store) != 0
+    if (tasks_load(self->tasks, self->store) != 0 || alloc_load(self->alloc, self->store) != 0
         || store_last_ids(self->store, &last_job_id, &last_task_id) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
@@ -242,6 +356,8 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .idem = self->idem,
+        .alloc = self->alloc,
         .db_path = self->db_path,
         .report_port = self->report_port,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -297,9 +413,11 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         free(path);
         return NULL;
     }
-    log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
-             "orphans=%zu",
-             self->bind_addr, self->api_port, self->bind_addr, self->report_port, self->db_path,
+    char api_ep[300], rep_ep[300];
+    zmqx_endpoint(api_ep, sizeof api_ep, self->bind_addr, self->api_port);
+    zmqx_endpoint(rep_ep, sizeof rep_ep, self->bind_addr, self->report_port);
+    log_info("event=listening api=%s reports=%s db=%s jobs=%zu unfinished=%zu orphans=%zu",
+             api_ep, rep_ep, self->db_path,
              jobs_count(self->jobs), sched_size(self->sched), tasks_counts(self->tasks).orphans);
     return self;
 }
@@ -348,6 +466,10 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
+    /* Specs only in the store are read while it is free, not when a
+       dispatch needs them and the writer has it. */
+    if (journal_idle(self->journal))
+        tasks_read_ahead(self->tasks);
     /* Reports first: results free worker credit. Both reads are bounded
        so neither socket can starve the other or the timers. A socket
        the poll did not flag is not tried: a receive that finds nothing
@@ -366,6 +488,7 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
         self->last_timers = now;
         tasks_timers(self->tasks, now);
     }
+    alloc_tick(self->alloc, now);
     /* Held status requests whose job has just finished: after this
        turn's reports, requests and timers, any of which may end it. */
     api_waiters(self->api, now, false);
@@ -436,6 +559,7 @@ void master_destroy(master_t **p)
     else if (self->journal)
         journal_flush(self->journal);
     api_destroy(&self->api);
+    alloc_destroy(&self->alloc);
     tasks_destroy(&self->tasks);
     journal_destroy(&self->journal);
     waiters_destroy(&self->waiters);
@@ -449,6 +573,7 @@ void master_destroy(master_t **p)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
     jobs_destroy(&self->jobs);
+    idem_destroy(&self->idem);
     sched_destroy(&self->sched);
     free(self->bind_addr);
     free(self->db_path);

@@ -50,15 +50,14 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner; 12: tasks_failed holds cancelled tasks too (older
-   databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 12
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -81,8 +80,24 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
    failed (4) or cancelled (5), from one partial index. */
 #define TASKS_FAILED_INDEX "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5);"
 
+/* Schema 8: worker allocation queues (master/alloc.h), one JSON text
+   each (proto_alloc_encode): they change a few times a minute at most. */
+#define ALLOC_QUEUES_TABLE \
+    "CREATE TABLE IF NOT EXISTS alloc_queues(id INTEGER PRIMARY KEY, def TEXT NOT NULL);"
+
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+/* Schema 11: the CURVE key of the worker an assignment went to, so that
+   after a restart only that key claims the task (tasks.c, s_sender). */
+#define TASKS_WORKER_KEY_COLUMN "ALTER TABLE tasks ADD COLUMN worker_key TEXT;"
+
+/* Schema 5: the idempotency keys of recent submits (master/idem.h), one
+   row per owner ("" = nobody) and key; pruned by age, a scan (an hour's
+   submits at most: no index on created to pay for on every insert). */
+#define SUBMIT_KEYS_TABLE \
+    "CREATE TABLE IF NOT EXISTS submit_keys(owner TEXT NOT NULL, key TEXT NOT NULL," \
+    " job INTEGER NOT NULL, accepted INTEGER NOT NULL, created REAL NOT NULL," \
+    " PRIMARY KEY(owner, key)) WITHOUT ROWID;"
 
 static const char *const SCHEMA =
     /* Ids are never reused after a job is forgotten, so a late result for
@@ -109,6 +124,7 @@ static const char *const SCHEMA =
     "  state INTEGER NOT NULL,"
     "  attempt INTEGER NOT NULL DEFAULT 0,"
     "  worker TEXT,"
+    "  worker_key TEXT,"
     "  spec TEXT NOT NULL,"
     "  needs TEXT,"
     "  outcome TEXT,"
@@ -125,7 +141,9 @@ static const char *const SCHEMA =
     "  outcome TEXT,"
     "  received REAL NOT NULL);"
     "CREATE INDEX duplicates_task ON duplicates(task);"
-    LAST_IDS_TABLE;
+    LAST_IDS_TABLE
+    SUBMIT_KEYS_TABLE
+    ALLOC_QUEUES_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
@@ -173,6 +191,14 @@ enum {
     S_TASK_FIND,
     S_TASK_GET,
     S_CHECK,
+    S_KEY_ADD,
+    S_KEYS_PRUNE,
+    S_KEYS,
+    S_PROBE,
+    S_SPECS_FROM,
+    S_ALLOC_SAVE,
+    S_ALLOC_DEL,
+    S_ALLOCS,
     S_COUNT_
 };
 
@@ -215,8 +241,10 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
     /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
-                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END WHERE id = ?1",
-    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, started = 0 WHERE id = ?1",
+                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END, worker_key = ?6 "
+                       "WHERE id = ?1",
+    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
+                       "started = 0 WHERE id = ?1",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -225,7 +253,7 @@ static const char *const SQL[S_COUNT_] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
     [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
-    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks "
+    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES ", worker_key FROM tasks "
                      "WHERE state < 3 ORDER BY id",
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -235,6 +263,21 @@ static const char *const SQL[S_COUNT_] = {
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [S_CHECK] = "PRAGMA integrity_check",
+    /* OR REPLACE: a key pruned from memory may come back before the
+       prune of its row is committed (submits are written first). */
+    [S_KEY_ADD] = "INSERT OR REPLACE INTO submit_keys(owner, key, job, accepted, created) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_KEYS_PRUNE] = "DELETE FROM submit_keys WHERE created < ?1",
+    [S_KEYS] = "SELECT owner, key, job, accepted, created FROM submit_keys "
+               "WHERE created >= ?1 ORDER BY created",
+    /* One small row rewritten: whether a commit fits on the disk again. */
+    [S_PROBE] = "INSERT OR REPLACE INTO last_ids(name, last) VALUES ('probe', 0)",
+    /* A rowid range: the read-ahead of specs at dispatch. */
+    [S_SPECS_FROM] = "SELECT id, spec FROM tasks WHERE id >= ?1 ORDER BY id LIMIT ?2",
+    [S_ALLOC_SAVE] = "INSERT INTO alloc_queues(id, def) VALUES (?1, ?2) "
+                     "ON CONFLICT(id) DO UPDATE SET def = excluded.def",
+    [S_ALLOC_DEL] = "DELETE FROM alloc_queues WHERE id = ?1",
+    [S_ALLOCS] = "SELECT id, def FROM alloc_queues ORDER BY id",
 };
 
 struct store {
@@ -393,9 +436,11 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
-    /* S_UNFINISHED adds the spec's size. */
-    if (sqlite3_column_count(st) > 13)
+    /* S_UNFINISHED adds the spec's size and the worker's key. */
+    if (sqlite3_column_count(st) > 14) {
         row->spec_bytes = sqlite3_column_int64(st, 13);
+        row->worker_key = (const char *)sqlite3_column_text(st, 14);
+    }
     return 0;
 }
 
@@ -475,6 +520,39 @@ static int s_query_int(sqlite3 *db, const char *sql, int64_t *out, char *err, si
     return 0;
 }
 
+/* Brings a database of an older schema to ours, one step per version it
+   lacks, inside the caller's transaction. Cheap steps only, whatever the
+   size of the file: a schema 2 tasks table keeps its AUTOINCREMENT
+   (rebuilding it would copy every row); adding a column or a table
+   rewrites no row. Jobs from before schema 4 have no owner: every client
+   may act on them, as before (docs/security.md). */
+static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (version < 2)
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
+                    "upgrade schema 1 to 2");
+    if (rc == 0 && version < 3)
+        rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
+    if (rc == 0 && version < 4)
+        rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
+    if (rc == 0 && version < 5)
+        rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
+    if (rc == 0 && version < 8)
+        rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
+    if (rc == 0 && version < 11)
+        rc = s_exec(db, TASKS_WORKER_KEY_COLUMN, err, errlen, "upgrade schema to 11");
+    /* One read of the tasks table, an entry per failed or cancelled task. */
+    if (rc == 0 && version < 12)
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err, errlen,
+                    "upgrade schema to 12");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+    if (rc == 0)
+        rc = s_exec(db, sql, err, errlen, "upgrade schema");
+    return rc;
+}
+
 /* Creates the schema in an empty database, accepts ours, refuses the rest.
    The check runs inside a write transaction so two processes opening a new
    file at once cannot both create it. */
@@ -498,26 +576,7 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
     } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
-        /* Cheap steps only, whatever the size of the file: a schema 2 tasks
-           table keeps its AUTOINCREMENT (rebuilding it would copy every row);
-           adding a column rewrites no row. Jobs from before schema 4 have no
-           owner: every client may act on them, as before (docs/security.md).
-           Schema 12 rebuilds one partial index: one read of the tasks table,
-           an entry per failed or cancelled task. */
-        if (version == 1)
-            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
-                        "upgrade schema 1 to 2");
-        if (rc == 0 && version <= 2)
-            rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
-        if (rc == 0 && version < 4)
-            rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
-        if (rc == 0 && version < 12)
-            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err, errlen,
-                        "upgrade schema to 12");
-        char sql[64];
-        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
-        if (rc == 0)
-            rc = s_exec(db, sql, err, errlen, "upgrade schema");
+        rc = s_upgrade(db, version, err, errlen);
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -555,6 +614,16 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
        which on a VM is most of a small commit's system calls). */
     if (s_exec(db, "PRAGMA locking_mode = EXCLUSIVE", err, errlen, path) < 0)
         return -1;
+    /* Only a new file takes it (before WAL mode writes its first page),
+       an older one ignores it: pages freed by a forget are given back to
+       the file system (store_vacuum) instead of kept. */
+    if (s_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen, path) < 0) {
+        if (sqlite3_errcode(db) == SQLITE_BUSY)
+            snprintf(err, errlen,
+                     "%s is locked: another ztask-master is using it (one master per database)",
+                     path);
+        return -1;
+    }
     /* The first statement that reads the file: a file that is not a
        database fails here ("file is not a database"), one another master
        holds with "database is locked". */
@@ -593,6 +662,34 @@ void store_process_init(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A plain file path (not ":memory:", "" or a "file:" URI). */
+static bool s_plain_path(const char *path)
+{
+    return *path && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+}
+
+/* Creates a missing database file empty with mode 0600 (SQLite takes an
+   empty file as a new database): SQLite itself would create it 0644 less
+   the umask, and it gives the -wal and -shm files the database's mode, so
+   this one mode keeps every task's spec (env, stdin: tokens) and output
+   from other local users, whatever the umask. When it cannot (a missing
+   directory, no right to write there), SQLite's open fails the same way
+   right after and says so in its words. */
+static void s_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
+int store_file_mode(const char *path)
+{
+    struct stat st;
+    if (!path || !s_plain_path(path) || stat(path, &st) != 0)
+        return -1;
+    return (int) (st.st_mode & 07777);
+}
+
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
 {
     char scratch[8];
@@ -605,6 +702,8 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         snprintf(err, errlen, "no database path");
         return NULL;
     }
+    if (s_plain_path(path))
+        s_create_private(path);
     store_t *self = xcalloc(1, sizeof *self);
     /* URI names ("file:...?mode=...") are allowed so tests and operators
        can pass SQLite options; a plain path behaves as usual. */
@@ -784,6 +883,89 @@ int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
     return 0;
 }
 
+int store_probe(store_t *self)
+{
+    if (s_write_begin(self, "probe") < 0)
+        return -1;
+    return s_write_step(self, S_PROBE, "probe", NULL);
+}
+
+int store_vacuum(store_t *self)
+{
+    if (s_write_begin(self, "vacuum") < 0)
+        return -1;
+    char *msg = NULL;
+    if (sqlite3_exec(self->db, "PRAGMA incremental_vacuum", NULL, NULL, &msg) != SQLITE_OK) {
+        s_seterr(self, "vacuum: %s", msg ? msg : sqlite3_errmsg(self->db));
+        sqlite3_free(msg);
+        return s_poison(self);
+    }
+    return 0;
+}
+
+bool store_shrinks(store_t *self)
+{
+    int64_t mode = 0;
+    char err[256];
+    return s_query_int(self->db, "PRAGMA auto_vacuum", &mode, err, sizeof err) == 0 && mode == 2;
+}
+
+int store_checkpoint(store_t *self)
+{
+    if (self->in_tx)
+        return 0;
+    int rc = sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : s_dberr(self, "checkpoint");
+}
+
+int store_submit_key_add(store_t *self, const store_key_row_t *row)
+{
+    if (s_write_begin(self, "submit key") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_KEY_ADD];
+    s_bind_text(st, 1, row->owner ? row->owner : "");
+    s_bind_text(st, 2, row->key);
+    sqlite3_bind_int64(st, 3, row->job);
+    sqlite3_bind_int64(st, 4, row->accepted);
+    sqlite3_bind_double(st, 5, row->created);
+    return s_write_step(self, S_KEY_ADD, "submit key", NULL);
+}
+
+int store_submit_keys_prune(store_t *self, double cutoff)
+{
+    if (s_write_begin(self, "prune submit keys") < 0)
+        return -1;
+    sqlite3_bind_double(self->stmt[S_KEYS_PRUNE], 1, cutoff);
+    return s_write_step(self, S_KEYS_PRUNE, "prune submit keys", NULL);
+}
+
+int store_submit_keys_each(store_t *self, double since,
+                           int (*fn)(const store_key_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_KEYS, "submit keys");
+    if (!st)
+        return -1;
+    sqlite3_bind_double(st, 1, since);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *owner = (const char *)sqlite3_column_text(st, 0);
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        store_key_row_t row = {
+            .owner = owner ? owner : "",
+            .key = key ? key : "",
+            .job = sqlite3_column_int64(st, 2),
+            .accepted = sqlite3_column_int64(st, 3),
+            .created = sqlite3_column_double(st, 4),
+        };
+        if (fn(&row, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "submit keys");
+    s_put(self, S_KEYS);
+    return result;
+}
+
 int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg)
 {
     sqlite3_stmt *st = s_get(self, S_JOBS, "jobs");
@@ -921,8 +1103,28 @@ char *store_task_spec(store_t *self, int64_t task)
     return spec;
 }
 
+int store_specs_each(store_t *self, int64_t first, int limit,
+                     int (*fn)(int64_t task, const char *spec, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_SPECS_FROM, "specs");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int(st, 2, limit);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *spec = (const char *)sqlite3_column_text(st, 1);
+        if (spec && fn(sqlite3_column_int64(st, 0), spec, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "specs");
+    s_put(self, S_SPECS_FROM);
+    return result;
+}
+
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started)
+                           const char *worker, double started, const char *worker_key)
 {
     if (state != PROTO_ST_ASSIGNED && state != PROTO_ST_RUNNING) {
         s_seterr(self, "task %lld: set_running with state %d", (long long)task, (int)state);
@@ -936,6 +1138,7 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
     sqlite3_bind_int(st, 3, attempt);
     s_bind_text(st, 4, worker);
     sqlite3_bind_double(st, 5, started);
+    s_bind_text(st, 6, worker_key);
     return s_write_step(self, S_TASK_RUNNING, "task running", NULL);
 }
 
@@ -1083,5 +1286,42 @@ int store_check(store_t *self)
         s_dberr(self, "integrity check");
     }
     s_put(self, S_CHECK);
+    return result;
+}
+
+/* ---- allocation queues ---- */
+
+int store_alloc_save(store_t *self, int64_t id, const char *def)
+{
+    if (s_write_begin(self, "save allocation queue") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_ALLOC_SAVE];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, def, -1, SQLITE_STATIC);
+    return s_write_step(self, S_ALLOC_SAVE, "save allocation queue", NULL);
+}
+
+int store_alloc_delete(store_t *self, int64_t id)
+{
+    if (s_write_begin(self, "delete allocation queue") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_ALLOC_DEL], 1, id);
+    return s_write_step(self, S_ALLOC_DEL, "delete allocation queue", NULL);
+}
+
+int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_ALLOCS, "allocation queues");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *def = (const char *)sqlite3_column_text(st, 1);
+        if (fn(sqlite3_column_int64(st, 0), def ? def : "", arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "allocation queues");
+    s_put(self, S_ALLOCS);
     return result;
 }

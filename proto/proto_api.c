@@ -18,7 +18,7 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_SUBMIT] = "submit",   [PROTO_REQ_STATUS] = "status", [PROTO_REQ_JOBS] = "jobs",
     [PROTO_REQ_RESULTS] = "results", [PROTO_REQ_LOGS] = "logs",     [PROTO_REQ_CANCEL] = "cancel",
     [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
-    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",
+    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",    [PROTO_REQ_ALLOC] = "alloc",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -44,6 +44,7 @@ void proto_req_destroy(proto_req_t **p)
     proto_req_t *r = *p;
     free(r->worker);
     free(r->name);
+    free(r->key);
     if (r->tasks) {
         for (int i = 0; i < r->ntasks; i++)
             proto_spec_destroy(&r->tasks[i]);
@@ -52,11 +53,28 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
+    free(r->ended);
+    free(r->slurm_job);
+    proto_alloc_destroy(&r->queue);
     free(r);
     *p = NULL;
 }
 
 /* ---------------------------------------------------------------- decode */
+
+bool proto_key_valid(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n < 1 || n > PROTO_MAX_KEY)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
 
 static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
@@ -64,9 +82,15 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
         || pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
         || pj_bool(o, "more", false, &req->more, err) != 0
+        || pj_str(o, "key", false, 1, PROTO_MAX_KEY, &req->key, err) != 0
         || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
+    if (req->key && !proto_key_valid(req->key)) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "\"key\" takes 1..%d of A-Z a-z 0-9 . _ : -", PROTO_MAX_KEY);
+        return -1;
+    }
     if (req->wait_ms > 0 && req->more) {
         proto_err_set(err, PROTO_E_FIELD,
                       "\"wait_ms\" needs the job's last batch (\"more\": false): a job with "
@@ -129,8 +153,37 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
-        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0)
+        || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
+        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
+        || pj_str(o, "slurm_job", false, 1, 64, &req->slurm_job, err) != 0
+        || pj_dbl(o, "ends_at", false, 0, 1e12, &req->ends_at, err) != 0)
         return -1;
+    return 0;
+}
+
+static int s_alloc_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    if (pa_op_from(o, "op", &req->alloc_op, err) != 0
+        || pj_i64(o, "alloc", false, 1, PJ_MAX_SAFE_INT, &req->alloc, err) != 0)
+        return -1;
+    cJSON *q = pj_get(o, "queue");
+    if (req->alloc_op == PROTO_ALLOC_OP_ADD) {
+        if (!q) {
+            proto_err_set(err, PROTO_E_FIELD, "alloc \"add\" needs \"queue\"");
+            return -1;
+        }
+        req->queue = xcalloc(1, sizeof *req->queue);
+        if (pa_alloc_from(q, req->queue, err) != 0) {
+            pj_err_prefix(err, "queue");
+            return -1;
+        }
+        return 0;
+    }
+    if (req->alloc_op != PROTO_ALLOC_OP_LIST && req->alloc == 0) {
+        proto_err_set(err, PROTO_E_FIELD, "alloc \"%s\" needs \"alloc\" (a queue id)",
+                      proto_alloc_op_name(req->alloc_op));
+        return -1;
+    }
     return 0;
 }
 
@@ -168,6 +221,8 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         return s_hello_from(o, req, err);
     case PROTO_REQ_JOBS:
         return pj_bool(o, "all", false, &req->all, err);
+    case PROTO_REQ_ALLOC:
+        return s_alloc_from(o, req, err);
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:
         return 0;
@@ -216,6 +271,8 @@ char *proto_req_encode(const proto_req_t *req)
         }
         pb_char(&b, ']');
         pb_kbool(&b, "more", req->more);
+        if (req->key)
+            pb_kstr(&b, "key", req->key);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
         break;
@@ -265,7 +322,24 @@ char *proto_req_encode(const proto_req_t *req)
         pb_strv(&b, req->labels, req->nlabels);
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
+        if (req->nended) {
+            pb_key(&b, "ended");
+            pb_refs(&b, req->ended, req->nended);
+        }
         pb_kbool(&b, "no_exec", req->no_exec);
+        if (req->slurm_job)
+            pb_kstr(&b, "slurm_job", req->slurm_job);
+        if (req->ends_at > 0)
+            pb_kdbl(&b, "ends_at", req->ends_at);
+        break;
+    case PROTO_REQ_ALLOC:
+        pb_kstr(&b, "op", proto_alloc_op_name(req->alloc_op));
+        if (req->alloc > 0)
+            pb_ki64(&b, "alloc", req->alloc);
+        if (req->queue) {
+            pb_key(&b, "queue");
+            pa_alloc_write(&b, req->queue);
+        }
         break;
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:

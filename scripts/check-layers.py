@@ -33,9 +33,10 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks", "requests; the life of a task (dispatch, claim, result, lease)"),
-    ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
-     "held requests; the ready queue; workers"),
+    ("api tasks alloc", "requests; the life of a task (dispatch, claim, result, lease); "
+     "worker allocation queues (Slurm)"),
+    ("journal jobs waiters sched registry idem", "grouped commits; jobs and retention; "
+     "held requests; the ready queue; workers; submit keys"),
     ("store writer auth", "SQLite; the commit thread; the ZAP allowlist"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}

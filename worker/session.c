@@ -43,6 +43,10 @@
 #define RESULT_HOLD_MIN_RUN_MS 1
 #define RESULT_HOLD_MS 5
 #define STOP_GRACE_MS 5000
+/* A worker with an end (ends_at) drains this long before it, so running
+   tasks can finish and BYE arrives before the engine kills it (the master
+   sends it no task with a --time-request that would not end by then). */
+#define END_MARGIN_MS (PROTO_END_MARGIN_S * 1000)
 /* Messages handled per socket per wakeup, so one busy socket cannot starve
    the timers. */
 #define INBOX_BATCH 1024
@@ -69,6 +73,10 @@ struct session {
     int kill_grace_ms;
     int hello_timeout_ms;
     int stop_grace_ms;
+    int idle_timeout_ms;    /* 0 = never leave when idle */
+    double ends_at;         /* wall seconds, 0 = no end */
+    char *slurm_job;        /* NULL = none */
+    int64_t idle_since;     /* mono ms the last task ended (or we started), 0 = busy */
 
     void *ctx;
     connector_link_t api;   /* DEALER while a request is outstanding, and its
@@ -95,6 +103,15 @@ struct session {
     int backoff_ms;
     unsigned hello_failures;
     uint64_t rng;
+
+    /* The last PROTO_MAX_ENDED attempts whose results went to the outbox
+       (a ring: ended_next is the oldest once full), for the next hello:
+       after a master restart their results may arrive after it. */
+    struct {
+        proto_task_ref_t ref;
+        int64_t at;          /* mono ms */
+    } ended[PROTO_MAX_ENDED];
+    int ended_next, nended;
 
     /* Every task the pool may still touch, oldest first. */
     runner_task_t *head, *tail;
@@ -234,6 +251,34 @@ static proto_task_ref_t *s_running_refs(session_t *self, int *n)
             refs[k].attempt = t->attempt;
             k++;
         }
+    *n = k;
+    return refs;
+}
+
+/* A result for (task, attempt) went to the outbox. */
+static void s_ended(session_t *self, int64_t task, int attempt, int64_t now)
+{
+    self->ended[self->ended_next].ref = (proto_task_ref_t){.task = task, .attempt = attempt};
+    self->ended[self->ended_next].at = now;
+    self->ended_next = (self->ended_next + 1) % PROTO_MAX_ENDED;
+    if (self->nended < PROTO_MAX_ENDED)
+        self->nended++;
+}
+
+/* Refs of the attempts that ended since shortly before the master went
+   silent (its liveness window before last_rx): their results may not have
+   reached it, and a restarted master keeps those tasks for us while they
+   come (the hello's "ended"). The caller frees them. */
+static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
+{
+    int64_t since = self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
+    proto_task_ref_t *refs = xcalloc((size_t) (self->nended ? self->nended : 1), sizeof *refs);
+    int k = 0;
+    for (int i = 0; i < self->nended; i++) {
+        int at = (self->ended_next - self->nended + i + PROTO_MAX_ENDED) % PROTO_MAX_ENDED;
+        if (self->ended[at].at >= since)
+            refs[k++] = self->ended[at].ref;
+    }
     *n = k;
     return refs;
 }
@@ -386,7 +431,12 @@ static void s_send_hello(session_t *self, int64_t now)
     for (int i = 0; i < self->nlabels; i++)
         req->labels[i] = xstrdup(self->labels[i]);
     req->running = s_running_refs(self, &req->nrunning);
+    /* Registered before: what ended around the loss of that master. */
+    if (self->worker_id)
+        req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
+    req->slurm_job = xstrdup(self->slurm_job);
+    req->ends_at = self->ends_at;
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
     if (!text || s_open_api(self) != 0
@@ -607,9 +657,11 @@ static void s_read_inbox(session_t *self, int64_t now)
             /* From our own pool threads: the task they were given back. */
             runner_task_t *t = hdr.task;
             assert(t != NULL);
-            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
+            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
                 outbox_result_until(self->outbox, xstrndup(payload, plen),
                                     s_result_until(self, t, now));
+                s_ended(self, t->id, t->attempt, now);
+            }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);
@@ -725,6 +777,39 @@ static void s_read_api(session_t *self, int64_t now)
 
 /* ---- the loop ---- */
 
+/* Leaving on its own (idle, or the allocation's end): starts the drain
+   when due; returns when to look again. */
+static int64_t s_leave_timers(session_t *self, int64_t now)
+{
+    int64_t next = now + POLL_CAP_MS;
+    if (self->phase != PHASE_RUN)
+        return next;
+    if (self->idle_timeout_ms > 0) {
+        if (self->nactive > 0) {
+            self->idle_since = 0;
+        } else {
+            if (!self->idle_since)
+                self->idle_since = now;
+            int64_t due = self->idle_since + self->idle_timeout_ms;
+            if (now >= due) {
+                log_info("event=idle_timeout idle_ms=%d", self->idle_timeout_ms);
+                s_start_drain(self, "idle", now);
+                return next;
+            }
+            next = s_min(next, due);
+        }
+    }
+    if (self->ends_at > 0) {
+        int64_t left_ms = (int64_t) ((self->ends_at - clock_wall()) * 1000.0) - END_MARGIN_MS;
+        if (left_ms <= 0) {
+            s_start_drain(self, "allocation_end", now);
+            return next;
+        }
+        next = s_min(next, now + left_ms);
+    }
+    return next;
+}
+
 /* Timers due now; returns the time of the next one. */
 static int64_t s_timers(session_t *self, int64_t now)
 {
@@ -768,7 +853,7 @@ static int64_t s_timers(session_t *self, int64_t now)
     }
     if (self->phase == PHASE_STOP)
         next = s_min(next, self->stop_deadline);
-    return next;
+    return s_min(next, s_leave_timers(self, now));
 }
 
 static bool s_finished(session_t *self, int64_t now)
@@ -876,10 +961,13 @@ int session_run(session_t *self)
         return -1;
     int64_t now = clock_mono_ms();
     self->next_hello = now;
-    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d",
+    const exec_policy_t *pol = self->rctx.policy;
+    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d "
+             "run_as=%s task_rlimit=\"%s\"",
              self->name, connector_host(self->uplink), connector_port(self->uplink),
              self->threads, self->no_exec ? 1 : 0, allow_count(self->allow),
-             connector_curve(self->uplink) ? 1 : 0);
+             connector_curve(self->uplink) ? 1 : 0, pol && pol->run_as ? pol->user : "-",
+             policy_rlimits_text(pol));
     for (;;) {
         now = clock_mono_ms();
         s_check_signals(self, now);
@@ -959,8 +1047,12 @@ session_t *session_new(const session_config_t *cfg)
     self->signals = cfg->signals;
     self->kill_grace_ms = cfg->kill_grace_ms;
     self->rctx.reaper = cfg->reaper;
+    self->rctx.policy = cfg->policy;
     self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
+    self->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;
+    self->ends_at = cfg->ends_at > 0 ? cfg->ends_at : 0;
+    self->slurm_job = xstrdup(cfg->slurm_job);
     self->backoff_ms = BACKOFF_MIN_MS;
     self->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) self;
     if (!self->rng)
@@ -996,6 +1088,7 @@ void session_destroy(session_t **p)
     free(self->worker_id);
     free(self->name);
     free(self->hostname);
+    free(self->slurm_job);
     connector_destroy(&self->uplink);
     free(self);
 }
