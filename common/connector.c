@@ -253,6 +253,8 @@ static connector_err_t s_drain_monitor(connector_link_t *link)
 
 bool connector_resolves(const connector_t *self)
 {
+    if (zmqx_ipc(self->host))
+        return true;   /* a path: nothing to resolve */
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = self->ipv6 ? AF_INET6 : AF_UNSPEC;

@@ -137,7 +137,7 @@ void connector_close(connector_link_t *link);
 
 /* True when the connector's host resolves to an address (getaddrinfo;
    blocks while the resolver works), to tell "refused" from "no such
-   host" after REFUSED. */
+   host" after REFUSED; always true for an "ipc://DIR" host. */
 bool connector_resolves(const connector_t *self);
 
 /* Reads one pending monitor event without blocking (NONE when there is

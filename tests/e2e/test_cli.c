@@ -59,6 +59,11 @@ START_TIMED_TEST(an_unreachable_master_is_reported_at_once_and_only_a_silent_one
                   r->err);
     h_run_free(&r);
 
+    /* A socket directory where no master listens: refused too. */
+    r = s_cli_at("ipc:///nonexistent/ztask-test", jobs_600, 20000);
+    ck_assert_msg(r->rc == 3 && strstr(r->err, "connection refused"), "ipc: %s", h_run_desc(r));
+    h_run_free(&r);
+
     snprintf(addr, sizeof addr, "127.0.0.1:%d", silent_port);
     const char *jobs_1[] = { "--request-timeout", "1", "jobs", NULL };
     r = s_cli_at(addr, jobs_1, 20000);
