@@ -748,6 +748,7 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
                                  &rep->out_offset);
         rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset,
                                  &rep->err_offset);
+        rep->task_error = res && res->error ? xstrdup(res->error) : NULL;
         proto_result_destroy(&res);
     }
     free(o.outcome);
@@ -861,6 +862,8 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->nlabels = w->nlabels;
         info->alive = w->alive;
         info->draining = w->draining;
+        info->left = w->left;
+        info->gone = w->gone_at;
         info->running = w->inflight;
         info->done = w->done;
         info->failed = w->failed;

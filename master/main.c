@@ -89,6 +89,8 @@ static void s_usage(FILE *out)
 "(docs/security.md).\n"
 "\n"
 "Signals: SIGTERM/SIGINT commit, close and exit 0; SIGHUP re-reads the key allowlists.\n"
+"One master per database: a second one on the same file stops at once (exit 1).\n"
+"A master that cannot start leaves no database file it created behind.\n"
 "Exit codes: 0 clean stop, 1 cannot start (port in use, database, keys, refused\n"
 "bind) or failed while running, 2 usage error.\n"
 "Example: ztask-master --db ./ztask.db\n");

@@ -32,10 +32,10 @@
 #include <limits.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* How often tasks_timers runs (liveness, pings, leases, orphans). */
@@ -451,6 +451,18 @@ static int s_start(master_t *self, char *err, size_t errlen)
     return 0;
 }
 
+/* Removes a database file and its WAL companions (after the store is
+   closed). */
+static void s_remove_db(const char *path)
+{
+    static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        char *p = xasprintf("%s%s", path, suffix[i]);
+        unlink(p);
+        free(p);
+    }
+}
+
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
@@ -463,9 +475,22 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     self->cfg.bind_addr = self->bind_addr;
     self->cfg.db_path = self->db_path;
     self->started_ms = clock_mono_ms();
-    if (s_open_store(self, err, errlen) != 0 || s_open_sockets(self, err, errlen) != 0
-        || s_start(self, err, errlen) != 0) {
+    /* A database this master creates and then cannot serve (a busy port,
+       bad keys) is removed: an empty file left behind would read as a
+       master that once ran there. Only once the store is open (so the
+       file is ours: its lock refuses any other master). */
+    struct stat st;
+    bool fresh = stat(cfg->db_path, &st) != 0 && errno == ENOENT;
+    if (s_open_store(self, err, errlen) != 0) {
         master_destroy(&self);
+        return NULL;
+    }
+    if (s_open_sockets(self, err, errlen) != 0 || s_start(self, err, errlen) != 0) {
+        char *path = fresh ? xstrdup(self->db_path) : NULL;
+        master_destroy(&self);
+        if (path)
+            s_remove_db(path);
+        free(path);
         return NULL;
     }
     char api_ep[300], rep_ep[300];

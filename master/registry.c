@@ -2,6 +2,7 @@
 
 #include "auth.h"
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -237,6 +238,8 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     w->ends_at = hello->ends_at;
     w->alive = true;
     w->draining = false;
+    w->left = false;
+    w->gone_at = 0;
     w->last_seen = now;
     w->last_ping = 0;
     w->gone_since = 0;
@@ -250,14 +253,16 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     return w;
 }
 
-void registry_gone(registry_t *self, worker_t *w, int64_t now)
+void registry_gone(registry_t *self, worker_t *w, int64_t now, bool left)
 {
     (void) self;
     assert(!w->tasks && w->inflight == 0);
     s_close_pipe(w);
     w->alive = false;
     w->draining = false;
+    w->left = left;
     w->gone_since = now;
+    w->gone_at = clock_wall();
 }
 
 void registry_prune(registry_t *self, int64_t now, int64_t keep_ms)

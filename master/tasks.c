@@ -388,7 +388,7 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
         s_take_back(self, w->tasks, crashed, why);
     }
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", LOG_V(w->id), why, n);
-    registry_gone(self->registry, w, now);
+    registry_gone(self->registry, w, now, strcmp(why, "bye") == 0);
 }
 
 /* A worker declared dead registers again as the same process (host, pid,
@@ -1391,7 +1391,7 @@ void tasks_timers(tasks_t *self, int64_t now)
         s_expire_parked(self, now);
     if (now - self->last_prune > 60000) {
         self->last_prune = now;
-        registry_prune(self->registry, now, 3600 * 1000);
+        registry_prune(self->registry, now, REGISTRY_KEEP_GONE_MS);
     }
     s_check_stuck(self, now);
 }

@@ -384,9 +384,11 @@ typedef struct {
     int nlabels;
     bool alive;
     bool draining;
+    bool left;                  /* gone because it said bye; !alive && !left: dead */
     int running;
     int64_t done, failed;
-    double last_heartbeat;      /* wall seconds */
+    double last_heartbeat;      /* wall seconds; 0 (null on the wire): none yet */
+    double gone;                /* wall seconds it died or left; 0 (null) while alive */
     char *slurm_job;            /* the Slurm job it runs in, NULL = none */
     double ends_at;             /* wall seconds it leaves at, 0 = no end */
 } proto_worker_info_t;
@@ -420,6 +422,7 @@ typedef struct {
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */
+    char *task_error;              /* a finished task's one-line error, or NULL */
     int64_t out_offset, err_offset; /* offsets after these chunks */
     /* cancel/forget */
     int64_t count;

@@ -747,6 +747,7 @@ static void s_read_api_monitor(session_t *self, int64_t now)
                           "--master-key the master's public key?)";
         break;
     case CONNECTOR_EV_CONNECTED:
+    case CONNECTOR_EV_RETRIED:   /* libzmq retries on its own; the hello times out */
     case CONNECTOR_EV_NONE:
         break;
     }
