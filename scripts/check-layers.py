@@ -37,8 +37,8 @@ MASTER_LAYERS = [
      "worker allocation queues (Slurm)"),
     ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
      "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
-    ("store writer auth resources", "SQLite; the commit thread; the ZAP allowlist; "
-     "what fits on a worker (pure)"),
+    ("store writer auth gate resources", "SQLite; the commit thread; the ZAP allowlist; "
+     "unauthenticated connections shed; what fits on a worker (pure)"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
 

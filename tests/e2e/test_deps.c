@@ -171,6 +171,11 @@ START_TIMED_TEST(a_failed_parent_ends_its_dependants_dep_failed_and_theirs_too, 
     }
     cJSON_Delete(res);
 
+    /* --failed lists them: they did not succeed. */
+    res = h_results(c, g, "--failed");
+    ck_assert_int_eq(cJSON_GetArraySize(res), 3);
+    cJSON_Delete(res);
+
     /* The plain text says it too. */
     h_run_t *r = h_cli(c, "status", s_id(h, b2, sizeof b2), NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "1 dep_failed"), "status: %s", h_run_desc(r));
