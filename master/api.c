@@ -4,6 +4,7 @@
 #include "alloc.h"
 
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -18,8 +19,10 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +32,20 @@
    turn even under a flood of requests. */
 #define REQUESTS_PER_TURN 500
 
+/* Keyed submits prune the expired keys at most this often. */
+#define IDEM_PRUNE_EVERY_MS 60000
+
 struct api {
     api_config_t cfg;        /* its pointers borrowed */
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
+    int64_t keys_pruned_ms;  /* monotonic ms of the last idem_prune (0: never) */
+    /* Test only (ZTASK_TEST_KILL_BEFORE_ACK=N, docs/protocol.md): the
+       master kills itself (SIGKILL) when the Nth committed submit is to be
+       answered, so a test can lose a reply after its commit; 0 = never. */
+    int64_t kill_before_ack;
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
+    log_limit_t hello_log;   /* refused hellos */
 };
 
 api_t *api_new(const api_config_t *cfg)
@@ -42,6 +54,9 @@ api_t *api_new(const api_config_t *cfg)
     self->cfg = *cfg;
     self->last_job_id = cfg->last_job_id;
     self->last_task_id = cfg->last_task_id;
+    const char *kill = getenv("ZTASK_TEST_KILL_BEFORE_ACK");
+    if (kill && parse_int64(kill, 1, INT64_MAX, &self->kill_before_ack) != 0)
+        self->kill_before_ack = 0;
     return self;
 }
 
@@ -55,15 +70,35 @@ void api_destroy(api_t **p)
 
 /* ---- replies ---- */
 
+/* What a client accepts (its ZMQ_MAXMSGSIZE): a bigger reply would make
+   libzmq drop the connection, and the client would only see silence. */
+#define API_MAX_REPLY ((size_t) PROTO_MAX_API_MSG - 4096)
+
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
     char *body = proto_reply_encode(rep, type);
+    size_t len = strlen(body);
+    if (len > API_MAX_REPLY) {
+        free(body);
+        proto_reply_t *err = proto_reply_error(
+            PROTO_E_TOO_BIG,
+            "the reply to this %s request would be %zu MiB, over the %d MiB a client accepts; "
+            "ask for less (results: --limit; a task's output: ztask logs)",
+            proto_req_type_name(type), len >> 20, PROTO_MAX_API_MSG >> 20);
+        body = proto_reply_encode(err, type);
+        proto_reply_destroy(&err);
+        len = strlen(body);
+        int64_t held;
+        if (log_limit(&self->lim_request, clock_mono_ms(), &held))
+            log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
+                     held);
+    }
     /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
     for (int i = 0; i < envelope->count; i++)
         zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
                   ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmqx_send(self->cfg.sock, body, strlen(body), ZMQ_DONTWAIT);
+    zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
     free(body);
 }
 
@@ -71,6 +106,19 @@ static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *cod
                           const char *msg)
 {
     proto_reply_t *rep = proto_reply_error(code, "%s", msg);
+    s_send_reply(self, env, rep, PROTO_REQ_STATUS);
+    proto_reply_destroy(&rep);
+}
+
+/* A query while the store cannot be written (journal_failing). */
+static void s_reply_unwritable(api_t *self, const zmqx_frames_t *env)
+{
+    const char *why = journal_failing(self->cfg.journal);
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_STORAGE,
+        "the master cannot write its database (%s): it answers again once space returns "
+        "(free some; it retries every 0.5 s); what it has in memory is kept",
+        why ? why : "commit failed");
     s_send_reply(self, env, rep, PROTO_REQ_STATUS);
     proto_reply_destroy(&rep);
 }
@@ -100,7 +148,7 @@ static void s_log_not_owner(api_t *self, const auth_peer_t *peer, const job_t *j
     if (log_limit(&self->lim_request, clock_mono_ms(), &held))
         log_warn("event=request_refused reason=not_owner job=%" PRId64 " key=%s request=%s "
                  "suppressed=%" PRId64,
-                 job->id, peer->owner, what, held);
+                 job->id, LOG_V(peer->owner), what, held);
 }
 
 /* The job of that id if allowed(peer, job); else NULL after answering
@@ -241,7 +289,7 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     if (log_limit(&self->lim_request, clock_mono_ms(), &held))
         log_warn("event=quota_refused key=%s %s=%" PRId64 " batch=%" PRId64 " limit=%" PRId64
                  " suppressed=%" PRId64,
-                 u->owner[0] ? u->owner : "none", what, have, add, limit, held);
+                 u->owner[0] ? LOG_V(u->owner) : "none", what, have, add, limit, held);
     proto_reply_t *rep = proto_reply_error(
         PROTO_E_QUOTA,
         "over quota: %" PRId64 " %s queued or running + %" PRId64 " in this batch > %" PRId64
@@ -253,9 +301,79 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     return false;
 }
 
+/* A keyed submit whose key is known: a copy of a request taken in
+   before. Answered as that one (its job, its count) and nothing is added;
+   while its commit is pending, an echo is queued behind it and answered
+   once it is done. A key seen with another job is refused. */
+static void s_submit_again(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                           const proto_req_t *req, const idem_entry_t *e)
+{
+    if (req->job != 0 && req->job != e->job) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "key %s was used for job %" PRId64 ", not job %" PRId64
+                 "; give each request its own key",
+                 req->key, e->job, req->job);
+        s_reply_error(self, env, PROTO_E_STATE, msg);
+        return;
+    }
+    log_info("event=submit_repeated key=%s job=%" PRId64 " accepted=%" PRId64 " committed=%d",
+             req->key, e->job, e->accepted, e->committed);
+    if (e->committed) {
+        s_submit_answer(self, env, e->job, e->accepted, req->wait_ms, clock_mono_ms());
+        return;
+    }
+    pending_submit_t *p = xcalloc(1, sizeof *p);
+    p->echo = true;
+    p->owner = xstrdup(peer->owner);
+    p->key = xstrdup(req->key);
+    p->job_id = e->job;
+    p->wait_ms = req->wait_ms;
+    zmqx_frames_copy(&p->envelope, env);
+    journal_submit(self->cfg.journal, &p);
+}
+
+/* Remembers a keyed submit's key until its commit is done; now and then
+   forgets the expired ones, in memory and (journalled) in the store. */
+static void s_key_taken(api_t *self, pending_submit_t *p, const char *key)
+{
+    int64_t now = clock_mono_ms();
+    p->key = xstrdup(key);
+    p->key_created = clock_wall();
+    if (self->keys_pruned_ms == 0 || now - self->keys_pruned_ms >= IDEM_PRUNE_EVERY_MS) {
+        self->keys_pruned_ms = now;
+        double cutoff = p->key_created - IDEM_TTL_S;
+        idem_prune(self->cfg.idem, cutoff);
+        journal_add(self->cfg.journal, &(jop_t){.type = J_KEYS_PRUNE, .t = cutoff});
+    }
+    idem_put(self->cfg.idem, p->owner, key,
+             &(idem_entry_t){.job = p->job_id, .accepted = p->ntasks, .committed = false},
+             p->key_created);
+}
+
 static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      proto_req_t *req)
 {
+    /* Before anything else: a copy of a submit that closed its job must
+       not be told the job is complete. */
+    const idem_entry_t *seen = req->key ? idem_get(self->cfg.idem, peer->owner, req->key) : NULL;
+    if (seen) {
+        s_submit_again(self, env, peer, req, seen);
+        return;
+    }
+    /* A disk that refused the last commit takes no new work: the batch
+       could only fail (or squeeze in and starve the journal of room). */
+    const char *full = journal_full(self->cfg.journal);
+    if (full) {
+        proto_reply_t *rep = proto_reply_error(
+            PROTO_E_STORAGE,
+            "the master cannot write its database (%s): it takes no new work until space "
+            "returns (free some, it retries every 0.5 s); nothing of this batch was accepted",
+            full);
+        s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+        proto_reply_destroy(&rep);
+        return;
+    }
     /* Everything the writer needs to store the rows travels with the
        submit; the tasks enter the queue when that commit is done. */
     job_t *job = NULL;
@@ -329,6 +447,8 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->tasks[i].id = ++self->last_task_id;
         p->tasks[i].index = req->tasks[i]->index >= 0 ? req->tasks[i]->index : indexed + i;
     }
+    if (req->key)
+        s_key_taken(self, p, req->key);
     /* Counted against the quota until its commit is done either way. */
     usage_pending(u, p->ntasks, p->bytes);
     /* The envelope is kept to answer after the commit. */
@@ -340,6 +460,29 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
    client gets its ack. */
 static void s_submit_committed(api_t *self, pending_submit_t *p)
 {
+    if (p->echo) {
+        /* Queued behind the copy it repeats, whose commit is done: answered
+           as that one, or refused when that one was. */
+        const idem_entry_t *e = idem_get(self->cfg.idem, p->owner, p->key);
+        if (e && e->committed)
+            s_submit_answer(self, &p->envelope, e->job, e->accepted, p->wait_ms,
+                            clock_mono_ms());
+        else
+            s_reply_error(self, &p->envelope, PROTO_E_STORAGE,
+                          "the master could not store the first copy of this request; "
+                          "nothing of it was accepted: send it again");
+        return;
+    }
+    if (p->key) {
+        idem_entry_t *e = idem_get(self->cfg.idem, p->owner, p->key);
+        assert(e && !e->committed);
+        e->committed = true;
+    }
+    if (self->kill_before_ack > 0 && --self->kill_before_ack == 0) {
+        log_warn("event=test_kill_before_ack job=%" PRId64 " note=\"ZTASK_TEST_KILL_BEFORE_ACK\"",
+                 p->job_id);
+        raise(SIGKILL);
+    }
     usage_pending(jobs_usage(self->cfg.jobs, p->owner), -p->ntasks, -p->bytes);
     job_t *job = p->new_job ? jobs_create(self->cfg.jobs, &(store_job_new_t){.id = p->job_id,
                                                                               .name = p->job_name,
@@ -363,6 +506,9 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
 /* The commit of this submit failed (or will never come): refuse it. */
 static void s_submit_refused(api_t *self, const pending_submit_t *p)
 {
+    /* Not stored: a copy sent again is a new request. */
+    if (p->key && !p->echo)
+        idem_remove(self->cfg.idem, p->owner, p->key);
     usage_pending(jobs_usage(self->cfg.jobs, p->owner), -p->ntasks, -p->bytes);
     /* A refused batch that would have closed its job does not: the client
        may send it again. */
@@ -401,11 +547,54 @@ typedef struct {
     api_t *self;
     proto_task_info_t *v;
     int n;
+    size_t bytes;       /* of the records so far (their stored JSON) */
+    bool full;          /* stopped at PROTO_REPLY_PAGE_BYTES */
+    int64_t last;       /* id of the last record taken */
 } rows_t;
+
+/* The largest prefix of text (a UTF-8 string) of at most max bytes that
+   ends on a character boundary. */
+static size_t s_utf8_prefix(const char *text, size_t max)
+{
+    size_t n = strlen(text);
+    if (n <= max)
+        return n;
+    while (max > 0 && ((unsigned char) text[max] & 0xc0) == 0x80)
+        max--;
+    return max;
+}
+
+/* A result whose stored JSON (bytes) is more than a reply may hold:
+   its outputs are cut in proportion to fit, and marked truncated (the
+   whole output stays readable with `ztask logs`, which pages it). */
+static void s_fit_outputs(proto_result_t *res, size_t bytes)
+{
+    double keep = 0.9 * (double) API_MAX_REPLY / (double) bytes;
+    char **out[2] = {&res->stdout_data, &res->stderr_data};
+    bool *cut[2] = {&res->stdout_truncated, &res->stderr_truncated};
+    for (int i = 0; i < 2; i++) {
+        size_t len = *out[i] ? strlen(*out[i]) : 0;
+        size_t max = (size_t) ((double) len * keep);
+        if (len > max) {
+            (*out[i])[s_utf8_prefix(*out[i], max)] = '\0';
+            *cut[i] = true;
+        }
+    }
+}
 
 static int s_task_row(const store_task_row_t *row, void *arg)
 {
     rows_t *rows = arg;
+    /* Paged by bytes too: a page ends before the record that would take
+       it over PROTO_REPLY_PAGE_BYTES (the first record always goes in;
+       the next page starts after the last one taken). */
+    size_t bytes = row->outcome_json ? strlen(row->outcome_json) : 0;
+    if (rows->n > 0 && rows->bytes + bytes > PROTO_REPLY_PAGE_BYTES) {
+        rows->full = true;
+        return 1;
+    }
+    rows->bytes += bytes;
+    rows->last = row->id;
     proto_task_info_t *info = &rows->v[rows->n++];
     memset(info, 0, sizeof *info);
     info->task = row->id;
@@ -421,6 +610,8 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     if (row->outcome_json) {
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
+        if (info->result && bytes > API_MAX_REPLY)
+            s_fit_outputs(info->result, bytes);
         if (!info->result)
             {
             char q[256];
@@ -437,12 +628,12 @@ static void s_results(api_t *self, const zmqx_frames_t *env, const auth_peer_t *
     if (!s_job_or_reply(self, env, peer, req->job))
         return;
     int limit = req->limit > 0 ? req->limit : 1000;
-    rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
-    int64_t last = -1;
+    rows_t rows = {.self = self, .v = xcalloc((size_t) limit, sizeof(proto_task_info_t)),
+                   .last = -1};
     proto_reply_t *rep;
     store_t *store = journal_store(self->cfg.journal);
     if (store_results_each(store, req->job, req->after, limit, req->failed_only, s_task_row, &rows,
-                           &last) != 0) {
+                           NULL) != 0) {
         rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(store));
         for (int i = 0; i < rows.n; i++)
             proto_task_info_clear(&rows.v[i]);
@@ -451,7 +642,7 @@ static void s_results(api_t *self, const zmqx_frames_t *env, const auth_peer_t *
         rep = proto_reply_new(true);
         rep->tasks = rows.v;
         rep->ntasks = rows.n;
-        rep->next_after = rows.n == limit ? last : -1;
+        rep->next_after = rows.full || rows.n == limit ? rows.last : -1;
     }
     s_send_reply(self, env, rep, PROTO_REQ_RESULTS);
     proto_reply_destroy(&rep);
@@ -488,11 +679,23 @@ static int64_t s_task_id(api_t *self, const proto_req_t *req)
     return 0;
 }
 
-static char *s_slice(const char *data, size_t len, int64_t offset)
+/* One logs chunk of a stream: data[offset..len) up to a quarter page,
+   cut on a UTF-8 boundary; *next gets the offset after it (the client
+   asks again from there: `ztask logs` reads until nothing is new). */
+static char *s_slice(const char *data, size_t len, int64_t offset, int64_t *next)
 {
+    *next = (int64_t) len > offset ? (int64_t) len : offset;
     if (!data || offset < 0 || (size_t) offset >= len)
         return xstrdup("");
-    return xstrndup(data + offset, len - (size_t) offset);
+    size_t n = len - (size_t) offset, max = PROTO_REPLY_PAGE_BYTES / 4;
+    if (n > max) {
+        n = max;
+        for (int back = 0; back < 3 && ((unsigned char) data[offset + (int64_t) n] & 0xc0) == 0x80;
+             back++)
+            n--;
+        *next = offset + (int64_t) n;
+    }
+    return xstrndup(data + offset, n);
 }
 
 /* Whether peer may act on the task of that id (through its job); when
@@ -533,20 +736,19 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
         rep->task_state = t->state;
         const sched_output_t *o = t->output;
         size_t ol = o ? o->len[0] : 0, el = o ? o->len[1] : 0;
-        rep->out_chunk = s_slice(o ? o->data[0] : NULL, ol, req->out_offset);
-        rep->err_chunk = s_slice(o ? o->data[1] : NULL, el, req->err_offset);
-        rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
-        rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
+        rep->out_chunk = s_slice(o ? o->data[0] : NULL, ol, req->out_offset, &rep->out_offset);
+        rep->err_chunk = s_slice(o ? o->data[1] : NULL, el, req->err_offset, &rep->err_offset);
     } else {
         rep->task_state = o.state;
         proto_err_t err;
         proto_result_t *res = o.outcome ? proto_result_decode(o.outcome, strlen(o.outcome), &err) : NULL;
         size_t ol = res && res->stdout_data ? strlen(res->stdout_data) : 0;
         size_t el = res && res->stderr_data ? strlen(res->stderr_data) : 0;
-        rep->out_chunk = s_slice(res ? res->stdout_data : NULL, ol, req->out_offset);
-        rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset);
-        rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
-        rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
+        rep->out_chunk = s_slice(res ? res->stdout_data : NULL, ol, req->out_offset,
+                                 &rep->out_offset);
+        rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset,
+                                 &rep->err_offset);
+        rep->task_error = res && res->error ? xstrdup(res->error) : NULL;
         proto_result_destroy(&res);
     }
     free(o.outcome);
@@ -609,6 +811,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                .nended = req->nended};
     bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, &held, now);
     char err[256];
+    const char *code;
     worker_t *w = registry_hello(self->cfg.registry,
                                  &(registry_hello_t){.name = name,
                                                      .key = key,
@@ -620,10 +823,14 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .no_exec = req->no_exec,
                                                      .slurm_job = req->slurm_job,
                                                      .ends_at = req->ends_at},
-                                 now, err, sizeof err);
+                                 now, &code, err, sizeof err);
     if (!w) {
-        log_error("event=hello_refused name=%s error=\"%s\"", name, err);
-        s_reply_error(self, env, PROTO_E_INTERNAL, err);
+        /* A worker retries its hello: one line a second at most. */
+        int64_t held;
+        if (log_limit(&self->hello_log, now, &held))
+            log_error("event=hello_refused name=%s key=%s code=%s error=\"%s\" suppressed=%" PRId64,
+                      LOG_V(name), key, code, log_quote((char[256]){0}, 256, err), held);
+        s_reply_error(self, env, code, err);
         return;
     }
     /* Claim what it still runs: tasks from before a master restart (orphans)
@@ -632,7 +839,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     int claimed = tasks_claim(self->cfg.tasks, w, &held, now);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
-             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
              again ? " again=1" : "");
     s_hello_reply(self, env, w);
 }
@@ -655,6 +862,8 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->nlabels = w->nlabels;
         info->alive = w->alive;
         info->draining = w->draining;
+        info->left = w->left;
+        info->gone = w->gone_at;
         info->running = w->inflight;
         info->done = w->done;
         info->failed = w->failed;
@@ -677,7 +886,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     /* A worker key (not also a client's) drains only the worker it
        registered: its own SIGTERM, nobody else's. */
     if (!(peer->roles & AUTH_CLIENT) && strcmp(w->key, peer->owner) != 0) {
-        log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
+        log_warn("event=request_refused type=drain worker=%s key=%s need=client", LOG_V(w->id),
                  auth_user_key(env->user_id));
         s_reply_error(self, env, PROTO_E_AUTH, "a worker key may drain only its own worker");
         return;
@@ -688,7 +897,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
     free(text);
     proto_pipe_destroy(&msg);
-    log_info("event=worker_draining worker=%s running=%d", w->id, w->inflight);
+    log_info("event=worker_draining worker=%s running=%d", LOG_V(w->id), w->inflight);
     proto_reply_t *rep = proto_reply_new(true);
     s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);
@@ -852,13 +1061,17 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
     if (!waiters_any_due(self->cfg.waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
-       answer, this one waits for their commit. */
-    api_flush(self);
+       answer, this one waits for their commit. If it cannot be made, a
+       held status is refused as a query would be, and a held submit (its
+       batch was committed) gets its plain answer without the record. */
+    bool written = api_flush(self) == 0;
     waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, written);
+        else if (!written)
+            s_reply_unwritable(self, &w->envelope);
         else
             s_waited_reply(self, &w->envelope, w->job);
         waiter_free(&w);
@@ -950,9 +1163,16 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         proto_req_destroy(&req);
         return;
     }
-    /* Every answer reflects committed state: flush first (cheap when idle). */
-    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
-        api_flush(self);
+    /* Every answer reflects committed state: flush first (cheap when idle).
+       When that fails (a full disk), the memory is ahead of the store and
+       nothing read from either may be told: `status` (memory) and
+       `results` (store) would disagree. A drain changes only memory. */
+    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO && api_flush(self) != 0
+        && req->type != PROTO_REQ_DRAIN) {
+        s_reply_unwritable(self, &env);
+        proto_req_destroy(&req);
+        return;
+    }
     switch (req->type) {
     case PROTO_REQ_SUBMIT: s_submit(self, &env, &peer, req); break;
     case PROTO_REQ_STATUS: s_jobs(self, &env, &peer, req, PROTO_REQ_STATUS); break;

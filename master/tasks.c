@@ -73,6 +73,14 @@ struct tasks {
     int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
     int64_t stuck_logged;    /* when that was last logged */
     int64_t last_stuck_check;
+    /* Specs read ahead from the store (s_take_spec, tasks_read_ahead):
+       the next id to read from (0 = nothing to read ahead) and how many
+       read ahead are not dispatched yet. */
+    int64_t ahead_from;
+    int ahead_left;
+    int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
+                                store while the writer had it: read from here
+                                when it is free; dispatch waits till then */
 };
 
 tasks_t *tasks_new(const tasks_config_t *cfg)
@@ -379,8 +387,8 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
             w->charged[w->ncharged++] = w->tasks->id;
         s_take_back(self, w->tasks, crashed, why);
     }
-    log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
-    registry_gone(self->registry, w, now);
+    log_warn("event=worker_lost worker=%s why=%s requeued=%d", LOG_V(w->id), why, n);
+    registry_gone(self->registry, w, now, strcmp(why, "bye") == 0);
 }
 
 /* A worker declared dead registers again as the same process (host, pid,
@@ -399,7 +407,7 @@ static void s_worker_returned(tasks_t *self, worker_t *w)
     if (n)
         log_info("event=crashes_uncharged worker=%s tasks=%d note=\"the worker declared dead "
                  "came back: it did not crash\"",
-                 w->id, n);
+                 LOG_V(w->id), n);
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
@@ -510,7 +518,7 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
         free(t->spec);
         t->spec = NULL;
         log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
-                 t->attempt + 1, w->id);
+                 t->attempt + 1, LOG_V(w->id));
     }
     s_move(self, t, PROTO_ST_RUNNING, w);
     t->deadline = 0;
@@ -675,7 +683,67 @@ static void s_check_stuck(tasks_t *self, int64_t now)
     log_warn("event=tasks_without_worker needs=\"%s\" waiting_s=%lld note=\"no live worker "
              "can run these queued tasks (exec: runs commands, not --no-exec; after ':' the "
              "labels they --require); they wait until one registers\"",
-             list, (long long) ((now - self->stuck_since) / 1000));
+             log_quote((char[512]){0}, 512, list), (long long) ((now - self->stuck_since) / 1000));
+}
+
+/* Specs read ahead at a miss (a task loaded at a restart or requeued has
+   its spec only in the store): the tasks that follow it in id order are
+   most often the next to go (FIFO within a priority), so one read, and at
+   most one wait for the writer thread to be done with the store, serves
+   this many dispatches instead of one. Measured (50,000 queued tasks
+   loaded at a restart, two workers of 4 threads, noop): one read per task
+   made the loop wait for the writer 20,020 times, 96 ms of a 0.58 s run,
+   up to 13 ms at once. */
+#define SPEC_READ_AHEAD 1024
+
+typedef struct {
+    tasks_t *self;
+    sched_task_t *popped;    /* the task being dispatched (popped: not QUEUED), or NULL */
+} ahead_t;
+
+static int s_keep_spec(int64_t id, const char *spec, void *arg)
+{
+    ahead_t *a = arg;
+    tasks_t *self = a->self;
+    sched_task_t *t = sched_get(self->sched, id);
+    if (t && !t->spec && (t == a->popped || (t->state == PROTO_ST_QUEUED && !t->orphan))) {
+        t->spec = xstrdup(spec);
+        self->ahead_left++;
+    }
+    self->ahead_from = id + 1;
+    return 0;
+}
+
+/* Reads the specs of up to SPEC_READ_AHEAD queued tasks (and popped's)
+   from id first on. */
+static void s_read_ahead(tasks_t *self, int64_t first, sched_task_t *popped)
+{
+    self->ahead_from = 0;
+    ahead_t a = {.self = self, .popped = popped};
+    store_specs_each(journal_store(self->journal), first, SPEC_READ_AHEAD, s_keep_spec, &a);
+}
+
+/* The spec to send for t (the caller's), from memory or read ahead from
+   the store; NULL when the store has none. */
+static char *s_take_spec(tasks_t *self, sched_task_t *t)
+{
+    if (!t->spec)
+        s_read_ahead(self, t->id, t);
+    else if (t->id < self->ahead_from && self->ahead_left > 0)
+        self->ahead_left--;
+    char *spec = t->spec;
+    t->spec = NULL;   /* a requeued task reads it back from the store */
+    return spec;
+}
+
+void tasks_read_ahead(tasks_t *self)
+{
+    if (self->ahead_wanted > 0) {
+        s_read_ahead(self, self->ahead_wanted, NULL);
+        self->ahead_wanted = 0;
+    } else if (self->ahead_from > 0 && self->ahead_left < SPEC_READ_AHEAD / 2) {
+        s_read_ahead(self, self->ahead_from, NULL);
+    }
 }
 
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
@@ -709,8 +777,17 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 t = sched_pop(self->sched, now, s_accepts, w, w->suspects == 0);
                 if (!t)
                     break;
-                spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
-                t->spec = NULL;   /* a requeued task reads it back from the store */
+                if (!t->spec && !journal_idle(self->journal)) {
+                    /* Its spec is only in the store, which the writer has:
+                       reading it now would block the loop for up to a
+                       commit. It goes back, and dispatch waits for that
+                       commit, after which tasks_read_ahead reads it and
+                       the ones after it. */
+                    sched_requeue(self->sched, t, 0);
+                    self->ahead_wanted = t->id;
+                    break;
+                }
+                spec = s_take_spec(self, t);
                 if (!spec) {
                     log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
                               store_error(journal_store(self->journal)));
@@ -740,6 +817,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             return;
         assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
         bool dry = n < credit && n < DISPATCH_BATCH && !full;
+        if (self->ahead_wanted > 0)
+            dry = true;   /* specs to read first (tasks_read_ahead) */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -767,12 +846,18 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
    of tiny tasks, but a prefetched task waits in that worker's queue: behind
    long tasks it would be parked while another worker idles. So in auto mode
    a worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
-   queued: one extra per thread for tasks of 4-20 ms, none above, and up to
+   queued (rounded, at least one per thread): one extra per thread for
+   tasks of 6-20 ms, none above, 2-3 for tasks of a few ms, and up to
    PREFETCH_PER_THREAD per thread (PREFETCH_MAX in all) for tiny ones,
    whose refills (at half, in one message) then carry ~100 tasks. Measured
    on fn noop, 2 workers x 4 threads: 64 queued per worker gave 92,000
-   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides). */
-#define PREFETCH_QUEUE_MS 4.0
+   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides).
+   8 ms, not 4: with 4, `exec true` (2-3 ms a command) got one task queued
+   per thread, and a thread waited 10-20% of the time for its refill (a
+   result's report, a master wakeup and a pipe message after its queued
+   task was already done): 0.87x the posix_spawn loop against 0.95x with
+   --prefetch 64 (docs/performance.md, "The exec path"). */
+#define PREFETCH_QUEUE_MS 8.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
@@ -788,7 +873,7 @@ static int s_prefetch(const tasks_t *self, const worker_t *w)
         per = 1;
     if (per > PREFETCH_PER_THREAD)
         per = PREFETCH_PER_THREAD;
-    double extra = per * w->threads;
+    double extra = per * w->threads + 0.5;
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
@@ -797,6 +882,11 @@ void tasks_dispatch(tasks_t *self, int64_t now)
     size_t count = registry_count(self->registry);
     if (!count || !sched_size(self->sched))
         return;
+    if (self->ahead_wanted > 0) {
+        if (!journal_idle(self->journal))
+            return;
+        tasks_read_ahead(self);
+    }
     /* Start from a different worker each round so scarce tasks spread. */
     size_t start = self->rr++ % count;
     for (size_t k = 0; k < count; k++) {
@@ -815,6 +905,8 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
+        if (self->ahead_wanted > 0)
+            return;
     }
 }
 
@@ -853,10 +945,9 @@ static void s_duplicate(tasks_t *self, const char *name, proto_result_t *res, in
 {
     self->duplicates++;
     int64_t held;
-    char q[128];
     if (log_limit(&self->lim_dup, now, &held))
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s suppressed=%" PRId64,
-                 res->task, res->attempt, log_quote(q, sizeof q, name), held);
+                 res->task, res->attempt, LOG_V(name), held);
     journal_add(self->journal, &(jop_t){.type = J_DUP,
                                         .task = res->task,
                                         .attempt = res->attempt,
@@ -987,7 +1078,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
             return;
         }
         log_info("event=result_after_takeback task=%" PRId64 " attempt=%d worker=%s", t->id,
-                 t->attempt, w->id);
+                 t->attempt, LOG_V(w->id));
         sched_claim(self->sched, t);
         w->done++;
         s_finish(self, t, PROTO_ST_DONE, s_outcome(res), NULL);
@@ -1056,7 +1147,7 @@ static void s_expire_parked(tasks_t *self, int64_t now)
         parked_t p = s_unpark(self, i);
         log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"no "
                  "worker registered under this name with this key within --recovery-grace\"",
-                 p.res->task, p.res->attempt, p.worker);
+                 p.res->task, p.res->attempt, LOG_V(p.worker));
         s_duplicate(self, p.worker, p.res, now);
         free(p.worker);
         proto_result_destroy(&p.res);
@@ -1144,7 +1235,7 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     case PROTO_REP_BYE:
         if (live) {
-            log_info("event=worker_bye worker=%s", w->id);
+            log_info("event=worker_bye worker=%s", LOG_V(w->id));
             s_worker_lost(self, w, now, "bye", false);
         }
         break;
@@ -1265,7 +1356,7 @@ void tasks_timers(tasks_t *self, int64_t now)
             sched_task_t *next = t->wnext;
             if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
-                         t->attempt, w->id);
+                         t->attempt, LOG_V(w->id));
                 s_send_abort(self, w, t->id, t->attempt);
                 free(t->worker_name);   /* told to drop it: not its last holder */
                 t->worker_name = NULL;
@@ -1274,7 +1365,7 @@ void tasks_timers(tasks_t *self, int64_t now)
                 /* Sent to a master that died with it, most likely. */
                 log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "
                          "note=\"it ended there, its result did not come: it runs again\"",
-                         t->id, t->attempt, w->id);
+                         t->id, t->attempt, LOG_V(w->id));
                 s_take_back(self, t, false, "result_not_delivered");
             }
             t = next;
@@ -1300,7 +1391,7 @@ void tasks_timers(tasks_t *self, int64_t now)
         s_expire_parked(self, now);
     if (now - self->last_prune > 60000) {
         self->last_prune = now;
-        registry_prune(self->registry, now, 3600 * 1000);
+        registry_prune(self->registry, now, REGISTRY_KEEP_GONE_MS);
     }
     s_check_stuck(self, now);
 }

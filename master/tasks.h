@@ -93,6 +93,12 @@ void tasks_keys_reloaded(tasks_t *self, int64_t now);
 /* Hands queued tasks to workers with credit (round-robin). */
 void tasks_dispatch(tasks_t *self, int64_t now);
 
+/* Reads the next specs ahead from the store when the last read-ahead is
+   half used (tasks loaded at a restart or requeued have their specs only
+   there): call it while the writer thread is idle (journal_idle), so the
+   dispatch that needs them does not wait for a commit. Reads the store. */
+void tasks_read_ahead(tasks_t *self);
+
 /* Liveness, pings, leases, orphans past their grace, tasks no worker can
    take: every ~100 ms. A longer gap since the last call is the master's
    own stall: liveness, leases and the grace move on by it

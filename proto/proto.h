@@ -51,9 +51,16 @@
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
+#define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
+/* Replies are paged by bytes as well as by count: a results page stops
+   once it holds this much (its first record always goes in), and a logs
+   reply carries at most a quarter of it per stream (JSON escaping may
+   grow a chunk 6x). A reply that would still not fit in what a client
+   accepts (PROTO_MAX_API_MSG) is replaced by a too_big error saying so. */
+#define PROTO_REPLY_PAGE_BYTES (8 * 1024 * 1024)
 
 /* Stable error codes carried in {"ok":false,"error":{"code":..}}. */
 #define PROTO_E_PARSE      "bad_json"      /* not JSON, or not an object */
@@ -303,6 +310,9 @@ typedef struct {
     char *worker;            /* drain: worker id */
     char *name;              /* submit: job name (optional) */
     bool more;               /* submit: more batches follow for this job */
+    char *key;               /* submit: idempotency key (optional, proto_key_valid): a
+                                resent request with the same key is answered as the
+                                first copy was, and adds nothing */
     proto_spec_t **tasks;    /* submit: ntasks specs */
     int ntasks;
     /* hello */
@@ -327,6 +337,9 @@ typedef struct {
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
+/* True for an idempotency key the protocol takes: 1..PROTO_MAX_KEY bytes
+   of A-Z a-z 0-9 . _ : - (it goes into log lines and the store as is). */
+bool proto_key_valid(const char *key);
 /* "submit", "status", ... (NULL for a value outside the enum). */
 const char *proto_req_type_name(proto_req_type_t t);
 char *proto_req_encode(const proto_req_t *req);
@@ -371,9 +384,11 @@ typedef struct {
     int nlabels;
     bool alive;
     bool draining;
+    bool left;                  /* gone because it said bye; !alive && !left: dead */
     int running;
     int64_t done, failed;
-    double last_heartbeat;      /* wall seconds */
+    double last_heartbeat;      /* wall seconds; 0 (null on the wire): none yet */
+    double gone;                /* wall seconds it died or left; 0 (null) while alive */
     char *slurm_job;            /* the Slurm job it runs in, NULL = none */
     double ends_at;             /* wall seconds it leaves at, 0 = no end */
 } proto_worker_info_t;
@@ -407,6 +422,7 @@ typedef struct {
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */
+    char *task_error;              /* a finished task's one-line error, or NULL */
     int64_t out_offset, err_offset; /* offsets after these chunks */
     /* cancel/forget */
     int64_t count;

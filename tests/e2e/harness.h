@@ -165,6 +165,10 @@ h_run_t *h_cli(h_cluster_t *c, ...) __attribute__((sentinel));
 /* The same with an argument vector (NULL-terminated) and a timeout. */
 h_run_t *h_cliv(h_cluster_t *c, const char *const *args, int timeout_ms);
 void h_run_free(h_run_t **p);
+/* Starts the CLI like h_cli without waiting for it: a process of the
+   cluster named "cli", its stdout and stderr in its log (h_proc_wait_log
+   reads them as they come). Wait for its end with h_proc_wait_exit. */
+h_proc_t *h_cli_start(h_cluster_t *c, ...) __attribute__((sentinel));
 
 /* A one-line description of a run for failure messages (static buffer). */
 const char *h_run_desc(const h_run_t *r);
@@ -204,6 +208,12 @@ cJSON *h_results(h_cluster_t *c, int64_t job, const char *extra);
    Returns an array of n borrowed pointers by index (caller frees the
    array, not the items). Fails the test otherwise. */
 cJSON **h_results_by_index(cJSON *results, int n);
+
+/* A TCP socket bound to a free port of 127.0.0.1 (*port), for a master
+   that is not there: only bound, a connection to it is refused; listening,
+   the kernel completes connections that nobody accepts or answers (a
+   silent peer). The caller closes it. Fails the test on error. */
+int h_loopback_socket(bool listening, int *port);
 
 /* A base port P with P and P+1 both free on 127.0.0.1, chosen below the
    kernel's ephemeral range, so no client connection can take P+1 while a

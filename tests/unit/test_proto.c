@@ -1144,7 +1144,8 @@ START_TEST(every_reply_type_round_trips)
     r->workers = calloc(1, sizeof *r->workers);
     r->workers[0] = (proto_worker_info_t){.id = strdup("w1"), .host = strdup("h"), .pid = 9,
                                           .threads = 4, .alive = true, .draining = true, .running = 2,
-                                          .done = 100, .failed = 1, .last_heartbeat = 5.5};
+                                          .done = 100, .failed = 1, .last_heartbeat = 5.5,
+                                          .left = true, .gone = 7.25};
     r->workers[0].labels = calloc(2, sizeof(char *));
     r->workers[0].labels[0] = strdup("gpu");
     r->workers[0].nlabels = 1;
@@ -1154,6 +1155,7 @@ START_TEST(every_reply_type_round_trips)
     ck_assert_str_eq(g->workers[0].labels[0], "gpu");
     ck_assert_int_eq(g->workers[0].done, 100);
     ck_assert(g->workers[0].last_heartbeat == 5.5);
+    ck_assert(g->workers[0].left && g->workers[0].gone == 7.25);
     ck_assert(g->workers[0].alive && g->workers[0].draining);
     ck_assert_int_eq(g->workers[0].pid, 9);
     ck_assert_int_eq(g->workers[0].running, 2);
@@ -1313,8 +1315,9 @@ START_TEST(task_records_flatten_the_result_with_nulls_when_absent)
     proto_worker_info_t w = {.id = strdup("w1"), .host = strdup("h"), .threads = 2};
     text = proto_worker_info_encode(&w);
     ck_assert_str_eq(text, "{\"worker\":\"w1\",\"host\":\"h\",\"pid\":0,\"threads\":2,"
-                           "\"labels\":[],\"alive\":false,\"draining\":false,\"running\":0,"
-                           "\"done\":0,\"failed\":0,\"last_heartbeat\":0}");
+                           "\"labels\":[],\"alive\":false,\"draining\":false,\"left\":false,"
+                           "\"running\":0,\"done\":0,\"failed\":0,\"last_heartbeat\":null,"
+                           "\"gone\":null}");
     free(text);
     proto_worker_info_clear(&w);
 
@@ -1718,6 +1721,7 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
 
     proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
     req->name = strdup("nightly");
+    req->key = strdup("4f2a9c.1");
     req->more = true;
     req->ntasks = 3;
     req->tasks = calloc(3, sizeof *req->tasks);
@@ -1727,6 +1731,7 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
     proto_req_t *f = pf_submit(text, strlen(text));
     ck_assert_msg(f != NULL, "fast path declined %s", text);
     ck_assert_str_eq(f->name, "nightly");
+    ck_assert_str_eq(f->key, "4f2a9c.1");
     ck_assert(f->more);
     ck_assert_int_eq(f->ntasks, 3);
     for (int i = 0; i < 3; i++) {
@@ -1752,6 +1757,31 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
         ck_assert_int_eq(g->ntasks, 1);
         proto_req_destroy(&g);
     }
+}
+END_TEST
+
+/* A submit's idempotency key goes into log lines and the store as it is:
+   both decoders take only short keys of a few safe characters. */
+START_TEST(a_submit_key_of_other_characters_or_too_long_is_refused_by_both_decoders)
+{
+    char long_key[PROTO_MAX_KEY + 2];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    const char *bad[] = {"", "a b", "a\\nb", "k\\u00e9", "a/b", long_key};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[300];
+        snprintf(text, sizeof text, "{\"v\":1,\"type\":\"submit\",\"key\":\"%s\",\"tasks\":[]}",
+                 bad[i]);
+        ck_assert_msg(pf_submit(text, strlen(text)) == NULL, "fast path took %s", text);
+        proto_err_t err;
+        proto_req_t *req = proto_req_decode(text, strlen(text), &err);
+        ck_assert_msg(req == NULL, "took %s", text);
+        ck_assert_str_eq(err.code, PROTO_E_FIELD);
+    }
+    long_key[PROTO_MAX_KEY] = '\0';
+    ck_assert(proto_key_valid(long_key));
+    ck_assert(proto_key_valid("Az09._:-"));
+    ck_assert(!proto_key_valid(NULL));
 }
 END_TEST
 
