@@ -32,6 +32,9 @@ struct api {
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
+    /* The type name of the request being answered (counted with its
+       reply); NULL outside s_on_request: deferred replies use theirs. */
+    const char *cur_type;
 };
 
 api_t *api_new(const api_config_t *cfg)
@@ -56,6 +59,9 @@ void api_destroy(api_t **p)
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
+    metrics_api_request(self->cfg.metrics,
+                        self->cur_type ? self->cur_type : proto_req_type_name(type),
+                        rep->ok ? "ok" : rep->error.code);
     char *body = proto_reply_encode(rep, type);
     /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
     for (int i = 0; i < envelope->count; i++)
@@ -848,6 +854,7 @@ static void s_refuse(api_t *self, const zmqx_frames_t *env, const char *user_id,
                  peer->roles ? auth_roles_text(peer->roles, held_roles, sizeof held_roles) : "none",
                  key[0] ? key : "none", auth_roles_text(need, need_roles, sizeof need_roles),
                  peer->roles ? "role" : "revoked", held);
+    metrics_auth_refused(self->cfg.metrics, peer->roles ? "role" : "revoked");
     s_reply_error(self, env, PROTO_E_AUTH,
                   !peer->roles ? "this key is no longer allowed (it was removed from the "
                                  "master's allowlists)"
@@ -855,7 +862,7 @@ static void s_refuse(api_t *self, const zmqx_frames_t *env, const char *user_id,
                                             : "this key is not allowed to act as a client");
 }
 
-static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
+static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
 {
     /* [identity][empty delimiter, from REQ peers][body]: anything else is
        not ours to answer sensibly. */
@@ -876,9 +883,11 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         if (log_limit(&self->lim_request, now, &held))
             log_warn("event=bad_request code=%s error=\"%s\" suppressed=%" PRId64, err.code,
                      log_quote(q, sizeof q, err.message), held);
+        self->cur_type = "invalid";
         s_reply_error(self, &env, err.code, err.message);
         return;
     }
+    self->cur_type = proto_req_type_name(req->type);
     /* Who this is, with the roles its key holds now (a key revoked since
        its connection was admitted holds none): workers register, clients
        do everything else (a worker asks for its own drain at SIGTERM). */
@@ -921,6 +930,12 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     }
     proto_req_destroy(&req);
+}
+
+static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
+{
+    s_handle_request(self, frames, now);
+    self->cur_type = NULL;
 }
 
 void api_read(api_t *self, int64_t now)

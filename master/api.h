@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "tasks.h"
@@ -46,6 +47,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    metrics_t *metrics;      /* counts every reply and refusal */
     const char *db_path;     /* for `ztask stats` */
     int report_port;         /* for a worker's hello: where it reports */
     int heartbeat_ms;

@@ -5,13 +5,16 @@
 
 #include "api.h"
 #include "auth.h"
+#include "dash.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
 #include "tasks.h"
 #include "waiters.h"
+#include "web.h"
 
 #include "../common/clock.h"
 #include "../common/keys.h"
@@ -52,6 +55,9 @@ struct master {
     registry_t *registry;
     tasks_t *tasks;
     api_t *api;
+    metrics_t *metrics;      /* made first: every module may count */
+    dash_t *dash;            /* the loop's side of --http, NULL without it */
+    web_t *web;              /* the HTTP threads, NULL without --http */
     int64_t last_timers;
 };
 
@@ -107,13 +113,6 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     return s;
 }
 
-/* Literal addresses ("localhost" became 127.0.0.1 in master_new). */
-static bool s_loopback(const char *addr)
-{
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0
-           || strcmp(addr, "[::1]") == 0;
-}
-
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
@@ -123,7 +122,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      "--clients/--workers/--admins need --curve-secret (the master's key file)");
             return -1;
         }
-        if (!s_loopback(cfg->bind_addr) && !cfg->insecure) {
+        if (!addr_is_loopback(cfg->bind_addr) && !cfg->insecure) {
             snprintf(err, errlen,
                      "refusing to listen on %s without authentication: anyone who can reach it "
                      "could run commands on your workers; give --curve-secret KEY --clients DIR "
@@ -132,7 +131,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
             return -1;
         }
         /* At error level so that no --log-level hides it. */
-        if (!s_loopback(cfg->bind_addr))
+        if (!addr_is_loopback(cfg->bind_addr))
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
                       "encryption: anyone who can reach these ports can submit commands to run "
                       "on the workers\"",
@@ -153,6 +152,8 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                                           .workers = cfg->workers,
                                           .admins = cfg->admins},
                           err, errlen);
+    if (self->auth)
+        auth_set_metrics(self->auth, self->metrics);
     return self->auth ? 0 : -1;
 }
 
@@ -161,6 +162,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
 static int s_open_store(master_t *self, char *err, size_t errlen)
 {
     self->sched = sched_new();
+    self->metrics = metrics_new(clock_mono_ms());
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
@@ -169,6 +171,7 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    journal_set_metrics(self->journal, self->metrics);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
     if (jobs_load(self->jobs, self->store) != 0) {
@@ -217,6 +220,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .jobs = self->jobs,
         .journal = self->journal,
         .auth = self->auth,
+        .metrics = self->metrics,
         .heartbeat_ms = cfg->heartbeat_ms,
         .liveness = cfg->liveness,
         .lease_ms = cfg->lease_ms,
@@ -240,6 +244,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .metrics = self->metrics,
         .db_path = self->db_path,
         .report_port = self->report_port,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -251,6 +256,40 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .quota_bytes = cfg->quota_bytes,
     });
     return 0;
+}
+
+/* --http: the loop's inproc ROUTER, then the HTTP threads that ask it
+   (web.h says why requests are answered on the loop). */
+static int s_start_http(master_t *self, char *err, size_t errlen)
+{
+    const master_config_t *cfg = &self->cfg;
+    if (!cfg->http_addr) {
+        if (cfg->http_token || cfg->http_cert || cfg->http_key) {
+            snprintf(err, errlen, "--http-token/--http-cert/--http-key need --http ADDR:PORT");
+            return -1;
+        }
+        return 0;
+    }
+    self->dash = dash_new(self->ctx,
+                          &(dash_config_t){.sched = self->sched,
+                                           .registry = self->registry,
+                                           .jobs = self->jobs,
+                                           .journal = self->journal,
+                                           .tasks = self->tasks,
+                                           .metrics = self->metrics,
+                                           .started_ms = self->started_ms},
+                          err, errlen);
+    if (!self->dash)
+        return -1;
+    self->web = web_new(&(web_config_t){.addr = cfg->http_addr,
+                                        .token_file = cfg->http_token,
+                                        .cert_file = cfg->http_cert,
+                                        .key_file = cfg->http_key,
+                                        .insecure = cfg->insecure,
+                                        .zmq_ctx = self->ctx,
+                                        .loop_endpoint = dash_endpoint(self->dash)},
+                        err, errlen);
+    return self->web ? 0 : -1;
 }
 
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
@@ -266,7 +305,7 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     self->cfg.db_path = self->db_path;
     self->started_ms = clock_mono_ms();
     if (s_open_store(self, err, errlen) != 0 || s_open_sockets(self, err, errlen) != 0
-        || s_start(self, err, errlen) != 0) {
+        || s_start(self, err, errlen) != 0 || s_start_http(self, err, errlen) != 0) {
         master_destroy(&self);
         return NULL;
     }
@@ -280,6 +319,11 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 int master_api_port(const master_t *self)
 {
     return self->api_port;
+}
+
+int master_http_port(const master_t *self)
+{
+    return self->web ? web_port(self->web) : 0;
 }
 
 /* ---- the loop ---- */
@@ -312,8 +356,8 @@ static void s_reload(master_t *self)
 }
 
 /* One turn of the loop after the poll: items says which sockets have
-   input. The order is the point (see each step). */
-static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
+   input (http: the HTTP threads' socket). The order is the point (see each step). */
+static void s_turn(master_t *self, const zmq_pollitem_t *items, bool http, int64_t now)
 {
     if (self->auth)
         auth_handle(self->auth);
@@ -335,6 +379,9 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
     tasks_dispatch(self->tasks, now);
     if (items[1].revents & ZMQ_POLLIN)
         api_read(self->api, now);
+    /* The HTTP threads' requests: a bounded few per turn (dash.h). */
+    if (http)
+        dash_read(self->dash, now);
     if (now - self->last_timers >= TIMERS_EVERY_MS) {
         self->last_timers = now;
         tasks_timers(self->tasks, now);
@@ -375,11 +422,17 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             s_reload(self);
         }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[4] = {{self->reports, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[5] = {{self->reports, 0, ZMQ_POLLIN, 0},
                                    {self->api_sock, 0, ZMQ_POLLIN, 0},
-                                   {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0},
-                                   {self->auth ? auth_socket(self->auth) : NULL, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, self->auth ? 4 : 3, s_poll_timeout(self, now));
+                                   {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0}};
+        int n = 3, http_at = -1;
+        if (self->auth)
+            items[n++] = (zmq_pollitem_t){auth_socket(self->auth), 0, ZMQ_POLLIN, 0};
+        if (self->dash) {
+            http_at = n;
+            items[n++] = (zmq_pollitem_t){dash_socket(self->dash), 0, ZMQ_POLLIN, 0};
+        }
+        int rc = zmq_poll(items, n, s_poll_timeout(self, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -387,7 +440,7 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             return -1;
         }
         now = clock_mono_ms();
-        s_turn(self, items, now);
+        s_turn(self, items, http_at >= 0 && (items[http_at].revents & ZMQ_POLLIN), now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
@@ -404,6 +457,9 @@ void master_destroy(master_t **p)
     master_t *self = *p;
     /* Commits what is pending; its submits are answered while the API
        socket is still open. */
+    /* The HTTP threads first: they may be waiting on the loop's socket. */
+    web_destroy(&self->web);
+    dash_destroy(&self->dash);
     if (self->api)
         api_flush(self->api);
     else if (self->journal)
@@ -423,6 +479,7 @@ void master_destroy(master_t **p)
     store_destroy(&self->store);
     jobs_destroy(&self->jobs);
     sched_destroy(&self->sched);
+    metrics_destroy(&self->metrics);
     free(self->bind_addr);
     free(self->db_path);
     free(self);

@@ -56,6 +56,9 @@ typedef struct sched_task {
     int64_t job;
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
+    int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
+                                 tasks.c; the queue-wait metric and the oldest
+                                 queued task's age read it) */
     double started;           /* wall time the worker reported, 0 = not yet */
     char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */

@@ -90,6 +90,7 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         int left = row->retries - row->attempt;
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add(self->sched, &task, 0);
+        t->ready_ms = clock_mono_ms();
         t->recovered = true;
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
@@ -182,7 +183,8 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         job_add(job, PROTO_ST_CANCELLED, p->ntasks, p->bytes);
         return;
     }
-    int64_t bytes = 0;
+    int64_t bytes = 0, now = clock_mono_ms();
+    metrics_submitted(self->cfg.metrics, p->ntasks);
     for (int i = 0; i < p->ntasks; i++) {
         const pending_task_t *pt = &p->tasks[i];
         sched_task_t *t = sched_add(self->sched,
@@ -192,6 +194,7 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
                                                         .cls = pt->cls,
                                                         .retries_left = pt->retries},
                                     0);
+        t->ready_ms = now;
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
         t->spec_len = (uint32_t) strlen(t->spec);
@@ -204,8 +207,26 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
 /* Ends a task that is still in the scheduler with a final state (DONE,
    FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
    record just `error`) is taken: the journal owns it from here. */
+static metrics_kind_t s_kind(const tasks_t *self, const sched_task_t *t)
+{
+    return sched_class_get(self->sched, t->cls)->exec ? M_KIND_EXEC : M_KIND_FN;
+}
+
+static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                        const char *error, metrics_outcome_t counted);
+
 static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                      const char *error)
+{
+    s_finish_as(self, t, state, outcome, error,
+                state == PROTO_ST_DONE ? M_OUT_DONE
+                : state == PROTO_ST_CANCELLED ? M_OUT_CANCELLED : M_OUT_FAILED);
+}
+
+/* s_finish, counted in the metrics as `counted` (a timeout is a failure
+   that the metrics tell apart). */
+static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                        const char *error, metrics_outcome_t counted)
 {
     assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
     if (!outcome && error) {
@@ -235,6 +256,7 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
                                         .outcome = outcome,
                                         .t = clock_wall()});
     self->results_total++;
+    metrics_finished(self->cfg.metrics, counted, clock_mono_ms());
     job_t *job = jobs_get(self->jobs, t->job);
     sched_remove(self->sched, t->id);
     if (job)
@@ -247,6 +269,7 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 {
     s_move(self, t, PROTO_ST_QUEUED, NULL);
     sched_requeue(self->sched, t, not_before);
+    t->ready_ms = not_before ? not_before : clock_mono_ms();
     journal_add(self->journal,
                 &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
@@ -297,6 +320,8 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
         s_take_back(self, w->tasks, crashed, why);
     }
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
+    if (strcmp(why, "bye") != 0)
+        metrics_worker_lost(self->cfg.metrics);
     registry_gone(self->registry, w, now);
 }
 
@@ -537,6 +562,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 continue;
             }
             s_move(self, t, PROTO_ST_ASSIGNED, w);
+            metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
+                               (double) (now - t->ready_ms) / 1000.0);
             t->deadline = now + self->cfg.lease_ms;
             journal_assigned(self->journal, t->id, t->attempt, now);
             ids[n] = t->id;
@@ -657,6 +684,8 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
         w->task_ms = w->samples ? 0.8 * w->task_ms + 0.2 * ms : ms;
         w->samples++;
     }
+    if (current && res->started > 0 && res->finished >= res->started)
+        metrics_run_time(self->cfg.metrics, s_kind(self, t), res->finished - res->started);
     if (!current) {
         bool found = t != NULL;
         if (!found
@@ -671,6 +700,7 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
             return;
         }
         self->duplicates++;
+        metrics_duplicate(self->cfg.metrics);
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
                  res->attempt, worker_id);
         journal_add(self->journal, &(jop_t){.type = J_DUP,
@@ -683,6 +713,7 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
     }
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
         t->retries_left--;
+        metrics_retried(self->cfg.metrics);
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << (t->attempt > 7 ? 7 : t->attempt - 1);
         if (backoff > MAX_BACKOFF_MS)
             backoff = MAX_BACKOFF_MS;
@@ -697,7 +728,12 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
         st = PROTO_ST_CANCELLED;
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
-    s_finish(self, t, st, s_outcome(res), NULL);
+    bool timed_out = st == PROTO_ST_FAILED && res->timed_out;
+    s_finish_as(self, t, st, s_outcome(res), NULL,
+                st == PROTO_ST_DONE        ? M_OUT_DONE
+                : st == PROTO_ST_CANCELLED ? M_OUT_CANCELLED
+                : timed_out                ? M_OUT_TIMEOUT
+                                           : M_OUT_FAILED);
 }
 
 static void s_append_output(sched_task_t *t, int stream, const char *data)

@@ -33,10 +33,12 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks", "requests; the life of a task (dispatch, claim, result, lease)"),
+    ("api tasks dash", "requests; the life of a task (dispatch, claim, result, lease); "
+     "the HTTP requests"),
     ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
      "held requests; the ready queue; workers"),
-    ("store writer auth", "SQLite; the commit thread; the ZAP allowlist"),
+    ("store writer auth metrics web", "SQLite; the commit thread; the ZAP allowlist; "
+     "counters; the HTTP threads"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
 

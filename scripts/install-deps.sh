@@ -11,7 +11,7 @@
 #                                  python3-zmq and python3-pytest (make test-python)
 # Runs apt-get as root, or through sudo when not root.
 set -e
-pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
+pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev libmicrohttpd-dev pkg-config"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
