@@ -262,6 +262,17 @@ lint-deploy:
 	@if command -v promtool >/dev/null; then promtool check rules deploy/prometheus/ztask-alerts.yml; \
 	else echo "lint-deploy: promtool not installed (Debian: prometheus): alert rules not checked"; fi
 
+# The dashboard in headless Chromium (tests/browser/test_dashboard.py, Debian's
+# chromium + chromium-driver + python3-selenium): live progress, workers, a
+# failed task's stderr, live output, a lost worker, the token form, no console
+# errors. Screenshots go to $(BUILD)/browser (CI keeps them). Prints one SKIP
+# line and passes only when Chromium or its driver is not installed.
+.PHONY: test-browser
+test-browser:
+	@$(MAKE) --no-print-directory all
+	@rc=0; $(PYTHON_TEST) tests/browser/test_dashboard.py $(BUILD)/bin $(BUILD)/browser || rc=$$?; \
+	if [ $$rc -eq 77 ]; then exit 0; else exit $$rc; fi
+
 # ---- the Python client: clients/python, docs/python.md ----
 # `make test-python` runs its pytest suites against this build's daemons
 # (ZTASK_BIN_DIR=$(BUILD)/bin) and ends with "python: N passed, N failed".

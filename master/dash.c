@@ -204,9 +204,11 @@ static answer_t s_metrics(dash_t *self, int64_t now)
     return (answer_t){200, "text/plain; version=0.0.4; charset=utf-8", out.data};
 }
 
-static answer_t s_overview(dash_t *self, int64_t now)
+static answer_t s_overview(dash_t *self, int64_t now, bool control)
 {
     cJSON *root = cJSON_CreateObject();
+    /* What the page may offer: cancel only with a control token. */
+    cJSON_AddBoolToObject(root, "control", control);
     cJSON_AddStringToObject(root, "version", ztask_version());
     cJSON_AddNumberToObject(root, "uptime", (double) (now - self->cfg.started_ms) / 1000.0);
     cJSON_AddNumberToObject(root, "now", clock_wall());
@@ -563,7 +565,7 @@ static answer_t s_route(dash_t *self, const char *method, const char *path, cons
     if (strcmp(path, "/metrics") == 0)
         return s_metrics(self, now);
     if (strcmp(path, "/api/overview") == 0)
-        return s_overview(self, now);
+        return s_overview(self, now, control);
     if (strcmp(path, "/api/jobs") == 0)
         return s_jobs(self, args);
     if (strcmp(path, "/api/workers") == 0)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages ztask needs to build and test.
-#   scripts/install-deps.sh        build + `make test` (libzmq, cJSON, SQLite, Check)
+#   scripts/install-deps.sh        build + `make test` (libzmq, cJSON, SQLite,
+#                                  libmicrohttpd, Check, python3-prometheus-client)
 #   scripts/install-deps.sh --ci   also what CI's extra suites use: clang and its
 #                                  sanitizer runtimes (make fuzz), valgrind (make
 #                                  memcheck), iproute2 (the multi-host test),
@@ -8,15 +9,21 @@
 #                                  docker-compose / python3 when missing (make
 #                                  test-compose, where a docker engine is),
 #                                  yamllint and python3-yaml (make lint-deploy),
-#                                  python3-zmq and python3-pytest (make test-python)
+#                                  python3-zmq and python3-pytest (make test-python),
+#                                  chromium, chromium-driver, python3-selenium
+#                                  (make test-browser), prometheus (promtool)
 # Runs apt-get as root, or through sudo when not root.
 set -e
-pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev libmicrohttpd-dev pkg-config"
+# python3-prometheus-client: the parser the /metrics test (tests/e2e/test_http) uses
+pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev libmicrohttpd-dev pkg-config python3-prometheus-client"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
     pkgs="$pkgs yamllint python3-yaml"
     pkgs="$pkgs python3-zmq python3-pytest"
+    # make test-browser (chromium, its driver, selenium); promtool (prometheus)
+    # for make lint-deploy's alert rules and the /metrics test
+    pkgs="$pkgs chromium chromium-driver python3-selenium prometheus"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \
