@@ -42,7 +42,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid ztask --home-dir /var/lib/ztask \
         --shell /usr/sbin/nologin ztask \
  && install -d -o ztask -g ztask -m 0750 /var/lib/ztask \
- && install -d -o ztask -g ztask -m 0700 /etc/ztask/worker /etc/ztask/client
+ && install -d -o ztask -g ztask -m 0700 /etc/ztask/worker /etc/ztask/client /etc/ztask/metrics
 COPY --from=build /src/build/release/bin/ztask-master \
                   /src/build/release/bin/ztask-worker \
                   /src/build/release/bin/ztask /usr/local/bin/
