@@ -38,9 +38,10 @@ static int s_http_port(h_proc_t *m)
     char line[1024];
     int port = 0;
     while (!port && fgets(line, sizeof line, f)) {
-        char *p = strstr(line, "event=http_listening url=http://127.0.0.1:");
-        if (p)
-            port = atoi(p + strlen("event=http_listening url=http://127.0.0.1:"));
+        char *p = strstr(line, "event=http_listening url=http");
+        char *colon = p ? strstr(p, "127.0.0.1:") : NULL;
+        if (colon)
+            port = atoi(colon + strlen("127.0.0.1:"));
     }
     fclose(f);
     ck_assert_int_gt(port, 0);
@@ -331,6 +332,67 @@ START_TIMED_TEST(hostile_http_gets_errors_and_never_stops_the_loop, 120)
     for (int i = 0; i < 8; i++)
         close(slow[i]);
     ck_assert_int_eq(h_proc_count_log(m, "loop_stall"), 0);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(https_serves_with_the_given_certificate, 60)
+{
+    h_cluster_t *c = h_cluster_new("http_tls");
+    if (access("/usr/bin/openssl", X_OK) != 0) {
+        fprintf(stderr, "note: https test skipped: no /usr/bin/openssl to make a certificate\n");
+        h_cluster_destroy(&c);
+        return;
+    }
+    char *cert = h_path(c, "cert.pem"), *key = h_path(c, "key.pem");
+    char *gen[] = {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                   "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                   "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                   "subjectAltName=IP:127.0.0.1", NULL};
+    h_run_t *r = h_run(gen, NULL, 30000);
+    ck_assert_msg(r->rc == 0, "openssl: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-cert", cert, "--http-key",
+                                 key, NULL);
+    ck_assert(h_proc_wait_log(m, "event=http_listening url=https://127.0.0.1:", 1, 10000));
+    int port = s_http_port(m);
+    /* A client that trusts the certificate gets /metrics over TLS. */
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/metrics", port);
+    char *fetch[] = {"/usr/bin/python3", "-c",
+                     "import ssl, sys, urllib.request\n"
+                     "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+                     "print(urllib.request.urlopen(sys.argv[2], context=ctx, timeout=10)"
+                     ".read().decode())",
+                     cert, url, NULL};
+    r = h_run(fetch, NULL, 30000);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "ztask_build_info"), "https fetch: %s\n%s",
+                  h_run_desc(r), r->err);
+    h_run_free(&r);
+    /* Plain HTTP to the TLS port gets no page. */
+    resp_t plain = s_get(port, "/metrics", NULL);
+    ck_assert_msg(plain.status != 200, "plain HTTP on the TLS port answered 200");
+    s_resp_free(&plain);
+    /* A key without its certificate, or a file that is not one: refused at start. */
+    char master[512];
+    snprintf(master, sizeof master, "%s/ztask-master", h_bin_dir());
+    char *db = h_path(c, "other.db");
+    char *half[] = {master, "--db", db, "--port", "0", "--http", "127.0.0.1:0", "--http-key", key,
+                    NULL};
+    r = h_run(half, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "--http-cert"), "key alone: %s", h_run_desc(r));
+    h_run_free(&r);
+    char *junk = s_write_file(c, "junk.pem", "not a certificate\n");
+    char *bad[] = {master, "--db", db, "--port", "0", "--http", "127.0.0.1:0", "--http-cert", junk,
+                   "--http-key", key, NULL};
+    r = h_run(bad, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "cannot serve HTTP"), "a junk certificate: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    free(junk);
+    free(db);
+    free(cert);
+    free(key);
     h_cluster_destroy(&c);
 }
 END_TEST
