@@ -120,33 +120,34 @@ static answer_t s_fail(int status, const char *msg)
     return s_json(status, root);
 }
 
-/* Counts of the unfinished tasks by state, and the oldest queued one's
-   readiness (one pass over the scheduler's records: O(unfinished)). */
+/* The unfinished tasks by state, and when the oldest ready one became
+   ready, from what the modules keep: the jobs' counters (O(jobs)), the
+   tasks in retry backoff, the workers' lists (O(tasks out)), the orphan
+   count and the heads of the ready queues: never a pass over every task
+   (a million queued would cost the loop a few hundred ms per scrape). */
 typedef struct {
     int64_t queued, retry_wait, assigned, running;
-    int64_t oldest_ready_ms;   /* -1 when nothing is queued */
+    int64_t oldest_ready_ms;   /* -1 when nothing is ready */
 } task_states_t;
 
 static task_states_t s_task_states(const dash_t *self, int64_t now)
 {
-    task_states_t s = {.oldest_ready_ms = -1};
+    task_states_t s = {.oldest_ready_ms = sched_head_ready_ms(self->cfg.sched)};
     size_t pos = 0;
-    sched_task_t *t;
-    while ((t = sched_next(self->cfg.sched, &pos))) {
-        if (t->state == PROTO_ST_QUEUED) {
-            if (t->not_before > now) {
-                s.retry_wait++;
-                continue;
-            }
-            s.queued++;
-            if (s.oldest_ready_ms < 0 || t->ready_ms < s.oldest_ready_ms)
-                s.oldest_ready_ms = t->ready_ms;
-        } else if (t->state == PROTO_ST_ASSIGNED) {
-            s.assigned++;
-        } else {
-            s.running++;
-        }
-    }
+    job_t *job;
+    int64_t queued = 0;
+    while ((job = jobs_next(self->cfg.jobs, &pos)))
+        queued += job->queued;
+    s.retry_wait = (int64_t) sched_retry_waiting(self->cfg.sched, now);
+    s.queued = queued > s.retry_wait ? queued - s.retry_wait : 0;
+    pos = 0;
+    worker_t *w;
+    while ((w = registry_next(self->cfg.registry, &pos)))
+        for (const sched_task_t *t = w->tasks; t; t = t->wnext)
+            *(t->state == PROTO_ST_RUNNING ? &s.running : &s.assigned) += 1;
+    /* Orphans (sent before a master restart, not claimed yet) wait like
+       tasks sent and not started. */
+    s.assigned += (int64_t) tasks_counts(self->cfg.tasks).orphans;
     return s;
 }
 
