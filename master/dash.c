@@ -27,6 +27,7 @@
 
 struct dash {
     dash_config_t cfg;
+    const web_t *web;        /* borrowed; NULL until dash_set_web */
     void *sock;
     char endpoint[64];
 };
@@ -60,6 +61,11 @@ void dash_destroy(dash_t **p)
         zmq_close((*p)->sock);
     free(*p);
     *p = NULL;
+}
+
+void dash_set_web(dash_t *self, const web_t *web)
+{
+    self->web = web;
 }
 
 void *dash_socket(const dash_t *self)
@@ -154,6 +160,8 @@ static task_states_t s_task_states(const dash_t *self, int64_t now)
 static answer_t s_metrics(dash_t *self, int64_t now)
 {
     strbuf_t out = {0};
+    if (self->web)
+        metrics_set_http_refused(self->cfg.metrics, web_refused(self->web));
     metrics_render(self->cfg.metrics, &out);
     task_states_t s = s_task_states(self, now);
     metrics_header(&out, "ztask_tasks", "gauge", "Unfinished tasks by state.");

@@ -33,6 +33,7 @@
 #include "registry.h"
 #include "sched.h"
 #include "tasks.h"
+#include "web.h"
 
 #include <stdint.h>
 
@@ -57,6 +58,10 @@ void dash_destroy(dash_t **p);
 void *dash_socket(const dash_t *self);
 /* "inproc://..." (borrowed), for web_config_t.loop_endpoint. */
 const char *dash_endpoint(const dash_t *self);
+
+/* The HTTP threads whose refusals /metrics reports (borrowed; set once
+   they run). */
+void dash_set_web(dash_t *self, const web_t *web);
 
 /* Answers the requests waiting (a bounded number per call). */
 void dash_read(dash_t *self, int64_t now);

@@ -289,7 +289,10 @@ static int s_start_http(master_t *self, char *err, size_t errlen)
                                         .zmq_ctx = self->ctx,
                                         .loop_endpoint = dash_endpoint(self->dash)},
                         err, errlen);
-    return self->web ? 0 : -1;
+    if (!self->web)
+        return -1;
+    dash_set_web(self->dash, self->web);
+    return 0;
 }
 
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)

@@ -56,6 +56,7 @@ struct metrics {
         int64_t n;
     } auth[MAX_AUTH_REASONS];
     int nauth;
+    int64_t http_refused;      /* -1 without --http */
     /* Throughput ring: slot (second % N) holds that second's counts;
        sec[] says which second a slot holds, so a stale one reads 0. */
     int64_t ring_sec[METRICS_SERIES_SECONDS];
@@ -91,6 +92,7 @@ metrics_t *metrics_new(int64_t now_ms)
     s_histo_init(&self->commit_rows, ROWS_BUCKETS, NROWS_B);
     for (int i = 0; i < METRICS_SERIES_SECONDS; i++)
         self->ring_sec[i] = -1;
+    self->http_refused = -1;
     return self;
 }
 
@@ -158,6 +160,11 @@ void metrics_auth_refused(metrics_t *self, const char *reason)
         self->auth[self->nauth].reason = reason;
         self->auth[self->nauth++].n = 1;
     }
+}
+
+void metrics_set_http_refused(metrics_t *self, int64_t n)
+{
+    self->http_refused = n;
 }
 
 void metrics_commit(metrics_t *self, double seconds, int64_t rows)
@@ -335,6 +342,9 @@ void metrics_render(const metrics_t *self, strbuf_t *out)
     for (int i = 0; i < self->nauth; i++)
         strbuf_printf(out, "ztask_auth_refusals_total{reason=\"%s\"} %lld\n", self->auth[i].reason,
                       (long long) self->auth[i].n);
+    if (self->http_refused >= 0)
+        strbuf_printf(out, "ztask_auth_refusals_total{reason=\"http_token\"} %lld\n",
+                      (long long) self->http_refused);
     metrics_header(out, "ztask_api_requests_total", "counter",
                    "API replies, by request type and outcome (ok or the error code).");
     for (int i = 0; i < self->napi; i++) {

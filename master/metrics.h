@@ -64,6 +64,10 @@ void metrics_duplicate(metrics_t *self);
 /* A request or connection refused by authentication; reason: a short
    static name ("unknown_key", "revoked", "role", "http_token"). */
 void metrics_auth_refused(metrics_t *self, const char *reason);
+/* Sets the count of HTTP requests refused for want of a valid token
+   (web_refused: the HTTP threads count them; the loop copies the count in
+   before each rendering), shown as reason "http_token". */
+void metrics_set_http_refused(metrics_t *self, int64_t n);
 /* One grouped commit: wall time from handing the batch over to its
    return, and the rows it wrote. */
 void metrics_commit(metrics_t *self, double seconds, int64_t rows);

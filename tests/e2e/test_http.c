@@ -216,6 +216,11 @@ START_TIMED_TEST(data_needs_a_token_and_only_a_control_token_may_cancel, 90)
         s_check_headers(&r);
         s_resp_free(&r);
     }
+    /* The refusals are counted: 4 without a token, 4 with a wrong one. */
+    r = s_get(port, "/metrics", READ_TOKEN);
+    ck_assert_msg(strstr(r.body, "ztask_auth_refusals_total{reason=\"http_token\"} 8\n"),
+                  "refusals:\n%s", r.body);
+    s_resp_free(&r);
     char path[64];
     snprintf(path, sizeof path, "/api/cancel?job=%lld", (long long) job);
     r = s_req(port, "POST", path, READ_TOKEN);
