@@ -116,11 +116,19 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
-    const char *colon = strchr(key, ':');
-    size_t kind = colon ? (size_t) (colon - key) : strlen(key);
+    /* "exec", "fn:gpu,ssd", then "~SECONDS" for a --time-request. */
+    const char *tilde = strchr(key, '~');
+    size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
+    const char *colon = memchr(key, ':', keylen);
+    size_t kind = colon ? (size_t) (colon - key) : keylen;
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
-    char text[600];
-    snprintf(text, sizeof text, "a worker%s%s%s%.500s", exec ? " that runs commands" : "",
-             colon && exec ? "," : "", colon ? " labelled " : "", colon ? colon + 1 : "");
+    int nlabels = colon ? (int) (keylen - (size_t) (colon + 1 - key)) : 0;
+    char text[700];
+    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s", exec ? " that runs commands" : "",
+                     colon && exec ? "," : "", colon ? " labelled " : "",
+                     nlabels > 500 ? 500 : nlabels, colon ? colon + 1 : "");
+    if (tilde && n > 0 && (size_t) n < sizeof text)
+        snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
+                 exec || colon ? "," : "", tilde + 1);
     fmt_cell(buf, size, text, 200);
 }

@@ -30,6 +30,8 @@ static const char s_usage[] =
     "  stats     the master's totals\n"
     "  forget    delete a finished job and its results\n"
     "  keygen    create a CURVE key pair (NAME.key, NAME.pub)\n"
+    "  alloc     worker allocation queues: Slurm jobs that start workers while\n"
+    "            tasks wait (add, list, pause, resume, remove)\n"
     "\n"
     "Global options (before the command):\n"
     "  --master HOST[:PORT]    the master's API address (env ZTASK_MASTER;\n"
@@ -75,7 +77,7 @@ static const command_t s_commands[] = {
     { "jobs", cmd_jobs },       { "results", cmd_results }, { "logs", cmd_logs },
     { "cancel", cmd_cancel },   { "workers", cmd_workers }, { "drain", cmd_drain },
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
-    { NULL, NULL }
+    { "alloc", cmd_alloc },     { NULL, NULL }
 };
 
 static const command_t *s_find(const char *name)

@@ -69,7 +69,9 @@ typedef enum {
     J_CANCEL_QUEUED, /* job, t */
     J_JOB_CLOSE,     /* job */
     J_JOB_FINISHED,  /* job, t */
-    J_JOB_DELETE     /* job */
+    J_JOB_DELETE,    /* job */
+    J_ALLOC_SAVE,    /* alloc, text */
+    J_ALLOC_DELETE   /* alloc */
 } jop_type_t;
 
 /* One durable change. Fields a type does not use (see above) stay 0. */
@@ -81,6 +83,8 @@ typedef struct {
     const char *worker;  /* journal_add copies it (the journal's copy is its own) */
     char *outcome;       /* proto_result_encode text: journal_add takes it */
     double t;            /* wall seconds */
+    int64_t alloc;       /* an allocation queue's id (alloc.h) */
+    char *text;          /* its proto_alloc_encode text: journal_add takes it */
 } jop_t;
 
 /* A task of a submit whose commit is pending. */

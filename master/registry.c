@@ -61,6 +61,7 @@ static void s_free_worker(worker_t *w)
     free(w->charged);
     free(w->id);
     free(w->host);
+    free(w->slurm_job);
     free(w);
 }
 
@@ -192,6 +193,9 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
         w->labels[i] = xstrdup(hello->labels[i]);
     w->nlabels = hello->nlabels;
     w->no_exec = hello->no_exec;
+    free(w->slurm_job);
+    w->slurm_job = hello->slurm_job ? xstrdup(hello->slurm_job) : NULL;
+    w->ends_at = hello->ends_at;
     w->alive = true;
     w->draining = false;
     w->last_seen = now;

@@ -41,6 +41,7 @@ typedef struct {
     bool exec;                /* needs a worker that runs commands */
     char **require;           /* labels, nrequire of them */
     int nrequire;
+    double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
 } sched_class_t;
 
 /* Live output of a running task, for `ztask logs -f` (allocated on the
@@ -85,7 +86,9 @@ void sched_destroy(sched_t **p);
 
 /* The class for a need key (NULL = "fn", anything goes), made on first
    use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
-   labels. Returns its index. */
+   labels, then optionally "~" and the seconds its tasks expect to run
+   (--time-request: only workers whose end leaves that long take them).
+   Returns its index. */
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 

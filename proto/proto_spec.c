@@ -47,6 +47,7 @@ int proto_state_parse(const char *name, proto_state_t *st)
 static const char *const s_fields[] = {
     "argv",  "shell",   "fn",       "args", "stdin", "env",     "cwd",
     "timeout", "retries", "priority", "name", "index", "require", "output_cap",
+    "time_request",
 };
 #define NFIELDS (sizeof s_fields / sizeof *s_fields)
 
@@ -211,7 +212,8 @@ proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
         || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &spec->index, err) != 0
         || pj_str_array(o, "require", false, PROTO_MAX_LABELS, 1, PROTO_MAX_NAME, &spec->require,
                         &spec->nrequire, err) != 0
-        || pj_i64(o, "output_cap", false, 1, PROTO_MAX_OUTPUT_CAP, &spec->output_cap, err) != 0)
+        || pj_i64(o, "output_cap", false, 1, PROTO_MAX_OUTPUT_CAP, &spec->output_cap, err) != 0
+        || pj_dbl(o, "time_request", false, 0, PROTO_MAX_TIMEOUT, &spec->time_request, err) != 0)
         goto fail;
     return spec;
 fail:
@@ -284,6 +286,8 @@ void ps_spec_write(pb_t *b, const proto_spec_t *spec)
     }
     if (spec->output_cap != PROTO_DEFAULT_OUTPUT_CAP)
         pb_ki64(b, "output_cap", spec->output_cap);
+    if (spec->time_request != 0)
+        pb_kdbl(b, "time_request", spec->time_request);
     pb_char(b, '}');
 }
 

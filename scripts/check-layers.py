@@ -33,8 +33,8 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks dash", "requests; the life of a task (dispatch, claim, result, lease); "
-     "the HTTP requests"),
+    ("api tasks alloc dash", "requests; the life of a task (dispatch, claim, result, lease); "
+     "worker allocation queues (Slurm); the HTTP requests"),
     ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
      "held requests; the ready queue; workers"),
     ("store writer auth metrics web", "SQLite; the commit thread; the ZAP allowlist; "

@@ -11,7 +11,8 @@
 #                                  yamllint and python3-yaml (make lint-deploy),
 #                                  python3-zmq and python3-pytest (make test-python),
 #                                  chromium, chromium-driver, python3-selenium
-#                                  (make test-browser), prometheus (promtool)
+#                                  (make test-browser), prometheus (promtool),
+#                                  slurmctld, slurmd, slurm-client, munge (make test-slurm)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 # python3-prometheus-client: the parser the /metrics test (tests/e2e/test_http) uses
@@ -24,6 +25,8 @@ if [ "${1:-}" = "--ci" ]; then
     # make test-browser (chromium, its driver, selenium); promtool (prometheus)
     # for make lint-deploy's alert rules and the /metrics test
     pkgs="$pkgs chromium chromium-driver python3-selenium prometheus"
+    # make test-slurm: a real single-node Slurm
+    pkgs="$pkgs slurmctld slurmd slurm-client munge"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \

@@ -682,7 +682,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -1119,7 +1119,7 @@ static store_t *s_open_file(const char *path)
 }
 
 /* A schema 1 database (with its tasks_unfinished index) is upgraded in
-   place: data kept, index gone, version 4. */
+   place: data kept, index gone, version STORE_SCHEMA_VERSION. */
 START_TEST(test_schema_1_is_upgraded)
 {
     tmp_t tmp;
@@ -1144,7 +1144,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_job, job);
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     ck_assert_int_eq(
         s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tasks_unfinished'"), 0);
     tmp_remove(&tmp);
@@ -1183,7 +1183,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_gt(501, t1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1219,7 +1219,51 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
     ck_assert_int_eq(rows.n, 1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+static int s_count_alloc(int64_t id, const char *def, void *arg)
+{
+    int *n = arg;
+    ck_assert_int_eq(id, 3);
+    ck_assert_str_eq(def, "{\"second\":true}");
+    (*n)++;
+    return 0;
+}
+
+/* Allocation queues (schema 8): kept whole, replaced at each save,
+   deleted; a schema 4 database gains the table in place. */
+START_TEST(test_alloc_queues_are_saved_whole_and_deleted_and_old_databases_gain_them)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t old = s_job(store, "old");
+    s_insert(store, old, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "DROP TABLE alloc_queues; PRAGMA user_version = 4;");
+
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_alloc_save(store, 3, "{\"first\":true}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 3, "{\"second\":true}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 4, "{}"), 0);
+    ck_assert_int_eq(store_alloc_delete(store, 4), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+
+    store = s_open_file(tmp.db);
+    int n = 0;
+    ck_assert_int_eq(store_allocs_each(store, s_count_alloc, &n), 0);
+    ck_assert_int_eq(n, 1);
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 1);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1265,7 +1309,7 @@ START_TEST(test_newer_schema_version_is_refused)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
-                                      "PRAGMA user_version = 5;",
+                                      "PRAGMA user_version = 99;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1273,11 +1317,11 @@ START_TEST(test_newer_schema_version_is_refused)
     char err[512] = "";
     store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
     ck_assert_ptr_null(store);
-    ck_assert_msg(strstr(err, "schema version 5 is newer") != NULL, "err: %s", err);
+    ck_assert_msg(strstr(err, "schema version 99 is newer") != NULL, "err: %s", err);
 
     /* The refused file is left as it was. */
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 5);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 99);
     sqlite3_close(db);
     tmp_remove(&tmp);
 }
