@@ -314,12 +314,21 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *con, const cha
     if (!req) {
         req = xcalloc(1, sizeof *req);
         *con_cls = req;
+        /* A body announced too big is refused before it is read (a
+           response can be queued now, not while a body arrives). */
+        const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int64_t announced;
+        if (cl && (parse_int64(cl, 0, INT64_MAX, &announced) != 0 || announced > MAX_BODY))
+            return s_error(con, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
         return MHD_YES;
     }
     if (*upload_size) {
+        /* A chunked body has no length up front: past the limit, the
+           connection is closed (no answer can be queued mid-body). */
         req->body += *upload_size;
         *upload_size = 0;
-        return MHD_YES;
+        return req->body > MAX_BODY ? MHD_NO : MHD_YES;
     }
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;

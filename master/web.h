@@ -22,7 +22,8 @@
     idle or slow connection's life (10 s), a request's headers (32 KiB:
     past that it answers 431), strict parsing of the request line and
     headers. A request body (only POST has a use for one, and it is
-    ignored) over 4 KiB gets a 413. Paths are matched exactly against a
+    ignored) announced over 4 KiB gets a 413 before it is read; a chunked
+    one past 4 KiB closes the connection. Paths are matched exactly against a
     fixed table: no file is ever opened from a path.
 
     Security (docs/security.md): loopback by default; any other address

@@ -318,6 +318,23 @@ START_TIMED_TEST(hostile_http_gets_errors_and_never_stops_the_loop, 120)
     ck_assert_msg(r.status == 413, "a 100 KiB body: %d", r.status);
     s_resp_free(&r);
     free(post);
+    /* A chunked body without end: the connection is closed past 4 KiB,
+       whatever keeps coming. */
+    int fd = s_connect(port);
+    const char *head = "POST /api/cancel?job=1 HTTP/1.1\r\nHost: x\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    s_send_all(fd, head, strlen(head));
+    char chunk[1024 + 16];
+    int clen = snprintf(chunk, sizeof chunk, "400\r\n");
+    memset(chunk + clen, 'c', 1024);
+    memcpy(chunk + clen + 1024, "\r\n", 2);
+    bool closed = false;
+    for (int i = 0; i < 100000 && !closed; i++) {
+        if (send(fd, chunk, (size_t) clen + 1026, MSG_NOSIGNAL) < 0)
+            closed = true;
+    }
+    close(fd);
+    ck_assert_msg(closed, "a 100 MiB chunked body was read to its end");
     r = s_req(port, "DELETE", "/metrics", NULL);
     ck_assert_int_eq(r.status, 405);
     s_resp_free(&r);
