@@ -372,7 +372,8 @@ static void s_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     *con_cls = NULL;
 }
 
-static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void s_mhd_log(void *cls, const char *fmt,
+                                                          va_list ap)
 {
     (void) cls;
     char msg[300];

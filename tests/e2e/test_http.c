@@ -299,8 +299,8 @@ START_TIMED_TEST(hostile_http_gets_errors_and_never_stops_the_loop, 120)
     /* Arguments: only short plain words reach the loop. */
     const char *args[] = {"/api/tasks?job=1%27;DROP", "/api/tasks?job=abc", "/api/task?id=-1",
                           "/api/tasks?job=1&filter=%3Cscript%3E", "/api/jobs?limit=100000",
-                          "/api/tasks?job=1&a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13"
-                          "&n=14&o=15&p=16&q=17"};
+                          ("/api/tasks?job=1&a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12"
+                           "&m=13&n=14&o=15&p=16&q=17")};
     for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
         r = s_get(port, args[i], NULL);
         ck_assert_msg(r.status == 400 || r.status == 404, "%s answered %d: %s", args[i], r.status,
