@@ -54,7 +54,8 @@ char *utf8_sanitize(const char *data, size_t len, size_t *outlen);
 bool utf8_valid(const char *data, size_t len);
 
 /* Splits "HOST", "HOST:PORT" or "[V6]:PORT" into host (caller frees) and
-   port (left unchanged when absent). Returns -1 on a malformed address. */
+   port (left unchanged when absent); "ipc:///DIR" is a host of its own
+   (zmqx.h), port unchanged. Returns -1 on a malformed address. */
 int hostport_parse(const char *text, char **host, int *port);
 
 /* True for a literal loopback address: 127.x.x.x, ::1 or [::1]

@@ -288,8 +288,23 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
             .spec = proto_spec_encode(spec),
             .needs = needs,
         };
-        p->bytes += (int64_t) strlen(p->tasks[i].spec);
+        size_t len = strlen(p->tasks[i].spec);
+        p->bytes += (int64_t) len;
         p->ntasks++;
+        if (len > (size_t) PROTO_MAX_TASK_SPEC) {
+            /* No worker could ever receive it: its pipe refuses messages
+               over PROTO_MAX_PIPE_MSG. */
+            proto_reply_t *rep = proto_reply_error(
+                PROTO_E_TOO_BIG,
+                "task %d of this batch is %zu bytes as JSON (stdin and env included, "
+                "escaped), over %d, the most a worker accepts: nothing of this batch was "
+                "accepted; give big inputs as files the workers can read",
+                i, len, PROTO_MAX_TASK_SPEC);
+            s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+            proto_reply_destroy(&rep);
+            pending_submit_free(&p);
+            return;
+        }
     }
     owner_usage_t *u = jobs_usage(self->cfg.jobs, peer->owner);
     if (!s_quota_allows(self, env, u, p)) {

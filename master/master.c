@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,11 +103,7 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     char ep[300];
-    if (port)
-        snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, port);
-    else
-        snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
-    if (zmq_bind(s, ep) != 0) {
+    if (zmqx_bind(s, self->bind_addr, port, bound, ep, sizeof ep) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s (%s)", ep, zmq_strerror(errno),
                  errno == ENODEV ? "--bind takes an IP address of this host or an interface "
                                    "name, not a host name"
@@ -114,13 +111,45 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
         zmq_close(s);
         return NULL;
     }
-    *bound = zmqx_bound_port(s);
     return s;
+}
+
+/* An ipc:// directory: made 0700 when missing; one that every local user
+   may enter is refused unless --insecure (its sockets would be anyone's).
+   Who else may reach the master is then the operator's choice: the
+   directory's group, when its mode lets the group in. */
+static int s_ipc_dir(const master_config_t *cfg, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 && (errno != ENOENT || mkdir(dir, 0700) != 0 || stat(dir, &st) != 0)) {
+        snprintf(err, errlen, "--bind ipc://%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--bind ipc://%s: not a directory", dir);
+        return -1;
+    }
+    if ((st.st_mode & 0007) && !cfg->insecure) {
+        snprintf(err, errlen,
+                 "--bind ipc://%s: the directory is open to every local user (mode %04o), who "
+                 "could all submit commands: chmod o-rwx %s (and give a group g+rx to let it "
+                 "in), or --insecure",
+                 dir, (unsigned) (st.st_mode & 07777), dir);
+        return -1;
+    }
+    log_info("event=ipc dir=\"%s\" mode=%04o note=\"who may enter the directory may use the "
+             "master\"",
+             dir, (unsigned) (st.st_mode & 07777));
+    return 0;
 }
 
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
+    if (zmqx_ipc(cfg->bind_addr) && s_ipc_dir(cfg, cfg->bind_addr + 6, err, errlen) != 0)
+        return -1;
+    if (!cfg->curve_secret && zmqx_ipc(cfg->bind_addr))
+        return 0;
     if (!cfg->curve_secret) {
         if (cfg->clients || cfg->workers || cfg->admins) {
             snprintf(err, errlen,
@@ -135,6 +164,11 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      cfg->bind_addr);
             return -1;
         }
+        if (addr_is_loopback(cfg->bind_addr))
+            log_warn("event=no_keys bind=%s note=\"without --curve-secret every local user "
+                     "of this host can submit commands to run on the workers, as the workers' "
+                     "user: use keys on a shared host (docs/security.md)\"",
+                     cfg->bind_addr);
         /* At error level so that no --log-level hides it. */
         if (!addr_is_loopback(cfg->bind_addr))
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
@@ -172,6 +206,15 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
+    /* A database made before ztask created them 0600: its WAL holds every
+       spec's env (tokens) too. Said, not changed: the mode is the
+       operator's. */
+    int mode = store_file_mode(self->db_path);
+    if (mode > 0 && (mode & 077))
+        log_warn("event=db_readable_by_others path=\"%s\" mode=%04o hint=\"other local users "
+                 "may read task specs and outputs, env included: chmod 0600 it and its -wal "
+                 "and -shm files\"",
+                 self->db_path, (unsigned) mode);
     self->journal = journal_new(self->store, self->sched, self->cfg.flush_ms, self->db_path);
     if (!self->journal) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
@@ -202,6 +245,9 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
     if (s_security(self, &self->cfg, err, errlen) != 0)
         return -1;
     int port = self->cfg.port;
+    bool ipc = zmqx_ipc(self->bind_addr);
+    if (ipc && !port)
+        port = 5555;   /* no "any free port" among files: the usual numbers */
     self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
                             &self->api_port, err, errlen);
     if (!self->api_sock)
@@ -210,8 +256,15 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         return -1;
-    self->registry = registry_new(self->ctx, self->bind_addr, self->cfg.task_port_lo,
-                                  self->cfg.task_port_hi, self->auth ? self->curve_secret : NULL);
+    /* In a directory the pipes need numbers of their own: after the
+       reports port unless --task-ports says otherwise. */
+    int lo = self->cfg.task_port_lo, hi = self->cfg.task_port_hi;
+    if (ipc && !lo) {
+        lo = port + 2 <= 65535 ? port + 2 : 1;
+        hi = port + 2 <= 65535 ? 65535 : port - 1;
+    }
+    self->registry = registry_new(self->ctx, self->bind_addr, lo, hi,
+                                  self->auth ? self->curve_secret : NULL);
     return 0;
 }
 
@@ -366,9 +419,11 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         master_destroy(&self);
         return NULL;
     }
-    log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
-             "orphans=%zu",
-             self->bind_addr, self->api_port, self->bind_addr, self->report_port, self->db_path,
+    char api_ep[300], rep_ep[300];
+    zmqx_endpoint(api_ep, sizeof api_ep, self->bind_addr, self->api_port);
+    zmqx_endpoint(rep_ep, sizeof rep_ep, self->bind_addr, self->report_port);
+    log_info("event=listening api=%s reports=%s db=%s jobs=%zu unfinished=%zu orphans=%zu",
+             api_ep, rep_ep, self->db_path,
              jobs_count(self->jobs), sched_size(self->sched), tasks_counts(self->tasks).orphans);
     return self;
 }

@@ -49,10 +49,13 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
@@ -600,6 +603,34 @@ void store_process_init(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A plain file path (not ":memory:", "" or a "file:" URI). */
+static bool s_plain_path(const char *path)
+{
+    return *path && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+}
+
+/* Creates a missing database file empty with mode 0600 (SQLite takes an
+   empty file as a new database): SQLite itself would create it 0644 less
+   the umask, and it gives the -wal and -shm files the database's mode, so
+   this one mode keeps every task's spec (env, stdin: tokens) and output
+   from other local users, whatever the umask. When it cannot (a missing
+   directory, no right to write there), SQLite's open fails the same way
+   right after and says so in its words. */
+static void s_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
+int store_file_mode(const char *path)
+{
+    struct stat st;
+    if (!path || !s_plain_path(path) || stat(path, &st) != 0)
+        return -1;
+    return (int) (st.st_mode & 07777);
+}
+
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
 {
     char scratch[8];
@@ -612,6 +643,8 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         snprintf(err, errlen, "no database path");
         return NULL;
     }
+    if (s_plain_path(path))
+        s_create_private(path);
     store_t *self = xcalloc(1, sizeof *self);
     /* URI names ("file:...?mode=...") are allowed so tests and operators
        can pass SQLite options; a plain path behaves as usual. */

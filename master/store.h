@@ -60,6 +60,12 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
    before any store exists and before other threads start; optional. */
 void store_process_init(void);
 
+/* The permission bits of the database file at path (e.g. 0600), or -1
+   for ":memory:", a URI or a file that cannot be stat'ed. A database that
+   store_new creates is 0600 (and so are its -wal and -shm files); one
+   that existed keeps its mode, which the caller may want to warn about. */
+int store_file_mode(const char *path);
+
 /* Opens (creating if needed) the database at path (":memory:" allowed),
    sets WAL and the sync mode, creates or checks the schema (a schema
    version is kept in PRAGMA user_version; a newer version is refused).

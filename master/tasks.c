@@ -275,25 +275,42 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
-   was cancelled or (crashed) has killed its workers crash_limit times. */
+   was cancelled or (crashed) has killed its workers crash_limit times. A
+   crashed task waits before it runs again, as a retry does (the same
+   --retry-backoff doubling), so a task that takes its workers down -- or
+   their links, lost_in_old_pipe -- cannot make the master spin. */
 static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char *why)
 {
     if (t->cancel_requested) {
         s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled");
         return;
     }
+    bool in_pipe = strcmp(why, "lost_in_old_pipe") == 0;
     if (crashed && ++t->crashes >= self->cfg.crash_limit) {
         char msg[200];
-        snprintf(msg, sizeof msg, "its worker died %d times while running it (crash limit %d)",
-                 t->crashes, self->cfg.crash_limit);
-        log_warn("event=task_poisoned task=%" PRId64 " job=%" PRId64 " crashes=%d", t->id, t->job,
-                 t->crashes);
+        if (in_pipe)
+            snprintf(msg, sizeof msg,
+                     "it was lost %d times on the way to its worker, whose link to the master "
+                     "kept dropping (crash limit %d)",
+                     t->crashes, self->cfg.crash_limit);
+        else
+            snprintf(msg, sizeof msg,
+                     "its worker died %d times while running it (crash limit %d)", t->crashes,
+                     self->cfg.crash_limit);
+        log_warn("event=task_poisoned task=%" PRId64 " job=%" PRId64 " crashes=%d why=%s", t->id,
+                 t->job, t->crashes, why);
         s_finish(self, t, PROTO_ST_FAILED, NULL, msg);
         return;
     }
     free(t->worker_name);
     t->worker_name = NULL;
-    s_requeue(self, t, 0);
+    int64_t not_before = 0;
+    if (crashed) {
+        int shift = t->crashes > 8 ? 7 : t->crashes - 1;
+        int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << shift;
+        not_before = clock_mono_ms() + (backoff > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff);
+    }
+    s_requeue(self, t, not_before);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
@@ -368,12 +385,15 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
         return false;
     }
     /* A live worker registering again lost its pipe: whatever we sent it
-       and it does not report running is lost in that pipe. */
+       and it does not report running is lost in that pipe. That counts
+       against the crash limit (and backs off): a task whose message makes
+       the worker drop its link (over its size limit, a libzmq or network
+       fault) would otherwise be sent again at once, for ever. */
     sched_task_t *t = w->tasks;
     while (t) {
         sched_task_t *next = t->wnext;
         if (!s_listed(running, nrunning, t))
-            s_take_back(self, t, false, "lost_in_old_pipe");
+            s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
     }
     return true;
@@ -545,33 +565,59 @@ static void s_check_stuck(tasks_t *self, int64_t now)
              list, (long long) ((now - self->stuck_since) / 1000));
 }
 
+/* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
+   the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
+   and the tasks in it would then be sent again, and again. A task whose
+   spec would push the message over is sent first in the next one (every
+   spec fits alone: submit refuses bigger ones). */
 static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
 {
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH];
     sched_task_t *tasks[DISPATCH_BATCH];
+    sched_task_t *carry = NULL;   /* popped and assigned, for the next message */
+    char *carry_spec = NULL;
     while (credit > 0) {
         int n = 0;
+        size_t bytes = PROTO_PIPE_ENVELOPE;
+        bool full = false;
         while (n < credit && n < DISPATCH_BATCH) {
-            /* A suspect goes only to an idle worker, alone. */
-            bool alone = n == 0 && w->inflight == 0;
-            sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
-            if (!t)
-                break;
-            char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
-            t->spec = NULL;   /* a requeued task reads it back from the store */
-            if (!spec) {
-                log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
-                          store_error(journal_store(self->journal)));
-                s_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
-                continue;
+            sched_task_t *t;
+            char *spec;
+            if (carry) {
+                t = carry;
+                spec = carry_spec;
+                carry = NULL;
+                carry_spec = NULL;
+            } else {
+                /* A suspect goes only to an idle worker, alone. */
+                bool alone = n == 0 && w->inflight == 0;
+                t = sched_pop(self->sched, now, s_accepts, w, alone);
+                if (!t)
+                    break;
+                spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
+                t->spec = NULL;   /* a requeued task reads it back from the store */
+                if (!spec) {
+                    log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
+                              store_error(journal_store(self->journal)));
+                    s_finish(self, t, PROTO_ST_FAILED, NULL, "the master lost this task's spec");
+                    continue;
+                }
+                s_move(self, t, PROTO_ST_ASSIGNED, w);
+                metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
+                                   (double) (now - t->ready_ms) / 1000.0);
+                t->deadline = now + self->cfg.lease_ms;
+                journal_assigned(self->journal, t->id, t->attempt, now);
             }
-            s_move(self, t, PROTO_ST_ASSIGNED, w);
-            metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
-                               (double) (now - t->ready_ms) / 1000.0);
-            t->deadline = now + self->cfg.lease_ms;
-            journal_assigned(self->journal, t->id, t->attempt, now);
+            size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD;
+            if (n > 0 && bytes + add > (size_t) PROTO_MAX_PIPE_MSG) {
+                carry = t;
+                carry_spec = spec;
+                full = true;
+                break;
+            }
+            bytes += add;
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;
@@ -583,7 +629,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
         }
         if (!n)
             return;
-        bool dry = n < credit && n < DISPATCH_BATCH;
+        assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
+        bool dry = n < credit && n < DISPATCH_BATCH && !full;
         if (tasks[n - 1]->crashes)
             dry = true;   /* a suspect travels alone */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
@@ -596,11 +643,16 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
                 s_take_back(self, tasks[i], false, "pipe_refused");
-            return;
+            break;
         }
         credit -= n;
         if (dry)
-            return;
+            break;
+    }
+    if (carry) {
+        /* Not sent: the pipe refused, or a suspect went alone first. */
+        free(carry_spec);
+        s_take_back(self, carry, false, "not_sent");
     }
 }
 

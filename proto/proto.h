@@ -38,6 +38,14 @@
    and 1 MiB of stderr, which JSON escaping can grow up to 6x. */
 #define PROTO_MAX_API_MSG    (32 * 1024 * 1024)
 #define PROTO_MAX_PIPE_MSG   (32 * 1024 * 1024)
+/* What one task adds to a "tasks" message besides its spec (id, attempt,
+   job and the punctuation: at most 96 bytes), and the envelope's share. */
+#define PROTO_PIPE_TASK_OVERHEAD 96
+#define PROTO_PIPE_ENVELOPE 64
+/* The largest spec (encoded JSON) a worker can ever receive: alone in a
+   "tasks" message. The master refuses a bigger one at submit. */
+#define PROTO_MAX_TASK_SPEC \
+    (PROTO_MAX_PIPE_MSG - PROTO_PIPE_ENVELOPE - PROTO_PIPE_TASK_OVERHEAD)
 #define PROTO_MAX_REPORT_MSG (32 * 1024 * 1024)
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */

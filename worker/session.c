@@ -918,10 +918,13 @@ int session_run(session_t *self)
         return -1;
     int64_t now = clock_mono_ms();
     self->next_hello = now;
-    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d",
+    const exec_policy_t *pol = self->rctx.policy;
+    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d "
+             "run_as=%s task_rlimit=\"%s\"",
              self->name, connector_host(self->uplink), connector_port(self->uplink),
              self->threads, self->no_exec ? 1 : 0, allow_count(self->allow),
-             connector_curve(self->uplink) ? 1 : 0);
+             connector_curve(self->uplink) ? 1 : 0, pol && pol->run_as ? pol->user : "-",
+             policy_rlimits_text(pol));
     for (;;) {
         now = clock_mono_ms();
         s_check_signals(self, now);
@@ -1001,6 +1004,7 @@ session_t *session_new(const session_config_t *cfg)
     self->signals = cfg->signals;
     self->kill_grace_ms = cfg->kill_grace_ms;
     self->rctx.reaper = cfg->reaper;
+    self->rctx.policy = cfg->policy;
     self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
     self->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;

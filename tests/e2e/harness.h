@@ -109,6 +109,10 @@ h_proc_t *h_worker_start(h_cluster_t *c, const char *name, int threads, ...)
 /* Starts a worker without waiting for anything (to test start-up errors). */
 h_proc_t *h_worker_spawn(h_cluster_t *c, const char *name, int threads, ...)
     __attribute__((sentinel));
+/* Workers started afterwards run under wrap, a NULL-terminated command
+   prefix such as {"setpriv", "--reuid=1", ..., "--", NULL} (borrowed:
+   keep it alive; NULL = none). */
+void h_worker_wrap(h_cluster_t *c, const char *const *wrap);
 /* The worker id from its last event=registered line ("worker=ID"), or NULL
    (borrowed, valid until the next registration). */
 const char *h_worker_id(h_proc_t *p);
