@@ -7,6 +7,7 @@
 #include "api.h"
 #include "auth.h"
 #include "dash.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "metrics.h"
@@ -56,6 +57,7 @@ struct master {
     sched_t *sched;
     journal_t *journal;      /* durable changes and grouped commits */
     jobs_t *jobs;
+    idem_t *idem;            /* submit keys remembered */
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
     tasks_t *tasks;
@@ -221,9 +223,17 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         return -1;
     }
     journal_set_metrics(self->journal, self->metrics);
+    if (!store_shrinks(self->store))
+        log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
+                 "pages back: the file never shrinks; to change that once, stop the master and "
+                 "run: sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' "
+                 "(docs/deploy.md)\"",
+                 self->db_path, self->db_path);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
-    if (jobs_load(self->jobs, self->store) != 0) {
+    self->idem = idem_new();
+    if (jobs_load(self->jobs, self->store) != 0
+        || idem_load(self->idem, self->store, clock_wall()) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
     }
@@ -351,6 +361,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .waiters = self->waiters,
         .tasks = self->tasks,
         .metrics = self->metrics,
+        .idem = self->idem,
         .alloc = self->alloc,
         .db_path = self->db_path,
         .report_port = self->report_port,
@@ -477,6 +488,10 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool http, int64
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
+    /* Specs only in the store are read while it is free, not when a
+       dispatch needs them and the writer has it. */
+    if (journal_idle(self->journal))
+        tasks_read_ahead(self->tasks);
     /* Reports first: results free worker credit. Both reads are bounded
        so neither socket can starve the other or the timers. A socket
        the poll did not flag is not tried: a receive that finds nothing
@@ -592,6 +607,7 @@ void master_destroy(master_t **p)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
     jobs_destroy(&self->jobs);
+    idem_destroy(&self->idem);
     sched_destroy(&self->sched);
     metrics_destroy(&self->metrics);
     free(self->bind_addr);
