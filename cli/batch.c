@@ -37,6 +37,11 @@ static int s_flush(pending_t *p, bool more, const batch_opts_t *opts, batch_send
     if (res->job == 0 && opts->job_name)
         req->name = xstrdup(opts->job_name);
     req->more = more;
+    if (opts->key) {
+        char key[PROTO_MAX_KEY + 1];
+        snprintf(key, sizeof key, "%s.%d", opts->key, res->requests);
+        req->key = xstrdup(key);
+    }
     req->tasks = p->specs;
     req->ntasks = p->n;
     int64_t job = 0;

@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -53,6 +54,7 @@ struct master {
     sched_t *sched;
     journal_t *journal;      /* durable changes and grouped commits */
     jobs_t *jobs;
+    idem_t *idem;            /* submit keys remembered */
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
     tasks_t *tasks;
@@ -218,9 +220,17 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    if (!store_shrinks(self->store))
+        log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
+                 "pages back: the file never shrinks; to change that once, stop the master and "
+                 "run: sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' "
+                 "(docs/deploy.md)\"",
+                 self->db_path, self->db_path);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
-    if (jobs_load(self->jobs, self->store) != 0) {
+    self->idem = idem_new();
+    if (jobs_load(self->jobs, self->store) != 0
+        || idem_load(self->idem, self->store, clock_wall()) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
     }
@@ -346,6 +356,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .idem = self->idem,
         .alloc = self->alloc,
         .db_path = self->db_path,
         .report_port = self->report_port,
@@ -430,6 +441,10 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
+    /* Specs only in the store are read while it is free, not when a
+       dispatch needs them and the writer has it. */
+    if (journal_idle(self->journal))
+        tasks_read_ahead(self->tasks);
     /* Reports first: results free worker credit. Both reads are bounded
        so neither socket can starve the other or the timers. A socket
        the poll did not flag is not tried: a receive that finds nothing
@@ -533,6 +548,7 @@ void master_destroy(master_t **p)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
     jobs_destroy(&self->jobs);
+    idem_destroy(&self->idem);
     sched_destroy(&self->sched);
     free(self->bind_addr);
     free(self->db_path);

@@ -936,6 +936,24 @@ h_run_t *h_cli(h_cluster_t *c, ...)
     return h_cliv(c, args, 60000);
 }
 
+h_proc_t *h_cli_start(h_cluster_t *c, ...)
+{
+    ck_assert_msg(c->addr[0], "start the master before the CLI");
+    char *bin = s_printf("%s/ztask", h_bin_dir());
+    char *argv[H_MAX_ARGS];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--master";
+    argv[n++] = c->addr;
+    va_list ap;
+    va_start(ap, c);
+    s_collect(argv, n, ap);
+    va_end(ap);
+    h_proc_t *p = s_proc_start(c, "cli", false, argv);
+    free(bin);
+    return p;
+}
+
 void h_run_free(h_run_t **p)
 {
     if (!p || !*p)
