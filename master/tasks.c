@@ -844,8 +844,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             return;
         assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
         bool dry = n < credit && n < DISPATCH_BATCH && !full;
-        if (self->ahead_wanted > 0)
-            dry = true;   /* specs to read first (tasks_read_ahead) */
+        if (self->ahead_wanted > 0 && !carry)
+            dry = true;   /* specs to read first (tasks_read_ahead); a carried
+                             task has its spec and goes in the next message */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -863,7 +864,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             break;
     }
     if (carry) {
-        /* Not sent: the pipe refused. */
+        /* Not sent: the pipe refused (a carry leaves credit for itself
+           and never ends the loop dry). */
         free(carry_spec);
         s_take_back(self, carry, false, "not_sent");
     }
