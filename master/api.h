@@ -32,6 +32,7 @@
 #include "idem.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "tasks.h"
@@ -54,6 +55,7 @@ typedef struct {
     waiters_t *waiters;
     tasks_t *tasks;
     deps_t *deps;
+    metrics_t *metrics;      /* counts every reply and refusal */
     idem_t *idem;            /* the submit keys remembered */
     alloc_t *alloc;          /* worker allocation queues */
     const char *db_path;     /* for `ztask stats` */

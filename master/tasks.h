@@ -21,6 +21,7 @@
 #include "deps.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
@@ -43,6 +44,7 @@ typedef struct {
     journal_t *journal;
     auth_t *auth;            /* NULL without CURVE */
     deps_t *deps;
+    metrics_t *metrics;      /* counts finishes, retries, waits, losses */
     int heartbeat_ms;
     int liveness;
     int lease_ms;
