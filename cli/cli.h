@@ -123,6 +123,7 @@ int cmd_drain(cli_t *cli, int argc, char **argv);
 int cmd_stats(cli_t *cli, int argc, char **argv);
 int cmd_forget(cli_t *cli, int argc, char **argv);
 int cmd_keygen(cli_t *cli, int argc, char **argv);
+int cmd_retry(cli_t *cli, int argc, char **argv);
 
 /* ---- shared by submit --wait ---- */
 

@@ -25,6 +25,7 @@ static const char s_usage[] =
     "  results   list a job's tasks and how they ended\n"
     "  logs      a task's stdout and stderr (-f to follow)\n"
     "  cancel    cancel a job or one task\n"
+    "  retry     run a job's failed and cancelled tasks again\n"
     "  workers   list workers\n"
     "  drain     let a worker finish its tasks and leave\n"
     "  stats     the master's totals\n"
@@ -75,6 +76,7 @@ static const command_t s_commands[] = {
     { "jobs", cmd_jobs },       { "results", cmd_results }, { "logs", cmd_logs },
     { "cancel", cmd_cancel },   { "workers", cmd_workers }, { "drain", cmd_drain },
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
+    { "retry", cmd_retry },
     { NULL, NULL }
 };
 

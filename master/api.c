@@ -552,6 +552,95 @@ static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
     proto_reply_destroy(&rep);
 }
 
+/* ---- retry ---- */
+
+/* What a retry selects and collects (s_retry_row). */
+typedef struct {
+    api_t *self;
+    bool failed, cancelled;
+    const int64_t *indexes;  /* sorted; NULL = every index */
+    int nindexes;
+    tasks_retry_t *v;
+    size_t n, cap;
+    int64_t bytes;
+} retry_rows_t;
+
+static int s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static int s_retry_row(const store_task_row_t *row, void *arg)
+{
+    retry_rows_t *r = arg;
+    if (row->state == PROTO_ST_FAILED ? !r->failed : !r->cancelled)
+        return 0;
+    if (r->indexes
+        && !bsearch(&row->index, r->indexes, (size_t) r->nindexes, sizeof(int64_t), s_cmp_i64))
+        return 0;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->v = xrealloc(r->v, r->cap * sizeof *r->v);
+    }
+    r->v[r->n++] = (tasks_retry_t){.id = row->id,
+                                   .priority = row->priority,
+                                   .cls = sched_class(r->self->cfg.sched, row->needs),
+                                   .attempt = row->attempt,
+                                   .retries = row->retries,
+                                   .spec_bytes = row->spec_bytes,
+                                   .state = row->state};
+    r->bytes += row->spec_bytes;
+    return 0;
+}
+
+/* Failed and/or cancelled tasks of a job (some indexes, or all) back in
+   the queue as new attempts; the job runs again. Counted against its
+   owner's quota like a submit. */
+static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    bool both = !req->retry_failed && !req->retry_cancelled;
+    retry_rows_t rows = {.self = self,
+                         .failed = both || req->retry_failed,
+                         .cancelled = both || req->retry_cancelled};
+    int64_t *sorted = NULL;
+    if (req->indexes) {
+        sorted = xmalloc((size_t) req->nindexes * sizeof(int64_t));
+        memcpy(sorted, req->indexes, (size_t) req->nindexes * sizeof(int64_t));
+        qsort(sorted, (size_t) req->nindexes, sizeof(int64_t), s_cmp_i64);
+        rows.indexes = sorted;
+        rows.nindexes = req->nindexes;
+    }
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_retryable_each(store, job->id, s_retry_row, &rows) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the job's tasks: %s", store_error(store));
+        s_reply_error(self, env, PROTO_E_STORAGE, msg);
+        goto out;
+    }
+    owner_usage_t *u = jobs_usage(self->cfg.jobs, job->owner);
+    if (rows.n
+        && !s_quota_allows(self, env, u,
+                           &(pending_submit_t){.ntasks = (int) rows.n, .bytes = rows.bytes}))
+        goto out;
+    for (size_t i = 0; i < rows.n; i++)
+        tasks_retry(self->cfg.tasks, job, &rows.v[i]);
+    if (rows.n)
+        jobs_reopen(self->cfg.jobs, job);
+    log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = (int64_t) rows.n;
+    s_send_reply(self, env, rep, PROTO_REQ_RETRY);
+    proto_reply_destroy(&rep);
+out:
+    free(rows.v);
+    free(sorted);
+}
+
 /* ---- workers ---- */
 
 static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w)
@@ -919,6 +1008,7 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_STATS: s_stats(self, &env); break;
     case PROTO_REQ_FORGET: s_forget(self, &env, &peer, req); break;
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
+    case PROTO_REQ_RETRY: s_retry(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
 }

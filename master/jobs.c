@@ -227,6 +227,17 @@ void jobs_check_finished(jobs_t *self, job_t *job)
     }
 }
 
+void jobs_reopen(jobs_t *self, job_t *job)
+{
+    assert(job->queued + job->running > 0);
+    job->cancelled = false;
+    if (job->finished > 0) {
+        job->finished = 0;
+        journal_add(self->journal, &(jop_t){.type = J_JOB_FINISHED, .job = job->id, .t = 0});
+        log_info("event=job_reopened job=%" PRId64 " queued=%" PRId64, job->id, job->queued);
+    }
+}
+
 void jobs_forget(jobs_t *self, job_t *job)
 {
     journal_add(self->journal, &(jop_t){.type = J_JOB_DELETE, .job = job->id});

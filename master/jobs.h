@@ -124,6 +124,11 @@ void jobs_cancel(jobs_t *self, job_t *job);
    or running): journalled, logged, and retention runs soon. */
 void jobs_check_finished(jobs_t *self, job_t *job);
 
+/* A job that had finished has tasks again (`ztask retry`): it is running
+   again (finished 0, journalled) and no longer counts as cancelled. Call
+   after its tasks are back in the queue. */
+void jobs_reopen(jobs_t *self, job_t *job);
+
 /* Deletes a finished job and its results (journal + memory); frees job. */
 void jobs_forget(jobs_t *self, job_t *job);
 

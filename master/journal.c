@@ -227,6 +227,7 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_JOB_CLOSE: return store_job_close(st, op->job);
     case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
     case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
+    case J_RETRY: return store_task_retry(st, op->task);
     }
     return -1;
 }

@@ -68,7 +68,8 @@ typedef enum {
     J_CANCEL_QUEUED, /* job, t */
     J_JOB_CLOSE,     /* job */
     J_JOB_FINISHED,  /* job, t */
-    J_JOB_DELETE     /* job */
+    J_JOB_DELETE,    /* job */
+    J_RETRY          /* task: a failed or cancelled task queued again */
 } jop_type_t;
 
 /* One durable change. Fields a type does not use (see above) stay 0. */

@@ -156,6 +156,7 @@ enum {
     S_TASK_SPEC,
     S_TASK_RUNNING,
     S_TASK_REQUEUE,
+    S_TASK_RETRY,
     S_TASK_FINISH,
     S_JOB_CANCEL_QUEUED,
     S_DUP_ADD,
@@ -164,6 +165,7 @@ enum {
     S_UNFINISHED,
     S_RESULTS,
     S_RESULTS_FAILED,
+    S_RETRYABLE,
     S_TASK_FIND,
     S_TASK_GET,
     S_CHECK,
@@ -211,6 +213,10 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
                        "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END WHERE id = ?1",
     [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, started = 0 WHERE id = ?1",
+    /* The outcome of the attempt that failed or was cancelled goes: the
+       row shows the new attempt (queued, then how it ends). */
+    [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, outcome = NULL, started = 0, "
+                     "finished = 0 WHERE id = ?1 AND state IN (4, 5)",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -225,6 +231,8 @@ static const char *const SQL[S_COUNT_] = {
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
                          "WHERE job = ?1 AND id > ?2 AND state = 4 ORDER BY id LIMIT ?3",
+    [S_RETRYABLE] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_job "
+                    "WHERE job = ?1 AND state IN (4, 5) ORDER BY id",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
@@ -930,6 +938,14 @@ int store_task_requeue(store_t *self, int64_t task)
     return s_write_step(self, S_TASK_REQUEUE, "task requeue", NULL);
 }
 
+int store_task_retry(store_t *self, int64_t task)
+{
+    if (s_write_begin(self, "task retry") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_TASK_RETRY], 1, task);
+    return s_write_step(self, S_TASK_RETRY, "task retry", NULL);
+}
+
 int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
                       const char *worker, const char *outcome_json, double finished)
 {
@@ -1014,6 +1030,16 @@ int store_results_each(store_t *self, int64_t job, int64_t after, int limit, boo
     sqlite3_bind_int64(st, 2, after);
     sqlite3_bind_int(st, 3, limit); /* SQLite: a negative LIMIT means none */
     return s_task_rows(self, id, "results", fn, arg, last_id, NULL);
+}
+
+int store_retryable_each(store_t *self, int64_t job,
+                         int (*fn)(const store_task_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_RETRYABLE, "retryable tasks");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    return s_task_rows(self, S_RETRYABLE, "retryable tasks", fn, arg, NULL, NULL);
 }
 
 int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found)

@@ -148,6 +148,11 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
 
+/* Puts a FAILED or CANCELLED task back in the queue for a new attempt
+   (`ztask retry`): state QUEUED, its outcome, worker and times cleared,
+   attempt kept (the next dispatch is attempt + 1). */
+int store_task_retry(store_t *self, int64_t task);
+
 /* Records the final outcome: state DONE, FAILED or CANCELLED, the attempt
    that produced it, its worker and the outcome as proto_result_encode text
    (may be NULL, e.g. for a task cancelled before it ran). */
@@ -173,7 +178,8 @@ typedef struct {
     const char *outcome_json;  /* borrowed, NULL while not finished */
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
-    int64_t spec_bytes;        /* size of its spec: store_unfinished_each only, else 0 */
+    int64_t spec_bytes;        /* size of its spec: store_unfinished_each and
+                                  store_retryable_each only, else 0 */
 } store_task_row_t;
 
 /* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id
@@ -187,6 +193,11 @@ int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, 
 int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,
                        int64_t *last_id);
+
+/* Calls fn for every FAILED or CANCELLED task of job, in id order, with
+   spec_bytes set (what `ztask retry` may put back). */
+int store_retryable_each(store_t *self, int64_t job,
+                         int (*fn)(const store_task_row_t *row, void *arg), void *arg);
 
 /* The id of the task of job with the given index (the first one, if a job
    repeats an index); *found false when none. */

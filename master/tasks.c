@@ -137,9 +137,12 @@ static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
 
 /* Where t's job counts it: on a worker, or (after a restart) waiting for
    its worker to claim it, it runs; otherwise it is queued, a task just
-   popped for dispatch included. */
+   popped for dispatch included. A record in a final state is a finished
+   task coming back (tasks_retry): only for the move that requeues it. */
 static proto_state_t s_counted(const sched_task_t *t)
 {
+    if (t->state == PROTO_ST_FAILED || t->state == PROTO_ST_CANCELLED)
+        return (proto_state_t) t->state;
     return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
 }
 
@@ -153,6 +156,8 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
 {
     assert(!w == (to != PROTO_ST_ASSIGNED && to != PROTO_ST_RUNNING));
     proto_state_t from = s_counted(t);
+    /* A finished task only ever comes back to the queue. */
+    assert(from <= PROTO_ST_RUNNING || (to == PROTO_ST_QUEUED && !t->worker));
     if (t->worker)
         worker_detach(t->worker, t);
     if (t->orphan) {
@@ -199,6 +204,25 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         p->tasks[i].spec = NULL;
     }
     job_add(job, PROTO_ST_QUEUED, p->ntasks, bytes);
+}
+
+void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
+{
+    assert(task->state == PROTO_ST_FAILED || task->state == PROTO_ST_CANCELLED);
+    sched_task_t *t = sched_add(self->sched,
+                                &(sched_new_task_t){.id = task->id,
+                                                    .job = job->id,
+                                                    .priority = task->priority,
+                                                    .cls = task->cls,
+                                                    .attempt = task->attempt,
+                                                    .retries_left = task->retries},
+                                0);
+    t->spec_len = (uint32_t) task->spec_bytes;
+    /* Counted where it ended until s_move brings it back (see s_counted). */
+    t->state = (uint8_t) task->state;
+    s_move(self, t, PROTO_ST_QUEUED, NULL);
+    journal_add(self->journal,
+                &(jop_t){.type = J_RETRY, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
 
 /* Ends a task that is still in the scheduler with a final state (DONE,

@@ -104,6 +104,21 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
    stale. Returns how many it claimed. */
 int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning);
 
+/* A finished task to run again (`ztask retry`): what the store has of it. */
+typedef struct {
+    int64_t id;
+    int32_t priority;
+    int cls;                 /* its class (sched_class of its needs) */
+    int attempt;             /* the attempt that ended it: the next is attempt + 1 */
+    int retries;             /* its spec's retries: the new attempt has them all again */
+    int64_t spec_bytes;
+    proto_state_t state;     /* FAILED or CANCELLED */
+} tasks_retry_t;
+
+/* Puts a failed or cancelled task of job back in the queue (journalled);
+   the caller reopens the job (jobs_reopen) once its tasks are back. */
+void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task);
+
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */
 void tasks_cancel(tasks_t *self, sched_task_t *t);

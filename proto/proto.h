@@ -42,6 +42,7 @@
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
+#define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
@@ -196,8 +197,11 @@ typedef enum {
     PROTO_REQ_DRAIN,      /* worker */
     PROTO_REQ_STATS,
     PROTO_REQ_FORGET,     /* job */
-    PROTO_REQ_HELLO       /* worker registration */
+    PROTO_REQ_HELLO,      /* worker registration */
+    PROTO_REQ_RETRY       /* job, failed, cancelled, indexes: finished tasks run again */
 } proto_req_type_t;
+/* The highest request type (for code that walks them all). */
+#define PROTO_REQ_LAST PROTO_REQ_RETRY
 
 typedef struct {
     int64_t task;
@@ -231,6 +235,10 @@ typedef struct {
     proto_task_ref_t *running;   /* tasks this worker is still running */
     int nrunning;
     bool no_exec;            /* worker refuses exec tasks */
+    /* retry: which finished tasks of job run again (neither flag = both) */
+    bool retry_failed, retry_cancelled;
+    int64_t *indexes;        /* only these indexes (nindexes of them); NULL = every one */
+    int nindexes;
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);

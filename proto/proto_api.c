@@ -18,7 +18,7 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_SUBMIT] = "submit",   [PROTO_REQ_STATUS] = "status", [PROTO_REQ_JOBS] = "jobs",
     [PROTO_REQ_RESULTS] = "results", [PROTO_REQ_LOGS] = "logs",     [PROTO_REQ_CANCEL] = "cancel",
     [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
-    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",
+    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",   [PROTO_REQ_RETRY] = "retry",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -52,6 +52,7 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
+    free(r->indexes);
     free(r);
     *p = NULL;
 }
@@ -120,6 +121,17 @@ static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     return 0;
 }
 
+static int s_retry_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                   || pj_bool(o, "failed", false, &req->retry_failed, err) != 0
+                   || pj_bool(o, "cancelled", false, &req->retry_cancelled, err) != 0
+                   || pj_i64_array(o, "indexes", false, PROTO_MAX_INDEXES, 0, PJ_MAX_SAFE_INT,
+                                   &req->indexes, &req->nindexes, err) != 0
+               ? -1
+               : 0;
+}
+
 static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     if (pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
@@ -166,6 +178,8 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err);
     case PROTO_REQ_HELLO:
         return s_hello_from(o, req, err);
+    case PROTO_REQ_RETRY:
+        return s_retry_from(o, req, err);
     case PROTO_REQ_JOBS:
         return pj_bool(o, "all", false, &req->all, err);
     case PROTO_REQ_WORKERS:
@@ -266,6 +280,17 @@ char *proto_req_encode(const proto_req_t *req)
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
         pb_kbool(&b, "no_exec", req->no_exec);
+        break;
+    case PROTO_REQ_RETRY:
+        pb_ki64(&b, "job", req->job);
+        if (req->retry_failed)
+            pb_kbool(&b, "failed", true);
+        if (req->retry_cancelled)
+            pb_kbool(&b, "cancelled", true);
+        if (req->indexes) {
+            pb_key(&b, "indexes");
+            pb_i64v(&b, req->indexes, req->nindexes);
+        }
         break;
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:

@@ -403,6 +403,7 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         break;
     case PROTO_REQ_CANCEL:
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_RETRY:
         pb_ki64(&b, "count", rep->count);
         break;
     case PROTO_REQ_WORKERS:
@@ -556,6 +557,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
     }
     case PROTO_REQ_CANCEL:
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_RETRY:
         return pj_i64(o, "count", false, 0, M, &rep->count, err);
     case PROTO_REQ_WORKERS:
     {

@@ -270,7 +270,7 @@ fuzz_verdict_t fuzz_check_result(const uint8_t *data, size_t size, char *why, si
 
 static const char *s_req_bad(const proto_req_t *r)
 {
-    if (r->type < PROTO_REQ_SUBMIT || r->type > PROTO_REQ_HELLO)
+    if (r->type < PROTO_REQ_SUBMIT || r->type > PROTO_REQ_LAST)
         return "type out of range";
     if (r->job < 0 || r->task < 0 || r->index < -1 || r->after < 0 || r->out_offset < 0
         || r->err_offset < 0)
@@ -294,6 +294,13 @@ static const char *s_req_bad(const proto_req_t *r)
         return "logs without task or job+index";
     if (r->type == PROTO_REQ_CANCEL && r->task == 0 && r->job == 0)
         return "cancel without job or task";
+    if (r->type == PROTO_REQ_RETRY && r->job < 1)
+        return "retry without a job";
+    if (r->nindexes < 0 || r->nindexes > PROTO_MAX_INDEXES || (r->nindexes && !r->indexes))
+        return "indexes count out of range";
+    for (int i = 0; i < r->nindexes; i++)
+        if (r->indexes[i] < 0)
+            return "an index is negative";
     if (r->type == PROTO_REQ_HELLO) {
         if (!s_str_ok(r->host, 1, PROTO_MAX_NAME) || r->threads < 1 || r->pid < 0)
             return "hello host/threads/pid malformed";
@@ -421,7 +428,7 @@ static fuzz_verdict_t s_records_ok(const proto_reply_t *rep, char *why, size_t w
 fuzz_verdict_t fuzz_check_reply(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
     fuzz_verdict_t verdict = FUZZ_REJECTED;
-    for (int type = PROTO_REQ_SUBMIT; type <= PROTO_REQ_HELLO; type++) {
+    for (int type = PROTO_REQ_SUBMIT; type <= PROTO_REQ_LAST; type++) {
         proto_err_t err = { { 0 }, { 0 } };
         proto_reply_t *rep = proto_reply_decode((const char *) data, size,
                                                 (proto_req_type_t) type, &err);

@@ -804,6 +804,22 @@ START_TEST(every_request_type_round_trips)
     proto_req_destroy(&r);
     proto_req_destroy(&g);
 
+    r = proto_req_new(PROTO_REQ_RETRY);
+    r->job = 6;
+    r->retry_failed = true;
+    r->indexes = calloc(2, sizeof *r->indexes);
+    r->indexes[0] = 9;
+    r->indexes[1] = 3;
+    r->nindexes = 2;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 6);
+    ck_assert(g->retry_failed && !g->retry_cancelled);
+    ck_assert_int_eq(g->nindexes, 2);
+    ck_assert_int_eq(g->indexes[0], 9);
+    ck_assert_int_eq(g->indexes[1], 3);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
     r = proto_req_new(PROTO_REQ_HELLO);
     r->name = strdup("gpu-box");
     r->host = strdup("host.example");
