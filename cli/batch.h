@@ -34,6 +34,7 @@ typedef struct {
     int max_specs;           /* 0 = BATCH_MAX_SPECS */
     size_t max_bytes;        /* 0 = BATCH_MAX_BYTES */
     const char *job_name;    /* sent with the first request; may be NULL */
+    int max_running;         /* the job's --max-running, with the first request; 0 = none */
 } batch_opts_t;
 
 /* Sends one submit request (borrowed; its specs are freed by the batcher

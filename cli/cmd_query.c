@@ -124,11 +124,15 @@ static void s_print_job_status(const cli_t *cli, const proto_job_t *j)
     /* Only another client's job says whose it is: ours is the usual case. */
     if (j->owner && strcmp(j->owner, cli->public_key) != 0)
         snprintf(owner, sizeof owner, " (owner %s)", s_owner(j, who, sizeof who));
-    printf("job %lld%s%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
-           "%lld running\n",
-           (long long) j->id, name, owner, proto_job_state_name(j), (long long) j->total,
-           j->total == 1 ? "" : "s", (long long) j->done, (long long) j->failed,
-           (long long) j->cancelled, (long long) j->queued, (long long) j->running);
+    char steer[64] = "";
+    if (j->max_running)
+        snprintf(steer, sizeof steer, " (at most %d running)", j->max_running);
+    printf("job %lld%s%s: %s%s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
+           "%lld running%s\n",
+           (long long) j->id, name, owner, proto_job_state_name(j), j->held ? ", held" : "",
+           (long long) j->total, j->total == 1 ? "" : "s", (long long) j->done,
+           (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
+           (long long) j->running, steer);
 }
 
 int cmd_status(cli_t *cli, int argc, char **argv)

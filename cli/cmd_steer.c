@@ -1,5 +1,7 @@
 /*  Commands that steer a job in place: ztask retry (finished tasks run
-    again in the same job). Each request is sent once, never resent: a
+    again in the same job), hold and release (queued tasks wait, then may
+    run), priority (of its queued tasks), limit (its tasks running at
+    once). Each request is sent once, never resent: a
     retry that reached the master and whose reply was lost must not put
     the same tasks back twice. */
 #include "../common/util.h"
@@ -124,4 +126,199 @@ int cmd_retry(cli_t *cli, int argc, char **argv)
 out:
     proto_req_destroy(&req);
     return rc;
+}
+
+/* ---------------------------------------------------------- hold, release */
+
+static const char s_hold_usage[] =
+    "usage: ztask hold JOB | JOB.INDEX | --task ID\n"
+    "\n"
+    "Holds a job's queued tasks, or one queued task: they are not dispatched until\n"
+    "'ztask release'. Tasks already running finish. A held job's tasks queued later\n"
+    "(its next batches, retries, tasks taken back from a lost worker) are held too.\n"
+    "The hold is stored: it outlasts a master restart. Prints \"held N tasks\".\n"
+    "\n"
+    "Examples:\n"
+    "  ztask hold 7\n"
+    "  ztask hold 7.42\n";
+
+static const char s_release_usage[] =
+    "usage: ztask release JOB | JOB.INDEX | --task ID\n"
+    "\n"
+    "Releases what 'ztask hold' held: the job (every held task of it, those held\n"
+    "one by one too) or one task; they are dispatched again in priority order.\n"
+    "Prints \"released N tasks\".\n"
+    "\n"
+    "Examples:\n"
+    "  ztask release 7\n"
+    "  ztask release 7.42\n";
+
+static const struct option s_hold_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "task", required_argument, NULL, 't' },
+    { "json", no_argument, NULL, OPT_JSON },
+    { NULL, 0, NULL, 0 }
+};
+
+/* Sends req (job or task set) and prints "<verb> N tasks" or, with json,
+   {"job":J,"tasks":N} (job 0 for a task given by id). */
+static int s_count_call(cli_t *cli, proto_req_t *req, const char *verb, bool json)
+{
+    int rc = CLI_EXIT_OK;
+    proto_reply_t *rep = cli_call(cli, req, false, &rc);
+    if (!rep)
+        return rc;
+    if (json)
+        printf("{\"job\":%lld,\"tasks\":%lld}\n", (long long) req->job, (long long) rep->count);
+    else
+        printf("%s %lld task%s\n", verb, (long long) rep->count, rep->count == 1 ? "" : "s");
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+static int s_hold_cmd(cli_t *cli, int argc, char **argv, bool hold)
+{
+    const char *cmd = hold ? "hold" : "release";
+    const char *task_text = NULL;
+    bool json = false;
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_hold_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(hold ? s_hold_usage : s_release_usage, stdout);
+            return CLI_EXIT_OK;
+        case 't': task_text = optarg; break;
+        case OPT_JSON: json = true; break;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    proto_req_t *req = proto_req_new(hold ? PROTO_REQ_HOLD : PROTO_REQ_RELEASE);
+    int operands = argc - optind;
+    int rc = -1;
+    if (task_text) {
+        if (operands != 0)
+            rc = cli_usage_error(cmd, "give --task ID or a job, not both");
+        else if (parse_int64(task_text, 1, INT64_MAX, &req->task) != 0)
+            rc = cli_usage_error(cmd, "--task wants a task id, got '%s'", task_text);
+    } else if (operands != 1) {
+        rc = cli_usage_error(cmd, "give exactly one JOB or JOB.INDEX");
+    } else {
+        const char *t = argv[optind];
+        int64_t task = 0;
+        int bad = strchr(t, '.') ? cli_parse_task_ref(t, &req->job, &req->index, &task)
+                                 : cli_parse_job(t, &req->job);
+        if (bad != 0)
+            rc = cli_usage_error(cmd, "'%s' is not JOB or JOB.INDEX", t);
+    }
+    if (rc < 0)
+        rc = s_count_call(cli, req, hold ? "held" : "released", json);
+    proto_req_destroy(&req);
+    return rc;
+}
+
+int cmd_hold(cli_t *cli, int argc, char **argv)
+{
+    return s_hold_cmd(cli, argc, argv, true);
+}
+
+int cmd_release(cli_t *cli, int argc, char **argv)
+{
+    return s_hold_cmd(cli, argc, argv, false);
+}
+
+/* ------------------------------------------------------- priority, limit */
+
+static const char s_priority_usage[] =
+    "usage: ztask priority JOB N [--json]\n"
+    "\n"
+    "Gives every unfinished task of JOB the priority N (higher runs first; the\n"
+    "default is 0, negative numbers are allowed): its queued tasks take their new\n"
+    "place in the queue at once. Stored. Prints \"N queued tasks reprioritised\".\n"
+    "\n"
+    "Example:\n"
+    "  ztask priority 7 10\n";
+
+static const char s_limit_usage[] =
+    "usage: ztask limit JOB N [--json]\n"
+    "\n"
+    "At most N tasks of JOB run at once (0: no limit), as 'submit --max-running N'\n"
+    "set it. A higher limit starts waiting tasks at once; a lower one lets running\n"
+    "tasks finish and starts no more until the job is under it. Stored. Prints\n"
+    "\"job J: at most N running\".\n"
+    "\n"
+    "Examples:\n"
+    "  ztask limit 7 50\n"
+    "  ztask limit 7 0\n";
+
+static const struct option s_json_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, OPT_JSON },
+    { NULL, 0, NULL, 0 }
+};
+
+/* JOB N for priority (lo..hi any int32) and limit (0..max). */
+static int s_job_value(cli_t *cli, int argc, char **argv, bool priority)
+{
+    const char *cmd = priority ? "priority" : "limit";
+    bool json = false;
+    optind = 0;
+    int c;
+    /* "+": a negative priority is an operand, not an option. */
+    while ((c = cli_getopt(cmd, argc, argv, "+:h", s_json_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(priority ? s_priority_usage : s_limit_usage, stdout);
+            return CLI_EXIT_OK;
+        case OPT_JSON: json = true; break;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind == 3 && strcmp(argv[optind + 2], "--json") == 0)
+        json = true;
+    else if (argc - optind != 2)
+        return cli_usage_error(cmd, "give JOB and N");
+    int64_t job, v;
+    if (cli_parse_job(argv[optind], &job) != 0)
+        return cli_usage_error(cmd, "'%s' is not a job id", argv[optind]);
+    const char *text = argv[optind + 1];
+    if (priority ? parse_int64(text, INT32_MIN, INT32_MAX, &v) != 0
+                 : parse_int64(text, 0, PROTO_MAX_RUNNING_LIMIT, &v) != 0)
+        return priority ? cli_usage_error(cmd, "N must be an integer, got '%s'", text)
+                        : cli_usage_error(cmd, "N must be a number of tasks in 0..%d, got '%s'",
+                                          PROTO_MAX_RUNNING_LIMIT, text);
+    proto_req_t *req = proto_req_new(priority ? PROTO_REQ_PRIORITY : PROTO_REQ_LIMIT);
+    req->job = job;
+    if (priority)
+        req->priority = (int32_t) v;
+    else
+        req->max_running = (int) v;
+    int rc = CLI_EXIT_OK;
+    proto_reply_t *rep = cli_call(cli, req, false, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return rc;
+    if (json)
+        printf("{\"job\":%lld,\"%s\":%lld,\"tasks\":%lld}\n", (long long) job,
+               priority ? "priority" : "max_running", (long long) v, (long long) rep->count);
+    else if (priority)
+        printf("job %lld: %lld queued task%s now at priority %lld\n", (long long) job,
+               (long long) rep->count, rep->count == 1 ? "" : "s", (long long) v);
+    else if (v)
+        printf("job %lld: at most %lld running (%lld running now)\n", (long long) job,
+               (long long) v, (long long) rep->count);
+    else
+        printf("job %lld: no limit\n", (long long) job);
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+int cmd_priority(cli_t *cli, int argc, char **argv)
+{
+    return s_job_value(cli, argc, argv, true);
+}
+
+int cmd_limit(cli_t *cli, int argc, char **argv)
+{
+    return s_job_value(cli, argc, argv, false);
 }

@@ -55,6 +55,10 @@ static const char s_usage[] =
     "                       (suffix K, M; default 1M)\n"
     "  --require LABEL      run only on workers started with this label (repeatable)\n"
     "\n"
+    "The job:\n"
+    "  --max-running N      at most N of its tasks run at once (Slurm's %N; change it\n"
+    "                       later with 'ztask limit JOB N')\n"
+    "\n"
     "After submitting:\n"
     "  --wait               wait like 'ztask wait' (progress, summary, exit code)\n"
     "  --wait-timeout SEC   with --wait: stop waiting after SEC seconds (exit 5)\n"
@@ -93,7 +97,8 @@ enum {
     OPT_WAIT,
     OPT_WAIT_TIMEOUT,
     OPT_QUIET,
-    OPT_JSON
+    OPT_JSON,
+    OPT_MAX_RUNNING
 };
 
 static const struct option s_longopts[] = {
@@ -117,6 +122,7 @@ static const struct option s_longopts[] = {
     { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
     { "quiet", no_argument, NULL, OPT_QUIET },
     { "json", no_argument, NULL, OPT_JSON },
+    { "max-running", required_argument, NULL, OPT_MAX_RUNNING },
     { NULL, 0, NULL, 0 }
 };
 
@@ -128,6 +134,7 @@ typedef struct {
     const char *shell, *fn, *args, *file, *array, *each, *name, *stdin_path;
     bool wait, quiet, json;
     double wait_timeout;
+    int max_running;
     char **argv; /* the command (borrowed from main's argv) */
     int argc;
     specopt_t opts;
@@ -208,6 +215,13 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
         case OPT_ARRAY: a->array = optarg; break;
         case OPT_EACH: a->each = optarg; break;
         case OPT_NAME: a->name = optarg; break;
+        case OPT_MAX_RUNNING:
+            if (parse_int64(optarg, 1, PROTO_MAX_RUNNING_LIMIT, &v) != 0)
+                return cli_usage_error(s_cmd, "--max-running wants a number of tasks in 1..%d, "
+                                              "got '%s'",
+                                       PROTO_MAX_RUNNING_LIMIT, optarg);
+            a->max_running = (int) v;
+            break;
         case OPT_STDIN: a->stdin_path = optarg; break;
         case OPT_WAIT: a->wait = true; break;
         case OPT_QUIET: a->quiet = true; break;
@@ -439,7 +453,7 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
 
     sender_t s = { cli, taskgen_count(gen), 0, false, 0 };
     s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
-    batch_opts_t bopts = { 0, 0, a.name };
+    batch_opts_t bopts = { .job_name = a.name, .max_running = a.max_running };
     batch_result_t res;
     char err[512];
     if (batch_run(gen, &bopts, s_send, &s, &res, err, sizeof err) != 0) {

@@ -144,6 +144,8 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
     out->finished = job->finished;
     out->owner = job->owner[0] ? xstrdup(job->owner) : NULL;
     out->owner_name = xstrdup(auth_key_name(self->cfg.auth, job->owner));
+    out->held = job->held;
+    out->max_running = job->max_running;
 }
 
 /* ---- submit ---- */
@@ -283,6 +285,7 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->job_id = ++self->last_job_id;
         p->job_name = xstrdup(req->name);
         p->job_created = clock_wall();
+        p->job_max_running = req->max_running;
     } else {
         p->job_id = job->id;
         /* Default indexes continue from every batch taken so far, committed
@@ -315,7 +318,9 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
                                                                               .name = p->job_name,
                                                                               .owner = p->owner,
                                                                               .created =
-                                                                                  p->job_created})
+                                                                                  p->job_created,
+                                                                              .max_running =
+                                                                                  p->job_max_running})
                             : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
@@ -386,8 +391,10 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     info->attempts = row->attempt;
     info->worker = xstrdup(row->worker);
     sched_task_t *t = sched_get(rows->self->cfg.sched, row->id);
-    if (t)
+    if (t) {
         info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
+        info->held = (t->parked & SCHED_PARK_HELD) != 0;
+    }
     if (row->outcome_json) {
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
@@ -550,6 +557,58 @@ static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
     rep->count = count;
     s_send_reply(self, env, rep, PROTO_REQ_CANCEL);
     proto_reply_destroy(&rep);
+}
+
+/* ---- hold, release, priority, limit ---- */
+
+static void s_count_reply(api_t *self, const zmqx_frames_t *env, int64_t count,
+                          proto_req_type_t type)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = count;
+    s_send_reply(self, env, rep, type);
+    proto_reply_destroy(&rep);
+}
+
+/* hold/release a job, or one task of it (JOB.INDEX or a task id). */
+static void s_hold(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
+{
+    bool hold = req->type == PROTO_REQ_HOLD;
+    int64_t count = 0;
+    if (req->task > 0 || req->index >= 0) {
+        int64_t id = s_task_id(self, req);
+        if (!s_task_or_reply(self, env, peer, id, NULL))
+            return;
+        sched_task_t *t = sched_get(self->cfg.sched, id);
+        if (t)
+            count = tasks_hold(self->cfg.tasks, t, hold);
+    } else {
+        job_t *job = s_job_or_reply(self, env, peer, req->job);
+        if (!job)
+            return;
+        count = tasks_hold_job(self->cfg.tasks, job, hold);
+    }
+    s_count_reply(self, env, count, req->type);
+}
+
+static void s_priority(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                       const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (job)
+        s_count_reply(self, env, tasks_set_priority(self->cfg.tasks, job, req->priority),
+                      req->type);
+}
+
+static void s_limit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    tasks_set_limit(self->cfg.tasks, job, req->max_running);
+    s_count_reply(self, env, job->running, req->type);
 }
 
 /* ---- retry ---- */
@@ -1009,6 +1068,10 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_FORGET: s_forget(self, &env, &peer, req); break;
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     case PROTO_REQ_RETRY: s_retry(self, &env, &peer, req); break;
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE: s_hold(self, &env, &peer, req); break;
+    case PROTO_REQ_PRIORITY: s_priority(self, &env, &peer, req); break;
+    case PROTO_REQ_LIMIT: s_limit(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
 }

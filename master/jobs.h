@@ -29,6 +29,18 @@
     a few integer additions per task state change, lost in the noise of
     the hash lookup that finds the job.
 
+    Steering (ztask hold, limit): a held job's queued tasks, and every
+    task of it queued later, are parked (sched.h) until it is released;
+    a job with max_running > 0 never has more than that many tasks
+    running: a task popped for dispatch beyond it is parked instead, its
+    id in the job's `capped` list, and one is let out of that list each
+    time a task of the job stops running (tasks.c does both). Parked
+    tasks stay counted as queued: held and capped are not states but
+    reasons to wait, so the counters' invariant above is unchanged, and
+
+        every id in capped names a task parked SCHED_PARK_CAPPED, or one
+        gone since (finished, cancelled: skipped when met)
+
     Finished jobs are forgotten (their rows deleted) by `ztask forget` or
     by retention: --keep-results keeps at most keep_jobs finished jobs,
     none older than keep_secs.
@@ -73,6 +85,13 @@ typedef struct job {
                                 for their commit count here, not in total */
     int64_t backlog_bytes;   /* spec bytes of its tasks queued or running */
     double created, finished;
+    bool held;               /* ztask hold JOB: its queued tasks are parked */
+    int max_running;         /* at most this many tasks running; 0 = no limit */
+    char *definition;        /* what it was submitted as (JSON text), NULL = unknown */
+    struct {                 /* ids of its tasks parked at the limit, oldest first */
+        int64_t *ids;
+        size_t head, n, cap;
+    } capped;
 } job_t;
 
 /* Counts n new tasks of job in state `to` (total grows with them); bytes:
@@ -116,6 +135,11 @@ job_t *jobs_get(const jobs_t *self, int64_t id);
    job may be created or forgotten during an iteration. */
 job_t *jobs_next(const jobs_t *self, size_t *pos);
 size_t jobs_count(const jobs_t *self);
+
+/* The capped list (see the top): appends an id; takes the oldest (false
+   when empty). */
+void job_capped_push(job_t *job, int64_t task);
+bool job_capped_pop(job_t *job, int64_t *task);
 
 /* Marks a job cancelled, and closed (journalled) if it was not. */
 void jobs_cancel(jobs_t *self, job_t *job);

@@ -228,6 +228,10 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
     case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
     case J_RETRY: return store_task_retry(st, op->task);
+    case J_TASK_HOLD: return store_task_set_held(st, op->task, op->value != 0);
+    case J_JOB_HOLD: return store_job_set_held(st, op->job, op->value != 0);
+    case J_JOB_LIMIT: return store_job_set_limit(st, op->job, (int) op->value);
+    case J_JOB_PRIORITY: return store_job_set_priority(st, op->job, (int32_t) op->value);
     }
     return -1;
 }
@@ -242,7 +246,8 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
                                   &(store_job_new_t){.id = p->job_id,
                                                      .name = p->job_name,
                                                      .owner = p->owner,
-                                                     .created = p->job_created},
+                                                     .created = p->job_created,
+                                                     .max_running = p->job_max_running},
                                   NULL);
         if (rc == 0 && p->ntasks > 0) {
             store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);

@@ -175,6 +175,8 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     t->state = PROTO_ST_QUEUED;
     t->not_before = not_before;
     t->gen++;
+    if (t->parked)
+        return;   /* out of every heap until sched_unpark */
     if (not_before > 0)
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
     else
@@ -307,6 +309,38 @@ void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before)
     task->orphan = false;
     task->started = 0;
     s_enqueue(self, task, not_before);
+}
+
+void sched_park(sched_t *self, sched_task_t *task, unsigned reason)
+{
+    assert(reason && (task->state == PROTO_ST_QUEUED || task->state == PROTO_ST_ASSIGNED));
+    assert(!task->worker);
+    bool was = task->parked != 0;
+    task->parked |= (uint8_t) reason;
+    if (!was)
+        s_enqueue(self, task, task->not_before);   /* QUEUED, its entries stale */
+}
+
+bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason)
+{
+    if (!(task->parked & reason))
+        return false;
+    task->parked &= (uint8_t) ~reason;
+    if (task->parked || task->state != PROTO_ST_QUEUED)
+        return false;
+    s_enqueue(self, task, task->not_before);
+    return true;
+}
+
+void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority)
+{
+    if (task->priority == priority)
+        return;
+    task->priority = priority;
+    /* A ready entry is keyed by the old priority: a new one replaces it.
+       A delayed or parked task takes its priority when it is queued. */
+    if (task->state == PROTO_ST_QUEUED && !task->parked && task->not_before == 0)
+        s_enqueue(self, task, 0);
 }
 
 void sched_remove(sched_t *self, int64_t id)

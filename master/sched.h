@@ -13,6 +13,12 @@
     "fn:gpu") has its own ready heap; a worker pops the best head among the
     classes it can serve, so a task no worker can take never blocks others.
 
+    Parked tasks: a QUEUED task may be parked, out of every heap, for one
+    or more reasons (a user's hold, its job at its --max-running limit).
+    It stays QUEUED (its job counts it queued) and is never popped; when
+    its last reason is lifted it enters the ready (or delayed) queue again.
+    A task requeued while parked stays parked.
+
     Heap entries are (key, id, generation) values rather than pointers, so a
     task that is cancelled, finished or requeued simply leaves stale entries
     behind, skipped when popped (lazy deletion keeps cancel O(1)).
@@ -75,7 +81,14 @@ typedef struct sched_task {
     bool suspect;             /* counted in its worker's suspects */
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
+    uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
 } sched_task_t;
+
+/* Why a queued task is parked (sched_task_t.parked, a bit set). */
+enum {
+    SCHED_PARK_HELD = 1,      /* ztask hold (the task, or its job) */
+    SCHED_PARK_CAPPED = 2     /* its job runs --max-running tasks already */
+};
 
 sched_t *sched_new(void);
 void sched_destroy(sched_t **p);
@@ -135,6 +148,19 @@ void sched_claim(sched_t *self, sched_task_t *task);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);
+
+/* Parks a QUEUED task (one just popped included: it is QUEUED again)
+   for reason (SCHED_PARK_*): out of the queue until sched_unpark lifts
+   every reason it has. */
+void sched_park(sched_t *self, sched_task_t *task, unsigned reason);
+
+/* Lifts reason from a task; one with no reason left is queued again
+   (ready now, or at its retry time). Returns true when it was. */
+bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason);
+
+/* Gives a task a new priority; a queued one takes its new place in the
+   queue at once. */
+void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority);
 
 /* Forgets a task (finished or cancelled); frees the record. */
 void sched_remove(sched_t *self, int64_t id);

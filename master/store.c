@@ -55,8 +55,9 @@
 #include <string.h>
 
 /* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner (older databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 4
+   4: jobs.owner; 6: tasks.held, jobs.held, jobs.max_running,
+   jobs.definition (older databases are upgraded in place, see s_schema). */
+#define STORE_SCHEMA_VERSION 6
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -75,6 +76,14 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
 
+/* Schema 6: steering a job in place (ztask hold, limit) and what it was
+   submitted as (ztask show). */
+#define OPS_COLUMNS                                                          \
+    "ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"          \
+    "ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"           \
+    "ALTER TABLE jobs ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;"    \
+    "ALTER TABLE jobs ADD COLUMN definition TEXT;"
+
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
 
@@ -92,7 +101,10 @@ static const char *const SCHEMA =
     "  closed INTEGER NOT NULL DEFAULT 0,"
     "  created REAL NOT NULL,"
     "  finished REAL NOT NULL DEFAULT 0,"
-    "  owner TEXT);"
+    "  owner TEXT,"
+    "  held INTEGER NOT NULL DEFAULT 0,"          /* ztask hold JOB */
+    "  max_running INTEGER NOT NULL DEFAULT 0,"   /* 0 = no limit */
+    "  definition TEXT);"                         /* JSON: what it was submitted as */
     "CREATE TABLE tasks("
     "  id INTEGER PRIMARY KEY,"
     "  job INTEGER NOT NULL,"
@@ -107,7 +119,8 @@ static const char *const SCHEMA =
     "  needs TEXT,"
     "  outcome TEXT,"
     "  started REAL NOT NULL DEFAULT 0,"
-    "  finished REAL NOT NULL DEFAULT 0);"
+    "  finished REAL NOT NULL DEFAULT 0,"
+    "  held INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
     "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
@@ -124,7 +137,7 @@ static const char *const SCHEMA =
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
     "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished, " \
-    "needs"
+    "needs, held"
 
 /* A spec's size in bytes (length() of text counts characters). */
 #define SPEC_BYTES "length(CAST(spec AS BLOB))"
@@ -150,6 +163,11 @@ enum {
     S_TASK_IDS_KEEP,
     S_TASK_LAST_ID,
     S_JOBS,
+    S_JOB_HELD,
+    S_JOB_TASKS_RELEASE,
+    S_JOB_LIMIT,
+    S_JOB_PRIORITY,
+    S_TASK_HELD,
     S_COUNTS,
     S_TASK_INSERT,
     S_TASK_INSERT_MANY,
@@ -179,7 +197,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     /* ?3 NULL: SQLite picks the next id. */
-    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created, owner) VALUES (?3, ?1, ?2, ?4)",
+    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created, owner, max_running, definition) "
+                     "VALUES (?3, ?1, ?2, ?4, ?5, ?6)",
     [S_JOB_CLOSE] = "UPDATE jobs SET closed = 1 WHERE id = ?1",
     [S_JOB_FINISHED] = "UPDATE jobs SET finished = ?2 WHERE id = ?1",
     [S_JOB_DEL_DUPS] = "DELETE FROM duplicates WHERE task IN "
@@ -195,7 +214,16 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_LAST_ID] = "SELECT max(coalesce((SELECT max(id) FROM tasks), 0), "
                        "coalesce((SELECT last FROM last_ids WHERE name = 'tasks'), 0), "
                        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0))",
-    [S_JOBS] = "SELECT id, name, closed, created, finished, owner FROM jobs ORDER BY id",
+    [S_JOBS] = "SELECT id, name, closed, created, finished, owner, held, max_running, definition "
+               "FROM jobs ORDER BY id",
+    [S_JOB_HELD] = "UPDATE jobs SET held = ?2 WHERE id = ?1",
+    /* A released job releases every task held alone too. */
+    [S_JOB_TASKS_RELEASE] = "UPDATE tasks INDEXED BY tasks_job SET held = 0 "
+                            "WHERE job = ?1 AND held = 1",
+    [S_JOB_LIMIT] = "UPDATE jobs SET max_running = ?2 WHERE id = ?1",
+    [S_JOB_PRIORITY] = "UPDATE tasks INDEXED BY tasks_job SET priority = ?2 "
+                       "WHERE job = ?1 AND state < 3",
+    [S_TASK_HELD] = "UPDATE tasks SET held = ?2 WHERE id = ?1",
     /* Spec bytes only of unfinished tasks (what quotas count): a finished
        task's spec is not read. */
     [S_COUNTS] = "SELECT job, state, count(*), "
@@ -395,9 +423,10 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
-    /* S_UNFINISHED adds the spec's size. */
-    if (sqlite3_column_count(st) > 13)
-        row->spec_bytes = sqlite3_column_int64(st, 13);
+    /* S_UNFINISHED and S_RETRYABLE add the spec's size. */
+    row->held = sqlite3_column_int(st, 13) != 0;
+    if (sqlite3_column_count(st) > 14)
+        row->spec_bytes = sqlite3_column_int64(st, 14);
     return 0;
 }
 
@@ -499,7 +528,7 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && version >= 1 && version <= 3) {
+    } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
         /* Cheap steps only, whatever the size of the file: a schema 2 tasks
            table keeps its AUTOINCREMENT (rebuilding it would copy every row);
            adding a column rewrites no row. Jobs from before schema 4 have no
@@ -509,9 +538,12 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
                         "upgrade schema 1 to 2");
         if (rc == 0 && version <= 2)
             rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
-        if (rc == 0)
+        if (rc == 0 && version < 4)
             rc = s_exec(db, JOBS_OWNER_COLUMN "PRAGMA user_version = 4", err, errlen,
                         "upgrade schema to 4");
+        if (rc == 0 && version < 6)
+            rc = s_exec(db, OPS_COLUMNS "PRAGMA user_version = 6", err, errlen,
+                        "upgrade schema to 6");
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -730,6 +762,8 @@ int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id)
     else
         sqlite3_bind_null(st, 3);
     s_bind_text(st, 4, job->owner && *job->owner ? job->owner : NULL);
+    sqlite3_bind_int(st, 5, job->max_running);
+    s_bind_text(st, 6, job->definition);
     if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
         return -1;
     if (job_id)
@@ -753,6 +787,44 @@ int store_job_set_finished(store_t *self, int64_t job, double finished)
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_double(st, 2, finished);
     return s_write_step(self, S_JOB_FINISHED, "job finish", NULL);
+}
+
+/* Steps one two-integer update (?1 an id, ?2 a value). */
+static int s_update2(store_t *self, int id, const char *what, int64_t key, int64_t value)
+{
+    if (s_write_begin(self, what) < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[id];
+    sqlite3_bind_int64(st, 1, key);
+    sqlite3_bind_int64(st, 2, value);
+    return s_write_step(self, id, what, NULL);
+}
+
+int store_job_set_held(store_t *self, int64_t job, bool held)
+{
+    if (s_update2(self, S_JOB_HELD, "job hold", job, held) < 0)
+        return -1;
+    if (held)
+        return 0;
+    if (s_write_begin(self, "job release") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_JOB_TASKS_RELEASE], 1, job);
+    return s_write_step(self, S_JOB_TASKS_RELEASE, "job release", NULL);
+}
+
+int store_job_set_limit(store_t *self, int64_t job, int max_running)
+{
+    return s_update2(self, S_JOB_LIMIT, "job limit", job, max_running);
+}
+
+int store_job_set_priority(store_t *self, int64_t job, int32_t priority)
+{
+    return s_update2(self, S_JOB_PRIORITY, "job priority", job, priority);
+}
+
+int store_task_set_held(store_t *self, int64_t task, bool held)
+{
+    return s_update2(self, S_TASK_HELD, "task hold", task, held);
 }
 
 int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
@@ -789,6 +861,9 @@ int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *a
             .created = sqlite3_column_double(st, 3),
             .finished = sqlite3_column_double(st, 4),
             .owner = (const char *)sqlite3_column_text(st, 5),
+            .held = sqlite3_column_int(st, 6) != 0,
+            .max_running = sqlite3_column_int(st, 7),
+            .definition = (const char *)sqlite3_column_text(st, 8),
         };
         if (fn(&row, arg) != 0)
             break;

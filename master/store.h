@@ -82,12 +82,24 @@ typedef struct {
     const char *name;        /* NULL = none */
     const char *owner;       /* who submitted it (a client's key); NULL or "" = nobody */
     double created;          /* wall seconds */
+    int max_running;         /* its tasks running at once, at most; 0 = no limit */
+    const char *definition;  /* what it was submitted as (JSON text), NULL = unknown */
 } store_job_new_t;
 
 /* Inserts a job; the id used goes to *job_id (may be NULL). */
 int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
+/* A job held or released (ztask hold/release JOB); a release clears the
+   hold of each of its tasks too. */
+int store_job_set_held(store_t *self, int64_t job, bool held);
+/* A job's --max-running (0 = no limit). */
+int store_job_set_limit(store_t *self, int64_t job, int max_running);
+/* The priority of every unfinished task of job. */
+int store_job_set_priority(store_t *self, int64_t job, int32_t priority);
+/* One task held or released (ztask hold/release JOB.INDEX). */
+int store_task_set_held(store_t *self, int64_t task, bool held);
+
 /* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
 int store_job_delete(store_t *self, int64_t job, int64_t *deleted);
 
@@ -97,6 +109,9 @@ typedef struct {
     bool closed;
     double created, finished;
     const char *owner;    /* borrowed like name; NULL = nobody */
+    bool held;            /* ztask hold JOB: its queued tasks wait */
+    int max_running;      /* 0 = no limit */
+    const char *definition;   /* borrowed like name; NULL = unknown */
 } store_job_row_t;
 
 /* Calls fn for every job, in id order. fn returns non-zero to stop. */
@@ -178,6 +193,7 @@ typedef struct {
     const char *outcome_json;  /* borrowed, NULL while not finished */
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
+    bool held;                 /* held alone (ztask hold JOB.INDEX) */
     int64_t spec_bytes;        /* size of its spec: store_unfinished_each and
                                   store_retryable_each only, else 0 */
 } store_task_row_t;

@@ -28,6 +28,10 @@
 #define PIPE_PROBE_MS 20
 /* Retry backoff never grows beyond this. */
 #define MAX_BACKOFF_MS 60000
+/* Tasks of jobs at their --max-running limit parked by one worker's
+   dispatch, at most: a big capped job is parked over several turns of
+   the loop, not in one long one. */
+#define PARKS_PER_DISPATCH 4096
 
 struct tasks {
     tasks_config_t cfg;
@@ -91,6 +95,9 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add(self->sched, &task, 0);
         t->recovered = true;
+        const job_t *job = jobs_get(self->jobs, row->job);
+        if (row->held || (job && job->held))
+            sched_park(self->sched, t, SCHED_PARK_HELD);
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
@@ -146,6 +153,26 @@ static proto_state_t s_counted(const sched_task_t *t)
     return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
 }
 
+/* Lets up to n tasks of job parked at its --max-running limit back into
+   the queue (the oldest first; ids of tasks gone since are skipped). */
+static void s_let_out(tasks_t *self, job_t *job, int64_t n)
+{
+    int64_t id;
+    while (n > 0 && job_capped_pop(job, &id)) {
+        sched_task_t *t = sched_get(self->sched, id);
+        if (!t || !(t->parked & SCHED_PARK_CAPPED))
+            continue;
+        sched_unpark(self->sched, t, SCHED_PARK_CAPPED);
+        n--;
+    }
+}
+
+/* Whether a task of job may not start now: the job runs its limit. */
+static bool s_at_limit(const job_t *job)
+{
+    return job && job->max_running > 0 && job->running >= job->max_running;
+}
+
 /* The one place a task changes state in the master: it leaves the queue,
    its orphan wait or its worker for `to`, and its job's counters, its
    worker's list and the orphan count follow. With w (to is ASSIGNED or
@@ -175,8 +202,12 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
     }
     t->state = (uint8_t) to;
     job_t *job = jobs_get(self->jobs, t->job);
-    if (job)
-        job_move(job, from, to, 1, t->spec_len);
+    if (!job)
+        return;
+    job_move(job, from, to, 1, t->spec_len);
+    /* A task stopped running: room for one parked at the job's limit. */
+    if (from == PROTO_ST_RUNNING && to != PROTO_ST_RUNNING && to != PROTO_ST_ASSIGNED)
+        s_let_out(self, job, 1);
 }
 
 void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
@@ -197,6 +228,8 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
                                                         .cls = pt->cls,
                                                         .retries_left = pt->retries},
                                     0);
+        if (job->held)
+            sched_park(self->sched, t, SCHED_PARK_HELD);
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
         t->spec_len = (uint32_t) strlen(t->spec);
@@ -221,6 +254,8 @@ void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
     /* Counted where it ended until s_move brings it back (see s_counted). */
     t->state = (uint8_t) task->state;
     s_move(self, t, PROTO_ST_QUEUED, NULL);
+    if (job->held)
+        sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
                 &(jop_t){.type = J_RETRY, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
@@ -271,6 +306,9 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 {
     s_move(self, t, PROTO_ST_QUEUED, NULL);
     sched_requeue(self->sched, t, not_before);
+    const job_t *job = jobs_get(self->jobs, t->job);
+    if (job && job->held)
+        sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
                 &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
@@ -461,6 +499,98 @@ int64_t tasks_cancel_job(tasks_t *self, job_t *job)
     return count;
 }
 
+/* ---- steering: hold, release, priority, limit ---- */
+
+/* The ids of job's unfinished tasks (caller frees), *n of them: acting
+   on them may change the scheduler, so they are collected first. */
+static int64_t *s_job_task_ids(tasks_t *self, const job_t *job, size_t *n)
+{
+    size_t cap = 1024, pos = 0;
+    int64_t *ids = xmalloc(cap * sizeof(int64_t));
+    *n = 0;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->job == job->id) {
+            if (*n == cap)
+                ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
+            ids[(*n)++] = t->id;
+        }
+    return ids;
+}
+
+/* Holds (parks) or releases one queued task; true when that changed it. */
+static bool s_hold_one(tasks_t *self, sched_task_t *t, bool hold)
+{
+    if (hold) {
+        if (t->state != PROTO_ST_QUEUED || (t->parked & SCHED_PARK_HELD))
+            return false;
+        sched_park(self->sched, t, SCHED_PARK_HELD);
+        return true;
+    }
+    if (!(t->parked & SCHED_PARK_HELD))
+        return false;
+    sched_unpark(self->sched, t, SCHED_PARK_HELD);
+    return true;
+}
+
+int tasks_hold(tasks_t *self, sched_task_t *t, bool hold)
+{
+    if (!s_hold_one(self, t, hold))
+        return 0;
+    journal_add(self->journal,
+                &(jop_t){.type = J_TASK_HOLD, .task = t->id, .job = t->job, .value = hold});
+    log_info("event=task_%s task=%" PRId64 " job=%" PRId64, hold ? "held" : "released", t->id,
+             t->job);
+    return 1;
+}
+
+int64_t tasks_hold_job(tasks_t *self, job_t *job, bool hold)
+{
+    job->held = hold;
+    journal_add(self->journal, &(jop_t){.type = J_JOB_HOLD, .job = job->id, .value = hold});
+    size_t n;
+    int64_t *ids = s_job_task_ids(self, job, &n);
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += s_hold_one(self, sched_get(self->sched, ids[i]), hold);
+    free(ids);
+    log_info("event=job_%s job=%" PRId64 " tasks=%" PRId64, hold ? "held" : "released", job->id,
+             count);
+    return count;
+}
+
+int64_t tasks_set_priority(tasks_t *self, job_t *job, int32_t priority)
+{
+    journal_add(self->journal,
+                &(jop_t){.type = J_JOB_PRIORITY, .job = job->id, .value = priority});
+    size_t n;
+    int64_t *ids = s_job_task_ids(self, job, &n);
+    int64_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        sched_task_t *t = sched_get(self->sched, ids[i]);
+        queued += t->state == PROTO_ST_QUEUED;
+        sched_set_priority(self->sched, t, priority);
+    }
+    free(ids);
+    log_info("event=job_priority job=%" PRId64 " priority=%d queued=%" PRId64, job->id,
+             (int) priority, queued);
+    return queued;
+}
+
+void tasks_set_limit(tasks_t *self, job_t *job, int max_running)
+{
+    job->max_running = max_running;
+    journal_add(self->journal,
+                &(jop_t){.type = J_JOB_LIMIT, .job = job->id, .value = max_running});
+    /* A higher limit (or none) lets parked tasks out at once; a lower one
+       lets running tasks finish and parks the next ones. */
+    int64_t room = max_running == 0 ? INT64_MAX : (int64_t) max_running - job->running;
+    if (room > 0)
+        s_let_out(self, job, room);
+    log_info("event=job_limit job=%" PRId64 " max_running=%d running=%" PRId64, job->id,
+             max_running, job->running);
+}
+
 /* ---- dispatch ---- */
 
 static bool s_pipe_ready(worker_t *w, int64_t now)
@@ -540,6 +670,7 @@ static void s_check_stuck(tasks_t *self, int64_t now)
 
 static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
 {
+    int parks = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH];
@@ -552,6 +683,14 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             sched_task_t *t = sched_pop(self->sched, now, s_accepts, w, alone);
             if (!t)
                 break;
+            job_t *job = jobs_get(self->jobs, t->job);
+            if (s_at_limit(job)) {
+                sched_park(self->sched, t, SCHED_PARK_CAPPED);
+                job_capped_push(job, t->id);
+                if (++parks >= PARKS_PER_DISPATCH)
+                    break;
+                continue;
+            }
             char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
             t->spec = NULL;   /* a requeued task reads it back from the store */
             if (!spec) {

@@ -119,6 +119,25 @@ typedef struct {
    the caller reopens the job (jobs_reopen) once its tasks are back. */
 void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task);
 
+/* Holds (hold true) or releases one task: a queued task held is parked
+   (not dispatched) until released; one on a worker is not held (it
+   runs to its end). Journalled; returns 1 when it changed, else 0. */
+int tasks_hold(tasks_t *self, sched_task_t *t, bool hold);
+
+/* Holds a job (its queued tasks, and every task of it queued later,
+   until released) or releases it (every held task of it, those held
+   alone too). Journalled; returns how many tasks changed. */
+int64_t tasks_hold_job(tasks_t *self, job_t *job, bool hold);
+
+/* Gives every unfinished task of job that priority (queued ones take
+   their new place in the queue at once). Journalled; returns how many
+   were queued. */
+int64_t tasks_set_priority(tasks_t *self, job_t *job, int32_t priority);
+
+/* Sets job's --max-running (0 = no limit); a higher one lets tasks
+   parked at the old limit out at once. Journalled. */
+void tasks_set_limit(tasks_t *self, job_t *job, int max_running);
+
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */
 void tasks_cancel(tasks_t *self, sched_task_t *t);

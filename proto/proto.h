@@ -198,10 +198,16 @@ typedef enum {
     PROTO_REQ_STATS,
     PROTO_REQ_FORGET,     /* job */
     PROTO_REQ_HELLO,      /* worker registration */
-    PROTO_REQ_RETRY       /* job, failed, cancelled, indexes: finished tasks run again */
+    PROTO_REQ_RETRY,      /* job, failed, cancelled, indexes: finished tasks run again */
+    PROTO_REQ_HOLD,       /* job, or job + index, or task: queued tasks wait */
+    PROTO_REQ_RELEASE,    /* the same: held tasks may run again */
+    PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
+    PROTO_REQ_LIMIT       /* job, max_running: its tasks running at once */
 } proto_req_type_t;
 /* The highest request type (for code that walks them all). */
-#define PROTO_REQ_LAST PROTO_REQ_RETRY
+#define PROTO_REQ_LAST PROTO_REQ_LIMIT
+/* The highest --max-running. */
+#define PROTO_MAX_RUNNING_LIMIT 1000000
 
 typedef struct {
     int64_t task;
@@ -239,6 +245,8 @@ typedef struct {
     bool retry_failed, retry_cancelled;
     int64_t *indexes;        /* only these indexes (nindexes of them); NULL = every one */
     int nindexes;
+    int32_t priority;        /* priority */
+    int max_running;         /* limit; submit (a new job): 0 = no limit */
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
@@ -264,6 +272,8 @@ typedef struct {
     double finished;            /* 0 while not finished */
     char *owner;                /* who submitted it (a client's CURVE key), NULL = nobody */
     char *owner_name;           /* the name the master lists that key under, NULL = none */
+    bool held;                  /* ztask hold JOB: its queued tasks wait */
+    int max_running;            /* at most this many tasks running, 0 = no limit */
 } proto_job_t;
 
 typedef struct {
@@ -275,6 +285,7 @@ typedef struct {
     int attempts;
     char *worker;               /* last worker, may be NULL */
     proto_result_t *result;     /* NULL while not finished */
+    bool held;                  /* queued and held (ztask hold) */
 } proto_task_info_t;
 
 typedef struct {

@@ -19,6 +19,8 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_RESULTS] = "results", [PROTO_REQ_LOGS] = "logs",     [PROTO_REQ_CANCEL] = "cancel",
     [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
     [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",   [PROTO_REQ_RETRY] = "retry",
+    [PROTO_REQ_HOLD] = "hold",       [PROTO_REQ_RELEASE] = "release",
+    [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -66,6 +68,8 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
         || pj_bool(o, "more", false, &req->more, err) != 0
         || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
+        || pj_int(o, "max_running", false, 0, PROTO_MAX_RUNNING_LIMIT, &req->max_running, err)
+               != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
     if (req->wait_ms > 0 && req->more) {
@@ -104,6 +108,7 @@ static int s_logs_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     return 0;
 }
 
+/* cancel, hold, release: a job, one task of it by index, or a task. */
 static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     if (pj_i64(o, "job", false, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
@@ -111,7 +116,8 @@ static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0)
         return -1;
     if (req->task == 0 && req->job == 0) {
-        proto_err_set(err, PROTO_E_FIELD, "cancel needs \"job\" or \"task\"");
+        proto_err_set(err, PROTO_E_FIELD, "%s needs \"job\" or \"task\"",
+                      proto_req_type_name(req->type));
         return -1;
     }
     if (req->index >= 0 && req->job == 0) {
@@ -171,7 +177,23 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     case PROTO_REQ_LOGS:
         return s_logs_from(o, req, err);
     case PROTO_REQ_CANCEL:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
         return s_cancel_from(o, req, err);
+    case PROTO_REQ_PRIORITY: {
+        int64_t p = 0;
+        if (pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+            || pj_i64(o, "priority", true, INT32_MIN, INT32_MAX, &p, err) != 0)
+            return -1;
+        req->priority = (int32_t) p;
+        return 0;
+    }
+    case PROTO_REQ_LIMIT:
+        return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                       || pj_int(o, "max_running", true, 0, PROTO_MAX_RUNNING_LIMIT,
+                                 &req->max_running, err) != 0
+                   ? -1
+                   : 0;
     case PROTO_REQ_DRAIN:
         return pj_str(o, "worker", true, 1, PROTO_MAX_NAME, &req->worker, err);
     case PROTO_REQ_FORGET:
@@ -232,6 +254,8 @@ char *proto_req_encode(const proto_req_t *req)
         pb_kbool(&b, "more", req->more);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
+        if (req->max_running > 0)
+            pb_ki64(&b, "max_running", req->max_running);
         break;
     case PROTO_REQ_STATUS:
         pb_ki64(&b, "job", req->job);
@@ -255,6 +279,8 @@ char *proto_req_encode(const proto_req_t *req)
         break;
     case PROTO_REQ_LOGS:
     case PROTO_REQ_CANCEL:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
         if (req->task > 0)
             pb_ki64(&b, "task", req->task);
         if (req->job > 0)
@@ -280,6 +306,14 @@ char *proto_req_encode(const proto_req_t *req)
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
         pb_kbool(&b, "no_exec", req->no_exec);
+        break;
+    case PROTO_REQ_PRIORITY:
+        pb_ki64(&b, "job", req->job);
+        pb_ki64(&b, "priority", req->priority);
+        break;
+    case PROTO_REQ_LIMIT:
+        pb_ki64(&b, "job", req->job);
+        pb_ki64(&b, "max_running", req->max_running);
         break;
     case PROTO_REQ_RETRY:
         pb_ki64(&b, "job", req->job);

@@ -55,6 +55,8 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
         pb_lit(b, "null");
     pb_kstr(b, "owner", j->owner);
     pb_kstr(b, "owner_name", j->owner_name);
+    pb_kbool(b, "held", j->held);
+    pb_ki64(b, "max_running", j->max_running);
     pb_char(b, '}');
 }
 
@@ -72,6 +74,8 @@ static void s_task_info_write(pb_t *b, const proto_task_info_t *t)
     pb_kstr(b, "status", proto_state_name(t->status));
     pb_ki64(b, "attempts", t->attempts);
     pb_kstr(b, "worker", t->worker);
+    if (t->held)
+        pb_kbool(b, "held", true);
     pr_result_members(b, t->result);
     pb_char(b, '}');
 }
@@ -205,7 +209,9 @@ static int s_job_from(cJSON *o, proto_job_t *j, proto_err_t *err)
         || pj_dbl(o, "created", false, 0, 1e300, &j->created, err) != 0
         || pj_dbl(o, "finished", false, 0, 1e300, &j->finished, err) != 0
         || pj_str(o, "owner", false, 0, 0, &j->owner, err) != 0
-        || pj_str(o, "owner_name", false, 0, 0, &j->owner_name, err) != 0)
+        || pj_str(o, "owner_name", false, 0, 0, &j->owner_name, err) != 0
+        || pj_bool(o, "held", false, &j->held, err) != 0
+        || pj_int(o, "max_running", false, 0, INT32_MAX, &j->max_running, err) != 0)
         return -1;
     return 0;
 }
@@ -223,7 +229,8 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
         || pj_i64(o, "index", false, 0, M, &t->index, err) != 0
         || pj_str(o, "name", false, 0, 0, &t->name, err) != 0
         || pj_int(o, "attempts", false, 0, INT32_MAX, &t->attempts, err) != 0
-        || pj_str(o, "worker", false, 0, 0, &t->worker, err) != 0)
+        || pj_str(o, "worker", false, 0, 0, &t->worker, err) != 0
+        || pj_bool(o, "held", false, &t->held, err) != 0)
         return -1;
     const cJSON *st = pj_get(o, "status");
     if (!st || !cJSON_IsString(st) || proto_state_parse(st->valuestring, &t->status) != 0) {
@@ -404,6 +411,10 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
     case PROTO_REQ_CANCEL:
     case PROTO_REQ_FORGET:
     case PROTO_REQ_RETRY:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
+    case PROTO_REQ_PRIORITY:
+    case PROTO_REQ_LIMIT:
         pb_ki64(&b, "count", rep->count);
         break;
     case PROTO_REQ_WORKERS:
@@ -558,6 +569,10 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
     case PROTO_REQ_CANCEL:
     case PROTO_REQ_FORGET:
     case PROTO_REQ_RETRY:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
+    case PROTO_REQ_PRIORITY:
+    case PROTO_REQ_LIMIT:
         return pj_i64(o, "count", false, 0, M, &rep->count, err);
     case PROTO_REQ_WORKERS:
     {

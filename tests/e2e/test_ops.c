@@ -1,5 +1,7 @@
 /*  e2e ops: steering jobs in place, as a user does day to day: failed
-    and cancelled tasks run again in the same job (retry). */
+    and cancelled tasks run again in the same job (retry); queued tasks
+    held and released, given a new priority, limited in how many run at
+    once; all of it kept across a master restart. */
 #include "harness.h"
 
 #include <check.h>
@@ -136,6 +138,199 @@ START_TIMED_TEST(retried_tasks_survive_a_master_restart, 120)
     cJSON_Delete(st);
     h_worker_start(c, "b", 2, NULL);
     ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* `ztask CMD ARGS...` that must exit 0 (its output is dropped). */
+static void s_ok(h_cluster_t *c, const char *const *args)
+{
+    h_run_t *r = h_cliv(c, args, 60000);
+    ck_assert_msg(r->rc == 0, "%s %s: %s", args[0], args[1] ? args[1] : "", h_run_desc(r));
+    h_run_free(&r);
+}
+
+/* A job of n commands that each append "TAG INDEX" to DIR/order. */
+static int64_t s_order_job(h_cluster_t *c, const char *dir, const char *tag, const char *n)
+{
+    char script[128];
+    snprintf(script, sizeof script, "echo %s {} >> order", tag);
+    return h_submit(c, NULL, "--array", n, "--cwd", dir, "--", "sh", "-c", script, NULL);
+}
+
+/* Held tasks wait while later work runs, through a master restart; a
+   task held alone waits while the rest of its job runs; release lets
+   them all run. */
+START_TIMED_TEST(held_tasks_wait_across_a_restart_until_released, 120)
+{
+    h_cluster_t *c = h_cluster_new("hold");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+
+    /* No worker yet: job a is queued, then held. */
+    int64_t a = s_order_job(c, dir, "a", "0-2");
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)a);
+    cJSON *o = s_json(c, (const char *[]){"hold", at, "--json", NULL});
+    ck_assert_int_eq(h_jint(o, "tasks", -1), 3);
+    cJSON_Delete(o);
+    cJSON *st = h_status(c, a);
+    ck_assert(h_jtrue(st, "held"));
+    cJSON_Delete(st);
+
+    /* Kept across a restart: a job submitted later runs to its end, a
+       stays queued. */
+    h_proc_stop(m, 10000);
+    h_master_start(c, port, NULL);
+    h_worker_start(c, "w", 2, NULL);
+    int64_t b = s_order_job(c, dir, "b", "0-1");
+    ck_assert_int_eq(h_wait(c, b, 30000), 0);
+    st = h_status(c, a);
+    ck_assert(h_jtrue(st, "held"));
+    ck_assert_int_eq(h_jint(st, "queued", -1), 3);
+    cJSON_Delete(st);
+
+    /* Released: it runs. */
+    o = s_json(c, (const char *[]){"release", at, "--json", NULL});
+    ck_assert_int_eq(h_jint(o, "tasks", -1), 3);
+    cJSON_Delete(o);
+    ck_assert_int_eq(h_wait(c, a, 30000), 0);
+    cJSON *res = h_results(c, a, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(res), 3);
+    cJSON_Delete(res);
+
+    char *order = h_path(c, "work/order");
+    char *text = h_read_file(order);
+    ck_assert_ptr_nonnull(text);
+    /* b ran before a although a was submitted first. */
+    ck_assert_msg(strstr(text, "b ") < strstr(text, "a "), "order:\n%s", text);
+    free(text);
+    free(order);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A task held alone waits while the rest of its job runs. */
+START_TIMED_TEST(a_task_held_alone_waits_while_the_rest_of_its_job_runs, 90)
+{
+    h_cluster_t *c = h_cluster_new("holdone");
+    h_master_start(c, 0, NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    int64_t a = s_order_job(c, dir, "a", "0-3");
+    char a2[48];
+    snprintf(a2, sizeof a2, "%lld.2", (long long)a);
+    cJSON *o = s_json(c, (const char *[]){"hold", a2, "--json", NULL});
+    ck_assert_int_eq(h_jint(o, "tasks", -1), 1);
+    cJSON_Delete(o);
+    h_worker_start(c, "w", 2, NULL);
+    ck_assert(H_POLL(h_status_count(c, a, "done") == 3, 30000));
+    cJSON *res = h_results(c, a, NULL);
+    const cJSON *t = s_by_index(res, 2);
+    ck_assert_str_eq(h_jstr(t, "status"), "queued");
+    ck_assert(h_jtrue(t, "held"));
+    cJSON_Delete(res);
+    ck_assert_int_eq(h_status_count(c, a, "queued"), 1);
+    o = s_json(c, (const char *[]){"release", a2, "--json", NULL});
+    ck_assert_int_eq(h_jint(o, "tasks", -1), 1);
+    cJSON_Delete(o);
+    ck_assert_int_eq(h_wait(c, a, 30000), 0);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A job given a higher priority while queued runs before one submitted
+   earlier, after a master restart too. */
+START_TIMED_TEST(priority_moves_a_queued_job_ahead_and_is_kept_across_a_restart, 120)
+{
+    h_cluster_t *c = h_cluster_new("priority");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, "--prefetch", "0", NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    int64_t a = s_order_job(c, dir, "a", "0-2");
+    int64_t b = s_order_job(c, dir, "b", "0-2");
+    char bt[32];
+    snprintf(bt, sizeof bt, "%lld", (long long)b);
+    cJSON *o = s_json(c, (const char *[]){"priority", bt, "5", "--json", NULL});
+    ck_assert_int_eq(h_jint(o, "tasks", -1), 3);
+    cJSON_Delete(o);
+    h_proc_stop(m, 10000);
+    h_master_start(c, port, "--prefetch", "0", NULL);
+    h_worker_start(c, "w", 1, NULL);
+    ck_assert_int_eq(h_wait(c, a, 30000), 0);
+    ck_assert_int_eq(h_wait(c, b, 30000), 0);
+    char *order = h_path(c, "work/order");
+    char *text = h_read_file(order);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strncmp(text, "b 0\nb 1\nb 2\n", 12) == 0, "order:\n%s", text);
+    free(text);
+    free(order);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Files named started.N in dir. */
+static int s_started(const char *dir)
+{
+    int n = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/started.%d", dir, i);
+        n += access(path, F_OK) == 0;
+    }
+    return n;
+}
+
+/* --max-running 1 runs one task at a time on a worker with four threads;
+   `ztask limit` raises it to 3 (kept across a restart), and no more
+   start. */
+START_TIMED_TEST(max_running_caps_a_job_and_limit_changes_it, 120)
+{
+    h_cluster_t *c = h_cluster_new("limit");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    int64_t job = h_submit(c, NULL, "--max-running", "1", "--array", "0-4", "--cwd", dir,
+                           "--timeout", "100", "--", "sh", "-c",
+                           "touch started.{}; while [ ! -e go ]; do sleep 0.05; done", NULL);
+    cJSON *st = h_status(c, job);
+    ck_assert_int_eq(h_jint(st, "max_running", -1), 1);
+    cJSON_Delete(st);
+    h_worker_start(c, "w", 4, NULL);
+    ck_assert(H_POLL(s_started(dir) == 1, 30000));
+    /* Another job runs to its end meanwhile: dispatch had its chances. */
+    int64_t other = h_submit(c, NULL, "--array", "0-3", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, other, 30000), 0);
+    ck_assert_int_eq(s_started(dir), 1);
+    ck_assert_int_eq(h_status_count(c, job, "running"), 1);
+
+    char jt[32];
+    snprintf(jt, sizeof jt, "%lld", (long long)job);
+    s_ok(c, (const char *[]){"limit", jt, "3", NULL});
+    ck_assert(H_POLL(s_started(dir) == 3, 30000));
+    other = h_submit(c, NULL, "--array", "0-3", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, other, 30000), 0);
+    ck_assert_int_eq(s_started(dir), 3);
+
+    /* The limit is stored: after a restart the job still says 3. */
+    h_proc_stop(m, 10000);
+    h_master_start(c, port, NULL);
+    st = h_status(c, job);
+    ck_assert_int_eq(h_jint(st, "max_running", -1), 3);
+    cJSON_Delete(st);
+    char *go = h_path(c, "work/go");
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    ck_assert_int_eq(s_started(dir), 5);
+    free(go);
+    free(dir);
     h_cluster_destroy(&c);
 }
 END_TEST

@@ -292,8 +292,14 @@ static const char *s_req_bad(const proto_req_t *r)
         return "drain without a worker";
     if (r->type == PROTO_REQ_LOGS && r->task == 0 && (r->job == 0 || r->index < 0))
         return "logs without task or job+index";
-    if (r->type == PROTO_REQ_CANCEL && r->task == 0 && r->job == 0)
-        return "cancel without job or task";
+    if ((r->type == PROTO_REQ_CANCEL || r->type == PROTO_REQ_HOLD
+         || r->type == PROTO_REQ_RELEASE)
+        && r->task == 0 && r->job == 0)
+        return "cancel/hold/release without job or task";
+    if ((r->type == PROTO_REQ_PRIORITY || r->type == PROTO_REQ_LIMIT) && r->job < 1)
+        return "priority/limit without a job";
+    if (r->max_running < 0 || r->max_running > PROTO_MAX_RUNNING_LIMIT)
+        return "max_running out of range";
     if (r->type == PROTO_REQ_RETRY && r->job < 1)
         return "retry without a job";
     if (r->nindexes < 0 || r->nindexes > PROTO_MAX_INDEXES || (r->nindexes && !r->indexes))

@@ -1284,7 +1284,7 @@ START_TEST(job_records_show_a_derived_state)
     ck_assert_str_eq(text, "{\"job\":5,\"name\":\"nightly\",\"state\":\"done\",\"closed\":true,"
                            "\"total\":2,\"queued\":0,\"running\":0,\"done\":2,\"failed\":0,"
                            "\"cancelled\":0,\"created\":100,\"finished\":null,"
-                           "\"owner\":null,\"owner_name\":null}");
+                           "\"owner\":null,\"owner_name\":null,\"held\":false,\"max_running\":0}");
     free(text);
     proto_job_clear(&j);
     ck_assert_ptr_null(j.name);

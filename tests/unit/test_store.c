@@ -213,6 +213,7 @@ typedef struct {
     bool has_outcome;
     double started, finished;
     int64_t spec_bytes;
+    bool held;
 } row_t;
 
 typedef struct {
@@ -242,6 +243,7 @@ static int s_collect(const store_task_row_t *row, void *arg)
     r->started = row->started;
     r->finished = row->finished;
     r->spec_bytes = row->spec_bytes;
+    r->held = row->held;
     return rows->stop_after > 0 && rows->n >= rows->stop_after;
 }
 
@@ -682,7 +684,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 6);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -1090,6 +1092,11 @@ START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
 }
 END_TEST
 
+/* What schema 6 added (hold, limit, definitions), dropped again. */
+#define S_DROP_OPS                                                                  \
+    "ALTER TABLE tasks DROP COLUMN held; ALTER TABLE jobs DROP COLUMN held;"        \
+    "ALTER TABLE jobs DROP COLUMN max_running; ALTER TABLE jobs DROP COLUMN definition;"
+
 /* Turns a closed database file into what an older ztask left: runs sql
    on it behind the store's back. */
 static void s_make_older(const char *path, const char *sql)
@@ -1131,7 +1138,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     s_make_older(tmp.db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
-                         "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;"
+                         "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;" S_DROP_OPS
                          "PRAGMA user_version = 1;");
 
     store = s_open_file(tmp.db);
@@ -1144,7 +1151,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_job, job);
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
     ck_assert_int_eq(
         s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tasks_unfinished'"), 0);
     tmp_remove(&tmp);
@@ -1164,7 +1171,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     /* As schema 2 left it after a job with tasks up to 500 was forgotten. */
-    s_make_older(tmp.db, "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;"
+    s_make_older(tmp.db, "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;" S_DROP_OPS
                          "INSERT INTO sqlite_sequence(name, seq) VALUES ('tasks', 500);"
                          "PRAGMA user_version = 2;");
 
@@ -1183,7 +1190,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_gt(501, t1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1199,7 +1206,7 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
     s_insert(store, old, 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
-    s_make_older(tmp.db, "ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 3;");
+    s_make_older(tmp.db, "ALTER TABLE jobs DROP COLUMN owner; " S_DROP_OPS "PRAGMA user_version = 3;");
 
     store = s_open_file(tmp.db);
     int64_t mine = -1;
@@ -1219,7 +1226,35 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
     ck_assert_int_eq(rows.n, 1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 4);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* A schema 4 database (before hold, limit, definitions) is upgraded in
+   place: its jobs and tasks are kept, none held, none limited. */
+START_TEST(test_schema_4_is_upgraded_and_nothing_is_held)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t old = s_job(store, "old");
+    s_insert(store, old, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, S_DROP_OPS "PRAGMA user_version = 4;");
+
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_job_set_held(store, old, true), 0);
+    ck_assert_int_eq(store_job_set_limit(store, old, 3), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    rows_t rows = {0};
+    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert(!rows.r[0].held);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1265,7 +1300,7 @@ START_TEST(test_newer_schema_version_is_refused)
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "CREATE TABLE jobs(id INTEGER PRIMARY KEY, x);"
-                                      "PRAGMA user_version = 5;",
+                                      "PRAGMA user_version = 99;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -1273,11 +1308,11 @@ START_TEST(test_newer_schema_version_is_refused)
     char err[512] = "";
     store_t *store = store_new(tmp.db, STORE_SYNC_FULL, err, sizeof err);
     ck_assert_ptr_null(store);
-    ck_assert_msg(strstr(err, "schema version 5 is newer") != NULL, "err: %s", err);
+    ck_assert_msg(strstr(err, "schema version 99 is newer") != NULL, "err: %s", err);
 
     /* The refused file is left as it was. */
     ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 5);
+    ck_assert_int_eq(s_pragma_int(db, "PRAGMA user_version"), 99);
     sqlite3_close(db);
     tmp_remove(&tmp);
 }
