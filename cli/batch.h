@@ -35,6 +35,8 @@ typedef struct {
     size_t max_bytes;        /* 0 = BATCH_MAX_BYTES */
     const char *job_name;    /* sent with the first request; may be NULL */
     int max_running;         /* the job's --max-running, with the first request; 0 = none */
+    const char *definition;  /* what `ztask show` prints (JSON object text), with the
+                                first request; may be NULL */
 } batch_opts_t;
 
 /* Sends one submit request (borrowed; its specs are freed by the batcher

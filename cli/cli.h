@@ -128,6 +128,7 @@ int cmd_hold(cli_t *cli, int argc, char **argv);
 int cmd_release(cli_t *cli, int argc, char **argv);
 int cmd_priority(cli_t *cli, int argc, char **argv);
 int cmd_limit(cli_t *cli, int argc, char **argv);
+int cmd_show(cli_t *cli, int argc, char **argv);
 
 /* ---- shared by submit --wait ---- */
 

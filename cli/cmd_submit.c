@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -434,12 +435,45 @@ static taskgen_t *s_generator(submit_args_t *a, int *rc)
     return taskgen_single(&t);
 }
 
+/* What `ztask show` prints of the job: this command line, who ran it,
+   where (JSON object text, caller frees). A command line too long for
+   the protocol's limit is left out (argv_omitted). */
+static char *s_definition(int argc, char **argv)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *args = cJSON_AddArrayToObject(o, "argv");
+    for (int i = 0; args && i < argc; i++)
+        cJSON_AddItemToArray(args, cJSON_CreateString(argv[i]));
+    const char *user = getenv("USER");
+    struct passwd *pw = user ? NULL : getpwuid(getuid());
+    cJSON_AddStringToObject(o, "user", user ? user : pw ? pw->pw_name : "?");
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) == 0)
+        cJSON_AddStringToObject(o, "host", host);
+    char *cwd = getcwd(NULL, 0);
+    if (cwd && utf8_valid(cwd, strlen(cwd)))
+        cJSON_AddStringToObject(o, "cwd", cwd);
+    free(cwd);
+    char *text = cJSON_PrintUnformatted(o);
+    if (text && strlen(text) > PROTO_MAX_DEFINITION - 1024) {
+        cJSON_free(text);
+        cJSON_DeleteItemFromObject(o, "argv");
+        cJSON_AddTrueToObject(o, "argv_omitted");
+        text = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(o);
+    char *out = text ? xstrdup(text) : NULL;
+    cJSON_free(text);
+    return out;
+}
+
 int cmd_submit(cli_t *cli, int argc, char **argv)
 {
     submit_args_t a;
     memset(&a, 0, sizeof a);
     specopt_init(&a.opts);
     taskgen_t *gen = NULL;
+    char *definition = NULL;
     int rc = s_parse(argc, argv, &a);
     if (rc >= 0)
         goto out;
@@ -453,7 +487,10 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
 
     sender_t s = { cli, taskgen_count(gen), 0, false, 0 };
     s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
-    batch_opts_t bopts = { .job_name = a.name, .max_running = a.max_running };
+    definition = s_definition(argc, argv);
+    batch_opts_t bopts = { .job_name = a.name,
+                           .max_running = a.max_running,
+                           .definition = definition };
     batch_result_t res;
     char err[512];
     if (batch_run(gen, &bopts, s_send, &s, &res, err, sizeof err) != 0) {
@@ -494,6 +531,7 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
         }
     }
 out:
+    free(definition);
     taskgen_destroy(&gen);
     specopt_clear(&a.opts);
     return rc;

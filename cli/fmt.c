@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 int fmt_term_width(int fd)
@@ -123,4 +124,51 @@ void fmt_need(char *buf, size_t size, const char *key)
     snprintf(text, sizeof text, "a worker%s%s%s%.500s", exec ? " that runs commands" : "",
              colon && exec ? "," : "", colon ? " labelled " : "", colon ? colon + 1 : "");
     fmt_cell(buf, size, text, 200);
+}
+
+void fmt_time(char *buf, size_t size, double wall)
+{
+    if (size == 0)
+        return;
+    time_t t = (time_t) wall;
+    struct tm tm;
+    if (wall <= 0 || !gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, size, "-");
+}
+
+void fmt_shell_word(char *buf, size_t size, const char *word)
+{
+    size_t used = strlen(buf);
+    if (used + 4 >= size)
+        return;
+    char clean[4096];
+    s_printable(clean, sizeof clean, word, strlen(word), (int) sizeof clean / 4);
+    bool safe = *clean != '\0';
+    for (const char *p = clean; *p && safe; p++)
+        safe = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+%@", *p)
+               != NULL;
+    char *out = buf + used;
+    size_t room = size - used;
+    int n;
+    if (safe) {
+        n = snprintf(out, room, "%s%s", used ? " " : "", clean);
+    } else {
+        /* '...' with each ' as '\'' */
+        char quoted[4096 * 4 + 3];
+        size_t q = 0;
+        quoted[q++] = '\'';
+        for (const char *p = clean; *p && q + 6 < sizeof quoted; p++) {
+            if (*p == '\'') {
+                memcpy(quoted + q, "'\\''", 4);
+                q += 4;
+            } else {
+                quoted[q++] = *p;
+            }
+        }
+        quoted[q++] = '\'';
+        quoted[q] = '\0';
+        n = snprintf(out, room, "%s%s", used ? " " : "", quoted);
+    }
+    if (n < 0 || (size_t) n >= room)
+        memcpy(buf + size - 4, "...", 4);
 }

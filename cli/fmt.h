@@ -33,4 +33,13 @@ void fmt_ago(char *buf, size_t size, double seconds);
    Made printable. */
 void fmt_need(char *buf, size_t size, const char *key);
 
+/* Wall seconds as "2026-12-07 01:23:45 UTC"; "-" for 0. */
+void fmt_time(char *buf, size_t size, double wall);
+
+/* Appends word to buf (NUL-terminated, size bytes in all) as a POSIX
+   shell would need it to read it back: as is when it holds only safe
+   characters, else in single quotes ('it'\''s'). Made printable.
+   Cut (ending in "...") when buf is full. */
+void fmt_shell_word(char *buf, size_t size, const char *word);
+
 #endif

@@ -22,6 +22,7 @@ static const char s_usage[] =
     "  wait      wait for a job to finish, with a progress bar\n"
     "  status    a job's counters (or every job's)\n"
     "  jobs      list jobs\n"
+    "  show      what a job is: its command, options, who submitted it, when\n"
     "  results   list a job's tasks and how they ended\n"
     "  logs      a task's stdout and stderr (-f to follow)\n"
     "  cancel    cancel a job or one task\n"
@@ -81,7 +82,7 @@ static const command_t s_commands[] = {
     { "cancel", cmd_cancel },   { "workers", cmd_workers }, { "drain", cmd_drain },
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
     { "retry", cmd_retry },     { "hold", cmd_hold },       { "release", cmd_release },
-    { "priority", cmd_priority }, { "limit", cmd_limit },
+    { "priority", cmd_priority }, { "limit", cmd_limit },   { "show", cmd_show },
     { NULL, NULL }
 };
 

@@ -286,6 +286,8 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->job_name = xstrdup(req->name);
         p->job_created = clock_wall();
         p->job_max_running = req->max_running;
+        p->job_definition = req->definition;   /* taken */
+        req->definition = NULL;
     } else {
         p->job_id = job->id;
         /* Default indexes continue from every batch taken so far, committed
@@ -609,6 +611,33 @@ static void s_limit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         return;
     tasks_set_limit(self->cfg.tasks, job, req->max_running);
     s_count_reply(self, env, job->running, req->type);
+}
+
+/* ---- show ---- */
+
+/* One job's record with what it was submitted as and its first task's
+   spec (read from the store: definitions are not kept in memory). */
+static void s_show(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->jobs = xcalloc(1, sizeof(proto_job_t));
+    rep->njobs = 1;
+    s_job_record(self, job, &rep->jobs[0]);
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_job_show(store, job->id, &rep->jobs[0].definition, &rep->jobs[0].first_spec)
+        != 0) {
+        proto_reply_destroy(&rep);
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the job's definition: %s", store_error(store));
+        s_reply_error(self, env, PROTO_E_STORAGE, msg);
+        return;
+    }
+    s_send_reply(self, env, rep, PROTO_REQ_SHOW);
+    proto_reply_destroy(&rep);
 }
 
 /* ---- retry ---- */
@@ -1072,6 +1101,7 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_RELEASE: s_hold(self, &env, &peer, req); break;
     case PROTO_REQ_PRIORITY: s_priority(self, &env, &peer, req); break;
     case PROTO_REQ_LIMIT: s_limit(self, &env, &peer, req); break;
+    case PROTO_REQ_SHOW: s_show(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
 }

@@ -112,7 +112,6 @@ static void s_job_free(job_t *job)
     if (job) {
         free(job->name);
         free(job->owner);
-        free(job->definition);
         free(job->capped.ids);
         free(job);
     }
@@ -161,7 +160,6 @@ job_t *jobs_create(jobs_t *self, const store_job_new_t *row)
     job->owner = xstrdup(job->usage->owner);
     job->created = row->created;
     job->max_running = row->max_running;
-    job->definition = row->definition ? xstrdup(row->definition) : NULL;
     imap_put(self->map, job->id, job);
     return job;
 }
@@ -173,8 +171,7 @@ static int s_load_job(const store_job_row_t *row, void *arg)
                                                       .name = row->name,
                                                       .owner = row->owner,
                                                       .created = row->created,
-                                                      .max_running = row->max_running,
-                                                      .definition = row->definition});
+                                                      .max_running = row->max_running});
     job->closed = row->closed;
     job->held = row->held;
     job->finished = row->finished;

@@ -87,7 +87,6 @@ typedef struct job {
     double created, finished;
     bool held;               /* ztask hold JOB: its queued tasks are parked */
     int max_running;         /* at most this many tasks running; 0 = no limit */
-    char *definition;        /* what it was submitted as (JSON text), NULL = unknown */
     struct {                 /* ids of its tasks parked at the limit, oldest first */
         int64_t *ids;
         size_t head, n, cap;

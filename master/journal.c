@@ -94,6 +94,7 @@ void pending_submit_free(pending_submit_t **p)
     }
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
+    free(s->job_definition);
     free(s->owner);
     free(s->refused);
     free(s->tasks);
@@ -247,7 +248,8 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
                                                      .name = p->job_name,
                                                      .owner = p->owner,
                                                      .created = p->job_created,
-                                                     .max_running = p->job_max_running},
+                                                     .max_running = p->job_max_running,
+                                                     .definition = p->job_definition},
                                   NULL);
         if (rc == 0 && p->ntasks > 0) {
             store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);

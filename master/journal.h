@@ -108,6 +108,7 @@ typedef struct pending_submit {
     char *job_name;          /*   its name, owned (NULL = none) */
     double job_created;      /*   wall seconds */
     int job_max_running;     /*   its --max-running (0 = no limit) */
+    char *job_definition;    /*   what it was submitted as (JSON), owned, NULL = none */
     char *owner;             /* who sent it (auth.h: a key; "" = nobody), owned:
                                 a new job's owner; the quota this batch counts against */
     int64_t bytes;           /* the size of its tasks' specs (quotas count it) */

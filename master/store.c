@@ -164,6 +164,7 @@ enum {
     S_TASK_LAST_ID,
     S_JOBS,
     S_JOB_HELD,
+    S_JOB_SHOW,
     S_JOB_TASKS_RELEASE,
     S_JOB_LIMIT,
     S_JOB_PRIORITY,
@@ -214,8 +215,11 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_LAST_ID] = "SELECT max(coalesce((SELECT max(id) FROM tasks), 0), "
                        "coalesce((SELECT last FROM last_ids WHERE name = 'tasks'), 0), "
                        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0))",
-    [S_JOBS] = "SELECT id, name, closed, created, finished, owner, held, max_running, definition "
+    [S_JOBS] = "SELECT id, name, closed, created, finished, owner, held, max_running "
                "FROM jobs ORDER BY id",
+    /* Read only for `ztask show`: definitions stay out of memory. */
+    [S_JOB_SHOW] = "SELECT definition, (SELECT spec FROM tasks INDEXED BY tasks_job "
+                   "WHERE job = ?1 ORDER BY id LIMIT 1) FROM jobs WHERE id = ?1",
     [S_JOB_HELD] = "UPDATE jobs SET held = ?2 WHERE id = ?1",
     /* A released job releases every task held alone too. */
     [S_JOB_TASKS_RELEASE] = "UPDATE tasks INDEXED BY tasks_job SET held = 0 "
@@ -800,6 +804,26 @@ static int s_update2(store_t *self, int id, const char *what, int64_t key, int64
     return s_write_step(self, id, what, NULL);
 }
 
+int store_job_show(store_t *self, int64_t job, char **definition, char **first_spec)
+{
+    *definition = *first_spec = NULL;
+    sqlite3_stmt *st = s_get(self, S_JOB_SHOW, "job show");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    int rc = sqlite3_step(st), result = 0;
+    if (rc == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 0);
+        const char *s = (const char *)sqlite3_column_text(st, 1);
+        *definition = d ? xstrdup(d) : NULL;
+        *first_spec = s ? xstrdup(s) : NULL;
+    } else if (rc != SQLITE_DONE) {
+        result = s_dberr(self, "job show");
+    }
+    s_put(self, S_JOB_SHOW);
+    return result;
+}
+
 int store_job_set_held(store_t *self, int64_t job, bool held)
 {
     if (s_update2(self, S_JOB_HELD, "job hold", job, held) < 0)
@@ -863,7 +887,6 @@ int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *a
             .owner = (const char *)sqlite3_column_text(st, 5),
             .held = sqlite3_column_int(st, 6) != 0,
             .max_running = sqlite3_column_int(st, 7),
-            .definition = (const char *)sqlite3_column_text(st, 8),
         };
         if (fn(&row, arg) != 0)
             break;

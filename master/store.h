@@ -90,6 +90,11 @@ typedef struct {
 int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
+/* What `ztask show` prints of a job beside its record: its definition
+   (as submitted) and the spec of its first task, each the caller's (NULL
+   when there is none, or no such job). */
+int store_job_show(store_t *self, int64_t job, char **definition, char **first_spec);
+
 /* A job held or released (ztask hold/release JOB); a release clears the
    hold of each of its tasks too. */
 int store_job_set_held(store_t *self, int64_t job, bool held);
@@ -111,7 +116,6 @@ typedef struct {
     const char *owner;    /* borrowed like name; NULL = nobody */
     bool held;            /* ztask hold JOB: its queued tasks wait */
     int max_running;      /* 0 = no limit */
-    const char *definition;   /* borrowed like name; NULL = unknown */
 } store_job_row_t;
 
 /* Calls fn for every job, in id order. fn returns non-zero to stop. */

@@ -202,10 +202,13 @@ typedef enum {
     PROTO_REQ_HOLD,       /* job, or job + index, or task: queued tasks wait */
     PROTO_REQ_RELEASE,    /* the same: held tasks may run again */
     PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
-    PROTO_REQ_LIMIT       /* job, max_running: its tasks running at once */
+    PROTO_REQ_LIMIT,      /* job, max_running: its tasks running at once */
+    PROTO_REQ_SHOW        /* job: its record with its definition */
 } proto_req_type_t;
 /* The highest request type (for code that walks them all). */
-#define PROTO_REQ_LAST PROTO_REQ_LIMIT
+#define PROTO_REQ_LAST PROTO_REQ_SHOW
+/* The largest job definition (submit's "definition", JSON text). */
+#define PROTO_MAX_DEFINITION (64 * 1024)
 /* The highest --max-running. */
 #define PROTO_MAX_RUNNING_LIMIT 1000000
 
@@ -247,6 +250,8 @@ typedef struct {
     int nindexes;
     int32_t priority;        /* priority */
     int max_running;         /* limit; submit (a new job): 0 = no limit */
+    char *definition;        /* submit (a new job): what it was submitted as, a JSON
+                                object as compact text (at most PROTO_MAX_DEFINITION) */
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
@@ -274,6 +279,9 @@ typedef struct {
     char *owner_name;           /* the name the master lists that key under, NULL = none */
     bool held;                  /* ztask hold JOB: its queued tasks wait */
     int max_running;            /* at most this many tasks running, 0 = no limit */
+    /* show only (NULL elsewhere), JSON text: */
+    char *definition;           /* what it was submitted as (submit's "definition") */
+    char *first_spec;           /* the spec of its first task */
 } proto_job_t;
 
 typedef struct {

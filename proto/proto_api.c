@@ -20,7 +20,7 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
     [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",   [PROTO_REQ_RETRY] = "retry",
     [PROTO_REQ_HOLD] = "hold",       [PROTO_REQ_RELEASE] = "release",
-    [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit",
+    [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit", [PROTO_REQ_SHOW] = "show",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -55,6 +55,7 @@ void proto_req_destroy(proto_req_t **p)
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
     free(r->indexes);
+    free(r->definition);
     free(r);
     *p = NULL;
 }
@@ -72,6 +73,18 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
                != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
+    const cJSON *def = pj_get(o, "definition");
+    if (def && !cJSON_IsObject(def)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"definition\" must be an object");
+        return -1;
+    }
+    if (pj_json(o, "definition", &req->definition, err) != 0)
+        return -1;
+    if (req->definition && strlen(req->definition) > PROTO_MAX_DEFINITION) {
+        proto_err_set(err, PROTO_E_TOO_BIG, "field \"definition\" is over %d bytes",
+                      PROTO_MAX_DEFINITION);
+        return -1;
+    }
     if (req->wait_ms > 0 && req->more) {
         proto_err_set(err, PROTO_E_FIELD,
                       "\"wait_ms\" needs the job's last batch (\"more\": false): a job with "
@@ -197,6 +210,7 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     case PROTO_REQ_DRAIN:
         return pj_str(o, "worker", true, 1, PROTO_MAX_NAME, &req->worker, err);
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_SHOW:
         return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err);
     case PROTO_REQ_HELLO:
         return s_hello_from(o, req, err);
@@ -256,6 +270,10 @@ char *proto_req_encode(const proto_req_t *req)
             pb_ki64(&b, "wait_ms", req->wait_ms);
         if (req->max_running > 0)
             pb_ki64(&b, "max_running", req->max_running);
+        if (req->definition) {
+            pb_key(&b, "definition");
+            pb_json(&b, req->definition);
+        }
         break;
     case PROTO_REQ_STATUS:
         pb_ki64(&b, "job", req->job);
@@ -269,6 +287,7 @@ char *proto_req_encode(const proto_req_t *req)
             pb_kbool(&b, "all", true);
         break;
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_SHOW:
         pb_ki64(&b, "job", req->job);
         break;
     case PROTO_REQ_RESULTS:

@@ -57,6 +57,14 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
     pb_kstr(b, "owner_name", j->owner_name);
     pb_kbool(b, "held", j->held);
     pb_ki64(b, "max_running", j->max_running);
+    if (j->definition) {
+        pb_key(b, "definition");
+        pb_json(b, j->definition);
+    }
+    if (j->first_spec) {
+        pb_key(b, "first_spec");
+        pb_json(b, j->first_spec);
+    }
     pb_char(b, '}');
 }
 
@@ -156,6 +164,8 @@ void proto_job_clear(proto_job_t *job)
     free(job->name);
     free(job->owner);
     free(job->owner_name);
+    free(job->definition);
+    free(job->first_spec);
     memset(job, 0, sizeof *job);
 }
 
@@ -211,7 +221,9 @@ static int s_job_from(cJSON *o, proto_job_t *j, proto_err_t *err)
         || pj_str(o, "owner", false, 0, 0, &j->owner, err) != 0
         || pj_str(o, "owner_name", false, 0, 0, &j->owner_name, err) != 0
         || pj_bool(o, "held", false, &j->held, err) != 0
-        || pj_int(o, "max_running", false, 0, INT32_MAX, &j->max_running, err) != 0)
+        || pj_int(o, "max_running", false, 0, INT32_MAX, &j->max_running, err) != 0
+        || pj_json(o, "definition", &j->definition, err) != 0
+        || pj_json(o, "first_spec", &j->first_spec, err) != 0)
         return -1;
     return 0;
 }
@@ -382,6 +394,7 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         /* A held submit (wait_ms): the job's record as it ended the hold. */
         /* fall through */
     case PROTO_REQ_STATUS:
+    case PROTO_REQ_SHOW:
     case PROTO_REQ_JOBS:
         pb_key(&b, "jobs");
         pb_char(&b, '[');
@@ -541,6 +554,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
                    ? -1
                    : s_jobs_from(o, rep, err);
     case PROTO_REQ_STATUS:
+    case PROTO_REQ_SHOW:
     case PROTO_REQ_JOBS:
         return s_jobs_from(o, rep, err);
     case PROTO_REQ_RESULTS:

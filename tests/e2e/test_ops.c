@@ -335,6 +335,52 @@ START_TIMED_TEST(max_running_caps_a_job_and_limit_changes_it, 120)
 }
 END_TEST
 
+/* A job keeps what it was submitted as: the command line, who, where,
+   its first task's spec; `show` prints it, after a master restart too. */
+START_TIMED_TEST(show_prints_what_a_job_was_submitted_as_after_a_restart_too, 90)
+{
+    h_cluster_t *c = h_cluster_new("show");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, NULL);
+    int64_t job = h_submit(c, NULL, "--name", "nightly", "--max-running", "2", "--timeout", "9",
+                           "--array", "3-4", "--", "sh", "-c", "echo it's {}", NULL);
+    h_proc_stop(m, 10000);
+    h_master_start(c, port, NULL);
+    char jt[32];
+    snprintf(jt, sizeof jt, "%lld", (long long)job);
+    cJSON *o = s_json(c, (const char *[]){"show", jt, "--json", NULL});
+    ck_assert_str_eq(h_jstr(o, "name"), "nightly");
+    ck_assert_int_eq(h_jint(o, "max_running", -1), 2);
+    ck_assert_double_gt(h_jnum(o, "created", 0), 1e9);
+    const cJSON *def = cJSON_GetObjectItemCaseSensitive(o, "definition");
+    ck_assert_ptr_nonnull(def);
+    const cJSON *argv = cJSON_GetObjectItemCaseSensitive(def, "argv");
+    ck_assert_int_eq(cJSON_GetArraySize(argv), 14);
+    ck_assert_str_eq(cJSON_GetArrayItem(argv, 0)->valuestring, "submit");
+    ck_assert_str_eq(cJSON_GetArrayItem(argv, 13)->valuestring, "echo it's {}");
+    ck_assert_ptr_nonnull(h_jstr(def, "user"));
+    ck_assert_ptr_nonnull(h_jstr(def, "cwd"));
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(o, "first_spec");
+    ck_assert_int_eq(h_jint(spec, "index", -1), 3);
+    ck_assert(h_jnum(spec, "timeout", 0) == 9);
+    ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(spec, "argv"), 2)
+                         ->valuestring,
+                     "echo it's 3");
+    cJSON_Delete(o);
+
+    h_run_t *r = h_cli(c, "show", jt, NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "name       nightly")
+                      && strstr(r->out, "'echo it'\\''s {}'")
+                      && strstr(r->out, "at most 2 running"),
+                  "show: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "show", "99", NULL);
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "no job 99"), "show 99: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(retry_of_a_job_that_does_not_exist_is_refused, 30)
 {
     h_cluster_t *c = h_cluster_new("retrynojob");
