@@ -129,6 +129,7 @@ int cmd_release(cli_t *cli, int argc, char **argv);
 int cmd_priority(cli_t *cli, int argc, char **argv);
 int cmd_limit(cli_t *cli, int argc, char **argv);
 int cmd_show(cli_t *cli, int argc, char **argv);
+int cmd_tasks(cli_t *cli, int argc, char **argv);
 
 /* ---- shared by submit --wait ---- */
 

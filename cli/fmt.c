@@ -99,20 +99,27 @@ void fmt_cell(char *buf, size_t size, const char *text, int max_cols)
     s_printable(buf, size, text, strlen(text), max_cols);
 }
 
-void fmt_ago(char *buf, size_t size, double s)
+void fmt_duration(char *buf, size_t size, double s)
 {
     if (s < 0)
         s = 0;
     if (s < 10)
-        snprintf(buf, size, "%.1fs ago", s);
+        snprintf(buf, size, "%.1fs", s);
     else if (s < 60)
-        snprintf(buf, size, "%.0fs ago", s);
+        snprintf(buf, size, "%.0fs", s);
     else if (s < 3600)
-        snprintf(buf, size, "%dm ago", (int) (s / 60));
+        snprintf(buf, size, "%dm", (int) (s / 60));
     else if (s < 86400)
-        snprintf(buf, size, "%dh ago", (int) (s / 3600));
+        snprintf(buf, size, "%dh", (int) (s / 3600));
     else
-        snprintf(buf, size, "%dd ago", (int) (s / 86400));
+        snprintf(buf, size, "%dd", (int) (s / 86400));
+}
+
+void fmt_ago(char *buf, size_t size, double s)
+{
+    char d[32];
+    fmt_duration(d, sizeof d, s);
+    snprintf(buf, size, "%s ago", d);
 }
 
 void fmt_need(char *buf, size_t size, const char *key)

@@ -23,6 +23,9 @@ void fmt_first_line(char *buf, size_t size, const char *text, int max_cols);
 /* A field for a table column: made printable, cut to max_cols characters. */
 void fmt_cell(char *buf, size_t size, const char *text, int max_cols);
 
+/* A duration: "0.4s", "12s", "5m", "3h", "2d" (negative reads as 0). */
+void fmt_duration(char *buf, size_t size, double seconds);
+
 /* "0.4s ago", "12s ago", "5m ago", "3h ago", "2d ago" (a negative age,
    from clocks that disagree a little, reads as 0). */
 void fmt_ago(char *buf, size_t size, double seconds);

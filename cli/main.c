@@ -24,6 +24,7 @@ static const char s_usage[] =
     "  jobs      list jobs\n"
     "  show      what a job is: its command, options, who submitted it, when\n"
     "  results   list a job's tasks and how they ended\n"
+    "  tasks     what runs where across jobs, and for how long\n"
     "  logs      a task's stdout and stderr (-f to follow)\n"
     "  cancel    cancel a job or one task\n"
     "  retry     run a job's failed and cancelled tasks again\n"
@@ -83,6 +84,7 @@ static const command_t s_commands[] = {
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
     { "retry", cmd_retry },     { "hold", cmd_hold },       { "release", cmd_release },
     { "priority", cmd_priority }, { "limit", cmd_limit },   { "show", cmd_show },
+    { "tasks", cmd_tasks },
     { NULL, NULL }
 };
 

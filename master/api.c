@@ -397,6 +397,15 @@ static int s_task_row(const store_task_row_t *row, void *arg)
         info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
         info->held = (t->parked & SCHED_PARK_HELD) != 0;
     }
+    /* On a worker: the attempt running now, where, since when (the store
+       learns the assignment a second late, the start with the result). */
+    if (t && t->worker_name && (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING)) {
+        free(info->worker);
+        info->worker = xstrdup(t->worker_name);
+        info->attempts = t->attempt;
+        info->started = t->started;
+        proto_result_destroy(&info->result);   /* a failed attempt's, before this retry */
+    }
     if (row->outcome_json) {
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
@@ -611,6 +620,58 @@ static void s_limit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         return;
     tasks_set_limit(self->cfg.tasks, job, req->max_running);
     s_count_reply(self, env, job->running, req->type);
+}
+
+/* ---- tasks: what runs where ---- */
+
+static int s_cmp_started(const void *a, const void *b)
+{
+    const proto_task_info_t *x = a, *y = b;
+    return x->started < y->started ? -1 : x->started > y->started;
+}
+
+/* The tasks on workers now (sent or started; orphans waiting for their
+   worker too), of one job or of every job the peer sees (its own; with
+   "all", an admin: everyone's), on one worker or all, the longest
+   running first. Their index and name come from the store. */
+static void s_tasks(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+        return;
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's tasks (the master's --admins "
+                      "list); without --all: your own");
+        return;
+    }
+    rows_t rows = {self, xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t)), 0};
+    store_t *store = journal_store(self->cfg.journal);
+    size_t pos = 0;
+    sched_task_t *t;
+    while (rows.n < PROTO_MAX_TASKS_LISTED && (t = sched_next(self->cfg.sched, &pos))) {
+        if (t->state != PROTO_ST_ASSIGNED && t->state != PROTO_ST_RUNNING)
+            continue;
+        if ((req->job > 0 && t->job != req->job)
+            || (req->worker && (!t->worker_name || strcmp(t->worker_name, req->worker) != 0)))
+            continue;
+        const job_t *job = jobs_get(self->cfg.jobs, t->job);
+        if (!job || (req->job == 0 && !req->all && !s_mine(peer, job)))
+            continue;
+        bool found = false;
+        int before = rows.n;
+        if (store_task_get(store, t->id, s_task_row, &rows, &found) != 0 || !found) {
+            for (int i = before; i < rows.n; i++)
+                proto_task_info_clear(&rows.v[i]);
+            rows.n = before;
+        }
+    }
+    qsort(rows.v, (size_t) rows.n, sizeof(proto_task_info_t), s_cmp_started);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->tasks = rows.v;
+    rep->ntasks = rows.n;
+    s_send_reply(self, env, rep, PROTO_REQ_TASKS);
+    proto_reply_destroy(&rep);
 }
 
 /* ---- show ---- */
@@ -1102,6 +1163,7 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_PRIORITY: s_priority(self, &env, &peer, req); break;
     case PROTO_REQ_LIMIT: s_limit(self, &env, &peer, req); break;
     case PROTO_REQ_SHOW: s_show(self, &env, &peer, req); break;
+    case PROTO_REQ_TASKS: s_tasks(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
 }

@@ -62,7 +62,8 @@ typedef struct sched_task {
     int64_t job;
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
-    double started;           /* wall time the worker reported, 0 = not yet */
+    double started;           /* ASSIGNED/RUNNING: wall time it was sent, then the start
+                                 its worker reported; 0 = not on a worker */
     char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
     struct worker *worker;    /* borrowed from the registry, NULL when none */

@@ -441,6 +441,8 @@ int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int
         }
         s_move(self, t, PROTO_ST_RUNNING, w);
         t->deadline = 0;
+        if (t->started <= 0)
+            t->started = clock_wall();   /* it started before: when is unknown */
         journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
                                             .task = t->id,
                                             .job = t->job,
@@ -671,6 +673,8 @@ static void s_check_stuck(tasks_t *self, int64_t now)
 static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
 {
     int parks = 0;
+    /* What `ztask tasks` shows as its start until the worker reports one. */
+    double wall = clock_wall();
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH];
@@ -701,6 +705,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             }
             s_move(self, t, PROTO_ST_ASSIGNED, w);
             t->deadline = now + self->cfg.lease_ms;
+            t->started = wall;
             journal_assigned(self->journal, t->id, t->attempt, now);
             ids[n] = t->id;
             jobs[n] = t->job;

@@ -203,10 +203,13 @@ typedef enum {
     PROTO_REQ_RELEASE,    /* the same: held tasks may run again */
     PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
     PROTO_REQ_LIMIT,      /* job, max_running: its tasks running at once */
-    PROTO_REQ_SHOW        /* job: its record with its definition */
+    PROTO_REQ_SHOW,       /* job: its record with its definition */
+    PROTO_REQ_TASKS       /* job (0 = any), worker, all: the tasks on workers now */
 } proto_req_type_t;
 /* The highest request type (for code that walks them all). */
-#define PROTO_REQ_LAST PROTO_REQ_SHOW
+#define PROTO_REQ_LAST PROTO_REQ_TASKS
+/* The most task records a "tasks" reply carries. */
+#define PROTO_MAX_TASKS_LISTED 10000
 /* The largest job definition (submit's "definition", JSON text). */
 #define PROTO_MAX_DEFINITION (64 * 1024)
 /* The highest --max-running. */
@@ -294,6 +297,8 @@ typedef struct {
     char *worker;               /* last worker, may be NULL */
     proto_result_t *result;     /* NULL while not finished */
     bool held;                  /* queued and held (ztask hold) */
+    double started;             /* without a result: when the current attempt was sent
+                                   or started (wall seconds), 0 = not on a worker */
 } proto_task_info_t;
 
 typedef struct {

@@ -84,7 +84,16 @@ static void s_task_info_write(pb_t *b, const proto_task_info_t *t)
     pb_kstr(b, "worker", t->worker);
     if (t->held)
         pb_kbool(b, "held", true);
-    pr_result_members(b, t->result);
+    if (!t->result && t->started > 0) {
+        /* On a worker: no result yet, but a start (or dispatch) time. */
+        pb_lit(b, ",\"exit_code\":null,\"signal\":null,\"timed_out\":null,\"stdout\":null,"
+                  "\"stderr\":null,\"stdout_truncated\":null,\"stderr_truncated\":null,"
+                  "\"result\":null,\"error\":null");
+        pb_ktime(b, "started", t->started);
+        pb_lit(b, ",\"finished\":null");
+    } else {
+        pr_result_members(b, t->result);
+    }
     pb_char(b, '}');
 }
 
@@ -253,7 +262,7 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
        null exactly when there is no result. A result on a task that is not
        finished is the failed attempt before a retry. */
     if (!pj_get(o, "finished"))
-        return 0;
+        return pj_dbl(o, "started", false, 0, 1e300, &t->started, err);
     t->result = proto_result_new();
     t->result->task = t->task;
     t->result->attempt = t->attempts;
@@ -405,6 +414,7 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_char(&b, ']');
         break;
     case PROTO_REQ_RESULTS:
+    case PROTO_REQ_TASKS:
         pb_key(&b, "tasks");
         pb_char(&b, '[');
         for (int i = 0; rep->tasks && i < rep->ntasks; i++) {
@@ -558,6 +568,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
     case PROTO_REQ_JOBS:
         return s_jobs_from(o, rep, err);
     case PROTO_REQ_RESULTS:
+    case PROTO_REQ_TASKS:
     {
         void *v = NULL;
         int rc = s_records_from(o, "tasks", sizeof(proto_task_info_t), s_task_info_from_v, &v,

@@ -381,6 +381,111 @@ START_TIMED_TEST(show_prints_what_a_job_was_submitted_as_after_a_restart_too, 90
 }
 END_TEST
 
+/* The job ids of `ztask jobs --json ARGS...`, in the order printed. */
+static int s_job_list(h_cluster_t *c, const char *const *args, int64_t *ids, int max)
+{
+    h_run_t *r = h_cliv(c, args, 60000);
+    ck_assert_msg(r->rc == 0, "jobs: %s", h_run_desc(r));
+    cJSON *lines = h_json_lines(r->out);
+    int n = 0;
+    const cJSON *j;
+    cJSON_ArrayForEach(j, lines)
+    if (n < max)
+        ids[n++] = h_jint(j, "job", -1);
+    cJSON_Delete(lines);
+    h_run_free(&r);
+    return n;
+}
+
+/* What runs where: a task on a worker shows its worker, attempt and
+   start from its dispatch on; `tasks` lists them across jobs, by worker
+   and job; `jobs` filters by state and name, newest first. */
+START_TIMED_TEST(views_show_what_runs_where_and_filter_jobs, 90)
+{
+    h_cluster_t *c = h_cluster_new("views");
+    h_master_start(c, 0, "--prefetch", "0", NULL);   /* a worker holds one task per thread */
+    h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 1, NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    int64_t adhoc = h_submit(c, NULL, "--name", "adhoc", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, adhoc, 30000), 0);
+    int64_t n1 = h_submit(c, NULL, "--name", "nightly-1", "--array", "0-2", "--cwd", dir,
+                          "--timeout", "100", "--", "sh", "-c",
+                          "while [ ! -e go ]; do sleep 0.05; done", NULL);
+    ck_assert(H_POLL(h_status_count(c, n1, "running") == 3, 30000));
+    h_worker_start(c, "c", 1, NULL);   /* a and b are busy: room for the next job */
+    int64_t n2 = h_submit(c, NULL, "--name", "nightly-2", "--", "false", NULL);
+    ck_assert_int_eq(h_wait(c, n2, 30000), 1);
+
+    /* Each running task says where, which attempt, since when. */
+    cJSON *res = h_results(c, n1, NULL);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, res)
+    {
+        ck_assert_msg(h_jstr(t, "worker") != NULL, "a running task without its worker");
+        ck_assert_int_eq(h_jint(t, "attempts", -1), 1);
+        ck_assert_msg(h_jnum(t, "started", 0) > 1e9, "a running task without its start");
+    }
+    cJSON_Delete(res);
+
+    /* tasks: across jobs, by worker, by job. */
+    h_run_t *r = h_cli(c, "tasks", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "tasks: %s", h_run_desc(r));
+    cJSON *lines = h_json_lines(r->out);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), 3);
+    cJSON_ArrayForEach(t, lines)
+    ck_assert_int_eq(h_jint(t, "job", -1), n1);
+    cJSON_Delete(lines);
+    h_run_free(&r);
+    r = h_cli(c, "tasks", "--worker", h_worker_id(wb), "--json", NULL);
+    lines = h_json_lines(r->out);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), 1);
+    ck_assert_str_eq(h_jstr(cJSON_GetArrayItem(lines, 0), "worker"), h_worker_id(wb));
+    cJSON_Delete(lines);
+    h_run_free(&r);
+    char jt[32];
+    snprintf(jt, sizeof jt, "%lld", (long long)adhoc);
+    r = h_cli(c, "tasks", "--job", jt, NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "no task is on a worker"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "tasks", "--worker", h_worker_id(wa), NULL);
+    int nl = 0;
+    for (const char *p = r->out; *p; p++)
+        nl += *p == '\n';
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "FOR") && nl == 3, "header + a's two tasks: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+
+    /* jobs: newest first, by state, by name, limited. */
+    int64_t ids[8];
+    int n = s_job_list(c, (const char *[]){"jobs", "--json", NULL}, ids, 8);
+    ck_assert_int_eq(n, 3);
+    ck_assert(ids[0] == n2 && ids[1] == n1 && ids[2] == adhoc);
+    n = s_job_list(c, (const char *[]){"jobs", "--json", "--state", "failed", NULL}, ids, 8);
+    ck_assert(n == 1 && ids[0] == n2);
+    n = s_job_list(c, (const char *[]){"jobs", "--json", "--state", "running,done", NULL}, ids,
+                   8);
+    ck_assert(n == 2 && ids[0] == n1 && ids[1] == adhoc);
+    n = s_job_list(c, (const char *[]){"jobs", "--json", "--name", "nightly-*", NULL}, ids, 8);
+    ck_assert(n == 2 && ids[0] == n2 && ids[1] == n1);
+    n = s_job_list(c, (const char *[]){"jobs", "--json", "--name", "nightly-*", "--limit", "1",
+                                       NULL},
+                   ids, 8);
+    ck_assert(n == 1 && ids[0] == n2);
+    r = h_cli(c, "jobs", "--state", "runing", NULL);
+    ck_assert_msg(r->rc == 2 && strstr(r->err, "not a job state"), "%s", h_run_desc(r));
+    h_run_free(&r);
+
+    char *go = h_path(c, "work/go");
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, n1, 30000), 0);
+    free(go);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(retry_of_a_job_that_does_not_exist_is_refused, 30)
 {
     h_cluster_t *c = h_cluster_new("retrynojob");
