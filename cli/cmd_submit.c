@@ -3,6 +3,7 @@
 #include "../common/util.h"
 #include "batch.h"
 #include "cli.h"
+#include "fmt.h"
 #include "range.h"
 #include "specopt.h"
 #include "taskgen.h"
@@ -370,6 +371,7 @@ typedef struct {
     int64_t total;
     int64_t sent;
     bool show;      /* draw "submitting" progress on stderr */
+    bool warned;    /* said that no live worker can run some of the tasks */
     int rc;         /* exit code when a send failed */
 } sender_t;
 
@@ -385,6 +387,18 @@ static int s_send(void *arg, const proto_req_t *req, int64_t *job)
     if (!rep)
         return -1;
     *job = rep->job;
+    /* Tasks no live worker can run wait for one: say so now, not after
+       a silent wait. */
+    for (int i = 0; i < rep->nno_worker && !s->warned; i++) {
+        char need[256];
+        fmt_need(need, sizeof need, rep->no_worker[i]);
+        fprintf(stderr,
+                "%sztask: warning: job %lld: no live worker can run some of its tasks: they "
+                "need %s; they wait until one registers (see 'ztask workers')\n",
+                s->show ? "\r\033[K" : "", (long long) rep->job, need);
+    }
+    if (rep->nno_worker)
+        s->warned = true;
     proto_reply_destroy(&rep);
     s->sent += req->ntasks;
     if (s->show) {
@@ -485,7 +499,7 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     if (!gen)
         goto out;
 
-    sender_t s = { cli, taskgen_count(gen), 0, false, 0 };
+    sender_t s = { .cli = cli, .total = taskgen_count(gen) };
     s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
     definition = s_definition(argc, argv);
     batch_opts_t bopts = { .job_name = a.name,

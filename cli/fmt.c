@@ -1,7 +1,10 @@
 #include "fmt.h"
 
+#include "../common/util.h"
+
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -127,9 +130,17 @@ void fmt_need(char *buf, size_t size, const char *key)
     const char *colon = strchr(key, ':');
     size_t kind = colon ? (size_t) (colon - key) : strlen(key);
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
-    char text[600];
-    snprintf(text, sizeof text, "a worker%s%s%s%.500s", exec ? " that runs commands" : "",
-             colon && exec ? "," : "", colon ? " labelled " : "", colon ? colon + 1 : "");
+    /* "fn=NAME": NAME written with pct_encode (master/sched.h). */
+    char *fn = strncmp(key, "fn=", 3) == 0 ? pct_decode(key + 3, kind - 3) : NULL;
+    char what[320] = "";
+    if (exec)
+        snprintf(what, sizeof what, " that runs commands");
+    else if (fn)
+        snprintf(what, sizeof what, " with the function %.256s", fn);
+    free(fn);
+    char text[900];
+    snprintf(text, sizeof text, "a worker%s%s%s%.500s", what, colon && *what ? "," : "",
+             colon ? " labelled " : "", colon ? colon + 1 : "");
     fmt_cell(buf, size, text, 200);
 }
 

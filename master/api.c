@@ -151,27 +151,26 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
 /* ---- submit ---- */
 
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
-                            int64_t accepted, int wait_ms, int64_t now);
-
-static int s_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
+                            int64_t accepted, int wait_ms, int64_t now,
+                            const char *const *no_worker, int nno_worker);
 
 /* The scheduler class key of a spec: what it needs of a worker, in a
-   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted). */
+   canonical form ("exec", "fn=square", "exec:gpu,ssd" with labels sorted;
+   sched.h). */
 static char *s_needs_key(const proto_spec_t *spec)
 {
-    const char *kind = spec->kind == PROTO_KIND_EXEC ? "exec" : "fn";
+    char *fn = spec->kind == PROTO_KIND_FN ? pct_encode(spec->fn, ":") : NULL;
+    char *kind = fn ? xasprintf("fn=%s", fn) : xstrdup("exec");
+    free(fn);
     if (spec->nrequire == 0)
-        return xstrdup(kind);
+        return kind;
     char **labels = xcalloc((size_t) spec->nrequire, sizeof(char *));
     size_t len = strlen(kind) + 2;
     for (int i = 0; i < spec->nrequire; i++) {
         labels[i] = spec->require[i];
         len += strlen(labels[i]) + 1;
     }
-    qsort(labels, (size_t) spec->nrequire, sizeof(char *), s_cmp_str);
+    qsort(labels, (size_t) spec->nrequire, sizeof(char *), strp_cmp);
     char *key = xmalloc(len);
     char *p = key + sprintf(key, "%s:", kind);
     for (int i = 0; i < spec->nrequire; i++) {
@@ -180,6 +179,7 @@ static char *s_needs_key(const proto_spec_t *spec)
         p += sprintf(p, "%s%s", p[-1] == ':' ? "" : ",", labels[i]);
     }
     free(labels);
+    free(kind);
     return key;
 }
 
@@ -334,7 +334,21 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
     jobs_check_finished(self->cfg.jobs, job);
-    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
+    /* Needs of this batch no live worker meets: the client warns at once
+       (the tasks wait; one may register). */
+    const char *no_worker[16];
+    int nno = 0;
+    for (int i = 0; i < p->ntasks && nno < 16; i++) {
+        int cls = p->tasks[i].cls;
+        const char *key = sched_class_get(self->cfg.sched, cls)->key;
+        bool listed = false;
+        for (int k = 0; k < nno && !listed; k++)
+            listed = no_worker[k] == key;
+        if (!listed && !tasks_class_served(self->cfg.tasks, cls))
+            no_worker[nno++] = key;
+    }
+    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms(),
+                    no_worker, nno);
 }
 
 /* The commit of this submit failed (or will never come): refuse it. */
@@ -822,6 +836,8 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .threads = req->threads,
                                                      .labels = req->labels,
                                                      .nlabels = req->nlabels,
+                                                     .fns = req->functions,
+                                                     .nfns = req->nfunctions,
                                                      .no_exec = req->no_exec},
                                  now, err, sizeof err);
     if (!w) {
@@ -1005,13 +1021,19 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
 /* A submit's answer; with_record: the job's record too, as a held submit
    ends (the client sees from it whether the job finished). */
 static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id,
-                           int64_t accepted, bool with_record)
+                           int64_t accepted, bool with_record, const char *const *no_worker,
+                           int nno_worker)
 {
     const job_t *job = jobs_get(self->cfg.jobs, job_id);
     proto_reply_t *rep = proto_reply_new(true);
     rep->job = job_id;
     rep->accepted = accepted;
     rep->total = job ? job->total : 0;
+    if (nno_worker) {
+        rep->no_worker = xcalloc((size_t) nno_worker + 1, sizeof(char *));
+        for (int i = 0; i < nno_worker; i++)
+            rep->no_worker[rep->nno_worker++] = xstrdup(no_worker[i]);
+    }
     if (job && with_record) {
         rep->jobs = xcalloc(1, sizeof(proto_job_t));
         s_job_record(self, job, &rep->jobs[0]);
@@ -1024,13 +1046,14 @@ static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id
 /* Answers a submit whose batch is committed: at once, or, with wait_ms,
    once its job has finished or the wait is over (held like a status). */
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
-                            int64_t accepted, int wait_ms, int64_t now)
+                            int64_t accepted, int wait_ms, int64_t now,
+                            const char *const *no_worker, int nno_worker)
 {
     /* Called as the batch's commit is acknowledged: a job it finished (one
        that had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
     if (!waiters_hold(self->cfg.waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
-        s_submit_reply(self, env, job, accepted, wait_ms > 0);
+        s_submit_reply(self, env, job, accepted, wait_ms > 0, no_worker, nno_worker);
 }
 
 /* A held status whose wait is over: the job's record, or "no job N" when
@@ -1059,7 +1082,7 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, true);
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, true, NULL, 0);
         else
             s_waited_reply(self, &w->envelope, w->job);
         waiter_free(&w);

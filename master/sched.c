@@ -124,6 +124,7 @@ void sched_destroy(sched_t **p)
         class_t *c = &self->classes[i];
         free(c->ready.v);
         free(c->pub.key);
+        free(c->pub.fn);
         for (int j = 0; j < c->pub.nrequire; j++)
             free(c->pub.require[j]);
         free(c->pub.require);
@@ -149,6 +150,8 @@ int sched_class(sched_t *self, const char *key)
     c->pub.key = xstrdup(key);
     c->pub.exec = strncmp(key, "exec", 4) == 0;
     const char *colon = strchr(key, ':');
+    if (strncmp(key, "fn=", 3) == 0)
+        c->pub.fn = pct_decode(key + 3, colon ? (size_t) (colon - key - 3) : strlen(key + 3));
     if (colon && colon[1]) {
         char *labels = xstrdup(colon + 1), *save = NULL;
         for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {

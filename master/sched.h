@@ -8,9 +8,10 @@
     in a delayed queue until their time comes.
 
     Classes: tasks differ in what they need of a worker (a command needs a
-    worker that runs commands; `--require gpu` needs the label). Each
-    distinct need (a "class", keyed by a short text such as "exec" or
-    "fn:gpu") has its own ready heap; a worker pops the best head among the
+    worker that runs commands; `--fn wordcount` a worker that has that
+    function; `--require gpu` needs the label). Each distinct need (a
+    "class", keyed by a short text such as "exec", "fn=wordcount" or
+    "fn=wordcount:gpu") has its own ready heap; a worker pops the best head among the
     classes it can serve, so a task no worker can take never blocks others.
 
     Parked tasks: a QUEUED task may be parked, out of every heap, for one
@@ -43,8 +44,9 @@ typedef struct sched sched_t;
 struct worker;
 
 typedef struct {
-    char *key;                /* "exec", "fn", "exec:gpu,ssd", ... */
+    char *key;                /* "exec", "fn", "fn=NAME", "exec:gpu,ssd", ... */
     bool exec;                /* needs a worker that runs commands */
+    char *fn;                 /* needs a worker with this function; NULL = any */
     char **require;           /* labels, nrequire of them */
     int nrequire;
 } sched_class_t;
@@ -83,6 +85,8 @@ typedef struct sched_task {
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
     uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
+    bool elsewhere;           /* a retry after a failure on worker_name: another
+                                 worker that can take it now goes first */
 } sched_task_t;
 
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */
@@ -95,8 +99,10 @@ sched_t *sched_new(void);
 void sched_destroy(sched_t **p);
 
 /* The class for a need key (NULL = "fn", anything goes), made on first
-   use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
-   labels. Returns its index. */
+   use. Keys: "exec", "fn" (any function: tasks stored before workers said
+   theirs) or "fn=NAME" (NAME with '%' and ':' written %25 and %3A,
+   pct_encode), optionally followed by ":" and comma-separated labels.
+   Returns its index. */
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 

@@ -617,24 +617,27 @@ static bool s_pipe_ready(worker_t *w, int64_t now)
 static bool s_accepts(const sched_class_t *cls, void *arg)
 {
     const worker_t *w = arg;
-    return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
+    return (!cls->exec || !w->no_exec) && worker_has_fn(w, cls->fn)
+           && worker_has_labels(w, cls->require, cls->nrequire);
+}
+
+bool tasks_class_served(tasks_t *self, int cls)
+{
+    const sched_class_t *c = sched_class_get(self->sched, cls);
+    size_t pos = 0;
+    worker_t *w;
+    while (c && (w = registry_next(self->registry, &pos)))
+        if (w->alive && !w->draining && s_accepts(c, w))
+            return true;
+    return false;
 }
 
 int tasks_unrunnable(tasks_t *self, const char **keys, int max)
 {
     int n = 0;
-    for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++) {
-        if (!sched_class_ready(self->sched, c))
-            continue;
-        const sched_class_t *cls = sched_class_get(self->sched, c);
-        bool taken = false;
-        size_t pos = 0;
-        worker_t *w;
-        while (!taken && (w = registry_next(self->registry, &pos)))
-            taken = w->alive && !w->draining && s_accepts(cls, w);
-        if (!taken)
-            keys[n++] = cls->key;
-    }
+    for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++)
+        if (sched_class_ready(self->sched, c) && !tasks_class_served(self, c))
+            keys[n++] = sched_class_get(self->sched, c)->key;
     return n;
 }
 
@@ -665,12 +668,50 @@ static void s_check_stuck(tasks_t *self, int64_t now)
     for (int i = 0; i < n && used < sizeof list; i++)
         used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", keys[i]);
     log_warn("event=tasks_without_worker needs=\"%s\" waiting_s=%lld note=\"no live worker "
-             "can run these queued tasks (exec: runs commands, not --no-exec; after ':' the "
-             "labels they --require); they wait until one registers\"",
+             "can run these queued tasks (exec: runs commands, not --no-exec; fn=NAME: has "
+             "that function, built in or from a --plugin; after ':' the labels they "
+             "--require); they wait until one registers\"",
              list, (long long) ((now - self->stuck_since) / 1000));
 }
 
-static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
+static int s_prefetch(const tasks_t *self, const worker_t *w);
+
+/* How many tasks w is sent now (0: none this turn). A worker that still
+   holds tasks queued beyond its threads is refilled once half its
+   prefetch is free, in one message: one send (and one wakeup on each
+   side) per prefetch/2 results of short tasks, not one per result. It
+   never runs dry meanwhile. */
+static int s_credit(const tasks_t *self, const worker_t *w)
+{
+    if (!w->alive || w->draining || !w->pipe || w->suspects)
+        return 0;
+    int prefetch = s_prefetch(self, w);
+    int credit = w->threads + prefetch - w->inflight;
+    if (prefetch >= 4 && credit < prefetch / 2)
+        return 0;
+    return credit > 0 ? credit : 0;
+}
+
+/* Whether t, a retry after a failure on w, should wait for another
+   worker: one that can take it (its class, a free slot) is there now. */
+static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_task_t *t)
+{
+    if (!t->elsewhere || !t->worker_name || strcmp(t->worker_name, w->id) != 0)
+        return false;
+    const sched_class_t *cls = sched_class_get(self->sched, t->cls);
+    size_t pos = 0;
+    worker_t *o;
+    while ((o = registry_next(self->registry, &pos)))
+        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_accepts(cls, o))
+            return true;
+    return false;
+}
+
+/* Sends w up to credit tasks, in messages of DISPATCH_BATCH at most;
+   retries that failed on w and that another worker can take now go to
+   later[] (room for DISPATCH_BATCH, *nlater of them) instead. */
+static void s_send_batches(tasks_t *self, worker_t *w, int64_t now, int credit,
+                           sched_task_t **later, int *nlater)
 {
     int parks = 0;
     /* What `ztask tasks` shows as its start until the worker reports one. */
@@ -695,6 +736,10 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                     break;
                 continue;
             }
+            if (*nlater < DISPATCH_BATCH && s_better_elsewhere(self, w, t)) {
+                later[(*nlater)++] = t;
+                continue;
+            }
             char *spec = t->spec ? t->spec : store_task_spec(journal_store(self->journal), t->id);
             t->spec = NULL;   /* a requeued task reads it back from the store */
             if (!spec) {
@@ -706,6 +751,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             s_move(self, t, PROTO_ST_ASSIGNED, w);
             t->deadline = now + self->cfg.lease_ms;
             t->started = wall;
+            t->elsewhere = false;
             journal_assigned(self->journal, t->id, t->attempt, now);
             ids[n] = t->id;
             jobs[n] = t->job;
@@ -737,6 +783,16 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
         if (dry)
             return;
     }
+}
+
+static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
+{
+    sched_task_t *later[DISPATCH_BATCH];
+    int nlater = 0;
+    s_send_batches(self, w, now, credit, later, &nlater);
+    /* Back in the queue, ready now: the next worker's turn takes them. */
+    for (int i = 0; i < nlater; i++)
+        sched_requeue(self->sched, later[i], 0);
 }
 
 /* Tasks sent beyond a worker's free threads. Prefetch hides the round trip
@@ -778,16 +834,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
     for (size_t k = 0; k < count; k++) {
         size_t pos = (start + k) % count;
         worker_t *w = registry_next(self->registry, &pos);
-        if (!w || !w->alive || w->draining || !w->pipe)
-            continue;
-        int prefetch = s_prefetch(self, w);
-        int credit = w->suspects ? 0 : w->threads + prefetch - w->inflight;
-        /* A worker that still holds tasks queued beyond its threads is
-           refilled once half its prefetch is free, in one message: one
-           send (and one wakeup on each side) per prefetch/2 results of
-           short tasks, not one per result. It never runs dry meanwhile. */
-        if (prefetch >= 4 && credit < prefetch / 2)
-            continue;
+        int credit = w ? s_credit(self, w) : 0;
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
@@ -858,6 +905,7 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
         log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
                  t->attempt, backoff, log_quote(q, sizeof q, res->error));
         s_requeue(self, t, now + backoff);
+        t->elsewhere = true;   /* worker_name still names where it failed */
         return;
     }
     proto_state_t st = res->status;

@@ -146,6 +146,9 @@ void tasks_cancel(tasks_t *self, sched_task_t *t);
    many. */
 int64_t tasks_cancel_job(tasks_t *self, job_t *job);
 
+/* Whether a live worker (not draining) can take tasks of class cls. */
+bool tasks_class_served(tasks_t *self, int cls);
+
 /* The classes (their keys, borrowed) with tasks ready to run that no live
    worker can take now, into keys (room for max); returns how many. */
 int tasks_unrunnable(tasks_t *self, const char **keys, int max);

@@ -204,7 +204,7 @@ typedef enum {
     PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
     PROTO_REQ_LIMIT,      /* job, max_running: its tasks running at once */
     PROTO_REQ_SHOW,       /* job: its record with its definition */
-    PROTO_REQ_TASKS       /* job (0 = any), worker, all: the tasks on workers now */
+    PROTO_REQ_TASKS       /* "running": job (0 = any), worker, all: the tasks on workers now */
 } proto_req_type_t;
 /* The highest request type (for code that walks them all). */
 #define PROTO_REQ_LAST PROTO_REQ_TASKS
@@ -247,6 +247,9 @@ typedef struct {
     proto_task_ref_t *running;   /* tasks this worker is still running */
     int nrunning;
     bool no_exec;            /* worker refuses exec tasks */
+    char **functions;        /* hello: the fn names it runs (nfunctions); none = not said
+                                (an older worker: taken to run any) */
+    int nfunctions;
     /* retry: which finished tasks of job run again (neither flag = both) */
     bool retry_failed, retry_cancelled;
     int64_t *indexes;        /* only these indexes (nindexes of them); NULL = every one */
@@ -334,6 +337,9 @@ typedef struct {
     int64_t job;
     int64_t accepted;           /* tasks accepted by this request */
     int64_t total;              /* tasks in the job so far */
+    char **no_worker;           /* needs (class keys, as stats' unrunnable) of this batch's
+                                   tasks that no live worker can take now; NULL = none */
+    int nno_worker;
     /* status/jobs: njobs records */
     proto_job_t *jobs;
     int njobs;

@@ -13,6 +13,7 @@
 #define MAX_LIMIT 10000
 #define MAX_THREADS 65536
 #define MAX_LABELS 256
+#define MAX_FUNCTIONS 4096
 
 static const char *const s_req_names[] = {
     [PROTO_REQ_SUBMIT] = "submit",   [PROTO_REQ_STATUS] = "status", [PROTO_REQ_JOBS] = "jobs",
@@ -21,7 +22,7 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",   [PROTO_REQ_RETRY] = "retry",
     [PROTO_REQ_HOLD] = "hold",       [PROTO_REQ_RELEASE] = "release",
     [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit", [PROTO_REQ_SHOW] = "show",
-    [PROTO_REQ_TASKS] = "tasks",
+    [PROTO_REQ_TASKS] = "running",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -54,6 +55,7 @@ void proto_req_destroy(proto_req_t **p)
     }
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
+    pu_strv_free(r->functions, r->nfunctions);
     free(r->running);
     free(r->indexes);
     free(r->definition);
@@ -161,7 +163,9 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
-        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0)
+        || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
+        || pj_str_array(o, "functions", false, MAX_FUNCTIONS, 1, PROTO_MAX_NAME,
+                        &req->functions, &req->nfunctions, err) != 0)
         return -1;
     return 0;
 }
@@ -340,6 +344,10 @@ char *proto_req_encode(const proto_req_t *req)
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
         pb_kbool(&b, "no_exec", req->no_exec);
+        if (req->nfunctions) {
+            pb_key(&b, "functions");
+            pb_strv(&b, req->functions, req->nfunctions);
+        }
         break;
     case PROTO_REQ_PRIORITY:
         pb_ki64(&b, "job", req->job);

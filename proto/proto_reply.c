@@ -359,6 +359,7 @@ void proto_reply_destroy(proto_reply_t **p)
     free(r->err_chunk);
     proto_stats_clear(&r->stats);
     free(r->worker_id);
+    pu_strv_free(r->no_worker, r->nno_worker);
     free(r);
     *p = NULL;
 }
@@ -398,6 +399,10 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_ki64(&b, "job", rep->job);
         pb_ki64(&b, "accepted", rep->accepted);
         pb_ki64(&b, "total", rep->total);
+        if (rep->nno_worker) {
+            pb_key(&b, "no_worker");
+            pb_strv(&b, rep->no_worker, rep->nno_worker);
+        }
         if (rep->njobs == 0)
             break;
         /* A held submit (wait_ms): the job's record as it ended the hold. */
@@ -561,6 +566,8 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
         return pj_i64(o, "job", true, 0, M, &rep->job, err) != 0
                        || pj_i64(o, "accepted", false, 0, M, &rep->accepted, err) != 0
                        || pj_i64(o, "total", false, 0, M, &rep->total, err) != 0
+                       || pj_str_array(o, "no_worker", false, 1024, 1, 0, &rep->no_worker,
+                                       &rep->nno_worker, err) != 0
                    ? -1
                    : s_jobs_from(o, rep, err);
     case PROTO_REQ_STATUS:

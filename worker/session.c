@@ -387,6 +387,11 @@ static void s_send_hello(session_t *self, int64_t now)
         req->labels[i] = xstrdup(self->labels[i]);
     req->running = s_running_refs(self, &req->nrunning);
     req->no_exec = self->no_exec;
+    /* What fn tasks the master may send here: built-ins and plugins. */
+    size_t nfns = fn_registry_count(self->fns);
+    req->functions = xcalloc(nfns + 1, sizeof *req->functions);
+    for (size_t i = 0; i < nfns; i++)
+        req->functions[req->nfunctions++] = xstrdup(fn_registry_name(self->fns, i));
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
     if (!text || s_open_api(self) != 0

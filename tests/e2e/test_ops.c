@@ -486,6 +486,54 @@ START_TIMED_TEST(views_show_what_runs_where_and_filter_jobs, 90)
 }
 END_TEST
 
+/* A task that failed on one worker retries on another when one can take
+   it. Worker b is busy when the task is first sent (a blocker that only
+   b can run, --require blocker, holds its one thread), so attempt 1 runs
+   on a; it fails and, as it does, ends the
+   blocker: when the retry is due both workers are free, and it must go
+   to b. Each attempt writes its worker's pid ($PPID: the worker runs
+   it). Six rounds. */
+START_TIMED_TEST(a_retry_goes_to_another_worker_when_one_can_take_it, 120)
+{
+    h_cluster_t *c = h_cluster_new("elsewhere");
+    h_master_start(c, 0, "--retry-backoff-ms", "300", "--prefetch", "0", NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 1, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 1, "--label", "blocker", NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    for (int i = 0; i < 6; i++) {
+        char script[200];
+        /* b's one thread: busy until the task below fails once. */
+        snprintf(script, sizeof script, "while [ ! -e free.%d ]; do sleep 0.02; done", i);
+        int64_t blocker = h_submit(c, NULL, "--cwd", dir, "--timeout", "60", "--require",
+                                   "blocker", "--", "sh", "-c", script, NULL);
+        ck_assert(H_POLL(h_status_count(c, blocker, "running") == 1, 30000));
+        snprintf(script, sizeof script,
+                 "echo $PPID > %d.$ZTASK_ATTEMPT; touch free.%d; [ $ZTASK_ATTEMPT -ge 2 ]", i, i);
+        int64_t job = h_submit(c, NULL, "--retries", "1", "--cwd", dir, "--", "sh", "-c", script,
+                               NULL);
+        ck_assert_int_eq(h_wait(c, job, 30000), 0);
+        ck_assert_int_eq(h_wait(c, blocker, 30000), 0);
+        char name[64];
+        snprintf(name, sizeof name, "work/%d.1", i);
+        char *p1 = h_path(c, name);
+        snprintf(name, sizeof name, "work/%d.2", i);
+        char *p2 = h_path(c, name);
+        char *t1 = h_read_file(p1), *t2 = h_read_file(p2);
+        ck_assert_msg(t1 && t2, "task %d: no pid files", i);
+        long a1 = atol(t1), a2 = atol(t2);
+        ck_assert_msg(a1 == h_proc_pid(wa), "round %d: attempt 1 did not run on a", i);
+        ck_assert_msg(a2 == h_proc_pid(wb), "round %d: the retry ran on a again", i);
+        free(t1);
+        free(t2);
+        free(p1);
+        free(p2);
+    }
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(retry_of_a_job_that_does_not_exist_is_refused, 30)
 {
     h_cluster_t *c = h_cluster_new("retrynojob");
