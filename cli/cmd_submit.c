@@ -56,6 +56,13 @@ static const char s_usage[] =
     "  --output-cap BYTES   keep at most BYTES of stdout and of stderr per task\n"
     "                       (suffix K, M; default 1M)\n"
     "  --require LABEL      run only on workers started with this label (repeatable)\n"
+    "  --stdout PATTERN     the worker writes the task's whole stdout to this file\n"
+    "                       (relative to --cwd; directories are made); %{job},\n"
+    "                       %{index}, %{task}, %{attempt} are filled in:\n"
+    "                       --stdout 'out/%{job}/%{index}.out'. Several hosts: a\n"
+    "                       shared filesystem\n"
+    "  --stderr PATTERN     the same for stderr (may name the same file)\n"
+    "  --no-capture         the master keeps none of the output (only the files)\n"
     "\n"
     "The job:\n"
     "  --max-running N      at most N of its tasks run at once (Slurm's %N; change it\n"
@@ -100,7 +107,10 @@ enum {
     OPT_WAIT_TIMEOUT,
     OPT_QUIET,
     OPT_JSON,
-    OPT_MAX_RUNNING
+    OPT_MAX_RUNNING,
+    OPT_STDOUT,
+    OPT_STDERR,
+    OPT_NO_CAPTURE
 };
 
 static const struct option s_longopts[] = {
@@ -125,6 +135,9 @@ static const struct option s_longopts[] = {
     { "quiet", no_argument, NULL, OPT_QUIET },
     { "json", no_argument, NULL, OPT_JSON },
     { "max-running", required_argument, NULL, OPT_MAX_RUNNING },
+    { "stdout", required_argument, NULL, OPT_STDOUT },
+    { "stderr", required_argument, NULL, OPT_STDERR },
+    { "no-capture", no_argument, NULL, OPT_NO_CAPTURE },
     { NULL, 0, NULL, 0 }
 };
 
@@ -268,6 +281,21 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
             free(a->opts.cwd);
             a->opts.cwd = xstrdup(optarg);
             break;
+        case OPT_STDOUT:
+        case OPT_STDERR: {
+            char **slot = c == OPT_STDOUT ? &a->opts.stdout_file : &a->opts.stderr_file;
+            proto_err_t perr = {{0}, "want a path of 1..4096 bytes"};
+            char *probe = proto_spec_path(optarg, 1, 1, 1, 1, &perr);
+            bool ok = probe && *optarg && strlen(optarg) <= PROTO_MAX_PATH;
+            free(probe);
+            if (!ok)
+                return cli_usage_error(s_cmd, "--%s '%s': %s",
+                                       c == OPT_STDOUT ? "stdout" : "stderr", optarg, perr.message);
+            free(*slot);
+            *slot = xstrdup(optarg);
+            break;
+        }
+        case OPT_NO_CAPTURE: a->opts.no_capture = true; break;
         case OPT_REQUIRE:
             if (!*optarg)
                 return cli_usage_error(s_cmd, "--require wants a label");

@@ -79,8 +79,11 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
    (string), "timeout" (seconds, number >= 0, 0 = none), "retries"
    (0..100), "priority" (int32), "name" (string), "index" (int64 >= 0),
    "require" (array of label strings), "output_cap" (bytes per stream,
-   1..PROTO_MAX_OUTPUT_CAP). Unknown fields are an error in a spec (a typo
-   must not silently drop a user's setting).
+   1..PROTO_MAX_OUTPUT_CAP), "stdout_file" / "stderr_file" (commands only:
+   a path pattern, see proto_spec_path, where the worker writes the whole
+   stream), "capture" (false: the master keeps none of the output; the
+   files have it). Unknown fields are an error in a spec (a typo must not
+   silently drop a user's setting).
    ------------------------------------------------------------------------ */
 typedef enum { PROTO_KIND_EXEC = 1, PROTO_KIND_FN = 2 } proto_kind_t;
 
@@ -104,7 +107,20 @@ typedef struct {
     char **require;       /* nrequire labels; NULL when none */
     int nrequire;
     int64_t output_cap;   /* bytes per stream */
+    char *stdout_file;    /* path pattern (proto_spec_path), NULL = none */
+    char *stderr_file;
+    bool no_capture;      /* "capture": false: only the files get the output */
 } proto_spec_t;
+
+/* The longest stdout_file/stderr_file pattern, in bytes. */
+#define PROTO_MAX_PATH 4096
+
+/* The path of an output file: pattern with %{job}, %{index} (the task's
+   index; its id when it has none), %{task} and %{attempt} replaced (any
+   other '%' is itself). NULL, with err set, for an unknown %{...}. Caller
+   frees. */
+char *proto_spec_path(const char *pattern, int64_t job, int64_t index, int64_t task, int attempt,
+                      proto_err_t *err);
 
 /* A spec with the protocol's defaults, the one place they are written:
    index -1 (none), output_cap PROTO_DEFAULT_OUTPUT_CAP, everything else

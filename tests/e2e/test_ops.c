@@ -534,6 +534,92 @@ START_TIMED_TEST(a_retry_goes_to_another_worker_when_one_can_take_it, 120)
 }
 END_TEST
 
+/* Size of a file, -1 when absent. */
+static long s_file_size(h_cluster_t *c, const char *name)
+{
+    char *path = h_path(c, name);
+    struct stat st;
+    long n = stat(path, &st) == 0 ? (long)st.st_size : -1;
+    free(path);
+    return n;
+}
+
+/* --stdout/--stderr: the worker writes each stream in full to its file
+   (placeholders filled, directories made, relative to the task's cwd),
+   beside the capped copy the master keeps; --no-capture keeps only the
+   files; a path that cannot be written fails the task with the reason. */
+START_TIMED_TEST(output_files_get_the_whole_streams_beside_the_capped_copy, 90)
+{
+    h_cluster_t *c = h_cluster_new("outfiles");
+    h_master_start(c, 0, "--retry-backoff-ms", "20", NULL);
+    h_worker_start(c, "w", 2, NULL);
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    /* 5000 bytes of stdout (the master keeps 1K), a line of stderr; the
+       first attempt of each fails, so %{attempt} makes two files. */
+    const char *script = "head -c 5000 /dev/zero | tr '\\0' x; echo err {} >&2; "
+                         "[ $ZTASK_ATTEMPT -ge 2 ]";
+    int64_t job = h_submit(c, NULL, "--array", "1-2", "--cwd", dir, "--retries", "1",
+                           "--output-cap", "1K", "--stdout", "out/%{job}/%{index}.%{attempt}.out",
+                           "--stderr", "out/%{job}/%{index}.%{attempt}.err", "--", "sh", "-c",
+                           script, NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    for (int i = 1; i <= 2; i++)
+        for (int a = 1; a <= 2; a++) {
+            char name[96], want[16];
+            snprintf(name, sizeof name, "work/out/%lld/%d.%d.out", (long long)job, i, a);
+            ck_assert_int_eq(s_file_size(c, name), 5000);
+            snprintf(name, sizeof name, "work/out/%lld/%d.%d.err", (long long)job, i, a);
+            char *path = h_path(c, name);
+            char *text = h_read_file(path);
+            snprintf(want, sizeof want, "err %d\n", i);
+            ck_assert_msg(text && strcmp(text, want) == 0, "%s: %s", name, text ? text : "(none)");
+            free(text);
+            free(path);
+        }
+    cJSON *res = h_results(c, job, NULL);
+    const cJSON *t = cJSON_GetArrayItem(res, 0);
+    ck_assert_int_eq((long)strlen(h_jstr(t, "stdout")), 1024);
+    ck_assert(h_jtrue(t, "stdout_truncated"));
+    cJSON_Delete(res);
+
+    /* --no-capture: only the file has it; one file for both streams. */
+    job = h_submit(c, NULL, "--cwd", dir, "--no-capture", "--stdout", "all-%{task}.log",
+                   "--stderr", "all-%{task}.log", "--", "sh", "-c", "echo out; echo err >&2",
+                   NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    res = h_results(c, job, NULL);
+    t = cJSON_GetArrayItem(res, 0);
+    ck_assert_str_eq(h_jstr(t, "stdout"), "");
+    ck_assert_str_eq(h_jstr(t, "stderr"), "");
+    char name[64];
+    snprintf(name, sizeof name, "work/all-%lld.log", (long long)h_jint(t, "task", 0));
+    ck_assert_int_eq(s_file_size(c, name), 8);
+    cJSON_Delete(res);
+
+    /* A path the worker cannot write: the task fails and says why. */
+    char *blocker = h_path(c, "work/plain-file");
+    h_write_file(blocker, "");
+    job = h_submit(c, NULL, "--cwd", dir, "--stdout", "plain-file/sub/%{task}.out", "--",
+                   "echo", "hi", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    res = h_results(c, job, NULL);
+    t = cJSON_GetArrayItem(res, 0);
+    ck_assert_str_eq(h_jstr(t, "status"), "failed");
+    ck_assert_msg(strstr(h_jstr(t, "error"), "cannot write stdout to"), "error: %s",
+                  h_jstr(t, "error"));
+    cJSON_Delete(res);
+
+    /* A placeholder that does not exist is refused before anything is sent. */
+    h_run_t *r = h_cli(c, "submit", "--stdout", "x-%{idx}", "--", "true", NULL);
+    ck_assert_msg(r->rc == 2 && strstr(r->err, "unknown placeholder"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    free(blocker);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(retry_of_a_job_that_does_not_exist_is_refused, 30)
 {
     h_cluster_t *c = h_cluster_new("retrynojob");

@@ -333,6 +333,33 @@ START_TEST(spec_encoding_is_normalized_and_leaves_defaults_out)
 }
 END_TEST
 
+START_TEST(output_files_round_trip_and_their_placeholders_are_filled)
+{
+    const char *text = "{\"argv\":[\"a\"],\"stdout_file\":\"out/%{job}/%{index}.o\","
+                       "\"stderr_file\":\"e-%{task}-%{attempt}-100%\",\"capture\":false}";
+    proto_err_t err;
+    proto_spec_t *spec = proto_spec_decode(text, strlen(text), &err);
+    ck_assert_msg(spec != NULL, "%s", err.message);
+    ck_assert(spec->no_capture);
+    char *again = proto_spec_encode(spec);
+    ck_assert_str_eq(again, text);
+    free(again);
+    char *p = proto_spec_path(spec->stdout_file, 7, 3, 40, 2, &err);
+    ck_assert_str_eq(p, "out/7/3.o");
+    free(p);
+    p = proto_spec_path(spec->stderr_file, 7, -1, 40, 2, &err);
+    ck_assert_str_eq(p, "e-40-2-100%");
+    free(p);
+    ck_assert_ptr_null(proto_spec_path("x-%{jobs}", 1, 1, 1, 1, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "unknown placeholder"));
+    proto_spec_destroy(&spec);
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"stdout_file\":\"%{nope}\"}", PROTO_E_FIELD,
+            "stdout_file");
+    REFUSED(CH_SPEC, "{\"fn\":\"f\",\"stdout_file\":\"x\"}", PROTO_E_FIELD, "commands");
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"stderr_file\":\"\"}", PROTO_E_FIELD, "stderr_file");
+}
+END_TEST
+
 START_TEST(integral_numbers_are_accepted_in_any_spelling)
 {
     proto_spec_t *s = s_spec("{\"shell\":\"x\",\"retries\":2.0,\"priority\":1e2,\"index\":-0}");

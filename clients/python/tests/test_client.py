@@ -317,3 +317,17 @@ def test_hold_release_priority_limit_and_show_steer_a_queued_job(cluster):
     assert st["queued"] == 4 and st["held"]
     assert a.release() == 4
     assert a.wait(timeout=WAIT)["done"] == 4
+
+
+def test_output_files_get_the_whole_stream_and_capture_false_keeps_none(running, tmp_path):
+    c = running.client()
+    job = c.submit(["sh", "-c", "echo out {}; echo err {} >&2"], array="1-2", cwd=str(tmp_path),
+                   stdout_file="o/%{job}/%{index}.out", stderr_file="o/%{job}/%{index}.out",
+                   capture=False)
+    assert job.wait(timeout=WAIT)["done"] == 2
+    for i in (1, 2):
+        text = (tmp_path / "o" / str(job.id) / f"{i}.out").read_text()
+        assert sorted(text.splitlines()) == [f"err {i}", f"out {i}"]
+    assert [r["stdout"] for r in job.results()] == ["", ""]
+    with pytest.raises(ztask.RefusedError):
+        c.submit(["true"], stdout_file="x-%{nope}")

@@ -118,7 +118,8 @@ class Client:
                stdin: Optional[str] = None, output_cap: Optional[int] = None,
                require: Union[str, Sequence[str], None] = None,
                task_name: Optional[str] = None,
-               max_running: Optional[int] = None) -> "Job":
+               max_running: Optional[int] = None, stdout_file: Optional[str] = None,
+               stderr_file: Optional[str] = None, capture: bool = True) -> "Job":
         """Submits one job and returns it (its tasks start at once).
 
         What to run (one of): ``command``, a list of strings run directly
@@ -139,7 +140,11 @@ class Client:
         Options: ``name`` (the job's), ``timeout`` (seconds per attempt),
         ``retries``, ``priority``, ``env``, ``cwd``, ``stdin`` (text),
         ``output_cap`` (bytes kept per stream), ``require`` (worker labels),
-        ``task_name`` (each task's name). Of the job: ``max_running``, at
+        ``task_name`` (each task's name), ``stdout_file`` and
+        ``stderr_file`` (commands: the worker writes the whole stream to
+        that path, relative to cwd, with %{job}, %{index}, %{task} and
+        %{attempt} filled in), ``capture=False`` (the master keeps none
+        of the output: only the files). Of the job: ``max_running``, at
         most that many of its tasks run at once (``Job.set_max_running``
         changes it).
 
@@ -148,7 +153,7 @@ class Client:
         job was left incomplete (cancel it with ``client.job(e.job).cancel()``).
         """
         options = _specs.task_options(timeout, retries, priority, env, cwd, stdin, output_cap,
-                                      require, task_name)
+                                      require, task_name, stdout_file, stderr_file, capture)
         gen = _specs.job_specs(command, shell, fn, args, array, items, specs, options)
         return self._submit_specs(gen, name, max_running)
 
