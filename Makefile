@@ -239,9 +239,16 @@ include mk/fuzz.mk mk/chaos.mk mk/bench.mk
 # already in a swarm). lint-deploy: the Kubernetes manifests and the stack
 # file, which no test here can apply (yamllint, tests/deploy/check_manifests.py
 # with Debian's python3, which has python3-yaml: a pyenv python3 on PATH may not).
-.PHONY: test-swarm lint-deploy
+.PHONY: test-swarm lint-deploy test-slurm
 test-swarm:
 	@tests/swarm/run.sh
+
+# Worker allocation on a real single-node Slurm (slurmctld, slurmd, munge
+# from Debian) that the test starts and stops (tests/slurm/run.sh; SKIP
+# when not root or without the packages).
+test-slurm:
+	@$(MAKE) --no-print-directory all
+	@tests/slurm/run.sh $(BUILD)/bin
 
 lint-deploy:
 	@yamllint -c tests/deploy/yamllint.yml deploy docker-compose.yml

@@ -130,6 +130,7 @@ int cmd_priority(cli_t *cli, int argc, char **argv);
 int cmd_limit(cli_t *cli, int argc, char **argv);
 int cmd_show(cli_t *cli, int argc, char **argv);
 int cmd_tasks(cli_t *cli, int argc, char **argv);
+int cmd_alloc(cli_t *cli, int argc, char **argv);
 
 /* ---- shared by submit --wait ---- */
 

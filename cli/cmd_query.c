@@ -473,7 +473,8 @@ static const char s_workers_usage[] =
     "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
     "(missed its heartbeats; its tasks went back to the queue). LABELS are the\n"
     "worker's --label values (tasks submitted with --require L run only on workers\n"
-    "that have L), or '-'.\n"
+    "that have L), or '-'. A worker inside a Slurm job (ztask alloc) ends its line\n"
+    "with slurm-job=ID and, when it has an end, time-left=T.\n"
     "\n"
     "Options:\n"
     "  --json   one worker record per line (fields: docs/protocol.md)\n";
@@ -515,10 +516,25 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
             used += (size_t) n < sizeof joined - used ? (size_t) n : sizeof joined - used - 1;
         }
         fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
-        printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s\n", id, host,
+        printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s", id, host,
                (long long) w->pid, w->threads, w->running, (long long) w->done,
                (long long) w->failed, ago,
                !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
+        /* A worker in a cluster allocation (ztask alloc): its job, time left. */
+        if (w->slurm_job) {
+            char job[80];
+            fmt_cell(job, sizeof job, w->slurm_job, 20);
+            printf("  slurm-job=%s", job);
+        }
+        if (w->ends_at > 0 && w->alive) {
+            char left[32];
+            if (w->ends_at > now)
+                progress_duration(left, sizeof left, w->ends_at - now);
+            else
+                snprintf(left, sizeof left, "0s");
+            printf(" time-left=%s", left);
+        }
+        printf("\n");
     }
     if (!json && rep->nworkers == 0)
         printf("(no workers)\n");

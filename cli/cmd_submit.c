@@ -56,6 +56,8 @@ static const char s_usage[] =
     "  --output-cap BYTES   keep at most BYTES of stdout and of stderr per task\n"
     "                       (suffix K, M; default 1M)\n"
     "  --require LABEL      run only on workers started with this label (repeatable)\n"
+    "  --time-request T     how long a task expects to run (90, 30s, 5m, 1h): a worker\n"
+    "                       in an allocation that ends sooner is not sent it\n"
     "  --stdout PATTERN     the worker writes the task's whole stdout to this file\n"
     "                       (relative to --cwd; directories are made); %{job},\n"
     "                       %{index}, %{task}, %{attempt} are filled in:\n"
@@ -96,6 +98,7 @@ enum {
     OPT_EACH,
     OPT_NAME,
     OPT_TIMEOUT,
+    OPT_TIME_REQUEST,
     OPT_RETRIES,
     OPT_PRIORITY,
     OPT_ENV,
@@ -123,6 +126,7 @@ static const struct option s_longopts[] = {
     { "each", required_argument, NULL, OPT_EACH },
     { "name", required_argument, NULL, OPT_NAME },
     { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "time-request", required_argument, NULL, OPT_TIME_REQUEST },
     { "retries", required_argument, NULL, OPT_RETRIES },
     { "priority", required_argument, NULL, OPT_PRIORITY },
     { "env", required_argument, NULL, OPT_ENV },
@@ -241,6 +245,13 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
         case OPT_WAIT: a->wait = true; break;
         case OPT_QUIET: a->quiet = true; break;
         case OPT_JSON: a->json = true; break;
+        case OPT_TIME_REQUEST:
+            if (parse_duration(optarg, 1e9, &a->opts.time_request) != 0)
+                return cli_usage_error(s_cmd, "--time-request wants a duration (90, 30s, 5m, "
+                                              "1h), got '%s'",
+                                       optarg);
+            a->opts.has_time_request = true;
+            break;
         case OPT_TIMEOUT:
             if (cli_parse_seconds(optarg, &a->opts.timeout) != 0)
                 return cli_usage_error(s_cmd, "--timeout wants seconds >= 0, got '%s'", optarg);

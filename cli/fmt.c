@@ -127,8 +127,11 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
-    const char *colon = strchr(key, ':');
-    size_t kind = colon ? (size_t) (colon - key) : strlen(key);
+    /* "exec", "fn:gpu,ssd", then "~SECONDS" for a --time-request. */
+    const char *tilde = strchr(key, '~');
+    size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
+    const char *colon = memchr(key, ':', keylen);
+    size_t kind = colon ? (size_t) (colon - key) : keylen;
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
     /* "fn=NAME": NAME written with pct_encode (master/sched.h). */
     char *fn = strncmp(key, "fn=", 3) == 0 ? pct_decode(key + 3, kind - 3) : NULL;
@@ -138,9 +141,14 @@ void fmt_need(char *buf, size_t size, const char *key)
     else if (fn)
         snprintf(what, sizeof what, " with the function %.256s", fn);
     free(fn);
-    char text[900];
-    snprintf(text, sizeof text, "a worker%s%s%s%.500s", what, colon && *what ? "," : "",
-             colon ? " labelled " : "", colon ? colon + 1 : "");
+    int nlabels = colon ? (int) (keylen - (size_t) (colon + 1 - key)) : 0;
+    char text[1000];
+    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s", what, colon && *what ? "," : "",
+                     colon ? " labelled " : "", nlabels > 500 ? 500 : nlabels,
+                     colon ? colon + 1 : "");
+    if (tilde && n > 0 && (size_t) n < sizeof text)
+        snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
+                 *what || colon ? "," : "", tilde + 1);
     fmt_cell(buf, size, text, 200);
 }
 

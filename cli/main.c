@@ -37,6 +37,8 @@ static const char s_usage[] =
     "  stats     the master's totals\n"
     "  forget    delete a finished job and its results\n"
     "  keygen    create a CURVE key pair (NAME.key, NAME.pub)\n"
+    "  alloc     worker allocation queues: Slurm jobs that start workers while\n"
+    "            tasks wait (add, list, pause, resume, remove)\n"
     "\n"
     "Global options (before the command):\n"
     "  --master HOST[:PORT]    the master's API address (env ZTASK_MASTER;\n"
@@ -84,8 +86,7 @@ static const command_t s_commands[] = {
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
     { "retry", cmd_retry },     { "hold", cmd_hold },       { "release", cmd_release },
     { "priority", cmd_priority }, { "limit", cmd_limit },   { "show", cmd_show },
-    { "tasks", cmd_tasks },
-    { NULL, NULL }
+    { "tasks", cmd_tasks },     { "alloc", cmd_alloc },     { NULL, NULL }
 };
 
 static const command_t *s_find(const char *name)

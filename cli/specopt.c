@@ -32,8 +32,8 @@ void specopt_clear(specopt_t *self)
 bool specopt_any(const specopt_t *self)
 {
     return self->has_timeout || self->has_retries || self->has_priority || self->has_output_cap
-           || self->cwd || self->stdin_data || self->envc || self->nrequire || self->stdout_file
-           || self->stderr_file || self->no_capture;
+           || self->has_time_request || self->cwd || self->stdin_data || self->envc
+           || self->nrequire || self->stdout_file || self->stderr_file || self->no_capture;
 }
 
 /* Index of the "KEY=..." entry with the same key as kv in list, or -1. */
@@ -96,6 +96,8 @@ void specopt_apply(const specopt_t *self, proto_spec_t *spec)
         spec->priority = self->priority;
     if (self->has_output_cap)
         spec->output_cap = self->output_cap;
+    if (self->has_time_request)
+        spec->time_request = self->time_request;
     if (self->cwd) {
         free(spec->cwd);
         spec->cwd = xstrdup(self->cwd);

@@ -29,6 +29,8 @@ typedef struct {
     int32_t priority;
     bool has_output_cap;
     int64_t output_cap;
+    bool has_time_request;
+    double time_request;
     char *cwd;               /* NULL = not given */
     char *stdin_data;        /* NULL = not given */
     size_t stdin_len;

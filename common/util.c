@@ -96,6 +96,31 @@ int parse_double(const char *text, double *out)
     return 0;
 }
 
+int parse_duration(const char *text, double max, double *out)
+{
+    if (!text || !*text)
+        return -1;
+    size_t n = strlen(text);
+    double unit = 1;
+    switch (text[n - 1]) {
+    case 's': unit = 1; n--; break;
+    case 'm': unit = 60; n--; break;
+    case 'h': unit = 3600; n--; break;
+    case 'd': unit = 86400; n--; break;
+    default: break;
+    }
+    char num[64];
+    if (n == 0 || n >= sizeof num)
+        return -1;
+    memcpy(num, text, n);
+    num[n] = '\0';
+    double v;
+    if (parse_double(num, &v) != 0 || v < 0 || v * unit > max)
+        return -1;
+    *out = v * unit;
+    return 0;
+}
+
 int parse_bytes(const char *text, int64_t *out)
 {
     if (!text || !*text)

@@ -28,6 +28,11 @@ int parse_double(const char *text, double *out);
    "4096", "64K", "2m", "1G". 0 on success, -1 otherwise (*out untouched). */
 int parse_bytes(const char *text, int64_t *out);
 
+/* A duration: seconds >= 0 with an optional s, m, h or d suffix ("90",
+   "1.5", "5m", "1h", "2d"), at most max seconds. 0 on success, -1
+   otherwise (*out untouched). */
+int parse_duration(const char *text, double max, double *out);
+
 /* Returns a newly allocated, NUL-terminated copy of data[0..len) that is
    valid UTF-8: every invalid sequence (and every NUL byte, which JSON
    strings in cJSON cannot carry) becomes U+FFFD. *outlen gets its length

@@ -1,6 +1,8 @@
 /*  api: one request in, one reply out (see api.h). */
 #include "api.h"
 
+#include "alloc.h"
+
 #include "auth.h"
 #include "jobs.h"
 #include "journal.h"
@@ -154,12 +156,24 @@ static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
                             int64_t accepted, int wait_ms, int64_t now,
                             const char *const *no_worker, int nno_worker);
 
+static char *s_labels_key(const proto_spec_t *spec);
+
 /* The scheduler class key of a spec: what it needs of a worker, in a
-   canonical form ("exec", "fn=square", "exec:gpu,ssd" with labels sorted;
-   sched.h). */
+   canonical form ("exec", "fn=square", "exec:gpu,ssd" with labels sorted),
+   and "~SECONDS" after it for a --time-request (sched.h). */
 static char *s_needs_key(const proto_spec_t *spec)
 {
-    char *fn = spec->kind == PROTO_KIND_FN ? pct_encode(spec->fn, ":") : NULL;
+    char *key = s_labels_key(spec);
+    if (spec->time_request <= 0)
+        return key;
+    char *timed = xasprintf("%s~%.17g", key, spec->time_request);
+    free(key);
+    return timed;
+}
+
+static char *s_labels_key(const proto_spec_t *spec)
+{
+    char *fn = spec->kind == PROTO_KIND_FN ? pct_encode(spec->fn, ":~") : NULL;
     char *kind = fn ? xasprintf("fn=%s", fn) : xstrdup("exec");
     free(fn);
     if (spec->nrequire == 0)
@@ -838,7 +852,9 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .nlabels = req->nlabels,
                                                      .fns = req->functions,
                                                      .nfns = req->nfunctions,
-                                                     .no_exec = req->no_exec},
+                                                     .no_exec = req->no_exec,
+                                                     .slurm_job = req->slurm_job,
+                                                     .ends_at = req->ends_at},
                                  now, err, sizeof err);
     if (!w) {
         log_error("event=hello_refused name=%s error=\"%s\"", name, err);
@@ -878,6 +894,8 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->done = w->done;
         info->failed = w->failed;
         info->last_heartbeat = w->last_heartbeat;
+        info->slurm_job = w->slurm_job ? xstrdup(w->slurm_job) : NULL;
+        info->ends_at = w->ends_at;
     }
     s_send_reply(self, env, rep, PROTO_REQ_WORKERS);
     proto_reply_destroy(&rep);
@@ -1116,6 +1134,15 @@ static void s_refuse(api_t *self, const zmqx_frames_t *env, const char *user_id,
                                             : "this key is not allowed to act as a client");
 }
 
+/* Allocation queues: anyone lists them, only admins change them. */
+static void s_alloc(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    proto_reply_t *rep = alloc_request(self->cfg.alloc, req, (peer->roles & AUTH_ADMIN) != 0);
+    s_send_reply(self, env, rep, PROTO_REQ_ALLOC);
+    proto_reply_destroy(&rep);
+}
+
 static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
 {
     /* [identity][empty delimiter, from REQ peers][body]: anything else is
@@ -1180,6 +1207,7 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_STATS: s_stats(self, &env); break;
     case PROTO_REQ_FORGET: s_forget(self, &env, &peer, req); break;
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
+    case PROTO_REQ_ALLOC: s_alloc(self, &env, &peer, req); break;
     case PROTO_REQ_RETRY: s_retry(self, &env, &peer, req); break;
     case PROTO_REQ_HOLD:
     case PROTO_REQ_RELEASE: s_hold(self, &env, &peer, req); break;

@@ -22,6 +22,7 @@
 #ifndef ZTASK_API_H
 #define ZTASK_API_H
 
+#include "alloc.h"
 #include "auth.h"
 #include "jobs.h"
 #include "journal.h"
@@ -46,6 +47,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    alloc_t *alloc;          /* worker allocation queues */
     const char *db_path;     /* for `ztask stats` */
     int report_port;         /* for a worker's hello: where it reports */
     int heartbeat_ms;

@@ -79,6 +79,7 @@ static void s_ops_clear(jop_t *ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         free((char *) ops[i].worker);
         free(ops[i].outcome);
+        free(ops[i].text);
     }
 }
 
@@ -228,6 +229,8 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_JOB_CLOSE: return store_job_close(st, op->job);
     case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
     case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
+    case J_ALLOC_SAVE: return store_alloc_save(st, op->alloc, op->text);
+    case J_ALLOC_DELETE: return store_alloc_delete(st, op->alloc);
     case J_RETRY: return store_task_retry(st, op->task);
     case J_TASK_HOLD: return store_task_set_held(st, op->task, op->value != 0);
     case J_JOB_HOLD: return store_job_set_held(st, op->job, op->value != 0);

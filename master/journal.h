@@ -69,6 +69,8 @@ typedef enum {
     J_JOB_CLOSE,     /* job */
     J_JOB_FINISHED,  /* job, t */
     J_JOB_DELETE,    /* job */
+    J_ALLOC_SAVE,    /* alloc, text */
+    J_ALLOC_DELETE,  /* alloc */
     J_RETRY,         /* task: a failed or cancelled task queued again */
     J_TASK_HOLD,     /* task, value (1 held, 0 released) */
     J_JOB_HOLD,      /* job, value (1 held, 0 released: its tasks too) */
@@ -86,6 +88,8 @@ typedef struct {
     char *outcome;       /* proto_result_encode text: journal_add takes it */
     double t;            /* wall seconds */
     int64_t value;       /* a setting's new value */
+    int64_t alloc;       /* an allocation queue's id (alloc.h) */
+    char *text;          /* its proto_alloc_encode text: journal_add takes it */
 } jop_t;
 
 /* A task of a submit whose commit is pending. */

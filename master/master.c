@@ -3,6 +3,7 @@
     commits are handed back by the journal and acknowledged through api. */
 #include "master.h"
 
+#include "alloc.h"
 #include "api.h"
 #include "auth.h"
 #include "jobs.h"
@@ -22,7 +23,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,7 @@ struct master {
     int api_port, report_port;
     auth_t *auth;            /* NULL without CURVE */
     char curve_secret[41];   /* Z85, "" without CURVE */
+    char curve_public[41];   /* Z85, "" without CURVE (allocations' workers get it) */
     int64_t started_ms;
     /* The modules, in the order they are made: each takes the ones
        before it that it needs (borrowed). */
@@ -51,6 +55,7 @@ struct master {
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
     tasks_t *tasks;
+    alloc_t *alloc;          /* worker allocation queues (Slurm) */
     api_t *api;
     int64_t last_timers;
 };
@@ -148,6 +153,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
         return -1;
     }
     memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
+    memcpy(self->curve_public, kp.pub, sizeof self->curve_public);
     self->auth = auth_new(self->ctx,
                           &(auth_lists_t){.clients = cfg->clients,
                                           .workers = cfg->workers,
@@ -206,6 +212,42 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
     return 0;
 }
 
+/* The ztask-worker beside this program (an installed or built tree), else
+   the one on PATH: what allocations start. */
+static void s_worker_cmd(char *buf, size_t size)
+{
+    char self_path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    if (n > 0) {
+        self_path[n] = '\0';
+        char *slash = strrchr(self_path, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, size, "%s/ztask-worker", self_path);
+            if (access(buf, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf(buf, size, "ztask-worker");
+}
+
+/* Where allocations' workers reach this master: its API address, or this
+   host's name when it listens on every address. */
+static void s_master_addr(const master_t *self, char *buf, size_t size)
+{
+    const char *a = self->bind_addr;
+    char host[256] = "localhost";
+    if (strcmp(a, "0.0.0.0") == 0 || strcmp(a, "*") == 0 || strcmp(a, "::") == 0
+        || strcmp(a, "[::]") == 0) {
+        gethostname(host, sizeof host - 1);
+        a = host;
+    }
+    if (strchr(a, ':') && a[0] != '[')
+        snprintf(buf, size, "[%s]:%d", a, self->api_port);
+    else
+        snprintf(buf, size, "%s:%d", a, self->api_port);
+}
+
 /* The task life cycle (with the queue rebuilt from the store) and the API
    on top of it all. */
 static int s_start(master_t *self, char *err, size_t errlen)
@@ -225,8 +267,19 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .crash_limit = cfg->crash_limit,
         .retry_backoff_ms = cfg->retry_backoff_ms,
     });
+    char worker_cmd[PATH_MAX + 32], master_addr[300];
+    s_worker_cmd(worker_cmd, sizeof worker_cmd);
+    s_master_addr(self, master_addr, sizeof master_addr);
+    self->alloc = alloc_new(&(alloc_config_t){
+        .journal = self->journal,
+        .jobs = self->jobs,
+        .registry = self->registry,
+        .worker_cmd = worker_cmd,
+        .master_addr = master_addr,
+        .master_key = self->auth ? self->curve_public : NULL,
+    });
     int64_t last_job_id, last_task_id;
-    if (tasks_load(self->tasks, self->store) != 0
+    if (tasks_load(self->tasks, self->store) != 0 || alloc_load(self->alloc, self->store) != 0
         || store_last_ids(self->store, &last_job_id, &last_task_id) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
@@ -240,6 +293,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .alloc = self->alloc,
         .db_path = self->db_path,
         .report_port = self->report_port,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -339,6 +393,7 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
         self->last_timers = now;
         tasks_timers(self->tasks, now);
     }
+    alloc_tick(self->alloc, now);
     /* Held status requests whose job has just finished: after this
        turn's reports, requests and timers, any of which may end it. */
     api_waiters(self->api, now, false);
@@ -409,6 +464,7 @@ void master_destroy(master_t **p)
     else if (self->journal)
         journal_flush(self->journal);
     api_destroy(&self->api);
+    alloc_destroy(&self->alloc);
     tasks_destroy(&self->tasks);
     journal_destroy(&self->journal);
     waiters_destroy(&self->waiters);

@@ -67,6 +67,7 @@ static void s_free_worker(worker_t *w)
     free(w->charged);
     free(w->id);
     free(w->host);
+    free(w->slurm_job);
     free(w);
 }
 
@@ -204,6 +205,9 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     /* Asked for every fn dispatch: binary search. */
     qsort(w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp);
     w->no_exec = hello->no_exec;
+    free(w->slurm_job);
+    w->slurm_job = hello->slurm_job ? xstrdup(hello->slurm_job) : NULL;
+    w->ends_at = hello->ends_at;
     w->alive = true;
     w->draining = false;
     w->last_seen = now;

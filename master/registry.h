@@ -31,6 +31,8 @@ typedef struct worker {
                                  (a worker that did not say: older than this master) */
     int nfns;
     bool no_exec;
+    char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
+    double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
     void *pipe;               /* PUSH bound for this worker, NULL when dead */
     int task_port;
     bool pipe_ready;          /* a ping went through: the worker's PULL is connected */
@@ -72,6 +74,8 @@ typedef struct {
     char *const *fns;         /* the functions it runs, nfns of them, copied; 0 = any */
     int nfns;
     bool no_exec;             /* runs functions only */
+    const char *slurm_job;    /* the Slurm job it runs in, NULL = none */
+    double ends_at;           /* wall seconds it leaves at, 0 = never */
 } registry_hello_t;
 
 /* Registers a worker: a new record (id derived from name), or the same

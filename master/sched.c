@@ -149,11 +149,18 @@ int sched_class(sched_t *self, const char *key)
     c->ready.max = true;
     c->pub.key = xstrdup(key);
     c->pub.exec = strncmp(key, "exec", 4) == 0;
+    const char *tilde = strchr(key, '~');
+    if (tilde && (parse_double(tilde + 1, &c->pub.time_request) != 0 || c->pub.time_request < 0))
+        c->pub.time_request = 0;   /* a key we wrote: cannot happen, but never trust a file */
     const char *colon = strchr(key, ':');
-    if (strncmp(key, "fn=", 3) == 0)
-        c->pub.fn = pct_decode(key + 3, colon ? (size_t) (colon - key - 3) : strlen(key + 3));
-    if (colon && colon[1]) {
-        char *labels = xstrdup(colon + 1), *save = NULL;
+    if (strncmp(key, "fn=", 3) == 0) {
+        const char *end = key + 3 + strcspn(key + 3, ":~");
+        c->pub.fn = pct_decode(key + 3, (size_t) (end - key - 3));
+    }
+    if (colon && colon[1] && (!tilde || colon < tilde)) {
+        char *labels = tilde ? xstrndup(colon + 1, (size_t) (tilde - colon - 1))
+                             : xstrdup(colon + 1),
+             *save = NULL;
         for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             c->pub.require = xrealloc(c->pub.require, (size_t) (c->pub.nrequire + 1) * sizeof(char *));
             c->pub.require[c->pub.nrequire++] = xstrdup(tok);

@@ -49,6 +49,7 @@ typedef struct {
     char *fn;                 /* needs a worker with this function; NULL = any */
     char **require;           /* labels, nrequire of them */
     int nrequire;
+    double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
 } sched_class_t;
 
 /* Live output of a running task, for `ztask logs -f` (allocated on the
@@ -100,8 +101,10 @@ void sched_destroy(sched_t **p);
 
 /* The class for a need key (NULL = "fn", anything goes), made on first
    use. Keys: "exec", "fn" (any function: tasks stored before workers said
-   theirs) or "fn=NAME" (NAME with '%' and ':' written %25 and %3A,
-   pct_encode), optionally followed by ":" and comma-separated labels.
+   theirs) or "fn=NAME" (NAME with '%', ':' and '~' written %25, %3A and
+   %7E: pct_encode), optionally followed by ":" and comma-separated
+   labels, then optionally "~" and the seconds its tasks expect to run
+   (--time-request: only workers whose end leaves that long take them).
    Returns its index. */
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);

@@ -54,10 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 2: no tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids;
-   4: jobs.owner; 6: tasks.held, jobs.held, jobs.max_running,
-   jobs.definition (older databases are upgraded in place, see s_schema). */
-#define STORE_SCHEMA_VERSION 6
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -75,6 +71,11 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 /* Schema 4: who submitted each job (the client's key; NULL: nobody, as
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+
+/* Schema 8: worker allocation queues (master/alloc.h), one JSON text
+   each (proto_alloc_encode): they change a few times a minute at most. */
+#define ALLOC_QUEUES_TABLE \
+    "CREATE TABLE IF NOT EXISTS alloc_queues(id INTEGER PRIMARY KEY, def TEXT NOT NULL);"
 
 /* Schema 6: steering a job in place (ztask hold, limit) and what it was
    submitted as (ztask show). */
@@ -132,7 +133,8 @@ static const char *const SCHEMA =
     "  outcome TEXT,"
     "  received REAL NOT NULL);"
     "CREATE INDEX duplicates_task ON duplicates(task);"
-    LAST_IDS_TABLE;
+    LAST_IDS_TABLE
+    ALLOC_QUEUES_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
@@ -188,6 +190,9 @@ enum {
     S_TASK_FIND,
     S_TASK_GET,
     S_CHECK,
+    S_ALLOC_SAVE,
+    S_ALLOC_DEL,
+    S_ALLOCS,
     S_COUNT_
 };
 
@@ -269,6 +274,10 @@ static const char *const SQL[S_COUNT_] = {
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [S_CHECK] = "PRAGMA integrity_check",
+    [S_ALLOC_SAVE] = "INSERT INTO alloc_queues(id, def) VALUES (?1, ?2) "
+                     "ON CONFLICT(id) DO UPDATE SET def = excluded.def",
+    [S_ALLOC_DEL] = "DELETE FROM alloc_queues WHERE id = ?1",
+    [S_ALLOCS] = "SELECT id, def FROM alloc_queues ORDER BY id",
 };
 
 struct store {
@@ -510,6 +519,39 @@ static int s_query_int(sqlite3 *db, const char *sql, int64_t *out, char *err, si
     return 0;
 }
 
+/* Brings a database of an older schema to ours, one step per version it
+   lacks, inside the caller's transaction. Cheap steps only, whatever the
+   size of the file: a schema 2 tasks table keeps its AUTOINCREMENT
+   (rebuilding it would copy every row); adding a column or a table
+   rewrites no row. Jobs from before schema 4 have no owner: every client
+   may act on them, as before (docs/security.md). */
+static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (version < 2)
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
+                    "upgrade schema 1 to 2");
+    if (rc == 0 && version < 3)
+        rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
+    if (rc == 0 && version < 4)
+        rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
+    /* Schema 6 landed after 8 (branches merged out of order): a database
+       already at 8 may lack its columns, so the step asks the table. */
+    int64_t has_held = 0;
+    if (rc == 0 && version < 8)
+        rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
+    if (rc == 0)
+        rc = s_query_int(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'held'",
+                         &has_held, err, errlen);
+    if (rc == 0 && !has_held)
+        rc = s_exec(db, OPS_COLUMNS, err, errlen, "upgrade schema to 6");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+    if (rc == 0)
+        rc = s_exec(db, sql, err, errlen, "upgrade schema");
+    return rc;
+}
+
 /* Creates the schema in an empty database, accepts ours, refuses the rest.
    The check runs inside a write transaction so two processes opening a new
    file at once cannot both create it. */
@@ -532,22 +574,10 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
-        /* Cheap steps only, whatever the size of the file: a schema 2 tasks
-           table keeps its AUTOINCREMENT (rebuilding it would copy every row);
-           adding a column rewrites no row. Jobs from before schema 4 have no
-           owner: every client may act on them, as before (docs/security.md). */
-        if (version == 1)
-            rc = s_exec(db, "DROP INDEX IF EXISTS tasks_unfinished", err, errlen,
-                        "upgrade schema 1 to 2");
-        if (rc == 0 && version <= 2)
-            rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
-        if (rc == 0 && version < 4)
-            rc = s_exec(db, JOBS_OWNER_COLUMN "PRAGMA user_version = 4", err, errlen,
-                        "upgrade schema to 4");
-        if (rc == 0 && version < 6)
-            rc = s_exec(db, OPS_COLUMNS "PRAGMA user_version = 6", err, errlen,
-                        "upgrade schema to 6");
+    } else if (rc == 0 && version >= 1 && version <= STORE_SCHEMA_VERSION) {
+        /* At our version too: the step of schema 6 asks the table (see
+           s_upgrade). */
+        rc = s_upgrade(db, version, err, errlen);
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%s: database schema version %lld is newer than this ztask supports (%d); "
@@ -1190,5 +1220,42 @@ int store_check(store_t *self)
         s_dberr(self, "integrity check");
     }
     s_put(self, S_CHECK);
+    return result;
+}
+
+/* ---- allocation queues ---- */
+
+int store_alloc_save(store_t *self, int64_t id, const char *def)
+{
+    if (s_write_begin(self, "save allocation queue") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_ALLOC_SAVE];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, def, -1, SQLITE_STATIC);
+    return s_write_step(self, S_ALLOC_SAVE, "save allocation queue", NULL);
+}
+
+int store_alloc_delete(store_t *self, int64_t id)
+{
+    if (s_write_begin(self, "delete allocation queue") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_ALLOC_DEL], 1, id);
+    return s_write_step(self, S_ALLOC_DEL, "delete allocation queue", NULL);
+}
+
+int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_ALLOCS, "allocation queues");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *def = (const char *)sqlite3_column_text(st, 1);
+        if (fn(sqlite3_column_int64(st, 0), def ? def : "", arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "allocation queues");
+    s_put(self, S_ALLOCS);
     return result;
 }

@@ -48,6 +48,14 @@ typedef struct store store_t;
 
 typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_sync_t;
 
+/* The schema this build writes (PRAGMA user_version). 2: no
+   tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
+   jobs.owner; 6: tasks.held, jobs.held, jobs.max_running, jobs.definition
+   (ztask hold, limit, show); 8: alloc_queues. Older databases are upgraded
+   in place, a step per version (s_upgrade in store.c); a newer one is
+   refused. */
+#define STORE_SCHEMA_VERSION 8
+
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
    task's SQLite instructions). SQLite's rule for such settings: call once,
@@ -230,5 +238,12 @@ int store_task_get(store_t *self, int64_t task, int (*fn)(const store_task_row_t
 
 /* Runs PRAGMA integrity_check; 0 when "ok". */
 int store_check(store_t *self);
+
+/* Worker allocation queues (alloc.h), each kept as its JSON text
+   (proto_alloc_encode): saved whole at every change, in the open
+   transaction like every other write. */
+int store_alloc_save(store_t *self, int64_t id, const char *def);
+int store_alloc_delete(store_t *self, int64_t id);
+int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg);
 
 #endif

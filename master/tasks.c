@@ -613,10 +613,16 @@ static bool s_pipe_ready(worker_t *w, int64_t now)
     return w->pipe_ready;
 }
 
-/* Whether a worker can take tasks of a class. */
+/* Whether a worker can take tasks of a class: a command needs a worker
+   that runs commands, labels the worker's, and a --time-request a worker
+   whose end (its allocation's) leaves the time and the margin it drains
+   in. */
 static bool s_accepts(const sched_class_t *cls, void *arg)
 {
     const worker_t *w = arg;
+    if (cls->time_request > 0 && w->ends_at > 0
+        && clock_wall() + cls->time_request > w->ends_at - PROTO_END_MARGIN_S)
+        return false;
     return (!cls->exec || !w->no_exec) && worker_has_fn(w, cls->fn)
            && worker_has_labels(w, cls->require, cls->nrequire);
 }

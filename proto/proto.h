@@ -79,8 +79,9 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
    (string), "timeout" (seconds, number >= 0, 0 = none), "retries"
    (0..100), "priority" (int32), "name" (string), "index" (int64 >= 0),
    "require" (array of label strings), "output_cap" (bytes per stream,
-   1..PROTO_MAX_OUTPUT_CAP), "stdout_file" / "stderr_file" (commands only:
-   a path pattern, see proto_spec_path, where the worker writes the whole
+   1..PROTO_MAX_OUTPUT_CAP), "time_request" (seconds it expects to run,
+   0..PROTO_MAX_TIMEOUT), "stdout_file" / "stderr_file" (commands only: a
+   path pattern, see proto_spec_path, where the worker writes the whole
    stream), "capture" (false: the master keeps none of the output; the
    files have it). Unknown fields are an error in a spec (a typo must not
    silently drop a user's setting).
@@ -107,10 +108,16 @@ typedef struct {
     char **require;       /* nrequire labels; NULL when none */
     int nrequire;
     int64_t output_cap;   /* bytes per stream */
+    double time_request;  /* seconds it expects to run, 0 = not said: a worker
+                             with an end (--ends-at) is sent it only when it
+                             can finish PROTO_END_MARGIN_S before that end */
     char *stdout_file;    /* path pattern (proto_spec_path), NULL = none */
     char *stderr_file;
     bool no_capture;      /* "capture": false: only the files get the output */
 } proto_spec_t;
+
+/* A worker with an end drains this long before it (session.h). */
+#define PROTO_END_MARGIN_S 10
 
 /* The longest stdout_file/stderr_file pattern, in bytes. */
 #define PROTO_MAX_PATH 4096
@@ -200,6 +207,72 @@ proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *e
 void proto_result_destroy(proto_result_t **p);
 
 /* ------------------------------------------------------------------------
+   Worker allocation queues (`ztask alloc`, docs/deploy.md): while tasks
+   wait that the live workers cannot take, the master submits jobs to a
+   cluster engine (Slurm's sbatch) that start workers pointed back at it.
+   A queue record is what `alloc add` sends, what `alloc list` shows and
+   what the store keeps (one JSON text per queue).
+   ------------------------------------------------------------------------ */
+typedef enum {
+    PROTO_ALLOC_QUEUED = 1,   /* submitted; the engine has not started it yet */
+    PROTO_ALLOC_RUNNING,      /* started (its workers may not have registered yet) */
+    PROTO_ALLOC_ENDED         /* finished, cancelled or gone from the engine */
+} proto_alloc_state_t;
+
+typedef struct {
+    char *id;                 /* the engine's job id ("1234") */
+    proto_alloc_state_t state;
+    double submitted, started, ended;   /* wall seconds, 0 = not yet */
+    bool had_worker;          /* a worker of it registered at least once */
+    int workers;              /* its workers alive now (replies only) */
+} proto_allocation_t;
+
+typedef enum {
+    PROTO_ALLOC_OP_ADD = 1, PROTO_ALLOC_OP_LIST, PROTO_ALLOC_OP_PAUSE, PROTO_ALLOC_OP_RESUME,
+    PROTO_ALLOC_OP_REMOVE
+} proto_alloc_op_t;
+
+#define PROTO_MAX_ALLOC_ARGS 64        /* engine arguments of one queue */
+#define PROTO_MAX_ALLOC_ARG 4096       /* bytes of one of them */
+#define PROTO_MAX_ALLOCATIONS 1000     /* allocations a queue remembers */
+
+typedef struct {
+    int64_t id;               /* > 0, chosen by the master */
+    char *name;               /* NULL = none */
+    char *engine;             /* "slurm" (the only one today) */
+    int max_workers;          /* workers of this queue at once, queued ones included */
+    int workers_per_alloc;    /* workers one allocation starts */
+    int backlog;              /* allocations waiting in the engine at once */
+    int time_limit_s;         /* each allocation's wall-time limit */
+    int idle_timeout_s;       /* a worker with nothing to do leaves after this */
+    char **args;              /* the engine's own arguments (sbatch's), nargs */
+    int nargs;
+    char **worker_args;       /* extra ztask-worker arguments, nworker_args */
+    int nworker_args;
+    bool paused;
+    /* Kept by the master: */
+    int64_t submitted;        /* allocations submitted so far */
+    int64_t failures;         /* failed submissions and allocations that died at once */
+    int failing;              /* failures in a row (the backoff grows with it) */
+    char *last_error;         /* NULL = none */
+    double retry_at;          /* wall seconds: backing off until then, 0 = not */
+    proto_allocation_t *allocs;   /* its allocations, oldest first */
+    int nallocs;
+} proto_alloc_t;
+
+/* "queued", "running", "ended"; NULL outside the enum. */
+const char *proto_alloc_state_name(proto_alloc_state_t s);
+/* "add", "list", ...; NULL outside the enum. */
+const char *proto_alloc_op_name(proto_alloc_op_t op);
+/* One queue as a compact JSON object (the store's text, the CLI's --json
+   line); and back. Decoding checks the ranges docs/protocol.md gives. */
+char *proto_alloc_encode(const proto_alloc_t *q);
+proto_alloc_t *proto_alloc_decode(const char *json, size_t len, proto_err_t *err);
+/* Frees what the record points to (not the record); *_destroy frees both. */
+void proto_alloc_clear(proto_alloc_t *q);
+void proto_alloc_destroy(proto_alloc_t **p);
+
+/* ------------------------------------------------------------------------
    API channel (DEALER -> master ROUTER). Every request gets one reply.
    ------------------------------------------------------------------------ */
 typedef enum {
@@ -214,6 +287,7 @@ typedef enum {
     PROTO_REQ_STATS,
     PROTO_REQ_FORGET,     /* job */
     PROTO_REQ_HELLO,      /* worker registration */
+    PROTO_REQ_ALLOC,      /* alloc_op, alloc (queue id), queue (add): worker allocation queues */
     PROTO_REQ_RETRY,      /* job, failed, cancelled, indexes: finished tasks run again */
     PROTO_REQ_HOLD,       /* job, or job + index, or task: queued tasks wait */
     PROTO_REQ_RELEASE,    /* the same: held tasks may run again */
@@ -274,6 +348,12 @@ typedef struct {
     int max_running;         /* limit; submit (a new job): 0 = no limit */
     char *definition;        /* submit (a new job): what it was submitted as, a JSON
                                 object as compact text (at most PROTO_MAX_DEFINITION) */
+    char *slurm_job;         /* hello: the Slurm job the worker runs in, NULL = none */
+    double ends_at;          /* hello: wall seconds the worker leaves at, 0 = no end */
+    /* alloc */
+    proto_alloc_op_t alloc_op;
+    int64_t alloc;           /* pause/resume/remove: the queue's id */
+    proto_alloc_t *queue;    /* add: the queue to make (its id is the master's choice) */
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
@@ -332,6 +412,8 @@ typedef struct {
     int running;
     int64_t done, failed;
     double last_heartbeat;      /* wall seconds */
+    char *slurm_job;            /* the Slurm job it runs in, NULL = none */
+    double ends_at;             /* wall seconds it leaves at, 0 = no end */
 } proto_worker_info_t;
 
 typedef struct {
@@ -380,6 +462,9 @@ typedef struct {
     int report_port;
     int heartbeat_ms;
     int liveness;               /* missed heartbeats before a peer is dead */
+    /* alloc: the queues (add: the new one; list: all) */
+    proto_alloc_t *allocs;
+    int nallocs;
 } proto_reply_t;
 
 /* Defaults: next_after -1, everything else 0/NULL/false. */

@@ -19,8 +19,8 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_SUBMIT] = "submit",   [PROTO_REQ_STATUS] = "status", [PROTO_REQ_JOBS] = "jobs",
     [PROTO_REQ_RESULTS] = "results", [PROTO_REQ_LOGS] = "logs",     [PROTO_REQ_CANCEL] = "cancel",
     [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
-    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",   [PROTO_REQ_RETRY] = "retry",
-    [PROTO_REQ_HOLD] = "hold",       [PROTO_REQ_RELEASE] = "release",
+    [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",    [PROTO_REQ_ALLOC] = "alloc",
+    [PROTO_REQ_RETRY] = "retry",     [PROTO_REQ_HOLD] = "hold",      [PROTO_REQ_RELEASE] = "release",
     [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit", [PROTO_REQ_SHOW] = "show",
     [PROTO_REQ_TASKS] = "running",
 };
@@ -59,6 +59,8 @@ void proto_req_destroy(proto_req_t **p)
     free(r->running);
     free(r->indexes);
     free(r->definition);
+    free(r->slurm_job);
+    proto_alloc_destroy(&r->queue);
     free(r);
     *p = NULL;
 }
@@ -165,8 +167,36 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
         || pj_str_array(o, "functions", false, MAX_FUNCTIONS, 1, PROTO_MAX_NAME,
-                        &req->functions, &req->nfunctions, err) != 0)
+                        &req->functions, &req->nfunctions, err) != 0
+        || pj_str(o, "slurm_job", false, 1, 64, &req->slurm_job, err) != 0
+        || pj_dbl(o, "ends_at", false, 0, 1e12, &req->ends_at, err) != 0)
         return -1;
+    return 0;
+}
+
+static int s_alloc_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    if (pa_op_from(o, "op", &req->alloc_op, err) != 0
+        || pj_i64(o, "alloc", false, 1, PJ_MAX_SAFE_INT, &req->alloc, err) != 0)
+        return -1;
+    cJSON *q = pj_get(o, "queue");
+    if (req->alloc_op == PROTO_ALLOC_OP_ADD) {
+        if (!q) {
+            proto_err_set(err, PROTO_E_FIELD, "alloc \"add\" needs \"queue\"");
+            return -1;
+        }
+        req->queue = xcalloc(1, sizeof *req->queue);
+        if (pa_alloc_from(q, req->queue, err) != 0) {
+            pj_err_prefix(err, "queue");
+            return -1;
+        }
+        return 0;
+    }
+    if (req->alloc_op != PROTO_ALLOC_OP_LIST && req->alloc == 0) {
+        proto_err_set(err, PROTO_E_FIELD, "alloc \"%s\" needs \"alloc\" (a queue id)",
+                      proto_alloc_op_name(req->alloc_op));
+        return -1;
+    }
     return 0;
 }
 
@@ -229,6 +259,8 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
                        || pj_bool(o, "all", false, &req->all, err) != 0
                    ? -1
                    : 0;
+    case PROTO_REQ_ALLOC:
+        return s_alloc_from(o, req, err);
     case PROTO_REQ_WORKERS:
     case PROTO_REQ_STATS:
         return 0;
@@ -347,6 +379,19 @@ char *proto_req_encode(const proto_req_t *req)
         if (req->nfunctions) {
             pb_key(&b, "functions");
             pb_strv(&b, req->functions, req->nfunctions);
+        }
+        if (req->slurm_job)
+            pb_kstr(&b, "slurm_job", req->slurm_job);
+        if (req->ends_at > 0)
+            pb_kdbl(&b, "ends_at", req->ends_at);
+        break;
+    case PROTO_REQ_ALLOC:
+        pb_kstr(&b, "op", proto_alloc_op_name(req->alloc_op));
+        if (req->alloc > 0)
+            pb_ki64(&b, "alloc", req->alloc);
+        if (req->queue) {
+            pb_key(&b, "queue");
+            pa_alloc_write(&b, req->queue);
         }
         break;
     case PROTO_REQ_PRIORITY:

@@ -23,6 +23,12 @@
 proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err);
 void ps_spec_write(pb_t *b, const proto_spec_t *spec);
 
+/* Allocation queue records (proto_alloc.c): a queue to/from a cJSON
+   object, and the op of an `alloc` request. */
+int pa_alloc_from(cJSON *o, proto_alloc_t *q, proto_err_t *err);
+void pa_alloc_write(pb_t *b, const proto_alloc_t *q);
+int pa_op_from(cJSON *o, const char *k, proto_alloc_op_t *op, proto_err_t *err);
+
 /* Fast paths for the hot frames (proto_fast.c): a worker's results
    report and one stored result, read without a cJSON tree. NULL means
    "not one of the plain shapes: decode it with cJSON" (never an error). */

@@ -112,6 +112,10 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
     pb_ki64(b, "done", w->done);
     pb_ki64(b, "failed", w->failed);
     pb_ktime(b, "last_heartbeat", w->last_heartbeat);
+    if (w->slurm_job)
+        pb_kstr(b, "slurm_job", w->slurm_job);
+    if (w->ends_at > 0)
+        pb_ktime(b, "ends_at", w->ends_at);
     pb_char(b, '}');
 }
 
@@ -195,6 +199,7 @@ void proto_worker_info_clear(proto_worker_info_t *w)
     free(w->id);
     free(w->host);
     pu_strv_free(w->labels, w->nlabels);
+    free(w->slurm_job);
     memset(w, 0, sizeof *w);
 }
 
@@ -290,7 +295,9 @@ static int s_worker_from(cJSON *o, proto_worker_info_t *w, proto_err_t *err)
         || pj_int(o, "running", false, 0, INT32_MAX, &w->running, err) != 0
         || pj_i64(o, "done", false, 0, M, &w->done, err) != 0
         || pj_i64(o, "failed", false, 0, M, &w->failed, err) != 0
-        || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0)
+        || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0
+        || pj_str(o, "slurm_job", false, 0, 0, &w->slurm_job, err) != 0
+        || pj_dbl(o, "ends_at", false, 0, 1e300, &w->ends_at, err) != 0)
         return -1;
     return 0;
 }
@@ -360,6 +367,9 @@ void proto_reply_destroy(proto_reply_t **p)
     proto_stats_clear(&r->stats);
     free(r->worker_id);
     pu_strv_free(r->no_worker, r->nno_worker);
+    for (int i = 0; r->allocs && i < r->nallocs; i++)
+        proto_alloc_clear(&r->allocs[i]);
+    free(r->allocs);
     free(r);
     *p = NULL;
 }
@@ -465,6 +475,15 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_ki64(&b, "heartbeat_ms", rep->heartbeat_ms);
         pb_ki64(&b, "liveness", rep->liveness);
         break;
+    case PROTO_REQ_ALLOC:
+        pb_key(&b, "queues");
+        pb_char(&b, '[');
+        for (int i = 0; rep->allocs && i < rep->nallocs; i++) {
+            pb_sep(&b);
+            pa_alloc_write(&b, &rep->allocs[i]);
+        }
+        pb_char(&b, ']');
+        break;
     case PROTO_REQ_DRAIN:
         break;
     }
@@ -511,6 +530,10 @@ static int s_task_info_from_v(cJSON *o, void *rec, proto_err_t *err)
 static int s_worker_from_v(cJSON *o, void *rec, proto_err_t *err)
 {
     return s_worker_from(o, rec, err);
+}
+static int s_alloc_from_v(cJSON *o, void *rec, proto_err_t *err)
+{
+    return pa_alloc_from(o, rec, err);
 }
 
 static int s_error_from(cJSON *o, proto_reply_t *rep, proto_err_t *err)
@@ -630,6 +653,14 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
                        || pj_int(o, "liveness", true, 1, 1000, &rep->liveness, err) != 0
                    ? -1
                    : 0;
+    case PROTO_REQ_ALLOC:
+    {
+        void *v = NULL;
+        int rc = s_records_from(o, "queues", sizeof(proto_alloc_t), s_alloc_from_v, &v,
+                                &rep->nallocs, err);
+        rep->allocs = v;
+        return rc;
+    }
     case PROTO_REQ_DRAIN:
         return 0;
     }

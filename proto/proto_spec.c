@@ -48,6 +48,7 @@ int proto_state_parse(const char *name, proto_state_t *st)
 static const char *const s_fields[] = {
     "argv",  "shell",   "fn",       "args", "stdin", "env",     "cwd",
     "timeout", "retries", "priority", "name", "index", "require", "output_cap",
+    "time_request",
     "stdout_file", "stderr_file", "capture",
 };
 #define NFIELDS (sizeof s_fields / sizeof *s_fields)
@@ -214,6 +215,7 @@ proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
         || pj_str_array(o, "require", false, PROTO_MAX_LABELS, 1, PROTO_MAX_NAME, &spec->require,
                         &spec->nrequire, err) != 0
         || pj_i64(o, "output_cap", false, 1, PROTO_MAX_OUTPUT_CAP, &spec->output_cap, err) != 0
+        || pj_dbl(o, "time_request", false, 0, PROTO_MAX_TIMEOUT, &spec->time_request, err) != 0
         || pj_str(o, "stdout_file", false, 1, PROTO_MAX_PATH, &spec->stdout_file, err) != 0
         || pj_str(o, "stderr_file", false, 1, PROTO_MAX_PATH, &spec->stderr_file, err) != 0)
         goto fail;
@@ -308,6 +310,8 @@ void ps_spec_write(pb_t *b, const proto_spec_t *spec)
     }
     if (spec->output_cap != PROTO_DEFAULT_OUTPUT_CAP)
         pb_ki64(b, "output_cap", spec->output_cap);
+    if (spec->time_request != 0)
+        pb_kdbl(b, "time_request", spec->time_request);
     if (spec->stdout_file)
         pb_kstr(b, "stdout_file", spec->stdout_file);
     if (spec->stderr_file)

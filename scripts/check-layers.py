@@ -33,7 +33,8 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks", "requests; the life of a task (dispatch, claim, result, lease)"),
+    ("api tasks alloc", "requests; the life of a task (dispatch, claim, result, lease); "
+     "worker allocation queues (Slurm)"),
     ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
      "held requests; the ready queue; workers"),
     ("store writer auth", "SQLite; the commit thread; the ZAP allowlist"),

@@ -8,7 +8,8 @@
 #                                  docker-compose / python3 when missing (make
 #                                  test-compose, where a docker engine is),
 #                                  yamllint and python3-yaml (make lint-deploy),
-#                                  python3-zmq and python3-pytest (make test-python)
+#                                  python3-zmq and python3-pytest (make test-python),
+#                                  slurmctld, slurmd, slurm-client, munge (make test-slurm)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
@@ -17,6 +18,8 @@ if [ "${1:-}" = "--ci" ]; then
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
     pkgs="$pkgs yamllint python3-yaml"
     pkgs="$pkgs python3-zmq python3-pytest"
+    # make test-slurm: a real single-node Slurm
+    pkgs="$pkgs slurmctld slurmd slurm-client munge"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \

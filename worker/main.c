@@ -70,6 +70,8 @@ typedef struct {
     char *curve_secret;         /* our key file */
     char *master_key;           /* the master's .pub/.key file, or its Z85 public key */
     char *state_dir;            /* the reaper's state files (reaper.h) */
+    double idle_timeout;        /* seconds; 0 = never leave when idle */
+    double ends_at;             /* wall seconds to be gone by; 0 = no end */
 } options_t;
 
 /* The flags as given (borrowed from argv), before the rest fills gaps. */
@@ -110,6 +112,14 @@ static void s_usage(FILE *out)
             "                        $XDG_RUNTIME_DIR/ztask-worker or /tmp/ztask-worker-UID);\n"
             "                        at start, what a dead worker recorded there and still\n"
             "                        runs is killed\n"
+            "  --idle-timeout T      leave after T with no task (90, 30s, 5m, 1h; default:\n"
+            "                        never): a worker started for a while, e.g. in a\n"
+            "                        Slurm allocation (ztask alloc)\n"
+            "  --ends-at EPOCH       the wall time (seconds since 1970) this worker must be\n"
+            "                        gone by, e.g. its allocation's end: the master sends\n"
+            "                        it no task whose --time-request cannot finish by\n"
+            "                        then, and it leaves 10 s before (inside a Slurm job,\n"
+            "                        SLURM_JOB_ID is shown in `ztask workers` too)\n"
             "  --log-level LEVEL     debug, info (default), warn or error\n"
             "  --help                show this help\n"
             "  --version             show the version\n"
@@ -275,7 +285,7 @@ static void s_parse(options_t *o, int argc, char **argv)
 {
     enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
            OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY,
-           OPT_ALLOW_EXEC, OPT_STATE_DIR };
+           OPT_ALLOW_EXEC, OPT_STATE_DIR, OPT_IDLE_TIMEOUT, OPT_ENDS_AT };
     static const struct option longopts[] = {
         {"master", required_argument, NULL, OPT_MASTER},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -288,6 +298,8 @@ static void s_parse(options_t *o, int argc, char **argv)
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"master-key", required_argument, NULL, OPT_MASTER_KEY},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"ends-at", required_argument, NULL, OPT_ENDS_AT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -340,6 +352,18 @@ static void s_parse(options_t *o, int argc, char **argv)
             if (!*optarg)
                 s_usage_error("%s", "--state-dir: expected a directory, got ''");
             fl.state_dir = optarg;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_duration(optarg, 366 * 86400.0, &o->idle_timeout) != 0
+                || o->idle_timeout < 0.001)
+                s_usage_error("--idle-timeout: expected a duration such as 90, 30s, 5m or 1h, "
+                              "got '%s'",
+                              optarg);
+            break;
+        case OPT_ENDS_AT:
+            if (parse_double(optarg, &o->ends_at) != 0 || o->ends_at < 0 || o->ends_at > 1e11)
+                s_usage_error("--ends-at: expected seconds since 1970 (date +%%s), got '%s'",
+                              optarg);
             break;
         case OPT_HELP:
             s_usage(stdout);
@@ -396,6 +420,16 @@ static int s_load_keys(const options_t *o, keypair_t *mine, keypair_t *master)
         return -1;
     }
     return 0;
+}
+
+/* The Slurm job this worker runs in (srun/sbatch set SLURM_JOB_ID), shown
+   by the master; NULL outside Slurm or for a value that is not a job id. */
+static const char *s_slurm_job(void)
+{
+    const char *id = getenv("SLURM_JOB_ID");
+    if (!id || !*id || strlen(id) > 64 || strspn(id, "0123456789_") != strlen(id))
+        return NULL;
+    return id;
 }
 
 int main(int argc, char **argv)
@@ -475,6 +509,9 @@ int main(int argc, char **argv)
         .curve_server_key = o.curve_secret ? master.pub : NULL,
         .curve_public_key = o.curve_secret ? mine.pub : NULL,
         .curve_secret_key = o.curve_secret ? mine.sec : NULL,
+        .idle_timeout_ms = (int) (o.idle_timeout * 1000.0),
+        .ends_at = o.ends_at,
+        .slurm_job = s_slurm_job(),
     };
     session_t *session = session_new(&cfg);
     if (!session) {

@@ -43,6 +43,10 @@
 #define RESULT_HOLD_MIN_RUN_MS 1
 #define RESULT_HOLD_MS 5
 #define STOP_GRACE_MS 5000
+/* A worker with an end (ends_at) drains this long before it, so running
+   tasks can finish and BYE arrives before the engine kills it (the master
+   sends it no task with a --time-request that would not end by then). */
+#define END_MARGIN_MS (PROTO_END_MARGIN_S * 1000)
 /* Messages handled per socket per wakeup, so one busy socket cannot starve
    the timers. */
 #define INBOX_BATCH 1024
@@ -69,6 +73,10 @@ struct session {
     int kill_grace_ms;
     int hello_timeout_ms;
     int stop_grace_ms;
+    int idle_timeout_ms;    /* 0 = never leave when idle */
+    double ends_at;         /* wall seconds, 0 = no end */
+    char *slurm_job;        /* NULL = none */
+    int64_t idle_since;     /* mono ms the last task ended (or we started), 0 = busy */
 
     void *ctx;
     connector_link_t api;   /* DEALER while a request is outstanding, and its
@@ -392,6 +400,8 @@ static void s_send_hello(session_t *self, int64_t now)
     req->functions = xcalloc(nfns + 1, sizeof *req->functions);
     for (size_t i = 0; i < nfns; i++)
         req->functions[req->nfunctions++] = xstrdup(fn_registry_name(self->fns, i));
+    req->slurm_job = xstrdup(self->slurm_job);
+    req->ends_at = self->ends_at;
     char *text = proto_req_encode(req);
     proto_req_destroy(&req);
     if (!text || s_open_api(self) != 0
@@ -729,6 +739,39 @@ static void s_read_api(session_t *self, int64_t now)
 
 /* ---- the loop ---- */
 
+/* Leaving on its own (idle, or the allocation's end): starts the drain
+   when due; returns when to look again. */
+static int64_t s_leave_timers(session_t *self, int64_t now)
+{
+    int64_t next = now + POLL_CAP_MS;
+    if (self->phase != PHASE_RUN)
+        return next;
+    if (self->idle_timeout_ms > 0) {
+        if (self->nactive > 0) {
+            self->idle_since = 0;
+        } else {
+            if (!self->idle_since)
+                self->idle_since = now;
+            int64_t due = self->idle_since + self->idle_timeout_ms;
+            if (now >= due) {
+                log_info("event=idle_timeout idle_ms=%d", self->idle_timeout_ms);
+                s_start_drain(self, "idle", now);
+                return next;
+            }
+            next = s_min(next, due);
+        }
+    }
+    if (self->ends_at > 0) {
+        int64_t left_ms = (int64_t) ((self->ends_at - clock_wall()) * 1000.0) - END_MARGIN_MS;
+        if (left_ms <= 0) {
+            s_start_drain(self, "allocation_end", now);
+            return next;
+        }
+        next = s_min(next, now + left_ms);
+    }
+    return next;
+}
+
 /* Timers due now; returns the time of the next one. */
 static int64_t s_timers(session_t *self, int64_t now)
 {
@@ -772,7 +815,7 @@ static int64_t s_timers(session_t *self, int64_t now)
     }
     if (self->phase == PHASE_STOP)
         next = s_min(next, self->stop_deadline);
-    return next;
+    return s_min(next, s_leave_timers(self, now));
 }
 
 static bool s_finished(session_t *self, int64_t now)
@@ -965,6 +1008,9 @@ session_t *session_new(const session_config_t *cfg)
     self->rctx.reaper = cfg->reaper;
     self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
+    self->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;
+    self->ends_at = cfg->ends_at > 0 ? cfg->ends_at : 0;
+    self->slurm_job = xstrdup(cfg->slurm_job);
     self->backoff_ms = BACKOFF_MIN_MS;
     self->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) self;
     if (!self->rng)
@@ -1000,6 +1046,7 @@ void session_destroy(session_t **p)
     free(self->worker_id);
     free(self->name);
     free(self->hostname);
+    free(self->slurm_job);
     connector_destroy(&self->uplink);
     free(self);
 }

@@ -28,6 +28,11 @@
     send BYE, return. A second signal cancels everything, waits a bounded
     time for the results, sends BYE and returns.
 
+    Leaving on its own: with idle_timeout_ms, a worker that has had no task
+    for that long drains and returns ("idle"); with ends_at, it drains a
+    little before then ("allocation_end"): both end a cluster allocation
+    (master/alloc.h) cleanly instead of by the engine's kill.
+
     Threads: session_new, session_run and session_destroy are called from
     one thread. session_run makes that thread the only one that takes
     SIGTERM/SIGINT: it blocks them while it starts libzmq's and the pool's
@@ -69,6 +74,16 @@ typedef struct {
        `threads` slots. NULL = not recorded. */
     reaper_t *reaper;
     int hello_timeout_ms;        /* wait for a hello reply; 0 = 2000 */
+    /* Leave (drain, BYE, return 0) after this long with no task: a worker
+       started for a while, in a cluster allocation (--idle-timeout). 0 =
+       never. Idle counts whether or not the master answers. */
+    int idle_timeout_ms;
+    /* Wall seconds this worker must be gone by (its allocation's end):
+       shown by the master, which sends it no task whose --time-request
+       cannot finish by then; the worker drains END_MARGIN before it. 0 =
+       no end. */
+    double ends_at;
+    const char *slurm_job;       /* the Slurm job it runs in (hello), NULL = none */
     int stop_grace_ms;           /* after the second signal; 0 = 5000 */
     /* CURVE: the master's public key and this worker's key pair, as 40
        Z85 characters each. All NULL: plain TCP. All three or none. */

@@ -1959,6 +1959,90 @@ START_TEST(damaged_frames_are_refused_cleanly)
 }
 END_TEST
 
+/* ztask alloc: a queue record survives the request, the reply and the
+   store's text whole; what cannot work is refused with the field named. */
+START_TEST(alloc_queues_round_trip_and_bad_ones_are_refused)
+{
+    proto_req_t *r = proto_req_new(PROTO_REQ_ALLOC);
+    r->alloc_op = PROTO_ALLOC_OP_ADD;
+    r->queue = calloc(1, sizeof *r->queue);
+    *r->queue = (proto_alloc_t){.name = strdup("cpu"), .engine = strdup("slurm"),
+                                .max_workers = 20, .workers_per_alloc = 2, .backlog = 3,
+                                .time_limit_s = 3600, .idle_timeout_s = 300, .failures = 2,
+                                .last_error = strdup("sbatch: no"), .retry_at = 12.5};
+    r->queue->args = calloc(2, sizeof(char *));
+    r->queue->args[0] = strdup("--partition=cpu");
+    r->queue->nargs = 1;
+    r->queue->allocs = calloc(1, sizeof *r->queue->allocs);
+    r->queue->allocs[0] = (proto_allocation_t){.id = strdup("4242"), .state = PROTO_ALLOC_RUNNING,
+                                               .submitted = 1.5, .started = 2.5,
+                                               .had_worker = true, .workers = 2};
+    r->queue->nallocs = 1;
+    proto_req_t *g = s_req_round_trip(r);
+    ck_assert_int_eq(g->alloc_op, PROTO_ALLOC_OP_ADD);
+    const proto_alloc_t *q = g->queue;
+    ck_assert_str_eq(q->name, "cpu");
+    ck_assert_int_eq(q->max_workers, 20);
+    ck_assert_int_eq(q->workers_per_alloc, 2);
+    ck_assert_int_eq(q->backlog, 3);
+    ck_assert_int_eq(q->time_limit_s, 3600);
+    ck_assert_str_eq(q->args[0], "--partition=cpu");
+    ck_assert_str_eq(q->last_error, "sbatch: no");
+    ck_assert(q->retry_at == 12.5);
+    ck_assert_int_eq(q->nallocs, 1);
+    ck_assert_str_eq(q->allocs[0].id, "4242");
+    ck_assert_int_eq(q->allocs[0].state, PROTO_ALLOC_RUNNING);
+    ck_assert(q->allocs[0].had_worker && q->allocs[0].workers == 2);
+    /* The store's text reads back the same. */
+    char *text = proto_alloc_encode(q);
+    proto_err_t err;
+    proto_alloc_t *back = proto_alloc_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(back);
+    char *again = proto_alloc_encode(back);
+    ck_assert_str_eq(text, again);
+    free(again);
+    free(text);
+    proto_alloc_destroy(&back);
+
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->allocs = calloc(1, sizeof *rep->allocs);
+    rep->nallocs = 1;
+    text = proto_alloc_encode(q);
+    proto_alloc_t *copy = proto_alloc_decode(text, strlen(text), &err);
+    free(text);
+    rep->allocs[0] = *copy;
+    free(copy);
+    proto_reply_t *grep = s_reply_round_trip(rep, PROTO_REQ_ALLOC);
+    ck_assert_int_eq(grep->nallocs, 1);
+    ck_assert_str_eq(grep->allocs[0].allocs[0].id, "4242");
+    proto_reply_destroy(&rep);
+    proto_reply_destroy(&grep);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    static const struct { const char *json, *field; } bad[] = {
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"grow\"}", "op"},
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"pause\"}", "alloc"},
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"add\"}", "queue"},
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"add\",\"queue\":{\"engine\":\"pbs\","
+         "\"max_workers\":1,\"time_limit_s\":60,\"idle_timeout_s\":5}}", "engine"},
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"add\",\"queue\":{\"engine\":\"slurm\","
+         "\"max_workers\":1,\"time_limit_s\":59,\"idle_timeout_s\":5}}", "time_limit_s"},
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"add\",\"queue\":{\"engine\":\"slurm\","
+         "\"max_workers\":1,\"workers_per_alloc\":2,\"time_limit_s\":60,\"idle_timeout_s\":5}}",
+         "workers_per_alloc"},
+        {"{\"v\":1,\"type\":\"alloc\",\"op\":\"add\",\"queue\":{\"engine\":\"slurm\","
+         "\"max_workers\":1,\"time_limit_s\":60,\"idle_timeout_s\":5,\"args\":[7]}}", "args"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        proto_req_t *b = proto_req_decode(bad[i].json, strlen(bad[i].json), &err);
+        ck_assert_msg(!b, "accepted: %s", bad[i].json);
+        ck_assert_str_eq(err.code, PROTO_E_FIELD);
+        ck_assert_msg(strstr(err.message, bad[i].field), "%s: %s", bad[i].json, err.message);
+    }
+}
+END_TEST
+
 /* Every test defined above is recorded (tests/ztest.h): a forgotten one
    would silently never run. Reads this file from the source tree. */
 START_TEST(every_test_is_registered)

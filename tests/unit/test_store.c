@@ -684,7 +684,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     ck_assert_str_eq(spec, "{\"argv\":[\"echo\",\"8\"],\"index\":8}");
     free(spec);
     ck_assert_int_eq(store_duplicate_count(store, t1), 1);
-    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), 6);
+    ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     ck_assert_int_eq(store_check(store), 0);
 
     /* Ids keep growing after a restart. */
@@ -1126,7 +1126,7 @@ static store_t *s_open_file(const char *path)
 }
 
 /* A schema 1 database (with its tasks_unfinished index) is upgraded in
-   place: data kept, index gone, version 4. */
+   place: data kept, index gone, version STORE_SCHEMA_VERSION. */
 START_TEST(test_schema_1_is_upgraded)
 {
     tmp_t tmp;
@@ -1151,7 +1151,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(last_job, job);
     ck_assert_int_eq(last_task, t2);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     ck_assert_int_eq(
         s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tasks_unfinished'"), 0);
     tmp_remove(&tmp);
@@ -1190,7 +1190,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_gt(501, t1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     tmp_remove(&tmp);
 }
 END_TEST
@@ -1226,14 +1226,23 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
     ck_assert_int_eq(rows.n, 1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     tmp_remove(&tmp);
 }
 END_TEST
 
-/* A schema 4 database (before hold, limit, definitions) is upgraded in
-   place: its jobs and tasks are kept, none held, none limited. */
-START_TEST(test_schema_4_is_upgraded_and_nothing_is_held)
+static int s_count_alloc(int64_t id, const char *def, void *arg)
+{
+    int *n = arg;
+    ck_assert_int_eq(id, 3);
+    ck_assert_str_eq(def, "{\"second\":true}");
+    (*n)++;
+    return 0;
+}
+
+/* Allocation queues (schema 8): kept whole, replaced at each save,
+   deleted; a schema 4 database gains the table in place. */
+START_TEST(test_alloc_queues_are_saved_whole_and_deleted_and_old_databases_gain_them)
 {
     tmp_t tmp;
     tmp_make(&tmp);
@@ -1242,20 +1251,61 @@ START_TEST(test_schema_4_is_upgraded_and_nothing_is_held)
     s_insert(store, old, 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
-    s_make_older(tmp.db, S_DROP_OPS "PRAGMA user_version = 4;");
+    s_make_older(tmp.db, "DROP TABLE alloc_queues; PRAGMA user_version = 4;");
 
     store = s_open_file(tmp.db);
-    ck_assert_int_eq(store_job_set_held(store, old, true), 0);
-    ck_assert_int_eq(store_job_set_limit(store, old, 3), 0);
+    ck_assert_int_eq(store_alloc_save(store, 3, "{\"first\":true}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 3, "{\"second\":true}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 4, "{}"), 0);
+    ck_assert_int_eq(store_alloc_delete(store, 4), 0);
     ck_assert_int_eq(store_commit(store), 0);
-    rows_t rows = {0};
-    ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
-    ck_assert_int_eq(rows.n, 1);
-    ck_assert(!rows.r[0].held);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+
+    store = s_open_file(tmp.db);
+    int n = 0;
+    ck_assert_int_eq(store_allocs_each(store, s_count_alloc, &n), 0);
+    ck_assert_int_eq(n, 1);
+    jobs_t jobs = {0};
+    ck_assert_int_eq(store_jobs_each(store, s_collect_job, &jobs), 0);
+    ck_assert_int_eq(jobs.n, 1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
-    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), 6);
     tmp_remove(&tmp);
+}
+END_TEST
+
+/* A database from before hold, limit and definitions (schema 4, or one
+   at 8 made by a build without them: the branches landed out of order)
+   gains their columns in place: its jobs and tasks are kept, none held,
+   none limited. */
+START_TEST(test_a_database_without_the_steering_columns_gains_them)
+{
+    static const char *const older[] = {S_DROP_OPS "PRAGMA user_version = 4;",
+                                        S_DROP_OPS "PRAGMA user_version = 8;"};
+    for (int i = 0; i < 2; i++) {
+        tmp_t tmp;
+        tmp_make(&tmp);
+        store_t *store = s_open_file(tmp.db);
+        int64_t old = s_job(store, "old");
+        s_insert(store, old, 0);
+        ck_assert_int_eq(store_commit(store), 0);
+        store_destroy(&store);
+        s_make_older(tmp.db, older[i]);
+
+        store = s_open_file(tmp.db);
+        ck_assert_int_eq(store_job_set_held(store, old, true), 0);
+        ck_assert_int_eq(store_job_set_limit(store, old, 3), 0);
+        ck_assert_int_eq(store_commit(store), 0);
+        rows_t rows = {0};
+        ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+        ck_assert_int_eq(rows.n, 1);
+        ck_assert(!rows.r[0].held);
+        ck_assert_int_eq(store_check(store), 0);
+        store_destroy(&store);
+        ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+        tmp_remove(&tmp);
+    }
 }
 END_TEST
 

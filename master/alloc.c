@@ -1,0 +1,800 @@
+/*  alloc: worker allocation queues (see alloc.h for the policy and why the
+    loop never waits on Slurm). */
+#include "alloc.h"
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define POLL_EVERY_MS 5000     /* squeue while allocations are not ended */
+#define BACKOFF_BASE_S 5.0
+#define BACKOFF_MAX_S 600.0
+#define GONE_GRACE_S 30.0      /* squeue may not list a job it was just given */
+#define KEEP_ENDED 20          /* ended allocations a queue remembers */
+#define OUT_MAX 65536          /* bytes of a command's stdout/stderr kept */
+#define ERR_MAX 300            /* bytes of an error kept for `alloc list` */
+
+typedef enum { CMD_NONE = 0, CMD_SBATCH, CMD_SQUEUE } cmd_kind_t;
+
+/* The one command running at a time. */
+typedef struct {
+    cmd_kind_t kind;
+    pid_t pid;
+    int fd[2];                 /* stdout, stderr: read ends, -1 once closed */
+    char *buf[2];
+    size_t len[2];
+    int64_t started;           /* mono ms */
+    int64_t queue;             /* sbatch: the queue it submits for */
+} cmd_t;
+
+struct alloc {
+    journal_t *journal;
+    jobs_t *jobs;
+    registry_t *registry;
+    char *worker_cmd, *master_addr, *master_key;
+    proto_alloc_t **queues;    /* by id, ascending */
+    int nqueues;
+    int64_t last_id;
+    cmd_t cmd;
+    int64_t last_tick;
+    int64_t next_poll;         /* mono ms; 0 = at the next free tick */
+    int next_queue;            /* round robin among queues wanting to submit */
+};
+
+/* ---- small helpers ---- */
+
+/* A copy of text's first line, at most ERR_MAX bytes, fit for a log line
+   between quotes and for a terminal. */
+static char *s_first_line(const char *text)
+{
+    size_t n = strcspn(text, "\n");
+    if (n > ERR_MAX)
+        n = ERR_MAX;
+    char *s = xstrndup(text, n);
+    for (char *p = s; *p; p++)
+        if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+            *p = '?';
+    return s;
+}
+
+static proto_alloc_t *s_find(const alloc_t *self, int64_t id)
+{
+    for (int i = 0; i < self->nqueues; i++)
+        if (self->queues[i]->id == id)
+            return self->queues[i];
+    return NULL;
+}
+
+static void s_save(alloc_t *self, const proto_alloc_t *q)
+{
+    journal_add(self->journal,
+                &(jop_t){.type = J_ALLOC_SAVE, .alloc = q->id, .text = proto_alloc_encode(q)});
+}
+
+static proto_alloc_t *s_copy(const proto_alloc_t *q)
+{
+    char *text = proto_alloc_encode(q);
+    proto_err_t err;
+    proto_alloc_t *c = proto_alloc_decode(text, strlen(text), &err);
+    free(text);
+    assert(c && "a queue's own text reads back");
+    return c;
+}
+
+/* Seconds in Slurm's --time form, D-HH:MM:SS. */
+static void s_slurm_time(int seconds, char *buf, size_t size)
+{
+    snprintf(buf, size, "%d-%02d:%02d:%02d", seconds / 86400, seconds / 3600 % 24,
+             seconds / 60 % 60, seconds % 60);
+}
+
+/* Appends s to b single-quoted for sh. */
+static void s_quote(char **b, size_t *len, size_t *cap, const char *s)
+{
+    size_t need = *len + 4 * strlen(s) + 4;
+    if (need > *cap) {
+        *cap = need * 2;
+        *b = xrealloc(*b, *cap);
+    }
+    char *p = *b + *len;
+    *p++ = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') {
+            memcpy(p, "'\\''", 4);
+            p += 4;
+        } else {
+            *p++ = *s;
+        }
+    }
+    *p++ = '\'';
+    *p = '\0';
+    *len = (size_t) (p - *b);
+}
+
+static void s_append(char **b, size_t *len, size_t *cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        *cap = (*len + n + 1) * 2;
+        *b = xrealloc(*b, *cap);
+    }
+    memcpy(*b + *len, s, n + 1);
+    *len += n;
+}
+
+/* The batch script of one allocation of q: its workers point back at this
+   master and leave when idle, or before the allocation's end (which the
+   script reads from squeue; none when it cannot). */
+static char *s_script(const alloc_t *self, const proto_alloc_t *q)
+{
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    char line[256];
+    s_append(&b, &len, &cap, "#!/bin/sh\n");
+    snprintf(line, sizeof line,
+             "# ztask worker allocation, queue %" PRId64 " of the master at %.100s\n"
+             "# (submitted by ztask-master: docs/deploy.md, Slurm)\n",
+             q->id, self->master_addr);
+    s_append(&b, &len, &cap, line);
+    s_append(&b, &len, &cap,
+             "end=$(squeue -h -j \"$SLURM_JOB_ID\" -o %e 2>/dev/null)\n"
+             "ends_at=$(date -d \"$end\" +%s 2>/dev/null) || ends_at=0\n"
+             "exec ");
+    if (q->workers_per_alloc > 1) {
+        snprintf(line, sizeof line, "srun --ntasks=%d ", q->workers_per_alloc);
+        s_append(&b, &len, &cap, line);
+    }
+    s_quote(&b, &len, &cap, self->worker_cmd);
+    s_append(&b, &len, &cap, " --master ");
+    s_quote(&b, &len, &cap, self->master_addr);
+    snprintf(line, sizeof line,
+             " --idle-timeout %d --ends-at \"$ends_at\" --name \"slurm-$SLURM_JOB_ID\"",
+             q->idle_timeout_s);
+    s_append(&b, &len, &cap, line);
+    if (self->master_key) {
+        s_append(&b, &len, &cap, " --master-key ");
+        s_quote(&b, &len, &cap, self->master_key);
+    }
+    for (int i = 0; i < q->nworker_args; i++) {
+        s_append(&b, &len, &cap, " ");
+        s_quote(&b, &len, &cap, q->worker_args[i]);
+    }
+    s_append(&b, &len, &cap, "\n");
+    return b;
+}
+
+/* ---- the command runner ---- */
+
+static void s_cmd_reset(cmd_t *c)
+{
+    for (int i = 0; i < 2; i++) {
+        if (c->fd[i] >= 0)
+            close(c->fd[i]);
+        free(c->buf[i]);
+    }
+    memset(c, 0, sizeof *c);
+    c->fd[0] = c->fd[1] = -1;
+}
+
+/* Starts argv with input on its stdin (small: it fits the pipe's buffer,
+   so the write never blocks). 0, or -1 with err. */
+static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const char *input,
+                       int64_t now, char *err, size_t errlen)
+{
+    cmd_t *c = &self->cmd;
+    assert(c->kind == CMD_NONE);
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            if (in[i] >= 0)
+                close(in[i]);
+            if (out[i] >= 0)
+                close(out[i]);
+            if (er[i] >= 0)
+                close(er[i]);
+        }
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, er[1], 2);
+    /* The master ignores SIGPIPE and may block signals: not its children. */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(in[0]);
+    close(out[1]);
+    close(er[1]);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(rc));
+        close(in[1]);
+        close(out[0]);
+        close(er[0]);
+        return -1;
+    }
+    if (input && *input) {
+        size_t n = strlen(input);
+        fcntl(in[1], F_SETFL, O_NONBLOCK);
+        if (write(in[1], input, n) != (ssize_t) n)
+            log_warn("event=alloc_input_short cmd=%s", argv[0]);
+    }
+    close(in[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(er[0], F_SETFL, O_NONBLOCK);
+    c->kind = kind;
+    c->pid = pid;
+    c->fd[0] = out[0];
+    c->fd[1] = er[0];
+    c->started = now;
+    return 0;
+}
+
+/* Reads what the command wrote so far (never blocks). */
+static void s_cmd_read(cmd_t *c)
+{
+    for (int i = 0; i < 2; i++) {
+        while (c->fd[i] >= 0) {
+            char tmp[4096];
+            ssize_t n = read(c->fd[i], tmp, sizeof tmp);
+            if (n > 0) {
+                size_t keep = c->len[i] + (size_t) n > OUT_MAX ? OUT_MAX - c->len[i] : (size_t) n;
+                c->buf[i] = xrealloc(c->buf[i], c->len[i] + keep + 1);
+                memcpy(c->buf[i] + c->len[i], tmp, keep);
+                c->len[i] += keep;
+                c->buf[i][c->len[i]] = '\0';
+            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                close(c->fd[i]);
+                c->fd[i] = -1;
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/* 1 with *status when the command has ended (its output read), 0 while it
+   runs. One over its time is killed first (status: killed by SIGKILL). */
+static int s_cmd_done(cmd_t *c, int64_t now, int *status)
+{
+    s_cmd_read(c);
+    pid_t r = waitpid(c->pid, status, WNOHANG);
+    if (r == 0 && now - c->started > ALLOC_CMD_TIMEOUT_MS) {
+        kill(c->pid, SIGKILL);
+        r = waitpid(c->pid, status, 0);
+    }
+    if (r == 0)
+        return 0;
+    if (r < 0)
+        *status = -1;
+    s_cmd_read(c);
+    return 1;
+}
+
+/* ---- queue state ---- */
+
+static double s_backoff(int failing)
+{
+    double d = BACKOFF_BASE_S;
+    for (int i = 1; i < failing && d < BACKOFF_MAX_S; i++)
+        d *= 2;
+    return d < BACKOFF_MAX_S ? d : BACKOFF_MAX_S;
+}
+
+static void s_failed(alloc_t *self, proto_alloc_t *q, const char *why)
+{
+    q->failures++;
+    q->failing++;
+    free(q->last_error);
+    q->last_error = s_first_line(why);
+    double wait = s_backoff(q->failing);
+    q->retry_at = clock_wall() + wait;
+    log_warn("event=alloc_failed queue=%" PRId64 " failures=%" PRId64 " retry_in_s=%.0f "
+             "error=\"%s\"",
+             q->id, q->failures, wait, q->last_error);
+    s_save(self, q);
+}
+
+/* Forgets the oldest ended allocations beyond KEEP_ENDED. */
+static void s_prune(proto_alloc_t *q)
+{
+    int ended = 0;
+    for (int i = 0; i < q->nallocs; i++)
+        ended += q->allocs[i].state == PROTO_ALLOC_ENDED;
+    int drop = ended - KEEP_ENDED, w = 0;
+    for (int i = 0; i < q->nallocs; i++) {
+        if (drop > 0 && q->allocs[i].state == PROTO_ALLOC_ENDED) {
+            free(q->allocs[i].id);
+            drop--;
+            continue;
+        }
+        q->allocs[w++] = q->allocs[i];
+    }
+    q->nallocs = w;
+}
+
+static void s_add_allocation(alloc_t *self, proto_alloc_t *q, const char *id)
+{
+    q->allocs = xrealloc(q->allocs, (size_t) (q->nallocs + 1) * sizeof *q->allocs);
+    q->allocs[q->nallocs++] = (proto_allocation_t){
+        .id = xstrdup(id),
+        .state = PROTO_ALLOC_QUEUED,
+        .submitted = clock_wall(),
+    };
+    q->submitted++;
+    q->failing = 0;
+    q->retry_at = 0;
+    s_prune(q);
+    log_info("event=alloc_submitted queue=%" PRId64 " slurm_job=%s", q->id, id);
+    s_save(self, q);
+}
+
+static void s_ended(alloc_t *self, proto_alloc_t *q, proto_allocation_t *a, const char *how)
+{
+    a->state = PROTO_ALLOC_ENDED;
+    a->ended = clock_wall();
+    a->workers = 0;
+    log_info("event=alloc_ended queue=%" PRId64 " slurm_job=%s how=%s had_worker=%d", q->id,
+             a->id, how, a->had_worker);
+    if (!a->had_worker) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "allocation %s ended (%s) before any worker registered: see its Slurm output "
+                 "(slurm-%s.out unless the queue's sbatch arguments name another)",
+                 a->id, how, a->id);
+        s_failed(self, q, why);   /* saves */
+    } else {
+        s_save(self, q);
+    }
+}
+
+/* Counts each allocation's live workers (by their Slurm job id). */
+static void s_count_workers(alloc_t *self)
+{
+    for (int i = 0; i < self->nqueues; i++) {
+        proto_alloc_t *q = self->queues[i];
+        for (int k = 0; k < q->nallocs; k++) {
+            proto_allocation_t *a = &q->allocs[k];
+            if (a->state == PROTO_ALLOC_ENDED)
+                continue;
+            int n = 0;
+            size_t pos = 0;
+            worker_t *w;
+            while ((w = registry_next(self->registry, &pos)))
+                n += w->alive && w->slurm_job && strcmp(w->slurm_job, a->id) == 0;
+            a->workers = n;
+            if (n > 0 && !a->had_worker) {
+                a->had_worker = true;
+                if (a->state == PROTO_ALLOC_QUEUED) {
+                    a->state = PROTO_ALLOC_RUNNING;
+                    a->started = clock_wall();
+                }
+                s_save(self, q);
+            }
+        }
+    }
+}
+
+/* ---- squeue ---- */
+
+static bool s_any_unended(const alloc_t *self)
+{
+    for (int i = 0; i < self->nqueues; i++)
+        for (int k = 0; k < self->queues[i]->nallocs; k++)
+            if (self->queues[i]->allocs[k].state != PROTO_ALLOC_ENDED)
+                return true;
+    return false;
+}
+
+/* squeue's state names: what is still to run, what runs, the rest ended. */
+static proto_alloc_state_t s_slurm_state(const char *st)
+{
+    static const char *const waiting[] = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                                          "RESV_DEL_HOLD", "SUSPENDED", "CONFIGURING", NULL};
+    static const char *const running[] = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING",
+                                          "RESIZING", NULL};
+    for (int i = 0; waiting[i]; i++)
+        if (strcmp(st, waiting[i]) == 0)
+            return PROTO_ALLOC_QUEUED;
+    for (int i = 0; running[i]; i++)
+        if (strcmp(st, running[i]) == 0)
+            return PROTO_ALLOC_RUNNING;
+    return PROTO_ALLOC_ENDED;
+}
+
+static void s_start_squeue(alloc_t *self, int64_t now)
+{
+    /* By name: squeue refuses a list of ids when one is unknown to it. */
+    char *names = NULL;
+    size_t len = 0, cap = 0;
+    for (int i = 0; i < self->nqueues; i++) {
+        char one[48];
+        snprintf(one, sizeof one, "%sztask-alloc-%" PRId64, len ? "," : "", self->queues[i]->id);
+        s_append(&names, &len, &cap, one);
+    }
+    char *name_arg = xasprintf("--name=%s", names ? names : "ztask-alloc-0");
+    char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i %T", name_arg, NULL};
+    char err[300];
+    if (s_cmd_start(self, CMD_SQUEUE, argv, NULL, now, err, sizeof err) != 0)
+        log_warn("event=alloc_poll_failed error=\"%s\"", err);
+    free(name_arg);
+    free(names);
+}
+
+static void s_squeue_done(alloc_t *self, int status)
+{
+    const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
+    if (status != 0) {
+        char *why = s_first_line(self->cmd.buf[1] ? self->cmd.buf[1] : "");
+        log_warn("event=alloc_poll_failed status=%d error=\"%s\"", status, why);
+        free(why);
+        return;   /* judge nothing on a failed poll */
+    }
+    double wall = clock_wall();
+    for (int i = 0; i < self->nqueues; i++) {
+        proto_alloc_t *q = self->queues[i];
+        for (int k = 0; k < q->nallocs; k++) {
+            proto_allocation_t *a = &q->allocs[k];
+            if (a->state == PROTO_ALLOC_ENDED)
+                continue;
+            /* Its line: "ID STATE". */
+            const char *st = NULL;
+            size_t idlen = strlen(a->id);
+            for (const char *line = out; *line;) {
+                if (strncmp(line, a->id, idlen) == 0 && line[idlen] == ' ') {
+                    st = line + idlen + 1;
+                    break;
+                }
+                const char *nl = strchr(line, '\n');
+                line = nl ? nl + 1 : line + strlen(line);
+            }
+            if (!st) {
+                if (wall - a->submitted > GONE_GRACE_S)
+                    s_ended(self, q, a, "gone");
+                continue;
+            }
+            char state[32];
+            size_t n = strcspn(st, " \n");
+            snprintf(state, sizeof state, "%.*s", (int) (n < 31 ? n : 31), st);
+            proto_alloc_state_t s = s_slurm_state(state);
+            if (s == a->state)
+                continue;
+            if (s == PROTO_ALLOC_ENDED) {
+                for (char *p = state; *p; p++)
+                    *p = (char) (*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+                s_ended(self, q, a, state);
+            } else {
+                if (s == PROTO_ALLOC_RUNNING && !a->started)
+                    a->started = wall;
+                a->state = s;
+                log_info("event=alloc_%s queue=%" PRId64 " slurm_job=%s",
+                         s == PROTO_ALLOC_RUNNING ? "started" : "queued", q->id, a->id);
+                s_save(self, q);
+            }
+        }
+    }
+}
+
+/* ---- sbatch ---- */
+
+/* Whether q should submit one more allocation now: tasks wait beyond the
+   live workers' free slots, fewer than backlog of its allocations wait for
+   their workers, its workers stay within max_workers. */
+static bool s_wants(const alloc_t *self, const proto_alloc_t *q, int64_t waiting)
+{
+    if (q->paused || waiting <= 0 || clock_wall() < q->retry_at)
+        return false;
+    int pending = 0, unended = 0;
+    for (int k = 0; k < q->nallocs; k++) {
+        const proto_allocation_t *a = &q->allocs[k];
+        if (a->state == PROTO_ALLOC_ENDED)
+            continue;
+        unended++;
+        pending += !a->had_worker;
+    }
+    (void) self;
+    return pending < q->backlog
+           && (int64_t) (unended + 1) * q->workers_per_alloc <= q->max_workers;
+}
+
+/* Tasks queued beyond what the live workers have free. */
+static int64_t s_waiting(const alloc_t *self)
+{
+    int64_t queued = 0, free_slots = 0;
+    size_t pos = 0;
+    job_t *job;
+    while ((job = jobs_next(self->jobs, &pos)))
+        queued += job->queued;
+    pos = 0;
+    worker_t *w;
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive && !w->draining && w->threads > w->inflight)
+            free_slots += w->threads - w->inflight;
+    return queued - free_slots;
+}
+
+static void s_start_sbatch(alloc_t *self, proto_alloc_t *q, int64_t now)
+{
+    char name[48], time_arg[48], ntasks[32];
+    snprintf(name, sizeof name, "--job-name=ztask-alloc-%" PRId64, q->id);
+    char t[32];
+    s_slurm_time(q->time_limit_s, t, sizeof t);
+    snprintf(time_arg, sizeof time_arg, "--time=%s", t);
+    snprintf(ntasks, sizeof ntasks, "--ntasks=%d", q->workers_per_alloc);
+    /* Ours first, the queue's own after (sbatch takes the last of an
+       option), the job name last: squeue finds the allocations by it. */
+    char **argv = xcalloc((size_t) q->nargs + 8, sizeof *argv);
+    int n = 0;
+    argv[n++] = "sbatch";
+    argv[n++] = "--parsable";
+    argv[n++] = time_arg;
+    argv[n++] = ntasks;
+    for (int i = 0; i < q->nargs; i++)
+        argv[n++] = q->args[i];
+    argv[n++] = name;
+    argv[n] = NULL;
+    char *script = s_script(self, q);
+    char err[300];
+    if (s_cmd_start(self, CMD_SBATCH, argv, script, now, err, sizeof err) != 0)
+        s_failed(self, q, err);
+    else
+        self->cmd.queue = q->id;
+    free(script);
+    free(argv);
+}
+
+static void s_sbatch_done(alloc_t *self, int status)
+{
+    proto_alloc_t *q = s_find(self, self->cmd.queue);
+    if (!q)
+        return;   /* removed meanwhile: its allocation, if any, ends when idle */
+    const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
+    size_t idlen = strspn(out, "0123456789_");
+    if (status == 0 && idlen > 0 && idlen <= 64) {
+        char id[65];
+        memcpy(id, out, idlen);
+        id[idlen] = '\0';
+        s_add_allocation(self, q, id);
+        return;
+    }
+    const char *e = self->cmd.buf[1] && self->cmd.buf[1][0] ? self->cmd.buf[1] : out;
+    char why[400];
+    if (WIFSIGNALED(status))
+        snprintf(why, sizeof why, "sbatch killed by signal %d (ran over %d s?)", WTERMSIG(status),
+                 ALLOC_CMD_TIMEOUT_MS / 1000);
+    else
+        snprintf(why, sizeof why, "sbatch failed (exit %d): %s",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, *e ? e : "no output");
+    s_failed(self, q, why);
+}
+
+/* ---- the tick ---- */
+
+void alloc_tick(alloc_t *self, int64_t now)
+{
+    if (now - self->last_tick < ALLOC_TICK_MS || !self->nqueues)
+        return;
+    self->last_tick = now;
+    s_count_workers(self);
+    if (self->cmd.kind != CMD_NONE) {
+        int status;
+        if (!s_cmd_done(&self->cmd, now, &status))
+            return;
+        if (self->cmd.kind == CMD_SQUEUE)
+            s_squeue_done(self, status);
+        else
+            s_sbatch_done(self, status);
+        s_cmd_reset(&self->cmd);
+    }
+    if (now >= self->next_poll && s_any_unended(self)) {
+        self->next_poll = now + POLL_EVERY_MS;
+        s_start_squeue(self, now);
+        return;
+    }
+    int64_t waiting = s_waiting(self);
+    for (int k = 0; k < self->nqueues; k++) {
+        int i = (self->next_queue + k) % self->nqueues;
+        proto_alloc_t *q = self->queues[i];
+        if (s_wants(self, q, waiting)) {
+            self->next_queue = (i + 1) % self->nqueues;
+            s_start_sbatch(self, q, now);
+            return;
+        }
+    }
+}
+
+/* ---- life ---- */
+
+alloc_t *alloc_new(const alloc_config_t *cfg)
+{
+    alloc_t *self = xcalloc(1, sizeof *self);
+    self->journal = cfg->journal;
+    self->jobs = cfg->jobs;
+    self->registry = cfg->registry;
+    self->worker_cmd = xstrdup(cfg->worker_cmd);
+    self->master_addr = xstrdup(cfg->master_addr);
+    self->master_key = xstrdup(cfg->master_key);
+    self->cmd.fd[0] = self->cmd.fd[1] = -1;
+    return self;
+}
+
+void alloc_destroy(alloc_t **p)
+{
+    if (!p || !*p)
+        return;
+    alloc_t *self = *p;
+    if (self->cmd.kind != CMD_NONE) {
+        kill(self->cmd.pid, SIGKILL);
+        waitpid(self->cmd.pid, NULL, 0);
+    }
+    s_cmd_reset(&self->cmd);
+    for (int i = 0; i < self->nqueues; i++)
+        proto_alloc_destroy(&self->queues[i]);
+    free(self->queues);
+    free(self->worker_cmd);
+    free(self->master_addr);
+    free(self->master_key);
+    free(self);
+    *p = NULL;
+}
+
+static void s_insert(alloc_t *self, proto_alloc_t *q)
+{
+    self->queues = xrealloc(self->queues, (size_t) (self->nqueues + 1) * sizeof *self->queues);
+    self->queues[self->nqueues++] = q;
+    if (q->id > self->last_id)
+        self->last_id = q->id;
+}
+
+static int s_load_one(int64_t id, const char *def, void *arg)
+{
+    alloc_t *self = arg;
+    proto_err_t err;
+    proto_alloc_t *q = proto_alloc_decode(def, strlen(def), &err);
+    if (!q) {
+        log_error("event=alloc_queue_unreadable queue=%" PRId64 " error=\"%s\" note=\"skipped\"",
+                  id, err.message);
+        if (id > self->last_id)
+            self->last_id = id;
+        return 0;
+    }
+    q->id = id;
+    s_insert(self, q);
+    return 0;
+}
+
+int alloc_load(alloc_t *self, store_t *store)
+{
+    int rc = store_allocs_each(store, s_load_one, self);
+    if (rc == 0 && self->nqueues)
+        log_info("event=alloc_queues_loaded queues=%d", self->nqueues);
+    return rc;
+}
+
+/* ---- requests ---- */
+
+static bool s_has_arg(const proto_alloc_t *q, const char *flag)
+{
+    size_t n = strlen(flag);
+    for (int i = 0; i < q->nworker_args; i++)
+        if (strncmp(q->worker_args[i], flag, n) == 0
+            && (q->worker_args[i][n] == '\0' || q->worker_args[i][n] == '='))
+            return true;
+    return false;
+}
+
+static proto_reply_t *s_add(alloc_t *self, const proto_alloc_t *given)
+{
+    if (given->idle_timeout_s > given->time_limit_s)
+        return proto_reply_error(PROTO_E_FIELD,
+                                 "the idle timeout (%d s) is longer than the time limit (%d s): "
+                                 "give a shorter --idle-timeout",
+                                 given->idle_timeout_s, given->time_limit_s);
+    if (self->master_key && !s_has_arg(given, "--curve-secret"))
+        return proto_reply_error(
+            PROTO_E_FIELD,
+            "this master uses CURVE keys: give the workers' key file with --worker-arg "
+            "--curve-secret=PATH (readable on the nodes, its public key in the master's --workers)");
+    proto_alloc_t *q = s_copy(given);
+    /* A new queue starts with a clean history, whatever was sent. */
+    q->id = ++self->last_id;
+    q->submitted = q->failures = 0;
+    q->failing = 0;
+    free(q->last_error);
+    q->last_error = NULL;
+    q->retry_at = 0;
+    for (int i = 0; i < q->nallocs; i++)
+        free(q->allocs[i].id);
+    free(q->allocs);
+    q->allocs = NULL;
+    q->nallocs = 0;
+    s_insert(self, q);
+    s_save(self, q);
+    log_info("event=alloc_queue_added queue=%" PRId64 " engine=%s max_workers=%d "
+             "workers_per_alloc=%d backlog=%d time_limit_s=%d idle_timeout_s=%d",
+             q->id, q->engine, q->max_workers, q->workers_per_alloc, q->backlog, q->time_limit_s,
+             q->idle_timeout_s);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->allocs = s_copy(q);
+    rep->nallocs = 1;
+    return rep;
+}
+
+proto_reply_t *alloc_request(alloc_t *self, const proto_req_t *req, bool admin)
+{
+    if (req->alloc_op != PROTO_ALLOC_OP_LIST && !admin)
+        return proto_reply_error(PROTO_E_AUTH,
+                                 "only an admin key may change allocation queues (they run "
+                                 "sbatch as the master's user): see the master's --admins");
+    if (req->alloc_op == PROTO_ALLOC_OP_ADD)
+        return s_add(self, req->queue);
+    proto_reply_t *rep;
+    if (req->alloc_op == PROTO_ALLOC_OP_LIST) {
+        rep = proto_reply_new(true);
+        rep->allocs = xcalloc((size_t) self->nqueues + 1, sizeof *rep->allocs);
+        for (int i = 0; i < self->nqueues; i++) {
+            proto_alloc_t *c = s_copy(self->queues[i]);
+            rep->allocs[rep->nallocs++] = *c;
+            free(c);
+        }
+        return rep;
+    }
+    int at = -1;
+    for (int i = 0; i < self->nqueues; i++)
+        if (self->queues[i]->id == req->alloc)
+            at = i;
+    if (at < 0)
+        return proto_reply_error(PROTO_E_NOT_FOUND,
+                                 "no allocation queue %" PRId64 " (see ztask alloc list)",
+                                 req->alloc);
+    proto_alloc_t *q = self->queues[at];
+    if (req->alloc_op == PROTO_ALLOC_OP_REMOVE) {
+        journal_add(self->journal, &(jop_t){.type = J_ALLOC_DELETE, .alloc = q->id});
+        memmove(&self->queues[at], &self->queues[at + 1],
+                (size_t) (self->nqueues - at - 1) * sizeof *self->queues);
+        self->nqueues--;
+        self->next_queue = 0;
+        log_info("event=alloc_queue_removed queue=%" PRId64 " note=\"its allocations end when "
+                 "their workers go idle\"",
+                 q->id);
+        rep = proto_reply_new(true);
+        rep->allocs = q;   /* the reply takes it */
+        rep->nallocs = 1;
+        return rep;
+    }
+    q->paused = req->alloc_op == PROTO_ALLOC_OP_PAUSE;
+    if (!q->paused)
+        q->retry_at = 0;   /* resume: try now */
+    s_save(self, q);
+    log_info("event=alloc_queue_%s queue=%" PRId64, q->paused ? "paused" : "resumed", q->id);
+    rep = proto_reply_new(true);
+    rep->allocs = s_copy(q);
+    rep->nallocs = 1;
+    return rep;
+}

@@ -1,0 +1,81 @@
+/*  alloc: worker allocation queues (`ztask alloc`, docs/deploy.md). While
+    tasks wait that the live workers cannot take, the master submits jobs to
+    Slurm (sbatch) that start ztask-worker pointed back at it; those workers
+    leave once idle for the queue's idle timeout (or just before their
+    allocation ends), and the allocation ends with them.
+
+    Why in the master and not a process of its own: a queue is state like a
+    job (stored, kept over a restart, shown through the API), and the demand
+    is the master's own view (queued tasks, free worker slots); a separate
+    allocator would have to poll the master for both and keep its own
+    database. What must not happen is the loop waiting on Slurm: sbatch and
+    squeue run as child processes (posix_spawn), one at a time, their
+    output read from non-blocking pipes and their exit taken with waitpid
+    WNOHANG at each tick; one that runs longer than ALLOC_CMD_TIMEOUT_MS is
+    killed and counts as a failure.
+
+    Policy, per queue, at each tick (once a second):
+      - submit one allocation when tasks are queued beyond the free slots of
+        the live workers, fewer than `backlog` of its allocations wait for
+        their workers, and its allocations (each `workers_per_alloc`
+        workers) stay within `max_workers`;
+      - a failed sbatch, or an allocation that ends before any of its
+        workers registered, is a failure: the queue backs off (5 s, doubling
+        up to 10 min) and says why in `alloc list` and the log;
+      - allocations are followed with squeue (by the queue's job name) every
+        5 s while any is not ended; one squeue no longer lists, submitted
+        more than 30 s ago, has ended. A restarted master finds the
+        allocations it had submitted this way instead of submitting again.
+    `remove` stops a queue's submissions; its running allocations are left
+    to end when their workers go idle (no running task is killed).
+
+    Ownership: queues are the module's; replies carry copies.
+    Threads: main loop only (the children are processes, not threads).
+*/
+#ifndef ZTASK_ALLOC_H
+#define ZTASK_ALLOC_H
+
+#include "jobs.h"
+#include "journal.h"
+#include "registry.h"
+#include "store.h"
+
+#include "../proto/proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ALLOC_TICK_MS 1000
+#define ALLOC_CMD_TIMEOUT_MS 30000
+
+typedef struct alloc alloc_t;
+
+/* What alloc_new works with: pointers borrowed (the loop owns them and
+   outlives the alloc_t), strings copied. */
+typedef struct {
+    journal_t *journal;
+    jobs_t *jobs;
+    registry_t *registry;
+    const char *worker_cmd;   /* the ztask-worker the allocations start */
+    const char *master_addr;  /* HOST:PORT the workers connect to */
+    const char *master_key;   /* the master's Z85 public key; NULL without CURVE */
+} alloc_config_t;
+
+alloc_t *alloc_new(const alloc_config_t *cfg);
+/* Kills a command still running (and reaps it); frees everything. */
+void alloc_destroy(alloc_t **p);
+
+/* Reads the stored queues. -1 on a store error (store_error says it); a
+   queue whose text cannot be read is logged and skipped. */
+int alloc_load(alloc_t *self, store_t *store);
+
+/* Once per ALLOC_TICK_MS: reads a finished command, starts the next one
+   (squeue, sbatch) when due. Never blocks. */
+void alloc_tick(alloc_t *self, int64_t now);
+
+/* The reply to an `alloc` request (add, list, pause, resume, remove);
+   admin: the peer may change queues (the master's --admins, or anyone
+   without CURVE). Always a reply (errors included); the caller frees. */
+proto_reply_t *alloc_request(alloc_t *self, const proto_req_t *req, bool admin);
+
+#endif

@@ -1,0 +1,326 @@
+/*  e2e alloc: workers started for a while (issue 18, docs/deploy.md):
+    a worker with --idle-timeout leaves on its own once it has had no task;
+    a worker with an end (--ends-at) is sent no task whose --time-request
+    would outlast it; and the master's allocation queues (ztask alloc)
+    against stand-in sbatch/squeue scripts put first on the master's PATH:
+    what they submit, the backlog and worker caps, an allocation that
+    ends before any worker came, failed submissions backed off, and the
+    allocations found again after a master kill -9 rather than submitted
+    twice. The real Slurm is tests/slurm/run.sh (`make test-slurm`). */
+#include "harness.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+START_TIMED_TEST(a_worker_with_an_idle_timeout_leaves_once_it_has_had_no_task, 60)
+{
+    h_cluster_t *c = h_cluster_new("idle");
+    h_proc_t *m = h_master_start(c, 0, NULL);
+    h_proc_t *w = h_worker_start(c, "idler", 2, "--idle-timeout", "1.5", NULL);
+    int64_t job = h_submit(c, NULL, "--array", "1-6", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    /* Gone on its own, cleanly: exit 0, "bye" at the master. */
+    ck_assert_int_eq(h_proc_wait_exit(w, 20000), 0);
+    ck_assert(h_proc_count_log(w, "event=draining reason=idle") == 1);
+    ck_assert(h_proc_wait_log(m, "event=worker_bye", 1, 5000));
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The worker record of name (borrowed from ws), or NULL. */
+static const cJSON *s_worker(const cJSON *ws, const char *name)
+{
+    const cJSON *w;
+    cJSON_ArrayForEach(w, ws)
+        if (h_jstr(w, "worker") && strcmp(h_jstr(w, "worker"), name) == 0)
+            return w;
+    return NULL;
+}
+
+START_TIMED_TEST(a_task_whose_time_request_outlasts_a_workers_end_waits_for_one_that_can_finish_it,
+                 90)
+{
+    h_cluster_t *c = h_cluster_new("timereq");
+    h_master_start(c, 0, NULL);
+    char ends[32];
+    snprintf(ends, sizeof ends, "%lld", (long long) time(NULL) + 60);
+    h_worker_start(c, "short", 2, "--ends-at", ends, NULL);
+
+    h_run_t *r = h_cli(c, "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "workers: %s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    const cJSON *w = s_worker(ws, "short");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq((int64_t) h_jnum(w, "ends_at", 0), atoll(ends));
+    cJSON_Delete(ws);
+    h_run_free(&r);
+
+    /* 2 minutes cannot finish in what is left of 60 s; 5 s can. */
+    int64_t longer = h_submit(c, NULL, "--time-request", "2m", "--", "echo", "long", NULL);
+    int64_t shorter = h_submit(c, NULL, "--time-request", "5s", "--", "echo", "short", NULL);
+    ck_assert_int_eq(h_wait(c, shorter, 30000), 0);
+    r = h_cli(c, "stats", "--json", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "\"exec~120\""),
+                  "stats does not say a 120 s task waits: %s", r->out);
+    h_run_free(&r);
+    ck_assert_int_eq(h_status_count(c, longer, "queued"), 1);
+
+    /* A worker with no end takes it. */
+    h_worker_start(c, "long", 1, NULL);
+    ck_assert_int_eq(h_wait(c, longer, 30000), 0);
+    cJSON *res = h_results(c, longer, NULL);
+    ck_assert_str_eq(h_jstr(cJSON_GetArrayItem(res, 0), "worker"), "long");
+    cJSON_Delete(res);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* ---- allocation queues against stand-in Slurm commands ---- */
+
+/* sbatch: records its arguments (one line per call) and its script, fails
+   while DIR/fail exists, else prints the next job id (1001, 1002...).
+   squeue: prints DIR/squeue.txt ("ID STATE" lines) and counts its calls. */
+static void s_fake_slurm(h_cluster_t *c)
+{
+    char *bin = h_path(c, "bin");
+    ck_assert_int_eq(mkdir(bin, 0755), 0);
+    const char *dir = h_dir(c);
+    char *path = NULL;
+    ck_assert_int_gt(asprintf(&path, "%s/sbatch", bin), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "echo \"$*\" >> \"$d/sbatch.log\"\n"
+            "n=$(wc -l < \"$d/sbatch.log\")\n"
+            "cat > \"$d/script.$n\"\n"
+            "if [ -e \"$d/fail\" ]; then\n"
+            "  echo 'sbatch: error: invalid partition specified: nosuch' >&2; exit 1\n"
+            "fi\n"
+            "id=$((1000 + $(ls \"$d\"/job.* 2>/dev/null | wc -l) + 1))\n"
+            "touch \"$d/job.$id\"\n"
+            "echo \"$id\"\n",
+            dir);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+    ck_assert_int_gt(asprintf(&path, "%s/squeue", bin), 0);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "echo \"$*\" >> \"$d/squeue.log\"\n"
+            "cat \"$d/squeue.txt\" 2>/dev/null\n"
+            "exit 0\n",
+            dir);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+    /* The master (started after this) inherits it. */
+    char *newpath = NULL;
+    ck_assert_int_gt(asprintf(&newpath, "%s:%s", bin, getenv("PATH") ? getenv("PATH") : ""), 0);
+    setenv("PATH", newpath, 1);
+    free(newpath);
+    free(bin);
+}
+
+static int s_lines(h_cluster_t *c, const char *name)
+{
+    char *p = h_path(c, name);
+    FILE *f = fopen(p, "r");
+    free(p);
+    if (!f)
+        return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+static void s_write(h_cluster_t *c, const char *name, const char *text)
+{
+    char *p = h_path(c, name);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    free(p);
+}
+
+static char *s_read(h_cluster_t *c, const char *name)
+{
+    char *p = h_path(c, name);
+    FILE *f = fopen(p, "r");
+    free(p);
+    ck_assert_ptr_nonnull(f);
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* `alloc list --json`: the one queue's record (caller owns). */
+static cJSON *s_queue(h_cluster_t *c)
+{
+    h_run_t *r = h_cli(c, "alloc", "list", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "alloc list: %s", h_run_desc(r));
+    cJSON *q = h_json_first(r->out);
+    ck_assert_ptr_nonnull(q);
+    h_run_free(&r);
+    return q;
+}
+
+/* The state of allocation i of the queue, or "" when it has none. */
+static bool s_alloc_is(h_cluster_t *c, int i, const char *state)
+{
+    cJSON *q = s_queue(c);
+    const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(q, "allocations"), i);
+    bool same = a && h_jstr(a, "state") && strcmp(h_jstr(a, "state"), state) == 0;
+    cJSON_Delete(q);
+    return same;
+}
+
+static int64_t s_queue_int(h_cluster_t *c, const char *field)
+{
+    cJSON *q = s_queue(c);
+    int64_t v = h_jint(q, field, -1);
+    cJSON_Delete(q);
+    return v;
+}
+
+START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survives_a_restart,
+                 180)
+{
+    h_cluster_t *c = h_cluster_new("allocq");
+    s_fake_slurm(c);
+    h_master_start(c, 0, NULL);
+
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
+                       "--idle-timeout", "2m", "--worker-arg=--threads=3", "--json", "--",
+                       "--partition=cpu", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    cJSON *q = h_json_first(r->out);
+    ck_assert_int_eq(h_jint(q, "id", 0), 1);
+    ck_assert_int_eq(h_jint(q, "time_limit_s", 0), 600);
+    cJSON_Delete(q);
+    h_run_free(&r);
+
+    /* Nothing waits: nothing is submitted. */
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 0);
+    int64_t job = h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 1, 10000), "no sbatch for waiting tasks");
+    ck_assert(H_POLL(s_alloc_is(c, 0, "queued"), 5000));
+    const char *args = s_read(c, "sbatch.log");
+    ck_assert_msg(strstr(args, "--parsable") && strstr(args, "--time=0-00:10:00")
+                      && strstr(args, "--partition=cpu")
+                      && strstr(args, "--job-name=ztask-alloc-1"),
+                  "sbatch arguments: %s", args);
+    const char *script = s_read(c, "script.1");
+    ck_assert_msg(strstr(script, "ztask-worker") && strstr(script, h_master_addr(c))
+                      && strstr(script, "--idle-timeout 120") && strstr(script, "'--threads=3'"),
+                  "batch script: %s", script);
+
+    /* Running, and max 1 worker: the tasks still wait, no second one. */
+    s_write(c, "squeue.txt", "1001 RUNNING\n");
+    ck_assert(H_POLL(s_alloc_is(c, 0, "running"), 15000));
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+
+    /* kill -9 and a restart: the allocation is found again, not redone. */
+    h_proc_kill9(h_master(c));
+    h_master_start(c, 0, NULL);
+    polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
+    ck_assert(s_alloc_is(c, 0, "running"));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    ck_assert_int_eq(s_queue_int(c, "submitted"), 1);
+
+    /* It ends with no worker ever seen: a failure, backed off. */
+    s_write(c, "squeue.txt", "1001 FAILED\n");
+    ck_assert(H_POLL(s_queue_int(c, "failures") == 1, 15000));
+    q = s_queue(c);
+    ck_assert_msg(strstr(h_jstr(q, "last_error"), "before any worker registered"), "%s",
+                  h_jstr(q, "last_error"));
+    ck_assert(h_jnum(q, "retry_at", 0) > (double) time(NULL) + 2);
+    cJSON_Delete(q);
+
+    /* Then sbatch itself fails: said, and not retried in a tight loop. */
+    s_write(c, "fail", "");
+    ck_assert(H_POLL(s_queue_int(c, "failures") == 2, 20000));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 2);
+    q = s_queue(c);
+    ck_assert_msg(strstr(h_jstr(q, "last_error"), "invalid partition"), "%s",
+                  h_jstr(q, "last_error"));
+    double wait_s = h_jnum(q, "retry_at", 0) - (double) time(NULL);
+    ck_assert_msg(wait_s > 5, "backoff after 2 failures: %.1f s", wait_s);
+    cJSON_Delete(q);
+    h_run_t *list = h_cli(c, "alloc", "list", NULL);
+    ck_assert_msg(list->rc == 0 && strstr(list->out, "backing-off")
+                      && strstr(list->out, "invalid partition"),
+                  "alloc list: %s", list->out);
+    h_run_free(&list);
+
+    /* Pause, resume (at once: no backoff), remove. */
+    r = h_cli(c, "alloc", "pause", "1", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "paused"), "pause: %s", h_run_desc(r));
+    h_run_free(&r);
+    char *fail = h_path(c, "fail");
+    unlink(fail);
+    free(fail);
+    r = h_cli(c, "alloc", "resume", "1", NULL);
+    ck_assert_msg(r->rc == 0, "resume: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 3, 10000), "resume did not submit at once");
+    r = h_cli(c, "alloc", "remove", "1", NULL);
+    ck_assert_msg(r->rc == 0, "remove: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "list", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "no allocation queues"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "pause", "1", NULL);
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "no allocation queue 1"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    (void) job;
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
+{
+    h_cluster_t *c = h_cluster_new("allocbad");
+    h_master_start(c, 0, NULL);
+    static const char *const bad[][10] = {
+        {"alloc", "add", "pbs", "--time-limit", "1h", NULL},
+        {"alloc", "add", "slurm", NULL},
+        {"alloc", "add", "slurm", "--time-limit", "30s", NULL},
+        {"alloc", "add", "slurm", "--time-limit", "1h", "--idle-timeout", "2h", NULL},
+        {"alloc", "add", "slurm", "--time-limit", "1h", "--max-workers", "2",
+         "--workers-per-alloc", "4", NULL},
+        {"alloc", "add", "slurm", "--time-limit", "1h", "--partition=x", NULL},
+        {"alloc", "frobnicate", NULL},
+        {"alloc", "pause", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        h_run_t *r = h_cliv(c, bad[i], 20000);
+        ck_assert_msg(r->rc == 2 && strstr(r->err, "ztask alloc"), "case %zu: %s", i,
+                      h_run_desc(r));
+        h_run_free(&r);
+    }
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+int main(void)
+{
+    return h_run_suite(zt_case_per_test("e2e_alloc", h_slowdown()));
+}
