@@ -83,7 +83,8 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
     "ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"          \
     "ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"           \
     "ALTER TABLE jobs ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;"    \
-    "ALTER TABLE jobs ADD COLUMN definition TEXT;"
+    "ALTER TABLE jobs ADD COLUMN definition TEXT;"                           \
+    "ALTER TABLE tasks ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;"
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
@@ -121,7 +122,9 @@ static const char *const SCHEMA =
     "  outcome TEXT,"
     "  started REAL NOT NULL DEFAULT 0,"
     "  finished REAL NOT NULL DEFAULT 0,"
-    "  held INTEGER NOT NULL DEFAULT 0);"
+    "  held INTEGER NOT NULL DEFAULT 0,"          /* ztask hold JOB.INDEX */
+    /* Attempts before its last `ztask retry`: its retries count from there. */
+    "  retry_base INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
     "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
@@ -139,7 +142,7 @@ static const char *const SCHEMA =
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
     "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished, " \
-    "needs, held"
+    "needs, held, retry_base"
 
 /* A spec's size in bytes (length() of text counts characters). */
 #define SPEC_BYTES "length(CAST(spec AS BLOB))"
@@ -253,7 +256,7 @@ static const char *const SQL[S_COUNT_] = {
     /* The outcome of the attempt that failed or was cancelled goes: the
        row shows the new attempt (queued, then how it ends). */
     [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, outcome = NULL, started = 0, "
-                     "finished = 0 WHERE id = ?1 AND state IN (4, 5)",
+                     "finished = 0, retry_base = attempt WHERE id = ?1 AND state IN (4, 5)",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -438,8 +441,9 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->needs = (const char *)sqlite3_column_text(st, 12);
     /* S_UNFINISHED and S_RETRYABLE add the spec's size. */
     row->held = sqlite3_column_int(st, 13) != 0;
-    if (sqlite3_column_count(st) > 14)
-        row->spec_bytes = sqlite3_column_int64(st, 14);
+    row->retry_base = sqlite3_column_int(st, 14);
+    if (sqlite3_column_count(st) > 15)
+        row->spec_bytes = sqlite3_column_int64(st, 15);
     return 0;
 }
 

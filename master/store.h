@@ -50,8 +50,8 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
 
 /* The schema this build writes (PRAGMA user_version). 2: no
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
-   jobs.owner; 6: tasks.held, jobs.held, jobs.max_running, jobs.definition
-   (ztask hold, limit, show); 8: alloc_queues. Older databases are upgraded
+   jobs.owner; 6: tasks.held, tasks.retry_base, jobs.held, jobs.max_running,
+   jobs.definition (ztask hold, retry, limit, show); 8: alloc_queues. Older databases are upgraded
    in place, a step per version (s_upgrade in store.c); a newer one is
    refused. */
 #define STORE_SCHEMA_VERSION 8
@@ -177,7 +177,8 @@ int store_task_requeue(store_t *self, int64_t task);
 
 /* Puts a FAILED or CANCELLED task back in the queue for a new attempt
    (`ztask retry`): state QUEUED, its outcome, worker and times cleared,
-   attempt kept (the next dispatch is attempt + 1). */
+   attempt kept (the next dispatch is attempt + 1) and noted as its
+   retry_base. */
 int store_task_retry(store_t *self, int64_t task);
 
 /* Records the final outcome: state DONE, FAILED or CANCELLED, the attempt
@@ -206,6 +207,8 @@ typedef struct {
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
     bool held;                 /* held alone (ztask hold JOB.INDEX) */
+    int retry_base;            /* attempts before its last `ztask retry`: its spec's
+                                  retries count from there */
     int64_t spec_bytes;        /* size of its spec: store_unfinished_each and
                                   store_retryable_each only, else 0 */
 } store_task_row_t;

@@ -91,7 +91,8 @@ static int s_load_task(const store_task_row_t *row, void *arg)
                              .attempt = row->attempt};
     sched_task_t *t;
     if (row->state == PROTO_ST_QUEUED) {
-        int left = row->retries - row->attempt;
+        /* Attempts since its last `ztask retry` used its retries. */
+        int left = row->retries - (row->attempt - row->retry_base);
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add(self->sched, &task, 0);
         t->recovered = true;
@@ -101,7 +102,7 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
-        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
+        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 - row->retry_base : 0);
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
                              now + self->cfg.recovery_grace_ms);

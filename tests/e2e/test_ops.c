@@ -108,15 +108,17 @@ START_TIMED_TEST(retry_runs_failed_then_cancelled_tasks_again_in_the_same_job, 9
 END_TEST
 
 /* A retry is stored at once: tasks put back while no worker runs survive
-   a master restart and run when a worker comes. */
+   a master restart and run when a worker comes, with the retries their
+   spec asked for (--retries 1: attempts 1 and 2 fail, the job fails;
+   retried, attempt 3 fails too and attempt 4, its retry, succeeds). */
 START_TIMED_TEST(retried_tasks_survive_a_master_restart, 120)
 {
     h_cluster_t *c = h_cluster_new("retryrestart");
     int port = h_free_base_port();
     h_proc_t *m = h_master_start(c, port, NULL);
     h_proc_t *w = h_worker_start(c, "a", 2, NULL);
-    int64_t job = h_submit(c, NULL, "--array", "0-1", "--", "sh", "-c",
-                           "[ $ZTASK_ATTEMPT -ge 2 ] || exit 4", NULL);
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--retries", "1", "--", "sh", "-c",
+                           "[ $ZTASK_ATTEMPT -ge 4 ] || exit 4", NULL);
     ck_assert_int_eq(h_wait(c, job, 30000), 1);
     h_proc_stop(w, 10000);
     char jtext[32];

@@ -1095,7 +1095,8 @@ END_TEST
 /* What schema 6 added (hold, limit, definitions), dropped again. */
 #define S_DROP_OPS                                                                  \
     "ALTER TABLE tasks DROP COLUMN held; ALTER TABLE jobs DROP COLUMN held;"        \
-    "ALTER TABLE jobs DROP COLUMN max_running; ALTER TABLE jobs DROP COLUMN definition;"
+    "ALTER TABLE jobs DROP COLUMN max_running; ALTER TABLE jobs DROP COLUMN definition;"    \
+    "ALTER TABLE tasks DROP COLUMN retry_base;"
 
 /* Turns a closed database file into what an older ztask left: runs sql
    on it behind the store's back. */
