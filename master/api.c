@@ -570,35 +570,7 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
     proto_reply_destroy(&rep);
 }
 
-/* ---- cancel ---- */
-
-static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
-                     const proto_req_t *req)
-{
-    int64_t count = 0;
-    if (req->task > 0 || req->index >= 0) {
-        int64_t id = s_task_id(self, req);
-        if (!s_task_or_reply(self, env, peer, id, NULL))
-            return;
-        sched_task_t *t = sched_get(self->cfg.sched, id);
-        if (t) {
-            tasks_cancel(self->cfg.tasks, t);
-            count = 1;
-        }
-    } else {
-        job_t *job = s_job_or_reply(self, env, peer, req->job);
-        if (!job)
-            return;
-        jobs_cancel(self->cfg.jobs, job);
-        count = tasks_cancel_job(self->cfg.tasks, job);
-    }
-    proto_reply_t *rep = proto_reply_new(true);
-    rep->count = count;
-    s_send_reply(self, env, rep, PROTO_REQ_CANCEL);
-    proto_reply_destroy(&rep);
-}
-
-/* ---- hold, release, priority, limit ---- */
+/* ---- cancel, hold, release, priority, limit ---- */
 
 static void s_count_reply(api_t *self, const zmqx_frames_t *env, int64_t count,
                           proto_req_type_t type)
@@ -609,25 +581,55 @@ static void s_count_reply(api_t *self, const zmqx_frames_t *env, int64_t count,
     proto_reply_destroy(&rep);
 }
 
+/* What cancel, hold and release act on: one task (JOB.INDEX or a task id:
+   *job NULL, *t NULL when it has finished) or a job (*t NULL). False
+   after answering when there is none the peer may act on. */
+static bool s_target(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     const proto_req_t *req, sched_task_t **t, job_t **job)
+{
+    *t = NULL;
+    *job = NULL;
+    if (req->task > 0 || req->index >= 0) {
+        int64_t id = s_task_id(self, req);
+        if (!s_task_or_reply(self, env, peer, id, NULL))
+            return false;
+        *t = sched_get(self->cfg.sched, id);
+        return true;
+    }
+    *job = s_job_or_reply(self, env, peer, req->job);
+    return *job != NULL;
+}
+
+static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     const proto_req_t *req)
+{
+    sched_task_t *t;
+    job_t *job;
+    if (!s_target(self, env, peer, req, &t, &job))
+        return;
+    int64_t count = 0;
+    if (job) {
+        jobs_cancel(self->cfg.jobs, job);
+        count = tasks_cancel_job(self->cfg.tasks, job);
+    } else if (t) {
+        tasks_cancel(self->cfg.tasks, t);
+        count = 1;
+    }
+    s_count_reply(self, env, count, PROTO_REQ_CANCEL);
+}
+
 /* hold/release a job, or one task of it (JOB.INDEX or a task id). */
 static void s_hold(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                    const proto_req_t *req)
 {
     bool hold = req->type == PROTO_REQ_HOLD;
-    int64_t count = 0;
-    if (req->task > 0 || req->index >= 0) {
-        int64_t id = s_task_id(self, req);
-        if (!s_task_or_reply(self, env, peer, id, NULL))
-            return;
-        sched_task_t *t = sched_get(self->cfg.sched, id);
-        if (t)
-            count = tasks_hold(self->cfg.tasks, t, hold);
-    } else {
-        job_t *job = s_job_or_reply(self, env, peer, req->job);
-        if (!job)
-            return;
-        count = tasks_hold_job(self->cfg.tasks, job, hold);
-    }
+    sched_task_t *t;
+    job_t *job;
+    if (!s_target(self, env, peer, req, &t, &job))
+        return;
+    int64_t count = job ? tasks_hold_job(self->cfg.tasks, job, hold)
+                    : t ? tasks_hold(self->cfg.tasks, t, hold)
+                        : 0;
     s_count_reply(self, env, count, req->type);
 }
 

@@ -11,6 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* DIR/work, made (caller frees): where a test's tasks run and write. */
+static char *s_workdir(h_cluster_t *c)
+{
+    char *dir = h_path(c, "work");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    return dir;
+}
+
 /* `ztask CMD... --json` that must exit 0: its first JSON line (caller
    deletes). */
 static cJSON *s_json(h_cluster_t *c, const char *const *args)
@@ -50,8 +58,7 @@ START_TIMED_TEST(retry_runs_failed_then_cancelled_tasks_again_in_the_same_job, 9
     h_cluster_t *c = h_cluster_new("retry");
     h_master_start(c, 0, NULL);
     h_worker_start(c, "a", 4, NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     int64_t job = s_flag_job(c, dir);
     char jtext[32], ref[48];
     snprintf(jtext, sizeof jtext, "%lld", (long long)job);
@@ -168,8 +175,7 @@ START_TIMED_TEST(held_tasks_wait_across_a_restart_until_released, 120)
     h_cluster_t *c = h_cluster_new("hold");
     int port = h_free_base_port();
     h_proc_t *m = h_master_start(c, port, NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
 
     /* No worker yet: job a is queued, then held. */
     int64_t a = s_order_job(c, dir, "a", "0-2");
@@ -220,8 +226,7 @@ START_TIMED_TEST(a_task_held_alone_waits_while_the_rest_of_its_job_runs, 90)
 {
     h_cluster_t *c = h_cluster_new("holdone");
     h_master_start(c, 0, NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     int64_t a = s_order_job(c, dir, "a", "0-3");
     char a2[48];
     snprintf(a2, sizeof a2, "%lld.2", (long long)a);
@@ -252,8 +257,7 @@ START_TIMED_TEST(priority_moves_a_queued_job_ahead_and_is_kept_across_a_restart,
     h_cluster_t *c = h_cluster_new("priority");
     int port = h_free_base_port();
     h_proc_t *m = h_master_start(c, port, "--prefetch", "0", NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     int64_t a = s_order_job(c, dir, "a", "0-2");
     int64_t b = s_order_job(c, dir, "b", "0-2");
     char bt[32];
@@ -297,8 +301,7 @@ START_TIMED_TEST(max_running_caps_a_job_and_limit_changes_it, 120)
     h_cluster_t *c = h_cluster_new("limit");
     int port = h_free_base_port();
     h_proc_t *m = h_master_start(c, port, NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     int64_t job = h_submit(c, NULL, "--max-running", "1", "--array", "0-4", "--cwd", dir,
                            "--timeout", "100", "--", "sh", "-c",
                            "touch started.{}; while [ ! -e go ]; do sleep 0.05; done", NULL);
@@ -408,8 +411,7 @@ START_TIMED_TEST(views_show_what_runs_where_and_filter_jobs, 90)
     h_master_start(c, 0, "--prefetch", "0", NULL);   /* a worker holds one task per thread */
     h_proc_t *wa = h_worker_start(c, "a", 2, NULL);
     h_proc_t *wb = h_worker_start(c, "b", 1, NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     int64_t adhoc = h_submit(c, NULL, "--name", "adhoc", "--", "true", NULL);
     ck_assert_int_eq(h_wait(c, adhoc, 30000), 0);
     int64_t n1 = h_submit(c, NULL, "--name", "nightly-1", "--array", "0-2", "--cwd", dir,
@@ -501,8 +503,7 @@ START_TIMED_TEST(a_retry_goes_to_another_worker_when_one_can_take_it, 120)
     h_master_start(c, 0, "--retry-backoff-ms", "300", "--prefetch", "0", NULL);
     h_proc_t *wa = h_worker_start(c, "a", 1, NULL);
     h_proc_t *wb = h_worker_start(c, "b", 1, "--label", "blocker", NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     for (int i = 0; i < 6; i++) {
         char script[200];
         /* b's one thread: busy until the task below fails once. */
@@ -555,8 +556,7 @@ START_TIMED_TEST(output_files_get_the_whole_streams_beside_the_capped_copy, 90)
     h_cluster_t *c = h_cluster_new("outfiles");
     h_master_start(c, 0, "--retry-backoff-ms", "20", NULL);
     h_worker_start(c, "w", 2, NULL);
-    char *dir = h_path(c, "work");
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char *dir = s_workdir(c);
     /* 5000 bytes of stdout (the master keeps 1K), a line of stderr; the
        first attempt of each fails, so %{attempt} makes two files. */
     const char *script = "head -c 5000 /dev/zero | tr '\\0' x; echo err {} >&2; "
@@ -568,7 +568,7 @@ START_TIMED_TEST(output_files_get_the_whole_streams_beside_the_capped_copy, 90)
     ck_assert_int_eq(h_wait(c, job, 30000), 0);
     for (int i = 1; i <= 2; i++)
         for (int a = 1; a <= 2; a++) {
-            char name[96], want[16];
+            char name[96], want[32];
             snprintf(name, sizeof name, "work/out/%lld/%d.%d.out", (long long)job, i, a);
             ck_assert_int_eq(s_file_size(c, name), 5000);
             snprintf(name, sizeof name, "work/out/%lld/%d.%d.err", (long long)job, i, a);
