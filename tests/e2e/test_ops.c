@@ -199,6 +199,10 @@ START_TIMED_TEST(held_tasks_wait_across_a_restart_until_released, 120)
     ck_assert(h_jtrue(st, "held"));
     ck_assert_int_eq(h_jint(st, "queued", -1), 3);
     cJSON_Delete(st);
+    /* wait says why it waits. */
+    h_run_t *r = h_cli(c, "wait", at, "--timeout", "5", NULL);
+    ck_assert_msg(r->rc == 5 && strstr(r->err, "is held"), "wait: %s", h_run_desc(r));
+    h_run_free(&r);
 
     /* Released: it runs. */
     o = s_json(c, (const char *[]){"release", at, "--json", NULL});
