@@ -2055,6 +2055,122 @@ START_TEST(every_test_is_registered)
 }
 END_TEST
 
+/* The requests and records that steer jobs (retry is in
+   every_request_type_round_trips): hold/release, priority, limit, show,
+   running, a first batch's max_running and definition, a hello's
+   functions; the records carry held, max_running, definition, the start
+   of a task on a worker, and a submit's no_worker. */
+START_TEST(steering_requests_and_their_records_round_trip)
+{
+    proto_req_t *r = proto_req_new(PROTO_REQ_HOLD), *g;
+    r->job = 4;
+    r->index = 2;
+    g = s_req_round_trip(r);
+    ck_assert(g->job == 4 && g->index == 2);
+    proto_req_destroy(&g);
+    r->type = PROTO_REQ_RELEASE;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->type, PROTO_REQ_RELEASE);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_PRIORITY);
+    r->job = 4;
+    r->priority = -7;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->priority, -7);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_LIMIT);
+    r->job = 4;
+    r->max_running = 50;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->max_running, 50);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_TASKS);
+    r->worker = strdup("w3");
+    r->all = true;
+    g = s_req_round_trip(r);
+    ck_assert(g->all && strcmp(g->worker, "w3") == 0 && g->job == 0);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_SUBMIT);
+    r->max_running = 3;
+    r->definition = strdup("{\"argv\":[\"submit\"],\"user\":\"ana\"}");
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->max_running, 3);
+    ck_assert_str_eq(g->definition, r->definition);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_HELLO);
+    r->host = strdup("h");
+    r->threads = 1;
+    r->functions = calloc(3, sizeof *r->functions);
+    r->functions[0] = strdup("square");
+    r->functions[1] = strdup("wordcount");
+    r->nfunctions = 2;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->nfunctions, 2);
+    ck_assert_str_eq(g->functions[1], "wordcount");
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"limit\",\"job\":1}", PROTO_E_FIELD, "max_running");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"limit\",\"job\":1,\"max_running\":-1}", PROTO_E_FIELD,
+            "max_running");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"priority\",\"job\":1,\"priority\":3e10}", PROTO_E_FIELD,
+            "priority");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"hold\"}", PROTO_E_FIELD, "job");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"submit\",\"definition\":[1]}", PROTO_E_FIELD,
+            "definition");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"retry\",\"job\":1,\"indexes\":[-1]}", PROTO_E_FIELD,
+            "indexes");
+
+    proto_reply_t *rep = proto_reply_new(true), *got;
+    rep->jobs = calloc(1, sizeof *rep->jobs);
+    rep->njobs = 1;
+    rep->jobs[0].id = 9;
+    rep->jobs[0].held = true;
+    rep->jobs[0].max_running = 2;
+    rep->jobs[0].definition = strdup("{\"user\":\"ana\"}");
+    rep->jobs[0].first_spec = strdup("{\"argv\":[\"x\"]}");
+    got = s_reply_round_trip(rep, PROTO_REQ_SHOW);
+    ck_assert(got->jobs[0].held && got->jobs[0].max_running == 2);
+    ck_assert_str_eq(got->jobs[0].first_spec, "{\"argv\":[\"x\"]}");
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+
+    rep = proto_reply_new(true);
+    rep->tasks = calloc(1, sizeof *rep->tasks);
+    rep->ntasks = 1;
+    rep->tasks[0].task = 5;
+    rep->tasks[0].index = 1;
+    rep->tasks[0].status = PROTO_ST_RUNNING;
+    rep->tasks[0].attempts = 2;
+    rep->tasks[0].started = 1700000000.25;
+    got = s_reply_round_trip(rep, PROTO_REQ_TASKS);
+    ck_assert(got->tasks[0].started == 1700000000.25 && !got->tasks[0].result);
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+
+    rep = proto_reply_new(true);
+    rep->job = 3;
+    rep->no_worker = calloc(2, sizeof *rep->no_worker);
+    rep->no_worker[0] = strdup("fn=wordcount");
+    rep->nno_worker = 1;
+    got = s_reply_round_trip(rep, PROTO_REQ_SUBMIT);
+    ck_assert_int_eq(got->nno_worker, 1);
+    ck_assert_str_eq(got->no_worker[0], "fn=wordcount");
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "proto", .tcase = "core", .timeout_s = 60 });
