@@ -132,6 +132,11 @@ static const char *s_spec_bad(const proto_spec_t *s)
         return "require malformed";
     if (s->output_cap < 1 || s->output_cap > PROTO_MAX_OUTPUT_CAP)
         return "output_cap out of range";
+    if ((s->stdout_file && !s_str_ok(s->stdout_file, 1, PROTO_MAX_PATH))
+        || (s->stderr_file && !s_str_ok(s->stderr_file, 1, PROTO_MAX_PATH)))
+        return "output file malformed";
+    if ((s->stdout_file || s->stderr_file || s->no_capture) && s->kind != PROTO_KIND_EXEC)
+        return "output files on a function";
     return NULL;
 }
 
@@ -300,6 +305,10 @@ static const char *s_req_bad(const proto_req_t *r)
         return "priority/limit without a job";
     if (r->max_running < 0 || r->max_running > PROTO_MAX_RUNNING_LIMIT)
         return "max_running out of range";
+    if (r->definition && strlen(r->definition) > PROTO_MAX_DEFINITION)
+        return "definition over its limit";
+    if (r->nfunctions > 4096 || !s_strv_ok(r->functions, r->nfunctions, 1, PROTO_MAX_NAME))
+        return "hello functions malformed";
     if (r->type == PROTO_REQ_RETRY && r->job < 1)
         return "retry without a job";
     if (r->nindexes < 0 || r->nindexes > PROTO_MAX_INDEXES || (r->nindexes && !r->indexes))
