@@ -251,37 +251,35 @@ static const char s_limit_usage[] =
     "  ztask limit 7 50\n"
     "  ztask limit 7 0\n";
 
-static const struct option s_json_opts[] = {
-    { "help", no_argument, NULL, 'h' },
-    { "json", no_argument, NULL, OPT_JSON },
-    { NULL, 0, NULL, 0 }
-};
-
-/* JOB N for priority (lo..hi any int32) and limit (0..max). */
+/* JOB N for priority (any int32: "-5" is a number, not an option) and
+   limit (0..max), and --json anywhere. */
 static int s_job_value(cli_t *cli, int argc, char **argv, bool priority)
 {
     const char *cmd = priority ? "priority" : "limit";
     bool json = false;
-    optind = 0;
-    int c;
-    /* "+": a negative priority is an operand, not an option. */
-    while ((c = cli_getopt(cmd, argc, argv, "+:h", s_json_opts)) != -1) {
-        switch (c) {
-        case 'h':
+    const char *operand[2];
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(priority ? s_priority_usage : s_limit_usage, stdout);
             return CLI_EXIT_OK;
-        case OPT_JSON: json = true; break;
-        default: return CLI_EXIT_USAGE;
         }
+        if (strcmp(a, "--json") == 0)
+            json = true;
+        else if (a[0] == '-' && !(a[1] >= '0' && a[1] <= '9'))
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        else if (n == 2)
+            return cli_usage_error(cmd, "give JOB and N, not '%s' too", a);
+        else
+            operand[n++] = a;
     }
-    if (argc - optind == 3 && strcmp(argv[optind + 2], "--json") == 0)
-        json = true;
-    else if (argc - optind != 2)
+    if (n != 2)
         return cli_usage_error(cmd, "give JOB and N");
     int64_t job, v;
-    if (cli_parse_job(argv[optind], &job) != 0)
-        return cli_usage_error(cmd, "'%s' is not a job id", argv[optind]);
-    const char *text = argv[optind + 1];
+    if (cli_parse_job(operand[0], &job) != 0)
+        return cli_usage_error(cmd, "'%s' is not a job id", operand[0]);
+    const char *text = operand[1];
     if (priority ? parse_int64(text, INT32_MIN, INT32_MAX, &v) != 0
                  : parse_int64(text, 0, PROTO_MAX_RUNNING_LIMIT, &v) != 0)
         return priority ? cli_usage_error(cmd, "N must be an integer, got '%s'", text)

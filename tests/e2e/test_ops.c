@@ -269,6 +269,12 @@ START_TIMED_TEST(priority_moves_a_queued_job_ahead_and_is_kept_across_a_restart,
     cJSON *o = s_json(c, (const char *[]){"priority", bt, "5", "--json", NULL});
     ck_assert_int_eq(h_jint(o, "tasks", -1), 3);
     cJSON_Delete(o);
+    /* A negative priority is a number, not an option. */
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)a);
+    o = s_json(c, (const char *[]){"priority", at, "-1", "--json", NULL});
+    ck_assert_int_eq(h_jint(o, "priority", 0), -1);
+    cJSON_Delete(o);
     h_proc_stop(m, 10000);
     h_master_start(c, port, "--prefetch", "0", NULL);
     h_worker_start(c, "w", 1, NULL);
