@@ -24,6 +24,10 @@ Environment:
   BENCH_KEEP      1: keep the run directory (databases, logs)
   BENCH_PYTHON    the interpreter of the Python client rows (default
                   /usr/bin/python3, Debian's, with python3-zmq)
+  BENCH_BASE      a build directory of another version (its bin/): the exec
+                  `true` rows also run on its daemons, interleaved with ours
+                  round by round (an A/B in one run); BENCH_BASE_NAME labels
+                  its rows (default: the directory)
 
 Durable scenarios put their database in BUILD/bench/run/ (on the disk the
 build lives on: its filesystem type is printed, since fsync cost depends
@@ -51,7 +55,7 @@ class Bench:
     """build: where the programs are (BUILD/bin, BUILD/bench): a snapshot
     made by snapshot_build, so a rebuild during the run changes nothing."""
 
-    def __init__(self, build, workdir):
+    def __init__(self, build, workdir, base_bin=None, base_name=None):
         self.bin = os.path.join(build, "bin")
         self.bench_bin = os.path.join(build, "bench")
         self.workdir = workdir
@@ -66,6 +70,10 @@ class Bench:
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
         self.rows = []
+        # BENCH_BASE=DIR (a build directory, DIR/bin): the exec rows run on
+        # its daemons too, in the same rounds (an A/B in one run).
+        self.base_bin = base_bin
+        self.base_name = base_name
 
     def wanted(self, name):
         return self.only is None or self.only.search(name) is not None
@@ -99,8 +107,8 @@ class Bench:
     # ---- one measured run on a fresh cluster ----
 
     def throughput_run(self, row, n, workers, threads, prefetch, db="bench.db", sync="full",
-                       exec_=False):
-        cl = Cluster(self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
+                       exec_=False, bin_dir=None):
+        cl = Cluster(bin_dir or self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
                      workers=workers, threads=threads)
         try:
             cl.start()
@@ -188,12 +196,16 @@ class Bench:
         for pf in self.prefetch:
             name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}"
             if self.wanted(name):
-                pairs.append((pf, Row(name, n)))
+                pairs.append((pf, Row(name, n), None))
+                # The A/B: the same scenario on the base build's daemons,
+                # interleaved with ours in every round.
+                if self.base_bin:
+                    pairs.append((pf, Row(f"{name} (base: {self.base_name})", n), self.base_bin))
         if not pairs:
             return
         self.rows.append(base)
         self.rows.append(cap)
-        for _, r in pairs:
+        for _, r, _ in pairs:
             self.rows.append(r)
         say(f"== exec `true` vs posix_spawn (N={n:,}, {self.runs} runs)")
         for i in range(self.runs):
@@ -206,12 +218,13 @@ class Bench:
                     row.runs.append({"cpu": {"client": cpu}})
                     say(f"   run {i + 1}: spawn loop{' (captured)' if extra else ''} "
                         f"{res['tasks_per_s']:,.0f}/s")
-                for pf, r in pairs:
+                for pf, r, bin_dir in pairs:
                     if r.error:
                         continue
                     try:
-                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True)
-                        say(f"   run {i + 1}: ztask prefetch {pf}: {run['rate']:,.0f}/s")
+                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True, bin_dir=bin_dir)
+                        say(f"   run {i + 1}: ztask{' (base)' if bin_dir else ''} prefetch {pf}: "
+                            f"{run['rate']:,.0f}/s")
                     except (BenchError, OSError, ValueError, KeyError) as e:
                         r.error = f"{type(e).__name__}: {e}"[:300]
             except (BenchError, OSError, ValueError, KeyError) as e:
@@ -219,7 +232,7 @@ class Bench:
                 break
         b, c = base.rate(), cap.rate()
         loop_cpu = statistics.median(r["cpu"]["client"] for r in base.runs) if base.runs else 0
-        for _, r in pairs:
+        for _, r, _ in pairs:
             if not (b and c and r.rate()):
                 continue
             note = (f"{r.rate() / b:.2f}x the spawn loop (target >= 0.90), "
@@ -462,7 +475,14 @@ def main():
     install_signal_exit()
     workdir = prepare_workdir(os.path.join(args.build, "bench", "run"))
     info = machine_info()
-    bench = Bench(snapshot_build(args.build, os.path.join(workdir, "snapshot")), workdir)
+    base = os.environ.get("BENCH_BASE")
+    base_bin = None
+    if base:
+        # Its daemons only (the load programs are this build's), copied
+        # like ours so a rebuild there changes nothing mid-run.
+        base_bin = os.path.join(snapshot_build(base, os.path.join(workdir, "base")), "bin")
+    bench = Bench(snapshot_build(args.build, os.path.join(workdir, "snapshot")), workdir,
+                  base_bin, os.environ.get("BENCH_BASE_NAME") or base)
     t0 = time.monotonic()
     say(machine_header(info))
     try:

@@ -41,6 +41,11 @@ static int s_flush(pending_t *p, bool more, const batch_opts_t *opts, batch_send
         req->definition = opts->definition ? xstrdup(opts->definition) : NULL;
     }
     req->more = more;
+    if (opts->key) {
+        char key[PROTO_MAX_KEY + 1];
+        snprintf(key, sizeof key, "%s.%d", opts->key, res->requests);
+        req->key = xstrdup(key);
+    }
     req->tasks = p->specs;
     req->ntasks = p->n;
     int64_t job = 0;
@@ -69,7 +74,10 @@ int batch_run(taskgen_t *gen, const batch_opts_t *opts, batch_send_fn send, void
     if (max_specs > PROTO_MAX_SUBMIT_BATCH)
         max_specs = PROTO_MAX_SUBMIT_BATCH;
     size_t max_bytes = opts->max_bytes > 0 ? opts->max_bytes : BATCH_MAX_BYTES;
+    /* One spec must fit a request and, alone, a worker's message. */
     size_t hard_limit = PROTO_MAX_API_MSG - ENVELOPE_BYTES;
+    if (hard_limit > (size_t) PROTO_MAX_TASK_SPEC)
+        hard_limit = PROTO_MAX_TASK_SPEC;
     if (max_bytes > hard_limit)
         max_bytes = hard_limit;
 
@@ -92,7 +100,9 @@ int batch_run(taskgen_t *gen, const batch_opts_t *opts, batch_send_fn send, void
         free(text);
         if (size == 0 || size > hard_limit) {
             snprintf(err, errlen,
-                     "task %lld is %zu bytes once encoded; a request carries at most %zu",
+                     "task %lld is %zu bytes once encoded (stdin and env escaped as JSON); a "
+                     "request carries, and a worker accepts, at most %zu: give big inputs as "
+                     "files the workers can read",
                      (long long) seen, size, hard_limit);
             proto_spec_destroy(&spec);
             goto out;

@@ -22,7 +22,8 @@ static bool s_client_interrupted(void *arg)
     return s_interrupted != 0;
 }
 
-proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc)
+/* The process's client, made on first use; NULL after printing why. */
+static client_t *s_client(cli_t *cli, int *rc)
 {
     if (!cli->client) {
         cli->client = client_new(cli->host, cli->port, cli->timeout_ms);
@@ -40,16 +41,57 @@ proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int
             return NULL;
         }
     }
+    return cli->client;
+}
+
+/* Prints a failed call's error and stores its exit code. */
+static void s_call_failed(const client_err_t *err, int *rc)
+{
+    if (err->kind == CLIENT_ERR_INTERRUPTED)
+        fprintf(stderr, "\nztask: interrupted\n");
+    else
+        fprintf(stderr, "ztask: %s\n", err->message);
+    *rc = cli_exit_for_client_error(err->kind);
+}
+
+proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc)
+{
+    if (!s_client(cli, rc))
+        return NULL;
     client_err_t err;
     proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);
-    if (!rep) {
-        if (err.kind == CLIENT_ERR_INTERRUPTED)
-            fprintf(stderr, "\nztask: interrupted\n");
-        else
-            fprintf(stderr, "ztask: %s\n", err.message);
-        *rc = cli_exit_for_client_error(err.kind);
-    }
+    if (!rep)
+        s_call_failed(&err, rc);
     return rep;
+}
+
+proto_reply_t *cli_call_keyed(cli_t *cli, const proto_req_t *req, int resends, int *rc)
+{
+    assert(req->key);
+    if (!s_client(cli, rc))
+        return NULL;
+    client_err_t err;
+    for (int attempt = 0;; attempt++) {
+        /* Not retry_safe: client_call would resend silently inside the
+           timeout; each copy is said here instead. */
+        proto_reply_t *rep = client_call(cli->client, req, false, &err);
+        if (rep)
+            return rep;
+        /* Only a reply lost after the request may have been taken in is
+           worth sending again: the first failure must be a timeout of a
+           connected socket; after it, a master still down is expected. */
+        bool lost = err.kind == CLIENT_ERR_TIMEOUT
+                    || (attempt > 0 && err.kind == CLIENT_ERR_UNREACHABLE);
+        if (!lost || attempt == resends)
+            break;
+        fprintf(stderr,
+                "ztask: no reply to %s %s within %g s; sending it again (%d of %d; the master "
+                "answers a copy it already took as the first and adds nothing)\n",
+                proto_req_type_name(req->type), req->key, cli->timeout_ms / 1000.0,
+                attempt + 1, resends);
+    }
+    s_call_failed(&err, rc);
+    return NULL;
 }
 
 int cli_exit_for_client_error(client_err_kind_t kind)

@@ -68,6 +68,14 @@ typedef struct {
    client.h. */
 proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc);
 
+/* cli_call for a request that carries an idempotency key (req->key: a
+   submit): when its reply is lost (no reply in time from a master that
+   took the connection: it died, paused or restarted), sends it again, up
+   to resends more times, each said on stderr ("sending it again"); the
+   master answers a copy as the first one. Blocks up to (resends + 1)
+   timeouts. */
+proto_reply_t *cli_call_keyed(cli_t *cli, const proto_req_t *req, int resends, int *rc);
+
 /* ---- exit codes ---- */
 
 /* 0 when every task of a finished job is done, 1 when any failed or was

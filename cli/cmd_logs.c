@@ -2,15 +2,19 @@
     task runs. */
 #include "../common/util.h"
 #include "cli.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char s_usage[] =
-    "usage: ztask logs TASK [-f]\n"
+    "usage: ztask logs TASK [-f] [--raw]\n"
     "\n"
     "Prints a task's standard output to stdout and its standard error to stderr.\n"
+    "Control characters a terminal would obey (ESC, \\r, backspace, ...; not \\n or\n"
+    "\\t) are shown as \\xHH (\\u00HH for U+0080..U+009F), so a task cannot redraw\n"
+    "or reprogram your terminal; --raw prints the bytes as the task wrote them.\n"
     "TASK is JOB.INDEX (the task with that index in job JOB: its array index, its\n"
     "--each line number, or 0 for a single-task job) or a global task id (a plain\n"
     "number, as in the TASK column of 'ztask results').\n"
@@ -18,6 +22,7 @@ static const char s_usage[] =
     "Options:\n"
     "  -f, --follow   keep printing new output while the task runs; stop when it\n"
     "                 has finished\n"
+    "      --raw      no escaping: the output as the task wrote it (made valid UTF-8)\n"
     "\n"
     "Examples:\n"
     "  ztask logs 7.42\n"
@@ -31,6 +36,7 @@ static const char s_usage[] =
 static const struct option s_longopts[] = {
     { "help", no_argument, NULL, 'h' },
     { "follow", no_argument, NULL, 'f' },
+    { "raw", no_argument, NULL, 'r' },
     { NULL, 0, NULL, 0 }
 };
 
@@ -39,10 +45,13 @@ static bool s_terminal(proto_state_t st)
     return st == PROTO_ST_DONE || st == PROTO_ST_FAILED || st == PROTO_ST_CANCELLED;
 }
 
-static void s_write(FILE *f, const char *chunk)
+static void s_write(FILE *f, const char *chunk, bool raw)
 {
     if (chunk && *chunk) {
-        fputs(chunk, f);
+        if (raw)
+            fputs(chunk, f);
+        else
+            fmt_write_escaped(f, chunk);
         fflush(f);
     }
 }
@@ -50,7 +59,7 @@ static void s_write(FILE *f, const char *chunk)
 int cmd_logs(cli_t *cli, int argc, char **argv)
 {
     const char *cmd = "logs";
-    bool follow = false;
+    bool follow = false, raw = false;
     optind = 0;
     int c;
     while ((c = cli_getopt(cmd, argc, argv, ":hf", s_longopts)) != -1) {
@@ -60,6 +69,9 @@ int cmd_logs(cli_t *cli, int argc, char **argv)
             return CLI_EXIT_OK;
         case 'f':
             follow = true;
+            break;
+        case 'r':
+            raw = true;
             break;
         default:
             return CLI_EXIT_USAGE;
@@ -85,8 +97,8 @@ int cmd_logs(cli_t *cli, int argc, char **argv)
         proto_req_destroy(&req);
         if (!rep)
             return rc;
-        s_write(stdout, rep->out_chunk);
-        s_write(stderr, rep->err_chunk);
+        s_write(stdout, rep->out_chunk, raw);
+        s_write(stderr, rep->err_chunk, raw);
         bool progressed = rep->out_offset > out_off || rep->err_offset > err_off;
         if (rep->out_offset > out_off)
             out_off = rep->out_offset;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 static const char s_usage[] =
@@ -85,6 +86,10 @@ static const char s_usage[] =
     "  ztask submit --fn square --array 0-99 --wait\n"
     "  ztask submit --file tasks.jsonl --name nightly --retries 2\n"
     "\n"
+    "Each request carries an idempotency key: one whose reply is lost (the master\n"
+    "was killed or paused after taking it) is sent again, up to 4 times, saying so\n"
+    "on stderr; the master answers a copy as the first and adds nothing.\n"
+    "\n"
     "Exit: 0 submitted (with --wait: every task done), 1 some tasks failed or were\n"
     "cancelled (--wait), 2 usage or input error, 3 master unreachable, 4 refused,\n"
     "5 --wait-timeout expired.\n";
@@ -144,6 +149,11 @@ static const struct option s_longopts[] = {
     { "no-capture", no_argument, NULL, OPT_NO_CAPTURE },
     { NULL, 0, NULL, 0 }
 };
+
+/* How many times a batch whose reply was lost is sent again (each waits
+   the request timeout): a master restarted by its supervisor is back
+   well within four timeouts. */
+#define SUBMIT_RESENDS 4
 
 /* The stdin we accept for --stdin: it travels inside every task's spec,
    so a big one multiplies; past this, use a shared file and --cwd. */
@@ -422,7 +432,7 @@ static int s_send(void *arg, const proto_req_t *req, int64_t *job)
         s->rc = CLI_EXIT_INTERRUPTED;
         return -1;
     }
-    proto_reply_t *rep = cli_call(s->cli, req, false, &s->rc);
+    proto_reply_t *rep = cli_call_keyed(s->cli, req, SUBMIT_RESENDS, &s->rc);
     if (!rep)
         return -1;
     *job = rep->job;
@@ -446,6 +456,26 @@ static int s_send(void *arg, const proto_req_t *req, int64_t *job)
         fflush(stderr);
     }
     return 0;
+}
+
+/* A new idempotency key for this run's requests: 128 random bits in hex
+   (docs/protocol.md, "Idempotent submits"). */
+static void s_new_key(char out[33])
+{
+    unsigned char r[16];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "ztask: no random numbers for the submit key: %s\n",
+                    strerror(errno));
+            abort();
+        }
+        if (n > 0)
+            got += (size_t) n;
+    }
+    for (size_t i = 0; i < sizeof r; i++)
+        sprintf(out + 2 * i, "%02x", r[i]);
 }
 
 static taskgen_t *s_generator(submit_args_t *a, int *rc)
@@ -541,9 +571,12 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     sender_t s = { .cli = cli, .total = taskgen_count(gen) };
     s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
     definition = s_definition(argc, argv);
+    char key[33];
+    s_new_key(key);
     batch_opts_t bopts = { .job_name = a.name,
                            .max_running = a.max_running,
-                           .definition = definition };
+                           .definition = definition,
+                           .key = key };
     batch_result_t res;
     char err[512];
     if (batch_run(gen, &bopts, s_send, &s, &res, err, sizeof err) != 0) {

@@ -66,6 +66,27 @@ static void s_printable(char *buf, size_t size, const char *s, size_t len, int m
     buf[o] = '\0';
 }
 
+void fmt_write_escaped(FILE *f, const char *text)
+{
+    const unsigned char *p = (const unsigned char *) (text ? text : "");
+    const unsigned char *run = p;   /* start of bytes not yet written */
+    for (; *p; p++) {
+        bool c0 = (*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7F;
+        bool c1 = *p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F;
+        if (!c0 && !c1)
+            continue;
+        fwrite(run, 1, (size_t) (p - run), f);
+        if (c0) {
+            fprintf(f, "\\x%02x", *p);
+        } else {
+            fprintf(f, "\\u%04x", p[1]);
+            p++;
+        }
+        run = p + 1;
+    }
+    fwrite(run, 1, (size_t) (p - run), f);
+}
+
 void fmt_first_line(char *buf, size_t size, const char *text, int max_cols)
 {
     if (size == 0)

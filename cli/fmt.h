@@ -12,6 +12,7 @@
 #define ZTASK_CLI_FMT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Columns of the terminal on fd, or 0 when fd is not a terminal. */
 int fmt_term_width(int fd);
@@ -25,6 +26,12 @@ void fmt_cell(char *buf, size_t size, const char *text, int max_cols);
 
 /* A duration: "0.4s", "12s", "5m", "3h", "2d" (negative reads as 0). */
 void fmt_duration(char *buf, size_t size, double seconds);
+/* Writes text to f with what could drive a terminal made visible: every
+   C0 control but "\n" and "\t" (ESC, "\r", backspace, BEL...) and DEL
+   as "\xHH", the C1 controls (U+0080..U+009F: some terminals obey U+009B
+   as ESC [) as "\u00HH". Everything else, valid UTF-8 included, is
+   written as it is. For `ztask logs` (task output is untrusted). */
+void fmt_write_escaped(FILE *f, const char *text);
 
 /* "0.4s ago", "12s ago", "5m ago", "3h ago", "2d ago" (a negative age,
    from clocks that disagree a little, reads as 0). */

@@ -24,7 +24,8 @@ struct config {
 
 static const char *const s_known[] = {
     "master", "curve-secret", "master-key", "request-timeout", "threads",
-    "name",   "labels",       "plugin",     "allow-exec",      NULL
+    "name",   "labels",       "plugin",     "allow-exec",      "run-as",
+    "task-rlimit", "state-dir", "allow-env", NULL
 };
 
 bool config_key_known(const char *key)
@@ -77,7 +78,8 @@ static int s_line(config_t *self, const char *p, const char *end, int lineno, ch
     if (!config_key_known(key)) {
         snprintf(err, errlen,
                  "%s:%d: unknown key '%.64s' (known: master, curve-secret, master-key, "
-                 "request-timeout, threads, name, labels, plugin, allow-exec)",
+                 "request-timeout, threads, name, labels, plugin, allow-exec, run-as, "
+                 "task-rlimit, state-dir, allow-env)",
                  self->origin, lineno, key);
         free(key);
         return -1;

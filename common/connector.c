@@ -41,9 +41,12 @@ connector_t *connector_new(const connector_config_t *cfg)
     connector_t *self = xcalloc(1, sizeof *self);
     self->host = xstrdup(cfg->host);
     self->port = cfg->port;
-    self->ipv6 = strchr(cfg->host, ':') != NULL;
-    self->address = self->ipv6 ? xasprintf("[%s]:%d", cfg->host, cfg->port)
-                               : xasprintf("%s:%d", cfg->host, cfg->port);
+    /* "ipc://DIR" (zmqx.h): a directory of Unix sockets, said as is. */
+    bool ipc = zmqx_ipc(cfg->host);
+    self->ipv6 = !ipc && strchr(cfg->host, ':') != NULL;
+    self->address = ipc         ? xstrdup(cfg->host)
+                    : self->ipv6 ? xasprintf("[%s]:%d", cfg->host, cfg->port)
+                                 : xasprintf("%s:%d", cfg->host, cfg->port);
     if (any) {
         self->curve = true;
         memcpy(self->server, cfg->server_key, KEY_Z85_LEN);
@@ -88,10 +91,7 @@ const char *connector_address(const connector_t *self)
 
 void connector_endpoint(const connector_t *self, int port, char *buf, size_t size)
 {
-    if (self->ipv6)
-        snprintf(buf, size, "tcp://[%s]:%d", self->host, port ? port : self->port);
-    else
-        snprintf(buf, size, "tcp://%s:%d", self->host, port ? port : self->port);
+    zmqx_endpoint(buf, size, self->host, port ? port : self->port);
 }
 
 /* Starts a monitor on sock; NULL when it cannot (diagnoses only). Before

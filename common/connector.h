@@ -1,4 +1,5 @@
-/*  connector: ZeroMQ sockets that connect to one server over TCP, as CURVE
+/*  connector: ZeroMQ sockets that connect to one server over TCP (or Unix
+    sockets in a directory, host "ipc://DIR": zmqx.h), as CURVE
     clients when keys are given, each with a monitor on its handshakes.
 
     The worker reaches its master this way (api, task pipe and report
@@ -54,7 +55,8 @@ int connector_port(const connector_t *self);
 bool connector_curve(const connector_t *self);
 /* "HOST:PORT" ("[V6]:PORT") of the default port, for messages; borrowed. */
 const char *connector_address(const connector_t *self);
-/* Writes "tcp://HOST:PORT" for port (0 = the default) into buf. */
+/* Writes "tcp://HOST:PORT" for port (0 = the default) into buf, or
+   "ipc://DIR/PORT" when the host is "ipc://DIR" (zmqx.h). */
 void connector_endpoint(const connector_t *self, int port, char *buf, size_t size);
 
 /* Why a call failed. */

@@ -217,6 +217,14 @@ int hostport_parse(const char *text, char **host, int *port)
 {
     if (!text || !*text)
         return -1;
+    if (strncmp(text, "ipc://", 6) == 0) {
+        /* A directory of Unix sockets (common/zmqx.h): the whole text is
+           the host, the port stays the default. */
+        if (text[6] != '/' || !text[7])
+            return -1;
+        *host = xstrdup(text);
+        return 0;
+    }
     const char *colon = NULL;
     const char *hs = text, *he;
     if (text[0] == '[') {

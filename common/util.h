@@ -52,7 +52,8 @@ int strp_cmp(const void *a, const void *b);
 char *pct_decode(const char *s, size_t n);
 
 /* Splits "HOST", "HOST:PORT" or "[V6]:PORT" into host (caller frees) and
-   port (left unchanged when absent). Returns -1 on a malformed address. */
+   port (left unchanged when absent); "ipc:///DIR" is a host of its own
+   (zmqx.h), port unchanged. Returns -1 on a malformed address. */
 int hostport_parse(const char *text, char **host, int *port);
 
 /* Number of online CPUs, at least 1. */

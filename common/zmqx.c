@@ -2,10 +2,12 @@
 
 #include "util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 void *zmqx_socket(void *ctx, int type, int linger_ms, int64_t maxmsg)
@@ -150,6 +152,44 @@ void zmqx_frames_copy(zmqx_frames_t *dst, const zmqx_frames_t *src)
         dst->sizes[i] = src->sizes[i];
     }
     memcpy(dst->user_id, src->user_id, sizeof dst->user_id);
+}
+
+bool zmqx_ipc(const char *addr)
+{
+    return addr && strncmp(addr, "ipc://", 6) == 0 && addr[6] == '/' && addr[7] != '\0';
+}
+
+void zmqx_endpoint(char *buf, size_t size, const char *addr, int port)
+{
+    if (zmqx_ipc(addr)) {
+        assert(port > 0);
+        snprintf(buf, size, "%s/%d", addr, port);
+        return;
+    }
+    bool v6 = strchr(addr, ':') != NULL && addr[0] != '[';
+    char p[16] = "*";
+    if (port > 0)
+        snprintf(p, sizeof p, "%d", port);
+    snprintf(buf, size, v6 ? "tcp://[%s]:%s" : "tcp://%s:%s", addr, p);
+}
+
+int zmqx_bind(void *sock, const char *addr, int port, int *bound, char *ep, size_t eplen)
+{
+    zmqx_endpoint(ep, eplen, addr, port);
+    if (zmq_bind(sock, ep) != 0)
+        return -1;
+    if (zmqx_ipc(addr)) {
+        if (chmod(ep + 6, 0660) != 0) {
+            int e = errno;
+            zmq_unbind(sock, ep);
+            errno = e;
+            return -1;
+        }
+        *bound = port;
+        return 0;
+    }
+    *bound = zmqx_bound_port(sock);
+    return *bound > 0 ? 0 : -1;
 }
 
 int zmqx_bound_port(void *sock)

@@ -8,6 +8,7 @@
 #ifndef ZTASK_ZMQX_H
 #define ZTASK_ZMQX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,5 +55,27 @@ void zmqx_frames_copy(zmqx_frames_t *dst, const zmqx_frames_t *src);
 /* Returns the TCP port a socket is bound to (after binding to port 0 or
    "*"), or -1. */
 int zmqx_bound_port(void *sock);
+
+/* Addresses. A master's address is a host (a name, an IPv4 or IPv6
+   address, an interface name for binding) with ports, or "ipc://DIR": a
+   directory on this host where each "port" is a Unix socket file named by
+   its number (DIR/5555 the API, DIR/5556 the reports, one more per task
+   pipe). Who may connect there is whoever file permissions let into DIR. */
+
+/* True for "ipc://" followed by an absolute path. */
+bool zmqx_ipc(const char *addr);
+
+/* Writes the endpoint of port at addr: "ipc://DIR/PORT", or
+   "tcp://ADDR:PORT" ("tcp://[ADDR]:PORT" for an IPv6 address; "*" for
+   port 0, which an ipc address does not take). */
+void zmqx_endpoint(char *buf, size_t size, const char *addr, int port);
+
+/* Binds sock to port at addr (port 0: any free TCP port). At an ipc
+   address the socket file is made 0660 (libzmq leaves it to the umask):
+   the directory decides who may connect, its owner and, when it lets
+   them in, its group. Note that libzmq replaces an existing file of that
+   name: the caller must not bind a number in use. 0 with *bound the
+   port, or -1 with errno (ep holds the endpoint tried, for messages). */
+int zmqx_bind(void *sock, const char *addr, int port, int *bound, char *ep, size_t eplen);
 
 #endif

@@ -4,6 +4,7 @@
 #include "alloc.h"
 
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -18,8 +19,10 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +32,17 @@
    turn even under a flood of requests. */
 #define REQUESTS_PER_TURN 500
 
+/* Keyed submits prune the expired keys at most this often. */
+#define IDEM_PRUNE_EVERY_MS 60000
+
 struct api {
     api_config_t cfg;        /* its pointers borrowed */
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
+    int64_t keys_pruned_ms;  /* monotonic ms of the last idem_prune (0: never) */
+    /* Test only (ZTASK_TEST_KILL_BEFORE_ACK=N, docs/protocol.md): the
+       master kills itself (SIGKILL) when the Nth committed submit is to be
+       answered, so a test can lose a reply after its commit; 0 = never. */
+    int64_t kill_before_ack;
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
 };
@@ -42,6 +53,9 @@ api_t *api_new(const api_config_t *cfg)
     self->cfg = *cfg;
     self->last_job_id = cfg->last_job_id;
     self->last_task_id = cfg->last_task_id;
+    const char *kill = getenv("ZTASK_TEST_KILL_BEFORE_ACK");
+    if (kill && parse_int64(kill, 1, INT64_MAX, &self->kill_before_ack) != 0)
+        self->kill_before_ack = 0;
     return self;
 }
 
@@ -71,6 +85,19 @@ static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *cod
                           const char *msg)
 {
     proto_reply_t *rep = proto_reply_error(code, "%s", msg);
+    s_send_reply(self, env, rep, PROTO_REQ_STATUS);
+    proto_reply_destroy(&rep);
+}
+
+/* A query while the store cannot be written (journal_failing). */
+static void s_reply_unwritable(api_t *self, const zmqx_frames_t *env)
+{
+    const char *why = journal_failing(self->cfg.journal);
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_STORAGE,
+        "the master cannot write its database (%s): it answers again once space returns "
+        "(free some; it retries every 0.5 s); what it has in memory is kept",
+        why ? why : "commit failed");
     s_send_reply(self, env, rep, PROTO_REQ_STATUS);
     proto_reply_destroy(&rep);
 }
@@ -254,9 +281,79 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     return false;
 }
 
+/* A keyed submit whose key is known: a copy of a request taken in
+   before. Answered as that one (its job, its count) and nothing is added;
+   while its commit is pending, an echo is queued behind it and answered
+   once it is done. A key seen with another job is refused. */
+static void s_submit_again(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                           const proto_req_t *req, const idem_entry_t *e)
+{
+    if (req->job != 0 && req->job != e->job) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "key %s was used for job %" PRId64 ", not job %" PRId64
+                 "; give each request its own key",
+                 req->key, e->job, req->job);
+        s_reply_error(self, env, PROTO_E_STATE, msg);
+        return;
+    }
+    log_info("event=submit_repeated key=%s job=%" PRId64 " accepted=%" PRId64 " committed=%d",
+             req->key, e->job, e->accepted, e->committed);
+    if (e->committed) {
+        s_submit_answer(self, env, e->job, e->accepted, req->wait_ms, clock_mono_ms(), NULL, 0);
+        return;
+    }
+    pending_submit_t *p = xcalloc(1, sizeof *p);
+    p->echo = true;
+    p->owner = xstrdup(peer->owner);
+    p->key = xstrdup(req->key);
+    p->job_id = e->job;
+    p->wait_ms = req->wait_ms;
+    zmqx_frames_copy(&p->envelope, env);
+    journal_submit(self->cfg.journal, &p);
+}
+
+/* Remembers a keyed submit's key until its commit is done; now and then
+   forgets the expired ones, in memory and (journalled) in the store. */
+static void s_key_taken(api_t *self, pending_submit_t *p, const char *key)
+{
+    int64_t now = clock_mono_ms();
+    p->key = xstrdup(key);
+    p->key_created = clock_wall();
+    if (self->keys_pruned_ms == 0 || now - self->keys_pruned_ms >= IDEM_PRUNE_EVERY_MS) {
+        self->keys_pruned_ms = now;
+        double cutoff = p->key_created - IDEM_TTL_S;
+        idem_prune(self->cfg.idem, cutoff);
+        journal_add(self->cfg.journal, &(jop_t){.type = J_KEYS_PRUNE, .t = cutoff});
+    }
+    idem_put(self->cfg.idem, p->owner, key,
+             &(idem_entry_t){.job = p->job_id, .accepted = p->ntasks, .committed = false},
+             p->key_created);
+}
+
 static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      proto_req_t *req)
 {
+    /* Before anything else: a copy of a submit that closed its job must
+       not be told the job is complete. */
+    const idem_entry_t *seen = req->key ? idem_get(self->cfg.idem, peer->owner, req->key) : NULL;
+    if (seen) {
+        s_submit_again(self, env, peer, req, seen);
+        return;
+    }
+    /* A disk that refused the last commit takes no new work: the batch
+       could only fail (or squeeze in and starve the journal of room). */
+    const char *full = journal_full(self->cfg.journal);
+    if (full) {
+        proto_reply_t *rep = proto_reply_error(
+            PROTO_E_STORAGE,
+            "the master cannot write its database (%s): it takes no new work until space "
+            "returns (free some, it retries every 0.5 s); nothing of this batch was accepted",
+            full);
+        s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+        proto_reply_destroy(&rep);
+        return;
+    }
     /* Everything the writer needs to store the rows travels with the
        submit; the tasks enter the queue when that commit is done. */
     job_t *job = NULL;
@@ -283,8 +380,23 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
             .spec = proto_spec_encode(spec),
             .needs = needs,
         };
-        p->bytes += (int64_t) strlen(p->tasks[i].spec);
+        size_t len = strlen(p->tasks[i].spec);
+        p->bytes += (int64_t) len;
         p->ntasks++;
+        if (len > (size_t) PROTO_MAX_TASK_SPEC) {
+            /* No worker could ever receive it: its pipe refuses messages
+               over PROTO_MAX_PIPE_MSG. */
+            proto_reply_t *rep = proto_reply_error(
+                PROTO_E_TOO_BIG,
+                "task %d of this batch is %zu bytes as JSON (stdin and env included, "
+                "escaped), over %d, the most a worker accepts: nothing of this batch was "
+                "accepted; give big inputs as files the workers can read",
+                i, len, PROTO_MAX_TASK_SPEC);
+            s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+            proto_reply_destroy(&rep);
+            pending_submit_free(&p);
+            return;
+        }
     }
     owner_usage_t *u = jobs_usage(self->cfg.jobs, peer->owner);
     if (!s_quota_allows(self, env, u, p)) {
@@ -318,6 +430,8 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->tasks[i].id = ++self->last_task_id;
         p->tasks[i].index = req->tasks[i]->index >= 0 ? req->tasks[i]->index : indexed + i;
     }
+    if (req->key)
+        s_key_taken(self, p, req->key);
     /* Counted against the quota until its commit is done either way. */
     usage_pending(u, p->ntasks, p->bytes);
     /* The envelope is kept to answer after the commit. */
@@ -329,6 +443,29 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
    client gets its ack. */
 static void s_submit_committed(api_t *self, pending_submit_t *p)
 {
+    if (p->echo) {
+        /* Queued behind the copy it repeats, whose commit is done: answered
+           as that one, or refused when that one was. */
+        const idem_entry_t *e = idem_get(self->cfg.idem, p->owner, p->key);
+        if (e && e->committed)
+            s_submit_answer(self, &p->envelope, e->job, e->accepted, p->wait_ms,
+                            clock_mono_ms(), NULL, 0);
+        else
+            s_reply_error(self, &p->envelope, PROTO_E_STORAGE,
+                          "the master could not store the first copy of this request; "
+                          "nothing of it was accepted: send it again");
+        return;
+    }
+    if (p->key) {
+        idem_entry_t *e = idem_get(self->cfg.idem, p->owner, p->key);
+        assert(e && !e->committed);
+        e->committed = true;
+    }
+    if (self->kill_before_ack > 0 && --self->kill_before_ack == 0) {
+        log_warn("event=test_kill_before_ack job=%" PRId64 " note=\"ZTASK_TEST_KILL_BEFORE_ACK\"",
+                 p->job_id);
+        raise(SIGKILL);
+    }
     usage_pending(jobs_usage(self->cfg.jobs, p->owner), -p->ntasks, -p->bytes);
     job_t *job = p->new_job ? jobs_create(self->cfg.jobs, &(store_job_new_t){.id = p->job_id,
                                                                               .name = p->job_name,
@@ -368,6 +505,9 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
 /* The commit of this submit failed (or will never come): refuse it. */
 static void s_submit_refused(api_t *self, const pending_submit_t *p)
 {
+    /* Not stored: a copy sent again is a new request. */
+    if (p->key && !p->echo)
+        idem_remove(self->cfg.idem, p->owner, p->key);
     usage_pending(jobs_usage(self->cfg.jobs, p->owner), -p->ntasks, -p->bytes);
     /* A refused batch that would have closed its job does not: the client
        may send it again. */
@@ -841,8 +981,11 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
     worker_t *old = registry_find(self->cfg.registry, name);
-    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, req->running,
-                              req->nrunning);
+    const tasks_held_t held = {.running = req->running,
+                               .nrunning = req->nrunning,
+                               .ended = req->ended,
+                               .nended = req->nended};
+    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, &held, now);
     char err[256];
     worker_t *w = registry_hello(self->cfg.registry,
                                  &(registry_hello_t){.name = name,
@@ -866,7 +1009,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
+    int claimed = tasks_claim(self->cfg.tasks, w, &held, now);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
              w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
@@ -1096,13 +1239,17 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
     if (!waiters_any_due(self->cfg.waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
-       answer, this one waits for their commit. */
-    api_flush(self);
+       answer, this one waits for their commit. If it cannot be made, a
+       held status is refused as a query would be, and a held submit (its
+       batch was committed) gets its plain answer without the record. */
+    bool written = api_flush(self) == 0;
     waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, true, NULL, 0);
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, written, NULL, 0);
+        else if (!written)
+            s_reply_unwritable(self, &w->envelope);
         else
             s_waited_reply(self, &w->envelope, w->job);
         waiter_free(&w);
@@ -1194,9 +1341,16 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         proto_req_destroy(&req);
         return;
     }
-    /* Every answer reflects committed state: flush first (cheap when idle). */
-    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO)
-        api_flush(self);
+    /* Every answer reflects committed state: flush first (cheap when idle).
+       When that fails (a full disk), the memory is ahead of the store and
+       nothing read from either may be told: `status` (memory) and
+       `results` (store) would disagree. A drain changes only memory. */
+    if (req->type != PROTO_REQ_SUBMIT && req->type != PROTO_REQ_HELLO && api_flush(self) != 0
+        && req->type != PROTO_REQ_DRAIN) {
+        s_reply_unwritable(self, &env);
+        proto_req_destroy(&req);
+        return;
+    }
     switch (req->type) {
     case PROTO_REQ_SUBMIT: s_submit(self, &env, &peer, req); break;
     case PROTO_REQ_STATUS: s_jobs(self, &env, &peer, req, PROTO_REQ_STATUS); break;

@@ -9,6 +9,10 @@
     to it, as one that does not exist. A submit over its owner's quota is
     refused whole (code "quota"). docs/security.md has the model.
 
+    A submit with a key (idem.h) that was taken in before is a copy sent
+    again after a lost reply: it is answered as the first one and adds
+    nothing.
+
     Every answer reflects committed state: a query is answered after a
     flush (api_flush), a submit after the commit that holds its rows (the
     journal hands the done submits back; api_acks answers them), a held
@@ -24,6 +28,7 @@
 
 #include "alloc.h"
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -47,6 +52,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    idem_t *idem;            /* the submit keys remembered */
     alloc_t *alloc;          /* worker allocation queues */
     const char *db_path;     /* for `ztask stats` */
     int report_port;         /* for a worker's hello: where it reports */

@@ -12,6 +12,8 @@
 #include "../common/util.h"
 
 #include <assert.h>
+#include <libgen.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ typedef struct {
     int64_t task;
     int64_t since;           /* monotonic ms of the dispatch */
     int attempt;
+    const char *key;         /* its worker's key, borrowed (see journal_assigned) */
 } assign_t;
 
 struct journal {
@@ -41,7 +44,13 @@ struct journal {
     size_t assign_head, nassigns, capassigns;
     bool stopping;           /* every flush writes every assignment */
     int64_t retry_at;        /* after a failed commit, not before this */
-    bool failing;            /* the last commit failed */
+    bool failing;            /* the last commit failed: the store lags the memory */
+    bool full;               /* no new work: a commit failed, and since then the disk
+                                has not had JOURNAL_RESERVE_BYTES free */
+    char why[512];           /*   why the last failed commit failed */
+    /* How long the loop waited for the writer in journal_store (a read
+       of the store while a batch is out): logged at the end. */
+    int64_t store_waits, store_wait_us, store_wait_max_us;
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
 };
@@ -52,6 +61,8 @@ typedef struct {
     jop_t *ops;
     size_t nops, capops;
     pending_submit_t *pending;
+    bool probe;              /* nothing to write but the last commit failed: a probe
+                                row tells whether space has returned */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -97,6 +108,7 @@ void pending_submit_free(pending_submit_t **p)
     free(s->job_name);
     free(s->job_definition);
     free(s->owner);
+    free(s->key);
     free(s->refused);
     free(s->tasks);
     free(s);
@@ -118,6 +130,10 @@ void journal_destroy(journal_t **p)
         return;
     journal_t *self = *p;
     writer_destroy(&self->writer);
+    if (self->store_waits)
+        log_info("event=loop_store_waits waits=%lld total_ms=%.1f max_ms=%.1f",
+                 (long long) self->store_waits, self->store_wait_us / 1000.0,
+                 self->store_wait_max_us / 1000.0);
     s_submits_free(self->pending);
     s_submits_free(self->done);
     s_ops_clear(self->ops, self->nops);
@@ -142,7 +158,7 @@ void journal_add(journal_t *self, const jop_t *op)
     j->worker = xstrdup(op->worker);
 }
 
-void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now)
+void journal_assigned(journal_t *self, int64_t task, int attempt, const char *key, int64_t now)
 {
     if (self->nassigns == self->capassigns) {
         /* Reuse the written prefix before growing. */
@@ -156,7 +172,8 @@ void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now)
             self->assigns = xrealloc(self->assigns, self->capassigns * sizeof *self->assigns);
         }
     }
-    self->assigns[self->nassigns++] = (assign_t){.task = task, .since = now, .attempt = attempt};
+    self->assigns[self->nassigns++] =
+        (assign_t){.task = task, .since = now, .attempt = attempt, .key = key};
 }
 
 void journal_submit(journal_t *self, pending_submit_t **p)
@@ -204,7 +221,8 @@ static void s_journal_assigns(journal_t *self, size_t end)
                                    .task = t->id,
                                    .job = t->job,
                                    .attempt = t->attempt,
-                                   .worker = t->worker_name});
+                                   .worker = t->worker_name,
+                                   .text = a->key && *a->key ? xstrdup(a->key) : NULL});
     }
     self->assign_head = end;
     if (self->assign_head == self->nassigns)
@@ -218,7 +236,8 @@ static int s_apply(store_t *st, const jop_t *op)
     int64_t n;
     switch (op->type) {
     case J_ASSIGN:
-        return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0);
+        return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0,
+                                      op->text);
     case J_REQUEUE: return store_task_requeue(st, op->task);
     case J_FINISH:
         return store_task_finish(st, op->task, op->state, op->attempt, op->worker, op->outcome,
@@ -229,6 +248,7 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_JOB_CLOSE: return store_job_close(st, op->job);
     case J_JOB_FINISHED: return store_job_set_finished(st, op->job, op->t);
     case J_JOB_DELETE: return store_job_delete(st, op->job, &n);
+    case J_KEYS_PRUNE: return store_submit_keys_prune(st, op->t);
     case J_ALLOC_SAVE: return store_alloc_save(st, op->alloc, op->text);
     case J_ALLOC_DELETE: return store_alloc_delete(st, op->alloc);
     case J_RETRY: return store_task_retry(st, op->task);
@@ -271,6 +291,14 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
         }
         if (rc == 0 && p->close)
             rc = store_job_close(st, p->job_id);
+        /* In the same transaction as the rows: committed together or not
+           at all, which is what lets a resent copy be answered. */
+        if (rc == 0 && p->key && !p->echo)
+            rc = store_submit_key_add(st, &(store_key_row_t){.owner = p->owner,
+                                                             .key = p->key,
+                                                             .job = p->job_id,
+                                                             .accepted = p->ntasks,
+                                                             .created = p->key_created});
     }
     return rc;
 }
@@ -280,7 +308,7 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
 static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
 {
     batch_t *b = arg;
-    int rc = s_write_submits(st, b->pending);
+    int rc = b->probe ? store_probe(st) : s_write_submits(st, b->pending);
     /* A claim (hello) journals its assignment at once; one whose task
        finished within the same batch needs only the finish row, which
        carries attempt and worker too. */
@@ -291,18 +319,32 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
     for (size_t k = 0; finished && k < b->nops; k++)
         if (b->ops[k].type == J_FINISH)
             imap_put(finished, b->ops[k].task, &b->ops[k]);
+    bool deleted = false;
     for (size_t i = 0; rc == 0 && i < b->nops; i++) {
         const jop_t *op = &b->ops[i];
         if (op->type == J_ASSIGN && finished && imap_get(finished, op->task))
             continue;
+        deleted = deleted || op->type == J_JOB_DELETE;
         rc = s_apply(st, op);
     }
     imap_destroy(&finished);
+    /* A forgotten job's pages go back to the disk: freed here, the file
+       cut at the checkpoint (which also truncates the WAL its delete
+       grew). */
+    if (rc == 0 && deleted)
+        rc = store_vacuum(st);
     if (rc == 0)
         rc = store_commit(st);
+    if (rc == 0 && deleted)
+        store_checkpoint(st);
     if (rc != 0) {
         snprintf(err, errlen, "%s", store_error(st));
         store_rollback(st);
+        /* On a full disk the WAL holds most of the blocks: moving its
+           committed pages into the database and truncating it is what
+           gives them back (without it a small disk refills as soon as
+           the next commits grow the WAL again). */
+        store_checkpoint(st);
     }
     return rc;
 }
@@ -312,13 +354,16 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
 /* True when a flush has something to write at now. */
 static bool s_flush_due(const journal_t *self, int64_t now, bool force)
 {
+    /* While failing, one try every 500 ms, forced or not (a flush per
+       query would only hammer a full disk), with a probe row when there
+       is nothing else to write. */
+    if (self->failing)
+        return now >= self->retry_at;
     bool work = self->nops || self->pending || self->assign_head < self->nassigns;
     if (!work)
         return false;
     if (force)
         return true;
-    if (self->failing)
-        return now >= self->retry_at;
     return self->pending || (self->nops && now >= self->since + self->flush_ms)
            || s_assigns_due(self, now) > self->assign_head;
 }
@@ -328,6 +373,10 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
     int64_t t = max;
     /* While a batch is out, the writer's fd wakes the loop when it is back. */
     if (writer_busy(self->writer))
+        return t;
+    if (self->failing || self->full)
+        t = self->retry_at - now < t ? self->retry_at - now : t;
+    if (self->failing)
         return t;
     if (self->pending)
         t = 0;
@@ -351,9 +400,10 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
 static batch_t *s_take_batch(journal_t *self, int64_t now)
 {
     s_journal_assigns(self, s_assigns_due(self, now));
-    if (!self->nops && !self->pending)
+    if (!self->nops && !self->pending && !self->failing)
         return NULL;
     batch_t *b = xcalloc(1, sizeof *b);
+    b->probe = !self->nops && !self->pending;
     b->ops = self->ops;
     b->nops = self->nops;
     b->capops = self->capops;
@@ -366,6 +416,33 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     self->pending = NULL;
     self->pending_tail = &self->pending;
     return b;
+}
+
+/* Bytes free on the database's file system for us (UINT64_MAX when it
+   cannot be asked: ":memory:", a URI name). */
+static uint64_t s_free_bytes(const journal_t *self)
+{
+    char *copy = xstrdup(self->db_path);
+    struct statvfs fs;
+    int rc = statvfs(dirname(copy), &fs);
+    free(copy);
+    return rc == 0 ? (uint64_t) fs.f_bavail * fs.f_frsize : UINT64_MAX;
+}
+
+/* While full: takes new work again once the disk has room, else looks
+   again in 500 ms (journal_commit). */
+static void s_check_space(journal_t *self)
+{
+    if (!self->full)
+        return;
+    uint64_t free_bytes = s_free_bytes(self);
+    if (free_bytes < JOURNAL_RESERVE_BYTES) {
+        self->retry_at = clock_mono_ms() + 500;
+        return;
+    }
+    self->full = false;
+    log_info("event=storage_recovered db=%s free_kb=%llu note=\"submits are taken again\"",
+             self->db_path, (unsigned long long) (free_bytes / 1024));
 }
 
 /* Moves a batch's submits to the done list: refused with why, or (why
@@ -397,16 +474,18 @@ static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
             self->capspare = b->capops;
         } else
             free(b->ops);
-        if (self->failing)
-            log_info("event=storage_recovered db=%s", self->db_path);
         self->failing = false;
+        s_check_space(self);
         self->retry_at = 0;
         s_submits_done(self, b->pending, NULL);
     } else {
         if (!self->failing)
-            log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu", self->db_path, why,
-                      b->nops + self->nops);
+            log_error("event=commit_failed db=%s error=\"%s\" pending_ops=%zu note=\"no new "
+                      "submits and no answers until a commit succeeds (retried every 500 ms)\"",
+                      self->db_path, why, b->nops + self->nops);
         self->failing = true;
+        self->full = true;
+        snprintf(self->why, sizeof self->why, "%s", why);
         self->retry_at = clock_mono_ms() + 500;
         /* Nothing decided is lost: the ops are replayed at the next flush,
            before the ones journalled since. */
@@ -447,6 +526,11 @@ void journal_collect(journal_t *self)
 static size_t s_batch_size(const batch_t *b)
 {
     size_t n = b->nops;
+    /* A job's delete (and the vacuum after it) writes as many rows as the
+       job has: never on the loop. */
+    for (size_t i = 0; i < b->nops; i++)
+        if (b->ops[i].type == J_JOB_DELETE)
+            n += INLINE_WRITE_MAX;
     for (const pending_submit_t *p = b->pending; p; p = p->next)
         n += (size_t) p->ntasks + 1;
     return n;
@@ -462,7 +546,7 @@ static int s_flush_start(journal_t *self, int64_t now, bool wait)
     assert(!writer_busy(self->writer));
     batch_t *b = s_take_batch(self, now);
     if (!b)
-        return self->failing && self->nops ? -1 : 0;
+        return 0;
     if (s_batch_size(b) <= INLINE_WRITE_MAX) {
         char why[512] = "";
         int rc = s_write_batch(self->store, b, why, sizeof why);
@@ -474,6 +558,8 @@ static int s_flush_start(journal_t *self, int64_t now, bool wait)
 
 void journal_commit(journal_t *self, int64_t now)
 {
+    if (self->full && !self->failing && now >= self->retry_at)
+        s_check_space(self);
     if (!writer_busy(self->writer) && s_flush_due(self, now, false))
         s_flush_start(self, now, false);
 }
@@ -483,9 +569,19 @@ int journal_flush(journal_t *self)
     if (writer_busy(self->writer))
         s_complete(self, true);
     int64_t now = clock_mono_ms();
-    if (!s_flush_due(self, now, true))
-        return self->failing && self->nops ? -1 : 0;
-    return s_flush_start(self, now, true);
+    if (s_flush_due(self, now, true))
+        s_flush_start(self, now, true);
+    return self->failing ? -1 : 0;
+}
+
+const char *journal_failing(const journal_t *self)
+{
+    return self->failing ? self->why : NULL;
+}
+
+const char *journal_full(const journal_t *self)
+{
+    return self->full ? self->why : NULL;
 }
 
 pending_submit_t *journal_take_done(journal_t *self)
@@ -500,9 +596,21 @@ pending_submit_t *journal_take_done(journal_t *self)
     return p;
 }
 
+bool journal_idle(const journal_t *self)
+{
+    return !writer_busy(self->writer);
+}
+
 store_t *journal_store(journal_t *self)
 {
-    if (writer_busy(self->writer))
+    if (writer_busy(self->writer)) {
+        int64_t t0 = clock_mono_us();
         writer_idle(self->writer);
+        int64_t us = clock_mono_us() - t0;
+        self->store_waits++;
+        self->store_wait_us += us;
+        if (us > self->store_wait_max_us)
+            self->store_wait_max_us = us;
+    }
     return self->store;
 }

@@ -61,7 +61,7 @@
 #define INLINE_WRITE_MAX 64
 
 typedef enum {
-    J_ASSIGN = 1,    /* task, attempt, worker */
+    J_ASSIGN = 1,    /* task, attempt, worker, text (its worker's key, or NULL) */
     J_REQUEUE,       /* task */
     J_FINISH,        /* task, state, attempt, worker, outcome, t */
     J_DUP,           /* task, attempt, worker, outcome, t */
@@ -69,6 +69,7 @@ typedef enum {
     J_JOB_CLOSE,     /* job */
     J_JOB_FINISHED,  /* job, t */
     J_JOB_DELETE,    /* job */
+    J_KEYS_PRUNE,    /* t: submit keys taken in before it (master/idem.h) */
     J_ALLOC_SAVE,    /* alloc, text */
     J_ALLOC_DELETE,  /* alloc */
     J_RETRY,         /* task: a failed or cancelled task queued again */
@@ -89,7 +90,8 @@ typedef struct {
     double t;            /* wall seconds */
     int64_t value;       /* a setting's new value */
     int64_t alloc;       /* an allocation queue's id (alloc.h) */
-    char *text;          /* its proto_alloc_encode text: journal_add takes it */
+    char *text;          /* J_ALLOC_SAVE: its proto_alloc_encode text; J_ASSIGN: its worker's
+                            key (NULL: none); journal_add takes it */
 } jop_t;
 
 /* A task of a submit whose commit is pending. */
@@ -118,6 +120,12 @@ typedef struct pending_submit {
     int64_t bytes;           /* the size of its tasks' specs (quotas count it) */
     bool close;
     int wait_ms;             /* > 0: answer once the job has finished (or then) */
+    char *key;               /* its idempotency key (owned), NULL = none: stored with
+                                its rows (master/idem.h), */
+    double key_created;      /*   taken in then (wall seconds) */
+    bool echo;               /* a copy of a keyed submit whose commit was pending: it
+                                writes nothing, and is answered as that one once its
+                                commit is done (it is queued behind it) */
     pending_task_t *tasks;
     int ntasks;
     char *refused;           /* done: NULL when committed, else why not (owned) */
@@ -143,9 +151,13 @@ void journal_destroy(journal_t **p);
 /* Appends one change (see jop_t for who owns its strings). */
 void journal_add(journal_t *self, const jop_t *op);
 
-/* Notes that task went out as attempt at now; its assignment is written
-   by the first flush ASSIGN_WRITE_MS later if the task is still out then. */
-void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now);
+/* Notes that task went out as attempt at now to the worker whose CURVE
+   key is key ("" or NULL without CURVE); its assignment (with the key) is
+   written by the first flush ASSIGN_WRITE_MS later if the task is still
+   out then. key is borrowed from the registry's record of that worker and
+   read only while the task is still out at that attempt, that is still on
+   that worker, whose record lives at least as long. */
+void journal_assigned(journal_t *self, int64_t task, int attempt, const char *key, int64_t now);
 
 /* Queues a submit for the next commit; takes *p (nulls it). */
 void journal_submit(journal_t *self, pending_submit_t **p);
@@ -174,12 +186,35 @@ void journal_commit(journal_t *self, int64_t now);
 /* Writes everything journalled and waiting now, in one transaction, and
    waits for it (and for a batch already out). Returns 0, or -1 when the
    commit failed: the ops are kept for the next try, the submits are
-   refused (done list). Blocks on the disk. */
+   refused (done list). While failing (journal_failing) it tries at most
+   every 500 ms and returns -1 until a commit succeeds: the store then
+   lags the memory, and nothing read from either may be told. Blocks on
+   the disk. */
 int journal_flush(journal_t *self);
+
+/* Why the last commit failed ("database or disk is full"; borrowed), or
+   NULL when it succeeded. While failing, the journal tries again every
+   500 ms, with a probe row when it has nothing else to write, and a WAL
+   checkpoint after each failure (which gives back the WAL's blocks). */
+const char *journal_failing(const journal_t *self);
+
+/* Free bytes the disk must have again, after a failed commit, before new
+   work is taken: one big batch of WAL (a 5,000-task batch writes about
+   1 MiB), so the first that comes does not fill it again at once. */
+#define JOURNAL_RESERVE_BYTES (1024 * 1024)
+
+/* Why new work is refused (the last failed commit's reason; borrowed), or
+   NULL. Set by a failed commit; cleared once a commit has succeeded and
+   the database's file system has JOURNAL_RESERVE_BYTES free (looked at
+   every 500 ms), which logs event=storage_recovered. */
+const char *journal_full(const journal_t *self);
 
 /* The oldest submit whose commit is done (committed, or refused: see
    pending_submit_t.refused), the caller's now; NULL when none. */
 pending_submit_t *journal_take_done(journal_t *self);
+
+/* True when no batch is out: journal_store would not wait. */
+bool journal_idle(const journal_t *self);
 
 /* The store, for reading on the loop: waits while the writer has it.
    Borrowed. */

@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "idem.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -25,6 +26,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,7 @@ struct master {
     sched_t *sched;
     journal_t *journal;      /* durable changes and grouped commits */
     jobs_t *jobs;
+    idem_t *idem;            /* submit keys remembered */
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
     tasks_t *tasks;
@@ -96,11 +99,7 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     char ep[300];
-    if (port)
-        snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, port);
-    else
-        snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
-    if (zmq_bind(s, ep) != 0) {
+    if (zmqx_bind(s, self->bind_addr, port, bound, ep, sizeof ep) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s (%s)", ep, zmq_strerror(errno),
                  errno == ENODEV ? "--bind takes an IP address of this host or an interface "
                                    "name, not a host name"
@@ -108,7 +107,6 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
         zmq_close(s);
         return NULL;
     }
-    *bound = zmqx_bound_port(s);
     return s;
 }
 
@@ -119,9 +117,42 @@ static bool s_loopback(const char *addr)
            || strcmp(addr, "[::1]") == 0;
 }
 
+/* An ipc:// directory: made 0700 when missing; one that every local user
+   may enter is refused unless --insecure (its sockets would be anyone's).
+   Who else may reach the master is then the operator's choice: the
+   directory's group, when its mode lets the group in. */
+static int s_ipc_dir(const master_config_t *cfg, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 && (errno != ENOENT || mkdir(dir, 0700) != 0 || stat(dir, &st) != 0)) {
+        snprintf(err, errlen, "--bind ipc://%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--bind ipc://%s: not a directory", dir);
+        return -1;
+    }
+    if ((st.st_mode & 0007) && !cfg->insecure) {
+        snprintf(err, errlen,
+                 "--bind ipc://%s: the directory is open to every local user (mode %04o), who "
+                 "could all submit commands: chmod o-rwx %s (and give a group g+rx to let it "
+                 "in), or --insecure",
+                 dir, (unsigned) (st.st_mode & 07777), dir);
+        return -1;
+    }
+    log_info("event=ipc dir=\"%s\" mode=%04o note=\"who may enter the directory may use the "
+             "master\"",
+             dir, (unsigned) (st.st_mode & 07777));
+    return 0;
+}
+
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
+    if (zmqx_ipc(cfg->bind_addr) && s_ipc_dir(cfg, cfg->bind_addr + 6, err, errlen) != 0)
+        return -1;
+    if (!cfg->curve_secret && zmqx_ipc(cfg->bind_addr))
+        return 0;
     if (!cfg->curve_secret) {
         if (cfg->clients || cfg->workers || cfg->admins) {
             snprintf(err, errlen,
@@ -136,6 +167,11 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      cfg->bind_addr);
             return -1;
         }
+        if (s_loopback(cfg->bind_addr))
+            log_warn("event=no_keys bind=%s note=\"without --curve-secret every local user "
+                     "of this host can submit commands to run on the workers, as the workers' "
+                     "user: use keys on a shared host (docs/security.md)\"",
+                     cfg->bind_addr);
         /* At error level so that no --log-level hides it. */
         if (!s_loopback(cfg->bind_addr))
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
@@ -170,14 +206,31 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
+    /* A database made before ztask created them 0600: its WAL holds every
+       spec's env (tokens) too. Said, not changed: the mode is the
+       operator's. */
+    int mode = store_file_mode(self->db_path);
+    if (mode > 0 && (mode & 077))
+        log_warn("event=db_readable_by_others path=\"%s\" mode=%04o hint=\"other local users "
+                 "may read task specs and outputs, env included: chmod 0600 it and its -wal "
+                 "and -shm files\"",
+                 self->db_path, (unsigned) mode);
     self->journal = journal_new(self->store, self->sched, self->cfg.flush_ms, self->db_path);
     if (!self->journal) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    if (!store_shrinks(self->store))
+        log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
+                 "pages back: the file never shrinks; to change that once, stop the master and "
+                 "run: sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;' "
+                 "(docs/deploy.md)\"",
+                 self->db_path, self->db_path);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
-    if (jobs_load(self->jobs, self->store) != 0) {
+    self->idem = idem_new();
+    if (jobs_load(self->jobs, self->store) != 0
+        || idem_load(self->idem, self->store, clock_wall()) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
     }
@@ -199,6 +252,9 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
     if (s_security(self, &self->cfg, err, errlen) != 0)
         return -1;
     int port = self->cfg.port;
+    bool ipc = zmqx_ipc(self->bind_addr);
+    if (ipc && !port)
+        port = 5555;   /* no "any free port" among files: the usual numbers */
     self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
                             &self->api_port, err, errlen);
     if (!self->api_sock)
@@ -207,8 +263,15 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         return -1;
-    self->registry = registry_new(self->ctx, self->bind_addr, self->cfg.task_port_lo,
-                                  self->cfg.task_port_hi, self->auth ? self->curve_secret : NULL);
+    /* In a directory the pipes need numbers of their own: after the
+       reports port unless --task-ports says otherwise. */
+    int lo = self->cfg.task_port_lo, hi = self->cfg.task_port_hi;
+    if (ipc && !lo) {
+        lo = port + 2 <= 65535 ? port + 2 : 1;
+        hi = port + 2 <= 65535 ? 65535 : port - 1;
+    }
+    self->registry = registry_new(self->ctx, self->bind_addr, lo, hi,
+                                  self->auth ? self->curve_secret : NULL);
     return 0;
 }
 
@@ -293,6 +356,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .idem = self->idem,
         .alloc = self->alloc,
         .db_path = self->db_path,
         .report_port = self->report_port,
@@ -324,9 +388,11 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         master_destroy(&self);
         return NULL;
     }
-    log_info("event=listening api=tcp://%s:%d reports=tcp://%s:%d db=%s jobs=%zu unfinished=%zu "
-             "orphans=%zu",
-             self->bind_addr, self->api_port, self->bind_addr, self->report_port, self->db_path,
+    char api_ep[300], rep_ep[300];
+    zmqx_endpoint(api_ep, sizeof api_ep, self->bind_addr, self->api_port);
+    zmqx_endpoint(rep_ep, sizeof rep_ep, self->bind_addr, self->report_port);
+    log_info("event=listening api=%s reports=%s db=%s jobs=%zu unfinished=%zu orphans=%zu",
+             api_ep, rep_ep, self->db_path,
              jobs_count(self->jobs), sched_size(self->sched), tasks_counts(self->tasks).orphans);
     return self;
 }
@@ -375,6 +441,10 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
+    /* Specs only in the store are read while it is free, not when a
+       dispatch needs them and the writer has it. */
+    if (journal_idle(self->journal))
+        tasks_read_ahead(self->tasks);
     /* Reports first: results free worker credit. Both reads are bounded
        so neither socket can starve the other or the timers. A socket
        the poll did not flag is not tried: a receive that finds nothing
@@ -478,6 +548,7 @@ void master_destroy(master_t **p)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
     jobs_destroy(&self->jobs);
+    idem_destroy(&self->idem);
     sched_destroy(&self->sched);
     free(self->bind_addr);
     free(self->db_path);

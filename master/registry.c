@@ -19,6 +19,7 @@ struct registry {
     char *bind_addr;
     char *curve_secret;
     int port_lo, port_hi;
+    int next_ipc;            /* where the search for a free ipc number starts (from port_lo) */
     worker_t **v;
     size_t n, cap;
 };
@@ -93,6 +94,15 @@ worker_t *registry_find(registry_t *self, const char *id)
     return NULL;
 }
 
+/* True when a worker's open pipe holds port. */
+static bool s_port_taken(const registry_t *self, int port)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (self->v[i]->pipe && self->v[i]->task_port == port)
+            return true;
+    return false;
+}
+
 /* Binds a PUSH for one worker. Its high-water mark is generous because the
    master's credit accounting, not the HWM, bounds what is in flight. */
 static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err,
@@ -118,16 +128,23 @@ static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err
     }
     char ep[300];
     if (self->port_lo == 0) {
-        snprintf(ep, sizeof ep, "tcp://%s:*", self->bind_addr);
-        if (zmq_bind(s, ep) == 0) {
-            *port = zmqx_bound_port(s);
+        if (zmqx_bind(s, self->bind_addr, 0, port, ep, sizeof ep) == 0)
             return s;
-        }
     } else {
-        for (int p = self->port_lo; p <= self->port_hi; p++) {
-            snprintf(ep, sizeof ep, "tcp://%s:%d", self->bind_addr, p);
-            if (zmq_bind(s, ep) == 0) {
-                *port = p;
+        /* In an ipc directory a bind replaces the file of that name, so a
+           number another worker's pipe holds is skipped, never bound
+           again; the search goes round from after the last one taken, so
+           a number whose pipe just closed (libzmq unlinks its file on its
+           I/O thread, a moment later) is not the next one bound. */
+        bool ipc = zmqx_ipc(self->bind_addr);
+        int span = self->port_hi - self->port_lo + 1;
+        for (int k = 0; k < span; k++) {
+            int p = self->port_lo + (ipc ? (self->next_ipc + k) % span : k);
+            if (ipc && s_port_taken(self, p))
+                continue;
+            if (zmqx_bind(s, self->bind_addr, p, port, ep, sizeof ep) == 0) {
+                if (ipc)
+                    self->next_ipc = (p - self->port_lo + 1) % span;
                 return s;
             }
         }

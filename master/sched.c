@@ -102,6 +102,7 @@ static void s_free_task(sched_task_t *t)
 {
     free(t->spec);
     free(t->worker_name);
+    free(t->failed_on);
     if (t->output) {
         free(t->output->data[0]);
         free(t->output->data[1]);

@@ -49,10 +49,13 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The event loop blocks while SQLite waits for a lock, so keep this short;
    only outside readers (sqlite3 shell, backups) and checkpoints contend. */
@@ -88,6 +91,17 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+/* Schema 11: the CURVE key of the worker an assignment went to, so that
+   after a restart only that key claims the task (tasks.c, s_sender). */
+#define TASKS_WORKER_KEY_COLUMN "ALTER TABLE tasks ADD COLUMN worker_key TEXT;"
+
+/* Schema 5: the idempotency keys of recent submits (master/idem.h), one
+   row per owner ("" = nobody) and key; pruned by age, a scan (an hour's
+   submits at most: no index on created to pay for on every insert). */
+#define SUBMIT_KEYS_TABLE \
+    "CREATE TABLE IF NOT EXISTS submit_keys(owner TEXT NOT NULL, key TEXT NOT NULL," \
+    " job INTEGER NOT NULL, accepted INTEGER NOT NULL, created REAL NOT NULL," \
+    " PRIMARY KEY(owner, key)) WITHOUT ROWID;"
 
 static const char *const SCHEMA =
     /* Ids are never reused after a job is forgotten, so a late result for
@@ -117,6 +131,7 @@ static const char *const SCHEMA =
     "  state INTEGER NOT NULL,"
     "  attempt INTEGER NOT NULL DEFAULT 0,"
     "  worker TEXT,"
+    "  worker_key TEXT,"
     "  spec TEXT NOT NULL,"
     "  needs TEXT,"
     "  outcome TEXT,"
@@ -137,6 +152,7 @@ static const char *const SCHEMA =
     "  received REAL NOT NULL);"
     "CREATE INDEX duplicates_task ON duplicates(task);"
     LAST_IDS_TABLE
+    SUBMIT_KEYS_TABLE
     ALLOC_QUEUES_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
@@ -193,6 +209,11 @@ enum {
     S_TASK_FIND,
     S_TASK_GET,
     S_CHECK,
+    S_KEY_ADD,
+    S_KEYS_PRUNE,
+    S_KEYS,
+    S_PROBE,
+    S_SPECS_FROM,
     S_ALLOC_SAVE,
     S_ALLOC_DEL,
     S_ALLOCS,
@@ -251,12 +272,15 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
     /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
-                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END WHERE id = ?1",
-    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, started = 0 WHERE id = ?1",
+                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END, worker_key = ?6 "
+                       "WHERE id = ?1",
+    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
+                       "started = 0 WHERE id = ?1",
     /* The outcome of the attempt that failed or was cancelled goes: the
        row shows the new attempt (queued, then how it ends). */
-    [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, outcome = NULL, started = 0, "
-                     "finished = 0, retry_base = attempt WHERE id = ?1 AND state IN (4, 5)",
+    [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
+                     "outcome = NULL, started = 0, finished = 0, retry_base = attempt "
+                     "WHERE id = ?1 AND state IN (4, 5)",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -265,7 +289,7 @@ static const char *const SQL[S_COUNT_] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
     [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
-    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks "
+    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES ", worker_key FROM tasks "
                      "WHERE state < 3 ORDER BY id",
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -277,6 +301,17 @@ static const char *const SQL[S_COUNT_] = {
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [S_CHECK] = "PRAGMA integrity_check",
+    /* OR REPLACE: a key pruned from memory may come back before the
+       prune of its row is committed (submits are written first). */
+    [S_KEY_ADD] = "INSERT OR REPLACE INTO submit_keys(owner, key, job, accepted, created) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_KEYS_PRUNE] = "DELETE FROM submit_keys WHERE created < ?1",
+    [S_KEYS] = "SELECT owner, key, job, accepted, created FROM submit_keys "
+               "WHERE created >= ?1 ORDER BY created",
+    /* One small row rewritten: whether a commit fits on the disk again. */
+    [S_PROBE] = "INSERT OR REPLACE INTO last_ids(name, last) VALUES ('probe', 0)",
+    /* A rowid range: the read-ahead of specs at dispatch. */
+    [S_SPECS_FROM] = "SELECT id, spec FROM tasks WHERE id >= ?1 ORDER BY id LIMIT ?2",
     [S_ALLOC_SAVE] = "INSERT INTO alloc_queues(id, def) VALUES (?1, ?2) "
                      "ON CONFLICT(id) DO UPDATE SET def = excluded.def",
     [S_ALLOC_DEL] = "DELETE FROM alloc_queues WHERE id = ?1",
@@ -439,11 +474,15 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
-    /* S_UNFINISHED and S_RETRYABLE add the spec's size. */
     row->held = sqlite3_column_int(st, 13) != 0;
     row->retry_base = sqlite3_column_int(st, 14);
-    if (sqlite3_column_count(st) > 15)
+    /* S_UNFINISHED adds the spec's size and the worker's key,
+       S_RETRYABLE the spec's size. */
+    int ncols = sqlite3_column_count(st);
+    if (ncols > 15)
         row->spec_bytes = sqlite3_column_int64(st, 15);
+    if (ncols > 16)
+        row->worker_key = (const char *)sqlite3_column_text(st, 16);
     return 0;
 }
 
@@ -539,11 +578,16 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
         rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
     if (rc == 0 && version < 4)
         rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
-    /* Schema 6 landed after 8 (branches merged out of order): a database
-       already at 8 may lack its columns, so the step asks the table. */
-    int64_t has_held = 0;
+    if (rc == 0 && version < 5)
+        rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
     if (rc == 0 && version < 8)
         rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
+    if (rc == 0 && version < 11)
+        rc = s_exec(db, TASKS_WORKER_KEY_COLUMN, err, errlen, "upgrade schema to 11");
+    /* Schema 6 landed after 8 and 11 (branches merged out of order): a
+       database already past 6 may lack its columns, so the step asks the
+       table. */
+    int64_t has_held = 0;
     if (rc == 0)
         rc = s_query_int(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'held'",
                          &has_held, err, errlen);
@@ -623,6 +667,16 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
        which on a VM is most of a small commit's system calls). */
     if (s_exec(db, "PRAGMA locking_mode = EXCLUSIVE", err, errlen, path) < 0)
         return -1;
+    /* Only a new file takes it (before WAL mode writes its first page),
+       an older one ignores it: pages freed by a forget are given back to
+       the file system (store_vacuum) instead of kept. */
+    if (s_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen, path) < 0) {
+        if (sqlite3_errcode(db) == SQLITE_BUSY)
+            snprintf(err, errlen,
+                     "%s is locked: another ztask-master is using it (one master per database)",
+                     path);
+        return -1;
+    }
     /* The first statement that reads the file: a file that is not a
        database fails here ("file is not a database"), one another master
        holds with "database is locked". */
@@ -654,6 +708,34 @@ void store_process_init(void)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A plain file path (not ":memory:", "" or a "file:" URI). */
+static bool s_plain_path(const char *path)
+{
+    return *path && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0;
+}
+
+/* Creates a missing database file empty with mode 0600 (SQLite takes an
+   empty file as a new database): SQLite itself would create it 0644 less
+   the umask, and it gives the -wal and -shm files the database's mode, so
+   this one mode keeps every task's spec (env, stdin: tokens) and output
+   from other local users, whatever the umask. When it cannot (a missing
+   directory, no right to write there), SQLite's open fails the same way
+   right after and says so in its words. */
+static void s_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
+int store_file_mode(const char *path)
+{
+    struct stat st;
+    if (!path || !s_plain_path(path) || stat(path, &st) != 0)
+        return -1;
+    return (int) (st.st_mode & 07777);
+}
+
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
 {
     char scratch[8];
@@ -666,6 +748,8 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         snprintf(err, errlen, "no database path");
         return NULL;
     }
+    if (s_plain_path(path))
+        s_create_private(path);
     store_t *self = xcalloc(1, sizeof *self);
     /* URI names ("file:...?mode=...") are allowed so tests and operators
        can pass SQLite options; a plain path behaves as usual. */
@@ -905,6 +989,89 @@ int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
     return 0;
 }
 
+int store_probe(store_t *self)
+{
+    if (s_write_begin(self, "probe") < 0)
+        return -1;
+    return s_write_step(self, S_PROBE, "probe", NULL);
+}
+
+int store_vacuum(store_t *self)
+{
+    if (s_write_begin(self, "vacuum") < 0)
+        return -1;
+    char *msg = NULL;
+    if (sqlite3_exec(self->db, "PRAGMA incremental_vacuum", NULL, NULL, &msg) != SQLITE_OK) {
+        s_seterr(self, "vacuum: %s", msg ? msg : sqlite3_errmsg(self->db));
+        sqlite3_free(msg);
+        return s_poison(self);
+    }
+    return 0;
+}
+
+bool store_shrinks(store_t *self)
+{
+    int64_t mode = 0;
+    char err[256];
+    return s_query_int(self->db, "PRAGMA auto_vacuum", &mode, err, sizeof err) == 0 && mode == 2;
+}
+
+int store_checkpoint(store_t *self)
+{
+    if (self->in_tx)
+        return 0;
+    int rc = sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : s_dberr(self, "checkpoint");
+}
+
+int store_submit_key_add(store_t *self, const store_key_row_t *row)
+{
+    if (s_write_begin(self, "submit key") < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[S_KEY_ADD];
+    s_bind_text(st, 1, row->owner ? row->owner : "");
+    s_bind_text(st, 2, row->key);
+    sqlite3_bind_int64(st, 3, row->job);
+    sqlite3_bind_int64(st, 4, row->accepted);
+    sqlite3_bind_double(st, 5, row->created);
+    return s_write_step(self, S_KEY_ADD, "submit key", NULL);
+}
+
+int store_submit_keys_prune(store_t *self, double cutoff)
+{
+    if (s_write_begin(self, "prune submit keys") < 0)
+        return -1;
+    sqlite3_bind_double(self->stmt[S_KEYS_PRUNE], 1, cutoff);
+    return s_write_step(self, S_KEYS_PRUNE, "prune submit keys", NULL);
+}
+
+int store_submit_keys_each(store_t *self, double since,
+                           int (*fn)(const store_key_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_KEYS, "submit keys");
+    if (!st)
+        return -1;
+    sqlite3_bind_double(st, 1, since);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *owner = (const char *)sqlite3_column_text(st, 0);
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        store_key_row_t row = {
+            .owner = owner ? owner : "",
+            .key = key ? key : "",
+            .job = sqlite3_column_int64(st, 2),
+            .accepted = sqlite3_column_int64(st, 3),
+            .created = sqlite3_column_double(st, 4),
+        };
+        if (fn(&row, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "submit keys");
+    s_put(self, S_KEYS);
+    return result;
+}
+
 int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg)
 {
     sqlite3_stmt *st = s_get(self, S_JOBS, "jobs");
@@ -1044,8 +1211,28 @@ char *store_task_spec(store_t *self, int64_t task)
     return spec;
 }
 
+int store_specs_each(store_t *self, int64_t first, int limit,
+                     int (*fn)(int64_t task, const char *spec, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_SPECS_FROM, "specs");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int(st, 2, limit);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *spec = (const char *)sqlite3_column_text(st, 1);
+        if (spec && fn(sqlite3_column_int64(st, 0), spec, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "specs");
+    s_put(self, S_SPECS_FROM);
+    return result;
+}
+
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started)
+                           const char *worker, double started, const char *worker_key)
 {
     if (state != PROTO_ST_ASSIGNED && state != PROTO_ST_RUNNING) {
         s_seterr(self, "task %lld: set_running with state %d", (long long)task, (int)state);
@@ -1059,6 +1246,7 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
     sqlite3_bind_int(st, 3, attempt);
     s_bind_text(st, 4, worker);
     sqlite3_bind_double(st, 5, started);
+    s_bind_text(st, 6, worker_key);
     return s_write_step(self, S_TASK_RUNNING, "task running", NULL);
 }
 

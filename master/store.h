@@ -50,17 +50,24 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
 
 /* The schema this build writes (PRAGMA user_version). 2: no
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
-   jobs.owner; 6: tasks.held, tasks.retry_base, jobs.held, jobs.max_running,
-   jobs.definition (ztask hold, retry, limit, show); 8: alloc_queues. Older databases are upgraded
-   in place, a step per version (s_upgrade in store.c); a newer one is
+   jobs.owner; 5: submit_keys; 6: tasks.held, tasks.retry_base, jobs.held,
+   jobs.max_running, jobs.definition (ztask hold, retry, limit, show); 8:
+   alloc_queues; 11: tasks.worker_key. Older databases are upgraded in
+   place, a step per version (s_upgrade in store.c); a newer one is
    refused. */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 11
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
    task's SQLite instructions). SQLite's rule for such settings: call once,
    before any store exists and before other threads start; optional. */
 void store_process_init(void);
+
+/* The permission bits of the database file at path (e.g. 0600), or -1
+   for ":memory:", a URI or a file that cannot be stat'ed. A database that
+   store_new creates is 0600 (and so are its -wal and -shm files); one
+   that existed keeps its mode, which the caller may want to warn about. */
+int store_file_mode(const char *path);
 
 /* Opens (creating if needed) the database at path (":memory:" allowed),
    sets WAL and the sync mode, creates or checks the schema (a schema
@@ -77,6 +84,21 @@ const char *store_error(const store_t *self);
 int store_commit(store_t *self);
 /* Rolls back the open transaction, if any. */
 void store_rollback(store_t *self);
+/* Writes one small row (in the open group): a commit of it tells whether
+   the disk has room again after a failed commit. */
+int store_probe(store_t *self);
+/* Gives the database's free pages (a deleted job's) back to the file
+   system, in the open group: the file shrinks at the next checkpoint.
+   Nothing in a database made before schema 5 (store_shrinks). */
+int store_vacuum(store_t *self);
+/* True when the database gives freed pages back (auto_vacuum incremental:
+   every database this version creates); an older one keeps them until a
+   VACUUM with the master stopped (docs/deploy.md). */
+bool store_shrinks(store_t *self);
+/* Moves the WAL's pages into the database and truncates the WAL file to
+   nothing, giving its blocks back (a full disk); nothing while a group is
+   open. 0, or -1 (a checkpoint that could not finish is harmless). */
+int store_checkpoint(store_t *self);
 /* True while a transaction with uncommitted writes is open. */
 bool store_dirty(const store_t *self);
 /* The highest job and task ids ever handed out (kept after deletes), 0
@@ -126,6 +148,25 @@ typedef struct {
     int max_running;      /* 0 = no limit */
 } store_job_row_t;
 
+/* ---- submit keys (idempotent submits, master/idem.h) ---- */
+typedef struct {
+    const char *owner;       /* "" = nobody; borrowed */
+    const char *key;         /* borrowed */
+    int64_t job;
+    int64_t accepted;        /* tasks the keyed request added */
+    double created;          /* wall seconds */
+} store_key_row_t;
+
+/* Remembers a submit's key (replacing an older row of the same owner and
+   key). */
+int store_submit_key_add(store_t *self, const store_key_row_t *row);
+/* Forgets the keys created before cutoff (wall seconds). */
+int store_submit_keys_prune(store_t *self, double cutoff);
+/* Calls fn for every key created at or after since, oldest first (strings
+   borrowed for the callback's duration). fn returns non-zero to stop. */
+int store_submit_keys_each(store_t *self, double since,
+                           int (*fn)(const store_key_row_t *row, void *arg), void *arg);
+
 /* Calls fn for every job, in id order. fn returns non-zero to stop. */
 int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *arg), void *arg);
 
@@ -167,10 +208,18 @@ int store_tasks_insert(store_t *self, int64_t job, const store_task_new_t *tasks
 /* The spec text of a task (caller frees), or NULL when there is none. */
 char *store_task_spec(store_t *self, int64_t task);
 
+/* Calls fn with the id and spec text (borrowed for the call) of up to
+   limit tasks with id >= first, in id order: one read for the specs of
+   many tasks about to be dispatched. fn returns non-zero to stop. */
+int store_specs_each(store_t *self, int64_t first, int limit,
+                     int (*fn)(int64_t task, const char *spec, void *arg), void *arg);
+
 /* Records a dispatch or a start: state ASSIGNED or RUNNING, with the
-   attempt number and worker id; started (wall) is set when RUNNING. */
+   attempt number, worker id and that worker's CURVE key (NULL without
+   CURVE: a restart then knows the name only); started (wall) is set when
+   RUNNING. */
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started);
+                           const char *worker, double started, const char *worker_key);
 
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
@@ -211,6 +260,7 @@ typedef struct {
                                   retries count from there */
     int64_t spec_bytes;        /* size of its spec: store_unfinished_each and
                                   store_retryable_each only, else 0 */
+    const char *worker_key;    /* borrowed, NULL when none: store_unfinished_each only */
 } store_task_row_t;
 
 /* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id

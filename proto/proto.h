@@ -38,11 +38,21 @@
    and 1 MiB of stderr, which JSON escaping can grow up to 6x. */
 #define PROTO_MAX_API_MSG    (32 * 1024 * 1024)
 #define PROTO_MAX_PIPE_MSG   (32 * 1024 * 1024)
+/* What one task adds to a "tasks" message besides its spec (id, attempt,
+   job and the punctuation: at most 96 bytes), and the envelope's share. */
+#define PROTO_PIPE_TASK_OVERHEAD 96
+#define PROTO_PIPE_ENVELOPE 64
+/* The largest spec (encoded JSON) a worker can ever receive: alone in a
+   "tasks" message. The master refuses a bigger one at submit. */
+#define PROTO_MAX_TASK_SPEC \
+    (PROTO_MAX_PIPE_MSG - PROTO_PIPE_ENVELOPE - PROTO_PIPE_TASK_OVERHEAD)
 #define PROTO_MAX_REPORT_MSG (32 * 1024 * 1024)
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
+#define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
+#define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
@@ -326,6 +336,9 @@ typedef struct {
     char *worker;            /* drain: worker id */
     char *name;              /* submit: job name (optional) */
     bool more;               /* submit: more batches follow for this job */
+    char *key;               /* submit: idempotency key (optional, proto_key_valid): a
+                                resent request with the same key is answered as the
+                                first copy was, and adds nothing */
     proto_spec_t **tasks;    /* submit: ntasks specs */
     int ntasks;
     /* hello */
@@ -336,6 +349,10 @@ typedef struct {
     int nlabels;
     proto_task_ref_t *running;   /* tasks this worker is still running */
     int nrunning;
+    proto_task_ref_t *ended;     /* tasks it ran to the end lately, their results
+                                    sent but maybe not yet arrived (a master
+                                    restart); at most PROTO_MAX_ENDED */
+    int nended;
     bool no_exec;            /* worker refuses exec tasks */
     char **functions;        /* hello: the fn names it runs (nfunctions); none = not said
                                 (an older worker: taken to run any) */
@@ -357,6 +374,9 @@ typedef struct {
 } proto_req_t;
 
 proto_req_t *proto_req_decode(const char *buf, size_t len, proto_err_t *err);
+/* True for an idempotency key the protocol takes: 1..PROTO_MAX_KEY bytes
+   of A-Z a-z 0-9 . _ : - (it goes into log lines and the store as is). */
+bool proto_key_valid(const char *key);
 /* "submit", "status", ... (NULL for a value outside the enum). */
 const char *proto_req_type_name(proto_req_type_t t);
 char *proto_req_encode(const proto_req_t *req);

@@ -48,6 +48,7 @@ void proto_req_destroy(proto_req_t **p)
     proto_req_t *r = *p;
     free(r->worker);
     free(r->name);
+    free(r->key);
     if (r->tasks) {
         for (int i = 0; i < r->ntasks; i++)
             proto_spec_destroy(&r->tasks[i]);
@@ -59,6 +60,7 @@ void proto_req_destroy(proto_req_t **p)
     free(r->running);
     free(r->indexes);
     free(r->definition);
+    free(r->ended);
     free(r->slurm_job);
     proto_alloc_destroy(&r->queue);
     free(r);
@@ -67,12 +69,27 @@ void proto_req_destroy(proto_req_t **p)
 
 /* ---------------------------------------------------------------- decode */
 
+bool proto_key_valid(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n < 1 || n > PROTO_MAX_KEY)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
 static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     cJSON *arr;
     if (pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
         || pj_str(o, "name", false, 1, PROTO_MAX_NAME, &req->name, err) != 0
         || pj_bool(o, "more", false, &req->more, err) != 0
+        || pj_str(o, "key", false, 1, PROTO_MAX_KEY, &req->key, err) != 0
         || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
         || pj_int(o, "max_running", false, 0, PROTO_MAX_RUNNING_LIMIT, &req->max_running, err)
                != 0
@@ -88,6 +105,11 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     if (req->definition && strlen(req->definition) > PROTO_MAX_DEFINITION) {
         proto_err_set(err, PROTO_E_TOO_BIG, "field \"definition\" is over %d bytes",
                       PROTO_MAX_DEFINITION);
+        return -1;
+    }
+    if (req->key && !proto_key_valid(req->key)) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "\"key\" takes 1..%d of A-Z a-z 0-9 . _ : -", PROTO_MAX_KEY);
         return -1;
     }
     if (req->wait_ms > 0 && req->more) {
@@ -165,6 +187,7 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
+        || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
         || pj_str_array(o, "functions", false, MAX_FUNCTIONS, 1, PROTO_MAX_NAME,
                         &req->functions, &req->nfunctions, err) != 0
@@ -309,6 +332,8 @@ char *proto_req_encode(const proto_req_t *req)
         }
         pb_char(&b, ']');
         pb_kbool(&b, "more", req->more);
+        if (req->key)
+            pb_kstr(&b, "key", req->key);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
         if (req->max_running > 0)
@@ -375,6 +400,10 @@ char *proto_req_encode(const proto_req_t *req)
         pb_strv(&b, req->labels, req->nlabels);
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
+        if (req->nended) {
+            pb_key(&b, "ended");
+            pb_refs(&b, req->ended, req->nended);
+        }
         pb_kbool(&b, "no_exec", req->no_exec);
         if (req->nfunctions) {
             pb_key(&b, "functions");

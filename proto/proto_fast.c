@@ -680,6 +680,10 @@ static bool s_submit_member(fr_t *r, const char *k, size_t n, void *arg, unsigne
         *seen |= 16;
         return s_bool(r, &req->more);
     }
+    if (s_is(k, n, "key") && !(*seen & 64)) {
+        *seen |= 64;
+        return (req->key = s_string(r)) != NULL && proto_key_valid(req->key);
+    }
     if (!s_is(k, n, "tasks") || (*seen & 32) || !s_eat(r, '['))
         return false;
     *seen |= 32;

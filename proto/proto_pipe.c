@@ -147,9 +147,9 @@ char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts
 {
     if (n < 0)
         n = 0;
-    size_t total = 64;
+    size_t total = PROTO_PIPE_ENVELOPE;
     for (int i = 0; i < n; i++)
-        total += strlen(specs[i]) + 96;
+        total += strlen(specs[i]) + PROTO_PIPE_TASK_OVERHEAD;
     pb_t b;
     pb_init(&b, total);
     pb_lit(&b, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[");

@@ -35,8 +35,8 @@ MASTER_LAYERS = [
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
     ("api tasks alloc", "requests; the life of a task (dispatch, claim, result, lease); "
      "worker allocation queues (Slurm)"),
-    ("journal jobs waiters sched registry", "grouped commits; jobs and retention; "
-     "held requests; the ready queue; workers"),
+    ("journal jobs waiters sched registry idem", "grouped commits; jobs and retention; "
+     "held requests; the ready queue; workers; submit keys"),
     ("store writer auth", "SQLite; the commit thread; the ZAP allowlist"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}

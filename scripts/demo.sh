@@ -62,8 +62,10 @@ wait_for_line "$dir/master.log" "event=listening" 20
 api=$(grep -m1 -o 'api=tcp://[^ ]*' "$dir/master.log" | sed 's|api=tcp://||')
 echo "   master listening on $api"
 
+root=()   # as root, a worker of a keyless master runs commands as root only when told
+[ "$(id -u)" = 0 ] && root=(--allow-root)
 for name in demo-a demo-b; do
-    "$bin/ztask-worker" --master "$api" --threads 4 --name "$name" 2>"$dir/$name.log" &
+    "$bin/ztask-worker" --master "$api" --threads 4 --name "$name" "${root[@]}" 2>"$dir/$name.log" &
     pids+=($!)
 done
 for name in demo-a demo-b; do

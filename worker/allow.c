@@ -9,6 +9,8 @@
 struct allow {
     char **entries;
     size_t n;
+    char **env;      /* --allow-env names */
+    size_t nenv;
 };
 
 static bool s_blank(char c)
@@ -85,6 +87,53 @@ int allow_extend(allow_t *self, const char *list, char *err, size_t errlen)
     return 0;
 }
 
+static bool s_env_name(const char *s)
+{
+    if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
+        return false;
+    for (s++; *s; s++)
+        if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+int allow_env_extend(allow_t *self, const char *list, char *err, size_t errlen)
+{
+    char *copy = xstrdup(list ? list : ""), *save = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (s_blank(*tok))
+            tok++;
+        size_t len = strlen(tok);
+        while (len > 0 && s_blank(tok[len - 1]))
+            tok[--len] = '\0';
+        if (!s_env_name(tok)) {
+            snprintf(err, errlen, "--allow-env: '%.64s' is not a variable name", tok);
+            rc = -1;
+            break;
+        }
+        names = xrealloc(names, (n + 1) * sizeof *names);
+        names[n++] = xstrdup(tok);
+    }
+    free(copy);
+    if (rc == 0 && !n) {
+        snprintf(err, errlen, "--allow-env: expected a comma-separated list of variable names");
+        rc = -1;
+    }
+    if (rc != 0) {
+        s_free_entries(names, n);
+        return -1;
+    }
+    self->env = xrealloc(self->env, (self->nenv + n) * sizeof *self->env);
+    memcpy(self->env + self->nenv, names, n * sizeof *names);
+    self->nenv += n;
+    free(names);
+    return 0;
+}
+
 size_t allow_count(const allow_t *self)
 {
     return self ? self->n : 0;
@@ -98,17 +147,34 @@ static bool s_listed(const allow_t *self, const char *program)
     return false;
 }
 
-/* The env variable (from "NAME=value") that the list forbids, or NULL. */
-static const char *s_forbidden_env(const proto_spec_t *spec, bool bare, char *name,
-                                   size_t namelen)
+static bool s_env_listed(const allow_t *self, const char *name, size_t n)
 {
-    for (int i = 0; i < spec->envc; i++) {
+    for (size_t i = 0; i < self->nenv; i++)
+        if (strlen(self->env[i]) == n && strncmp(self->env[i], name, n) == 0)
+            return true;
+    return false;
+}
+
+/* The first variable of the task's env (from "NAME=value") that the list
+   forbids, copied printable into name; NULL when none. *listed tells
+   whether it was on --allow-env (LD_*, or PATH for a bare name). */
+static const char *s_forbidden_env(const allow_t *self, const proto_spec_t *spec, bool bare,
+                                   char *name, size_t namelen, bool *listed)
+{
+    for (int i = 0; spec->env && i < spec->envc; i++) {
         const char *e = spec->env[i];
         size_t n = strcspn(e, "=");
         bool ld = strncmp(e, "LD_", 3) == 0;
         bool path = bare && n == 4 && strncmp(e, "PATH", 4) == 0;
-        if (ld || path) {
-            snprintf(name, namelen, "%.*s", (int) (n > 64 ? 64 : n), e);
+        bool ours = n > 6 && strncmp(e, "ZTASK_", 6) == 0;
+        *listed = s_env_listed(self, e, n);
+        if (ld || path || (!ours && !*listed)) {
+            size_t k = 0;
+            for (size_t j = 0; j < n && k + 1 < namelen && j < 64; j++) {
+                unsigned char c = (unsigned char) e[j];
+                name[k++] = c < 0x20 || c >= 0x7f ? '?' : (char) c;
+            }
+            name[k] = '\0';
             return name;
         }
     }
@@ -137,10 +203,21 @@ int allow_check(const allow_t *self, const proto_spec_t *spec, char *why, size_t
     }
     char name[80];
     bool bare = !spec->shell && !strchr(program, '/');
-    if (s_forbidden_env(spec, bare, name, sizeof name)) {
-        snprintf(why, whylen,
-                 "this worker runs only its --allow-exec programs, so a task may not set %s%s",
-                 name, strcmp(name, "PATH") == 0 ? " (give the program's absolute path)" : "");
+    bool listed = false;
+    if (s_forbidden_env(self, spec, bare, name, sizeof name, &listed)) {
+        if (strcmp(name, "PATH") == 0 && bare)
+            snprintf(why, whylen,
+                     "this worker runs only its --allow-exec programs, so a task may not set "
+                     "PATH (give the program's absolute path)");
+        else if (listed || strncmp(name, "LD_", 3) == 0)
+            snprintf(why, whylen,
+                     "this worker runs only its --allow-exec programs, so a task may not set %s",
+                     name);
+        else
+            snprintf(why, whylen,
+                     "this worker runs only its --allow-exec programs, so a task may set only "
+                     "the env variables of its --allow-env list: not %s",
+                     name);
         return -1;
     }
     return 0;
@@ -151,6 +228,7 @@ void allow_destroy(allow_t **p)
     if (!p || !*p)
         return;
     s_free_entries((*p)->entries, (*p)->n);
+    s_free_entries((*p)->env, (*p)->nenv);
     free(*p);
     *p = NULL;
 }

@@ -13,8 +13,12 @@
       - a shell task runs /bin/sh, so it is allowed only when "/bin/sh" is
         an entry -- which allows any command, since the shell runs whatever
         the task says;
-      - under a list, no command task may set LD_* variables in its env
-        (LD_PRELOAD would run any library inside an allowed program).
+      - under a list, a command task's env may set only ZTASK_* variables
+        and those of the --allow-env list (none by default): BASH_ENV,
+        PERL5OPT, PYTHONSTARTUP and friends make an allowed program run
+        code of the task's choosing. LD_* (LD_PRELOAD would run any
+        library inside an allowed program), and PATH for a bare program
+        name, are refused even when listed.
     Function tasks are not commands and are always allowed.
 
     The list limits which program starts, not what it does: an allowed
@@ -40,6 +44,10 @@ allow_t *allow_parse(const char *list, char *err, size_t errlen);
 /* Adds the entries of another comma-separated list (for a repeated
    option). 0, or -1 with err filled (self unchanged). */
 int allow_extend(allow_t *self, const char *list, char *err, size_t errlen);
+
+/* Adds names to the --allow-env list: comma-separated variable names
+   ([A-Za-z_][A-Za-z0-9_]*). 0, or -1 with err filled (self unchanged). */
+int allow_env_extend(allow_t *self, const char *list, char *err, size_t errlen);
 
 /* Number of entries. */
 size_t allow_count(const allow_t *self);

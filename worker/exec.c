@@ -25,8 +25,8 @@
 
     The child's side lives in exec_child.c. Between fork and execve it
     makes only async-signal-safe system calls (setpgid, getpid, sigaction,
-    sigprocmask, fcntl, dup2, close_range, close, chdir, execve, write,
-    _exit) on memory prepared before fork: no malloc, no locks, no
+    sigprocmask, fcntl, dup2, close_range, close, setrlimit, setgroups,
+    setresgid, setresuid, chdir, execve, write, _exit) on memory prepared before fork: no malloc, no locks, no
     ZeroMQ, no logging.
 
     A short command's cost here is mostly system calls and wakeups of the
@@ -460,6 +460,11 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_
             proto_result_error(res, "cannot chdir to '%s': %s", L->cwd ? L->cwd : "", why);
         else if (r->report.stage == EXEC_STAGE_EXEC)
             proto_result_error(res, "cannot execute '%s': %s", L->display, why);
+        else if (r->report.stage == EXEC_STAGE_RLIMIT)
+            proto_result_error(res, "cannot apply --task-rlimit: %s", why);
+        else if (r->report.stage == EXEC_STAGE_USER)
+            proto_result_error(res, "cannot run as --run-as user '%s': %s",
+                               L->policy && L->policy->user ? L->policy->user : "", why);
         else
             proto_result_error(res, "cannot set up the child process: %s", why);
     } else if (r->timed_out) {

@@ -2,9 +2,12 @@
 
     The child: its own process group (setpgid), stdin from the spec's
     "stdin" (or /dev/null), stdout and stderr captured through pipes, the
-    parent's environment plus the spec's "env" plus ZTASK_TASK_ID,
-    ZTASK_JOB_ID, ZTASK_ATTEMPT and (for arrays) ZTASK_TASK_INDEX, the
-    spec's "cwd". It inherits no descriptor but 0, 1 and 2 (every other fd
+    parent's environment without its ZTASK_* variables (the worker's key
+    file, master and config must not reach a task), plus HOME, USER and
+    LOGNAME of the policy's user, plus the spec's "env", plus
+    ZTASK_TASK_ID, ZTASK_JOB_ID, ZTASK_ATTEMPT and (for arrays)
+    ZTASK_TASK_INDEX; the policy's rlimits and user (policy.h); the
+    spec's "cwd", entered as that user. It inherits no descriptor but 0, 1 and 2 (every other fd
     is closed between fork and exec, and all of ours are close-on-exec).
     Between fork and exec the child calls only async-signal-safe functions
     and never touches ZeroMQ. The child's signal mask and dispositions are
@@ -50,6 +53,7 @@
 #define ZTASK_EXEC_H
 
 #include "../proto/proto.h"
+#include "policy.h"
 #include "reaper.h"
 
 #include <signal.h>
@@ -99,6 +103,9 @@ typedef struct {
        it runs (task, job and attempt are written too); NULL = nowhere.
        Borrowed; the calling thread's own. */
     reaper_slot_t *slot;
+    /* Who the command runs as and under which rlimits (--run-as,
+       --task-rlimit); NULL = as the worker, no limits. Borrowed. */
+    const exec_policy_t *policy;
 } exec_req_t;
 
 /* The signals whose disposition is not SIG_DFL now (handled or ignored),

@@ -26,14 +26,12 @@ static bool s_same_key(const char *a, const char *b)
     return (*a == '=' || *a == '\0') && (*b == '=' || *b == '\0');
 }
 
+/* The worker's own ZTASK_* variables (ZTASK_CURVE_SECRET names its key
+   file, ZTASK_CONFIG its config) never reach a task; nor do the ones it
+   may have inherited from a task that started it. */
 static bool s_is_ztask_var(const char *entry)
 {
-    static const char *const ours[] = {"ZTASK_TASK_ID", "ZTASK_JOB_ID", "ZTASK_ATTEMPT",
-                                       "ZTASK_TASK_INDEX"};
-    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
-        if (s_same_key(entry, ours[i]))
-            return true;
-    return false;
+    return strncmp(entry, "ZTASK_", 6) == 0;
 }
 
 /* Replaces the entry with entry's key, or appends it. */
@@ -47,8 +45,9 @@ static void s_env_set(char **envp, size_t *n, char *entry)
     envp[(*n)++] = entry;
 }
 
-/* The worker's environment, minus ZTASK_* variables it may itself have
-   inherited, plus the spec's env, plus this task's ZTASK_* variables.
+/* The worker's environment minus its ZTASK_* variables, plus the run-as
+   user's HOME, USER and LOGNAME, plus the spec's env, plus this task's
+   ZTASK_* variables.
    Reading environ is safe only because the worker never changes its
    environment once threads run (exec.h says so). */
 static void s_build_env(exec_launch_t *L, const exec_req_t *req)
@@ -58,11 +57,14 @@ static void s_build_env(exec_launch_t *L, const exec_req_t *req)
     while (environ && environ[nenv])
         nenv++;
     size_t envc = spec->env ? (size_t) (spec->envc > 0 ? spec->envc : 0) : 0;
-    L->envp = xcalloc(nenv + envc + 4 + 1, sizeof(char *));
+    L->envp = xcalloc(nenv + 3 + envc + 4 + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; i < nenv; i++)
         if (!s_is_ztask_var(environ[i]))
             L->envp[n++] = environ[i];
+    if (req->policy && req->policy->run_as)
+        for (int i = 0; i < 3; i++)
+            s_env_set(L->envp, &n, req->policy->env[i]);
     for (size_t i = 0; i < envc && spec->env[i]; i++)
         if (strchr(spec->env[i], '=') && spec->env[i][0] != '=')
             s_env_set(L->envp, &n, spec->env[i]);
@@ -130,6 +132,7 @@ void exec_launch_init(exec_launch_t *L, const exec_req_t *req)
     L->cwd = spec->cwd;
     L->reset = req->reset;
     L->slot = req->slot;
+    L->policy = req->policy;
     if (spec->shell) {
         L->shell = true;
         L->sh_argv[0] = "sh";
@@ -235,6 +238,12 @@ void exec_child(exec_launch_t *L, int fd_in, int fd_out, int fd_err, int fd_repo
     if (close_range((unsigned) keep, ~0U, 0) < 0)
         for (int fd = keep; fd < L->max_fd; fd++)
             close(fd);
+
+    /* Limits first (lowering needs no privilege), then who we are: the
+       cwd and the program are then reached with the task user's rights. */
+    bool stage_user;
+    if (policy_apply_in_child(L->policy, &stage_user) < 0)
+        s_child_fail(L, fd_report, stage_user ? EXEC_STAGE_USER : EXEC_STAGE_RLIMIT, errno);
 
     if (L->cwd && chdir(L->cwd) < 0)
         s_child_fail(L, fd_report, EXEC_STAGE_CHDIR, errno);

@@ -6,7 +6,7 @@
     only makes async-signal-safe system calls on that memory: own process
     group (recorded in the reaper's slot), default signal dispositions and
     an empty mask, the pipes on 0/1/2, every other descriptor closed,
-    chdir, execve. A step that fails is reported to the parent as an
+    the policy's rlimits and identity (policy.h), chdir, execve. A step that fails is reported to the parent as an
     exec_child_report_t, either in L->report (when the child shares the
     parent's memory, which reads it once the vfork-style clone returns)
     or on the report pipe (close-on-exec, so a successful exec reads as
@@ -23,7 +23,7 @@
 #include <stdbool.h>
 
 /* What the child reports through the error pipe when a step fails. */
-enum { EXEC_STAGE_SETUP = 1, EXEC_STAGE_CHDIR, EXEC_STAGE_EXEC };
+enum { EXEC_STAGE_SETUP = 1, EXEC_STAGE_CHDIR, EXEC_STAGE_EXEC, EXEC_STAGE_RLIMIT, EXEC_STAGE_USER };
 typedef struct {
     int stage;
     int err;
@@ -44,6 +44,7 @@ typedef struct {
     int max_fd;            /* bound of the close loop when close_range fails */
     const sigset_t *reset; /* signals to set to SIG_DFL, NULL = all (borrowed) */
     reaper_slot_t *slot;   /* the child writes its group here; NULL = none (borrowed) */
+    const exec_policy_t *policy;  /* limits and identity; NULL = none (borrowed) */
     exec_child_report_t report;  /* a failed step, written by a child without a report pipe */
 } exec_launch_t;
 

@@ -25,9 +25,11 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/version.h"
+#include "../common/zmqx.h"
 #include "../proto/proto.h"
 #include "allow.h"
 #include "fn.h"
+#include "policy.h"
 #include "reaper.h"
 #include "session.h"
 
@@ -70,19 +72,25 @@ typedef struct {
     char *curve_secret;         /* our key file */
     char *master_key;           /* the master's .pub/.key file, or its Z85 public key */
     char *state_dir;            /* the reaper's state files (reaper.h) */
+    exec_policy_t *policy;      /* --run-as, --task-rlimit (never NULL after s_parse) */
+    bool allow_root;            /* --allow-root */
     double idle_timeout;        /* seconds; 0 = never leave when idle */
     double ends_at;             /* wall seconds to be gone by; 0 = no end */
 } options_t;
 
 /* The flags as given (borrowed from argv), before the rest fills gaps. */
 typedef struct {
-    const char *master, *threads, *name, *curve_secret, *master_key, *state_dir;
+    const char *master, *threads, *name, *curve_secret, *master_key, *state_dir, *run_as;
+    const char **rlimits;
+    int nrlimits;
     const char **plugins;
     int nplugins;
     const char **labels;
     int nlabels;
     const char **allow;
     int nallow;
+    const char **allow_env;
+    int nallow_env;
 } flags_t;
 
 static void s_usage(FILE *out)
@@ -92,7 +100,8 @@ static void s_usage(FILE *out)
             "Runs tasks for a ztask master.\n"
             "\n"
             "  --master HOST[:PORT]  master's API address (env ZTASK_MASTER; default\n"
-            "                        127.0.0.1:5555)\n"
+            "                        127.0.0.1:5555), or ipc:///DIR for a master\n"
+            "                        bound to a directory of Unix sockets\n"
             "  --threads N           tasks run at once (default: CPU count)\n"
             "  --name NAME           worker name (default HOSTNAME-PID)\n"
             "  --plugin PATH         load task functions from a shared object (repeatable)\n"
@@ -101,6 +110,21 @@ static void s_usage(FILE *out)
             "  --allow-exec P[,P...] run only these programs (absolute paths or bare names\n"
             "                        found on PATH; /bin/sh allows shell tasks); other\n"
             "                        command tasks fail at once (repeatable)\n"
+            "  --allow-env NAME[,NAME...]  with --allow-exec, the env variables a task may\n"
+            "                        set besides ZTASK_* (default none: BASH_ENV or\n"
+            "                        PERL5OPT would run code in an allowed program;\n"
+            "                        LD_* never); repeatable\n"
+            "  --run-as USER         run command tasks as USER (name or uid), not as the\n"
+            "                        worker's user: recommended, so that a task cannot read\n"
+            "                        the worker's key (needs root or CAP_SETUID, CAP_SETGID\n"
+            "                        and CAP_KILL; see docs/security.md)\n"
+            "  --task-rlimit NAME=VALUE[,...]  limits for each command task, set in the\n"
+            "                        child before it execs: as, core, cpu, data, fsize,\n"
+            "                        memlock, nofile, nproc, stack (sizes take K/M/G;\n"
+            "                        'unlimited'); repeatable\n"
+            "  --allow-root          run command tasks as root for a master without CURVE\n"
+            "                        keys (refused otherwise: any local user who can reach\n"
+            "                        an insecure master would run commands as root)\n"
             "  --curve-secret FILE   this worker's key file (from ztask keygen; env\n"
             "                        ZTASK_CURVE_SECRET); with\n"
             "  --master-key KEY      the master's public key (a .pub file or 40 Z85\n"
@@ -127,7 +151,7 @@ static void s_usage(FILE *out)
             "Config file: $ZTASK_CONFIG, else $XDG_CONFIG_HOME/ztask/config (default\n"
             "~/.config/ztask/config), else /etc/ztask/config: 'key = value' lines;\n"
             "keys master, curve-secret, master-key, threads, name, labels, plugin,\n"
-            "allow-exec, state-dir (lists comma-separated; relative paths are relative\n"
+            "allow-exec, allow-env, state-dir, run-as, task-rlimit (lists comma-separated; relative paths are relative\n"
             "to the file). A flag beats the environment, which beats the file; a repeatable\n"
             "flag replaces the file's list.\n"
             "See docs/security.md.\n"
@@ -264,6 +288,30 @@ static void s_resolve(options_t *o, const flags_t *fl)
         s_add_allow(o, v, config_where(cfg, "allow-exec"));
     if (o->no_exec && o->allow)
         s_usage_error("%s", "--no-exec refuses every command: drop it or --allow-exec");
+    const char *env_where = fl->nallow_env ? "--allow-env" : config_where(cfg, "allow-env");
+    if ((fl->nallow_env || config_get(cfg, "allow-env")) && !o->allow)
+        s_usage_error("%s: only a worker with --allow-exec narrows a task's env: give "
+                      "--allow-exec too, or drop it", env_where);
+    for (int i = 0; i < fl->nallow_env; i++)
+        if (allow_env_extend(o->allow, fl->allow_env[i], err, sizeof err) != 0)
+            s_usage_error("%s", err);
+    if (!fl->nallow_env && (v = config_get(cfg, "allow-env")) &&
+        allow_env_extend(o->allow, v, err, sizeof err) != 0)
+        s_usage_error("%s: %s", env_where, err);
+
+    o->policy = policy_new();
+    if ((v = config_pick(fl->run_as, NULL, cfg, "run-as", &from)) &&
+        policy_run_as(o->policy, v, err, sizeof err) != 0)
+        s_usage_error("%s%s%s", from == CONFIG_FROM_FILE ? config_where(cfg, "run-as") : "",
+                      from == CONFIG_FROM_FILE ? ": " : "", err);
+    if (fl->nrlimits) {
+        for (int i = 0; i < fl->nrlimits; i++)
+            if (policy_add_rlimits(o->policy, fl->rlimits[i], err, sizeof err) != 0)
+                s_usage_error("%s", err);
+    } else if ((v = config_get(cfg, "task-rlimit")) &&
+               policy_add_rlimits(o->policy, v, err, sizeof err) != 0) {
+        s_usage_error("%s: %s", config_where(cfg, "task-rlimit"), err);
+    }
 
     config_curve_t cc;
     if (config_pick_curve(cfg, fl->curve_secret, fl->master_key, &cc, err, sizeof err) != 0)
@@ -285,7 +333,8 @@ static void s_parse(options_t *o, int argc, char **argv)
 {
     enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
            OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY,
-           OPT_ALLOW_EXEC, OPT_STATE_DIR, OPT_IDLE_TIMEOUT, OPT_ENDS_AT };
+           OPT_ALLOW_EXEC, OPT_STATE_DIR, OPT_RUN_AS, OPT_TASK_RLIMIT, OPT_ALLOW_ROOT,
+           OPT_ALLOW_ENV, OPT_IDLE_TIMEOUT, OPT_ENDS_AT };
     static const struct option longopts[] = {
         {"master", required_argument, NULL, OPT_MASTER},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -298,6 +347,10 @@ static void s_parse(options_t *o, int argc, char **argv)
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"master-key", required_argument, NULL, OPT_MASTER_KEY},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"run-as", required_argument, NULL, OPT_RUN_AS},
+        {"task-rlimit", required_argument, NULL, OPT_TASK_RLIMIT},
+        {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+        {"allow-env", required_argument, NULL, OPT_ALLOW_ENV},
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"ends-at", required_argument, NULL, OPT_ENDS_AT},
         {"help", no_argument, NULL, OPT_HELP},
@@ -312,6 +365,8 @@ static void s_parse(options_t *o, int argc, char **argv)
     fl.plugins = xcalloc((size_t) argc + 1, sizeof *fl.plugins);
     fl.labels = xcalloc((size_t) argc + 1, sizeof *fl.labels);
     fl.allow = xcalloc((size_t) argc + 1, sizeof *fl.allow);
+    fl.rlimits = xcalloc((size_t) argc + 1, sizeof *fl.rlimits);
+    fl.allow_env = xcalloc((size_t) argc + 1, sizeof *fl.allow_env);
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
@@ -353,6 +408,18 @@ static void s_parse(options_t *o, int argc, char **argv)
                 s_usage_error("%s", "--state-dir: expected a directory, got ''");
             fl.state_dir = optarg;
             break;
+        case OPT_RUN_AS:
+            fl.run_as = optarg;
+            break;
+        case OPT_TASK_RLIMIT:
+            fl.rlimits[fl.nrlimits++] = optarg;
+            break;
+        case OPT_ALLOW_ENV:
+            fl.allow_env[fl.nallow_env++] = optarg;
+            break;
+        case OPT_ALLOW_ROOT:
+            o->allow_root = true;
+            break;
         case OPT_IDLE_TIMEOUT:
             if (parse_duration(optarg, 366 * 86400.0, &o->idle_timeout) != 0
                 || o->idle_timeout < 0.001)
@@ -384,6 +451,8 @@ static void s_parse(options_t *o, int argc, char **argv)
     free(fl.plugins);
     free(fl.labels);
     free(fl.allow);
+    free(fl.rlimits);
+    free(fl.allow_env);
 }
 
 static void s_options_free(options_t *o)
@@ -400,6 +469,44 @@ static void s_options_free(options_t *o)
     free(o->curve_secret);
     free(o->master_key);
     free(o->state_dir);
+    policy_destroy(&o->policy);
+}
+
+/* Who may run what, decided before anything starts. Exits 2 after
+   printing why when the setup would hand tasks more than they should
+   have:
+   - with no CURVE keys the master admits every local user, so commands
+     run as root would make every local user root: refused unless
+     --allow-root (or --run-as another user, or --no-exec);
+   - with --run-as, the task user must not be able to read our key file
+     (the point of --run-as); without it, a task can, which is logged. */
+static void s_check_task_rights(const options_t *o)
+{
+    if (o->no_exec)
+        return;
+    /* An ipc:// master is reached only by who may enter its directory. */
+    if (!o->curve_secret && !zmqx_ipc(o->master_host) && policy_task_uid(o->policy) == 0 &&
+        !o->allow_root) {
+        fprintf(stderr,
+                "ztask-worker: command tasks would run as root for a master without CURVE "
+                "keys, so every local user who can reach the master could run commands as "
+                "root: give --run-as USER (recommended), --no-exec, CURVE keys "
+                "(--curve-secret, --master-key), or --allow-root to accept it\n");
+        exit(2);
+    }
+    if (!o->curve_secret || !policy_task_can_read(o->policy, o->curve_secret))
+        return;
+    if (o->policy->run_as) {
+        fprintf(stderr,
+                "ztask-worker: --run-as %s: that user can read this worker's key file %s, so "
+                "its tasks could take this worker's tasks: make the file readable by the "
+                "worker's user only (chmod 0600 %s)\n",
+                o->policy->user, o->curve_secret, o->curve_secret);
+        exit(2);
+    }
+    log_warn("event=tasks_can_read_key file=\"%s\" hint=\"tasks run as the worker's user and "
+             "can read its key; run them as another user with --run-as\"",
+             o->curve_secret);
 }
 
 /* Our key pair and the master's public key, when CURVE is asked for.
@@ -437,6 +544,7 @@ int main(int argc, char **argv)
     options_t o;
     s_parse(&o, argc, argv);
     log_init("ztask-worker", o.level);
+    s_check_task_rights(&o);
 
     /* A master that goes away must not kill us through a socket write;
        SIGTERM/SIGINT only count (the session acts on the count). No
@@ -503,6 +611,7 @@ int main(int argc, char **argv)
         .nlabels = o.nlabels,
         .no_exec = o.no_exec,
         .allow_exec = o.allow,
+        .policy = o.policy,
         .fns = fns,
         .signals = &g_signals,
         .reaper = reaper,

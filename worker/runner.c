@@ -322,6 +322,7 @@ static void s_run(void *item, void *state, void *arg)
             .reset = &ctx->changed_signals,
             .kit = th->kit,
             .slot = th->slot,
+            .policy = ctx->policy,
         };
         if (exec_run(&req, res) != 0)
             log_warn("event=exec_failed error=\"%s\"", res->error ? res->error : "unknown");

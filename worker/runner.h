@@ -42,6 +42,7 @@
 
 #include "../proto/proto.h"
 #include "fn.h"
+#include "policy.h"
 #include "pool.h"
 #include "reaper.h"
 
@@ -88,6 +89,7 @@ typedef struct {
     int kill_grace_ms;            /* 0 = exec's default */
     reaper_t *reaper;             /* slot i for thread i (exec_req_t.slot); may be NULL */
     sigset_t changed_signals;     /* exec_changed_signals at start */
+    const exec_policy_t *policy;  /* commands' user and rlimits; NULL = none (borrowed) */
     atomic_int init_failures;     /* threads that could not make their socket */
     /* Bumped (release) by a pool thread just before each send and read
        (acquire) by the session after each receive. It makes the handoff

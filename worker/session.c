@@ -104,6 +104,15 @@ struct session {
     unsigned hello_failures;
     uint64_t rng;
 
+    /* The last PROTO_MAX_ENDED attempts whose results went to the outbox
+       (a ring: ended_next is the oldest once full), for the next hello:
+       after a master restart their results may arrive after it. */
+    struct {
+        proto_task_ref_t ref;
+        int64_t at;          /* mono ms */
+    } ended[PROTO_MAX_ENDED];
+    int ended_next, nended;
+
     /* Every task the pool may still touch, oldest first. */
     runner_task_t *head, *tail;
     int nactive;            /* of which not yet ended (queued or running) */
@@ -242,6 +251,34 @@ static proto_task_ref_t *s_running_refs(session_t *self, int *n)
             refs[k].attempt = t->attempt;
             k++;
         }
+    *n = k;
+    return refs;
+}
+
+/* A result for (task, attempt) went to the outbox. */
+static void s_ended(session_t *self, int64_t task, int attempt, int64_t now)
+{
+    self->ended[self->ended_next].ref = (proto_task_ref_t){.task = task, .attempt = attempt};
+    self->ended[self->ended_next].at = now;
+    self->ended_next = (self->ended_next + 1) % PROTO_MAX_ENDED;
+    if (self->nended < PROTO_MAX_ENDED)
+        self->nended++;
+}
+
+/* Refs of the attempts that ended since shortly before the master went
+   silent (its liveness window before last_rx): their results may not have
+   reached it, and a restarted master keeps those tasks for us while they
+   come (the hello's "ended"). The caller frees them. */
+static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
+{
+    int64_t since = self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
+    proto_task_ref_t *refs = xcalloc((size_t) (self->nended ? self->nended : 1), sizeof *refs);
+    int k = 0;
+    for (int i = 0; i < self->nended; i++) {
+        int at = (self->ended_next - self->nended + i + PROTO_MAX_ENDED) % PROTO_MAX_ENDED;
+        if (self->ended[at].at >= since)
+            refs[k++] = self->ended[at].ref;
+    }
     *n = k;
     return refs;
 }
@@ -394,6 +431,9 @@ static void s_send_hello(session_t *self, int64_t now)
     for (int i = 0; i < self->nlabels; i++)
         req->labels[i] = xstrdup(self->labels[i]);
     req->running = s_running_refs(self, &req->nrunning);
+    /* Registered before: what ended around the loss of that master. */
+    if (self->worker_id)
+        req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
     /* What fn tasks the master may send here: built-ins and plugins. */
     size_t nfns = fn_registry_count(self->fns);
@@ -622,9 +662,11 @@ static void s_read_inbox(session_t *self, int64_t now)
             /* From our own pool threads: the task they were given back. */
             runner_task_t *t = hdr.task;
             assert(t != NULL);
-            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
+            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
                 outbox_result_until(self->outbox, xstrndup(payload, plen),
                                     s_result_until(self, t, now));
+                s_ended(self, t->id, t->attempt, now);
+            }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);
@@ -923,10 +965,13 @@ int session_run(session_t *self)
         return -1;
     int64_t now = clock_mono_ms();
     self->next_hello = now;
-    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d",
+    const exec_policy_t *pol = self->rctx.policy;
+    log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d "
+             "run_as=%s task_rlimit=\"%s\"",
              self->name, connector_host(self->uplink), connector_port(self->uplink),
              self->threads, self->no_exec ? 1 : 0, allow_count(self->allow),
-             connector_curve(self->uplink) ? 1 : 0);
+             connector_curve(self->uplink) ? 1 : 0, pol && pol->run_as ? pol->user : "-",
+             policy_rlimits_text(pol));
     for (;;) {
         now = clock_mono_ms();
         s_check_signals(self, now);
@@ -1006,6 +1051,7 @@ session_t *session_new(const session_config_t *cfg)
     self->signals = cfg->signals;
     self->kill_grace_ms = cfg->kill_grace_ms;
     self->rctx.reaper = cfg->reaper;
+    self->rctx.policy = cfg->policy;
     self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
     self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
     self->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;

@@ -44,6 +44,7 @@
 
 #include "allow.h"
 #include "fn.h"
+#include "policy.h"
 #include "reaper.h"
 
 #include <signal.h>
@@ -64,6 +65,10 @@ typedef struct {
        Borrowed; must outlive the session. A task it refuses fails at once
        with the list's reason. */
     const allow_t *allow_exec;
+    /* Who commands run as and their rlimits (--run-as, --task-rlimit);
+       NULL = as the worker, no limits. Borrowed; must outlive the
+       session. */
+    const exec_policy_t *policy;
     const fn_registry_t *fns;    /* borrowed; must outlive the session */
     /* Counter of SIGTERM/SIGINT received, written only by the signal
        handler; borrowed, may be NULL. 1 = drain, 2 = stop now. */

@@ -64,8 +64,9 @@ struct h_cluster {
     int nprocs;
     h_proc_t *master;
     int api_port, report_port;
-    char addr[64];
+    char addr[300];   /* "127.0.0.1:PORT", or "ipc://DIR" */
     int nworkers;
+    const char *const *worker_wrap;   /* h_worker_wrap (borrowed), NULL = none */
 };
 
 /* ------------------------------------------------------------------ timing */
@@ -638,8 +639,9 @@ static int s_port_after(const char *line, const char *key)
     at += strlen(key);
     const char *eol = strchr(at, '\n');
     const char *colon = NULL;
+    bool ipc = strstr(key, "ipc://") != NULL;   /* the port follows the last '/' there */
     for (const char *q = at; *q && q != eol && *q != ' '; q++)
-        if (*q == ':')
+        if (*q == ':' || (ipc && *q == '/'))
             colon = q;
     if (!colon)
         return -1;
@@ -676,14 +678,29 @@ h_proc_t *h_master_start(h_cluster_t *c, int port, ...)
     }
     pthread_mutex_lock(&p->mu);
     const char *line = strstr(p->buf, "event=listening");
-    int api = s_port_after(line, "api=tcp://");
-    int rep = s_port_after(line, "reports=tcp://");
+    /* A master in an ipc:// directory (--bind ipc://DIR) says
+       api=ipc://DIR/PORT: its address is then the directory. */
+    const char *ipc = strstr(line, "api=ipc://");
+    char dir[sizeof c->addr] = "";
+    if (ipc && ipc < strchr(line, '\n')) {
+        ipc += 4;
+        size_t len = strcspn(ipc, " \n");
+        while (len > 0 && ipc[len - 1] != '/')
+            len--;
+        if (len > 1 && len < sizeof dir)
+            snprintf(dir, sizeof dir, "%.*s", (int) (len - 1), ipc);
+    }
+    int api = s_port_after(line, ipc ? "api=ipc://" : "api=tcp://");
+    int rep = s_port_after(line, ipc ? "reports=ipc://" : "reports=tcp://");
     pthread_mutex_unlock(&p->mu);
     ck_assert_msg(api > 0 && rep > 0, "cannot parse ports from the listening line (log %s)",
                   p->log_path);
     c->api_port = api;
     c->report_port = rep;
-    snprintf(c->addr, sizeof c->addr, "127.0.0.1:%d", api);
+    if (dir[0])
+        snprintf(c->addr, sizeof c->addr, "%s", dir);
+    else
+        snprintf(c->addr, sizeof c->addr, "127.0.0.1:%d", api);
     c->master = p;
     return p;
 }
@@ -696,6 +713,10 @@ static h_proc_t *s_worker_spawn(h_cluster_t *c, const char *name, int threads, v
     snprintf(thr, sizeof thr, "%d", threads);
     char *argv[H_MAX_ARGS];
     int n = 0;
+    for (int i = 0; c->worker_wrap && c->worker_wrap[i]; i++) {
+        ck_assert_int_lt(n, H_MAX_ARGS / 2);
+        argv[n++] = (char *) c->worker_wrap[i];
+    }
     argv[n++] = bin;
     argv[n++] = "--master";
     argv[n++] = c->addr;
@@ -709,6 +730,11 @@ static h_proc_t *s_worker_spawn(h_cluster_t *c, const char *name, int threads, v
     char *state = h_path(c, "state");
     argv[n++] = "--state-dir";
     argv[n++] = state;
+    /* Tests run as root in CI; a worker refuses to run commands as root
+       for a master without keys unless told (ztask-worker --help). A
+       test that wants the refusal starts the worker with h_run. */
+    if (geteuid() == 0)
+        argv[n++] = "--allow-root";
     s_collect(argv, n, ap);
     char *pname = s_printf("worker-%s", name);
     h_proc_t *p = s_proc_start(c, pname, true, argv);
@@ -717,6 +743,11 @@ static h_proc_t *s_worker_spawn(h_cluster_t *c, const char *name, int threads, v
     free(bin);
     c->nworkers++;
     return p;
+}
+
+void h_worker_wrap(h_cluster_t *c, const char *const *wrap)
+{
+    c->worker_wrap = wrap;
 }
 
 h_proc_t *h_worker_spawn(h_cluster_t *c, const char *name, int threads, ...)
@@ -903,6 +934,24 @@ h_run_t *h_cli(h_cluster_t *c, ...)
     va_end(ap);
     args[n] = NULL;
     return h_cliv(c, args, 60000);
+}
+
+h_proc_t *h_cli_start(h_cluster_t *c, ...)
+{
+    ck_assert_msg(c->addr[0], "start the master before the CLI");
+    char *bin = s_printf("%s/ztask", h_bin_dir());
+    char *argv[H_MAX_ARGS];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--master";
+    argv[n++] = c->addr;
+    va_list ap;
+    va_start(ap, c);
+    s_collect(argv, n, ap);
+    va_end(ap);
+    h_proc_t *p = s_proc_start(c, "cli", false, argv);
+    free(bin);
+    return p;
 }
 
 void h_run_free(h_run_t **p)

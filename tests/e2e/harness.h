@@ -109,6 +109,10 @@ h_proc_t *h_worker_start(h_cluster_t *c, const char *name, int threads, ...)
 /* Starts a worker without waiting for anything (to test start-up errors). */
 h_proc_t *h_worker_spawn(h_cluster_t *c, const char *name, int threads, ...)
     __attribute__((sentinel));
+/* Workers started afterwards run under wrap, a NULL-terminated command
+   prefix such as {"setpriv", "--reuid=1", ..., "--", NULL} (borrowed:
+   keep it alive; NULL = none). */
+void h_worker_wrap(h_cluster_t *c, const char *const *wrap);
 /* The worker id from its last event=registered line ("worker=ID"), or NULL
    (borrowed, valid until the next registration). */
 const char *h_worker_id(h_proc_t *p);
@@ -161,6 +165,10 @@ h_run_t *h_cli(h_cluster_t *c, ...) __attribute__((sentinel));
 /* The same with an argument vector (NULL-terminated) and a timeout. */
 h_run_t *h_cliv(h_cluster_t *c, const char *const *args, int timeout_ms);
 void h_run_free(h_run_t **p);
+/* Starts the CLI like h_cli without waiting for it: a process of the
+   cluster named "cli", its stdout and stderr in its log (h_proc_wait_log
+   reads them as they come). Wait for its end with h_proc_wait_exit. */
+h_proc_t *h_cli_start(h_cluster_t *c, ...) __attribute__((sentinel));
 
 /* A one-line description of a run for failure messages (static buffer). */
 const char *h_run_desc(const h_run_t *r);

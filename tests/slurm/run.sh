@@ -148,6 +148,8 @@ else
 fi
 
 # ------------------------------------------------------------- ztask
+# The workers run as root (slurmd runs jobs as their submitter) for a
+# master without keys: each queue says --allow-root (ztask-worker --help).
 
 Z() { timeout 30 "$bin/ztask" --master "127.0.0.1:$api" "$@"; }
 start_master() {
@@ -165,7 +167,7 @@ json() {   # json PYTHON [ARGS...]: sys.argv[1:] are ARGS
 }
 
 # 1. Allocations for a job with no worker.
-out=$(Z alloc add slurm --time-limit 10m --idle-timeout 3s --max-workers 2 --name cpu \
+out=$(Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --idle-timeout 3s --max-workers 2 --name cpu \
       --worker-arg=--threads=2 --json -- --partition=ztask)
 check "alloc add slurm answers the new queue (id 1) in JSON" \
     json 'q=json.loads(sys.argv[1]); assert q["id"]==1 and q["max_workers"]==2, q' "$out"
@@ -214,7 +216,7 @@ check "the master logged the submissions and the ends" \
 
 # 3. A master kill -9 while an allocation runs: found again, not redone.
 Z alloc pause 1 >/dev/null
-out=$(Z alloc add slurm --time-limit 10m --idle-timeout 3s --max-workers 1 --name one --json \
+out=$(Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --idle-timeout 3s --max-workers 1 --name one --json \
       -- --partition=ztask)
 job=$(Z submit --json --array 1-12 -- sh -c 'sleep 1; echo "$SLURM_JOB_ID"' \
       | json 'print(json.loads(sys.stdin.read())["job"])')
@@ -239,7 +241,7 @@ no_alive_worker() {
     Z workers --json | json 'ws=[json.loads(l) for l in sys.stdin if l.strip()]; assert not any(w["alive"] for w in ws), ws'
 }
 check "queue 2's worker left once idle" until_ok 30 no_alive_worker
-Z alloc add slurm --time-limit 1m --idle-timeout 5s --max-workers 1 --name short \
+Z alloc add slurm --worker-arg=--allow-root --time-limit 1m --idle-timeout 5s --max-workers 1 --name short \
     -- --partition=ztask >/dev/null
 short=$(Z submit --json --time-request 5s -- sh -c 'echo "$SLURM_JOB_ID"' \
         | json 'print(json.loads(sys.stdin.read())["job"])')
@@ -262,7 +264,7 @@ Z alloc remove 3 >/dev/null
 check "queue 3's worker left once idle" until_ok 30 no_alive_worker
 
 # 5. sbatch refused: reported, backed off.
-Z alloc add slurm --time-limit 10m --name bad -- --partition=nosuch >/dev/null
+Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --name bad -- --partition=nosuch >/dev/null
 job=$(Z submit --json -- true | json 'print(json.loads(sys.stdin.read())["job"])')
 failed_once() {
     Z alloc list --json | json 'qs=[json.loads(l) for l in sys.stdin if l.strip()]; q=[q for q in qs if q["name"]=="bad"][0]; assert q["failures"]>=1, q'

@@ -74,7 +74,11 @@ START_TEST(shell_tasks_need_bin_sh)
     allow_destroy(&list);
     list = allow_parse("/bin/sh", err, sizeof err);
     s_expect(list, "{\"shell\":\"echo hi\"}", true, NULL);
-    /* A shell task may set PATH: /bin/sh itself is found by path. */
+    /* A shell task may set PATH when --allow-env lists it: /bin/sh itself
+       is found by path. */
+    s_expect(list, "{\"shell\":\"echo hi\",\"env\":{\"PATH\":\"/tmp\"}}", false,
+             "--allow-env list: not PATH");
+    ck_assert_int_eq(allow_env_extend(list, "PATH", err, sizeof err), 0);
     s_expect(list, "{\"shell\":\"echo hi\",\"env\":{\"PATH\":\"/tmp\"}}", true, NULL);
     allow_destroy(&list);
 }
@@ -84,6 +88,7 @@ START_TEST(env_that_could_redirect_or_inject_is_refused)
 {
     char err[256];
     allow_t *list = allow_parse("python3,/usr/bin/convert", err, sizeof err);
+    ck_assert_int_eq(allow_env_extend(list, "PATH,PATHX, HOME ,LD_PRELOAD", err, sizeof err), 0);
     s_expect(list, "{\"argv\":[\"python3\"],\"env\":{\"PATH\":\"/tmp/evil\"}}", false,
              "may not set PATH");
     /* With an absolute program PATH only matters to what it runs. */
@@ -94,6 +99,36 @@ START_TEST(env_that_could_redirect_or_inject_is_refused)
              "LD_LIBRARY_PATH");
     s_expect(list, "{\"argv\":[\"python3\"],\"env\":{\"PATHX\":\"1\",\"HOME\":\"/tmp\"}}", true,
              NULL);
+    allow_destroy(&list);
+}
+END_TEST
+
+START_TEST(only_allow_env_variables_and_ztask_ones_pass_an_allow_exec_list)
+{
+    char err[256];
+    allow_t *list = allow_parse("/usr/bin/ldd,/usr/bin/perl", err, sizeof err);
+    /* The attacks: code through a variable an allowed program reads. */
+    s_expect(list, "{\"argv\":[\"/usr/bin/ldd\",\"/bin/true\"],\"env\":{\"BASH_ENV\":"
+                   "\"/dev/stdin\"}}",
+             false, "may set only the env variables of its --allow-env list: not BASH_ENV");
+    s_expect(list, "{\"argv\":[\"/usr/bin/perl\",\"-e1\"],\"env\":{\"PERL5OPT\":\"-Mx\"}}",
+             false, "not PERL5OPT");
+    s_expect(list, "{\"argv\":[\"/usr/bin/ldd\"],\"env\":{\"ZTASK_MINE\":\"1\"}}", true, NULL);
+    s_expect(list, "{\"argv\":[\"/usr/bin/ldd\"],\"env\":{\"ZTASK_\":\"1\"}}", false,
+             "not ZTASK_");
+    ck_assert_int_eq(allow_env_extend(list, "LANG,TZ", err, sizeof err), 0);
+    s_expect(list, "{\"argv\":[\"/usr/bin/ldd\"],\"env\":{\"LANG\":\"C\",\"TZ\":\"UTC\"}}",
+             true, NULL);
+    s_expect(list, "{\"argv\":[\"/usr/bin/ldd\"],\"env\":{\"LANG\":\"C\",\"BASH_ENV\":\"x\"}}",
+             false, "not BASH_ENV");
+    /* A hostile name is shown printable. */
+    s_expect(list, "{\"argv\":[\"/usr/bin/ldd\"],\"env\":{\"A\\nB\":\"x\"}}", false,
+             "not A?B");
+    const char *bad[] = {"", ",", "1X", "A-B", "A=B", NULL};
+    for (int i = 0; bad[i]; i++) {
+        ck_assert_msg(allow_env_extend(list, bad[i], err, sizeof err) == -1, "took '%s'", bad[i]);
+        ck_assert_ptr_nonnull(strstr(err, "--allow-env"));
+    }
     allow_destroy(&list);
 }
 END_TEST

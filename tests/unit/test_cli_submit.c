@@ -507,7 +507,7 @@ static void s_check_split(const char *spec, int batch, int64_t n)
     seen_t seen;
     memset(&seen, 0, sizeof seen);
     seen.in_order = true;
-    batch_opts_t o = { batch, 0, "myjob", 0, NULL };
+    batch_opts_t o = { .max_specs = batch, .job_name = "myjob" };
     batch_result_t res;
     char err[256] = "";
     ck_assert_int_eq(batch_run(g, &o, s_fake_send, &seen, &res, err, sizeof err), 0);
@@ -555,7 +555,7 @@ START_TEST(batches_split_at_the_byte_limit)
     seen_t seen;
     memset(&seen, 0, sizeof seen);
     seen.in_order = true;
-    batch_opts_t o = { 5000, 20000, NULL, 0, NULL };
+    batch_opts_t o = { .max_specs = 5000, .max_bytes = 20000 };
     batch_result_t res;
     ck_assert_int_eq(batch_run(g, &o, s_fake_send, &seen, &res, err, sizeof err), 0);
     ck_assert_int_eq(res.submitted, 1000);
@@ -583,7 +583,7 @@ START_TEST(a_spec_larger_than_a_batch_travels_alone)
     seen_t seen;
     memset(&seen, 0, sizeof seen);
     seen.in_order = true;
-    batch_opts_t o = { 100, 10, NULL, 0, NULL };
+    batch_opts_t o = { .max_specs = 100, .max_bytes = 10 };
     batch_result_t res;
     ck_assert_int_eq(batch_run(g, &o, s_fake_send, &seen, &res, err, sizeof err), 0);
     ck_assert_int_eq(seen.calls, 3);
@@ -600,7 +600,7 @@ START_TEST(a_refused_batch_stops_the_run_and_says_how_far_it_got)
     memset(&seen, 0, sizeof seen);
     seen.in_order = true;
     seen.fail_at = 3;
-    batch_opts_t o = { 10, 0, NULL, 0, NULL };
+    batch_opts_t o = { .max_specs = 10 };
     batch_result_t res;
     char err[256] = "";
     ck_assert_int_eq(batch_run(g, &o, s_fake_send, &seen, &res, err, sizeof err), -1);
@@ -634,7 +634,7 @@ START_TEST(an_empty_input_submits_nothing)
     ck_assert_int_eq(taskgen_count(g), 0);
     seen_t seen;
     memset(&seen, 0, sizeof seen);
-    batch_opts_t o = { 0, 0, NULL, 0, NULL };
+    batch_opts_t o = { 0 };
     batch_result_t res;
     ck_assert_int_eq(batch_run(g, &o, s_fake_send, &seen, &res, err, sizeof err), -1);
     ck_assert(!res.send_failed);
@@ -663,7 +663,7 @@ START_TEST(a_million_tasks_stream_in_bounded_batches)
     taskgen_t *g = s_array_gen("1-1000000");
     seen_t seen;
     memset(&seen, 0, sizeof seen);
-    batch_opts_t o = { 0, 0, NULL, 0, NULL };
+    batch_opts_t o = { 0 };
     batch_result_t res;
     char err[256] = "";
     ck_assert_int_eq(batch_run(g, &o, s_count_send, &seen, &res, err, sizeof err), 0);

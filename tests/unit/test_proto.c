@@ -860,6 +860,9 @@ START_TEST(every_request_type_round_trips)
     r->running[0] = (proto_task_ref_t){.task = 10, .attempt = 1};
     r->running[1] = (proto_task_ref_t){.task = 11, .attempt = 4};
     r->nrunning = 2;
+    r->ended = calloc(1, sizeof *r->ended);
+    r->ended[0] = (proto_task_ref_t){.task = 9, .attempt = 2};
+    r->nended = 1;
     r->no_exec = true;
     g = s_req_round_trip(r);
     ck_assert_str_eq(g->name, "gpu-box");
@@ -870,6 +873,9 @@ START_TEST(every_request_type_round_trips)
     ck_assert_int_eq(g->nrunning, 2);
     ck_assert_int_eq(g->running[1].task, 11);
     ck_assert_int_eq(g->running[1].attempt, 4);
+    ck_assert_int_eq(g->nended, 1);
+    ck_assert_int_eq(g->ended[0].task, 9);
+    ck_assert_int_eq(g->ended[0].attempt, 2);
     ck_assert(g->no_exec);
     proto_req_destroy(&r);
     proto_req_destroy(&g);
@@ -1755,6 +1761,7 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
 
     proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
     req->name = strdup("nightly");
+    req->key = strdup("4f2a9c.1");
     req->more = true;
     req->ntasks = 3;
     req->tasks = calloc(3, sizeof *req->tasks);
@@ -1764,6 +1771,7 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
     proto_req_t *f = pf_submit(text, strlen(text));
     ck_assert_msg(f != NULL, "fast path declined %s", text);
     ck_assert_str_eq(f->name, "nightly");
+    ck_assert_str_eq(f->key, "4f2a9c.1");
     ck_assert(f->more);
     ck_assert_int_eq(f->ntasks, 3);
     for (int i = 0; i < 3; i++) {
@@ -1789,6 +1797,31 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
         ck_assert_int_eq(g->ntasks, 1);
         proto_req_destroy(&g);
     }
+}
+END_TEST
+
+/* A submit's idempotency key goes into log lines and the store as it is:
+   both decoders take only short keys of a few safe characters. */
+START_TEST(a_submit_key_of_other_characters_or_too_long_is_refused_by_both_decoders)
+{
+    char long_key[PROTO_MAX_KEY + 2];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    const char *bad[] = {"", "a b", "a\\nb", "k\\u00e9", "a/b", long_key};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[300];
+        snprintf(text, sizeof text, "{\"v\":1,\"type\":\"submit\",\"key\":\"%s\",\"tasks\":[]}",
+                 bad[i]);
+        ck_assert_msg(pf_submit(text, strlen(text)) == NULL, "fast path took %s", text);
+        proto_err_t err;
+        proto_req_t *req = proto_req_decode(text, strlen(text), &err);
+        ck_assert_msg(req == NULL, "took %s", text);
+        ck_assert_str_eq(err.code, PROTO_E_FIELD);
+    }
+    long_key[PROTO_MAX_KEY] = '\0';
+    ck_assert(proto_key_valid(long_key));
+    ck_assert(proto_key_valid("Az09._:-"));
+    ck_assert(!proto_key_valid(NULL));
 }
 END_TEST
 

@@ -324,8 +324,8 @@ START_TEST(test_usage_submit_run_finish_and_read_back)
     ck_assert(!store_dirty(store));
 
     /* Dispatch to a worker's pipe, it starts, it finishes. */
-    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_RUNNING, 1, "w1", 1001.5), 0);
+    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_ASSIGNED, 1, "w1", 0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_RUNNING, 1, "w1", 1001.5, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w1", "{\"exit\":0}", 1002),
                      0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -445,8 +445,8 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
     int64_t job = s_job(store, "j");
     int64_t t = s_insert(store, job, 0);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 50.0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 50.0, NULL), 0);
     ck_assert_int_eq(store_commit(store), 0);
     row_t r = s_get(store, t);
     ck_assert_int_eq(r.state, PROTO_ST_RUNNING);
@@ -462,8 +462,8 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     ck_assert_double_eq(r.started, 0);
 
     /* The next attempt on another worker; it has not started yet. */
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 60.0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 2, "w2", 77.0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 60.0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 2, "w2", 77.0, NULL), 0);
     r = s_get(store, t);
     ck_assert_int_eq(r.state, PROTO_ST_ASSIGNED);
     ck_assert_double_eq(r.started, 0);
@@ -471,7 +471,7 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     ck_assert_str_eq(r.worker, "w2");
 
     /* States that are not "running" are refused without touching the task. */
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_DONE, 2, "w2", 0), -1);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_DONE, 2, "w2", 0, NULL), -1);
     ck_assert_ptr_nonnull(strstr(store_error(store), "set_running"));
     ck_assert_int_eq(store_task_finish(store, t, PROTO_ST_RUNNING, 2, "w2", NULL, 0), -1);
     ck_assert_int_eq(s_get(store, t).state, PROTO_ST_ASSIGNED);
@@ -486,7 +486,7 @@ START_TEST(test_cancel_queued_cancels_only_the_queued_tasks_of_the_job)
     int64_t a = s_job(store, "a"), b = s_job(store, "b");
     int64_t q1 = s_insert(store, a, 0), run = s_insert(store, a, 1), done = s_insert(store, a, 2);
     int64_t q2 = s_insert(store, a, 3), other = s_insert(store, b, 0);
-    ck_assert_int_eq(store_task_set_running(store, run, PROTO_ST_RUNNING, 1, "w", 10), 0);
+    ck_assert_int_eq(store_task_set_running(store, run, PROTO_ST_RUNNING, 1, "w", 10, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, done, PROTO_ST_DONE, 1, "w", "{}", 11), 0);
     ck_assert_int_eq(store_commit(store), 0);
 
@@ -658,7 +658,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     int64_t t1 = s_insert(store, job, 7), t2 = s_insert(store, job, 8);
     ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_FAILED, 1, "w1", "{\"exit\":2}", 3),
                      0);
-    ck_assert_int_eq(store_task_set_running(store, t2, PROTO_ST_RUNNING, 1, "w1", 2.5), 0);
+    ck_assert_int_eq(store_task_set_running(store, t2, PROTO_ST_RUNNING, 1, "w1", 2.5, NULL), 0);
     ck_assert_int_eq(store_duplicate_add(store, t1, 1, "w9", "{}", 4.0), 0);
     ck_assert_int_eq(store_job_close(store, job), 0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -803,7 +803,7 @@ START_TEST(test_rollback_discards_writes_since_last_commit)
     ck_assert_int_eq(store_commit(store), 0);
 
     s_insert(store, job, 1);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w", 1), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w", 1, NULL), 0);
     ck_assert(store_dirty(store));
     store_rollback(store);
     ck_assert(!store_dirty(store));
@@ -829,14 +829,14 @@ START_TEST(test_unfinished_each_gives_exactly_the_unfinished_tasks_in_id_order)
     int64_t t[10];
     for (int i = 0; i < 10; i++)
         t[i] = s_insert(store, i % 2 ? a : b, i);
-    ck_assert_int_eq(store_task_set_running(store, t[1], PROTO_ST_ASSIGNED, 1, "w", 0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t[2], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[1], PROTO_ST_ASSIGNED, 1, "w", 0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[2], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t[3], PROTO_ST_DONE, 1, "w", "{}", 4), 0);
     ck_assert_int_eq(store_task_finish(store, t[4], PROTO_ST_FAILED, 1, "w", "{}", 4), 0);
     ck_assert_int_eq(store_task_finish(store, t[5], PROTO_ST_CANCELLED, 0, NULL, NULL, 4), 0);
-    ck_assert_int_eq(store_task_set_running(store, t[6], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[6], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_requeue(store, t[6]), 0);
-    ck_assert_int_eq(store_task_set_running(store, t[9], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[9], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t[9], PROTO_ST_DONE, 1, "w", "{}", 5), 0);
     ck_assert_int_eq(store_commit(store), 0);
 
@@ -906,7 +906,7 @@ START_TEST(test_counts_each_gives_task_counts_by_job_and_state)
     ck_assert_int_eq(store_task_finish(store, ta[0], PROTO_ST_DONE, 1, "w", "{}", 1), 0);
     ck_assert_int_eq(store_task_finish(store, ta[1], PROTO_ST_DONE, 1, "w", "{}", 1), 0);
     ck_assert_int_eq(store_task_finish(store, ta[2], PROTO_ST_FAILED, 1, "w", "{}", 1), 0);
-    ck_assert_int_eq(store_task_set_running(store, ta[3], PROTO_ST_RUNNING, 1, "w", 1), 0);
+    ck_assert_int_eq(store_task_set_running(store, ta[3], PROTO_ST_RUNNING, 1, "w", 1, NULL), 0);
     ck_assert_int_eq(store_commit(store), 0);
 
     counts_t counts = {0};
@@ -1099,11 +1099,14 @@ END_TEST
     "ALTER TABLE tasks DROP COLUMN retry_base;"
 
 /* Turns a closed database file into what an older ztask left: runs sql
-   on it behind the store's back. */
+   on it behind the store's back, after taking out what every version the
+   tests make lacks (schema 11's tasks.worker_key). */
 static void s_make_older(const char *path, const char *sql)
 {
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "ALTER TABLE tasks DROP COLUMN worker_key", NULL, NULL, NULL),
+                     SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 }
@@ -1307,6 +1310,44 @@ START_TEST(test_a_database_without_the_steering_columns_gains_them)
         ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
         tmp_remove(&tmp);
     }
+}
+END_TEST
+
+static int s_worker_key_of(const store_task_row_t *row, void *arg)
+{
+    char *out = arg;
+    snprintf(out, 64, "%s %s", row->worker ? row->worker : "-",
+             row->worker_key ? row->worker_key : "-");
+    return 0;
+}
+
+/* An assignment keeps its worker's key (schema 11), read back with the
+   unfinished tasks at a restart and forgotten when the task is requeued;
+   a schema 8 database gains the column in place. */
+START_TEST(test_an_assignment_keeps_its_workers_key_and_old_databases_gain_it)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t job = s_job(store, "keys");
+    int64_t t = s_insert(store, job, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "PRAGMA user_version = 8;");
+
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0, "KEY1"), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    char seen[64] = "";
+    ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
+    ck_assert_str_eq(seen, "w1 KEY1");
+    ck_assert_int_eq(store_task_requeue(store, t), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
+    ck_assert_str_eq(seen, "- -");
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    tmp_remove(&tmp);
 }
 END_TEST
 

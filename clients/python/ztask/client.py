@@ -34,7 +34,7 @@ from . import specs as _specs
 from .errors import RefusedError, TaskFailed, UsageError, WaitTimeout, ZtaskError
 from .records import (FINAL_STATES, JobRecord, LogChunk, StatsRecord, TaskRecord, WorkerRecord,
                       finished_count, job_finished)
-from .transport import Connection, encode
+from .transport import Connection, encode, new_submit_key
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -170,6 +170,7 @@ class Client:
                                             and 1 <= max_running <= 1_000_000):
             raise UsageError("max_running= wants a number of tasks in 1..1000000")
         job_id = submitted = 0
+        key, nbatch = new_submit_key(), 0   # each batch its own key: safe to resend
         sender: Optional[concurrent.futures.ThreadPoolExecutor] = None
         in_flight: Optional[Tuple["Future[Dict[str, Any]]", int]] = None
 
@@ -185,7 +186,9 @@ class Client:
         try:
             for batch, more in _specs.batches(gen):
                 settle()
-                head = {"v": 1, "type": "submit", "job": job_id, "more": more}
+                head = {"v": 1, "type": "submit", "job": job_id, "more": more,
+                        "key": f"{key}.{nbatch}"}
+                nbatch += 1
                 if job_id == 0 and name is not None:
                     head["name"] = name
                 if job_id == 0:
@@ -194,13 +197,14 @@ class Client:
                         head["max_running"] = max_running
                 body = encode(head)[:-1] + b',"tasks":[' + b",".join(batch) + b"]}"
                 if not more:   # nothing left to encode: no helper needed
-                    rep = self._conn.call("submit", body=body)
+                    rep = self._conn.call("submit", body=body, retry_safe=True)
                     job_id = job_id or rep["job"]
                     submitted += len(batch)
                     break
                 if sender is None:
                     sender = concurrent.futures.ThreadPoolExecutor(1, "ztask-submit")
-                in_flight = (sender.submit(self._conn.call, "submit", body=body), len(batch))
+                in_flight = (sender.submit(self._conn.call, "submit", body=body, retry_safe=True),
+                             len(batch))
         except ZtaskError as e:
             if in_flight is not None and in_flight[0].exception() is None:
                 settle()   # refused here (the next batch), after that one was taken

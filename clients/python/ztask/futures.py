@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 
 from .client import Client, Job
 from .errors import TaskFailed, UsageError
+from .transport import new_submit_key
 
 #: How often the collector looks for finished tasks, at most (seconds).
 COLLECT_POLL = 0.05
@@ -60,6 +61,7 @@ class Executor(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._futures: Dict[int, concurrent.futures.Future] = {}
         self._next_index = 0
+        self._key = new_submit_key()   # each submit's key: this, a dot, its index
         self._shutdown = False
         self._broken: Optional[BaseException] = None
         self._collector: Optional[threading.Thread] = None
@@ -87,10 +89,10 @@ class Executor(concurrent.futures.Executor):
             self._futures[index] = future
             try:
                 members: Dict[str, Any] = {"job": self.job.id if self.job else 0, "more": True,
-                                           "tasks": [spec]}
+                                           "tasks": [spec], "key": f"{self._key}.{index}"}
                 if self.job is None and self.name is not None:
                     members["name"] = self.name
-                rep = self.client._conn.call("submit", members)
+                rep = self.client._conn.call("submit", members, retry_safe=True)
             except BaseException:
                 del self._futures[index]
                 raise

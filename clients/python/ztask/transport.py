@@ -13,7 +13,10 @@ timeout (or an interrupt) the socket is closed with linger 0 and a fresh one
 is made for the next call. Read-only requests may be resent on a fresh
 socket inside their timeout, every third of it (at least every second): a
 master that restarted lost the first copy, and asking again is harmless.
-Requests that change state (submit, cancel, drain, forget) are sent once.
+Requests that change state (cancel, drain, forget) are sent once. A submit
+carries an idempotency key (new_submit_key, one per batch: docs/protocol.md,
+"Idempotent submits"), which makes it safe to resend the same way: a master
+that already took it answers the copy as the first and adds nothing.
 
 CURVE: pyzmq does the handshake; what it does not do is tell us when the
 master refuses it: the request would just wait out the timeout. So every
@@ -29,6 +32,7 @@ Threads: a Connection may be shared; a lock lets one call through at a time
 from __future__ import annotations
 
 import json
+import secrets
 import struct
 import threading
 import time
@@ -58,6 +62,12 @@ def encode(obj: Any) -> bytes:
         return _ENCODER.encode(obj).encode("utf-8")
     except (TypeError, ValueError) as e:   # UnicodeEncodeError is a ValueError
         raise UsageError(f"cannot encode as JSON: {e}") from None
+
+
+def new_submit_key() -> str:
+    """A fresh idempotency key base: 128 random bits in hex. Each request
+    gets the base, a dot and its number, like ztask submit."""
+    return secrets.token_hex(16)
 
 
 class Connection:

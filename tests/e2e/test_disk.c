@@ -1,0 +1,189 @@
+/*  e2e disk: the master's database on a small tmpfs that fills up while a
+    job runs. The master says the disk is full and takes no new work until
+    space returns; `status` (memory) and `results` (the database) never
+    disagree: while the memory is ahead of the database neither answers.
+    Needs root (a tmpfs in a mount namespace of its own, so nothing is left
+    mounted whatever happens); without it the test says SKIP and passes. */
+#include "harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Mounts a tmpfs of mb MiB at DIR/mnt in a private mount namespace;
+   false (after saying SKIP) when this process may not. */
+static bool s_small_disk(h_cluster_t *c, int mb, char **mnt)
+{
+    *mnt = h_path(c, "mnt");
+    ck_assert_int_eq(mkdir(*mnt, 0755), 0);
+    char opts[32];
+    snprintf(opts, sizeof opts, "size=%dm", mb);
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0
+        || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0
+        || mount("tmpfs", *mnt, "tmpfs", 0, opts) != 0) {
+        fprintf(stderr, "SKIP: %s: needs root to mount a %d MiB tmpfs (%s)\n", h_dir(c), mb,
+                geteuid() != 0 ? "not root" : strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Writes path until the disk refuses another block. */
+static void s_fill(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    static char zeros[65536];
+    for (size_t chunk = sizeof zeros; chunk >= 512; chunk /= 8)
+        while (write(fd, zeros, chunk) == (ssize_t) chunk)
+            ;
+    close(fd);
+}
+
+/* A submit of n tasks while the disk is full: refused, saying so. */
+static void s_expect_refused(h_cluster_t *c, const char *n)
+{
+    h_run_t *r = h_cli(c, "submit", "--fn", "noop", "--array", n, NULL);
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "disk is full"),
+                  "a submit on a full disk: want exit 4 and 'disk is full', got %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+}
+
+/* When `status` answers, `results` (asked after it) says at least as much
+   is finished, and nothing finished there is unfinished in status' count
+   of what is left. Returns status' done count, or -1 when it was refused
+   for the disk. */
+static int64_t s_status_and_results_agree(h_cluster_t *c, int64_t job, int n)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_run_t *st = h_cli(c, "status", id, "--json", NULL);
+    if (st->rc != 0) {
+        ck_assert_msg(st->rc == 4 && strstr(st->err, "cannot write its database"),
+                      "status: %s", h_run_desc(st));
+        h_run_free(&st);
+        return -1;
+    }
+    cJSON *rec = h_json_first(st->out);
+    int64_t done = h_jint(rec, "done", -1);
+    cJSON_Delete(rec);
+    h_run_free(&st);
+    h_run_t *rr = h_cli(c, "results", id, "--json", NULL);
+    if (rr->rc != 0) {
+        ck_assert_msg(rr->rc == 4 && strstr(rr->err, "cannot write its database"),
+                      "results: %s", h_run_desc(rr));
+        h_run_free(&rr);
+        return done;
+    }
+    cJSON *all = h_json_lines(rr->out);
+    ck_assert_int_eq(cJSON_GetArraySize(all), n);
+    int64_t rdone = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, all) rdone += strcmp(h_jstr(t, "status"), "done") == 0;
+    cJSON_Delete(all);
+    h_run_free(&rr);
+    ck_assert_msg(rdone >= done, "status says %lld done, results only %lld", (long long) done,
+                  (long long) rdone);
+    return done;
+}
+
+START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_results, 180)
+{
+    h_cluster_t *c = h_cluster_new("diskfull");
+    char *mnt = NULL;
+    if (!s_small_disk(c, 16, &mnt)) {
+        free(mnt);
+        h_cluster_destroy(&c);
+        return;
+    }
+    char db[600], fill[600];
+    snprintf(db, sizeof db, "%s/m.db", mnt);
+    snprintf(fill, sizeof fill, "%s/fill", mnt);
+    h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", NULL);
+    h_worker_start(c, "a", 2, NULL);
+    const int n = 400;
+    int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "{\"seconds\":0.01}", "--array",
+                           "0-399", NULL);
+    s_fill(fill);
+    /* The job's results need commits: one fails. */
+    ck_assert_msg(h_proc_wait_log(m, "event=commit_failed", 1, 30000),
+                  "no failed commit on a full disk (log %s)", h_proc_log(m));
+    /* New work is refused while the disk stays full (refilled before each
+       try: a failed commit gives the WAL's blocks back). */
+    for (int i = 0; i < 3; i++) {
+        s_fill(fill);
+        s_expect_refused(c, "0-1999");
+    }
+    /* Its tasks go on: whenever status answers, results agrees with it. */
+    int64_t done = -1;
+    for (int i = 0; i < 200 && done < n; i++) {
+        done = s_status_and_results_agree(c, job, n);
+        h_nap(50);
+    }
+    /* Space returns: the master says so and takes work again. */
+    ck_assert_int_eq(unlink(fill), 0);
+    ck_assert_msg(h_proc_wait_log(m, "event=storage_recovered", 1, 30000),
+                  "no storage_recovered after freeing the disk (log %s)", h_proc_log(m));
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    ck_assert_int_eq(s_status_and_results_agree(c, job, n), n);
+    int64_t job2 = h_submit(c, NULL, "--fn", "noop", "--array", "0-99", NULL);
+    ck_assert_int_eq(h_wait(c, job2, 60000), 0);
+    ck_assert_int_eq(s_status_and_results_agree(c, job2, 100), 100);
+    free(mnt);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Bytes of the database and its WAL. */
+static long long s_db_bytes(h_cluster_t *c)
+{
+    long long total = 0;
+    const char *names[] = {"master.db", "master.db-wal"};
+    for (int i = 0; i < 2; i++) {
+        char *path = h_path(c, names[i]);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            total += (long long) st.st_size;
+        free(path);
+    }
+    return total;
+}
+
+START_TIMED_TEST(the_database_shrinks_after_a_big_job_is_forgotten, 180)
+{
+    h_cluster_t *c = h_cluster_new("shrink");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    /* 20,000 tasks of about 1 KB of spec each: ~20 MB of rows. */
+    char arg[1100] = "\"";
+    memset(arg + 1, 'x', 1000);
+    strcpy(arg + 1001, "\"");
+    int64_t job = h_submit(c, NULL, "--fn", "echo", "--args", arg, "--array", "0-19999", NULL);
+    ck_assert_int_eq(h_wait(c, job, 120000), 0);
+    long long before = s_db_bytes(c);
+    ck_assert_msg(before > 20 * 1000 * 1000, "only %lld bytes for 20,000 tasks", before);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_run_t *r = h_cli(c, "forget", id, NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    h_run_free(&r);
+    /* The delete is committed with the next flush; the file is cut then. */
+    bool shrunk = H_POLL(s_db_bytes(c) < before / 10, 30000);
+    ck_assert_msg(shrunk, "the database kept %lld of %lld bytes after the forget",
+                  s_db_bytes(c), before);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+int main(void)
+{
+    return h_run_suite(zt_case_per_test("e2e_disk", h_slowdown()));
+}
