@@ -31,10 +31,11 @@
 
     Steering (ztask hold, limit): a held job's queued tasks, and every
     task of it queued later, are parked (sched.h) until it is released;
-    a job with max_running > 0 never has more than that many tasks
-    running: a task popped for dispatch beyond it is parked instead, its
-    id in the job's `capped` list, and one is let out of that list each
-    time a task of the job stops running (tasks.c does both). Parked
+    the master starts no task of a job with max_running > 0 while that
+    many of its tasks run (a limit lowered lets the running ones finish):
+    a task popped for dispatch beyond it is parked instead, its id in the
+    job's `capped` list, and one is let out of that list each time a task
+    of the job stops running (tasks.c does both). Parked
     tasks stay counted as queued: held and capped are not states but
     reasons to wait, so the counters' invariant above is unchanged, and
 
