@@ -36,8 +36,9 @@
         tasks_job (job) = (job, id) in SQLite   results paging by id and cancel.
         tasks_job_idx (job, idx)                store_task_find; its key grows
                           with the index in a normal submit, so appends are cheap.
-        tasks_failed (job) WHERE state = 4      failed_only paging without reading
-                          every result of a big job; costs nothing until a task fails.
+        tasks_failed (job) WHERE state IN (4, 5)  failed_only paging (failed and
+                          cancelled) without reading every result of a big job; costs
+                          nothing until a task fails or is cancelled.
         duplicates_task (task)                  duplicates are rare; counting and
                           deleting by task then stays cheap.
       No index on state alone: transitions would move entries on every
@@ -74,6 +75,10 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 /* Schema 4: who submitted each job (the client's key; NULL: nobody, as
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+
+/* Schema 12: `results --failed` lists the tasks that did not succeed,
+   failed (4) or cancelled (5), from one partial index. */
+#define TASKS_FAILED_INDEX "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5);"
 
 /* Schema 8: worker allocation queues (master/alloc.h), one JSON text
    each (proto_alloc_encode): they change a few times a minute at most. */
@@ -142,7 +147,7 @@ static const char *const SCHEMA =
     "  retry_base INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
-    "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
+    TASKS_FAILED_INDEX
     "CREATE TABLE duplicates("
     "  id INTEGER PRIMARY KEY,"
     "  task INTEGER NOT NULL,"
@@ -294,8 +299,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
-                         "WHERE job = ?1 AND id > ?2 AND state = 4 ORDER BY id LIMIT ?3",
-    [S_RETRYABLE] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_job "
+                         "WHERE job = ?1 AND id > ?2 AND state IN (4, 5) ORDER BY id LIMIT ?3",
+    [S_RETRYABLE] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_failed "
                     "WHERE job = ?1 AND state IN (4, 5) ORDER BY id",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
@@ -584,6 +589,10 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
         rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
     if (rc == 0 && version < 11)
         rc = s_exec(db, TASKS_WORKER_KEY_COLUMN, err, errlen, "upgrade schema to 11");
+    /* One read of the tasks table, an entry per failed or cancelled task. */
+    if (rc == 0 && version < 12)
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err, errlen,
+                    "upgrade schema to 12");
     /* Schema 6 landed after 8 and 11 (branches merged out of order): a
        database already past 6 may lack its columns, so the step asks the
        table. */
@@ -655,10 +664,6 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
         snprintf(err, errlen, "bad sync mode %d", (int)sync);
         return -1;
     }
-    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-        return -1;
-    }
     /* One master owns the file: the lock is taken at the first read and
        kept, so a second master on the same file stops here with "database
        is locked" instead of writing rows beside ours, and with no other
@@ -686,6 +691,13 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
             snprintf(err, errlen,
                      "%s is locked: another ztask-master is using it (one master per database)",
                      path);
+        return -1;
+    }
+    /* Only now the busy timeout: the lock above is taken without one, so
+       a second master is refused at once rather than after waiting it
+       out for a lock that is never given back. */
+    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
         return -1;
     }
     /* In-memory databases answer "memory": WAL does not apply to them. */

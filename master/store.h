@@ -52,10 +52,10 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
    jobs.owner; 5: submit_keys; 6: tasks.held, tasks.retry_base, jobs.held,
    jobs.max_running, jobs.definition (ztask hold, retry, limit, show); 8:
-   alloc_queues; 11: tasks.worker_key. Older databases are upgraded in
-   place, a step per version (s_upgrade in store.c); a newer one is
-   refused. */
-#define STORE_SCHEMA_VERSION 11
+   alloc_queues; 11: tasks.worker_key; 12: tasks_failed indexes cancelled
+   tasks too. Older databases are upgraded in place, a step per version
+   (s_upgrade in store.c); a newer one is refused. */
+#define STORE_SCHEMA_VERSION 12
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
@@ -269,7 +269,8 @@ int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, 
                           void *arg);
 
 /* Calls fn for up to limit tasks of job with task id > after, in id order
-   (which is submission order; failed_only: only FAILED). *last_id gets the
+   (which is submission order; failed_only: only FAILED and CANCELLED, the
+   tasks that did not succeed). *last_id gets the
    id of the last row given, or -1 when there were none. */
 int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,

@@ -450,8 +450,8 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
             w->charged[w->ncharged++] = w->tasks->id;
         s_take_back(self, w->tasks, crashed, why);
     }
-    log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
-    registry_gone(self->registry, w, now);
+    log_warn("event=worker_lost worker=%s why=%s requeued=%d", LOG_V(w->id), why, n);
+    registry_gone(self->registry, w, now, strcmp(why, "bye") == 0);
 }
 
 /* A worker declared dead registers again as the same process (host, pid,
@@ -470,7 +470,7 @@ static void s_worker_returned(tasks_t *self, worker_t *w)
     if (n)
         log_info("event=crashes_uncharged worker=%s tasks=%d note=\"the worker declared dead "
                  "came back: it did not crash\"",
-                 w->id, n);
+                 LOG_V(w->id), n);
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
@@ -581,7 +581,7 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
         free(t->spec);
         t->spec = NULL;
         log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
-                 t->attempt + 1, w->id);
+                 t->attempt + 1, LOG_V(w->id));
     }
     s_move(self, t, PROTO_ST_RUNNING, w);
     t->deadline = 0;
@@ -844,7 +844,7 @@ static void s_check_stuck(tasks_t *self, int64_t now)
              "can run these queued tasks (exec: runs commands, not --no-exec; fn=NAME: has "
              "that function, built in or from a --plugin; after ':' the labels they "
              "--require); they wait until one registers\"",
-             list, (long long) ((now - self->stuck_since) / 1000));
+             log_quote((char[512]){0}, 512, list), (long long) ((now - self->stuck_since) / 1000));
 }
 
 /* Specs read ahead at a miss (a task loaded at a restart or requeued has
@@ -1157,10 +1157,9 @@ static void s_duplicate(tasks_t *self, const char *name, proto_result_t *res, in
 {
     self->duplicates++;
     int64_t held;
-    char q[128];
     if (log_limit(&self->lim_dup, now, &held))
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s suppressed=%" PRId64,
-                 res->task, res->attempt, log_quote(q, sizeof q, name), held);
+                 res->task, res->attempt, LOG_V(name), held);
     journal_add(self->journal, &(jop_t){.type = J_DUP,
                                         .task = res->task,
                                         .attempt = res->attempt,
@@ -1291,7 +1290,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
             return;
         }
         log_info("event=result_after_takeback task=%" PRId64 " attempt=%d worker=%s", t->id,
-                 t->attempt, w->id);
+                 t->attempt, LOG_V(w->id));
         sched_claim(self->sched, t);
         w->done++;
         s_finish(self, t, PROTO_ST_DONE, s_outcome(res), NULL);
@@ -1362,7 +1361,7 @@ static void s_expire_parked(tasks_t *self, int64_t now)
         parked_t p = s_unpark(self, i);
         log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"no "
                  "worker registered under this name with this key within --recovery-grace\"",
-                 p.res->task, p.res->attempt, p.worker);
+                 p.res->task, p.res->attempt, LOG_V(p.worker));
         s_duplicate(self, p.worker, p.res, now);
         free(p.worker);
         proto_result_destroy(&p.res);
@@ -1450,7 +1449,7 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     case PROTO_REP_BYE:
         if (live) {
-            log_info("event=worker_bye worker=%s", w->id);
+            log_info("event=worker_bye worker=%s", LOG_V(w->id));
             s_worker_lost(self, w, now, "bye", false);
         }
         break;
@@ -1571,7 +1570,7 @@ void tasks_timers(tasks_t *self, int64_t now)
             sched_task_t *next = t->wnext;
             if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
-                         t->attempt, w->id);
+                         t->attempt, LOG_V(w->id));
                 s_send_abort(self, w, t->id, t->attempt);
                 free(t->worker_name);   /* told to drop it: not its last holder */
                 t->worker_name = NULL;
@@ -1580,7 +1579,7 @@ void tasks_timers(tasks_t *self, int64_t now)
                 /* Sent to a master that died with it, most likely. */
                 log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "
                          "note=\"it ended there, its result did not come: it runs again\"",
-                         t->id, t->attempt, w->id);
+                         t->id, t->attempt, LOG_V(w->id));
                 s_take_back(self, t, false, "result_not_delivered");
             }
             t = next;
@@ -1606,7 +1605,7 @@ void tasks_timers(tasks_t *self, int64_t now)
         s_expire_parked(self, now);
     if (now - self->last_prune > 60000) {
         self->last_prune = now;
-        registry_prune(self->registry, now, 3600 * 1000);
+        registry_prune(self->registry, now, REGISTRY_KEEP_GONE_MS);
     }
     s_check_stuck(self, now);
 }

@@ -56,6 +56,12 @@
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
+/* Replies are paged by bytes as well as by count: a results page stops
+   once it holds this much (its first record always goes in), and a logs
+   reply carries at most a quarter of it per stream (JSON escaping may
+   grow a chunk 6x). A reply that would still not fit in what a client
+   accepts (PROTO_MAX_API_MSG) is replaced by a too_big error saying so. */
+#define PROTO_REPLY_PAGE_BYTES (8 * 1024 * 1024)
 
 /* Stable error codes carried in {"ok":false,"error":{"code":..}}. */
 #define PROTO_E_PARSE      "bad_json"      /* not JSON, or not an object */
@@ -429,9 +435,11 @@ typedef struct {
     int nlabels;
     bool alive;
     bool draining;
+    bool left;                  /* gone because it said bye; !alive && !left: dead */
     int running;
     int64_t done, failed;
-    double last_heartbeat;      /* wall seconds */
+    double last_heartbeat;      /* wall seconds; 0 (null on the wire): none yet */
+    double gone;                /* wall seconds it died or left; 0 (null) while alive */
     char *slurm_job;            /* the Slurm job it runs in, NULL = none */
     double ends_at;             /* wall seconds it leaves at, 0 = no end */
 } proto_worker_info_t;
@@ -468,6 +476,7 @@ typedef struct {
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */
+    char *task_error;              /* a finished task's one-line error, or NULL */
     int64_t out_offset, err_offset; /* offsets after these chunks */
     /* cancel/forget */
     int64_t count;

@@ -19,21 +19,16 @@ static const char *s_why(int e, char *buf, size_t len)
     return strerror_r(e, buf, len);
 }
 
-/* Makes every missing directory above path's last component. */
+/* Makes every missing directory above path's last component (0755). */
 static int s_make_parents(const char *path)
 {
-    char *copy = xstrdup(path);
-    int rc = 0;
-    for (char *p = copy + 1; *p && rc == 0; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(copy, 0777) != 0 && errno != EEXIST)
-            rc = -1;
-        *p = '/';
-    }
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    char *dir = xstrndup(path, (size_t) (slash - path));
+    int rc = mkdir_parents(dir, 0755);
     int saved = errno;
-    free(copy);
+    free(dir);
     errno = saved;
     return rc;
 }

@@ -6,7 +6,7 @@
     Paths: the spec's stdout_file / stderr_file with their placeholders
     filled (proto_spec_path); a relative one is taken from the task's
     working directory (its "cwd", else the worker's). Missing directories
-    are made (mode 0777 less the umask), the file is created or truncated
+    are made (0755, mkdir_parents), the file is created or truncated
     (0666 less the umask). Both patterns naming one file share it (the
     streams are interleaved as they are read). Several hosts writing to
     one place need a shared filesystem: each worker writes where its own

@@ -546,7 +546,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
     self->hello_failures = 0;
     log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
              "running=%d",
-             again ? "reregistered" : "registered", self->worker_id,
+             again ? "reregistered" : "registered", LOG_V(self->worker_id),
              connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
              rep->report_port, self->threads, self->nactive);
     proto_reply_destroy(&rep);
@@ -560,7 +560,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
 static void s_master_lost(session_t *self, int64_t now)
 {
     log_warn("event=master_lost worker=%s master=%s:%d silent_ms=%lld running=%d",
-             self->worker_id, connector_host(self->uplink), connector_port(self->uplink),
+             LOG_V(self->worker_id), connector_host(self->uplink), connector_port(self->uplink),
              (long long) (now - self->last_rx), self->nactive);
     /* Tasks the old pipe still held are the master's to reassign: the
        hello tells it which ones we really have. */
@@ -752,6 +752,7 @@ static void s_read_api_monitor(session_t *self, int64_t now)
                           "--master-key the master's public key?)";
         break;
     case CONNECTOR_EV_CONNECTED:
+    case CONNECTOR_EV_RETRIED:   /* libzmq retries on its own; the hello times out */
     case CONNECTOR_EV_NONE:
         break;
     }
@@ -771,8 +772,8 @@ static void s_read_api(session_t *self, int64_t now)
         proto_err_t err;
         proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_DRAIN, &err);
         if (rep && !rep->ok)
-            log_warn("event=drain_request_refused code=%s error=\"%s\"", rep->error.code,
-                     rep->error.message);
+            log_warn("event=drain_request_refused code=%s error=\"%s\"", LOG_V(rep->error.code),
+                     log_quote((char[512]){0}, 512, rep->error.message));
         proto_reply_destroy(&rep);
         s_close_api(self);
     }
@@ -882,7 +883,7 @@ static void s_shutdown(session_t *self)
     s_close_api(self);
     s_close(&self->pipe);
     if (outbox_bye(self->outbox))
-        log_info("event=bye worker=%s unsent_reports=%d", self->worker_id,
+        log_info("event=bye worker=%s unsent_reports=%d", LOG_V(self->worker_id),
                  outbox_backlog(self->outbox));
     if (self->abandoned) {
         outbox_close(self->outbox, EXIT_LINGER_MS);
@@ -968,7 +969,7 @@ int session_run(session_t *self)
     const exec_policy_t *pol = self->rctx.policy;
     log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d "
              "run_as=%s task_rlimit=\"%s\"",
-             self->name, connector_host(self->uplink), connector_port(self->uplink),
+             LOG_V(self->name), connector_host(self->uplink), connector_port(self->uplink),
              self->threads, self->no_exec ? 1 : 0, allow_count(self->allow),
              connector_curve(self->uplink) ? 1 : 0, pol && pol->run_as ? pol->user : "-",
              policy_rlimits_text(pol));

@@ -632,6 +632,38 @@ START_TIMED_TEST(output_files_get_the_whole_streams_beside_the_capped_copy, 90)
 }
 END_TEST
 
+/* A retry on a worker shows its own attempt, worker and start, not the
+   attempt that failed before it. */
+START_TIMED_TEST(a_retry_on_a_worker_shows_its_own_attempt_not_the_failed_one, 60)
+{
+    h_cluster_t *c = h_cluster_new("retryshown");
+    h_master_start(c, 0, "--retry-backoff-ms", "20", NULL);
+    h_worker_start(c, "w", 1, NULL);
+    char *dir = s_workdir(c);
+    int64_t job = h_submit(c, NULL, "--retries", "1", "--cwd", dir, "--timeout", "60", "--", "sh",
+                           "-c",
+                           "[ $ZTASK_ATTEMPT -ge 2 ] || exit 3; while [ ! -e go ]; do sleep 0.05; "
+                           "done",
+                           NULL);
+    cJSON *res = NULL;
+    const cJSON *t = NULL;
+    bool seen = H_POLL((cJSON_Delete(res), res = h_results(c, job, NULL),
+                        t = cJSON_GetArrayItem(res, 0), h_jint(t, "attempts", 0) == 2),
+                       30000);
+    ck_assert_msg(seen, "the retry never showed as attempt 2");
+    ck_assert_ptr_null(h_jstr(t, "error"));
+    ck_assert_str_eq(h_jstr(t, "worker"), "w");
+    ck_assert(h_jnum(t, "started", 0) > 1e9);
+    cJSON_Delete(res);
+    char *go = h_path(c, "work/go");
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    free(go);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(retry_of_a_job_that_does_not_exist_is_refused, 30)
 {
     h_cluster_t *c = h_cluster_new("retrynojob");

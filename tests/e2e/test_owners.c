@@ -350,7 +350,7 @@ START_TIMED_TEST(a_client_sees_and_acts_only_on_its_own_jobs, 90)
     char task[32];
     snprintf(task, sizeof task, "%lld", (long long) h_jint(cJSON_GetArrayItem(rows, 0), "task", 0));
     cJSON_Delete(rows);
-    S_EXPECT(&e, "bob", 4, "no such task", "logs", task);
+    S_EXPECT(&e, "bob", 4, "no such task", "logs", "--task", task);
 
     /* Alice does all of it. */
     r = s_as(&e, "alice", "logs", s_id(a, 0), NULL);

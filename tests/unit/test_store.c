@@ -379,7 +379,9 @@ START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
         s_insert(store, b, i);
     }
     for (int i = 0; i < 7; i++) {
-        proto_state_t st = (i == 1 || i == 4 || i == 5) ? PROTO_ST_FAILED : PROTO_ST_DONE;
+        proto_state_t st = i == 1 || i == 4 ? PROTO_ST_FAILED
+                           : i == 5         ? PROTO_ST_CANCELLED
+                                            : PROTO_ST_DONE;
         ck_assert_int_eq(store_task_finish(store, ids[i], st, 1, "w", "{}", 5.0), 0);
     }
     ck_assert_int_eq(store_commit(store), 0);
@@ -409,7 +411,7 @@ START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
     for (int i = 0; i < 7; i++)
         ck_assert_int_eq(seen[i], ids[i]);
 
-    /* Failed only: two per page. */
+    /* Failed only (cancelled ones too): two per page. */
     rows_t rows = {0};
     ck_assert_int_eq(store_results_each(store, a, 0, 2, true, s_collect, &rows, &last), 0);
     ck_assert_int_eq(rows.n, 2);
@@ -421,6 +423,7 @@ START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
     ck_assert_int_eq(store_results_each(store, a, last, 2, true, s_collect, &rows, &last), 0);
     ck_assert_int_eq(rows.n, 1);
     ck_assert_int_eq(rows.r[0].id, ids[5]);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_CANCELLED);
 
     /* A callback that stops early: last_id is the last row it was given. */
     memset(&rows, 0, sizeof rows);
@@ -1345,6 +1348,36 @@ START_TEST(test_an_assignment_keeps_its_workers_key_and_old_databases_gain_it)
     ck_assert_int_eq(store_commit(store), 0);
     ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
     ck_assert_str_eq(seen, "- -");
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* Schema 4 indexed failed tasks only; the upgrade to 12 rebuilds the
+   index so that failed_only finds the cancelled tasks of older jobs. */
+START_TEST(test_a_schema_4_database_lists_its_cancelled_tasks_as_not_succeeded)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t job = s_job(store, "old");
+    int64_t done = s_insert(store, job, 0), cancelled = s_insert(store, job, 1);
+    ck_assert_int_eq(store_task_finish(store, done, PROTO_ST_DONE, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_task_finish(store, cancelled, PROTO_ST_CANCELLED, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "DROP INDEX tasks_failed;"
+                         "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
+                         "PRAGMA user_version = 4;");
+
+    store = s_open_file(tmp.db);
+    rows_t rows = {0};
+    int64_t last = 0;
+    ck_assert_int_eq(store_results_each(store, job, 0, 10, true, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].id, cancelled);
+    ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
     ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     tmp_remove(&tmp);
