@@ -41,6 +41,10 @@ static int s_flush(pending_t *p, bool more, const batch_opts_t *opts, batch_send
         memcpy(req->deps, opts->deps, (size_t) opts->ndeps * sizeof *req->deps);
         req->ndeps = opts->ndeps;
     }
+    if (res->job == 0) {
+        req->max_running = opts->max_running;
+        req->definition = opts->definition ? xstrdup(opts->definition) : NULL;
+    }
     req->more = more;
     if (opts->key) {
         char key[PROTO_MAX_KEY + 1];

@@ -36,6 +36,9 @@ typedef struct {
     const char *job_name;    /* sent with the first request; may be NULL */
     const proto_dep_t *deps; /* sent with the first request: what the job waits for */
     int ndeps;
+    int max_running;         /* the job's --max-running, with the first request; 0 = none */
+    const char *definition;  /* what `ztask show` prints (JSON object text), with the
+                                first request; may be NULL */
     const char *key;         /* NULL, or each request's idempotency key is this, a dot
                                 and the request's number from 0 (at most
                                 PROTO_MAX_KEY - 11 characters) */

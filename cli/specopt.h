@@ -1,6 +1,6 @@
 /*  specopt: the task options of `ztask submit` (--timeout, --retries,
-    --priority, --env, --cwd, --stdin, --output-cap, --require, --cpus,
-    --mem, --gpus, --resource) as one
+    --priority, --env, --cwd, --stdin, --output-cap, --require, --stdout,
+    --stderr, --no-capture, --cpus, --mem, --gpus, --resource) as one
     value that is applied to every task of a job.
 
     With a command (argv, --shell, --fn) they fill in the base spec; with
@@ -40,6 +40,9 @@ typedef struct {
     char **require;
     int nrequire;
     res_set_t resources;     /* asked of a worker; n == 0 = nothing given */
+    char *stdout_file;       /* patterns (proto_spec_path); NULL = not given */
+    char *stderr_file;
+    bool no_capture;
 } specopt_t;
 
 void specopt_init(specopt_t *self);

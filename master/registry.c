@@ -58,6 +58,7 @@ static void s_close_pipe(worker_t *w)
     w->task_port = 0;
 }
 
+/* What a hello says a worker has: its labels and functions. */
 static void s_free_labels(worker_t *w)
 {
     for (int i = 0; i < w->nlabels; i++)
@@ -65,6 +66,11 @@ static void s_free_labels(worker_t *w)
     free(w->labels);
     w->labels = NULL;
     w->nlabels = 0;
+    for (int i = 0; i < w->nfns; i++)
+        free(w->fns[i]);
+    free(w->fns);
+    w->fns = NULL;
+    w->nfns = 0;
 }
 
 static void s_free_grants(worker_t *w)
@@ -263,6 +269,12 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     for (int i = 0; i < hello->nlabels; i++)
         w->labels[i] = xstrdup(hello->labels[i]);
     w->nlabels = hello->nlabels;
+    w->fns = xcalloc((size_t) hello->nfns + 1, sizeof(char *));
+    for (int i = 0; i < hello->nfns; i++)
+        w->fns[i] = xstrdup(hello->fns[i]);
+    w->nfns = hello->nfns;
+    /* Asked for every fn dispatch: binary search. */
+    qsort(w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp);
     w->no_exec = hello->no_exec;
     if (!w->inflight) {
         s_free_grants(w);
@@ -353,6 +365,12 @@ void worker_detach(worker_t *w, sched_task_t *t)
     if (t->suspect)
         w->suspects--;
     t->suspect = false;
+}
+
+bool worker_has_fn(const worker_t *w, const char *fn)
+{
+    return !fn || w->nfns == 0
+           || bsearch(&fn, w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp) != NULL;
 }
 
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire)

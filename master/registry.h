@@ -31,6 +31,9 @@ typedef struct worker {
     int threads;
     char **labels;
     int nlabels;
+    char **fns;               /* the functions it runs, sorted (nfns); none = any
+                                 (a worker that did not say: older than this master) */
+    int nfns;
     bool no_exec;
     char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
     double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
@@ -82,6 +85,8 @@ typedef struct {
     int threads;
     char *const *labels;      /* nlabels of them, copied */
     int nlabels;
+    char *const *fns;         /* the functions it runs, nfns of them, copied; 0 = any */
+    int nfns;
     bool no_exec;             /* runs functions only */
     const res_set_t *resources;   /* what it declared; NULL = cpus=threads */
     char *const *gpu_ids;     /* its GPU devices, ngpu_ids of them */
@@ -127,5 +132,9 @@ void worker_detach(worker_t *w, sched_task_t *t);
 
 /* True when the worker has every label in require. */
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire);
+
+/* True when the worker runs function fn (NULL: any function will do);
+   a worker that did not list its functions is taken to run every one. */
+bool worker_has_fn(const worker_t *w, const char *fn);
 
 #endif

@@ -102,6 +102,7 @@ static void s_free_task(sched_task_t *t)
 {
     free(t->spec);
     free(t->worker_name);
+    free(t->failed_on);
     if (t->output) {
         free(t->output->data[0]);
         free(t->output->data[1]);
@@ -124,6 +125,7 @@ void sched_destroy(sched_t **p)
         class_t *c = &self->classes[i];
         free(c->ready.v);
         free(c->pub.key);
+        free(c->pub.fn);
         for (int j = 0; j < c->pub.nrequire; j++)
             free(c->pub.require[j]);
         free(c->pub.require);
@@ -149,30 +151,37 @@ int sched_class(sched_t *self, const char *key)
     c->ready.max = true;
     c->pub.key = xstrdup(key);
     c->pub.exec = strncmp(key, "exec", 4) == 0;
-    /* "kind[:labels][;resources][~seconds]" */
     const char *tilde = strchr(key, '~');
     if (tilde && (parse_double(tilde + 1, &c->pub.time_request) != 0 || c->pub.time_request < 0))
         c->pub.time_request = 0;   /* a key we wrote: cannot happen, but never trust a file */
-    const char *semi = strchr(key, ';');
-    if (semi && tilde && semi > tilde)
-        semi = NULL;
-    const char *end = semi ? semi : tilde ? tilde : key + strlen(key);
-    if (semi && semi + 1 < (tilde ? tilde : key + strlen(key))) {
+    /* "kind[:labels][;resources][~seconds]": the resources are after the
+       last ';' before '~' (res_format text has none); a ';' that does
+       not start a valid set is a label's. */
+    const char *head_end = tilde ? tilde : key + strlen(key);
+    const char *semi = NULL;
+    for (const char *p = key; p < head_end; p++)
+        if (*p == ';')
+            semi = p;
+    if (semi) {
         res_set_t req;
         char err[128];
-        char *text = xstrndup(semi + 1, (size_t) ((tilde ? tilde : key + strlen(key)) - semi - 1));
-        /* Keys are made by api.c with res_format; one that does not read
-           back (a hand-edited database) asks nothing rather than stopping
-           the master. */
+        char *text = xstrndup(semi + 1, (size_t) (head_end - semi - 1));
         if (res_parse(text, &req, err, sizeof err) == 0 && req.n > 0) {
             c->pub.req = xmalloc(sizeof *c->pub.req);
             *c->pub.req = req;
+            head_end = semi;
         }
         free(text);
     }
     const char *colon = strchr(key, ':');
-    if (colon && colon < end && colon + 1 < end) {
-        char *labels = xstrndup(colon + 1, (size_t) (end - colon - 1)), *save = NULL;
+    if (colon && colon >= head_end)
+        colon = NULL;
+    if (strncmp(key, "fn=", 3) == 0) {
+        const char *end = key + 3 + strcspn(key + 3, ":~;");
+        c->pub.fn = pct_decode(key + 3, (size_t) (end - key - 3));
+    }
+    if (colon && colon + 1 < head_end) {
+        char *labels = xstrndup(colon + 1, (size_t) (head_end - colon - 1)), *save = NULL;
         for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             c->pub.require = xrealloc(c->pub.require, (size_t) (c->pub.nrequire + 1) * sizeof(char *));
             c->pub.require[c->pub.nrequire++] = xstrdup(tok);
@@ -197,6 +206,8 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     t->state = PROTO_ST_QUEUED;
     t->not_before = not_before;
     t->gen++;
+    if (t->parked)
+        return;   /* out of every heap until sched_unpark */
     if (not_before > 0)
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
     else
@@ -225,20 +236,10 @@ static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
 sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before)
 {
     sched_task_t *t = s_new_task(self, task);
-    if (task->held) {
-        t->state = PROTO_ST_QUEUED;
-        t->held = true;
-        return t;
-    }
+    if (task->held)
+        t->parked = SCHED_PARK_DEPS;
     s_enqueue(self, t, not_before);
     return t;
-}
-
-void sched_release(sched_t *self, sched_task_t *task)
-{
-    assert(task->held && task->state == PROTO_ST_QUEUED);
-    task->held = false;
-    s_enqueue(self, task, 0);
 }
 
 sched_task_t *sched_add_orphan(sched_t *self, const sched_new_task_t *task,
@@ -340,7 +341,6 @@ void sched_claim(sched_t *self, sched_task_t *task)
     (void) self;
     assert(task->state == PROTO_ST_QUEUED);
     /* Its heap entries go stale with the generation, as after a pop. */
-    task->held = false;
     task->state = PROTO_ST_ASSIGNED;
     task->gen++;
 }
@@ -350,6 +350,38 @@ void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before)
     task->orphan = false;
     task->started = 0;
     s_enqueue(self, task, not_before);
+}
+
+void sched_park(sched_t *self, sched_task_t *task, unsigned reason)
+{
+    assert(reason && (task->state == PROTO_ST_QUEUED || task->state == PROTO_ST_ASSIGNED));
+    assert(!task->worker);
+    bool was = task->parked != 0;
+    task->parked |= (uint8_t) reason;
+    if (!was)
+        s_enqueue(self, task, task->not_before);   /* QUEUED, its entries stale */
+}
+
+bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason)
+{
+    if (!(task->parked & reason))
+        return false;
+    task->parked &= (uint8_t) ~reason;
+    if (task->parked || task->state != PROTO_ST_QUEUED)
+        return false;
+    s_enqueue(self, task, task->not_before);
+    return true;
+}
+
+void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority)
+{
+    if (task->priority == priority)
+        return;
+    task->priority = priority;
+    /* A ready entry is keyed by the old priority: a new one replaces it.
+       A delayed or parked task takes its priority when it is queued. */
+    if (task->state == PROTO_ST_QUEUED && !task->parked && task->not_before == 0)
+        s_enqueue(self, task, 0);
 }
 
 void sched_remove(sched_t *self, int64_t id)

@@ -8,10 +8,17 @@
     in a delayed queue until their time comes.
 
     Classes: tasks differ in what they need of a worker (a command needs a
-    worker that runs commands; `--require gpu` needs the label). Each
-    distinct need (a "class", keyed by a short text such as "exec" or
-    "fn:gpu") has its own ready heap; a worker pops the best head among the
+    worker that runs commands; `--fn wordcount` a worker that has that
+    function; `--require gpu` needs the label). Each distinct need (a
+    "class", keyed by a short text such as "exec", "fn=wordcount" or
+    "fn=wordcount:gpu") has its own ready heap; a worker pops the best head among the
     classes it can serve, so a task no worker can take never blocks others.
+
+    Parked tasks: a QUEUED task may be parked, out of every heap, for one
+    or more reasons (a user's hold, its job at its --max-running limit).
+    It stays QUEUED (its job counts it queued) and is never popped; when
+    its last reason is lifted it enters the ready (or delayed) queue again.
+    A task requeued while parked stays parked.
 
     Heap entries are (key, id, generation) values rather than pointers, so a
     task that is cancelled, finished or requeued simply leaves stale entries
@@ -38,13 +45,14 @@ typedef struct sched sched_t;
 struct worker;
 
 typedef struct {
-    char *key;                /* "exec", "fn", "exec:gpu,ssd", "fn;cpus=2,gpus=0.5", ... */
+    char *key;                /* "exec", "fn", "fn=NAME", "exec:gpu,ssd", "fn;cpus=2", ... */
     bool exec;                /* needs a worker that runs commands */
+    char *fn;                 /* needs a worker with this function; NULL = any */
     char **require;           /* labels, nrequire of them */
     int nrequire;
+    double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
     res_set_t *req;           /* the resources it asks (after ';'), owned; NULL = none
                                  named (a plain task: one CPU, resources.h) */
-    double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
 } sched_class_t;
 
 /* Live output of a running task, for `ztask logs -f` (allocated on the
@@ -64,7 +72,8 @@ typedef struct sched_task {
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
                                  tasks.c; the queue-wait metric and the oldest
                                  queued task's age read it) */
-    double started;           /* wall time the worker reported, 0 = not yet */
+    double started;           /* ASSIGNED/RUNNING: wall time it was sent, then the start
+                                 its worker reported; 0 = not on a worker */
     char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
     struct worker *worker;    /* borrowed from the registry, NULL when none */
@@ -83,21 +92,33 @@ typedef struct sched_task {
     bool suspect;             /* counted in its worker's suspects */
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
-    bool held;                /* QUEUED but in no queue: it waits for the jobs its
-                                 job depends on (deps.h) until sched_release */
+    uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
+    char *failed_on;          /* QUEUED, a retry after a failure: the worker it failed
+                                 on (owned; another that can take it now goes
+                                 first); NULL = none */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
 } sched_task_t;
+
+/* Why a queued task is parked (sched_task_t.parked, a bit set). */
+enum {
+    SCHED_PARK_HELD = 1,      /* ztask hold (the task, or its job) */
+    SCHED_PARK_CAPPED = 2,    /* its job runs --max-running tasks already */
+    SCHED_PARK_DEPS = 4       /* it waits for the jobs its job depends on (deps.h) */
+};
 
 sched_t *sched_new(void);
 void sched_destroy(sched_t **p);
 
 /* The class for a need key (NULL = "fn", anything goes), made on first
-   use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
-   labels, then optionally by ";" and the resources its tasks ask
+   use. Keys: "exec", "fn" (any function: tasks stored before workers said
+   theirs) or "fn=NAME" (NAME with '%', ':' and '~' written %25, %3A and
+   %7E: pct_encode), optionally followed by ":" and comma-separated
+   labels, then optionally ";" and the resources its tasks ask
    (res_format text: "cpus=2,gpus=0.5"), then optionally "~" and the
-   seconds its tasks expect to run (--time-request: only workers whose end
-   leaves that long take them). Returns its index. */
+   seconds its tasks expect to run
+   (--time-request: only workers whose end leaves that long take them).
+   Returns its index. */
 int sched_class(sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 
@@ -110,16 +131,13 @@ typedef struct {
     int cls;                  /* its class (sched_class); 0 = "fn" */
     int attempt;              /* dispatches so far (0 for a new task) */
     int retries_left;
-    bool held;                /* added QUEUED but held out of the queues */
+    bool held;                /* added parked for SCHED_PARK_DEPS */
 } sched_new_task_t;
 
 /* Adds a queued task; returns its record (borrowed). not_before (monotonic
-   ms): not ready before then, 0 = ready now; a held task enters no queue
-   until sched_release. An id already present is a programmer error. */
+   ms): not ready before then, 0 = ready now. An id already present is a
+   programmer error. */
 sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before);
-
-/* A held task may run now: into its ready queue. */
-void sched_release(sched_t *self, sched_task_t *task);
 
 /* Adds a task that a worker held when the master stopped: it stays ASSIGNED
    (orphan) until its worker claims it or `deadline` passes. */
@@ -159,6 +177,19 @@ void sched_claim(sched_t *self, sched_task_t *task);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);
+
+/* Parks a QUEUED task (one just popped included: it is QUEUED again)
+   for reason (SCHED_PARK_*): out of the queue until sched_unpark lifts
+   every reason it has. */
+void sched_park(sched_t *self, sched_task_t *task, unsigned reason);
+
+/* Lifts reason from a task; one with no reason left is queued again
+   (ready now, or at its retry time). Returns true when it was. */
+bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason);
+
+/* Gives a task a new priority; a queued one takes its new place in the
+   queue at once. */
+void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority);
 
 /* Forgets a task (finished or cancelled); frees the record. */
 void sched_remove(sched_t *self, int64_t id);

@@ -469,6 +469,11 @@ static void s_send_hello(session_t *self, int64_t now)
             req->gpu_ids[i] = xstrdup(self->gpu_ids[i]);
         req->ngpu_ids = self->ngpu_ids;
     }
+    /* What fn tasks the master may send here: built-ins and plugins. */
+    size_t nfns = fn_registry_count(self->fns);
+    req->functions = xcalloc(nfns + 1, sizeof *req->functions);
+    for (size_t i = 0; i < nfns; i++)
+        req->functions[req->nfunctions++] = xstrdup(fn_registry_name(self->fns, i));
     req->slurm_job = xstrdup(self->slurm_job);
     req->ends_at = self->ends_at;
     char *text = proto_req_encode(req);

@@ -96,7 +96,8 @@ def task_options(timeout: Optional[float] = None, retries: Optional[int] = None,
                  priority: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
                  cwd: Optional[str] = None, stdin: Optional[str] = None,
                  output_cap: Optional[int] = None, require: Union[str, Sequence[str], None] = None,
-                 task_name: Optional[str] = None,
+                 task_name: Optional[str] = None, stdout_file: Optional[str] = None,
+                 stderr_file: Optional[str] = None, capture: bool = True,
                  resources: Optional[Mapping[str, Union[int, float]]] = None
                  ) -> Dict[str, Any]:
     """The spec members every task of a job gets; defaults left out (the
@@ -120,6 +121,12 @@ def task_options(timeout: Optional[float] = None, retries: Optional[int] = None,
         opts["require"] = [require] if isinstance(require, str) else list(require)
     if output_cap is not None:
         opts["output_cap"] = output_cap
+    if stdout_file is not None:
+        opts["stdout_file"] = stdout_file
+    if stderr_file is not None:
+        opts["stderr_file"] = stderr_file
+    if not capture:
+        opts["capture"] = False
     if resources:
         opts["resources"] = dict(resources)
     return opts
