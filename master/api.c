@@ -1208,7 +1208,9 @@ static int s_cmp_i64(const void *a, const void *b)
 static int s_retry_row(const store_task_row_t *row, void *arg)
 {
     retry_rows_t *r = arg;
-    if (row->state == PROTO_ST_FAILED ? !r->failed : !r->cancelled)
+    if (row->state == PROTO_ST_FAILED    ? !r->failed
+        : row->state == PROTO_ST_CANCELLED ? !r->cancelled
+                                           : row->state != PROTO_ST_DEP_FAILED)
         return 0;
     if (r->indexes
         && !bsearch(&row->index, r->indexes, (size_t) r->nindexes, sizeof(int64_t), s_cmp_i64))
@@ -1223,9 +1225,52 @@ static int s_retry_row(const store_task_row_t *row, void *arg)
                                    .attempt = row->attempt,
                                    .retries = row->retries,
                                    .spec_bytes = row->spec_bytes,
+                                   .index = row->index,
                                    .state = row->state};
     r->bytes += row->spec_bytes;
     return 0;
+}
+
+/* A retried job runs again, so what gave up on it waits for it again:
+   the dep_failed tasks of the jobs that depend on it (theirs in turn),
+   back in the queue, parked until it ends (tasks_retry). Returns how
+   many. */
+static int64_t s_revive_dependants(api_t *self, job_t *job)
+{
+    size_t n = 0, cap = 16;
+    int64_t total = 0;
+    job_t **seen = xmalloc(cap * sizeof *seen);
+    seen[n++] = job;
+    store_t *store = journal_store(self->cfg.journal);
+    for (size_t i = 0; i < n; i++) {
+        int nc;
+        const int64_t *kids = deps_children(self->cfg.deps, seen[i]->id, &nc);
+        for (int k = 0; k < nc; k++) {
+            job_t *c = jobs_get(self->cfg.jobs, kids[k]);
+            bool known = !c;
+            for (size_t j = 0; j < n && !known; j++)
+                known = seen[j] == c;
+            if (known || c->dep_failed == 0)
+                continue;
+            retry_rows_t rows = {.self = self};
+            if (store_dep_failed_each(store, c->id, s_retry_row, &rows) != 0)
+                log_error("event=revive_failed job=%" PRId64 " error=\"%s\"", c->id,
+                          store_error(store));
+            for (size_t r = 0; r < rows.n; r++)
+                tasks_retry(self->cfg.tasks, c, &rows.v[r]);
+            if (rows.n)
+                jobs_reopen(self->cfg.jobs, c);
+            log_info("event=dependants_revived job=%" PRId64 " parent=%" PRId64 " tasks=%zu",
+                     c->id, seen[i]->id, rows.n);
+            total += (int64_t) rows.n;
+            free(rows.v);
+            if (n == cap)
+                seen = xrealloc(seen, (cap *= 2) * sizeof *seen);
+            seen[n++] = c;
+        }
+    }
+    free(seen);
+    return total;
 }
 
 /* Failed and/or cancelled tasks of a job (some indexes, or all) back in
@@ -1263,8 +1308,10 @@ static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         goto out;
     for (size_t i = 0; i < rows.n; i++)
         tasks_retry(self->cfg.tasks, job, &rows.v[i]);
-    if (rows.n)
+    if (rows.n) {
         jobs_reopen(self->cfg.jobs, job);
+        s_revive_dependants(self, job);
+    }
     log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = (int64_t) rows.n;

@@ -321,6 +321,13 @@ int64_t *deps_task_ended(deps_t *self, int64_t job, int64_t index, proto_state_t
     return out.v;
 }
 
+void deps_task_reset(deps_t *self, int64_t job, int64_t index)
+{
+    parent_t *p = imap_get(self->parents, job);
+    if (p && p->ends)
+        imap_remove(p->ends, index);
+}
+
 int64_t *deps_job_ended(deps_t *self, int64_t job, size_t *n)
 {
     *n = 0;

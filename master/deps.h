@@ -23,9 +23,9 @@
     was forgotten, which a job can only be once finished, when its
     dependants were already judged: it counts as met.
 
-    Retry (issue 15) of a parent is meant to revive dep_failed dependants:
-    deps_children gives the jobs to revive; their tasks would go back to
-    QUEUED and be judged again (not done yet: see docs/cli.md).
+    Retry of a parent (ztask retry) revives its dep_failed dependants:
+    api.c walks deps_children and puts their dep_failed tasks back
+    (tasks_retry), where they wait for the parent's new end.
 
     Memory: a few words per dependency and per waiting task; for an EACH
     parent, one map entry per ended task, kept until the parent is
@@ -90,6 +90,10 @@ bool deps_waiting(const deps_t *self, int64_t job);
    (after_each), no longer held: the caller judges them again. */
 int64_t *deps_task_ended(deps_t *self, int64_t job, int64_t index, proto_state_t state,
                          size_t *n);
+
+/* A task of job (index) runs again (ztask retry): the jobs waiting for it
+   task by task wait again. */
+void deps_task_reset(deps_t *self, int64_t job, int64_t index);
 
 /* job has finished. Returns every held task of the jobs that depend on
    it, as deps_task_ended does. */

@@ -228,6 +228,7 @@ enum {
     S_UNFINISHED,
     S_RESULTS,
     S_RESULTS_FAILED,
+    S_DEP_FAILED_EACH,
     S_RETRYABLE,
     S_TASK_FIND,
     S_TASK_GET,
@@ -308,7 +309,7 @@ static const char *const SQL[S_COUNT_] = {
        row shows the new attempt (queued, then how it ends). */
     [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
                      "outcome = NULL, started = 0, finished = 0, retry_base = attempt "
-                     "WHERE id = ?1 AND state IN (4, 5)",
+                     "WHERE id = ?1 AND state IN (4, 5, 6)",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -323,6 +324,8 @@ static const char *const SQL[S_COUNT_] = {
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
                          "WHERE job = ?1 AND id > ?2 AND state IN (4, 5, 6) ORDER BY id LIMIT ?3",
+    [S_DEP_FAILED_EACH] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_failed "
+                          "WHERE job = ?1 AND state IN (4, 5, 6) AND state = 6 ORDER BY id",
     [S_RETRYABLE] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_failed "
                     "WHERE job = ?1 AND state IN (4, 5, 6) AND state <> 6 ORDER BY id",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
@@ -1450,6 +1453,16 @@ int store_retryable_each(store_t *self, int64_t job,
         return -1;
     sqlite3_bind_int64(st, 1, job);
     return s_task_rows(self, S_RETRYABLE, "retryable tasks", fn, arg, NULL, NULL);
+}
+
+int store_dep_failed_each(store_t *self, int64_t job,
+                          int (*fn)(const store_task_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_DEP_FAILED_EACH, "dep_failed tasks");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    return s_task_rows(self, S_DEP_FAILED_EACH, "dep_failed tasks", fn, arg, NULL, NULL);
 }
 
 int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found)

@@ -235,7 +235,7 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
 
-/* Puts a FAILED or CANCELLED task back in the queue for a new attempt
+/* Puts a FAILED, CANCELLED or DEP_FAILED task back in the queue for a new attempt
    (`ztask retry`): state QUEUED, its outcome, worker and times cleared,
    attempt kept (the next dispatch is attempt + 1) and noted as its
    retry_base. */
@@ -297,6 +297,10 @@ int store_task_ends_each(store_t *self, int64_t job,
    spec_bytes set (what `ztask retry` may put back). */
 int store_retryable_each(store_t *self, int64_t job,
                          int (*fn)(const store_task_row_t *row, void *arg), void *arg);
+/* The same for every DEP_FAILED task of job: what a retry of a job it
+   depends on revives. */
+int store_dep_failed_each(store_t *self, int64_t job,
+                          int (*fn)(const store_task_row_t *row, void *arg), void *arg);
 
 /* The id of the task of job with the given index (the first one, if a job
    repeats an index); *found false when none. */

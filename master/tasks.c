@@ -279,7 +279,8 @@ static char *s_grant_text(const tasks_t *self, const worker_t *w, const sched_ta
    task coming back (tasks_retry): only for the move that requeues it. */
 static proto_state_t s_counted(const sched_task_t *t)
 {
-    if (t->state == PROTO_ST_FAILED || t->state == PROTO_ST_CANCELLED)
+    if (t->state == PROTO_ST_FAILED || t->state == PROTO_ST_CANCELLED
+        || t->state == PROTO_ST_DEP_FAILED)
         return (proto_state_t) t->state;
     return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
 }
@@ -459,14 +460,18 @@ void tasks_check_finished(tasks_t *self, job_t *job)
 
 void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
 {
-    assert(task->state == PROTO_ST_FAILED || task->state == PROTO_ST_CANCELLED);
+    assert(task->state == PROTO_ST_FAILED || task->state == PROTO_ST_CANCELLED
+           || task->state == PROTO_ST_DEP_FAILED);
+    bool deps = deps_has(self->cfg.deps, job->id);
     sched_task_t *t = sched_add(self->sched,
                                 &(sched_new_task_t){.id = task->id,
                                                     .job = job->id,
+                                                    .index = task->index,
                                                     .priority = task->priority,
                                                     .cls = task->cls,
                                                     .attempt = task->attempt,
-                                                    .retries_left = task->retries},
+                                                    .retries_left = task->retries,
+                                                    .held = deps},
                                 0);
     t->spec_len = (uint32_t) task->spec_bytes;
     t->ready_ms = clock_mono_ms();
@@ -477,6 +482,9 @@ void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
         sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
                 &(jop_t){.type = J_RETRY, .task = t->id, .job = t->job, .attempt = t->attempt});
+    deps_task_reset(self->cfg.deps, job->id, task->index);
+    if (deps)
+        s_judge(self, &task->id, 1);
 }
 
 static metrics_kind_t s_kind(const tasks_t *self, const sched_task_t *t)

@@ -157,11 +157,16 @@ typedef struct {
     int attempt;             /* the attempt that ended it: the next is attempt + 1 */
     int retries;             /* its spec's retries: the new attempt has them all again */
     int64_t spec_bytes;
-    proto_state_t state;     /* FAILED or CANCELLED */
+    int64_t index;           /* its index in its job */
+    proto_state_t state;     /* FAILED, CANCELLED, or DEP_FAILED (a dependant revived) */
 } tasks_retry_t;
 
 /* Puts a failed or cancelled task of job back in the queue (journalled);
-   the caller reopens the job (jobs_reopen) once its tasks are back. */
+   the caller reopens the job (jobs_reopen) once its tasks are back. A
+   task of a job that depends on others waits for them again (parked,
+   judged now: a dep_failed one revived by a retry of its parent waits
+   for that parent's new end); a task that others wait for task by task
+   (--after-each) is no longer counted as ended. */
 void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task);
 
 /* Holds (hold true) or releases one task: a queued task held is parked

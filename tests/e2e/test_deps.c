@@ -289,6 +289,40 @@ START_TIMED_TEST(cancel_of_a_parent_leaves_dependants_dep_failed_unless_with_dep
 }
 END_TEST
 
+/* ztask retry of a failed parent revives its dep_failed dependants, and
+   theirs: they wait for its new end and run once it is done. */
+START_TIMED_TEST(retry_of_a_failed_parent_revives_its_dep_failed_dependants, 90)
+{
+    h_cluster_t *c = h_cluster_new("deprevive");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "a", 2, NULL);
+    char *flag = h_path(c, "flag"), *ran = h_path(c, "ran");
+    char parent[300], touch[300], b1[32], b2[32];
+    snprintf(parent, sizeof parent, "[ -e '%s' ]", flag);
+    snprintf(touch, sizeof touch, "echo ran >> '%s'", ran);
+    int64_t f = SUBMIT_Q(c, "--shell", parent);
+    int64_t g = SUBMIT_Q(c, "--after", s_id(f, b1, sizeof b1), "--array", "0-1", "--shell", touch);
+    int64_t h = SUBMIT_Q(c, "--after", s_id(g, b2, sizeof b2), "--shell", touch);
+    ck_assert_int_eq(h_wait(c, h, 30000), 1);
+    ck_assert_int_eq(h_status_count(c, g, "dep_failed"), 2);
+
+    h_write_file(flag, "");
+    h_run_t *r = h_cli(c, "retry", s_id(f, b1, sizeof b1), NULL);
+    ck_assert_msg(r->rc == 0, "retry: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(h_wait(c, h, 30000), 0);
+    ck_assert_int_eq(h_wait(c, g, 30000), 0);
+    ck_assert_int_eq(h_status_count(c, g, "done"), 2);
+    ck_assert_int_eq(h_status_count(c, g, "dep_failed"), 0);
+    char *text = h_read_file(ran);
+    ck_assert_msg(text && strcmp(text, "ran\nran\nran\n") == 0, "ran: %s", text ? text : "");
+    free(text);
+    free(flag);
+    free(ran);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_deps", h_slowdown()));
