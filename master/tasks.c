@@ -454,13 +454,31 @@ static void s_await_result(tasks_t *self, sched_task_t *t, int64_t now)
     t->deadline = now + self->cfg.recovery_grace_ms;
 }
 
+/* w, dead, is about to become another key's: the tasks taken back from
+   it no longer take a result under its name (S_LAST_HOLDER checks the
+   name; the key that name comes with is the newcomer's from here). Rare
+   (a key taking a dead worker's name), so a walk over the tasks. */
+static void s_forget_last_holder(tasks_t *self, const worker_t *w)
+{
+    size_t pos = 0;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (!t->worker && !t->orphan && t->worker_name && strcmp(t->worker_name, w->id) == 0) {
+            free(t->worker_name);
+            t->worker_name = NULL;
+        }
+}
+
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
                   const tasks_held_t *held, int64_t now)
 {
     bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
                 && strcmp(w->key, key) == 0;
-    if (!same)
+    if (!same) {
+        if (w && !w->alive && strcmp(w->key, key) != 0)
+            s_forget_last_holder(self, w);
         return false;
+    }
     /* Declared dead but alive after all (it was cut off or stopped). */
     if (!w->alive) {
         s_worker_returned(self, w);
