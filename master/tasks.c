@@ -1440,6 +1440,15 @@ void tasks_timers(tasks_t *self, int64_t now)
         for (size_t i = 0; i < n; i++) {
             t = sched_get(self->sched, ids[i]);
             log_info("event=orphan_requeued task=%" PRId64 " attempt=%d", t->id, t->attempt);
+            /* Its worker did not come back within the grace: a late result
+               of it is a duplicate, not a last holder's. The name alone is
+               no proof (the key it was stored with is forgotten here), and
+               any key may register that name now. A cancelled one keeps
+               the name for its record. */
+            if (!t->cancel_requested) {
+                free(t->worker_name);
+                t->worker_name = NULL;
+            }
             s_take_back(self, t, false, "recovery_grace_expired");
         }
     }

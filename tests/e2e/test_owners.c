@@ -897,6 +897,67 @@ START_TIMED_TEST(a_worker_taking_a_lost_workers_name_cannot_end_its_tasks, 120)
 }
 END_TEST
 
+/* The same after a restart, once the grace is over: w1's task, stored
+   with w1's key, waited for w1's claim; none came within the grace and
+   it went back to the queue. w2's key then registers as "w1" (no record
+   of that name exists since the restart) and sends a result for it: not
+   taken, the task still to run, and w1's own run ends it. */
+START_TIMED_TEST(a_worker_taking_a_name_after_the_grace_cannot_end_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "graceover");
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "1", "--heartbeat-ms", "200");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_stop(m, 10000);
+    m = s_master(&e, false, "--recovery-grace", "1", "--heartbeat-ms", "200");
+    ck_assert_msg(h_proc_wait_log(m, "event=orphan_requeued", 1, 10000),
+                  "the orphan was not requeued after the grace (log %s)", h_proc_log(m));
+
+    void *ctx = zmq_ctx_new();
+    void *dealer = s_dealer(&e, ctx, "w2");
+    cJSON *rep = s_request(dealer, "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":"
+                                   "\"elsewhere\",\"pid\":1,\"threads\":1,\"no_exec\":true}");
+    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
+                  "w2's key did not register as w1");
+    cJSON_Delete(rep);
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(H_POLL(h_proc_count_log(m, "event=duplicate_result task=")
+                                 + h_proc_count_log(m, "event=report_refused type=result")
+                             > 0,
+                         10000),
+                  "the impostor's result was not judged (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=result_after_takeback") == 0,
+                  "the impostor's result was taken (log %s)", h_proc_log(m));
+    cJSON *st = s_jobs(&e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_msg(j && h_jint(j, "done", -1) == 0, "the impostor's result ended the task");
+    cJSON_Delete(st);
+
+    h_write_file(go, "");
+    h_proc_signal(w1, SIGCONT);
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "status"), "done");
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    cJSON_Delete(row);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
 /* Issue 13, item 17: a fifo named like a key file blocked the master's
    loop at SIGHUP (an open for reading waits for a writer). */
 START_TIMED_TEST(a_fifo_in_an_allowlist_does_not_stop_the_master, 60)
