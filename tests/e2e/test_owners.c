@@ -834,6 +834,53 @@ START_TIMED_TEST(a_worker_taking_anothers_name_after_a_restart_claims_none_of_it
 }
 END_TEST
 
+/* w2's key registers as "w1" (no exec: the task is not sent to it) and
+   sends a result under that name for task, of job: it is judged (a
+   duplicate, or refused), not taken. */
+static void s_impostor_result_is_not_taken(env_t *e, h_proc_t *m, int64_t job, int64_t task)
+{
+    void *ctx = zmq_ctx_new();
+    void *dealer = s_dealer(e, ctx, "w2");
+    cJSON *rep = s_request(dealer, "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":"
+                                   "\"elsewhere\",\"pid\":1,\"threads\":1,\"no_exec\":true}");
+    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
+                  "w2's key did not register as w1");
+    cJSON_Delete(rep);
+    void *push = s_curve_socket(e, ctx, "w2", ZMQ_PUSH, h_report_port(e->c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    /* Judged (a duplicate of a run over, or refused), not taken. */
+    ck_assert_msg(H_POLL(h_proc_count_log(m, "event=duplicate_result task=")
+                                 + h_proc_count_log(m, "event=report_refused type=result")
+                             > 0,
+                         10000),
+                  "the impostor's result was not judged (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=result_after_takeback") == 0,
+                  "the impostor's result was taken (log %s)", h_proc_log(m));
+    cJSON *st = s_jobs(e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_msg(j && h_jint(j, "done", -1) == 0, "the impostor's result ended the task");
+    cJSON_Delete(st);
+}
+
+/* The gated task's go file appears and the stopped w1 goes on: the job
+   ends with w1's real output. */
+static void s_stopped_w1_ends_it(env_t *e, h_proc_t *w1, const char *go, int64_t job)
+{
+    h_write_file(go, "");
+    h_proc_signal(w1, SIGCONT);
+    S_EXPECT(e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "status"), "done");
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    cJSON_Delete(row);
+}
+
 /* Issue 13, item 1 beside issue 14's last holder: a task taken back from
    a worker thought lost still takes that worker's result (s_take_back),
    but that worker is the key it held the task under, not its name. w1 is
@@ -853,44 +900,11 @@ START_TIMED_TEST(a_worker_taking_a_lost_workers_name_cannot_end_its_tasks, 120)
     ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
                   "w1 was not lost (log %s)", h_proc_log(m));
 
-    /* w2's key takes the name; no exec, so the task is not sent to it. */
-    void *ctx = zmq_ctx_new();
-    void *dealer = s_dealer(&e, ctx, "w2");
-    cJSON *rep = s_request(dealer, "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":"
-                                   "\"elsewhere\",\"pid\":1,\"threads\":1,\"no_exec\":true}");
-    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
-                  "w2's key did not register as w1");
-    cJSON_Delete(rep);
-    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
-    s_push_forged_result(push, "w1", task);
-    zmq_close(push);
-    zmq_close(dealer);
-    zmq_ctx_term(ctx);
-    /* Judged (a duplicate of a run over, or refused), not taken. */
-    ck_assert_msg(H_POLL(h_proc_count_log(m, "event=duplicate_result task=")
-                                 + h_proc_count_log(m, "event=report_refused type=result")
-                             > 0,
-                         10000),
-                  "the impostor's result was not judged (log %s)", h_proc_log(m));
-    ck_assert_msg(h_proc_count_log(m, "event=result_after_takeback") == 0,
-                  "the impostor's result was taken (log %s)", h_proc_log(m));
-    cJSON *st = s_jobs(&e, "alice", false);
-    const cJSON *j = s_find_job(st, job);
-    ck_assert_msg(j && h_jint(j, "done", -1) == 0, "the impostor's result ended the task");
-    cJSON_Delete(st);
+    s_impostor_result_is_not_taken(&e, m, job, task);
 
     /* w1 comes back (under another name: the impostor holds "w1" until it
        is lost) and its run counts. */
-    h_write_file(go, "");
-    h_proc_signal(w1, SIGCONT);
-    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
-    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
-    cJSON *row = h_json_first(r->out);
-    h_run_free(&r);
-    ck_assert_str_eq(h_jstr(row, "status"), "done");
-    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
-    cJSON_Delete(row);
+    s_stopped_w1_ends_it(&e, w1, go, job);
     free(runs);
     free(go);
     s_env_free(&e);
@@ -918,40 +932,9 @@ START_TIMED_TEST(a_worker_taking_a_name_after_the_grace_cannot_end_its_tasks, 12
     ck_assert_msg(h_proc_wait_log(m, "event=orphan_requeued", 1, 10000),
                   "the orphan was not requeued after the grace (log %s)", h_proc_log(m));
 
-    void *ctx = zmq_ctx_new();
-    void *dealer = s_dealer(&e, ctx, "w2");
-    cJSON *rep = s_request(dealer, "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":"
-                                   "\"elsewhere\",\"pid\":1,\"threads\":1,\"no_exec\":true}");
-    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
-                  "w2's key did not register as w1");
-    cJSON_Delete(rep);
-    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
-    s_push_forged_result(push, "w1", task);
-    zmq_close(push);
-    zmq_close(dealer);
-    zmq_ctx_term(ctx);
-    ck_assert_msg(H_POLL(h_proc_count_log(m, "event=duplicate_result task=")
-                                 + h_proc_count_log(m, "event=report_refused type=result")
-                             > 0,
-                         10000),
-                  "the impostor's result was not judged (log %s)", h_proc_log(m));
-    ck_assert_msg(h_proc_count_log(m, "event=result_after_takeback") == 0,
-                  "the impostor's result was taken (log %s)", h_proc_log(m));
-    cJSON *st = s_jobs(&e, "alice", false);
-    const cJSON *j = s_find_job(st, job);
-    ck_assert_msg(j && h_jint(j, "done", -1) == 0, "the impostor's result ended the task");
-    cJSON_Delete(st);
+    s_impostor_result_is_not_taken(&e, m, job, task);
 
-    h_write_file(go, "");
-    h_proc_signal(w1, SIGCONT);
-    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
-    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
-    cJSON *row = h_json_first(r->out);
-    h_run_free(&r);
-    ck_assert_str_eq(h_jstr(row, "status"), "done");
-    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
-    cJSON_Delete(row);
+    s_stopped_w1_ends_it(&e, w1, go, job);
     free(runs);
     free(go);
     s_env_free(&e);
