@@ -65,6 +65,8 @@ struct tasks {
     parked_t *parked;        /* results waiting for their worker's hello */
     size_t nparked, parked_cap, parked_bytes;
     int64_t last_prune;
+    int64_t keep_gone_ms;    /* REGISTRY_KEEP_GONE_MS, or the test hook's
+                                ZTASK_TEST_KEEP_GONE_MS */
     int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
@@ -92,6 +94,10 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->jobs = cfg->jobs;
     self->journal = cfg->journal;
     self->orphan_keys = imap_new();
+    self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
+    const char *keep = getenv("ZTASK_TEST_KEEP_GONE_MS");
+    if (keep && parse_int64(keep, 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms) != 0)
+        self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
     return self;
 }
 
@@ -454,16 +460,19 @@ static void s_await_result(tasks_t *self, sched_task_t *t, int64_t now)
     t->deadline = now + self->cfg.recovery_grace_ms;
 }
 
-/* w, dead, is about to become another key's: the tasks taken back from
-   it no longer take a result under its name (S_LAST_HOLDER checks the
-   name; the key that name comes with is the newcomer's from here). Rare
-   (a key taking a dead worker's name), so a walk over the tasks. */
-static void s_forget_last_holder(tasks_t *self, const worker_t *w)
+/* The tasks taken back from the worker named name (NULL: from any worker
+   the registry no longer has a record of) no longer take a result under
+   that name: S_LAST_HOLDER checks the name, and the key it comes with
+   from here is whoever's registers it next. Rare (a key taking a dead
+   worker's name, records forgotten), so a walk over the tasks. */
+static void s_forget_last_holder(tasks_t *self, const char *name)
 {
     size_t pos = 0;
     sched_task_t *t;
     while ((t = sched_next(self->sched, &pos)))
-        if (!t->worker && !t->orphan && t->worker_name && strcmp(t->worker_name, w->id) == 0) {
+        if (!t->worker && !t->orphan && t->worker_name
+            && (name ? strcmp(t->worker_name, name) == 0
+                     : !registry_find(self->registry, t->worker_name))) {
             free(t->worker_name);
             t->worker_name = NULL;
         }
@@ -476,7 +485,7 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
                 && strcmp(w->key, key) == 0;
     if (!same) {
         if (w && !w->alive && strcmp(w->key, key) != 0)
-            s_forget_last_holder(self, w);
+            s_forget_last_holder(self, w->id);
         return false;
     }
     /* Declared dead but alive after all (it was cut off or stopped). */
@@ -1454,9 +1463,12 @@ void tasks_timers(tasks_t *self, int64_t now)
     }
     if (self->nparked)
         s_expire_parked(self, now);
-    if (now - self->last_prune > 60000) {
+    if (now - self->last_prune > (self->keep_gone_ms < 60000 ? self->keep_gone_ms : 60000)) {
         self->last_prune = now;
-        registry_prune(self->registry, now, REGISTRY_KEEP_GONE_MS);
+        size_t before = registry_count(self->registry);
+        registry_prune(self->registry, now, self->keep_gone_ms);
+        if (registry_count(self->registry) < before)
+            s_forget_last_holder(self, NULL);
     }
     s_check_stuck(self, now);
 }

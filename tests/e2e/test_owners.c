@@ -941,6 +941,49 @@ START_TIMED_TEST(a_worker_taking_a_name_after_the_grace_cannot_end_its_tasks, 12
 }
 END_TEST
 
+/* True when `ztask workers --all` lists a worker named name. */
+static bool s_worker_listed(env_t *e, const char *name)
+{
+    h_run_t *r = s_as(e, "alice", "workers", "--all", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    h_run_free(&r);
+    bool found = false;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, ws)
+        found = found || strcmp(h_jstr(w, "worker"), name) == 0;
+    cJSON_Delete(ws);
+    return found;
+}
+
+/* The same once the lost worker's record is forgotten (a gone worker is
+   listed for an hour, REGISTRY_KEEP_GONE_MS; the test-only hook
+   ZTASK_TEST_KEEP_GONE_MS shortens it): w1 is killed while it runs a task
+   no other worker can take; its record goes; w2's key then registers as
+   "w1", a name with no record, and sends a result for that task: not
+   taken, the task still queued. */
+START_TIMED_TEST(a_worker_taking_a_forgotten_workers_name_cannot_end_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "forgotten");
+    setenv("ZTASK_TEST_KEEP_GONE_MS", "300", 1);
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    unsetenv("ZTASK_TEST_KEEP_GONE_MS");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_kill9(w1);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+    ck_assert_msg(H_POLL(!s_worker_listed(&e, "w1"), 20000), "w1's record was never forgotten");
+    s_impostor_result_is_not_taken(&e, m, job, task);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
 /* Issue 13, item 17: a fifo named like a key file blocked the master's
    loop at SIGHUP (an open for reading waits for a writer). */
 START_TIMED_TEST(a_fifo_in_an_allowlist_does_not_stop_the_master, 60)
