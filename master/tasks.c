@@ -56,8 +56,9 @@ struct tasks {
     jobs_t *jobs;
     journal_t *journal;
     size_t orphans;          /* tasks waiting for their worker to come back */
-    imap_t *orphan_keys;     /* orphan's task id -> the key of the worker it was on
-                                (char *, owned), when the store had one */
+    imap_t *orphan_keys;     /* task id -> the key of the worker it was on (char *,
+                                owned): an orphan's, when the store had one, or a
+                                taken-back task's last holder's (s_take_back) */
     size_t rr;               /* round-robin start for dispatch */
     int64_t duplicates;
     int64_t refused;         /* reports from a worker that does not hold the task */
@@ -222,8 +223,11 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         assert(self->orphans > 0);
         self->orphans--;
         t->orphan = false;
-        free(imap_remove(self->orphan_keys, t->id));
     }
+    /* Whoever it was on is no longer its holder (s_take_back keeps the
+       last holder's key again when it keeps its name). */
+    if (imap_size(self->orphan_keys))
+        free(imap_remove(self->orphan_keys, t->id));
     if (await) {
         t->orphan = true;
         t->recovered = false;
@@ -352,7 +356,8 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
    their links, lost_in_old_pipe -- cannot make the master spin.
    Back in the queue it keeps its worker's name (worker_name) as its last
    holder, and its attempt until it goes out again: that worker's result
-   for it still counts until then (s_sender, LAST_HOLDER), so work a
+   for it, under the key it held it with, still counts until then
+   (s_sender, LAST_HOLDER), so work a
    worker finished while it was thought lost is not done twice. A caller
    that told the worker to drop the task frees worker_name first. */
 static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char *why)
@@ -384,7 +389,16 @@ static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << shift;
         not_before = clock_mono_ms() + (backoff > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff);
     }
+    /* The key it was held under: its last holder's result counts only
+       with that key (S_LAST_HOLDER), whoever registers the name later. */
+    char *key = t->worker && t->worker->key[0] ? xstrdup(t->worker->key)
+                : t->orphan                    ? imap_remove(self->orphan_keys, t->id)
+                                               : NULL;
     s_requeue(self, t, not_before);
+    if (key && t->worker_name)
+        imap_put(self->orphan_keys, t->id, key);
+    else
+        free(key);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
@@ -460,34 +474,13 @@ static void s_await_result(tasks_t *self, sched_task_t *t, int64_t now)
     t->deadline = now + self->cfg.recovery_grace_ms;
 }
 
-/* The tasks taken back from the worker named name (NULL: from any worker
-   the registry no longer has a record of) no longer take a result under
-   that name: S_LAST_HOLDER checks the name, and the key it comes with
-   from here is whoever's registers it next. Rare (a key taking a dead
-   worker's name, records forgotten), so a walk over the tasks. */
-static void s_forget_last_holder(tasks_t *self, const char *name)
-{
-    size_t pos = 0;
-    sched_task_t *t;
-    while ((t = sched_next(self->sched, &pos)))
-        if (!t->worker && !t->orphan && t->worker_name
-            && (name ? strcmp(t->worker_name, name) == 0
-                     : !registry_find(self->registry, t->worker_name))) {
-            free(t->worker_name);
-            t->worker_name = NULL;
-        }
-}
-
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
                   const tasks_held_t *held, int64_t now)
 {
     bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
                 && strcmp(w->key, key) == 0;
-    if (!same) {
-        if (w && !w->alive && strcmp(w->key, key) != 0)
-            s_forget_last_holder(self, w->id);
+    if (!same)
         return false;
-    }
     /* Declared dead but alive after all (it was cut off or stopped). */
     if (!w->alive) {
         s_worker_returned(self, w);
@@ -553,7 +546,9 @@ static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worke
        stored one, and never written (ASSIGN_WRITE_MS in journal.h). */
     if (t->recovered && attempt == t->attempt + 1)
         return registered ? S_CLAIMABLE : S_EARLY;
-    if (attempt == t->attempt && attempt > 0 && named && w)
+    const char *held = imap_get(self->orphan_keys, t->id);
+    if (attempt == t->attempt && attempt > 0 && named && w
+        && (!held || (key && strcmp(held, key) == 0)))
         return S_LAST_HOLDER;
     return attempt <= t->attempt ? S_STALE : S_REFUSED;
 }
@@ -1449,15 +1444,6 @@ void tasks_timers(tasks_t *self, int64_t now)
         for (size_t i = 0; i < n; i++) {
             t = sched_get(self->sched, ids[i]);
             log_info("event=orphan_requeued task=%" PRId64 " attempt=%d", t->id, t->attempt);
-            /* Its worker did not come back within the grace: a late result
-               of it is a duplicate, not a last holder's. The name alone is
-               no proof (the key it was stored with is forgotten here), and
-               any key may register that name now. A cancelled one keeps
-               the name for its record. */
-            if (!t->cancel_requested) {
-                free(t->worker_name);
-                t->worker_name = NULL;
-            }
             s_take_back(self, t, false, "recovery_grace_expired");
         }
     }
@@ -1465,10 +1451,7 @@ void tasks_timers(tasks_t *self, int64_t now)
         s_expire_parked(self, now);
     if (now - self->last_prune > (self->keep_gone_ms < 60000 ? self->keep_gone_ms : 60000)) {
         self->last_prune = now;
-        size_t before = registry_count(self->registry);
         registry_prune(self->registry, now, self->keep_gone_ms);
-        if (registry_count(self->registry) < before)
-            s_forget_last_holder(self, NULL);
     }
     s_check_stuck(self, now);
 }

@@ -126,9 +126,7 @@ typedef struct {
    loss are taken back), and a live w lost its pipe: what it holds and
    does not list in running is lost in that pipe and taken back, except
    what it lists as ended, which stays while its result comes. Returns
-   true in that last case (a live worker registering again). When a dead
-   w is about to be taken by another key, the tasks taken back from it
-   stop taking a result under its name (their last holder is forgotten). */
+   true in that last case (a live worker registering again). */
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
                   const tasks_held_t *held, int64_t now);
 

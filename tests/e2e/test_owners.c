@@ -911,6 +911,38 @@ START_TIMED_TEST(a_worker_taking_a_lost_workers_name_cannot_end_its_tasks, 120)
 }
 END_TEST
 
+/* The other side of the case above: the result of a worker thought lost,
+   under its own key, still ends the task it was taken back from (issue
+   14: finished work is kept). w1 is stopped and lost; a result for its
+   task comes under its name with its key (a raw peer stands in for w1,
+   so that nothing else can happen first): taken. */
+START_TIMED_TEST(a_lost_workers_own_result_under_its_key_still_ends_its_task, 90)
+{
+    env_t e;
+    s_env(&e, "ownresult");
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w1", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=result_after_takeback", 1, 10000),
+                  "w1's own result was not taken (log %s)", h_proc_log(m));
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_proc_kill9(w1);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
 /* The same after a restart, once the grace is over: w1's task, stored
    with w1's key, waited for w1's claim; none came within the grace and
    it went back to the queue. w2's key then registers as "w1" (no record
