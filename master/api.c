@@ -49,26 +49,7 @@ struct api {
     /* The type name of the request being answered (counted with its
        reply); NULL outside s_on_request: deferred replies use theirs. */
     const char *cur_type;
-    /* Replies libzmq would not take yet (see s_send_reply), oldest
-       first: at most one per peer, so a peer that never reads holds at
-       most API_HWM replies in libzmq and one here. */
-    struct deferred *deferred;
-    int ndeferred;
-    log_limit_t lim_deferred;
 };
-
-/* A reply waiting for its peer's queue to take it. */
-typedef struct deferred {
-    zmqx_frames_t envelope;  /* routing frames */
-    char *body;
-    size_t len;
-    int64_t since;           /* monotonic ms */
-    struct deferred *next;
-} deferred_t;
-
-/* How long a deferred reply waits before it is dropped: a client gives
-   up after its request timeout (10 s by default) and asks again. */
-#define DEFERRED_MAX_MS 30000
 
 api_t *api_new(const api_config_t *cfg)
 {
@@ -82,24 +63,11 @@ api_t *api_new(const api_config_t *cfg)
     return self;
 }
 
-static void s_deferred_free(deferred_t *d)
-{
-    zmqx_frames_free(&d->envelope);
-    free(d->body);
-    free(d);
-}
-
 void api_destroy(api_t **p)
 {
     if (!p || !*p)
         return;
-    api_t *self = *p;
-    while (self->deferred) {
-        deferred_t *d = self->deferred;
-        self->deferred = d->next;
-        s_deferred_free(d);
-    }
-    free(self);
+    free(*p);
     *p = NULL;
 }
 
@@ -108,10 +76,6 @@ void api_destroy(api_t **p)
 /* What a client accepts (its ZMQ_MAXMSGSIZE): a bigger reply would make
    libzmq drop the connection, and the client would only see silence. */
 #define API_MAX_REPLY ((size_t) PROTO_MAX_API_MSG - 4096)
-
-static int s_try_send(api_t *self, const zmqx_frames_t *envelope, const char *body, size_t len);
-static deferred_t *s_deferred_for(api_t *self, const zmqx_frames_t *envelope);
-static void s_defer(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len);
 
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
@@ -136,97 +100,12 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     }
-    /* Behind a reply still kept for this peer, never ahead of it. */
-    if (!s_deferred_for(self, envelope) && s_try_send(self, envelope, body, len) == 0) {
-        free(body);
-        return;
-    }
-    s_defer(self, envelope, body, len);
-}
-
-static bool s_same_peer(const zmqx_frames_t *a, const zmqx_frames_t *b)
-{
-    return a->count > 0 && b->count > 0 && a->sizes[0] == b->sizes[0]
-           && memcmp(a->frames[0], b->frames[0], a->sizes[0]) == 0;
-}
-
-static deferred_t *s_deferred_for(api_t *self, const zmqx_frames_t *envelope)
-{
-    for (deferred_t *d = self->deferred; d; d = d->next)
-        if (s_same_peer(&d->envelope, envelope))
-            return d;
-    return NULL;
-}
-
-/* Sends one reply: 0 when libzmq took it or its peer is gone (dropped:
-   nobody to tell), -1 with EAGAIN when the peer's queue is at its
-   high-water mark. The socket is ZMQ_ROUTER_MANDATORY (master.c): a
-   plain ROUTER would drop the reply silently then, and libzmq can count
-   a queue full for a moment even for a client that reads every reply
-   (its read counts reach the socket in batches), so a small API_HWM lost
-   replies to well-behaved clients now and then. */
-static int s_try_send(api_t *self, const zmqx_frames_t *envelope, const char *body, size_t len)
-{
-    /* The first routing frame picks the peer: that is where a full or
-       gone peer shows. */
+    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
     for (int i = 0; i < envelope->count; i++)
-        if (zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
-            return i == 0 && errno == EAGAIN ? -1 : 0;
+        zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
-    return 0;
-}
-
-/* Keeps a reply libzmq would not take yet (takes body), replacing one
-   still kept for the same peer: a client asks one thing at a time, so an
-   older reply is for a request it has given up on. api_deferred retries. */
-static void s_defer(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len)
-{
-    deferred_t *d = s_deferred_for(self, envelope);
-    if (d) {
-        free(d->body);
-        d->body = body;
-        d->len = len;
-        d->since = clock_mono_ms();
-        return;
-    }
-    d = xcalloc(1, sizeof *d);
-    zmqx_frames_copy(&d->envelope, envelope);
-    d->body = body;
-    d->len = len;
-    d->since = clock_mono_ms();
-    deferred_t **tail = &self->deferred;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = d;
-    self->ndeferred++;
-}
-
-bool api_has_deferred(const api_t *self)
-{
-    return self->deferred != NULL;
-}
-
-void api_deferred(api_t *self, int64_t now)
-{
-    for (deferred_t **pp = &self->deferred; *pp;) {
-        deferred_t *d = *pp;
-        bool sent = s_try_send(self, &d->envelope, d->body, d->len) == 0;
-        if (!sent && now - d->since < DEFERRED_MAX_MS) {
-            pp = &d->next;
-            continue;
-        }
-        if (!sent) {
-            int64_t held;
-            if (log_limit(&self->lim_deferred, now, &held))
-                log_warn("event=reply_dropped reason=client_not_reading waited_ms=%" PRId64
-                         " suppressed=%" PRId64,
-                         now - d->since, held);
-        }
-        *pp = d->next;
-        self->ndeferred--;
-        s_deferred_free(d);
-    }
+    free(body);
 }
 
 static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
