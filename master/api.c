@@ -46,6 +46,9 @@ struct api {
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
     log_limit_t hello_log;   /* refused hellos */
+    /* The type name of the request being answered (counted with its
+       reply); NULL outside s_on_request: deferred replies use theirs. */
+    const char *cur_type;
 };
 
 api_t *api_new(const api_config_t *cfg)
@@ -77,6 +80,9 @@ void api_destroy(api_t **p)
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
+    metrics_api_request(self->cfg.metrics,
+                        self->cur_type ? self->cur_type : proto_req_type_name(type),
+                        rep->ok ? "ok" : rep->error.code);
     char *body = proto_reply_encode(rep, type);
     size_t len = strlen(body);
     if (len > API_MAX_REPLY) {
@@ -1123,6 +1129,7 @@ static void s_refuse(api_t *self, const zmqx_frames_t *env, const char *user_id,
                  peer->roles ? auth_roles_text(peer->roles, held_roles, sizeof held_roles) : "none",
                  key[0] ? key : "none", auth_roles_text(need, need_roles, sizeof need_roles),
                  peer->roles ? "role" : "revoked", held);
+    metrics_auth_refused(self->cfg.metrics, peer->roles ? "role" : "revoked");
     s_reply_error(self, env, PROTO_E_AUTH,
                   !peer->roles ? "this key is no longer allowed (it was removed from the "
                                  "master's allowlists)"
@@ -1139,7 +1146,7 @@ static void s_alloc(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     proto_reply_destroy(&rep);
 }
 
-static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
+static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
 {
     /* [identity][empty delimiter, from REQ peers][body]: anything else is
        not ours to answer sensibly. */
@@ -1160,9 +1167,11 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         if (log_limit(&self->lim_request, now, &held))
             log_warn("event=bad_request code=%s error=\"%s\" suppressed=%" PRId64, err.code,
                      log_quote(q, sizeof q, err.message), held);
+        self->cur_type = "invalid";
         s_reply_error(self, &env, err.code, err.message);
         return;
     }
+    self->cur_type = proto_req_type_name(req->type);
     /* Who this is, with the roles its key holds now (a key revoked since
        its connection was admitted holds none): workers register, clients
        do everything else (a worker asks for its own drain at SIGTERM). */
@@ -1213,6 +1222,12 @@ static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_ALLOC: s_alloc(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
+}
+
+static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
+{
+    s_handle_request(self, frames, now);
+    self->cur_type = NULL;
 }
 
 void api_read(api_t *self, int64_t now)

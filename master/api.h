@@ -31,6 +31,7 @@
 #include "idem.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "tasks.h"
@@ -52,6 +53,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    metrics_t *metrics;      /* counts every reply and refusal */
     idem_t *idem;            /* the submit keys remembered */
     alloc_t *alloc;          /* worker allocation queues */
     const char *db_path;     /* for `ztask stats` */

@@ -53,6 +53,7 @@ struct journal {
     int64_t store_waits, store_wait_us, store_wait_max_us;
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
+    metrics_t *metrics;      /* borrowed; NULL = not counted */
 };
 
 /* What one commit writes: the journal's ops and the submits waiting for
@@ -61,11 +62,18 @@ typedef struct {
     jop_t *ops;
     size_t nops, capops;
     pending_submit_t *pending;
+    int64_t taken_us;        /* monotonic us it was taken (commit latency) */
+    int64_t rows;            /* ops + submitted tasks (commit size) */
     bool probe;              /* nothing to write but the last commit failed: a probe
                                 row tells whether space has returned */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
+
+void journal_set_metrics(journal_t *self, metrics_t *metrics)
+{
+    self->metrics = metrics;
+}
 
 journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const char *db_path)
 {
@@ -395,6 +403,10 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     if (!self->nops && !self->pending && !self->failing)
         return NULL;
     batch_t *b = xcalloc(1, sizeof *b);
+    b->taken_us = clock_mono_us();
+    b->rows = (int64_t) self->nops;
+    for (const pending_submit_t *p = self->pending; p; p = p->next)
+        b->rows += p->ntasks;
     b->probe = !self->nops && !self->pending;
     b->ops = self->ops;
     b->nops = self->nops;
@@ -457,6 +469,8 @@ static void s_submits_done(journal_t *self, pending_submit_t *list, const char *
 static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
 {
     if (rc == 0) {
+        if (self->metrics)
+            metrics_commit(self->metrics, (double) (clock_mono_us() - b->taken_us) / 1e6, b->rows);
         s_ops_clear(b->ops, b->nops);
         /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
            a burst, and the memory goes back. */

@@ -42,6 +42,7 @@
 #ifndef ZTASK_JOURNAL_H
 #define ZTASK_JOURNAL_H
 
+#include "metrics.h"
 #include "sched.h"
 #include "store.h"
 
@@ -135,6 +136,9 @@ typedef struct journal journal_t;
    current. db_path names the store in log lines. NULL when the writer
    thread cannot be started (errno set). */
 journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const char *db_path);
+
+/* Counts every commit (latency, rows) in metrics (borrowed; NULL: none). */
+void journal_set_metrics(journal_t *self, metrics_t *metrics);
 
 /* Stops the writer thread (flush first: a batch still out is written and
    dropped unseen) and frees what is left, submits unanswered included. */

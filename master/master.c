@@ -6,15 +6,18 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "dash.h"
 #include "idem.h"
 #include "gate.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
 #include "tasks.h"
 #include "waiters.h"
+#include "web.h"
 
 #include "../common/clock.h"
 #include "../common/keys.h"
@@ -78,6 +81,9 @@ struct master {
     tasks_t *tasks;
     alloc_t *alloc;          /* worker allocation queues (Slurm) */
     api_t *api;
+    metrics_t *metrics;      /* made first: every module may count */
+    dash_t *dash;            /* the loop's side of --http, NULL without it */
+    web_t *web;              /* the HTTP threads, NULL without --http */
     int64_t last_timers;
 };
 
@@ -261,6 +267,8 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                                           .workers = cfg->workers,
                                           .admins = cfg->admins},
                           err, errlen);
+    if (self->auth)
+        auth_set_metrics(self->auth, self->metrics);
     return self->auth ? 0 : -1;
 }
 
@@ -269,6 +277,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
 static int s_open_store(master_t *self, char *err, size_t errlen)
 {
     self->sched = sched_new();
+    self->metrics = metrics_new(clock_mono_ms());
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
@@ -286,6 +295,7 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    journal_set_metrics(self->journal, self->metrics);
     if (!store_shrinks(self->store))
         log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
                  "pages back: the file never shrinks; to change that once, stop the master and "
@@ -408,6 +418,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .jobs = self->jobs,
         .journal = self->journal,
         .auth = self->auth,
+        .metrics = self->metrics,
         .heartbeat_ms = cfg->heartbeat_ms,
         .liveness = cfg->liveness,
         .lease_ms = cfg->lease_ms,
@@ -442,6 +453,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .metrics = self->metrics,
         .idem = self->idem,
         .alloc = self->alloc,
         .db_path = self->db_path,
@@ -469,6 +481,43 @@ static void s_remove_db(const char *path)
     }
 }
 
+/* --http: the loop's inproc ROUTER, then the HTTP threads that ask it
+   (web.h says why requests are answered on the loop). */
+static int s_start_http(master_t *self, char *err, size_t errlen)
+{
+    const master_config_t *cfg = &self->cfg;
+    if (!cfg->http_addr) {
+        if (cfg->http_token || cfg->http_cert || cfg->http_key) {
+            snprintf(err, errlen, "--http-token/--http-cert/--http-key need --http ADDR:PORT");
+            return -1;
+        }
+        return 0;
+    }
+    self->dash = dash_new(self->ctx,
+                          &(dash_config_t){.sched = self->sched,
+                                           .registry = self->registry,
+                                           .jobs = self->jobs,
+                                           .journal = self->journal,
+                                           .tasks = self->tasks,
+                                           .metrics = self->metrics,
+                                           .started_ms = self->started_ms},
+                          err, errlen);
+    if (!self->dash)
+        return -1;
+    self->web = web_new(&(web_config_t){.addr = cfg->http_addr,
+                                        .token_file = cfg->http_token,
+                                        .cert_file = cfg->http_cert,
+                                        .key_file = cfg->http_key,
+                                        .insecure = cfg->insecure,
+                                        .zmq_ctx = self->ctx,
+                                        .loop_endpoint = dash_endpoint(self->dash)},
+                        err, errlen);
+    if (!self->web)
+        return -1;
+    dash_set_web(self->dash, self->web);
+    return 0;
+}
+
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
@@ -491,7 +540,8 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         master_destroy(&self);
         return NULL;
     }
-    if (s_open_sockets(self, err, errlen) != 0 || s_start(self, err, errlen) != 0) {
+    if (s_open_sockets(self, err, errlen) != 0 || s_start(self, err, errlen) != 0
+        || s_start_http(self, err, errlen) != 0) {
         char *path = fresh ? xstrdup(self->db_path) : NULL;
         master_destroy(&self);
         if (path)
@@ -511,6 +561,11 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 int master_api_port(const master_t *self)
 {
     return self->api_port;
+}
+
+int master_http_port(const master_t *self)
+{
+    return self->web ? web_port(self->web) : 0;
 }
 
 /* ---- the loop ---- */
@@ -546,8 +601,10 @@ static void s_reload(master_t *self)
 }
 
 /* One turn of the loop after the poll: items says which sockets have
-   input. The order is the point (see each step). */
-static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events, int64_t now)
+   input (gate_events: a shed connection's socket; http: the HTTP threads'
+   socket). The order is the point (see each step). */
+static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events, bool http,
+                   int64_t now)
 {
     /* Connections first: one that has not authenticated and sends a
        big frame is shed before it can send much more. */
@@ -576,6 +633,9 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events
     tasks_dispatch(self->tasks, now);
     if (items[1].revents & ZMQ_POLLIN)
         api_read(self->api, now);
+    /* The HTTP threads' requests: a bounded few per turn (dash.h). */
+    if (http)
+        dash_read(self->dash, now);
     if (now - self->last_timers >= TIMERS_EVERY_MS) {
         self->last_timers = now;
         tasks_timers(self->tasks, now);
@@ -617,15 +677,19 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             s_reload(self);
         }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[8] = {{self->reports, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[9] = {{self->reports, 0, ZMQ_POLLIN, 0},
                                    {self->api_sock, 0, ZMQ_POLLIN, 0},
                                    {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0}};
-        int n = 3, ngate;
+        int n = 3, ngate, http_at = -1;
         if (self->auth)
             items[n++] = (zmq_pollitem_t){auth_socket(self->auth), 0, ZMQ_POLLIN, 0};
+        if (self->dash) {
+            http_at = n;
+            items[n++] = (zmq_pollitem_t){dash_socket(self->dash), 0, ZMQ_POLLIN, 0};
+        }
         void *const *gate = gate_sockets(self->gate, &ngate);
         int first_gate = n;
-        for (int i = 0; i < ngate && n < 8; i++)
+        for (int i = 0; i < ngate && n < 9; i++)
             items[n++] = (zmq_pollitem_t){gate[i], 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(items, n, s_poll_timeout(self, now));
         if (rc < 0) {
@@ -638,7 +702,8 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         bool gate_events = false;
         for (int i = first_gate; i < n; i++)
             gate_events |= (items[i].revents & ZMQ_POLLIN) != 0;
-        s_turn(self, items, gate_events, now);
+        s_turn(self, items, gate_events, http_at >= 0 && (items[http_at].revents & ZMQ_POLLIN),
+               now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
@@ -653,6 +718,9 @@ void master_destroy(master_t **p)
     if (!p || !*p)
         return;
     master_t *self = *p;
+    /* The HTTP threads first: they may be waiting on the loop's socket. */
+    web_destroy(&self->web);
+    dash_destroy(&self->dash);
     /* Commits what is pending; its submits are answered while the API
        socket is still open. */
     if (self->api)
@@ -677,6 +745,7 @@ void master_destroy(master_t **p)
     jobs_destroy(&self->jobs);
     idem_destroy(&self->idem);
     sched_destroy(&self->sched);
+    metrics_destroy(&self->metrics);
     free(self->bind_addr);
     free(self->db_path);
     free(self);

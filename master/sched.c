@@ -329,6 +329,32 @@ int64_t sched_next_due(const sched_t *self, int64_t now)
     return d < 0 ? 0 : d;
 }
 
+size_t sched_retry_waiting(const sched_t *self, int64_t now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->delayed.n; i++) {
+        const entry_t *e = &self->delayed.v[i];
+        const sched_task_t *t = e->key > now ? imap_get(self->tasks, e->id) : NULL;
+        if (t && t->gen == e->gen && t->state == PROTO_ST_QUEUED)
+            n++;
+    }
+    return n;
+}
+
+int64_t sched_head_ready_ms(sched_t *self)
+{
+    int64_t best = -1;
+    for (int i = 0; i <= self->nclasses; i++) {
+        heap_t *h = i < self->nclasses ? &self->classes[i].ready : &self->suspects;
+        if (!h->n || !s_clean_top(self, h))
+            continue;
+        const sched_task_t *t = imap_get(self->tasks, h->v[0].id);
+        if (best < 0 || t->ready_ms < best)
+            best = t->ready_ms;
+    }
+    return best;
+}
+
 size_t sched_size(const sched_t *self)
 {
     return imap_size(self->tasks);

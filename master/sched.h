@@ -57,6 +57,9 @@ typedef struct sched_task {
     int64_t job;
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
+    int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
+                                 tasks.c; the queue-wait metric and the oldest
+                                 queued task's age read it) */
     double started;           /* wall time the worker reported, 0 = not yet */
     char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
@@ -146,6 +149,17 @@ void sched_remove(sched_t *self, int64_t id);
 
 /* Milliseconds until the next delayed task is due (0 = now), -1 = none. */
 int64_t sched_next_due(const sched_t *self, int64_t now);
+
+/* Tasks waiting for their retry backoff to end after now: the live
+   entries of the delayed queue. O(tasks in backoff), not O(tasks). */
+size_t sched_retry_waiting(const sched_t *self, int64_t now);
+
+/* The earliest ready_ms among the tasks at the head of the ready queues
+   (the next to run of each class, and of the suspects), -1 when no task is
+   ready. With one priority that is the oldest ready task; a task behind
+   higher-priority ones is not looked at. O(classes); drops stale heap
+   tops on the way, as sched_class_ready. */
+int64_t sched_head_ready_ms(sched_t *self);
 
 /* Unfinished tasks tracked (queued + assigned + running). */
 size_t sched_size(const sched_t *self);

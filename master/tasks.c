@@ -139,6 +139,7 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         int left = row->retries - row->attempt;
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add(self->sched, &task, 0);
+        t->ready_ms = clock_mono_ms();
         t->recovered = true;
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
@@ -244,7 +245,8 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         job_add(job, PROTO_ST_CANCELLED, p->ntasks, p->bytes);
         return;
     }
-    int64_t bytes = 0;
+    int64_t bytes = 0, now = clock_mono_ms();
+    metrics_submitted(self->cfg.metrics, p->ntasks);
     for (int i = 0; i < p->ntasks; i++) {
         const pending_task_t *pt = &p->tasks[i];
         sched_task_t *t = sched_add(self->sched,
@@ -254,6 +256,7 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
                                                         .cls = pt->cls,
                                                         .retries_left = pt->retries},
                                     0);
+        t->ready_ms = now;
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
         t->spec_len = (uint32_t) strlen(t->spec);
@@ -266,8 +269,26 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
 /* Ends a task that is still in the scheduler with a final state (DONE,
    FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
    record just `error`) is taken: the journal owns it from here. */
+static metrics_kind_t s_kind(const tasks_t *self, const sched_task_t *t)
+{
+    return sched_class_get(self->sched, t->cls)->exec ? M_KIND_EXEC : M_KIND_FN;
+}
+
+static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                        const char *error, metrics_outcome_t counted);
+
 static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                      const char *error)
+{
+    s_finish_as(self, t, state, outcome, error,
+                state == PROTO_ST_DONE ? M_OUT_DONE
+                : state == PROTO_ST_CANCELLED ? M_OUT_CANCELLED : M_OUT_FAILED);
+}
+
+/* s_finish, counted in the metrics as `counted` (a timeout is a failure
+   that the metrics tell apart). */
+static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                        const char *error, metrics_outcome_t counted)
 {
     assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
     if (!outcome && error) {
@@ -300,6 +321,7 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
                                         .outcome = outcome,
                                         .t = clock_wall()});
     self->results_total++;
+    metrics_finished(self->cfg.metrics, counted, clock_mono_ms());
     job_t *job = jobs_get(self->jobs, t->job);
     sched_remove(self->sched, t->id);
     if (job)
@@ -312,6 +334,7 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 {
     s_move(self, t, PROTO_ST_QUEUED, NULL);
     sched_requeue(self->sched, t, not_before);
+    t->ready_ms = not_before ? not_before : clock_mono_ms();
     journal_add(self->journal,
                 &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
@@ -388,6 +411,8 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
         s_take_back(self, w->tasks, crashed, why);
     }
     log_warn("event=worker_lost worker=%s why=%s requeued=%d", LOG_V(w->id), why, n);
+    if (strcmp(why, "bye") != 0)
+        metrics_worker_lost(self->cfg.metrics);
     registry_gone(self->registry, w, now, strcmp(why, "bye") == 0);
 }
 
@@ -795,6 +820,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                     continue;
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
+                metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
+                                   (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
@@ -817,8 +844,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             return;
         assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
         bool dry = n < credit && n < DISPATCH_BATCH && !full;
-        if (self->ahead_wanted > 0)
-            dry = true;   /* specs to read first (tasks_read_ahead) */
+        if (self->ahead_wanted > 0 && !carry)
+            dry = true;   /* specs to read first (tasks_read_ahead); a carried
+                             task has its spec and goes in the next message */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -836,7 +864,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             break;
     }
     if (carry) {
-        /* Not sent: the pipe refused. */
+        /* Not sent: the pipe refused (a carry leaves credit for itself
+           and never ends the loop dry). */
         free(carry_spec);
         s_take_back(self, carry, false, "not_sent");
     }
@@ -944,6 +973,7 @@ static void s_refuse(tasks_t *self, const char *what, const char *name, const ch
 static void s_duplicate(tasks_t *self, const char *name, proto_result_t *res, int64_t now)
 {
     self->duplicates++;
+    metrics_duplicate(self->cfg.metrics);
     int64_t held;
     if (log_limit(&self->lim_dup, now, &held))
         log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s suppressed=%" PRId64,
@@ -1096,8 +1126,11 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
     }
     assert(t->worker == w && t->attempt == res->attempt);
     s_sample(w, res);
+    if (res->started > 0 && res->finished >= res->started)
+        metrics_run_time(self->cfg.metrics, s_kind(self, t), res->finished - res->started);
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
         t->retries_left--;
+        metrics_retried(self->cfg.metrics);
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << (t->attempt > 7 ? 7 : t->attempt - 1);
         if (backoff > MAX_BACKOFF_MS)
             backoff = MAX_BACKOFF_MS;
@@ -1115,7 +1148,12 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         st = PROTO_ST_CANCELLED;
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
-    s_finish(self, t, st, s_outcome(res), NULL);
+    bool timed_out = st == PROTO_ST_FAILED && res->timed_out;
+    s_finish_as(self, t, st, s_outcome(res), NULL,
+                st == PROTO_ST_DONE        ? M_OUT_DONE
+                : st == PROTO_ST_CANCELLED ? M_OUT_CANCELLED
+                : timed_out                ? M_OUT_TIMEOUT
+                                           : M_OUT_FAILED);
 }
 
 /* Judges w's parked results (it has just registered and claimed what its

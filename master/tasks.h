@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
@@ -40,6 +41,7 @@ typedef struct {
     jobs_t *jobs;
     journal_t *journal;
     auth_t *auth;            /* NULL without CURVE */
+    metrics_t *metrics;      /* counts finishes, retries, waits, losses */
     int heartbeat_ms;
     int liveness;
     int lease_ms;
