@@ -100,11 +100,36 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     }
-    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
-    for (int i = 0; i < envelope->count; i++)
-        zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
+    /* Routing frames first. The socket is ROUTER_MANDATORY: a peer gone
+       since fails the first frame (EHOSTUNREACH: dropped, as before), and
+       so does a peer whose queue is full (EAGAIN). libzmq learns what the
+       I/O thread has taken from a queue only when it processes its
+       commands, which a send does at most every few milliseconds, so a
+       quick client can look full when it is not: the commands are
+       processed (ZMQ_EVENTS) and the send tried once more. Full then, the
+       client is not reading its replies: this one is dropped, so that it
+       cannot make the master hold more than API_HWM of them. */
+    int rc = envelope->count > 0 ? zmqx_send(self->cfg.sock, envelope->frames[0],
+                                             envelope->sizes[0], ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                                 : -1;
+    if (rc != 0 && errno == EAGAIN) {
+        int events;
+        size_t elen = sizeof events;
+        zmq_getsockopt(self->cfg.sock, ZMQ_EVENTS, &events, &elen);
+        rc = zmqx_send(self->cfg.sock, envelope->frames[0], envelope->sizes[0],
+                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        int64_t held;
+        if (rc != 0 && errno == EAGAIN && log_limit(&self->lim_request, clock_mono_ms(), &held))
+            log_warn("event=reply_dropped type=%s reason=\"the client is not reading its "
+                     "replies\" bytes=%zu suppressed=%" PRId64,
+                     proto_req_type_name(type), len, held);
+    }
+    if (rc == 0) {
+        for (int i = 1; i < envelope->count; i++)
+            zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
+    }
     free(body);
 }
 
