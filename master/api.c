@@ -1178,12 +1178,9 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         return;
     }
     w->draining = true;
-    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_DRAIN);
-    char *text = proto_pipe_encode(msg);
-    zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
-    free(text);
-    proto_pipe_destroy(&msg);
-    log_info("event=worker_draining worker=%s running=%d", LOG_V(w->id), w->inflight);
+    worker_send_drain(w);
+    log_info("event=worker_draining worker=%s running=%d%s", LOG_V(w->id), w->inflight,
+             w->drain_sent ? "" : " note=\"its pipe is not connected yet: told once it is\"");
     proto_reply_t *rep = proto_reply_new(true);
     s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);

@@ -1603,6 +1603,9 @@ void tasks_timers(tasks_t *self, int64_t now)
             s_send_pipe(w, ping);
             w->last_ping = now;
         }
+        /* A drain asked for before the pipe connected goes out now. */
+        if (w->draining && !w->drain_sent && w->pipe_ready)
+            worker_send_drain(w);
         /* Leases: a task sent but not started in time goes back. */
         sched_task_t *t = w->tasks;
         while (t) {
