@@ -100,11 +100,36 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     }
-    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
-    for (int i = 0; i < envelope->count; i++)
-        zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
+    /* Routing frames first. The socket is ROUTER_MANDATORY: a peer gone
+       since fails the first frame (EHOSTUNREACH: dropped, as before), and
+       so does a peer whose queue is full (EAGAIN). libzmq learns what the
+       I/O thread has taken from a queue only when it processes its
+       commands, which a send does at most every few milliseconds, so a
+       quick client can look full when it is not: the commands are
+       processed (ZMQ_EVENTS) and the send tried once more. Full then, the
+       client is not reading its replies: this one is dropped, so that it
+       cannot make the master hold more than API_HWM of them. */
+    int rc = envelope->count > 0 ? zmqx_send(self->cfg.sock, envelope->frames[0],
+                                             envelope->sizes[0], ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                                 : -1;
+    if (rc != 0 && errno == EAGAIN) {
+        int events;
+        size_t elen = sizeof events;
+        zmq_getsockopt(self->cfg.sock, ZMQ_EVENTS, &events, &elen);
+        rc = zmqx_send(self->cfg.sock, envelope->frames[0], envelope->sizes[0],
+                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        int64_t held;
+        if (rc != 0 && errno == EAGAIN && log_limit(&self->lim_request, clock_mono_ms(), &held))
+            log_warn("event=reply_dropped type=%s reason=\"the client is not reading its "
+                     "replies\" bytes=%zu suppressed=%" PRId64,
+                     proto_req_type_name(type), len, held);
+    }
+    if (rc == 0) {
+        for (int i = 1; i < envelope->count; i++)
+            zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
+    }
     free(body);
 }
 
@@ -200,23 +225,21 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
     out->finished = job->finished;
     out->owner = job->owner[0] ? xstrdup(job->owner) : NULL;
     out->owner_name = xstrdup(auth_key_name(self->cfg.auth, job->owner));
+    out->held = job->held;
+    out->max_running = job->max_running;
 }
 
 /* ---- submit ---- */
 
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
-                            int64_t accepted, int wait_ms, int64_t now);
+                            int64_t accepted, int wait_ms, int64_t now,
+                            const char *const *no_worker, int nno_worker);
 
 static char *s_labels_key(const proto_spec_t *spec);
 
-static int s_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 /* The scheduler class key of a spec: what it needs of a worker, in a
-   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted), and
-   "~SECONDS" after it for a --time-request (sched.h). */
+   canonical form ("exec", "fn=square", "exec:gpu,ssd" with labels sorted),
+   and "~SECONDS" after it for a --time-request (sched.h). */
 static char *s_needs_key(const proto_spec_t *spec)
 {
     char *key = s_labels_key(spec);
@@ -229,16 +252,18 @@ static char *s_needs_key(const proto_spec_t *spec)
 
 static char *s_labels_key(const proto_spec_t *spec)
 {
-    const char *kind = spec->kind == PROTO_KIND_EXEC ? "exec" : "fn";
+    char *fn = spec->kind == PROTO_KIND_FN ? pct_encode(spec->fn, ":~") : NULL;
+    char *kind = fn ? xasprintf("fn=%s", fn) : xstrdup("exec");
+    free(fn);
     if (spec->nrequire == 0)
-        return xstrdup(kind);
+        return kind;
     char **labels = xcalloc((size_t) spec->nrequire, sizeof(char *));
     size_t len = strlen(kind) + 2;
     for (int i = 0; i < spec->nrequire; i++) {
         labels[i] = spec->require[i];
         len += strlen(labels[i]) + 1;
     }
-    qsort(labels, (size_t) spec->nrequire, sizeof(char *), s_cmp_str);
+    qsort(labels, (size_t) spec->nrequire, sizeof(char *), strp_cmp);
     char *key = xmalloc(len);
     char *p = key + sprintf(key, "%s:", kind);
     for (int i = 0; i < spec->nrequire; i++) {
@@ -247,6 +272,7 @@ static char *s_labels_key(const proto_spec_t *spec)
         p += sprintf(p, "%s%s", p[-1] == ':' ? "" : ",", labels[i]);
     }
     free(labels);
+    free(kind);
     return key;
 }
 
@@ -326,7 +352,7 @@ static void s_submit_again(api_t *self, const zmqx_frames_t *env, const auth_pee
     log_info("event=submit_repeated key=%s job=%" PRId64 " accepted=%" PRId64 " committed=%d",
              req->key, e->job, e->accepted, e->committed);
     if (e->committed) {
-        s_submit_answer(self, env, e->job, e->accepted, req->wait_ms, clock_mono_ms());
+        s_submit_answer(self, env, e->job, e->accepted, req->wait_ms, clock_mono_ms(), NULL, 0);
         return;
     }
     pending_submit_t *p = xcalloc(1, sizeof *p);
@@ -437,6 +463,9 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->job_id = ++self->last_job_id;
         p->job_name = xstrdup(req->name);
         p->job_created = clock_wall();
+        p->job_max_running = req->max_running;
+        p->job_definition = req->definition;   /* taken */
+        req->definition = NULL;
     } else {
         p->job_id = job->id;
         /* Default indexes continue from every batch taken so far, committed
@@ -472,7 +501,7 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
         const idem_entry_t *e = idem_get(self->cfg.idem, p->owner, p->key);
         if (e && e->committed)
             s_submit_answer(self, &p->envelope, e->job, e->accepted, p->wait_ms,
-                            clock_mono_ms());
+                            clock_mono_ms(), NULL, 0);
         else
             s_reply_error(self, &p->envelope, PROTO_E_STORAGE,
                           "the master could not store the first copy of this request; "
@@ -494,7 +523,9 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
                                                                               .name = p->job_name,
                                                                               .owner = p->owner,
                                                                               .created =
-                                                                                  p->job_created})
+                                                                                  p->job_created,
+                                                                              .max_running =
+                                                                                  p->job_max_running})
                             : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
@@ -506,7 +537,21 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
     jobs_check_finished(self->cfg.jobs, job);
-    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
+    /* Needs of this batch no live worker meets: the client warns at once
+       (the tasks wait; one may register). */
+    const char *no_worker[16];
+    int nno = 0;
+    for (int i = 0; i < p->ntasks && nno < 16; i++) {
+        int cls = p->tasks[i].cls;
+        const char *key = sched_class_get(self->cfg.sched, cls)->key;
+        bool listed = false;
+        for (int k = 0; k < nno && !listed; k++)
+            listed = no_worker[k] == key;
+        if (!listed && !tasks_class_served(self->cfg.tasks, cls))
+            no_worker[nno++] = key;
+    }
+    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms(),
+                    no_worker, nno);
 }
 
 /* The commit of this submit failed (or will never come): refuse it. */
@@ -611,8 +656,10 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     info->attempts = row->attempt;
     info->worker = xstrdup(row->worker);
     sched_task_t *t = sched_get(rows->self->cfg.sched, row->id);
-    if (t)
+    if (t) {
         info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
+        info->held = (t->parked & SCHED_PARK_HELD) != 0;
+    }
     if (row->outcome_json) {
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
@@ -624,6 +671,15 @@ static int s_task_row(const store_task_row_t *row, void *arg)
             log_warn("event=bad_outcome task=%" PRId64 " error=\"%s\"", row->id,
                      log_quote(q, sizeof q, err.message));
         }
+    }
+    /* On a worker: the attempt running now, where, since when (the store
+       learns the assignment a second late, the start with the result). */
+    if (t && t->worker_name && (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING)) {
+        free(info->worker);
+        info->worker = xstrdup(t->worker_name);
+        info->attempts = t->attempt;
+        info->started = t->started;
+        proto_result_destroy(&info->result);   /* the failed attempt before this one */
     }
     return 0;
 }
@@ -762,32 +818,254 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
     proto_reply_destroy(&rep);
 }
 
-/* ---- cancel ---- */
+/* ---- cancel, hold, release, priority, limit ---- */
+
+static void s_count_reply(api_t *self, const zmqx_frames_t *env, int64_t count,
+                          proto_req_type_t type)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = count;
+    s_send_reply(self, env, rep, type);
+    proto_reply_destroy(&rep);
+}
+
+/* What cancel, hold and release act on: one task (JOB.INDEX or a task id:
+   *job NULL, *t NULL when it has finished) or a job (*t NULL). False
+   after answering when there is none the peer may act on. */
+static bool s_target(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     const proto_req_t *req, sched_task_t **t, job_t **job)
+{
+    *t = NULL;
+    *job = NULL;
+    if (req->task > 0 || req->index >= 0) {
+        int64_t id = s_task_id(self, req);
+        if (!s_task_or_reply(self, env, peer, id, NULL))
+            return false;
+        *t = sched_get(self->cfg.sched, id);
+        return true;
+    }
+    *job = s_job_or_reply(self, env, peer, req->job);
+    return *job != NULL;
+}
 
 static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      const proto_req_t *req)
 {
+    sched_task_t *t;
+    job_t *job;
+    if (!s_target(self, env, peer, req, &t, &job))
+        return;
     int64_t count = 0;
-    if (req->task > 0 || req->index >= 0) {
-        int64_t id = s_task_id(self, req);
-        if (!s_task_or_reply(self, env, peer, id, NULL))
-            return;
-        sched_task_t *t = sched_get(self->cfg.sched, id);
-        if (t) {
-            tasks_cancel(self->cfg.tasks, t);
-            count = 1;
-        }
-    } else {
-        job_t *job = s_job_or_reply(self, env, peer, req->job);
-        if (!job)
-            return;
+    if (job) {
         jobs_cancel(self->cfg.jobs, job);
         count = tasks_cancel_job(self->cfg.tasks, job);
+    } else if (t) {
+        tasks_cancel(self->cfg.tasks, t);
+        count = 1;
     }
+    s_count_reply(self, env, count, PROTO_REQ_CANCEL);
+}
+
+/* hold/release a job, or one task of it (JOB.INDEX or a task id). */
+static void s_hold(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
+{
+    bool hold = req->type == PROTO_REQ_HOLD;
+    sched_task_t *t;
+    job_t *job;
+    if (!s_target(self, env, peer, req, &t, &job))
+        return;
+    int64_t count = job ? tasks_hold_job(self->cfg.tasks, job, hold)
+                    : t ? tasks_hold(self->cfg.tasks, t, hold)
+                        : 0;
+    s_count_reply(self, env, count, req->type);
+}
+
+static void s_priority(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                       const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (job)
+        s_count_reply(self, env, tasks_set_priority(self->cfg.tasks, job, req->priority),
+                      req->type);
+}
+
+static void s_limit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    tasks_set_limit(self->cfg.tasks, job, req->max_running);
+    s_count_reply(self, env, job->running, req->type);
+}
+
+/* ---- tasks: what runs where ---- */
+
+static int s_cmp_started(const void *a, const void *b)
+{
+    const proto_task_info_t *x = a, *y = b;
+    return x->started < y->started ? -1 : x->started > y->started;
+}
+
+/* The tasks on workers now (sent or started; orphans waiting for their
+   worker too), of one job or of every job the peer sees (its own; with
+   "all", an admin: everyone's), on one worker or all, the longest
+   running first. Their index and name come from the store. */
+static void s_tasks(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+        return;
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's tasks (the master's --admins "
+                      "list); without --all: your own");
+        return;
+    }
+    rows_t rows = {.self = self, .v = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t))};
+    store_t *store = journal_store(self->cfg.journal);
+    size_t pos = 0;
+    sched_task_t *t;
+    while (rows.n < PROTO_MAX_TASKS_LISTED && (t = sched_next(self->cfg.sched, &pos))) {
+        if (t->state != PROTO_ST_ASSIGNED && t->state != PROTO_ST_RUNNING)
+            continue;
+        if ((req->job > 0 && t->job != req->job)
+            || (req->worker && (!t->worker_name || strcmp(t->worker_name, req->worker) != 0)))
+            continue;
+        const job_t *job = jobs_get(self->cfg.jobs, t->job);
+        if (!job || (req->job == 0 && !req->all && !s_mine(peer, job)))
+            continue;
+        bool found = false;
+        int before = rows.n;
+        if (store_task_get(store, t->id, s_task_row, &rows, &found) != 0 || !found) {
+            for (int i = before; i < rows.n; i++)
+                proto_task_info_clear(&rows.v[i]);
+            rows.n = before;
+        }
+    }
+    qsort(rows.v, (size_t) rows.n, sizeof(proto_task_info_t), s_cmp_started);
     proto_reply_t *rep = proto_reply_new(true);
-    rep->count = count;
-    s_send_reply(self, env, rep, PROTO_REQ_CANCEL);
+    rep->tasks = rows.v;
+    rep->ntasks = rows.n;
+    s_send_reply(self, env, rep, PROTO_REQ_TASKS);
     proto_reply_destroy(&rep);
+}
+
+/* ---- show ---- */
+
+/* One job's record with what it was submitted as and its first task's
+   spec (read from the store: definitions are not kept in memory). */
+static void s_show(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->jobs = xcalloc(1, sizeof(proto_job_t));
+    rep->njobs = 1;
+    s_job_record(self, job, &rep->jobs[0]);
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_job_show(store, job->id, &rep->jobs[0].definition, &rep->jobs[0].first_spec)
+        != 0) {
+        proto_reply_destroy(&rep);
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the job's definition: %s", store_error(store));
+        s_reply_error(self, env, PROTO_E_STORAGE, msg);
+        return;
+    }
+    s_send_reply(self, env, rep, PROTO_REQ_SHOW);
+    proto_reply_destroy(&rep);
+}
+
+/* ---- retry ---- */
+
+/* What a retry selects and collects (s_retry_row). */
+typedef struct {
+    api_t *self;
+    bool failed, cancelled;
+    const int64_t *indexes;  /* sorted; NULL = every index */
+    int nindexes;
+    tasks_retry_t *v;
+    size_t n, cap;
+    int64_t bytes;
+} retry_rows_t;
+
+static int s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static int s_retry_row(const store_task_row_t *row, void *arg)
+{
+    retry_rows_t *r = arg;
+    if (row->state == PROTO_ST_FAILED ? !r->failed : !r->cancelled)
+        return 0;
+    if (r->indexes
+        && !bsearch(&row->index, r->indexes, (size_t) r->nindexes, sizeof(int64_t), s_cmp_i64))
+        return 0;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->v = xrealloc(r->v, r->cap * sizeof *r->v);
+    }
+    r->v[r->n++] = (tasks_retry_t){.id = row->id,
+                                   .priority = row->priority,
+                                   .cls = sched_class(r->self->cfg.sched, row->needs),
+                                   .attempt = row->attempt,
+                                   .retries = row->retries,
+                                   .spec_bytes = row->spec_bytes,
+                                   .state = row->state};
+    r->bytes += row->spec_bytes;
+    return 0;
+}
+
+/* Failed and/or cancelled tasks of a job (some indexes, or all) back in
+   the queue as new attempts; the job runs again. Counted against its
+   owner's quota like a submit. */
+static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    bool both = !req->retry_failed && !req->retry_cancelled;
+    retry_rows_t rows = {.self = self,
+                         .failed = both || req->retry_failed,
+                         .cancelled = both || req->retry_cancelled};
+    int64_t *sorted = NULL;
+    if (req->indexes) {
+        sorted = xmalloc((size_t) req->nindexes * sizeof(int64_t));
+        memcpy(sorted, req->indexes, (size_t) req->nindexes * sizeof(int64_t));
+        qsort(sorted, (size_t) req->nindexes, sizeof(int64_t), s_cmp_i64);
+        rows.indexes = sorted;
+        rows.nindexes = req->nindexes;
+    }
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_retryable_each(store, job->id, s_retry_row, &rows) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the job's tasks: %s", store_error(store));
+        s_reply_error(self, env, PROTO_E_STORAGE, msg);
+        goto out;
+    }
+    owner_usage_t *u = jobs_usage(self->cfg.jobs, job->owner);
+    if (rows.n
+        && !s_quota_allows(self, env, u,
+                           &(pending_submit_t){.ntasks = (int) rows.n, .bytes = rows.bytes}))
+        goto out;
+    for (size_t i = 0; i < rows.n; i++)
+        tasks_retry(self->cfg.tasks, job, &rows.v[i]);
+    if (rows.n)
+        jobs_reopen(self->cfg.jobs, job);
+    log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = (int64_t) rows.n;
+    s_send_reply(self, env, rep, PROTO_REQ_RETRY);
+    proto_reply_destroy(&rep);
+out:
+    free(rows.v);
+    free(sorted);
 }
 
 /* ---- workers ---- */
@@ -826,6 +1104,8 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .threads = req->threads,
                                                      .labels = req->labels,
                                                      .nlabels = req->nlabels,
+                                                     .fns = req->functions,
+                                                     .nfns = req->nfunctions,
                                                      .no_exec = req->no_exec,
                                                      .slurm_job = req->slurm_job,
                                                      .ends_at = req->ends_at},
@@ -898,12 +1178,9 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         return;
     }
     w->draining = true;
-    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_DRAIN);
-    char *text = proto_pipe_encode(msg);
-    zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
-    free(text);
-    proto_pipe_destroy(&msg);
-    log_info("event=worker_draining worker=%s running=%d", LOG_V(w->id), w->inflight);
+    worker_send_drain(w);
+    log_info("event=worker_draining worker=%s running=%d%s", LOG_V(w->id), w->inflight,
+             w->drain_sent ? "" : " note=\"its pipe is not connected yet: told once it is\"");
     proto_reply_t *rep = proto_reply_new(true);
     s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);
@@ -1019,13 +1296,19 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
 /* A submit's answer; with_record: the job's record too, as a held submit
    ends (the client sees from it whether the job finished). */
 static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id,
-                           int64_t accepted, bool with_record)
+                           int64_t accepted, bool with_record, const char *const *no_worker,
+                           int nno_worker)
 {
     const job_t *job = jobs_get(self->cfg.jobs, job_id);
     proto_reply_t *rep = proto_reply_new(true);
     rep->job = job_id;
     rep->accepted = accepted;
     rep->total = job ? job->total : 0;
+    if (nno_worker) {
+        rep->no_worker = xcalloc((size_t) nno_worker + 1, sizeof(char *));
+        for (int i = 0; i < nno_worker; i++)
+            rep->no_worker[rep->nno_worker++] = xstrdup(no_worker[i]);
+    }
     if (job && with_record) {
         rep->jobs = xcalloc(1, sizeof(proto_job_t));
         s_job_record(self, job, &rep->jobs[0]);
@@ -1038,13 +1321,14 @@ static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id
 /* Answers a submit whose batch is committed: at once, or, with wait_ms,
    once its job has finished or the wait is over (held like a status). */
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
-                            int64_t accepted, int wait_ms, int64_t now)
+                            int64_t accepted, int wait_ms, int64_t now,
+                            const char *const *no_worker, int nno_worker)
 {
     /* Called as the batch's commit is acknowledged: a job it finished (one
        that had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
     if (!waiters_hold(self->cfg.waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
-        s_submit_reply(self, env, job, accepted, wait_ms > 0);
+        s_submit_reply(self, env, job, accepted, wait_ms > 0, no_worker, nno_worker);
 }
 
 /* A held status whose wait is over: the job's record, or "no job N" when
@@ -1075,7 +1359,7 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, written);
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, written, NULL, 0);
         else if (!written)
             s_reply_unwritable(self, &w->envelope);
         else
@@ -1195,6 +1479,13 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_FORGET: s_forget(self, &env, &peer, req); break;
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     case PROTO_REQ_ALLOC: s_alloc(self, &env, &peer, req); break;
+    case PROTO_REQ_RETRY: s_retry(self, &env, &peer, req); break;
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE: s_hold(self, &env, &peer, req); break;
+    case PROTO_REQ_PRIORITY: s_priority(self, &env, &peer, req); break;
+    case PROTO_REQ_LIMIT: s_limit(self, &env, &peer, req); break;
+    case PROTO_REQ_SHOW: s_show(self, &env, &peer, req); break;
+    case PROTO_REQ_TASKS: s_tasks(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
 }

@@ -50,7 +50,7 @@
    hold that many requests or replies of up to 32 MiB each: 8 bound it
    to 256 MiB per such connection in the worst case and 64 MiB with
    results pages (PROTO_REPLY_PAGE_BYTES). A reply over the limit is
-   dropped by libzmq (the client was not reading it anyway). */
+   dropped (api.c s_send_reply: the client was not reading it anyway). */
 #define API_HWM 8
 /* Reports come from many worker threads through one connection per
    worker and are read in bounded batches: a deep queue absorbs bursts. */
@@ -121,6 +121,12 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int hwm,
         return NULL;
     }
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (type == ZMQ_ROUTER) {
+        /* A reply that cannot be queued fails its send instead of
+           vanishing: api.c tells a full queue from a slow credit update. */
+        int one = 1;
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    }
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if (gate_watch(self->gate, s, domain) != 0) {
         snprintf(err, errlen, "cannot monitor the %s socket: %s", domain, zmq_strerror(errno));

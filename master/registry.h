@@ -30,6 +30,9 @@ typedef struct worker {
     int threads;
     char **labels;
     int nlabels;
+    char **fns;               /* the functions it runs, sorted (nfns); none = any
+                                 (a worker that did not say: older than this master) */
+    int nfns;
     bool no_exec;
     char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
     double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
@@ -38,6 +41,7 @@ typedef struct worker {
     bool pipe_ready;          /* a ping went through: the worker's PULL is connected */
     bool alive;
     bool draining;
+    bool drain_sent;          /* the drain message went into its pipe (worker_send_drain) */
     bool left;                /* gone because it said bye (not dead: a drain, a stop) */
     int64_t last_seen;        /* monotonic ms of the last report */
     double last_heartbeat;    /* wall seconds, for people */
@@ -78,6 +82,8 @@ typedef struct {
     int threads;
     char *const *labels;      /* nlabels of them, copied */
     int nlabels;
+    char *const *fns;         /* the functions it runs, nfns of them, copied; 0 = any */
+    int nfns;
     bool no_exec;             /* runs functions only */
     const char *slurm_job;    /* the Slurm job it runs in, NULL = none */
     double ends_at;           /* wall seconds it leaves at, 0 = never */
@@ -114,7 +120,18 @@ size_t registry_count(const registry_t *self);
 void worker_attach(worker_t *w, sched_task_t *t);
 void worker_detach(worker_t *w, sched_task_t *t);
 
+/* Tells a draining worker, over its pipe, to finish its tasks and leave;
+   once it went out (drain_sent), never again. A pipe whose worker has not
+   connected yet refuses it (EAGAIN: a `ztask drain` right after the
+   hello), so tasks_timers calls this again once the pipe is ready: a
+   drain is never lost. */
+void worker_send_drain(worker_t *w);
+
 /* True when the worker has every label in require. */
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire);
+
+/* True when the worker runs function fn (NULL: any function will do);
+   a worker that did not list its functions is taken to run every one. */
+bool worker_has_fn(const worker_t *w, const char *fn);
 
 #endif
