@@ -142,7 +142,6 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
 }
 END_TEST
 
-
 /* Bytes of the database and its WAL. */
 static long long s_db_bytes(h_cluster_t *c)
 {
