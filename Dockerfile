@@ -50,6 +50,8 @@ COPY --from=build /src/build/release/bin/ztask-master \
 # (docker-compose.yml). /etc/ztask/worker and /etc/ztask/client above are
 # where their volumes mount: a fresh volume takes the directory's owner.
 COPY scripts/docker-keys.sh /usr/local/bin/ztask-docker-keys
+# Names a worker after its container (PROJECT-worker-N), not its id.
+COPY scripts/docker-name.sh /usr/local/bin/ztask-docker-name
 COPY --from=build /src/build/release/lib/libmytasks.so /usr/local/lib/ztask/
 LABEL org.opencontainers.image.title="ztask" \
       org.opencontainers.image.description="ztask master, worker and CLI (distributed tasks over ZeroMQ)"

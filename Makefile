@@ -8,7 +8,10 @@
 #   make check-layers   the include rules of docs/architecture.md (Layers)
 #   make demo           installs missing packages, then a local cluster:
 #                       master + 2 workers, a 1,000-task job
-#   make install        PREFIX=/usr/local DESTDIR=   (make uninstall: the same files)
+#   make install        PREFIX=/usr/local DESTDIR=   (make uninstall: the same files):
+#                       programs, plugin header, example plugin, man pages,
+#                       bash/zsh completion, systemd units (made for BINDIR)
+#   make man            build/<variant>/man/*.1 from the programs' --help (help2man)
 #   make dist           build/ztask-VERSION.tar.gz, which builds without git
 #   fuzz, chaos, bench: mk/fuzz.mk, mk/chaos.mk, mk/bench.mk
 #
@@ -197,15 +200,46 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh $(BUILD)/bin
 
-# ---- install, uninstall, dist ----
-INSTALLED := $(PREFIX)/bin/ztask-master $(PREFIX)/bin/ztask-worker $(PREFIX)/bin/ztask \
-             $(PREFIX)/include/ztask_plugin.h $(PREFIX)/lib/ztask/libmytasks.so
+# ---- man pages: from the programs' --help, so they never drift ----
+MAN_PAGES := $(BUILD)/man/ztask.1 $(BUILD)/man/ztask-master.1 $(BUILD)/man/ztask-worker.1
+.PHONY: man
+man: $(MAN_PAGES)
+$(MAN_PAGES) &: $(BINS) scripts/gen-man.sh
+	scripts/gen-man.sh $(BUILD)/bin $(BUILD)/man
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/ztask
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+# ---- install, uninstall, dist ----
+# The systemd units name the programs by BINDIR (the path at run time,
+# without DESTDIR); units go where systemd looks for them under PREFIX
+# (/usr/local/lib/systemd/system is on its search path, as is /usr/lib/...).
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+UNITS       := ztask-master.service ztask-worker.service
+INSTALLED := $(BINDIR)/ztask-master $(BINDIR)/ztask-worker $(BINDIR)/ztask \
+             $(PREFIX)/include/ztask_plugin.h $(PREFIX)/lib/ztask/libmytasks.so \
+             $(addprefix $(MANDIR)/man1/,ztask.1 ztask-master.1 ztask-worker.1) \
+             $(addprefix $(BASHCOMPDIR)/,ztask ztask-master ztask-worker) \
+             $(ZSHCOMPDIR)/_ztask $(addprefix $(UNITDIR)/,$(UNITS))
+
+install: all $(MAN_PAGES)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/ztask \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
+	    $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 include/ztask_plugin.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/ztask/
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 scripts/completion/ztask.bash $(DESTDIR)$(BASHCOMPDIR)/ztask
+	ln -sf ztask $(DESTDIR)$(BASHCOMPDIR)/ztask-master
+	ln -sf ztask $(DESTDIR)$(BASHCOMPDIR)/ztask-worker
+	install -m 0644 scripts/completion/_ztask $(DESTDIR)$(ZSHCOMPDIR)/_ztask
+	for u in $(UNITS); do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' scripts/systemd/$$u >$(DESTDIR)$(UNITDIR)/$$u.tmp \
+	    && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp \
+	    && mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 
 # Removes what install put there, and lib/ztask when that leaves it empty.
 # bin/ and include/ are shared with other packages and stay, except under a
@@ -214,7 +248,8 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	rmdir $(DESTDIR)$(PREFIX)/lib/ztask 2>/dev/null || true
 	$(if $(DESTDIR),cd $(DESTDIR) && rmdir -p --ignore-fail-on-non-empty \
-	    .$(PREFIX)/lib .$(PREFIX)/bin .$(PREFIX)/include 2>/dev/null || true)
+	    .$(PREFIX)/lib .$(PREFIX)/bin .$(PREFIX)/include .$(MANDIR)/man1 .$(BASHCOMPDIR) \
+	    .$(ZSHCOMPDIR) .$(UNITDIR) 2>/dev/null || true)
 
 # The tarball holds the committed tree (HEAD) and a VERSION file, so it
 # builds and prints its version with no git at hand.

@@ -164,6 +164,90 @@ static void s_option_text(char *buf, size_t size, const char *arg)
     snprintf(buf, size, "%.*s", (int) n, arg);
 }
 
+size_t cli_distance(const char *a, const char *b)
+{
+    /* Levenshtein with transpositions (optimal string alignment: "wiat"
+       is one edit from "wait"), over three rows; longer words are cut. */
+    enum { MAX = 64 };
+    size_t la = strnlen(a, MAX), lb = strnlen(b, MAX);
+    size_t rows[3][MAX + 1];
+    size_t *older = rows[0], *prev = rows[1], *row = rows[2];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]
+                && older[j - 2] + 1 < best)
+                best = older[j - 2] + 1;
+            row[j] = best;
+        }
+        size_t *t = older;
+        older = prev;
+        prev = row;
+        row = t;
+    }
+    return prev[lb];
+}
+
+bool cli_close_enough(const char *word, const char *name)
+{
+    size_t d = cli_distance(word, name);
+    size_t len = strlen(word);
+    return d > 0 && d <= (len < 6 ? 1 : len < 12 ? 2 : 3);
+}
+
+/* "did you mean ..." for an unknown long option text ("--name"): every
+   option it begins (ztask takes no abbreviations: `--output` is not
+   `--output-cap`, `--w` could be several), else the closest one by
+   spelling; "" when nothing is near. */
+static void s_option_hint(const struct option *longopts, const char *text, char *buf,
+                          size_t size)
+{
+    const char *name = text + 2;
+    size_t len = strlen(name), used = 0;
+    char list[400] = "";
+    int n = 0;
+    for (const struct option *o = longopts; o->name && len > 0; o++)
+        if (strncmp(o->name, name, len) == 0 && used < sizeof list)
+            used += (size_t) snprintf(list + used, sizeof list - used, "%s--%s", n++ ? " or " : "",
+                                      o->name);
+    buf[0] = '\0';
+    if (n > 0) {
+        snprintf(buf, size, " (options are not abbreviated: did you mean %s?)", list);
+        return;
+    }
+    const struct option *best = NULL;
+    for (const struct option *o = longopts; o->name; o++)
+        if (cli_close_enough(name, o->name)
+            && (!best || cli_distance(name, o->name) < cli_distance(name, best->name)))
+            best = o;
+    if (best)
+        snprintf(buf, size, " (did you mean --%s?)", best->name);
+}
+
+/* The argv word that named the long option getopt_long just returned:
+   "--name=value" or "--name" is argv[optind - 1], unless the value came
+   as the next word. NULL when it cannot be told. */
+static const char *s_long_word(int argc, char **argv, const struct option *o)
+{
+    if (optind < 1 || optind > argc)
+        return NULL;
+    const char *last = argv[optind - 1];
+    size_t n = strcspn(last, "=");
+    bool names = strncmp(last, "--", 2) == 0 && n > 2 && strncmp(o->name, last + 2, n - 2) == 0;
+    if (names && (o->has_arg != required_argument || last[n] == '='))
+        return last;
+    if (o->has_arg == required_argument && optind >= 2)
+        return argv[optind - 2];
+    return NULL;
+}
+
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts)
 {
@@ -171,21 +255,37 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
        the message below would call it unknown. */
     assert(shortopts[0] == ':' || (shortopts[0] == '+' && shortopts[1] == ':'));
     opterr = 0;
-    int c = getopt_long(argc, argv, shortopts, longopts, NULL);
-    if (c != '?' && c != ':')
-        return c;
-    /* For a long option optopt is 0 (unknown) or the option's val
-       (missing value); argv[optind - 1] is then the option itself. For a
-       short one inside a cluster ("-xq") argv[optind - 1] may be another
-       word, so name it by its letter. */
-    char opt[128];
+    int longindex = -1;
+    int c = getopt_long(argc, argv, shortopts, longopts, &longindex);
+    char opt[128], hint[512];
+    if (c != '?' && c != ':') {
+        /* getopt_long takes any unique prefix: refuse it, so that
+           `--output out-{}.txt` is never read as --output-cap. */
+        const char *word = longindex >= 0 ? s_long_word(argc, argv, &longopts[longindex]) : NULL;
+        if (!word || strncmp(word, "--", 2) != 0)
+            return c;
+        s_option_text(opt, sizeof opt, word);
+        if (strcmp(opt + 2, longopts[longindex].name) == 0)
+            return c;
+        s_option_hint(longopts, opt, hint, sizeof hint);
+        cli_usage_error(cmd, "unknown option '%s'%s", opt, hint);
+        return '?';
+    }
+    /* For a long option optopt is 0 (unknown or ambiguous) or the
+       option's val (missing value); argv[optind - 1] is then the option
+       itself. For a short one inside a cluster ("-xq") argv[optind - 1]
+       may be another word, so name it by its letter. */
     const char *prev = optind > 0 && optind - 1 < argc ? argv[optind - 1] : "";
-    if (strncmp(prev, "--", 2) == 0)
+    hint[0] = '\0';
+    if (strncmp(prev, "--", 2) == 0) {
         s_option_text(opt, sizeof opt, prev);
-    else
+        if (c == '?')
+            s_option_hint(longopts, opt, hint, sizeof hint);
+    } else {
         snprintf(opt, sizeof opt, "-%c", optopt ? optopt : '?');
+    }
     if (c == '?')
-        cli_usage_error(cmd, "unknown option '%s'", opt);
+        cli_usage_error(cmd, "unknown option '%s'%s", opt, hint);
     else
         cli_usage_error(cmd, "option '%s' needs a value", opt);
     return '?';

@@ -104,6 +104,17 @@ int cli_exit_for_client_error(client_err_kind_t kind);
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts);
 
+/* getopt_long refuses abbreviated long options here (a unique prefix
+   would silently pick an option the user did not name) and says which
+   options a prefix or a misspelling could mean. */
+
+/* The edit distance of two short words (their first 64 bytes):
+   Levenshtein, with a swap of two neighbours counting as one edit. */
+size_t cli_distance(const char *a, const char *b);
+/* True when word is a likely misspelling of name: a few edits apart
+   (1 for short words, up to 3 for long ones), and not equal. */
+bool cli_close_enough(const char *word, const char *name);
+
 /* Prints "ztask CMD: <message>; see 'ztask CMD --help'" and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

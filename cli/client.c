@@ -22,6 +22,8 @@ struct client {
     connector_t *conn;       /* the master's address and our keys */
     connector_link_t link;   /* link.sock NULL until the first call, and after a timeout */
     bool connected;          /* some socket of this call reached the master */
+    bool reached;            /* some socket of this client ever connected: a master that
+                                refuses now is restarting, and expected back */
     int timeout_ms;
     bool (*interrupted)(void *arg);
     void *interrupt_arg;
@@ -174,14 +176,43 @@ static void s_handshake_failed(client_t *self, client_err_t *err)
     s_fail(err, CLIENT_ERR_AUTH, "authentication failed: %s", why);
 }
 
+/* A connection refused, or a host that does not resolve, in words that
+   say which and what to do. */
+static void s_refused(client_t *self, client_err_t *err)
+{
+    const char *addr = connector_address(self->conn);
+    if (!connector_resolves(self->conn))
+        s_fail(err, CLIENT_ERR_UNREACHABLE,
+               "cannot reach the master at %s: host '%s' not found; set --master or "
+               "ZTASK_MASTER",
+               addr, connector_host(self->conn));
+    else
+        s_fail(err, CLIENT_ERR_UNREACHABLE,
+               "cannot reach the master at %s: connection refused; is ztask-master running "
+               "there? set --master or ZTASK_MASTER",
+               addr);
+}
+
 /* Waits until the socket is readable or until deadline (monotonic ms).
-   1 readable, 0 timed out, -1 interrupted or failed (err filled). */
+   1 readable, 0 timed out, -1 interrupted or failed (err filled). A
+   refused connection fails at once, unless this client has reached the
+   master before: then the master is restarting (`ztask wait` across a
+   restart, a submit sent again after its reply was lost), and libzmq's
+   retries every ~0.1 s are waited on until the deadline. */
 static int s_wait(client_t *self, int64_t deadline, client_err_t *err)
 {
-    connector_err_t why =
-        connector_wait(&self->link, deadline, self->interrupted, self->interrupt_arg);
+    connector_err_t why;
+    for (;;) {
+        why = connector_wait(&self->link, deadline, self->interrupted, self->interrupt_arg);
+        self->reached = self->reached || self->link.connected;
+        if (why != CONNECTOR_ERR_REFUSED || !self->reached)
+            break;
+    }
     self->connected = self->connected || self->link.connected;
     switch (why) {
+    case CONNECTOR_ERR_REFUSED:
+        s_refused(self, err);
+        return -1;
     case CONNECTOR_OK:
         return 1;
     case CONNECTOR_ERR_UNREACHABLE:

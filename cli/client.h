@@ -6,9 +6,15 @@
 
     Timeout: each call waits at most timeout_ms for its reply, counting
     from the send; the connect is inside that time too. We do not set
-    ZMQ_IMMEDIATE: without it the request is queued while TCP connects,
-    so "master down", "master slow" and "wrong port" all end the same way,
-    after the one timeout the user chose, with one clear message.
+    ZMQ_IMMEDIATE: without it the request is queued while TCP connects.
+    The socket's monitor (common/connector.h) sees a connection attempt
+    fail: nothing listens at the port, or the host name does not resolve;
+    the call then ends at once with CLIENT_ERR_UNREACHABLE and words that
+    say which ("connection refused", "host 'x' not found"), unless this
+    client has connected to the master before (it is restarting: `wait`
+    rides it out, a submit whose reply was lost sends again, each until
+    the timeout). A master that accepts and says
+    nothing, or a host that drops the packets, ends after the timeout.
 
     A late reply must never be taken as the answer to the next request, so
     after a timeout the socket is closed (ZMQ_LINGER 0 drops what it still
@@ -49,9 +55,9 @@ typedef struct client client_t;
 typedef enum {
     CLIENT_OK = 0,
     CLIENT_ERR_REQUEST,      /* the request could not be encoded */
-    CLIENT_ERR_UNREACHABLE,  /* nothing answered at the address before the timeout (no
-                                connection: port closed, host down), or no socket could be
-                                made or connected */
+    CLIENT_ERR_UNREACHABLE,  /* no connection: refused or no such host (at once), or none
+                                made before the timeout (host down); or no socket could
+                                be made or connected */
     CLIENT_ERR_TIMEOUT,      /* connected, but no reply before the timeout */
     CLIENT_ERR_AUTH,         /* a failed handshake (see CURVE above), CURVE unusable, or
                                 an "auth" error reply */

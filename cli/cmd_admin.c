@@ -5,6 +5,7 @@
 #include "../common/util.h"
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,7 +183,8 @@ static const char s_keygen_usage[] =
     "public key.\n"
     "\n"
     "Options:\n"
-    "  --dir DIR   where to write the files (must exist)\n"
+    "  --dir DIR   where to write the files; created (mode 0700, parents 0755)\n"
+    "              when missing\n"
     "\n"
     "Examples:\n"
     "  ztask keygen master --dir /etc/ztask            (on the master host)\n"
@@ -222,6 +224,10 @@ int cmd_keygen(cli_t *cli, int argc, char **argv)
     const char *name = argv[optind];
     keypair_t kp;
     char err[600];
+    if (mkdir_parents(dir, 0700) != 0) {
+        fprintf(stderr, "ztask keygen: cannot create directory %s: %s\n", dir, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
     if (keys_generate(dir, name, &kp, err, sizeof err) != 0) {
         fprintf(stderr, "ztask keygen: %s\n", err);
         explicit_bzero(&kp, sizeof kp);

@@ -212,13 +212,14 @@ static const char s_results_usage[] =
     "\n"
     "Lists the tasks of JOB in task order:\n"
     "  TASK  INDEX  STATUS  EXIT  ATTEMPTS  WORKER  OUTPUT\n"
-    "OUTPUT is the fn result, or the first line of stdout (for tasks that did not\n"
-    "succeed: the error, else the first line of stderr), cut to the terminal\n"
-    "width. EXIT is the exit code, \"sig9\" for a signal, \"time\" for a timeout.\n"
-    "Full output: ztask logs JOB.INDEX.\n"
+    "OUTPUT is the fn result, or the first line of stdout; for a task that did not\n"
+    "succeed, the first line of stderr of a command that exited non-zero, else the\n"
+    "error (a signal, a timeout, a function's error, a command that could not\n"
+    "start), cut to the terminal width. EXIT is the exit code, \"sig9\" for a\n"
+    "signal, \"time\" for a timeout. Full output: ztask logs JOB.INDEX.\n"
     "\n"
     "Options:\n"
-    "  --failed    only tasks that failed or were cancelled\n"
+    "  --failed    only tasks that did not succeed: failed or cancelled\n"
     "  --limit N   at most N tasks\n"
     "  --json      one task record per line, with the full result (fields:\n"
     "              docs/protocol.md)\n"
@@ -251,7 +252,13 @@ static void s_output_cell(char *buf, size_t size, const proto_task_info_t *t, in
         fmt_first_line(buf, size, r->result_json ? r->result_json : r->stdout_data, cols);
         return;
     }
-    fmt_first_line(buf, size, r->error, cols);
+    /* A command that ran and exited non-zero: its error only repeats the
+       EXIT column ("exited with status 2"), so its own words come first. */
+    bool exited = r->has_exit_code && !r->timed_out && r->signal == 0;
+    if (exited)
+        fmt_first_line(buf, size, r->stderr_data, cols);
+    if (!buf[0])
+        fmt_first_line(buf, size, r->error, cols);
     if (!buf[0])
         fmt_first_line(buf, size, r->stderr_data, cols);
     if (!buf[0])
@@ -374,23 +381,40 @@ int cmd_results(cli_t *cli, int argc, char **argv)
 /* --------------------------------------------------------------- workers */
 
 static const char s_workers_usage[] =
-    "usage: ztask workers [--json]\n"
+    "usage: ztask workers [--all] [--json]\n"
     "\n"
     "Lists the workers the master knows:\n"
     "  ID  HOST  PID  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
-    "STATE is alive, draining (finishing its tasks, taking no new ones) or dead\n"
-    "(missed its heartbeats; its tasks went back to the queue). LABELS are the\n"
-    "worker's --label values (tasks submitted with --require L run only on workers\n"
-    "that have L), or '-'. A worker inside a Slurm job (ztask alloc) ends its line\n"
-    "with slurm-job=ID and, when it has an end, time-left=T.\n"
+    "STATE is alive, draining (finishing its tasks, taking no new ones), left (it\n"
+    "said goodbye: drained or stopped) or dead (missed its heartbeats; its tasks\n"
+    "went back to the queue). LAST-HEARTBEAT is 'none yet' for a worker that has\n"
+    "registered but not yet sent one. LABELS are the worker's --label values\n"
+    "(tasks submitted with --require L run only on workers that have L), or '-'.\n"
+    "Gone workers (left or dead) are listed for 5 minutes after they went; the\n"
+    "master forgets them after an hour.\n"
+    "A worker inside a Slurm job (ztask alloc) ends its line with slurm-job=ID\n"
+    "and, when it has an end, time-left=T.\n"
     "\n"
     "Options:\n"
+    "  --all    also the workers gone more than 5 minutes ago (as long as the\n"
+    "           master remembers them)\n"
     "  --json   one worker record per line (fields: docs/protocol.md)\n";
+
+/* Gone workers are listed this long after they went (then only with
+   --all): a crash stays visible, a day of restarts does not pile up. */
+#define WORKERS_GONE_SHOWN_S 300.0
+
+static const char *s_worker_state(const proto_worker_info_t *w)
+{
+    if (w->alive)
+        return w->draining ? "draining" : "alive";
+    return w->left ? "left" : "dead";
+}
 
 int cmd_workers(cli_t *cli, int argc, char **argv)
 {
-    bool json = false;
-    int rc = s_simple_opts("workers", s_workers_usage, argc, argv, &json, 0);
+    bool json = false, all = false;
+    int rc = s_opts("workers", s_workers_usage, argc, argv, &json, &all, 0);
     if (rc >= 0)
         return rc;
     proto_reply_t *rep;
@@ -400,8 +424,12 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         printf("%-14s %-20s %7s %7s %7s %9s %7s  %-14s %-8s %s\n", "ID", "HOST", "PID",
                "THREADS", "RUNNING", "DONE", "FAILED", "LAST-HEARTBEAT", "STATE", "LABELS");
     double now = clock_wall();
+    int shown = 0;
     for (int i = 0; i < rep->nworkers; i++) {
         const proto_worker_info_t *w = &rep->workers[i];
+        if (!all && !w->alive && w->gone > 0 && now - w->gone > WORKERS_GONE_SHOWN_S)
+            continue;
+        shown++;
         if (json) {
             s_print_json(proto_worker_info_encode(w));
             continue;
@@ -412,7 +440,7 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         if (w->last_heartbeat > 0)
             fmt_ago(ago, sizeof ago, now - w->last_heartbeat);
         else
-            snprintf(ago, sizeof ago, "never");
+            snprintf(ago, sizeof ago, "%s", w->alive ? "none yet" : "-");
         /* Labels come from the worker: joined, then made printable. */
         char joined[512] = "", labels[512];
         size_t used = 0;
@@ -426,8 +454,7 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         fmt_cell(labels, sizeof labels, w->nlabels ? joined : "-", 60);
         printf("%-14s %-20s %7lld %7d %7d %9lld %7lld  %-14s %-8s %s", id, host,
                (long long) w->pid, w->threads, w->running, (long long) w->done,
-               (long long) w->failed, ago,
-               !w->alive ? "dead" : w->draining ? "draining" : "alive", labels);
+               (long long) w->failed, ago, s_worker_state(w), labels);
         /* A worker in a cluster allocation (ztask alloc): its job, time left. */
         if (w->slurm_job) {
             char job[80];
@@ -444,8 +471,9 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
         }
         printf("\n");
     }
-    if (!json && rep->nworkers == 0)
-        printf("(no workers)\n");
+    if (!json && shown == 0)
+        printf(rep->nworkers ? "(no workers; --all lists those gone a while ago)\n"
+                             : "(no workers)\n");
     proto_reply_destroy(&rep);
     return CLI_EXIT_OK;
 }

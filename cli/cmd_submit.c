@@ -325,6 +325,14 @@ static int s_validate(submit_args_t *a)
         return cli_usage_error(s_cmd, "--name wants a non-empty name");
     if (a->name && strlen(a->name) > PROTO_MAX_NAME)
         return cli_usage_error(s_cmd, "--name is longer than %d bytes", PROTO_MAX_NAME);
+    /* Quoted as one word, a shell line is a program name nobody has: say
+       so now (the tasks will fail with the same hint), but submit: a
+       program may really be called that. */
+    if (a->argc == 1 && looks_like_shell_line(a->argv[0]) && access(a->argv[0], F_OK) != 0)
+        fprintf(stderr,
+                "ztask submit: warning: '%s' is one word, run as a program of that name; for "
+                "a shell command line use --shell '%s'\n",
+                a->argv[0], a->argv[0]);
     return 0;
 }
 

@@ -46,11 +46,14 @@ static const char s_usage[] =
     "  --help                  this text ('ztask COMMAND --help' for a command)\n"
     "  --version               print the version\n"
     "\n"
+    "Long options are spelled out in full (no abbreviations). Shell completion\n"
+    "(bash, zsh) and man pages (man ztask) come with 'make install'.\n"
+    "\n"
     "Config file: $ZTASK_CONFIG, else $XDG_CONFIG_HOME/ztask/config (default\n"
     "~/.config/ztask/config), else /etc/ztask/config: 'key = value' lines with\n"
     "keys master, request-timeout, curve-secret, master-key ('#' starts a comment\n"
-    "line). A flag beats the environment, which beats the file. See\n"
-    "docs/security.md.\n"
+    "line). A flag beats the environment, which beats the file; a per-user file\n"
+    "that cannot be read is skipped with a warning. See docs/security.md.\n"
     "\n"
     "Examples:\n"
     "  ztask submit --array 1-100 --wait -- ./simulate --seed {}\n"
@@ -62,7 +65,8 @@ static const char s_usage[] =
     "  0  success\n"
     "  1  some tasks failed or were cancelled (wait, submit --wait)\n"
     "  2  usage error (bad option or input)\n"
-    "  3  cannot reach the master\n"
+    "  3  cannot reach the master (refused or no such host: at once; silent: after\n"
+    "     the request timeout)\n"
     "  4  the master refused the request\n"
     "  5  wait --timeout expired before the job finished\n"
     "  6  authentication failed (key refused, missing or wrong)\n"
@@ -87,6 +91,21 @@ static const command_t *s_find(const char *name)
         if (strcmp(c->name, name) == 0)
             return c;
     return NULL;
+}
+
+/* "unknown command 'x'", with the closest command when one is near
+   ("did you mean 'submit'?"); returns 2. */
+static int s_unknown_command(const char *name)
+{
+    const command_t *best = NULL;
+    for (const command_t *c = s_commands; c->name; c++)
+        if (cli_close_enough(name, c->name)
+            && (!best || cli_distance(name, c->name) < cli_distance(name, best->name)))
+            best = c;
+    if (best)
+        return cli_usage_error(NULL, "unknown command '%s' (did you mean '%s'?)", name,
+                               best->name);
+    return cli_usage_error(NULL, "unknown command '%s'", name);
 }
 
 static int s_set_master(cli_t *cli, const char *text, const char *from)
@@ -173,11 +192,13 @@ out:
 static int s_resolve(cli_t *cli, const flags_t *fl)
 {
     config_t *cfg = NULL;
-    char err[600];
-    if (config_load_default(&cfg, err, sizeof err) != 0) {
+    char err[600], warn[700];
+    if (config_load_default(&cfg, err, sizeof err, warn, sizeof warn) != 0) {
         fprintf(stderr, "ztask: %s\n", err);
         return -1;
     }
+    if (warn[0])
+        fprintf(stderr, "ztask: warning: %s\n", warn);
     int rc = -1;
     config_from_t from;
     const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
@@ -264,7 +285,7 @@ int main(int argc, char **argv)
         name = argv[optind + 1];
         const command_t *cmd = s_find(name);
         if (!cmd) {
-            rc = cli_usage_error(NULL, "unknown command '%s'", name);
+            rc = s_unknown_command(name);
             goto out;
         }
         help_argv[0] = (char *) cmd->name;
@@ -273,7 +294,7 @@ int main(int argc, char **argv)
     }
     const command_t *cmd = s_find(name);
     if (!cmd) {
-        rc = cli_usage_error(NULL, "unknown command '%s'", name);
+        rc = s_unknown_command(name);
         goto out;
     }
     /* keygen talks to no master: a broken config file must not stop it. */

@@ -190,9 +190,24 @@ static bool s_exists(const char *path)
     return errno != ENOENT && errno != ENOTDIR;
 }
 
-int config_load_default(config_t **out, char *err, size_t errlen)
+/* True when config_load failed for want of reading the file (not for
+   what it holds). */
+static bool s_unreadable(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    char c;
+    bool failed = fread(&c, 1, 1, f) == 0 && ferror(f);
+    fclose(f);
+    return failed;
+}
+
+int config_load_default(config_t **out, char *err, size_t errlen, char *warn, size_t warnlen)
 {
     *out = NULL;
+    if (warn && warnlen)
+        warn[0] = '\0';
     const char *env = getenv("ZTASK_CONFIG");
     if (env && *env) {
         *out = config_load(env, err, errlen);
@@ -218,6 +233,11 @@ int config_load_default(config_t **out, char *err, size_t errlen)
             continue;
         *out = config_load(candidates[i], err, errlen);
         rc = *out ? 0 : -1;
+        if (rc != 0 && i == 0 && warn && s_unreadable(candidates[i])) {
+            snprintf(warn, warnlen, "%s; skipped", err);
+            rc = 0;
+            continue;
+        }
         break;
     }
     free(candidates[0]);

@@ -56,8 +56,14 @@ config_t *config_load(const char *path, char *err, size_t errlen);
 
 /* Finds the config file as described above and loads it into *out (caller
    owns; NULL when there is none). 0, or -1 with err filled: an unreadable
-   or malformed file, or a $ZTASK_CONFIG that does not exist. */
-int config_load_default(config_t **out, char *err, size_t errlen);
+   or malformed file, or a $ZTASK_CONFIG that does not exist.
+   warn: when not NULL, a per-user file ($XDG_CONFIG_HOME or ~/.config)
+   that exists but cannot be read (a daemon started as another user with
+   this $HOME, a directory in its place) is skipped, not an error: the
+   search goes on to /etc/ztask/config and warn says what was skipped
+   (else warn[0] is '\0'), for the caller to log. A malformed file is an
+   error wherever it is: a setting the user wrote must not be dropped. */
+int config_load_default(config_t **out, char *err, size_t errlen, char *warn, size_t warnlen);
 
 void config_destroy(config_t **p);
 

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +107,7 @@ static void *s_monitor(void *ctx, void *sock)
         return NULL;
     int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED
                  | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                 | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+                 | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_CONNECT_RETRIED;
     if (zmq_socket_monitor(sock, ep, events) != 0) {
         zmq_close(mon);
         return NULL;
@@ -208,6 +209,9 @@ connector_event_t connector_read_event(connector_link_t *link)
     case ZMQ_EVENT_DISCONNECTED:
         ev.kind = CONNECTOR_EV_DISCONNECTED;
         break;
+    case ZMQ_EVENT_CONNECT_RETRIED:
+        ev.kind = CONNECTOR_EV_RETRIED;
+        break;
     default:
         break;
     }
@@ -229,19 +233,36 @@ static bool s_handshake_failed(const connector_link_t *link, connector_event_t e
     }
 }
 
-/* Reads the monitor's pending events; true when one ended the handshake
-   (kept in link->failure). */
-static bool s_drain_monitor(connector_link_t *link)
+/* Reads the monitor's pending events: HANDSHAKE when one ended the
+   handshake (kept in link->failure), REFUSED when a connection attempt
+   failed and none was ever made, else OK. */
+static connector_err_t s_drain_monitor(connector_link_t *link)
 {
     for (;;) {
         connector_event_t ev = connector_read_event(link);
         if (ev.kind == CONNECTOR_EV_NONE)
-            return false;
+            return CONNECTOR_OK;
         if (s_handshake_failed(link, ev)) {
             link->failure = ev;
-            return true;
+            return CONNECTOR_ERR_HANDSHAKE;
         }
+        if (ev.kind == CONNECTOR_EV_RETRIED && !link->connected)
+            return CONNECTOR_ERR_REFUSED;
     }
+}
+
+bool connector_resolves(const connector_t *self)
+{
+    if (zmqx_ipc(self->host))
+        return true;   /* a path: nothing to resolve */
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = self->ipv6 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(self->host, NULL, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
 }
 
 connector_err_t connector_wait(connector_link_t *link, int64_t deadline,
@@ -259,8 +280,11 @@ connector_err_t connector_wait(connector_link_t *link, int64_t deadline,
         int rc = zmq_poll(items, link->monitor ? 2 : 1, (long) left);
         if (interrupted && interrupted(arg))
             return CONNECTOR_ERR_INTERRUPTED;
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN) && s_drain_monitor(link))
-            return CONNECTOR_ERR_HANDSHAKE;
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            connector_err_t why = s_drain_monitor(link);
+            if (why != CONNECTOR_OK)
+                return why;
+        }
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             return CONNECTOR_OK;
         if (rc < 0 && errno != EINTR)

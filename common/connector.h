@@ -13,7 +13,11 @@
     have no keys, or the reverse) and a wrong server key (it cannot read
     our HELLO and hangs up) would otherwise all look like a server that
     never answers. The monitor reports them as neutral events
-    (connector_event_t); each program turns them into its own words.
+    (connector_event_t); each program turns them into its own words. It
+    also sees a connection attempt fail before any was made (nothing
+    listens at the port, or the host name does not resolve), which the
+    kernel and the resolver say at once: a wait ends then, not at its
+    deadline, and only a silent or unroutable peer is waited for.
 
     connector_wait waits for a socket to become readable while it reads
     the monitor, up to a deadline, and can be interrupted by a callback
@@ -70,6 +74,9 @@ typedef enum {
                                   route */
     CONNECTOR_ERR_TIMEOUT,     /* the deadline passed on a connection: the server is silent
                                   (or there was no monitor to tell) */
+    CONNECTOR_ERR_REFUSED,     /* a connection attempt failed before any connection was
+                                  made: nothing listens at the port (refused), or the host
+                                  name does not resolve (connector_resolves tells which) */
     CONNECTOR_ERR_HANDSHAKE,   /* the handshake failed for good; link->failure says how */
     CONNECTOR_ERR_INTERRUPTED, /* the interrupt callback said stop */
     CONNECTOR_ERR_POLL         /* zmq_poll failed (errno) */
@@ -89,7 +96,9 @@ typedef enum {
     CONNECTOR_EV_NO_DETAIL,    /* the handshake failed without detail: a wrong server key
                                   (the server cannot read our HELLO and hangs up), or a
                                   connection cut in the middle */
-    CONNECTOR_EV_DISCONNECTED  /* the connection closed */
+    CONNECTOR_EV_DISCONNECTED, /* the connection closed */
+    CONNECTOR_EV_RETRIED       /* a connection attempt failed (refused, no such host) and
+                                  libzmq will try again; value: its retry interval (ms) */
 } connector_ev_t;
 
 typedef struct {
@@ -126,6 +135,11 @@ int connector_open(const connector_t *self, void *ctx, const connector_socket_t 
 /* Closes the socket and its monitor; accepts a closed link. */
 void connector_close(connector_link_t *link);
 
+/* True when the connector's host resolves to an address (getaddrinfo;
+   blocks while the resolver works), to tell "refused" from "no such
+   host" after REFUSED; always true for an "ipc://DIR" host. */
+bool connector_resolves(const connector_t *self);
+
 /* Reads one pending monitor event without blocking (NONE when there is
    none, or no monitor) and keeps link->connected and link->no_detail. */
 connector_event_t connector_read_event(connector_link_t *link);
@@ -141,7 +155,14 @@ typedef bool (*connector_interrupt_fn)(void *arg);
 
 /* Waits until link's socket is readable, or until deadline (monotonic
    ms), reading its monitor meanwhile. Blocks. OK when readable; else:
-   UNREACHABLE or TIMEOUT at the deadline (as link->connected says),
+   REFUSED at once when a connection attempt fails while none was ever
+   made on this link (a port where nothing listens answers at once, and
+   so does a name that does not resolve: waiting out the deadline would
+   tell the user nothing more; libzmq keeps retrying, so a caller that
+   expects the server back may call again, and gets REFUSED again at the
+   next failed attempt, ~0.1 s later),
+   UNREACHABLE or TIMEOUT at the deadline (as link->connected says: a
+   host that drops our packets, or a silent server),
    HANDSHAKE when the server refused our key, speaks another mechanism,
    reported a protocol error, or failed CONNECTOR_NO_DETAIL_FAILURES
    handshakes in a row (link->failure holds the event), INTERRUPTED when

@@ -107,7 +107,30 @@ static FILE *s_open_regular(const char *path, off_t max, const char *what, char 
     return NULL;
 }
 
-int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
+/* A secret key file must be private, as ssh wants its identity files:
+   readable by others, or writable by its group, is refused. Readable by
+   its group is allowed: the documented service setup is mode 0640, group
+   ztask. 0, or -1 with err naming the chmod to run. */
+static int s_check_private(FILE *f, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!(st.st_mode & (S_IWGRP | S_IROTH | S_IWOTH)))
+        return 0;
+    snprintf(err, errlen, "refusing key file %s: it holds a secret key and is %s by others "
+                          "(mode %04o); run: chmod 0600 %s (or 0640 when a service's group "
+                          "must read it)",
+             path, st.st_mode & S_IROTH ? "readable" : "writable",
+             (unsigned) (st.st_mode & 07777), path);
+    return -1;
+}
+
+/* keys_load; with secret, a file that holds a secret key must be private
+   (s_check_private). */
+static int s_load(const char *path, bool secret, keypair_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     FILE *f = s_open_regular(path, KEY_FILE_MAX, "key file", err, errlen);
@@ -125,7 +148,14 @@ int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
             memcpy(out->sec, v, sizeof v);
     }
     free(line);
+    /* Only a file that holds a secret: a .pub given by mistake gets the
+       message that says so (keys_load_secret). */
+    int rc = secret && out->sec[0] ? s_check_private(f, path, err, errlen) : 0;
     fclose(f);
+    if (rc != 0) {
+        explicit_bzero(out, sizeof *out);
+        return -1;
+    }
     if (!out->pub[0]) {
         snprintf(err, errlen, "%s holds no valid public-key line (make one with: ztask keygen NAME)",
                  path);
@@ -134,9 +164,14 @@ int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
     return 0;
 }
 
+int keys_load(const char *path, keypair_t *out, char *err, size_t errlen)
+{
+    return s_load(path, false, out, err, errlen);
+}
+
 int keys_load_secret(const char *path, keypair_t *out, char *err, size_t errlen)
 {
-    if (keys_load(path, out, err, errlen) != 0)
+    if (s_load(path, true, out, err, errlen) != 0)
         return -1;
     if (!out->sec[0]) {
         snprintf(err, errlen, "%s holds no secret-key (give the .key file, not the .pub)", path);

@@ -42,8 +42,13 @@ int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, 
 int keys_load(const char *path, keypair_t *out, char *err, size_t errlen);
 
 /* Reads this program's own key pair: keys_load, and the file must hold
-   the secret key too. 0, or -1 with err (keys_load's, or "PATH holds no
-   secret-key (give the .key file, not the .pub)"). */
+   the secret key too and be private, as ssh wants: a file readable by
+   others or writable by its group is refused with the chmod to run
+   (readable by its group is fine: the service setup is 0640, group
+   ztask). 0, or -1 with err (keys_load's, "refusing key file PATH: it
+   holds a secret key and is readable by others (mode 0644); run: chmod
+   0600 PATH", or "PATH holds no secret-key (give the .key file, not the
+   .pub)"). */
 int keys_load_secret(const char *path, keypair_t *out, char *err, size_t errlen);
 
 /* A peer's public key, given as its 40 Z85 characters or as its key file

@@ -1,5 +1,9 @@
 #include "log.h"
 
+#include "util.h"
+
+#include <assert.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -55,6 +59,52 @@ const char *log_quote(char *buf, size_t n, const char *text)
     return buf;
 }
 
+static bool s_plain(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || strchr("._-:/@+#,", c) != NULL;
+}
+
+const char *log_value(char *buf, size_t n, const char *text)
+{
+    assert(n >= 8);
+    if (!text)
+        text = "";
+    size_t len = strlen(text);
+    bool plain = len > 0;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = s_plain((unsigned char) text[i]);
+    if (plain && len < n) {
+        memcpy(buf, text, len + 1);
+        return buf;
+    }
+    bool utf8 = utf8_valid(text, len);
+    size_t o = 0;
+    buf[o++] = '"';
+    /* Room for the widest escape (4), the closing quote, "..." and NUL. */
+    for (size_t i = 0; i < len; i++) {
+        if (o + 4 + 1 + 3 + 1 > n) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        unsigned char c = (unsigned char) text[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (esc) {
+            memcpy(buf + o, esc, 2);
+            o += 2;
+        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+            o += (size_t) snprintf(buf + o, 5, "\\x%02x", c);
+        } else {
+            buf[o++] = (char) c;
+        }
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
 void log_write(log_level_t level, const char *fmt, ...)
 {
     if (level < s_level)
@@ -81,6 +131,9 @@ void log_write(log_level_t level, const char *fmt, ...)
         if (n > (int) sizeof line - 2)
             n = (int) sizeof line - 2;
     }
+    for (int i = 0; i < n; i++)
+        if ((unsigned char) line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = ' ';
     line[n++] = '\n';
     /* One write per line so concurrent threads do not interleave. */
     ssize_t w = write(STDERR_FILENO, line, (size_t) n);

@@ -37,7 +37,23 @@ void log_clear_context(void);
    error message cannot break the line's key=value fields. Returns buf. */
 const char *log_quote(char *buf, size_t n, const char *text);
 
-/* Writes one line: fmt should read as key=value fields, starting with event=. */
+/* Any string a peer chose (a worker's name, host and labels, a job's
+   name, a function name, a path from a spec...) as one key=value value:
+   bare when it is plain ([A-Za-z0-9] and ._-:/@+#,), else in double
+   quotes with \" \\ \n \r \t and \xHH for every other control byte
+   (and for every byte of text that is not valid UTF-8), so that a name
+   with a newline, a space or a quote cannot forge a line or a field.
+   Too long for buf: cut, ending in "...". NULL prints as "". Returns buf.
+   Use it through LOG_V, whose buffer lives until the end of the
+   enclosing block: log_warn("event=x worker=%s", LOG_V(w->id)). */
+const char *log_value(char *buf, size_t n, const char *text);
+#define LOG_VALUE_MAX 400
+#define LOG_V(text) log_value((char[LOG_VALUE_MAX]){0}, LOG_VALUE_MAX, (text))
+
+/* Writes one line: fmt should read as key=value fields, starting with
+   event=. Peer-chosen strings go through LOG_V (or log_quote inside
+   key="..."); as a last guard, any control byte that still reaches the
+   line becomes a space, so nothing can start a line of its own. */
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A rate limit for a line that a peer can cause at will (a malformed

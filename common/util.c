@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void s_oom(size_t size)
@@ -259,4 +260,47 @@ int cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int) n;
+}
+
+bool looks_like_shell_line(const char *program)
+{
+    return strpbrk(program, " \t|&;<>()$`*?~") != NULL;
+}
+
+int mkdir_parents(const char *path, mode_t mode)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        errno = ENOTDIR;
+        return -1;
+    }
+    char *copy = xstrdup(path);
+    int rc = 0;
+    /* Each parent in turn: "a/b/c" makes "a", then "a/b". */
+    for (char *p = copy + 1; *p && rc == 0; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0755) != 0 && errno != EEXIST)
+            rc = -1;
+        else if (stat(copy, &st) != 0)
+            rc = -1;
+        else if (!S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            rc = -1;
+        }
+        *p = '/';
+    }
+    if (rc == 0) {
+        if (mkdir(copy, mode) == 0)
+            rc = chmod(copy, mode);
+        else if (errno != EEXIST)
+            rc = -1;
+    }
+    int saved = errno;
+    free(copy);
+    errno = saved;
+    return rc;
 }

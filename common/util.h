@@ -10,6 +10,7 @@
 #define ZTASK_UTIL_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,5 +50,18 @@ int hostport_parse(const char *text, char **host, int *port);
 
 /* Number of online CPUs, at least 1. */
 int cpu_count(void);
+
+/* True when a program name reads as a shell command line rather than a
+   program ("echo 1 | wc -c" given as one word: blanks or shell operators),
+   for the hints that point at --shell (the CLI at submit, the worker when
+   such a program is not found). */
+bool looks_like_shell_line(const char *program);
+
+/* mkdir -p: creates path and any missing parents. Parents get 0755 (less
+   the umask); path itself, when created, gets mode exactly (a chmod
+   after the mkdir, so the umask cannot widen or narrow it). An existing
+   directory is left as it is. 0, or -1 with errno (ENOTDIR when a
+   component is not a directory). */
+int mkdir_parents(const char *path, mode_t mode);
 
 #endif

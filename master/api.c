@@ -46,6 +46,7 @@ struct api {
     int64_t kill_before_ack;
     /* Lines a peer can cause at will, rate-limited (log_limit). */
     log_limit_t lim_request;
+    log_limit_t hello_log;   /* refused hellos */
 };
 
 api_t *api_new(const api_config_t *cfg)
@@ -70,15 +71,35 @@ void api_destroy(api_t **p)
 
 /* ---- replies ---- */
 
+/* What a client accepts (its ZMQ_MAXMSGSIZE): a bigger reply would make
+   libzmq drop the connection, and the client would only see silence. */
+#define API_MAX_REPLY ((size_t) PROTO_MAX_API_MSG - 4096)
+
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
     char *body = proto_reply_encode(rep, type);
+    size_t len = strlen(body);
+    if (len > API_MAX_REPLY) {
+        free(body);
+        proto_reply_t *err = proto_reply_error(
+            PROTO_E_TOO_BIG,
+            "the reply to this %s request would be %zu MiB, over the %d MiB a client accepts; "
+            "ask for less (results: --limit; a task's output: ztask logs)",
+            proto_req_type_name(type), len >> 20, PROTO_MAX_API_MSG >> 20);
+        body = proto_reply_encode(err, type);
+        proto_reply_destroy(&err);
+        len = strlen(body);
+        int64_t held;
+        if (log_limit(&self->lim_request, clock_mono_ms(), &held))
+            log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
+                     held);
+    }
     /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
     for (int i = 0; i < envelope->count; i++)
         zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
                   ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmqx_send(self->cfg.sock, body, strlen(body), ZMQ_DONTWAIT);
+    zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
     free(body);
 }
 
@@ -128,7 +149,7 @@ static void s_log_not_owner(api_t *self, const auth_peer_t *peer, const job_t *j
     if (log_limit(&self->lim_request, clock_mono_ms(), &held))
         log_warn("event=request_refused reason=not_owner job=%" PRId64 " key=%s request=%s "
                  "suppressed=%" PRId64,
-                 job->id, peer->owner, what, held);
+                 job->id, LOG_V(peer->owner), what, held);
 }
 
 /* The job of that id if allowed(peer, job); else NULL after answering
@@ -269,7 +290,7 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     if (log_limit(&self->lim_request, clock_mono_ms(), &held))
         log_warn("event=quota_refused key=%s %s=%" PRId64 " batch=%" PRId64 " limit=%" PRId64
                  " suppressed=%" PRId64,
-                 u->owner[0] ? u->owner : "none", what, have, add, limit, held);
+                 u->owner[0] ? LOG_V(u->owner) : "none", what, have, add, limit, held);
     proto_reply_t *rep = proto_reply_error(
         PROTO_E_QUOTA,
         "over quota: %" PRId64 " %s queued or running + %" PRId64 " in this batch > %" PRId64
@@ -531,11 +552,54 @@ typedef struct {
     api_t *self;
     proto_task_info_t *v;
     int n;
+    size_t bytes;       /* of the records so far (their stored JSON) */
+    bool full;          /* stopped at PROTO_REPLY_PAGE_BYTES */
+    int64_t last;       /* id of the last record taken */
 } rows_t;
+
+/* The largest prefix of text (a UTF-8 string) of at most max bytes that
+   ends on a character boundary. */
+static size_t s_utf8_prefix(const char *text, size_t max)
+{
+    size_t n = strlen(text);
+    if (n <= max)
+        return n;
+    while (max > 0 && ((unsigned char) text[max] & 0xc0) == 0x80)
+        max--;
+    return max;
+}
+
+/* A result whose stored JSON (bytes) is more than a reply may hold:
+   its outputs are cut in proportion to fit, and marked truncated (the
+   whole output stays readable with `ztask logs`, which pages it). */
+static void s_fit_outputs(proto_result_t *res, size_t bytes)
+{
+    double keep = 0.9 * (double) API_MAX_REPLY / (double) bytes;
+    char **out[2] = {&res->stdout_data, &res->stderr_data};
+    bool *cut[2] = {&res->stdout_truncated, &res->stderr_truncated};
+    for (int i = 0; i < 2; i++) {
+        size_t len = *out[i] ? strlen(*out[i]) : 0;
+        size_t max = (size_t) ((double) len * keep);
+        if (len > max) {
+            (*out[i])[s_utf8_prefix(*out[i], max)] = '\0';
+            *cut[i] = true;
+        }
+    }
+}
 
 static int s_task_row(const store_task_row_t *row, void *arg)
 {
     rows_t *rows = arg;
+    /* Paged by bytes too: a page ends before the record that would take
+       it over PROTO_REPLY_PAGE_BYTES (the first record always goes in;
+       the next page starts after the last one taken). */
+    size_t bytes = row->outcome_json ? strlen(row->outcome_json) : 0;
+    if (rows->n > 0 && rows->bytes + bytes > PROTO_REPLY_PAGE_BYTES) {
+        rows->full = true;
+        return 1;
+    }
+    rows->bytes += bytes;
+    rows->last = row->id;
     proto_task_info_t *info = &rows->v[rows->n++];
     memset(info, 0, sizeof *info);
     info->task = row->id;
@@ -551,6 +615,8 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     if (row->outcome_json) {
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
+        if (info->result && bytes > API_MAX_REPLY)
+            s_fit_outputs(info->result, bytes);
         if (!info->result)
             {
             char q[256];
@@ -567,12 +633,12 @@ static void s_results(api_t *self, const zmqx_frames_t *env, const auth_peer_t *
     if (!s_job_or_reply(self, env, peer, req->job))
         return;
     int limit = req->limit > 0 ? req->limit : 1000;
-    rows_t rows = {self, xcalloc((size_t) limit, sizeof(proto_task_info_t)), 0};
-    int64_t last = -1;
+    rows_t rows = {.self = self, .v = xcalloc((size_t) limit, sizeof(proto_task_info_t)),
+                   .last = -1};
     proto_reply_t *rep;
     store_t *store = journal_store(self->cfg.journal);
     if (store_results_each(store, req->job, req->after, limit, req->failed_only, s_task_row, &rows,
-                           &last) != 0) {
+                           NULL) != 0) {
         rep = proto_reply_error(PROTO_E_STORAGE, "cannot read results: %s", store_error(store));
         for (int i = 0; i < rows.n; i++)
             proto_task_info_clear(&rows.v[i]);
@@ -581,7 +647,7 @@ static void s_results(api_t *self, const zmqx_frames_t *env, const auth_peer_t *
         rep = proto_reply_new(true);
         rep->tasks = rows.v;
         rep->ntasks = rows.n;
-        rep->next_after = rows.n == limit ? last : -1;
+        rep->next_after = rows.full || rows.n == limit ? rows.last : -1;
     }
     s_send_reply(self, env, rep, PROTO_REQ_RESULTS);
     proto_reply_destroy(&rep);
@@ -618,11 +684,23 @@ static int64_t s_task_id(api_t *self, const proto_req_t *req)
     return 0;
 }
 
-static char *s_slice(const char *data, size_t len, int64_t offset)
+/* One logs chunk of a stream: data[offset..len) up to a quarter page,
+   cut on a UTF-8 boundary; *next gets the offset after it (the client
+   asks again from there: `ztask logs` reads until nothing is new). */
+static char *s_slice(const char *data, size_t len, int64_t offset, int64_t *next)
 {
+    *next = (int64_t) len > offset ? (int64_t) len : offset;
     if (!data || offset < 0 || (size_t) offset >= len)
         return xstrdup("");
-    return xstrndup(data + offset, len - (size_t) offset);
+    size_t n = len - (size_t) offset, max = PROTO_REPLY_PAGE_BYTES / 4;
+    if (n > max) {
+        n = max;
+        for (int back = 0; back < 3 && ((unsigned char) data[offset + (int64_t) n] & 0xc0) == 0x80;
+             back++)
+            n--;
+        *next = offset + (int64_t) n;
+    }
+    return xstrndup(data + offset, n);
 }
 
 /* Whether peer may act on the task of that id (through its job); when
@@ -663,20 +741,19 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
         rep->task_state = t->state;
         const sched_output_t *o = t->output;
         size_t ol = o ? o->len[0] : 0, el = o ? o->len[1] : 0;
-        rep->out_chunk = s_slice(o ? o->data[0] : NULL, ol, req->out_offset);
-        rep->err_chunk = s_slice(o ? o->data[1] : NULL, el, req->err_offset);
-        rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
-        rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
+        rep->out_chunk = s_slice(o ? o->data[0] : NULL, ol, req->out_offset, &rep->out_offset);
+        rep->err_chunk = s_slice(o ? o->data[1] : NULL, el, req->err_offset, &rep->err_offset);
     } else {
         rep->task_state = o.state;
         proto_err_t err;
         proto_result_t *res = o.outcome ? proto_result_decode(o.outcome, strlen(o.outcome), &err) : NULL;
         size_t ol = res && res->stdout_data ? strlen(res->stdout_data) : 0;
         size_t el = res && res->stderr_data ? strlen(res->stderr_data) : 0;
-        rep->out_chunk = s_slice(res ? res->stdout_data : NULL, ol, req->out_offset);
-        rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset);
-        rep->out_offset = (int64_t) ol > req->out_offset ? (int64_t) ol : req->out_offset;
-        rep->err_offset = (int64_t) el > req->err_offset ? (int64_t) el : req->err_offset;
+        rep->out_chunk = s_slice(res ? res->stdout_data : NULL, ol, req->out_offset,
+                                 &rep->out_offset);
+        rep->err_chunk = s_slice(res ? res->stderr_data : NULL, el, req->err_offset,
+                                 &rep->err_offset);
+        rep->task_error = res && res->error ? xstrdup(res->error) : NULL;
         proto_result_destroy(&res);
     }
     free(o.outcome);
@@ -733,9 +810,13 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
     const char *name = req->name && *req->name ? req->name : "worker";
     const char *key = auth_user_key(env->user_id);
     worker_t *old = registry_find(self->cfg.registry, name);
-    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, req->running,
-                              req->nrunning);
+    const tasks_held_t held = {.running = req->running,
+                               .nrunning = req->nrunning,
+                               .ended = req->ended,
+                               .nended = req->nended};
+    bool again = tasks_rejoin(self->cfg.tasks, old, req->host, req->pid, key, &held, now);
     char err[256];
+    const char *code;
     worker_t *w = registry_hello(self->cfg.registry,
                                  &(registry_hello_t){.name = name,
                                                      .key = key,
@@ -747,19 +828,23 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .no_exec = req->no_exec,
                                                      .slurm_job = req->slurm_job,
                                                      .ends_at = req->ends_at},
-                                 now, err, sizeof err);
+                                 now, &code, err, sizeof err);
     if (!w) {
-        log_error("event=hello_refused name=%s error=\"%s\"", name, err);
-        s_reply_error(self, env, PROTO_E_INTERNAL, err);
+        /* A worker retries its hello: one line a second at most. */
+        int64_t held;
+        if (log_limit(&self->hello_log, now, &held))
+            log_error("event=hello_refused name=%s key=%s code=%s error=\"%s\" suppressed=%" PRId64,
+                      LOG_V(name), key, code, log_quote((char[256]){0}, 256, err), held);
+        s_reply_error(self, env, code, err);
         return;
     }
     /* Claim what it still runs: tasks from before a master restart (orphans)
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
-    int claimed = tasks_claim(self->cfg.tasks, w, req->running, req->nrunning);
+    int claimed = tasks_claim(self->cfg.tasks, w, &held, now);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
              "claimed=%d%s",
-             w->id, w->host, w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
              again ? " again=1" : "");
     s_hello_reply(self, env, w);
 }
@@ -782,6 +867,8 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->nlabels = w->nlabels;
         info->alive = w->alive;
         info->draining = w->draining;
+        info->left = w->left;
+        info->gone = w->gone_at;
         info->running = w->inflight;
         info->done = w->done;
         info->failed = w->failed;
@@ -804,7 +891,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     /* A worker key (not also a client's) drains only the worker it
        registered: its own SIGTERM, nobody else's. */
     if (!(peer->roles & AUTH_CLIENT) && strcmp(w->key, peer->owner) != 0) {
-        log_warn("event=request_refused type=drain worker=%s key=%s need=client", w->id,
+        log_warn("event=request_refused type=drain worker=%s key=%s need=client", LOG_V(w->id),
                  auth_user_key(env->user_id));
         s_reply_error(self, env, PROTO_E_AUTH, "a worker key may drain only its own worker");
         return;
@@ -815,7 +902,7 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
     free(text);
     proto_pipe_destroy(&msg);
-    log_info("event=worker_draining worker=%s running=%d", w->id, w->inflight);
+    log_info("event=worker_draining worker=%s running=%d", LOG_V(w->id), w->inflight);
     proto_reply_t *rep = proto_reply_new(true);
     s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);

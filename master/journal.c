@@ -26,6 +26,7 @@ typedef struct {
     int64_t task;
     int64_t since;           /* monotonic ms of the dispatch */
     int attempt;
+    const char *key;         /* its worker's key, borrowed (see journal_assigned) */
 } assign_t;
 
 struct journal {
@@ -218,7 +219,7 @@ void journal_add(journal_t *self, const jop_t *op)
     j->worker = xstrdup(op->worker);
 }
 
-void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now)
+void journal_assigned(journal_t *self, int64_t task, int attempt, const char *key, int64_t now)
 {
     if (self->nassigns == self->capassigns) {
         /* Reuse the written prefix before growing. */
@@ -232,7 +233,8 @@ void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now)
             self->assigns = xrealloc(self->assigns, self->capassigns * sizeof *self->assigns);
         }
     }
-    self->assigns[self->nassigns++] = (assign_t){.task = task, .since = now, .attempt = attempt};
+    self->assigns[self->nassigns++] =
+        (assign_t){.task = task, .since = now, .attempt = attempt, .key = key};
 }
 
 void journal_submit(journal_t *self, pending_submit_t **p)
@@ -280,7 +282,8 @@ static void s_journal_assigns(journal_t *self, size_t end)
                                    .task = t->id,
                                    .job = t->job,
                                    .attempt = t->attempt,
-                                   .worker = t->worker_name});
+                                   .worker = t->worker_name,
+                                   .text = a->key && *a->key ? xstrdup(a->key) : NULL});
     }
     self->assign_head = end;
     if (self->assign_head == self->nassigns)
@@ -294,7 +297,8 @@ static int s_apply(store_t *st, const jop_t *op)
     int64_t n;
     switch (op->type) {
     case J_ASSIGN:
-        return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0);
+        return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0,
+                                      op->text);
     case J_REQUEUE: return store_task_requeue(st, op->task);
     case J_FINISH:
         return store_task_finish(st, op->task, op->state, op->attempt, op->worker, op->outcome,

@@ -61,7 +61,7 @@
 #define INLINE_WRITE_MAX 64
 
 typedef enum {
-    J_ASSIGN = 1,    /* task, attempt, worker */
+    J_ASSIGN = 1,    /* task, attempt, worker, text (its worker's key, or NULL) */
     J_REQUEUE,       /* task */
     J_FINISH,        /* task, state, attempt, worker, outcome, t */
     J_DUP,           /* task, attempt, worker, outcome, t */
@@ -84,7 +84,8 @@ typedef struct {
     char *outcome;       /* proto_result_encode text: journal_add takes it */
     double t;            /* wall seconds */
     int64_t alloc;       /* an allocation queue's id (alloc.h) */
-    char *text;          /* its proto_alloc_encode text: journal_add takes it */
+    char *text;          /* J_ALLOC_SAVE: its proto_alloc_encode text; J_ASSIGN: its worker's
+                            key (NULL: none); journal_add takes it */
 } jop_t;
 
 /* A task of a submit whose commit is pending. */
@@ -142,9 +143,13 @@ void journal_destroy(journal_t **p);
 /* Appends one change (see jop_t for who owns its strings). */
 void journal_add(journal_t *self, const jop_t *op);
 
-/* Notes that task went out as attempt at now; its assignment is written
-   by the first flush ASSIGN_WRITE_MS later if the task is still out then. */
-void journal_assigned(journal_t *self, int64_t task, int attempt, int64_t now);
+/* Notes that task went out as attempt at now to the worker whose CURVE
+   key is key ("" or NULL without CURVE); its assignment (with the key) is
+   written by the first flush ASSIGN_WRITE_MS later if the task is still
+   out then. key is borrowed from the registry's record of that worker and
+   read only while the task is still out at that attempt, that is still on
+   that worker, whose record lives at least as long. */
+void journal_assigned(journal_t *self, int64_t task, int attempt, const char *key, int64_t now);
 
 /* Queues a submit for the next commit; takes *p (nulls it). */
 void journal_submit(journal_t *self, pending_submit_t **p);

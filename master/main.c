@@ -7,6 +7,7 @@
 #include "../common/version.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +37,11 @@ static void s_usage(FILE *out)
 "  --db PATH            database file (default ./ztask.db; ':memory:' for throwaway runs);\n"
 "                       created mode 0600, as are its -wal and -shm files: they hold\n"
 "                       every task's env, stdin and output\n"
-"  --bind ADDR          address to listen on (default 127.0.0.1), or ipc://DIR: Unix\n"
-"                       sockets in DIR (made 0700 when missing), reached only by who\n"
-"                       may enter DIR: the safe keyless choice on a shared host\n"
+"  --bind ADDR          the one address to listen on (default 127.0.0.1): an IP\n"
+"                       address of this host, * for every address, an interface\n"
+"                       name, or ipc://DIR: Unix sockets in DIR (made 0700 when\n"
+"                       missing), reached only by who may enter DIR: the safe\n"
+"                       keyless choice on a shared host\n"
 "  --port BASE          API port; worker reports on BASE+1 (default 5555; 0 = any free ports)\n"
 "  --task-ports LO-HI   ports for the per-worker task pipes (default: any free port)\n"
 "  --sync MODE          full (default: fsync every grouped commit), interval (fsync at\n"
@@ -47,7 +50,8 @@ static void s_usage(FILE *out)
 "  --heartbeat-ms N     heartbeat interval (default 1000)\n"
 "  --liveness N         missed heartbeats before a worker is dead (default 3)\n"
 "  --lease SEC          a task sent to a worker must start within SEC (default 10)\n"
-"  --recovery-grace SEC after a restart, wait SEC for workers to claim their tasks (default 5)\n"
+"  --recovery-grace SEC after a restart, wait SEC for workers to claim their tasks, and\n"
+"                       for the results of tasks they ended meanwhile (default 5)\n"
 "  --prefetch N|auto    tasks sent to a worker beyond its free threads; auto (default)\n"
 "                       sends more the shorter that worker's recent tasks are, and\n"
 "                       none while they take 20 ms or more\n"
@@ -65,6 +69,9 @@ static void s_usage(FILE *out)
 "                       (default: no limit); a submit over it is refused\n"
 "  --quota-bytes SIZE   each client's queued or running tasks may hold at most\n"
 "                       SIZE bytes of specs (64K, 512M, 2G; default: no limit)\n"
+"  --max-workers-per-key N  live workers one worker key may register (default\n"
+"                       256; 0 = no cap); a hello over it is refused. Replicas\n"
+"                       that share one key (compose, swarm) count together\n"
 "  --insecure           allow --bind on a non-loopback address without keys\n"
 "  --keep-results SPEC  forget finished jobs with their results: N keeps the N\n"
 "                       newest, or an age: 7d, 12h, 30m (default: keep all);\n"
@@ -82,6 +89,8 @@ static void s_usage(FILE *out)
 "(docs/security.md).\n"
 "\n"
 "Signals: SIGTERM/SIGINT commit, close and exit 0; SIGHUP re-reads the key allowlists.\n"
+"One master per database: a second one on the same file stops at once (exit 1).\n"
+"A master that cannot start leaves no database file it created behind.\n"
 "Exit codes: 0 clean stop, 1 cannot start (port in use, database, keys, refused\n"
 "bind) or failed while running, 2 usage error.\n"
 "Example: ztask-master --db ./ztask.db\n");
@@ -143,7 +152,7 @@ int main(int argc, char **argv)
     log_level_t level = LOG_LVL_INFO;
     enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
            O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION, O_SECRET, O_CLIENTS,
-           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES };
+           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES, O_MAX_PER_KEY };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"bind", required_argument, 0, O_BIND},
@@ -164,6 +173,7 @@ int main(int argc, char **argv)
         {"admins", required_argument, 0, O_ADMINS},
         {"quota-tasks", required_argument, 0, O_QUOTA_TASKS},
         {"quota-bytes", required_argument, 0, O_QUOTA_BYTES},
+        {"max-workers-per-key", required_argument, 0, O_MAX_PER_KEY},
         {"insecure", no_argument, 0, O_INSECURE},
         {"keep-results", required_argument, 0, O_KEEP},
         {"help", no_argument, 0, O_HELP},
@@ -236,6 +246,9 @@ int main(int argc, char **argv)
                 rc = -1;
             }
             break;
+        case O_MAX_PER_KEY:
+            rc = s_int_opt("max-workers-per-key", optarg, 0, 1000000, &cfg.max_workers_per_key);
+            break;
         case O_INSECURE: cfg.insecure = true; break;
         case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;
         case O_HELP: s_usage(stdout); return 0;
@@ -263,6 +276,11 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     store_process_init();
+    /* Big buffers (a peer's frame, a reply with outputs) come from mmap
+       and go back to the system when freed: glibc otherwise raises its
+       mmap threshold after the first such free, and later ones stay in
+       the heap, where a burst leaves the master large for good. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 
     char err[512];
     master_t *master = master_new(&cfg, err, sizeof err);

@@ -7,6 +7,7 @@
 #include "api.h"
 #include "auth.h"
 #include "idem.h"
+#include "gate.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
@@ -22,19 +23,35 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* How often tasks_timers runs (liveness, pings, leases, orphans). */
 #define TIMERS_EVERY_MS 100
+
+/* Messages queued per peer, each way, on the API socket. A client asks
+   one thing at a time, so a few are plenty; more would let one client
+   that sends without reading (or reads nothing back) make the master
+   hold that many requests or replies of up to 32 MiB each: 8 bound it
+   to 256 MiB per such connection in the worst case and 64 MiB with
+   results pages (PROTO_REPLY_PAGE_BYTES). A reply over the limit is
+   dropped by libzmq (the client was not reading it anyway). */
+#define API_HWM 8
+/* Reports come from many worker threads through one connection per
+   worker and are read in bounded batches: a deep queue absorbs bursts. */
+#define REPORTS_HWM 100000
 
 struct master {
     master_config_t cfg;
@@ -45,6 +62,7 @@ struct master {
     void *reports;           /* PULL */
     int api_port, report_port;
     auth_t *auth;            /* NULL without CURVE */
+    gate_t *gate;            /* sheds unauthenticated connections */
     char curve_secret[41];   /* Z85, "" without CURVE */
     char curve_public[41];   /* Z85, "" without CURVE (allocations' workers get it) */
     int64_t started_ms;
@@ -78,12 +96,13 @@ void master_config_defaults(master_config_t *cfg)
     cfg->crash_limit = 5;
     cfg->retry_backoff_ms = 500;
     cfg->flush_ms = 5;
+    cfg->max_workers_per_key = 256;
 }
 
 /* ---- start-up ---- */
 
-static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const char *domain,
-                    int *bound, char *err, size_t errlen)
+static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int hwm,
+                    const char *domain, int *bound, char *err, size_t errlen)
 {
     void *s = zmqx_socket(self->ctx, type, 0, maxmsg);
     if (!s) {
@@ -95,9 +114,13 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
         zmq_close(s);
         return NULL;
     }
-    int hwm = 100000;
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (gate_watch(self->gate, s, domain) != 0) {
+        snprintf(err, errlen, "cannot monitor the %s socket: %s", domain, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
     char ep[300];
     if (zmqx_bind(s, self->bind_addr, port, bound, ep, sizeof ep) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s (%s)", ep, zmq_strerror(errno),
@@ -110,11 +133,45 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, const ch
     return s;
 }
 
-/* Literal addresses ("localhost" became 127.0.0.1 in master_new). */
-static bool s_loopback(const char *addr)
+/* --bind is one address, parsed, not matched by prefix: libzmq reads
+   more than an address in an endpoint ("127.0.0.1:1;0.0.0.0" names a
+   source and listens on 0.0.0.0), so text that only starts like a
+   loopback address must not pass as one. Accepted: "*" (every address),
+   an IPv4 or IPv6 literal ("[::1]" too), or the name of an interface of
+   this host (never loopback here: keys or --insecure). ("localhost" became
+   127.0.0.1 in master_new.) 0 with *loopback set, or -1 with err. */
+static int s_parse_bind(const char *addr, bool *loopback, char *err, size_t errlen)
 {
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0
-           || strcmp(addr, "[::1]") == 0;
+    *loopback = false;
+    struct in_addr v4;
+    struct in6_addr v6;
+    char inner[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(addr);
+    if (strcmp(addr, "*") == 0)
+        return 0;
+    if (inet_pton(AF_INET, addr, &v4) == 1) {
+        *loopback = (ntohl(v4.s_addr) >> 24) == 127;
+        return 0;
+    }
+    if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']' && n - 2 < sizeof inner)
+        snprintf(inner, sizeof inner, "%.*s", (int) (n - 2), addr + 1);
+    else
+        snprintf(inner, sizeof inner, "%s", n < sizeof inner ? addr : "");
+    if (inet_pton(AF_INET6, inner, &v6) == 1) {
+        *loopback = IN6_IS_ADDR_LOOPBACK(&v6)
+                    || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+        return 0;
+    }
+    bool name = n > 0 && n < IF_NAMESIZE;
+    for (size_t i = 0; name && i < n; i++)
+        name = isalnum((unsigned char) addr[i]) || strchr("-_.@", addr[i]);
+    if (name && if_nametoindex(addr) != 0)
+        return 0;
+    char q[160];
+    snprintf(err, errlen, "--bind wants one IP address of this host (127.0.0.1, 10.0.0.5, ::1), "
+                          "* for every address, or an interface name, not \"%s\"",
+             log_quote(q, sizeof q, addr));
+    return -1;
 }
 
 /* An ipc:// directory: made 0700 when missing; one that every local user
@@ -149,9 +206,12 @@ static int s_ipc_dir(const master_config_t *cfg, const char *dir, char *err, siz
 /* CURVE keys, or a loopback-only bind, or an explicit --insecure. */
 static int s_security(master_t *self, const master_config_t *cfg, char *err, size_t errlen)
 {
-    if (zmqx_ipc(cfg->bind_addr) && s_ipc_dir(cfg, cfg->bind_addr + 6, err, errlen) != 0)
+    bool ipc = zmqx_ipc(cfg->bind_addr), loopback = false;
+    if (ipc && s_ipc_dir(cfg, cfg->bind_addr + 6, err, errlen) != 0)
         return -1;
-    if (!cfg->curve_secret && zmqx_ipc(cfg->bind_addr))
+    if (!ipc && s_parse_bind(cfg->bind_addr, &loopback, err, errlen) != 0)
+        return -1;
+    if (!cfg->curve_secret && ipc)
         return 0;
     if (!cfg->curve_secret) {
         if (cfg->clients || cfg->workers || cfg->admins) {
@@ -159,7 +219,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      "--clients/--workers/--admins need --curve-secret (the master's key file)");
             return -1;
         }
-        if (!s_loopback(cfg->bind_addr) && !cfg->insecure) {
+        if (!loopback && !cfg->insecure) {
             snprintf(err, errlen,
                      "refusing to listen on %s without authentication: anyone who can reach it "
                      "could run commands on your workers; give --curve-secret KEY --clients DIR "
@@ -167,13 +227,13 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                      cfg->bind_addr);
             return -1;
         }
-        if (s_loopback(cfg->bind_addr))
+        if (loopback)
             log_warn("event=no_keys bind=%s note=\"without --curve-secret every local user "
                      "of this host can submit commands to run on the workers, as the workers' "
                      "user: use keys on a shared host (docs/security.md)\"",
                      cfg->bind_addr);
         /* At error level so that no --log-level hides it. */
-        if (!s_loopback(cfg->bind_addr))
+        if (!loopback)
             log_error("event=insecure bind=%s note=\"--insecure: no authentication, no "
                       "encryption: anyone who can reach these ports can submit commands to run "
                       "on the workers\"",
@@ -242,24 +302,38 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
 static int s_open_sockets(master_t *self, char *err, size_t errlen)
 {
     self->ctx = zmq_ctx_new();
+    /* Every connection and every worker's pipe is a descriptor, and the
+       soft limit (often 1024) is a default, not a decision: raise it to
+       the hard limit (LimitNOFILE in the unit). gate.c keeps a reserve
+       below it. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("event=descriptors_raised from=%llu to=%llu", (unsigned long long) was,
+                     (unsigned long long) rl.rlim_cur);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
     /* Each worker costs a socket (its pipe); libzmq's default cap of 1023
        sockets would refuse the 1,022nd worker whatever the fd limit. */
-    struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1100) {
         rlim_t n = rl.rlim_cur - 64;
         zmq_ctx_set(self->ctx, ZMQ_MAX_SOCKETS, n > 65535 ? 65535 : (int) n);
     }
     if (s_security(self, &self->cfg, err, errlen) != 0)
         return -1;
+    self->gate = gate_new(self->ctx, self->auth != NULL);
     int port = self->cfg.port;
     bool ipc = zmqx_ipc(self->bind_addr);
     if (ipc && !port)
         port = 5555;   /* no "any free port" among files: the usual numbers */
-    self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, AUTH_DOMAIN_API,
+    self->api_sock = s_bind(self, ZMQ_ROUTER, port, PROTO_MAX_API_MSG, API_HWM, AUTH_DOMAIN_API,
                             &self->api_port, err, errlen);
     if (!self->api_sock)
         return -1;
-    self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG,
+    self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG, REPORTS_HWM,
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
         return -1;
@@ -270,8 +344,14 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
         lo = port + 2 <= 65535 ? port + 2 : 1;
         hi = port + 2 <= 65535 ? 65535 : port - 1;
     }
-    self->registry = registry_new(self->ctx, self->bind_addr, lo, hi,
-                                  self->auth ? self->curve_secret : NULL);
+    self->registry = registry_new(&(registry_config_t){
+        .zmq_ctx = self->ctx,
+        .bind_addr = self->bind_addr,
+        .port_lo = lo,
+        .port_hi = hi,
+        .curve_secret = self->auth ? self->curve_secret : NULL,
+        .max_per_key = self->cfg.max_workers_per_key,
+    });
     return 0;
 }
 
@@ -371,6 +451,18 @@ static int s_start(master_t *self, char *err, size_t errlen)
     return 0;
 }
 
+/* Removes a database file and its WAL companions (after the store is
+   closed). */
+static void s_remove_db(const char *path)
+{
+    static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        char *p = xasprintf("%s%s", path, suffix[i]);
+        unlink(p);
+        free(p);
+    }
+}
+
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
@@ -383,9 +475,22 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
     self->cfg.bind_addr = self->bind_addr;
     self->cfg.db_path = self->db_path;
     self->started_ms = clock_mono_ms();
-    if (s_open_store(self, err, errlen) != 0 || s_open_sockets(self, err, errlen) != 0
-        || s_start(self, err, errlen) != 0) {
+    /* A database this master creates and then cannot serve (a busy port,
+       bad keys) is removed: an empty file left behind would read as a
+       master that once ran there. Only once the store is open (so the
+       file is ours: its lock refuses any other master). */
+    struct stat st;
+    bool fresh = stat(cfg->db_path, &st) != 0 && errno == ENOENT;
+    if (s_open_store(self, err, errlen) != 0) {
         master_destroy(&self);
+        return NULL;
+    }
+    if (s_open_sockets(self, err, errlen) != 0 || s_start(self, err, errlen) != 0) {
+        char *path = fresh ? xstrdup(self->db_path) : NULL;
+        master_destroy(&self);
+        if (path)
+            s_remove_db(path);
+        free(path);
         return NULL;
     }
     char api_ep[300], rep_ep[300];
@@ -413,6 +518,9 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t held = waiters_deadline(self->waiters);
     if (held >= 0 && held - now < t)
         t = held - now;
+    int64_t gate = gate_timeout(self->gate, now);
+    if (gate >= 0 && gate < t)
+        t = gate;
     return t < 0 ? 0 : (long) t;
 }
 
@@ -433,8 +541,11 @@ static void s_reload(master_t *self)
 
 /* One turn of the loop after the poll: items says which sockets have
    input. The order is the point (see each step). */
-static void s_turn(master_t *self, const zmq_pollitem_t *items, int64_t now)
+static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events, int64_t now)
 {
+    /* Connections first: one that has not authenticated and sends a
+       big frame is shed before it can send much more. */
+    gate_handle(self->gate, gate_events, now);
     if (self->auth)
         auth_handle(self->auth);
     /* A written batch: its submits get their acks (and their tasks can
@@ -500,11 +611,17 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             s_reload(self);
         }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[4] = {{self->reports, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[8] = {{self->reports, 0, ZMQ_POLLIN, 0},
                                    {self->api_sock, 0, ZMQ_POLLIN, 0},
-                                   {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0},
-                                   {self->auth ? auth_socket(self->auth) : NULL, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, self->auth ? 4 : 3, s_poll_timeout(self, now));
+                                   {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0}};
+        int n = 3, ngate;
+        if (self->auth)
+            items[n++] = (zmq_pollitem_t){auth_socket(self->auth), 0, ZMQ_POLLIN, 0};
+        void *const *gate = gate_sockets(self->gate, &ngate);
+        int first_gate = n;
+        for (int i = 0; i < ngate && n < 8; i++)
+            items[n++] = (zmq_pollitem_t){gate[i], 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(items, n, s_poll_timeout(self, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -512,7 +629,10 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             return -1;
         }
         now = clock_mono_ms();
-        s_turn(self, items, now);
+        bool gate_events = false;
+        for (int i = first_gate; i < n; i++)
+            gate_events |= (items[i].revents & ZMQ_POLLIN) != 0;
+        s_turn(self, items, gate_events, now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
@@ -540,6 +660,7 @@ void master_destroy(master_t **p)
     waiters_destroy(&self->waiters);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
+    gate_destroy(&self->gate);
     if (self->api_sock)
         zmq_close(self->api_sock);
     if (self->reports)

@@ -6,7 +6,7 @@
     grouped commit). See docs/architecture.md for the path of a task.
 
     Layers, top to bottom: main, master (this loop), api, tasks, waiters,
-    jobs, journal, registry, writer, sched, auth, store. A module calls
+    jobs, journal, registry, writer, sched, auth, gate, store. A module calls
     (and includes) only modules below it, never one above: a completion is
     handed back up, as the journal hands back its committed submits for
     the loop to have api acknowledge. The loop owns every module and
@@ -49,6 +49,7 @@ typedef struct {
     double keep_secs;          /* forget finished jobs older than this (0 = never) */
     int64_t quota_tasks;       /* per owner: tasks queued or running at most (0 = no limit) */
     int64_t quota_bytes;       /* per owner: bytes of their specs at most (0 = no limit) */
+    int max_workers_per_key;   /* live workers one CURVE key may register; default 256, 0 = no cap */
 } master_config_t;
 
 /* Fills the defaults above. */

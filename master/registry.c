@@ -2,6 +2,7 @@
 
 #include "auth.h"
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -19,21 +20,31 @@ struct registry {
     char *bind_addr;
     char *curve_secret;
     int port_lo, port_hi;
+    int max_per_key;
     int next_ipc;            /* where the search for a free ipc number starts (from port_lo) */
     worker_t **v;
     size_t n, cap;
 };
 
-registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi,
-                         const char *curve_secret)
+registry_t *registry_new(const registry_config_t *cfg)
 {
     registry_t *self = xcalloc(1, sizeof *self);
-    self->curve_secret = xstrdup(curve_secret);
-    self->ctx = zmq_ctx;
-    self->bind_addr = xstrdup(bind_addr);
-    self->port_lo = port_lo;
-    self->port_hi = port_hi;
+    self->curve_secret = xstrdup(cfg->curve_secret);
+    self->ctx = cfg->zmq_ctx;
+    self->bind_addr = xstrdup(cfg->bind_addr);
+    self->port_lo = cfg->port_lo;
+    self->port_hi = cfg->port_hi;
+    self->max_per_key = cfg->max_per_key;
     return self;
+}
+
+/* Live workers registered under key, other than except. */
+static int s_live_for_key(const registry_t *self, const char *key, const worker_t *except)
+{
+    int n = 0;
+    for (size_t i = 0; i < self->n; i++)
+        n += self->v[i] != except && self->v[i]->alive && strcmp(self->v[i]->key, key) == 0;
+    return n;
 }
 
 static void s_close_pipe(worker_t *w)
@@ -149,9 +160,10 @@ static void *s_bind_pipe(registry_t *self, const char *key, int *port, char *err
     return NULL;
 }
 
-worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
-                         size_t errlen)
+worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now,
+                         const char **code, char *err, size_t errlen)
 {
+    *code = PROTO_E_INTERNAL;
     const char *name = hello->name, *key = hello->key, *host = hello->host;
     int pid = hello->pid;
     /* The same process registering again (it lost the master for a while)
@@ -170,6 +182,17 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
             break;
         }
         snprintf(id, sizeof id, "%s#%d", name, k);
+    }
+    /* A new live worker (not the same process again): one key may hold
+       only so many, or a single stolen or shared worker key could
+       register fake workers until every task port is taken. */
+    if (self->max_per_key > 0 && key[0] && !(w && w->alive)
+        && s_live_for_key(self, key, w) >= self->max_per_key) {
+        *code = PROTO_E_QUOTA;
+        snprintf(err, errlen, "this worker key already has %d live workers, the most one key may "
+                              "register (the master's --max-workers-per-key); stop one, or give "
+                              "these workers keys of their own", self->max_per_key);
+        return NULL;
     }
     if (!w) {
         if (registry_find(self, id)) {
@@ -215,6 +238,8 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     w->ends_at = hello->ends_at;
     w->alive = true;
     w->draining = false;
+    w->left = false;
+    w->gone_at = 0;
     w->last_seen = now;
     w->last_ping = 0;
     w->gone_since = 0;
@@ -228,14 +253,16 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     return w;
 }
 
-void registry_gone(registry_t *self, worker_t *w, int64_t now)
+void registry_gone(registry_t *self, worker_t *w, int64_t now, bool left)
 {
     (void) self;
     assert(!w->tasks && w->inflight == 0);
     s_close_pipe(w);
     w->alive = false;
     w->draining = false;
+    w->left = left;
     w->gone_since = now;
+    w->gone_at = clock_wall();
 }
 
 void registry_prune(registry_t *self, int64_t now, int64_t keep_ms)

@@ -5,7 +5,10 @@
     worker holds which task and sends a task only where a thread is free.
     A worker is alive while its reports keep arriving; after `liveness`
     missed heartbeat intervals it is dead, and the master takes its tasks
-    back. Dead workers stay listed for a while (ztask workers shows them).
+    back. A worker that says bye has left (a drain, a stop) rather than
+    died. Gone workers stay listed for REGISTRY_KEEP_GONE_MS (ztask workers
+    --all shows them; a worker that comes back as the same process gets
+    its record back), then registry_prune forgets them.
 
     Ownership: worker records and their pipe sockets belong to the registry;
     pointers it returns are borrowed until registry_forget/registry_destroy.
@@ -35,10 +38,12 @@ typedef struct worker {
     bool pipe_ready;          /* a ping went through: the worker's PULL is connected */
     bool alive;
     bool draining;
+    bool left;                /* gone because it said bye (not dead: a drain, a stop) */
     int64_t last_seen;        /* monotonic ms of the last report */
     double last_heartbeat;    /* wall seconds, for people */
     int64_t last_ping;        /* monotonic ms of the last ping sent */
     int64_t gone_since;       /* monotonic ms it died or left */
+    double gone_at;           /* wall seconds it died or left, for people; 0 while alive */
     int inflight;             /* tasks assigned or running on it */
     int suspects;             /* of those, tasks that were on a worker that died */
     double task_ms;           /* moving average of its tasks' run time */
@@ -51,12 +56,17 @@ typedef struct worker {
 
 typedef struct registry registry_t;
 
-/* Task pipes bind on bind_addr, on an ephemeral port when port_lo is 0,
-   else on the first free port of [port_lo, port_hi]; as CURVE servers in
-   the ZAP domain "pipe KEY" (KEY: the worker's) when curve_secret (Z85) is
-   not NULL. */
-registry_t *registry_new(void *zmq_ctx, const char *bind_addr, int port_lo, int port_hi,
-                         const char *curve_secret);
+typedef struct {
+    void *zmq_ctx;
+    const char *bind_addr;    /* task pipes bind here (copied) */
+    int port_lo, port_hi;     /* on the first free port of the range; 0 = ephemeral */
+    const char *curve_secret; /* Z85 (copied): pipes are CURVE servers in the ZAP
+                                 domain "pipe KEY" (KEY: the worker's); NULL = none */
+    int max_per_key;          /* live workers one CURVE key may hold; 0 = no cap
+                                 (without CURVE every worker has the key "": no cap) */
+} registry_config_t;
+
+registry_t *registry_new(const registry_config_t *cfg);
 void registry_destroy(registry_t **p);
 
 /* What a worker says of itself in its hello; the strings are borrowed. */
@@ -76,15 +86,20 @@ typedef struct {
 /* Registers a worker: a new record (id derived from name), or the same
    record when a live worker of that id registers again (after it lost the
    master for a while: same host, pid and key). Binds a fresh pipe either
-   way. NULL with err filled when no pipe could be bound. */
-worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now, char *err,
-                         size_t errlen);
+   way. NULL with *code (a PROTO_E_* code) and err filled when its key
+   already holds max_per_key live workers (PROTO_E_QUOTA: one key cannot
+   take every task port) or no pipe could be bound (PROTO_E_INTERNAL). */
+worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now,
+                         const char **code, char *err, size_t errlen);
 
 worker_t *registry_find(registry_t *self, const char *id);
 
-/* Marks a worker gone (dead or said bye) and closes its pipe. Its tasks
-   must have been taken back by the caller first (asserted). */
-void registry_gone(registry_t *self, worker_t *w, int64_t now);
+/* Marks a worker gone, dead or left (it said bye), and closes its pipe.
+   Its tasks must have been taken back by the caller first (asserted). */
+void registry_gone(registry_t *self, worker_t *w, int64_t now, bool left);
+
+/* How long a gone worker's record is kept (docs/cli.md, workers). */
+#define REGISTRY_KEEP_GONE_MS (3600 * 1000)
 
 /* Drops records of workers gone for longer than keep_ms. */
 void registry_prune(registry_t *self, int64_t now, int64_t keep_ms);

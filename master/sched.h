@@ -76,6 +76,8 @@ typedef struct sched_task {
     bool suspect;             /* counted in its worker's suspects */
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
+    bool awaiting;            /* RUNNING: its worker said in its hello that it
+                                 ended; its result is due by deadline */
 } sched_task_t;
 
 sched_t *sched_new(void);
@@ -124,9 +126,9 @@ bool sched_class_ready(sched_t *self, int cls);
 
    Suspects: a task that was on a worker when it died (crashes > 0) may be
    what killed it. Suspects wait in a queue of their own and are handed out
-   only when suspects_ok (the caller sends them alone to an idle worker), so
-   the next crash points at one task and a poison task cannot take innocent
-   neighbours down with it. */
+   only when suspects_ok (the caller gives a worker one suspect at a time),
+   so two suspects never share a worker: a poison task reaches the crash
+   limit by itself and does not keep charging the same innocent tasks. */
 sched_task_t *sched_pop(sched_t *self, int64_t now,
                         bool (*accept)(const sched_class_t *cls, void *arg), void *arg,
                         bool suspects_ok);

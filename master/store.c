@@ -36,8 +36,9 @@
         tasks_job (job) = (job, id) in SQLite   results paging by id and cancel.
         tasks_job_idx (job, idx)                store_task_find; its key grows
                           with the index in a normal submit, so appends are cheap.
-        tasks_failed (job) WHERE state = 4      failed_only paging without reading
-                          every result of a big job; costs nothing until a task fails.
+        tasks_failed (job) WHERE state IN (4, 5)  failed_only paging (failed and
+                          cancelled) without reading every result of a big job; costs
+                          nothing until a task fails or is cancelled.
         duplicates_task (task)                  duplicates are rare; counting and
                           deleting by task then stays cheap.
       No index on state alone: transitions would move entries on every
@@ -75,6 +76,10 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
    a master without CURVE, or one before schema 4, made them). */
 #define JOBS_OWNER_COLUMN "ALTER TABLE jobs ADD COLUMN owner TEXT;"
 
+/* Schema 12: `results --failed` lists the tasks that did not succeed,
+   failed (4) or cancelled (5), from one partial index. */
+#define TASKS_FAILED_INDEX "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5);"
+
 /* Schema 8: worker allocation queues (master/alloc.h), one JSON text
    each (proto_alloc_encode): they change a few times a minute at most. */
 #define ALLOC_QUEUES_TABLE \
@@ -82,6 +87,9 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+/* Schema 11: the CURVE key of the worker an assignment went to, so that
+   after a restart only that key claims the task (tasks.c, s_sender). */
+#define TASKS_WORKER_KEY_COLUMN "ALTER TABLE tasks ADD COLUMN worker_key TEXT;"
 
 /* Schema 5: the idempotency keys of recent submits (master/idem.h), one
    row per owner ("" = nobody) and key; pruned by age, a scan (an hour's
@@ -116,6 +124,7 @@ static const char *const SCHEMA =
     "  state INTEGER NOT NULL,"
     "  attempt INTEGER NOT NULL DEFAULT 0,"
     "  worker TEXT,"
+    "  worker_key TEXT,"
     "  spec TEXT NOT NULL,"
     "  needs TEXT,"
     "  outcome TEXT,"
@@ -123,7 +132,7 @@ static const char *const SCHEMA =
     "  finished REAL NOT NULL DEFAULT 0);"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
-    "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
+    TASKS_FAILED_INDEX
     "CREATE TABLE duplicates("
     "  id INTEGER PRIMARY KEY,"
     "  task INTEGER NOT NULL,"
@@ -232,8 +241,10 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_SPEC] = "SELECT spec FROM tasks WHERE id = ?1",
     /* A new attempt (ASSIGNED) has not started yet: clear the old start. */
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
-                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END WHERE id = ?1",
-    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, started = 0 WHERE id = ?1",
+                       "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END, worker_key = ?6 "
+                       "WHERE id = ?1",
+    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
+                       "started = 0 WHERE id = ?1",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -242,12 +253,12 @@ static const char *const SQL[S_COUNT_] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_DUP_COUNT] = "SELECT count(*) FROM duplicates WHERE task = ?1",
     [S_DUP_COUNT_ALL] = "SELECT count(*) FROM duplicates",
-    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks "
+    [S_UNFINISHED] = "SELECT " TASK_COLS ", " SPEC_BYTES ", worker_key FROM tasks "
                      "WHERE state < 3 ORDER BY id",
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
-                         "WHERE job = ?1 AND id > ?2 AND state = 4 ORDER BY id LIMIT ?3",
+                         "WHERE job = ?1 AND id > ?2 AND state IN (4, 5) ORDER BY id LIMIT ?3",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
@@ -425,9 +436,11 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
-    /* S_UNFINISHED adds the spec's size. */
-    if (sqlite3_column_count(st) > 13)
+    /* S_UNFINISHED adds the spec's size and the worker's key. */
+    if (sqlite3_column_count(st) > 14) {
         row->spec_bytes = sqlite3_column_int64(st, 13);
+        row->worker_key = (const char *)sqlite3_column_text(st, 14);
+    }
     return 0;
 }
 
@@ -527,6 +540,12 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
         rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
     if (rc == 0 && version < 8)
         rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");
+    if (rc == 0 && version < 11)
+        rc = s_exec(db, TASKS_WORKER_KEY_COLUMN, err, errlen, "upgrade schema to 11");
+    /* One read of the tasks table, an entry per failed or cancelled task. */
+    if (rc == 0 && version < 12)
+        rc = s_exec(db, "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err, errlen,
+                    "upgrade schema to 12");
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
     if (rc == 0)
@@ -587,10 +606,6 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
         snprintf(err, errlen, "bad sync mode %d", (int)sync);
         return -1;
     }
-    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-        return -1;
-    }
     /* One master owns the file: the lock is taken at the first read and
        kept, so a second master on the same file stops here with "database
        is locked" instead of writing rows beside ours, and with no other
@@ -618,6 +633,13 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
             snprintf(err, errlen,
                      "%s is locked: another ztask-master is using it (one master per database)",
                      path);
+        return -1;
+    }
+    /* Only now the busy timeout: the lock above is taken without one, so
+       a second master is refused at once rather than after waiting it
+       out for a lock that is never given back. */
+    if (sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
         return -1;
     }
     /* In-memory databases answer "memory": WAL does not apply to them. */
@@ -1102,7 +1124,7 @@ int store_specs_each(store_t *self, int64_t first, int limit,
 }
 
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started)
+                           const char *worker, double started, const char *worker_key)
 {
     if (state != PROTO_ST_ASSIGNED && state != PROTO_ST_RUNNING) {
         s_seterr(self, "task %lld: set_running with state %d", (long long)task, (int)state);
@@ -1116,6 +1138,7 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
     sqlite3_bind_int(st, 3, attempt);
     s_bind_text(st, 4, worker);
     sqlite3_bind_double(st, 5, started);
+    s_bind_text(st, 6, worker_key);
     return s_write_step(self, S_TASK_RUNNING, "task running", NULL);
 }
 

@@ -50,9 +50,10 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
 
 /* The schema this build writes (PRAGMA user_version). 2: no
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
-   jobs.owner; 5: submit_keys; 8: alloc_queues. Older databases are upgraded in place, a
-   step per version (s_upgrade in store.c); a newer one is refused. */
-#define STORE_SCHEMA_VERSION 8
+   jobs.owner; 5: submit_keys; 8: alloc_queues; 11: tasks.worker_key; 12:
+   tasks_failed indexes cancelled tasks too. Older databases are upgraded in
+   place, a step per version (s_upgrade in store.c); a newer one is refused. */
+#define STORE_SCHEMA_VERSION 12
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
@@ -193,9 +194,11 @@ int store_specs_each(store_t *self, int64_t first, int limit,
                      int (*fn)(int64_t task, const char *spec, void *arg), void *arg);
 
 /* Records a dispatch or a start: state ASSIGNED or RUNNING, with the
-   attempt number and worker id; started (wall) is set when RUNNING. */
+   attempt number, worker id and that worker's CURVE key (NULL without
+   CURVE: a restart then knows the name only); started (wall) is set when
+   RUNNING. */
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
-                           const char *worker, double started);
+                           const char *worker, double started, const char *worker_key);
 
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
@@ -226,6 +229,7 @@ typedef struct {
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
     int64_t spec_bytes;        /* size of its spec: store_unfinished_each only, else 0 */
+    const char *worker_key;    /* borrowed, NULL when none: store_unfinished_each only */
 } store_task_row_t;
 
 /* Calls fn for every task not finished (QUEUED, ASSIGNED, RUNNING), in id
@@ -234,7 +238,8 @@ int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, 
                           void *arg);
 
 /* Calls fn for up to limit tasks of job with task id > after, in id order
-   (which is submission order; failed_only: only FAILED). *last_id gets the
+   (which is submission order; failed_only: only FAILED and CANCELLED, the
+   tasks that did not succeed). *last_id gets the
    id of the last row given, or -1 when there were none. */
 int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,

@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include "../common/clock.h"
+#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -28,6 +29,25 @@
 #define PIPE_PROBE_MS 20
 /* Retry backoff never grows beyond this. */
 #define MAX_BACKOFF_MS 60000
+/* Results kept for a worker that has not registered yet (s_park): at most
+   this many, and this many bytes of them; beyond, they are judged at once
+   as from nobody. Only a task waiting for its worker's claim can have one,
+   so a master restart with a big backlog of finished work stays in bounds. */
+#define PARKED_MAX 65536
+#define PARKED_BYTES (64 << 20)
+
+/* A gap this long between two runs of tasks_timers (every ~100 ms) means
+   the master itself stood still (s_stalled). */
+#define STALL_MS 500
+
+/* A result that came before its worker's hello (see s_park). */
+typedef struct {
+    char *worker;            /* the name it came under, owned */
+    char key[48];            /* the key it came with ("" without CURVE) */
+    proto_result_t *res;     /* owned */
+    size_t bytes;
+    int64_t until;           /* judged as from nobody after this */
+} parked_t;
 
 struct tasks {
     tasks_config_t cfg;
@@ -36,13 +56,20 @@ struct tasks {
     jobs_t *jobs;
     journal_t *journal;
     size_t orphans;          /* tasks waiting for their worker to come back */
+    imap_t *orphan_keys;     /* orphan's task id -> the key of the worker it was on
+                                (char *, owned), when the store had one */
     size_t rr;               /* round-robin start for dispatch */
     int64_t duplicates;
+    int64_t refused;         /* reports from a worker that does not hold the task */
     int64_t results_total;
+    parked_t *parked;        /* results waiting for their worker's hello */
+    size_t nparked, parked_cap, parked_bytes;
     int64_t last_prune;
+    int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
+    log_limit_t lim_dup;     /* duplicate results */
     int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
     int64_t stuck_logged;    /* when that was last logged */
     int64_t last_stuck_check;
@@ -64,6 +91,7 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->registry = cfg->registry;
     self->jobs = cfg->jobs;
     self->journal = cfg->journal;
+    self->orphan_keys = imap_new();
     return self;
 }
 
@@ -71,15 +99,28 @@ void tasks_destroy(tasks_t **p)
 {
     if (!p || !*p)
         return;
-    free(*p);
+    tasks_t *self = *p;
+    for (size_t i = 0; i < self->nparked; i++) {
+        free(self->parked[i].worker);
+        proto_result_destroy(&self->parked[i].res);
+    }
+    free(self->parked);
+    size_t pos = 0;
+    char *key;
+    while ((key = imap_next(self->orphan_keys, &pos, NULL)))
+        free(key);
+    imap_destroy(&self->orphan_keys);
+    free(self);
     *p = NULL;
 }
 
 tasks_counts_t tasks_counts(const tasks_t *self)
 {
     return (tasks_counts_t){.duplicates = self->duplicates,
+                            .refused = self->refused,
                             .results = self->results_total,
-                            .orphans = self->orphans};
+                            .orphans = self->orphans,
+                            .parked = self->nparked};
 }
 
 /* ---- start-up: rebuild the queue from the store ---- */
@@ -107,6 +148,8 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         t = sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
                              now + self->cfg.recovery_grace_ms);
         self->orphans++;
+        if (row->worker_key && *row->worker_key)
+            imap_put(self->orphan_keys, t->id, xstrdup(row->worker_key));
     }
     /* Its job counted these bytes from the same column (jobs_load). */
     t->spec_len = (uint32_t) row->spec_bytes;
@@ -155,18 +198,29 @@ static proto_state_t s_counted(const sched_task_t *t)
    its orphan wait or its worker for `to`, and its job's counters, its
    worker's list and the orphan count follow. With w (to is ASSIGNED or
    RUNNING) it goes onto w's list, as a new attempt when it comes from
-   the queue (a claimed orphan keeps its attempt). The scheduler's queue
-   (pop, requeue, remove) and what the move writes are the caller's. */
+   the queue (a claimed orphan keeps its attempt). Without w, to ASSIGNED
+   takes a queued task to waiting for the worker t->worker_name names to
+   claim it (an orphan: see s_park). The scheduler's queue (pop, claim,
+   requeue, remove) and what the move writes are the caller's. */
 static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w)
 {
-    assert(!w == (to != PROTO_ST_ASSIGNED && to != PROTO_ST_RUNNING));
+    bool await = !w && to == PROTO_ST_ASSIGNED;
+    assert(w ? to == PROTO_ST_ASSIGNED || to == PROTO_ST_RUNNING : to != PROTO_ST_RUNNING);
     proto_state_t from = s_counted(t);
+    assert(!await || (from == PROTO_ST_QUEUED && t->worker_name));
     if (t->worker)
         worker_detach(t->worker, t);
+    t->awaiting = false;
     if (t->orphan) {
         assert(self->orphans > 0);
         self->orphans--;
         t->orphan = false;
+        free(imap_remove(self->orphan_keys, t->id));
+    }
+    if (await) {
+        t->orphan = true;
+        t->recovered = false;
+        self->orphans++;
     }
     if (w) {
         if (from == PROTO_ST_QUEUED)
@@ -227,6 +281,9 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
         proto_result_destroy(&res);
     }
     worker_t *w = t->worker;
+    /* Who ran it: its worker, or the one an orphan waits for; a queued
+       task's last holder (s_take_back) did not end it. */
+    const char *holder = t->orphan ? t->worker_name : NULL;
     s_move(self, t, state, NULL);
     if (w) {
         if (state == PROTO_ST_DONE)
@@ -239,7 +296,7 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
                                         .job = t->job,
                                         .attempt = t->attempt,
                                         .state = state,
-                                        .worker = w ? w->id : t->worker_name,
+                                        .worker = w ? w->id : holder,
                                         .outcome = outcome,
                                         .t = clock_wall()});
     self->results_total++;
@@ -263,7 +320,12 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
    was cancelled or (crashed) has killed its workers crash_limit times. A
    crashed task waits before it runs again, as a retry does (the same
    --retry-backoff doubling), so a task that takes its workers down -- or
-   their links, lost_in_old_pipe -- cannot make the master spin. */
+   their links, lost_in_old_pipe -- cannot make the master spin.
+   Back in the queue it keeps its worker's name (worker_name) as its last
+   holder, and its attempt until it goes out again: that worker's result
+   for it still counts until then (s_sender, LAST_HOLDER), so work a
+   worker finished while it was thought lost is not done twice. A caller
+   that told the worker to drop the task frees worker_name first. */
 static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char *why)
 {
     if (t->cancel_requested) {
@@ -287,8 +349,6 @@ static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char
         s_finish(self, t, PROTO_ST_FAILED, NULL, msg);
         return;
     }
-    free(t->worker_name);
-    t->worker_name = NULL;
     int64_t not_before = 0;
     if (crashed) {
         int shift = t->crashes > 8 ? 7 : t->crashes - 1;
@@ -305,11 +365,17 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
     int n = 0;
     /* A worker that died may have been killed by one of its tasks, started
        or not (its "started" report may never have left): every task it held
-       becomes a suspect, runs alone next time, and the one that keeps
-       killing workers reaches the crash limit by itself. Silence is not
-       proof of death (a partition, SIGSTOP): the charged tasks are noted,
-       and if this very process comes back, tasks_rejoin takes the
-       charge back. */
+       is charged a crash and becomes a suspect. A worker holds one suspect
+       at a time, beside ordinary tasks: a poison task then crashes every
+       worker it reaches and meets the crash limit by itself, while the
+       innocent tasks it took down with it (charged once each) never share
+       a worker with it again, each being some worker's one suspect. Two
+       suspects together would charge each other for the one that kills.
+       Suspects are not held back for an idle worker, which a busy cluster
+       never has: each runs as soon as a worker without one has a free
+       thread (issue 14, item 2). Silence is not proof of death (a
+       partition, SIGSTOP): the charged tasks are noted, and if this very
+       process comes back, tasks_rejoin takes the charge back. */
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
@@ -321,8 +387,8 @@ static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *w
             w->charged[w->ncharged++] = w->tasks->id;
         s_take_back(self, w->tasks, crashed, why);
     }
-    log_warn("event=worker_lost worker=%s why=%s requeued=%d", w->id, why, n);
-    registry_gone(self->registry, w, now);
+    log_warn("event=worker_lost worker=%s why=%s requeued=%d", LOG_V(w->id), why, n);
+    registry_gone(self->registry, w, now, strcmp(why, "bye") == 0);
 }
 
 /* A worker declared dead registers again as the same process (host, pid,
@@ -341,7 +407,7 @@ static void s_worker_returned(tasks_t *self, worker_t *w)
     if (n)
         log_info("event=crashes_uncharged worker=%s tasks=%d note=\"the worker declared dead "
                  "came back: it did not crash\"",
-                 w->id, n);
+                 LOG_V(w->id), n);
     free(w->charged);
     w->charged = NULL;
     w->ncharged = 0;
@@ -355,8 +421,16 @@ static bool s_listed(const proto_task_ref_t *running, int nrunning, const sched_
     return false;
 }
 
+/* t, on a worker that said in its hello it ended it, stays there while its
+   result comes (see tasks_claim). */
+static void s_await_result(tasks_t *self, sched_task_t *t, int64_t now)
+{
+    t->awaiting = true;
+    t->deadline = now + self->cfg.recovery_grace_ms;
+}
+
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
-                  const proto_task_ref_t *running, int nrunning)
+                  const tasks_held_t *held, int64_t now)
 {
     bool same = w && w->pid == pid && strcmp(w->host, host ? host : "") == 0
                 && strcmp(w->key, key) == 0;
@@ -368,52 +442,116 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
         return false;
     }
     /* A live worker registering again lost its pipe: whatever we sent it
-       and it does not report running is lost in that pipe. That counts
-       against the crash limit (and backs off): a task whose message makes
-       the worker drop its link (over its size limit, a libzmq or network
-       fault) would otherwise be sent again at once, for ever. */
+       and it does not report running (or ended, its result on its way) is
+       lost in that pipe. That counts against the crash limit (and backs
+       off): a task whose message makes the worker drop its link (over its
+       size limit, a libzmq or network fault) would otherwise be sent again
+       at once, for ever. */
     sched_task_t *t = w->tasks;
     while (t) {
         sched_task_t *next = t->wnext;
-        if (!s_listed(running, nrunning, t))
+        if (s_listed(held->ended, held->nended, t))
+            s_await_result(self, t, now);
+        else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
     }
     return true;
 }
 
-int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning)
+/* What a report's sender is to the task it names. A report counts only
+   from the worker that holds the task's current attempt (registered under
+   that name, with that key: s_on_report checks the key); after a master
+   restart, a task may wait for its worker's claim, and that worker's
+   report is its claim; a task taken back from a worker (thought lost, cut
+   off, its pipe lost) is still that worker's until it goes out again.
+   Anything else is a duplicate (an older attempt) or refused. */
+typedef enum {
+    S_HOLDER,       /* holds that attempt: counts */
+    S_CLAIMABLE,    /* registered, the task waits for its claim: claimed, then counts */
+    S_LAST_HOLDER,  /* held that attempt until it was taken back, not sent again since */
+    S_EARLY,        /* not registered (yet), the task waits for a claim: kept (s_park) */
+    S_STALE,        /* a superseded attempt: a duplicate */
+    S_REFUSED       /* not its task, or an attempt never sent */
+} sender_t;
+
+/* w: the registry's record of name (NULL: none); its key matched. key:
+   the key the report came with (NULL without CURVE, or for a hello: w's). */
+static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worker_t *w,
+                         const char *name, const char *key, int attempt)
+{
+    bool registered = w && w->alive;
+    if (t->worker) {
+        if (attempt < t->attempt)
+            return S_STALE;
+        return attempt == t->attempt && t->worker == w ? S_HOLDER : S_REFUSED;
+    }
+    bool named = t->worker_name && strcmp(t->worker_name, name) == 0;
+    if (t->orphan) {
+        /* The store knows the key it was sent to (schema 11): only that key
+           claims it, whoever registered the name first. */
+        const char *held = imap_get(self->orphan_keys, t->id);
+        if (attempt < t->attempt)
+            return S_STALE;
+        if (attempt > t->attempt || !named || (held && (!key || strcmp(held, key) != 0)))
+            return S_REFUSED;
+        return registered ? S_CLAIMABLE : S_EARLY;
+    }
+    /* Queued. Sent just before a master restart as the attempt above the
+       stored one, and never written (ASSIGN_WRITE_MS in journal.h). */
+    if (t->recovered && attempt == t->attempt + 1)
+        return registered ? S_CLAIMABLE : S_EARLY;
+    if (attempt == t->attempt && attempt > 0 && named && w)
+        return S_LAST_HOLDER;
+    return attempt <= t->attempt ? S_STALE : S_REFUSED;
+}
+
+static void s_judge_parked(tasks_t *self, worker_t *w, int64_t now);
+
+/* w takes t, which waits for its claim: an orphan of the attempt w runs,
+   or a queued task w runs as the attempt above (sent just before a master
+   restart, never written: ASSIGN_WRITE_MS in journal.h). */
+static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
+{
+    if (!t->orphan) {
+        sched_claim(self->sched, t);
+        free(t->spec);
+        t->spec = NULL;
+        log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
+                 t->attempt + 1, LOG_V(w->id));
+    }
+    s_move(self, t, PROTO_ST_RUNNING, w);
+    t->deadline = 0;
+    journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
+                                        .task = t->id,
+                                        .job = t->job,
+                                        .attempt = t->attempt,
+                                        .worker = w->id,
+                                        .text = w->key[0] ? xstrdup(w->key) : NULL});
+}
+
+int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now)
 {
     int claimed = 0;
-    for (int i = 0; i < nrunning; i++) {
-        sched_task_t *t = sched_get(self->sched, running[i].task);
-        if (!t)
+    for (int i = 0; i < held->nrunning + held->nended; i++) {
+        bool ended = i >= held->nrunning;
+        const proto_task_ref_t *ref = ended ? &held->ended[i - held->nrunning]
+                                            : &held->running[i];
+        sched_task_t *t = sched_get(self->sched, ref->task);
+        /* Queued since the restart with the attempt below the claimed one,
+           or an orphan of this very attempt sent to this worker. A task
+           submitted since, or sent again since, cannot be claimed. */
+        if (!t || s_sender(self, t, w, w->id, w->key, ref->attempt) != S_CLAIMABLE)
             continue;
-        /* Queued since the restart with the attempt below the claimed one:
-           dispatched before the restart, but the assignment was never
-           written (it is written late, ASSIGN_WRITE_MS). A task submitted
-           since, or sent again since, cannot be claimed this way. */
-        bool unrecorded = t->recovered && t->state == PROTO_ST_QUEUED
-                          && running[i].attempt == t->attempt + 1;
-        bool orphan = t->orphan && running[i].attempt == t->attempt;
-        if (!unrecorded && !orphan)
-            continue;
-        if (unrecorded) {
-            sched_claim(self->sched, t);
-            free(t->spec);
-            t->spec = NULL;
-            log_info("event=claim_unrecorded task=%" PRId64 " attempt=%d worker=%s", t->id,
-                     t->attempt + 1, w->id);
-        }
-        s_move(self, t, PROTO_ST_RUNNING, w);
-        t->deadline = 0;
-        journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
-                                            .task = t->id,
-                                            .job = t->job,
-                                            .attempt = t->attempt,
-                                            .worker = w->id});
+        s_claim(self, t, w);
         claimed++;
+        /* It ended there: its result is on its way (behind this hello,
+           or lost with the old master's socket). Kept for it meanwhile,
+           not sent to another worker; taken back if none comes. */
+        if (ended)
+            s_await_result(self, t, now);
     }
+    s_judge_parked(self, w, now);
     return claimed;
 }
 
@@ -545,7 +683,7 @@ static void s_check_stuck(tasks_t *self, int64_t now)
     log_warn("event=tasks_without_worker needs=\"%s\" waiting_s=%lld note=\"no live worker "
              "can run these queued tasks (exec: runs commands, not --no-exec; after ':' the "
              "labels they --require); they wait until one registers\"",
-             list, (long long) ((now - self->stuck_since) / 1000));
+             log_quote((char[512]){0}, 512, list), (long long) ((now - self->stuck_since) / 1000));
 }
 
 /* Specs read ahead at a miss (a task loaded at a restart or requeued has
@@ -634,9 +772,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 carry = NULL;
                 carry_spec = NULL;
             } else {
-                /* A suspect goes only to an idle worker, alone. */
-                bool alone = n == 0 && w->inflight == 0;
-                t = sched_pop(self->sched, now, s_accepts, w, alone);
+                /* One suspect per worker at a time (w->suspects counts the
+                   one just taken too): see s_worker_lost. */
+                t = sched_pop(self->sched, now, s_accepts, w, w->suspects == 0);
                 if (!t)
                     break;
                 if (!t->spec && !journal_idle(self->journal)) {
@@ -658,7 +796,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
                 t->deadline = now + self->cfg.lease_ms;
-                journal_assigned(self->journal, t->id, t->attempt, now);
+                journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD;
             if (n > 0 && bytes + add > (size_t) PROTO_MAX_PIPE_MSG) {
@@ -674,15 +812,13 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             specs[n] = spec;
             tasks[n] = t;
             n++;
-            if (t->crashes)
-                break;
         }
         if (!n)
             return;
         assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
         bool dry = n < credit && n < DISPATCH_BATCH && !full;
-        if (tasks[n - 1]->crashes || self->ahead_wanted > 0)
-            dry = true;   /* a suspect travels alone; specs to read first */
+        if (self->ahead_wanted > 0)
+            dry = true;   /* specs to read first (tasks_read_ahead) */
         char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
@@ -700,7 +836,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             break;
     }
     if (carry) {
-        /* Not sent: the pipe refused, or a suspect went alone first. */
+        /* Not sent: the pipe refused. */
         free(carry_spec);
         s_take_back(self, carry, false, "not_sent");
     }
@@ -759,7 +895,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (!w || !w->alive || w->draining || !w->pipe)
             continue;
         int prefetch = s_prefetch(self, w);
-        int credit = w->suspects ? 0 : w->threads + prefetch - w->inflight;
+        int credit = w->threads + prefetch - w->inflight;
         /* A worker that still holds tasks queued beyond its threads is
            refilled once half its prefetch is free, in one message: one
            send (and one wakeup on each side) per prefetch/2 results of
@@ -785,50 +921,181 @@ static char *s_outcome(proto_result_t *res)
     return text ? text : proto_result_encode(res);
 }
 
-static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *res, int64_t now)
+/* A report that does not count, from a worker that does not hold the task
+   it names: one line, rate-limited (a worker key can send these at will). */
+static void s_refuse(tasks_t *self, const char *what, const char *name, const char *key,
+                     const sched_task_t *t, int64_t task, int attempt, int64_t now)
 {
-    sched_task_t *t = sched_get(self->sched, res->task);
-    bool current = t && t->attempt == res->attempt
-                   && (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING);
-    if (current && t->worker && res->started > 0 && res->finished >= res->started) {
-        worker_t *w = t->worker;
-        double ms = (res->finished - res->started) * 1000.0;
-        /* One sample moves the average at most as far as 4x itself + 1 ms:
-           a noop preempted for 30 ms on a crowded machine (64 workers on
-           2 cores) is not a long task, and taking it as one cut that
-           worker's prefetch from its full to none and back, hundreds of
-           times a second across workers (unfair dispatch). A run of long
-           tasks still passes 4 ms within 6 results and 20 ms within 9. */
-        double cap = 4.0 * w->task_ms + 1.0;
-        if (w->samples && ms > cap)
-            ms = cap;
-        w->task_ms = w->samples ? 0.8 * w->task_ms + 0.2 * ms : ms;
-        w->samples++;
+    self->refused++;
+    int64_t held;
+    if (!log_limit(&self->lim_report, now, &held))
+        return;
+    char q[128], h[128];
+    log_warn("event=report_refused type=%s task=%" PRId64 " attempt=%d worker=\"%s\" key=%s "
+             "holder=\"%s\" holder_attempt=%d error=\"not the worker that holds this attempt "
+             "of the task\" suppressed=%" PRId64,
+             what, task, attempt, log_quote(q, sizeof q, name), key && *key ? key : "-",
+             log_quote(h, sizeof h, t && t->worker_name ? t->worker_name : ""),
+             t ? t->attempt : 0, held);
+}
+
+/* A result for an attempt that is over (or a task that has ended): kept
+   as a duplicate with its task's record. */
+static void s_duplicate(tasks_t *self, const char *name, proto_result_t *res, int64_t now)
+{
+    self->duplicates++;
+    int64_t held;
+    if (log_limit(&self->lim_dup, now, &held))
+        log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s suppressed=%" PRId64,
+                 res->task, res->attempt, LOG_V(name), held);
+    journal_add(self->journal, &(jop_t){.type = J_DUP,
+                                        .task = res->task,
+                                        .attempt = res->attempt,
+                                        .worker = name,
+                                        .outcome = s_outcome(res),
+                                        .t = clock_wall()});
+}
+
+static size_t s_result_bytes(const proto_result_t *res)
+{
+    const char *parts[] = {res->stdout_data, res->stderr_data, res->result_json, res->error,
+                           res->text};
+    size_t n = sizeof *res;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        n += parts[i] ? strlen(parts[i]) : 0;
+    return n;
+}
+
+/* A result from a worker the master does not know yet, for a task that
+   waits for a claim: after a master restart, results a worker finished
+   while the master was away arrive before its hello. Neither trusted (the
+   hello ties the name to the key) nor thrown away (the task ran): kept
+   until that worker registers with the key it came with (tasks_claim
+   judges it then) or the recovery grace ends (a duplicate then). A queued
+   task it names waits for that worker meanwhile, not sent to another.
+   Takes *resp when it keeps it; false when full. */
+static bool s_park(tasks_t *self, sched_task_t *t, const char *name, const char *key,
+                   proto_result_t **resp, int64_t now)
+{
+    proto_result_t *res = *resp;
+    size_t bytes = s_result_bytes(res);
+    if (self->nparked >= PARKED_MAX || self->parked_bytes + bytes > PARKED_BYTES)
+        return false;
+    if (!t->orphan) {
+        /* Sent as attempt+1 just before the restart: wait for the worker
+           that says it ran it, as an orphan of that attempt. */
+        sched_claim(self->sched, t);
+        free(t->worker_name);
+        t->worker_name = xstrdup(name);
+        t->attempt = (uint16_t) res->attempt;
+        s_move(self, t, PROTO_ST_ASSIGNED, NULL);
+        t->deadline = now + self->cfg.recovery_grace_ms;
     }
-    if (!current) {
-        bool found = t != NULL;
-        if (!found
-            && store_task_get(journal_store(self->journal), res->task, NULL, NULL, &found) != 0)
+    if (self->nparked == self->parked_cap) {
+        self->parked_cap = self->parked_cap ? 2 * self->parked_cap : 64;
+        self->parked = xrealloc(self->parked, self->parked_cap * sizeof *self->parked);
+    }
+    parked_t *p = &self->parked[self->nparked++];
+    *p = (parked_t){.worker = xstrdup(name),
+                    .res = res,
+                    .bytes = bytes,
+                    .until = now + self->cfg.recovery_grace_ms};
+    snprintf(p->key, sizeof p->key, "%s", key ? key : "");
+    self->parked_bytes += bytes;
+    *resp = NULL;
+    int64_t held;
+    char q[128];
+    if (log_limit(&self->lim_dup, now, &held))
+        log_info("event=result_kept task=%" PRId64 " attempt=%d worker=\"%s\" key=%s "
+                 "note=\"until that worker registers with this key\" suppressed=%" PRId64,
+                 res->task, res->attempt, log_quote(q, sizeof q, name), key && *key ? key : "-",
+                 held);
+    return true;
+}
+
+/* The one parked result i out of the list (the caller owns what it returns). */
+static parked_t s_unpark(tasks_t *self, size_t i)
+{
+    parked_t p = self->parked[i];
+    self->parked[i] = self->parked[--self->nparked];
+    self->parked_bytes -= p.bytes;
+    return p;
+}
+
+/* Records the run time of a result from the task's holder, for prefetch. */
+static void s_sample(worker_t *w, const proto_result_t *res)
+{
+    if (res->started <= 0 || res->finished < res->started)
+        return;
+    double ms = (res->finished - res->started) * 1000.0;
+    /* One sample moves the average at most as far as 4x itself + 1 ms:
+       a noop preempted for 30 ms on a crowded machine (64 workers on
+       2 cores) is not a long task, and taking it as one cut that
+       worker's prefetch from its full to none and back, hundreds of
+       times a second across workers (unfair dispatch). A run of long
+       tasks still passes 4 ms within 6 results and 20 ms within 9. */
+    double cap = 4.0 * w->task_ms + 1.0;
+    if (w->samples && ms > cap)
+        ms = cap;
+    w->task_ms = w->samples ? 0.8 * w->task_ms + 0.2 * ms : ms;
+    w->samples++;
+}
+
+/* One result, from the worker named name (w: its record, NULL when none;
+   key: the key it came with, NULL without CURVE). *resp is taken when it
+   is kept for later (s_park). */
+static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char *key,
+                        proto_result_t **resp, int64_t now)
+{
+    proto_result_t *res = *resp;
+    sched_task_t *t = sched_get(self->sched, res->task);
+    if (!t) {
+        bool found = false;
+        if (store_task_get(journal_store(self->journal), res->task, NULL, NULL, &found) != 0)
             found = false;
-        if (!found) {
-            char q[128];
-            int64_t held;
-            if (log_limit(&self->lim_report, now, &held))
-                log_warn("event=result_unknown_task task=%" PRId64 " worker=\"%s\" suppressed=%" PRId64,
-                         res->task, log_quote(q, sizeof q, worker_id), held);
+        if (found) {
+            s_duplicate(self, name, res, now);
             return;
         }
-        self->duplicates++;
-        log_info("event=duplicate_result task=%" PRId64 " attempt=%d worker=%s", res->task,
-                 res->attempt, worker_id);
-        journal_add(self->journal, &(jop_t){.type = J_DUP,
-                                            .task = res->task,
-                                            .attempt = res->attempt,
-                                            .worker = worker_id,
-                                            .outcome = s_outcome(res),
-                                            .t = clock_wall()});
+        char q[128];
+        int64_t held;
+        if (log_limit(&self->lim_report, now, &held))
+            log_warn("event=result_unknown_task task=%" PRId64 " worker=\"%s\" suppressed=%" PRId64,
+                     res->task, log_quote(q, sizeof q, name), held);
         return;
     }
+    switch (s_sender(self, t, w, name, key, res->attempt)) {
+    case S_CLAIMABLE:
+        s_claim(self, t, w);
+        break;
+    case S_HOLDER:
+        break;
+    case S_LAST_HOLDER:
+        /* Only a success ends it: a failure (the worker stopping, say) is
+           what the run that comes next is for. */
+        if (res->status != PROTO_ST_DONE) {
+            s_duplicate(self, name, res, now);
+            return;
+        }
+        log_info("event=result_after_takeback task=%" PRId64 " attempt=%d worker=%s", t->id,
+                 t->attempt, LOG_V(w->id));
+        sched_claim(self->sched, t);
+        w->done++;
+        s_finish(self, t, PROTO_ST_DONE, s_outcome(res), NULL);
+        return;
+    case S_EARLY:
+        if (!s_park(self, t, name, key, resp, now))
+            s_refuse(self, "result", name, key, t, res->task, res->attempt, now);
+        return;
+    case S_STALE:
+        s_duplicate(self, name, res, now);
+        return;
+    case S_REFUSED:
+        s_refuse(self, "result", name, key, t, res->task, res->attempt, now);
+        return;
+    }
+    assert(t->worker == w && t->attempt == res->attempt);
+    s_sample(w, res);
     if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
         t->retries_left--;
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << (t->attempt > 7 ? 7 : t->attempt - 1);
@@ -837,6 +1104,9 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
         char q[256];
         log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
                  t->attempt, backoff, log_quote(q, sizeof q, res->error));
+        /* Its worker reported this attempt: no later result of it counts. */
+        free(t->worker_name);
+        t->worker_name = NULL;
         s_requeue(self, t, now + backoff);
         return;
     }
@@ -846,6 +1116,42 @@ static void s_on_result(tasks_t *self, const char *worker_id, proto_result_t *re
     if (st != PROTO_ST_DONE && st != PROTO_ST_FAILED && st != PROTO_ST_CANCELLED)
         st = PROTO_ST_FAILED;
     s_finish(self, t, st, s_outcome(res), NULL);
+}
+
+/* Judges w's parked results (it has just registered and claimed what its
+   hello listed): those that came with its key, as if they came now. */
+static void s_judge_parked(tasks_t *self, worker_t *w, int64_t now)
+{
+    for (size_t i = 0; i < self->nparked;) {
+        const parked_t *at = &self->parked[i];
+        if (strcmp(at->worker, w->id) != 0 || strcmp(at->key, w->key) != 0) {
+            i++;
+            continue;
+        }
+        parked_t p = s_unpark(self, i);
+        s_on_result(self, w, p.worker, p.key, &p.res, now);
+        free(p.worker);
+        proto_result_destroy(&p.res);
+    }
+}
+
+/* Parked results whose worker did not register within the grace: the
+   task ran again (or will), these are duplicates. */
+static void s_expire_parked(tasks_t *self, int64_t now)
+{
+    for (size_t i = 0; i < self->nparked;) {
+        if (now <= self->parked[i].until) {
+            i++;
+            continue;
+        }
+        parked_t p = s_unpark(self, i);
+        log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"no "
+                 "worker registered under this name with this key within --recovery-grace\"",
+                 p.res->task, p.res->attempt, LOG_V(p.worker));
+        s_duplicate(self, p.worker, p.res, now);
+        free(p.worker);
+        proto_result_destroy(&p.res);
+    }
 }
 
 static void s_append_output(sched_task_t *t, int stream, const char *data)
@@ -881,11 +1187,11 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
     worker_t *w = registry_find(self->registry, rep->worker);
     /* Reports name their worker; with CURVE the name must come with the
        key that registered it, or any worker key could speak for another
-       (say bye for it, keep it alive, finish its tasks). A worker we do not
-       know (results it kept while we were away, sent before its hello) is
-       judged as without CURVE: by its tasks' attempt numbers. */
+       (say bye for it, keep it alive). Then each task a report names
+       counts only from the worker that holds it (s_sender). */
     if (key && w && strcmp(w->key, key) != 0) {
         char q[128];
+        self->refused++;
         if (log_limit(&self->lim_report, now, &held))
             log_warn("event=report_refused worker=\"%s\" key=%s error=\"not the key that "
                      "registered this worker\" suppressed=%" PRId64,
@@ -903,28 +1209,33 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     case PROTO_REP_STARTED:
         for (int i = 0; i < rep->nstarted; i++) {
-            sched_task_t *t = sched_get(self->sched, rep->started[i].task);
-            if (t && t->attempt == rep->started[i].attempt && t->state == PROTO_ST_ASSIGNED) {
+            const proto_task_ref_t *ref = &rep->started[i];
+            sched_task_t *t = sched_get(self->sched, ref->task);
+            sender_t who = t ? s_sender(self, t, w, rep->worker, key, ref->attempt) : S_REFUSED;
+            if (who == S_HOLDER && t->state == PROTO_ST_ASSIGNED) {
                 t->state = PROTO_ST_RUNNING;
                 t->started = rep->started_at[i];
+            } else if (who == S_REFUSED) {
+                s_refuse(self, "started", rep->worker, key, t, ref->task, ref->attempt, now);
             }
         }
         break;
     case PROTO_REP_OUTPUT: {
         sched_task_t *t = sched_get(self->sched, rep->task);
-        if (t && t->attempt == rep->attempt && rep->data)
+        sender_t who = t ? s_sender(self, t, w, rep->worker, key, rep->attempt) : S_REFUSED;
+        if (who == S_HOLDER && rep->data)
             s_append_output(t, rep->stream, rep->data);
+        else if (who == S_REFUSED)
+            s_refuse(self, "output", rep->worker, key, t, rep->task, rep->attempt, now);
         break;
     }
     case PROTO_REP_RESULTS:
-        /* Results count even from a worker we no longer know (it kept them
-           while we were away): the attempt number decides. */
         for (int i = 0; i < rep->nresults; i++)
-            s_on_result(self, rep->worker, rep->results[i], now);
+            s_on_result(self, w, rep->worker, key, &rep->results[i], now);
         break;
     case PROTO_REP_BYE:
         if (live) {
-            log_info("event=worker_bye worker=%s", w->id);
+            log_info("event=worker_bye worker=%s", LOG_V(w->id));
             s_worker_lost(self, w, now, "bye", false);
         }
         break;
@@ -981,9 +1292,41 @@ void tasks_keys_reloaded(tasks_t *self, int64_t now)
 
 /* ---- timers ---- */
 
+/* The master's own stall (SIGSTOP, a suspended VM, a loop blocked on the
+   disk): while its loop stood still nobody's reports were read, so the
+   time is its silence, not the workers'. Every clock that judges a worker
+   by what the master has heard (liveness, leases, the recovery grace, kept
+   results) moves on by the gap: each worker gets its full window again,
+   and what waits in the sockets is read before anyone is judged. A worker
+   that really died meanwhile is found that much later. */
+static void s_stalled(tasks_t *self, int64_t gap)
+{
+    size_t pos = 0, n = 0;
+    worker_t *w;
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive) {
+            w->last_seen += gap;
+            n++;
+        }
+    pos = 0;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if ((t->orphan || t->awaiting || t->state == PROTO_ST_ASSIGNED) && t->deadline)
+            t->deadline += gap;
+    for (size_t i = 0; i < self->nparked; i++)
+        self->parked[i].until += gap;
+    log_warn("event=master_stalled ms=%" PRId64 " workers=%zu note=\"the master did not run for "
+             "this long: liveness and leases restart from now\"",
+             gap, n);
+}
+
 void tasks_timers(tasks_t *self, int64_t now)
 {
     int64_t dead_after = (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
+    /* Timers run every ~100 ms (master.c); a longer gap is a stall. */
+    if (self->last_timers && now - self->last_timers > STALL_MS)
+        s_stalled(self, now - self->last_timers);
+    self->last_timers = now;
     size_t pos = 0;
     worker_t *w;
     char *ping = NULL;
@@ -1013,9 +1356,17 @@ void tasks_timers(tasks_t *self, int64_t now)
             sched_task_t *next = t->wnext;
             if (t->state == PROTO_ST_ASSIGNED && t->deadline && now > t->deadline) {
                 log_warn("event=lease_expired task=%" PRId64 " attempt=%d worker=%s", t->id,
-                         t->attempt, w->id);
+                         t->attempt, LOG_V(w->id));
                 s_send_abort(self, w, t->id, t->attempt);
+                free(t->worker_name);   /* told to drop it: not its last holder */
+                t->worker_name = NULL;
                 s_take_back(self, t, false, "lease_expired");
+            } else if (t->awaiting && now > t->deadline) {
+                /* Sent to a master that died with it, most likely. */
+                log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "
+                         "note=\"it ended there, its result did not come: it runs again\"",
+                         t->id, t->attempt, LOG_V(w->id));
+                s_take_back(self, t, false, "result_not_delivered");
             }
             t = next;
         }
@@ -1036,9 +1387,11 @@ void tasks_timers(tasks_t *self, int64_t now)
             s_take_back(self, t, false, "recovery_grace_expired");
         }
     }
+    if (self->nparked)
+        s_expire_parked(self, now);
     if (now - self->last_prune > 60000) {
         self->last_prune = now;
-        registry_prune(self->registry, now, 3600 * 1000);
+        registry_prune(self->registry, now, REGISTRY_KEEP_GONE_MS);
     }
     s_check_stuck(self, now);
 }

@@ -60,8 +60,11 @@ int tasks_load(tasks_t *self, store_t *store);
 /* Counts for `ztask stats` and the start-up line. */
 typedef struct {
     int64_t duplicates;      /* results for a stale attempt */
+    int64_t refused;         /* results, starts and output from a worker that
+                                does not hold that attempt of the task */
     int64_t results;         /* tasks ended since start */
     size_t orphans;          /* tasks waiting for their worker to come back */
+    size_t parked;           /* results waiting for their worker's hello */
 } tasks_counts_t;
 tasks_counts_t tasks_counts(const tasks_t *self);
 
@@ -69,7 +72,17 @@ tasks_counts_t tasks_counts(const tasks_t *self);
    of messages, so the loop's other work is not starved) and acts on each.
    curve: the socket has a ZAP handler, so a worker's reports count only
    from the key that registered it, and only while that key is in the
-   workers list (a revoked key is refused from its next report). */
+   workers list (a revoked key is refused from its next report).
+
+   A result, start or output counts only from the worker that holds that
+   attempt of the task (or held it until it was taken back, and it has not
+   gone out again: its success still counts). Anything else is refused
+   (event=report_refused, rate-limited) and changes nothing, or, for an
+   attempt that is over, a duplicate. After a master restart, results
+   from a worker not registered yet for tasks that wait for a claim are
+   kept (bounded) until it registers with the same key, then judged
+   (tasks_claim); they are duplicates if it does not within the recovery
+   grace. */
 void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
 
 /* After the allowlists were reloaded: every live worker whose key is no
@@ -87,28 +100,44 @@ void tasks_dispatch(tasks_t *self, int64_t now);
 void tasks_read_ahead(tasks_t *self);
 
 /* Liveness, pings, leases, orphans past their grace, tasks no worker can
-   take: every ~100 ms. */
+   take: every ~100 ms. A longer gap since the last call is the master's
+   own stall: liveness, leases and the grace move on by it
+   (event=master_stalled), so that its silence is not held against the
+   workers. */
 void tasks_timers(tasks_t *self, int64_t now);
 
 /* The tasks of a committed submit enter job (the queue, or cancelled with
    their job); their specs move from p to the scheduler. */
 void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p);
 
+/* What a hello says the worker holds (borrowed from the request). */
+typedef struct {
+    const proto_task_ref_t *running;   /* still running or queued there */
+    int nrunning;
+    const proto_task_ref_t *ended;     /* ended lately, results sent */
+    int nended;
+} tasks_held_t;
+
 /* Before a hello registers it: w is the registry's record of that name
    (NULL: none). When w is the very process saying hello (host, pid,
    key), a dead w did not crash (the crashes charged to its tasks at its
    loss are taken back), and a live w lost its pipe: what it holds and
-   does not list in running is lost in that pipe and taken back. Returns
+   does not list in running is lost in that pipe and taken back, except
+   what it lists as ended, which stays while its result comes. Returns
    true in that last case (a live worker registering again). */
 bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const char *key,
-                  const proto_task_ref_t *running, int nrunning);
+                  const tasks_held_t *held, int64_t now);
 
-/* Gives w (just registered) the tasks its hello lists as running that
-   wait for it: from before a master restart (orphans), or dispatched
-   before it and never recorded (queued since, one attempt below the
-   claim; see ASSIGN_WRITE_MS in journal.h). Anything else it runs is
-   stale. Returns how many it claimed. */
-int tasks_claim(tasks_t *self, worker_t *w, const proto_task_ref_t *running, int nrunning);
+/* Gives w (just registered) the tasks its hello lists as running or ended
+   that wait for it: from before a master restart (orphans sent to its
+   name), or dispatched before it and never recorded (queued since, one
+   attempt below the claim; see ASSIGN_WRITE_MS in journal.h). Anything
+   else it runs is stale. A task it ended stays its own while its result
+   comes, for recovery_grace_ms, then runs again
+   (event=result_not_delivered). Then judges the results w sent before
+   this hello, kept for it (those that came with w's key; see
+   tasks_read_reports). Returns how many tasks its hello claimed. */
+int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now);
 
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */

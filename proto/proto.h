@@ -50,10 +50,17 @@
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
+#define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
 #define PROTO_DEFAULT_OUTPUT_CAP (1024 * 1024)
+/* Replies are paged by bytes as well as by count: a results page stops
+   once it holds this much (its first record always goes in), and a logs
+   reply carries at most a quarter of it per stream (JSON escaping may
+   grow a chunk 6x). A reply that would still not fit in what a client
+   accepts (PROTO_MAX_API_MSG) is replaced by a too_big error saying so. */
+#define PROTO_REPLY_PAGE_BYTES (8 * 1024 * 1024)
 
 /* Stable error codes carried in {"ok":false,"error":{"code":..}}. */
 #define PROTO_E_PARSE      "bad_json"      /* not JSON, or not an object */
@@ -316,6 +323,10 @@ typedef struct {
     int nlabels;
     proto_task_ref_t *running;   /* tasks this worker is still running */
     int nrunning;
+    proto_task_ref_t *ended;     /* tasks it ran to the end lately, their results
+                                    sent but maybe not yet arrived (a master
+                                    restart); at most PROTO_MAX_ENDED */
+    int nended;
     bool no_exec;            /* worker refuses exec tasks */
     char *slurm_job;         /* hello: the Slurm job the worker runs in, NULL = none */
     double ends_at;          /* hello: wall seconds the worker leaves at, 0 = no end */
@@ -373,9 +384,11 @@ typedef struct {
     int nlabels;
     bool alive;
     bool draining;
+    bool left;                  /* gone because it said bye; !alive && !left: dead */
     int running;
     int64_t done, failed;
-    double last_heartbeat;      /* wall seconds */
+    double last_heartbeat;      /* wall seconds; 0 (null on the wire): none yet */
+    double gone;                /* wall seconds it died or left; 0 (null) while alive */
     char *slurm_job;            /* the Slurm job it runs in, NULL = none */
     double ends_at;             /* wall seconds it leaves at, 0 = no end */
 } proto_worker_info_t;
@@ -409,6 +422,7 @@ typedef struct {
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */
+    char *task_error;              /* a finished task's one-line error, or NULL */
     int64_t out_offset, err_offset; /* offsets after these chunks */
     /* cancel/forget */
     int64_t count;

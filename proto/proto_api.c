@@ -53,6 +53,7 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     free(r->running);
+    free(r->ended);
     free(r->slurm_job);
     proto_alloc_destroy(&r->queue);
     free(r);
@@ -152,6 +153,7 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_str_array(o, "labels", false, MAX_LABELS, 1, PROTO_MAX_NAME, &req->labels,
                         &req->nlabels, err) != 0
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
+        || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
         || pj_str(o, "slurm_job", false, 1, 64, &req->slurm_job, err) != 0
         || pj_dbl(o, "ends_at", false, 0, 1e12, &req->ends_at, err) != 0)
@@ -320,6 +322,10 @@ char *proto_req_encode(const proto_req_t *req)
         pb_strv(&b, req->labels, req->nlabels);
         pb_key(&b, "running");
         pb_refs(&b, req->running, req->nrunning);
+        if (req->nended) {
+            pb_key(&b, "ended");
+            pb_refs(&b, req->ended, req->nended);
+        }
         pb_kbool(&b, "no_exec", req->no_exec);
         if (req->slurm_job)
             pb_kstr(&b, "slurm_job", req->slurm_job);

@@ -87,10 +87,19 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
     pb_strv(b, w->labels, w->nlabels);
     pb_kbool(b, "alive", w->alive);
     pb_kbool(b, "draining", w->draining);
+    pb_kbool(b, "left", w->left);
     pb_ki64(b, "running", w->running);
     pb_ki64(b, "done", w->done);
     pb_ki64(b, "failed", w->failed);
-    pb_ktime(b, "last_heartbeat", w->last_heartbeat);
+    /* 0 is "none": null, not a time in 1970. */
+    if (w->last_heartbeat > 0)
+        pb_ktime(b, "last_heartbeat", w->last_heartbeat);
+    else
+        pb_kstr(b, "last_heartbeat", NULL);
+    if (w->gone > 0)
+        pb_ktime(b, "gone", w->gone);
+    else
+        pb_kstr(b, "gone", NULL);
     if (w->slurm_job)
         pb_kstr(b, "slurm_job", w->slurm_job);
     if (w->ends_at > 0)
@@ -264,10 +273,12 @@ static int s_worker_from(cJSON *o, proto_worker_info_t *w, proto_err_t *err)
                != 0
         || pj_bool(o, "alive", false, &w->alive, err) != 0
         || pj_bool(o, "draining", false, &w->draining, err) != 0
+        || pj_bool(o, "left", false, &w->left, err) != 0
         || pj_int(o, "running", false, 0, INT32_MAX, &w->running, err) != 0
         || pj_i64(o, "done", false, 0, M, &w->done, err) != 0
         || pj_i64(o, "failed", false, 0, M, &w->failed, err) != 0
         || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0
+        || pj_dbl(o, "gone", false, 0, 1e300, &w->gone, err) != 0
         || pj_str(o, "slurm_job", false, 0, 0, &w->slurm_job, err) != 0
         || pj_dbl(o, "ends_at", false, 0, 1e300, &w->ends_at, err) != 0)
         return -1;
@@ -336,6 +347,7 @@ void proto_reply_destroy(proto_reply_t **p)
     free(r->workers);
     free(r->out_chunk);
     free(r->err_chunk);
+    free(r->task_error);
     proto_stats_clear(&r->stats);
     free(r->worker_id);
     for (int i = 0; r->allocs && i < r->nallocs; i++)
@@ -408,6 +420,8 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_kstr(&b, "state", proto_state_name(rep->task_state));
         pb_kstr(&b, "stdout", rep->out_chunk);
         pb_kstr(&b, "stderr", rep->err_chunk);
+        if (rep->task_error)
+            pb_kstr(&b, "error", rep->task_error);
         pb_ki64(&b, "out_offset", rep->out_offset);
         pb_ki64(&b, "err_offset", rep->err_offset);
         break;
@@ -572,6 +586,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
         }
         return pj_str(o, "stdout", false, 0, 0, &rep->out_chunk, err) != 0
                        || pj_str(o, "stderr", false, 0, 0, &rep->err_chunk, err) != 0
+                       || pj_str(o, "error", false, 0, 0, &rep->task_error, err) != 0
                        || pj_i64(o, "out_offset", false, 0, M, &rep->out_offset, err) != 0
                        || pj_i64(o, "err_offset", false, 0, M, &rep->err_offset, err) != 0
                    ? -1

@@ -37,7 +37,8 @@ MASTER_LAYERS = [
      "worker allocation queues (Slurm)"),
     ("journal jobs waiters sched registry idem", "grouped commits; jobs and retention; "
      "held requests; the ready queue; workers; submit keys"),
-    ("store writer auth", "SQLite; the commit thread; the ZAP allowlist"),
+    ("store writer auth gate", "SQLite; the commit thread; the ZAP allowlist; "
+     "unauthenticated connections shed"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
 

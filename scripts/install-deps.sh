@@ -12,7 +12,9 @@
 #                                  slurmctld, slurmd, slurm-client, munge (make test-slurm)
 # Runs apt-get as root, or through sudo when not root.
 set -e
-pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config"
+# help2man: the man pages (make man, make install); man-db: the test that
+# renders them (man -l)
+pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config help2man man-db"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
@@ -20,6 +22,8 @@ if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs python3-zmq python3-pytest"
     # make test-slurm: a real single-node Slurm
     pkgs="$pkgs slurmctld slurmd slurm-client munge"
+    # systemd-analyze verify on the installed units (tests/e2e/test_cli.c)
+    command -v systemd-analyze >/dev/null || pkgs="$pkgs systemd"
     # make test-compose: a compose command and python3 (reads the CLI's JSON)
     command -v python3 >/dev/null || pkgs="$pkgs python3"
     if command -v docker >/dev/null && ! command -v docker-compose >/dev/null \

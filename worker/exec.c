@@ -454,7 +454,10 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_
         if (r->report.stage == EXEC_STAGE_CHDIR)
             proto_result_error(res, "cannot chdir to '%s': %s", L->cwd ? L->cwd : "", why);
         else if (r->report.stage == EXEC_STAGE_EXEC)
-            proto_result_error(res, "cannot execute '%s': %s", L->display, why);
+            proto_result_error(res, "cannot execute '%s': %s%s", L->display, why,
+                               r->report.err == ENOENT && looks_like_shell_line(L->display)
+                                   ? " (a shell command line? submit it with --shell)"
+                                   : "");
         else if (r->report.stage == EXEC_STAGE_RLIMIT)
             proto_result_error(res, "cannot apply --task-rlimit: %s", why);
         else if (r->report.stage == EXEC_STAGE_USER)

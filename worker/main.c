@@ -76,6 +76,7 @@ typedef struct {
     bool allow_root;            /* --allow-root */
     double idle_timeout;        /* seconds; 0 = never leave when idle */
     double ends_at;             /* wall seconds to be gone by; 0 = no end */
+    char config_warning[700];   /* a per-user config file skipped, logged once logging is up */
 } options_t;
 
 /* The flags as given (borrowed from argv), before the rest fills gaps. */
@@ -153,7 +154,8 @@ static void s_usage(FILE *out)
             "keys master, curve-secret, master-key, threads, name, labels, plugin,\n"
             "allow-exec, allow-env, state-dir, run-as, task-rlimit (lists comma-separated; relative paths are relative\n"
             "to the file). A flag beats the environment, which beats the file; a repeatable\n"
-            "flag replaces the file's list.\n"
+            "flag replaces the file's list. A per-user file that exists but cannot be\n"
+            "read (another user's $HOME) is skipped with a warning (event=config_skipped).\n"
             "See docs/security.md.\n"
             "\n"
             "SIGTERM or SIGINT: finish the running tasks, then leave. A second one:\n"
@@ -248,7 +250,8 @@ static void s_resolve(options_t *o, const flags_t *fl)
 {
     config_t *cfg = NULL;
     char err[600];
-    if (config_load_default(&cfg, err, sizeof err) != 0)
+    if (config_load_default(&cfg, err, sizeof err, o->config_warning,
+                            sizeof o->config_warning) != 0)
         s_usage_error("%s", err);
     config_from_t from;
     const char *v = config_pick(fl->master, "ZTASK_MASTER", cfg, "master", &from);
@@ -544,6 +547,8 @@ int main(int argc, char **argv)
     options_t o;
     s_parse(&o, argc, argv);
     log_init("ztask-worker", o.level);
+    if (o.config_warning[0])
+        log_warn("event=config_skipped error=\"%s\"", o.config_warning);
     s_check_task_rights(&o);
 
     /* A master that goes away must not kill us through a socket write;

@@ -325,7 +325,8 @@ static void s_run(void *item, void *state, void *arg)
             .policy = ctx->policy,
         };
         if (exec_run(&req, res) != 0)
-            log_warn("event=exec_failed error=\"%s\"", res->error ? res->error : "unknown");
+            log_warn("event=exec_failed error=\"%s\"",
+                     log_quote((char[512]){0}, 512, res->error ? res->error : "unknown"));
     } else if (spec->kind == PROTO_KIND_FN) {
         fn_run(ctx->fns, spec, id, t->job, attempt, &t->cancel, res);
     } else {

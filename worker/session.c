@@ -104,6 +104,15 @@ struct session {
     unsigned hello_failures;
     uint64_t rng;
 
+    /* The last PROTO_MAX_ENDED attempts whose results went to the outbox
+       (a ring: ended_next is the oldest once full), for the next hello:
+       after a master restart their results may arrive after it. */
+    struct {
+        proto_task_ref_t ref;
+        int64_t at;          /* mono ms */
+    } ended[PROTO_MAX_ENDED];
+    int ended_next, nended;
+
     /* Every task the pool may still touch, oldest first. */
     runner_task_t *head, *tail;
     int nactive;            /* of which not yet ended (queued or running) */
@@ -242,6 +251,34 @@ static proto_task_ref_t *s_running_refs(session_t *self, int *n)
             refs[k].attempt = t->attempt;
             k++;
         }
+    *n = k;
+    return refs;
+}
+
+/* A result for (task, attempt) went to the outbox. */
+static void s_ended(session_t *self, int64_t task, int attempt, int64_t now)
+{
+    self->ended[self->ended_next].ref = (proto_task_ref_t){.task = task, .attempt = attempt};
+    self->ended[self->ended_next].at = now;
+    self->ended_next = (self->ended_next + 1) % PROTO_MAX_ENDED;
+    if (self->nended < PROTO_MAX_ENDED)
+        self->nended++;
+}
+
+/* Refs of the attempts that ended since shortly before the master went
+   silent (its liveness window before last_rx): their results may not have
+   reached it, and a restarted master keeps those tasks for us while they
+   come (the hello's "ended"). The caller frees them. */
+static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
+{
+    int64_t since = self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
+    proto_task_ref_t *refs = xcalloc((size_t) (self->nended ? self->nended : 1), sizeof *refs);
+    int k = 0;
+    for (int i = 0; i < self->nended; i++) {
+        int at = (self->ended_next - self->nended + i + PROTO_MAX_ENDED) % PROTO_MAX_ENDED;
+        if (self->ended[at].at >= since)
+            refs[k++] = self->ended[at].ref;
+    }
     *n = k;
     return refs;
 }
@@ -394,6 +431,9 @@ static void s_send_hello(session_t *self, int64_t now)
     for (int i = 0; i < self->nlabels; i++)
         req->labels[i] = xstrdup(self->labels[i]);
     req->running = s_running_refs(self, &req->nrunning);
+    /* Registered before: what ended around the loss of that master. */
+    if (self->worker_id)
+        req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
     req->slurm_job = xstrdup(self->slurm_job);
     req->ends_at = self->ends_at;
@@ -501,7 +541,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
     self->hello_failures = 0;
     log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
              "running=%d",
-             again ? "reregistered" : "registered", self->worker_id,
+             again ? "reregistered" : "registered", LOG_V(self->worker_id),
              connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
              rep->report_port, self->threads, self->nactive);
     proto_reply_destroy(&rep);
@@ -515,7 +555,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
 static void s_master_lost(session_t *self, int64_t now)
 {
     log_warn("event=master_lost worker=%s master=%s:%d silent_ms=%lld running=%d",
-             self->worker_id, connector_host(self->uplink), connector_port(self->uplink),
+             LOG_V(self->worker_id), connector_host(self->uplink), connector_port(self->uplink),
              (long long) (now - self->last_rx), self->nactive);
     /* Tasks the old pipe still held are the master's to reassign: the
        hello tells it which ones we really have. */
@@ -617,9 +657,11 @@ static void s_read_inbox(session_t *self, int64_t now)
             /* From our own pool threads: the task they were given back. */
             runner_task_t *t = hdr.task;
             assert(t != NULL);
-            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended)
+            if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
                 outbox_result_until(self->outbox, xstrndup(payload, plen),
                                     s_result_until(self, t, now));
+                s_ended(self, t->id, t->attempt, now);
+            }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
                           t->attempt);
@@ -705,6 +747,7 @@ static void s_read_api_monitor(session_t *self, int64_t now)
                           "--master-key the master's public key?)";
         break;
     case CONNECTOR_EV_CONNECTED:
+    case CONNECTOR_EV_RETRIED:   /* libzmq retries on its own; the hello times out */
     case CONNECTOR_EV_NONE:
         break;
     }
@@ -724,8 +767,8 @@ static void s_read_api(session_t *self, int64_t now)
         proto_err_t err;
         proto_reply_t *rep = proto_reply_decode(buf, len, PROTO_REQ_DRAIN, &err);
         if (rep && !rep->ok)
-            log_warn("event=drain_request_refused code=%s error=\"%s\"", rep->error.code,
-                     rep->error.message);
+            log_warn("event=drain_request_refused code=%s error=\"%s\"", LOG_V(rep->error.code),
+                     log_quote((char[512]){0}, 512, rep->error.message));
         proto_reply_destroy(&rep);
         s_close_api(self);
     }
@@ -835,7 +878,7 @@ static void s_shutdown(session_t *self)
     s_close_api(self);
     s_close(&self->pipe);
     if (outbox_bye(self->outbox))
-        log_info("event=bye worker=%s unsent_reports=%d", self->worker_id,
+        log_info("event=bye worker=%s unsent_reports=%d", LOG_V(self->worker_id),
                  outbox_backlog(self->outbox));
     if (self->abandoned) {
         outbox_close(self->outbox, EXIT_LINGER_MS);
@@ -921,7 +964,7 @@ int session_run(session_t *self)
     const exec_policy_t *pol = self->rctx.policy;
     log_info("event=start name=%s master=%s:%d threads=%d no_exec=%d allow_exec=%zu curve=%d "
              "run_as=%s task_rlimit=\"%s\"",
-             self->name, connector_host(self->uplink), connector_port(self->uplink),
+             LOG_V(self->name), connector_host(self->uplink), connector_port(self->uplink),
              self->threads, self->no_exec ? 1 : 0, allow_count(self->allow),
              connector_curve(self->uplink) ? 1 : 0, pol && pol->run_as ? pol->user : "-",
              policy_rlimits_text(pol));

@@ -198,6 +198,17 @@ else
     fail "worker health checks: $out"
 fi
 
+# Workers are named after their containers (ztask-docker-name), each
+# replica once: PROJECT-worker-N (compose v2) or PROJECT_worker_N (v1).
+if out=$(dc 60 exec -T master ztask workers --json 2>&1) \
+    && names=$(json_eval /dev/stdin \
+        '" ".join(sorted(w["worker"] for w in r if w["alive"]))' <<<"$out") \
+    && [ "$(tr ' ' '\n' <<<"$names" | grep -cE "^${project}[-_]worker[-_][1-3]\$")" -eq 3 ]; then
+    pass "workers named after their containers: $names"
+else
+    fail "worker names: want ${project}-worker-1..3, got: ${names:-$out}"
+fi
+
 # The README's and docs/docker.md's ways in, as written there (-T: no
 # terminal here): exec in the master's container, and the cli service.
 if out=$(dc 60 exec -T master ztask stats 2>&1) && grep -q "workers alive *3" <<<"$out"; then

@@ -1142,6 +1142,19 @@ static int s_try_bind(int port)
     return fd;
 }
 
+int h_loopback_socket(bool listening, int *port)
+{
+    int fd = s_try_bind(0);
+    ck_assert_msg(fd >= 0, "cannot bind a loopback socket");
+    if (listening)
+        ck_assert_int_eq(listen(fd, 16), 0);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
 int h_free_base_port(void)
 {
     int lo = 32768;

@@ -209,6 +209,12 @@ cJSON *h_results(h_cluster_t *c, int64_t job, const char *extra);
    array, not the items). Fails the test otherwise. */
 cJSON **h_results_by_index(cJSON *results, int n);
 
+/* A TCP socket bound to a free port of 127.0.0.1 (*port), for a master
+   that is not there: only bound, a connection to it is refused; listening,
+   the kernel completes connections that nobody accepts or answers (a
+   silent peer). The caller closes it. Fails the test on error. */
+int h_loopback_socket(bool listening, int *port);
+
 /* A base port P with P and P+1 both free on 127.0.0.1, chosen below the
    kernel's ephemeral range, so no client connection can take P+1 while a
    master restarts on P (its reports port). Fails the test when none is

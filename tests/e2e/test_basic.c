@@ -227,25 +227,10 @@ START_TIMED_TEST(a_failing_task_makes_wait_exit_1_and_results_failed_lists_it, 6
 }
 END_TEST
 
-/* A port nothing listens on: bound but not listening, so no one else can
-   take it while the test runs. Returns the socket (close it after). */
-static int s_dead_port(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 START_TIMED_TEST(usage_errors_exit_2_without_contacting_a_master, 60)
 {
     int port;
-    int fd = s_dead_port(&port);
+    int fd = h_loopback_socket(false, &port);
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     static const char *const cases[][8] = {
@@ -279,7 +264,7 @@ END_TEST
 START_TIMED_TEST(no_master_exits_3_quickly, 90)
 {
     int port;
-    int fd = s_dead_port(&port);
+    int fd = h_loopback_socket(false, &port);
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     /* The default request timeout (10 s), and a short one. */

@@ -267,6 +267,190 @@ START_TIMED_TEST(kill_9_of_the_master_and_restart_loses_no_task, 120)
 }
 END_TEST
 
+/* Lines of the file at path that start with word, per index ("WORD INDEX
+   ..."): counts has room for n; returns the lines counted. */
+static int s_count_lines(const char *path, const char *word, int *counts, int n)
+{
+    for (int i = 0; i < n; i++)
+        counts[i] = 0;
+    char *text = h_read_file(path);
+    if (!text)
+        return 0;
+    int total = 0;
+    size_t wl = strlen(word);
+    for (char *p = text; *p;) {
+        int index;
+        if (strncmp(p, word, wl) == 0 && p[wl] == ' ' && sscanf(p + wl, "%d", &index) == 1
+            && index >= 0 && index < n) {
+            counts[index]++;
+            total++;
+        }
+        char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    free(text);
+    return total;
+}
+
+/* A task that writes "start INDEX ATTEMPT" to log, waits (60 s at most)
+   for the file go, and writes "end INDEX ATTEMPT". */
+static void s_gated_script(char *buf, size_t len, const char *log, const char *go)
+{
+    snprintf(buf, len,
+             "echo start $ZTASK_TASK_INDEX $ZTASK_ATTEMPT >> '%s'; n=0; "
+             "while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done; "
+             "echo end $ZTASK_TASK_INDEX $ZTASK_ATTEMPT >> '%s'",
+             log, go, log);
+}
+
+/* Issue 14, item 3: the master is killed -9 while its worker runs tasks it
+   sent less than a second before (their assignments not yet written);
+   the tasks finish while no master runs, and their results reach the
+   restarted master (before or after the worker's hello). They count:
+   each task ran once, none again under the same attempt. */
+START_TIMED_TEST(results_finished_while_the_master_was_down_count_after_its_restart, 120)
+{
+    h_cluster_t *c = h_cluster_new("restartresults");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = h_worker_start(c, "a", 8, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    enum { N = 8 };
+    int counts[N];
+    int64_t job = h_submit(c, NULL, "--array", "0-7", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, N) == N, 30000));
+    h_proc_kill9(m);
+    /* The tasks end with no master: their results wait in the worker. */
+    h_write_file(go, "");
+    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+
+    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, N);
+    s_count_lines(log, "start", counts, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
+                      h_proc_log(m2));
+    cJSON *res = h_results(c, job, NULL);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, res)
+        ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
+    cJSON_Delete(res);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Issue 14, item 3: the master is SIGSTOPped for longer than a worker's
+   liveness (both workers count it lost meanwhile) while tasks end; on
+   SIGCONT it reads what waits in its sockets before it judges anyone: no
+   worker is lost, no finished task runs again. */
+START_TIMED_TEST(a_master_paused_longer_than_the_heartbeat_timeout_loses_no_result, 120)
+{
+    h_cluster_t *c = h_cluster_new("masterstop");
+    h_proc_t *m = h_master_start(c, 0, FAST_HEARTBEAT, NULL);
+    h_proc_t *wa = h_worker_start(c, "a", 3, NULL);
+    h_proc_t *wb = h_worker_start(c, "b", 3, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    enum { N = 6 };
+    int counts[N];
+    int64_t job = h_submit(c, NULL, "--array", "0-5", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, N) == N, 30000));
+    h_proc_signal(m, SIGSTOP);
+    /* Both workers count the master lost (0.6 s of silence) and wait in
+       vain for an answer to their hello (2 s more), and the tasks end
+       while it is stopped. */
+    h_write_file(go, "");
+    bool lost = h_proc_wait_log(wa, "event=hello_failed", 1, 30000)
+                && h_proc_wait_log(wb, "event=hello_failed", 1, 30000);
+    bool ended = H_POLL(s_count_lines(log, "end", counts, N) == N, 30000);
+    h_proc_signal(m, SIGCONT);
+    ck_assert_msg(lost && ended, "while the master was stopped: workers lost it %d, tasks ended %d",
+                  lost, ended);
+
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, N);
+    s_count_lines(log, "start", counts, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
+                      h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=worker_lost") == 0,
+                  "the master held its own pause against a worker (log %s)", h_proc_log(m));
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Issue 14, item 2: a worker SIGSTOPped in a long job of short tasks is
+   lost and its tasks requeued as suspects (maybe what killed it). They
+   must not wait for an idle worker, which two busy workers never are
+   before the job's end: each runs on a worker's next free thread. Every
+   task appends "INDEX ATTEMPT" to one file when it ends, so the file's
+   order is the order tasks finished: the reruns must come well before
+   the end. */
+START_TIMED_TEST(a_lost_workers_tasks_run_while_the_others_are_busy, 120)
+{
+    h_cluster_t *c = h_cluster_new("busyrequeue");
+    /* Two tasks queued on each worker beyond its threads, as auto
+       prefetch does for short tasks: a worker is never idle while the
+       job lasts. */
+    h_master_start(c, 0, FAST_HEARTBEAT, "--prefetch", "2", NULL);
+    h_worker_start(c, "a", 2, NULL);
+    h_worker_start(c, "b", 2, NULL);
+    h_proc_t *victim = h_worker_start(c, "c", 2, NULL);
+    char *ends = h_path(c, "ends");
+    char script[512];
+    snprintf(script, sizeof script, "sleep 0.05; echo $ZTASK_TASK_INDEX $ZTASK_ATTEMPT >> '%s'",
+             ends);
+    enum { N = 600 };
+    int64_t job = h_submit(c, NULL, "--array", "0-599", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "done") >= 50, 60000));
+    h_proc_signal(victim, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(h_master(c), "event=worker_lost worker=c ", 1, 30000),
+                  "the stopped worker was not lost (log %s)", h_proc_log(h_master(c)));
+    int64_t done_at_loss = h_status_count(c, job, "done");
+    ck_assert_int_eq(h_wait(c, job, 90000), 0);
+    s_expect_all_done(c, job, N);
+    h_proc_signal(victim, SIGCONT);
+
+    /* Lines of attempts >= 2 are the reruns of what c held. */
+    char *text = h_read_file(ends);
+    ck_assert_ptr_nonnull(text);
+    int line = 0, reruns = 0, last_rerun = 0, total = 0;
+    for (char *p = text; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+        int index, attempt;
+        line++;
+        if (sscanf(p, "%d %d", &index, &attempt) != 2)
+            continue;
+        total = line;
+        if (attempt >= 2) {
+            reruns++;
+            last_rerun = line;
+        }
+    }
+    free(text);
+    fprintf(stderr, "busyrequeue: %d done at the loss, %d reruns, the last ended %d of %d\n",
+            (int) done_at_loss, reruns, last_rerun, total);
+    ck_assert_msg(reruns >= 1, "no task of the stopped worker ran again");
+    /* Within a few task durations of the loss, with hundreds to go (the
+       old rule ran them after the last of those). */
+    ck_assert_msg(last_rerun < total - N / 4,
+                  "a rerun of the lost worker's tasks ended as line %d of %d: it waited for the "
+                  "job's end",
+                  last_rerun, total);
+    free(ends);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* The master writes a task's assignment only once it has been out for a
    while (ASSIGN_WRITE_MS, 1 s): a task sent just before a crash is found
    queued after the restart. Its worker claims it in its hello all the

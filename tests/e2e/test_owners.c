@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include "../../common/keys.h"
+#include "../../proto/proto.h"
 
 #include <check.h>
 #include <signal.h>
@@ -33,6 +34,7 @@ typedef struct {
     char *clients;   /* the allowlists */
     char *workers;
     char *admins;
+    int port;        /* the master's --port (0 until a test sets one: any) */
 } env_t;
 
 /* "DIR/NAME" followed by ext (may be ""); caller frees. */
@@ -69,6 +71,7 @@ static void s_revoke(env_t *e, const char *dir, const char *name)
 static void s_env(env_t *e, const char *test)
 {
     e->c = h_cluster_new(test);
+    e->port = 0;
     e->keys = h_path(e->c, "keys");
     e->clients = h_path(e->c, "clients");
     e->workers = h_path(e->c, "workers");
@@ -110,10 +113,10 @@ static h_proc_t *s_master(env_t *e, bool admins, const char *x0, const char *x1,
                           const char *x3)
 {
     char *secret = s_file(e->keys, "master", ".key");
-    h_proc_t *m = admins ? h_master_start(e->c, 0, "--curve-secret", secret, "--clients",
+    h_proc_t *m = admins ? h_master_start(e->c, e->port, "--curve-secret", secret, "--clients",
                                           e->clients, "--workers", e->workers, "--admins",
                                           e->admins, x0, x1, x2, x3, NULL)
-                         : h_master_start(e->c, 0, "--curve-secret", secret, "--clients",
+                         : h_master_start(e->c, e->port, "--curve-secret", secret, "--clients",
                                           e->clients, "--workers", e->workers, x0, x1, x2, x3,
                                           NULL);
     free(secret);
@@ -217,8 +220,8 @@ static const char *s_id(int64_t id, int index)
 
 /* ---- raw CURVE peers ---- */
 
-/* A DEALER that speaks CURVE as who to the master's API. */
-static void *s_dealer(env_t *e, void *ctx, const char *who)
+/* A socket of type that speaks CURVE as who to the master's port. */
+static void *s_curve_socket(env_t *e, void *ctx, const char *who, int type, int port)
 {
     keypair_t kp, m;
     char err[600];
@@ -228,17 +231,52 @@ static void *s_dealer(env_t *e, void *ctx, const char *who)
     ck_assert_msg(keys_load(master, &m, err, sizeof err) == 0, "%s", err);
     free(secret);
     free(master);
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    void *s = zmq_socket(ctx, type);
     ck_assert_ptr_nonnull(s);
-    int zero = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    /* A PUSH delivers what it was given before it is closed. */
+    int linger = type == ZMQ_PUSH ? 5000 : 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, m.pub, KEY_Z85_LEN), 0);
     ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, kp.pub, KEY_Z85_LEN), 0);
     ck_assert_int_eq(zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, kp.sec, KEY_Z85_LEN), 0);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://%s", h_master_addr(e->c));
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     ck_assert_int_eq(zmq_connect(s, ep), 0);
     return s;
+}
+
+/* A DEALER that speaks CURVE as who to the master's API. */
+static void *s_dealer(env_t *e, void *ctx, const char *who)
+{
+    return s_curve_socket(e, ctx, who, ZMQ_DEALER, h_api_port(e->c));
+}
+
+/* Sends one report, encoded, on a PUSH; takes *rp. */
+static void s_push_report(void *push, proto_report_t **rp)
+{
+    char *text = proto_report_encode(*rp);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(zmq_send(push, text, strlen(text), 0), (int) strlen(text));
+    free(text);
+    proto_report_destroy(rp);
+}
+
+/* Sends a results report under worker's name: task's attempt 1 done, with
+   "forged" as its output. */
+static void s_push_forged_result(void *push, const char *worker, int64_t task)
+{
+    proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, worker);
+    rp->results = calloc(1, sizeof *rp->results);
+    proto_result_t *res = proto_result_new();
+    res->task = task;
+    res->attempt = 1;
+    res->status = PROTO_ST_DONE;
+    res->has_exit_code = true;
+    res->stdout_data = strdup("forged\n");
+    res->started = 1.0;
+    res->finished = 2.0;
+    rp->results[rp->nresults++] = res;
+    s_push_report(push, &rp);
 }
 
 /* One request, one reply (10 s, scaled): the reply object (caller owns). */
@@ -312,7 +350,7 @@ START_TIMED_TEST(a_client_sees_and_acts_only_on_its_own_jobs, 90)
     char task[32];
     snprintf(task, sizeof task, "%lld", (long long) h_jint(cJSON_GetArrayItem(rows, 0), "task", 0));
     cJSON_Delete(rows);
-    S_EXPECT(&e, "bob", 4, "no such task", "logs", task);
+    S_EXPECT(&e, "bob", 4, "no such task", "logs", "--task", task);
 
     /* Alice does all of it. */
     r = s_as(&e, "alice", "logs", s_id(a, 0), NULL);
@@ -551,6 +589,247 @@ START_TIMED_TEST(a_revoked_worker_key_loses_its_worker_at_once, 90)
     /* w1 tries to come back and is told why not. */
     ck_assert_msg(h_proc_wait_log(w1, "event=hello_failed", 1, 20000),
                   "w1 never tried again (log %s)", h_proc_log(w1));
+    s_env_free(&e);
+}
+END_TEST
+
+/* Submits as alice a job of one task that writes "run" to runs, runs
+   until the file go exists (60 s at most) and prints "real"; waits until
+   it runs. Returns the job, its task's id in *task. */
+static int64_t s_submit_gated(env_t *e, const char *runs, const char *go, int64_t *task)
+{
+    char script[1024];
+    snprintf(script, sizeof script,
+             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
+             "n=$((n+1)); done; echo real",
+             runs, go);
+    int64_t job = S_SUBMIT(e, "alice", "--", "sh", "-c", script);
+    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    *task = h_jint(row, "task", -1);
+    ck_assert_int_gt(*task, 0);
+    cJSON_Delete(row);
+    return job;
+}
+
+/* Issue 13, item 1: w2's key, registered as w2, reports a result, a start
+   and output for the task w1 runs, and results under a name no worker has
+   and under w1's name; all refused, none touches the task or w1's count
+   of tasks (its credit); then w1's own result ends the task. */
+START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
+{
+    env_t e;
+    s_env(&e, "holder");
+    h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
+    s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    s_worker(&e, "w2");
+    h_run_t *r;
+    cJSON *row;
+
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    const char *names[] = { "w2", "ghost", "w1" };
+    for (int i = 0; i < 3; i++)
+        s_push_forged_result(push, names[i], task);
+    proto_report_t *rp = proto_report_new(PROTO_REP_STARTED, "w2");
+    rp->started = calloc(1, sizeof *rp->started);
+    rp->started_at = calloc(1, sizeof *rp->started_at);
+    rp->started[0] = (proto_task_ref_t){ .task = task, .attempt = 1 };
+    rp->started_at[0] = 1.0;
+    rp->nstarted = 1;
+    s_push_report(push, &rp);
+    rp = proto_report_new(PROTO_REP_OUTPUT, "w2");
+    rp->task = task;
+    rp->attempt = 1;
+    rp->stream = 1;
+    rp->data = strdup("forged output\n");
+    s_push_report(push, &rp);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+
+    /* Refused, each with a line: w2's and ghost's reports for w1's task,
+       w1's name with w2's key. */
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 2, 10000)
+                      && h_proc_wait_log(m, "event=report_refused type=started", 1, 10000)
+                      && h_proc_wait_log(m, "event=report_refused type=output", 1, 10000)
+                      && h_proc_wait_log(m, "error=\"not the key that registered", 1, 10000),
+                  "the master did not refuse w2's reports for w1's task (log %s)",
+                  h_proc_log(m));
+    cJSON *st = s_jobs(&e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(h_jint(j, "running", -1) == 1 && h_jint(j, "done", -1) == 0,
+                  "w2's forged result counted: running %lld done %lld",
+                  (long long) h_jint(j, "running", -1), (long long) h_jint(j, "done", -1));
+    cJSON_Delete(st);
+    r = s_as(&e, "alice", "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    h_run_free(&r);
+    const cJSON *w;
+    int seen = 0;
+    cJSON_ArrayForEach(w, ws) {
+        int want = strcmp(h_jstr(w, "worker"), "w1") == 0 ? 1 : 0;
+        ck_assert_msg(h_jint(w, "running", -1) == want, "worker %s runs %lld tasks, want %d",
+                      h_jstr(w, "worker"), (long long) h_jint(w, "running", -1), want);
+        seen++;
+    }
+    ck_assert_int_eq(seen, 2);
+    cJSON_Delete(ws);
+    r = s_as(&e, "alice", "logs", s_id(job, 0), NULL);
+    ck_assert_msg(r->rc == 0 && !strstr(r->out, "forged"), "w2's output was taken: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+
+    /* w1's own result ends it: its output, its credit. */
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "status"), "done");
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 1 with issue 14, item 3: after a master restart, a
+   result from a worker the master does not know yet is judged against the
+   stored assignment and its key (or kept until the worker registers when
+   there is none; test_faults). w2's key sends, before anyone registered,
+   a result under w1's name for the task w1 runs: refused at once, the
+   task still waits for w1; w1 then registers with its own key and claims
+   it, and w1's own result counts. */
+START_TIMED_TEST(an_early_result_under_another_key_than_the_stored_one_never_counts, 120)
+{
+    env_t e;
+    s_env(&e, "early");
+    /* A fixed base port: the restarted master binds the same ports. */
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_run_t *r;
+    cJSON *row;
+    /* w1 stopped while the master restarts, so that the forged result is
+       there first; the master stops cleanly, so that the task's
+       assignment to w1 is on disk (an orphan waiting for w1's claim). */
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_stop(m, 10000);
+    m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
+
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 1, 10000),
+                  "the master did not refuse the early result (log %s)", h_proc_log(m));
+
+    h_proc_signal(w1, SIGCONT);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 30000)
+                      && h_proc_wait_log(m, "claimed=1", 1, 1000),
+                  "w1 did not come back and claim its task (log %s)", h_proc_log(m));
+    cJSON *st = s_jobs(&e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_msg(j && h_jint(j, "running", -1) == 1 && h_jint(j, "done", -1) == 0,
+                  "the forged result counted");
+    cJSON_Delete(st);
+
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 13, item 1 after a restart: the store keeps the key each task was
+   sent to, so taking the name of its worker is not enough. w1 runs a task
+   when the master restarts; before w1 comes back, w2's key says hello as
+   "w1" listing that task: it claims nothing, and its result for it is
+   refused. w1 then registers and claims it, and its own result counts. */
+START_TIMED_TEST(a_worker_taking_anothers_name_after_a_restart_claims_none_of_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "squat");
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    /* The master stops cleanly: the task's assignment (and key) is on disk. */
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_stop(m, 10000);
+    m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
+
+    void *ctx = zmq_ctx_new();
+    void *dealer = s_dealer(&e, ctx, "w2");
+    char hello[256];
+    snprintf(hello, sizeof hello,
+             "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":\"elsewhere\",\"pid\":1,"
+             "\"threads\":1,\"running\":[{\"task\":%lld,\"attempt\":1}]}",
+             (long long) task);
+    cJSON *rep = s_request(dealer, hello);
+    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
+                  "w2's key did not register as w1");
+    cJSON_Delete(rep);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 10000)
+                      && h_proc_count_log(m, "claimed=0") == 1,
+                  "w2's key, named w1, claimed w1's task (log %s)", h_proc_log(m));
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 1, 10000),
+                  "the impostor's result was not refused (log %s)", h_proc_log(m));
+
+    /* The impostor goes silent and is lost; w1 comes back under its name. */
+    ck_assert(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000));
+    h_proc_signal(w1, SIGCONT);
+    ck_assert_msg(h_proc_wait_log(m, "claimed=1", 1, 30000),
+                  "w1 did not claim its task (log %s)", h_proc_log(m));
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
+    free(runs);
+    free(go);
     s_env_free(&e);
 }
 END_TEST

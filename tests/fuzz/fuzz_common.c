@@ -11,12 +11,15 @@
             same values, lines and joined paths.
     util    utf8_valid, the word-at-a-time scanner of proto_text.c and
             utf8_sanitize agree; hostport_parse either refuses or yields a
-            non-empty host and a port in 1..65535.
+            non-empty host and a port in 1..65535; log_value (peer text
+            in log lines) gives one value with no control byte that reads
+            back, unescaped, as the text (or a cut prefix of it).
 */
 #include "fuzz.h"
 
 #include "../../common/config.h"
 #include "../../common/keys.h"
+#include "../../common/log.h"
 #include "../../common/util.h"
 #include "../../proto/proto_text.h"
 
@@ -276,6 +279,54 @@ fuzz_verdict_t fuzz_check_config(const uint8_t *data, size_t size, char *why, si
 
 /* ---------------------------------------------------------------- util */
 
+/* log_value's promise, read back independently: bare plain text, or one
+   quoted value with no control byte whose unescaping is text (or, when
+   it ends in "...", a prefix of it). */
+static fuzz_verdict_t s_check_log_value(const char *text, size_t cap, char *why, size_t whylen)
+{
+    char buf[LOG_VALUE_MAX];
+    const char *v = log_value(buf, cap, text);
+    size_t n = strlen(v), tlen = strlen(text);
+    if (n >= cap)
+        return fuzz_broken(why, whylen, "log_value wrote %zu bytes into %zu", n, cap);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char) v[i] < 0x20 || v[i] == 0x7f)
+            return fuzz_broken(why, whylen, "log_value left control byte 0x%02x", v[i]);
+    if (v[0] != '"') {
+        if (strcmp(v, text) != 0 || strpbrk(v, " \"=\\") != NULL)
+            return fuzz_broken(why, whylen, "bare log_value \"%.60s\" is not the plain text", v);
+        return FUZZ_ACCEPTED;
+    }
+    if (n < 2 || v[n - 1] != '"')
+        return fuzz_broken(why, whylen, "log_value \"%.60s\" does not end its quotes", v);
+    bool cut = n >= 5 && memcmp(v + n - 4, "...", 3) == 0;
+    char *back = xmalloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 1; i < n - 1 - (cut ? 3 : 0); i++) {
+        if (v[i] == '"')
+            return free(back), fuzz_broken(why, whylen, "a bare quote inside log_value");
+        if (v[i] != '\\') {
+            back[o++] = v[i];
+            continue;
+        }
+        char e = v[++i];
+        if (e == 'x') {
+            unsigned x;
+            if (sscanf(v + i + 1, "%2x", &x) != 1)
+                return free(back), fuzz_broken(why, whylen, "a bad \\x escape in log_value");
+            back[o++] = (char) x;
+            i += 2;
+        } else {
+            back[o++] = e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e;
+        }
+    }
+    fuzz_verdict_t r = FUZZ_ACCEPTED;
+    if (cut ? (o > tlen || memcmp(back, text, o) != 0) : (o != tlen || memcmp(back, text, o) != 0))
+        r = fuzz_broken(why, whylen, "log_value \"%.60s\" does not read back as its text", v);
+    free(back);
+    return r;
+}
+
 fuzz_verdict_t fuzz_check_util(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
     const char *s = (const char *) data;
@@ -316,6 +367,10 @@ fuzz_verdict_t fuzz_check_util(const uint8_t *data, size_t size, char *why, size
                             text);
     }
     free(host);
+    if (v == FUZZ_ACCEPTED)
+        v = s_check_log_value(text, LOG_VALUE_MAX, why, whylen);
+    if (v == FUZZ_ACCEPTED)
+        v = s_check_log_value(text, 16, why, whylen);
     free(text);
     return v;
 }

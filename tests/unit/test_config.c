@@ -284,13 +284,13 @@ START_TEST(the_file_is_found_in_order)
        on this machine, in which case it is what we get). */
     unsetenv("ZTASK_CONFIG");
     setenv("XDG_CONFIG_HOME", xdg, 1);
-    ck_assert_int_eq(config_load_default(&c, err, sizeof err), 0);
+    ck_assert_int_eq(config_load_default(&c, err, sizeof err, NULL, 0), 0);
     if (access("/etc/ztask/config", F_OK) != 0)
         ck_assert_ptr_null(c);
     config_destroy(&c);
 
     s_write(file, "name = xdg\n");
-    ck_assert_int_eq(config_load_default(&c, err, sizeof err), 0);
+    ck_assert_int_eq(config_load_default(&c, err, sizeof err, NULL, 0), 0);
     ck_assert_ptr_nonnull(c);
     ck_assert_str_eq(config_get(c, "name"), "xdg");
     config_destroy(&c);
@@ -306,18 +306,18 @@ START_TEST(the_file_is_found_in_order)
     ck_assert_int_eq(mkdir(hz, 0700), 0);
     s_write(hfile, "name = home\n");
     setenv("HOME", home, 1);
-    ck_assert_int_eq(config_load_default(&c, err, sizeof err), 0);
+    ck_assert_int_eq(config_load_default(&c, err, sizeof err, NULL, 0), 0);
     ck_assert_str_eq(config_get(c, "name"), "home");
     config_destroy(&c);
 
     /* ZTASK_CONFIG wins, and must exist. */
     s_write(other, "name = other\n");
     setenv("ZTASK_CONFIG", other, 1);
-    ck_assert_int_eq(config_load_default(&c, err, sizeof err), 0);
+    ck_assert_int_eq(config_load_default(&c, err, sizeof err, NULL, 0), 0);
     ck_assert_str_eq(config_get(c, "name"), "other");
     config_destroy(&c);
     unlink(other);
-    ck_assert_int_eq(config_load_default(&c, err, sizeof err), -1);
+    ck_assert_int_eq(config_load_default(&c, err, sizeof err, NULL, 0), -1);
     ck_assert_ptr_null(c);
     ck_assert_ptr_nonnull(strstr(err, "ZTASK_CONFIG"));
     ck_assert_ptr_nonnull(strstr(err, other));
@@ -325,7 +325,7 @@ START_TEST(the_file_is_found_in_order)
     /* A malformed file found by the search is an error, not skipped. */
     unsetenv("ZTASK_CONFIG");
     s_write(hfile, "name = a\nbogus\n");
-    ck_assert_int_eq(config_load_default(&c, err, sizeof err), -1);
+    ck_assert_int_eq(config_load_default(&c, err, sizeof err, NULL, 0), -1);
     ck_assert_msg(strstr(err, "config:2:") != NULL, "%s", err);
 
     unlink(hfile);

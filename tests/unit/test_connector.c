@@ -191,14 +191,43 @@ START_TEST(a_reply_ends_the_wait_and_is_read_from_the_socket)
 }
 END_TEST
 
-START_TEST(a_closed_port_is_unreachable_at_the_deadline)
+START_TEST(a_closed_port_is_refused_before_the_deadline)
 {
     dealer_t c;
     s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1", .port = s_closed_port() });
+    /* The deadline is far: only the refusal can end the wait. */
     int64_t ms;
-    ck_assert_int_eq(s_wait(&c, 300, NULL, NULL, &ms), CONNECTOR_ERR_UNREACHABLE);
-    ck_assert_int_ge(ms, 300);
+    ck_assert_int_eq(s_wait(&c, 10 * LONG_MS, NULL, NULL, &ms), CONNECTOR_ERR_REFUSED);
     ck_assert(!c.link.connected);
+    ck_assert(connector_resolves(c.conn));
+    s_dealer_stop(&c);
+}
+END_TEST
+
+START_TEST(a_host_that_does_not_resolve_is_refused_before_the_deadline)
+{
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "no-such-host.invalid", .port = 5555 });
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, 10 * LONG_MS, NULL, NULL, &ms), CONNECTOR_ERR_REFUSED);
+    ck_assert(!connector_resolves(c.conn));
+    s_dealer_stop(&c);
+}
+END_TEST
+
+START_TEST(without_a_monitor_a_closed_port_times_out_at_the_deadline)
+{
+    dealer_t c;
+    s_dealer_start(&c, &(connector_config_t){ .host = "127.0.0.1", .port = s_closed_port() });
+    connector_close(&c.link);
+    connector_err_t why;
+    ck_assert_int_eq(connector_open(c.conn, c.ctx,
+                                    &(connector_socket_t){ .type = ZMQ_DEALER, .monitor = false },
+                                    &c.link, &why),
+                     0);
+    int64_t ms;
+    ck_assert_int_eq(s_wait(&c, 300, NULL, NULL, &ms), CONNECTOR_ERR_TIMEOUT);
+    ck_assert_int_ge(ms, 300);
     s_dealer_stop(&c);
 }
 END_TEST

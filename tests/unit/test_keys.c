@@ -197,6 +197,40 @@ START_TEST(a_programs_own_pair_needs_the_secret_and_a_peers_key_may_be_text)
 }
 END_TEST
 
+START_TEST(a_secret_key_readable_by_others_is_refused_with_the_chmod_to_run)
+{
+    keypair_t made, kp;
+    char err[512] = "";
+    ck_assert_int_eq(keys_generate(s_dir, "lax", &made, err, sizeof err), 0);
+    char *key = s_path("lax.key");
+    /* Readable or writable by others, or writable by the group: refused,
+       as ssh refuses such an identity file; nothing of the key is kept. */
+    const mode_t bad[] = { 0666, 0644, 0604, 0602, 0620 };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(chmod(key, bad[i]), 0);
+        ck_assert_int_eq(keys_load_secret(key, &kp, err, sizeof err), -1);
+        char want[600];
+        snprintf(want, sizeof want, "run: chmod 0600 %s", key);
+        ck_assert_msg(strstr(err, "refusing key file") && strstr(err, want), "mode %o: %s",
+                      (unsigned) bad[i], err);
+        ck_assert_str_eq(kp.sec, "");
+    }
+    /* Private, or readable by its group (the service setup: 0640, group
+       ztask): accepted. Its public half may be read by anyone. */
+    const mode_t good[] = { 0600, 0400, 0640, 0440 };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        ck_assert_int_eq(chmod(key, good[i]), 0);
+        ck_assert_msg(keys_load_secret(key, &kp, err, sizeof err) == 0, "mode %o: %s",
+                      (unsigned) good[i], err);
+        ck_assert_str_eq(kp.sec, made.sec);
+    }
+    ck_assert_int_eq(chmod(key, 0666), 0);
+    ck_assert_int_eq(keys_load_public(key, &kp, err, sizeof err), 0);
+    ck_assert_str_eq(kp.pub, made.pub);
+    free(key);
+}
+END_TEST
+
 START_TEST(an_allowlist_directory_admits_its_pub_and_key_files)
 {
     keypair_t a, b, c;

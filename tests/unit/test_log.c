@@ -38,6 +38,31 @@ START_TEST(quoting_keeps_a_peers_text_inside_its_field)
 }
 END_TEST
 
+START_TEST(a_peers_string_is_one_value_bare_when_plain_quoted_and_escaped_otherwise)
+{
+    char buf[64];
+    ck_assert_str_eq(log_value(buf, sizeof buf, "w1.example.org#2"), "w1.example.org#2");
+    ck_assert_str_eq(LOG_V("evil\n2026-12-07T00:00:00.000Z ERROR ztask-master[1] event=forged"),
+                     "\"evil\\n2026-12-07T00:00:00.000Z ERROR ztask-master[1] event=forged\"");
+    ck_assert_str_eq(log_value(buf, sizeof buf, "a b=\"c\"\\"), "\"a b=\\\"c\\\"\\\\\"");
+    ck_assert_str_eq(log_value(buf, sizeof buf, "\x1b[31mred\r\t"), "\"\\x1b[31mred\\r\\t\"");
+    ck_assert_str_eq(log_value(buf, sizeof buf, ""), "\"\"");
+    ck_assert_str_eq(log_value(buf, sizeof buf, NULL), "\"\"");
+    /* Valid UTF-8 is kept; bytes that are not UTF-8 are escaped. */
+    ck_assert_str_eq(log_value(buf, sizeof buf, "caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+    ck_assert_str_eq(log_value(buf, sizeof buf, "x\x9by"), "\"x\\x9by\"");
+    /* Too long: cut, and says so, inside its quotes. */
+    char big[200];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    big[5] = ' ';
+    const char *v = log_value(buf, 16, big);
+    ck_assert_uint_le(strlen(v), 15);
+    ck_assert_ptr_nonnull(strstr(v, "...\""));
+    ck_assert_int_eq(v[0], '"');
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "log", .tcase = "log" });

@@ -817,6 +817,9 @@ START_TEST(every_request_type_round_trips)
     r->running[0] = (proto_task_ref_t){.task = 10, .attempt = 1};
     r->running[1] = (proto_task_ref_t){.task = 11, .attempt = 4};
     r->nrunning = 2;
+    r->ended = calloc(1, sizeof *r->ended);
+    r->ended[0] = (proto_task_ref_t){.task = 9, .attempt = 2};
+    r->nended = 1;
     r->no_exec = true;
     g = s_req_round_trip(r);
     ck_assert_str_eq(g->name, "gpu-box");
@@ -827,6 +830,9 @@ START_TEST(every_request_type_round_trips)
     ck_assert_int_eq(g->nrunning, 2);
     ck_assert_int_eq(g->running[1].task, 11);
     ck_assert_int_eq(g->running[1].attempt, 4);
+    ck_assert_int_eq(g->nended, 1);
+    ck_assert_int_eq(g->ended[0].task, 9);
+    ck_assert_int_eq(g->ended[0].attempt, 2);
     ck_assert(g->no_exec);
     proto_req_destroy(&r);
     proto_req_destroy(&g);
@@ -1138,7 +1144,8 @@ START_TEST(every_reply_type_round_trips)
     r->workers = calloc(1, sizeof *r->workers);
     r->workers[0] = (proto_worker_info_t){.id = strdup("w1"), .host = strdup("h"), .pid = 9,
                                           .threads = 4, .alive = true, .draining = true, .running = 2,
-                                          .done = 100, .failed = 1, .last_heartbeat = 5.5};
+                                          .done = 100, .failed = 1, .last_heartbeat = 5.5,
+                                          .left = true, .gone = 7.25};
     r->workers[0].labels = calloc(2, sizeof(char *));
     r->workers[0].labels[0] = strdup("gpu");
     r->workers[0].nlabels = 1;
@@ -1148,6 +1155,7 @@ START_TEST(every_reply_type_round_trips)
     ck_assert_str_eq(g->workers[0].labels[0], "gpu");
     ck_assert_int_eq(g->workers[0].done, 100);
     ck_assert(g->workers[0].last_heartbeat == 5.5);
+    ck_assert(g->workers[0].left && g->workers[0].gone == 7.25);
     ck_assert(g->workers[0].alive && g->workers[0].draining);
     ck_assert_int_eq(g->workers[0].pid, 9);
     ck_assert_int_eq(g->workers[0].running, 2);
@@ -1307,8 +1315,9 @@ START_TEST(task_records_flatten_the_result_with_nulls_when_absent)
     proto_worker_info_t w = {.id = strdup("w1"), .host = strdup("h"), .threads = 2};
     text = proto_worker_info_encode(&w);
     ck_assert_str_eq(text, "{\"worker\":\"w1\",\"host\":\"h\",\"pid\":0,\"threads\":2,"
-                           "\"labels\":[],\"alive\":false,\"draining\":false,\"running\":0,"
-                           "\"done\":0,\"failed\":0,\"last_heartbeat\":0}");
+                           "\"labels\":[],\"alive\":false,\"draining\":false,\"left\":false,"
+                           "\"running\":0,\"done\":0,\"failed\":0,\"last_heartbeat\":null,"
+                           "\"gone\":null}");
     free(text);
     proto_worker_info_clear(&w);
 

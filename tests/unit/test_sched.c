@@ -180,7 +180,7 @@ START_TEST(a_worker_only_gets_classes_it_accepts_in_global_order)
 }
 END_TEST
 
-START_TEST(suspects_are_handed_out_only_when_they_can_run_alone)
+START_TEST(suspects_are_handed_out_only_to_a_worker_without_one)
 {
     sched_t *s = sched_new();
     sched_task_t *a = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
@@ -188,11 +188,11 @@ START_TEST(suspects_are_handed_out_only_when_they_can_run_alone)
     ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
     a->crashes = 1;                   /* its worker died holding it */
     sched_requeue(s, a, 0);
-    /* A busy worker gets the innocent task, not the suspect. */
+    /* A worker that holds a suspect gets the innocent task, not this one. */
     sched_task_t *b = sched_pop(s, 0, NULL, NULL, false);
     ck_assert_int_eq(b->id, 2);
     ck_assert_ptr_null(sched_pop(s, 0, NULL, NULL, false));
-    /* An idle worker may take it (alone). */
+    /* A worker without one may take it (busy or not). */
     ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
     sched_destroy(&s);
 }

@@ -322,8 +322,8 @@ START_TEST(test_usage_submit_run_finish_and_read_back)
     ck_assert(!store_dirty(store));
 
     /* Dispatch to a worker's pipe, it starts, it finishes. */
-    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_RUNNING, 1, "w1", 1001.5), 0);
+    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_ASSIGNED, 1, "w1", 0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t0, PROTO_ST_RUNNING, 1, "w1", 1001.5, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t0, PROTO_ST_DONE, 1, "w1", "{\"exit\":0}", 1002),
                      0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -377,7 +377,9 @@ START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
         s_insert(store, b, i);
     }
     for (int i = 0; i < 7; i++) {
-        proto_state_t st = (i == 1 || i == 4 || i == 5) ? PROTO_ST_FAILED : PROTO_ST_DONE;
+        proto_state_t st = i == 1 || i == 4 ? PROTO_ST_FAILED
+                           : i == 5         ? PROTO_ST_CANCELLED
+                                            : PROTO_ST_DONE;
         ck_assert_int_eq(store_task_finish(store, ids[i], st, 1, "w", "{}", 5.0), 0);
     }
     ck_assert_int_eq(store_commit(store), 0);
@@ -407,7 +409,7 @@ START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
     for (int i = 0; i < 7; i++)
         ck_assert_int_eq(seen[i], ids[i]);
 
-    /* Failed only: two per page. */
+    /* Failed only (cancelled ones too): two per page. */
     rows_t rows = {0};
     ck_assert_int_eq(store_results_each(store, a, 0, 2, true, s_collect, &rows, &last), 0);
     ck_assert_int_eq(rows.n, 2);
@@ -419,6 +421,7 @@ START_TEST(test_results_page_by_id_with_after_limit_and_failed_only)
     ck_assert_int_eq(store_results_each(store, a, last, 2, true, s_collect, &rows, &last), 0);
     ck_assert_int_eq(rows.n, 1);
     ck_assert_int_eq(rows.r[0].id, ids[5]);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_CANCELLED);
 
     /* A callback that stops early: last_id is the last row it was given. */
     memset(&rows, 0, sizeof rows);
@@ -443,8 +446,8 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     store_t *store = s_open(":memory:", STORE_SYNC_FULL);
     int64_t job = s_job(store, "j");
     int64_t t = s_insert(store, job, 0);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 50.0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 50.0, NULL), 0);
     ck_assert_int_eq(store_commit(store), 0);
     row_t r = s_get(store, t);
     ck_assert_int_eq(r.state, PROTO_ST_RUNNING);
@@ -460,8 +463,8 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     ck_assert_double_eq(r.started, 0);
 
     /* The next attempt on another worker; it has not started yet. */
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 60.0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 2, "w2", 77.0), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w1", 60.0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 2, "w2", 77.0, NULL), 0);
     r = s_get(store, t);
     ck_assert_int_eq(r.state, PROTO_ST_ASSIGNED);
     ck_assert_double_eq(r.started, 0);
@@ -469,7 +472,7 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     ck_assert_str_eq(r.worker, "w2");
 
     /* States that are not "running" are refused without touching the task. */
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_DONE, 2, "w2", 0), -1);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_DONE, 2, "w2", 0, NULL), -1);
     ck_assert_ptr_nonnull(strstr(store_error(store), "set_running"));
     ck_assert_int_eq(store_task_finish(store, t, PROTO_ST_RUNNING, 2, "w2", NULL, 0), -1);
     ck_assert_int_eq(s_get(store, t).state, PROTO_ST_ASSIGNED);
@@ -484,7 +487,7 @@ START_TEST(test_cancel_queued_cancels_only_the_queued_tasks_of_the_job)
     int64_t a = s_job(store, "a"), b = s_job(store, "b");
     int64_t q1 = s_insert(store, a, 0), run = s_insert(store, a, 1), done = s_insert(store, a, 2);
     int64_t q2 = s_insert(store, a, 3), other = s_insert(store, b, 0);
-    ck_assert_int_eq(store_task_set_running(store, run, PROTO_ST_RUNNING, 1, "w", 10), 0);
+    ck_assert_int_eq(store_task_set_running(store, run, PROTO_ST_RUNNING, 1, "w", 10, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, done, PROTO_ST_DONE, 1, "w", "{}", 11), 0);
     ck_assert_int_eq(store_commit(store), 0);
 
@@ -656,7 +659,7 @@ START_TEST(test_reopened_file_database_has_everything_committed)
     int64_t t1 = s_insert(store, job, 7), t2 = s_insert(store, job, 8);
     ck_assert_int_eq(store_task_finish(store, t1, PROTO_ST_FAILED, 1, "w1", "{\"exit\":2}", 3),
                      0);
-    ck_assert_int_eq(store_task_set_running(store, t2, PROTO_ST_RUNNING, 1, "w1", 2.5), 0);
+    ck_assert_int_eq(store_task_set_running(store, t2, PROTO_ST_RUNNING, 1, "w1", 2.5, NULL), 0);
     ck_assert_int_eq(store_duplicate_add(store, t1, 1, "w9", "{}", 4.0), 0);
     ck_assert_int_eq(store_job_close(store, job), 0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -801,7 +804,7 @@ START_TEST(test_rollback_discards_writes_since_last_commit)
     ck_assert_int_eq(store_commit(store), 0);
 
     s_insert(store, job, 1);
-    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w", 1), 0);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_RUNNING, 1, "w", 1, NULL), 0);
     ck_assert(store_dirty(store));
     store_rollback(store);
     ck_assert(!store_dirty(store));
@@ -827,14 +830,14 @@ START_TEST(test_unfinished_each_gives_exactly_the_unfinished_tasks_in_id_order)
     int64_t t[10];
     for (int i = 0; i < 10; i++)
         t[i] = s_insert(store, i % 2 ? a : b, i);
-    ck_assert_int_eq(store_task_set_running(store, t[1], PROTO_ST_ASSIGNED, 1, "w", 0), 0);
-    ck_assert_int_eq(store_task_set_running(store, t[2], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[1], PROTO_ST_ASSIGNED, 1, "w", 0, NULL), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[2], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t[3], PROTO_ST_DONE, 1, "w", "{}", 4), 0);
     ck_assert_int_eq(store_task_finish(store, t[4], PROTO_ST_FAILED, 1, "w", "{}", 4), 0);
     ck_assert_int_eq(store_task_finish(store, t[5], PROTO_ST_CANCELLED, 0, NULL, NULL, 4), 0);
-    ck_assert_int_eq(store_task_set_running(store, t[6], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[6], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_requeue(store, t[6]), 0);
-    ck_assert_int_eq(store_task_set_running(store, t[9], PROTO_ST_RUNNING, 1, "w", 3), 0);
+    ck_assert_int_eq(store_task_set_running(store, t[9], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t[9], PROTO_ST_DONE, 1, "w", "{}", 5), 0);
     ck_assert_int_eq(store_commit(store), 0);
 
@@ -904,7 +907,7 @@ START_TEST(test_counts_each_gives_task_counts_by_job_and_state)
     ck_assert_int_eq(store_task_finish(store, ta[0], PROTO_ST_DONE, 1, "w", "{}", 1), 0);
     ck_assert_int_eq(store_task_finish(store, ta[1], PROTO_ST_DONE, 1, "w", "{}", 1), 0);
     ck_assert_int_eq(store_task_finish(store, ta[2], PROTO_ST_FAILED, 1, "w", "{}", 1), 0);
-    ck_assert_int_eq(store_task_set_running(store, ta[3], PROTO_ST_RUNNING, 1, "w", 1), 0);
+    ck_assert_int_eq(store_task_set_running(store, ta[3], PROTO_ST_RUNNING, 1, "w", 1, NULL), 0);
     ck_assert_int_eq(store_commit(store), 0);
 
     counts_t counts = {0};
@@ -1091,11 +1094,14 @@ START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
 END_TEST
 
 /* Turns a closed database file into what an older ztask left: runs sql
-   on it behind the store's back. */
+   on it behind the store's back, after taking out what every version the
+   tests make lacks (schema 11's tasks.worker_key). */
 static void s_make_older(const char *path, const char *sql)
 {
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "ALTER TABLE tasks DROP COLUMN worker_key", NULL, NULL, NULL),
+                     SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 }
@@ -1264,6 +1270,74 @@ START_TEST(test_alloc_queues_are_saved_whole_and_deleted_and_old_databases_gain_
     ck_assert_int_eq(jobs.n, 1);
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+static int s_worker_key_of(const store_task_row_t *row, void *arg)
+{
+    char *out = arg;
+    snprintf(out, 64, "%s %s", row->worker ? row->worker : "-",
+             row->worker_key ? row->worker_key : "-");
+    return 0;
+}
+
+/* An assignment keeps its worker's key (schema 11), read back with the
+   unfinished tasks at a restart and forgotten when the task is requeued;
+   a schema 8 database gains the column in place. */
+START_TEST(test_an_assignment_keeps_its_workers_key_and_old_databases_gain_it)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t job = s_job(store, "keys");
+    int64_t t = s_insert(store, job, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "PRAGMA user_version = 8;");
+
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_task_set_running(store, t, PROTO_ST_ASSIGNED, 1, "w1", 0, "KEY1"), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    char seen[64] = "";
+    ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
+    ck_assert_str_eq(seen, "w1 KEY1");
+    ck_assert_int_eq(store_task_requeue(store, t), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
+    ck_assert_str_eq(seen, "- -");
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* Schema 4 indexed failed tasks only; the upgrade to 12 rebuilds the
+   index so that failed_only finds the cancelled tasks of older jobs. */
+START_TEST(test_a_schema_4_database_lists_its_cancelled_tasks_as_not_succeeded)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t job = s_job(store, "old");
+    int64_t done = s_insert(store, job, 0), cancelled = s_insert(store, job, 1);
+    ck_assert_int_eq(store_task_finish(store, done, PROTO_ST_DONE, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_task_finish(store, cancelled, PROTO_ST_CANCELLED, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "DROP INDEX tasks_failed;"
+                         "CREATE INDEX tasks_failed ON tasks(job) WHERE state = 4;"
+                         "PRAGMA user_version = 4;");
+
+    store = s_open_file(tmp.db);
+    rows_t rows = {0};
+    int64_t last = 0;
+    ck_assert_int_eq(store_results_each(store, job, 0, 10, true, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].id, cancelled);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     tmp_remove(&tmp);
 }
 END_TEST

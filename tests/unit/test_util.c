@@ -4,9 +4,13 @@
 #include "../../common/util.h"
 
 #include "../ztest.h"
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define N_OF(a) (sizeof(a) / sizeof *(a))
 
@@ -169,6 +173,57 @@ START_TEST(string_helpers_copy_and_format)
     free(b);
     free(c);
     ck_assert_int_ge(cpu_count(), 1);
+}
+END_TEST
+
+START_TEST(mkdir_parents_makes_the_path_and_gives_the_leaf_its_mode)
+{
+    char base[] = "/tmp/ztask-util-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(base));
+    char *leaf = xasprintf("%s/a/b/keys", base);
+    mode_t old = umask(077);   /* the leaf's mode is exact whatever the umask */
+    ck_assert_int_eq(mkdir_parents(leaf, 0711), 0);
+    umask(old);
+    struct stat st;
+    ck_assert_int_eq(stat(leaf, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    ck_assert_int_eq(st.st_mode & 07777, 0711);
+    /* Again: an existing directory is fine and keeps its mode. */
+    ck_assert_int_eq(mkdir_parents(leaf, 0700), 0);
+    ck_assert_int_eq(stat(leaf, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0711);
+    /* A file in the way: ENOTDIR, for the leaf and for a parent. */
+    char *file = xasprintf("%s/f", base), *under = xasprintf("%s/f/x", base);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    errno = 0;
+    ck_assert_int_eq(mkdir_parents(file, 0700), -1);
+    ck_assert_int_eq(errno, ENOTDIR);
+    ck_assert_int_eq(mkdir_parents(under, 0700), -1);
+    ck_assert_int_eq(errno, ENOTDIR);
+    unlink(file);
+    char *b = xasprintf("%s/a/b", base), *a = xasprintf("%s/a", base);
+    rmdir(leaf);
+    rmdir(b);
+    rmdir(a);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(under);
+    free(file);
+    free(leaf);
+}
+END_TEST
+
+START_TEST(a_shell_line_is_told_from_a_program_name)
+{
+    ck_assert(looks_like_shell_line("echo 1 | wc -c"));
+    ck_assert(looks_like_shell_line("make&&make install"));
+    ck_assert(looks_like_shell_line("ls *.csv"));
+    ck_assert(!looks_like_shell_line("/usr/bin/python3"));
+    ck_assert(!looks_like_shell_line("./simulate"));
+    ck_assert(!looks_like_shell_line("render-frame_2.sh"));
 }
 END_TEST
 

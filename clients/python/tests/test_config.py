@@ -95,6 +95,7 @@ def test_worker_keys_and_comments_in_the_shared_file_are_accepted(env, tmp_path)
 def test_key_files_are_read_as_keygen_writes_them(env, tmp_path):
     pub, sec = (k.decode() for k in __import__("zmq").curve_keypair())
     write(tmp_path / "a.key", f'# secret\npublic-key = "{pub}"\nsecret-key = "{sec}"\n')
+    os.chmod(tmp_path / "a.key", 0o600)
     write(tmp_path / "m.pub", f'public-key = "{pub}"\n')
     write(tmp_path / "bad.pub", 'public-key = "short"\n')
     assert config.load_keys(str(tmp_path / "a.key")) == (pub, sec)
@@ -109,6 +110,19 @@ def test_key_files_are_read_as_keygen_writes_them(env, tmp_path):
     assert config.resolve().curve == (pub, pub, sec)
     with pytest.raises(ztask.UsageError, match="neither|no valid public-key|cannot read"):
         config.resolve(master_key="not-a-key")
+
+
+def test_a_secret_key_readable_by_others_is_refused_with_the_chmod_to_run(env, tmp_path):
+    pub, sec = (k.decode() for k in __import__("zmq").curve_keypair())
+    key = write(tmp_path / "a.key", f'public-key = "{pub}"\nsecret-key = "{sec}"\n')
+    write(tmp_path / "m.pub", f'public-key = "{pub}"\n')
+    for mode in (0o666, 0o644, 0o620):
+        os.chmod(key, mode)
+        with pytest.raises(ztask.UsageError, match=f"run: chmod 0600 {key}"):
+            config.resolve(curve_secret=key, master_key=str(tmp_path / "m.pub"))
+    for mode in (0o600, 0o640):
+        os.chmod(key, mode)
+        assert config.resolve(curve_secret=key, master_key=str(tmp_path / "m.pub")).curve[2] == sec
 
 
 def test_array_specs_follow_the_cli_syntax():

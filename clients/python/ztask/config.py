@@ -237,10 +237,26 @@ def resolve(master: Optional[str] = None, curve_secret: Optional[str] = None,
     if sec is None:
         raise UsageError(f"curve-secret (from {sorigin}): {secret} holds no secret-key (give "
                          "the .key file, not the .pub)")
+    _check_private(os.fspath(secret), sorigin)
     if not valid_z85_key(mkey):
         path = cfg.path("master-key") if kfile and cfg else os.fspath(mkey)
         mkey, _ = _located(load_keys, path, korigin)
     return Settings(host, port, secs, (mkey, pub, sec))
+
+
+def _check_private(path: str, origin: str) -> None:
+    """A secret key file readable by others or writable by its group is
+    refused, as ssh and the C programs refuse it (0640, group-readable, is
+    the service setup and fine)."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError as e:
+        raise UsageError(f"cannot read key file {path}: {e.strerror} (from {origin})") from None
+    if mode & 0o026:
+        what = "readable" if mode & 0o004 else "writable"
+        raise UsageError(f"refusing key file {path}: it holds a secret key and is {what} by "
+                         f"others (mode {mode:04o}); run: chmod 0600 {path} (or 0640 when a "
+                         f"service's group must read it) (from {origin})")
 
 
 def _located(fn, arg, origin: str):

@@ -70,10 +70,12 @@ class WorkerRecord(TypedDict):
     labels: List[str]
     alive: bool
     draining: bool
+    left: bool                        # not alive because it said bye (else dead)
     running: int
     done: int
     failed: int
-    last_heartbeat: float
+    last_heartbeat: Optional[float]   # None until its first heartbeat
+    gone: Optional[float]             # when it died or left; None while alive
 
 
 class StatsRecord(TypedDict, total=False):
