@@ -4,7 +4,7 @@
 #   docker compose up -d --scale worker=4        (see docker-compose.yml)
 #
 # Two stages: "build" has the compiler and the -dev packages and runs
-# `make`; the runtime stage has only the three shared libraries the
+# `make`; the runtime stage has only the four shared libraries the
 # programs link against, the programs, the example plugin, and a non-root
 # user. Based on debian:bookworm-slim, which registries serve; machines
 # without a registry build the same tag locally with
@@ -22,7 +22,7 @@ FROM ${BASE_IMAGE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        build-essential pkg-config libzmq3-dev libcjson-dev libsqlite3-dev \
+        build-essential pkg-config libzmq3-dev libcjson-dev libsqlite3-dev libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The source tree minus what .dockerignore lists (local builds, databases,
@@ -36,13 +36,13 @@ LABEL org.opencontainers.image.title="ztask-build"
 FROM ${BASE_IMAGE}
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libzmq5 libcjson1 libsqlite3-0 \
+ && apt-get install -y --no-install-recommends libzmq5 libcjson1 libsqlite3-0 libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 ztask \
  && useradd --system --uid 10001 --gid ztask --home-dir /var/lib/ztask \
         --shell /usr/sbin/nologin ztask \
  && install -d -o ztask -g ztask -m 0750 /var/lib/ztask \
- && install -d -o ztask -g ztask -m 0700 /etc/ztask/worker /etc/ztask/client
+ && install -d -o ztask -g ztask -m 0700 /etc/ztask/worker /etc/ztask/client /etc/ztask/metrics
 COPY --from=build /src/build/release/bin/ztask-master \
                   /src/build/release/bin/ztask-worker \
                   /src/build/release/bin/ztask /usr/local/bin/

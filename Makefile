@@ -29,11 +29,12 @@ CC      ?= cc
 WERROR  ?= 1
 
 # ---- libraries: found by pkg-config, or the goal stops at once ----
-PKGS       := libzmq libcjson sqlite3
+PKGS       := libzmq libcjson sqlite3 libmicrohttpd
 TEST_PKGS  := check
 DEB_libzmq := libzmq3-dev
 DEB_libcjson := libcjson-dev
 DEB_sqlite3 := libsqlite3-dev
+DEB_libmicrohttpd := libmicrohttpd-dev
 DEB_check  := check
 # Goals that compile nothing (demo installs first, then re-enters make).
 NOLIB_GOALS := clean demo dist uninstall check-layers test-compose test-swarm lint-deploy bench-peers
@@ -122,8 +123,18 @@ $(BUILD)/obj/examples/plugin/%.o: examples/plugin/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
 
+# The dashboard's files (master/web/) go into the master as C arrays
+# (scripts/embed-assets.sh: sh and od, nothing fetched).
+WEB_ASSETS := $(sort $(wildcard master/web/*))
+$(BUILD)/gen/web_assets.c: $(WEB_ASSETS) scripts/embed-assets.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-assets.sh $(WEB_ASSETS) >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
 $(COMMON_LIB): $(call obj,$(COMMON_SRC))
-$(MASTER_LIB): $(call obj,$(MASTER_SRC))
+$(MASTER_LIB): $(call obj,$(MASTER_SRC)) $(BUILD)/obj/gen/web_assets.o
 $(WORKER_LIB): $(call obj,$(WORKER_SRC))
 $(CLI_LIB):    $(call obj,$(CLI_SRC))
 $(ALL_LIBS):
@@ -273,7 +284,8 @@ include mk/fuzz.mk mk/chaos.mk mk/bench.mk
 # (tests/swarm/run.sh; SKIP without a docker engine or when the machine is
 # already in a swarm). lint-deploy: the Kubernetes manifests and the stack
 # file, which no test here can apply (yamllint, tests/deploy/check_manifests.py
-# with Debian's python3, which has python3-yaml: a pyenv python3 on PATH may not).
+# with Debian's python3, which has python3-yaml: a pyenv python3 on PATH may not),
+# and the example alert rules (promtool check rules, when promtool is there).
 .PHONY: test-swarm lint-deploy test-slurm
 test-swarm:
 	@tests/swarm/run.sh
@@ -289,6 +301,19 @@ lint-deploy:
 	@yamllint -c tests/deploy/yamllint.yml deploy docker-compose.yml
 	@/usr/bin/python3 tests/deploy/check_manifests.py --self-test
 	@/usr/bin/python3 tests/deploy/check_manifests.py
+	@if command -v promtool >/dev/null; then promtool check rules deploy/prometheus/ztask-alerts.yml; \
+	else echo "lint-deploy: promtool not installed (Debian: prometheus): alert rules not checked"; fi
+
+# The dashboard in headless Chromium (tests/browser/test_dashboard.py, Debian's
+# chromium + chromium-driver + python3-selenium): live progress, workers, a
+# failed task's stderr, live output, a lost worker, the token form, no console
+# errors. Screenshots go to $(BUILD)/browser (CI keeps them). Prints one SKIP
+# line and passes only when Chromium or its driver is not installed.
+.PHONY: test-browser
+test-browser:
+	@$(MAKE) --no-print-directory all
+	@rc=0; $(PYTHON_TEST) tests/browser/test_dashboard.py $(BUILD)/bin $(BUILD)/browser || rc=$$?; \
+	if [ $$rc -eq 77 ]; then exit 0; else exit $$rc; fi
 
 # ---- the Python client: clients/python, docs/python.md ----
 # `make test-python` runs its pytest suites against this build's daemons

@@ -51,6 +51,51 @@ from benchlib import (BenchError, Cluster, Row, env_float, env_int, format_table
                       machine_info, prepare_workdir, run_client, say, scaled, snapshot_build)
 
 
+class HttpObserver:
+    """What a Prometheus scraping every second and an open dashboard ask
+    of a master: every second, /metrics and the dashboard's polls
+    (overview, jobs, workers, a page of job 1's tasks), on a thread."""
+
+    PATHS = ("/metrics", "/api/overview", "/api/jobs?limit=50", "/api/workers",
+             "/api/tasks?job=1&limit=50")
+
+    def __init__(self, url):
+        import threading
+        self.url = url.rstrip("/")
+        self.requests = 0
+        self.errors = 0
+        self.last_error = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(10)
+
+    def _run(self):
+        import urllib.error
+        import urllib.request
+        while not self.done.is_set():
+            t0 = time.monotonic()
+            for path in self.PATHS:
+                try:
+                    with urllib.request.urlopen(self.url + path, timeout=10) as r:
+                        r.read()
+                    self.requests += 1
+                except urllib.error.HTTPError as e:
+                    if e.code != 404:   # job 1 before the first submit
+                        self.errors += 1
+                        self.last_error = f"{path}: {e}"
+                except OSError as e:
+                    self.errors += 1
+                    self.last_error = f"{path}: {e}"
+            self.done.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
+
+
 class Bench:
     """build: where the programs are (BUILD/bin, BUILD/bench): a snapshot
     made by snapshot_build, so a rebuild during the run changes nothing."""
@@ -107,11 +152,16 @@ class Bench:
     # ---- one measured run on a fresh cluster ----
 
     def throughput_run(self, row, n, workers, threads, prefetch, db="bench.db", sync="full",
-                       exec_=False, bin_dir=None):
+                       exec_=False, bin_dir=None, master_args=(), observe=False):
         cl = Cluster(bin_dir or self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
-                     workers=workers, threads=threads)
+                     workers=workers, threads=threads, master_args=master_args)
+        observer = None
         try:
             cl.start()
+            if observe:
+                url = cl.master.wait_line(r"event=http_listening url=(\S+)", 10).group(1)
+                observer = HttpObserver(url)
+                observer.start()
             cpu0 = cl.cpu()
             argv = [self.tool("zt-load"), "--master", cl.api, "throughput", "--n", str(n),
                     "--timeout", str(self.timeout_for(n))]
@@ -125,10 +175,18 @@ class Bench:
                    "rss_kb": cl.master_peak_kb(),
                    "cpu": {"master": cpu1["master"] - cpu0["master"],
                            "workers": cpu1["workers"] - cpu0["workers"], "client": ccpu}}
+            if observer:
+                observer.stop()
+                if observer.errors:
+                    raise BenchError(f"HTTP observer: {observer.errors} failed requests: "
+                                     f"{observer.last_error}")
+                run["say"] = f"{observer.requests} HTTP requests answered"
             if workers > 8:
                 wout, _ = cl.cli("workers", "--json")
                 run["done"] = [json.loads(l)["done"] for l in wout.splitlines() if l.strip()]
         finally:
+            if observer:
+                observer.stop()
             cl.stop()
         row.rates.append(run["rate"])
         row.runs.append(run)
@@ -167,6 +225,37 @@ class Bench:
                 self.scenario(f"fn noop, {w} worker{'s' if w > 1 else ''}, sync full, prefetch {pf}",
                               n, lambda row, w=w, pf=pf: self.throughput_run(
                                   row, n, w, self.threads, pf))
+
+    def http_overhead(self):
+        """What --http costs: fn noop (2 workers, sync full) with /metrics
+        scraped every second and the dashboard open (its JSON polled every
+        second, as the page does) against the same without --http. A/B in
+        one run, the runs interleaved (A, B, A, B, ...) so both see the
+        same machine; the B row's note gives the ratio of the medians."""
+        n = scaled(200000, self.scale, 1000)
+        pf = self.prefetch[-1]
+        name_a = f"fn noop, 2 workers, sync full, prefetch {pf}, no --http (A)"
+        name_b = f"fn noop, 2 workers, sync full, prefetch {pf}, --http scraped 1/s + dashboard (B)"
+        if not (self.wanted(name_a) or self.wanted(name_b)):
+            return
+        a, b = Row(name_a, n), Row(name_b, n)
+        self.rows += [a, b]
+        say(f"== {name_a} / {name_b} (N={n:,}, {self.runs} runs each, interleaved)")
+        for i in range(self.runs):
+            for row, args, observe in ((a, (), False), (b, ("--http", "127.0.0.1:0"), True)):
+                if row.error:
+                    continue
+                try:
+                    self.throughput_run(row, n, 2, self.threads, pf, master_args=args,
+                                        observe=observe)
+                except (BenchError, OSError, ValueError, KeyError) as e:
+                    row.error = f"{type(e).__name__}: {e}"[:300]
+                    say(f"   {row.name[-3:]} run {i + 1}: FAILED: {row.error}")
+                    continue
+                say(f"   {row.name[-3:]} run {i + 1}: {row.rates[-1]:,.0f} tasks/s  "
+                    f"{row.runs[-1].get('say', '')}")
+        if a.rate() and b.rate():
+            b.note = f"B/A = {b.rate() / a.rate():.3f}"
 
     def sync_modes(self):
         n = scaled(200000, self.scale, 1000)
@@ -459,6 +548,7 @@ class Bench:
 
     def _run_rest(self):
         self.noop_workers()
+        self.http_overhead()
         self.sync_modes()
         self.exec_true()
         self.submit_1m()

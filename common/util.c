@@ -71,6 +71,51 @@ char *xasprintf(const char *fmt, ...)
     return s;
 }
 
+void strbuf_append(strbuf_t *sb, const char *data, size_t n)
+{
+    if (sb->len + n + 1 > sb->cap) {
+        size_t cap = sb->cap ? sb->cap : 256;
+        while (cap < sb->len + n + 1)
+            cap *= 2;
+        sb->data = xrealloc(sb->data, cap);
+        sb->cap = cap;
+    }
+    memcpy(sb->data + sb->len, data, n);
+    sb->len += n;
+    sb->data[sb->len] = 0;
+}
+
+void strbuf_printf(strbuf_t *sb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    strbuf_append(sb, "", 0);   /* allocates on first use */
+    if (sb->len + (size_t) n + 1 > sb->cap) {
+        size_t need = (size_t) n;
+        char *tmp = xmalloc(need + 1);
+        va_start(ap, fmt);
+        vsnprintf(tmp, need + 1, fmt, ap);
+        va_end(ap);
+        strbuf_append(sb, tmp, need);
+        free(tmp);
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(sb->data + sb->len, sb->cap - sb->len, fmt, ap);
+    va_end(ap);
+    sb->len += (size_t) n;
+}
+
+bool addr_is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0
+           || strcmp(addr, "[::1]") == 0;
+}
+
 int parse_int64(const char *text, int64_t min, int64_t max, int64_t *out)
 {
     if (!text || !*text)
@@ -260,6 +305,51 @@ int cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int) n;
+}
+
+int strp_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+char *pct_encode(const char *s, const char *special)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += (*p == '%' || strchr(special, *p)) ? 3 : 1;
+    char *out = xmalloc(n + 1), *o = out;
+    for (const char *p = s; *p; p++) {
+        if (*p == '%' || strchr(special, *p))
+            o += sprintf(o, "%%%02X", (unsigned char) *p);
+        else
+            *o++ = *p;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int s_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
+}
+
+char *pct_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = s_hex(s[i + 1])) >= 0 && (lo = s_hex(s[i + 2])) >= 0) {
+            *o++ = (char) (hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
 }
 
 bool looks_like_shell_line(const char *program)

@@ -21,6 +21,17 @@ char *xstrdup(const char *s);                 /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A growing text buffer: data is NUL-terminated (or NULL while empty),
+   owned by the strbuf; free it with free(sb.data). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} strbuf_t;
+/* Appends formatted text. */
+void strbuf_printf(strbuf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends n bytes of data. */
+void strbuf_append(strbuf_t *sb, const char *data, size_t n);
+
 /* Whole-string decimal parse with range check; 0 on success, -1 otherwise. */
 int parse_int64(const char *text, int64_t min, int64_t max, int64_t *out);
 /* Whole-string number parse (accepts "1.5"); 0 on success, -1 otherwise. */
@@ -43,10 +54,23 @@ char *utf8_sanitize(const char *data, size_t len, size_t *outlen);
 /* True when data[0..len) is valid UTF-8 with no NUL byte. */
 bool utf8_valid(const char *data, size_t len);
 
+/* s with '%' and each character of special written as %XX (two upper-case
+   hex digits), so that a name can sit inside a key that uses those
+   characters as separators; pct_decode undoes it for the first n bytes
+   of s (a '%' not followed by two hex digits is kept). Caller frees. */
+char *pct_encode(const char *s, const char *special);
+/* strcmp of two char * array elements: for qsort and bsearch. */
+int strp_cmp(const void *a, const void *b);
+char *pct_decode(const char *s, size_t n);
+
 /* Splits "HOST", "HOST:PORT" or "[V6]:PORT" into host (caller frees) and
    port (left unchanged when absent); "ipc:///DIR" is a host of its own
    (zmqx.h), port unchanged. Returns -1 on a malformed address. */
 int hostport_parse(const char *text, char **host, int *port);
+
+/* True for a literal loopback address: 127.x.x.x, ::1 or [::1]
+   ("localhost" is for the caller to read as 127.0.0.1). */
+bool addr_is_loopback(const char *addr);
 
 /* Number of online CPUs, at least 1. */
 int cpu_count(void);

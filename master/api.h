@@ -31,6 +31,7 @@
 #include "idem.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "tasks.h"
@@ -52,6 +53,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    metrics_t *metrics;      /* counts every reply and refusal */
     idem_t *idem;            /* the submit keys remembered */
     alloc_t *alloc;          /* worker allocation queues */
     const char *db_path;     /* for `ztask stats` */
@@ -77,6 +79,13 @@ void api_read(api_t *self, int64_t now);
    refusals with the reason. The loop calls it after every step that may
    complete a commit. */
 void api_acks(api_t *self);
+
+/* Replies libzmq would not take when they were made (the peer's queue at
+   its high-water mark) are tried again; one still refused after 30 s is
+   dropped (event=reply_dropped). Every turn: cheap when there are none. */
+void api_deferred(api_t *self, int64_t now);
+/* Whether replies wait for a retry (the loop then polls every few ms). */
+bool api_has_deferred(const api_t *self);
 
 /* journal_flush, then api_acks: what every answer that must reflect
    committed state does first. Returns journal_flush's result. Blocks on

@@ -20,7 +20,13 @@ struct auth {
     char *paths[L_COUNT];      /* owned; paths[L_ADMINS] NULL without --admins */
     keyset_t *lists[L_COUNT];  /* the lists now (a reload swaps all three at once) */
     log_limit_t lim_refused;   /* a stranger can connect at will */
+    metrics_t *metrics;        /* borrowed; NULL = not counted */
 };
+
+void auth_set_metrics(auth_t *self, metrics_t *metrics)
+{
+    self->metrics = metrics;
+}
 
 /* Loads every list; only when all load do they replace the old ones. */
 static int s_load(auth_t *self, char *err, size_t errlen)
@@ -174,6 +180,8 @@ static void s_answer(auth_t *self, const zmqx_frames_t *req)
         char r[32];
         snprintf(user, sizeof user, "%s %s", auth_roles_text(roles, r, sizeof r), key);
     } else {
+        if (self->metrics)
+            metrics_auth_refused(self->metrics, key[0] ? "unknown_key" : "no_curve");
         /* A pipe's domain is "pipe KEY": the key is not the refused one. */
         int64_t held;
         if (log_limit(&self->lim_refused, clock_mono_ms(), &held))

@@ -43,6 +43,8 @@
 #ifndef ZTASK_AUTH_H
 #define ZTASK_AUTH_H
 
+#include "metrics.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -110,5 +112,9 @@ const char *auth_roles_text(unsigned roles, char *buf, size_t n);
 
 /* The Z85 key in a User-Id ("" when there is none: no CURVE). */
 const char *auth_user_key(const char *user_id);
+
+/* Counts every refused connection (ztask_auth_refusals_total) in metrics
+   (borrowed; NULL: none). */
+void auth_set_metrics(auth_t *self, metrics_t *metrics);
 
 #endif

@@ -63,6 +63,7 @@ struct journal {
     int64_t store_waits, store_wait_us, store_wait_max_us;
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
+    metrics_t *metrics;      /* borrowed; NULL = not counted */
 };
 
 /* What one commit writes: the journal's ops and the submits waiting for
@@ -73,6 +74,8 @@ typedef struct {
     pending_submit_t *pending;
     bool checkpoint_first;   /* checkpoint (TRUNCATE) before writing */
     bool truncate_after;     /* and after a commit that succeeded */
+    int64_t taken_us;        /* monotonic us it was taken (commit latency) */
+    int64_t rows;            /* ops + submitted tasks (commit size) */
     bool probe;              /* nothing to write but the last commit failed: a probe
                                 row tells whether space has returned */
 } batch_t;
@@ -115,6 +118,11 @@ static bool s_ballast_make(const char *path, uint64_t bytes)
     if (!ok)
         unlink(path);
     return ok;
+}
+
+void journal_set_metrics(journal_t *self, metrics_t *metrics)
+{
+    self->metrics = metrics;
 }
 
 journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const char *db_path)
@@ -165,6 +173,7 @@ void pending_submit_free(pending_submit_t **p)
     }
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
+    free(s->job_definition);
     free(s->owner);
     free(s->key);
     free(s->refused);
@@ -312,6 +321,11 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_KEYS_PRUNE: return store_submit_keys_prune(st, op->t);
     case J_ALLOC_SAVE: return store_alloc_save(st, op->alloc, op->text);
     case J_ALLOC_DELETE: return store_alloc_delete(st, op->alloc);
+    case J_RETRY: return store_task_retry(st, op->task);
+    case J_TASK_HOLD: return store_task_set_held(st, op->task, op->value != 0);
+    case J_JOB_HOLD: return store_job_set_held(st, op->job, op->value != 0);
+    case J_JOB_LIMIT: return store_job_set_limit(st, op->job, (int) op->value);
+    case J_JOB_PRIORITY: return store_job_set_priority(st, op->job, (int32_t) op->value);
     }
     return -1;
 }
@@ -326,7 +340,9 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
                                   &(store_job_new_t){.id = p->job_id,
                                                      .name = p->job_name,
                                                      .owner = p->owner,
-                                                     .created = p->job_created},
+                                                     .created = p->job_created,
+                                                     .max_running = p->job_max_running,
+                                                     .definition = p->job_definition},
                                   NULL);
         if (rc == 0 && p->ntasks > 0) {
             store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);
@@ -459,6 +475,10 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     if (!self->nops && !self->pending && !self->failing)
         return NULL;
     batch_t *b = xcalloc(1, sizeof *b);
+    b->taken_us = clock_mono_us();
+    b->rows = (int64_t) self->nops;
+    for (const pending_submit_t *p = self->pending; p; p = p->next)
+        b->rows += p->ntasks;
     b->probe = !self->nops && !self->pending;
     b->checkpoint_first = self->checkpoint_next;
     b->truncate_after = self->tight;
@@ -527,6 +547,8 @@ static void s_submits_done(journal_t *self, pending_submit_t *list, const char *
 static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
 {
     if (rc == 0) {
+        if (self->metrics)
+            metrics_commit(self->metrics, (double) (clock_mono_us() - b->taken_us) / 1e6, b->rows);
         s_ops_clear(b->ops, b->nops);
         /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
            a burst, and the memory goes back. */

@@ -72,7 +72,15 @@ static void s_usage(FILE *out)
 "  --max-workers-per-key N  live workers one worker key may register (default\n"
 "                       256; 0 = no cap); a hello over it is refused. Replicas\n"
 "                       that share one key (compose, swarm) count together\n"
-"  --insecure           allow --bind on a non-loopback address without keys\n"
+"  --insecure           allow --bind (and --http) on a non-loopback address\n"
+"                       without keys (a token)\n"
+"  --http ADDR:PORT     serve Prometheus /metrics and the web dashboard there\n"
+"                       (off by default; e.g. 127.0.0.1:8080; PORT 0 = any free port)\n"
+"  --http-token FILE    bearer tokens, one per line, each optionally followed by\n"
+"                       its right: read (default) or control (may also cancel);\n"
+"                       required for a non-loopback --http unless --insecure\n"
+"  --http-cert FILE     PEM certificate: serve HTTPS (with --http-key)\n"
+"  --http-key FILE      PEM private key of --http-cert\n"
 "  --keep-results SPEC  forget finished jobs with their results: N keeps the N\n"
 "                       newest, or an age: 7d, 12h, 30m (default: keep all);\n"
 "                       both go by the jobs' wall-clock finish times, so a\n"
@@ -152,7 +160,8 @@ int main(int argc, char **argv)
     log_level_t level = LOG_LVL_INFO;
     enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
            O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION, O_SECRET, O_CLIENTS,
-           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES, O_MAX_PER_KEY };
+           O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES, O_MAX_PER_KEY,
+           O_HTTP, O_HTTP_TOKEN, O_HTTP_CERT, O_HTTP_KEY };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"bind", required_argument, 0, O_BIND},
@@ -175,6 +184,10 @@ int main(int argc, char **argv)
         {"quota-bytes", required_argument, 0, O_QUOTA_BYTES},
         {"max-workers-per-key", required_argument, 0, O_MAX_PER_KEY},
         {"insecure", no_argument, 0, O_INSECURE},
+        {"http", required_argument, 0, O_HTTP},
+        {"http-token", required_argument, 0, O_HTTP_TOKEN},
+        {"http-cert", required_argument, 0, O_HTTP_CERT},
+        {"http-key", required_argument, 0, O_HTTP_KEY},
         {"keep-results", required_argument, 0, O_KEEP},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
@@ -250,6 +263,10 @@ int main(int argc, char **argv)
             rc = s_int_opt("max-workers-per-key", optarg, 0, 1000000, &cfg.max_workers_per_key);
             break;
         case O_INSECURE: cfg.insecure = true; break;
+        case O_HTTP: cfg.http_addr = optarg; break;
+        case O_HTTP_TOKEN: cfg.http_token = optarg; break;
+        case O_HTTP_CERT: cfg.http_cert = optarg; break;
+        case O_HTTP_KEY: cfg.http_key = optarg; break;
         case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("ztask-master %s\n", ztask_version()); return 0;

@@ -6,15 +6,18 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "dash.h"
 #include "idem.h"
 #include "gate.h"
 #include "jobs.h"
 #include "journal.h"
+#include "metrics.h"
 #include "registry.h"
 #include "sched.h"
 #include "store.h"
 #include "tasks.h"
 #include "waiters.h"
+#include "web.h"
 
 #include "../common/clock.h"
 #include "../common/keys.h"
@@ -46,8 +49,11 @@
    that sends without reading (or reads nothing back) make the master
    hold that many requests or replies of up to 32 MiB each: 8 bound it
    to 256 MiB per such connection in the worst case and 64 MiB with
-   results pages (PROTO_REPLY_PAGE_BYTES). A reply over the limit is
-   dropped by libzmq (the client was not reading it anyway). */
+   results pages (PROTO_REPLY_PAGE_BYTES). The socket is ROUTER_MANDATORY:
+   a reply over the limit is kept (one per peer) and sent again
+   (api_deferred), since libzmq may count a queue full for a moment even
+   for a client that reads every reply; one still refused after 30 s is
+   dropped (that client was not reading it). */
 #define API_HWM 8
 /* Reports come from many worker threads through one connection per
    worker and are read in bounded batches: a deep queue absorbs bursts. */
@@ -78,6 +84,9 @@ struct master {
     tasks_t *tasks;
     alloc_t *alloc;          /* worker allocation queues (Slurm) */
     api_t *api;
+    metrics_t *metrics;      /* made first: every module may count */
+    dash_t *dash;            /* the loop's side of --http, NULL without it */
+    web_t *web;              /* the HTTP threads, NULL without --http */
     int64_t last_timers;
 };
 
@@ -255,6 +264,8 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
                                           .workers = cfg->workers,
                                           .admins = cfg->admins},
                           err, errlen);
+    if (self->auth)
+        auth_set_metrics(self->auth, self->metrics);
     return self->auth ? 0 : -1;
 }
 
@@ -263,6 +274,7 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
 static int s_open_store(master_t *self, char *err, size_t errlen)
 {
     self->sched = sched_new();
+    self->metrics = metrics_new(clock_mono_ms());
     self->store = store_new(self->db_path, self->cfg.sync, err, errlen);
     if (!self->store)
         return -1;
@@ -280,6 +292,7 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
         return -1;
     }
+    journal_set_metrics(self->journal, self->metrics);
     if (!store_shrinks(self->store))
         log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
                  "pages back: the file never shrinks; to change that once, stop the master and "
@@ -333,6 +346,10 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
                             &self->api_port, err, errlen);
     if (!self->api_sock)
         return -1;
+    /* A reply libzmq will not take yet is kept and sent again (api.h:
+       api_deferred), not dropped in silence. */
+    int mandatory = 1;
+    zmq_setsockopt(self->api_sock, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
     self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG, REPORTS_HWM,
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
@@ -402,6 +419,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .jobs = self->jobs,
         .journal = self->journal,
         .auth = self->auth,
+        .metrics = self->metrics,
         .heartbeat_ms = cfg->heartbeat_ms,
         .liveness = cfg->liveness,
         .lease_ms = cfg->lease_ms,
@@ -436,6 +454,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .metrics = self->metrics,
         .idem = self->idem,
         .alloc = self->alloc,
         .db_path = self->db_path,
@@ -463,6 +482,43 @@ static void s_remove_db(const char *path)
     }
 }
 
+/* --http: the loop's inproc ROUTER, then the HTTP threads that ask it
+   (web.h says why requests are answered on the loop). */
+static int s_start_http(master_t *self, char *err, size_t errlen)
+{
+    const master_config_t *cfg = &self->cfg;
+    if (!cfg->http_addr) {
+        if (cfg->http_token || cfg->http_cert || cfg->http_key) {
+            snprintf(err, errlen, "--http-token/--http-cert/--http-key need --http ADDR:PORT");
+            return -1;
+        }
+        return 0;
+    }
+    self->dash = dash_new(self->ctx,
+                          &(dash_config_t){.sched = self->sched,
+                                           .registry = self->registry,
+                                           .jobs = self->jobs,
+                                           .journal = self->journal,
+                                           .tasks = self->tasks,
+                                           .metrics = self->metrics,
+                                           .started_ms = self->started_ms},
+                          err, errlen);
+    if (!self->dash)
+        return -1;
+    self->web = web_new(&(web_config_t){.addr = cfg->http_addr,
+                                        .token_file = cfg->http_token,
+                                        .cert_file = cfg->http_cert,
+                                        .key_file = cfg->http_key,
+                                        .insecure = cfg->insecure,
+                                        .zmq_ctx = self->ctx,
+                                        .loop_endpoint = dash_endpoint(self->dash)},
+                        err, errlen);
+    if (!self->web)
+        return -1;
+    dash_set_web(self->dash, self->web);
+    return 0;
+}
+
 master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
 {
     master_t *self = xcalloc(1, sizeof *self);
@@ -485,7 +541,8 @@ master_t *master_new(const master_config_t *cfg, char *err, size_t errlen)
         master_destroy(&self);
         return NULL;
     }
-    if (s_open_sockets(self, err, errlen) != 0 || s_start(self, err, errlen) != 0) {
+    if (s_open_sockets(self, err, errlen) != 0 || s_start(self, err, errlen) != 0
+        || s_start_http(self, err, errlen) != 0) {
         char *path = fresh ? xstrdup(self->db_path) : NULL;
         master_destroy(&self);
         if (path)
@@ -507,6 +564,11 @@ int master_api_port(const master_t *self)
     return self->api_port;
 }
 
+int master_http_port(const master_t *self)
+{
+    return self->web ? web_port(self->web) : 0;
+}
+
 /* ---- the loop ---- */
 
 static long s_poll_timeout(master_t *self, int64_t now)
@@ -521,6 +583,8 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t gate = gate_timeout(self->gate, now);
     if (gate >= 0 && gate < t)
         t = gate;
+    if (api_has_deferred(self->api) && t > 5)
+        t = 5;   /* a reply waits for its peer's queue: try again soon */
     return t < 0 ? 0 : (long) t;
 }
 
@@ -540,8 +604,10 @@ static void s_reload(master_t *self)
 }
 
 /* One turn of the loop after the poll: items says which sockets have
-   input. The order is the point (see each step). */
-static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events, int64_t now)
+   input (gate_events: a shed connection's socket; http: the HTTP threads'
+   socket). The order is the point (see each step). */
+static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events, bool http,
+                   int64_t now)
 {
     /* Connections first: one that has not authenticated and sends a
        big frame is shed before it can send much more. */
@@ -552,6 +618,8 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
+    if (api_has_deferred(self->api))
+        api_deferred(self->api, now);
     /* Specs only in the store are read while it is free, not when a
        dispatch needs them and the writer has it. */
     if (journal_idle(self->journal))
@@ -570,6 +638,9 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events
     tasks_dispatch(self->tasks, now);
     if (items[1].revents & ZMQ_POLLIN)
         api_read(self->api, now);
+    /* The HTTP threads' requests: a bounded few per turn (dash.h). */
+    if (http)
+        dash_read(self->dash, now);
     if (now - self->last_timers >= TIMERS_EVERY_MS) {
         self->last_timers = now;
         tasks_timers(self->tasks, now);
@@ -611,15 +682,19 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             s_reload(self);
         }
         int64_t now = clock_mono_ms();
-        zmq_pollitem_t items[8] = {{self->reports, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[9] = {{self->reports, 0, ZMQ_POLLIN, 0},
                                    {self->api_sock, 0, ZMQ_POLLIN, 0},
                                    {NULL, journal_fd(self->journal), ZMQ_POLLIN, 0}};
-        int n = 3, ngate;
+        int n = 3, ngate, http_at = -1;
         if (self->auth)
             items[n++] = (zmq_pollitem_t){auth_socket(self->auth), 0, ZMQ_POLLIN, 0};
+        if (self->dash) {
+            http_at = n;
+            items[n++] = (zmq_pollitem_t){dash_socket(self->dash), 0, ZMQ_POLLIN, 0};
+        }
         void *const *gate = gate_sockets(self->gate, &ngate);
         int first_gate = n;
-        for (int i = 0; i < ngate && n < 8; i++)
+        for (int i = 0; i < ngate && n < 9; i++)
             items[n++] = (zmq_pollitem_t){gate[i], 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(items, n, s_poll_timeout(self, now));
         if (rc < 0) {
@@ -632,7 +707,8 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
         bool gate_events = false;
         for (int i = first_gate; i < n; i++)
             gate_events |= (items[i].revents & ZMQ_POLLIN) != 0;
-        s_turn(self, items, gate_events, now);
+        s_turn(self, items, gate_events, http_at >= 0 && (items[http_at].revents & ZMQ_POLLIN),
+               now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
         int64_t spent = clock_mono_ms() - now;
@@ -647,6 +723,9 @@ void master_destroy(master_t **p)
     if (!p || !*p)
         return;
     master_t *self = *p;
+    /* The HTTP threads first: they may be waiting on the loop's socket. */
+    web_destroy(&self->web);
+    dash_destroy(&self->dash);
     /* Commits what is pending; its submits are answered while the API
        socket is still open. */
     if (self->api)
@@ -671,6 +750,7 @@ void master_destroy(master_t **p)
     jobs_destroy(&self->jobs);
     idem_destroy(&self->idem);
     sched_destroy(&self->sched);
+    metrics_destroy(&self->metrics);
     free(self->bind_addr);
     free(self->db_path);
     free(self);

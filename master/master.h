@@ -5,8 +5,10 @@
     PUSH task pipe per worker, and timers (pings, liveness, leases, the
     grouped commit). See docs/architecture.md for the path of a task.
 
-    Layers, top to bottom: main, master (this loop), api, tasks, waiters,
-    jobs, journal, registry, writer, sched, auth, gate, store. A module calls
+    Layers, top to bottom: main, master (this loop), api, dash, tasks,
+    waiters, jobs, journal, registry, writer, sched, auth, gate, metrics,
+    web, store. The HTTP server (--http) runs on threads of its own (web.h)
+    and asks the loop for everything it shows (dash.h). A module calls
     (and includes) only modules below it, never one above: a completion is
     handed back up, as the journal hands back its committed submits for
     the loop to have api acknowledge. The loop owns every module and
@@ -50,6 +52,10 @@ typedef struct {
     int64_t quota_tasks;       /* per owner: tasks queued or running at most (0 = no limit) */
     int64_t quota_bytes;       /* per owner: bytes of their specs at most (0 = no limit) */
     int max_workers_per_key;   /* live workers one CURVE key may register; default 256, 0 = no cap */
+    const char *http_addr;     /* --http ADDR:PORT: metrics and dashboard; NULL = off */
+    const char *http_token;    /* --http-token FILE; NULL = none (loopback or --insecure only) */
+    const char *http_cert;     /* --http-cert / --http-key: HTTPS */
+    const char *http_key;
 } master_config_t;
 
 /* Fills the defaults above. */
@@ -70,6 +76,9 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
 
 /* The bound API port (useful with port 0; reports are announced in hello). */
 int master_api_port(const master_t *self);
+
+/* The bound HTTP port, 0 without --http. */
+int master_http_port(const master_t *self);
 
 /* Commits what is pending, closes every socket (bounded linger), frees. */
 void master_destroy(master_t **p);

@@ -4,6 +4,7 @@
 #   make bench-peers   installs gearmand, beanstalkd, redis+celery, parallel from Debian and
 #                      runs the same work on each, with ztask's ratio to each (bench/peers.py)
 # Always measured on a release build, whatever VARIANT says.
+# bench is phony: a directory of that name exists, so make would call it up to date.
 .PHONY: bench bench-peers bench-progs bench-peer-progs
 
 BENCH_PROGS := $(BUILD)/bench/zt-load $(BUILD)/bench/ceiling $(BUILD)/bench/spawn-loop

@@ -33,12 +33,12 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks alloc", "requests; the life of a task (dispatch, claim, result, lease); "
-     "worker allocation queues (Slurm)"),
+    ("api tasks alloc dash", "requests; the life of a task (dispatch, claim, result, lease); "
+     "worker allocation queues (Slurm); the HTTP requests"),
     ("journal jobs waiters sched registry idem", "grouped commits; jobs and retention; "
      "held requests; the ready queue; workers; submit keys"),
-    ("store writer auth gate", "SQLite; the commit thread; the ZAP allowlist; "
-     "unauthenticated connections shed"),
+    ("store writer auth gate metrics web", "SQLite; the commit thread; the ZAP allowlist; "
+     "unauthenticated connections shed; counters; the HTTP threads"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
 

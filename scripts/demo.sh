@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A ztask cluster on this machine for a minute: a master, two workers with
-# four threads each, and a 1,000-task job. `make demo` runs it.
+# A ztask cluster on this machine for a minute: a master (with its web
+# dashboard and /metrics on loopback), two workers with four threads each,
+# and a 1,000-task job. `make demo` runs it.
 #
 #   scripts/demo.sh BIN_DIR      (BIN_DIR holds ztask-master, ztask-worker, ztask)
 #
@@ -54,13 +55,17 @@ wait_for_line() {
 }
 
 echo "== starting a master (database and logs in $dir)"
-# Port 0: the master picks free ports and prints them in its listening line.
+# Port 0: the master picks free ports and prints them in its listening
+# lines; --http serves /metrics and the dashboard on loopback
+# (ZTASK_DEMO_HTTP=127.0.0.1:8080 for a fixed port).
 "$bin/ztask-master" --db "$dir/demo.db" --port 0 --bind 127.0.0.1 --sync interval \
-    2>"$dir/master.log" &
+    --http "${ZTASK_DEMO_HTTP:-127.0.0.1:0}" 2>"$dir/master.log" &
 pids+=($!)
 wait_for_line "$dir/master.log" "event=listening" 20
 api=$(grep -m1 -o 'api=tcp://[^ ]*' "$dir/master.log" | sed 's|api=tcp://||')
+http=$(grep -m1 -o 'event=http_listening url=[^ ]*' "$dir/master.log" | sed 's|.*url=||')
 echo "   master listening on $api"
+echo "   dashboard: $http   (Prometheus metrics: ${http}metrics)"
 
 root=()   # as root, a worker of a keyless master runs commands as root only when told
 [ "$(id -u)" = 0 ] && root=(--allow-root)
@@ -101,4 +106,15 @@ echo "== ztask results $job (first 10)"
 echo
 echo "== ztask stats"
 "$bin/ztask" --master "$api" stats
+if command -v curl >/dev/null; then
+    echo
+    echo "== curl ${http}metrics (the tasks' series)"
+    curl -s "${http}metrics" | grep -E '^ztask_tasks(_finished_total|_submitted_total)' || true
+fi
+# ZTASK_DEMO_HOLD=SEC keeps the cluster up that long to look at the dashboard.
+if [ "${ZTASK_DEMO_HOLD:-0}" -gt 0 ]; then
+    echo
+    echo "== the cluster stays up ${ZTASK_DEMO_HOLD}s: open $http (Ctrl-C stops it)"
+    sleep "$ZTASK_DEMO_HOLD"
+fi
 exit "$rc"

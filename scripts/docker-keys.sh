@@ -18,6 +18,10 @@
 #       client.key client.pub      master's and workers' health checks)
 #       master.pub
 #
+#   /etc/ztask/metrics    (volume "metrics-token": the master and Prometheus)
+#       http.tokens                the master's --http-token, one read token
+#                                  (Prometheus sends it to scrape /metrics)
+#
 # Run again at every start: a pair that exists is kept, one that is gone
 # (a deleted volume) is made anew and its public half listed again, so the
 # cluster always comes up with keys that match. Other .pub files in the
@@ -28,6 +32,7 @@ set -eu
 master_dir=${ZTASK_KEYS_MASTER:-/var/lib/ztask/keys}
 worker_dir=${ZTASK_KEYS_WORKER:-/etc/ztask/worker}
 client_dir=${ZTASK_KEYS_CLIENT:-/etc/ztask/client}
+metrics_dir=${ZTASK_KEYS_METRICS:-/etc/ztask/metrics}
 
 umask 077
 
@@ -60,5 +65,14 @@ install_pub "$master_dir/master.pub" "$worker_dir/master.pub"
 install_pub "$master_dir/master.pub" "$client_dir/master.pub"
 install_pub "$worker_dir/worker.pub" "$master_dir/workers/compose-worker.pub"
 install_pub "$client_dir/client.pub" "$master_dir/clients/compose-client.pub"
+
+# The HTTP token, when the metrics volume is mounted: 32 random bytes as
+# text, written whole then renamed, so a reader never sees half of one.
+if [ -d "$metrics_dir" ] && [ ! -s "$metrics_dir/http.tokens" ]; then
+    head -c 32 /dev/urandom | base64 | tr -d '\n/+=' >"$metrics_dir/.http.tokens.new"
+    echo >>"$metrics_dir/.http.tokens.new"
+    mv -f "$metrics_dir/.http.tokens.new" "$metrics_dir/http.tokens"
+    echo "ztask-docker-keys: made $metrics_dir/http.tokens"
+fi
 
 [ $# -eq 0 ] || exec "$@"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian 12 packages ztask needs to build and test.
-#   scripts/install-deps.sh        build + `make test` (libzmq, cJSON, SQLite, Check)
+#   scripts/install-deps.sh        build + `make test` (libzmq, cJSON, SQLite,
+#                                  libmicrohttpd, Check, python3-prometheus-client)
 #   scripts/install-deps.sh --ci   also what CI's extra suites use: clang and its
 #                                  sanitizer runtimes (make fuzz), valgrind (make
 #                                  memcheck), iproute2 (the multi-host test),
@@ -9,17 +10,23 @@
 #                                  test-compose, where a docker engine is),
 #                                  yamllint and python3-yaml (make lint-deploy),
 #                                  python3-zmq and python3-pytest (make test-python),
+#                                  chromium, chromium-driver, python3-selenium
+#                                  (make test-browser), prometheus (promtool),
 #                                  slurmctld, slurmd, slurm-client, munge (make test-slurm)
 # Runs apt-get as root, or through sudo when not root.
 set -e
 # help2man: the man pages (make man, make install); man-db: the test that
-# renders them (man -l)
-pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev pkg-config help2man man-db"
+# renders them (man -l); python3-prometheus-client: the parser the /metrics
+# test (tests/e2e/test_http) uses
+pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev libmicrohttpd-dev pkg-config help2man man-db python3-prometheus-client"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are
     pkgs="$pkgs yamllint python3-yaml"
     pkgs="$pkgs python3-zmq python3-pytest"
+    # make test-browser (chromium, its driver, selenium); promtool (prometheus)
+    # for make lint-deploy's alert rules and the /metrics test
+    pkgs="$pkgs chromium chromium-driver python3-selenium prometheus"
     # make test-slurm: a real single-node Slurm
     pkgs="$pkgs slurmctld slurmd slurm-client munge"
     # systemd-analyze verify on the installed units (tests/e2e/test_cli.c)

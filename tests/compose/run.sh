@@ -19,6 +19,8 @@
 #   4. the master SIGKILLed mid-job and restarted by its restart policy:
 #      the same;
 #   5. `down` without -v then `up` keeps jobs, results and keys (volumes);
+#   and the prometheus service has ztask's series for job 1 (scraped from
+#   the master's --http with the cluster's token);
 # then tears everything down (containers, network, volume), also when a
 # check fails or the run is interrupted. Ends with "N passed, N failed".
 #
@@ -45,6 +47,9 @@ export ZTASK_IMAGE="${ZTASK_TEST_IMAGE:-ztask:compose-test}"
 # Publish the master's API on a free port of 127.0.0.1 (never a fixed one:
 # another cluster or test may hold 5555).
 export ZTASK_PORT=
+# The same for the dashboard and Prometheus's UI.
+export ZTASK_HTTP_PORT= ZTASK_PROM_PORT=
+export ZTASK_PROM_IMAGE="${ZTASK_TEST_PROM_IMAGE:-ztask-prometheus:compose-test}"
 unset ZTASK_MASTER
 
 if [ -n "${ZTASK_COMPOSE:-}" ]; then
@@ -278,6 +283,42 @@ if [ -n "$job1" ]; then
     out=$(python3 $here/check_results.py "$logdir/job1.jsonl" "$job1" 1 2000 --stdout-is-index)
     [ $? -eq 0 ] && pass "job 1: submit --wait --json printed $out" || { fail "job 1: submit --wait --json output:"; echo "$out" | sed 's/^/      /'; }
     check_job "$job1" "job 1: results"
+fi
+
+# ------------------------------------- Prometheus has ztask's series for job 1
+
+# The prometheus service scrapes the master's /metrics (--http, with the
+# token ztask-docker-keys made) every 5 s; its own promtool asks it.
+prom_query() {
+    local id
+    id=$(dc 30 ps -q prometheus 2>/dev/null | head -n 1)
+    [ -n "$id" ] && timeout --foreground 30 docker exec "$id" \
+        promtool query instant http://localhost:9090 "$1" 2>&1
+}
+deadline=$(( $(date +%s) + 90 ))
+out=
+while [ "$(date +%s)" -lt $deadline ]; do
+    out=$(prom_query 'ztask_tasks_finished_total{job="ztask",outcome="done"}')
+    grep -Eq '=> (2[0-9]{3}|[3-9][0-9]{3}|[0-9]{5,}) ' <<<"$out" && break
+    sleep 2
+done
+if grep -Eq '=> (2[0-9]{3}|[3-9][0-9]{3}|[0-9]{5,}) ' <<<"$out"; then
+    pass "Prometheus scraped the master: $(tr -s ' ' <<<"$out" | cut -c1-140)"
+else
+    fail "Prometheus has no ztask_tasks_finished_total >= 2000 for job 1 after 90s: $(tail -n 3 <<<"$out")"
+fi
+out=$(prom_query 'ztask_workers{state="alive"}')
+if grep -q '=> 3 ' <<<"$out"; then
+    pass "Prometheus: ztask_workers{state=\"alive\"} = 3"
+else
+    fail "Prometheus: ztask_workers alive: $(tail -n 3 <<<"$out")"
+fi
+# A token is required there (a non-loopback --http without one is refused).
+mid=$(dc 30 ps -q master | head -n 1)
+if docker logs "$mid" 2>&1 | grep -q 'event=http_listening url=http://0.0.0.0:8080/ tokens=1'; then
+    pass "the master serves --http inside the network with one token"
+else
+    fail "the master's http_listening line: $(docker logs "$mid" 2>&1 | grep -m1 http_listening)"
 fi
 
 # ------------------------------------------------ 2: a worker killed mid-job

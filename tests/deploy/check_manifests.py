@@ -44,7 +44,7 @@ DOCS = os.path.join(ROOT, "docs", "deploy.md")
 
 NAMESPACE = "ztask"
 KNOWN_KINDS = {"Namespace", "Service", "StatefulSet", "Deployment"}
-PATH_FLAGS = ("--curve-secret", "--master-key", "--clients", "--workers", "--db")
+PATH_FLAGS = ("--curve-secret", "--master-key", "--clients", "--workers", "--db", "--http-token")
 PATH_ENV = ("ZTASK_CURVE_SECRET", "ZTASK_MASTER_KEY")
 
 

@@ -198,6 +198,31 @@ START_TEST(suspects_are_handed_out_only_to_a_worker_without_one)
 }
 END_TEST
 
+START_TEST(counts_retry_waits_and_finds_the_oldest_head_without_a_pass_over_all)
+{
+    sched_t *s = sched_new();
+    sched_task_t *a = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_task_t *b = sched_add(s, &(sched_new_task_t){.id = 2, .job = 1}, 0);
+    sched_task_t *c = sched_add(s, &(sched_new_task_t){.id = 3, .job = 1, .cls = sched_class(s, "exec")}, 0);
+    a->ready_ms = 100;
+    b->ready_ms = 50;    /* behind a in its queue (FIFO by id): not a head */
+    c->ready_ms = 70;
+    ck_assert_int_eq(sched_head_ready_ms(s), 70);
+    sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
+    ck_assert_int_eq(t->id, 1);
+    sched_requeue(s, t, 5000);   /* a retry backoff until 5000 */
+    ck_assert_uint_eq(sched_retry_waiting(s, 1000), 1);
+    ck_assert_uint_eq(sched_retry_waiting(s, 5000), 0);   /* due: no longer waiting */
+    ck_assert_int_eq(sched_head_ready_ms(s), 50);
+    sched_remove(s, 1);          /* its delayed entry goes stale */
+    ck_assert_uint_eq(sched_retry_waiting(s, 1000), 0);
+    sched_remove(s, 2);
+    sched_remove(s, 3);
+    ck_assert_int_eq(sched_head_ready_ms(s), -1);
+    sched_destroy(&s);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "sched", .tcase = "sched" });

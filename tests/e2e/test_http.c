@@ -1,0 +1,509 @@
+/*  e2e http: the master's --http server (web.h, dash.h) through a real
+    master and workers: off by default, refused on a public address
+    without a token, tokens and their rights, the headers of every
+    response, hostile HTTP (huge headers, slow clients, malformed requests,
+    path tricks, big bodies) that gets errors while the loop keeps
+    serving, and /metrics parsed by a real parser (python3-prometheus-
+    client, and promtool when installed) against a job whose counts are
+    known.
+
+    HTTP is spoken over raw sockets here, so that a test can send what no
+    well-behaved client would.
+*/
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define READ_TOKEN "read-token-0123456789abcdef"
+#define CONTROL_TOKEN "control-token-0123456789abcdef"
+
+/* ------------------------------------------------------------ raw HTTP */
+
+/* The port from the master's event=http_listening line. */
+static int s_http_port(h_proc_t *m)
+{
+    ck_assert_msg(h_proc_wait_log(m, "event=http_listening", 1, 10000), "no http_listening in %s",
+                  h_proc_log(m));
+    FILE *f = fopen(h_proc_log(m), "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int port = 0;
+    while (!port && fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "event=http_listening url=http");
+        char *colon = p ? strstr(p, "127.0.0.1:") : NULL;
+        if (colon)
+            port = atoi(colon + strlen("127.0.0.1:"));
+    }
+    fclose(f);
+    ck_assert_int_gt(port, 0);
+    return port;
+}
+
+static int s_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {.tv_sec = h_ms(15000) / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert_msg(connect(fd, (struct sockaddr *) &a, sizeof a) == 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+static void s_send_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;   /* the server may close on us: what it answered is what counts */
+        data += n;
+        len -= (size_t) n;
+    }
+}
+
+typedef struct {
+    int status;      /* 0 when the server closed without an answer */
+    char *head;      /* status line and headers */
+    char *body;
+} resp_t;
+
+static void s_resp_free(resp_t *r)
+{
+    free(r->head);
+    free(r->body);
+}
+
+/* Sends raw (the whole request) on a fresh connection and reads the answer
+   until the server closes (every request says Connection: close). */
+static resp_t s_raw(int port, const char *raw, size_t len)
+{
+    int fd = s_connect(port);
+    s_send_all(fd, raw, len);
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 4096 > cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+        if (k <= 0)
+            break;
+        n += (size_t) k;
+    }
+    close(fd);
+    buf[n] = 0;
+    resp_t r = {0};
+    sscanf(buf, "HTTP/1.%*d %d", &r.status);
+    char *sep = strstr(buf, "\r\n\r\n");
+    r.head = strndup(buf, sep ? (size_t) (sep - buf) : n);
+    r.body = strdup(sep ? sep + 4 : "");
+    free(buf);
+    return r;
+}
+
+static resp_t s_req(int port, const char *method, const char *path, const char *token)
+{
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
+                     "Content-Length: 0\r\n\r\n",
+                     method, path, token ? "Authorization: Bearer " : "", token ? token : "",
+                     token ? "\r\n" : "");
+    return s_raw(port, req, (size_t) n);
+}
+
+static resp_t s_get(int port, const char *path, const char *token)
+{
+    return s_req(port, "GET", path, token);
+}
+
+/* Every answer of ours carries these (web.h). */
+static void s_check_headers(const resp_t *r)
+{
+    ck_assert_msg(strstr(r->head, "Cache-Control: no-store"), "no Cache-Control in:\n%s", r->head);
+    ck_assert_msg(strstr(r->head, "Content-Security-Policy: default-src 'none'; script-src 'self'"),
+                  "no CSP in:\n%s", r->head);
+    ck_assert_msg(strstr(r->head, "X-Content-Type-Options: nosniff"), "no nosniff in:\n%s", r->head);
+}
+
+static char *s_write_file(h_cluster_t *c, const char *name, const char *text)
+{
+    char *path = h_path(c, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* ------------------------------------------------------------ the tests */
+
+START_TIMED_TEST(http_is_off_by_default_and_a_public_address_needs_a_token, 60)
+{
+    h_cluster_t *c = h_cluster_new("http_off_by_default");
+    h_proc_t *m = h_master_start(c, 0, NULL);
+    ck_assert_int_eq(h_proc_count_log(m, "event=http_listening"), 0);
+
+    char *db = h_path(c, "other.db");
+    char master[512];
+    snprintf(master, sizeof master, "%s/ztask-master", h_bin_dir());
+    char *argv[] = {master, "--db", db, "--port", "0", "--http", "0.0.0.0:0", NULL};
+    h_run_t *r = h_run(argv, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "--http-token"),
+                  "a public --http without a token must be refused: %s", h_run_desc(r));
+    h_run_free(&r);
+    char *bad[] = {master, "--db", db, "--port", "0", "--http", "127.0.0.1", NULL};
+    r = h_run(bad, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "ADDR:PORT"), "--http without a port: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    char *orphan[] = {master, "--db", db, "--port", "0", "--http-token", "/nonexistent", NULL};
+    r = h_run(orphan, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "need --http"), "--http-token alone: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    char *tokens = s_write_file(c, "short.tokens", "tooshort\n");
+    char *weak[] = {master, "--db", db, "--port", "0", "--http", "127.0.0.1:0", "--http-token",
+                    tokens, NULL};
+    r = h_run(weak, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "at least 16"), "a short token: %s", h_run_desc(r));
+    h_run_free(&r);
+    free(tokens);
+    free(db);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(data_needs_a_token_and_only_a_control_token_may_cancel, 90)
+{
+    h_cluster_t *c = h_cluster_new("http_tokens");
+    char *tokens = s_write_file(c, "http.tokens",
+                                "# who may look, who may act\n" READ_TOKEN "\n" CONTROL_TOKEN
+                                " control\n");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-token", tokens, NULL);
+    int port = s_http_port(m);
+    h_worker_start(c, "w1", 2, NULL);
+    int64_t job = h_submit(c, NULL, "--array", "1-4", "--", "sleep", "30", NULL);
+
+    /* The page itself is public (it holds no data); data is not. */
+    resp_t r = s_get(port, "/", NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "<html"), "no page: %s", r.body);
+    s_check_headers(&r);
+    s_resp_free(&r);
+    const char *paths[] = {"/metrics", "/api/overview", "/api/jobs", "/api/workers"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        r = s_get(port, paths[i], NULL);
+        ck_assert_msg(r.status == 401, "%s without a token: %d", paths[i], r.status);
+        ck_assert_msg(strstr(r.head, "WWW-Authenticate: Bearer"), "no challenge:\n%s", r.head);
+        s_check_headers(&r);
+        s_resp_free(&r);
+        r = s_get(port, paths[i], READ_TOKEN "x");
+        ck_assert_msg(r.status == 401, "%s with a wrong token: %d", paths[i], r.status);
+        s_resp_free(&r);
+        r = s_get(port, paths[i], READ_TOKEN);
+        ck_assert_msg(r.status == 200, "%s with the read token: %d %s", paths[i], r.status, r.body);
+        s_check_headers(&r);
+        s_resp_free(&r);
+    }
+    /* The refusals are counted: 4 without a token, 4 with a wrong one. */
+    r = s_get(port, "/metrics", READ_TOKEN);
+    ck_assert_msg(strstr(r.body, "ztask_auth_refusals_total{reason=\"http_token\"} 8\n"),
+                  "refusals:\n%s", r.body);
+    s_resp_free(&r);
+    char path[64];
+    snprintf(path, sizeof path, "/api/cancel?job=%lld", (long long) job);
+    r = s_req(port, "POST", path, READ_TOKEN);
+    ck_assert_msg(r.status == 403, "cancel with a read token: %d %s", r.status, r.body);
+    s_resp_free(&r);
+    ck_assert_int_eq(h_status_count(c, job, "cancelled"), 0);
+    r = s_get(port, path, CONTROL_TOKEN);
+    ck_assert_msg(r.status == 405, "cancel by GET: %d %s", r.status, r.body);
+    s_resp_free(&r);
+    r = s_req(port, "POST", path, CONTROL_TOKEN);
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"cancelled\":4"), "cancel: %d %s", r.status,
+                  r.body);
+    s_resp_free(&r);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    ck_assert_int_eq(h_status_count(c, job, "cancelled"), 4);
+    free(tokens);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(hostile_http_gets_errors_and_never_stops_the_loop, 120)
+{
+    h_cluster_t *c = h_cluster_new("http_hostile");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
+    int port = s_http_port(m);
+    h_worker_start(c, "w1", 2, NULL);
+
+    /* Slow clients: connections that send half a request and stall hold
+       an HTTP connection each, nothing of the loop. */
+    int slow[8];
+    for (int i = 0; i < 8; i++) {
+        slow[i] = s_connect(port);
+        s_send_all(slow[i], "GET /metrics HTTP/1.1\r\nHost: x", 30);
+    }
+
+    /* Headers over the per-connection memory: 431 (or 413), not a crash. */
+    size_t big = 64 * 1024;
+    char *huge = malloc(big + 256);
+    int n = snprintf(huge, 256, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ");
+    memset(huge + n, 'a', big);
+    memcpy(huge + n + big, "\r\n\r\n", 5);
+    resp_t r = s_raw(port, huge, (size_t) n + big + 4);
+    ck_assert_msg(r.status == 431 || r.status == 413, "huge headers: %d", r.status);
+    s_resp_free(&r);
+    /* Many headers, each small, more than the memory allowed. */
+    char *p = huge + sprintf(huge, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (int i = 0; i < 7000; i++)
+        p += sprintf(p, "X-A: b\r\n");
+    strcpy(p, "\r\n");
+    r = s_raw(port, huge, strlen(huge));
+    ck_assert_msg(r.status == 431 || r.status == 413, "7,000 headers: %d", r.status);
+    s_resp_free(&r);
+    free(huge);
+
+    /* Malformed requests. */
+    const char *junk[] = {"GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET /metrics HTTP/9.9\r\n\r\n",
+                          "GET /metrics HTTP/1.1\r\nHost x\r\n\r\n",
+                          "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls hello\r\n\r\n"};
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+        r = s_raw(port, junk[i], strlen(junk[i]));
+        ck_assert_msg(r.status == 0 || (r.status >= 400 && r.status < 600),
+                      "junk %zu answered %d", i, r.status);
+        s_resp_free(&r);
+    }
+
+    /* Path tricks: nothing outside the fixed table, no file is opened. */
+    const char *tricks[] = {"/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+                            "/metrics/../../etc/passwd", "//etc/passwd", "/app.js/../../etc/passwd",
+                            "/api/../../etc/passwd", "/index.html%00.js", "/api/jobs/../../x"};
+    for (size_t i = 0; i < sizeof tricks / sizeof *tricks; i++) {
+        r = s_get(port, tricks[i], NULL);
+        ck_assert_msg(r.status >= 400 && r.status < 500 && !strstr(r.body, "root:"),
+                      "%s answered %d: %s", tricks[i], r.status, r.body);
+        s_resp_free(&r);
+    }
+    /* Arguments: only short plain words reach the loop. */
+    const char *args[] = {"/api/tasks?job=1%27;DROP", "/api/tasks?job=abc", "/api/task?id=-1",
+                          "/api/tasks?job=1&filter=%3Cscript%3E", "/api/jobs?limit=100000",
+                          ("/api/tasks?job=1&a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12"
+                           "&m=13&n=14&o=15&p=16&q=17")};
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+        r = s_get(port, args[i], NULL);
+        ck_assert_msg(r.status == 400 || r.status == 404, "%s answered %d: %s", args[i], r.status,
+                      r.body);
+        s_check_headers(&r);
+        s_resp_free(&r);
+    }
+    /* A body where none is wanted, too big: 413. */
+    size_t blen = 100 * 1024;
+    char *post = malloc(blen + 256);
+    n = snprintf(post, 256, "POST /api/cancel?job=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                            "Content-Length: %zu\r\n\r\n", blen);
+    memset(post + n, 'z', blen);
+    r = s_raw(port, post, (size_t) n + blen);
+    ck_assert_msg(r.status == 413, "a 100 KiB body: %d", r.status);
+    s_resp_free(&r);
+    free(post);
+    /* A chunked body without end: the connection is closed past 4 KiB,
+       whatever keeps coming. */
+    int fd = s_connect(port);
+    const char *head = "POST /api/cancel?job=1 HTTP/1.1\r\nHost: x\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    s_send_all(fd, head, strlen(head));
+    char chunk[1024 + 16];
+    int clen = snprintf(chunk, sizeof chunk, "400\r\n");
+    memset(chunk + clen, 'c', 1024);
+    memcpy(chunk + clen + 1024, "\r\n", 2);
+    bool closed = false;
+    for (int i = 0; i < 100000 && !closed; i++) {
+        if (send(fd, chunk, (size_t) clen + 1026, MSG_NOSIGNAL) < 0)
+            closed = true;
+    }
+    close(fd);
+    ck_assert_msg(closed, "a 100 MiB chunked body was read to its end");
+    r = s_req(port, "DELETE", "/metrics", NULL);
+    ck_assert_int_eq(r.status, 405);
+    s_resp_free(&r);
+    r = s_req(port, "POST", "/api/cancel?job=1", NULL);
+    ck_assert_msg(r.status == 403, "cancel without a token carrying the right: %d", r.status);
+    s_resp_free(&r);
+
+    /* With the slow clients still stalled, the loop serves: a job runs to
+       its end, and HTTP still answers. */
+    int64_t job = h_submit(c, NULL, "--array", "1-200", "--fn", "noop", NULL);
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    r = s_get(port, "/metrics", NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "ztask_tasks_finished_total{outcome=\"done\"} 200"),
+                  "metrics after the barrage:\n%s", r.body);
+    s_resp_free(&r);
+    for (int i = 0; i < 8; i++)
+        close(slow[i]);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(https_serves_with_the_given_certificate, 60)
+{
+    h_cluster_t *c = h_cluster_new("http_tls");
+    if (access("/usr/bin/openssl", X_OK) != 0) {
+        fprintf(stderr, "note: https test skipped: no /usr/bin/openssl to make a certificate\n");
+        h_cluster_destroy(&c);
+        return;
+    }
+    char *cert = h_path(c, "cert.pem"), *key = h_path(c, "key.pem");
+    char *gen[] = {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                   "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                   "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                   "subjectAltName=IP:127.0.0.1", NULL};
+    h_run_t *r = h_run(gen, NULL, 30000);
+    ck_assert_msg(r->rc == 0, "openssl: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-cert", cert, "--http-key",
+                                 key, NULL);
+    ck_assert(h_proc_wait_log(m, "event=http_listening url=https://127.0.0.1:", 1, 10000));
+    int port = s_http_port(m);
+    /* A client that trusts the certificate gets /metrics over TLS. */
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/metrics", port);
+    char *fetch[] = {"/usr/bin/python3", "-c",
+                     "import ssl, sys, urllib.request\n"
+                     "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+                     "print(urllib.request.urlopen(sys.argv[2], context=ctx, timeout=10)"
+                     ".read().decode())",
+                     cert, url, NULL};
+    r = h_run(fetch, NULL, 30000);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "ztask_build_info"), "https fetch: %s\n%s",
+                  h_run_desc(r), r->err);
+    h_run_free(&r);
+    /* Plain HTTP to the TLS port gets no page. */
+    resp_t plain = s_get(port, "/metrics", NULL);
+    ck_assert_msg(plain.status != 200, "plain HTTP on the TLS port answered 200");
+    s_resp_free(&plain);
+    /* A key without its certificate, or a file that is not one: refused at start. */
+    char master[512];
+    snprintf(master, sizeof master, "%s/ztask-master", h_bin_dir());
+    char *db = h_path(c, "other.db");
+    char *half[] = {master, "--db", db, "--port", "0", "--http", "127.0.0.1:0", "--http-key", key,
+                    NULL};
+    r = h_run(half, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "--http-cert"), "key alone: %s", h_run_desc(r));
+    h_run_free(&r);
+    char *junk = s_write_file(c, "junk.pem", "not a certificate\n");
+    char *bad[] = {master, "--db", db, "--port", "0", "--http", "127.0.0.1:0", "--http-cert", junk,
+                   "--http-key", key, NULL};
+    r = h_run(bad, NULL, 20000);
+    ck_assert_msg(r->rc == 1 && strstr(r->err, "cannot serve HTTP"), "a junk certificate: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    free(junk);
+    free(db);
+    free(cert);
+    free(key);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Runs tests/e2e/check_metrics.py on the text with the expectations. */
+static void s_check_metrics(h_cluster_t *c, const char *text, const char *const *expect)
+{
+    char *file = s_write_file(c, "metrics.txt", text);
+    char script[600];
+    snprintf(script, sizeof script, "%s/tests/e2e/check_metrics.py",
+             getenv("ZTASK_SRC_DIR") ? getenv("ZTASK_SRC_DIR") : ".");
+    const char *argv[64] = {"/usr/bin/python3", script, file};
+    int n = 3;
+    for (int i = 0; expect[i] && n < 62; i++)
+        argv[n++] = expect[i];
+    argv[n] = NULL;
+    h_run_t *r = h_run((char *const *) argv, NULL, 60000);
+    ck_assert_msg(r->rc == 0, "metrics check: %s\n%s%s", h_run_desc(r), r->out, r->err);
+    h_run_free(&r);
+    free(file);
+}
+
+START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
+{
+    h_cluster_t *c = h_cluster_new("http_metrics");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200",
+                                 "--retry-backoff-ms", "10", NULL);
+    int port = s_http_port(m);
+    h_worker_start(c, "w1", 2, NULL);
+    h_proc_t *doomed = h_worker_start(c, "w2", 1, NULL);
+    /* 4 commands and 2 functions that succeed, 2 that fail, one that
+       times out, one that fails after 2 retries: 10 tasks. */
+    char *specs = s_write_file(c, "job.jsonl",
+                               "{\"argv\":[\"true\"]}\n{\"argv\":[\"true\"]}\n{\"argv\":[\"true\"]}\n"
+                               "{\"argv\":[\"true\"]}\n{\"fn\":\"noop\"}\n{\"fn\":\"noop\"}\n"
+                               "{\"argv\":[\"false\"]}\n{\"argv\":[\"false\"]}\n"
+                               "{\"argv\":[\"sleep\",\"30\"],\"timeout\":0.3}\n"
+                               "{\"argv\":[\"false\"],\"retries\":2}\n");
+    int64_t job = h_submit(c, NULL, "--file", specs, NULL);
+    ck_assert_int_eq(h_wait(c, job, 60000), 1);
+    /* Three cancelled, and a worker lost. */
+    int64_t job2 = h_submit(c, NULL, "--array", "1-3", "--", "sleep", "30", NULL);
+    ck_assert(H_POLL(h_status_count(c, job2, "running") == 3, 20000));
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job2);
+    h_run_t *r = h_cli(c, "cancel", id, NULL);
+    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(h_wait(c, job2, 30000), 1);
+    h_proc_kill9(doomed);
+    resp_t mr = {0};
+    ck_assert_msg(H_POLL((s_resp_free(&mr), mr = s_get(port, "/metrics", NULL),
+                          strstr(mr.body, "ztask_workers_lost_total 1") != NULL),
+                         20000),
+                  "the lost worker never showed:\n%s", mr.body);
+    const char *expect[] = {
+        "ztask_tasks_submitted_total=13",
+        "ztask_tasks_finished_total{outcome=done}=6",
+        "ztask_tasks_finished_total{outcome=failed}=3",
+        "ztask_tasks_finished_total{outcome=timeout}=1",
+        "ztask_tasks_finished_total{outcome=cancelled}=3",
+        "ztask_tasks_retried_total=2",
+        "ztask_workers_lost_total=1",
+        "ztask_duplicate_results_total=0",
+        "ztask_task_queue_wait_seconds_count{kind=exec}>=10",
+        "ztask_task_queue_wait_seconds_count{kind=fn}=2",
+        "ztask_task_run_seconds_count{kind=fn}=2",
+        "ztask_task_run_seconds_count{kind=exec}>=10",
+        "ztask_tasks{state=queued}=0",
+        "ztask_tasks{state=running}=0",
+        "ztask_workers{state=alive}=1",
+        "ztask_workers{state=dead}=1",
+        "ztask_worker_slots{worker=w1}=2",
+        "ztask_worker_slots_busy{worker=w1}=0",
+        "ztask_jobs{state=finished}=2",
+        "ztask_api_requests_total{type=submit,outcome=ok}>=2",
+        "ztask_api_requests_total{type=cancel,outcome=ok}=1",
+        "ztask_commit_duration_seconds_count>=1",
+        "process_open_fds>=1",
+        "process_resident_memory_bytes>=1000000",
+        NULL};
+    ck_assert_msg(strstr(mr.body, "ztask_build_info{version=\""), "no build info:\n%s", mr.body);
+    s_check_metrics(c, mr.body, expect);
+    s_resp_free(&mr);
+    free(specs);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+int main(void)
+{
+    return h_run_suite(zt_case_per_test("e2e_http", h_slowdown()));
+}
