@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +382,10 @@ static void s_key_taken(api_t *self, pending_submit_t *p, const char *key)
     idem_put(self->cfg.idem, p->owner, key,
              &(idem_entry_t){.job = p->job_id, .accepted = p->ntasks, .committed = false},
              p->key_created);
+    double cut = idem_trim(self->cfg.idem, IDEM_MAX_KEYS);
+    if (cut > 0)
+        journal_add(self->cfg.journal,
+                    &(jop_t){.type = J_KEYS_PRUNE, .t = nextafter(cut, INFINITY)});
 }
 
 static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,

@@ -928,8 +928,13 @@ static int s_keep_spec(int64_t id, const char *spec, void *arg)
 static void s_read_ahead(tasks_t *self, int64_t first, sched_task_t *popped)
 {
     self->ahead_from = 0;
+    int before = self->ahead_left;
     ahead_t a = {.self = self, .popped = popped};
     store_specs_each(journal_store(self->journal), first, SPEC_READ_AHEAD, s_keep_spec, &a);
+    /* Nothing queued among those rows (finished tasks, specs in memory):
+       the next miss says where to read, not a walk through the table. */
+    if (self->ahead_left == before)
+        self->ahead_from = 0;
 }
 
 /* The spec to send for t (the caller's), from memory or read ahead from
