@@ -37,6 +37,7 @@ typedef struct {
     int fd[2];                 /* stdout, stderr: read ends, -1 once closed */
     char *buf[2];
     size_t len[2];
+    bool cut[2];               /* more came than OUT_MAX: buf holds the start */
     int64_t started;           /* mono ms */
     int64_t queue;             /* sbatch: the queue it submits for */
 } cmd_t;
@@ -265,6 +266,7 @@ static void s_cmd_read(cmd_t *c)
             ssize_t n = read(c->fd[i], tmp, sizeof tmp);
             if (n > 0) {
                 size_t keep = c->len[i] + (size_t) n > OUT_MAX ? OUT_MAX - c->len[i] : (size_t) n;
+                c->cut[i] |= keep < (size_t) n;
                 c->buf[i] = xrealloc(c->buf[i], c->len[i] + keep + 1);
                 memcpy(c->buf[i] + c->len[i], tmp, keep);
                 c->len[i] += keep;
@@ -457,6 +459,10 @@ static void s_squeue_done(alloc_t *self, int status)
         return;   /* judge nothing on a failed poll */
     }
     double wall = clock_wall();
+    if (self->cmd.cut[0])
+        log_warn("event=alloc_poll_cut bytes=%d note=\"squeue listed more than is kept: no "
+                 "allocation is judged ended from this poll\"",
+                 OUT_MAX);
     for (int i = 0; i < self->nqueues; i++) {
         proto_alloc_t *q = self->queues[i];
         for (int k = 0; k < q->nallocs; k++) {
@@ -474,8 +480,9 @@ static void s_squeue_done(alloc_t *self, int status)
                 const char *nl = strchr(line, '\n');
                 line = nl ? nl + 1 : line + strlen(line);
             }
+            /* Missing from a listing cut at OUT_MAX says nothing. */
             if (!st) {
-                if (wall - a->submitted > GONE_GRACE_S)
+                if (!self->cmd.cut[0] && wall - a->submitted > GONE_GRACE_S)
                     s_ended(self, q, a, "gone");
                 continue;
             }

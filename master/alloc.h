@@ -24,7 +24,8 @@
         up to 10 min) and says why in `alloc list` and the log;
       - allocations are followed with squeue (by the queue's job name) every
         5 s while any is not ended; one squeue no longer lists, submitted
-        more than 30 s ago, has ended. A restarted master finds the
+        more than 30 s ago, has ended (unless the listing was cut at its
+        64 KiB bound: then absence says nothing). A restarted master finds the
         allocations it had submitted this way instead of submitting again.
     `remove` stops a queue's submissions; its running allocations are left
     to end when their workers go idle (no running task is killed).

@@ -295,6 +295,89 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
 }
 END_TEST
 
+/* squeue is replaced by a script that writes what DIR/squeue.sh says
+   (run with sh) once DIR/squeue.sh exists, and otherwise does what
+   s_fake_slurm's does. */
+static void s_squeue_from_script(h_cluster_t *c)
+{
+    char *path = h_path(c, "bin/squeue");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "echo \"$*\" >> \"$d/squeue.log\"\n"
+            "[ -e \"$d/squeue.sh\" ] && exec sh \"$d/squeue.sh\"\n"
+            "cat \"$d/squeue.txt\" 2>/dev/null\n"
+            "exit 0\n",
+            h_dir(c));
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+}
+
+/* One queue of one worker at most, an allocation of it submitted and
+   running (1001): the start of the squeue tests below. */
+static h_cluster_t *s_one_allocation(const char *name)
+{
+    h_cluster_t *c = h_cluster_new(name);
+    s_fake_slurm(c);
+    s_squeue_from_script(c);
+    h_master_start(c, 0, NULL);
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
+                       "--idle-timeout", "2m", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    h_run_free(&r);
+    s_write(c, "squeue.txt", "1001 RUNNING\n");
+    h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 1, 10000), "no sbatch for waiting tasks");
+    ck_assert(H_POLL(s_alloc_is(c, 0, "running"), 15000));
+    return c;
+}
+
+START_TIMED_TEST(a_squeue_that_never_stops_writing_does_not_hold_the_master, 120)
+{
+    h_cluster_t *c = s_one_allocation("allocflood");
+    /* From the next poll on, squeue writes without end. */
+    s_write(c, "squeue.sh", "exec yes '1001 RUNNING'\n");
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
+    /* The master still answers, again and again while squeue writes. */
+    for (int i = 0; i < 5; i++) {
+        h_run_t *r = h_cliv(c, (const char *const[]){"stats", "--json", NULL}, 10000);
+        ck_assert_msg(r->rc == 0, "stats while squeue floods (try %d): %s", i, h_run_desc(r));
+        h_run_free(&r);
+    }
+    /* It is killed at its time limit, and the polls go on. */
+    char *sh = h_path(c, "squeue.sh");
+    unlink(sh);
+    free(sh);
+    polls = s_lines(c, "squeue.log");
+    ck_assert_msg(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 60000),
+                  "no squeue after the endless one");
+    ck_assert(s_alloc_is(c, 0, "running"));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_ended, 150)
+{
+    h_cluster_t *c = s_one_allocation("alloccut");
+    /* squeue lists more than the master keeps of its output, the running
+       allocation last: what was cut off says nothing about it. */
+    s_write(c, "squeue.sh",
+            "i=0; while [ $i -lt 9000 ]; do echo \"$((5000 + i)) COMPLETED\"; i=$((i + 1)); done\n"
+            "echo '1001 RUNNING'\n");
+    /* Past the 30 s grace for a job squeue does not list, and a few polls. */
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 8, 90000));
+    ck_assert_msg(s_alloc_is(c, 0, "running"), "the running allocation was judged ended");
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
 {
     h_cluster_t *c = h_cluster_new("allocbad");
