@@ -53,6 +53,7 @@ struct alloc {
     cmd_t cmd;
     int64_t last_tick;
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
+    bool polled;               /* one squeue ran since start (before any sbatch) */
     int next_queue;            /* round robin among queues wanting to submit */
 };
 
@@ -441,12 +442,59 @@ static void s_start_squeue(alloc_t *self, int64_t now)
         s_append(&names, &len, &cap, one);
     }
     char *name_arg = xasprintf("--name=%s", names ? names : "ztask-alloc-0");
-    char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i %T", name_arg, NULL};
+    char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i %T %j", name_arg, NULL};
     char err[300];
     if (s_cmd_start(self, CMD_SQUEUE, argv, NULL, now, err, sizeof err) != 0)
         log_warn("event=alloc_poll_failed error=\"%s\"", err);
     free(name_arg);
     free(names);
+}
+
+/* The allocation id of q, or NULL. */
+static proto_allocation_t *s_allocation(proto_alloc_t *q, const char *id, size_t idlen)
+{
+    for (int k = 0; k < q->nallocs; k++)
+        if (strlen(q->allocs[k].id) == idlen && strncmp(q->allocs[k].id, id, idlen) == 0)
+            return &q->allocs[k];
+    return NULL;
+}
+
+/* A squeue line "ID STATE ztask-alloc-Q" of a job that queue Q does not
+   know and that has not ended: submitted by this master as it died (sbatch
+   ran, its answer was never read or never stored). Followed from now on
+   like the others, and counted against the queue's limits. */
+static void s_adopt(alloc_t *self, const char *line, size_t n)
+{
+    size_t idlen = strspn(line, "0123456789_");
+    if (idlen == 0 || idlen > 64 || idlen >= n || line[idlen] != ' ')
+        return;
+    char state[32], name[48];
+    int64_t qid;
+    char rest[128];
+    snprintf(rest, sizeof rest, "%.*s", (int) (n - idlen - 1 < 127 ? n - idlen - 1 : 127),
+             line + idlen + 1);
+    if (sscanf(rest, "%31s %47s", state, name) != 2
+        || sscanf(name, "ztask-alloc-%" SCNd64, &qid) != 1)
+        return;
+    proto_alloc_state_t st = s_slurm_state(state);
+    proto_alloc_t *q = s_find(self, qid);
+    if (!q || st == PROTO_ALLOC_ENDED || s_allocation(q, line, idlen))
+        return;
+    char id[65];
+    snprintf(id, sizeof id, "%.*s", (int) idlen, line);
+    q->allocs = xrealloc(q->allocs, (size_t) (q->nallocs + 1) * sizeof *q->allocs);
+    q->allocs[q->nallocs++] = (proto_allocation_t){
+        .id = xstrdup(id),
+        .state = st,
+        .submitted = clock_wall(),
+        .started = st == PROTO_ALLOC_RUNNING ? clock_wall() : 0,
+    };
+    q->submitted++;
+    s_prune(q);
+    log_warn("event=alloc_found queue=%" PRId64 " slurm_job=%s state=%s note=\"submitted before "
+             "a restart, never recorded: followed from now on\"",
+             q->id, id, state);
+    s_save(self, q);
 }
 
 static void s_squeue_done(alloc_t *self, int status)
@@ -505,6 +553,14 @@ static void s_squeue_done(alloc_t *self, int status)
                 s_save(self, q);
             }
         }
+    }
+    for (const char *line = out; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t) (nl - line) : strlen(line);
+        if (!nl && self->cmd.cut[0])
+            break;   /* a line cut short */
+        s_adopt(self, line, n);
+        line += n + (nl != NULL);
     }
 }
 
@@ -619,7 +675,10 @@ void alloc_tick(alloc_t *self, int64_t now)
             s_sbatch_done(self, status);
         s_cmd_reset(&self->cmd);
     }
-    if (now >= self->next_poll && s_any_unended(self)) {
+    /* A first poll before any sbatch: it finds what a master that died
+       while sbatch ran had submitted (s_adopt). */
+    if (!self->polled || (now >= self->next_poll && s_any_unended(self))) {
+        self->polled = true;
         self->next_poll = now + POLL_EVERY_MS;
         s_start_squeue(self, now);
         return;

@@ -26,7 +26,10 @@
         5 s while any is not ended; one squeue no longer lists, submitted
         more than 30 s ago, has ended (unless the listing was cut at its
         64 KiB bound: then absence says nothing). A restarted master finds the
-        allocations it had submitted this way instead of submitting again.
+        allocations it had submitted this way instead of submitting again:
+        it polls once before any sbatch, and a job of a queue's name that
+        it does not know and that has not ended (sbatch ran as the master
+        died, its answer never stored) is followed like the others.
     `remove` stops a queue's submissions; its running allocations are left
     to end when their workers go idle (no running task is killed).
 

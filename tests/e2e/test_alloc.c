@@ -378,6 +378,60 @@ START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_e
 }
 END_TEST
 
+START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_submitted_twice,
+                 150)
+{
+    h_cluster_t *c = h_cluster_new("allocdied");
+    s_fake_slurm(c);
+    s_squeue_from_script(c);
+    /* sbatch takes its time (a busy slurmctld): it submits once DIR/go
+       exists, whoever is left to read its answer. */
+    char *sbatch = h_path(c, "bin/sbatch");
+    char *slow = h_path(c, "bin/sbatch.fast");
+    ck_assert_int_eq(rename(sbatch, slow), 0);
+    FILE *f = fopen(sbatch, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "touch \"$d/sbatch.started\"\n"
+            "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
+            "exec \"$d/bin/sbatch.fast\" \"$@\"\n",
+            h_dir(c));
+    fclose(f);
+    ck_assert_int_eq(chmod(sbatch, 0755), 0);
+    free(sbatch);
+    free(slow);
+    h_master_start(c, 0, NULL);
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
+                       "--idle-timeout", "2m", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    /* sbatch runs, the master dies before its answer; Slurm takes the job. */
+    char *started = h_path(c, "sbatch.started");
+    ck_assert_msg(H_POLL(access(started, F_OK) == 0, 10000), "no sbatch for waiting tasks");
+    free(started);
+    char *jobfile = h_path(c, "job.1001");
+    h_proc_kill9(h_master(c));
+    s_write(c, "squeue.txt", "1001 PENDING ztask-alloc-1\n");
+    s_write(c, "go", "");
+    ck_assert_msg(H_POLL(access(jobfile, F_OK) == 0, 10000), "sbatch did not submit");
+    free(jobfile);
+    /* A restart: the allocation is found by its name, not submitted again. */
+    h_master_start(c, 0, NULL);
+    ck_assert_msg(H_POLL(s_alloc_is(c, 0, "queued"), 15000), "allocation 1001 not found again");
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    cJSON *q = s_queue(c);
+    const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(q, "allocations"), 0);
+    ck_assert_str_eq(h_jstr(a, "id"), "1001");
+    cJSON_Delete(q);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
 {
     h_cluster_t *c = h_cluster_new("allocbad");
