@@ -34,6 +34,9 @@ typedef struct {
     int max_specs;           /* 0 = BATCH_MAX_SPECS */
     size_t max_bytes;        /* 0 = BATCH_MAX_BYTES */
     const char *job_name;    /* sent with the first request; may be NULL */
+    int max_running;         /* the job's --max-running, with the first request; 0 = none */
+    const char *definition;  /* what `ztask show` prints (JSON object text), with the
+                                first request; may be NULL */
     const char *key;         /* NULL, or each request's idempotency key is this, a dot
                                 and the request's number from 0 (at most
                                 PROTO_MAX_KEY - 11 characters) */

@@ -142,6 +142,13 @@ int cmd_drain(cli_t *cli, int argc, char **argv);
 int cmd_stats(cli_t *cli, int argc, char **argv);
 int cmd_forget(cli_t *cli, int argc, char **argv);
 int cmd_keygen(cli_t *cli, int argc, char **argv);
+int cmd_retry(cli_t *cli, int argc, char **argv);
+int cmd_hold(cli_t *cli, int argc, char **argv);
+int cmd_release(cli_t *cli, int argc, char **argv);
+int cmd_priority(cli_t *cli, int argc, char **argv);
+int cmd_limit(cli_t *cli, int argc, char **argv);
+int cmd_show(cli_t *cli, int argc, char **argv);
+int cmd_tasks(cli_t *cli, int argc, char **argv);
 int cmd_alloc(cli_t *cli, int argc, char **argv);
 
 /* ---- shared by submit --wait ---- */

@@ -7,6 +7,7 @@
 #include "fmt.h"
 #include "progress.h"
 
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,11 +125,15 @@ static void s_print_job_status(const cli_t *cli, const proto_job_t *j)
     /* Only another client's job says whose it is: ours is the usual case. */
     if (j->owner && strcmp(j->owner, cli->public_key) != 0)
         snprintf(owner, sizeof owner, " (owner %s)", s_owner(j, who, sizeof who));
-    printf("job %lld%s%s: %s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
-           "%lld running\n",
-           (long long) j->id, name, owner, proto_job_state_name(j), (long long) j->total,
-           j->total == 1 ? "" : "s", (long long) j->done, (long long) j->failed,
-           (long long) j->cancelled, (long long) j->queued, (long long) j->running);
+    char steer[64] = "";
+    if (j->max_running)
+        snprintf(steer, sizeof steer, " (at most %d running)", j->max_running);
+    printf("job %lld%s%s: %s%s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
+           "%lld running%s\n",
+           (long long) j->id, name, owner, proto_job_state_name(j), j->held ? ", held" : "",
+           (long long) j->total, j->total == 1 ? "" : "s", (long long) j->done,
+           (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
+           (long long) j->running, steer);
 }
 
 int cmd_status(cli_t *cli, int argc, char **argv)
@@ -158,25 +163,106 @@ int cmd_status(cli_t *cli, int argc, char **argv)
 /* ------------------------------------------------------------------ jobs */
 
 static const char s_jobs_usage[] =
-    "usage: ztask jobs [--all] [--json]\n"
+    "usage: ztask jobs [--state S[,S...]] [--name GLOB] [--limit N] [--all] [--json]\n"
     "\n"
-    "Lists your jobs (with CURVE keys: those your key submitted), one line each:\n"
+    "Lists your jobs (with CURVE keys: those your key submitted), newest first, one\n"
+    "line each:\n"
     "  JOB  NAME  STATE  TOTAL  DONE  FAILED  CANCELLED  QUEUED  RUNNING  CREATED\n"
     "STATE is open (batches still arriving), queued (nothing started yet), running,\n"
     "then done, failed (some task failed) or cancelled.\n"
     "\n"
     "Options:\n"
-    "  --all    every client's jobs, with an OWNER column: the name the master lists\n"
-    "           the key under (an admin key; without keys everyone sees every job)\n"
-    "  --json   one job record per line (fields: docs/protocol.md; \"owner\" is the\n"
-    "           submitting key)\n";
+    "  --state S      only jobs in state S (open, queued, running, done, failed,\n"
+    "                 cancelled; several: running,queued)\n"
+    "  --name GLOB    only jobs whose name matches GLOB (shell pattern: 'nightly-*')\n"
+    "  --limit N      at most N jobs (the newest)\n"
+    "  --all          every client's jobs, with an OWNER column: the name the master\n"
+    "                 lists the key under (an admin key; without keys everyone sees\n"
+    "                 every job)\n"
+    "  --json         one job record per line (fields: docs/protocol.md; \"owner\" is\n"
+    "                 the submitting key)\n"
+    "\n"
+    "Examples:\n"
+    "  ztask jobs --state running\n"
+    "  ztask jobs --name 'nightly-*' --state failed --limit 5\n";
+
+static const struct option s_jobs_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, 'j' },
+    { "all", no_argument, NULL, 'a' },
+    { "state", required_argument, NULL, 's' },
+    { "name", required_argument, NULL, 'n' },
+    { "limit", required_argument, NULL, 'l' },
+    { NULL, 0, NULL, 0 }
+};
+
+typedef struct {
+    bool json, all;
+    const char *states;      /* comma-separated state names, NULL = any */
+    const char *name;        /* glob, NULL = any */
+    int64_t limit;           /* 0 = all */
+} jobs_opts_t;
+
+/* Whether state is one of the comma-separated names in list. */
+static bool s_state_listed(const char *list, const char *state)
+{
+    size_t n = strlen(state);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t) (comma - p) : strlen(p);
+        if (len == n && strncmp(p, state, n) == 0)
+            return true;
+        p += len + (comma != NULL);
+    }
+    return false;
+}
+
+static int s_jobs_parse(int argc, char **argv, jobs_opts_t *o)
+{
+    const char *cmd = "jobs";
+    static const char *const states[] = { "open", "queued", "running", "done", "failed",
+                                          "cancelled" };
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_jobs_opts)) != -1) {
+        switch (c) {
+        case 'h': fputs(s_jobs_usage, stdout); return CLI_EXIT_OK;
+        case 'j': o->json = true; break;
+        case 'a': o->all = true; break;
+        case 'n': o->name = optarg; break;
+        case 's': o->states = optarg; break;
+        case 'l':
+            if (parse_int64(optarg, 1, INT64_MAX, &o->limit) != 0)
+                return cli_usage_error(cmd, "--limit wants a number >= 1, got '%s'", optarg);
+            break;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 0)
+        return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    /* Every listed state must be one a job can be in: a typo would list nothing. */
+    for (const char *p = o->states; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t) (comma - p) : strlen(p);
+        bool known = false;
+        for (size_t i = 0; i < sizeof states / sizeof *states && !known; i++)
+            known = strlen(states[i]) == len && strncmp(states[i], p, len) == 0;
+        if (!known)
+            return cli_usage_error(cmd, "--state: '%.*s' is not a job state (open, queued, "
+                                        "running, done, failed, cancelled)",
+                                   (int) len, p);
+        p += len + (comma != NULL);
+    }
+    return -1;
+}
 
 int cmd_jobs(cli_t *cli, int argc, char **argv)
 {
-    bool json = false, all = false;
-    int rc = s_opts("jobs", s_jobs_usage, argc, argv, &json, &all, 0);
+    jobs_opts_t o = { 0 };
+    int rc = s_jobs_parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    bool json = o.json, all = o.all;
     proto_reply_t *rep;
     if ((rc = s_ask(cli, PROTO_REQ_JOBS, 0, all, &rep)) != CLI_EXIT_OK)
         return rc;
@@ -185,8 +271,14 @@ int cmd_jobs(cli_t *cli, int argc, char **argv)
                all ? "OWNER            " : "", "STATE", "TOTAL", "DONE", "FAILED", "CANCELLED",
                "QUEUED", "RUNNING", "CREATED");
     double now = clock_wall();
-    for (int i = 0; i < rep->njobs; i++) {
+    int64_t shown = 0;
+    /* The master lists them oldest first: newest first here. */
+    for (int i = rep->njobs - 1; i >= 0 && (!o.limit || shown < o.limit); i--) {
         const proto_job_t *j = &rep->jobs[i];
+        if ((o.states && !s_state_listed(o.states, proto_job_state_name(j)))
+            || (o.name && fnmatch(o.name, j->name ? j->name : "", 0) != 0))
+            continue;
+        shown++;
         if (json) {
             s_print_json(proto_job_encode(j));
             continue;

@@ -3,6 +3,7 @@
 #include "../common/util.h"
 #include "batch.h"
 #include "cli.h"
+#include "fmt.h"
 #include "range.h"
 #include "specopt.h"
 #include "taskgen.h"
@@ -10,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,17 @@ static const char s_usage[] =
     "  --require LABEL      run only on workers started with this label (repeatable)\n"
     "  --time-request T     how long a task expects to run (90, 30s, 5m, 1h): a worker\n"
     "                       in an allocation that ends sooner is not sent it\n"
+    "  --stdout PATTERN     the worker writes the task's whole stdout to this file\n"
+    "                       (relative to --cwd; directories are made); %{job},\n"
+    "                       %{index}, %{task}, %{attempt} are filled in:\n"
+    "                       --stdout 'out/%{job}/%{index}.out'. Several hosts: a\n"
+    "                       shared filesystem\n"
+    "  --stderr PATTERN     the same for stderr (may name the same file)\n"
+    "  --no-capture         the master keeps none of the output (only the files)\n"
+    "\n"
+    "The job:\n"
+    "  --max-running N      at most N of its tasks run at once (Slurm's %N; change it\n"
+    "                       later with 'ztask limit JOB N')\n"
     "\n"
     "After submitting:\n"
     "  --wait               wait like 'ztask wait' (progress, summary, exit code)\n"
@@ -101,7 +114,11 @@ enum {
     OPT_WAIT,
     OPT_WAIT_TIMEOUT,
     OPT_QUIET,
-    OPT_JSON
+    OPT_JSON,
+    OPT_MAX_RUNNING,
+    OPT_STDOUT,
+    OPT_STDERR,
+    OPT_NO_CAPTURE
 };
 
 static const struct option s_longopts[] = {
@@ -126,6 +143,10 @@ static const struct option s_longopts[] = {
     { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
     { "quiet", no_argument, NULL, OPT_QUIET },
     { "json", no_argument, NULL, OPT_JSON },
+    { "max-running", required_argument, NULL, OPT_MAX_RUNNING },
+    { "stdout", required_argument, NULL, OPT_STDOUT },
+    { "stderr", required_argument, NULL, OPT_STDERR },
+    { "no-capture", no_argument, NULL, OPT_NO_CAPTURE },
     { NULL, 0, NULL, 0 }
 };
 
@@ -142,6 +163,7 @@ typedef struct {
     const char *shell, *fn, *args, *file, *array, *each, *name, *stdin_path;
     bool wait, quiet, json;
     double wait_timeout;
+    int max_running;
     char **argv; /* the command (borrowed from main's argv) */
     int argc;
     specopt_t opts;
@@ -222,6 +244,13 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
         case OPT_ARRAY: a->array = optarg; break;
         case OPT_EACH: a->each = optarg; break;
         case OPT_NAME: a->name = optarg; break;
+        case OPT_MAX_RUNNING:
+            if (parse_int64(optarg, 1, PROTO_MAX_RUNNING_LIMIT, &v) != 0)
+                return cli_usage_error(s_cmd, "--max-running wants a number of tasks in 1..%d, "
+                                              "got '%s'",
+                                       PROTO_MAX_RUNNING_LIMIT, optarg);
+            a->max_running = (int) v;
+            break;
         case OPT_STDIN: a->stdin_path = optarg; break;
         case OPT_WAIT: a->wait = true; break;
         case OPT_QUIET: a->quiet = true; break;
@@ -273,6 +302,21 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
             free(a->opts.cwd);
             a->opts.cwd = xstrdup(optarg);
             break;
+        case OPT_STDOUT:
+        case OPT_STDERR: {
+            char **slot = c == OPT_STDOUT ? &a->opts.stdout_file : &a->opts.stderr_file;
+            proto_err_t perr = {{0}, "want a path of 1..4096 bytes"};
+            char *probe = proto_spec_path(optarg, 1, 1, 1, 1, &perr);
+            bool ok = probe && *optarg && strlen(optarg) <= PROTO_MAX_PATH;
+            free(probe);
+            if (!ok)
+                return cli_usage_error(s_cmd, "--%s '%s': %s",
+                                       c == OPT_STDOUT ? "stdout" : "stderr", optarg, perr.message);
+            free(*slot);
+            *slot = xstrdup(optarg);
+            break;
+        }
+        case OPT_NO_CAPTURE: a->opts.no_capture = true; break;
         case OPT_REQUIRE:
             if (!*optarg)
                 return cli_usage_error(s_cmd, "--require wants a label");
@@ -384,6 +428,7 @@ typedef struct {
     int64_t total;
     int64_t sent;
     bool show;      /* draw "submitting" progress on stderr */
+    bool warned;    /* said that no live worker can run some of the tasks */
     int rc;         /* exit code when a send failed */
 } sender_t;
 
@@ -399,6 +444,18 @@ static int s_send(void *arg, const proto_req_t *req, int64_t *job)
     if (!rep)
         return -1;
     *job = rep->job;
+    /* Tasks no live worker can run wait for one: say so now, not after
+       a silent wait. */
+    for (int i = 0; i < rep->nno_worker && !s->warned; i++) {
+        char need[256];
+        fmt_need(need, sizeof need, rep->no_worker[i]);
+        fprintf(stderr,
+                "%sztask: warning: job %lld: no live worker can run some of its tasks: they "
+                "need %s; they wait until one registers (see 'ztask workers')\n",
+                s->show ? "\r\033[K" : "", (long long) rep->job, need);
+    }
+    if (rep->nno_worker)
+        s->warned = true;
     proto_reply_destroy(&rep);
     s->sent += req->ntasks;
     if (s->show) {
@@ -469,12 +526,45 @@ static taskgen_t *s_generator(submit_args_t *a, int *rc)
     return taskgen_single(&t);
 }
 
+/* What `ztask show` prints of the job: this command line, who ran it,
+   where (JSON object text, caller frees). A command line too long for
+   the protocol's limit is left out (argv_omitted). */
+static char *s_definition(int argc, char **argv)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *args = cJSON_AddArrayToObject(o, "argv");
+    for (int i = 0; args && i < argc; i++)
+        cJSON_AddItemToArray(args, cJSON_CreateString(argv[i]));
+    const char *user = getenv("USER");
+    struct passwd *pw = user ? NULL : getpwuid(getuid());
+    cJSON_AddStringToObject(o, "user", user ? user : pw ? pw->pw_name : "?");
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) == 0)
+        cJSON_AddStringToObject(o, "host", host);
+    char *cwd = getcwd(NULL, 0);
+    if (cwd && utf8_valid(cwd, strlen(cwd)))
+        cJSON_AddStringToObject(o, "cwd", cwd);
+    free(cwd);
+    char *text = cJSON_PrintUnformatted(o);
+    if (text && strlen(text) > PROTO_MAX_DEFINITION - 1024) {
+        cJSON_free(text);
+        cJSON_DeleteItemFromObject(o, "argv");
+        cJSON_AddTrueToObject(o, "argv_omitted");
+        text = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(o);
+    char *out = text ? xstrdup(text) : NULL;
+    cJSON_free(text);
+    return out;
+}
+
 int cmd_submit(cli_t *cli, int argc, char **argv)
 {
     submit_args_t a;
     memset(&a, 0, sizeof a);
     specopt_init(&a.opts);
     taskgen_t *gen = NULL;
+    char *definition = NULL;
     int rc = s_parse(argc, argv, &a);
     if (rc >= 0)
         goto out;
@@ -486,11 +576,15 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     if (!gen)
         goto out;
 
-    sender_t s = { cli, taskgen_count(gen), 0, false, 0 };
+    sender_t s = { .cli = cli, .total = taskgen_count(gen) };
     s.show = !a.quiet && isatty(STDERR_FILENO) && s.total > BATCH_MAX_SPECS;
+    definition = s_definition(argc, argv);
     char key[33];
     s_new_key(key);
-    batch_opts_t bopts = { .job_name = a.name, .key = key };
+    batch_opts_t bopts = { .job_name = a.name,
+                           .max_running = a.max_running,
+                           .definition = definition,
+                           .key = key };
     batch_result_t res;
     char err[512];
     if (batch_run(gen, &bopts, s_send, &s, &res, err, sizeof err) != 0) {
@@ -531,6 +625,7 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
         }
     }
 out:
+    free(definition);
     taskgen_destroy(&gen);
     specopt_clear(&a.opts);
     return rc;

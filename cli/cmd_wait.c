@@ -177,7 +177,16 @@ static void s_watch_stall(wait_state_t *w, int64_t now)
     } else if (w->opts->progress && !w->hinted && now - w->stalled_since >= STALL_HINT_MS
                && now - w->last_hint >= STALL_HINT_MS) {
         w->last_hint = now;
-        w->hinted = s_stall_hint(w->cli, w->job, w->bar);
+        if (w->j.held) {
+            /* Its own doing, not the workers': say so without asking. */
+            fprintf(stderr,
+                    "%sztask: job %lld is held: its queued tasks wait for 'ztask release "
+                    "%lld'\n",
+                    w->bar ? "\r\033[K" : "", (long long) w->job, (long long) w->job);
+            w->hinted = true;
+        } else {
+            w->hinted = s_stall_hint(w->cli, w->job, w->bar);
+        }
     }
 }
 

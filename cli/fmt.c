@@ -1,9 +1,13 @@
 #include "fmt.h"
 
+#include "../common/util.h"
+
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 int fmt_term_width(int fd)
@@ -119,20 +123,27 @@ void fmt_cell(char *buf, size_t size, const char *text, int max_cols)
     s_printable(buf, size, text, strlen(text), max_cols);
 }
 
-void fmt_ago(char *buf, size_t size, double s)
+void fmt_duration(char *buf, size_t size, double s)
 {
     if (s < 0)
         s = 0;
     if (s < 10)
-        snprintf(buf, size, "%.1fs ago", s);
+        snprintf(buf, size, "%.1fs", s);
     else if (s < 60)
-        snprintf(buf, size, "%.0fs ago", s);
+        snprintf(buf, size, "%.0fs", s);
     else if (s < 3600)
-        snprintf(buf, size, "%dm ago", (int) (s / 60));
+        snprintf(buf, size, "%dm", (int) (s / 60));
     else if (s < 86400)
-        snprintf(buf, size, "%dh ago", (int) (s / 3600));
+        snprintf(buf, size, "%dh", (int) (s / 3600));
     else
-        snprintf(buf, size, "%dd ago", (int) (s / 86400));
+        snprintf(buf, size, "%dd", (int) (s / 86400));
+}
+
+void fmt_ago(char *buf, size_t size, double s)
+{
+    char d[32];
+    fmt_duration(d, sizeof d, s);
+    snprintf(buf, size, "%s ago", d);
 }
 
 void fmt_need(char *buf, size_t size, const char *key)
@@ -143,13 +154,68 @@ void fmt_need(char *buf, size_t size, const char *key)
     const char *colon = memchr(key, ':', keylen);
     size_t kind = colon ? (size_t) (colon - key) : keylen;
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
+    /* "fn=NAME": NAME written with pct_encode (master/sched.h). */
+    char *fn = strncmp(key, "fn=", 3) == 0 ? pct_decode(key + 3, kind - 3) : NULL;
+    char what[320] = "";
+    if (exec)
+        snprintf(what, sizeof what, " that runs commands");
+    else if (fn)
+        snprintf(what, sizeof what, " with the function %.256s", fn);
+    free(fn);
     int nlabels = colon ? (int) (keylen - (size_t) (colon + 1 - key)) : 0;
-    char text[700];
-    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s", exec ? " that runs commands" : "",
-                     colon && exec ? "," : "", colon ? " labelled " : "",
-                     nlabels > 500 ? 500 : nlabels, colon ? colon + 1 : "");
+    char text[1000];
+    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s", what, colon && *what ? "," : "",
+                     colon ? " labelled " : "", nlabels > 500 ? 500 : nlabels,
+                     colon ? colon + 1 : "");
     if (tilde && n > 0 && (size_t) n < sizeof text)
         snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
-                 exec || colon ? "," : "", tilde + 1);
+                 *what || colon ? "," : "", tilde + 1);
     fmt_cell(buf, size, text, 200);
+}
+
+void fmt_time(char *buf, size_t size, double wall)
+{
+    if (size == 0)
+        return;
+    time_t t = (time_t) wall;
+    struct tm tm;
+    if (wall <= 0 || !gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, size, "-");
+}
+
+void fmt_shell_word(char *buf, size_t size, const char *word)
+{
+    size_t used = strlen(buf);
+    if (used + 4 >= size)
+        return;
+    char clean[4096];
+    s_printable(clean, sizeof clean, word, strlen(word), (int) sizeof clean / 4);
+    bool safe = *clean != '\0';
+    for (const char *p = clean; *p && safe; p++)
+        safe = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+%@", *p)
+               != NULL;
+    char *out = buf + used;
+    size_t room = size - used;
+    int n;
+    if (safe) {
+        n = snprintf(out, room, "%s%s", used ? " " : "", clean);
+    } else {
+        /* '...' with each ' as '\'' */
+        char quoted[4096 * 4 + 3];
+        size_t q = 0;
+        quoted[q++] = '\'';
+        for (const char *p = clean; *p && q + 6 < sizeof quoted; p++) {
+            if (*p == '\'') {
+                memcpy(quoted + q, "'\\''", 4);
+                q += 4;
+            } else {
+                quoted[q++] = *p;
+            }
+        }
+        quoted[q++] = '\'';
+        quoted[q] = '\0';
+        n = snprintf(out, room, "%s%s", used ? " " : "", quoted);
+    }
+    if (n < 0 || (size_t) n >= room)
+        memcpy(buf + size - 4, "...", 4);
 }

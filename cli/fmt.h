@@ -24,6 +24,8 @@ void fmt_first_line(char *buf, size_t size, const char *text, int max_cols);
 /* A field for a table column: made printable, cut to max_cols characters. */
 void fmt_cell(char *buf, size_t size, const char *text, int max_cols);
 
+/* A duration: "0.4s", "12s", "5m", "3h", "2d" (negative reads as 0). */
+void fmt_duration(char *buf, size_t size, double seconds);
 /* Writes text to f with what could drive a terminal made visible: every
    C0 control but "\n" and "\t" (ESC, "\r", backspace, BEL...) and DEL
    as "\xHH", the C1 controls (U+0080..U+009F: some terminals obey U+009B
@@ -40,5 +42,14 @@ void fmt_ago(char *buf, size_t size, double seconds);
    "a worker labelled gpu", "a worker that runs commands, labelled gpu,ssd".
    Made printable. */
 void fmt_need(char *buf, size_t size, const char *key);
+
+/* Wall seconds as "2026-12-07 01:23:45 UTC"; "-" for 0. */
+void fmt_time(char *buf, size_t size, double wall);
+
+/* Appends word to buf (NUL-terminated, size bytes in all) as a POSIX
+   shell would need it to read it back: as is when it holds only safe
+   characters, else in single quotes ('it'\''s'). Made printable.
+   Cut (ending in "...") when buf is full. */
+void fmt_shell_word(char *buf, size_t size, const char *word);
 
 #endif

@@ -22,9 +22,16 @@ static const char s_usage[] =
     "  wait      wait for a job to finish, with a progress bar\n"
     "  status    a job's counters (or every job's)\n"
     "  jobs      list jobs\n"
+    "  show      what a job is: its command, options, who submitted it, when\n"
     "  results   list a job's tasks and how they ended\n"
+    "  tasks     what runs where across jobs, and for how long\n"
     "  logs      a task's stdout and stderr (-f to follow)\n"
     "  cancel    cancel a job or one task\n"
+    "  retry     run a job's failed and cancelled tasks again\n"
+    "  hold      keep a job's (or a task's) queued tasks from starting\n"
+    "  release   let held tasks start again\n"
+    "  priority  change the priority of a job's queued tasks\n"
+    "  limit     run at most N of a job's tasks at once\n"
     "  workers   list workers\n"
     "  drain     let a worker finish its tasks and leave\n"
     "  stats     the master's totals\n"
@@ -82,7 +89,9 @@ static const command_t s_commands[] = {
     { "jobs", cmd_jobs },       { "results", cmd_results }, { "logs", cmd_logs },
     { "cancel", cmd_cancel },   { "workers", cmd_workers }, { "drain", cmd_drain },
     { "stats", cmd_stats },     { "forget", cmd_forget },   { "keygen", cmd_keygen },
-    { "alloc", cmd_alloc },     { NULL, NULL }
+    { "retry", cmd_retry },     { "hold", cmd_hold },       { "release", cmd_release },
+    { "priority", cmd_priority }, { "limit", cmd_limit },   { "show", cmd_show },
+    { "tasks", cmd_tasks },     { "alloc", cmd_alloc },     { NULL, NULL }
 };
 
 static const command_t *s_find(const char *name)

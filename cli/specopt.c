@@ -22,6 +22,8 @@ void specopt_clear(specopt_t *self)
 {
     free(self->cwd);
     free(self->stdin_data);
+    free(self->stdout_file);
+    free(self->stderr_file);
     s_free_list(self->env, self->envc);
     s_free_list(self->require, self->nrequire);
     memset(self, 0, sizeof *self);
@@ -30,8 +32,8 @@ void specopt_clear(specopt_t *self)
 bool specopt_any(const specopt_t *self)
 {
     return self->has_timeout || self->has_retries || self->has_priority || self->has_output_cap
-           || self->has_time_request
-           || self->cwd || self->stdin_data || self->envc || self->nrequire;
+           || self->has_time_request || self->cwd || self->stdin_data || self->envc
+           || self->nrequire || self->stdout_file || self->stderr_file || self->no_capture;
 }
 
 /* Index of the "KEY=..." entry with the same key as kv in list, or -1. */
@@ -105,6 +107,16 @@ void specopt_apply(const specopt_t *self, proto_spec_t *spec)
         spec->stdin_data = xstrndup(self->stdin_data, self->stdin_len);
         spec->stdin_len = self->stdin_len;
     }
+    if (self->stdout_file) {
+        free(spec->stdout_file);
+        spec->stdout_file = xstrdup(self->stdout_file);
+    }
+    if (self->stderr_file) {
+        free(spec->stderr_file);
+        spec->stderr_file = xstrdup(self->stderr_file);
+    }
+    if (self->no_capture)
+        spec->no_capture = true;
     for (int i = 0; i < self->envc; i++)
         s_env_put(&spec->env, &spec->envc, self->env[i]);
     for (int i = 0; i < self->nrequire; i++)

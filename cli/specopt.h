@@ -1,5 +1,6 @@
 /*  specopt: the task options of `ztask submit` (--timeout, --retries,
-    --priority, --env, --cwd, --stdin, --output-cap, --require) as one
+    --priority, --env, --cwd, --stdin, --output-cap, --require, --stdout,
+    --stderr, --no-capture) as one
     value that is applied to every task of a job.
 
     With a command (argv, --shell, --fn) they fill in the base spec; with
@@ -37,6 +38,9 @@ typedef struct {
     int envc;
     char **require;
     int nrequire;
+    char *stdout_file;       /* patterns (proto_spec_path); NULL = not given */
+    char *stderr_file;
+    bool no_capture;
 } specopt_t;
 
 void specopt_init(specopt_t *self);

@@ -307,6 +307,51 @@ int cpu_count(void)
     return n < 1 ? 1 : (int) n;
 }
 
+int strp_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+char *pct_encode(const char *s, const char *special)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += (*p == '%' || strchr(special, *p)) ? 3 : 1;
+    char *out = xmalloc(n + 1), *o = out;
+    for (const char *p = s; *p; p++) {
+        if (*p == '%' || strchr(special, *p))
+            o += sprintf(o, "%%%02X", (unsigned char) *p);
+        else
+            *o++ = *p;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int s_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
+}
+
+char *pct_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = s_hex(s[i + 1])) >= 0 && (lo = s_hex(s[i + 2])) >= 0) {
+            *o++ = (char) (hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 bool looks_like_shell_line(const char *program)
 {
     return strpbrk(program, " \t|&;<>()$`*?~") != NULL;

@@ -54,6 +54,15 @@ char *utf8_sanitize(const char *data, size_t len, size_t *outlen);
 /* True when data[0..len) is valid UTF-8 with no NUL byte. */
 bool utf8_valid(const char *data, size_t len);
 
+/* s with '%' and each character of special written as %XX (two upper-case
+   hex digits), so that a name can sit inside a key that uses those
+   characters as separators; pct_decode undoes it for the first n bytes
+   of s (a '%' not followed by two hex digits is kept). Caller frees. */
+char *pct_encode(const char *s, const char *special);
+/* strcmp of two char * array elements: for qsort and bsearch. */
+int strp_cmp(const void *a, const void *b);
+char *pct_decode(const char *s, size_t n);
+
 /* Splits "HOST", "HOST:PORT" or "[V6]:PORT" into host (caller frees) and
    port (left unchanged when absent); "ipc:///DIR" is a host of its own
    (zmqx.h), port unchanged. Returns -1 on a malformed address. */

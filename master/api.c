@@ -49,7 +49,26 @@ struct api {
     /* The type name of the request being answered (counted with its
        reply); NULL outside s_on_request: deferred replies use theirs. */
     const char *cur_type;
+    /* Replies libzmq would not take yet (see s_send_reply), oldest
+       first: at most one per peer, so a peer that never reads holds at
+       most API_HWM replies in libzmq and one here. */
+    struct deferred *deferred;
+    int ndeferred;
+    log_limit_t lim_deferred;
 };
+
+/* A reply waiting for its peer's queue to take it. */
+typedef struct deferred {
+    zmqx_frames_t envelope;  /* routing frames */
+    char *body;
+    size_t len;
+    int64_t since;           /* monotonic ms */
+    struct deferred *next;
+} deferred_t;
+
+/* How long a deferred reply waits before it is dropped: a client gives
+   up after its request timeout (10 s by default) and asks again. */
+#define DEFERRED_MAX_MS 30000
 
 api_t *api_new(const api_config_t *cfg)
 {
@@ -63,11 +82,24 @@ api_t *api_new(const api_config_t *cfg)
     return self;
 }
 
+static void s_deferred_free(deferred_t *d)
+{
+    zmqx_frames_free(&d->envelope);
+    free(d->body);
+    free(d);
+}
+
 void api_destroy(api_t **p)
 {
     if (!p || !*p)
         return;
-    free(*p);
+    api_t *self = *p;
+    while (self->deferred) {
+        deferred_t *d = self->deferred;
+        self->deferred = d->next;
+        s_deferred_free(d);
+    }
+    free(self);
     *p = NULL;
 }
 
@@ -76,6 +108,10 @@ void api_destroy(api_t **p)
 /* What a client accepts (its ZMQ_MAXMSGSIZE): a bigger reply would make
    libzmq drop the connection, and the client would only see silence. */
 #define API_MAX_REPLY ((size_t) PROTO_MAX_API_MSG - 4096)
+
+static int s_try_send(api_t *self, const zmqx_frames_t *envelope, const char *body, size_t len);
+static deferred_t *s_deferred_for(api_t *self, const zmqx_frames_t *envelope);
+static void s_defer(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len);
 
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
@@ -100,12 +136,97 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     }
-    /* Routing frames first; a peer gone since is silently dropped by ROUTER. */
+    /* Behind a reply still kept for this peer, never ahead of it. */
+    if (!s_deferred_for(self, envelope) && s_try_send(self, envelope, body, len) == 0) {
+        free(body);
+        return;
+    }
+    s_defer(self, envelope, body, len);
+}
+
+static bool s_same_peer(const zmqx_frames_t *a, const zmqx_frames_t *b)
+{
+    return a->count > 0 && b->count > 0 && a->sizes[0] == b->sizes[0]
+           && memcmp(a->frames[0], b->frames[0], a->sizes[0]) == 0;
+}
+
+static deferred_t *s_deferred_for(api_t *self, const zmqx_frames_t *envelope)
+{
+    for (deferred_t *d = self->deferred; d; d = d->next)
+        if (s_same_peer(&d->envelope, envelope))
+            return d;
+    return NULL;
+}
+
+/* Sends one reply: 0 when libzmq took it or its peer is gone (dropped:
+   nobody to tell), -1 with EAGAIN when the peer's queue is at its
+   high-water mark. The socket is ZMQ_ROUTER_MANDATORY (master.c): a
+   plain ROUTER would drop the reply silently then, and libzmq can count
+   a queue full for a moment even for a client that reads every reply
+   (its read counts reach the socket in batches), so a small API_HWM lost
+   replies to well-behaved clients now and then. */
+static int s_try_send(api_t *self, const zmqx_frames_t *envelope, const char *body, size_t len)
+{
+    /* The first routing frame picks the peer: that is where a full or
+       gone peer shows. */
     for (int i = 0; i < envelope->count; i++)
-        zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
-                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
+            return i == 0 && errno == EAGAIN ? -1 : 0;
     zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
-    free(body);
+    return 0;
+}
+
+/* Keeps a reply libzmq would not take yet (takes body), replacing one
+   still kept for the same peer: a client asks one thing at a time, so an
+   older reply is for a request it has given up on. api_deferred retries. */
+static void s_defer(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len)
+{
+    deferred_t *d = s_deferred_for(self, envelope);
+    if (d) {
+        free(d->body);
+        d->body = body;
+        d->len = len;
+        d->since = clock_mono_ms();
+        return;
+    }
+    d = xcalloc(1, sizeof *d);
+    zmqx_frames_copy(&d->envelope, envelope);
+    d->body = body;
+    d->len = len;
+    d->since = clock_mono_ms();
+    deferred_t **tail = &self->deferred;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = d;
+    self->ndeferred++;
+}
+
+bool api_has_deferred(const api_t *self)
+{
+    return self->deferred != NULL;
+}
+
+void api_deferred(api_t *self, int64_t now)
+{
+    for (deferred_t **pp = &self->deferred; *pp;) {
+        deferred_t *d = *pp;
+        bool sent = s_try_send(self, &d->envelope, d->body, d->len) == 0;
+        if (!sent && now - d->since < DEFERRED_MAX_MS) {
+            pp = &d->next;
+            continue;
+        }
+        if (!sent) {
+            int64_t held;
+            if (log_limit(&self->lim_deferred, now, &held))
+                log_warn("event=reply_dropped reason=client_not_reading waited_ms=%" PRId64
+                         " suppressed=%" PRId64,
+                         now - d->since, held);
+        }
+        *pp = d->next;
+        self->ndeferred--;
+        s_deferred_free(d);
+    }
 }
 
 static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
@@ -200,23 +321,21 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
     out->finished = job->finished;
     out->owner = job->owner[0] ? xstrdup(job->owner) : NULL;
     out->owner_name = xstrdup(auth_key_name(self->cfg.auth, job->owner));
+    out->held = job->held;
+    out->max_running = job->max_running;
 }
 
 /* ---- submit ---- */
 
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
-                            int64_t accepted, int wait_ms, int64_t now);
+                            int64_t accepted, int wait_ms, int64_t now,
+                            const char *const *no_worker, int nno_worker);
 
 static char *s_labels_key(const proto_spec_t *spec);
 
-static int s_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 /* The scheduler class key of a spec: what it needs of a worker, in a
-   canonical form ("exec", "fn", "exec:gpu,ssd" with labels sorted), and
-   "~SECONDS" after it for a --time-request (sched.h). */
+   canonical form ("exec", "fn=square", "exec:gpu,ssd" with labels sorted),
+   and "~SECONDS" after it for a --time-request (sched.h). */
 static char *s_needs_key(const proto_spec_t *spec)
 {
     char *key = s_labels_key(spec);
@@ -229,16 +348,18 @@ static char *s_needs_key(const proto_spec_t *spec)
 
 static char *s_labels_key(const proto_spec_t *spec)
 {
-    const char *kind = spec->kind == PROTO_KIND_EXEC ? "exec" : "fn";
+    char *fn = spec->kind == PROTO_KIND_FN ? pct_encode(spec->fn, ":~") : NULL;
+    char *kind = fn ? xasprintf("fn=%s", fn) : xstrdup("exec");
+    free(fn);
     if (spec->nrequire == 0)
-        return xstrdup(kind);
+        return kind;
     char **labels = xcalloc((size_t) spec->nrequire, sizeof(char *));
     size_t len = strlen(kind) + 2;
     for (int i = 0; i < spec->nrequire; i++) {
         labels[i] = spec->require[i];
         len += strlen(labels[i]) + 1;
     }
-    qsort(labels, (size_t) spec->nrequire, sizeof(char *), s_cmp_str);
+    qsort(labels, (size_t) spec->nrequire, sizeof(char *), strp_cmp);
     char *key = xmalloc(len);
     char *p = key + sprintf(key, "%s:", kind);
     for (int i = 0; i < spec->nrequire; i++) {
@@ -247,6 +368,7 @@ static char *s_labels_key(const proto_spec_t *spec)
         p += sprintf(p, "%s%s", p[-1] == ':' ? "" : ",", labels[i]);
     }
     free(labels);
+    free(kind);
     return key;
 }
 
@@ -326,7 +448,7 @@ static void s_submit_again(api_t *self, const zmqx_frames_t *env, const auth_pee
     log_info("event=submit_repeated key=%s job=%" PRId64 " accepted=%" PRId64 " committed=%d",
              req->key, e->job, e->accepted, e->committed);
     if (e->committed) {
-        s_submit_answer(self, env, e->job, e->accepted, req->wait_ms, clock_mono_ms());
+        s_submit_answer(self, env, e->job, e->accepted, req->wait_ms, clock_mono_ms(), NULL, 0);
         return;
     }
     pending_submit_t *p = xcalloc(1, sizeof *p);
@@ -437,6 +559,9 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         p->job_id = ++self->last_job_id;
         p->job_name = xstrdup(req->name);
         p->job_created = clock_wall();
+        p->job_max_running = req->max_running;
+        p->job_definition = req->definition;   /* taken */
+        req->definition = NULL;
     } else {
         p->job_id = job->id;
         /* Default indexes continue from every batch taken so far, committed
@@ -472,7 +597,7 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
         const idem_entry_t *e = idem_get(self->cfg.idem, p->owner, p->key);
         if (e && e->committed)
             s_submit_answer(self, &p->envelope, e->job, e->accepted, p->wait_ms,
-                            clock_mono_ms());
+                            clock_mono_ms(), NULL, 0);
         else
             s_reply_error(self, &p->envelope, PROTO_E_STORAGE,
                           "the master could not store the first copy of this request; "
@@ -494,7 +619,9 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
                                                                               .name = p->job_name,
                                                                               .owner = p->owner,
                                                                               .created =
-                                                                                  p->job_created})
+                                                                                  p->job_created,
+                                                                              .max_running =
+                                                                                  p->job_max_running})
                             : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
@@ -506,7 +633,21 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
     jobs_check_finished(self->cfg.jobs, job);
-    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms());
+    /* Needs of this batch no live worker meets: the client warns at once
+       (the tasks wait; one may register). */
+    const char *no_worker[16];
+    int nno = 0;
+    for (int i = 0; i < p->ntasks && nno < 16; i++) {
+        int cls = p->tasks[i].cls;
+        const char *key = sched_class_get(self->cfg.sched, cls)->key;
+        bool listed = false;
+        for (int k = 0; k < nno && !listed; k++)
+            listed = no_worker[k] == key;
+        if (!listed && !tasks_class_served(self->cfg.tasks, cls))
+            no_worker[nno++] = key;
+    }
+    s_submit_answer(self, &p->envelope, job->id, p->ntasks, p->wait_ms, clock_mono_ms(),
+                    no_worker, nno);
 }
 
 /* The commit of this submit failed (or will never come): refuse it. */
@@ -611,8 +752,10 @@ static int s_task_row(const store_task_row_t *row, void *arg)
     info->attempts = row->attempt;
     info->worker = xstrdup(row->worker);
     sched_task_t *t = sched_get(rows->self->cfg.sched, row->id);
-    if (t)
+    if (t) {
         info->status = t->state;   /* memory knows ASSIGNED from RUNNING */
+        info->held = (t->parked & SCHED_PARK_HELD) != 0;
+    }
     if (row->outcome_json) {
         proto_err_t err;
         info->result = proto_result_decode(row->outcome_json, strlen(row->outcome_json), &err);
@@ -624,6 +767,15 @@ static int s_task_row(const store_task_row_t *row, void *arg)
             log_warn("event=bad_outcome task=%" PRId64 " error=\"%s\"", row->id,
                      log_quote(q, sizeof q, err.message));
         }
+    }
+    /* On a worker: the attempt running now, where, since when (the store
+       learns the assignment a second late, the start with the result). */
+    if (t && t->worker_name && (t->state == PROTO_ST_ASSIGNED || t->state == PROTO_ST_RUNNING)) {
+        free(info->worker);
+        info->worker = xstrdup(t->worker_name);
+        info->attempts = t->attempt;
+        info->started = t->started;
+        proto_result_destroy(&info->result);   /* the failed attempt before this one */
     }
     return 0;
 }
@@ -762,32 +914,254 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
     proto_reply_destroy(&rep);
 }
 
-/* ---- cancel ---- */
+/* ---- cancel, hold, release, priority, limit ---- */
+
+static void s_count_reply(api_t *self, const zmqx_frames_t *env, int64_t count,
+                          proto_req_type_t type)
+{
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = count;
+    s_send_reply(self, env, rep, type);
+    proto_reply_destroy(&rep);
+}
+
+/* What cancel, hold and release act on: one task (JOB.INDEX or a task id:
+   *job NULL, *t NULL when it has finished) or a job (*t NULL). False
+   after answering when there is none the peer may act on. */
+static bool s_target(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                     const proto_req_t *req, sched_task_t **t, job_t **job)
+{
+    *t = NULL;
+    *job = NULL;
+    if (req->task > 0 || req->index >= 0) {
+        int64_t id = s_task_id(self, req);
+        if (!s_task_or_reply(self, env, peer, id, NULL))
+            return false;
+        *t = sched_get(self->cfg.sched, id);
+        return true;
+    }
+    *job = s_job_or_reply(self, env, peer, req->job);
+    return *job != NULL;
+}
 
 static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      const proto_req_t *req)
 {
+    sched_task_t *t;
+    job_t *job;
+    if (!s_target(self, env, peer, req, &t, &job))
+        return;
     int64_t count = 0;
-    if (req->task > 0 || req->index >= 0) {
-        int64_t id = s_task_id(self, req);
-        if (!s_task_or_reply(self, env, peer, id, NULL))
-            return;
-        sched_task_t *t = sched_get(self->cfg.sched, id);
-        if (t) {
-            tasks_cancel(self->cfg.tasks, t);
-            count = 1;
-        }
-    } else {
-        job_t *job = s_job_or_reply(self, env, peer, req->job);
-        if (!job)
-            return;
+    if (job) {
         jobs_cancel(self->cfg.jobs, job);
         count = tasks_cancel_job(self->cfg.tasks, job);
+    } else if (t) {
+        tasks_cancel(self->cfg.tasks, t);
+        count = 1;
     }
+    s_count_reply(self, env, count, PROTO_REQ_CANCEL);
+}
+
+/* hold/release a job, or one task of it (JOB.INDEX or a task id). */
+static void s_hold(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
+{
+    bool hold = req->type == PROTO_REQ_HOLD;
+    sched_task_t *t;
+    job_t *job;
+    if (!s_target(self, env, peer, req, &t, &job))
+        return;
+    int64_t count = job ? tasks_hold_job(self->cfg.tasks, job, hold)
+                    : t ? tasks_hold(self->cfg.tasks, t, hold)
+                        : 0;
+    s_count_reply(self, env, count, req->type);
+}
+
+static void s_priority(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                       const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (job)
+        s_count_reply(self, env, tasks_set_priority(self->cfg.tasks, job, req->priority),
+                      req->type);
+}
+
+static void s_limit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    tasks_set_limit(self->cfg.tasks, job, req->max_running);
+    s_count_reply(self, env, job->running, req->type);
+}
+
+/* ---- tasks: what runs where ---- */
+
+static int s_cmp_started(const void *a, const void *b)
+{
+    const proto_task_info_t *x = a, *y = b;
+    return x->started < y->started ? -1 : x->started > y->started;
+}
+
+/* The tasks on workers now (sent or started; orphans waiting for their
+   worker too), of one job or of every job the peer sees (its own; with
+   "all", an admin: everyone's), on one worker or all, the longest
+   running first. Their index and name come from the store. */
+static void s_tasks(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+        return;
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's tasks (the master's --admins "
+                      "list); without --all: your own");
+        return;
+    }
+    rows_t rows = {.self = self, .v = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t))};
+    store_t *store = journal_store(self->cfg.journal);
+    size_t pos = 0;
+    sched_task_t *t;
+    while (rows.n < PROTO_MAX_TASKS_LISTED && (t = sched_next(self->cfg.sched, &pos))) {
+        if (t->state != PROTO_ST_ASSIGNED && t->state != PROTO_ST_RUNNING)
+            continue;
+        if ((req->job > 0 && t->job != req->job)
+            || (req->worker && (!t->worker_name || strcmp(t->worker_name, req->worker) != 0)))
+            continue;
+        const job_t *job = jobs_get(self->cfg.jobs, t->job);
+        if (!job || (req->job == 0 && !req->all && !s_mine(peer, job)))
+            continue;
+        bool found = false;
+        int before = rows.n;
+        if (store_task_get(store, t->id, s_task_row, &rows, &found) != 0 || !found) {
+            for (int i = before; i < rows.n; i++)
+                proto_task_info_clear(&rows.v[i]);
+            rows.n = before;
+        }
+    }
+    qsort(rows.v, (size_t) rows.n, sizeof(proto_task_info_t), s_cmp_started);
     proto_reply_t *rep = proto_reply_new(true);
-    rep->count = count;
-    s_send_reply(self, env, rep, PROTO_REQ_CANCEL);
+    rep->tasks = rows.v;
+    rep->ntasks = rows.n;
+    s_send_reply(self, env, rep, PROTO_REQ_TASKS);
     proto_reply_destroy(&rep);
+}
+
+/* ---- show ---- */
+
+/* One job's record with what it was submitted as and its first task's
+   spec (read from the store: definitions are not kept in memory). */
+static void s_show(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                   const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->jobs = xcalloc(1, sizeof(proto_job_t));
+    rep->njobs = 1;
+    s_job_record(self, job, &rep->jobs[0]);
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_job_show(store, job->id, &rep->jobs[0].definition, &rep->jobs[0].first_spec)
+        != 0) {
+        proto_reply_destroy(&rep);
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the job's definition: %s", store_error(store));
+        s_reply_error(self, env, PROTO_E_STORAGE, msg);
+        return;
+    }
+    s_send_reply(self, env, rep, PROTO_REQ_SHOW);
+    proto_reply_destroy(&rep);
+}
+
+/* ---- retry ---- */
+
+/* What a retry selects and collects (s_retry_row). */
+typedef struct {
+    api_t *self;
+    bool failed, cancelled;
+    const int64_t *indexes;  /* sorted; NULL = every index */
+    int nindexes;
+    tasks_retry_t *v;
+    size_t n, cap;
+    int64_t bytes;
+} retry_rows_t;
+
+static int s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static int s_retry_row(const store_task_row_t *row, void *arg)
+{
+    retry_rows_t *r = arg;
+    if (row->state == PROTO_ST_FAILED ? !r->failed : !r->cancelled)
+        return 0;
+    if (r->indexes
+        && !bsearch(&row->index, r->indexes, (size_t) r->nindexes, sizeof(int64_t), s_cmp_i64))
+        return 0;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->v = xrealloc(r->v, r->cap * sizeof *r->v);
+    }
+    r->v[r->n++] = (tasks_retry_t){.id = row->id,
+                                   .priority = row->priority,
+                                   .cls = sched_class(r->self->cfg.sched, row->needs),
+                                   .attempt = row->attempt,
+                                   .retries = row->retries,
+                                   .spec_bytes = row->spec_bytes,
+                                   .state = row->state};
+    r->bytes += row->spec_bytes;
+    return 0;
+}
+
+/* Failed and/or cancelled tasks of a job (some indexes, or all) back in
+   the queue as new attempts; the job runs again. Counted against its
+   owner's quota like a submit. */
+static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                    const proto_req_t *req)
+{
+    job_t *job = s_job_or_reply(self, env, peer, req->job);
+    if (!job)
+        return;
+    bool both = !req->retry_failed && !req->retry_cancelled;
+    retry_rows_t rows = {.self = self,
+                         .failed = both || req->retry_failed,
+                         .cancelled = both || req->retry_cancelled};
+    int64_t *sorted = NULL;
+    if (req->indexes) {
+        sorted = xmalloc((size_t) req->nindexes * sizeof(int64_t));
+        memcpy(sorted, req->indexes, (size_t) req->nindexes * sizeof(int64_t));
+        qsort(sorted, (size_t) req->nindexes, sizeof(int64_t), s_cmp_i64);
+        rows.indexes = sorted;
+        rows.nindexes = req->nindexes;
+    }
+    store_t *store = journal_store(self->cfg.journal);
+    if (store_retryable_each(store, job->id, s_retry_row, &rows) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot read the job's tasks: %s", store_error(store));
+        s_reply_error(self, env, PROTO_E_STORAGE, msg);
+        goto out;
+    }
+    owner_usage_t *u = jobs_usage(self->cfg.jobs, job->owner);
+    if (rows.n
+        && !s_quota_allows(self, env, u,
+                           &(pending_submit_t){.ntasks = (int) rows.n, .bytes = rows.bytes}))
+        goto out;
+    for (size_t i = 0; i < rows.n; i++)
+        tasks_retry(self->cfg.tasks, job, &rows.v[i]);
+    if (rows.n)
+        jobs_reopen(self->cfg.jobs, job);
+    log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->count = (int64_t) rows.n;
+    s_send_reply(self, env, rep, PROTO_REQ_RETRY);
+    proto_reply_destroy(&rep);
+out:
+    free(rows.v);
+    free(sorted);
 }
 
 /* ---- workers ---- */
@@ -826,6 +1200,8 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .threads = req->threads,
                                                      .labels = req->labels,
                                                      .nlabels = req->nlabels,
+                                                     .fns = req->functions,
+                                                     .nfns = req->nfunctions,
                                                      .no_exec = req->no_exec,
                                                      .slurm_job = req->slurm_job,
                                                      .ends_at = req->ends_at},
@@ -1019,13 +1395,19 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
 /* A submit's answer; with_record: the job's record too, as a held submit
    ends (the client sees from it whether the job finished). */
 static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id,
-                           int64_t accepted, bool with_record)
+                           int64_t accepted, bool with_record, const char *const *no_worker,
+                           int nno_worker)
 {
     const job_t *job = jobs_get(self->cfg.jobs, job_id);
     proto_reply_t *rep = proto_reply_new(true);
     rep->job = job_id;
     rep->accepted = accepted;
     rep->total = job ? job->total : 0;
+    if (nno_worker) {
+        rep->no_worker = xcalloc((size_t) nno_worker + 1, sizeof(char *));
+        for (int i = 0; i < nno_worker; i++)
+            rep->no_worker[rep->nno_worker++] = xstrdup(no_worker[i]);
+    }
     if (job && with_record) {
         rep->jobs = xcalloc(1, sizeof(proto_job_t));
         s_job_record(self, job, &rep->jobs[0]);
@@ -1038,13 +1420,14 @@ static void s_submit_reply(api_t *self, const zmqx_frames_t *env, int64_t job_id
 /* Answers a submit whose batch is committed: at once, or, with wait_ms,
    once its job has finished or the wait is over (held like a status). */
 static void s_submit_answer(api_t *self, const zmqx_frames_t *env, int64_t job,
-                            int64_t accepted, int wait_ms, int64_t now)
+                            int64_t accepted, int wait_ms, int64_t now,
+                            const char *const *no_worker, int nno_worker)
 {
     /* Called as the batch's commit is acknowledged: a job it finished (one
        that had nothing left to run) is answered by api_waiters after the
        commit of that finish, like any held request. */
     if (!waiters_hold(self->cfg.waiters, env, PROTO_REQ_SUBMIT, job, accepted, wait_ms, now))
-        s_submit_reply(self, env, job, accepted, wait_ms > 0);
+        s_submit_reply(self, env, job, accepted, wait_ms > 0, no_worker, nno_worker);
 }
 
 /* A held status whose wait is over: the job's record, or "no job N" when
@@ -1075,7 +1458,7 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
     while (w) {
         waiter_t *next = w->next;
         if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, written);
+            s_submit_reply(self, &w->envelope, w->job, w->accepted, written, NULL, 0);
         else if (!written)
             s_reply_unwritable(self, &w->envelope);
         else
@@ -1195,6 +1578,13 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_FORGET: s_forget(self, &env, &peer, req); break;
     case PROTO_REQ_HELLO: s_hello(self, &env, req, now); break;
     case PROTO_REQ_ALLOC: s_alloc(self, &env, &peer, req); break;
+    case PROTO_REQ_RETRY: s_retry(self, &env, &peer, req); break;
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE: s_hold(self, &env, &peer, req); break;
+    case PROTO_REQ_PRIORITY: s_priority(self, &env, &peer, req); break;
+    case PROTO_REQ_LIMIT: s_limit(self, &env, &peer, req); break;
+    case PROTO_REQ_SHOW: s_show(self, &env, &peer, req); break;
+    case PROTO_REQ_TASKS: s_tasks(self, &env, &peer, req); break;
     }
     proto_req_destroy(&req);
 }

@@ -112,6 +112,7 @@ static void s_job_free(job_t *job)
     if (job) {
         free(job->name);
         free(job->owner);
+        free(job->capped.ids);
         free(job);
     }
 }
@@ -158,6 +159,7 @@ job_t *jobs_create(jobs_t *self, const store_job_new_t *row)
     job->usage = jobs_usage(self, row->owner);
     job->owner = xstrdup(job->usage->owner);
     job->created = row->created;
+    job->max_running = row->max_running;
     imap_put(self->map, job->id, job);
     return job;
 }
@@ -168,8 +170,10 @@ static int s_load_job(const store_job_row_t *row, void *arg)
     job_t *job = jobs_create(self, &(store_job_new_t){.id = row->id,
                                                       .name = row->name,
                                                       .owner = row->owner,
-                                                      .created = row->created});
+                                                      .created = row->created,
+                                                      .max_running = row->max_running});
     job->closed = row->closed;
+    job->held = row->held;
     job->finished = row->finished;
     return 0;
 }
@@ -205,6 +209,32 @@ size_t jobs_count(const jobs_t *self)
     return imap_size(self->map);
 }
 
+void job_capped_push(job_t *job, int64_t task)
+{
+    if (job->capped.head + job->capped.n == job->capped.cap) {
+        /* Slide the live part to the front, or grow. */
+        if (job->capped.head > job->capped.cap / 2) {
+            memmove(job->capped.ids, job->capped.ids + job->capped.head,
+                    job->capped.n * sizeof(int64_t));
+            job->capped.head = 0;
+        } else {
+            job->capped.cap = job->capped.cap ? job->capped.cap * 2 : 64;
+            job->capped.ids = xrealloc(job->capped.ids, job->capped.cap * sizeof(int64_t));
+        }
+    }
+    job->capped.ids[job->capped.head + job->capped.n++] = task;
+}
+
+bool job_capped_pop(job_t *job, int64_t *task)
+{
+    if (!job->capped.n)
+        return false;
+    *task = job->capped.ids[job->capped.head++];
+    if (--job->capped.n == 0)
+        job->capped.head = 0;
+    return true;
+}
+
 void jobs_cancel(jobs_t *self, job_t *job)
 {
     job->cancelled = true;
@@ -224,6 +254,17 @@ void jobs_check_finished(jobs_t *self, job_t *job)
         log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
                  " failed=%" PRId64 " cancelled=%" PRId64,
                  job->id, job->total, job->done, job->failed, job->cancelled_n);
+    }
+}
+
+void jobs_reopen(jobs_t *self, job_t *job)
+{
+    assert(job->queued + job->running > 0);
+    job->cancelled = false;
+    if (job->finished > 0) {
+        job->finished = 0;
+        journal_add(self->journal, &(jop_t){.type = J_JOB_FINISHED, .job = job->id, .t = 0});
+        log_info("event=job_reopened job=%" PRId64 " queued=%" PRId64, job->id, job->queued);
     }
 }
 

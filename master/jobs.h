@@ -29,6 +29,19 @@
     a few integer additions per task state change, lost in the noise of
     the hash lookup that finds the job.
 
+    Steering (ztask hold, limit): a held job's queued tasks, and every
+    task of it queued later, are parked (sched.h) until it is released;
+    the master starts no task of a job with max_running > 0 while that
+    many of its tasks run (a limit lowered lets the running ones finish):
+    a task popped for dispatch beyond it is parked instead, its id in the
+    job's `capped` list, and one is let out of that list each time a task
+    of the job stops running (tasks.c does both). Parked
+    tasks stay counted as queued: held and capped are not states but
+    reasons to wait, so the counters' invariant above is unchanged, and
+
+        every id in capped names a task parked SCHED_PARK_CAPPED, or one
+        gone since (finished, cancelled: skipped when met)
+
     Finished jobs are forgotten (their rows deleted) by `ztask forget` or
     by retention: --keep-results keeps at most keep_jobs finished jobs,
     none older than keep_secs.
@@ -73,6 +86,12 @@ typedef struct job {
                                 for their commit count here, not in total */
     int64_t backlog_bytes;   /* spec bytes of its tasks queued or running */
     double created, finished;
+    bool held;               /* ztask hold JOB: its queued tasks are parked */
+    int max_running;         /* at most this many tasks running; 0 = no limit */
+    struct {                 /* ids of its tasks parked at the limit, oldest first */
+        int64_t *ids;
+        size_t head, n, cap;
+    } capped;
 } job_t;
 
 /* Counts n new tasks of job in state `to` (total grows with them); bytes:
@@ -117,12 +136,22 @@ job_t *jobs_get(const jobs_t *self, int64_t id);
 job_t *jobs_next(const jobs_t *self, size_t *pos);
 size_t jobs_count(const jobs_t *self);
 
+/* The capped list (see the top): appends an id; takes the oldest (false
+   when empty). */
+void job_capped_push(job_t *job, int64_t task);
+bool job_capped_pop(job_t *job, int64_t *task);
+
 /* Marks a job cancelled, and closed (journalled) if it was not. */
 void jobs_cancel(jobs_t *self, job_t *job);
 
 /* Records that a job has finished, if it just has (closed, nothing queued
    or running): journalled, logged, and retention runs soon. */
 void jobs_check_finished(jobs_t *self, job_t *job);
+
+/* A job that had finished has tasks again (`ztask retry`): it is running
+   again (finished 0, journalled) and no longer counts as cancelled. Call
+   after its tasks are back in the queue. */
+void jobs_reopen(jobs_t *self, job_t *job);
 
 /* Deletes a finished job and its results (journal + memory); frees job. */
 void jobs_forget(jobs_t *self, job_t *job);

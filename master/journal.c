@@ -114,6 +114,7 @@ void pending_submit_free(pending_submit_t **p)
     }
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
+    free(s->job_definition);
     free(s->owner);
     free(s->key);
     free(s->refused);
@@ -258,6 +259,11 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_KEYS_PRUNE: return store_submit_keys_prune(st, op->t);
     case J_ALLOC_SAVE: return store_alloc_save(st, op->alloc, op->text);
     case J_ALLOC_DELETE: return store_alloc_delete(st, op->alloc);
+    case J_RETRY: return store_task_retry(st, op->task);
+    case J_TASK_HOLD: return store_task_set_held(st, op->task, op->value != 0);
+    case J_JOB_HOLD: return store_job_set_held(st, op->job, op->value != 0);
+    case J_JOB_LIMIT: return store_job_set_limit(st, op->job, (int) op->value);
+    case J_JOB_PRIORITY: return store_job_set_priority(st, op->job, (int32_t) op->value);
     }
     return -1;
 }
@@ -272,7 +278,9 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
                                   &(store_job_new_t){.id = p->job_id,
                                                      .name = p->job_name,
                                                      .owner = p->owner,
-                                                     .created = p->job_created},
+                                                     .created = p->job_created,
+                                                     .max_running = p->job_max_running,
+                                                     .definition = p->job_definition},
                                   NULL);
         if (rc == 0 && p->ntasks > 0) {
             store_task_new_t *rows = xcalloc((size_t) p->ntasks, sizeof *rows);

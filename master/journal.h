@@ -72,7 +72,12 @@ typedef enum {
     J_JOB_DELETE,    /* job */
     J_KEYS_PRUNE,    /* t: submit keys taken in before it (master/idem.h) */
     J_ALLOC_SAVE,    /* alloc, text */
-    J_ALLOC_DELETE   /* alloc */
+    J_ALLOC_DELETE,  /* alloc */
+    J_RETRY,         /* task: a failed or cancelled task queued again */
+    J_TASK_HOLD,     /* task, value (1 held, 0 released) */
+    J_JOB_HOLD,      /* job, value (1 held, 0 released: its tasks too) */
+    J_JOB_LIMIT,     /* job, value (max running, 0 = none) */
+    J_JOB_PRIORITY   /* job, value (the priority of its unfinished tasks) */
 } jop_type_t;
 
 /* One durable change. Fields a type does not use (see above) stay 0. */
@@ -84,6 +89,7 @@ typedef struct {
     const char *worker;  /* journal_add copies it (the journal's copy is its own) */
     char *outcome;       /* proto_result_encode text: journal_add takes it */
     double t;            /* wall seconds */
+    int64_t value;       /* a setting's new value */
     int64_t alloc;       /* an allocation queue's id (alloc.h) */
     char *text;          /* J_ALLOC_SAVE: its proto_alloc_encode text; J_ASSIGN: its worker's
                             key (NULL: none); journal_add takes it */
@@ -108,6 +114,8 @@ typedef struct pending_submit {
     bool new_job;            /* this request creates the job: */
     char *job_name;          /*   its name, owned (NULL = none) */
     double job_created;      /*   wall seconds */
+    int job_max_running;     /*   its --max-running (0 = no limit) */
+    char *job_definition;    /*   what it was submitted as (JSON), owned, NULL = none */
     char *owner;             /* who sent it (auth.h: a key; "" = nobody), owned:
                                 a new job's owner; the quota this batch counts against */
     int64_t bytes;           /* the size of its tasks' specs (quotas count it) */

@@ -57,6 +57,7 @@ static void s_close_pipe(worker_t *w)
     w->task_port = 0;
 }
 
+/* What a hello says a worker has: its labels and functions. */
 static void s_free_labels(worker_t *w)
 {
     for (int i = 0; i < w->nlabels; i++)
@@ -64,6 +65,11 @@ static void s_free_labels(worker_t *w)
     free(w->labels);
     w->labels = NULL;
     w->nlabels = 0;
+    for (int i = 0; i < w->nfns; i++)
+        free(w->fns[i]);
+    free(w->fns);
+    w->fns = NULL;
+    w->nfns = 0;
 }
 
 static void s_free_worker(worker_t *w)
@@ -232,6 +238,12 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     for (int i = 0; i < hello->nlabels; i++)
         w->labels[i] = xstrdup(hello->labels[i]);
     w->nlabels = hello->nlabels;
+    w->fns = xcalloc((size_t) hello->nfns + 1, sizeof(char *));
+    for (int i = 0; i < hello->nfns; i++)
+        w->fns[i] = xstrdup(hello->fns[i]);
+    w->nfns = hello->nfns;
+    /* Asked for every fn dispatch: binary search. */
+    qsort(w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp);
     w->no_exec = hello->no_exec;
     free(w->slurm_job);
     w->slurm_job = hello->slurm_job ? xstrdup(hello->slurm_job) : NULL;
@@ -318,6 +330,12 @@ void worker_detach(worker_t *w, sched_task_t *t)
     if (t->suspect)
         w->suspects--;
     t->suspect = false;
+}
+
+bool worker_has_fn(const worker_t *w, const char *fn)
+{
+    return !fn || w->nfns == 0
+           || bsearch(&fn, w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp) != NULL;
 }
 
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire)

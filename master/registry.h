@@ -30,6 +30,9 @@ typedef struct worker {
     int threads;
     char **labels;
     int nlabels;
+    char **fns;               /* the functions it runs, sorted (nfns); none = any
+                                 (a worker that did not say: older than this master) */
+    int nfns;
     bool no_exec;
     char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
     double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
@@ -78,6 +81,8 @@ typedef struct {
     int threads;
     char *const *labels;      /* nlabels of them, copied */
     int nlabels;
+    char *const *fns;         /* the functions it runs, nfns of them, copied; 0 = any */
+    int nfns;
     bool no_exec;             /* runs functions only */
     const char *slurm_job;    /* the Slurm job it runs in, NULL = none */
     double ends_at;           /* wall seconds it leaves at, 0 = never */
@@ -116,5 +121,9 @@ void worker_detach(worker_t *w, sched_task_t *t);
 
 /* True when the worker has every label in require. */
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire);
+
+/* True when the worker runs function fn (NULL: any function will do);
+   a worker that did not list its functions is taken to run every one. */
+bool worker_has_fn(const worker_t *w, const char *fn);
 
 #endif

@@ -102,6 +102,7 @@ static void s_free_task(sched_task_t *t)
 {
     free(t->spec);
     free(t->worker_name);
+    free(t->failed_on);
     if (t->output) {
         free(t->output->data[0]);
         free(t->output->data[1]);
@@ -124,6 +125,7 @@ void sched_destroy(sched_t **p)
         class_t *c = &self->classes[i];
         free(c->ready.v);
         free(c->pub.key);
+        free(c->pub.fn);
         for (int j = 0; j < c->pub.nrequire; j++)
             free(c->pub.require[j]);
         free(c->pub.require);
@@ -152,6 +154,10 @@ int sched_class(sched_t *self, const char *key)
     if (tilde && (parse_double(tilde + 1, &c->pub.time_request) != 0 || c->pub.time_request < 0))
         c->pub.time_request = 0;   /* a key we wrote: cannot happen, but never trust a file */
     const char *colon = strchr(key, ':');
+    if (strncmp(key, "fn=", 3) == 0) {
+        const char *end = key + 3 + strcspn(key + 3, ":~");
+        c->pub.fn = pct_decode(key + 3, (size_t) (end - key - 3));
+    }
     if (colon && colon[1] && (!tilde || colon < tilde)) {
         char *labels = tilde ? xstrndup(colon + 1, (size_t) (tilde - colon - 1))
                              : xstrdup(colon + 1),
@@ -180,6 +186,8 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     t->state = PROTO_ST_QUEUED;
     t->not_before = not_before;
     t->gen++;
+    if (t->parked)
+        return;   /* out of every heap until sched_unpark */
     if (not_before > 0)
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
     else
@@ -312,6 +320,38 @@ void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before)
     task->orphan = false;
     task->started = 0;
     s_enqueue(self, task, not_before);
+}
+
+void sched_park(sched_t *self, sched_task_t *task, unsigned reason)
+{
+    assert(reason && (task->state == PROTO_ST_QUEUED || task->state == PROTO_ST_ASSIGNED));
+    assert(!task->worker);
+    bool was = task->parked != 0;
+    task->parked |= (uint8_t) reason;
+    if (!was)
+        s_enqueue(self, task, task->not_before);   /* QUEUED, its entries stale */
+}
+
+bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason)
+{
+    if (!(task->parked & reason))
+        return false;
+    task->parked &= (uint8_t) ~reason;
+    if (task->parked || task->state != PROTO_ST_QUEUED)
+        return false;
+    s_enqueue(self, task, task->not_before);
+    return true;
+}
+
+void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority)
+{
+    if (task->priority == priority)
+        return;
+    task->priority = priority;
+    /* A ready entry is keyed by the old priority: a new one replaces it.
+       A delayed or parked task takes its priority when it is queued. */
+    if (task->state == PROTO_ST_QUEUED && !task->parked && task->not_before == 0)
+        s_enqueue(self, task, 0);
 }
 
 void sched_remove(sched_t *self, int64_t id)

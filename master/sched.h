@@ -8,10 +8,17 @@
     in a delayed queue until their time comes.
 
     Classes: tasks differ in what they need of a worker (a command needs a
-    worker that runs commands; `--require gpu` needs the label). Each
-    distinct need (a "class", keyed by a short text such as "exec" or
-    "fn:gpu") has its own ready heap; a worker pops the best head among the
+    worker that runs commands; `--fn wordcount` a worker that has that
+    function; `--require gpu` needs the label). Each distinct need (a
+    "class", keyed by a short text such as "exec", "fn=wordcount" or
+    "fn=wordcount:gpu") has its own ready heap; a worker pops the best head among the
     classes it can serve, so a task no worker can take never blocks others.
+
+    Parked tasks: a QUEUED task may be parked, out of every heap, for one
+    or more reasons (a user's hold, its job at its --max-running limit).
+    It stays QUEUED (its job counts it queued) and is never popped; when
+    its last reason is lifted it enters the ready (or delayed) queue again.
+    A task requeued while parked stays parked.
 
     Heap entries are (key, id, generation) values rather than pointers, so a
     task that is cancelled, finished or requeued simply leaves stale entries
@@ -37,8 +44,9 @@ typedef struct sched sched_t;
 struct worker;
 
 typedef struct {
-    char *key;                /* "exec", "fn", "exec:gpu,ssd", ... */
+    char *key;                /* "exec", "fn", "fn=NAME", "exec:gpu,ssd", ... */
     bool exec;                /* needs a worker that runs commands */
+    char *fn;                 /* needs a worker with this function; NULL = any */
     char **require;           /* labels, nrequire of them */
     int nrequire;
     double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
@@ -60,7 +68,8 @@ typedef struct sched_task {
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
                                  tasks.c; the queue-wait metric and the oldest
                                  queued task's age read it) */
-    double started;           /* wall time the worker reported, 0 = not yet */
+    double started;           /* ASSIGNED/RUNNING: wall time it was sent, then the start
+                                 its worker reported; 0 = not on a worker */
     char *spec;               /* spec text while queued, owned; NULL = read it from the store */
     char *worker_name;        /* the worker holding it (ASSIGNED/RUNNING), owned */
     struct worker *worker;    /* borrowed from the registry, NULL when none */
@@ -79,15 +88,27 @@ typedef struct sched_task {
     bool suspect;             /* counted in its worker's suspects */
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
+    uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
+    char *failed_on;          /* QUEUED, a retry after a failure: the worker it failed
+                                 on (owned; another that can take it now goes
+                                 first); NULL = none */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
 } sched_task_t;
+
+/* Why a queued task is parked (sched_task_t.parked, a bit set). */
+enum {
+    SCHED_PARK_HELD = 1,      /* ztask hold (the task, or its job) */
+    SCHED_PARK_CAPPED = 2     /* its job runs --max-running tasks already */
+};
 
 sched_t *sched_new(void);
 void sched_destroy(sched_t **p);
 
 /* The class for a need key (NULL = "fn", anything goes), made on first
-   use. Keys: "exec" or "fn", optionally followed by ":" and comma-separated
+   use. Keys: "exec", "fn" (any function: tasks stored before workers said
+   theirs) or "fn=NAME" (NAME with '%', ':' and '~' written %25, %3A and
+   %7E: pct_encode), optionally followed by ":" and comma-separated
    labels, then optionally "~" and the seconds its tasks expect to run
    (--time-request: only workers whose end leaves that long take them).
    Returns its index. */
@@ -143,6 +164,19 @@ void sched_claim(sched_t *self, sched_task_t *task);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */
 void sched_requeue(sched_t *self, sched_task_t *task, int64_t not_before);
+
+/* Parks a QUEUED task (one just popped included: it is QUEUED again)
+   for reason (SCHED_PARK_*): out of the queue until sched_unpark lifts
+   every reason it has. */
+void sched_park(sched_t *self, sched_task_t *task, unsigned reason);
+
+/* Lifts reason from a task; one with no reason left is queued again
+   (ready now, or at its retry time). Returns true when it was. */
+bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason);
+
+/* Gives a task a new priority; a queued one takes its new place in the
+   queue at once. */
+void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority);
 
 /* Forgets a task (finished or cancelled); frees the record. */
 void sched_remove(sched_t *self, int64_t id);

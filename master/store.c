@@ -85,6 +85,15 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 #define ALLOC_QUEUES_TABLE \
     "CREATE TABLE IF NOT EXISTS alloc_queues(id INTEGER PRIMARY KEY, def TEXT NOT NULL);"
 
+/* Schema 6: steering a job in place (ztask hold, limit) and what it was
+   submitted as (ztask show). */
+#define OPS_COLUMNS                                                          \
+    "ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"          \
+    "ALTER TABLE jobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"           \
+    "ALTER TABLE jobs ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;"    \
+    "ALTER TABLE jobs ADD COLUMN definition TEXT;"                           \
+    "ALTER TABLE tasks ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;"
+
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
 /* Schema 11: the CURVE key of the worker an assignment went to, so that
@@ -113,7 +122,10 @@ static const char *const SCHEMA =
     "  closed INTEGER NOT NULL DEFAULT 0,"
     "  created REAL NOT NULL,"
     "  finished REAL NOT NULL DEFAULT 0,"
-    "  owner TEXT);"
+    "  owner TEXT,"
+    "  held INTEGER NOT NULL DEFAULT 0,"          /* ztask hold JOB */
+    "  max_running INTEGER NOT NULL DEFAULT 0,"   /* 0 = no limit */
+    "  definition TEXT);"                         /* JSON: what it was submitted as */
     "CREATE TABLE tasks("
     "  id INTEGER PRIMARY KEY,"
     "  job INTEGER NOT NULL,"
@@ -129,7 +141,10 @@ static const char *const SCHEMA =
     "  needs TEXT,"
     "  outcome TEXT,"
     "  started REAL NOT NULL DEFAULT 0,"
-    "  finished REAL NOT NULL DEFAULT 0);"
+    "  finished REAL NOT NULL DEFAULT 0,"
+    "  held INTEGER NOT NULL DEFAULT 0,"          /* ztask hold JOB.INDEX */
+    /* Attempts before its last `ztask retry`: its retries count from there. */
+    "  retry_base INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX tasks_job ON tasks(job);"
     "CREATE INDEX tasks_job_idx ON tasks(job, idx);"
     TASKS_FAILED_INDEX
@@ -148,7 +163,7 @@ static const char *const SCHEMA =
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
     "id, job, idx, name, state, attempt, retries, priority, worker, outcome, started, finished, " \
-    "needs"
+    "needs, held, retry_base"
 
 /* A spec's size in bytes (length() of text counts characters). */
 #define SPEC_BYTES "length(CAST(spec AS BLOB))"
@@ -174,12 +189,19 @@ enum {
     S_TASK_IDS_KEEP,
     S_TASK_LAST_ID,
     S_JOBS,
+    S_JOB_HELD,
+    S_JOB_SHOW,
+    S_JOB_TASKS_RELEASE,
+    S_JOB_LIMIT,
+    S_JOB_PRIORITY,
+    S_TASK_HELD,
     S_COUNTS,
     S_TASK_INSERT,
     S_TASK_INSERT_MANY,
     S_TASK_SPEC,
     S_TASK_RUNNING,
     S_TASK_REQUEUE,
+    S_TASK_RETRY,
     S_TASK_FINISH,
     S_JOB_CANCEL_QUEUED,
     S_DUP_ADD,
@@ -188,6 +210,7 @@ enum {
     S_UNFINISHED,
     S_RESULTS,
     S_RESULTS_FAILED,
+    S_RETRYABLE,
     S_TASK_FIND,
     S_TASK_GET,
     S_CHECK,
@@ -209,7 +232,8 @@ static const char *const SQL[S_COUNT_] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     /* ?3 NULL: SQLite picks the next id. */
-    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created, owner) VALUES (?3, ?1, ?2, ?4)",
+    [S_JOB_CREATE] = "INSERT INTO jobs(id, name, created, owner, max_running, definition) "
+                     "VALUES (?3, ?1, ?2, ?4, ?5, ?6)",
     [S_JOB_CLOSE] = "UPDATE jobs SET closed = 1 WHERE id = ?1",
     [S_JOB_FINISHED] = "UPDATE jobs SET finished = ?2 WHERE id = ?1",
     [S_JOB_DEL_DUPS] = "DELETE FROM duplicates WHERE task IN "
@@ -225,7 +249,19 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_LAST_ID] = "SELECT max(coalesce((SELECT max(id) FROM tasks), 0), "
                        "coalesce((SELECT last FROM last_ids WHERE name = 'tasks'), 0), "
                        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0))",
-    [S_JOBS] = "SELECT id, name, closed, created, finished, owner FROM jobs ORDER BY id",
+    [S_JOBS] = "SELECT id, name, closed, created, finished, owner, held, max_running "
+               "FROM jobs ORDER BY id",
+    /* Read only for `ztask show`: definitions stay out of memory. */
+    [S_JOB_SHOW] = "SELECT definition, (SELECT spec FROM tasks INDEXED BY tasks_job "
+                   "WHERE job = ?1 ORDER BY id LIMIT 1) FROM jobs WHERE id = ?1",
+    [S_JOB_HELD] = "UPDATE jobs SET held = ?2 WHERE id = ?1",
+    /* A released job releases every task held alone too. */
+    [S_JOB_TASKS_RELEASE] = "UPDATE tasks INDEXED BY tasks_job SET held = 0 "
+                            "WHERE job = ?1 AND held = 1",
+    [S_JOB_LIMIT] = "UPDATE jobs SET max_running = ?2 WHERE id = ?1",
+    [S_JOB_PRIORITY] = "UPDATE tasks INDEXED BY tasks_job SET priority = ?2 "
+                       "WHERE job = ?1 AND state < 3",
+    [S_TASK_HELD] = "UPDATE tasks SET held = ?2 WHERE id = ?1",
     /* Spec bytes only of unfinished tasks (what quotas count): a finished
        task's spec is not read. */
     [S_COUNTS] = "SELECT job, state, count(*), "
@@ -245,6 +281,11 @@ static const char *const SQL[S_COUNT_] = {
                        "WHERE id = ?1",
     [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
                        "started = 0 WHERE id = ?1",
+    /* The outcome of the attempt that failed or was cancelled goes: the
+       row shows the new attempt (queued, then how it ends). */
+    [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
+                     "outcome = NULL, started = 0, finished = 0, retry_base = attempt "
+                     "WHERE id = ?1 AND state IN (4, 5)",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -259,6 +300,8 @@ static const char *const SQL[S_COUNT_] = {
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
                          "WHERE job = ?1 AND id > ?2 AND state IN (4, 5) ORDER BY id LIMIT ?3",
+    [S_RETRYABLE] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_failed "
+                    "WHERE job = ?1 AND state IN (4, 5) ORDER BY id",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
@@ -436,11 +479,15 @@ static int s_task_row(store_t *self, sqlite3_stmt *st, store_task_row_t *row)
     row->started = sqlite3_column_double(st, 10);
     row->finished = sqlite3_column_double(st, 11);
     row->needs = (const char *)sqlite3_column_text(st, 12);
-    /* S_UNFINISHED adds the spec's size and the worker's key. */
-    if (sqlite3_column_count(st) > 14) {
-        row->spec_bytes = sqlite3_column_int64(st, 13);
-        row->worker_key = (const char *)sqlite3_column_text(st, 14);
-    }
+    row->held = sqlite3_column_int(st, 13) != 0;
+    row->retry_base = sqlite3_column_int(st, 14);
+    /* S_UNFINISHED adds the spec's size and the worker's key,
+       S_RETRYABLE the spec's size. */
+    int ncols = sqlite3_column_count(st);
+    if (ncols > 15)
+        row->spec_bytes = sqlite3_column_int64(st, 15);
+    if (ncols > 16)
+        row->worker_key = (const char *)sqlite3_column_text(st, 16);
     return 0;
 }
 
@@ -546,6 +593,15 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
     if (rc == 0 && version < 12)
         rc = s_exec(db, "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err, errlen,
                     "upgrade schema to 12");
+    /* Schema 6 landed after 8 and 11 (branches merged out of order): a
+       database already past 6 may lack its columns, so the step asks the
+       table. */
+    int64_t has_held = 0;
+    if (rc == 0)
+        rc = s_query_int(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'held'",
+                         &has_held, err, errlen);
+    if (rc == 0 && !has_held)
+        rc = s_exec(db, OPS_COLUMNS, err, errlen, "upgrade schema to 6");
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
     if (rc == 0)
@@ -575,7 +631,9 @@ static int s_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         if (rc == 0)
             rc = s_exec(db, sql, err, errlen, "create schema");
-    } else if (rc == 0 && version >= 1 && version < STORE_SCHEMA_VERSION) {
+    } else if (rc == 0 && version >= 1 && version <= STORE_SCHEMA_VERSION) {
+        /* At our version too: the step of schema 6 asks the table (see
+           s_upgrade). */
         rc = s_upgrade(db, version, err, errlen);
     } else if (rc == 0 && version > STORE_SCHEMA_VERSION) {
         snprintf(err, errlen,
@@ -838,6 +896,8 @@ int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id)
     else
         sqlite3_bind_null(st, 3);
     s_bind_text(st, 4, job->owner && *job->owner ? job->owner : NULL);
+    sqlite3_bind_int(st, 5, job->max_running);
+    s_bind_text(st, 6, job->definition);
     if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
         return -1;
     if (job_id)
@@ -861,6 +921,64 @@ int store_job_set_finished(store_t *self, int64_t job, double finished)
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_double(st, 2, finished);
     return s_write_step(self, S_JOB_FINISHED, "job finish", NULL);
+}
+
+/* Steps one two-integer update (?1 an id, ?2 a value). */
+static int s_update2(store_t *self, int id, const char *what, int64_t key, int64_t value)
+{
+    if (s_write_begin(self, what) < 0)
+        return -1;
+    sqlite3_stmt *st = self->stmt[id];
+    sqlite3_bind_int64(st, 1, key);
+    sqlite3_bind_int64(st, 2, value);
+    return s_write_step(self, id, what, NULL);
+}
+
+int store_job_show(store_t *self, int64_t job, char **definition, char **first_spec)
+{
+    *definition = *first_spec = NULL;
+    sqlite3_stmt *st = s_get(self, S_JOB_SHOW, "job show");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    int rc = sqlite3_step(st), result = 0;
+    if (rc == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(st, 0);
+        const char *s = (const char *)sqlite3_column_text(st, 1);
+        *definition = d ? xstrdup(d) : NULL;
+        *first_spec = s ? xstrdup(s) : NULL;
+    } else if (rc != SQLITE_DONE) {
+        result = s_dberr(self, "job show");
+    }
+    s_put(self, S_JOB_SHOW);
+    return result;
+}
+
+int store_job_set_held(store_t *self, int64_t job, bool held)
+{
+    if (s_update2(self, S_JOB_HELD, "job hold", job, held) < 0)
+        return -1;
+    if (held)
+        return 0;
+    if (s_write_begin(self, "job release") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_JOB_TASKS_RELEASE], 1, job);
+    return s_write_step(self, S_JOB_TASKS_RELEASE, "job release", NULL);
+}
+
+int store_job_set_limit(store_t *self, int64_t job, int max_running)
+{
+    return s_update2(self, S_JOB_LIMIT, "job limit", job, max_running);
+}
+
+int store_job_set_priority(store_t *self, int64_t job, int32_t priority)
+{
+    return s_update2(self, S_JOB_PRIORITY, "job priority", job, priority);
+}
+
+int store_task_set_held(store_t *self, int64_t task, bool held)
+{
+    return s_update2(self, S_TASK_HELD, "task hold", task, held);
 }
 
 int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
@@ -980,6 +1098,8 @@ int store_jobs_each(store_t *self, int (*fn)(const store_job_row_t *row, void *a
             .created = sqlite3_column_double(st, 3),
             .finished = sqlite3_column_double(st, 4),
             .owner = (const char *)sqlite3_column_text(st, 5),
+            .held = sqlite3_column_int(st, 6) != 0,
+            .max_running = sqlite3_column_int(st, 7),
         };
         if (fn(&row, arg) != 0)
             break;
@@ -1150,6 +1270,14 @@ int store_task_requeue(store_t *self, int64_t task)
     return s_write_step(self, S_TASK_REQUEUE, "task requeue", NULL);
 }
 
+int store_task_retry(store_t *self, int64_t task)
+{
+    if (s_write_begin(self, "task retry") < 0)
+        return -1;
+    sqlite3_bind_int64(self->stmt[S_TASK_RETRY], 1, task);
+    return s_write_step(self, S_TASK_RETRY, "task retry", NULL);
+}
+
 int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
                       const char *worker, const char *outcome_json, double finished)
 {
@@ -1234,6 +1362,16 @@ int store_results_each(store_t *self, int64_t job, int64_t after, int limit, boo
     sqlite3_bind_int64(st, 2, after);
     sqlite3_bind_int(st, 3, limit); /* SQLite: a negative LIMIT means none */
     return s_task_rows(self, id, "results", fn, arg, last_id, NULL);
+}
+
+int store_retryable_each(store_t *self, int64_t job,
+                         int (*fn)(const store_task_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_RETRYABLE, "retryable tasks");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    return s_task_rows(self, S_RETRYABLE, "retryable tasks", fn, arg, NULL, NULL);
 }
 
 int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found)

@@ -50,9 +50,11 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
 
 /* The schema this build writes (PRAGMA user_version). 2: no
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
-   jobs.owner; 5: submit_keys; 8: alloc_queues; 11: tasks.worker_key; 12:
-   tasks_failed indexes cancelled tasks too. Older databases are upgraded in
-   place, a step per version (s_upgrade in store.c); a newer one is refused. */
+   jobs.owner; 5: submit_keys; 6: tasks.held, tasks.retry_base, jobs.held,
+   jobs.max_running, jobs.definition (ztask hold, retry, limit, show); 8:
+   alloc_queues; 11: tasks.worker_key; 12: tasks_failed indexes cancelled
+   tasks too. Older databases are upgraded in place, a step per version
+   (s_upgrade in store.c); a newer one is refused. */
 #define STORE_SCHEMA_VERSION 12
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
@@ -110,12 +112,29 @@ typedef struct {
     const char *name;        /* NULL = none */
     const char *owner;       /* who submitted it (a client's key); NULL or "" = nobody */
     double created;          /* wall seconds */
+    int max_running;         /* its tasks running at once, at most; 0 = no limit */
+    const char *definition;  /* what it was submitted as (JSON text), NULL = unknown */
 } store_job_new_t;
 
 /* Inserts a job; the id used goes to *job_id (may be NULL). */
 int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
+/* What `ztask show` prints of a job beside its record: its definition
+   (as submitted) and the spec of its first task, each the caller's (NULL
+   when there is none, or no such job). */
+int store_job_show(store_t *self, int64_t job, char **definition, char **first_spec);
+
+/* A job held or released (ztask hold/release JOB); a release clears the
+   hold of each of its tasks too. */
+int store_job_set_held(store_t *self, int64_t job, bool held);
+/* A job's --max-running (0 = no limit). */
+int store_job_set_limit(store_t *self, int64_t job, int max_running);
+/* The priority of every unfinished task of job. */
+int store_job_set_priority(store_t *self, int64_t job, int32_t priority);
+/* One task held or released (ztask hold/release JOB.INDEX). */
+int store_task_set_held(store_t *self, int64_t task, bool held);
+
 /* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
 int store_job_delete(store_t *self, int64_t job, int64_t *deleted);
 
@@ -125,6 +144,8 @@ typedef struct {
     bool closed;
     double created, finished;
     const char *owner;    /* borrowed like name; NULL = nobody */
+    bool held;            /* ztask hold JOB: its queued tasks wait */
+    int max_running;      /* 0 = no limit */
 } store_job_row_t;
 
 /* ---- submit keys (idempotent submits, master/idem.h) ---- */
@@ -203,6 +224,12 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
 
+/* Puts a FAILED or CANCELLED task back in the queue for a new attempt
+   (`ztask retry`): state QUEUED, its outcome, worker and times cleared,
+   attempt kept (the next dispatch is attempt + 1) and noted as its
+   retry_base. */
+int store_task_retry(store_t *self, int64_t task);
+
 /* Records the final outcome: state DONE, FAILED or CANCELLED, the attempt
    that produced it, its worker and the outcome as proto_result_encode text
    (may be NULL, e.g. for a task cancelled before it ran). */
@@ -228,7 +255,11 @@ typedef struct {
     const char *outcome_json;  /* borrowed, NULL while not finished */
     double started, finished;
     const char *needs;         /* borrowed, may be NULL */
-    int64_t spec_bytes;        /* size of its spec: store_unfinished_each only, else 0 */
+    bool held;                 /* held alone (ztask hold JOB.INDEX) */
+    int retry_base;            /* attempts before its last `ztask retry`: its spec's
+                                  retries count from there */
+    int64_t spec_bytes;        /* size of its spec: store_unfinished_each and
+                                  store_retryable_each only, else 0 */
     const char *worker_key;    /* borrowed, NULL when none: store_unfinished_each only */
 } store_task_row_t;
 
@@ -244,6 +275,11 @@ int store_unfinished_each(store_t *self, int (*fn)(const store_task_row_t *row, 
 int store_results_each(store_t *self, int64_t job, int64_t after, int limit, bool failed_only,
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,
                        int64_t *last_id);
+
+/* Calls fn for every FAILED or CANCELLED task of job, in id order, with
+   spec_bytes set (what `ztask retry` may put back). */
+int store_retryable_each(store_t *self, int64_t job,
+                         int (*fn)(const store_task_row_t *row, void *arg), void *arg);
 
 /* The id of the task of job with the given index (the first one, if a job
    repeats an index); *found false when none. */

@@ -29,6 +29,10 @@
 #define PIPE_PROBE_MS 20
 /* Retry backoff never grows beyond this. */
 #define MAX_BACKOFF_MS 60000
+/* Tasks of jobs at their --max-running limit parked by one worker's
+   dispatch, at most: a big capped job is parked over several turns of
+   the loop, not in one long one. */
+#define PARKS_PER_DISPATCH 4096
 /* Results kept for a worker that has not registered yet (s_park): at most
    this many, and this many bytes of them; beyond, they are judged at once
    as from nobody. Only a task waiting for its worker's claim can have one,
@@ -136,15 +140,19 @@ static int s_load_task(const store_task_row_t *row, void *arg)
                              .attempt = row->attempt};
     sched_task_t *t;
     if (row->state == PROTO_ST_QUEUED) {
-        int left = row->retries - row->attempt;
+        /* Attempts since its last `ztask retry` used its retries. */
+        int left = row->retries - (row->attempt - row->retry_base);
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add(self->sched, &task, 0);
         t->ready_ms = clock_mono_ms();
         t->recovered = true;
+        const job_t *job = jobs_get(self->jobs, row->job);
+        if (row->held || (job && job->held))
+            sched_park(self->sched, t, SCHED_PARK_HELD);
     } else {
         /* It was on a worker when we stopped: give that worker the recovery
            grace to come back and claim it before running it again. */
-        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 : 0);
+        int left = row->retries - (row->attempt > 0 ? row->attempt - 1 - row->retry_base : 0);
         task.retries_left = left < 0 ? 0 : left;
         t = sched_add_orphan(self->sched, &task, row->worker ? row->worker : "",
                              now + self->cfg.recovery_grace_ms);
@@ -189,10 +197,33 @@ static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
 
 /* Where t's job counts it: on a worker, or (after a restart) waiting for
    its worker to claim it, it runs; otherwise it is queued, a task just
-   popped for dispatch included. */
+   popped for dispatch included. A record in a final state is a finished
+   task coming back (tasks_retry): only for the move that requeues it. */
 static proto_state_t s_counted(const sched_task_t *t)
 {
+    if (t->state == PROTO_ST_FAILED || t->state == PROTO_ST_CANCELLED)
+        return (proto_state_t) t->state;
     return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
+}
+
+/* Lets up to n tasks of job parked at its --max-running limit back into
+   the queue (the oldest first; ids of tasks gone since are skipped). */
+static void s_let_out(tasks_t *self, job_t *job, int64_t n)
+{
+    int64_t id;
+    while (n > 0 && job_capped_pop(job, &id)) {
+        sched_task_t *t = sched_get(self->sched, id);
+        if (!t || !(t->parked & SCHED_PARK_CAPPED))
+            continue;
+        sched_unpark(self->sched, t, SCHED_PARK_CAPPED);
+        n--;
+    }
+}
+
+/* Whether a task of job may not start now: the job runs its limit. */
+static bool s_at_limit(const job_t *job)
+{
+    return job && job->max_running > 0 && job->running >= job->max_running;
 }
 
 /* The one place a task changes state in the master: it leaves the queue,
@@ -208,6 +239,8 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
     bool await = !w && to == PROTO_ST_ASSIGNED;
     assert(w ? to == PROTO_ST_ASSIGNED || to == PROTO_ST_RUNNING : to != PROTO_ST_RUNNING);
     proto_state_t from = s_counted(t);
+    /* A finished task only ever comes back to the queue. */
+    assert(from <= PROTO_ST_RUNNING || (to == PROTO_ST_QUEUED && !t->worker));
     assert(!await || (from == PROTO_ST_QUEUED && t->worker_name));
     if (t->worker)
         worker_detach(t->worker, t);
@@ -233,8 +266,12 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
     }
     t->state = (uint8_t) to;
     job_t *job = jobs_get(self->jobs, t->job);
-    if (job)
-        job_move(job, from, to, 1, t->spec_len);
+    if (!job)
+        return;
+    job_move(job, from, to, 1, t->spec_len);
+    /* A task stopped running: room for one parked at the job's limit. */
+    if (from == PROTO_ST_RUNNING && to != PROTO_ST_RUNNING && to != PROTO_ST_ASSIGNED)
+        s_let_out(self, job, 1);
 }
 
 void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
@@ -257,6 +294,8 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
                                                         .retries_left = pt->retries},
                                     0);
         t->ready_ms = now;
+        if (job->held)
+            sched_park(self->sched, t, SCHED_PARK_HELD);
         /* Keep the spec in memory until dispatch: no read back. */
         t->spec = p->tasks[i].spec;
         t->spec_len = (uint32_t) strlen(t->spec);
@@ -264,6 +303,28 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         p->tasks[i].spec = NULL;
     }
     job_add(job, PROTO_ST_QUEUED, p->ntasks, bytes);
+}
+
+void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
+{
+    assert(task->state == PROTO_ST_FAILED || task->state == PROTO_ST_CANCELLED);
+    sched_task_t *t = sched_add(self->sched,
+                                &(sched_new_task_t){.id = task->id,
+                                                    .job = job->id,
+                                                    .priority = task->priority,
+                                                    .cls = task->cls,
+                                                    .attempt = task->attempt,
+                                                    .retries_left = task->retries},
+                                0);
+    t->spec_len = (uint32_t) task->spec_bytes;
+    t->ready_ms = clock_mono_ms();
+    /* Counted where it ended until s_move brings it back (see s_counted). */
+    t->state = (uint8_t) task->state;
+    s_move(self, t, PROTO_ST_QUEUED, NULL);
+    if (job->held)
+        sched_park(self->sched, t, SCHED_PARK_HELD);
+    journal_add(self->journal,
+                &(jop_t){.type = J_RETRY, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
 
 /* Ends a task that is still in the scheduler with a final state (DONE,
@@ -335,6 +396,9 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
     s_move(self, t, PROTO_ST_QUEUED, NULL);
     sched_requeue(self->sched, t, not_before);
     t->ready_ms = not_before ? not_before : clock_mono_ms();
+    const job_t *job = jobs_get(self->jobs, t->job);
+    if (job && job->held)
+        sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
                 &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
 }
@@ -547,6 +611,8 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
     }
     s_move(self, t, PROTO_ST_RUNNING, w);
     t->deadline = 0;
+    if (t->started <= 0)
+        t->started = clock_wall();   /* it started before: when is unknown */
     journal_add(self->journal, &(jop_t){.type = J_ASSIGN,
                                         .task = t->id,
                                         .job = t->job,
@@ -628,6 +694,98 @@ int64_t tasks_cancel_job(tasks_t *self, job_t *job)
     return count;
 }
 
+/* ---- steering: hold, release, priority, limit ---- */
+
+/* The ids of job's unfinished tasks (caller frees), *n of them: acting
+   on them may change the scheduler, so they are collected first. */
+static int64_t *s_job_task_ids(tasks_t *self, const job_t *job, size_t *n)
+{
+    size_t cap = 1024, pos = 0;
+    int64_t *ids = xmalloc(cap * sizeof(int64_t));
+    *n = 0;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->job == job->id) {
+            if (*n == cap)
+                ids = xrealloc(ids, (cap *= 2) * sizeof(int64_t));
+            ids[(*n)++] = t->id;
+        }
+    return ids;
+}
+
+/* Holds (parks) or releases one queued task; true when that changed it. */
+static bool s_hold_one(tasks_t *self, sched_task_t *t, bool hold)
+{
+    if (hold) {
+        if (t->state != PROTO_ST_QUEUED || (t->parked & SCHED_PARK_HELD))
+            return false;
+        sched_park(self->sched, t, SCHED_PARK_HELD);
+        return true;
+    }
+    if (!(t->parked & SCHED_PARK_HELD))
+        return false;
+    sched_unpark(self->sched, t, SCHED_PARK_HELD);
+    return true;
+}
+
+int tasks_hold(tasks_t *self, sched_task_t *t, bool hold)
+{
+    if (!s_hold_one(self, t, hold))
+        return 0;
+    journal_add(self->journal,
+                &(jop_t){.type = J_TASK_HOLD, .task = t->id, .job = t->job, .value = hold});
+    log_info("event=task_%s task=%" PRId64 " job=%" PRId64, hold ? "held" : "released", t->id,
+             t->job);
+    return 1;
+}
+
+int64_t tasks_hold_job(tasks_t *self, job_t *job, bool hold)
+{
+    job->held = hold;
+    journal_add(self->journal, &(jop_t){.type = J_JOB_HOLD, .job = job->id, .value = hold});
+    size_t n;
+    int64_t *ids = s_job_task_ids(self, job, &n);
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += s_hold_one(self, sched_get(self->sched, ids[i]), hold);
+    free(ids);
+    log_info("event=job_%s job=%" PRId64 " tasks=%" PRId64, hold ? "held" : "released", job->id,
+             count);
+    return count;
+}
+
+int64_t tasks_set_priority(tasks_t *self, job_t *job, int32_t priority)
+{
+    journal_add(self->journal,
+                &(jop_t){.type = J_JOB_PRIORITY, .job = job->id, .value = priority});
+    size_t n;
+    int64_t *ids = s_job_task_ids(self, job, &n);
+    int64_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        sched_task_t *t = sched_get(self->sched, ids[i]);
+        queued += t->state == PROTO_ST_QUEUED;
+        sched_set_priority(self->sched, t, priority);
+    }
+    free(ids);
+    log_info("event=job_priority job=%" PRId64 " priority=%d queued=%" PRId64, job->id,
+             (int) priority, queued);
+    return queued;
+}
+
+void tasks_set_limit(tasks_t *self, job_t *job, int max_running)
+{
+    job->max_running = max_running;
+    journal_add(self->journal,
+                &(jop_t){.type = J_JOB_LIMIT, .job = job->id, .value = max_running});
+    /* A higher limit (or none) lets parked tasks out at once; a lower one
+       lets running tasks finish and parks the next ones. */
+    int64_t room = max_running == 0 ? INT64_MAX : (int64_t) max_running - job->running;
+    if (room > 0)
+        s_let_out(self, job, room);
+    log_info("event=job_limit job=%" PRId64 " max_running=%d running=%" PRId64, job->id,
+             max_running, job->running);
+}
+
 /* ---- dispatch ---- */
 
 static bool s_pipe_ready(worker_t *w, int64_t now)
@@ -658,24 +816,27 @@ static bool s_accepts(const sched_class_t *cls, void *arg)
     if (cls->time_request > 0 && w->ends_at > 0
         && clock_wall() + cls->time_request > w->ends_at - PROTO_END_MARGIN_S)
         return false;
-    return (!cls->exec || !w->no_exec) && worker_has_labels(w, cls->require, cls->nrequire);
+    return (!cls->exec || !w->no_exec) && worker_has_fn(w, cls->fn)
+           && worker_has_labels(w, cls->require, cls->nrequire);
+}
+
+bool tasks_class_served(tasks_t *self, int cls)
+{
+    const sched_class_t *c = sched_class_get(self->sched, cls);
+    size_t pos = 0;
+    worker_t *w;
+    while (c && (w = registry_next(self->registry, &pos)))
+        if (w->alive && !w->draining && s_accepts(c, w))
+            return true;
+    return false;
 }
 
 int tasks_unrunnable(tasks_t *self, const char **keys, int max)
 {
     int n = 0;
-    for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++) {
-        if (!sched_class_ready(self->sched, c))
-            continue;
-        const sched_class_t *cls = sched_class_get(self->sched, c);
-        bool taken = false;
-        size_t pos = 0;
-        worker_t *w;
-        while (!taken && (w = registry_next(self->registry, &pos)))
-            taken = w->alive && !w->draining && s_accepts(cls, w);
-        if (!taken)
-            keys[n++] = cls->key;
-    }
+    for (int c = 0; c < sched_nclasses(self->sched) && n < max; c++)
+        if (sched_class_ready(self->sched, c) && !tasks_class_served(self, c))
+            keys[n++] = sched_class_get(self->sched, c)->key;
     return n;
 }
 
@@ -706,8 +867,9 @@ static void s_check_stuck(tasks_t *self, int64_t now)
     for (int i = 0; i < n && used < sizeof list; i++)
         used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", keys[i]);
     log_warn("event=tasks_without_worker needs=\"%s\" waiting_s=%lld note=\"no live worker "
-             "can run these queued tasks (exec: runs commands, not --no-exec; after ':' the "
-             "labels they --require); they wait until one registers\"",
+             "can run these queued tasks (exec: runs commands, not --no-exec; fn=NAME: has "
+             "that function, built in or from a --plugin; after ':' the labels they "
+             "--require); they wait until one registers\"",
              log_quote((char[512]){0}, 512, list), (long long) ((now - self->stuck_since) / 1000));
 }
 
@@ -771,13 +933,55 @@ void tasks_read_ahead(tasks_t *self)
     }
 }
 
+static int s_prefetch(const tasks_t *self, const worker_t *w);
+
+/* How many tasks w is sent now (0: none this turn). A worker that still
+   holds tasks queued beyond its threads is refilled once half its
+   prefetch is free, in one message: one send (and one wakeup on each
+   side) per prefetch/2 results of short tasks, not one per result. It
+   never runs dry meanwhile. */
+static int s_credit(const tasks_t *self, const worker_t *w)
+{
+    if (!w->alive || w->draining || !w->pipe)
+        return 0;
+    int prefetch = s_prefetch(self, w);
+    int credit = w->threads + prefetch - w->inflight;
+    if (prefetch >= 4 && credit < prefetch / 2)
+        return 0;
+    return credit > 0 ? credit : 0;
+}
+
+/* Whether t, a retry after a failure on w, should wait for another
+   worker: one that can take it (its class, a free slot) is there now. */
+static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_task_t *t)
+{
+    if (!t->failed_on || strcmp(t->failed_on, w->id) != 0)
+        return false;
+    const sched_class_t *cls = sched_class_get(self->sched, t->cls);
+    size_t pos = 0;
+    worker_t *o;
+    while ((o = registry_next(self->registry, &pos)))
+        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_accepts(cls, o))
+            return true;
+    return false;
+}
+
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
    the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
    and the tasks in it would then be sent again, and again. A task whose
    spec would push the message over is sent first in the next one (every
-   spec fits alone: submit refuses bigger ones). */
+   spec fits alone: submit refuses bigger ones).
+   Tasks of a job at its --max-running are parked instead (at most
+   PARKS_PER_DISPATCH a call); a retry that failed on w waits for the
+   next worker's turn when another can take it now (s_better_elsewhere). */
 static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
 {
+    int parks = 0;
+    /* What `ztask tasks` shows as its start until the worker reports one. */
+    double wall = clock_wall();
+    /* Retries left for another worker: back in the queue at the end. */
+    sched_task_t *later[DISPATCH_BATCH];
+    int nlater = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH];
@@ -802,6 +1006,18 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 t = sched_pop(self->sched, now, s_accepts, w, w->suspects == 0);
                 if (!t)
                     break;
+                job_t *job = jobs_get(self->jobs, t->job);
+                if (s_at_limit(job)) {
+                    sched_park(self->sched, t, SCHED_PARK_CAPPED);
+                    job_capped_push(job, t->id);
+                    if (++parks >= PARKS_PER_DISPATCH)
+                        break;
+                    continue;
+                }
+                if (nlater < DISPATCH_BATCH && s_better_elsewhere(self, w, t)) {
+                    later[nlater++] = t;
+                    continue;
+                }
                 if (!t->spec && !journal_idle(self->journal)) {
                     /* Its spec is only in the store, which the writer has:
                        reading it now would block the loop for up to a
@@ -823,6 +1039,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
                                    (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
+                t->started = wall;
+                free(t->failed_on);
+                t->failed_on = NULL;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD;
@@ -841,7 +1060,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
             n++;
         }
         if (!n)
-            return;
+            break;
         assert(bytes <= (size_t) PROTO_MAX_PIPE_MSG);
         bool dry = n < credit && n < DISPATCH_BATCH && !full;
         if (self->ahead_wanted > 0 && !carry)
@@ -869,6 +1088,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
         free(carry_spec);
         s_take_back(self, carry, false, "not_sent");
     }
+    /* Back in the queue, ready now: the next worker's turn takes them. */
+    for (int i = 0; i < nlater; i++)
+        sched_requeue(self->sched, later[i], 0);
 }
 
 /* Tasks sent beyond a worker's free threads. Prefetch hides the round trip
@@ -921,16 +1143,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
     for (size_t k = 0; k < count; k++) {
         size_t pos = (start + k) % count;
         worker_t *w = registry_next(self->registry, &pos);
-        if (!w || !w->alive || w->draining || !w->pipe)
-            continue;
-        int prefetch = s_prefetch(self, w);
-        int credit = w->threads + prefetch - w->inflight;
-        /* A worker that still holds tasks queued beyond its threads is
-           refilled once half its prefetch is free, in one message: one
-           send (and one wakeup on each side) per prefetch/2 results of
-           short tasks, not one per result. It never runs dry meanwhile. */
-        if (prefetch >= 4 && credit < prefetch / 2)
-            continue;
+        int credit = w ? s_credit(self, w) : 0;
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
         s_dispatch_to(self, w, now, credit);
@@ -1137,8 +1350,10 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         char q[256];
         log_info("event=retry task=%" PRId64 " attempt=%d backoff_ms=%" PRId64 " error=\"%s\"", t->id,
                  t->attempt, backoff, log_quote(q, sizeof q, res->error));
-        /* Its worker reported this attempt: no later result of it counts. */
-        free(t->worker_name);
+        /* Its worker reported this attempt: no later result of it counts.
+           Where it failed is remembered apart (s_better_elsewhere). */
+        free(t->failed_on);
+        t->failed_on = t->worker_name;
         t->worker_name = NULL;
         s_requeue(self, t, now + backoff);
         return;

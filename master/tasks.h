@@ -141,6 +141,40 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
    tasks_read_reports). Returns how many tasks its hello claimed. */
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now);
 
+/* A finished task to run again (`ztask retry`): what the store has of it. */
+typedef struct {
+    int64_t id;
+    int32_t priority;
+    int cls;                 /* its class (sched_class of its needs) */
+    int attempt;             /* the attempt that ended it: the next is attempt + 1 */
+    int retries;             /* its spec's retries: the new attempt has them all again */
+    int64_t spec_bytes;
+    proto_state_t state;     /* FAILED or CANCELLED */
+} tasks_retry_t;
+
+/* Puts a failed or cancelled task of job back in the queue (journalled);
+   the caller reopens the job (jobs_reopen) once its tasks are back. */
+void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task);
+
+/* Holds (hold true) or releases one task: a queued task held is parked
+   (not dispatched) until released; one on a worker is not held (it
+   runs to its end). Journalled; returns 1 when it changed, else 0. */
+int tasks_hold(tasks_t *self, sched_task_t *t, bool hold);
+
+/* Holds a job (its queued tasks, and every task of it queued later,
+   until released) or releases it (every held task of it, those held
+   alone too). Journalled; returns how many tasks changed. */
+int64_t tasks_hold_job(tasks_t *self, job_t *job, bool hold);
+
+/* Gives every unfinished task of job that priority (queued ones take
+   their new place in the queue at once). Journalled; returns how many
+   were queued. */
+int64_t tasks_set_priority(tasks_t *self, job_t *job, int32_t priority);
+
+/* Sets job's --max-running (0 = no limit); a higher one lets tasks
+   parked at the old limit out at once. Journalled. */
+void tasks_set_limit(tasks_t *self, job_t *job, int max_running);
+
 /* Cancels one unfinished task: a queued one (or an orphan not claimed)
    ends now, one on a worker gets an abort and ends with its result. */
 void tasks_cancel(tasks_t *self, sched_task_t *t);
@@ -148,6 +182,9 @@ void tasks_cancel(tasks_t *self, sched_task_t *t);
 /* Cancels every unfinished task of a job (jobs_cancel first); returns how
    many. */
 int64_t tasks_cancel_job(tasks_t *self, job_t *job);
+
+/* Whether a live worker (not draining) can take tasks of class cls. */
+bool tasks_class_served(tasks_t *self, int cls);
 
 /* The classes (their keys, borrowed) with tasks ready to run that no live
    worker can take now, into keys (room for max); returns how many. */

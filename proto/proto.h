@@ -50,6 +50,7 @@
 #define PROTO_MAX_SUBMIT_BATCH 10000   /* task specs in one submit message */
 #define PROTO_MAX_WAIT_MS 60000        /* a status request's longest wait */
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
+#define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
@@ -95,8 +96,11 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
    (0..100), "priority" (int32), "name" (string), "index" (int64 >= 0),
    "require" (array of label strings), "output_cap" (bytes per stream,
    1..PROTO_MAX_OUTPUT_CAP), "time_request" (seconds it expects to run,
-   0..PROTO_MAX_TIMEOUT). Unknown fields are an error in a spec (a typo
-   must not silently drop a user's setting).
+   0..PROTO_MAX_TIMEOUT), "stdout_file" / "stderr_file" (commands only: a
+   path pattern, see proto_spec_path, where the worker writes the whole
+   stream), "capture" (false: the master keeps none of the output; the
+   files have it). Unknown fields are an error in a spec (a typo must not
+   silently drop a user's setting).
    ------------------------------------------------------------------------ */
 typedef enum { PROTO_KIND_EXEC = 1, PROTO_KIND_FN = 2 } proto_kind_t;
 
@@ -123,10 +127,23 @@ typedef struct {
     double time_request;  /* seconds it expects to run, 0 = not said: a worker
                              with an end (--ends-at) is sent it only when it
                              can finish PROTO_END_MARGIN_S before that end */
+    char *stdout_file;    /* path pattern (proto_spec_path), NULL = none */
+    char *stderr_file;
+    bool no_capture;      /* "capture": false: only the files get the output */
 } proto_spec_t;
 
 /* A worker with an end drains this long before it (session.h). */
 #define PROTO_END_MARGIN_S 10
+
+/* The longest stdout_file/stderr_file pattern, in bytes. */
+#define PROTO_MAX_PATH 4096
+
+/* The path of an output file: pattern with %{job}, %{index} (the task's
+   index; its id when it has none), %{task} and %{attempt} replaced (any
+   other '%' is itself). NULL, with err set, for an unknown %{...}. Caller
+   frees. */
+char *proto_spec_path(const char *pattern, int64_t job, int64_t index, int64_t task, int attempt,
+                      proto_err_t *err);
 
 /* A spec with the protocol's defaults, the one place they are written:
    index -1 (none), output_cap PROTO_DEFAULT_OUTPUT_CAP, everything else
@@ -286,8 +303,23 @@ typedef enum {
     PROTO_REQ_STATS,
     PROTO_REQ_FORGET,     /* job */
     PROTO_REQ_HELLO,      /* worker registration */
-    PROTO_REQ_ALLOC       /* alloc_op, alloc (queue id), queue (add): worker allocation queues */
+    PROTO_REQ_ALLOC,      /* alloc_op, alloc (queue id), queue (add): worker allocation queues */
+    PROTO_REQ_RETRY,      /* job, failed, cancelled, indexes: finished tasks run again */
+    PROTO_REQ_HOLD,       /* job, or job + index, or task: queued tasks wait */
+    PROTO_REQ_RELEASE,    /* the same: held tasks may run again */
+    PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
+    PROTO_REQ_LIMIT,      /* job, max_running: its tasks running at once */
+    PROTO_REQ_SHOW,       /* job: its record with its definition */
+    PROTO_REQ_TASKS       /* "running": job (0 = any), worker, all: the tasks on workers now */
 } proto_req_type_t;
+/* The highest request type (for code that walks them all). */
+#define PROTO_REQ_LAST PROTO_REQ_TASKS
+/* The most task records a "tasks" reply carries. */
+#define PROTO_MAX_TASKS_LISTED 10000
+/* The largest job definition (submit's "definition", JSON text). */
+#define PROTO_MAX_DEFINITION (64 * 1024)
+/* The highest --max-running. */
+#define PROTO_MAX_RUNNING_LIMIT 1000000
 
 typedef struct {
     int64_t task;
@@ -328,6 +360,17 @@ typedef struct {
                                     restart); at most PROTO_MAX_ENDED */
     int nended;
     bool no_exec;            /* worker refuses exec tasks */
+    char **functions;        /* hello: the fn names it runs (nfunctions); none = not said
+                                (an older worker: taken to run any) */
+    int nfunctions;
+    /* retry: which finished tasks of job run again (neither flag = both) */
+    bool retry_failed, retry_cancelled;
+    int64_t *indexes;        /* only these indexes (nindexes of them); NULL = every one */
+    int nindexes;
+    int32_t priority;        /* priority */
+    int max_running;         /* limit; submit (a new job): 0 = no limit */
+    char *definition;        /* submit (a new job): what it was submitted as, a JSON
+                                object as compact text (at most PROTO_MAX_DEFINITION) */
     char *slurm_job;         /* hello: the Slurm job the worker runs in, NULL = none */
     double ends_at;          /* hello: wall seconds the worker leaves at, 0 = no end */
     /* alloc */
@@ -362,6 +405,11 @@ typedef struct {
     double finished;            /* 0 while not finished */
     char *owner;                /* who submitted it (a client's CURVE key), NULL = nobody */
     char *owner_name;           /* the name the master lists that key under, NULL = none */
+    bool held;                  /* ztask hold JOB: its queued tasks wait */
+    int max_running;            /* at most this many tasks running, 0 = no limit */
+    /* show only (NULL elsewhere), JSON text: */
+    char *definition;           /* what it was submitted as (submit's "definition") */
+    char *first_spec;           /* the spec of its first task */
 } proto_job_t;
 
 typedef struct {
@@ -373,6 +421,9 @@ typedef struct {
     int attempts;
     char *worker;               /* last worker, may be NULL */
     proto_result_t *result;     /* NULL while not finished */
+    bool held;                  /* queued and held (ztask hold) */
+    double started;             /* without a result: when the current attempt was sent
+                                   or started (wall seconds), 0 = not on a worker */
 } proto_task_info_t;
 
 typedef struct {
@@ -412,6 +463,9 @@ typedef struct {
     int64_t job;
     int64_t accepted;           /* tasks accepted by this request */
     int64_t total;              /* tasks in the job so far */
+    char **no_worker;           /* needs (class keys, as stats' unrunnable) of this batch's
+                                   tasks that no live worker can take now; NULL = none */
+    int nno_worker;
     /* status/jobs: njobs records */
     proto_job_t *jobs;
     int njobs;

@@ -13,12 +13,16 @@
 #define MAX_LIMIT 10000
 #define MAX_THREADS 65536
 #define MAX_LABELS 256
+#define MAX_FUNCTIONS 4096
 
 static const char *const s_req_names[] = {
     [PROTO_REQ_SUBMIT] = "submit",   [PROTO_REQ_STATUS] = "status", [PROTO_REQ_JOBS] = "jobs",
     [PROTO_REQ_RESULTS] = "results", [PROTO_REQ_LOGS] = "logs",     [PROTO_REQ_CANCEL] = "cancel",
     [PROTO_REQ_WORKERS] = "workers", [PROTO_REQ_DRAIN] = "drain",   [PROTO_REQ_STATS] = "stats",
     [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",    [PROTO_REQ_ALLOC] = "alloc",
+    [PROTO_REQ_RETRY] = "retry",     [PROTO_REQ_HOLD] = "hold",      [PROTO_REQ_RELEASE] = "release",
+    [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit", [PROTO_REQ_SHOW] = "show",
+    [PROTO_REQ_TASKS] = "running",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -52,7 +56,10 @@ void proto_req_destroy(proto_req_t **p)
     }
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
+    pu_strv_free(r->functions, r->nfunctions);
     free(r->running);
+    free(r->indexes);
+    free(r->definition);
     free(r->ended);
     free(r->slurm_job);
     proto_alloc_destroy(&r->queue);
@@ -84,8 +91,22 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_bool(o, "more", false, &req->more, err) != 0
         || pj_str(o, "key", false, 1, PROTO_MAX_KEY, &req->key, err) != 0
         || pj_int(o, "wait_ms", false, 0, PROTO_MAX_WAIT_MS, &req->wait_ms, err) != 0
+        || pj_int(o, "max_running", false, 0, PROTO_MAX_RUNNING_LIMIT, &req->max_running, err)
+               != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
+    const cJSON *def = pj_get(o, "definition");
+    if (def && !cJSON_IsObject(def)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"definition\" must be an object");
+        return -1;
+    }
+    if (pj_json(o, "definition", &req->definition, err) != 0)
+        return -1;
+    if (req->definition && strlen(req->definition) > PROTO_MAX_DEFINITION) {
+        proto_err_set(err, PROTO_E_TOO_BIG, "field \"definition\" is over %d bytes",
+                      PROTO_MAX_DEFINITION);
+        return -1;
+    }
     if (req->key && !proto_key_valid(req->key)) {
         proto_err_set(err, PROTO_E_FIELD,
                       "\"key\" takes 1..%d of A-Z a-z 0-9 . _ : -", PROTO_MAX_KEY);
@@ -127,6 +148,7 @@ static int s_logs_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     return 0;
 }
 
+/* cancel, hold, release: a job, one task of it by index, or a task. */
 static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     if (pj_i64(o, "job", false, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
@@ -134,7 +156,8 @@ static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0)
         return -1;
     if (req->task == 0 && req->job == 0) {
-        proto_err_set(err, PROTO_E_FIELD, "cancel needs \"job\" or \"task\"");
+        proto_err_set(err, PROTO_E_FIELD, "%s needs \"job\" or \"task\"",
+                      proto_req_type_name(req->type));
         return -1;
     }
     if (req->index >= 0 && req->job == 0) {
@@ -142,6 +165,17 @@ static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         return -1;
     }
     return 0;
+}
+
+static int s_retry_from(cJSON *o, proto_req_t *req, proto_err_t *err)
+{
+    return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                   || pj_bool(o, "failed", false, &req->retry_failed, err) != 0
+                   || pj_bool(o, "cancelled", false, &req->retry_cancelled, err) != 0
+                   || pj_i64_array(o, "indexes", false, PROTO_MAX_INDEXES, 0, PJ_MAX_SAFE_INT,
+                                   &req->indexes, &req->nindexes, err) != 0
+               ? -1
+               : 0;
 }
 
 static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
@@ -155,6 +189,8 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
         || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
+        || pj_str_array(o, "functions", false, MAX_FUNCTIONS, 1, PROTO_MAX_NAME,
+                        &req->functions, &req->nfunctions, err) != 0
         || pj_str(o, "slurm_job", false, 1, 64, &req->slurm_job, err) != 0
         || pj_dbl(o, "ends_at", false, 0, 1e12, &req->ends_at, err) != 0)
         return -1;
@@ -212,15 +248,40 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
     case PROTO_REQ_LOGS:
         return s_logs_from(o, req, err);
     case PROTO_REQ_CANCEL:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
         return s_cancel_from(o, req, err);
+    case PROTO_REQ_PRIORITY: {
+        int64_t p = 0;
+        if (pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+            || pj_i64(o, "priority", true, INT32_MIN, INT32_MAX, &p, err) != 0)
+            return -1;
+        req->priority = (int32_t) p;
+        return 0;
+    }
+    case PROTO_REQ_LIMIT:
+        return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                       || pj_int(o, "max_running", true, 0, PROTO_MAX_RUNNING_LIMIT,
+                                 &req->max_running, err) != 0
+                   ? -1
+                   : 0;
     case PROTO_REQ_DRAIN:
         return pj_str(o, "worker", true, 1, PROTO_MAX_NAME, &req->worker, err);
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_SHOW:
         return pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &req->job, err);
     case PROTO_REQ_HELLO:
         return s_hello_from(o, req, err);
+    case PROTO_REQ_RETRY:
+        return s_retry_from(o, req, err);
     case PROTO_REQ_JOBS:
         return pj_bool(o, "all", false, &req->all, err);
+    case PROTO_REQ_TASKS:
+        return pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                       || pj_str(o, "worker", false, 1, PROTO_MAX_NAME, &req->worker, err) != 0
+                       || pj_bool(o, "all", false, &req->all, err) != 0
+                   ? -1
+                   : 0;
     case PROTO_REQ_ALLOC:
         return s_alloc_from(o, req, err);
     case PROTO_REQ_WORKERS:
@@ -275,6 +336,12 @@ char *proto_req_encode(const proto_req_t *req)
             pb_kstr(&b, "key", req->key);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
+        if (req->max_running > 0)
+            pb_ki64(&b, "max_running", req->max_running);
+        if (req->definition) {
+            pb_key(&b, "definition");
+            pb_json(&b, req->definition);
+        }
         break;
     case PROTO_REQ_STATUS:
         pb_ki64(&b, "job", req->job);
@@ -287,7 +354,16 @@ char *proto_req_encode(const proto_req_t *req)
         if (req->all)
             pb_kbool(&b, "all", true);
         break;
+    case PROTO_REQ_TASKS:
+        if (req->job > 0)
+            pb_ki64(&b, "job", req->job);
+        if (req->worker)
+            pb_kstr(&b, "worker", req->worker);
+        if (req->all)
+            pb_kbool(&b, "all", true);
+        break;
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_SHOW:
         pb_ki64(&b, "job", req->job);
         break;
     case PROTO_REQ_RESULTS:
@@ -298,6 +374,8 @@ char *proto_req_encode(const proto_req_t *req)
         break;
     case PROTO_REQ_LOGS:
     case PROTO_REQ_CANCEL:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
         if (req->task > 0)
             pb_ki64(&b, "task", req->task);
         if (req->job > 0)
@@ -327,6 +405,10 @@ char *proto_req_encode(const proto_req_t *req)
             pb_refs(&b, req->ended, req->nended);
         }
         pb_kbool(&b, "no_exec", req->no_exec);
+        if (req->nfunctions) {
+            pb_key(&b, "functions");
+            pb_strv(&b, req->functions, req->nfunctions);
+        }
         if (req->slurm_job)
             pb_kstr(&b, "slurm_job", req->slurm_job);
         if (req->ends_at > 0)
@@ -339,6 +421,25 @@ char *proto_req_encode(const proto_req_t *req)
         if (req->queue) {
             pb_key(&b, "queue");
             pa_alloc_write(&b, req->queue);
+        }
+        break;
+    case PROTO_REQ_PRIORITY:
+        pb_ki64(&b, "job", req->job);
+        pb_ki64(&b, "priority", req->priority);
+        break;
+    case PROTO_REQ_LIMIT:
+        pb_ki64(&b, "job", req->job);
+        pb_ki64(&b, "max_running", req->max_running);
+        break;
+    case PROTO_REQ_RETRY:
+        pb_ki64(&b, "job", req->job);
+        if (req->retry_failed)
+            pb_kbool(&b, "failed", true);
+        if (req->retry_cancelled)
+            pb_kbool(&b, "cancelled", true);
+        if (req->indexes) {
+            pb_key(&b, "indexes");
+            pb_i64v(&b, req->indexes, req->nindexes);
         }
         break;
     case PROTO_REQ_WORKERS:

@@ -345,6 +345,31 @@ fail:
     return -1;
 }
 
+int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,
+                 int64_t **out, int *n, proto_err_t *err)
+{
+    cJSON *arr;
+    int count;
+    if (s_array_count(o, k, req, maxn, &arr, &count, err) != 0)
+        return -1;
+    if (count == 0)
+        return 0;
+    int64_t *v = xcalloc((size_t) count, sizeof *v);
+    int i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        if (!s_integral_in(e, (double) lo, (double) hi)) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an integer >= %lld",
+                          k, i, (long long) lo);
+            free(v);
+            return -1;
+        }
+        v[i] = (int64_t) e->valuedouble;
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
 /* True when every number in v is finite. cJSON reads a number too large
    for a double (6e308) as infinity and prints it as null, which would turn
    a value into another one and "args" into no args on the next decode. */

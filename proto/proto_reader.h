@@ -68,6 +68,10 @@ int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, siz
 /* An array of {"task","attempt"} objects; *out NULL when empty/absent. */
 int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
             proto_err_t *err);
+/* An array of at most maxn integers in lo..hi (*out NULL when empty or
+   absent; caller frees). */
+int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,
+                 int64_t **out, int *n, proto_err_t *err);
 /* Any JSON value, as compact text (*out NULL when absent or null). A
    number that overflows a double anywhere in it is an error (numbers
    MUST be finite). */

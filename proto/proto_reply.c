@@ -55,6 +55,16 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
         pb_lit(b, "null");
     pb_kstr(b, "owner", j->owner);
     pb_kstr(b, "owner_name", j->owner_name);
+    pb_kbool(b, "held", j->held);
+    pb_ki64(b, "max_running", j->max_running);
+    if (j->definition) {
+        pb_key(b, "definition");
+        pb_json(b, j->definition);
+    }
+    if (j->first_spec) {
+        pb_key(b, "first_spec");
+        pb_json(b, j->first_spec);
+    }
     pb_char(b, '}');
 }
 
@@ -72,7 +82,18 @@ static void s_task_info_write(pb_t *b, const proto_task_info_t *t)
     pb_kstr(b, "status", proto_state_name(t->status));
     pb_ki64(b, "attempts", t->attempts);
     pb_kstr(b, "worker", t->worker);
-    pr_result_members(b, t->result);
+    if (t->held)
+        pb_kbool(b, "held", true);
+    if (!t->result && t->started > 0) {
+        /* On a worker: no result yet, but a start (or dispatch) time. */
+        pb_lit(b, ",\"exit_code\":null,\"signal\":null,\"timed_out\":null,\"stdout\":null,"
+                  "\"stderr\":null,\"stdout_truncated\":null,\"stderr_truncated\":null,"
+                  "\"result\":null,\"error\":null");
+        pb_ktime(b, "started", t->started);
+        pb_lit(b, ",\"finished\":null");
+    } else {
+        pr_result_members(b, t->result);
+    }
     pb_char(b, '}');
 }
 
@@ -165,6 +186,8 @@ void proto_job_clear(proto_job_t *job)
     free(job->name);
     free(job->owner);
     free(job->owner_name);
+    free(job->definition);
+    free(job->first_spec);
     memset(job, 0, sizeof *job);
 }
 
@@ -219,7 +242,11 @@ static int s_job_from(cJSON *o, proto_job_t *j, proto_err_t *err)
         || pj_dbl(o, "created", false, 0, 1e300, &j->created, err) != 0
         || pj_dbl(o, "finished", false, 0, 1e300, &j->finished, err) != 0
         || pj_str(o, "owner", false, 0, 0, &j->owner, err) != 0
-        || pj_str(o, "owner_name", false, 0, 0, &j->owner_name, err) != 0)
+        || pj_str(o, "owner_name", false, 0, 0, &j->owner_name, err) != 0
+        || pj_bool(o, "held", false, &j->held, err) != 0
+        || pj_int(o, "max_running", false, 0, INT32_MAX, &j->max_running, err) != 0
+        || pj_json(o, "definition", &j->definition, err) != 0
+        || pj_json(o, "first_spec", &j->first_spec, err) != 0)
         return -1;
     return 0;
 }
@@ -237,7 +264,8 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
         || pj_i64(o, "index", false, 0, M, &t->index, err) != 0
         || pj_str(o, "name", false, 0, 0, &t->name, err) != 0
         || pj_int(o, "attempts", false, 0, INT32_MAX, &t->attempts, err) != 0
-        || pj_str(o, "worker", false, 0, 0, &t->worker, err) != 0)
+        || pj_str(o, "worker", false, 0, 0, &t->worker, err) != 0
+        || pj_bool(o, "held", false, &t->held, err) != 0)
         return -1;
     const cJSON *st = pj_get(o, "status");
     if (!st || !cJSON_IsString(st) || proto_state_parse(st->valuestring, &t->status) != 0) {
@@ -246,9 +274,11 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
     }
     /* The result's fields are flattened into the record; "finished" is
        null exactly when there is no result. A result on a task that is not
-       finished is the failed attempt before a retry. */
+       finished is the failed attempt before a retry (while the retry
+       waits); without one, "started" may say when the attempt on a worker
+       was sent or began. */
     if (!pj_get(o, "finished"))
-        return 0;
+        return pj_dbl(o, "started", false, 0, 1e300, &t->started, err);
     t->result = proto_result_new();
     t->result->task = t->task;
     t->result->attempt = t->attempts;
@@ -350,6 +380,7 @@ void proto_reply_destroy(proto_reply_t **p)
     free(r->task_error);
     proto_stats_clear(&r->stats);
     free(r->worker_id);
+    pu_strv_free(r->no_worker, r->nno_worker);
     for (int i = 0; r->allocs && i < r->nallocs; i++)
         proto_alloc_clear(&r->allocs[i]);
     free(r->allocs);
@@ -392,11 +423,16 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_ki64(&b, "job", rep->job);
         pb_ki64(&b, "accepted", rep->accepted);
         pb_ki64(&b, "total", rep->total);
+        if (rep->nno_worker) {
+            pb_key(&b, "no_worker");
+            pb_strv(&b, rep->no_worker, rep->nno_worker);
+        }
         if (rep->njobs == 0)
             break;
         /* A held submit (wait_ms): the job's record as it ended the hold. */
         /* fall through */
     case PROTO_REQ_STATUS:
+    case PROTO_REQ_SHOW:
     case PROTO_REQ_JOBS:
         pb_key(&b, "jobs");
         pb_char(&b, '[');
@@ -407,6 +443,7 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_char(&b, ']');
         break;
     case PROTO_REQ_RESULTS:
+    case PROTO_REQ_TASKS:
         pb_key(&b, "tasks");
         pb_char(&b, '[');
         for (int i = 0; rep->tasks && i < rep->ntasks; i++) {
@@ -427,6 +464,11 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         break;
     case PROTO_REQ_CANCEL:
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_RETRY:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
+    case PROTO_REQ_PRIORITY:
+    case PROTO_REQ_LIMIT:
         pb_ki64(&b, "count", rep->count);
         break;
     case PROTO_REQ_WORKERS:
@@ -563,12 +605,16 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
         return pj_i64(o, "job", true, 0, M, &rep->job, err) != 0
                        || pj_i64(o, "accepted", false, 0, M, &rep->accepted, err) != 0
                        || pj_i64(o, "total", false, 0, M, &rep->total, err) != 0
+                       || pj_str_array(o, "no_worker", false, 1024, 1, 0, &rep->no_worker,
+                                       &rep->nno_worker, err) != 0
                    ? -1
                    : s_jobs_from(o, rep, err);
     case PROTO_REQ_STATUS:
+    case PROTO_REQ_SHOW:
     case PROTO_REQ_JOBS:
         return s_jobs_from(o, rep, err);
     case PROTO_REQ_RESULTS:
+    case PROTO_REQ_TASKS:
     {
         void *v = NULL;
         int rc = s_records_from(o, "tasks", sizeof(proto_task_info_t), s_task_info_from_v, &v,
@@ -594,6 +640,11 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
     }
     case PROTO_REQ_CANCEL:
     case PROTO_REQ_FORGET:
+    case PROTO_REQ_RETRY:
+    case PROTO_REQ_HOLD:
+    case PROTO_REQ_RELEASE:
+    case PROTO_REQ_PRIORITY:
+    case PROTO_REQ_LIMIT:
         return pj_i64(o, "count", false, 0, M, &rep->count, err);
     case PROTO_REQ_WORKERS:
     {

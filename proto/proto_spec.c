@@ -8,6 +8,7 @@
 #include "../common/util.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,7 @@ static const char *const s_fields[] = {
     "argv",  "shell",   "fn",       "args", "stdin", "env",     "cwd",
     "timeout", "retries", "priority", "name", "index", "require", "output_cap",
     "time_request",
+    "stdout_file", "stderr_file", "capture",
 };
 #define NFIELDS (sizeof s_fields / sizeof *s_fields)
 
@@ -213,8 +215,30 @@ proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
         || pj_str_array(o, "require", false, PROTO_MAX_LABELS, 1, PROTO_MAX_NAME, &spec->require,
                         &spec->nrequire, err) != 0
         || pj_i64(o, "output_cap", false, 1, PROTO_MAX_OUTPUT_CAP, &spec->output_cap, err) != 0
-        || pj_dbl(o, "time_request", false, 0, PROTO_MAX_TIMEOUT, &spec->time_request, err) != 0)
+        || pj_dbl(o, "time_request", false, 0, PROTO_MAX_TIMEOUT, &spec->time_request, err) != 0
+        || pj_str(o, "stdout_file", false, 1, PROTO_MAX_PATH, &spec->stdout_file, err) != 0
+        || pj_str(o, "stderr_file", false, 1, PROTO_MAX_PATH, &spec->stderr_file, err) != 0)
         goto fail;
+    bool capture = true;
+    if (pj_bool(o, "capture", false, &capture, err) != 0)
+        goto fail;
+    spec->no_capture = !capture;
+    if ((spec->stdout_file || spec->stderr_file || spec->no_capture)
+        && spec->kind != PROTO_KIND_EXEC) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "fields \"stdout_file\", \"stderr_file\" and \"capture\" are for "
+                      "commands (\"argv\" or \"shell\"): a function has no output streams");
+        goto fail;
+    }
+    const char *const files[] = {spec->stdout_file, spec->stderr_file};
+    for (int i = 0; i < 2; i++) {
+        char *p = files[i] ? proto_spec_path(files[i], 1, 1, 1, 1, err) : NULL;
+        if (files[i] && !p) {
+            pj_err_prefix(err, "field \"%s\"", i ? "stderr_file" : "stdout_file");
+            goto fail;
+        }
+        free(p);
+    }
     return spec;
 fail:
     proto_spec_destroy(&spec);
@@ -288,6 +312,12 @@ void ps_spec_write(pb_t *b, const proto_spec_t *spec)
         pb_ki64(b, "output_cap", spec->output_cap);
     if (spec->time_request != 0)
         pb_kdbl(b, "time_request", spec->time_request);
+    if (spec->stdout_file)
+        pb_kstr(b, "stdout_file", spec->stdout_file);
+    if (spec->stderr_file)
+        pb_kstr(b, "stderr_file", spec->stderr_file);
+    if (spec->no_capture)
+        pb_kbool(b, "capture", false);
     pb_char(b, '}');
 }
 
@@ -325,6 +355,8 @@ proto_spec_t *proto_spec_dup(const proto_spec_t *spec)
     d->name = xstrdup(spec->name);
     d->require = pu_strv_dup(spec->require, spec->nrequire);
     d->nrequire = d->require ? spec->nrequire : 0;
+    d->stdout_file = xstrdup(spec->stdout_file);
+    d->stderr_file = xstrdup(spec->stderr_file);
     return d;
 }
 
@@ -342,6 +374,40 @@ void proto_spec_destroy(proto_spec_t **p)
     free(s->cwd);
     free(s->name);
     pu_strv_free(s->require, s->nrequire);
+    free(s->stdout_file);
+    free(s->stderr_file);
     free(s);
     *p = NULL;
+}
+
+char *proto_spec_path(const char *pattern, int64_t job, int64_t index, int64_t task, int attempt,
+                      proto_err_t *err)
+{
+    static const char *const names[] = {"job", "index", "task", "attempt"};
+    const int64_t values[] = {job, index >= 0 ? index : task, task, attempt};
+    pb_t b;
+    pb_init(&b, strlen(pattern) + 32);
+    for (const char *p = pattern; *p;) {
+        if (p[0] != '%' || p[1] != '{') {
+            pb_char(&b, *p++);
+            continue;
+        }
+        const char *end = strchr(p, '}');
+        size_t k = 0, len = end ? (size_t) (end - p - 2) : 0;
+        while (k < 4 && !(end && strlen(names[k]) == len && strncmp(p + 2, names[k], len) == 0))
+            k++;
+        if (k == 4) {
+            proto_err_set(err, PROTO_E_FIELD,
+                          "unknown placeholder \"%.32s\": use %%{job}, %%{index}, %%{task} or "
+                          "%%{attempt}",
+                          p);
+            free(pb_take(&b));
+            return NULL;
+        }
+        char num[24];
+        int n = snprintf(num, sizeof num, "%lld", (long long) values[k]);
+        pb_raw(&b, num, (size_t) n);
+        p = end + 1;
+    }
+    return pb_take(&b);
 }

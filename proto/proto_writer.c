@@ -250,6 +250,16 @@ void pb_strv(pb_t *b, char *const *v, int n)
     pb_char(b, ']');
 }
 
+void pb_i64v(pb_t *b, const int64_t *v, int n)
+{
+    pb_char(b, '[');
+    for (int i = 0; v && i < n; i++) {
+        pb_sep(b);
+        pb_i64(b, v[i]);
+    }
+    pb_char(b, ']');
+}
+
 void pb_refs(pb_t *b, const proto_task_ref_t *v, int n)
 {
     pb_char(b, '[');

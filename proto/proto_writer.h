@@ -50,6 +50,7 @@ void pb_open(pb_t *b, const char *type);
 /* [..] of strings / of {"task","attempt"} objects (v may be NULL). */
 void pb_strv(pb_t *b, char *const *v, int n);
 void pb_refs(pb_t *b, const proto_task_ref_t *v, int n);
+void pb_i64v(pb_t *b, const int64_t *v, int n);   /* [n integers] */
 /* NUL-terminates and hands the buffer to the caller (free()). */
 char *pb_take(pb_t *b);
 

@@ -53,6 +53,7 @@
 */
 #include "exec.h"
 #include "exec_child.h"
+#include "outfile.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -96,6 +97,8 @@ typedef struct {
     bool truncated;
     size_t flushed;        /* bytes already given to on_output */
     int64_t last_flush;
+    outfiles_t *files;     /* where it is written in full too; NULL = nowhere */
+    bool drop;             /* --no-capture: keep nothing (the file has it) */
 } stream_t;
 
 /* ------------------------------------------------------------- parent */
@@ -145,7 +148,9 @@ static void s_stream_keep(stream_t *s, const char *data, size_t n)
 static void s_stream_read(stream_t *s, char *scratch)
 {
     ssize_t n = read(s->fd, scratch, EXEC_IO_CHUNK);
-    if (n > 0)
+    if (n > 0 && s->files)
+        outfiles_write(s->files, s->id, scratch, (size_t) n);
+    if (n > 0 && !s->drop)
         s_stream_keep(s, scratch, (size_t) n);
     else if (n == 0 || (errno != EINTR && errno != EAGAIN))
         s_close(&s->fd);          /* EOF, or an error that is as good as one */
@@ -830,12 +835,15 @@ static void s_swallow_sigpipe(const run_t *r, const sigset_t *pending_before)
     }
 }
 
-/* Drives the started child to its end, reaps it and fills res. */
+/* Drives the started child to its end, reaps it and fills res; its
+   streams go to files too (may be NULL). */
 static void s_run_to_end(const exec_req_t *req, const exec_launch_t *L, pipes_t *p,
-                         child_t *c, proto_result_t *res)
+                         child_t *c, outfiles_t *files, proto_result_t *res)
 {
     run_t r;
     s_run_init(&r, req, c, p, L);
+    r.out.files = r.err.files = files;
+    r.out.drop = r.err.drop = req->spec->no_capture;
     char *scratch = req->kit ? req->kit->scratch : xmalloc(EXEC_IO_CHUNK);
     s_loop(&r, scratch);
     if (!req->kit)
@@ -879,6 +887,17 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
         req->slot->job = req->job_id;
         req->slot->attempt = req->attempt;
     }
+    /* Output files first: one that cannot be written fails the task
+       before anything runs. */
+    outfiles_t files;
+    char ferr[PROTO_MAX_PATH + 200];
+    if (outfiles_open(&files, spec, req->job_id, req->task_id, req->attempt, ferr, sizeof ferr)
+        != 0) {
+        proto_result_error(res, "%s", ferr);
+        res->started = res->finished = clock_wall();
+        exec_launch_fini(&L);
+        return 0;
+    }
     pipes_t p;
     child_t c;
     bool report_pipe = !(req->kit && req->kit->shared_vm);
@@ -886,8 +905,12 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
     if (rc == 0)
         rc = s_start(req, &L, &p, &c, res);
     if (rc == 0)
-        s_run_to_end(req, &L, &p, &c, res);
+        s_run_to_end(req, &L, &p, &c, &files, res);
     s_pipes_close(&p);
     exec_launch_fini(&L);
+    if (outfiles_close(&files, ferr, sizeof ferr) != 0 && res->status == PROTO_ST_DONE) {
+        res->status = PROTO_ST_FAILED;
+        proto_result_error(res, "%s", ferr);
+    }
     return rc;
 }

@@ -257,6 +257,16 @@ bool fn_registry_has(const fn_registry_t *self, const char *name)
     return self && name && s_find(self, name) != NULL;
 }
 
+size_t fn_registry_count(const fn_registry_t *self)
+{
+    return self ? self->nfns : 0;
+}
+
+const char *fn_registry_name(const fn_registry_t *self, size_t i)
+{
+    return self && i < self->nfns ? self->fns[i].name : NULL;
+}
+
 char *fn_registry_names(const fn_registry_t *self)
 {
     size_t len = 1;

@@ -35,6 +35,10 @@ int fn_registry_load(fn_registry_t *self, const char *path, char *err, size_t er
 int fn_registry_add(fn_registry_t *self, const char *name, ztask_fn_t fn, char *err,
                     size_t errlen);
 bool fn_registry_has(const fn_registry_t *self, const char *name);
+/* How many functions there are, and the name of the i-th (borrowed,
+   0 <= i < count): built-ins first, then in the order added. */
+size_t fn_registry_count(const fn_registry_t *self);
+const char *fn_registry_name(const fn_registry_t *self, size_t i);
 /* The function names, ", "-separated, built-ins first then in the order
    added (for logs and error messages). Caller frees. */
 char *fn_registry_names(const fn_registry_t *self);

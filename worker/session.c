@@ -435,6 +435,11 @@ static void s_send_hello(session_t *self, int64_t now)
     if (self->worker_id)
         req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
+    /* What fn tasks the master may send here: built-ins and plugins. */
+    size_t nfns = fn_registry_count(self->fns);
+    req->functions = xcalloc(nfns + 1, sizeof *req->functions);
+    for (size_t i = 0; i < nfns; i++)
+        req->functions[req->nfunctions++] = xstrdup(fn_registry_name(self->fns, i));
     req->slurm_job = xstrdup(self->slurm_job);
     req->ends_at = self->ends_at;
     char *text = proto_req_encode(req);

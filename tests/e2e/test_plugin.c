@@ -1,6 +1,8 @@
 /*  e2e plugin: a worker started with --plugin runs the example plugin's
-    functions (examples/plugin/mytasks.c) end to end; a worker without it
-    fails such tasks clearly; a plugin that cannot load stops the worker. */
+    functions (examples/plugin/mytasks.c) end to end; such tasks go only
+    to workers that have the function, and wait (said at once, and while
+    they wait) when no live worker has it; a plugin that cannot load
+    stops the worker. */
 #include "harness.h"
 
 #include <check.h>
@@ -79,20 +81,73 @@ START_TIMED_TEST(plugin_functions_run_on_a_worker_that_loaded_them, 90)
 }
 END_TEST
 
-START_TIMED_TEST(a_worker_without_the_plugin_fails_its_tasks_with_a_clear_error, 60)
+/* A function no live worker has: the tasks are not sent to the plain
+   worker (which would fail them), submit warns at once, stats, the
+   master's log and wait's note say what they wait for, and they run when
+   a worker with the plugin registers. */
+START_TIMED_TEST(a_function_no_live_worker_has_waits_for_one_and_says_so, 90)
 {
     h_cluster_t *c = h_cluster_new("noplugin");
-    h_master_start(c, 0, NULL);
+    h_proc_t *m = h_master_start(c, 0, NULL);
     h_worker_start(c, "plain", 1, NULL);
-    int64_t job = h_submit(c, NULL, "--fn", "wordcount", "--args", "{\"text\":\"a b\"}", NULL);
-    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    h_run_t *r = h_cli(c, "submit", "--json", "--fn", "wordcount", "--args",
+                       "{\"text\":\"a b\"}", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->err, "warning") && strstr(r->err, "function wordcount"),
+                  "submit: %s", h_run_desc(r));
+    cJSON *o = h_json_first(r->out);
+    int64_t job = h_jint(o, "job", -1);
+    cJSON_Delete(o);
+    h_run_free(&r);
+
+    r = h_cli(c, "stats", "--json", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "fn=wordcount"), "stats: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(h_proc_wait_log(m, "needs=\"fn=wordcount\"", 1, 15000),
+                  "the master did not log what the tasks wait for (log %s)", h_proc_log(m));
+    char jt[32];
+    snprintf(jt, sizeof jt, "%lld", (long long)job);
+    r = h_cli(c, "wait", jt, "--timeout", "4", NULL);
+    ck_assert_msg(r->rc == 5 && strstr(r->err, "function wordcount"), "wait: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(h_status_count(c, job, "queued"), 1);
+
+    char *plugin = s_plugin();
+    h_worker_start(c, "p", 1, "--plugin", plugin, NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
     cJSON *res = s_only_result(c, job);
-    const cJSON *r = cJSON_GetArrayItem(res, 0);
-    ck_assert_str_eq(h_jstr(r, "status"), "failed");
-    const char *err = h_jstr(r, "error");
-    ck_assert_msg(err && strstr(err, "wordcount"), "error does not name the function: %s",
-                  err ? err : "(none)");
+    const cJSON *t = cJSON_GetArrayItem(res, 0);
+    ck_assert_str_eq(h_jstr(t, "worker"), "p");
+    ck_assert_int_eq(h_jint(t, "attempts", -1), 1);
     cJSON_Delete(res);
+    free(plugin);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* With a plain worker and one with the plugin, every task of a plugin
+   function goes to the one that has it, the first time. */
+START_TIMED_TEST(function_tasks_go_only_to_workers_that_have_the_function, 90)
+{
+    h_cluster_t *c = h_cluster_new("fnroute");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "plain", 4, NULL);
+    char *plugin = s_plugin();
+    h_worker_start(c, "p", 1, "--plugin", plugin, NULL);
+    int64_t job = h_submit(c, NULL, "--fn", "wordcount", "--args", "{\"text\":\"a b c\"}",
+                           "--array", "1-6", "--retries", "3", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    cJSON *res = h_results(c, job, NULL);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, res)
+    {
+        ck_assert_str_eq(h_jstr(t, "worker"), "p");
+        ck_assert_int_eq(h_jint(t, "attempts", -1), 1);
+    }
+    cJSON_Delete(res);
+    /* Built-ins still go anywhere. */
+    job = h_submit(c, NULL, "--fn", "square", "--array", "0-9", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    free(plugin);
     h_cluster_destroy(&c);
 }
 END_TEST

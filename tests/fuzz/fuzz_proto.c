@@ -132,6 +132,11 @@ static const char *s_spec_bad(const proto_spec_t *s)
         return "require malformed";
     if (s->output_cap < 1 || s->output_cap > PROTO_MAX_OUTPUT_CAP)
         return "output_cap out of range";
+    if ((s->stdout_file && !s_str_ok(s->stdout_file, 1, PROTO_MAX_PATH))
+        || (s->stderr_file && !s_str_ok(s->stderr_file, 1, PROTO_MAX_PATH)))
+        return "output file malformed";
+    if ((s->stdout_file || s->stderr_file || s->no_capture) && s->kind != PROTO_KIND_EXEC)
+        return "output files on a function";
     return NULL;
 }
 
@@ -270,7 +275,7 @@ fuzz_verdict_t fuzz_check_result(const uint8_t *data, size_t size, char *why, si
 
 static const char *s_req_bad(const proto_req_t *r)
 {
-    if (r->type < PROTO_REQ_SUBMIT || r->type > PROTO_REQ_HELLO)
+    if (r->type < PROTO_REQ_SUBMIT || r->type > PROTO_REQ_LAST)
         return "type out of range";
     if (r->job < 0 || r->task < 0 || r->index < -1 || r->after < 0 || r->out_offset < 0
         || r->err_offset < 0)
@@ -292,8 +297,25 @@ static const char *s_req_bad(const proto_req_t *r)
         return "drain without a worker";
     if (r->type == PROTO_REQ_LOGS && r->task == 0 && (r->job == 0 || r->index < 0))
         return "logs without task or job+index";
-    if (r->type == PROTO_REQ_CANCEL && r->task == 0 && r->job == 0)
-        return "cancel without job or task";
+    if ((r->type == PROTO_REQ_CANCEL || r->type == PROTO_REQ_HOLD
+         || r->type == PROTO_REQ_RELEASE)
+        && r->task == 0 && r->job == 0)
+        return "cancel/hold/release without job or task";
+    if ((r->type == PROTO_REQ_PRIORITY || r->type == PROTO_REQ_LIMIT) && r->job < 1)
+        return "priority/limit without a job";
+    if (r->max_running < 0 || r->max_running > PROTO_MAX_RUNNING_LIMIT)
+        return "max_running out of range";
+    if (r->definition && strlen(r->definition) > PROTO_MAX_DEFINITION)
+        return "definition over its limit";
+    if (r->nfunctions > 4096 || !s_strv_ok(r->functions, r->nfunctions, 1, PROTO_MAX_NAME))
+        return "hello functions malformed";
+    if (r->type == PROTO_REQ_RETRY && r->job < 1)
+        return "retry without a job";
+    if (r->nindexes < 0 || r->nindexes > PROTO_MAX_INDEXES || (r->nindexes && !r->indexes))
+        return "indexes count out of range";
+    for (int i = 0; i < r->nindexes; i++)
+        if (r->indexes[i] < 0)
+            return "an index is negative";
     if (r->type == PROTO_REQ_HELLO) {
         if (!s_str_ok(r->host, 1, PROTO_MAX_NAME) || r->threads < 1 || r->pid < 0)
             return "hello host/threads/pid malformed";
@@ -422,7 +444,7 @@ static fuzz_verdict_t s_records_ok(const proto_reply_t *rep, char *why, size_t w
 fuzz_verdict_t fuzz_check_reply(const uint8_t *data, size_t size, char *why, size_t whylen)
 {
     fuzz_verdict_t verdict = FUZZ_REJECTED;
-    for (int type = PROTO_REQ_SUBMIT; type <= PROTO_REQ_HELLO; type++) {
+    for (int type = PROTO_REQ_SUBMIT; type <= PROTO_REQ_LAST; type++) {
         proto_err_t err = { { 0 }, { 0 } };
         proto_reply_t *rep = proto_reply_decode((const char *) data, size,
                                                 (proto_req_type_t) type, &err);

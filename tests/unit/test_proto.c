@@ -333,6 +333,33 @@ START_TEST(spec_encoding_is_normalized_and_leaves_defaults_out)
 }
 END_TEST
 
+START_TEST(output_files_round_trip_and_their_placeholders_are_filled)
+{
+    const char *text = "{\"argv\":[\"a\"],\"stdout_file\":\"out/%{job}/%{index}.o\","
+                       "\"stderr_file\":\"e-%{task}-%{attempt}-100%\",\"capture\":false}";
+    proto_err_t err;
+    proto_spec_t *spec = proto_spec_decode(text, strlen(text), &err);
+    ck_assert_msg(spec != NULL, "%s", err.message);
+    ck_assert(spec->no_capture);
+    char *again = proto_spec_encode(spec);
+    ck_assert_str_eq(again, text);
+    free(again);
+    char *p = proto_spec_path(spec->stdout_file, 7, 3, 40, 2, &err);
+    ck_assert_str_eq(p, "out/7/3.o");
+    free(p);
+    p = proto_spec_path(spec->stderr_file, 7, -1, 40, 2, &err);
+    ck_assert_str_eq(p, "e-40-2-100%");
+    free(p);
+    ck_assert_ptr_null(proto_spec_path("x-%{jobs}", 1, 1, 1, 1, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "unknown placeholder"));
+    proto_spec_destroy(&spec);
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"stdout_file\":\"%{nope}\"}", PROTO_E_FIELD,
+            "stdout_file");
+    REFUSED(CH_SPEC, "{\"fn\":\"f\",\"stdout_file\":\"x\"}", PROTO_E_FIELD, "commands");
+    REFUSED(CH_SPEC, "{\"argv\":[\"a\"],\"stderr_file\":\"\"}", PROTO_E_FIELD, "stderr_file");
+}
+END_TEST
+
 START_TEST(integral_numbers_are_accepted_in_any_spelling)
 {
     proto_spec_t *s = s_spec("{\"shell\":\"x\",\"retries\":2.0,\"priority\":1e2,\"index\":-0}");
@@ -801,6 +828,22 @@ START_TEST(every_request_type_round_trips)
     r->job = 2;
     g = s_req_round_trip(r);
     ck_assert_int_eq(g->job, 2);
+    proto_req_destroy(&r);
+    proto_req_destroy(&g);
+
+    r = proto_req_new(PROTO_REQ_RETRY);
+    r->job = 6;
+    r->retry_failed = true;
+    r->indexes = calloc(2, sizeof *r->indexes);
+    r->indexes[0] = 9;
+    r->indexes[1] = 3;
+    r->nindexes = 2;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->job, 6);
+    ck_assert(g->retry_failed && !g->retry_cancelled);
+    ck_assert_int_eq(g->nindexes, 2);
+    ck_assert_int_eq(g->indexes[0], 9);
+    ck_assert_int_eq(g->indexes[1], 3);
     proto_req_destroy(&r);
     proto_req_destroy(&g);
 
@@ -1276,7 +1319,7 @@ START_TEST(job_records_show_a_derived_state)
     ck_assert_str_eq(text, "{\"job\":5,\"name\":\"nightly\",\"state\":\"done\",\"closed\":true,"
                            "\"total\":2,\"queued\":0,\"running\":0,\"done\":2,\"failed\":0,"
                            "\"cancelled\":0,\"created\":100,\"finished\":null,"
-                           "\"owner\":null,\"owner_name\":null}");
+                           "\"owner\":null,\"owner_name\":null,\"held\":false,\"max_running\":0}");
     free(text);
     proto_job_clear(&j);
     ck_assert_ptr_null(j.name);
@@ -2045,6 +2088,122 @@ START_TEST(every_test_is_registered)
     snprintf(path, sizeof path, "%s/" __FILE__, src ? src : ".");
     if (zt_check_recorded(path) < 0)
         printf("SKIP: every_test_is_registered: %s not readable\n", path);
+}
+END_TEST
+
+/* The requests and records that steer jobs (retry is in
+   every_request_type_round_trips): hold/release, priority, limit, show,
+   running, a first batch's max_running and definition, a hello's
+   functions; the records carry held, max_running, definition, the start
+   of a task on a worker, and a submit's no_worker. */
+START_TEST(steering_requests_and_their_records_round_trip)
+{
+    proto_req_t *r = proto_req_new(PROTO_REQ_HOLD), *g;
+    r->job = 4;
+    r->index = 2;
+    g = s_req_round_trip(r);
+    ck_assert(g->job == 4 && g->index == 2);
+    proto_req_destroy(&g);
+    r->type = PROTO_REQ_RELEASE;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->type, PROTO_REQ_RELEASE);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_PRIORITY);
+    r->job = 4;
+    r->priority = -7;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->priority, -7);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_LIMIT);
+    r->job = 4;
+    r->max_running = 50;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->max_running, 50);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_TASKS);
+    r->worker = strdup("w3");
+    r->all = true;
+    g = s_req_round_trip(r);
+    ck_assert(g->all && strcmp(g->worker, "w3") == 0 && g->job == 0);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_SUBMIT);
+    r->max_running = 3;
+    r->definition = strdup("{\"argv\":[\"submit\"],\"user\":\"ana\"}");
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->max_running, 3);
+    ck_assert_str_eq(g->definition, r->definition);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    r = proto_req_new(PROTO_REQ_HELLO);
+    r->host = strdup("h");
+    r->threads = 1;
+    r->functions = calloc(3, sizeof *r->functions);
+    r->functions[0] = strdup("square");
+    r->functions[1] = strdup("wordcount");
+    r->nfunctions = 2;
+    g = s_req_round_trip(r);
+    ck_assert_int_eq(g->nfunctions, 2);
+    ck_assert_str_eq(g->functions[1], "wordcount");
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"limit\",\"job\":1}", PROTO_E_FIELD, "max_running");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"limit\",\"job\":1,\"max_running\":-1}", PROTO_E_FIELD,
+            "max_running");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"priority\",\"job\":1,\"priority\":3e10}", PROTO_E_FIELD,
+            "priority");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"hold\"}", PROTO_E_FIELD, "job");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"submit\",\"definition\":[1]}", PROTO_E_FIELD,
+            "definition");
+    REFUSED(CH_REQ, "{\"v\":1,\"type\":\"retry\",\"job\":1,\"indexes\":[-1]}", PROTO_E_FIELD,
+            "indexes");
+
+    proto_reply_t *rep = proto_reply_new(true), *got;
+    rep->jobs = calloc(1, sizeof *rep->jobs);
+    rep->njobs = 1;
+    rep->jobs[0].id = 9;
+    rep->jobs[0].held = true;
+    rep->jobs[0].max_running = 2;
+    rep->jobs[0].definition = strdup("{\"user\":\"ana\"}");
+    rep->jobs[0].first_spec = strdup("{\"argv\":[\"x\"]}");
+    got = s_reply_round_trip(rep, PROTO_REQ_SHOW);
+    ck_assert(got->jobs[0].held && got->jobs[0].max_running == 2);
+    ck_assert_str_eq(got->jobs[0].first_spec, "{\"argv\":[\"x\"]}");
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+
+    rep = proto_reply_new(true);
+    rep->tasks = calloc(1, sizeof *rep->tasks);
+    rep->ntasks = 1;
+    rep->tasks[0].task = 5;
+    rep->tasks[0].index = 1;
+    rep->tasks[0].status = PROTO_ST_RUNNING;
+    rep->tasks[0].attempts = 2;
+    rep->tasks[0].started = 1700000000.25;
+    got = s_reply_round_trip(rep, PROTO_REQ_TASKS);
+    ck_assert(got->tasks[0].started == 1700000000.25 && !got->tasks[0].result);
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+
+    rep = proto_reply_new(true);
+    rep->job = 3;
+    rep->no_worker = calloc(2, sizeof *rep->no_worker);
+    rep->no_worker[0] = strdup("fn=wordcount");
+    rep->nno_worker = 1;
+    got = s_reply_round_trip(rep, PROTO_REQ_SUBMIT);
+    ck_assert_int_eq(got->nno_worker, 1);
+    ck_assert_str_eq(got->no_worker[0], "fn=wordcount");
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
 }
 END_TEST
 

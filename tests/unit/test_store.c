@@ -213,6 +213,7 @@ typedef struct {
     bool has_outcome;
     double started, finished;
     int64_t spec_bytes;
+    bool held;
 } row_t;
 
 typedef struct {
@@ -242,6 +243,7 @@ static int s_collect(const store_task_row_t *row, void *arg)
     r->started = row->started;
     r->finished = row->finished;
     r->spec_bytes = row->spec_bytes;
+    r->held = row->held;
     return rows->stop_after > 0 && rows->n >= rows->stop_after;
 }
 
@@ -1093,6 +1095,12 @@ START_TEST(test_callbacks_may_read_but_not_reenter_their_own_iterator)
 }
 END_TEST
 
+/* What schema 6 added (hold, limit, definitions), dropped again. */
+#define S_DROP_OPS                                                                  \
+    "ALTER TABLE tasks DROP COLUMN held; ALTER TABLE jobs DROP COLUMN held;"        \
+    "ALTER TABLE jobs DROP COLUMN max_running; ALTER TABLE jobs DROP COLUMN definition;"    \
+    "ALTER TABLE tasks DROP COLUMN retry_base;"
+
 /* Turns a closed database file into what an older ztask left: runs sql
    on it behind the store's back, after taking out what every version the
    tests make lacks (schema 11's tasks.worker_key). */
@@ -1137,7 +1145,7 @@ START_TEST(test_schema_1_is_upgraded)
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     s_make_older(tmp.db, "CREATE INDEX tasks_unfinished ON tasks(id) WHERE state < 3;"
-                         "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;"
+                         "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;" S_DROP_OPS
                          "PRAGMA user_version = 1;");
 
     store = s_open_file(tmp.db);
@@ -1170,7 +1178,7 @@ START_TEST(test_schema_2_is_upgraded_and_its_ids_are_not_reused)
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
     /* As schema 2 left it after a job with tasks up to 500 was forgotten. */
-    s_make_older(tmp.db, "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;"
+    s_make_older(tmp.db, "DROP TABLE last_ids; ALTER TABLE jobs DROP COLUMN owner;" S_DROP_OPS
                          "INSERT INTO sqlite_sequence(name, seq) VALUES ('tasks', 500);"
                          "PRAGMA user_version = 2;");
 
@@ -1205,7 +1213,7 @@ START_TEST(test_schema_3_is_upgraded_and_its_jobs_have_no_owner)
     s_insert(store, old, 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
-    s_make_older(tmp.db, "ALTER TABLE jobs DROP COLUMN owner; PRAGMA user_version = 3;");
+    s_make_older(tmp.db, "ALTER TABLE jobs DROP COLUMN owner; " S_DROP_OPS "PRAGMA user_version = 3;");
 
     store = s_open_file(tmp.db);
     int64_t mine = -1;
@@ -1271,6 +1279,40 @@ START_TEST(test_alloc_queues_are_saved_whole_and_deleted_and_old_databases_gain_
     ck_assert_int_eq(store_check(store), 0);
     store_destroy(&store);
     tmp_remove(&tmp);
+}
+END_TEST
+
+/* A database from before hold, limit and definitions (schema 4, or one
+   at 8 made by a build without them: the branches landed out of order)
+   gains their columns in place: its jobs and tasks are kept, none held,
+   none limited. */
+START_TEST(test_a_database_without_the_steering_columns_gains_them)
+{
+    static const char *const older[] = {S_DROP_OPS "PRAGMA user_version = 4;",
+                                        S_DROP_OPS "PRAGMA user_version = 8;"};
+    for (int i = 0; i < 2; i++) {
+        tmp_t tmp;
+        tmp_make(&tmp);
+        store_t *store = s_open_file(tmp.db);
+        int64_t old = s_job(store, "old");
+        s_insert(store, old, 0);
+        ck_assert_int_eq(store_commit(store), 0);
+        store_destroy(&store);
+        s_make_older(tmp.db, older[i]);
+
+        store = s_open_file(tmp.db);
+        ck_assert_int_eq(store_job_set_held(store, old, true), 0);
+        ck_assert_int_eq(store_job_set_limit(store, old, 3), 0);
+        ck_assert_int_eq(store_commit(store), 0);
+        rows_t rows = {0};
+        ck_assert_int_eq(store_unfinished_each(store, s_collect, &rows), 0);
+        ck_assert_int_eq(rows.n, 1);
+        ck_assert(!rows.r[0].held);
+        ck_assert_int_eq(store_check(store), 0);
+        store_destroy(&store);
+        ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+        tmp_remove(&tmp);
+    }
 }
 END_TEST
 

@@ -279,3 +279,55 @@ def test_the_client_works_from_an_installed_copy_of_the_example(running):
     shells = sorted(tuple(map(int, line.split()[-3::2])) for line in lines
                     if line.startswith("shell"))
     assert squares == shells == [(n, n * n) for n in range(20)]
+
+
+def test_retry_runs_failed_tasks_again_in_the_same_job(running, tmp_path):
+    c = running.client()
+    flag = tmp_path / "flag"
+    job = c.submit(["sh", "-c", f"[ -e {flag} ] || exit 3"], array="0-2")
+    assert job.wait(timeout=WAIT)["failed"] == 3
+    flag.write_text("")
+    assert job.retry(indexes=[0, 2]) == 2
+    final = job.wait(timeout=WAIT)
+    assert (final["done"], final["failed"]) == (2, 1)
+    assert job.retry(cancelled=False) == 1
+    final = job.wait(timeout=WAIT)
+    assert final["state"] == "done" and final["total"] == 3
+    assert [r["attempts"] for r in job.results()] == [2, 2, 2]
+    assert job.retry() == 0
+    with pytest.raises(ztask.UsageError):
+        job.retry(failed=False, cancelled=False)
+
+
+def test_hold_release_priority_limit_and_show_steer_a_queued_job(cluster):
+    cluster.start_master()
+    c = cluster.client()
+    a = c.submit(fn="noop", array="0-3", name="later")
+    b = c.submit(fn="noop", array="0-1", max_running=1)
+    assert a.hold() == 4 and a.status()["held"]
+    assert a.hold(index=0) == 0            # held with its job already
+    assert b.set_priority(7) == 2
+    b.set_max_running(2)
+    shown = b.show()
+    assert shown["max_running"] == 2 and shown["definition"]["client"] == "python"
+    assert shown["first_spec"] == {"fn": "noop", "index": 0}
+    cluster.start_worker("w1", 2)
+    assert b.wait(timeout=WAIT)["done"] == 2
+    st = a.status()
+    assert st["queued"] == 4 and st["held"]
+    assert a.release() == 4
+    assert a.wait(timeout=WAIT)["done"] == 4
+
+
+def test_output_files_get_the_whole_stream_and_capture_false_keeps_none(running, tmp_path):
+    c = running.client()
+    job = c.submit(["sh", "-c", "echo out {}; echo err {} >&2"], array="1-2", cwd=str(tmp_path),
+                   stdout_file="o/%{job}/%{index}.out", stderr_file="o/%{job}/%{index}.out",
+                   capture=False)
+    assert job.wait(timeout=WAIT)["done"] == 2
+    for i in (1, 2):
+        text = (tmp_path / "o" / str(job.id) / f"{i}.out").read_text()
+        assert sorted(text.splitlines()) == [f"err {i}", f"out {i}"]
+    assert [r["stdout"] for r in job.results()] == ["", ""]
+    with pytest.raises(ztask.RefusedError):
+        c.submit(["true"], stdout_file="x-%{nope}")

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
+import os
+import sys
 import time
 from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping,
                     Optional, Sequence, Tuple, Union)
@@ -114,7 +117,9 @@ class Client:
                env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
                stdin: Optional[str] = None, output_cap: Optional[int] = None,
                require: Union[str, Sequence[str], None] = None,
-               task_name: Optional[str] = None) -> "Job":
+               task_name: Optional[str] = None,
+               max_running: Optional[int] = None, stdout_file: Optional[str] = None,
+               stderr_file: Optional[str] = None, capture: bool = True) -> "Job":
         """Submits one job and returns it (its tasks start at once).
 
         What to run (one of): ``command``, a list of strings run directly
@@ -135,18 +140,25 @@ class Client:
         Options: ``name`` (the job's), ``timeout`` (seconds per attempt),
         ``retries``, ``priority``, ``env``, ``cwd``, ``stdin`` (text),
         ``output_cap`` (bytes kept per stream), ``require`` (worker labels),
-        ``task_name`` (each task's name).
+        ``task_name`` (each task's name), ``stdout_file`` and
+        ``stderr_file`` (commands: the worker writes the whole stream to
+        that path, relative to cwd, with %{job}, %{index}, %{task} and
+        %{attempt} filled in), ``capture=False`` (the master keeps none
+        of the output: only the files). Of the job: ``max_running``, at
+        most that many of its tasks run at once (``Job.set_max_running``
+        changes it).
 
         Raises UsageError (nothing sent), or the request's error. When a
         later batch fails, the error's ``job`` and ``submitted`` say which
         job was left incomplete (cancel it with ``client.job(e.job).cancel()``).
         """
         options = _specs.task_options(timeout, retries, priority, env, cwd, stdin, output_cap,
-                                      require, task_name)
+                                      require, task_name, stdout_file, stderr_file, capture)
         gen = _specs.job_specs(command, shell, fn, args, array, items, specs, options)
-        return self._submit_specs(gen, name)
+        return self._submit_specs(gen, name, max_running)
 
-    def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str]) -> "Job":
+    def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str],
+                      max_running: Optional[int] = None) -> "Job":
         """Sends the job in batches, one request at a time. While a batch
         travels and commits (sent from a helper thread), the next one is
         encoded here: on the caller's thread, since the items may be bound
@@ -154,6 +166,9 @@ class Client:
         if name is not None and not (isinstance(name, str)
                                      and 0 < len(name.encode("utf-8", "surrogatepass")) <= 256):
             raise UsageError("name= wants a non-empty string of at most 256 bytes")
+        if max_running is not None and not (isinstance(max_running, int)
+                                            and 1 <= max_running <= 1_000_000):
+            raise UsageError("max_running= wants a number of tasks in 1..1000000")
         job_id = submitted = 0
         key, nbatch = new_submit_key(), 0   # each batch its own key: safe to resend
         sender: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -176,6 +191,10 @@ class Client:
                 nbatch += 1
                 if job_id == 0 and name is not None:
                     head["name"] = name
+                if job_id == 0:
+                    head["definition"] = _definition()
+                    if max_running is not None:
+                        head["max_running"] = max_running
                 body = encode(head)[:-1] + b',"tasks":[' + b",".join(batch) + b"]}"
                 if not more:   # nothing left to encode: no helper needed
                     rep = self._conn.call("submit", body=body, retry_safe=True)
@@ -460,6 +479,53 @@ class Job:
         """Deletes a finished job and its results from the master (1), or 0."""
         return self.client._conn.call("forget", {"job": self.id})["count"]
 
+    def retry(self, failed: bool = True, cancelled: bool = True,
+              indexes: Optional[Iterable[int]] = None) -> int:
+        """Puts the job's failed and/or cancelled tasks (only those of
+        ``indexes``, when given) back in the queue as new attempts, in this
+        same job, which runs again (``wait`` follows it). Returns how many
+        were put back (``ztask retry``)."""
+        if not failed and not cancelled:
+            raise UsageError("retry needs failed=True, cancelled=True or both")
+        members: Dict[str, Any] = {"job": self.id}
+        if not (failed and cancelled):
+            members["failed" if failed else "cancelled"] = True
+        if indexes is not None:
+            members["indexes"] = [int(i) for i in indexes]
+        return self.client._conn.call("retry", members)["count"]
+
+    def hold(self, index: Optional[int] = None) -> int:
+        """Holds the job's queued tasks (and those it queues later) or one
+        task: they are not dispatched until ``release``; running ones
+        finish. Stored by the master. Returns how many were held."""
+        return self._steer("hold", index)
+
+    def release(self, index: Optional[int] = None) -> int:
+        """Releases what ``hold`` held (the whole job: every held task of
+        it). Returns how many were released."""
+        return self._steer("release", index)
+
+    def _steer(self, type_: str, index: Optional[int]) -> int:
+        members: Dict[str, Any] = {"job": self.id}
+        if index is not None:
+            members["index"] = index
+        return self.client._conn.call(type_, members)["count"]
+
+    def set_priority(self, priority: int) -> int:
+        """Gives every unfinished task of the job this priority (higher
+        first); returns how many were queued."""
+        return self.client._conn.call("priority", {"job": self.id,
+                                                   "priority": priority})["count"]
+
+    def set_max_running(self, max_running: int) -> None:
+        """At most that many of the job's tasks run at once (0: no limit)."""
+        self.client._conn.call("limit", {"job": self.id, "max_running": max_running})
+
+    def show(self) -> JobRecord:
+        """The job's record with ``definition`` (what it was submitted as:
+        command line or client, user, host, cwd) and ``first_spec``."""
+        return self.client._conn.call("show", {"job": self.id}, retry_safe=True)["jobs"][0]
+
 
 class _IdSet:
     """Task ids above a moving floor, as a bitmap: memory follows the
@@ -488,6 +554,26 @@ class _IdSet:
             self.origin += 8 * drop
         if not self.bits:
             self.origin = (floor + 1) // 8 * 8
+
+
+def _definition() -> Dict[str, Any]:
+    """What ``Job.show`` reports a job was submitted as, from Python."""
+    import getpass
+    import socket
+    argv = [a.encode("utf-8", "replace").decode("utf-8") for a in sys.argv[:64]]
+    d: Dict[str, Any] = {"client": "python", "argv": argv}
+    if len(json.dumps(argv)) > 32 * 1024:   # the master takes 64 KiB in all
+        d = {"client": "python", "argv_omitted": True}
+    try:
+        d["user"] = getpass.getuser()
+    except Exception:   # no user name for this uid: leave it out
+        pass
+    d["host"] = socket.gethostname()
+    try:
+        d["cwd"] = os.getcwd()
+    except OSError:
+        pass
+    return d
 
 
 def _task_ref(task: TaskRef) -> Dict[str, int]:

@@ -60,6 +60,8 @@ class JobRecord(TypedDict):
     finished: Optional[float]
     owner: Optional[str]
     owner_name: Optional[str]
+    held: bool               # Job.hold: its queued tasks wait
+    max_running: int         # 0 = no limit
 
 
 class WorkerRecord(TypedDict):

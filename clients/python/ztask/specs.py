@@ -96,7 +96,8 @@ def task_options(timeout: Optional[float] = None, retries: Optional[int] = None,
                  priority: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
                  cwd: Optional[str] = None, stdin: Optional[str] = None,
                  output_cap: Optional[int] = None, require: Union[str, Sequence[str], None] = None,
-                 task_name: Optional[str] = None) -> Dict[str, Any]:
+                 task_name: Optional[str] = None, stdout_file: Optional[str] = None,
+                 stderr_file: Optional[str] = None, capture: bool = True) -> Dict[str, Any]:
     """The spec members every task of a job gets; defaults left out (the
     master checks the values and names the one it refuses)."""
     opts: Dict[str, Any] = {}
@@ -118,6 +119,12 @@ def task_options(timeout: Optional[float] = None, retries: Optional[int] = None,
         opts["require"] = [require] if isinstance(require, str) else list(require)
     if output_cap is not None:
         opts["output_cap"] = output_cap
+    if stdout_file is not None:
+        opts["stdout_file"] = stdout_file
+    if stderr_file is not None:
+        opts["stderr_file"] = stderr_file
+    if not capture:
+        opts["capture"] = False
     return opts
 
 

@@ -1,0 +1,239 @@
+/*  ztask show JOB: a job's definition (what it was submitted as, by whom,
+    when, from where, its first task's spec, its steering) beside its
+    counters; ztask tasks: what runs where across jobs. Both only read. */
+#include "../common/clock.h"
+#include "../common/util.h"
+#include "cli.h"
+#include "fmt.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char s_show_usage[] =
+    "usage: ztask show JOB [--json]\n"
+    "\n"
+    "Prints what a job is: its name, owner, when it was submitted, by which user\n"
+    "on which host and in which directory, the 'ztask submit' command line that made\n"
+    "it, its first task's spec (the command or function with every option), its\n"
+    "limit and hold, and its counters.\n"
+    "\n"
+    "Options:\n"
+    "  --json   the job record with \"definition\" ({\"argv\",\"user\",\"host\",\"cwd\"})\n"
+    "           and \"first_spec\" (docs/protocol.md)\n"
+    "\n"
+    "Example:\n"
+    "  ztask show 7\n";
+
+static const struct option s_show_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, 'j' },
+    { NULL, 0, NULL, 0 }
+};
+
+/* A string member of a definition, made printable ("-" when absent). */
+static void s_member(char *buf, size_t size, const cJSON *def, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(def, key);
+    fmt_cell(buf, size, cJSON_IsString(v) ? v->valuestring : "-", 200);
+}
+
+static void s_print(const proto_job_t *j)
+{
+    char buf[8192], t[64];
+    fmt_cell(buf, sizeof buf, j->name ? j->name : "-", 200);
+    printf("job        %lld\nname       %s\n", (long long) j->id, buf);
+    printf("state      %s%s: %lld tasks, %lld done, %lld failed, %lld cancelled, %lld queued, "
+           "%lld running\n",
+           proto_job_state_name(j), j->held ? ", held" : "", (long long) j->total,
+           (long long) j->done, (long long) j->failed, (long long) j->cancelled,
+           (long long) j->queued, (long long) j->running);
+    if (j->owner)
+        printf("owner      %s (key %s)\n", j->owner_name ? j->owner_name : "-", j->owner);
+    cJSON *def = j->definition ? cJSON_Parse(j->definition) : NULL;
+    char user[256], host[256], cwd[1024];
+    s_member(user, sizeof user, def, "user");
+    s_member(host, sizeof host, def, "host");
+    s_member(cwd, sizeof cwd, def, "cwd");
+    fmt_time(t, sizeof t, j->created);
+    if (def)
+        printf("submitted  %s by %s on %s in %s\n", t, user, host, cwd);
+    else
+        printf("submitted  %s\n", t);
+    const cJSON *argv = cJSON_GetObjectItemCaseSensitive(def, "argv");
+    if (cJSON_IsArray(argv)) {
+        snprintf(buf, sizeof buf, "ztask");
+        const cJSON *w;
+        cJSON_ArrayForEach(w, argv)
+        if (cJSON_IsString(w))
+            fmt_shell_word(buf, sizeof buf, w->valuestring);
+        printf("command    %s\n", buf);
+    }
+    if (j->first_spec) {
+        fmt_cell(buf, sizeof buf, j->first_spec, 2000);
+        printf("first task %s\n", buf);
+    }
+    if (j->max_running)
+        printf("limit      at most %d running\n", j->max_running);
+    if (j->finished > 0) {
+        fmt_time(t, sizeof t, j->finished);
+        printf("finished   %s\n", t);
+    }
+    cJSON_Delete(def);
+}
+
+int cmd_show(cli_t *cli, int argc, char **argv)
+{
+    const char *cmd = "show";
+    bool json = false;
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_show_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_show_usage, stdout);
+            return CLI_EXIT_OK;
+        case 'j': json = true; break;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error(cmd, "give exactly one JOB");
+    proto_req_t *req = proto_req_new(PROTO_REQ_SHOW);
+    if (cli_parse_job(argv[optind], &req->job) != 0) {
+        proto_req_destroy(&req);
+        return cli_usage_error(cmd, "'%s' is not a job id", argv[optind]);
+    }
+    int rc = CLI_EXIT_OK;
+    proto_reply_t *rep = cli_call(cli, req, true, &rc);
+    proto_req_destroy(&req);
+    if (!rep)
+        return rc;
+    if (rep->njobs != 1) {
+        fprintf(stderr, "ztask: the master sent %d job records for one job\n", rep->njobs);
+        proto_reply_destroy(&rep);
+        return CLI_EXIT_REFUSED;
+    }
+    if (json) {
+        char *text = proto_job_encode(&rep->jobs[0]);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        s_print(&rep->jobs[0]);
+    }
+    proto_reply_destroy(&rep);
+    return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static const char s_tasks_usage[] =
+    "usage: ztask tasks [--running] [--job JOB] [--worker W] [--all] [--json]\n"
+    "\n"
+    "What runs where, across jobs: every task on a worker now (sent or started),\n"
+    "the longest running first:\n"
+    "  TASK  JOB.INDEX  STATUS  ATTEMPT  WORKER  FOR  NAME\n"
+    "STATUS is \"assigned\" (sent, not started yet) or \"running\"; FOR is how long\n"
+    "since it was sent (then since it started, once its worker says so). At most\n"
+    "10,000 tasks are listed.\n"
+    "\n"
+    "Options:\n"
+    "  --running      the tasks on workers (the default, and the only view now)\n"
+    "  --job JOB      only this job's\n"
+    "  --worker W     only those on worker W (an id from 'ztask workers')\n"
+    "  --all          every client's jobs (an admin key), not only yours\n"
+    "  --json         one task record per line (as 'ztask results --json'; \"started\"\n"
+    "                 is the time above)\n"
+    "\n"
+    "Examples:\n"
+    "  ztask tasks\n"
+    "  ztask tasks --worker w3\n";
+
+enum { OPT_T_JOB = 256, OPT_T_WORKER, OPT_T_ALL, OPT_T_RUNNING };
+
+static const struct option s_tasks_opts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "json", no_argument, NULL, 'j' },
+    { "running", no_argument, NULL, OPT_T_RUNNING },
+    { "job", required_argument, NULL, OPT_T_JOB },
+    { "worker", required_argument, NULL, OPT_T_WORKER },
+    { "all", no_argument, NULL, OPT_T_ALL },
+    { NULL, 0, NULL, 0 }
+};
+
+int cmd_tasks(cli_t *cli, int argc, char **argv)
+{
+    const char *cmd = "tasks";
+    bool json = false;
+    proto_req_t *req = proto_req_new(PROTO_REQ_TASKS);
+    int rc = CLI_EXIT_USAGE;
+    optind = 0;
+    int c;
+    while ((c = cli_getopt(cmd, argc, argv, ":h", s_tasks_opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(s_tasks_usage, stdout);
+            rc = CLI_EXIT_OK;
+            goto out;
+        case 'j': json = true; break;
+        case OPT_T_RUNNING: break;
+        case OPT_T_ALL: req->all = true; break;
+        case OPT_T_JOB:
+            if (cli_parse_job(optarg, &req->job) != 0) {
+                rc = cli_usage_error(cmd, "--job wants a job id, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case OPT_T_WORKER:
+            if (!*optarg || strlen(optarg) > PROTO_MAX_NAME || !utf8_valid(optarg, strlen(optarg))) {
+                rc = cli_usage_error(cmd, "'%s' is not a worker id", optarg);
+                goto out;
+            }
+            free(req->worker);
+            req->worker = xstrdup(optarg);
+            break;
+        default: goto out;
+        }
+    }
+    if (argc - optind != 0) {
+        rc = cli_usage_error(cmd, "takes no operand ('%s'); see --job", argv[optind]);
+        goto out;
+    }
+    proto_reply_t *rep = cli_call(cli, req, true, &rc);
+    if (!rep)
+        goto out;
+    if (!json)
+        printf("%-10s %-14s %-9s %7s  %-14s %8s  %s\n", "TASK", "JOB.INDEX", "STATUS", "ATTEMPT",
+               "WORKER", "FOR", "NAME");
+    double now = clock_wall();
+    for (int i = 0; i < rep->ntasks; i++) {
+        const proto_task_info_t *t = &rep->tasks[i];
+        if (json) {
+            char *text = proto_task_info_encode(t);
+            printf("%s\n", text);
+            free(text);
+            continue;
+        }
+        char ref[48], worker[64], since[32], name[128];
+        if (t->index >= 0)
+            snprintf(ref, sizeof ref, "%lld.%lld", (long long) t->job, (long long) t->index);
+        else
+            snprintf(ref, sizeof ref, "%lld", (long long) t->job);
+        fmt_cell(worker, sizeof worker, t->worker ? t->worker : "-", 14);
+        if (t->started > 0)
+            fmt_duration(since, sizeof since, now - t->started);
+        else
+            snprintf(since, sizeof since, "-");
+        fmt_cell(name, sizeof name, t->name ? t->name : "", 40);
+        printf("%-10lld %-14s %-9s %7d  %-14s %8s  %s\n", (long long) t->task, ref,
+               proto_state_name(t->status), t->attempts, worker, since, name);
+    }
+    if (!json && rep->ntasks == 0)
+        printf("(no task is on a worker)\n");
+    proto_reply_destroy(&rep);
+    rc = CLI_EXIT_OK;
+out:
+    proto_req_destroy(&req);
+    return rc;
+}
