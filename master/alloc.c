@@ -586,14 +586,21 @@ static bool s_wants(const alloc_t *self, const proto_alloc_t *q, int64_t waiting
            && (int64_t) (unended + 1) * q->workers_per_alloc <= q->max_workers;
 }
 
-/* Tasks queued beyond what the live workers have free. */
+/* Tasks queued beyond what the live workers have free. A held job's
+   tasks wait for a release, and a job at its --max-running limit starts
+   no more than the limit lets: neither wants a worker (counted, they
+   would make allocations whose workers idle out, again and again). */
 static int64_t s_waiting(const alloc_t *self)
 {
     int64_t queued = 0, free_slots = 0;
     size_t pos = 0;
     job_t *job;
-    while ((job = jobs_next(self->jobs, &pos)))
-        queued += job->queued;
+    while ((job = jobs_next(self->jobs, &pos))) {
+        int64_t startable = job->held ? 0 : job->queued;
+        if (job->max_running > 0 && startable > job->max_running - job->running)
+            startable = job->max_running > job->running ? job->max_running - job->running : 0;
+        queued += startable;
+    }
     pos = 0;
     worker_t *w;
     while ((w = registry_next(self->registry, &pos)))

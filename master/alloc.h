@@ -16,7 +16,7 @@
 
     Policy, per queue, at each tick (once a second):
       - submit one allocation when tasks are queued beyond the free slots of
-        the live workers, fewer than `backlog` of its allocations wait for
+        the live workers (not held, nor beyond their job's --max-running), fewer than `backlog` of its allocations wait for
         their workers, and its allocations (each `workers_per_alloc`
         workers) stay within `max_workers`;
       - a failed sbatch, or an allocation that ends before any of its

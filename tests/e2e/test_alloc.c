@@ -432,6 +432,46 @@ START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_s
 }
 END_TEST
 
+START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
+{
+    h_cluster_t *c = h_cluster_new("allocheld");
+    s_fake_slurm(c);
+    s_squeue_from_script(c);
+    /* An allocation of the queue, running with no worker yet (found by the
+       first poll): squeue runs every 5 s from then on, the clock below. */
+    s_write(c, "squeue.txt", "999 RUNNING ztask-alloc-1\n");
+    h_master_start(c, 0, NULL);
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "3",
+                       "--backlog", "2", "--idle-timeout", "2m", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "pause", "1", NULL);
+    ck_assert_msg(r->rc == 0, "alloc pause: %s", h_run_desc(r));
+    h_run_free(&r);
+    int64_t job = h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    char jobarg[32];
+    snprintf(jobarg, sizeof jobarg, "%lld", (long long) job);
+    r = h_cli(c, "hold", jobarg, NULL);
+    ck_assert_msg(r->rc == 0, "hold: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "resume", "1", NULL);
+    ck_assert_msg(r->rc == 0, "alloc resume: %s", h_run_desc(r));
+    h_run_free(&r);
+    /* Held tasks wait for a release, not for workers: two polls (10 s of
+       ticks) and no sbatch. */
+    ck_assert(H_POLL(s_alloc_is(c, 0, "running"), 15000));
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 2, 30000));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 0);
+    /* Released, they want a worker. */
+    r = h_cli(c, "release", jobarg, NULL);
+    ck_assert_msg(r->rc == 0, "release: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 1, 15000), "no sbatch after the release");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
 {
     h_cluster_t *c = h_cluster_new("allocbad");
