@@ -6,7 +6,9 @@
     what they submit, the backlog and worker caps, an allocation that
     ends before any worker came, failed submissions backed off, and the
     allocations found again after a master kill -9 rather than submitted
-    twice. The real Slurm is tests/slurm/run.sh (`make test-slurm`). */
+    twice (also one whose sbatch answer the dying master never read); a
+    squeue that writes without end or more than is kept; a held job. The
+    real Slurm is tests/slurm/run.sh (`make test-slurm`). */
 #include "harness.h"
 
 #include <check.h>
