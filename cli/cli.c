@@ -65,6 +65,24 @@ proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int
     return rep;
 }
 
+proto_reply_t *cli_call_unless(cli_t *cli, const proto_req_t *req, bool retry_safe,
+                               const char *code, int *rc, char *message, size_t msglen)
+{
+    if (!s_client(cli, rc))
+        return NULL;
+    client_err_t err;
+    proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);
+    if (rep)
+        return rep;
+    if (err.kind == CLIENT_ERR_REFUSED && strcmp(err.code, code) == 0) {
+        snprintf(message, msglen, "%s", err.message);
+        *rc = CLI_EXIT_OK;
+        return NULL;
+    }
+    s_call_failed(&err, rc);
+    return NULL;
+}
+
 proto_reply_t *cli_call_keyed(cli_t *cli, const proto_req_t *req, int resends, int *rc)
 {
     assert(req->key);

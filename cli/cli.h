@@ -68,6 +68,12 @@ typedef struct {
    client.h. */
 proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc);
 
+/* cli_call, except that an error reply with this code is not printed:
+   it returns NULL with *rc CLI_EXIT_OK and the message (without "ztask: ")
+   in message, for the caller to act on (e.g. wait through "storage"). */
+proto_reply_t *cli_call_unless(cli_t *cli, const proto_req_t *req, bool retry_safe,
+                               const char *code, int *rc, char *message, size_t msglen);
+
 /* cli_call for a request that carries an idempotency key (req->key: a
    submit): when its reply is lost (no reply in time from a master that
    took the connection: it died, paused or restarted), sends it again, up

@@ -244,6 +244,7 @@ static proto_reply_t *s_decode(const char *buf, size_t len, proto_req_type_t typ
     }
     if (!rep->ok) {
         bool auth = strcmp(rep->error.code, PROTO_E_AUTH) == 0;
+        snprintf(err->code, sizeof err->code, "%s", rep->error.code);
         s_fail(err, auth ? CLIENT_ERR_AUTH : CLIENT_ERR_REFUSED, "%s%s (%s)",
                auth ? "authentication failed: " : "",
                rep->error.message[0] ? rep->error.message : "request refused",

@@ -69,6 +69,7 @@ typedef enum {
 typedef struct {
     client_err_kind_t kind;
     char message[600];       /* without the "ztask: " prefix */
+    char code[32];           /* an error reply's code (PROTO_E_*), "" for the rest */
 } client_err_t;
 
 /* Makes a client for host:port (host: a name, an IPv4 address, or an IPv6

@@ -57,18 +57,25 @@ static bool s_finished(const proto_job_t *j)
     return j->closed && j->queued == 0 && j->running == 0 && progress_finished(j) >= j->total;
 }
 
+/* s_status's answer when the master's disk is full: it gives no counts
+   until it can commit again (docs/protocol.md, "A full disk"). */
+#define WAIT_STORAGE (-1)
+
 /* Asks for one job's counters into *out (caller clears), answered when
-   the job has finished or after wait_ms. */
-static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out)
+   the job has finished or after wait_ms. WAIT_STORAGE (why in storage,
+   not printed) when the master cannot write its database now. */
+static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out, char *storage,
+                    size_t storagelen)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_STATUS);
     req->job = job;
     req->wait_ms = wait_ms;
     int rc = CLI_EXIT_OK;
-    proto_reply_t *rep = cli_call(cli, req, true, &rc);
+    proto_reply_t *rep =
+        cli_call_unless(cli, req, true, PROTO_E_STORAGE, &rc, storage, storagelen);
     proto_req_destroy(&req);
     if (!rep)
-        return rc;
+        return rc == CLI_EXIT_OK ? WAIT_STORAGE : rc;
     int found = -1;
     for (int i = 0; i < rep->njobs; i++)
         if (rep->jobs[i].id == job)
@@ -134,6 +141,7 @@ typedef struct {
     int64_t stalled_since;      /* since when nothing moved */
     int64_t last_hint;          /* when the master was last asked why */
     bool hinted;                /* the stall was explained, once */
+    bool said_storage;          /* the master's full disk was said (until it answers) */
 } wait_state_t;
 
 /* How long the master may hold the next status request: POLL_MS, or
@@ -247,7 +255,27 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
         memset(&w.j, 0, sizeof w.j);
         int64_t asked = clock_mono_ms();
         int hold_ms = s_hold_ms(&w, asked);
-        rc = s_status(cli, job, hold_ms, &w.j);
+        char storage[600];
+        rc = s_status(cli, job, hold_ms, &w.j, storage, sizeof storage);
+        if (rc == WAIT_STORAGE) {
+            /* The job goes on; its counts come back with the disk's room.
+               Said once, then asked again every second. */
+            if (!w.said_storage)
+                fprintf(stderr, "%sztask: %s; still waiting for job %lld\n",
+                        w.bar ? "\r\033[K" : "", storage, (long long) job);
+            w.said_storage = true;
+            if (s_timed_out(&w, clock_mono_ms())) {
+                rc = CLI_EXIT_TIMEOUT;
+                goto out;
+            }
+            if (cli_sleep_ms(1000) != 0) {
+                fprintf(stderr, "ztask: interrupted (job %lld keeps running)\n", (long long) job);
+                rc = CLI_EXIT_INTERRUPTED;
+                goto out;
+            }
+            continue;
+        }
+        w.said_storage = false;
         if (rc == CLI_EXIT_INTERRUPTED)
             fprintf(stderr, "ztask: job %lld keeps running\n", (long long) job);
         if (rc != CLI_EXIT_OK)

@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,26 +50,7 @@ struct api {
     /* The type name of the request being answered (counted with its
        reply); NULL outside s_on_request: deferred replies use theirs. */
     const char *cur_type;
-    /* Replies libzmq would not take yet (see s_send_reply), oldest
-       first: at most one per peer, so a peer that never reads holds at
-       most API_HWM replies in libzmq and one here. */
-    struct deferred *deferred;
-    int ndeferred;
-    log_limit_t lim_deferred;
 };
-
-/* A reply waiting for its peer's queue to take it. */
-typedef struct deferred {
-    zmqx_frames_t envelope;  /* routing frames */
-    char *body;
-    size_t len;
-    int64_t since;           /* monotonic ms */
-    struct deferred *next;
-} deferred_t;
-
-/* How long a deferred reply waits before it is dropped: a client gives
-   up after its request timeout (10 s by default) and asks again. */
-#define DEFERRED_MAX_MS 30000
 
 api_t *api_new(const api_config_t *cfg)
 {
@@ -82,24 +64,11 @@ api_t *api_new(const api_config_t *cfg)
     return self;
 }
 
-static void s_deferred_free(deferred_t *d)
-{
-    zmqx_frames_free(&d->envelope);
-    free(d->body);
-    free(d);
-}
-
 void api_destroy(api_t **p)
 {
     if (!p || !*p)
         return;
-    api_t *self = *p;
-    while (self->deferred) {
-        deferred_t *d = self->deferred;
-        self->deferred = d->next;
-        s_deferred_free(d);
-    }
-    free(self);
+    free(*p);
     *p = NULL;
 }
 
@@ -108,10 +77,6 @@ void api_destroy(api_t **p)
 /* What a client accepts (its ZMQ_MAXMSGSIZE): a bigger reply would make
    libzmq drop the connection, and the client would only see silence. */
 #define API_MAX_REPLY ((size_t) PROTO_MAX_API_MSG - 4096)
-
-static int s_try_send(api_t *self, const zmqx_frames_t *envelope, const char *body, size_t len);
-static deferred_t *s_deferred_for(api_t *self, const zmqx_frames_t *envelope);
-static void s_defer(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len);
 
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
@@ -136,97 +101,37 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     }
-    /* Behind a reply still kept for this peer, never ahead of it. */
-    if (!s_deferred_for(self, envelope) && s_try_send(self, envelope, body, len) == 0) {
-        free(body);
-        return;
+    /* Routing frames first. The socket is ROUTER_MANDATORY: a peer gone
+       since fails the first frame (EHOSTUNREACH: dropped, as before), and
+       so does a peer whose queue is full (EAGAIN). libzmq learns what the
+       I/O thread has taken from a queue only when it processes its
+       commands, which a send does at most every few milliseconds, so a
+       quick client can look full when it is not: the commands are
+       processed (ZMQ_EVENTS) and the send tried once more. Full then, the
+       client is not reading its replies: this one is dropped, so that it
+       cannot make the master hold more than API_HWM of them. */
+    int rc = envelope->count > 0 ? zmqx_send(self->cfg.sock, envelope->frames[0],
+                                             envelope->sizes[0], ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                                 : -1;
+    if (rc != 0 && errno == EAGAIN) {
+        int events;
+        size_t elen = sizeof events;
+        zmq_getsockopt(self->cfg.sock, ZMQ_EVENTS, &events, &elen);
+        rc = zmqx_send(self->cfg.sock, envelope->frames[0], envelope->sizes[0],
+                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        int64_t held;
+        if (rc != 0 && errno == EAGAIN && log_limit(&self->lim_request, clock_mono_ms(), &held))
+            log_warn("event=reply_dropped type=%s reason=\"the client is not reading its "
+                     "replies\" bytes=%zu suppressed=%" PRId64,
+                     proto_req_type_name(type), len, held);
     }
-    s_defer(self, envelope, body, len);
-}
-
-static bool s_same_peer(const zmqx_frames_t *a, const zmqx_frames_t *b)
-{
-    return a->count > 0 && b->count > 0 && a->sizes[0] == b->sizes[0]
-           && memcmp(a->frames[0], b->frames[0], a->sizes[0]) == 0;
-}
-
-static deferred_t *s_deferred_for(api_t *self, const zmqx_frames_t *envelope)
-{
-    for (deferred_t *d = self->deferred; d; d = d->next)
-        if (s_same_peer(&d->envelope, envelope))
-            return d;
-    return NULL;
-}
-
-/* Sends one reply: 0 when libzmq took it or its peer is gone (dropped:
-   nobody to tell), -1 with EAGAIN when the peer's queue is at its
-   high-water mark. The socket is ZMQ_ROUTER_MANDATORY (master.c): a
-   plain ROUTER would drop the reply silently then, and libzmq can count
-   a queue full for a moment even for a client that reads every reply
-   (its read counts reach the socket in batches), so a small API_HWM lost
-   replies to well-behaved clients now and then. */
-static int s_try_send(api_t *self, const zmqx_frames_t *envelope, const char *body, size_t len)
-{
-    /* The first routing frame picks the peer: that is where a full or
-       gone peer shows. */
-    for (int i = 0; i < envelope->count; i++)
-        if (zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
-            return i == 0 && errno == EAGAIN ? -1 : 0;
-    zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
-    return 0;
-}
-
-/* Keeps a reply libzmq would not take yet (takes body), replacing one
-   still kept for the same peer: a client asks one thing at a time, so an
-   older reply is for a request it has given up on. api_deferred retries. */
-static void s_defer(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len)
-{
-    deferred_t *d = s_deferred_for(self, envelope);
-    if (d) {
-        free(d->body);
-        d->body = body;
-        d->len = len;
-        d->since = clock_mono_ms();
-        return;
+    if (rc == 0) {
+        for (int i = 1; i < envelope->count; i++)
+            zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
     }
-    d = xcalloc(1, sizeof *d);
-    zmqx_frames_copy(&d->envelope, envelope);
-    d->body = body;
-    d->len = len;
-    d->since = clock_mono_ms();
-    deferred_t **tail = &self->deferred;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = d;
-    self->ndeferred++;
-}
-
-bool api_has_deferred(const api_t *self)
-{
-    return self->deferred != NULL;
-}
-
-void api_deferred(api_t *self, int64_t now)
-{
-    for (deferred_t **pp = &self->deferred; *pp;) {
-        deferred_t *d = *pp;
-        bool sent = s_try_send(self, &d->envelope, d->body, d->len) == 0;
-        if (!sent && now - d->since < DEFERRED_MAX_MS) {
-            pp = &d->next;
-            continue;
-        }
-        if (!sent) {
-            int64_t held;
-            if (log_limit(&self->lim_deferred, now, &held))
-                log_warn("event=reply_dropped reason=client_not_reading waited_ms=%" PRId64
-                         " suppressed=%" PRId64,
-                         now - d->since, held);
-        }
-        *pp = d->next;
-        self->ndeferred--;
-        s_deferred_free(d);
-    }
+    free(body);
 }
 
 static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
@@ -477,6 +382,10 @@ static void s_key_taken(api_t *self, pending_submit_t *p, const char *key)
     idem_put(self->cfg.idem, p->owner, key,
              &(idem_entry_t){.job = p->job_id, .accepted = p->ntasks, .committed = false},
              p->key_created);
+    double cut = idem_trim(self->cfg.idem, IDEM_MAX_KEYS);
+    if (cut > 0)
+        journal_add(self->cfg.journal,
+                    &(jop_t){.type = J_KEYS_PRUNE, .t = nextafter(cut, INFINITY)});
 }
 
 static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
@@ -1274,12 +1183,9 @@ static void s_drain(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         return;
     }
     w->draining = true;
-    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_DRAIN);
-    char *text = proto_pipe_encode(msg);
-    zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT);
-    free(text);
-    proto_pipe_destroy(&msg);
-    log_info("event=worker_draining worker=%s running=%d", LOG_V(w->id), w->inflight);
+    worker_send_drain(w);
+    log_info("event=worker_draining worker=%s running=%d%s", LOG_V(w->id), w->inflight,
+             w->drain_sent ? "" : " note=\"its pipe is not connected yet: told once it is\"");
     proto_reply_t *rep = proto_reply_new(true);
     s_send_reply(self, env, rep, PROTO_REQ_DRAIN);
     proto_reply_destroy(&rep);

@@ -80,13 +80,6 @@ void api_read(api_t *self, int64_t now);
    complete a commit. */
 void api_acks(api_t *self);
 
-/* Replies libzmq would not take when they were made (the peer's queue at
-   its high-water mark) are tried again; one still refused after 30 s is
-   dropped (event=reply_dropped). Every turn: cheap when there are none. */
-void api_deferred(api_t *self, int64_t now);
-/* Whether replies wait for a retry (the loop then polls every few ms). */
-bool api_has_deferred(const api_t *self);
-
 /* journal_flush, then api_acks: what every answer that must reflect
    committed state does first. Returns journal_flush's result. Blocks on
    the disk. */

@@ -49,8 +49,10 @@ typedef struct {
     int fd;
     int watch;
     int64_t since_ms;         /* when the gate learned of it */
+    uint64_t seq;             /* accept order: lower is older */
     bool authed;              /* has passed its handshake */
     bool advanced;            /* CURVE: sent a valid HELLO (the master sent WELCOME) */
+    bool talked;              /* has sent a byte (a client sends its greeting at once) */
     bool shed;                /* shut down; waiting for DISCONNECTED */
 } conn_t;
 
@@ -63,6 +65,7 @@ struct gate {
     conn_t *conns;
     size_t nconns, cap;
     int npending;             /* conns neither authed nor shed */
+    uint64_t seq;             /* accepted so far */
     int fd_limit;             /* soft RLIMIT_NOFILE */
     bool short_fds;           /* set by an event, handled in gate_handle */
     log_limit_t shed_log, short_log;
@@ -234,7 +237,8 @@ static void s_event(gate_t *self, int wi, const zmqx_frames_t *f)
             self->cap = self->cap ? self->cap * 2 : 64;
             self->conns = xrealloc(self->conns, self->cap * sizeof *self->conns);
         }
-        self->conns[self->nconns++] = (conn_t){.fd = fd, .watch = wi, .since_ms = 0};
+        self->conns[self->nconns++] =
+            (conn_t){.fd = fd, .watch = wi, .since_ms = 0, .seq = ++self->seq};
         self->npending++;
         /* Read again: an operator (prlimit) may have changed it. */
         struct rlimit rl;
@@ -266,11 +270,24 @@ static void s_read_events(gate_t *self, int64_t now, int max)
             self->conns[i].since_ms = now;
 }
 
-/* The unauthenticated connection of watch wi to shed first, NULL if none:
-   one that has not even sent a valid CURVE HELLO before one that has (a
-   real client's handshake is then a round trip from done), the oldest
-   first (a real handshake takes milliseconds). Connections younger than
-   min_age_ms are spared (0: none are). */
+/* Whether a should be shed before b: a connection that has sent nothing
+   before one that has (a real client sends its greeting as soon as it is
+   connected), one that has not sent a valid CURVE HELLO before one that
+   has (its handshake is then a round trip from done), and the older
+   first (a real handshake takes milliseconds; a storm cycles through
+   itself). */
+static bool s_worse(const conn_t *a, const conn_t *b)
+{
+    if (a->talked != b->talked)
+        return !a->talked;
+    if (a->advanced != b->advanced)
+        return !a->advanced;
+    return a->seq < b->seq;
+}
+
+/* The unauthenticated connection of watch wi to shed first (s_worse),
+   NULL if none. Connections younger than min_age_ms are spared (0: none
+   are). */
 static conn_t *s_worst_pending(gate_t *self, int wi, int64_t now, int64_t min_age_ms)
 {
     conn_t *best = NULL;
@@ -278,8 +295,7 @@ static conn_t *s_worst_pending(gate_t *self, int wi, int64_t now, int64_t min_ag
         conn_t *c = &self->conns[i];
         if (c->watch != wi || c->authed || c->shed || now - c->since_ms < min_age_ms)
             continue;
-        if (!best || (best->advanced && !c->advanced)
-            || (best->advanced == c->advanced && c->since_ms < best->since_ms))
+        if (!best || s_worse(c, best))
             best = c;
     }
     return best;
@@ -303,6 +319,7 @@ void gate_handle(gate_t *self, bool events, int64_t now_ms)
             continue;
         }
         c->advanced = self->curve && sent > GATE_GREETING_BYTES;
+        c->talked = received > 0;
         if (sent > before_ready)
             s_settle(self, c, true);
         else if (received > GATE_PREAUTH_BYTES)

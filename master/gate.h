@@ -13,10 +13,12 @@
       - it has not authenticated and has sent more than GATE_PREAUTH_BYTES
         (a CURVE handshake takes well under 1 KiB from a client: a frame
         that big is not a handshake);
-      - it has not authenticated and GATE_MAX_PENDING others have started
-        since (the oldest unauthenticated connection goes first, so a
-        storm cycles through itself while a real client's handshake,
-        a few milliseconds long, completes);
+      - more than GATE_MAX_PENDING connections of its socket have not
+        authenticated: a silent one goes first (a real client sends its
+        greeting as soon as it is connected), then one without a valid
+        CURVE HELLO, the oldest first, so a storm cycles through itself
+        while a real client's handshake, a few milliseconds long,
+        completes;
       - descriptors run short: an accepted descriptor within
         GATE_RESERVE_FDS of the limit, or an accept that failed for want of
         one: every unauthenticated connection goes, and the reserve keeps

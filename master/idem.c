@@ -156,6 +156,22 @@ size_t idem_prune(idem_t *self, double cutoff)
     return dropped;
 }
 
+double idem_trim(idem_t *self, size_t max)
+{
+    double cut = 0;
+    node_t *n = self->head;
+    while (n && self->n > max) {
+        node_t *next = n->next;
+        if (n->entry.committed) {
+            if (n->created > cut)
+                cut = n->created;
+            s_drop(self, n);
+        }
+        n = next;
+    }
+    return cut;
+}
+
 size_t idem_size(const idem_t *self)
 {
     return self->n;

@@ -17,9 +17,12 @@
     and journals the same cut for the store). A retry later than that makes
     a second job; clients retry within seconds (cli/cmd_submit.c).
 
-    Memory: one entry (about 100 bytes plus the key) per keyed submit
-    request of the last IDEM_TTL_S seconds; every such request also made a
-    job or tasks, which the owner's quota bounds.
+    Memory: one entry (about 200 bytes with its strings and its slot) per
+    keyed submit request of the last IDEM_TTL_S seconds, and at most
+    IDEM_MAX_KEYS of them (about 50 MiB): past that the oldest committed
+    ones go early (idem_trim), so a flood of tiny submits is remembered for
+    IDEM_MAX_KEYS / its rate seconds (250 s at 1,000 submits a second),
+    still far longer than a client's resends take.
 
     Threads: main loop only.
 */
@@ -34,6 +37,8 @@
 
 /* How long a submit key is remembered (seconds). */
 #define IDEM_TTL_S 3600
+/* How many submit keys are remembered at most. */
+#define IDEM_MAX_KEYS 250000
 
 typedef struct idem idem_t;
 
@@ -67,6 +72,11 @@ void idem_remove(idem_t *self, const char *owner, const char *key);
 /* Forgets the committed keys taken in before cutoff (wall seconds).
    Returns how many. Pending ones stay: their answer is still to come. */
 size_t idem_prune(idem_t *self, double cutoff);
+
+/* Forgets the oldest committed keys while more than max are remembered.
+   Returns the creation time of the newest one forgotten (a cut for the
+   store's rows: the ones before it and it), or 0 when none went. */
+double idem_trim(idem_t *self, size_t max);
 
 size_t idem_size(const idem_t *self);
 

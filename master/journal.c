@@ -12,6 +12,9 @@
 #include "../common/util.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <libgen.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
@@ -46,8 +49,15 @@ struct journal {
     int64_t retry_at;        /* after a failed commit, not before this */
     bool failing;            /* the last commit failed: the store lags the memory */
     bool full;               /* no new work: a commit failed, and since then the disk
-                                has not had JOURNAL_RESERVE_BYTES free */
+                                has not had `reserve` bytes free */
+    uint64_t reserve;        /* JOURNAL_RESERVE_BYTES, or an eighth of a smaller disk */
     char why[512];           /*   why the last failed commit failed */
+    char *ballast;           /* "<db>.reserve": `reserve` bytes held on the disk
+                                for a full disk's checkpoint; NULL: none (":memory:") */
+    bool ballast_held;       /* the file is there */
+    bool checkpoint_next;    /* the next batch checkpoints first (the ballast went) */
+    bool tight;              /* a commit failed and the disk has stayed small since:
+                                every commit truncates the WAL after it */
     /* How long the loop waited for the writer in journal_store (a read
        of the store while a batch is out): logged at the end. */
     int64_t store_waits, store_wait_us, store_wait_max_us;
@@ -62,6 +72,8 @@ typedef struct {
     jop_t *ops;
     size_t nops, capops;
     pending_submit_t *pending;
+    bool checkpoint_first;   /* checkpoint (TRUNCATE) before writing */
+    bool truncate_after;     /* and after a commit that succeeded */
     int64_t taken_us;        /* monotonic us it was taken (commit latency) */
     int64_t rows;            /* ops + submitted tasks (commit size) */
     bool probe;              /* nothing to write but the last commit failed: a probe
@@ -69,6 +81,44 @@ typedef struct {
 } batch_t;
 
 static writer_apply_fn s_write_batch;
+
+/* The size (or with avail, the bytes free for us) of the file system
+   that holds db_path; UINT64_MAX when it cannot be asked (":memory:", a
+   URI name). */
+static uint64_t s_fs_bytes(const char *db_path, bool avail)
+{
+    char *copy = xstrdup(db_path);
+    struct statvfs fs;
+    int rc = statvfs(dirname(copy), &fs);
+    free(copy);
+    if (rc != 0)
+        return UINT64_MAX;
+    return (uint64_t) (avail ? fs.f_bavail : fs.f_blocks) * fs.f_frsize;
+}
+
+/* Writes the ballast file (zeros, not sparse: the blocks are really
+   taken). False, with nothing left behind, when the disk has no room. */
+static bool s_ballast_make(const char *path, uint64_t bytes)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    static const char zeros[65536];
+    size_t done = 0;
+    while (done < bytes) {
+        ssize_t n = write(fd, zeros, sizeof zeros);
+        if (n <= 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (size_t) n;
+    }
+    bool ok = done >= bytes && fsync(fd) == 0;
+    close(fd);
+    if (!ok)
+        unlink(path);
+    return ok;
+}
 
 void journal_set_metrics(journal_t *self, metrics_t *metrics)
 {
@@ -89,6 +139,15 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
         free(self->db_path);
         free(self);
         return NULL;
+    }
+    /* A small disk gets a smaller reserve and ballast: an eighth of it
+       each, so that together with the database they still fit. */
+    uint64_t disk = s_fs_bytes(db_path, false);
+    self->reserve = disk / 8 < JOURNAL_RESERVE_BYTES ? disk / 8 : JOURNAL_RESERVE_BYTES;
+    if (strcmp(db_path, ":memory:") != 0 && strncmp(db_path, "file:", 5) != 0) {
+        self->ballast = xmalloc(strlen(db_path) + sizeof ".reserve");
+        sprintf(self->ballast, "%s.reserve", db_path);
+        self->ballast_held = s_ballast_make(self->ballast, self->reserve);
     }
     return self;
 }
@@ -138,6 +197,9 @@ void journal_destroy(journal_t **p)
         return;
     journal_t *self = *p;
     writer_destroy(&self->writer);
+    if (self->ballast_held)
+        unlink(self->ballast);
+    free(self->ballast);
     if (self->store_waits)
         log_info("event=loop_store_waits waits=%lld total_ms=%.1f max_ms=%.1f",
                  (long long) self->store_waits, self->store_wait_us / 1000.0,
@@ -316,6 +378,8 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
 static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
 {
     batch_t *b = arg;
+    if (b->checkpoint_first)
+        store_checkpoint(st);
     int rc = b->probe ? store_probe(st) : s_write_submits(st, b->pending);
     /* A claim (hello) journals its assignment at once; one whose task
        finished within the same batch needs only the finish row, which
@@ -343,7 +407,7 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
         rc = store_vacuum(st);
     if (rc == 0)
         rc = store_commit(st);
-    if (rc == 0 && deleted)
+    if (rc == 0 && (deleted || b->truncate_after))
         store_checkpoint(st);
     if (rc != 0) {
         snprintf(err, errlen, "%s", store_error(st));
@@ -416,6 +480,9 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     for (const pending_submit_t *p = self->pending; p; p = p->next)
         b->rows += p->ntasks;
     b->probe = !self->nops && !self->pending;
+    b->checkpoint_first = self->checkpoint_next;
+    b->truncate_after = self->tight;
+    self->checkpoint_next = false;
     b->ops = self->ops;
     b->nops = self->nops;
     b->capops = self->capops;
@@ -434,11 +501,7 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
    cannot be asked: ":memory:", a URI name). */
 static uint64_t s_free_bytes(const journal_t *self)
 {
-    char *copy = xstrdup(self->db_path);
-    struct statvfs fs;
-    int rc = statvfs(dirname(copy), &fs);
-    free(copy);
-    return rc == 0 ? (uint64_t) fs.f_bavail * fs.f_frsize : UINT64_MAX;
+    return s_fs_bytes(self->db_path, true);
 }
 
 /* While full: takes new work again once the disk has room, else looks
@@ -448,10 +511,17 @@ static void s_check_space(journal_t *self)
     if (!self->full)
         return;
     uint64_t free_bytes = s_free_bytes(self);
-    if (free_bytes < JOURNAL_RESERVE_BYTES) {
+    /* Room for the reserve, and for the ballast again: the blocks the
+       ballast gave back are not space that returned. */
+    bool rebuild = self->ballast && !self->ballast_held;
+    if (free_bytes < self->reserve * (rebuild ? 2 : 1)) {
         self->retry_at = clock_mono_ms() + 500;
         return;
     }
+    if (rebuild)
+        self->ballast_held = s_ballast_make(self->ballast, self->reserve);
+    if (free_bytes >= JOURNAL_TIGHT_BYTES)
+        self->tight = false;
     self->full = false;
     log_info("event=storage_recovered db=%s free_kb=%llu note=\"submits are taken again\"",
              self->db_path, (unsigned long long) (free_bytes / 1024));
@@ -499,6 +569,18 @@ static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
                       self->db_path, why, b->nops + self->nops);
         self->failing = true;
         self->full = true;
+        self->tight = true;
+        /* The WAL cannot be checkpointed into a database that has to grow
+           on a disk with no block left (a small disk, where the WAL holds
+           most of them): the ballast's blocks let it, and the checkpoint
+           then truncates the WAL and gives back far more. */
+        if (self->ballast_held) {
+            unlink(self->ballast);
+            self->ballast_held = false;
+            self->checkpoint_next = true;
+            log_warn("event=ballast_released db=%s bytes=%llu", self->db_path,
+                     (unsigned long long) self->reserve);
+        }
         snprintf(self->why, sizeof self->why, "%s", why);
         self->retry_at = clock_mono_ms() + 500;
         /* Nothing decided is lost: the ops are replayed at the next flush,

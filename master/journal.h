@@ -204,8 +204,22 @@ const char *journal_failing(const journal_t *self);
 
 /* Free bytes the disk must have again, after a failed commit, before new
    work is taken: one big batch of WAL (a 5,000-task batch writes about
-   1 MiB), so the first that comes does not fill it again at once. */
+   1 MiB), so the first that comes does not fill it again at once; on a
+   disk smaller than 8 MiB, an eighth of it.
+
+   The ballast: a file of as many bytes next to the database
+   ("<db>.reserve"), made at start and deleted at the first failed commit,
+   so the checkpoint that truncates the WAL finds blocks to grow the
+   database into even on a disk the WAL filled (a checkpoint copies before
+   it truncates). New work is taken again once there is room for the
+   reserve and the ballast, which is then made again: the ballast's own
+   blocks are not space that returned. */
 #define JOURNAL_RESERVE_BYTES (1024 * 1024)
+
+/* After a failed commit, every commit truncates the WAL after it until
+   the disk has this much free at a recovery check (a small disk would
+   otherwise refill with WAL, which grows to 4 MiB between checkpoints). */
+#define JOURNAL_TIGHT_BYTES (8 * 1024 * 1024)
 
 /* Why new work is refused (the last failed commit's reason; borrowed), or
    NULL. Set by a failed commit; cleared once a commit has succeeded and

@@ -49,11 +49,8 @@
    that sends without reading (or reads nothing back) make the master
    hold that many requests or replies of up to 32 MiB each: 8 bound it
    to 256 MiB per such connection in the worst case and 64 MiB with
-   results pages (PROTO_REPLY_PAGE_BYTES). The socket is ROUTER_MANDATORY:
-   a reply over the limit is kept (one per peer) and sent again
-   (api_deferred), since libzmq may count a queue full for a moment even
-   for a client that reads every reply; one still refused after 30 s is
-   dropped (that client was not reading it). */
+   results pages (PROTO_REPLY_PAGE_BYTES). A reply over the limit is
+   dropped (api.c s_send_reply: the client was not reading it anyway). */
 #define API_HWM 8
 /* Reports come from many worker threads through one connection per
    worker and are read in bounded batches: a deep queue absorbs bursts. */
@@ -124,6 +121,12 @@ static void *s_bind(master_t *self, int type, int port, int64_t maxmsg, int hwm,
         return NULL;
     }
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (type == ZMQ_ROUTER) {
+        /* A reply that cannot be queued fails its send instead of
+           vanishing: api.c tells a full queue from a slow credit update. */
+        int one = 1;
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    }
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if (gate_watch(self->gate, s, domain) != 0) {
         snprintf(err, errlen, "cannot monitor the %s socket: %s", domain, zmq_strerror(errno));
@@ -346,10 +349,6 @@ static int s_open_sockets(master_t *self, char *err, size_t errlen)
                             &self->api_port, err, errlen);
     if (!self->api_sock)
         return -1;
-    /* A reply libzmq will not take yet is kept and sent again (api.h:
-       api_deferred), not dropped in silence. */
-    int mandatory = 1;
-    zmq_setsockopt(self->api_sock, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
     self->reports = s_bind(self, ZMQ_PULL, port ? port + 1 : 0, PROTO_MAX_REPORT_MSG, REPORTS_HWM,
                            AUTH_DOMAIN_REPORTS, &self->report_port, err, errlen);
     if (!self->reports)
@@ -583,8 +582,6 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t gate = gate_timeout(self->gate, now);
     if (gate >= 0 && gate < t)
         t = gate;
-    if (api_has_deferred(self->api) && t > 5)
-        t = 5;   /* a reply waits for its peer's queue: try again soon */
     return t < 0 ? 0 : (long) t;
 }
 
@@ -618,8 +615,6 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events
        go out in this turn's dispatch). */
     journal_collect(self->journal);
     api_acks(self->api);
-    if (api_has_deferred(self->api))
-        api_deferred(self->api, now);
     /* Specs only in the store are read while it is free, not when a
        dispatch needs them and the writer has it. */
     if (journal_idle(self->journal))

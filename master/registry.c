@@ -250,6 +250,7 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     w->ends_at = hello->ends_at;
     w->alive = true;
     w->draining = false;
+    w->drain_sent = false;
     w->left = false;
     w->gone_at = 0;
     w->last_seen = now;
@@ -348,4 +349,16 @@ bool worker_has_labels(const worker_t *w, char *const *require, int nrequire)
             return false;
     }
     return true;
+}
+
+void worker_send_drain(worker_t *w)
+{
+    assert(w->draining);
+    if (w->drain_sent || !w->pipe)
+        return;
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_DRAIN);
+    char *text = proto_pipe_encode(msg);
+    w->drain_sent = zmqx_send(w->pipe, text, strlen(text), ZMQ_DONTWAIT) == 0;
+    free(text);
+    proto_pipe_destroy(&msg);
 }

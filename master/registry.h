@@ -41,6 +41,7 @@ typedef struct worker {
     bool pipe_ready;          /* a ping went through: the worker's PULL is connected */
     bool alive;
     bool draining;
+    bool drain_sent;          /* the drain message went into its pipe (worker_send_drain) */
     bool left;                /* gone because it said bye (not dead: a drain, a stop) */
     int64_t last_seen;        /* monotonic ms of the last report */
     double last_heartbeat;    /* wall seconds, for people */
@@ -118,6 +119,13 @@ size_t registry_count(const registry_t *self);
    detach one on w (asserted). */
 void worker_attach(worker_t *w, sched_task_t *t);
 void worker_detach(worker_t *w, sched_task_t *t);
+
+/* Tells a draining worker, over its pipe, to finish its tasks and leave;
+   once it went out (drain_sent), never again. A pipe whose worker has not
+   connected yet refuses it (EAGAIN: a `ztask drain` right after the
+   hello), so tasks_timers calls this again once the pipe is ready: a
+   drain is never lost. */
+void worker_send_drain(worker_t *w);
 
 /* True when the worker has every label in require. */
 bool worker_has_labels(const worker_t *w, char *const *require, int nrequire);

@@ -583,7 +583,9 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
         rc = s_exec(db, LAST_IDS_TABLE, err, errlen, "upgrade schema to 3");
     if (rc == 0 && version < 4)
         rc = s_exec(db, JOBS_OWNER_COLUMN, err, errlen, "upgrade schema to 4");
-    if (rc == 0 && version < 5)
+    /* Schema 5 landed after 8, 11 and 12 too: a database already past 5
+       may lack its table, which IF NOT EXISTS makes at any version. */
+    if (rc == 0)
         rc = s_exec(db, SUBMIT_KEYS_TABLE, err, errlen, "upgrade schema to 5");
     if (rc == 0 && version < 8)
         rc = s_exec(db, ALLOC_QUEUES_TABLE, err, errlen, "upgrade schema to 8");

@@ -60,8 +60,9 @@ struct tasks {
     jobs_t *jobs;
     journal_t *journal;
     size_t orphans;          /* tasks waiting for their worker to come back */
-    imap_t *orphan_keys;     /* orphan's task id -> the key of the worker it was on
-                                (char *, owned), when the store had one */
+    imap_t *orphan_keys;     /* task id -> the key of the worker it was on (char *,
+                                owned): an orphan's, when the store had one, or a
+                                taken-back task's last holder's (s_take_back) */
     size_t rr;               /* round-robin start for dispatch */
     int64_t duplicates;
     int64_t refused;         /* reports from a worker that does not hold the task */
@@ -69,6 +70,8 @@ struct tasks {
     parked_t *parked;        /* results waiting for their worker's hello */
     size_t nparked, parked_cap, parked_bytes;
     int64_t last_prune;
+    int64_t keep_gone_ms;    /* REGISTRY_KEEP_GONE_MS, or the test hook's
+                                ZTASK_TEST_KEEP_GONE_MS */
     int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
@@ -96,6 +99,10 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->jobs = cfg->jobs;
     self->journal = cfg->journal;
     self->orphan_keys = imap_new();
+    self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
+    const char *keep = getenv("ZTASK_TEST_KEEP_GONE_MS");
+    if (keep && parse_int64(keep, 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms) != 0)
+        self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
     return self;
 }
 
@@ -249,8 +256,11 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         assert(self->orphans > 0);
         self->orphans--;
         t->orphan = false;
-        free(imap_remove(self->orphan_keys, t->id));
     }
+    /* Whoever it was on is no longer its holder (s_take_back keeps the
+       last holder's key again when it keeps its name). */
+    if (imap_size(self->orphan_keys))
+        free(imap_remove(self->orphan_keys, t->id));
     if (await) {
         t->orphan = true;
         t->recovered = false;
@@ -410,7 +420,8 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
    their links, lost_in_old_pipe -- cannot make the master spin.
    Back in the queue it keeps its worker's name (worker_name) as its last
    holder, and its attempt until it goes out again: that worker's result
-   for it still counts until then (s_sender, LAST_HOLDER), so work a
+   for it, under the key it held it with, still counts until then
+   (s_sender, LAST_HOLDER), so work a
    worker finished while it was thought lost is not done twice. A caller
    that told the worker to drop the task frees worker_name first. */
 static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char *why)
@@ -442,7 +453,16 @@ static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << shift;
         not_before = clock_mono_ms() + (backoff > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff);
     }
+    /* The key it was held under: its last holder's result counts only
+       with that key (S_LAST_HOLDER), whoever registers the name later. */
+    char *key = t->worker && t->worker->key[0] ? xstrdup(t->worker->key)
+                : t->orphan                    ? imap_remove(self->orphan_keys, t->id)
+                                               : NULL;
     s_requeue(self, t, not_before);
+    if (key && t->worker_name)
+        imap_put(self->orphan_keys, t->id, key);
+    else
+        free(key);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
@@ -590,7 +610,9 @@ static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worke
        stored one, and never written (ASSIGN_WRITE_MS in journal.h). */
     if (t->recovered && attempt == t->attempt + 1)
         return registered ? S_CLAIMABLE : S_EARLY;
-    if (attempt == t->attempt && attempt > 0 && named && w)
+    const char *held = imap_get(self->orphan_keys, t->id);
+    if (attempt == t->attempt && attempt > 0 && named && w
+        && (!held || (key && strcmp(held, key) == 0)))
         return S_LAST_HOLDER;
     return attempt <= t->attempt ? S_STALE : S_REFUSED;
 }
@@ -906,8 +928,13 @@ static int s_keep_spec(int64_t id, const char *spec, void *arg)
 static void s_read_ahead(tasks_t *self, int64_t first, sched_task_t *popped)
 {
     self->ahead_from = 0;
+    int before = self->ahead_left;
     ahead_t a = {.self = self, .popped = popped};
     store_specs_each(journal_store(self->journal), first, SPEC_READ_AHEAD, s_keep_spec, &a);
+    /* Nothing queued among those rows (finished tasks, specs in memory):
+       the next miss says where to read, not a walk through the table. */
+    if (self->ahead_left == before)
+        self->ahead_from = 0;
 }
 
 /* The spec to send for t (the caller's), from memory or read ahead from
@@ -1603,6 +1630,9 @@ void tasks_timers(tasks_t *self, int64_t now)
             s_send_pipe(w, ping);
             w->last_ping = now;
         }
+        /* A drain asked for before the pipe connected goes out now. */
+        if (w->draining && !w->drain_sent && w->pipe_ready)
+            worker_send_drain(w);
         /* Leases: a task sent but not started in time goes back. */
         sched_task_t *t = w->tasks;
         while (t) {
@@ -1642,9 +1672,9 @@ void tasks_timers(tasks_t *self, int64_t now)
     }
     if (self->nparked)
         s_expire_parked(self, now);
-    if (now - self->last_prune > 60000) {
+    if (now - self->last_prune > (self->keep_gone_ms < 60000 ? self->keep_gone_ms : 60000)) {
         self->last_prune = now;
-        registry_prune(self->registry, now, REGISTRY_KEEP_GONE_MS);
+        registry_prune(self->registry, now, self->keep_gone_ms);
     }
     s_check_stuck(self, now);
 }

@@ -7,10 +7,10 @@
 # kill -9 and restart after that shows the same results.
 # Needs root (mount); prints SKIP otherwise.
 #
-# The tmpfs is 16 MiB, not 2: SQLite checkpoints its WAL only at 1000
-# pages (4 MiB), so on a 2 MiB disk the WAL itself takes nearly every block
-# and what can be freed outside it does not bring the master back for long
-# (docs/chaos.md, finding 3). CHAOS_DISK_MB=2 reproduces that (it fails).
+# The tmpfs is 16 MiB; CHAOS_DISK_MB=2 gives the tiny disk of finding 3
+# (docs/chaos.md), where the WAL itself takes nearly every block: it passes
+# since the master keeps a ballast file for the checkpoint that truncates
+# the WAL, and keeps the WAL short after a failed commit.
 . "$(dirname "$0")/lib.sh"
 chaos_begin disk_full
 
@@ -84,10 +84,15 @@ fi
 figure "commit failures logged" "$(log_count "$MASTER_LOG" event=commit_failed)"
 alive "$MASTER_PID" || chaos_fail "the master died on a full disk"
 
-recovered=$(log_count "$MASTER_LOG" event=storage_recovered)
+# Recovered: the last of its failed commits is followed by a recovery
+# (which may come before the disk is freed: a failed commit gives the
+# ballast's and the WAL's blocks back).
+recovered_now() {
+    grep -E 'event=(commit_failed|storage_recovered)' "$MASTER_LOG" | tail -n 1 |
+        grep -q storage_recovered
+}
 rm -f "$mnt/fill"
-wait_line "$MASTER_LOG" "event=storage_recovered" 20 $((recovered + 1)) ||
-    chaos_fail "no storage_recovered line within 20 s of freeing the disk"
+wait_for 20 recovered_now || chaos_fail "the master did not recover within 20 s of freeing the disk"
 submit_record j "$((N / 5))" "$args" ||
     chaos_fail "submit after recovery refused: $(cat "$CHAOS_DIR/submit.out")"
 echo "$j $((N / 5))" >>"$expect"

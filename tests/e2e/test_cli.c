@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 /* Runs the CLI with args (NULL-terminated) against addr, killed after
    timeout_ms; caller frees. */
@@ -485,6 +486,65 @@ START_TIMED_TEST(a_worker_that_said_bye_has_left_and_a_killed_one_is_dead, 90)
     free(line);
     free(ida);
     free(idb);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* `ztask drain` right after a worker's hello, before its PULL has
+   connected to its task pipe: the drain must still reach it (a PUSH with
+   no peer refuses, and the message used to be dropped: the worker then
+   stayed "draining" forever, taking nothing, never leaving). A raw worker
+   here connects its PULL only after the drain. */
+START_TIMED_TEST(a_drain_asked_before_the_workers_pipe_connects_still_reaches_it, 60)
+{
+    h_cluster_t *c = h_cluster_new("cli_early_drain");
+    h_master_start(c, 0, "--liveness", "30", NULL);
+    void *ctx = zmq_ctx_new();
+    int zero = 0;
+    void *api = zmq_socket(ctx, ZMQ_DEALER);
+    zmq_setsockopt(api, ZMQ_LINGER, &zero, sizeof zero);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_api_port(c));
+    ck_assert_int_eq(zmq_connect(api, ep), 0);
+    const char *hello =
+        "{\"v\":1,\"type\":\"hello\",\"name\":\"early\",\"host\":\"h\",\"pid\":1,\"threads\":1}";
+    ck_assert_int_eq(zmq_send(api, hello, strlen(hello), 0), (int) strlen(hello));
+    zmq_pollitem_t it = { api, 0, ZMQ_POLLIN, 0 };
+    ck_assert_int_eq(zmq_poll(&it, 1, h_ms(10000)), 1);
+    char buf[4096];
+    int n = zmq_recv(api, buf, sizeof buf - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    cJSON *rep = h_json_first(buf);
+    int64_t port = h_jint(rep, "task_port", 0);
+    cJSON_Delete(rep);
+    ck_assert_msg(port > 0, "hello reply: %s", buf);
+
+    h_run_t *r = h_cli(c, "drain", "early", NULL);
+    ck_assert_msg(r->rc == 0, "drain: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    void *pull = zmq_socket(ctx, ZMQ_PULL);
+    zmq_setsockopt(pull, ZMQ_LINGER, &zero, sizeof zero);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%lld", (long long) port);
+    ck_assert_int_eq(zmq_connect(pull, ep), 0);
+    bool drained = false;
+    int64_t deadline = h_now_ms() + h_ms(10000);
+    while (!drained && h_now_ms() < deadline) {
+        zmq_pollitem_t p = { pull, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&p, 1, 200) != 1)
+            continue;
+        n = zmq_recv(pull, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n < (int) sizeof buf - 1 ? n : (int) sizeof buf - 1] = '\0';
+            drained = strstr(buf, "\"drain\"") != NULL;
+        }
+    }
+    ck_assert_msg(drained, "the drain never reached the worker's pipe (log %s)",
+                  h_proc_log(h_master(c)));
+    zmq_close(pull);
+    zmq_close(api);
+    zmq_ctx_term(ctx);
     h_cluster_destroy(&c);
 }
 END_TEST

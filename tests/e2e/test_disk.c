@@ -116,6 +116,10 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
     /* The job's results need commits: one fails. */
     ck_assert_msg(h_proc_wait_log(m, "event=commit_failed", 1, 30000),
                   "no failed commit on a full disk (log %s)", h_proc_log(m));
+    /* A `ztask wait` meanwhile waits through the disk's refusals. */
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_proc_t *waiter = h_cli_start(c, "wait", id, NULL);
     /* New work is refused while the disk stays full (refilled before each
        try: a failed commit gives the WAL's blocks back). */
     for (int i = 0; i < 3; i++) {
@@ -134,6 +138,11 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
                   "no storage_recovered after freeing the disk (log %s)", h_proc_log(m));
     ck_assert_int_eq(h_wait(c, job, 60000), 0);
     ck_assert_int_eq(s_status_and_results_agree(c, job, n), n);
+    ck_assert_msg(h_proc_wait_exit(waiter, 60000) == 0, "ztask wait failed (log %s)",
+                  h_proc_log(waiter));
+    ck_assert_msg(h_proc_count_log(waiter, "cannot write its database")
+                      == h_proc_count_log(waiter, "still waiting for job"),
+                  "ztask wait stopped at the disk's refusal (log %s)", h_proc_log(waiter));
     int64_t job2 = h_submit(c, NULL, "--fn", "noop", "--array", "0-99", NULL);
     ck_assert_int_eq(h_wait(c, job2, 60000), 0);
     ck_assert_int_eq(s_status_and_results_agree(c, job2, 100), 100);

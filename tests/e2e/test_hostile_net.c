@@ -658,7 +658,9 @@ START_TIMED_TEST(a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_m
         peak = kib > peak ? kib : peak;
     }
     fprintf(stderr, "80 bad 30 MB submits: master RSS %ld KiB before, peak %ld KiB\n", base, peak);
-    ck_assert_msg(peak < base + 512 * 1024, "master grew from %ld to %ld KiB", base, peak);
+    /* ASan holds freed blocks in a 256 MiB quarantine before reusing them. */
+    long allowance = 512 * 1024 + (h_slowdown() > 1 ? 256 * 1024 : 0);
+    ck_assert_msg(peak < base + allowance, "master grew from %ld to %ld KiB", base, peak);
     free(msg);
     zmq_close(api);
     zmq_ctx_term(ctx);

@@ -834,6 +834,188 @@ START_TIMED_TEST(a_worker_taking_anothers_name_after_a_restart_claims_none_of_it
 }
 END_TEST
 
+/* w2's key registers as "w1" (no exec: the task is not sent to it) and
+   sends a result under that name for task, of job: it is judged (a
+   duplicate, or refused), not taken. */
+static void s_impostor_result_is_not_taken(env_t *e, h_proc_t *m, int64_t job, int64_t task)
+{
+    void *ctx = zmq_ctx_new();
+    void *dealer = s_dealer(e, ctx, "w2");
+    cJSON *rep = s_request(dealer, "{\"v\":1,\"type\":\"hello\",\"name\":\"w1\",\"host\":"
+                                   "\"elsewhere\",\"pid\":1,\"threads\":1,\"no_exec\":true}");
+    ck_assert_msg(h_jtrue(rep, "ok") && strcmp(h_jstr(rep, "worker"), "w1") == 0,
+                  "w2's key did not register as w1");
+    cJSON_Delete(rep);
+    void *push = s_curve_socket(e, ctx, "w2", ZMQ_PUSH, h_report_port(e->c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    /* Judged (a duplicate of a run over, or refused), not taken. */
+    ck_assert_msg(H_POLL(h_proc_count_log(m, "event=duplicate_result task=")
+                                 + h_proc_count_log(m, "event=report_refused type=result")
+                             > 0,
+                         10000),
+                  "the impostor's result was not judged (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=result_after_takeback") == 0,
+                  "the impostor's result was taken (log %s)", h_proc_log(m));
+    cJSON *st = s_jobs(e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_msg(j && h_jint(j, "done", -1) == 0, "the impostor's result ended the task");
+    cJSON_Delete(st);
+}
+
+/* The gated task's go file appears and the stopped w1 goes on: the job
+   ends with w1's real output. */
+static void s_stopped_w1_ends_it(env_t *e, h_proc_t *w1, const char *go, int64_t job)
+{
+    h_write_file(go, "");
+    h_proc_signal(w1, SIGCONT);
+    S_EXPECT(e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_str_eq(h_jstr(row, "status"), "done");
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    cJSON_Delete(row);
+}
+
+/* Issue 13, item 1 beside issue 14's last holder: a task taken back from
+   a worker thought lost still takes that worker's result (s_take_back),
+   but that worker is the key it held the task under, not its name. w1 is
+   stopped and lost; w2's key registers as "w1" (it may: the name is free)
+   and sends a result under that name for w1's task: not taken (a
+   duplicate), the task still to run; w1's own run then ends it. */
+START_TIMED_TEST(a_worker_taking_a_lost_workers_name_cannot_end_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "lastholder");
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+
+    s_impostor_result_is_not_taken(&e, m, job, task);
+
+    /* w1 comes back (under another name: the impostor holds "w1" until it
+       is lost) and its run counts. */
+    s_stopped_w1_ends_it(&e, w1, go, job);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* The other side of the case above: the result of a worker thought lost,
+   under its own key, still ends the task it was taken back from (issue
+   14: finished work is kept). w1 is stopped and lost; a result for its
+   task comes under its name with its key (a raw peer stands in for w1,
+   so that nothing else can happen first): taken. */
+START_TIMED_TEST(a_lost_workers_own_result_under_its_key_still_ends_its_task, 90)
+{
+    env_t e;
+    s_env(&e, "ownresult");
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w1", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w1", task);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=result_after_takeback", 1, 10000),
+                  "w1's own result was not taken (log %s)", h_proc_log(m));
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_proc_kill9(w1);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* The same after a restart, once the grace is over: w1's task, stored
+   with w1's key, waited for w1's claim; none came within the grace and
+   it went back to the queue. w2's key then registers as "w1" (no record
+   of that name exists since the restart) and sends a result for it: not
+   taken, the task still to run, and w1's own run ends it. */
+START_TIMED_TEST(a_worker_taking_a_name_after_the_grace_cannot_end_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "graceover");
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "1", "--heartbeat-ms", "200");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_stop(m, 10000);
+    m = s_master(&e, false, "--recovery-grace", "1", "--heartbeat-ms", "200");
+    ck_assert_msg(h_proc_wait_log(m, "event=orphan_requeued", 1, 10000),
+                  "the orphan was not requeued after the grace (log %s)", h_proc_log(m));
+
+    s_impostor_result_is_not_taken(&e, m, job, task);
+
+    s_stopped_w1_ends_it(&e, w1, go, job);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* True when `ztask workers --all` lists a worker named name. */
+static bool s_worker_listed(env_t *e, const char *name)
+{
+    h_run_t *r = s_as(e, "alice", "workers", "--all", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *ws = h_json_lines(r->out);
+    h_run_free(&r);
+    bool found = false;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, ws)
+        found = found || strcmp(h_jstr(w, "worker"), name) == 0;
+    cJSON_Delete(ws);
+    return found;
+}
+
+/* The same once the lost worker's record is forgotten (a gone worker is
+   listed for an hour, REGISTRY_KEEP_GONE_MS; the test-only hook
+   ZTASK_TEST_KEEP_GONE_MS shortens it): w1 is killed while it runs a task
+   no other worker can take; its record goes; w2's key then registers as
+   "w1", a name with no record, and sends a result for that task: not
+   taken, the task still queued. */
+START_TIMED_TEST(a_worker_taking_a_forgotten_workers_name_cannot_end_its_tasks, 120)
+{
+    env_t e;
+    s_env(&e, "forgotten");
+    setenv("ZTASK_TEST_KEEP_GONE_MS", "300", 1);
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    unsetenv("ZTASK_TEST_KEEP_GONE_MS");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_kill9(w1);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+    ck_assert_msg(H_POLL(!s_worker_listed(&e, "w1"), 20000), "w1's record was never forgotten");
+    s_impostor_result_is_not_taken(&e, m, job, task);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
 /* Issue 13, item 17: a fifo named like a key file blocked the master's
    loop at SIGHUP (an open for reading waits for a writer). */
 START_TIMED_TEST(a_fifo_in_an_allowlist_does_not_stop_the_master, 60)

@@ -72,6 +72,25 @@ START_TEST(prune_drops_old_committed_keys_and_keeps_pending_ones)
 }
 END_TEST
 
+START_TEST(past_the_cap_the_oldest_committed_keys_go_first)
+{
+    idem_t *k = idem_new();
+    idem_put(k, "", "pending", &(idem_entry_t){.job = 1}, 10.0);
+    char key[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        idem_put(k, "", key, &(idem_entry_t){.job = 2 + i, .committed = true}, 20.0 + i);
+    }
+    ck_assert(idem_trim(k, 3) == 22.0);
+    ck_assert_uint_eq(idem_size(k), 3);
+    ck_assert_ptr_nonnull(idem_get(k, "", "pending"));
+    ck_assert_ptr_null(idem_get(k, "", "k2"));
+    ck_assert_ptr_nonnull(idem_get(k, "", "k3"));
+    ck_assert(idem_trim(k, 3) == 0);
+    idem_destroy(&k);
+}
+END_TEST
+
 START_TEST(keys_in_the_store_come_back_unless_expired)
 {
     char dir[] = "/tmp/ztask-idem-XXXXXX";
