@@ -244,6 +244,9 @@ static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const 
     if (input && *input) {
         size_t n = strlen(input);
         fcntl(in[1], F_SETFL, O_NONBLOCK);
+        /* alloc add refused a script over ALLOC_SCRIPT_MAX, so it fits
+           the pipe's buffer: a short write is a broken pipe (the command
+           exited at once), which its exit status reports. */
         if (write(in[1], input, n) != (ssize_t) n)
             log_warn("event=alloc_input_short cmd=%s", argv[0]);
     }
@@ -784,6 +787,16 @@ static bool s_has_arg(const proto_alloc_t *q, const char *flag)
 
 static proto_reply_t *s_add(alloc_t *self, const proto_alloc_t *given)
 {
+    /* The script goes to sbatch through a pipe written without blocking:
+       it must fit the pipe's buffer (64 KiB on Linux). */
+    char *script = s_script(self, given);
+    size_t script_len = strlen(script);
+    free(script);
+    if (script_len > ALLOC_SCRIPT_MAX)
+        return proto_reply_error(PROTO_E_TOO_BIG,
+                                 "the batch script would be %zu bytes, over %d: give fewer or "
+                                 "shorter --worker-arg values",
+                                 script_len, ALLOC_SCRIPT_MAX);
     if (given->idle_timeout_s > given->time_limit_s)
         return proto_reply_error(PROTO_E_FIELD,
                                  "the idle timeout (%d s) is longer than the time limit (%d s): "

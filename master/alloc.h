@@ -51,6 +51,8 @@
 
 #define ALLOC_TICK_MS 1000
 #define ALLOC_CMD_TIMEOUT_MS 30000
+/* The longest batch script (what the queue's --worker-arg values make). */
+#define ALLOC_SCRIPT_MAX 32768
 
 typedef struct alloc alloc_t;
 

@@ -486,6 +486,7 @@ START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
         {"alloc", "add", "slurm", "--time-limit", "1h", "--max-workers", "2",
          "--workers-per-alloc", "4", NULL},
         {"alloc", "add", "slurm", "--time-limit", "1h", "--partition=x", NULL},
+        {"alloc", "add", "slurm", "--time-limit", "30d", "--idle-timeout", "21d", NULL},
         {"alloc", "frobnicate", NULL},
         {"alloc", "pause", NULL},
     };
@@ -495,6 +496,22 @@ START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
                       h_run_desc(r));
         h_run_free(&r);
     }
+    /* A batch script too long for the pipe that carries it to sbatch. */
+    static char big[4001];
+    memset(big, 'x', sizeof big - 1);
+    char arg[4100];
+    snprintf(arg, sizeof arg, "--worker-arg=--name=%s", big);
+    const char *many[32] = {"alloc", "add", "slurm", "--time-limit", "1h"};
+    int n = 5;
+    for (int i = 0; i < 12; i++)
+        many[n++] = arg;
+    many[n] = NULL;
+    h_run_t *r = h_cliv(c, many, 20000);
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "batch script"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    /* A worker's idle timeout fits its milliseconds in an int. */
+    h_proc_t *w = h_worker_spawn(c, "idle", 1, "--idle-timeout", "21d", NULL);
+    ck_assert_int_eq(h_proc_wait_exit(w, 10000), 2);
     h_cluster_destroy(&c);
 }
 END_TEST
