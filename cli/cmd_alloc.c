@@ -177,8 +177,8 @@ static int s_add(cli_t *cli, int argc, char **argv)
             q->time_limit_s = (int) secs;
             break;
         case OPT_IDLE:
-            if (parse_duration(optarg, 366 * 86400.0, &secs) != 0 || secs < 1)
-                rc = cli_usage_error(cmd, "--idle-timeout wants a duration of at least 1s, "
+            if (parse_duration(optarg, PROTO_MAX_IDLE_S, &secs) != 0 || secs < 1)
+                rc = cli_usage_error(cmd, "--idle-timeout wants a duration of 1s to 20d, "
                                           "got '%s'",
                                      optarg);
             q->idle_timeout_s = (int) secs;

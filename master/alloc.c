@@ -37,6 +37,7 @@ typedef struct {
     int fd[2];                 /* stdout, stderr: read ends, -1 once closed */
     char *buf[2];
     size_t len[2];
+    bool cut[2];               /* more came than OUT_MAX: buf holds the start */
     int64_t started;           /* mono ms */
     int64_t queue;             /* sbatch: the queue it submits for */
 } cmd_t;
@@ -52,6 +53,7 @@ struct alloc {
     cmd_t cmd;
     int64_t last_tick;
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
+    bool polled;               /* one squeue ran since start (before any sbatch) */
     int next_queue;            /* round robin among queues wanting to submit */
 };
 
@@ -242,6 +244,9 @@ static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const 
     if (input && *input) {
         size_t n = strlen(input);
         fcntl(in[1], F_SETFL, O_NONBLOCK);
+        /* alloc add refused a script over ALLOC_SCRIPT_MAX, so it fits
+           the pipe's buffer: a short write is a broken pipe (the command
+           exited at once), which its exit status reports. */
         if (write(in[1], input, n) != (ssize_t) n)
             log_warn("event=alloc_input_short cmd=%s", argv[0]);
     }
@@ -265,6 +270,7 @@ static void s_cmd_read(cmd_t *c)
             ssize_t n = read(c->fd[i], tmp, sizeof tmp);
             if (n > 0) {
                 size_t keep = c->len[i] + (size_t) n > OUT_MAX ? OUT_MAX - c->len[i] : (size_t) n;
+                c->cut[i] |= keep < (size_t) n;
                 c->buf[i] = xrealloc(c->buf[i], c->len[i] + keep + 1);
                 memcpy(c->buf[i] + c->len[i], tmp, keep);
                 c->len[i] += keep;
@@ -439,12 +445,59 @@ static void s_start_squeue(alloc_t *self, int64_t now)
         s_append(&names, &len, &cap, one);
     }
     char *name_arg = xasprintf("--name=%s", names ? names : "ztask-alloc-0");
-    char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i %T", name_arg, NULL};
+    char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i %T %j", name_arg, NULL};
     char err[300];
     if (s_cmd_start(self, CMD_SQUEUE, argv, NULL, now, err, sizeof err) != 0)
         log_warn("event=alloc_poll_failed error=\"%s\"", err);
     free(name_arg);
     free(names);
+}
+
+/* The allocation id of q, or NULL. */
+static proto_allocation_t *s_allocation(proto_alloc_t *q, const char *id, size_t idlen)
+{
+    for (int k = 0; k < q->nallocs; k++)
+        if (strlen(q->allocs[k].id) == idlen && strncmp(q->allocs[k].id, id, idlen) == 0)
+            return &q->allocs[k];
+    return NULL;
+}
+
+/* A squeue line "ID STATE ztask-alloc-Q" of a job that queue Q does not
+   know and that has not ended: submitted by this master as it died (sbatch
+   ran, its answer was never read or never stored). Followed from now on
+   like the others, and counted against the queue's limits. */
+static void s_adopt(alloc_t *self, const char *line, size_t n)
+{
+    size_t idlen = strspn(line, "0123456789_");
+    if (idlen == 0 || idlen > 64 || idlen >= n || line[idlen] != ' ')
+        return;
+    char state[32], name[48];
+    int64_t qid;
+    char rest[128];
+    snprintf(rest, sizeof rest, "%.*s", (int) (n - idlen - 1 < 127 ? n - idlen - 1 : 127),
+             line + idlen + 1);
+    if (sscanf(rest, "%31s %47s", state, name) != 2
+        || sscanf(name, "ztask-alloc-%" SCNd64, &qid) != 1)
+        return;
+    proto_alloc_state_t st = s_slurm_state(state);
+    proto_alloc_t *q = s_find(self, qid);
+    if (!q || st == PROTO_ALLOC_ENDED || s_allocation(q, line, idlen))
+        return;
+    char id[65];
+    snprintf(id, sizeof id, "%.*s", (int) idlen, line);
+    q->allocs = xrealloc(q->allocs, (size_t) (q->nallocs + 1) * sizeof *q->allocs);
+    q->allocs[q->nallocs++] = (proto_allocation_t){
+        .id = xstrdup(id),
+        .state = st,
+        .submitted = clock_wall(),
+        .started = st == PROTO_ALLOC_RUNNING ? clock_wall() : 0,
+    };
+    q->submitted++;
+    s_prune(q);
+    log_warn("event=alloc_found queue=%" PRId64 " slurm_job=%s state=%s note=\"submitted before "
+             "a restart, never recorded: followed from now on\"",
+             q->id, id, state);
+    s_save(self, q);
 }
 
 static void s_squeue_done(alloc_t *self, int status)
@@ -457,6 +510,10 @@ static void s_squeue_done(alloc_t *self, int status)
         return;   /* judge nothing on a failed poll */
     }
     double wall = clock_wall();
+    if (self->cmd.cut[0])
+        log_warn("event=alloc_poll_cut bytes=%d note=\"squeue listed more than is kept: no "
+                 "allocation is judged ended from this poll\"",
+                 OUT_MAX);
     for (int i = 0; i < self->nqueues; i++) {
         proto_alloc_t *q = self->queues[i];
         for (int k = 0; k < q->nallocs; k++) {
@@ -474,8 +531,9 @@ static void s_squeue_done(alloc_t *self, int status)
                 const char *nl = strchr(line, '\n');
                 line = nl ? nl + 1 : line + strlen(line);
             }
+            /* Missing from a listing cut at OUT_MAX says nothing. */
             if (!st) {
-                if (wall - a->submitted > GONE_GRACE_S)
+                if (!self->cmd.cut[0] && wall - a->submitted > GONE_GRACE_S)
                     s_ended(self, q, a, "gone");
                 continue;
             }
@@ -498,6 +556,14 @@ static void s_squeue_done(alloc_t *self, int status)
                 s_save(self, q);
             }
         }
+    }
+    for (const char *line = out; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t) (nl - line) : strlen(line);
+        if (!nl && self->cmd.cut[0])
+            break;   /* a line cut short */
+        s_adopt(self, line, n);
+        line += n + (nl != NULL);
     }
 }
 
@@ -523,14 +589,21 @@ static bool s_wants(const alloc_t *self, const proto_alloc_t *q, int64_t waiting
            && (int64_t) (unended + 1) * q->workers_per_alloc <= q->max_workers;
 }
 
-/* Tasks queued beyond what the live workers have free. */
+/* Tasks queued beyond what the live workers have free. A held job's
+   tasks wait for a release, and a job at its --max-running limit starts
+   no more than the limit lets: neither wants a worker (counted, they
+   would make allocations whose workers idle out, again and again). */
 static int64_t s_waiting(const alloc_t *self)
 {
     int64_t queued = 0, free_slots = 0;
     size_t pos = 0;
     job_t *job;
-    while ((job = jobs_next(self->jobs, &pos)))
-        queued += job->queued;
+    while ((job = jobs_next(self->jobs, &pos))) {
+        int64_t startable = job->held ? 0 : job->queued;
+        if (job->max_running > 0 && startable > job->max_running - job->running)
+            startable = job->max_running > job->running ? job->max_running - job->running : 0;
+        queued += startable;
+    }
     pos = 0;
     worker_t *w;
     while ((w = registry_next(self->registry, &pos)))
@@ -612,7 +685,10 @@ void alloc_tick(alloc_t *self, int64_t now)
             s_sbatch_done(self, status);
         s_cmd_reset(&self->cmd);
     }
-    if (now >= self->next_poll && s_any_unended(self)) {
+    /* A first poll before any sbatch: it finds what a master that died
+       while sbatch ran had submitted (s_adopt). */
+    if (!self->polled || (now >= self->next_poll && s_any_unended(self))) {
+        self->polled = true;
         self->next_poll = now + POLL_EVERY_MS;
         s_start_squeue(self, now);
         return;
@@ -711,6 +787,16 @@ static bool s_has_arg(const proto_alloc_t *q, const char *flag)
 
 static proto_reply_t *s_add(alloc_t *self, const proto_alloc_t *given)
 {
+    /* The script goes to sbatch through a pipe written without blocking:
+       it must fit the pipe's buffer (64 KiB on Linux). */
+    char *script = s_script(self, given);
+    size_t script_len = strlen(script);
+    free(script);
+    if (script_len > ALLOC_SCRIPT_MAX)
+        return proto_reply_error(PROTO_E_TOO_BIG,
+                                 "the batch script would be %zu bytes, over %d: give fewer or "
+                                 "shorter --worker-arg values",
+                                 script_len, ALLOC_SCRIPT_MAX);
     if (given->idle_timeout_s > given->time_limit_s)
         return proto_reply_error(PROTO_E_FIELD,
                                  "the idle timeout (%d s) is longer than the time limit (%d s): "

@@ -16,7 +16,7 @@
 
     Policy, per queue, at each tick (once a second):
       - submit one allocation when tasks are queued beyond the free slots of
-        the live workers, fewer than `backlog` of its allocations wait for
+        the live workers (not held, nor beyond their job's --max-running), fewer than `backlog` of its allocations wait for
         their workers, and its allocations (each `workers_per_alloc`
         workers) stay within `max_workers`;
       - a failed sbatch, or an allocation that ends before any of its
@@ -24,8 +24,12 @@
         up to 10 min) and says why in `alloc list` and the log;
       - allocations are followed with squeue (by the queue's job name) every
         5 s while any is not ended; one squeue no longer lists, submitted
-        more than 30 s ago, has ended. A restarted master finds the
-        allocations it had submitted this way instead of submitting again.
+        more than 30 s ago, has ended (unless the listing was cut at its
+        64 KiB bound: then absence says nothing). A restarted master finds the
+        allocations it had submitted this way instead of submitting again:
+        it polls once before any sbatch, and a job of a queue's name that
+        it does not know and that has not ended (sbatch ran as the master
+        died, its answer never stored) is followed like the others.
     `remove` stops a queue's submissions; its running allocations are left
     to end when their workers go idle (no running task is killed).
 
@@ -47,6 +51,8 @@
 
 #define ALLOC_TICK_MS 1000
 #define ALLOC_CMD_TIMEOUT_MS 30000
+/* The longest batch script (what the queue's --worker-arg values make). */
+#define ALLOC_SCRIPT_MAX 32768
 
 typedef struct alloc alloc_t;
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <zmq.h>
 
@@ -65,6 +66,7 @@ struct web {
     pthread_cond_t freed;
     channel_t chans[WEB_THREADS];
     int64_t refused;           /* atomic */
+    bool loopback_only;        /* loopback without tokens: Host must name loopback */
 };
 
 /* Per request: how much body has arrived. */
@@ -149,6 +151,37 @@ static right_t s_right(web_t *self, struct MHD_Connection *con)
             && self->tokens[i].right > best)
             best = self->tokens[i].right;
     return best;
+}
+
+/* Whether a Host header names this machine's loopback: localhost, an
+   address in 127.0.0.0/8 or ::1, with any port. A page on another site
+   whose name was made to resolve to 127.0.0.1 (DNS rebinding) reaches a
+   loopback server with its own name here. */
+static bool s_loopback_host(const char *host)
+{
+    char name[256];
+    const char *end;
+    if (host[0] == '[') {
+        end = strchr(host, ']');
+        if (!end || (end[1] && end[1] != ':'))
+            return false;
+        host++;
+    } else {
+        end = strchr(host, ':');
+        if (!end)
+            end = host + strlen(host);
+    }
+    if ((size_t) (end - host) >= sizeof name)
+        return false;
+    memcpy(name, host, (size_t) (end - host));
+    name[end - host] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(name, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, name, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 /* ---- responses ---- */
@@ -336,6 +369,11 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *con, const cha
         return s_error(con, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET, HEAD and POST");
     if (req->body > MAX_BODY)
         return s_error(con, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+    const char *host = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (self->loopback_only && host && !s_loopback_host(host))
+        return s_error(con, MHD_HTTP_FORBIDDEN,
+                       "this loopback server answers requests for localhost or 127.0.0.1 only; "
+                       "behind a proxy or another name, give --http-token");
     const web_asset_t *a = get ? s_asset(url) : NULL;
     if (a)
         return s_respond(con, MHD_HTTP_OK, a->type, a->data, a->len, true);
@@ -461,6 +499,7 @@ web_t *web_new(const web_config_t *cfg, char *err, size_t errlen)
                               "--insecure on a trusted network", host);
         goto fail;
     }
+    self->loopback_only = !cfg->token_file && addr_is_loopback(host);
     if (!cfg->token_file && !addr_is_loopback(host))
         log_error("event=insecure http=%s note=\"--insecure: no token: anyone who can reach "
                   "this port sees every job and task\"", cfg->addr);

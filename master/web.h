@@ -27,7 +27,10 @@
     fixed table: no file is ever opened from a path.
 
     Security (docs/security.md): loopback by default; any other address
-    needs --http-token FILE (or --insecure). The token file holds one
+    needs --http-token FILE (or --insecure). On loopback without tokens,
+    a request whose Host header names anything but localhost, 127.0.0.0/8
+    or ::1 gets a 403 (a web page using DNS rebinding would otherwise
+    read every job through the user's browser). The token file holds one
     token per line, optionally followed by a right: `read` (the default:
     /metrics and every page) or `control` (also cancel). Tokens are
     compared in constant time, each of them, whatever matched. The

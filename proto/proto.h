@@ -274,6 +274,7 @@ typedef enum {
 #define PROTO_MAX_ALLOC_ARGS 64        /* engine arguments of one queue */
 #define PROTO_MAX_ALLOC_ARG 4096       /* bytes of one of them */
 #define PROTO_MAX_ALLOCATIONS 1000     /* allocations a queue remembers */
+#define PROTO_MAX_IDLE_S (20 * 86400)  /* a worker's --idle-timeout (its ms fit an int) */
 
 typedef struct {
     int64_t id;               /* > 0, chosen by the master */

@@ -172,7 +172,7 @@ int pa_alloc_from(cJSON *o, proto_alloc_t *q, proto_err_t *err)
                != 0
         || pj_int(o, "backlog", false, 1, MAX_BACKLOG, &q->backlog, err) != 0
         || pj_int(o, "time_limit_s", true, 60, MAX_TIME_S, &q->time_limit_s, err) != 0
-        || pj_int(o, "idle_timeout_s", true, 1, MAX_TIME_S, &q->idle_timeout_s, err) != 0
+        || pj_int(o, "idle_timeout_s", true, 1, PROTO_MAX_IDLE_S, &q->idle_timeout_s, err) != 0
         || pj_str_array(o, "args", false, PROTO_MAX_ALLOC_ARGS, 1, PROTO_MAX_ALLOC_ARG, &q->args,
                         &q->nargs, err) != 0
         || pj_str_array(o, "worker_args", false, PROTO_MAX_ALLOC_ARGS, 1, PROTO_MAX_ALLOC_ARG,

@@ -448,10 +448,10 @@ static void s_parse(options_t *o, int argc, char **argv)
             o->allow_root = true;
             break;
         case OPT_IDLE_TIMEOUT:
-            if (parse_duration(optarg, 366 * 86400.0, &o->idle_timeout) != 0
+            if (parse_duration(optarg, PROTO_MAX_IDLE_S, &o->idle_timeout) != 0
                 || o->idle_timeout < 0.001)
                 s_usage_error("--idle-timeout: expected a duration such as 90, 30s, 5m or 1h, "
-                              "got '%s'",
+                              "at most 20d, got '%s'",
                               optarg);
             break;
         case OPT_ENDS_AT:

@@ -6,7 +6,9 @@
     what they submit, the backlog and worker caps, an allocation that
     ends before any worker came, failed submissions backed off, and the
     allocations found again after a master kill -9 rather than submitted
-    twice. The real Slurm is tests/slurm/run.sh (`make test-slurm`). */
+    twice (also one whose sbatch answer the dying master never read); a
+    squeue that writes without end or more than is kept; a held job. The
+    real Slurm is tests/slurm/run.sh (`make test-slurm`). */
 #include "harness.h"
 
 #include <check.h>
@@ -295,6 +297,183 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
 }
 END_TEST
 
+/* squeue is replaced by a script that writes what DIR/squeue.sh says
+   (run with sh) once DIR/squeue.sh exists, and otherwise does what
+   s_fake_slurm's does. */
+static void s_squeue_from_script(h_cluster_t *c)
+{
+    char *path = h_path(c, "bin/squeue");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "echo \"$*\" >> \"$d/squeue.log\"\n"
+            "[ -e \"$d/squeue.sh\" ] && exec sh \"$d/squeue.sh\"\n"
+            "cat \"$d/squeue.txt\" 2>/dev/null\n"
+            "exit 0\n",
+            h_dir(c));
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+}
+
+/* One queue of one worker at most, an allocation of it submitted and
+   running (1001): the start of the squeue tests below. */
+static h_cluster_t *s_one_allocation(const char *name)
+{
+    h_cluster_t *c = h_cluster_new(name);
+    s_fake_slurm(c);
+    s_squeue_from_script(c);
+    h_master_start(c, 0, NULL);
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
+                       "--idle-timeout", "2m", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    h_run_free(&r);
+    s_write(c, "squeue.txt", "1001 RUNNING\n");
+    h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 1, 10000), "no sbatch for waiting tasks");
+    ck_assert(H_POLL(s_alloc_is(c, 0, "running"), 15000));
+    return c;
+}
+
+START_TIMED_TEST(a_squeue_that_never_stops_writing_does_not_hold_the_master, 120)
+{
+    h_cluster_t *c = s_one_allocation("allocflood");
+    /* From the next poll on, squeue writes without end. */
+    s_write(c, "squeue.sh", "exec yes '1001 RUNNING'\n");
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
+    /* The master still answers, again and again while squeue writes. */
+    for (int i = 0; i < 5; i++) {
+        h_run_t *r = h_cliv(c, (const char *const[]){"stats", "--json", NULL}, 10000);
+        ck_assert_msg(r->rc == 0, "stats while squeue floods (try %d): %s", i, h_run_desc(r));
+        h_run_free(&r);
+    }
+    /* It is killed at its time limit, and the polls go on. */
+    char *sh = h_path(c, "squeue.sh");
+    unlink(sh);
+    free(sh);
+    polls = s_lines(c, "squeue.log");
+    ck_assert_msg(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 60000),
+                  "no squeue after the endless one");
+    ck_assert(s_alloc_is(c, 0, "running"));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_ended, 150)
+{
+    h_cluster_t *c = s_one_allocation("alloccut");
+    /* squeue lists more than the master keeps of its output, the running
+       allocation last: what was cut off says nothing about it. */
+    s_write(c, "squeue.sh",
+            "i=0; while [ $i -lt 9000 ]; do echo \"$((5000 + i)) COMPLETED\"; i=$((i + 1)); done\n"
+            "echo '1001 RUNNING'\n");
+    /* Past the 30 s grace for a job squeue does not list, and a few polls. */
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 8, 90000));
+    ck_assert_msg(s_alloc_is(c, 0, "running"), "the running allocation was judged ended");
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_submitted_twice,
+                 150)
+{
+    h_cluster_t *c = h_cluster_new("allocdied");
+    s_fake_slurm(c);
+    s_squeue_from_script(c);
+    /* sbatch takes its time (a busy slurmctld): it submits once DIR/go
+       exists, whoever is left to read its answer. */
+    char *sbatch = h_path(c, "bin/sbatch");
+    char *slow = h_path(c, "bin/sbatch.fast");
+    ck_assert_int_eq(rename(sbatch, slow), 0);
+    FILE *f = fopen(sbatch, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "touch \"$d/sbatch.started\"\n"
+            "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
+            "exec \"$d/bin/sbatch.fast\" \"$@\"\n",
+            h_dir(c));
+    fclose(f);
+    ck_assert_int_eq(chmod(sbatch, 0755), 0);
+    free(sbatch);
+    free(slow);
+    h_master_start(c, 0, NULL);
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
+                       "--idle-timeout", "2m", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    /* sbatch runs, the master dies before its answer; Slurm takes the job. */
+    char *started = h_path(c, "sbatch.started");
+    ck_assert_msg(H_POLL(access(started, F_OK) == 0, 10000), "no sbatch for waiting tasks");
+    free(started);
+    char *jobfile = h_path(c, "job.1001");
+    h_proc_kill9(h_master(c));
+    s_write(c, "squeue.txt", "1001 PENDING ztask-alloc-1\n");
+    s_write(c, "go", "");
+    ck_assert_msg(H_POLL(access(jobfile, F_OK) == 0, 10000), "sbatch did not submit");
+    free(jobfile);
+    /* A restart: the allocation is found by its name, not submitted again. */
+    h_master_start(c, 0, NULL);
+    ck_assert_msg(H_POLL(s_alloc_is(c, 0, "queued"), 15000), "allocation 1001 not found again");
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    cJSON *q = s_queue(c);
+    const cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(q, "allocations"), 0);
+    ck_assert_str_eq(h_jstr(a, "id"), "1001");
+    cJSON_Delete(q);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
+{
+    h_cluster_t *c = h_cluster_new("allocheld");
+    s_fake_slurm(c);
+    s_squeue_from_script(c);
+    /* An allocation of the queue, running with no worker yet (found by the
+       first poll): squeue runs every 5 s from then on, the clock below. */
+    s_write(c, "squeue.txt", "999 RUNNING ztask-alloc-1\n");
+    h_master_start(c, 0, NULL);
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "3",
+                       "--backlog", "2", "--idle-timeout", "2m", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "pause", "1", NULL);
+    ck_assert_msg(r->rc == 0, "alloc pause: %s", h_run_desc(r));
+    h_run_free(&r);
+    int64_t job = h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
+    char jobarg[32];
+    snprintf(jobarg, sizeof jobarg, "%lld", (long long) job);
+    r = h_cli(c, "hold", jobarg, NULL);
+    ck_assert_msg(r->rc == 0, "hold: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "resume", "1", NULL);
+    ck_assert_msg(r->rc == 0, "alloc resume: %s", h_run_desc(r));
+    h_run_free(&r);
+    /* Held tasks wait for a release, not for workers: two polls (10 s of
+       ticks) and no sbatch. */
+    ck_assert(H_POLL(s_alloc_is(c, 0, "running"), 15000));
+    int polls = s_lines(c, "squeue.log");
+    ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 2, 30000));
+    ck_assert_int_eq(s_lines(c, "sbatch.log"), 0);
+    /* Released, they want a worker. */
+    r = h_cli(c, "release", jobarg, NULL);
+    ck_assert_msg(r->rc == 0, "release: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 1, 15000), "no sbatch after the release");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
 {
     h_cluster_t *c = h_cluster_new("allocbad");
@@ -307,6 +486,7 @@ START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
         {"alloc", "add", "slurm", "--time-limit", "1h", "--max-workers", "2",
          "--workers-per-alloc", "4", NULL},
         {"alloc", "add", "slurm", "--time-limit", "1h", "--partition=x", NULL},
+        {"alloc", "add", "slurm", "--time-limit", "30d", "--idle-timeout", "21d", NULL},
         {"alloc", "frobnicate", NULL},
         {"alloc", "pause", NULL},
     };
@@ -316,6 +496,22 @@ START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
                       h_run_desc(r));
         h_run_free(&r);
     }
+    /* A batch script too long for the pipe that carries it to sbatch. */
+    static char big[4001];
+    memset(big, 'x', sizeof big - 1);
+    char arg[4100];
+    snprintf(arg, sizeof arg, "--worker-arg=--name=%s", big);
+    const char *many[32] = {"alloc", "add", "slurm", "--time-limit", "1h"};
+    int n = 5;
+    for (int i = 0; i < 12; i++)
+        many[n++] = arg;
+    many[n] = NULL;
+    h_run_t *r = h_cliv(c, many, 20000);
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "batch script"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    /* A worker's idle timeout fits its milliseconds in an int. */
+    h_proc_t *w = h_worker_spawn(c, "idle", 1, "--idle-timeout", "21d", NULL);
+    ck_assert_int_eq(h_proc_wait_exit(w, 10000), 2);
     h_cluster_destroy(&c);
 }
 END_TEST

@@ -241,6 +241,50 @@ START_TIMED_TEST(data_needs_a_token_and_only_a_control_token_may_cancel, 90)
 }
 END_TEST
 
+/* A page on another site that makes its host name resolve to 127.0.0.1
+   (DNS rebinding) gets the victim's browser to ask under that name: its
+   Host header. Without tokens, loopback is the only protection: a loopback
+   server answers only requests for a loopback name. */
+START_TIMED_TEST(a_loopback_dashboard_answers_only_requests_for_a_loopback_name, 60)
+{
+    h_cluster_t *c = h_cluster_new("http_rebind");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
+    int port = s_http_port(m);
+    h_submit(c, NULL, "--name", "secret-payroll", "--", "true", NULL);
+    static const char *const refused[] = {"evil.example", "evil.example:P", "127.0.0.1.evil.example",
+                                          "localhost.evil.example:P", "10.0.0.1:P"};
+    static const char *const taken[] = {"127.0.0.1:P", "localhost:P", "localhost", "[::1]:P",
+                                        "127.0.0.1", "LOCALHOST:P"};
+    for (int k = 0; k < 2; k++) {
+        const char *const *hosts = k ? taken : refused;
+        size_t n = k ? sizeof taken / sizeof *taken : sizeof refused / sizeof *refused;
+        for (size_t i = 0; i < n; i++) {
+            char host[128], req[512];
+            /* ":P" stands for the port. */
+            const char *p = strstr(hosts[i], ":P");
+            if (p)
+                snprintf(host, sizeof host, "%.*s:%d", (int) (p - hosts[i]), hosts[i], port);
+            else
+                snprintf(host, sizeof host, "%s", hosts[i]);
+            int len = snprintf(req, sizeof req,
+                               "GET /api/jobs HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                               host);
+            resp_t r = s_raw(port, req, (size_t) len);
+            if (k) {
+                ck_assert_msg(r.status == 200 && strstr(r.body, "secret-payroll"),
+                              "Host: %s answered %d: %s", host, r.status, r.body);
+            } else {
+                ck_assert_msg(r.status == 403 && !strstr(r.body, "secret-payroll"),
+                              "Host: %s answered %d: %s", host, r.status, r.body);
+                s_check_headers(&r);
+            }
+            s_resp_free(&r);
+        }
+    }
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(hostile_http_gets_errors_and_never_stops_the_loop, 120)
 {
     h_cluster_t *c = h_cluster_new("http_hostile");
