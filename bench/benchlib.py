@@ -254,7 +254,8 @@ class Cluster:
     """
 
     def __init__(self, bin_dir, workdir, db=":memory:", sync="full", prefetch=0, workers=2,
-                 threads=4, master_args=(), master_wrap=(), worker_wrap=(), ready_timeout=20):
+                 threads=4, master_args=(), master_wrap=(), worker_wrap=(), ready_timeout=20,
+                 worker_args=()):
         self.bin_dir = bin_dir
         self.workdir = workdir
         self.db = db if db == ":memory:" else os.path.join(workdir, db)
@@ -267,6 +268,7 @@ class Cluster:
         # wait to go with them: a program under valgrind starts slowly.
         self.master_wrap = list(master_wrap)
         self.worker_wrap = list(worker_wrap)
+        self.worker_args = list(worker_args)
         self.ready_timeout = ready_timeout
         self.master = None
         self.workers = []
@@ -291,7 +293,7 @@ class Cluster:
         for _ in range(count):
             i = len(self.workers)
             argv = [os.path.join(self.bin_dir, "ztask-worker"), "--master", self.api,
-                    "--threads", str(threads), "--name", f"bw{i}"]
+                    "--threads", str(threads), "--name", f"bw{i}"] + self.worker_args
             if os.geteuid() == 0:   # commands as root for a master without keys: told so
                 argv.append("--allow-root")
             w = Proc(self.worker_wrap + argv, os.path.join(self.workdir, f"worker{i}.log"))

@@ -24,10 +24,14 @@ Environment:
   BENCH_KEEP      1: keep the run directory (databases, logs)
   BENCH_PYTHON    the interpreter of the Python client rows (default
                   /usr/bin/python3, Debian's, with python3-zmq)
+  BENCH_MIXED_SECONDS  how long each task of the mixed-requests scenario
+                  sleeps (default 0.1)
   BENCH_BASE      a build directory of another version (its bin/): the exec
                   `true` rows also run on its daemons, interleaved with ours
-                  round by round (an A/B in one run); BENCH_BASE_NAME labels
-                  its rows (default: the directory)
+                  round by round (an A/B in one run), and the fn noop A/B rows
+                  (2 workers, default prefetch) alternate it with this build
+                  run by run; BENCH_BASE_NAME labels its rows (default: the
+                  directory)
 
 Durable scenarios put their database in BUILD/bench/run/ (on the disk the
 build lives on: its filesystem type is printed, since fsync cost depends
@@ -115,8 +119,9 @@ class Bench:
         only = os.environ.get("BENCH_ONLY", "")
         self.only = re.compile(only) if only else None
         self.rows = []
-        # BENCH_BASE=DIR (a build directory, DIR/bin): the exec rows run on
-        # its daemons too, in the same rounds (an A/B in one run).
+        # BENCH_BASE=DIR (a build directory, DIR/bin): the exec rows and the
+        # fn noop A/B rows run on its daemons too, in the same rounds (an A/B
+        # in one run).
         self.base_bin = base_bin
         self.base_name = base_name
 
@@ -538,6 +543,82 @@ class Bench:
                                      str(n), "--workers", "2"], self.timeout_for(n, 200) + 30)
         return {"rate": last_json(out)["tasks_per_s"], "cpu": {"client": cpu}}
 
+    def noop_ab(self):
+        """fn noop at default resources, this build against BENCH_BASE,
+        alternating run by run (the cost of resource-aware placement)."""
+        if not self.base_bin:
+            return
+        n = scaled(200000, self.scale, 1000)
+        pf = self.prefetch[-1]
+        name = f"fn noop, 2 workers, sync full, prefetch {pf}"
+        if not self.wanted(name + " A/B"):
+            return
+        rows = [Row(f"{name} (A: {self.base_name})", n, "tasks/s"),
+                Row(f"{name} (B: this build)", n, "tasks/s")]
+        self.rows.extend(rows)
+        say(f"== {name} A/B (N={n:,}, {self.runs} pairs)")
+        for i in range(self.runs):
+            for row, bin_dir in ((rows[0], self.base_bin), (rows[1], self.bin)):
+                try:
+                    self.throughput_run(row, n, 2, self.threads, pf, bin_dir=bin_dir)
+                except (BenchError, OSError, ValueError, KeyError) as e:
+                    row.error = f"{type(e).__name__}: {e}"[:300]
+                    say(f"   {row.name}: FAILED: {row.error}")
+                    return
+                say(f"   pair {i + 1} {row.name[-14:]}: {row.rates[-1]:,.0f} tasks/s")
+        a, b = rows[0].rate(), rows[1].rate()
+        if a and b:
+            rows[1].note = f"{b / a:.3f}x of A"
+
+    def mixed_resources(self):
+        """Tasks asking 1, 2 or 4 CPUs or one "acc" (a GPU-like custom
+        resource, with 1 CPU), interleaved in one job, on 4 workers that
+        declare cpus=4,acc=1: the rate, and the utilisation reached:
+        resource-seconds the tasks held over what the workers declared,
+        from the first start to the last end (everything is queued at the
+        start, so that is while work waited)."""
+        per = scaled(400, self.scale, 20)
+        secs = float(os.environ.get("BENCH_MIXED_SECONDS", "0.1"))
+        name = f"mixed requests (cpus 1/2/4, acc=1), 4 workers cpus=4,acc=1, fn sleep {secs}s"
+        kinds = [{"cpus": 1}, {"cpus": 2}, {"cpus": 4}, {"cpus": 1, "acc": 1}]
+        path = os.path.join(self.workdir, "mixed.jsonl")
+        with open(path, "w") as f:
+            for i in range(4 * per):
+                f.write(json.dumps({"fn": "sleep", "args": {"seconds": secs},
+                                    "resources": kinds[i % 4]}) + "\n")
+
+        def one(row):
+            cl = Cluster(self.bin, self.workdir, db="bench.db", workers=4, threads=8,
+                         prefetch="auto", worker_args=["--resources", "cpus=4,acc=1"])
+            try:
+                cl.start()
+                t0 = time.monotonic()
+                out, _ = cl.cli("submit", "-q", "--file", path)
+                job = out.strip().splitlines()[-1]
+                cl.cli("wait", job, "--quiet", timeout=self.timeout_for(4 * per, 5))
+                wall = time.monotonic() - t0
+                held = {"cpus": 0.0, "acc": 0.0}
+                first, last = None, None
+                out, _ = cl.cli("results", job, "--json")
+                for line in out.splitlines():
+                    r = json.loads(line)
+                    k = kinds[r["index"] % 4]
+                    d = r["finished"] - r["started"]
+                    held["cpus"] += k["cpus"] * d
+                    held["acc"] += k.get("acc", 0) * d
+                    first = r["started"] if first is None else min(first, r["started"])
+                    last = r["finished"] if last is None else max(last, r["finished"])
+            finally:
+                cl.stop()
+            span = last - first
+            util = {k: held[k] / (span * (16 if k == "cpus" else 4)) for k in held}
+            row.rates.append(4 * per / wall)
+            row.runs.append({"rate": 4 * per / wall, "say": f"cpus {util['cpus']:.0%}, acc "
+                             f"{util['acc']:.0%} of declared, over {span:.1f} s"})
+            row.note = row.runs[-1]["say"]
+
+        self.scenario(name, 4 * per, one)
+
     def run_all(self):
         self.ceiling_row = None
         try:
@@ -547,6 +628,8 @@ class Bench:
             self.ceiling_notes()
 
     def _run_rest(self):
+        self.noop_ab()
+        self.mixed_resources()
         self.noop_workers()
         self.http_overhead()
         self.sync_modes()

@@ -36,6 +36,11 @@ static int s_flush(pending_t *p, bool more, const batch_opts_t *opts, batch_send
     req->job = res->job;
     if (res->job == 0 && opts->job_name)
         req->name = xstrdup(opts->job_name);
+    if (res->job == 0 && opts->ndeps > 0) {
+        req->deps = xmalloc((size_t) opts->ndeps * sizeof *req->deps);
+        memcpy(req->deps, opts->deps, (size_t) opts->ndeps * sizeof *req->deps);
+        req->ndeps = opts->ndeps;
+    }
     if (res->job == 0) {
         req->max_running = opts->max_running;
         req->definition = opts->definition ? xstrdup(opts->definition) : NULL;

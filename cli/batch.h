@@ -34,6 +34,8 @@ typedef struct {
     int max_specs;           /* 0 = BATCH_MAX_SPECS */
     size_t max_bytes;        /* 0 = BATCH_MAX_BYTES */
     const char *job_name;    /* sent with the first request; may be NULL */
+    const proto_dep_t *deps; /* sent with the first request: what the job waits for */
+    int ndeps;
     int max_running;         /* the job's --max-running, with the first request; 0 = none */
     const char *definition;  /* what `ztask show` prints (JSON object text), with the
                                 first request; may be NULL */

@@ -135,7 +135,8 @@ int cli_exit_for_client_error(client_err_kind_t kind)
 
 int cli_exit_for_job(const proto_job_t *job)
 {
-    return job->failed > 0 || job->cancelled > 0 ? CLI_EXIT_TASKS_FAILED : CLI_EXIT_OK;
+    return job->failed > 0 || job->cancelled > 0 || job->dep_failed > 0 ? CLI_EXIT_TASKS_FAILED
+                                                                        : CLI_EXIT_OK;
 }
 
 int cli_exit_for_error_code(const char *code)

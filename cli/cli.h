@@ -170,6 +170,13 @@ typedef struct {
    code: 0, 1, 5, or that of a failed request. */
 int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts);
 
+/* Tells stderr when queued tasks need what no live worker has (labels,
+   a kind, resources: the master's stats), as `wait` does when a job
+   stalls; said at submit for a job that asks resources or labels. mine:
+   text every need of this job contains (its resources, "cpus=64"), NULL
+   = all the master's. True when it said something. */
+bool cli_needs_hint(cli_t *cli, int64_t job, const char *mine);
+
 typedef struct {
     bool json;
     bool failed_only;

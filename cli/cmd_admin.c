@@ -37,20 +37,29 @@ static int s_one_operand(const char *cmd, const char *usage, const char *what, i
 /* ---------------------------------------------------------------- cancel */
 
 static const char s_cancel_usage[] =
-    "usage: ztask cancel JOB | JOB.INDEX | --task ID\n"
+    "usage: ztask cancel JOB [--with-dependants] | JOB.INDEX | --task ID\n"
     "\n"
     "Cancels every unfinished task of JOB, or one task (JOB.INDEX, or a global task\n"
     "id with --task). Queued tasks never start; running ones are killed. Prints\n"
     "\"cancelled N tasks\".\n"
     "\n"
+    "Jobs that wait for JOB (submit --after) do not run: their tasks end dep_failed\n"
+    "when JOB ends (--after-any ones run: JOB has ended). With --with-dependants they\n"
+    "are cancelled too, and the jobs that wait for them, and so on.\n"
+    "\n"
+    "Options:\n"
+    "  --with-dependants   also cancel every job that depends on JOB, directly or not\n"
+    "\n"
     "Examples:\n"
     "  ztask cancel 7\n"
+    "  ztask cancel 7 --with-dependants\n"
     "  ztask cancel 7.42\n"
     "  ztask cancel --task 12345\n";
 
 static const struct option s_cancel_opts[] = {
     { "help", no_argument, NULL, 'h' },
     { "task", required_argument, NULL, 't' },
+    { "with-dependants", no_argument, NULL, 'w' },
     { NULL, 0, NULL, 0 }
 };
 
@@ -58,6 +67,7 @@ int cmd_cancel(cli_t *cli, int argc, char **argv)
 {
     const char *cmd = "cancel";
     const char *task_text = NULL;
+    bool dependants = false;
     optind = 0;
     int c;
     while ((c = cli_getopt(cmd, argc, argv, ":h", s_cancel_opts)) != -1) {
@@ -68,12 +78,16 @@ int cmd_cancel(cli_t *cli, int argc, char **argv)
         case 't':
             task_text = optarg;
             break;
+        case 'w':
+            dependants = true;
+            break;
         default:
             return CLI_EXIT_USAGE;
         }
     }
     proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
     req->index = -1;
+    req->with_dependants = dependants;
     int operands = argc - optind;
     if (task_text) {
         if (operands != 0) {
@@ -97,6 +111,10 @@ int cmd_cancel(cli_t *cli, int argc, char **argv)
             proto_req_destroy(&req);
             return cli_usage_error(cmd, "'%s' is not JOB or JOB.INDEX", t);
         }
+    }
+    if (dependants && (req->task > 0 || req->index >= 0)) {
+        proto_req_destroy(&req);
+        return cli_usage_error(cmd, "--with-dependants goes with a whole JOB, not one task");
     }
     int rc = CLI_EXIT_OK;
     proto_reply_t *rep = cli_call(cli, req, false, &rc);

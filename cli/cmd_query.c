@@ -102,7 +102,9 @@ static const char s_status_usage[] =
     "Shows a job's counters, or with no JOB, those of each of your jobs.\n"
     "  job 7 \"nightly\": running, 1000 tasks: 523 done, 2 failed, 0 cancelled,\n"
     "    467 queued, 8 running\n"
-    "The state is open (batches still arriving), queued, running, done, failed or\n"
+    "The state is open (batches still arriving), waiting (for the jobs it depends\n"
+    "on: submit --after), queued, running, done, failed, dep_failed (tasks not run\n"
+    "because a job they depend on did not succeed; counted as \"N dep_failed\") or\n"
     "cancelled. A job of another client (an admin sees them) says whose it is.\n"
     "\n"
     "Options:\n"
@@ -125,14 +127,16 @@ static void s_print_job_status(const cli_t *cli, const proto_job_t *j)
     /* Only another client's job says whose it is: ours is the usual case. */
     if (j->owner && strcmp(j->owner, cli->public_key) != 0)
         snprintf(owner, sizeof owner, " (owner %s)", s_owner(j, who, sizeof who));
-    char steer[64] = "";
+    char steer[64] = "", dep[48] = "";
     if (j->max_running)
         snprintf(steer, sizeof steer, " (at most %d running)", j->max_running);
-    printf("job %lld%s%s: %s%s, %lld task%s: %lld done, %lld failed, %lld cancelled, %lld queued, "
-           "%lld running%s\n",
+    if (j->dep_failed > 0)
+        snprintf(dep, sizeof dep, ", %lld dep_failed", (long long) j->dep_failed);
+    printf("job %lld%s%s: %s%s, %lld task%s: %lld done, %lld failed, %lld cancelled%s, %lld "
+           "queued, %lld running%s\n",
            (long long) j->id, name, owner, proto_job_state_name(j), j->held ? ", held" : "",
            (long long) j->total, j->total == 1 ? "" : "s", (long long) j->done,
-           (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
+           (long long) j->failed, (long long) j->cancelled, dep, (long long) j->queued,
            (long long) j->running, steer);
 }
 
@@ -168,8 +172,10 @@ static const char s_jobs_usage[] =
     "Lists your jobs (with CURVE keys: those your key submitted), newest first, one\n"
     "line each:\n"
     "  JOB  NAME  STATE  TOTAL  DONE  FAILED  CANCELLED  QUEUED  RUNNING  CREATED\n"
-    "STATE is open (batches still arriving), queued (nothing started yet), running,\n"
-    "then done, failed (some task failed) or cancelled.\n"
+    "STATE is open (batches still arriving), waiting (for the jobs it depends on),\n"
+    "queued (nothing started yet), running, then done, failed (some task failed),\n"
+    "dep_failed (some not run: a job they depend on did not succeed; FAILED counts\n"
+    "them too) or cancelled.\n"
     "\n"
     "Options:\n"
     "  --state S      only jobs in state S (open, queued, running, done, failed,\n"
@@ -290,7 +296,8 @@ int cmd_jobs(cli_t *cli, int argc, char **argv)
             snprintf(who, sizeof who, "%-16s ", s_owner(j, cell, sizeof cell));
         printf("%-6lld %-20s %s%-10s %9lld %9lld %8lld %9lld %8lld %8lld  %s\n", (long long) j->id,
                name, who, proto_job_state_name(j), (long long) j->total, (long long) j->done,
-               (long long) j->failed, (long long) j->cancelled, (long long) j->queued,
+               (long long) (j->failed + j->dep_failed), (long long) j->cancelled,
+               (long long) j->queued,
                (long long) j->running, ago);
     }
     proto_reply_destroy(&rep);
@@ -311,7 +318,7 @@ static const char s_results_usage[] =
     "signal, \"time\" for a timeout. Full output: ztask logs JOB.INDEX.\n"
     "\n"
     "Options:\n"
-    "  --failed    only tasks that did not succeed: failed or cancelled\n"
+    "  --failed    only tasks that did not succeed: failed, cancelled or dep_failed\n"
     "  --limit N   at most N tasks\n"
     "  --json      one task record per line, with the full result (fields:\n"
     "              docs/protocol.md)\n"
@@ -477,6 +484,7 @@ static const char s_workers_usage[] =
     "\n"
     "Lists the workers the master knows:\n"
     "  ID  HOST  PID  THREADS  RUNNING  DONE  FAILED  LAST-HEARTBEAT  STATE  LABELS\n"
+    "  RESOURCES\n"
     "STATE is alive, draining (finishing its tasks, taking no new ones), left (it\n"
     "said goodbye: drained or stopped) or dead (missed its heartbeats; its tasks\n"
     "went back to the queue). LAST-HEARTBEAT is 'none yet' for a worker that has\n"
@@ -486,11 +494,33 @@ static const char s_workers_usage[] =
     "master forgets them after an hour.\n"
     "A worker inside a Slurm job (ztask alloc) ends its line with slurm-job=ID\n"
     "and, when it has an end, time-left=T.\n"
+    "RESOURCES, on a line of its own, is what tasks use of what the worker\n"
+    "declared (--resources): \"cpus 3/16  gpus 0.5/2  mem 1G/64G\".\n"
     "\n"
     "Options:\n"
     "  --all    also the workers gone more than 5 minutes ago (as long as the\n"
     "           master remembers them)\n"
     "  --json   one worker record per line (fields: docs/protocol.md)\n";
+
+/* "cpus 3/16  gpus 0.5/2  mem 1G/64G": in use of declared, per resource. */
+static void s_resources_line(const proto_worker_info_t *w, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < w->resources->n && used < len; i++) {
+        const char *name = w->resources->name[i];
+        int64_t in_use = w->used ? res_get(w->used, name) : 0;
+        char a[32], b[32];
+        if (strcmp(name, "mem") == 0) {
+            fmt_bytes(a, sizeof a, in_use);
+            fmt_bytes(b, sizeof b, w->resources->amount[i]);
+        } else {
+            res_amount_format(name, in_use, a, sizeof a);
+            res_amount_format(name, w->resources->amount[i], b, sizeof b);
+        }
+        used += (size_t) snprintf(buf + used, len - used, "%s%s %s/%s", i ? "  " : "", name, a, b);
+    }
+}
 
 /* Gone workers are listed this long after they went (then only with
    --all): a crash stays visible, a day of restarts does not pile up. */
@@ -562,6 +592,11 @@ int cmd_workers(cli_t *cli, int argc, char **argv)
             printf(" time-left=%s", left);
         }
         printf("\n");
+        if (w->resources) {
+            char line[1024];
+            s_resources_line(w, line, sizeof line);
+            printf("  %s\n", line);
+        }
     }
     if (!json && shown == 0)
         printf(rep->nworkers ? "(no workers; --all lists those gone a while ago)\n"
@@ -603,6 +638,8 @@ int cmd_stats(cli_t *cli, int argc, char **argv)
         printf("tasks running   %lld\n", (long long) s->tasks_running);
         printf("tasks done      %lld\n", (long long) s->tasks_done);
         printf("tasks failed    %lld\n", (long long) s->tasks_failed);
+        if (s->tasks_dep_failed)
+            printf("tasks dep_failed %lld\n", (long long) s->tasks_dep_failed);
         printf("workers alive   %lld (%lld threads)\n", (long long) s->workers_alive,
                (long long) s->threads_total);
         printf("duplicates      %lld\n", (long long) s->duplicates);

@@ -26,7 +26,7 @@ static const char s_usage[] =
     "\n"
     "Submits one job: a single task, one task per index (--array), one task per\n"
     "input line (--each), or one task per line of a JSONL file of specs (--file).\n"
-    "Prints \"job ID: N tasks submitted\".\n"
+    "Prints \"job ID: N tasks submitted\" (with --quiet just ID, for scripts).\n"
     "\n"
     "What to run (exactly one):\n"
     "  COMMAND [ARGS...]    run this program; the first word that is not an option\n"
@@ -71,10 +71,27 @@ static const char s_usage[] =
     "  --max-running N      at most N of its tasks run at once (Slurm's %N; change it\n"
     "                       later with 'ztask limit JOB N')\n"
     "\n"
+    "Resources (a task runs only where all it asks is free; default: 1 CPU):\n"
+    "  --cpus N             CPUs (ZTASK_CPUS tells the task)\n"
+    "  --mem SIZE           memory (suffix K, M, G, T)\n"
+    "  --gpus N             GPUs: whole ones (1, 2) or a share of one (0.5, 0.25);\n"
+    "                       the task gets their ids in CUDA_VISIBLE_DEVICES and\n"
+    "                       ZTASK_GPUS, whole GPUs never shared\n"
+    "  --resource NAME=N    N of a resource workers declare (--resources on the\n"
+    "                       worker: licence=2); repeatable\n"
+    "\n"
+    "Dependencies (each repeatable, JOB[,JOB...]; the jobs must exist):\n"
+    "  --after JOBS         run once every listed job has finished with all its tasks\n"
+    "                       done; if one did not, these tasks end dep_failed unrun\n"
+    "  --after-any JOBS     run once every listed job has finished, however it ended\n"
+    "  --after-each JOB     task i runs once task i (same index) of JOB is done;\n"
+    "                       dep_failed if that task failed or JOB has no task i\n"
+    "\n"
     "After submitting:\n"
     "  --wait               wait like 'ztask wait' (progress, summary, exit code)\n"
     "  --wait-timeout SEC   with --wait: stop waiting after SEC seconds (exit 5)\n"
-    "  --quiet              with --wait: no progress and no summary\n"
+    "  -q, --quiet          print only the job id; with --wait, no progress and no\n"
+    "                       summary either\n"
     "  --json               print {\"job\":ID,\"tasks\":N}; with --wait, then one task\n"
     "                       object per line (as 'ztask results --json')\n"
     "\n"
@@ -85,13 +102,16 @@ static const char s_usage[] =
     "  ztask submit --each hosts.txt --shell 'ping -c1 {} >/dev/null'\n"
     "  ztask submit --fn square --array 0-99 --wait\n"
     "  ztask submit --file tasks.jsonl --name nightly --retries 2\n"
+    "  A=$(ztask submit -q ./prepare); B=$(ztask submit -q --after $A --array 0-99 \\\n"
+    "    ./render {}); ztask submit --after $B ./merge\n"
     "\n"
     "Each request carries an idempotency key: one whose reply is lost (the master\n"
     "was killed or paused after taking it) is sent again, up to 4 times, saying so\n"
     "on stderr; the master answers a copy as the first and adds nothing.\n"
     "\n"
-    "Exit: 0 submitted (with --wait: every task done), 1 some tasks failed or were\n"
-    "cancelled (--wait), 2 usage or input error, 3 master unreachable, 4 refused,\n"
+    "Exit: 0 submitted (with --wait: every task done), 1 some tasks failed, were\n"
+    "cancelled or dep_failed (--wait), 2 usage or input error, 3 master\n"
+    "unreachable, 4 refused (e.g. --after a job that does not exist),\n"
     "5 --wait-timeout expired.\n";
 
 enum {
@@ -113,8 +133,14 @@ enum {
     OPT_REQUIRE,
     OPT_WAIT,
     OPT_WAIT_TIMEOUT,
-    OPT_QUIET,
     OPT_JSON,
+    OPT_AFTER,
+    OPT_AFTER_ANY,
+    OPT_AFTER_EACH,
+    OPT_CPUS,
+    OPT_MEM,
+    OPT_GPUS,
+    OPT_RESOURCE,
     OPT_MAX_RUNNING,
     OPT_STDOUT,
     OPT_STDERR,
@@ -141,7 +167,14 @@ static const struct option s_longopts[] = {
     { "require", required_argument, NULL, OPT_REQUIRE },
     { "wait", no_argument, NULL, OPT_WAIT },
     { "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
-    { "quiet", no_argument, NULL, OPT_QUIET },
+    { "quiet", no_argument, NULL, 'q' },
+    { "after", required_argument, NULL, OPT_AFTER },
+    { "after-any", required_argument, NULL, OPT_AFTER_ANY },
+    { "after-each", required_argument, NULL, OPT_AFTER_EACH },
+    { "cpus", required_argument, NULL, OPT_CPUS },
+    { "mem", required_argument, NULL, OPT_MEM },
+    { "gpus", required_argument, NULL, OPT_GPUS },
+    { "resource", required_argument, NULL, OPT_RESOURCE },
     { "json", no_argument, NULL, OPT_JSON },
     { "max-running", required_argument, NULL, OPT_MAX_RUNNING },
     { "stdout", required_argument, NULL, OPT_STDOUT },
@@ -167,6 +200,8 @@ typedef struct {
     char **argv; /* the command (borrowed from main's argv) */
     int argc;
     specopt_t opts;
+    proto_dep_t deps[PROTO_MAX_DEPS];
+    int ndeps;
 } submit_args_t;
 
 static const char *s_cmd = "submit";
@@ -225,6 +260,28 @@ static int s_read_stdin_file(submit_args_t *a)
     return 0;
 }
 
+/* Adds the job ids of list ("12,15") as dependencies of kind; 0 or an
+   exit code. */
+static int s_add_deps(submit_args_t *a, const char *opt, const char *list, proto_dep_kind_t kind)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0, n = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        int64_t id;
+        if (parse_int64(tok, 1, INT64_MAX, &id) != 0)
+            rc = cli_usage_error(s_cmd, "%s wants job ids (JOB[,JOB...]), got '%s'", opt, list);
+        else if (a->ndeps == PROTO_MAX_DEPS)
+            rc = cli_usage_error(s_cmd, "a job may depend on at most %d jobs", PROTO_MAX_DEPS);
+        else
+            a->deps[a->ndeps++] = (proto_dep_t){.job = id, .kind = kind};
+        n++;
+    }
+    if (!rc && n == 0)
+        rc = cli_usage_error(s_cmd, "%s wants job ids (JOB[,JOB...])", opt);
+    free(copy);
+    return rc;
+}
+
 /* Parses argv into a; returns -1 to go on, or an exit code. */
 static int s_parse(int argc, char **argv, submit_args_t *a)
 {
@@ -232,7 +289,7 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
     int64_t v;
     optind = 0;
     int c;
-    while ((c = cli_getopt(s_cmd, argc, argv, "+:h", s_longopts)) != -1) {
+    while ((c = cli_getopt(s_cmd, argc, argv, "+:hq", s_longopts)) != -1) {
         switch (c) {
         case 'h':
             fputs(s_usage, stdout);
@@ -253,7 +310,21 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
             break;
         case OPT_STDIN: a->stdin_path = optarg; break;
         case OPT_WAIT: a->wait = true; break;
-        case OPT_QUIET: a->quiet = true; break;
+        case 'q': a->quiet = true; break;
+        case OPT_AFTER:
+        case OPT_AFTER_ANY:
+        case OPT_AFTER_EACH: {
+            proto_dep_kind_t kind = c == OPT_AFTER       ? PROTO_DEP_OK
+                                    : c == OPT_AFTER_ANY ? PROTO_DEP_ANY
+                                                         : PROTO_DEP_EACH;
+            const char *opt = c == OPT_AFTER       ? "--after"
+                              : c == OPT_AFTER_ANY ? "--after-any"
+                                                   : "--after-each";
+            int rc = s_add_deps(a, opt, optarg, kind);
+            if (rc)
+                return rc;
+            break;
+        }
         case OPT_JSON: a->json = true; break;
         case OPT_TIME_REQUEST:
             if (parse_duration(optarg, 1e9, &a->opts.time_request) != 0)
@@ -302,6 +373,25 @@ static int s_parse(int argc, char **argv, submit_args_t *a)
             free(a->opts.cwd);
             a->opts.cwd = xstrdup(optarg);
             break;
+        case OPT_CPUS:
+        case OPT_MEM:
+        case OPT_GPUS: {
+            const char *name = c == OPT_CPUS ? "cpus" : c == OPT_MEM ? "mem" : "gpus";
+            if (specopt_add_resource(&a->opts, name, optarg, err, sizeof err) != 0)
+                return cli_usage_error(s_cmd, "--%s: %s", name, err);
+            break;
+        }
+        case OPT_RESOURCE: {
+            char name[RES_NAME_MAX + 2];
+            const char *eq = strchr(optarg, '=');
+            if (!eq || (size_t) (eq - optarg) > RES_NAME_MAX)
+                return cli_usage_error(s_cmd, "--resource wants NAME=N (licence=1), got '%s'",
+                                       optarg);
+            snprintf(name, sizeof name, "%.*s", (int) (eq - optarg), optarg);
+            if (specopt_add_resource(&a->opts, name, eq + 1, err, sizeof err) != 0)
+                return cli_usage_error(s_cmd, "--resource %s: %s", optarg, err);
+            break;
+        }
         case OPT_STDOUT:
         case OPT_STDERR: {
             char **slot = c == OPT_STDOUT ? &a->opts.stdout_file : &a->opts.stderr_file;
@@ -347,8 +437,8 @@ static int s_validate(submit_args_t *a)
         return cli_usage_error(s_cmd, "--array and --each cannot be combined");
     if (a->file && (a->array || a->each))
         return cli_usage_error(s_cmd, "--file cannot be combined with --array or --each");
-    if (!a->wait && (a->quiet || a->wait_timeout > 0))
-        return cli_usage_error(s_cmd, "--quiet and --wait-timeout go with --wait");
+    if (!a->wait && a->wait_timeout > 0)
+        return cli_usage_error(s_cmd, "--wait-timeout goes with --wait");
     int stdin_users = (a->each && strcmp(a->each, "-") == 0)
                       + (a->file && strcmp(a->file, "-") == 0)
                       + (a->stdin_path && strcmp(a->stdin_path, "-") == 0);
@@ -582,6 +672,8 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     char key[33];
     s_new_key(key);
     batch_opts_t bopts = { .job_name = a.name,
+                           .deps = a.deps,
+                           .ndeps = a.ndeps,
                            .max_running = a.max_running,
                            .definition = definition,
                            .key = key };
@@ -609,11 +701,21 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     if (a.json)
         printf("{\"job\":%lld,\"tasks\":%lld}\n", (long long) res.job,
                (long long) res.submitted);
+    else if (a.quiet)
+        printf("%lld\n", (long long) res.job);
     else
         printf("job %lld: %lld task%s submitted\n", (long long) res.job,
                (long long) res.submitted, res.submitted == 1 ? "" : "s");
     fflush(stdout);
     rc = CLI_EXIT_OK;
+    /* A task no live worker could ever hold (64 CPUs, a label nobody has)
+       is said at once; it waits all the same (a worker may join). */
+    if (a.opts.resources.n || a.opts.nrequire || a.file) {
+        char mine[RES_MAX * (RES_NAME_MAX + 24)] = "";
+        if (a.opts.resources.n && !a.file)
+            res_format(&a.opts.resources, mine, sizeof mine);
+        cli_needs_hint(cli, res.job, mine[0] ? mine : NULL);
+    }
     if (a.wait) {
         cli_wait_opts_t w = { a.wait_timeout, !a.quiet, !a.quiet && !a.json, false };
         rc = cli_wait_job(cli, res.job, &w);

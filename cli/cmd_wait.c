@@ -36,7 +36,8 @@ static const char s_usage[] =
     "  ztask wait 7\n"
     "  ztask wait 7 --timeout 600 || echo \"not finished or some tasks failed\"\n"
     "\n"
-    "Exit: 0 every task done, 1 some failed or were cancelled, 3 master\n"
+    "Exit: 0 every task done, 1 some failed, were cancelled or dep_failed (not run:\n"
+    "a job they depend on did not succeed), 3 master\n"
     "unreachable, 4 refused (no such job), 5 --timeout expired.\n";
 
 /* How long the master holds each status request, i.e. how often the
@@ -94,9 +95,9 @@ static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out, char
 }
 
 /* Says why job is stalled when the master knows (no workers at all, or
-   tasks needing a kind of worker none of the live ones is). True when it
-   said something. */
-static bool s_stall_hint(cli_t *cli, int64_t job, bool bar)
+   tasks needing a kind of worker none of the live ones is; with
+   needs_only, only the latter). True when it said something. */
+static bool s_hint(cli_t *cli, int64_t job, bool bar, bool needs_only, const char *mine)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_STATS);
     int rc;
@@ -104,11 +105,25 @@ static bool s_stall_hint(cli_t *cli, int64_t job, bool bar)
     proto_req_destroy(&req);
     if (!rep)
         return false;
-    const proto_stats_t *s = &rep->stats;
-    bool said = s->workers_alive == 0 || s->nunrunnable > 0;
+    proto_stats_t *s = &rep->stats;
+    /* Only the needs that are this job's, when the caller knows them. */
+    int keep = 0;
+    for (int i = 0; i < s->nunrunnable; i++) {
+        if (mine && !strstr(s->unrunnable[i], mine)) {
+            free(s->unrunnable[i]);
+            continue;
+        }
+        s->unrunnable[keep++] = s->unrunnable[i];
+    }
+    s->nunrunnable = keep;
+    bool said = (s->workers_alive == 0 && !needs_only) || (s->workers_alive && s->nunrunnable > 0);
     if (said)
         fprintf(stderr, "%s", bar ? "\r\033[K" : "");
     if (s->workers_alive == 0) {
+        if (needs_only) {
+            proto_reply_destroy(&rep);
+            return false;
+        }
         fprintf(stderr,
                 "ztask: job %lld is waiting: no worker is connected to the master; start one "
                 "(ztask-worker --master HOST)\n",
@@ -193,7 +208,7 @@ static void s_watch_stall(wait_state_t *w, int64_t now)
                     w->bar ? "\r\033[K" : "", (long long) w->job, (long long) w->job);
             w->hinted = true;
         } else {
-            w->hinted = s_stall_hint(w->cli, w->job, w->bar);
+            w->hinted = s_hint(w->cli, w->job, w->bar, false, NULL);
         }
     }
 }
@@ -356,4 +371,9 @@ int cmd_wait(cli_t *cli, int argc, char **argv)
         o.summary = false;
     }
     return cli_wait_job(cli, job, &o);
+}
+
+bool cli_needs_hint(cli_t *cli, int64_t job, const char *mine)
+{
+    return s_hint(cli, job, false, true, mine);
 }

@@ -148,11 +148,14 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
-    /* "exec", "fn:gpu,ssd", then "~SECONDS" for a --time-request. */
+    /* "exec:gpu,ssd;cpus=64~3600": kind, labels, resources (after ';'),
+       then "~SECONDS" for a --time-request. */
     const char *tilde = strchr(key, '~');
     size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
-    const char *colon = memchr(key, ':', keylen);
-    size_t kind = colon ? (size_t) (colon - key) : keylen;
+    const char *semi = memchr(key, ';', keylen);
+    size_t head = semi ? (size_t) (semi - key) : keylen;
+    const char *colon = memchr(key, ':', head);
+    size_t kind = colon ? (size_t) (colon - key) : head;
     bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
     /* "fn=NAME": NAME written with pct_encode (master/sched.h). */
     char *fn = strncmp(key, "fn=", 3) == 0 ? pct_decode(key + 3, kind - 3) : NULL;
@@ -162,15 +165,34 @@ void fmt_need(char *buf, size_t size, const char *key)
     else if (fn)
         snprintf(what, sizeof what, " with the function %.256s", fn);
     free(fn);
-    int nlabels = colon ? (int) (keylen - (size_t) (colon + 1 - key)) : 0;
-    char text[1000];
-    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s", what, colon && *what ? "," : "",
-                     colon ? " labelled " : "", nlabels > 500 ? 500 : nlabels,
-                     colon ? colon + 1 : "");
+    int nlabels = colon ? (int) (head - (size_t) (colon + 1 - key)) : 0;
+    int nres = semi ? (int) (keylen - head - 1) : 0;
+    char text[1200];
+    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s%s%.*s", what,
+                     colon && *what ? "," : "", colon ? " labelled " : "",
+                     nlabels > 300 ? 300 : nlabels, colon ? colon + 1 : "", nres ? " with " : "",
+                     nres > 200 ? 200 : nres, semi ? semi + 1 : "");
     if (tilde && n > 0 && (size_t) n < sizeof text)
         snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
-                 *what || colon ? "," : "", tilde + 1);
+                 *what || colon || semi ? "," : "", tilde + 1);
     fmt_cell(buf, size, text, 200);
+}
+
+void fmt_bytes(char *buf, size_t size, int64_t bytes)
+{
+    static const char units[] = "KMGTP";
+    double v = (double) bytes;
+    int u = -1;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(buf, size, "%lld", (long long) bytes);
+    else if (v < 10 && v != (double) (int64_t) v)
+        snprintf(buf, size, "%.1f%c", v, units[u]);
+    else
+        snprintf(buf, size, "%.0f%c", v, units[u]);
 }
 
 void fmt_time(char *buf, size_t size, double wall)

@@ -12,6 +12,7 @@
 #define ZTASK_CLI_FMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Columns of the terminal on fd, or 0 when fd is not a terminal. */
@@ -42,6 +43,10 @@ void fmt_ago(char *buf, size_t size, double seconds);
    "a worker labelled gpu", "a worker that runs commands, labelled gpu,ssd".
    Made printable. */
 void fmt_need(char *buf, size_t size, const char *key);
+
+/* A size as people read it: "512", "64K", "1.5G" (powers of 1024, one
+   decimal below 10). */
+void fmt_bytes(char *buf, size_t size, int64_t bytes);
 
 /* Wall seconds as "2026-12-07 01:23:45 UTC"; "-" for 0. */
 void fmt_time(char *buf, size_t size, double wall);

@@ -64,7 +64,7 @@ double progress_rate_get(const progress_rate_t *self)
 
 int64_t progress_finished(const proto_job_t *job)
 {
-    return job->done + job->failed + job->cancelled;
+    return job->done + job->failed + job->cancelled + job->dep_failed;
 }
 
 void progress_duration(char *buf, size_t size, double s)
@@ -137,6 +137,8 @@ size_t progress_bar(char *buf, size_t size, const proto_job_t *job, double rate,
              (long long) job->total, job->closed ? "" : "+", (long long) job->failed);
     if (job->cancelled > 0)
         s_append(tail, sizeof tail, &tl, "  cancelled %lld", (long long) job->cancelled);
+    if (job->dep_failed > 0)
+        s_append(tail, sizeof tail, &tl, "  dep_failed %lld", (long long) job->dep_failed);
     s_append(tail, sizeof tail, &tl, "  %s/s", r);
     if (job->closed && rate > 0 && fin < job->total) {
         char eta[32];
@@ -189,6 +191,8 @@ size_t progress_line(char *buf, size_t size, const proto_job_t *job, double rate
              (long long) job->failed);
     if (job->cancelled > 0)
         s_append(buf, size, &len, ", %lld cancelled", (long long) job->cancelled);
+    if (job->dep_failed > 0)
+        s_append(buf, size, &len, ", %lld dep_failed", (long long) job->dep_failed);
     s_append(buf, size, &len, ", %s tasks/s", r);
     return len;
 }
@@ -204,6 +208,8 @@ size_t progress_summary(char *buf, size_t size, const proto_job_t *job, double s
              (long long) job->failed);
     if (job->cancelled > 0)
         s_append(buf, size, &len, ", %lld cancelled", (long long) job->cancelled);
+    if (job->dep_failed > 0)
+        s_append(buf, size, &len, ", %lld dep_failed", (long long) job->dep_failed);
     if (seconds >= 0) {
         char d[32];
         progress_duration(d, sizeof d, seconds);

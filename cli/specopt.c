@@ -33,7 +33,8 @@ bool specopt_any(const specopt_t *self)
 {
     return self->has_timeout || self->has_retries || self->has_priority || self->has_output_cap
            || self->has_time_request || self->cwd || self->stdin_data || self->envc
-           || self->nrequire || self->stdout_file || self->stderr_file || self->no_capture;
+           || self->nrequire || self->stdout_file || self->stderr_file || self->no_capture
+           || self->resources.n;
 }
 
 /* Index of the "KEY=..." entry with the same key as kv in list, or -1. */
@@ -86,6 +87,25 @@ void specopt_add_require(specopt_t *self, const char *label)
     s_label_put(&self->require, &self->nrequire, label);
 }
 
+int specopt_add_resource(specopt_t *self, const char *name, const char *text, char *err,
+                         size_t errlen)
+{
+    int64_t amount;
+    if (!res_name_ok(name)) {
+        snprintf(err, errlen,
+                 "'%s' is not a resource name (letters, digits, '_', '-'; %d bytes at most)", name,
+                 RES_NAME_MAX);
+        return -1;
+    }
+    if (res_amount_parse(name, text, &amount, err, errlen) != 0)
+        return -1;
+    if (res_set(&self->resources, name, amount) != 0) {
+        snprintf(err, errlen, "more than %d resources", RES_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 void specopt_apply(const specopt_t *self, proto_spec_t *spec)
 {
     if (self->has_timeout)
@@ -121,4 +141,8 @@ void specopt_apply(const specopt_t *self, proto_spec_t *spec)
         s_env_put(&spec->env, &spec->envc, self->env[i]);
     for (int i = 0; i < self->nrequire; i++)
         s_label_put(&spec->require, &spec->nrequire, self->require[i]);
+    if (self->resources.n && !spec->resources)
+        spec->resources = xcalloc(1, sizeof *spec->resources);
+    for (int i = 0; i < self->resources.n; i++)
+        res_set(spec->resources, self->resources.name[i], self->resources.amount[i]);
 }

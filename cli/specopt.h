@@ -1,12 +1,13 @@
 /*  specopt: the task options of `ztask submit` (--timeout, --retries,
     --priority, --env, --cwd, --stdin, --output-cap, --require, --stdout,
-    --stderr, --no-capture) as one
+    --stderr, --no-capture, --cpus, --mem, --gpus, --resource) as one
     value that is applied to every task of a job.
 
     With a command (argv, --shell, --fn) they fill in the base spec; with
     --file they override what each JSONL line says: scalars replace the
     line's value, --env adds variables (replacing the line's value of the
-    same name) and --require adds labels.
+    same name), --require adds labels and the resources replace the
+    line's amount of each one named.
 
     Ownership: a specopt_t owns its strings; specopt_clear frees them.
     Threads: any.
@@ -38,6 +39,7 @@ typedef struct {
     int envc;
     char **require;
     int nrequire;
+    res_set_t resources;     /* asked of a worker; n == 0 = nothing given */
     char *stdout_file;       /* patterns (proto_spec_path); NULL = not given */
     char *stderr_file;
     bool no_capture;
@@ -54,6 +56,12 @@ bool specopt_any(const specopt_t *self);
 int specopt_add_env(specopt_t *self, const char *kv, char *err, size_t errlen);
 /* Adds one label (ignored when already present). */
 void specopt_add_require(specopt_t *self, const char *label);
+
+/* Sets what every task asks of resource name ("cpus", "mem", "gpus" or
+   one of the worker's own), from text as the command line has it ("2",
+   "16G", "0.5"). -1 with a reason in err when malformed. */
+int specopt_add_resource(specopt_t *self, const char *name, const char *text, char *err,
+                         size_t errlen);
 
 /* Writes the options into spec (see above for how they combine). */
 void specopt_apply(const specopt_t *self, proto_spec_t *spec);

@@ -4,6 +4,7 @@
 #include "alloc.h"
 
 #include "auth.h"
+#include "deps.h"
 #include "idem.h"
 #include "jobs.h"
 #include "journal.h"
@@ -222,6 +223,8 @@ static void s_job_record(const api_t *self, const job_t *job, proto_job_t *out)
     out->done = job->done;
     out->failed = job->failed;
     out->cancelled = job->cancelled_n;
+    out->dep_failed = job->dep_failed;
+    out->waiting = deps_waiting(self->cfg.deps, job->id);
     out->created = job->created;
     out->finished = job->finished;
     out->owner = job->owner[0] ? xstrdup(job->owner) : NULL;
@@ -240,17 +243,27 @@ static char *s_labels_key(const proto_spec_t *spec);
 
 /* The scheduler class key of a spec: what it needs of a worker, in a
    canonical form ("exec", "fn=square", "exec:gpu,ssd" with labels sorted),
-   and "~SECONDS" after it for a --time-request (sched.h). */
+   then ";cpus=2,gpus=0.5" for the resources it asks (res_format's text),
+   then "~SECONDS" for a --time-request (sched.h). */
 static char *s_needs_key(const proto_spec_t *spec)
 {
     char *key = s_labels_key(spec);
-    if (spec->time_request <= 0)
-        return key;
-    char *timed = xasprintf("%s~%.17g", key, spec->time_request);
-    free(key);
-    return timed;
+    if (spec->resources) {
+        char res[RES_MAX * (RES_NAME_MAX + 24)];
+        res_format(spec->resources, res, sizeof res);
+        char *full = xasprintf("%s;%s", key, res);
+        free(key);
+        key = full;
+    }
+    if (spec->time_request > 0) {
+        char *timed = xasprintf("%s~%.17g", key, spec->time_request);
+        free(key);
+        key = timed;
+    }
+    return key;
 }
 
+/* The kind and labels part of a class key. */
 static char *s_labels_key(const proto_spec_t *spec)
 {
     char *fn = spec->kind == PROTO_KIND_FN ? pct_encode(spec->fn, ":~") : NULL;
@@ -332,6 +345,40 @@ static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_us
     s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
     proto_reply_destroy(&rep);
     return false;
+}
+
+/* Whether every job a new job depends on exists and this peer may act on
+   it (a job it may not see is "no job N", as everywhere); then they go
+   with the submit (p). Else false after answering. */
+static bool s_deps_allowed(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                           const proto_req_t *req, pending_submit_t *p)
+{
+    for (int i = 0; i < req->ndeps; i++) {
+        const job_t *parent = jobs_get(self->cfg.jobs, req->deps[i].job);
+        if (parent && !s_may_act(peer, parent)) {
+            s_log_not_owner(self, peer, parent, "submit --after");
+            parent = NULL;
+        }
+        if (!parent) {
+            proto_reply_t *rep = proto_reply_error(
+                PROTO_E_NOT_FOUND,
+                "no job %" PRId64 " to depend on (--after%s); nothing was submitted (see: ztask "
+                "jobs)",
+                req->deps[i].job,
+                req->deps[i].kind == PROTO_DEP_ANY    ? "-any"
+                : req->deps[i].kind == PROTO_DEP_EACH ? "-each"
+                                                      : "");
+            s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+            proto_reply_destroy(&rep);
+            return false;
+        }
+    }
+    if (req->ndeps) {
+        p->deps = xmalloc((size_t) req->ndeps * sizeof *p->deps);
+        memcpy(p->deps, req->deps, (size_t) req->ndeps * sizeof *p->deps);
+        p->ndeps = req->ndeps;
+    }
+    return true;
 }
 
 /* A keyed submit whose key is known: a copy of a request taken in
@@ -456,7 +503,7 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         }
     }
     owner_usage_t *u = jobs_usage(self->cfg.jobs, peer->owner);
-    if (!s_quota_allows(self, env, u, p)) {
+    if (!s_deps_allowed(self, env, peer, req, p) || !s_quota_allows(self, env, u, p)) {
         pending_submit_free(&p);
         return;
     }
@@ -494,6 +541,27 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
     /* The envelope is kept to answer after the commit. */
     zmqx_frames_copy(&p->envelope, env);
     journal_submit(self->cfg.journal, &p);
+}
+
+/* A new job's dependencies, now that it exists. A task-by-task one
+   (after_each) reads how the parent's tasks ended from the store: every
+   ended task must be written first, hence the flush (once per such job). */
+static void s_deps_record(api_t *self, const job_t *job, const pending_submit_t *p)
+{
+    bool each = false;
+    for (int i = 0; i < p->ndeps; i++)
+        each |= p->deps[i].kind == PROTO_DEP_EACH;
+    if (each && journal_flush(self->cfg.journal) != 0)
+        log_warn("event=deps_flush_failed job=%" PRId64 " note=\"tasks ended since the last "
+                 "commit count when their results are written\"",
+                 job->id);
+    store_t *store = journal_store(self->cfg.journal);
+    if (deps_add(self->cfg.deps, job->id, p->deps, p->ndeps, store) != 0)
+        log_error("event=deps_read_failed job=%" PRId64 " error=\"%s\"", job->id,
+                  store_error(store));
+    for (int i = 0; i < p->ndeps; i++)
+        log_info("event=job_depends job=%" PRId64 " parent=%" PRId64 " kind=%s", job->id,
+                 p->deps[i].job, proto_dep_kind_name(p->deps[i].kind));
 }
 
 /* The commit of this submit succeeded: its tasks enter the queue and the
@@ -534,6 +602,8 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
                             : jobs_get(self->cfg.jobs, p->job_id);
     if (!job)
         return;
+    if (p->new_job && p->ndeps)
+        s_deps_record(self, job, p);
     tasks_enter(self->cfg.tasks, job, p);
     if (p->close)
         job->closed = true;
@@ -541,7 +611,7 @@ static void s_submit_committed(api_t *self, pending_submit_t *p)
               job->total);
     /* Checked first: a job with nothing left to run is finished now, and a
        submit that waits for that is due at once. */
-    jobs_check_finished(self->cfg.jobs, job);
+    tasks_check_finished(self->cfg.tasks, job);
     /* Needs of this batch no live worker meets: the client warns at once
        (the tasks wait; one may register). */
     const char *no_worker[16];
@@ -853,6 +923,47 @@ static bool s_target(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
     return *job != NULL;
 }
 
+static int64_t s_cancel_job(api_t *self, job_t *job)
+{
+    jobs_cancel(self->cfg.jobs, job);
+    return tasks_cancel_job(self->cfg.tasks, job);
+}
+
+/* Cancels job and every unfinished job that depends on it, directly or
+   not, that this peer may act on. All are marked cancelled before any
+   task is: a dependant whose parent ends (cancelled) then finds itself
+   cancelled, not dep_failed. */
+static int64_t s_cancel_with_dependants(api_t *self, const auth_peer_t *peer, job_t *job)
+{
+    size_t n = 0, cap = 16;
+    job_t **all = xmalloc(cap * sizeof *all);
+    all[n++] = job;
+    jobs_cancel(self->cfg.jobs, job);
+    for (size_t i = 0; i < n; i++) {
+        int nc;
+        const int64_t *kids = deps_children(self->cfg.deps, all[i]->id, &nc);
+        for (int k = 0; k < nc; k++) {
+            job_t *c = jobs_get(self->cfg.jobs, kids[k]);
+            /* Each job once (a diamond reaches one twice): cancelled marks it. */
+            if (!c || c->cancelled || c->finished > 0 || !s_may_act(peer, c))
+                continue;
+            jobs_cancel(self->cfg.jobs, c);
+            if (n == cap)
+                all = xrealloc(all, (cap *= 2) * sizeof *all);
+            all[n++] = c;
+        }
+    }
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            log_info("event=dependant_cancelled job=%" PRId64 " parent=%" PRId64, all[i]->id,
+                     job->id);
+        count += tasks_cancel_job(self->cfg.tasks, all[i]);
+    }
+    free(all);
+    return count;
+}
+
 static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      const proto_req_t *req)
 {
@@ -862,8 +973,8 @@ static void s_cancel(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
         return;
     int64_t count = 0;
     if (job) {
-        jobs_cancel(self->cfg.jobs, job);
-        count = tasks_cancel_job(self->cfg.tasks, job);
+        count = req->with_dependants ? s_cancel_with_dependants(self, peer, job)
+                                     : s_cancel_job(self, job);
     } else if (t) {
         tasks_cancel(self->cfg.tasks, t);
         count = 1;
@@ -1006,7 +1117,9 @@ static int s_cmp_i64(const void *a, const void *b)
 static int s_retry_row(const store_task_row_t *row, void *arg)
 {
     retry_rows_t *r = arg;
-    if (row->state == PROTO_ST_FAILED ? !r->failed : !r->cancelled)
+    if (row->state == PROTO_ST_FAILED    ? !r->failed
+        : row->state == PROTO_ST_CANCELLED ? !r->cancelled
+                                           : row->state != PROTO_ST_DEP_FAILED)
         return 0;
     if (r->indexes
         && !bsearch(&row->index, r->indexes, (size_t) r->nindexes, sizeof(int64_t), s_cmp_i64))
@@ -1021,9 +1134,52 @@ static int s_retry_row(const store_task_row_t *row, void *arg)
                                    .attempt = row->attempt,
                                    .retries = row->retries,
                                    .spec_bytes = row->spec_bytes,
+                                   .index = row->index,
                                    .state = row->state};
     r->bytes += row->spec_bytes;
     return 0;
+}
+
+/* A retried job runs again, so what gave up on it waits for it again:
+   the dep_failed tasks of the jobs that depend on it (theirs in turn),
+   back in the queue, parked until it ends (tasks_retry). Returns how
+   many. */
+static int64_t s_revive_dependants(api_t *self, job_t *job)
+{
+    size_t n = 0, cap = 16;
+    int64_t total = 0;
+    job_t **seen = xmalloc(cap * sizeof *seen);
+    seen[n++] = job;
+    store_t *store = journal_store(self->cfg.journal);
+    for (size_t i = 0; i < n; i++) {
+        int nc;
+        const int64_t *kids = deps_children(self->cfg.deps, seen[i]->id, &nc);
+        for (int k = 0; k < nc; k++) {
+            job_t *c = jobs_get(self->cfg.jobs, kids[k]);
+            bool known = !c;
+            for (size_t j = 0; j < n && !known; j++)
+                known = seen[j] == c;
+            if (known || c->dep_failed == 0)
+                continue;
+            retry_rows_t rows = {.self = self};
+            if (store_dep_failed_each(store, c->id, s_retry_row, &rows) != 0)
+                log_error("event=revive_failed job=%" PRId64 " error=\"%s\"", c->id,
+                          store_error(store));
+            for (size_t r = 0; r < rows.n; r++)
+                tasks_retry(self->cfg.tasks, c, &rows.v[r]);
+            if (rows.n)
+                jobs_reopen(self->cfg.jobs, c);
+            log_info("event=dependants_revived job=%" PRId64 " parent=%" PRId64 " tasks=%zu",
+                     c->id, seen[i]->id, rows.n);
+            total += (int64_t) rows.n;
+            free(rows.v);
+            if (n == cap)
+                seen = xrealloc(seen, (cap *= 2) * sizeof *seen);
+            seen[n++] = c;
+        }
+    }
+    free(seen);
+    return total;
 }
 
 /* Failed and/or cancelled tasks of a job (some indexes, or all) back in
@@ -1061,8 +1217,10 @@ static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         goto out;
     for (size_t i = 0; i < rows.n; i++)
         tasks_retry(self->cfg.tasks, job, &rows.v[i]);
-    if (rows.n)
+    if (rows.n) {
         jobs_reopen(self->cfg.jobs, job);
+        s_revive_dependants(self, job);
+    }
     log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = (int64_t) rows.n;
@@ -1112,6 +1270,9 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .fns = req->functions,
                                                      .nfns = req->nfunctions,
                                                      .no_exec = req->no_exec,
+                                                     .resources = req->resources,
+                                                     .gpu_ids = req->gpu_ids,
+                                                     .ngpu_ids = req->ngpu_ids,
                                                      .slurm_job = req->slurm_job,
                                                      .ends_at = req->ends_at},
                                  now, &code, err, sizeof err);
@@ -1128,9 +1289,12 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
        or ours already; anything else it runs is stale and gets aborted once
        its pipe is up (its result will be a duplicate anyway). */
     int claimed = tasks_claim(self->cfg.tasks, w, &held, now);
+    char res[RES_MAX * (RES_NAME_MAX + 24)];
+    res_format(&w->pool.cap, res, sizeof res);
     log_info("event=worker_registered worker=%s host=%s pid=%d threads=%d task_port=%d running=%d "
-             "claimed=%d%s",
+             "claimed=%d resources=%s%s",
              LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
+             res,
              again ? " again=1" : "");
     s_hello_reply(self, env, w);
 }
@@ -1159,6 +1323,11 @@ static void s_workers(api_t *self, const zmqx_frames_t *env)
         info->done = w->done;
         info->failed = w->failed;
         info->last_heartbeat = w->last_heartbeat;
+        info->resources = xmalloc(sizeof *info->resources);
+        *info->resources = w->pool.cap;
+        info->used = xcalloc(1, sizeof *info->used);
+        for (int i = 0; i < w->pool.cap.n; i++)
+            res_set(info->used, w->pool.cap.name[i], res_in_use(&w->pool, i));
         info->slurm_job = w->slurm_job ? xstrdup(w->slurm_job) : NULL;
         info->ends_at = w->ends_at;
     }
@@ -1272,6 +1441,7 @@ static void s_stats(api_t *self, const zmqx_frames_t *env)
         s->tasks_running += job->running;
         s->tasks_done += job->done;
         s->tasks_failed += job->failed;
+        s->tasks_dep_failed += job->dep_failed;
     }
     pos = 0;
     worker_t *w;

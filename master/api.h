@@ -28,6 +28,7 @@
 
 #include "alloc.h"
 #include "auth.h"
+#include "deps.h"
 #include "idem.h"
 #include "jobs.h"
 #include "journal.h"
@@ -53,6 +54,7 @@ typedef struct {
     journal_t *journal;
     waiters_t *waiters;
     tasks_t *tasks;
+    deps_t *deps;
     metrics_t *metrics;      /* counts every reply and refusal */
     idem_t *idem;            /* the submit keys remembered */
     alloc_t *alloc;          /* worker allocation queues */

@@ -39,6 +39,7 @@ static int64_t *s_counter(job_t *job, proto_state_t st)
     case PROTO_ST_DONE: return &job->done;
     case PROTO_ST_FAILED: return &job->failed;
     case PROTO_ST_CANCELLED: return &job->cancelled_n;
+    case PROTO_ST_DEP_FAILED: return &job->dep_failed;
     }
     assert(!"a task state a job does not count");
     return &job->failed;
@@ -52,9 +53,9 @@ static bool s_unfinished(proto_state_t st)
 static void s_check(const job_t *job)
 {
     assert(job->queued >= 0 && job->running >= 0 && job->done >= 0 && job->failed >= 0
-           && job->cancelled_n >= 0);
-    assert(job->total
-           == job->queued + job->running + job->done + job->failed + job->cancelled_n);
+           && job->cancelled_n >= 0 && job->dep_failed >= 0);
+    assert(job->total == job->queued + job->running + job->done + job->failed
+                             + job->cancelled_n + job->dep_failed);
     assert(job->backlog_bytes >= 0
            && (job->queued + job->running > 0 || job->backlog_bytes == 0));
     assert(job->usage->tasks >= job->queued + job->running
@@ -252,8 +253,9 @@ void jobs_check_finished(jobs_t *self, job_t *job)
                     &(jop_t){.type = J_JOB_FINISHED, .job = job->id, .t = job->finished});
         self->retention_due = true;
         log_info("event=job_finished job=%" PRId64 " total=%" PRId64 " done=%" PRId64
-                 " failed=%" PRId64 " cancelled=%" PRId64,
-                 job->id, job->total, job->done, job->failed, job->cancelled_n);
+                 " failed=%" PRId64 " cancelled=%" PRId64 " dep_failed=%" PRId64,
+                 job->id, job->total, job->done, job->failed, job->cancelled_n,
+                 job->dep_failed);
     }
 }
 

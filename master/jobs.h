@@ -3,7 +3,7 @@
 
     A job counts each of its tasks in exactly one counter, by state:
 
-        total == queued + running + done + failed + cancelled_n
+        total == queued + running + done + failed + cancelled_n + dep_failed
 
     where `running` counts tasks on a worker, ASSIGNED (sent, not started)
     or RUNNING alike, and the tasks of an orphan (on a worker before a
@@ -82,6 +82,7 @@ typedef struct job {
     bool cancelled;          /* cancel asked: no further batches accepted */
     /* Task counters: see the invariant at the top of this file. */
     int64_t total, queued, running, done, failed, cancelled_n;
+    int64_t dep_failed;      /* never ran: a job it depends on did not succeed (deps.h) */
     int64_t indexed;         /* default indexes handed out: batches waiting
                                 for their commit count here, not in total */
     int64_t backlog_bytes;   /* spec bytes of its tasks queued or running */

@@ -173,6 +173,7 @@ void pending_submit_free(pending_submit_t **p)
     }
     zmqx_frames_free(&s->envelope);
     free(s->job_name);
+    free(s->deps);
     free(s->job_definition);
     free(s->owner);
     free(s->key);
@@ -341,6 +342,8 @@ static int s_write_submits(store_t *st, const pending_submit_t *list)
                                                      .name = p->job_name,
                                                      .owner = p->owner,
                                                      .created = p->job_created,
+                                                     .deps = p->deps,
+                                                     .ndeps = p->ndeps,
                                                      .max_running = p->job_max_running,
                                                      .definition = p->job_definition},
                                   NULL);

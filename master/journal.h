@@ -114,6 +114,8 @@ typedef struct pending_submit {
     bool new_job;            /* this request creates the job: */
     char *job_name;          /*   its name, owned (NULL = none) */
     double job_created;      /*   wall seconds */
+    proto_dep_t *deps;       /*   what its tasks wait for (ndeps), owned */
+    int ndeps;
     int job_max_running;     /*   its --max-running (0 = no limit) */
     char *job_definition;    /*   what it was submitted as (JSON), owned, NULL = none */
     char *owner;             /* who sent it (auth.h: a key; "" = nobody), owned:

@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "deps.h"
 #include "dash.h"
 #include "idem.h"
 #include "gate.h"
@@ -75,6 +76,7 @@ struct master {
     sched_t *sched;
     journal_t *journal;      /* durable changes and grouped commits */
     jobs_t *jobs;
+    deps_t *deps;
     idem_t *idem;            /* submit keys remembered */
     waiters_t *waiters;      /* requests held until their job finishes */
     registry_t *registry;
@@ -304,8 +306,9 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
                  self->db_path, self->db_path);
     self->jobs = jobs_new(self->journal, self->cfg.keep_jobs, self->cfg.keep_secs);
     self->waiters = waiters_new(self->jobs);
+    self->deps = deps_new(self->jobs);
     self->idem = idem_new();
-    if (jobs_load(self->jobs, self->store) != 0
+    if (jobs_load(self->jobs, self->store) != 0 || deps_load(self->deps, self->store) != 0
         || idem_load(self->idem, self->store, clock_wall()) != 0) {
         snprintf(err, errlen, "cannot read %s: %s", self->db_path, store_error(self->store));
         return -1;
@@ -418,6 +421,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .jobs = self->jobs,
         .journal = self->journal,
         .auth = self->auth,
+        .deps = self->deps,
         .metrics = self->metrics,
         .heartbeat_ms = cfg->heartbeat_ms,
         .liveness = cfg->liveness,
@@ -453,6 +457,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .journal = self->journal,
         .waiters = self->waiters,
         .tasks = self->tasks,
+        .deps = self->deps,
         .metrics = self->metrics,
         .idem = self->idem,
         .alloc = self->alloc,
@@ -742,6 +747,7 @@ void master_destroy(master_t **p)
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     store_destroy(&self->store);
+    deps_destroy(&self->deps);
     jobs_destroy(&self->jobs);
     idem_destroy(&self->idem);
     sched_destroy(&self->sched);

@@ -40,7 +40,8 @@ typedef struct {
 
 #define MAX_AUTH_REASONS 8
 
-static const char *OUTCOME_NAMES[M_OUT_N] = {"done", "failed", "timeout", "cancelled"};
+static const char *OUTCOME_NAMES[M_OUT_N] = {"done", "failed", "timeout", "cancelled",
+                                              "dep_failed"};
 static const char *KIND_NAMES[M_KIND_N] = {"exec", "fn"};
 
 struct metrics {

@@ -34,6 +34,7 @@ typedef enum {
     M_OUT_FAILED,       /* failed for any other reason than a timeout */
     M_OUT_TIMEOUT,      /* failed: killed at its timeout */
     M_OUT_CANCELLED,
+    M_OUT_DEP_FAILED,   /* never ran: a job it depends on did not succeed */
     M_OUT_N
 } metrics_outcome_t;
 

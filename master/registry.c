@@ -3,6 +3,7 @@
 #include "auth.h"
 
 #include "../common/clock.h"
+#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -72,11 +73,21 @@ static void s_free_labels(worker_t *w)
     w->nfns = 0;
 }
 
+static void s_free_grants(worker_t *w)
+{
+    size_t pos = 0;
+    void *g;
+    while (w->grants && (g = imap_next(w->grants, &pos, NULL)))
+        free(g);
+    imap_destroy(&w->grants);
+}
+
 static void s_free_worker(worker_t *w)
 {
     s_close_pipe(w);
     s_free_labels(w);
     free(w->charged);
+    s_free_grants(w);
     free(w->id);
     free(w->host);
     free(w->slurm_job);
@@ -212,6 +223,26 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     for (size_t i = 0; i < self->n; i++)
         if (self->v[i] == w)
             is_new = false;
+    /* The pool first: a declaration that does not hold together is
+       refused before anything changes. */
+    res_pool_t pool = {0};
+    if (!w->inflight) {
+        res_set_t cap = {0};
+        if (hello->resources)
+            cap = *hello->resources;
+        if (!res_get(&cap, "cpus") && res_set(&cap, "cpus", hello->threads) != 0) {
+            snprintf(err, errlen, "more than %d resources", RES_MAX);
+            if (is_new)
+                s_free_worker(w);
+            return NULL;
+        }
+        if (res_pool_init(&pool, &cap, (const char *const *) hello->gpu_ids, hello->ngpu_ids,
+                          hello->threads, err, errlen) != 0) {
+            if (is_new)
+                s_free_worker(w);
+            return NULL;
+        }
+    }
 
     int port = 0;
     void *pipe = s_bind_pipe(self, key, &port, err, errlen);
@@ -245,6 +276,10 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     /* Asked for every fn dispatch: binary search. */
     qsort(w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp);
     w->no_exec = hello->no_exec;
+    if (!w->inflight) {
+        s_free_grants(w);
+        w->pool = pool;
+    }
     free(w->slurm_job);
     w->slurm_job = hello->slurm_job ? xstrdup(hello->slurm_job) : NULL;
     w->ends_at = hello->ends_at;

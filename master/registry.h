@@ -17,6 +17,7 @@
 #ifndef ZTASK_REGISTRY_H
 #define ZTASK_REGISTRY_H
 
+#include "resources.h"
 #include "sched.h"
 
 #include <stdbool.h>
@@ -56,6 +57,9 @@ typedef struct worker {
     sched_task_t *tasks;      /* its tasks, linked through wprev/wnext */
     int64_t *charged;         /* tasks charged a crash when it was lost, owned */
     int ncharged;
+    res_pool_t pool;          /* what it declared and what its tasks use (resources.h) */
+    struct imap *grants;      /* task id -> res_grant_t (owned) of its tasks given
+                                 GPU devices; NULL while none */
 } worker_t;
 
 typedef struct registry registry_t;
@@ -85,6 +89,9 @@ typedef struct {
     char *const *fns;         /* the functions it runs, nfns of them, copied; 0 = any */
     int nfns;
     bool no_exec;             /* runs functions only */
+    const res_set_t *resources;   /* what it declared; NULL = cpus=threads */
+    char *const *gpu_ids;     /* its GPU devices, ngpu_ids of them */
+    int ngpu_ids;
     const char *slurm_job;    /* the Slurm job it runs in, NULL = none */
     double ends_at;           /* wall seconds it leaves at, 0 = never */
 } registry_hello_t;
@@ -92,9 +99,13 @@ typedef struct {
 /* Registers a worker: a new record (id derived from name), or the same
    record when a live worker of that id registers again (after it lost the
    master for a while: same host, pid and key). Binds a fresh pipe either
-   way. NULL with *code (a PROTO_E_* code) and err filled when its key
-   already holds max_per_key live workers (PROTO_E_QUOTA: one key cannot
-   take every task port) or no pipe could be bound (PROTO_E_INTERNAL). */
+   way. Its resource pool is made from its declaration, unless it still
+   holds tasks (the same live process registering again keeps its pool).
+   NULL with *code (a PROTO_E_* code) and err filled when its key already
+   holds max_per_key live workers (PROTO_E_QUOTA: one key cannot take
+   every task port), no pipe could be bound (PROTO_E_INTERNAL) or its
+   declaration does not hold together (PROTO_E_FIELD: gpus that disagree
+   with the devices). */
 worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_t now,
                          const char **code, char *err, size_t errlen);
 

@@ -129,6 +129,7 @@ void sched_destroy(sched_t **p)
         for (int j = 0; j < c->pub.nrequire; j++)
             free(c->pub.require[j]);
         free(c->pub.require);
+        free(c->pub.req);
     }
     free(self->classes);
     free(self->delayed.v);
@@ -153,15 +154,34 @@ int sched_class(sched_t *self, const char *key)
     const char *tilde = strchr(key, '~');
     if (tilde && (parse_double(tilde + 1, &c->pub.time_request) != 0 || c->pub.time_request < 0))
         c->pub.time_request = 0;   /* a key we wrote: cannot happen, but never trust a file */
+    /* "kind[:labels][;resources][~seconds]": the resources are after the
+       last ';' before '~' (res_format text has none); a ';' that does
+       not start a valid set is a label's. */
+    const char *head_end = tilde ? tilde : key + strlen(key);
+    const char *semi = NULL;
+    for (const char *p = key; p < head_end; p++)
+        if (*p == ';')
+            semi = p;
+    if (semi) {
+        res_set_t req;
+        char err[128];
+        char *text = xstrndup(semi + 1, (size_t) (head_end - semi - 1));
+        if (res_parse(text, &req, err, sizeof err) == 0 && req.n > 0) {
+            c->pub.req = xmalloc(sizeof *c->pub.req);
+            *c->pub.req = req;
+            head_end = semi;
+        }
+        free(text);
+    }
     const char *colon = strchr(key, ':');
+    if (colon && colon >= head_end)
+        colon = NULL;
     if (strncmp(key, "fn=", 3) == 0) {
-        const char *end = key + 3 + strcspn(key + 3, ":~");
+        const char *end = key + 3 + strcspn(key + 3, ":~;");
         c->pub.fn = pct_decode(key + 3, (size_t) (end - key - 3));
     }
-    if (colon && colon[1] && (!tilde || colon < tilde)) {
-        char *labels = tilde ? xstrndup(colon + 1, (size_t) (tilde - colon - 1))
-                             : xstrdup(colon + 1),
-             *save = NULL;
+    if (colon && colon + 1 < head_end) {
+        char *labels = xstrndup(colon + 1, (size_t) (head_end - colon - 1)), *save = NULL;
         for (char *tok = strtok_r(labels, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             c->pub.require = xrealloc(c->pub.require, (size_t) (c->pub.nrequire + 1) * sizeof(char *));
             c->pub.require[c->pub.nrequire++] = xstrdup(tok);
@@ -200,6 +220,7 @@ static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
     sched_task_t *t = xcalloc(1, sizeof *t);
     t->id = n->id;
     t->job = n->job;
+    t->index = n->index;
     t->priority = n->priority;
     t->cls = (uint16_t) (n->cls >= 0 && n->cls < self->nclasses ? n->cls : 0);
     t->attempt = (uint16_t) (n->attempt < 0            ? 0
@@ -215,6 +236,8 @@ static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
 sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not_before)
 {
     sched_task_t *t = s_new_task(self, task);
+    if (task->held)
+        t->parked = SCHED_PARK_DEPS;
     s_enqueue(self, t, not_before);
     return t;
 }
@@ -304,6 +327,13 @@ bool sched_class_ready(sched_t *self, int cls)
         return false;
     heap_t *h = &self->classes[cls].ready;
     return h->n && s_clean_top(self, h);
+}
+
+sched_task_t *sched_class_peek(sched_t *self, int cls)
+{
+    if (!sched_class_ready(self, cls))
+        return NULL;
+    return imap_get(self->tasks, self->classes[cls].ready.v[0].id);
 }
 
 void sched_claim(sched_t *self, sched_task_t *task)

@@ -34,6 +34,7 @@
 #ifndef ZTASK_SCHED_H
 #define ZTASK_SCHED_H
 
+#include "../common/resset.h"
 #include "../proto/proto.h"
 
 #include <stdbool.h>
@@ -44,12 +45,14 @@ typedef struct sched sched_t;
 struct worker;
 
 typedef struct {
-    char *key;                /* "exec", "fn", "fn=NAME", "exec:gpu,ssd", ... */
+    char *key;                /* "exec", "fn", "fn=NAME", "exec:gpu,ssd", "fn;cpus=2", ... */
     bool exec;                /* needs a worker that runs commands */
     char *fn;                 /* needs a worker with this function; NULL = any */
     char **require;           /* labels, nrequire of them */
     int nrequire;
     double time_request;      /* seconds its tasks expect to run ("~T" in the key), 0 = any */
+    res_set_t *req;           /* the resources it asks (after ';'), owned; NULL = none
+                                 named (a plain task: one CPU, resources.h) */
 } sched_class_t;
 
 /* Live output of a running task, for `ztask logs -f` (allocated on the
@@ -63,6 +66,7 @@ typedef struct {
 typedef struct sched_task {
     int64_t id;
     int64_t job;
+    int64_t index;            /* its index in its job (--after-each matches on it) */
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
@@ -99,7 +103,8 @@ typedef struct sched_task {
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */
 enum {
     SCHED_PARK_HELD = 1,      /* ztask hold (the task, or its job) */
-    SCHED_PARK_CAPPED = 2     /* its job runs --max-running tasks already */
+    SCHED_PARK_CAPPED = 2,    /* its job runs --max-running tasks already */
+    SCHED_PARK_DEPS = 4       /* it waits for the jobs its job depends on (deps.h) */
 };
 
 sched_t *sched_new(void);
@@ -109,7 +114,9 @@ void sched_destroy(sched_t **p);
    use. Keys: "exec", "fn" (any function: tasks stored before workers said
    theirs) or "fn=NAME" (NAME with '%', ':' and '~' written %25, %3A and
    %7E: pct_encode), optionally followed by ":" and comma-separated
-   labels, then optionally "~" and the seconds its tasks expect to run
+   labels, then optionally ";" and the resources its tasks ask
+   (res_format text: "cpus=2,gpus=0.5"), then optionally "~" and the
+   seconds its tasks expect to run
    (--time-request: only workers whose end leaves that long take them).
    Returns its index. */
 int sched_class(sched_t *self, const char *key);
@@ -119,10 +126,12 @@ const sched_class_t *sched_class_get(const sched_t *self, int cls);
 typedef struct {
     int64_t id;               /* > 0, not present yet */
     int64_t job;
+    int64_t index;            /* its index in its job */
     int32_t priority;
     int cls;                  /* its class (sched_class); 0 = "fn" */
     int attempt;              /* dispatches so far (0 for a new task) */
     int retries_left;
+    bool held;                /* added parked for SCHED_PARK_DEPS */
 } sched_new_task_t;
 
 /* Adds a queued task; returns its record (borrowed). not_before (monotonic
@@ -136,6 +145,10 @@ sched_task_t *sched_add_orphan(sched_t *self, const sched_new_task_t *task,
                                const char *worker_name, int64_t deadline);
 
 sched_task_t *sched_get(const sched_t *self, int64_t id);
+
+/* The task class cls would hand out next (ready, not a suspect), or NULL;
+   it stays queued. Drops stale heap entries on the way. */
+sched_task_t *sched_class_peek(sched_t *self, int cls);
 
 /* How many classes exist (indexes 0..n-1). */
 int sched_nclasses(const sched_t *self);

@@ -36,9 +36,9 @@
         tasks_job (job) = (job, id) in SQLite   results paging by id and cancel.
         tasks_job_idx (job, idx)                store_task_find; its key grows
                           with the index in a normal submit, so appends are cheap.
-        tasks_failed (job) WHERE state IN (4, 5)  failed_only paging (failed and
-                          cancelled) without reading every result of a big job; costs
-                          nothing until a task fails or is cancelled.
+        tasks_failed (job) WHERE state IN (4,5,6) failed_only paging (failed,
+                          cancelled, dep_failed) without reading every result of a big
+                          job; costs nothing until a task does not succeed.
         duplicates_task (task)                  duplicates are rare; counting and
                           deleting by task then stays cheap.
       No index on state alone: transitions would move entries on every
@@ -69,7 +69,9 @@
 #define STORE_CACHE_KIB 32768
 
 _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNING == 2 &&
-                   PROTO_ST_DONE == 3 && PROTO_ST_FAILED == 4 && PROTO_ST_CANCELLED == 5,
+                   PROTO_ST_DONE == 3 && PROTO_ST_FAILED == 4 && PROTO_ST_CANCELLED == 5 &&
+                   PROTO_ST_DEP_FAILED == 6 && PROTO_DEP_OK == 1 && PROTO_DEP_ANY == 2 &&
+                   PROTO_DEP_EACH == 3,
                "task states are stored as numbers: a change needs a schema version bump");
 
 /* Schema 4: who submitted each job (the client's key; NULL: nobody, as
@@ -78,7 +80,7 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
 
 /* Schema 12: `results --failed` lists the tasks that did not succeed,
    failed (4) or cancelled (5), from one partial index. */
-#define TASKS_FAILED_INDEX "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5);"
+#define TASKS_FAILED_INDEX "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5, 6);"
 
 /* Schema 8: worker allocation queues (master/alloc.h), one JSON text
    each (proto_alloc_encode): they change a few times a minute at most. */
@@ -93,6 +95,17 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
     "ALTER TABLE jobs ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;"    \
     "ALTER TABLE jobs ADD COLUMN definition TEXT;"                           \
     "ALTER TABLE tasks ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;"
+
+/* Schema 13 (the sched helper's step: its brief's number was 7, taken
+   above main's 12 at the merge): what each job's tasks wait for (submit
+   --after): one row per parent job and kind (proto_dep_kind_t). A row outlives its parent's
+   forget: a parent is forgotten only once finished, when its dependants
+   were already judged (docs/architecture.md, "Dependencies"). Tasks in
+   state 6 (dep_failed) never ran. */
+#define JOB_DEPS_TABLE \
+    "CREATE TABLE IF NOT EXISTS job_deps(job INTEGER NOT NULL, parent INTEGER NOT NULL, " \
+    "kind INTEGER NOT NULL);" \
+    "CREATE INDEX IF NOT EXISTS job_deps_job ON job_deps(job);"
 
 /* Schema 3: the highest task id deleted so far (see SCHEMA). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
@@ -158,7 +171,8 @@ static const char *const SCHEMA =
     "CREATE INDEX duplicates_task ON duplicates(task);"
     LAST_IDS_TABLE
     SUBMIT_KEYS_TABLE
-    ALLOC_QUEUES_TABLE;
+    ALLOC_QUEUES_TABLE
+    JOB_DEPS_TABLE;
 
 /* Columns read into a store_task_row_t, in this order (see s_task_row). */
 #define TASK_COLS \
@@ -186,6 +200,10 @@ enum {
     S_JOB_DEL_DUPS,
     S_JOB_DEL_TASKS,
     S_JOB_DEL,
+    S_JOB_DEL_DEPS,
+    S_DEP_ADD,
+    S_DEPS,
+    S_TASK_ENDS,
     S_TASK_IDS_KEEP,
     S_TASK_LAST_ID,
     S_JOBS,
@@ -210,6 +228,7 @@ enum {
     S_UNFINISHED,
     S_RESULTS,
     S_RESULTS_FAILED,
+    S_DEP_FAILED_EACH,
     S_RETRYABLE,
     S_TASK_FIND,
     S_TASK_GET,
@@ -240,6 +259,11 @@ static const char *const SQL[S_COUNT_] = {
                        "(SELECT id FROM tasks INDEXED BY tasks_job WHERE job = ?1)",
     [S_JOB_DEL_TASKS] = "DELETE FROM tasks WHERE job = ?1",
     [S_JOB_DEL] = "DELETE FROM jobs WHERE id = ?1",
+    [S_JOB_DEL_DEPS] = "DELETE FROM job_deps WHERE job = ?1",
+    [S_DEP_ADD] = "INSERT INTO job_deps(job, parent, kind) VALUES (?1, ?2, ?3)",
+    [S_DEPS] = "SELECT job, parent, kind FROM job_deps ORDER BY job, rowid",
+    [S_TASK_ENDS] = "SELECT idx, state FROM tasks INDEXED BY tasks_job_idx "
+                    "WHERE job = ?1 AND state >= 3",
     /* Before tasks are deleted: remember the highest id (WHERE true: the
        upsert after a SELECT needs it to parse). */
     [S_TASK_IDS_KEEP] = "INSERT INTO last_ids(name, last) "
@@ -285,7 +309,7 @@ static const char *const SQL[S_COUNT_] = {
        row shows the new attempt (queued, then how it ends). */
     [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
                      "outcome = NULL, started = 0, finished = 0, retry_base = attempt "
-                     "WHERE id = ?1 AND state IN (4, 5)",
+                     "WHERE id = ?1 AND state IN (4, 5, 6)",
     [S_TASK_FINISH] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, outcome = ?5, "
                       "finished = ?6 WHERE id = ?1",
     [S_JOB_CANCEL_QUEUED] = "UPDATE tasks INDEXED BY tasks_job SET state = 5, finished = ?2 "
@@ -299,9 +323,11 @@ static const char *const SQL[S_COUNT_] = {
     [S_RESULTS] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_job "
                   "WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     [S_RESULTS_FAILED] = "SELECT " TASK_COLS " FROM tasks INDEXED BY tasks_failed "
-                         "WHERE job = ?1 AND id > ?2 AND state IN (4, 5) ORDER BY id LIMIT ?3",
+                         "WHERE job = ?1 AND id > ?2 AND state IN (4, 5, 6) ORDER BY id LIMIT ?3",
+    [S_DEP_FAILED_EACH] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_failed "
+                          "WHERE job = ?1 AND state IN (4, 5, 6) AND state = 6 ORDER BY id",
     [S_RETRYABLE] = "SELECT " TASK_COLS ", " SPEC_BYTES " FROM tasks INDEXED BY tasks_failed "
-                    "WHERE job = ?1 AND state IN (4, 5) ORDER BY id",
+                    "WHERE job = ?1 AND state IN (4, 5, 6) AND state <> 6 ORDER BY id",
     [S_TASK_FIND] = "SELECT id FROM tasks INDEXED BY tasks_job_idx "
                     "WHERE job = ?1 AND idx = ?2 ORDER BY id LIMIT 1",
     [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
@@ -450,7 +476,7 @@ static int s_bind_text(sqlite3_stmt *st, int i, const char *text)
 
 static int s_state_from_db(store_t *self, int64_t v, int64_t task, proto_state_t *st)
 {
-    if (v < PROTO_ST_QUEUED || v > PROTO_ST_CANCELLED) {
+    if (v < PROTO_ST_QUEUED || v > PROTO_ST_DEP_FAILED) {
         s_seterr(self, "corrupt state %lld in task %lld", (long long)v, (long long)task);
         return -1;
     }
@@ -604,6 +630,11 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
                          &has_held, err, errlen);
     if (rc == 0 && !has_held)
         rc = s_exec(db, OPS_COLUMNS, err, errlen, "upgrade schema to 6");
+    /* Dependencies; and dep_failed tasks (state 6) are among those that
+       did not succeed (results --failed): the index grows to them. */
+    if (rc == 0 && version < 13)
+        rc = s_exec(db, JOB_DEPS_TABLE "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err,
+                    errlen, "upgrade schema to 13");
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
     if (rc == 0)
@@ -902,9 +933,57 @@ int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id)
     s_bind_text(st, 6, job->definition);
     if (s_write_step(self, S_JOB_CREATE, "job create", NULL) < 0)
         return -1;
+    int64_t id = sqlite3_last_insert_rowid(self->db);
     if (job_id)
-        *job_id = sqlite3_last_insert_rowid(self->db);
+        *job_id = id;
+    for (int i = 0; i < job->ndeps; i++) {
+        sqlite3_stmt *d = self->stmt[S_DEP_ADD];
+        sqlite3_bind_int64(d, 1, id);
+        sqlite3_bind_int64(d, 2, job->deps[i].job);
+        sqlite3_bind_int(d, 3, (int)job->deps[i].kind);
+        if (s_write_step(self, S_DEP_ADD, "job dependency", NULL) < 0)
+            return -1;
+    }
     return 0;
+}
+
+int store_deps_each(store_t *self, int (*fn)(int64_t job, const proto_dep_t *dep, void *arg),
+                    void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_DEPS, "dependencies");
+    if (!st)
+        return -1;
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int kind = sqlite3_column_int(st, 2);
+        proto_dep_t dep = {.job = sqlite3_column_int64(st, 1), .kind = (proto_dep_kind_t)kind};
+        /* A kind this master does not know: the row is left alone. */
+        if (!proto_dep_kind_name(dep.kind))
+            continue;
+        if (fn(sqlite3_column_int64(st, 0), &dep, arg) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "dependencies");
+    s_put(self, S_DEPS);
+    return result;
+}
+
+int store_task_ends_each(store_t *self, int64_t job,
+                         int (*fn)(int64_t index, proto_state_t state, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_TASK_ENDS, "task ends");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(sqlite3_column_int64(st, 0), (proto_state_t)sqlite3_column_int(st, 1), arg) != 0)
+            break;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        result = s_dberr(self, "task ends");
+    s_put(self, S_TASK_ENDS);
+    return result;
 }
 
 int store_job_close(store_t *self, int64_t job)
@@ -990,7 +1069,8 @@ int store_job_delete(store_t *self, int64_t job, int64_t *deleted)
     if (s_write_begin(self, "job delete") < 0)
         return -1;
     /* Children first: the duplicates are found through the job's tasks. */
-    static const int steps[] = {S_JOB_DEL_DUPS, S_TASK_IDS_KEEP, S_JOB_DEL_TASKS, S_JOB_DEL};
+    static const int steps[] = {S_JOB_DEL_DUPS, S_TASK_IDS_KEEP, S_JOB_DEL_TASKS, S_JOB_DEL_DEPS,
+                                S_JOB_DEL};
     int64_t changes = 0;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         if (steps[i] != S_TASK_IDS_KEEP)
@@ -1283,7 +1363,8 @@ int store_task_retry(store_t *self, int64_t task)
 int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
                       const char *worker, const char *outcome_json, double finished)
 {
-    if (state != PROTO_ST_DONE && state != PROTO_ST_FAILED && state != PROTO_ST_CANCELLED) {
+    if (state != PROTO_ST_DONE && state != PROTO_ST_FAILED && state != PROTO_ST_CANCELLED
+        && state != PROTO_ST_DEP_FAILED) {
         s_seterr(self, "task %lld: finish with state %d", (long long)task, (int)state);
         return -1;
     }
@@ -1374,6 +1455,16 @@ int store_retryable_each(store_t *self, int64_t job,
         return -1;
     sqlite3_bind_int64(st, 1, job);
     return s_task_rows(self, S_RETRYABLE, "retryable tasks", fn, arg, NULL, NULL);
+}
+
+int store_dep_failed_each(store_t *self, int64_t job,
+                          int (*fn)(const store_task_row_t *row, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s_get(self, S_DEP_FAILED_EACH, "dep_failed tasks");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, job);
+    return s_task_rows(self, S_DEP_FAILED_EACH, "dep_failed tasks", fn, arg, NULL, NULL);
 }
 
 int store_task_find(store_t *self, int64_t job, int64_t index, int64_t *task_id, bool *found)

@@ -53,9 +53,11 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
    jobs.owner; 5: submit_keys; 6: tasks.held, tasks.retry_base, jobs.held,
    jobs.max_running, jobs.definition (ztask hold, retry, limit, show); 8:
    alloc_queues; 11: tasks.worker_key; 12: tasks_failed indexes cancelled
-   tasks too. Older databases are upgraded in place, a step per version
-   (s_upgrade in store.c); a newer one is refused. */
-#define STORE_SCHEMA_VERSION 12
+   tasks too; 13: job_deps and task state 6 (dep_failed) (the sched
+   helper's step, its brief's 7, above main's 12 at the merge). Older
+   databases are upgraded in place, a step per version (s_upgrade in
+   store.c); a newer one is refused. */
+#define STORE_SCHEMA_VERSION 13
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
@@ -112,12 +114,20 @@ typedef struct {
     const char *name;        /* NULL = none */
     const char *owner;       /* who submitted it (a client's key); NULL or "" = nobody */
     double created;          /* wall seconds */
+    const proto_dep_t *deps; /* what its tasks wait for (ndeps, borrowed) */
+    int ndeps;
     int max_running;         /* its tasks running at once, at most; 0 = no limit */
     const char *definition;  /* what it was submitted as (JSON text), NULL = unknown */
 } store_job_new_t;
 
-/* Inserts a job; the id used goes to *job_id (may be NULL). */
+/* Inserts a job and its dependencies; the id used goes to *job_id (may
+   be NULL). */
 int store_job_create(store_t *self, const store_job_new_t *job, int64_t *job_id);
+/* Calls fn for every dependency of every job (job, the parent and kind),
+   in job order: how the master rebuilds them at start-up. A kind this
+   build does not know is skipped. */
+int store_deps_each(store_t *self, int (*fn)(int64_t job, const proto_dep_t *dep, void *arg),
+                    void *arg);
 int store_job_close(store_t *self, int64_t job);                 /* all batches received */
 int store_job_set_finished(store_t *self, int64_t job, double finished);
 /* What `ztask show` prints of a job beside its record: its definition
@@ -135,7 +145,8 @@ int store_job_set_priority(store_t *self, int64_t job, int32_t priority);
 /* One task held or released (ztask hold/release JOB.INDEX). */
 int store_task_set_held(store_t *self, int64_t task, bool held);
 
-/* Deletes a job with its tasks and duplicates; *deleted gets 1 or 0. */
+/* Deletes a job with its tasks, duplicates and dependencies; *deleted
+   gets 1 or 0. */
 int store_job_delete(store_t *self, int64_t job, int64_t *deleted);
 
 typedef struct {
@@ -224,13 +235,13 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
 /* Puts a task back in the queue (state QUEUED, keeps attempt). */
 int store_task_requeue(store_t *self, int64_t task);
 
-/* Puts a FAILED or CANCELLED task back in the queue for a new attempt
+/* Puts a FAILED, CANCELLED or DEP_FAILED task back in the queue for a new attempt
    (`ztask retry`): state QUEUED, its outcome, worker and times cleared,
    attempt kept (the next dispatch is attempt + 1) and noted as its
    retry_base. */
 int store_task_retry(store_t *self, int64_t task);
 
-/* Records the final outcome: state DONE, FAILED or CANCELLED, the attempt
+/* Records the final outcome: state DONE, FAILED, CANCELLED or DEP_FAILED, the attempt
    that produced it, its worker and the outcome as proto_result_encode text
    (may be NULL, e.g. for a task cancelled before it ran). */
 int store_task_finish(store_t *self, int64_t task, proto_state_t state, int attempt,
@@ -276,10 +287,20 @@ int store_results_each(store_t *self, int64_t job, int64_t after, int limit, boo
                        int (*fn)(const store_task_row_t *row, void *arg), void *arg,
                        int64_t *last_id);
 
+/* Calls fn with (index, state) for every finished task of job (DONE,
+   FAILED, CANCELLED, DEP_FAILED), in no particular order: what tasks of
+   a job waiting for it task by task (after_each) need. */
+int store_task_ends_each(store_t *self, int64_t job,
+                         int (*fn)(int64_t index, proto_state_t state, void *arg), void *arg);
+
 /* Calls fn for every FAILED or CANCELLED task of job, in id order, with
    spec_bytes set (what `ztask retry` may put back). */
 int store_retryable_each(store_t *self, int64_t job,
                          int (*fn)(const store_task_row_t *row, void *arg), void *arg);
+/* The same for every DEP_FAILED task of job: what a retry of a job it
+   depends on revives. */
+int store_dep_failed_each(store_t *self, int64_t job,
+                          int (*fn)(const store_task_row_t *row, void *arg), void *arg);
 
 /* The id of the task of job with the given index (the first one, if a job
    repeats an index); *found false when none. */

@@ -2,9 +2,11 @@
 #include "tasks.h"
 
 #include "auth.h"
+#include "deps.h"
 #include "jobs.h"
 #include "journal.h"
 #include "registry.h"
+#include "resources.h"
 #include "sched.h"
 #include "store.h"
 
@@ -76,6 +78,11 @@ struct tasks {
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
+    /* Reservation (see s_reserve): the task a worker is kept for. */
+    int64_t reserve_task;    /* 0 = none */
+    char *reserve_worker;    /* its worker's id, owned */
+    int64_t blocked_task;    /* the oldest task asking resources that fits nowhere now */
+    int64_t blocked_since;   /* since when (monotonic ms), 0 = none */
     log_limit_t lim_dup;     /* duplicate results */
     int64_t stuck_since;     /* tasks ready but no live worker can take them, 0 = none */
     int64_t stuck_logged;    /* when that was last logged */
@@ -121,6 +128,7 @@ void tasks_destroy(tasks_t **p)
     while ((key = imap_next(self->orphan_keys, &pos, NULL)))
         free(key);
     imap_destroy(&self->orphan_keys);
+    free(self->reserve_worker);
     free(self);
     *p = NULL;
 }
@@ -142,6 +150,7 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     int64_t now = clock_mono_ms();
     sched_new_task_t task = {.id = row->id,
                              .job = row->job,
+                             .index = row->index,
                              .priority = row->priority,
                              .cls = sched_class(self->sched, row->needs),
                              .attempt = row->attempt};
@@ -150,6 +159,9 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         /* Attempts since its last `ztask retry` used its retries. */
         int left = row->retries - (row->attempt - row->retry_base);
         task.retries_left = left < 0 ? 0 : left;
+        /* Held while its job waits for others; judged once everything is
+           loaded (tasks_load), as a new task is at tasks_enter. */
+        task.held = deps_has(self->cfg.deps, row->job);
         t = sched_add(self->sched, &task, 0);
         t->ready_ms = clock_mono_ms();
         t->recovered = true;
@@ -172,9 +184,25 @@ static int s_load_task(const store_task_row_t *row, void *arg)
     return 0;
 }
 
+static void s_judge(tasks_t *self, const int64_t *ids, size_t n);
+
 int tasks_load(tasks_t *self, store_t *store)
 {
-    return store_unfinished_each(store, s_load_task, self);
+    if (store_unfinished_each(store, s_load_task, self) != 0)
+        return -1;
+    /* The held tasks, judged now that every job and task is known. */
+    size_t n = 0, cap = 0, pos = 0;
+    int64_t *ids = NULL;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->parked & SCHED_PARK_DEPS) {
+            if (n == cap)
+                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
+            ids[n++] = t->id;
+        }
+    s_judge(self, ids, n);
+    free(ids);
+    return 0;
 }
 
 /* ---- pipes ---- */
@@ -200,6 +228,56 @@ static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
     proto_pipe_destroy(&msg);
 }
 
+/* ---- resources (resources.h) ---- */
+
+/* What a task's class asks (NULL: a plain task). */
+static const res_set_t *s_req(const tasks_t *self, const sched_task_t *t)
+{
+    return sched_class_get(self->sched, t->cls)->req;
+}
+
+/* Counts t as held by w; GPU devices handed to it are kept in w->grants. */
+static void s_res_take(tasks_t *self, worker_t *w, const sched_task_t *t)
+{
+    const res_set_t *req = s_req(self, t);
+    res_grant_t g;
+    res_take(&w->pool, req, &g);
+    if (req && g.n) {
+        if (!w->grants)
+            w->grants = imap_new();
+        res_grant_t *copy = xmalloc(sizeof *copy);
+        *copy = g;
+        imap_put(w->grants, t->id, copy);
+    }
+}
+
+static void s_res_release(tasks_t *self, worker_t *w, const sched_task_t *t)
+{
+    const res_set_t *req = s_req(self, t);
+    res_grant_t *g = req && w->grants ? imap_remove(w->grants, t->id) : NULL;
+    res_release(&w->pool, req, g);
+    free(g);
+}
+
+/* The members a task with a request gets in its "tasks" entry: its CPUs
+   and devices (caller frees); NULL for a plain task. */
+static char *s_grant_text(const tasks_t *self, const worker_t *w, const sched_task_t *t)
+{
+    const res_set_t *req = s_req(self, t);
+    if (!req)
+        return NULL;
+    int64_t cpus = 1;
+    for (int i = 0; i < req->n; i++)
+        if (strcmp(req->name[i], "cpus") == 0)
+            cpus = req->amount[i];
+    const res_grant_t *g = w->grants ? imap_get(w->grants, t->id) : NULL;
+    if (!g)
+        return xasprintf("\"cpus\":%" PRId64, cpus);
+    char ids[RES_MAX_GPUS * (RES_GPU_ID_MAX + 1) + 1];
+    res_grant_format(&w->pool, g, ids, sizeof ids);
+    return xasprintf("\"cpus\":%" PRId64 ",\"gpus\":\"%s\"", cpus, ids);
+}
+
 /* ---- state transitions ---- */
 
 /* Where t's job counts it: on a worker, or (after a restart) waiting for
@@ -208,7 +286,8 @@ static void s_send_abort(tasks_t *self, worker_t *w, int64_t task, int attempt)
    task coming back (tasks_retry): only for the move that requeues it. */
 static proto_state_t s_counted(const sched_task_t *t)
 {
-    if (t->state == PROTO_ST_FAILED || t->state == PROTO_ST_CANCELLED)
+    if (t->state == PROTO_ST_FAILED || t->state == PROTO_ST_CANCELLED
+        || t->state == PROTO_ST_DEP_FAILED)
         return (proto_state_t) t->state;
     return t->worker || t->orphan ? PROTO_ST_RUNNING : PROTO_ST_QUEUED;
 }
@@ -249,8 +328,10 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
     /* A finished task only ever comes back to the queue. */
     assert(from <= PROTO_ST_RUNNING || (to == PROTO_ST_QUEUED && !t->worker));
     assert(!await || (from == PROTO_ST_QUEUED && t->worker_name));
-    if (t->worker)
+    if (t->worker) {
+        s_res_release(self, t->worker, t);
         worker_detach(t->worker, t);
+    }
     t->awaiting = false;
     if (t->orphan) {
         assert(self->orphans > 0);
@@ -273,6 +354,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         free(t->worker_name);
         t->worker_name = xstrdup(w->id);
         worker_attach(w, t);
+        s_res_take(self, w, t);
     }
     t->state = (uint8_t) to;
     job_t *job = jobs_get(self->jobs, t->job);
@@ -294,14 +376,17 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
     }
     int64_t bytes = 0, now = clock_mono_ms();
     metrics_submitted(self->cfg.metrics, p->ntasks);
+    bool deps = deps_has(self->cfg.deps, job->id);
     for (int i = 0; i < p->ntasks; i++) {
         const pending_task_t *pt = &p->tasks[i];
         sched_task_t *t = sched_add(self->sched,
                                     &(sched_new_task_t){.id = pt->id,
                                                         .job = job->id,
+                                                        .index = pt->index,
                                                         .priority = pt->priority,
                                                         .cls = pt->cls,
-                                                        .retries_left = pt->retries},
+                                                        .retries_left = pt->retries,
+                                                        .held = deps},
                                     0);
         t->ready_ms = now;
         if (job->held)
@@ -313,18 +398,90 @@ void tasks_enter(tasks_t *self, job_t *job, pending_submit_t *p)
         p->tasks[i].spec = NULL;
     }
     job_add(job, PROTO_ST_QUEUED, p->ntasks, bytes);
+    if (deps) {
+        /* Judged once counted: one that can never run ends at once. */
+        int64_t *ids = xmalloc(((size_t) p->ntasks + 1) * sizeof *ids);
+        for (int i = 0; i < p->ntasks; i++)
+            ids[i] = p->tasks[i].id;
+        s_judge(self, ids, (size_t) p->ntasks);
+        free(ids);
+    }
+}
+
+/* ---- dependencies (deps.h) ---- */
+
+/* Ends a held task whose dependency can never be met. */
+static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
+                     const char *error);
+
+/* Judges the held tasks ids again (some may be gone: skipped): each runs,
+   waits again, or ends dep_failed (cancelled, when its job was). May
+   recurse through s_finish into the dependants of those tasks' job. */
+static void s_judge(tasks_t *self, const int64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sched_task_t *t = sched_get(self->sched, ids[i]);
+        if (!t || !(t->parked & SCHED_PARK_DEPS))
+            continue;
+        const job_t *job = jobs_get(self->jobs, t->job);
+        if (job && job->cancelled) {
+            s_finish(self, t, PROTO_ST_CANCELLED, NULL, "cancelled before it started");
+            continue;
+        }
+        char why[256];
+        switch (deps_judge(self->cfg.deps, t->job, t->index, why, sizeof why)) {
+        case DEPS_RUN:
+            t->ready_ms = clock_mono_ms();   /* its wait in the queue starts now */
+            sched_unpark(self->sched, t, SCHED_PARK_DEPS);
+            break;
+        case DEPS_WAIT: deps_hold(self->cfg.deps, t->job, t->index, t->id); break;
+        case DEPS_FAIL: s_finish(self, t, PROTO_ST_DEP_FAILED, NULL, why); break;
+        }
+    }
+}
+
+/* A task of job ended: the tasks that wait for it (--after-each) are
+   judged again. */
+static void s_task_ended(tasks_t *self, int64_t job, int64_t index, proto_state_t state)
+{
+    size_t n;
+    int64_t *ids = deps_task_ended(self->cfg.deps, job, index, state, &n);
+    if (ids) {
+        s_judge(self, ids, n);
+        free(ids);
+    }
+}
+
+void tasks_check_finished(tasks_t *self, job_t *job)
+{
+    if (job->finished > 0)
+        return;
+    jobs_check_finished(self->jobs, job);
+    if (job->finished == 0)
+        return;
+    size_t n;
+    int64_t *ids = deps_job_ended(self->cfg.deps, job->id, &n);
+    if (ids) {
+        log_info("event=dependants_judged job=%" PRId64 " tasks=%zu", job->id, n);
+        s_judge(self, ids, n);
+        free(ids);
+    }
 }
 
 void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
 {
-    assert(task->state == PROTO_ST_FAILED || task->state == PROTO_ST_CANCELLED);
+    assert(task->state == PROTO_ST_FAILED || task->state == PROTO_ST_CANCELLED
+           || task->state == PROTO_ST_DEP_FAILED);
+    bool deps = deps_has(self->cfg.deps, job->id);
     sched_task_t *t = sched_add(self->sched,
                                 &(sched_new_task_t){.id = task->id,
                                                     .job = job->id,
+                                                    .index = task->index,
                                                     .priority = task->priority,
                                                     .cls = task->cls,
                                                     .attempt = task->attempt,
-                                                    .retries_left = task->retries},
+                                                    .retries_left = task->retries,
+                                                    .held = deps},
                                 0);
     t->spec_len = (uint32_t) task->spec_bytes;
     t->ready_ms = clock_mono_ms();
@@ -335,11 +492,11 @@ void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
         sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
                 &(jop_t){.type = J_RETRY, .task = t->id, .job = t->job, .attempt = t->attempt});
+    deps_task_reset(self->cfg.deps, job->id, task->index);
+    if (deps)
+        s_judge(self, &task->id, 1);
 }
 
-/* Ends a task that is still in the scheduler with a final state (DONE,
-   FAILED or CANCELLED). outcome (proto_result_encode text, or NULL to
-   record just `error`) is taken: the journal owns it from here. */
 static metrics_kind_t s_kind(const tasks_t *self, const sched_task_t *t)
 {
     return sched_class_get(self->sched, t->cls)->exec ? M_KIND_EXEC : M_KIND_FN;
@@ -348,12 +505,17 @@ static metrics_kind_t s_kind(const tasks_t *self, const sched_task_t *t)
 static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                         const char *error, metrics_outcome_t counted);
 
+/* Ends a task that is still in the scheduler with a final state (DONE,
+   FAILED, CANCELLED or DEP_FAILED). outcome (proto_result_encode text, or NULL to
+   record just `error`) is taken: the journal owns it from here. */
 static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                      const char *error)
 {
     s_finish_as(self, t, state, outcome, error,
-                state == PROTO_ST_DONE ? M_OUT_DONE
-                : state == PROTO_ST_CANCELLED ? M_OUT_CANCELLED : M_OUT_FAILED);
+                state == PROTO_ST_DONE          ? M_OUT_DONE
+                : state == PROTO_ST_CANCELLED   ? M_OUT_CANCELLED
+                : state == PROTO_ST_DEP_FAILED ? M_OUT_DEP_FAILED
+                                                : M_OUT_FAILED);
 }
 
 /* s_finish, counted in the metrics as `counted` (a timeout is a failure
@@ -361,12 +523,15 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
 static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, char *outcome,
                         const char *error, metrics_outcome_t counted)
 {
-    assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED);
+    assert(state == PROTO_ST_DONE || state == PROTO_ST_FAILED || state == PROTO_ST_CANCELLED
+           || state == PROTO_ST_DEP_FAILED);
     if (!outcome && error) {
         proto_result_t *res = proto_result_new();
         res->task = t->id;
         res->attempt = t->attempt;
-        res->status = state;
+        /* A result says done, failed or cancelled; the task's state says
+           dep_failed. */
+        res->status = state == PROTO_ST_DEP_FAILED ? PROTO_ST_FAILED : state;
         res->error = xstrdup(error);
         res->finished = clock_wall();
         outcome = proto_result_encode(res);
@@ -394,9 +559,11 @@ static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, cha
     self->results_total++;
     metrics_finished(self->cfg.metrics, counted, clock_mono_ms());
     job_t *job = jobs_get(self->jobs, t->job);
+    int64_t job_id = t->job, index = t->index;
     sched_remove(self->sched, t->id);
+    s_task_ended(self, job_id, index, state);
     if (job)
-        jobs_check_finished(self->jobs, job);
+        tasks_check_finished(self, job);
 }
 
 /* Back in the queue, ready at not_before (0 = now): a retry, or a task
@@ -697,8 +864,10 @@ int64_t tasks_cancel_job(tasks_t *self, job_t *job)
     for (size_t i = 0; i < n; i++) {
         t = sched_get(self->sched, ids[i]);
         if (t->state == PROTO_ST_QUEUED) {
+            int64_t index = t->index;
             s_move(self, t, PROTO_ST_CANCELLED, NULL);
             sched_remove(self->sched, ids[i]);
+            s_task_ended(self, job->id, index, PROTO_ST_CANCELLED);
             queued++;
         } else {
             tasks_cancel(self, t);
@@ -712,7 +881,7 @@ int64_t tasks_cancel_job(tasks_t *self, job_t *job)
     count += queued;
     log_info("event=job_cancelled job=%" PRId64 " queued=%" PRId64 " running=%" PRId64, job->id,
              queued, count - queued);
-    jobs_check_finished(self->jobs, job);
+    tasks_check_finished(self, job);
     return count;
 }
 
@@ -828,18 +997,47 @@ static bool s_pipe_ready(worker_t *w, int64_t now)
     return w->pipe_ready;
 }
 
-/* Whether a worker can take tasks of a class: a command needs a worker
-   that runs commands, labels the worker's, and a --time-request a worker
-   whose end (its allocation's) leaves the time and the margin it drains
-   in. */
+/* Whether a worker's end (its allocation's) leaves a --time-request's
+   time and the margin it drains in. */
+static bool s_time_ok(const sched_class_t *cls, const worker_t *w)
+{
+    return cls->time_request <= 0 || w->ends_at <= 0
+           || clock_wall() + cls->time_request <= w->ends_at - PROTO_END_MARGIN_S;
+}
+
+/* Whether a worker is the kind a class needs: a command needs a worker
+   that runs commands, a function one that has it, labels the worker's,
+   a --time-request a worker with that long left. */
+static bool s_kind_ok(const sched_class_t *cls, const worker_t *w)
+{
+    return (!cls->exec || !w->no_exec) && worker_has_fn(w, cls->fn)
+           && worker_has_labels(w, cls->require, cls->nrequire) && s_time_ok(cls, w);
+}
+
+/* Whether a worker can take tasks of a class at all (ever, on an idle
+   worker): its kind, and resources it declared enough of. */
+static bool s_could_take(const sched_class_t *cls, const worker_t *w)
+{
+    return s_kind_ok(cls, w) && (!cls->req || res_could_fit(&w->pool, cls->req));
+}
+
+/* Whether a worker can take a task of a class now: its kind, and what it
+   has free now. */
+static bool s_takes_now(const sched_class_t *cls, const worker_t *w)
+{
+    return s_kind_ok(cls, w) && res_fits(&w->pool, cls->req);
+}
+
+/* What sched_pop asks of a class for one worker now. */
+typedef struct {
+    const worker_t *w;
+    const sched_class_t *only;   /* the worker is reserved for this class's head */
+} accept_t;
+
 static bool s_accepts(const sched_class_t *cls, void *arg)
 {
-    const worker_t *w = arg;
-    if (cls->time_request > 0 && w->ends_at > 0
-        && clock_wall() + cls->time_request > w->ends_at - PROTO_END_MARGIN_S)
-        return false;
-    return (!cls->exec || !w->no_exec) && worker_has_fn(w, cls->fn)
-           && worker_has_labels(w, cls->require, cls->nrequire);
+    const accept_t *a = arg;
+    return (!a->only || cls == a->only) && s_takes_now(cls, a->w);
 }
 
 bool tasks_class_served(tasks_t *self, int cls)
@@ -848,7 +1046,7 @@ bool tasks_class_served(tasks_t *self, int cls)
     size_t pos = 0;
     worker_t *w;
     while (c && (w = registry_next(self->registry, &pos)))
-        if (w->alive && !w->draining && s_accepts(c, w))
+        if (w->alive && !w->draining && s_could_take(c, w))
             return true;
     return false;
 }
@@ -988,7 +1186,7 @@ static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_tas
     size_t pos = 0;
     worker_t *o;
     while ((o = registry_next(self->registry, &pos)))
-        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_accepts(cls, o))
+        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_takes_now(cls, o))
             return true;
     return false;
 }
@@ -1001,7 +1199,8 @@ static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_tas
    Tasks of a job at its --max-running are parked instead (at most
    PARKS_PER_DISPATCH a call); a retry that failed on w waits for the
    next worker's turn when another can take it now (s_better_elsewhere). */
-static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
+static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
+                          const sched_class_t *only)
 {
     int parks = 0;
     /* What `ztask tasks` shows as its start until the worker reports one. */
@@ -1011,14 +1210,15 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
     int nlater = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
-    char *specs[DISPATCH_BATCH];
+    char *specs[DISPATCH_BATCH], *grants[DISPATCH_BATCH];
     sched_task_t *tasks[DISPATCH_BATCH];
+    accept_t acc = {.w = w, .only = only};
     sched_task_t *carry = NULL;   /* popped and assigned, for the next message */
     char *carry_spec = NULL;
     while (credit > 0) {
         int n = 0;
         size_t bytes = PROTO_PIPE_ENVELOPE;
-        bool full = false;
+        bool full = false, granted = false;
         while (n < credit && n < DISPATCH_BATCH) {
             sched_task_t *t;
             char *spec;
@@ -1029,8 +1229,9 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 carry_spec = NULL;
             } else {
                 /* One suspect per worker at a time (w->suspects counts the
-                   one just taken too): see s_worker_lost. */
-                t = sched_pop(self->sched, now, s_accepts, w, w->suspects == 0);
+                   one just taken too): see s_worker_lost; none to a worker
+                   reserved for a big task. */
+                t = sched_pop(self->sched, now, s_accepts, &acc, w->suspects == 0 && !only);
                 if (!t)
                     break;
                 job_t *job = jobs_get(self->jobs, t->job);
@@ -1071,14 +1272,18 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
                 t->failed_on = NULL;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
-            size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD;
+            char *grant = s_grant_text(self, w, t);
+            size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD + (grant ? strlen(grant) + 1 : 0);
             if (n > 0 && bytes + add > (size_t) PROTO_MAX_PIPE_MSG) {
+                free(grant);
                 carry = t;
                 carry_spec = spec;
                 full = true;
                 break;
             }
             bytes += add;
+            grants[n] = grant;
+            granted |= grant != NULL;
             ids[n] = t->id;
             jobs[n] = t->job;
             attempts[n] = t->attempt;
@@ -1093,11 +1298,15 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit)
         if (self->ahead_wanted > 0 && !carry)
             dry = true;   /* specs to read first (tasks_read_ahead); a carried
                              task has its spec and goes in the next message */
-        char *msg = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
+        char *msg = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
+                                                    (const char *const *) specs,
+                                                    granted ? (const char *const *) grants : NULL);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             free(specs[i]);
+            free(grants[i]);
+        }
         if (rc != 0) {
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
@@ -1155,6 +1364,100 @@ static int s_prefetch(const tasks_t *self, const worker_t *w)
     return extra > PREFETCH_MAX ? PREFETCH_MAX : (int) extra;
 }
 
+/* Big tasks are not starved by small ones (docs/architecture.md, "What
+   fits where"): tasks asking resources are placed wherever they fit now,
+   so small ones fill the gaps a big one leaves (backfill). When the
+   oldest ready task asking resources (highest priority, then lowest id)
+   has fitted on no live worker for RESERVE_AFTER_MS although one could
+   hold it, a worker is reserved for it: the one closest to fitting it
+   (res_shortfall), which from then on gets no other task until that one
+   fits there. Its tasks end, nothing new arrives, so it fits within the
+   time its longest task takes. One reservation at a time: the rest keep
+   backfilling. */
+#define RESERVE_AFTER_MS 1000
+
+/* The oldest ready task asking resources, and its class; NULL when none. */
+static sched_task_t *s_oldest_requesting(tasks_t *self, int *cls_out)
+{
+    sched_task_t *best = NULL;
+    for (int c = 0; c < sched_nclasses(self->sched); c++) {
+        if (!sched_class_get(self->sched, c)->req)
+            continue;
+        sched_task_t *t = sched_class_peek(self->sched, c);
+        if (t && (!best || t->priority > best->priority
+                  || (t->priority == best->priority && t->id < best->id))) {
+            best = t;
+            *cls_out = c;
+        }
+    }
+    return best;
+}
+
+static void s_unreserve(tasks_t *self)
+{
+    self->reserve_task = 0;
+    free(self->reserve_worker);
+    self->reserve_worker = NULL;
+}
+
+/* Keeps the reservation up to date; returns the worker reserved and sets
+   *only to the class it may take (NULL, NULL when none). */
+static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **only)
+{
+    *only = NULL;
+    if (self->reserve_task) {
+        sched_task_t *t = sched_get(self->sched, self->reserve_task);
+        worker_t *w = registry_find(self->registry, self->reserve_worker);
+        if (t && t->state == PROTO_ST_QUEUED && !t->parked && w && w->alive && !w->draining) {
+            *only = sched_class_get(self->sched, t->cls);
+            return w;
+        }
+        log_info("event=reservation_ended task=%" PRId64 " worker=%s placed=%d",
+                 self->reserve_task, self->reserve_worker, t && t->state != PROTO_ST_QUEUED);
+        s_unreserve(self);
+    }
+    int cls = -1;
+    sched_task_t *h = s_oldest_requesting(self, &cls);
+    if (!h) {
+        self->blocked_task = self->blocked_since = 0;
+        return NULL;
+    }
+    const sched_class_t *c = sched_class_get(self->sched, cls);
+    /* The live workers that could take it; res_reserve_pick says whether
+       one has room now (no reservation) or which is closest to it. */
+    size_t count = registry_count(self->registry), pos = 0;
+    int n = 0;
+    worker_t **ws = xmalloc((count + 1) * sizeof *ws), *w;
+    const res_pool_t **pools = xmalloc((count + 1) * sizeof *pools);
+    while ((w = registry_next(self->registry, &pos)))
+        if (w->alive && !w->draining && s_could_take(c, w)) {
+            ws[n] = w;
+            pools[n++] = &w->pool;
+        }
+    int k = res_reserve_pick(pools, n, c->req);
+    worker_t *pick = k >= 0 ? ws[k] : NULL;
+    free(ws);
+    free(pools);
+    if (!pick) {
+        /* It fits somewhere now (dispatch places it), or nowhere ever
+           (unrunnable: s_check_stuck says so). */
+        self->blocked_task = self->blocked_since = 0;
+        return NULL;
+    }
+    if (self->blocked_task != h->id) {
+        self->blocked_task = h->id;
+        self->blocked_since = now;
+    }
+    if (now - self->blocked_since < RESERVE_AFTER_MS)
+        return NULL;
+    self->reserve_task = h->id;
+    self->reserve_worker = xstrdup(pick->id);
+    log_info("event=reserved task=%" PRId64 " needs=\"%s\" worker=%s waited_ms=%" PRId64,
+             h->id, c->key, pick->id, now - self->blocked_since);
+    *only = c;
+    return pick;
+}
+
 void tasks_dispatch(tasks_t *self, int64_t now)
 {
     size_t count = registry_count(self->registry);
@@ -1165,6 +1468,8 @@ void tasks_dispatch(tasks_t *self, int64_t now)
             return;
         tasks_read_ahead(self);
     }
+    const sched_class_t *only = NULL;
+    worker_t *reserved = s_reserve(self, now, &only);
     /* Start from a different worker each round so scarce tasks spread. */
     size_t start = self->rr++ % count;
     for (size_t k = 0; k < count; k++) {
@@ -1173,7 +1478,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         int credit = w ? s_credit(self, w) : 0;
         if (credit <= 0 || !s_pipe_ready(w, now))
             continue;
-        s_dispatch_to(self, w, now, credit);
+        s_dispatch_to(self, w, now, credit, w == reserved ? only : NULL);
         if (self->ahead_wanted > 0)
             return;
     }
@@ -1675,6 +1980,7 @@ void tasks_timers(tasks_t *self, int64_t now)
     if (now - self->last_prune > (self->keep_gone_ms < 60000 ? self->keep_gone_ms : 60000)) {
         self->last_prune = now;
         registry_prune(self->registry, now, self->keep_gone_ms);
+        deps_prune(self->cfg.deps);
     }
     s_check_stuck(self, now);
 }

@@ -1,5 +1,6 @@
-/*  tasks: the life of a task inside the master, from the ready queue to a
-    worker's pipe to its recorded result; what happens when workers die,
+/*  tasks: the life of a task inside the master, from the ready queue (or
+    waiting for the jobs its job depends on, deps.h) to a worker's pipe to
+    its recorded result; what happens when workers die,
     leases run out or a result arrives for a stale attempt; and the claims
     of workers that kept running through a master restart.
 
@@ -17,6 +18,7 @@
 #define ZTASK_TASKS_H
 
 #include "auth.h"
+#include "deps.h"
 #include "jobs.h"
 #include "journal.h"
 #include "metrics.h"
@@ -41,6 +43,7 @@ typedef struct {
     jobs_t *jobs;
     journal_t *journal;
     auth_t *auth;            /* NULL without CURVE */
+    deps_t *deps;
     metrics_t *metrics;      /* counts finishes, retries, waits, losses */
     int heartbeat_ms;
     int liveness;
@@ -141,6 +144,11 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
    tasks_read_reports). Returns how many tasks its hello claimed. */
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now);
 
+/* Records that job has finished, if it just has (jobs_check_finished),
+   and judges again the tasks of the jobs that wait for it: the one way a
+   job finishes. */
+void tasks_check_finished(tasks_t *self, job_t *job);
+
 /* A finished task to run again (`ztask retry`): what the store has of it. */
 typedef struct {
     int64_t id;
@@ -149,11 +157,16 @@ typedef struct {
     int attempt;             /* the attempt that ended it: the next is attempt + 1 */
     int retries;             /* its spec's retries: the new attempt has them all again */
     int64_t spec_bytes;
-    proto_state_t state;     /* FAILED or CANCELLED */
+    int64_t index;           /* its index in its job */
+    proto_state_t state;     /* FAILED, CANCELLED, or DEP_FAILED (a dependant revived) */
 } tasks_retry_t;
 
 /* Puts a failed or cancelled task of job back in the queue (journalled);
-   the caller reopens the job (jobs_reopen) once its tasks are back. */
+   the caller reopens the job (jobs_reopen) once its tasks are back. A
+   task of a job that depends on others waits for them again (parked,
+   judged now: a dep_failed one revived by a retry of its parent waits
+   for that parent's new end); a task that others wait for task by task
+   (--after-each) is no longer counted as ended. */
 void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task);
 
 /* Holds (hold true) or releases one task: a queued task held is parked

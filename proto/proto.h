@@ -26,6 +26,8 @@
 #ifndef ZTASK_PROTO_H
 #define ZTASK_PROTO_H
 
+#include "../common/resset.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,8 +101,9 @@ void proto_err_set(proto_err_t *err, const char *code, const char *fmt, ...)
    0..PROTO_MAX_TIMEOUT), "stdout_file" / "stderr_file" (commands only: a
    path pattern, see proto_spec_path, where the worker writes the whole
    stream), "capture" (false: the master keeps none of the output; the
-   files have it). Unknown fields are an error in a spec (a typo must not
-   silently drop a user's setting).
+   files have it), "resources" (object: resource name -> amount, what the
+   task needs of a worker; common/resset.h). Unknown fields are an error in
+   a spec (a typo must not silently drop a user's setting).
    ------------------------------------------------------------------------ */
 typedef enum { PROTO_KIND_EXEC = 1, PROTO_KIND_FN = 2 } proto_kind_t;
 
@@ -124,6 +127,8 @@ typedef struct {
     char **require;       /* nrequire labels; NULL when none */
     int nrequire;
     int64_t output_cap;   /* bytes per stream */
+    res_set_t *resources; /* what it needs (cpus, mem, gpus, ...); NULL = nothing
+                             named (one CPU) */
     double time_request;  /* seconds it expects to run, 0 = not said: a worker
                              with an end (--ends-at) is sent it only when it
                              can finish PROTO_END_MARGIN_S before that end */
@@ -169,8 +174,26 @@ typedef enum {
     PROTO_ST_RUNNING,
     PROTO_ST_DONE,       /* exit 0 / fn returned a result */
     PROTO_ST_FAILED,     /* non-zero exit, signal, timeout, fn error, refused... */
-    PROTO_ST_CANCELLED
+    PROTO_ST_CANCELLED,
+    PROTO_ST_DEP_FAILED  /* never ran: a job it depends on did not end as it needed */
 } proto_state_t;
+
+/* A dependency of a new job on an earlier one (submit "after",
+   "after_any", "after_each"): its tasks wait until the parent job has
+   finished with every task done (OK), finished however it ended (ANY),
+   or, for EACH, until the parent's task of the same index is done. */
+typedef enum { PROTO_DEP_OK = 1, PROTO_DEP_ANY, PROTO_DEP_EACH } proto_dep_kind_t;
+
+typedef struct {
+    int64_t job;
+    proto_dep_kind_t kind;
+} proto_dep_t;
+
+/* Dependencies one submit may name (all kinds together). */
+#define PROTO_MAX_DEPS 64
+
+/* "ok", "any", "each" (NULL outside the enum). */
+const char *proto_dep_kind_name(proto_dep_kind_t kind);
 
 const char *proto_state_name(proto_state_t st);          /* "queued", ... */
 int proto_state_parse(const char *name, proto_state_t *st);
@@ -343,6 +366,9 @@ typedef struct {
     char *worker;            /* drain: worker id */
     char *name;              /* submit: job name (optional) */
     bool more;               /* submit: more batches follow for this job */
+    proto_dep_t *deps;       /* submit, a new job only: what its tasks wait for */
+    int ndeps;
+    bool with_dependants;    /* cancel of a job: cancel the jobs that wait for it too */
     char *key;               /* submit: idempotency key (optional, proto_key_valid): a
                                 resent request with the same key is answered as the
                                 first copy was, and adds nothing */
@@ -361,6 +387,9 @@ typedef struct {
                                     restart); at most PROTO_MAX_ENDED */
     int nended;
     bool no_exec;            /* worker refuses exec tasks */
+    res_set_t *resources;    /* hello: what the worker has (NULL = not said) */
+    char **gpu_ids;          /* hello: its GPU devices (ngpu_ids of them) */
+    int ngpu_ids;
     char **functions;        /* hello: the fn names it runs (nfunctions); none = not said
                                 (an older worker: taken to run any) */
     int nfunctions;
@@ -402,6 +431,8 @@ typedef struct {
     char *name;                 /* may be NULL */
     bool closed;                /* all batches received */
     int64_t total, queued, running, done, failed, cancelled;
+    int64_t dep_failed;         /* tasks that never ran: a job they depend on did not succeed */
+    bool waiting;               /* tasks of it wait for the jobs it depends on */
     double created;             /* wall seconds */
     double finished;            /* 0 while not finished */
     char *owner;                /* who submitted it (a client's CURVE key), NULL = nobody */
@@ -441,12 +472,15 @@ typedef struct {
     int64_t done, failed;
     double last_heartbeat;      /* wall seconds; 0 (null on the wire): none yet */
     double gone;                /* wall seconds it died or left; 0 (null) while alive */
+    res_set_t *resources;       /* what it declared, NULL = nothing said */
+    res_set_t *used;            /* of that, in use now (NULL with resources) */
     char *slurm_job;            /* the Slurm job it runs in, NULL = none */
     double ends_at;             /* wall seconds it leaves at, 0 = no end */
 } proto_worker_info_t;
 
 typedef struct {
     int64_t jobs, tasks_queued, tasks_running, tasks_done, tasks_failed;
+    int64_t tasks_dep_failed;   /* never run: a job they depend on did not succeed */
     int64_t workers_alive, threads_total, duplicates;
     int64_t results_per_s_1m;   /* recent rate, results per second */
     double uptime;              /* seconds */
@@ -515,9 +549,11 @@ char *proto_worker_info_encode(const proto_worker_info_t *w);
 char *proto_stats_encode(const proto_stats_t *s);
 
 /* The derived job state shown as "state" in job records: "open" (more
-   batches may come), "queued" (nothing started or finished yet),
+   batches may come), "waiting" (for the jobs it depends on, nothing
+   started or finished yet), "queued" (nothing started or finished yet),
    "running", then when every task is finished "failed" (any failed),
-   "cancelled" (any cancelled, none failed) or "done". Static string. */
+   "dep_failed" (any not run for a dependency, none failed), "cancelled"
+   (any cancelled, none failed or dep_failed) or "done". Static string. */
 const char *proto_job_state_name(const proto_job_t *job);
 
 /* Frees what the record points to (not the record itself). */
@@ -541,6 +577,8 @@ typedef struct {
     int attempt;       /* 1 for the first run */
     int64_t job;
     proto_spec_t *spec;
+    int cpus;          /* CPUs it was given (0 = not said: one) */
+    char *gpus;        /* GPU device ids it was given ("0,2"), NULL = none */
 } proto_task_t;
 
 typedef struct {
@@ -561,6 +599,11 @@ void proto_pipe_destroy(proto_pipe_t **p);
    stored). specs[i] is the normalized JSON text of task ids[i]. */
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs);
+/* The same with what each task was given: grants[i] NULL, or the members
+   "cpus":N and "gpus":"0,1" as JSON text to add to task i's object. */
+char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
+                                      const int64_t *jobs, const char *const *specs,
+                                      const char *const *grants);
 
 /* ------------------------------------------------------------------------
    REPORT channel (worker PUSH -> master PULL). Every report names its

@@ -58,6 +58,9 @@ void proto_req_destroy(proto_req_t **p)
     pu_strv_free(r->labels, r->nlabels);
     pu_strv_free(r->functions, r->nfunctions);
     free(r->running);
+    free(r->deps);
+    free(r->resources);
+    pu_strv_free(r->gpu_ids, r->ngpu_ids);
     free(r->indexes);
     free(r->definition);
     free(r->ended);
@@ -68,6 +71,40 @@ void proto_req_destroy(proto_req_t **p)
 }
 
 /* ---------------------------------------------------------------- decode */
+
+/* The job ids of member key (an array of job ids), as dependencies of
+   kind, appended to req->deps; PROTO_MAX_DEPS in all. */
+static int s_deps_from(const cJSON *o, const char *key, proto_dep_kind_t kind, proto_req_t *req,
+                       proto_err_t *err)
+{
+    cJSON *arr;
+    if (pj_array(o, key, false, PROTO_MAX_DEPS, &arr, err) != 0)
+        return -1;
+    if (!arr)
+        return 0;
+    for (cJSON *e = arr->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > PJ_MAX_SAFE_INT
+            || e->valuedouble != (double) (int64_t) e->valuedouble) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" must be an array of job ids", key);
+            return -1;
+        }
+        if (req->ndeps == PROTO_MAX_DEPS) {
+            proto_err_set(err, PROTO_E_TOO_BIG, "a job may depend on at most %d jobs",
+                          PROTO_MAX_DEPS);
+            return -1;
+        }
+        req->deps = xrealloc(req->deps, (size_t) (req->ndeps + 1) * sizeof *req->deps);
+        req->deps[req->ndeps++] = (proto_dep_t){.job = (int64_t) e->valuedouble, .kind = kind};
+    }
+    return 0;
+}
+
+/* The submit members of each dependency kind. */
+static const struct {
+    const char *key;
+    proto_dep_kind_t kind;
+} s_dep_keys[] = {
+    {"after", PROTO_DEP_OK}, {"after_any", PROTO_DEP_ANY}, {"after_each", PROTO_DEP_EACH}};
 
 bool proto_key_valid(const char *key)
 {
@@ -95,6 +132,14 @@ static int s_submit_from(cJSON *o, proto_req_t *req, proto_err_t *err)
                != 0
         || pj_array(o, "tasks", false, PROTO_MAX_SUBMIT_BATCH, &arr, err) != 0)
         return -1;
+    for (size_t i = 0; i < sizeof s_dep_keys / sizeof *s_dep_keys; i++)
+        if (s_deps_from(o, s_dep_keys[i].key, s_dep_keys[i].kind, req, err) != 0)
+            return -1;
+    if (req->ndeps && req->job) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "dependencies (\"after\") go with a job's first batch (\"job\": 0)");
+        return -1;
+    }
     const cJSON *def = pj_get(o, "definition");
     if (def && !cJSON_IsObject(def)) {
         proto_err_set(err, PROTO_E_FIELD, "field \"definition\" must be an object");
@@ -153,7 +198,8 @@ static int s_cancel_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     if (pj_i64(o, "job", false, 1, PJ_MAX_SAFE_INT, &req->job, err) != 0
         || pj_i64(o, "task", false, 1, PJ_MAX_SAFE_INT, &req->task, err) != 0
-        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0)
+        || pj_i64(o, "index", false, 0, PJ_MAX_SAFE_INT, &req->index, err) != 0
+        || pj_bool(o, "with_dependants", false, &req->with_dependants, err) != 0)
         return -1;
     if (req->task == 0 && req->job == 0) {
         proto_err_set(err, PROTO_E_FIELD, "%s needs \"job\" or \"task\"",
@@ -189,6 +235,8 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_refs(o, "running", false, &req->running, &req->nrunning, err) != 0
         || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
+        || ps_resources_from(o, "resources", &req->resources, err) != 0
+        || pj_str_array(o, "gpu_ids", false, 64, 1, 32, &req->gpu_ids, &req->ngpu_ids, err) != 0
         || pj_str_array(o, "functions", false, MAX_FUNCTIONS, 1, PROTO_MAX_NAME,
                         &req->functions, &req->nfunctions, err) != 0
         || pj_str(o, "slurm_job", false, 1, 64, &req->slurm_job, err) != 0
@@ -336,6 +384,22 @@ char *proto_req_encode(const proto_req_t *req)
             pb_kstr(&b, "key", req->key);
         if (req->wait_ms > 0)
             pb_ki64(&b, "wait_ms", req->wait_ms);
+        for (size_t k = 0; k < sizeof s_dep_keys / sizeof *s_dep_keys; k++) {
+            bool any = false;
+            for (int i = 0; i < req->ndeps; i++) {
+                if (req->deps[i].kind != s_dep_keys[k].kind)
+                    continue;
+                if (!any) {
+                    pb_key(&b, s_dep_keys[k].key);
+                    pb_char(&b, '[');
+                }
+                pb_sep(&b);
+                pb_i64(&b, req->deps[i].job);
+                any = true;
+            }
+            if (any)
+                pb_char(&b, ']');
+        }
         if (req->max_running > 0)
             pb_ki64(&b, "max_running", req->max_running);
         if (req->definition) {
@@ -382,6 +446,8 @@ char *proto_req_encode(const proto_req_t *req)
             pb_ki64(&b, "job", req->job);
         if (req->index >= 0)
             pb_ki64(&b, "index", req->index);
+        if (req->with_dependants)
+            pb_kbool(&b, "with_dependants", true);
         if (req->type == PROTO_REQ_LOGS) {
             pb_ki64(&b, "out_offset", req->out_offset);
             pb_ki64(&b, "err_offset", req->err_offset);
@@ -405,6 +471,11 @@ char *proto_req_encode(const proto_req_t *req)
             pb_refs(&b, req->ended, req->nended);
         }
         pb_kbool(&b, "no_exec", req->no_exec);
+        ps_resources_write(&b, "resources", req->resources);
+        if (req->ngpu_ids > 0) {
+            pb_key(&b, "gpu_ids");
+            pb_strv(&b, req->gpu_ids, req->ngpu_ids);
+        }
         if (req->nfunctions) {
             pb_key(&b, "functions");
             pb_strv(&b, req->functions, req->nfunctions);

@@ -317,7 +317,9 @@ static bool s_result_member(fr_t *r, size_t which, proto_result_t *res)
     switch (which) {
     case 0: return s_int(r, 1, (double) PJ_MAX_SAFE_INT, &res->task);
     case 1:
-        if (!s_int(r, 1, INT32_MAX, &v))
+        /* 0: a task the master ended before any dispatch (cancelled or
+           dep_failed while queued). */
+        if (!s_int(r, 0, INT32_MAX, &v))
             return false;
         res->attempt = (int) v;
         return true;

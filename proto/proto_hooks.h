@@ -22,6 +22,11 @@
 /* Spec to/from a cJSON object (proto_spec.c). */
 proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err);
 void ps_spec_write(pb_t *b, const proto_spec_t *spec);
+/* A resources object (name -> amount, common/resset.h) at member k of o:
+   *out NULL when absent or empty, else a set the caller owns. */
+int ps_resources_from(const cJSON *o, const char *k, res_set_t **out, proto_err_t *err);
+/* Writes "k":{...} for set (nothing when set is NULL). */
+void ps_resources_write(pb_t *b, const char *k, const res_set_t *set);
 
 /* Allocation queue records (proto_alloc.c): a queue to/from a cJSON
    object, and the op of an `alloc` request. */

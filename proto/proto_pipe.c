@@ -30,8 +30,10 @@ void proto_pipe_destroy(proto_pipe_t **p)
     if (!p || !*p)
         return;
     proto_pipe_t *m = *p;
-    for (int i = 0; m->tasks && i < m->ntasks; i++)
+    for (int i = 0; m->tasks && i < m->ntasks; i++) {
         proto_spec_destroy(&m->tasks[i].spec);
+        free(m->tasks[i].gpus);
+    }
     free(m->tasks);
     free(m);
     *p = NULL;
@@ -45,7 +47,9 @@ static int s_task_from(cJSON *o, proto_task_t *t, proto_err_t *err)
     }
     if (pj_i64(o, "id", true, 1, PJ_MAX_SAFE_INT, &t->id, err) != 0
         || pj_int(o, "attempt", true, 1, INT32_MAX, &t->attempt, err) != 0
-        || pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &t->job, err) != 0)
+        || pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &t->job, err) != 0
+        || pj_int(o, "cpus", false, 0, INT32_MAX, &t->cpus, err) != 0
+        || pj_str(o, "gpus", false, 1, 4096, &t->gpus, err) != 0)
         return -1;
     cJSON *spec = pj_get(o, "spec");
     if (!spec) {
@@ -124,6 +128,10 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
             pb_ki64(&b, "id", t->id);
             pb_ki64(&b, "attempt", t->attempt);
             pb_ki64(&b, "job", t->job);
+            if (t->cpus > 0)
+                pb_ki64(&b, "cpus", t->cpus);
+            if (t->gpus)
+                pb_kstr(&b, "gpus", t->gpus);
             pb_key(&b, "spec");
             if (t->spec)
                 ps_spec_write(&b, t->spec);
@@ -145,11 +153,19 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs)
 {
+    return proto_pipe_encode_tasks_granted(n, ids, attempts, jobs, specs, NULL);
+}
+
+char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
+                                      const int64_t *jobs, const char *const *specs,
+                                      const char *const *grants)
+{
     if (n < 0)
         n = 0;
     size_t total = PROTO_PIPE_ENVELOPE;
     for (int i = 0; i < n; i++)
-        total += strlen(specs[i]) + PROTO_PIPE_TASK_OVERHEAD;
+        total += strlen(specs[i]) + PROTO_PIPE_TASK_OVERHEAD
+                 + (grants && grants[i] ? strlen(grants[i]) + 1 : 0);
     pb_t b;
     pb_init(&b, total);
     pb_lit(&b, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[");
@@ -162,6 +178,10 @@ char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts
         pb_i64(&b, attempts[i]);
         pb_lit(&b, ",\"job\":");
         pb_i64(&b, jobs[i]);
+        if (grants && grants[i]) {
+            pb_char(&b, ',');
+            pb_raw(&b, grants[i], strlen(grants[i]));
+        }
         pb_lit(&b, ",\"spec\":");
         pb_raw(&b, specs[i], strlen(specs[i]));
         pb_char(&b, '}');

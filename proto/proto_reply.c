@@ -16,16 +16,18 @@
 
 const char *proto_job_state_name(const proto_job_t *job)
 {
-    int64_t finished = job->done + job->failed + job->cancelled;
+    int64_t finished = job->done + job->failed + job->cancelled + job->dep_failed;
     if (!job->closed)
         return "open";
     if (finished < job->total) {
         if (job->running == 0 && finished == 0)
-            return "queued";
+            return job->waiting ? "waiting" : "queued";
         return "running";
     }
     if (job->failed > 0)
         return "failed";
+    if (job->dep_failed > 0)
+        return "dep_failed";
     if (job->cancelled > 0)
         return "cancelled";
     return "done";
@@ -44,6 +46,9 @@ static void s_job_write(pb_t *b, const proto_job_t *j)
     pb_ki64(b, "done", j->done);
     pb_ki64(b, "failed", j->failed);
     pb_ki64(b, "cancelled", j->cancelled);
+    pb_ki64(b, "dep_failed", j->dep_failed);
+    if (j->waiting)
+        pb_kbool(b, "waiting", true);
     pb_ktime(b, "created", j->created);
     pb_key(b, "finished");
     /* A time under a second (since 1970) is not a finish; one under half a
@@ -121,6 +126,8 @@ static void s_worker_write(pb_t *b, const proto_worker_info_t *w)
         pb_ktime(b, "gone", w->gone);
     else
         pb_kstr(b, "gone", NULL);
+    ps_resources_write(b, "resources", w->resources);
+    ps_resources_write(b, "used", w->used);
     if (w->slurm_job)
         pb_kstr(b, "slurm_job", w->slurm_job);
     if (w->ends_at > 0)
@@ -136,6 +143,7 @@ static void s_stats_write(pb_t *b, const proto_stats_t *s)
     pb_ki64(b, "tasks_running", s->tasks_running);
     pb_ki64(b, "tasks_done", s->tasks_done);
     pb_ki64(b, "tasks_failed", s->tasks_failed);
+    pb_ki64(b, "tasks_dep_failed", s->tasks_dep_failed);
     pb_ki64(b, "workers_alive", s->workers_alive);
     pb_ki64(b, "threads_total", s->threads_total);
     pb_ki64(b, "duplicates", s->duplicates);
@@ -208,6 +216,8 @@ void proto_worker_info_clear(proto_worker_info_t *w)
     free(w->id);
     free(w->host);
     pu_strv_free(w->labels, w->nlabels);
+    free(w->resources);
+    free(w->used);
     free(w->slurm_job);
     memset(w, 0, sizeof *w);
 }
@@ -239,6 +249,8 @@ static int s_job_from(cJSON *o, proto_job_t *j, proto_err_t *err)
         || pj_i64(o, "done", false, 0, M, &j->done, err) != 0
         || pj_i64(o, "failed", false, 0, M, &j->failed, err) != 0
         || pj_i64(o, "cancelled", false, 0, M, &j->cancelled, err) != 0
+        || pj_i64(o, "dep_failed", false, 0, M, &j->dep_failed, err) != 0
+        || pj_bool(o, "waiting", false, &j->waiting, err) != 0
         || pj_dbl(o, "created", false, 0, 1e300, &j->created, err) != 0
         || pj_dbl(o, "finished", false, 0, 1e300, &j->finished, err) != 0
         || pj_str(o, "owner", false, 0, 0, &j->owner, err) != 0
@@ -309,6 +321,8 @@ static int s_worker_from(cJSON *o, proto_worker_info_t *w, proto_err_t *err)
         || pj_i64(o, "failed", false, 0, M, &w->failed, err) != 0
         || pj_dbl(o, "last_heartbeat", false, 0, 1e300, &w->last_heartbeat, err) != 0
         || pj_dbl(o, "gone", false, 0, 1e300, &w->gone, err) != 0
+        || ps_resources_from(o, "resources", &w->resources, err) != 0
+        || ps_resources_from(o, "used", &w->used, err) != 0
         || pj_str(o, "slurm_job", false, 0, 0, &w->slurm_job, err) != 0
         || pj_dbl(o, "ends_at", false, 0, 1e300, &w->ends_at, err) != 0)
         return -1;
@@ -327,6 +341,7 @@ static int s_stats_from(cJSON *o, proto_stats_t *s, proto_err_t *err)
         || pj_i64(o, "tasks_running", false, 0, M, &s->tasks_running, err) != 0
         || pj_i64(o, "tasks_done", false, 0, M, &s->tasks_done, err) != 0
         || pj_i64(o, "tasks_failed", false, 0, M, &s->tasks_failed, err) != 0
+        || pj_i64(o, "tasks_dep_failed", false, 0, M, &s->tasks_dep_failed, err) != 0
         || pj_i64(o, "workers_alive", false, 0, M, &s->workers_alive, err) != 0
         || pj_i64(o, "threads_total", false, 0, M, &s->threads_total, err) != 0
         || pj_i64(o, "duplicates", false, 0, M, &s->duplicates, err) != 0

@@ -8,6 +8,7 @@
 #include "../common/util.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,18 @@ static const char *const s_state_names[] = {
     [PROTO_ST_QUEUED] = "queued",   [PROTO_ST_ASSIGNED] = "assigned",
     [PROTO_ST_RUNNING] = "running", [PROTO_ST_DONE] = "done",
     [PROTO_ST_FAILED] = "failed",   [PROTO_ST_CANCELLED] = "cancelled",
+    [PROTO_ST_DEP_FAILED] = "dep_failed",
 };
+
+static const char *const s_dep_kind_names[] = {
+    [PROTO_DEP_OK] = "ok", [PROTO_DEP_ANY] = "any", [PROTO_DEP_EACH] = "each"};
+
+const char *proto_dep_kind_name(proto_dep_kind_t kind)
+{
+    if (kind < PROTO_DEP_OK || kind > PROTO_DEP_EACH)
+        return NULL;
+    return s_dep_kind_names[kind];
+}
 
 const char *proto_state_name(proto_state_t st)
 {
@@ -49,7 +61,7 @@ static const char *const s_fields[] = {
     "argv",  "shell",   "fn",       "args", "stdin", "env",     "cwd",
     "timeout", "retries", "priority", "name", "index", "require", "output_cap",
     "time_request",
-    "stdout_file", "stderr_file", "capture",
+    "stdout_file", "stderr_file", "capture", "resources",
 };
 #define NFIELDS (sizeof s_fields / sizeof *s_fields)
 
@@ -127,6 +139,89 @@ static int s_env_from(cJSON *o, proto_spec_t *spec, proto_err_t *err)
     }
     free(keys);
     return 0;
+}
+
+int ps_resources_from(const cJSON *o, const char *k, res_set_t **out, proto_err_t *err)
+{
+    *out = NULL;
+    const cJSON *obj = pj_get(o, k);
+    if (!obj)
+        return 0;
+    if (!cJSON_IsObject(obj)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" must be an object of amounts", k);
+        return -1;
+    }
+    res_set_t *set = xcalloc(1, sizeof *set);
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        char text[64], why[200];
+        int64_t amount;
+        if (!res_name_ok(c->string)) {
+            proto_err_set(err, PROTO_E_FIELD,
+                          "field \"%s\": \"%.40s\" is not a resource name (letters, digits, "
+                          "'_', '-', at most %d bytes)",
+                          k, c->string, RES_NAME_MAX);
+            goto fail;
+        }
+        /* The number as text, so JSON and the command line read amounts
+           alike (gpus 0.5, whole numbers elsewhere). */
+        if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) || c->valuedouble < 0
+            || c->valuedouble > 1e15) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\": \"%s\" must be a number >= 0", k,
+                          c->string);
+            goto fail;
+        }
+        snprintf(text, sizeof text, "%.3f", c->valuedouble);
+        if (strcmp(c->string, "gpus") != 0) {
+            if (c->valuedouble != (double) (int64_t) c->valuedouble) {
+                proto_err_set(err, PROTO_E_FIELD, "field \"%s\": \"%s\" must be a whole number",
+                              k, c->string);
+                goto fail;
+            }
+            snprintf(text, sizeof text, "%lld", (long long) c->valuedouble);
+        } else {
+            /* "0.500" -> "0.5"; "2.000" -> "2" (res_amount_parse's forms). */
+            char *end = text + strlen(text);
+            while (end[-1] == '0')
+                *--end = '\0';
+            if (end[-1] == '.')
+                end[-1] = '\0';
+        }
+        if (res_get(set, c->string) != 0 || res_amount_parse(c->string, text, &amount, why,
+                                                              sizeof why) != 0) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\": %s", k,
+                          res_get(set, c->string) ? "a resource given twice" : why);
+            goto fail;
+        }
+        if (res_set(set, c->string, amount) != 0) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"%s\": more than %d resources", k, RES_MAX);
+            goto fail;
+        }
+    }
+    if (set->n == 0)
+        free(set);
+    else
+        *out = set;
+    return 0;
+fail:
+    free(set);
+    return -1;
+}
+
+void ps_resources_write(pb_t *b, const char *k, const res_set_t *set)
+{
+    if (!set)
+        return;
+    pb_key(b, k);
+    pb_char(b, '{');
+    for (int i = 0; i < set->n; i++) {
+        char amount[32];
+        res_amount_format(set->name[i], set->amount[i], amount, sizeof amount);
+        pb_sep(b);
+        pb_cstr(b, set->name[i]);
+        pb_char(b, ':');
+        pb_raw(b, amount, strlen(amount));
+    }
+    pb_char(b, '}');
 }
 
 proto_spec_t *proto_spec_new(proto_kind_t kind)
@@ -217,7 +312,8 @@ proto_spec_t *ps_spec_from(cJSON *o, proto_err_t *err)
         || pj_i64(o, "output_cap", false, 1, PROTO_MAX_OUTPUT_CAP, &spec->output_cap, err) != 0
         || pj_dbl(o, "time_request", false, 0, PROTO_MAX_TIMEOUT, &spec->time_request, err) != 0
         || pj_str(o, "stdout_file", false, 1, PROTO_MAX_PATH, &spec->stdout_file, err) != 0
-        || pj_str(o, "stderr_file", false, 1, PROTO_MAX_PATH, &spec->stderr_file, err) != 0)
+        || pj_str(o, "stderr_file", false, 1, PROTO_MAX_PATH, &spec->stderr_file, err) != 0
+        || ps_resources_from(o, "resources", &spec->resources, err) != 0)
         goto fail;
     bool capture = true;
     if (pj_bool(o, "capture", false, &capture, err) != 0)
@@ -318,6 +414,7 @@ void ps_spec_write(pb_t *b, const proto_spec_t *spec)
         pb_kstr(b, "stderr_file", spec->stderr_file);
     if (spec->no_capture)
         pb_kbool(b, "capture", false);
+    ps_resources_write(b, "resources", spec->resources);
     pb_char(b, '}');
 }
 
@@ -355,6 +452,10 @@ proto_spec_t *proto_spec_dup(const proto_spec_t *spec)
     d->name = xstrdup(spec->name);
     d->require = pu_strv_dup(spec->require, spec->nrequire);
     d->nrequire = d->require ? spec->nrequire : 0;
+    if (spec->resources) {
+        d->resources = xmalloc(sizeof *d->resources);
+        *d->resources = *spec->resources;
+    }
     d->stdout_file = xstrdup(spec->stdout_file);
     d->stderr_file = xstrdup(spec->stderr_file);
     return d;
@@ -374,6 +475,7 @@ void proto_spec_destroy(proto_spec_t **p)
     free(s->cwd);
     free(s->name);
     pu_strv_free(s->require, s->nrequire);
+    free(s->resources);
     free(s->stdout_file);
     free(s->stderr_file);
     free(s);

@@ -35,10 +35,11 @@ MASTER_LAYERS = [
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
     ("api tasks alloc dash", "requests; the life of a task (dispatch, claim, result, lease); "
      "worker allocation queues (Slurm); the HTTP requests"),
-    ("journal jobs waiters sched registry idem", "grouped commits; jobs and retention; "
-     "held requests; the ready queue; workers; submit keys"),
-    ("store writer auth gate metrics web", "SQLite; the commit thread; the ZAP allowlist; "
-     "unauthenticated connections shed; counters; the HTTP threads"),
+    ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
+     "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
+    ("store writer auth gate metrics web resources", "SQLite; the commit thread; the ZAP "
+     "allowlist; unauthenticated connections shed; counters; the HTTP threads; what fits on "
+     "a worker (pure)"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
 

@@ -57,7 +57,7 @@ static void s_build_env(exec_launch_t *L, const exec_req_t *req)
     while (environ && environ[nenv])
         nenv++;
     size_t envc = spec->env ? (size_t) (spec->envc > 0 ? spec->envc : 0) : 0;
-    L->envp = xcalloc(nenv + 3 + envc + 4 + 1, sizeof(char *));
+    L->envp = xcalloc(nenv + 3 + envc + 4 + 1 + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; i < nenv; i++)
         if (!s_is_ztask_var(environ[i]))
@@ -65,6 +65,9 @@ static void s_build_env(exec_launch_t *L, const exec_req_t *req)
     if (req->policy && req->policy->run_as)
         for (int i = 0; i < 3; i++)
             s_env_set(L->envp, &n, req->policy->env[i]);
+    /* One CPU unless the master gave it more (the session puts that in
+       the spec's env, which comes next). */
+    L->envp[n++] = (char *) "ZTASK_CPUS=1";
     for (size_t i = 0; i < envc && spec->env[i]; i++)
         if (strchr(spec->env[i], '=') && spec->env[i][0] != '=')
             s_env_set(L->envp, &n, spec->env[i]);

@@ -29,6 +29,7 @@
 #include "../proto/proto.h"
 #include "allow.h"
 #include "fn.h"
+#include "machine.h"
 #include "policy.h"
 #include "reaper.h"
 #include "session.h"
@@ -72,6 +73,7 @@ typedef struct {
     char *curve_secret;         /* our key file */
     char *master_key;           /* the master's .pub/.key file, or its Z85 public key */
     char *state_dir;            /* the reaper's state files (reaper.h) */
+    machine_t machine;          /* what it offers tasks (--resources) */
     exec_policy_t *policy;      /* --run-as, --task-rlimit (never NULL after s_parse) */
     bool allow_root;            /* --allow-root */
     double idle_timeout;        /* seconds; 0 = never leave when idle */
@@ -82,6 +84,7 @@ typedef struct {
 /* The flags as given (borrowed from argv), before the rest fills gaps. */
 typedef struct {
     const char *master, *threads, *name, *curve_secret, *master_key, *state_dir, *run_as;
+    const char *resources;
     const char **rlimits;
     int nrlimits;
     const char **plugins;
@@ -103,10 +106,18 @@ static void s_usage(FILE *out)
             "  --master HOST[:PORT]  master's API address (env ZTASK_MASTER; default\n"
             "                        127.0.0.1:5555), or ipc:///DIR for a master\n"
             "                        bound to a directory of Unix sockets\n"
-            "  --threads N           tasks run at once (default: CPU count)\n"
+            "  --threads N           tasks run at once (default: the cpus of --resources,\n"
+            "                        else the CPUs it may run on)\n"
             "  --name NAME           worker name (default HOSTNAME-PID)\n"
             "  --plugin PATH         load task functions from a shared object (repeatable)\n"
             "  --label L[,L...]      labels that tasks can \"require\" (repeatable)\n"
+            "  --resources LIST      what tasks may use here, NAME=AMOUNT,...: cpus=N\n"
+            "                        (default: the CPUs it may run on, or --threads if\n"
+            "                        more), mem=SIZE (default: physical memory; K/M/G/T),\n"
+            "                        gpus=auto|N (default auto: NVIDIA devices found, or\n"
+            "                        the ids in ZTASK_GPU_DEVICES), any NAME=N of your own\n"
+            "                        (licence=2); tasks ask with submit --cpus/--mem/\n"
+            "                        --gpus/--resource, and run only where it is free\n"
             "  --no-exec             refuse command tasks (argv/shell); run only functions\n"
             "  --allow-exec P[,P...] run only these programs (absolute paths or bare names\n"
             "                        found on PATH; /bin/sh allows shell tasks); other\n"
@@ -151,7 +162,7 @@ static void s_usage(FILE *out)
             "\n"
             "Config file: $ZTASK_CONFIG, else $XDG_CONFIG_HOME/ztask/config (default\n"
             "~/.config/ztask/config), else /etc/ztask/config: 'key = value' lines;\n"
-            "keys master, curve-secret, master-key, threads, name, labels, plugin,\n"
+            "keys master, curve-secret, master-key, threads, name, labels, resources, plugin,\n"
             "allow-exec, allow-env, state-dir, run-as, task-rlimit (lists comma-separated; relative paths are relative\n"
             "to the file). A flag beats the environment, which beats the file; a repeatable\n"
             "flag replaces the file's list. A per-user file that exists but cannot be\n"
@@ -327,17 +338,26 @@ static void s_resolve(options_t *o, const flags_t *fl)
         o->state_dir = from == CONFIG_FROM_FILE ? config_path(cfg, "state-dir") : xstrdup(v);
     else
         o->state_dir = reaper_default_dir();
+    const char *what = fl->resources ? "--resources" : config_where(cfg, "resources");
+    if (!(v = fl->resources))
+        v = config_get(cfg, "resources");
+    /* --threads caps the tasks run at once; without it, one per CPU the
+       worker declares (or finds). */
+    if (machine_resources(&o->machine, v, o->threads, err, sizeof err) != 0)
+        s_usage_error("%s: %s", what ? what : "--resources", err);
+    if (o->threads == 0) {
+        int64_t cpus = res_get(&o->machine.res, "cpus");
+        o->threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int) cpus;
+    }
     config_destroy(&cfg);
-    if (o->threads == 0)
-        o->threads = cpu_count() > MAX_THREADS ? MAX_THREADS : cpu_count();
 }
 
 static void s_parse(options_t *o, int argc, char **argv)
 {
     enum { OPT_MASTER = 256, OPT_THREADS, OPT_NAME, OPT_PLUGIN, OPT_LABEL, OPT_NO_EXEC,
            OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_CURVE_SECRET, OPT_MASTER_KEY,
-           OPT_ALLOW_EXEC, OPT_STATE_DIR, OPT_RUN_AS, OPT_TASK_RLIMIT, OPT_ALLOW_ROOT,
-           OPT_ALLOW_ENV, OPT_IDLE_TIMEOUT, OPT_ENDS_AT };
+           OPT_ALLOW_EXEC, OPT_STATE_DIR, OPT_RESOURCES, OPT_RUN_AS, OPT_TASK_RLIMIT,
+           OPT_ALLOW_ROOT, OPT_ALLOW_ENV, OPT_IDLE_TIMEOUT, OPT_ENDS_AT };
     static const struct option longopts[] = {
         {"master", required_argument, NULL, OPT_MASTER},
         {"threads", required_argument, NULL, OPT_THREADS},
@@ -350,6 +370,7 @@ static void s_parse(options_t *o, int argc, char **argv)
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"master-key", required_argument, NULL, OPT_MASTER_KEY},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"resources", required_argument, NULL, OPT_RESOURCES},
         {"run-as", required_argument, NULL, OPT_RUN_AS},
         {"task-rlimit", required_argument, NULL, OPT_TASK_RLIMIT},
         {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
@@ -411,6 +432,9 @@ static void s_parse(options_t *o, int argc, char **argv)
                 s_usage_error("%s", "--state-dir: expected a directory, got ''");
             fl.state_dir = optarg;
             break;
+        case OPT_RESOURCES:
+            fl.resources = optarg;
+            break;
         case OPT_RUN_AS:
             fl.run_as = optarg;
             break;
@@ -469,6 +493,7 @@ static void s_options_free(options_t *o)
         free(o->labels[i]);
     free(o->labels);
     allow_destroy(&o->allow);
+    machine_clear(&o->machine);
     free(o->curve_secret);
     free(o->master_key);
     free(o->state_dir);
@@ -615,6 +640,9 @@ int main(int argc, char **argv)
         .labels = (const char *const *) o.labels,
         .nlabels = o.nlabels,
         .no_exec = o.no_exec,
+        .resources = &o.machine.res,
+        .gpu_ids = (const char *const *) o.machine.gpu_ids,
+        .ngpu_ids = o.machine.ngpus,
         .allow_exec = o.allow,
         .policy = o.policy,
         .fns = fns,

@@ -67,6 +67,9 @@ struct session {
     char **labels;
     int nlabels;
     bool no_exec;
+    res_set_t *resources;       /* what it offers tasks, owned; NULL = not said */
+    char **gpu_ids;             /* its GPU devices, owned */
+    int ngpu_ids;
     const allow_t *allow;   /* borrowed; NULL = any program */
     const fn_registry_t *fns;
     volatile sig_atomic_t *signals;
@@ -309,6 +312,26 @@ static void s_cancel_task(session_t *self, runner_task_t *t, const char *why)
     }
 }
 
+/* What the master gave a task (its CPUs, its GPU devices) goes into the
+   command's environment: ZTASK_CPUS, and ZTASK_GPUS and
+   CUDA_VISIBLE_DEVICES for GPUs (after the spec's own env, so the grant
+   wins). A task that asked nothing gets ZTASK_CPUS=1 from exec. */
+static void s_grant_env(proto_task_t *pt)
+{
+    proto_spec_t *spec = pt->spec;
+    if (spec->kind != PROTO_KIND_EXEC || (pt->cpus <= 0 && !pt->gpus))
+        return;
+    int add = (pt->cpus > 0) + (pt->gpus ? 2 : 0);
+    spec->env = xrealloc(spec->env, (size_t) (spec->envc + add + 1) * sizeof *spec->env);
+    if (pt->cpus > 0)
+        spec->env[spec->envc++] = xasprintf("ZTASK_CPUS=%d", pt->cpus);
+    if (pt->gpus) {
+        spec->env[spec->envc++] = xasprintf("ZTASK_GPUS=%s", pt->gpus);
+        spec->env[spec->envc++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", pt->gpus);
+    }
+    spec->env[spec->envc] = NULL;
+}
+
 static void s_on_tasks(session_t *self, proto_pipe_t *msg)
 {
     for (int i = 0; i < msg->ntasks; i++) {
@@ -336,6 +359,7 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
                           runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED, why));
             continue;
         }
+        s_grant_env(pt);
         runner_task_t *t =
             runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, self->worker_id);
         s_link(self, t);
@@ -435,6 +459,16 @@ static void s_send_hello(session_t *self, int64_t now)
     if (self->worker_id)
         req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
+    if (self->resources) {
+        req->resources = xmalloc(sizeof *req->resources);
+        *req->resources = *self->resources;
+    }
+    if (self->ngpu_ids) {
+        req->gpu_ids = xcalloc((size_t) self->ngpu_ids + 1, sizeof *req->gpu_ids);
+        for (int i = 0; i < self->ngpu_ids; i++)
+            req->gpu_ids[i] = xstrdup(self->gpu_ids[i]);
+        req->ngpu_ids = self->ngpu_ids;
+    }
     /* What fn tasks the master may send here: built-ins and plugins. */
     size_t nfns = fn_registry_count(self->fns);
     req->functions = xcalloc(nfns + 1, sizeof *req->functions);
@@ -1047,6 +1081,16 @@ session_t *session_new(const session_config_t *cfg)
     for (int i = 0; i < cfg->nlabels; i++)
         self->labels[i] = xstrdup(cfg->labels[i]);
     self->no_exec = cfg->no_exec;
+    if (cfg->resources) {
+        self->resources = xmalloc(sizeof *self->resources);
+        *self->resources = *cfg->resources;
+    }
+    if (cfg->ngpu_ids > 0) {
+        self->gpu_ids = xcalloc((size_t) cfg->ngpu_ids + 1, sizeof *self->gpu_ids);
+        for (int i = 0; i < cfg->ngpu_ids; i++)
+            self->gpu_ids[i] = xstrdup(cfg->gpu_ids[i]);
+        self->ngpu_ids = cfg->ngpu_ids;
+    }
     self->allow = cfg->allow_exec;
     self->fns = cfg->fns;
     self->signals = cfg->signals;
@@ -1090,6 +1134,10 @@ void session_destroy(session_t **p)
     for (int i = 0; i < self->nlabels; i++)
         free(self->labels[i]);
     free(self->labels);
+    free(self->resources);
+    for (int i = 0; i < self->ngpu_ids; i++)
+        free(self->gpu_ids[i]);
+    free(self->gpu_ids);
     free(self->worker_id);
     free(self->name);
     free(self->hostname);

@@ -61,6 +61,9 @@ typedef struct {
     const char *const *labels;   /* nlabels strings */
     int nlabels;
     bool no_exec;                /* refuse command tasks */
+    const res_set_t *resources;  /* what it offers tasks (copied); NULL = not said */
+    const char *const *gpu_ids;  /* its GPU devices, ngpu_ids of them (copied) */
+    int ngpu_ids;
     /* Programs command tasks may start (--allow-exec); NULL = any.
        Borrowed; must outlive the session. A task it refuses fails at once
        with the list's reason. */

@@ -455,6 +455,8 @@ typedef struct {
     int64_t job[512];
     bool named[512];
     size_t spec_bytes[512];
+    int ndeps[512];
+    proto_dep_t deps[PROTO_MAX_DEPS];   /* the first request's, decoded */
     int64_t next_index;      /* indices must arrive in order */
     bool in_order;
 } seen_t;
@@ -477,6 +479,9 @@ static int s_fake_send(void *arg, const proto_req_t *req, int64_t *job)
     s->more[i] = back->more;
     s->job[i] = back->job;
     s->named[i] = back->name != NULL;
+    s->ndeps[i] = back->ndeps;
+    if (i == 0 && back->ndeps)
+        memcpy(s->deps, back->deps, (size_t) back->ndeps * sizeof *back->deps);
     for (int k = 0; k < back->ntasks; k++) {
         char *st = proto_spec_encode(back->tasks[k]);
         s->spec_bytes[i] += strlen(st);
@@ -536,6 +541,32 @@ START_TEST(batches_split_at_the_spec_limit_with_more_on_all_but_the_last)
     s_check_split("0-12344", 5000, 12345);
     s_check_split("0-9", 3, 10);
     s_check_split("0-8", 3, 9);
+}
+END_TEST
+
+START_TEST(dependencies_go_with_the_first_batch_only)
+{
+    taskgen_t *g = s_array_gen("0-9");
+    seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    const proto_dep_t deps[] = {{.job = 3, .kind = PROTO_DEP_OK},
+                                {.job = 5, .kind = PROTO_DEP_EACH},
+                                {.job = 4, .kind = PROTO_DEP_ANY}};
+    batch_opts_t o = {.max_specs = 4, .deps = deps, .ndeps = 3};
+    batch_result_t res;
+    char err[256] = "";
+    ck_assert_int_eq(batch_run(g, &o, s_fake_send, &seen, &res, err, sizeof err), 0);
+    ck_assert_int_eq(seen.calls, 3);
+    ck_assert_int_eq(seen.ndeps[0], 3);
+    ck_assert_int_eq(seen.ndeps[1], 0);
+    ck_assert_int_eq(seen.ndeps[2], 0);
+    /* Every kind comes back, whatever order the wire groups them in. */
+    int found = 0;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++)
+            found += seen.deps[i].job == deps[k].job && seen.deps[i].kind == deps[k].kind;
+    ck_assert_int_eq(found, 3);
+    taskgen_destroy(&g);
 }
 END_TEST
 

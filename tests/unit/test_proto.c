@@ -678,7 +678,7 @@ START_TEST(result_fields_are_validated)
     REFUSED(CH_RESULT, "{\"attempt\":1,\"status\":\"done\"}", PROTO_E_FIELD, "\"task\"");
     REFUSED(CH_RESULT, "{\"task\":0,\"attempt\":1,\"status\":\"done\"}", PROTO_E_FIELD, "\"task\"");
     REFUSED(CH_RESULT, "{\"task\":1,\"status\":\"done\"}", PROTO_E_FIELD, "\"attempt\"");
-    REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":0,\"status\":\"done\"}", PROTO_E_FIELD,
+    REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":-1,\"status\":\"done\"}", PROTO_E_FIELD,
             "\"attempt\"");
     REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":1}", PROTO_E_FIELD, "\"status\"");
     REFUSED(CH_RESULT, "{\"task\":1,\"attempt\":1,\"status\":\"running\"}", PROTO_E_FIELD,
@@ -1000,12 +1000,82 @@ START_TEST(request_fields_are_validated_per_type)
         {"{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"shell\":\"a\",\"retries\":-1}]}",
          "tasks[0]: field \"retries\""},
         {"{\"v\":1,\"type\":\"submit\",\"tasks\":[7]}", "tasks[0]"},
+        {"{\"v\":1,\"type\":\"submit\",\"after\":3}", "\"after\" must be an array"},
+        {"{\"v\":1,\"type\":\"submit\",\"after\":[\"3\"]}", "\"after\" must be an array of job"},
+        {"{\"v\":1,\"type\":\"submit\",\"after_any\":[0]}", "\"after_any\""},
+        {"{\"v\":1,\"type\":\"submit\",\"after_each\":[1.5]}", "\"after_each\""},
+        {"{\"v\":1,\"type\":\"submit\",\"job\":4,\"after\":[3]}", "first batch"},
+        {"{\"v\":1,\"type\":\"cancel\",\"job\":1,\"with_dependants\":1}",
+         "\"with_dependants\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         REFUSED(CH_REQ, cases[i].json, PROTO_E_FIELD, cases[i].field);
     s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"cancel\",\"task\":1}");
     s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"logs\",\"job\":1,\"index\":0}");
     s_accepted(CH_REQ, 0, "{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1}");
+}
+END_TEST
+
+START_TEST(a_submit_carries_its_dependencies_and_a_cancel_its_dependants)
+{
+    proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
+    req->deps = malloc(3 * sizeof *req->deps);
+    req->deps[0] = (proto_dep_t){.job = 7, .kind = PROTO_DEP_EACH};
+    req->deps[1] = (proto_dep_t){.job = 3, .kind = PROTO_DEP_OK};
+    req->deps[2] = (proto_dep_t){.job = 9, .kind = PROTO_DEP_OK};
+    req->ndeps = 3;
+    char *text = proto_req_encode(req);
+    ck_assert_ptr_nonnull(strstr(text, "\"after\":[3,9]"));
+    ck_assert_ptr_nonnull(strstr(text, "\"after_each\":[7]"));
+    ck_assert_ptr_null(strstr(text, "\"after_any\""));
+    proto_err_t err;
+    proto_req_t *back = proto_req_decode(text, strlen(text), &err);
+    ck_assert_msg(back, "%s", err.message);
+    ck_assert_int_eq(back->ndeps, 3);
+    ck_assert_int_eq(back->deps[0].job, 3);
+    ck_assert_int_eq(back->deps[2].kind, PROTO_DEP_EACH);
+    free(text);
+    proto_req_destroy(&back);
+    proto_req_destroy(&req);
+
+    req = proto_req_new(PROTO_REQ_CANCEL);
+    req->job = 4;
+    req->with_dependants = true;
+    text = proto_req_encode(req);
+    back = proto_req_decode(text, strlen(text), &err);
+    ck_assert_msg(back && back->with_dependants, "%s", text);
+    free(text);
+    proto_req_destroy(&back);
+    proto_req_destroy(&req);
+
+    /* PROTO_MAX_DEPS in all kinds together. */
+    char json[2048];
+    size_t len = (size_t) snprintf(json, sizeof json, "{\"v\":1,\"type\":\"submit\",\"after\":[");
+    for (int i = 0; i < PROTO_MAX_DEPS; i++)
+        len += (size_t) snprintf(json + len, sizeof json - len, "%s%d", i ? "," : "", i + 1);
+    snprintf(json + len, sizeof json - len, "],\"after_any\":[99]}");
+    REFUSED(CH_REQ, json, PROTO_E_TOO_BIG, "at most");
+}
+END_TEST
+
+START_TEST(job_records_carry_dep_failed_and_waiting)
+{
+    proto_job_t j = {.id = 5, .closed = true, .total = 3, .queued = 3, .waiting = true};
+    ck_assert_str_eq(proto_job_state_name(&j), "waiting");
+    j.queued = 0;
+    j.done = 1;
+    j.dep_failed = 2;
+    j.waiting = false;
+    ck_assert_str_eq(proto_job_state_name(&j), "dep_failed");
+    j.failed = 1;
+    j.dep_failed = 1;
+    ck_assert_str_eq(proto_job_state_name(&j), "failed");
+    char *text = proto_job_encode(&j);
+    ck_assert_ptr_nonnull(strstr(text, "\"dep_failed\":1"));
+    free(text);
+    proto_state_t st;
+    ck_assert_int_eq(proto_state_parse("dep_failed", &st), 0);
+    ck_assert_int_eq(st, PROTO_ST_DEP_FAILED);
 }
 END_TEST
 
@@ -1318,7 +1388,7 @@ START_TEST(job_records_show_a_derived_state)
     char *text = proto_job_encode(&j);
     ck_assert_str_eq(text, "{\"job\":5,\"name\":\"nightly\",\"state\":\"done\",\"closed\":true,"
                            "\"total\":2,\"queued\":0,\"running\":0,\"done\":2,\"failed\":0,"
-                           "\"cancelled\":0,\"created\":100,\"finished\":null,"
+                           "\"cancelled\":0,\"dep_failed\":0,\"created\":100,\"finished\":null,"
                            "\"owner\":null,\"owner_name\":null,\"held\":false,\"max_running\":0}");
     free(text);
     proto_job_clear(&j);

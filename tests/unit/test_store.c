@@ -1442,6 +1442,65 @@ START_TEST(test_explicit_ids_are_kept_and_never_reused)
 }
 END_TEST
 
+static int s_count_dep(int64_t job, const proto_dep_t *dep, void *arg)
+{
+    int64_t *sum = arg;
+    *sum += job * 100 + dep->job * 10 + (int64_t) dep->kind;
+    return 0;
+}
+
+static int s_count_end(int64_t index, proto_state_t state, void *arg)
+{
+    int64_t *sum = arg;
+    *sum += index * 10 + (int64_t) state;
+    return 0;
+}
+
+/* A schema 4 database gets job_deps; a job's dependencies are written
+   with it and deleted with it; a dep_failed task reads back as such. */
+START_TEST(test_schema_4_is_upgraded_and_jobs_keep_their_dependencies)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t parent = s_job(store, "parent");
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_make_older(tmp.db, "DROP TABLE job_deps; PRAGMA user_version = 4;");
+
+    store = s_open_file(tmp.db);
+    const proto_dep_t deps[] = {{.job = parent, .kind = PROTO_DEP_OK},
+                                {.job = parent, .kind = PROTO_DEP_EACH}};
+    int64_t child = 0, id = 0;
+    ck_assert_int_eq(store_job_create(store,
+        &(store_job_new_t){.name = "child", .created = 2.0, .deps = deps, .ndeps = 2}, &child),
+        0);
+    ck_assert_int_eq(store_task_insert(store, 0, parent, 3, NULL, 0, 0, "{}", NULL, &id), 0);
+    ck_assert_int_eq(store_task_finish(store, id, PROTO_ST_DEP_FAILED, 0, NULL, NULL, 3.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    int64_t sum = 0;
+    ck_assert_int_eq(store_deps_each(store, s_count_dep, &sum), 0);
+    ck_assert_int_eq(sum, 2 * (child * 100 + parent * 10) + PROTO_DEP_OK + PROTO_DEP_EACH);
+    sum = 0;
+    ck_assert_int_eq(store_task_ends_each(store, parent, s_count_end, &sum), 0);
+    ck_assert_int_eq(sum, 3 * 10 + PROTO_ST_DEP_FAILED);
+    rows_t rows = {0};
+    int64_t last = 0;
+    ck_assert_int_eq(store_results_each(store, parent, 0, 10, false, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].state, PROTO_ST_DEP_FAILED);
+    int64_t deleted = 0;
+    ck_assert_int_eq(store_job_delete(store, child, &deleted), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    sum = 0;
+    ck_assert_int_eq(store_deps_each(store, s_count_dep, &sum), 0);
+    ck_assert_int_eq(sum, 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    tmp_remove(&tmp);
+}
+END_TEST
+
 START_TEST(test_newer_schema_version_is_refused)
 {
     tmp_t tmp;

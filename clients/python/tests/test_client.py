@@ -281,6 +281,64 @@ def test_the_client_works_from_an_installed_copy_of_the_example(running):
     assert squares == shells == [(n, n * n) for n in range(20)]
 
 
+def test_jobs_run_after_the_jobs_they_depend_on_and_dep_failed_passes_down(running):
+    c = running.client()
+    prepare = c.submit(fn="square", args=3)
+    render = c.submit(fn="square", array="0-3", after=prepare)
+    merge = c.submit(fn="noop", after=[render.id])
+    each = c.submit(fn="square", array="0-3", after_each=render)
+    assert merge.wait(timeout=WAIT)["state"] == "done"
+    assert each.wait(timeout=WAIT)["done"] == 4
+    first_render = min(r["started"] for r in render.results())
+    assert prepare.status()["finished"] <= first_render
+    assert render.status()["finished"] <= min(r["started"] for r in merge.results())
+
+    failed = c.submit(fn="fail")
+    after = c.submit(fn="noop", array="0-1", after=failed)
+    then = c.submit(fn="noop", after=after)
+    anyway = c.submit(fn="noop", after_any=failed)
+    rec = then.wait(timeout=WAIT)
+    assert (rec["state"], rec["dep_failed"]) == ("dep_failed", 1)
+    assert after.wait(timeout=WAIT)["dep_failed"] == 2
+    assert {r["status"] for r in after.results()} == {"dep_failed"}
+    assert f"job {failed.id}" in next(iter(after.results()))["error"]
+    assert anyway.wait(timeout=WAIT)["state"] == "done"
+
+
+def test_a_dependency_on_a_job_that_does_not_exist_is_refused(running):
+    c = running.client()
+    with pytest.raises(ztask.RefusedError) as e:
+        c.submit(fn="noop", after=999999)
+    assert "no job 999999" in str(e.value)
+    with pytest.raises(ztask.UsageError):
+        c.submit(fn="noop", after_any=["3"])
+
+
+def test_cancel_with_dependants_cancels_the_jobs_that_wait(running):
+    c = running.client()
+    parent = c.submit(fn="sleep", args={"seconds": 30})
+    child = c.submit(fn="noop", after=parent)
+    grandchild = c.submit(fn="noop", after=child)
+    parent.cancel(with_dependants=True)
+    assert grandchild.wait(timeout=WAIT)["state"] == "cancelled"
+    assert child.wait(timeout=WAIT)["cancelled"] == 1
+
+
+def test_tasks_asking_resources_run_where_they_fit_and_learn_what_they_got(cluster):
+    cluster.start_master()
+    cluster.start_worker("big", 4, "--resources", "cpus=4,licence=1")
+    c = cluster.client()
+    job = c.submit(["sh", "-c", 'echo "$ZTASK_CPUS"'], array="0-3", cpus=2,
+                   resources={"licence": 1})
+    assert job.wait(timeout=WAIT)["done"] == 4
+    assert {r["stdout"] for r in job.results()} == {"2\n"}
+    (worker,) = c.workers()
+    assert worker["resources"]["licence"] == 1 and worker["used"]["cpus"] == 0
+    # What no worker could ever hold waits, and is said so in stats.
+    c.submit(fn="noop", gpus=0.5)
+    assert any("gpus=0.5" in need for need in c.stats()["unrunnable"])
+
+
 def test_retry_runs_failed_tasks_again_in_the_same_job(running, tmp_path):
     c = running.client()
     flag = tmp_path / "flag"

@@ -53,6 +53,8 @@ LOGS_POLL = 0.2
 PAGE = 5000
 
 TaskRef = Union[int, str, Tuple[int, int]]
+#: Jobs a submit depends on: a Job, a job id, or an iterable of them.
+JobRefs = Union["Job", int, Iterable[Union["Job", int]], None]
 _NOTHING = object()
 
 
@@ -119,7 +121,11 @@ class Client:
                require: Union[str, Sequence[str], None] = None,
                task_name: Optional[str] = None,
                max_running: Optional[int] = None, stdout_file: Optional[str] = None,
-               stderr_file: Optional[str] = None, capture: bool = True) -> "Job":
+               stderr_file: Optional[str] = None, capture: bool = True,
+               cpus: Optional[int] = None, mem: Optional[int] = None,
+               gpus: Optional[float] = None, resources: Optional[Mapping[str, int]] = None,
+               after: JobRefs = None, after_any: JobRefs = None,
+               after_each: JobRefs = None) -> "Job":
         """Submits one job and returns it (its tasks start at once).
 
         What to run (one of): ``command``, a list of strings run directly
@@ -148,17 +154,42 @@ class Client:
         most that many of its tasks run at once (``Job.set_max_running``
         changes it).
 
+        Resources (a task runs only on a worker where all it asks is free;
+        default one CPU): ``cpus``, ``mem`` (bytes), ``gpus`` (whole GPUs,
+        or a share of one below 1: 0.5), ``resources`` (others the workers
+        declare: ``{"licence": 1}``). The task learns what it got from
+        ZTASK_CPUS, ZTASK_GPUS and CUDA_VISIBLE_DEVICES.
+
+        Dependencies (a Job, a job id, or an iterable of them, like
+        ``ztask submit --after``): ``after``, the tasks run once every one
+        of those jobs has finished with all its tasks done; ``after_any``,
+        once each has finished however it ended; ``after_each``, task i
+        runs once task i of that job is done. A task whose dependency can
+        never be met ends with status ``dep_failed`` (counted in the job
+        record's ``dep_failed``). A job that does not exist is refused
+        (RefusedError, code not_found; nothing is submitted).
+
         Raises UsageError (nothing sent), or the request's error. When a
         later batch fails, the error's ``job`` and ``submitted`` say which
         job was left incomplete (cancel it with ``client.job(e.job).cancel()``).
         """
+        asked = dict(resources or {})
+        for key, value in (("cpus", cpus), ("mem", mem), ("gpus", gpus)):
+            if value is not None:
+                asked[key] = value
         options = _specs.task_options(timeout, retries, priority, env, cwd, stdin, output_cap,
-                                      require, task_name, stdout_file, stderr_file, capture)
+                                      require, task_name, stdout_file, stderr_file, capture,
+                                      asked)
+        deps = {key: ids for key, ids in (("after", _job_ids("after", after)),
+                                          ("after_any", _job_ids("after_any", after_any)),
+                                          ("after_each", _job_ids("after_each", after_each)))
+                if ids}
         gen = _specs.job_specs(command, shell, fn, args, array, items, specs, options)
-        return self._submit_specs(gen, name, max_running)
+        return self._submit_specs(gen, name, max_running, deps)
 
     def _submit_specs(self, gen: Iterable[Dict[str, Any]], name: Optional[str],
-                      max_running: Optional[int] = None) -> "Job":
+                      max_running: Optional[int] = None,
+                      deps: Optional[Dict[str, List[int]]] = None) -> "Job":
         """Sends the job in batches, one request at a time. While a batch
         travels and commits (sent from a helper thread), the next one is
         encoded here: on the caller's thread, since the items may be bound
@@ -195,6 +226,8 @@ class Client:
                     head["definition"] = _definition()
                     if max_running is not None:
                         head["max_running"] = max_running
+                if job_id == 0 and deps:
+                    head.update(deps)
                 body = encode(head)[:-1] + b',"tasks":[' + b",".join(batch) + b"]}"
                 if not more:   # nothing left to encode: no helper needed
                     rep = self._conn.call("submit", body=body, retry_safe=True)
@@ -467,12 +500,18 @@ class Job:
                 return
             _check_deadline(deadline, self.id, rec)
 
-    def cancel(self, index: Optional[int] = None) -> int:
+    def cancel(self, index: Optional[int] = None, *, with_dependants: bool = False) -> int:
         """Cancels the job's unfinished tasks (or only the task with that
-        index); running ones are killed. Returns how many were cancelled."""
+        index); running ones are killed. Returns how many were cancelled.
+        Jobs that depend on this one (``after=``) then end dep_failed;
+        ``with_dependants`` cancels them too, and theirs, and so on."""
         members: Dict[str, Any] = {"job": self.id}
         if index is not None:
             members["index"] = index
+        if with_dependants:
+            if index is not None:
+                raise UsageError("with_dependants= goes with a whole job, not one task")
+            members["with_dependants"] = True
         return self.client._conn.call("cancel", members)["count"]
 
     def forget(self) -> int:
@@ -554,6 +593,23 @@ class _IdSet:
             self.origin += 8 * drop
         if not self.bits:
             self.origin = (floor + 1) // 8 * 8
+
+
+def _job_ids(what: str, refs: JobRefs) -> List[int]:
+    """The job ids of a submit's after=/after_any=/after_each=."""
+    if refs is None:
+        return []
+    if isinstance(refs, (Job, int)) and not isinstance(refs, bool):
+        refs = [refs]
+    ids = []
+    for ref in refs:   # type: ignore[union-attr]
+        job_id = ref.id if isinstance(ref, Job) else ref
+        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 1:
+            raise UsageError(f"{what}= wants jobs or job ids, got {ref!r}")
+        ids.append(job_id)
+    if len(ids) > 64:
+        raise UsageError("a job may depend on at most 64 jobs")
+    return ids
 
 
 def _definition() -> Dict[str, Any]:

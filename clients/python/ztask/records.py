@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any, List, NamedTuple, Optional, TypedDict
 
 #: Task states after which nothing changes.
-FINAL_STATES = frozenset(("done", "failed", "cancelled"))
+FINAL_STATES = frozenset(("done", "failed", "cancelled", "dep_failed"))
 
 
 class TaskRecord(TypedDict):
     """A task with its latest result flattened into it. ``status`` is
-    queued, assigned, running, done, failed or cancelled; the result members
+    queued, assigned, running, done, failed, cancelled or dep_failed (never
+    run: a job it depends on did not succeed, ``error`` says which); the result members
     are None while the task has no result; ``result`` is what an fn
     returned, as JSON (not a string)."""
 
@@ -41,8 +42,9 @@ class TaskRecord(TypedDict):
 
 
 class JobRecord(TypedDict):
-    """A job's counters. ``state``: open, queued, running, done, failed,
-    cancelled. ``finished`` is None until the last task finished.
+    """A job's counters. ``state``: open, waiting (for the jobs it depends
+    on), queued, running, done, failed, dep_failed, cancelled.
+    ``finished`` is None until the last task finished.
     ``owner``: the CURVE key that submitted it (None: nobody, a master
     without keys); ``owner_name``: the name the master lists it under."""
 
@@ -56,6 +58,7 @@ class JobRecord(TypedDict):
     done: int
     failed: int
     cancelled: int
+    dep_failed: int
     created: float
     finished: Optional[float]
     owner: Optional[str]
@@ -86,6 +89,7 @@ class StatsRecord(TypedDict, total=False):
     tasks_running: int
     tasks_done: int
     tasks_failed: int
+    tasks_dep_failed: int
     workers_alive: int
     threads_total: int
     duplicates: int
@@ -111,4 +115,4 @@ def job_finished(job: JobRecord) -> bool:
 
 
 def finished_count(job: JobRecord) -> int:
-    return job["done"] + job["failed"] + job["cancelled"]
+    return job["done"] + job["failed"] + job["cancelled"] + job.get("dep_failed", 0)

@@ -97,7 +97,9 @@ def task_options(timeout: Optional[float] = None, retries: Optional[int] = None,
                  cwd: Optional[str] = None, stdin: Optional[str] = None,
                  output_cap: Optional[int] = None, require: Union[str, Sequence[str], None] = None,
                  task_name: Optional[str] = None, stdout_file: Optional[str] = None,
-                 stderr_file: Optional[str] = None, capture: bool = True) -> Dict[str, Any]:
+                 stderr_file: Optional[str] = None, capture: bool = True,
+                 resources: Optional[Mapping[str, Union[int, float]]] = None
+                 ) -> Dict[str, Any]:
     """The spec members every task of a job gets; defaults left out (the
     master checks the values and names the one it refuses)."""
     opts: Dict[str, Any] = {}
@@ -125,6 +127,8 @@ def task_options(timeout: Optional[float] = None, retries: Optional[int] = None,
         opts["stderr_file"] = stderr_file
     if not capture:
         opts["capture"] = False
+    if resources:
+        opts["resources"] = dict(resources)
     return opts
 
 
