@@ -140,11 +140,12 @@ void sched_destroy(sched_t **p)
 
 int sched_class(sched_t *self, const char *key)
 {
+    int found = sched_class_find(self, key);
+    if (found >= 0)
+        return found;
     if (!key)
         key = "fn";
-    for (int i = 0; i < self->nclasses; i++)
-        if (strcmp(self->classes[i].pub.key, key) == 0)
-            return i;
+    assert(self->nclasses <= UINT16_MAX);   /* t->cls */
     self->classes = xrealloc(self->classes, (size_t) (self->nclasses + 1) * sizeof(class_t));
     class_t *c = &self->classes[self->nclasses];
     memset(c, 0, sizeof *c);
@@ -189,6 +190,16 @@ int sched_class(sched_t *self, const char *key)
         free(labels);
     }
     return self->nclasses++;
+}
+
+int sched_class_find(const sched_t *self, const char *key)
+{
+    if (!key)
+        key = "fn";
+    for (int i = 0; i < self->nclasses; i++)
+        if (strcmp(self->classes[i].pub.key, key) == 0)
+            return i;
+    return -1;
 }
 
 const sched_class_t *sched_class_get(const sched_t *self, int cls)
