@@ -15,6 +15,7 @@
 #include "waiters.h"
 
 #include "../common/clock.h"
+#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -1190,16 +1191,15 @@ static int64_t s_revive_dependants(api_t *self, job_t *job)
     int64_t total = 0;
     job_t **seen = xmalloc(cap * sizeof *seen);
     seen[n++] = job;
+    imap_t *known_ids = imap_new();   /* seen, by id: a chain is as long as a client likes */
+    imap_put(known_ids, job->id, job);
     store_t *store = journal_store(self->cfg.journal);
     for (size_t i = 0; i < n; i++) {
         int nc;
         const int64_t *kids = deps_children(self->cfg.deps, seen[i]->id, &nc);
         for (int k = 0; k < nc; k++) {
             job_t *c = jobs_get(self->cfg.jobs, kids[k]);
-            bool known = !c;
-            for (size_t j = 0; j < n && !known; j++)
-                known = seen[j] == c;
-            if (known || c->dep_failed == 0)
+            if (!c || imap_get(known_ids, c->id) || c->dep_failed == 0)
                 continue;
             retry_rows_t rows = {.self = self};
             if (store_dep_failed_each(store, c->id, s_retry_row, &rows) != 0)
@@ -1216,8 +1216,10 @@ static int64_t s_revive_dependants(api_t *self, job_t *job)
             if (n == cap)
                 seen = xrealloc(seen, (cap *= 2) * sizeof *seen);
             seen[n++] = c;
+            imap_put(known_ids, c->id, c);
         }
     }
+    imap_destroy(&known_ids);
     free(seen);
     return total;
 }
