@@ -697,8 +697,11 @@ START_TIMED_TEST(priority_changes_over_and_over_hold_no_memory, 120)
         h_run_free(&r);
     }
     long now = h_vm_kib(h_proc_pid(m), "VmRSS");
-    /* Without the sweep: 150 x 20000 entries of 24 bytes, 69 MiB. */
-    ck_assert_msg(now < base + 24 * 1024, "the master grew from %ld to %ld KiB", base, now);
+    /* Without the sweep: 150 x 20000 entries of 24 bytes, 69 MiB. ASan
+       keeps freed blocks in its 256 MiB quarantine: only a build without
+       sanitizers shows the bound. */
+    if (h_slowdown() == 1)
+        ck_assert_msg(now < base + 24 * 1024, "the master grew from %ld to %ld KiB", base, now);
     ck_assert_int_eq(h_status_count(c, job, "queued"), 20000);
     h_cluster_destroy(&c);
 }
