@@ -578,7 +578,11 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
     h_run_free(&r);
     fprintf(stderr, "non-reading client: master RSS %ld KiB before, peak %ld KiB\n", base, peak);
     ck_assert_msg(peak > base + 15 * 1024, "the master never answered (peak %ld KiB)", peak);
-    ck_assert_msg(peak < base + 320 * 1024, "master grew from %ld to %ld KiB", base, peak);
+    /* ThreadSanitizer's shadow memory (slowdown 5 in the harness) multiplies
+       what every allocation costs the process: its figures are not the
+       master's. Release and ASan builds check the bound. */
+    if (h_slowdown() < 5)
+        ck_assert_msg(peak < base + 320 * 1024, "master grew from %ld to %ld KiB", base, peak);
     zmq_close(api);
     zmq_ctx_term(ctx);
     /* ASan keeps freed memory in its quarantine (256 MiB) on purpose:
