@@ -15,6 +15,7 @@
 #include "waiters.h"
 
 #include "../common/clock.h"
+#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -435,6 +436,44 @@ static void s_key_taken(api_t *self, pending_submit_t *p, const char *key)
                     &(jop_t){.type = J_KEYS_PRUNE, .t = nextafter(cut, INFINITY)});
 }
 
+/* Whether the batch's tasks fit the classes the master keeps
+   (SCHED_MAX_CLASSES): each distinct kind is kept while it runs and looked
+   at on every dispatch, so a client must not make them without end (nor
+   wrap a task's 16-bit class index). Checked before any is made: a
+   refused batch takes no room. Replies the error itself. */
+static bool s_classes_allowed(api_t *self, const zmqx_frames_t *env, const proto_req_t *req)
+{
+    char **fresh = xcalloc((size_t) req->ntasks + 1, sizeof(char *));
+    int nfresh = 0;
+    for (int i = 0; i < req->ntasks; i++) {
+        char *needs = s_needs_key(req->tasks[i]);
+        if (sched_class_find(self->cfg.sched, needs) >= 0)
+            free(needs);
+        else
+            fresh[nfresh++] = needs;
+    }
+    qsort(fresh, (size_t) nfresh, sizeof(char *), strp_cmp);
+    int distinct = 0;
+    for (int i = 0; i < nfresh; i++)
+        distinct += i == 0 || strcmp(fresh[i], fresh[i - 1]) != 0;
+    for (int i = 0; i < nfresh; i++)
+        free(fresh[i]);
+    free(fresh);
+    int have = sched_nclasses(self->cfg.sched);
+    if (have + distinct <= SCHED_MAX_CLASSES)
+        return true;
+    proto_reply_t *rep = proto_reply_error(
+        PROTO_E_TOO_BIG,
+        "this batch asks %d kinds of task (function, labels, resources, time request) the "
+        "master has not seen; it keeps %d already, and at most %d until it restarts: nothing "
+        "of this batch was accepted; ask fewer distinct combinations (e.g. round "
+        "--time-request and --mem)",
+        distinct, have, SCHED_MAX_CLASSES);
+    s_send_reply(self, env, rep, PROTO_REQ_SUBMIT);
+    proto_reply_destroy(&rep);
+    return false;
+}
+
 static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                      proto_req_t *req)
 {
@@ -462,6 +501,8 @@ static void s_submit(api_t *self, const zmqx_frames_t *env, const auth_peer_t *p
        submit; the tasks enter the queue when that commit is done. */
     job_t *job = NULL;
     if (req->job != 0 && !(job = s_job_to_extend(self, env, peer, req->job)))
+        return;
+    if (!s_classes_allowed(self, env, req))
         return;
     pending_submit_t *p = xcalloc(1, sizeof *p);
     p->owner = xstrdup(peer->owner);
@@ -1150,16 +1191,15 @@ static int64_t s_revive_dependants(api_t *self, job_t *job)
     int64_t total = 0;
     job_t **seen = xmalloc(cap * sizeof *seen);
     seen[n++] = job;
+    imap_t *known_ids = imap_new();   /* seen, by id: a chain is as long as a client likes */
+    imap_put(known_ids, job->id, job);
     store_t *store = journal_store(self->cfg.journal);
     for (size_t i = 0; i < n; i++) {
         int nc;
         const int64_t *kids = deps_children(self->cfg.deps, seen[i]->id, &nc);
         for (int k = 0; k < nc; k++) {
             job_t *c = jobs_get(self->cfg.jobs, kids[k]);
-            bool known = !c;
-            for (size_t j = 0; j < n && !known; j++)
-                known = seen[j] == c;
-            if (known || c->dep_failed == 0)
+            if (!c || imap_get(known_ids, c->id) || c->dep_failed == 0)
                 continue;
             retry_rows_t rows = {.self = self};
             if (store_dep_failed_each(store, c->id, s_retry_row, &rows) != 0)
@@ -1176,8 +1216,10 @@ static int64_t s_revive_dependants(api_t *self, job_t *job)
             if (n == cap)
                 seen = xrealloc(seen, (cap *= 2) * sizeof *seen);
             seen[n++] = c;
+            imap_put(known_ids, c->id, c);
         }
     }
+    imap_destroy(&known_ids);
     free(seen);
     return total;
 }

@@ -33,6 +33,12 @@ struct sched {
     int nclasses;
     heap_t delayed;
     heap_t suspects;          /* ready tasks with crashes > 0, any class */
+    /* Entries pushed since the heaps were last swept of stale ones
+       (s_compact): a requeued task leaves its old entry behind, dropped
+       only when it reaches a top, so a client changing a queued job's
+       priority (or holding and releasing it) again and again while
+       nothing is dispatched grew the heaps without end. */
+    size_t pushes;
 };
 
 static bool s_before(const heap_t *h, const entry_t *a, const entry_t *b)
@@ -140,11 +146,12 @@ void sched_destroy(sched_t **p)
 
 int sched_class(sched_t *self, const char *key)
 {
+    int found = sched_class_find(self, key);
+    if (found >= 0)
+        return found;
     if (!key)
         key = "fn";
-    for (int i = 0; i < self->nclasses; i++)
-        if (strcmp(self->classes[i].pub.key, key) == 0)
-            return i;
+    assert(self->nclasses <= UINT16_MAX);   /* t->cls */
     self->classes = xrealloc(self->classes, (size_t) (self->nclasses + 1) * sizeof(class_t));
     class_t *c = &self->classes[self->nclasses];
     memset(c, 0, sizeof *c);
@@ -191,6 +198,16 @@ int sched_class(sched_t *self, const char *key)
     return self->nclasses++;
 }
 
+int sched_class_find(const sched_t *self, const char *key)
+{
+    if (!key)
+        key = "fn";
+    for (int i = 0; i < self->nclasses; i++)
+        if (strcmp(self->classes[i].pub.key, key) == 0)
+            return i;
+    return -1;
+}
+
 const sched_class_t *sched_class_get(const sched_t *self, int cls)
 {
     return cls >= 0 && cls < self->nclasses ? &self->classes[cls].pub : NULL;
@@ -201,6 +218,42 @@ static heap_t *s_ready_heap(sched_t *self, const sched_task_t *t)
     return t->crashes ? &self->suspects : &self->classes[t->cls].ready;
 }
 
+/* Whether a heap entry still stands for its task's place in the queue. */
+static bool s_live(const sched_t *self, const entry_t *e)
+{
+    const sched_task_t *t = imap_get(self->tasks, e->id);
+    return t && t->gen == e->gen && t->state == PROTO_ST_QUEUED;
+}
+
+/* Drops every stale entry of h and restores its order. */
+static void s_sweep(const sched_t *self, heap_t *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (s_live(self, &h->v[i]))
+            h->v[n++] = h->v[i];
+    h->n = 0;
+    for (size_t i = 0; i < n; i++)
+        s_push(h, h->v[i]);   /* in place: slot i is read before n grows past it */
+    if (h->cap > 4096 && h->n < h->cap / 4) {
+        h->cap = h->n * 2 > 4096 ? h->n * 2 : 4096;
+        h->v = xrealloc(h->v, h->cap * sizeof(entry_t));
+    }
+}
+
+/* Once the pushes since the last sweep outnumber the tasks (each has at
+   most one live entry), sweeps every heap: amortised O(1) per push. */
+static void s_compact(sched_t *self)
+{
+    if (++self->pushes <= imap_size(self->tasks) + 4096)
+        return;
+    self->pushes = 0;
+    s_sweep(self, &self->delayed);
+    s_sweep(self, &self->suspects);
+    for (int i = 0; i < self->nclasses; i++)
+        s_sweep(self, &self->classes[i].ready);
+}
+
 static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
 {
     t->state = PROTO_ST_QUEUED;
@@ -208,6 +261,7 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     t->gen++;
     if (t->parked)
         return;   /* out of every heap until sched_unpark */
+    s_compact(self);
     if (not_before > 0)
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
     else

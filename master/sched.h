@@ -118,8 +118,16 @@ void sched_destroy(sched_t **p);
    (res_format text: "cpus=2,gpus=0.5"), then optionally "~" and the
    seconds its tasks expect to run
    (--time-request: only workers whose end leaves that long take them).
-   Returns its index. */
+   Returns its index. Every caller that takes a key from outside (a
+   client's submit or retry) asks sched_class_room first: the classes are
+   never freed while the master runs, each is looked at on every dispatch,
+   and a task keeps its class index in 16 bits (asserted): a client makes
+   at most SCHED_MAX_CLASSES (api checks a batch with sched_class_find
+   before it makes any); the tasks a restart loads make theirs. */
 int sched_class(sched_t *self, const char *key);
+#define SCHED_MAX_CLASSES 4096
+/* The class of key (NULL = "fn") if it exists, else -1. */
+int sched_class_find(const sched_t *self, const char *key);
 const sched_class_t *sched_class_get(const sched_t *self, int cls);
 
 /* A task to add: what the scheduler keeps of it. */

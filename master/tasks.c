@@ -95,6 +95,12 @@ struct tasks {
     int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
                                 store while the writer had it: read from here
                                 when it is free; dispatch waits till then */
+    /* Held tasks to judge again (s_judge): a queue, not recursion, since a
+       verdict ends a job whose dependants are judged in turn, and a client
+       can chain jobs (--after) as long as it likes. */
+    int64_t *judge_ids;
+    size_t judge_head, judge_n, judge_cap;
+    bool judging;
 };
 
 tasks_t *tasks_new(const tasks_config_t *cfg)
@@ -129,6 +135,7 @@ void tasks_destroy(tasks_t **p)
         free(key);
     imap_destroy(&self->orphan_keys);
     free(self->reserve_worker);
+    free(self->judge_ids);
     free(self);
     *p = NULL;
 }
@@ -415,12 +422,26 @@ static void s_finish(tasks_t *self, sched_task_t *t, proto_state_t state, char *
                      const char *error);
 
 /* Judges the held tasks ids again (some may be gone: skipped): each runs,
-   waits again, or ends dep_failed (cancelled, when its job was). May
-   recurse through s_finish into the dependants of those tasks' job. */
+   waits again, or ends dep_failed (cancelled, when its job was). A
+   verdict can end a job, whose dependants come back here through
+   s_finish: called inside a judgement, the ids join its queue and are
+   judged before the outer call returns (a chain of 100,000 jobs would
+   otherwise be as deep a recursion: the master's stack ran out). */
 static void s_judge(tasks_t *self, const int64_t *ids, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        sched_task_t *t = sched_get(self->sched, ids[i]);
+    if (self->judge_n + n > self->judge_cap) {
+        while (self->judge_n + n > self->judge_cap)
+            self->judge_cap = self->judge_cap ? self->judge_cap * 2 : 1024;
+        self->judge_ids = xrealloc(self->judge_ids, self->judge_cap * sizeof(int64_t));
+    }
+    if (n)
+        memcpy(self->judge_ids + self->judge_n, ids, n * sizeof(int64_t));
+    self->judge_n += n;
+    if (self->judging)
+        return;
+    self->judging = true;
+    while (self->judge_head < self->judge_n) {
+        sched_task_t *t = sched_get(self->sched, self->judge_ids[self->judge_head++]);
         if (!t || !(t->parked & SCHED_PARK_DEPS))
             continue;
         const job_t *job = jobs_get(self->jobs, t->job);
@@ -438,6 +459,8 @@ static void s_judge(tasks_t *self, const int64_t *ids, size_t n)
         case DEPS_FAIL: s_finish(self, t, PROTO_ST_DEP_FAILED, NULL, why); break;
         }
     }
+    self->judge_head = self->judge_n = 0;
+    self->judging = false;
 }
 
 /* A task of job ended: the tasks that wait for it (--after-each) are

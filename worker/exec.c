@@ -891,8 +891,20 @@ int exec_run(const exec_req_t *req, proto_result_t *res)
        before anything runs. */
     outfiles_t files;
     char ferr[PROTO_MAX_PATH + 200];
-    if (outfiles_open(&files, spec, req->job_id, req->task_id, req->attempt, ferr, sizeof ferr)
-        != 0) {
+    policy_fs_t fs;
+    int frc = -1;
+    bool any_file = spec->stdout_file || spec->stderr_file;
+    if (any_file && policy_fs_enter(req->policy, &fs) != 0) {
+        char eb[128];
+        snprintf(ferr, sizeof ferr, "cannot open output files as --run-as user '%s': %s",
+                 req->policy->user ? req->policy->user : "", s_strerror(errno, eb, sizeof eb));
+    } else {
+        frc = outfiles_open(&files, spec, req->job_id, req->task_id, req->attempt, ferr,
+                            sizeof ferr);
+        if (any_file)
+            policy_fs_leave(&fs);
+    }
+    if (frc != 0) {
         proto_result_error(res, "%s", ferr);
         res->started = res->finished = clock_wall();
         exec_launch_fini(&L);

@@ -72,6 +72,51 @@ static int s_switch(const exec_policy_t *self)
     return syscall(SYS_capset, &hdr, none) < 0 ? -1 : 0;
 }
 
+int policy_fs_enter(const exec_policy_t *self, policy_fs_t *saved)
+{
+    memset(saved, 0, sizeof *saved);
+    if (!self || !self->run_as)
+        return 0;
+    saved->uid = (uid_t) syscall(SYS_setfsuid, (uid_t) -1);   /* -1: only asks */
+    saved->gid = (gid_t) syscall(SYS_setfsgid, (gid_t) -1);
+    int n = getgroups(0, NULL);
+    if (n < 0)
+        return -1;
+    saved->groups = xcalloc((size_t) n + 1, sizeof(gid_t));
+    if ((saved->ngroups = getgroups(n, saved->groups)) < 0
+        || syscall(SYS_setgroups, (size_t) self->ngroups, self->groups) < 0) {
+        int e = errno;
+        free(saved->groups);
+        saved->groups = NULL;
+        errno = e;
+        return -1;
+    }
+    saved->changed = true;
+    syscall(SYS_setfsgid, self->gid);
+    syscall(SYS_setfsuid, self->uid);
+    /* setfsuid/setfsgid say nothing on failure: read them back. */
+    if ((uid_t) syscall(SYS_setfsuid, (uid_t) -1) != self->uid
+        || (gid_t) syscall(SYS_setfsgid, (gid_t) -1) != self->gid) {
+        policy_fs_leave(saved);
+        errno = EPERM;
+        return -1;
+    }
+    return 0;
+}
+
+void policy_fs_leave(policy_fs_t *saved)
+{
+    if (!saved->changed)
+        return;
+    syscall(SYS_setfsuid, saved->uid);
+    syscall(SYS_setfsgid, saved->gid);
+    long rc = syscall(SYS_setgroups, (size_t) saved->ngroups, saved->groups);
+    assert(rc == 0 && (uid_t) syscall(SYS_setfsuid, (uid_t) -1) == saved->uid);
+    (void) rc;
+    free(saved->groups);
+    memset(saved, 0, sizeof *saved);
+}
+
 /* Tries the change in a throwaway child, so a worker that lacks the
    privilege says so at start instead of failing every task. Called
    before any thread exists. 0, or an errno. */

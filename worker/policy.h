@@ -75,6 +75,24 @@ uid_t policy_task_uid(const exec_policy_t *self);
    that cannot be stat'ed counts as not readable. */
 bool policy_task_can_read(const exec_policy_t *self, const char *path);
 
+/* The calling thread's file-system identity while the worker opens files
+   for a task (its --stdout/--stderr files, which the worker writes and
+   the task names): the --run-as user's fsuid, fsgid and groups, so the
+   files are made and opened with the task user's permissions, not the
+   worker's (root could otherwise truncate any file). Per thread: raw
+   setfsuid/setfsgid/setgroups, as s_switch. No-op without --run-as. */
+typedef struct {
+    bool changed;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    int ngroups;
+} policy_fs_t;
+/* 0, or -1 with errno (nothing changed). */
+int policy_fs_enter(const exec_policy_t *self, policy_fs_t *saved);
+/* Back to the worker's identity; asserts it could. */
+void policy_fs_leave(policy_fs_t *saved);
+
 /* "nproc=64,as=2147483648" for the start line (static buffer), "" for none. */
 const char *policy_rlimits_text(const exec_policy_t *self);
 

@@ -1213,6 +1213,19 @@ static int s_proc_stat(pid_t pid, char *state, pid_t *pgrp)
     return 0;
 }
 
+long h_vm_kib(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+    char *text = h_read_file(path);
+    if (!text)
+        return -1;
+    const char *at = strstr(text, field);
+    long kib = at ? atol(at + strlen(field) + 1) : -1;
+    free(text);
+    return kib;
+}
+
 bool h_pid_gone(pid_t pid)
 {
     if (kill(pid, 0) == -1 && errno == ESRCH)

@@ -226,6 +226,8 @@ int h_free_base_port(void);
 /* True when no process with that pid is alive (zombies count as gone: the
    machine's init may not reap orphans). */
 bool h_pid_gone(pid_t pid);
+/* "VmRSS" or "VmHWM" of pid in KiB (-1 when unreadable). */
+long h_vm_kib(pid_t pid, const char *field);
 /* Number of live (non-zombie) processes in process group pgid. */
 int h_pgid_alive(pid_t pgid);
 

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define FAST_HEARTBEAT "--heartbeat-ms", "200", "--liveness", "3", "--recovery-grace", "1"
 
@@ -319,6 +321,60 @@ START_TIMED_TEST(retry_of_a_failed_parent_revives_its_dep_failed_dependants, 90)
     free(text);
     free(flag);
     free(ran);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A chain of jobs, each --after the one before, as long as a client likes:
+   when its head fails, the verdicts run down the chain one job after the
+   other, not as a recursion as deep as the chain (it ran the master's
+   stack out: SIGSEGV). The master gets a 1 MiB stack so that a chain of
+   4000 jobs shows it, cheaply. */
+START_TIMED_TEST(a_long_chain_of_dependants_fails_without_exhausting_the_stack, 180)
+{
+    h_cluster_t *c = h_cluster_new("dep_chain");
+    struct rlimit old, small = {.rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(getrlimit(RLIMIT_STACK, &old), 0);
+    small.rlim_max = old.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_STACK, &small), 0);
+    h_proc_t *m = h_master_start(c, 0, "--sync", "off", NULL);
+    ck_assert_int_eq(setrlimit(RLIMIT_STACK, &old), 0);
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int ms = h_ms(20000), zero = 0;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    char ep[64], msg[256], rep[512];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_api_port(c));
+    ck_assert_int_eq(zmq_connect(s, ep), 0);
+    long long prev = 0;
+    for (int i = 0; i <= 4000; i++) {
+        int len = i == 0 ? snprintf(msg, sizeof msg,
+                                    "{\"v\":1,\"type\":\"submit\",\"tasks\":[{\"argv\":[\"true\"]}]}")
+                         : snprintf(msg, sizeof msg,
+                                    "{\"v\":1,\"type\":\"submit\",\"after\":[%lld],"
+                                    "\"tasks\":[{\"argv\":[\"true\"]}]}",
+                                    prev);
+        ck_assert_int_eq(zmq_send(s, msg, (size_t) len, 0), len);
+        int n = zmq_recv(s, rep, sizeof rep - 1, 0);
+        ck_assert_msg(n > 0, "no reply to submit %d", i);
+        rep[n < (int) sizeof rep - 1 ? n : (int) sizeof rep - 1] = '\0';
+        const char *job = strstr(rep, "\"job\":");
+        ck_assert_msg(job, "submit %d: %s", i, rep);
+        prev = atoll(job + 6);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    h_run_t *r = h_cli(c, "cancel", "1", NULL);
+    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
+    h_run_free(&r);
+    char last[32];
+    snprintf(last, sizeof last, "%lld", prev);
+    r = h_cli(c, "wait", last, NULL);
+    ck_assert_msg(r->rc == 1 && h_proc_running(m), "wait %s: %s (master running: %d)", last,
+                  h_run_desc(r), h_proc_running(m));
+    h_run_free(&r);
+    ck_assert_int_eq(h_status_count(c, prev, "dep_failed"), 1);
     h_cluster_destroy(&c);
 }
 END_TEST

@@ -180,20 +180,6 @@ static bool s_listed_client_answered(curve_t *k, const char **why)
     return ok;
 }
 
-/* "VmRSS" or "VmHWM" of pid in KiB (-1 when unreadable). */
-static long s_vm_kib(pid_t pid, const char *field)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
-    char *text = h_read_file(path);
-    if (!text)
-        return -1;
-    const char *at = strstr(text, field);
-    long kib = at ? atol(at + strlen(field) + 1) : -1;
-    free(text);
-    return kib;
-}
-
 /* utime + stime of pid, in clock ticks (-1 when unreadable). */
 static int64_t s_cpu_ticks(pid_t pid)
 {
@@ -239,7 +225,7 @@ START_TIMED_TEST(a_storm_of_big_frames_before_the_handshake_leaves_the_master_sm
     curve_t k;
     s_curve_master(&k, "a_storm_of_big_frames_before_the_handshake_leaves_the_master_small");
     pid_t master = h_proc_pid(h_master(k.c));
-    long base = s_vm_kib(master, "VmRSS");
+    long base = h_vm_kib(master, "VmRSS");
     unsigned char greeting[64] = { 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0 };
     memcpy(greeting + 12, "CURVE", 5);
     unsigned char header[9] = { 0x02 };   /* a long frame: 8-byte size, big-endian */
@@ -295,7 +281,7 @@ START_TIMED_TEST(a_storm_of_big_frames_before_the_handshake_leaves_the_master_sm
     ck_assert_msg(left == 0, "the storm did not finish: %d peers still sending", left);
     const char *why = "";
     ck_assert_msg(s_listed_client_answered(&k, &why), "listed client during the storm: %s", why);
-    long rss = s_vm_kib(master, "VmRSS"), peak = s_vm_kib(master, "VmHWM");
+    long rss = h_vm_kib(master, "VmRSS"), peak = h_vm_kib(master, "VmHWM");
     fprintf(stderr, "storm of %d x %d MB frames: master RSS %ld KiB before, %ld KiB after, "
                     "peak %ld KiB\n", STORM_PEERS, STORM_FRAME / 1000000, base, rss, peak);
     ck_assert_msg(peak < 256 * 1024 && rss < 64 * 1024,
@@ -558,7 +544,7 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
     h_cluster_t *c = h_cluster_new("a_client_that_never_reads_replies_cannot_grow_the_master");
     int64_t job = s_big_job(c);
     pid_t master = h_proc_pid(h_master(c));
-    long base = s_vm_kib(master, "VmRSS");
+    long base = h_vm_kib(master, "VmRSS");
     void *ctx = zmq_ctx_new();
     void *api = zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0, one = 1, small = 4096;
@@ -579,7 +565,7 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
     int64_t cpu = -1, still_since = h_now_ms(), deadline = h_now_ms() + h_ms(120000);
     while (h_now_ms() - still_since < 500 && h_now_ms() < deadline) {
         h_nap(20);
-        long kib = s_vm_kib(master, "VmRSS");
+        long kib = h_vm_kib(master, "VmRSS");
         peak = kib > peak ? kib : peak;
         int64_t now_cpu = s_cpu_ticks(master);
         if (now_cpu != cpu) {
@@ -603,7 +589,7 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
        only a build without sanitizers can show it given back. */
     long now = 0;
     if (h_slowdown() == 1)
-        ck_assert_msg(H_POLL((now = s_vm_kib(master, "VmRSS")) < base + 64 * 1024, 10000),
+        ck_assert_msg(H_POLL((now = h_vm_kib(master, "VmRSS")) < base + 64 * 1024, 10000),
                       "memory not given back: %ld KiB (%ld before)", now, base);
     h_cluster_destroy(&c);
 }
@@ -620,7 +606,7 @@ START_TIMED_TEST(a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_m
     h_cluster_t *c = h_cluster_new("a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_masters");
     h_master_start(c, 0, NULL);
     pid_t master = h_proc_pid(h_master(c));
-    long base = s_vm_kib(master, "VmRSS");
+    long base = h_vm_kib(master, "VmRSS");
     size_t big = 30 * 1000 * 1000;
     const char *head = "{\"v\":1,\"type\":\"submit\",\"job\":0,\"tasks\":[{\"argv\":[\"true\"],"
                        "\"stdin\":\"";
@@ -647,7 +633,7 @@ START_TIMED_TEST(a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_m
     for (int i = 0; i < 80; i++) {
         ck_assert_msg(zmq_send(api, msg, n, 0) == (int) n, "send %d: %s", i,
                       zmq_strerror(zmq_errno()));
-        long kib = s_vm_kib(master, "VmRSS");
+        long kib = h_vm_kib(master, "VmRSS");
         peak = kib > peak ? kib : peak;
     }
     /* Every submit is answered, each with the refusal. */
@@ -658,7 +644,7 @@ START_TIMED_TEST(a_flood_of_big_bad_submits_waits_in_the_senders_queue_not_the_m
         reply[got < (int) sizeof reply - 1 ? got : (int) sizeof reply - 1] = '\0';
         ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "timeout"),
                       "bad submit %d: %s", i, reply);
-        long kib = s_vm_kib(master, "VmRSS");
+        long kib = h_vm_kib(master, "VmRSS");
         peak = kib > peak ? kib : peak;
     }
     fprintf(stderr, "80 bad 30 MB submits: master RSS %ld KiB before, peak %ld KiB\n", base, peak);

@@ -234,6 +234,35 @@ START_TIMED_TEST(a_task_no_worker_could_hold_is_reported_at_submit_and_waits, 60
 }
 END_TEST
 
+/* Each distinct kind of task (function, labels, resources, time request)
+   is a class the master keeps until it restarts and looks at on every
+   dispatch, its index 16 bits in each task: a client cannot make them
+   without end. A batch over the bound is refused whole and takes no room;
+   the master goes on serving. */
+START_TIMED_TEST(a_client_cannot_make_kinds_of_task_without_end, 90)
+{
+    h_cluster_t *c = h_cluster_new("classes");
+    h_master_start(c, 0, NULL);
+    s_worker(c, "a", "", 2, "cpus=2");
+    char *path = h_path(c, "kinds.jsonl");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 5000; i++)
+        fprintf(f, "{\"fn\":\"kind%d\"}\n", i);
+    fclose(f);
+    h_run_t *r = h_cli(c, "submit", "--file", path, NULL);
+    ck_assert_msg(r->rc != 0 && strstr(r->err, "kinds of task"), "submit: %s", h_run_desc(r));
+    h_run_free(&r);
+    free(path);
+    /* Known kinds and a few new ones are still taken and run. */
+    int64_t job = h_submit(c, NULL, "--array", "0-3", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    job = h_submit(c, NULL, "--cpus", "2", "--", "true", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_placement", h_slowdown()));

@@ -493,6 +493,53 @@ START_TIMED_TEST(an_ipc_master_is_reached_only_through_its_directory, 90)
 }
 END_TEST
 
+/* --stdout/--stderr files are the task's writes: made and opened with the
+   --run-as user's permissions, not the worker's (root's), so a client
+   cannot truncate or fill a file only the worker's user may write. */
+START_TIMED_TEST(output_files_are_opened_as_the_run_as_user, 60)
+{
+    if (!s_root_or_skip("output_files_are_opened_as_the_run_as_user"))
+        return;
+    h_cluster_t *c = h_cluster_new("outfile_run_as");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "nobody", 1, "--run-as", "nobody", NULL);
+    ck_assert_int_eq(chmod(h_dir(c), 0711), 0);
+    char *victim = h_path(c, "victim");
+    h_write_file(victim, "the worker's own file\n");
+    ck_assert_int_eq(chmod(victim, 0644), 0);
+    int64_t job = h_submit(c, NULL, "--stdout", victim, "--shell", "echo overwritten", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    cJSON *all = h_results(c, job, NULL);
+    const char *err = h_jstr(cJSON_GetArrayItem(all, 0), "error");
+    ck_assert_msg(err && strstr(err, "Permission denied"), "error: %s", err ? err : "(none)");
+    cJSON_Delete(all);
+    char *text = h_read_file(victim);
+    ck_assert_str_eq(text, "the worker's own file\n");
+    free(text);
+    /* Where the task user may write, the files are made, and are its. */
+    char *pub = h_path(c, "pub");
+    ck_assert_int_eq(mkdir(pub, 0777), 0);
+    ck_assert_int_eq(chmod(pub, 0777), 0);
+    char *pattern = NULL;
+    ck_assert_int_gt(asprintf(&pattern, "%s/%%{job}/out", pub), 0);
+    job = h_submit(c, NULL, "--stdout", pattern, "--shell", "echo ok", NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    char *out = NULL;
+    ck_assert_int_gt(asprintf(&out, "%s/%lld/out", pub, (long long) job), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(out, &st), 0);
+    ck_assert_uint_eq(st.st_uid, getpwnam("nobody")->pw_uid);
+    text = h_read_file(out);
+    ck_assert_str_eq(text, "ok\n");
+    free(text);
+    free(out);
+    free(pattern);
+    free(pub);
+    free(victim);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_tasksec", h_slowdown()));
