@@ -936,9 +936,25 @@ static void s_logs(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
 
 /* ---- cancel, hold, release, priority, limit ---- */
 
+/* A change a client is told of is written first, as a submit's batch is:
+   a master killed right after the answer must not lose it (a held job
+   running after a restart). False after answering with the disk's error:
+   the change stays in memory and is written with the next commit. */
+static bool s_written(api_t *self, const zmqx_frames_t *env)
+{
+    if (api_flush(self) == 0)
+        return true;
+    s_reply_error(self, env, PROTO_E_STORAGE,
+                  "the master could not write this change to its database (see its log: a full "
+                  "disk?); it is applied but would be lost if the master stopped now: ask again");
+    return false;
+}
+
 static void s_count_reply(api_t *self, const zmqx_frames_t *env, int64_t count,
                           proto_req_type_t type)
 {
+    if (!s_written(self, env))
+        return;
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = count;
     s_send_reply(self, env, rep, type);
@@ -1264,6 +1280,8 @@ static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
         s_revive_dependants(self, job);
     }
     log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
+    if (!s_written(self, env))
+        goto out;
     proto_reply_t *rep = proto_reply_new(true);
     rep->count = (int64_t) rows.n;
     s_send_reply(self, env, rep, PROTO_REQ_RETRY);

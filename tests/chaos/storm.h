@@ -15,6 +15,8 @@
 
 /* Garbage frames between two legal requests. */
 #define WINDOW 32
+/* API requests a storm window sends before it reads their replies. */
+#define API_INFLIGHT 3
 /* Every reply must come within this (the daemons answer in microseconds;
    this is the sanitizer-build and busy-machine margin). */
 #define REPLY_TIMEOUT_MS 20000
