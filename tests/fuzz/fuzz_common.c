@@ -169,7 +169,8 @@ out:
 
 static const char *const s_config_keys[] = {
     "master", "curve-secret", "master-key", "request-timeout", "threads",
-    "name",   "labels",       "plugin",     "allow-exec",
+    "name",   "labels",       "plugin",     "allow-exec",      "run-as",
+    "task-rlimit", "state-dir", "allow-env",
 };
 #define NCONFIG_KEYS (sizeof s_config_keys / sizeof *s_config_keys)
 

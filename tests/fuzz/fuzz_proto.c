@@ -142,8 +142,10 @@ static const char *s_spec_bad(const proto_spec_t *s)
 
 static const char *s_result_bad(const proto_result_t *r)
 {
-    if (r->task < 1 || r->attempt < 1)
-        return "task or attempt below 1";
+    /* Attempt 0: a task the master ended before any dispatch (cancelled
+       or dep_failed while queued; proto_result.c). */
+    if (r->task < 1 || r->attempt < 0)
+        return "task below 1 or attempt below 0";
     if (r->status != PROTO_ST_DONE && r->status != PROTO_ST_FAILED
         && r->status != PROTO_ST_CANCELLED)
         return "status is not a final state";
