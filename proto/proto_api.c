@@ -57,13 +57,13 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     pu_strv_free(r->functions, r->nfunctions);
-    free(r->running);
+    proto_refs_free(r->running, r->nrunning);
     free(r->deps);
     free(r->resources);
     pu_strv_free(r->gpu_ids, r->ngpu_ids);
     free(r->indexes);
     free(r->definition);
-    free(r->ended);
+    proto_refs_free(r->ended, r->nended);
     free(r->slurm_job);
     proto_alloc_destroy(&r->queue);
     free(r);
