@@ -414,6 +414,9 @@ typedef struct {
     /* alloc */
     proto_alloc_op_t alloc_op;
     int64_t alloc;           /* pause/resume/remove: the queue's id */
+    bool force;              /* remove: cancel (scancel) its queued and running
+                                allocations; without it a queue that has any is
+                                not removed */
     proto_alloc_t *queue;    /* add: the queue to make (its id is the master's choice) */
 } proto_req_t;
 
