@@ -970,10 +970,10 @@ static proto_reply_t *s_remove(alloc_t *self, int at, bool force)
         proto_reply_t *rep = proto_reply_error(
             PROTO_E_STATE,
             "queue %" PRId64 " still has %s%s%s in Slurm: give --force to cancel %s (scancel) "
-            "and remove the queue, or pause it and remove it once they have ended",
-            q->id, n ? (n == 1 ? "allocation " : "allocations ") : "",
-            n ? names : "", submitting ? (n ? " and one being submitted" : "an allocation being submitted") : "",
-            n + submitting == 1 ? "it" : "them");
+            "and remove the queue, or pause it and remove it once %s ended",
+            q->id, n ? (n == 1 ? "allocation " : "allocations ") : "", n ? names : "",
+            submitting ? (n ? " and one being submitted" : "an allocation being submitted") : "",
+            n + submitting == 1 ? "it" : "them", n + submitting == 1 ? "it has" : "they have");
         free(names);
         return rep;
     }

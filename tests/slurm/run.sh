@@ -369,8 +369,11 @@ check "alloc remove --force cancels allocation $busy (scancel) and forgets the q
 check "... its worker is gone" until_ok 30 no_alive_worker
 check "... and the master logged the cancel (event=alloc_cancelled)" \
     grep -q "event=alloc_cancelled slurm_jobs=\"$busy\"" "$dir/log/master.log"
-# The task went back to the queue: a queue whose allocations cannot start
-# for an hour (sbatch --begin) gets one that stays pending.
+check "... which killed its task (Slurm's signal: failed, as any task killed)" \
+    bash -c "timeout 30 '$bin/ztask' --master 127.0.0.1:$api status $job --json | grep -q '\"state\":\"failed\"'"
+# A queue whose allocations cannot start for an hour (sbatch --begin)
+# gets one that stays pending for a waiting task.
+job=$(Z submit --json -- true | json 'print(json.loads(sys.stdin.read())["job"])')
 Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --max-workers 1 --name later \
     -- --partition=ztask --begin=now+3600 >/dev/null
 later_pending() { a=$(alloc_in later queued) && in_slurm "$a"; }
