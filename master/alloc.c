@@ -597,6 +597,15 @@ static void s_cancel_later(alloc_t *self, const char *id)
     self->cancels[self->ncancels++] = xstrdup(id);
 }
 
+/* "ID ID ..." of ids for a log line (cut at 255 bytes). */
+static void s_ids_text(char *const *ids, int n, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < len; i++)
+        used += (size_t) snprintf(buf + used, len - used, "%s%s", i ? " " : "", ids[i]);
+}
+
 /* scancel of every id waiting, as one command (the slot is free). */
 static void s_start_scancel(alloc_t *self, int64_t now)
 {
@@ -606,18 +615,24 @@ static void s_start_scancel(alloc_t *self, int64_t now)
     for (int i = 0; i < self->ncancels; i++)
         argv[i + 1] = self->cancels[i];
     char err[300];
-    if (s_cmd_start(self, CMD_SCANCEL, argv, NULL, now, err, sizeof err) != 0) {
-        /* Kept for the next tick: a failed spawn (no scancel on the PATH,
-           out of processes) is said once a tick at most. */
-        log_error("event=alloc_cancel_failed slurm_jobs=%d error=\"%s\"", self->ncancels, err);
-        free(argv);
-        return;
-    }
+    int rc = s_cmd_start(self, CMD_SCANCEL, argv, NULL, now, err, sizeof err);
     free(argv);
-    /* The command owns the ids now (logged when it ends). */
-    self->cmd.ids = self->cancels;
-    self->cmd.nids = self->ncancels;
-    self->cancels = NULL;
+    if (rc != 0) {
+        /* Said once and dropped (no scancel on the PATH, out of
+           processes): tried again each tick it would fill the log. */
+        char ids[256];
+        s_ids_text(self->cancels, self->ncancels, ids, sizeof ids);
+        log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" error=\"%s\" note=\"cancel them by "
+                  "hand (scancel ID)\"",
+                  ids, err);
+        for (int i = 0; i < self->ncancels; i++)
+            free(self->cancels[i]);
+    } else {
+        /* The command owns the ids now (logged when it ends). */
+        self->cmd.ids = self->cancels;
+        self->cmd.nids = self->ncancels;
+        self->cancels = NULL;
+    }
     self->ncancels = 0;
 }
 
@@ -625,10 +640,7 @@ static void s_scancel_done(alloc_t *self, int status)
 {
     const cmd_t *c = &self->cmd;
     char ids[256];
-    size_t used = 0;
-    ids[0] = '\0';
-    for (int i = 0; i < c->nids && used < sizeof ids; i++)
-        used += (size_t) snprintf(ids + used, sizeof ids - used, "%s%s", i ? " " : "", c->ids[i]);
+    s_ids_text(c->ids, c->nids, ids, sizeof ids);
     if (status == 0) {
         log_info("event=alloc_cancelled slurm_jobs=\"%s\"", ids);
         return;
