@@ -13,6 +13,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +89,9 @@ struct session {
     api_state_t api_state;
     int64_t api_deadline;
     void *pipe;             /* PULL while registered */
+    /* Whether the inbox or the pipe may hold messages we have not read:
+       false once a receive on it found nothing (see s_wait). */
+    bool inbox_more, pipe_more;
     outbox_t *outbox;       /* owns the report PUSH */
     int report_port;        /* the port the outbox's socket is connected to */
     void *inbox;            /* inproc PULL */
@@ -519,6 +523,7 @@ static int s_connect_ports(session_t *self, int task_port, int report_port)
     self->pipe = s_connect_plain(self, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG);
     if (!self->pipe)
         return -1;
+    self->pipe_more = true;       /* a new socket: never read yet */
     /* Keep the report socket when the port is the same: results queued in
        it while the master was away are delivered to the new master. */
     if (outbox_attached(self->outbox) && self->report_port == report_port)
@@ -665,11 +670,13 @@ static int64_t s_result_until(const session_t *self, runner_task_t *t, int64_t n
 
 static void s_read_inbox(session_t *self, int64_t now)
 {
+    self->inbox_more = true;      /* unless a receive finds it empty */
     for (int i = 0; i < INBOX_BATCH; i++) {
         zmq_msg_t m;
         zmq_msg_init(&m);
         if (zmq_msg_recv(&m, self->inbox, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
+            self->inbox_more = false;
             return;
         }
         /* Pairs with the runner's release before its send (runner.h). */
@@ -715,6 +722,7 @@ static void s_read_inbox(session_t *self, int64_t now)
 
 static void s_read_pipe(session_t *self, int64_t now)
 {
+    self->pipe_more = true;       /* unless a receive finds it empty */
     for (int i = 0; i < PIPE_BATCH && self->pipe; i++) {
         size_t len;
         char *buf = zmqx_recv(self->pipe, &len, ZMQ_DONTWAIT);
@@ -727,6 +735,7 @@ static void s_read_pipe(session_t *self, int64_t now)
                              (long long) held);
                 continue;
             }
+            self->pipe_more = false;
             return;
         }
         /* Anything from the master proves it alive. */
@@ -951,6 +960,7 @@ static int s_start(session_t *self)
     }
     snprintf(self->inbox_ep, sizeof self->inbox_ep, "inproc://ztask-worker-%p", (void *) self);
     self->inbox = zmqx_socket(self->ctx, ZMQ_PULL, 0, 0);
+    self->inbox_more = true;      /* never read yet */
     /* Unlimited: pool threads must never block on us (runner.c). */
     int hwm = 0;
     if (!self->inbox || zmq_setsockopt(self->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
@@ -992,6 +1002,68 @@ out:
     return rc;
 }
 
+/* Which sockets s_wait found worth reading. */
+typedef struct {
+    bool inbox, pipe, api, monitor;
+} ready_t;
+
+/* zmq_poll asks every ZeroMQ socket for its events before it sleeps and
+   again after (libzmq: a getpid and a poll of the socket's mailbox each
+   time), so a wakeup for the inbox and the pipe, the only sockets while
+   tasks run, cost ten system calls -- per command, for short ones. Those
+   two sockets only ever receive here, and a receive that found nothing
+   has first processed their pending commands (libzmq does that before it
+   answers EAGAIN): from then on their ZMQ_FD turns readable when a
+   message arrives, so one poll of the two descriptors does. A socket that
+   may still hold messages (a new one, a batch cut short) is read again
+   without sleeping. While a request to the API is out (hello, drain: that
+   socket sends too, and has a monitor), zmq_poll as before. 0, or -1 with
+   errno. */
+static int s_wait(session_t *self, long timeout, ready_t *r)
+{
+    memset(r, 0, sizeof *r);
+    if (self->api.sock || self->api.monitor) {
+        zmq_pollitem_t items[4];
+        int n = 0, ipipe = -1, iapi = -1, imon = -1;
+        items[n++] = (zmq_pollitem_t) {.socket = self->inbox, .events = ZMQ_POLLIN};
+        if (self->pipe) {
+            ipipe = n;
+            items[n++] = (zmq_pollitem_t) {.socket = self->pipe, .events = ZMQ_POLLIN};
+        }
+        if (self->api.sock) {
+            iapi = n;
+            items[n++] = (zmq_pollitem_t) {.socket = self->api.sock, .events = ZMQ_POLLIN};
+        }
+        if (self->api.monitor) {
+            imon = n;
+            items[n++] = (zmq_pollitem_t) {.socket = self->api.monitor, .events = ZMQ_POLLIN};
+        }
+        if (zmq_poll(items, n, timeout) < 0)
+            return -1;
+        r->inbox = items[0].revents & ZMQ_POLLIN;
+        r->pipe = ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN);
+        r->api = iapi >= 0 && (items[iapi].revents & ZMQ_POLLIN);
+        r->monitor = imon >= 0 && (items[imon].revents & ZMQ_POLLIN);
+        return 0;
+    }
+    struct pollfd pfd[2];
+    int n = 0;
+    void *socks[2] = {self->inbox, self->pipe};
+    for (int i = 0; i < 2 && socks[i]; i++) {
+        int fd = -1;
+        size_t size = sizeof fd;
+        if (zmq_getsockopt(socks[i], ZMQ_FD, &fd, &size) != 0)
+            return -1;
+        pfd[n++] = (struct pollfd) {.fd = fd, .events = POLLIN};
+    }
+    bool pipe_more = self->pipe && self->pipe_more;
+    if (poll(pfd, (nfds_t) n, self->inbox_more || pipe_more ? 0 : (int) timeout) < 0)
+        return -1;
+    r->inbox = self->inbox_more || pfd[0].revents;
+    r->pipe = pipe_more || (n > 1 && pfd[1].revents);
+    return 0;
+}
+
 int session_run(session_t *self)
 {
     if (!self || self->ctx)
@@ -1013,39 +1085,25 @@ int session_run(session_t *self)
         int64_t next = s_timers(self, now);
         if (s_finished(self, now))
             break;
-        zmq_pollitem_t items[4];
-        int n = 0, ipipe = -1, iapi = -1, imon = -1;
-        items[n++] = (zmq_pollitem_t) {.socket = self->inbox, .events = ZMQ_POLLIN};
-        if (self->pipe) {
-            ipipe = n;
-            items[n++] = (zmq_pollitem_t) {.socket = self->pipe, .events = ZMQ_POLLIN};
-        }
-        if (self->api.sock) {
-            iapi = n;
-            items[n++] = (zmq_pollitem_t) {.socket = self->api.sock, .events = ZMQ_POLLIN};
-        }
-        if (self->api.monitor) {
-            imon = n;
-            items[n++] = (zmq_pollitem_t) {.socket = self->api.monitor, .events = ZMQ_POLLIN};
-        }
         long timeout = (long) (next - now);
         if (timeout < 0)
             timeout = 0;
-        if (zmq_poll(items, n, timeout) < 0) {
+        ready_t ready;
+        if (s_wait(self, timeout, &ready) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("event=poll_failed error=\"%s\"", zmq_strerror(errno));
             break;
         }
         now = clock_mono_ms();
-        if (items[0].revents & ZMQ_POLLIN)
+        if (ready.inbox)
             s_read_inbox(self, now);
-        if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
+        if (ready.pipe && self->pipe)
             s_read_pipe(self, now);
         /* Each handler below may close the api socket the other polled. */
-        if (iapi >= 0 && self->api.sock && (items[iapi].revents & ZMQ_POLLIN))
+        if (ready.api && self->api.sock)
             s_read_api(self, now);
-        if (imon >= 0 && self->api.monitor && (items[imon].revents & ZMQ_POLLIN))
+        if (ready.monitor && self->api.monitor)
             s_read_api_monitor(self, now);
         outbox_flush(self->outbox, now, self->nactive == 0);
     }
