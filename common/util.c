@@ -394,3 +394,19 @@ int mkdir_parents(const char *path, mode_t mode)
     errno = saved;
     return rc;
 }
+
+const char *text_first_line(const char *text, size_t *len)
+{
+    *len = 0;
+    for (const char *p = text; p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t) (nl - p) : strlen(p);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') {
+                *len = n;
+                return p;
+            }
+        p = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
