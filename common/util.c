@@ -410,3 +410,21 @@ const char *text_first_line(const char *text, size_t *len)
     }
     return NULL;
 }
+
+char *list_next(char **cursor)
+{
+    for (char *p = *cursor; p; p = *cursor) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        *cursor = comma ? comma + 1 : NULL;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strlen(p);
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            p[--n] = '\0';
+        if (n)
+            return p;
+    }
+    return NULL;
+}
