@@ -315,38 +315,15 @@ int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, siz
     return 0;
 }
 
-int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
-            proto_err_t *err)
-{
-    cJSON *arr;
-    int count;
-    if (s_array_count(o, k, req, INT32_MAX, &arr, &count, err) != 0)
-        return -1;
-    if (count == 0)
-        return 0;
-    proto_task_ref_t *v = xcalloc((size_t) count, sizeof *v);
-    int i = 0;
-    for (const cJSON *e = arr->child; e; e = e->next, i++) {
-        if (!cJSON_IsObject(e)) {
-            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an object", k, i);
-            goto fail;
-        }
-        if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &v[i].task, err) != 0
-            || pj_int(e, "attempt", true, 1, INT32_MAX, &v[i].attempt, err) != 0) {
-            pj_err_prefix(err, "%s[%d]", k, i);
-            goto fail;
-        }
-    }
-    *out = v;
-    *n = count;
-    return 0;
-fail:
-    free(v);
-    return -1;
-}
+/* Reads one element of array k (index i) into slot; -1 with err set. */
+typedef int (*elem_read_fn)(const cJSON *e, const char *k, int i, void *slot, const void *arg,
+                            proto_err_t *err);
 
-int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,
-                 int64_t **out, int *n, proto_err_t *err)
+/* Array k, at most maxn elements, each read by read into a fresh array of
+   elements of size bytes: *out and *n set when it has any (*out left
+   alone when empty or absent; the caller frees). */
+static int s_array_of(const cJSON *o, const char *k, bool req, int maxn, size_t size,
+                      elem_read_fn read, const void *arg, void **out, int *n, proto_err_t *err)
 {
     cJSON *arr;
     int count;
@@ -354,20 +331,67 @@ int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, 
         return -1;
     if (count == 0)
         return 0;
-    int64_t *v = xcalloc((size_t) count, sizeof *v);
+    char *v = xcalloc((size_t) count, size);
     int i = 0;
-    for (const cJSON *e = arr->child; e; e = e->next, i++) {
-        if (!s_integral_in(e, (double) lo, (double) hi)) {
-            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an integer >= %lld",
-                          k, i, (long long) lo);
+    for (const cJSON *e = arr->child; e; e = e->next, i++)
+        if (read(e, k, i, v + (size_t) i * size, arg, err) != 0) {
             free(v);
             return -1;
         }
-        v[i] = (int64_t) e->valuedouble;
-    }
     *out = v;
     *n = count;
     return 0;
+}
+
+static int s_read_ref(const cJSON *e, const char *k, int i, void *slot, const void *arg,
+                      proto_err_t *err)
+{
+    (void) arg;
+    proto_task_ref_t *ref = slot;
+    if (!cJSON_IsObject(e)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an object", k, i);
+        return -1;
+    }
+    if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &ref->task, err) != 0
+        || pj_int(e, "attempt", true, 1, INT32_MAX, &ref->attempt, err) != 0) {
+        pj_err_prefix(err, "%s[%d]", k, i);
+        return -1;
+    }
+    return 0;
+}
+
+int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
+            proto_err_t *err)
+{
+    void *v = NULL;
+    int rc = s_array_of(o, k, req, INT32_MAX, sizeof **out, s_read_ref, NULL, &v, n, err);
+    if (v)
+        *out = v;
+    return rc;
+}
+
+static int s_read_i64(const cJSON *e, const char *k, int i, void *slot, const void *arg,
+                      proto_err_t *err)
+{
+    const int64_t *range = arg;   /* lo, hi */
+    if (!s_integral_in(e, (double) range[0], (double) range[1])) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an integer >= %lld", k,
+                      i, (long long) range[0]);
+        return -1;
+    }
+    *(int64_t *) slot = (int64_t) e->valuedouble;
+    return 0;
+}
+
+int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,
+                 int64_t **out, int *n, proto_err_t *err)
+{
+    void *v = NULL;
+    int rc = s_array_of(o, k, req, maxn, sizeof **out, s_read_i64, (int64_t[2]){lo, hi}, &v, n,
+                        err);
+    if (v)
+        *out = v;
+    return rc;
 }
 
 /* True when every number in v is finite. cJSON reads a number too large
