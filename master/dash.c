@@ -667,19 +667,15 @@ static answer_t s_route(dash_t *self, const char *method, const char *path, cons
                         bool control, int64_t now)
 {
     bool get = strcmp(method, "GET") == 0;
-    if (strcmp(path, "/api/cancel") == 0) {
+    /* The actions: POST (no link or image can make a browser send one)
+       and the control right (web.c refuses a read token's POST first). */
+    bool cancel = strcmp(path, "/api/cancel") == 0, retry = strcmp(path, "/api/retry") == 0;
+    if (cancel || retry) {
         if (get)
-            return s_fail(405, "cancel wants POST");
+            return s_fail(405, cancel ? "cancel wants POST" : "retry wants POST");
         if (!control)
             return s_fail(403, "this token may only read");
-        return s_cancel(self, args);
-    }
-    if (strcmp(path, "/api/retry") == 0) {
-        if (get)
-            return s_fail(405, "retry wants POST");
-        if (!control)
-            return s_fail(403, "this token may only read");
-        return s_retry(self, args);
+        return cancel ? s_cancel(self, args) : s_retry(self, args);
     }
     if (!get)
         return s_fail(405, "this path wants GET");

@@ -136,6 +136,19 @@ static void s_check_headers(const resp_t *r)
     ck_assert_msg(strstr(r->head, "X-Content-Type-Options: nosniff"), "no nosniff in:\n%s", r->head);
 }
 
+/* One request whose answer must have status and, when want is given,
+   contain it; every answer carries the headers. */
+static void s_expect(int port, const char *method, const char *path, const char *token,
+                     int status, const char *want)
+{
+    resp_t r = s_req(port, method, path, token);
+    ck_assert_msg(r.status == status && (!want || strstr(r.body, want)),
+                  "%s %s: %d %s (wanted %d %s)", method, path, r.status, r.body, status,
+                  want ? want : "");
+    s_check_headers(&r);
+    s_resp_free(&r);
+}
+
 static char *s_write_file(h_cluster_t *c, const char *name, const char *text)
 {
     char *path = h_path(c, name);
@@ -223,17 +236,10 @@ START_TIMED_TEST(data_needs_a_token_and_only_a_control_token_may_cancel, 90)
     s_resp_free(&r);
     char path[64];
     snprintf(path, sizeof path, "/api/cancel?job=%lld", (long long) job);
-    r = s_req(port, "POST", path, READ_TOKEN);
-    ck_assert_msg(r.status == 403, "cancel with a read token: %d %s", r.status, r.body);
-    s_resp_free(&r);
+    s_expect(port, "POST", path, READ_TOKEN, 403, NULL);
     ck_assert_int_eq(h_status_count(c, job, "cancelled"), 0);
-    r = s_get(port, path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 405, "cancel by GET: %d %s", r.status, r.body);
-    s_resp_free(&r);
-    r = s_req(port, "POST", path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 200 && strstr(r.body, "\"cancelled\":4"), "cancel: %d %s", r.status,
-                  r.body);
-    s_resp_free(&r);
+    s_expect(port, "GET", path, CONTROL_TOKEN, 405, NULL);
+    s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"cancelled\":4");
     ck_assert_int_eq(h_wait(c, job, 30000), 1);
     ck_assert_int_eq(h_status_count(c, job, "cancelled"), 4);
     free(tokens);
@@ -277,34 +283,19 @@ START_TIMED_TEST(only_a_control_token_may_retry_a_job_and_its_failed_tasks_run_a
     ck_assert_ptr_nonnull(f);
     fclose(f);
     snprintf(path, sizeof path, "/api/retry?job=%lld", (long long) job);
-    r = s_req(port, "POST", path, READ_TOKEN);
-    ck_assert_msg(r.status == 403, "retry with a read token: %d %s", r.status, r.body);
-    s_check_headers(&r);
-    s_resp_free(&r);
-    r = s_req(port, "POST", path, NULL);
-    ck_assert_msg(r.status == 401, "retry without a token: %d %s", r.status, r.body);
-    s_resp_free(&r);
-    r = s_get(port, path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 405, "retry by GET: %d %s", r.status, r.body);
-    s_resp_free(&r);
+    s_expect(port, "POST", path, READ_TOKEN, 403, NULL);
+    s_expect(port, "POST", path, NULL, 401, NULL);
+    s_expect(port, "GET", path, CONTROL_TOKEN, 405, NULL);
     ck_assert_int_eq(h_status_count(c, job, "failed"), 3);
     ck_assert_int_eq(h_status_count(c, job, "queued") + h_status_count(c, job, "running"), 0);
-    r = s_req(port, "POST", "/api/retry?job=999", CONTROL_TOKEN);
-    ck_assert_msg(r.status == 404, "retry of no job: %d %s", r.status, r.body);
-    s_resp_free(&r);
+    s_expect(port, "POST", "/api/retry?job=999", CONTROL_TOKEN, 404, NULL);
 
-    r = s_req(port, "POST", path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 200 && strstr(r.body, "\"retried\":3"), "retry: %d %s", r.status,
-                  r.body);
-    s_resp_free(&r);
+    s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"retried\":3");
     ck_assert_int_eq(h_wait(c, job, 30000), 0);
     ck_assert_int_eq(h_status_count(c, job, "done"), 3);
     ck_assert_int_eq(h_status_count(c, job, "failed"), 0);
     /* Nothing left to retry: 0, not an error. */
-    r = s_req(port, "POST", path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 200 && strstr(r.body, "\"retried\":0"), "retry again: %d %s",
-                  r.status, r.body);
-    s_resp_free(&r);
+    s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"retried\":0");
     free(mark);
     free(tokens);
     h_cluster_destroy(&c);
@@ -571,12 +562,7 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
     /* Three cancelled, and a worker lost. */
     int64_t job2 = h_submit(c, NULL, "--array", "1-3", "--", "sleep", "30", NULL);
     ck_assert(H_POLL(h_status_count(c, job2, "running") == 3, 20000));
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long) job2);
-    h_run_t *r = h_cli(c, "cancel", id, NULL);
-    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
-    h_run_free(&r);
-    ck_assert_int_eq(h_wait(c, job2, 30000), 1);
+    h_cancel(c, job2);
     h_proc_kill9(doomed);
     resp_t mr = {0};
     ck_assert_msg(H_POLL((s_resp_free(&mr), mr = s_get(port, "/metrics", NULL),
@@ -642,12 +628,7 @@ START_TIMED_TEST(metrics_sum_the_resources_of_live_workers_and_what_their_tasks_
         NULL};
     s_check_metrics(c, r.body, expect);
     s_resp_free(&r);
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long) job);
-    h_run_t *run = h_cli(c, "cancel", id, NULL);
-    ck_assert_msg(run->rc == 0, "cancel: %s", h_run_desc(run));
-    h_run_free(&run);
-    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    h_cancel(c, job);
     resp_t mr = {0};
     ck_assert_msg(H_POLL((s_resp_free(&mr), mr = s_get(port, "/metrics", NULL),
                           strstr(mr.body, "ztask_resource_in_use{resource=\"mem\"} 0\n") != NULL),
