@@ -139,7 +139,7 @@ EOF
 export SLURM_CONF=$dir/slurm.conf
 slurmctld -f "$SLURM_CONF" || { bad "slurmctld started"; exit 1; }
 slurmd -f "$SLURM_CONF" -N "$host" || { bad "slurmd started"; exit 1; }
-node_idle() { sinfo -h -o %T 2>/dev/null | grep -q idle; }
+node_idle() { sinfo -h -o %T 2>/dev/null | grep idle >/dev/null; }
 if until_ok 30 node_idle; then
     ok "a single-node Slurm is up ($(sinfo -V), node $host idle)"
 else
@@ -178,7 +178,7 @@ job=$(Z submit --json --array 1-300 -- sh -c "echo \"\$SLURM_JOB_ID\"; squeue -h
 saw_running=0 max_unended=0
 deadline=$(($(date +%s) + 180))
 while [ "$(date +%s)" -lt "$deadline" ]; do
-    if squeue -h -t running -o '%j' | grep -q '^ztask-alloc-1$'; then saw_running=1; fi
+    if squeue -h -t running -o '%j' | grep '^ztask-alloc-1$' >/dev/null; then saw_running=1; fi
     n=$(Z alloc list --json | json 'q=json.loads(sys.stdin.readline()); print(sum(a["state"]!="ended" for a in q["allocations"]))')
     [ "${n:-0}" -gt "$max_unended" ] && max_unended=$n
     st=$(Z status "$job" --json | json 'print(json.loads(sys.stdin.read())["state"])')

@@ -196,7 +196,7 @@ fi
 # 1. No node is labelled yet: the master's task must stay pending.
 master_pending() {
     d 30 service ps --no-trunc --format '{{.CurrentState}}|{{.Error}}' "${stack}_master" 2>/dev/null \
-        | grep -q '^Pending.*|.*no suitable node'
+        | grep '^Pending.*|.*no suitable node' >/dev/null
 }
 if wait_until 60 master_pending; then
     pass "the master waits for its node: $(d 30 service ps --no-trunc --format '{{.Error}}' "${stack}_master" | head -n 1)"
@@ -242,7 +242,7 @@ else
 fi
 d 30 logs "$master_ctr" >"$logdir/master-start.log" 2>&1
 if grep -q 'event=listening' "$logdir/master-start.log" && ! grep -q 'event=insecure' "$logdir/master-start.log" \
-    && docker inspect -f '{{join .Args " "}}' "$master_ctr" | grep -q -- '--curve-secret /run/secrets/master.key'; then
+    && docker inspect -f '{{join .Args " "}}' "$master_ctr" | grep -- '--curve-secret /run/secrets/master.key' >/dev/null; then
     pass "the master listens with CURVE (--curve-secret, no event=insecure)"
 else
     fail "the master's start: $(grep -m 2 'event=listening\|event=insecure' "$logdir/master-start.log")"
