@@ -276,10 +276,11 @@ if grep -q '^HTTP/1.1 401' <<<"$out"; then
 else
     fail "/metrics without the token: $(head -n 1 <<<"$out")"
 fi
-if docker exec "$master_ctr" stat -c '%n %a %u' /run/secrets/http.token 2>&1 | grep -qx '/run/secrets/http.token 400 10001'; then
+mode=$(docker exec "$master_ctr" stat -c '%n %a %u' /run/secrets/http.token 2>&1)
+if [ "$mode" = "/run/secrets/http.token 400 10001" ]; then
     pass "the http token is a secret of the ztask user, mode 0400"
 else
-    fail "the http token: $(docker exec "$master_ctr" stat -c '%n %a %u' /run/secrets/http.token 2>&1)"
+    fail "the http token: $mode"
 fi
 
 # ------------------------------------------------------------ 3: scale
