@@ -71,6 +71,22 @@ char *xasprintf(const char *fmt, ...)
     return s;
 }
 
+char *i64_text(char buf[I64_TEXT_MAX], int64_t v)
+{
+    /* Digits from the end; the magnitude as unsigned, so INT64_MIN has
+       one too. */
+    char *p = buf + I64_TEXT_MAX - 1;
+    *p = '\0';
+    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
 void strbuf_append(strbuf_t *sb, const char *data, size_t n)
 {
     if (sb->len + n + 1 > sb->cap) {

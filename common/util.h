@@ -20,6 +20,11 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);                 /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* v in decimal without printf (it is on hot paths: ids in every result,
+   a command's ZTASK_* variables), written at the end of buf and
+   NUL-terminated; returns where the text starts in buf. */
+#define I64_TEXT_MAX 21           /* "-9223372036854775808" and its NUL */
+char *i64_text(char buf[I64_TEXT_MAX], int64_t v);
 
 /* A growing text buffer: data is NUL-terminated (or NULL while empty),
    owned by the strbuf; free it with free(sb.data). */

@@ -126,19 +126,11 @@ void pb_cstr(pb_t *b, const char *s)
 
 void pb_i64(pb_t *b, int64_t v)
 {
-    /* Digits from the end, without snprintf (two per result: ~800
-       instructions of a worker's task). The magnitude as unsigned, so
-       INT64_MIN has one too. */
-    char tmp[24];
-    char *p = tmp + sizeof tmp;
-    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
-    do {
-        *--p = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--p = '-';
-    pb_raw(b, p, (size_t) (tmp + sizeof tmp - p));
+    /* Without snprintf (two per result: ~800 instructions of a worker's
+       task). */
+    char tmp[I64_TEXT_MAX];
+    const char *p = i64_text(tmp, v);
+    pb_raw(b, p, (size_t) (tmp + sizeof tmp - 1 - p));
 }
 
 void pb_dbl(pb_t *b, double v)

@@ -3,14 +3,12 @@
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
-#include "../common/zmqx.h"
 #include "exec.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zmq.h>
 
 /* A RESULTS report must fit the master's PROTO_MAX_REPORT_MSG or libzmq
    drops the connection. One result alone may not exceed this; what does is
@@ -19,7 +17,6 @@
 #define RESULT_MAX_BYTES ((size_t) PROTO_MAX_REPORT_MSG - 64 * 1024)
 
 typedef struct {
-    void *push;
     exec_kit_t *kit;    /* NULL if it could not be made */
     reaper_slot_t *slot;  /* this thread's in the reaper's table, or NULL */
 } runner_thread_t;
@@ -87,10 +84,10 @@ char *runner_result_now(int64_t id, int attempt, proto_state_t status, const cha
 
 /* ---- the thread's channel to the session ---- */
 
-/* Sends one message. The task pointer must not be used by the caller after
-   a RESULT or RELEASE. Returns 0 or -1 (logged). */
-static int s_send(runner_ctx_t *ctx, runner_thread_t *th, int tag, runner_task_t *t,
-                  int64_t id, int attempt, const char *payload, size_t len)
+/* Sends one message to the session. The task pointer must not be used by
+   the caller after a RESULT or RELEASE. */
+static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int attempt,
+                   const char *payload, size_t len)
 {
     runner_msg_t hdr;
     memset(&hdr, 0, sizeof hdr);
@@ -98,47 +95,13 @@ static int s_send(runner_ctx_t *ctx, runner_thread_t *th, int tag, runner_task_t
     hdr.id = id;
     hdr.attempt = attempt;
     hdr.task = t;
-    zmq_msg_t m;
-    if (zmq_msg_init_size(&m, sizeof hdr + len) != 0) {
-        log_error("event=inproc_send_failed error=\"%s\"", zmq_strerror(errno));
-        return -1;
-    }
-    memcpy(zmq_msg_data(&m), &hdr, sizeof hdr);
-    if (len)
-        memcpy((char *) zmq_msg_data(&m) + sizeof hdr, payload, len);
-    /* Everything this thread did to the task and the frame happens-before
-       the session's acquire after its receive (see runner_ctx_t.handoff). */
-    atomic_fetch_add_explicit(&ctx->handoff, 1, memory_order_release);
-    for (;;) {
-        if (zmq_msg_send(&m, th->push, 0) >= 0)
-            return 0;
-        if (errno != EINTR)
-            break;
-    }
-    /* Only at shutdown (the context is terminating): nobody is listening. */
-    log_debug("event=inproc_send_failed error=\"%s\"", zmq_strerror(errno));
-    zmq_msg_close(&m);
-    return -1;
+    mailbox_put(ctx->mailbox, &hdr, sizeof hdr, payload, len);
 }
 
 static void *s_thread_init(int index, void *arg)
 {
     runner_ctx_t *ctx = arg;
-    void *push = zmqx_socket(ctx->zmq_ctx, ZMQ_PUSH, 0, 0);
-    /* Unlimited HWM on the inproc pair: a pool thread must never block on
-       the session (which reads everything every wakeup), and the volume is
-       bounded by the tasks' own output and the credit the master gives. */
-    int hwm = 0;
-    if (!push || zmq_setsockopt(push, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0
-        || zmq_connect(push, ctx->endpoint) != 0) {
-        log_error("event=thread_init_failed thread=%d error=\"%s\"", index, zmq_strerror(errno));
-        if (push)
-            zmq_close(push);
-        atomic_fetch_add(&ctx->init_failures, 1);
-        return NULL;
-    }
     runner_thread_t *th = xcalloc(1, sizeof *th);
-    th->push = push;
     th->kit = exec_kit_new();
     th->slot = ctx->reaper ? reaper_slot(ctx->reaper, index) : NULL;
     return th;
@@ -150,7 +113,6 @@ static void s_thread_fini(void *state, void *arg)
     runner_thread_t *th = state;
     if (!th)
         return;
-    zmq_close(th->push);
     exec_kit_destroy(&th->kit);
     free(th);
 }
@@ -159,7 +121,6 @@ static void s_thread_fini(void *state, void *arg)
 
 typedef struct {
     runner_ctx_t *ctx;
-    runner_thread_t *th;
     const runner_task_t *task;
     int64_t cap;              /* bytes forwarded per stream at most */
     int64_t sent[2];
@@ -225,7 +186,7 @@ static void s_on_output(void *arg, int stream, const char *data, size_t len)
     proto_report_destroy(&rep);
     if (!json)
         return;
-    s_send(o->ctx, o->th, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, json,
+    s_send(o->ctx, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, json,
            strlen(json));
     free(json);
 }
@@ -278,18 +239,13 @@ static void s_run(void *item, void *state, void *arg)
     runner_ctx_t *ctx = arg;
     runner_thread_t *th = state;
     runner_task_t *t = item;
-    if (!th) {
-        /* Cannot happen: the session refuses to start when a thread has no
-           socket (init_failures). Without one we cannot hand back. */
-        log_error("event=task_dropped reason=no_socket");
-        return;
-    }
+    assert(th != NULL);   /* s_thread_init cannot fail */
     const int64_t id = t->id;
     const int attempt = t->attempt;
     int expected = RUNNER_QUEUED;
     if (!atomic_compare_exchange_strong(&t->state, &expected, RUNNER_RUNNING)) {
         /* The session ended it while it was queued (abort, hard stop). */
-        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
+        s_send(ctx, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
         return;
     }
     log_set_task(id, attempt);
@@ -307,7 +263,6 @@ static void s_run(void *item, void *state, void *arg)
         output_ctx_t out;
         memset(&out, 0, sizeof out);
         out.ctx = ctx;
-        out.th = th;
         out.task = t;
         out.cap = spec->output_cap > 0 ? spec->output_cap : PROTO_DEFAULT_OUTPUT_CAP;
         exec_req_t req = {
@@ -343,9 +298,9 @@ static void s_run(void *item, void *state, void *arg)
     char *json = s_encode_result(res);
     proto_result_destroy(&res);
     if (json)
-        s_send(ctx, th, RUNNER_MSG_RESULT, t, id, attempt, json, strlen(json));
+        s_send(ctx, RUNNER_MSG_RESULT, t, id, attempt, json, strlen(json));
     else
-        s_send(ctx, th, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
+        s_send(ctx, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
     /* t belongs to the session again from here. */
     free(json);
     log_clear_context();

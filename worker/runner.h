@@ -9,13 +9,12 @@
     proto_result_encode and sends RESULT. The session batches STARTED and
     RESULT messages into one report each per loop wakeup.
 
-    Channel: every pool thread owns one inproc PUSH (made by the pool's init
-    callback on that thread, since a ZeroMQ socket belongs to one thread)
-    connected to the session's inproc PULL at runner_ctx_t.endpoint. A
-    message is one frame: a runner_msg_t header followed by payload bytes
-    (OUTPUT: an encoded OUTPUT report; RESULT: an encoded result object).
-    The payload is copied into the frame, so no heap pointer but the task
-    itself crosses threads and nothing leaks if a frame is dropped at exit.
+    Channel: the session's mailbox (mailbox.h, runner_ctx_t.mailbox),
+    which every pool thread puts frames into. A message is one frame: a
+    runner_msg_t header followed by payload bytes (OUTPUT: an encoded
+    OUTPUT report; RESULT: an encoded result object). The payload is
+    copied into the frame, so no heap pointer but the task itself crosses
+    threads and nothing leaks if a frame is dropped at exit.
 
     Task ownership and threads:
     - The session creates a task, fills every field but the atomics, and
@@ -42,6 +41,7 @@
 
 #include "../proto/proto.h"
 #include "fn.h"
+#include "mailbox.h"
 #include "policy.h"
 #include "pool.h"
 #include "reaper.h"
@@ -81,27 +81,20 @@ runner_task_t *runner_task_new(int64_t id, int64_t job, int attempt, proto_spec_
 void runner_task_destroy(runner_task_t **p);
 
 /* What every pool thread shares; set up by the session before pool_new and
-   read-only afterwards except init_failures and handoff. */
+   read-only afterwards. */
 typedef struct {
-    void *zmq_ctx;                /* the process's one context */
-    const char *endpoint;         /* the session's inproc PULL */
+    mailbox_t *mailbox;           /* the session's: where results and output go */
     const fn_registry_t *fns;     /* read-only while the pool runs */
     int kill_grace_ms;            /* 0 = exec's default */
     reaper_t *reaper;             /* slot i for thread i (exec_req_t.slot); may be NULL */
     sigset_t changed_signals;     /* exec_changed_signals at start */
     const exec_policy_t *policy;  /* commands' user and rlimits; NULL = none (borrowed) */
-    atomic_int init_failures;     /* threads that could not make their socket */
-    /* Bumped (release) by a pool thread just before each send and read
-       (acquire) by the session after each receive. It makes the handoff
-       through libzmq's lock-free queues, which ThreadSanitizer cannot see
-       (libzmq is not instrumented), visible as a happens-before edge. */
-    atomic_ulong handoff;
 } runner_ctx_t;
 
 /* Fills cb with the pool callbacks for a pool whose arg is ctx. */
 void runner_pool_callbacks(runner_ctx_t *ctx, pool_callbacks_t *cb);
 
-/* Inproc message header (the frame starts with these bytes). */
+/* Message header (the frame starts with these bytes). */
 enum {
     RUNNER_MSG_OUTPUT = 'O',    /* payload: an encoded OUTPUT report */
     RUNNER_MSG_RESULT = 'R',    /* payload: an encoded result; task is back */

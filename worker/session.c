@@ -7,12 +7,14 @@
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
 #include "exec.h"
+#include "mailbox.h"
 #include "outbox.h"
 #include "pool.h"
 #include "runner.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,9 +49,9 @@
    tasks can finish and BYE arrives before the engine kills it (the master
    sends it no task with a --time-request that would not end by then). */
 #define END_MARGIN_MS (PROTO_END_MARGIN_S * 1000)
-/* Messages handled per socket per wakeup, so one busy socket cannot starve
-   the timers. */
-#define INBOX_BATCH 1024
+/* Messages handled from the pipe per wakeup, so a busy master cannot
+   starve the timers (the inbox is taken whole: what the pool threads put
+   since the last wakeup). */
 #define PIPE_BATCH 64
 /* Accepted from a hello reply; anything outside is a broken master. */
 #define HEARTBEAT_MS_MIN 10
@@ -88,10 +90,12 @@ struct session {
     api_state_t api_state;
     int64_t api_deadline;
     void *pipe;             /* PULL while registered */
+    /* Whether the pipe may hold messages we have not read: false once a
+       receive on it found nothing (see s_wait). */
+    bool pipe_more;
     outbox_t *outbox;       /* owns the report PUSH */
     int report_port;        /* the port the outbox's socket is connected to */
-    void *inbox;            /* inproc PULL */
-    char inbox_ep[64];
+    mailbox_t *inbox;       /* from the pool threads */
     runner_ctx_t rctx;
     pool_t *pool;
 
@@ -519,6 +523,7 @@ static int s_connect_ports(session_t *self, int task_port, int report_port)
     self->pipe = s_connect_plain(self, ZMQ_PULL, task_port, PROTO_MAX_PIPE_MSG);
     if (!self->pipe)
         return -1;
+    self->pipe_more = true;       /* a new socket: never read yet */
     /* Keep the report socket when the port is the same: results queued in
        it while the master was away are delivered to the new master. */
     if (outbox_attached(self->outbox) && self->report_port == report_port)
@@ -665,21 +670,16 @@ static int64_t s_result_until(const session_t *self, runner_task_t *t, int64_t n
 
 static void s_read_inbox(session_t *self, int64_t now)
 {
-    for (int i = 0; i < INBOX_BATCH; i++) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, self->inbox, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return;
-        }
-        /* Pairs with the runner's release before its send (runner.h). */
-        atomic_load_explicit(&self->rctx.handoff, memory_order_acquire);
+    mailbox_frame_t *f = mailbox_take(self->inbox);
+    while (f) {
+        mailbox_frame_t *next = f->next;
         runner_msg_t hdr;
         const char *payload;
         size_t plen;
-        if (runner_msg_parse(zmq_msg_data(&m), zmq_msg_size(&m), &hdr, &payload, &plen) != 0) {
-            log_error("event=bad_inbox_message size=%zu", zmq_msg_size(&m));
-            zmq_msg_close(&m);
+        if (runner_msg_parse(f->data, f->size, &hdr, &payload, &plen) != 0) {
+            log_error("event=bad_inbox_message size=%zu", f->size);
+            free(f);
+            f = next;
             continue;
         }
         switch (hdr.tag) {
@@ -709,12 +709,14 @@ static void s_read_inbox(session_t *self, int64_t now)
             break;
         }
         }
-        zmq_msg_close(&m);
+        free(f);
+        f = next;
     }
 }
 
 static void s_read_pipe(session_t *self, int64_t now)
 {
+    self->pipe_more = true;       /* unless a receive finds it empty */
     for (int i = 0; i < PIPE_BATCH && self->pipe; i++) {
         size_t len;
         char *buf = zmqx_recv(self->pipe, &len, ZMQ_DONTWAIT);
@@ -727,6 +729,7 @@ static void s_read_pipe(session_t *self, int64_t now)
                              (long long) held);
                 continue;
             }
+            self->pipe_more = false;
             return;
         }
         /* Anything from the master proves it alive. */
@@ -927,7 +930,7 @@ static void s_shutdown(session_t *self)
         return;
     }
     pool_destroy(&self->pool);
-    s_close(&self->inbox);
+    mailbox_destroy(&self->inbox);
     outbox_close(self->outbox, EXIT_LINGER_MS);
     /* Returns once the report socket has delivered or its linger passed. */
     zmq_ctx_term(self->ctx);
@@ -949,33 +952,22 @@ static int s_start(session_t *self)
         log_error("event=start_failed error=\"zmq_ctx_new: %s\"", zmq_strerror(errno));
         goto out;
     }
-    snprintf(self->inbox_ep, sizeof self->inbox_ep, "inproc://ztask-worker-%p", (void *) self);
-    self->inbox = zmqx_socket(self->ctx, ZMQ_PULL, 0, 0);
-    /* Unlimited: pool threads must never block on us (runner.c). */
-    int hwm = 0;
-    if (!self->inbox || zmq_setsockopt(self->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
-        || zmq_bind(self->inbox, self->inbox_ep) != 0) {
-        log_error("event=start_failed error=\"inbox: %s\"", zmq_strerror(errno));
+    /* Unbounded: pool threads must never block on us (runner.c). */
+    self->inbox = mailbox_new();
+    if (!self->inbox) {
+        log_error("event=start_failed error=\"inbox: %s\"", strerror(errno));
         goto out;
     }
-    self->rctx.zmq_ctx = self->ctx;
-    self->rctx.endpoint = self->inbox_ep;
+    self->rctx.mailbox = self->inbox;
     self->rctx.fns = self->fns;
     self->rctx.kill_grace_ms = self->kill_grace_ms;
     /* main() has installed its handlers (and ignores SIGPIPE) by now. */
     exec_changed_signals(&self->rctx.changed_signals);
-    atomic_init(&self->rctx.init_failures, 0);
-    atomic_init(&self->rctx.handoff, 0);
     pool_callbacks_t cb;
     runner_pool_callbacks(&self->rctx, &cb);
     self->pool = pool_new(self->threads, &cb);
     if (!self->pool) {
         log_error("event=start_failed error=\"cannot start %d threads\"", self->threads);
-        goto out;
-    }
-    if (atomic_load(&self->rctx.init_failures) > 0) {
-        log_error("event=start_failed error=\"%d threads could not open their socket\"",
-                  atomic_load(&self->rctx.init_failures));
         goto out;
     }
     rc = 0;
@@ -984,12 +976,74 @@ out:
     pthread_sigmask(SIG_UNBLOCK, &block, NULL);
     if (rc != 0) {
         pool_destroy(&self->pool);
-        s_close(&self->inbox);
+        mailbox_destroy(&self->inbox);
         if (self->ctx)
             zmq_ctx_term(self->ctx);
         self->ctx = NULL;
     }
     return rc;
+}
+
+/* Which sockets s_wait found worth reading. */
+typedef struct {
+    bool inbox, pipe, api, monitor;
+} ready_t;
+
+/* zmq_poll asks every ZeroMQ socket for its events before it sleeps and
+   again after (libzmq: a getpid and a poll of the socket's command
+   mailbox each time): with the pipe (and the inbox when it was an inproc
+   socket) that cost up to ten system calls a wakeup, per command for
+   short ones. The pipe only ever receives here, and a receive that found
+   nothing has first processed its pending commands (libzmq does that
+   before it answers EAGAIN): from then on its ZMQ_FD turns readable when
+   a message arrives, so one poll of that descriptor and the inbox's
+   eventfd does. A pipe that may still hold messages (a new socket, a
+   batch cut short) is read again without sleeping. While a request to
+   the API is out (hello, drain: that socket sends too, and has a
+   monitor), zmq_poll as before. 0, or -1 with errno. */
+static int s_wait(session_t *self, long timeout, ready_t *r)
+{
+    memset(r, 0, sizeof *r);
+    if (self->api.sock || self->api.monitor) {
+        zmq_pollitem_t items[4];
+        int n = 0, ipipe = -1, iapi = -1, imon = -1;
+        items[n++] = (zmq_pollitem_t) {.fd = mailbox_fd(self->inbox), .events = ZMQ_POLLIN};
+        if (self->pipe) {
+            ipipe = n;
+            items[n++] = (zmq_pollitem_t) {.socket = self->pipe, .events = ZMQ_POLLIN};
+        }
+        if (self->api.sock) {
+            iapi = n;
+            items[n++] = (zmq_pollitem_t) {.socket = self->api.sock, .events = ZMQ_POLLIN};
+        }
+        if (self->api.monitor) {
+            imon = n;
+            items[n++] = (zmq_pollitem_t) {.socket = self->api.monitor, .events = ZMQ_POLLIN};
+        }
+        if (zmq_poll(items, n, timeout) < 0)
+            return -1;
+        r->inbox = items[0].revents & ZMQ_POLLIN;
+        r->pipe = ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN);
+        r->api = iapi >= 0 && (items[iapi].revents & ZMQ_POLLIN);
+        r->monitor = imon >= 0 && (items[imon].revents & ZMQ_POLLIN);
+        return 0;
+    }
+    struct pollfd pfd[2];
+    int n = 0;
+    pfd[n++] = (struct pollfd) {.fd = mailbox_fd(self->inbox), .events = POLLIN};
+    if (self->pipe) {
+        int fd = -1;
+        size_t size = sizeof fd;
+        if (zmq_getsockopt(self->pipe, ZMQ_FD, &fd, &size) != 0)
+            return -1;
+        pfd[n++] = (struct pollfd) {.fd = fd, .events = POLLIN};
+    }
+    bool pipe_more = self->pipe && self->pipe_more;
+    if (poll(pfd, (nfds_t) n, pipe_more ? 0 : (int) timeout) < 0)
+        return -1;
+    r->inbox = pfd[0].revents != 0;
+    r->pipe = pipe_more || (n > 1 && pfd[1].revents);
+    return 0;
 }
 
 int session_run(session_t *self)
@@ -1013,39 +1067,25 @@ int session_run(session_t *self)
         int64_t next = s_timers(self, now);
         if (s_finished(self, now))
             break;
-        zmq_pollitem_t items[4];
-        int n = 0, ipipe = -1, iapi = -1, imon = -1;
-        items[n++] = (zmq_pollitem_t) {.socket = self->inbox, .events = ZMQ_POLLIN};
-        if (self->pipe) {
-            ipipe = n;
-            items[n++] = (zmq_pollitem_t) {.socket = self->pipe, .events = ZMQ_POLLIN};
-        }
-        if (self->api.sock) {
-            iapi = n;
-            items[n++] = (zmq_pollitem_t) {.socket = self->api.sock, .events = ZMQ_POLLIN};
-        }
-        if (self->api.monitor) {
-            imon = n;
-            items[n++] = (zmq_pollitem_t) {.socket = self->api.monitor, .events = ZMQ_POLLIN};
-        }
         long timeout = (long) (next - now);
         if (timeout < 0)
             timeout = 0;
-        if (zmq_poll(items, n, timeout) < 0) {
+        ready_t ready;
+        if (s_wait(self, timeout, &ready) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("event=poll_failed error=\"%s\"", zmq_strerror(errno));
             break;
         }
         now = clock_mono_ms();
-        if (items[0].revents & ZMQ_POLLIN)
+        if (ready.inbox)
             s_read_inbox(self, now);
-        if (ipipe >= 0 && (items[ipipe].revents & ZMQ_POLLIN))
+        if (ready.pipe && self->pipe)
             s_read_pipe(self, now);
         /* Each handler below may close the api socket the other polled. */
-        if (iapi >= 0 && self->api.sock && (items[iapi].revents & ZMQ_POLLIN))
+        if (ready.api && self->api.sock)
             s_read_api(self, now);
-        if (imon >= 0 && self->api.monitor && (items[imon].revents & ZMQ_POLLIN))
+        if (ready.monitor && self->api.monitor)
             s_read_api_monitor(self, now);
         outbox_flush(self->outbox, now, self->nactive == 0);
     }
@@ -1127,7 +1167,7 @@ void session_destroy(session_t **p)
     }
     s_close_api(self);
     s_close(&self->pipe);
-    s_close(&self->inbox);
+    mailbox_destroy(&self->inbox);
     outbox_destroy(&self->outbox);
     if (self->ctx)
         zmq_ctx_term(self->ctx);

@@ -1,7 +1,6 @@
 /*  session: a worker's life with its master.
 
-    One session thread runs one zmq_poll loop that owns every socket but the
-    pool threads' own inproc PUSHes:
+    One session thread runs one poll loop that owns every socket:
       api     DEALER -> master API (tcp://HOST:PORT): hello, and a drain
               request for ourselves on the first SIGTERM
       pipe    PULL   <- the master's per-worker task pipe (tcp://HOST:task_port)
@@ -9,7 +8,8 @@
               connect side with a high SNDHWM, so results queue in the
               worker while the master is away and are delivered when it
               returns
-      inbox   inproc PULL <- pool threads (see runner.h)
+    and reads the inbox, the mailbox (mailbox.h) the pool threads put their
+    output and results in (see runner.h).
     common/connector.h makes the TCP sockets (endpoints, IPv6, CURVE, the
     handshake monitor of the api socket); outbox.h owns
     the report PUSH and does the batching and ordering of reports.

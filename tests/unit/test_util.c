@@ -62,6 +62,19 @@ START_TEST(numbers_parse_only_when_the_whole_text_is_one_in_range)
 }
 END_TEST
 
+START_TEST(integers_print_in_decimal_at_every_magnitude_and_sign)
+{
+    char buf[I64_TEXT_MAX];
+    const int64_t vals[] = {0, 7, -1, 10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long) vals[i]);
+        memset(buf, 'x', sizeof buf);
+        ck_assert_str_eq(i64_text(buf, vals[i]), want);
+    }
+}
+END_TEST
+
 START_TEST(sizes_take_k_m_g_suffixes_in_powers_of_1024)
 {
     static const struct {
