@@ -17,7 +17,8 @@ static const char s_usage[] =
     "                             [--backlog B] [--idle-timeout T] [--name NAME]\n"
     "                             [--worker-arg ARG]... [--json] [-- SBATCH_ARGS...]\n"
     "       ztask alloc list [--json]\n"
-    "       ztask alloc pause|resume|remove ID [--json]\n"
+    "       ztask alloc pause|resume ID [--json]\n"
+    "       ztask alloc remove ID [--force] [--json]\n"
     "\n"
     "Worker allocation queues: while tasks wait that the live workers cannot take,\n"
     "the master submits Slurm jobs (sbatch) that start ztask-worker pointed back at\n"
@@ -49,10 +50,14 @@ static const char s_usage[] =
     "list: one line per queue: ID NAME STATE WORKERS(now/max) QUEUED RUNNING\n"
     "SUBMITTED FAILURES LAST-ERROR. STATE is active, paused or backing-off.\n"
     "pause: submit no more allocations (running ones go on); resume: again, at once.\n"
-    "remove: forget the queue; its running allocations end when their workers go\n"
-    "idle (no running task is killed).\n"
+    "remove: forget the queue. Refused while any of its allocations is queued or\n"
+    "running in Slurm (the error names them): pause the queue and remove it once\n"
+    "they have ended (idle workers leave), or give --force.\n"
     "\n"
     "Options:\n"
+    "  --force  remove: cancel the queue's queued and running allocations\n"
+    "           (scancel: the tasks running on their workers are killed, and fail\n"
+    "           or run again as their --retries say), then forget the queue\n"
     "  --json   one queue record per line (fields: docs/protocol.md)\n"
     "\n"
     "Examples:\n"
@@ -61,11 +66,12 @@ static const char s_usage[] =
     "  ztask alloc pause 1\n";
 
 enum { OPT_TIME_LIMIT = 256, OPT_MAX_WORKERS, OPT_PER_ALLOC, OPT_BACKLOG, OPT_IDLE, OPT_NAME,
-       OPT_WORKER_ARG, OPT_JSON };
+       OPT_WORKER_ARG, OPT_JSON, OPT_FORCE };
 
 static const struct option s_opts[] = {
     { "help", no_argument, NULL, 'h' },
     { "json", no_argument, NULL, OPT_JSON },
+    { "force", no_argument, NULL, OPT_FORCE },
     { "time-limit", required_argument, NULL, OPT_TIME_LIMIT },
     { "max-workers", required_argument, NULL, OPT_MAX_WORKERS },
     { "workers-per-alloc", required_argument, NULL, OPT_PER_ALLOC },
@@ -109,6 +115,7 @@ static int s_send(cli_t *cli, proto_req_t *req, bool json)
     int rc = CLI_EXIT_OK;
     /* A list may be resent; a change is sent once (it is not idempotent). */
     proto_reply_t *rep = cli_call(cli, req, req->alloc_op == PROTO_ALLOC_OP_LIST, &rc);
+    proto_alloc_op_t req_op = req->alloc_op;
     proto_req_destroy(&req);
     if (!rep)
         return rc;
@@ -127,6 +134,17 @@ static int s_send(cli_t *cli, proto_req_t *req, bool json)
     }
     if (!json && rep->nallocs == 0)
         printf("(no allocation queues)\n");
+    /* A forced remove answers the queue as it was: what it still had in
+       Slurm is being cancelled. */
+    if (!json && req_op == PROTO_ALLOC_OP_REMOVE && rep->nallocs == 1) {
+        const proto_alloc_t *q = &rep->allocs[0];
+        int n = 0;
+        for (int k = 0; k < q->nallocs; k++)
+            if (q->allocs[k].state != PROTO_ALLOC_ENDED)
+                printf("%s %s", n++ ? "," : "removed; cancelling (scancel)", q->allocs[k].id);
+        if (n)
+            printf("\n");
+    }
     proto_reply_destroy(&rep);
     return CLI_EXIT_OK;
 }
@@ -264,7 +282,7 @@ int cmd_alloc(cli_t *cli, int argc, char **argv)
                                sub);
     argc--;
     argv++;
-    bool json = false;
+    bool json = false, force = false;
     optind = 0;
     int c;
     while ((c = cli_getopt(cmd, argc, argv, ":h", s_opts)) != -1) {
@@ -272,9 +290,15 @@ int cmd_alloc(cli_t *cli, int argc, char **argv)
             fputs(s_usage, stdout);
             return CLI_EXIT_OK;
         }
+        if (c == OPT_FORCE && op == PROTO_ALLOC_OP_REMOVE) {
+            force = true;
+            continue;
+        }
         if (c != OPT_JSON)
             return c == '?' ? CLI_EXIT_USAGE
-                            : cli_usage_error(cmd, "'%s' takes only --json", sub);
+                   : op == PROTO_ALLOC_OP_REMOVE
+                       ? cli_usage_error(cmd, "'remove' takes only --force and --json")
+                       : cli_usage_error(cmd, "'%s' takes only --json", sub);
         json = true;
     }
     int64_t id = 0;
@@ -287,5 +311,6 @@ int cmd_alloc(cli_t *cli, int argc, char **argv)
     proto_req_t *req = proto_req_new(PROTO_REQ_ALLOC);
     req->alloc_op = op;
     req->alloc = id;
+    req->force = force;
     return s_send(cli, req, json);
 }

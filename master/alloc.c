@@ -27,8 +27,13 @@ extern char **environ;
 #define KEEP_ENDED 20          /* ended allocations a queue remembers */
 #define OUT_MAX 65536          /* bytes of a command's stdout/stderr kept */
 #define ERR_MAX 300            /* bytes of an error kept for `alloc list` */
+/* Slurm jobs waiting for scancel (alloc remove --force): a queue holds at
+   most 1,000 allocations (proto), so a few removals fit; beyond, an id is
+   logged for a person to cancel. */
+#define CANCEL_MAX 4096
+#define REFUSAL_NAMED 8        /* allocations a refused remove names */
 
-typedef enum { CMD_NONE = 0, CMD_SBATCH, CMD_SQUEUE } cmd_kind_t;
+typedef enum { CMD_NONE = 0, CMD_SBATCH, CMD_SQUEUE, CMD_SCANCEL } cmd_kind_t;
 
 /* The one command running at a time. */
 typedef struct {
@@ -40,6 +45,10 @@ typedef struct {
     bool cut[2];               /* more came than OUT_MAX: buf holds the start */
     int64_t started;           /* mono ms */
     int64_t queue;             /* sbatch: the queue it submits for */
+    bool cancel;               /* sbatch: its queue was removed with --force
+                                  meanwhile: cancel what it submitted */
+    char **ids;                /* scancel: the Slurm jobs it cancels (owned) */
+    int nids;
 } cmd_t;
 
 struct alloc {
@@ -55,6 +64,8 @@ struct alloc {
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
     bool polled;               /* one squeue ran since start (before any sbatch) */
     int next_queue;            /* round robin among queues wanting to submit */
+    char **cancels;            /* Slurm job ids for the next scancel, owned */
+    int ncancels;
 };
 
 /* ---- small helpers ---- */
@@ -188,6 +199,9 @@ static void s_cmd_reset(cmd_t *c)
             close(c->fd[i]);
         free(c->buf[i]);
     }
+    for (int i = 0; i < c->nids; i++)
+        free(c->ids[i]);
+    free(c->ids);
     memset(c, 0, sizeof *c);
     c->fd[0] = c->fd[1] = -1;
 }
@@ -567,6 +581,79 @@ static void s_squeue_done(alloc_t *self, int status)
     }
 }
 
+/* ---- scancel (alloc remove --force) ---- */
+
+/* Slurm job id to cancel at the next free turn of the command slot. */
+static void s_cancel_later(alloc_t *self, const char *id)
+{
+    if (self->ncancels >= CANCEL_MAX) {
+        log_error("event=alloc_cancel_dropped slurm_job=%s note=\"too many waiting for scancel: "
+                  "cancel it by hand (scancel %s)\"",
+                  id, id);
+        return;
+    }
+    if (!self->cancels)
+        self->cancels = xcalloc(CANCEL_MAX, sizeof *self->cancels);
+    self->cancels[self->ncancels++] = xstrdup(id);
+}
+
+/* "ID ID ..." of ids for a log line (cut at 255 bytes). */
+static void s_ids_text(char *const *ids, int n, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < len; i++)
+        used += (size_t) snprintf(buf + used, len - used, "%s%s", i ? " " : "", ids[i]);
+}
+
+/* scancel of every id waiting, as one command (the slot is free). */
+static void s_start_scancel(alloc_t *self, int64_t now)
+{
+    assert(self->cmd.kind == CMD_NONE && self->ncancels > 0);
+    char **argv = xcalloc((size_t) self->ncancels + 2, sizeof *argv);
+    argv[0] = "scancel";
+    for (int i = 0; i < self->ncancels; i++)
+        argv[i + 1] = self->cancels[i];
+    char err[300];
+    int rc = s_cmd_start(self, CMD_SCANCEL, argv, NULL, now, err, sizeof err);
+    free(argv);
+    if (rc != 0) {
+        /* Said once and dropped (no scancel on the PATH, out of
+           processes): tried again each tick it would fill the log. */
+        char ids[256];
+        s_ids_text(self->cancels, self->ncancels, ids, sizeof ids);
+        log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" error=\"%s\" note=\"cancel them by "
+                  "hand (scancel ID)\"",
+                  ids, err);
+        for (int i = 0; i < self->ncancels; i++)
+            free(self->cancels[i]);
+    } else {
+        /* The command owns the ids now (logged when it ends). */
+        self->cmd.ids = self->cancels;
+        self->cmd.nids = self->ncancels;
+        self->cancels = NULL;
+    }
+    self->ncancels = 0;
+}
+
+static void s_scancel_done(alloc_t *self, int status)
+{
+    const cmd_t *c = &self->cmd;
+    char ids[256];
+    s_ids_text(c->ids, c->nids, ids, sizeof ids);
+    if (status == 0) {
+        log_info("event=alloc_cancelled slurm_jobs=\"%s\"", ids);
+        return;
+    }
+    /* Not tried again: scancel fails for a job that has ended meanwhile
+       too, and squeue (while a queue follows it) or a person sees the rest. */
+    char *why = s_first_line(c->buf[1] && c->buf[1][0] ? c->buf[1] : "no output");
+    log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" exit=%d error=\"%s\" note=\"check with "
+              "squeue, cancel what still runs by hand (scancel ID)\"",
+              ids, WIFEXITED(status) ? WEXITSTATUS(status) : -1, why);
+    free(why);
+}
+
 /* ---- sbatch ---- */
 
 /* Whether q should submit one more allocation now: tasks wait beyond the
@@ -645,10 +732,19 @@ static void s_start_sbatch(alloc_t *self, proto_alloc_t *q, int64_t now)
 static void s_sbatch_done(alloc_t *self, int status)
 {
     proto_alloc_t *q = s_find(self, self->cmd.queue);
-    if (!q)
-        return;   /* removed meanwhile: its allocation, if any, ends when idle */
     const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
     size_t idlen = strspn(out, "0123456789_");
+    if (!q) {
+        /* Removed meanwhile: its allocation, if any, ends when idle, or
+           now when the removal was forced. */
+        if (self->cmd.cancel && status == 0 && idlen > 0 && idlen <= 64) {
+            char id[65];
+            memcpy(id, out, idlen);
+            id[idlen] = '\0';
+            s_cancel_later(self, id);
+        }
+        return;
+    }
     if (status == 0 && idlen > 0 && idlen <= 64) {
         char id[65];
         memcpy(id, out, idlen);
@@ -671,7 +767,8 @@ static void s_sbatch_done(alloc_t *self, int status)
 
 void alloc_tick(alloc_t *self, int64_t now)
 {
-    if (now - self->last_tick < ALLOC_TICK_MS || !self->nqueues)
+    if (now - self->last_tick < ALLOC_TICK_MS
+        || (!self->nqueues && !self->ncancels && self->cmd.kind == CMD_NONE))
         return;
     self->last_tick = now;
     s_count_workers(self);
@@ -681,10 +778,19 @@ void alloc_tick(alloc_t *self, int64_t now)
             return;
         if (self->cmd.kind == CMD_SQUEUE)
             s_squeue_done(self, status);
+        else if (self->cmd.kind == CMD_SCANCEL)
+            s_scancel_done(self, status);
         else
             s_sbatch_done(self, status);
         s_cmd_reset(&self->cmd);
     }
+    /* Cancels first: a removed queue's allocations hold nodes for nothing. */
+    if (self->ncancels) {
+        s_start_scancel(self, now);
+        return;
+    }
+    if (!self->nqueues)
+        return;
     /* A first poll before any sbatch: it finds what a master that died
        while sbatch ran had submitted (s_adopt). */
     if (!self->polled || (now >= self->next_poll && s_any_unended(self))) {
@@ -730,6 +836,9 @@ void alloc_destroy(alloc_t **p)
         waitpid(self->cmd.pid, NULL, 0);
     }
     s_cmd_reset(&self->cmd);
+    for (int i = 0; i < self->ncancels; i++)
+        free(self->cancels[i]);
+    free(self->cancels);
     for (int i = 0; i < self->nqueues; i++)
         proto_alloc_destroy(&self->queues[i]);
     free(self->queues);
@@ -832,6 +941,77 @@ static proto_reply_t *s_add(alloc_t *self, const proto_alloc_t *given)
     return rep;
 }
 
+/* "1234 (running), 1235 (queued)": q's allocations not ended, the first
+   REFUSAL_NAMED of them (caller frees); *n: how many there are. */
+static char *s_unended_text(const proto_alloc_t *q, int *n)
+{
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    *n = 0;
+    for (int k = 0; k < q->nallocs; k++) {
+        const proto_allocation_t *a = &q->allocs[k];
+        if (a->state == PROTO_ALLOC_ENDED)
+            continue;
+        if (++*n > REFUSAL_NAMED)
+            continue;
+        char one[128];
+        snprintf(one, sizeof one, "%s%s (%s)", len ? ", " : "", a->id,
+                 a->state == PROTO_ALLOC_RUNNING ? "running" : "queued");
+        s_append(&text, &len, &cap, one);
+    }
+    if (*n > REFUSAL_NAMED) {
+        char more[48];
+        snprintf(more, sizeof more, " and %d more", *n - REFUSAL_NAMED);
+        s_append(&text, &len, &cap, more);
+    }
+    return text;
+}
+
+/* alloc remove: as HyperQueue does, a queue whose allocations are queued
+   or running in Slurm is removed only when asked to cancel them (force):
+   left behind, they would hold nodes (or start workers) that nothing
+   follows any more. Forced, they are handed to scancel, run like sbatch
+   and squeue (never waited on), then the queue is forgotten. */
+static proto_reply_t *s_remove(alloc_t *self, int at, bool force)
+{
+    proto_alloc_t *q = self->queues[at];
+    int n;
+    char *names = s_unended_text(q, &n);
+    bool submitting = self->cmd.kind == CMD_SBATCH && self->cmd.queue == q->id;
+    if ((n > 0 || submitting) && !force) {
+        proto_reply_t *rep = proto_reply_error(
+            PROTO_E_STATE,
+            "queue %" PRId64 " still has %s%s%s in Slurm: give --force to cancel %s (scancel) "
+            "and remove the queue, or pause it and remove it once %s ended",
+            q->id, n ? (n == 1 ? "allocation " : "allocations ") : "", n ? names : "",
+            submitting ? (n ? " and one being submitted" : "an allocation being submitted") : "",
+            n + submitting == 1 ? "it" : "them", n + submitting == 1 ? "it has" : "they have");
+        free(names);
+        return rep;
+    }
+    for (int k = 0; k < q->nallocs; k++)
+        if (q->allocs[k].state != PROTO_ALLOC_ENDED)
+            s_cancel_later(self, q->allocs[k].id);
+    if (submitting)
+        self->cmd.cancel = true;   /* its answer is cancelled when it comes */
+    /* At once when the slot is free: the queue is forgotten below, and
+       its allocations should not wait for the next tick's squeue. */
+    if (self->ncancels && self->cmd.kind == CMD_NONE)
+        s_start_scancel(self, clock_mono_ms());
+    journal_add(self->journal, &(jop_t){.type = J_ALLOC_DELETE, .alloc = q->id});
+    memmove(&self->queues[at], &self->queues[at + 1],
+            (size_t) (self->nqueues - at - 1) * sizeof *self->queues);
+    self->nqueues--;
+    self->next_queue = 0;
+    log_info("event=alloc_queue_removed queue=%" PRId64 " cancelled=%d%s%s%s", q->id,
+             n + submitting, n ? " slurm_jobs=\"" : "", n ? names : "", n ? "\"" : "");
+    free(names);
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->allocs = q;   /* the reply takes it */
+    rep->nallocs = 1;
+    return rep;
+}
+
 proto_reply_t *alloc_request(alloc_t *self, const proto_req_t *req, bool admin)
 {
     if (req->alloc_op != PROTO_ALLOC_OP_LIST && !admin)
@@ -860,20 +1040,8 @@ proto_reply_t *alloc_request(alloc_t *self, const proto_req_t *req, bool admin)
                                  "no allocation queue %" PRId64 " (see ztask alloc list)",
                                  req->alloc);
     proto_alloc_t *q = self->queues[at];
-    if (req->alloc_op == PROTO_ALLOC_OP_REMOVE) {
-        journal_add(self->journal, &(jop_t){.type = J_ALLOC_DELETE, .alloc = q->id});
-        memmove(&self->queues[at], &self->queues[at + 1],
-                (size_t) (self->nqueues - at - 1) * sizeof *self->queues);
-        self->nqueues--;
-        self->next_queue = 0;
-        log_info("event=alloc_queue_removed queue=%" PRId64 " note=\"its allocations end when "
-                 "their workers go idle\"",
-                 q->id);
-        rep = proto_reply_new(true);
-        rep->allocs = q;   /* the reply takes it */
-        rep->nallocs = 1;
-        return rep;
-    }
+    if (req->alloc_op == PROTO_ALLOC_OP_REMOVE)
+        return s_remove(self, at, req->force);
     q->paused = req->alloc_op == PROTO_ALLOC_OP_PAUSE;
     if (!q->paused)
         q->retry_at = 0;   /* resume: try now */

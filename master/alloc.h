@@ -8,8 +8,8 @@
     job (stored, kept over a restart, shown through the API), and the demand
     is the master's own view (queued tasks, free worker slots); a separate
     allocator would have to poll the master for both and keep its own
-    database. What must not happen is the loop waiting on Slurm: sbatch and
-    squeue run as child processes (posix_spawn), one at a time, their
+    database. What must not happen is the loop waiting on Slurm: sbatch,
+    squeue and scancel run as child processes (posix_spawn), one at a time, their
     output read from non-blocking pipes and their exit taken with waitpid
     WNOHANG at each tick; one that runs longer than ALLOC_CMD_TIMEOUT_MS is
     killed and counts as a failure.
@@ -30,8 +30,10 @@
         it polls once before any sbatch, and a job of a queue's name that
         it does not know and that has not ended (sbatch ran as the master
         died, its answer never stored) is followed like the others.
-    `remove` stops a queue's submissions; its running allocations are left
-    to end when their workers go idle (no running task is killed).
+    `remove` of a queue with allocations queued or running is refused
+    (they would hold nodes nothing follows); `remove --force` hands them
+    to scancel (a command like sbatch and squeue, ahead of them) and
+    forgets the queue at once.
 
     Ownership: queues are the module's; replies carry copies.
     Threads: main loop only (the children are processes, not threads).

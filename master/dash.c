@@ -132,7 +132,7 @@ static answer_t s_fail(int status, const char *msg)
    count and the heads of the ready queues: never a pass over every task
    (a million queued would cost the loop a few hundred ms per scrape). */
 typedef struct {
-    int64_t queued, retry_wait, assigned, running;
+    int64_t queued, retry_wait, held, dep_wait, capped, assigned, running;
     int64_t oldest_ready_ms;   /* -1 when nothing is ready */
 } task_states_t;
 
@@ -145,7 +145,18 @@ static task_states_t s_task_states(const dash_t *self, int64_t now)
     while ((job = jobs_next(self->cfg.jobs, &pos)))
         queued += job->queued;
     s.retry_wait = (int64_t) sched_retry_waiting(self->cfg.sched, now);
-    s.queued = queued > s.retry_wait ? queued - s.retry_wait : 0;
+    /* The jobs count every unfinished task not on a worker as queued;
+       what waits for something else than a worker comes out of it: the
+       parked (held, waiting for the jobs it depends on, at its job's
+       --max-running) and those in a retry backoff (never parked at once:
+       a parked task leaves the delayed queue). docs/metrics.md says why
+       capped tasks are a state of their own. */
+    sched_parked_t parked = sched_parked(self->cfg.sched);
+    s.held = (int64_t) parked.held;
+    s.dep_wait = (int64_t) parked.deps;
+    s.capped = (int64_t) parked.capped;
+    int64_t waiting = s.retry_wait + s.held + s.dep_wait + s.capped;
+    s.queued = queued > waiting ? queued - waiting : 0;
     pos = 0;
     worker_t *w;
     while ((w = registry_next(self->cfg.registry, &pos)))
@@ -167,9 +178,11 @@ static answer_t s_metrics(dash_t *self, int64_t now)
     metrics_header(&out, "ztask_tasks", "gauge", "Unfinished tasks by state.");
     strbuf_printf(&out,
                   "ztask_tasks{state=\"queued\"} %" PRId64 "\nztask_tasks{state=\"retry_wait\"} %" PRId64
+                  "\nztask_tasks{state=\"held\"} %" PRId64 "\nztask_tasks{state=\"dep_wait\"} %" PRId64
+                  "\nztask_tasks{state=\"capped\"} %" PRId64
                   "\nztask_tasks{state=\"assigned\"} %" PRId64 "\nztask_tasks{state=\"running\"} %" PRId64
                   "\n",
-                  s.queued, s.retry_wait, s.assigned, s.running);
+                  s.queued, s.retry_wait, s.held, s.dep_wait, s.capped, s.assigned, s.running);
     metrics_header(&out, "ztask_oldest_queued_task_age_seconds", "gauge",
                    "How long the oldest task ready to run has waited (0 when none).");
     strbuf_printf(&out, "ztask_oldest_queued_task_age_seconds %.3f\n",
@@ -233,6 +246,9 @@ static answer_t s_overview(dash_t *self, int64_t now, bool control)
     cJSON *st = cJSON_AddObjectToObject(root, "tasks");
     cJSON_AddNumberToObject(st, "queued", (double) s.queued);
     cJSON_AddNumberToObject(st, "retry_wait", (double) s.retry_wait);
+    cJSON_AddNumberToObject(st, "held", (double) s.held);
+    cJSON_AddNumberToObject(st, "dep_wait", (double) s.dep_wait);
+    cJSON_AddNumberToObject(st, "capped", (double) s.capped);
     cJSON_AddNumberToObject(st, "assigned", (double) s.assigned);
     cJSON_AddNumberToObject(st, "running", (double) s.running);
     int64_t done[SERIES_SHOWN], failed[SERIES_SHOWN];

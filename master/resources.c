@@ -229,6 +229,42 @@ void res_take(res_pool_t *pool, const res_set_t *req, res_grant_t *grant)
     }
 }
 
+int res_claim_gpus(res_pool_t *pool, const res_set_t *req, res_grant_t *grant, const char *ids)
+{
+    int64_t gpus = req ? res_get(req, "gpus") : 0;
+    if (gpus <= 0 || !ids)
+        return -1;
+    int64_t want = gpus < RES_GPU_UNIT ? 1 : gpus / RES_GPU_UNIT;
+    res_grant_t g = {.share = (int32_t) (gpus < RES_GPU_UNIT ? gpus : RES_GPU_UNIT)};
+    const char *at = ids;
+    for (;;) {
+        size_t len = strcspn(at, ",");
+        int d = 0;
+        while (d < pool->ngpus
+               && !(strlen(pool->gpu_id[d]) == len && memcmp(pool->gpu_id[d], at, len) == 0))
+            d++;
+        if (d == pool->ngpus || g.n == want)
+            return -1;   /* not one of ours, or more than it asked */
+        for (int k = 0; k < g.n; k++)
+            if (g.dev[k] == d)
+                return -1;
+        g.dev[g.n++] = (uint8_t) d;
+        if (!at[len])
+            break;
+        at += len + 1;
+    }
+    if (g.n != want)
+        return -1;
+    for (int k = 0; k < grant->n; k++) {
+        pool->gpu_used[grant->dev[k]] -= grant->share;
+        assert(pool->gpu_used[grant->dev[k]] >= 0);
+    }
+    for (int k = 0; k < g.n; k++)
+        pool->gpu_used[g.dev[k]] += g.share;
+    *grant = g;
+    return 0;
+}
+
 void res_release(res_pool_t *pool, const res_set_t *req, const res_grant_t *grant)
 {
     if (!req) {

@@ -94,9 +94,19 @@ int res_reserve_pick(const res_pool_t *const *pools, int n, const res_set_t *req
 /* Counts a task asking req (NULL: plain) as held, handing out devices
    into grant (may be NULL for a plain task). Dispatch asks res_fits
    first; a task that was already running there (claimed after a master
-   restart) is counted even beyond the declaration, and gets no devices
-   when none are free (the master does not know which it had). */
+   restart) is counted even beyond the declaration, on the first free
+   devices (none when none are free) until res_claim_gpus moves it to the
+   ones its worker names. */
 void res_take(res_pool_t *pool, const res_set_t *req, res_grant_t *grant);
+/* A task that already runs there (claimed after a master restart) holds
+   the devices ids names ("0,2": what its worker was told, and tells again
+   in its hello): its grant moves to them from what res_take picked, so
+   a new task is not handed a device in use. Counted even when another
+   claimed task names the same device (the worker's word is what runs).
+   Returns 0, or -1 with the grant unchanged when ids are not this pool's
+   devices or not as many as req asks (a whole request: one per GPU; a
+   share: one). */
+int res_claim_gpus(res_pool_t *pool, const res_set_t *req, res_grant_t *grant, const char *ids);
 /* Gives back what res_take took for that task. */
 void res_release(res_pool_t *pool, const res_set_t *req, const res_grant_t *grant);
 

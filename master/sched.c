@@ -39,7 +39,24 @@ struct sched {
        priority (or holding and releasing it) again and again while
        nothing is dispatched grew the heaps without end. */
     size_t pushes;
+    /* Records by their parked bits (index: the SCHED_PARK_* set, 0
+       unused), kept by s_set_parked, so the metrics tell held from ready
+       without a pass over every task. */
+    size_t parked_n[8];
 };
+
+/* The one place a record's parked bits change. */
+static void s_set_parked(sched_t *self, sched_task_t *t, unsigned parked)
+{
+    assert(parked < 8);
+    if (t->parked) {
+        assert(self->parked_n[t->parked] > 0);
+        self->parked_n[t->parked]--;
+    }
+    t->parked = (uint8_t) parked;
+    if (parked)
+        self->parked_n[parked]++;
+}
 
 static bool s_before(const heap_t *h, const entry_t *a, const entry_t *b)
 {
@@ -291,7 +308,7 @@ sched_task_t *sched_add(sched_t *self, const sched_new_task_t *task, int64_t not
 {
     sched_task_t *t = s_new_task(self, task);
     if (task->held)
-        t->parked = SCHED_PARK_DEPS;
+        s_set_parked(self, t, SCHED_PARK_DEPS);
     s_enqueue(self, t, not_before);
     return t;
 }
@@ -411,7 +428,7 @@ void sched_park(sched_t *self, sched_task_t *task, unsigned reason)
     assert(reason && (task->state == PROTO_ST_QUEUED || task->state == PROTO_ST_ASSIGNED));
     assert(!task->worker);
     bool was = task->parked != 0;
-    task->parked |= (uint8_t) reason;
+    s_set_parked(self, task, task->parked | reason);
     if (!was)
         s_enqueue(self, task, task->not_before);   /* QUEUED, its entries stale */
 }
@@ -420,7 +437,7 @@ bool sched_unpark(sched_t *self, sched_task_t *task, unsigned reason)
 {
     if (!(task->parked & reason))
         return false;
-    task->parked &= (uint8_t) ~reason;
+    s_set_parked(self, task, task->parked & ~reason);
     if (task->parked || task->state != PROTO_ST_QUEUED)
         return false;
     s_enqueue(self, task, task->not_before);
@@ -441,8 +458,10 @@ void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority)
 void sched_remove(sched_t *self, int64_t id)
 {
     sched_task_t *t = imap_remove(self->tasks, id);
-    if (t)
+    if (t) {
+        s_set_parked(self, t, 0);
         s_free_task(t);
+    }
 }
 
 int64_t sched_next_due(const sched_t *self, int64_t now)
@@ -451,6 +470,16 @@ int64_t sched_next_due(const sched_t *self, int64_t now)
         return -1;
     int64_t d = self->delayed.v[0].key - now;
     return d < 0 ? 0 : d;
+}
+
+sched_parked_t sched_parked(const sched_t *self)
+{
+    sched_parked_t n = {0};
+    for (unsigned m = 1; m < 8; m++)
+        *(m & SCHED_PARK_HELD   ? &n.held
+          : m & SCHED_PARK_DEPS ? &n.deps
+                                : &n.capped) += self->parked_n[m];
+    return n;
 }
 
 size_t sched_retry_waiting(const sched_t *self, int64_t now)

@@ -205,6 +205,16 @@ void sched_remove(sched_t *self, int64_t id);
 /* Milliseconds until the next delayed task is due (0 = now), -1 = none. */
 int64_t sched_next_due(const sched_t *self, int64_t now);
 
+/* Parked records by their first reason, each counted once: held (a
+   user's hold, whatever else), else waiting for the jobs its job depends
+   on, else at its job's --max-running. O(1). A parked task is QUEUED but
+   for one claimed by its worker after a restart (sched_claim keeps the
+   bits for a requeue): rare, and counted here still. */
+typedef struct {
+    size_t held, deps, capped;
+} sched_parked_t;
+sched_parked_t sched_parked(const sched_t *self);
+
 /* Tasks waiting for their retry backoff to end after now: the live
    entries of the delayed queue. O(tasks in backoff), not O(tasks). */
 size_t sched_retry_waiting(const sched_t *self, int64_t now);

@@ -266,6 +266,32 @@ static void s_res_release(tasks_t *self, worker_t *w, const sched_task_t *t)
     free(g);
 }
 
+/* t, just claimed by w after a master restart, holds the GPU devices ids
+   names (its worker's hello): its grant moves there, from the first free
+   ones s_res_take picked, or a new task would be handed a device in use.
+   Without ids (a worker older than that, or no GPU) it keeps that pick. */
+static void s_res_claimed(tasks_t *self, worker_t *w, const sched_task_t *t, const char *ids)
+{
+    const res_set_t *req = s_req(self, t);
+    if (!req || !ids)
+        return;
+    res_grant_t *g = w->grants ? imap_get(w->grants, t->id) : NULL;
+    res_grant_t fresh = {0};
+    if (res_claim_gpus(&w->pool, req, g ? g : &fresh, ids) != 0) {
+        log_info("event=claim_gpus_unknown task=%" PRId64 " worker=%s (not its devices, or not "
+                 "as many as it asked: counted on the first free ones)",
+                 t->id, LOG_V(w->id));
+        return;
+    }
+    if (!g && fresh.n) {
+        if (!w->grants)
+            w->grants = imap_new();
+        res_grant_t *copy = xmalloc(sizeof *copy);
+        *copy = fresh;
+        imap_put(w->grants, t->id, copy);
+    }
+}
+
 /* The members a task with a request gets in its "tasks" entry: its CPUs
    and devices (caller frees); NULL for a plain task. */
 static char *s_grant_text(const tasks_t *self, const worker_t *w, const sched_task_t *t)
@@ -811,8 +837,9 @@ static void s_judge_parked(tasks_t *self, worker_t *w, int64_t now);
 
 /* w takes t, which waits for its claim: an orphan of the attempt w runs,
    or a queued task w runs as the attempt above (sent just before a master
-   restart, never written: ASSIGN_WRITE_MS in journal.h). */
-static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
+   restart, never written: ASSIGN_WRITE_MS in journal.h). gpus: the devices
+   w says t holds (NULL: not said). */
+static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w, const char *gpus)
 {
     if (!t->orphan) {
         sched_claim(self->sched, t);
@@ -822,6 +849,7 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w)
                  t->attempt + 1, LOG_V(w->id));
     }
     s_move(self, t, PROTO_ST_RUNNING, w);
+    s_res_claimed(self, w, t, gpus);
     t->deadline = 0;
     if (t->started <= 0)
         t->started = clock_wall();   /* it started before: when is unknown */
@@ -846,7 +874,7 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
            submitted since, or sent again since, cannot be claimed. */
         if (!t || s_sender(self, t, w, w->id, w->key, ref->attempt) != S_CLAIMABLE)
             continue;
-        s_claim(self, t, w);
+        s_claim(self, t, w, ref->gpus);
         claimed++;
         /* It ended there: its result is on its way (behind this hello,
            or lost with the old master's socket). Kept for it meanwhile,
@@ -1664,7 +1692,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
     }
     switch (s_sender(self, t, w, name, key, res->attempt)) {
     case S_CLAIMABLE:
-        s_claim(self, t, w);
+        s_claim(self, t, w, NULL);   /* it has ended: its devices are free */
         break;
     case S_HOLDER:
         break;

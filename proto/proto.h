@@ -54,6 +54,7 @@
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
+#define PROTO_MAX_GPUS_TEXT 4096       /* a task's "gpus" (device ids, comma-separated) */
 #define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
@@ -348,7 +349,14 @@ typedef enum {
 typedef struct {
     int64_t task;
     int attempt;
+    char *gpus;   /* a hello's "running" only: the GPU ids the task was given
+                     (its "tasks" entry's "gpus", "0,2"), so a restarted master
+                     counts those devices taken; NULL = none, or a worker older
+                     than this. Owned by the struct holding the array. */
 } proto_task_ref_t;
+
+/* Frees an array of refs and their gpus; accepts NULL. */
+void proto_refs_free(proto_task_ref_t *v, int n);
 
 typedef struct {
     proto_req_type_t type;
@@ -406,6 +414,9 @@ typedef struct {
     /* alloc */
     proto_alloc_op_t alloc_op;
     int64_t alloc;           /* pause/resume/remove: the queue's id */
+    bool force;              /* remove: cancel (scancel) its queued and running
+                                allocations; without it a queue that has any is
+                                not removed */
     proto_alloc_t *queue;    /* add: the queue to make (its id is the master's choice) */
 } proto_req_t;
 

@@ -57,13 +57,13 @@ void proto_req_destroy(proto_req_t **p)
     free(r->host);
     pu_strv_free(r->labels, r->nlabels);
     pu_strv_free(r->functions, r->nfunctions);
-    free(r->running);
+    proto_refs_free(r->running, r->nrunning);
     free(r->deps);
     free(r->resources);
     pu_strv_free(r->gpu_ids, r->ngpu_ids);
     free(r->indexes);
     free(r->definition);
-    free(r->ended);
+    proto_refs_free(r->ended, r->nended);
     free(r->slurm_job);
     proto_alloc_destroy(&r->queue);
     free(r);
@@ -248,7 +248,8 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 static int s_alloc_from(cJSON *o, proto_req_t *req, proto_err_t *err)
 {
     if (pa_op_from(o, "op", &req->alloc_op, err) != 0
-        || pj_i64(o, "alloc", false, 1, PJ_MAX_SAFE_INT, &req->alloc, err) != 0)
+        || pj_i64(o, "alloc", false, 1, PJ_MAX_SAFE_INT, &req->alloc, err) != 0
+        || pj_bool(o, "force", false, &req->force, err) != 0)
         return -1;
     cJSON *q = pj_get(o, "queue");
     if (req->alloc_op == PROTO_ALLOC_OP_ADD) {
@@ -489,6 +490,8 @@ char *proto_req_encode(const proto_req_t *req)
         pb_kstr(&b, "op", proto_alloc_op_name(req->alloc_op));
         if (req->alloc > 0)
             pb_ki64(&b, "alloc", req->alloc);
+        if (req->force)
+            pb_kbool(&b, "force", true);
         if (req->queue) {
             pb_key(&b, "queue");
             pa_alloc_write(&b, req->queue);

@@ -49,7 +49,7 @@ static int s_task_from(cJSON *o, proto_task_t *t, proto_err_t *err)
         || pj_int(o, "attempt", true, 1, INT32_MAX, &t->attempt, err) != 0
         || pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &t->job, err) != 0
         || pj_int(o, "cpus", false, 0, INT32_MAX, &t->cpus, err) != 0
-        || pj_str(o, "gpus", false, 1, 4096, &t->gpus, err) != 0)
+        || pj_str(o, "gpus", false, 1, PROTO_MAX_GPUS_TEXT, &t->gpus, err) != 0)
         return -1;
     cJSON *spec = pj_get(o, "spec");
     if (!spec) {

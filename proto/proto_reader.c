@@ -336,12 +336,25 @@ int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int
             pj_err_prefix(err, "%s[%d]", k, i);
             goto fail;
         }
+        /* Optional (a worker older than it sends none): the devices as the
+           "tasks" entry named them, no longer than a pipe message's. */
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(e, "gpus");
+        if (g) {
+            size_t len = cJSON_IsString(g) ? strlen(g->valuestring) : 0;
+            if (len < 1 || len > PROTO_MAX_GPUS_TEXT) {
+                proto_err_set(err, PROTO_E_FIELD,
+                              "field \"%s\" element %d: \"gpus\" must be a string of 1..%d bytes",
+                              k, i, PROTO_MAX_GPUS_TEXT);
+                goto fail;
+            }
+            v[i].gpus = xstrdup(g->valuestring);
+        }
     }
     *out = v;
     *n = count;
     return 0;
 fail:
-    free(v);
+    proto_refs_free(v, count);
     return -1;
 }
 

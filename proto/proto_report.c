@@ -31,7 +31,7 @@ void proto_report_destroy(proto_report_t **p)
         return;
     proto_report_t *m = *p;
     free(m->worker);
-    free(m->running);
+    proto_refs_free(m->running, m->nrunning);
     free(m->started);
     free(m->started_at);
     free(m->data);

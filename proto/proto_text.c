@@ -79,6 +79,13 @@ size_t pu_utf8_bad_at(const char *data, size_t len)
 
 /* ------------------------------------------------------- string vectors */
 
+void proto_refs_free(proto_task_ref_t *v, int n)
+{
+    for (int i = 0; v && i < n; i++)
+        free(v[i].gpus);
+    free(v);
+}
+
 void pu_strv_free(char **v, int n)
 {
     if (!v)

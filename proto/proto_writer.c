@@ -260,6 +260,8 @@ void pb_refs(pb_t *b, const proto_task_ref_t *v, int n)
         pb_char(b, '{');
         pb_ki64(b, "task", v[i].task);
         pb_ki64(b, "attempt", v[i].attempt);
+        if (v[i].gpus)
+            pb_kstr(b, "gpus", v[i].gpus);
         pb_char(b, '}');
     }
     pb_char(b, ']');

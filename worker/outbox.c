@@ -200,7 +200,9 @@ void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
 {
     proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, s_worker(self));
     rep->running = xcalloc((size_t) (n ? n : 1), sizeof *rep->running);
-    memcpy(rep->running, running, (size_t) n * sizeof *running);
+    /* Ids only: a heartbeat names no devices (the report owns what it holds). */
+    for (int i = 0; i < n; i++)
+        rep->running[i] = (proto_task_ref_t){.task = running[i].task, .attempt = running[i].attempt};
     rep->nrunning = n;
     char *text = proto_report_encode(rep);
     proto_report_destroy(&rep);

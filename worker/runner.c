@@ -44,6 +44,7 @@ void runner_task_destroy(runner_task_t **p)
     runner_task_t *t = *p;
     proto_spec_destroy(&t->spec);
     free(t->worker_id);
+    free(t->gpus);
     free(t);
     *p = NULL;
 }

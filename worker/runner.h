@@ -63,6 +63,9 @@ struct runner_task {
     proto_spec_t *spec;     /* owned */
     char *worker_id;        /* id to put in OUTPUT reports (the one current
                                when the task arrived) */
+    char *gpus;             /* the GPU ids the master gave it (owned), NULL =
+                               none: told again in a hello, so a restarted
+                               master knows which devices it holds */
     /* Shared. */
     atomic_bool cancel;
     atomic_int state;       /* RUNNER_QUEUED / RUNNING / ABORTED */

@@ -246,9 +246,10 @@ static runner_task_t *s_find(session_t *self, int64_t id, int attempt)
     return NULL;
 }
 
-/* Refs of the tasks queued or running here (hello, heartbeat); the caller
-   frees them. */
-static proto_task_ref_t *s_running_refs(session_t *self, int *n)
+/* Refs of the tasks queued or running here (hello, heartbeat), with the
+   GPU devices each was given when gpus (a hello: a restarted master counts
+   them taken again); the caller frees them (proto_refs_free). */
+static proto_task_ref_t *s_running_refs(session_t *self, int *n, bool gpus)
 {
     proto_task_ref_t *refs = xcalloc((size_t) (self->nactive ? self->nactive : 1), sizeof *refs);
     int k = 0;
@@ -256,6 +257,7 @@ static proto_task_ref_t *s_running_refs(session_t *self, int *n)
         if (!t->ended) {
             refs[k].task = t->id;
             refs[k].attempt = t->attempt;
+            refs[k].gpus = gpus && t->gpus ? xstrdup(t->gpus) : NULL;
             k++;
         }
     *n = k;
@@ -293,9 +295,9 @@ static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
 static void s_send_heartbeat(session_t *self)
 {
     int n;
-    proto_task_ref_t *refs = s_running_refs(self, &n);
+    proto_task_ref_t *refs = s_running_refs(self, &n, false);
     outbox_heartbeat(self->outbox, refs, n);
-    free(refs);
+    proto_refs_free(refs, n);
 }
 
 /* ---- task lifecycle (session side) ---- */
@@ -366,6 +368,7 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
         s_grant_env(pt);
         runner_task_t *t =
             runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, self->worker_id);
+        t->gpus = pt->gpus ? xstrdup(pt->gpus) : NULL;
         s_link(self, t);
         if (pool_submit(self->pool, t) != 0) {
             s_unlink(self, t);
@@ -458,7 +461,7 @@ static void s_send_hello(session_t *self, int64_t now)
     req->labels = xcalloc((size_t) self->nlabels + 1, sizeof *req->labels);
     for (int i = 0; i < self->nlabels; i++)
         req->labels[i] = xstrdup(self->labels[i]);
-    req->running = s_running_refs(self, &req->nrunning);
+    req->running = s_running_refs(self, &req->nrunning, true);
     /* Registered before: what ended around the loss of that master. */
     if (self->worker_id)
         req->ended = s_ended_refs(self, &req->nended);

@@ -87,6 +87,7 @@ function drawChart(series) {
 function renderOverview(o) {
   $("version").textContent = o.version;
   $("t-queued").textContent = o.tasks.queued + o.tasks.retry_wait;
+  $("t-waiting").textContent = o.tasks.held + o.tasks.dep_wait + o.tasks.capped;
   $("t-running").textContent = o.tasks.assigned + o.tasks.running;
   $("t-done").textContent = o.totals.done;
   $("t-failed").textContent = o.totals.failed;

@@ -86,7 +86,8 @@ END_TEST
 
 /* sbatch: records its arguments (one line per call) and its script, fails
    while DIR/fail exists, else prints the next job id (1001, 1002...).
-   squeue: prints DIR/squeue.txt ("ID STATE" lines) and counts its calls. */
+   squeue: prints DIR/squeue.txt ("ID STATE" lines) and counts its calls.
+   scancel: records its arguments (one line per call). */
 static void s_fake_slurm(h_cluster_t *c)
 {
     char *bin = h_path(c, "bin");
@@ -122,6 +123,13 @@ static void s_fake_slurm(h_cluster_t *c)
             "cat \"$d/squeue.txt\" 2>/dev/null\n"
             "exit 0\n",
             dir);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+    ck_assert_int_gt(asprintf(&path, "%s/scancel", bin), 0);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\necho \"$*\" >> '%s/scancel.log'\n", dir);
     fclose(f);
     ck_assert_int_eq(chmod(path, 0755), 0);
     free(path);
@@ -272,7 +280,8 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
                   "alloc list: %s", list->out);
     h_run_free(&list);
 
-    /* Pause, resume (at once: no backoff), remove. */
+    /* Pause, resume (at once: no backoff), remove: refused while the new
+       allocation waits in Slurm, then forced, which cancels it. */
     r = h_cli(c, "alloc", "pause", "1", NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "paused"), "pause: %s", h_run_desc(r));
     h_run_free(&r);
@@ -283,9 +292,22 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
     ck_assert_msg(r->rc == 0, "resume: %s", h_run_desc(r));
     h_run_free(&r);
     ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 3, 10000), "resume did not submit at once");
+    ck_assert(H_POLL(s_alloc_is(c, 1, "queued"), 5000));
     r = h_cli(c, "alloc", "remove", "1", NULL);
-    ck_assert_msg(r->rc == 0, "remove: %s", h_run_desc(r));
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "1002 (queued)") && strstr(r->err, "--force")
+                      && strchr(r->err, '\n') == strrchr(r->err, '\n'),
+                  "remove without --force: %s", h_run_desc(r));
     h_run_free(&r);
+    ck_assert_int_eq(s_queue_int(c, "id"), 1);   /* still there */
+    ck_assert_int_eq(s_lines(c, "scancel.log"), 0);
+    r = h_cli(c, "alloc", "remove", "1", "--force", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
+    q = h_json_first(r->out);
+    ck_assert_int_eq(h_jint(q, "id", 0), 1);
+    cJSON_Delete(q);
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000), "no scancel");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1002\n");
     r = h_cli(c, "alloc", "list", NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "no allocation queues"), "%s", h_run_desc(r));
     h_run_free(&r);

@@ -547,6 +547,61 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
 }
 END_TEST
 
+/* `ztask_tasks{state="queued"}` is what a free worker would start:
+   held tasks, tasks waiting for the jobs they depend on, and tasks at
+   their job's --max-running are states of their own. One worker with 2
+   CPUs, tasks asking one each (so none waits on the worker: no prefetch):
+   a held job of 3, a job of 2 after it, a job of 5 limited to 1 at a time
+   (1 runs, 4 capped), a job of 2 (1 runs, 1 queued). */
+START_TIMED_TEST(metrics_tell_tasks_waiting_for_a_worker_from_held_and_capped_ones, 90)
+{
+    h_cluster_t *c = h_cluster_new("http_held");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
+    int port = s_http_port(m);
+    int64_t held = h_submit(c, NULL, "--cpus", "1", "--array", "1-3", "--", "sleep", "30", NULL);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) held);
+    h_run_t *r = h_cli(c, "hold", id, NULL);
+    ck_assert_msg(r->rc == 0, "hold: %s", h_run_desc(r));
+    h_run_free(&r);
+    int64_t jobs[4] = {held};
+    jobs[1] = h_submit(c, NULL, "--after", id, "--cpus", "1", "--array", "1-2", "--", "sleep", "30",
+                       NULL);
+    jobs[2] = h_submit(c, NULL, "--max-running", "1", "--cpus", "1", "--array", "1-5", "--",
+                       "sleep", "30", NULL);
+    jobs[3] = h_submit(c, NULL, "--cpus", "1", "--array", "1-2", "--", "sleep", "30", NULL);
+    h_worker_start(c, "w1", 2, "--resources", "cpus=2", NULL);
+    resp_t mr = {0};
+    ck_assert_msg(H_POLL((s_resp_free(&mr), mr = s_get(port, "/metrics", NULL),
+                          strstr(mr.body, "ztask_tasks{state=\"running\"} 2\n") != NULL),
+                         20000),
+                  "two tasks never ran:\n%s", mr.body);
+    const char *expect[] = {"ztask_tasks{state=queued}=1",  "ztask_tasks{state=held}=3",
+                            "ztask_tasks{state=dep_wait}=2", "ztask_tasks{state=capped}=4",
+                            "ztask_tasks{state=retry_wait}=0", "ztask_tasks{state=assigned}=0",
+                            "ztask_tasks{state=running}=2",  NULL};
+    s_check_metrics(c, mr.body, expect);
+    s_resp_free(&mr);
+    /* Released, the held job's tasks wait for a worker like any other. */
+    r = h_cli(c, "release", id, NULL);
+    ck_assert_msg(r->rc == 0, "release: %s", h_run_desc(r));
+    h_run_free(&r);
+    mr = s_get(port, "/metrics", NULL);
+    const char *released[] = {"ztask_tasks{state=queued}=4", "ztask_tasks{state=held}=0",
+                              "ztask_tasks{state=capped}=4", NULL};
+    s_check_metrics(c, mr.body, released);
+    s_resp_free(&mr);
+    for (int i = 0; i < 4; i++) {
+        snprintf(id, sizeof id, "%lld", (long long) jobs[i]);
+        r = h_cli(c, "cancel", id, NULL);
+        ck_assert_msg(r->rc == 0, "cancel %s: %s", id, h_run_desc(r));
+        h_run_free(&r);
+        ck_assert_int_eq(h_wait(c, jobs[i], 30000), 1);
+    }
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_http", h_slowdown()));

@@ -263,6 +263,112 @@ START_TIMED_TEST(a_client_cannot_make_kinds_of_task_without_end, 90)
 }
 END_TEST
 
+/* ---- after a master restart ---- */
+
+#define RESTART_HEARTBEAT "--heartbeat-ms", "200", "--liveness", "3", "--recovery-grace", "5"
+
+/* A task that writes its devices (or "-") and CPUs to DIR/NAME.dev, then
+   waits (60 s at most) for DIR/NAME.go; script has room for 512 bytes. */
+static void s_gated(h_cluster_t *c, const char *name, char *script, size_t len)
+{
+    const char *d = h_dir(c);
+    snprintf(script, len,
+             "echo \"${CUDA_VISIBLE_DEVICES:--} $ZTASK_CPUS\" > '%s/%s.tmp' && "
+             "mv '%s/%s.tmp' '%s/%s.dev'; n=0; "
+             "while [ ! -e '%s/%s.go' ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done",
+             d, name, d, name, d, name, d, name);
+}
+
+/* What gated task `name` wrote (borrowed until the next call), waiting
+   for it to start. */
+static const char *s_started(h_cluster_t *c, const char *name)
+{
+    static char seen[64];
+    char file[64];
+    snprintf(file, sizeof file, "%s.dev", name);
+    char *path = h_path(c, file);
+    char *text = NULL;
+    bool ok = H_POLL((text = h_read_file(path)) != NULL, 30000);
+    ck_assert_msg(ok, "task %s did not start", name);
+    snprintf(seen, sizeof seen, "%s", text);
+    seen[strcspn(seen, "\n")] = '\0';
+    free(text);
+    free(path);
+    return seen;
+}
+
+static void s_release(h_cluster_t *c, const char *name)
+{
+    char file[64];
+    snprintf(file, sizeof file, "%s.go", name);
+    char *path = h_path(c, file);
+    h_write_file(path, "");
+    free(path);
+}
+
+/* The CPUs in use on worker id as `ztask workers --json` says. */
+static int64_t s_cpus_used(h_cluster_t *c, const char *id)
+{
+    h_run_t *r = h_cli(c, "workers", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "workers: %s", h_run_desc(r));
+    cJSON *all = h_json_lines(r->out);
+    int64_t used = -1;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, all)
+    {
+        const char *wid = h_jstr(w, "worker");
+        if (wid && strcmp(wid, id) == 0)
+            used = h_jint(cJSON_GetObjectItemCaseSensitive(w, "used"), "cpus", 0);
+    }
+    cJSON_Delete(all);
+    h_run_free(&r);
+    return used;
+}
+
+/* Issue 16: no two tasks hold the same whole GPU at once, a master
+   restart included. Task b holds device 1 (a, on device 0, has ended);
+   the master is killed and restarted, the worker claims b, and a new
+   GPU task must get device 0, not device 1 again: the master has to learn
+   which device the claimed task holds, not hand it the first free one.
+   The claimed task's CPUs count as in use again too. */
+START_TIMED_TEST(a_task_claimed_after_a_master_restart_keeps_its_gpu_and_cpus_to_itself, 120)
+{
+    h_cluster_t *c = h_cluster_new("claimgpu");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, RESTART_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = s_worker(c, "a", "0,1", 4, "cpus=4,gpus=2");
+    char id[64];
+    snprintf(id, sizeof id, "%s", h_worker_id(w));
+    char script[512];
+    s_gated(c, "a", script, sizeof script);
+    int64_t ja = h_submit(c, NULL, "--gpus", "1", "--cpus", "1", "--", "sh", "-c", script, NULL);
+    ck_assert_str_eq(s_started(c, "a"), "0 1");
+    s_gated(c, "b", script, sizeof script);
+    h_submit(c, NULL, "--gpus", "1", "--cpus", "2", "--", "sh", "-c", script, NULL);
+    ck_assert_str_eq(s_started(c, "b"), "1 2");
+    s_release(c, "a");
+    ck_assert_int_eq(h_wait(c, ja, 30000), 0);
+
+    h_proc_kill9(m);
+    h_master_start(c, port, RESTART_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not register again (log %s)", h_proc_log(w));
+    /* b's 2 CPUs are in use again (before any new task). */
+    ck_assert_int_eq(s_cpus_used(c, id), 2);
+
+    /* A new whole-GPU task: device 0 is free, device 1 is b's. */
+    s_gated(c, "c", script, sizeof script);
+    int64_t jc = h_submit(c, NULL, "--gpus", "1", "--cpus", "2", "--", "sh", "-c", script, NULL);
+    const char *got = s_started(c, "c");
+    ck_assert_msg(strcmp(got, "0 2") == 0, "task c got '%s' while b holds device 1", got);
+    ck_assert_int_eq(s_cpus_used(c, id), 4);
+    s_release(c, "b");
+    s_release(c, "c");
+    ck_assert_int_eq(h_wait(c, jc, 30000), 0);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_placement", h_slowdown()));

@@ -17,7 +17,11 @@
 #   4. --time-request: a task longer than what is left of an allocation
 #      does not go to its worker (unrunnable), a shorter one does;
 #   5. an sbatch failure (a partition that does not exist) is reported in
-#      alloc list and the log, and backed off (no tight loop).
+#      alloc list and the log, and backed off (no tight loop);
+#   6. alloc remove of a queue whose allocation runs, then of one whose
+#      allocation is pending: refused with one line naming it and --force;
+#      with --force (JSON) the allocation is cancelled (scancel: squeue no
+#      longer lists it, its worker is gone) and the queue forgotten.
 # Everything is stopped at the end (also on failure or interrupt); the
 # directory is removed when all passed (KEEP_LOGS=1 keeps it).
 #
@@ -251,11 +255,15 @@ check "the allocation was found again, not submitted twice (before: $before; aft
 
 # 4. --time-request against the allocation's end: a 1-minute allocation
 #    cannot take a 5-minute task; it takes a 5-second one.
-Z alloc remove 2 >/dev/null
+Z alloc pause 2 >/dev/null
 no_alive_worker() {
     Z workers --json | json 'ws=[json.loads(l) for l in sys.stdin if l.strip()]; assert not any(w["alive"] for w in ws), ws'
 }
+# A queue is removed (without --force) once none of its allocations is
+# queued or running.
+removed() { Z alloc remove "$1" >/dev/null; }
 check "queue 2's worker left once idle" until_ok 30 no_alive_worker
+check "queue 2 is removed once its allocation has ended" until_ok 60 removed 2
 Z alloc add slurm --worker-arg=--allow-root --time-limit 1m --idle-timeout 5s --max-workers 1 --name short \
     -- --partition=ztask >/dev/null
 short=$(Z submit --json --time-request 5s -- sh -c 'echo "$SLURM_JOB_ID"' \
@@ -282,8 +290,9 @@ check "the 5-minute task waits, reported unrunnable (exec~300)" \
 check "... and is still queued" \
     bash -c "timeout 30 '$bin/ztask' --master 127.0.0.1:$api status $long --json | grep -q '\"queued\":1'"
 Z cancel "$long" >/dev/null
-Z alloc remove 3 >/dev/null
+Z alloc pause 3 >/dev/null
 check "queue 3's worker left once idle" until_ok 30 no_alive_worker
+check "queue 3 is removed once its allocation has ended" until_ok 60 removed 3
 
 # 5. sbatch refused: reported, backed off.
 Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --name bad -- --partition=nosuch >/dev/null
@@ -309,6 +318,69 @@ t=[datetime.datetime.strptime(l.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ") for l in sy
 print("%.1f" % (t[1]-t[0]).total_seconds())')
 check "no tight loop: the second sbatch failed ${gap:-?} s after the first (backoff 5 s)" \
     json 'assert float(sys.argv[1]) >= 5.0' "${gap:-0}"
+Z cancel "$job" >/dev/null
+Z alloc pause "$bad_id" >/dev/null
+
+# 6. alloc remove while the queue has allocations in Slurm.
+queue_id() {   # queue_id NAME
+    Z alloc list --json | json 'qs=[json.loads(l) for l in sys.stdin if l.strip()]; print([q for q in qs if q["name"]==sys.argv[1]][0]["id"])' "$1"
+}
+alloc_in() {   # alloc_in NAME STATE: the id of its allocation in STATE (with a worker when running)
+    Z alloc list --json | json '
+qs=[json.loads(l) for l in sys.stdin if l.strip()]; q=[q for q in qs if q["name"]==sys.argv[1]][0]
+a=[a for a in q["allocations"] if a["state"]==sys.argv[2] and (a["had_worker"] or sys.argv[2]!="running")]
+assert a, q; print(a[0]["id"])' "$1" "$2"
+}
+in_slurm() {   # in_slurm ID: squeue lists it pending or running
+    [ -n "$(squeue -h -j "$1" -t pending,running -o %i 2>/dev/null)" ]
+}
+# refused NAME ID STATE: alloc remove of NAME fails with one line naming
+# ID (STATE) and --force, and the queue stays.
+refused() {
+    local q out rc
+    q=$(queue_id "$1")
+    out=$(Z alloc remove "$q" 2>&1)
+    rc=$?
+    echo "      (exit $rc: $out)"
+    [ "$rc" -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] \
+        && grep -q "$2 ($3)" <<<"$out" && grep -q -- "--force" <<<"$out" \
+        && [ "$(queue_id "$1")" = "$q" ]
+}
+# forced NAME ID: alloc remove --force --json answers the queue, which is
+# gone from alloc list, and Slurm no longer has ID queued or running.
+forced() {
+    local q out
+    q=$(queue_id "$1")
+    out=$(Z alloc remove "$q" --force --json) || return 1
+    json 'q=json.loads(sys.argv[1]); assert q["id"]==int(sys.argv[2]) and any(a["id"]==sys.argv[3] for a in q["allocations"]), q' \
+        "$out" "$q" "$2" || return 1
+    ! queue_id "$1" >/dev/null 2>&1 || return 1
+    gone() { ! in_slurm "$1"; }
+    until_ok 30 gone "$2"
+}
+Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --idle-timeout 10m --max-workers 1 --name busy \
+    -- --partition=ztask >/dev/null
+job=$(Z submit --json -- sleep 300 | json 'print(json.loads(sys.stdin.read())["job"])')
+busy_running() { alloc_in busy running >/dev/null; }
+check "queue busy's allocation runs the task's worker" until_ok 60 busy_running
+busy=$(alloc_in busy running 2>/dev/null)
+check "alloc remove of a queue whose allocation $busy runs is refused, naming it" refused busy "$busy" running
+check "alloc remove --force cancels allocation $busy (scancel) and forgets the queue" forced busy "$busy"
+check "... its worker is gone" until_ok 30 no_alive_worker
+check "... and the master logged the cancel (event=alloc_cancelled)" \
+    grep -q "event=alloc_cancelled slurm_jobs=\"$busy\"" "$dir/log/master.log"
+check "... which killed its task (Slurm's signal: failed, as any task killed)" \
+    bash -c "timeout 30 '$bin/ztask' --master 127.0.0.1:$api status $job --json | grep -q '\"state\":\"failed\"'"
+# A queue whose allocations cannot start for an hour (sbatch --begin)
+# gets one that stays pending for a waiting task.
+job=$(Z submit --json -- true | json 'print(json.loads(sys.stdin.read())["job"])')
+Z alloc add slurm --worker-arg=--allow-root --time-limit 10m --max-workers 1 --name later \
+    -- --partition=ztask --begin=now+3600 >/dev/null
+later_pending() { a=$(alloc_in later queued) && in_slurm "$a"; }
+check "queue later's allocation is pending in Slurm" until_ok 30 later_pending
+later=$(alloc_in later queued 2>/dev/null)
+check "alloc remove of a queue whose allocation $later is pending is refused, naming it" refused later "$later" queued
+check "alloc remove --force cancels the pending allocation $later" forced later "$later"
 Z cancel "$job" >/dev/null
 
 echo

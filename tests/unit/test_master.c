@@ -203,7 +203,7 @@ static void s_started(fake_t *f, int64_t task, int attempt)
     proto_report_t *rep = proto_report_new(PROTO_REP_STARTED, f->id);
     rep->started = xcalloc(1, sizeof(proto_task_ref_t));
     rep->started_at = xcalloc(1, sizeof(double));
-    rep->started[0] = (proto_task_ref_t){task, attempt};
+    rep->started[0] = (proto_task_ref_t){.task = task, .attempt = attempt};
     rep->nstarted = 1;
     s_report(f, rep);
 }

@@ -858,7 +858,7 @@ START_TEST(every_request_type_round_trips)
     r->nlabels = 2;
     r->running = calloc(2, sizeof *r->running);
     r->running[0] = (proto_task_ref_t){.task = 10, .attempt = 1};
-    r->running[1] = (proto_task_ref_t){.task = 11, .attempt = 4};
+    r->running[1] = (proto_task_ref_t){.task = 11, .attempt = 4, .gpus = strdup("0,GPU-8f2c")};
     r->nrunning = 2;
     r->ended = calloc(1, sizeof *r->ended);
     r->ended[0] = (proto_task_ref_t){.task = 9, .attempt = 2};
@@ -873,6 +873,8 @@ START_TEST(every_request_type_round_trips)
     ck_assert_int_eq(g->nrunning, 2);
     ck_assert_int_eq(g->running[1].task, 11);
     ck_assert_int_eq(g->running[1].attempt, 4);
+    ck_assert_ptr_null(g->running[0].gpus);   /* none said: an older worker's */
+    ck_assert_str_eq(g->running[1].gpus, "0,GPU-8f2c");
     ck_assert_int_eq(g->nended, 1);
     ck_assert_int_eq(g->ended[0].task, 9);
     ck_assert_int_eq(g->ended[0].attempt, 2);
@@ -990,6 +992,12 @@ START_TEST(request_fields_are_validated_per_type)
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1}]}",
          "running[0]: missing field \"attempt\""},
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[3]}", "\"running\""},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1,"
+         "\"attempt\":1,\"gpus\":\"\"}]}",
+         "\"gpus\" must be a string"},
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1,"
+         "\"attempt\":1,\"gpus\":7}]}",
+         "\"gpus\" must be a string"},
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"no_exec\":1}", "\"no_exec\""},
         {"{\"v\":1,\"type\":\"submit\",\"tasks\":{}}", "\"tasks\" must be an array"},
         {"{\"v\":1,\"type\":\"submit\",\"more\":\"no\"}", "\"more\""},
@@ -1557,8 +1565,8 @@ START_TEST(report_messages_round_trip)
     proto_report_t *m = proto_report_new(PROTO_REP_HEARTBEAT, "w1");
     m->nrunning = 2;
     m->running = calloc(2, sizeof *m->running);
-    m->running[0] = (proto_task_ref_t){5, 1};
-    m->running[1] = (proto_task_ref_t){6, 2};
+    m->running[0] = (proto_task_ref_t){.task = 5, .attempt = 1};
+    m->running[1] = (proto_task_ref_t){.task = 6, .attempt = 2};
     char *text = proto_report_encode(m);
     ck_assert_str_eq(text, "{\"v\":1,\"type\":\"heartbeat\",\"worker\":\"w1\",\"running\":"
                            "[{\"task\":5,\"attempt\":1},{\"task\":6,\"attempt\":2}]}");
@@ -1576,7 +1584,7 @@ START_TEST(report_messages_round_trip)
     m->nstarted = 1;
     m->started = calloc(1, sizeof *m->started);
     m->started_at = calloc(1, sizeof *m->started_at);
-    m->started[0] = (proto_task_ref_t){9, 3};
+    m->started[0] = (proto_task_ref_t){.task = 9, .attempt = 3};
     m->started_at[0] = 1764410400.25;
     text = proto_report_encode(m);
     g = proto_report_decode(text, strlen(text), &err);

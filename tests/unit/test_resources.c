@@ -142,6 +142,44 @@ START_TEST(whole_gpus_are_handed_out_disjoint_and_shares_packed)
 }
 END_TEST
 
+/* After a master restart a claimed task says which devices it holds: its
+   grant moves there, and a new task gets the others. */
+START_TEST(a_claimed_task_keeps_the_devices_its_worker_names)
+{
+    res_pool_t p;
+    s_pool(&p, "cpus=8", 3, 8);
+    res_set_t one = s_set("gpus=1"), two = s_set("gpus=2"), half = s_set("gpus=0.5");
+    res_grant_t a, b, c, n;
+    res_take(&p, &one, &a);   /* picked device 0; it holds 2 */
+    ck_assert_int_eq(res_claim_gpus(&p, &one, &a, "2"), 0);
+    ck_assert_int_eq(a.n, 1);
+    ck_assert_int_eq(a.dev[0], 2);
+    res_take(&p, &half, &b);   /* a share: onto a used device, or 0 */
+    ck_assert_int_eq(res_claim_gpus(&p, &half, &b, "1"), 0);
+    res_take(&p, &one, &n);   /* a new task: the one device nobody holds */
+    char buf[64];
+    res_grant_format(&p, &n, buf, sizeof buf);
+    ck_assert_str_eq(buf, "0");
+    res_release(&p, &one, &n);
+    /* Not ours, too many, too few, twice the same: refused, grant unchanged. */
+    res_take(&p, &two, &c);
+    res_grant_t before = c;
+    ck_assert_int_eq(res_claim_gpus(&p, &two, &c, "7,0"), -1);
+    ck_assert_int_eq(res_claim_gpus(&p, &two, &c, "0,1,2"), -1);
+    ck_assert_int_eq(res_claim_gpus(&p, &two, &c, "0"), -1);
+    ck_assert_int_eq(res_claim_gpus(&p, &two, &c, "0,0"), -1);
+    ck_assert_int_eq(res_claim_gpus(&p, &two, &c, ""), -1);
+    ck_assert_int_eq(res_claim_gpus(&p, &one, &c, NULL), -1);
+    ck_assert_mem_eq(&before, &c, sizeof c);
+    /* Everything given back leaves nothing in use. */
+    res_release(&p, &two, &c);
+    res_release(&p, &half, &b);
+    res_release(&p, &one, &a);
+    for (int d = 0; d < 3; d++)
+        ck_assert_int_eq(p.gpu_used[d], 0);
+}
+END_TEST
+
 START_TEST(the_worker_closest_to_fitting_a_big_task_has_the_smallest_shortfall)
 {
     res_pool_t near, far;

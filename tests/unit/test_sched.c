@@ -198,6 +198,35 @@ START_TEST(suspects_are_handed_out_only_to_a_worker_without_one)
 }
 END_TEST
 
+START_TEST(counts_parked_tasks_by_their_first_reason_without_a_pass_over_all)
+{
+    sched_t *s = sched_new();
+    sched_task_t *a = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_task_t *b = sched_add(s, &(sched_new_task_t){.id = 2, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 3, .job = 2, .held = true}, 0);   /* deps */
+    sched_parked_t n = sched_parked(s);
+    ck_assert_uint_eq(n.deps, 1);
+    ck_assert_uint_eq(n.held + n.capped, 0);
+    sched_park(s, a, SCHED_PARK_CAPPED);
+    sched_park(s, b, SCHED_PARK_CAPPED);
+    sched_park(s, b, SCHED_PARK_HELD);   /* held wins over capped */
+    n = sched_parked(s);
+    ck_assert_uint_eq(n.held, 1);
+    ck_assert_uint_eq(n.capped, 1);
+    sched_unpark(s, b, SCHED_PARK_HELD);   /* still capped */
+    sched_unpark(s, a, SCHED_PARK_CAPPED);  /* queued again */
+    n = sched_parked(s);
+    ck_assert_uint_eq(n.held, 0);
+    ck_assert_uint_eq(n.capped, 1);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), a);
+    sched_remove(s, 2);   /* a parked task that ends is no longer counted */
+    sched_remove(s, 3);
+    n = sched_parked(s);
+    ck_assert_uint_eq(n.held + n.deps + n.capped, 0);
+    sched_destroy(&s);
+}
+END_TEST
+
 START_TEST(counts_retry_waits_and_finds_the_oldest_head_without_a_pass_over_all)
 {
     sched_t *s = sched_new();
