@@ -564,7 +564,7 @@ int main(int argc, char **argv)
 
     /* A master that goes away must not kill us through a socket write;
        SIGTERM/SIGINT only count (the session acts on the count). No
-       SA_RESTART: the session's zmq_poll is to be interrupted. */
+       SA_RESTART: the session's poll is to be interrupted. */
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
