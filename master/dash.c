@@ -651,8 +651,19 @@ static answer_t s_retry(dash_t *self, const char *args)
     job_t *job = jobs_get(self->cfg.jobs, job_id);
     if (!job)
         return s_fail(404, "no such job");
-    /* The ends the store has are the ones retry selects: flush first. */
-    journal_flush(self->cfg.journal);
+    /* The ends the store has are the ones retry selects: flush first.
+       When that fails the store is behind the memory (a retry applied
+       but not written still reads "failed" there) and a retry from it
+       would put tasks back that already are: refused, as the API does. */
+    if (journal_flush(self->cfg.journal) != 0) {
+        char msg[300];
+        const char *why = journal_failing(self->cfg.journal);
+        snprintf(msg, sizeof msg,
+                 "the master cannot write its database (%s): ask again once space returns "
+                 "(free some; it retries every 0.5 s)",
+                 why ? why : "commit failed");
+        return s_fail(503, msg);
+    }
     tasks_retry_set_t set = {0};
     if (tasks_retry_select(self->cfg.tasks, job, &(tasks_retry_pick_t){0}, &set) != 0) {
         tasks_retry_set_free(&set);

@@ -289,6 +289,11 @@ START_TIMED_TEST(only_a_control_token_may_retry_a_job_and_its_failed_tasks_run_a
     ck_assert_int_eq(h_status_count(c, job, "failed"), 3);
     ck_assert_int_eq(h_status_count(c, job, "queued") + h_status_count(c, job, "running"), 0);
     s_expect(port, "POST", "/api/retry?job=999", CONTROL_TOKEN, 404, NULL);
+    const char *bad[] = {"/api/retry", "/api/retry?job=0", "/api/retry?job=-1",
+                         "/api/retry?job=99999999999999999999", "/api/retry?job=1x",
+                         "/api/retry?task=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        s_expect(port, "POST", bad[i], CONTROL_TOKEN, 400, "give job=ID");
 
     s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"retried\":3");
     ck_assert_int_eq(h_wait(c, job, 30000), 0);

@@ -992,6 +992,10 @@ START_TEST(request_fields_are_validated_per_type)
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1}]}",
          "running[0]: missing field \"attempt\""},
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[3]}", "\"running\""},
+        /* A bad element after one that read its "gpus": nothing leaks (ASan). */
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1,"
+         "\"attempt\":1,\"gpus\":\"0\"},{\"task\":2,\"attempt\":1,\"gpus\":\"1\"},{\"task\":3}]}",
+         "running[2]: missing field \"attempt\""},
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1,"
          "\"attempt\":1,\"gpus\":\"\"}]}",
          "\"gpus\" must be a string"},
