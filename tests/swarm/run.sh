@@ -35,7 +35,10 @@ cd "$(dirname "$0")/../.." || exit 2
 
 stack="ztaskswarm$$"
 logdir="build/swarm-test/$stack"
-job_size=600
+# 1800 tasks of 0.1 s on 6 slots: at least 30 s, so that the worker kill
+# (picked and struck through several docker calls, slow on a loaded host)
+# lands while tasks still run; with 600 it came after the job's end once.
+job_size=1800
 image="${ZTASK_TEST_IMAGE:-ztask:compose-test}"
 . tests/compose/lib.sh
 
