@@ -831,11 +831,29 @@ void alloc_destroy(alloc_t **p)
     if (!p || !*p)
         return;
     alloc_t *self = *p;
-    if (self->cmd.kind != CMD_NONE) {
+    /* The master stops. A scancel is left to finish on its own (init
+       reaps it): killed, or never started, what alloc remove --force said
+       it cancels would hold nodes with no queue left to follow it. So the
+       cancels still waiting for the slot start now, in its place; its
+       output is not read any more (scancel says nothing when it works). */
+    if (self->cmd.kind == CMD_SCANCEL) {
+        log_info("event=alloc_cancel_left_running pid=%d", (int) self->cmd.pid);
+    } else if (self->cmd.kind != CMD_NONE) {
+        if (self->cmd.kind == CMD_SBATCH && self->cmd.cancel)
+            log_error("event=alloc_cancel_lost queue=%" PRId64 " note=\"an sbatch of this removed "
+                      "queue was cut short: cancel what it submitted by hand (squeue "
+                      "--name=ztask-alloc-%" PRId64 ", scancel ID)\"",
+                      self->cmd.queue, self->cmd.queue);
         kill(self->cmd.pid, SIGKILL);
         waitpid(self->cmd.pid, NULL, 0);
     }
     s_cmd_reset(&self->cmd);
+    if (self->ncancels) {
+        s_start_scancel(self, clock_mono_ms());
+        if (self->cmd.kind == CMD_SCANCEL)
+            log_info("event=alloc_cancel_left_running pid=%d", (int) self->cmd.pid);
+        s_cmd_reset(&self->cmd);
+    }
     for (int i = 0; i < self->ncancels; i++)
         free(self->cancels[i]);
     free(self->cancels);

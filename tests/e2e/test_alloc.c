@@ -402,6 +402,72 @@ START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_e
 }
 END_TEST
 
+/* scancel takes its time (a busy slurmctld): it cancels once DIR/go
+   exists, whoever is left to wait for it. */
+static void s_slow_scancel(h_cluster_t *c)
+{
+    char *path = h_path(c, "bin/scancel");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "touch \"$d/scancel.started\"\n"
+            "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
+            "echo \"$*\" >> \"$d/scancel.log\"\n",
+            h_dir(c));
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+}
+
+/* The user was told the allocations are being cancelled: a master that
+   stops meanwhile (SIGTERM) must not kill that scancel, or they would
+   hold their nodes with no queue left to follow them. */
+START_TIMED_TEST(a_master_stopping_while_scancel_runs_lets_it_cancel, 120)
+{
+    h_cluster_t *c = s_one_allocation("allocstop");
+    s_slow_scancel(c);
+    h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "cancelling (scancel) 1001"), "remove --force: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    char *started = h_path(c, "scancel.started");
+    ck_assert_msg(H_POLL(access(started, F_OK) == 0, 10000), "no scancel");
+    free(started);
+    h_proc_stop(h_master(c), 20000);
+    s_write(c, "go", "");
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000),
+                  "the stopping master killed scancel: 1001 never cancelled");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A forced remove while squeue holds the command slot: its scancel waits
+   for the slot. A master that stops before then still cancels. */
+START_TIMED_TEST(a_master_stopping_before_a_waiting_scancel_starts_still_cancels, 120)
+{
+    h_cluster_t *c = s_one_allocation("allocstop2");
+    /* squeue hangs (bounded) from now on, so the slot stays taken. */
+    s_write(c, "squeue.sh",
+            "touch \"$(dirname \"$0\")/squeue.hung\"\n"
+            "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n");
+    char *hung = h_path(c, "squeue.hung");
+    ck_assert_msg(H_POLL(access(hung, F_OK) == 0, 30000), "no squeue");
+    free(hung);
+    h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(s_lines(c, "scancel.log"), 0);
+    h_proc_stop(h_master(c), 20000);
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000),
+                  "the stopping master dropped the scancel of 1001");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_submitted_twice,
                  150)
 {
