@@ -468,6 +468,49 @@ START_TIMED_TEST(a_master_stopping_before_a_waiting_scancel_starts_still_cancels
 }
 END_TEST
 
+/* A forced remove while squeue holds the command slot, then a kill -9
+   before its scancel could start: the restarted master still knows the
+   queue and follows its allocation (it was forgotten, and the allocation
+   left running with nothing to follow or cancel it); removed again, it
+   is cancelled. */
+START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follows_the_queue, 150)
+{
+    h_cluster_t *c = s_one_allocation("allockill");
+    s_write(c, "squeue.sh",
+            "touch \"$(dirname \"$0\")/squeue.hung\"\n"
+            "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n");
+    char *hung = h_path(c, "squeue.hung");
+    ck_assert_msg(H_POLL(access(hung, F_OK) == 0, 30000), "no squeue");
+    free(hung);
+    h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_proc_kill9(h_master(c));
+    char *script = h_path(c, "squeue.sh");
+    ck_assert_int_eq(unlink(script), 0);
+    free(script);
+    ck_assert_int_eq(s_lines(c, "scancel.log"), 0);
+    h_master_start(c, 0, NULL);
+    r = h_cli(c, "alloc", "list", "--json", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "\"1001\""),
+                  "queue 1 and its allocation 1001 forgotten, nothing cancelled: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000), "no scancel");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
+    /* For good this time (the journal wrote it once scancel started). */
+    h_proc_stop(h_master(c), 20000);
+    h_master_start(c, 0, NULL);
+    r = h_cli(c, "alloc", "list", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "no allocation queues"), "%s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_submitted_twice,
                  150)
 {
