@@ -319,25 +319,28 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
 }
 END_TEST
 
+/* An executable shell script DIR/name: "d=DIR", then body. */
+static void s_script_file(h_cluster_t *c, const char *name, const char *body)
+{
+    char *path = h_path(c, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\nd='%s'\n%s", h_dir(c), body);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+}
+
 /* squeue is replaced by a script that writes what DIR/squeue.sh says
    (run with sh) once DIR/squeue.sh exists, and otherwise does what
    s_fake_slurm's does. */
 static void s_squeue_from_script(h_cluster_t *c)
 {
-    char *path = h_path(c, "bin/squeue");
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/squeue.log\"\n"
-            "[ -e \"$d/squeue.sh\" ] && exec sh \"$d/squeue.sh\"\n"
-            "cat \"$d/squeue.txt\" 2>/dev/null\n"
-            "exit 0\n",
-            h_dir(c));
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
+    s_script_file(c, "bin/squeue",
+                  "echo \"$*\" >> \"$d/squeue.log\"\n"
+                  "[ -e \"$d/squeue.sh\" ] && exec sh \"$d/squeue.sh\"\n"
+                  "cat \"$d/squeue.txt\" 2>/dev/null\n"
+                  "exit 0\n");
 }
 
 /* One queue of one worker at most, an allocation of it submitted and
@@ -406,19 +409,23 @@ END_TEST
    exists, whoever is left to wait for it. */
 static void s_slow_scancel(h_cluster_t *c)
 {
-    char *path = h_path(c, "bin/scancel");
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "touch \"$d/scancel.started\"\n"
-            "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
-            "echo \"$*\" >> \"$d/scancel.log\"\n",
-            h_dir(c));
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
+    s_script_file(c, "bin/scancel",
+                  "touch \"$d/scancel.started\"\n"
+                  "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); "
+                  "done\n"
+                  "echo \"$*\" >> \"$d/scancel.log\"\n");
+}
+
+/* squeue hangs (30 s at most) from now on, so the command slot stays
+   taken; returns once one such squeue runs. */
+static void s_hang_squeue(h_cluster_t *c)
+{
+    s_write(c, "squeue.sh",
+            "touch \"$(dirname \"$0\")/squeue.hung\"\n"
+            "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n");
+    char *hung = h_path(c, "squeue.hung");
+    ck_assert_msg(H_POLL(access(hung, F_OK) == 0, 30000), "no squeue");
+    free(hung);
 }
 
 /* The user was told the allocations are being cancelled: a master that
@@ -444,22 +451,24 @@ START_TIMED_TEST(a_master_stopping_while_scancel_runs_lets_it_cancel, 120)
 }
 END_TEST
 
-/* A forced remove while squeue holds the command slot: its scancel waits
-   for the slot. A master that stops before then still cancels. */
-START_TIMED_TEST(a_master_stopping_before_a_waiting_scancel_starts_still_cancels, 120)
+/* s_one_allocation, then its queue removed with --force while squeue
+   holds the command slot (hung): scancel waits for the slot. */
+static h_cluster_t *s_removed_while_squeue_hangs(const char *name)
 {
-    h_cluster_t *c = s_one_allocation("allocstop2");
-    /* squeue hangs (bounded) from now on, so the slot stays taken. */
-    s_write(c, "squeue.sh",
-            "touch \"$(dirname \"$0\")/squeue.hung\"\n"
-            "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n");
-    char *hung = h_path(c, "squeue.hung");
-    ck_assert_msg(H_POLL(access(hung, F_OK) == 0, 30000), "no squeue");
-    free(hung);
+    h_cluster_t *c = s_one_allocation(name);
+    s_hang_squeue(c);
     h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
     ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
     h_run_free(&r);
     ck_assert_int_eq(s_lines(c, "scancel.log"), 0);
+    return c;
+}
+
+/* A forced remove while squeue holds the command slot: its scancel waits
+   for the slot. A master that stops before then still cancels. */
+START_TIMED_TEST(a_master_stopping_before_a_waiting_scancel_starts_still_cancels, 120)
+{
+    h_cluster_t *c = s_removed_while_squeue_hangs("allocstop2");
     h_proc_stop(h_master(c), 20000);
     ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000),
                   "the stopping master dropped the scancel of 1001");
@@ -475,21 +484,12 @@ END_TEST
    is cancelled. */
 START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follows_the_queue, 150)
 {
-    h_cluster_t *c = s_one_allocation("allockill");
-    s_write(c, "squeue.sh",
-            "touch \"$(dirname \"$0\")/squeue.hung\"\n"
-            "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n");
-    char *hung = h_path(c, "squeue.hung");
-    ck_assert_msg(H_POLL(access(hung, F_OK) == 0, 30000), "no squeue");
-    free(hung);
-    h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
-    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
-    h_run_free(&r);
+    h_cluster_t *c = s_removed_while_squeue_hangs("allockill");
     h_proc_kill9(h_master(c));
     char *script = h_path(c, "squeue.sh");
     ck_assert_int_eq(unlink(script), 0);
     free(script);
-    ck_assert_int_eq(s_lines(c, "scancel.log"), 0);
+    h_run_t *r;
     h_master_start(c, 0, NULL);
     r = h_cli(c, "alloc", "list", "--json", NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "\"1001\""),
