@@ -483,6 +483,8 @@ sched_parked_t sched_parked(const sched_t *self)
         *(m & SCHED_PARK_HELD   ? &n.held
           : m & SCHED_PARK_DEPS ? &n.deps
                                 : &n.capped) += self->parked_n[m];
+    /* Each parked record is counted once (s_set_parked). */
+    assert(n.held + n.deps + n.capped <= imap_size(self->tasks));
     return n;
 }
 
