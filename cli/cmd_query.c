@@ -352,16 +352,9 @@ static void s_output_cell(char *buf, size_t size, const proto_task_info_t *t, in
         return;
     }
     /* A command that ran and exited non-zero: its error only repeats the
-       EXIT column ("exited with status 2"), so its own words come first. */
-    bool exited = r->has_exit_code && !r->timed_out && r->signal == 0;
-    if (exited)
-        fmt_first_line(buf, size, r->stderr_data, cols);
-    if (!buf[0])
-        fmt_first_line(buf, size, r->error, cols);
-    if (!buf[0])
-        fmt_first_line(buf, size, r->stderr_data, cols);
-    if (!buf[0])
-        fmt_first_line(buf, size, r->stdout_data, cols);
+       EXIT column ("exited with status 2"), so its own words come first
+       (proto_result_reason, which the dashboard shows too). */
+    fmt_first_line(buf, size, proto_result_reason(r), cols);
 }
 
 static void s_print_task_row(const proto_task_info_t *t, int width)

@@ -92,24 +92,10 @@ void fmt_first_line(char *buf, size_t size, const char *text, int max_cols)
     if (size == 0)
         return;
     buf[0] = '\0';
-    if (!text)
-        return;
-    const char *p = text;
-    for (;;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t) (nl - p) : strlen(p);
-        bool blank = true;
-        for (size_t i = 0; i < len; i++)
-            if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
-                blank = false;
-        if (!blank) {
-            s_printable(buf, size, p, len, max_cols);
-            return;
-        }
-        if (!nl)
-            return;
-        p = nl + 1;
-    }
+    size_t len;
+    const char *line = text_first_line(text, &len);
+    if (line)
+        s_printable(buf, size, line, len, max_cols);
 }
 
 void fmt_cell(char *buf, size_t size, const char *text, int max_cols)

@@ -410,3 +410,37 @@ int mkdir_parents(const char *path, mode_t mode)
     errno = saved;
     return rc;
 }
+
+const char *text_first_line(const char *text, size_t *len)
+{
+    *len = 0;
+    for (const char *p = text; p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t) (nl - p) : strlen(p);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') {
+                *len = n;
+                return p;
+            }
+        p = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+char *list_next(char **cursor)
+{
+    for (char *p = *cursor; p; p = *cursor) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        *cursor = comma ? comma + 1 : NULL;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strlen(p);
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            p[--n] = '\0';
+        if (n)
+            return p;
+    }
+    return NULL;
+}

@@ -50,6 +50,18 @@ int parse_bytes(const char *text, int64_t *out);
    otherwise (*out untouched). */
 int parse_duration(const char *text, double max, double *out);
 
+/* The next item of a comma-separated list ("gpu, ssd", "a,,b"), split in
+   place: *cursor starts at a writable copy of the text and moves past
+   each item; the item is returned NUL-terminated, without the blanks
+   (spaces, tabs) around it. Empty and blank items are skipped; NULL at
+   the end. */
+char *list_next(char **cursor);
+
+/* The first line of text that is not blank (spaces, tabs, CRs): a
+   pointer into text and its length (without the newline); NULL (and *len
+   0) when text is NULL or every line is blank. */
+const char *text_first_line(const char *text, size_t *len);
+
 /* Returns a newly allocated, NUL-terminated copy of data[0..len) that is
    valid UTF-8: every invalid sequence (and every NUL byte, which JSON
    strings in cJSON cannot carry) becomes U+FFFD. *outlen gets its length

@@ -75,18 +75,13 @@ struct alloc {
 
 /* ---- small helpers ---- */
 
-/* A copy of text's first line, at most ERR_MAX bytes, fit for a log line
-   between quotes and for a terminal. */
+/* A copy of text's first line, at most ERR_MAX bytes. Logged through
+   LOG_V like any text a peer or a command chose; `alloc list` makes it
+   printable (fmt_cell) and --json escapes it. */
 static char *s_first_line(const char *text)
 {
     size_t n = strcspn(text, "\n");
-    if (n > ERR_MAX)
-        n = ERR_MAX;
-    char *s = xstrndup(text, n);
-    for (char *p = s; *p; p++)
-        if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
-            *p = '?';
-    return s;
+    return xstrndup(text, n > ERR_MAX ? ERR_MAX : n);
 }
 
 static proto_alloc_t *s_find(const alloc_t *self, int64_t id)
@@ -341,8 +336,8 @@ static void s_failed(alloc_t *self, proto_alloc_t *q, const char *why)
     double wait = s_backoff(q->failing);
     q->retry_at = clock_wall() + wait;
     log_warn("event=alloc_failed queue=%" PRId64 " failures=%" PRId64 " retry_in_s=%.0f "
-             "error=\"%s\"",
-             q->id, q->failures, wait, q->last_error);
+             "error=%s",
+             q->id, q->failures, wait, LOG_V(q->last_error));
     s_save(self, q);
 }
 
@@ -524,7 +519,7 @@ static void s_squeue_done(alloc_t *self, int status)
     const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
     if (status != 0) {
         char *why = s_first_line(self->cmd.buf[1] ? self->cmd.buf[1] : "");
-        log_warn("event=alloc_poll_failed status=%d error=\"%s\"", status, why);
+        log_warn("event=alloc_poll_failed status=%d error=%s", status, LOG_V(why));
         free(why);
         return;   /* judge nothing on a failed poll */
     }

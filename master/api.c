@@ -15,7 +15,6 @@
 #include "waiters.h"
 
 #include "../common/clock.h"
-#include "../common/imap.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
@@ -315,21 +314,10 @@ static job_t *s_job_to_extend(api_t *self, const zmqx_frames_t *env, const auth_
 static bool s_quota_allows(api_t *self, const zmqx_frames_t *env, const owner_usage_t *u,
                            const pending_submit_t *p)
 {
-    const char *what = NULL;
-    int64_t have = 0, add = 0, limit = 0;
-    if (self->cfg.quota_tasks
-        && u->tasks + u->pending_tasks + p->ntasks > self->cfg.quota_tasks) {
-        what = "tasks";
-        have = u->tasks + u->pending_tasks;
-        add = p->ntasks;
-        limit = self->cfg.quota_tasks;
-    } else if (self->cfg.quota_bytes
-               && u->bytes + u->pending_bytes + p->bytes > self->cfg.quota_bytes) {
-        what = "bytes";
-        have = u->bytes + u->pending_bytes;
-        add = p->bytes;
-        limit = self->cfg.quota_bytes;
-    }
+    usage_over_t o = usage_over(u, p->ntasks, p->bytes, self->cfg.quota_tasks,
+                                self->cfg.quota_bytes);
+    const char *what = o.what;
+    int64_t have = o.have, add = o.add, limit = o.limit;
     if (!what)
         return true;
     int64_t held;
@@ -1154,92 +1142,6 @@ static void s_show(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pee
 
 /* ---- retry ---- */
 
-/* What a retry selects and collects (s_retry_row). */
-typedef struct {
-    api_t *self;
-    bool failed, cancelled;
-    const int64_t *indexes;  /* sorted; NULL = every index */
-    int nindexes;
-    tasks_retry_t *v;
-    size_t n, cap;
-    int64_t bytes;
-} retry_rows_t;
-
-static int s_cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
-    return x < y ? -1 : x > y;
-}
-
-static int s_retry_row(const store_task_row_t *row, void *arg)
-{
-    retry_rows_t *r = arg;
-    if (row->state == PROTO_ST_FAILED    ? !r->failed
-        : row->state == PROTO_ST_CANCELLED ? !r->cancelled
-                                           : row->state != PROTO_ST_DEP_FAILED)
-        return 0;
-    if (r->indexes
-        && !bsearch(&row->index, r->indexes, (size_t) r->nindexes, sizeof(int64_t), s_cmp_i64))
-        return 0;
-    if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 64;
-        r->v = xrealloc(r->v, r->cap * sizeof *r->v);
-    }
-    r->v[r->n++] = (tasks_retry_t){.id = row->id,
-                                   .priority = row->priority,
-                                   .cls = sched_class(r->self->cfg.sched, row->needs),
-                                   .attempt = row->attempt,
-                                   .retries = row->retries,
-                                   .spec_bytes = row->spec_bytes,
-                                   .index = row->index,
-                                   .state = row->state};
-    r->bytes += row->spec_bytes;
-    return 0;
-}
-
-/* A retried job runs again, so what gave up on it waits for it again:
-   the dep_failed tasks of the jobs that depend on it (theirs in turn),
-   back in the queue, parked until it ends (tasks_retry). Returns how
-   many. */
-static int64_t s_revive_dependants(api_t *self, job_t *job)
-{
-    size_t n = 0, cap = 16;
-    int64_t total = 0;
-    job_t **seen = xmalloc(cap * sizeof *seen);
-    seen[n++] = job;
-    imap_t *known_ids = imap_new();   /* seen, by id: a chain is as long as a client likes */
-    imap_put(known_ids, job->id, job);
-    store_t *store = journal_store(self->cfg.journal);
-    for (size_t i = 0; i < n; i++) {
-        int nc;
-        const int64_t *kids = deps_children(self->cfg.deps, seen[i]->id, &nc);
-        for (int k = 0; k < nc; k++) {
-            job_t *c = jobs_get(self->cfg.jobs, kids[k]);
-            if (!c || imap_get(known_ids, c->id) || c->dep_failed == 0)
-                continue;
-            retry_rows_t rows = {.self = self};
-            if (store_dep_failed_each(store, c->id, s_retry_row, &rows) != 0)
-                log_error("event=revive_failed job=%" PRId64 " error=\"%s\"", c->id,
-                          store_error(store));
-            for (size_t r = 0; r < rows.n; r++)
-                tasks_retry(self->cfg.tasks, c, &rows.v[r]);
-            if (rows.n)
-                jobs_reopen(self->cfg.jobs, c);
-            log_info("event=dependants_revived job=%" PRId64 " parent=%" PRId64 " tasks=%zu",
-                     c->id, seen[i]->id, rows.n);
-            total += (int64_t) rows.n;
-            free(rows.v);
-            if (n == cap)
-                seen = xrealloc(seen, (cap *= 2) * sizeof *seen);
-            seen[n++] = c;
-            imap_put(known_ids, c->id, c);
-        }
-    }
-    imap_destroy(&known_ids);
-    free(seen);
-    return total;
-}
-
 /* Failed and/or cancelled tasks of a job (some indexes, or all) back in
    the queue as new attempts; the job runs again. Counted against its
    owner's quota like a submit. */
@@ -1249,46 +1151,35 @@ static void s_retry(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     job_t *job = s_job_or_reply(self, env, peer, req->job);
     if (!job)
         return;
-    bool both = !req->retry_failed && !req->retry_cancelled;
-    retry_rows_t rows = {.self = self,
-                         .failed = both || req->retry_failed,
-                         .cancelled = both || req->retry_cancelled};
-    int64_t *sorted = NULL;
-    if (req->indexes) {
-        sorted = xmalloc((size_t) req->nindexes * sizeof(int64_t));
-        memcpy(sorted, req->indexes, (size_t) req->nindexes * sizeof(int64_t));
-        qsort(sorted, (size_t) req->nindexes, sizeof(int64_t), s_cmp_i64);
-        rows.indexes = sorted;
-        rows.nindexes = req->nindexes;
-    }
-    store_t *store = journal_store(self->cfg.journal);
-    if (store_retryable_each(store, job->id, s_retry_row, &rows) != 0) {
+    tasks_retry_set_t set = {0};
+    if (tasks_retry_select(self->cfg.tasks, job,
+                           &(tasks_retry_pick_t){.failed = req->retry_failed,
+                                                 .cancelled = req->retry_cancelled,
+                                                 .indexes = req->indexes,
+                                                 .nindexes = req->nindexes},
+                           &set)
+        != 0) {
         char msg[300];
-        snprintf(msg, sizeof msg, "cannot read the job's tasks: %s", store_error(store));
+        snprintf(msg, sizeof msg, "cannot read the job's tasks: %s",
+                 store_error(journal_store(self->cfg.journal)));
         s_reply_error(self, env, PROTO_E_STORAGE, msg);
         goto out;
     }
     owner_usage_t *u = jobs_usage(self->cfg.jobs, job->owner);
-    if (rows.n
+    if (set.n
         && !s_quota_allows(self, env, u,
-                           &(pending_submit_t){.ntasks = (int) rows.n, .bytes = rows.bytes}))
+                           &(pending_submit_t){.ntasks = (int) set.n, .bytes = set.bytes}))
         goto out;
-    for (size_t i = 0; i < rows.n; i++)
-        tasks_retry(self->cfg.tasks, job, &rows.v[i]);
-    if (rows.n) {
-        jobs_reopen(self->cfg.jobs, job);
-        s_revive_dependants(self, job);
-    }
-    log_info("event=job_retry job=%" PRId64 " tasks=%zu", job->id, rows.n);
+    int64_t n = tasks_retry_apply(self->cfg.tasks, job, &set);
+    log_info("event=job_retry job=%" PRId64 " tasks=%" PRId64, job->id, n);
     if (!s_written(self, env))
         goto out;
     proto_reply_t *rep = proto_reply_new(true);
-    rep->count = (int64_t) rows.n;
+    rep->count = n;
     s_send_reply(self, env, rep, PROTO_REQ_RETRY);
     proto_reply_destroy(&rep);
 out:
-    free(rows.v);
-    free(sorted);
+    tasks_retry_set_free(&set);
 }
 
 /* ---- workers ---- */

@@ -1,6 +1,7 @@
 /*  dash: the loop's answers to the HTTP threads (see dash.h, web.h). */
 #include "dash.h"
 
+#include "resources.h"
 #include "store.h"
 
 #include "../common/clock.h"
@@ -24,6 +25,7 @@
 #define MAX_PAGE 200
 #define OUTPUT_CHUNK (64 * 1024)
 #define SERIES_SHOWN 120   /* seconds of throughput the overview sends */
+#define REASON_MAX 512     /* bytes of a task's error line a row carries */
 
 struct dash {
     dash_config_t cfg;
@@ -168,6 +170,61 @@ static task_states_t s_task_states(const dash_t *self, int64_t now)
     return s;
 }
 
+/* One resource's sums over the live workers (s_resource_metrics). */
+typedef struct {
+    const char *name;          /* borrowed from a worker's pool */
+    int64_t capacity, in_use;
+} res_sum_t;
+
+/* What the live workers declared and what their tasks use, summed per
+   resource name: one series per name, never per worker or task (the
+   names are few; a worker declares at most RES_MAX). In base units:
+   bytes for mem, GPUs for gpus (the pools count thousandths). */
+static void s_resource_metrics(dash_t *self, strbuf_t *out)
+{
+    size_t n = 0, cap = 16;
+    res_sum_t *v = xcalloc(cap, sizeof *v);
+    size_t pos = 0;
+    worker_t *w;
+    while ((w = registry_next(self->cfg.registry, &pos))) {
+        if (!w->alive)
+            continue;
+        const res_pool_t *pool = &w->pool;
+        for (int i = 0; i < pool->cap.n; i++) {
+            size_t k = 0;
+            while (k < n && strcmp(v[k].name, pool->cap.name[i]) != 0)
+                k++;
+            if (k == n) {
+                if (n == cap)
+                    v = xrealloc(v, (cap *= 2) * sizeof *v);
+                v[n++] = (res_sum_t){.name = pool->cap.name[i]};
+            }
+            v[k].capacity += pool->cap.amount[i];
+            v[k].in_use += res_in_use(pool, i);
+        }
+    }
+    const char *which[2] = {"capacity", "in_use"};
+    const char *help[2] = {"Resources the live workers declared, summed per resource (bytes "
+                           "for mem, GPUs for gpus).",
+                           "Resources the tasks on live workers use, summed per resource "
+                           "(bytes for mem, GPUs for gpus)."};
+    for (int m = 0; m < 2; m++) {
+        char name[40];
+        snprintf(name, sizeof name, "ztask_resource_%s", which[m]);
+        metrics_header(out, name, "gauge", help[m]);
+        for (size_t k = 0; k < n; k++) {
+            int64_t amount = m == 0 ? v[k].capacity : v[k].in_use;
+            strbuf_printf(out, "%s{resource=\"", name);
+            metrics_label(out, v[k].name);
+            if (strcmp(v[k].name, "gpus") == 0)
+                strbuf_printf(out, "\"} %.3f\n", (double) amount / RES_GPU_UNIT);
+            else
+                strbuf_printf(out, "\"} %" PRId64 "\n", amount);
+        }
+    }
+    free(v);
+}
+
 static answer_t s_metrics(dash_t *self, int64_t now)
 {
     strbuf_t out = {0};
@@ -221,6 +278,7 @@ static answer_t s_metrics(dash_t *self, int64_t now)
             metrics_label(&out, w->id);
             strbuf_printf(&out, "\"} %d\n", w->inflight);
         }
+    s_resource_metrics(self, &out);
     metrics_header(&out, "ztask_uptime_seconds", "gauge", "Seconds since this master started.");
     strbuf_printf(&out, "ztask_uptime_seconds %.3f\n", (double) (now - self->cfg.started_ms) / 1000.0);
     return (answer_t){200, "text/plain; version=0.0.4; charset=utf-8", out.data};
@@ -294,6 +352,7 @@ static answer_t s_jobs(dash_t *self, const char *args)
         cJSON_AddNumberToObject(o, "done", (double) job->done);
         cJSON_AddNumberToObject(o, "failed", (double) job->failed);
         cJSON_AddNumberToObject(o, "cancelled", (double) job->cancelled_n);
+        cJSON_AddNumberToObject(o, "dep_failed", (double) job->dep_failed);
         cJSON_AddBoolToObject(o, "closed", job->closed);
         cJSON_AddBoolToObject(o, "finished", job->finished > 0);
         cJSON_AddNumberToObject(o, "created", job->created);
@@ -380,8 +439,15 @@ static cJSON *s_task_obj(dash_t *self, const store_task_row_t *row)
             if (res->signal)
                 cJSON_AddNumberToObject(o, "signal", res->signal);
             cJSON_AddBoolToObject(o, "timed_out", res->timed_out);
-            if (res->error)
-                cJSON_AddStringToObject(o, "error", res->error);
+            /* The words `ztask results` shows: a command's own stderr
+               before "exited with status N", which the exit column says. */
+            size_t len;
+            const char *why = text_first_line(proto_result_reason(res), &len);
+            if (why) {
+                char *text = utf8_sanitize(why, len > REASON_MAX ? REASON_MAX : len, NULL);
+                cJSON_AddStringToObject(o, "error", text);
+                free(text);
+            }
             proto_result_destroy(&res);
         }
     }
@@ -574,16 +640,69 @@ static answer_t s_cancel(dash_t *self, const char *args)
     return s_json(200, root);
 }
 
+/* A job's failed and cancelled tasks (and its dep_failed ones) run again,
+   as `ztask retry JOB`: the same selection and revival (tasks.h), the
+   same quota, and written before the answer like every steering request. */
+static answer_t s_retry(dash_t *self, const char *args)
+{
+    int64_t job_id;
+    if (s_arg_int(args, "job", 1, INT64_MAX, 0, &job_id) != 0 || job_id == 0)
+        return s_fail(400, "give job=ID");
+    job_t *job = jobs_get(self->cfg.jobs, job_id);
+    if (!job)
+        return s_fail(404, "no such job");
+    /* The ends the store has are the ones retry selects: flush first.
+       When that fails the store is behind the memory (a retry applied
+       but not written still reads "failed" there) and a retry from it
+       would put tasks back that already are: refused, as the API does. */
+    if (journal_flush(self->cfg.journal) != 0) {
+        char msg[300];
+        const char *why = journal_failing(self->cfg.journal);
+        snprintf(msg, sizeof msg,
+                 "the master cannot write its database (%s): ask again once space returns "
+                 "(free some; it retries every 0.5 s)",
+                 why ? why : "commit failed");
+        return s_fail(503, msg);
+    }
+    tasks_retry_set_t set = {0};
+    if (tasks_retry_select(self->cfg.tasks, job, &(tasks_retry_pick_t){0}, &set) != 0) {
+        tasks_retry_set_free(&set);
+        return s_fail(500, "cannot read the job's tasks from the database");
+    }
+    usage_over_t over = usage_over(jobs_usage(self->cfg.jobs, job->owner), (int64_t) set.n,
+                                   set.bytes, self->cfg.quota_tasks, self->cfg.quota_bytes);
+    if (over.what) {
+        tasks_retry_set_free(&set);
+        char msg[200];
+        snprintf(msg, sizeof msg, "over the job owner's quota (--quota-%s %" PRId64 "): wait for "
+                 "tasks to finish, or cancel some", over.what, over.limit);
+        return s_fail(409, msg);
+    }
+    int64_t n = tasks_retry_apply(self->cfg.tasks, job, &set);
+    tasks_retry_set_free(&set);
+    log_info("event=http_retry job=%" PRId64 " tasks=%" PRId64, job_id, n);
+    if (journal_flush(self->cfg.journal) != 0)
+        return s_fail(500, "the master could not write this retry to its database (see its log: "
+                           "a full disk?); it is applied but would be lost if the master "
+                           "stopped now: ask again");
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "retried", (double) n);
+    return s_json(200, root);
+}
+
 static answer_t s_route(dash_t *self, const char *method, const char *path, const char *args,
                         bool control, int64_t now)
 {
     bool get = strcmp(method, "GET") == 0;
-    if (strcmp(path, "/api/cancel") == 0) {
+    /* The actions: POST (no link or image can make a browser send one)
+       and the control right (web.c refuses a read token's POST first). */
+    bool cancel = strcmp(path, "/api/cancel") == 0, retry = strcmp(path, "/api/retry") == 0;
+    if (cancel || retry) {
         if (get)
-            return s_fail(405, "cancel wants POST");
+            return s_fail(405, cancel ? "cancel wants POST" : "retry wants POST");
         if (!control)
             return s_fail(403, "this token may only read");
-        return s_cancel(self, args);
+        return cancel ? s_cancel(self, args) : s_retry(self, args);
     }
     if (!get)
         return s_fail(405, "this path wants GET");

@@ -20,6 +20,8 @@
       /api/task?id=T&out=N&err=N  one task: spec, state, outcome, and its
                                 output from those offsets (live while it runs)
       POST /api/cancel?job=J | ?task=T   (control right only)
+      POST /api/retry?job=J     its failed and cancelled tasks run again, as
+                                `ztask retry J` (control right only)
 
     Ownership: the socket and the dash_t belong to the loop; every module
     in dash_config_t is borrowed. Threads: main loop only.
@@ -45,6 +47,8 @@ typedef struct {
     tasks_t *tasks;
     metrics_t *metrics;
     int64_t started_ms;        /* monotonic ms of the master's start */
+    int64_t quota_tasks;       /* a retry counts against its job owner's quota */
+    int64_t quota_bytes;       /* (master.h), as `ztask retry` does */
 } dash_config_t;
 
 typedef struct dash dash_t;

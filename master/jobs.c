@@ -96,6 +96,22 @@ void usage_pending(owner_usage_t *u, int64_t tasks, int64_t bytes)
     assert(u->pending_tasks >= 0 && u->pending_bytes >= 0);
 }
 
+usage_over_t usage_over(const owner_usage_t *u, int64_t tasks, int64_t bytes,
+                        int64_t quota_tasks, int64_t quota_bytes)
+{
+    if (quota_tasks && u->tasks + u->pending_tasks + tasks > quota_tasks)
+        return (usage_over_t){.what = "tasks",
+                              .have = u->tasks + u->pending_tasks,
+                              .add = tasks,
+                              .limit = quota_tasks};
+    if (quota_bytes && u->bytes + u->pending_bytes + bytes > quota_bytes)
+        return (usage_over_t){.what = "bytes",
+                              .have = u->bytes + u->pending_bytes,
+                              .add = bytes,
+                              .limit = quota_bytes};
+    return (usage_over_t){0};
+}
+
 /* ---- the set of jobs ---- */
 
 jobs_t *jobs_new(journal_t *journal, int keep_jobs, double keep_secs)

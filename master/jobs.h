@@ -109,6 +109,17 @@ void job_move(job_t *job, proto_state_t from, proto_state_t to, int64_t n, int64
    waiting for its commit in u's pending counts. */
 void usage_pending(owner_usage_t *u, int64_t tasks, int64_t bytes);
 
+/* Whether tasks more tasks of bytes spec bytes would take u past a quota
+   (quota_tasks, quota_bytes; 0 = no limit), beside what it has queued or
+   running and what waits for a commit: what is NULL when they fit, else
+   "tasks" or "bytes", with what u has, what would be added and the limit. */
+typedef struct {
+    const char *what;
+    int64_t have, add, limit;
+} usage_over_t;
+usage_over_t usage_over(const owner_usage_t *u, int64_t tasks, int64_t bytes,
+                        int64_t quota_tasks, int64_t quota_bytes);
+
 typedef struct jobs jobs_t;
 
 /* journal (borrowed) records what happens to jobs. keep_jobs / keep_secs:

@@ -505,7 +505,9 @@ static int s_start_http(master_t *self, char *err, size_t errlen)
                                            .journal = self->journal,
                                            .tasks = self->tasks,
                                            .metrics = self->metrics,
-                                           .started_ms = self->started_ms},
+                                           .started_ms = self->started_ms,
+                                           .quota_tasks = cfg->quota_tasks,
+                                           .quota_bytes = cfg->quota_bytes},
                           err, errlen);
     if (!self->dash)
         return -1;

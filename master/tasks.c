@@ -546,6 +546,128 @@ void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
         s_judge(self, &task->id, 1);
 }
 
+static int s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    tasks_t *self;
+    tasks_retry_pick_t pick;   /* indexes sorted */
+    tasks_retry_set_t *set;
+} retry_rows_t;
+
+static int s_retry_row(const store_task_row_t *row, void *arg)
+{
+    retry_rows_t *r = arg;
+    if (row->state == PROTO_ST_FAILED    ? !r->pick.failed
+        : row->state == PROTO_ST_CANCELLED ? !r->pick.cancelled
+                                           : row->state != PROTO_ST_DEP_FAILED)
+        return 0;
+    if (r->pick.indexes
+        && !bsearch(&row->index, r->pick.indexes, (size_t) r->pick.nindexes, sizeof(int64_t),
+                    s_cmp_i64))
+        return 0;
+    tasks_retry_set_t *set = r->set;
+    if (set->n == set->cap) {
+        set->cap = set->cap ? set->cap * 2 : 64;
+        set->v = xrealloc(set->v, set->cap * sizeof *set->v);
+    }
+    set->v[set->n++] = (tasks_retry_t){.id = row->id,
+                                       .priority = row->priority,
+                                       .cls = sched_class(r->self->sched, row->needs),
+                                       .attempt = row->attempt,
+                                       .retries = row->retries,
+                                       .spec_bytes = row->spec_bytes,
+                                       .index = row->index,
+                                       .state = row->state};
+    set->bytes += row->spec_bytes;
+    return 0;
+}
+
+int tasks_retry_select(tasks_t *self, const job_t *job, const tasks_retry_pick_t *pick,
+                       tasks_retry_set_t *set)
+{
+    bool both = !pick->failed && !pick->cancelled;
+    retry_rows_t rows = {.self = self,
+                         .pick = {.failed = both || pick->failed,
+                                  .cancelled = both || pick->cancelled},
+                         .set = set};
+    int64_t *sorted = NULL;
+    if (pick->indexes) {
+        sorted = xmalloc((size_t) pick->nindexes * sizeof(int64_t) + 1);
+        memcpy(sorted, pick->indexes, (size_t) pick->nindexes * sizeof(int64_t));
+        qsort(sorted, (size_t) pick->nindexes, sizeof(int64_t), s_cmp_i64);
+        rows.pick.indexes = sorted;
+        rows.pick.nindexes = pick->nindexes;
+    }
+    int rc = store_retryable_each(journal_store(self->journal), job->id, s_retry_row, &rows);
+    free(sorted);
+    return rc;
+}
+
+void tasks_retry_set_free(tasks_retry_set_t *set)
+{
+    free(set->v);
+    *set = (tasks_retry_set_t){0};
+}
+
+/* A retried job runs again, so what gave up on it waits for it again:
+   the dep_failed tasks of the jobs that depend on it (theirs in turn),
+   back in the queue, parked until it ends (tasks_retry). Returns how
+   many. */
+static int64_t s_revive_dependants(tasks_t *self, job_t *job)
+{
+    size_t n = 0, cap = 16;
+    int64_t total = 0;
+    job_t **seen = xmalloc(cap * sizeof *seen);
+    seen[n++] = job;
+    imap_t *known_ids = imap_new();   /* seen, by id: a chain is as long as a client likes */
+    imap_put(known_ids, job->id, job);
+    store_t *store = journal_store(self->journal);
+    for (size_t i = 0; i < n; i++) {
+        int nc;
+        const int64_t *kids = deps_children(self->cfg.deps, seen[i]->id, &nc);
+        for (int k = 0; k < nc; k++) {
+            job_t *c = jobs_get(self->jobs, kids[k]);
+            if (!c || imap_get(known_ids, c->id) || c->dep_failed == 0)
+                continue;
+            tasks_retry_set_t set = {0};
+            retry_rows_t rows = {.self = self, .set = &set};
+            if (store_dep_failed_each(store, c->id, s_retry_row, &rows) != 0)
+                log_error("event=revive_failed job=%" PRId64 " error=\"%s\"", c->id,
+                          store_error(store));
+            for (size_t r = 0; r < set.n; r++)
+                tasks_retry(self, c, &set.v[r]);
+            if (set.n)
+                jobs_reopen(self->jobs, c);
+            log_info("event=dependants_revived job=%" PRId64 " parent=%" PRId64 " tasks=%zu",
+                     c->id, seen[i]->id, set.n);
+            total += (int64_t) set.n;
+            tasks_retry_set_free(&set);
+            if (n == cap)
+                seen = xrealloc(seen, (cap *= 2) * sizeof *seen);
+            seen[n++] = c;
+            imap_put(known_ids, c->id, c);
+        }
+    }
+    imap_destroy(&known_ids);
+    free(seen);
+    return total;
+}
+
+int64_t tasks_retry_apply(tasks_t *self, job_t *job, const tasks_retry_set_t *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        tasks_retry(self, job, &set->v[i]);
+    if (set->n) {
+        jobs_reopen(self->jobs, job);
+        s_revive_dependants(self, job);
+    }
+    return (int64_t) set->n;
+}
+
 static metrics_kind_t s_kind(const tasks_t *self, const sched_task_t *t)
 {
     return sched_class_get(self->sched, t->cls)->exec ? M_KIND_EXEC : M_KIND_FN;

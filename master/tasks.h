@@ -169,6 +169,39 @@ typedef struct {
    (--after-each) is no longer counted as ended. */
 void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task);
 
+/* What `ztask retry` (and the dashboard's Retry) puts back: the failed
+   and/or cancelled tasks of a job (both when neither is set), of some
+   indexes (any order; NULL = every index), and always its dep_failed ones
+   (they never ran). Borrowed for the call. */
+typedef struct {
+    bool failed, cancelled;
+    const int64_t *indexes;
+    int nindexes;
+} tasks_retry_pick_t;
+
+/* The tasks a retry selected (tasks_retry_select), and their spec bytes,
+   for the caller's quota check before tasks_retry_apply. */
+typedef struct {
+    tasks_retry_t *v;
+    size_t n, cap;
+    int64_t bytes;
+} tasks_retry_set_t;
+
+/* Reads from the store (flushed by the caller when it must see the
+   latest ends) which of job's tasks pick selects, into *set (zeroed by
+   the caller; tasks_retry_set_free frees it). Returns 0, or -1 (store_error
+   says why). Changes nothing. */
+int tasks_retry_select(tasks_t *self, const job_t *job, const tasks_retry_pick_t *pick,
+                       tasks_retry_set_t *set);
+
+/* Puts set's tasks back (tasks_retry); when there were any, reopens the
+   job and revives what gave up on it: the dep_failed tasks of the jobs
+   that depend on it, theirs in turn. Journalled, not flushed. Returns
+   how many of job's tasks went back. */
+int64_t tasks_retry_apply(tasks_t *self, job_t *job, const tasks_retry_set_t *set);
+
+void tasks_retry_set_free(tasks_retry_set_t *set);
+
 /* Holds (hold true) or releases one task: a queued task held is parked
    (not dispatched) until released; one on a worker is not held (it
    runs to its end). Journalled; returns 1 when it changed, else 0. */

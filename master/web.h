@@ -32,7 +32,7 @@
     or ::1 gets a 403 (a web page using DNS rebinding would otherwise
     read every job through the user's browser). The token file holds one
     token per line, optionally followed by a right: `read` (the default:
-    /metrics and every page) or `control` (also cancel). Tokens are
+    /metrics and every page) or `control` (also cancel and retry). Tokens are
     compared in constant time, each of them, whatever matched. The
     dashboard's assets are public (they hold no data); every data path
     needs a token when tokens are configured. TLS with --http-cert and

@@ -245,6 +245,13 @@ char *proto_result_encode(const proto_result_t *res);
 /* Parses a result object (as stored, or one element of a results report). */
 proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *err);
 void proto_result_destroy(proto_result_t **p);
+/* The words that best say why r's task did not succeed, as `ztask
+   results` and the dashboard show them: for a command that exited
+   non-zero, its stderr (its error would only repeat the exit status),
+   else the error, else stderr, else stdout; the first of those with a
+   line that is not blank (text_first_line gives that line). Borrowed
+   from r; NULL when none. */
+const char *proto_result_reason(const proto_result_t *r);
 
 /* ------------------------------------------------------------------------
    Worker allocation queues (`ztask alloc`, docs/deploy.md): while tasks

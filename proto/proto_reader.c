@@ -315,51 +315,18 @@ int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, siz
     return 0;
 }
 
-int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
-            proto_err_t *err)
-{
-    cJSON *arr;
-    int count;
-    if (s_array_count(o, k, req, INT32_MAX, &arr, &count, err) != 0)
-        return -1;
-    if (count == 0)
-        return 0;
-    proto_task_ref_t *v = xcalloc((size_t) count, sizeof *v);
-    int i = 0;
-    for (const cJSON *e = arr->child; e; e = e->next, i++) {
-        if (!cJSON_IsObject(e)) {
-            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an object", k, i);
-            goto fail;
-        }
-        if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &v[i].task, err) != 0
-            || pj_int(e, "attempt", true, 1, INT32_MAX, &v[i].attempt, err) != 0) {
-            pj_err_prefix(err, "%s[%d]", k, i);
-            goto fail;
-        }
-        /* Optional (a worker older than it sends none): the devices as the
-           "tasks" entry named them, no longer than a pipe message's. */
-        const cJSON *g = cJSON_GetObjectItemCaseSensitive(e, "gpus");
-        if (g) {
-            size_t len = cJSON_IsString(g) ? strlen(g->valuestring) : 0;
-            if (len < 1 || len > PROTO_MAX_GPUS_TEXT) {
-                proto_err_set(err, PROTO_E_FIELD,
-                              "field \"%s\" element %d: \"gpus\" must be a string of 1..%d bytes",
-                              k, i, PROTO_MAX_GPUS_TEXT);
-                goto fail;
-            }
-            v[i].gpus = xstrdup(g->valuestring);
-        }
-    }
-    *out = v;
-    *n = count;
-    return 0;
-fail:
-    proto_refs_free(v, count);
-    return -1;
-}
+/* Reads one element of array k (index i) into slot; -1 with err set. */
+typedef int (*elem_read_fn)(const cJSON *e, const char *k, int i, void *slot, const void *arg,
+                            proto_err_t *err);
+/* Frees the first n elements' members and the array itself. */
+typedef void (*elems_free_fn)(void *v, int n);
 
-int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,
-                 int64_t **out, int *n, proto_err_t *err)
+/* Array k, at most maxn elements, each read by read into a fresh array of
+   elements of size bytes: *out and *n set when it has any (*out left
+   alone when empty or absent; the caller frees). */
+static int s_array_of(const cJSON *o, const char *k, bool req, int maxn, size_t size,
+                      elem_read_fn read, elems_free_fn drop, const void *arg, void **out, int *n,
+                      proto_err_t *err)
 {
     cJSON *arr;
     int count;
@@ -367,20 +334,90 @@ int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, 
         return -1;
     if (count == 0)
         return 0;
-    int64_t *v = xcalloc((size_t) count, sizeof *v);
+    char *v = xcalloc((size_t) count, size);
     int i = 0;
-    for (const cJSON *e = arr->child; e; e = e->next, i++) {
-        if (!s_integral_in(e, (double) lo, (double) hi)) {
-            proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an integer >= %lld",
-                          k, i, (long long) lo);
-            free(v);
+    for (const cJSON *e = arr->child; e; e = e->next, i++)
+        if (read(e, k, i, v + (size_t) i * size, arg, err) != 0) {
+            /* The failing element may hold what it read before the error. */
+            if (drop)
+                drop(v, i + 1);
+            else
+                free(v);
             return -1;
         }
-        v[i] = (int64_t) e->valuedouble;
-    }
     *out = v;
     *n = count;
     return 0;
+}
+
+static int s_read_ref(const cJSON *e, const char *k, int i, void *slot, const void *arg,
+                      proto_err_t *err)
+{
+    (void) arg;
+    proto_task_ref_t *ref = slot;
+    if (!cJSON_IsObject(e)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an object", k, i);
+        return -1;
+    }
+    if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &ref->task, err) != 0
+        || pj_int(e, "attempt", true, 1, INT32_MAX, &ref->attempt, err) != 0) {
+        pj_err_prefix(err, "%s[%d]", k, i);
+        return -1;
+    }
+    /* Optional (a worker older than it sends none): the devices as the
+       "tasks" entry named them, no longer than a pipe message's. */
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(e, "gpus");
+    if (g) {
+        size_t len = cJSON_IsString(g) ? strlen(g->valuestring) : 0;
+        if (len < 1 || len > PROTO_MAX_GPUS_TEXT) {
+            proto_err_set(err, PROTO_E_FIELD,
+                          "field \"%s\" element %d: \"gpus\" must be a string of 1..%d bytes", k,
+                          i, PROTO_MAX_GPUS_TEXT);
+            return -1;
+        }
+        ref->gpus = xstrdup(g->valuestring);
+    }
+    return 0;
+}
+
+static void s_refs_free(void *v, int n)
+{
+    proto_refs_free(v, n);
+}
+
+int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
+            proto_err_t *err)
+{
+    void *v = NULL;
+    int rc = s_array_of(o, k, req, INT32_MAX, sizeof **out, s_read_ref, s_refs_free, NULL, &v, n,
+                        err);
+    if (v)
+        *out = v;
+    return rc;
+}
+
+static int s_read_i64(const cJSON *e, const char *k, int i, void *slot, const void *arg,
+                      proto_err_t *err)
+{
+    const int64_t *range = arg;   /* lo, hi */
+    if (!s_integral_in(e, (double) range[0], (double) range[1])) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" element %d must be an integer >= %lld", k,
+                      i, (long long) range[0]);
+        return -1;
+    }
+    *(int64_t *) slot = (int64_t) e->valuedouble;
+    return 0;
+}
+
+int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,
+                 int64_t **out, int *n, proto_err_t *err)
+{
+    void *v = NULL;
+    int rc = s_array_of(o, k, req, maxn, sizeof **out, s_read_i64, NULL, (int64_t[2]){lo, hi}, &v,
+                        n, err);
+    if (v)
+        *out = v;
+    return rc;
 }
 
 /* True when every number in v is finite. cJSON reads a number too large

@@ -241,3 +241,21 @@ proto_result_t *pr_result_decode_tree(const char *json, size_t len, proto_err_t 
     cJSON_Delete(root);
     return res;
 }
+
+static bool s_has_line(const char *text)
+{
+    size_t n;
+    return text_first_line(text, &n) != NULL;
+}
+
+const char *proto_result_reason(const proto_result_t *r)
+{
+    bool exited = r->has_exit_code && !r->timed_out && r->signal == 0;
+    if (exited && s_has_line(r->stderr_data))
+        return r->stderr_data;
+    const char *order[] = {r->error, r->stderr_data, r->stdout_data};
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++)
+        if (s_has_line(order[i]))
+            return order[i];
+    return NULL;
+}

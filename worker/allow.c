@@ -100,16 +100,12 @@ static bool s_env_name(const char *s)
 
 int allow_env_extend(allow_t *self, const char *list, char *err, size_t errlen)
 {
-    char *copy = xstrdup(list ? list : ""), *save = NULL;
+    char *copy = xstrdup(list ? list : ""), *cursor = copy;
     char **names = NULL;
     size_t n = 0;
     int rc = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (s_blank(*tok))
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && s_blank(tok[len - 1]))
-            tok[--len] = '\0';
+    /* Blank items are skipped, as in every comma list of the options. */
+    for (char *tok; (tok = list_next(&cursor));) {
         if (!s_env_name(tok)) {
             snprintf(err, errlen, "--allow-env: '%.64s' is not a variable name", tok);
             rc = -1;

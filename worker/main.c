@@ -188,18 +188,11 @@ static void s_usage_error(const char *fmt, ...)
 
 static void s_add_labels(options_t *o, const char *arg, const char *what)
 {
-    char *copy = xstrdup(arg);
-    char *save = NULL;
+    char *copy = xstrdup(arg), *cursor = copy;
     int added = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        /* "gpu, ssd" in a config file: blanks around a label are not part of it. */
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
+    /* "gpu, ssd" in a config file: blanks around a label are not part of it. */
+    for (char *tok; (tok = list_next(&cursor));) {
         size_t n = strlen(tok);
-        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-            tok[--n] = '\0';
-        if (!n)
-            continue;
         if (n > PROTO_MAX_NAME || !utf8_valid(tok, n))
             s_usage_error("%s: invalid label '%s'", what, tok);
         o->labels = xrealloc(o->labels, (size_t) (o->nlabels + 1) * sizeof *o->labels);
@@ -283,16 +276,9 @@ static void s_resolve(options_t *o, const flags_t *fl)
         for (int i = 0; i < fl->nplugins; i++)
             s_add_plugin(o, xstrdup(fl->plugins[i]));
     } else if ((v = config_get(cfg, "plugin"))) {
-        char *copy = xstrdup(v), *save = NULL;
-        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            while (*tok == ' ' || *tok == '\t')
-                tok++;
-            size_t n = strlen(tok);
-            while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-                tok[--n] = '\0';
-            if (n)
-                s_add_plugin(o, config_join(cfg, tok));
-        }
+        char *copy = xstrdup(v), *cursor = copy;
+        for (char *tok; (tok = list_next(&cursor));)
+            s_add_plugin(o, config_join(cfg, tok));
         free(copy);
     }
     if (fl->nallow)
@@ -578,7 +564,7 @@ int main(int argc, char **argv)
 
     /* A master that goes away must not kill us through a socket write;
        SIGTERM/SIGINT only count (the session acts on the count). No
-       SA_RESTART: the session's zmq_poll is to be interrupted. */
+       SA_RESTART: the session's poll is to be interrupted. */
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -215,17 +215,9 @@ static int s_parse_limit(const char *name, size_t nlen, const char *value, char 
 
 int policy_add_rlimits(exec_policy_t *self, const char *list, char *err, size_t errlen)
 {
-    char *copy = xstrdup(list), *save = NULL;
+    char *copy = xstrdup(list), *cursor = copy;
     int added = 0, rc = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t n = strlen(tok);
-        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-            tok[--n] = '\0';
-        if (!n)
-            continue;
+    for (char *tok; rc == 0 && (tok = list_next(&cursor));) {
         char *eq = strchr(tok, '=');
         if (!eq || eq == tok || !eq[1]) {
             snprintf(err, errlen, "--task-rlimit: expected NAME=VALUE, got '%.64s'", tok);

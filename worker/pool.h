@@ -2,9 +2,8 @@
 
     The worker's session thread submits items; each pool thread takes the
     oldest item and runs it with the run callback. Every thread has its
-    own state made by init on that thread (the worker gives each thread its
-    own ZeroMQ socket this way, since a socket belongs to one thread) and
-    undone by fini on that thread before it exits.
+    own state made by init on that thread (the worker's: its exec kit and
+    reaper slot) and undone by fini on that thread before it exits.
 
     Threads: pool_new, pool_submit, pool_stats and pool_destroy are called
     from one thread (the owner); the callbacks run on the pool's threads.

@@ -30,8 +30,8 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 5000
 #define HELLO_TIMEOUT_MS 2000
-/* The longest zmq_poll sleep: a signal that lands just before zmq_poll is
-   seen within this time even if it did not interrupt the call. */
+/* The longest poll sleep (s_wait): a signal that lands just before the
+   poll is seen within this time even if it did not interrupt the call. */
 #define POLL_CAP_MS 200
 /* Results waiting for a master that is away: at most this many reports
    (libzmq queues them on the connect side and sends them when the master's

@@ -37,7 +37,7 @@
     one thread. session_run makes that thread the only one that takes
     SIGTERM/SIGINT: it blocks them while it starts libzmq's and the pool's
     threads (which inherit the mask) and unblocks them on its own thread,
-    so a signal interrupts its zmq_poll.
+    so a signal interrupts its poll.
 */
 #ifndef ZTASK_SESSION_H
 #define ZTASK_SESSION_H

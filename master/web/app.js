@@ -116,9 +116,17 @@ function renderJobs(list) {
       el("td", j.rate.toFixed(1) + "/s", "num"), el("td", j.finished ? "finished" : fmtSecs(j.eta), "eta"));
     const act = el("td");
     if (state.control && !j.finished) {
-      const b = el("button", "cancel");
+      const b = el("button", "cancel", "cancel");
       b.type = "button";
       b.addEventListener("click", (ev) => { ev.stopPropagation(); cancel("job=" + j.id); });
+      act.append(b);
+    }
+    // As `ztask retry JOB`: its failed and cancelled tasks (and those that
+    // never ran because a job it depends on failed) run again.
+    if (state.control && j.failed + j.cancelled + j.dep_failed > 0) {
+      const b = el("button", "retry", "retry");
+      b.type = "button";
+      b.addEventListener("click", (ev) => { ev.stopPropagation(); retry(j.id); });
       act.append(b);
     }
     tr.append(act);
@@ -239,6 +247,15 @@ async function cancel(what) {
     showMessage("cancelled " + r.cancelled + " task(s)");
   } catch (e) {
     showMessage("cancel: " + e.message);
+  }
+}
+
+async function retry(job) {
+  try {
+    const r = await api("/api/retry?job=" + job, "POST");
+    showMessage("retrying " + r.retried + " task(s) of job " + job);
+  } catch (e) {
+    showMessage("retry: " + e.message);
   }
 }
 

@@ -12,7 +12,7 @@ counts; its failed tasks are listed under the "failed" filter, and a
 failed task's stderr reads what the task wrote; a running task's output
 grows live (as `ztask logs -f`); a worker killed with SIGKILL is shown
 lost; with a token file, the page asks for the token and works once it is
-given. The browser's console holds no error at the end. Screenshots go to
+given, and with a control token its Retry runs a job's failed tasks again. The browser's console holds no error at the end. Screenshots go to
 OUT_DIR (default build/browser; not committed).
 
 Prints "browser: N passed, N failed" last; exits 0 when all passed, 77
@@ -145,8 +145,23 @@ def browser():
 
 
 def click(d, css):
-    """Clicks the first element css finds, once the page shows one."""
-    until(css, lambda: d.find_elements(By.CSS_SELECTOR, css))[0].click()
+    """Clicks the first element css finds, once the page shows one (again
+    when the page redrew it between the finding and the click)."""
+    def go():
+        found = d.find_elements(By.CSS_SELECTOR, css)
+        if found:
+            found[0].click()
+            return True
+        return False
+    until(css, go)
+
+
+def texts(d, css):
+    """The texts of what css finds, [] while the page redraws."""
+    try:
+        return [e.text for e in d.find_elements(By.CSS_SELECTOR, css)]
+    except Exception:  # a stale element: the caller polls
+        return None
 
 
 def cell(d, table, key, attr, css):
@@ -190,6 +205,11 @@ def test_live_dashboard(bins, out, tmp):
         until("3 failed tasks listed", lambda: len(d.find_elements(
             By.CSS_SELECTOR, "#tasks tbody tr[data-state=failed]")) == 3
             and len(d.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")) == 3)
+        # The error column says what `ztask results` says: the command's
+        # first stderr line, not "exited with status 3".
+        until("the error column shows each task's stderr",
+              lambda: sorted(texts(d, "#tasks tbody tr td.wrap") or [])
+              == ["boom at 13", "boom at 23", "boom at 3"])
         click(d, "#tasks tbody tr[data-state=failed]")
         until("its stderr", lambda: "boom at 3" in d.find_element(By.ID, "stderr").text)
         d.save_screenshot(f"{out}/3-failed-task.png")
@@ -222,7 +242,7 @@ def test_live_dashboard(bins, out, tmp):
 def test_token_login(bins, out, tmp):
     token = "dashboard-token-0123456789"
     with open(f"{tmp}/tokens", "w", encoding="utf-8") as f:
-        f.write(token + "\n")
+        f.write(token + " control\n")
     c = Cluster(bins, tmp, ("--http-token", f"{tmp}/tokens"))
     d = None
     try:
@@ -234,6 +254,25 @@ def test_token_login(bins, out, tmp):
         d.find_element(By.CSS_SELECTOR, "#login-form button").click()
         until("the workers after login", lambda: cell(d, "workers", "w1", "worker", ".state") == "alive")
         d.save_screenshot(f"{out}/6-after-login.png")
+
+        # Retry (a control token): a job whose 2 tasks fail the first time
+        # runs them again from the dashboard and ends done.
+        mark = f"{tmp}/second-try"
+        job = c.submit("--array", "1-2", "--shell",
+                       f'if [ -e {mark} ]; then echo ok; else echo "first try" >&2; exit 2; fi')
+        retry = f"#jobs tbody tr[data-job='{job}'] button.retry"
+        until("the job failed, with a retry button", lambda: cell(d, "jobs", job, "job", ".failed") == "2"
+              and cell(d, "jobs", job, "job", ".eta") == "finished"
+              and d.find_elements(By.CSS_SELECTOR, retry))
+        until("a finished job offers no cancel",
+              lambda: texts(d, f"#jobs tbody tr[data-job='{job}'] button.cancel") == [])
+        open(mark, "w", encoding="utf-8").close()
+        click(d, retry)
+        until("the job ran again and is done", lambda: cell(d, "jobs", job, "job", ".done") == "2"
+              and cell(d, "jobs", job, "job", ".failed") == "0"
+              and cell(d, "jobs", job, "job", ".eta") == "finished")
+        until("no retry with nothing failed", lambda: texts(d, retry) == [])
+        d.save_screenshot(f"{out}/7-retried.png")
         # The 401s before the token was given are the only console errors.
         errors = [e for e in console_errors(d) if "401" not in e.get("message", "")]
         assert not errors, f"console errors: {errors}"

@@ -1080,6 +1080,17 @@ int64_t h_status_count(h_cluster_t *c, int64_t job, const char *field)
     return v;
 }
 
+void h_cancel(h_cluster_t *c, int64_t job)
+{
+    char jb[32];
+    snprintf(jb, sizeof jb, "%lld", (long long)job);
+    const char *args[] = {"cancel", jb, NULL};
+    h_run_t *r = h_cliv(c, args, 30000);
+    ck_assert_msg(r->rc == 0, "cancel %s: %s", jb, h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+}
+
 int h_wait(h_cluster_t *c, int64_t job, int timeout_ms)
 {
     char jb[32];

@@ -200,6 +200,9 @@ cJSON *h_status(h_cluster_t *c, int64_t job);
 int64_t h_status_count(h_cluster_t *c, int64_t job, const char *field);
 /* `ztask wait JOB` with timeout_ms; returns its exit code. */
 int h_wait(h_cluster_t *c, int64_t job, int timeout_ms);
+/* `ztask cancel JOB`, which must succeed, then its end (`wait` exits 1:
+   not every task done). */
+void h_cancel(h_cluster_t *c, int64_t job);
 /* `ztask results JOB --json [extra]`: the records as a JSON array (caller
    owns). Fails the test unless the command exits 0 or 1. */
 cJSON *h_results(h_cluster_t *c, int64_t job, const char *extra);

@@ -13,9 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#define CONTROL_TOKEN "control-token-0123456789abcdef"
 
 /* Mounts a tmpfs of mb MiB at DIR/mnt in a private mount namespace;
    false (after saying SKIP) when this process may not. */
@@ -146,6 +151,129 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
     int64_t job2 = h_submit(c, NULL, "--fn", "noop", "--array", "0-99", NULL);
     ck_assert_int_eq(h_wait(c, job2, 60000), 0);
     ck_assert_int_eq(s_status_and_results_agree(c, job2, 100), 100);
+    free(mnt);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The port of the master's --http, from its event=http_listening line. */
+static int s_http_port(h_proc_t *m)
+{
+    ck_assert_msg(h_proc_wait_log(m, "event=http_listening", 1, 10000), "no http_listening in %s",
+                  h_proc_log(m));
+    FILE *f = fopen(h_proc_log(m), "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int port = 0;
+    while (!port && fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "event=http_listening url=http://127.0.0.1:");
+        if (p)
+            port = atoi(p + strlen("event=http_listening url=http://127.0.0.1:"));
+    }
+    fclose(f);
+    ck_assert_int_gt(port, 0);
+    return port;
+}
+
+/* POST path with the control token: the answer's status, 0 when none came
+   (the master closed the connection: it died); its body in body. */
+static int s_post(int port, const char *path, char *body, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t) port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    body[0] = '\0';
+    if (connect(fd, (struct sockaddr *) &a, sizeof a) != 0) {
+        close(fd);
+        return 0;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Authorization: Bearer " CONTROL_TOKEN "\r\nContent-Length: 0\r\n\r\n",
+                     path);
+    ck_assert_int_eq(write(fd, req, (size_t) n), n);
+    char buf[8192];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t) r;
+    buf[got] = '\0';
+    close(fd);
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        return 0;
+    const char *b = strstr(buf, "\r\n\r\n");
+    snprintf(body, size, "%s", b ? b + 4 : "");
+    return status;
+}
+
+/* The dashboard's Retry selects from the database what to put back: while
+   the database cannot be written it is behind the memory (a retry applied
+   but not written), so a Retry then is refused, as `ztask retry` is, never
+   applied a second time to tasks already back in the queue. */
+START_TIMED_TEST(a_dashboard_retry_is_refused_while_the_database_cannot_be_written, 180)
+{
+    h_cluster_t *c = h_cluster_new("diskretry");
+    char *mnt = NULL;
+    if (!s_small_disk(c, 16, &mnt)) {
+        free(mnt);
+        h_cluster_destroy(&c);
+        return;
+    }
+    char db[600], fill[600];
+    snprintf(db, sizeof db, "%s/m.db", mnt);
+    snprintf(fill, sizeof fill, "%s/fill", mnt);
+    char *tokens = h_path(c, "http.tokens");
+    FILE *f = fopen(tokens, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(CONTROL_TOKEN " control\n", f);
+    fclose(f);
+    h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--http", "127.0.0.1:0",
+                                 "--http-token", tokens, NULL);
+    int port = s_http_port(m);
+    /* No worker: a retried task stays queued. */
+    int64_t job = h_submit(c, NULL, "--fn", "noop", "--array", "0-2", NULL);
+    h_cancel(c, job);
+    char path[80], body[4096];
+    snprintf(path, sizeof path, "/api/retry?job=%lld", (long long) job);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    /* Retries (and cancels) until one cannot be written: a commit may
+       still fit in blocks the database holds. */
+    int status = 200;
+    for (int i = 0; i < 50 && status == 200; i++) {
+        s_fill(fill);
+        status = s_post(port, path, body, sizeof body);
+        ck_assert_msg(status == 200 || status == 500 || status == 503, "retry: %d %s", status,
+                      body);
+        if (status == 200) {
+            h_run_t *r = h_cli(c, "cancel", id, NULL);
+            h_run_free(&r);
+        }
+    }
+    ck_assert_msg(status != 200, "no write of a retry ever failed on a full disk");
+    /* Asked again: refused, the master alive, each task queued once. */
+    status = s_post(port, path, body, sizeof body);
+    ck_assert_msg(status == 503 && strstr(body, "cannot write its database"),
+                  "a retry while the database cannot be written: %d %s (master running: %d, "
+                  "log %s)",
+                  status, body, h_proc_running(m), h_proc_log(m));
+    ck_assert(h_proc_running(m));
+    /* Space returns: the retry is taken again, each task in the queue once. */
+    ck_assert_int_eq(unlink(fill), 0);
+    ck_assert_msg(h_proc_wait_log(m, "event=storage_recovered", 1, 30000),
+                  "no storage_recovered after freeing the disk (log %s)", h_proc_log(m));
+    ck_assert(H_POLL(s_post(port, path, body, sizeof body) == 200, 20000));
+    int64_t queued = h_status_count(c, job, "queued");
+    int64_t ended = h_status_count(c, job, "cancelled");
+    ck_assert_msg(queued + ended == 3 && queued == 3, "queued %lld cancelled %lld of 3",
+                  (long long) queued, (long long) ended);
+    free(tokens);
     free(mnt);
     h_cluster_destroy(&c);
 }

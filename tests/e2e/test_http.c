@@ -136,6 +136,19 @@ static void s_check_headers(const resp_t *r)
     ck_assert_msg(strstr(r->head, "X-Content-Type-Options: nosniff"), "no nosniff in:\n%s", r->head);
 }
 
+/* One request whose answer must have status and, when want is given,
+   contain it; every answer carries the headers. */
+static void s_expect(int port, const char *method, const char *path, const char *token,
+                     int status, const char *want)
+{
+    resp_t r = s_req(port, method, path, token);
+    ck_assert_msg(r.status == status && (!want || strstr(r.body, want)),
+                  "%s %s: %d %s (wanted %d %s)", method, path, r.status, r.body, status,
+                  want ? want : "");
+    s_check_headers(&r);
+    s_resp_free(&r);
+}
+
 static char *s_write_file(h_cluster_t *c, const char *name, const char *text)
 {
     char *path = h_path(c, name);
@@ -223,19 +236,72 @@ START_TIMED_TEST(data_needs_a_token_and_only_a_control_token_may_cancel, 90)
     s_resp_free(&r);
     char path[64];
     snprintf(path, sizeof path, "/api/cancel?job=%lld", (long long) job);
-    r = s_req(port, "POST", path, READ_TOKEN);
-    ck_assert_msg(r.status == 403, "cancel with a read token: %d %s", r.status, r.body);
-    s_resp_free(&r);
+    s_expect(port, "POST", path, READ_TOKEN, 403, NULL);
     ck_assert_int_eq(h_status_count(c, job, "cancelled"), 0);
-    r = s_get(port, path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 405, "cancel by GET: %d %s", r.status, r.body);
-    s_resp_free(&r);
-    r = s_req(port, "POST", path, CONTROL_TOKEN);
-    ck_assert_msg(r.status == 200 && strstr(r.body, "\"cancelled\":4"), "cancel: %d %s", r.status,
-                  r.body);
-    s_resp_free(&r);
+    s_expect(port, "GET", path, CONTROL_TOKEN, 405, NULL);
+    s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"cancelled\":4");
     ck_assert_int_eq(h_wait(c, job, 30000), 1);
     ck_assert_int_eq(h_status_count(c, job, "cancelled"), 4);
+    free(tokens);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The dashboard's Retry is `ztask retry JOB` behind the control right:
+   a read token is refused and nothing runs again; a control token puts
+   the failed tasks back and the job ends done. Before it, the failed
+   tasks' error is the command's first stderr line (as `ztask results`
+   shows), not "exited with status 3". */
+START_TIMED_TEST(only_a_control_token_may_retry_a_job_and_its_failed_tasks_run_again, 90)
+{
+    h_cluster_t *c = h_cluster_new("http_retry");
+    char *tokens = s_write_file(c, "http.tokens", READ_TOKEN " read\n" CONTROL_TOKEN " control\n");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-token", tokens, NULL);
+    int port = s_http_port(m);
+    h_worker_start(c, "w1", 2, NULL);
+    char *mark = h_path(c, "second-try");
+    char script[600];
+    snprintf(script, sizeof script,
+             "if [ -e %s ]; then echo ok; else echo \"first try of $ZTASK_TASK_INDEX\" >&2; "
+             "exit 3; fi", mark);
+    int64_t job = h_submit(c, NULL, "--array", "1-3", "--shell", script, NULL);
+    ck_assert_int_eq(h_wait(c, job, 30000), 1);
+    ck_assert_int_eq(h_status_count(c, job, "failed"), 3);
+    char path[80];
+    snprintf(path, sizeof path, "/api/tasks?job=%lld&filter=failed", (long long) job);
+    resp_t r = s_get(port, path, READ_TOKEN);
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"error\":\"first try of 2\"")
+                      && !strstr(r.body, "exited with status"),
+                  "the failed tasks' error: %d %s", r.status, r.body);
+    s_resp_free(&r);
+    snprintf(path, sizeof path, "/api/jobs");
+    r = s_get(port, path, READ_TOKEN);
+    ck_assert_msg(strstr(r.body, "\"failed\":3"), "jobs: %s", r.body);
+    s_resp_free(&r);
+
+    FILE *f = fopen(mark, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(path, sizeof path, "/api/retry?job=%lld", (long long) job);
+    s_expect(port, "POST", path, READ_TOKEN, 403, NULL);
+    s_expect(port, "POST", path, NULL, 401, NULL);
+    s_expect(port, "GET", path, CONTROL_TOKEN, 405, NULL);
+    ck_assert_int_eq(h_status_count(c, job, "failed"), 3);
+    ck_assert_int_eq(h_status_count(c, job, "queued") + h_status_count(c, job, "running"), 0);
+    s_expect(port, "POST", "/api/retry?job=999", CONTROL_TOKEN, 404, NULL);
+    const char *bad[] = {"/api/retry", "/api/retry?job=0", "/api/retry?job=-1",
+                         "/api/retry?job=99999999999999999999", "/api/retry?job=1x",
+                         "/api/retry?task=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        s_expect(port, "POST", bad[i], CONTROL_TOKEN, 400, "give job=ID");
+
+    s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"retried\":3");
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    ck_assert_int_eq(h_status_count(c, job, "done"), 3);
+    ck_assert_int_eq(h_status_count(c, job, "failed"), 0);
+    /* Nothing left to retry: 0, not an error. */
+    s_expect(port, "POST", path, CONTROL_TOKEN, 200, "\"retried\":0");
+    free(mark);
     free(tokens);
     h_cluster_destroy(&c);
 }
@@ -501,12 +567,7 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
     /* Three cancelled, and a worker lost. */
     int64_t job2 = h_submit(c, NULL, "--array", "1-3", "--", "sleep", "30", NULL);
     ck_assert(H_POLL(h_status_count(c, job2, "running") == 3, 20000));
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long) job2);
-    h_run_t *r = h_cli(c, "cancel", id, NULL);
-    ck_assert_msg(r->rc == 0, "cancel: %s", h_run_desc(r));
-    h_run_free(&r);
-    ck_assert_int_eq(h_wait(c, job2, 30000), 1);
+    h_cancel(c, job2);
     h_proc_kill9(doomed);
     resp_t mr = {0};
     ck_assert_msg(H_POLL((s_resp_free(&mr), mr = s_get(port, "/metrics", NULL),
@@ -723,6 +784,42 @@ START_TIMED_TEST(metrics_task_states_agree_with_the_tasks_through_steering_and_r
     for (int i = 0; i < 7; i++)
         ck_assert_msg(s_metric_state(mr.body, zero[i]) == 0, "%s after cancels:\n%s", zero[i],
                       mr.body);
+    s_resp_free(&mr);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The resources the live workers declare and their tasks use, summed
+   per resource name, in base units (bytes for mem): no worker or task id
+   in the labels. */
+START_TIMED_TEST(metrics_sum_the_resources_of_live_workers_and_what_their_tasks_use, 90)
+{
+    h_cluster_t *c = h_cluster_new("http_resources");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200", NULL);
+    int port = s_http_port(m);
+    h_worker_start(c, "w1", 4, "--resources", "cpus=4,mem=2G,licence=3", NULL);
+    h_worker_start(c, "w2", 2, "--resources", "cpus=2,mem=1G", NULL);
+    int64_t job = h_submit(c, NULL, "--cpus", "2", "--mem", "512M", "--resource", "licence=1",
+                           "--", "sleep", "30", NULL);
+    ck_assert(H_POLL(h_status_count(c, job, "running") == 1, 20000));
+    resp_t r = s_get(port, "/metrics", NULL);
+    ck_assert_int_eq(r.status, 200);
+    const char *expect[] = {
+        "ztask_resource_capacity{resource=cpus}=6",
+        "ztask_resource_capacity{resource=mem}=3221225472",
+        "ztask_resource_capacity{resource=licence}=3",
+        "ztask_resource_in_use{resource=cpus}=2",
+        "ztask_resource_in_use{resource=mem}=536870912",
+        "ztask_resource_in_use{resource=licence}=1",
+        NULL};
+    s_check_metrics(c, r.body, expect);
+    s_resp_free(&r);
+    h_cancel(c, job);
+    resp_t mr = {0};
+    ck_assert_msg(H_POLL((s_resp_free(&mr), mr = s_get(port, "/metrics", NULL),
+                          strstr(mr.body, "ztask_resource_in_use{resource=\"mem\"} 0\n") != NULL),
+                         20000),
+                  "the memory was never given back:\n%s", mr.body);
     s_resp_free(&mr);
     h_cluster_destroy(&c);
 }

@@ -8,7 +8,8 @@
 #      labelled; then it starts there, with its volume;
 #   2. the keys: secrets in the containers readable by the ztask user only,
 #      the master without --insecure, a client without keys and a worker
-#      key acting as a client both refused;
+#      key acting as a client both refused; /metrics served on the overlay
+#      network with the http_token secret (401 without);
 #   3. `docker service scale` from 2 to 3 workers: 3 register;
 #   4. a worker task's container killed (docker kill) mid-job: Swarm starts
 #      a replacement, which registers; the master declares the dead worker
@@ -249,6 +250,38 @@ fi
 # From a worker's container, on the overlay network: no keys at all, then
 # the workers' own key used as a client.
 check_refused "$worker_ctr" /run/secrets/worker.key /etc/ztask/master.pub
+
+# The master's --http, as in the compose file: /metrics on the overlay
+# network behind the http_token secret. The image has no HTTP client, so
+# bash's /dev/tcp speaks it from a worker's container.
+http_get() {   # CONTAINER PATH [TOKEN]: the answer's status line, headers and body
+    timeout --foreground --kill-after=5 30 docker exec -e TOKEN="${3:-}" "$1" bash -c '
+        exec 3<>/dev/tcp/master/8080 || exit 1
+        auth=""
+        [ -n "$TOKEN" ] && auth="Authorization: Bearer $TOKEN"$'"'"'\r\n'"'"'
+        printf "GET %s HTTP/1.1\r\nHost: master\r\nConnection: close\r\n%s\r\n" "$0" "$auth" >&3
+        cat <&3' "$2"
+}
+token=$(head -n 1 "$keys/http.token")
+out=$(http_get "$worker_ctr" /metrics "$token" 2>&1)
+if grep -q '^HTTP/1.1 200' <<<"$out" && grep -q '^ztask_build_info{' <<<"$out" \
+    && grep -q '^ztask_workers{state="alive"} 2' <<<"$out"; then
+    pass "the master serves /metrics on the overlay network with the http_token secret ($(grep -c '^ztask_' <<<"$out") ztask samples)"
+else
+    fail "/metrics with the token from a worker's container: $(head -c 300 <<<"$out" | tr '\r\n' '  ')"
+fi
+out=$(http_get "$worker_ctr" /metrics 2>&1)
+if grep -q '^HTTP/1.1 401' <<<"$out"; then
+    pass "/metrics without the token: 401"
+else
+    fail "/metrics without the token: $(head -n 1 <<<"$out")"
+fi
+mode=$(docker exec "$master_ctr" stat -c '%n %a %u' /run/secrets/http.token 2>&1)
+if [ "$mode" = "/run/secrets/http.token 400 10001" ]; then
+    pass "the http token is a secret of the ztask user, mode 0400"
+else
+    fail "the http token: $mode"
+fi
 
 # ------------------------------------------------------------ 3: scale
 

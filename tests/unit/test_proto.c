@@ -992,6 +992,10 @@ START_TEST(request_fields_are_validated_per_type)
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1}]}",
          "running[0]: missing field \"attempt\""},
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[3]}", "\"running\""},
+        /* A bad element after one that read its "gpus": nothing leaks (ASan). */
+        {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1,"
+         "\"attempt\":1,\"gpus\":\"0\"},{\"task\":2,\"attempt\":1,\"gpus\":\"1\"},{\"task\":3}]}",
+         "running[2]: missing field \"attempt\""},
         {"{\"v\":1,\"type\":\"hello\",\"host\":\"h\",\"threads\":1,\"running\":[{\"task\":1,"
          "\"attempt\":1,\"gpus\":\"\"}]}",
          "\"gpus\" must be a string"},
@@ -2154,6 +2158,34 @@ START_TEST(alloc_queues_round_trip_and_bad_ones_are_refused)
         ck_assert_str_eq(err.code, PROTO_E_FIELD);
         ck_assert_msg(strstr(err.message, bad[i].field), "%s: %s", bad[i].json, err.message);
     }
+}
+END_TEST
+
+/* What `ztask results` and the dashboard show for a task that did not
+   succeed: a command's own stderr before an error that only repeats its
+   exit status; the error when it was killed, timed out or never ran. */
+START_TEST(a_failed_commands_reason_is_its_stderr_before_its_exit_status)
+{
+    proto_result_t exited = {.has_exit_code = true, .exit_code = 3,
+                             .error = (char *) "exited with status 3",
+                             .stderr_data = (char *) "\n  \nboom at 3\nmore\n",
+                             .stdout_data = (char *) "ok\n"};
+    ck_assert_ptr_eq(proto_result_reason(&exited), exited.stderr_data);
+    proto_result_t quiet = exited;
+    quiet.stderr_data = (char *) " \n";
+    ck_assert_ptr_eq(proto_result_reason(&quiet), quiet.error);
+    proto_result_t killed = exited;
+    killed.signal = 9;
+    killed.error = (char *) "killed by signal 9";
+    ck_assert_ptr_eq(proto_result_reason(&killed), killed.error);
+    proto_result_t timed = exited;
+    timed.timed_out = true;
+    timed.error = (char *) "timed out after 1s";
+    ck_assert_ptr_eq(proto_result_reason(&timed), timed.error);
+    proto_result_t only_out = {.stdout_data = (char *) "partial\n"};
+    ck_assert_ptr_eq(proto_result_reason(&only_out), only_out.stdout_data);
+    proto_result_t nothing = {0};
+    ck_assert_ptr_null(proto_result_reason(&nothing));
 }
 END_TEST
 

@@ -663,6 +663,30 @@ START_TEST(abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table
 }
 END_TEST
 
+/* The session sleeps on the pipe's ZMQ_FD, which libzmq signals when the
+   pipe turns from empty to not (an edge, not a level): what is left of a
+   burst after one wakeup's batch must be read without waiting for a new
+   message. No pings here, so no other message would come. */
+START_TEST(a_burst_of_pipe_messages_longer_than_a_batch_is_all_read_with_nothing_after_it)
+{
+    fm_t *fm = fm_new(1000, 30);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    fm->pinging = false;
+    /* Aborts of tasks it does not have: each a pipe message, cheap. */
+    for (int i = 0; i < 2000; i++)
+        fm_send_pipe(fm, PROTO_PIPE_ABORT, 1000000 + i, 1);
+    const char *specs[] = {"{\"fn\":\"square\",\"args\":{\"n\":3}}"};
+    fm_send_tasks(fm, 1, 1, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    ck_assert_str_eq(fm_result(fm, 1)->result_json, "9");
+    fm->pinging = true;
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
 START_TEST(silent_master_is_dropped_and_hello_repeats_with_the_running_tasks)
 {
     fm_t *fm = fm_new(50, 3);

@@ -189,6 +189,49 @@ START_TEST(string_helpers_copy_and_format)
 }
 END_TEST
 
+/* Splits the next item off, as the worker's lists (labels, plugins,
+   --task-rlimit) read them. */
+static void s_items(const char *text, const char *want)
+{
+    char *copy = xstrdup(text), *cursor = copy;
+    strbuf_t got = {0};
+    strbuf_append(&got, "", 0);
+    for (char *item; (item = list_next(&cursor));)
+        strbuf_printf(&got, "[%s]", item);
+    ck_assert_msg(strcmp(got.data, want) == 0, "'%s': %s, not %s", text, got.data, want);
+    free(got.data);
+    free(copy);
+}
+
+START_TEST(comma_lists_split_into_trimmed_items_without_empty_ones)
+{
+    s_items("gpu,ssd", "[gpu][ssd]");
+    s_items(" gpu ,\tssd\t, big disk ", "[gpu][ssd][big disk]");
+    s_items("a,,b,", "[a][b]");
+    s_items(", ,\t,", "");
+    s_items("", "");
+    s_items("one", "[one]");
+    s_items("as=1, fsize=2M", "[as=1][fsize=2M]");
+}
+END_TEST
+
+START_TEST(the_first_line_skips_blank_lines_and_ends_before_the_newline)
+{
+    size_t n = 99;
+    ck_assert_ptr_null(text_first_line(NULL, &n));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(text_first_line(" \n\t\r\n", &n));
+    ck_assert_ptr_null(text_first_line("", &n));
+    const char *text = "\n  \nerror: boom\r\nmore\n";
+    const char *line = text_first_line(text, &n);
+    ck_assert_ptr_eq(line, text + 4);
+    ck_assert_uint_eq(n, strlen("error: boom\r"));
+    line = text_first_line("last", &n);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(strncmp(line, "last", n), 0);
+}
+END_TEST
+
 START_TEST(mkdir_parents_makes_the_path_and_gives_the_leaf_its_mode)
 {
     char base[] = "/tmp/ztask-util-XXXXXX";
