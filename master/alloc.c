@@ -66,6 +66,11 @@ struct alloc {
     int next_queue;            /* round robin among queues wanting to submit */
     char **cancels;            /* Slurm job ids for the next scancel, owned */
     int ncancels;
+    /* Queues removed with --force, still in the store until the scancel
+       of their allocations starts: a master killed before then finds them
+       again, followed, rather than leave them running for nothing. */
+    int64_t *forget;
+    int nforget;
 };
 
 /* ---- small helpers ---- */
@@ -592,6 +597,27 @@ static void s_cancel_later(alloc_t *self, const char *id)
     self->cancels[self->ncancels++] = xstrdup(id);
 }
 
+/* Deletes queue id from the store now (forget) or once the scancel of
+   its allocations has started (s_forget_now). */
+static void s_forget(alloc_t *self, int64_t id, bool now)
+{
+    if (now) {
+        journal_add(self->journal, &(jop_t){.type = J_ALLOC_DELETE, .alloc = id});
+        return;
+    }
+    self->forget = xrealloc(self->forget, (size_t) (self->nforget + 1) * sizeof *self->forget);
+    self->forget[self->nforget++] = id;
+}
+
+static void s_forget_now(alloc_t *self)
+{
+    for (int i = 0; i < self->nforget; i++)
+        s_forget(self, self->forget[i], true);
+    free(self->forget);
+    self->forget = NULL;
+    self->nforget = 0;
+}
+
 /* "ID ID ..." of ids for a log line (cut at 255 bytes). */
 static void s_ids_text(char *const *ids, int n, char *buf, size_t len)
 {
@@ -629,6 +655,8 @@ static void s_start_scancel(alloc_t *self, int64_t now)
         self->cancels = NULL;
     }
     self->ncancels = 0;
+    /* Started (or said to be impossible): the removals are for good. */
+    s_forget_now(self);
 }
 
 static void s_scancel_done(alloc_t *self, int status)
@@ -737,6 +765,9 @@ static void s_sbatch_done(alloc_t *self, int status)
             memcpy(id, out, idlen);
             id[idlen] = '\0';
             s_cancel_later(self, id);
+            s_forget(self, self->cmd.queue, false);
+        } else if (self->cmd.cancel) {
+            s_forget(self, self->cmd.queue, true);   /* nothing was submitted */
         }
         return;
     }
@@ -826,11 +857,41 @@ void alloc_destroy(alloc_t **p)
     if (!p || !*p)
         return;
     alloc_t *self = *p;
-    if (self->cmd.kind != CMD_NONE) {
+    /* The master stops. A scancel is left to finish on its own (init
+       reaps it): killed, or never started, what alloc remove --force said
+       it cancels would hold nodes with no queue left to follow it. So the
+       cancels still waiting for the slot start now, in its place; its
+       output is not read any more (scancel says nothing when it works). */
+    if (self->cmd.kind == CMD_SCANCEL) {
+        log_info("event=alloc_cancel_left_running pid=%d", (int) self->cmd.pid);
+    } else if (self->cmd.kind != CMD_NONE) {
+        /* Its queue is kept in the store (and its job found again at the
+           next start, s_adopt) unless other allocations of it were
+           cancelled meanwhile. */
+        bool lost = false;
+        for (int i = 0; i < self->nforget; i++)
+            lost |= self->cmd.kind == CMD_SBATCH && self->cmd.cancel
+                    && self->forget[i] == self->cmd.queue;
+        if (lost)
+            log_error("event=alloc_cancel_lost queue=%" PRId64 " note=\"an sbatch of this removed "
+                      "queue was cut short: cancel what it submitted by hand (squeue "
+                      "--name=ztask-alloc-%" PRId64 ", scancel ID)\"",
+                      self->cmd.queue, self->cmd.queue);
         kill(self->cmd.pid, SIGKILL);
         waitpid(self->cmd.pid, NULL, 0);
     }
     s_cmd_reset(&self->cmd);
+    bool forgetting = self->nforget > 0;
+    if (self->ncancels) {
+        s_start_scancel(self, clock_mono_ms());
+        if (self->cmd.kind == CMD_SCANCEL)
+            log_info("event=alloc_cancel_left_running pid=%d", (int) self->cmd.pid);
+        s_cmd_reset(&self->cmd);
+    }
+    /* The journal was flushed before: the deletions just written go now. */
+    s_forget_now(self);
+    if (forgetting && self->journal)
+        journal_flush(self->journal);
     for (int i = 0; i < self->ncancels; i++)
         free(self->cancels[i]);
     free(self->cancels);
@@ -989,11 +1050,16 @@ static proto_reply_t *s_remove(alloc_t *self, int at, bool force)
             s_cancel_later(self, q->allocs[k].id);
     if (submitting)
         self->cmd.cancel = true;   /* its answer is cancelled when it comes */
+    /* Deleted from the store once what it has in Slurm is being cancelled
+       (s_start_scancel), or when sbatch answers. */
+    if (n > 0)
+        s_forget(self, q->id, false);
+    else if (!submitting)
+        s_forget(self, q->id, true);
     /* At once when the slot is free: the queue is forgotten below, and
        its allocations should not wait for the next tick's squeue. */
     if (self->ncancels && self->cmd.kind == CMD_NONE)
         s_start_scancel(self, clock_mono_ms());
-    journal_add(self->journal, &(jop_t){.type = J_ALLOC_DELETE, .alloc = q->id});
     memmove(&self->queues[at], &self->queues[at + 1],
             (size_t) (self->nqueues - at - 1) * sizeof *self->queues);
     self->nqueues--;

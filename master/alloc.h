@@ -33,7 +33,8 @@
     `remove` of a queue with allocations queued or running is refused
     (they would hold nodes nothing follows); `remove --force` hands them
     to scancel (a command like sbatch and squeue, ahead of them) and
-    forgets the queue at once.
+    forgets the queue at once. A master that stops leaves a scancel running
+    (and starts the ones still waiting) rather than kill it.
 
     Ownership: queues are the module's; replies carry copies.
     Threads: main loop only (the children are processes, not threads).

@@ -31,6 +31,13 @@ int res_pool_init(res_pool_t *pool, const res_set_t *cap, const char *const *gpu
                      gpu_ids[i], RES_GPU_ID_MAX);
             return -1;
         }
+        /* Named twice, one device would be handed out whole twice. */
+        for (int k = 0; k < i; k++)
+            if (strcmp(pool->gpu_id[k], gpu_ids[i]) == 0) {
+                snprintf(err, errlen, "GPU device id '%.40s' named twice: name each device once",
+                         gpu_ids[i]);
+                return -1;
+            }
         snprintf(pool->gpu_id[i], sizeof pool->gpu_id[i], "%s", gpu_ids[i]);
     }
     pool->ngpus = ngpus;

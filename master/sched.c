@@ -409,8 +409,12 @@ sched_task_t *sched_class_peek(sched_t *self, int cls)
 
 void sched_claim(sched_t *self, sched_task_t *task)
 {
-    (void) self;
     assert(task->state == PROTO_ST_QUEUED);
+    /* It runs: no longer held, capped or waiting for its dependencies
+       (counted so, the metrics took it out of the queued ones and called
+       it held). A popped task is never parked; taken back, it is parked
+       again as any requeued one is (s_requeue: its job's hold). */
+    s_set_parked(self, task, 0);
     /* Its heap entries go stale with the generation, as after a pop. */
     task->state = PROTO_ST_ASSIGNED;
     task->gen++;
@@ -479,6 +483,8 @@ sched_parked_t sched_parked(const sched_t *self)
         *(m & SCHED_PARK_HELD   ? &n.held
           : m & SCHED_PARK_DEPS ? &n.deps
                                 : &n.capped) += self->parked_n[m];
+    /* Each parked record is counted once (s_set_parked). */
+    assert(n.held + n.deps + n.capped <= imap_size(self->tasks));
     return n;
 }
 

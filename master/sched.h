@@ -180,7 +180,8 @@ sched_task_t *sched_pop(sched_t *self, int64_t now,
 
 /* Takes a QUEUED task out of the queue, ASSIGNED, as sched_pop would:
    for a worker that claims a dispatch the store never recorded (see
-   ASSIGN_WRITE_MS in journal.h). The caller sets the rest. */
+   ASSIGN_WRITE_MS in journal.h). It is parked no more (whatever held
+   it, it runs). The caller sets the rest. */
 void sched_claim(sched_t *self, sched_task_t *task);
 
 /* Puts a popped or assigned task back: QUEUED, ready at not_before. */
@@ -207,9 +208,8 @@ int64_t sched_next_due(const sched_t *self, int64_t now);
 
 /* Parked records by their first reason, each counted once: held (a
    user's hold, whatever else), else waiting for the jobs its job depends
-   on, else at its job's --max-running. O(1). A parked task is QUEUED but
-   for one claimed by its worker after a restart (sched_claim keeps the
-   bits for a requeue): rare, and counted here still. */
+   on, else at its job's --max-running. O(1). A parked task is QUEUED
+   (sched_claim lifts every reason from the one it takes). */
 typedef struct {
     size_t held, deps, capped;
 } sched_parked_t;

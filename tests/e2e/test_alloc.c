@@ -319,25 +319,28 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
 }
 END_TEST
 
+/* An executable shell script DIR/name: "d=DIR", then body. */
+static void s_script_file(h_cluster_t *c, const char *name, const char *body)
+{
+    char *path = h_path(c, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\nd='%s'\n%s", h_dir(c), body);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+}
+
 /* squeue is replaced by a script that writes what DIR/squeue.sh says
    (run with sh) once DIR/squeue.sh exists, and otherwise does what
    s_fake_slurm's does. */
 static void s_squeue_from_script(h_cluster_t *c)
 {
-    char *path = h_path(c, "bin/squeue");
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/squeue.log\"\n"
-            "[ -e \"$d/squeue.sh\" ] && exec sh \"$d/squeue.sh\"\n"
-            "cat \"$d/squeue.txt\" 2>/dev/null\n"
-            "exit 0\n",
-            h_dir(c));
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
+    s_script_file(c, "bin/squeue",
+                  "echo \"$*\" >> \"$d/squeue.log\"\n"
+                  "[ -e \"$d/squeue.sh\" ] && exec sh \"$d/squeue.sh\"\n"
+                  "cat \"$d/squeue.txt\" 2>/dev/null\n"
+                  "exit 0\n");
 }
 
 /* One queue of one worker at most, an allocation of it submitted and
@@ -398,6 +401,112 @@ START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_e
     ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 8, 90000));
     ck_assert_msg(s_alloc_is(c, 0, "running"), "the running allocation was judged ended");
     ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* scancel takes its time (a busy slurmctld): it cancels once DIR/go
+   exists, whoever is left to wait for it. */
+static void s_slow_scancel(h_cluster_t *c)
+{
+    s_script_file(c, "bin/scancel",
+                  "touch \"$d/scancel.started\"\n"
+                  "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); "
+                  "done\n"
+                  "echo \"$*\" >> \"$d/scancel.log\"\n");
+}
+
+/* squeue hangs (30 s at most) from now on, so the command slot stays
+   taken; returns once one such squeue runs. */
+static void s_hang_squeue(h_cluster_t *c)
+{
+    s_write(c, "squeue.sh",
+            "touch \"$(dirname \"$0\")/squeue.hung\"\n"
+            "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n");
+    char *hung = h_path(c, "squeue.hung");
+    ck_assert_msg(H_POLL(access(hung, F_OK) == 0, 30000), "no squeue");
+    free(hung);
+}
+
+/* The user was told the allocations are being cancelled: a master that
+   stops meanwhile (SIGTERM) must not kill that scancel, or they would
+   hold their nodes with no queue left to follow them. */
+START_TIMED_TEST(a_master_stopping_while_scancel_runs_lets_it_cancel, 120)
+{
+    h_cluster_t *c = s_one_allocation("allocstop");
+    s_slow_scancel(c);
+    h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "cancelling (scancel) 1001"), "remove --force: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    char *started = h_path(c, "scancel.started");
+    ck_assert_msg(H_POLL(access(started, F_OK) == 0, 10000), "no scancel");
+    free(started);
+    h_proc_stop(h_master(c), 20000);
+    s_write(c, "go", "");
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000),
+                  "the stopping master killed scancel: 1001 never cancelled");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* s_one_allocation, then its queue removed with --force while squeue
+   holds the command slot (hung): scancel waits for the slot. */
+static h_cluster_t *s_removed_while_squeue_hangs(const char *name)
+{
+    h_cluster_t *c = s_one_allocation(name);
+    s_hang_squeue(c);
+    h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_int_eq(s_lines(c, "scancel.log"), 0);
+    return c;
+}
+
+/* A forced remove while squeue holds the command slot: its scancel waits
+   for the slot. A master that stops before then still cancels. */
+START_TIMED_TEST(a_master_stopping_before_a_waiting_scancel_starts_still_cancels, 120)
+{
+    h_cluster_t *c = s_removed_while_squeue_hangs("allocstop2");
+    h_proc_stop(h_master(c), 20000);
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000),
+                  "the stopping master dropped the scancel of 1001");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A forced remove while squeue holds the command slot, then a kill -9
+   before its scancel could start: the restarted master still knows the
+   queue and follows its allocation (it was forgotten, and the allocation
+   left running with nothing to follow or cancel it); removed again, it
+   is cancelled. */
+START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follows_the_queue, 150)
+{
+    h_cluster_t *c = s_removed_while_squeue_hangs("allockill");
+    h_proc_kill9(h_master(c));
+    char *script = h_path(c, "squeue.sh");
+    ck_assert_int_eq(unlink(script), 0);
+    free(script);
+    h_run_t *r;
+    h_master_start(c, 0, NULL);
+    r = h_cli(c, "alloc", "list", "--json", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "\"1001\""),
+                  "queue 1 and its allocation 1001 forgotten, nothing cancelled: %s",
+                  h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
+    ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(s_lines(c, "scancel.log") == 1, 10000), "no scancel");
+    ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
+    /* For good this time (the journal wrote it once scancel started). */
+    h_proc_stop(h_master(c), 20000);
+    h_master_start(c, 0, NULL);
+    r = h_cli(c, "alloc", "list", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "no allocation queues"), "%s", h_run_desc(r));
+    h_run_free(&r);
     h_cluster_destroy(&c);
 }
 END_TEST

@@ -663,6 +663,132 @@ START_TIMED_TEST(metrics_tell_tasks_waiting_for_a_worker_from_held_and_capped_on
 }
 END_TEST
 
+/* ztask_tasks{state=S} of a /metrics text, or -1. */
+static int64_t s_metric_state(const char *text, const char *state)
+{
+    char key[64];
+    snprintf(key, sizeof key, "ztask_tasks{state=\"%s\"} ", state);
+    const char *at = strstr(text, key);
+    return at ? strtoll(at + strlen(key), NULL, 10) : -1;
+}
+
+/* Whether /metrics' task states agree with the tasks themselves (`ztask
+   results --json` of every job): the waiting states add up to the tasks
+   queued, held to the tasks marked held, assigned and running to those
+   on a worker; none is negative. *why says what differs. */
+static bool s_states_agree(h_cluster_t *c, int port, const int64_t *jobs, int njobs, char *why,
+                           size_t len)
+{
+    int64_t queued = 0, held = 0, on_worker = 0;
+    for (int j = 0; j < njobs; j++) {
+        cJSON *res = h_results(c, jobs[j], NULL);
+        const cJSON *t;
+        cJSON_ArrayForEach(t, res) {
+            const char *st = h_jstr(t, "status");
+            queued += st && strcmp(st, "queued") == 0;
+            on_worker += st && (strcmp(st, "running") == 0 || strcmp(st, "assigned") == 0);
+            held += h_jtrue(t, "held");
+        }
+        cJSON_Delete(res);
+    }
+    resp_t mr = s_get(port, "/metrics", NULL);
+    const char *names[] = {"queued", "retry_wait", "held", "dep_wait", "capped", "assigned", "running"};
+    int64_t m[7];
+    for (int i = 0; i < 7; i++)
+        m[i] = s_metric_state(mr.body, names[i]);
+    s_resp_free(&mr);
+    snprintf(why, len,
+             "tasks: %lld queued (%lld held), %lld on a worker; metrics: queued %lld retry_wait "
+             "%lld held %lld dep_wait %lld capped %lld assigned %lld running %lld",
+             (long long) queued, (long long) held, (long long) on_worker, (long long) m[0],
+             (long long) m[1], (long long) m[2], (long long) m[3], (long long) m[4],
+             (long long) m[5], (long long) m[6]);
+    for (int i = 0; i < 7; i++)
+        if (m[i] < 0)
+            return false;
+    return m[0] + m[1] + m[2] + m[3] + m[4] == queued && m[2] == held && m[5] + m[6] == on_worker;
+}
+
+#define S_AGREE(c, port, jobs, n)                                                               \
+    do {                                                                                        \
+        char why_[512];                                                                         \
+        ck_assert_msg(H_POLL(s_states_agree(c, port, jobs, n, why_, sizeof why_), 20000), "%s", \
+                      why_);                                                                    \
+    } while (0)
+
+static void s_cli_ok(h_cluster_t *c, const char *a, const char *b, const char *d)
+{
+    h_run_t *r = h_cli(c, a, b, d, NULL);
+    ck_assert_msg(r->rc == 0, "%s %s: %s", a, b, h_run_desc(r));
+    h_run_free(&r);
+}
+
+/* The state counts are kept in O(1) as the tasks change: after each step
+   of steering (limits, holds of jobs and tasks, priorities, a dependency
+   that fails, a worker lost, a master restart, cancels) they agree with
+   the tasks themselves. */
+START_TIMED_TEST(metrics_task_states_agree_with_the_tasks_through_steering_and_restarts, 240)
+{
+    h_cluster_t *c = h_cluster_new("http_agree");
+    h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200", NULL);
+    int port = s_http_port(m);
+    h_proc_t *w = h_worker_start(c, "w1", 2, "--resources", "cpus=2", NULL);
+    int64_t jobs[5];
+    char id[5][24];
+    jobs[0] = h_submit(c, NULL, "--max-running", "1", "--cpus", "1", "--array", "1-4", "--",
+                       "sleep", "60", NULL);
+    jobs[1] = h_submit(c, NULL, "--cpus", "1", "--", "false", NULL);
+    for (int i = 0; i < 2; i++)
+        snprintf(id[i], sizeof id[i], "%lld", (long long) jobs[i]);
+    jobs[2] = h_submit(c, NULL, "--after", id[1], "--cpus", "1", "--array", "1-3", "--", "sleep",
+                       "60", NULL);
+    jobs[3] = h_submit(c, NULL, "--cpus", "1", "--array", "1-3", "--", "sleep", "60", NULL);
+    jobs[4] = h_submit(c, NULL, "--cpus", "1", "--array", "1-3", "--", "sleep", "60", NULL);
+    for (int i = 2; i < 5; i++)
+        snprintf(id[i], sizeof id[i], "%lld", (long long) jobs[i]);
+    s_cli_ok(c, "hold", id[3], NULL);
+    ck_assert_int_eq(h_wait(c, jobs[2], 30000), 1);   /* dep_failed, once job 1 failed */
+    S_AGREE(c, port, jobs, 5);
+    s_cli_ok(c, "limit", id[0], "2");
+    S_AGREE(c, port, jobs, 5);
+    s_cli_ok(c, "priority", id[4], "5");
+    char one[40];
+    snprintf(one, sizeof one, "%s.2", id[4]);
+    s_cli_ok(c, "hold", one, NULL);
+    s_cli_ok(c, "release", id[3], NULL);
+    S_AGREE(c, port, jobs, 5);
+    s_cli_ok(c, "hold", id[3], NULL);
+    s_cli_ok(c, "limit", id[0], "1");
+    S_AGREE(c, port, jobs, 5);
+    /* A worker lost: what it ran is queued again (held, for the held job). */
+    h_proc_kill9(w);
+    S_AGREE(c, port, jobs, 5);
+    /* A restart: the counts are rebuilt from the store. */
+    h_proc_stop(m, 20000);
+    m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200", NULL);
+    port = s_http_port(m);
+    S_AGREE(c, port, jobs, 5);
+    h_worker_start(c, "w2", 2, "--resources", "cpus=2", NULL);
+    S_AGREE(c, port, jobs, 5);
+    s_cli_ok(c, "release", one, NULL);
+    s_cli_ok(c, "limit", id[0], "0");
+    S_AGREE(c, port, jobs, 5);
+    for (int i = 0; i < 5; i++) {
+        h_run_t *r = h_cli(c, "cancel", id[i], NULL);
+        h_run_free(&r);
+        h_wait(c, jobs[i], 30000);
+    }
+    S_AGREE(c, port, jobs, 5);
+    resp_t mr = s_get(port, "/metrics", NULL);
+    const char *zero[] = {"queued", "retry_wait", "held", "dep_wait", "capped", "assigned", "running"};
+    for (int i = 0; i < 7; i++)
+        ck_assert_msg(s_metric_state(mr.body, zero[i]) == 0, "%s after cancels:\n%s", zero[i],
+                      mr.body);
+    s_resp_free(&mr);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* The resources the live workers declare and their tasks use, summed
    per resource name, in base units (bytes for mem): no worker or task id
    in the labels. */

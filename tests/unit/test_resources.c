@@ -293,6 +293,20 @@ START_TEST(a_declaration_of_gpus_must_match_its_devices)
 }
 END_TEST
 
+/* A device named twice would be handed out whole twice (two tasks told
+   CUDA_VISIBLE_DEVICES=0), and a claim naming it (res_claim_gpus) could
+   only ever find the first. */
+START_TEST(a_gpu_device_declared_twice_is_refused)
+{
+    res_pool_t p;
+    res_set_t c = s_set("cpus=1");
+    static const char *const ids[] = {"0", "1", "0"};
+    char err[200] = "";
+    ck_assert_int_ne(res_pool_init(&p, &c, ids, 3, 1, err, sizeof err), 0);
+    ck_assert_msg(strstr(err, "'0'") && strstr(err, "twice"), "%s", err);
+}
+END_TEST
+
 /* Checks what a pool holds against what it declared, in plain C (a
    ck_assert per step is a message to Check's parent: 20,000 steps of them
    came near the timeout under the sanitizers); tasks[] are the

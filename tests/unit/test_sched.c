@@ -227,6 +227,31 @@ START_TEST(counts_parked_tasks_by_their_first_reason_without_a_pass_over_all)
 }
 END_TEST
 
+/* After a master restart a task loaded queued and held (its job was held
+   after its dispatch, which was never written) is claimed by the worker
+   that runs it: it runs, and is not counted held or queued any more (the
+   metrics took it out of the queued ones twice, and said it was held). */
+START_TEST(a_held_task_claimed_by_its_worker_is_no_longer_counted_parked)
+{
+    sched_t *s = sched_new();
+    sched_task_t *t = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_park(s, t, SCHED_PARK_HELD);
+    ck_assert_uint_eq(sched_parked(s).held, 1);
+    sched_claim(s, t);
+    ck_assert_int_eq(t->state, PROTO_ST_ASSIGNED);
+    sched_parked_t n = sched_parked(s);
+    ck_assert_uint_eq(n.held + n.deps + n.capped, 0);
+    ck_assert_int_eq(t->parked, 0);
+    /* Taken back (its worker lost), it is queued like a popped task. */
+    sched_requeue(s, t, 0);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), t);
+    sched_remove(s, 1);
+    n = sched_parked(s);
+    ck_assert_uint_eq(n.held + n.deps + n.capped, 0);
+    sched_destroy(&s);
+}
+END_TEST
+
 START_TEST(counts_retry_waits_and_finds_the_oldest_head_without_a_pass_over_all)
 {
     sched_t *s = sched_new();
