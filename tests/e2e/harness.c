@@ -1315,3 +1315,22 @@ int h_run_suite(Suite *s)
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
 }
+
+int h_http_port(h_proc_t *m)
+{
+    ck_assert_msg(h_proc_wait_log(m, "event=http_listening", 1, 10000), "no http_listening in %s",
+                  h_proc_log(m));
+    FILE *f = fopen(h_proc_log(m), "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int port = 0;
+    while (!port && fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "event=http_listening url=http");
+        char *colon = p ? strstr(p, "127.0.0.1:") : NULL;
+        if (colon)
+            port = atoi(colon + strlen("127.0.0.1:"));
+    }
+    fclose(f);
+    ck_assert_int_gt(port, 0);
+    return port;
+}

@@ -129,6 +129,10 @@ const char *h_proc_log(const h_proc_t *p);
 bool h_proc_wait_log(h_proc_t *p, const char *needle, int count, int timeout_ms);
 /* Number of lines seen so far containing needle. */
 int h_proc_count_log(h_proc_t *p, const char *needle);
+/* The port of a master started with --http 127.0.0.1:0, read from its
+   event=http_listening line (waits up to 10 s, scaled; fails the test
+   when the line never comes). */
+int h_http_port(h_proc_t *master);
 /* Sends sig. */
 void h_proc_signal(h_proc_t *p, int sig);
 /* Waits up to timeout_ms (scaled) for the process to exit. Returns its exit

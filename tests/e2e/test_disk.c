@@ -156,25 +156,6 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
 }
 END_TEST
 
-/* The port of the master's --http, from its event=http_listening line. */
-static int s_http_port(h_proc_t *m)
-{
-    ck_assert_msg(h_proc_wait_log(m, "event=http_listening", 1, 10000), "no http_listening in %s",
-                  h_proc_log(m));
-    FILE *f = fopen(h_proc_log(m), "r");
-    ck_assert_ptr_nonnull(f);
-    char line[1024];
-    int port = 0;
-    while (!port && fgets(line, sizeof line, f)) {
-        char *p = strstr(line, "event=http_listening url=http://127.0.0.1:");
-        if (p)
-            port = atoi(p + strlen("event=http_listening url=http://127.0.0.1:"));
-    }
-    fclose(f);
-    ck_assert_int_gt(port, 0);
-    return port;
-}
-
 /* POST path with the control token: the answer's status, 0 when none came
    (the master closed the connection: it died); its body in body. */
 static int s_post(int port, const char *path, char *body, size_t size)
@@ -235,7 +216,7 @@ START_TIMED_TEST(a_dashboard_retry_is_refused_while_the_database_cannot_be_writt
     fclose(f);
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--http", "127.0.0.1:0",
                                  "--http-token", tokens, NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     /* No worker: a retried task stays queued. */
     int64_t job = h_submit(c, NULL, "--fn", "noop", "--array", "0-2", NULL);
     h_cancel(c, job);

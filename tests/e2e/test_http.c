@@ -28,26 +28,6 @@
 
 /* ------------------------------------------------------------ raw HTTP */
 
-/* The port from the master's event=http_listening line. */
-static int s_http_port(h_proc_t *m)
-{
-    ck_assert_msg(h_proc_wait_log(m, "event=http_listening", 1, 10000), "no http_listening in %s",
-                  h_proc_log(m));
-    FILE *f = fopen(h_proc_log(m), "r");
-    ck_assert_ptr_nonnull(f);
-    char line[1024];
-    int port = 0;
-    while (!port && fgets(line, sizeof line, f)) {
-        char *p = strstr(line, "event=http_listening url=http");
-        char *colon = p ? strstr(p, "127.0.0.1:") : NULL;
-        if (colon)
-            port = atoi(colon + strlen("127.0.0.1:"));
-    }
-    fclose(f);
-    ck_assert_int_gt(port, 0);
-    return port;
-}
-
 static int s_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -204,7 +184,7 @@ START_TIMED_TEST(data_needs_a_token_and_only_a_control_token_may_cancel, 90)
                                 "# who may look, who may act\n" READ_TOKEN "\n" CONTROL_TOKEN
                                 " control\n");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-token", tokens, NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_worker_start(c, "w1", 2, NULL);
     int64_t job = h_submit(c, NULL, "--array", "1-4", "--", "sleep", "30", NULL);
 
@@ -257,7 +237,7 @@ START_TIMED_TEST(only_a_control_token_may_retry_a_job_and_its_failed_tasks_run_a
     h_cluster_t *c = h_cluster_new("http_retry");
     char *tokens = s_write_file(c, "http.tokens", READ_TOKEN " read\n" CONTROL_TOKEN " control\n");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-token", tokens, NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_worker_start(c, "w1", 2, NULL);
     char *mark = h_path(c, "second-try");
     char script[600];
@@ -315,7 +295,7 @@ START_TIMED_TEST(a_loopback_dashboard_answers_only_requests_for_a_loopback_name,
 {
     h_cluster_t *c = h_cluster_new("http_rebind");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_submit(c, NULL, "--name", "secret-payroll", "--", "true", NULL);
     static const char *const refused[] = {"evil.example", "evil.example:P", "127.0.0.1.evil.example",
                                           "localhost.evil.example:P", "10.0.0.1:P"};
@@ -355,7 +335,7 @@ START_TIMED_TEST(hostile_http_gets_errors_and_never_stops_the_loop, 120)
 {
     h_cluster_t *c = h_cluster_new("http_hostile");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_worker_start(c, "w1", 2, NULL);
 
     /* Slow clients: connections that send half a request and stall hold
@@ -486,7 +466,7 @@ START_TIMED_TEST(https_serves_with_the_given_certificate, 60)
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--http-cert", cert, "--http-key",
                                  key, NULL);
     ck_assert(h_proc_wait_log(m, "event=http_listening url=https://127.0.0.1:", 1, 10000));
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     /* A client that trusts the certificate gets /metrics over TLS. */
     char url[128];
     snprintf(url, sizeof url, "https://127.0.0.1:%d/metrics", port);
@@ -551,7 +531,7 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
     h_cluster_t *c = h_cluster_new("http_metrics");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200",
                                  "--retry-backoff-ms", "10", NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_worker_start(c, "w1", 2, NULL);
     h_proc_t *doomed = h_worker_start(c, "w2", 1, NULL);
     /* 4 commands and 2 functions that succeed, 2 that fail, one that
@@ -618,7 +598,7 @@ START_TIMED_TEST(metrics_tell_tasks_waiting_for_a_worker_from_held_and_capped_on
 {
     h_cluster_t *c = h_cluster_new("http_held");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     int64_t held = h_submit(c, NULL, "--cpus", "1", "--array", "1-3", "--", "sleep", "30", NULL);
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long) held);
@@ -731,7 +711,7 @@ START_TIMED_TEST(metrics_task_states_agree_with_the_tasks_through_steering_and_r
 {
     h_cluster_t *c = h_cluster_new("http_agree");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200", NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_proc_t *w = h_worker_start(c, "w1", 2, "--resources", "cpus=2", NULL);
     int64_t jobs[5];
     char id[5][24];
@@ -766,7 +746,7 @@ START_TIMED_TEST(metrics_task_states_agree_with_the_tasks_through_steering_and_r
     /* A restart: the counts are rebuilt from the store. */
     h_proc_stop(m, 20000);
     m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200", NULL);
-    port = s_http_port(m);
+    port = h_http_port(m);
     S_AGREE(c, port, jobs, 5);
     h_worker_start(c, "w2", 2, "--resources", "cpus=2", NULL);
     S_AGREE(c, port, jobs, 5);
@@ -796,7 +776,7 @@ START_TIMED_TEST(metrics_sum_the_resources_of_live_workers_and_what_their_tasks_
 {
     h_cluster_t *c = h_cluster_new("http_resources");
     h_proc_t *m = h_master_start(c, 0, "--http", "127.0.0.1:0", "--heartbeat-ms", "200", NULL);
-    int port = s_http_port(m);
+    int port = h_http_port(m);
     h_worker_start(c, "w1", 4, "--resources", "cpus=4,mem=2G,licence=3", NULL);
     h_worker_start(c, "w2", 2, "--resources", "cpus=2,mem=1G", NULL);
     int64_t job = h_submit(c, NULL, "--cpus", "2", "--mem", "512M", "--resource", "licence=1",
