@@ -224,7 +224,7 @@ void res_take(res_pool_t *pool, const res_set_t *req, res_grant_t *grant)
         pool->used[i] += s_taken(pool, req, i);
     int64_t gpus = res_get(req, "gpus");
     if (gpus > 0) {
-        res_grant_t g;
+        res_grant_t g = {0};   /* whole: a grant is copied and compared as a value */
         /* Only a claim after a master restart takes what does not fit
            (the task already runs there): it is counted, without devices. */
         if (!s_pick_gpus(pool, gpus, &g))
