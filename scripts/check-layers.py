@@ -35,8 +35,9 @@ MASTER_LAYERS = [
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
     ("api tasks alloc dash", "requests; the life of a task (dispatch, claim, result, lease); "
      "worker allocation queues (Slurm); the HTTP requests"),
-    ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
-     "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
+    ("journal jobs deps waiters sched registry idem conns", "grouped commits; jobs and "
+     "retention; dependencies between jobs; held requests; the ready queue; workers; submit "
+     "keys; replies and parked requests per API connection"),
     ("store writer auth gate metrics web resources", "SQLite; the commit thread; the ZAP "
      "allowlist; unauthenticated connections shed; counters; the HTTP threads; what fits on "
      "a worker (pure)"),
