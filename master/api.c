@@ -106,6 +106,16 @@ static bool s_read_only(proto_req_type_t type)
     }
 }
 
+/* The answer to a query not run, or whose answer is too big to send,
+   while clients hold CONNS_REPLY_BUDGET of unread replies (conns.h). */
+static proto_reply_t *s_busy_error(const api_t *self)
+{
+    return proto_reply_error(PROTO_E_BUSY,
+                             "busy: clients have not read %" PRId64 " MiB of replies, as much as "
+                             "the master holds; this request was not run: send it again shortly",
+                             conns_reply_bytes(self->conns) >> 20);
+}
+
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
@@ -124,11 +134,7 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     } else if (self->small_only && len > CONNS_SMALL_REPLY && s_read_only(type)) {
-        err = proto_reply_error(
-            PROTO_E_BUSY,
-            "busy: clients have not read %" PRId64 " MiB of replies, as much as the master "
-            "holds, and this reply is %zu KiB; this request was not run: send it again shortly",
-            conns_reply_bytes(self->conns) >> 20, len >> 10);
+        err = s_busy_error(self);
     }
     if (err) {
         free(body);
@@ -1576,6 +1582,16 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
                                                    : AUTH_CLIENT;
     if (!(peer.roles & need)) {
         s_refuse(self, &env, frames->user_id, &peer, req->type, need, now);
+        proto_req_destroy(&req);
+        return;
+    }
+    /* Over the reply budget (conns.h): results and logs are bulk by
+       design (pages of 8 MiB, chunks of 2 MiB), so they are not run, to
+       be thrown away after; other queries run and go out if small. */
+    if (self->small_only && (req->type == PROTO_REQ_RESULTS || req->type == PROTO_REQ_LOGS)) {
+        proto_reply_t *rep = s_busy_error(self);
+        s_send_reply(self, &env, rep, req->type);
+        proto_reply_destroy(&rep);
         proto_req_destroy(&req);
         return;
     }

@@ -99,7 +99,9 @@ static void s_conn_unref(conn_t *c)
 static void s_sent_free(void *data, void *hint)
 {
     sent_t *s = hint;
-    conn_t *c = s->conn;
+    /* Pairs with the release in s_try: what the main thread wrote before
+       (the reply, this record, the connection's) is seen from here. */
+    conn_t *c = __atomic_load_n(&s->conn, __ATOMIC_ACQUIRE);
     __atomic_sub_fetch(&c->inflight, (int64_t) s->len, __ATOMIC_ACQ_REL);
     __atomic_sub_fetch(&c->owner->inflight, (int64_t) s->len, __ATOMIC_ACQ_REL);
     free(data);
@@ -253,7 +255,8 @@ static try_t s_try(conns_t *self, conn_t *c, const zmqx_frames_t *env, char *bod
     /* Without a copy: libzmq frees it (s_sent_free) when it is written
        out, and only then is it off the counts. */
     sent_t *s = xmalloc(sizeof *s);
-    *s = (sent_t){.conn = c, .len = len};
+    s->len = len;
+    __atomic_store_n(&s->conn, c, __ATOMIC_RELEASE);
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
     __atomic_add_fetch(&c->inflight, (int64_t) len, __ATOMIC_ACQ_REL);
     __atomic_add_fetch(&self->inflight, (int64_t) len, __ATOMIC_ACQ_REL);
@@ -362,7 +365,7 @@ void conns_send(conns_t *self, const zmqx_frames_t *env, char **body, size_t len
    one item with a count. */
 static void s_busy(conns_t *self, conn_t *c, const zmqx_frames_t *env, bool total, bool at_head)
 {
-    metrics_api_request(self->metrics, "other", PROTO_E_BUSY);
+    metrics_api_request(self->metrics, "unread", PROTO_E_BUSY);   /* not parsed: type unknown */
     int64_t held;
     if (log_limit(&self->lim_busy, clock_mono_ms(), &held))
         log_warn("event=api_busy reason=\"%s\" unread_bytes=%" PRId64 " parked_bytes=%" PRId64
