@@ -21,8 +21,9 @@
       answered "busy" (PROTO_E_BUSY) in its place in the order, so the
       client sees it and sends it again later. A connection with
       nothing unread is still served over the budget as long as its
-      reply is small (CONNS_SMALL_REPLY): a monitoring `ztask stats`
-      gets through while others hoard.
+      reply is small (CONNS_SMALL_REPLY; api.c does not even run results
+      and logs then): a monitoring `ztask stats` gets through while
+      others hoard.
 
     Why park rather than answer "busy" at once: a client that pipelines
     and reads (the common case) would otherwise see busy errors it did
