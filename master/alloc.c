@@ -932,7 +932,16 @@ static int s_load_one(int64_t id, const char *def, void *arg)
 
 int alloc_load(alloc_t *self, store_t *store)
 {
-    int rc = store_allocs_each(store, s_load_one, self);
+    /* Above every id handed out before, removed queues' too: a script
+       holding an old id must never reach a new queue, and a Slurm job
+       named ztask-alloc-ID that a removed queue left must not be taken
+       for the new queue's (s_adopt goes by that name). */
+    int64_t last = 0;
+    int rc = store_alloc_last_id(store, &last);
+    if (rc == 0 && last > self->last_id)
+        self->last_id = last;
+    if (rc == 0)
+        rc = store_allocs_each(store, s_load_one, self);
     if (rc == 0 && self->nqueues)
         log_info("event=alloc_queues_loaded queues=%d", self->nqueues);
     return rc;

@@ -74,8 +74,10 @@ alloc_t *alloc_new(const alloc_config_t *cfg);
 /* Kills a command still running (and reaps it); frees everything. */
 void alloc_destroy(alloc_t **p);
 
-/* Reads the stored queues. -1 on a store error (store_error says it); a
-   queue whose text cannot be read is logged and skipped. */
+/* Reads the stored queues, and the highest queue id ever given (removed
+   queues' too): new queues take ids above it, never one used before. -1
+   on a store error (store_error says it); a queue whose text cannot be
+   read is logged and skipped. */
 int alloc_load(alloc_t *self, store_t *store);
 
 /* Once per ALLOC_TICK_MS: reads a finished command, starts the next one

@@ -605,6 +605,75 @@ START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
 }
 END_TEST
 
+/* `alloc add`: the new queue's id. */
+static int64_t s_add_queue(h_cluster_t *c)
+{
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    cJSON *q = h_json_first(r->out);
+    ck_assert_ptr_nonnull(q);
+    int64_t id = h_jint(q, "id", 0);
+    cJSON_Delete(q);
+    h_run_free(&r);
+    return id;
+}
+
+static void s_remove_queue(h_cluster_t *c, int64_t id)
+{
+    char arg[32];
+    snprintf(arg, sizeof arg, "%lld", (long long) id);
+    h_run_t *r = h_cli(c, "alloc", "remove", arg, NULL);
+    ck_assert_msg(r->rc == 0, "alloc remove %s: %s", arg, h_run_desc(r));
+    h_run_free(&r);
+}
+
+/* The ids of `alloc list --json`, "1 2 " (a request flushes the journal
+   before it is answered: what it lists is committed). */
+static char *s_queue_ids(h_cluster_t *c)
+{
+    static char ids[256];
+    h_run_t *r = h_cli(c, "alloc", "list", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "alloc list: %s", h_run_desc(r));
+    cJSON *qs = h_json_lines(r->out);
+    size_t n = 0;
+    ids[0] = '\0';
+    const cJSON *q;
+    cJSON_ArrayForEach(q, qs)
+        n += (size_t) snprintf(ids + n, sizeof ids - n, "%lld ", (long long) h_jint(q, "id", 0));
+    cJSON_Delete(qs);
+    h_run_free(&r);
+    return ids;
+}
+
+/* A script that holds an old queue id must never reach a new queue, nor
+   may logs and metrics mix two queues under one id: ids are not reused,
+   even once the newest (or every) queue was removed and the master
+   restarted, by kill -9 or SIGTERM. */
+START_TIMED_TEST(an_alloc_queue_id_is_never_given_twice_even_across_a_master_restart, 60)
+{
+    h_cluster_t *c = h_cluster_new("allocids");
+    h_master_start(c, 0, NULL);
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(s_add_queue(c), i);
+    s_remove_queue(c, 3);
+    ck_assert_str_eq(s_queue_ids(c), "1 2 ");
+    h_proc_kill9(h_master(c));
+    h_master_start(c, 0, NULL);
+    ck_assert_str_eq(s_queue_ids(c), "1 2 ");
+    ck_assert_msg(s_add_queue(c) == 4, "queue 3 was removed: its id was given again");
+
+    /* Every queue removed: the next id still goes up. */
+    for (int i = 1; i <= 4; i++)
+        if (i != 3)
+            s_remove_queue(c, i);
+    ck_assert_str_eq(s_queue_ids(c), "");
+    h_proc_stop(h_master(c), 20000);
+    h_master_start(c, 0, NULL);
+    ck_assert_msg(s_add_queue(c) == 5, "with no queue left, an old id was given again");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
 {
     h_cluster_t *c = h_cluster_new("allocbad");
