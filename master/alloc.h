@@ -17,7 +17,7 @@
     Every timing below (the tick, the squeue period, the backoff, the grace
     for a job squeue does not list yet, the command limit) is multiplied
     by the master's --alloc-time-scale (default 1): the e2e tests run them
-    5 to 10 times faster against stand-in Slurm commands, and a site whose
+    2 to 5 times faster against stand-in Slurm commands, and a site whose
     slurmctld is busy may poll less often. One factor for all of them, so
     their ratios (a grace of six polls, a backoff of one poll) stay as
     designed.
