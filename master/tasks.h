@@ -18,6 +18,7 @@
 #define ZTASK_TASKS_H
 
 #include "auth.h"
+#include "claim.h"
 #include "deps.h"
 #include "jobs.h"
 #include "journal.h"
@@ -43,6 +44,8 @@ typedef struct {
     jobs_t *jobs;
     journal_t *journal;
     auth_t *auth;            /* NULL without CURVE */
+    const claim_key_t *claims;  /* NULL without CURVE: the key of the claim tokens
+                                   sent with each task (claim.h) */
     deps_t *deps;
     metrics_t *metrics;      /* counts finishes, retries, waits, losses */
     int heartbeat_ms;
