@@ -293,6 +293,7 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
        must not find one that works. The first failure's record is read
        from the log (the list shows the second one soon after). */
     double scale = s_scale(base);
+    double before_failures = h_wall();
     s_write(c, "fail", "");
     s_write(c, "squeue.txt", "1001 FAILED\n");
     char want[200];
@@ -306,8 +307,14 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
     q = s_queue(c);
     ck_assert_msg(strstr(h_jstr(q, "last_error"), "invalid partition"), "%s",
                   h_jstr(q, "last_error"));
-    double wait_s = h_jnum(q, "retry_at", 0) - h_wall();
-    ck_assert_msg(wait_s > 5 * scale, "backoff after 2 failures: %.1f s", wait_s);
+    /* The first failure came after before_failures, the second at least
+       its backoff (5 s) later, and the retry after the second 10 s on:
+       15 s (scaled) after before_failures at the earliest. A lower bound
+       on the master's own times, not the time left now, which a slow
+       test run would eat into. */
+    double wait_s = h_jnum(q, "retry_at", 0) - before_failures;
+    ck_assert_msg(wait_s >= 15 * scale - 1e-3, "retry %.3f s after the failures began, want %g",
+                  wait_s, 15 * scale);
     cJSON_Delete(q);
     snprintf(want, sizeof want,
              "event=alloc_failed queue=1 failures=2 retry_in_s=%g error=\"sbatch failed (exit 1)",
