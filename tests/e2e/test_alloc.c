@@ -741,6 +741,33 @@ START_TIMED_TEST(a_master_refuses_an_alloc_time_scale_out_of_its_range, 60)
 }
 END_TEST
 
+/* Below 1 the command limit and the grace are shorter than a real
+   slurmctld may need: a master run so says it at warn, with what goes
+   wrong; above 1 (tuning) the scaled timings are info. */
+START_TIMED_TEST(a_master_with_alloc_timings_below_production_warns_that_they_are_for_tests, 60)
+{
+    h_cluster_t *c = h_cluster_new("allocscale");
+    h_proc_t *m = h_master_start(c, 0, "--alloc-time-scale", "0.5", NULL);
+    char want[400];
+    snprintf(want, sizeof want,
+             "WARN ztask-master[%d] event=alloc_time_scale scale=0.5 tick_ms=500 "
+             "squeue_every_ms=2500 command_limit_ms=15000 backoff_s=2.5..300 grace_s=15 "
+             "note=\"below 1 is for tests",
+             (int) h_proc_pid(m));
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 10000), "no line %s (log %s)", want,
+                  h_proc_log(m));
+    h_proc_stop(m, 20000);
+    m = h_master_start(c, 0, "--alloc-time-scale", "2", NULL);
+    snprintf(want, sizeof want,
+             "INFO ztask-master[%d] event=alloc_time_scale scale=2 tick_ms=2000 "
+             "squeue_every_ms=10000 command_limit_ms=60000 backoff_s=10..1200 grace_s=60",
+             (int) h_proc_pid(m));
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 10000) && h_proc_count_log(m, "below 1") == 0,
+                  "no line %s (log %s)", want, h_proc_log(m));
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(alloc_add_refuses_what_cannot_work, 60)
 {
     h_cluster_t *c = h_cluster_new("allocbad");
