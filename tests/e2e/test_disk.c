@@ -40,6 +40,18 @@ static bool s_small_disk(h_cluster_t *c, int mb, char **mnt)
     return true;
 }
 
+/* A database path (db) on a 16 MiB tmpfs, and `fill` beside it to take
+   the rest; false (after saying SKIP) when this process may not mount one. */
+static bool s_db_on_small_disk(h_cluster_t *c, char db[600], char fill[600])
+{
+    char *mnt = NULL;
+    bool ok = s_small_disk(c, 16, &mnt);
+    snprintf(db, 600, "%s/m.db", mnt);
+    snprintf(fill, 600, "%s/fill", mnt);
+    free(mnt);
+    return ok;
+}
+
 /* Writes path until the disk refuses another block. */
 static void s_fill(const char *path)
 {
@@ -103,15 +115,11 @@ static int64_t s_status_and_results_agree(h_cluster_t *c, int64_t job, int n)
 START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_results, 180)
 {
     h_cluster_t *c = h_cluster_new("diskfull");
-    char *mnt = NULL;
-    if (!s_small_disk(c, 16, &mnt)) {
-        free(mnt);
+    char db[600], fill[600];
+    if (!s_db_on_small_disk(c, db, fill)) {
         h_cluster_destroy(&c);
         return;
     }
-    char db[600], fill[600];
-    snprintf(db, sizeof db, "%s/m.db", mnt);
-    snprintf(fill, sizeof fill, "%s/fill", mnt);
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", NULL);
     h_worker_start(c, "a", 2, NULL);
     const int n = 400;
@@ -151,7 +159,6 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
     int64_t job2 = h_submit(c, NULL, "--fn", "noop", "--array", "0-99", NULL);
     ck_assert_int_eq(h_wait(c, job2, 60000), 0);
     ck_assert_int_eq(s_status_and_results_agree(c, job2, 100), 100);
-    free(mnt);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -203,14 +210,8 @@ static int s_post(int port, const char *path, char *body, size_t size)
 static h_proc_t *s_dash_master_on_small_disk(h_cluster_t *c, char db[600], char fill[600],
                                              int *port)
 {
-    char *mnt = NULL;
-    if (!s_small_disk(c, 16, &mnt)) {
-        free(mnt);
+    if (!s_db_on_small_disk(c, db, fill))
         return NULL;
-    }
-    snprintf(db, 600, "%s/m.db", mnt);
-    snprintf(fill, 600, "%s/fill", mnt);
-    free(mnt);
     char *tokens = h_path(c, "http.tokens");
     h_write_file(tokens, CONTROL_TOKEN " control\n");
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--http", "127.0.0.1:0",
@@ -328,16 +329,11 @@ END_TEST
 START_TIMED_TEST(an_alloc_queue_id_answered_on_a_full_disk_is_never_given_again, 180)
 {
     h_cluster_t *c = h_cluster_new("diskalloc");
-    char *mnt = NULL;
-    if (!s_small_disk(c, 16, &mnt)) {
-        free(mnt);
+    char db[600], fill[600];
+    if (!s_db_on_small_disk(c, db, fill)) {
         h_cluster_destroy(&c);
         return;
     }
-    char db[600], fill[600];
-    snprintf(db, sizeof db, "%s/m.db", mnt);
-    snprintf(fill, sizeof fill, "%s/fill", mnt);
-    free(mnt);
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", NULL);
     /* Adds until one cannot be written (a commit may still fit in blocks
        the database holds); told: the highest id answered. */
