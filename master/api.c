@@ -1527,6 +1527,21 @@ static void s_alloc(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
                     const proto_req_t *req)
 {
     proto_reply_t *rep = alloc_request(self->cfg.alloc, req, (peer->roles & AUTH_ADMIN) != 0);
+    /* A change (add, pause, resume, remove) is written before it is
+       answered, as every steering request is: a new queue's id answered
+       and then lost to a kill -9 would be given again by the restarted
+       master, to another queue (ids are never given twice). Not written,
+       the change stays in memory and goes with the next commit: the
+       answer says so, and that asking again would add a second queue. */
+    if (rep->ok && req->alloc_op != PROTO_ALLOC_OP_LIST && api_flush(self) != 0) {
+        s_reply_error(self, env, PROTO_E_STORAGE,
+                      "the master could not write this change to its database (see its log: a "
+                      "full disk?): it is applied, as `ztask alloc list` shows, and written once "
+                      "space returns, but lost if the master stops before then; look before "
+                      "asking again (an add would make a second queue)");
+        proto_reply_destroy(&rep);
+        return;
+    }
     s_send_reply(self, env, rep, PROTO_REQ_ALLOC);
     proto_reply_destroy(&rep);
 }
