@@ -1,6 +1,7 @@
 /*  ztask show JOB: a job's definition (what it was submitted as, by whom,
     when, from where, its first task's spec, its steering) beside its
-    counters; ztask tasks: what runs where across jobs. Both only read. */
+    counters; ztask tasks: what runs where across jobs, and (--waiting)
+    why queued tasks do not run. Both only read. */
 #include "../common/clock.h"
 #include "../common/util.h"
 #include "cli.h"
@@ -153,7 +154,7 @@ static const char s_tasks_usage[] =
     "                                  workers)\n"
     "\n"
     "At most 10,000 tasks are listed; a waiting list also stops after the first\n"
-    "200,000 queued tasks of everyone's in run order, and then says so.\n"
+    "50,000 queued tasks of everyone's in run order, and then says so.\n"
     "\n"
     "Options:\n"
     "  --running      the tasks on workers (the default)\n"
@@ -226,10 +227,10 @@ static void s_print_waiting(const proto_reply_t *rep)
                t->attempts, reason);
     }
     if (rep->ntasks == 0 && !rep->truncated)
-        printf("(no task waits: every unfinished one is on a worker)\n");
+        printf("(no task waits)\n");
     if (rep->truncated)
-        printf("(more tasks may wait than these: a listing stops at 10,000 tasks, or after "
-               "the first 200,000 queued ones in run order; --job JOB narrows it)\n");
+        printf("(more tasks may wait than these: a listing stops at 10,000 tasks, or once it "
+               "has looked at 50,000 queued tasks, anyone's, in run order)\n");
 }
 
 int cmd_tasks(cli_t *cli, int argc, char **argv)
@@ -292,7 +293,8 @@ int cmd_tasks(cli_t *cli, int argc, char **argv)
         }
         if (rep->truncated)
             fprintf(stderr, "ztask: more tasks may wait than these (a listing stops at 10,000 "
-                            "tasks, or after the first 200,000 queued ones in run order)\n");
+                            "tasks, or once it has looked at 50,000 queued tasks, anyone's, in "
+                            "run order)\n");
     } else if (waiting) {
         s_print_waiting(rep);
     } else {
