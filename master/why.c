@@ -3,6 +3,7 @@
 
 #include "../common/util.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,20 +47,39 @@ static void s_task_ref(char *buf, size_t size, const sched_task_t *t)
         snprintf(buf, size, "--task %" PRId64, t->id);
 }
 
-/* What t waits for, and in words into why. */
-static proto_wait_t s_reason(why_t *w, const sched_task_t *t, const job_t *job, int64_t now,
-                             int64_t ahead, char *why, size_t size)
+/* What t waits for: the first reason that holds (why.h). Cheap: every
+   task the walk meets is judged (the ready ones ahead count), only
+   those listed are put in words. */
+static proto_wait_t s_wait(why_t *w, const sched_task_t *t, const job_t *job, int64_t now)
 {
-    if (t->parked & SCHED_PARK_HELD) {
+    if (t->parked & SCHED_PARK_HELD)
+        return PROTO_WAIT_HELD;
+    if (t->parked & SCHED_PARK_DEPS)
+        return PROTO_WAIT_DEPS;
+    /* A task of a job at its limit still in the ready queue is parked
+       when a dispatch reaches it: the same wait. */
+    if ((t->parked & SCHED_PARK_CAPPED) || job_at_limit(job))
+        return PROTO_WAIT_CAPPED;
+    if (t->not_before > now)
+        return PROTO_WAIT_RETRY;
+    return s_served(w, t->cls) ? PROTO_WAIT_READY : PROTO_WAIT_NO_WORKER;
+}
+
+/* wait in words, with what to do, into why. */
+static void s_words(const why_t *w, const sched_task_t *t, const job_t *job, proto_wait_t wait,
+                    int64_t now, int64_t ahead, char *why, size_t size)
+{
+    switch (wait) {
+    case PROTO_WAIT_HELD: {
         char ref[48];
         if (job && job->held)
             snprintf(ref, sizeof ref, "%" PRId64, t->job);
         else
             s_task_ref(ref, sizeof ref, t);
         snprintf(why, size, "held: ztask release %s", ref);
-        return PROTO_WAIT_HELD;
+        return;
     }
-    if (t->parked & SCHED_PARK_DEPS) {
+    case PROTO_WAIT_DEPS: {
         proto_dep_t d;
         const job_t *p = deps_waits_for(w->cfg->deps, t->job, t->index, &d)
                              ? jobs_get(w->cfg->jobs, d.job)
@@ -72,31 +92,31 @@ static proto_wait_t s_reason(why_t *w, const sched_task_t *t, const job_t *job, 
         else
             snprintf(why, size, "after job %" PRId64 " (%s%s)", d.job,
                      d.kind == PROTO_DEP_ANY ? "--after-any; " : "", s_job_state(w, p));
-        return PROTO_WAIT_DEPS;
+        return;
     }
-    /* A task of a job at its limit still in the ready queue is parked
-       when a dispatch reaches it: the same wait. */
-    if ((t->parked & SCHED_PARK_CAPPED) || job_at_limit(job)) {
+    case PROTO_WAIT_CAPPED:
         snprintf(why, size, "job limit %d reached: ztask limit %" PRId64 " N changes it",
                  job ? job->max_running : 0, t->job);
-        return PROTO_WAIT_CAPPED;
-    }
-    if (t->not_before > now) {
+        return;
+    case PROTO_WAIT_RETRY:
         snprintf(why, size, "retry backoff: attempt %d in %.1f s", t->attempt + 1,
                  (double) (t->not_before - now) / 1000.0);
-        return PROTO_WAIT_RETRY;
-    }
-    if (!s_served(w, t->cls)) {
+        return;
+    case PROTO_WAIT_NO_WORKER: {
         char need[400];
         proto_need_words(need, sizeof need, sched_class_get(w->cfg->sched, t->cls)->key);
         snprintf(why, size, "no live worker can run it: it needs %s (see ztask workers)", need);
-        return PROTO_WAIT_NO_WORKER;
+        return;
     }
-    if (ahead == 0)
-        snprintf(why, size, "ready: next in line for a free slot");
-    else
-        snprintf(why, size, "ready: %" PRId64 " ahead of it", ahead);
-    return PROTO_WAIT_READY;
+    case PROTO_WAIT_READY:
+        if (ahead == 0)
+            snprintf(why, size, "ready: next in line for a free slot");
+        else
+            snprintf(why, size, "ready: %" PRId64 " ahead of it", ahead);
+        return;
+    case PROTO_WAIT_NONE: break;
+    }
+    assert(!"a waiting task without a wait");
 }
 
 int why_list(const why_config_t *cfg, const why_query_t *q, proto_task_info_t *out,
@@ -110,10 +130,10 @@ int why_list(const why_config_t *cfg, const why_query_t *q, proto_task_info_t *o
     while (n < q->max && sched_walk_visited(walk) < WHY_VISIT_MAX
            && (t = sched_walk_next(walk))) {
         const job_t *job = jobs_get(cfg->jobs, t->job);
-        bool listed = job && q->want(job, q->arg);
-        char why[600];
-        proto_wait_t wait = s_reason(&w, t, job, q->now, ready, why, sizeof why);
-        if (listed) {
+        proto_wait_t wait = s_wait(&w, t, job, q->now);
+        if (job && q->want(job, q->arg)) {
+            char why[600];
+            s_words(&w, t, job, wait, q->now, ready, why, sizeof why);
             out[n++] = (proto_task_info_t){.task = t->id,
                                            .job = t->job,
                                            .index = t->index >= 0 ? t->index : -1,

@@ -35,11 +35,13 @@
 #include <stdint.h>
 
 /* Heap entries looked at, at most, per request: past them the listing
-   stops (truncated). Measured: a walk over 1,000,000 queued tasks (two
-   thirds held, four priorities) took 48 ms for 200,000 entries on a
-   loaded 2-core machine, ~240 ns each (cache misses in heaps of that
-   size); 50,000 keep a request near 12 ms of the loop, and leave room
-   for the 10,000 records a reply carries. */
+   stops (truncated). Measured on a master with 1,000,001 queued tasks
+   on a 2-core machine shared with other builds (load 8): a walk that
+   stopped here (a job behind the million) took 15-28 ms; listing 10,000
+   took 7-31 ms, plus 8-20 ms to encode and send them; the running view's
+   pass over every task took 37 ms there. sched_walk alone: ~240 ns an
+   entry in heaps that size (cache misses). Bounded whatever the queue's
+   length, and room enough for the 10,000 records a reply carries. */
 #define WHY_VISIT_MAX 50000
 
 typedef struct {
