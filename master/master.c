@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "claim.h"
 #include "deps.h"
 #include "dash.h"
 #include "idem.h"
@@ -66,6 +67,7 @@ struct master {
     void *reports;           /* PULL */
     int api_port, report_port;
     auth_t *auth;            /* NULL without CURVE */
+    claim_key_t *claims;     /* NULL without CURVE: claim tokens' key (claim.h) */
     gate_t *gate;            /* sheds unauthenticated connections */
     char curve_secret[41];   /* Z85, "" without CURVE */
     char curve_public[41];   /* Z85, "" without CURVE (allocations' workers get it) */
@@ -105,6 +107,7 @@ void master_config_defaults(master_config_t *cfg)
     cfg->retry_backoff_ms = 500;
     cfg->flush_ms = 5;
     cfg->max_workers_per_key = 256;
+    cfg->alloc_time_scale = 1.0;
 }
 
 /* ---- start-up ---- */
@@ -264,6 +267,9 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
     }
     memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
     memcpy(self->curve_public, kp.pub, sizeof self->curve_public);
+    self->claims = claim_key_new(self->curve_secret, err, errlen);
+    if (!self->claims)
+        return -1;
     self->auth = auth_new(self->ctx,
                           &(auth_lists_t){.clients = cfg->clients,
                                           .workers = cfg->workers,
@@ -421,6 +427,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .jobs = self->jobs,
         .journal = self->journal,
         .auth = self->auth,
+        .claims = self->claims,
         .deps = self->deps,
         .metrics = self->metrics,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -441,6 +448,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .worker_cmd = worker_cmd,
         .master_addr = master_addr,
         .master_key = self->auth ? self->curve_public : NULL,
+        .time_scale = cfg->alloc_time_scale,
     });
     int64_t last_job_id, last_task_id;
     if (tasks_load(self->tasks, self->store) != 0 || alloc_load(self->alloc, self->store) != 0
@@ -741,6 +749,7 @@ void master_destroy(master_t **p)
     waiters_destroy(&self->waiters);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
+    claim_key_destroy(&self->claims);
     gate_destroy(&self->gate);
     if (self->api_sock)
         zmq_close(self->api_sock);

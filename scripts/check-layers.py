@@ -37,8 +37,8 @@ MASTER_LAYERS = [
      "worker allocation queues (Slurm); the HTTP requests; why queued tasks wait"),
     ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
      "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
-    ("store writer auth gate metrics web resources", "SQLite; the commit thread; the ZAP "
-     "allowlist; unauthenticated connections shed; counters; the HTTP threads; what fits on "
+    ("store writer auth claim gate metrics web resources", "SQLite; the commit thread; the ZAP "
+     "allowlist; claim tokens; unauthenticated connections shed; counters; the HTTP threads; what fits on "
      "a worker (pure)"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}
