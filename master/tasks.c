@@ -339,12 +339,6 @@ static void s_let_out(tasks_t *self, job_t *job, int64_t n)
     }
 }
 
-/* Whether a task of job may not start now: the job runs its limit. */
-static bool s_at_limit(const job_t *job)
-{
-    return job && job->max_running > 0 && job->running >= job->max_running;
-}
-
 /* The one place a task changes state in the master: it leaves the queue,
    its orphan wait or its worker for `to`, and its job's counters, its
    worker's list and the orphan count follow. With w (to is ASSIGNED or
@@ -1451,7 +1445,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 if (!t)
                     break;
                 job_t *job = jobs_get(self->jobs, t->job);
-                if (s_at_limit(job)) {
+                if (job_at_limit(job)) {
                     sched_park(self->sched, t, SCHED_PARK_CAPPED);
                     job_capped_push(job, t->id);
                     if (++parks >= PARKS_PER_DISPATCH)

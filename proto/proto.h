@@ -356,10 +356,11 @@ typedef enum {
     PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
     PROTO_REQ_LIMIT,      /* job, max_running: its tasks running at once */
     PROTO_REQ_SHOW,       /* job: its record with its definition */
-    PROTO_REQ_TASKS       /* "running": job (0 = any), worker, all: the tasks on workers now */
+    PROTO_REQ_TASKS,      /* "running": job (0 = any), worker, all: the tasks on workers now */
+    PROTO_REQ_WAITING     /* job (0 = any), all: the queued tasks, each with why it waits */
 } proto_req_type_t;
 /* The highest request type (for code that walks them all). */
-#define PROTO_REQ_LAST PROTO_REQ_TASKS
+#define PROTO_REQ_LAST PROTO_REQ_WAITING
 /* The most task records a "tasks" reply carries. */
 #define PROTO_MAX_TASKS_LISTED 10000
 /* The largest job definition (submit's "definition", JSON text). */
@@ -479,6 +480,30 @@ typedef struct {
     char *first_spec;           /* the spec of its first task */
 } proto_job_t;
 
+/* What a queued task waits for ("waiting" records), in the order a
+   reason wins when several hold: a user's hold, the jobs its job depends
+   on, its job's --max-running, a retry backoff, a kind of worker no live
+   one is, a free slot (it is ready). */
+typedef enum {
+    PROTO_WAIT_NONE = 0,      /* not a waiting record */
+    PROTO_WAIT_HELD,          /* "held" */
+    PROTO_WAIT_DEPS,          /* "deps" */
+    PROTO_WAIT_CAPPED,        /* "capped" */
+    PROTO_WAIT_RETRY,         /* "retry" */
+    PROTO_WAIT_NO_WORKER,     /* "no_worker" */
+    PROTO_WAIT_READY          /* "ready" */
+} proto_wait_t;
+/* "held", ...; NULL for NONE or outside the enum. */
+const char *proto_wait_name(proto_wait_t w);
+/* 0, or -1 for a name that is none of them. */
+int proto_wait_parse(const char *name, proto_wait_t *w);
+
+/* What a class key ("exec", "fn=NAME:gpu,ssd;cpus=2~3600": master/sched.h)
+   asks of a worker, in words, into buf (cut to fit, made one printable
+   line): "a worker that runs commands, labelled gpu,ssd with cpus=2". One
+   copy for the master's words and the CLI's. */
+void proto_need_words(char *buf, size_t size, const char *key);
+
 typedef struct {
     int64_t task;               /* global task id */
     int64_t job;
@@ -491,6 +516,11 @@ typedef struct {
     bool held;                  /* queued and held (ztask hold) */
     double started;             /* without a result: when the current attempt was sent
                                    or started (wall seconds), 0 = not on a worker */
+    /* "waiting" records only (wait NONE elsewhere): */
+    proto_wait_t wait;          /* what it waits for */
+    char *reason;               /* the same in words, with what to do; owned */
+    int32_t priority;
+    int64_t ahead;              /* ready: ready tasks ahead of it in run order */
 } proto_task_info_t;
 
 typedef struct {
@@ -543,6 +573,7 @@ typedef struct {
     proto_task_info_t *tasks;
     int ntasks;
     int64_t next_after;         /* cursor for the next page, -1 when done */
+    bool truncated;             /* waiting: more wait than the tasks listed */
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */

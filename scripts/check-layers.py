@@ -33,8 +33,8 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks alloc dash", "requests; the life of a task (dispatch, claim, result, lease); "
-     "worker allocation queues (Slurm); the HTTP requests"),
+    ("api tasks alloc dash why", "requests; the life of a task (dispatch, claim, result, lease); "
+     "worker allocation queues (Slurm); the HTTP requests; why queued tasks wait"),
     ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
      "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
     ("store writer auth claim gate metrics web resources", "SQLite; the commit thread; the ZAP "

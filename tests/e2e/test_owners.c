@@ -494,6 +494,56 @@ START_TIMED_TEST(an_admin_acts_on_every_job_and_owners_survive_a_restart, 90)
 }
 END_TEST
 
+/* The jobs of `ztask tasks --waiting --json` as who, one per record, into
+   jobs (at most max); the count. */
+static int s_waiting_jobs(env_t *e, const char *who, const char *extra, int64_t *jobs, int max)
+{
+    h_run_t *r = s_as(e, who, "tasks", "--waiting", "--json", extra, NULL);
+    ck_assert_msg(r->rc == 0, "%s: tasks --waiting: %s", who, h_run_desc(r));
+    cJSON *lines = h_json_lines(r->out);
+    h_run_free(&r);
+    int n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, lines)
+    {
+        ck_assert_str_eq(h_jstr(t, "wait"), "no_worker");
+        if (n < max)
+            jobs[n] = h_jint(t, "job", -1);
+        n++;
+    }
+    cJSON_Delete(lines);
+    return n;
+}
+
+/* Why tasks wait is told to their owner only, as the running view: bob
+   neither lists alice's waiting tasks nor names her job; an admin sees
+   everyone's with --all. */
+START_TIMED_TEST(a_client_sees_why_only_its_own_tasks_wait, 60)
+{
+    env_t e;
+    s_env(&e, "why_owners");
+    s_master(&e, true, NULL, NULL, NULL, NULL);
+    /* No worker: every task waits for one. */
+    int64_t a = S_SUBMIT(&e, "alice", "--array", "0-1", "--fn", "noop");
+    int64_t b = S_SUBMIT(&e, "bob", "--fn", "noop");
+    int64_t jobs[8];
+    ck_assert_int_eq(s_waiting_jobs(&e, "alice", NULL, jobs, 8), 2);
+    ck_assert(jobs[0] == a && jobs[1] == a);
+    ck_assert_int_eq(s_waiting_jobs(&e, "bob", NULL, jobs, 8), 1);
+    ck_assert_int_eq(jobs[0], b);
+    S_EXPECT(&e, "bob", 4, "no job", "tasks", "--waiting", "--job", s_id(a, -1));
+    S_EXPECT(&e, "bob", 6, "admin", "tasks", "--waiting", "--all");
+    ck_assert_int_eq(s_waiting_jobs(&e, "root", NULL, jobs, 8), 0);
+    ck_assert_int_eq(s_waiting_jobs(&e, "root", "--all", jobs, 8), 3);
+    h_run_t *r = s_as(&e, "alice", "tasks", "--waiting", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "no live worker can run it: it needs a worker "
+                                               "with the function noop (see ztask workers)"),
+                  "alice's table: %s", h_run_desc(r));
+    h_run_free(&r);
+    s_env_free(&e);
+}
+END_TEST
+
 /* Without keys (a loopback master) nobody can be told apart: jobs have no
    owner and every client acts on every job, as documented. */
 START_TIMED_TEST(a_master_without_keys_has_no_owners_and_everyone_is_admin, 60)

@@ -2409,6 +2409,38 @@ START_TEST(steering_requests_and_their_records_round_trip)
     proto_reply_destroy(&got);
     proto_reply_destroy(&rep);
 
+    /* waiting: the queued tasks with why, and whether the list stopped. */
+    r = proto_req_new(PROTO_REQ_WAITING);
+    r->job = 12;
+    g = s_req_round_trip(r);
+    ck_assert(g->type == PROTO_REQ_WAITING && g->job == 12 && !g->all);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+    rep = proto_reply_new(true);
+    rep->tasks = calloc(2, sizeof *rep->tasks);
+    rep->ntasks = 2;
+    rep->truncated = true;
+    rep->tasks[0] = (proto_task_info_t){.task = 5, .job = 2, .index = 0,
+                                        .status = PROTO_ST_QUEUED, .wait = PROTO_WAIT_READY,
+                                        .reason = strdup("ready: 3 ahead of it"),
+                                        .priority = -4, .ahead = 3};
+    rep->tasks[1] = (proto_task_info_t){.task = 6, .job = 2, .index = 1, .held = true,
+                                        .status = PROTO_ST_QUEUED, .wait = PROTO_WAIT_HELD,
+                                        .reason = strdup("held: ztask release 2")};
+    got = s_reply_round_trip(rep, PROTO_REQ_WAITING);
+    ck_assert(got->truncated && got->ntasks == 2);
+    ck_assert(got->tasks[0].wait == PROTO_WAIT_READY && got->tasks[0].ahead == 3
+              && got->tasks[0].priority == -4);
+    ck_assert_str_eq(got->tasks[0].reason, "ready: 3 ahead of it");
+    ck_assert(got->tasks[1].wait == PROTO_WAIT_HELD && got->tasks[1].held);
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+    s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
+            "\"status\":\"queued\",\"wait\":\"bored\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
+    char words[256];
+    proto_need_words(words, sizeof words, "exec:gpu;cpus=2");
+    ck_assert_str_eq(words, "a worker that runs commands, labelled gpu with cpus=2");
+
     rep = proto_reply_new(true);
     rep->job = 3;
     rep->no_worker = calloc(2, sizeof *rep->no_worker);
