@@ -86,10 +86,11 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
    dep_failed (6). Every query meant to use the index repeats this
    predicate word for word (SQLite uses a partial index only when the
    query's WHERE has its terms).
-   Written as a range, not `state IN (4, 5, 6)` (schemas 12 to 14): every
+   Written as a range, not `state IN (4, 5, 6)` (schemas 13 and 14): every
    write to a task's state evaluates the predicate for the old row and
    the new, and SQLite codes an IN list of more than two constants as a
-   temporary b-tree, built and freed at each evaluation. That cost ~58,000
+   temporary b-tree, built and freed at each evaluation (schema 12's
+   `IN (4, 5)` was two comparisons). That cost ~58,000
    instructions per task finish UPDATE (69,100 against 11,100, callgrind,
    SQLite 3.40), most of the master's ~107,000 per task, as well as two
    tables per assignment and one per insert. BETWEEN rather than
