@@ -39,10 +39,14 @@ struct sched {
        that listing why tasks wait (ztask tasks --waiting) finds the first
        ones in run order without a pass over every parked task. Costs a
        push per park or backoff (24 bytes an entry) and its share of the
-       sweeps (s_compact) that lazy deletion needs: parking 1,000,000
-       tasks (a hold) took 300-380 ms against 100 ms without it, unparking
-       them 420-450 ms against 300-345 (measured on a loaded 2-core
-       machine; `ztask hold` of such a job took 0.5-0.6 s in all before). */
+       sweeps (s_compact, s_tidy_waiting) that lazy deletion needs:
+       parking 1,000,000 tasks (a hold) took 300-380 ms against 100 ms
+       without it, unparking them 420-450 ms against 300-345 (measured on
+       a loaded 2-core machine; `ztask hold` of such a job took 0.5-0.6 s
+       in all before). The sweeps that give its stale entries back cost
+       ~60-70 ms more to cancel a held million, or to run one released
+       (sched.c alone, 155-290 against 230-350 ms and 285-395 against
+       360-490: noisy, loaded machine). */
     heap_t waiting;
     /* Entries pushed since the heaps were last swept of stale ones
        (s_compact): a requeued task leaves its old entry behind, dropped
