@@ -69,7 +69,12 @@ api_t *api_new(const api_config_t *cfg)
     const char *kill = getenv("ZTASK_TEST_KILL_BEFORE_ACK");
     if (kill && parse_int64(kill, 1, INT64_MAX, &self->kill_before_ack) != 0)
         self->kill_before_ack = 0;
-    self->conns = conns_new(cfg->sock, cfg->metrics);
+    /* Test only (docs/protocol.md): a smaller reply budget, in MiB. */
+    const char *budget = getenv("ZTASK_TEST_REPLY_BUDGET_MIB");
+    int64_t budget_mib = 0;
+    if (budget && parse_int64(budget, 1, CONNS_REPLY_BUDGET >> 20, &budget_mib) != 0)
+        budget_mib = 0;
+    self->conns = conns_new(cfg->sock, cfg->metrics, budget_mib);
     return self;
 }
 

@@ -9,6 +9,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -61,6 +63,7 @@ struct conns {
     metrics_t *metrics;
     int refs;                /* atomic: conns_new's, and one per conn record */
     int64_t inflight;        /* atomic: bytes of replies libzmq holds, all connections */
+    int64_t budget;          /* bytes: CONNS_REPLY_BUDGET, or a test's smaller one */
     int64_t queued, parked;  /* sums of the connections' */
     int64_t nitems;          /* items waiting, all connections */
     char *busy_conn, *busy_total;   /* the two "busy" replies, encoded */
@@ -109,8 +112,14 @@ static void s_sent_free(void *data, void *hint)
     s_conn_unref(c);
 }
 
-static char *s_busy_body(size_t *len, const char *message)
+static char *s_busy_body(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *s_busy_body(size_t *len, const char *fmt, ...)
 {
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
     proto_reply_t *rep = proto_reply_error(PROTO_E_BUSY, "%s", message);
     char *body = proto_reply_encode(rep, PROTO_REQ_STATUS);
     proto_reply_destroy(&rep);
@@ -118,24 +127,25 @@ static char *s_busy_body(size_t *len, const char *message)
     return body;
 }
 
-/* The figures in these are CONNS_PARK_CONN and CONNS_REPLY_BUDGET. */
+/* The figure in this one is CONNS_PARK_CONN; BUSY_TOTAL's is the budget. */
 #define BUSY_CONN                                                                          \
     "busy: this connection has replies it has not read and 1 MiB of requests waiting "    \
     "behind them; this request was not run: read your replies, then send it again"
 #define BUSY_TOTAL                                                                         \
-    "busy: clients have not read 128 MiB of replies, as much as the master holds; this "  \
-    "request was not run: read the replies you have and send it again shortly"
-_Static_assert(CONNS_PARK_CONN == (int64_t) 1 << 20 && CONNS_REPLY_BUDGET == (int64_t) 128 << 20,
-               "the busy messages name these bounds");
+    "busy: clients have not read %" PRId64 " MiB of replies, as much as the master holds; " \
+    "this request was not run: read the replies you have and send it again shortly"
+_Static_assert(CONNS_PARK_CONN == (int64_t) 1 << 20, "the busy message names this bound");
 
-conns_t *conns_new(void *sock, metrics_t *metrics)
+conns_t *conns_new(void *sock, metrics_t *metrics, int64_t budget_mib)
 {
+    assert(budget_mib >= 0 && budget_mib <= CONNS_REPLY_BUDGET >> 20);
     conns_t *self = xcalloc(1, sizeof *self);
     self->sock = sock;
     self->metrics = metrics;
     self->refs = 1;
-    self->busy_conn = s_busy_body(&self->busy_conn_len, BUSY_CONN);
-    self->busy_total = s_busy_body(&self->busy_total_len, BUSY_TOTAL);
+    self->budget = budget_mib ? budget_mib << 20 : CONNS_REPLY_BUDGET;
+    self->busy_conn = s_busy_body(&self->busy_conn_len, "%s", BUSY_CONN);
+    self->busy_total = s_busy_body(&self->busy_total_len, BUSY_TOTAL, self->budget >> 20);
     return self;
 }
 
@@ -321,7 +331,7 @@ static int64_t s_conn_unread(const conn_t *c)
 /* Whether a request of c (NULL: no record) may run, and how. */
 static conns_admit_t s_may_run(const conns_t *self, const conn_t *c)
 {
-    if (s_unread(self) < CONNS_REPLY_BUDGET)
+    if (s_unread(self) < self->budget)
         return CONNS_RUN;
     if (!c || s_conn_unread(c) == 0)
         return CONNS_RUN_SMALL;

@@ -74,8 +74,11 @@
 typedef struct conns conns_t;
 
 /* On sock (the API ROUTER, borrowed; ROUTER_MANDATORY); metrics
-   (borrowed) counts the "busy" answers. */
-conns_t *conns_new(void *sock, metrics_t *metrics);
+   (borrowed) counts the "busy" answers. budget_mib: the reply budget in
+   MiB, 1 to CONNS_REPLY_BUDGET's 128; 0 is CONNS_REPLY_BUDGET. Only
+   tests set a smaller one (ZTASK_TEST_REPLY_BUDGET_MIB, api.c): reaching
+   128 MiB takes seconds of 20 MB replies, minutes under TSan. */
+conns_t *conns_new(void *sock, metrics_t *metrics, int64_t budget_mib);
 /* Drops what waits (the clients get nothing more: the master is going
    away). Replies libzmq still holds keep their records alive until it
    frees them (at zmq_ctx_term at the latest). */

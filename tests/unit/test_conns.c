@@ -48,7 +48,7 @@ static void s_rig(rig_t *r)
     ck_assert_int_eq(zmq_bind(r->router, "inproc://conns"), 0);
     ck_assert_int_eq(zmq_connect(r->dealer, "inproc://conns"), 0);
     r->metrics = metrics_new(0);
-    r->conns = conns_new(r->router, r->metrics);
+    r->conns = conns_new(r->router, r->metrics, 0);
     /* One request, so the router knows the dealer and we its routing id. */
     ck_assert_int_eq(zmqx_send(r->dealer, "hi", 2, 0), 0);
     zmqx_frames_t f;
