@@ -113,9 +113,16 @@ static bool s_read_only(proto_req_type_t type)
 }
 
 /* The answer to a query not run, or whose answer is too big to send,
-   while clients hold CONNS_REPLY_BUDGET of unread replies (conns.h). */
-static proto_reply_t *s_busy_error(const api_t *self)
+   while clients hold CONNS_REPLY_BUDGET of unread replies (conns.h).
+   Logged as conns.c logs its own "busy" answers (docs/protocol.md says
+   every one is): an operator sees why a `ztask results` was refused. */
+static proto_reply_t *s_busy_error(api_t *self, proto_req_type_t type)
 {
+    int64_t held;
+    if (log_limit(&self->lim_request, clock_mono_ms(), &held))
+        log_warn("event=api_busy reason=\"replies not read, all clients; a query with a big "
+                 "answer\" type=%s unread_bytes=%" PRId64 " suppressed=%" PRId64,
+                 proto_req_type_name(type), conns_reply_bytes(self->conns), held);
     return proto_reply_error(PROTO_E_BUSY,
                              "busy: clients have not read %" PRId64 " MiB of replies, as much as "
                              "the master holds; this request was not run: send it again shortly",
@@ -140,7 +147,7 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
     } else if (self->small_only && len > CONNS_SMALL_REPLY && s_read_only(type)) {
-        err = s_busy_error(self);
+        err = s_busy_error(self, type);
     }
     if (err) {
         free(body);
@@ -1654,7 +1661,7 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
        design (pages of 8 MiB, chunks of 2 MiB), so they are not run, to
        be thrown away after; other queries run and go out if small. */
     if (self->small_only && (req->type == PROTO_REQ_RESULTS || req->type == PROTO_REQ_LOGS)) {
-        proto_reply_t *rep = s_busy_error(self);
+        proto_reply_t *rep = s_busy_error(self, req->type);
         s_send_reply(self, &env, rep, req->type);
         proto_reply_destroy(&rep);
         proto_req_destroy(&req);

@@ -774,6 +774,10 @@ START_TIMED_TEST(many_connections_that_never_read_cannot_grow_the_master_past_it
     ck_assert_msg(r->rc == 4 && strstr(r->err, "(busy)") && strstr(r->err, "send it again"),
                   "results while %d clients do not read: %s", CONNS, h_run_desc(r));
     h_run_free(&r);
+    ck_assert_msg(H_POLL(h_proc_count_log(h_master(c), "event=api_busy reason=\"replies not read, "
+                                          "all clients; a query with a big answer\" type=results") > 0,
+                         10000),
+                  "the refused results was not logged (%s)", h_proc_log(h_master(c)));
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
     long now = 0;
