@@ -293,7 +293,8 @@ static void s_journal_assigns(journal_t *self, size_t end)
                                    .job = t->job,
                                    .attempt = t->attempt,
                                    .worker = t->worker_name,
-                                   .text = a->key && *a->key ? xstrdup(a->key) : NULL});
+                                   .text = a->key && *a->key ? xstrdup(a->key) : NULL,
+                                   .row_bytes = t->spec_len});
     }
     self->assign_head = end;
     if (self->assign_head == self->nassigns)
@@ -621,18 +622,25 @@ void journal_collect(journal_t *self)
     s_complete(self, false);
 }
 
-/* Rows a batch writes, about. */
-static size_t s_batch_size(const batch_t *b)
+/* True when a batch is small enough to write on the loop: rows and the
+   bytes of text they carry, about. */
+static bool s_batch_small(const batch_t *b)
 {
-    size_t n = b->nops;
-    /* A job's delete (and the vacuum after it) writes as many rows as the
-       job has: never on the loop. */
-    for (size_t i = 0; i < b->nops; i++)
+    size_t n = b->nops, bytes = 0;
+    for (size_t i = 0; i < b->nops; i++) {
+        /* A job's delete (and the vacuum after it) writes as many rows as
+           the job has: never on the loop. */
         if (b->ops[i].type == J_JOB_DELETE)
             n += INLINE_WRITE_MAX;
-    for (const pending_submit_t *p = b->pending; p; p = p->next)
+        bytes += b->ops[i].row_bytes;
+        if (b->ops[i].outcome)
+            bytes += strlen(b->ops[i].outcome);
+    }
+    for (const pending_submit_t *p = b->pending; p; p = p->next) {
         n += (size_t) p->ntasks + 1;
-    return n;
+        bytes += (size_t) p->bytes + (p->job_definition ? strlen(p->job_definition) : 0);
+    }
+    return n <= INLINE_WRITE_MAX && bytes <= INLINE_WRITE_MAX_BYTES;
 }
 
 /* Starts a commit of what is journalled and waiting (the writer must be
@@ -646,7 +654,7 @@ static int s_flush_start(journal_t *self, int64_t now, bool wait)
     batch_t *b = s_take_batch(self, now);
     if (!b)
         return 0;
-    if (s_batch_size(b) <= INLINE_WRITE_MAX) {
+    if (s_batch_small(b)) {
         char why[512] = "";
         int rc = s_write_batch(self->store, b, why, sizeof why);
         return s_batch_done(self, b, rc, why);
