@@ -64,6 +64,10 @@ struct journal {
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
     metrics_t *metrics;      /* borrowed; NULL = not counted */
+    uint64_t seq;            /* changes journalled so far (ops and submits) */
+    uint64_t written;        /* of which the first `written` are committed */
+    bool hurry;              /* journal_commit_soon: the next journal_commit writes what
+                                is journalled without waiting for flush_ms */
 };
 
 /* What one commit writes: the journal's ops and the submits waiting for
@@ -78,6 +82,8 @@ typedef struct {
     int64_t rows;            /* ops + submitted tasks (commit size) */
     bool probe;              /* nothing to write but the last commit failed: a probe
                                 row tells whether space has returned */
+    uint64_t seq_end;        /* the journal's seq when it was taken: committed, every
+                                change up to it is on disk */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -225,6 +231,7 @@ void journal_add(journal_t *self, const jop_t *op)
     if (!self->nops)
         self->since = clock_mono_ms();
     jop_t *j = &self->ops[self->nops++];
+    self->seq++;
     *j = *op;
     j->worker = xstrdup(op->worker);
 }
@@ -252,6 +259,7 @@ void journal_submit(journal_t *self, pending_submit_t **p)
     pending_submit_t *s = *p;
     *p = NULL;
     s->next = NULL;
+    self->seq++;
     *self->pending_tail = s;
     self->pending_tail = &s->next;
 }
@@ -454,7 +462,7 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
         t = self->retry_at - now < t ? self->retry_at - now : t;
     if (self->failing)
         return t;
-    if (self->pending)
+    if (self->pending || (self->hurry && self->nops))
         t = 0;
     if (self->nops) {
         int64_t due = self->failing ? self->retry_at : self->since + self->flush_ms;
@@ -484,6 +492,8 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     for (const pending_submit_t *p = self->pending; p; p = p->next)
         b->rows += p->ntasks;
     b->probe = !self->nops && !self->pending;
+    b->seq_end = self->seq;
+    self->hurry = false;
     b->checkpoint_first = self->checkpoint_next;
     b->truncate_after = self->tight;
     self->checkpoint_next = false;
@@ -565,6 +575,9 @@ static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
         self->failing = false;
         s_check_space(self);
         self->retry_at = 0;
+        /* One batch is out at a time, taken in journal order. */
+        assert(b->seq_end >= self->written);
+        self->written = b->seq_end;
         s_submits_done(self, b->pending, NULL);
     } else {
         if (!self->failing)
@@ -667,8 +680,23 @@ void journal_commit(journal_t *self, int64_t now)
 {
     if (self->full && !self->failing && now >= self->retry_at)
         s_check_space(self);
-    if (!writer_busy(self->writer) && s_flush_due(self, now, false))
+    if (!writer_busy(self->writer) && s_flush_due(self, now, self->hurry))
         s_flush_start(self, now, false);
+}
+
+uint64_t journal_mark(const journal_t *self)
+{
+    return self->seq;
+}
+
+bool journal_written(const journal_t *self, uint64_t mark)
+{
+    return self->written >= mark;
+}
+
+void journal_commit_soon(journal_t *self)
+{
+    self->hurry = true;
 }
 
 int journal_flush(journal_t *self)

@@ -197,6 +197,19 @@ void journal_collect(journal_t *self);
    wait for the writer. */
 void journal_commit(journal_t *self, int64_t now);
 
+/* Answers without waiting for the disk. journal_mark: the point every
+   change journalled so far has reached; journal_written: true once every
+   change up to a mark is committed (never while failing: the store lags).
+   journal_commit_soon: the next journal_commit writes what is journalled
+   at once instead of after flush_ms (the loop's poll does not wait
+   meanwhile). An answer made now from memory and sent only once its mark
+   is written tells nothing a crash could undo, and the loop goes on
+   serving every other socket while that commit is on the writer thread:
+   api.c holds ztask wait's answers so. */
+uint64_t journal_mark(const journal_t *self);
+bool journal_written(const journal_t *self, uint64_t mark);
+void journal_commit_soon(journal_t *self);
+
 /* Writes everything journalled and waiting now, in one transaction, and
    waits for it (and for a batch already out). Returns 0, or -1 when the
    commit failed: the ops are kept for the next try, the submits are
