@@ -287,10 +287,19 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
             connector_close(&self->link);
             goto out;
         }
+        unsigned drops = self->link.drops;
         int64_t attempt_end = clock_mono_ms() + attempt_ms;
         if (attempt_end > deadline)
             attempt_end = deadline;
         int rc = s_wait(self, attempt_end, err);
+        /* Asked again only if the first copy may be lost: its connection
+           closed (a restarting master) or never came up. A master that
+           holds the request is slow, not deaf: a second copy would only
+           queue behind the first, and closing this socket would throw
+           away the reply it is building (a 20 MB page that took longer
+           than a third of the timeout was then never received). */
+        if (rc == 0 && attempt_end < deadline && connector_held_since(&self->link, drops))
+            rc = s_wait(self, deadline, err);
         if (rc < 0) {
             connector_close(&self->link);
             goto out;

@@ -20,9 +20,13 @@
     after a timeout the socket is closed (ZMQ_LINGER 0 drops what it still
     holds) and a fresh one is made for the next call. Read-only requests
     may be resent on a fresh socket inside their timeout (every third of
-    it): a master that restarted lost the first copy, and asking again is
-    harmless. Requests that change state (submit, cancel, drain, forget)
-    are sent exactly once.
+    it) when the first copy may be lost: its connection closed (a master
+    that restarted lost it) or never came up; asking again is harmless.
+    A connection that stayed up since the send means the master holds
+    the request: it is waited for until the timeout, never asked again
+    (a slow master only gets slower with copies, and closing the socket
+    would throw its reply away). Requests that change state (submit,
+    cancel, drain, forget) are sent exactly once.
 
     CURVE (client_set_curve): the socket is a CURVE client of the master,
     which admits our public key only when it is in its --clients list.

@@ -193,6 +193,7 @@ connector_event_t connector_read_event(connector_link_t *link)
         break;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         link->no_detail = 0;
+        link->up = true;
         ev.kind = CONNECTOR_EV_SECURED;
         break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
@@ -207,6 +208,11 @@ connector_event_t connector_read_event(connector_link_t *link)
         ev.kind = CONNECTOR_EV_NO_DETAIL;
         break;
     case ZMQ_EVENT_DISCONNECTED:
+        /* Also after a failed handshake: only a connection that was up
+           counts as a drop. */
+        if (link->up)
+            link->drops++;
+        link->up = false;
         ev.kind = CONNECTOR_EV_DISCONNECTED;
         break;
     case ZMQ_EVENT_CONNECT_RETRIED:
@@ -249,6 +255,15 @@ static connector_err_t s_drain_monitor(connector_link_t *link)
         if (ev.kind == CONNECTOR_EV_RETRIED && !link->connected)
             return CONNECTOR_ERR_REFUSED;
     }
+}
+
+bool connector_held_since(connector_link_t *link, unsigned drops)
+{
+    if (!link->monitor)
+        return false;
+    while (connector_read_event(link).kind != CONNECTOR_EV_NONE)
+        ;
+    return link->up && link->drops == drops;
 }
 
 bool connector_resolves(const connector_t *self)

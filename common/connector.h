@@ -112,6 +112,9 @@ typedef struct {
     void *sock;                  /* NULL when closed */
     void *monitor;               /* a PAIR receiving sock's events, or NULL */
     bool connected;              /* a TCP connection was made at least once */
+    bool up;                     /* a handshake succeeded and the connection has not
+                                    closed since: what is sent now reaches the server */
+    unsigned drops;              /* connections that closed after their handshake */
     int no_detail;               /* NO_DETAIL failures since the last success */
     connector_event_t failure;   /* what ended connector_wait with HANDSHAKE */
 } connector_link_t;
@@ -141,8 +144,15 @@ void connector_close(connector_link_t *link);
 bool connector_resolves(const connector_t *self);
 
 /* Reads one pending monitor event without blocking (NONE when there is
-   none, or no monitor) and keeps link->connected and link->no_detail. */
+   none, or no monitor) and keeps link->connected, up, drops and
+   no_detail. */
 connector_event_t connector_read_event(connector_link_t *link);
+
+/* True when the link's connection has stayed up since the caller saw
+   link->drops equal to `drops` (reads the pending monitor events first):
+   what was sent then is in the server's hands, unless it drops it. False
+   without a monitor (nothing is known). */
+bool connector_held_since(connector_link_t *link, unsigned drops);
 
 /* How many NO_DETAIL failures in a row, without a success in between,
    make a failed handshake (connector_wait). One can be a connection cut

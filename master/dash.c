@@ -613,6 +613,19 @@ static answer_t s_task(dash_t *self, const char *args)
     return s_json(200, o);
 }
 
+/* A change the dashboard is told of is written first, as every steering
+   request of the API is (api.c's s_written): a master killed right after
+   the answer must not lose it. The answer when it could not be. */
+static answer_t s_unwritten(const char *what)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg,
+             "the master could not write this %s to its database (see its log: a full disk?); "
+             "it is applied but would be lost if the master stopped now: ask again",
+             what);
+    return s_fail(500, msg);
+}
+
 static answer_t s_cancel(dash_t *self, const char *args)
 {
     int64_t job_id, task_id;
@@ -635,6 +648,8 @@ static answer_t s_cancel(dash_t *self, const char *args)
     }
     log_info("event=http_cancel job=%" PRId64 " task=%" PRId64 " count=%" PRId64, job_id, task_id,
              count);
+    if (journal_flush(self->cfg.journal) != 0)
+        return s_unwritten("cancel");
     cJSON *root = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "cancelled", (double) count);
     return s_json(200, root);
@@ -682,9 +697,7 @@ static answer_t s_retry(dash_t *self, const char *args)
     tasks_retry_set_free(&set);
     log_info("event=http_retry job=%" PRId64 " tasks=%" PRId64, job_id, n);
     if (journal_flush(self->cfg.journal) != 0)
-        return s_fail(500, "the master could not write this retry to its database (see its log: "
-                           "a full disk?); it is applied but would be lost if the master "
-                           "stopped now: ask again");
+        return s_unwritten("retry");
     cJSON *root = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "retried", (double) n);
     return s_json(200, root);

@@ -197,26 +197,39 @@ static int s_post(int port, const char *path, char *body, size_t size)
    the database cannot be written it is behind the memory (a retry applied
    but not written), so a Retry then is refused, as `ztask retry` is, never
    applied a second time to tasks already back in the queue. */
-START_TIMED_TEST(a_dashboard_retry_is_refused_while_the_database_cannot_be_written, 180)
+/* A master with its database (db) on a 16 MiB tmpfs, where `fill` will
+   take the rest, and the dashboard (*port) behind CONTROL_TOKEN; NULL
+   (after SKIP) when this process may not mount one. */
+static h_proc_t *s_dash_master_on_small_disk(h_cluster_t *c, char db[600], char fill[600],
+                                             int *port)
 {
-    h_cluster_t *c = h_cluster_new("diskretry");
     char *mnt = NULL;
     if (!s_small_disk(c, 16, &mnt)) {
         free(mnt);
+        return NULL;
+    }
+    snprintf(db, 600, "%s/m.db", mnt);
+    snprintf(fill, 600, "%s/fill", mnt);
+    free(mnt);
+    char *tokens = h_path(c, "http.tokens");
+    h_write_file(tokens, CONTROL_TOKEN " control\n");
+    h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--http", "127.0.0.1:0",
+                                 "--http-token", tokens, NULL);
+    free(tokens);
+    *port = h_http_port(m);
+    return m;
+}
+
+START_TIMED_TEST(a_dashboard_retry_is_refused_while_the_database_cannot_be_written, 180)
+{
+    h_cluster_t *c = h_cluster_new("diskretry");
+    char db[600], fill[600];
+    int port = 0;
+    h_proc_t *m = s_dash_master_on_small_disk(c, db, fill, &port);
+    if (!m) {
         h_cluster_destroy(&c);
         return;
     }
-    char db[600], fill[600];
-    snprintf(db, sizeof db, "%s/m.db", mnt);
-    snprintf(fill, sizeof fill, "%s/fill", mnt);
-    char *tokens = h_path(c, "http.tokens");
-    FILE *f = fopen(tokens, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(CONTROL_TOKEN " control\n", f);
-    fclose(f);
-    h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--http", "127.0.0.1:0",
-                                 "--http-token", tokens, NULL);
-    int port = h_http_port(m);
     /* No worker: a retried task stays queued. */
     int64_t job = h_submit(c, NULL, "--fn", "noop", "--array", "0-2", NULL);
     h_cancel(c, job);
@@ -254,8 +267,55 @@ START_TIMED_TEST(a_dashboard_retry_is_refused_while_the_database_cannot_be_writt
     int64_t ended = h_status_count(c, job, "cancelled");
     ck_assert_msg(queued + ended == 3 && queued == 3, "queued %lld cancelled %lld of 3",
                   (long long) queued, (long long) ended);
-    free(tokens);
-    free(mnt);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The dashboard's Cancel is written before it is answered, as the API's
+   is: while the database cannot be written the answer says so (500, "ask
+   again"), never 200 for a change a kill -9 right after would lose. Once
+   space returns the cancel is written, and a crash keeps it. */
+START_TIMED_TEST(a_dashboard_cancel_is_answered_only_once_written, 180)
+{
+    h_cluster_t *c = h_cluster_new("diskcancel");
+    char db[600], fill[600];
+    int port = 0;
+    h_proc_t *m = s_dash_master_on_small_disk(c, db, fill, &port);
+    if (!m) {
+        h_cluster_destroy(&c);
+        return;
+    }
+    /* No worker: every task stays queued until cancelled. */
+    enum { N = 60 };
+    int64_t job = h_submit(c, NULL, "--fn", "noop", "--array", "0-59", NULL);
+    cJSON *res = h_results(c, job, NULL);
+    cJSON **by = h_results_by_index(res, N);
+    char path[80], body[4096];
+    int status = 200, posted = 0;
+    /* One task at a time, each a change to write, until one cannot be. */
+    while (posted < N && status == 200) {
+        s_fill(fill);
+        snprintf(path, sizeof path, "/api/cancel?task=%lld",
+                 (long long) h_jint(by[posted], "task", -1));
+        status = s_post(port, path, body, sizeof body);
+        posted++;
+        ck_assert_msg(status == 200 || status == 500, "cancel: %d %s", status, body);
+    }
+    free(by);
+    cJSON_Delete(res);
+    ck_assert_msg(status == 500 && strstr(body, "could not write this cancel"),
+                  "no cancel was refused on a full disk: %d answers were 200 (last: %d %s)",
+                  posted, status, body);
+    ck_assert(h_proc_running(m));
+    ck_assert_int_eq(unlink(fill), 0);
+    ck_assert_msg(h_proc_wait_log(m, "event=storage_recovered", 1, 30000),
+                  "no storage_recovered after freeing the disk (log %s)", h_proc_log(m));
+    ck_assert_int_eq(h_status_count(c, job, "cancelled"), posted);
+    /* Written: a crash and a restart on the same database keep every one. */
+    h_proc_kill9(m);
+    h_master_start(c, 0, "--db", db, NULL);
+    ck_assert_int_eq(h_status_count(c, job, "cancelled"), posted);
+    ck_assert_int_eq(h_status_count(c, job, "queued"), N - posted);
     h_cluster_destroy(&c);
 }
 END_TEST

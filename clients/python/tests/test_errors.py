@@ -1,6 +1,7 @@
 """Errors carry the CLI's exit code and the master's error code."""
 
 import threading
+import time
 
 import pytest
 import zmq
@@ -121,4 +122,35 @@ def test_replies_that_are_not_ztask_replies_are_refused_not_crashes():
     finally:
         c.close()
         t.join(scaled(20))
+        router.close()
+
+
+def test_a_slow_master_that_holds_the_request_is_waited_for_not_asked_again():
+    """A stand-in master answers after 2.5 s of a 4.5 s timeout on a
+    connection that stays up. Resending at 1.5 s closed the socket the
+    answer was coming to: the call timed out."""
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    got = []
+
+    def master():
+        while router.poll(6000):
+            ident, body = router.recv_multipart()
+            got.append(body)
+            if len(got) == 1:
+                time.sleep(2.5)   # the slowness under test, not a synchronisation
+                router.send_multipart([ident, b'{"v":1,"type":"reply","ok":true,'
+                                              b'"stats":{"workers":0}}'])
+
+    t = threading.Thread(target=master)
+    t.start()
+    c = ztask.Client(f"127.0.0.1:{port}", timeout=4.5)
+    try:
+        assert c.stats() == {"workers": 0}
+        assert len(got) == 1
+    finally:
+        c.close()
+        t.join()
         router.close()

@@ -11,8 +11,13 @@ timeout, with UnreachableError.
 A late reply must never be taken as the answer to the next request: after a
 timeout (or an interrupt) the socket is closed with linger 0 and a fresh one
 is made for the next call. Read-only requests may be resent on a fresh
-socket inside their timeout, every third of it (at least every second): a
-master that restarted lost the first copy, and asking again is harmless.
+socket inside their timeout, every third of it (at least every second),
+when the first copy may be lost: its connection closed (a master that
+restarted lost it) or never came up; asking again is harmless. A
+connection that stayed up since the send means the master holds the
+request: it is waited for until the timeout, never asked again (a slow
+master only gets slower with copies, and closing the socket would throw
+its reply away).
 Requests that change state (cancel, drain, forget) are sent once. A submit
 carries an idempotency key (new_submit_key, one per batch: docs/protocol.md,
 "Idempotent submits"), which makes it safe to resend the same way: a master
@@ -49,7 +54,8 @@ RESEND_MIN = 1.0                 # seconds; a busy master is not asked ten times
 NO_DETAIL_FAILURES = 2           # see cli/client.c: one such failure may be a cut connection
 
 _MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                   | zmq.EVENT_DISCONNECTED)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -80,6 +86,8 @@ class Connection:
         self._sock: Optional[zmq.Socket] = None
         self._monitor: Optional[zmq.Socket] = None
         self._no_detail = 0
+        self._up = False
+        self._drops = 0
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -118,7 +126,11 @@ class Connection:
         while True:
             sock = self._open_socket()
             sock.send(frame, zmq.DONTWAIT)
-            if self._wait(min(time.monotonic() + attempt, deadline)):
+            drops = self._drops
+            ready = self._wait(min(time.monotonic() + attempt, deadline))
+            if not ready and self._held_since(drops):
+                ready = self._wait(deadline)   # the master has it: wait, do not ask again
+            if ready:
                 frames = sock.recv_multipart(zmq.DONTWAIT)
                 if len(frames) != 1:
                     raise RefusedError(f"cannot read the master's reply to {type_}: more than "
@@ -146,6 +158,8 @@ class Connection:
             sock.curve_secretkey = secret.encode()
         self._sock = sock
         self._no_detail = 0
+        self._up = False      # a handshake succeeded and the connection has not closed since
+        self._drops = 0       # connections that closed after their handshake
         # Before connect, or the first handshake's events are lost.
         self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
         self._monitor.setsockopt(zmq.LINGER, 0)
@@ -177,6 +191,12 @@ class Connection:
             if self._sock in ready:
                 return True
 
+    def _held_since(self, drops: int) -> bool:
+        """True when the connection has stayed up since ``self._drops`` was
+        ``drops``: what was sent then is in the master's hands."""
+        self._read_monitor()
+        return self._up and self._drops == drops
+
     def _read_monitor(self) -> None:
         """Reads pending handshake events; raises AuthError when one failed
         for good."""
@@ -195,6 +215,10 @@ class Connection:
             why = None
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._no_detail = 0
+                self._up = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._drops += 1 if self._up else 0
+                self._up = False
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 why = (f"the master at {where} refused this client's key (status {value}): add "
                        "its .pub file to the master's --clients list, then send the master "
