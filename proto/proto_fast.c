@@ -73,6 +73,9 @@ static bool s_span(fr_t *r, const char **s, size_t *n, bool *esc)
     const char *q = ++r->p;
     bool e = false;
     while (r->p < r->end) {
+        r->p += pu_plain_len(r->p, (size_t) (r->end - r->p));
+        if (r->p >= r->end)
+            break;
         unsigned char c = (unsigned char) *r->p;
         if (c == '"') {
             *s = q;

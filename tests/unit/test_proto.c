@@ -1885,6 +1885,29 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
 }
 END_TEST
 
+/* The run the readers skip and the writers copy whole, eight bytes at a
+   time: it ends at the first quote, backslash or control byte wherever it
+   sits in a word, and takes every other byte (UTF-8 included). */
+START_TEST(a_plain_run_ends_at_the_first_byte_a_json_string_must_escape)
+{
+    const char stops[] = {'"', '\\', '\n', 0x01, 0x1f};
+    char buf[41];
+    for (size_t k = 0; k < sizeof stops; k++) {
+        for (size_t at = 0; at < 40; at++) {
+            memset(buf, 'a', 40);
+            buf[40] = '\0';
+            buf[(at + 7) % 40] = (char) 0xc3;   /* a high byte is plain */
+            buf[at] = stops[k];
+            ck_assert_uint_eq(pu_plain_len(buf, 40), at);
+            ck_assert_uint_eq(pu_plain_len(buf, at), at);
+        }
+    }
+    memset(buf, ' ', 40);
+    ck_assert_uint_eq(pu_plain_len(buf, 40), 40);
+    ck_assert_uint_eq(pu_plain_len(buf, 0), 0);
+}
+END_TEST
+
 /* The first batch of every job the CLI submits carries its definition
    (after the tasks), and a closing one may wait or limit the job: the
    fast path takes them, as the tree path reads them, so a big first
