@@ -20,6 +20,7 @@
 
 extern char **environ;
 
+/* Timings at --alloc-time-scale 1 (alloc_t holds them scaled). */
 #define POLL_EVERY_MS 5000     /* squeue while allocations are not ended */
 #define BACKOFF_BASE_S 5.0
 #define BACKOFF_MAX_S 600.0
@@ -56,6 +57,9 @@ struct alloc {
     jobs_t *jobs;
     registry_t *registry;
     char *worker_cmd, *master_addr, *master_key;
+    /* The timings, scaled by --alloc-time-scale (alloc.h). */
+    int64_t tick_ms, poll_ms, cmd_timeout_ms;
+    double backoff_base_s, backoff_max_s, grace_s;
     proto_alloc_t **queues;    /* by id, ascending */
     int nqueues;
     int64_t last_id;
@@ -300,12 +304,12 @@ static void s_cmd_read(cmd_t *c)
 }
 
 /* 1 with *status when the command has ended (its output read), 0 while it
-   runs. One over its time is killed first (status: killed by SIGKILL). */
-static int s_cmd_done(cmd_t *c, int64_t now, int *status)
+   runs. One over timeout_ms is killed first (status: killed by SIGKILL). */
+static int s_cmd_done(cmd_t *c, int64_t now, int64_t timeout_ms, int *status)
 {
     s_cmd_read(c);
     pid_t r = waitpid(c->pid, status, WNOHANG);
-    if (r == 0 && now - c->started > ALLOC_CMD_TIMEOUT_MS) {
+    if (r == 0 && now - c->started > timeout_ms) {
         kill(c->pid, SIGKILL);
         r = waitpid(c->pid, status, 0);
     }
@@ -319,12 +323,12 @@ static int s_cmd_done(cmd_t *c, int64_t now, int *status)
 
 /* ---- queue state ---- */
 
-static double s_backoff(int failing)
+static double s_backoff(const alloc_t *self, int failing)
 {
-    double d = BACKOFF_BASE_S;
-    for (int i = 1; i < failing && d < BACKOFF_MAX_S; i++)
+    double d = self->backoff_base_s;
+    for (int i = 1; i < failing && d < self->backoff_max_s; i++)
         d *= 2;
-    return d < BACKOFF_MAX_S ? d : BACKOFF_MAX_S;
+    return d < self->backoff_max_s ? d : self->backoff_max_s;
 }
 
 static void s_failed(alloc_t *self, proto_alloc_t *q, const char *why)
@@ -333,9 +337,9 @@ static void s_failed(alloc_t *self, proto_alloc_t *q, const char *why)
     q->failing++;
     free(q->last_error);
     q->last_error = s_first_line(why);
-    double wait = s_backoff(q->failing);
+    double wait = s_backoff(self, q->failing);
     q->retry_at = clock_wall() + wait;
-    log_warn("event=alloc_failed queue=%" PRId64 " failures=%" PRId64 " retry_in_s=%.0f "
+    log_warn("event=alloc_failed queue=%" PRId64 " failures=%" PRId64 " retry_in_s=%g "
              "error=%s",
              q->id, q->failures, wait, LOG_V(q->last_error));
     s_save(self, q);
@@ -547,7 +551,7 @@ static void s_squeue_done(alloc_t *self, int status)
             }
             /* Missing from a listing cut at OUT_MAX says nothing. */
             if (!st) {
-                if (!self->cmd.cut[0] && wall - a->submitted > GONE_GRACE_S)
+                if (!self->cmd.cut[0] && wall - a->submitted > self->grace_s)
                     s_ended(self, q, a, "gone");
                 continue;
             }
@@ -781,8 +785,8 @@ static void s_sbatch_done(alloc_t *self, int status)
     const char *e = self->cmd.buf[1] && self->cmd.buf[1][0] ? self->cmd.buf[1] : out;
     char why[400];
     if (WIFSIGNALED(status))
-        snprintf(why, sizeof why, "sbatch killed by signal %d (ran over %d s?)", WTERMSIG(status),
-                 ALLOC_CMD_TIMEOUT_MS / 1000);
+        snprintf(why, sizeof why, "sbatch killed by signal %d (ran over %g s?)", WTERMSIG(status),
+                 (double) self->cmd_timeout_ms / 1000);
     else
         snprintf(why, sizeof why, "sbatch failed (exit %d): %s",
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1, *e ? e : "no output");
@@ -793,14 +797,14 @@ static void s_sbatch_done(alloc_t *self, int status)
 
 void alloc_tick(alloc_t *self, int64_t now)
 {
-    if (now - self->last_tick < ALLOC_TICK_MS
+    if (now - self->last_tick < self->tick_ms
         || (!self->nqueues && !self->ncancels && self->cmd.kind == CMD_NONE))
         return;
     self->last_tick = now;
     s_count_workers(self);
     if (self->cmd.kind != CMD_NONE) {
         int status;
-        if (!s_cmd_done(&self->cmd, now, &status))
+        if (!s_cmd_done(&self->cmd, now, self->cmd_timeout_ms, &status))
             return;
         if (self->cmd.kind == CMD_SQUEUE)
             s_squeue_done(self, status);
@@ -821,7 +825,7 @@ void alloc_tick(alloc_t *self, int64_t now)
        while sbatch ran had submitted (s_adopt). */
     if (!self->polled || (now >= self->next_poll && s_any_unended(self))) {
         self->polled = true;
-        self->next_poll = now + POLL_EVERY_MS;
+        self->next_poll = now + self->poll_ms;
         s_start_squeue(self, now);
         return;
     }
@@ -848,6 +852,20 @@ alloc_t *alloc_new(const alloc_config_t *cfg)
     self->worker_cmd = xstrdup(cfg->worker_cmd);
     self->master_addr = xstrdup(cfg->master_addr);
     self->master_key = xstrdup(cfg->master_key);
+    double scale = cfg->time_scale > 0 ? cfg->time_scale : 1.0;
+    assert(scale >= ALLOC_TIME_SCALE_MIN && scale <= ALLOC_TIME_SCALE_MAX
+           && "the caller validates --alloc-time-scale");
+    self->tick_ms = (int64_t) (ALLOC_TICK_MS * scale);
+    self->poll_ms = (int64_t) (POLL_EVERY_MS * scale);
+    self->cmd_timeout_ms = (int64_t) (ALLOC_CMD_TIMEOUT_MS * scale);
+    self->backoff_base_s = BACKOFF_BASE_S * scale;
+    self->backoff_max_s = BACKOFF_MAX_S * scale;
+    self->grace_s = GONE_GRACE_S * scale;
+    if (scale != 1.0)
+        log_info("event=alloc_time_scale scale=%g tick_ms=%" PRId64 " squeue_every_ms=%" PRId64
+                 " command_limit_ms=%" PRId64 " backoff_s=%g..%g grace_s=%g",
+                 scale, self->tick_ms, self->poll_ms, self->cmd_timeout_ms, self->backoff_base_s,
+                 self->backoff_max_s, self->grace_s);
     self->cmd.fd[0] = self->cmd.fd[1] = -1;
     return self;
 }
@@ -932,7 +950,16 @@ static int s_load_one(int64_t id, const char *def, void *arg)
 
 int alloc_load(alloc_t *self, store_t *store)
 {
-    int rc = store_allocs_each(store, s_load_one, self);
+    /* Above every id handed out before, removed queues' too: a script
+       holding an old id must never reach a new queue, and a Slurm job
+       named ztask-alloc-ID that a removed queue left must not be taken
+       for the new queue's (s_adopt goes by that name). */
+    int64_t last = 0;
+    int rc = store_alloc_last_id(store, &last);
+    if (rc == 0 && last > self->last_id)
+        self->last_id = last;
+    if (rc == 0)
+        rc = store_allocs_each(store, s_load_one, self);
     if (rc == 0 && self->nqueues)
         log_info("event=alloc_queues_loaded queues=%d", self->nqueues);
     return rc;

@@ -14,7 +14,15 @@
     WNOHANG at each tick; one that runs longer than ALLOC_CMD_TIMEOUT_MS is
     killed and counts as a failure.
 
-    Policy, per queue, at each tick (once a second):
+    Every timing below (the tick, the squeue period, the backoff, the grace
+    for a job squeue does not list yet, the command limit) is multiplied
+    by the master's --alloc-time-scale (default 1): the e2e tests run them
+    2 to 5 times faster against stand-in Slurm commands, and a site whose
+    slurmctld is busy may poll less often. One factor for all of them, so
+    their ratios (a grace of six polls, a backoff of one poll) stay as
+    designed.
+
+    Policy, per queue, at each tick (once a second, scaled as above):
       - submit one allocation when tasks are queued beyond the free slots of
         the live workers (not held, nor beyond their job's --max-running), fewer than `backlog` of its allocations wait for
         their workers, and its allocations (each `workers_per_alloc`
@@ -54,6 +62,9 @@
 
 #define ALLOC_TICK_MS 1000
 #define ALLOC_CMD_TIMEOUT_MS 30000
+/* The range of alloc_config_t.time_scale (--alloc-time-scale). */
+#define ALLOC_TIME_SCALE_MIN 0.01
+#define ALLOC_TIME_SCALE_MAX 100.0
 /* The longest batch script (what the queue's --worker-arg values make). */
 #define ALLOC_SCRIPT_MAX 32768
 
@@ -68,18 +79,22 @@ typedef struct {
     const char *worker_cmd;   /* the ztask-worker the allocations start */
     const char *master_addr;  /* HOST:PORT the workers connect to */
     const char *master_key;   /* the master's Z85 public key; NULL without CURVE */
+    double time_scale;        /* multiplies every timing (see the top); 0 = 1; else
+                                 within ALLOC_TIME_SCALE_MIN..MAX (asserted) */
 } alloc_config_t;
 
 alloc_t *alloc_new(const alloc_config_t *cfg);
 /* Kills a command still running (and reaps it); frees everything. */
 void alloc_destroy(alloc_t **p);
 
-/* Reads the stored queues. -1 on a store error (store_error says it); a
-   queue whose text cannot be read is logged and skipped. */
+/* Reads the stored queues, and the highest queue id ever given (removed
+   queues' too): new queues take ids above it, never one used before. -1
+   on a store error (store_error says it); a queue whose text cannot be
+   read is logged and skipped. */
 int alloc_load(alloc_t *self, store_t *store);
 
-/* Once per ALLOC_TICK_MS: reads a finished command, starts the next one
-   (squeue, sbatch) when due. Never blocks. */
+/* Once per ALLOC_TICK_MS (scaled): reads a finished command, starts the
+   next one (squeue, sbatch) when due. Never blocks. */
 void alloc_tick(alloc_t *self, int64_t now);
 
 /* The reply to an `alloc` request (add, list, pause, resume, remove);

@@ -1,4 +1,5 @@
 /*  ztask-master: flags, signals, and the master's event loop. */
+#include "alloc.h"
 #include "master.h"
 #include "store.h"
 
@@ -85,6 +86,10 @@ static void s_usage(FILE *out)
 "                       newest, or an age: 7d, 12h, 30m (default: keep all);\n"
 "                       both go by the jobs' wall-clock finish times, so a\n"
 "                       clock set forward forgets sooner (timers do not move)\n"
+"  --alloc-time-scale F multiplies the timings of `ztask alloc` queues (tick 1 s,\n"
+"                       squeue every 5 s, backoff 5 s..10 min, 30 s grace and\n"
+"                       command limit) by F, 0.01..100 (default 1): for tests,\n"
+"                       or above 1 to poll a busy slurmctld less often\n"
 "  --log-level LEVEL    debug, info (default), warn, error\n"
 "  --help, --version\n"
 "\n"
@@ -161,7 +166,7 @@ int main(int argc, char **argv)
     enum { O_DB = 1, O_BIND, O_PORT, O_TASKPORTS, O_SYNC, O_HB, O_LIVE, O_LEASE, O_GRACE,
            O_PREFETCH, O_CRASH, O_BACKOFF, O_LOG, O_HELP, O_VERSION, O_SECRET, O_CLIENTS,
            O_WORKERS, O_INSECURE, O_KEEP, O_ADMINS, O_QUOTA_TASKS, O_QUOTA_BYTES, O_MAX_PER_KEY,
-           O_HTTP, O_HTTP_TOKEN, O_HTTP_CERT, O_HTTP_KEY };
+           O_HTTP, O_HTTP_TOKEN, O_HTTP_CERT, O_HTTP_KEY, O_ALLOC_SCALE };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"bind", required_argument, 0, O_BIND},
@@ -189,6 +194,7 @@ int main(int argc, char **argv)
         {"http-cert", required_argument, 0, O_HTTP_CERT},
         {"http-key", required_argument, 0, O_HTTP_KEY},
         {"keep-results", required_argument, 0, O_KEEP},
+        {"alloc-time-scale", required_argument, 0, O_ALLOC_SCALE},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
@@ -268,6 +274,16 @@ int main(int argc, char **argv)
         case O_HTTP_CERT: cfg.http_cert = optarg; break;
         case O_HTTP_KEY: cfg.http_key = optarg; break;
         case O_KEEP: rc = s_keep_opt(optarg, &cfg); break;
+        case O_ALLOC_SCALE:
+            if (parse_double(optarg, &cfg.alloc_time_scale) != 0
+                || !(cfg.alloc_time_scale >= ALLOC_TIME_SCALE_MIN
+                     && cfg.alloc_time_scale <= ALLOC_TIME_SCALE_MAX)) {
+                fprintf(stderr, "ztask-master: --alloc-time-scale wants a factor from %g to %g "
+                                "(1 = the documented timings), not '%s'\n",
+                        ALLOC_TIME_SCALE_MIN, ALLOC_TIME_SCALE_MAX, optarg);
+                rc = -1;
+            }
+            break;
         case O_HELP: s_usage(stdout); return 0;
         case O_VERSION: printf("ztask-master %s\n", ztask_version()); return 0;
         default:

@@ -105,6 +105,7 @@ void master_config_defaults(master_config_t *cfg)
     cfg->retry_backoff_ms = 500;
     cfg->flush_ms = 5;
     cfg->max_workers_per_key = 256;
+    cfg->alloc_time_scale = 1.0;
 }
 
 /* ---- start-up ---- */
@@ -441,6 +442,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .worker_cmd = worker_cmd,
         .master_addr = master_addr,
         .master_key = self->auth ? self->curve_public : NULL,
+        .time_scale = cfg->alloc_time_scale,
     });
     int64_t last_job_id, last_task_id;
     if (tasks_load(self->tasks, self->store) != 0 || alloc_load(self->alloc, self->store) != 0

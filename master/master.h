@@ -56,6 +56,8 @@ typedef struct {
     const char *http_token;    /* --http-token FILE; NULL = none (loopback or --insecure only) */
     const char *http_cert;     /* --http-cert / --http-key: HTTPS */
     const char *http_key;
+    double alloc_time_scale;   /* --alloc-time-scale: multiplies the Slurm allocation
+                                  timings (alloc.h); default 1, for tests and tuning */
 } master_config_t;
 
 /* Fills the defaults above. */

@@ -107,11 +107,26 @@ _Static_assert(PROTO_ST_QUEUED == 0 && PROTO_ST_ASSIGNED == 1 && PROTO_ST_RUNNIN
     "kind INTEGER NOT NULL);" \
     "CREATE INDEX IF NOT EXISTS job_deps_job ON job_deps(job);"
 
-/* Schema 3: the highest task id deleted so far (see SCHEMA). */
+/* Schema 3: the highest task id deleted so far (see SCHEMA); since
+   schema 14 also the highest allocation queue id ('alloc_queues'). */
 #define LAST_IDS_TABLE "CREATE TABLE IF NOT EXISTS last_ids(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
 /* Schema 11: the CURVE key of the worker an assignment went to, so that
    after a restart only that key claims the task (tasks.c, s_sender). */
 #define TASKS_WORKER_KEY_COLUMN "ALTER TABLE tasks ADD COLUMN worker_key TEXT;"
+
+/* Schema 14: allocation queue ids are never reused, across restarts too
+   (a script holding an old id must not act on a new queue, nor logs and
+   metrics mix two queues under one id). The master takes the next id
+   above the highest row and above the mark a queue's deletion leaves in
+   last_ids (the only time the highest id could be lost, as for tasks).
+   A database of 13 has lost the ids of the queues removed before: the
+   step marks the highest of the rows left, all it knows. Older masters
+   would not look at the mark (and hand out a removed queue's id again):
+   the version bump makes them refuse the file. */
+#define ALLOC_IDS_KEEP \
+    "INSERT INTO last_ids(name, last) " \
+    "SELECT 'alloc_queues', coalesce(max(id), 0) FROM alloc_queues WHERE true " \
+    "ON CONFLICT(name) DO UPDATE SET last = max(last, excluded.last)"
 
 /* Schema 5: the idempotency keys of recent submits (master/idem.h), one
    row per owner ("" = nobody) and key; pruned by age, a scan (an hour's
@@ -239,8 +254,10 @@ enum {
     S_PROBE,
     S_SPECS_FROM,
     S_ALLOC_SAVE,
+    S_ALLOC_IDS_KEEP,
     S_ALLOC_DEL,
     S_ALLOCS,
+    S_ALLOC_LAST_ID,
     S_COUNT_
 };
 
@@ -345,8 +362,12 @@ static const char *const SQL[S_COUNT_] = {
     [S_SPECS_FROM] = "SELECT id, spec FROM tasks WHERE id >= ?1 ORDER BY id LIMIT ?2",
     [S_ALLOC_SAVE] = "INSERT INTO alloc_queues(id, def) VALUES (?1, ?2) "
                      "ON CONFLICT(id) DO UPDATE SET def = excluded.def",
+    /* Before a queue is deleted: remember the highest id (schema 14). */
+    [S_ALLOC_IDS_KEEP] = ALLOC_IDS_KEEP,
     [S_ALLOC_DEL] = "DELETE FROM alloc_queues WHERE id = ?1",
     [S_ALLOCS] = "SELECT id, def FROM alloc_queues ORDER BY id",
+    [S_ALLOC_LAST_ID] = "SELECT max(coalesce((SELECT max(id) FROM alloc_queues), 0), "
+                        "coalesce((SELECT last FROM last_ids WHERE name = 'alloc_queues'), 0))",
 };
 
 struct store {
@@ -635,6 +656,11 @@ static int s_upgrade(sqlite3 *db, int64_t version, char *err, size_t errlen)
     if (rc == 0 && version < 13)
         rc = s_exec(db, JOB_DEPS_TABLE "DROP INDEX IF EXISTS tasks_failed;" TASKS_FAILED_INDEX, err,
                     errlen, "upgrade schema to 13");
+    /* Steps may land out of order (above): a database that skipped this
+       one still reads right, as the last id is the higher of the rows
+       and the mark. */
+    if (rc == 0 && version < 14)
+        rc = s_exec(db, ALLOC_IDS_KEEP, err, errlen, "upgrade schema to 14");
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
     if (rc == 0)
@@ -1534,10 +1560,25 @@ int store_alloc_save(store_t *self, int64_t id, const char *def)
 
 int store_alloc_delete(store_t *self, int64_t id)
 {
-    if (s_write_begin(self, "delete allocation queue") < 0)
+    if (s_write_begin(self, "delete allocation queue") < 0
+        || s_write_step(self, S_ALLOC_IDS_KEEP, "delete allocation queue", NULL) < 0)
         return -1;
     sqlite3_bind_int64(self->stmt[S_ALLOC_DEL], 1, id);
     return s_write_step(self, S_ALLOC_DEL, "delete allocation queue", NULL);
+}
+
+int store_alloc_last_id(store_t *self, int64_t *out)
+{
+    sqlite3_stmt *st = s_get(self, S_ALLOC_LAST_ID, "last allocation queue id");
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        s_dberr(self, "last allocation queue id");
+    s_put(self, S_ALLOC_LAST_ID);
+    return rc == SQLITE_ROW ? 0 : -1;
 }
 
 int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg)

@@ -54,10 +54,11 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
    jobs.max_running, jobs.definition (ztask hold, retry, limit, show); 8:
    alloc_queues; 11: tasks.worker_key; 12: tasks_failed indexes cancelled
    tasks too; 13: job_deps and task state 6 (dep_failed) (the sched
-   helper's step, its brief's 7, above main's 12 at the merge). Older
+   helper's step, its brief's 7, above main's 12 at the merge); 14: the
+   highest allocation queue id in last_ids (ids never reused). Older
    databases are upgraded in place, a step per version (s_upgrade in
    store.c); a newer one is refused. */
-#define STORE_SCHEMA_VERSION 13
+#define STORE_SCHEMA_VERSION 14
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a
@@ -316,9 +317,13 @@ int store_check(store_t *self);
 
 /* Worker allocation queues (alloc.h), each kept as its JSON text
    (proto_alloc_encode): saved whole at every change, in the open
-   transaction like every other write. */
+   transaction like every other write. A delete first records the highest
+   id so far (schema 14), so that no id is handed out twice. */
 int store_alloc_save(store_t *self, int64_t id, const char *def);
 int store_alloc_delete(store_t *self, int64_t id);
 int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg);
+/* The highest allocation queue id ever stored, deleted ones included (0
+   when none): the next queue takes the one above. */
+int store_alloc_last_id(store_t *self, int64_t *out);
 
 #endif

@@ -53,6 +53,8 @@ double h_slowdown(void);
 int h_ms(int base_ms);
 /* Monotonic milliseconds. */
 int64_t h_now_ms(void);
+/* Wall-clock seconds (the master's clock_wall: retry_at, finished). */
+double h_wall(void);
 /* Sleeps ms milliseconds: only between polls of a condition (H_POLL). */
 void h_nap(int ms);
 

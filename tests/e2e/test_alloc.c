@@ -7,8 +7,10 @@
     ends before any worker came, failed submissions backed off, and the
     allocations found again after a master kill -9 rather than submitted
     twice (also one whose sbatch answer the dying master never read); a
-    squeue that writes without end or more than is kept; a held job. The
-    real Slurm is tests/slurm/run.sh (`make test-slurm`). */
+    squeue that writes without end or more than is kept; a held job; ids
+    never given twice. The queue tests run the master's allocation timings
+    faster (--alloc-time-scale, FAST below). The real Slurm is
+    tests/slurm/run.sh (`make test-slurm`). */
 #include "harness.h"
 
 #include <check.h>
@@ -207,12 +209,42 @@ static int64_t s_queue_int(h_cluster_t *c, const char *field)
     return v;
 }
 
+/* The queue tests' masters run the allocation timings (the tick, the
+   squeue period, the backoff, the grace for a job squeue does not list,
+   the command limit) `scale` times as long as in production
+   (--alloc-time-scale): every wait below is for an event (a squeue call,
+   a state, a log line), so only the time they take changes. A sanitizer
+   build is slower: its scale grows with it, up to 1. FAST suits most
+   tests: a 6 s command limit still outlasts by far the few steps of a
+   test that holds the command slot on purpose (a hung squeue, a slow
+   scancel or sbatch). */
+#define FAST 0.2
+
+/* The --alloc-time-scale for base (what the master is given). */
+static double s_scale(double base)
+{
+    char text[32];
+    double v = base * h_slowdown();
+    snprintf(text, sizeof text, "%g", v < 1 ? v : 1);
+    return strtod(text, NULL);
+}
+
+static h_proc_t *s_master_start(h_cluster_t *c, double base)
+{
+    char arg[32];
+    snprintf(arg, sizeof arg, "%g", s_scale(base));
+    return h_master_start(c, 0, "--alloc-time-scale", arg, NULL);
+}
+
 START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survives_a_restart,
                  180)
 {
     h_cluster_t *c = h_cluster_new("allocq");
     s_fake_slurm(c);
-    h_master_start(c, 0, NULL);
+    /* Slower than FAST: what is read while the queue backs off must come
+       before its retry (5 s after the second failure, scaled). */
+    const double base = 0.5;
+    s_master_start(c, base);
 
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
                        "--idle-timeout", "2m", "--worker-arg=--threads=3", "--json", "--",
@@ -248,32 +280,39 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
 
     /* kill -9 and a restart: the allocation is found again, not redone. */
     h_proc_kill9(h_master(c));
-    h_master_start(c, 0, NULL);
+    s_master_start(c, base);
     polls = s_lines(c, "squeue.log");
     ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
     ck_assert(s_alloc_is(c, 0, "running"));
     ck_assert_int_eq(s_lines(c, "sbatch.log"), 1);
     ck_assert_int_eq(s_queue_int(c, "submitted"), 1);
 
-    /* It ends with no worker ever seen: a failure, backed off. */
-    s_write(c, "squeue.txt", "1001 FAILED\n");
-    ck_assert(H_POLL(s_queue_int(c, "failures") == 1, 15000));
-    q = s_queue(c);
-    ck_assert_msg(strstr(h_jstr(q, "last_error"), "before any worker registered"), "%s",
-                  h_jstr(q, "last_error"));
-    ck_assert(h_jnum(q, "retry_at", 0) > (double) time(NULL) + 2);
-    cJSON_Delete(q);
-
-    /* Then sbatch itself fails: said, and not retried in a tight loop. */
+    /* It ends with no worker ever seen: a failure, backed off 5 s. Then
+       sbatch itself fails: said, and not retried in a tight loop (10 s).
+       sbatch fails from before the first failure: the retry after it
+       must not find one that works. The first failure's record is read
+       from the log (the list shows the second one soon after). */
+    double scale = s_scale(base);
     s_write(c, "fail", "");
+    s_write(c, "squeue.txt", "1001 FAILED\n");
+    char want[200];
+    snprintf(want, sizeof want,
+             "event=alloc_failed queue=1 failures=1 retry_in_s=%g error=\"allocation 1001 ended "
+             "(failed) before any worker registered",
+             5 * scale);
+    ck_assert_msg(h_proc_wait_log(h_master(c), want, 1, 15000), "no line %s", want);
     ck_assert(H_POLL(s_queue_int(c, "failures") == 2, 20000));
     ck_assert_int_eq(s_lines(c, "sbatch.log"), 2);
     q = s_queue(c);
     ck_assert_msg(strstr(h_jstr(q, "last_error"), "invalid partition"), "%s",
                   h_jstr(q, "last_error"));
-    double wait_s = h_jnum(q, "retry_at", 0) - (double) time(NULL);
-    ck_assert_msg(wait_s > 5, "backoff after 2 failures: %.1f s", wait_s);
+    double wait_s = h_jnum(q, "retry_at", 0) - h_wall();
+    ck_assert_msg(wait_s > 5 * scale, "backoff after 2 failures: %.1f s", wait_s);
     cJSON_Delete(q);
+    snprintf(want, sizeof want,
+             "event=alloc_failed queue=1 failures=2 retry_in_s=%g error=\"sbatch failed (exit 1)",
+             10 * scale);
+    ck_assert_msg(h_proc_count_log(h_master(c), want) == 1, "no line %s", want);
     h_run_t *list = h_cli(c, "alloc", "list", NULL);
     ck_assert_msg(list->rc == 0 && strstr(list->out, "backing-off")
                       && strstr(list->out, "invalid partition"),
@@ -350,7 +389,7 @@ static h_cluster_t *s_one_allocation(const char *name)
     h_cluster_t *c = h_cluster_new(name);
     s_fake_slurm(c);
     s_squeue_from_script(c);
-    h_master_start(c, 0, NULL);
+    s_master_start(c, FAST);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
                        "--idle-timeout", "2m", NULL);
     ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
@@ -396,7 +435,8 @@ START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_e
     s_write(c, "squeue.sh",
             "i=0; while [ $i -lt 9000 ]; do echo \"$((5000 + i)) COMPLETED\"; i=$((i + 1)); done\n"
             "echo '1001 RUNNING'\n");
-    /* Past the 30 s grace for a job squeue does not list, and a few polls. */
+    /* Past the grace for a job squeue does not list (six polls), and a
+       few polls. */
     int polls = s_lines(c, "squeue.log");
     ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 8, 90000));
     ck_assert_msg(s_alloc_is(c, 0, "running"), "the running allocation was judged ended");
@@ -490,7 +530,7 @@ START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follo
     ck_assert_int_eq(unlink(script), 0);
     free(script);
     h_run_t *r;
-    h_master_start(c, 0, NULL);
+    s_master_start(c, FAST);
     r = h_cli(c, "alloc", "list", "--json", NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "\"1001\""),
                   "queue 1 and its allocation 1001 forgotten, nothing cancelled: %s",
@@ -503,7 +543,7 @@ START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follo
     ck_assert_str_eq(s_read(c, "scancel.log"), "1001\n");
     /* For good this time (the journal wrote it once scancel started). */
     h_proc_stop(h_master(c), 20000);
-    h_master_start(c, 0, NULL);
+    s_master_start(c, FAST);
     r = h_cli(c, "alloc", "list", NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "no allocation queues"), "%s", h_run_desc(r));
     h_run_free(&r);
@@ -535,7 +575,7 @@ START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_s
     ck_assert_int_eq(chmod(sbatch, 0755), 0);
     free(sbatch);
     free(slow);
-    h_master_start(c, 0, NULL);
+    s_master_start(c, FAST);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
                        "--idle-timeout", "2m", NULL);
     ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
@@ -552,7 +592,7 @@ START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_s
     ck_assert_msg(H_POLL(access(jobfile, F_OK) == 0, 10000), "sbatch did not submit");
     free(jobfile);
     /* A restart: the allocation is found by its name, not submitted again. */
-    h_master_start(c, 0, NULL);
+    s_master_start(c, FAST);
     ck_assert_msg(H_POLL(s_alloc_is(c, 0, "queued"), 15000), "allocation 1001 not found again");
     int polls = s_lines(c, "squeue.log");
     ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 1, 15000));
@@ -571,9 +611,10 @@ START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
     s_fake_slurm(c);
     s_squeue_from_script(c);
     /* An allocation of the queue, running with no worker yet (found by the
-       first poll): squeue runs every 5 s from then on, the clock below. */
+       first poll): squeue runs every 5 s (scaled) from then on, the clock
+       below. */
     s_write(c, "squeue.txt", "999 RUNNING ztask-alloc-1\n");
-    h_master_start(c, 0, NULL);
+    s_master_start(c, FAST);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "3",
                        "--backlog", "2", "--idle-timeout", "2m", NULL);
     ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
@@ -591,7 +632,7 @@ START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
     ck_assert_msg(r->rc == 0, "alloc resume: %s", h_run_desc(r));
     h_run_free(&r);
     /* Held tasks wait for a release, not for workers: two polls (10 s of
-       ticks) and no sbatch. */
+       ticks, scaled) and no sbatch. */
     ck_assert(H_POLL(s_alloc_is(c, 0, "running"), 15000));
     int polls = s_lines(c, "squeue.log");
     ck_assert(H_POLL(s_lines(c, "squeue.log") >= polls + 2, 30000));
@@ -602,6 +643,94 @@ START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
     h_run_free(&r);
     ck_assert_msg(H_POLL(s_lines(c, "sbatch.log") == 1, 15000), "no sbatch after the release");
     h_cluster_destroy(&c);
+}
+END_TEST
+
+/* `alloc add`: the new queue's id. */
+static int64_t s_add_queue(h_cluster_t *c)
+{
+    h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    cJSON *q = h_json_first(r->out);
+    ck_assert_ptr_nonnull(q);
+    int64_t id = h_jint(q, "id", 0);
+    cJSON_Delete(q);
+    h_run_free(&r);
+    return id;
+}
+
+static void s_remove_queue(h_cluster_t *c, int64_t id)
+{
+    char arg[32];
+    snprintf(arg, sizeof arg, "%lld", (long long) id);
+    h_run_t *r = h_cli(c, "alloc", "remove", arg, NULL);
+    ck_assert_msg(r->rc == 0, "alloc remove %s: %s", arg, h_run_desc(r));
+    h_run_free(&r);
+}
+
+/* The ids of `alloc list --json`, "1 2 " (a request flushes the journal
+   before it is answered: what it lists is committed). */
+static char *s_queue_ids(h_cluster_t *c)
+{
+    static char ids[256];
+    h_run_t *r = h_cli(c, "alloc", "list", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "alloc list: %s", h_run_desc(r));
+    cJSON *qs = h_json_lines(r->out);
+    size_t n = 0;
+    ids[0] = '\0';
+    const cJSON *q;
+    cJSON_ArrayForEach(q, qs)
+        n += (size_t) snprintf(ids + n, sizeof ids - n, "%lld ", (long long) h_jint(q, "id", 0));
+    cJSON_Delete(qs);
+    h_run_free(&r);
+    return ids;
+}
+
+/* A script that holds an old queue id must never reach a new queue, nor
+   may logs and metrics mix two queues under one id: ids are not reused,
+   even once the newest (or every) queue was removed and the master
+   restarted, by kill -9 or SIGTERM. */
+START_TIMED_TEST(an_alloc_queue_id_is_never_given_twice_even_across_a_master_restart, 60)
+{
+    h_cluster_t *c = h_cluster_new("allocids");
+    h_master_start(c, 0, NULL);
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(s_add_queue(c), i);
+    s_remove_queue(c, 3);
+    ck_assert_str_eq(s_queue_ids(c), "1 2 ");
+    h_proc_kill9(h_master(c));
+    h_master_start(c, 0, NULL);
+    ck_assert_str_eq(s_queue_ids(c), "1 2 ");
+    ck_assert_msg(s_add_queue(c) == 4, "queue 3 was removed: its id was given again");
+
+    /* Every queue removed: the next id still goes up. */
+    for (int i = 1; i <= 4; i++)
+        if (i != 3)
+            s_remove_queue(c, i);
+    ck_assert_str_eq(s_queue_ids(c), "");
+    h_proc_stop(h_master(c), 20000);
+    h_master_start(c, 0, NULL);
+    ck_assert_msg(s_add_queue(c) == 5, "with no queue left, an old id was given again");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* --alloc-time-scale is for tests and tuning, within reason: a typo must
+   not make the master hammer slurmctld (or never poll it). */
+START_TIMED_TEST(a_master_refuses_an_alloc_time_scale_out_of_its_range, 60)
+{
+    char bin[1024];
+    snprintf(bin, sizeof bin, "%s/ztask-master", h_bin_dir());
+    static const char *const bad[] = {"0", "0.001", "101", "-1", "fast", "1x", "nan", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *const argv[] = {bin, "--db", ":memory:", "--port", "0", "--alloc-time-scale",
+                              (char *) bad[i], NULL};
+        h_run_t *r = h_run(argv, NULL, 20000);
+        ck_assert_msg(r->rc == 2 && strstr(r->err, "--alloc-time-scale wants a factor from 0.01 "
+                                                   "to 100"),
+                      "--alloc-time-scale '%s': %s", bad[i], h_run_desc(r));
+        h_run_free(&r);
+    }
 }
 END_TEST
 

@@ -24,13 +24,6 @@ static pid_t s_read_pid(const char *path)
     return pid;
 }
 
-static double s_wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Checks n records, indexes 0..n-1 once each, all done. */
 static void s_expect_all_done(h_cluster_t *c, int64_t job, int n)
 {
@@ -510,7 +503,7 @@ START_TIMED_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120)
     h_proc_signal(wa, SIGTERM);
     int code = h_proc_wait_exit(wa, 20000);
     ck_assert_msg(code == 0, "drained worker exit %d, want 0 (log %s)", code, h_proc_log(wa));
-    double gone = s_wall();
+    double gone = h_wall();
     /* It left with work still to do, so the rest ran on b. */
     int64_t done_then = h_status_count(c, job, "done");
     ck_assert_msg(done_then < 100, "the drain waited for the whole job");

@@ -1309,6 +1309,60 @@ START_TEST(test_alloc_queues_are_saved_whole_and_deleted_and_old_databases_gain_
 }
 END_TEST
 
+/* An allocation queue id is never given twice (schema 14): a deleted
+   queue's id stays the last one, the newest deleted or every queue gone;
+   a database of 13 marks the highest of its rows at the upgrade, all it
+   knows. */
+START_TEST(test_alloc_queue_ids_stay_used_after_their_queues_are_deleted)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t last = -1;
+    ck_assert_int_eq(store_alloc_last_id(store, &last), 0);
+    ck_assert_int_eq(last, 0);
+    for (int64_t id = 1; id <= 5; id++)
+        ck_assert_int_eq(store_alloc_save(store, id, "{}"), 0);
+    ck_assert_int_eq(store_alloc_delete(store, 5), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(store_alloc_last_id(store, &last), 0);
+    ck_assert_int_eq(last, 5);
+    for (int64_t id = 1; id <= 4; id++)
+        ck_assert_int_eq(store_alloc_delete(store, id), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_alloc_last_id(store, &last), 0);
+    ck_assert_int_eq(last, 5);
+    /* As 13 left it: rows 6 and 7, no mark (queues up to 9 were removed). */
+    ck_assert_int_eq(store_alloc_save(store, 6, "{}"), 0);
+    ck_assert_int_eq(store_alloc_save(store, 7, "{}"), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "DELETE FROM last_ids WHERE name = 'alloc_queues';"
+                                  "PRAGMA user_version = 13;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    store = s_open_file(tmp.db);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(s_file_int(tmp.db, "SELECT last FROM last_ids WHERE name = 'alloc_queues'"),
+                     7);
+    store = s_open_file(tmp.db);
+    ck_assert_int_eq(store_alloc_delete(store, 7), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(store_alloc_last_id(store, &last), 0);
+    ck_assert_int_eq(last, 7);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
 /* A database from before hold, limit and definitions (schema 4, or one
    at 8 made by a build without them: the branches landed out of order)
    gains their columns in place: its jobs and tasks are kept, none held,
