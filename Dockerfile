@@ -22,7 +22,8 @@ FROM ${BASE_IMAGE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        build-essential pkg-config libzmq3-dev libcjson-dev libsqlite3-dev libmicrohttpd-dev \
+        build-essential pkg-config libzmq3-dev libsodium-dev libcjson-dev libsqlite3-dev \
+        libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The source tree minus what .dockerignore lists (local builds, databases,
@@ -36,7 +37,8 @@ LABEL org.opencontainers.image.title="ztask-build"
 FROM ${BASE_IMAGE}
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libzmq5 libcjson1 libsqlite3-0 libmicrohttpd12 \
+ && apt-get install -y --no-install-recommends libzmq5 libsodium23 libcjson1 libsqlite3-0 \
+        libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 ztask \
  && useradd --system --uid 10001 --gid ztask --home-dir /var/lib/ztask \

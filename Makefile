@@ -29,9 +29,10 @@ CC      ?= cc
 WERROR  ?= 1
 
 # ---- libraries: found by pkg-config, or the goal stops at once ----
-PKGS       := libzmq libcjson sqlite3 libmicrohttpd
+PKGS       := libzmq libsodium libcjson sqlite3 libmicrohttpd
 TEST_PKGS  := check
 DEB_libzmq := libzmq3-dev
+DEB_libsodium := libsodium-dev
 DEB_libcjson := libcjson-dev
 DEB_sqlite3 := libsqlite3-dev
 DEB_libmicrohttpd := libmicrohttpd-dev

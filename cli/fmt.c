@@ -1,6 +1,7 @@
 #include "fmt.h"
 
 #include "../common/util.h"
+#include "../proto/proto.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -134,33 +135,8 @@ void fmt_ago(char *buf, size_t size, double s)
 
 void fmt_need(char *buf, size_t size, const char *key)
 {
-    /* "exec:gpu,ssd;cpus=64~3600": kind, labels, resources (after ';'),
-       then "~SECONDS" for a --time-request. */
-    const char *tilde = strchr(key, '~');
-    size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
-    const char *semi = memchr(key, ';', keylen);
-    size_t head = semi ? (size_t) (semi - key) : keylen;
-    const char *colon = memchr(key, ':', head);
-    size_t kind = colon ? (size_t) (colon - key) : head;
-    bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
-    /* "fn=NAME": NAME written with pct_encode (master/sched.h). */
-    char *fn = strncmp(key, "fn=", 3) == 0 ? pct_decode(key + 3, kind - 3) : NULL;
-    char what[320] = "";
-    if (exec)
-        snprintf(what, sizeof what, " that runs commands");
-    else if (fn)
-        snprintf(what, sizeof what, " with the function %.256s", fn);
-    free(fn);
-    int nlabels = colon ? (int) (head - (size_t) (colon + 1 - key)) : 0;
-    int nres = semi ? (int) (keylen - head - 1) : 0;
     char text[1200];
-    int n = snprintf(text, sizeof text, "a worker%s%s%s%.*s%s%.*s", what,
-                     colon && *what ? "," : "", colon ? " labelled " : "",
-                     nlabels > 300 ? 300 : nlabels, colon ? colon + 1 : "", nres ? " with " : "",
-                     nres > 200 ? 200 : nres, semi ? semi + 1 : "");
-    if (tilde && n > 0 && (size_t) n < sizeof text)
-        snprintf(text + n, sizeof text - (size_t) n, "%s whose allocation lasts %.40s s more",
-                 *what || colon || semi ? "," : "", tilde + 1);
+    proto_need_words(text, sizeof text, key);
     fmt_cell(buf, size, text, 200);
 }
 

@@ -24,7 +24,7 @@ static const char s_usage[] =
     "  jobs      list jobs\n"
     "  show      what a job is: its command, options, who submitted it, when\n"
     "  results   list a job's tasks and how they ended\n"
-    "  tasks     what runs where across jobs, and for how long\n"
+    "  tasks     what runs where across jobs, and (--waiting) why tasks wait\n"
     "  logs      a task's stdout and stderr (-f to follow)\n"
     "  cancel    cancel a job or one task\n"
     "  retry     run a job's failed and cancelled tasks again\n"

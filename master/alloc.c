@@ -861,11 +861,24 @@ alloc_t *alloc_new(const alloc_config_t *cfg)
     self->backoff_base_s = BACKOFF_BASE_S * scale;
     self->backoff_max_s = BACKOFF_MAX_S * scale;
     self->grace_s = GONE_GRACE_S * scale;
-    if (scale != 1.0)
-        log_info("event=alloc_time_scale scale=%g tick_ms=%" PRId64 " squeue_every_ms=%" PRId64
-                 " command_limit_ms=%" PRId64 " backoff_s=%g..%g grace_s=%g",
-                 scale, self->tick_ms, self->poll_ms, self->cmd_timeout_ms, self->backoff_base_s,
-                 self->backoff_max_s, self->grace_s);
+    char timings[256];
+    snprintf(timings, sizeof timings,
+             "event=alloc_time_scale scale=%g tick_ms=%" PRId64 " squeue_every_ms=%" PRId64
+             " command_limit_ms=%" PRId64 " backoff_s=%g..%g grace_s=%g",
+             scale, self->tick_ms, self->poll_ms, self->cmd_timeout_ms, self->backoff_base_s,
+             self->backoff_max_s, self->grace_s);
+    /* Below 1 the limits are shorter than a real slurmctld may need
+       (Slurm's own MessageTimeout is 10 s): a slow sbatch killed (its
+       job submitted all the same), a job not listed yet taken for ended,
+       and squeue and sbatch asked more often. Said at warn, so that a
+       production master run so by mistake shows it. */
+    if (scale < 1.0)
+        log_warn("%s note=\"below 1 is for tests with stand-in Slurm commands: a real sbatch or "
+                 "squeue slower than the command limit is killed, and a job squeue has not "
+                 "listed within the grace is taken for ended\"",
+                 timings);
+    else if (scale > 1.0)
+        log_info("%s", timings);
     self->cmd.fd[0] = self->cmd.fd[1] = -1;
     return self;
 }

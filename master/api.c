@@ -13,6 +13,7 @@
 #include "store.h"
 #include "tasks.h"
 #include "waiters.h"
+#include "why.h"
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -1165,6 +1166,50 @@ static void s_tasks(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
     proto_reply_destroy(&rep);
 }
 
+/* ---- waiting: why queued tasks are not on a worker ---- */
+
+typedef struct {
+    const auth_peer_t *peer;
+    int64_t job;             /* 0 = any the peer sees */
+    bool all;
+} want_t;
+
+static bool s_want(const job_t *job, void *arg)
+{
+    const want_t *w = arg;
+    return w->job > 0 ? job->id == w->job : w->all || s_mine(w->peer, job);
+}
+
+/* The queued tasks of one job or of every job the peer sees (its own;
+   with "all", an admin: everyone's), in run order, each with why it
+   waits (why.h: bounded, no store read). */
+static void s_waiting(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                      const proto_req_t *req, int64_t now)
+{
+    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+        return;
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's tasks (the master's --admins "
+                      "list); without --all: your own");
+        return;
+    }
+    want_t want = {.peer = peer, .job = req->job, .all = req->all};
+    proto_reply_t *rep = proto_reply_new(true);
+    rep->tasks = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t));
+    rep->ntasks = why_list(&(why_config_t){.sched = self->cfg.sched,
+                                           .tasks = self->cfg.tasks,
+                                           .jobs = self->cfg.jobs,
+                                           .deps = self->cfg.deps},
+                           &(why_query_t){.want = s_want,
+                                          .arg = &want,
+                                          .max = PROTO_MAX_TASKS_LISTED,
+                                          .now = now},
+                           rep->tasks, &rep->truncated);
+    s_send_reply(self, env, rep, PROTO_REQ_WAITING);
+    proto_reply_destroy(&rep);
+}
+
 /* ---- show ---- */
 
 /* One job's record with what it was submitted as and its first task's
@@ -1641,6 +1686,21 @@ static void s_alloc(api_t *self, const zmqx_frames_t *env, const auth_peer_t *pe
                     const proto_req_t *req)
 {
     proto_reply_t *rep = alloc_request(self->cfg.alloc, req, (peer->roles & AUTH_ADMIN) != 0);
+    /* A change (add, pause, resume, remove) is written before it is
+       answered, as every steering request is: a new queue's id answered
+       and then lost to a kill -9 would be given again by the restarted
+       master, to another queue (ids are never given twice). Not written,
+       the change stays in memory and goes with the next commit: the
+       answer says so, and that asking again would add a second queue. */
+    if (rep->ok && req->alloc_op != PROTO_ALLOC_OP_LIST && api_flush(self) != 0) {
+        s_reply_error(self, env, PROTO_E_STORAGE,
+                      "the master could not write this change to its database (see its log: a "
+                      "full disk?): it is applied, as `ztask alloc list` shows, and written once "
+                      "space returns, but lost if the master stops before then; look before "
+                      "asking again (an add would make a second queue)");
+        proto_reply_destroy(&rep);
+        return;
+    }
     s_send_reply(self, env, rep, PROTO_REQ_ALLOC);
     proto_reply_destroy(&rep);
 }
@@ -1726,6 +1786,7 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     case PROTO_REQ_LIMIT: s_limit(self, &env, &peer, req); break;
     case PROTO_REQ_SHOW: s_show(self, &env, &peer, req); break;
     case PROTO_REQ_TASKS: s_tasks(self, &env, &peer, req); break;
+    case PROTO_REQ_WAITING: s_waiting(self, &env, &peer, req, now); break;
     }
     proto_req_destroy(&req);
 }

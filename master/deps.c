@@ -253,6 +253,18 @@ deps_verdict_t deps_judge(const deps_t *self, int64_t job, int64_t index, char *
     return v;
 }
 
+bool deps_waits_for(const deps_t *self, int64_t job, int64_t index, proto_dep_t *out)
+{
+    const child_t *c = imap_get(self->children, job);
+    char why[256];
+    for (int i = 0; c && i < c->ndeps; i++)
+        if (s_judge_one(self, &c->deps[i], index, why, sizeof why) == DEPS_WAIT) {
+            *out = c->deps[i];
+            return true;
+        }
+    return false;
+}
+
 /* ---- waiting tasks ---- */
 
 void deps_hold(deps_t *self, int64_t job, int64_t index, int64_t task)

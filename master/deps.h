@@ -79,6 +79,11 @@ bool deps_has(const deps_t *self, int64_t job);
 deps_verdict_t deps_judge(const deps_t *self, int64_t job, int64_t index, char *why,
                           size_t whylen);
 
+/* What a task of job with that index waits for: the first of its job's
+   dependencies judged DEPS_WAIT, into *out (its job and kind). False
+   when it waits for none (it may run, or never will). */
+bool deps_waits_for(const deps_t *self, int64_t job, int64_t index, proto_dep_t *out);
+
 /* Remembers a task of job (with index) that waits. */
 void deps_hold(deps_t *self, int64_t job, int64_t index, int64_t task);
 

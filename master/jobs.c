@@ -226,6 +226,11 @@ size_t jobs_count(const jobs_t *self)
     return imap_size(self->map);
 }
 
+bool job_at_limit(const job_t *job)
+{
+    return job && job->max_running > 0 && job->running >= job->max_running;
+}
+
 void job_capped_push(job_t *job, int64_t task)
 {
     if (job->capped.head + job->capped.n == job->capped.cap) {

@@ -148,6 +148,10 @@ job_t *jobs_get(const jobs_t *self, int64_t id);
 job_t *jobs_next(const jobs_t *self, size_t *pos);
 size_t jobs_count(const jobs_t *self);
 
+/* Whether no task of job may start now: it runs its --max-running.
+   NULL: no. */
+bool job_at_limit(const job_t *job);
+
 /* The capped list (see the top): appends an id; takes the oldest (false
    when empty). */
 void job_capped_push(job_t *job, int64_t task);

@@ -35,6 +35,9 @@ struct journal {
     writer_t *writer;        /* the commit thread */
     char *db_path;
     int flush_ms;
+    int64_t assign_write_ms; /* ASSIGN_WRITE_MS, or the test hook's
+                                ZTASK_TEST_ASSIGN_WRITE_MS (a test that needs a
+                                task out with no stored assignment) */
     jop_t *ops;
     size_t nops, capops;
     /* The array of the last written batch, kept for the next journal:
@@ -137,6 +140,10 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
     self->store = store;
     self->sched = sched;
     self->flush_ms = flush_ms;
+    self->assign_write_ms = ASSIGN_WRITE_MS;
+    const char *hook = getenv("ZTASK_TEST_ASSIGN_WRITE_MS");
+    if (hook && parse_int64(hook, 1, 3600 * 1000, &self->assign_write_ms) != 0)
+        self->assign_write_ms = ASSIGN_WRITE_MS;
     self->db_path = xstrdup(db_path);
     self->pending_tail = &self->pending;
     self->done_tail = &self->done;
@@ -279,7 +286,7 @@ static size_t s_assigns_due(const journal_t *self, int64_t now)
 {
     size_t k = self->assign_head;
     while (k < self->nassigns
-           && (self->stopping || now - self->assigns[k].since >= ASSIGN_WRITE_MS))
+           && (self->stopping || now - self->assigns[k].since >= self->assign_write_ms))
         k++;
     return k;
 }
@@ -470,7 +477,7 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
             t = due - now;
     }
     if (self->assign_head < self->nassigns) {
-        int64_t due = self->assigns[self->assign_head].since + ASSIGN_WRITE_MS;
+        int64_t due = self->assigns[self->assign_head].since + self->assign_write_ms;
         if (self->failing && self->retry_at > due)
             due = self->retry_at;
         if (due - now < t)

@@ -35,6 +35,9 @@
     queued: its worker still claims it in its hello (the claimed attempt is
     one above the stored one), unless the restarted master has already sent
     it to another worker, which makes one extra execution of a short task.
+    Nothing stored tells it from a task never sent, so with CURVE that claim
+    needs the claim token the task was sent with (claim.h), which no other
+    worker key has.
 
     Threads: main loop only (the writer thread it starts touches only a
     batch and the store).

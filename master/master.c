@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "auth.h"
+#include "claim.h"
 #include "deps.h"
 #include "dash.h"
 #include "idem.h"
@@ -66,6 +67,7 @@ struct master {
     void *reports;           /* PULL */
     int api_port, report_port;
     auth_t *auth;            /* NULL without CURVE */
+    claim_key_t *claims;     /* NULL without CURVE: claim tokens' key (claim.h) */
     gate_t *gate;            /* sheds unauthenticated connections */
     char curve_secret[41];   /* Z85, "" without CURVE */
     char curve_public[41];   /* Z85, "" without CURVE (allocations' workers get it) */
@@ -265,6 +267,9 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
     }
     memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
     memcpy(self->curve_public, kp.pub, sizeof self->curve_public);
+    self->claims = claim_key_new(self->curve_secret, err, errlen);
+    if (!self->claims)
+        return -1;
     self->auth = auth_new(self->ctx,
                           &(auth_lists_t){.clients = cfg->clients,
                                           .workers = cfg->workers,
@@ -422,6 +427,7 @@ static int s_start(master_t *self, char *err, size_t errlen)
         .jobs = self->jobs,
         .journal = self->journal,
         .auth = self->auth,
+        .claims = self->claims,
         .deps = self->deps,
         .metrics = self->metrics,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -746,6 +752,7 @@ void master_destroy(master_t **p)
     waiters_destroy(&self->waiters);
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
+    claim_key_destroy(&self->claims);
     gate_destroy(&self->gate);
     if (self->api_sock)
         zmq_close(self->api_sock);

@@ -33,6 +33,17 @@ struct sched {
     int nclasses;
     heap_t delayed;
     heap_t suspects;          /* ready tasks with crashes > 0, any class */
+    /* Queued tasks out of the ready heaps (parked, or in a retry backoff:
+       then in delayed too, under the same generation), keyed by priority
+       as the ready heaps are. Never popped: only sched_walk reads it, so
+       that listing why tasks wait (ztask tasks --waiting) finds the first
+       ones in run order without a pass over every parked task. Costs a
+       push per park or backoff (24 bytes an entry) and its share of the
+       sweeps (s_compact) that lazy deletion needs: parking 1,000,000
+       tasks (a hold) took 300-380 ms against 100 ms without it, unparking
+       them 420-450 ms against 300-345 (measured on a loaded 2-core
+       machine; `ztask hold` of such a job took 0.5-0.6 s in all before). */
+    heap_t waiting;
     /* Entries pushed since the heaps were last swept of stale ones
        (s_compact): a requeued task leaves its old entry behind, dropped
        only when it reaches a top, so a client changing a queued job's
@@ -117,6 +128,7 @@ sched_t *sched_new(void)
     self->tasks = imap_new();
     self->delayed.max = false;
     self->suspects.max = true;
+    self->waiting.max = true;
     sched_class(self, "fn");   /* class 0: anything goes */
     return self;
 }
@@ -157,6 +169,7 @@ void sched_destroy(sched_t **p)
     free(self->classes);
     free(self->delayed.v);
     free(self->suspects.v);
+    free(self->waiting.v);
     free(self);
     *p = NULL;
 }
@@ -267,6 +280,7 @@ static void s_compact(sched_t *self)
     self->pushes = 0;
     s_sweep(self, &self->delayed);
     s_sweep(self, &self->suspects);
+    s_sweep(self, &self->waiting);
     for (int i = 0; i < self->nclasses; i++)
         s_sweep(self, &self->classes[i].ready);
 }
@@ -276,13 +290,18 @@ static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
     t->state = PROTO_ST_QUEUED;
     t->not_before = not_before;
     t->gen++;
-    if (t->parked)
-        return;   /* out of every heap until sched_unpark */
     s_compact(self);
-    if (not_before > 0)
+    entry_t by_priority = {t->priority, t->id, t->gen};
+    if (t->parked) {
+        s_push(&self->waiting, by_priority);   /* out of the queue until sched_unpark */
+        return;
+    }
+    if (not_before > 0) {
         s_push(&self->delayed, (entry_t){not_before, t->id, t->gen});
-    else
-        s_push(s_ready_heap(self, t), (entry_t){t->priority, t->id, t->gen});
+        s_push(&self->waiting, by_priority);
+    } else {
+        s_push(s_ready_heap(self, t), by_priority);
+    }
 }
 
 static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
@@ -453,10 +472,10 @@ void sched_set_priority(sched_t *self, sched_task_t *task, int32_t priority)
     if (task->priority == priority)
         return;
     task->priority = priority;
-    /* A ready entry is keyed by the old priority: a new one replaces it.
-       A delayed or parked task takes its priority when it is queued. */
-    if (task->state == PROTO_ST_QUEUED && !task->parked && task->not_before == 0)
-        s_enqueue(self, task, 0);
+    /* Its entry (ready, or waiting: parked or delayed) is keyed by the
+       old priority: a new one replaces it. */
+    if (task->state == PROTO_ST_QUEUED)
+        s_enqueue(self, task, task->not_before);
 }
 
 void sched_remove(sched_t *self, int64_t id)
@@ -522,4 +541,116 @@ size_t sched_size(const sched_t *self)
 sched_task_t *sched_next(const sched_t *self, size_t *pos)
 {
     return imap_next(self->tasks, pos, NULL);
+}
+
+/* ---- walk: the queued tasks in run order ---- */
+
+/* A place in one of the heaps the walk reads: which heap, which slot. */
+typedef struct {
+    entry_t e;
+    int src;                  /* class index; nclasses: suspects; nclasses + 1: waiting */
+    size_t pos;
+} spot_t;
+
+struct sched_walk {
+    const sched_t *sched;
+    spot_t *v;                /* the frontier: a heap, best entry first */
+    size_t n, cap;
+    size_t visited;
+};
+
+static const heap_t *s_walk_src(const sched_t *self, int src)
+{
+    return src < self->nclasses    ? &self->classes[src].ready
+           : src == self->nclasses ? &self->suspects
+                                   : &self->waiting;
+}
+
+/* Every source is a max-heap on priority with the lower id first. */
+static bool s_spot_before(const spot_t *a, const spot_t *b)
+{
+    if (a->e.key != b->e.key)
+        return a->e.key > b->e.key;
+    return a->e.id < b->e.id;
+}
+
+static void s_walk_add(sched_walk_t *w, int src, size_t pos)
+{
+    const heap_t *h = s_walk_src(w->sched, src);
+    if (pos >= h->n)
+        return;
+    if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 64;
+        w->v = xrealloc(w->v, w->cap * sizeof *w->v);
+    }
+    spot_t s = {h->v[pos], src, pos};
+    size_t i = w->n++;
+    while (i > 0 && s_spot_before(&s, &w->v[(i - 1) / 2])) {
+        w->v[i] = w->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    w->v[i] = s;
+}
+
+static spot_t s_walk_take(sched_walk_t *w)
+{
+    spot_t top = w->v[0], last = w->v[--w->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        const spot_t *bv = &last;
+        if (l < w->n && s_spot_before(&w->v[l], bv)) {
+            best = l;
+            bv = &w->v[l];
+        }
+        if (r < w->n && s_spot_before(&w->v[r], bv))
+            best = r;
+        if (best == i)
+            break;
+        w->v[i] = w->v[best];
+        i = best;
+    }
+    if (w->n)
+        w->v[i] = last;
+    return top;
+}
+
+sched_walk_t *sched_walk_new(const sched_t *self)
+{
+    sched_walk_t *w = xcalloc(1, sizeof *w);
+    w->sched = self;
+    for (int src = 0; src <= self->nclasses + 1; src++)
+        s_walk_add(w, src, 0);
+    return w;
+}
+
+const sched_task_t *sched_walk_next(sched_walk_t *w)
+{
+    /* A heap's slot comes after its parent's in the heap's order, so
+       taking the best of the frontier and putting its children in yields
+       every entry of every source in one order: the k first cost
+       O((k + stale) log k), whatever the heaps hold beyond them. */
+    while (w->n) {
+        spot_t s = s_walk_take(w);
+        s_walk_add(w, s.src, 2 * s.pos + 1);
+        s_walk_add(w, s.src, 2 * s.pos + 2);
+        w->visited++;
+        if (s_live(w->sched, &s.e))
+            return imap_get(w->sched->tasks, s.e.id);
+    }
+    return NULL;
+}
+
+size_t sched_walk_visited(const sched_walk_t *w)
+{
+    return w->visited;
+}
+
+void sched_walk_destroy(sched_walk_t **p)
+{
+    if (!p || !*p)
+        return;
+    free((*p)->v);
+    free(*p);
+    *p = NULL;
 }

@@ -14,7 +14,8 @@
     "fn=wordcount:gpu") has its own ready heap; a worker pops the best head among the
     classes it can serve, so a task no worker can take never blocks others.
 
-    Parked tasks: a QUEUED task may be parked, out of every heap, for one
+    Parked tasks: a QUEUED task may be parked, out of every ready heap
+    (listed only in the one sched_walk reads), for one
     or more reasons (a user's hold, its job at its --max-running limit).
     It stays QUEUED (its job counts it queued) and is never popped; when
     its last reason is lifted it enters the ready (or delayed) queue again.
@@ -228,6 +229,23 @@ int64_t sched_head_ready_ms(sched_t *self);
 
 /* Unfinished tasks tracked (queued + assigned + running). */
 size_t sched_size(const sched_t *self);
+
+/* A walk over the QUEUED tasks (parked, in a retry backoff and ready
+   alike) in the order the scheduler takes them: the highest priority
+   first, then the lowest id (the oldest). For `ztask tasks --waiting`.
+   Cost: the first k tasks take O((k + s) log k), s the stale heap
+   entries met among them (lazy deletion: at most about as many as there
+   are tasks, swept as the heaps grow), not a pass over every task. The
+   scheduler must not change while a walk is open (main loop: open, read,
+   destroy in one turn). The walk is the caller's (sched_walk_destroy);
+   tasks it returns are borrowed. */
+typedef struct sched_walk sched_walk_t;
+sched_walk_t *sched_walk_new(const sched_t *self);
+/* The next queued task in run order, or NULL at the end. */
+const sched_task_t *sched_walk_next(sched_walk_t *w);
+/* Heap entries looked at so far, stale ones included (what the walk cost). */
+size_t sched_walk_visited(const sched_walk_t *w);
+void sched_walk_destroy(sched_walk_t **p);
 
 /* Iterates every record (any order). *pos starts at 0. The scheduler must not
    change during the iteration: collect ids, then act. */

@@ -916,20 +916,27 @@ bool store_dirty(const store_t *self)
     return self->in_tx || self->poisoned;
 }
 
-/* The highest task id ever used: in the table, kept in last_ids by a
-   delete, or in sqlite_sequence (schema 2). */
-static int s_last_task_id(store_t *self, int64_t *out)
+/* The one integer a prepared statement of one row answers (the last
+   ids below). */
+static int s_stmt_int(store_t *self, int id, const char *what, int64_t *out)
 {
-    sqlite3_stmt *st = s_get(self, S_TASK_LAST_ID, "last task id");
+    sqlite3_stmt *st = s_get(self, id, what);
     if (!st)
         return -1;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *out = sqlite3_column_int64(st, 0);
     else
-        s_dberr(self, "last task id");
-    s_put(self, S_TASK_LAST_ID);
+        s_dberr(self, what);
+    s_put(self, id);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* The highest task id ever used: in the table, kept in last_ids by a
+   delete, or in sqlite_sequence (schema 2). */
+static int s_last_task_id(store_t *self, int64_t *out)
+{
+    return s_stmt_int(self, S_TASK_LAST_ID, "last task id", out);
 }
 
 int store_last_ids(store_t *self, int64_t *job, int64_t *task)
@@ -1569,16 +1576,7 @@ int store_alloc_delete(store_t *self, int64_t id)
 
 int store_alloc_last_id(store_t *self, int64_t *out)
 {
-    sqlite3_stmt *st = s_get(self, S_ALLOC_LAST_ID, "last allocation queue id");
-    if (!st)
-        return -1;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    else
-        s_dberr(self, "last allocation queue id");
-    s_put(self, S_ALLOC_LAST_ID);
-    return rc == SQLITE_ROW ? 0 : -1;
+    return s_stmt_int(self, S_ALLOC_LAST_ID, "last allocation queue id", out);
 }
 
 int store_allocs_each(store_t *self, int (*fn)(int64_t id, const char *def, void *arg), void *arg)

@@ -339,12 +339,6 @@ static void s_let_out(tasks_t *self, job_t *job, int64_t n)
     }
 }
 
-/* Whether a task of job may not start now: the job runs its limit. */
-static bool s_at_limit(const job_t *job)
-{
-    return job && job->max_running > 0 && job->running >= job->max_running;
-}
-
 /* The one place a task changes state in the master: it leaves the queue,
    its orphan wait or its worker for `to`, and its job's counters, its
    worker's list and the orphan count follow. With w (to is ASSIGNED or
@@ -928,13 +922,24 @@ typedef enum {
     S_LAST_HOLDER,  /* held that attempt until it was taken back, not sent again since */
     S_EARLY,        /* not registered (yet), the task waits for a claim: kept (s_park) */
     S_STALE,        /* a superseded attempt: a duplicate */
-    S_REFUSED       /* not its task, or an attempt never sent */
+    S_REFUSED,      /* not its task, or an attempt never sent */
+    S_UNPROVEN      /* claims an attempt with no stored assignment without its token */
 } sender_t;
 
+/* The words of a refusal's error="..." for who. */
+static const char *s_refusal(sender_t who)
+{
+    return who == S_UNPROVEN ? "no valid claim token for this attempt: it was not sent to this "
+                               "worker's key"
+                             : "not the worker that holds this attempt of the task";
+}
+
 /* w: the registry's record of name (NULL: none); its key matched. key:
-   the key the report came with (NULL without CURVE, or for a hello: w's). */
+   the key the report came with (NULL without CURVE, or for a hello: w's).
+   claim: the claim token the report or hello gave for that attempt (NULL
+   or "": none). */
 static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worker_t *w,
-                         const char *name, const char *key, int attempt)
+                         const char *name, const char *key, int attempt, const char *claim)
 {
     bool registered = w && w->alive;
     if (t->worker) {
@@ -954,9 +959,16 @@ static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worke
         return registered ? S_CLAIMABLE : S_EARLY;
     }
     /* Queued. Sent just before a master restart as the attempt above the
-       stored one, and never written (ASSIGN_WRITE_MS in journal.h). */
-    if (t->recovered && attempt == t->attempt + 1)
+       stored one, and never written (ASSIGN_WRITE_MS in journal.h); or
+       never sent at all: nothing stored tells them apart. With CURVE, only
+       the worker it was sent to has that attempt's token for its key
+       (claim.h), so no other worker key can claim every task found queued
+       at start; without CURVE there are no keys, and a claim is by name. */
+    if (t->recovered && attempt == t->attempt + 1) {
+        if (self->cfg.claims && !claim_valid(self->cfg.claims, t->id, attempt, key, claim))
+            return S_UNPROVEN;
         return registered ? S_CLAIMABLE : S_EARLY;
+    }
     const char *held = imap_get(self->orphan_keys, t->id);
     if (attempt == t->attempt && attempt > 0 && named && w
         && (!held || (key && strcmp(held, key) == 0)))
@@ -993,6 +1005,21 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w, const char *gpu
                                         .row_bytes = t->spec_len});
 }
 
+/* w's hello claims an attempt it has no token for (S_UNPROVEN): the task
+   stays where it is (queued, for whoever it goes to next); one line,
+   rate-limited with the refused reports. */
+static void s_refuse_claim(tasks_t *self, const worker_t *w, const proto_task_ref_t *ref,
+                           int64_t now)
+{
+    self->refused++;
+    int64_t held;
+    if (log_limit(&self->lim_report, now, &held))
+        log_warn("event=claim_refused task=%" PRId64 " attempt=%d worker=%s key=%s error=\"%s\" "
+                 "suppressed=%" PRId64,
+                 ref->task, ref->attempt, LOG_V(w->id), w->key[0] ? w->key : "-",
+                 s_refusal(S_UNPROVEN), held);
+}
+
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now)
 {
     int claimed = 0;
@@ -1004,7 +1031,13 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
         /* Queued since the restart with the attempt below the claimed one,
            or an orphan of this very attempt sent to this worker. A task
            submitted since, or sent again since, cannot be claimed. */
-        if (!t || s_sender(self, t, w, w->id, w->key, ref->attempt) != S_CLAIMABLE)
+        sender_t who = t ? s_sender(self, t, w, w->id, w->key, ref->attempt, ref->claim)
+                         : S_REFUSED;
+        if (who == S_UNPROVEN) {
+            s_refuse_claim(self, w, ref, now);
+            continue;
+        }
+        if (who != S_CLAIMABLE)
             continue;
         s_claim(self, t, w, ref->gpus);
         claimed++;
@@ -1398,6 +1431,10 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH], *grants[DISPATCH_BATCH];
+    /* Each task's claim token for w's key (claim.h), with CURVE. */
+    char claims[DISPATCH_BATCH][PROTO_CLAIM_LEN + 1];
+    const char *claimp[DISPATCH_BATCH];
+    bool claiming = self->cfg.claims && w->key[0];
     sched_task_t *tasks[DISPATCH_BATCH];
     accept_t acc = {.w = w, .only = only};
     sched_task_t *carry = NULL;   /* popped and assigned, for the next message */
@@ -1422,7 +1459,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 if (!t)
                     break;
                 job_t *job = jobs_get(self->jobs, t->job);
-                if (s_at_limit(job)) {
+                if (job_at_limit(job)) {
                     sched_park(self->sched, t, SCHED_PARK_CAPPED);
                     job_capped_push(job, t->id);
                     if (++parks >= PARKS_PER_DISPATCH)
@@ -1460,7 +1497,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             char *grant = s_grant_text(self, w, t);
-            size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD + (grant ? strlen(grant) + 1 : 0);
+            size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD + (grant ? strlen(grant) + 1 : 0)
+                         + (claiming ? PROTO_CLAIM_LEN + sizeof ",\"claim\":\"\"" : 0);
             if (n > 0 && bytes + add > (size_t) PROTO_MAX_PIPE_MSG) {
                 free(grant);
                 carry = t;
@@ -1476,6 +1514,11 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             attempts[n] = t->attempt;
             specs[n] = spec;
             tasks[n] = t;
+            claimp[n] = NULL;
+            if (claiming) {
+                claim_token(self->cfg.claims, t->id, t->attempt, w->key, claims[n]);
+                claimp[n] = claims[n];
+            }
             n++;
         }
         if (!n)
@@ -1487,7 +1530,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                              task has its spec and goes in the next message */
         char *msg = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
                                                     (const char *const *) specs,
-                                                    granted ? (const char *const *) grants : NULL);
+                                                    granted ? (const char *const *) grants : NULL,
+                                                    claiming ? claimp : NULL);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         free(msg);
         for (int i = 0; i < n; i++) {
@@ -1679,13 +1723,16 @@ static char *s_outcome(proto_result_t *res)
 {
     char *text = res->text;
     res->text = NULL;
+    res->claim[0] = '\0';   /* a worker's proof, not part of the outcome (text has none) */
     return text ? text : proto_result_encode(res);
 }
 
 /* A report that does not count, from a worker that does not hold the task
-   it names: one line, rate-limited (a worker key can send these at will). */
+   it names (error says why: s_refusal): one line, rate-limited (a worker
+   key can send these at will). */
 static void s_refuse(tasks_t *self, const char *what, const char *name, const char *key,
-                     const sched_task_t *t, int64_t task, int attempt, int64_t now)
+                     const sched_task_t *t, int64_t task, int attempt, const char *error,
+                     int64_t now)
 {
     self->refused++;
     int64_t held;
@@ -1693,11 +1740,10 @@ static void s_refuse(tasks_t *self, const char *what, const char *name, const ch
         return;
     char q[128], h[128];
     log_warn("event=report_refused type=%s task=%" PRId64 " attempt=%d worker=\"%s\" key=%s "
-             "holder=\"%s\" holder_attempt=%d error=\"not the worker that holds this attempt "
-             "of the task\" suppressed=%" PRId64,
+             "holder=\"%s\" holder_attempt=%d error=\"%s\" suppressed=%" PRId64,
              what, task, attempt, log_quote(q, sizeof q, name), key && *key ? key : "-",
              log_quote(h, sizeof h, t && t->worker_name ? t->worker_name : ""),
-             t ? t->attempt : 0, held);
+             t ? t->attempt : 0, error, held);
 }
 
 /* A result for an attempt that is over (or a task that has ended): kept
@@ -1752,6 +1798,10 @@ static bool s_park(tasks_t *self, sched_task_t *t, const char *name, const char 
         t->attempt = (uint16_t) res->attempt;
         s_move(self, t, PROTO_ST_ASSIGNED, NULL);
         t->deadline = now + self->cfg.recovery_grace_ms;
+        /* Its token proved this key (s_sender): it waits for that key,
+           as an orphan stored with one does. */
+        if (key && *key)
+            imap_put(self->orphan_keys, t->id, xstrdup(key));
     }
     if (self->nparked == self->parked_cap) {
         self->parked_cap = self->parked_cap ? 2 * self->parked_cap : 64;
@@ -1826,7 +1876,8 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
                      res->task, log_quote(q, sizeof q, name), held);
         return;
     }
-    switch (s_sender(self, t, w, name, key, res->attempt)) {
+    sender_t who = s_sender(self, t, w, name, key, res->attempt, res->claim);
+    switch (who) {
     case S_CLAIMABLE:
         s_claim(self, t, w, NULL);   /* it has ended: its devices are free */
         break;
@@ -1847,13 +1898,14 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         return;
     case S_EARLY:
         if (!s_park(self, t, name, key, resp, now))
-            s_refuse(self, "result", name, key, t, res->task, res->attempt, now);
+            s_refuse(self, "result", name, key, t, res->task, res->attempt, s_refusal(who), now);
         return;
     case S_STALE:
         s_duplicate(self, name, res, now);
         return;
     case S_REFUSED:
-        s_refuse(self, "result", name, key, t, res->task, res->attempt, now);
+    case S_UNPROVEN:
+        s_refuse(self, "result", name, key, t, res->task, res->attempt, s_refusal(who), now);
         return;
     }
     assert(t->worker == w && t->attempt == res->attempt);
@@ -1983,22 +2035,28 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         for (int i = 0; i < rep->nstarted; i++) {
             const proto_task_ref_t *ref = &rep->started[i];
             sched_task_t *t = sched_get(self->sched, ref->task);
-            sender_t who = t ? s_sender(self, t, w, rep->worker, key, ref->attempt) : S_REFUSED;
+            /* No token here: a start claims nothing (a start of an
+               attempt that waits for its claim changes nothing). */
+            sender_t who =
+                t ? s_sender(self, t, w, rep->worker, key, ref->attempt, NULL) : S_REFUSED;
             if (who == S_HOLDER && t->state == PROTO_ST_ASSIGNED) {
                 t->state = PROTO_ST_RUNNING;
                 t->started = rep->started_at[i];
             } else if (who == S_REFUSED) {
-                s_refuse(self, "started", rep->worker, key, t, ref->task, ref->attempt, now);
+                s_refuse(self, "started", rep->worker, key, t, ref->task, ref->attempt,
+                         s_refusal(who), now);
             }
         }
         break;
     case PROTO_REP_OUTPUT: {
         sched_task_t *t = sched_get(self->sched, rep->task);
-        sender_t who = t ? s_sender(self, t, w, rep->worker, key, rep->attempt) : S_REFUSED;
+        sender_t who =
+            t ? s_sender(self, t, w, rep->worker, key, rep->attempt, NULL) : S_REFUSED;
         if (who == S_HOLDER && rep->data)
             s_append_output(t, rep->stream, rep->data);
         else if (who == S_REFUSED)
-            s_refuse(self, "output", rep->worker, key, t, rep->task, rep->attempt, now);
+            s_refuse(self, "output", rep->worker, key, t, rep->task, rep->attempt,
+                     s_refusal(who), now);
         break;
     }
     case PROTO_REP_RESULTS:

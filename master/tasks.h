@@ -18,6 +18,7 @@
 #define ZTASK_TASKS_H
 
 #include "auth.h"
+#include "claim.h"
 #include "deps.h"
 #include "jobs.h"
 #include "journal.h"
@@ -43,6 +44,8 @@ typedef struct {
     jobs_t *jobs;
     journal_t *journal;
     auth_t *auth;            /* NULL without CURVE */
+    const claim_key_t *claims;  /* NULL without CURVE: the key of the claim tokens
+                                   sent with each task (claim.h) */
     deps_t *deps;
     metrics_t *metrics;      /* counts finishes, retries, waits, losses */
     int heartbeat_ms;
@@ -85,7 +88,9 @@ tasks_counts_t tasks_counts(const tasks_t *self);
    (event=report_refused, rate-limited) and changes nothing, or, for an
    attempt that is over, a duplicate. After a master restart, results
    from a worker not registered yet for tasks that wait for a claim are
-   kept (bounded) until it registers with the same key, then judged
+   kept (bounded; for a task found queued, with CURVE, only with the
+   attempt's claim token: claim.h) until it registers with the same key,
+   then judged
    (tasks_claim); they are duplicates if it does not within the recovery
    grace. */
 void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
@@ -136,8 +141,10 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
 /* Gives w (just registered) the tasks its hello lists as running or ended
    that wait for it: from before a master restart (orphans sent to its
    name), or dispatched before it and never recorded (queued since, one
-   attempt below the claim; see ASSIGN_WRITE_MS in journal.h). Anything
-   else it runs is stale. A task it ended stays its own while its result
+   attempt below the claim; see ASSIGN_WRITE_MS in journal.h), which with
+   CURVE it claims only with that attempt's claim token for its key
+   (claim.h; event=claim_refused otherwise, the task stays queued).
+   Anything else it runs is stale. A task it ended stays its own while its result
    comes, for recovery_grace_ms, then runs again
    (event=result_not_delivered). Then judges the results w sent before
    this hello, kept for it (those that came with w's key; see

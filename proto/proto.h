@@ -55,6 +55,12 @@
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_GPUS_TEXT 4096       /* a task's "gpus" (device ids, comma-separated) */
+/* A claim token: 32 lowercase hex digits (a 128-bit MAC the master makes;
+   master/claim.h). The master gives one with each task it sends (with
+   CURVE), and the worker hands it back, unread, wherever it claims that
+   attempt after a master restart: its hello's "running" and "ended" refs
+   and the attempt's result. */
+#define PROTO_CLAIM_LEN 32
 #define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
@@ -215,6 +221,11 @@ typedef struct {
     char *error;              /* one-line error, or NULL */
     double started;           /* wall seconds */
     double finished;
+    /* The attempt's claim token as its "tasks" entry gave it ("" = none):
+       on the wire only (worker to master), never stored: the fast path
+       leaves it out of text, and the master clears it before it encodes a
+       result to store. */
+    char claim[PROTO_CLAIM_LEN + 1];
     /* The object's JSON text as it arrived, when the decoder's fast path
        read it (else NULL): valid, and what the master stores, so a result
        is not encoded again. Encoders ignore it. */
@@ -242,6 +253,9 @@ void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fm
     __attribute__((format(printf, 3, 4)));
 /* Encodes one result as a compact JSON object (the master stores this text). */
 char *proto_result_encode(const proto_result_t *res);
+/* True for a claim token as the protocol spells it: PROTO_CLAIM_LEN
+   lowercase hex digits (len bytes at s). */
+bool proto_claim_valid(const char *s, size_t len);
 /* Parses a result object (as stored, or one element of a results report). */
 proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *err);
 void proto_result_destroy(proto_result_t **p);
@@ -342,10 +356,11 @@ typedef enum {
     PROTO_REQ_PRIORITY,   /* job, priority: of its unfinished tasks */
     PROTO_REQ_LIMIT,      /* job, max_running: its tasks running at once */
     PROTO_REQ_SHOW,       /* job: its record with its definition */
-    PROTO_REQ_TASKS       /* "running": job (0 = any), worker, all: the tasks on workers now */
+    PROTO_REQ_TASKS,      /* "running": job (0 = any), worker, all: the tasks on workers now */
+    PROTO_REQ_WAITING     /* job (0 = any), all: the queued tasks, each with why it waits */
 } proto_req_type_t;
 /* The highest request type (for code that walks them all). */
-#define PROTO_REQ_LAST PROTO_REQ_TASKS
+#define PROTO_REQ_LAST PROTO_REQ_WAITING
 /* The most task records a "tasks" reply carries. */
 #define PROTO_MAX_TASKS_LISTED 10000
 /* The largest job definition (submit's "definition", JSON text). */
@@ -360,6 +375,9 @@ typedef struct {
                      (its "tasks" entry's "gpus", "0,2"), so a restarted master
                      counts those devices taken; NULL = none, or a worker older
                      than this. Owned by the struct holding the array. */
+    char claim[PROTO_CLAIM_LEN + 1];   /* a hello's "running" and "ended" only: the
+                     attempt's claim token as its "tasks" entry gave it ("" = none:
+                     no CURVE, or a worker older than this) */
 } proto_task_ref_t;
 
 /* Frees an array of refs and their gpus; accepts NULL. */
@@ -462,6 +480,30 @@ typedef struct {
     char *first_spec;           /* the spec of its first task */
 } proto_job_t;
 
+/* What a queued task waits for ("waiting" records), in the order a
+   reason wins when several hold: a user's hold, the jobs its job depends
+   on, its job's --max-running, a retry backoff, a kind of worker no live
+   one is, a free slot (it is ready). */
+typedef enum {
+    PROTO_WAIT_NONE = 0,      /* not a waiting record */
+    PROTO_WAIT_HELD,          /* "held" */
+    PROTO_WAIT_DEPS,          /* "deps" */
+    PROTO_WAIT_CAPPED,        /* "capped" */
+    PROTO_WAIT_RETRY,         /* "retry" */
+    PROTO_WAIT_NO_WORKER,     /* "no_worker" */
+    PROTO_WAIT_READY          /* "ready" */
+} proto_wait_t;
+/* "held", ...; NULL for NONE or outside the enum. */
+const char *proto_wait_name(proto_wait_t w);
+/* 0, or -1 for a name that is none of them. */
+int proto_wait_parse(const char *name, proto_wait_t *w);
+
+/* What a class key ("exec", "fn=NAME:gpu,ssd;cpus=2~3600": master/sched.h)
+   asks of a worker, in words, into buf (cut to fit, made one printable
+   line): "a worker that runs commands, labelled gpu,ssd with cpus=2". One
+   copy for the master's words and the CLI's. */
+void proto_need_words(char *buf, size_t size, const char *key);
+
 typedef struct {
     int64_t task;               /* global task id */
     int64_t job;
@@ -474,6 +516,11 @@ typedef struct {
     bool held;                  /* queued and held (ztask hold) */
     double started;             /* without a result: when the current attempt was sent
                                    or started (wall seconds), 0 = not on a worker */
+    /* "waiting" records only (wait NONE elsewhere): */
+    proto_wait_t wait;          /* what it waits for */
+    char *reason;               /* the same in words, with what to do; owned */
+    int32_t priority;
+    int64_t ahead;              /* ready: ready tasks ahead of it in run order */
 } proto_task_info_t;
 
 typedef struct {
@@ -526,6 +573,7 @@ typedef struct {
     proto_task_info_t *tasks;
     int ntasks;
     int64_t next_after;         /* cursor for the next page, -1 when done */
+    bool truncated;             /* waiting: more wait than the tasks listed */
     /* logs */
     proto_state_t task_state;
     char *out_chunk, *err_chunk;   /* new output since the offsets */
@@ -597,6 +645,9 @@ typedef struct {
     proto_spec_t *spec;
     int cpus;          /* CPUs it was given (0 = not said: one) */
     char *gpus;        /* GPU device ids it was given ("0,2"), NULL = none */
+    char claim[PROTO_CLAIM_LEN + 1];   /* its claim token ("" = none: a master
+                          without CURVE, or older than this): the worker gives it
+                          back when it claims this attempt (PROTO_CLAIM_LEN) */
 } proto_task_t;
 
 typedef struct {
@@ -618,10 +669,12 @@ void proto_pipe_destroy(proto_pipe_t **p);
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs);
 /* The same with what each task was given: grants[i] NULL, or the members
-   "cpus":N and "gpus":"0,1" as JSON text to add to task i's object. */
+   "cpus":N and "gpus":"0,1" as JSON text to add to task i's object; and
+   claims[i] NULL or "", or task i's claim token (PROTO_CLAIM_LEN hex
+   digits). grants and claims may be NULL (none at all). */
 char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
                                       const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants);
+                                      const char *const *grants, const char *const *claims);
 
 /* ------------------------------------------------------------------------
    REPORT channel (worker PUSH -> master PULL). Every report names its

@@ -22,7 +22,7 @@ static const char *const s_req_names[] = {
     [PROTO_REQ_FORGET] = "forget",   [PROTO_REQ_HELLO] = "hello",    [PROTO_REQ_ALLOC] = "alloc",
     [PROTO_REQ_RETRY] = "retry",     [PROTO_REQ_HOLD] = "hold",      [PROTO_REQ_RELEASE] = "release",
     [PROTO_REQ_PRIORITY] = "priority", [PROTO_REQ_LIMIT] = "limit", [PROTO_REQ_SHOW] = "show",
-    [PROTO_REQ_TASKS] = "running",
+    [PROTO_REQ_TASKS] = "running",   [PROTO_REQ_WAITING] = "waiting",
 };
 #define NREQ (sizeof s_req_names / sizeof *s_req_names)
 static const pj_types_t s_req_types = { s_req_names, NREQ, "request type" };
@@ -331,6 +331,11 @@ static int s_fields_from(cJSON *o, proto_req_t *req, proto_err_t *err)
                        || pj_bool(o, "all", false, &req->all, err) != 0
                    ? -1
                    : 0;
+    case PROTO_REQ_WAITING:
+        return pj_i64(o, "job", false, 0, PJ_MAX_SAFE_INT, &req->job, err) != 0
+                       || pj_bool(o, "all", false, &req->all, err) != 0
+                   ? -1
+                   : 0;
     case PROTO_REQ_ALLOC:
         return s_alloc_from(o, req, err);
     case PROTO_REQ_WORKERS:
@@ -424,6 +429,12 @@ char *proto_req_encode(const proto_req_t *req)
             pb_ki64(&b, "job", req->job);
         if (req->worker)
             pb_kstr(&b, "worker", req->worker);
+        if (req->all)
+            pb_kbool(&b, "all", true);
+        break;
+    case PROTO_REQ_WAITING:
+        if (req->job > 0)
+            pb_ki64(&b, "job", req->job);
         if (req->all)
             pb_kbool(&b, "all", true);
         break;

@@ -307,8 +307,22 @@ static const char *const s_result_keys[] = {
     "task",   "attempt",          "status",           "exit_code", "signal",
     "timed_out", "stdout",        "stderr",           "stdout_truncated",
     "stderr_truncated", "result", "error",            "started",   "finished",
+    "claim",
 };
 #define NRESULT_KEYS (sizeof s_result_keys / sizeof *s_result_keys)
+
+/* A claim token's value into out (PROTO_CLAIM_LEN + 1 bytes). */
+static bool s_claim(fr_t *r, char *out)
+{
+    const char *s;
+    size_t n;
+    bool esc;
+    if (!s_span(r, &s, &n, &esc) || esc || !proto_claim_valid(s, n))
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
 
 /* One member's value into res; false to decline. A null value is the
    member's absence, as in pj_get. */
@@ -371,8 +385,30 @@ static bool s_result_member(fr_t *r, size_t which, proto_result_t *res)
         else
             res->finished = d;
         return true;
+    case 14: return s_claim(r, res->claim);
     }
     return false;
+}
+
+/* The result object [start, end) without its claim member [lo, hi) (lo
+   just after the ',' or '{' before it): what the master stores, which
+   never holds a token. */
+static char *s_text_without(const char *start, const char *end, const char *lo, const char *hi)
+{
+    if (lo[-1] == ',') {
+        lo--;   /* the separator before it goes with it */
+    } else {
+        while (hi < end && (*hi == ' ' || *hi == '\t' || *hi == '\n' || *hi == '\r'))
+            hi++;
+        if (hi < end && *hi == ',')
+            hi++;   /* the first member: the separator after it */
+    }
+    size_t a = (size_t) (lo - start), b = (size_t) (end - hi);
+    char *text = xmalloc(a + b + 1);
+    memcpy(text, start, a);
+    memcpy(text + a, hi, b);
+    text[a + b] = '\0';
+    return text;
 }
 
 static proto_result_t *s_result(fr_t *r)
@@ -382,16 +418,23 @@ static proto_result_t *s_result(fr_t *r)
     const char *start = r->p - 1;
     proto_result_t *res = proto_result_new();
     unsigned seen = 0;
+    const char *claim_lo = NULL, *claim_hi = NULL;
     if (s_eat(r, '}'))
         goto decline;
     do {
+        const char *at = r->p;
         size_t which = s_member(r, s_result_keys, NRESULT_KEYS, &seen);
         if (which == NRESULT_KEYS || !s_result_member(r, which, res))
             goto decline;
+        if (which == 14) {
+            claim_lo = at;
+            claim_hi = r->p;
+        }
     } while (s_eat(r, ','));
     if (!s_eat(r, '}') || (seen & 7u) != 7u)
         goto decline;
-    res->text = xstrndup(start, (size_t) (r->p - start));
+    res->text = claim_lo ? s_text_without(start, r->p, claim_lo, claim_hi)
+                         : xstrndup(start, (size_t) (r->p - start));
     return res;
 decline:
     proto_result_destroy(&res);
@@ -630,11 +673,15 @@ static bool s_task(fr_t *r, proto_task_t *t)
             if (!(t->spec = s_spec(r)))
                 return false;
             seen |= 8;
+        } else if (s_is(k, n, "claim") && !(seen & 16)) {
+            if (!s_claim(r, t->claim))
+                return false;
+            seen |= 16;
         } else {
             return false;
         }
     } while (s_eat(r, ','));
-    return s_eat(r, '}') && seen == 15;
+    return s_eat(r, '}') && (seen & 15) == 15;
 }
 
 static bool s_tasks_member(fr_t *r, const char *k, size_t n, void *arg, unsigned *seen)

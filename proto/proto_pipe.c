@@ -49,7 +49,8 @@ static int s_task_from(cJSON *o, proto_task_t *t, proto_err_t *err)
         || pj_int(o, "attempt", true, 1, INT32_MAX, &t->attempt, err) != 0
         || pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &t->job, err) != 0
         || pj_int(o, "cpus", false, 0, INT32_MAX, &t->cpus, err) != 0
-        || pj_str(o, "gpus", false, 1, PROTO_MAX_GPUS_TEXT, &t->gpus, err) != 0)
+        || pj_str(o, "gpus", false, 1, PROTO_MAX_GPUS_TEXT, &t->gpus, err) != 0
+        || pj_claim(o, "claim", t->claim, err) != 0)
         return -1;
     cJSON *spec = pj_get(o, "spec");
     if (!spec) {
@@ -132,6 +133,8 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
                 pb_ki64(&b, "cpus", t->cpus);
             if (t->gpus)
                 pb_kstr(&b, "gpus", t->gpus);
+            if (t->claim[0])
+                pb_kstr(&b, "claim", t->claim);
             pb_key(&b, "spec");
             if (t->spec)
                 ps_spec_write(&b, t->spec);
@@ -153,19 +156,20 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs)
 {
-    return proto_pipe_encode_tasks_granted(n, ids, attempts, jobs, specs, NULL);
+    return proto_pipe_encode_tasks_granted(n, ids, attempts, jobs, specs, NULL, NULL);
 }
 
 char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
                                       const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants)
+                                      const char *const *grants, const char *const *claims)
 {
     if (n < 0)
         n = 0;
     size_t total = PROTO_PIPE_ENVELOPE;
     for (int i = 0; i < n; i++)
         total += strlen(specs[i]) + PROTO_PIPE_TASK_OVERHEAD
-                 + (grants && grants[i] ? strlen(grants[i]) + 1 : 0);
+                 + (grants && grants[i] ? strlen(grants[i]) + 1 : 0)
+                 + (claims && claims[i] ? strlen(claims[i]) + sizeof ",\"claim\":\"\"" : 0);
     pb_t b;
     pb_init(&b, total);
     pb_lit(&b, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[");
@@ -181,6 +185,12 @@ char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *atte
         if (grants && grants[i]) {
             pb_char(&b, ',');
             pb_raw(&b, grants[i], strlen(grants[i]));
+        }
+        if (claims && claims[i] && claims[i][0]) {
+            /* Hex digits: nothing to escape. */
+            pb_lit(&b, ",\"claim\":\"");
+            pb_raw(&b, claims[i], strlen(claims[i]));
+            pb_char(&b, '"');
         }
         pb_lit(&b, ",\"spec\":");
         pb_raw(&b, specs[i], strlen(specs[i]));

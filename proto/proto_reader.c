@@ -259,6 +259,32 @@ int pj_str(cJSON *o, const char *k, bool req, size_t minlen, size_t maxlen, char
     return s_take_string(v, what, minlen, maxlen, out, err);
 }
 
+bool proto_claim_valid(const char *s, size_t len)
+{
+    if (!s || len != PROTO_CLAIM_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int pj_claim(const cJSON *o, const char *k, char out[PROTO_CLAIM_LEN + 1], proto_err_t *err)
+{
+    out[0] = '\0';
+    const cJSON *v = pj_get(o, k);
+    if (!v)
+        return 0;
+    if (!cJSON_IsString(v) || !v->valuestring
+        || !proto_claim_valid(v->valuestring, strlen(v->valuestring))) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" must be %d lowercase hex digits", k,
+                      PROTO_CLAIM_LEN);
+        return -1;
+    }
+    memcpy(out, v->valuestring, PROTO_CLAIM_LEN + 1);
+    return 0;
+}
+
 int pj_array(const cJSON *o, const char *k, bool req, int maxn, cJSON **arr, proto_err_t *err)
 {
     *arr = NULL;
@@ -376,6 +402,10 @@ static int s_read_ref(const cJSON *e, const char *k, int i, void *slot, const vo
             return -1;
         }
         ref->gpus = xstrdup(g->valuestring);
+    }
+    if (pj_claim(e, "claim", ref->claim, err) != 0) {
+        pj_err_prefix(err, "%s[%d]", k, i);
+        return -1;
     }
     return 0;
 }

@@ -14,6 +14,62 @@
 
 /* ---------------------------------------------------------------- records */
 
+static const char *const s_wait_names[] = {
+    [PROTO_WAIT_HELD] = "held",           [PROTO_WAIT_DEPS] = "deps",
+    [PROTO_WAIT_CAPPED] = "capped",       [PROTO_WAIT_RETRY] = "retry",
+    [PROTO_WAIT_NO_WORKER] = "no_worker", [PROTO_WAIT_READY] = "ready",
+};
+#define NWAIT (sizeof s_wait_names / sizeof *s_wait_names)
+
+const char *proto_wait_name(proto_wait_t w)
+{
+    return w > PROTO_WAIT_NONE && (size_t) w < NWAIT ? s_wait_names[w] : NULL;
+}
+
+int proto_wait_parse(const char *name, proto_wait_t *w)
+{
+    for (size_t i = 1; name && i < NWAIT; i++)
+        if (strcmp(name, s_wait_names[i]) == 0) {
+            *w = (proto_wait_t) i;
+            return 0;
+        }
+    return -1;
+}
+
+void proto_need_words(char *buf, size_t size, const char *key)
+{
+    if (size == 0)
+        return;
+    /* "exec:gpu,ssd;cpus=64~3600": kind, labels, resources (after ';'),
+       then "~SECONDS" for a --time-request. */
+    const char *tilde = strchr(key, '~');
+    size_t keylen = tilde ? (size_t) (tilde - key) : strlen(key);
+    const char *semi = memchr(key, ';', keylen);
+    size_t head = semi ? (size_t) (semi - key) : keylen;
+    const char *colon = memchr(key, ':', head);
+    size_t kind = colon ? (size_t) (colon - key) : head;
+    bool exec = kind == 4 && strncmp(key, "exec", 4) == 0;
+    /* "fn=NAME": NAME written with pct_encode (master/sched.h). */
+    char *fn = strncmp(key, "fn=", 3) == 0 ? pct_decode(key + 3, kind - 3) : NULL;
+    char what[320] = "";
+    if (exec)
+        snprintf(what, sizeof what, " that runs commands");
+    else if (fn)
+        snprintf(what, sizeof what, " with the function %.256s", fn);
+    free(fn);
+    int nlabels = colon ? (int) (head - (size_t) (colon + 1 - key)) : 0;
+    int nres = semi ? (int) (keylen - head - 1) : 0;
+    int n = snprintf(buf, size, "a worker%s%s%s%.*s%s%.*s", what, colon && *what ? "," : "",
+                     colon ? " labelled " : "", nlabels > 300 ? 300 : nlabels,
+                     colon ? colon + 1 : "", nres ? " with " : "", nres > 200 ? 200 : nres,
+                     semi ? semi + 1 : "");
+    if (tilde && n > 0 && (size_t) n < size)
+        snprintf(buf + n, size - (size_t) n, "%s whose allocation lasts %.40s s more",
+                 *what || colon || semi ? "," : "", tilde + 1);
+    /* Cut inside a UTF-8 sequence, or a control byte in a name: '?'. */
+    pu_one_line(buf);
+}
+
 const char *proto_job_state_name(const proto_job_t *job)
 {
     int64_t finished = job->done + job->failed + job->cancelled + job->dep_failed;
@@ -89,6 +145,13 @@ static void s_task_info_write(pb_t *b, const proto_task_info_t *t)
     pb_kstr(b, "worker", t->worker);
     if (t->held)
         pb_kbool(b, "held", true);
+    if (t->wait != PROTO_WAIT_NONE) {
+        pb_ki64(b, "priority", t->priority);
+        pb_kstr(b, "wait", proto_wait_name(t->wait));
+        pb_kstr(b, "reason", t->reason);
+        if (t->wait == PROTO_WAIT_READY)
+            pb_ki64(b, "ahead", t->ahead);
+    }
     if (!t->result && t->started > 0) {
         /* On a worker: no result yet, but a start (or dispatch) time. */
         pb_lit(b, ",\"exit_code\":null,\"signal\":null,\"timed_out\":null,\"stdout\":null,"
@@ -205,6 +268,7 @@ void proto_task_info_clear(proto_task_info_t *info)
         return;
     free(info->name);
     free(info->worker);
+    free(info->reason);
     proto_result_destroy(&info->result);
     memset(info, 0, sizeof *info);
 }
@@ -283,6 +347,20 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
     if (!st || !cJSON_IsString(st) || proto_state_parse(st->valuestring, &t->status) != 0) {
         proto_err_set(err, PROTO_E_FIELD, "field \"status\" must be a task state name");
         return -1;
+    }
+    const cJSON *wait = pj_get(o, "wait");
+    if (wait) {
+        if (!cJSON_IsString(wait) || proto_wait_parse(wait->valuestring, &t->wait) != 0) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"wait\" must be held, deps, capped, "
+                                              "retry, no_worker or ready");
+            return -1;
+        }
+        int priority = 0;
+        if (pj_int(o, "priority", false, INT32_MIN, INT32_MAX, &priority, err) != 0
+            || pj_str(o, "reason", true, 0, 0, &t->reason, err) != 0
+            || pj_i64(o, "ahead", false, 0, M, &t->ahead, err) != 0)
+            return -1;
+        t->priority = priority;
     }
     /* The result's fields are flattened into the record; "finished" is
        null exactly when there is no result. A result on a task that is not
@@ -459,6 +537,9 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         break;
     case PROTO_REQ_RESULTS:
     case PROTO_REQ_TASKS:
+    case PROTO_REQ_WAITING:
+        if (rep->truncated)
+            pb_kbool(&b, "truncated", true);
         pb_key(&b, "tasks");
         pb_char(&b, '[');
         for (int i = 0; rep->tasks && i < rep->ntasks; i++) {
@@ -630,7 +711,10 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
         return s_jobs_from(o, rep, err);
     case PROTO_REQ_RESULTS:
     case PROTO_REQ_TASKS:
+    case PROTO_REQ_WAITING:
     {
+        if (pj_bool(o, "truncated", false, &rep->truncated, err) != 0)
+            return -1;
         void *v = NULL;
         int rc = s_records_from(o, "tasks", sizeof(proto_task_info_t), s_task_info_from_v, &v,
                                 &rep->ntasks, err);

@@ -151,6 +151,8 @@ void pr_result_write(pb_t *b, const proto_result_t *res)
         pb_kstr(b, "error", res->error);
     pb_ktime(b, "started", res->started);
     pb_ktime(b, "finished", res->finished);
+    if (res->claim[0])
+        pb_kstr(b, "claim", res->claim);
     pb_char(b, '}');
 }
 
@@ -218,7 +220,8 @@ proto_result_t *pr_result_from(cJSON *o, proto_err_t *err)
                       "field \"status\" must be \"done\", \"failed\" or \"cancelled\"");
         goto fail;
     }
-    if (pr_result_members_from(o, res, false, err) != 0)
+    if (pr_result_members_from(o, res, false, err) != 0
+        || pj_claim(o, "claim", res->claim, err) != 0)
         goto fail;
     return res;
 fail:

@@ -265,6 +265,8 @@ void pb_refs(pb_t *b, const proto_task_ref_t *v, int n)
         pb_ki64(b, "attempt", v[i].attempt);
         if (v[i].gpus)
             pb_kstr(b, "gpus", v[i].gpus);
+        if (v[i].claim[0])
+            pb_kstr(b, "claim", v[i].claim);
         pb_char(b, '}');
     }
     pb_char(b, ']');

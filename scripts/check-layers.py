@@ -33,12 +33,12 @@ SCANNED = ["common", "proto", "master", "worker", "cli"]
 MASTER_LAYERS = [
     ("main", "flags and signals; starts the loop"),
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
-    ("api tasks alloc dash", "requests; the life of a task (dispatch, claim, result, lease); "
-     "worker allocation queues (Slurm); the HTTP requests"),
+    ("api tasks alloc dash why", "requests; the life of a task (dispatch, claim, result, lease); "
+     "worker allocation queues (Slurm); the HTTP requests; why queued tasks wait"),
     ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
      "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
-    ("store writer auth gate metrics web resources", "SQLite; the commit thread; the ZAP "
-     "allowlist; unauthenticated connections shed; counters; the HTTP threads; what fits on "
+    ("store writer auth claim gate metrics web resources", "SQLite; the commit thread; the ZAP "
+     "allowlist; claim tokens; unauthenticated connections shed; counters; the HTTP threads; what fits on "
      "a worker (pure)"),
 ]
 MASTER_RANK = {m: i for i, (names, _) in enumerate(MASTER_LAYERS) for m in names.split()}

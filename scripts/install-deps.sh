@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian 12 packages ztask needs to build and test.
-#   scripts/install-deps.sh        build + `make test` (libzmq, cJSON, SQLite,
-#                                  libmicrohttpd, Check, python3-prometheus-client)
+#   scripts/install-deps.sh        build + `make test` (libzmq, libsodium, cJSON,
+#                                  SQLite, libmicrohttpd, Check,
+#                                  python3-prometheus-client)
 #   scripts/install-deps.sh --ci   also what CI's extra suites use: clang and its
 #                                  sanitizer runtimes (make fuzz), valgrind (make
 #                                  memcheck), iproute2 (the multi-host test),
@@ -15,10 +16,12 @@
 #                                  slurmctld, slurmd, slurm-client, munge (make test-slurm)
 # Runs apt-get as root, or through sudo when not root.
 set -e
+# libsodium-dev: the master's claim tokens (master/claim.h); libzmq3-dev
+# pulls it in already, named so that a libzmq built without it still builds;
 # help2man: the man pages (make man, make install); man-db: the test that
 # renders them (man -l); python3-prometheus-client: the parser the /metrics
 # test (tests/e2e/test_http) uses
-pkgs="build-essential libzmq3-dev libcjson-dev check libsqlite3-dev libmicrohttpd-dev pkg-config help2man man-db python3-prometheus-client"
+pkgs="build-essential libzmq3-dev libsodium-dev libcjson-dev check libsqlite3-dev libmicrohttpd-dev pkg-config help2man man-db python3-prometheus-client"
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev iproute2 sqlite3 procps valgrind bc"
     # make lint-deploy: kubeconform is not in Debian; yamllint and a python3-yaml check are

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,13 +69,16 @@ int runner_msg_parse(const void *data, size_t size, runner_msg_t *hdr, const cha
     return 0;
 }
 
-char *runner_result_now(int64_t id, int attempt, proto_state_t status, const char *error)
+char *runner_result_now(int64_t id, int attempt, const char *claim, proto_state_t status,
+                        const char *error)
 {
     proto_result_t *res = proto_result_new();
     if (!res)
         return NULL;
     res->task = id;
     res->attempt = attempt;
+    if (claim)
+        snprintf(res->claim, sizeof res->claim, "%s", claim);
     res->status = status;
     res->error = xstrdup(error);
     res->started = res->finished = clock_wall();
@@ -229,7 +233,7 @@ static char *s_encode_result(proto_result_t *res)
     }
     if (!json) {
         log_error("event=result_encode_failed");
-        json = runner_result_now(res->task, res->attempt, PROTO_ST_FAILED,
+        json = runner_result_now(res->task, res->attempt, res->claim, PROTO_ST_FAILED,
                                  "the worker could not encode this task's result");
     }
     return json;
@@ -291,6 +295,7 @@ static void s_run(void *item, void *state, void *arg)
     }
     res->task = id;
     res->attempt = attempt;
+    memcpy(res->claim, t->claim, sizeof res->claim);
     if (res->started <= 0)
         res->started = started;
     if (res->finished <= 0)

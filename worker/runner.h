@@ -66,6 +66,9 @@ struct runner_task {
     char *gpus;             /* the GPU ids the master gave it (owned), NULL =
                                none: told again in a hello, so a restarted
                                master knows which devices it holds */
+    char claim[PROTO_CLAIM_LEN + 1];  /* its claim token ("" = none), given
+                               back unread with its result and in a hello:
+                               the proof a restarted master asks of a claim */
     /* Shared. */
     atomic_bool cancel;
     atomic_int state;       /* RUNNER_QUEUED / RUNNING / ABORTED */
@@ -118,7 +121,9 @@ int runner_msg_parse(const void *data, size_t size, runner_msg_t *hdr, const cha
 
 /* An encoded result for a task that ends without running (refused,
    cancelled while queued): status and error as given, started = finished =
-   now. malloc'd; NULL only if encoding failed. */
-char *runner_result_now(int64_t id, int attempt, proto_state_t status, const char *error);
+   now, with the attempt's claim token (NULL or "" = none). malloc'd; NULL
+   only if encoding failed. */
+char *runner_result_now(int64_t id, int attempt, const char *claim, proto_state_t status,
+                        const char *error);
 
 #endif

@@ -247,9 +247,10 @@ static runner_task_t *s_find(session_t *self, int64_t id, int attempt)
 }
 
 /* Refs of the tasks queued or running here (hello, heartbeat), with the
-   GPU devices each was given when gpus (a hello: a restarted master counts
-   them taken again); the caller frees them (proto_refs_free). */
-static proto_task_ref_t *s_running_refs(session_t *self, int *n, bool gpus)
+   GPU devices each was given and its claim token when hello (a restarted
+   master counts those devices taken again, and takes the claim only with
+   its token); the caller frees them (proto_refs_free). */
+static proto_task_ref_t *s_running_refs(session_t *self, int *n, bool hello)
 {
     proto_task_ref_t *refs = xcalloc((size_t) (self->nactive ? self->nactive : 1), sizeof *refs);
     int k = 0;
@@ -257,17 +258,21 @@ static proto_task_ref_t *s_running_refs(session_t *self, int *n, bool gpus)
         if (!t->ended) {
             refs[k].task = t->id;
             refs[k].attempt = t->attempt;
-            refs[k].gpus = gpus && t->gpus ? xstrdup(t->gpus) : NULL;
+            refs[k].gpus = hello && t->gpus ? xstrdup(t->gpus) : NULL;
+            if (hello)
+                memcpy(refs[k].claim, t->claim, sizeof refs[k].claim);
             k++;
         }
     *n = k;
     return refs;
 }
 
-/* A result for (task, attempt) went to the outbox. */
-static void s_ended(session_t *self, int64_t task, int attempt, int64_t now)
+/* The result of t's attempt went to the outbox. */
+static void s_ended(session_t *self, const runner_task_t *t, int64_t now)
 {
-    self->ended[self->ended_next].ref = (proto_task_ref_t){.task = task, .attempt = attempt};
+    proto_task_ref_t *ref = &self->ended[self->ended_next].ref;
+    *ref = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+    memcpy(ref->claim, t->claim, sizeof ref->claim);
     self->ended[self->ended_next].at = now;
     self->ended_next = (self->ended_next + 1) % PROTO_MAX_ENDED;
     if (self->nended < PROTO_MAX_ENDED)
@@ -312,7 +317,8 @@ static void s_cancel_task(session_t *self, runner_task_t *t, const char *why)
         t->ended = true;
         self->nactive--;
         assert(self->nactive >= 0);
-        outbox_result(self->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_CANCELLED, why));
+        outbox_result(self->outbox,
+                      runner_result_now(t->id, t->attempt, t->claim, PROTO_ST_CANCELLED, why));
         log_debug("event=task_cancelled task=%lld attempt=%d queued=1", (long long) t->id,
                   t->attempt);
     }
@@ -353,7 +359,7 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
         }
         if (pt->spec->kind == PROTO_KIND_EXEC && self->no_exec) {
             outbox_result(self->outbox,
-                          runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED,
+                          runner_result_now(pt->id, pt->attempt, pt->claim, PROTO_ST_FAILED,
                                             "this worker does not run commands (--no-exec)"));
             continue;
         }
@@ -362,18 +368,20 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
             log_info("event=task_refused task=%lld attempt=%d reason=allow_exec",
                      (long long) pt->id, pt->attempt);
             outbox_result(self->outbox,
-                          runner_result_now(pt->id, pt->attempt, PROTO_ST_FAILED, why));
+                          runner_result_now(pt->id, pt->attempt, pt->claim, PROTO_ST_FAILED,
+                                            why));
             continue;
         }
         s_grant_env(pt);
         runner_task_t *t =
             runner_task_new(pt->id, pt->job, pt->attempt, &pt->spec, self->worker_id);
         t->gpus = pt->gpus ? xstrdup(pt->gpus) : NULL;
+        memcpy(t->claim, pt->claim, sizeof t->claim);
         s_link(self, t);
         if (pool_submit(self->pool, t) != 0) {
             s_unlink(self, t);
-            outbox_result(self->outbox, runner_result_now(t->id, t->attempt, PROTO_ST_FAILED,
-                                                          "the worker is stopping"));
+            outbox_result(self->outbox, runner_result_now(t->id, t->attempt, t->claim,
+                                                          PROTO_ST_FAILED, "the worker is stopping"));
             runner_task_destroy(&t);
         } else {
             log_debug("event=task_queued task=%lld attempt=%d job=%lld", (long long) t->id,
@@ -702,7 +710,7 @@ static void s_read_inbox(session_t *self, int64_t now)
             if (hdr.tag == RUNNER_MSG_RESULT && !t->ended) {
                 outbox_result_until(self->outbox, xstrndup(payload, plen),
                                     s_result_until(self, t, now));
-                s_ended(self, t->id, t->attempt, now);
+                s_ended(self, t, now);
             }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,

@@ -293,6 +293,7 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
        must not find one that works. The first failure's record is read
        from the log (the list shows the second one soon after). */
     double scale = s_scale(base);
+    double before_failures = h_wall();
     s_write(c, "fail", "");
     s_write(c, "squeue.txt", "1001 FAILED\n");
     char want[200];
@@ -306,8 +307,14 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
     q = s_queue(c);
     ck_assert_msg(strstr(h_jstr(q, "last_error"), "invalid partition"), "%s",
                   h_jstr(q, "last_error"));
-    double wait_s = h_jnum(q, "retry_at", 0) - h_wall();
-    ck_assert_msg(wait_s > 5 * scale, "backoff after 2 failures: %.1f s", wait_s);
+    /* The first failure came after before_failures, the second at least
+       its backoff (5 s) later, and the retry after the second 10 s on:
+       15 s (scaled) after before_failures at the earliest. A lower bound
+       on the master's own times, not the time left now, which a slow
+       test run would eat into. */
+    double wait_s = h_jnum(q, "retry_at", 0) - before_failures;
+    ck_assert_msg(wait_s >= 15 * scale - 1e-3, "retry %.3f s after the failures began, want %g",
+                  wait_s, 15 * scale);
     cJSON_Delete(q);
     snprintf(want, sizeof want,
              "event=alloc_failed queue=1 failures=2 retry_in_s=%g error=\"sbatch failed (exit 1)",
@@ -731,6 +738,33 @@ START_TIMED_TEST(a_master_refuses_an_alloc_time_scale_out_of_its_range, 60)
                       "--alloc-time-scale '%s': %s", bad[i], h_run_desc(r));
         h_run_free(&r);
     }
+}
+END_TEST
+
+/* Below 1 the command limit and the grace are shorter than a real
+   slurmctld may need: a master run so says it at warn, with what goes
+   wrong; above 1 (tuning) the scaled timings are info. */
+START_TIMED_TEST(a_master_with_alloc_timings_below_production_warns_that_they_are_for_tests, 60)
+{
+    h_cluster_t *c = h_cluster_new("allocscale");
+    h_proc_t *m = h_master_start(c, 0, "--alloc-time-scale", "0.5", NULL);
+    char want[400];
+    snprintf(want, sizeof want,
+             "WARN ztask-master[%d] event=alloc_time_scale scale=0.5 tick_ms=500 "
+             "squeue_every_ms=2500 command_limit_ms=15000 backoff_s=2.5..300 grace_s=15 "
+             "note=\"below 1 is for tests",
+             (int) h_proc_pid(m));
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 10000), "no line %s (log %s)", want,
+                  h_proc_log(m));
+    h_proc_stop(m, 20000);
+    m = h_master_start(c, 0, "--alloc-time-scale", "2", NULL);
+    snprintf(want, sizeof want,
+             "INFO ztask-master[%d] event=alloc_time_scale scale=2 tick_ms=2000 "
+             "squeue_every_ms=10000 command_limit_ms=60000 backoff_s=10..1200 grace_s=60",
+             (int) h_proc_pid(m));
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 10000) && h_proc_count_log(m, "below 1") == 0,
+                  "no line %s (log %s)", want, h_proc_log(m));
+    h_cluster_destroy(&c);
 }
 END_TEST
 

@@ -40,6 +40,18 @@ static bool s_small_disk(h_cluster_t *c, int mb, char **mnt)
     return true;
 }
 
+/* A database path (db) on a 16 MiB tmpfs, and `fill` beside it to take
+   the rest; false (after saying SKIP) when this process may not mount one. */
+static bool s_db_on_small_disk(h_cluster_t *c, char db[600], char fill[600])
+{
+    char *mnt = NULL;
+    bool ok = s_small_disk(c, 16, &mnt);
+    snprintf(db, 600, "%s/m.db", mnt);
+    snprintf(fill, 600, "%s/fill", mnt);
+    free(mnt);
+    return ok;
+}
+
 /* Writes path until the disk refuses another block. */
 static void s_fill(const char *path)
 {
@@ -103,15 +115,11 @@ static int64_t s_status_and_results_agree(h_cluster_t *c, int64_t job, int n)
 START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_results, 180)
 {
     h_cluster_t *c = h_cluster_new("diskfull");
-    char *mnt = NULL;
-    if (!s_small_disk(c, 16, &mnt)) {
-        free(mnt);
+    char db[600], fill[600];
+    if (!s_db_on_small_disk(c, db, fill)) {
         h_cluster_destroy(&c);
         return;
     }
-    char db[600], fill[600];
-    snprintf(db, sizeof db, "%s/m.db", mnt);
-    snprintf(fill, sizeof fill, "%s/fill", mnt);
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", NULL);
     h_worker_start(c, "a", 2, NULL);
     const int n = 400;
@@ -151,7 +159,6 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
     int64_t job2 = h_submit(c, NULL, "--fn", "noop", "--array", "0-99", NULL);
     ck_assert_int_eq(h_wait(c, job2, 60000), 0);
     ck_assert_int_eq(s_status_and_results_agree(c, job2, 100), 100);
-    free(mnt);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -203,14 +210,8 @@ static int s_post(int port, const char *path, char *body, size_t size)
 static h_proc_t *s_dash_master_on_small_disk(h_cluster_t *c, char db[600], char fill[600],
                                              int *port)
 {
-    char *mnt = NULL;
-    if (!s_small_disk(c, 16, &mnt)) {
-        free(mnt);
+    if (!s_db_on_small_disk(c, db, fill))
         return NULL;
-    }
-    snprintf(db, 600, "%s/m.db", mnt);
-    snprintf(fill, 600, "%s/fill", mnt);
-    free(mnt);
     char *tokens = h_path(c, "http.tokens");
     h_write_file(tokens, CONTROL_TOKEN " control\n");
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--http", "127.0.0.1:0",
@@ -316,6 +317,62 @@ START_TIMED_TEST(a_dashboard_cancel_is_answered_only_once_written, 180)
     h_master_start(c, 0, "--db", db, NULL);
     ck_assert_int_eq(h_status_count(c, job, "cancelled"), posted);
     ck_assert_int_eq(h_status_count(c, job, "queued"), N - posted);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* `alloc add` is answered once the new queue is written, as a steering
+   request is: an id answered and then lost to a kill -9 would be given
+   again by the restarted master to another queue, and a script holding
+   it would act on that one (ids are never given twice, docs/cli.md).
+   While the database cannot be written the add says so, with no id. */
+START_TIMED_TEST(an_alloc_queue_id_answered_on_a_full_disk_is_never_given_again, 180)
+{
+    h_cluster_t *c = h_cluster_new("diskalloc");
+    char db[600], fill[600];
+    if (!s_db_on_small_disk(c, db, fill)) {
+        h_cluster_destroy(&c);
+        return;
+    }
+    h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", NULL);
+    /* Adds until one cannot be written (a commit may still fit in blocks
+       the database holds); told: the highest id answered. */
+    int64_t told = 0;
+    h_run_t *r = NULL;
+    for (int i = 0; i < 50; i++) {
+        s_fill(fill);
+        r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--json", NULL);
+        if (r->rc != 0)
+            break;
+        cJSON *q = h_json_first(r->out);
+        ck_assert_ptr_nonnull(q);
+        int64_t id = h_jint(q, "id", 0);
+        ck_assert_msg(id > told, "alloc add answered queue %lld after %lld", (long long) id,
+                      (long long) told);
+        told = id;
+        cJSON_Delete(q);
+        h_run_free(&r);
+    }
+    ck_assert_msg(r && r->rc != 0 && (strstr(r->err, "could not write")
+                                      || strstr(r->err, "cannot write its database")),
+                  "no alloc add was refused on a full disk (last: %s)",
+                  r ? h_run_desc(r) : "none");
+    h_run_free(&r);
+    /* The master dies with the disk still full; space returns. */
+    s_fill(fill);
+    h_proc_kill9(m);
+    ck_assert_int_eq(unlink(fill), 0);
+    h_master_start(c, 0, "--db", db, NULL);
+    r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
+    cJSON *q = h_json_first(r->out);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_msg(h_jint(q, "id", 0) > told,
+                  "queue %lld was answered before it was written, lost to the kill -9, and "
+                  "given again after the restart",
+                  (long long) h_jint(q, "id", 0));
+    cJSON_Delete(q);
+    h_run_free(&r);
     h_cluster_destroy(&c);
 }
 END_TEST

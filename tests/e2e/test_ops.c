@@ -396,6 +396,141 @@ START_TIMED_TEST(show_prints_what_a_job_was_submitted_as_after_a_restart_too, 90
 }
 END_TEST
 
+/* `ztask tasks --waiting --json` (with args: NULL-terminated, at most 4):
+   the records (caller deletes). */
+static cJSON *s_waiting(h_cluster_t *c, const char *a0, const char *a1)
+{
+    h_run_t *r = h_cliv(c, (const char *[]){"tasks", "--waiting", "--json", a0, a1, NULL},
+                        30000);
+    ck_assert_msg(r->rc == 0, "tasks --waiting: %s", h_run_desc(r));
+    cJSON *lines = h_json_lines(r->out);
+    h_run_free(&r);
+    return lines;
+}
+
+/* Why tasks do not run: each queued task says what it waits for, in run
+   order (priority, then age): a retry backoff, its job's limit, a hold
+   of its job or of itself, the job it depends on, a label no worker has,
+   a free slot behind the ready ones ahead of it. */
+START_TIMED_TEST(waiting_tasks_say_why_they_do_not_run, 90)
+{
+    h_cluster_t *c = h_cluster_new("why");
+    /* A worker holds one task per thread; a retry waits a minute. */
+    h_proc_t *m = h_master_start(c, 0, "--prefetch", "0", "--retry-backoff-ms", "60000", NULL);
+    h_worker_start(c, "a", 2, NULL);
+    char *dir = s_workdir(c);
+    const char *blocking = "while [ ! -e go ]; do sleep 0.05; done";
+    int64_t f = h_submit(c, NULL, "--retries", "1", "--", "false", NULL);
+    ck_assert(h_proc_wait_log(m, "event=retry ", 1, 30000));
+    int64_t b = h_submit(c, NULL, "--cwd", dir, "--", "sh", "-c", blocking, NULL);
+    ck_assert(H_POLL(h_status_count(c, b, "running") == 1, 30000));
+    int64_t l = h_submit(c, NULL, "--array", "0-2", "--max-running", "1", "--cwd", dir, "--",
+                         "sh", "-c", blocking, NULL);
+    ck_assert(H_POLL(h_status_count(c, l, "running") == 1, 30000));
+    /* Both threads busy from here on: nothing else starts. */
+    int64_t hj = h_submit(c, NULL, "--array", "0-1", "--", "true", NULL);
+    int64_t g = h_submit(c, NULL, "--", "true", NULL);
+    char bs[32], hs[32], gs[48], ls[32];
+    snprintf(bs, sizeof bs, "%lld", (long long) b);
+    snprintf(hs, sizeof hs, "%lld", (long long) hj);
+    snprintf(gs, sizeof gs, "%lld.0", (long long) g);
+    snprintf(ls, sizeof ls, "%lld", (long long) l);
+    h_run_t *r = h_cli(c, "hold", hs, NULL);
+    ck_assert_msg(r->rc == 0, "hold: %s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "hold", gs, NULL);
+    ck_assert_msg(r->rc == 0, "hold: %s", h_run_desc(r));
+    h_run_free(&r);
+    int64_t d = h_submit(c, NULL, "--after", bs, "--", "true", NULL);
+    int64_t n = h_submit(c, NULL, "--require", "nosuch", "--", "true", NULL);
+    int64_t rj = h_submit(c, NULL, "--array", "0-1", "--", "true", NULL);
+    char rs[32];
+    snprintf(rs, sizeof rs, "%lld", (long long) rj);
+    r = h_cli(c, "priority", rs, "5", NULL);
+    ck_assert_msg(r->rc == 0, "priority: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    /* Run order: the priority 5 job first, then the oldest. */
+    enum { N = 10 };
+    char want[N][160];
+    int64_t jobs[N] = {rj, rj, f, l, l, hj, hj, g, d, n};
+    int64_t idx[N] = {0, 1, 0, 1, 2, 0, 1, 0, 0, 0};
+    const char *waits[N] = {"ready", "ready", "retry", "capped", "capped", "held",
+                            "held", "held", "deps", "no_worker"};
+    snprintf(want[0], sizeof want[0], "ready: next in line for a free slot");
+    snprintf(want[1], sizeof want[1], "ready: 1 ahead of it");
+    snprintf(want[2], sizeof want[2], "retry backoff: attempt 2 in ");   /* then the time */
+    snprintf(want[3], sizeof want[3], "job limit 1 reached: ztask limit %s N changes it", ls);
+    snprintf(want[4], sizeof want[4], "%s", want[3]);
+    snprintf(want[5], sizeof want[5], "held: ztask release %s", hs);
+    snprintf(want[6], sizeof want[6], "%s", want[5]);
+    snprintf(want[7], sizeof want[7], "held: ztask release %s", gs);
+    snprintf(want[8], sizeof want[8], "after job %s (running)", bs);
+    snprintf(want[9], sizeof want[9], "no live worker can run it: it needs a worker that runs "
+                                      "commands, labelled nosuch (see ztask workers)");
+    cJSON *lines = s_waiting(c, NULL, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), N);
+    for (int i = 0; i < N; i++) {
+        const cJSON *t = cJSON_GetArrayItem(lines, i);
+        const char *reason = h_jstr(t, "reason"), *wait = h_jstr(t, "wait");
+        ck_assert_msg(h_jint(t, "job", -1) == jobs[i] && h_jint(t, "index", -1) == idx[i],
+                      "record %d is %lld.%lld, want %lld.%lld", i,
+                      (long long) h_jint(t, "job", -1), (long long) h_jint(t, "index", -1),
+                      (long long) jobs[i], (long long) idx[i]);
+        bool same = false;
+        if (reason && i == 2) {
+            /* "... in S s", S at most the minute of the backoff. */
+            size_t k = strlen(want[i]);
+            char *end = NULL;
+            double secs = strncmp(reason, want[i], k) == 0 ? strtod(reason + k, &end) : -1;
+            same = secs > 0 && secs <= 60.0 && end && strcmp(end, " s") == 0;
+        } else if (reason) {
+            same = strcmp(reason, want[i]) == 0;
+        }
+        ck_assert_msg(same, "%lld.%lld: reason \"%s\", want \"%s\"",
+                      (long long) jobs[i], (long long) idx[i], reason ? reason : "(none)",
+                      want[i]);
+        ck_assert_msg(wait && strcmp(wait, waits[i]) == 0, "%lld.%lld: wait %s, want %s",
+                      (long long) jobs[i], (long long) idx[i], wait ? wait : "(none)", waits[i]);
+        ck_assert_str_eq(h_jstr(t, "status"), "queued");
+        ck_assert_int_eq(h_jint(t, "priority", -1), i < 2 ? 5 : 0);
+        ck_assert_int_eq(h_jint(t, "attempts", -1), i == 2 ? 1 : 0);
+    }
+    ck_assert_int_eq(h_jint(cJSON_GetArrayItem(lines, 1), "ahead", -1), 1);
+    cJSON_Delete(lines);
+
+    /* One job's; the table says the same. */
+    lines = s_waiting(c, "--job", ls);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), 2);
+    cJSON_Delete(lines);
+    r = h_cli(c, "tasks", "--waiting", "--job", rs, NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "REASON") && strstr(r->out, "ready: 1 ahead of it"),
+                  "%s", h_run_desc(r));
+    h_run_free(&r);
+    r = h_cli(c, "tasks", "--waiting", "--worker", "a", NULL);
+    ck_assert_msg(r->rc == 2, "--worker with --waiting: %s", h_run_desc(r));
+    h_run_free(&r);
+
+    /* Released, the blocker done: all of them run but the one no worker takes. */
+    char *go = h_path(c, "work/go");
+    h_write_file(go, "");
+    r = h_cli(c, "release", hs, NULL);
+    h_run_free(&r);
+    r = h_cli(c, "release", gs, NULL);
+    h_run_free(&r);
+    ck_assert_int_eq(h_wait(c, d, 30000), 0);
+    ck_assert_int_eq(h_wait(c, l, 30000), 0);
+    lines = s_waiting(c, NULL, NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(lines), 2);   /* the retry still waits its minute */
+    ck_assert_int_eq(h_jint(cJSON_GetArrayItem(lines, 0), "job", -1), f);
+    ck_assert_int_eq(h_jint(cJSON_GetArrayItem(lines, 1), "job", -1), n);
+    cJSON_Delete(lines);
+    free(go);
+    free(dir);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* The job ids of `ztask jobs --json ARGS...`, in the order printed. */
 static int s_job_list(h_cluster_t *c, const char *const *args, int64_t *ids, int max)
 {

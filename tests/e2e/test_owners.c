@@ -494,6 +494,56 @@ START_TIMED_TEST(an_admin_acts_on_every_job_and_owners_survive_a_restart, 90)
 }
 END_TEST
 
+/* The jobs of `ztask tasks --waiting --json` as who, one per record, into
+   jobs (at most max); the count. */
+static int s_waiting_jobs(env_t *e, const char *who, const char *extra, int64_t *jobs, int max)
+{
+    h_run_t *r = s_as(e, who, "tasks", "--waiting", "--json", extra, NULL);
+    ck_assert_msg(r->rc == 0, "%s: tasks --waiting: %s", who, h_run_desc(r));
+    cJSON *lines = h_json_lines(r->out);
+    h_run_free(&r);
+    int n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, lines)
+    {
+        ck_assert_str_eq(h_jstr(t, "wait"), "no_worker");
+        if (n < max)
+            jobs[n] = h_jint(t, "job", -1);
+        n++;
+    }
+    cJSON_Delete(lines);
+    return n;
+}
+
+/* Why tasks wait is told to their owner only, as the running view: bob
+   neither lists alice's waiting tasks nor names her job; an admin sees
+   everyone's with --all. */
+START_TIMED_TEST(a_client_sees_why_only_its_own_tasks_wait, 60)
+{
+    env_t e;
+    s_env(&e, "why_owners");
+    s_master(&e, true, NULL, NULL, NULL, NULL);
+    /* No worker: every task waits for one. */
+    int64_t a = S_SUBMIT(&e, "alice", "--array", "0-1", "--fn", "noop");
+    int64_t b = S_SUBMIT(&e, "bob", "--fn", "noop");
+    int64_t jobs[8];
+    ck_assert_int_eq(s_waiting_jobs(&e, "alice", NULL, jobs, 8), 2);
+    ck_assert(jobs[0] == a && jobs[1] == a);
+    ck_assert_int_eq(s_waiting_jobs(&e, "bob", NULL, jobs, 8), 1);
+    ck_assert_int_eq(jobs[0], b);
+    S_EXPECT(&e, "bob", 4, "no job", "tasks", "--waiting", "--job", s_id(a, -1));
+    S_EXPECT(&e, "bob", 6, "admin", "tasks", "--waiting", "--all");
+    ck_assert_int_eq(s_waiting_jobs(&e, "root", NULL, jobs, 8), 0);
+    ck_assert_int_eq(s_waiting_jobs(&e, "root", "--all", jobs, 8), 3);
+    h_run_t *r = s_as(&e, "alice", "tasks", "--waiting", NULL);
+    ck_assert_msg(r->rc == 0 && strstr(r->out, "no live worker can run it: it needs a worker "
+                                               "with the function noop (see ztask workers)"),
+                  "alice's table: %s", h_run_desc(r));
+    h_run_free(&r);
+    s_env_free(&e);
+}
+END_TEST
+
 /* Without keys (a loopback master) nobody can be told apart: jobs have no
    owner and every client acts on every job, as documented. */
 START_TIMED_TEST(a_master_without_keys_has_no_owners_and_everyone_is_admin, 60)
@@ -827,6 +877,218 @@ START_TIMED_TEST(a_worker_taking_anothers_name_after_a_restart_claims_none_of_it
     cJSON_Delete(row);
     char *text = h_read_file(runs);
     ck_assert_str_eq(text, "run\n");
+    free(text);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* The ztask-worker named name under its own key, with the NULL-ended
+   extra arguments x0, x1 (e.g. "--label", "real"). */
+static h_proc_t *s_worker_with(env_t *e, const char *name, const char *x0, const char *x1)
+{
+    char *secret = s_file(e->keys, name, ".key");
+    char *master = s_file(e->keys, "master", ".pub");
+    h_proc_t *w = h_worker_start(e->c, name, 2, "--curve-secret", secret, "--master-key", master,
+                                 x0, x1, NULL);
+    free(secret);
+    free(master);
+    return w;
+}
+
+/* w2's key says hello as "w2" (no labels: the tasks of these tests that
+   require "real" are never sent to it), listing task's attempt 1 as
+   running with claim as its token (NULL: none); returns once the master
+   has registered it. */
+static void s_hostile_hello(env_t *e, void *ctx, h_proc_t *m, int64_t task, const char *claim)
+{
+    void *dealer = s_dealer(e, ctx, "w2");
+    char hello[512];
+    snprintf(hello, sizeof hello,
+             "{\"v\":1,\"type\":\"hello\",\"name\":\"w2\",\"host\":\"elsewhere\",\"pid\":1,"
+             "\"threads\":1,\"running\":[{\"task\":%lld,\"attempt\":1%s%s%s}]}",
+             (long long) task, claim ? ",\"claim\":\"" : "", claim ? claim : "",
+             claim ? "\"" : "");
+    cJSON *rep = s_request(dealer, hello);
+    ck_assert_msg(h_jtrue(rep, "ok"), "w2's hello was refused");
+    cJSON_Delete(rep);
+    zmq_close(dealer);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w2 ", 1, 10000),
+                  "w2 did not register (log %s)", h_proc_log(m));
+}
+
+/* The task of job as its only results row (caller owns), read as alice. */
+static cJSON *s_only_row(env_t *e, int64_t job)
+{
+    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0 || r->rc == 1, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_ptr_nonnull(row);
+    return row;
+}
+
+/* After a master restart, nothing stored tells a task sent less than a
+   second before the crash (its assignment not written yet:
+   ASSIGN_WRITE_MS) from a task that was never sent: both are found
+   queued. A worker key that was never sent a task must not claim it
+   anyway: the claim needs the token only the task's worker was given.
+   A task waits, queued, for a worker labelled "real"; the master is
+   killed and restarted; w2's key then sends a result for it before any
+   hello (kept on main until w2 registers, then taken), says hello
+   claiming it with a made-up token, and sends a result again: each
+   refused, the task still queued. w1 ("real") then runs it: its own
+   output, one attempt. */
+START_TIMED_TEST(a_worker_key_cannot_claim_a_task_it_was_never_sent_after_a_restart, 120)
+{
+    env_t e;
+    s_env(&e, "neversent");
+    e.port = h_free_base_port();
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
+    int64_t job = S_SUBMIT(&e, "alice", "--require", "real", "--", "echo", "real");
+    cJSON *row = s_only_row(&e, job);
+    int64_t task = h_jint(row, "task", -1);
+    ck_assert_int_gt(task, 0);
+    cJSON_Delete(row);
+    h_proc_kill9(m);
+    m = s_master(&e, false, "--recovery-grace", "5", "--heartbeat-ms", "200");
+
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w2", task);
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 1, 10000),
+                  "w2's result, before its hello, for a task it was never sent was not refused "
+                  "(log %s)",
+                  h_proc_log(m));
+    s_hostile_hello(&e, ctx, m, task, "0123456789abcdef0123456789abcdef");
+    ck_assert_msg(h_proc_count_log(m, "claimed=0") == 1
+                      && h_proc_wait_log(m, "event=claim_refused task=", 1, 1000),
+                  "w2's hello claimed a task it was never sent (log %s)", h_proc_log(m));
+    s_push_forged_result(push, "w2", task);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 2, 10000),
+                  "w2's result after its hello was not refused (log %s)", h_proc_log(m));
+    cJSON *st = s_jobs(&e, "alice", false);
+    const cJSON *j = s_find_job(st, job);
+    ck_assert_msg(j && h_jint(j, "queued", -1) == 1 && h_jint(j, "done", -1) == 0,
+                  "the task did not stay queued after w2's claims");
+    cJSON_Delete(st);
+
+    s_worker_with(&e, "w1", "--label", "real");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    row = s_only_row(&e, job);
+    ck_assert_str_eq(h_jstr(row, "status"), "done");
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    s_env_free(&e);
+}
+END_TEST
+
+/* The task w1 runs was sent just before the master was killed, and its
+   assignment never written (the test hook ZTASK_TEST_ASSIGN_WRITE_MS
+   holds the write back, as a crash within ASSIGN_WRITE_MS does): the
+   restarted master finds it queued. w2's key says hello claiming that
+   very attempt without its token, then sends a result: refused, both.
+   w1, stopped meanwhile, comes back and claims it with the token it was
+   given; its own result ends it, and it ran once. */
+START_TIMED_TEST(a_task_sent_just_before_a_master_crash_is_claimed_only_by_its_worker, 120)
+{
+    env_t e;
+    s_env(&e, "sentjustbefore");
+    e.port = h_free_base_port();
+    setenv("ZTASK_TEST_ASSIGN_WRITE_MS", "600000", 1);
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
+    unsetenv("ZTASK_TEST_ASSIGN_WRITE_MS");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    h_proc_kill9(m);
+    m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
+
+    void *ctx = zmq_ctx_new();
+    s_hostile_hello(&e, ctx, m, task, NULL);
+    ck_assert_msg(h_proc_count_log(m, "claimed=0") == 1
+                      && h_proc_wait_log(m, "event=claim_refused task=", 1, 1000),
+                  "w2's hello claimed w1's unrecorded task (log %s)", h_proc_log(m));
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    s_push_forged_result(push, "w2", task);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=report_refused type=result", 1, 10000),
+                  "w2's result for w1's task was not refused (log %s)", h_proc_log(m));
+
+    h_proc_signal(w1, SIGCONT);
+    char want[96];
+    snprintf(want, sizeof want, "event=claim_unrecorded task=%lld attempt=1 worker=w1",
+             (long long) task);
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 30000)
+                      && h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 1000)
+                      && h_proc_count_log(m, "claimed=1") == 1,
+                  "w1 did not claim its own task (log %s)", h_proc_log(m));
+    h_write_file(go, "");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    cJSON *row = s_only_row(&e, job);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* Issue 14, item 3 under CURVE: w1 finishes a task while no master runs
+   (sent just before the kill, its assignment never written); its result,
+   with the task's token, reaches the restarted master before w1's hello
+   (w1 says hello after 3 heartbeats of 2 s without a ping): kept, the
+   task waits for w1, and once w1 registers the result counts. One run,
+   one attempt. */
+START_TIMED_TEST(a_result_finished_while_the_master_was_down_is_kept_for_its_worker, 120)
+{
+    env_t e;
+    s_env(&e, "earlyresult");
+    e.port = h_free_base_port();
+    setenv("ZTASK_TEST_ASSIGN_WRITE_MS", "600000", 1);
+    h_proc_t *m = s_master(&e, false, "--recovery-grace", "20", "--heartbeat-ms", "2000");
+    unsetenv("ZTASK_TEST_ASSIGN_WRITE_MS");
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    char script[1024];
+    snprintf(script, sizeof script,
+             "echo run >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do sleep 0.02; "
+             "n=$((n+1)); done; echo real; echo end >> '%s'",
+             runs, go, runs);
+    int64_t job = S_SUBMIT(&e, "alice", "--", "sh", "-c", script);
+    ck_assert(H_POLL(access(runs, F_OK) == 0, 30000));
+    h_proc_kill9(m);
+    h_write_file(go, "");
+    char *text = NULL;
+    ck_assert(H_POLL((free(text), text = h_read_file(runs), text && strstr(text, "end")), 30000));
+    free(text);
+    m = s_master(&e, false, "--recovery-grace", "20", "--heartbeat-ms", "2000");
+    ck_assert_msg(h_proc_wait_log(m, "event=result_kept", 1, 10000),
+                  "w1's early result was not kept for it (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 30000),
+                  "w1 did not register again (log %s, worker log %s)", h_proc_log(m),
+                  h_proc_log(w1));
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    cJSON *row = s_only_row(&e, job);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\nend\n");
     free(text);
     free(runs);
     free(go);

@@ -229,7 +229,26 @@ static const char *s_result_diff(const proto_result_t *a, const proto_result_t *
     if (memcmp(&a->started, &b->started, sizeof a->started) != 0
         || memcmp(&a->finished, &b->finished, sizeof a->finished) != 0)
         return "started or finished";
+    if (strcmp(a->claim, b->claim) != 0)
+        return "claim";
     return NULL;
+}
+
+/* What the fast path keeps as the stored text: the same result without
+   its claim token (s_text_without in proto_fast.c). NULL when it is. */
+static const char *s_text_diff(const proto_result_t *fast, const proto_result_t *slow)
+{
+    if (!fast->text)
+        return NULL;
+    proto_err_t err = { { 0 }, { 0 } };
+    proto_result_t *stored = pr_result_decode_tree(fast->text, strlen(fast->text), &err);
+    if (!stored)
+        return "stored text that cJSON refuses";
+    proto_result_t want = *slow;
+    want.claim[0] = '\0';
+    const char *diff = stored->claim[0] ? "stored text with a claim" : s_result_diff(stored, &want);
+    proto_result_destroy(&stored);
+    return diff;
 }
 
 /* The fast path may decline anything, but what it accepts cJSON must
@@ -243,6 +262,8 @@ static fuzz_verdict_t s_fast_result_agrees(const uint8_t *data, size_t size, cha
     proto_err_t err = { { 0 }, { 0 } };
     proto_result_t *slow = pr_result_decode_tree((const char *) data, size, &err);
     const char *diff = slow ? s_result_diff(fast, slow) : NULL;
+    if (slow && !diff)
+        diff = s_text_diff(fast, slow);
     fuzz_verdict_t v = !slow ? fuzz_broken(why, whylen, "fast path took a result cJSON refuses "
                                            "(%s: %s)", err.code, err.message)
                        : diff ? fuzz_broken(why, whylen, "fast path read another %s", diff)
@@ -503,13 +524,16 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
     int64_t *jobs = xcalloc((size_t) n + 1, sizeof *jobs);
     int *attempts = xcalloc((size_t) n + 1, sizeof *attempts);
     char **specs = xcalloc((size_t) n + 1, sizeof *specs);
+    const char **claims = xcalloc((size_t) n + 1, sizeof *claims);
     for (int i = 0; i < n; i++) {
         ids[i] = msg->tasks[i].id;
         jobs[i] = msg->tasks[i].job;
         attempts[i] = msg->tasks[i].attempt;
         specs[i] = proto_spec_encode(msg->tasks[i].spec);
+        claims[i] = msg->tasks[i].claim;
     }
-    char *raw = proto_pipe_encode_tasks_raw(n, ids, attempts, jobs, (const char *const *) specs);
+    char *raw = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
+                                                (const char *const *) specs, NULL, claims);
     proto_err_t err = { { 0 }, { 0 } };
     proto_pipe_t *back = proto_pipe_decode(raw, strlen(raw), &err);
     char *t2 = back ? proto_pipe_encode(back) : NULL;
@@ -520,6 +544,7 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
     for (int i = 0; i < n; i++)
         free(specs[i]);
     free(specs);
+    free(claims);
     free(attempts);
     free(jobs);
     free(ids);
@@ -543,7 +568,7 @@ static fuzz_verdict_t s_fast_pipe_agrees(const uint8_t *data, size_t size, char 
     for (int i = 0; v == FUZZ_ACCEPTED && i < fast->ntasks; i++) {
         const proto_task_t *a = &fast->tasks[i], *b = &slow->tasks[i];
         if (a->id != b->id || a->attempt != b->attempt || a->job != b->job
-            || !s_spec_same(a->spec, b->spec))
+            || strcmp(a->claim, b->claim) != 0 || !s_spec_same(a->spec, b->spec))
             v = fuzz_broken(why, whylen, "fast path read another task %d", i);
     }
     proto_pipe_destroy(&fast);

@@ -1732,6 +1732,111 @@ START_TEST(results_reports_our_workers_send_take_the_fast_path)
 }
 END_TEST
 
+/* A claim token (master/claim.h) goes out with a task, comes back in a
+   hello's refs and with the attempt's result, and never reaches the text
+   the master stores. */
+START_TEST(a_claim_token_goes_out_with_a_task_and_comes_back_but_is_not_stored)
+{
+    const char *tok = "00112233445566778899aabbccddeeff";
+    static const char *const specs[] = {"{\"fn\":\"noop\"}", "{\"shell\":\"true\"}"};
+    int64_t ids[] = {1, 2}, jobs[] = {9, 9};
+    int attempts[] = {1, 3};
+    const char *claims[] = {tok, NULL};
+    char *raw = proto_pipe_encode_tasks_granted(2, ids, attempts, jobs, specs, NULL, claims);
+    proto_pipe_t *fast = pf_tasks(raw, strlen(raw));
+    ck_assert_msg(fast != NULL, "fast path declined %s", raw);
+    proto_err_t err;
+    proto_pipe_t *slow = pr_pipe_decode_tree(raw, strlen(raw), &err);
+    ck_assert_msg(slow != NULL, "%s", err.message);
+    ck_assert_str_eq(fast->tasks[0].claim, tok);
+    ck_assert_str_eq(slow->tasks[0].claim, tok);
+    ck_assert_str_eq(fast->tasks[1].claim, "");
+    ck_assert_str_eq(slow->tasks[1].claim, "");
+    char *again = proto_pipe_encode(slow);
+    ck_assert_str_eq(again, raw);
+    free(again);
+    proto_pipe_destroy(&fast);
+    proto_pipe_destroy(&slow);
+    free(raw);
+
+    proto_req_t *hello = proto_req_new(PROTO_REQ_HELLO);
+    hello->host = strdup("h");
+    hello->threads = 1;
+    hello->nrunning = hello->nended = 1;
+    hello->running = calloc(1, sizeof *hello->running);
+    hello->ended = calloc(1, sizeof *hello->ended);
+    hello->running[0] = (proto_task_ref_t){.task = 1, .attempt = 1};
+    hello->ended[0] = (proto_task_ref_t){.task = 2, .attempt = 3};
+    strcpy(hello->running[0].claim, tok);
+    strcpy(hello->ended[0].claim, tok);
+    char *text = proto_req_encode(hello);
+    proto_req_t *back = proto_req_decode(text, strlen(text), &err);
+    ck_assert_msg(back != NULL, "%s", err.message);
+    ck_assert_str_eq(back->running[0].claim, tok);
+    ck_assert_str_eq(back->ended[0].claim, tok);
+    proto_req_destroy(&back);
+    proto_req_destroy(&hello);
+    free(text);
+
+    /* Wherever the token is in the object: read, and cut from the text. */
+    static const char *const objs[] = {
+        "{\"claim\":\"00112233445566778899aabbccddeeff\",\"task\":3,\"attempt\":1,"
+        "\"status\":\"done\"}",
+        "{\"task\":3,\"attempt\":1,\"claim\":\"00112233445566778899aabbccddeeff\","
+        "\"status\":\"done\"}",
+        "{\"task\":3,\"attempt\":1,\"status\":\"done\",\"claim\":"
+        "\"00112233445566778899aabbccddeeff\"}",
+        "{ \"claim\" : \"00112233445566778899aabbccddeeff\" , \"task\":3,\"attempt\":1,"
+        "\"status\":\"done\"}",
+    };
+    for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) {
+        proto_result_t *r = pf_result(objs[i], strlen(objs[i]));
+        ck_assert_msg(r != NULL, "fast path declined %s", objs[i]);
+        ck_assert_str_eq(r->claim, tok);
+        ck_assert_msg(!strstr(r->text, "claim"), "%s kept as %s", objs[i], r->text);
+        proto_result_t *stored = pr_result_decode_tree(r->text, strlen(r->text), &err);
+        ck_assert_msg(stored != NULL, "%s: %s", r->text, err.message);
+        ck_assert_int_eq(stored->task, 3);
+        ck_assert_int_eq(stored->attempt, 1);
+        ck_assert_int_eq(stored->status, PROTO_ST_DONE);
+        ck_assert_str_eq(stored->claim, "");
+        proto_result_destroy(&stored);
+        proto_result_t *tree = pr_result_decode_tree(objs[i], strlen(objs[i]), &err);
+        ck_assert_ptr_nonnull(tree);
+        ck_assert_str_eq(tree->claim, tok);
+        proto_result_destroy(&tree);
+        proto_result_destroy(&r);
+    }
+    proto_result_t *res = proto_result_new();
+    res->task = 3;
+    res->attempt = 1;
+    strcpy(res->claim, tok);
+    text = proto_result_encode(res);
+    ck_assert_msg(strstr(text, tok) != NULL, "%s", text);
+    proto_result_destroy(&res);
+    free(text);
+
+    /* Anything but 32 lowercase hex digits is refused by both decoders. */
+    static const char *const bad[] = {"0011", "00112233445566778899AABBCCDDEEFF",
+                                      "00112233445566778899aabbccddeeffa",
+                                      "0011223344556677889zaabbccddeeff"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char obj[256];
+        snprintf(obj, sizeof obj, "{\"task\":3,\"attempt\":1,\"status\":\"done\",\"claim\":\"%s\"}",
+                 bad[i]);
+        ck_assert_msg(proto_result_decode(obj, strlen(obj), &err) == NULL, "took %s", obj);
+        ck_assert_msg(strstr(err.message, "claim") != NULL, "%s", err.message);
+        snprintf(obj, sizeof obj,
+                 "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1,"
+                 "\"claim\":\"%s\",\"spec\":{\"fn\":\"noop\"}}]}",
+                 bad[i]);
+        ck_assert_msg(proto_pipe_decode(obj, strlen(obj), &err) == NULL, "took %s", obj);
+    }
+    const char *num = "{\"task\":3,\"attempt\":1,\"status\":\"done\",\"claim\":7}";
+    ck_assert_ptr_null(proto_result_decode(num, strlen(num), &err));
+}
+END_TEST
+
 /* Integers are printed without printf: the same text as %lld, at both
    ends of the range and in between. */
 START_TEST(integers_print_as_printf_does)
@@ -2370,6 +2475,38 @@ START_TEST(steering_requests_and_their_records_round_trip)
     ck_assert(got->tasks[0].started == 1700000000.25 && !got->tasks[0].result);
     proto_reply_destroy(&got);
     proto_reply_destroy(&rep);
+
+    /* waiting: the queued tasks with why, and whether the list stopped. */
+    r = proto_req_new(PROTO_REQ_WAITING);
+    r->job = 12;
+    g = s_req_round_trip(r);
+    ck_assert(g->type == PROTO_REQ_WAITING && g->job == 12 && !g->all);
+    proto_req_destroy(&g);
+    proto_req_destroy(&r);
+    rep = proto_reply_new(true);
+    rep->tasks = calloc(2, sizeof *rep->tasks);
+    rep->ntasks = 2;
+    rep->truncated = true;
+    rep->tasks[0] = (proto_task_info_t){.task = 5, .job = 2, .index = 0,
+                                        .status = PROTO_ST_QUEUED, .wait = PROTO_WAIT_READY,
+                                        .reason = strdup("ready: 3 ahead of it"),
+                                        .priority = -4, .ahead = 3};
+    rep->tasks[1] = (proto_task_info_t){.task = 6, .job = 2, .index = 1, .held = true,
+                                        .status = PROTO_ST_QUEUED, .wait = PROTO_WAIT_HELD,
+                                        .reason = strdup("held: ztask release 2")};
+    got = s_reply_round_trip(rep, PROTO_REQ_WAITING);
+    ck_assert(got->truncated && got->ntasks == 2);
+    ck_assert(got->tasks[0].wait == PROTO_WAIT_READY && got->tasks[0].ahead == 3
+              && got->tasks[0].priority == -4);
+    ck_assert_str_eq(got->tasks[0].reason, "ready: 3 ahead of it");
+    ck_assert(got->tasks[1].wait == PROTO_WAIT_HELD && got->tasks[1].held);
+    proto_reply_destroy(&got);
+    proto_reply_destroy(&rep);
+    s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
+            "\"status\":\"queued\",\"wait\":\"bored\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
+    char words[256];
+    proto_need_words(words, sizeof words, "exec:gpu;cpus=2");
+    ck_assert_str_eq(words, "a worker that runs commands, labelled gpu with cpus=2");
 
     rep = proto_reply_new(true);
     rep->job = 3;

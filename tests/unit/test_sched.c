@@ -277,6 +277,81 @@ START_TEST(counts_retry_waits_and_finds_the_oldest_head_without_a_pass_over_all)
 }
 END_TEST
 
+/* The ids a walk yields, in order, into ids (at most max); the count. */
+static int s_walk_ids(const sched_t *s, int64_t *ids, int max)
+{
+    sched_walk_t *w = sched_walk_new(s);
+    int n = 0;
+    const sched_task_t *t;
+    while ((t = sched_walk_next(w)))
+        if (n < max)
+            ids[n++] = t->id;
+        else
+            n++;
+    sched_walk_destroy(&w);
+    ck_assert_ptr_null(w);
+    return n;
+}
+
+START_TEST(a_walk_lists_ready_parked_and_delayed_tasks_in_run_order)
+{
+    sched_t *s = sched_new();
+    int exec = sched_class(s, "exec");
+    sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_task_t *held = sched_add(s, &(sched_new_task_t){.id = 2, .job = 1, .priority = 3}, 0);
+    sched_park(s, held, SCHED_PARK_HELD);
+    sched_add(s, &(sched_new_task_t){.id = 3, .job = 2, .cls = exec, .priority = 3}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 4, .job = 2, .held = true}, 0);   /* deps */
+    sched_task_t *retry = sched_add(s, &(sched_new_task_t){.id = 5, .job = 2, .priority = 7}, 0);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), retry);
+    sched_requeue(s, retry, 9000);   /* a backoff: listed at its priority */
+    sched_add(s, &(sched_new_task_t){.id = 6, .job = 3, .priority = -2}, 0);
+    sched_task_t *gone = sched_add(s, &(sched_new_task_t){.id = 7, .job = 3}, 0);
+    sched_task_t *running = sched_add(s, &(sched_new_task_t){.id = 8, .job = 3, .priority = 9}, 0);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), running);   /* on a worker: not listed */
+    sched_remove(s, gone->id);
+
+    int64_t ids[16], want[] = {5, 2, 3, 1, 4, 6};
+    ck_assert_int_eq(s_walk_ids(s, ids, 16), 6);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(ids[i], want[i]);
+
+    /* A new priority moves a parked task in the walk as in the queue. */
+    sched_set_priority(s, held, -5);
+    int64_t want2[] = {5, 3, 1, 4, 6, 2};
+    ck_assert_int_eq(s_walk_ids(s, ids, 16), 6);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(ids[i], want2[i]);
+    /* Released, due: still once each. */
+    sched_unpark(s, held, SCHED_PARK_HELD);
+    ck_assert_ptr_eq(sched_pop(s, 9000, NULL, NULL, true), retry);
+    int64_t want3[] = {3, 1, 4, 6, 2};
+    ck_assert_int_eq(s_walk_ids(s, ids, 16), 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(ids[i], want3[i]);
+    sched_destroy(&s);
+}
+END_TEST
+
+START_TEST(a_walk_finds_the_first_tasks_without_a_pass_over_all)
+{
+    sched_t *s = sched_new();
+    /* 200,000 held and 100,000 ready, one priority: the first ten come
+       after looking at about ten entries, not 300,000. */
+    for (int64_t i = 1; i <= 300000; i++) {
+        sched_task_t *t = sched_add(s, &(sched_new_task_t){.id = i, .job = 1}, 0);
+        if (i % 3)
+            sched_park(s, t, SCHED_PARK_HELD);
+    }
+    sched_walk_t *w = sched_walk_new(s);
+    for (int64_t i = 1; i <= 10; i++)
+        ck_assert_int_eq(sched_walk_next(w)->id, i);
+    ck_assert_uint_le(sched_walk_visited(w), 20);
+    sched_walk_destroy(&w);
+    sched_destroy(&s);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "sched", .tcase = "sched" });

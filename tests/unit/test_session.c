@@ -938,7 +938,7 @@ START_TEST(runner_messages_round_trip_and_reject_garbage)
     memcpy(frame, &hdr, sizeof hdr);
     ck_assert_int_eq(runner_msg_parse(frame, sizeof frame, &out, &payload, &len), -1);
 
-    char *json = runner_result_now(5, 3, PROTO_ST_CANCELLED, "why");
+    char *json = runner_result_now(5, 3, NULL, PROTO_ST_CANCELLED, "why");
     proto_err_t err;
     proto_result_t *res = proto_result_decode(json, strlen(json), &err);
     ck_assert_ptr_nonnull(res);
