@@ -39,10 +39,14 @@ struct sched {
        that listing why tasks wait (ztask tasks --waiting) finds the first
        ones in run order without a pass over every parked task. Costs a
        push per park or backoff (24 bytes an entry) and its share of the
-       sweeps (s_compact) that lazy deletion needs: parking 1,000,000
-       tasks (a hold) took 300-380 ms against 100 ms without it, unparking
-       them 420-450 ms against 300-345 (measured on a loaded 2-core
-       machine; `ztask hold` of such a job took 0.5-0.6 s in all before). */
+       sweeps (s_compact, s_tidy_waiting) that lazy deletion needs:
+       parking 1,000,000 tasks (a hold) took 300-380 ms against 100 ms
+       without it, unparking them 420-450 ms against 300-345 (measured on
+       a loaded 2-core machine; `ztask hold` of such a job took 0.5-0.6 s
+       in all before). The sweeps that give its stale entries back cost
+       ~60-70 ms more to cancel a held million, or to run one released
+       (sched.c alone, 155-290 against 230-350 ms and 285-395 against
+       360-490: noisy, loaded machine). */
     heap_t waiting;
     /* Entries pushed since the heaps were last swept of stale ones
        (s_compact): a requeued task leaves its old entry behind, dropped
@@ -285,6 +289,24 @@ static void s_compact(sched_t *self)
         s_sweep(self, &self->classes[i].ready);
 }
 
+/* The waiting heap is never popped, so only sweeps drop its stale
+   entries, and s_compact counts pushes: an entry goes stale without one
+   when its task, released, is popped, claimed or ends, so a job of a
+   million held, released and run left a million entries there, kept
+   after the job ended and read by every walk before the tasks that still
+   wait (those came first in run order). Its live entries are at most one
+   per parked task and one per retry backoff (whose delayed entry is
+   still there): once it holds more than twice those and a margin, it is
+   swept. Amortised O(1) per entry made stale since the last sweep. */
+static void s_tidy_waiting(sched_t *self)
+{
+    size_t live = self->delayed.n;
+    for (unsigned m = 1; m < 8; m++)
+        live += self->parked_n[m];
+    if (self->waiting.n > 2 * live + 4096)
+        s_sweep(self, &self->waiting);
+}
+
 static void s_enqueue(sched_t *self, sched_task_t *t, int64_t not_before)
 {
     t->state = PROTO_ST_QUEUED;
@@ -484,6 +506,7 @@ void sched_remove(sched_t *self, int64_t id)
     if (t) {
         s_set_parked(self, t, 0);
         s_free_task(t);
+        s_tidy_waiting(self);
     }
 }
 
@@ -556,7 +579,7 @@ struct sched_walk {
     const sched_t *sched;
     spot_t *v;                /* the frontier: a heap, best entry first */
     size_t n, cap;
-    size_t visited;
+    size_t visited, max;
 };
 
 static const heap_t *s_walk_src(const sched_t *self, int src)
@@ -615,10 +638,12 @@ static spot_t s_walk_take(sched_walk_t *w)
     return top;
 }
 
-sched_walk_t *sched_walk_new(const sched_t *self)
+sched_walk_t *sched_walk_new(sched_t *self, size_t max_visits)
 {
+    s_tidy_waiting(self);
     sched_walk_t *w = xcalloc(1, sizeof *w);
     w->sched = self;
+    w->max = max_visits;
     for (int src = 0; src <= self->nclasses + 1; src++)
         s_walk_add(w, src, 0);
     return w;
@@ -629,8 +654,10 @@ const sched_task_t *sched_walk_next(sched_walk_t *w)
     /* A heap's slot comes after its parent's in the heap's order, so
        taking the best of the frontier and putting its children in yields
        every entry of every source in one order: the k first cost
-       O((k + stale) log k), whatever the heaps hold beyond them. */
-    while (w->n) {
+       O((k + stale) log k), whatever the heaps hold beyond them. The
+       bound counts stale entries too: a run of them is read here, in
+       one call, and is as long as the lazy deletion let it grow. */
+    while (w->n && w->visited < w->max) {
         spot_t s = s_walk_take(w);
         s_walk_add(w, s.src, 2 * s.pos + 1);
         s_walk_add(w, s.src, 2 * s.pos + 2);
@@ -644,6 +671,19 @@ const sched_task_t *sched_walk_next(sched_walk_t *w)
 size_t sched_walk_visited(const sched_walk_t *w)
 {
     return w->visited;
+}
+
+bool sched_walk_cut(const sched_walk_t *w)
+{
+    return w->n > 0 && w->visited >= w->max;
+}
+
+size_t sched_entries(const sched_t *self)
+{
+    size_t n = self->delayed.n + self->suspects.n + self->waiting.n;
+    for (int i = 0; i < self->nclasses; i++)
+        n += self->classes[i].ready.n;
+    return n;
 }
 
 void sched_walk_destroy(sched_walk_t **p)

@@ -235,17 +235,27 @@ size_t sched_size(const sched_t *self);
    first, then the lowest id (the oldest). For `ztask tasks --waiting`.
    Cost: the first k tasks take O((k + s) log k), s the stale heap
    entries met among them (lazy deletion: at most about as many as there
-   are tasks, swept as the heaps grow), not a pass over every task. The
-   scheduler must not change while a walk is open (main loop: open, read,
-   destroy in one turn). The walk is the caller's (sched_walk_destroy);
-   tasks it returns are borrowed. */
+   are tasks, swept as the heaps grow), not a pass over every task; and
+   never more than max_visits entries, stale ones included (SIZE_MAX: no
+   bound). Opening one may sweep the heap of parked tasks (amortised O(1)
+   per entry it drops). The scheduler must not change while a walk is
+   open (main loop: open, read, destroy in one turn). The walk is the
+   caller's (sched_walk_destroy); tasks it returns are borrowed. */
 typedef struct sched_walk sched_walk_t;
-sched_walk_t *sched_walk_new(const sched_t *self);
-/* The next queued task in run order, or NULL at the end. */
+sched_walk_t *sched_walk_new(sched_t *self, size_t max_visits);
+/* The next queued task in run order, or NULL at the end or once
+   max_visits entries were looked at (sched_walk_cut tells which). */
 const sched_task_t *sched_walk_next(sched_walk_t *w);
 /* Heap entries looked at so far, stale ones included (what the walk cost). */
 size_t sched_walk_visited(const sched_walk_t *w);
+/* Whether the walk stopped at max_visits with entries left to read (more
+   tasks may be queued than it returned). */
+bool sched_walk_cut(const sched_walk_t *w);
 void sched_walk_destroy(sched_walk_t **p);
+
+/* Heap entries held, stale ones included (lazy deletion): at most a few
+   per task and a margin, whatever the steering (for tests). */
+size_t sched_entries(const sched_t *self);
 
 /* Iterates every record (any order). *pos starts at 0. The scheduler must not
    change during the iteration: collect ids, then act. */

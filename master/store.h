@@ -55,10 +55,12 @@ typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_
    alloc_queues; 11: tasks.worker_key; 12: tasks_failed indexes cancelled
    tasks too; 13: job_deps and task state 6 (dep_failed) (the sched
    helper's step, its brief's 7, above main's 12 at the merge); 14: the
-   highest allocation queue id in last_ids (ids never reused). Older
+   highest allocation queue id in last_ids (ids never reused); 15:
+   tasks_failed's predicate written as a range (the same rows; the
+   finish UPDATE no longer builds temporary tables). Older
    databases are upgraded in place, a step per version (s_upgrade in
    store.c); a newer one is refused. */
-#define STORE_SCHEMA_VERSION 14
+#define STORE_SCHEMA_VERSION 15
 
 /* Process-wide SQLite settings that make every store cheaper: no memory
    statistics (they take a global mutex on every allocation, ~8% of a

@@ -123,12 +123,13 @@ int why_list(const why_config_t *cfg, const why_query_t *q, proto_task_info_t *o
              bool *truncated)
 {
     why_t w = {.cfg = cfg, .served = xcalloc((size_t) sched_nclasses(cfg->sched) + 1, 1)};
-    sched_walk_t *walk = sched_walk_new(cfg->sched);
+    /* The bound is the walk's: checked here, between tasks, it let one
+       sched_walk_next read every stale entry in a row. */
+    sched_walk_t *walk = sched_walk_new(cfg->sched, WHY_VISIT_MAX);
     int n = 0;
     int64_t ready = 0;   /* ready tasks met so far, anyone's */
     const sched_task_t *t = NULL;
-    while (n < q->max && sched_walk_visited(walk) < WHY_VISIT_MAX
-           && (t = sched_walk_next(walk))) {
+    while (n < q->max && (t = sched_walk_next(walk))) {
         const job_t *job = jobs_get(cfg->jobs, t->job);
         proto_wait_t wait = s_wait(&w, t, job, q->now);
         if (job && q->want(job, q->arg)) {
@@ -147,8 +148,8 @@ int why_list(const why_config_t *cfg, const why_query_t *q, proto_task_info_t *o
         }
         ready += wait == PROTO_WAIT_READY;
     }
-    /* Stopped early (full, or looked at enough) with tasks left to walk. */
-    *truncated = t && sched_walk_next(walk) != NULL;
+    /* Stopped early (full with tasks left, or looked at enough). */
+    *truncated = (n == q->max && sched_walk_next(walk)) || sched_walk_cut(walk);
     sched_walk_destroy(&walk);
     free(w.served);
     return n;

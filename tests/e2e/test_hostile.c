@@ -245,6 +245,10 @@ static int s_bases(int64_t j1, char **out)
     q->tasks[0] = proto_spec_decode("{\"fn\":\"noop\"}", 13, &err);
     q->ntasks = 1;
     out[n++] = s_encode_req(q);
+    q = proto_req_new(PROTO_REQ_WAITING);
+    q->job = j1;
+    q->all = true;
+    out[n++] = s_encode_req(q);
     q = proto_req_new(PROTO_REQ_HELLO);
     q->name = strdup("mutant");
     q->host = strdup("localhost");
@@ -363,6 +367,10 @@ static void s_barrage_fixed(hx_t *x, int64_t j1)
         s_expect_code(x, buf, PROTO_E_FIELD, "results limit out of range");
         snprintf(buf, sizeof buf, "{\"v\":1,\"type\":\"logs\",\"task\":%s}", huge[i]);
         s_expect_codes2(x, buf, PROTO_E_FIELD, PROTO_E_NOT_FOUND, "logs task out of range");
+        if (strcmp(huge[i], "-0") == 0)
+            continue;   /* waiting's job 0 is every job */
+        snprintf(buf, sizeof buf, "{\"v\":1,\"type\":\"waiting\",\"job\":%s}", huge[i]);
+        s_expect_codes2(x, buf, PROTO_E_FIELD, PROTO_E_NOT_FOUND, "waiting job out of range");
     }
     snprintf(buf, sizeof buf, "{\"v\":1,\"type\":\"results\",\"job\":%lld,\"limit\":100000000}",
              (long long)j1);
@@ -385,6 +393,31 @@ static void s_barrage_fixed(hx_t *x, int64_t j1)
                   "cancel of an unknown job");
     s_expect_code(x, "{\"v\":1,\"type\":\"status\",\"job\":999999}", PROTO_E_NOT_FOUND,
                   "status of an unknown job");
+    s_expect_code(x, "{\"v\":1,\"type\":\"waiting\",\"job\":999999}", PROTO_E_NOT_FOUND,
+                  "waiting of an unknown job");
+    s_expect_code(x, "{\"v\":1,\"type\":\"waiting\",\"job\":\"1\"}", PROTO_E_FIELD,
+                  "waiting with a job as a string");
+    s_expect_code(x, "{\"v\":1,\"type\":\"waiting\",\"all\":\"yes\"}", PROTO_E_FIELD,
+                  "waiting with all as a string");
+    {
+        /* Fields it does not know are ignored, as by every request: the
+           queued tasks of job 1, in order, each waiting for a worker. */
+        const char *extra = "{\"v\":1,\"type\":\"waiting\",\"worker\":\"w\",\"limit\":-5,"
+                            "\"zz\":{\"a\":[1,2]}}";
+        s_send(x->api, extra, strlen(extra), 0);
+        size_t len;
+        char *reply = s_recv(x, &len, extra);
+        proto_err_t err;
+        proto_reply_t *rep = proto_reply_decode(reply, len, PROTO_REQ_WAITING, &err);
+        ck_assert_msg(rep && rep->ok && rep->ntasks == J1_TASKS && !rep->truncated,
+                      "waiting with unknown fields: %.300s", reply);
+        for (int i = 0; i < rep->ntasks; i++)
+            ck_assert(rep->tasks[i].job == j1 && rep->tasks[i].wait == PROTO_WAIT_NO_WORKER
+                      && rep->tasks[i].index == i);
+        proto_reply_destroy(&rep);
+        free(reply);
+        x->legal++;
+    }
 
     /* Invalid UTF-8 and NUL in strings. */
     s_expect_codes2(x, "{\"v\":1,\"type\":\"drain\",\"worker\":\"\xff\xfe\"}", PROTO_E_FIELD,

@@ -898,17 +898,18 @@ static h_proc_t *s_worker_with(env_t *e, const char *name, const char *x0, const
 }
 
 /* w2's key says hello as "w2" (no labels: the tasks of these tests that
-   require "real" are never sent to it), listing task's attempt 1 as
-   running with claim as its token (NULL: none); returns once the master
-   has registered it. */
-static void s_hostile_hello(env_t *e, void *ctx, h_proc_t *m, int64_t task, const char *claim)
+   require "real" are never sent to it), listing task's attempt 1 in list
+   ("running" or "ended": both are claims) with claim as its token (NULL:
+   none); returns once the master has registered it. */
+static void s_hostile_hello(env_t *e, void *ctx, h_proc_t *m, const char *list, int64_t task,
+                            const char *claim)
 {
     void *dealer = s_dealer(e, ctx, "w2");
     char hello[512];
     snprintf(hello, sizeof hello,
              "{\"v\":1,\"type\":\"hello\",\"name\":\"w2\",\"host\":\"elsewhere\",\"pid\":1,"
-             "\"threads\":1,\"running\":[{\"task\":%lld,\"attempt\":1%s%s%s}]}",
-             (long long) task, claim ? ",\"claim\":\"" : "", claim ? claim : "",
+             "\"threads\":1,\"%s\":[{\"task\":%lld,\"attempt\":1%s%s%s}]}",
+             list, (long long) task, claim ? ",\"claim\":\"" : "", claim ? claim : "",
              claim ? "\"" : "");
     cJSON *rep = s_request(dealer, hello);
     ck_assert_msg(h_jtrue(rep, "ok"), "w2's hello was refused");
@@ -937,7 +938,8 @@ static cJSON *s_only_row(env_t *e, int64_t job)
    A task waits, queued, for a worker labelled "real"; the master is
    killed and restarted; w2's key then sends a result for it before any
    hello (kept on main until w2 registers, then taken), says hello
-   claiming it with a made-up token, and sends a result again: each
+   claiming it with a made-up token (as ended: the other test claims in
+   "running"), and sends a result again: each
    refused, the task still queued. w1 ("real") then runs it: its own
    output, one attempt. */
 START_TIMED_TEST(a_worker_key_cannot_claim_a_task_it_was_never_sent_after_a_restart, 120)
@@ -961,7 +963,7 @@ START_TIMED_TEST(a_worker_key_cannot_claim_a_task_it_was_never_sent_after_a_rest
                   "w2's result, before its hello, for a task it was never sent was not refused "
                   "(log %s)",
                   h_proc_log(m));
-    s_hostile_hello(&e, ctx, m, task, "0123456789abcdef0123456789abcdef");
+    s_hostile_hello(&e, ctx, m, "ended", task, "0123456789abcdef0123456789abcdef");
     ck_assert_msg(h_proc_count_log(m, "claimed=0") == 1
                       && h_proc_wait_log(m, "event=claim_refused task=", 1, 1000),
                   "w2's hello claimed a task it was never sent (log %s)", h_proc_log(m));
@@ -1012,7 +1014,7 @@ START_TIMED_TEST(a_task_sent_just_before_a_master_crash_is_claimed_only_by_its_w
     m = s_master(&e, false, "--recovery-grace", "10", "--heartbeat-ms", "200");
 
     void *ctx = zmq_ctx_new();
-    s_hostile_hello(&e, ctx, m, task, NULL);
+    s_hostile_hello(&e, ctx, m, "running", task, NULL);
     ck_assert_msg(h_proc_count_log(m, "claimed=0") == 1
                       && h_proc_wait_log(m, "event=claim_refused task=", 1, 1000),
                   "w2's hello claimed w1's unrecorded task (log %s)", h_proc_log(m));

@@ -3,6 +3,7 @@
 #include "../../master/sched.h"
 
 #include "../ztest.h"
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,9 +279,9 @@ START_TEST(counts_retry_waits_and_finds_the_oldest_head_without_a_pass_over_all)
 END_TEST
 
 /* The ids a walk yields, in order, into ids (at most max); the count. */
-static int s_walk_ids(const sched_t *s, int64_t *ids, int max)
+static int s_walk_ids(sched_t *s, int64_t *ids, int max)
 {
-    sched_walk_t *w = sched_walk_new(s);
+    sched_walk_t *w = sched_walk_new(s, SIZE_MAX);
     int n = 0;
     const sched_task_t *t;
     while ((t = sched_walk_next(w)))
@@ -343,11 +344,207 @@ START_TEST(a_walk_finds_the_first_tasks_without_a_pass_over_all)
         if (i % 3)
             sched_park(s, t, SCHED_PARK_HELD);
     }
-    sched_walk_t *w = sched_walk_new(s);
+    sched_walk_t *w = sched_walk_new(s, SIZE_MAX);
     for (int64_t i = 1; i <= 10; i++)
         ck_assert_int_eq(sched_walk_next(w)->id, i);
     ck_assert_uint_le(sched_walk_visited(w), 20);
     sched_walk_destroy(&w);
+    sched_destroy(&s);
+}
+END_TEST
+
+/* The waiting heap is never popped: a job held, released and started
+   leaves its entries there, stale. A walk must not wade through them to
+   reach the tasks that still wait (they came first in run order: the
+   listing stopped at its bound with nothing listed, and one
+   sched_walk_next read them all). */
+START_TEST(a_walk_does_not_wade_through_what_a_released_job_left_behind)
+{
+    sched_t *s = sched_new();
+    enum { N = 20000 };
+    for (int64_t i = 1; i <= N; i++)
+        sched_add(s, &(sched_new_task_t){.id = i, .job = 1, .priority = 5}, 0);
+    for (int64_t i = 1; i <= N; i++)
+        sched_park(s, sched_get(s, i), SCHED_PARK_HELD);
+    for (int64_t i = 1; i <= N; i++)
+        sched_unpark(s, sched_get(s, i), SCHED_PARK_HELD);
+    for (int64_t i = 1; i <= N; i++)
+        ck_assert_ptr_nonnull(sched_pop(s, 0, NULL, NULL, true));   /* on workers */
+    sched_task_t *held = sched_add(s, &(sched_new_task_t){.id = N + 1, .job = 2}, 0);
+    sched_park(s, held, SCHED_PARK_HELD);
+    sched_walk_t *w = sched_walk_new(s, SIZE_MAX);
+    ck_assert_ptr_eq(sched_walk_next(w), held);
+    ck_assert_msg(sched_walk_visited(w) <= 10, "looked at %zu entries for the one task waiting",
+                  sched_walk_visited(w));
+    ck_assert_ptr_null(sched_walk_next(w));
+    sched_walk_destroy(&w);
+    sched_destroy(&s);
+}
+END_TEST
+
+/* Nor are they kept once the tasks that left them have ended: a master
+   that ran a big held job held its entries (24 bytes each) until enough
+   new pushes came to sweep them. */
+START_TEST(a_released_job_that_ended_leaves_no_entries_behind)
+{
+    sched_t *s = sched_new();
+    enum { N = 20000 };
+    for (int64_t i = 1; i <= N; i++)
+        sched_park(s, sched_add(s, &(sched_new_task_t){.id = i, .job = 1}, 0), SCHED_PARK_HELD);
+    for (int64_t i = 1; i <= N; i++)
+        sched_unpark(s, sched_get(s, i), SCHED_PARK_HELD);
+    for (int64_t i = 1; i <= N; i++) {
+        sched_task_t *t = sched_pop(s, 0, NULL, NULL, true);
+        ck_assert_ptr_nonnull(t);
+        sched_remove(s, t->id);
+    }
+    ck_assert_int_eq(sched_size(s), 0);
+    ck_assert_msg(sched_entries(s) <= 4096, "%zu heap entries left for no task",
+                  sched_entries(s));
+    sched_destroy(&s);
+}
+END_TEST
+
+/* A walk's bound counts the stale entries it reads: a run of them ahead
+   of the live ones (a priority changed back and forth where no worker
+   pops) is not read in one call past it. */
+START_TEST(a_walk_stops_at_its_bound_even_among_stale_entries)
+{
+    sched_t *s = sched_new();
+    for (int64_t i = 1; i <= 1000; i++)
+        sched_add(s, &(sched_new_task_t){.id = i, .job = 1}, 0);
+    for (int64_t i = 1; i <= 1000; i++)
+        sched_set_priority(s, sched_get(s, i), 1);
+    for (int64_t i = 1; i <= 1000; i++)
+        sched_set_priority(s, sched_get(s, i), 0);
+    sched_walk_t *w = sched_walk_new(s, 100);
+    ck_assert_ptr_null(sched_walk_next(w));
+    ck_assert_uint_eq(sched_walk_visited(w), 100);
+    ck_assert(sched_walk_cut(w));
+    sched_walk_destroy(&w);
+    /* Unbounded, it gets there; at the end it was not cut. */
+    int64_t ids[1];
+    ck_assert_int_eq(s_walk_ids(s, ids, 1), 1000);
+    ck_assert_int_eq(ids[0], 1);
+    w = sched_walk_new(s, SIZE_MAX);
+    while (sched_walk_next(w))
+        ;
+    ck_assert(!sched_walk_cut(w));
+    sched_walk_destroy(&w);
+    sched_destroy(&s);
+}
+END_TEST
+
+/* Whether a (priority desc, id asc) comes before b: run order. */
+static int s_cmp_run_order(const void *a, const void *b)
+{
+    const sched_task_t *x = *(sched_task_t *const *) a, *y = *(sched_task_t *const *) b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static uint64_t s_rng = 0x2545f4914f6cdd1dull;
+
+static unsigned s_rand(unsigned n)
+{
+    s_rng ^= s_rng << 13;
+    s_rng ^= s_rng >> 7;
+    s_rng ^= s_rng << 17;
+    return (unsigned) (s_rng % n);
+}
+
+/* Every way a task moves, at random, on a few thousand tasks for many
+   rounds: hold and release (a task's, its job's limit, its
+   dependencies), a new priority, a pop and a requeue with or without a
+   backoff (a retry, a lost worker), a claim, a backoff's end, a cancel
+   and a new task in its place. After each round the heaps hold a
+   bounded number of entries (lazy deletion does not grow with the
+   steering) and a walk yields every queued task once, in run order. */
+START_TEST(lazy_deletion_stays_bounded_and_a_walk_exact_under_any_steering)
+{
+    sched_t *s = sched_new();
+    int gpu = sched_class(s, "exec:gpu");
+    enum { N = 3000, ROUNDS = 40 };
+    const unsigned reasons[] = {SCHED_PARK_HELD, SCHED_PARK_CAPPED, SCHED_PARK_DEPS};
+    int64_t next_id = 1, now = 0;
+    for (int i = 0; i < N; i++, next_id++)
+        sched_add(s, &(sched_new_task_t){.id = next_id, .job = next_id % 7,
+                                         .cls = next_id % 3 ? 0 : gpu},
+                  0);
+    sched_task_t **queued = malloc(sizeof *queued * (N + 1));
+    int64_t *walked = malloc(sizeof *walked * (N + 1));
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int op = 0; op < N; op++) {
+            int64_t id = next_id - N + (int64_t) s_rand(N);
+            sched_task_t *t = sched_get(s, id);
+            if (!t)
+                continue;
+            unsigned reason = reasons[s_rand(3)];
+            switch (s_rand(9)) {
+            case 0:
+            case 1:
+                if (t->state == PROTO_ST_QUEUED || (t->state == PROTO_ST_ASSIGNED && !t->worker))
+                    sched_park(s, t, reason);
+                break;
+            case 2: sched_unpark(s, t, reason); break;
+            case 3:
+            case 4: sched_set_priority(s, t, (int32_t) s_rand(5) - 2); break;
+            case 5: {
+                sched_task_t *p = sched_pop(s, now, NULL, NULL, true);
+                if (p) {
+                    p->crashes = (uint8_t) s_rand(2);   /* a lost worker's: a suspect */
+                    sched_requeue(s, p, s_rand(2) ? now + 1 + s_rand(50) : 0);
+                }
+                break;
+            }
+            case 6:
+                if (t->state == PROTO_ST_QUEUED)
+                    sched_claim(s, t);
+                else
+                    sched_requeue(s, t, 0);
+                break;
+            case 7: now += 10; break;
+            case 8:   /* cancelled, finished or forgotten; a new task comes */
+                sched_remove(s, id);
+                sched_add(s, &(sched_new_task_t){.id = next_id, .job = next_id % 7,
+                                                 .held = s_rand(4) == 0},
+                          0);
+                next_id++;
+                break;
+            }
+        }
+        size_t entries = sched_entries(s);
+        ck_assert_msg(entries <= 6 * N + 3 * 4096, "round %d: %zu heap entries for %d tasks",
+                      round, entries, N);
+
+        int nq = 0;
+        size_t pos = 0;
+        sched_task_t *t;
+        while ((t = sched_next(s, &pos)))
+            if (t->state == PROTO_ST_QUEUED)
+                queued[nq++] = t;
+        qsort(queued, (size_t) nq, sizeof *queued, s_cmp_run_order);
+        ck_assert_int_eq(s_walk_ids(s, walked, N + 1), nq);
+        for (int i = 0; i < nq; i++)
+            ck_assert_msg(walked[i] == queued[i]->id, "round %d: walk's %d-th is %lld, want %lld",
+                          round, i, (long long) walked[i], (long long) queued[i]->id);
+    }
+    /* Everything ends: the waiting heap keeps nothing. */
+    int64_t *ids = malloc(sizeof *ids * sched_size(s));
+    size_t n = 0, pos = 0;
+    sched_task_t *t;
+    while ((t = sched_next(s, &pos)))
+        ids[n++] = t->id;
+    for (size_t i = 0; i < n; i++)
+        sched_remove(s, ids[i]);
+    free(ids);
+    ck_assert_int_eq(sched_size(s), 0);
+    sched_walk_t *w = sched_walk_new(s, SIZE_MAX);
+    ck_assert_ptr_null(sched_walk_next(w));
+    sched_walk_destroy(&w);
+    free(walked);
+    free(queued);
     sched_destroy(&s);
 }
 END_TEST

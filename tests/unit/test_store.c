@@ -1104,17 +1104,23 @@ END_TEST
     "ALTER TABLE jobs DROP COLUMN max_running; ALTER TABLE jobs DROP COLUMN definition;"    \
     "ALTER TABLE tasks DROP COLUMN retry_base;"
 
+/* Runs sql on a closed database file, behind the store's back. */
+static void s_file_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
 /* Turns a closed database file into what an older ztask left: runs sql
    on it behind the store's back, after taking out what every version the
    tests make lacks (schema 11's tasks.worker_key). */
 static void s_make_older(const char *path, const char *sql)
 {
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "ALTER TABLE tasks DROP COLUMN worker_key", NULL, NULL, NULL),
-                     SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    s_file_exec(path, "ALTER TABLE tasks DROP COLUMN worker_key");
+    s_file_exec(path, sql);
 }
 
 /* One integer read from a closed database file. */
@@ -1339,14 +1345,8 @@ START_TEST(test_alloc_queue_ids_stay_used_after_their_queues_are_deleted)
     ck_assert_int_eq(store_alloc_save(store, 7, "{}"), 0);
     ck_assert_int_eq(store_commit(store), 0);
     store_destroy(&store);
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(tmp.db, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db,
-                                  "DELETE FROM last_ids WHERE name = 'alloc_queues';"
-                                  "PRAGMA user_version = 13;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    s_file_exec(tmp.db, "DELETE FROM last_ids WHERE name = 'alloc_queues';"
+                        "PRAGMA user_version = 13;");
     store = s_open_file(tmp.db);
     store_destroy(&store);
     ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
@@ -1462,6 +1462,145 @@ START_TEST(test_a_schema_4_database_lists_its_cancelled_tasks_as_not_succeeded)
     store_destroy(&store);
     ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     tmp_remove(&tmp);
+}
+END_TEST
+
+/* The partial index as schemas 12 to 14 wrote it. */
+#define S_FAILED_INDEX_14 "CREATE INDEX tasks_failed ON tasks(job) WHERE state IN (4, 5, 6)"
+
+/* Schema 15 writes tasks_failed's predicate as a range (store.c,
+   TASKS_FAILED_WHERE): a database of 14 gets the index rebuilt at the
+   upgrade, and the queries that need it (results --failed, what retry
+   puts back, dep_failed tasks) still give the same tasks. */
+START_TEST(test_a_schema_14_database_gets_the_failed_index_as_a_range_and_reads_the_same)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open_file(tmp.db);
+    int64_t job = s_job(store, "old");
+    int64_t t[5];
+    for (int i = 0; i < 5; i++)
+        t[i] = s_insert(store, job, i);
+    /* t[4] stays queued. */
+    ck_assert_int_eq(store_task_finish(store, t[0], PROTO_ST_DONE, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_task_finish(store, t[1], PROTO_ST_FAILED, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_task_finish(store, t[2], PROTO_ST_CANCELLED, 1, "w", "{}", 5.0), 0);
+    ck_assert_int_eq(store_task_finish(store, t[3], PROTO_ST_DEP_FAILED, 0, NULL, NULL, 5.0), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+    s_file_exec(tmp.db, "DROP INDEX tasks_failed;" S_FAILED_INDEX_14 "; PRAGMA user_version = 14;");
+
+    store = s_open_file(tmp.db);
+    rows_t rows = {0};
+    int64_t last = 0;
+    ck_assert_int_eq(store_results_each(store, job, 0, 10, true, s_collect, &rows, &last), 0);
+    ck_assert_int_eq(rows.n, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(rows.r[i].id, t[i + 1]);
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_retryable_each(store, job, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 2);
+    ck_assert_int_eq(rows.r[0].id, t[1]);
+    ck_assert_int_eq(rows.r[1].id, t[2]);
+    memset(&rows, 0, sizeof rows);
+    ck_assert_int_eq(store_dep_failed_each(store, job, s_collect, &rows), 0);
+    ck_assert_int_eq(rows.n, 1);
+    ck_assert_int_eq(rows.r[0].id, t[3]);
+    /* A retry takes a task that did not succeed, and only such a task. */
+    ck_assert_int_eq(store_task_retry(store, t[0]), 0);
+    ck_assert_int_eq(store_task_retry(store, t[1]), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(s_get(store, t[0]).state, PROTO_ST_DONE);
+    ck_assert_int_eq(s_get(store, t[1]).state, PROTO_ST_QUEUED);
+    ck_assert_int_eq(store_check(store), 0);
+    store_destroy(&store);
+    ck_assert_int_eq(s_file_int(tmp.db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(s_file_int(tmp.db, "SELECT count(*) FROM sqlite_schema WHERE name = "
+                                        "'tasks_failed' AND sql = 'CREATE INDEX tasks_failed ON "
+                                        "tasks(job) WHERE state BETWEEN 4 AND 6'"),
+                     1);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* The opcodes of one statement's program (EXPLAIN), on the store's
+   connection, joined by spaces. */
+static void s_program(const char *sql, char *out, size_t outlen)
+{
+    char explain[4096];
+    snprintf(explain, sizeof explain, "EXPLAIN %s", sql);
+    sqlite3_stmt *st = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(s_last_db, explain, -1, &st, NULL) == SQLITE_OK, "%s: %s",
+                  explain, sqlite3_errmsg(s_last_db));
+    size_t used = 0;
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW && used < outlen)
+        used += (size_t)snprintf(out + used, outlen - used, "%s ", sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+}
+
+/* Every write to the tasks table is on a task's path (submit, assign,
+   finish, retry, cancel, forget): none may build a temporary b-tree, as
+   `state IN (4, 5, 6)` in tasks_failed's predicate made each of them do
+   (two per finish: ~58,000 instructions, over half of the master's cost
+   per task; store.c, TASKS_FAILED_WHERE). Read from the programs SQLite
+   compiled for the statements the store prepared. */
+START_TEST(test_no_write_to_the_tasks_table_builds_a_temporary_table)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_OFF);
+    int writes = 0, bad = 0;
+    static char program[1 << 16], offenders[1 << 14];
+    size_t used = 0;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(s_last_db, NULL); st;
+         st = sqlite3_next_stmt(s_last_db, st)) {
+        const char *sql = sqlite3_sql(st);
+        if (strncmp(sql, "UPDATE tasks ", 13) != 0 && strncmp(sql, "INSERT INTO tasks(", 18) != 0
+            && strncmp(sql, "DELETE FROM tasks ", 18) != 0)
+            continue;
+        writes++;
+        s_program(sql, program, sizeof program);
+        if (strstr(program, "OpenEphemeral") && used < sizeof offenders) {
+            bad++;
+            used += (size_t)snprintf(offenders + used, sizeof offenders - used, "\n  %.120s", sql);
+        }
+    }
+    ck_assert_msg(bad == 0, "%d writes build a temporary table (OpenEphemeral) each time they run:%s",
+                  bad, offenders);
+    /* Insert one and many, assign, requeue, retry, finish, cancel, hold,
+       release, priority, forget. */
+    ck_assert_int_ge(writes, 11);
+    store_destroy(&store);
+}
+END_TEST
+
+/* The queries over tasks that did not succeed read tasks_failed by job:
+   their WHERE must carry the index's predicate word for word, or SQLite
+   cannot use it (then INDEXED BY makes store_new fail). */
+START_TEST(test_the_queries_of_tasks_that_did_not_succeed_search_tasks_failed_by_job)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_OFF);
+    int queries = 0;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(s_last_db, NULL); st;
+         st = sqlite3_next_stmt(s_last_db, st)) {
+        const char *sql = sqlite3_sql(st);
+        if (!strstr(sql, "INDEXED BY tasks_failed"))
+            continue;
+        queries++;
+        char explain[4096];
+        snprintf(explain, sizeof explain, "EXPLAIN QUERY PLAN %s", sql);
+        sqlite3_stmt *plan = NULL;
+        ck_assert_msg(sqlite3_prepare_v2(s_last_db, explain, -1, &plan, NULL) == SQLITE_OK,
+                      "%s: %s", explain, sqlite3_errmsg(s_last_db));
+        ck_assert_int_eq(sqlite3_step(plan), SQLITE_ROW);
+        const char *detail = (const char *)sqlite3_column_text(plan, 3);
+        ck_assert_msg(strncmp(detail, "SEARCH tasks USING INDEX tasks_failed (job=?", 44) == 0,
+                      "%s\nplan: %s", sql, detail);
+        ck_assert_int_eq(sqlite3_step(plan), SQLITE_DONE);
+        sqlite3_finalize(plan);
+    }
+    /* results --failed, store_retryable_each, store_dep_failed_each. */
+    ck_assert_int_eq(queries, 3);
+    store_destroy(&store);
 }
 END_TEST
 
