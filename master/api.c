@@ -77,6 +77,7 @@ struct api {
     /* Answers of held requests made while some change they show was not
        committed yet: sent in this order once it is (api_acks). */
     held_reply_t *held, **held_tail;
+    size_t nheld;              /* below 2 x MAX_WAITERS (api_waiters) */
     held_reply_t *hold_into;   /* set: s_send_reply fills it instead of sending */
 };
 
@@ -1601,6 +1602,8 @@ static void s_held_send(api_t *self)
         self->held = h->next;
         if (!self->held)
             self->held_tail = &self->held;
+        assert(self->nheld > 0);
+        self->nheld--;
         s_held_free(h);
     }
 }
@@ -1619,10 +1622,15 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
        api_acks). Stopping (all_now) and failing commits keep the old way:
        flush, then answer. If the commit cannot be made, a held status is
        refused as a query would be, and a held submit (its batch was
-       committed) gets its plain answer without the record. */
+       committed) gets its plain answer without the record.
+       The held answers are bounded like the waiters they come from: a
+       client sending status with wait_ms=1 in a stream while a big commit
+       is with the writer would otherwise grow the list at the loop's read
+       rate. Past MAX_WAITERS the old way applies (the flush sends them). */
     journal_t *j = self->cfg.journal;
     uint64_t mark = journal_mark(j);
-    if (!all_now && !journal_failing(j) && !journal_written(j, mark)) {
+    if (!all_now && !journal_failing(j) && !journal_written(j, mark)
+        && self->nheld < MAX_WAITERS) {
         waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
         while (w) {
             waiter_t *next = w->next;
@@ -1638,6 +1646,7 @@ void api_waiters(api_t *self, int64_t now, bool all_now)
             assert(h->body);
             *self->held_tail = h;
             self->held_tail = &h->next;
+            self->nheld++;
             waiter_free(&w);
             w = next;
         }
