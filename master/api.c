@@ -1123,6 +1123,23 @@ static int s_cmp_started(const void *a, const void *b)
     return x->started < y->started ? -1 : x->started > y->started;
 }
 
+/* What the tasks views (running and waiting) may list for this peer:
+   one job it may see, or with "all" (an admin only) everyone's. False
+   after answering when neither. */
+static bool s_tasks_scope(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                          const proto_req_t *req)
+{
+    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+        return false;
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's tasks (the master's --admins "
+                      "list); without --all: your own");
+        return false;
+    }
+    return true;
+}
+
 /* The tasks on workers now (sent or started; orphans waiting for their
    worker too), of one job or of every job the peer sees (its own; with
    "all", an admin: everyone's), on one worker or all, the longest
@@ -1130,14 +1147,8 @@ static int s_cmp_started(const void *a, const void *b)
 static void s_tasks(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                     const proto_req_t *req)
 {
-    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+    if (!s_tasks_scope(self, env, peer, req))
         return;
-    if (req->all && !(peer->roles & AUTH_ADMIN)) {
-        s_reply_error(self, env, PROTO_E_AUTH,
-                      "only an admin key sees every client's tasks (the master's --admins "
-                      "list); without --all: your own");
-        return;
-    }
     rows_t rows = {.self = self, .v = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t))};
     store_t *store = journal_store(self->cfg.journal);
     size_t pos = 0;
@@ -1187,14 +1198,8 @@ static bool s_want(const job_t *job, void *arg)
 static void s_waiting(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                       const proto_req_t *req, int64_t now)
 {
-    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+    if (!s_tasks_scope(self, env, peer, req))
         return;
-    if (req->all && !(peer->roles & AUTH_ADMIN)) {
-        s_reply_error(self, env, PROTO_E_AUTH,
-                      "only an admin key sees every client's tasks (the master's --admins "
-                      "list); without --all: your own");
-        return;
-    }
     want_t want = {.peer = peer, .job = req->job, .all = req->all};
     proto_reply_t *rep = proto_reply_new(true);
     rep->tasks = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t));
