@@ -312,7 +312,10 @@ class Bench:
                     row.runs.append({"cpu": {"client": cpu}})
                     say(f"   run {i + 1}: spawn loop{' (captured)' if extra else ''} "
                         f"{res['tasks_per_s']:,.0f}/s")
-                for pf, r, bin_dir in pairs:
+                # The A/B's builds take turns at going first, so that
+                # neither is always the one right after the spawn loops.
+                order = pairs if i % 2 == 0 or not self.base_bin else list(reversed(pairs))
+                for pf, r, bin_dir in order:
                     if r.error:
                         continue
                     try:

@@ -39,6 +39,28 @@
 /* Keyed submits prune the expired keys at most this often. */
 #define IDEM_PRUNE_EVERY_MS 60000
 
+/* A held request's answer, made from memory when it was due, sent once
+   every change it shows is committed (journal_written(mark)). Made then,
+   not when sent: the memory may have moved on since, past the commit. */
+typedef struct held_reply {
+    zmqx_frames_t envelope;  /* the client's routing frames */
+    char *body;              /* the encoded reply */
+    size_t len;
+    uint64_t mark;           /* journal_mark when it was made */
+    proto_req_type_t type;   /* status or submit: */
+    int64_t job, accepted;   /*   a submit's plain answer if the commit fails */
+    struct held_reply *next;
+} held_reply_t;
+
+static void s_held_free(held_reply_t *h)
+{
+    zmqx_frames_free(&h->envelope);
+    free(h->body);
+    free(h);
+}
+
+static void s_held_send(api_t *self);
+
 struct api {
     api_config_t cfg;        /* its pointers borrowed */
     int64_t last_job_id, last_task_id;   /* the ids handed out last */
@@ -58,6 +80,11 @@ struct api {
     /* The request being answered may have only a small reply (conns.h,
        CONNS_RUN_SMALL): a bigger one to a query is "busy" instead. */
     bool small_only;
+    /* Answers of held requests made while some change they show was not
+       committed yet: sent in this order once it is (api_acks). */
+    held_reply_t *held, **held_tail;
+    size_t nheld;              /* below 2 x MAX_WAITERS (api_waiters) */
+    held_reply_t *hold_into;   /* set: s_send_reply fills it instead of sending */
 };
 
 api_t *api_new(const api_config_t *cfg)
@@ -66,6 +93,7 @@ api_t *api_new(const api_config_t *cfg)
     self->cfg = *cfg;
     self->last_job_id = cfg->last_job_id;
     self->last_task_id = cfg->last_task_id;
+    self->held_tail = &self->held;
     const char *kill = getenv("ZTASK_TEST_KILL_BEFORE_ACK");
     if (kill && parse_int64(kill, 1, INT64_MAX, &self->kill_before_ack) != 0)
         self->kill_before_ack = 0;
@@ -82,12 +110,19 @@ void api_destroy(api_t **p)
 {
     if (!p || !*p)
         return;
-    conns_destroy(&(*p)->conns);
-    free(*p);
+    api_t *self = *p;
+    conns_destroy(&self->conns);
+    while (self->held) {
+        held_reply_t *h = self->held;
+        self->held = h->next;
+        s_held_free(h);
+    }
+    free(self);
     *p = NULL;
 }
 
 /* ---- replies ---- */
+
 
 /* What a client accepts (its ZMQ_MAXMSGSIZE): a bigger reply would make
    libzmq drop the connection, and the client would only see silence. */
@@ -129,6 +164,11 @@ static proto_reply_t *s_busy_error(api_t *self, proto_req_type_t type)
                              conns_reply_bytes(self->conns) >> 20);
 }
 
+static void s_send_body(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len,
+                        proto_req_type_t type);
+
+/* Encodes and sends a reply; while hold_into is set, encodes it into that
+   held reply instead (api_waiters). */
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
@@ -157,10 +197,23 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
     }
     metrics_api_request(self->cfg.metrics,
                         self->cur_type ? self->cur_type : proto_req_type_name(type), outcome);
-    /* Sent now, or after this client's earlier replies: never dropped
-       while the client is connected (conns.h). */
-    conns_send(self->conns, envelope, &body, len);
     proto_reply_destroy(&err);
+    if (self->hold_into) {
+        self->hold_into->body = body;
+        self->hold_into->len = len;
+        return;
+    }
+    s_send_body(self, envelope, body, len, type);
+}
+
+/* Sends an encoded reply (body is taken): now, or after this client's
+   earlier replies; never dropped while the client is connected
+   (conns.h). */
+static void s_send_body(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len,
+                        proto_req_type_t type)
+{
+    (void) type;
+    conns_send(self->conns, envelope, &body, len);
 }
 
 static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
@@ -715,6 +768,7 @@ void api_acks(api_t *self)
             s_submit_committed(self, p);
         pending_submit_free(&p);
     }
+    s_held_send(self);
 }
 
 int api_flush(api_t *self)
@@ -1097,6 +1151,23 @@ static int s_cmp_started(const void *a, const void *b)
     return x->started < y->started ? -1 : x->started > y->started;
 }
 
+/* What the tasks views (running and waiting) may list for this peer:
+   one job it may see, or with "all" (an admin only) everyone's. False
+   after answering when neither. */
+static bool s_tasks_scope(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
+                          const proto_req_t *req)
+{
+    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+        return false;
+    if (req->all && !(peer->roles & AUTH_ADMIN)) {
+        s_reply_error(self, env, PROTO_E_AUTH,
+                      "only an admin key sees every client's tasks (the master's --admins "
+                      "list); without --all: your own");
+        return false;
+    }
+    return true;
+}
+
 /* The tasks on workers now (sent or started; orphans waiting for their
    worker too), of one job or of every job the peer sees (its own; with
    "all", an admin: everyone's), on one worker or all, the longest
@@ -1104,14 +1175,8 @@ static int s_cmp_started(const void *a, const void *b)
 static void s_tasks(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                     const proto_req_t *req)
 {
-    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+    if (!s_tasks_scope(self, env, peer, req))
         return;
-    if (req->all && !(peer->roles & AUTH_ADMIN)) {
-        s_reply_error(self, env, PROTO_E_AUTH,
-                      "only an admin key sees every client's tasks (the master's --admins "
-                      "list); without --all: your own");
-        return;
-    }
     rows_t rows = {.self = self, .v = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t))};
     store_t *store = journal_store(self->cfg.journal);
     size_t pos = 0;
@@ -1161,14 +1226,8 @@ static bool s_want(const job_t *job, void *arg)
 static void s_waiting(api_t *self, const zmqx_frames_t *env, const auth_peer_t *peer,
                       const proto_req_t *req, int64_t now)
 {
-    if (req->job > 0 && !s_job_or_reply(self, env, peer, req->job))
+    if (!s_tasks_scope(self, env, peer, req))
         return;
-    if (req->all && !(peer->roles & AUTH_ADMIN)) {
-        s_reply_error(self, env, PROTO_E_AUTH,
-                      "only an admin key sees every client's tasks (the master's --admins "
-                      "list); without --all: your own");
-        return;
-    }
     want_t want = {.peer = peer, .job = req->job, .all = req->all};
     proto_reply_t *rep = proto_reply_new(true);
     rep->tasks = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t));
@@ -1544,24 +1603,94 @@ static void s_waited_reply(api_t *self, const zmqx_frames_t *env, int64_t id)
     s_reply_error(self, env, PROTO_E_NOT_FOUND, msg);
 }
 
+/* A held request's answer made now: the record of its job, or (submit)
+   the plain answer when its job's changes could not be written. */
+static void s_waiter_answer(api_t *self, const waiter_t *w, bool written)
+{
+    if (w->type == PROTO_REQ_SUBMIT)
+        s_submit_reply(self, &w->envelope, w->job, w->accepted, written, NULL, 0);
+    else if (!written)
+        s_reply_unwritable(self, &w->envelope);
+    else
+        s_waited_reply(self, &w->envelope, w->job);
+}
+
+/* Held answers whose changes are committed go out, in the order they were
+   made (their marks only grow); while commits fail, each gets what
+   api_waiters gives when its flush fails. */
+static void s_held_send(api_t *self)
+{
+    while (self->held) {
+        held_reply_t *h = self->held;
+        if (journal_written(self->cfg.journal, h->mark)) {
+            s_send_body(self, &h->envelope, h->body, h->len, h->type);
+            h->body = NULL;
+        } else if (journal_failing(self->cfg.journal)) {
+            s_waiter_answer(self, &(waiter_t){.envelope = h->envelope, .type = h->type,
+                                              .job = h->job, .accepted = h->accepted},
+                            false);
+        } else {
+            return;
+        }
+        self->held = h->next;
+        if (!self->held)
+            self->held_tail = &self->held;
+        assert(self->nheld > 0);
+        self->nheld--;
+        s_held_free(h);
+    }
+}
+
 void api_waiters(api_t *self, int64_t now, bool all_now)
 {
     if (!waiters_any_due(self->cfg.waiters, now, all_now))
         return;
     /* The finishing results may still be in the journal: like any other
-       answer, this one waits for their commit. If it cannot be made, a
-       held status is refused as a query would be, and a held submit (its
-       batch was committed) gets its plain answer without the record. */
+       answer, this one is told only once they are committed. The loop
+       does not wait for that commit (it may be a big one: a finished
+       task's row holds its spec, 16 MB ones made ztask wait stop the loop
+       for 0.7 s, seconds under TSan, the workers' results waiting behind
+       it): the answer is made now, from memory as it is now, and held
+       until journal_written says its mark is on disk (s_held_send, from
+       api_acks). Stopping (all_now) and failing commits keep the old way:
+       flush, then answer. If the commit cannot be made, a held status is
+       refused as a query would be, and a held submit (its batch was
+       committed) gets its plain answer without the record.
+       The held answers are bounded like the waiters they come from: a
+       client sending status with wait_ms=1 in a stream while a big commit
+       is with the writer would otherwise grow the list at the loop's read
+       rate. Past MAX_WAITERS the old way applies (the flush sends them). */
+    journal_t *j = self->cfg.journal;
+    uint64_t mark = journal_mark(j);
+    if (!all_now && !journal_failing(j) && !journal_written(j, mark)
+        && self->nheld < MAX_WAITERS) {
+        waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
+        while (w) {
+            waiter_t *next = w->next;
+            held_reply_t *h = xcalloc(1, sizeof *h);
+            h->mark = mark;
+            h->type = w->type;
+            h->job = w->job;
+            h->accepted = w->accepted;
+            zmqx_frames_copy(&h->envelope, &w->envelope);
+            self->hold_into = h;
+            s_waiter_answer(self, w, true);
+            self->hold_into = NULL;
+            assert(h->body);
+            *self->held_tail = h;
+            self->held_tail = &h->next;
+            self->nheld++;
+            waiter_free(&w);
+            w = next;
+        }
+        journal_commit_soon(j);
+        return;
+    }
     bool written = api_flush(self) == 0;
     waiter_t *w = waiters_take_due(self->cfg.waiters, now, all_now);
     while (w) {
         waiter_t *next = w->next;
-        if (w->type == PROTO_REQ_SUBMIT)
-            s_submit_reply(self, &w->envelope, w->job, w->accepted, written, NULL, 0);
-        else if (!written)
-            s_reply_unwritable(self, &w->envelope);
-        else
-            s_waited_reply(self, &w->envelope, w->job);
+        s_waiter_answer(self, w, written);
         waiter_free(&w);
         w = next;
     }

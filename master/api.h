@@ -91,7 +91,8 @@ void api_pump(api_t *self, int64_t now);
 int64_t api_timeout(const api_t *self, int64_t now);
 
 /* Answers the submits whose commit is done (journal_take_done): acks, or
-   refusals with the reason. The loop calls it after every step that may
+   refusals with the reason; sends the held answers whose changes are now
+   committed (api_waiters). The loop calls it after every step that may
    complete a commit. */
 void api_acks(api_t *self);
 
@@ -101,8 +102,11 @@ void api_acks(api_t *self);
 int api_flush(api_t *self);
 
 /* Answers the held requests whose job has finished (or is gone) or whose
-   wait is over at now, all of them with all_now; one commit first, so
-   what they are told is durable. */
+   wait is over at now, all of them with all_now. What they are told is
+   durable: an answer made while some change is not committed yet is kept
+   and sent by api_acks once it is (the loop does not wait for that
+   commit); with all_now (stopping) or while commits fail, one commit
+   first, waited for. */
 void api_waiters(api_t *self, int64_t now, bool all_now);
 
 #endif

@@ -67,6 +67,10 @@ struct journal {
     pending_submit_t *pending, **pending_tail;   /* waiting for a commit */
     pending_submit_t *done, **done_tail;         /* committed or refused, not yet taken */
     metrics_t *metrics;      /* borrowed; NULL = not counted */
+    uint64_t seq;            /* changes journalled so far (ops and submits) */
+    uint64_t written;        /* of which the first `written` are committed */
+    bool hurry;              /* journal_commit_soon: the next journal_commit writes what
+                                is journalled without waiting for flush_ms */
 };
 
 /* What one commit writes: the journal's ops and the submits waiting for
@@ -81,6 +85,8 @@ typedef struct {
     int64_t rows;            /* ops + submitted tasks (commit size) */
     bool probe;              /* nothing to write but the last commit failed: a probe
                                 row tells whether space has returned */
+    uint64_t seq_end;        /* the journal's seq when it was taken: committed, every
+                                change up to it is on disk */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -232,6 +238,7 @@ void journal_add(journal_t *self, const jop_t *op)
     if (!self->nops)
         self->since = clock_mono_ms();
     jop_t *j = &self->ops[self->nops++];
+    self->seq++;
     *j = *op;
     j->worker = xstrdup(op->worker);
 }
@@ -259,6 +266,7 @@ void journal_submit(journal_t *self, pending_submit_t **p)
     pending_submit_t *s = *p;
     *p = NULL;
     s->next = NULL;
+    self->seq++;
     *self->pending_tail = s;
     self->pending_tail = &s->next;
 }
@@ -300,7 +308,8 @@ static void s_journal_assigns(journal_t *self, size_t end)
                                    .job = t->job,
                                    .attempt = t->attempt,
                                    .worker = t->worker_name,
-                                   .text = a->key && *a->key ? xstrdup(a->key) : NULL});
+                                   .text = a->key && *a->key ? xstrdup(a->key) : NULL,
+                                   .row_bytes = t->spec_len});
     }
     self->assign_head = end;
     if (self->assign_head == self->nassigns)
@@ -460,7 +469,7 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max)
         t = self->retry_at - now < t ? self->retry_at - now : t;
     if (self->failing)
         return t;
-    if (self->pending)
+    if (self->pending || (self->hurry && self->nops))
         t = 0;
     if (self->nops) {
         int64_t due = self->failing ? self->retry_at : self->since + self->flush_ms;
@@ -490,6 +499,8 @@ static batch_t *s_take_batch(journal_t *self, int64_t now)
     for (const pending_submit_t *p = self->pending; p; p = p->next)
         b->rows += p->ntasks;
     b->probe = !self->nops && !self->pending;
+    b->seq_end = self->seq;
+    self->hurry = false;
     b->checkpoint_first = self->checkpoint_next;
     b->truncate_after = self->tight;
     self->checkpoint_next = false;
@@ -571,6 +582,9 @@ static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
         self->failing = false;
         s_check_space(self);
         self->retry_at = 0;
+        /* One batch is out at a time, taken in journal order. */
+        assert(b->seq_end >= self->written);
+        self->written = b->seq_end;
         s_submits_done(self, b->pending, NULL);
     } else {
         if (!self->failing)
@@ -628,18 +642,25 @@ void journal_collect(journal_t *self)
     s_complete(self, false);
 }
 
-/* Rows a batch writes, about. */
-static size_t s_batch_size(const batch_t *b)
+/* True when a batch is small enough to write on the loop: rows and the
+   bytes of text they carry, about. */
+static bool s_batch_small(const batch_t *b)
 {
-    size_t n = b->nops;
-    /* A job's delete (and the vacuum after it) writes as many rows as the
-       job has: never on the loop. */
-    for (size_t i = 0; i < b->nops; i++)
+    size_t n = b->nops, bytes = 0;
+    for (size_t i = 0; i < b->nops; i++) {
+        /* A job's delete (and the vacuum after it) writes as many rows as
+           the job has: never on the loop. */
         if (b->ops[i].type == J_JOB_DELETE)
             n += INLINE_WRITE_MAX;
-    for (const pending_submit_t *p = b->pending; p; p = p->next)
+        bytes += b->ops[i].row_bytes;
+        if (b->ops[i].outcome)
+            bytes += strlen(b->ops[i].outcome);
+    }
+    for (const pending_submit_t *p = b->pending; p; p = p->next) {
         n += (size_t) p->ntasks + 1;
-    return n;
+        bytes += (size_t) p->bytes + (p->job_definition ? strlen(p->job_definition) : 0);
+    }
+    return n <= INLINE_WRITE_MAX && bytes <= INLINE_WRITE_MAX_BYTES;
 }
 
 /* Starts a commit of what is journalled and waiting (the writer must be
@@ -653,7 +674,7 @@ static int s_flush_start(journal_t *self, int64_t now, bool wait)
     batch_t *b = s_take_batch(self, now);
     if (!b)
         return 0;
-    if (s_batch_size(b) <= INLINE_WRITE_MAX) {
+    if (s_batch_small(b)) {
         char why[512] = "";
         int rc = s_write_batch(self->store, b, why, sizeof why);
         return s_batch_done(self, b, rc, why);
@@ -666,8 +687,23 @@ void journal_commit(journal_t *self, int64_t now)
 {
     if (self->full && !self->failing && now >= self->retry_at)
         s_check_space(self);
-    if (!writer_busy(self->writer) && s_flush_due(self, now, false))
+    if (!writer_busy(self->writer) && s_flush_due(self, now, self->hurry))
         s_flush_start(self, now, false);
+}
+
+uint64_t journal_mark(const journal_t *self)
+{
+    return self->seq;
+}
+
+bool journal_written(const journal_t *self, uint64_t mark)
+{
+    return self->written >= mark;
+}
+
+void journal_commit_soon(journal_t *self)
+{
+    self->hurry = true;
 }
 
 int journal_flush(journal_t *self)

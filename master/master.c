@@ -718,7 +718,8 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
             log_error("event=poll_failed error=\"%s\"", zmq_strerror(errno));
             return -1;
         }
-        now = clock_mono_ms();
+        int64_t turn_us = clock_mono_us();
+        now = turn_us / 1000;
         bool gate_events = false;
         for (int i = first_gate; i < n; i++)
             gate_events |= (items[i].revents & ZMQ_POLLIN) != 0;
@@ -726,7 +727,9 @@ int master_run(master_t *self, volatile sig_atomic_t *stop, volatile sig_atomic_
                now);
         /* Workers count the master dead after heartbeat x liveness of
            silence: a turn this long is worth a line in the log. */
-        int64_t spent = clock_mono_ms() - now;
+        turn_us = clock_mono_us() - turn_us;
+        metrics_loop_turn(self->metrics, (double) turn_us / 1e6);
+        int64_t spent = turn_us / 1000;
         if (spent > self->cfg.heartbeat_ms)
             log_warn("event=loop_stall ms=%" PRId64 " heartbeat_ms=%d", spent, self->cfg.heartbeat_ms);
     }

@@ -20,6 +20,11 @@ static const double COMMIT_BUCKETS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 #define NCOMMIT_B (sizeof COMMIT_BUCKETS / sizeof COMMIT_BUCKETS[0])
 static const double ROWS_BUCKETS[] = {1, 10, 100, 1000, 10000, 100000};
 #define NROWS_B (sizeof ROWS_BUCKETS / sizeof ROWS_BUCKETS[0])
+/* Turns of the loop: most take microseconds; one past a heartbeat (1 s)
+   is a stall every worker and client feels. */
+static const double TURN_BUCKETS[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,    0.25,  0.5,   1,    2.5};
+#define NTURN_B (sizeof TURN_BUCKETS / sizeof TURN_BUCKETS[0])
 #define MAX_BUCKETS 12
 
 typedef struct {
@@ -50,6 +55,8 @@ struct metrics {
     int64_t finished[M_OUT_N];
     histo_t queue_wait[M_KIND_N], run_time[M_KIND_N];
     histo_t commit_secs, commit_rows;
+    histo_t turn_secs;
+    double turn_max;           /* the longest turn since start, seconds */
     api_pair_t api[MAX_API_PAIRS];
     int napi;
     struct {
@@ -91,6 +98,7 @@ metrics_t *metrics_new(int64_t now_ms)
     }
     s_histo_init(&self->commit_secs, COMMIT_BUCKETS, NCOMMIT_B);
     s_histo_init(&self->commit_rows, ROWS_BUCKETS, NROWS_B);
+    s_histo_init(&self->turn_secs, TURN_BUCKETS, NTURN_B);
     for (int i = 0; i < METRICS_SERIES_SECONDS; i++)
         self->ring_sec[i] = -1;
     self->http_refused = -1;
@@ -172,6 +180,15 @@ void metrics_commit(metrics_t *self, double seconds, int64_t rows)
 {
     s_observe(&self->commit_secs, seconds < 0 ? 0 : seconds);
     s_observe(&self->commit_rows, (double) rows);
+}
+
+void metrics_loop_turn(metrics_t *self, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    s_observe(&self->turn_secs, seconds);
+    if (seconds > self->turn_max)
+        self->turn_max = seconds;
 }
 
 void metrics_api_request(metrics_t *self, const char *type, const char *outcome)
@@ -373,6 +390,12 @@ void metrics_render(const metrics_t *self, strbuf_t *out)
     s_histo(out, "ztask_commit_duration_seconds", "", &self->commit_secs);
     metrics_header(out, "ztask_commit_rows", "histogram", "Grouped commits: rows written per commit.");
     s_histo(out, "ztask_commit_rows", "", &self->commit_rows);
+    metrics_header(out, "ztask_loop_turn_seconds", "histogram",
+                   "Turns of the master's loop: from the poll's return to the next poll.");
+    s_histo(out, "ztask_loop_turn_seconds", "", &self->turn_secs);
+    metrics_header(out, "ztask_loop_turn_max_seconds", "gauge",
+                   "The longest turn of the master's loop since it started.");
+    strbuf_printf(out, "ztask_loop_turn_max_seconds %.6f\n", self->turn_max);
 
     double cpu, rss;
     s_proc_stat(&cpu, &rss);

@@ -72,6 +72,9 @@ void metrics_set_http_refused(metrics_t *self, int64_t n);
 /* One grouped commit: wall time from handing the batch over to its
    return, and the rows it wrote. */
 void metrics_commit(metrics_t *self, double seconds, int64_t rows);
+/* One turn of the master's loop (master.c): from the poll's return to
+   the next poll, the time every socket waited on it. */
+void metrics_loop_turn(metrics_t *self, double seconds);
 /* One API reply: the request's type name and "ok" or the error code
    (both copied; a bounded set, the rest is counted as type "other"). */
 void metrics_api_request(metrics_t *self, const char *type, const char *outcome);

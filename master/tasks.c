@@ -534,7 +534,11 @@ void tasks_retry(tasks_t *self, job_t *job, const tasks_retry_t *task)
     if (job->held)
         sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
-                &(jop_t){.type = J_RETRY, .task = t->id, .job = t->job, .attempt = t->attempt});
+                &(jop_t){.type = J_RETRY,
+                         .task = t->id,
+                         .job = t->job,
+                         .attempt = t->attempt,
+                         .row_bytes = t->spec_len});
     deps_task_reset(self->cfg.deps, job->id, task->index);
     if (deps)
         s_judge(self, &task->id, 1);
@@ -720,7 +724,8 @@ static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, cha
                                         .state = state,
                                         .worker = w ? w->id : holder,
                                         .outcome = outcome,
-                                        .t = clock_wall()});
+                                        .t = clock_wall(),
+                                        .row_bytes = t->spec_len});
     self->results_total++;
     metrics_finished(self->cfg.metrics, counted, clock_mono_ms());
     job_t *job = jobs_get(self->jobs, t->job);
@@ -742,7 +747,11 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
     if (job && job->held)
         sched_park(self->sched, t, SCHED_PARK_HELD);
     journal_add(self->journal,
-                &(jop_t){.type = J_REQUEUE, .task = t->id, .job = t->job, .attempt = t->attempt});
+                &(jop_t){.type = J_REQUEUE,
+                         .task = t->id,
+                         .job = t->job,
+                         .attempt = t->attempt,
+                         .row_bytes = t->spec_len});
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
@@ -992,7 +1001,8 @@ static void s_claim(tasks_t *self, sched_task_t *t, worker_t *w, const char *gpu
                                         .job = t->job,
                                         .attempt = t->attempt,
                                         .worker = w->id,
-                                        .text = w->key[0] ? xstrdup(w->key) : NULL});
+                                        .text = w->key[0] ? xstrdup(w->key) : NULL,
+                                        .row_bytes = t->spec_len});
 }
 
 /* w's hello claims an attempt it has no token for (S_UNPROVEN): the task
@@ -1130,7 +1140,11 @@ int tasks_hold(tasks_t *self, sched_task_t *t, bool hold)
     if (!s_hold_one(self, t, hold))
         return 0;
     journal_add(self->journal,
-                &(jop_t){.type = J_TASK_HOLD, .task = t->id, .job = t->job, .value = hold});
+                &(jop_t){.type = J_TASK_HOLD,
+                         .task = t->id,
+                         .job = t->job,
+                         .value = hold,
+                         .row_bytes = t->spec_len});
     log_info("event=task_%s task=%" PRId64 " job=%" PRId64, hold ? "held" : "released", t->id,
              t->job);
     return 1;

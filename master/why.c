@@ -84,14 +84,18 @@ static void s_words(const why_t *w, const sched_task_t *t, const job_t *job, pro
         const job_t *p = deps_waits_for(w->cfg->deps, t->job, t->index, &d)
                              ? jobs_get(w->cfg->jobs, d.job)
                              : NULL;
+        /* A held parent is the real cause: say how to end it. */
+        char held[64] = "";
+        if (p && p->held)
+            snprintf(held, sizeof held, ", held: ztask release %" PRId64, p->id);
         if (!p)   /* judged again this turn: it has no verdict yet */
             snprintf(why, size, "after the jobs job %" PRId64 " depends on", t->job);
         else if (d.kind == PROTO_DEP_EACH)
             snprintf(why, size, "after task %" PRId64 ".%" PRId64 " (--after-each; job %" PRId64
-                     " %s)", d.job, t->index, d.job, s_job_state(w, p));
+                     " %s%s)", d.job, t->index, d.job, s_job_state(w, p), held);
         else
-            snprintf(why, size, "after job %" PRId64 " (%s%s)", d.job,
-                     d.kind == PROTO_DEP_ANY ? "--after-any; " : "", s_job_state(w, p));
+            snprintf(why, size, "after job %" PRId64 " (%s%s%s)", d.job,
+                     d.kind == PROTO_DEP_ANY ? "--after-any; " : "", s_job_state(w, p), held);
         return;
     }
     case PROTO_WAIT_CAPPED:

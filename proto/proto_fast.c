@@ -13,7 +13,8 @@
     escapes, integers spelled as integers), and declines everything else
     (a duplicate or unknown member, a number spelled 1.0 or 1e0, a \u escape
     outside the plain range, an embedded "result" or "args" value, a spec
-    with env, require or output_cap, a null, any error at all) by
+    with env, require or output_cap, a submit with dependencies, a null,
+    any error at all) by
     returning NULL. The caller then decodes the frame with cJSON as
     before, which also makes every error message. So whatever this file
     accepts, the cJSON decoder accepts too, with the same values: the
@@ -21,6 +22,7 @@
     every input.
 */
 #include "proto_hooks.h"
+#include "proto_reader.h"
 #include "proto_text.h"
 
 #include "../common/util.h"
@@ -71,6 +73,9 @@ static bool s_span(fr_t *r, const char **s, size_t *n, bool *esc)
     const char *q = ++r->p;
     bool e = false;
     while (r->p < r->end) {
+        r->p += pu_plain_len(r->p, (size_t) (r->end - r->p));
+        if (r->p >= r->end)
+            break;
         unsigned char c = (unsigned char) *r->p;
         if (c == '"') {
             *s = q;
@@ -712,6 +717,63 @@ proto_pipe_t *pf_tasks(const char *buf, size_t len)
 
 /* ---------------------------------------------------------------- submit */
 
+/* A job's definition: an object of any shape (what the CLI was given),
+   kept as cJSON prints it. Its span is found here (strings skipped
+   whole, brackets counted) and only that small span is parsed with
+   cJSON, then printed as the tree path prints it (pj_json). Declining
+   here would cost the whole frame a second parse: the CLI's first batch
+   of every job carries a definition after its tasks, which once made a
+   16 MB submit parse twice on the master's loop. Nesting over
+   DEF_MAX_DEPTH declines: cJSON counts its depth limit from the frame's
+   root, this parse from the definition's. */
+#define DEF_MAX_DEPTH 32
+
+static bool s_definition(fr_t *r, char **out)
+{
+    s_ws(r);
+    if (r->p >= r->end || *r->p != '{')
+        return false;
+    const char *start = r->p;
+    int depth = 0;
+    while (r->p < r->end) {
+        char c = *r->p;
+        if (c == '"') {
+            const char *s;
+            size_t n;
+            bool esc;
+            if (!s_span(r, &s, &n, &esc))
+                return false;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (++depth > DEF_MAX_DEPTH)
+                return false;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+            r->p++;
+            break;
+        }
+        r->p++;
+    }
+    if (depth != 0)
+        return false;
+    cJSON *v = cJSON_ParseWithLength(start, (size_t) (r->p - start));
+    if (!cJSON_IsObject(v)) {
+        cJSON_Delete(v);
+        return false;
+    }
+    cJSON *wrap = cJSON_CreateObject();
+    if (!wrap || !cJSON_AddItemToObject(wrap, "definition", v)) {
+        cJSON_Delete(v);
+        cJSON_Delete(wrap);
+        return false;
+    }
+    proto_err_t err;
+    bool ok = pj_json(wrap, "definition", out, &err) == 0 && *out
+              && strlen(*out) <= PROTO_MAX_DEFINITION;
+    cJSON_Delete(wrap);
+    return ok;
+}
+
 static bool s_submit_member(fr_t *r, const char *k, size_t n, void *arg, unsigned *seen)
 {
     proto_req_t *req = arg;
@@ -732,6 +794,25 @@ static bool s_submit_member(fr_t *r, const char *k, size_t n, void *arg, unsigne
     if (s_is(k, n, "key") && !(*seen & 64)) {
         *seen |= 64;
         return (req->key = s_string(r)) != NULL && proto_key_valid(req->key);
+    }
+    int64_t v;
+    if (s_is(k, n, "wait_ms") && !(*seen & 128)) {
+        *seen |= 128;
+        if (!s_int(r, 0, PROTO_MAX_WAIT_MS, &v))
+            return false;
+        req->wait_ms = (int) v;
+        return true;
+    }
+    if (s_is(k, n, "max_running") && !(*seen & 256)) {
+        *seen |= 256;
+        if (!s_int(r, 0, PROTO_MAX_RUNNING_LIMIT, &v))
+            return false;
+        req->max_running = (int) v;
+        return true;
+    }
+    if (s_is(k, n, "definition") && !(*seen & 512)) {
+        *seen |= 512;
+        return s_definition(r, &req->definition);
     }
     if (!s_is(k, n, "tasks") || (*seen & 32) || !s_eat(r, '['))
         return false;
@@ -756,7 +837,10 @@ static bool s_submit_member(fr_t *r, const char *k, size_t n, void *arg, unsigne
 proto_req_t *pf_submit(const char *buf, size_t len)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_SUBMIT);
-    if (!s_frame(buf, len, PROTO_MAX_API_MSG, "submit", s_submit_member, req, 0))
+    /* The tree path's one rule across members: a job that waits must be
+       closed by this batch (its message is the tree path's to make). */
+    if (!s_frame(buf, len, PROTO_MAX_API_MSG, "submit", s_submit_member, req, 0)
+        || (req->wait_ms > 0 && req->more))
         proto_req_destroy(&req);
     return req;
 }

@@ -77,6 +77,26 @@ size_t pu_utf8_bad_at(const char *data, size_t len)
     return len;
 }
 
+size_t pu_plain_len(const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) data;
+    const uint64_t hi = 0x8080808080808080ULL, lo = 0x0101010101010101ULL;
+    size_t i = 0;
+    while (len - i >= 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        /* A byte below 0x20, a '"', a '\\' (exact: no false alarm). */
+        uint64_t ctl = (w - lo * 0x20) & ~w & hi;
+        uint64_t q = w ^ (lo * '"'), b = w ^ (lo * '\\');
+        if (ctl | ((q - lo) & ~q & hi) | ((b - lo) & ~b & hi))
+            break;
+        i += 8;
+    }
+    while (i < len && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
+        i++;
+    return i;
+}
+
 /* ------------------------------------------------------- string vectors */
 
 void proto_refs_free(proto_task_ref_t *v, int n)

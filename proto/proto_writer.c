@@ -78,6 +78,9 @@ static void s_str_escaped(pb_t *b, const char *s, size_t n)
     b->buf[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
+        i += pu_plain_len(s + i, n - i);
+        if (i >= n)
+            break;
         unsigned char c = (unsigned char) s[i];
         if (!s_needs_escape(c))
             continue;

@@ -410,8 +410,8 @@ static cJSON *s_waiting(h_cluster_t *c, const char *a0, const char *a1)
 
 /* Why tasks do not run: each queued task says what it waits for, in run
    order (priority, then age): a retry backoff, its job's limit, a hold
-   of its job or of itself, the job it depends on, a label no worker has,
-   a free slot behind the ready ones ahead of it. */
+   of its job or of itself, the job it depends on (and that job's hold),
+   a label no worker has, a free slot behind the ready ones ahead of it. */
 START_TIMED_TEST(waiting_tasks_say_why_they_do_not_run, 90)
 {
     h_cluster_t *c = h_cluster_new("why");
@@ -443,6 +443,7 @@ START_TIMED_TEST(waiting_tasks_say_why_they_do_not_run, 90)
     h_run_free(&r);
     int64_t d = h_submit(c, NULL, "--after", bs, "--", "true", NULL);
     int64_t n = h_submit(c, NULL, "--require", "nosuch", "--", "true", NULL);
+    int64_t e = h_submit(c, NULL, "--after", hs, "--", "true", NULL);
     int64_t rj = h_submit(c, NULL, "--array", "0-1", "--", "true", NULL);
     char rs[32];
     snprintf(rs, sizeof rs, "%lld", (long long) rj);
@@ -451,12 +452,12 @@ START_TIMED_TEST(waiting_tasks_say_why_they_do_not_run, 90)
     h_run_free(&r);
 
     /* Run order: the priority 5 job first, then the oldest. */
-    enum { N = 10 };
+    enum { N = 11 };
     char want[N][160];
-    int64_t jobs[N] = {rj, rj, f, l, l, hj, hj, g, d, n};
-    int64_t idx[N] = {0, 1, 0, 1, 2, 0, 1, 0, 0, 0};
+    int64_t jobs[N] = {rj, rj, f, l, l, hj, hj, g, d, n, e};
+    int64_t idx[N] = {0, 1, 0, 1, 2, 0, 1, 0, 0, 0, 0};
     const char *waits[N] = {"ready", "ready", "retry", "capped", "capped", "held",
-                            "held", "held", "deps", "no_worker"};
+                            "held", "held", "deps", "no_worker", "deps"};
     snprintf(want[0], sizeof want[0], "ready: next in line for a free slot");
     snprintf(want[1], sizeof want[1], "ready: 1 ahead of it");
     snprintf(want[2], sizeof want[2], "retry backoff: attempt 2 in ");   /* then the time */
@@ -468,6 +469,8 @@ START_TIMED_TEST(waiting_tasks_say_why_they_do_not_run, 90)
     snprintf(want[8], sizeof want[8], "after job %s (running)", bs);
     snprintf(want[9], sizeof want[9], "no live worker can run it: it needs a worker that runs "
                                       "commands, labelled nosuch (see ztask workers)");
+    /* After a held job: its hold is what to act on. */
+    snprintf(want[10], sizeof want[10], "after job %s (queued, held: ztask release %s)", hs, hs);
     cJSON *lines = s_waiting(c, NULL, NULL);
     ck_assert_int_eq(cJSON_GetArraySize(lines), N);
     for (int i = 0; i < N; i++) {
@@ -520,6 +523,7 @@ START_TIMED_TEST(waiting_tasks_say_why_they_do_not_run, 90)
     h_run_free(&r);
     ck_assert_int_eq(h_wait(c, d, 30000), 0);
     ck_assert_int_eq(h_wait(c, l, 30000), 0);
+    ck_assert_int_eq(h_wait(c, e, 30000), 0);
     lines = s_waiting(c, NULL, NULL);
     ck_assert_int_eq(cJSON_GetArraySize(lines), 2);   /* the retry still waits its minute */
     ck_assert_int_eq(h_jint(cJSON_GetArrayItem(lines, 0), "job", -1), f);

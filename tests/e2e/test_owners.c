@@ -755,6 +755,36 @@ START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
 }
 END_TEST
 
+/* The task of job as its only results row (caller owns), read as alice. */
+static cJSON *s_only_row(env_t *e, int64_t job)
+{
+    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0 || r->rc == 1, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    ck_assert_ptr_nonnull(row);
+    return row;
+}
+
+/* The gated task of job goes on (its go file appears) and ends as the
+   real worker ran it: "real" from worker (any when NULL), one attempt,
+   one run in runs. */
+static void s_ends_real_once(env_t *e, int64_t job, const char *go, const char *runs,
+                             const char *worker)
+{
+    h_write_file(go, "");
+    S_EXPECT(e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    cJSON *row = s_only_row(e, job);
+    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
+    if (worker)
+        ck_assert_str_eq(h_jstr(row, "worker"), worker);
+    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
+    cJSON_Delete(row);
+    char *text = h_read_file(runs);
+    ck_assert_str_eq(text, "run\n");
+    free(text);
+}
+
 /* Issue 13, item 1 with issue 14, item 3: after a master restart, a
    result from a worker the master does not know yet is judged against the
    stored assignment and its key (or kept until the worker registers when
@@ -773,8 +803,6 @@ START_TIMED_TEST(an_early_result_under_another_key_than_the_stored_one_never_cou
     char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
     int64_t task;
     int64_t job = s_submit_gated(&e, runs, go, &task);
-    h_run_t *r;
-    cJSON *row;
     /* w1 stopped while the master restarts, so that the forged result is
        there first; the master stops cleanly, so that the task's
        assignment to w1 is on disk (an orphan waiting for w1's claim). */
@@ -800,19 +828,7 @@ START_TIMED_TEST(an_early_result_under_another_key_than_the_stored_one_never_cou
                   "the forged result counted");
     cJSON_Delete(st);
 
-    h_write_file(go, "");
-    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
-    r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
-    row = h_json_first(r->out);
-    h_run_free(&r);
-    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
-    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
-    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
-    cJSON_Delete(row);
-    char *text = h_read_file(runs);
-    ck_assert_str_eq(text, "run\n");
-    free(text);
+    s_ends_real_once(&e, job, go, runs, "w1");
     free(runs);
     free(go);
     s_env_free(&e);
@@ -866,18 +882,7 @@ START_TIMED_TEST(a_worker_taking_anothers_name_after_a_restart_claims_none_of_it
     h_proc_signal(w1, SIGCONT);
     ck_assert_msg(h_proc_wait_log(m, "claimed=1", 1, 30000),
                   "w1 did not claim its task (log %s)", h_proc_log(m));
-    h_write_file(go, "");
-    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
-    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
-    cJSON *row = h_json_first(r->out);
-    h_run_free(&r);
-    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
-    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
-    cJSON_Delete(row);
-    char *text = h_read_file(runs);
-    ck_assert_str_eq(text, "run\n");
-    free(text);
+    s_ends_real_once(&e, job, go, runs, NULL);
     free(runs);
     free(go);
     s_env_free(&e);
@@ -917,17 +922,6 @@ static void s_hostile_hello(env_t *e, void *ctx, h_proc_t *m, const char *list, 
     zmq_close(dealer);
     ck_assert_msg(h_proc_wait_log(m, "event=worker_registered worker=w2 ", 1, 10000),
                   "w2 did not register (log %s)", h_proc_log(m));
-}
-
-/* The task of job as its only results row (caller owns), read as alice. */
-static cJSON *s_only_row(env_t *e, int64_t job)
-{
-    h_run_t *r = s_as(e, "alice", "results", s_id(job, -1), "--json", NULL);
-    ck_assert_msg(r->rc == 0 || r->rc == 1, "%s", h_run_desc(r));
-    cJSON *row = h_json_first(r->out);
-    h_run_free(&r);
-    ck_assert_ptr_nonnull(row);
-    return row;
 }
 
 /* After a master restart, nothing stored tells a task sent less than a
@@ -1033,16 +1027,7 @@ START_TIMED_TEST(a_task_sent_just_before_a_master_crash_is_claimed_only_by_its_w
                       && h_proc_wait_log(m, "event=worker_registered worker=w1 ", 1, 1000)
                       && h_proc_count_log(m, "claimed=1") == 1,
                   "w1 did not claim its own task (log %s)", h_proc_log(m));
-    h_write_file(go, "");
-    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
-    cJSON *row = s_only_row(&e, job);
-    ck_assert_str_eq(h_jstr(row, "stdout"), "real\n");
-    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
-    ck_assert_int_eq(h_jint(row, "attempts", -1), 1);
-    cJSON_Delete(row);
-    char *text = h_read_file(runs);
-    ck_assert_str_eq(text, "run\n");
-    free(text);
+    s_ends_real_once(&e, job, go, runs, "w1");
     free(runs);
     free(go);
     s_env_free(&e);

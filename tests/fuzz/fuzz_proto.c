@@ -377,8 +377,12 @@ static fuzz_verdict_t s_fast_req_agrees(const uint8_t *data, size_t size, char *
                         err.message);
     else if (slow->type != fast->type || slow->job != fast->job || slow->more != fast->more
              || !s_str_eq(slow->name, fast->name) || !s_str_eq(slow->key, fast->key)
-             || slow->ntasks != fast->ntasks)
-        v = fuzz_broken(why, whylen, "fast path read another job, name, key, more or task count");
+             || slow->ntasks != fast->ntasks || slow->wait_ms != fast->wait_ms
+             || slow->max_running != fast->max_running
+             || !s_str_eq(slow->definition, fast->definition) || slow->ndeps != fast->ndeps)
+        v = fuzz_broken(why, whylen,
+                        "fast path read another job, name, key, more, wait_ms, max_running, "
+                        "definition, dependencies or task count");
     for (int i = 0; v == FUZZ_ACCEPTED && i < fast->ntasks; i++)
         if (!s_spec_same(fast->tasks[i], slow->tasks[i]))
             v = fuzz_broken(why, whylen, "fast path read another spec in tasks[%d]", i);

@@ -1990,6 +1990,73 @@ START_TEST(tasks_messages_and_submits_take_the_fast_path)
 }
 END_TEST
 
+/* The run the readers skip and the writers copy whole, eight bytes at a
+   time: it ends at the first quote, backslash or control byte wherever it
+   sits in a word, and takes every other byte (UTF-8 included). */
+START_TEST(a_plain_run_ends_at_the_first_byte_a_json_string_must_escape)
+{
+    const char stops[] = {'"', '\\', '\n', 0x01, 0x1f};
+    char buf[41];
+    for (size_t k = 0; k < sizeof stops; k++) {
+        for (size_t at = 0; at < 40; at++) {
+            memset(buf, 'a', 40);
+            buf[40] = '\0';
+            buf[(at + 7) % 40] = (char) 0xc3;   /* a high byte is plain */
+            buf[at] = stops[k];
+            ck_assert_uint_eq(pu_plain_len(buf, 40), at);
+            ck_assert_uint_eq(pu_plain_len(buf, at), at);
+        }
+    }
+    memset(buf, ' ', 40);
+    ck_assert_uint_eq(pu_plain_len(buf, 40), 40);
+    ck_assert_uint_eq(pu_plain_len(buf, 0), 0);
+}
+END_TEST
+
+/* The first batch of every job the CLI submits carries its definition
+   (after the tasks), and a closing one may wait or limit the job: the
+   fast path takes them, as the tree path reads them, so a big first
+   batch is parsed once. */
+START_TEST(a_first_batch_with_its_definition_is_read_by_the_fast_path_as_by_cjson)
+{
+    const char *text =
+        "{\"v\":1,\"type\":\"submit\",\"job\":0,\"name\":\"render\",\"tasks\":"
+        "[{\"argv\":[\"wc\",\"-c\"],\"stdin\":\"aaa\\nb\"}],\"more\":false,"
+        "\"wait_ms\":2500,\"max_running\":3,"
+        "\"definition\": {\"argv\":[\"wc\", \"-c\"],\"opts\":{\"n\":1.5,\"s\":\"x\\\"}\",\"a\":[[],{}]}}}";
+    proto_req_t *fast = pf_submit(text, strlen(text));
+    ck_assert_msg(fast != NULL, "fast path declined %s", text);
+    proto_err_t err;
+    proto_req_t *tree = pr_req_decode_tree(text, strlen(text), &err);
+    ck_assert_msg(tree != NULL, "%s", err.message);
+    ck_assert_int_eq(fast->wait_ms, 2500);
+    ck_assert_int_eq(fast->max_running, 3);
+    ck_assert_int_eq(fast->wait_ms, tree->wait_ms);
+    ck_assert_int_eq(fast->max_running, tree->max_running);
+    ck_assert_str_eq(fast->definition, tree->definition);
+    ck_assert_str_eq(fast->definition,
+                     "{\"argv\":[\"wc\",\"-c\"],\"opts\":{\"n\":1.5,\"s\":\"x\\\"}\",\"a\":[[],{}]}}");
+    ck_assert_int_eq(fast->ntasks, 1);
+    ck_assert_uint_eq(fast->tasks[0]->stdin_len, 5);
+    proto_req_destroy(&fast);
+    proto_req_destroy(&tree);
+
+    /* Left to cJSON (which refuses or takes them with its own reading): a
+       definition that is no object, waiting with more to come,
+       dependencies. */
+    static const char *const other[] = {
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[],\"definition\":[1]}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[],\"definition\":{\"a\":1e999}}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[],\"definition\":{\"a\":}}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[],\"more\":true,\"wait_ms\":5}",
+        "{\"v\":1,\"type\":\"submit\",\"tasks\":[],\"after\":[1]}",
+    };
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++)
+        ck_assert_msg(pf_submit(other[i], strlen(other[i])) == NULL, "fast path took %s",
+                      other[i]);
+}
+END_TEST
+
 /* A submit's idempotency key goes into log lines and the store as it is:
    both decoders take only short keys of a few safe characters. */
 START_TEST(a_submit_key_of_other_characters_or_too_long_is_refused_by_both_decoders)

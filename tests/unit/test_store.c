@@ -9,6 +9,8 @@
     ZTASK_STORE_BENCH_N sets the number of tasks in the insert-rate
     measurement (default 200000; lower it under valgrind).
 */
+#include "../../master/journal.h"
+#include "../../master/sched.h"
 #include "../../master/store.h"
 
 #include "../ztest.h"
@@ -17,6 +19,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1954,6 +1957,122 @@ START_TEST(test_every_test_case_is_registered)
         return;
     }
     ck_assert_int_gt(defined, 10);
+}
+END_TEST
+
+/* ---- the journal: where a commit runs, and when a change is on disk ---- */
+
+/* A submit of one task whose spec is spec_bytes long (the job is new). */
+static pending_submit_t *s_big_submit(int64_t job, int64_t task, size_t spec_bytes)
+{
+    pending_submit_t *p = calloc(1, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    p->job_id = job;
+    p->new_job = true;
+    p->owner = strdup("");
+    p->close = true;
+    p->tasks = calloc(1, sizeof *p->tasks);
+    p->ntasks = 1;
+    char *spec = malloc(spec_bytes + 1);
+    ck_assert_ptr_nonnull(spec);
+    const char *head = "{\"argv\":[\"wc\"],\"stdin\":\"";
+    size_t hl = strlen(head);
+    memcpy(spec, head, hl);
+    memset(spec + hl, 'a', spec_bytes - hl - 2);
+    memcpy(spec + spec_bytes - 2, "\"}", 2);
+    spec[spec_bytes] = '\0';
+    p->tasks[0] = (pending_task_t){.id = task, .index = 0, .spec = spec};
+    p->bytes = (int64_t) spec_bytes;
+    return p;
+}
+
+/* One task of a few bytes is two rows: written on the loop at once (two
+   thread wakeups would cost more). One of 1 MB is two rows too, but its
+   insert and WAL pages took the loop from every socket: the writer thread
+   takes it, and the loop is free meanwhile. */
+START_TEST(a_submit_of_a_big_task_is_committed_on_the_writer_thread_not_the_loop)
+{
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 50, tmp.db);
+    ck_assert_ptr_nonnull(j);
+
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, 0);
+    ck_assert_msg(journal_idle(j), "a small submit went to the writer thread");
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the small submit was not committed at once");
+    pending_submit_free(&p);
+
+    p = s_big_submit(2, 2, 1024 * 1024);
+    journal_submit(j, &p);
+    journal_commit(j, 0);
+    ck_assert_msg(!journal_idle(j), "a 1 MB submit was written on the loop");
+    ck_assert_int_eq(journal_flush(j), 0);
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the big submit was not committed");
+    pending_submit_free(&p);
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* ztask wait's answer is made when its job finishes and sent once that
+   is on disk: a mark is written once the commit holding every change
+   journalled before it is done, and never while commits fail. */
+START_TEST(a_mark_is_written_once_the_commit_holding_its_changes_is_done)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_FULL);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 60000, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(journal_written(j, journal_mark(j)), "nothing journalled is not written");
+
+    pending_submit_t *p = s_big_submit(1, 1, 1024 * 1024);
+    journal_submit(j, &p);
+    journal_add(j, &(jop_t){.type = J_JOB_CLOSE, .job = 1});
+    uint64_t mark = journal_mark(j);
+    ck_assert(!journal_written(j, mark));
+    /* Not due for a minute (flush_ms), unless asked to hurry; the big
+       batch goes to the writer, and the mark is written once it is back. */
+    journal_commit_soon(j);
+    journal_commit(j, 0);
+    ck_assert_msg(!journal_idle(j), "a 1 MB batch was written on the loop");
+    while (!journal_idle(j)) {
+        /* The loop's wait: the writer's fd says the batch is back. */
+        struct pollfd pfd = {.fd = journal_fd(j), .events = POLLIN};
+        ck_assert_int_ge(poll(&pfd, 1, 60000), 0);
+        journal_collect(j);
+    }
+    ck_assert_msg(journal_written(j, mark), "the commit that held the mark is done");
+    p = journal_take_done(j);
+    ck_assert_ptr_nonnull(p);
+    pending_submit_free(&p);
+
+    /* A change journalled later moves the mark on; while the disk refuses
+       the commit, it is not written. */
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+    uint64_t later = journal_mark(j);
+    ck_assert(later > mark && journal_written(j, mark) && !journal_written(j, later));
+    s_wal_fault = SQLITE_FULL;
+    ck_assert_int_eq(journal_flush(j), -1);
+    ck_assert(!journal_written(j, later));
+    s_wal_fault = 0;
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
 }
 END_TEST
 
