@@ -4,6 +4,7 @@
 #include "alloc.h"
 
 #include "auth.h"
+#include "conns.h"
 #include "deps.h"
 #include "idem.h"
 #include "jobs.h"
@@ -74,6 +75,11 @@ struct api {
     /* The type name of the request being answered (counted with its
        reply); NULL outside s_on_request: deferred replies use theirs. */
     const char *cur_type;
+    /* Replies and parked requests per connection, and their bounds. */
+    conns_t *conns;
+    /* The request being answered may have only a small reply (conns.h,
+       CONNS_RUN_SMALL): a bigger one to a query is "busy" instead. */
+    bool small_only;
     /* Answers of held requests made while some change they show was not
        committed yet: sent in this order once it is (api_acks). */
     held_reply_t *held, **held_tail;
@@ -91,6 +97,12 @@ api_t *api_new(const api_config_t *cfg)
     const char *kill = getenv("ZTASK_TEST_KILL_BEFORE_ACK");
     if (kill && parse_int64(kill, 1, INT64_MAX, &self->kill_before_ack) != 0)
         self->kill_before_ack = 0;
+    /* Test only (docs/protocol.md): a smaller reply budget, in MiB. */
+    const char *budget = getenv("ZTASK_TEST_REPLY_BUDGET_MIB");
+    int64_t budget_mib = 0;
+    if (budget && parse_int64(budget, 1, CONNS_REPLY_BUDGET >> 20, &budget_mib) != 0)
+        budget_mib = 0;
+    self->conns = conns_new(cfg->sock, cfg->metrics, budget_mib);
     return self;
 }
 
@@ -99,6 +111,7 @@ void api_destroy(api_t **p)
     if (!p || !*p)
         return;
     api_t *self = *p;
+    conns_destroy(&self->conns);
     while (self->held) {
         held_reply_t *h = self->held;
         self->held = h->next;
@@ -115,6 +128,42 @@ void api_destroy(api_t **p)
    libzmq drop the connection, and the client would only see silence. */
 #define API_MAX_REPLY ((size_t) PROTO_MAX_API_MSG - 4096)
 
+/* Requests that change nothing: over the reply budget, a big answer to
+   one of them can be "busy" instead (sent again later, it is the same
+   question). Anything else has run: its answer goes out whatever its
+   size (they are small: acks and counts). */
+static bool s_read_only(proto_req_type_t type)
+{
+    switch (type) {
+    case PROTO_REQ_STATUS:
+    case PROTO_REQ_JOBS:
+    case PROTO_REQ_RESULTS:
+    case PROTO_REQ_LOGS:
+    case PROTO_REQ_WORKERS:
+    case PROTO_REQ_STATS:
+    case PROTO_REQ_SHOW:
+    case PROTO_REQ_TASKS: return true;
+    default: return false;
+    }
+}
+
+/* The answer to a query not run, or whose answer is too big to send,
+   while clients hold CONNS_REPLY_BUDGET of unread replies (conns.h).
+   Logged as conns.c logs its own "busy" answers (docs/protocol.md says
+   every one is): an operator sees why a `ztask results` was refused. */
+static proto_reply_t *s_busy_error(api_t *self, proto_req_type_t type)
+{
+    int64_t held;
+    if (log_limit(&self->lim_request, clock_mono_ms(), &held))
+        log_warn("event=api_busy reason=\"replies not read, all clients; a query with a big "
+                 "answer\" type=%s unread_bytes=%" PRId64 " suppressed=%" PRId64,
+                 proto_req_type_name(type), conns_reply_bytes(self->conns), held);
+    return proto_reply_error(PROTO_E_BUSY,
+                             "busy: clients have not read %" PRId64 " MiB of replies, as much as "
+                             "the master holds; this request was not run: send it again shortly",
+                             conns_reply_bytes(self->conns) >> 20);
+}
+
 static void s_send_body(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len,
                         proto_req_type_t type);
 
@@ -123,26 +172,32 @@ static void s_send_body(api_t *self, const zmqx_frames_t *envelope, char *body, 
 static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto_reply_t *rep,
                          proto_req_type_t type)
 {
-    metrics_api_request(self->cfg.metrics,
-                        self->cur_type ? self->cur_type : proto_req_type_name(type),
-                        rep->ok ? "ok" : rep->error.code);
+    const char *outcome = rep->ok ? "ok" : rep->error.code;
     char *body = proto_reply_encode(rep, type);
     size_t len = strlen(body);
+    proto_reply_t *err = NULL;
     if (len > API_MAX_REPLY) {
-        free(body);
-        proto_reply_t *err = proto_reply_error(
+        err = proto_reply_error(
             PROTO_E_TOO_BIG,
             "the reply to this %s request would be %zu MiB, over the %d MiB a client accepts; "
             "ask for less (results: --limit; a task's output: ztask logs)",
             proto_req_type_name(type), len >> 20, PROTO_MAX_API_MSG >> 20);
-        body = proto_reply_encode(err, type);
-        proto_reply_destroy(&err);
-        len = strlen(body);
         int64_t held;
         if (log_limit(&self->lim_request, clock_mono_ms(), &held))
             log_warn("event=reply_too_big type=%s suppressed=%" PRId64, proto_req_type_name(type),
                      held);
+    } else if (self->small_only && len > CONNS_SMALL_REPLY && s_read_only(type)) {
+        err = s_busy_error(self, type);
     }
+    if (err) {
+        free(body);
+        body = proto_reply_encode(err, type);
+        len = strlen(body);
+        outcome = err->error.code;
+    }
+    metrics_api_request(self->cfg.metrics,
+                        self->cur_type ? self->cur_type : proto_req_type_name(type), outcome);
+    proto_reply_destroy(&err);
     if (self->hold_into) {
         self->hold_into->body = body;
         self->hold_into->len = len;
@@ -151,41 +206,14 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
     s_send_body(self, envelope, body, len, type);
 }
 
-/* Sends an encoded reply (body is taken). */
+/* Sends an encoded reply (body is taken): now, or after this client's
+   earlier replies; never dropped while the client is connected
+   (conns.h). */
 static void s_send_body(api_t *self, const zmqx_frames_t *envelope, char *body, size_t len,
                         proto_req_type_t type)
 {
-    /* Routing frames first. The socket is ROUTER_MANDATORY: a peer gone
-       since fails the first frame (EHOSTUNREACH: dropped, as before), and
-       so does a peer whose queue is full (EAGAIN). libzmq learns what the
-       I/O thread has taken from a queue only when it processes its
-       commands, which a send does at most every few milliseconds, so a
-       quick client can look full when it is not: the commands are
-       processed (ZMQ_EVENTS) and the send tried once more. Full then, the
-       client is not reading its replies: this one is dropped, so that it
-       cannot make the master hold more than API_HWM of them. */
-    int rc = envelope->count > 0 ? zmqx_send(self->cfg.sock, envelope->frames[0],
-                                             envelope->sizes[0], ZMQ_SNDMORE | ZMQ_DONTWAIT)
-                                 : -1;
-    if (rc != 0 && errno == EAGAIN) {
-        int events;
-        size_t elen = sizeof events;
-        zmq_getsockopt(self->cfg.sock, ZMQ_EVENTS, &events, &elen);
-        rc = zmqx_send(self->cfg.sock, envelope->frames[0], envelope->sizes[0],
-                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        int64_t held;
-        if (rc != 0 && errno == EAGAIN && log_limit(&self->lim_request, clock_mono_ms(), &held))
-            log_warn("event=reply_dropped type=%s reason=\"the client is not reading its "
-                     "replies\" bytes=%zu suppressed=%" PRId64,
-                     proto_req_type_name(type), len, held);
-    }
-    if (rc == 0) {
-        for (int i = 1; i < envelope->count; i++)
-            zmqx_send(self->cfg.sock, envelope->frames[i], envelope->sizes[i],
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmqx_send(self->cfg.sock, body, len, ZMQ_DONTWAIT);
-    }
-    free(body);
+    (void) type;
+    conns_send(self->conns, envelope, &body, len);
 }
 
 static void s_reply_error(api_t *self, const zmqx_frames_t *env, const char *code,
@@ -1758,6 +1786,16 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
         proto_req_destroy(&req);
         return;
     }
+    /* Over the reply budget (conns.h): results and logs are bulk by
+       design (pages of 8 MiB, chunks of 2 MiB), so they are not run, to
+       be thrown away after; other queries run and go out if small. */
+    if (self->small_only && (req->type == PROTO_REQ_RESULTS || req->type == PROTO_REQ_LOGS)) {
+        proto_reply_t *rep = s_busy_error(self, req->type);
+        s_send_reply(self, &env, rep, req->type);
+        proto_reply_destroy(&rep);
+        proto_req_destroy(&req);
+        return;
+    }
     /* A status that waits for one job: held only when the peer may see it. */
     if (req->type == PROTO_REQ_STATUS && req->job > 0 && req->wait_ms > 0
         && !s_job_or_reply(self, &env, &peer, req->job)) {
@@ -1805,10 +1843,27 @@ static void s_handle_request(api_t *self, zmqx_frames_t *frames, int64_t now)
     proto_req_destroy(&req);
 }
 
-static void s_on_request(api_t *self, zmqx_frames_t *frames, int64_t now)
+static void s_on_request(api_t *self, zmqx_frames_t *frames, conns_admit_t how, int64_t now)
 {
+    self->small_only = how == CONNS_RUN_SMALL;
     s_handle_request(self, frames, now);
+    self->small_only = false;
     self->cur_type = NULL;
+}
+
+void api_pump(api_t *self, int64_t now)
+{
+    zmqx_frames_t frames;
+    conns_admit_t how;
+    for (int i = 0; i < REQUESTS_PER_TURN && conns_next(self->conns, now, &frames, &how); i++) {
+        s_on_request(self, &frames, how, now);
+        zmqx_frames_free(&frames);
+    }
+}
+
+int64_t api_timeout(const api_t *self, int64_t now)
+{
+    return conns_timeout(self->conns, now);
 }
 
 void api_read(api_t *self, int64_t now)
@@ -1825,7 +1880,11 @@ void api_read(api_t *self, int64_t now)
             }
             break;
         }
-        s_on_request(self, &frames, now);
+        /* Run now, or parked behind this client's unread replies, or
+           answered "busy" (conns.h). */
+        conns_admit_t how = conns_admit(self->conns, &frames);
+        if (how != CONNS_TAKEN)
+            s_on_request(self, &frames, how, now);
         zmqx_frames_free(&frames);
     }
 }

@@ -19,7 +19,11 @@
     request (waiters.h) after the commit of what finished its job.
 
     The ROUTER is the loop's; api_read reads it when the loop's poll says
-    so, and api sends every reply on it.
+    so, and api sends every reply on it. No reply is dropped while its
+    client is connected: one the client has not made room for waits, and
+    so do its next requests, within bounds per connection and in total;
+    past them a request is answered "busy" (conns.h has the why and the
+    figures).
 
     Threads: main loop only.
 */
@@ -76,6 +80,15 @@ void api_destroy(api_t **p);
    requests per call, so reports and timers are not starved) and answers
    each (some after a commit: see the top of this file). */
 void api_read(api_t *self, int64_t now);
+
+/* Sends the replies that waited for their clients to read (conns.h)
+   and runs the requests parked behind them, a bounded number per call.
+   The loop calls it every turn, before api_read. */
+void api_pump(api_t *self, int64_t now);
+
+/* Milliseconds until api_pump has something to retry (0: now), or -1:
+   the loop's poll waits no longer than that. */
+int64_t api_timeout(const api_t *self, int64_t now);
 
 /* Answers the submits whose commit is done (journal_take_done): acks, or
    refusals with the reason; sends the held answers whose changes are now

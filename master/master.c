@@ -46,13 +46,12 @@
 /* How often tasks_timers runs (liveness, pings, leases, orphans). */
 #define TIMERS_EVERY_MS 100
 
-/* Messages queued per peer, each way, on the API socket. A client asks
-   one thing at a time, so a few are plenty; more would let one client
-   that sends without reading (or reads nothing back) make the master
-   hold that many requests or replies of up to 32 MiB each: 8 bound it
-   to 256 MiB per such connection in the worst case and 64 MiB with
-   results pages (PROTO_REPLY_PAGE_BYTES). A reply over the limit is
-   dropped (api.c s_send_reply: the client was not reading it anyway). */
+/* Messages queued per peer, each way, on the API socket, in libzmq. A
+   request waits here at most until the loop's next turn, so a few are
+   plenty; more would let one client that sends without reading make
+   the master hold that many requests of up to 32 MiB each. Replies past
+   8 wait in the master instead (conns.h), where they are counted
+   against a total bound with the ones libzmq holds. */
 #define API_HWM 8
 /* Reports come from many worker threads through one connection per
    worker and are read in bounded batches: a deep queue absorbs bursts. */
@@ -597,6 +596,9 @@ static long s_poll_timeout(master_t *self, int64_t now)
     int64_t gate = gate_timeout(self->gate, now);
     if (gate >= 0 && gate < t)
         t = gate;
+    int64_t replies = api_timeout(self->api, now);
+    if (replies >= 0 && replies < t)
+        t = replies;
     return t < 0 ? 0 : (long) t;
 }
 
@@ -646,6 +648,9 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events
        before its assignment is written finds it queued, and its worker
        claims it or it runs again under the same attempt number. */
     tasks_dispatch(self->tasks, now);
+    /* Replies that waited for their clients, and the requests parked
+       behind them, before new requests: they came first. */
+    api_pump(self->api, now);
     if (items[1].revents & ZMQ_POLLIN)
         api_read(self->api, now);
     /* The HTTP threads' requests: a bounded few per turn (dash.h). */

@@ -84,6 +84,7 @@
 #define PROTO_E_INTERNAL   "internal"
 #define PROTO_E_AUTH       "auth"          /* not allowed for this peer */
 #define PROTO_E_QUOTA      "quota"         /* over the client's quota: nothing was accepted */
+#define PROTO_E_BUSY       "busy"          /* not run: too many replies unread; send it again */
 
 typedef struct {
     char code[32];

@@ -35,8 +35,9 @@ MASTER_LAYERS = [
     ("master", "the loop: sockets, timers, acknowledges committed submits"),
     ("api tasks alloc dash why", "requests; the life of a task (dispatch, claim, result, lease); "
      "worker allocation queues (Slurm); the HTTP requests; why queued tasks wait"),
-    ("journal jobs deps waiters sched registry idem", "grouped commits; jobs and retention; "
-     "dependencies between jobs; held requests; the ready queue; workers; submit keys"),
+    ("journal jobs deps waiters sched registry idem conns", "grouped commits; jobs and "
+     "retention; dependencies between jobs; held requests; the ready queue; workers; submit "
+     "keys; replies and parked requests per API connection"),
     ("store writer auth claim gate metrics web resources", "SQLite; the commit thread; the ZAP "
      "allowlist; claim tokens; unauthenticated connections shed; counters; the HTTP threads; what fits on "
      "a worker (pure)"),

@@ -547,10 +547,10 @@ int storm_master_main(int argc, char **argv)
         int napi = 0;
         for (int w = 0; w < WINDOW && i < count; w++, i++) {
             /* At most API_INFLIGHT requests (and the legal one) before
-               their replies are read: the master queues 8 replies per
-               connection (master.c API_HWM), libzmq learns of replies
-               taken in batches of 4, and a reply that still finds the
-               queue full is dropped, by design (issue 13 item 7). */
+               their replies are read: a small window keeps each reply
+               check near its request. The master would answer more
+               (master/conns.h: replies wait, and requests park, until
+               the client reads). */
             bool to_api = storm_below(10) < 6 && napi < API_INFLIGHT;
             gkind_t k = storm_garbage(&g, to_api ? s_api_templates : s_report_templates,
                                to_api ? NAPI : NREPORT, to_api);

@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -206,6 +207,52 @@ static int s_tcp(int port)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int rc = connect(fd, (struct sockaddr *) &a, sizeof a);
     ck_assert_msg(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+    return fd;
+}
+
+/* A DEALER that never reads, spoken by hand over TCP (ZMTP 3.0, NULL
+   mechanism): it sends its greeting, READY and each of the n requests
+   (under 256 bytes), and never reads a byte, with a small receive
+   buffer. A libzmq DEALER would read replies into its own memory
+   whatever its RCVHWM (a whole message at a time, and one more for its
+   queue), so how much stays in the master would depend on timing. */
+static int s_deaf_dealer(int port, const char *req, int n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_msg(connect(fd, (struct sockaddr *) &a, sizeof a) == 0, "connect: %s",
+                  strerror(errno));
+    unsigned char out[64 + 30 + 16 * 258] = { 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0 };
+    memcpy(out + 12, "NULL", 4);
+    /* The greeting, then the master's (libzmq dropped a peer whose READY
+       came in the greeting's packet), then the rest. */
+    ck_assert_int_eq(write(fd, out, 64), 64);
+    struct timeval tv = { .tv_sec = h_ms(10000) / 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unsigned char theirs[64];
+    for (size_t got = 0; got < sizeof theirs;) {
+        ssize_t k = read(fd, theirs + got, sizeof theirs - got);
+        ck_assert_msg(k > 0, "the master's greeting: %s", k == 0 ? "closed" : strerror(errno));
+        got += (size_t) k;
+    }
+    size_t len = 0;
+    /* READY: a short command of 28 bytes, with Socket-Type DEALER. */
+    static const unsigned char ready[] = "\x04\x1c\x05READY\x0b" "Socket-Type\0\0\0\x06" "DEALER";
+    memcpy(out + len, ready, sizeof ready - 1);
+    len += sizeof ready - 1;
+    size_t rlen = strlen(req);
+    ck_assert(rlen < 256 && n <= 16);
+    for (int i = 0; i < n; i++) {
+        out[len++] = 0;   /* a short frame, the last of its message */
+        out[len++] = (unsigned char) rlen;
+        memcpy(out + len, req, rlen);
+        len += rlen;
+    }
+    ck_assert_int_eq(write(fd, out, len), (ssize_t) len);
     return fd;
 }
 
@@ -534,6 +581,30 @@ START_TIMED_TEST(two_20_mb_outputs_come_back_whole_in_pages, 240)
 }
 END_TEST
 
+/* The peak RSS of the master (KiB, at least base) while it works through
+   what it was sent: sampled until it has logged `after` (NULL: no need)
+   and then used no CPU for half a second (it is then idle: every
+   request was answered or refused), or for limit_ms (scaled). */
+static long s_peak_rss_until_idle(h_proc_t *master_proc, const char *after, long base,
+                                  int limit_ms)
+{
+    pid_t master = h_proc_pid(master_proc);
+    long peak = base;
+    int64_t cpu = -1, still_since = h_now_ms(), deadline = h_now_ms() + h_ms(limit_ms);
+    while ((h_now_ms() - still_since < 500 || (after && !h_proc_count_log(master_proc, after)))
+           && h_now_ms() < deadline) {
+        h_nap(20);
+        long kib = h_vm_kib(master, "VmRSS");
+        peak = kib > peak ? kib : peak;
+        int64_t now_cpu = s_cpu_ticks(master);
+        if (now_cpu != cpu) {
+            cpu = now_cpu;
+            still_since = h_now_ms();
+        }
+    }
+    return peak;
+}
+
 /* A client that asks for results and never reads the replies: 25
    requests for 20 MB outputs grew the master by 1 GB, and the memory
    stayed. Now at most 8 replies wait per connection (and pages are 8 MiB
@@ -559,20 +630,8 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
                      (long long) job);
     for (int i = 0; i < 25; i++)
         ck_assert_int_eq(zmq_send(api, req, (size_t) n, 0), n);
-    /* The master's RSS while it answers all 25: until it has used no CPU
-       for half a second (it is then idle: every request was answered). */
-    long peak = base;
-    int64_t cpu = -1, still_since = h_now_ms(), deadline = h_now_ms() + h_ms(120000);
-    while (h_now_ms() - still_since < 500 && h_now_ms() < deadline) {
-        h_nap(20);
-        long kib = h_vm_kib(master, "VmRSS");
-        peak = kib > peak ? kib : peak;
-        int64_t now_cpu = s_cpu_ticks(master);
-        if (now_cpu != cpu) {
-            cpu = now_cpu;
-            still_since = h_now_ms();
-        }
-    }
+    /* The master's RSS while it answers all 25. */
+    long peak = s_peak_rss_until_idle(h_master(c), NULL, base, 120000);
     h_run_t *r = h_cli(c, "stats", NULL);
     ck_assert_msg(r->rc == 0, "stats while a client does not read: %s", h_run_desc(r));
     h_run_free(&r);
@@ -590,6 +649,140 @@ START_TIMED_TEST(a_client_that_never_reads_replies_cannot_grow_the_master, 240)
     long now = 0;
     if (h_slowdown() == 1)
         ck_assert_msg(H_POLL((now = h_vm_kib(master, "VmRSS")) < base + 64 * 1024, 10000),
+                      "memory not given back: %ld KiB (%ld before)", now, base);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A DEALER that sends 200 requests before it reads a reply (any client
+   that pipelines), and bounds what its libzmq buffers (RCVHWM 4, a small
+   TCP buffer): the master's queue for it filled while it was still
+   sending, and the master dropped every reply past 8 (event=
+   reply_dropped): the client waited for replies that never came. Now
+   every request is answered, in the order sent: replies that libzmq
+   cannot take yet wait in the master, and so do the requests behind
+   them (conns.h, docs/protocol.md "Pipelining"). */
+START_TIMED_TEST(a_client_that_pipelines_200_requests_gets_every_reply_in_order, 120)
+{
+    h_cluster_t *c = h_cluster_new("a_client_that_pipelines_200_requests_gets_every_reply_in_order");
+    h_master_start(c, 0, NULL);
+    h_worker_start(c, "w1", 2, NULL);
+    /* Results of 128 KB: 200 of them are more than TCP holds. */
+    int64_t job = h_submit(c, NULL, "--array", "0-3", "--", "sh", "-c",
+                           "head -c 32000 /dev/zero | tr '\\0' x", NULL);
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    void *ctx = zmq_ctx_new();
+    void *api = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, four = 4, small = 4096, timeout = h_ms(20000);
+    zmq_setsockopt(api, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(api, ZMQ_RCVHWM, &four, sizeof four);
+    zmq_setsockopt(api, ZMQ_RCVBUF, &small, sizeof small);
+    zmq_setsockopt(api, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", h_api_port(c));
+    ck_assert_int_eq(zmq_connect(api, ep), 0);
+    /* results, status and stats of the job, and a status of a job that
+       does not exist, named by the request's number: its reply says
+       which request it answers. */
+    enum { N = 200 };
+    for (int i = 0; i < N; i++) {
+        char req[128];
+        int n = i % 4 == 0   ? snprintf(req, sizeof req, "{\"v\":1,\"type\":\"status\",\"job\":%lld}",
+                                        (long long) job)
+                : i % 4 == 1 ? snprintf(req, sizeof req, "{\"v\":1,\"type\":\"stats\"}")
+                : i % 4 == 2 ? snprintf(req, sizeof req, "{\"v\":1,\"type\":\"results\",\"job\":%lld}",
+                                        (long long) job)
+                             : snprintf(req, sizeof req, "{\"v\":1,\"type\":\"status\",\"job\":%d}",
+                                        1000000 + i);
+        ck_assert_int_eq(zmq_send(api, req, (size_t) n, 0), n);
+    }
+    for (int i = 0; i < N; i++) {
+        static char reply[256 * 1024];
+        int got = zmq_recv(api, reply, sizeof reply - 1, 0);
+        ck_assert_msg(got > 0, "reply %d of %d never came (%s)", i, N, zmq_strerror(zmq_errno()));
+        reply[got < (int) sizeof reply - 1 ? got : (int) sizeof reply - 1] = '\0';
+        char want[64];
+        snprintf(want, sizeof want, "no job %d ", 1000000 + i);
+        ck_assert_msg(i % 4 == 3 ? strstr(reply, want) != NULL
+                                 : strstr(reply, "\"ok\":true") != NULL,
+                      "reply %d is not the answer to request %d: %.300s", i, i, reply);
+    }
+    zmq_close(api);
+    zmq_ctx_term(ctx);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* Many connections that ask for results and never read: each held its
+   own 8 replies, so 64 of them asking for 20 MB outputs made the master
+   hold gigabytes. The bound is in total now: replies not yet read take
+   at most the reply budget together, plus one reply and 64 KiB per
+   connection; parked requests take at most 32 MiB (conns.h,
+   docs/protocol.md "Pipelining"). Past it requests are refused ("busy"),
+   but a client that has nothing unread still gets small answers.
+   The master's budget is 8 MiB here (ZTASK_TEST_REPLY_BUDGET_MIB: the
+   same code as the 128 MiB default) and the replies 2 MB: 64
+   connections asking 4 times would make it hold 512 MB without the
+   bound. With 20 MB replies, 128 MiB and libzmq clients (which read
+   replies into their own memory, so how much the master held depended
+   on timing) the test took 10 minutes under TSan. */
+START_TIMED_TEST(many_connections_that_never_read_cannot_grow_the_master_past_its_total_bound, 120)
+{
+    h_cluster_t *c = h_cluster_new(
+        "many_connections_that_never_read_cannot_grow_the_master_past_its_total_bound");
+    setenv("ZTASK_TEST_REPLY_BUDGET_MIB", "8", 1);
+    h_master_start(c, 0, NULL);
+    unsetenv("ZTASK_TEST_REPLY_BUDGET_MIB");
+    h_worker_start(c, "w1", 2, NULL);
+    /* Two outputs of 1 MB: one results page of 2 MB. */
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--output-cap", "2M", "--", "sh", "-c",
+                           "head -c 1000000 /dev/zero | tr '\\0' x", NULL);
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    pid_t master = h_proc_pid(h_master(c));
+    long base = h_vm_kib(master, "VmRSS");
+    enum { CONNS = 64, EACH = 4 };
+    int fds[CONNS];
+    char req[128];
+    snprintf(req, sizeof req, "{\"v\":1,\"type\":\"results\",\"job\":%lld}", (long long) job);
+    for (int i = 0; i < CONNS; i++)
+        fds[i] = s_deaf_dealer(h_api_port(c), req, EACH);
+    /* Until the bound is reached (the first "busy"), and the rest
+       refused: a CPU that looks idle a moment is not enough under load
+       or TSan. */
+    long peak = s_peak_rss_until_idle(h_master(c), "event=api_busy", base, 30000);
+    fprintf(stderr, "%d connections that never read: master RSS %ld KiB before, peak %ld KiB\n",
+            CONNS, base, peak);
+    /* 8 MiB of replies + one of 2 MB + what building one takes (+11 MiB
+       measured; +490 MiB without the total bound: every reply held). TSan's shadow memory
+       is not the master's (see the test above); ASan holds freed blocks
+       in a 256 MiB quarantine. */
+    long allowance = 40 * 1024 + (h_slowdown() > 1 ? 256 * 1024 : 0);
+    if (h_slowdown() < 5)
+        ck_assert_msg(peak < base + allowance, "master grew from %ld to %ld KiB", base, peak);
+    ck_assert_msg(h_proc_count_log(h_master(c), "event=api_busy") > 0,
+                  "no request was refused: the bound was never reached (peak %ld KiB)", peak);
+    /* A client with nothing unread is still answered. */
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", h_ms(30000) / 1000);
+    h_run_t *r = h_cliv(c, (const char *[]){"--request-timeout", secs, "stats", NULL}, h_ms(40000));
+    ck_assert_msg(r->rc == 0, "stats while %d clients do not read: %s", CONNS, h_run_desc(r));
+    h_run_free(&r);
+    /* But not results, bulk by design: "busy", a refusal (exit 4). */
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    r = h_cliv(c, (const char *[]){"--request-timeout", secs, "results", id, NULL}, h_ms(40000));
+    ck_assert_msg(r->rc == 4 && strstr(r->err, "(busy)") && strstr(r->err, "send it again"),
+                  "results while %d clients do not read: %s", CONNS, h_run_desc(r));
+    h_run_free(&r);
+    ck_assert_msg(H_POLL(h_proc_count_log(h_master(c), "event=api_busy reason=\"replies not read, "
+                                          "all clients; a query with a big answer\" type=results") > 0,
+                         10000),
+                  "the refused results was not logged (%s)", h_proc_log(h_master(c)));
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    long now = 0;
+    if (h_slowdown() == 1)
+        ck_assert_msg(H_POLL((now = h_vm_kib(master, "VmRSS")) < base + 32 * 1024, 10000),
                       "memory not given back: %ld KiB (%ld before)", now, base);
     h_cluster_destroy(&c);
 }

@@ -154,3 +154,33 @@ def test_a_slow_master_that_holds_the_request_is_waited_for_not_asked_again():
         c.close()
         t.join()
         router.close()
+
+
+def test_a_busy_master_raises_busy_error_with_its_message():
+    # A raw ROUTER plays a master over its reply budget (docs/protocol.md,
+    # "Pipelining"): the request was not run, and the client says so.
+    busy = (b'{"v":1,"type":"reply","ok":false,"error":{"code":"busy","message":'
+            b'"busy: clients have not read 128 MiB of replies, as much as the master holds; '
+            b'this request was not run: read the replies you have and send it again shortly"}}')
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def serve():
+        ident = router.recv_multipart()[0]
+        router.send_multipart([ident, busy])
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    c = ztask.Client(f"127.0.0.1:{port}", timeout=scaled(20))
+    try:
+        with pytest.raises(ztask.BusyError) as e:
+            c.stats()
+        assert isinstance(e.value, ztask.RefusedError)
+        assert (e.value.code, e.value.exit_code) == ("busy", 4)
+        assert "this request was not run" in str(e.value) and str(e.value).endswith("(busy)")
+    finally:
+        c.close()
+        t.join(scaled(20))
+        router.close()

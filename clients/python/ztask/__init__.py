@@ -16,13 +16,13 @@ the reference.
 """
 
 from .client import Client, Job
-from .errors import (AuthError, RefusedError, TaskFailed, UnreachableError, UsageError,
-                     WaitTimeout, ZtaskError)
+from .errors import (AuthError, BusyError, RefusedError, TaskFailed, UnreachableError,
+                     UsageError, WaitTimeout, ZtaskError)
 from .futures import Executor
 from .records import JobRecord, LogChunk, StatsRecord, TaskRecord, WorkerRecord
 
 __version__ = "0.1.0"
 
 __all__ = ["Client", "Job", "Executor", "ZtaskError", "UsageError", "UnreachableError",
-           "RefusedError", "AuthError", "WaitTimeout", "TaskFailed", "TaskRecord", "JobRecord",
+           "RefusedError", "BusyError", "AuthError", "WaitTimeout", "TaskFailed", "TaskRecord", "JobRecord",
            "WorkerRecord", "StatsRecord", "LogChunk"]

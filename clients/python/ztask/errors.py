@@ -5,7 +5,7 @@ the exit code the ``ztask`` CLI ends with in the same situation (README
 "Exit codes", docs/cli.md), so a script can ``sys.exit(e.exit_code)``.
 A refusal by the master also carries the master's stable error ``code``
 (docs/protocol.md section 4: ``not_found``, ``bad_field``, ``bad_state``,
-``auth``, ...) and its one-line ``message``.
+``auth``, ``busy``, ...) and its one-line ``message``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ class RefusedError(ZtaskError):
     the client cannot read (``code`` is None). CLI exit code 4."""
 
     exit_code = EXIT_REFUSED
+
+
+class BusyError(RefusedError):
+    """The master answered ``busy``: it did not run the request, because
+    clients hold too many unread replies (this connection's, or all
+    clients' together: docs/protocol.md, "Pipelining"). Nothing changed;
+    the same request sent again later is answered normally. CLI exit
+    code 4, as any refusal."""
 
 
 class AuthError(ZtaskError, PermissionError):

@@ -46,7 +46,7 @@ from typing import Any, Dict, Optional
 import zmq
 
 from .config import Settings
-from .errors import AuthError, RefusedError, UnreachableError, UsageError
+from .errors import AuthError, BusyError, RefusedError, UnreachableError, UsageError
 
 PROTOCOL_VERSION = 1
 MAX_API_MSG = 32 * 1024 * 1024   # PROTO_MAX_API_MSG
@@ -262,4 +262,6 @@ class Connection:
         message = f"{message or 'request refused'} ({code or 'error'})"
         if code == "auth":
             raise AuthError(f"authentication failed: {message}", code)
+        if code == "busy":
+            raise BusyError(message, code)
         raise RefusedError(message, code)
