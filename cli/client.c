@@ -297,9 +297,15 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
            holds the request is slow, not deaf: a second copy would only
            queue behind the first, and closing this socket would throw
            away the reply it is building (a 20 MB page that took longer
-           than a third of the timeout was then never received). */
-        if (rc == 0 && attempt_end < deadline && connector_held_since(&self->link, drops))
-            rc = s_wait(self, deadline, err);
+           than a third of the timeout was then never received). So while
+           the connection stays up the wait goes on, an attempt at a time:
+           a drop seen at the end of one is asked again, as before. */
+        while (rc == 0 && attempt_end < deadline && connector_held_since(&self->link, drops)) {
+            attempt_end += attempt_ms;
+            if (attempt_end > deadline)
+                attempt_end = deadline;
+            rc = s_wait(self, attempt_end, err);
+        }
         if (rc < 0) {
             connector_close(&self->link);
             goto out;

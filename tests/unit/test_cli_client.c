@@ -38,7 +38,8 @@ typedef enum {
     ACT_IGNORE,      /* never answer */
     ACT_WORKERS,     /* answer with s_workers_reply() */
     ACT_SLOW,        /* answer (job `id`) after `ms` milliseconds: a busy master */
-    ACT_RESTART      /* lose the request with the socket, and bind again on the same port */
+    ACT_RESTART,     /* lose the request with the socket, and bind again on the same port */
+    ACT_SLOW_RESTART /* hold it `ms` milliseconds (busy), then as ACT_RESTART */
 } act_t;
 
 typedef struct {
@@ -162,6 +163,9 @@ static void *s_fake_run(void *arg)
             usleep((useconds_t) st->ms * 1000);
             body = s_status_reply(st->id);
             break;
+        case ACT_SLOW_RESTART:
+            usleep((useconds_t) st->ms * 1000);
+            /* fall through */
         case ACT_RESTART:
             zmqx_frames_free(&msg);
             s_fake_rebind(f);
@@ -355,6 +359,28 @@ START_TEST(a_slow_master_that_holds_the_request_is_waited_for_not_asked_again)
     ck_assert_msg(rep != NULL, "%s", err.message);
     ck_assert_int_eq(rep->jobs[0].id, 9);
     ck_assert_int_eq(f->received, 1);
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(a_held_request_whose_master_restarts_is_asked_again)
+{
+    /* The master holds the request past a third of the timeout (so the
+       client waits on, not asking again), then restarts and loses it:
+       the drop is seen at the end of the next third and the request is
+       sent again, answered by the master that came back. */
+    step_t steps[] = { { ACT_SLOW_RESTART, 0, NULL, 2000 }, { ACT_REPLY, 6, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 2);
+    client_t *c = client_new("127.0.0.1", f->port, 4500);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    proto_reply_t *rep = client_call(c, req, true, &err);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(rep->jobs[0].id, 6);
+    ck_assert_int_eq(f->received, 2);
     proto_reply_destroy(&rep);
     proto_req_destroy(&req);
     client_destroy(&c);

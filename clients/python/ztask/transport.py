@@ -127,9 +127,14 @@ class Connection:
             sock = self._open_socket()
             sock.send(frame, zmq.DONTWAIT)
             drops = self._drops
-            ready = self._wait(min(time.monotonic() + attempt, deadline))
-            if not ready and self._held_since(drops):
-                ready = self._wait(deadline)   # the master has it: wait, do not ask again
+            until = min(time.monotonic() + attempt, deadline)
+            ready = self._wait(until)
+            # The master has it while the connection stays up: wait on,
+            # an attempt at a time; a drop seen at the end of one is asked
+            # again.
+            while not ready and until < deadline and self._held_since(drops):
+                until = min(until + attempt, deadline)
+                ready = self._wait(until)
             if ready:
                 frames = sock.recv_multipart(zmq.DONTWAIT)
                 if len(frames) != 1:
