@@ -281,7 +281,9 @@ static try_t s_try(conns_t *self, conn_t *c, const zmqx_frames_t *env, char *bod
 static void s_blocked(conn_t *c, int64_t now)
 {
     c->delay = c->delay ? (c->delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->delay * 2) : 1;
-    c->retry_at = now + c->delay;
+    /* Saturated: a caller may pass "every retry time has passed" as
+       INT64_MAX (test_conns does). */
+    c->retry_at = now > INT64_MAX - c->delay ? INT64_MAX : now + c->delay;
 }
 
 static item_t *s_item(item_kind_t kind)

@@ -188,7 +188,7 @@ START_TEST(requests_behind_unread_replies_park_and_run_in_order_after_them)
         /* q1 runs once every reply before it is out; its answer goes
            out before q2 runs. */
         zmqx_frames_t ran = s_due(&r);
-        char want[8];
+        char want[16];
         snprintf(want, sizeof want, "q%d", i);
         ck_assert_str_eq(ran.frames[ran.count - 1], want);
         zmqx_frames_free(&ran);
