@@ -320,27 +320,36 @@ START_TEST(a_late_reply_is_never_taken_for_the_next_request)
 }
 END_TEST
 
-START_TEST(a_read_only_request_is_resent_inside_its_timeout)
+/* A read-only status call with a 4.5 s timeout against a fake master
+   playing steps: it must be answered with job `id` after the fake saw
+   `received` copies. Returns how long the call took (ms). */
+static int64_t s_read_only_call(const step_t *steps, int nsteps, int64_t id, int received)
 {
-    /* The first copy is lost with a master that restarted; the resend,
-       on a fresh socket after a third of the timeout, is answered. */
-    step_t steps[] = { { ACT_RESTART, 0, NULL, 0 }, { ACT_REPLY, 5, NULL, 0 } };
-    fake_t *f = s_fake_start(steps, 2);
+    fake_t *f = s_fake_start(steps, nsteps);
     client_t *c = client_new("127.0.0.1", f->port, 4500);
     proto_req_t *req = s_status_req();
     client_err_t err;
     int64_t t0 = clock_mono_ms();
     proto_reply_t *rep = client_call(c, req, true, &err);
-    ck_assert_msg(rep != NULL, "%s", err.message);
-    ck_assert_int_eq(rep->jobs[0].id, 5);
     int64_t took = clock_mono_ms() - t0;
-    ck_assert_int_ge(took, 1400);
-    ck_assert_int_lt(took, 4500);
-    ck_assert_int_eq(f->received, 2);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(rep->jobs[0].id, id);
+    ck_assert_int_eq(f->received, received);
     proto_reply_destroy(&rep);
     proto_req_destroy(&req);
     client_destroy(&c);
     s_fake_stop(&f);
+    return took;
+}
+
+START_TEST(a_read_only_request_is_resent_inside_its_timeout)
+{
+    /* The first copy is lost with a master that restarted; the resend,
+       on a fresh socket after a third of the timeout, is answered. */
+    step_t steps[] = { { ACT_RESTART, 0, NULL, 0 }, { ACT_REPLY, 5, NULL, 0 } };
+    int64_t took = s_read_only_call(steps, 2, 5, 2);
+    ck_assert_int_ge(took, 1400);
+    ck_assert_int_lt(took, 4500);
 }
 END_TEST
 
@@ -351,18 +360,7 @@ START_TEST(a_slow_master_that_holds_the_request_is_waited_for_not_asked_again)
        answer was coming to, and the copies queued behind the first: the
        call timed out (a 20 MB results page under TSan, in CI). */
     step_t steps[] = { { ACT_SLOW, 9, NULL, 2500 } };
-    fake_t *f = s_fake_start(steps, 1);
-    client_t *c = client_new("127.0.0.1", f->port, 4500);
-    proto_req_t *req = s_status_req();
-    client_err_t err;
-    proto_reply_t *rep = client_call(c, req, true, &err);
-    ck_assert_msg(rep != NULL, "%s", err.message);
-    ck_assert_int_eq(rep->jobs[0].id, 9);
-    ck_assert_int_eq(f->received, 1);
-    proto_reply_destroy(&rep);
-    proto_req_destroy(&req);
-    client_destroy(&c);
-    s_fake_stop(&f);
+    s_read_only_call(steps, 1, 9, 1);
 }
 END_TEST
 
@@ -373,18 +371,7 @@ START_TEST(a_held_request_whose_master_restarts_is_asked_again)
        the drop is seen at the end of the next third and the request is
        sent again, answered by the master that came back. */
     step_t steps[] = { { ACT_SLOW_RESTART, 0, NULL, 2000 }, { ACT_REPLY, 6, NULL, 0 } };
-    fake_t *f = s_fake_start(steps, 2);
-    client_t *c = client_new("127.0.0.1", f->port, 4500);
-    proto_req_t *req = s_status_req();
-    client_err_t err;
-    proto_reply_t *rep = client_call(c, req, true, &err);
-    ck_assert_msg(rep != NULL, "%s", err.message);
-    ck_assert_int_eq(rep->jobs[0].id, 6);
-    ck_assert_int_eq(f->received, 2);
-    proto_reply_destroy(&rep);
-    proto_req_destroy(&req);
-    client_destroy(&c);
-    s_fake_stop(&f);
+    s_read_only_call(steps, 2, 6, 2);
 }
 END_TEST
 
