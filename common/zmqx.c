@@ -33,6 +33,52 @@ int zmqx_send(void *sock, const void *data, size_t len, int flags)
     }
 }
 
+/* zmqx_send_take's message free function: hint says whether the buffer
+   is still ours to free (a send that failed gives it back). Runs on
+   libzmq's I/O thread once the message is written, or on ours at close. */
+typedef struct {
+    bool keep;
+} s_take_hint_t;
+
+static void s_take_free(void *data, void *hint)
+{
+    s_take_hint_t *h = hint;
+    if (!h->keep)
+        free(data);
+    free(h);
+}
+
+int zmqx_send_take(void *sock, char **data, size_t len, int flags)
+{
+    /* Small messages are copied (libzmq keeps them inline anyway). */
+    if (len < 4096) {
+        if (zmqx_send(sock, *data, len, flags) != 0)
+            return -1;
+        free(*data);
+        *data = NULL;
+        return 0;
+    }
+    s_take_hint_t *h = xcalloc(1, sizeof *h);
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, *data, len, s_take_free, h) != 0) {
+        free(h);
+        return zmqx_send(sock, *data, len, flags) == 0 ? (free(*data), *data = NULL, 0) : -1;
+    }
+    for (;;) {
+        if (zmq_msg_send(&m, sock, flags) >= 0) {
+            *data = NULL;        /* libzmq frees it once written */
+            return 0;
+        }
+        if (errno != EINTR)
+            break;
+    }
+    int e = errno;
+    h->keep = true;              /* not sent: the caller keeps the buffer */
+    zmq_msg_close(&m);
+    errno = e;
+    return -1;
+}
+
 static void s_drain_more(void *sock)
 {
     int more = 1;
