@@ -89,7 +89,10 @@ START_TIMED_TEST(escape_heavy_output_at_the_cap_comes_back_whole_in_bounded_memo
     long bound = (long) (2.5 * CAP / 1024 * THREADS);
     fprintf(stderr, "outmem: worker VmHWM %ld KiB before, %ld KiB after: +%ld KiB (bound %ld)\n",
             base, peak, grew, bound);
-    ck_assert_msg(grew < bound,
+    /* Sanitizer builds have their own allocator, which keeps freed memory
+       in quarantine (ASan: 256 MB) and ignores the worker's malloc
+       settings: there the test checks the results alone. */
+    ck_assert_msg(h_slowdown() > 1 || grew < bound,
                   "the worker's peak RSS grew by %ld KiB for tasks printing %d KiB each on %d "
                   "threads: over 2.5 x the cap per thread (%ld KiB)",
                   grew, CAP / 1024, THREADS, bound);
