@@ -404,6 +404,22 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t 
         || pj_dbl(o, "started", req, 0, 1e300, &res->started, err) != 0
         || pj_dbl(o, "finished", req, 0, 1e300, &res->finished, err) != 0)
         return -1;
+    /* Output sent as base64 is stored as a JSON string: up to 6 x its
+       bytes. A worker cuts what would be over the report limit that way
+       (proto_result_cut_raw); one that did not is refused, so a stored
+       result never gets bigger than a report could carry. */
+    if ((pj_get(o, "stdout_b64") || pj_get(o, "stderr_b64"))
+        && (res->stdout_data ? strlen(res->stdout_data) : 0)
+                   + (res->stderr_data ? strlen(res->stderr_data) : 0) > PROTO_MAX_REPORT_MSG / 6
+        && (res->stdout_data ? pb_str_len(res->stdout_data, strlen(res->stdout_data)) : 0)
+                   + (res->stderr_data ? pb_str_len(res->stderr_data, strlen(res->stderr_data)) : 0)
+               > PROTO_MAX_REPORT_MSG) {
+        proto_err_set(err, PROTO_E_TOO_BIG,
+                      "output too big once decoded from base64 (over %d bytes as JSON): the "
+                      "worker must cut it",
+                      PROTO_MAX_REPORT_MSG);
+        return -1;
+    }
     return 0;
 }
 

@@ -9,7 +9,8 @@
     states ("Output capture"). Before the fix each task's output was held
     as the capture, a sanitized copy, the escaped result, the pool's
     mailbox frame, the session's copy, the joined report and libzmq's
-    copy, several at a time: some 30 x the cap per running task. */
+    copy, several at a time: measured, 17 x the cap per thread (+107 MB
+    here), against 1.5 x now. */
 #include "harness.h"
 
 #include <check.h>

@@ -2602,6 +2602,18 @@ START_TEST(raw_output_encodes_to_what_the_master_stores_plain_or_base64)
                       "\"started\":1,\"finished\":2}";
     ck_assert_ptr_null(proto_result_decode(bad, strlen(bad), &err));
     ck_assert_str_eq(err.code, PROTO_E_FIELD);
+    /* Base64 that would be over a report once stored as JSON (6 MiB of
+       0x01: 36 MiB escaped) is refused: a worker cuts it first. */
+    proto_result_t *big = s_raw_result(0, true, false);
+    free(big->stdout_raw);
+    big->stdout_raw_len = 6 << 20;
+    big->stdout_raw = calloc(1, big->stdout_raw_len);
+    memset(big->stdout_raw, 1, big->stdout_raw_len);
+    char *text = proto_result_encode(big);
+    ck_assert_ptr_null(proto_result_decode(text, strlen(text), &err));
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    free(text);
+    proto_result_destroy(&big);
 }
 END_TEST
 
