@@ -33,7 +33,9 @@ const char *__tsan_default_suppressions(void)
 START_TIMED_TEST(escape_heavy_output_at_the_cap_comes_back_whole_in_bounded_memory, 120)
 {
     h_cluster_t *c = h_cluster_new("outmem");
-    h_master_start(c, 0, NULL);
+    char liveness[16], lease[16];
+    h_slow_bytes_allowance(liveness, lease, sizeof liveness);
+    h_master_start(c, 0, "--liveness", liveness, "--lease", lease, NULL);
     h_proc_t *w = h_worker_start(c, "w", THREADS, NULL);
 
     /* The baseline: every pool thread has run a command and sent a small
