@@ -41,6 +41,31 @@ def test_a_job_sent_in_several_batches_arrives_whole_and_closed(running):
     assert [r["index"] for r in job.results()] == list(range(n))
 
 
+def test_results_after_a_task_read_exactly_the_rest_in_order_across_pages(cluster):
+    # No worker: every task stays queued, so the records do not change
+    # between the reads. Another job first: task ids are global, not the
+    # job's indexes.
+    cluster.start_master()
+    c = cluster.client()
+    c.submit(fn="noop", items=range(3))
+    n, k = 2 * ztask.client.PAGE + 500, 700
+    job = c.submit(fn="noop", items=range(n))
+    ids = [r["task"] for r in job.results()]
+    assert len(ids) == n and ids == sorted(ids) and ids[0] > 3
+    # The rest, from the k-th on: two pages and part of a third.
+    rest = list(job.results(after=ids[k - 1]))
+    assert [r["task"] for r in rest] == ids[k:]
+    assert [r["index"] for r in rest] == list(range(k, n))
+    # A limit cuts across a page boundary.
+    some = [r["task"] for r in job.results(after=ids[k - 1], limit=ztask.client.PAGE + 3)]
+    assert some == ids[k:k + ztask.client.PAGE + 3]
+    assert list(job.results(after=ids[-1])) == []
+    assert [r["task"] for r in job.results(after=0, limit=2)] == ids[:2]
+    for bad in ({"after": -1}, {"after": "7"}, {"after": True}, {"limit": 0}):
+        with pytest.raises(ztask.UsageError):
+            job.results(**bad)
+
+
 def test_an_array_can_be_a_range_with_steps(running):
     c = running.client()
     job = c.submit(fn="square", array=range(0, 10, 3))
