@@ -279,12 +279,7 @@ static int64_t s_busy_pause(client_t *self, int n)
         cap *= 2;
     if (cap > BUSY_PAUSE_MAX_MS)
         cap = BUSY_PAUSE_MAX_MS;
-    uint64_t x = self->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    self->rng = x;
-    return cap / 2 + (int64_t) (x % (uint64_t) (cap / 2 + 1));
+    return cap / 2 + (int64_t) (jitter_next(&self->rng) % (uint64_t) (cap / 2 + 1));
 }
 
 /* The last "busy" answer's message (s_decode's "MESSAGE (busy)"), once
