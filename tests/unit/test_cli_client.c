@@ -495,6 +495,39 @@ START_TEST(an_interrupt_ends_the_wait_with_exit_130)
 }
 END_TEST
 
+/* Interrupted once the fake master has been asked twice: the client is
+   then between "busy" answers (pausing, or waiting for the next one). */
+static bool s_interrupt_after_two(void *arg)
+{
+    fake_t *f = arg;
+    return atomic_load(&f->received) >= 2;
+}
+
+START_TEST(an_interrupt_while_the_master_is_busy_ends_the_call_with_exit_130)
+{
+    /* The pauses between "busy" answers are waits like any other: Ctrl-C
+       ends them at once, not at the 20 s timeout. */
+    step_t steps[] = { { ACT_BUSY_ALWAYS, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    client_t *c = client_new("127.0.0.1", f->port, 20000);
+    client_set_interrupt(c, s_interrupt_after_two, f);
+    proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
+    req->job = 3;
+    client_err_t err;
+    int64_t t0 = clock_mono_ms();
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_msg(clock_mono_ms() - t0 < 10000, "interrupted after %lld ms",
+                  (long long) (clock_mono_ms() - t0));
+    ck_assert_int_eq(err.kind, CLIENT_ERR_INTERRUPTED);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_INTERRUPTED);
+    ck_assert_str_eq(err.message, "interrupted");
+    ck_assert_int_eq(err.code[0], 0);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
 /* ------------------------------------------------------ exits and args */
 
 START_TEST(exit_codes_map_outcomes)
