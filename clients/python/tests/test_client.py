@@ -66,6 +66,28 @@ def test_results_after_a_task_read_exactly_the_rest_in_order_across_pages(cluste
             job.results(**bad)
 
 
+def test_results_after_with_failed_only_pages_over_the_failed_ones(cluster, monkeypatch):
+    # failed_only with a cursor: the master filters, the cursor is a task
+    # id of the filtered rows. Pages of 2 (PAGE is read at each request)
+    # make every read cross pages. No worker: cancelled tasks are the
+    # "failed" ones, and the rest stay queued.
+    cluster.start_master()
+    c = cluster.client()
+    job = c.submit(fn="noop", items=range(12))
+    for i in (2, 5, 6, 9, 11):
+        assert job.cancel(i) == 1
+    ids = [r["task"] for r in job.results()]
+    monkeypatch.setattr(ztask.client, "PAGE", 2)
+    failed = [(r["index"], r["status"]) for r in job.results(failed_only=True)]
+    assert failed == [(i, "cancelled") for i in (2, 5, 6, 9, 11)]
+    # After a failed task, and after a task that did not fail.
+    assert [r["index"] for r in job.results(failed_only=True, after=ids[5])] == [6, 9, 11]
+    assert [r["index"] for r in job.results(failed_only=True, after=ids[3])] == [5, 6, 9, 11]
+    assert [r["index"] for r in job.results(failed_only=True, after=ids[2], limit=3)] == [5, 6, 9]
+    assert list(job.results(failed_only=True, after=ids[11])) == []
+    assert [r["index"] for r in job.results(after=ids[8], limit=3)] == [9, 10, 11]
+
+
 def test_an_array_can_be_a_range_with_steps(running):
     c = running.client()
     job = c.submit(fn="square", array=range(0, 10, 3))
