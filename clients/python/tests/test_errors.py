@@ -1,5 +1,6 @@
 """Errors carry the CLI's exit code and the master's error code."""
 
+import random
 import threading
 import time
 
@@ -204,6 +205,22 @@ def test_a_busy_answer_is_sent_again_until_it_is_answered():
     try:
         assert c.job(3).cancel() == 2
         assert m.answered.is_set() and m.got == 4
+    finally:
+        c.close()
+        m.close()
+
+
+def test_the_busy_pauses_leave_the_programs_random_sequence_alone():
+    # A program that seeds random for reproducible runs gets the same
+    # numbers whether or not the master was busy (and its clients, all
+    # seeded alike, do not pause in step).
+    m = BusyMaster(3, b'{"v":1,"type":"reply","ok":true,"count":2}')
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=scaled(20))
+    try:
+        random.seed(1234)
+        state = random.getstate()
+        assert c.job(3).cancel() == 2 and m.got == 4
+        assert random.getstate() == state
     finally:
         c.close()
         m.close()

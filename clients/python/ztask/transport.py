@@ -63,6 +63,11 @@ RESEND_MIN = 1.0                 # seconds; a busy master is not asked ten times
 NO_DETAIL_FAILURES = 2           # see cli/client.c: one such failure may be a cut connection
 BUSY_PAUSE_MIN = 0.05            # seconds; the pauses after "busy" double from here...
 BUSY_PAUSE_MAX = 1.0             # ...to here, as cli/client.c's
+# The pauses' jitter, from the OS, not the random module's shared
+# generator: a program that seeds that one (random.seed(0) in every
+# process, for reproducible runs) would get its clients' pauses in step,
+# and every pause would move its own sequence on.
+_JITTER = random.SystemRandom()
 
 _MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -162,7 +167,7 @@ class Connection:
                     # pause, up to the deadline.
                     cap = min(BUSY_PAUSE_MIN * 2 ** min(busy, 16), BUSY_PAUSE_MAX)
                     busy += 1
-                    self._wait(min(time.monotonic() + random.uniform(cap / 2, cap), deadline))
+                    self._wait(min(time.monotonic() + _JITTER.uniform(cap / 2, cap), deadline))
                     if time.monotonic() >= deadline:
                         raise BusyError(self._still_busy(e.message, busy, timeout + hold),
                                         e.code) from None
