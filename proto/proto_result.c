@@ -223,15 +223,20 @@ size_t pr_raw_len(const char *raw, size_t n, bool b64)
 
 /* The end of raw[0..n)'s slice that starts at i: at most RAW_SLICE
    bytes, moved back to a character (or bad byte) start. A byte that is
-   not a continuation starts a unit; after 3 continuation bytes in a row
-   the next one cannot belong to a character, so it starts one too. */
+   not a continuation starts a unit; so does a continuation byte after
+   three others (a character has at most three), which is then where the
+   slice ends: moving back past the fourth would split the character
+   the three before it may complete. */
 static size_t s_slice_end(const char *raw, size_t n, size_t i, bool b64)
 {
     if (n - i <= RAW_SLICE)
         return n;
     size_t end = i + RAW_SLICE;
-    for (int k = 0; !b64 && k < 3 && ((unsigned char) raw[end] & 0xC0) == 0x80; k++)
-        end--;
+    if (b64)
+        return end;
+    for (size_t k = 0; k <= 3; k++)
+        if (((unsigned char) raw[end - k] & 0xC0) != 0x80)
+            return end - k;
     return end;
 }
 

@@ -2640,6 +2640,38 @@ START_TEST(raw_output_too_big_as_plain_json_is_cut_as_it_always_was)
 }
 END_TEST
 
+START_TEST(raw_output_split_into_slices_keeps_a_character_before_a_stray_byte)
+{
+    /* Plain raw output is written a slice (768 KiB) at a time, each
+       slice ending where a character starts. Here a 4-byte character
+       ends just before the slice's end and a stray continuation byte
+       sits on it: four continuation bytes in a row, of which only the
+       last belongs to no character. The text must be what repairing the
+       whole gives: the emoji, then one U+FFFD. */
+    const size_t slice = (size_t) 3 << 18, n = 2 * slice;
+    for (int release = 0; release < 2; release++) {
+        proto_result_t *res = s_raw_result(0, false, release);
+        free(res->stdout_raw);
+        res->stdout_raw = malloc(n);
+        ck_assert_ptr_nonnull(res->stdout_raw);
+        memset(res->stdout_raw, 'a', n);
+        memcpy(res->stdout_raw + slice - 4, "\xf0\x9f\x98\x80\x80", 5);
+        res->stdout_raw_len = n;
+        char *clean = utf8_sanitize(res->stdout_raw, n, NULL);
+        char *got = proto_result_encode(res);
+        ck_assert_ptr_nonnull(strstr(got, "aaaa\xf0\x9f\x98\x80\xef\xbf\xbd" "aaaa"));
+        proto_err_t err;
+        proto_result_t *dec = proto_result_decode(got, strlen(got), &err);
+        ck_assert_msg(dec != NULL, "%s", err.message);
+        ck_assert_str_eq(dec->stdout_data, clean);
+        proto_result_destroy(&dec);
+        free(got);
+        free(clean);
+        proto_result_destroy(&res);
+    }
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "proto", .tcase = "core", .timeout_s = 60 });
