@@ -88,13 +88,10 @@ char *runner_result_now(int64_t id, int attempt, const char *claim, proto_state_
     return json;
 }
 
-
 /* ---- the thread's channel to the session ---- */
 
-/* Sends one message to the session. The task pointer must not be used by
-   the caller after a RESULT or RELEASE. */
-static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int attempt,
-                   const char *payload, size_t len)
+/* A message's header (the frame starts with it). */
+static runner_msg_t s_header(int tag, runner_task_t *t, int64_t id, int attempt)
 {
     runner_msg_t hdr;
     memset(&hdr, 0, sizeof hdr);
@@ -102,6 +99,15 @@ static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int
     hdr.id = id;
     hdr.attempt = attempt;
     hdr.task = t;
+    return hdr;
+}
+
+/* Sends one message to the session. The task pointer must not be used by
+   the caller after a RESULT or RELEASE. */
+static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int attempt,
+                   const char *payload, size_t len)
+{
+    runner_msg_t hdr = s_header(tag, t, id, attempt);
     mailbox_put(ctx->mailbox, &hdr, sizeof hdr, payload, len);
 }
 
@@ -330,7 +336,13 @@ static void s_run(void *item, void *state, void *arg)
         res->finished = clock_wall();
     log_debug("event=task_end state=%s", proto_state_name(res->status));
     res->raw_b64 = atomic_load_explicit(&ctx->report_b64, memory_order_relaxed);
-    res->raw_release = true;     /* encoded once, destroyed right after */
+    /* Encoded once, destroyed right after -- unless the encoding may be
+       over the limit and made again (s_encode_result), which needs the
+       raw bytes intact: once cut_raw has cut the outputs (6 x 2 MiB at
+       most each), only an error or fn result over 1 MiB can do that. */
+    res->raw_release = (res->error ? strlen(res->error) : 0)
+                           + (res->result_json ? strlen(res->result_json) : 0)
+                       <= RESULT_MAX_BYTES / 32;
     size_t len = 0;
     char *buf = s_encode_result(res, &len);
     /* The capture goes before the result is handed on: it and the
@@ -339,12 +351,7 @@ static void s_run(void *item, void *state, void *arg)
     if (buf) {
         /* The frame is the result's own buffer: its header goes in the
            room left before the text, so the result is not copied. */
-        runner_msg_t hdr;
-        memset(&hdr, 0, sizeof hdr);
-        hdr.tag = RUNNER_MSG_RESULT;
-        hdr.id = id;
-        hdr.attempt = attempt;
-        hdr.task = t;
+        runner_msg_t hdr = s_header(RUNNER_MSG_RESULT, t, id, attempt);
         mailbox_frame_t *f = (mailbox_frame_t *) buf;
         f->size = sizeof hdr + len;
         memcpy(f->data, &hdr, sizeof hdr);
