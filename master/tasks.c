@@ -13,6 +13,7 @@
 #include "../common/clock.h"
 #include "../common/imap.h"
 #include "../common/log.h"
+#include "../common/testhook.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
 
@@ -113,9 +114,7 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->journal = cfg->journal;
     self->orphan_keys = imap_new();
     self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
-    const char *keep = getenv("ZTASK_TEST_KEEP_GONE_MS");
-    if (keep && parse_int64(keep, 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms) != 0)
-        self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
+    testhook_i64("ZTASK_TEST_KEEP_GONE_MS", 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms);
     return self;
 }
 
