@@ -8,7 +8,7 @@
 #include <zmq.h>
 
 #define CLAIM_KEY_BYTES 32
-#define CLAIM_MAC_BYTES (PROTO_CLAIM_LEN / 2)
+#define CLAIM_MAC_BYTES (CLAIM_TOKEN_LEN / 2)
 /* Bytes a Z85 CURVE key takes, and the 32 it stands for. */
 #define Z85_KEY_LEN 40
 
@@ -69,7 +69,7 @@ void claim_key_destroy(claim_key_t **p)
 }
 
 void claim_token(const claim_key_t *self, int64_t task, int attempt, const char *worker_key,
-                 char out[PROTO_CLAIM_LEN + 1])
+                 char out[CLAIM_TOKEN_LEN + 1])
 {
     assert(self && worker_key);
     /* context | task (8 bytes, little endian) | attempt (4) | worker key */
@@ -91,15 +91,15 @@ void claim_token(const claim_key_t *self, int64_t task, int attempt, const char 
     assert(rc == 0);
     (void) rc;
     sodium_memzero(&st, sizeof st);
-    sodium_bin2hex(out, PROTO_CLAIM_LEN + 1, mac, sizeof mac);
+    sodium_bin2hex(out, CLAIM_TOKEN_LEN + 1, mac, sizeof mac);
 }
 
 bool claim_valid(const claim_key_t *self, int64_t task, int attempt, const char *worker_key,
                  const char *token)
 {
-    if (!token || strnlen(token, PROTO_CLAIM_LEN + 1) != PROTO_CLAIM_LEN || !worker_key)
+    if (!token || strnlen(token, CLAIM_TOKEN_LEN + 1) != CLAIM_TOKEN_LEN || !worker_key)
         return false;
-    char want[PROTO_CLAIM_LEN + 1];
+    char want[CLAIM_TOKEN_LEN + 1];
     claim_token(self, task, attempt, worker_key, want);
-    return sodium_memcmp(want, token, PROTO_CLAIM_LEN) == 0;
+    return sodium_memcmp(want, token, CLAIM_TOKEN_LEN) == 0;
 }

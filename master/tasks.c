@@ -1431,7 +1431,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH], *grants[DISPATCH_BATCH];
     /* Each task's claim token for w's key (claim.h), with CURVE. */
-    char claims[DISPATCH_BATCH][PROTO_CLAIM_LEN + 1];
+    char claims[DISPATCH_BATCH][CLAIM_TOKEN_LEN + 1];
     const char *claimp[DISPATCH_BATCH];
     bool claiming = self->cfg.claims && w->key[0];
     sched_task_t *tasks[DISPATCH_BATCH];
@@ -1497,7 +1497,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             }
             char *grant = s_grant_text(self, w, t);
             size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD + (grant ? strlen(grant) + 1 : 0)
-                         + (claiming ? PROTO_CLAIM_LEN + sizeof ",\"claim\":\"\"" : 0);
+                         + (claiming ? CLAIM_TOKEN_LEN + sizeof ",\"claim\":\"\"" : 0);
             if (n > 0 && bytes + add > (size_t) PROTO_MAX_PIPE_MSG) {
                 free(grant);
                 carry = t;
