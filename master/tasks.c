@@ -1746,9 +1746,26 @@ static void s_refuse(tasks_t *self, const char *what, const char *name, const ch
 }
 
 /* A result for an attempt that is over (or a task that has ended): kept
-   as a duplicate with its task's record. */
-static void s_duplicate(tasks_t *self, const char *name, proto_result_t *res, int64_t now)
+   as a duplicate with its task's record when it comes from the worker
+   that was sent that attempt. With CURVE that is what the attempt's claim
+   token for the key the result came with proves (claim.h): nothing in
+   memory says which key held an attempt before the current one, and
+   without the proof any worker key could add counted duplicate rows (and
+   raise ztask_duplicate_results_total) for any task by naming an attempt
+   at or below its current one. Anything else is refused (one line,
+   rate-limited) and dropped. Without CURVE there are no keys: counted by
+   name, as every report is. t: the task in memory, NULL once ended. */
+static void s_duplicate(tasks_t *self, const sched_task_t *t, const char *name, const char *key,
+                        proto_result_t *res, int64_t now)
 {
+    if (self->cfg.claims
+        && !claim_valid(self->cfg.claims, res->task, res->attempt, key, res->claim)) {
+        s_refuse(self, "result", name, key, t, res->task, res->attempt,
+                 "no valid claim token for this attempt: only the worker key it was sent to "
+                 "may report it again",
+                 now);
+        return;
+    }
     self->duplicates++;
     metrics_duplicate(self->cfg.metrics);
     int64_t held;
@@ -1865,7 +1882,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         if (store_task_get(journal_store(self->journal), res->task, NULL, NULL, &found) != 0)
             found = false;
         if (found) {
-            s_duplicate(self, name, res, now);
+            s_duplicate(self, NULL, name, key, res, now);
             return;
         }
         char q[128];
@@ -1886,7 +1903,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         /* Only a success ends it: a failure (the worker stopping, say) is
            what the run that comes next is for. */
         if (res->status != PROTO_ST_DONE) {
-            s_duplicate(self, name, res, now);
+            s_duplicate(self, t, name, key, res, now);
             return;
         }
         log_info("event=result_after_takeback task=%" PRId64 " attempt=%d worker=%s", t->id,
@@ -1900,7 +1917,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
             s_refuse(self, "result", name, key, t, res->task, res->attempt, s_refusal(who), now);
         return;
     case S_STALE:
-        s_duplicate(self, name, res, now);
+        s_duplicate(self, t, name, key, res, now);
         return;
     case S_REFUSED:
     case S_UNPROVEN:
@@ -1971,7 +1988,7 @@ static void s_expire_parked(tasks_t *self, int64_t now)
         log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"no "
                  "worker registered under this name with this key within --recovery-grace\"",
                  p.res->task, p.res->attempt, LOG_V(p.worker));
-        s_duplicate(self, p.worker, p.res, now);
+        s_duplicate(self, sched_get(self->sched, p.res->task), p.worker, p.key, p.res, now);
         free(p.worker);
         proto_result_destroy(&p.res);
     }
