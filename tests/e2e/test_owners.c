@@ -263,8 +263,8 @@ static void s_push_report(void *push, proto_report_t **rp)
 }
 
 /* Sends a results report under worker's name: task's attempt 1 done, with
-   "forged" as its output. */
-static void s_push_forged_result(void *push, const char *worker, int64_t task)
+   "forged" as its output and claim as its claim token ("" = none). */
+static void s_push_result(void *push, const char *worker, int64_t task, const char *claim)
 {
     proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, worker);
     rp->results = calloc(1, sizeof *rp->results);
@@ -276,8 +276,15 @@ static void s_push_forged_result(void *push, const char *worker, int64_t task)
     res->stdout_data = strdup("forged\n");
     res->started = 1.0;
     res->finished = 2.0;
+    snprintf(res->claim, sizeof res->claim, "%s", claim);
     rp->results[rp->nresults++] = res;
     s_push_report(push, &rp);
+}
+
+/* The same without a claim token. */
+static void s_push_forged_result(void *push, const char *worker, int64_t task)
+{
+    s_push_result(push, worker, task, "");
 }
 
 /* One request, one reply (10 s, scaled): the reply object (caller owns). */
@@ -768,23 +775,6 @@ static int64_t s_duplicates(env_t *e)
     return n;
 }
 
-/* Sends a results report under worker's name for task's attempt 1, with
-   claim as its claim token ("" = none). */
-static void s_push_late_result(void *push, const char *worker, int64_t task, const char *claim)
-{
-    proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, worker);
-    rp->results = calloc(1, sizeof *rp->results);
-    proto_result_t *res = proto_result_new();
-    res->task = task;
-    res->attempt = 1;
-    res->status = PROTO_ST_DONE;
-    res->started = 1.0;
-    res->finished = 2.0;
-    snprintf(res->claim, sizeof res->claim, "%s", claim);
-    rp->results[rp->nresults++] = res;
-    s_push_report(push, &rp);
-}
-
 /* The claim token the master sent with task's attempt 1 to who's key,
    made here from the master's key file as the master makes it. */
 static void s_token(env_t *e, const char *who, int64_t task, char out[CLAIM_TOKEN_LEN + 1])
@@ -834,8 +824,8 @@ START_TIMED_TEST(another_worker_key_cannot_add_duplicates_of_an_attempt_it_was_n
     void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
     const char *names[] = { "w2", "ghost" };
     for (int i = 0; i < 2; i++) {
-        s_push_late_result(push, names[i], task, "");
-        s_push_late_result(push, names[i], task, w1_token);
+        s_push_result(push, names[i], task, "");
+        s_push_result(push, names[i], task, w1_token);
     }
     zmq_close(push);
     ck_assert_msg(h_proc_wait_log(m, "error=\"no valid claim token for this attempt: only the "
@@ -847,7 +837,7 @@ START_TIMED_TEST(another_worker_key_cannot_add_duplicates_of_an_attempt_it_was_n
     ck_assert(h_proc_running(m));
 
     push = s_curve_socket(&e, ctx, "w1", ZMQ_PUSH, h_report_port(e.c));
-    s_push_late_result(push, "w1", task, w1_token);
+    s_push_result(push, "w1", task, w1_token);
     zmq_close(push);
     zmq_ctx_term(ctx);
     ck_assert_msg(h_proc_wait_log(m, "event=duplicate_result", 1, 10000),
