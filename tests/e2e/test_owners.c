@@ -1284,6 +1284,45 @@ START_TIMED_TEST(a_lost_workers_own_result_under_its_key_still_ends_its_task, 90
 }
 END_TEST
 
+/* The other side of another_worker_key_cannot_add_duplicates_...: the
+   worker an attempt was sent to still adds its duplicate, on its own,
+   with the token it was given. w1 is stopped and lost, its task goes to
+   w2 as attempt 2; w1 comes back and ends attempt 1: a duplicate (its
+   claim token proves it), never refused; w2's run ends the task. */
+START_TIMED_TEST(a_lost_workers_late_result_for_an_attempt_sent_again_is_a_duplicate, 120)
+{
+    env_t e;
+    s_env(&e, "latedup");
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+    s_worker(&e, "w2");
+    char *text = NULL;
+    ck_assert_msg(H_POLL((free(text), text = h_read_file(runs), text && strstr(text, "run\nrun\n")),
+                         30000),
+                  "the task did not run again on w2 (runs: %s)", text ? text : "(none)");
+    free(text);
+    h_write_file(go, "");
+    h_proc_signal(w1, SIGCONT);
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    char want[96];
+    snprintf(want, sizeof want, "event=duplicate_result task=%lld ", (long long) task);
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 30000),
+                  "w1's late result was not a duplicate (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=report_refused type=result") == 0,
+                  "w1's late result was refused (log %s)", h_proc_log(m));
+    ck_assert_int_eq(s_duplicates(&e), 1);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
 /* The same after a restart, once the grace is over: w1's task, stored
    with w1's key, waited for w1's claim; none came within the grace and
    it went back to the queue. w2's key then registers as "w1" (no record
