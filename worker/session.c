@@ -132,17 +132,6 @@ struct session {
 
 /* ---- small helpers ---- */
 
-static uint64_t s_rand(session_t *self)
-{
-    /* xorshift64: jitter only, no need for quality or a shared RNG. */
-    uint64_t x = self->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    self->rng = x;
-    return x;
-}
-
 static int64_t s_min(int64_t a, int64_t b)
 {
     return a < b ? a : b;
@@ -525,7 +514,7 @@ static void s_hello_failed(session_t *self, int64_t now, const char *why)
     s_close_api(self);
     self->hello_failures++;
     int delay = self->backoff_ms;
-    delay += (int) (s_rand(self) % (uint64_t) (delay / 2 + 1)) - delay / 4;
+    delay += (int) (jitter_next(&self->rng) % (uint64_t) (delay / 2 + 1)) - delay / 4;
     self->next_hello = now + delay;
     if (self->backoff_ms < BACKOFF_MAX_MS)
         self->backoff_ms =

@@ -852,10 +852,14 @@ START_TIMED_TEST(many_connections_that_never_read_cannot_grow_the_master_past_it
     h_run_t *r = h_cliv(c, (const char *[]){"--request-timeout", secs, "stats", NULL}, h_ms(40000));
     ck_assert_msg(r->rc == 0, "stats while %d clients do not read: %s", CONNS, h_run_desc(r));
     h_run_free(&r);
-    /* But not results, bulk by design: "busy", a refusal (exit 4). */
-    char id[32];
+    /* But not results, bulk by design: "busy", a refusal (exit 4) once
+       the CLI has asked again until its timeout (5 s here: nothing the
+       master holds is given back while the connections stay). */
+    char id[32], busy_secs[16];
     snprintf(id, sizeof id, "%lld", (long long) job);
-    r = h_cliv(c, (const char *[]){"--request-timeout", secs, "results", id, NULL}, h_ms(40000));
+    snprintf(busy_secs, sizeof busy_secs, "%d", h_ms(5000) / 1000);
+    r = h_cliv(c, (const char *[]){"--request-timeout", busy_secs, "results", id, NULL},
+               h_ms(40000));
     ck_assert_msg(r->rc == 4 && strstr(r->err, "(busy)") && strstr(r->err, "send it again"),
                   "results while %d clients do not read: %s", CONNS, h_run_desc(r));
     h_run_free(&r);
@@ -863,8 +867,19 @@ START_TIMED_TEST(many_connections_that_never_read_cannot_grow_the_master_past_it
                                           "all clients; a query with a big answer\" type=results") > 0,
                          10000),
                   "the refused results was not logged (%s)", h_proc_log(h_master(c)));
+    /* With time to spare, the CLI asks again until the master has room:
+       refused twice more (it asks again on its own), then answered once
+       the hoarders are gone. */
+    static const char refused[] = "event=api_busy reason=\"replies not read, all clients; a "
+                                  "query with a big answer\" type=results";
+    int before = h_proc_count_log(h_master(c), refused);
+    h_proc_t *cli = h_cli_start(c, "--request-timeout", secs, "results", id, NULL);
+    ck_assert_msg(h_proc_wait_log(h_master(c), refused, before + 2, 20000),
+                  "the CLI did not ask again after 'busy' (%s)", h_proc_log(cli));
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
+    ck_assert_int_eq(h_proc_wait_exit(cli, 40000), 0);
+    ck_assert_int_eq(h_proc_count_log(cli, " done "), 2);
     long now = 0;
     if (h_slowdown() == 1)
         ck_assert_msg(H_POLL((now = h_vm_kib(master, "VmRSS")) < base + 32 * 1024, 10000),
