@@ -346,6 +346,22 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
                       (long long) pt->id, pt->attempt);
             continue;
         }
+        _Static_assert(PROTO_CLAIM_MAX == 128, "the refusal below says 128");
+        if (pt->claim_refused) {
+            /* Answered, so the master does not wait for it: a token past
+               the protocol's bound is a master this worker is too old
+               (or too strict) for, which the error says. */
+            log_warn("event=task_refused task=%lld attempt=%d reason=claim_token",
+                     (long long) pt->id, pt->attempt);
+            outbox_result(self->outbox,
+                          runner_result_now(pt->id, pt->attempt, NULL, PROTO_ST_FAILED,
+                                            "the master sent this task with a claim token this "
+                                            "worker cannot keep (it takes 1..128 printable "
+                                            "ASCII characters without space, quote or "
+                                            "backslash): upgrade the worker to the master's "
+                                            "version"));
+            continue;
+        }
         if (pt->spec->kind == PROTO_KIND_EXEC && self->no_exec) {
             outbox_result(self->outbox,
                           runner_result_now(pt->id, pt->attempt, pt->claim, PROTO_ST_FAILED,
