@@ -478,15 +478,21 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, size_t *room
         res->stdout_truncated |= out == 1;
         res->stderr_truncated |= err_out == 1;
         res->output_dropped = true;
+        /* The result's own error (a timeout, an exit status) is kept
+           after the drop's: it is why the task failed, if it did. */
+        char *own = res->error;
+        res->error = NULL;
         proto_result_fail(res, res->status == PROTO_ST_CANCELLED ? PROTO_ST_CANCELLED
                                                                  : PROTO_ST_FAILED,
                           "its %s was dropped: the report that carried it held more output "
                           "than the master takes from one report (%d bytes as JSON strings); "
-                          "a worker of this version sends such results in reports of their own",
+                          "a worker of this version sends such results in reports of their "
+                          "own%s%s",
                           out == 1 && err_out == 1 ? "stdout and stderr"
                           : out == 1               ? "stdout"
                                                    : "stderr",
-                          PROTO_MAX_REPORT_MSG);
+                          PROTO_MAX_REPORT_MSG, own ? "; its own error: " : "", own ? own : "");
+        free(own);
     }
     return 0;
 }

@@ -2656,6 +2656,20 @@ START_TEST(raw_output_encodes_to_what_the_master_stores_plain_or_base64)
     ck_assert_ptr_nonnull(strstr(dec->error, "stdout was dropped"));
     proto_result_destroy(&dec);
     free(text);
+    /* A result that had its own error keeps it after the drop's: why
+       the task failed is not lost with its output. */
+    big->status = PROTO_ST_FAILED;
+    big->error = strdup("the command exited with status 3");
+    text = proto_result_encode(big);
+    dec = proto_result_decode(text, strlen(text), &err);
+    ck_assert_msg(dec != NULL, "%s", err.message);
+    ck_assert(dec->output_dropped);
+    ck_assert_int_eq(dec->status, PROTO_ST_FAILED);
+    ck_assert_msg(strstr(dec->error, "stdout was dropped")
+                      && strstr(dec->error, "the command exited with status 3"),
+                  "error: %s", dec->error);
+    proto_result_destroy(&dec);
+    free(text);
     proto_result_destroy(&big);
 }
 END_TEST
