@@ -10,12 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* Resends of a read-only request happen every third of its timeout, but
    never faster than this: a master busy committing a big batch must not
    be asked the same question ten times a second. */
 #define RESEND_MIN_MS 1000
+/* A "busy" answer (the master's reply budget is full: docs/protocol.md,
+   "Pipelining") means the request was not run, so any request may be sent
+   again, a submit included. The pauses before doing so: 50 ms doubling
+   to 1 s, each drawn between half and all of that (so clients refused
+   together do not come back together), all inside the call's timeout. */
+#define BUSY_PAUSE_MIN_MS 50
+#define BUSY_PAUSE_MAX_MS 1000
 
 struct client {
     void *ctx;
@@ -27,6 +35,7 @@ struct client {
     int timeout_ms;
     bool (*interrupted)(void *arg);
     void *interrupt_arg;
+    uint64_t rng;            /* xorshift64 state: busy pause jitter only */
 };
 
 client_t *client_new(const char *host, int port, int timeout_ms)
@@ -43,6 +52,11 @@ client_t *client_new(const char *host, int port, int timeout_ms)
     self->ctx = ctx;
     self->conn = conn;
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    /* Any non-zero seed; different per process so that CLIs refused
+       together spread out. */
+    self->rng = ((uint64_t) clock_mono_ms() << 20) ^ (uint64_t) getpid() ^ (uintptr_t) self;
+    if (self->rng == 0)
+        self->rng = 1;
     return self;
 }
 
@@ -255,6 +269,34 @@ static proto_reply_t *s_decode(const char *buf, size_t len, proto_req_type_t typ
     return rep;
 }
 
+/* The pause before asking again after the n-th "busy" answer (n from
+   0): BUSY_PAUSE_MIN_MS << n, at most BUSY_PAUSE_MAX_MS, drawn between
+   half and all of it. */
+static int64_t s_busy_pause(client_t *self, int n)
+{
+    int64_t cap = BUSY_PAUSE_MIN_MS;
+    for (int i = 0; i < n && cap < BUSY_PAUSE_MAX_MS; i++)
+        cap *= 2;
+    if (cap > BUSY_PAUSE_MAX_MS)
+        cap = BUSY_PAUSE_MAX_MS;
+    return cap / 2 + (int64_t) (jitter_next(&self->rng) % (uint64_t) (cap / 2 + 1));
+}
+
+/* The last "busy" answer's message (s_decode's "MESSAGE (busy)"), once
+   the timeout has run out: how long it stayed so, still ending with the
+   code as every refusal does (docs/cli.md). */
+static void s_still_busy(client_t *self, client_err_t *err, int answers)
+{
+    static const char code[] = " (" PROTO_E_BUSY ")";
+    size_t used = strlen(err->message);
+    if (used >= sizeof code - 1 && strcmp(err->message + used - (sizeof code - 1), code) == 0)
+        used -= sizeof code - 1;
+    snprintf(err->message + used, sizeof err->message - used,
+             "; still busy after %d answers in %g s (a longer --request-timeout waits "
+             "longer)%s",
+             answers, self->timeout_ms / 1000.0, code);
+}
+
 proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_safe,
                            client_err_t *err)
 {
@@ -275,6 +317,7 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
             attempt_ms = RESEND_MIN_MS;
     }
     self->connected = false;
+    int busy = 0;   /* "busy" answers so far */
     for (;;) {
         if (s_open_socket(self, err) != 0)
             goto out;
@@ -321,7 +364,33 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
             }
             rep = s_decode(buf, rlen, req->type, err);
             free(buf);
-            goto out;
+            if (rep || strcmp(err->code, PROTO_E_BUSY) != 0)
+                goto out;
+            /* "busy": not run (master/conns.c answers it in the place of
+               a request it did not read; api.c, of a query whose answer
+               it threw away), so asking again is safe, on this socket:
+               the answer came, nothing more will. Paused first, up to
+               the deadline; at the deadline the master's own words say
+               what to do. */
+            int64_t now = clock_mono_ms();
+            int64_t pause_end = now + s_busy_pause(self, busy++);
+            if (pause_end > deadline)
+                pause_end = deadline;
+            if (now < pause_end) {
+                client_err_t perr = { 0 };
+                rc = s_wait(self, pause_end, &perr);
+                if (rc < 0) {
+                    *err = perr;
+                    connector_close(&self->link);
+                    goto out;
+                }
+            }
+            if (clock_mono_ms() >= deadline) {
+                s_still_busy(self, err, busy);
+                goto out;
+            }
+            memset(err, 0, sizeof *err);
+            continue;
         }
         /* No reply in time: this socket may still get one, later, for
            this request. Drop it so that reply can never be mistaken. */

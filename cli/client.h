@@ -26,7 +26,16 @@
     the request: it is waited for until the timeout, never asked again
     (a slow master only gets slower with copies, and closing the socket
     would throw its reply away). Requests that change state (submit,
-    cancel, drain, forget) are sent exactly once.
+    cancel, drain, forget) are sent exactly once, but for "busy".
+
+    "busy" (PROTO_E_BUSY: the master's reply budget is full,
+    master/conns.h) means the request was not run, so any request, a
+    changing one too, is sent again on the same socket after a pause of
+    50 ms doubling to 1 s (each between half and all of that, so clients
+    refused together do not return together), until the timeout. Then the
+    call fails with CLIENT_ERR_REFUSED, code "busy", and the master's
+    message followed by how many answers said so, at the timeout and not
+    before.
 
     CURVE (client_set_curve): the socket is a CURVE client of the master,
     which admits our public key only when it is in its --clients list.

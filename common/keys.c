@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <sodium.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,7 +34,9 @@ bool keys_valid_z85(const char *text)
     if (!text || strlen(text) != KEY_Z85_LEN)
         return false;
     unsigned char bin[32];
-    return zmq_z85_decode(bin, text) != NULL;
+    bool ok = zmq_z85_decode(bin, text) != NULL;
+    sodium_memzero(bin, sizeof bin);   /* it may be a secret key */
+    return ok;
 }
 
 /* Finds `NAME = "VALUE"` (or bare VALUE when name is NULL) on one line. */
@@ -136,22 +139,30 @@ static int s_load(const char *path, bool secret, keypair_t *out, char *err, size
     FILE *f = s_open_regular(path, KEY_FILE_MAX, "key file", err, errlen);
     if (!f)
         return -1;
+    /* stdio's own buffer would be freed at fclose with the file's text,
+       secret key included, still in it: this one is wiped instead. */
+    char iobuf[BUFSIZ];
+    setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
     /* Whole lines, however long: a fixed buffer would split a long comment
        and read its tail as a line of its own. */
     char *line = NULL;
     size_t cap = 0;
+    char v[KEY_Z85_LEN + 1];
     while (getline(&line, &cap, f) >= 0) {
-        char v[KEY_Z85_LEN + 1];
         if (s_value(line, "public-key", v))
             memcpy(out->pub, v, sizeof v);
         else if (s_value(line, "secret-key", v))
             memcpy(out->sec, v, sizeof v);
     }
+    sodium_memzero(v, sizeof v);
+    if (line)
+        sodium_memzero(line, cap);
     free(line);
     /* Only a file that holds a secret: a .pub given by mistake gets the
        message that says so (keys_load_secret). */
     int rc = secret && out->sec[0] ? s_check_private(f, path, err, errlen) : 0;
     fclose(f);
+    sodium_memzero(iobuf, sizeof iobuf);
     if (rc != 0) {
         explicit_bzero(out, sizeof *out);
         return -1;
@@ -190,6 +201,30 @@ int keys_load_public(const char *key_or_path, keypair_t *out, char *err, size_t 
     int rc = keys_load(key_or_path, out, err, errlen);
     explicit_bzero(out->sec, sizeof out->sec);
     return rc;
+}
+
+char *keys_secret_new(const char *z85, char *err, size_t errlen)
+{
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium cannot start");
+        return NULL;
+    }
+    char *p = sodium_malloc(KEY_Z85_LEN + 1);
+    if (!p) {
+        snprintf(err, errlen, "cannot map memory for the secret key: %s", strerror(errno));
+        return NULL;
+    }
+    snprintf(p, KEY_Z85_LEN + 1, "%s", z85);
+    sodium_mprotect_readonly(p);
+    return p;
+}
+
+void keys_secret_free(char **p)
+{
+    if (!p || !*p)
+        return;
+    sodium_free(*p);   /* wipes it first */
+    *p = NULL;
 }
 
 /* Creates path for writing, refusing to replace anything there. */

@@ -38,7 +38,9 @@ typedef struct {
 int keys_generate(const char *dir, const char *name, keypair_t *out, char *err, size_t errlen);
 
 /* Reads a key file: a .key gives both keys, a .pub (or any file with only
-   public-key) gives the public one. 0 or -1. */
+   public-key) gives the public one. 0 or -1. Every copy of the file's
+   text it makes on the way (stdio's buffer, the line) is wiped before it
+   returns; out->sec is the caller's to wipe (sodium_memzero) once used. */
 int keys_load(const char *path, keypair_t *out, char *err, size_t errlen);
 
 /* Reads this program's own key pair: keys_load, and the file must hold
@@ -50,6 +52,19 @@ int keys_load(const char *path, keypair_t *out, char *err, size_t errlen);
    0600 PATH", or "PATH holds no secret-key (give the .key file, not the
    .pub)"). */
 int keys_load_secret(const char *path, keypair_t *out, char *err, size_t errlen);
+
+/* A copy of a secret key's Z85 text for a program that needs it for its
+   whole life (a master makes a CURVE server socket per worker), in memory
+   of its own from libsodium's sodium_malloc: guard pages around it,
+   locked out of swap (where RLIMIT_MEMLOCK allows: a failed mlock is not
+   an error), left out of core dumps, and read-only once filled. Why that
+   and not a plain buffer wiped at exit: it costs one page and a few of
+   address space, once per process, and keeps the one copy out of swap,
+   cores and stray writes. NULL (err) when libsodium cannot start or the
+   mapping fails. Free with keys_secret_free. */
+char *keys_secret_new(const char *z85, char *err, size_t errlen);
+/* Wipes and frees (sodium_free); accepts NULL, nulls *p. */
+void keys_secret_free(char **p);
 
 /* A peer's public key, given as its 40 Z85 characters or as its key file
    (a .pub, or a .key of which only the public key is kept). out->sec is

@@ -323,6 +323,16 @@ int cpu_count(void)
     return n < 1 ? 1 : (int) n;
 }
 
+uint64_t jitter_next(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
 int strp_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *) a, *(char *const *) b);

@@ -92,6 +92,11 @@ bool addr_is_loopback(const char *addr);
 /* Number of online CPUs, at least 1. */
 int cpu_count(void);
 
+/* The next value of a xorshift64 generator whose state is *state (the
+   caller's, seeded non-zero: from its pid and the clock, say), for
+   jitter only: not for secrets, not shared between threads. */
+uint64_t jitter_next(uint64_t *state);
+
 /* True when a program name reads as a shell command line rather than a
    program ("echo 1 | wc -c" given as one word: blanks or shell operators),
    for the hints that point at --shell (the CLI at submit, the worker when

@@ -18,6 +18,7 @@
 
 #include "../common/clock.h"
 #include "../common/log.h"
+#include "../common/testhook.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
 #include "../proto/proto.h"
@@ -94,14 +95,10 @@ api_t *api_new(const api_config_t *cfg)
     self->last_job_id = cfg->last_job_id;
     self->last_task_id = cfg->last_task_id;
     self->held_tail = &self->held;
-    const char *kill = getenv("ZTASK_TEST_KILL_BEFORE_ACK");
-    if (kill && parse_int64(kill, 1, INT64_MAX, &self->kill_before_ack) != 0)
-        self->kill_before_ack = 0;
+    testhook_i64("ZTASK_TEST_KILL_BEFORE_ACK", 1, INT64_MAX, &self->kill_before_ack);
     /* Test only (docs/protocol.md): a smaller reply budget, in MiB. */
-    const char *budget = getenv("ZTASK_TEST_REPLY_BUDGET_MIB");
     int64_t budget_mib = 0;
-    if (budget && parse_int64(budget, 1, CONNS_REPLY_BUDGET >> 20, &budget_mib) != 0)
-        budget_mib = 0;
+    testhook_i64("ZTASK_TEST_REPLY_BUDGET_MIB", 1, CONNS_REPLY_BUDGET >> 20, &budget_mib);
     self->conns = conns_new(cfg->sock, cfg->metrics, budget_mib);
     return self;
 }

@@ -7,6 +7,8 @@
 #include "../common/zmqx.h"
 
 #include <errno.h>
+#include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,12 +215,23 @@ void auth_handle(auth_t *self)
 
 int auth_make_server(void *sock, const char *secret_z85, const char *domain)
 {
-    int one = 1;
-    if (zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_z85, KEY_Z85_LEN) != 0)
+    /* Decoded here and given as 32 bytes: libzmq decodes a Z85 key on its
+       own stack and leaves that copy there; this one is wiped. (libzmq
+       keeps the 32 bytes in each socket's options, which ztask cannot
+       wipe: closed sockets' memory goes back to the heap as it is.) */
+    uint8_t secret[32];
+    if (strlen(secret_z85) != KEY_Z85_LEN || !zmq_z85_decode(secret, secret_z85)) {
+        errno = EINVAL;
         return -1;
-    return 0;
+    }
+    int one = 1;
+    int rc = zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) != 0
+                     || zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0
+                     || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, sizeof secret) != 0
+                 ? -1
+                 : 0;
+    sodium_memzero(secret, sizeof secret);
+    return rc;
 }
 
 const char *auth_user_key(const char *user_id)

@@ -8,7 +8,7 @@
 #include <zmq.h>
 
 #define CLAIM_KEY_BYTES 32
-#define CLAIM_MAC_BYTES (PROTO_CLAIM_LEN / 2)
+#define CLAIM_MAC_BYTES (CLAIM_TOKEN_LEN / 2)
 /* Bytes a Z85 CURVE key takes, and the 32 it stands for. */
 #define Z85_KEY_LEN 40
 
@@ -36,14 +36,19 @@ claim_key_t *claim_key_new(const char *curve_secret, char *err, size_t errlen)
         snprintf(err, errlen, "the master's CURVE secret key is not a Z85 key");
         return NULL;
     }
-    /* Not xcalloc: keyed is a CRYPTO_ALIGN(64) type and malloc aligns to
-       16, which a build for AVX-512 (-march=native) turns into a SIGSEGV:
-       it copies the state with aligned 64-byte moves. The size of a type
-       is a multiple of its alignment, as aligned_alloc asks. */
-    claim_key_t *self = aligned_alloc(_Alignof(claim_key_t), sizeof *self);
-    if (!self) {
+    /* sodium_malloc, as the master's secret key (keys_secret_new): guard
+       pages, locked out of swap, out of core dumps, read-only once made,
+       wiped by sodium_free; one page, once per process. Its alignment:
+       keyed is a CRYPTO_ALIGN(64) type (malloc's 16 made an AVX-512 build,
+       which copies the state with aligned 64-byte moves, SIGSEGV), and
+       sodium_malloc ends the block at a page boundary, so a size that is a
+       multiple of 64 (a type's size is a multiple of its alignment) starts
+       64-aligned; checked, not assumed. */
+    claim_key_t *self = sodium_malloc(sizeof *self);
+    if (!self || (uintptr_t) self % _Alignof(claim_key_t) != 0) {
+        sodium_free(self);
         sodium_memzero(secret, sizeof secret);
-        snprintf(err, errlen, "out of memory for the claim key");
+        snprintf(err, errlen, "cannot map memory for the claim key");
         return NULL;
     }
     memset(self, 0, sizeof *self);
@@ -56,6 +61,7 @@ claim_key_t *claim_key_new(const char *curve_secret, char *err, size_t errlen)
     rc |= crypto_generichash_init(&self->keyed, self->key, sizeof self->key, CLAIM_MAC_BYTES);
     assert(rc == 0);   /* sizes within BLAKE2b's bounds: cannot fail */
     (void) rc;
+    sodium_mprotect_readonly(self);
     return self;
 }
 
@@ -63,13 +69,12 @@ void claim_key_destroy(claim_key_t **p)
 {
     if (!p || !*p)
         return;
-    sodium_memzero(*p, sizeof **p);
-    free(*p);
+    sodium_free(*p);   /* wipes it first */
     *p = NULL;
 }
 
 void claim_token(const claim_key_t *self, int64_t task, int attempt, const char *worker_key,
-                 char out[PROTO_CLAIM_LEN + 1])
+                 char out[CLAIM_TOKEN_LEN + 1])
 {
     assert(self && worker_key);
     /* context | task (8 bytes, little endian) | attempt (4) | worker key */
@@ -91,15 +96,15 @@ void claim_token(const claim_key_t *self, int64_t task, int attempt, const char 
     assert(rc == 0);
     (void) rc;
     sodium_memzero(&st, sizeof st);
-    sodium_bin2hex(out, PROTO_CLAIM_LEN + 1, mac, sizeof mac);
+    sodium_bin2hex(out, CLAIM_TOKEN_LEN + 1, mac, sizeof mac);
 }
 
 bool claim_valid(const claim_key_t *self, int64_t task, int attempt, const char *worker_key,
                  const char *token)
 {
-    if (!token || strnlen(token, PROTO_CLAIM_LEN + 1) != PROTO_CLAIM_LEN || !worker_key)
+    if (!token || strnlen(token, CLAIM_TOKEN_LEN + 1) != CLAIM_TOKEN_LEN || !worker_key)
         return false;
-    char want[PROTO_CLAIM_LEN + 1];
+    char want[CLAIM_TOKEN_LEN + 1];
     claim_token(self, task, attempt, worker_key, want);
-    return sodium_memcmp(want, token, PROTO_CLAIM_LEN) == 0;
+    return sodium_memcmp(want, token, CLAIM_TOKEN_LEN) == 0;
 }

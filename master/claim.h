@@ -44,6 +44,12 @@
 
 typedef struct claim_key claim_key_t;
 
+/* The tokens this master makes: 32 lowercase hex digits. Workers keep
+   any token within proto_claim_valid's bound (PROTO_CLAIM_MAX), so this
+   format may change without older workers refusing tasks; what a master
+   takes back is checked here (claim_valid), strictly. */
+#define CLAIM_TOKEN_LEN 32
+
 /* The claim key of a master whose CURVE secret key is curve_secret (Z85,
    40 characters). NULL when it is not a Z85 key or libsodium cannot
    start (err says which). The caller owns the result. */
@@ -52,9 +58,9 @@ claim_key_t *claim_key_new(const char *curve_secret, char *err, size_t errlen);
 void claim_key_destroy(claim_key_t **p);
 
 /* The token of attempt of task sent to the worker whose CURVE public key
-   is worker_key (Z85): PROTO_CLAIM_LEN lowercase hex digits into out. */
+   is worker_key (Z85): CLAIM_TOKEN_LEN lowercase hex digits into out. */
 void claim_token(const claim_key_t *self, int64_t task, int attempt, const char *worker_key,
-                 char out[PROTO_CLAIM_LEN + 1]);
+                 char out[CLAIM_TOKEN_LEN + 1]);
 
 /* True when token (NULL or "" = none) is the token of that attempt of
    task for worker_key. Takes the same time whatever bytes differ. */

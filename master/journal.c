@@ -9,6 +9,7 @@
 #include "../common/clock.h"
 #include "../common/imap.h"
 #include "../common/log.h"
+#include "../common/testhook.h"
 #include "../common/util.h"
 
 #include <assert.h>
@@ -141,9 +142,7 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
     self->sched = sched;
     self->flush_ms = flush_ms;
     self->assign_write_ms = ASSIGN_WRITE_MS;
-    const char *hook = getenv("ZTASK_TEST_ASSIGN_WRITE_MS");
-    if (hook && parse_int64(hook, 1, 3600 * 1000, &self->assign_write_ms) != 0)
-        self->assign_write_ms = ASSIGN_WRITE_MS;
+    testhook_i64("ZTASK_TEST_ASSIGN_WRITE_MS", 1, 3600 * 1000, &self->assign_write_ms);
     self->db_path = xstrdup(db_path);
     self->pending_tail = &self->pending;
     self->done_tail = &self->done;

@@ -35,6 +35,7 @@
 #include <netinet/in.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sodium.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -68,7 +69,8 @@ struct master {
     auth_t *auth;            /* NULL without CURVE */
     claim_key_t *claims;     /* NULL without CURVE: claim tokens' key (claim.h) */
     gate_t *gate;            /* sheds unauthenticated connections */
-    char curve_secret[41];   /* Z85, "" without CURVE */
+    char *curve_secret;      /* Z85, NULL without CURVE: the one copy the master
+                                keeps (keys_secret_new: locked, read-only) */
     char curve_public[41];   /* Z85, "" without CURVE (allocations' workers get it) */
     int64_t started_ms;
     /* The modules, in the order they are made: each takes the ones
@@ -257,15 +259,22 @@ static int s_security(master_t *self, const master_config_t *cfg, char *err, siz
         return 0;
     }
     keypair_t kp;
-    if (keys_load_secret(cfg->curve_secret, &kp, err, errlen) != 0)
+    if (keys_load_secret(cfg->curve_secret, &kp, err, errlen) != 0) {
+        sodium_memzero(&kp, sizeof kp);
         return -1;
+    }
     if (!cfg->clients || !cfg->workers) {
+        sodium_memzero(&kp, sizeof kp);
         snprintf(err, errlen, "with --curve-secret, give both --clients and --workers allowlists "
                               "(a directory of .pub files, or a file of keys)");
         return -1;
     }
-    memcpy(self->curve_secret, kp.sec, sizeof self->curve_secret);
+    /* From here the secret is in one place, wiped at master_destroy. */
+    self->curve_secret = keys_secret_new(kp.sec, err, errlen);
     memcpy(self->curve_public, kp.pub, sizeof self->curve_public);
+    sodium_memzero(&kp, sizeof kp);
+    if (!self->curve_secret)
+        return -1;
     self->claims = claim_key_new(self->curve_secret, err, errlen);
     if (!self->claims)
         return -1;
@@ -758,6 +767,7 @@ void master_destroy(master_t **p)
     registry_destroy(&self->registry);
     auth_destroy(&self->auth);
     claim_key_destroy(&self->claims);
+    keys_secret_free(&self->curve_secret);
     gate_destroy(&self->gate);
     if (self->api_sock)
         zmq_close(self->api_sock);

@@ -19,7 +19,7 @@
 struct registry {
     void *ctx;
     char *bind_addr;
-    char *curve_secret;
+    const char *curve_secret;   /* borrowed (registry_config_t) */
     int port_lo, port_hi;
     int max_per_key;
     int next_ipc;            /* where the search for a free ipc number starts (from port_lo) */
@@ -30,7 +30,7 @@ struct registry {
 registry_t *registry_new(const registry_config_t *cfg)
 {
     registry_t *self = xcalloc(1, sizeof *self);
-    self->curve_secret = xstrdup(cfg->curve_secret);
+    self->curve_secret = cfg->curve_secret;
     self->ctx = cfg->zmq_ctx;
     self->bind_addr = xstrdup(cfg->bind_addr);
     self->port_lo = cfg->port_lo;
@@ -103,7 +103,6 @@ void registry_destroy(registry_t **p)
         s_free_worker(self->v[i]);
     free(self->v);
     free(self->bind_addr);
-    free(self->curve_secret);
     free(self);
     *p = NULL;
 }

@@ -68,7 +68,8 @@ typedef struct {
     void *zmq_ctx;
     const char *bind_addr;    /* task pipes bind here (copied) */
     int port_lo, port_hi;     /* on the first free port of the range; 0 = ephemeral */
-    const char *curve_secret; /* Z85 (copied): pipes are CURVE servers in the ZAP
+    const char *curve_secret; /* Z85 (borrowed: the master's one copy outlives the
+                                 registry): pipes are CURVE servers in the ZAP
                                  domain "pipe KEY" (KEY: the worker's); NULL = none */
     int max_per_key;          /* live workers one CURVE key may hold; 0 = no cap
                                  (without CURVE every worker has the key "": no cap) */

@@ -13,6 +13,7 @@
 #include "../common/clock.h"
 #include "../common/imap.h"
 #include "../common/log.h"
+#include "../common/testhook.h"
 #include "../common/util.h"
 #include "../common/zmqx.h"
 
@@ -113,9 +114,7 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->journal = cfg->journal;
     self->orphan_keys = imap_new();
     self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
-    const char *keep = getenv("ZTASK_TEST_KEEP_GONE_MS");
-    if (keep && parse_int64(keep, 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms) != 0)
-        self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
+    testhook_i64("ZTASK_TEST_KEEP_GONE_MS", 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms);
     return self;
 }
 
@@ -1432,7 +1431,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int attempts[DISPATCH_BATCH];
     char *specs[DISPATCH_BATCH], *grants[DISPATCH_BATCH];
     /* Each task's claim token for w's key (claim.h), with CURVE. */
-    char claims[DISPATCH_BATCH][PROTO_CLAIM_LEN + 1];
+    char claims[DISPATCH_BATCH][CLAIM_TOKEN_LEN + 1];
     const char *claimp[DISPATCH_BATCH];
     bool claiming = self->cfg.claims && w->key[0];
     sched_task_t *tasks[DISPATCH_BATCH];
@@ -1498,7 +1497,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             }
             char *grant = s_grant_text(self, w, t);
             size_t add = strlen(spec) + PROTO_PIPE_TASK_OVERHEAD + (grant ? strlen(grant) + 1 : 0)
-                         + (claiming ? PROTO_CLAIM_LEN + sizeof ",\"claim\":\"\"" : 0);
+                         + (claiming ? CLAIM_TOKEN_LEN + sizeof ",\"claim\":\"\"" : 0);
             if (n > 0 && bytes + add > (size_t) PROTO_MAX_PIPE_MSG) {
                 free(grant);
                 carry = t;
@@ -1753,9 +1752,26 @@ static void s_refuse(tasks_t *self, const char *what, const char *name, const ch
 }
 
 /* A result for an attempt that is over (or a task that has ended): kept
-   as a duplicate with its task's record. */
-static void s_duplicate(tasks_t *self, const char *name, proto_result_t *res, int64_t now)
+   as a duplicate with its task's record when it comes from the worker
+   that was sent that attempt. With CURVE that is what the attempt's claim
+   token for the key the result came with proves (claim.h): nothing in
+   memory says which key held an attempt before the current one, and
+   without the proof any worker key could add counted duplicate rows (and
+   raise ztask_duplicate_results_total) for any task by naming an attempt
+   at or below its current one. Anything else is refused (one line,
+   rate-limited) and dropped. Without CURVE there are no keys: counted by
+   name, as every report is. t: the task in memory, NULL once ended. */
+static void s_duplicate(tasks_t *self, const sched_task_t *t, const char *name, const char *key,
+                        proto_result_t *res, int64_t now)
 {
+    if (self->cfg.claims
+        && !claim_valid(self->cfg.claims, res->task, res->attempt, key, res->claim)) {
+        s_refuse(self, "result", name, key, t, res->task, res->attempt,
+                 "no valid claim token for this attempt: only the worker key it was sent to "
+                 "may report it again",
+                 now);
+        return;
+    }
     self->duplicates++;
     metrics_duplicate(self->cfg.metrics);
     int64_t held;
@@ -1872,7 +1888,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         if (store_task_get(journal_store(self->journal), res->task, NULL, NULL, &found) != 0)
             found = false;
         if (found) {
-            s_duplicate(self, name, res, now);
+            s_duplicate(self, NULL, name, key, res, now);
             return;
         }
         char q[128];
@@ -1893,7 +1909,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         /* Only a success ends it: a failure (the worker stopping, say) is
            what the run that comes next is for. */
         if (res->status != PROTO_ST_DONE) {
-            s_duplicate(self, name, res, now);
+            s_duplicate(self, t, name, key, res, now);
             return;
         }
         log_info("event=result_after_takeback task=%" PRId64 " attempt=%d worker=%s", t->id,
@@ -1907,7 +1923,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
             s_refuse(self, "result", name, key, t, res->task, res->attempt, s_refusal(who), now);
         return;
     case S_STALE:
-        s_duplicate(self, name, res, now);
+        s_duplicate(self, t, name, key, res, now);
         return;
     case S_REFUSED:
     case S_UNPROVEN:
@@ -1978,7 +1994,7 @@ static void s_expire_parked(tasks_t *self, int64_t now)
         log_info("event=kept_result_expired task=%" PRId64 " attempt=%d worker=%s note=\"no "
                  "worker registered under this name with this key within --recovery-grace\"",
                  p.res->task, p.res->attempt, LOG_V(p.worker));
-        s_duplicate(self, p.worker, p.res, now);
+        s_duplicate(self, sched_get(self->sched, p.res->task), p.worker, p.key, p.res, now);
         free(p.worker);
         proto_result_destroy(&p.res);
     }

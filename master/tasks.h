@@ -86,7 +86,8 @@ tasks_counts_t tasks_counts(const tasks_t *self);
    attempt of the task (or held it until it was taken back, and it has not
    gone out again: its success still counts). Anything else is refused
    (event=report_refused, rate-limited) and changes nothing, or, for an
-   attempt that is over, a duplicate. After a master restart, results
+   attempt that is over, a duplicate (with CURVE only from the key that
+   attempt was sent to, proven by its claim token: refused otherwise). After a master restart, results
    from a worker not registered yet for tasks that wait for a claim are
    kept (bounded; for a task found queued, with CURVE, only with the
    attempt's claim token: claim.h) until it registers with the same key,

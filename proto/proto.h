@@ -55,12 +55,16 @@
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_GPUS_TEXT 4096       /* a task's "gpus" (device ids, comma-separated) */
-/* A claim token: 32 lowercase hex digits (a 128-bit MAC the master makes;
-   master/claim.h). The master gives one with each task it sends (with
+/* A claim token: the master gives one with each task it sends (with
    CURVE), and the worker hands it back, unread, wherever it claims that
    attempt after a master restart: its hello's "running" and "ended" refs
-   and the attempt's result. */
-#define PROTO_CLAIM_LEN 32
+   and the attempt's result. On the wire it is opaque: 1..PROTO_CLAIM_MAX
+   printable ASCII characters other than space, '"' and '\\'
+   (proto_claim_valid), so that a master may change its format without
+   older workers refusing its tasks. Only the master that made a token
+   knows its format and checks it (master/claim.h: today 32 lowercase hex
+   digits, a 128-bit MAC). */
+#define PROTO_CLAIM_MAX 128
 #define PROTO_MAX_KEY 64               /* a submit's idempotency key */
 #define PROTO_MAX_TIMEOUT (30.0 * 24 * 3600) /* longest task timeout (s): 30 days */
 #define PROTO_MAX_OUTPUT_CAP (64 * 1024 * 1024)
@@ -226,7 +230,7 @@ typedef struct {
        on the wire only (worker to master), never stored: the fast path
        leaves it out of text, and the master clears it before it encodes a
        result to store. */
-    char claim[PROTO_CLAIM_LEN + 1];
+    char claim[PROTO_CLAIM_MAX + 1];
     /* The object's JSON text as it arrived, when the decoder's fast path
        read it (else NULL): valid, and what the master stores, so a result
        is not encoded again. Encoders ignore it. */
@@ -254,8 +258,9 @@ void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fm
     __attribute__((format(printf, 3, 4)));
 /* Encodes one result as a compact JSON object (the master stores this text). */
 char *proto_result_encode(const proto_result_t *res);
-/* True for a claim token as the protocol spells it: PROTO_CLAIM_LEN
-   lowercase hex digits (len bytes at s). */
+/* True for a claim token as the protocol bounds it (len bytes at s):
+   1..PROTO_CLAIM_MAX bytes, each printable ASCII other than space, '"'
+   and '\\'. Says nothing of whether a master made it (claim_valid). */
 bool proto_claim_valid(const char *s, size_t len);
 /* Parses a result object (as stored, or one element of a results report). */
 proto_result_t *proto_result_decode(const char *json, size_t len, proto_err_t *err);
@@ -376,7 +381,7 @@ typedef struct {
                      (its "tasks" entry's "gpus", "0,2"), so a restarted master
                      counts those devices taken; NULL = none, or a worker older
                      than this. Owned by the struct holding the array. */
-    char claim[PROTO_CLAIM_LEN + 1];   /* a hello's "running" and "ended" only: the
+    char claim[PROTO_CLAIM_MAX + 1];   /* a hello's "running" and "ended" only: the
                      attempt's claim token as its "tasks" entry gave it ("" = none:
                      no CURVE, or a worker older than this) */
 } proto_task_ref_t;
@@ -646,9 +651,12 @@ typedef struct {
     proto_spec_t *spec;
     int cpus;          /* CPUs it was given (0 = not said: one) */
     char *gpus;        /* GPU device ids it was given ("0,2"), NULL = none */
-    char claim[PROTO_CLAIM_LEN + 1];   /* its claim token ("" = none: a master
+    char claim[PROTO_CLAIM_MAX + 1];   /* its claim token ("" = none: a master
                           without CURVE, or older than this): the worker gives it
-                          back when it claims this attempt (PROTO_CLAIM_LEN) */
+                          back when it claims this attempt (PROTO_CLAIM_MAX) */
+    bool claim_refused;  /* its "claim" was not a token (not a string, or out
+                          of proto_claim_valid's bound): claim is "", and the
+                          worker refuses this task alone, not the message */
 } proto_task_t;
 
 typedef struct {
@@ -671,8 +679,8 @@ char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts
                                   const int64_t *jobs, const char *const *specs);
 /* The same with what each task was given: grants[i] NULL, or the members
    "cpus":N and "gpus":"0,1" as JSON text to add to task i's object; and
-   claims[i] NULL or "", or task i's claim token (PROTO_CLAIM_LEN hex
-   digits). grants and claims may be NULL (none at all). */
+   claims[i] NULL or "", or task i's claim token (proto_claim_valid, so
+   nothing in it needs escaping). grants and claims may be NULL (none at all). */
 char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
                                       const int64_t *jobs, const char *const *specs,
                                       const char *const *grants, const char *const *claims);

@@ -311,7 +311,8 @@ static const char *const s_result_keys[] = {
 };
 #define NRESULT_KEYS (sizeof s_result_keys / sizeof *s_result_keys)
 
-/* A claim token's value into out (PROTO_CLAIM_LEN + 1 bytes). */
+/* A claim token's value into out (PROTO_CLAIM_MAX + 1 bytes); false for
+   anything else (an escaped one too: the tree path reads it). */
 static bool s_claim(fr_t *r, char *out)
 {
     const char *s;

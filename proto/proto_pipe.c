@@ -49,9 +49,13 @@ static int s_task_from(cJSON *o, proto_task_t *t, proto_err_t *err)
         || pj_int(o, "attempt", true, 1, INT32_MAX, &t->attempt, err) != 0
         || pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &t->job, err) != 0
         || pj_int(o, "cpus", false, 0, INT32_MAX, &t->cpus, err) != 0
-        || pj_str(o, "gpus", false, 1, PROTO_MAX_GPUS_TEXT, &t->gpus, err) != 0
-        || pj_claim(o, "claim", t->claim, err) != 0)
+        || pj_str(o, "gpus", false, 1, PROTO_MAX_GPUS_TEXT, &t->gpus, err) != 0)
         return -1;
+    /* A token this worker cannot keep costs that task, not the message:
+       every other task in it runs (the worker refuses this one). */
+    proto_err_t ignored;
+    if (pj_claim(o, "claim", t->claim, &ignored) != 0)
+        t->claim_refused = true;
     cJSON *spec = pj_get(o, "spec");
     if (!spec) {
         proto_err_set(err, PROTO_E_FIELD, "missing field \"spec\"");
@@ -187,7 +191,7 @@ char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *atte
             pb_raw(&b, grants[i], strlen(grants[i]));
         }
         if (claims && claims[i] && claims[i][0]) {
-            /* Hex digits: nothing to escape. */
+            /* proto_claim_valid: nothing to escape. */
             pb_lit(&b, ",\"claim\":\"");
             pb_raw(&b, claims[i], strlen(claims[i]));
             pb_char(&b, '"');

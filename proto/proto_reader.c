@@ -261,27 +261,31 @@ int pj_str(cJSON *o, const char *k, bool req, size_t minlen, size_t maxlen, char
 
 bool proto_claim_valid(const char *s, size_t len)
 {
-    if (!s || len != PROTO_CLAIM_LEN)
+    if (!s || len < 1 || len > PROTO_CLAIM_MAX)
         return false;
+    /* No format beyond this (proto.h): a worker keeps what the master
+       gave, whatever its version; nothing here ever needs escaping. */
     for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+        if (s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\')
             return false;
     return true;
 }
 
-int pj_claim(const cJSON *o, const char *k, char out[PROTO_CLAIM_LEN + 1], proto_err_t *err)
+int pj_claim(const cJSON *o, const char *k, char out[PROTO_CLAIM_MAX + 1], proto_err_t *err)
 {
     out[0] = '\0';
     const cJSON *v = pj_get(o, k);
     if (!v)
         return 0;
-    if (!cJSON_IsString(v) || !v->valuestring
-        || !proto_claim_valid(v->valuestring, strlen(v->valuestring))) {
-        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" must be %d lowercase hex digits", k,
-                      PROTO_CLAIM_LEN);
+    size_t len = cJSON_IsString(v) && v->valuestring ? strlen(v->valuestring) : 0;
+    if (!proto_claim_valid(v->valuestring, len)) {
+        proto_err_set(err, PROTO_E_FIELD,
+                      "field \"%s\" must be a string of 1..%d printable ASCII characters "
+                      "without space, quote or backslash",
+                      k, PROTO_CLAIM_MAX);
         return -1;
     }
-    memcpy(out, v->valuestring, PROTO_CLAIM_LEN + 1);
+    memcpy(out, v->valuestring, len + 1);
     return 0;
 }
 

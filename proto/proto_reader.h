@@ -66,7 +66,7 @@ int pj_str(cJSON *o, const char *k, bool req, size_t minlen, size_t maxlen, char
 int pj_str_array(cJSON *o, const char *k, bool req, int maxn, size_t minlen, size_t maxlen,
                  char ***out, int *n, proto_err_t *err);
 /* An optional claim token (proto_claim_valid) into out ("" when absent). */
-int pj_claim(const cJSON *o, const char *k, char out[PROTO_CLAIM_LEN + 1], proto_err_t *err);
+int pj_claim(const cJSON *o, const char *k, char out[PROTO_CLAIM_MAX + 1], proto_err_t *err);
 /* An array of {"task","attempt"} objects (each with an optional "gpus"
    and "claim"); *out NULL when empty/absent. */
 int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,

@@ -66,7 +66,7 @@ struct runner_task {
     char *gpus;             /* the GPU ids the master gave it (owned), NULL =
                                none: told again in a hello, so a restarted
                                master knows which devices it holds */
-    char claim[PROTO_CLAIM_LEN + 1];  /* its claim token ("" = none), given
+    char claim[PROTO_CLAIM_MAX + 1];  /* its claim token ("" = none), given
                                back unread with its result and in a hello:
                                the proof a restarted master asks of a claim */
     /* Shared. */

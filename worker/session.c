@@ -132,17 +132,6 @@ struct session {
 
 /* ---- small helpers ---- */
 
-static uint64_t s_rand(session_t *self)
-{
-    /* xorshift64: jitter only, no need for quality or a shared RNG. */
-    uint64_t x = self->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    self->rng = x;
-    return x;
-}
-
 static int64_t s_min(int64_t a, int64_t b)
 {
     return a < b ? a : b;
@@ -357,6 +346,22 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
                       (long long) pt->id, pt->attempt);
             continue;
         }
+        _Static_assert(PROTO_CLAIM_MAX == 128, "the refusal below says 128");
+        if (pt->claim_refused) {
+            /* Answered, so the master does not wait for it: a token past
+               the protocol's bound is a master this worker is too old
+               (or too strict) for, which the error says. */
+            log_warn("event=task_refused task=%lld attempt=%d reason=claim_token",
+                     (long long) pt->id, pt->attempt);
+            outbox_result(self->outbox,
+                          runner_result_now(pt->id, pt->attempt, NULL, PROTO_ST_FAILED,
+                                            "the master sent this task with a claim token this "
+                                            "worker cannot keep (it takes 1..128 printable "
+                                            "ASCII characters without space, quote or "
+                                            "backslash): upgrade the worker to the master's "
+                                            "version"));
+            continue;
+        }
         if (pt->spec->kind == PROTO_KIND_EXEC && self->no_exec) {
             outbox_result(self->outbox,
                           runner_result_now(pt->id, pt->attempt, pt->claim, PROTO_ST_FAILED,
@@ -509,7 +514,7 @@ static void s_hello_failed(session_t *self, int64_t now, const char *why)
     s_close_api(self);
     self->hello_failures++;
     int delay = self->backoff_ms;
-    delay += (int) (s_rand(self) % (uint64_t) (delay / 2 + 1)) - delay / 4;
+    delay += (int) (jitter_next(&self->rng) % (uint64_t) (delay / 2 + 1)) - delay / 4;
     self->next_hello = now + delay;
     if (self->backoff_ms < BACKOFF_MAX_MS)
         self->backoff_ms =

@@ -846,6 +846,33 @@ START_TIMED_TEST(priority_changes_over_and_over_hold_no_memory, 120)
 }
 END_TEST
 
+/* A test hook (ZTASK_TEST_*) trades a production guarantee for a test's
+   reach, and the master read them silently: an operator who inherited
+   one from a shell or a unit file had no way to know. Each one set is a
+   warning at start, naming it and its value; a master without any says
+   nothing of the kind. */
+START_TIMED_TEST(a_master_started_with_a_test_hook_warns_naming_it, 60)
+{
+    h_cluster_t *c = h_cluster_new("a_master_started_with_a_test_hook_warns_naming_it");
+    setenv("ZTASK_TEST_ASSIGN_WRITE_MS", "50", 1);
+    setenv("ZTASK_TEST_REPLY_BUDGET_MIB", "8", 1);
+    h_proc_t *m = h_master_start(c, 0, NULL);
+    unsetenv("ZTASK_TEST_ASSIGN_WRITE_MS");
+    unsetenv("ZTASK_TEST_REPLY_BUDGET_MIB");
+    ck_assert(h_proc_wait_log(m, "event=test_hook_active name=ZTASK_TEST_ASSIGN_WRITE_MS", 1,
+                              10000));
+    ck_assert_msg(h_proc_count_log(m, "event=test_hook_active name=ZTASK_TEST_ASSIGN_WRITE_MS "
+                                      "value=50") == 1
+                      && h_proc_count_log(m, "event=test_hook_active name=ZTASK_TEST_REPLY_BUDGET_MIB "
+                                             "value=8") == 1,
+                  "no warning naming each test hook in %s", h_proc_log(m));
+    h_proc_stop(m, 10000);
+    h_proc_t *plain = h_master_start(c, 0, NULL);
+    ck_assert_int_eq(h_proc_count_log(plain, "event=test_hook_active"), 0);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_ops", h_slowdown()));

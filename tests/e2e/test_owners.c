@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include "../../common/keys.h"
+#include "../../master/claim.h"
 #include "../../proto/proto.h"
 
 #include <check.h>
@@ -262,8 +263,8 @@ static void s_push_report(void *push, proto_report_t **rp)
 }
 
 /* Sends a results report under worker's name: task's attempt 1 done, with
-   "forged" as its output. */
-static void s_push_forged_result(void *push, const char *worker, int64_t task)
+   "forged" as its output and claim as its claim token ("" = none). */
+static void s_push_result(void *push, const char *worker, int64_t task, const char *claim)
 {
     proto_report_t *rp = proto_report_new(PROTO_REP_RESULTS, worker);
     rp->results = calloc(1, sizeof *rp->results);
@@ -275,8 +276,15 @@ static void s_push_forged_result(void *push, const char *worker, int64_t task)
     res->stdout_data = strdup("forged\n");
     res->started = 1.0;
     res->finished = 2.0;
+    snprintf(res->claim, sizeof res->claim, "%s", claim);
     rp->results[rp->nresults++] = res;
     s_push_report(push, &rp);
+}
+
+/* The same without a claim token. */
+static void s_push_forged_result(void *push, const char *worker, int64_t task)
+{
+    s_push_result(push, worker, task, "");
 }
 
 /* One request, one reply (10 s, scaled): the reply object (caller owns). */
@@ -755,6 +763,90 @@ START_TIMED_TEST(a_worker_reports_only_for_the_tasks_it_holds, 90)
 }
 END_TEST
 
+/* stats --json as alice: its "duplicates". */
+static int64_t s_duplicates(env_t *e)
+{
+    h_run_t *r = s_as(e, "alice", "stats", "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *st = h_json_first(r->out);
+    h_run_free(&r);
+    int64_t n = h_jint(st, "duplicates", -1);
+    cJSON_Delete(st);
+    return n;
+}
+
+/* The claim token the master sent with task's attempt 1 to who's key,
+   made here from the master's key file as the master makes it. */
+static void s_token(env_t *e, const char *who, int64_t task, char out[CLAIM_TOKEN_LEN + 1])
+{
+    keypair_t mk, wk;
+    char err[600];
+    char *mpath = s_file(e->keys, "master", ".key"), *wpath = s_file(e->keys, who, ".pub");
+    ck_assert_msg(keys_load(mpath, &mk, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(keys_load(wpath, &wk, err, sizeof err) == 0, "%s", err);
+    claim_key_t *k = claim_key_new(mk.sec, err, sizeof err);
+    ck_assert_msg(k != NULL, "%s", err);
+    claim_token(k, task, 1, wk.pub, out);
+    claim_key_destroy(&k);
+    free(mpath);
+    free(wpath);
+}
+
+/* Any worker key could add counted duplicate rows for any task: a result
+   for an attempt at or below the task's current one was recorded as a
+   duplicate whoever sent it (ztask_duplicate_results_total rose with
+   it). Now, with CURVE, only the key the attempt was sent to (its claim
+   token proves it) adds one. w1 runs the task to its end; w2's key then
+   sends results for that attempt under its own name and one no worker
+   has, without a token and with w1's: refused, no duplicate, the master
+   up. w1's key sending its result again, with its token, is still
+   counted. */
+START_TIMED_TEST(another_worker_key_cannot_add_duplicates_of_an_attempt_it_was_not_sent, 90)
+{
+    env_t e;
+    s_env(&e, "dups");
+    h_proc_t *m = s_master(&e, false, NULL, NULL, NULL, NULL);
+    s_worker(&e, "w1");
+    int64_t job = S_SUBMIT(&e, "alice", "--", "true");
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    h_run_t *r = s_as(&e, "alice", "results", s_id(job, -1), "--json", NULL);
+    ck_assert_msg(r->rc == 0, "%s", h_run_desc(r));
+    cJSON *row = h_json_first(r->out);
+    h_run_free(&r);
+    int64_t task = h_jint(row, "task", -1);
+    ck_assert_int_gt(task, 0);
+    ck_assert_str_eq(h_jstr(row, "worker"), "w1");
+    cJSON_Delete(row);
+    char w1_token[CLAIM_TOKEN_LEN + 1];
+    s_token(&e, "w1", task, w1_token);
+
+    void *ctx = zmq_ctx_new();
+    void *push = s_curve_socket(&e, ctx, "w2", ZMQ_PUSH, h_report_port(e.c));
+    const char *names[] = { "w2", "ghost" };
+    for (int i = 0; i < 2; i++) {
+        s_push_result(push, names[i], task, "");
+        s_push_result(push, names[i], task, w1_token);
+    }
+    zmq_close(push);
+    ck_assert_msg(h_proc_wait_log(m, "error=\"no valid claim token for this attempt: only the "
+                                     "worker key it was sent to",
+                                  4, 10000),
+                  "w2's late results were not refused (log %s)", h_proc_log(m));
+    ck_assert_int_eq(h_proc_count_log(m, "event=duplicate_result"), 0);
+    ck_assert_int_eq(s_duplicates(&e), 0);
+    ck_assert(h_proc_running(m));
+
+    push = s_curve_socket(&e, ctx, "w1", ZMQ_PUSH, h_report_port(e.c));
+    s_push_result(push, "w1", task, w1_token);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    ck_assert_msg(h_proc_wait_log(m, "event=duplicate_result", 1, 10000),
+                  "w1's own late result was not a duplicate (log %s)", h_proc_log(m));
+    ck_assert_int_eq(s_duplicates(&e), 1);
+    s_env_free(&e);
+}
+END_TEST
+
 /* The task of job as its only results row (caller owns), read as alice. */
 static cJSON *s_only_row(env_t *e, int64_t job)
 {
@@ -1186,6 +1278,45 @@ START_TIMED_TEST(a_lost_workers_own_result_under_its_key_still_ends_its_task, 90
                   "w1's own result was not taken (log %s)", h_proc_log(m));
     S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
     h_proc_kill9(w1);
+    free(runs);
+    free(go);
+    s_env_free(&e);
+}
+END_TEST
+
+/* The other side of another_worker_key_cannot_add_duplicates_...: the
+   worker an attempt was sent to still adds its duplicate, on its own,
+   with the token it was given. w1 is stopped and lost, its task goes to
+   w2 as attempt 2; w1 comes back and ends attempt 1: a duplicate (its
+   claim token proves it), never refused; w2's run ends the task. */
+START_TIMED_TEST(a_lost_workers_late_result_for_an_attempt_sent_again_is_a_duplicate, 120)
+{
+    env_t e;
+    s_env(&e, "latedup");
+    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
+    h_proc_t *w1 = s_worker(&e, "w1");
+    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
+    int64_t task;
+    int64_t job = s_submit_gated(&e, runs, go, &task);
+    h_proc_signal(w1, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(m));
+    s_worker(&e, "w2");
+    char *text = NULL;
+    ck_assert_msg(H_POLL((free(text), text = h_read_file(runs), text && strstr(text, "run\nrun\n")),
+                         30000),
+                  "the task did not run again on w2 (runs: %s)", text ? text : "(none)");
+    free(text);
+    h_write_file(go, "");
+    h_proc_signal(w1, SIGCONT);
+    S_EXPECT(&e, "alice", 0, NULL, "wait", s_id(job, -1), "--quiet");
+    char want[96];
+    snprintf(want, sizeof want, "event=duplicate_result task=%lld ", (long long) task);
+    ck_assert_msg(h_proc_wait_log(m, want, 1, 30000),
+                  "w1's late result was not a duplicate (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=report_refused type=result") == 0,
+                  "w1's late result was refused (log %s)", h_proc_log(m));
+    ck_assert_int_eq(s_duplicates(&e), 1);
     free(runs);
     free(go);
     s_env_free(&e);

@@ -568,7 +568,8 @@ static fuzz_verdict_t s_fast_pipe_agrees(const uint8_t *data, size_t size, char 
     for (int i = 0; v == FUZZ_ACCEPTED && i < fast->ntasks; i++) {
         const proto_task_t *a = &fast->tasks[i], *b = &slow->tasks[i];
         if (a->id != b->id || a->attempt != b->attempt || a->job != b->job
-            || strcmp(a->claim, b->claim) != 0 || !s_spec_same(a->spec, b->spec))
+            || strcmp(a->claim, b->claim) != 0 || a->claim_refused != b->claim_refused
+            || !s_spec_same(a->spec, b->spec))
             v = fuzz_broken(why, whylen, "fast path read another task %d", i);
     }
     proto_pipe_destroy(&fast);

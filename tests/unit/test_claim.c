@@ -32,9 +32,9 @@ START_TEST(a_token_proves_that_attempt_was_sent_to_that_worker_key)
     s_keypair(mpub, msec);
     s_keypair(wpub, wsec);
     claim_key_t *k = s_key(msec);
-    char token[PROTO_CLAIM_LEN + 1];
+    char token[CLAIM_TOKEN_LEN + 1];
     claim_token(k, 42, 3, wpub, token);
-    ck_assert_int_eq(strlen(token), PROTO_CLAIM_LEN);
+    ck_assert_int_eq(strlen(token), CLAIM_TOKEN_LEN);
     ck_assert(proto_claim_valid(token, strlen(token)));
     claim_key_destroy(&k);
     ck_assert_ptr_null(k);
@@ -53,14 +53,14 @@ START_TEST(a_token_proves_nothing_for_another_task_attempt_key_or_master)
     s_keypair(opub, osec);
     claim_key_t *k = s_key(msec);
     claim_key_t *other_master = s_key(osec);
-    char token[PROTO_CLAIM_LEN + 1];
+    char token[CLAIM_TOKEN_LEN + 1];
     claim_token(k, 42, 3, wpub, token);
     ck_assert(!claim_valid(k, 43, 3, wpub, token));
     ck_assert(!claim_valid(k, 42, 4, wpub, token));
     ck_assert(!claim_valid(k, 42, 3, opub, token));
     ck_assert(!claim_valid(other_master, 42, 3, wpub, token));
     /* The task id's high bytes count too. */
-    char high[PROTO_CLAIM_LEN + 1];
+    char high[CLAIM_TOKEN_LEN + 1];
     claim_token(k, 42 + ((int64_t) 1 << 40), 3, wpub, high);
     ck_assert_str_ne(token, high);
     claim_key_destroy(&k);
@@ -74,15 +74,15 @@ START_TEST(a_missing_or_malformed_token_proves_nothing)
     s_keypair(mpub, msec);
     s_keypair(wpub, wsec);
     claim_key_t *k = s_key(msec);
-    char token[PROTO_CLAIM_LEN + 1];
+    char token[CLAIM_TOKEN_LEN + 1];
     claim_token(k, 7, 1, wpub, token);
     ck_assert(!claim_valid(k, 7, 1, wpub, NULL));
     ck_assert(!claim_valid(k, 7, 1, wpub, ""));
     ck_assert(!claim_valid(k, 7, 1, NULL, token));
-    char longer[PROTO_CLAIM_LEN + 2];
+    char longer[CLAIM_TOKEN_LEN + 2];
     snprintf(longer, sizeof longer, "%s0", token);
     ck_assert(!claim_valid(k, 7, 1, wpub, longer));
-    token[PROTO_CLAIM_LEN - 1] = token[PROTO_CLAIM_LEN - 1] == '0' ? '1' : '0';
+    token[CLAIM_TOKEN_LEN - 1] = token[CLAIM_TOKEN_LEN - 1] == '0' ? '1' : '0';
     ck_assert(!claim_valid(k, 7, 1, wpub, token));
     claim_key_destroy(&k);
     claim_key_destroy(NULL);

@@ -39,7 +39,9 @@ typedef enum {
     ACT_WORKERS,     /* answer with s_workers_reply() */
     ACT_SLOW,        /* answer (job `id`) after `ms` milliseconds: a busy master */
     ACT_RESTART,     /* lose the request with the socket, and bind again on the same port */
-    ACT_SLOW_RESTART /* hold it `ms` milliseconds (busy), then as ACT_RESTART */
+    ACT_SLOW_RESTART, /* hold it `ms` milliseconds (busy), then as ACT_RESTART */
+    ACT_BUSY,         /* answer "busy": a master over its reply budget */
+    ACT_BUSY_ALWAYS   /* answer "busy", to this request and every later one */
 } act_t;
 
 typedef struct {
@@ -133,6 +135,8 @@ static void *s_fake_run(void *arg)
         if (zmqx_recv_frames(f->router, &msg, 4, 0) != 0)
             continue;
         int k = f->received++;
+        if (k >= f->nsteps && f->nsteps > 0 && f->steps[f->nsteps - 1].act == ACT_BUSY_ALWAYS)
+            k = f->nsteps - 1;
         if (k >= f->nsteps) { /* unscripted: count it, never answer */
             zmqx_frames_free(&msg);
             continue;
@@ -145,6 +149,17 @@ static void *s_fake_run(void *arg)
             break;
         case ACT_ERROR: {
             proto_reply_t *rep = proto_reply_error(st->code, "no job %lld", (long long) st->id);
+            body = proto_reply_encode(rep, PROTO_REQ_STATUS);
+            proto_reply_destroy(&rep);
+            break;
+        }
+        case ACT_BUSY:
+        case ACT_BUSY_ALWAYS: {
+            /* master/conns.c's words */
+            proto_reply_t *rep = proto_reply_error(
+                PROTO_E_BUSY, "busy: clients have not read 128 MiB of replies, as much as the "
+                              "master holds; this request was not run: read the replies you "
+                              "have and send it again shortly");
             body = proto_reply_encode(rep, PROTO_REQ_STATUS);
             proto_reply_destroy(&rep);
             break;
@@ -393,6 +408,62 @@ START_TEST(a_changing_request_is_sent_once)
 }
 END_TEST
 
+START_TEST(a_busy_answer_is_asked_again_after_a_short_pause)
+{
+    /* "busy" means the master did not run the request: any request is
+       sent again, a changing one too (retry_safe false), on the same
+       socket, after pauses of 25-50, 50-100 and 100-200 ms. */
+    step_t steps[] = { { ACT_BUSY, 0, NULL, 0 },
+                       { ACT_BUSY, 0, NULL, 0 },
+                       { ACT_BUSY, 0, NULL, 0 },
+                       { ACT_REPLY, 7, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 4);
+    client_t *c = client_new("127.0.0.1", f->port, 5000);
+    proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
+    req->job = 3;
+    client_err_t err;
+    proto_reply_t *rep = client_call(c, req, false, &err);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(f->received, 4);
+    proto_reply_destroy(&rep);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(a_master_busy_until_the_timeout_is_a_refusal_at_the_timeout)
+{
+    /* Asked again and again (pauses doubling to 1 s, not a flood), then,
+       at the timeout and not before, the master's message, exit 4. */
+    step_t steps[] = { { ACT_BUSY_ALWAYS, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    client_t *c = client_new("127.0.0.1", f->port, 2000);
+    proto_req_t *req = s_status_req();
+    client_err_t err;
+    int64_t t0 = clock_mono_ms();
+    ck_assert_ptr_null(client_call(c, req, true, &err));
+    int64_t took = clock_mono_ms() - t0;
+    ck_assert_int_ge(took, 2000);
+    ck_assert_int_eq(err.kind, CLIENT_ERR_REFUSED);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_REFUSED);
+    ck_assert_str_eq(err.code, PROTO_E_BUSY);
+    int asked = f->received;
+    ck_assert_msg(asked >= 3 && asked <= 12, "asked %d times in 2 s", asked);
+    char want[400];
+    snprintf(want, sizeof want,
+             "busy: clients have not read 128 MiB of replies, as much as the master holds; "
+             "this request was not run: read the replies you have and send it again shortly; "
+             "still busy after %d answers in 2 s (a longer --request-timeout waits longer) "
+             "(busy)",
+             asked);
+    ck_assert_str_eq(err.message, want);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
 static bool s_interrupt_now(void *arg)
 {
     atomic_int *asked = arg;
@@ -418,6 +489,39 @@ START_TEST(an_interrupt_ends_the_wait_with_exit_130)
     ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_INTERRUPTED);
     ck_assert_str_eq(err.message, "interrupted");
     ck_assert_int_ge(atomic_load(&asked), 1);
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+/* Interrupted once the fake master has been asked twice: the client is
+   then between "busy" answers (pausing, or waiting for the next one). */
+static bool s_interrupt_after_two(void *arg)
+{
+    fake_t *f = arg;
+    return atomic_load(&f->received) >= 2;
+}
+
+START_TEST(an_interrupt_while_the_master_is_busy_ends_the_call_with_exit_130)
+{
+    /* The pauses between "busy" answers are waits like any other: Ctrl-C
+       ends them at once, not at the 20 s timeout. */
+    step_t steps[] = { { ACT_BUSY_ALWAYS, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    client_t *c = client_new("127.0.0.1", f->port, 20000);
+    client_set_interrupt(c, s_interrupt_after_two, f);
+    proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
+    req->job = 3;
+    client_err_t err;
+    int64_t t0 = clock_mono_ms();
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_msg(clock_mono_ms() - t0 < 10000, "interrupted after %lld ms",
+                  (long long) (clock_mono_ms() - t0));
+    ck_assert_int_eq(err.kind, CLIENT_ERR_INTERRUPTED);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_INTERRUPTED);
+    ck_assert_str_eq(err.message, "interrupted");
+    ck_assert_int_eq(err.code[0], 0);
     proto_req_destroy(&req);
     client_destroy(&c);
     s_fake_stop(&f);

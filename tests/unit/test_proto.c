@@ -1816,21 +1816,55 @@ START_TEST(a_claim_token_goes_out_with_a_task_and_comes_back_but_is_not_stored)
     proto_result_destroy(&res);
     free(text);
 
-    /* Anything but 32 lowercase hex digits is refused by both decoders. */
-    static const char *const bad[] = {"0011", "00112233445566778899AABBCCDDEEFF",
-                                      "00112233445566778899aabbccddeeffa",
-                                      "0011223344556677889zaabbccddeeff"};
+    /* The token is opaque (proto.h): any other format within the bound
+       is kept by both decoders, as a newer master may send it. */
+    char longest[PROTO_CLAIM_MAX + 2];
+    memset(longest, 'Z', PROTO_CLAIM_MAX);
+    longest[PROTO_CLAIM_MAX] = '\0';
+    const char *const good[] = {"0011", "00112233445566778899AABBCCDDEEFF",
+                                "v2.00112233445566778899aabbccddeeffa", "a-b_c~d+e/f=g!", longest};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char obj[512];
+        snprintf(obj, sizeof obj, "{\"task\":3,\"attempt\":1,\"status\":\"done\",\"claim\":\"%s\"}",
+                 good[i]);
+        proto_result_t *r = proto_result_decode(obj, strlen(obj), &err);
+        ck_assert_msg(r != NULL, "refused %s: %s", obj, err.message);
+        ck_assert_str_eq(r->claim, good[i]);
+        proto_result_destroy(&r);
+        snprintf(obj, sizeof obj,
+                 "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1,"
+                 "\"claim\":\"%s\",\"spec\":{\"fn\":\"noop\"}}]}",
+                 good[i]);
+        proto_pipe_t *p = proto_pipe_decode(obj, strlen(obj), &err);
+        ck_assert_msg(p != NULL, "refused %s: %s", obj, err.message);
+        ck_assert_str_eq(p->tasks[0].claim, good[i]);
+        ck_assert(!p->tasks[0].claim_refused);
+        proto_pipe_destroy(&p);
+    }
+    /* Past the bound: a worker's result or hello is refused (the master
+       reads it), and a task the master sends is decoded with its token
+       refused, for the worker to refuse that task alone. */
+    longest[PROTO_CLAIM_MAX] = 'Z';
+    longest[PROTO_CLAIM_MAX + 1] = '\0';
+    const char *const bad[] = {"", "has space", "quote\\\"d", "back\\\\slash", "tab\\t",
+                               "caf\u00e9", longest};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        char obj[256];
+        char obj[512];
         snprintf(obj, sizeof obj, "{\"task\":3,\"attempt\":1,\"status\":\"done\",\"claim\":\"%s\"}",
                  bad[i]);
         ck_assert_msg(proto_result_decode(obj, strlen(obj), &err) == NULL, "took %s", obj);
         ck_assert_msg(strstr(err.message, "claim") != NULL, "%s", err.message);
         snprintf(obj, sizeof obj,
                  "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1,"
-                 "\"claim\":\"%s\",\"spec\":{\"fn\":\"noop\"}}]}",
+                 "\"claim\":\"%s\",\"spec\":{\"fn\":\"noop\"}},"
+                 "{\"id\":2,\"attempt\":1,\"job\":1,\"spec\":{\"fn\":\"noop\"}}]}",
                  bad[i]);
-        ck_assert_msg(proto_pipe_decode(obj, strlen(obj), &err) == NULL, "took %s", obj);
+        proto_pipe_t *p = proto_pipe_decode(obj, strlen(obj), &err);
+        ck_assert_msg(p != NULL && p->ntasks == 2, "refused %s: %s", obj, err.message);
+        ck_assert_msg(p->tasks[0].claim_refused, "kept the token of %s", obj);
+        ck_assert_str_eq(p->tasks[0].claim, "");
+        ck_assert(!p->tasks[1].claim_refused);
+        proto_pipe_destroy(&p);
     }
     const char *num = "{\"task\":3,\"attempt\":1,\"status\":\"done\",\"claim\":7}";
     ck_assert_ptr_null(proto_result_decode(num, strlen(num), &err));

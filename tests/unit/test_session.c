@@ -610,6 +610,47 @@ START_TEST(no_exec_worker_refuses_commands_in_one_batched_report)
 }
 END_TEST
 
+/* A claim token is opaque to the worker (proto.h): one of another format
+   than today's 32 hex digits, as a newer master may send, is kept and
+   given back with the result, and its task runs; the worker refused the
+   whole message for it, so every task in it waited forever. A token past
+   the bound costs its own task only: answered as failed, saying why,
+   while the others in the same message run. */
+START_TEST(a_claim_token_of_another_format_is_kept_and_one_past_the_bound_refuses_its_task_only)
+{
+    fm_t *fm = fm_new(100, 10);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 2});
+    char newer[PROTO_CLAIM_MAX + 1], over[PROTO_CLAIM_MAX + 2];
+    snprintf(newer, sizeof newer, "v2.%s", "ABCDEFabcdef-_~.0123456789+/=");
+    memset(over, 'a', sizeof over - 1);
+    over[sizeof over - 1] = '\0';
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"v\":1,\"type\":\"tasks\",\"tasks\":["
+             "{\"id\":1,\"attempt\":1,\"job\":1,\"claim\":\"%s\",\"spec\":{\"fn\":\"noop\"}},"
+             "{\"id\":2,\"attempt\":1,\"job\":1,\"claim\":\"%s\",\"spec\":{\"fn\":\"noop\"}},"
+             "{\"id\":3,\"attempt\":1,\"job\":1,\"claim\":\"has space\",\"spec\":{\"fn\":\"noop\"}},"
+             "{\"id\":4,\"attempt\":1,\"job\":1,\"spec\":{\"fn\":\"noop\"}}]}",
+             newer, over);
+    fm_send_pipe_text(fm, text);
+    FM_UNTIL(fm, 5000, fm->nresults == 4);
+    ck_assert_int_eq(fm_result(fm, 1)->status, PROTO_ST_DONE);
+    ck_assert_str_eq(fm_result(fm, 1)->claim, newer);
+    for (int64_t id = 2; id <= 3; id++) {
+        const proto_result_t *r = fm_result(fm, id);
+        ck_assert_int_eq(r->status, PROTO_ST_FAILED);
+        ck_assert_msg(r->error && strstr(r->error, "claim token"), "task %lld: %s",
+                      (long long) id, r->error ? r->error : "(no error)");
+        ck_assert_str_eq(r->claim, "");
+    }
+    ck_assert_int_eq(fm_result(fm, 4)->status, PROTO_ST_DONE);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
 START_TEST(abort_cancels_a_running_task)
 {
     fm_t *fm = fm_new(100, 10);

@@ -283,6 +283,17 @@ START_TEST(a_shell_line_is_told_from_a_program_name)
 }
 END_TEST
 
+START_TEST(jitter_is_xorshift64_and_never_sticks_at_zero)
+{
+    /* The worker's reconnect delay and the CLI's busy pauses share it. */
+    uint64_t state = 1;
+    ck_assert_uint_eq(jitter_next(&state), 1082269761u);   /* 8257 * 131073 */
+    ck_assert_uint_eq(state, 1082269761u);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_uint_ne(jitter_next(&state), 0);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "util", .tcase = "util" });

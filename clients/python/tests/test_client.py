@@ -41,6 +41,53 @@ def test_a_job_sent_in_several_batches_arrives_whole_and_closed(running):
     assert [r["index"] for r in job.results()] == list(range(n))
 
 
+def test_results_after_a_task_read_exactly_the_rest_in_order_across_pages(cluster):
+    # No worker: every task stays queued, so the records do not change
+    # between the reads. Another job first: task ids are global, not the
+    # job's indexes.
+    cluster.start_master()
+    c = cluster.client()
+    c.submit(fn="noop", items=range(3))
+    n, k = 2 * ztask.client.PAGE + 500, 700
+    job = c.submit(fn="noop", items=range(n))
+    ids = [r["task"] for r in job.results()]
+    assert len(ids) == n and ids == sorted(ids) and ids[0] > 3
+    # The rest, from the k-th on: two pages and part of a third.
+    rest = list(job.results(after=ids[k - 1]))
+    assert [r["task"] for r in rest] == ids[k:]
+    assert [r["index"] for r in rest] == list(range(k, n))
+    # A limit cuts across a page boundary.
+    some = [r["task"] for r in job.results(after=ids[k - 1], limit=ztask.client.PAGE + 3)]
+    assert some == ids[k:k + ztask.client.PAGE + 3]
+    assert list(job.results(after=ids[-1])) == []
+    assert [r["task"] for r in job.results(after=0, limit=2)] == ids[:2]
+    for bad in ({"after": -1}, {"after": "7"}, {"after": True}, {"limit": 0}):
+        with pytest.raises(ztask.UsageError):
+            job.results(**bad)
+
+
+def test_results_after_with_failed_only_pages_over_the_failed_ones(cluster, monkeypatch):
+    # failed_only with a cursor: the master filters, the cursor is a task
+    # id of the filtered rows. Pages of 2 (PAGE is read at each request)
+    # make every read cross pages. No worker: cancelled tasks are the
+    # "failed" ones, and the rest stay queued.
+    cluster.start_master()
+    c = cluster.client()
+    job = c.submit(fn="noop", items=range(12))
+    for i in (2, 5, 6, 9, 11):
+        assert job.cancel(i) == 1
+    ids = [r["task"] for r in job.results()]
+    monkeypatch.setattr(ztask.client, "PAGE", 2)
+    failed = [(r["index"], r["status"]) for r in job.results(failed_only=True)]
+    assert failed == [(i, "cancelled") for i in (2, 5, 6, 9, 11)]
+    # After a failed task, and after a task that did not fail.
+    assert [r["index"] for r in job.results(failed_only=True, after=ids[5])] == [6, 9, 11]
+    assert [r["index"] for r in job.results(failed_only=True, after=ids[3])] == [5, 6, 9, 11]
+    assert [r["index"] for r in job.results(failed_only=True, after=ids[2], limit=3)] == [5, 6, 9]
+    assert list(job.results(failed_only=True, after=ids[11])) == []
+    assert [r["index"] for r in job.results(after=ids[8], limit=3)] == [9, 10, 11]
+
+
 def test_an_array_can_be_a_range_with_steps(running):
     c = running.client()
     job = c.submit(fn="square", array=range(0, 10, 3))

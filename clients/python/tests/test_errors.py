@@ -1,5 +1,6 @@
 """Errors carry the CLI's exit code and the master's error code."""
 
+import random
 import threading
 import time
 
@@ -156,31 +157,91 @@ def test_a_slow_master_that_holds_the_request_is_waited_for_not_asked_again():
         router.close()
 
 
-def test_a_busy_master_raises_busy_error_with_its_message():
-    # A raw ROUTER plays a master over its reply budget (docs/protocol.md,
-    # "Pipelining"): the request was not run, and the client says so.
-    busy = (b'{"v":1,"type":"reply","ok":false,"error":{"code":"busy","message":'
-            b'"busy: clients have not read 128 MiB of replies, as much as the master holds; '
-            b'this request was not run: read the replies you have and send it again shortly"}}')
-    ctx = zmq.Context.instance()
-    router = ctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
+BUSY = (b'{"v":1,"type":"reply","ok":false,"error":{"code":"busy","message":'
+        b'"busy: clients have not read 128 MiB of replies, as much as the master holds; '
+        b'this request was not run: read the replies you have and send it again shortly"}}')
 
-    def serve():
-        ident = router.recv_multipart()[0]
-        router.send_multipart([ident, busy])
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    c = ztask.Client(f"127.0.0.1:{port}", timeout=scaled(20))
+class BusyMaster:
+    """A raw ROUTER playing a master over its reply budget (docs/protocol.md,
+    "Pipelining"): it answers ``busy`` to the first ``busy`` requests (all
+    of them when None), then ``reply``. ``got`` counts the requests;
+    ``answered`` is set once it has sent ``reply``."""
+
+    def __init__(self, busy, reply=None):
+        self.busy, self.reply = busy, reply
+        self.got = 0
+        self.answered = threading.Event()
+        self.stop = threading.Event()
+        self.router = zmq.Context.instance().socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            if not self.router.poll(100):
+                continue
+            ident, _body = self.router.recv_multipart()
+            self.got += 1
+            if self.busy is None or self.got <= self.busy:
+                self.router.send_multipart([ident, BUSY])
+            else:
+                self.router.send_multipart([ident, self.reply])
+                self.answered.set()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(scaled(20))
+        self.router.close()
+
+
+def test_a_busy_answer_is_sent_again_until_it_is_answered():
+    # "busy" means not run: even a cancel (which changes state, and is
+    # otherwise sent once) is sent again, after short pauses.
+    m = BusyMaster(3, b'{"v":1,"type":"reply","ok":true,"count":2}')
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=scaled(20))
     try:
-        with pytest.raises(ztask.BusyError) as e:
-            c.stats()
-        assert isinstance(e.value, ztask.RefusedError)
-        assert (e.value.code, e.value.exit_code) == ("busy", 4)
-        assert "this request was not run" in str(e.value) and str(e.value).endswith("(busy)")
+        assert c.job(3).cancel() == 2
+        assert m.answered.is_set() and m.got == 4
     finally:
         c.close()
-        t.join(scaled(20))
-        router.close()
+        m.close()
+
+
+def test_the_busy_pauses_leave_the_programs_random_sequence_alone():
+    # A program that seeds random for reproducible runs gets the same
+    # numbers whether or not the master was busy (and its clients, all
+    # seeded alike, do not pause in step).
+    m = BusyMaster(3, b'{"v":1,"type":"reply","ok":true,"count":2}')
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=scaled(20))
+    try:
+        random.seed(1234)
+        state = random.getstate()
+        assert c.job(3).cancel() == 2 and m.got == 4
+        assert random.getstate() == state
+    finally:
+        c.close()
+        m.close()
+
+
+def test_a_master_busy_until_the_timeout_raises_busy_error_then():
+    m = BusyMaster(None)
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=2.0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ztask.BusyError) as e:
+            c.stats()
+        took = time.monotonic() - t0
+        assert took >= 2.0, f"gave up after {took:.2f} s of a 2 s timeout"
+        assert 3 <= m.got <= 12, f"asked {m.got} times in 2 s"
+        assert isinstance(e.value, ztask.RefusedError)
+        assert (e.value.code, e.value.exit_code) == ("busy", 4)
+        assert str(e.value) == (
+            "busy: clients have not read 128 MiB of replies, as much as the master holds; "
+            "this request was not run: read the replies you have and send it again shortly; "
+            f"still busy after {m.got} answers in 2 s (a longer timeout= waits longer) (busy)")
+    finally:
+        c.close()
+        m.close()

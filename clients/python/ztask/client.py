@@ -404,17 +404,43 @@ class Job:
             if rest > 0:
                 time.sleep(rest)
 
-    def results(self, failed_only: bool = False) -> Iterator[TaskRecord]:
+    def results(self, failed_only: bool = False, *, after: int = 0,
+                limit: Optional[int] = None) -> Iterator[TaskRecord]:
         """Every task's record in task order, unfinished ones included (as
         ``ztask results --json``), read page by page as you iterate.
-        ``failed_only``: only tasks that failed or were cancelled."""
-        after = 0
-        while True:
-            rep = self.client._results(self.id, after, PAGE, failed_only)
-            yield from rep["tasks"]
-            if rep["next_after"] < 0:
+        ``failed_only``: only tasks that failed or were cancelled.
+
+        ``after``: a task id (a record's ``"task"``, the TASK column of
+        ``ztask results``); only the tasks after it come, so a reader that
+        kept the last id it handled carries on from there, as the CLI pages
+        with the protocol's ``after`` cursor. 0 (the default) is from the
+        first task. ``limit``: at most this many records (``ztask results
+        --limit``); None is all of them. Raises UsageError for a value that
+        is not an int >= 0 (``limit`` >= 1) before anything is sent."""
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise UsageError(f"after= wants a task id (an int >= 0), got {after!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
+            raise UsageError(f"limit= wants an int >= 1 or None, got {limit!r}")
+        return self._results_pages(failed_only, after, limit)
+
+    def _results_pages(self, failed_only: bool, after: int,
+                       limit: Optional[int]) -> Iterator[TaskRecord]:
+        left = limit
+        while left is None or left > 0:
+            rep = self.client._results(self.id, after, PAGE if left is None else min(PAGE, left),
+                                       failed_only)
+            tasks = rep["tasks"]
+            if left is not None:
+                tasks = tasks[:left]
+                left -= len(tasks)
+            yield from tasks
+            # Bounded by the cursor, as cli_print_results: a page that
+            # does not move it forward ends the reading.
+            nxt = rep["next_after"]
+            if nxt < 0 or not rep["tasks"] or nxt <= after:
                 return
-            after = rep["next_after"]
+            after = nxt
 
     def as_completed(self, timeout: Optional[float] = None,
                      poll: float = STREAM_POLL) -> Iterator[TaskRecord]:

@@ -60,9 +60,12 @@ class RefusedError(ZtaskError):
 class BusyError(RefusedError):
     """The master answered ``busy``: it did not run the request, because
     clients hold too many unread replies (this connection's, or all
-    clients' together: docs/protocol.md, "Pipelining"). Nothing changed;
-    the same request sent again later is answered normally. CLI exit
-    code 4, as any refusal."""
+    clients' together: docs/protocol.md, "Pipelining"). Nothing changed.
+    The client has already sent the request again and again (pauses of
+    50 ms doubling to 1 s) for the whole of its ``timeout``: this is
+    raised only when the master was still busy then. Try again later, or
+    give the client a longer ``timeout``. CLI exit code 4, as any
+    refusal."""
 
 
 class AuthError(ZtaskError, PermissionError):

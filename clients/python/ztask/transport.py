@@ -23,6 +23,14 @@ carries an idempotency key (new_submit_key, one per batch: docs/protocol.md,
 "Idempotent submits"), which makes it safe to resend the same way: a master
 that already took it answers the copy as the first and adds nothing.
 
+``busy`` (the master holds as many unread replies as it keeps:
+docs/protocol.md, "Pipelining") means the request was not run, so any
+request, a changing one too, is sent again on the same socket after a
+pause of 50 ms doubling to 1 s (each drawn between half and all of that,
+so clients refused together do not come back together), until the timeout;
+only then is BusyError raised, with the master's message and how many
+answers said so.
+
 CURVE: pyzmq does the handshake; what it does not do is tell us when the
 master refuses it: the request would just wait out the timeout. So every
 socket gets a monitor, as in cli/client.c: a handshake refused by the master
@@ -37,6 +45,7 @@ Threads: a Connection may be shared; a lock lets one call through at a time
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import struct
 import threading
@@ -52,6 +61,13 @@ PROTOCOL_VERSION = 1
 MAX_API_MSG = 32 * 1024 * 1024   # PROTO_MAX_API_MSG
 RESEND_MIN = 1.0                 # seconds; a busy master is not asked ten times a second
 NO_DETAIL_FAILURES = 2           # see cli/client.c: one such failure may be a cut connection
+BUSY_PAUSE_MIN = 0.05            # seconds; the pauses after "busy" double from here...
+BUSY_PAUSE_MAX = 1.0             # ...to here, as cli/client.c's
+# The pauses' jitter, from the OS, not the random module's shared
+# generator: a program that seeds that one (random.seed(0) in every
+# process, for reproducible runs) would get its clients' pauses in step,
+# and every pause would move its own sequence on.
+_JITTER = random.SystemRandom()
 
 _MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -123,6 +139,7 @@ class Connection:
         timeout = self.settings.timeout
         deadline = time.monotonic() + timeout + hold
         attempt = max(timeout / 3, RESEND_MIN) + hold if retry_safe else timeout + hold
+        busy = 0   # "busy" answers so far
         while True:
             sock = self._open_socket()
             sock.send(frame, zmq.DONTWAIT)
@@ -140,13 +157,36 @@ class Connection:
                 if len(frames) != 1:
                     raise RefusedError(f"cannot read the master's reply to {type_}: more than "
                                        "one frame")
-                return self._decode(frames[0], type_)
+                try:
+                    return self._decode(frames[0], type_)
+                except BusyError as e:
+                    # Not run (master/conns.c answers it in the place of a
+                    # request it did not read; api.c, of a query whose
+                    # answer it threw away): asking again is safe, on this
+                    # socket (its answer came; nothing more will), after a
+                    # pause, up to the deadline.
+                    cap = min(BUSY_PAUSE_MIN * 2 ** min(busy, 16), BUSY_PAUSE_MAX)
+                    busy += 1
+                    self._wait(min(time.monotonic() + _JITTER.uniform(cap / 2, cap), deadline))
+                    if time.monotonic() >= deadline:
+                        raise BusyError(self._still_busy(e.message, busy, timeout + hold),
+                                        e.code) from None
+                    continue
             # No reply in time: this socket may still get one, later.
             self._close_socket()
             if time.monotonic() >= deadline:
                 raise UnreachableError(
                     f"cannot reach the master at {self.settings.address} (no reply within "
                     f"{timeout:g} s); is ztask-master running? set master= or ZTASK_MASTER")
+
+    @staticmethod
+    def _still_busy(message: str, answers: int, waited: float) -> str:
+        """The last "busy" answer's message ("MESSAGE (busy)") once the
+        timeout has run out: how long it stayed so, still ending with the
+        code as every refusal does."""
+        head = message[:-len(" (busy)")] if message.endswith(" (busy)") else message
+        return (f"{head}; still busy after {answers} answers in {waited:g} s (a longer "
+                "timeout= waits longer) (busy)")
 
     def _open_socket(self) -> zmq.Socket:
         if self._sock is not None:
