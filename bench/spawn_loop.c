@@ -13,8 +13,8 @@
     next number from a shared counter: the same shape as a ztask worker
     with K pool threads, so on a busy machine both get the same share of
     the CPU (one thread juggling K children would get less). Prints one
-    JSON line with the rate and its CPU: its own and its commands'. Bounded by --timeout (default 120 s): past it,
-    no new child is started.
+    JSON line with the rate and its CPU: its own and its commands'.
+    Bounded by --timeout (default 120 s): past it, no new child is started.
 */
 #include <errno.h>
 #include <fcntl.h>
