@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -208,7 +210,7 @@ int parse_bytes(const char *text, int64_t *out)
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid.
    Rejects overlong forms, surrogates and code points above U+10FFFF. */
-static size_t s_utf8_seq(const unsigned char *p, size_t left)
+size_t utf8_seq_len(const unsigned char *p, size_t left)
 {
     unsigned c = p[0];
     if (c >= 0x01 && c < 0x80)
@@ -243,7 +245,7 @@ bool utf8_valid(const char *data, size_t len)
 {
     const unsigned char *p = (const unsigned char *) data;
     for (size_t i = 0; i < len;) {
-        size_t n = s_utf8_seq(p + i, len - i);
+        size_t n = utf8_seq_len(p + i, len - i);
         if (!n)
             return false;
         i += n;
@@ -258,7 +260,7 @@ char *utf8_sanitize(const char *data, size_t len, size_t *outlen)
     char *out = xmalloc(len * 3 + 1);
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = s_utf8_seq(p + i, len - i);
+        size_t n = utf8_seq_len(p + i, len - i);
         if (n) {
             memcpy(out + o, p + i, n);
             o += n;
@@ -453,4 +455,15 @@ char *list_next(char **cursor)
             return p;
     }
     return NULL;
+}
+
+void mem_release(const void *p, size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    uintptr_t lo = ((uintptr_t) p + (uintptr_t) page - 1) & ~((uintptr_t) page - 1);
+    uintptr_t hi = ((uintptr_t) p + n) & ~((uintptr_t) page - 1);
+    if (hi > lo)
+        madvise((void *) lo, hi - lo, MADV_DONTNEED);
 }

@@ -67,6 +67,18 @@ const char *text_first_line(const char *text, size_t *len);
    strings in cJSON cannot carry) becomes U+FFFD. *outlen gets its length
    (may be NULL). Caller frees. */
 char *utf8_sanitize(const char *data, size_t len, size_t *outlen);
+/* Length of the valid UTF-8 character at p (left >= 1 bytes there), 0
+   when p[0] starts no valid character (or is NUL): the unit utf8_sanitize
+   replaces by U+FFFD is then that one byte. */
+size_t utf8_seq_len(const unsigned char *p, size_t left);
+
+/* Gives the whole pages inside p[0..n) back to the kernel
+   (MADV_DONTNEED): they read as zeros afterwards. For a big malloc'd
+   buffer that is being consumed and will be freed next, so its resident
+   size shrinks as it is read rather than all at once at the free (only
+   pages strictly inside it: malloc's own bookkeeping is outside).
+   Best effort: errors are ignored. */
+void mem_release(const void *p, size_t n);
 
 /* True when data[0..len) is valid UTF-8 with no NUL byte. */
 bool utf8_valid(const char *data, size_t len);

@@ -4,6 +4,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,60 @@ int zmqx_send(void *sock, const void *data, size_t len, int flags)
         if (errno != EINTR)
             return -1;
     }
+}
+
+/* zmqx_send_take's message free function: hint says whether the buffer
+   is still ours to free (a send that failed gives it back). Runs on
+   libzmq's I/O thread once the message is written, or on ours at close. */
+typedef struct {
+    /* Release-stored before the send, acquire-loaded by the free: the
+       edge that orders our writes to the buffer before libzmq's thread
+       frees it, which ThreadSanitizer cannot see through libzmq. */
+    atomic_bool keep;
+} s_take_hint_t;
+
+static void s_take_free(void *data, void *hint)
+{
+    s_take_hint_t *h = hint;
+    if (!atomic_load_explicit(&h->keep, memory_order_acquire))
+        free(data);
+    free(h);
+}
+
+int zmqx_send_take(void *sock, char **data, size_t len, int flags)
+{
+    /* Small messages are copied (libzmq keeps them inline anyway). */
+    if (len < 4096) {
+        if (zmqx_send(sock, *data, len, flags) != 0)
+            return -1;
+        free(*data);
+        *data = NULL;
+        return 0;
+    }
+    s_take_hint_t *h = xcalloc(1, sizeof *h);
+    atomic_store_explicit(&h->keep, false, memory_order_release);
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, *data, len, s_take_free, h) != 0) {
+        free(h);
+        if (zmqx_send(sock, *data, len, flags) != 0)
+            return -1;
+        free(*data);
+        *data = NULL;
+        return 0;
+    }
+    for (;;) {
+        if (zmq_msg_send(&m, sock, flags) >= 0) {
+            *data = NULL;        /* libzmq frees it once written */
+            return 0;
+        }
+        if (errno != EINTR)
+            break;
+    }
+    int e = errno;
+    atomic_store_explicit(&h->keep, true, memory_order_relaxed);   /* not sent: still ours */
+    zmq_msg_close(&m);
+    errno = e;
+    return -1;
 }
 
 static void s_drain_more(void *sock)

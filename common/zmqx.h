@@ -19,6 +19,12 @@ void *zmqx_socket(void *ctx, int type, int linger_ms, int64_t maxmsg);
 
 /* Sends one frame (flags: 0, ZMQ_DONTWAIT, ZMQ_SNDMORE). 0 or -1 (errno). */
 int zmqx_send(void *sock, const void *data, size_t len, int flags);
+/* The same for a malloc'd buffer, handed to libzmq rather than copied
+   when it is big (4 KiB and up): on success *data is taken (nulled) and
+   freed by libzmq once written (on its I/O thread); on failure (-1,
+   errno) it is still the caller's. For reports of megabytes, so a worker
+   does not hold one twice. */
+int zmqx_send_take(void *sock, char **data, size_t len, int flags);
 
 /* Receives one single-frame message as a NUL-terminated malloc'd buffer;
    *len gets its size without the NUL. Extra frames of a multipart message

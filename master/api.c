@@ -1320,6 +1320,7 @@ static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t 
     rep->report_port = self->cfg.report_port;
     rep->heartbeat_ms = self->cfg.heartbeat_ms;
     rep->liveness = self->cfg.liveness;
+    rep->report_b64 = true;      /* results and output may carry base64 (proto.h) */
     s_send_reply(self, env, rep, PROTO_REQ_HELLO);
     proto_reply_destroy(&rep);
 }

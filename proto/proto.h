@@ -235,6 +235,22 @@ typedef struct {
        read it (else NULL): valid, and what the master stores, so a result
        is not encoded again. Encoders ignore it. */
     char *text;
+    /* Worker side: a command's captured bytes as they came (any bytes,
+       not NUL-terminated), owned, in place of stdout_data / stderr_data
+       (which are then NULL). The encoder writes each as the string
+       stdout_data would have been (repaired to UTF-8, escaped), or, when
+       raw_b64 and that is shorter, as "stdout_b64" / "stderr_b64": the
+       base64 of the raw bytes, which the reader repairs to the same
+       string. So JSON escaping (\u0001 is 6 bytes for 1) never makes a
+       result more than 4/3 of its output, plus its other members
+       (docs/worker.md, "Output capture"). */
+    char *stdout_raw, *stderr_raw;
+    size_t stdout_raw_len, stderr_raw_len;
+    bool raw_b64;             /* the master reads the _b64 members (hello reply) */
+    /* Encoding may discard the raw bytes as it goes (their pages go back
+       to the kernel; the buffers must only be freed after): for a
+       result encoded once, just before it is destroyed. */
+    bool raw_release;
 } proto_result_t;
 
 /* A zeroed result with status FAILED (an unfilled result never reads as
@@ -256,8 +272,20 @@ void proto_result_verror(proto_result_t *res, const char *fmt, va_list ap)
    value it held is dropped. */
 void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Encodes one result as a compact JSON object (the master stores this text). */
+/* Encodes one result as a compact JSON object (the master stores this text).
+   With raw output, in one allocation of the final size. */
 char *proto_result_encode(const proto_result_t *res);
+/* The same, after headroom bytes left for the caller (the text starts at
+   the returned pointer + headroom, NUL-terminated, *len bytes; len may be
+   NULL): a worker's pool thread writes its mailbox frame's header there,
+   so the result is handed over rather than copied. Free the pointer. */
+char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t *len);
+/* For a result with raw output: when it would be over max bytes as JSON
+   with plain strings (what the master stores), cuts each raw stream to
+   the longest prefix whose repaired text is at most keep bytes and ends
+   on a character, marking it truncated, as a worker always cut results
+   too big to report. True when it cut. */
+bool proto_result_cut_raw(proto_result_t *res, size_t max, size_t keep);
 /* True for a claim token as the protocol bounds it (len bytes at s):
    1..PROTO_CLAIM_MAX bytes, each printable ASCII other than space, '"'
    and '\\'. Says nothing of whether a master made it (claim_valid). */
@@ -597,6 +625,10 @@ typedef struct {
     int task_port;
     int report_port;
     int heartbeat_ms;
+    /* hello: this master reads base64 output (stdout_b64, stderr_b64 in
+       results, data_b64 in output reports); a worker sends them only
+       then. Absent from an older master's reply: false. */
+    bool report_b64;
     int liveness;               /* missed heartbeats before a peer is dead */
     /* alloc: the queues (add: the new one; list: all) */
     proto_alloc_t *allocs;
@@ -709,6 +741,12 @@ typedef struct {
     int attempt;                 /* OUTPUT */
     int stream;                  /* OUTPUT: 1 = stdout, 2 = stderr */
     char *data;                  /* OUTPUT: valid UTF-8 */
+    /* OUTPUT, worker side, instead of data: raw bytes (owned), written as
+       "data" (repaired, escaped) or, with raw_b64 when shorter, as
+       "data_b64" (base64; the reader repairs it to the same text). */
+    char *data_raw;
+    size_t data_raw_len;
+    bool raw_b64;
     proto_result_t **results;    /* RESULTS: nresults */
     int nresults;
 } proto_report_t;
@@ -722,5 +760,9 @@ void proto_report_destroy(proto_report_t **p);
    proto_result_encode (the worker's hot path: each pool thread encodes its
    own result, the session thread only joins them). */
 char *proto_report_encode_results_raw(const char *worker, int n, const char *const *results);
+/* The same for one result, made in the result's own buffer (taken: *result
+   is nulled and must not be freed): a result of megabytes is not copied
+   into its report. */
+char *proto_report_wrap_result(const char *worker, char **result);
 
 #endif

@@ -57,5 +57,13 @@ void pr_result_write(pb_t *b, const proto_result_t *res);
 void pr_result_members(pb_t *b, const proto_result_t *res);
 /* Reads those members into res (which already has task/attempt/status). */
 int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t *err);
+/* Raw output (proto_result.c): writes "key":STRING, or "key_b64":BASE64
+   when b64 is allowed and shorter; release: give raw's pages back to the
+   kernel as they are written (mem_release: raw is garbage after); pr_raw_len is what that member's value
+   takes. pr_b64_text reads member k of o (base64) into *out as repaired
+   text (UTF-8, U+FFFD for bad bytes): 0, or -1 with err. */
+void pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64, bool release);
+size_t pr_raw_len(const char *raw, size_t n, bool b64);
+int pr_b64_text(cJSON *o, const char *k, char **out, proto_err_t *err);
 
 #endif

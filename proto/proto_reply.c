@@ -586,6 +586,8 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_ki64(&b, "report_port", rep->report_port);
         pb_ki64(&b, "heartbeat_ms", rep->heartbeat_ms);
         pb_ki64(&b, "liveness", rep->liveness);
+        if (rep->report_b64)
+            pb_kbool(&b, "report_b64", true);
         break;
     case PROTO_REQ_ALLOC:
         pb_key(&b, "queues");
@@ -767,6 +769,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
                        || pj_int(o, "report_port", true, 1, 65535, &rep->report_port, err) != 0
                        || pj_int(o, "heartbeat_ms", true, 1, 3600000, &rep->heartbeat_ms, err) != 0
                        || pj_int(o, "liveness", true, 1, 1000, &rep->liveness, err) != 0
+                       || pj_bool(o, "report_b64", false, &rep->report_b64, err) != 0
                    ? -1
                    : 0;
     case PROTO_REQ_ALLOC:

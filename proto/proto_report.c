@@ -35,6 +35,7 @@ void proto_report_destroy(proto_report_t **p)
     free(m->started);
     free(m->started_at);
     free(m->data);
+    free(m->data_raw);
     for (int i = 0; m->results && i < m->nresults; i++)
         proto_result_destroy(&m->results[i]);
     free(m->results);
@@ -83,7 +84,9 @@ static int s_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
         proto_err_set(err, PROTO_E_FIELD, "field \"stream\" must be \"stdout\" or \"stderr\"");
         return -1;
     }
-    return pj_str(o, "data", true, 0, 0, &msg->data, err);
+    if (pj_get(o, "data") || !pj_get(o, "data_b64"))
+        return pj_str(o, "data", true, 0, 0, &msg->data, err);
+    return pr_b64_text(o, "data_b64", &msg->data, err);
 }
 
 static int s_results_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
@@ -150,7 +153,8 @@ char *proto_report_encode(const proto_report_t *msg)
         return NULL;
     pb_t b;
     size_t hint = 128 + (msg->data ? strlen(msg->data) : 0) + (size_t) msg->nrunning * 32
-                + (size_t) msg->nstarted * 48;
+                + (size_t) msg->nstarted * 48
+                + (msg->data_raw ? pr_raw_len(msg->data_raw, msg->data_raw_len, msg->raw_b64) : 0);
     pb_init(&b, hint);
     pb_open(&b, s_report_names[msg->type]);
     pb_kstr(&b, "worker", msg->worker);
@@ -176,7 +180,10 @@ char *proto_report_encode(const proto_report_t *msg)
         pb_ki64(&b, "task", msg->task);
         pb_ki64(&b, "attempt", msg->attempt);
         pb_kstr(&b, "stream", msg->stream == 2 ? "stderr" : "stdout");
-        pb_kstr(&b, "data", msg->data ? msg->data : "");
+        if (msg->data_raw)
+            pr_raw_member(&b, "data", msg->data_raw, msg->data_raw_len, msg->raw_b64, false);
+        else
+            pb_kstr(&b, "data", msg->data ? msg->data : "");
         break;
     case PROTO_REP_RESULTS:
         pb_key(&b, "results");
@@ -215,4 +222,24 @@ char *proto_report_encode_results_raw(const char *worker, int n, const char *con
     }
     pb_lit(&b, "]}");
     return pb_take(&b);
+}
+
+char *proto_report_wrap_result(const char *worker, char **result)
+{
+    char *res = *result;
+    *result = NULL;
+    pb_t head;
+    pb_init(&head, 96 + (worker ? strlen(worker) : 0));
+    pb_lit(&head, "{\"v\":1,\"type\":\"results\",\"worker\":");
+    pb_cstr(&head, worker);
+    pb_lit(&head, ",\"results\":[");
+    size_t len = strlen(res);
+    /* realloc then memmove: for a big result (its own mapping) the kernel
+       moves pages rather than bytes, and the text is not held twice. */
+    char *text = xrealloc(res, head.len + len + 3);
+    memmove(text + head.len, text, len);
+    memcpy(text, head.buf, head.len);
+    memcpy(text + head.len + len, "]}", 3);
+    free(head.buf);
+    return text;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 proto_result_t *proto_result_new(void)
 {
@@ -33,6 +34,8 @@ void proto_result_destroy(proto_result_t **p)
     free(r->result_json);
     free(r->error);
     free(r->text);
+    free(r->stdout_raw);
+    free(r->stderr_raw);
     free(r);
     *p = NULL;
 }
@@ -44,6 +47,8 @@ void proto_result_reset(proto_result_t *res, int64_t task, int attempt)
     free(res->result_json);
     free(res->error);
     free(res->text);
+    free(res->stdout_raw);
+    free(res->stderr_raw);
     memset(res, 0, sizeof *res);
     res->task = task;
     res->attempt = attempt;
@@ -135,9 +140,15 @@ void pr_result_write(pb_t *b, const proto_result_t *res)
         pb_ki64(b, "signal", res->signal);
     if (res->timed_out)
         pb_kbool(b, "timed_out", true);
-    if (res->stdout_data)
+    if (res->stdout_raw)
+        pr_raw_member(b, "stdout", res->stdout_raw, res->stdout_raw_len, res->raw_b64,
+                      res->raw_release);
+    else if (res->stdout_data)
         pb_kstr(b, "stdout", res->stdout_data);
-    if (res->stderr_data)
+    if (res->stderr_raw)
+        pr_raw_member(b, "stderr", res->stderr_raw, res->stderr_raw_len, res->raw_b64,
+                      res->raw_release);
+    else if (res->stderr_data)
         pb_kstr(b, "stderr", res->stderr_data);
     if (res->stdout_truncated)
         pb_kbool(b, "stdout_truncated", true);
@@ -158,6 +169,11 @@ void pr_result_write(pb_t *b, const proto_result_t *res)
 
 char *proto_result_encode(const proto_result_t *res)
 {
+    return proto_result_encode_at(res, 0, NULL);
+}
+
+char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t *len)
+{
     if (!res)
         return NULL;
     pb_t b;
@@ -171,9 +187,215 @@ char *proto_result_encode(const proto_result_t *res)
         hint += strlen(res->error);
     if (res->result_json)
         hint += strlen(res->result_json);
-    pb_init(&b, hint + hint / 16);
+    if (res->stdout_raw || res->stderr_raw) {
+        /* Sized once, exactly but for the small members: the outputs are
+           most of it, and growing by doubling would hold the old and the
+           new buffer at once (docs/worker.md, "Output capture"). */
+        if (res->stdout_raw)
+            hint += pr_raw_len(res->stdout_raw, res->stdout_raw_len, res->raw_b64);
+        if (res->stderr_raw)
+            hint += pr_raw_len(res->stderr_raw, res->stderr_raw_len, res->raw_b64);
+        pb_init(&b, headroom + hint);
+    } else {
+        pb_init(&b, headroom + hint + hint / 16);
+    }
+    b.len = headroom;            /* the caller's; pr_result_write starts with '{' */
     pr_result_write(&b, res);
+    if (len)
+        *len = b.len - headroom;
     return pb_take(&b);
+}
+
+/* ------------------------------------------------------------ raw output */
+
+size_t pr_raw_len(const char *raw, size_t n, bool b64)
+{
+    size_t plain = pb_str_len(raw, n);
+    size_t b = pb_b64_len(n) + 4;    /* "_b64" */
+    return b64 && b < plain ? b : plain;
+}
+
+/* Raw bytes are encoded a slice at a time, and the pages of each slice
+   given back to the kernel once it is written: the capture and its
+   encoded form are then never both held whole (docs/worker.md, "Output
+   capture"). A multiple of 3 (base64) and of the page size. */
+#define RAW_SLICE ((size_t) 3 << 18)
+
+/* The end of raw[0..n)'s slice that starts at i: at most RAW_SLICE
+   bytes, moved back to a character (or bad byte) start. A byte that is
+   not a continuation starts a unit; so does a continuation byte after
+   three others (a character has at most three), which is then where the
+   slice ends: moving back past the fourth would split the character
+   the three before it may complete. */
+static size_t s_slice_end(const char *raw, size_t n, size_t i, bool b64)
+{
+    if (n - i <= RAW_SLICE)
+        return n;
+    size_t end = i + RAW_SLICE;
+    if (b64)
+        return end;
+    for (size_t k = 0; k <= 3; k++)
+        if (((unsigned char) raw[end - k] & 0xC0) != 0x80)
+            return end - k;
+    return end;
+}
+
+void pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64, bool release)
+{
+    /* The plain string when it is no longer (text, which the master then
+       stores as it came, without decoding); base64 only where escaping
+       or repair would make it longer. */
+    b64 = b64 && pb_b64_len(n) + 4 < pb_str_len(raw, n);
+    if (b64) {
+        char k[32];
+        snprintf(k, sizeof k, "%s_b64", key);
+        pb_key(b, k);
+    } else {
+        pb_key(b, key);
+    }
+    pb_char(b, '"');
+    size_t done = 0;
+    while (done < n) {
+        size_t end = s_slice_end(raw, n, done, b64);
+        if (b64)
+            pb_b64_part(b, raw + done, end - done);
+        else
+            pb_str_part(b, raw + done, end - done);
+        if (release)
+            mem_release(raw + done, end - done);
+        done = end;
+    }
+    pb_char(b, '"');
+}
+
+static int s_b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decodes padded base64 s[0..n) into out (n / 4 * 3 bytes at least);
+   the decoded length, or -1 when s is not padded base64. */
+static ssize_t s_b64_decode(const char *s, size_t n, unsigned char *out)
+{
+    if (n % 4)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char) s[i + (size_t) k];
+            if (c == '=' && i + 4 == n && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad || (v[k] = s_b64_val(c)) < 0)
+                return -1;
+        }
+        unsigned w = (unsigned) v[0] << 18 | (unsigned) v[1] << 12 | (unsigned) v[2] << 6
+                     | (unsigned) v[3];
+        out[o++] = (unsigned char) (w >> 16);
+        if (pad < 2)
+            out[o++] = (unsigned char) (w >> 8);
+        if (pad < 1)
+            out[o++] = (unsigned char) w;
+    }
+    return (ssize_t) o;
+}
+
+int pr_b64_text(cJSON *o, const char *k, char **out, proto_err_t *err)
+{
+    const cJSON *v = pj_get(o, k);
+    if (!cJSON_IsString(v)) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" must be a base64 string", k);
+        return -1;
+    }
+    size_t n = strlen(v->valuestring);
+    unsigned char *raw = xmalloc(n / 4 * 3 + 1);
+    ssize_t len = s_b64_decode(v->valuestring, n, raw);
+    if (len < 0) {
+        free(raw);
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" is not padded base64", k);
+        return -1;
+    }
+    free(*out);
+    *out = utf8_sanitize((const char *) raw, (size_t) len, NULL);
+    free(raw);
+    return 0;
+}
+
+/* "stdout" (a string) or, when it is absent, "stdout_b64". */
+static int s_output_from(cJSON *o, const char *k, char **out, proto_err_t *err)
+{
+    char kb[32];
+    snprintf(kb, sizeof kb, "%s_b64", k);
+    if (pj_get(o, k) || !pj_get(o, kb))
+        return pj_str(o, k, false, 0, 0, out, err);
+    return pr_b64_text(o, kb, out, err);
+}
+
+/* The sanitized length of raw[0..n) and, when over keep, the end of its
+   longest prefix at most keep bytes once sanitized (*cut). */
+static size_t s_sanitized_len(const char *raw, size_t n, size_t keep, size_t *cut)
+{
+    const unsigned char *p = (const unsigned char *) raw;
+    size_t len = 0;
+    *cut = n;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len(p + i, n - i);
+        size_t unit = k ? k : 1, out = k ? k : 3;
+        if (len + out > keep && *cut == n)
+            *cut = i;
+        len += out;
+        i += unit;
+    }
+    return len;
+}
+
+bool proto_result_cut_raw(proto_result_t *res, size_t max, size_t keep)
+{
+    if (!res->stdout_raw && !res->stderr_raw)
+        return false;
+    /* Most results are under max even with every byte escaped (6 bytes
+       for 1; the other members take well under 2 KiB): known without
+       encoding the result an extra time, which every task would pay. */
+    size_t bytes = res->stdout_raw_len + res->stderr_raw_len
+                 + (res->error ? strlen(res->error) : 0)
+                 + (res->result_json ? strlen(res->result_json) : 0);
+    if (max > 2048 && bytes <= (max - 2048) / 6)
+        return false;
+    /* The result as the master stores it: plain strings. */
+    char *outs[2] = {res->stdout_raw, res->stderr_raw};
+    size_t lens[2] = {res->stdout_raw_len, res->stderr_raw_len};
+    bool *trunc[2] = {&res->stdout_truncated, &res->stderr_truncated};
+    res->stdout_raw = res->stderr_raw = NULL;
+    char *rest = proto_result_encode(res);
+    size_t total = strlen(rest);
+    free(rest);
+    for (int i = 0; i < 2; i++)
+        if (outs[i])
+            total += strlen(",\"stdout\":") + pb_str_len(outs[i], lens[i]);
+    bool cut = false;
+    for (int i = 0; i < 2; i++) {
+        size_t at;
+        if (total > max && outs[i] && s_sanitized_len(outs[i], lens[i], keep, &at) > keep) {
+            lens[i] = at;
+            *trunc[i] = true;
+            cut = true;
+        }
+    }
+    res->stdout_raw = outs[0];
+    res->stderr_raw = outs[1];
+    res->stdout_raw_len = lens[0];
+    res->stderr_raw_len = lens[1];
+    return cut;
 }
 
 int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t *err)
@@ -186,8 +408,8 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t 
     }
     if (pj_int(o, "signal", false, 0, 1024, &res->signal, err) != 0
         || pj_bool(o, "timed_out", false, &res->timed_out, err) != 0
-        || pj_str(o, "stdout", false, 0, 0, &res->stdout_data, err) != 0
-        || pj_str(o, "stderr", false, 0, 0, &res->stderr_data, err) != 0
+        || s_output_from(o, "stdout", &res->stdout_data, err) != 0
+        || s_output_from(o, "stderr", &res->stderr_data, err) != 0
         || pj_bool(o, "stdout_truncated", false, &res->stdout_truncated, err) != 0
         || pj_bool(o, "stderr_truncated", false, &res->stderr_truncated, err) != 0
         || pj_json(o, "result", &res->result_json, err) != 0
@@ -195,6 +417,22 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t 
         || pj_dbl(o, "started", req, 0, 1e300, &res->started, err) != 0
         || pj_dbl(o, "finished", req, 0, 1e300, &res->finished, err) != 0)
         return -1;
+    /* Output sent as base64 is stored as a JSON string: up to 6 x its
+       bytes. A worker cuts what would be over the report limit that way
+       (proto_result_cut_raw); one that did not is refused, so a stored
+       result never gets bigger than a report could carry. */
+    if ((pj_get(o, "stdout_b64") || pj_get(o, "stderr_b64"))
+        && (res->stdout_data ? strlen(res->stdout_data) : 0)
+                   + (res->stderr_data ? strlen(res->stderr_data) : 0) > PROTO_MAX_REPORT_MSG / 6
+        && (res->stdout_data ? pb_str_len(res->stdout_data, strlen(res->stdout_data)) : 0)
+                   + (res->stderr_data ? pb_str_len(res->stderr_data, strlen(res->stderr_data)) : 0)
+               > PROTO_MAX_REPORT_MSG) {
+        proto_err_set(err, PROTO_E_TOO_BIG,
+                      "output too big once decoded from base64 (over %d bytes as JSON): the "
+                      "worker must cut it",
+                      PROTO_MAX_REPORT_MSG);
+        return -1;
+    }
     return 0;
 }
 

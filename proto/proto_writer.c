@@ -68,14 +68,14 @@ static bool s_needs_escape(unsigned char c)
     return c < 0x20 || c == '"' || c == '\\';
 }
 
-static void s_str_escaped(pb_t *b, const char *s, size_t n)
+/* The escaped text of valid UTF-8 s[0..n), without quotes. */
+static void s_escaped_body(pb_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     /* Worst case is \u00XX for every byte; reserving the common case
        (no escapes) up front and growing per escape keeps big outputs to
        one or two reallocations. */
     pb_reserve(b, n + 2);
-    b->buf[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         i += pu_plain_len(s + i, n - i);
@@ -104,6 +104,13 @@ static void s_str_escaped(pb_t *b, const char *s, size_t n)
         }
     }
     pb_raw(b, s + run, n - run);
+}
+
+static void s_str_escaped(pb_t *b, const char *s, size_t n)
+{
+    pb_reserve(b, n + 2);
+    b->buf[b->len++] = '"';
+    s_escaped_body(b, s, n);
     pb_char(b, '"');
 }
 
@@ -113,10 +120,87 @@ void pb_str(pb_t *b, const char *s, size_t n)
         s_str_escaped(b, s, n);
         return;
     }
-    size_t clean_len;
-    char *clean = utf8_sanitize(s, n, &clean_len);
-    s_str_escaped(b, clean, clean_len);
-    free(clean);
+    /* Repaired as it is written, a valid stretch at a time: no sanitized
+       copy of the whole (up to 3 x n bytes) beside the output. Each bad
+       byte is one U+FFFD, as utf8_sanitize makes it. */
+    pb_reserve(b, n + 2);
+    b->buf[b->len++] = '"';
+    pb_str_part(b, s, n);
+    pb_char(b, '"');
+}
+
+void pb_str_part(pb_t *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t good = pu_utf8_bad_at(s + i, n - i);
+        s_escaped_body(b, s + i, good);
+        i += good;
+        if (i < n) {
+            pb_raw(b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+}
+
+size_t pb_str_len(const char *s, size_t n)
+{
+    size_t len = 2;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + pu_utf8_bad_at(s + i, n - i);
+        while (i < end) {
+            size_t plain = pu_plain_len(s + i, end - i);
+            len += plain;
+            i += plain;
+            if (i < end) {
+                unsigned char c = (unsigned char) s[i++];
+                len += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b'
+                               || c == '\f'
+                           ? 2
+                           : 6;
+            }
+        }
+        if (i < n) {
+            len += 3;            /* a bad byte: U+FFFD */
+            i++;
+        }
+    }
+    return len;
+}
+
+size_t pb_b64_len(size_t n)
+{
+    return (n + 2) / 3 * 4 + 2;
+}
+
+void pb_b64(pb_t *b, const char *s, size_t n)
+{
+    pb_char(b, '"');
+    pb_b64_part(b, s, n);
+    pb_char(b, '"');
+}
+
+void pb_b64_part(pb_t *b, const char *s, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    pb_reserve(b, pb_b64_len(n));
+    char *o = b->buf + b->len;
+    const unsigned char *p = (const unsigned char *) s;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        unsigned v = (unsigned) p[i] << 16 | (unsigned) p[i + 1] << 8 | p[i + 2];
+        *o++ = abc[v >> 18];
+        *o++ = abc[(v >> 12) & 63];
+        *o++ = abc[(v >> 6) & 63];
+        *o++ = abc[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned) p[i] << 16 | (i + 1 < n ? (unsigned) p[i + 1] << 8 : 0);
+        *o++ = abc[v >> 18];
+        *o++ = abc[(v >> 12) & 63];
+        *o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    b->len = (size_t) (o - b->buf);
 }
 
 void pb_cstr(pb_t *b, const char *s)

@@ -39,6 +39,18 @@ void pb_key(pb_t *b, const char *key);
    so an encoder never emits a frame our decoders would refuse. */
 void pb_str(pb_t *b, const char *s, size_t n);
 void pb_cstr(pb_t *b, const char *s);     /* NULL -> null */
+/* What pb_str writes for s[0..n), in bytes (quotes included), without
+   writing it: up to 6 x n for control characters (\u0001). */
+size_t pb_str_len(const char *s, size_t n);
+/* s[0..n) as a JSON string of its base64 (RFC 4648, padded): any bytes,
+   4/3 x n whatever they are; pb_b64_len(n) bytes, quotes included. */
+void pb_b64(pb_t *b, const char *s, size_t n);
+size_t pb_b64_len(size_t n);
+/* The insides of those strings, without quotes, for a string written in
+   parts: pb_str_part parts must end on a character (or a bad byte),
+   pb_b64_part parts but the last must be multiples of 3 bytes. */
+void pb_str_part(pb_t *b, const char *s, size_t n);
+void pb_b64_part(pb_t *b, const char *s, size_t n);
 void pb_i64(pb_t *b, int64_t v);
 void pb_dbl(pb_t *b, double v);           /* shortest exact form; non-finite -> 0 */
 void pb_bool(pb_t *b, bool v);

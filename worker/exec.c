@@ -483,8 +483,18 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_
     } else {
         proto_result_error(res, "ended with wait status %#x", (unsigned) status);
     }
-    res->stdout_data = utf8_sanitize(r->out.buf ? r->out.buf : "", r->out.len, NULL);
-    res->stderr_data = utf8_sanitize(r->err.buf ? r->err.buf : "", r->err.len, NULL);
+    if (r->req->raw_output) {
+        /* Handed over, not copied: the capture is the biggest thing a
+           task holds (docs/worker.md, "Output capture"). */
+        res->stdout_raw = r->out.buf ? r->out.buf : xmalloc(1);
+        res->stdout_raw_len = r->out.len;
+        res->stderr_raw = r->err.buf ? r->err.buf : xmalloc(1);
+        res->stderr_raw_len = r->err.len;
+        r->out.buf = r->err.buf = NULL;
+    } else {
+        res->stdout_data = utf8_sanitize(r->out.buf ? r->out.buf : "", r->out.len, NULL);
+        res->stderr_data = utf8_sanitize(r->err.buf ? r->err.buf : "", r->err.len, NULL);
+    }
     res->stdout_truncated = r->out.truncated;
     res->stderr_truncated = r->err.truncated;
 }
@@ -851,8 +861,17 @@ static void s_run_to_end(const exec_req_t *req, const exec_launch_t *L, pipes_t 
     int status = s_reap(&r);
     res->finished = clock_wall();
     int64_t end_ms = clock_mono_ms();
-    s_stream_flush(&r.out, req, end_ms, true);
-    s_stream_flush(&r.err, req, end_ms, true);
+    /* With raw_output the result goes out right after this: for a task
+       that succeeded, the master drops its live output when the result
+       comes (the result has it all), so the last chunk -- for a quick
+       task, its whole output -- would only be held a second time on its
+       way (docs/worker.md, "Output capture"). */
+    bool succeeded = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !r.timed_out
+                     && !r.cancelled && r.report_len != sizeof r.report;
+    if (!(req->raw_output && succeeded)) {
+        s_stream_flush(&r.out, req, end_ms, true);
+        s_stream_flush(&r.err, req, end_ms, true);
+    }
     if (c->feeds_stdin) {
         s_swallow_sigpipe(&r, &c->pending_before);
         pthread_sigmask(SIG_SETMASK, &c->old_mask, NULL);

@@ -15,7 +15,10 @@
 
     Output: each stream is kept up to spec->output_cap bytes; the rest is
     read and dropped (so the child never blocks on a full pipe) and the
-    result is marked truncated. Bytes are made valid UTF-8 (U+FFFD).
+    result is marked truncated. Bytes are made valid UTF-8 (U+FFFD), or
+    handed over as they are (exec_req_t.raw_output). A stream's buffer
+    grows by doubling up to the cap, so a capture holds at most the cap
+    (1.5 x while a doubling copies).
 
     Timeout and cancel: when spec->timeout passes, or *cancel becomes true,
     the whole process group gets SIGTERM, then SIGKILL after kill_grace_ms.
@@ -106,6 +109,15 @@ typedef struct {
     /* Who the command runs as and under which rlimits (--run-as,
        --task-rlimit); NULL = as the worker, no limits. Borrowed. */
     const exec_policy_t *policy;
+    /* Leave the captured bytes as they are, handed over in
+       res->stdout_raw / stderr_raw (proto.h), instead of repaired copies
+       in stdout_data / stderr_data: the worker's result encoder repairs
+       or base64-encodes them in one pass, so the capture is never held
+       twice. Also: what on_output has not been given when a task that
+       succeeded (exit 0) ends is not given at all -- the result, sent
+       right after, carries it, and the master keeps live output only
+       until a result ends the task. */
+    bool raw_output;
 } exec_req_t;
 
 /* The signals whose disposition is not SIG_DFL now (handled or ignored),

@@ -53,11 +53,18 @@ int mailbox_fd(const mailbox_t *self)
 void mailbox_put(mailbox_t *self, const void *head, size_t hlen, const void *payload, size_t len)
 {
     mailbox_frame_t *f = xmalloc(sizeof *f + hlen + len);
-    f->next = NULL;
     f->size = hlen + len;
     memcpy(f->data, head, hlen);
     if (len)
         memcpy(f->data + hlen, payload, len);
+    mailbox_put_frame(self, &f);
+}
+
+void mailbox_put_frame(mailbox_t *self, mailbox_frame_t **p)
+{
+    mailbox_frame_t *f = *p;
+    *p = NULL;
+    f->next = NULL;
     pthread_mutex_lock(&self->lock);
     bool was_empty = self->head == NULL;
     if (self->tail)

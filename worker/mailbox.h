@@ -42,6 +42,10 @@ int mailbox_fd(const mailbox_t *self);
 /* Queues one frame: head[0..hlen) then payload[0..len) (payload may be
    NULL when len is 0). Never blocks but on the lock, never fails. */
 void mailbox_put(mailbox_t *self, const void *head, size_t hlen, const void *payload, size_t len);
+/* Queues a frame the caller built (malloc'd, size set; next is set
+   here), without a copy: a big payload is not held twice. Takes *f
+   (nulled). */
+void mailbox_put_frame(mailbox_t *self, mailbox_frame_t **f);
 /* Every waiting frame, oldest first, NULL when none; the caller's (free()
    each). */
 mailbox_frame_t *mailbox_take(mailbox_t *self);

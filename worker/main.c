@@ -36,6 +36,7 @@
 
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -553,8 +554,22 @@ static const char *s_slurm_job(void)
     return id;
 }
 
+/* Buffers of this size and up get mappings of their own (glibc malloc's
+   mmap threshold, fixed): a task's capture, its encoded result, its
+   report. Growing one is then an mremap (no copy held beside it), and
+   freeing one gives its pages back at once. Left to itself glibc raises
+   the threshold to the biggest buffer freed so far, after which such
+   buffers come from the threads' heaps: a capture that doubles is
+   copied (1.5 x held), and what the pool threads and the session free is
+   kept resident by each thread's heap -- together some 2.8 x the output
+   cap per thread instead of the 2 x docs/worker.md states ("Output
+   capture"). Costs an mmap and a munmap per buffer this big: nothing
+   next to filling it. */
+#define WORKER_MMAP_THRESHOLD (256 * 1024)
+
 int main(int argc, char **argv)
 {
+    mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD);
     options_t o;
     s_parse(&o, argc, argv);
     log_init("ztask-worker", o.level);

@@ -103,10 +103,9 @@ static void s_flush_backlog(outbox_t *self)
         return;
     int sent = 0;
     while (sent < self->nbacklog) {
-        char *text = self->backlog[sent];
-        if (zmqx_send(self->sock, text, strlen(text), ZMQ_DONTWAIT) != 0)
+        char **text = &self->backlog[sent];
+        if (zmqx_send_take(self->sock, text, strlen(*text), ZMQ_DONTWAIT) != 0)
             break;
-        free(text);
         sent++;
     }
     if (sent) {
@@ -126,10 +125,8 @@ static void s_send(outbox_t *self, char *text, bool must)
         s_flush_backlog(self);
         return;
     }
-    if (self->sock && zmqx_send(self->sock, text, strlen(text), ZMQ_DONTWAIT) == 0) {
-        free(text);
+    if (self->sock && zmqx_send_take(self->sock, &text, strlen(text), ZMQ_DONTWAIT) == 0)
         return;
-    }
     if (must) {
         if (self->nbacklog == 0)
             log_warn("event=report_backlog reason=\"%s\"",
@@ -209,25 +206,41 @@ void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
     s_send(self, text, false);
 }
 
+/* A result this big goes in a report of its own, made in its buffer:
+   joined with others it would be copied, and the copy held beside it. */
+#define RESULT_ALONE_BYTES ((size_t) 64 * 1024)
+
 static void s_flush_results(outbox_t *self)
 {
     int i = 0;
     while (i < self->nresults) {
+        size_t first = strlen(self->results[i]);
+        if (first >= RESULT_ALONE_BYTES) {
+            s_send(self, proto_report_wrap_result(s_worker(self), &self->results[i]), true);
+            i++;
+            continue;
+        }
         size_t bytes = 0;
         int j = i;
         do
             bytes += strlen(self->results[j++]) + 1;
-        while (j < self->nresults && bytes + strlen(self->results[j]) < REPORT_MAX_BYTES);
+        while (j < self->nresults && strlen(self->results[j]) < RESULT_ALONE_BYTES
+               && bytes + strlen(self->results[j]) < REPORT_MAX_BYTES);
         char *text = proto_report_encode_results_raw(s_worker(self), j - i,
                                                      (const char *const *) self->results + i);
+        /* Freed before the report is sent (handed to libzmq, not
+           copied): a result is held twice at most, as itself and in its
+           report, and only while the report is made. */
+        for (int k = i; k < j; k++) {
+            free(self->results[k]);
+            self->results[k] = NULL;
+        }
         if (text)
             s_send(self, text, true);
         else
             log_error("event=results_encode_failed count=%d", j - i);
         i = j;
     }
-    for (i = 0; i < self->nresults; i++)
-        free(self->results[i]);
     self->nresults = 0;
 }
 

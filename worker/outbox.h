@@ -13,6 +13,12 @@
     The socket is a connect-side PUSH: libzmq queues reports while the
     master is away (up to its SNDHWM) and delivers them when it returns.
 
+    Memory: a result is never held twice for long. One of 64 KiB or more
+    goes in a report of its own, made in its own buffer; smaller ones are
+    joined into one report and freed as they are; reports of 4 KiB and up
+    are handed to libzmq, not copied (zmqx_send_take), and freed by it
+    once written (docs/worker.md, "Output capture").
+
     Threads: one (the session's); the socket belongs to that thread.
 */
 #ifndef ZTASK_OUTBOX_H
@@ -49,7 +55,8 @@ int64_t outbox_due(const outbox_t *self);
 /* An encoded OUTPUT report (copied), sent now; STARTED refs still batched
    go first, so the master sees a start before its output. */
 void outbox_output(outbox_t *self, const char *text, size_t len);
-/* An encoded result object (taken) for the next RESULTS report. */
+/* An encoded result object (taken; malloc'd, the text at its start) for
+   the next RESULTS report. */
 void outbox_result(outbox_t *self, char *json);
 /* The same, but it may wait for flushes until until (monotonic ms) so that
    results finishing close together share one report; a result added

@@ -6,6 +6,7 @@
 #include "exec.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,10 +90,8 @@ char *runner_result_now(int64_t id, int attempt, const char *claim, proto_state_
 
 /* ---- the thread's channel to the session ---- */
 
-/* Sends one message to the session. The task pointer must not be used by
-   the caller after a RESULT or RELEASE. */
-static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int attempt,
-                   const char *payload, size_t len)
+/* A message's header (the frame starts with it). */
+static runner_msg_t s_header(int tag, runner_task_t *t, int64_t id, int attempt)
 {
     runner_msg_t hdr;
     memset(&hdr, 0, sizeof hdr);
@@ -100,6 +99,15 @@ static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int
     hdr.id = id;
     hdr.attempt = attempt;
     hdr.task = t;
+    return hdr;
+}
+
+/* Sends one message to the session. The task pointer must not be used by
+   the caller after a RESULT or RELEASE. */
+static void s_send(runner_ctx_t *ctx, int tag, runner_task_t *t, int64_t id, int attempt,
+                   const char *payload, size_t len)
+{
+    runner_msg_t hdr = s_header(tag, t, id, attempt);
     mailbox_put(ctx->mailbox, &hdr, sizeof hdr, payload, len);
 }
 
@@ -150,50 +158,61 @@ static size_t s_incomplete_tail(const char *buf, size_t n)
     return 0;
 }
 
-/* exec's on_output: raw bytes in, one OUTPUT report out. Live output is a
-   convenience (the result carries the captured output), so it stops at
-   the task's output_cap per stream and is dropped on any error. */
+/* Raw bytes per OUTPUT report at most: a burst (a task that printed its
+   whole cap in one go is flushed at once when it ends) goes out as
+   reports of this size, each made and handed on before the next, so the
+   live copy of a burst is never held whole beside the capture. */
+#define LIVE_PIECE ((size_t) 64 * 1024)
+
+/* One OUTPUT report of raw bytes (they end on a character or are the
+   last), sent to the session. */
+static void s_output_report(output_ctx_t *o, int stream, const char *data, size_t len)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_OUTPUT, o->task->worker_id);
+    rep->task = o->task->id;
+    rep->attempt = o->task->attempt;
+    rep->stream = stream;
+    rep->data_raw = xmalloc(len ? len : 1);
+    memcpy(rep->data_raw, data, len);
+    rep->data_raw_len = len;
+    rep->raw_b64 = atomic_load_explicit(&o->ctx->report_b64, memory_order_relaxed);
+    char *json = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    if (!json)
+        return;
+    s_send(o->ctx, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, json, strlen(json));
+    free(json);
+}
+
+/* exec's on_output: raw bytes in, OUTPUT reports out (LIVE_PIECE raw
+   bytes each at most). Live output is a convenience (the result carries
+   the captured output), so it stops at the task's output_cap per stream
+   and is dropped on any error. */
 static void s_on_output(void *arg, int stream, const char *data, size_t len)
 {
     output_ctx_t *o = arg;
     if ((stream != 1 && stream != 2) || len == 0)
         return;
     int k = stream - 1;
-    if (o->sent[k] >= o->cap)
-        return;
-    size_t total = o->ncarry[k] + len;
-    char *buf = xmalloc(total);
-    memcpy(buf, o->carry[k], o->ncarry[k]);
-    memcpy(buf + o->ncarry[k], data, len);
-    size_t keep = s_incomplete_tail(buf, total);
-    size_t use = total - keep;
-    memcpy(o->carry[k], buf + use, keep);
-    o->ncarry[k] = keep;
-    if ((int64_t) use > o->cap - o->sent[k])
-        use = (size_t) (o->cap - o->sent[k]);
-    if (use == 0) {
-        free(buf);
-        return;
+    char piece[LIVE_PIECE + 4];
+    while (len > 0 && o->sent[k] < o->cap) {
+        size_t take = len < LIVE_PIECE ? len : LIVE_PIECE;
+        size_t total = o->ncarry[k] + take;
+        memcpy(piece, o->carry[k], o->ncarry[k]);
+        memcpy(piece + o->ncarry[k], data, take);
+        data += take;
+        len -= take;
+        size_t keep = s_incomplete_tail(piece, total);
+        size_t use = total - keep;
+        memcpy(o->carry[k], piece + use, keep);
+        o->ncarry[k] = keep;
+        if ((int64_t) use > o->cap - o->sent[k])
+            use = (size_t) (o->cap - o->sent[k]);
+        if (use == 0)
+            continue;
+        o->sent[k] += (int64_t) use;
+        s_output_report(o, stream, piece, use);
     }
-    o->sent[k] += (int64_t) use;
-    char *clean = utf8_sanitize(buf, use, NULL);
-    free(buf);
-    proto_report_t *rep = proto_report_new(PROTO_REP_OUTPUT, o->task->worker_id);
-    if (!rep) {
-        free(clean);
-        return;
-    }
-    rep->task = o->task->id;
-    rep->attempt = o->task->attempt;
-    rep->stream = stream;
-    rep->data = clean;
-    char *json = proto_report_encode(rep);
-    proto_report_destroy(&rep);
-    if (!json)
-        return;
-    s_send(o->ctx, RUNNER_MSG_OUTPUT, NULL, o->task->id, o->task->attempt, json,
-           strlen(json));
-    free(json);
 }
 
 /* ---- one task ---- */
@@ -210,15 +229,23 @@ static void s_cut(char **data, bool *truncated, size_t max)
     *truncated = true;
 }
 
-/* Encodes res. A result too big for one report (a task with a huge
-   output_cap that printed a lot of escapable bytes) keeps a cut-down
-   output rather than being lost: each stream is cut to 1/16 of the limit
-   (worst-case JSON escaping is 6x, two streams: well under the limit). */
-static char *s_encode_result(proto_result_t *res)
+/* Room before a result's text for its mailbox frame's header. */
+#define FRAME_HEAD (offsetof(mailbox_frame_t, data) + sizeof(runner_msg_t))
+
+/* Encodes res after FRAME_HEAD bytes of room (*len: the text's length).
+   A result too big for one report (a task with a huge output_cap that
+   printed a lot of escapable bytes) keeps a cut-down output rather than
+   being lost: each stream is cut to 1/16 of the limit (worst-case JSON
+   escaping is 6x, two streams: well under the limit). The test is on the
+   result with plain strings, what the master stores, whichever form the
+   output travels in. */
+static char *s_encode_result(proto_result_t *res, size_t *len)
 {
-    char *json = proto_result_encode(res);
-    if (json && strlen(json) > RESULT_MAX_BYTES) {
-        free(json);
+    if (proto_result_cut_raw(res, RESULT_MAX_BYTES, RESULT_MAX_BYTES / 16))
+        log_warn("event=result_cut limit=%zu", RESULT_MAX_BYTES);
+    char *buf = proto_result_encode_at(res, FRAME_HEAD, len);
+    if (buf && *len > RESULT_MAX_BYTES) {
+        free(buf);
         s_cut(&res->stdout_data, &res->stdout_truncated, RESULT_MAX_BYTES / 16);
         s_cut(&res->stderr_data, &res->stderr_truncated, RESULT_MAX_BYTES / 16);
         if (res->result_json && strlen(res->result_json) > RESULT_MAX_BYTES / 2) {
@@ -228,15 +255,21 @@ static char *s_encode_result(proto_result_t *res)
             free(res->error);
             res->error = xstrdup("the function's result is too large to report");
         }
-        json = proto_result_encode(res);
+        buf = proto_result_encode_at(res, FRAME_HEAD, len);
         log_warn("event=result_cut limit=%zu", RESULT_MAX_BYTES);
     }
-    if (!json) {
+    if (!buf) {
         log_error("event=result_encode_failed");
-        json = runner_result_now(res->task, res->attempt, res->claim, PROTO_ST_FAILED,
-                                 "the worker could not encode this task's result");
+        char *json = runner_result_now(res->task, res->attempt, res->claim, PROTO_ST_FAILED,
+                                       "the worker could not encode this task's result");
+        if (!json)
+            return NULL;
+        *len = strlen(json);
+        buf = xmalloc(FRAME_HEAD + *len + 1);
+        memcpy(buf + FRAME_HEAD, json, *len + 1);
+        free(json);
     }
-    return json;
+    return buf;
 }
 
 static void s_run(void *item, void *state, void *arg)
@@ -283,6 +316,7 @@ static void s_run(void *item, void *state, void *arg)
             .kit = th->kit,
             .slot = th->slot,
             .policy = ctx->policy,
+            .raw_output = true,
         };
         if (exec_run(&req, res) != 0)
             log_warn("event=exec_failed error=\"%s\"",
@@ -301,14 +335,31 @@ static void s_run(void *item, void *state, void *arg)
     if (res->finished <= 0)
         res->finished = clock_wall();
     log_debug("event=task_end state=%s", proto_state_name(res->status));
-    char *json = s_encode_result(res);
+    res->raw_b64 = atomic_load_explicit(&ctx->report_b64, memory_order_relaxed);
+    /* Encoded once, destroyed right after -- unless the encoding may be
+       over the limit and made again (s_encode_result), which needs the
+       raw bytes intact: once cut_raw has cut the outputs (6 x 2 MiB at
+       most each), only an error or fn result over 1 MiB can do that. */
+    res->raw_release = (res->error ? strlen(res->error) : 0)
+                           + (res->result_json ? strlen(res->result_json) : 0)
+                       <= RESULT_MAX_BYTES / 32;
+    size_t len = 0;
+    char *buf = s_encode_result(res, &len);
+    /* The capture goes before the result is handed on: it and the
+       encoded result are the two copies a task's output has at most. */
     proto_result_destroy(&res);
-    if (json)
-        s_send(ctx, RUNNER_MSG_RESULT, t, id, attempt, json, strlen(json));
-    else
+    if (buf) {
+        /* The frame is the result's own buffer: its header goes in the
+           room left before the text, so the result is not copied. */
+        runner_msg_t hdr = s_header(RUNNER_MSG_RESULT, t, id, attempt);
+        mailbox_frame_t *f = (mailbox_frame_t *) buf;
+        f->size = sizeof hdr + len;
+        memcpy(f->data, &hdr, sizeof hdr);
+        mailbox_put_frame(ctx->mailbox, &f);
+    } else {
         s_send(ctx, RUNNER_MSG_RELEASE, t, id, attempt, NULL, 0);
+    }
     /* t belongs to the session again from here. */
-    free(json);
     log_clear_context();
 }
 

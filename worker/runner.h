@@ -12,9 +12,11 @@
     Channel: the session's mailbox (mailbox.h, runner_ctx_t.mailbox),
     which every pool thread puts frames into. A message is one frame: a
     runner_msg_t header followed by payload bytes (OUTPUT: an encoded
-    OUTPUT report; RESULT: an encoded result object). The payload is
-    copied into the frame, so no heap pointer but the task itself crosses
-    threads and nothing leaks if a frame is dropped at exit.
+    OUTPUT report; RESULT: an encoded result object). The payload is in
+    the frame (a RESULT's frame is the buffer the result was encoded in,
+    with room left for the header, so it is not copied), so no heap
+    pointer but the task itself crosses threads and nothing leaks if a
+    frame is dropped at exit.
 
     Task ownership and threads:
     - The session creates a task, fills every field but the atomics, and
@@ -95,6 +97,10 @@ typedef struct {
     reaper_t *reaper;             /* slot i for thread i (exec_req_t.slot); may be NULL */
     sigset_t changed_signals;     /* exec_changed_signals at start */
     const exec_policy_t *policy;  /* commands' user and rlimits; NULL = none (borrowed) */
+    /* The master reads base64 output (its hello reply said report_b64):
+       set by the session at each registration, read by pool threads when
+       they encode a result or an OUTPUT report. */
+    atomic_bool report_b64;
 } runner_ctx_t;
 
 /* Fills cb with the pool callbacks for a pool whose arg is ctx. */

@@ -1341,3 +1341,14 @@ int h_http_port(h_proc_t *m)
     ck_assert_int_gt(port, 0);
     return port;
 }
+
+void h_slow_bytes_allowance(char *liveness, char *lease, size_t n)
+{
+    double k = 2 * h_slowdown();
+    int live = (int) (3 * k + 0.5);
+    snprintf(liveness, n, "%d", live > 100 ? 100 : live);
+    snprintf(lease, n, "%d", (int) (10 * k + 0.5));
+    char secs[32];
+    snprintf(secs, sizeof secs, "%d", (int) (10 * k + 0.5));
+    setenv("ZTASK_REQUEST_TIMEOUT", secs, 1);
+}

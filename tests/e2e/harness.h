@@ -245,6 +245,20 @@ char *h_read_file(const char *path);
 /* Writes text to path; fails the test on error. */
 void h_write_file(const char *path, const char *text);
 
+/* ---- big data under sanitizers ---- */
+
+/* For tests about big data, not liveness: sanitizer builds are far slower
+   at byte work than h_slowdown() says. Seen under TSan on a loaded 2-core
+   machine (test_bigpipe, test_outmem): a worker's session thread spent
+   7-10 s decoding two 32 MB tasks messages without a heartbeat, and the
+   master's loop stalled 3-10 s on 16 MB submits and on results of
+   megabytes, past its liveness, the lease and the CLI's 10 s. Writes a
+   --liveness and a --lease (seconds) for the master, scaled by twice the
+   slowdown, into liveness and lease (n bytes each), and sets
+   ZTASK_REQUEST_TIMEOUT likewise for the CLI: twice the defaults (3, 10,
+   10 s) in a release build. */
+void h_slow_bytes_allowance(char *liveness, char *lease, size_t n);
+
 /* ---- suites ---- */
 
 /* Runs a suite in fork mode (each test in its own process) and returns

@@ -28,33 +28,11 @@ const char *__tsan_default_suppressions(void)
 
 #define BIG_STDIN (16 * 1024 * 1024 - 16)
 
-/* This test is about big data, not liveness, and sanitizer builds are far
-   slower at the byte work it is made of than the harness's factor says.
-   Seen under TSan on a loaded 2-core machine: a worker's session thread
-   spent 7-10 s decoding two 32 MB tasks messages, without a heartbeat
-   (the master counted it dead and requeued all four) and without starting
-   them (their 10 s lease expired: each ran twice); the master's loop
-   stalled 3-10 s taking a 16 MB submit or building the messages, while a
-   held answer waited for the commit of rows of 16 MB each (past the CLI's
-   10 s). In a release build each of these is well under a second. So the
-   master's liveness (which its workers take too), the lease and the CLI's
-   request timeout get twice the slowdown factor here. */
-static void s_slow_bytes_allowance(char *liveness, char *lease, size_t n)
-{
-    double k = 2 * h_slowdown();
-    int live = (int) (3 * k + 0.5);
-    snprintf(liveness, n, "%d", live > 100 ? 100 : live);
-    snprintf(lease, n, "%d", (int) (10 * k + 0.5));
-    char secs[32];
-    snprintf(secs, sizeof secs, "%d", (int) (10 * k + 0.5));
-    setenv("ZTASK_REQUEST_TIMEOUT", secs, 1);
-}
-
 START_TIMED_TEST(four_16_mb_tasks_and_a_small_job_behind_them_all_run, 240)
 {
     h_cluster_t *c = h_cluster_new("four_big_tasks");
     char liveness[16], lease[16];
-    s_slow_bytes_allowance(liveness, lease, sizeof liveness);
+    h_slow_bytes_allowance(liveness, lease, sizeof liveness);
     h_master_start(c, 0, "--liveness", liveness, "--lease", lease, NULL);
     char *input = h_path(c, "big.txt");
     char *text = malloc(BIG_STDIN + 1);

@@ -4,6 +4,7 @@
     or reads past its buffer on damaged input (decoders always get an
     exact-size heap copy without a terminating NUL, so ASan sees any
     over-read). */
+#include "../../common/util.h"
 #include "../../proto/proto.h"
 /* Internal: the fast paths and the cJSON decoders behind them. */
 #include "../../proto/proto_hooks.h"
@@ -2552,6 +2553,156 @@ START_TEST(steering_requests_and_their_records_round_trip)
     ck_assert_str_eq(got->no_worker[0], "fn=wordcount");
     proto_reply_destroy(&got);
     proto_reply_destroy(&rep);
+}
+END_TEST
+
+/* A result made from raw output: `n` bytes of a mix that escaping and
+   repair blow up (control bytes, bad bytes, a split character, quotes)
+   plus a valid multi-byte character, more than one encoding slice. */
+static char *s_raw_mix(size_t n)
+{
+    static const char pat[] = "\x01\xff" "a\"\\\n\xe2\x82\xac" "\xe2\x82" "b\x00" "\xf0\x9f\x98\x80";
+    char *raw = malloc(n + 1);
+    ck_assert_ptr_nonnull(raw);
+    for (size_t i = 0; i < n; i++)
+        raw[i] = pat[i % (sizeof pat - 1)];
+    return raw;
+}
+
+static proto_result_t *s_raw_result(size_t nout, bool b64, bool release)
+{
+    proto_result_t *res = proto_result_new();
+    res->task = 7;
+    res->attempt = 2;
+    res->status = PROTO_ST_DONE;
+    res->has_exit_code = true;
+    res->started = 1764410400.25;
+    res->finished = 1764410401.5;
+    res->stdout_raw = s_raw_mix(nout);
+    res->stdout_raw_len = nout;
+    res->stderr_raw = strdup("err\n");
+    res->stderr_raw_len = 4;
+    res->raw_b64 = b64;
+    res->raw_release = release;
+    return res;
+}
+
+START_TEST(raw_output_encodes_to_what_the_master_stores_plain_or_base64)
+{
+    /* The old way: repaired copies, then the encoder. */
+    size_t sizes[] = {0, 1, 2, 3, 100, 3 * 262144 + 5, 2 * 3 * 262144 + 1};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        proto_result_t *old = s_raw_result(n, false, false);
+        old->stdout_data = utf8_sanitize(old->stdout_raw, n, NULL);
+        old->stderr_data = strdup("err\n");
+        free(old->stdout_raw);
+        free(old->stderr_raw);
+        old->stdout_raw = old->stderr_raw = NULL;
+        char *want = proto_result_encode(old);
+
+        /* Plain from raw: the same text, byte for byte. */
+        proto_result_t *plain = s_raw_result(n, false, true);
+        char *got = proto_result_encode(plain);
+        ck_assert_str_eq(got, want);
+        free(got);
+
+        /* Base64 where shorter: at most 4/3 of the bytes plus the rest,
+           and what the master decodes and stores is the same text. */
+        proto_result_t *b = s_raw_result(n, true, true);
+        size_t len = 0;
+        char *buf = proto_result_encode_at(b, 16, &len);
+        char *text = buf + 16;
+        ck_assert_uint_eq(strlen(text), len);
+        ck_assert_msg(len <= (n + 2) / 3 * 4 + 300, "%zu bytes for %zu raw", len, n);
+        ck_assert(n < 3 || strstr(text, "\"stdout_b64\":\"") != NULL);
+        ck_assert(strstr(text, "\"stderr\":\"err\\n\"") != NULL);   /* short: plain */
+        proto_err_t err;
+        proto_result_t *dec = proto_result_decode(text, len, &err);
+        ck_assert_msg(dec != NULL, "%s", err.message);
+        char *stored = proto_result_encode(dec);
+        ck_assert_str_eq(stored, want);
+        free(stored);
+        proto_result_destroy(&dec);
+        free(buf);
+        proto_result_destroy(&b);
+        proto_result_destroy(&plain);
+        free(want);
+        proto_result_destroy(&old);
+    }
+    /* Bad base64 is a field error. */
+    proto_err_t err;
+    const char *bad = "{\"task\":1,\"attempt\":1,\"status\":\"done\",\"stdout_b64\":\"AB=C\","
+                      "\"started\":1,\"finished\":2}";
+    ck_assert_ptr_null(proto_result_decode(bad, strlen(bad), &err));
+    ck_assert_str_eq(err.code, PROTO_E_FIELD);
+    /* Base64 that would be over a report once stored as JSON (6 MiB of
+       0x01: 36 MiB escaped) is refused: a worker cuts it first. */
+    proto_result_t *big = s_raw_result(0, true, false);
+    free(big->stdout_raw);
+    big->stdout_raw_len = 6 << 20;
+    big->stdout_raw = calloc(1, big->stdout_raw_len);
+    memset(big->stdout_raw, 1, big->stdout_raw_len);
+    char *text = proto_result_encode(big);
+    ck_assert_ptr_null(proto_result_decode(text, strlen(text), &err));
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    free(text);
+    proto_result_destroy(&big);
+}
+END_TEST
+
+START_TEST(raw_output_too_big_as_plain_json_is_cut_as_it_always_was)
+{
+    /* 100 KB of 0x01: 600 KB as JSON, over a 200 KB limit: each stream
+       is cut to 1000 bytes once repaired, on a character. */
+    proto_result_t *res = proto_result_new();
+    res->task = 1;
+    res->attempt = 1;
+    res->stdout_raw = malloc(100000);
+    memset(res->stdout_raw, 1, 100000);
+    res->stdout_raw_len = 100000;
+    res->stderr_raw = malloc(1000);
+    for (int i = 0; i < 1000; i++)
+        res->stderr_raw[i] = (char) 0xff;   /* 3000 bytes once repaired */
+    res->stderr_raw_len = 1000;
+    ck_assert(proto_result_cut_raw(res, 200000, 1000));
+    ck_assert_uint_eq(res->stdout_raw_len, 1000);
+    ck_assert_uint_eq(res->stderr_raw_len, 333);   /* 999 bytes of U+FFFD */
+    ck_assert(res->stdout_truncated && res->stderr_truncated);
+    ck_assert(!proto_result_cut_raw(res, 200000, 1000));
+    proto_result_destroy(&res);
+}
+END_TEST
+
+START_TEST(raw_output_split_into_slices_keeps_a_character_before_a_stray_byte)
+{
+    /* Plain raw output is written a slice (768 KiB) at a time, each
+       slice ending where a character starts. Here a 4-byte character
+       ends just before the slice's end and a stray continuation byte
+       sits on it: four continuation bytes in a row, of which only the
+       last belongs to no character. The text must be what repairing the
+       whole gives: the emoji, then one U+FFFD. */
+    const size_t slice = (size_t) 3 << 18, n = 2 * slice;
+    for (int release = 0; release < 2; release++) {
+        proto_result_t *res = s_raw_result(0, false, release);
+        free(res->stdout_raw);
+        res->stdout_raw = malloc(n);
+        ck_assert_ptr_nonnull(res->stdout_raw);
+        memset(res->stdout_raw, 'a', n);
+        memcpy(res->stdout_raw + slice - 4, "\xf0\x9f\x98\x80\x80", 5);
+        res->stdout_raw_len = n;
+        char *clean = utf8_sanitize(res->stdout_raw, n, NULL);
+        char *got = proto_result_encode(res);
+        ck_assert_ptr_nonnull(strstr(got, "aaaa\xf0\x9f\x98\x80\xef\xbf\xbd" "aaaa"));
+        proto_err_t err;
+        proto_result_t *dec = proto_result_decode(got, strlen(got), &err);
+        ck_assert_msg(dec != NULL, "%s", err.message);
+        ck_assert_str_eq(dec->stdout_data, clean);
+        proto_result_destroy(&dec);
+        free(got);
+        free(clean);
+        proto_result_destroy(&res);
+    }
 }
 END_TEST
 
