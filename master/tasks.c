@@ -1563,24 +1563,23 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
    of tiny tasks, but a prefetched task waits in that worker's queue: behind
    long tasks it would be parked while another worker idles. So in auto mode
    a worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
-   queued (rounded, at least one per thread): 2-3 extra per thread for
-   tasks of 10-20 ms, none above, 5-16 for tasks of 2-6 ms, and up to
+   queued (rounded, at least one per thread): one extra per thread for
+   tasks of 6-20 ms, none above, 2-3 for tasks of a few ms, and up to
    PREFETCH_PER_THREAD per thread (PREFETCH_MAX in all) for tiny ones,
    whose refills (at half, in one message) then carry ~100 tasks. Measured
    on fn noop, 2 workers x 4 threads: 64 queued per worker gave 92,000
    tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides).
-   Why 32 ms: a refill is asked for when half the queue is free, so the
-   half left (16 ms a thread) must outlast the refill's way: the worker
-   holds a result up to its run time and RESULT_HOLD_MS (5 ms, worker/
-   session.c) to share a report, then a master wakeup and a pipe message,
-   each slower on a loaded machine. With 8 ms (4 at the refill point)
-   `exec true` at 2-4 ms a command left a pool thread waiting for work
-   and ran at 0.86-0.89x the posix_spawn loop against 0.96-1.0x with 32 ms
-   or --prefetch 64; with 4 ms it was 0.87x against 0.95x
-   (docs/performance.md, "The exec path"). The cost is at a job's end: a
-   worker may still hold up to 32 ms of queued work a thread while
-   another has none. */
-#define PREFETCH_QUEUE_MS 32.0
+   8 ms, not 4: with 4, `exec true` (2-3 ms a command) got one task queued
+   per thread, and a thread waited 10-20% of the time for its refill (a
+   result's report, a master wakeup and a pipe message after its queued
+   task was already done): 0.87x the posix_spawn loop against 0.95x with
+   --prefetch 64 (docs/performance.md, "The exec path"). 32 ms was tried
+   (issue 14, item 6): it removed the last waits for a refill of `exec
+   true` on a loaded 2-core host, but a job whose tasks turn long part way
+   left 4x more of them queued on one worker while another idled; deeper
+   queues wait for a way to take unstarted tasks back (docs/performance.md,
+   "The exec path, fourth pass"). */
+#define PREFETCH_QUEUE_MS 8.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
