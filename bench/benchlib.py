@@ -303,10 +303,13 @@ class Cluster:
             w.wait_line(r"event=registered", self.ready_timeout + 10 + count // 4)
 
     def cpu(self):
-        """{"master": s, "workers": s}: CPU so far (workers summed, with the
-        children they reaped, i.e. the commands of exec tasks)."""
+        """{"master": s, "workers": s, "workers_own": s}: CPU so far
+        (workers summed, with the children they reaped, i.e. the commands
+        of exec tasks; workers_own without them)."""
         return {"master": proc_cpu_seconds(self.master.pid, children=False) or 0.0,
-                "workers": sum(proc_cpu_seconds(w.pid) or 0.0 for w in self.workers)}
+                "workers": sum(proc_cpu_seconds(w.pid) or 0.0 for w in self.workers),
+                "workers_own": sum(proc_cpu_seconds(w.pid, children=False) or 0.0
+                                   for w in self.workers)}
 
     def master_rss_kb(self):
         return proc_status_kb(self.master.pid, "VmRSS")

@@ -179,7 +179,9 @@ class Bench:
             run = {"rate": res["tasks_per_s"], "submit_s": res["submit_s"],
                    "rss_kb": cl.master_peak_kb(),
                    "cpu": {"master": cpu1["master"] - cpu0["master"],
-                           "workers": cpu1["workers"] - cpu0["workers"], "client": ccpu}}
+                           "workers": cpu1["workers"] - cpu0["workers"],
+                           "workers_own": cpu1["workers_own"] - cpu0["workers_own"],
+                           "client": ccpu}}
             if observer:
                 observer.stop()
                 if observer.errors:
@@ -309,7 +311,7 @@ class Bench:
                                                  "--inflight", "2"] + extra + ["--", "true"], 300)
                     res = last_json(out)
                     row.rates.append(res["tasks_per_s"])
-                    row.runs.append({"cpu": {"client": cpu}})
+                    row.runs.append({"cpu": {"client": cpu, "own": res.get("own_cpu_s")}})
                     say(f"   run {i + 1}: spawn loop{' (captured)' if extra else ''} "
                         f"{res['tasks_per_s']:,.0f}/s")
                 # The A/B's builds take turns at going first, so that
@@ -329,6 +331,8 @@ class Bench:
                 break
         b, c = base.rate(), cap.rate()
         loop_cpu = statistics.median(r["cpu"]["client"] for r in base.runs) if base.runs else 0
+        owns = [r["cpu"]["own"] for r in base.runs if r["cpu"].get("own") is not None]
+        loop_own = statistics.median(owns) if owns else None
         for _, r, _ in pairs:
             if not (b and c and r.rate()):
                 continue
@@ -337,6 +341,12 @@ class Bench:
             zt_cpu = statistics.median(x["cpu"]["master"] + x["cpu"]["workers"] for x in r.runs)
             if zt_cpu > 0 and loop_cpu > 0:
                 note += f"; CPU ratio {loop_cpu / zt_cpu:.2f}"
+            # What each adds to its commands, per command: the loop's own
+            # threads against ztask's master and worker threads.
+            if loop_own is not None:
+                zt_own = statistics.median(x["cpu"]["master"] + x["cpu"]["workers_own"]
+                                           for x in r.runs)
+                note += f"; own CPU per command: loop {loop_own * 1e6 / n:.0f} us, ztask {zt_own * 1e6 / n:.0f} us"
             r.note = note
 
     def submit_1m(self):
@@ -525,7 +535,9 @@ class Bench:
             cpu1 = cl.cpu()
             run = {"rss_kb": cl.master_peak_kb(),
                    "cpu": {"master": cpu1["master"] - cpu0["master"],
-                           "workers": cpu1["workers"] - cpu0["workers"], "client": ccpu}}
+                           "workers": cpu1["workers"] - cpu0["workers"],
+                           "workers_own": cpu1["workers_own"] - cpu0["workers_own"],
+                           "client": ccpu}}
             if kind == "cli":
                 records = sum(1 for line in out.splitlines() if line.startswith('{"task"'))
                 if records != n:

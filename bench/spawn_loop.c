@@ -13,8 +13,8 @@
     next number from a shared counter: the same shape as a ztask worker
     with K pool threads, so on a busy machine both get the same share of
     the CPU (one thread juggling K children would get less). Prints one
-    JSON line with the rate. Bounded by --timeout (default 120 s): past it,
-    no new child is started.
+    JSON line with the rate and its CPU: its own and its commands'.
+    Bounded by --timeout (default 120 s): past it, no new child is started.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,12 @@
 extern char **environ;
 
 #define MAX_INFLIGHT 256
+
+static double s_secs(const struct rusage *r)
+{
+    return (double) (r->ru_utime.tv_sec + r->ru_stime.tv_sec)
+           + (double) (r->ru_utime.tv_usec + r->ru_stime.tv_usec) / 1e6;
+}
 
 static int64_t s_now_us(void)
 {
@@ -177,9 +184,14 @@ int main(int argc, char **argv)
 
     long done = atomic_load(&l.done), failed = atomic_load(&l.failed);
     double secs = (double) (t1 - t0) / 1e6;
+    /* Our own CPU apart from the commands' (what ztask's master and
+       worker threads are set against: the commands cost the same). */
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
     printf("{\"n\":%ld,\"inflight\":%ld,\"capture\":%s,\"total_s\":%.6f,\"tasks_per_s\":%.1f,"
-           "\"failed\":%ld}\n",
+           "\"failed\":%ld,\"own_cpu_s\":%.3f,\"commands_cpu_s\":%.3f}\n",
            done, started, capture ? "true" : "false", secs, secs > 0 ? (double) done / secs : 0.0,
-           failed);
+           failed, s_secs(&self), s_secs(&kids));
     return done == n && failed == 0 ? 0 : 1;
 }

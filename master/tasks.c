@@ -1573,7 +1573,12 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
    per thread, and a thread waited 10-20% of the time for its refill (a
    result's report, a master wakeup and a pipe message after its queued
    task was already done): 0.87x the posix_spawn loop against 0.95x with
-   --prefetch 64 (docs/performance.md, "The exec path"). */
+   --prefetch 64 (docs/performance.md, "The exec path"). 32 ms was tried
+   (issue 14, item 6): it removed the last waits for a refill of `exec
+   true` on a loaded 2-core host, but a job whose tasks turn long part way
+   left 4x more of them queued on one worker while another idled; deeper
+   queues wait for a way to take unstarted tasks back (docs/performance.md,
+   "The exec path, fourth pass"). */
 #define PREFETCH_QUEUE_MS 8.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256

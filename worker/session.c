@@ -40,9 +40,9 @@
 /* How long the report socket may try to deliver BYE and the last results
    when the worker exits. */
 #define EXIT_LINGER_MS 1000
-/* Results of tasks that ran at least RESULT_HOLD_MIN_RUN_MS may wait up to
+/* Results of tasks that ran at least RESULT_HOLD_MIN_RUN_US may wait up to
    RESULT_HOLD_MS (and their own run time) for others (s_result_until). */
-#define RESULT_HOLD_MIN_RUN_MS 1
+#define RESULT_HOLD_MIN_RUN_US 200
 #define RESULT_HOLD_MS 5
 #define STOP_GRACE_MS 5000
 /* A worker with an end (ends_at) drains this long before it, so running
@@ -671,18 +671,23 @@ static int64_t s_report_starts(session_t *self, int64_t now)
    (a command: a fork, an exec, a wait) while others still run here may
    wait for their results, so that one report carries several: a report
    costs the master a wakeup, which next to a short command is most of
-   what ztask adds to it. The wait is at most the task's own run time (and
-   RESULT_HOLD_MS): the master keeps at least one task per thread queued
-   here for tasks this short, so no thread runs dry meanwhile. Tiny tasks
-   (fn noop) are not held: they batch by themselves. */
+   what ztask adds to it. The wait is the task's own run time in whole
+   milliseconds, at least one and at most RESULT_HOLD_MS: the master keeps
+   about 32 ms of tasks this short queued per thread here, so no thread
+   runs dry meanwhile. From RESULT_HOLD_MIN_RUN_US, not 1 ms: an `exec
+   true` takes ~0.5 ms where a fork is cheap, and unheld its results went
+   one report each (tests/unit/test_session.c). Tinier tasks (fn noop) are
+   not held: they batch by themselves. */
 static int64_t s_result_until(const session_t *self, runner_task_t *t, int64_t now)
 {
     bool others = self->nactive > 1;   /* t itself is still counted */
     int64_t us = atomic_load_explicit(&t->started_us, memory_order_acquire);
-    int64_t ran = now - us / 1000;
-    if (!others || !us || ran < RESULT_HOLD_MIN_RUN_MS)
+    int64_t ran_us = us ? clock_mono_us() - us : 0;
+    if (!others || !us || ran_us < RESULT_HOLD_MIN_RUN_US)
         return INT64_MIN;
-    return now + (ran < RESULT_HOLD_MS ? ran : RESULT_HOLD_MS);
+    /* Whole milliseconds (the session's clock): at least one. */
+    int64_t hold = (ran_us + 999) / 1000;
+    return now + (hold < RESULT_HOLD_MS ? hold : RESULT_HOLD_MS);
 }
 
 static void s_read_inbox(session_t *self, int64_t now)

@@ -577,6 +577,9 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
         "ztask_api_requests_total{type=submit,outcome=ok}>=2",
         "ztask_api_requests_total{type=cancel,outcome=ok}=1",
         "ztask_commit_duration_seconds_count>=1",
+        /* A turn at least per submit and per report: 13 tasks took more. */
+        "ztask_loop_turn_seconds_count>=13",
+        "ztask_loop_turn_max_seconds>=0.000001",
         "process_open_fds>=1",
         "process_resident_memory_bytes>=1000000",
         NULL};

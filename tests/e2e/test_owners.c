@@ -1222,6 +1222,30 @@ static void s_stopped_w1_ends_it(env_t *e, h_proc_t *w1, const char *go, int64_t
     cJSON_Delete(row);
 }
 
+/* What the cases below start from: a master (heartbeat 200 ms) and a
+   worker w1 running one of alice's gated tasks (s_submit_gated), then
+   stopped until the master counts it lost. */
+typedef struct {
+    h_proc_t *m, *w1;
+    char *runs, *go;   /* the caller frees them */
+    int64_t job, task;
+} lost_w1_t;
+
+static lost_w1_t s_lost_w1(env_t *e, const char *name)
+{
+    lost_w1_t l;
+    s_env(e, name);
+    l.m = s_master(e, false, "--heartbeat-ms", "200", NULL, NULL);
+    l.w1 = s_worker(e, "w1");
+    l.runs = h_path(e->c, "runs");
+    l.go = h_path(e->c, "go");
+    l.job = s_submit_gated(e, l.runs, l.go, &l.task);
+    h_proc_signal(l.w1, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(l.m, "event=worker_lost worker=w1 ", 1, 10000),
+                  "w1 was not lost (log %s)", h_proc_log(l.m));
+    return l;
+}
+
 /* Issue 13, item 1 beside issue 14's last holder: a task taken back from
    a worker thought lost still takes that worker's result (s_take_back),
    but that worker is the key it held the task under, not its name. w1 is
@@ -1231,15 +1255,10 @@ static void s_stopped_w1_ends_it(env_t *e, h_proc_t *w1, const char *go, int64_t
 START_TIMED_TEST(a_worker_taking_a_lost_workers_name_cannot_end_its_tasks, 120)
 {
     env_t e;
-    s_env(&e, "lastholder");
-    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
-    h_proc_t *w1 = s_worker(&e, "w1");
-    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
-    int64_t task;
-    int64_t job = s_submit_gated(&e, runs, go, &task);
-    h_proc_signal(w1, SIGSTOP);
-    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
-                  "w1 was not lost (log %s)", h_proc_log(m));
+    lost_w1_t l = s_lost_w1(&e, "lastholder");
+    h_proc_t *m = l.m, *w1 = l.w1;
+    char *runs = l.runs, *go = l.go;
+    int64_t task = l.task, job = l.job;
 
     s_impostor_result_is_not_taken(&e, m, job, task);
 
@@ -1260,15 +1279,10 @@ END_TEST
 START_TIMED_TEST(a_lost_workers_own_result_under_its_key_still_ends_its_task, 90)
 {
     env_t e;
-    s_env(&e, "ownresult");
-    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
-    h_proc_t *w1 = s_worker(&e, "w1");
-    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
-    int64_t task;
-    int64_t job = s_submit_gated(&e, runs, go, &task);
-    h_proc_signal(w1, SIGSTOP);
-    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
-                  "w1 was not lost (log %s)", h_proc_log(m));
+    lost_w1_t l = s_lost_w1(&e, "ownresult");
+    h_proc_t *m = l.m, *w1 = l.w1;
+    char *runs = l.runs, *go = l.go;
+    int64_t task = l.task, job = l.job;
     void *ctx = zmq_ctx_new();
     void *push = s_curve_socket(&e, ctx, "w1", ZMQ_PUSH, h_report_port(e.c));
     s_push_forged_result(push, "w1", task);
@@ -1292,15 +1306,10 @@ END_TEST
 START_TIMED_TEST(a_lost_workers_late_result_for_an_attempt_sent_again_is_a_duplicate, 120)
 {
     env_t e;
-    s_env(&e, "latedup");
-    h_proc_t *m = s_master(&e, false, "--heartbeat-ms", "200", NULL, NULL);
-    h_proc_t *w1 = s_worker(&e, "w1");
-    char *runs = h_path(e.c, "runs"), *go = h_path(e.c, "go");
-    int64_t task;
-    int64_t job = s_submit_gated(&e, runs, go, &task);
-    h_proc_signal(w1, SIGSTOP);
-    ck_assert_msg(h_proc_wait_log(m, "event=worker_lost worker=w1 ", 1, 10000),
-                  "w1 was not lost (log %s)", h_proc_log(m));
+    lost_w1_t l = s_lost_w1(&e, "latedup");
+    h_proc_t *m = l.m, *w1 = l.w1;
+    char *runs = l.runs, *go = l.go;
+    int64_t task = l.task, job = l.job;
     s_worker(&e, "w2");
     char *text = NULL;
     ck_assert_msg(H_POLL((free(text), text = h_read_file(runs), text && strstr(text, "run\nrun\n")),

@@ -329,6 +329,32 @@ START_TEST(one_slow_result_among_short_ones_keeps_a_workers_prefetch)
 }
 END_TEST
 
+/* Tasks of a few ms (an `exec true`) get about 8 ms of them queued per
+   thread (master/tasks.c, PREFETCH_QUEUE_MS), and no more: a queued task
+   stays on its worker even if it turns out long. */
+START_TEST(a_worker_of_3_ms_tasks_gets_about_8_ms_of_them_queued_per_thread)
+{
+    env_t e;
+    s_env_start_with(&e, 60000, 0, -1);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 2);
+    s_submit_noops(&e, 300);
+    proto_task_t got[64];
+    /* No samples yet: one task per thread, nothing queued. */
+    ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
+    s_result_ran(&f, got[0].id, got[0].attempt, 3.0);
+    s_result_ran(&f, got[1].id, got[1].attempt, 3.0);
+    /* Two 3 ms samples: 2 threads + 2 x 8 / 3 queued (5, rounded) = 7
+       out, all of them free now. */
+    ck_assert_int_eq(s_take_tasks(&f, 7, got + 2, 3000), 7);
+    /* And not one more until a result frees a slot. */
+    proto_pipe_t *extra = s_next(&f, 300, true);
+    ck_assert_msg(extra == NULL, "more than 8 ms of 3 ms tasks were queued");
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
 START_TEST(a_task_not_started_within_its_lease_goes_back)
 {
     env_t e;
