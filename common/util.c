@@ -255,25 +255,51 @@ bool utf8_valid(const char *data, size_t len)
 
 char *utf8_sanitize(const char *data, size_t len, size_t *outlen)
 {
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, data, len);
+    return utf8_sanitize_take(copy, len, outlen);
+}
+
+char *utf8_sanitize_take(char *data, size_t len, size_t *outlen)
+{
     const unsigned char *p = (const unsigned char *) data;
-    /* Worst case every byte becomes the 3-byte U+FFFD. */
-    char *out = xmalloc(len * 3 + 1);
-    size_t o = 0;
+    size_t bad = 0;
     for (size_t i = 0; i < len;) {
         size_t n = utf8_seq_len(p + i, len - i);
-        if (n) {
-            memcpy(out + o, p + i, n);
-            o += n;
-            i += n;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i += 1;
+        bad += n == 0;
+        i += n ? n : 1;
+    }
+    /* Sized exactly (each bad byte grows by 2), never 3 x len: text of
+       megabytes (a result's output decoded from base64 on the master)
+       is repaired in its own buffer, grown once (for a big buffer, an
+       mremap rather than a copy). */
+    size_t total = len + 2 * bad;
+    char *out = xrealloc(data, total + 1);
+    if (bad) {
+        /* The bytes move to the end, then are written back from the
+           front: the gap between reading and writing starts at 2 x bad
+           and shrinks by 2 at each bad byte, so a write never reaches a
+           byte not yet read. */
+        memmove(out + 2 * bad, out, len);
+        size_t r = 2 * bad, o = 0;
+        while (r < total) {
+            size_t run = 0, n;
+            while (r + run < total
+                   && (n = utf8_seq_len((const unsigned char *) out + r + run, total - r - run)))
+                run += n;
+            memmove(out + o, out + r, run);
+            o += run;
+            r += run;
+            if (r < total) {
+                memcpy(out + o, "\xEF\xBF\xBD", 3);
+                o += 3;
+                r++;
+            }
         }
     }
-    out[o] = '\0';
+    out[total] = '\0';
     if (outlen)
-        *outlen = o;
+        *outlen = total;
     return out;
 }
 

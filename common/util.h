@@ -67,6 +67,10 @@ const char *text_first_line(const char *text, size_t *len);
    strings in cJSON cannot carry) becomes U+FFFD. *outlen gets its length
    (may be NULL). Caller frees. */
 char *utf8_sanitize(const char *data, size_t len, size_t *outlen);
+/* The same in data's own buffer (malloc'd, len bytes; taken: do not use
+   or free it after), reallocated to the repaired text's exact size
+   (len + 2 per invalid byte, + 1): no second buffer of up to 3 x len. */
+char *utf8_sanitize_take(char *data, size_t len, size_t *outlen);
 /* Length of the valid UTF-8 character at p (left >= 1 bytes there), 0
    when p[0] starts no valid character (or is NUL): the unit utf8_sanitize
    replaces by U+FFFD is then that one byte. */

@@ -2081,8 +2081,19 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     }
     case PROTO_REP_RESULTS:
-        for (int i = 0; i < rep->nresults; i++)
+        for (int i = 0; i < rep->nresults; i++) {
+            /* Kept, failed with an error saying why (proto_result.c),
+               rather than refused with its report and lost. */
+            if (rep->results[i]->output_dropped && log_limit(&self->lim_report, now, &held)) {
+                char q[128];
+                log_warn("event=result_output_dropped task=%" PRId64 " attempt=%d worker=\"%s\" "
+                         "limit=%d error=\"the report held more output than the master takes "
+                         "from one report: upgrade the worker\" suppressed=%" PRId64,
+                         rep->results[i]->task, rep->results[i]->attempt,
+                         log_quote(q, sizeof q, rep->worker), PROTO_MAX_REPORT_MSG, held);
+            }
             s_on_result(self, w, rep->worker, key, &rep->results[i], now);
+        }
         break;
     case PROTO_REP_BYE:
         if (live) {

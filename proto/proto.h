@@ -251,6 +251,11 @@ typedef struct {
        to the kernel; the buffers must only be freed after): for a
        result encoded once, just before it is destroyed. */
     bool raw_release;
+    /* Decoder: an output was dropped because the report carrying it held
+       more output than the master takes from one report (the result is
+       then failed or cancelled with an error that says so;
+       docs/protocol.md, "Base64 output"). */
+    bool output_dropped;
 } proto_result_t;
 
 /* A zeroed result with status FAILED (an unfilled result never reads as
@@ -278,8 +283,12 @@ char *proto_result_encode(const proto_result_t *res);
 /* The same, after headroom bytes left for the caller (the text starts at
    the returned pointer + headroom, NUL-terminated, *len bytes; len may be
    NULL): a worker's pool thread writes its mailbox frame's header there,
-   so the result is handed over rather than copied. Free the pointer. */
-char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t *len);
+   so the result is handed over rather than copied. *stored (may be NULL):
+   its length with plain strings, as the master stores it (base64 output
+   is shorter on the wire: up to 4.5 x as stored), what a worker joins
+   results by. Free the pointer. */
+char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t *len,
+                             size_t *stored);
 /* For a result with raw output: when it would be over max bytes as JSON
    with plain strings (what the master stores), cuts each raw stream to
    the longest prefix whose repaired text is at most keep bytes and ends

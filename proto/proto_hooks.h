@@ -50,20 +50,31 @@ proto_req_t *pr_req_decode_tree(const char *buf, size_t len, proto_err_t *err);
 
 /* Result to/from a cJSON object (proto_result.c). The fields list is what
    task info records embed flattened. */
-proto_result_t *pr_result_from(cJSON *o, proto_err_t *err);
+/* *room: the bytes the result's outputs may take as stored (JSON
+   strings, quotes included), reduced by what they take; an output that
+   does not fit is dropped and the result ends failed saying so
+   (output_dropped). One room for all the results of one message. */
+proto_result_t *pr_result_from(cJSON *o, size_t *room, proto_err_t *err);
 void pr_result_write(pb_t *b, const proto_result_t *res);
 /* Writes the result's members (without braces) after "task"/"attempt"/
    "status"; with res NULL, writes them all as null. */
 void pr_result_members(pb_t *b, const proto_result_t *res);
 /* Reads those members into res (which already has task/attempt/status). */
-int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t *err);
+int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, size_t *room,
+                           proto_err_t *err);
 /* Raw output (proto_result.c): writes "key":STRING, or "key_b64":BASE64
    when b64 is allowed and shorter; release: give raw's pages back to the
-   kernel as they are written (mem_release: raw is garbage after); pr_raw_len is what that member's value
+   kernel as they are written (mem_release: raw is garbage after); returns how
+   many bytes longer the member would be as a plain string than as written
+   (0 when written plain); pr_raw_len is what that member's value
    takes. pr_b64_text reads member k of o (base64) into *out as repaired
-   text (UTF-8, U+FFFD for bad bytes): 0, or -1 with err. */
-void pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64, bool release);
+   text (UTF-8, U+FFFD for bad bytes) when that, as a JSON string, fits
+   in *room (which it then reduces): 0; 1 when it does not fit (*out
+   untouched, and base64 longer than the room is not even decoded); -1
+   with err for bad base64. */
+size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64,
+                     bool release);
 size_t pr_raw_len(const char *raw, size_t n, bool b64);
-int pr_b64_text(cJSON *o, const char *k, char **out, proto_err_t *err);
+int pr_b64_text(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *err);
 
 #endif

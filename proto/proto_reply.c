@@ -375,7 +375,8 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
     if (t->status == PROTO_ST_DONE || t->status == PROTO_ST_FAILED
         || t->status == PROTO_ST_CANCELLED)
         t->result->status = t->status;
-    return pr_result_members_from(o, t->result, false, err);
+    size_t room = PROTO_MAX_REPORT_MSG;   /* as the master stores one result */
+    return pr_result_members_from(o, t->result, false, &room, err);
 }
 
 static int s_worker_from(cJSON *o, proto_worker_info_t *w, proto_err_t *err)

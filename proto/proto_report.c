@@ -86,7 +86,17 @@ static int s_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
     }
     if (pj_get(o, "data") || !pj_get(o, "data_b64"))
         return pj_str(o, "data", true, 0, 0, &msg->data, err);
-    return pr_b64_text(o, "data_b64", &msg->data, err);
+    /* Live output: one piece per report, bounded as stored like a
+       results report's outputs (the master keeps PROTO_DEFAULT_OUTPUT_CAP
+       of it at most anyway). */
+    size_t room = PROTO_MAX_REPORT_MSG;
+    int rc = pr_b64_text(o, "data_b64", &msg->data, &room, err);
+    if (rc == 1)
+        proto_err_set(err, PROTO_E_TOO_BIG,
+                      "field \"data_b64\" is over %d bytes once decoded and written as a JSON "
+                      "string: send live output in smaller pieces",
+                      PROTO_MAX_REPORT_MSG);
+    return rc == 0 ? 0 : -1;
 }
 
 static int s_results_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
@@ -98,8 +108,12 @@ static int s_results_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
     if (n == 0)
         return 0;
     msg->results = xcalloc((size_t) n, sizeof *msg->results);
+    /* One room for every result of the report: what the master stores
+       of one report's outputs stays within what a report may carry,
+       whichever form (plain, base64) they came in. */
+    size_t room = PROTO_MAX_REPORT_MSG;
     for (cJSON *e = arr->child; e; e = e->next) {
-        proto_result_t *res = pr_result_from(e, err);
+        proto_result_t *res = pr_result_from(e, &room, err);
         if (!res) {
             pj_err_prefix(err, "results[%d]", msg->nresults);
             return -1;

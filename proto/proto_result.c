@@ -97,6 +97,8 @@ void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fm
     va_end(ap);
 }
 
+static size_t s_result_write(pb_t *b, const proto_result_t *res);
+
 void pr_result_members(pb_t *b, const proto_result_t *res)
 {
     if (!res) {
@@ -130,6 +132,14 @@ void pr_result_members(pb_t *b, const proto_result_t *res)
    clients spell every member out (pr_result_members). */
 void pr_result_write(pb_t *b, const proto_result_t *res)
 {
+    s_result_write(b, res);
+}
+
+/* pr_result_write; returns how many bytes longer the result is with
+   plain strings (as the master stores it) than as written. */
+static size_t s_result_write(pb_t *b, const proto_result_t *res)
+{
+    size_t longer = 0;
     pb_char(b, '{');
     pb_ki64(b, "task", res->task);
     pb_ki64(b, "attempt", res->attempt);
@@ -141,13 +151,13 @@ void pr_result_write(pb_t *b, const proto_result_t *res)
     if (res->timed_out)
         pb_kbool(b, "timed_out", true);
     if (res->stdout_raw)
-        pr_raw_member(b, "stdout", res->stdout_raw, res->stdout_raw_len, res->raw_b64,
-                      res->raw_release);
+        longer += pr_raw_member(b, "stdout", res->stdout_raw, res->stdout_raw_len, res->raw_b64,
+                                res->raw_release);
     else if (res->stdout_data)
         pb_kstr(b, "stdout", res->stdout_data);
     if (res->stderr_raw)
-        pr_raw_member(b, "stderr", res->stderr_raw, res->stderr_raw_len, res->raw_b64,
-                      res->raw_release);
+        longer += pr_raw_member(b, "stderr", res->stderr_raw, res->stderr_raw_len, res->raw_b64,
+                                res->raw_release);
     else if (res->stderr_data)
         pb_kstr(b, "stderr", res->stderr_data);
     if (res->stdout_truncated)
@@ -165,14 +175,16 @@ void pr_result_write(pb_t *b, const proto_result_t *res)
     if (res->claim[0])
         pb_kstr(b, "claim", res->claim);
     pb_char(b, '}');
+    return longer;
 }
 
 char *proto_result_encode(const proto_result_t *res)
 {
-    return proto_result_encode_at(res, 0, NULL);
+    return proto_result_encode_at(res, 0, NULL, NULL);
 }
 
-char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t *len)
+char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t *len,
+                             size_t *stored)
 {
     if (!res)
         return NULL;
@@ -200,9 +212,11 @@ char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t 
         pb_init(&b, headroom + hint + hint / 16);
     }
     b.len = headroom;            /* the caller's; pr_result_write starts with '{' */
-    pr_result_write(&b, res);
+    size_t longer = s_result_write(&b, res);
     if (len)
         *len = b.len - headroom;
+    if (stored)
+        *stored = b.len - headroom + longer;
     return pb_take(&b);
 }
 
@@ -240,12 +254,13 @@ static size_t s_slice_end(const char *raw, size_t n, size_t i, bool b64)
     return end;
 }
 
-void pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64, bool release)
+size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64, bool release)
 {
     /* The plain string when it is no longer (text, which the master then
        stores as it came, without decoding); base64 only where escaping
        or repair would make it longer. */
-    b64 = b64 && pb_b64_len(n) + 4 < pb_str_len(raw, n);
+    size_t plain = b64 ? pb_str_len(raw, n) : 0;
+    b64 = b64 && pb_b64_len(n) + 4 < plain;
     if (b64) {
         char k[32];
         snprintf(k, sizeof k, "%s_b64", key);
@@ -266,6 +281,7 @@ void pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64
         done = end;
     }
     pb_char(b, '"');
+    return b64 ? plain - (pb_b64_len(n) + 4) : 0;
 }
 
 static int s_b64_val(unsigned char c)
@@ -310,7 +326,7 @@ static ssize_t s_b64_decode(const char *s, size_t n, unsigned char *out)
     return (ssize_t) o;
 }
 
-int pr_b64_text(cJSON *o, const char *k, char **out, proto_err_t *err)
+int pr_b64_text(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *err)
 {
     const cJSON *v = pj_get(o, k);
     if (!cJSON_IsString(v)) {
@@ -318,6 +334,17 @@ int pr_b64_text(cJSON *o, const char *k, char **out, proto_err_t *err)
         return -1;
     }
     size_t n = strlen(v->valuestring);
+    if (n % 4) {
+        proto_err_set(err, PROTO_E_FIELD, "field \"%s\" is not padded base64", k);
+        return -1;
+    }
+    /* Each decoded byte is at least one byte stored: base64 too long for
+       the room left is not decoded at all. */
+    if (n / 4 * 3 > *room)
+        return 1;
+    /* Peak while decoding: the decoded bytes (3/4 of the base64), then
+       the same buffer grown to the repaired text (utf8_sanitize_take),
+       which the room bounds: no second copy of up to 3 x the bytes. */
     unsigned char *raw = xmalloc(n / 4 * 3 + 1);
     ssize_t len = s_b64_decode(v->valuestring, n, raw);
     if (len < 0) {
@@ -325,20 +352,41 @@ int pr_b64_text(cJSON *o, const char *k, char **out, proto_err_t *err)
         proto_err_set(err, PROTO_E_FIELD, "field \"%s\" is not padded base64", k);
         return -1;
     }
+    size_t stored = pb_str_len((const char *) raw, (size_t) len);
+    if (stored > *room) {
+        free(raw);
+        return 1;
+    }
+    *room -= stored;
     free(*out);
-    *out = utf8_sanitize((const char *) raw, (size_t) len, NULL);
-    free(raw);
+    *out = utf8_sanitize_take((char *) raw, (size_t) len, NULL);
     return 0;
 }
 
-/* "stdout" (a string) or, when it is absent, "stdout_b64". */
-static int s_output_from(cJSON *o, const char *k, char **out, proto_err_t *err)
+/* "stdout" (a string) or, when it is absent, "stdout_b64", counted
+   against *room as it is stored (a JSON string); 1 when it does not fit
+   (nothing read). */
+static int s_output_from(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *err)
 {
     char kb[32];
     snprintf(kb, sizeof kb, "%s_b64", k);
-    if (pj_get(o, k) || !pj_get(o, kb))
-        return pj_str(o, k, false, 0, 0, out, err);
-    return pr_b64_text(o, kb, out, err);
+    if (pj_get(o, k) || !pj_get(o, kb)) {
+        char *s = NULL;
+        if (pj_str(o, k, false, 0, 0, &s, err) != 0)
+            return -1;
+        size_t stored = s ? pb_str_len(s, strlen(s)) : 0;
+        if (stored > *room) {
+            free(s);
+            return 1;
+        }
+        *room -= stored;
+        if (s) {
+            free(*out);
+            *out = s;
+        }
+        return 0;
+    }
+    return pr_b64_text(o, kb, out, room, err);
 }
 
 /* The sanitized length of raw[0..n) and, when over keep, the end of its
@@ -398,7 +446,8 @@ bool proto_result_cut_raw(proto_result_t *res, size_t max, size_t keep)
     return cut;
 }
 
-int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t *err)
+int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, size_t *room,
+                           proto_err_t *err)
 {
     cJSON *ec = pj_get(o, "exit_code");
     if (ec) {
@@ -406,10 +455,11 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t 
             return -1;
         res->has_exit_code = true;
     }
+    int out = 0, err_out = 0;
     if (pj_int(o, "signal", false, 0, 1024, &res->signal, err) != 0
         || pj_bool(o, "timed_out", false, &res->timed_out, err) != 0
-        || s_output_from(o, "stdout", &res->stdout_data, err) != 0
-        || s_output_from(o, "stderr", &res->stderr_data, err) != 0
+        || (out = s_output_from(o, "stdout", &res->stdout_data, room, err)) < 0
+        || (err_out = s_output_from(o, "stderr", &res->stderr_data, room, err)) < 0
         || pj_bool(o, "stdout_truncated", false, &res->stdout_truncated, err) != 0
         || pj_bool(o, "stderr_truncated", false, &res->stderr_truncated, err) != 0
         || pj_json(o, "result", &res->result_json, err) != 0
@@ -418,25 +468,36 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, proto_err_t 
         || pj_dbl(o, "finished", req, 0, 1e300, &res->finished, err) != 0)
         return -1;
     /* Output sent as base64 is stored as a JSON string: up to 6 x its
-       bytes. A worker cuts what would be over the report limit that way
-       (proto_result_cut_raw); one that did not is refused, so a stored
-       result never gets bigger than a report could carry. */
-    if ((pj_get(o, "stdout_b64") || pj_get(o, "stderr_b64"))
-        && (res->stdout_data ? strlen(res->stdout_data) : 0)
-                   + (res->stderr_data ? strlen(res->stderr_data) : 0) > PROTO_MAX_REPORT_MSG / 6
-        && (res->stdout_data ? pb_str_len(res->stdout_data, strlen(res->stdout_data)) : 0)
-                   + (res->stderr_data ? pb_str_len(res->stderr_data, strlen(res->stderr_data)) : 0)
-               > PROTO_MAX_REPORT_MSG) {
-        proto_err_set(err, PROTO_E_TOO_BIG,
-                      "output too big once decoded from base64 (over %d bytes as JSON): the "
-                      "worker must cut it",
-                      PROTO_MAX_REPORT_MSG);
-        return -1;
+       bytes (4.5 x the base64). What one message may make the master
+       hold is bounded as it always was (the room: the report limit for
+       all of a report's outputs together), whatever form they came in.
+       An output over it is dropped, not the report: the attempt ends
+       failed and says why, rather than being lost with the report. A
+       worker splits its reports so that this never happens (outbox.c). */
+    if (out == 1 || err_out == 1) {
+        res->stdout_truncated |= out == 1;
+        res->stderr_truncated |= err_out == 1;
+        res->output_dropped = true;
+        /* The result's own error (a timeout, an exit status) is kept
+           after the drop's: it is why the task failed, if it did. */
+        char *own = res->error;
+        res->error = NULL;
+        proto_result_fail(res, res->status == PROTO_ST_CANCELLED ? PROTO_ST_CANCELLED
+                                                                 : PROTO_ST_FAILED,
+                          "its %s was dropped: the report that carried it held more output "
+                          "than the master takes from one report (%d bytes as JSON strings); "
+                          "a worker of this version sends such results in reports of their "
+                          "own%s%s",
+                          out == 1 && err_out == 1 ? "stdout and stderr"
+                          : out == 1               ? "stdout"
+                                                   : "stderr",
+                          PROTO_MAX_REPORT_MSG, own ? "; its own error: " : "", own ? own : "");
+        free(own);
     }
     return 0;
 }
 
-proto_result_t *pr_result_from(cJSON *o, proto_err_t *err)
+proto_result_t *pr_result_from(cJSON *o, size_t *room, proto_err_t *err)
 {
     if (!cJSON_IsObject(o)) {
         proto_err_set(err, PROTO_E_FIELD, "result must be a JSON object");
@@ -458,7 +519,7 @@ proto_result_t *pr_result_from(cJSON *o, proto_err_t *err)
                       "field \"status\" must be \"done\", \"failed\" or \"cancelled\"");
         goto fail;
     }
-    if (pr_result_members_from(o, res, false, err) != 0
+    if (pr_result_members_from(o, res, false, room, err) != 0
         || pj_claim(o, "claim", res->claim, err) != 0)
         goto fail;
     return res;
@@ -478,7 +539,8 @@ proto_result_t *pr_result_decode_tree(const char *json, size_t len, proto_err_t 
     cJSON *root = pj_parse(json, len, PROTO_MAX_REPORT_MSG, err);
     if (!root)
         return NULL;
-    proto_result_t *res = pr_result_from(root, err);
+    size_t room = PROTO_MAX_REPORT_MSG;
+    proto_result_t *res = pr_result_from(root, &room, err);
     cJSON_Delete(root);
     return res;
 }

@@ -10,7 +10,11 @@
 #include <string.h>
 #include <zmq.h>
 
-/* A RESULTS report stays under the master's message limit. */
+/* A RESULTS report stays under the master's message limit, and so does
+   what the master stores of it: results are joined while the sum of
+   their plain sizes (base64 output is up to 4.5 x longer once stored)
+   stays under this too, or the master would drop outputs past its limit
+   for one report (proto_result.c, pr_result_from's room). */
 #define REPORT_MAX_BYTES ((size_t) PROTO_MAX_REPORT_MSG - 16 * 1024)
 
 struct outbox {
@@ -21,6 +25,7 @@ struct outbox {
     double *started_at;
     int nstarted, capstarted;
     char **results;
+    size_t *stored;          /* each result's plain size (outbox_result_until) */
     int nresults, capresults;
     int64_t results_due;     /* monotonic ms; meaningful while nresults > 0 */
     /* Reports that must arrive and found no room, oldest first. */
@@ -52,6 +57,7 @@ void outbox_destroy(outbox_t **p)
     for (int i = 0; i < self->nresults; i++)
         free(self->results[i]);
     free(self->results);
+    free(self->stored);
     for (int i = 0; i < self->nbacklog; i++)
         free(self->backlog[i]);
     free(self->backlog);
@@ -179,18 +185,24 @@ void outbox_output(outbox_t *self, const char *text, size_t len)
     s_send(self, xstrndup(text, len), false);
 }
 
-void outbox_result_until(outbox_t *self, char *json, int64_t until)
+void outbox_result_until(outbox_t *self, char *json, size_t stored, int64_t until)
 {
     if (!json)
         return;
     if (self->nresults == 0 || until < self->results_due)
         self->results_due = until;
+    size_t len = strlen(json);
+    int cap = self->capresults;
     s_push(&self->results, &self->nresults, &self->capresults, json);
+    if (cap != self->capresults)
+        self->stored = xrealloc(self->stored, (size_t) self->capresults * sizeof *self->stored);
+    /* Never less than the text: plain strings are stored as they came. */
+    self->stored[self->nresults - 1] = stored > len ? stored : len;
 }
 
 void outbox_result(outbox_t *self, char *json)
 {
-    outbox_result_until(self, json, INT64_MIN);
+    outbox_result_until(self, json, 0, INT64_MIN);
 }
 
 void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
@@ -220,12 +232,17 @@ static void s_flush_results(outbox_t *self)
             i++;
             continue;
         }
-        size_t bytes = 0;
+        /* Joined while both the report and what the master stores of it
+           stay under the limit: results of base64 output may be small
+           here and 4.5 x as big there. */
+        size_t bytes = 0, stored = 0;
         int j = i;
-        do
+        do {
+            stored += self->stored[j] + 1;
             bytes += strlen(self->results[j++]) + 1;
-        while (j < self->nresults && strlen(self->results[j]) < RESULT_ALONE_BYTES
-               && bytes + strlen(self->results[j]) < REPORT_MAX_BYTES);
+        } while (j < self->nresults && strlen(self->results[j]) < RESULT_ALONE_BYTES
+                 && bytes + strlen(self->results[j]) < REPORT_MAX_BYTES
+                 && stored + self->stored[j] < REPORT_MAX_BYTES);
         char *text = proto_report_encode_results_raw(s_worker(self), j - i,
                                                      (const char *const *) self->results + i);
         /* Freed before the report is sent (handed to libzmq, not

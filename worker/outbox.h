@@ -60,12 +60,16 @@ void outbox_output(outbox_t *self, const char *text, size_t len);
 void outbox_result(outbox_t *self, char *json);
 /* The same, but it may wait for flushes until until (monotonic ms) so that
    results finishing close together share one report; a result added
-   without a wait, or a flush with idle, sends every held one. */
-void outbox_result_until(outbox_t *self, char *json, int64_t until);
+   without a wait, or a flush with idle, sends every held one. stored:
+   the result's length as the master stores it (plain strings:
+   proto_result_encode_at's *stored; 0 or less than the text's length
+   means the text's length, right for a result without base64 output). */
+void outbox_result_until(outbox_t *self, char *json, size_t stored, int64_t until);
 /* A HEARTBEAT listing these attempts, sent now. */
 void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n);
 /* Sends the batched STARTED refs, then the results (in as few reports as
-   fit PROTO_MAX_REPORT_MSG) if due at now (monotonic ms), or in any case
+   fit PROTO_MAX_REPORT_MSG, both as sent and as the master stores them:
+   their stored lengths summed) if due at now (monotonic ms), or in any case
    with idle (nothing left running here, or leaving), then retries the
    backlog. */
 void outbox_flush(outbox_t *self, int64_t now, bool idle);

@@ -239,11 +239,11 @@ static void s_cut(char **data, bool *truncated, size_t max)
    escaping is 6x, two streams: well under the limit). The test is on the
    result with plain strings, what the master stores, whichever form the
    output travels in. */
-static char *s_encode_result(proto_result_t *res, size_t *len)
+static char *s_encode_result(proto_result_t *res, size_t *len, size_t *stored)
 {
     if (proto_result_cut_raw(res, RESULT_MAX_BYTES, RESULT_MAX_BYTES / 16))
         log_warn("event=result_cut limit=%zu", RESULT_MAX_BYTES);
-    char *buf = proto_result_encode_at(res, FRAME_HEAD, len);
+    char *buf = proto_result_encode_at(res, FRAME_HEAD, len, stored);
     if (buf && *len > RESULT_MAX_BYTES) {
         free(buf);
         s_cut(&res->stdout_data, &res->stdout_truncated, RESULT_MAX_BYTES / 16);
@@ -255,7 +255,7 @@ static char *s_encode_result(proto_result_t *res, size_t *len)
             free(res->error);
             res->error = xstrdup("the function's result is too large to report");
         }
-        buf = proto_result_encode_at(res, FRAME_HEAD, len);
+        buf = proto_result_encode_at(res, FRAME_HEAD, len, stored);
         log_warn("event=result_cut limit=%zu", RESULT_MAX_BYTES);
     }
     if (!buf) {
@@ -264,7 +264,7 @@ static char *s_encode_result(proto_result_t *res, size_t *len)
                                        "the worker could not encode this task's result");
         if (!json)
             return NULL;
-        *len = strlen(json);
+        *len = *stored = strlen(json);
         buf = xmalloc(FRAME_HEAD + *len + 1);
         memcpy(buf + FRAME_HEAD, json, *len + 1);
         free(json);
@@ -343,8 +343,8 @@ static void s_run(void *item, void *state, void *arg)
     res->raw_release = (res->error ? strlen(res->error) : 0)
                            + (res->result_json ? strlen(res->result_json) : 0)
                        <= RESULT_MAX_BYTES / 32;
-    size_t len = 0;
-    char *buf = s_encode_result(res, &len);
+    size_t len = 0, stored = 0;
+    char *buf = s_encode_result(res, &len, &stored);
     /* The capture goes before the result is handed on: it and the
        encoded result are the two copies a task's output has at most. */
     proto_result_destroy(&res);
@@ -352,6 +352,7 @@ static void s_run(void *item, void *state, void *arg)
         /* The frame is the result's own buffer: its header goes in the
            room left before the text, so the result is not copied. */
         runner_msg_t hdr = s_header(RUNNER_MSG_RESULT, t, id, attempt);
+        hdr.stored = stored;
         mailbox_frame_t *f = (mailbox_frame_t *) buf;
         f->size = sizeof hdr + len;
         memcpy(f->data, &hdr, sizeof hdr);

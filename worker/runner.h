@@ -118,6 +118,9 @@ typedef struct {
     int attempt;
     int64_t id;
     runner_task_t *task;        /* NULL for OUTPUT */
+    /* RESULT: the result's length as the master stores it (plain
+       strings), which the outbox joins results by. */
+    size_t stored;
 } runner_msg_t;
 
 /* Splits a received frame into header and payload (borrowed from data).

@@ -726,7 +726,8 @@ static void s_read_inbox(session_t *self, int64_t now)
                 memmove(json, payload, plen);
                 json[plen] = '\0';
                 f = NULL;
-                outbox_result_until(self->outbox, json, s_result_until(self, t, now));
+                outbox_result_until(self->outbox, json, hdr.stored,
+                                    s_result_until(self, t, now));
                 s_ended(self, t, now);
             }
             else if (!t->ended)

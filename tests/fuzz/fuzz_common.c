@@ -348,6 +348,23 @@ fuzz_verdict_t fuzz_check_util(const uint8_t *data, size_t size, char *why, size
         v = fuzz_broken(why, whylen, "utf8_sanitize changed valid text");
     else if (!valid && n == size && memcmp(clean, s, size) == 0)
         v = fuzz_broken(why, whylen, "utf8_sanitize left invalid text as it was");
+    else {
+        /* The exact text, against the plain way (a copy of up to 3 x,
+           U+FFFD per bad byte): utf8_sanitize repairs in place
+           (utf8_sanitize_take), which valid output alone would not check. */
+        char *want = xmalloc(size * 3 + 1);
+        size_t o = 0;
+        for (size_t i = 0; i < size;) {
+            size_t k = utf8_seq_len(data + i, size - i);
+            memcpy(want + o, k ? s + i : "\xEF\xBF\xBD", k ? k : 3);
+            o += k ? k : 3;
+            i += k ? k : 1;
+        }
+        if (o != n || memcmp(want, clean, n) != 0)
+            v = fuzz_broken(why, whylen, "utf8_sanitize differs from a repaired copy (%zu bytes, "
+                            "want %zu)", n, o);
+        free(want);
+    }
     free(clean);
     if (v != FUZZ_ACCEPTED)
         return v;

@@ -445,6 +445,79 @@ START_TEST(a_dead_workers_tasks_run_elsewhere_and_its_late_result_is_a_duplicate
 }
 END_TEST
 
+START_TEST(a_report_of_more_output_than_the_master_takes_fails_the_rest_and_loses_none)
+{
+    /* One report (12 MiB) of six results, each 1.5 MiB of 0x01 as
+       base64: 9 MiB each once stored, 54 MiB in all, over the 32 MiB the
+       master takes from one report. It keeps the first three whole; the
+       other three end failed saying why (none left running, none lost). */
+    env_t e;
+    /* Making 12 MiB of report takes a while on a loaded host: a
+       liveness of 3 s rather than 300 ms, and heartbeats between the
+       results, so that the worker is not declared dead meanwhile. */
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.liveness = 30;
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 6);
+    int64_t job = s_submit_noops(&e, 6);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&f, 6, got, 3000), 6);
+    const size_t n = (size_t) 3 << 19;
+    char *texts[6];
+    for (int i = 0; i < 6; i++) {
+        s_heartbeat(&f);
+        proto_result_t *r = proto_result_new();
+        r->task = got[i].id;
+        r->attempt = got[i].attempt;
+        r->status = PROTO_ST_DONE;
+        r->started = 1.8e9;
+        r->finished = 1.8e9 + 1;
+        r->stdout_raw = xmalloc(n);
+        memset(r->stdout_raw, 1, n);
+        r->stdout_raw_len = n;
+        r->raw_b64 = true;
+        texts[i] = proto_result_encode(r);
+        proto_result_destroy(&r);
+    }
+    char *text = proto_report_encode_results_raw(f.id, 6, (const char *const *) texts);
+    for (int i = 0; i < 6; i++)
+        free(texts[i]);
+    ck_assert_int_eq(zmqx_send(f.push, text, strlen(text), 0), 0);
+    free(text);
+    proto_reply_t *st = NULL;
+    for (int i = 0; i < 250; i++) {
+        proto_reply_destroy(&st);
+        s_heartbeat(&f);
+        st = s_query(&e, PROTO_REQ_STATUS, job);
+        if (st->jobs[0].done + st->jobs[0].failed == 6)
+            break;
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_msg(st->jobs[0].done == 3, "done %lld failed %lld queued %lld running %lld", (long long) st->jobs[0].done, (long long) st->jobs[0].failed, (long long) st->jobs[0].queued, (long long) st->jobs[0].running);
+    ck_assert_msg(st->jobs[0].failed == 3, "done %lld failed %lld queued %lld running %lld", (long long) st->jobs[0].done, (long long) st->jobs[0].failed, (long long) st->jobs[0].queued, (long long) st->jobs[0].running);
+    proto_reply_destroy(&st);
+    proto_req_t *req = proto_req_new(PROTO_REQ_RESULTS);
+    req->job = job;
+    req->failed_only = true;
+    proto_reply_t *res = s_call(&e, e.client, req);
+    proto_req_destroy(&req);
+    ck_assert(res->ok);
+    ck_assert_int_eq(res->ntasks, 3);
+    for (int i = 0; i < 3; i++) {
+        const proto_result_t *r = res->tasks[i].result;
+        ck_assert_ptr_nonnull(r);
+        ck_assert_ptr_null(r->stdout_data);
+        ck_assert(r->stdout_truncated);
+        ck_assert_msg(r->error && strstr(r->error, "stdout was dropped"), "error: %s",
+                      r->error ? r->error : "(none)");
+    }
+    proto_reply_destroy(&res);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
 START_TEST(malformed_requests_get_error_replies)
 {
     env_t e;

@@ -136,11 +136,11 @@ START_TEST(results_that_may_wait_go_together_when_due)
 {
     env_t e;
     s_start(&e);
-    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_result_until(e.outbox, s_result(1), 0, 1005);
     outbox_flush(e.outbox, 1000, false);
     ck_assert_ptr_null(s_next(&e));
     ck_assert_int_eq(outbox_due(e.outbox), 1005);
-    outbox_result_until(e.outbox, s_result(2), 1008);
+    outbox_result_until(e.outbox, s_result(2), 0, 1008);
     outbox_flush(e.outbox, 1004, false);
     ck_assert_ptr_null(s_next(&e));
     ck_assert_int_eq(outbox_due(e.outbox), 1005);   /* the first one's */
@@ -162,7 +162,7 @@ START_TEST(a_result_that_may_not_wait_takes_the_held_ones_along)
 {
     env_t e;
     s_start(&e);
-    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_result_until(e.outbox, s_result(1), 0, 1005);
     outbox_result(e.outbox, s_result(2));
     ck_assert_int_le(outbox_due(e.outbox), 1000);
     outbox_flush(e.outbox, 1000, false);
@@ -179,7 +179,7 @@ START_TEST(an_idle_worker_sends_what_it_holds)
     env_t e;
     s_start(&e);
     outbox_started(e.outbox, 3, 1, 1.5);
-    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_result_until(e.outbox, s_result(1), 0, 1005);
     outbox_flush(e.outbox, 1000, true);
     proto_report_t *rep = s_next(&e);
     ck_assert_ptr_nonnull(rep);
@@ -199,7 +199,7 @@ START_TEST(starts_go_at_the_next_flush_even_while_results_wait)
 {
     env_t e;
     s_start(&e);
-    outbox_result_until(e.outbox, s_result(1), 1005);
+    outbox_result_until(e.outbox, s_result(1), 0, 1005);
     outbox_started(e.outbox, 2, 1, 1.5);
     outbox_flush(e.outbox, 1000, false);
     proto_report_t *rep = s_next(&e);
@@ -235,6 +235,72 @@ START_TEST(output_sends_the_batched_starts_first)
     ck_assert_ptr_nonnull(rep);
     ck_assert_int_eq(rep->type, PROTO_REP_OUTPUT);
     proto_report_destroy(&rep);
+    s_stop(&e);
+}
+END_TEST
+
+/* A result as a worker's pool thread encodes it for a master that reads
+   base64: n bytes of 0x01 on stdout, 4/3 of n in the report, 6 x n as
+   the master stores it (\u0001); *stored: the encoder's figure. */
+static char *s_b64_result(int64_t task, size_t n, size_t *stored)
+{
+    proto_result_t *res = proto_result_new();
+    res->task = task;
+    res->attempt = 1;
+    res->status = PROTO_ST_DONE;
+    res->started = 1;
+    res->finished = 2;
+    res->stdout_raw = xmalloc(n);
+    memset(res->stdout_raw, 1, n);
+    res->stdout_raw_len = n;
+    res->raw_b64 = true;
+    size_t len = 0;
+    char *json = proto_result_encode_at(res, 0, &len, stored);
+    proto_result_destroy(&res);
+    return json;
+}
+
+START_TEST(results_are_joined_only_while_what_the_master_stores_fits_one_report)
+{
+    /* 150 results of 40,000 bytes of 0x01: 53 KB each in the report
+       (under the 64 KiB that goes alone), 240 KB each once stored: 8 MB
+       of report, 36 MB as the master stores it, over the 32 MiB it
+       takes from one report. They must go in more than one report, each
+       within the limit as stored, and every output arrive (the master's
+       decoder drops outputs past the limit: none may be dropped). */
+    env_t e;
+    s_start(&e);
+    enum { N = 150 };
+    const size_t n = 40000;
+    for (int i = 0; i < N; i++) {
+        size_t stored = 0;
+        char *json = s_b64_result(i + 1, n, &stored);
+        ck_assert_uint_lt(strlen(json), 64 * 1024);
+        ck_assert_uint_gt(stored, 6 * n);
+        outbox_result_until(e.outbox, json, stored, INT64_MIN);
+    }
+    outbox_flush(e.outbox, 1000, true);
+    int reports = 0, got = 0;
+    proto_report_t *rep;
+    while ((rep = s_next(&e)) != NULL) {
+        ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
+        reports++;
+        size_t stored = 0;
+        for (int i = 0; i < rep->nresults; i++) {
+            proto_result_t *r = rep->results[i];
+            ck_assert_int_eq(r->task, ++got);
+            ck_assert_msg(!r->output_dropped && r->status == PROTO_ST_DONE,
+                          "task %d: %s", got, r->error ? r->error : "?");
+            ck_assert_uint_eq(strlen(r->stdout_data), n);
+            char *text = proto_result_encode(r);
+            stored += strlen(text);
+            free(text);
+        }
+        ck_assert_uint_le(stored, PROTO_MAX_REPORT_MSG);
+        proto_report_destroy(&rep);
+    }
+    ck_assert_int_eq(got, N);
+    ck_assert_int_ge(reports, 2);
     s_stop(&e);
 }
 END_TEST

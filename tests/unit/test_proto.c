@@ -2610,8 +2610,8 @@ START_TEST(raw_output_encodes_to_what_the_master_stores_plain_or_base64)
         /* Base64 where shorter: at most 4/3 of the bytes plus the rest,
            and what the master decodes and stores is the same text. */
         proto_result_t *b = s_raw_result(n, true, true);
-        size_t len = 0;
-        char *buf = proto_result_encode_at(b, 16, &len);
+        size_t len = 0, plain_len = 0;
+        char *buf = proto_result_encode_at(b, 16, &len, &plain_len);
         char *text = buf + 16;
         ck_assert_uint_eq(strlen(text), len);
         ck_assert_msg(len <= (n + 2) / 3 * 4 + 300, "%zu bytes for %zu raw", len, n);
@@ -2622,6 +2622,8 @@ START_TEST(raw_output_encodes_to_what_the_master_stores_plain_or_base64)
         ck_assert_msg(dec != NULL, "%s", err.message);
         char *stored = proto_result_encode(dec);
         ck_assert_str_eq(stored, want);
+        /* The encoder's figure for what the master stores is exact. */
+        ck_assert_uint_eq(plain_len, strlen(want));
         free(stored);
         proto_result_destroy(&dec);
         free(buf);
@@ -2637,17 +2639,147 @@ START_TEST(raw_output_encodes_to_what_the_master_stores_plain_or_base64)
     ck_assert_ptr_null(proto_result_decode(bad, strlen(bad), &err));
     ck_assert_str_eq(err.code, PROTO_E_FIELD);
     /* Base64 that would be over a report once stored as JSON (6 MiB of
-       0x01: 36 MiB escaped) is refused: a worker cuts it first. */
+       0x01: 36 MiB escaped; a worker cuts it first) is dropped: the
+       result is kept, failed, and says why. */
     proto_result_t *big = s_raw_result(0, true, false);
     free(big->stdout_raw);
     big->stdout_raw_len = 6 << 20;
     big->stdout_raw = calloc(1, big->stdout_raw_len);
     memset(big->stdout_raw, 1, big->stdout_raw_len);
     char *text = proto_result_encode(big);
-    ck_assert_ptr_null(proto_result_decode(text, strlen(text), &err));
-    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    proto_result_t *dec = proto_result_decode(text, strlen(text), &err);
+    ck_assert_msg(dec != NULL, "%s", err.message);
+    ck_assert(dec->output_dropped && dec->stdout_truncated);
+    ck_assert_int_eq(dec->status, PROTO_ST_FAILED);
+    ck_assert_ptr_null(dec->stdout_data);
+    ck_assert_str_eq(dec->stderr_data, "err\n");
+    ck_assert_ptr_nonnull(strstr(dec->error, "stdout was dropped"));
+    proto_result_destroy(&dec);
+    free(text);
+    /* A result that had its own error keeps it after the drop's: why
+       the task failed is not lost with its output. */
+    big->status = PROTO_ST_FAILED;
+    big->error = strdup("the command exited with status 3");
+    text = proto_result_encode(big);
+    dec = proto_result_decode(text, strlen(text), &err);
+    ck_assert_msg(dec != NULL, "%s", err.message);
+    ck_assert(dec->output_dropped);
+    ck_assert_int_eq(dec->status, PROTO_ST_FAILED);
+    ck_assert_msg(strstr(dec->error, "stdout was dropped")
+                      && strstr(dec->error, "the command exited with status 3"),
+                  "error: %s", dec->error);
+    proto_result_destroy(&dec);
     free(text);
     proto_result_destroy(&big);
+}
+END_TEST
+
+START_TEST(base64_outputs_of_one_report_are_bounded_as_stored_all_together)
+{
+    /* Six results of 1.5 MiB of 0x01 each, as base64: 2 MiB each on the
+       wire (a 12 MiB report), each well under the limit for one result,
+       but 9 MiB each once stored (\u0001): 54 MiB for the report. The
+       master keeps the outputs while they fit the report limit (three:
+       27 MiB) and fails the rest with an error that says why; it never
+       holds more output from one report than a report may carry. */
+    enum { N = 6 };
+    const size_t n = (size_t) 3 << 19;
+    proto_report_t *rep = proto_report_new(PROTO_REP_RESULTS, "w1");
+    rep->results = calloc(N, sizeof *rep->results);
+    ck_assert_ptr_nonnull(rep->results);
+    for (int i = 0; i < N; i++) {
+        proto_result_t *r = s_raw_result(0, true, false);
+        r->task = i + 1;
+        free(r->stdout_raw);
+        r->stdout_raw = malloc(n);
+        ck_assert_ptr_nonnull(r->stdout_raw);
+        memset(r->stdout_raw, 1, n);
+        r->stdout_raw_len = n;
+        rep->results[rep->nresults++] = r;
+    }
+    char *text = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    size_t len = strlen(text);
+    ck_assert_uint_lt(len, PROTO_MAX_REPORT_MSG / 2);
+    proto_err_t err;
+    proto_report_t *dec = proto_report_decode(text, len, &err);
+    free(text);
+    ck_assert_msg(dec != NULL, "%s", err.message);
+    ck_assert_int_eq(dec->nresults, N);
+    size_t stored = 0;
+    for (int i = 0; i < N; i++) {
+        proto_result_t *r = dec->results[i];
+        ck_assert_int_eq(r->task, i + 1);
+        char *t = proto_result_encode(r);
+        stored += strlen(t);
+        free(t);
+        /* Every result is there; only the first three keep their output. */
+        ck_assert_str_eq(r->stderr_data, "err\n");
+        if (i < 3) {
+            ck_assert_int_eq(r->status, PROTO_ST_DONE);
+            ck_assert(!r->output_dropped);
+            ck_assert_uint_eq(strlen(r->stdout_data), n);
+        } else {
+            ck_assert_msg(r->status == PROTO_ST_FAILED, "task %d kept its output", i + 1);
+            ck_assert(r->output_dropped && r->stdout_truncated);
+            ck_assert_ptr_null(r->stdout_data);
+            ck_assert_ptr_null(r->result_json);
+            ck_assert_ptr_nonnull(strstr(r->error, "stdout was dropped"));
+            ck_assert_ptr_nonnull(strstr(r->error, "33554432"));
+        }
+    }
+    ck_assert_uint_le(stored, PROTO_MAX_REPORT_MSG + N * 1024);
+    proto_report_destroy(&dec);
+}
+END_TEST
+
+START_TEST(repair_in_place_matches_a_repaired_copy)
+{
+    /* utf8_sanitize_take grows the buffer once and repairs it in place:
+       the same text as utf8_sanitize, for valid, bad and mixed bytes. */
+    const char *cases[] = {"", "abc", "\xff", "\xff\xff\xff", "a\xff" "b", "\xe2\x82",
+                           "\xf0\x9f\x98\x80\x80x", "\x01\xff" "a\"\\\n\xe2\x82\xac" "\xe2\x82" "b"};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        size_t n = strlen(cases[k]);
+        size_t want_len, got_len;
+        char *want = utf8_sanitize(cases[k], n, &want_len);
+        char *buf = malloc(n + 1);
+        ck_assert_ptr_nonnull(buf);
+        memcpy(buf, cases[k], n);
+        char *got = utf8_sanitize_take(buf, n, &got_len);
+        ck_assert_uint_eq(got_len, want_len);
+        ck_assert_mem_eq(got, want, want_len + 1);
+        free(got);
+        free(want);
+    }
+    /* With NUL bytes and every byte value, past a slice. */
+    size_t n = 70000;
+    char *raw = s_raw_mix(n);
+    for (size_t i = 0; i < n; i += 7)
+        raw[i] = (char) (i & 0xff);
+    size_t want_len, got_len;
+    char *want = malloc(3 * n + 1);
+    ck_assert_ptr_nonnull(want);
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len((const unsigned char *) raw + i, n - i);
+        if (k) {
+            memcpy(want + o, raw + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(want + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    want[o] = '\0';
+    want_len = o;
+    char *got = utf8_sanitize_take(raw, n, &got_len);
+    ck_assert_uint_eq(got_len, want_len);
+    ck_assert_mem_eq(got, want, want_len + 1);
+    free(got);
+    free(want);
 }
 END_TEST
 
