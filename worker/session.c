@@ -1172,9 +1172,7 @@ session_t *session_new(const session_config_t *cfg)
     self->ends_at = cfg->ends_at > 0 ? cfg->ends_at : 0;
     self->slurm_job = xstrdup(cfg->slurm_job);
     self->backoff_ms = BACKOFF_MIN_MS;
-    self->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) self;
-    if (!self->rng)
-        self->rng = 0x9E3779B97F4A7C15ull;
+    self->rng = jitter_seed(self);
     return self;
 }
 
