@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zmq.h>
 
 /* Resends of a read-only request happen every third of its timeout, but
@@ -52,11 +51,8 @@ client_t *client_new(const char *host, int port, int timeout_ms)
     self->ctx = ctx;
     self->conn = conn;
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
-    /* Any non-zero seed; different per process so that CLIs refused
-       together spread out. */
-    self->rng = ((uint64_t) clock_mono_ms() << 20) ^ (uint64_t) getpid() ^ (uintptr_t) self;
-    if (self->rng == 0)
-        self->rng = 1;
+    /* Different per process, so that CLIs refused together spread out. */
+    self->rng = jitter_seed(self);
     return self;
 }
 

@@ -1,6 +1,6 @@
 /*  Commands that change state: ztask cancel, drain, forget (on the
-    master; each request is sent once, never resent), and keygen (local
-    files only). */
+    master; each request is sent once, resent only after a "busy" answer,
+    which means it was not run: client.h), and keygen (local files only). */
 #include "../common/keys.h"
 #include "../common/util.h"
 #include "cli.h"

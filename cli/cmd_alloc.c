@@ -1,6 +1,7 @@
 /*  ztask alloc: the master's worker allocation queues (master/alloc.h,
     docs/deploy.md): add one for Slurm, list them, pause, resume, remove.
-    Changes need an admin key; each request is sent once, never resent. */
+    Changes need an admin key; each request is sent once (resent only
+    after a "busy" answer, which means it was not run: client.h). */
 #include "../common/clock.h"
 #include "../common/util.h"
 #include "cli.h"
@@ -113,7 +114,8 @@ static void s_print(const proto_alloc_t *q, double now)
 static int s_send(cli_t *cli, proto_req_t *req, bool json)
 {
     int rc = CLI_EXIT_OK;
-    /* A list may be resent; a change is sent once (it is not idempotent). */
+    /* A list may be resent; a change is sent once (it is not idempotent),
+       but for "busy" (client.h). */
     proto_reply_t *rep = cli_call(cli, req, req->alloc_op == PROTO_ALLOC_OP_LIST, &rc);
     proto_alloc_op_t req_op = req->alloc_op;
     proto_req_destroy(&req);

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -349,6 +351,12 @@ int cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int) n;
+}
+
+uint64_t jitter_seed(const void *salt)
+{
+    uint64_t x = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) salt;
+    return x ? x : 0x9E3779B97F4A7C15ull;   /* xorshift64 sticks at zero */
 }
 
 uint64_t jitter_next(uint64_t *state)

@@ -109,9 +109,13 @@ bool addr_is_loopback(const char *addr);
 int cpu_count(void);
 
 /* The next value of a xorshift64 generator whose state is *state (the
-   caller's, seeded non-zero: from its pid and the clock, say), for
-   jitter only: not for secrets, not shared between threads. */
+   caller's, seeded non-zero: jitter_seed), for jitter only: not for
+   secrets, not shared between threads. */
 uint64_t jitter_next(uint64_t *state);
+/* A non-zero seed for it, different per process and per call site (salt:
+   the owner's address, say), so that processes started together do not
+   draw the same pauses. */
+uint64_t jitter_seed(const void *salt);
 
 /* True when a program name reads as a shell command line rather than a
    program ("echo 1 | wc -c" given as one word: blanks or shell operators),

@@ -87,13 +87,12 @@ tasks_counts_t tasks_counts(const tasks_t *self);
    gone out again: its success still counts). Anything else is refused
    (event=report_refused, rate-limited) and changes nothing, or, for an
    attempt that is over, a duplicate (with CURVE only from the key that
-   attempt was sent to, proven by its claim token: refused otherwise). After a master restart, results
-   from a worker not registered yet for tasks that wait for a claim are
-   kept (bounded; for a task found queued, with CURVE, only with the
-   attempt's claim token: claim.h) until it registers with the same key,
-   then judged
-   (tasks_claim); they are duplicates if it does not within the recovery
-   grace. */
+   attempt was sent to, proven by its claim token: refused otherwise).
+   After a master restart, results from a worker not registered yet for
+   tasks that wait for a claim are kept (bounded; for a task found
+   queued, with CURVE, only with the attempt's claim token: claim.h)
+   until it registers with the same key, then judged (tasks_claim); they
+   are duplicates if it does not within the recovery grace. */
 void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
 
 /* After the allowlists were reloaded: every live worker whose key is no

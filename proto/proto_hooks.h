@@ -64,17 +64,21 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, size_t *room
                            proto_err_t *err);
 /* Raw output (proto_result.c): writes "key":STRING, or "key_b64":BASE64
    when b64 is allowed and shorter; release: give raw's pages back to the
-   kernel as they are written (mem_release: raw is garbage after); returns how
-   many bytes longer the member would be as a plain string than as written
+   kernel as they are written (mem_release: raw is garbage after); plain:
+   raw's length as a plain string (pb_str_len) when the caller has it
+   from pr_raw_len, else 0 (then scanned here if b64); returns how many
+   bytes longer the member would be as a plain string than as written
    (0 when written plain); pr_raw_len is what that member's value
-   takes. pr_b64_text reads member k of o (base64) into *out as repaired
-   text (UTF-8, U+FFFD for bad bytes) when that, as a JSON string, fits
-   in *room (which it then reduces): 0; 1 when it does not fit (*out
-   untouched, and base64 longer than the room is not even decoded); -1
-   with err for bad base64. */
-size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64,
+   takes, and gives that plain length (*plain_len, may be NULL), so that
+   sizing a buffer and writing the member scan raw once. pr_b64_text
+   reads member k of o (base64) into *out as repaired text (UTF-8,
+   U+FFFD for bad bytes) when that, as a JSON string, fits in *room
+   (which it then reduces): 0; 1 when it does not fit (*out untouched,
+   and base64 longer than the room is not even decoded); -1 with err for
+   bad base64. */
+size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, size_t plain, bool b64,
                      bool release);
-size_t pr_raw_len(const char *raw, size_t n, bool b64);
+size_t pr_raw_len(const char *raw, size_t n, bool b64, size_t *plain_len);
 int pr_b64_text(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *err);
 
 #endif

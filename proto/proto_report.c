@@ -166,9 +166,12 @@ char *proto_report_encode(const proto_report_t *msg)
     if (!msg || msg->type < PROTO_REP_HEARTBEAT || (size_t) msg->type >= NREPORT)
         return NULL;
     pb_t b;
+    size_t plain = 0;   /* data_raw's plain length, scanned once (pr_raw_len) */
     size_t hint = 128 + (msg->data ? strlen(msg->data) : 0) + (size_t) msg->nrunning * 32
                 + (size_t) msg->nstarted * 48
-                + (msg->data_raw ? pr_raw_len(msg->data_raw, msg->data_raw_len, msg->raw_b64) : 0);
+                + (msg->data_raw
+                       ? pr_raw_len(msg->data_raw, msg->data_raw_len, msg->raw_b64, &plain)
+                       : 0);
     pb_init(&b, hint);
     pb_open(&b, s_report_names[msg->type]);
     pb_kstr(&b, "worker", msg->worker);
@@ -195,7 +198,8 @@ char *proto_report_encode(const proto_report_t *msg)
         pb_ki64(&b, "attempt", msg->attempt);
         pb_kstr(&b, "stream", msg->stream == 2 ? "stderr" : "stdout");
         if (msg->data_raw)
-            pr_raw_member(&b, "data", msg->data_raw, msg->data_raw_len, msg->raw_b64, false);
+            pr_raw_member(&b, "data", msg->data_raw, msg->data_raw_len, plain, msg->raw_b64,
+                          false);
         else
             pb_kstr(&b, "data", msg->data ? msg->data : "");
         break;

@@ -97,7 +97,7 @@ void proto_result_fail(proto_result_t *res, proto_state_t status, const char *fm
     va_end(ap);
 }
 
-static size_t s_result_write(pb_t *b, const proto_result_t *res);
+static size_t s_result_write(pb_t *b, const proto_result_t *res, const size_t *plain);
 
 void pr_result_members(pb_t *b, const proto_result_t *res)
 {
@@ -132,12 +132,14 @@ void pr_result_members(pb_t *b, const proto_result_t *res)
    clients spell every member out (pr_result_members). */
 void pr_result_write(pb_t *b, const proto_result_t *res)
 {
-    s_result_write(b, res);
+    s_result_write(b, res, NULL);
 }
 
 /* pr_result_write; returns how many bytes longer the result is with
-   plain strings (as the master stores it) than as written. */
-static size_t s_result_write(pb_t *b, const proto_result_t *res)
+   plain strings (as the master stores it) than as written. plain: NULL,
+   or the raw outputs' plain lengths as pr_raw_len gave them (stdout,
+   stderr), so that they are not scanned again. */
+static size_t s_result_write(pb_t *b, const proto_result_t *res, const size_t *plain)
 {
     size_t longer = 0;
     pb_char(b, '{');
@@ -151,13 +153,13 @@ static size_t s_result_write(pb_t *b, const proto_result_t *res)
     if (res->timed_out)
         pb_kbool(b, "timed_out", true);
     if (res->stdout_raw)
-        longer += pr_raw_member(b, "stdout", res->stdout_raw, res->stdout_raw_len, res->raw_b64,
-                                res->raw_release);
+        longer += pr_raw_member(b, "stdout", res->stdout_raw, res->stdout_raw_len,
+                                plain ? plain[0] : 0, res->raw_b64, res->raw_release);
     else if (res->stdout_data)
         pb_kstr(b, "stdout", res->stdout_data);
     if (res->stderr_raw)
-        longer += pr_raw_member(b, "stderr", res->stderr_raw, res->stderr_raw_len, res->raw_b64,
-                                res->raw_release);
+        longer += pr_raw_member(b, "stderr", res->stderr_raw, res->stderr_raw_len,
+                                plain ? plain[1] : 0, res->raw_b64, res->raw_release);
     else if (res->stderr_data)
         pb_kstr(b, "stderr", res->stderr_data);
     if (res->stdout_truncated)
@@ -199,20 +201,21 @@ char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t 
         hint += strlen(res->error);
     if (res->result_json)
         hint += strlen(res->result_json);
+    size_t plain[2] = { 0, 0 };   /* the raw outputs' plain lengths, scanned once */
     if (res->stdout_raw || res->stderr_raw) {
         /* Sized once, exactly but for the small members: the outputs are
            most of it, and growing by doubling would hold the old and the
            new buffer at once (docs/worker.md, "Output capture"). */
         if (res->stdout_raw)
-            hint += pr_raw_len(res->stdout_raw, res->stdout_raw_len, res->raw_b64);
+            hint += pr_raw_len(res->stdout_raw, res->stdout_raw_len, res->raw_b64, &plain[0]);
         if (res->stderr_raw)
-            hint += pr_raw_len(res->stderr_raw, res->stderr_raw_len, res->raw_b64);
+            hint += pr_raw_len(res->stderr_raw, res->stderr_raw_len, res->raw_b64, &plain[1]);
         pb_init(&b, headroom + hint);
     } else {
         pb_init(&b, headroom + hint + hint / 16);
     }
     b.len = headroom;            /* the caller's; pr_result_write starts with '{' */
-    size_t longer = s_result_write(&b, res);
+    size_t longer = s_result_write(&b, res, plain);
     if (len)
         *len = b.len - headroom;
     if (stored)
@@ -222,9 +225,11 @@ char *proto_result_encode_at(const proto_result_t *res, size_t headroom, size_t 
 
 /* ------------------------------------------------------------ raw output */
 
-size_t pr_raw_len(const char *raw, size_t n, bool b64)
+size_t pr_raw_len(const char *raw, size_t n, bool b64, size_t *plain_len)
 {
     size_t plain = pb_str_len(raw, n);
+    if (plain_len)
+        *plain_len = plain;
     size_t b = pb_b64_len(n) + 4;    /* "_b64" */
     return b64 && b < plain ? b : plain;
 }
@@ -254,12 +259,14 @@ static size_t s_slice_end(const char *raw, size_t n, size_t i, bool b64)
     return end;
 }
 
-size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, bool b64, bool release)
+size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, size_t plain, bool b64,
+                     bool release)
 {
     /* The plain string when it is no longer (text, which the master then
        stores as it came, without decoding); base64 only where escaping
        or repair would make it longer. */
-    size_t plain = b64 ? pb_str_len(raw, n) : 0;
+    if (b64 && !plain)
+        plain = pb_str_len(raw, n);
     b64 = b64 && pb_b64_len(n) + 4 < plain;
     if (b64) {
         char k[32];

@@ -562,7 +562,7 @@ static const char *s_slurm_job(void)
    buffers come from the threads' heaps: a capture that doubles is
    copied (1.5 x held), and what the pool threads and the session free is
    kept resident by each thread's heap -- together some 2.8 x the output
-   cap per thread instead of the 2 x docs/worker.md states ("Output
+   cap per thread, over the 2.5 x bound docs/worker.md states ("Output
    capture"). Costs an mmap and a munmap per buffer this big: nothing
    next to filling it. */
 #define WORKER_MMAP_THRESHOLD (256 * 1024)

@@ -232,17 +232,16 @@ static void s_flush_results(outbox_t *self)
             i++;
             continue;
         }
-        /* Joined while both the report and what the master stores of it
-           stay under the limit: results of base64 output may be small
-           here and 4.5 x as big there. */
-        size_t bytes = 0, stored = 0;
+        /* Joined while what the master stores of the report stays under
+           the limit: results of base64 output may be small here and 4.5 x
+           as big there. A stored size is never less than its text
+           (outbox_result_until), so the report as sent stays under too. */
+        size_t stored = 0;
         int j = i;
-        do {
-            stored += self->stored[j] + 1;
-            bytes += strlen(self->results[j++]) + 1;
-        } while (j < self->nresults && strlen(self->results[j]) < RESULT_ALONE_BYTES
-                 && bytes + strlen(self->results[j]) < REPORT_MAX_BYTES
-                 && stored + self->stored[j] < REPORT_MAX_BYTES);
+        do
+            stored += self->stored[j++] + 1;
+        while (j < self->nresults && strlen(self->results[j]) < RESULT_ALONE_BYTES
+               && stored + self->stored[j] < REPORT_MAX_BYTES);
         char *text = proto_report_encode_results_raw(s_worker(self), j - i,
                                                      (const char *const *) self->results + i);
         /* Freed before the report is sent (handed to libzmq, not

@@ -673,8 +673,8 @@ static int64_t s_report_starts(session_t *self, int64_t now)
    costs the master a wakeup, which next to a short command is most of
    what ztask adds to it. The wait is the task's own run time in whole
    milliseconds, at least one and at most RESULT_HOLD_MS: the master keeps
-   about 32 ms of tasks this short queued per thread here, so no thread
-   runs dry meanwhile. From RESULT_HOLD_MIN_RUN_US, not 1 ms: an `exec
+   about 8 ms of tasks this short (at least one) queued per thread here
+   (master/tasks.c, PREFETCH_QUEUE_MS), so no thread runs dry meanwhile. From RESULT_HOLD_MIN_RUN_US, not 1 ms: an `exec
    true` takes ~0.5 ms where a fork is cheap, and unheld its results went
    one report each (tests/unit/test_session.c). Tinier tasks (fn noop) are
    not held: they batch by themselves. */
@@ -1172,9 +1172,7 @@ session_t *session_new(const session_config_t *cfg)
     self->ends_at = cfg->ends_at > 0 ? cfg->ends_at : 0;
     self->slurm_job = xstrdup(cfg->slurm_job);
     self->backoff_ms = BACKOFF_MIN_MS;
-    self->rng = ((uint64_t) getpid() << 32) ^ (uint64_t) clock_mono_us() ^ (uintptr_t) self;
-    if (!self->rng)
-        self->rng = 0x9E3779B97F4A7C15ull;
+    self->rng = jitter_seed(self);
     return self;
 }
 
