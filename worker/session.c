@@ -674,10 +674,12 @@ static int64_t s_report_starts(session_t *self, int64_t now)
    what ztask adds to it. The wait is the task's own run time in whole
    milliseconds, at least one and at most RESULT_HOLD_MS: the master keeps
    about 8 ms of tasks this short (at least one) queued per thread here
-   (master/tasks.c, PREFETCH_QUEUE_MS), so no thread runs dry meanwhile. From RESULT_HOLD_MIN_RUN_US, not 1 ms: an `exec
-   true` takes ~0.5 ms where a fork is cheap, and unheld its results went
-   one report each (tests/unit/test_session.c). Tinier tasks (fn noop) are
-   not held: they batch by themselves. */
+   (master/tasks.c, PREFETCH_QUEUE_MS), so a thread seldom runs dry
+   meanwhile (docs/performance.md, "The exec path, fourth pass"). From
+   RESULT_HOLD_MIN_RUN_US, not 1 ms: an `exec true` takes ~0.5 ms where a
+   fork is cheap, and unheld its results went one report each
+   (tests/unit/test_session.c). Tinier tasks (fn noop) are not held: they
+   batch by themselves. */
 static int64_t s_result_until(const session_t *self, runner_task_t *t, int64_t now)
 {
     bool others = self->nactive > 1;   /* t itself is still counted */
