@@ -307,5 +307,5 @@ END_TEST
 
 int main(void)
 {
-    return zt_run(&(zt_suite_t){ .suite = "outbox", .tcase = "outbox" });
+    return zt_run(&(zt_suite_t){ .suite = "outbox", .tcase = "outbox", .timeout_s = 60 });
 }
