@@ -60,6 +60,11 @@
    written (see the top of this file). */
 #define ASSIGN_WRITE_MS 1000
 
+/* With --sync acked, a change no answer has waited for is fsynced at most
+   this long after its commit (journal.c, s_sync_due): what a power loss
+   can take back of results and assignments. */
+#define JOURNAL_FSYNC_MS 1000
+
 /* Commits of up to this many rows, holding up to this many bytes of task
    specs and outcomes, are written on the loop thread itself (see
    s_flush_start in journal.c); bigger ones on the writer thread. The
