@@ -2178,6 +2178,53 @@ START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
 }
 END_TEST
 
+/* --sync acked: SQLite fsyncs the WAL only at a commit that appends
+   frames to it. One that an answer waits for may change no page (a
+   DELETE that matches nothing, a row rewritten as it was: a worker's
+   claim after a restart): it must still fsync, else the results' commits
+   before it, only written, are answered as durable and no timer is left
+   to fsync them. */
+START_TEST(with_sync_acked_a_commit_that_changes_no_page_still_fsyncs_the_ones_before)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, clock_mono_ms());
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the submit was not committed");
+    pending_submit_free(&p);
+
+    /* A result's commit, written and not fsynced. */
+    int syncs = s_wal_syncs;
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+    uint64_t before = journal_mark(j);
+    journal_commit(j, clock_mono_ms() + 10);
+    ck_assert_int_eq(s_wal_syncs, syncs);
+    ck_assert(!journal_written(j, before));
+
+    /* A query's forced flush whose only op changes nothing on disk. */
+    journal_add(j, &(jop_t){.type = J_KEYS_PRUNE, .t = 0});
+    uint64_t mark = journal_mark(j);
+    ck_assert_int_eq(journal_flush(j), 0);
+    ck_assert(journal_written(j, mark));
+    ck_assert_msg(s_wal_syncs >= syncs + 1,
+                  "answered as fsynced, but the WAL was not fsynced (%d syncs before, %d after)",
+                  syncs, s_wal_syncs);
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
 int main(void)
 {
     sqlite3_auto_extension((void (*)(void))s_capture_db);
