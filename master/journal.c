@@ -152,6 +152,14 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
     self->db_path = xstrdup(db_path);
     self->pending_tail = &self->pending;
     self->done_tail = &self->done;
+    /* --sync acked: the WAL found at open may hold the commits of a
+       master killed after writing them without an fsync (in the page
+       cache only), and they are read and answered from now on: taken as
+       not fsynced, so the first answer waits for an fsync and the timer
+       makes one within JOURNAL_FSYNC_MS (the store gives that commit the
+       probe row: see store_fsync_next). */
+    if (store_sync_mode(store) == STORE_SYNC_ACKED)
+        self->unsynced_since = clock_mono_ms();
     self->writer = writer_new(store, s_write_batch);
     if (!self->writer) {
         free(self->db_path);

@@ -2225,6 +2225,61 @@ START_TEST(with_sync_acked_a_commit_that_changes_no_page_still_fsyncs_the_ones_b
 }
 END_TEST
 
+/* --sync acked: a master killed after commits written with NORMAL leaves
+   them in the WAL, in the page cache only. The next master reads them
+   and would answer from them; before its first answer (a query's forced
+   flush, even with nothing journalled) and within JOURNAL_FSYNC_MS at the
+   latest, it fsyncs the WAL. */
+START_TEST(with_sync_acked_a_restarted_master_fsyncs_the_wal_it_found_before_answering)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char err[256];
+        store_t *store = store_new(tmp.db, STORE_SYNC_ACKED, err, sizeof err);
+        if (!store)
+            _exit(2);
+        s_crashed_store = store;
+        int64_t job, id;
+        int rc = store_job_create(store, &(store_job_new_t){.name = "j", .created = 1}, &job);
+        rc |= store_task_insert(store, 0, job, 0, "t", 0, 0, "{}", NULL, &id);
+        rc |= store_commit(store);
+        if (rc != 0)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+
+    int syncs = s_wal_syncs;
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, 1, &rows), 1);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    int64_t now = clock_mono_ms();
+    int64_t t = journal_timeout(j, now, 60000);
+    ck_assert_msg(t >= 0 && t <= JOURNAL_FSYNC_MS, "next wakeup in %lld ms", (long long) t);
+    ck_assert_int_eq(journal_flush(j), 0);
+    ck_assert_msg(s_wal_syncs >= syncs + 1,
+                  "a query would be answered from a WAL never fsynced (%d syncs before, %d after)",
+                  syncs, s_wal_syncs);
+    ck_assert_int_eq(journal_timeout(j, now, 60000), 60000);
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
 int main(void)
 {
     sqlite3_auto_extension((void (*)(void))s_capture_db);
