@@ -93,7 +93,8 @@ typedef struct {
                                 row tells whether space has returned */
     uint64_t seq_end;        /* the journal's seq when it was taken: committed, every
                                 change up to it is on disk */
-    bool fsync;              /* fsynced at its commit (s_fsync_wanted) */
+    bool fsync;              /* an answer may count on its commit (s_fsync_wanted):
+                                fsynced with acked or full, as the mode says else */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -617,9 +618,12 @@ static void s_submits_done(journal_t *self, pending_submit_t *list, const char *
 static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
 {
     if (rc == 0) {
+        /* b->fsync says an answer may count on it; with interval or off
+           that is decided by the mode, which fsyncs no commit. */
+        store_sync_t mode = store_sync_mode(self->store);
         if (self->metrics)
             metrics_commit(self->metrics, (double) (clock_mono_us() - b->taken_us) / 1e6, b->rows,
-                           b->fsync);
+                           b->fsync && (mode == STORE_SYNC_FULL || mode == STORE_SYNC_ACKED));
         s_ops_clear(b->ops, b->nops);
         /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
            a burst, and the memory goes back. */

@@ -11,6 +11,7 @@
 */
 #include "../../common/clock.h"
 #include "../../master/journal.h"
+#include "../../master/metrics.h"
 #include "../../master/sched.h"
 #include "../../master/store.h"
 
@@ -2282,6 +2283,55 @@ START_TEST(with_sync_acked_a_restarted_master_fsyncs_the_wal_it_found_before_ans
     store_destroy(&store);
     s_fault_vfs_remove();
     tmp_remove(&tmp);
+}
+END_TEST
+
+/* The value of ztask_commits_fsynced_total in a rendering of m. */
+static double s_fsynced_metric(const metrics_t *m)
+{
+    strbuf_t out = {0};
+    metrics_render(m, &out);
+    const char *line = strstr(out.data, "\nztask_commits_fsynced_total ");
+    ck_assert_msg(line, "no ztask_commits_fsynced_total in:\n%s", out.data);
+    double v = strtod(line + strlen("\nztask_commits_fsynced_total "), NULL);
+    free(out.data);
+    return v;
+}
+
+/* ztask_commits_fsynced_total counts the commits that were fsynced:
+   every one with --sync full, none with interval or off (NORMAL and OFF
+   fsync no commit), whatever an answer waited for. */
+START_TEST(commits_fsynced_counts_no_commit_with_sync_interval_or_off)
+{
+    static const store_sync_t modes[] = {STORE_SYNC_FULL, STORE_SYNC_INTERVAL, STORE_SYNC_OFF};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        tmp_t tmp;
+        tmp_make(&tmp);
+        store_t *store = s_open(tmp.db, modes[i]);
+        sched_t *sched = sched_new();
+        journal_t *j = journal_new(store, sched, 5, tmp.db);
+        metrics_t *m = metrics_new(clock_mono_ms());
+        journal_set_metrics(j, m);
+        pending_submit_t *p = s_big_submit(1, 1, 200);
+        journal_submit(j, &p);
+        ck_assert_int_eq(journal_flush(j), 0);
+        p = journal_take_done(j);
+        ck_assert_msg(p && !p->refused, "the submit was not committed");
+        pending_submit_free(&p);
+        journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+        ck_assert_int_eq(journal_flush(j), 0);
+        double fsynced = s_fsynced_metric(m);
+        if (modes[i] == STORE_SYNC_FULL)
+            ck_assert_msg(fsynced == 2, "--sync full: %.0f of 2 commits counted fsynced", fsynced);
+        else
+            ck_assert_msg(fsynced == 0, "--sync %s: %.0f commits counted fsynced (none is)",
+                          modes[i] == STORE_SYNC_OFF ? "off" : "interval", fsynced);
+        journal_destroy(&j);
+        metrics_destroy(&m);
+        sched_destroy(&sched);
+        store_destroy(&store);
+        tmp_remove(&tmp);
+    }
 }
 END_TEST
 
