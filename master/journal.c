@@ -93,7 +93,8 @@ typedef struct {
                                 row tells whether space has returned */
     uint64_t seq_end;        /* the journal's seq when it was taken: committed, every
                                 change up to it is on disk */
-    bool fsync;              /* fsynced at its commit (s_fsync_wanted) */
+    bool fsync;              /* an answer may count on its commit (s_fsync_wanted):
+                                fsynced with acked or full, as the mode says else */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -152,6 +153,14 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
     self->db_path = xstrdup(db_path);
     self->pending_tail = &self->pending;
     self->done_tail = &self->done;
+    /* --sync acked: the WAL found at open may hold the commits of a
+       master killed after writing them without an fsync (in the page
+       cache only), and they are read and answered from now on: taken as
+       not fsynced, so the first answer waits for an fsync and the timer
+       makes one within JOURNAL_FSYNC_MS (the store gives that commit the
+       probe row: see store_fsync_next). */
+    if (store_sync_mode(store) == STORE_SYNC_ACKED)
+        self->unsynced_since = clock_mono_ms();
     self->writer = writer_new(store, s_write_batch);
     if (!self->writer) {
         free(self->db_path);
@@ -609,9 +618,12 @@ static void s_submits_done(journal_t *self, pending_submit_t *list, const char *
 static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
 {
     if (rc == 0) {
+        /* b->fsync says an answer may count on it; with interval or off
+           that is decided by the mode, which fsyncs no commit. */
+        store_sync_t mode = store_sync_mode(self->store);
         if (self->metrics)
             metrics_commit(self->metrics, (double) (clock_mono_us() - b->taken_us) / 1e6, b->rows,
-                           b->fsync);
+                           b->fsync && (mode == STORE_SYNC_FULL || mode == STORE_SYNC_ACKED));
         s_ops_clear(b->ops, b->nops);
         /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
            a burst, and the memory goes back. */
