@@ -93,6 +93,8 @@ typedef struct {
                                 row tells whether space has returned */
     uint64_t seq_end;        /* the journal's seq when it was taken: committed, every
                                 change up to it is on disk */
+    bool sync_only;          /* nothing to write, not failing: an fsync of the WAL
+                                alone (acked: an answer waits, or the timer) */
     bool fsync;              /* an answer may count on its commit (s_fsync_wanted):
                                 fsynced with acked or full, as the mode says else */
 } batch_t;
@@ -157,8 +159,8 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
        master killed after writing them without an fsync (in the page
        cache only), and they are read and answered from now on: taken as
        not fsynced, so the first answer waits for an fsync and the timer
-       makes one within JOURNAL_FSYNC_MS (the store gives that commit the
-       probe row: see store_fsync_next). */
+       makes one within JOURNAL_FSYNC_MS (an fsync of the WAL alone when
+       nothing new is to be written: store_sync_wal). */
     if (store_sync_mode(store) == STORE_SYNC_ACKED)
         self->unsynced_since = clock_mono_ms();
     self->writer = writer_new(store, s_write_batch);
@@ -413,6 +415,14 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
     batch_t *b = arg;
     if (b->checkpoint_first)
         store_checkpoint(st);
+    if (b->sync_only) {
+        /* No row, so no room on the disk needed: a master restarted on a
+           full disk answers once the WAL it found is fsynced. */
+        int rc = store_sync_wal(st);
+        if (rc != 0)
+            snprintf(err, errlen, "%s", store_error(st));
+        return rc;
+    }
     int rc = store_fsync_next(st, b->fsync);
     if (rc == 0)
         rc = b->probe ? store_probe(st) : s_write_submits(st, b->pending);
@@ -468,7 +478,7 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
    answer waits for journal_written, which counts fsynced commits only,
    and a commit that an answer waits for (a submit's, a forced flush
    before a query, a held answer's: hurry) is fsynced, with an fsync of
-   the WAL alone (a probe row) when nothing new is left to write. What is
+   the WAL alone (store_sync_wal) when nothing new is left to write. What is
    not yet told (results, assignments) is fsynced within
    JOURNAL_FSYNC_MS: a power loss loses at most that much of it, and the
    tasks whose results it held run again, as after a master crash before
@@ -548,7 +558,9 @@ static batch_t *s_take_batch(journal_t *self, int64_t now, bool force)
     b->rows = (int64_t) self->nops;
     for (const pending_submit_t *p = self->pending; p; p = p->next)
         b->rows += p->ntasks;
-    b->probe = !self->nops && !self->pending;
+    b->probe = !self->nops && !self->pending && self->failing;
+    b->sync_only = !self->nops && !self->pending && !self->failing;
+    assert(!b->sync_only || b->fsync);
     b->seq_end = self->seq;
     self->hurry = false;
     b->checkpoint_first = self->checkpoint_next;

@@ -973,6 +973,28 @@ int store_fsync_next(store_t *self, bool fsync)
     return 0;
 }
 
+int store_sync_wal(store_t *self)
+{
+    assert(!self->in_tx);
+    if (self->sync != STORE_SYNC_ACKED || !self->unsynced)
+        return 0;
+    /* SQLite's own handle of the WAL (sqlite3PagerJrnlFile): the same
+       xSync it makes at a commit with synchronous=FULL. None open yet
+       means nothing was written since the open. */
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(self->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK)
+        return s_dberr(self, "fsync of the WAL");
+    if (wal && wal->pMethods) {
+        int rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+        if (rc != SQLITE_OK) {
+            s_seterr(self, "fsync of the WAL: %s", sqlite3_errstr(rc));
+            return -1;
+        }
+    }
+    self->unsynced = false;
+    return 0;
+}
+
 bool store_dirty(const store_t *self)
 {
     /* Poisoned counts as dirty so the caller's next store_commit reports it. */

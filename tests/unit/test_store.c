@@ -2301,6 +2301,53 @@ static double s_fsynced_metric(const metrics_t *m)
 /* ztask_commits_fsynced_total counts the commits that were fsynced:
    every one with --sync full, none with interval or off (NORMAL and OFF
    fsync no commit), whatever an answer waited for. */
+/* With nothing new to write, an answer's fsync is of the WAL alone: no
+   row, so a full disk does not refuse it (a master restarted on a full
+   disk answers queries once the WAL it found is fsynced). */
+START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    /* The WAL found at the open is fsynced before the first answer. */
+    int syncs = s_wal_syncs;
+    s_wal_fault = SQLITE_FULL;
+    ck_assert_msg(journal_flush(j) == 0, "an fsync alone was refused on a full disk: %s",
+                  journal_failing(j) ? journal_failing(j) : "?");
+    ck_assert_int_ge(s_wal_syncs, syncs);
+    s_wal_fault = 0;
+    /* A job's rows, then a change only written: on a full disk, the query
+       that follows is answered once the WAL alone is fsynced. */
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, clock_mono_ms());
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the submit was not committed");
+    pending_submit_free(&p);
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+    uint64_t mark = journal_mark(j);
+    journal_commit(j, clock_mono_ms() + 10);
+    ck_assert(!journal_written(j, mark));
+    syncs = s_wal_syncs;
+    s_wal_fault = SQLITE_FULL;
+    ck_assert_msg(journal_flush(j) == 0, "an fsync alone was refused on a full disk: %s",
+                  journal_failing(j) ? journal_failing(j) : "?");
+    s_wal_fault = 0;
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+    ck_assert(journal_written(j, mark));
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
 START_TEST(commits_fsynced_counts_no_commit_with_sync_interval_or_off)
 {
     static const store_sync_t modes[] = {STORE_SYNC_FULL, STORE_SYNC_INTERVAL, STORE_SYNC_OFF};
