@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 typedef struct {
@@ -515,6 +516,94 @@ START_TEST(a_report_of_more_output_than_the_master_takes_fails_the_rest_and_lose
     proto_reply_destroy(&res);
     s_fake_stop(&f);
     s_env_stop(&e);
+}
+END_TEST
+
+/* The master's log (stderr: it runs on a thread of this process) goes
+   to a temporary file from s_log_capture until s_log_release, which
+   returns how many of its lines contain needle. */
+typedef struct {
+    int saved;   /* the real stderr */
+    FILE *file;
+} log_capture_t;
+
+static void s_log_capture(log_capture_t *c)
+{
+    fflush(stderr);
+    c->file = tmpfile();
+    ck_assert_ptr_nonnull(c->file);
+    c->saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(c->saved, 0);
+    ck_assert_int_ge(dup2(fileno(c->file), STDERR_FILENO), 0);
+}
+
+static int s_log_release(log_capture_t *c, const char *needle)
+{
+    ck_assert_int_ge(dup2(c->saved, STDERR_FILENO), 0);
+    close(c->saved);
+    rewind(c->file);
+    int n = 0;
+    char line[4096];
+    while (fgets(line, sizeof line, c->file)) {
+        fputs(line, stderr);   /* still seen in the test's output */
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(c->file);
+    return n;
+}
+
+START_TEST(a_dropped_output_is_logged_for_the_result_that_counts_not_for_its_duplicate)
+{
+    /* A result whose 6 MiB of 0x01 output (36 MiB once stored) is over
+       what the master takes from one report: it counts, failed, and is
+       logged once. The same report again is a duplicate: it changes
+       nothing, so it is not logged as a dropped output again. */
+    env_t e;
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.liveness = 30;
+    log_capture_t cap;
+    s_log_capture(&cap);
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    proto_result_t *r = proto_result_new();
+    r->task = got[0].id;
+    r->attempt = got[0].attempt;
+    r->status = PROTO_ST_DONE;
+    r->stdout_raw_len = (size_t) 6 << 20;
+    r->stdout_raw = xmalloc(r->stdout_raw_len);
+    memset(r->stdout_raw, 1, r->stdout_raw_len);
+    r->raw_b64 = true;
+    char *one = proto_result_encode(r);
+    proto_result_destroy(&r);
+    char *text = proto_report_encode_results_raw(f.id, 1, (const char *const *) &one);
+    free(one);
+    for (int copy = 0; copy < 2; copy++) {
+        ck_assert_int_eq(zmqx_send(f.push, text, strlen(text), 0), 0);
+        proto_reply_t *st = NULL;
+        for (int i = 0; i < 250; i++) {
+            proto_reply_destroy(&st);
+            s_heartbeat(&f);
+            st = s_query(&e, PROTO_REQ_STATS, 0);
+            if (st->stats.duplicates == copy && st->stats.tasks_failed == 1)
+                break;
+            zmq_poll(NULL, 0, 20);
+        }
+        ck_assert_int_eq(st->stats.tasks_failed, 1);
+        ck_assert_int_eq(st->stats.duplicates, copy);
+        proto_reply_destroy(&st);
+    }
+    free(text);
+    proto_reply_t *st = s_query(&e, PROTO_REQ_STATUS, job);
+    ck_assert_int_eq(st->jobs[0].failed, 1);
+    proto_reply_destroy(&st);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+    int logged = s_log_release(&cap, "event=result_output_dropped");
+    ck_assert_msg(logged == 1, "event=result_output_dropped logged %d times", logged);
 }
 END_TEST
 
