@@ -9,10 +9,14 @@
 #include "../../proto/proto.h"
 
 #include "../ztest.h"
+#include "sqlfault.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -720,6 +724,88 @@ START_TEST(a_held_status_is_answered_when_its_job_finishes)
     zmq_close(held);
     s_fake_stop(&f);
     s_env_stop(&e);
+}
+END_TEST
+
+/* GET path from the master's --http on loopback: the whole response
+   (caller frees), headers and body. */
+static char *s_http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t) n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *out = xmalloc(cap);
+    ssize_t r;
+    while ((r = read(fd, out + len, cap - len - 1)) > 0) {
+        len += (size_t) r;
+        if (cap - len < 2)
+            out = xrealloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    close(fd);
+    return out;
+}
+
+START_TEST(a_held_answer_whose_commit_fails_is_counted_once_as_what_was_sent)
+{
+    /* A held status is answered from memory when its job finishes, and
+       sent once that finish is committed. Here the commit fails (WAL
+       writes fail as on a full disk): the client gets "storage", and
+       the metrics count that one reply, not also the "ok" never sent. */
+    char dir[] = "/tmp/ztask-test-master-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    s_fault_vfs_install();
+    env_t e;
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.db_path = db;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    void *held = s_status_held(&e, job, 60000);
+    /* A query is answered after a flush: nothing is left to commit now,
+       so the next commit is the result's. */
+    proto_reply_t *q = s_query(&e, PROTO_REQ_STATS, 0);
+    proto_reply_destroy(&q);
+    s_wal_fault = SQLITE_FULL;
+    s_result(&f, got[0].id, got[0].attempt);
+    proto_reply_t *rep = s_answer(held, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_msg(!rep->ok && strcmp(rep->error.code, PROTO_E_STORAGE) == 0,
+                  "the held status got %s", rep->ok ? "ok" : rep->error.code);
+    proto_reply_destroy(&rep);
+    char *m = s_http_get(master_http_port(e.master), "/metrics");
+    /* The status lines alone (the marker's not_found among them). */
+    char lines[1024] = "";
+    for (const char *at = m; (at = strstr(at, "ztask_api_requests_total{type=\"status\"")); at++)
+        snprintf(lines + strlen(lines), sizeof lines - strlen(lines), "%.*s ",
+                 (int) strcspn(at, "\n"), at);
+    free(m);
+    ck_assert_msg(strstr(lines, "outcome=\"storage\"} 1 ") && !strstr(lines, "outcome=\"ok\""),
+                  "want one status counted, as storage; got: %s", lines);
+    s_wal_fault = 0;
+    zmq_close(held);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+    s_fault_vfs_remove();
+    const char *files[] = {"state.db", "state.db-wal", "state.db-shm"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 END_TEST
 
