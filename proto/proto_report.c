@@ -35,7 +35,6 @@ void proto_report_destroy(proto_report_t **p)
     free(m->started);
     free(m->started_at);
     free(m->data);
-    free(m->data_raw);
     for (int i = 0; m->results && i < m->nresults; i++)
         proto_result_destroy(&m->results[i]);
     free(m->results);
