@@ -162,6 +162,7 @@ typedef struct {
     bool bar;                   /* stderr is a terminal: redraw a bar */
     progress_rate_t *rate;
     proto_job_t j;              /* the last status */
+    bool seen;                  /* j is an answer (else none came yet: no counts to say) */
     int64_t last_line;          /* when the last plain progress line went out */
     int64_t last_finished;      /* finished tasks when progress last moved */
     int64_t stalled_since;      /* since when nothing moved */
@@ -224,16 +225,21 @@ static void s_watch_stall(wait_state_t *w, int64_t now)
     }
 }
 
-/* Says that --timeout has passed, with the last counts seen. */
+/* Says that --timeout has passed, with the last counts seen: none when
+   no answer came (a silent master, a full disk from the start), rather
+   than "0/0 done", which reads as an empty job (the Python client's
+   WaitTimeout says the same). */
 static void s_say_timed_out(const wait_state_t *w)
 {
     if (w->bar)
         fprintf(stderr, "\r\033[K");
-    fprintf(stderr,
-            "ztask: job %lld did not finish within %g s (%lld/%lld done, %lld failed); it keeps "
-            "running\n",
-            (long long) w->job, w->opts->timeout, (long long) progress_finished(&w->j),
-            (long long) w->j.total, (long long) w->j.failed);
+    char counts[96] = "";
+    if (w->seen)
+        snprintf(counts, sizeof counts, " (%lld/%lld done, %lld failed)",
+                 (long long) progress_finished(&w->j), (long long) w->j.total,
+                 (long long) w->j.failed);
+    fprintf(stderr, "ztask: job %lld did not finish within %g s%s; it keeps running\n",
+            (long long) w->job, w->opts->timeout, counts);
 }
 
 /* True (after saying so) when --timeout has passed. */
@@ -299,6 +305,7 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
         if (rc == CLI_EXIT_OK) {
             proto_job_clear(&w.j);
             w.j = next;   /* its strings move */
+            w.seen = true;
         }
         if (rc == WAIT_STORAGE) {
             /* The job goes on; its counts come back with the disk's room.

@@ -666,6 +666,29 @@ static char *s_capture_end(capture_t *c)
     return buf;
 }
 
+START_TEST(a_wait_the_master_never_answered_says_no_counts)
+{
+    /* `ztask wait 1 --timeout 1` against a master that takes the status
+       request and never answers: nothing was seen, so the timeout says
+       no counts (as the Python client's WaitTimeout does), not "0/0
+       done", which reads as an empty job. */
+    step_t steps[] = { { ACT_IGNORE, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    cli_t cli = { .host = xstrdup("127.0.0.1"), .port = f->port, .timeout_ms = 8000 };
+    cli_wait_opts_t opts = { .timeout = 1.0, .progress = true, .summary = true };
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
+    int rc = cli_wait_job(&cli, 1, &opts);
+    char *err = s_capture_end(&cap);
+    ck_assert_int_eq(rc, CLI_EXIT_TIMEOUT);
+    ck_assert_str_eq(err, "ztask: job 1 did not finish within 1 s; it keeps running\n");
+    free(err);
+    client_destroy(&cli.client);
+    free(cli.host);
+    s_fake_stop(&f);
+}
+END_TEST
+
 /* Runs `ztask workers ARGS` against the fake at port; returns what it
    printed (caller frees) and the exit code. */
 static char *s_workers_output(int port, char **argv, int argc, int *rc)
