@@ -188,8 +188,10 @@ class BusyMaster:
             if self.busy is None or self.got <= self.busy:
                 self.router.send_multipart([ident, BUSY])
             elif self.reply is not None:
-                self.router.send_multipart([ident, self.reply])
+                # Set before the send: the client, woken by the reply, may
+                # look at it before this thread runs again.
                 self.answered.set()
+                self.router.send_multipart([ident, self.reply])
 
     def close(self):
         self.stop.set()
@@ -284,6 +286,28 @@ def test_a_wait_ends_at_its_timeout_not_a_request_timeout_later():
         with pytest.raises(ztask.WaitTimeout):
             list(c.job(7).as_completed(timeout=0.5))
         assert time.monotonic() - t0 < 4.0
+    finally:
+        c.close()
+        m.close()
+
+
+def test_a_stream_past_its_timeout_raises_wait_timeout_without_the_internal_one():
+    # as_completed / map against a master that never answers: WaitTimeout
+    # alone, as Job.wait raises it; not chained to the transport's internal
+    # DeadlineReached ("During handling of the above exception, another
+    # exception occurred" in every traceback).
+    m = BusyMaster(0)
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=8.0)
+    try:
+        for run in (lambda: list(c.job(7).as_completed(timeout=0.3)),
+                    lambda: list(c.job(7)._in_order(time.monotonic() + 0.3, 0.1))):
+            with pytest.raises(ztask.WaitTimeout) as e:
+                run()
+            assert e.value.job == 7 and e.value.record is None
+            assert e.value.__cause__ is None and (e.value.__context__ is None
+                                                  or e.value.__suppress_context__), \
+                f"chained to {e.value.__context__!r}"
+            assert str(e.value) == "job 7: not every task finished in time; it keeps running"
     finally:
         c.close()
         m.close()

@@ -488,8 +488,9 @@ class Job:
             try:
                 rec = self.client._status(self.id, hold, deadline)
             except DeadlineReached:
-                _check_deadline(deadline, self.id, rec)
-                raise
+                # Its own WaitTimeout, not chained to the transport's
+                # internal exception (as Job.wait).
+                raise _not_all_in_time(self.id, rec) from None
             target = finished_count(rec)
             after, in_prefix = low, True
             while yielded < target:
@@ -534,8 +535,9 @@ class Job:
             try:
                 rec = self.client._status(self.id, _clip(hold, deadline), deadline)
             except DeadlineReached:
-                _check_deadline(deadline, self.id, rec)
-                raise
+                # Its own WaitTimeout, not chained to the transport's
+                # internal exception (as Job.wait).
+                raise _not_all_in_time(self.id, rec) from None
             ready = finished_count(rec) - yielded
             hold = poll
             if ready > 0:
@@ -703,13 +705,18 @@ def _clip(hold: float, deadline: Optional[float]) -> float:
     return hold if deadline is None else max(0.0, min(hold, deadline - time.monotonic()))
 
 
+def _not_all_in_time(job_id: int, rec: Optional[JobRecord]) -> WaitTimeout:
+    """The WaitTimeout of a stream (as_completed, map) past its deadline;
+    rec is the last record seen (None: no answer came)."""
+    counts = "" if rec is None else f" ({finished_count(rec)}/{rec['total']} finished)"
+    return WaitTimeout(f"job {job_id}: not every task finished in time{counts}; it keeps "
+                       "running", rec, job_id)
+
+
 def _check_deadline(deadline: Optional[float], job_id: int, rec: Optional[JobRecord]) -> None:
-    """Raises WaitTimeout once deadline has passed; rec is the last record
-    seen (None: no answer came)."""
+    """Raises WaitTimeout once deadline has passed."""
     if deadline is not None and time.monotonic() >= deadline:
-        counts = "" if rec is None else f" ({finished_count(rec)}/{rec['total']} finished)"
-        raise WaitTimeout(f"job {job_id}: not every task finished in time{counts}; it keeps "
-                          "running", rec, job_id)
+        raise _not_all_in_time(job_id, rec)
 
 
 def _raise(e: BaseException) -> Any:
