@@ -275,6 +275,8 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     /* Asked for every fn dispatch: binary search. */
     qsort(w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp);
     w->no_exec = hello->no_exec;
+    w->recall = hello->recall;
+    w->recall_until = 0;   /* a recall in the old pipe is lost with it */
     if (!w->inflight) {
         s_free_grants(w);
         w->pool = pool;

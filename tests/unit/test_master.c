@@ -329,10 +329,10 @@ START_TEST(one_slow_result_among_short_ones_keeps_a_workers_prefetch)
 }
 END_TEST
 
-/* Tasks of a few ms (an `exec true`) get about 8 ms of them queued per
+/* Tasks of a few ms (an `exec true`) get about 32 ms of them queued per
    thread (master/tasks.c, PREFETCH_QUEUE_MS), and no more: a queued task
-   stays on its worker even if it turns out long. */
-START_TEST(a_worker_of_3_ms_tasks_gets_about_8_ms_of_them_queued_per_thread)
+   waits on its worker (until another worker idles: a recall). */
+START_TEST(a_worker_of_3_ms_tasks_gets_about_32_ms_of_them_queued_per_thread)
 {
     env_t e;
     s_env_start_with(&e, 60000, 0, -1);
@@ -344,12 +344,12 @@ START_TEST(a_worker_of_3_ms_tasks_gets_about_8_ms_of_them_queued_per_thread)
     ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
     s_result_ran(&f, got[0].id, got[0].attempt, 3.0);
     s_result_ran(&f, got[1].id, got[1].attempt, 3.0);
-    /* Two 3 ms samples: 2 threads + 2 x 8 / 3 queued (5, rounded) = 7
+    /* Two 3 ms samples: 2 threads + 2 x 32 / 3 queued (21, rounded) = 23
        out, all of them free now. */
-    ck_assert_int_eq(s_take_tasks(&f, 7, got + 2, 3000), 7);
+    ck_assert_int_eq(s_take_tasks(&f, 23, got + 2, 3000), 23);
     /* And not one more until a result frees a slot. */
     proto_pipe_t *extra = s_next(&f, 300, true);
-    ck_assert_msg(extra == NULL, "more than 8 ms of 3 ms tasks were queued");
+    ck_assert_msg(extra == NULL, "more than 32 ms of 3 ms tasks were queued");
     s_fake_stop(&f);
     s_env_stop(&e);
 }
@@ -961,6 +961,7 @@ static const char *s_pipe_name(const proto_pipe_t *msg)
     case PROTO_PIPE_ABORT: return "an abort";
     case PROTO_PIPE_DRAIN: return "a drain";
     case PROTO_PIPE_PING: return "a ping";
+    case PROTO_PIPE_RECALL: return "a recall";
     }
     return "?";
 }
