@@ -136,6 +136,8 @@ typedef struct {
     void *api, *pipe, *push;
     char *id;
     int threads;
+    bool recall;           /* its hello says it answers recalls */
+    const char *label;     /* its one label, or NULL */
 } fake_t;
 
 /* Registers (again) as the same process: name, host, pid 1000 + threads;
@@ -153,6 +155,12 @@ static void s_fake_hello(fake_t *f, const char *name)
     req->host = xstrdup("testhost");
     req->pid = 1000 + f->threads;
     req->threads = f->threads;
+    req->recall = f->recall;
+    if (f->label) {
+        req->labels = xcalloc(2, sizeof *req->labels);
+        req->labels[0] = xstrdup(f->label);
+        req->nlabels = 1;
+    }
     proto_reply_t *rep = s_call(e, f->api, req);
     ck_assert(rep->ok);
     f->id = xstrdup(rep->worker_id);
@@ -165,6 +173,20 @@ static void s_fake_hello(fake_t *f, const char *name)
     ck_assert_int_eq(zmq_connect(f->push, ep), 0);
     proto_reply_destroy(&rep);
     proto_req_destroy(&req);
+}
+
+/* A fake worker whose hello says recall (or not) and has label. */
+static void s_fake_start_as(fake_t *f, env_t *e, const char *name, int threads, bool recall,
+                            const char *label)
+{
+    memset(f, 0, sizeof *f);
+    f->e = e;
+    f->threads = threads;
+    f->recall = recall;
+    f->label = label;
+    f->api = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(f->api, e->api), 0);
+    s_fake_hello(f, name);
 }
 
 static void s_fake_start(fake_t *f, env_t *e, const char *name, int threads)
@@ -1187,6 +1209,171 @@ static void s_wall_clock_reset(void)
 {
     clock_wall_offset_set(0);
 }
+
+/* ---- recall ---- */
+
+/* Waits up to ms for a recall on h's pipe while idle (NULL: none to
+   keep alive) beats too; NULL on timeout. Tasks that come to h fail the
+   test. */
+static proto_pipe_t *s_wait_recall(fake_t *h, fake_t *idle, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 50) {
+        if (idle)
+            s_heartbeat(idle);
+        proto_pipe_t *msg = s_next(h, 50, true);
+        if (!msg)
+            continue;
+        ck_assert_msg(msg->type == PROTO_PIPE_RECALL, "%s came instead of a recall",
+                      s_pipe_name(msg));
+        return msg;
+    }
+    return NULL;
+}
+
+static void s_recalled(fake_t *f, const proto_task_ref_t *refs, int n)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_RECALLED, f->id);
+    rep->recalled = xcalloc((size_t) n + 1, sizeof *rep->recalled);
+    for (int i = 0; i < n; i++)
+        rep->recalled[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    rep->nrecalled = n;
+    s_report(f, rep);
+}
+
+/* A master with 3 tasks of prefetch and a crash limit of 1: a recalled
+   task charged as a crash would fail at once. */
+static void s_env_recall(env_t *e)
+{
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    s_env_start_config(e, &cfg);
+}
+
+/* h (1 thread + 3 prefetched) runs the first of 4 tasks; i joins idle:
+   the master asks h for the most recently sent task it has not started
+   (one: i has one thread), once; what h gives back goes to i as the next
+   attempt, charged nothing; a "recalled" from i for h's task is refused. */
+START_TEST(an_idle_worker_gets_the_unstarted_tasks_a_busy_one_gives_back)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i;
+    s_fake_start_as(&h, &e, "h", 1, true, NULL);
+    int64_t job = s_submit_noops(&e, 4);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 4, got, 3000), 4);
+    s_started(&h, got[0].id, got[0].attempt);
+    /* Nothing to recall for: nobody idles. */
+    proto_pipe_t *msg = s_wait_recall(&h, NULL, 300);
+    ck_assert_ptr_null(msg);
+    s_fake_start_as(&i, &e, "i", 1, false, NULL);
+    msg = s_wait_recall(&h, &i, 3000);
+    ck_assert_msg(msg != NULL, "no recall came for the idle worker");
+    ck_assert_int_eq(msg->nrefs, 1);
+    ck_assert_int_eq(msg->refs[0].task, got[3].id);   /* the last sent */
+    ck_assert_int_eq(msg->refs[0].attempt, 1);
+    proto_task_ref_t back = msg->refs[0];
+    proto_pipe_destroy(&msg);
+    /* One recall out at a time: no second while the first is unanswered. */
+    msg = s_wait_recall(&h, &i, 400);
+    ck_assert_ptr_null(msg);
+    /* i is not its holder: its "recalled" for h's task changes nothing. */
+    s_recalled(&i, &(proto_task_ref_t){.task = got[2].id, .attempt = 1}, 1);
+    s_recalled(&h, &back, 1);
+    proto_task_t on_i[4];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, 2);   /* a resend is the next attempt */
+    s_result(&i, on_i[0].id, on_i[0].attempt);
+    /* h still holds the rest, got[2] included: their results count. */
+    for (int k = 0; k < 3; k++)
+        s_result(&h, got[k].id, got[k].attempt);
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 100; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        int done = 0;
+        for (int t = 0; t < rep->ntasks; t++)
+            done += rep->tasks[t].status == PROTO_ST_DONE;
+        if (done == 4)
+            break;
+        s_heartbeat(&i);
+        s_heartbeat(&h);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->ntasks, 4);
+    for (int t = 0; t < 4; t++) {
+        ck_assert_int_eq(rep->tasks[t].status, PROTO_ST_DONE);
+        bool recalled = rep->tasks[t].task == back.task;
+        ck_assert_str_eq(rep->tasks[t].worker, recalled ? i.id : h.id);
+        ck_assert_int_eq(rep->tasks[t].attempts, recalled ? 2 : 1);
+    }
+    proto_reply_destroy(&rep);
+    rep = s_query(&e, PROTO_REQ_STATS, 0);
+    ck_assert_int_eq(rep->stats.duplicates, 0);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* A worker whose hello did not say recall (older than this) is never
+   sent one, however long another idles. */
+START_TEST(no_recall_goes_to_a_worker_that_did_not_offer_it)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i;
+    s_fake_start_as(&h, &e, "h", 1, false, NULL);
+    s_submit_noops(&e, 4);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 4, got, 3000), 4);
+    s_started(&h, got[0].id, got[0].attempt);
+    s_fake_start_as(&i, &e, "i", 1, true, NULL);
+    proto_pipe_t *msg = s_wait_recall(&h, &i, 1000);
+    ck_assert_msg(msg == NULL, "a recall went to a worker that does not know the message");
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Only what the idle worker could run is asked back: tasks that require
+   a label it lacks stay; a worker with the label that joins gets them. */
+START_TEST(only_tasks_the_idle_worker_can_take_are_recalled)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i, j;
+    s_fake_start_as(&h, &e, "h", 1, true, "gpu");
+    const char *specs[] = {"{\"fn\":\"noop\",\"require\":[\"gpu\"]}",
+                           "{\"fn\":\"noop\",\"require\":[\"gpu\"]}",
+                           "{\"fn\":\"noop\",\"require\":[\"gpu\"]}"};
+    s_submit_specs(&e, specs, 3);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 3, got, 3000), 3);
+    s_started(&h, got[0].id, got[0].attempt);
+    s_fake_start_as(&i, &e, "i", 2, true, NULL);
+    proto_pipe_t *msg = s_wait_recall(&h, &i, 800);
+    ck_assert_msg(msg == NULL, "tasks were recalled for a worker without their label");
+    s_fake_start_as(&j, &e, "j", 2, true, "gpu");
+    for (int k = 0; k < 20 && !msg; k++) {
+        s_heartbeat(&j);
+        msg = s_wait_recall(&h, &i, 100);
+    }
+    ck_assert_msg(msg != NULL, "no recall for the worker with the label");
+    /* j has 2 free threads, h 2 unstarted tasks: both, newest first. */
+    ck_assert_int_eq(msg->nrefs, 2);
+    ck_assert_int_eq(msg->refs[0].task, got[2].id);
+    ck_assert_int_eq(msg->refs[1].task, got[1].id);
+    proto_pipe_destroy(&msg);
+    s_fake_stop(&j);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
 
 int main(void)
 {
