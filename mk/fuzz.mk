@@ -3,12 +3,12 @@
 # outside input, built with clang under build/fuzz/. Not part of `make test`,
 # which replays the seed corpus and every saved crash (test_fuzz_regress).
 #   make fuzz      each target FUZZ_SECONDS (300), FUZZ_JOBS at a time
-#   make fuzz-ci   replay the corpus, then each target FUZZ_CI_SECONDS (60)
+#   make fuzz-ci   replay the corpus, then each target FUZZ_CI_SECONDS (30)
 # Both fail on any crash, leak, timeout or broken property and say where the
 # input was saved. FUZZ_TARGETS="req spec" picks targets.
 FUZZ_CC         ?= clang
 FUZZ_SECONDS    ?= 300
-FUZZ_CI_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 30
 FUZZ_JOBS       ?= $(shell nproc 2>/dev/null || echo 1)
 FUZZ_TARGETS    ?= req reply pipe report spec result range jsonl each keys config util
 FUZZ_CHECK_SRC  := $(filter-out tests/fuzz/entry.c,$(wildcard tests/fuzz/*.c))
