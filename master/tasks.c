@@ -1705,10 +1705,14 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
    at most RECALL_MAX. The holder answers "recalled" with exactly those it
    took off its queue (it never starts them), and they are queued again
    as never sent (s_on_recalled). One recall is out to a worker at a time,
-   until its answer or RECALL_WAIT (the lease: a lost answer leaves those
-   tasks with their holder, which runs them). Only workers whose hello
-   said "recall": an older one would log the message as unknown. */
+   until its answer or a lease (a lost answer leaves those tasks with
+   their holder: it runs them, or their lease requeues them). Only workers
+   whose hello said "recall": an older one would log the message as
+   unknown. */
 #define RECALL_MAX 64
+/* After an empty answer: about when the worker reports the starts that
+   made it empty (it reports a start once a task has run 20 ms). */
+#define RECALL_EMPTY_WAIT_MS 25
 
 /* Whether t, on its holder, may be asked back for idle: sent but not
    reported started, not being cancelled, not a suspect (one per worker,
@@ -2130,8 +2134,6 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
 static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep, const char *key,
                           int64_t now)
 {
-    if (w && w->alive)
-        w->recall_until = 0;
     int back = 0;
     for (int i = 0; i < rep->nrecalled; i++) {
         const proto_task_ref_t *ref = &rep->recalled[i];
@@ -2151,9 +2153,20 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
     }
     if (back)
         metrics_recalled(self->cfg.metrics, back);
-    if (w)
+    if (!w)
+        return;
+    /* Nothing given back: what it holds beyond its threads has started
+       (not reported yet: START_REPORT_MS in worker/session.c) or ended
+       (its result held back briefly): asking again at once would ask for
+       the same ones. */
+    if (w->alive)
+        w->recall_until = back ? 0 : now + RECALL_EMPTY_WAIT_MS;
+    if (back)
         log_info("event=tasks_recalled worker=%s asked=%d returned=%d refused=%d", LOG_V(w->id),
                  w->recall_asked, back, rep->nrecalled - back);
+    else
+        log_debug("event=tasks_recalled worker=%s asked=%d returned=0 refused=%d", LOG_V(w->id),
+                  w->recall_asked, rep->nrecalled);
 }
 
 /* key: the sender's CURVE key (NULL without CURVE): a worker's reports
