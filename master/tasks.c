@@ -1571,15 +1571,14 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
    whose refills (at half, in one message) then carry ~100 tasks.
    Measured on fn noop, 2 workers x 4 threads: 64 queued per worker gave
    92,000 tasks/s, 256 gave 104,000 (fewer, bigger messages on both
-   sides). 32 ms, not 8: with 8, on a
-   busy 2-core host, the pool threads running `exec true` (2-3 ms a
-   command) still waited 3.5-4% of the time for a refill (a result's
-   report, a master wakeup and a pipe message, each hop waiting for the
-   CPU: 10-20 ms), about nothing with 32 (docs/performance.md, "The exec
-   path, fourth pass"). It was held back until the recall existed:
-   without it, a job whose tasks turned long part way left most of them
-   queued on one worker while another idled (issue 14, item 6;
-   tests/e2e/test_balance.c). */
+   sides). 32 ms, not 8: with 8, on a busy 2-core host, the pool threads
+   running `exec true` (2-3 ms a command) still waited 3.5-4% of the time
+   for a refill (a result's report, a master wakeup and a pipe message,
+   each hop waiting for the CPU: 10-20 ms), about nothing with 32
+   (docs/performance.md, "The exec path, fourth pass"). It was held back
+   until the recall existed: without it, a job whose tasks turned long
+   part way left most of them queued on one worker while another idled
+   (issue 14, item 6; tests/e2e/test_balance.c). */
 #define PREFETCH_QUEUE_MS 32.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256
