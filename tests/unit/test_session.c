@@ -3,8 +3,8 @@
     sockets the real one has, bound on 127.0.0.1 port 0:
 
       api      ROUTER  answers hello (and the worker's own drain request)
-      pipe     PUSH    tasks, abort, drain, ping -> the worker's PULL
-      reports  PULL    heartbeat, started, output, results, bye
+      pipe     PUSH    tasks, abort, recall, drain, ping -> the worker's PULL
+      reports  PULL    heartbeat, started, output, results, recalled, bye
 
     The test thread is the master: fm_pump() handles whatever arrives and
     sends pings on schedule (unless a test turns them off), and FM_UNTIL
@@ -811,50 +811,60 @@ static int s_ended_count(const fm_t *fm, int total)
     return n;
 }
 
-/* The race a recall runs against the pool threads: tasks keep arriving
-   and starting while recalls name them. Every task ends exactly one way,
-   given back or run (a result), never both and never neither. */
+/* The race a recall runs against the pool threads: each round sends 16
+   commands (each touches a file named after its task) and, once the
+   first has a result (the threads are then in the middle of the batch:
+   some done, two running, the rest queued), recalls all 16, the last sent
+   first. Every task ends exactly one way, given back or run (a result),
+   and a task given back never ran: its file does not exist. */
 START_TEST(recalls_racing_the_pool_threads_never_give_back_a_started_task)
 {
-    enum { BATCH = 16, BATCHES = 150 };
+    enum { BATCH = 16, ROUNDS = 60 };
+    char dir[] = "/tmp/ztask-recall-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
     fm_t *fm = fm_new(50, 20);
     worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 2});
-    const char *spec = "{\"fn\":\"sleep\",\"args\":{\"seconds\":0.0002}}";
-    const char *specs[BATCH];
-    for (int i = 0; i < BATCH; i++)
-        specs[i] = spec;
+    char *specs[BATCH];
     int64_t ids[BATCH];
-    for (int b = 0; b < BATCHES; b++) {
+    for (int b = 0; b < ROUNDS; b++) {
         int64_t first = 1 + (int64_t) b * BATCH;
-        fm_send_tasks(fm, first, BATCH, specs);
-        /* This batch (some already taken by a thread, most queued), in
-           reverse, or the one before it (mostly run by now). */
-        int64_t from = b % 3 == 2 && b > 0 ? first - BATCH : first;
         for (int i = 0; i < BATCH; i++)
-            ids[i] = from + BATCH - 1 - i;
+            specs[i] = xasprintf("{\"argv\":[\"touch\",\"%s/%lld\"]}", dir,
+                                 (long long) (first + i));
+        fm_send_tasks(fm, first, BATCH, (const char *const *) specs);
+        for (int i = 0; i < BATCH; i++)
+            free(specs[i]);
+        FM_UNTIL(fm, 5000, fm->result_seen[first] > 0);
+        for (int i = 0; i < BATCH; i++)
+            ids[i] = first + BATCH - 1 - i;
         fm_send_recall(fm, ids, BATCH);
-        fm_pump(fm, 0);
     }
-    int total = BATCH * BATCHES;
-    FM_UNTIL(fm, 30000, fm->recalled_reports == BATCHES);
+    int total = BATCH * ROUNDS;
+    FM_UNTIL(fm, 30000, fm->recalled_reports == ROUNDS);
     FM_UNTIL(fm, 30000, s_ended_count(fm, total) == total);
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 0, 0));
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
     int back = 0;
     for (int id = 1; id <= total; id++) {
         ck_assert_msg(fm->result_seen[id] + fm->recalled_seen[id] == 1,
                       "task %d: %d results, given back %d times", id, fm->result_seen[id],
                       fm->recalled_seen[id]);
+        char path[64];
+        snprintf(path, sizeof path, "%s/%d", dir, id);
+        bool ran = access(path, F_OK) == 0;
+        ck_assert_msg(ran == (fm->result_seen[id] == 1), "task %d: %s, but it %s", id,
+                      fm->recalled_seen[id] ? "given back" : "a result came",
+                      ran ? "ran" : "never ran");
+        unlink(path);
         back += fm->recalled_seen[id];
     }
+    rmdir(dir);
     fprintf(stderr, "recall race: %d of %d tasks given back, %d run\n", back, total, total - back);
     ck_assert_int_eq(back, fm->nrecalled);
     /* Some of each, or the race was not run. */
     ck_assert_int_gt(back, 0);
-    ck_assert_int_lt(back, total);
-    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 0, 0));
-    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
-    ck_assert_int_eq(worker_join(fm, w), 0);
-    for (int id = 1; id <= total; id++)
-        ck_assert_int_eq(fm->result_seen[id] + fm->recalled_seen[id], 1);
+    ck_assert_int_lt(back, total - ROUNDS);
     worker_free(&w);
     fm_destroy(&fm);
 }
