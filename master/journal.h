@@ -60,6 +60,11 @@
    written (see the top of this file). */
 #define ASSIGN_WRITE_MS 1000
 
+/* With --sync acked, a change no answer has waited for is fsynced at most
+   this long after its commit (journal.c, s_sync_due): what a power loss
+   can take back of results and assignments. */
+#define JOURNAL_FSYNC_MS 1000
+
 /* Commits of up to this many rows, holding up to this many bytes of task
    specs and outcomes, are written on the loop thread itself (see
    s_flush_start in journal.c); bigger ones on the writer thread. The
@@ -195,16 +200,19 @@ int64_t journal_timeout(const journal_t *self, int64_t now, int64_t max);
 void journal_collect(journal_t *self);
 
 /* Starts a commit when one is due at now and the writer is free: submits
-   at once (a client waits for each), the rest every flush_ms. A small one
+   at once (a client waits for each), the rest every flush_ms; with
+   --sync acked, an fsync alone once the last commit not fsynced is
+   JOURNAL_FSYNC_MS old, or when hurried with nothing else left. A small one
    is written here, at once; a big one goes to the writer thread. Does not
    wait for the writer. */
 void journal_commit(journal_t *self, int64_t now);
 
 /* Answers without waiting for the disk. journal_mark: the point every
    change journalled so far has reached; journal_written: true once every
-   change up to a mark is committed (never while failing: the store lags).
+   change up to a mark is committed and, with --sync acked (or full),
+   fsynced (never while failing: the store lags).
    journal_commit_soon: the next journal_commit writes what is journalled
-   at once instead of after flush_ms (the loop's poll does not wait
+   at once instead of after flush_ms, fsynced (the loop's poll does not wait
    meanwhile). An answer made now from memory and sent only once its mark
    is written tells nothing a crash could undo, and the loop goes on
    serving every other socket while that commit is on the writer thread:

@@ -46,9 +46,12 @@ static void s_usage(FILE *out)
 "                       keyless choice on a shared host\n"
 "  --port BASE          API port; worker reports on BASE+1 (default 5555; 0 = any free ports)\n"
 "  --task-ports LO-HI   ports for the per-worker task pipes (default: any free port)\n"
-"  --sync MODE          full (default: fsync every grouped commit), interval (fsync at\n"
-"                       checkpoints: survives a crash of the master, may lose the last\n"
-"                       commits on power loss) or off\n"
+"  --sync MODE          acked (default: fsync before every answer and submit acknowledged,\n"
+"                       results no client was told of yet within 1 s; a power loss may\n"
+"                       lose that last second of them, and their tasks run again), full\n"
+"                       (fsync every grouped commit), interval (fsync at checkpoints:\n"
+"                       survives a crash of the master, may lose the last commits and\n"
+"                       answers on power loss) or off\n"
 "  --heartbeat-ms N     heartbeat interval (default 1000)\n"
 "  --liveness N         missed heartbeats before a worker is dead (default 3)\n"
 "  --lease SEC          a task sent to a worker must start within SEC (default 10)\n"
@@ -219,14 +222,16 @@ int main(int argc, char **argv)
             break;
         }
         case O_SYNC:
-            if (strcmp(optarg, "full") == 0)
+            if (strcmp(optarg, "acked") == 0)
+                cfg.sync = STORE_SYNC_ACKED;
+            else if (strcmp(optarg, "full") == 0)
                 cfg.sync = STORE_SYNC_FULL;
             else if (strcmp(optarg, "interval") == 0)
                 cfg.sync = STORE_SYNC_INTERVAL;
             else if (strcmp(optarg, "off") == 0)
                 cfg.sync = STORE_SYNC_OFF;
             else {
-                fprintf(stderr, "ztask-master: --sync wants full, interval or off, not '%s'\n", optarg);
+                fprintf(stderr, "ztask-master: --sync wants acked, full, interval or off, not '%s'\n", optarg);
                 rc = -1;
             }
             break;

@@ -98,7 +98,7 @@ void master_config_defaults(master_config_t *cfg)
     cfg->bind_addr = "127.0.0.1";
     cfg->port = 5555;
     cfg->db_path = "ztask.db";
-    cfg->sync = STORE_SYNC_FULL;
+    cfg->sync = STORE_SYNC_ACKED;
     cfg->heartbeat_ms = 1000;
     cfg->liveness = 3;
     cfg->lease_ms = 10000;

@@ -51,7 +51,7 @@ static const char *KIND_NAMES[M_KIND_N] = {"exec", "fn"};
 
 struct metrics {
     double start_wall;
-    int64_t submitted, retried, workers_lost, duplicates;
+    int64_t submitted, retried, workers_lost, duplicates, commits_fsynced;
     int64_t recalled;
     int64_t finished[M_OUT_N];
     histo_t queue_wait[M_KIND_N], run_time[M_KIND_N];
@@ -182,8 +182,9 @@ void metrics_set_http_refused(metrics_t *self, int64_t n)
     self->http_refused = n;
 }
 
-void metrics_commit(metrics_t *self, double seconds, int64_t rows)
+void metrics_commit(metrics_t *self, double seconds, int64_t rows, bool fsynced)
 {
+    self->commits_fsynced += fsynced;
     s_observe(&self->commit_secs, seconds < 0 ? 0 : seconds);
     s_observe(&self->commit_rows, (double) rows);
 }
@@ -399,6 +400,10 @@ void metrics_render(const metrics_t *self, strbuf_t *out)
     s_histo(out, "ztask_commit_duration_seconds", "", &self->commit_secs);
     metrics_header(out, "ztask_commit_rows", "histogram", "Grouped commits: rows written per commit.");
     s_histo(out, "ztask_commit_rows", "", &self->commit_rows);
+    s_counter(out, "ztask_commits_fsynced_total",
+              "Grouped commits that were fsynced (all with --sync full; with acked, those an "
+              "answer waited for and one a second).",
+              self->commits_fsynced);
     metrics_header(out, "ztask_loop_turn_seconds", "histogram",
                    "Turns of the master's loop: from the poll's return to the next poll.");
     s_histo(out, "ztask_loop_turn_seconds", "", &self->turn_secs);

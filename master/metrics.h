@@ -72,8 +72,8 @@ void metrics_auth_refused(metrics_t *self, const char *reason);
    before each rendering), shown as reason "http_token". */
 void metrics_set_http_refused(metrics_t *self, int64_t n);
 /* One grouped commit: wall time from handing the batch over to its
-   return, and the rows it wrote. */
-void metrics_commit(metrics_t *self, double seconds, int64_t rows);
+   return, the rows it wrote, and whether it was fsynced. */
+void metrics_commit(metrics_t *self, double seconds, int64_t rows, bool fsynced);
 /* One turn of the master's loop (master.c): from the poll's return to
    the next poll, the time every socket waited on it. */
 void metrics_loop_turn(metrics_t *self, double seconds);

@@ -53,6 +53,7 @@
 
 #include <sqlite3.h>
 
+#include <assert.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -395,6 +396,8 @@ struct store {
     bool busy[S_COUNT_];
     bool in_tx;          /* we opened a transaction and have not ended it */
     bool poisoned;       /* a write failed; the group was rolled back */
+    store_sync_t sync;   /* the mode it was opened with */
+    bool fsync_next;     /* ACKED: synchronous is FULL now, not NORMAL */
     char err[512];
     char poison[512];    /* why (reported by the next store_commit) */
 };
@@ -737,8 +740,9 @@ static int s_configure(sqlite3 *db, const char *path, store_sync_t sync, char *e
         [STORE_SYNC_FULL] = "PRAGMA synchronous = FULL",
         [STORE_SYNC_INTERVAL] = "PRAGMA synchronous = NORMAL",
         [STORE_SYNC_OFF] = "PRAGMA synchronous = OFF",
+        [STORE_SYNC_ACKED] = "PRAGMA synchronous = NORMAL",
     };
-    if ((unsigned)sync > STORE_SYNC_OFF) {
+    if ((unsigned)sync > STORE_SYNC_ACKED) {
         snprintf(err, errlen, "bad sync mode %d", (int)sync);
         return -1;
     }
@@ -853,6 +857,7 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
         return NULL;
     }
     sqlite3_extended_result_codes(self->db, 1);
+    self->sync = sync;
     if (s_configure(self->db, path, sync, err, errlen) < 0 ||
         s_schema(self->db, path, err, errlen) < 0) {
         store_destroy(&self);
@@ -927,6 +932,28 @@ void store_rollback(store_t *self)
     self->poisoned = false;
     if (self->in_tx)
         s_rollback_now(self);
+}
+
+store_sync_t store_sync_mode(const store_t *self)
+{
+    return self->sync;
+}
+
+int store_fsync_next(store_t *self, bool fsync)
+{
+    assert(!self->in_tx);
+    if (self->sync != STORE_SYNC_ACKED || fsync == self->fsync_next)
+        return 0;
+    /* A flag of the connection's pager, read at each commit: no I/O. */
+    char *msg = NULL;
+    if (sqlite3_exec(self->db, fsync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        s_seterr(self, "synchronous: %s", msg ? msg : sqlite3_errmsg(self->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    self->fsync_next = fsync;
+    return 0;
 }
 
 bool store_dirty(const store_t *self)

@@ -11,9 +11,12 @@
     means "committed". One fsync covers thousands of rows.
 
     Sync modes (--sync): FULL = synchronous=FULL (fsync at every commit);
-    INTERVAL = synchronous=NORMAL in WAL (no fsync at commit, fsync at
-    checkpoints; survives a process crash, may lose the last commits on
-    power loss); OFF = synchronous=OFF.
+    ACKED = synchronous=NORMAL, but FULL for each commit the caller asks
+    to be durable (store_fsync_next: the journal asks it for every commit
+    a client's answer waits for, and at least every second); INTERVAL =
+    synchronous=NORMAL in WAL (no fsync at commit, fsync at checkpoints;
+    survives a process crash, may lose the last commits on power loss);
+    OFF = synchronous=OFF.
 
     Errors: functions return 0 on success, -1 on failure with a message
     available from store_error() (e.g. "database or disk is full"). A failed
@@ -46,7 +49,12 @@
 
 typedef struct store store_t;
 
-typedef enum { STORE_SYNC_FULL = 0, STORE_SYNC_INTERVAL, STORE_SYNC_OFF } store_sync_t;
+typedef enum {
+    STORE_SYNC_FULL = 0,
+    STORE_SYNC_INTERVAL,
+    STORE_SYNC_OFF,
+    STORE_SYNC_ACKED,
+} store_sync_t;
 
 /* The schema this build writes (PRAGMA user_version). 2: no
    tasks_unfinished index; 3: tasks without AUTOINCREMENT, last_ids; 4:
@@ -89,6 +97,13 @@ const char *store_error(const store_t *self);
 int store_commit(store_t *self);
 /* Rolls back the open transaction, if any. */
 void store_rollback(store_t *self);
+/* The sync mode the store was opened with. */
+store_sync_t store_sync_mode(const store_t *self);
+/* ACKED only (a no-op in the other modes): whether the next commit is
+   fsynced (synchronous=FULL) or only written (NORMAL). Call with no
+   transaction open. In WAL every commit is appended in order, so an
+   fsynced one makes every earlier one durable too. 0, or -1. */
+int store_fsync_next(store_t *self, bool fsync);
 /* Writes one small row (in the open group): a commit of it tells whether
    the disk has room again after a failed commit. */
 int store_probe(store_t *self);

@@ -20,7 +20,7 @@ DOWN_S=0.5
 db=$CHAOS_DIR/m.db
 records=$CHAOS_DIR/records
 port=$(free_port_pair) || chaos_fail "no free port pair"
-MFLAGS=(--db "$db" --sync full --heartbeat-ms 200 --liveness 3 --recovery-grace 2)
+MFLAGS=(--db "$db" --heartbeat-ms 200 --liveness 3 --recovery-grace 2)
 
 start_master "$port" "${MFLAGS[@]}"
 start_worker wa "$THREADS"

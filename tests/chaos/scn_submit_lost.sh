@@ -20,7 +20,7 @@ records=$CHAOS_DIR/records
 expect=$CHAOS_DIR/expect
 args="{\"file\":\"$records\",\"ms\":$MS}"
 port=$(free_port_pair) || chaos_fail "no free port pair"
-MFLAGS=(--db "$db" --sync full --heartbeat-ms 200 --liveness 3 --recovery-grace 1)
+MFLAGS=(--db "$db" --heartbeat-ms 200 --liveness 3 --recovery-grace 1)
 
 # The 5th submit's answer is lost: several clients are in flight then.
 ZTASK_TEST_KILL_BEFORE_ACK=5 start_master "$port" "${MFLAGS[@]}"

@@ -526,6 +526,51 @@ static void s_check_metrics(h_cluster_t *c, const char *text, const char *const 
     free(file);
 }
 
+/* A number from the metrics text: the value of the line that starts
+   with name and a space; -1 when there is none. */
+static double s_metric(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+/* The default --sync acked: results come back every few milliseconds,
+   and their grouped commits (one each flush_ms) are written, not fsynced;
+   what a client is answered is (here: the submit, the wait), and the
+   rest within a second. With --sync full every commit is fsynced. */
+START_TIMED_TEST(results_are_committed_every_few_ms_but_fsynced_only_for_answers, 120)
+{
+    for (int full = 0; full <= 1; full++) {
+        h_cluster_t *c = h_cluster_new(full ? "http_sync_full" : "http_sync_acked");
+        h_proc_t *m = full ? h_master_start(c, 0, "--http", "127.0.0.1:0", "--sync", "full", NULL)
+                           : h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
+        int port = h_http_port(m);
+        h_worker_start(c, "w1", 2, NULL);
+        /* 300 results of 5 ms tasks on 2 threads: about 0.75 s of them. */
+        int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "0.005", "--array", "1-300",
+                               NULL);
+        ck_assert_int_eq(h_wait(c, job, 60000), 0);
+        resp_t mr = s_get(port, "/metrics", NULL);
+        double commits = s_metric(mr.body, "ztask_commit_duration_seconds_count");
+        double fsynced = s_metric(mr.body, "ztask_commits_fsynced_total");
+        fprintf(stderr, "[sync %s] %.0f commits, %.0f fsynced\n", full ? "full" : "acked",
+                commits, fsynced);
+        ck_assert_msg(commits >= 20, "only %.0f commits for 300 results:\n%s", commits, mr.body);
+        if (full)
+            ck_assert_msg(fsynced == commits, "--sync full: %.0f of %.0f commits fsynced",
+                          fsynced, commits);
+        else
+            ck_assert_msg(fsynced >= 1 && fsynced * 4 < commits,
+                          "--sync acked: %.0f of %.0f commits fsynced", fsynced, commits);
+        s_resp_free(&mr);
+        h_cluster_destroy(&c);
+    }
+}
+END_TEST
+
 START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
 {
     h_cluster_t *c = h_cluster_new("http_metrics");
@@ -577,6 +622,8 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
         "ztask_api_requests_total{type=submit,outcome=ok}>=2",
         "ztask_api_requests_total{type=cancel,outcome=ok}=1",
         "ztask_commit_duration_seconds_count>=1",
+        /* Two submits were acknowledged: each after an fsync. */
+        "ztask_commits_fsynced_total>=2",
         /* A turn at least per submit and per report: 13 tasks took more. */
         "ztask_loop_turn_seconds_count>=13",
         "ztask_loop_turn_max_seconds>=0.000001",

@@ -9,6 +9,7 @@
     ZTASK_STORE_BENCH_N sets the number of tasks in the insert-rate
     measurement (default 200000; lower it under valgrind).
 */
+#include "../../common/clock.h"
 #include "../../master/journal.h"
 #include "../../master/sched.h"
 #include "../../master/store.h"
@@ -70,7 +71,14 @@ static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
     return REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
-static int f_sync(sqlite3_file *f, int flags) { return REAL(f)->pMethods->xSync(REAL(f), flags); }
+/* fsyncs of a WAL file, counted (the journal's --sync acked). */
+static int s_wal_syncs;
+static int f_sync(sqlite3_file *f, int flags)
+{
+    if (((fault_file_t *)f)->wal)
+        s_wal_syncs++;
+    return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
 static int f_size(sqlite3_file *f, sqlite3_int64 *size)
 {
     return REAL(f)->pMethods->xFileSize(REAL(f), size);
@@ -709,7 +717,10 @@ START_TEST(test_sync_modes_set_synchronous_and_files_use_wal)
     static const struct {
         store_sync_t sync;
         int synchronous;
-    } modes[] = {{STORE_SYNC_FULL, 2}, {STORE_SYNC_INTERVAL, 1}, {STORE_SYNC_OFF, 0}};
+    } modes[] = {{STORE_SYNC_FULL, 2},
+                 {STORE_SYNC_INTERVAL, 1},
+                 {STORE_SYNC_OFF, 0},
+                 {STORE_SYNC_ACKED, 1}};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         store_t *store = s_open(tmp.db, modes[i].sync);
         ck_assert_int_eq(s_pragma_int(s_last_db, "PRAGMA synchronous"), modes[i].synchronous);
@@ -2067,6 +2078,97 @@ START_TEST(a_mark_is_written_once_the_commit_holding_its_changes_is_done)
     ck_assert_int_eq(journal_flush(j), -1);
     ck_assert(!journal_written(j, later));
     s_wal_fault = 0;
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* --sync acked: a commit no answer waits for (results, every flush_ms)
+   is written without an fsync; an answer waits until one has covered its
+   changes (journal_written), and the commit it waits for, or a query's
+   forced flush, fsyncs the WAL, even with nothing new left to write; a
+   change nobody asked about is fsynced within JOURNAL_FSYNC_MS. With
+   --sync full every commit is fsynced, as before. */
+START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+
+    /* A submit is acknowledged only after an fsync. */
+    int syncs = s_wal_syncs;
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, clock_mono_ms());
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the submit was not committed");
+    pending_submit_free(&p);
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+
+    /* Results arrive, their commit falls due: written, not fsynced, and
+       an answer made now still waits. */
+    syncs = s_wal_syncs;
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+    uint64_t mark = journal_mark(j);
+    int64_t now = clock_mono_ms() + 10;
+    journal_commit(j, now);
+    ck_assert(journal_idle(j));
+    ck_assert_int_eq(s_wal_syncs, syncs);
+    ck_assert_msg(!journal_written(j, mark), "an answer went out before an fsync covered it");
+    /* The loop wakes for the fsync within a second at the latest. */
+    int64_t t = journal_timeout(j, now, 60000);
+    ck_assert_msg(t >= 0 && t <= JOURNAL_FSYNC_MS, "next wakeup in %lld ms", (long long) t);
+
+    /* A query's forced flush, with nothing new to write: the WAL is
+       fsynced, and the answer can go. */
+    ck_assert_int_eq(journal_flush(j), 0);
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+    ck_assert(journal_written(j, mark));
+
+    /* A held answer (journal_commit_soon) makes its commit an fsynced one. */
+    syncs = s_wal_syncs;
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 2.0});
+    mark = journal_mark(j);
+    journal_commit_soon(j);
+    journal_commit(j, clock_mono_ms());
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+    ck_assert(journal_written(j, mark));
+
+    /* Changes nobody asked about are fsynced JOURNAL_FSYNC_MS after their
+       commit, by the loop's timer alone. */
+    syncs = s_wal_syncs;
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 3.0});
+    mark = journal_mark(j);
+    now = clock_mono_ms() + 10;
+    journal_commit(j, now);
+    ck_assert_int_eq(s_wal_syncs, syncs);
+    journal_commit(j, now + JOURNAL_FSYNC_MS / 2);
+    ck_assert_int_eq(s_wal_syncs, syncs);
+    journal_commit(j, now + JOURNAL_FSYNC_MS + 1);
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+    ck_assert(journal_written(j, mark));
+    ck_assert_int_eq(journal_timeout(j, now + JOURNAL_FSYNC_MS + 1, 60000), 60000);
+
+    journal_destroy(&j);
+    store_destroy(&store);
+
+    /* --sync full: every commit, results' too. */
+    store = s_open(tmp.db, STORE_SYNC_FULL);
+    j = journal_new(store, sched, 5, tmp.db);
+    syncs = s_wal_syncs;
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 4.0});
+    mark = journal_mark(j);
+    journal_commit(j, clock_mono_ms() + 10);
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+    ck_assert(journal_written(j, mark));
 
     journal_destroy(&j);
     sched_destroy(&sched);
