@@ -87,6 +87,7 @@ static void s_free_worker(worker_t *w)
     s_close_pipe(w);
     s_free_labels(w);
     free(w->charged);
+    free(w->recall_for);
     s_free_grants(w);
     free(w->id);
     free(w->host);
@@ -277,6 +278,8 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     w->no_exec = hello->no_exec;
     w->recall = hello->recall;
     w->recall_until = 0;   /* a recall in the old pipe is lost with it */
+    free(w->recall_for);
+    w->recall_for = NULL;
     if (!w->inflight) {
         s_free_grants(w);
         w->pool = pool;

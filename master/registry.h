@@ -38,7 +38,10 @@ typedef struct worker {
     bool recall;              /* its hello said it answers "recall" (tasks.c) */
     int64_t recall_until;     /* monotonic ms: a recall is out to it until its
                                  "recalled" comes or this passes; 0 = none */
-    int recall_asked;         /* tasks that recall asked for (for its log line) */
+    int recall_asked;         /* tasks that recall asked for */
+    char *recall_for;         /* owned: the idle worker that recall is for (its
+                                 asks count against that worker's free threads
+                                 until the answer); NULL = none */
     char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
     double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
     void *pipe;               /* PUSH bound for this worker, NULL when dead */

@@ -100,6 +100,10 @@ typedef struct sched_task {
                                  goes first); NULL = none */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
+    bool recalling;           /* ASSIGNED: asked back by a recall to its worker
+                                 (tasks.c, s_recall_from); false again when it
+                                 moves. Only such a task is taken back on a
+                                 "recalled" report */
 } sched_task_t;
 
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */

@@ -359,6 +359,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         worker_detach(t->worker, t);
     }
     t->awaiting = false;
+    t->recalling = false;   /* wherever it goes, a recall answer no longer takes it */
     if (t->orphan) {
         assert(self->orphans > 0);
         self->orphans--;
@@ -901,6 +902,14 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
         sched_task_t *next = t->wnext;
         if (s_listed(held->ended, held->nended, t))
             s_await_result(self, t, now);
+        else if (t->recalling && !s_listed(held->running, held->nrunning, t))
+            /* Asked back before the pipe went: most likely given back,
+               its "recalled" still on the way (the report socket is not
+               the hello's), which then finds it queued and changes
+               nothing. Not charged: it did not run, and the message that
+               carried it reached the worker (a recall is only asked of
+               tasks sent before it). */
+            s_take_back(self, t, false, "recalled_in_old_pipe");
         else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
@@ -1734,16 +1743,23 @@ static int s_recall_from(tasks_t *self, worker_t *h, const worker_t *idle, int w
         return 0;
     proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_RECALL);
     msg->refs = xcalloc((size_t) want, sizeof *msg->refs);
+    sched_task_t *asked[RECALL_MAX];
     /* w->tasks is newest first: the tasks that would wait longest. */
     for (sched_task_t *t = h->tasks; t && msg->nrefs < want; t = t->wnext)
-        if (s_recallable(self, t, idle))
+        if (s_recallable(self, t, idle)) {
+            asked[msg->nrefs] = t;
             msg->refs[msg->nrefs++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+        }
     int n = msg->nrefs;
     if (n > 0) {
         char *text = proto_pipe_encode(msg);
         if (text && zmqx_send(h->pipe, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+            for (int i = 0; i < n; i++)
+                asked[i]->recalling = true;
             h->recall_until = now + self->cfg.lease_ms;
             h->recall_asked = n;
+            free(h->recall_for);
+            h->recall_for = xstrdup(idle->id);
             log_debug("event=recall_sent worker=%s for=%s asked=%d", LOG_V(h->id),
                       LOG_V(idle->id), n);
         } else {
@@ -1769,6 +1785,21 @@ static bool s_holds_extra(const worker_t *h, int64_t now)
            && (h->recall_until == 0 || now >= h->recall_until);
 }
 
+/* How many tasks the recalls still out ask back for idle: they count
+   against its free threads, or every turn until the first answer would
+   ask another holder for the same threads (and what came back beyond
+   them would be queued again, each sent once more). */
+static int s_recalling_for(tasks_t *self, const worker_t *idle, int64_t now)
+{
+    int n = 0;
+    size_t pos = 0;
+    worker_t *h;
+    while ((h = registry_next(self->registry, &pos)))
+        if (h->recall_for && now < h->recall_until && strcmp(h->recall_for, idle->id) == 0)
+            n += h->recall_asked;
+    return n;
+}
+
 /* After a dispatch: every idle worker's free threads are offered the
    unstarted tasks of the workers holding more than they run. */
 static void s_recall(tasks_t *self, int64_t now)
@@ -1787,7 +1818,7 @@ static void s_recall(tasks_t *self, int64_t now)
         if (!s_idle(idle)
             || (self->reserve_worker && strcmp(self->reserve_worker, idle->id) == 0))
             continue;
-        int want = idle->threads - idle->inflight;
+        int want = idle->threads - idle->inflight - s_recalling_for(self, idle, now);
         size_t hpos = 0;
         worker_t *h;
         while (want > 0 && (h = registry_next(self->registry, &hpos)))
@@ -2138,6 +2169,15 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
         const proto_task_ref_t *ref = &rep->recalled[i];
         sched_task_t *t = sched_get(self->sched, ref->task);
         sender_t who = t ? s_sender(self, t, w, rep->worker, key, ref->attempt, NULL) : S_REFUSED;
+        if (who == S_HOLDER && (!t->recalling || t->state != PROTO_ST_ASSIGNED)) {
+            /* Its own task, but not asked back, or reported started:
+               taking it would run it twice if the worker runs it. */
+            s_refuse(self, "recalled", rep->worker, key, t, ref->task, ref->attempt,
+                     t->recalling ? "this attempt was reported started: it stays with its worker"
+                                  : "this attempt was not asked back: it stays with its worker",
+                     now);
+            continue;
+        }
         if (who != S_HOLDER) {
             if (who == S_REFUSED)
                 s_refuse(self, "recalled", rep->worker, key, t, ref->task, ref->attempt,
@@ -2154,6 +2194,8 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
         metrics_recalled(self->cfg.metrics, back);
     if (!w)
         return;
+    free(w->recall_for);   /* its asks no longer count against the idle worker */
+    w->recall_for = NULL;
     /* Nothing given back: what it holds beyond its threads has started
        (not reported yet: START_REPORT_MS in worker/session.c) or ended
        (its result held back briefly): asking again at once would ask for
