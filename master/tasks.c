@@ -1788,14 +1788,16 @@ static bool s_holds_extra(const worker_t *h, int64_t now)
 /* How many tasks the recalls still out ask back for idle: they count
    against its free threads, or every turn until the first answer would
    ask another holder for the same threads (and what came back beyond
-   them would be queued again, each sent once more). */
+   them would be queued again, each sent once more). A holder lost
+   meanwhile answers nothing: its tasks are queued already. */
 static int s_recalling_for(tasks_t *self, const worker_t *idle, int64_t now)
 {
     int n = 0;
     size_t pos = 0;
     worker_t *h;
     while ((h = registry_next(self->registry, &pos)))
-        if (h->recall_for && now < h->recall_until && strcmp(h->recall_for, idle->id) == 0)
+        if (h->alive && h->recall_for && now < h->recall_until
+            && strcmp(h->recall_for, idle->id) == 0)
             n += h->recall_asked;
     return n;
 }

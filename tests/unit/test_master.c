@@ -1469,12 +1469,14 @@ START_TEST(an_idle_thread_is_not_recalled_for_twice)
     s_started(&h2, got2[0].id, got2[0].attempt);
     s_fake_start_as(&i, &e, "i", 1, false, NULL);
     int asked = 0, recalls = 0;
+    fake_t *other = NULL;   /* the holder not asked */
     for (int k = 0; k < 15; k++) {
         s_heartbeat(&h2);
         proto_pipe_t *msg = s_wait_recall(&h1, &i, 50);
         if (msg) {
             recalls++;
             asked += msg->nrefs;
+            other = &h2;
             proto_pipe_destroy(&msg);
         }
         s_heartbeat(&h1);
@@ -1482,11 +1484,19 @@ START_TEST(an_idle_thread_is_not_recalled_for_twice)
         if (msg) {
             recalls++;
             asked += msg->nrefs;
+            other = &h1;
             proto_pipe_destroy(&msg);
         }
     }
     ck_assert_msg(recalls == 1 && asked == 1,
                   "%d recalls asked %d tasks back for one idle thread", recalls, asked);
+    /* The holder asked goes silent (lost: its tasks fail, crash limit 1):
+       its unanswered recall no longer holds the idle thread, which the
+       other holder is asked for now. */
+    proto_pipe_t *msg = s_wait_recall(other, &i, 3000);
+    ck_assert_msg(msg != NULL, "the idle thread stayed counted for a holder that was lost");
+    ck_assert_int_eq(msg->nrefs, 1);
+    proto_pipe_destroy(&msg);
     s_fake_stop(&i);
     s_fake_stop(&h2);
     s_fake_stop(&h1);
