@@ -104,6 +104,9 @@ typedef struct sched_task {
                                  (tasks.c, s_recall_from); false again when it
                                  moves. Only such a task is taken back on a
                                  "recalled" report */
+    bool given_back;          /* QUEUED: its worker gave it back (a recall) for
+                                 one with a free thread, which it goes to first
+                                 (tasks.c, s_better_elsewhere); false once sent */
 } sched_task_t;
 
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */

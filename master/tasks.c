@@ -1404,17 +1404,24 @@ static int s_credit(const tasks_t *self, const worker_t *w)
     return credit > 0 ? credit : 0;
 }
 
-/* Whether t, a retry after a failure on w, should wait for another
-   worker: one that can take it (its class, a free slot) is there now. */
+/* Whether t, a retry after a failure on w (or given back by w), should
+   wait for another worker: one that can take it (its class, a free slot)
+   is there now. A task given back for a worker with a free thread waits
+   too when w has none (it would only wait in w's queue, and be recalled
+   again, sent once more each time) while one with a free thread can
+   take it now. */
 static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_task_t *t)
 {
-    if (!t->failed_on || strcmp(t->failed_on, w->id) != 0)
+    bool failed_here = t->failed_on && strcmp(t->failed_on, w->id) == 0;
+    bool would_queue = t->given_back && w->inflight >= w->threads;
+    if (!failed_here && !would_queue)
         return false;
     const sched_class_t *cls = sched_class_get(self->sched, t->cls);
     size_t pos = 0;
     worker_t *o;
     while ((o = registry_next(self->registry, &pos)))
-        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_takes_now(cls, o))
+        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_takes_now(cls, o)
+            && (failed_here || o->inflight < o->threads))
             return true;
     return false;
 }
@@ -1502,6 +1509,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 t->started = wall;
                 free(t->failed_on);
                 t->failed_on = NULL;
+                t->given_back = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             char *grant = s_grant_text(self, w, t);
@@ -2189,6 +2197,7 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
         free(t->failed_on);
         t->failed_on = t->worker_name;
         t->worker_name = NULL;
+        t->given_back = true;
         s_take_back(self, t, false, "recalled");
         back++;
     }

@@ -1546,6 +1546,139 @@ START_TEST(a_task_given_back_before_its_worker_registers_again_is_not_charged_a_
 }
 END_TEST
 
+/* Which of the n fakes a task message comes to within ms (all beat
+   meanwhile); its tasks (at most 4) into got, how many into *ngot. -1:
+   none came. A recall that comes to fake k meanwhile is kept in
+   recalls[k] (the first one). */
+static int s_who_gets(fake_t *const *f, int n, proto_task_t *got, int *ngot, int ms,
+                      proto_pipe_t **recalls)
+{
+    for (int waited = 0; waited < ms; waited += 50 * n)
+        for (int k = 0; k < n; k++) {
+            proto_pipe_t *msg = s_next(f[k], 20, true);
+            if (msg && msg->type == PROTO_PIPE_TASKS) {
+                *ngot = 0;
+                for (int i = 0; i < msg->ntasks && i < 4; i++)
+                    got[(*ngot)++] = (proto_task_t){.id = msg->tasks[i].id,
+                                                    .attempt = msg->tasks[i].attempt};
+                proto_pipe_destroy(&msg);
+                return k;
+            }
+            if (msg && msg->type == PROTO_PIPE_RECALL && !recalls[k]) {
+                recalls[k] = msg;
+                msg = NULL;
+            }
+            proto_pipe_destroy(&msg);
+        }
+    return -1;
+}
+
+/* Waits up to ms for a ping on f's pipe (the master pings a pipe once
+   it knows it connected, and sends it nothing before): true if one came. */
+static bool s_pinged(fake_t *f, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 50) {
+        s_heartbeat(f);
+        zmq_pollitem_t it = {f->pipe, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) != 1)
+            continue;
+        size_t len;
+        char *buf = zmqx_recv(f->pipe, &len, 0);
+        proto_err_t err;
+        proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
+        free(buf);
+        bool ping = msg && msg->type == PROTO_PIPE_PING;
+        proto_pipe_destroy(&msg);
+        if (ping)
+            return true;
+    }
+    return false;
+}
+
+/* A task given back for an idle worker goes to a worker with a free
+   thread, not into the queue of another busy one that has prefetch room
+   (it would wait there, and be recalled again, each time sent once more).
+   Which worker's turn comes first varies: several rounds, each with the
+   holder, the busy one and the idle one found from who got what. */
+START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t w[3];
+    s_fake_start_as(&w[0], &e, "w0", 1, true, NULL);
+    s_fake_start_as(&w[1], &e, "w1", 1, true, NULL);
+    s_fake_start_as(&w[2], &e, "w2", 1, true, NULL);
+    fake_t *all[3] = {&w[0], &w[1], &w[2]};
+    /* Every pipe known connected: an idle worker whose pipe is not is
+       not sent tasks yet. */
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(s_pinged(all[k], 3000), "w%d: no ping", k);
+    for (int round = 0; round < 6; round++) {
+        /* 4 tasks: one worker's thread and prefetch (3) take them all. */
+        int64_t job = s_submit_noops(&e, 4);
+        proto_task_t held[4], one[4], again[4];
+        int nheld = 0, none = 0, nagain = 0;
+        proto_pipe_t *recalls[3] = {NULL, NULL, NULL};
+        int a = s_who_gets(all, 3, held, &nheld, 3000, recalls);
+        ck_assert_int_ge(a, 0);
+        if (nheld < 4)
+            nheld += s_take_tasks(all[a], 4 - nheld, held + nheld, 3000);
+        ck_assert_int_eq(nheld, 4);
+        /* 1 more: to one of the other two (b), busy with room to spare. */
+        s_submit_noops(&e, 1);
+        int b = s_who_gets(all, 3, one, &none, 3000, recalls);
+        ck_assert_int_ge(b, 0);
+        ck_assert_int_ne(a, b);
+        int c = 3 - a - b;
+        s_started(all[a], held[0].id, held[0].attempt);
+        s_started(all[b], one[0].id, one[0].attempt);
+        /* a holds extra tasks while a worker idles (b did too until it got
+           its one): a is asked for its newest, once. */
+        proto_pipe_t *msg = recalls[a] ? recalls[a] : s_wait_recall(all[a], all[c], 3000);
+        recalls[a] = NULL;
+        ck_assert_msg(!recalls[b] && !recalls[c], "round %d: a recall to a worker that holds "
+                      "nothing extra (a=w%d b=w%d c=w%d; to b: %lld, to c: %lld)", round, a, b, c,
+                      recalls[b] ? (long long) recalls[b]->refs[0].task : 0LL,
+                      recalls[c] ? (long long) recalls[c]->refs[0].task : 0LL);
+        ck_assert_msg(msg != NULL, "round %d: no recall for the idle worker", round);
+        ck_assert_int_eq(msg->nrefs, 1);
+        proto_task_ref_t back = msg->refs[0];
+        proto_pipe_destroy(&msg);
+        s_heartbeat(all[b]);
+        s_recalled(all[a], &back, 1);
+        int to = s_who_gets(all, 3, again, &nagain, 3000, recalls);
+        ck_assert_msg(to == c,
+                      "round %d: the task given back (%lld) for idle w%d went to w%d (busy; "
+                      "it got task %lld attempt %d)",
+                      round, (long long) back.task, c, to, to >= 0 ? (long long) again[0].id : 0LL,
+                      to >= 0 ? again[0].attempt : 0);
+        ck_assert_int_eq(nagain, 1);
+        ck_assert_int_eq(again[0].id, back.task);
+        /* Everything ends, a's tasks first (while it holds extra ones and
+           another idles, it is asked again): the next round starts with
+           three idle workers and no recall out. */
+        for (int k = 0; k < 4; k++)
+            if (held[k].id != back.task)
+                s_result(all[a], held[k].id, held[k].attempt);
+        int64_t done = 0, failed = 0;
+        for (int k = 0; k < 100 && done < 3; k++) {
+            for (int f = 0; f < 3; f++)
+                s_heartbeat(all[f]);
+            zmq_poll(NULL, 0, 20);
+            s_done_failed(&e, job, &done, &failed);
+        }
+        ck_assert_int_eq(done, 3);
+        s_result(all[c], again[0].id, again[0].attempt);
+        s_result(all[b], one[0].id, one[0].attempt);
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(!recalls[k], "round %d: a recall to w%d", round, k);
+    }
+    for (int k = 0; k < 3; k++)
+        s_fake_stop(&w[k]);
+    s_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "master",
