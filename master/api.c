@@ -1355,6 +1355,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
                                                      .fns = req->functions,
                                                      .nfns = req->nfunctions,
                                                      .no_exec = req->no_exec,
+                                                     .recall = req->recall,
                                                      .resources = req->resources,
                                                      .gpu_ids = req->gpu_ids,
                                                      .ngpu_ids = req->ngpu_ids,

@@ -52,6 +52,7 @@ static const char *KIND_NAMES[M_KIND_N] = {"exec", "fn"};
 struct metrics {
     double start_wall;
     int64_t submitted, retried, workers_lost, duplicates, commits_fsynced;
+    int64_t recalled;
     int64_t finished[M_OUT_N];
     histo_t queue_wait[M_KIND_N], run_time[M_KIND_N];
     histo_t commit_secs, commit_rows;
@@ -151,6 +152,11 @@ void metrics_run_time(metrics_t *self, metrics_kind_t kind, double seconds)
 void metrics_worker_lost(metrics_t *self)
 {
     self->workers_lost++;
+}
+
+void metrics_recalled(metrics_t *self, int64_t n)
+{
+    self->recalled += n;
 }
 
 void metrics_duplicate(metrics_t *self)
@@ -353,6 +359,9 @@ void metrics_render(const metrics_t *self, strbuf_t *out)
     s_counter(out, "ztask_workers_lost_total",
               "Workers declared dead (silent for liveness x heartbeat, or key revoked).",
               self->workers_lost);
+    s_counter(out, "ztask_tasks_recalled_total",
+              "Tasks a worker gave back unstarted when another worker idled (sent again).",
+              self->recalled);
     s_counter(out, "ztask_duplicate_results_total",
               "Results for an attempt that was no longer current (kept, changed nothing).",
               self->duplicates);

@@ -61,6 +61,8 @@ void metrics_queue_wait(metrics_t *self, metrics_kind_t kind, double seconds);
 /* From the worker's start to its finish (the worker's clock). */
 void metrics_run_time(metrics_t *self, metrics_kind_t kind, double seconds);
 void metrics_worker_lost(metrics_t *self);
+/* n tasks a worker gave back unstarted when asked (a recall, tasks.c). */
+void metrics_recalled(metrics_t *self, int64_t n);
 void metrics_duplicate(metrics_t *self);
 /* A request or connection refused by authentication; reason: a short
    static name ("unknown_key", "revoked", "role", "http_token"). */

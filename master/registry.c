@@ -87,6 +87,7 @@ static void s_free_worker(worker_t *w)
     s_close_pipe(w);
     s_free_labels(w);
     free(w->charged);
+    free(w->recall_for);
     s_free_grants(w);
     free(w->id);
     free(w->host);
@@ -275,6 +276,10 @@ worker_t *registry_hello(registry_t *self, const registry_hello_t *hello, int64_
     /* Asked for every fn dispatch: binary search. */
     qsort(w->fns, (size_t) w->nfns, sizeof(char *), strp_cmp);
     w->no_exec = hello->no_exec;
+    w->recall = hello->recall;
+    w->recall_until = 0;   /* a recall in the old pipe is lost with it */
+    free(w->recall_for);
+    w->recall_for = NULL;
     if (!w->inflight) {
         s_free_grants(w);
         w->pool = pool;

@@ -35,6 +35,13 @@ typedef struct worker {
                                  (a worker that did not say: older than this master) */
     int nfns;
     bool no_exec;
+    bool recall;              /* its hello said it answers "recall" (tasks.c) */
+    int64_t recall_until;     /* monotonic ms: a recall is out to it until its
+                                 "recalled" comes or this passes; 0 = none */
+    int recall_asked;         /* tasks that recall asked for */
+    char *recall_for;         /* owned: the idle worker that recall is for (its
+                                 asks count against that worker's free threads
+                                 until the answer); NULL = none */
     char *slurm_job;          /* the Slurm job it runs in (alloc.h), NULL = none */
     double ends_at;           /* wall seconds it leaves at (its allocation ends), 0 = never */
     void *pipe;               /* PUSH bound for this worker, NULL when dead */
@@ -90,6 +97,7 @@ typedef struct {
     char *const *fns;         /* the functions it runs, nfns of them, copied; 0 = any */
     int nfns;
     bool no_exec;             /* runs functions only */
+    bool recall;              /* answers "recall" pipe messages */
     const res_set_t *resources;   /* what it declared; NULL = cpus=threads */
     char *const *gpu_ids;     /* its GPU devices, ngpu_ids of them */
     int ngpu_ids;

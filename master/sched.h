@@ -94,11 +94,19 @@ typedef struct sched_task {
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
     uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
-    char *failed_on;          /* QUEUED, a retry after a failure: the worker it failed
-                                 on (owned; another that can take it now goes
-                                 first); NULL = none */
+    char *failed_on;          /* QUEUED, a retry after a failure, or a task its worker
+                                 gave back (a recall): the worker it failed on or
+                                 came from (owned; another that can take it now
+                                 goes first); NULL = none */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
+    bool recalling;           /* ASSIGNED: asked back by a recall to its worker
+                                 (tasks.c, s_recall_from); false again when it
+                                 moves. Only such a task is taken back on a
+                                 "recalled" report */
+    bool given_back;          /* QUEUED: its worker gave it back (a recall) for
+                                 one with a free thread, which it goes to first
+                                 (tasks.c, s_better_elsewhere); false once sent */
 } sched_task_t;
 
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */

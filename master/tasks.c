@@ -359,6 +359,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         worker_detach(t->worker, t);
     }
     t->awaiting = false;
+    t->recalling = false;   /* wherever it goes, a recall answer no longer takes it */
     if (t->orphan) {
         assert(self->orphans > 0);
         self->orphans--;
@@ -901,6 +902,14 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
         sched_task_t *next = t->wnext;
         if (s_listed(held->ended, held->nended, t))
             s_await_result(self, t, now);
+        else if (t->recalling && !s_listed(held->running, held->nrunning, t))
+            /* Asked back before the pipe went: most likely given back,
+               its "recalled" still on the way (the report socket is not
+               the hello's), which then finds it queued and changes
+               nothing. Not charged: it did not run, and the message that
+               carried it reached the worker (a recall is only asked of
+               tasks sent before it). */
+            s_take_back(self, t, false, "recalled_in_old_pipe");
         else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
@@ -1395,17 +1404,24 @@ static int s_credit(const tasks_t *self, const worker_t *w)
     return credit > 0 ? credit : 0;
 }
 
-/* Whether t, a retry after a failure on w, should wait for another
-   worker: one that can take it (its class, a free slot) is there now. */
+/* Whether t, a retry after a failure on w (or given back by w), should
+   wait for another worker: one that can take it (its class, a free slot)
+   is there now. A task given back for a worker with a free thread waits
+   too when w has none (it would only wait in w's queue, and be recalled
+   again, sent once more each time) while one with a free thread can
+   take it now. */
 static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_task_t *t)
 {
-    if (!t->failed_on || strcmp(t->failed_on, w->id) != 0)
+    bool failed_here = t->failed_on && strcmp(t->failed_on, w->id) == 0;
+    bool would_queue = t->given_back && w->inflight >= w->threads;
+    if (!failed_here && !would_queue)
         return false;
     const sched_class_t *cls = sched_class_get(self->sched, t->cls);
     size_t pos = 0;
     worker_t *o;
     while ((o = registry_next(self->registry, &pos)))
-        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_takes_now(cls, o))
+        if (o != w && s_credit(self, o) > 0 && o->pipe_ready && s_takes_now(cls, o)
+            && (failed_here || o->inflight < o->threads))
             return true;
     return false;
 }
@@ -1493,6 +1509,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 t->started = wall;
                 free(t->failed_on);
                 t->failed_on = NULL;
+                t->given_back = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             char *grant = s_grant_text(self, w, t);
@@ -1560,26 +1577,26 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
 }
 
 /* Tasks sent beyond a worker's free threads. Prefetch hides the round trip
-   of tiny tasks, but a prefetched task waits in that worker's queue: behind
-   long tasks it would be parked while another worker idles. So in auto mode
-   a worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
-   queued (rounded, at least one per thread): one extra per thread for
-   tasks of 6-20 ms, none above, 2-3 for tasks of a few ms, and up to
+   of tiny tasks, but a prefetched task waits in that worker's queue:
+   behind long tasks it would wait while another worker idles, unless it
+   is taken back (a recall, s_recall: what an idle worker could run is
+   asked back from the worker that holds it unstarted). So in auto mode a
+   worker gets about PREFETCH_QUEUE_MS of its recent tasks per thread
+   queued (rounded): none for tasks of PREFETCH_LONG_MS or more, about 2
+   per thread for tasks of 16-20 ms, 3 for 10 ms, 6 for 5 ms, and up to
    PREFETCH_PER_THREAD per thread (PREFETCH_MAX in all) for tiny ones,
-   whose refills (at half, in one message) then carry ~100 tasks. Measured
-   on fn noop, 2 workers x 4 threads: 64 queued per worker gave 92,000
-   tasks/s, 256 gave 104,000 (fewer, bigger messages on both sides).
-   8 ms, not 4: with 4, `exec true` (2-3 ms a command) got one task queued
-   per thread, and a thread waited 10-20% of the time for its refill (a
-   result's report, a master wakeup and a pipe message after its queued
-   task was already done): 0.87x the posix_spawn loop against 0.95x with
-   --prefetch 64 (docs/performance.md, "The exec path"). 32 ms was tried
-   (issue 14, item 6): it removed the last waits for a refill of `exec
-   true` on a loaded 2-core host, but a job whose tasks turn long part way
-   left 4x more of them queued on one worker while another idled; deeper
-   queues wait for a way to take unstarted tasks back (docs/performance.md,
-   "The exec path, fourth pass"). */
-#define PREFETCH_QUEUE_MS 8.0
+   whose refills (at half, in one message) then carry ~100 tasks.
+   Measured on fn noop, 2 workers x 4 threads: 64 queued per worker gave
+   92,000 tasks/s, 256 gave 104,000 (fewer, bigger messages on both
+   sides). 32 ms, not 8: with 8, on a busy 2-core host, the pool threads
+   running `exec true` (2-3 ms a command) still waited 3.5-4% of the time
+   for a refill (a result's report, a master wakeup and a pipe message,
+   each hop waiting for the CPU: 10-20 ms), about nothing with 32
+   (docs/performance.md, "The exec path, fourth pass"). It was held back
+   until the recall existed: without it, a job whose tasks turned long
+   part way left most of them queued on one worker while another idled
+   (issue 14, item 6; tests/e2e/test_balance.c). */
+#define PREFETCH_QUEUE_MS 32.0
 #define PREFETCH_PER_THREAD 64
 #define PREFETCH_MAX 256
 #define PREFETCH_LONG_MS 20.0
@@ -1693,11 +1710,142 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
     return pick;
 }
 
+/* ---- recall: taking unstarted tasks back from a busy worker ---- */
+
+/* Prefetched tasks wait in their worker's queue; when a job's tasks turn
+   long part way, those would wait behind long ones while another worker
+   idles. So a worker with a free thread and nothing in the queue it can
+   take asks a worker holding tasks beyond its threads to give back the
+   ones it has not started (a "recall", docs/protocol.md section 8): the
+   most recently sent first, as many as the idle worker has free threads,
+   at most RECALL_MAX. The holder answers "recalled" with exactly those it
+   took off its queue (it never starts them), and they are queued again
+   as never sent (s_on_recalled). One recall is out to a worker at a time,
+   until its answer or a lease (a lost answer leaves those tasks with
+   their holder: it runs them, or their lease requeues them). Only workers
+   whose hello said "recall": an older one would log the message as
+   unknown. */
+#define RECALL_MAX 64
+/* After an empty answer: about when the worker reports the starts that
+   made it empty (it reports a start once a task has run 20 ms). */
+#define RECALL_EMPTY_WAIT_MS 25
+
+/* Whether t, on its holder, may be asked back for idle: sent but not
+   reported started, not being cancelled, not a suspect (one per worker,
+   see s_worker_lost) and of a kind idle can take now. */
+static bool s_recallable(tasks_t *self, const sched_task_t *t, const worker_t *idle)
+{
+    return t->state == PROTO_ST_ASSIGNED && !t->cancel_requested && !t->suspect && !t->orphan
+           && !t->awaiting && s_takes_now(sched_class_get(self->sched, t->cls), idle);
+}
+
+/* Asks h for up to want of its unstarted tasks that idle can take;
+   returns how many it asked for (0: none of them, nothing sent). */
+static int s_recall_from(tasks_t *self, worker_t *h, const worker_t *idle, int want, int64_t now)
+{
+    if (want > h->inflight - h->threads)
+        want = h->inflight - h->threads;
+    if (want > RECALL_MAX)
+        want = RECALL_MAX;
+    if (want <= 0)
+        return 0;
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_RECALL);
+    msg->refs = xcalloc((size_t) want, sizeof *msg->refs);
+    sched_task_t *asked[RECALL_MAX];
+    /* w->tasks is newest first: the tasks that would wait longest. */
+    for (sched_task_t *t = h->tasks; t && msg->nrefs < want; t = t->wnext)
+        if (s_recallable(self, t, idle)) {
+            asked[msg->nrefs] = t;
+            msg->refs[msg->nrefs++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+        }
+    int n = msg->nrefs;
+    if (n > 0) {
+        char *text = proto_pipe_encode(msg);
+        if (text && zmqx_send(h->pipe, text, strlen(text), ZMQ_DONTWAIT) == 0) {
+            for (int i = 0; i < n; i++)
+                asked[i]->recalling = true;
+            h->recall_until = now + self->cfg.lease_ms;
+            h->recall_asked = n;
+            free(h->recall_for);
+            h->recall_for = xstrdup(idle->id);
+            log_debug("event=recall_sent worker=%s for=%s asked=%d", LOG_V(h->id),
+                      LOG_V(idle->id), n);
+        } else {
+            n = 0;
+        }
+        free(text);
+    }
+    proto_pipe_destroy(&msg);
+    return n;
+}
+
+/* Whether w could run a task now and has nothing to run it on: a free
+   thread after dispatch had its turn. */
+static bool s_idle(const worker_t *w)
+{
+    return w->alive && !w->draining && w->pipe && w->pipe_ready && w->inflight < w->threads;
+}
+
+/* Whether h may be asked for tasks back now. */
+static bool s_holds_extra(const worker_t *h, int64_t now)
+{
+    return h->alive && h->recall && h->pipe && h->pipe_ready && h->inflight > h->threads
+           && (h->recall_until == 0 || now >= h->recall_until);
+}
+
+/* How many tasks the recalls still out ask back for idle: they count
+   against its free threads, or every turn until the first answer would
+   ask another holder for the same threads (and what came back beyond
+   them would be queued again, each sent once more). A holder lost
+   meanwhile answers nothing: its tasks are queued already. */
+static int s_recalling_for(tasks_t *self, const worker_t *idle, int64_t now)
+{
+    int n = 0;
+    size_t pos = 0;
+    worker_t *h;
+    while ((h = registry_next(self->registry, &pos)))
+        if (h->alive && h->recall_for && now < h->recall_until
+            && strcmp(h->recall_for, idle->id) == 0)
+            n += h->recall_asked;
+    return n;
+}
+
+/* After a dispatch: every idle worker's free threads are offered the
+   unstarted tasks of the workers holding more than they run. */
+static void s_recall(tasks_t *self, int64_t now)
+{
+    /* Cheap when nobody holds extra tasks (most turns): one pass. */
+    size_t pos = 0;
+    worker_t *idle, *any = NULL;
+    while (!any && (idle = registry_next(self->registry, &pos)))
+        if (s_holds_extra(idle, now))
+            any = idle;
+    if (!any)
+        return;
+    pos = 0;
+    while ((idle = registry_next(self->registry, &pos))) {
+        /* A worker kept for a big task takes nothing else (s_reserve). */
+        if (!s_idle(idle)
+            || (self->reserve_worker && strcmp(self->reserve_worker, idle->id) == 0))
+            continue;
+        int want = idle->threads - idle->inflight - s_recalling_for(self, idle, now);
+        size_t hpos = 0;
+        worker_t *h;
+        while (want > 0 && (h = registry_next(self->registry, &hpos)))
+            if (h != idle && s_holds_extra(h, now))
+                want -= s_recall_from(self, h, idle, want, now);
+    }
+}
+
 void tasks_dispatch(tasks_t *self, int64_t now)
 {
     size_t count = registry_count(self->registry);
-    if (!count || !sched_size(self->sched))
+    if (!count)
         return;
+    if (!sched_size(self->sched)) {
+        s_recall(self, now);
+        return;
+    }
     if (self->ahead_wanted > 0) {
         if (!journal_idle(self->journal))
             return;
@@ -1717,6 +1865,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (self->ahead_wanted > 0)
             return;
     }
+    s_recall(self, now);
 }
 
 /* ---- reports ---- */
@@ -2037,6 +2186,63 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
     o->len[i] += n;
 }
 
+/* h's answer to a recall: the attempts it took off its queue, which it
+   will never start. Each goes back to the queue as if never sent: no
+   retry and no crash is charged (it did not run), and its next send is
+   attempt + 1 like every resend (10.4). h does not count as its last
+   holder (nothing of it will come), and it is not sent back to h while
+   another worker can take it now (failed_on, s_better_elsewhere). An
+   attempt h does not hold is refused like any report about it. */
+static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep, const char *key,
+                          int64_t now)
+{
+    int back = 0;
+    for (int i = 0; i < rep->nrecalled; i++) {
+        const proto_task_ref_t *ref = &rep->recalled[i];
+        sched_task_t *t = sched_get(self->sched, ref->task);
+        sender_t who = t ? s_sender(self, t, w, rep->worker, key, ref->attempt, NULL) : S_REFUSED;
+        if (who == S_HOLDER && (!t->recalling || t->state != PROTO_ST_ASSIGNED)) {
+            /* Its own task, but not asked back, or reported started:
+               taking it would run it twice if the worker runs it. */
+            s_refuse(self, "recalled", rep->worker, key, t, ref->task, ref->attempt,
+                     t->recalling ? "this attempt was reported started: it stays with its worker"
+                                  : "this attempt was not asked back: it stays with its worker",
+                     now);
+            continue;
+        }
+        if (who != S_HOLDER) {
+            if (who == S_REFUSED)
+                s_refuse(self, "recalled", rep->worker, key, t, ref->task, ref->attempt,
+                         s_refusal(who), now);
+            continue;
+        }
+        free(t->failed_on);
+        t->failed_on = t->worker_name;
+        t->worker_name = NULL;
+        t->given_back = true;
+        s_take_back(self, t, false, "recalled");
+        back++;
+    }
+    if (back)
+        metrics_recalled(self->cfg.metrics, back);
+    if (!w)
+        return;
+    free(w->recall_for);   /* its asks no longer count against the idle worker */
+    w->recall_for = NULL;
+    /* Nothing given back: what it holds beyond its threads has started
+       (not reported yet: START_REPORT_MS in worker/session.c) or ended
+       (its result held back briefly): asking again at once would ask for
+       the same ones. */
+    if (w->alive)
+        w->recall_until = back ? 0 : now + RECALL_EMPTY_WAIT_MS;
+    if (back)
+        log_info("event=tasks_recalled worker=%s asked=%d returned=%d refused=%d", LOG_V(w->id),
+                 w->recall_asked, back, rep->nrecalled - back);
+    else
+        log_debug("event=tasks_recalled worker=%s asked=%d returned=0 refused=%d", LOG_V(w->id),
+                  w->recall_asked, rep->nrecalled);
+}
+
 /* key: the sender's CURVE key (NULL without CURVE): a worker's reports
    count only from the key that registered it. */
 static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *key, int64_t now)
@@ -2105,6 +2311,9 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
     case PROTO_REP_RESULTS:
         for (int i = 0; i < rep->nresults; i++)
             s_on_result(self, w, rep->worker, key, &rep->results[i], now);
+        break;
+    case PROTO_REP_RECALLED:
+        s_on_recalled(self, w, rep, key, now);
         break;
     case PROTO_REP_BYE:
         if (live) {

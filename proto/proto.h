@@ -54,6 +54,7 @@
 #define PROTO_MAX_NAME 256             /* worker/task/fn names, labels */
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
+#define PROTO_MAX_RECALL 1024          /* refs in a "recall" or a "recalled" message */
 #define PROTO_MAX_GPUS_TEXT 4096       /* a task's "gpus" (device ids, comma-separated) */
 /* A claim token: the master gives one with each task it sends (with
    CURVE), and the worker hands it back, unread, wherever it claims that
@@ -463,6 +464,8 @@ typedef struct {
                                     restart); at most PROTO_MAX_ENDED */
     int nended;
     bool no_exec;            /* worker refuses exec tasks */
+    bool recall;             /* hello: the worker answers "recall" pipe messages
+                                (false: an older worker, never sent one) */
     res_set_t *resources;    /* hello: what the worker has (NULL = not said) */
     char **gpu_ids;          /* hello: its GPU devices (ngpu_ids of them) */
     int ngpu_ids;
@@ -682,7 +685,8 @@ typedef enum {
     PROTO_PIPE_TASKS = 1, /* tasks[] */
     PROTO_PIPE_ABORT,     /* task, attempt: kill it / do not start it */
     PROTO_PIPE_DRAIN,     /* finish running tasks, take no new ones, say bye */
-    PROTO_PIPE_PING       /* the master is alive (sent every heartbeat interval) */
+    PROTO_PIPE_PING,      /* the master is alive (sent every heartbeat interval) */
+    PROTO_PIPE_RECALL     /* refs[]: give these attempts back if they have not started */
 } proto_pipe_type_t;
 
 typedef struct {
@@ -706,6 +710,8 @@ typedef struct {
     int ntasks;
     int64_t task;          /* ABORT */
     int attempt;           /* ABORT */
+    proto_task_ref_t *refs;   /* RECALL: nrefs (1..PROTO_MAX_RECALL) task/attempt pairs */
+    int nrefs;
 } proto_pipe_t;
 
 proto_pipe_t *proto_pipe_new(proto_pipe_type_t type);
@@ -735,7 +741,8 @@ typedef enum {
     PROTO_REP_STARTED,       /* started[]: task refs with their start times */
     PROTO_REP_OUTPUT,        /* task, attempt, stream, data: live output */
     PROTO_REP_RESULTS,       /* results[] */
-    PROTO_REP_BYE            /* the worker is leaving cleanly */
+    PROTO_REP_BYE,           /* the worker is leaving cleanly */
+    PROTO_REP_RECALLED       /* recalled[]: attempts taken off its queue, never to start */
 } proto_report_type_t;
 
 typedef struct {
@@ -761,6 +768,8 @@ typedef struct {
     bool raw_b64;
     proto_result_t **results;    /* RESULTS: nresults */
     int nresults;
+    proto_task_ref_t *recalled;  /* RECALLED: 0..PROTO_MAX_RECALL refs */
+    int nrecalled;
 } proto_report_t;
 
 proto_report_t *proto_report_new(proto_report_type_t type, const char *worker);

@@ -14,6 +14,7 @@ static const char *const s_pipe_names[] = {
     [PROTO_PIPE_ABORT] = "abort",
     [PROTO_PIPE_DRAIN] = "drain",
     [PROTO_PIPE_PING] = "ping",
+    [PROTO_PIPE_RECALL] = "recall",
 };
 #define NPIPE (sizeof s_pipe_names / sizeof *s_pipe_names)
 static const pj_types_t s_pipe_types = { s_pipe_names, NPIPE, "task pipe message type" };
@@ -35,6 +36,7 @@ void proto_pipe_destroy(proto_pipe_t **p)
         free(m->tasks[i].gpus);
     }
     free(m->tasks);
+    proto_refs_free(m->refs, m->nrefs);
     free(m);
     *p = NULL;
 }
@@ -110,6 +112,8 @@ proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err)
               || pj_int(root, "attempt", true, 1, INT32_MAX, &msg->attempt, err) != 0)
                  ? -1
                  : 0;
+    else if (msg->type == PROTO_PIPE_RECALL)
+        rc = pj_refs_max(root, "tasks", true, PROTO_MAX_RECALL, &msg->refs, &msg->nrefs, err);
     if (rc != 0)
         proto_pipe_destroy(&msg);
     cJSON_Delete(root);
@@ -121,7 +125,7 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
     if (!msg || msg->type < PROTO_PIPE_TASKS || (size_t) msg->type >= NPIPE)
         return NULL;
     pb_t b;
-    pb_init(&b, 64 + (size_t) msg->ntasks * 256);
+    pb_init(&b, 64 + (size_t) msg->ntasks * 256 + (size_t) msg->nrefs * 48);
     pb_open(&b, s_pipe_names[msg->type]);
     if (msg->type == PROTO_PIPE_TASKS) {
         pb_key(&b, "tasks");
@@ -150,6 +154,9 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
     } else if (msg->type == PROTO_PIPE_ABORT) {
         pb_ki64(&b, "task", msg->task);
         pb_ki64(&b, "attempt", msg->attempt);
+    } else if (msg->type == PROTO_PIPE_RECALL) {
+        pb_key(&b, "tasks");
+        pb_refs(&b, msg->refs, msg->nrefs);
     }
     pb_char(&b, '}');
     return pb_take(&b);

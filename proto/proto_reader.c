@@ -422,9 +422,15 @@ static void s_refs_free(void *v, int n)
 int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
             proto_err_t *err)
 {
+    return pj_refs_max(o, k, req, INT32_MAX, out, n, err);
+}
+
+int pj_refs_max(const cJSON *o, const char *k, bool req, int maxn, proto_task_ref_t **out,
+                int *n, proto_err_t *err)
+{
     void *v = NULL;
-    int rc = s_array_of(o, k, req, INT32_MAX, sizeof **out, s_read_ref, s_refs_free, NULL, &v, n,
-                        err);
+    int rc =
+        s_array_of(o, k, req, maxn, sizeof **out, s_read_ref, s_refs_free, NULL, &v, n, err);
     if (v)
         *out = v;
     return rc;

@@ -71,6 +71,9 @@ int pj_claim(const cJSON *o, const char *k, char out[PROTO_CLAIM_MAX + 1], proto
    and "claim"); *out NULL when empty/absent. */
 int pj_refs(const cJSON *o, const char *k, bool req, proto_task_ref_t **out, int *n,
             proto_err_t *err);
+/* The same with at most maxn of them (more: too_big). */
+int pj_refs_max(const cJSON *o, const char *k, bool req, int maxn, proto_task_ref_t **out,
+                int *n, proto_err_t *err);
 /* An array of at most maxn integers in lo..hi (*out NULL when empty or
    absent; caller frees). */
 int pj_i64_array(const cJSON *o, const char *k, bool req, int maxn, int64_t lo, int64_t hi,

@@ -218,6 +218,20 @@ void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
     s_send(self, text, false);
 }
 
+void outbox_recalled(outbox_t *self, const proto_task_ref_t *refs, int n)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_RECALLED, s_worker(self));
+    rep->recalled = xcalloc((size_t) (n ? n : 1), sizeof *rep->recalled);
+    for (int i = 0; i < n; i++)
+        rep->recalled[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    rep->nrecalled = n;
+    char *text = proto_report_encode(rep);
+    proto_report_destroy(&rep);
+    /* Must: the master holds those tasks until it hears (or its lease
+       for them runs out), and lets no other recall go to this worker. */
+    s_send(self, text, true);
+}
+
 /* A result this big goes in a report of its own, made in its buffer:
    joined with others it would be copied, and the copy held beside it. */
 #define RESULT_ALONE_BYTES ((size_t) 64 * 1024)

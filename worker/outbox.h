@@ -67,6 +67,10 @@ void outbox_result(outbox_t *self, char *json);
 void outbox_result_until(outbox_t *self, char *json, size_t stored, int64_t until);
 /* A HEARTBEAT listing these attempts, sent now. */
 void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n);
+/* A RECALLED report listing these attempts (n may be 0: none could be
+   given back), sent now and never dropped: through the backlog when the
+   socket cannot take it (refs are copied, ids only). */
+void outbox_recalled(outbox_t *self, const proto_task_ref_t *refs, int n);
 /* Sends the batched STARTED refs, then the results (in as few reports as
    fit PROTO_MAX_REPORT_MSG, both as sent and as the master stores them:
    their stored lengths summed) if due at now (monotonic ms), or in any case

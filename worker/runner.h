@@ -23,9 +23,10 @@
       only then pool_submit()s it; after that the plain fields are
       read-only for everyone. The pool thread borrows the task.
     - state decides who ends a task that has not started: the pool thread
-      moves it QUEUED -> RUNNING, the session (abort, hard stop) QUEUED ->
-      ABORTED; one compare-and-swap wins. cancel is set by the session at
-      any time and polled by exec_run/fn_run.
+      moves it QUEUED -> RUNNING, the session (abort, hard stop, a
+      master's recall) QUEUED -> ABORTED; one compare-and-swap wins.
+      cancel is set by the session at any time and polled by
+      exec_run/fn_run.
     - The pool thread's last word on a task is RESULT (it ran it) or
       RELEASE (the session had already ended it); after sending either it
       never touches the task again and the session frees it on receipt.

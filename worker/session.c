@@ -405,6 +405,34 @@ static void s_on_abort(session_t *self, int64_t id, int attempt)
     s_cancel_task(self, t, "cancelled before it started");
 }
 
+/* Gives back the named attempts that have not started: each one the
+   pool has not taken yet is moved QUEUED -> ABORTED (the same race a
+   cancel runs against the pool thread: one compare-and-swap wins), so no
+   thread ever starts it and no result is sent for it; the pool thread
+   that reaches it hands it back (RELEASE) and the session frees it then
+   (the pool's queue cannot be edited from here). Unknown, running or
+   ended attempts are left alone. One RECALLED report answers, listing
+   exactly what was taken, empty when nothing was: the master waits for
+   it before it recalls from this worker again. */
+static void s_on_recall(session_t *self, const proto_pipe_t *msg)
+{
+    proto_task_ref_t *back = xcalloc((size_t) (msg->nrefs ? msg->nrefs : 1), sizeof *back);
+    int n = 0;
+    for (int i = 0; i < msg->nrefs; i++) {
+        runner_task_t *t = s_find(self, msg->refs[i].task, msg->refs[i].attempt);
+        int expected = RUNNER_QUEUED;
+        if (!t || !atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED))
+            continue;
+        t->ended = true;
+        self->nactive--;
+        assert(self->nactive >= 0);
+        back[n++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+    }
+    outbox_recalled(self->outbox, back, n);
+    log_debug("event=tasks_recalled asked=%d returned=%d", msg->nrefs, n);
+    free(back);
+}
+
 /* ---- drain and stop ---- */
 
 static void s_send_drain_request(session_t *self, int64_t now)
@@ -479,6 +507,7 @@ static void s_send_hello(session_t *self, int64_t now)
     if (self->worker_id)
         req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
+    req->recall = true;   /* s_on_recall */
     if (self->resources) {
         req->resources = xmalloc(sizeof *req->resources);
         *req->resources = *self->resources;
@@ -673,7 +702,7 @@ static int64_t s_report_starts(session_t *self, int64_t now)
    costs the master a wakeup, which next to a short command is most of
    what ztask adds to it. The wait is the task's own run time in whole
    milliseconds, at least one and at most RESULT_HOLD_MS: the master keeps
-   about 8 ms of tasks this short (at least one) queued per thread here
+   about 32 ms of tasks this short (at least one) queued per thread here
    (master/tasks.c, PREFETCH_QUEUE_MS), so a thread seldom runs dry
    meanwhile (docs/performance.md, "The exec path, fourth pass"). From
    RESULT_HOLD_MIN_RUN_US, not 1 ms: an `exec true` takes ~0.5 ms where a
@@ -787,6 +816,9 @@ static void s_read_pipe(session_t *self, int64_t now)
             s_start_drain(self, "master", now);
             break;
         case PROTO_PIPE_PING:
+            break;
+        case PROTO_PIPE_RECALL:
+            s_on_recall(self, msg);
             break;
         }
         proto_pipe_destroy(&msg);

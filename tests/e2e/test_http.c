@@ -680,7 +680,10 @@ START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
         "ztask_workers_lost_total=1",
         "ztask_duplicate_results_total=0",
         "ztask_task_queue_wait_seconds_count{kind=exec}>=10",
-        "ztask_task_queue_wait_seconds_count{kind=fn}=2",
+        /* Per dispatch: a task a busy worker gave back for an idle one
+           (a recall, docs/protocol.md section 8) is sent, and counted,
+           again. */
+        "ztask_task_queue_wait_seconds_count{kind=fn}>=2",
         "ztask_task_run_seconds_count{kind=fn}=2",
         "ztask_task_run_seconds_count{kind=exec}>=10",
         "ztask_tasks{state=queued}=0",

@@ -586,8 +586,13 @@ fuzz_verdict_t fuzz_check_pipe(const uint8_t *data, size_t size, char *why, size
     if (!msg)
         return s_refused("pipe message", &err, why, whylen);
     const char *bad = NULL;
-    if (msg->type < PROTO_PIPE_TASKS || msg->type > PROTO_PIPE_PING)
+    if (msg->type < PROTO_PIPE_TASKS || msg->type > PROTO_PIPE_RECALL)
         bad = "type out of range";
+    if (!bad && (msg->nrefs > PROTO_MAX_RECALL || (msg->nrefs && msg->type != PROTO_PIPE_RECALL)))
+        bad = "recall refs over the bound or on another type";
+    for (int i = 0; !bad && i < msg->nrefs; i++)
+        if (msg->refs[i].task < 1 || msg->refs[i].attempt < 1)
+            bad = "recall ref below 1";
     for (int i = 0; !bad && i < msg->ntasks; i++) {
         const proto_task_t *t = &msg->tasks[i];
         if (t->id < 1 || t->attempt < 1 || t->job < 1 || !t->spec)
@@ -640,8 +645,13 @@ static fuzz_verdict_t s_results_raw_same(const proto_report_t *msg, const char *
 
 static const char *s_report_bad(const proto_report_t *m)
 {
-    if (m->type < PROTO_REP_HEARTBEAT || m->type > PROTO_REP_BYE)
+    if (m->type < PROTO_REP_HEARTBEAT || m->type > PROTO_REP_RECALLED)
         return "type out of range";
+    if (m->nrecalled > PROTO_MAX_RECALL || (m->nrecalled && m->type != PROTO_REP_RECALLED))
+        return "recalled refs over the bound or on another type";
+    for (int i = 0; i < m->nrecalled; i++)
+        if (m->recalled[i].task < 1 || m->recalled[i].attempt < 1)
+            return "recalled ref below 1";
     if (!s_str_ok(m->worker, 1, PROTO_MAX_NAME))
         return "worker malformed";
     for (int i = 0; i < m->nrunning; i++)

@@ -141,11 +141,15 @@ typedef struct {
     void *api, *pipe, *push;
     char *id;
     int threads;
+    bool recall;           /* its hello says it answers recalls */
+    const char *label;     /* its one label, or NULL */
 } fake_t;
 
-/* Registers (again) as the same process: name, host, pid 1000 + threads;
-   connects a new pipe and report socket to what the reply names. */
-static void s_fake_hello(fake_t *f, const char *name)
+/* Registers (again) as the same process: name, host, pid 1000 + threads,
+   saying it runs the nrunning attempts running (NULL: none); connects a
+   new pipe and report socket to what the reply names. */
+static void s_fake_hello_running(fake_t *f, const char *name, const proto_task_ref_t *running,
+                                 int nrunning)
 {
     env_t *e = f->e;
     if (f->pipe) {
@@ -158,6 +162,19 @@ static void s_fake_hello(fake_t *f, const char *name)
     req->host = xstrdup("testhost");
     req->pid = 1000 + f->threads;
     req->threads = f->threads;
+    req->recall = f->recall;
+    if (nrunning > 0) {
+        req->running = xcalloc((size_t) nrunning, sizeof *req->running);
+        for (int i = 0; i < nrunning; i++)
+            req->running[i] = (proto_task_ref_t){.task = running[i].task,
+                                                 .attempt = running[i].attempt};
+        req->nrunning = nrunning;
+    }
+    if (f->label) {
+        req->labels = xcalloc(2, sizeof *req->labels);
+        req->labels[0] = xstrdup(f->label);
+        req->nlabels = 1;
+    }
     proto_reply_t *rep = s_call(e, f->api, req);
     ck_assert(rep->ok);
     f->id = xstrdup(rep->worker_id);
@@ -170,6 +187,25 @@ static void s_fake_hello(fake_t *f, const char *name)
     ck_assert_int_eq(zmq_connect(f->push, ep), 0);
     proto_reply_destroy(&rep);
     proto_req_destroy(&req);
+}
+
+static void s_fake_hello(fake_t *f, const char *name)
+{
+    s_fake_hello_running(f, name, NULL, 0);
+}
+
+/* A fake worker whose hello says recall (or not) and has label. */
+static void s_fake_start_as(fake_t *f, env_t *e, const char *name, int threads, bool recall,
+                            const char *label)
+{
+    memset(f, 0, sizeof *f);
+    f->e = e;
+    f->threads = threads;
+    f->recall = recall;
+    f->label = label;
+    f->api = zmqx_socket(e->ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(f->api, e->api), 0);
+    s_fake_hello(f, name);
 }
 
 static void s_fake_start(fake_t *f, env_t *e, const char *name, int threads)
@@ -334,10 +370,10 @@ START_TEST(one_slow_result_among_short_ones_keeps_a_workers_prefetch)
 }
 END_TEST
 
-/* Tasks of a few ms (an `exec true`) get about 8 ms of them queued per
+/* Tasks of a few ms (an `exec true`) get about 32 ms of them queued per
    thread (master/tasks.c, PREFETCH_QUEUE_MS), and no more: a queued task
-   stays on its worker even if it turns out long. */
-START_TEST(a_worker_of_3_ms_tasks_gets_about_8_ms_of_them_queued_per_thread)
+   waits on its worker (until another worker idles: a recall). */
+START_TEST(a_worker_of_3_ms_tasks_gets_about_32_ms_of_them_queued_per_thread)
 {
     env_t e;
     s_env_start_with(&e, 60000, 0, -1);
@@ -349,12 +385,12 @@ START_TEST(a_worker_of_3_ms_tasks_gets_about_8_ms_of_them_queued_per_thread)
     ck_assert_int_eq(s_take_tasks(&f, 2, got, 3000), 2);
     s_result_ran(&f, got[0].id, got[0].attempt, 3.0);
     s_result_ran(&f, got[1].id, got[1].attempt, 3.0);
-    /* Two 3 ms samples: 2 threads + 2 x 8 / 3 queued (5, rounded) = 7
+    /* Two 3 ms samples: 2 threads + 2 x 32 / 3 queued (21, rounded) = 23
        out, all of them free now. */
-    ck_assert_int_eq(s_take_tasks(&f, 7, got + 2, 3000), 7);
+    ck_assert_int_eq(s_take_tasks(&f, 23, got + 2, 3000), 23);
     /* And not one more until a result frees a slot. */
     proto_pipe_t *extra = s_next(&f, 300, true);
-    ck_assert_msg(extra == NULL, "more than 8 ms of 3 ms tasks were queued");
+    ck_assert_msg(extra == NULL, "more than 32 ms of 3 ms tasks were queued");
     s_fake_stop(&f);
     s_env_stop(&e);
 }
@@ -1136,6 +1172,7 @@ static const char *s_pipe_name(const proto_pipe_t *msg)
     case PROTO_PIPE_ABORT: return "an abort";
     case PROTO_PIPE_DRAIN: return "a drain";
     case PROTO_PIPE_PING: return "a ping";
+    case PROTO_PIPE_RECALL: return "a recall";
     }
     return "?";
 }
@@ -1361,6 +1398,461 @@ static void s_wall_clock_reset(void)
 {
     clock_wall_offset_set(0);
 }
+
+/* ---- recall ---- */
+
+/* Waits up to ms for a recall on h's pipe while idle (NULL: none to
+   keep alive) beats too; NULL on timeout. Tasks that come to h fail the
+   test. */
+static proto_pipe_t *s_wait_recall(fake_t *h, fake_t *idle, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 50) {
+        if (idle)
+            s_heartbeat(idle);
+        proto_pipe_t *msg = s_next(h, 50, true);
+        if (!msg)
+            continue;
+        ck_assert_msg(msg->type == PROTO_PIPE_RECALL, "%s came instead of a recall",
+                      s_pipe_name(msg));
+        return msg;
+    }
+    return NULL;
+}
+
+static void s_recalled(fake_t *f, const proto_task_ref_t *refs, int n)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_RECALLED, f->id);
+    rep->recalled = xcalloc((size_t) n + 1, sizeof *rep->recalled);
+    for (int i = 0; i < n; i++)
+        rep->recalled[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    rep->nrecalled = n;
+    s_report(f, rep);
+}
+
+/* A master with 3 tasks of prefetch and a crash limit of 1: a recalled
+   task charged as a crash would fail at once. */
+static void s_env_recall(env_t *e)
+{
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    s_env_start_config(e, &cfg);
+}
+
+/* h (1 thread + 3 prefetched) runs the first of 4 tasks; i joins idle:
+   the master asks h for the most recently sent task it has not started
+   (one: i has one thread), once; what h gives back goes to i as the next
+   attempt, charged nothing; a "recalled" from i for h's task is refused. */
+START_TEST(an_idle_worker_gets_the_unstarted_tasks_a_busy_one_gives_back)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i;
+    s_fake_start_as(&h, &e, "h", 1, true, NULL);
+    int64_t job = s_submit_noops(&e, 4);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 4, got, 3000), 4);
+    s_started(&h, got[0].id, got[0].attempt);
+    /* Nothing to recall for: nobody idles. */
+    proto_pipe_t *msg = s_wait_recall(&h, NULL, 300);
+    ck_assert_ptr_null(msg);
+    s_fake_start_as(&i, &e, "i", 1, false, NULL);
+    msg = s_wait_recall(&h, &i, 3000);
+    ck_assert_msg(msg != NULL, "no recall came for the idle worker");
+    ck_assert_int_eq(msg->nrefs, 1);
+    ck_assert_int_eq(msg->refs[0].task, got[3].id);   /* the last sent */
+    ck_assert_int_eq(msg->refs[0].attempt, 1);
+    proto_task_ref_t back = msg->refs[0];
+    proto_pipe_destroy(&msg);
+    /* One recall out at a time: no second while the first is unanswered. */
+    msg = s_wait_recall(&h, &i, 400);
+    ck_assert_ptr_null(msg);
+    /* i is not its holder: its "recalled" for h's task changes nothing. */
+    s_recalled(&i, &(proto_task_ref_t){.task = got[2].id, .attempt = 1}, 1);
+    s_recalled(&h, &back, 1);
+    proto_task_t on_i[4];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, 2);   /* a resend is the next attempt */
+    s_result(&i, on_i[0].id, on_i[0].attempt);
+    /* h still holds the rest, got[2] included: their results count. */
+    for (int k = 0; k < 3; k++)
+        s_result(&h, got[k].id, got[k].attempt);
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 100; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        int done = 0;
+        for (int t = 0; t < rep->ntasks; t++)
+            done += rep->tasks[t].status == PROTO_ST_DONE;
+        if (done == 4)
+            break;
+        s_heartbeat(&i);
+        s_heartbeat(&h);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->ntasks, 4);
+    for (int t = 0; t < 4; t++) {
+        ck_assert_int_eq(rep->tasks[t].status, PROTO_ST_DONE);
+        bool recalled = rep->tasks[t].task == back.task;
+        ck_assert_str_eq(rep->tasks[t].worker, recalled ? i.id : h.id);
+        ck_assert_int_eq(rep->tasks[t].attempts, recalled ? 2 : 1);
+    }
+    proto_reply_destroy(&rep);
+    rep = s_query(&e, PROTO_REQ_STATS, 0);
+    ck_assert_int_eq(rep->stats.duplicates, 0);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* A worker whose hello did not say recall (older than this) is never
+   sent one, however long another idles. */
+START_TEST(no_recall_goes_to_a_worker_that_did_not_offer_it)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i;
+    s_fake_start_as(&h, &e, "h", 1, false, NULL);
+    s_submit_noops(&e, 4);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 4, got, 3000), 4);
+    s_started(&h, got[0].id, got[0].attempt);
+    s_fake_start_as(&i, &e, "i", 1, true, NULL);
+    proto_pipe_t *msg = s_wait_recall(&h, &i, 1000);
+    ck_assert_msg(msg == NULL, "a recall went to a worker that does not know the message");
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Only what the idle worker could run is asked back: tasks that require
+   a label it lacks stay; a worker with the label that joins gets them. */
+START_TEST(only_tasks_the_idle_worker_can_take_are_recalled)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i, j;
+    s_fake_start_as(&h, &e, "h", 1, true, "gpu");
+    const char *specs[] = {"{\"fn\":\"noop\",\"require\":[\"gpu\"]}",
+                           "{\"fn\":\"noop\",\"require\":[\"gpu\"]}",
+                           "{\"fn\":\"noop\",\"require\":[\"gpu\"]}"};
+    s_submit_specs(&e, specs, 3);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 3, got, 3000), 3);
+    s_started(&h, got[0].id, got[0].attempt);
+    s_fake_start_as(&i, &e, "i", 2, true, NULL);
+    proto_pipe_t *msg = s_wait_recall(&h, &i, 800);
+    ck_assert_msg(msg == NULL, "tasks were recalled for a worker without their label");
+    s_fake_start_as(&j, &e, "j", 2, true, "gpu");
+    for (int k = 0; k < 20 && !msg; k++) {
+        s_heartbeat(&j);
+        msg = s_wait_recall(&h, &i, 100);
+    }
+    ck_assert_msg(msg != NULL, "no recall for the worker with the label");
+    /* j has 2 free threads, h 2 unstarted tasks: both, newest first. */
+    ck_assert_int_eq(msg->nrefs, 2);
+    ck_assert_int_eq(msg->refs[0].task, got[2].id);
+    ck_assert_int_eq(msg->refs[1].task, got[1].id);
+    proto_pipe_destroy(&msg);
+    s_fake_stop(&j);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Runs (reports done) whatever tasks reach f within ms; recalls are
+   left unanswered. Returns how many it ran. */
+static int s_serve(fake_t *f, int ms)
+{
+    int ran = 0;
+    proto_pipe_t *msg = s_next(f, ms, true);
+    if (msg && msg->type == PROTO_PIPE_TASKS)
+        for (int k = 0; k < msg->ntasks; k++, ran++)
+            s_result(f, msg->tasks[k].id, msg->tasks[k].attempt);
+    proto_pipe_destroy(&msg);
+    return ran;
+}
+
+/* The job's status: done and failed counts (waits up to a few ms). */
+static void s_done_failed(env_t *e, int64_t job, int64_t *done, int64_t *failed)
+{
+    proto_reply_t *rep = s_query(e, PROTO_REQ_STATUS, job);
+    ck_assert(rep->ok && rep->njobs == 1);
+    *done = rep->jobs[0].done;
+    *failed = rep->jobs[0].failed;
+    proto_reply_destroy(&rep);
+}
+
+/* A "recalled" from the holder itself counts only for tasks the master
+   asked back and that have not started: one that names a started task,
+   or one never asked for, changes nothing (else the task would run
+   again elsewhere while its worker runs it). */
+START_TEST(a_holders_recalled_for_tasks_never_asked_back_changes_nothing)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h;
+    s_fake_start_as(&h, &e, "h", 1, true, NULL);
+    int64_t job = s_submit_noops(&e, 4);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 4, got, 3000), 4);
+    s_started(&h, got[0].id, got[0].attempt);
+    /* Nobody idles: nothing was asked back. */
+    const proto_task_ref_t bogus[] = {{.task = got[0].id, .attempt = 1},
+                                      {.task = got[1].id, .attempt = 1}};
+    s_recalled(&h, bogus, 2);
+    proto_pipe_t *msg = s_next(&h, 500, true);
+    ck_assert_msg(msg == NULL, "%s came: a task not asked back was taken from its worker",
+                  s_pipe_name(msg));
+    for (int k = 0; k < 4; k++)
+        s_result(&h, got[k].id, got[k].attempt);
+    int64_t done = 0, failed = 0;
+    for (int k = 0; k < 100 && done < 4; k++) {
+        s_heartbeat(&h);
+        zmq_poll(NULL, 0, 20);
+        s_done_failed(&e, job, &done, &failed);
+    }
+    ck_assert_int_eq(done, 4);
+    proto_reply_t *rep = s_query(&e, PROTO_REQ_STATS, 0);
+    ck_assert_int_eq(rep->stats.duplicates, 0);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* One idle thread asks back one task, whichever workers hold extra ones:
+   while the first recall is unanswered, a second holder is not asked too
+   (what came back would be more than the idle worker can start, and the
+   rest would wait queued again, each sent once more). */
+START_TEST(an_idle_thread_is_not_recalled_for_twice)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h1, h2, i;
+    s_fake_start_as(&h1, &e, "h1", 1, true, NULL);
+    s_fake_start_as(&h2, &e, "h2", 1, true, NULL);
+    s_submit_noops(&e, 8);
+    proto_task_t got1[8], got2[8];
+    ck_assert_int_eq(s_take_tasks(&h1, 4, got1, 3000), 4);
+    ck_assert_int_eq(s_take_tasks(&h2, 4, got2, 3000), 4);
+    s_started(&h1, got1[0].id, got1[0].attempt);
+    s_started(&h2, got2[0].id, got2[0].attempt);
+    s_fake_start_as(&i, &e, "i", 1, false, NULL);
+    int asked = 0, recalls = 0;
+    fake_t *other = NULL;   /* the holder not asked */
+    for (int k = 0; k < 15; k++) {
+        s_heartbeat(&h2);
+        proto_pipe_t *msg = s_wait_recall(&h1, &i, 50);
+        if (msg) {
+            recalls++;
+            asked += msg->nrefs;
+            other = &h2;
+            proto_pipe_destroy(&msg);
+        }
+        s_heartbeat(&h1);
+        msg = s_wait_recall(&h2, &i, 50);
+        if (msg) {
+            recalls++;
+            asked += msg->nrefs;
+            other = &h1;
+            proto_pipe_destroy(&msg);
+        }
+    }
+    ck_assert_msg(recalls == 1 && asked == 1,
+                  "%d recalls asked %d tasks back for one idle thread", recalls, asked);
+    /* The holder asked goes silent (lost: its tasks fail, crash limit 1):
+       its unanswered recall no longer holds the idle thread, which the
+       other holder is asked for now. */
+    proto_pipe_t *msg = s_wait_recall(other, &i, 3000);
+    ck_assert_msg(msg != NULL, "the idle thread stayed counted for a holder that was lost");
+    ck_assert_int_eq(msg->nrefs, 1);
+    proto_pipe_destroy(&msg);
+    s_fake_stop(&i);
+    s_fake_stop(&h2);
+    s_fake_stop(&h1);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* The holder registers again (its pipe was lost) after it gave a task
+   back and before its "recalled" arrives: the hello does not list that
+   task, which did not run there and was not lost by a bad link. It is
+   not charged a crash (with --crash-limit 1 it would fail at once): it
+   runs once, elsewhere or there. */
+START_TEST(a_task_given_back_before_its_worker_registers_again_is_not_charged_a_crash)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t h, i;
+    s_fake_start_as(&h, &e, "h", 1, true, NULL);
+    int64_t job = s_submit_noops(&e, 4);
+    proto_task_t got[8];
+    ck_assert_int_eq(s_take_tasks(&h, 4, got, 3000), 4);
+    s_started(&h, got[0].id, got[0].attempt);
+    s_fake_start_as(&i, &e, "i", 1, false, NULL);
+    proto_pipe_t *msg = s_wait_recall(&h, &i, 3000);
+    ck_assert_msg(msg != NULL, "no recall came for the idle worker");
+    ck_assert_int_eq(msg->nrefs, 1);
+    proto_task_ref_t back = msg->refs[0];
+    proto_pipe_destroy(&msg);
+    proto_task_ref_t running[3];
+    for (int k = 0; k < 3; k++)
+        running[k] = (proto_task_ref_t){.task = got[k].id, .attempt = got[k].attempt};
+    s_fake_hello_running(&h, "h", running, 3);
+    s_recalled(&h, &back, 1);
+    for (int k = 0; k < 3; k++)
+        s_result(&h, got[k].id, got[k].attempt);
+    int64_t done = 0, failed = 0;
+    for (int k = 0; k < 100 && done + failed < 4; k++) {
+        s_serve(&i, 20);
+        s_serve(&h, 20);
+        s_done_failed(&e, job, &done, &failed);
+    }
+    ck_assert_msg(done == 4 && failed == 0, "done %lld failed %lld (want 4 done)",
+                  (long long) done, (long long) failed);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Which of the n fakes a task message comes to within ms (all beat
+   meanwhile); its tasks (at most 4) into got, how many into *ngot. -1:
+   none came. A recall that comes to fake k meanwhile is kept in
+   recalls[k] (the first one). */
+static int s_who_gets(fake_t *const *f, int n, proto_task_t *got, int *ngot, int ms,
+                      proto_pipe_t **recalls)
+{
+    for (int waited = 0; waited < ms; waited += 50 * n)
+        for (int k = 0; k < n; k++) {
+            proto_pipe_t *msg = s_next(f[k], 20, true);
+            if (msg && msg->type == PROTO_PIPE_TASKS) {
+                *ngot = 0;
+                for (int i = 0; i < msg->ntasks && i < 4; i++)
+                    got[(*ngot)++] = (proto_task_t){.id = msg->tasks[i].id,
+                                                    .attempt = msg->tasks[i].attempt};
+                proto_pipe_destroy(&msg);
+                return k;
+            }
+            if (msg && msg->type == PROTO_PIPE_RECALL && !recalls[k]) {
+                recalls[k] = msg;
+                msg = NULL;
+            }
+            proto_pipe_destroy(&msg);
+        }
+    return -1;
+}
+
+/* Waits up to ms for a ping on f's pipe (the master pings a pipe once
+   it knows it connected, and sends it nothing before): true if one came. */
+static bool s_pinged(fake_t *f, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 50) {
+        s_heartbeat(f);
+        zmq_pollitem_t it = {f->pipe, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) != 1)
+            continue;
+        size_t len;
+        char *buf = zmqx_recv(f->pipe, &len, 0);
+        proto_err_t err;
+        proto_pipe_t *msg = proto_pipe_decode(buf, len, &err);
+        free(buf);
+        bool ping = msg && msg->type == PROTO_PIPE_PING;
+        proto_pipe_destroy(&msg);
+        if (ping)
+            return true;
+    }
+    return false;
+}
+
+/* A task given back for an idle worker goes to a worker with a free
+   thread, not into the queue of another busy one that has prefetch room
+   (it would wait there, and be recalled again, each time sent once more).
+   Which worker's turn comes first varies: several rounds, each with the
+   holder, the busy one and the idle one found from who got what. */
+START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t w[3];
+    s_fake_start_as(&w[0], &e, "w0", 1, true, NULL);
+    s_fake_start_as(&w[1], &e, "w1", 1, true, NULL);
+    s_fake_start_as(&w[2], &e, "w2", 1, true, NULL);
+    fake_t *all[3] = {&w[0], &w[1], &w[2]};
+    /* Every pipe known connected: an idle worker whose pipe is not is
+       not sent tasks yet. */
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(s_pinged(all[k], 3000), "w%d: no ping", k);
+    for (int round = 0; round < 6; round++) {
+        /* 4 tasks: one worker's thread and prefetch (3) take them all. */
+        int64_t job = s_submit_noops(&e, 4);
+        proto_task_t held[4], one[4], again[4];
+        int nheld = 0, none = 0, nagain = 0;
+        proto_pipe_t *recalls[3] = {NULL, NULL, NULL};
+        int a = s_who_gets(all, 3, held, &nheld, 3000, recalls);
+        ck_assert_int_ge(a, 0);
+        if (nheld < 4)
+            nheld += s_take_tasks(all[a], 4 - nheld, held + nheld, 3000);
+        ck_assert_int_eq(nheld, 4);
+        /* 1 more: to one of the other two (b), busy with room to spare. */
+        s_submit_noops(&e, 1);
+        int b = s_who_gets(all, 3, one, &none, 3000, recalls);
+        ck_assert_int_ge(b, 0);
+        ck_assert_int_ne(a, b);
+        int c = 3 - a - b;
+        s_started(all[a], held[0].id, held[0].attempt);
+        s_started(all[b], one[0].id, one[0].attempt);
+        /* a holds extra tasks while a worker idles (b did too until it got
+           its one): a is asked for its newest, once. */
+        proto_pipe_t *msg = recalls[a] ? recalls[a] : s_wait_recall(all[a], all[c], 3000);
+        recalls[a] = NULL;
+        ck_assert_msg(!recalls[b] && !recalls[c], "round %d: a recall to a worker that holds "
+                      "nothing extra (a=w%d b=w%d c=w%d; to b: %lld, to c: %lld)", round, a, b, c,
+                      recalls[b] ? (long long) recalls[b]->refs[0].task : 0LL,
+                      recalls[c] ? (long long) recalls[c]->refs[0].task : 0LL);
+        ck_assert_msg(msg != NULL, "round %d: no recall for the idle worker", round);
+        ck_assert_int_eq(msg->nrefs, 1);
+        proto_task_ref_t back = msg->refs[0];
+        proto_pipe_destroy(&msg);
+        s_heartbeat(all[b]);
+        s_recalled(all[a], &back, 1);
+        int to = s_who_gets(all, 3, again, &nagain, 3000, recalls);
+        ck_assert_msg(to == c,
+                      "round %d: the task given back (%lld) for idle w%d went to w%d (busy; "
+                      "it got task %lld attempt %d)",
+                      round, (long long) back.task, c, to, to >= 0 ? (long long) again[0].id : 0LL,
+                      to >= 0 ? again[0].attempt : 0);
+        ck_assert_int_eq(nagain, 1);
+        ck_assert_int_eq(again[0].id, back.task);
+        /* Everything ends, a's tasks first (while it holds extra ones and
+           another idles, it is asked again): the next round starts with
+           three idle workers and no recall out. */
+        for (int k = 0; k < 4; k++)
+            if (held[k].id != back.task)
+                s_result(all[a], held[k].id, held[k].attempt);
+        int64_t done = 0, failed = 0;
+        for (int k = 0; k < 100 && done < 3; k++) {
+            for (int f = 0; f < 3; f++)
+                s_heartbeat(all[f]);
+            zmq_poll(NULL, 0, 20);
+            s_done_failed(&e, job, &done, &failed);
+        }
+        ck_assert_int_eq(done, 3);
+        s_result(all[c], again[0].id, again[0].attempt);
+        s_result(all[b], one[0].id, one[0].attempt);
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(!recalls[k], "round %d: a recall to w%d", round, k);
+    }
+    for (int k = 0; k < 3; k++)
+        s_fake_stop(&w[k]);
+    s_env_stop(&e);
+}
+END_TEST
 
 int main(void)
 {

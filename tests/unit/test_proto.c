@@ -865,7 +865,9 @@ START_TEST(every_request_type_round_trips)
     r->ended[0] = (proto_task_ref_t){.task = 9, .attempt = 2};
     r->nended = 1;
     r->no_exec = true;
+    r->recall = true;
     g = s_req_round_trip(r);
+    ck_assert(g->recall);
     ck_assert_str_eq(g->name, "gpu-box");
     ck_assert_str_eq(g->host, "host.example");
     ck_assert_int_eq(g->pid, 4242);
@@ -1541,6 +1543,105 @@ START_TEST(pipe_messages_round_trip)
         proto_pipe_destroy(&m);
         proto_pipe_destroy(&g);
     }
+}
+END_TEST
+
+/* A recall and its answer: {"task","attempt"} lists, at most
+   PROTO_MAX_RECALL of them; the answer may be empty. */
+START_TEST(recall_and_recalled_round_trip)
+{
+    proto_err_t err;
+    proto_pipe_t *m = proto_pipe_new(PROTO_PIPE_RECALL);
+    m->refs = calloc(2, sizeof *m->refs);
+    m->refs[0] = (proto_task_ref_t){.task = 7, .attempt = 1};
+    m->refs[1] = (proto_task_ref_t){.task = 9007199254740991LL, .attempt = 3};
+    m->nrefs = 2;
+    char *text = proto_pipe_encode(m);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"recall\",\"tasks\":[{\"task\":7,\"attempt\":1},"
+                           "{\"task\":9007199254740991,\"attempt\":3}]}");
+    proto_pipe_t *g = proto_pipe_decode(text, strlen(text), &err);
+    ck_assert_msg(g != NULL, "%s", err.message);
+    ck_assert_int_eq(g->type, PROTO_PIPE_RECALL);
+    ck_assert_int_eq(g->nrefs, 2);
+    ck_assert_int_eq(g->refs[1].task, 9007199254740991LL);
+    ck_assert_int_eq(g->refs[1].attempt, 3);
+    free(text);
+    proto_pipe_destroy(&m);
+    proto_pipe_destroy(&g);
+
+    proto_report_t *r = proto_report_new(PROTO_REP_RECALLED, "w1");
+    r->recalled = calloc(1, sizeof *r->recalled);
+    r->recalled[0] = (proto_task_ref_t){.task = 7, .attempt = 1};
+    r->nrecalled = 1;
+    text = proto_report_encode(r);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w1\",\"tasks\":"
+                           "[{\"task\":7,\"attempt\":1}]}");
+    proto_report_t *rg = proto_report_decode(text, strlen(text), &err);
+    ck_assert_msg(rg != NULL, "%s", err.message);
+    ck_assert_int_eq(rg->type, PROTO_REP_RECALLED);
+    ck_assert_str_eq(rg->worker, "w1");
+    ck_assert_int_eq(rg->nrecalled, 1);
+    ck_assert_int_eq(rg->recalled[0].task, 7);
+    ck_assert_int_eq(rg->recalled[0].attempt, 1);
+    free(text);
+    proto_report_destroy(&r);
+    proto_report_destroy(&rg);
+
+    /* Nothing could be given back: an empty list, still an answer. */
+    r = proto_report_new(PROTO_REP_RECALLED, "w1");
+    text = proto_report_encode(r);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w1\",\"tasks\":[]}");
+    rg = proto_report_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(rg);
+    ck_assert_int_eq(rg->nrecalled, 0);
+    free(text);
+    proto_report_destroy(&r);
+    proto_report_destroy(&rg);
+}
+END_TEST
+
+/* Hostile recalls and answers: refused with a reason, nothing leaks
+   (ASan), never more than PROTO_MAX_RECALL refs decoded. */
+START_TEST(recall_and_recalled_fields_are_validated)
+{
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\"}", PROTO_E_FIELD, "\"tasks\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\",\"tasks\":{}}", PROTO_E_FIELD, "\"tasks\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\",\"tasks\":[{\"task\":1}]}", PROTO_E_FIELD,
+            "tasks[0]: missing field \"attempt\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\",\"tasks\":[{\"task\":1,\"attempt\":1},"
+                     "{\"task\":0,\"attempt\":1}]}",
+            PROTO_E_FIELD, "\"task\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\",\"tasks\":[{\"task\":1,\"attempt\":0}]}",
+            PROTO_E_FIELD, "\"attempt\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\",\"tasks\":[3]}", PROTO_E_FIELD, "\"tasks\"");
+    REFUSED(CH_PIPE, "{\"v\":1,\"type\":\"recall\",\"tasks\":[{\"task\":1.5,\"attempt\":1}]}",
+            PROTO_E_FIELD, "\"task\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"recalled\",\"tasks\":[]}", PROTO_E_FIELD,
+            "\"worker\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\"}", PROTO_E_FIELD,
+            "\"tasks\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\",\"tasks\":"
+                       "[{\"task\":1,\"attempt\":1},{\"attempt\":1}]}",
+            PROTO_E_FIELD, "tasks[1]: missing field \"task\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\",\"tasks\":[null]}",
+            PROTO_E_FIELD, "\"tasks\"");
+    /* Over the bound: too_big, for both. */
+    size_t cap = 64 + (PROTO_MAX_RECALL + 1) * 32;
+    char *big = malloc(cap), *rep = malloc(cap + 32);
+    size_t len = (size_t) snprintf(big, cap, "[");
+    for (int i = 0; i <= PROTO_MAX_RECALL; i++)
+        len += (size_t) snprintf(big + len, cap - len, "%s{\"task\":%d,\"attempt\":1}",
+                                 i ? "," : "", i + 1);
+    snprintf(big + len, cap - len, "]");
+    snprintf(rep, cap + 32, "{\"v\":1,\"type\":\"recall\",\"tasks\":%s}", big);
+    REFUSED(CH_PIPE, rep, PROTO_E_TOO_BIG, "\"tasks\"");
+    snprintf(rep, cap + 32, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\",\"tasks\":%s}", big);
+    REFUSED(CH_REPORT, rep, PROTO_E_TOO_BIG, "\"tasks\"");
+    free(big);
+    free(rep);
+    /* Members it does not know are ignored, as everywhere. */
+    s_accepted(CH_PIPE, 0, "{\"v\":1,\"type\":\"recall\",\"tasks\":[],\"why\":\"idle\"}");
+    s_accepted(CH_REPORT, 0, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\",\"tasks\":[]}");
 }
 END_TEST
 

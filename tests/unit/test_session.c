@@ -3,8 +3,8 @@
     sockets the real one has, bound on 127.0.0.1 port 0:
 
       api      ROUTER  answers hello (and the worker's own drain request)
-      pipe     PUSH    tasks, abort, drain, ping -> the worker's PULL
-      reports  PULL    heartbeat, started, output, results, bye
+      pipe     PUSH    tasks, abort, recall, drain, ping -> the worker's PULL
+      reports  PULL    heartbeat, started, output, results, recalled, bye
 
     The test thread is the master: fm_pump() handles whatever arrives and
     sends pings on schedule (unless a test turns them off), and FM_UNTIL
@@ -73,6 +73,11 @@ typedef struct {
     int reports_total;
     int bye_after_results;      /* nresults when BYE arrived */
     char worker_seen[64];       /* worker id in the last report */
+    /* recalled reports, and per task id (< 4096) what came of it */
+    int recalled_reports;
+    int nrecalled;
+    unsigned char recalled_seen[4096];   /* times listed in a recalled report */
+    unsigned char result_seen[4096];     /* results received */
     /* CURVE (fm_new_curve): the master's keys and a ZAP handler. */
     char server_pub[41], server_sec[41];
     void *zap;
@@ -287,9 +292,20 @@ static void fm_on_report(fm_t *fm)
         fm->results_reports++;
         if (rep->nresults > fm->max_batch)
             fm->max_batch = rep->nresults;
+        for (int i = 0; i < rep->nresults; i++)
+            if (rep->results[i]->task >= 0 && rep->results[i]->task < 4096)
+                fm->result_seen[rep->results[i]->task]++;
         for (int i = 0; i < rep->nresults && fm->nresults < 64; i++) {
             fm->results[fm->nresults++] = rep->results[i];
             rep->results[i] = NULL;
+        }
+        break;
+    case PROTO_REP_RECALLED:
+        fm->recalled_reports++;
+        for (int i = 0; i < rep->nrecalled; i++) {
+            fm->nrecalled++;
+            if (rep->recalled[i].task >= 0 && rep->recalled[i].task < 4096)
+                fm->recalled_seen[rep->recalled[i].task]++;
         }
         break;
     case PROTO_REP_BYE:
@@ -727,6 +743,128 @@ START_TEST(abort_of_a_queued_task_answers_at_once_and_heartbeats_track_the_table
     ck_assert(!fm_started(fm, 2));
     fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
     ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+/* A "recall" of attempt 1 of tasks ids[0..n). */
+static void fm_send_recall(fm_t *fm, const int64_t *ids, int n)
+{
+    proto_pipe_t *msg = proto_pipe_new(PROTO_PIPE_RECALL);
+    msg->refs = xcalloc((size_t) n + 1, sizeof *msg->refs);
+    for (int i = 0; i < n; i++)
+        msg->refs[msg->nrefs++] = (proto_task_ref_t){.task = ids[i], .attempt = 1};
+    char *text = proto_pipe_encode(msg);
+    proto_pipe_destroy(&msg);
+    fm_send_pipe_text(fm, text);
+    free(text);
+}
+
+/* A recall gives back exactly the attempts still queued: not the running
+   one, not an unknown one, not a queued one of another attempt; those it
+   gives back never start and send no result, and the hello says recall. */
+START_TEST(a_recall_returns_exactly_the_queued_attempts_and_they_never_start)
+{
+    fm_t *fm = fm_new(50, 20);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 1});
+    ck_assert(fm->last_hello->recall);
+    const char *specs[] = {"{\"fn\":\"sleep\",\"args\":{\"seconds\":30}}",
+                           "{\"fn\":\"square\",\"args\":{\"n\":2}}",
+                           "{\"fn\":\"square\",\"args\":{\"n\":3}}",
+                           "{\"fn\":\"square\",\"args\":{\"n\":4}}"};
+    fm_send_tasks(fm, 1, 4, specs);
+    FM_UNTIL(fm, 5000, fm_started(fm, 1));
+    /* Task 1 runs; 2, 3, 4 wait. 99 is unknown. */
+    fm_send_recall(fm, (const int64_t[]){1, 2, 3, 99}, 4);
+    FM_UNTIL(fm, 5000, fm->recalled_reports == 1);
+    ck_assert_int_eq(fm->nrecalled, 2);
+    ck_assert_int_eq(fm->recalled_seen[2], 1);
+    ck_assert_int_eq(fm->recalled_seen[3], 1);
+    ck_assert_int_eq(fm->recalled_seen[1], 0);
+    /* Heartbeats no longer list them: 1 running, 4 queued. */
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 2, 1));
+    /* A recall of nothing it has is answered too, empty. */
+    fm_send_recall(fm, (const int64_t[]){2, 3}, 2);
+    FM_UNTIL(fm, 5000, fm->recalled_reports == 2);
+    ck_assert_int_eq(fm->nrecalled, 2);
+    fm_send_pipe(fm, PROTO_PIPE_ABORT, 1, 1);
+    /* 4 was queued after 2 and 3: once it ends, the pool has passed them. */
+    FM_UNTIL(fm, 5000, fm->result_seen[4] == 1 && fm->result_seen[1] == 1);
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 0, 0));
+    ck_assert_int_eq(fm->result_seen[2] + fm->result_seen[3], 0);
+    ck_assert(!fm_started(fm, 2) && !fm_started(fm, 3));
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    ck_assert_int_eq(fm->result_seen[2] + fm->result_seen[3], 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+/* Tasks 1..total that came back one way or the other. */
+static int s_ended_count(const fm_t *fm, int total)
+{
+    int n = 0;
+    for (int id = 1; id <= total; id++)
+        n += fm->result_seen[id] + fm->recalled_seen[id] > 0;
+    return n;
+}
+
+/* The race a recall runs against the pool threads: each round sends 16
+   commands (each touches a file named after its task) and, once the
+   first has a result (the threads are then in the middle of the batch:
+   some done, two running, the rest queued), recalls all 16, the last sent
+   first. Every task ends exactly one way, given back or run (a result),
+   and a task given back never ran: its file does not exist. */
+START_TEST(recalls_racing_the_pool_threads_never_give_back_a_started_task)
+{
+    enum { BATCH = 16, ROUNDS = 60 };
+    char dir[] = "/tmp/ztask-recall-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fm_t *fm = fm_new(50, 20);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {.threads = 2});
+    char *specs[BATCH];
+    int64_t ids[BATCH];
+    for (int b = 0; b < ROUNDS; b++) {
+        int64_t first = 1 + (int64_t) b * BATCH;
+        for (int i = 0; i < BATCH; i++)
+            specs[i] = xasprintf("{\"argv\":[\"touch\",\"%s/%lld\"]}", dir,
+                                 (long long) (first + i));
+        fm_send_tasks(fm, first, BATCH, (const char *const *) specs);
+        for (int i = 0; i < BATCH; i++)
+            free(specs[i]);
+        FM_UNTIL(fm, 5000, fm->result_seen[first] > 0);
+        for (int i = 0; i < BATCH; i++)
+            ids[i] = first + BATCH - 1 - i;
+        fm_send_recall(fm, ids, BATCH);
+    }
+    int total = BATCH * ROUNDS;
+    FM_UNTIL(fm, 30000, fm->recalled_reports == ROUNDS);
+    FM_UNTIL(fm, 30000, s_ended_count(fm, total) == total);
+    FM_UNTIL(fm, 5000, s_heartbeat_is(fm, 0, 0));
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    int back = 0;
+    for (int id = 1; id <= total; id++) {
+        ck_assert_msg(fm->result_seen[id] + fm->recalled_seen[id] == 1,
+                      "task %d: %d results, given back %d times", id, fm->result_seen[id],
+                      fm->recalled_seen[id]);
+        char path[64];
+        snprintf(path, sizeof path, "%s/%d", dir, id);
+        bool ran = access(path, F_OK) == 0;
+        ck_assert_msg(ran == (fm->result_seen[id] == 1), "task %d: %s, but it %s", id,
+                      fm->recalled_seen[id] ? "given back" : "a result came",
+                      ran ? "ran" : "never ran");
+        unlink(path);
+        back += fm->recalled_seen[id];
+    }
+    rmdir(dir);
+    fprintf(stderr, "recall race: %d of %d tasks given back, %d run\n", back, total, total - back);
+    ck_assert_int_eq(back, fm->nrecalled);
+    /* Some of each, or the race was not run. */
+    ck_assert_int_gt(back, 0);
+    ck_assert_int_lt(back, total - ROUNDS);
     worker_free(&w);
     fm_destroy(&fm);
 }
