@@ -56,27 +56,26 @@ static void s_call_failed(const client_err_t *err, int *rc)
 
 proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc)
 {
-    if (!s_client(cli, rc))
-        return NULL;
-    client_err_t err;
-    proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);
-    if (!rep)
-        s_call_failed(&err, rc);
-    return rep;
+    return cli_call_until(cli, req, retry_safe, 0, NULL, rc, NULL, 0);
 }
 
-proto_reply_t *cli_call_unless(cli_t *cli, const proto_req_t *req, bool retry_safe,
-                               const char *code, int *rc, char *message, size_t msglen)
+proto_reply_t *cli_call_until(cli_t *cli, const proto_req_t *req, bool retry_safe,
+                              int64_t until, const char *code, int *rc, char *message,
+                              size_t msglen)
 {
     if (!s_client(cli, rc))
         return NULL;
     client_err_t err;
-    proto_reply_t *rep = client_call(cli->client, req, retry_safe, &err);
+    proto_reply_t *rep = client_call_until(cli->client, req, retry_safe, until, &err);
     if (rep)
         return rep;
-    if (err.kind == CLIENT_ERR_REFUSED && strcmp(err.code, code) == 0) {
+    if (code && err.kind == CLIENT_ERR_REFUSED && strcmp(err.code, code) == 0) {
         snprintf(message, msglen, "%s", err.message);
         *rc = CLI_EXIT_OK;
+        return NULL;
+    }
+    if (err.kind == CLIENT_ERR_DEADLINE) {
+        *rc = CLI_EXIT_TIMEOUT;
         return NULL;
     }
     s_call_failed(&err, rc);
@@ -129,6 +128,8 @@ int cli_exit_for_client_error(client_err_kind_t kind)
         return CLI_EXIT_REFUSED;
     case CLIENT_ERR_INTERRUPTED:
         return CLI_EXIT_INTERRUPTED;
+    case CLIENT_ERR_DEADLINE:
+        return CLI_EXIT_TIMEOUT;
     }
     return CLI_EXIT_REFUSED;
 }

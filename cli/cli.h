@@ -68,11 +68,18 @@ typedef struct {
    client.h. */
 proto_reply_t *cli_call(cli_t *cli, const proto_req_t *req, bool retry_safe, int *rc);
 
-/* cli_call, except that an error reply with this code is not printed:
-   it returns NULL with *rc CLI_EXIT_OK and the message (without "ztask: ")
-   in message, for the caller to act on (e.g. wait through "storage"). */
-proto_reply_t *cli_call_unless(cli_t *cli, const proto_req_t *req, bool retry_safe,
-                               const char *code, int *rc, char *message, size_t msglen);
+/* cli_call for a caller with a deadline of its own (`wait --timeout`)
+   and an error it acts on itself:
+   - until (monotonic ms, clock_mono_ms(); 0 = none): the call ends by
+     then at the latest (client_call_until); when no reply came by then,
+     NULL with *rc CLI_EXIT_TIMEOUT and nothing printed (the caller says
+     what ran out);
+   - code (NULL = none): an error reply with this code is not printed:
+     NULL with *rc CLI_EXIT_OK and the message (without "ztask: ") in
+     message, for the caller to act on (e.g. wait through "storage"). */
+proto_reply_t *cli_call_until(cli_t *cli, const proto_req_t *req, bool retry_safe,
+                              int64_t until, const char *code, int *rc, char *message,
+                              size_t msglen);
 
 /* cli_call for a request that carries an idempotency key (req->key: a
    submit): when its reply is lost (no reply in time from a master that
@@ -91,7 +98,7 @@ int cli_exit_for_job(const proto_job_t *job);
 int cli_exit_for_error_code(const char *code);
 /* The exit code for a failed client call: 3 unreachable or no reply in
    time, 6 authentication, 4 refused or unreadable, 130 interrupted, 2 a
-   request that cannot be encoded. */
+   request that cannot be encoded, 5 the caller's deadline. */
 int cli_exit_for_client_error(client_err_kind_t kind);
 
 /* ---- options and arguments ---- */

@@ -293,8 +293,42 @@ static void s_still_busy(client_t *self, client_err_t *err, int answers)
              answers, self->timeout_ms / 1000.0, code);
 }
 
+/* How a call that got no reply by its end fails: the caller's deadline
+   (cut: it came before the timeout), else the master's last "busy" when
+   one came (busy answers so far, its words in busy_err: a master that
+   answered is not "unreachable", even if the copy sent after the pause
+   got nothing in time), else no reply at all. */
+static void s_ran_out(client_t *self, client_err_t *err, bool cut, int busy,
+                      const client_err_t *busy_err)
+{
+    if (cut) {
+        memset(err, 0, sizeof *err);
+        s_fail(err, CLIENT_ERR_DEADLINE,
+               "no reply from the master at %s before the caller's deadline%s",
+               connector_address(self->conn), busy ? " (it said busy)" : "");
+        return;
+    }
+    if (busy > 0) {
+        *err = *busy_err;
+        s_still_busy(self, err, busy);
+        return;
+    }
+    /* One message for "master down", "master slow" and "wrong port" (see
+       client.h); the kind still tells them apart. */
+    s_fail(err, self->connected ? CLIENT_ERR_TIMEOUT : CLIENT_ERR_UNREACHABLE,
+           "cannot reach the master at %s (no reply within %g s); is ztask-master running? "
+           "set --master or ZTASK_MASTER",
+           connector_address(self->conn), self->timeout_ms / 1000.0);
+}
+
 proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_safe,
                            client_err_t *err)
+{
+    return client_call_until(self, req, retry_safe, 0, err);
+}
+
+proto_reply_t *client_call_until(client_t *self, const proto_req_t *req, bool retry_safe,
+                                 int64_t until, client_err_t *err)
 {
     memset(err, 0, sizeof *err);
     char *text = proto_req_encode(req);
@@ -306,6 +340,11 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
     proto_reply_t *rep = NULL;
     int64_t start = clock_mono_ms();
     int64_t deadline = start + self->timeout_ms;
+    /* The caller's deadline only moves the end; attempt_ms (the resend
+       pace) stays that of the request timeout. */
+    bool cut = until > 0 && until < deadline;
+    if (cut)
+        deadline = until;
     int64_t attempt_ms = self->timeout_ms;
     if (retry_safe) {
         attempt_ms = self->timeout_ms / 3;
@@ -313,7 +352,8 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
             attempt_ms = RESEND_MIN_MS;
     }
     self->connected = false;
-    int busy = 0;   /* "busy" answers so far */
+    int busy = 0;                    /* "busy" answers so far */
+    client_err_t busy_err = { 0 };   /* the last one's words */
     for (;;) {
         if (s_open_socket(self, err) != 0)
             goto out;
@@ -381,8 +421,9 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
                     goto out;
                 }
             }
+            busy_err = *err;
             if (clock_mono_ms() >= deadline) {
-                s_still_busy(self, err, busy);
+                s_ran_out(self, err, cut, busy, &busy_err);
                 goto out;
             }
             memset(err, 0, sizeof *err);
@@ -394,12 +435,7 @@ proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_sa
         if (clock_mono_ms() >= deadline)
             break;
     }
-    /* One message for "master down", "master slow" and "wrong port" (see
-       client.h); the kind still tells them apart. */
-    s_fail(err, self->connected ? CLIENT_ERR_TIMEOUT : CLIENT_ERR_UNREACHABLE,
-           "cannot reach the master at %s (no reply within %g s); is ztask-master running? "
-           "set --master or ZTASK_MASTER",
-           connector_address(self->conn), self->timeout_ms / 1000.0);
+    s_ran_out(self, err, cut, busy, &busy_err);
 out:
     free(text);
     return rep;

@@ -35,7 +35,13 @@
     refused together do not return together), until the timeout. Then the
     call fails with CLIENT_ERR_REFUSED, code "busy", and the master's
     message followed by how many answers said so, at the timeout and not
-    before.
+    before; also when the timeout comes during a pause or during the wait
+    for the answer to a copy sent after a "busy" (a master that said busy
+    is not "unreachable").
+
+    A caller with a deadline of its own (`ztask wait --timeout`) bounds
+    the call by it (client_call_until): the call then ends at whichever of
+    the two comes first, never a whole request timeout past the caller's.
 
     CURVE (client_set_curve): the socket is a CURVE client of the master,
     which admits our public key only when it is in its --clients list.
@@ -61,6 +67,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct client client_t;
 
@@ -76,7 +83,9 @@ typedef enum {
                                 an "auth" error reply */
     CLIENT_ERR_REFUSED,      /* any other error reply */
     CLIENT_ERR_BAD_REPLY,    /* a reply that cannot be read */
-    CLIENT_ERR_INTERRUPTED   /* the interrupt callback said stop */
+    CLIENT_ERR_INTERRUPTED,  /* the interrupt callback said stop */
+    CLIENT_ERR_DEADLINE      /* no reply (or still "busy") by the caller's deadline
+                                (client_call_until), which came before the timeout */
 } client_err_kind_t;
 
 typedef struct {
@@ -111,5 +120,12 @@ void client_set_interrupt(client_t *self, bool (*interrupted)(void *arg), void *
    retry_safe: the request only reads, so it may be resent. */
 proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_safe,
                            client_err_t *err);
+
+/* client_call, ending by until (monotonic ms, clock_mono_ms(); 0 = no
+   bound) at the latest: when until comes before the request timeout and
+   no reply came by then, NULL with CLIENT_ERR_DEADLINE. Resends keep the
+   pace of the request timeout; only the end moves closer. */
+proto_reply_t *client_call_until(client_t *self, const proto_req_t *req, bool retry_safe,
+                                 int64_t until, client_err_t *err);
 
 #endif

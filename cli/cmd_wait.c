@@ -40,6 +40,11 @@ static const char s_usage[] =
     "a job they depend on did not succeed), 3 master\n"
     "unreachable, 4 refused (no such job), 5 --timeout expired.\n";
 
+/* The last status request is held by the master until --timeout; its
+   answer (the counts said at the timeout, or the end that came just then)
+   is waited for this much longer, and no more: every request of a wait
+   ends by --timeout plus this, whatever the request timeout. */
+#define WAIT_GRACE_MS 500
 /* How long the master holds each status request, i.e. how often the
    progress moves. The end of the job does not wait for it; a hundred
    waiting shells still cost the master 500 tiny queries a second at most. */
@@ -64,16 +69,18 @@ static bool s_finished(const proto_job_t *j)
 
 /* Asks for one job's counters into *out (caller clears), answered when
    the job has finished or after wait_ms. WAIT_STORAGE (why in storage,
-   not printed) when the master cannot write its database now. */
-static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out, char *storage,
-                    size_t storagelen)
+   not printed) when the master cannot write its database now;
+   CLI_EXIT_TIMEOUT (not printed) when no answer came by until
+   (monotonic ms, 0 = the request timeout alone). */
+static int s_status(cli_t *cli, int64_t job, int wait_ms, int64_t until, proto_job_t *out,
+                    char *storage, size_t storagelen)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_STATUS);
     req->job = job;
     req->wait_ms = wait_ms;
     int rc = CLI_EXIT_OK;
-    proto_reply_t *rep =
-        cli_call_unless(cli, req, true, PROTO_E_STORAGE, &rc, storage, storagelen);
+    proto_reply_t *rep = cli_call_until(cli, req, true, until, PROTO_E_STORAGE, &rc, storage,
+                                        storagelen);
     proto_req_destroy(&req);
     if (!rep)
         return rc == CLI_EXIT_OK ? WAIT_STORAGE : rc;
@@ -96,12 +103,14 @@ static int s_status(cli_t *cli, int64_t job, int wait_ms, proto_job_t *out, char
 
 /* Says why job is stalled when the master knows (no workers at all, or
    tasks needing a kind of worker none of the live ones is; with
-   needs_only, only the latter). True when it said something. */
-static bool s_hint(cli_t *cli, int64_t job, bool bar, bool needs_only, const char *mine)
+   needs_only, only the latter). True when it said something. Asks by
+   until at the latest (monotonic ms, 0 = the request timeout alone). */
+static bool s_hint(cli_t *cli, int64_t job, bool bar, bool needs_only, const char *mine,
+                   int64_t until)
 {
     proto_req_t *req = proto_req_new(PROTO_REQ_STATS);
     int rc;
-    proto_reply_t *rep = cli_call(cli, req, true, &rc);
+    proto_reply_t *rep = cli_call_until(cli, req, true, until, NULL, &rc, NULL, 0);
     proto_req_destroy(&req);
     if (!rep)
         return false;
@@ -148,9 +157,12 @@ typedef struct {
     int64_t job;
     const cli_wait_opts_t *opts;
     int64_t start;              /* monotonic ms */
+    int64_t until;              /* every request ends by then (--timeout plus WAIT_GRACE_MS);
+                                   0 = no --timeout */
     bool bar;                   /* stderr is a terminal: redraw a bar */
     progress_rate_t *rate;
     proto_job_t j;              /* the last status */
+    bool seen;                  /* j is an answer (else none came yet: no counts to say) */
     int64_t last_line;          /* when the last plain progress line went out */
     int64_t last_finished;      /* finished tasks when progress last moved */
     int64_t stalled_since;      /* since when nothing moved */
@@ -208,9 +220,26 @@ static void s_watch_stall(wait_state_t *w, int64_t now)
                     w->bar ? "\r\033[K" : "", (long long) w->job, (long long) w->job);
             w->hinted = true;
         } else {
-            w->hinted = s_hint(w->cli, w->job, w->bar, false, NULL);
+            w->hinted = s_hint(w->cli, w->job, w->bar, false, NULL, w->until);
         }
     }
+}
+
+/* Says that --timeout has passed, with the last counts seen: none when
+   no answer came (a silent master, a full disk from the start), rather
+   than "0/0 done", which reads as an empty job (the Python client's
+   WaitTimeout says the same). */
+static void s_say_timed_out(const wait_state_t *w)
+{
+    if (w->bar)
+        fprintf(stderr, "\r\033[K");
+    char counts[96] = "";
+    if (w->seen)
+        snprintf(counts, sizeof counts, " (%lld/%lld done, %lld failed)",
+                 (long long) progress_finished(&w->j), (long long) w->j.total,
+                 (long long) w->j.failed);
+    fprintf(stderr, "ztask: job %lld did not finish within %g s%s; it keeps running\n",
+            (long long) w->job, w->opts->timeout, counts);
 }
 
 /* True (after saying so) when --timeout has passed. */
@@ -218,13 +247,7 @@ static bool s_timed_out(const wait_state_t *w, int64_t now)
 {
     if (w->opts->timeout <= 0 || now - w->start < (int64_t) (w->opts->timeout * 1000))
         return false;
-    if (w->bar)
-        fprintf(stderr, "\r\033[K");
-    fprintf(stderr,
-            "ztask: job %lld did not finish within %g s (%lld/%lld done, %lld failed); it keeps "
-            "running\n",
-            (long long) w->job, w->opts->timeout, (long long) progress_finished(&w->j),
-            (long long) w->j.total, (long long) w->j.failed);
+    s_say_timed_out(w);
     return true;
 }
 
@@ -258,6 +281,7 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
         .job = job,
         .opts = opts,
         .start = start,
+        .until = opts->timeout > 0 ? start + (int64_t) (opts->timeout * 1000) + WAIT_GRACE_MS : 0,
         .bar = opts->progress && fmt_term_width(STDERR_FILENO) > 0,
         .rate = progress_rate_new(),
         .last_line = start,
@@ -266,12 +290,23 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
     };
     int rc;
     for (;;) {
-        proto_job_clear(&w.j);
-        memset(&w.j, 0, sizeof w.j);
         int64_t asked = clock_mono_ms();
         int hold_ms = s_hold_ms(&w, asked);
         char storage[600];
-        rc = s_status(cli, job, hold_ms, &w.j, storage, sizeof storage);
+        proto_job_t next;
+        memset(&next, 0, sizeof next);
+        rc = s_status(cli, job, hold_ms, w.until, &next, storage, sizeof storage);
+        if (rc == CLI_EXIT_TIMEOUT) {
+            /* No answer by --timeout (and the grace): said with the last
+               counts seen, as a timeout between requests is. */
+            s_say_timed_out(&w);
+            goto out;
+        }
+        if (rc == CLI_EXIT_OK) {
+            proto_job_clear(&w.j);
+            w.j = next;   /* its strings move */
+            w.seen = true;
+        }
         if (rc == WAIT_STORAGE) {
             /* The job goes on; its counts come back with the disk's room.
                Said once, then asked again every second. */
@@ -283,7 +318,13 @@ int cli_wait_job(cli_t *cli, int64_t job, const cli_wait_opts_t *opts)
                 rc = CLI_EXIT_TIMEOUT;
                 goto out;
             }
-            if (cli_sleep_ms(1000) != 0) {
+            int pause_ms = 1000;   /* but not past --timeout */
+            if (w.until > 0) {
+                int64_t left = w.until - WAIT_GRACE_MS - clock_mono_ms();
+                if (left < pause_ms)
+                    pause_ms = left > 0 ? (int) left : 0;
+            }
+            if (cli_sleep_ms(pause_ms) != 0) {
                 fprintf(stderr, "ztask: interrupted (job %lld keeps running)\n", (long long) job);
                 rc = CLI_EXIT_INTERRUPTED;
                 goto out;
@@ -375,5 +416,5 @@ int cmd_wait(cli_t *cli, int argc, char **argv)
 
 bool cli_needs_hint(cli_t *cli, int64_t job, const char *mine)
 {
-    return s_hint(cli, job, false, true, mine);
+    return s_hint(cli, job, false, true, mine, 0);
 }

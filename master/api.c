@@ -42,11 +42,14 @@
 
 /* A held request's answer, made from memory when it was due, sent once
    every change it shows is committed (journal_written(mark)). Made then,
-   not when sent: the memory may have moved on since, past the commit. */
+   not when sent: the memory may have moved on since, past the commit.
+   Counted (metrics_api_request) when sent, not when made: if the commit
+   fails it is never sent, and the answer sent instead counts. */
 typedef struct held_reply {
     zmqx_frames_t envelope;  /* the client's routing frames */
     char *body;              /* the encoded reply */
     size_t len;
+    char outcome[32];        /* its metrics outcome: "ok" or the error code */
     uint64_t mark;           /* journal_mark when it was made */
     proto_req_type_t type;   /* status or submit: */
     int64_t job, accepted;   /*   a submit's plain answer if the commit fails */
@@ -192,14 +195,16 @@ static void s_send_reply(api_t *self, const zmqx_frames_t *envelope, const proto
         len = strlen(body);
         outcome = err->error.code;
     }
-    metrics_api_request(self->cfg.metrics,
-                        self->cur_type ? self->cur_type : proto_req_type_name(type), outcome);
-    proto_reply_destroy(&err);
     if (self->hold_into) {
         self->hold_into->body = body;
         self->hold_into->len = len;
+        snprintf(self->hold_into->outcome, sizeof self->hold_into->outcome, "%s", outcome);
+        proto_reply_destroy(&err);
         return;
     }
+    metrics_api_request(self->cfg.metrics,
+                        self->cur_type ? self->cur_type : proto_req_type_name(type), outcome);
+    proto_reply_destroy(&err);
     s_send_body(self, envelope, body, len, type);
 }
 
@@ -1622,6 +1627,7 @@ static void s_held_send(api_t *self)
     while (self->held) {
         held_reply_t *h = self->held;
         if (journal_written(self->cfg.journal, h->mark)) {
+            metrics_api_request(self->cfg.metrics, proto_req_type_name(h->type), h->outcome);
             s_send_body(self, &h->envelope, h->body, h->len, h->type);
             h->body = NULL;
         } else if (journal_failing(self->cfg.journal)) {

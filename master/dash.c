@@ -332,6 +332,11 @@ static answer_t s_jobs(dash_t *self, const char *args)
     int64_t limit;
     if (s_arg_int(args, "limit", 1, MAX_PAGE, 50, &limit) != 0)
         return s_fail(400, "limit wants 1..200");
+    /* The jobs' ends and counts are the store's for good only once
+       fsynced (--sync acked commits results without): shown after a
+       flush, as `ztask jobs` is. Best effort, as for a page of tasks:
+       a full disk must not blind the dashboard. */
+    journal_flush(self->cfg.journal);
     size_t n = jobs_count(self->cfg.jobs), pos = 0, k = 0;
     job_t **all = xcalloc(n + 1, sizeof *all);
     job_t *job;

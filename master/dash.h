@@ -7,7 +7,8 @@
     the loop's own state: jobs and their counters (jobs.h), workers
     (registry.h), unfinished tasks and their live output (sched.h), the
     counters (metrics.h), and for pages of tasks and a finished task's
-    outcome, the store after a flush (as every CLI query). Every answer is
+    outcome, the store after a flush (as every CLI query; the job list
+    too: what it shows is fsynced first, see s_jobs). Every answer is
     bounded: at most 200 jobs or tasks a page, output tails of 64 KiB.
 
     Endpoints (GET unless said; JSON unless said; docs/metrics.md):

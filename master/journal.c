@@ -93,7 +93,10 @@ typedef struct {
                                 row tells whether space has returned */
     uint64_t seq_end;        /* the journal's seq when it was taken: committed, every
                                 change up to it is on disk */
-    bool fsync;              /* fsynced at its commit (s_fsync_wanted) */
+    bool sync_only;          /* nothing to write, not failing: an fsync of the WAL
+                                alone (acked: an answer waits, or the timer) */
+    bool fsync;              /* an answer may count on its commit (s_fsync_wanted):
+                                fsynced with acked or full, as the mode says else */
 } batch_t;
 
 static writer_apply_fn s_write_batch;
@@ -152,6 +155,14 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
     self->db_path = xstrdup(db_path);
     self->pending_tail = &self->pending;
     self->done_tail = &self->done;
+    /* --sync acked: the WAL found at open may hold the commits of a
+       master killed after writing them without an fsync (in the page
+       cache only), and they are read and answered from now on: taken as
+       not fsynced, so the first answer waits for an fsync and the timer
+       makes one within JOURNAL_FSYNC_MS (an fsync of the WAL alone when
+       nothing new is to be written: store_sync_wal). */
+    if (store_sync_mode(store) == STORE_SYNC_ACKED)
+        self->unsynced_since = clock_mono_ms();
     self->writer = writer_new(store, s_write_batch);
     if (!self->writer) {
         free(self->db_path);
@@ -404,6 +415,14 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
     batch_t *b = arg;
     if (b->checkpoint_first)
         store_checkpoint(st);
+    if (b->sync_only) {
+        /* No row, so no room on the disk needed: a master restarted on a
+           full disk answers once the WAL it found is fsynced. */
+        int rc = store_sync_wal(st);
+        if (rc != 0)
+            snprintf(err, errlen, "%s", store_error(st));
+        return rc;
+    }
     int rc = store_fsync_next(st, b->fsync);
     if (rc == 0)
         rc = b->probe ? store_probe(st) : s_write_submits(st, b->pending);
@@ -459,7 +478,7 @@ static int s_write_batch(store_t *st, void *arg, char *err, size_t errlen)
    answer waits for journal_written, which counts fsynced commits only,
    and a commit that an answer waits for (a submit's, a forced flush
    before a query, a held answer's: hurry) is fsynced, with an fsync of
-   the WAL alone (a probe row) when nothing new is left to write. What is
+   the WAL alone (store_sync_wal) when nothing new is left to write. What is
    not yet told (results, assignments) is fsynced within
    JOURNAL_FSYNC_MS: a power loss loses at most that much of it, and the
    tasks whose results it held run again, as after a master crash before
@@ -539,7 +558,9 @@ static batch_t *s_take_batch(journal_t *self, int64_t now, bool force)
     b->rows = (int64_t) self->nops;
     for (const pending_submit_t *p = self->pending; p; p = p->next)
         b->rows += p->ntasks;
-    b->probe = !self->nops && !self->pending;
+    b->probe = !self->nops && !self->pending && self->failing;
+    b->sync_only = !self->nops && !self->pending && !self->failing;
+    assert(!b->sync_only || b->fsync);
     b->seq_end = self->seq;
     self->hurry = false;
     b->checkpoint_first = self->checkpoint_next;
@@ -609,9 +630,12 @@ static void s_submits_done(journal_t *self, pending_submit_t *list, const char *
 static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
 {
     if (rc == 0) {
+        /* b->fsync says an answer may count on it; with interval or off
+           that is decided by the mode, which fsyncs no commit. */
+        store_sync_t mode = store_sync_mode(self->store);
         if (self->metrics)
             metrics_commit(self->metrics, (double) (clock_mono_us() - b->taken_us) / 1e6, b->rows,
-                           b->fsync);
+                           b->fsync && (mode == STORE_SYNC_FULL || mode == STORE_SYNC_ACKED));
         s_ops_clear(b->ops, b->nops);
         /* Keep the bigger one, up to 64 Ki ops (3 MiB): past that it was
            a burst, and the memory goes back. */

@@ -398,6 +398,10 @@ struct store {
     bool poisoned;       /* a write failed; the group was rolled back */
     store_sync_t sync;   /* the mode it was opened with */
     bool fsync_next;     /* ACKED: synchronous is FULL now, not NORMAL */
+    bool unsynced;       /* ACKED: the WAL may hold commits not fsynced (one
+                            made with NORMAL since the last fsynced one, or
+                            frames found at open: a master killed after such
+                            commits leaves them in the page cache only) */
     char err[512];
     char poison[512];    /* why (reported by the next store_commit) */
 };
@@ -858,6 +862,7 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
     }
     sqlite3_extended_result_codes(self->db, 1);
     self->sync = sync;
+    self->unsynced = sync == STORE_SYNC_ACKED;
     if (s_configure(self->db, path, sync, err, errlen) < 0 ||
         s_schema(self->db, path, err, errlen) < 0) {
         store_destroy(&self);
@@ -899,6 +904,16 @@ const char *store_error(const store_t *self)
 
 int store_commit(store_t *self)
 {
+    /* SQLite fsyncs the WAL only at a commit that appends frames to it.
+       One whose writes changed no page (a DELETE that matched nothing, a
+       row rewritten as it was: a claim after a restart) appends none, and
+       the commits before it, only written, would stay so while the caller
+       is told they are durable. The probe row gives it a page to write. */
+    if (!self->poisoned && self->sync == STORE_SYNC_ACKED && self->fsync_next && self->unsynced
+        && store_probe(self) != 0 && !self->poisoned) {
+        s_rollback_now(self);   /* its begin failed: nothing of ours is open */
+        return -1;
+    }
     if (self->poisoned) {
         s_seterr(self, "commit: transaction rolled back after a failed write: %s", self->poison);
         self->poisoned = false;
@@ -924,6 +939,8 @@ int store_commit(store_t *self)
     }
     sqlite3_reset(st);
     self->in_tx = false;
+    if (self->sync == STORE_SYNC_ACKED)
+        self->unsynced = !self->fsync_next;
     return 0;
 }
 
@@ -953,6 +970,28 @@ int store_fsync_next(store_t *self, bool fsync)
         return -1;
     }
     self->fsync_next = fsync;
+    return 0;
+}
+
+int store_sync_wal(store_t *self)
+{
+    assert(!self->in_tx);
+    if (self->sync != STORE_SYNC_ACKED || !self->unsynced)
+        return 0;
+    /* SQLite's own handle of the WAL (sqlite3PagerJrnlFile): the same
+       xSync it makes at a commit with synchronous=FULL. None open yet
+       means nothing was written since the open. */
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(self->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK)
+        return s_dberr(self, "fsync of the WAL");
+    if (wal && wal->pMethods) {
+        int rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+        if (rc != SQLITE_OK) {
+            s_seterr(self, "fsync of the WAL: %s", sqlite3_errstr(rc));
+            return -1;
+        }
+    }
+    self->unsynced = false;
     return 0;
 }
 

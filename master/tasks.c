@@ -1982,6 +1982,22 @@ static void s_sample(worker_t *w, const proto_result_t *res)
     w->samples++;
 }
 
+/* A result that counts came without (some of) its output: the report
+   that carried it held more than the master takes from one (the result
+   is kept, failed with an error saying why: proto_result.c). */
+static void s_output_dropped(tasks_t *self, const char *name, const proto_result_t *res,
+                             int64_t now)
+{
+    int64_t held;
+    if (!log_limit(&self->lim_report, now, &held))
+        return;
+    char q[128];
+    log_warn("event=result_output_dropped task=%" PRId64 " attempt=%d worker=\"%s\" limit=%d "
+             "error=\"the report held more output than the master takes from one report: "
+             "upgrade the worker\" suppressed=%" PRId64,
+             res->task, res->attempt, log_quote(q, sizeof q, name), PROTO_MAX_REPORT_MSG, held);
+}
+
 /* One result, from the worker named name (w: its record, NULL when none;
    key: the key it came with, NULL without CURVE). *resp is taken when it
    is kept for later (s_park). */
@@ -2038,6 +2054,12 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
         return;
     }
     assert(t->worker == w && t->attempt == res->attempt);
+    /* Said here, for a result that counts, and not where the report is
+       read: a duplicate (or refused, or parked) result whose output was
+       dropped changes nothing, and a warning for it would send the
+       operator after a task that is fine. */
+    if (res->output_dropped)
+        s_output_dropped(self, name, res, now);
     s_sample(w, res);
     if (res->started > 0 && res->finished >= res->started)
         metrics_run_time(self->cfg.metrics, s_kind(self, t), res->finished - res->started);
@@ -2234,19 +2256,8 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     }
     case PROTO_REP_RESULTS:
-        for (int i = 0; i < rep->nresults; i++) {
-            /* Kept, failed with an error saying why (proto_result.c),
-               rather than refused with its report and lost. */
-            if (rep->results[i]->output_dropped && log_limit(&self->lim_report, now, &held)) {
-                char q[128];
-                log_warn("event=result_output_dropped task=%" PRId64 " attempt=%d worker=\"%s\" "
-                         "limit=%d error=\"the report held more output than the master takes "
-                         "from one report: upgrade the worker\" suppressed=%" PRId64,
-                         rep->results[i]->task, rep->results[i]->attempt,
-                         log_quote(q, sizeof q, rep->worker), PROTO_MAX_REPORT_MSG, held);
-            }
+        for (int i = 0; i < rep->nresults; i++)
             s_on_result(self, w, rep->worker, key, &rep->results[i], now);
-        }
         break;
     case PROTO_REP_RECALLED:
         s_on_recalled(self, w, rep, key, now);

@@ -757,10 +757,13 @@ typedef struct {
     int attempt;                 /* OUTPUT */
     int stream;                  /* OUTPUT: 1 = stdout, 2 = stderr */
     char *data;                  /* OUTPUT: valid UTF-8 */
-    /* OUTPUT, worker side, instead of data: raw bytes (owned), written as
-       "data" (repaired, escaped) or, with raw_b64 when shorter, as
-       "data_b64" (base64; the reader repairs it to the same text). */
-    char *data_raw;
+    /* OUTPUT, worker side, instead of data: raw bytes, written as "data"
+       (repaired, escaped) or, with raw_b64 when shorter, as "data_b64"
+       (base64; the reader repairs it to the same text). Borrowed, not
+       freed by proto_report_destroy: the caller keeps them until the
+       encode (the runner's piece of a read, not copied once more on its
+       way out); never set by a decode. */
+    const char *data_raw;
     size_t data_raw_len;
     bool raw_b64;
     proto_result_t **results;    /* RESULTS: nresults */

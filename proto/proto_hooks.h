@@ -80,5 +80,14 @@ size_t pr_raw_member(pb_t *b, const char *key, const char *raw, size_t n, size_t
                      bool release);
 size_t pr_raw_len(const char *raw, size_t n, bool b64, size_t *plain_len);
 int pr_b64_text(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *err);
+/* An output as a member of o (proto_result.c, the one reader of both
+   forms, for a result's stdout/stderr and an output report's data):
+   member k, a string (required: it or k_b64 must be there), or, when k
+   is absent and k_b64 present, that base64 (pr_b64_text). Either is
+   counted against *room as it is stored (a JSON string) and reduces it:
+   0 (*out replaced; untouched when neither is there); 1 when it does not
+   fit (nothing read, *out untouched); -1 with err when malformed. */
+int pr_output_text(cJSON *o, const char *k, bool required, char **out, size_t *room,
+                   proto_err_t *err);
 
 #endif

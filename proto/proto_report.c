@@ -36,7 +36,6 @@ void proto_report_destroy(proto_report_t **p)
     free(m->started);
     free(m->started_at);
     free(m->data);
-    free(m->data_raw);
     for (int i = 0; m->results && i < m->nresults; i++)
         proto_result_destroy(&m->results[i]);
     free(m->results);
@@ -71,7 +70,7 @@ static int s_started_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
     return 0;
 }
 
-static int s_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
+static int s_live_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
 {
     if (pj_i64(o, "task", true, 1, PJ_MAX_SAFE_INT, &msg->task, err) != 0
         || pj_int(o, "attempt", true, 1, INT32_MAX, &msg->attempt, err) != 0)
@@ -85,18 +84,16 @@ static int s_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
         proto_err_set(err, PROTO_E_FIELD, "field \"stream\" must be \"stdout\" or \"stderr\"");
         return -1;
     }
-    if (pj_get(o, "data") || !pj_get(o, "data_b64"))
-        return pj_str(o, "data", true, 0, 0, &msg->data, err);
     /* Live output: one piece per report, bounded as stored like a
        results report's outputs (the master keeps PROTO_DEFAULT_OUTPUT_CAP
        of it at most anyway). */
     size_t room = PROTO_MAX_REPORT_MSG;
-    int rc = pr_b64_text(o, "data_b64", &msg->data, &room, err);
+    int rc = pr_output_text(o, "data", true, &msg->data, &room, err);
     if (rc == 1)
         proto_err_set(err, PROTO_E_TOO_BIG,
-                      "field \"data_b64\" is over %d bytes once decoded and written as a JSON "
+                      "field \"%s\" is over %d bytes once decoded and written as a JSON "
                       "string: send live output in smaller pieces",
-                      PROTO_MAX_REPORT_MSG);
+                      pj_get(o, "data") ? "data" : "data_b64", PROTO_MAX_REPORT_MSG);
     return rc == 0 ? 0 : -1;
 }
 
@@ -147,7 +144,7 @@ proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *
             rc = s_started_from(root, msg, err);
             break;
         case PROTO_REP_OUTPUT:
-            rc = s_output_from(root, msg, err);
+            rc = s_live_output_from(root, msg, err);
             break;
         case PROTO_REP_RESULTS:
             rc = s_results_from(root, msg, err);

@@ -370,16 +370,14 @@ int pr_b64_text(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *
     return 0;
 }
 
-/* "stdout" (a string) or, when it is absent, "stdout_b64", counted
-   against *room as it is stored (a JSON string); 1 when it does not fit
-   (nothing read). */
-static int s_output_from(cJSON *o, const char *k, char **out, size_t *room, proto_err_t *err)
+int pr_output_text(cJSON *o, const char *k, bool required, char **out, size_t *room,
+                   proto_err_t *err)
 {
     char kb[32];
     snprintf(kb, sizeof kb, "%s_b64", k);
     if (pj_get(o, k) || !pj_get(o, kb)) {
         char *s = NULL;
-        if (pj_str(o, k, false, 0, 0, &s, err) != 0)
+        if (pj_str(o, k, required, 0, 0, &s, err) != 0)
             return -1;
         size_t stored = s ? pb_str_len(s, strlen(s)) : 0;
         if (stored > *room) {
@@ -465,8 +463,8 @@ int pr_result_members_from(cJSON *o, proto_result_t *res, bool req, size_t *room
     int out = 0, err_out = 0;
     if (pj_int(o, "signal", false, 0, 1024, &res->signal, err) != 0
         || pj_bool(o, "timed_out", false, &res->timed_out, err) != 0
-        || (out = s_output_from(o, "stdout", &res->stdout_data, room, err)) < 0
-        || (err_out = s_output_from(o, "stderr", &res->stderr_data, room, err)) < 0
+        || (out = pr_output_text(o, "stdout", false, &res->stdout_data, room, err)) < 0
+        || (err_out = pr_output_text(o, "stderr", false, &res->stderr_data, room, err)) < 0
         || pj_bool(o, "stdout_truncated", false, &res->stdout_truncated, err) != 0
         || pj_bool(o, "stderr_truncated", false, &res->stderr_truncated, err) != 0
         || pj_json(o, "result", &res->result_json, err) != 0

@@ -436,7 +436,19 @@ static void s_loop(run_t *r, char *scratch)
     s_close(&r->err_w);
 }
 
-static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_launch_t *L)
+/* Whether the run succeeded: its program exited 0, and it was neither
+   cancelled, nor timed out, nor failed to set up (127 from us). Decided
+   here alone: s_run_to_end skips the last live chunk of such a run, and
+   s_fill_result makes it done. */
+static bool s_succeeded(const run_t *r, int status)
+{
+    return !r->cancelled && r->report_len != sizeof r->report && !r->timed_out
+           && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* succeeded: s_succeeded(r, status). */
+static void s_fill_result(run_t *r, int status, bool succeeded, proto_result_t *res,
+                          const exec_launch_t *L)
 {
     const proto_spec_t *spec = r->req->spec;
     char ebuf[128];
@@ -451,7 +463,9 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_
     if (setup_failed)
         res->has_exit_code = false;  /* 127 came from us, not from the program */
 
-    if (r->cancelled) {
+    if (succeeded) {
+        res->status = PROTO_ST_DONE;
+    } else if (r->cancelled) {
         res->status = PROTO_ST_CANCELLED;
         proto_result_error(res, "cancelled");
     } else if (setup_failed) {
@@ -472,8 +486,6 @@ static void s_fill_result(run_t *r, int status, proto_result_t *res, const exec_
             proto_result_error(res, "cannot set up the child process: %s", why);
     } else if (r->timed_out) {
         proto_result_error(res, "timed out after %g s", spec->timeout);
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        res->status = PROTO_ST_DONE;
     } else if (WIFEXITED(status)) {
         proto_result_error(res, "exited with status %d", WEXITSTATUS(status));
     } else if (WIFSIGNALED(status)) {
@@ -866,8 +878,7 @@ static void s_run_to_end(const exec_req_t *req, const exec_launch_t *L, pipes_t 
        comes (the result has it all), so the last chunk -- for a quick
        task, its whole output -- would only be held a second time on its
        way (docs/worker.md, "Output capture"). */
-    bool succeeded = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !r.timed_out
-                     && !r.cancelled && r.report_len != sizeof r.report;
+    bool succeeded = s_succeeded(&r, status);
     if (!(req->raw_output && succeeded)) {
         s_stream_flush(&r.out, req, end_ms, true);
         s_stream_flush(&r.err, req, end_ms, true);
@@ -876,7 +887,7 @@ static void s_run_to_end(const exec_req_t *req, const exec_launch_t *L, pipes_t 
         s_swallow_sigpipe(&r, &c->pending_before);
         pthread_sigmask(SIG_SETMASK, &c->old_mask, NULL);
     }
-    s_fill_result(&r, status, res, L);
+    s_fill_result(&r, status, succeeded, res, L);
     free(r.out.buf);
     free(r.err.buf);
 }

@@ -172,8 +172,7 @@ static void s_output_report(output_ctx_t *o, int stream, const char *data, size_
     rep->task = o->task->id;
     rep->attempt = o->task->attempt;
     rep->stream = stream;
-    rep->data_raw = xmalloc(len ? len : 1);
-    memcpy(rep->data_raw, data, len);
+    rep->data_raw = data;   /* borrowed until the encode below */
     rep->data_raw_len = len;
     rep->raw_b64 = atomic_load_explicit(&o->ctx->report_b64, memory_order_relaxed);
     char *json = proto_report_encode(rep);

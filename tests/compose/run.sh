@@ -383,8 +383,9 @@ fi
 
 # A crash, not a stop: the master process gets SIGKILL inside its container,
 # so nothing is flushed on the way out, and the container's restart policy
-# (not the test) starts it again. With --sync full every acknowledged submit
-# and every recorded result is on disk before the reply or the ack.
+# (not the test) starts it again. With the default --sync acked every
+# acknowledged submit and every recorded result is written before the reply
+# or the ack (fsynced before any answer): a killed master loses none of them.
 js=$(date +%s)
 job4=$(submit_bg --array 1-2000 -- sh -c 'sleep 0.02; echo {}' 2>>"$logdir/job4.err")
 if [ -z "$job4" ]; then

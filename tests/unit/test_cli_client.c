@@ -528,6 +528,56 @@ START_TEST(an_interrupt_while_the_master_is_busy_ends_the_call_with_exit_130)
 }
 END_TEST
 
+START_TEST(a_master_silent_until_the_timeout_is_a_refusal_not_no_reply_once_it_said_busy)
+{
+    /* One "busy", then the copy sent after the pause is never answered:
+       the timeout comes during the wait for it. A master that answered
+       is not "unreachable": exit 4 with its words, not exit 3. */
+    step_t steps[] = { { ACT_BUSY, 0, NULL, 0 }, { ACT_IGNORE, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 2);
+    client_t *c = client_new("127.0.0.1", f->port, 1500);
+    proto_req_t *req = proto_req_new(PROTO_REQ_CANCEL);
+    req->job = 3;
+    client_err_t err;
+    ck_assert_ptr_null(client_call(c, req, false, &err));
+    ck_assert_int_eq(f->received, 2);
+    ck_assert_msg(err.kind == CLIENT_ERR_REFUSED, "kind %d: %s", err.kind, err.message);
+    ck_assert_int_eq(cli_exit_for_client_error(err.kind), CLI_EXIT_REFUSED);
+    ck_assert_str_eq(err.code, PROTO_E_BUSY);
+    ck_assert_str_eq(err.message,
+                     "busy: clients have not read 128 MiB of replies, as much as the master "
+                     "holds; this request was not run: read the replies you have and send it "
+                     "again shortly; still busy after 1 answers in 1.5 s (a longer "
+                     "--request-timeout waits longer) (busy)");
+    proto_req_destroy(&req);
+    client_destroy(&c);
+    s_fake_stop(&f);
+}
+END_TEST
+
+START_TEST(a_wait_ends_at_its_timeout_not_a_request_timeout_later)
+{
+    /* `ztask wait 1 --timeout 1` against a master that takes the status
+       request and never answers, with an 8 s request timeout: the wait
+       ends at its own timeout (plus the grace for the last answer), with
+       its exit 5, not 8 s later with exit 3. */
+    step_t steps[] = { { ACT_IGNORE, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    cli_t cli = { .host = xstrdup("127.0.0.1"), .port = f->port, .timeout_ms = 8000 };
+    cli_wait_opts_t opts = { .timeout = 1.0 };
+    int64_t t0 = clock_mono_ms();
+    int rc = cli_wait_job(&cli, 1, &opts);
+    int64_t took = clock_mono_ms() - t0;
+    ck_assert_msg(rc == CLI_EXIT_TIMEOUT && took < 2500, "exit %d after %lld ms", rc,
+                  (long long) took);
+    ck_assert_int_ge(took, 1000);
+    ck_assert_int_eq(f->received, 1);
+    client_destroy(&cli.client);
+    free(cli.host);
+    s_fake_stop(&f);
+}
+END_TEST
+
 /* ------------------------------------------------------ exits and args */
 
 START_TEST(exit_codes_map_outcomes)
@@ -615,6 +665,29 @@ static char *s_capture_end(capture_t *c)
     unlink(c->path);
     return buf;
 }
+
+START_TEST(a_wait_the_master_never_answered_says_no_counts)
+{
+    /* `ztask wait 1 --timeout 1` against a master that takes the status
+       request and never answers: nothing was seen, so the timeout says
+       no counts (as the Python client's WaitTimeout does), not "0/0
+       done", which reads as an empty job. */
+    step_t steps[] = { { ACT_IGNORE, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    cli_t cli = { .host = xstrdup("127.0.0.1"), .port = f->port, .timeout_ms = 8000 };
+    cli_wait_opts_t opts = { .timeout = 1.0, .progress = true, .summary = true };
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
+    int rc = cli_wait_job(&cli, 1, &opts);
+    char *err = s_capture_end(&cap);
+    ck_assert_int_eq(rc, CLI_EXIT_TIMEOUT);
+    ck_assert_str_eq(err, "ztask: job 1 did not finish within 1 s; it keeps running\n");
+    free(err);
+    client_destroy(&cli.client);
+    free(cli.host);
+    s_fake_stop(&f);
+}
+END_TEST
 
 /* Runs `ztask workers ARGS` against the fake at port; returns what it
    printed (caller frees) and the exit code. */

@@ -9,10 +9,15 @@
 #include "../../proto/proto.h"
 
 #include "../ztest.h"
+#include "sqlfault.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zmq.h>
 
 typedef struct {
@@ -540,6 +545,94 @@ START_TEST(a_report_of_more_output_than_the_master_takes_fails_the_rest_and_lose
 }
 END_TEST
 
+/* The master's log (stderr: it runs on a thread of this process) goes
+   to a temporary file from s_log_capture until s_log_release, which
+   returns how many of its lines contain needle. */
+typedef struct {
+    int saved;   /* the real stderr */
+    FILE *file;
+} log_capture_t;
+
+static void s_log_capture(log_capture_t *c)
+{
+    fflush(stderr);
+    c->file = tmpfile();
+    ck_assert_ptr_nonnull(c->file);
+    c->saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(c->saved, 0);
+    ck_assert_int_ge(dup2(fileno(c->file), STDERR_FILENO), 0);
+}
+
+static int s_log_release(log_capture_t *c, const char *needle)
+{
+    ck_assert_int_ge(dup2(c->saved, STDERR_FILENO), 0);
+    close(c->saved);
+    rewind(c->file);
+    int n = 0;
+    char line[4096];
+    while (fgets(line, sizeof line, c->file)) {
+        fputs(line, stderr);   /* still seen in the test's output */
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(c->file);
+    return n;
+}
+
+START_TEST(a_dropped_output_is_logged_for_the_result_that_counts_not_for_its_duplicate)
+{
+    /* A result whose 6 MiB of 0x01 output (36 MiB once stored) is over
+       what the master takes from one report: it counts, failed, and is
+       logged once. The same report again is a duplicate: it changes
+       nothing, so it is not logged as a dropped output again. */
+    env_t e;
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.liveness = 30;
+    log_capture_t cap;
+    s_log_capture(&cap);
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    proto_result_t *r = proto_result_new();
+    r->task = got[0].id;
+    r->attempt = got[0].attempt;
+    r->status = PROTO_ST_DONE;
+    r->stdout_raw_len = (size_t) 6 << 20;
+    r->stdout_raw = xmalloc(r->stdout_raw_len);
+    memset(r->stdout_raw, 1, r->stdout_raw_len);
+    r->raw_b64 = true;
+    char *one = proto_result_encode(r);
+    proto_result_destroy(&r);
+    char *text = proto_report_encode_results_raw(f.id, 1, (const char *const *) &one);
+    free(one);
+    for (int copy = 0; copy < 2; copy++) {
+        ck_assert_int_eq(zmqx_send(f.push, text, strlen(text), 0), 0);
+        proto_reply_t *st = NULL;
+        for (int i = 0; i < 250; i++) {
+            proto_reply_destroy(&st);
+            s_heartbeat(&f);
+            st = s_query(&e, PROTO_REQ_STATS, 0);
+            if (st->stats.duplicates == copy && st->stats.tasks_failed == 1)
+                break;
+            zmq_poll(NULL, 0, 20);
+        }
+        ck_assert_int_eq(st->stats.tasks_failed, 1);
+        ck_assert_int_eq(st->stats.duplicates, copy);
+        proto_reply_destroy(&st);
+    }
+    free(text);
+    proto_reply_t *st = s_query(&e, PROTO_REQ_STATUS, job);
+    ck_assert_int_eq(st->jobs[0].failed, 1);
+    proto_reply_destroy(&st);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+    int logged = s_log_release(&cap, "event=result_output_dropped");
+    ck_assert_msg(logged == 1, "event=result_output_dropped logged %d times", logged);
+}
+END_TEST
+
 START_TEST(malformed_requests_get_error_replies)
 {
     env_t e;
@@ -653,6 +746,88 @@ START_TEST(a_held_status_is_answered_when_its_job_finishes)
     zmq_close(held);
     s_fake_stop(&f);
     s_env_stop(&e);
+}
+END_TEST
+
+/* GET path from the master's --http on loopback: the whole response
+   (caller frees), headers and body. */
+static char *s_http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t) n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *out = xmalloc(cap);
+    ssize_t r;
+    while ((r = read(fd, out + len, cap - len - 1)) > 0) {
+        len += (size_t) r;
+        if (cap - len < 2)
+            out = xrealloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    close(fd);
+    return out;
+}
+
+START_TEST(a_held_answer_whose_commit_fails_is_counted_once_as_what_was_sent)
+{
+    /* A held status is answered from memory when its job finishes, and
+       sent once that finish is committed. Here the commit fails (WAL
+       writes fail as on a full disk): the client gets "storage", and
+       the metrics count that one reply, not also the "ok" never sent. */
+    char dir[] = "/tmp/ztask-test-master-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    s_fault_vfs_install();
+    env_t e;
+    master_config_t cfg = s_config(10000, 0, 0);
+    cfg.db_path = db;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    void *held = s_status_held(&e, job, 60000);
+    /* A query is answered after a flush: nothing is left to commit now,
+       so the next commit is the result's. */
+    proto_reply_t *q = s_query(&e, PROTO_REQ_STATS, 0);
+    proto_reply_destroy(&q);
+    s_wal_fault = SQLITE_FULL;
+    s_result(&f, got[0].id, got[0].attempt);
+    proto_reply_t *rep = s_answer(held, 10000);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_msg(!rep->ok && strcmp(rep->error.code, PROTO_E_STORAGE) == 0,
+                  "the held status got %s", rep->ok ? "ok" : rep->error.code);
+    proto_reply_destroy(&rep);
+    char *m = s_http_get(master_http_port(e.master), "/metrics");
+    /* The status lines alone (the marker's not_found among them). */
+    char lines[1024] = "";
+    for (const char *at = m; (at = strstr(at, "ztask_api_requests_total{type=\"status\"")); at++)
+        snprintf(lines + strlen(lines), sizeof lines - strlen(lines), "%.*s ",
+                 (int) strcspn(at, "\n"), at);
+    free(m);
+    ck_assert_msg(strstr(lines, "outcome=\"storage\"} 1 ") && !strstr(lines, "outcome=\"ok\""),
+                  "want one status counted, as storage; got: %s", lines);
+    s_wal_fault = 0;
+    zmq_close(held);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+    s_fault_vfs_remove();
+    const char *files[] = {"state.db", "state.db-wal", "state.db-shm"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 END_TEST
 

@@ -2313,6 +2313,43 @@ START_TEST(report_fields_are_validated)
 }
 END_TEST
 
+START_TEST(an_output_reports_data_comes_plain_or_base64_bounded_as_stored)
+{
+    /* Live output, as a result's outputs are read (one reader of both
+       forms): "data", or "data_b64" when it is absent, repaired to text. */
+    proto_err_t err;
+    const char *plain = "{\"v\":1,\"type\":\"output\",\"worker\":\"w\",\"task\":1,\"attempt\":1,"
+                        "\"stream\":\"stderr\",\"data\":\"hi\"}";
+    proto_report_t *rep = proto_report_decode(plain, strlen(plain), &err);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(rep->stream, 2);
+    ck_assert_str_eq(rep->data, "hi");
+    proto_report_destroy(&rep);
+    const char *b64 = "{\"v\":1,\"type\":\"output\",\"worker\":\"w\",\"task\":1,\"attempt\":1,"
+                      "\"stream\":\"stdout\",\"data_b64\":\"aP9p\"}";
+    rep = proto_report_decode(b64, strlen(b64), &err);
+    ck_assert_msg(rep != NULL, "%s", err.message);
+    ck_assert_int_eq(rep->stream, 1);
+    ck_assert_str_eq(rep->data, "h\xef\xbf\xbdi");   /* the stray byte as U+FFFD */
+    proto_report_destroy(&rep);
+    /* 6 MiB of 0x01: 8 MiB of base64, 36 MiB once stored (\u0001), over
+       what one report may make the master hold. */
+    const char head[] = "{\"v\":1,\"type\":\"output\",\"worker\":\"w\",\"task\":1,\"attempt\":1,"
+                        "\"stream\":\"stdout\",\"data_b64\":\"";
+    size_t quads = (size_t) 2 << 20, n = sizeof head - 1 + quads * 4 + 2;
+    char *big = xmalloc(n + 1);
+    memcpy(big, head, sizeof head - 1);
+    for (size_t i = 0; i < quads; i++)
+        memcpy(big + sizeof head - 1 + i * 4, "AQEB", 4);
+    memcpy(big + n - 2, "\"}", 3);
+    ck_assert_ptr_null(proto_report_decode(big, n, &err));
+    ck_assert_str_eq(err.code, PROTO_E_TOO_BIG);
+    ck_assert_msg(strstr(err.message, "field \"data_b64\" is over 33554432 bytes"), "%s",
+                  err.message);
+    free(big);
+}
+END_TEST
+
 /* ----------------------------------------------------------- robustness */
 
 /* Every channel's decoder, on every prefix and on many corrupted copies of

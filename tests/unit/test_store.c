@@ -11,10 +11,12 @@
 */
 #include "../../common/clock.h"
 #include "../../master/journal.h"
+#include "../../master/metrics.h"
 #include "../../master/sched.h"
 #include "../../master/store.h"
 
 #include "../ztest.h"
+#include "sqlfault.h"
 #include <sqlite3.h>
 
 #include <errno.h>
@@ -39,135 +41,6 @@ static int s_capture_db(sqlite3 *db, const char **errmsg, const struct sqlite3_a
     (void)api;
     s_last_db = db;
     return SQLITE_OK;
-}
-
-/* A VFS that forwards to the default one, except that while s_wal_fault is
-   non-zero every write to a WAL file fails with that code: SQLITE_FULL is
-   what the unix VFS returns when write(2) reports ENOSPC. */
-static int s_wal_fault;
-static sqlite3_vfs *s_real_vfs;
-static sqlite3_vfs s_fault_vfs;
-
-typedef struct {
-    sqlite3_file base;
-    sqlite3_file *real; /* lives right after this struct */
-    bool wal;
-} fault_file_t;
-
-#define REAL(f) (((fault_file_t *)(f))->real)
-
-static int f_close(sqlite3_file *f) { return REAL(f)->pMethods->xClose(REAL(f)); }
-static int f_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
-{
-    return REAL(f)->pMethods->xRead(REAL(f), buf, n, off);
-}
-static int f_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
-{
-    if (s_wal_fault && ((fault_file_t *)f)->wal)
-        return s_wal_fault;
-    return REAL(f)->pMethods->xWrite(REAL(f), buf, n, off);
-}
-static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-    return REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-/* fsyncs of a WAL file, counted (the journal's --sync acked). */
-static int s_wal_syncs;
-static int f_sync(sqlite3_file *f, int flags)
-{
-    if (((fault_file_t *)f)->wal)
-        s_wal_syncs++;
-    return REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-static int f_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-    return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-static int f_lock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xLock(REAL(f), l); }
-static int f_unlock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xUnlock(REAL(f), l); }
-static int f_reserved(sqlite3_file *f, int *out)
-{
-    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
-}
-static int f_fcntl(sqlite3_file *f, int op, void *arg)
-{
-    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-static int f_sector(sqlite3_file *f) { return REAL(f)->pMethods->xSectorSize(REAL(f)); }
-static int f_devchar(sqlite3_file *f) { return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f)); }
-static int f_shmmap(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
-{
-    return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, extend, pp);
-}
-static int f_shmlock(sqlite3_file *f, int off, int n, int flags)
-{
-    return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
-}
-static void f_shmbarrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
-static int f_shmunmap(sqlite3_file *f, int del)
-{
-    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
-}
-static int f_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
-{
-    return REAL(f)->pMethods->xFetch(REAL(f), off, n, pp);
-}
-static int f_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
-{
-    return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
-}
-
-static const sqlite3_io_methods s_fault_io = {
-    .iVersion = 3,
-    .xClose = f_close,
-    .xRead = f_read,
-    .xWrite = f_write,
-    .xTruncate = f_truncate,
-    .xSync = f_sync,
-    .xFileSize = f_size,
-    .xLock = f_lock,
-    .xUnlock = f_unlock,
-    .xCheckReservedLock = f_reserved,
-    .xFileControl = f_fcntl,
-    .xSectorSize = f_sector,
-    .xDeviceCharacteristics = f_devchar,
-    .xShmMap = f_shmmap,
-    .xShmLock = f_shmlock,
-    .xShmBarrier = f_shmbarrier,
-    .xShmUnmap = f_shmunmap,
-    .xFetch = f_fetch,
-    .xUnfetch = f_unfetch,
-};
-
-static int f_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
-                  int *out_flags)
-{
-    (void)vfs;
-    fault_file_t *p = (fault_file_t *)file;
-    p->real = (sqlite3_file *)(p + 1);
-    p->wal = (flags & SQLITE_OPEN_WAL) != 0;
-    int rc = s_real_vfs->xOpen(s_real_vfs, name, p->real, flags, out_flags);
-    p->base.pMethods = rc == SQLITE_OK ? &s_fault_io : NULL;
-    return rc;
-}
-
-/* Makes the fault VFS the default, so store_new opens through it. */
-static void s_fault_vfs_install(void)
-{
-    s_real_vfs = sqlite3_vfs_find(NULL);
-    ck_assert_ptr_nonnull(s_real_vfs);
-    s_fault_vfs = *s_real_vfs;
-    s_fault_vfs.zName = "ztask-test-fault";
-    s_fault_vfs.szOsFile = (int)sizeof(fault_file_t) + s_real_vfs->szOsFile;
-    s_fault_vfs.xOpen = f_open;
-    s_fault_vfs.pNext = NULL;
-    ck_assert_int_eq(sqlite3_vfs_register(&s_fault_vfs, 1), SQLITE_OK);
-}
-
-static void s_fault_vfs_remove(void)
-{
-    sqlite3_vfs_unregister(&s_fault_vfs);
-    s_wal_fault = 0;
 }
 
 /* ---- helpers ---- */
@@ -2123,8 +1996,10 @@ START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
     ck_assert(journal_idle(j));
     ck_assert_int_eq(s_wal_syncs, syncs);
     ck_assert_msg(!journal_written(j, mark), "an answer went out before an fsync covered it");
-    /* The loop wakes for the fsync within a second at the latest. */
-    int64_t t = journal_timeout(j, now, 60000);
+    /* The loop wakes for the fsync within a second at the latest (asked
+       at the real time: the commit was taken after now, by as long as a
+       loaded host kept this thread off its core). */
+    int64_t t = journal_timeout(j, clock_mono_ms(), 60000);
     ck_assert_msg(t >= 0 && t <= JOURNAL_FSYNC_MS, "next wakeup in %lld ms", (long long) t);
 
     /* A query's forced flush, with nothing new to write: the WAL is
@@ -2152,10 +2027,13 @@ START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
     ck_assert_int_eq(s_wal_syncs, syncs);
     journal_commit(j, now + JOURNAL_FSYNC_MS / 2);
     ck_assert_int_eq(s_wal_syncs, syncs);
-    journal_commit(j, now + JOURNAL_FSYNC_MS + 1);
+    /* Due JOURNAL_FSYNC_MS after the commit was taken, which a stalled
+       thread took after now: counted from the real time. */
+    int64_t later = clock_mono_ms() + JOURNAL_FSYNC_MS;
+    journal_commit(j, later);
     ck_assert_int_ge(s_wal_syncs, syncs + 1);
     ck_assert(journal_written(j, mark));
-    ck_assert_int_eq(journal_timeout(j, now + JOURNAL_FSYNC_MS + 1, 60000), 60000);
+    ck_assert_int_eq(journal_timeout(j, later, 60000), 60000);
 
     journal_destroy(&j);
     store_destroy(&store);
@@ -2175,6 +2053,204 @@ START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
     store_destroy(&store);
     s_fault_vfs_remove();
     tmp_remove(&tmp);
+}
+END_TEST
+
+/* --sync acked: SQLite fsyncs the WAL only at a commit that appends
+   frames to it. One that an answer waits for may change no page (a
+   DELETE that matches nothing, a row rewritten as it was: a worker's
+   claim after a restart): it must still fsync, else the results' commits
+   before it, only written, are answered as durable and no timer is left
+   to fsync them. */
+START_TEST(with_sync_acked_a_commit_that_changes_no_page_still_fsyncs_the_ones_before)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, clock_mono_ms());
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the submit was not committed");
+    pending_submit_free(&p);
+
+    /* A result's commit, written and not fsynced. */
+    int syncs = s_wal_syncs;
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+    uint64_t before = journal_mark(j);
+    journal_commit(j, clock_mono_ms() + 10);
+    ck_assert_int_eq(s_wal_syncs, syncs);
+    ck_assert(!journal_written(j, before));
+
+    /* A query's forced flush whose only op changes nothing on disk. */
+    journal_add(j, &(jop_t){.type = J_KEYS_PRUNE, .t = 0});
+    uint64_t mark = journal_mark(j);
+    ck_assert_int_eq(journal_flush(j), 0);
+    ck_assert(journal_written(j, mark));
+    ck_assert_msg(s_wal_syncs >= syncs + 1,
+                  "answered as fsynced, but the WAL was not fsynced (%d syncs before, %d after)",
+                  syncs, s_wal_syncs);
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* --sync acked: a master killed after commits written with NORMAL leaves
+   them in the WAL, in the page cache only. The next master reads them
+   and would answer from them; before its first answer (a query's forced
+   flush, even with nothing journalled) and within JOURNAL_FSYNC_MS at the
+   latest, it fsyncs the WAL. */
+START_TEST(with_sync_acked_a_restarted_master_fsyncs_the_wal_it_found_before_answering)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char err[256];
+        store_t *store = store_new(tmp.db, STORE_SYNC_ACKED, err, sizeof err);
+        if (!store)
+            _exit(2);
+        s_crashed_store = store;
+        int64_t job, id;
+        int rc = store_job_create(store, &(store_job_new_t){.name = "j", .created = 1}, &job);
+        rc |= store_task_insert(store, 0, job, 0, "t", 0, 0, "{}", NULL, &id);
+        rc |= store_commit(store);
+        if (rc != 0)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+
+    int syncs = s_wal_syncs;
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    rows_t rows;
+    ck_assert_int_eq(s_job_tasks(store, 1, &rows), 1);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    int64_t now = clock_mono_ms();
+    int64_t t = journal_timeout(j, now, 60000);
+    ck_assert_msg(t >= 0 && t <= JOURNAL_FSYNC_MS, "next wakeup in %lld ms", (long long) t);
+    ck_assert_int_eq(journal_flush(j), 0);
+    ck_assert_msg(s_wal_syncs >= syncs + 1,
+                  "a query would be answered from a WAL never fsynced (%d syncs before, %d after)",
+                  syncs, s_wal_syncs);
+    ck_assert_int_eq(journal_timeout(j, now, 60000), 60000);
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
+/* The value of ztask_commits_fsynced_total in a rendering of m. */
+static double s_fsynced_metric(const metrics_t *m)
+{
+    strbuf_t out = {0};
+    metrics_render(m, &out);
+    const char *line = strstr(out.data, "\nztask_commits_fsynced_total ");
+    ck_assert_msg(line, "no ztask_commits_fsynced_total in:\n%s", out.data);
+    double v = strtod(line + strlen("\nztask_commits_fsynced_total "), NULL);
+    free(out.data);
+    return v;
+}
+
+/* ztask_commits_fsynced_total counts the commits that were fsynced:
+   every one with --sync full, none with interval or off (NORMAL and OFF
+   fsync no commit), whatever an answer waited for. */
+/* With nothing new to write, an answer's fsync is of the WAL alone: no
+   row, so a full disk does not refuse it (a master restarted on a full
+   disk answers queries once the WAL it found is fsynced). */
+START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
+{
+    s_fault_vfs_install();
+    tmp_t tmp;
+    tmp_make(&tmp);
+    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
+    sched_t *sched = sched_new();
+    journal_t *j = journal_new(store, sched, 5, tmp.db);
+    ck_assert_ptr_nonnull(j);
+    /* The WAL found at the open is fsynced before the first answer. */
+    int syncs = s_wal_syncs;
+    s_wal_fault = SQLITE_FULL;
+    ck_assert_msg(journal_flush(j) == 0, "an fsync alone was refused on a full disk: %s",
+                  journal_failing(j) ? journal_failing(j) : "?");
+    ck_assert_int_ge(s_wal_syncs, syncs);
+    s_wal_fault = 0;
+    /* A job's rows, then a change only written: on a full disk, the query
+       that follows is answered once the WAL alone is fsynced. */
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, clock_mono_ms());
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the submit was not committed");
+    pending_submit_free(&p);
+    journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+    uint64_t mark = journal_mark(j);
+    journal_commit(j, clock_mono_ms() + 10);
+    ck_assert(!journal_written(j, mark));
+    syncs = s_wal_syncs;
+    s_wal_fault = SQLITE_FULL;
+    ck_assert_msg(journal_flush(j) == 0, "an fsync alone was refused on a full disk: %s",
+                  journal_failing(j) ? journal_failing(j) : "?");
+    s_wal_fault = 0;
+    ck_assert_int_ge(s_wal_syncs, syncs + 1);
+    ck_assert(journal_written(j, mark));
+
+    journal_destroy(&j);
+    sched_destroy(&sched);
+    store_destroy(&store);
+    s_fault_vfs_remove();
+    tmp_remove(&tmp);
+}
+END_TEST
+
+START_TEST(commits_fsynced_counts_no_commit_with_sync_interval_or_off)
+{
+    static const store_sync_t modes[] = {STORE_SYNC_FULL, STORE_SYNC_INTERVAL, STORE_SYNC_OFF};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        tmp_t tmp;
+        tmp_make(&tmp);
+        store_t *store = s_open(tmp.db, modes[i]);
+        sched_t *sched = sched_new();
+        journal_t *j = journal_new(store, sched, 5, tmp.db);
+        metrics_t *m = metrics_new(clock_mono_ms());
+        journal_set_metrics(j, m);
+        pending_submit_t *p = s_big_submit(1, 1, 200);
+        journal_submit(j, &p);
+        ck_assert_int_eq(journal_flush(j), 0);
+        p = journal_take_done(j);
+        ck_assert_msg(p && !p->refused, "the submit was not committed");
+        pending_submit_free(&p);
+        journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
+        ck_assert_int_eq(journal_flush(j), 0);
+        double fsynced = s_fsynced_metric(m);
+        if (modes[i] == STORE_SYNC_FULL)
+            ck_assert_msg(fsynced == 2, "--sync full: %.0f of 2 commits counted fsynced", fsynced);
+        else
+            ck_assert_msg(fsynced == 0, "--sync %s: %.0f commits counted fsynced (none is)",
+                          modes[i] == STORE_SYNC_OFF ? "off" : "interval", fsynced);
+        journal_destroy(&j);
+        metrics_destroy(&m);
+        sched_destroy(&sched);
+        store_destroy(&store);
+        tmp_remove(&tmp);
+    }
 }
 END_TEST
 

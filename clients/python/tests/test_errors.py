@@ -165,8 +165,8 @@ BUSY = (b'{"v":1,"type":"reply","ok":false,"error":{"code":"busy","message":'
 class BusyMaster:
     """A raw ROUTER playing a master over its reply budget (docs/protocol.md,
     "Pipelining"): it answers ``busy`` to the first ``busy`` requests (all
-    of them when None), then ``reply``. ``got`` counts the requests;
-    ``answered`` is set once it has sent ``reply``."""
+    of them when None), then ``reply`` (None: nothing, ever). ``got``
+    counts the requests; ``answered`` is set once it has sent ``reply``."""
 
     def __init__(self, busy, reply=None):
         self.busy, self.reply = busy, reply
@@ -187,9 +187,11 @@ class BusyMaster:
             self.got += 1
             if self.busy is None or self.got <= self.busy:
                 self.router.send_multipart([ident, BUSY])
-            else:
-                self.router.send_multipart([ident, self.reply])
+            elif self.reply is not None:
+                # Set before the send: the client, woken by the reply, may
+                # look at it before this thread runs again.
                 self.answered.set()
+                self.router.send_multipart([ident, self.reply])
 
     def close(self):
         self.stop.set()
@@ -242,6 +244,70 @@ def test_a_master_busy_until_the_timeout_raises_busy_error_then():
             "busy: clients have not read 128 MiB of replies, as much as the master holds; "
             "this request was not run: read the replies you have and send it again shortly; "
             f"still busy after {m.got} answers in 2 s (a longer timeout= waits longer) (busy)")
+    finally:
+        c.close()
+        m.close()
+
+
+def test_a_master_that_said_busy_then_nothing_raises_busy_error_not_unreachable():
+    # One "busy", then the copy sent after the pause is never answered: the
+    # timeout comes while waiting for it. A master that answered is not
+    # unreachable: BusyError (exit 4) with its words, as the CLI says.
+    m = BusyMaster(1)
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=1.5)
+    try:
+        with pytest.raises(ztask.BusyError) as e:
+            c.job(3).cancel()
+        assert m.got == 2
+        assert (e.value.code, e.value.exit_code) == ("busy", 4)
+        assert str(e.value).endswith(
+            "; still busy after 1 answers in 1.5 s (a longer timeout= waits longer) (busy)")
+    finally:
+        c.close()
+        m.close()
+
+
+def test_a_wait_ends_at_its_timeout_not_a_request_timeout_later():
+    # Job.wait(timeout=1) against a master that takes the status request
+    # and never answers, with an 8 s client timeout: the wait ends at its
+    # own timeout (plus the grace for the last answer) with WaitTimeout,
+    # not 8 s later with UnreachableError.
+    m = BusyMaster(0)
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=8.0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ztask.ZtaskError) as e:
+            c.job(7).wait(timeout=1.0)
+        took = time.monotonic() - t0
+        assert isinstance(e.value, ztask.WaitTimeout), f"{e.value!r} after {took:.2f} s"
+        assert 1.0 <= took < 2.5, f"took {took:.2f} s"
+        assert e.value.exit_code == 5 and e.value.job == 7 and e.value.record is None
+        assert str(e.value) == "job 7 did not finish within 1 s; it keeps running"
+        with pytest.raises(ztask.WaitTimeout):
+            list(c.job(7).as_completed(timeout=0.5))
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        c.close()
+        m.close()
+
+
+def test_a_stream_past_its_timeout_raises_wait_timeout_without_the_internal_one():
+    # as_completed / map against a master that never answers: WaitTimeout
+    # alone, as Job.wait raises it; not chained to the transport's internal
+    # DeadlineReached ("During handling of the above exception, another
+    # exception occurred" in every traceback).
+    m = BusyMaster(0)
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=8.0)
+    try:
+        for run in (lambda: list(c.job(7).as_completed(timeout=0.3)),
+                    lambda: list(c.job(7)._in_order(time.monotonic() + 0.3, 0.1))):
+            with pytest.raises(ztask.WaitTimeout) as e:
+                run()
+            assert e.value.job == 7 and e.value.record is None
+            assert e.value.__cause__ is None and (e.value.__context__ is None
+                                                  or e.value.__suppress_context__), \
+                f"chained to {e.value.__context__!r}"
+            assert str(e.value) == "job 7: not every task finished in time; it keeps running"
     finally:
         c.close()
         m.close()

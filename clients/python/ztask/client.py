@@ -34,7 +34,7 @@ from . import specs as _specs
 from .errors import RefusedError, TaskFailed, UsageError, WaitTimeout, ZtaskError
 from .records import (FINAL_STATES, JobRecord, LogChunk, StatsRecord, TaskRecord, WorkerRecord,
                       finished_count, job_finished)
-from .transport import Connection, encode, new_submit_key
+from .transport import Connection, DeadlineReached, encode, new_submit_key
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 #: How long the master holds each status request of Job.wait: how often
 #: the progress callback runs (the end itself is seen at once).
 WAIT_POLL = 0.2
+#: A wait's last status request is held by the master until its timeout;
+#: its answer (the counts at the timeout, or the end that came just then)
+#: is waited for this much longer, and no more, whatever the client's
+#: timeout= (cli/cmd_wait.c's WAIT_GRACE_MS).
+WAIT_GRACE = 0.5
 #: How often as_completed / map look for newly finished tasks, at most.
 STREAM_POLL = 0.1
 #: How often logs(follow=True) asks for new output (as `ztask logs -f`).
@@ -337,13 +342,17 @@ class Client:
             if not progressed:
                 time.sleep(poll)   # live output reaches the master in chunks anyway
 
-    def _status(self, job_id: int, hold: float = 0.0) -> JobRecord:
+    def _status(self, job_id: int, hold: float = 0.0,
+                deadline: Optional[float] = None) -> JobRecord:
         """One job's record; with ``hold``, answered when the job finishes
-        or after ``hold`` seconds."""
+        or after ``hold`` seconds. With a wait's ``deadline``
+        (time.monotonic()), the request ends by it plus WAIT_GRACE at the
+        latest: DeadlineReached then."""
         members: Dict[str, Any] = {"job": job_id}
         if hold > 0:
             members["wait_ms"] = min(60000, int(hold * 1000))
-        rep = self._conn.call("status", members, retry_safe=True, hold=hold)
+        until = None if deadline is None else deadline + WAIT_GRACE
+        rep = self._conn.call("status", members, retry_safe=True, hold=hold, until=until)
         for rec in rep["jobs"]:
             if rec["job"] == job_id:
                 return rec
@@ -385,24 +394,34 @@ class Job:
         keeps running. A master restart while waiting is ridden out (the
         status request is resent within the client's timeout)."""
         start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        rec: Optional[JobRecord] = None
         while True:
             asked = time.monotonic()
-            hold = WAIT_POLL if timeout is None else max(0.0, min(WAIT_POLL,
-                                                                  start + timeout - asked))
-            rec = self.client._status(self.id, hold)
+            hold = _clip(WAIT_POLL, deadline)
+            try:
+                rec = self.client._status(self.id, hold, deadline)
+            except DeadlineReached:
+                # No answer by the timeout (and the grace): said with the
+                # last record seen, as a timeout between requests is.
+                raise self._wait_timeout(timeout, rec) from None
             if progress is not None:
                 progress(rec)
             if job_finished(rec):
                 return rec
             if timeout is not None and time.monotonic() - start >= timeout:
-                raise WaitTimeout(f"job {self.id} did not finish within {timeout:g} s "
-                                  f"({finished_count(rec)}/{rec['total']} finished, "
-                                  f"{rec['failed']} failed); it keeps running", rec)
+                raise self._wait_timeout(timeout, rec)
             # A master older than wait_ms answers at once: the protocol asks
             # clients to pause for the rest of the hold, or they would spin.
             rest = asked + hold - time.monotonic()
             if rest > 0:
                 time.sleep(rest)
+
+    def _wait_timeout(self, timeout: Optional[float], rec: Optional[JobRecord]) -> WaitTimeout:
+        counts = ("" if rec is None else f" ({finished_count(rec)}/{rec['total']} finished, "
+                  f"{rec['failed']} failed)")
+        return WaitTimeout(f"job {self.id} did not finish within {timeout:g} s{counts}; it "
+                           "keeps running", rec, self.id)
 
     def results(self, failed_only: bool = False, *, after: int = 0,
                 limit: Optional[int] = None) -> Iterator[TaskRecord]:
@@ -463,9 +482,15 @@ class Job:
         seen = _IdSet()      # ids > low already yielded
         yielded = 0
         hold = 0.0
+        rec: Optional[JobRecord] = None
         while True:
             hold = _clip(hold, deadline)
-            rec = self.client._status(self.id, hold)
+            try:
+                rec = self.client._status(self.id, hold, deadline)
+            except DeadlineReached:
+                # Its own WaitTimeout, not chained to the transport's
+                # internal exception (as Job.wait).
+                raise _not_all_in_time(self.id, rec) from None
             target = finished_count(rec)
             after, in_prefix = low, True
             while yielded < target:
@@ -505,8 +530,14 @@ class Job:
         after = yielded = 0
         head_waiting = False
         hold = 0.0
+        rec: Optional[JobRecord] = None
         while True:
-            rec = self.client._status(self.id, _clip(hold, deadline))
+            try:
+                rec = self.client._status(self.id, _clip(hold, deadline), deadline)
+            except DeadlineReached:
+                # Its own WaitTimeout, not chained to the transport's
+                # internal exception (as Job.wait).
+                raise _not_all_in_time(self.id, rec) from None
             ready = finished_count(rec) - yielded
             hold = poll
             if ready > 0:
@@ -674,11 +705,18 @@ def _clip(hold: float, deadline: Optional[float]) -> float:
     return hold if deadline is None else max(0.0, min(hold, deadline - time.monotonic()))
 
 
-def _check_deadline(deadline: Optional[float], job_id: int, rec: JobRecord) -> None:
+def _not_all_in_time(job_id: int, rec: Optional[JobRecord]) -> WaitTimeout:
+    """The WaitTimeout of a stream (as_completed, map) past its deadline;
+    rec is the last record seen (None: no answer came)."""
+    counts = "" if rec is None else f" ({finished_count(rec)}/{rec['total']} finished)"
+    return WaitTimeout(f"job {job_id}: not every task finished in time{counts}; it keeps "
+                       "running", rec, job_id)
+
+
+def _check_deadline(deadline: Optional[float], job_id: int, rec: Optional[JobRecord]) -> None:
+    """Raises WaitTimeout once deadline has passed."""
     if deadline is not None and time.monotonic() >= deadline:
-        raise WaitTimeout(f"job {job_id}: not every task finished in time "
-                          f"({finished_count(rec)}/{rec['total']} finished); it keeps running",
-                          rec)
+        raise _not_all_in_time(job_id, rec)
 
 
 def _raise(e: BaseException) -> Any:

@@ -80,15 +80,19 @@ class AuthError(ZtaskError, PermissionError):
 class WaitTimeout(ZtaskError, TimeoutError):
     """``Job.wait(timeout=...)`` (or another wait) ran out before the job
     finished; the job keeps running. ``record`` is the job's last record
-    (its ``job`` member is the id). CLI exit code 5."""
+    (its ``job`` member is the id; None when no answer came before the
+    timeout), ``job`` the id. CLI exit code 5."""
 
     exit_code = EXIT_TIMEOUT
 
-    def __init__(self, message: str, record: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, message: str, record: Optional[Mapping[str, Any]] = None,
+                 job: Optional[int] = None) -> None:
         super().__init__(message)
         self.record = record
         if record is not None:
             self.job = record.get("job")
+        elif job is not None:   # no answer came before the timeout
+            self.job = job
 
 
 class TaskFailed(ZtaskError):

@@ -29,7 +29,12 @@ request, a changing one too, is sent again on the same socket after a
 pause of 50 ms doubling to 1 s (each drawn between half and all of that,
 so clients refused together do not come back together), until the timeout;
 only then is BusyError raised, with the master's message and how many
-answers said so.
+answers said so; also when the timeout comes while waiting for the answer
+to a copy sent after a "busy" (a master that answered is not unreachable).
+
+A caller with a deadline of its own (``Job.wait(timeout=...)``) passes it
+as ``until``: the call ends at whichever comes first, raising
+DeadlineReached at ``until``, never a whole timeout past it.
 
 CURVE: pyzmq does the handshake; what it does not do is tell us when the
 master refuses it: the request would just wait out the timeout. So every
@@ -86,6 +91,12 @@ def encode(obj: Any) -> bytes:
         raise UsageError(f"cannot encode as JSON: {e}") from None
 
 
+class DeadlineReached(Exception):
+    """No reply (or still ``busy``) by the caller's ``until``, which came
+    before the timeout. Internal: the caller turns it into its own error
+    (WaitTimeout, with the job's last record)."""
+
+
 def new_submit_key() -> str:
     """A fresh idempotency key base: 128 random bits in hex. Each request
     gets the base, a dot and its number, like ztask submit."""
@@ -111,17 +122,19 @@ class Connection:
             self._close_socket()
 
     def call(self, type_: str, members: Optional[Dict[str, Any]] = None, *,
-             retry_safe: bool = False, hold: float = 0.0, body: Optional[bytes] = None
-             ) -> Dict[str, Any]:
+             retry_safe: bool = False, hold: float = 0.0, body: Optional[bytes] = None,
+             until: Optional[float] = None) -> Dict[str, Any]:
         """Sends request ``type_`` with ``members`` (or a pre-encoded JSON
         object ``body``, for big submits) and returns the reply's members
         (a dict, ``ok`` true). Raises UnreachableError, RefusedError or
-        AuthError. Blocks up to the timeout plus ``hold`` seconds."""
+        AuthError. Blocks up to the timeout plus ``hold`` seconds, and not
+        past ``until`` (time.monotonic(); None = no bound): DeadlineReached
+        then."""
         frame = body if body is not None else encode({"v": PROTOCOL_VERSION, "type": type_,
                                                       **(members or {})})
         with self._lock:
             try:
-                return self._exchange(type_, frame, retry_safe, hold)
+                return self._exchange(type_, frame, retry_safe, hold, until)
             except zmq.ZMQError as e:
                 self._close_socket()
                 raise UnreachableError(f"cannot talk to the master at {self.settings.address}: "
@@ -134,12 +147,18 @@ class Connection:
 
     # ---- one exchange ----
 
-    def _exchange(self, type_: str, frame: bytes, retry_safe: bool, hold: float
-                  ) -> Dict[str, Any]:
+    def _exchange(self, type_: str, frame: bytes, retry_safe: bool, hold: float,
+                  until: Optional[float]) -> Dict[str, Any]:
         timeout = self.settings.timeout
         deadline = time.monotonic() + timeout + hold
+        # The caller's deadline only moves the end; attempt (the resend
+        # pace) stays that of the timeout.
+        cut = until is not None and until < deadline
+        if cut:
+            deadline = until
         attempt = max(timeout / 3, RESEND_MIN) + hold if retry_safe else timeout + hold
-        busy = 0   # "busy" answers so far
+        busy = 0             # "busy" answers so far
+        last_busy = None     # the last one
         while True:
             sock = self._open_socket()
             sock.send(frame, zmq.DONTWAIT)
@@ -167,17 +186,32 @@ class Connection:
                     # pause, up to the deadline.
                     cap = min(BUSY_PAUSE_MIN * 2 ** min(busy, 16), BUSY_PAUSE_MAX)
                     busy += 1
+                    last_busy = e
                     self._wait(min(time.monotonic() + _JITTER.uniform(cap / 2, cap), deadline))
                     if time.monotonic() >= deadline:
-                        raise BusyError(self._still_busy(e.message, busy, timeout + hold),
-                                        e.code) from None
+                        self._ran_out(cut, busy, last_busy, timeout, hold)
                     continue
             # No reply in time: this socket may still get one, later.
             self._close_socket()
             if time.monotonic() >= deadline:
-                raise UnreachableError(
-                    f"cannot reach the master at {self.settings.address} (no reply within "
-                    f"{timeout:g} s); is ztask-master running? set master= or ZTASK_MASTER")
+                self._ran_out(cut, busy, last_busy, timeout, hold)
+
+    def _ran_out(self, cut: bool, busy: int, last_busy: Optional[BusyError], timeout: float,
+                 hold: float) -> None:
+        """Raises what a call that got no reply by its end is: the
+        caller's deadline (cut: it came before the timeout), else the
+        master's last "busy" when one came (a master that answered is not
+        unreachable, even if the copy sent after the pause got nothing in
+        time), else no reply at all."""
+        if cut:
+            raise DeadlineReached(f"no reply from the master at {self.settings.address} before "
+                                  "the caller's deadline" + (" (it said busy)" if busy else ""))
+        if last_busy is not None:
+            raise BusyError(self._still_busy(last_busy.message, busy, timeout + hold),
+                            last_busy.code) from None
+        raise UnreachableError(
+            f"cannot reach the master at {self.settings.address} (no reply within "
+            f"{timeout:g} s); is ztask-master running? set master= or ZTASK_MASTER")
 
     @staticmethod
     def _still_busy(message: str, answers: int, waited: float) -> str:
