@@ -12,7 +12,7 @@
         the worker can even report that it started); when INDEX equals
         late_crash_index it aborts after M ms (default 500: a poison task
         the master has seen start). Indexes from long_from on sleep G to
-        2G ms instead of N (G + G*(INDEX % 8)/8): a job whose tasks turn
+        15G/8 ms instead of N (G + G*(INDEX % 8)/8): a job whose tasks turn
         long part way, and unevenly, so that workers fall idle at different
         times while others still hold long tasks queued (scn_recall.sh).
 
