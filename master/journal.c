@@ -341,7 +341,7 @@ static int s_apply(store_t *st, const jop_t *op)
     case J_ASSIGN:
         return store_task_set_running(st, op->task, PROTO_ST_ASSIGNED, op->attempt, op->worker, 0,
                                       op->text);
-    case J_REQUEUE: return store_task_requeue(st, op->task);
+    case J_REQUEUE: return store_task_requeue(st, op->task, op->attempt);
     case J_FINISH:
         return store_task_finish(st, op->task, op->state, op->attempt, op->worker, op->outcome,
                                  op->t);

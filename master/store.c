@@ -338,8 +338,12 @@ static const char *const SQL[S_COUNT_] = {
     [S_TASK_RUNNING] = "UPDATE tasks SET state = ?2, attempt = ?3, worker = ?4, "
                        "started = CASE WHEN ?2 = 2 THEN ?5 ELSE 0 END, worker_key = ?6 "
                        "WHERE id = ?1",
-    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
-                       "started = 0 WHERE id = ?1",
+    /* The attempt that was out: an assignment younger than ASSIGN_WRITE_MS
+       was never written, and without it a restart would find the attempt
+       before, refuse the next attempt's claim (one above the stored one)
+       and send that number again (scn_recall). */
+    [S_TASK_REQUEUE] = "UPDATE tasks SET state = 0, attempt = max(attempt, ?2), worker = NULL, "
+                       "worker_key = NULL, started = 0 WHERE id = ?1",
     /* The outcome of the attempt that failed or was cancelled goes: the
        row shows the new attempt (queued, then how it ends). */
     [S_TASK_RETRY] = "UPDATE tasks SET state = 0, worker = NULL, worker_key = NULL, "
@@ -1462,11 +1466,12 @@ int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int
     return s_write_step(self, S_TASK_RUNNING, "task running", NULL);
 }
 
-int store_task_requeue(store_t *self, int64_t task)
+int store_task_requeue(store_t *self, int64_t task, int attempt)
 {
     if (s_write_begin(self, "task requeue") < 0)
         return -1;
     sqlite3_bind_int64(self->stmt[S_TASK_REQUEUE], 1, task);
+    sqlite3_bind_int(self->stmt[S_TASK_REQUEUE], 2, attempt);
     return s_write_step(self, S_TASK_REQUEUE, "task requeue", NULL);
 }
 

@@ -258,8 +258,10 @@ int store_specs_each(store_t *self, int64_t first, int limit,
 int store_task_set_running(store_t *self, int64_t task, proto_state_t state, int attempt,
                            const char *worker, double started, const char *worker_key);
 
-/* Puts a task back in the queue (state QUEUED, keeps attempt). */
-int store_task_requeue(store_t *self, int64_t task);
+/* Puts a task back in the queue (state QUEUED); attempt: the one that was
+   out, stored if above the stored one (its assignment may never have been
+   written), so the next send is the attempt above it after a restart too. */
+int store_task_requeue(store_t *self, int64_t task, int attempt);
 
 /* Puts a FAILED, CANCELLED or DEP_FAILED task back in the queue for a new attempt
    (`ztask retry`): state QUEUED, its outcome, worker and times cleared,

@@ -1,7 +1,7 @@
 /*  chaos_plugin: task functions for the fault-storm scenarios (tests/chaos).
 
     record  {"file":PATH, "ms":N, "crash_index":K, "late_crash_index":L,
-             "late_crash_ms":M}
+             "late_crash_ms":M, "long_from":F, "long_ms":G}
         Appends one line "TASK ATTEMPT PID JOB INDEX\n" to PATH, then sleeps
         N milliseconds (0 by default, polling cancelled()), and returns
         [INDEX, ATTEMPT, PID]. The line is written first, so every attempt
@@ -11,7 +11,10 @@
         after writing its line (a poison task that kills its worker before
         the worker can even report that it started); when INDEX equals
         late_crash_index it aborts after M ms (default 500: a poison task
-        the master has seen start).
+        the master has seen start). Indexes from long_from on sleep G to
+        15G/8 ms instead of N (G + G*(INDEX % 8)/8): a job whose tasks turn
+        long part way, and unevenly, so that workers fall idle at different
+        times while others still hold long tasks queued (scn_recall.sh).
 
     The line is one write(2) on an O_APPEND descriptor, far below PIPE_BUF,
     so lines from concurrent threads and processes never interleave, and a
@@ -58,7 +61,14 @@ static int s_record(const ztask_call_t *call, char **result, char **error)
     const cJSON *crash = cJSON_GetObjectItemCaseSensitive(args, "crash_index");
     const cJSON *late = cJSON_GetObjectItemCaseSensitive(args, "late_crash_index");
     const cJSON *late_ms = cJSON_GetObjectItemCaseSensitive(args, "late_crash_ms");
+    const cJSON *long_from = cJSON_GetObjectItemCaseSensitive(args, "long_from");
+    const cJSON *long_ms = cJSON_GetObjectItemCaseSensitive(args, "long_ms");
     long sleep_ms = cJSON_IsNumber(ms) && ms->valuedouble > 0 ? (long) ms->valuedouble : 0;
+    if (cJSON_IsNumber(long_from) && call->index >= (int64_t) long_from->valuedouble
+        && cJSON_IsNumber(long_ms) && long_ms->valuedouble > 0) {
+        long g = (long) long_ms->valuedouble;
+        sleep_ms = g + g * (long) (call->index % 8) / 8;
+    }
     bool poison = cJSON_IsNumber(crash) && (int64_t) crash->valuedouble == call->index;
     long crash_after = -1;
     if (cJSON_IsNumber(late) && (int64_t) late->valuedouble == call->index)

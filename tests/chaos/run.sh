@@ -32,7 +32,7 @@ esac
 
 # The order: the checker's self-test, quick single-fault scenarios, then
 # the storms.
-all=(checker sigstop master_sigstop busy_requeue poison disk_full worker_kill orphans master_kill restart_results submit_lost hostile_worker hostile_master)
+all=(checker sigstop master_sigstop busy_requeue recall poison disk_full worker_kill orphans master_kill restart_results submit_lost hostile_worker hostile_master)
 if [ $# -eq 0 ]; then
     names=("${all[@]}")
 elif [ "$1" = soak ]; then

@@ -340,7 +340,7 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     ck_assert_double_eq(r.started, 50.0);
 
     /* The worker vanished: back to the queue, same attempt count. */
-    ck_assert_int_eq(store_task_requeue(store, t), 0);
+    ck_assert_int_eq(store_task_requeue(store, t, 1), 0);
     ck_assert_int_eq(store_commit(store), 0);
     r = s_get(store, t);
     ck_assert_int_eq(r.state, PROTO_ST_QUEUED);
@@ -363,6 +363,30 @@ START_TEST(test_requeue_puts_task_back_in_queue_keeping_attempt)
     ck_assert_int_eq(store_task_finish(store, t, PROTO_ST_RUNNING, 2, "w2", NULL, 0), -1);
     ck_assert_int_eq(s_get(store, t).state, PROTO_ST_ASSIGNED);
     ck_assert_int_eq(store_commit(store), 0);
+    store_destroy(&store);
+}
+END_TEST
+
+/* A task sent as attempt 2 and taken back (a recall) before its
+   assignment was written (ASSIGN_WRITE_MS): the row still says attempt 0,
+   and a restart would send attempt 2 again and refuse the claim of the
+   attempt 3 sent meanwhile. The requeue stores the attempt that was out,
+   never lowering it (scn_recall). */
+START_TEST(test_requeue_stores_the_attempt_that_was_out)
+{
+    store_t *store = s_open(":memory:", STORE_SYNC_FULL);
+    int64_t job = s_job(store, "j");
+    int64_t t = s_insert(store, job, 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(s_get(store, t).attempt, 0);
+    ck_assert_int_eq(store_task_requeue(store, t, 2), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    row_t r = s_get(store, t);
+    ck_assert_int_eq(r.state, PROTO_ST_QUEUED);
+    ck_assert_int_eq(r.attempt, 2);
+    ck_assert_int_eq(store_task_requeue(store, t, 1), 0);
+    ck_assert_int_eq(store_commit(store), 0);
+    ck_assert_int_eq(s_get(store, t).attempt, 2);
     store_destroy(&store);
 }
 END_TEST
@@ -725,7 +749,7 @@ START_TEST(test_unfinished_each_gives_exactly_the_unfinished_tasks_in_id_order)
     ck_assert_int_eq(store_task_finish(store, t[4], PROTO_ST_FAILED, 1, "w", "{}", 4), 0);
     ck_assert_int_eq(store_task_finish(store, t[5], PROTO_ST_CANCELLED, 0, NULL, NULL, 4), 0);
     ck_assert_int_eq(store_task_set_running(store, t[6], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
-    ck_assert_int_eq(store_task_requeue(store, t[6]), 0);
+    ck_assert_int_eq(store_task_requeue(store, t[6], 1), 0);
     ck_assert_int_eq(store_task_set_running(store, t[9], PROTO_ST_RUNNING, 1, "w", 3, NULL), 0);
     ck_assert_int_eq(store_task_finish(store, t[9], PROTO_ST_DONE, 1, "w", "{}", 5), 0);
     ck_assert_int_eq(store_commit(store), 0);
@@ -1309,7 +1333,7 @@ START_TEST(test_an_assignment_keeps_its_workers_key_and_old_databases_gain_it)
     char seen[64] = "";
     ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
     ck_assert_str_eq(seen, "w1 KEY1");
-    ck_assert_int_eq(store_task_requeue(store, t), 0);
+    ck_assert_int_eq(store_task_requeue(store, t, 1), 0);
     ck_assert_int_eq(store_commit(store), 0);
     ck_assert_int_eq(store_unfinished_each(store, s_worker_key_of, seen), 0);
     ck_assert_str_eq(seen, "- -");
@@ -1686,7 +1710,7 @@ START_TEST(test_full_database_fails_the_commit_cleanly_and_recovers)
 
     /* The group is lost: more writes are refused, commit says why. */
     ck_assert(store_dirty(store));
-    ck_assert_int_eq(store_task_requeue(store, 1), -1);
+    ck_assert_int_eq(store_task_requeue(store, 1, 0), -1);
     ck_assert_ptr_nonnull(strstr(store_error(store), "earlier write failed"));
     ck_assert_int_eq(store_commit(store), -1);
     ck_assert_msg(strstr(store_error(store), "database or disk is full") != NULL, "%s",
