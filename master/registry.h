@@ -39,6 +39,8 @@ typedef struct worker {
     int64_t recall_until;     /* monotonic ms: a recall is out to it until its
                                  "recalled" comes or this passes; 0 = none */
     int recall_asked;         /* tasks that recall asked for */
+    int64_t recall_idle_until; /* monotonic ms: idle, it found nothing to recall for
+                                  it (s_recall) and is not looked for again before */
     char *recall_for;         /* owned: the idle worker that recall is for (its
                                  asks count against that worker's free threads
                                  until the answer); NULL = none */

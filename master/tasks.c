@@ -1828,12 +1828,22 @@ static void s_recall(tasks_t *self, int64_t now)
         if (!s_idle(idle)
             || (self->reserve_worker && strcmp(self->reserve_worker, idle->id) == 0))
             continue;
+        if (now < idle->recall_idle_until)
+            continue;
         int want = idle->threads - idle->inflight - s_recalling_for(self, idle, now);
+        int asked = 0;
         size_t hpos = 0;
         worker_t *h;
-        while (want > 0 && (h = registry_next(self->registry, &hpos)))
+        while (want - asked > 0 && (h = registry_next(self->registry, &hpos)))
             if (h != idle && s_holds_extra(h, now))
-                want -= s_recall_from(self, h, idle, want, now);
+                asked += s_recall_from(self, h, idle, want - asked, now);
+        /* Nothing any holder has is for it (its labels, resources, or
+           every task started): the walk of every holder's tasks is not
+           made again each turn of the loop, which with many holders of
+           deep queues and a worker that can take none of it would cost
+           the loop most of its time, but once per RECALL_EMPTY_WAIT_MS. */
+        if (want > 0 && asked == 0)
+            idle->recall_idle_until = now + RECALL_EMPTY_WAIT_MS;
     }
 }
 
