@@ -2194,9 +2194,6 @@ static double s_fsynced_metric(const metrics_t *m)
     return v;
 }
 
-/* ztask_commits_fsynced_total counts the commits that were fsynced:
-   every one with --sync full, none with interval or off (NORMAL and OFF
-   fsync no commit), whatever an answer waited for. */
 /* With nothing new to write, an answer's fsync is of the WAL alone: no
    row, so a full disk does not refuse it (a master restarted on a full
    disk answers queries once the WAL it found is fsynced). */
@@ -2244,6 +2241,9 @@ START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
 }
 END_TEST
 
+/* ztask_commits_fsynced_total counts the commits that were fsynced:
+   every one with --sync full, none with interval or off (NORMAL and OFF
+   fsync no commit), whatever an answer waited for. */
 START_TEST(commits_fsynced_counts_no_commit_with_sync_interval_or_off)
 {
     static const store_sync_t modes[] = {STORE_SYNC_FULL, STORE_SYNC_INTERVAL, STORE_SYNC_OFF};
