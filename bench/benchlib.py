@@ -251,6 +251,7 @@ class Cluster:
     """A ztask master and its workers on 127.0.0.1, fresh for one run.
 
     db: ":memory:" or a file name inside workdir (removed before the start).
+    sync: a --sync mode, or None for the master's default.
     """
 
     def __init__(self, bin_dir, workdir, db=":memory:", sync="full", prefetch=0, workers=2,
@@ -279,8 +280,12 @@ class Cluster:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 if os.path.exists(self.db + suffix):
                     os.unlink(self.db + suffix)
+        # sync None: the master's own default (an A/B of two builds then
+        # compares what each gives its users).
         argv = [os.path.join(self.bin_dir, "ztask-master"), "--db", self.db, "--port", "0",
-                "--bind", "127.0.0.1", "--sync", self.sync, "--prefetch", str(self.prefetch)]
+                "--bind", "127.0.0.1", "--prefetch", str(self.prefetch)]
+        if self.sync:
+            argv += ["--sync", self.sync]
         self.master = Proc(self.master_wrap + argv + self.master_args,
                            os.path.join(self.workdir, "master.log"))
         m = self.master.wait_line(r"event=listening api=tcp://([0-9.]+:\d+)", self.ready_timeout)

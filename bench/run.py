@@ -267,7 +267,8 @@ class Bench:
     def sync_modes(self):
         n = scaled(200000, self.scale, 1000)
         pf = self.prefetch[-1]
-        for label, db, sync in (("sync interval", "bench.db", "interval"),
+        for label, db, sync in (("sync acked (the default)", "bench.db", "acked"),
+                                ("sync interval", "bench.db", "interval"),
                                 ("sync off", "bench.db", "off"),
                                 ("--db :memory:", ":memory:", "off")):
             self.scenario(f"fn noop, 2 workers, {label}, prefetch {pf}", n,
@@ -290,7 +291,7 @@ class Bench:
         base = Row("posix_spawn loop `true`, 2 threads x 1 in flight (baseline)", n)
         cap = Row("posix_spawn loop `true`, output captured through pipes (baseline)", n)
         for pf in self.prefetch:
-            name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}"
+            name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}, default --sync"
             if self.wanted(name):
                 pairs.append((pf, Row(name, n), None))
                 # The A/B: the same scenario on the base build's daemons,
@@ -321,7 +322,10 @@ class Bench:
                     if r.error:
                         continue
                     try:
-                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True, bin_dir=bin_dir)
+                        # Each build's default --sync (acked since
+                        # session 6, full before): what its users get.
+                        run = self.throughput_run(r, n, 1, 2, pf, exec_=True, bin_dir=bin_dir,
+                                                  sync=None)
                         say(f"   run {i + 1}: ztask{' (base)' if bin_dir else ''} prefetch {pf}: "
                             f"{run['rate']:,.0f}/s")
                     except (BenchError, OSError, ValueError, KeyError) as e:
@@ -426,6 +430,7 @@ class Bench:
             row.note = "client -> relay -> worker process -> relay -> client (bench/ceiling.c --rtt)"
         for label, db, sync in (("--db :memory:", ":memory:", "off"),
                                 ("durable, sync full", "bench.db", "full"),
+                                ("durable, sync acked", "bench.db", "acked"),
                                 ("durable, sync interval", "bench.db", "interval")):
             def one(row, db=db, sync=sync):
                 # The floor again right before each run: the host's wakeup
