@@ -1730,8 +1730,11 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
    whose hello said "recall": an older one would log the message as
    unknown. */
 #define RECALL_MAX 64
-/* After an empty answer: about when the worker reports the starts that
-   made it empty (it reports a start once a task has run 20 ms). */
+/* How long a recall that found nothing waits before it is tried again:
+   after an empty answer, the holder is not asked again before then
+   (about when it reports the starts that made it empty: it reports a
+   start once a task has run 20 ms); an idle worker no holder had anything
+   for is not looked for again before then (s_recall). */
 #define RECALL_EMPTY_WAIT_MS 25
 
 /* Whether t, on its holder, may be asked back for idle: sent but not
