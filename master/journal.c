@@ -657,6 +657,9 @@ static int s_batch_done(journal_t *self, batch_t *b, int rc, const char *why)
         } else if (!self->unsynced_since) {
             self->unsynced_since = b->taken_us / 1000;
         }
+        /* What is only written has a time the timer fsyncs it by: else an
+           answer held for it (journal_written) would wait for ever. */
+        assert(self->synced == self->written || self->unsynced_since);
         s_submits_done(self, b->pending, NULL);
     } else {
         if (!self->failing)
@@ -771,6 +774,7 @@ uint64_t journal_mark(const journal_t *self)
 bool journal_written(const journal_t *self, uint64_t mark)
 {
     assert(self->synced <= self->written);
+    assert(self->synced == self->written || self->unsynced_since);
     return self->synced >= mark;
 }
 

@@ -201,7 +201,7 @@ void journal_collect(journal_t *self);
 
 /* Starts a commit when one is due at now and the writer is free: submits
    at once (a client waits for each), the rest every flush_ms; with
-   --sync acked, an fsync alone once the last commit not fsynced is
+   --sync acked, an fsync alone once the oldest commit not fsynced is
    JOURNAL_FSYNC_MS old, or when hurried with nothing else left. A small one
    is written here, at once; a big one goes to the writer thread. Does not
    wait for the writer. */

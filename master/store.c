@@ -912,7 +912,9 @@ int store_commit(store_t *self)
        One whose writes changed no page (a DELETE that matched nothing, a
        row rewritten as it was: a claim after a restart) appends none, and
        the commits before it, only written, would stay so while the caller
-       is told they are durable. The probe row gives it a page to write. */
+       is told they are durable. Which commit changes no page is not known
+       here, so every fsynced commit that follows commits only written (or
+       the open) gets the probe row: a page it always writes. */
     if (!self->poisoned && self->sync == STORE_SYNC_ACKED && self->fsync_next && self->unsynced
         && store_probe(self) != 0 && !self->poisoned) {
         s_rollback_now(self);   /* its begin failed: nothing of ours is open */

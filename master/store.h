@@ -102,11 +102,13 @@ store_sync_t store_sync_mode(const store_t *self);
 /* ACKED only (a no-op in the other modes): whether the next commit is
    fsynced (synchronous=FULL) or only written (NORMAL). Call with no
    transaction open. In WAL every commit is appended in order, so an
-   fsynced one makes every earlier one durable too: one that would write
-   no page (SQLite then fsyncs nothing) gets the probe row from
-   store_commit, as does the first fsynced one after the open (the WAL
-   found may hold a killed master's commits, never fsynced), unless
-   store_sync_wal has fsynced the WAL since. 0, or -1. */
+   fsynced one makes every earlier one durable too, if it appends to the
+   WAL (SQLite fsyncs nothing at a commit that writes no page): so every
+   fsynced commit that follows commits only written gets the probe row
+   from store_commit, whatever it writes itself, as does the first
+   fsynced one after the open (the WAL found may hold a killed master's
+   commits, never fsynced), unless store_sync_wal has fsynced the WAL
+   since. 0, or -1. */
 int store_fsync_next(store_t *self, bool fsync);
 /* ACKED (a no-op in the other modes): fsyncs the WAL as it is, with no
    transaction open: every commit so far becomes durable, and no row is

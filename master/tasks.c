@@ -902,13 +902,17 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
         sched_task_t *next = t->wnext;
         if (s_listed(held->ended, held->nended, t))
             s_await_result(self, t, now);
-        else if (t->recalling && !s_listed(held->running, held->nrunning, t))
-            /* Asked back before the pipe went: most likely given back,
-               its "recalled" still on the way (the report socket is not
-               the hello's), which then finds it queued and changes
-               nothing. Not charged: it did not run, and the message that
-               carried it reached the worker (a recall is only asked of
-               tasks sent before it). */
+        else if (t->recalling && t->state == PROTO_ST_ASSIGNED
+                 && !s_listed(held->running, held->nrunning, t))
+            /* Asked back before the pipe went, and not reported started:
+               most likely given back, its "recalled" still on the way
+               (the report socket is not the hello's), which then finds it
+               queued and changes nothing. Not charged: it did not run,
+               and the message that carried it reached the worker (a
+               recall is only asked of tasks sent before it). One
+               reported started was not given back (recalling stays set
+               through the start: s_on_recalled's refusal says so): it is
+               lost as any other below. */
             s_take_back(self, t, false, "recalled_in_old_pipe");
         else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
@@ -1726,8 +1730,11 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
    whose hello said "recall": an older one would log the message as
    unknown. */
 #define RECALL_MAX 64
-/* After an empty answer: about when the worker reports the starts that
-   made it empty (it reports a start once a task has run 20 ms). */
+/* How long a recall that found nothing waits before it is tried again:
+   after an empty answer, the holder is not asked again before then
+   (about when it reports the starts that made it empty: it reports a
+   start once a task has run 20 ms); an idle worker no holder had anything
+   for is not looked for again before then (s_recall). */
 #define RECALL_EMPTY_WAIT_MS 25
 
 /* Whether t, on its holder, may be asked back for idle: sent but not

@@ -59,6 +59,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -436,20 +437,28 @@ static void s_loop(run_t *r, char *scratch)
     s_close(&r->err_w);
 }
 
+/* Whether the child reported a failed setup step (chdir, exec, rlimit,
+   user): the 127 it exited with came from us, not from the program. */
+static bool s_setup_failed(const run_t *r)
+{
+    return r->report_len == sizeof r->report;
+}
+
 /* Whether the run succeeded: its program exited 0, and it was neither
    cancelled, nor timed out, nor failed to set up (127 from us). Decided
    here alone: s_run_to_end skips the last live chunk of such a run, and
    s_fill_result makes it done. */
 static bool s_succeeded(const run_t *r, int status)
 {
-    return !r->cancelled && r->report_len != sizeof r->report && !r->timed_out
-           && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return !r->cancelled && !s_setup_failed(r) && !r->timed_out && WIFEXITED(status)
+           && WEXITSTATUS(status) == 0;
 }
 
-/* succeeded: s_succeeded(r, status). */
+/* succeeded: s_succeeded(r, status), as s_run_to_end decided it. */
 static void s_fill_result(run_t *r, int status, bool succeeded, proto_result_t *res,
                           const exec_launch_t *L)
 {
+    assert(succeeded == s_succeeded(r, status));
     const proto_spec_t *spec = r->req->spec;
     char ebuf[128];
     if (WIFEXITED(status)) {
@@ -459,7 +468,7 @@ static void s_fill_result(run_t *r, int status, bool succeeded, proto_result_t *
         res->signal = WTERMSIG(status);
     }
     res->timed_out = r->timed_out;
-    bool setup_failed = r->report_len == sizeof r->report;
+    bool setup_failed = s_setup_failed(r);
     if (setup_failed)
         res->has_exit_code = false;  /* 127 came from us, not from the program */
 

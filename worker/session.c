@@ -296,16 +296,28 @@ static void s_send_heartbeat(session_t *self)
 
 /* ---- task lifecycle (session side) ---- */
 
+/* Takes t from the pool before a thread starts it: QUEUED -> ABORTED,
+   the compare-and-swap a pool thread makes the other way to start it
+   (one wins). True when we won: t never starts, sends no result of its
+   own, and is ended here (the pool thread that reaches it hands it back,
+   RELEASE, and the session frees it then). */
+static bool s_take_unstarted(session_t *self, runner_task_t *t)
+{
+    int expected = RUNNER_QUEUED;
+    if (!atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED))
+        return false;
+    t->ended = true;
+    self->nactive--;
+    assert(self->nactive >= 0);
+    return true;
+}
+
 /* Ends a task that has not started: CANCELLED now, reported in this
    wakeup. A running one gets its cancel flag and ends through its runner. */
 static void s_cancel_task(session_t *self, runner_task_t *t, const char *why)
 {
     atomic_store(&t->cancel, true);
-    int expected = RUNNER_QUEUED;
-    if (atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED)) {
-        t->ended = true;
-        self->nactive--;
-        assert(self->nactive >= 0);
+    if (s_take_unstarted(self, t)) {
         outbox_result(self->outbox,
                       runner_result_now(t->id, t->attempt, t->claim, PROTO_ST_CANCELLED, why));
         log_debug("event=task_cancelled task=%lld attempt=%d queued=1", (long long) t->id,
@@ -420,12 +432,8 @@ static void s_on_recall(session_t *self, const proto_pipe_t *msg)
     int n = 0;
     for (int i = 0; i < msg->nrefs; i++) {
         runner_task_t *t = s_find(self, msg->refs[i].task, msg->refs[i].attempt);
-        int expected = RUNNER_QUEUED;
-        if (!t || !atomic_compare_exchange_strong(&t->state, &expected, RUNNER_ABORTED))
+        if (!t || !s_take_unstarted(self, t))
             continue;
-        t->ended = true;
-        self->nactive--;
-        assert(self->nactive >= 0);
         back[n++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
     }
     outbox_recalled(self->outbox, back, n);

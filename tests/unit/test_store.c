@@ -1984,6 +1984,18 @@ START_TEST(a_mark_is_written_once_the_commit_holding_its_changes_is_done)
 }
 END_TEST
 
+/* A submit of job 1 (one task) through j, committed at once (a client
+   waits for it: fsynced with --sync acked). */
+static void s_submit_one(journal_t *j)
+{
+    pending_submit_t *p = s_big_submit(1, 1, 200);
+    journal_submit(j, &p);
+    journal_commit(j, clock_mono_ms());
+    p = journal_take_done(j);
+    ck_assert_msg(p && !p->refused, "the submit was not committed");
+    pending_submit_free(&p);
+}
+
 /* --sync acked: a commit no answer waits for (results, every flush_ms)
    is written without an fsync; an answer waits until one has covered its
    changes (journal_written), and the commit it waits for, or a query's
@@ -2002,12 +2014,7 @@ START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
 
     /* A submit is acknowledged only after an fsync. */
     int syncs = s_wal_syncs;
-    pending_submit_t *p = s_big_submit(1, 1, 200);
-    journal_submit(j, &p);
-    journal_commit(j, clock_mono_ms());
-    p = journal_take_done(j);
-    ck_assert_msg(p && !p->refused, "the submit was not committed");
-    pending_submit_free(&p);
+    s_submit_one(j);
     ck_assert_int_ge(s_wal_syncs, syncs + 1);
 
     /* Results arrive, their commit falls due: written, not fsynced, and
@@ -2095,12 +2102,7 @@ START_TEST(with_sync_acked_a_commit_that_changes_no_page_still_fsyncs_the_ones_b
     sched_t *sched = sched_new();
     journal_t *j = journal_new(store, sched, 5, tmp.db);
     ck_assert_ptr_nonnull(j);
-    pending_submit_t *p = s_big_submit(1, 1, 200);
-    journal_submit(j, &p);
-    journal_commit(j, clock_mono_ms());
-    p = journal_take_done(j);
-    ck_assert_msg(p && !p->refused, "the submit was not committed");
-    pending_submit_free(&p);
+    s_submit_one(j);
 
     /* A result's commit, written and not fsynced. */
     int syncs = s_wal_syncs;
@@ -2194,9 +2196,6 @@ static double s_fsynced_metric(const metrics_t *m)
     return v;
 }
 
-/* ztask_commits_fsynced_total counts the commits that were fsynced:
-   every one with --sync full, none with interval or off (NORMAL and OFF
-   fsync no commit), whatever an answer waited for. */
 /* With nothing new to write, an answer's fsync is of the WAL alone: no
    row, so a full disk does not refuse it (a master restarted on a full
    disk answers queries once the WAL it found is fsynced). */
@@ -2218,12 +2217,7 @@ START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
     s_wal_fault = 0;
     /* A job's rows, then a change only written: on a full disk, the query
        that follows is answered once the WAL alone is fsynced. */
-    pending_submit_t *p = s_big_submit(1, 1, 200);
-    journal_submit(j, &p);
-    journal_commit(j, clock_mono_ms());
-    p = journal_take_done(j);
-    ck_assert_msg(p && !p->refused, "the submit was not committed");
-    pending_submit_free(&p);
+    s_submit_one(j);
     journal_add(j, &(jop_t){.type = J_JOB_FINISHED, .job = 1, .t = 1.0});
     uint64_t mark = journal_mark(j);
     journal_commit(j, clock_mono_ms() + 10);
@@ -2244,6 +2238,9 @@ START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
 }
 END_TEST
 
+/* ztask_commits_fsynced_total counts the commits that were fsynced:
+   every one with --sync full, none with interval or off (NORMAL and OFF
+   fsync no commit), whatever an answer waited for. */
 START_TEST(commits_fsynced_counts_no_commit_with_sync_interval_or_off)
 {
     static const store_sync_t modes[] = {STORE_SYNC_FULL, STORE_SYNC_INTERVAL, STORE_SYNC_OFF};
