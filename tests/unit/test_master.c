@@ -1864,7 +1864,7 @@ START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
             nheld += s_take_tasks(all[a], 4 - nheld, held + nheld, 3000);
         ck_assert_int_eq(nheld, 4);
         /* 1 more: to one of the other two (b), busy with room to spare. */
-        s_submit_noops(&e, 1);
+        int64_t job_b = s_submit_noops(&e, 1);
         int b = s_who_gets(all, 3, one, &none, 3000, recalls);
         ck_assert_int_ge(b, 0);
         ck_assert_int_ne(a, b);
@@ -1909,6 +1909,19 @@ START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
         ck_assert_int_eq(done, 3);
         s_result(all[c], again[0].id, again[0].attempt);
         s_result(all[b], one[0].id, one[0].attempt);
+        /* Both jobs done as the master sees it before the next round: a
+           result still unread there would leave its worker less room, and
+           the next 4 tasks split between two workers (on a loaded host). */
+        int64_t done_b = 0;
+        for (int k = 0; k < 250 && (done < 4 || done_b < 1); k++) {
+            for (int f = 0; f < 3; f++)
+                s_heartbeat(all[f]);
+            zmq_poll(NULL, 0, 20);
+            s_done_failed(&e, job, &done, &failed);
+            s_done_failed(&e, job_b, &done_b, &failed);
+        }
+        ck_assert_msg(done == 4 && done_b == 1, "round %d: done %lld of 4 and %lld of 1", round,
+                      (long long) done, (long long) done_b);
         for (int k = 0; k < 3; k++)
             ck_assert_msg(!recalls[k], "round %d: a recall to w%d", round, k);
     }
