@@ -23,6 +23,10 @@
    together do not come back together), all inside the call's timeout. */
 #define BUSY_PAUSE_MIN_MS 50
 #define BUSY_PAUSE_MAX_MS 1000
+/* A send refused for want of a connection: how long the monitor is read
+   for the handshake failure that explains it (its event is already there
+   when that is the cause). */
+#define SEND_WHY_MS 200
 
 struct client {
     void *ctx;
@@ -361,8 +365,19 @@ proto_reply_t *client_call_until(client_t *self, const proto_req_t *req, bool re
            it connects; it could only refuse when its queue is full, which
            one request at a time never makes it. */
         if (zmqx_send(self->link.sock, text, len, ZMQ_DONTWAIT) != 0) {
+            int e = errno;
+            /* EAGAIN: no pipe left to queue on. libzmq drops the session
+               of a connection whose handshake failed (a client without
+               keys against a master that wants them), and on a fast link
+               that can happen between the connect and this send: the
+               monitor then says why, and the caller is told that (exit 6,
+               what to give), not "cannot send". */
+            if (e == EAGAIN && s_wait(self, clock_mono_ms() + SEND_WHY_MS, err) < 0) {
+                connector_close(&self->link);
+                goto out;
+            }
             s_fail(err, CLIENT_ERR_UNREACHABLE, "cannot send to the master at %s: %s",
-                   connector_address(self->conn), zmq_strerror(errno));
+                   connector_address(self->conn), zmq_strerror(e));
             connector_close(&self->link);
             goto out;
         }
