@@ -1931,6 +1931,31 @@ START_TEST(a_submit_of_a_big_task_is_committed_on_the_writer_thread_not_the_loop
 }
 END_TEST
 
+/* A journal (flush_ms 5) over a store opened --sync acked in a fresh
+   directory, through the fault VFS (s_wal_syncs, s_wal_fault); the
+   caller ends it with s_journal_close. */
+static journal_t *s_acked_journal(tmp_t *tmp, store_t **store, sched_t **sched)
+{
+    s_fault_vfs_install();
+    tmp_make(tmp);
+    *store = s_open(tmp->db, STORE_SYNC_ACKED);
+    *sched = sched_new();
+    journal_t *j = journal_new(*store, *sched, 5, tmp->db);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+/* Undoes s_acked_journal (or the same made by hand): journal, sched,
+   store, the fault VFS, the directory. */
+static void s_journal_close(tmp_t *tmp, store_t **store, sched_t **sched, journal_t **j)
+{
+    journal_destroy(j);
+    sched_destroy(sched);
+    store_destroy(store);
+    s_fault_vfs_remove();
+    tmp_remove(tmp);
+}
+
 /* ztask wait's answer is made when its job finishes and sent once that
    is on disk: a mark is written once the commit holding every change
    journalled before it is done, and never while commits fail. */
@@ -1976,11 +2001,7 @@ START_TEST(a_mark_is_written_once_the_commit_holding_its_changes_is_done)
     ck_assert(!journal_written(j, later));
     s_wal_fault = 0;
 
-    journal_destroy(&j);
-    sched_destroy(&sched);
-    store_destroy(&store);
-    s_fault_vfs_remove();
-    tmp_remove(&tmp);
+    s_journal_close(&tmp, &store, &sched, &j);
 }
 END_TEST
 
@@ -2004,13 +2025,10 @@ static void s_submit_one(journal_t *j)
    --sync full every commit is fsynced, as before. */
 START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
 {
-    s_fault_vfs_install();
     tmp_t tmp;
-    tmp_make(&tmp);
-    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
-    sched_t *sched = sched_new();
-    journal_t *j = journal_new(store, sched, 5, tmp.db);
-    ck_assert_ptr_nonnull(j);
+    store_t *store;
+    sched_t *sched;
+    journal_t *j = s_acked_journal(&tmp, &store, &sched);
 
     /* A submit is acknowledged only after an fsync. */
     int syncs = s_wal_syncs;
@@ -2079,11 +2097,7 @@ START_TEST(with_sync_acked_only_what_an_answer_waits_for_is_fsynced_at_once)
     ck_assert_int_ge(s_wal_syncs, syncs + 1);
     ck_assert(journal_written(j, mark));
 
-    journal_destroy(&j);
-    sched_destroy(&sched);
-    store_destroy(&store);
-    s_fault_vfs_remove();
-    tmp_remove(&tmp);
+    s_journal_close(&tmp, &store, &sched, &j);
 }
 END_TEST
 
@@ -2095,13 +2109,10 @@ END_TEST
    to fsync them. */
 START_TEST(with_sync_acked_a_commit_that_changes_no_page_still_fsyncs_the_ones_before)
 {
-    s_fault_vfs_install();
     tmp_t tmp;
-    tmp_make(&tmp);
-    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
-    sched_t *sched = sched_new();
-    journal_t *j = journal_new(store, sched, 5, tmp.db);
-    ck_assert_ptr_nonnull(j);
+    store_t *store;
+    sched_t *sched;
+    journal_t *j = s_acked_journal(&tmp, &store, &sched);
     s_submit_one(j);
 
     /* A result's commit, written and not fsynced. */
@@ -2121,11 +2132,7 @@ START_TEST(with_sync_acked_a_commit_that_changes_no_page_still_fsyncs_the_ones_b
                   "answered as fsynced, but the WAL was not fsynced (%d syncs before, %d after)",
                   syncs, s_wal_syncs);
 
-    journal_destroy(&j);
-    sched_destroy(&sched);
-    store_destroy(&store);
-    s_fault_vfs_remove();
-    tmp_remove(&tmp);
+    s_journal_close(&tmp, &store, &sched, &j);
 }
 END_TEST
 
@@ -2176,11 +2183,7 @@ START_TEST(with_sync_acked_a_restarted_master_fsyncs_the_wal_it_found_before_ans
                   syncs, s_wal_syncs);
     ck_assert_int_eq(journal_timeout(j, now, 60000), 60000);
 
-    journal_destroy(&j);
-    sched_destroy(&sched);
-    store_destroy(&store);
-    s_fault_vfs_remove();
-    tmp_remove(&tmp);
+    s_journal_close(&tmp, &store, &sched, &j);
 }
 END_TEST
 
@@ -2201,13 +2204,10 @@ static double s_fsynced_metric(const metrics_t *m)
    disk answers queries once the WAL it found is fsynced). */
 START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
 {
-    s_fault_vfs_install();
     tmp_t tmp;
-    tmp_make(&tmp);
-    store_t *store = s_open(tmp.db, STORE_SYNC_ACKED);
-    sched_t *sched = sched_new();
-    journal_t *j = journal_new(store, sched, 5, tmp.db);
-    ck_assert_ptr_nonnull(j);
+    store_t *store;
+    sched_t *sched;
+    journal_t *j = s_acked_journal(&tmp, &store, &sched);
     /* The WAL found at the open is fsynced before the first answer. */
     int syncs = s_wal_syncs;
     s_wal_fault = SQLITE_FULL;
@@ -2230,11 +2230,7 @@ START_TEST(with_sync_acked_an_fsync_alone_needs_no_room_on_the_disk)
     ck_assert_int_ge(s_wal_syncs, syncs + 1);
     ck_assert(journal_written(j, mark));
 
-    journal_destroy(&j);
-    sched_destroy(&sched);
-    store_destroy(&store);
-    s_fault_vfs_remove();
-    tmp_remove(&tmp);
+    s_journal_close(&tmp, &store, &sched, &j);
 }
 END_TEST
 
