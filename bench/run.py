@@ -27,7 +27,7 @@ Environment:
   BENCH_MIXED_SECONDS  how long each task of the mixed-requests scenario
                   sleeps (default 0.1)
   BENCH_BASE      a build directory of another version (its bin/): the exec
-                  `true` rows also run on its daemons, interleaved with ours
+                  rows (`true` and `exit0`) also run on its daemons, interleaved with ours
                   round by round (an A/B in one run), and the fn noop A/B rows
                   (2 workers, default prefetch) alternate it with this build
                   run by run; BENCH_BASE_NAME labels its rows (default: the
@@ -157,7 +157,7 @@ class Bench:
     # ---- one measured run on a fresh cluster ----
 
     def throughput_run(self, row, n, workers, threads, prefetch, db="bench.db", sync="full",
-                       exec_=False, bin_dir=None, master_args=(), observe=False):
+                       exec_=False, bin_dir=None, master_args=(), observe=False, cmd=None):
         cl = Cluster(bin_dir or self.bin, self.workdir, db=db, sync=sync, prefetch=prefetch,
                      workers=workers, threads=threads, master_args=master_args)
         observer = None
@@ -172,6 +172,8 @@ class Bench:
                     "--timeout", str(self.timeout_for(n))]
             if exec_:
                 argv.append("--exec")
+                if cmd:
+                    argv += ["--cmd", cmd]
             out, wall, ccpu = run_client(argv, self.timeout_for(n) + 30,
                                          os.path.join(self.workdir, "client.log"))
             cpu1 = cl.cpu()
@@ -276,7 +278,17 @@ class Bench:
                               row, n, 2, self.threads, pf, db=db, sync=sync))
 
     def exec_true(self):
-        """ztask exec `true` against posix_spawn with 2 in flight, with the
+        """The exec rows, twice: with `true`, and with bench/exit0 (a static
+        program that only exits, whose fork + exec costs the kernel about a
+        quarter of `true`'s here: the regime of a host where fork is cheap,
+        docs/performance.md). Skipped for exit0 where it was not built."""
+        self.exec_rows("`true`", "true")
+        exit0 = self.tool("exit0")
+        if os.path.exists(exit0):
+            self.exec_rows("`exit0`", exit0)
+
+    def exec_rows(self, label, cmd):
+        """ztask exec CMD against posix_spawn with 2 in flight, with the
         output on /dev/null (the raw cost of a command) and captured
         through pipes (what subprocess.run(capture_output=True) pays, and
         ztask captures too); runs are interleaved (baselines, ztask,
@@ -288,10 +300,10 @@ class Bench:
         larger share than the loop's two)."""
         n = scaled(5000, self.scale, 200)
         pairs = []
-        base = Row("posix_spawn loop `true`, 2 threads x 1 in flight (baseline)", n)
-        cap = Row("posix_spawn loop `true`, output captured through pipes (baseline)", n)
+        base = Row(f"posix_spawn loop {label}, 2 threads x 1 in flight (baseline)", n)
+        cap = Row(f"posix_spawn loop {label}, output captured through pipes (baseline)", n)
         for pf in self.prefetch:
-            name = f"exec `true`, 1 worker x 2 threads, prefetch {pf}, default --sync"
+            name = f"exec {label}, 1 worker x 2 threads, prefetch {pf}, default --sync"
             if self.wanted(name):
                 pairs.append((pf, Row(name, n), None))
                 # The A/B: the same scenario on the base build's daemons,
@@ -304,12 +316,12 @@ class Bench:
         self.rows.append(cap)
         for _, r, _ in pairs:
             self.rows.append(r)
-        say(f"== exec `true` vs posix_spawn (N={n:,}, {self.runs} runs)")
+        say(f"== exec {label} vs posix_spawn (N={n:,}, {self.runs} runs)")
         for i in range(self.runs):
             try:
                 for row, extra in ((base, []), (cap, ["--capture"])):
                     out, wall, cpu = run_client([self.tool("spawn-loop"), "--n", str(n),
-                                                 "--inflight", "2"] + extra + ["--", "true"], 300)
+                                                 "--inflight", "2"] + extra + ["--", cmd], 300)
                     res = last_json(out)
                     row.rates.append(res["tasks_per_s"])
                     row.runs.append({"cpu": {"client": cpu, "own": res.get("own_cpu_s")}})
@@ -325,7 +337,7 @@ class Bench:
                         # Each build's default --sync (acked since
                         # session 6, full before): what its users get.
                         run = self.throughput_run(r, n, 1, 2, pf, exec_=True, bin_dir=bin_dir,
-                                                  sync=None)
+                                                  sync=None, cmd=cmd)
                         say(f"   run {i + 1}: ztask{' (base)' if bin_dir else ''} prefetch {pf}: "
                             f"{run['rate']:,.0f}/s")
                     except (BenchError, OSError, ValueError, KeyError) as e:

@@ -4,8 +4,10 @@
     flight), so what it measures is the master and its workers, not the
     CLI's progress drawing or polling interval.
 
-      zt-load --master H:P throughput --n N [--exec] [--batch B] [--wait-ms W] [--timeout S]
-          Submits one job of N tasks ({"fn":"noop"} or {"argv":["true"]})
+      zt-load --master H:P throughput --n N [--exec [--cmd PATH]] [--batch B] [--wait-ms W]
+              [--timeout S]
+          Submits one job of N tasks ({"fn":"noop"}, or {"argv":[PATH]},
+          PATH "true" unless --cmd gives another)
           in batches of B (default 10000, the protocol's limit), then asks
           for the job's status, each request held by the master until the
           job finishes or W ms pass (default 1000). The clock runs from the
@@ -244,7 +246,7 @@ out:
 static int s_usage(void)
 {
     fprintf(stderr,
-            "usage: zt-load --master HOST:PORT throughput --n N [--exec] [--batch B]\n"
+            "usage: zt-load --master HOST:PORT throughput --n N [--exec [--cmd PATH]] [--batch B]\n"
             "                                             [--wait-ms W]\n"
             "       zt-load --master HOST:PORT latency [--samples K] [--exec]\n"
             "       common: [--timeout SEC] (default 300)\n");
@@ -257,6 +259,7 @@ int main(int argc, char **argv)
     int64_t n = 0, batch = PROTO_MAX_SUBMIT_BATCH, samples = 1000, wait_ms = 1000,
             timeout_s = 300;
     bool exec = false;
+    const char *cmd = "true";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -267,6 +270,10 @@ int main(int argc, char **argv)
             continue;
         } else if (strcmp(a, "--exec") == 0) {
             exec = true;
+            continue;
+        } else if (strcmp(a, "--cmd") == 0 && v && strlen(v) < 512 && !strpbrk(v, "\"\\")) {
+            cmd = v;
+            i++;
             continue;
         } else if (strcmp(a, "--n") == 0) {
             num = &n, lo = 0, hi = INT64_C(1) << 40;
@@ -291,7 +298,7 @@ int main(int argc, char **argv)
     if (!master || !mode)
         return s_usage();
 
-    const char *spec_text = exec ? "{\"argv\":[\"true\"]}" : "{\"fn\":\"noop\"}";
+    char *spec_text = exec ? xasprintf("{\"argv\":[\"%s\"]}", cmd) : xstrdup("{\"fn\":\"noop\"}");
     proto_err_t err;
     load_t self = { 0 };
     self.template = proto_spec_decode(spec_text, strlen(spec_text), &err);
@@ -315,5 +322,6 @@ int main(int argc, char **argv)
     if (self.ctx)
         zmq_ctx_term(self.ctx);
     proto_spec_destroy(&self.template);
+    free(spec_text);
     return rc;
 }

@@ -26,6 +26,14 @@ $(BUILD)/bench/gearman-load: $(call obj,bench/gearman_load.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(GEARMAN_LIBS) $(LIBS)
 
+# exit0: no C library, no loader, so none of the build's flags (a sanitizer's
+# runtime could not link); on an architecture it does not know, no program.
+EXIT0_ARCH := $(filter x86_64 aarch64,$(shell $(CC) -dumpmachine | cut -d- -f1))
+$(BUILD)/bench/exit0: bench/exit0.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -static -nostdlib -fno-stack-protector -o $@ $<
+BENCH_PROGS += $(if $(EXIT0_ARCH),$(BUILD)/bench/exit0)
+
 bench-progs: $(BENCH_PROGS)
 bench-peer-progs: $(PEER_PROGS)
 
