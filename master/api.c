@@ -1317,9 +1317,16 @@ out:
 
 /* ---- workers ---- */
 
-static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w)
+static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w,
+                          bool resend)
 {
     proto_reply_t *rep = proto_reply_new(true);
+    /* What it said ended and did not arrive: results lost with a master
+       that died before committing them. A worker that kept them sends
+       them again now rather than running those tasks again after the
+       grace (docs/protocol.md, 10.3). */
+    if (resend)
+        rep->resend = tasks_awaited(self->cfg.tasks, w, &rep->nresend);
     rep->worker_id = xstrdup(w->id);
     rep->task_port = w->task_port;
     rep->report_port = self->cfg.report_port;
@@ -1382,7 +1389,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
              LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
              res,
              again ? " again=1" : "");
-    s_hello_reply(self, env, w);
+    s_hello_reply(self, env, w, req->resend);
 }
 
 static void s_workers(api_t *self, const zmqx_frames_t *env)

@@ -1063,6 +1063,26 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
     return claimed;
 }
 
+proto_task_ref_t *tasks_awaited(const tasks_t *self, const worker_t *w, int *n)
+{
+    (void) self;
+    int k = 0;
+    for (const sched_task_t *t = w->tasks; t; t = t->wnext)
+        k += t->awaiting;
+    *n = 0;
+    if (!k)
+        return NULL;
+    /* The hello listed at most PROTO_MAX_ENDED: awaiting comes only from
+       it, but the reply is capped on its own all the same. */
+    if (k > PROTO_MAX_ENDED)
+        k = PROTO_MAX_ENDED;
+    proto_task_ref_t *refs = xcalloc((size_t) k, sizeof *refs);
+    for (const sched_task_t *t = w->tasks; t && *n < k; t = t->wnext)
+        if (t->awaiting)
+            refs[(*n)++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+    return refs;
+}
+
 void tasks_cancel(tasks_t *self, sched_task_t *t)
 {
     if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
