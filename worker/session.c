@@ -94,6 +94,7 @@ struct session {
     const char *api_note;   /* what the monitor saw, for a hello that times out */
     api_state_t api_state;
     int64_t api_deadline;
+    int64_t hello_at;       /* mono ms the last hello was made */
     void *pipe;             /* PULL while registered */
     /* Whether the pipe may hold messages we have not read: false once a
        receive on it found nothing (see s_wait). */
@@ -342,24 +343,33 @@ static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
 
 /* The hello's reply names the attempts of our "ended" whose results the
    master lacks: their kept texts go again (a result is safe to repeat:
-   one that arrived after all is a duplicate, docs/protocol.md 10.4). One
-   whose text is not kept runs again after the master's grace. */
+   one that arrived after all is a duplicate, docs/protocol.md 10.4). So
+   do those that ended after the hello was made: it listed them running,
+   which the master took, and their results went to the report socket of
+   the master we had lost (a hello can wait in its socket for the next
+   master). One whose text is not kept runs again after the master's
+   grace. */
 static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
 {
     int sent = 0;
-    for (int k = 0; k < n; k++)
-        for (int i = 0; i < self->nended; i++) {
-            int at = s_ended_at(self, i);
-            if (self->ended[at].ref.task != refs[k].task
-                || self->ended[at].ref.attempt != refs[k].attempt || !self->ended[at].text)
-                continue;
-            char *copy = xmalloc(self->ended[at].len + 1);
-            memcpy(copy, self->ended[at].text, self->ended[at].len + 1);
-            outbox_result_until(self->outbox, copy, self->ended[at].stored, INT64_MIN);
-            sent++;
-            break;
-        }
-    log_info("event=results_resent worker=%s asked=%d sent=%d", LOG_V(self->worker_id), n, sent);
+    for (int i = 0; i < self->nended; i++) {
+        int at = s_ended_at(self, i);
+        if (!self->ended[at].text)
+            continue;
+        bool asked = self->ended[at].at >= self->hello_at;
+        for (int k = 0; k < n && !asked; k++)
+            asked = self->ended[at].ref.task == refs[k].task
+                    && self->ended[at].ref.attempt == refs[k].attempt;
+        if (!asked)
+            continue;
+        char *copy = xmalloc(self->ended[at].len + 1);
+        memcpy(copy, self->ended[at].text, self->ended[at].len + 1);
+        outbox_result_until(self->outbox, copy, self->ended[at].stored, INT64_MIN);
+        sent++;
+    }
+    if (n || sent)
+        log_info("event=results_resent worker=%s asked=%d sent=%d", LOG_V(self->worker_id), n,
+                 sent);
 }
 
 static void s_send_heartbeat(session_t *self)
@@ -617,6 +627,7 @@ static void s_send_hello(session_t *self, int64_t now)
         log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
     free(text);
     /* Even when the send failed: the deadline then schedules the retry. */
+    self->hello_at = now;
     self->api_state = API_HELLO;
     self->api_deadline = now + self->hello_timeout_ms;
     log_debug("event=hello master=%s:%d running=%d", connector_host(self->uplink),
@@ -719,7 +730,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
              again ? "reregistered" : "registered", LOG_V(self->worker_id),
              connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
              rep->report_port, self->threads, self->nactive);
-    if (rep->nresend)
+    if (again)
         s_resend(self, rep->resend, rep->nresend);
     proto_reply_destroy(&rep);
     outbox_flush(self->outbox, INT64_MAX, true);
