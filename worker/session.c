@@ -130,6 +130,10 @@ struct session {
         size_t len, stored;  /* its length, and as the master stores it */
     } ended[PROTO_MAX_ENDED];
     int ended_next, nended;
+    /* Entries by number: the n-th ever is at n % PROTO_MAX_ENDED (as
+       ended_next is). Those before kept_seq hold no text: texts go oldest
+       first, so s_ended drops them in amortised constant time. */
+    uint64_t ended_seq, kept_seq;
     size_t kept_bytes;       /* the texts' lengths summed */
 
     /* Every task the pool may still touch, oldest first. */
@@ -299,20 +303,28 @@ static void s_drop_text(session_t *self, int at)
 static void s_ended(session_t *self, const runner_task_t *t, const char *json, size_t len,
                     size_t stored, int64_t now)
 {
+    assert(self->ended_next == (int) (self->ended_seq % PROTO_MAX_ENDED));
     int64_t since = s_ended_since(self);
-    for (int i = 0; i < self->nended; i++) {
-        int at = s_ended_at(self, i);
-        if (self->ended[at].text
-            && (self->ended[at].at < since || self->kept_bytes + len > RESEND_KEEP_BYTES))
-            s_drop_text(self, at);
+    bool fits = len <= RESEND_KEEP_BYTES;   /* else it is not kept, and evicts nothing */
+    /* The oldest first: those too old to be asked for, then to make room;
+       and the one this entry takes the place of. */
+    assert(self->ended_seq < PROTO_MAX_ENDED || self->kept_seq >= self->ended_seq - PROTO_MAX_ENDED);
+    while (self->kept_seq < self->ended_seq) {
+        int old = (int) (self->kept_seq % PROTO_MAX_ENDED);
+        bool overwritten = self->kept_seq + PROTO_MAX_ENDED == self->ended_seq;
+        if (!overwritten && self->ended[old].at >= since
+            && (!fits || self->kept_bytes + len <= RESEND_KEEP_BYTES))
+            break;
+        s_drop_text(self, old);
+        self->kept_seq++;
     }
     int at = self->ended_next;
-    s_drop_text(self, at);   /* the oldest, once the ring is full */
+    assert(!self->ended[at].text);
     proto_task_ref_t *ref = &self->ended[at].ref;
     *ref = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
     memcpy(ref->claim, t->claim, sizeof ref->claim);
     self->ended[at].at = now;
-    if (self->kept_bytes + len <= RESEND_KEEP_BYTES) {
+    if (fits && self->kept_bytes + len <= RESEND_KEEP_BYTES) {
         self->ended[at].text = xmalloc(len + 1);
         memcpy(self->ended[at].text, json, len + 1);
         self->ended[at].len = len;
@@ -320,6 +332,7 @@ static void s_ended(session_t *self, const runner_task_t *t, const char *json, s
         self->kept_bytes += len;
     }
     self->ended_next = (self->ended_next + 1) % PROTO_MAX_ENDED;
+    self->ended_seq++;
     if (self->nended < PROTO_MAX_ENDED)
         self->nended++;
 }
