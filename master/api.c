@@ -1389,7 +1389,11 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
              LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
              res,
              again ? " again=1" : "");
-    s_hello_reply(self, env, w, req->resend);
+    /* A live worker registering again with this very master lost its
+       pipe, not the master: its results are on their way in the report
+       socket, which never closed, and asking for them would only make
+       duplicates. */
+    s_hello_reply(self, env, w, req->resend && !again);
 }
 
 static void s_workers(api_t *self, const zmqx_frames_t *env)

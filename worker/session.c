@@ -54,10 +54,13 @@
    since the last wakeup). */
 #define PIPE_BATCH 64
 /* The result texts kept for a master that restarts (the ended ring's
-   text): at most this many bytes in all. A result that would not fit even
-   alone is not kept, and the oldest go first: their tasks then run again
-   after the master's grace, as with a worker that keeps none. */
-#define RESEND_KEEP_BYTES (8 << 20)
+   text): at most RESEND_KEEP_BYTES in all, the oldest dropped first, and
+   none over RESEND_KEEP_ONE: a result carrying a big output is not kept
+   (the worker's memory per thread stays within docs/worker.md's "Output
+   capture" bound, e2e test_outmem). A task whose result is not kept runs
+   again after the master's grace, as with a worker that keeps none. */
+#define RESEND_KEEP_BYTES (4 << 20)
+#define RESEND_KEEP_ONE (64 << 10)
 /* Accepted from a hello reply; anything outside is a broken master. */
 #define HEARTBEAT_MS_MIN 10
 #define HEARTBEAT_MS_MAX 600000
@@ -305,7 +308,7 @@ static void s_ended(session_t *self, const runner_task_t *t, const char *json, s
 {
     assert(self->ended_next == (int) (self->ended_seq % PROTO_MAX_ENDED));
     int64_t since = s_ended_since(self);
-    bool fits = len <= RESEND_KEEP_BYTES;   /* else it is not kept, and evicts nothing */
+    bool fits = len <= RESEND_KEEP_ONE;   /* else it is not kept, and evicts nothing */
     /* The oldest first: those too old to be asked for, then to make room;
        and the one this entry takes the place of. */
     assert(self->ended_seq < PROTO_MAX_ENDED || self->kept_seq >= self->ended_seq - PROTO_MAX_ENDED);
