@@ -102,6 +102,22 @@ static void s_save(alloc_t *self, const proto_alloc_t *q)
                 &(jop_t){.type = J_ALLOC_SAVE, .alloc = q->id, .text = proto_alloc_encode(q)});
 }
 
+/* s_save of a record of what the master did outside (a Slurm job sbatch
+   made, one found, a removal whose scancel started), committed at the
+   loop's next turn and fsynced (journal_commit_soon), not after flush_ms
+   and only written (--sync acked fsyncs within JOURNAL_FSYNC_MS what no
+   answer waits for): the master goes on from it at once (the queue's
+   limits count the job), and a machine crash in that second would forget
+   a job Slurm runs and bills. A crash before the record is on disk is
+   what a master killed while sbatch ran leaves too: the restarted master
+   polls squeue by the queue's name before any sbatch and adopts the job
+   (s_adopt). */
+static void s_save_now(alloc_t *self, const proto_alloc_t *q)
+{
+    s_save(self, q);
+    journal_commit_soon(self->journal);
+}
+
 static proto_alloc_t *s_copy(const proto_alloc_t *q)
 {
     char *text = proto_alloc_encode(q);
@@ -376,7 +392,7 @@ static void s_add_allocation(alloc_t *self, proto_alloc_t *q, const char *id)
     q->retry_at = 0;
     s_prune(q);
     log_info("event=alloc_submitted queue=%" PRId64 " slurm_job=%s", q->id, id);
-    s_save(self, q);
+    s_save_now(self, q);
 }
 
 static void s_ended(alloc_t *self, proto_alloc_t *q, proto_allocation_t *a, const char *how)
@@ -515,7 +531,7 @@ static void s_adopt(alloc_t *self, const char *line, size_t n)
     log_warn("event=alloc_found queue=%" PRId64 " slurm_job=%s state=%s note=\"submitted before "
              "a restart, never recorded: followed from now on\"",
              q->id, id, state);
-    s_save(self, q);
+    s_save_now(self, q);
 }
 
 static void s_squeue_done(alloc_t *self, int status)
@@ -615,6 +631,11 @@ static void s_forget(alloc_t *self, int64_t id, bool now)
 
 static void s_forget_now(alloc_t *self)
 {
+    /* The scancel has started: the deletion is fsynced at once (see
+       s_save_now), else a machine crash in the next second brings the
+       queue back, and with it sbatch for its tasks. */
+    if (self->nforget && self->journal)
+        journal_commit_soon(self->journal);
     for (int i = 0; i < self->nforget; i++)
         s_forget(self, self->forget[i], true);
     free(self->forget);
