@@ -66,7 +66,7 @@ struct alloc {
     cmd_t cmd;
     int64_t last_tick;
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
-    bool polled;               /* one squeue ran since start (before any sbatch) */
+    bool polled;               /* one squeue answered since start (before any sbatch) */
     int next_queue;            /* round robin among queues wanting to submit */
     char **cancels;            /* Slurm job ids for the next scancel, owned */
     int ncancels;
@@ -539,10 +539,12 @@ static void s_squeue_done(alloc_t *self, int status)
     const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
     if (status != 0) {
         char *why = s_first_line(self->cmd.buf[1] ? self->cmd.buf[1] : "");
-        log_warn("event=alloc_poll_failed status=%d error=%s", status, LOG_V(why));
+        log_warn("event=alloc_poll_failed status=%d error=%s%s", status, LOG_V(why),
+                 self->polled ? "" : " note=\"no sbatch until squeue answers\"");
         free(why);
         return;   /* judge nothing on a failed poll */
     }
+    self->polled = true;
     double wall = clock_wall();
     if (self->cmd.cut[0])
         log_warn("event=alloc_poll_cut bytes=%d note=\"squeue listed more than is kept: no "
@@ -843,13 +845,18 @@ void alloc_tick(alloc_t *self, int64_t now)
     if (!self->nqueues)
         return;
     /* A first poll before any sbatch: it finds what a master that died
-       while sbatch ran had submitted (s_adopt). */
-    if (!self->polled || (now >= self->next_poll && s_any_unended(self))) {
-        self->polled = true;
+       while sbatch ran (or whose record of it a machine crash took) had
+       submitted (s_adopt). One that failed (slurmctld down, as after the
+       power loss that took the master down too) found nothing: asked
+       again every poll_ms, and no sbatch until one has answered, else
+       the queue's limits would not count those jobs. */
+    if ((!self->polled || s_any_unended(self)) && now >= self->next_poll) {
         self->next_poll = now + self->poll_ms;
         s_start_squeue(self, now);
         return;
     }
+    if (!self->polled)
+        return;
     int64_t waiting = s_waiting(self);
     for (int k = 0; k < self->nqueues; k++) {
         int i = (self->next_queue + k) % self->nqueues;

@@ -35,7 +35,8 @@
         more than 30 s ago, has ended (unless the listing was cut at its
         64 KiB bound: then absence says nothing). A restarted master finds the
         allocations it had submitted this way instead of submitting again:
-        it polls once before any sbatch, and a job of a queue's name that
+        it polls once before any sbatch (again every 5 s, and no sbatch
+        meanwhile, while squeue fails), and a job of a queue's name that
         it does not know and that has not ended (sbatch ran as the master
         died, its answer never stored) is followed like the others. What
         records a side effect in Slurm (a job sbatch made or one found,

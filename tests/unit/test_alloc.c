@@ -60,9 +60,15 @@ static void s_fix(fix_t *f)
     snprintf(f->bin, sizeof f->bin, "%s/bin", f->dir);
     ck_assert_int_eq(mkdir(f->bin, 0755), 0);
     /* sbatch reads its script, prints the job id (--parsable); squeue
-       lists nothing (no job of a queue it does not know is adopted). */
+       lists nothing (no job of a queue it does not know is adopted), or
+       fails while DIR/squeue.fail exists (slurmctld down). Each logs its
+       calls. */
     s_script(f, "sbatch", "cat > \"$d/script\"\necho \"$*\" >> \"$d/sbatch.log\"\necho 4242\n");
-    s_script(f, "squeue", "exit 0\n");
+    s_script(f, "squeue",
+             "echo \"$*\" >> \"$d/squeue.log\"\n"
+             "if [ -e \"$d/squeue.fail\" ]; then\n"
+             "  echo 'squeue: error: Unable to contact slurm controller' >&2; exit 1\n"
+             "fi\n");
     const char *path = getenv("PATH");
     f->old_path = strdup(path ? path : "");
     char *newpath = NULL;
@@ -103,8 +109,9 @@ static void s_unfix(fix_t *f)
     s_fault_vfs_remove();
     setenv("PATH", f->old_path, 1);
     free(f->old_path);
-    static const char *const files[] = {"bin/sbatch", "bin/squeue", "script", "sbatch.log",
-                                        "state.db",   "state.db-wal", "state.db-shm",
+    static const char *const files[] = {"bin/sbatch",   "bin/squeue",   "script",
+                                        "sbatch.log",   "squeue.log",   "squeue.fail",
+                                        "state.db",     "state.db-wal", "state.db-shm",
                                         "state.db.reserve"};
     char path[400];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
@@ -131,6 +138,36 @@ static void s_add_queue(fix_t *f)
     ck_assert_msg(rep->ok, "alloc add refused");
     proto_reply_destroy(&rep);
     ck_assert_int_eq(journal_flush(f->journal), 0);
+}
+
+/* Lines in DIR/name (0 when it does not exist). */
+static int s_lines(const fix_t *f, const char *name)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", f->dir, name);
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(in)) != EOF)
+        n += ch == '\n';
+    fclose(in);
+    return n;
+}
+
+/* Turns of the loop (a tick, the journal's commit) until DIR/name has
+   at least n lines; fails after 30 s. */
+static void s_tick_until_lines(fix_t *f, const char *name, int n)
+{
+    int64_t deadline = clock_mono_ms() + 30000;
+    while (s_lines(f, name) < n) {
+        ck_assert_msg(clock_mono_ms() < deadline, "%s: %d lines after 30 s, want %d", name,
+                      s_lines(f, name), n);
+        int64_t now = clock_mono_ms();
+        alloc_tick(f->alloc, now);
+        journal_commit(f->journal, now);
+        poll(NULL, 0, 10);   /* the next tick: the commands' pipes are alloc's own */
+    }
 }
 
 /* Commits what is due at now, and waits for a batch that went to the
@@ -187,6 +224,40 @@ START_TEST(an_sbatch_job_id_is_fsynced_before_the_master_goes_on)
                   "allocation Slurm runs");
     ck_assert_int_ge(s_wal_syncs, syncs + 1);
 
+    s_unfix(&f);
+}
+END_TEST
+
+/* A restarted master learns from its first squeue what Slurm runs that
+   it has no record of (a machine crash took the record, or it died while
+   sbatch ran) and counts it against the queue's limits. A first squeue
+   that failed (slurmctld down, as after the power loss that took the
+   master down too) learnt nothing: no sbatch goes out until one answers,
+   asked again every poll. (The first failed poll let sbatch run at the
+   next tick.) */
+START_TEST(no_sbatch_goes_out_before_a_squeue_has_answered)
+{
+    fix_t f;
+    s_fix(&f);
+    char fail[400];
+    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
+    FILE *flag = fopen(fail, "w");
+    ck_assert_ptr_nonnull(flag);
+    fclose(flag);
+    s_add_queue(&f);
+    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
+    job_add(job, PROTO_ST_QUEUED, 3, 0);
+
+    /* Two failed polls (and the ticks between): no sbatch. */
+    s_tick_until_lines(&f, "squeue.log", 2);
+    ck_assert_msg(s_lines(&f, "sbatch.log") == 0,
+                  "sbatch ran while no squeue had answered: what Slurm runs for this queue "
+                  "is not counted");
+
+    /* slurmctld is back: a poll answers, then the allocation goes out. */
+    ck_assert_int_eq(unlink(fail), 0);
+    s_tick_until_lines(&f, "sbatch.log", 1);
+    ck_assert_int_ge(s_lines(&f, "squeue.log"), 3);
     s_unfix(&f);
 }
 END_TEST
