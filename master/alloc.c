@@ -1119,7 +1119,16 @@ static proto_reply_t *s_remove(alloc_t *self, int at, bool force)
     if (submitting)
         self->cmd.cancel = true;   /* its answer is cancelled when it comes */
     /* Deleted from the store once what it has in Slurm is being cancelled
-       (s_start_scancel), or when sbatch answers. */
+       (s_start_scancel), or when sbatch answers. Until then it is kept,
+       paused: a master that dies meanwhile (the answer, written before it
+       goes, says removed) finds it again and follows what it has in Slurm,
+       but submits nothing more for it. */
+    if (n > 0 || submitting) {
+        proto_alloc_t *kept = s_copy(q);
+        kept->paused = true;
+        s_save(self, kept);
+        proto_alloc_destroy(&kept);
+    }
     if (n > 0)
         s_forget(self, q->id, false);
     else if (!submitting)
