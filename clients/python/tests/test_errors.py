@@ -65,8 +65,9 @@ def test_a_wait_that_runs_out_raises_wait_timeout(running, tmp_path):
         job.wait(timeout=0.3)
     assert e.value.exit_code == 5 and isinstance(e.value, TimeoutError)
     assert e.value.job == job.id and e.value.record["finished"] is None
-    with pytest.raises(ztask.WaitTimeout):
+    with pytest.raises(ztask.WaitTimeout) as e:
         list(job.as_completed(timeout=0.3))
+    assert e.value.job == job.id and e.value.record["job"] == job.id
     gate.touch()
     assert job.wait(timeout=WAIT)["state"] == "done"
 
