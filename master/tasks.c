@@ -1087,23 +1087,24 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
     return claimed;
 }
 
-proto_task_ref_t *tasks_awaited(const tasks_t *self, const worker_t *w, int *n)
+proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
+                                   const tasks_held_t *held, int *n)
 {
-    (void) self;
-    int k = 0;
-    for (const sched_task_t *t = w->tasks; t; t = t->wnext)
-        k += t->awaiting;
     *n = 0;
-    if (!k)
-        return NULL;
-    /* The hello listed at most PROTO_MAX_ENDED: awaiting comes only from
-       it, but the reply is capped on its own all the same. */
-    if (k > PROTO_MAX_ENDED)
-        k = PROTO_MAX_ENDED;
-    proto_task_ref_t *refs = xcalloc((size_t) k, sizeof *refs);
-    for (const sched_task_t *t = w->tasks; t && *n < k; t = t->wnext)
-        if (t->awaiting)
-            refs[(*n)++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+    proto_task_ref_t *refs = NULL;
+    for (int i = 0; i < held->nrunning + held->nended && *n < PROTO_MAX_ENDED; i++) {
+        bool ended = i >= held->nrunning;
+        const proto_task_ref_t *ref = ended ? &held->ended[i - held->nrunning]
+                                            : &held->running[i];
+        const sched_task_t *t = sched_get(self->sched, ref->task);
+        /* Its own, at that attempt, and no result yet (an ended one that
+           is not awaiting has its result already). */
+        if (!t || t->worker != w || t->attempt != ref->attempt || (ended && !t->awaiting))
+            continue;
+        if (!refs)
+            refs = xcalloc((size_t) PROTO_MAX_ENDED, sizeof *refs);
+        refs[(*n)++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+    }
     return refs;
 }
 

@@ -154,12 +154,16 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
    tasks_read_reports). Returns how many tasks its hello claimed. */
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now);
 
-/* The attempts w holds that its hello listed as ended and whose results
-   have not come (still kept for them, see tasks_claim): a worker that
-   kept those results sends them again when the hello's reply names these
-   (its "resend"). At most PROTO_MAX_ENDED; the caller frees them
-   (proto_refs_free); NULL with *n 0 when none. */
-proto_task_ref_t *tasks_awaited(const tasks_t *self, const worker_t *w, int *n);
+/* The attempts w's hello listed (running or ended) that w holds now
+   (claimed, see tasks_claim) and whose results have not come: a worker
+   that kept the results of those that ended sends them again when the
+   hello's reply names these (its "resend"). Those it listed running may
+   have ended since it made the hello (a hello can wait in its socket for
+   the next master), their results gone to the master it had lost. At
+   most PROTO_MAX_ENDED; the caller frees them (proto_refs_free); NULL
+   with *n 0 when none. */
+proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
+                                   const tasks_held_t *held, int *n);
 
 /* Records that job has finished, if it just has (jobs_check_finished),
    and judges again the tasks of the jobs that wait for it: the one way a

@@ -97,7 +97,6 @@ struct session {
     const char *api_note;   /* what the monitor saw, for a hello that times out */
     api_state_t api_state;
     int64_t api_deadline;
-    int64_t hello_at;       /* mono ms the last hello was made */
     void *pipe;             /* PULL while registered */
     /* Whether the pipe may hold messages we have not read: false once a
        receive on it found nothing (see s_wait). */
@@ -357,13 +356,14 @@ static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
     return refs;
 }
 
-/* The hello's reply names the attempts of our "ended" whose results the
-   master lacks: their kept texts go again (a result is safe to repeat:
-   one that arrived after all is a duplicate, docs/protocol.md 10.4). So
-   do those that ended after the hello was made: it listed them running,
-   which the master took, and their results went to the report socket of
-   the master we had lost (a hello can wait in its socket for the next
-   master). One whose text is not kept runs again after the master's
+/* The hello's reply names the attempts it listed whose results the
+   master lacks: the kept texts of those that ended go again (a result is
+   safe to repeat: one that arrived after all is a duplicate,
+   docs/protocol.md 10.4). That includes attempts the hello listed
+   running that ended since it was made: their results went to the
+   report socket of the master we had lost (a hello can wait in its
+   socket for the next master). One still running sends its result when
+   it ends; one whose text is not kept runs again after the master's
    grace. */
 static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
 {
@@ -372,7 +372,7 @@ static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
         int at = s_ended_at(self, i);
         if (!self->ended[at].text)
             continue;
-        bool asked = self->ended[at].at >= self->hello_at;
+        bool asked = false;
         for (int k = 0; k < n && !asked; k++)
             asked = self->ended[at].ref.task == refs[k].task
                     && self->ended[at].ref.attempt == refs[k].attempt;
@@ -643,7 +643,6 @@ static void s_send_hello(session_t *self, int64_t now)
         log_error("event=hello_send_failed error=\"%s\"", zmq_strerror(errno));
     free(text);
     /* Even when the send failed: the deadline then schedules the retry. */
-    self->hello_at = now;
     self->api_state = API_HELLO;
     self->api_deadline = now + self->hello_timeout_ms;
     log_debug("event=hello master=%s:%d running=%d", connector_host(self->uplink),
@@ -746,7 +745,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
              again ? "reregistered" : "registered", LOG_V(self->worker_id),
              connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
              rep->report_port, self->threads, self->nactive);
-    if (again)
+    if (rep->nresend)
         s_resend(self, rep->resend, rep->nresend);
     proto_reply_destroy(&rep);
     outbox_flush(self->outbox, INT64_MAX, true);
