@@ -375,8 +375,10 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         self->orphans++;
     }
     if (w) {
-        if (from == PROTO_ST_QUEUED)
+        if (from == PROTO_ST_QUEUED) {
+            assert(t->attempt < PROTO_MAX_ATTEMPT);   /* s_dispatch_to ends it first */
             t->attempt++;
+        }
         t->recovered = false;
         free(t->worker_name);
         t->worker_name = xstrdup(w->id);
@@ -976,7 +978,7 @@ static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worke
        the worker it was sent to has that attempt's token for its key
        (claim.h), so no other worker key can claim every task found queued
        at start; without CURVE there are no keys, and a claim is by name. */
-    if (t->recovered && attempt == t->attempt + 1) {
+    if (t->recovered && attempt - 1 == t->attempt) {   /* not t->attempt + 1: it may be the last */
         if (self->cfg.claims && !claim_valid(self->cfg.claims, t->id, attempt, key, claim))
             return S_UNPROVEN;
         return registered ? S_CLAIMABLE : S_EARLY;
@@ -1499,6 +1501,19 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     self->ahead_wanted = t->id;
                     break;
                 }
+                if (t->attempt >= PROTO_MAX_ATTEMPT) {
+                    /* Recalls resend with no retry charged: only this
+                       bounds them (a next number would wrap). */
+                    char why[160];
+                    snprintf(why, sizeof why,
+                             "it was sent %d times, the most attempts a task can have: "
+                             "submit it again",
+                             t->attempt);
+                    log_warn("event=attempts_exhausted task=%" PRId64 " attempt=%d", t->id,
+                             t->attempt);
+                    s_finish(self, t, PROTO_ST_FAILED, NULL, why);
+                    continue;
+                }
                 spec = s_take_spec(self, t);
                 if (!spec) {
                     log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
@@ -1982,7 +1997,7 @@ static bool s_park(tasks_t *self, sched_task_t *t, const char *name, const char 
         sched_claim(self->sched, t);
         free(t->worker_name);
         t->worker_name = xstrdup(name);
-        t->attempt = (uint16_t) res->attempt;
+        t->attempt = res->attempt;
         s_move(self, t, PROTO_ST_ASSIGNED, NULL);
         t->deadline = now + self->cfg.recovery_grace_ms;
         /* Its token proved this key (s_sender): it waits for that key,

@@ -1931,6 +1931,117 @@ START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
 }
 END_TEST
 
+/* ---- attempt numbers ---- */
+
+/* A master on a database in a new directory (dir, at least 32 bytes)
+   whose one task (a noop, the job returned) was sent `attempt` times
+   before the restart this env is: the row is written as a master would
+   have left it, queued at that attempt. */
+static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt)
+{
+    snprintf(dir, 32, "/tmp/ztask-test-master-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    master_config_t cfg = s_config(60000, 0, 0);
+    cfg.db_path = db;
+    s_env_start_config(e, &cfg);
+    int64_t job = s_submit_noops(e, 1);
+    s_env_stop(e);
+    sqlite3 *sql;
+    ck_assert_int_eq(sqlite3_open(db, &sql), SQLITE_OK);
+    char *text = sqlite3_mprintf("UPDATE tasks SET attempt = %lld", (long long) attempt);
+    ck_assert_int_eq(sqlite3_exec(sql, text, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(text);
+    ck_assert_int_eq(sqlite3_changes(sql), 1);
+    sqlite3_close(sql);
+    s_env_start_config(e, &cfg);
+    return job;
+}
+
+static void s_env_stop_at_attempt(env_t *e, const char *dir)
+{
+    s_env_stop(e);
+    const char *files[] = {"state.db", "state.db-wal", "state.db-shm", "state.db.reserve"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* Waits for the job's one task to end; its row as the results query
+   shows it (the caller destroys rep). */
+static const proto_task_info_t *s_one_ended(env_t *e, int64_t job, proto_reply_t **rep)
+{
+    for (int k = 0; k < 200; k++) {
+        *rep = s_query(e, PROTO_REQ_RESULTS, job);
+        ck_assert_int_eq((*rep)->ntasks, 1);
+        proto_state_t st = (*rep)->tasks[0].status;
+        if (st == PROTO_ST_DONE || st == PROTO_ST_FAILED)
+            return &(*rep)->tasks[0];
+        proto_reply_destroy(rep);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_abort_msg("the task did not end");
+    return NULL;
+}
+
+/* Recalls send a task again with no retry charged, so its attempt number
+   has no bound but the protocol's: past 65,535 it goes on counting (a
+   16-bit number wrapped to 0 here, which is no attempt, and the stale
+   result checks compare these numbers), and the result of the attempt
+   before is a duplicate. */
+START_TEST(a_task_sent_65535_times_goes_out_as_attempt_65536)
+{
+    env_t e;
+    char dir[32];
+    int64_t job = s_env_start_at_attempt(&e, dir, 65535);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(got[0].attempt, 65536);
+    s_result(&f, got[0].id, 65535);
+    s_result(&f, got[0].id, got[0].attempt);
+    proto_reply_t *rep;
+    const proto_task_info_t *t = s_one_ended(&e, job, &rep);
+    ck_assert_int_eq(t->status, PROTO_ST_DONE);
+    ck_assert_int_eq(t->attempts, 65536);
+    proto_reply_destroy(&rep);
+    rep = s_query(&e, PROTO_REQ_STATS, 0);
+    ck_assert_int_eq(rep->stats.duplicates, 1);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&f);
+    s_env_stop_at_attempt(&e, dir);
+}
+END_TEST
+
+/* The last attempt number the protocol carries (PROTO_MAX_ATTEMPT) is
+   never passed: a task sent that many times fails, saying why, instead
+   of going out as a number a worker refuses (or one already used). */
+START_TEST(a_task_at_the_last_attempt_number_fails_instead_of_going_out_again)
+{
+    env_t e;
+    char dir[32];
+    int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    proto_reply_t *rep;
+    const proto_task_info_t *t = s_one_ended(&e, job, &rep);
+    ck_assert_int_eq(t->status, PROTO_ST_FAILED);
+    ck_assert_ptr_nonnull(t->result);
+    ck_assert_msg(t->result->error && strstr(t->result->error, "attempt"), "error: %s",
+                  t->result->error ? t->result->error : "(none)");
+    proto_reply_destroy(&rep);
+    proto_pipe_t *msg = s_next(&f, 300, true);
+    ck_assert_msg(msg == NULL, "%s came to the worker", s_pipe_name(msg));
+    s_fake_stop(&f);
+    s_env_stop_at_attempt(&e, dir);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){ .suite = "master",
