@@ -1522,8 +1522,11 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     continue;
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
-                metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
-                                   (double) (now - t->ready_ms) / 1000.0);
+                /* One wait per execution: a task given back (a recall)
+                   was counted at the send it undid, which never ran. */
+                if (!t->given_back)
+                    metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
+                                       (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
                 t->started = wall;
                 free(t->failed_on);

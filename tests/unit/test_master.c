@@ -1931,6 +1931,43 @@ START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
 }
 END_TEST
 
+/* The queue-wait histogram's observations, all kinds together. */
+static long s_queue_waits(env_t *e)
+{
+    char *m = s_http_get(master_http_port(e->master), "/metrics");
+    long n = 0;
+    for (const char *at = m; (at = strstr(at, "ztask_task_queue_wait_seconds_count{")); at++)
+        n += strtol(strchr(at, '}') + 1, NULL, 10);
+    free(m);
+    return n;
+}
+
+/* A task given back and sent again waited in the queue once for its one
+   run: the histogram counts one wait per execution (the send a recall
+   undoes is not one), so its count is the number of tasks here. */
+START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    s_recall_one(&e, &h, &i, got, &back);
+    ck_assert_int_eq(s_queue_waits(&e), 4);
+    s_recalled(&h, &back, 1);
+    proto_task_t on_i[1];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(s_queue_waits(&e), 4);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* ---- attempt numbers ---- */
 
 /* A master on a database in a new directory (dir, at least 32 bytes)
