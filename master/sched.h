@@ -107,10 +107,14 @@ typedef struct sched_task {
     bool given_back;          /* QUEUED: its worker gave it back (a recall) for
                                  one with a free thread, which it goes to first
                                  (tasks.c, s_better_elsewhere); false once sent */
-    char *failed_on;          /* QUEUED, a retry after a failure, or a task its worker
-                                 gave back (a recall): the worker it failed on or
-                                 came from (owned; another that can take it now
-                                 goes first); NULL = none */
+    bool failed;              /* failed_on names the worker its last attempt
+                                 failed on (a retry): kept through its sends and
+                                 give-backs, so neither a dispatch nor a recall
+                                 hands it back there while another can take it */
+    char *failed_on;          /* a retry after a failure (failed), or a queued task
+                                 its worker gave back (a recall): the worker it
+                                 failed on or came from (owned; another that can
+                                 take it now goes first); NULL = none */
 } sched_task_t;
 
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */

@@ -1529,8 +1529,10 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                                        (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
                 t->started = wall;
-                free(t->failed_on);
-                t->failed_on = NULL;
+                if (!t->failed) {   /* where a retry failed stays avoided */
+                    free(t->failed_on);
+                    t->failed_on = NULL;
+                }
                 t->given_back = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
@@ -1757,11 +1759,14 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
 
 /* Whether t, on its holder, may be asked back for idle: sent but not
    reported started, not being cancelled, not a suspect (one per worker,
-   see s_worker_lost) and of a kind idle can take now. */
+   see s_worker_lost), of a kind idle can take now, and not a retry that
+   failed on idle (its holder is one that can take it: the rule of
+   s_better_elsewhere). */
 static bool s_recallable(tasks_t *self, const sched_task_t *t, const worker_t *idle)
 {
     return t->state == PROTO_ST_ASSIGNED && !t->cancel_requested && !t->suspect && !t->orphan
-           && !t->awaiting && s_takes_now(sched_class_get(self->sched, t->cls), idle);
+           && !t->awaiting && !(t->failed && t->failed_on && strcmp(t->failed_on, idle->id) == 0)
+           && s_takes_now(sched_class_get(self->sched, t->cls), idle);
 }
 
 /* Asks h for up to want of its unstarted tasks that idle can take;
@@ -2152,6 +2157,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
            Where it failed is remembered apart (s_better_elsewhere). */
         free(t->failed_on);
         t->failed_on = t->worker_name;
+        t->failed = true;
         t->worker_name = NULL;
         s_requeue(self, t, now + backoff);
         return;
@@ -2226,8 +2232,9 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
    retry and no crash is charged (it did not run), and its next send is
    attempt + 1 like every resend (10.4). h does not count as its last
    holder (nothing of it will come), and it is not sent back to h while
-   another worker can take it now (failed_on, s_better_elsewhere). An
-   attempt h does not hold is refused like any report about it. */
+   another worker can take it now (failed_on, s_better_elsewhere); a
+   retry keeps avoiding the worker it failed on instead. An attempt h
+   does not hold is refused like any report about it. */
 static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep, const char *key,
                           int64_t now)
 {
@@ -2251,8 +2258,14 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
                          s_refusal(who), now);
             continue;
         }
-        free(t->failed_on);
-        t->failed_on = t->worker_name;
+        /* A retry keeps the worker it failed on to avoid (h, with a
+           free thread, may have it again); any other avoids h. */
+        if (t->failed) {
+            free(t->worker_name);
+        } else {
+            free(t->failed_on);
+            t->failed_on = t->worker_name;
+        }
         t->worker_name = NULL;
         t->given_back = true;
         s_take_back(self, t, false, "recalled");

@@ -1931,6 +1931,61 @@ START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
 }
 END_TEST
 
+/* A retry keeps away from the worker it failed on while another can take
+   it (s_better_elsewhere), and a recall keeps that rule: w fails R, whose
+   retry goes to x's queue behind x's running task; w, idle, is not given
+   R back through a recall (it would run where it failed, with x there to
+   take it), while y, idle too, is: R, given back, goes to y. */
+START_TEST(a_retry_is_not_recalled_for_the_worker_it_failed_on)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t w, x, y;
+    s_fake_start_as(&w, &e, "w", 1, true, NULL);
+    const char *retried[] = {"{\"fn\":\"noop\",\"retries\":2}"};
+    s_submit_specs(&e, retried, 1);
+    proto_task_t r[1], a[1];
+    ck_assert_int_eq(s_take_tasks(&w, 1, r, 3000), 1);
+    s_fake_start_as(&x, &e, "x", 1, true, "x");
+    const char *on_x[] = {"{\"fn\":\"noop\",\"require\":[\"x\"]}"};
+    s_submit_specs(&e, on_x, 1);
+    ck_assert_int_eq(s_take_tasks(&x, 1, a, 3000), 1);
+    s_started(&x, a[0].id, a[0].attempt);
+    s_result_failed(&w, r[0].id, r[0].attempt);
+    /* The retry: w has a free thread, but it failed there and x has room. */
+    proto_task_t again[1];
+    for (int k = 0; k < 60 && s_take_tasks(&x, 1, again, 50) == 0; k++)
+        s_heartbeat(&w);
+    ck_assert_int_eq(again[0].id, r[0].id);
+    ck_assert_int_eq(again[0].attempt, 2);
+    proto_pipe_t *msg = s_wait_recall(&x, &w, 800);
+    ck_assert_msg(msg == NULL, "the retry was asked back for the worker it failed on");
+    s_fake_start_as(&y, &e, "y", 1, true, NULL);
+    for (int k = 0; k < 30 && !msg; k++) {
+        s_heartbeat(&y);
+        msg = s_wait_recall(&x, &w, 100);
+    }
+    ck_assert_msg(msg != NULL, "no recall for the idle worker it did not fail on");
+    ck_assert_int_eq(msg->nrefs, 1);
+    ck_assert_int_eq(msg->refs[0].task, r[0].id);
+    proto_task_ref_t back = msg->refs[0];
+    proto_pipe_destroy(&msg);
+    s_recalled(&x, &back, 1);
+    fake_t *both[2] = {&w, &y};
+    proto_task_t got[4];
+    int ngot = 0;
+    proto_pipe_t *recalls[2] = {NULL, NULL};
+    int to = s_who_gets(both, 2, got, &ngot, 3000, recalls);
+    ck_assert_msg(to == 1, "the retry given back went to %s", to == 0 ? "w, where it failed" : "nobody");
+    ck_assert_int_eq(got[0].id, r[0].id);
+    ck_assert_int_eq(got[0].attempt, 3);
+    s_fake_stop(&y);
+    s_fake_stop(&x);
+    s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* The queue-wait histogram's observations, all kinds together. */
 static long s_queue_waits(env_t *e)
 {
