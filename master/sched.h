@@ -69,7 +69,13 @@ typedef struct sched_task {
     int64_t job;
     int64_t index;            /* its index in its job (--after-each matches on it) */
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
-    int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
+    union {
+        int64_t deadline;     /* ASSIGNED: lease end; orphan: recovery grace end;
+                                 awaiting: when its result is due */
+        uint64_t requeue_mark;   /* QUEUED: the journal mark (journal.h) of its
+                                    last requeue, written before it is sent
+                                    again (tasks.c, s_requeue); 0 = none */
+    };
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
                                  tasks.c; the queue-wait metric and the oldest
                                  queued task's age read it) */

@@ -96,6 +96,8 @@ struct tasks {
     int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
                                 store while the writer had it: read from here
                                 when it is free; dispatch waits till then */
+    bool held_for_commit;    /* this dispatch kept a task taken back until
+                                its requeue is written (s_dispatch_to) */
     /* Held tasks to judge again (s_judge): a queue, not recursion, since a
        verdict ends a job whose dependants are judged in turn, and a client
        can chain jobs (--after) as long as it likes. */
@@ -754,6 +756,7 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
                          .job = t->job,
                          .attempt = t->attempt,
                          .row_bytes = t->spec_len});
+    t->requeue_mark = journal_mark(self->journal);
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
@@ -1446,7 +1449,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int parks = 0;
     /* What `ztask tasks` shows as its start until the worker reports one. */
     double wall = clock_wall();
-    /* Retries left for another worker: back in the queue at the end. */
+    /* Retries left for another worker, and tasks taken back whose requeue
+       is not written yet: back in the queue at the end. */
     sched_task_t *later[DISPATCH_BATCH];
     int nlater = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
@@ -1490,6 +1494,26 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 if (nlater < DISPATCH_BATCH && s_better_elsewhere(self, w, t)) {
                     later[nlater++] = t;
                     continue;
+                }
+                if (!journal_written(self->journal, t->requeue_mark)) {
+                    /* Taken back from attempt a, it goes out as a + 1
+                       only once the store says a (J_REQUEUE): a master
+                       killed before that commit finds the row at a - 1
+                       (a send younger than ASSIGN_WRITE_MS is not
+                       written) or on a's worker, refuses the claim of
+                       a + 1 by the worker that has it (a restart takes
+                       a claim of the stored attempt + 1 only), aborts it
+                       there and sends a number a worker already had
+                       (a given back by a recall, or a + 1 itself). One
+                       commit, hurried: a flush_ms at most. */
+                    journal_commit_soon(self->journal);
+                    self->held_for_commit = true;
+                    if (nlater < DISPATCH_BATCH) {
+                        later[nlater++] = t;
+                        continue;
+                    }
+                    sched_requeue(self->sched, t, 0);
+                    break;
                 }
                 if (!t->spec && !journal_idle(self->journal)) {
                     /* Its spec is only in the store, which the writer has:
@@ -1891,6 +1915,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
             return;
         tasks_read_ahead(self);
     }
+    self->held_for_commit = false;
     const sched_class_t *only = NULL;
     worker_t *reserved = s_reserve(self, now, &only);
     /* Start from a different worker each round so scarce tasks spread. */
@@ -1905,7 +1930,10 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (self->ahead_wanted > 0)
             return;
     }
-    s_recall(self, now);
+    /* A task given back that waits for its requeue's commit is for an
+       idle worker: asking for another in the meantime would ask twice. */
+    if (!self->held_for_commit)
+        s_recall(self, now);
 }
 
 /* ---- reports ---- */

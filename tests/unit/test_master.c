@@ -1986,6 +1986,108 @@ START_TEST(a_retry_is_not_recalled_for_the_worker_it_failed_on)
 }
 END_TEST
 
+/* Removes a database name in dir and the files beside it. */
+static void s_rm_db(const char *dir, const char *name)
+{
+    const char *ends[] = {"", "-wal", "-shm", ".reserve"};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, ends[i]);
+        unlink(path);
+    }
+}
+
+/* The value of the first /metrics line that starts with name. */
+static long s_metric(env_t *e, const char *name)
+{
+    char *m = s_http_get(master_http_port(e->master), "/metrics");
+    const char *at = m;
+    while ((at = strstr(at, name)) && at != m && at[-1] != '\n')
+        at++;
+    long v = at ? strtol(at + strlen(name), NULL, 10) : -1;
+    free(m);
+    return v;
+}
+
+
+
+/* A task given back (attempt 1, never written: younger than
+   ASSIGN_WRITE_MS) goes out again as attempt 2 only once its requeue is
+   written: sent before, a master killed before that commit would find
+   it queued at attempt 0, refuse the claim of attempt 2 by the worker
+   that has it (a restart takes only the stored attempt + 1), abort it
+   there and send attempt 1 again. Commits fail (a full disk) from the
+   give-back on: it waits; once they succeed it goes, and a master
+   restarted from the database as a kill -9 then leaves it (a copy) lets
+   its worker claim it. */
+START_TEST(a_task_given_back_goes_out_again_only_once_its_requeue_is_written)
+{
+    char dir[] = "/tmp/ztask-test-master-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    s_fault_vfs_install();
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    cfg.db_path = db;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    int64_t job = s_recall_one(&e, &h, &i, got, &back);
+    ck_assert_int_eq(back.attempt, 1);
+    proto_reply_t *rep = s_query(&e, PROTO_REQ_STATS, 0);   /* answered after a commit */
+    proto_reply_destroy(&rep);
+    s_wal_fault = SQLITE_FULL;
+    s_recalled(&h, &back, 1);
+    /* Read (the dispatch of the same turn came before the answer). */
+    for (int k = 0; k < 250 && s_metric(&e, "ztask_tasks_recalled_total ") < 1; k++) {
+        s_heartbeat(&h);
+        s_heartbeat(&i);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(s_metric(&e, "ztask_tasks_recalled_total "), 1);
+    proto_task_t on_i[1];
+    int n = s_take_tasks(&i, 1, on_i, 300);
+    ck_assert_msg(n == 0, "task %lld went out again as attempt %d before its requeue was written",
+                  n ? (long long) on_i[0].id : 0LL, n ? on_i[0].attempt : 0);
+    s_wal_fault = 0;
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 5000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, 2);
+    /* A kill -9 now: nothing more reaches the disk (attempt 2's send is
+       younger than ASSIGN_WRITE_MS: not written; the stop's last commit
+       fails), and a master starts on what is there. */
+    s_wal_fault = SQLITE_FULL;
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+    s_wal_fault = 0;
+    s_fault_vfs_remove();
+    cfg.http_addr = NULL;
+    s_env_start_config(&e, &cfg);
+    fake_t again = {.e = &e, .threads = 1};
+    again.api = zmqx_socket(e.ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(again.api, e.api), 0);
+    proto_task_ref_t running = {.task = back.task, .attempt = 2};
+    s_fake_hello_running(&again, "i", &running, 1);
+    rep = s_query(&e, PROTO_REQ_RESULTS, job);
+    bool claimed = false;
+    for (int t = 0; t < rep->ntasks; t++)
+        if (rep->tasks[t].task == back.task)
+            claimed = rep->tasks[t].worker && strcmp(rep->tasks[t].worker, again.id) == 0
+                      && rep->tasks[t].attempts == 2;
+    proto_reply_destroy(&rep);
+    ck_assert_msg(claimed, "the restarted master did not let i claim attempt 2");
+    s_fake_stop(&again);
+    s_env_stop(&e);
+    s_rm_db(dir, "state.db");
+    rmdir(dir);
+}
+END_TEST
+
 /* The queue-wait histogram's observations, all kinds together. */
 static long s_queue_waits(env_t *e)
 {
@@ -2054,12 +2156,7 @@ static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt)
 static void s_env_stop_at_attempt(env_t *e, const char *dir)
 {
     s_env_stop(e);
-    const char *files[] = {"state.db", "state.db-wal", "state.db-shm", "state.db.reserve"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char path[192];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
+    s_rm_db(dir, "state.db");
     rmdir(dir);
 }
 
