@@ -11,6 +11,7 @@
 #include "../ztest.h"
 #include "sqlfault.h"
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1982,6 +1983,44 @@ START_TEST(a_retry_is_not_recalled_for_the_worker_it_failed_on)
     s_fake_stop(&y);
     s_fake_stop(&x);
     s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* The dashboard's record of a task given back and sent again is of the
+   attempt that runs: its "started" is that attempt's send (the first
+   send's time would say it waited on a worker it never ran on). */
+START_TEST(the_dashboard_shows_the_send_of_the_attempt_a_given_back_task_runs)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    s_recall_one(&e, &h, &i, got, &back);
+    double before = clock_wall();
+    s_recalled(&h, &back, 1);
+    proto_task_t on_i[1];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    char path[64];
+    snprintf(path, sizeof path, "/api/task?id=%lld", (long long) back.task);
+    char *page = s_http_get(master_http_port(e.master), path);
+    const char *body = strstr(page, "\r\n\r\n");
+    ck_assert_ptr_nonnull(body);
+    cJSON *o = cJSON_Parse(body + 4);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(cJSON_GetObjectItem(o, "attempt")->valuedouble, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "worker")->valuestring, i.id);
+    double started = cJSON_GetObjectItem(o, "started")->valuedouble;
+    ck_assert_msg(started >= before, "started %.6f: before the give-back (%.6f)", started, before);
+    cJSON_Delete(o);
+    free(page);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
     s_env_stop(&e);
 }
 END_TEST
