@@ -247,6 +247,21 @@ def last_json(text):
 
 # ------------------------------------------------------------- cluster ---
 
+_FLAGS = {}
+
+
+def _has_flag(program, flag):
+    """Whether PROGRAM's --help names FLAG (asked once per program)."""
+    if program not in _FLAGS:
+        try:
+            p = subprocess.run([program, "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=10)
+            _FLAGS[program] = p.stdout.decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired):
+            _FLAGS[program] = ""
+    return flag in _FLAGS[program]
+
+
 class Cluster:
     """A ztask master and its workers on 127.0.0.1, fresh for one run.
 
@@ -299,7 +314,10 @@ class Cluster:
             i = len(self.workers)
             argv = [os.path.join(self.bin_dir, "ztask-worker"), "--master", self.api,
                     "--threads", str(threads), "--name", f"bw{i}"] + self.worker_args
-            if os.geteuid() == 0:   # commands as root for a master without keys: told so
+            # Commands as root for a master without keys: told so (a build
+            # older than the flag, an A/B's base, runs them without it).
+            if os.geteuid() == 0 and _has_flag(os.path.join(self.bin_dir, "ztask-worker"),
+                                               "--allow-root"):
                 argv.append("--allow-root")
             w = Proc(self.worker_wrap + argv, os.path.join(self.workdir, f"worker{i}.log"))
             self.workers.append(w)
