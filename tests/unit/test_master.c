@@ -299,24 +299,12 @@ static proto_pipe_t *s_next(fake_t *f, int ms, bool beat)
     return NULL;
 }
 
-/* ms for a wait that ends when what it waits for arrives, 10 times as
-   long under valgrind (tests/memcheck.sh runs the suites with CK_FORK=no):
-   there the master's thread runs 20-50 times slower, and stalls for
-   seconds when the host is busy (make memcheck failed so at load 8: 2
-   tasks not there after 3 s). */
-static int s_patient_ms(int ms)
-{
-    const char *fork_mode = getenv("CK_FORK");
-    return fork_mode && strcmp(fork_mode, "no") == 0 ? 10 * ms : ms;
-}
-
-/* Collects tasks until `want` have arrived, waiting at most ms (patient)
-   for each message; returns how many. */
+/* Collects tasks until `want` have arrived (bounded); returns how many. */
 static int s_take_tasks(fake_t *f, int want, proto_task_t *out, int ms)
 {
     int got = 0;
     while (got < want) {
-        proto_pipe_t *msg = s_next(f, s_patient_ms(ms), true);
+        proto_pipe_t *msg = s_next(f, ms, true);
         if (!msg)
             break;
         if (msg->type == PROTO_PIPE_TASKS)
