@@ -282,39 +282,52 @@ static int64_t s_busy_pause(client_t *self, int n)
     return cap / 2 + (int64_t) (jitter_next(&self->rng) % (uint64_t) (cap / 2 + 1));
 }
 
+/* secs to a tenth, for people: a caller's deadline measured from the
+   call's start is 1.499 s, not the 1.5 it was given as. */
+static double s_tenths(double secs)
+{
+    return (double) (int64_t) (secs * 10 + 0.5) / 10;
+}
+
 /* The last "busy" answer's message (s_decode's "MESSAGE (busy)"), once
-   the timeout has run out: how long it stayed so, still ending with the
-   code as every refusal does (docs/cli.md). */
-static void s_still_busy(client_t *self, client_err_t *err, int answers)
+   the timeout or the caller's deadline (cut) has run out: how long it
+   stayed so, still ending with the code as every refusal does
+   (docs/cli.md). */
+static void s_still_busy(client_err_t *err, int answers, double secs, bool cut)
 {
     static const char code[] = " (" PROTO_E_BUSY ")";
     size_t used = strlen(err->message);
     if (used >= sizeof code - 1 && strcmp(err->message + used - (sizeof code - 1), code) == 0)
         used -= sizeof code - 1;
     snprintf(err->message + used, sizeof err->message - used,
-             "; still busy after %d answers in %g s (a longer --request-timeout waits "
-             "longer)%s",
-             answers, self->timeout_ms / 1000.0, code);
+             "; still busy after %d answers in %g s (%s)%s", answers, s_tenths(secs),
+             cut ? "when the wait's time ran out" : "a longer --request-timeout waits longer",
+             code);
 }
 
-/* How a call that got no reply by its end fails: the caller's deadline
-   (cut: it came before the timeout), else the master's last "busy" when
-   one came (busy answers so far, its words in busy_err: a master that
-   answered is not "unreachable", even if the copy sent after the pause
-   got nothing in time), else no reply at all. */
-static void s_ran_out(client_t *self, client_err_t *err, bool cut, int busy,
+/* How a call that got no reply by its end fails (secs: from its start to
+   that end; cut: the caller's deadline, which came before the timeout):
+   the master's last "busy" when one came (busy answers so far, its words
+   in busy_err: a master that answered is not "unreachable", even if the
+   copy sent after the pause got nothing in time; by the caller's deadline
+   too: the same refusal, exit 4, whichever end came first); else, by the
+   caller's deadline, unreachable when no socket of this client ever
+   connected (a host that drops the packets: nothing says the job is slow,
+   so not the caller's timeout either), else the deadline; else no reply
+   at all. */
+static void s_ran_out(client_t *self, client_err_t *err, double secs, bool cut, int busy,
                       const client_err_t *busy_err)
 {
-    if (cut) {
-        memset(err, 0, sizeof *err);
-        s_fail(err, CLIENT_ERR_DEADLINE,
-               "no reply from the master at %s before the caller's deadline%s",
-               connector_address(self->conn), busy ? " (it said busy)" : "");
-        return;
-    }
     if (busy > 0) {
         *err = *busy_err;
-        s_still_busy(self, err, busy);
+        s_still_busy(err, busy, secs, cut);
+        return;
+    }
+    if (cut && self->reached) {
+        memset(err, 0, sizeof *err);
+        s_fail(err, CLIENT_ERR_DEADLINE,
+               "no reply from the master at %s before the caller's deadline",
+               connector_address(self->conn));
         return;
     }
     /* One message for "master down", "master slow" and "wrong port" (see
@@ -322,7 +335,7 @@ static void s_ran_out(client_t *self, client_err_t *err, bool cut, int busy,
     s_fail(err, self->connected ? CLIENT_ERR_TIMEOUT : CLIENT_ERR_UNREACHABLE,
            "cannot reach the master at %s (no reply within %g s); is ztask-master running? "
            "set --master or ZTASK_MASTER",
-           connector_address(self->conn), self->timeout_ms / 1000.0);
+           connector_address(self->conn), s_tenths(secs));
 }
 
 proto_reply_t *client_call(client_t *self, const proto_req_t *req, bool retry_safe,
@@ -438,7 +451,7 @@ proto_reply_t *client_call_until(client_t *self, const proto_req_t *req, bool re
             }
             busy_err = *err;
             if (clock_mono_ms() >= deadline) {
-                s_ran_out(self, err, cut, busy, &busy_err);
+                s_ran_out(self, err, (deadline - start) / 1000.0, cut, busy, &busy_err);
                 goto out;
             }
             memset(err, 0, sizeof *err);
@@ -450,7 +463,7 @@ proto_reply_t *client_call_until(client_t *self, const proto_req_t *req, bool re
         if (clock_mono_ms() >= deadline)
             break;
     }
-    s_ran_out(self, err, cut, busy, &busy_err);
+    s_ran_out(self, err, (deadline - start) / 1000.0, cut, busy, &busy_err);
 out:
     free(text);
     return rep;

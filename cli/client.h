@@ -41,7 +41,10 @@
 
     A caller with a deadline of its own (`ztask wait --timeout`) bounds
     the call by it (client_call_until): the call then ends at whichever of
-    the two comes first, never a whole request timeout past the caller's.
+    the two comes first, never a whole request timeout past the caller's;
+    by the caller's deadline it fails as by the timeout when the master
+    said "busy" (CLIENT_ERR_REFUSED) or was never reached by any socket of
+    this client (CLIENT_ERR_UNREACHABLE), else with CLIENT_ERR_DEADLINE.
 
     CURVE (client_set_curve): the socket is a CURVE client of the master,
     which admits our public key only when it is in its --clients list.
@@ -84,8 +87,9 @@ typedef enum {
     CLIENT_ERR_REFUSED,      /* any other error reply */
     CLIENT_ERR_BAD_REPLY,    /* a reply that cannot be read */
     CLIENT_ERR_INTERRUPTED,  /* the interrupt callback said stop */
-    CLIENT_ERR_DEADLINE      /* no reply (or still "busy") by the caller's deadline
-                                (client_call_until), which came before the timeout */
+    CLIENT_ERR_DEADLINE      /* no reply from a master this client reached, by the
+                                caller's deadline (client_call_until), which came
+                                before the timeout ("busy" then is REFUSED) */
 } client_err_kind_t;
 
 typedef struct {

@@ -38,7 +38,8 @@ static const char s_usage[] =
     "\n"
     "Exit: 0 every task done, 1 some failed, were cancelled or dep_failed (not run:\n"
     "a job they depend on did not succeed), 3 master\n"
-    "unreachable, 4 refused (no such job), 5 --timeout expired.\n";
+    "unreachable (also: never reached within --timeout), 4 refused (no such job;\n"
+    "busy until --timeout), 5 --timeout expired.\n";
 
 /* The last status request is held by the master until --timeout; its
    answer (the counts said at the timeout, or the end that came just then)

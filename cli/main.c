@@ -73,8 +73,9 @@ static const char s_usage[] =
     "  1  some tasks failed or were cancelled (wait, submit --wait)\n"
     "  2  usage error (bad option or input)\n"
     "  3  cannot reach the master (refused or no such host: at once; silent: after\n"
-    "     the request timeout)\n"
-    "  4  the master refused the request\n"
+    "     the request timeout; with wait --timeout, none reached by then)\n"
+    "  4  the master refused the request (busy: for the whole request timeout, or\n"
+    "     until wait --timeout)\n"
     "  5  wait --timeout expired before the job finished\n"
     "  6  authentication failed (key refused, missing or wrong)\n"
     "  130 interrupted\n";

@@ -66,7 +66,7 @@ struct alloc {
     cmd_t cmd;
     int64_t last_tick;
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
-    bool polled;               /* one squeue ran since start (before any sbatch) */
+    bool polled;               /* one squeue answered since start (before any sbatch) */
     int next_queue;            /* round robin among queues wanting to submit */
     char **cancels;            /* Slurm job ids for the next scancel, owned */
     int ncancels;
@@ -100,6 +100,22 @@ static void s_save(alloc_t *self, const proto_alloc_t *q)
 {
     journal_add(self->journal,
                 &(jop_t){.type = J_ALLOC_SAVE, .alloc = q->id, .text = proto_alloc_encode(q)});
+}
+
+/* s_save of a record of what the master did outside (a Slurm job sbatch
+   made, one found, a removal whose scancel started), committed at the
+   loop's next turn and fsynced (journal_commit_soon), not after flush_ms
+   and only written (--sync acked fsyncs within JOURNAL_FSYNC_MS what no
+   answer waits for): the master goes on from it at once (the queue's
+   limits count the job), and a machine crash in that second would forget
+   a job Slurm runs and bills. A crash before the record is on disk is
+   what a master killed while sbatch ran leaves too: the restarted master
+   polls squeue by the queue's name before any sbatch and adopts the job
+   (s_adopt). */
+static void s_save_now(alloc_t *self, const proto_alloc_t *q)
+{
+    s_save(self, q);
+    journal_commit_soon(self->journal);
 }
 
 static proto_alloc_t *s_copy(const proto_alloc_t *q)
@@ -376,7 +392,7 @@ static void s_add_allocation(alloc_t *self, proto_alloc_t *q, const char *id)
     q->retry_at = 0;
     s_prune(q);
     log_info("event=alloc_submitted queue=%" PRId64 " slurm_job=%s", q->id, id);
-    s_save(self, q);
+    s_save_now(self, q);
 }
 
 static void s_ended(alloc_t *self, proto_alloc_t *q, proto_allocation_t *a, const char *how)
@@ -515,7 +531,7 @@ static void s_adopt(alloc_t *self, const char *line, size_t n)
     log_warn("event=alloc_found queue=%" PRId64 " slurm_job=%s state=%s note=\"submitted before "
              "a restart, never recorded: followed from now on\"",
              q->id, id, state);
-    s_save(self, q);
+    s_save_now(self, q);
 }
 
 static void s_squeue_done(alloc_t *self, int status)
@@ -523,10 +539,12 @@ static void s_squeue_done(alloc_t *self, int status)
     const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
     if (status != 0) {
         char *why = s_first_line(self->cmd.buf[1] ? self->cmd.buf[1] : "");
-        log_warn("event=alloc_poll_failed status=%d error=%s", status, LOG_V(why));
+        log_warn("event=alloc_poll_failed status=%d error=%s%s", status, LOG_V(why),
+                 self->polled ? "" : " note=\"no sbatch until squeue answers\"");
         free(why);
         return;   /* judge nothing on a failed poll */
     }
+    self->polled = true;
     double wall = clock_wall();
     if (self->cmd.cut[0])
         log_warn("event=alloc_poll_cut bytes=%d note=\"squeue listed more than is kept: no "
@@ -615,6 +633,11 @@ static void s_forget(alloc_t *self, int64_t id, bool now)
 
 static void s_forget_now(alloc_t *self)
 {
+    /* The scancel has started: the deletion is fsynced at once (see
+       s_save_now), else a machine crash in the next second brings the
+       queue back, and with it sbatch for its tasks. */
+    if (self->nforget && self->journal)
+        journal_commit_soon(self->journal);
     for (int i = 0; i < self->nforget; i++)
         s_forget(self, self->forget[i], true);
     free(self->forget);
@@ -822,13 +845,18 @@ void alloc_tick(alloc_t *self, int64_t now)
     if (!self->nqueues)
         return;
     /* A first poll before any sbatch: it finds what a master that died
-       while sbatch ran had submitted (s_adopt). */
-    if (!self->polled || (now >= self->next_poll && s_any_unended(self))) {
-        self->polled = true;
+       while sbatch ran (or whose record of it a machine crash took) had
+       submitted (s_adopt). One that failed (slurmctld down, as after the
+       power loss that took the master down too) found nothing: asked
+       again every poll_ms, and no sbatch until one has answered, else
+       the queue's limits would not count those jobs. */
+    if ((!self->polled || s_any_unended(self)) && now >= self->next_poll) {
         self->next_poll = now + self->poll_ms;
         s_start_squeue(self, now);
         return;
     }
+    if (!self->polled)
+        return;
     int64_t waiting = s_waiting(self);
     for (int k = 0; k < self->nqueues; k++) {
         int i = (self->next_queue + k) % self->nqueues;
@@ -1091,7 +1119,16 @@ static proto_reply_t *s_remove(alloc_t *self, int at, bool force)
     if (submitting)
         self->cmd.cancel = true;   /* its answer is cancelled when it comes */
     /* Deleted from the store once what it has in Slurm is being cancelled
-       (s_start_scancel), or when sbatch answers. */
+       (s_start_scancel), or when sbatch answers. Until then it is kept,
+       paused: a master that dies meanwhile (the answer, written before it
+       goes, says removed) finds it again and follows what it has in Slurm,
+       but submits nothing more for it. */
+    if (n > 0 || submitting) {
+        proto_alloc_t *kept = s_copy(q);
+        kept->paused = true;
+        s_save(self, kept);
+        proto_alloc_destroy(&kept);
+    }
     if (n > 0)
         s_forget(self, q->id, false);
     else if (!submitting)

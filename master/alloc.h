@@ -35,9 +35,14 @@
         more than 30 s ago, has ended (unless the listing was cut at its
         64 KiB bound: then absence says nothing). A restarted master finds the
         allocations it had submitted this way instead of submitting again:
-        it polls once before any sbatch, and a job of a queue's name that
+        it polls once before any sbatch (again every 5 s, and no sbatch
+        meanwhile, while squeue fails), and a job of a queue's name that
         it does not know and that has not ended (sbatch ran as the master
-        died, its answer never stored) is followed like the others.
+        died, its answer never stored) is followed like the others. What
+        records a side effect in Slurm (a job sbatch made or one found,
+        the removal of a queue whose scancel started) is fsynced at once,
+        not within the second --sync acked gives other commits: a machine
+        crash then leaves what a master killed while sbatch ran leaves.
     `remove` of a queue with allocations queued or running is refused
     (they would hold nodes nothing follows); `remove --force` hands them
     to scancel (a command like sbatch and squeue, ahead of them) and

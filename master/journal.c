@@ -155,14 +155,9 @@ journal_t *journal_new(store_t *store, const sched_t *sched, int flush_ms, const
     self->db_path = xstrdup(db_path);
     self->pending_tail = &self->pending;
     self->done_tail = &self->done;
-    /* --sync acked: the WAL found at open may hold the commits of a
-       master killed after writing them without an fsync (in the page
-       cache only), and they are read and answered from now on: taken as
-       not fsynced, so the first answer waits for an fsync and the timer
-       makes one within JOURNAL_FSYNC_MS (an fsync of the WAL alone when
-       nothing new is to be written: store_sync_wal). */
-    if (store_sync_mode(store) == STORE_SYNC_ACKED)
-        self->unsynced_since = clock_mono_ms();
+    /* The WAL found at open (a killed master's commits, maybe never
+       fsynced) is on disk already: store_new fsyncs it, whatever the
+       mode. */
     self->writer = writer_new(store, s_write_batch);
     if (!self->writer) {
         free(self->db_path);

@@ -312,12 +312,6 @@ static int s_open_store(master_t *self, char *err, size_t errlen)
         return -1;
     }
     journal_set_metrics(self->journal, self->metrics);
-    /* --sync acked: the WAL found may hold a killed master's commits,
-       never fsynced (see journal_new). Everything is answered from them
-       from now on, some of it with no flush of its own (a held wait whose
-       mark is 0, a resent submit's key): fsynced before the first answer.
-       A failure is a full disk, handled as any failed commit. */
-    journal_flush(self->journal);
     if (!store_shrinks(self->store))
         log_info("event=db_keeps_free_pages db=%s note=\"made before ztask gave forgotten jobs' "
                  "pages back: the file never shrinks; to change that once, stop the master and "

@@ -403,9 +403,8 @@ struct store {
     store_sync_t sync;   /* the mode it was opened with */
     bool fsync_next;     /* ACKED: synchronous is FULL now, not NORMAL */
     bool unsynced;       /* ACKED: the WAL may hold commits not fsynced (one
-                            made with NORMAL since the last fsynced one, or
-                            frames found at open: a master killed after such
-                            commits leaves them in the page cache only) */
+                            made with NORMAL since the last fsynced one;
+                            the WAL found at open is fsynced by store_new) */
     char err[512];
     char poison[512];    /* why (reported by the next store_commit) */
 };
@@ -838,6 +837,24 @@ int store_file_mode(const char *path)
     return (int) (st.st_mode & 07777);
 }
 
+/* fsyncs the WAL file as it is, whatever the mode: SQLite's own handle of
+   it (sqlite3PagerJrnlFile), the same xSync it makes at a commit with
+   synchronous=FULL. None open means no WAL (":memory:"). */
+static int s_wal_fsync(store_t *self)
+{
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(self->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK)
+        return s_dberr(self, "fsync of the WAL");
+    if (wal && wal->pMethods) {
+        int rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+        if (rc != SQLITE_OK) {
+            s_seterr(self, "fsync of the WAL: %s", sqlite3_errstr(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen)
 {
     char scratch[8];
@@ -866,9 +883,21 @@ store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen
     }
     sqlite3_extended_result_codes(self->db, 1);
     self->sync = sync;
-    self->unsynced = sync == STORE_SYNC_ACKED;
     if (s_configure(self->db, path, sync, err, errlen) < 0 ||
         s_schema(self->db, path, err, errlen) < 0) {
+        store_destroy(&self);
+        return NULL;
+    }
+    /* The WAL found may hold a killed master's commits never fsynced (one
+       run --sync acked, interval or off: in the page cache only), and
+       this one answers from them whatever its own mode: they are made
+       durable before anything is read. (The commits of the open itself
+       fsync them too today, by accident: PRAGMA auto_vacuum rewrites page 1
+       at SQLite's default synchronous, FULL in this build, before ours is
+       set; neither that order nor that default is ours to count on.) */
+    if (s_wal_fsync(self) != 0) {
+        snprintf(err, errlen, "%s: %s (the master answers from it only once it is on disk: see "
+                 "the system log for disk errors)", path, self->err);
         store_destroy(&self);
         return NULL;
     }
@@ -913,8 +942,8 @@ int store_commit(store_t *self)
        row rewritten as it was: a claim after a restart) appends none, and
        the commits before it, only written, would stay so while the caller
        is told they are durable. Which commit changes no page is not known
-       here, so every fsynced commit that follows commits only written (or
-       the open) gets the probe row: a page it always writes. */
+       here, so every fsynced commit that follows commits only written gets
+       the probe row: a page it always writes. */
     if (!self->poisoned && self->sync == STORE_SYNC_ACKED && self->fsync_next && self->unsynced
         && store_probe(self) != 0 && !self->poisoned) {
         s_rollback_now(self);   /* its begin failed: nothing of ours is open */
@@ -984,19 +1013,8 @@ int store_sync_wal(store_t *self)
     assert(!self->in_tx);
     if (self->sync != STORE_SYNC_ACKED || !self->unsynced)
         return 0;
-    /* SQLite's own handle of the WAL (sqlite3PagerJrnlFile): the same
-       xSync it makes at a commit with synchronous=FULL. None open yet
-       means nothing was written since the open. */
-    sqlite3_file *wal = NULL;
-    if (sqlite3_file_control(self->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK)
-        return s_dberr(self, "fsync of the WAL");
-    if (wal && wal->pMethods) {
-        int rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
-        if (rc != SQLITE_OK) {
-            s_seterr(self, "fsync of the WAL: %s", sqlite3_errstr(rc));
-            return -1;
-        }
-    }
+    if (s_wal_fsync(self) != 0)
+        return -1;
     self->unsynced = false;
     return 0;
 }

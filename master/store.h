@@ -84,8 +84,11 @@ int store_file_mode(const char *path);
 
 /* Opens (creating if needed) the database at path (":memory:" allowed),
    sets WAL and the sync mode, creates or checks the schema (a schema
-   version is kept in PRAGMA user_version; a newer version is refused).
-   Returns NULL and fills err on failure. */
+   version is kept in PRAGMA user_version; a newer version is refused),
+   and fsyncs the WAL it found, whatever the mode: a master killed after
+   commits it only wrote (--sync acked, interval, off) leaves them in the
+   page cache, and nothing read from them is told before they are on
+   disk. Blocks on that fsync. Returns NULL and fills err on failure. */
 store_t *store_new(const char *path, store_sync_t sync, char *err, size_t errlen);
 void store_destroy(store_t **p);
 
@@ -105,10 +108,8 @@ store_sync_t store_sync_mode(const store_t *self);
    fsynced one makes every earlier one durable too, if it appends to the
    WAL (SQLite fsyncs nothing at a commit that writes no page): so every
    fsynced commit that follows commits only written gets the probe row
-   from store_commit, whatever it writes itself, as does the first
-   fsynced one after the open (the WAL found may hold a killed master's
-   commits, never fsynced), unless store_sync_wal has fsynced the WAL
-   since. 0, or -1. */
+   from store_commit, whatever it writes itself, unless store_sync_wal has
+   fsynced the WAL since. 0, or -1. */
 int store_fsync_next(store_t *self, bool fsync);
 /* ACKED (a no-op in the other modes): fsyncs the WAL as it is, with no
    transaction open: every commit so far becomes durable, and no row is

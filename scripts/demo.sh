@@ -58,7 +58,7 @@ echo "== starting a master (database and logs in $dir)"
 # Port 0: the master picks free ports and prints them in its listening
 # lines; --http serves /metrics and the dashboard on loopback
 # (ZTASK_DEMO_HTTP=127.0.0.1:8080 for a fixed port).
-"$bin/ztask-master" --db "$dir/demo.db" --port 0 --bind 127.0.0.1 --sync interval \
+"$bin/ztask-master" --db "$dir/demo.db" --port 0 --bind 127.0.0.1 \
     --http "${ZTASK_DEMO_HTTP:-127.0.0.1:0}" 2>"$dir/master.log" &
 pids+=($!)
 wait_for_line "$dir/master.log" "event=listening" 20

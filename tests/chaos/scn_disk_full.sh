@@ -30,7 +30,7 @@ records=$CHAOS_DIR/records
 expect=$CHAOS_DIR/expect
 args="{\"file\":\"$records\",\"ms\":$MS}"
 port=$(free_port_pair) || chaos_fail "no free port pair"
-MFLAGS=(--db "$db" --sync full --heartbeat-ms 200 --liveness 3 --recovery-grace 1)
+MFLAGS=(--db "$db" --heartbeat-ms 200 --liveness 3 --recovery-grace 1)
 
 start_master "$port" "${MFLAGS[@]}"
 start_worker da "$THREADS"

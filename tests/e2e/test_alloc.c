@@ -527,8 +527,9 @@ END_TEST
 /* A forced remove while squeue holds the command slot, then a kill -9
    before its scancel could start: the restarted master still knows the
    queue and follows its allocation (it was forgotten, and the allocation
-   left running with nothing to follow or cancel it); removed again, it
-   is cancelled. */
+   left running with nothing to follow or cancel it), paused: the client
+   was told it is removed, so nothing more is submitted for it (it came
+   back active); removed again, it is cancelled. */
 START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follows_the_queue, 150)
 {
     h_cluster_t *c = s_removed_while_squeue_hangs("allockill");
@@ -542,6 +543,8 @@ START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follo
     ck_assert_msg(r->rc == 0 && strstr(r->out, "\"1001\""),
                   "queue 1 and its allocation 1001 forgotten, nothing cancelled: %s",
                   h_run_desc(r));
+    ck_assert_msg(strstr(r->out, "\"paused\":true"),
+                  "the queue the client was told is removed came back active: %s", r->out);
     h_run_free(&r);
     r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
     ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));

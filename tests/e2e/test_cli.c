@@ -77,6 +77,58 @@ START_TIMED_TEST(an_unreachable_master_is_reported_at_once_and_only_a_silent_one
 }
 END_TEST
 
+/* `ztask wait --timeout` bounds each request by its timeout (exit 5, "did
+   not finish"): right for a master that was reached, whose job is slow.
+   One that was never reached by then (a host that drops the packets: a
+   listener whose accept queue is full, so the kernel drops every SYN
+   after it) says nothing of the job: that is exit 3, "cannot reach the
+   master" and what to set, as without --timeout (it said "job 1 did not
+   finish within 1 s; it keeps running", exit 5). */
+START_TIMED_TEST(a_wait_that_never_reaches_the_master_by_its_timeout_says_it_cannot_reach_it, 60)
+{
+    int port;
+    int lfd = h_loopback_socket(true, &port);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    /* Fills the accept queue (one connection with backlog 0; two to be
+       sure): nothing more gets past the SYN. */
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fillers[2];
+    for (int i = 0; i < 2; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fillers[i], 0);
+        connect(fillers[i], (struct sockaddr *) &sa, sizeof sa);   /* EINPROGRESS or done */
+    }
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    const char *wait_1[] = { "--request-timeout", "600", "wait", "1", "--timeout", "1", NULL };
+    h_run_t *r = s_cli_at(addr, wait_1, 20000);
+    ck_assert_msg(r->rc == 3, "never reached: want exit 3 at the wait's timeout: %s",
+                  h_run_desc(r));
+    ck_assert_msg(strstr(r->err, "cannot reach the master at") && strstr(r->err, addr)
+                      && strstr(r->err, "set --master or ZTASK_MASTER")
+                      && !strstr(r->err, "did not finish"),
+                  "never reached: says so and what to do: %s", r->err);
+    h_run_free(&r);
+    for (int i = 0; i < 2; i++)
+        close(fillers[i]);
+    close(lfd);
+
+    /* A real master, reached, whose job (no worker) does not finish: the
+       wait's own exit 5. */
+    h_cluster_t *c = h_cluster_new("cli_wait_reached");
+    h_master_start(c, 0, NULL);
+    int64_t job = h_submit(c, NULL, "--", "true", NULL);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    r = h_cliv(c, (const char *[]){ "wait", id, "--timeout", "1", NULL }, 20000);
+    ck_assert_msg(r->rc == 5 && strstr(r->err, "did not finish within 1 s"),
+                  "reached: want exit 5: %s", h_run_desc(r));
+    h_run_free(&r);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* A wait that already talked to the master rides out its restart: a
    refused connection then means "restarting", not "wrong address". */
 START_TIMED_TEST(wait_rides_out_a_master_restart_on_the_same_port, 120)

@@ -612,36 +612,6 @@ START_TIMED_TEST(dashboard_job_list_is_answered_after_an_fsync, 120)
 }
 END_TEST
 
-/* A master killed after commits only written (results, default --sync
-   acked) leaves them in the WAL, in the page cache: the next one reads
-   and answers from them, some answers with no flush of their own (a held
-   wait, a resent submit's key). It fsyncs the WAL as it starts, before
-   any answer and not 1 s later by the timer. */
-START_TIMED_TEST(a_restarted_master_fsyncs_the_wal_it_found_before_answering, 120)
-{
-    h_cluster_t *c = h_cluster_new("http_restart_fsync");
-    h_proc_t *m = h_master_start(c, 0, NULL);
-    h_worker_start(c, "w1", 2, NULL);
-    int64_t job = h_submit(c, NULL, "--fn", "sleep", "--args", "0.005", "--array", "1-4000",
-                           NULL);
-    ck_assert(H_POLL(h_status_count(c, job, "done") > 100, 30000));
-    h_proc_kill9(m);
-    m = h_master_start(c, 0, "--http", "127.0.0.1:0", NULL);
-    resp_t mr = s_get(h_http_port(m), "/metrics", NULL);
-    double uptime = s_metric(mr.body, "ztask_uptime_seconds");
-    double fsynced = s_metric(mr.body, "ztask_commits_fsynced_total");
-    fprintf(stderr, "[restart fsync] %.0f commits fsynced %.3f s after the start\n", fsynced,
-            uptime);
-    /* Past JOURNAL_FSYNC_MS the timer would have fsynced anyway (a slow
-       start on a loaded host): the check says nothing then. */
-    if (uptime < 0.9)
-        ck_assert_msg(fsynced >= 1, "%.3f s after the start, %.0f fsyncs", uptime, fsynced);
-    s_resp_free(&mr);
-    h_cancel(c, job);
-    h_cluster_destroy(&c);
-}
-END_TEST
-
 START_TIMED_TEST(metrics_parse_and_count_a_job_whose_counts_are_known, 120)
 {
     h_cluster_t *c = h_cluster_new("http_metrics");

@@ -689,6 +689,33 @@ START_TEST(a_wait_the_master_never_answered_says_no_counts)
 }
 END_TEST
 
+START_TEST(a_wait_the_master_answered_busy_until_its_timeout_says_busy)
+{
+    /* `ztask wait 1 --timeout 1` against a master that answers "busy"
+       every time: at the wait's timeout, the master's own words and how
+       long it stayed busy, exit 4 (a refusal, as when the request timeout
+       comes first), not "did not finish" with exit 5, which reads as a
+       slow job. A real master answers a status however busy it is (a
+       small answer: master/conns.h): only a fake says busy to it. */
+    step_t steps[] = { { ACT_BUSY_ALWAYS, 0, NULL, 0 } };
+    fake_t *f = s_fake_start(steps, 1);
+    cli_t cli = { .host = xstrdup("127.0.0.1"), .port = f->port, .timeout_ms = 8000 };
+    cli_wait_opts_t opts = { .timeout = 1.0 };
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
+    int rc = cli_wait_job(&cli, 1, &opts);
+    char *err = s_capture_end(&cap);
+    ck_assert_msg(rc == CLI_EXIT_REFUSED, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, "ztask: busy: ") && strstr(err, "when the wait's time ran out")
+                      && strstr(err, "(busy)\n") && !strstr(err, "did not finish"),
+                  "%s", err);
+    free(err);
+    client_destroy(&cli.client);
+    free(cli.host);
+    s_fake_stop(&f);
+}
+END_TEST
+
 /* Runs `ztask workers ARGS` against the fake at port; returns what it
    printed (caller frees) and the exit code. */
 static char *s_workers_output(int port, char **argv, int argc, int *rc)

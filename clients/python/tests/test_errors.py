@@ -65,8 +65,9 @@ def test_a_wait_that_runs_out_raises_wait_timeout(running, tmp_path):
         job.wait(timeout=0.3)
     assert e.value.exit_code == 5 and isinstance(e.value, TimeoutError)
     assert e.value.job == job.id and e.value.record["finished"] is None
-    with pytest.raises(ztask.WaitTimeout):
+    with pytest.raises(ztask.WaitTimeout) as e:
         list(job.as_completed(timeout=0.3))
+    assert e.value.job == job.id and e.value.record["job"] == job.id
     gate.touch()
     assert job.wait(timeout=WAIT)["state"] == "done"
 
@@ -286,6 +287,58 @@ def test_a_wait_ends_at_its_timeout_not_a_request_timeout_later():
         with pytest.raises(ztask.WaitTimeout):
             list(c.job(7).as_completed(timeout=0.5))
         assert time.monotonic() - t0 < 4.0
+    finally:
+        c.close()
+        m.close()
+
+
+def test_a_wait_that_never_reaches_the_master_raises_unreachable_not_wait_timeout():
+    # Job.wait(timeout=1) against a host that drops the packets (a
+    # listener whose accept queue is full: the kernel drops every SYN
+    # after it): no master was ever reached, so nothing says the job is
+    # slow. UnreachableError (CLI exit 3, "cannot reach the master" and
+    # what to set) at the wait's timeout, as `ztask wait --timeout` says;
+    # it was WaitTimeout ("job 7 did not finish within 1 s").
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(2):   # one fills a backlog of 0; two to be sure
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+    c = ztask.Client(f"127.0.0.1:{port}", timeout=600.0)
+    try:
+        with pytest.raises(ztask.ZtaskError) as e:
+            c.job(7).wait(timeout=1.0)
+        assert isinstance(e.value, ztask.UnreachableError), repr(e.value)
+        assert e.value.exit_code == 3
+        assert str(e.value).startswith(f"cannot reach the master at 127.0.0.1:{port} ")
+        assert "ZTASK_MASTER" in str(e.value)
+    finally:
+        c.close()
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
+def test_a_wait_the_master_answered_busy_until_its_timeout_raises_busy():
+    # Job.wait(timeout=1) against a master that answers "busy" every time:
+    # the busy refusal with the master's words (BusyError, CLI exit 4), as
+    # when the client's own timeout comes first; it was WaitTimeout, which
+    # reads as a slow job.
+    m = BusyMaster(None)
+    c = ztask.Client(f"127.0.0.1:{m.port}", timeout=8.0)
+    try:
+        with pytest.raises(ztask.ZtaskError) as e:
+            c.job(7).wait(timeout=1.0)
+        assert isinstance(e.value, ztask.BusyError), repr(e.value)
+        assert e.value.exit_code == 4 and e.value.code == "busy"
+        assert "when the wait's time ran out" in str(e.value)
+        assert str(e.value).endswith(" (busy)")
     finally:
         c.close()
         m.close()

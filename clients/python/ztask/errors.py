@@ -45,7 +45,8 @@ class UsageError(ZtaskError, ValueError):
 
 
 class UnreachableError(ZtaskError, ConnectionError):
-    """No reply from the master within the request timeout. CLI exit code 3."""
+    """No reply from the master within the request timeout, or no
+    connection to it by a wait's own timeout. CLI exit code 3."""
 
     exit_code = EXIT_UNREACHABLE
 

@@ -74,7 +74,8 @@ BUSY_PAUSE_MAX = 1.0             # ...to here, as cli/client.c's
 # and every pause would move its own sequence on.
 _JITTER = random.SystemRandom()
 
-_MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+_MONITOR_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                    | zmq.EVENT_DISCONNECTED)
 
@@ -115,6 +116,9 @@ class Connection:
         self._no_detail = 0
         self._up = False
         self._drops = 0
+        # Some socket of this connection ever connected (TCP): by the
+        # caller's deadline, a master never reached is unreachable, not slow.
+        self._reached = False
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -150,7 +154,8 @@ class Connection:
     def _exchange(self, type_: str, frame: bytes, retry_safe: bool, hold: float,
                   until: Optional[float]) -> Dict[str, Any]:
         timeout = self.settings.timeout
-        deadline = time.monotonic() + timeout + hold
+        start = time.monotonic()
+        deadline = start + timeout + hold
         # The caller's deadline only moves the end; attempt (the resend
         # pace) stays that of the timeout.
         cut = until is not None and until < deadline
@@ -189,38 +194,43 @@ class Connection:
                     last_busy = e
                     self._wait(min(time.monotonic() + _JITTER.uniform(cap / 2, cap), deadline))
                     if time.monotonic() >= deadline:
-                        self._ran_out(cut, busy, last_busy, timeout, hold)
+                        self._ran_out(cut, busy, last_busy, deadline - start)
                     continue
             # No reply in time: this socket may still get one, later.
             self._close_socket()
             if time.monotonic() >= deadline:
-                self._ran_out(cut, busy, last_busy, timeout, hold)
+                self._ran_out(cut, busy, last_busy, deadline - start)
 
-    def _ran_out(self, cut: bool, busy: int, last_busy: Optional[BusyError], timeout: float,
-                 hold: float) -> None:
-        """Raises what a call that got no reply by its end is: the
-        caller's deadline (cut: it came before the timeout), else the
-        master's last "busy" when one came (a master that answered is not
-        unreachable, even if the copy sent after the pause got nothing in
-        time), else no reply at all."""
-        if cut:
-            raise DeadlineReached(f"no reply from the master at {self.settings.address} before "
-                                  "the caller's deadline" + (" (it said busy)" if busy else ""))
+    def _ran_out(self, cut: bool, busy: int, last_busy: Optional[BusyError],
+                 waited: float) -> None:
+        """Raises what a call that got no reply by its end is (waited:
+        seconds from its start to that end; cut: the caller's deadline,
+        which came before the timeout): the master's last "busy" when one
+        came (a master that answered is not unreachable, even if the copy
+        sent after the pause got nothing in time; by the caller's deadline
+        too, as the CLI's exit 4), else, by the caller's deadline, the
+        deadline when some socket of this connection ever reached the
+        master (else it is unreachable: nothing says the job is slow),
+        else no reply at all."""
+        waited = round(waited, 1)
         if last_busy is not None:
-            raise BusyError(self._still_busy(last_busy.message, busy, timeout + hold),
+            raise BusyError(self._still_busy(last_busy.message, busy, waited, cut),
                             last_busy.code) from None
+        if cut and self._reached:
+            raise DeadlineReached(f"no reply from the master at {self.settings.address} before "
+                                  "the caller's deadline")
         raise UnreachableError(
             f"cannot reach the master at {self.settings.address} (no reply within "
-            f"{timeout:g} s); is ztask-master running? set master= or ZTASK_MASTER")
+            f"{waited:g} s); is ztask-master running? set master= or ZTASK_MASTER")
 
     @staticmethod
-    def _still_busy(message: str, answers: int, waited: float) -> str:
+    def _still_busy(message: str, answers: int, waited: float, cut: bool = False) -> str:
         """The last "busy" answer's message ("MESSAGE (busy)") once the
-        timeout has run out: how long it stayed so, still ending with the
-        code as every refusal does."""
+        timeout (or the caller's deadline: cut) has run out: how long it
+        stayed so, still ending with the code as every refusal does."""
         head = message[:-len(" (busy)")] if message.endswith(" (busy)") else message
-        return (f"{head}; still busy after {answers} answers in {waited:g} s (a longer "
-                "timeout= waits longer) (busy)")
+        why = "when the wait's time ran out" if cut else "a longer timeout= waits longer"
+        return f"{head}; still busy after {answers} answers in {waited:g} s ({why}) (busy)"
 
     def _open_socket(self) -> zmq.Socket:
         if self._sock is not None:
@@ -292,7 +302,9 @@ class Connection:
                 continue
             event, value = struct.unpack("=HI", frames[0][:6])
             why = None
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event == zmq.EVENT_CONNECTED:
+                self._reached = True
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._no_detail = 0
                 self._up = True
             elif event == zmq.EVENT_DISCONNECTED:
