@@ -262,6 +262,51 @@ START_TEST(no_sbatch_goes_out_before_a_squeue_has_answered)
 }
 END_TEST
 
+/* The queue's last_error as `ztask alloc list` shows it (caller frees;
+   NULL for none). */
+static char *s_last_error(fix_t *f)
+{
+    proto_reply_t *rep = alloc_request(
+        f->alloc, &(proto_req_t){.type = PROTO_REQ_ALLOC, .alloc_op = PROTO_ALLOC_OP_LIST}, false);
+    ck_assert_int_eq(rep->nallocs, 1);
+    char *e = rep->allocs[0].last_error ? strdup(rep->allocs[0].last_error) : NULL;
+    proto_reply_destroy(&rep);
+    return e;
+}
+
+/* While no squeue has answered, nothing is submitted: `ztask alloc list`
+   says why in the queue's LAST-ERROR, with squeue's own error (it showed
+   an active queue, no error, nothing submitted: a stall seen only in the
+   master's log), and no longer once one has answered. */
+START_TEST(a_queue_held_back_by_a_failing_squeue_says_why_in_alloc_list)
+{
+    fix_t f;
+    s_fix(&f);
+    char fail[400];
+    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
+    FILE *flag = fopen(fail, "w");
+    ck_assert_ptr_nonnull(flag);
+    fclose(flag);
+    s_add_queue(&f);
+    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
+    job_add(job, PROTO_ST_QUEUED, 3, 0);
+
+    s_tick_until_lines(&f, "squeue.log", 2);
+    char *e = s_last_error(&f);
+    ck_assert_msg(e && strstr(e, "no allocation until squeue answers")
+                      && strstr(e, "squeue failed (exit 1): squeue: error: Unable to contact "
+                                   "slurm controller"),
+                  "alloc list does not say why nothing is submitted: %s", e ? e : "(none)");
+    free(e);
+
+    ck_assert_int_eq(unlink(fail), 0);
+    s_tick_until_lines(&f, "sbatch.log", 1);
+    e = s_last_error(&f);
+    ck_assert_msg(!e, "still says it waits for squeue: %s", e);
+    s_unfix(&f);
+}
+END_TEST
+
 int main(void)
 {
     return zt_run(&(zt_suite_t){.suite = "alloc", .tcase = "alloc"});
