@@ -39,7 +39,7 @@ DEB_libmicrohttpd := libmicrohttpd-dev
 DEB_check  := check
 # Goals that compile nothing (demo installs first, then re-enters make).
 NOLIB_GOALS := clean demo dist uninstall check-layers test-compose test-swarm lint-deploy bench-peers
-TEST_GOALS  := test unit e2e asan tsan memcheck $(BUILD)/tests/%
+TEST_GOALS  := test test-build unit e2e asan tsan memcheck $(BUILD)/tests/%
 ifneq ($(if $(MAKECMDGOALS),$(filter-out $(NOLIB_GOALS),$(MAKECMDGOALS)),all),)
   NEEDED := $(PKGS) $(if $(filter $(TEST_GOALS),$(MAKECMDGOALS)),$(TEST_PKGS))
   DEB_NEEDED = $(foreach p,$(1),$(DEB_$(p)))
@@ -111,7 +111,7 @@ E2E_SRC   := $(wildcard tests/e2e/test_*.c)
 E2E_BINS  := $(patsubst tests/e2e/%.c,$(BUILD)/tests/e2e_%,$(E2E_SRC))
 E2E_LIB_SRC := $(filter-out tests/e2e/test_%.c,$(wildcard tests/e2e/*.c))
 
-.PHONY: all test unit e2e asan tsan memcheck demo install uninstall dist clean check-layers
+.PHONY: all test test-build unit e2e asan tsan memcheck demo install uninstall dist clean check-layers
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(PLUGIN)
@@ -171,10 +171,14 @@ unit: all $(UNIT_BINS)
 e2e: all $(E2E_BINS)
 	@tests/run.sh $(BUILD) e2e
 
+# Builds what `make test` runs, and runs nothing (CI builds first, then
+# runs make test and make memcheck side by side on the same binaries).
+test-build:
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(E2E_BINS)
+
 # As root, `make test` also runs the multi-host test (tests/netns, ~1 min);
 # it prints SKIP and passes when not root or when namespaces are not allowed.
-test:
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(E2E_BINS)
+test: test-build
 	@tests/run.sh $(BUILD) all
 	@tests/netns/run.sh $(BUILD)
 
