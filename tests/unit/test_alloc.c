@@ -1,8 +1,10 @@
 /*  test_alloc: the allocation queues (master/alloc.c) against stand-in
     Slurm commands, with a real store and journal under them: what the
     master records of what it did outside (an sbatch's job) is on disk
-    before the master goes on. The policy itself (when to submit, backoff,
-    adoption, remove) is driven end to end in tests/e2e/test_alloc.c.
+    before the master goes on, and nothing is submitted (and `alloc list`
+    says why) while no squeue has answered. The rest of the policy (when
+    to submit, backoff, adoption, remove) is driven end to end in
+    tests/e2e/test_alloc.c.
 */
 #include "../../common/clock.h"
 #include "../../master/alloc.h"
