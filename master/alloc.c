@@ -67,6 +67,9 @@ struct alloc {
     int64_t last_tick;
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
     bool polled;               /* one squeue answered since start (before any sbatch) */
+    char *poll_error;          /* the last failed poll's error, owned: logged once while
+                                  it repeats (every 5 s, maybe for days) */
+    int poll_failures;         /* failed polls since the last that answered */
     int next_queue;            /* round robin among queues wanting to submit */
     char **cancels;            /* Slurm job ids for the next scancel, owned */
     int ncancels;
@@ -493,14 +496,23 @@ static proto_alloc_state_t s_slurm_state(const char *st)
 static const char s_unpolled[] = "no allocation until squeue answers (it lists what Slurm "
                                  "already runs for the queue): ";
 
-/* A poll that failed (why: the command's error). Logged at each try.
-   Before any poll has answered, it is also every queue's last_error (no
-   failure counted: nothing was submitted), saved when it changed, not at
-   every poll. */
+/* A poll that failed (why: the command's error). Logged when its error
+   differs from the last failed poll's: squeue missing or slurmctld down
+   would otherwise say the same line every 5 s for as long as it lasts
+   (s_poll_answered counts them). Before any poll has answered, it is
+   also every queue's last_error (no failure counted: nothing was
+   submitted), saved when it changed, not at every poll. */
 static void s_poll_failed(alloc_t *self, const char *why)
 {
-    log_warn("event=alloc_poll_failed error=%s%s", LOG_V(why),
-             self->polled ? "" : " note=\"no sbatch until squeue answers\"");
+    self->poll_failures++;
+    if (!self->poll_error || strcmp(self->poll_error, why) != 0) {
+        log_warn("event=alloc_poll_failed error=%s note=\"%sasked again every %g s; the same "
+                 "error again is not logged\"",
+                 LOG_V(why), self->polled ? "" : "no sbatch until squeue answers; ",
+                 (double) self->poll_ms / 1000);
+        free(self->poll_error);
+        self->poll_error = xstrdup(why);
+    }
     if (self->polled)
         return;
     char *text = xasprintf("%s%s", s_unpolled, why);
@@ -517,11 +529,18 @@ static void s_poll_failed(alloc_t *self, const char *why)
     free(line);
 }
 
-/* The first poll that answered: a queue's last_error that said it waited
-   for one is cleared (a stale one would say it still waits). */
+/* A poll that answered: after failed ones, said with their count. The
+   first one since the start clears a queue's last_error that said it
+   waited for one (a stale one would say it still waits). */
 static void s_poll_answered(alloc_t *self)
 {
-    int cleared = 0;
+    if (self->poll_failures)
+        log_info("event=alloc_poll_answered failed_polls=%d", self->poll_failures);
+    self->poll_failures = 0;
+    free(self->poll_error);
+    self->poll_error = NULL;
+    if (self->polled)
+        return;
     for (int i = 0; i < self->nqueues; i++) {
         proto_alloc_t *q = self->queues[i];
         if (!q->last_error || strncmp(q->last_error, s_unpolled, sizeof s_unpolled - 1) != 0)
@@ -529,12 +548,7 @@ static void s_poll_answered(alloc_t *self)
         free(q->last_error);
         q->last_error = NULL;
         s_save(self, q);
-        cleared++;
     }
-    if (cleared)
-        log_info("event=alloc_poll_answered queues=%d note=\"squeue answers again: allocations "
-                 "may be submitted\"",
-                 cleared);
 }
 
 static void s_start_squeue(alloc_t *self, int64_t now)
@@ -613,8 +627,7 @@ static void s_squeue_done(alloc_t *self, int status)
         s_poll_failed(self, why);
         return;   /* judge nothing on a failed poll */
     }
-    if (!self->polled)
-        s_poll_answered(self);
+    s_poll_answered(self);
     self->polled = true;
     double wall = clock_wall();
     if (self->cmd.cut[0])
@@ -1026,6 +1039,7 @@ void alloc_destroy(alloc_t **p)
     free(self->worker_cmd);
     free(self->master_addr);
     free(self->master_key);
+    free(self->poll_error);
     free(self);
     *p = NULL;
 }

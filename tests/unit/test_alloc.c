@@ -15,6 +15,7 @@
 #include "../../master/store.h"
 
 #include "../ztest.h"
+#include "capture.h"
 #include "sqlfault.h"
 
 #include <poll.h>
@@ -305,6 +306,45 @@ START_TEST(a_queue_held_back_by_a_failing_squeue_says_why_in_alloc_list)
     s_tick_until_lines(&f, "sbatch.log", 1);
     e = s_last_error(&f);
     ck_assert_msg(!e, "still says it waits for squeue: %s", e);
+    s_unfix(&f);
+}
+END_TEST
+
+/* Occurrences of needle in text. */
+static int s_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* squeue missing or slurmctld down can last days, and the master asks
+   again every poll: the same failure is logged once (it was a warn line
+   every 5 s), and the poll that answers at last says how many failed. */
+START_TEST(a_squeue_that_keeps_failing_alike_is_logged_once)
+{
+    fix_t f;
+    s_fix(&f);
+    char fail[400];
+    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
+    FILE *flag = fopen(fail, "w");
+    ck_assert_ptr_nonnull(flag);
+    fclose(flag);
+    s_add_queue(&f);
+    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
+    job_add(job, PROTO_ST_QUEUED, 3, 0);
+
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
+    s_tick_until_lines(&f, "squeue.log", 4);
+    ck_assert_int_eq(unlink(fail), 0);
+    s_tick_until_lines(&f, "sbatch.log", 1);
+    char *log = s_capture_end(&cap);
+    ck_assert_msg(s_count(log, "event=alloc_poll_failed ") == 1,
+                  "the same squeue failure logged at each poll:\n%s", log);
+    ck_assert_msg(strstr(log, "event=alloc_poll_answered failed_polls="), "%s", log);
+    free(log);
     s_unfix(&f);
 }
 END_TEST
