@@ -37,7 +37,9 @@
     it to another worker, which makes one extra execution of a short task.
     Nothing stored tells it from a task never sent, so with CURVE that claim
     needs the claim token the task was sent with (claim.h), which no other
-    worker key has.
+    worker key has. "One above" holds for a resend only because a task
+    taken back goes out again once its requeue (J_REQUEUE, the attempt
+    taken back) is written: tasks.c waits for that mark (journal_written).
 
     Threads: main loop only (the writer thread it starts touches only a
     batch and the store).

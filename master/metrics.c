@@ -384,7 +384,7 @@ void metrics_render(const metrics_t *self, strbuf_t *out)
     }
     char labels[32];
     metrics_header(out, "ztask_task_queue_wait_seconds", "histogram",
-                   "Time from ready (submit committed or retry backoff over) to sent to a worker.");
+                   "Time from ready (submit committed or retry backoff over) to sent to a worker, once per execution.");
     for (int k = 0; k < M_KIND_N; k++) {
         snprintf(labels, sizeof labels, "kind=\"%s\"", KIND_NAMES[k]);
         s_histo(out, "ztask_task_queue_wait_seconds", labels, &self->queue_wait[k]);

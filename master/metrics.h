@@ -56,7 +56,8 @@ void metrics_submitted(metrics_t *self, int64_t n);
 void metrics_finished(metrics_t *self, metrics_outcome_t outcome, int64_t now_ms);
 void metrics_retried(metrics_t *self);
 /* From ready (its submit committed, or its retry backoff over) to sent
-   to a worker. */
+   to a worker: the caller observes it once per execution (not again for
+   a send a recall undid). */
 void metrics_queue_wait(metrics_t *self, metrics_kind_t kind, double seconds);
 /* From the worker's start to its finish (the worker's clock). */
 void metrics_run_time(metrics_t *self, metrics_kind_t kind, double seconds);

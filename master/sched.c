@@ -335,9 +335,9 @@ static sched_task_t *s_new_task(sched_t *self, const sched_new_task_t *n)
     t->index = n->index;
     t->priority = n->priority;
     t->cls = (uint16_t) (n->cls >= 0 && n->cls < self->nclasses ? n->cls : 0);
-    t->attempt = (uint16_t) (n->attempt < 0            ? 0
-                             : n->attempt > UINT16_MAX ? UINT16_MAX
-                                                       : n->attempt);
+    t->attempt = n->attempt < 0                   ? 0
+                 : n->attempt > PROTO_MAX_ATTEMPT ? PROTO_MAX_ATTEMPT
+                                                  : n->attempt;
     t->retries_left = (uint8_t) (n->retries_left < 0     ? 0
                                  : n->retries_left > 255 ? 255
                                                          : n->retries_left);

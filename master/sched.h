@@ -69,7 +69,13 @@ typedef struct sched_task {
     int64_t job;
     int64_t index;            /* its index in its job (--after-each matches on it) */
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
-    int64_t deadline;         /* ASSIGNED: lease end; orphan: recovery grace end */
+    union {
+        int64_t deadline;     /* ASSIGNED: lease end; orphan: recovery grace end;
+                                 awaiting: when its result is due */
+        uint64_t requeue_mark;   /* QUEUED: the journal mark (journal.h) of its
+                                    last requeue, written before it is sent
+                                    again (tasks.c, s_requeue); 0 = none */
+    };
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
                                  tasks.c; the queue-wait metric and the oldest
                                  queued task's age read it) */
@@ -83,8 +89,12 @@ typedef struct sched_task {
     int32_t priority;
     uint32_t gen;             /* matches the current heap entry */
     uint32_t spec_len;        /* bytes of its spec (its owner's quota counts them) */
+    int32_t attempt;          /* number of the latest dispatch, 0..PROTO_MAX_ATTEMPT;
+                                 0 = never sent. Full width: recalls resend
+                                 with no retry charged, so nothing else bounds
+                                 it, and a wrapped number would be an attempt
+                                 already sent (stale results compare them) */
     uint16_t cls;             /* index of its class */
-    uint16_t attempt;         /* number of the latest dispatch; 0 = never sent */
     uint8_t retries_left;
     uint8_t crashes;          /* workers that died while holding it */
     uint8_t state;            /* proto_state_t: QUEUED, ASSIGNED or RUNNING */
@@ -94,10 +104,6 @@ typedef struct sched_task {
     bool recovered;           /* loaded queued at a restart: a worker may hold a
                                  dispatch of it that was never written */
     uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
-    char *failed_on;          /* QUEUED, a retry after a failure, or a task its worker
-                                 gave back (a recall): the worker it failed on or
-                                 came from (owned; another that can take it now
-                                 goes first); NULL = none */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
     bool recalling;           /* ASSIGNED: asked back by a recall to its worker
@@ -107,6 +113,14 @@ typedef struct sched_task {
     bool given_back;          /* QUEUED: its worker gave it back (a recall) for
                                  one with a free thread, which it goes to first
                                  (tasks.c, s_better_elsewhere); false once sent */
+    bool failed;              /* failed_on names the worker its last attempt
+                                 failed on (a retry): kept through its sends and
+                                 give-backs, so neither a dispatch nor a recall
+                                 hands it back there while another can take it */
+    char *failed_on;          /* a retry after a failure (failed), or a queued task
+                                 its worker gave back (a recall): the worker it
+                                 failed on or came from (owned; another that can
+                                 take it now goes first); NULL = none */
 } sched_task_t;
 
 /* Why a queued task is parked (sched_task_t.parked, a bit set). */

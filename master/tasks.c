@@ -96,6 +96,8 @@ struct tasks {
     int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
                                 store while the writer had it: read from here
                                 when it is free; dispatch waits till then */
+    bool held_for_commit;    /* this dispatch kept a task taken back until
+                                its requeue is written (s_dispatch_to) */
     /* Held tasks to judge again (s_judge): a queue, not recursion, since a
        verdict ends a job whose dependants are judged in turn, and a client
        can chain jobs (--after) as long as it likes. */
@@ -375,8 +377,10 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         self->orphans++;
     }
     if (w) {
-        if (from == PROTO_ST_QUEUED)
+        if (from == PROTO_ST_QUEUED) {
+            assert(t->attempt < PROTO_MAX_ATTEMPT);   /* s_dispatch_to ends it first */
             t->attempt++;
+        }
         t->recovered = false;
         free(t->worker_name);
         t->worker_name = xstrdup(w->id);
@@ -752,6 +756,7 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
                          .job = t->job,
                          .attempt = t->attempt,
                          .row_bytes = t->spec_len});
+    t->requeue_mark = journal_mark(self->journal);
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
@@ -976,7 +981,7 @@ static sender_t s_sender(const tasks_t *self, const sched_task_t *t, const worke
        the worker it was sent to has that attempt's token for its key
        (claim.h), so no other worker key can claim every task found queued
        at start; without CURVE there are no keys, and a claim is by name. */
-    if (t->recovered && attempt == t->attempt + 1) {
+    if (t->recovered && attempt - 1 == t->attempt) {   /* not t->attempt + 1: it may be the last */
         if (self->cfg.claims && !claim_valid(self->cfg.claims, t->id, attempt, key, claim))
             return S_UNPROVEN;
         return registered ? S_CLAIMABLE : S_EARLY;
@@ -1444,7 +1449,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int parks = 0;
     /* What `ztask tasks` shows as its start until the worker reports one. */
     double wall = clock_wall();
-    /* Retries left for another worker: back in the queue at the end. */
+    /* Retries left for another worker, and tasks taken back whose requeue
+       is not written yet: back in the queue at the end. */
     sched_task_t *later[DISPATCH_BATCH];
     int nlater = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
@@ -1489,6 +1495,26 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     later[nlater++] = t;
                     continue;
                 }
+                if (!journal_written(self->journal, t->requeue_mark)) {
+                    /* Taken back from attempt a, it goes out as a + 1
+                       only once the store says a (J_REQUEUE): a master
+                       killed before that commit finds the row at a - 1
+                       (a send younger than ASSIGN_WRITE_MS is not
+                       written) or on a's worker, refuses the claim of
+                       a + 1 by the worker that has it (a restart takes
+                       a claim of the stored attempt + 1 only), aborts it
+                       there and sends a number a worker already had
+                       (a given back by a recall, or a + 1 itself). One
+                       commit, hurried: a flush_ms at most. */
+                    journal_commit_soon(self->journal);
+                    self->held_for_commit = true;
+                    if (nlater < DISPATCH_BATCH) {
+                        later[nlater++] = t;
+                        continue;
+                    }
+                    sched_requeue(self->sched, t, 0);
+                    break;
+                }
                 if (!t->spec && !journal_idle(self->journal)) {
                     /* Its spec is only in the store, which the writer has:
                        reading it now would block the loop for up to a
@@ -1499,6 +1525,19 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     self->ahead_wanted = t->id;
                     break;
                 }
+                if (t->attempt >= PROTO_MAX_ATTEMPT) {
+                    /* Recalls resend with no retry charged: only this
+                       bounds them (a next number would wrap). */
+                    char why[160];
+                    snprintf(why, sizeof why,
+                             "it was sent %d times, the most attempts a task can have: "
+                             "submit it again",
+                             t->attempt);
+                    log_warn("event=attempts_exhausted task=%" PRId64 " attempt=%d", t->id,
+                             t->attempt);
+                    s_finish(self, t, PROTO_ST_FAILED, NULL, why);
+                    continue;
+                }
                 spec = s_take_spec(self, t);
                 if (!spec) {
                     log_error("event=spec_missing task=%" PRId64 " error=\"%s\"", t->id,
@@ -1507,12 +1546,17 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     continue;
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
-                metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
-                                   (double) (now - t->ready_ms) / 1000.0);
+                /* One wait per execution: a task given back (a recall)
+                   was counted at the send it undid, which never ran. */
+                if (!t->given_back)
+                    metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
+                                       (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
                 t->started = wall;
-                free(t->failed_on);
-                t->failed_on = NULL;
+                if (!t->failed) {   /* where a retry failed stays avoided */
+                    free(t->failed_on);
+                    t->failed_on = NULL;
+                }
                 t->given_back = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
@@ -1739,11 +1783,14 @@ static worker_t *s_reserve(tasks_t *self, int64_t now, const sched_class_t **onl
 
 /* Whether t, on its holder, may be asked back for idle: sent but not
    reported started, not being cancelled, not a suspect (one per worker,
-   see s_worker_lost) and of a kind idle can take now. */
+   see s_worker_lost), of a kind idle can take now, and not a retry that
+   failed on idle (its holder is one that can take it: the rule of
+   s_better_elsewhere). */
 static bool s_recallable(tasks_t *self, const sched_task_t *t, const worker_t *idle)
 {
     return t->state == PROTO_ST_ASSIGNED && !t->cancel_requested && !t->suspect && !t->orphan
-           && !t->awaiting && s_takes_now(sched_class_get(self->sched, t->cls), idle);
+           && !t->awaiting && !(t->failed && t->failed_on && strcmp(t->failed_on, idle->id) == 0)
+           && s_takes_now(sched_class_get(self->sched, t->cls), idle);
 }
 
 /* Asks h for up to want of its unstarted tasks that idle can take;
@@ -1868,6 +1915,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
             return;
         tasks_read_ahead(self);
     }
+    self->held_for_commit = false;
     const sched_class_t *only = NULL;
     worker_t *reserved = s_reserve(self, now, &only);
     /* Start from a different worker each round so scarce tasks spread. */
@@ -1882,7 +1930,10 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (self->ahead_wanted > 0)
             return;
     }
-    s_recall(self, now);
+    /* A task given back that waits for its requeue's commit is for an
+       idle worker: asking for another in the meantime would ask twice. */
+    if (!self->held_for_commit)
+        s_recall(self, now);
 }
 
 /* ---- reports ---- */
@@ -1982,7 +2033,7 @@ static bool s_park(tasks_t *self, sched_task_t *t, const char *name, const char 
         sched_claim(self->sched, t);
         free(t->worker_name);
         t->worker_name = xstrdup(name);
-        t->attempt = (uint16_t) res->attempt;
+        t->attempt = res->attempt;
         s_move(self, t, PROTO_ST_ASSIGNED, NULL);
         t->deadline = now + self->cfg.recovery_grace_ms;
         /* Its token proved this key (s_sender): it waits for that key,
@@ -2134,6 +2185,7 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
            Where it failed is remembered apart (s_better_elsewhere). */
         free(t->failed_on);
         t->failed_on = t->worker_name;
+        t->failed = true;
         t->worker_name = NULL;
         s_requeue(self, t, now + backoff);
         return;
@@ -2208,8 +2260,9 @@ static void s_append_output(sched_task_t *t, int stream, const char *data)
    retry and no crash is charged (it did not run), and its next send is
    attempt + 1 like every resend (10.4). h does not count as its last
    holder (nothing of it will come), and it is not sent back to h while
-   another worker can take it now (failed_on, s_better_elsewhere). An
-   attempt h does not hold is refused like any report about it. */
+   another worker can take it now (failed_on, s_better_elsewhere); a
+   retry keeps avoiding the worker it failed on instead. An attempt h
+   does not hold is refused like any report about it. */
 static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep, const char *key,
                           int64_t now)
 {
@@ -2233,8 +2286,14 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
                          s_refusal(who), now);
             continue;
         }
-        free(t->failed_on);
-        t->failed_on = t->worker_name;
+        /* A retry keeps the worker it failed on to avoid (h, with a
+           free thread, may have it again); any other avoids h. */
+        if (t->failed) {
+            free(t->worker_name);
+        } else {
+            free(t->failed_on);
+            t->failed_on = t->worker_name;
+        }
         t->worker_name = NULL;
         t->given_back = true;
         s_take_back(self, t, false, "recalled");

@@ -55,6 +55,11 @@
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_RECALL 1024          /* refs in a "recall" or a "recalled" message */
+/* The highest attempt number (1 = a task's first send). Every resend is
+   the next number, recalls included, which charge no retry: numbers are
+   never reused or wrapped, and a task sent this many times fails instead
+   of going out again (master/tasks.c). Input outside 1..this is refused. */
+#define PROTO_MAX_ATTEMPT INT32_MAX
 #define PROTO_MAX_GPUS_TEXT 4096       /* a task's "gpus" (device ids, comma-separated) */
 /* A claim token: the master gives one with each task it sends (with
    CURVE), and the worker hands it back, unread, wherever it claims that

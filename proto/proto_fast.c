@@ -339,7 +339,7 @@ static bool s_result_member(fr_t *r, size_t which, proto_result_t *res)
     case 1:
         /* 0: a task the master ended before any dispatch (cancelled or
            dep_failed while queued). */
-        if (!s_int(r, 0, INT32_MAX, &v))
+        if (!s_int(r, 0, PROTO_MAX_ATTEMPT, &v))
             return false;
         res->attempt = (int) v;
         return true;
@@ -662,7 +662,7 @@ static bool s_task(fr_t *r, proto_task_t *t)
                 return false;
             seen |= 1;
         } else if (s_is(k, n, "attempt") && !(seen & 2)) {
-            if (!s_int(r, 1, INT32_MAX, &v))
+            if (!s_int(r, 1, PROTO_MAX_ATTEMPT, &v))
                 return false;
             t->attempt = (int) v;
             seen |= 2;

@@ -48,7 +48,7 @@ static int s_task_from(cJSON *o, proto_task_t *t, proto_err_t *err)
         return -1;
     }
     if (pj_i64(o, "id", true, 1, PJ_MAX_SAFE_INT, &t->id, err) != 0
-        || pj_int(o, "attempt", true, 1, INT32_MAX, &t->attempt, err) != 0
+        || pj_int(o, "attempt", true, 1, PROTO_MAX_ATTEMPT, &t->attempt, err) != 0
         || pj_i64(o, "job", true, 1, PJ_MAX_SAFE_INT, &t->job, err) != 0
         || pj_int(o, "cpus", false, 0, INT32_MAX, &t->cpus, err) != 0
         || pj_str(o, "gpus", false, 1, PROTO_MAX_GPUS_TEXT, &t->gpus, err) != 0)
@@ -109,7 +109,7 @@ proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err)
         rc = s_tasks_from(root, msg, err);
     else if (msg->type == PROTO_PIPE_ABORT)
         rc = (pj_i64(root, "task", true, 1, PJ_MAX_SAFE_INT, &msg->task, err) != 0
-              || pj_int(root, "attempt", true, 1, INT32_MAX, &msg->attempt, err) != 0)
+              || pj_int(root, "attempt", true, 1, PROTO_MAX_ATTEMPT, &msg->attempt, err) != 0)
                  ? -1
                  : 0;
     else if (msg->type == PROTO_PIPE_RECALL)

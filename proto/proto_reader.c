@@ -390,7 +390,7 @@ static int s_read_ref(const cJSON *e, const char *k, int i, void *slot, const vo
         return -1;
     }
     if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &ref->task, err) != 0
-        || pj_int(e, "attempt", true, 1, INT32_MAX, &ref->attempt, err) != 0) {
+        || pj_int(e, "attempt", true, 1, PROTO_MAX_ATTEMPT, &ref->attempt, err) != 0) {
         pj_err_prefix(err, "%s[%d]", k, i);
         return -1;
     }

@@ -60,7 +60,7 @@ static int s_started_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
             return -1;
         }
         if (pj_i64(e, "task", true, 1, PJ_MAX_SAFE_INT, &msg->started[i].task, err) != 0
-            || pj_int(e, "attempt", true, 1, INT32_MAX, &msg->started[i].attempt, err) != 0
+            || pj_int(e, "attempt", true, 1, PROTO_MAX_ATTEMPT, &msg->started[i].attempt, err) != 0
             || pj_dbl(e, "at", true, 0, 1e300, &msg->started_at[i], err) != 0) {
             pj_err_prefix(err, "started[%d]", i);
             return -1;
@@ -73,7 +73,7 @@ static int s_started_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
 static int s_live_output_from(cJSON *o, proto_report_t *msg, proto_err_t *err)
 {
     if (pj_i64(o, "task", true, 1, PJ_MAX_SAFE_INT, &msg->task, err) != 0
-        || pj_int(o, "attempt", true, 1, INT32_MAX, &msg->attempt, err) != 0)
+        || pj_int(o, "attempt", true, 1, PROTO_MAX_ATTEMPT, &msg->attempt, err) != 0)
         return -1;
     const cJSON *s = pj_get(o, "stream");
     if (cJSON_IsString(s) && strcmp(s->valuestring, "stdout") == 0)

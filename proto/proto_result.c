@@ -510,7 +510,7 @@ proto_result_t *pr_result_from(cJSON *o, size_t *room, proto_err_t *err)
     }
     proto_result_t *res = proto_result_new();
     if (pj_i64(o, "task", true, 1, PJ_MAX_SAFE_INT, &res->task, err) != 0
-        || pj_int(o, "attempt", true, 0, INT32_MAX, &res->attempt, err) != 0)
+        || pj_int(o, "attempt", true, 0, PROTO_MAX_ATTEMPT, &res->attempt, err) != 0)
         goto fail;
     const cJSON *st = pj_get(o, "status");
     if (!st) {

@@ -11,6 +11,7 @@
 #include "../ztest.h"
 #include "sqlfault.h"
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1928,6 +1929,344 @@ START_TEST(a_task_given_back_goes_to_the_idle_worker_not_another_busy_one)
     for (int k = 0; k < 3; k++)
         s_fake_stop(&w[k]);
     s_env_stop(&e);
+}
+END_TEST
+
+/* A retry keeps away from the worker it failed on while another can take
+   it (s_better_elsewhere), and a recall keeps that rule: w fails R, whose
+   retry goes to x's queue behind x's running task; w, idle, is not given
+   R back through a recall (it would run where it failed, with x there to
+   take it), while y, idle too, is: R, given back, goes to y. */
+START_TEST(a_retry_is_not_recalled_for_the_worker_it_failed_on)
+{
+    env_t e;
+    s_env_recall(&e);
+    fake_t w, x, y;
+    s_fake_start_as(&w, &e, "w", 1, true, NULL);
+    const char *retried[] = {"{\"fn\":\"noop\",\"retries\":2}"};
+    s_submit_specs(&e, retried, 1);
+    proto_task_t r[1], a[1];
+    ck_assert_int_eq(s_take_tasks(&w, 1, r, 3000), 1);
+    s_fake_start_as(&x, &e, "x", 1, true, "x");
+    const char *on_x[] = {"{\"fn\":\"noop\",\"require\":[\"x\"]}"};
+    s_submit_specs(&e, on_x, 1);
+    ck_assert_int_eq(s_take_tasks(&x, 1, a, 3000), 1);
+    s_started(&x, a[0].id, a[0].attempt);
+    s_result_failed(&w, r[0].id, r[0].attempt);
+    /* The retry: w has a free thread, but it failed there and x has room. */
+    proto_task_t again[1];
+    for (int k = 0; k < 60 && s_take_tasks(&x, 1, again, 50) == 0; k++)
+        s_heartbeat(&w);
+    ck_assert_int_eq(again[0].id, r[0].id);
+    ck_assert_int_eq(again[0].attempt, 2);
+    proto_pipe_t *msg = s_wait_recall(&x, &w, 800);
+    ck_assert_msg(msg == NULL, "the retry was asked back for the worker it failed on");
+    s_fake_start_as(&y, &e, "y", 1, true, NULL);
+    for (int k = 0; k < 30 && !msg; k++) {
+        s_heartbeat(&y);
+        msg = s_wait_recall(&x, &w, 100);
+    }
+    ck_assert_msg(msg != NULL, "no recall for the idle worker it did not fail on");
+    ck_assert_int_eq(msg->nrefs, 1);
+    ck_assert_int_eq(msg->refs[0].task, r[0].id);
+    proto_task_ref_t back = msg->refs[0];
+    proto_pipe_destroy(&msg);
+    s_recalled(&x, &back, 1);
+    fake_t *both[2] = {&w, &y};
+    proto_task_t got[4];
+    int ngot = 0;
+    proto_pipe_t *recalls[2] = {NULL, NULL};
+    int to = s_who_gets(both, 2, got, &ngot, 3000, recalls);
+    ck_assert_msg(to == 1, "the retry given back went to %s", to == 0 ? "w, where it failed" : "nobody");
+    ck_assert_int_eq(got[0].id, r[0].id);
+    ck_assert_int_eq(got[0].attempt, 3);
+    s_fake_stop(&y);
+    s_fake_stop(&x);
+    s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* The dashboard's record of a task given back and sent again is of the
+   attempt that runs: its "started" is that attempt's send (the first
+   send's time would say it waited on a worker it never ran on). */
+START_TEST(the_dashboard_shows_the_send_of_the_attempt_a_given_back_task_runs)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    s_recall_one(&e, &h, &i, got, &back);
+    double before = clock_wall();
+    s_recalled(&h, &back, 1);
+    proto_task_t on_i[1];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    char path[64];
+    snprintf(path, sizeof path, "/api/task?id=%lld", (long long) back.task);
+    char *page = s_http_get(master_http_port(e.master), path);
+    const char *body = strstr(page, "\r\n\r\n");
+    ck_assert_ptr_nonnull(body);
+    cJSON *o = cJSON_Parse(body + 4);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(cJSON_GetObjectItem(o, "attempt")->valuedouble, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "worker")->valuestring, i.id);
+    double started = cJSON_GetObjectItem(o, "started")->valuedouble;
+    ck_assert_msg(started >= before, "started %.6f: before the give-back (%.6f)", started, before);
+    cJSON_Delete(o);
+    free(page);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* Removes a database name in dir and the files beside it. */
+static void s_rm_db(const char *dir, const char *name)
+{
+    const char *ends[] = {"", "-wal", "-shm", ".reserve"};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, ends[i]);
+        unlink(path);
+    }
+}
+
+/* The value of the first /metrics line that starts with name. */
+static long s_metric(env_t *e, const char *name)
+{
+    char *m = s_http_get(master_http_port(e->master), "/metrics");
+    const char *at = m;
+    while ((at = strstr(at, name)) && at != m && at[-1] != '\n')
+        at++;
+    long v = at ? strtol(at + strlen(name), NULL, 10) : -1;
+    free(m);
+    return v;
+}
+
+
+
+/* A task given back (attempt 1, never written: younger than
+   ASSIGN_WRITE_MS) goes out again as attempt 2 only once its requeue is
+   written: sent before, a master killed before that commit would find
+   it queued at attempt 0, refuse the claim of attempt 2 by the worker
+   that has it (a restart takes only the stored attempt + 1), abort it
+   there and send attempt 1 again. Commits fail (a full disk) from the
+   give-back on: it waits; once they succeed it goes, and a master
+   restarted from the database as a kill -9 then leaves it (a copy) lets
+   its worker claim it. */
+START_TEST(a_task_given_back_goes_out_again_only_once_its_requeue_is_written)
+{
+    char dir[] = "/tmp/ztask-test-master-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    s_fault_vfs_install();
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    cfg.db_path = db;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    int64_t job = s_recall_one(&e, &h, &i, got, &back);
+    ck_assert_int_eq(back.attempt, 1);
+    proto_reply_t *rep = s_query(&e, PROTO_REQ_STATS, 0);   /* answered after a commit */
+    proto_reply_destroy(&rep);
+    s_wal_fault = SQLITE_FULL;
+    s_recalled(&h, &back, 1);
+    /* Read (the dispatch of the same turn came before the answer). */
+    for (int k = 0; k < 250 && s_metric(&e, "ztask_tasks_recalled_total ") < 1; k++) {
+        s_heartbeat(&h);
+        s_heartbeat(&i);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(s_metric(&e, "ztask_tasks_recalled_total "), 1);
+    proto_task_t on_i[1];
+    int n = s_take_tasks(&i, 1, on_i, 300);
+    ck_assert_msg(n == 0, "task %lld went out again as attempt %d before its requeue was written",
+                  n ? (long long) on_i[0].id : 0LL, n ? on_i[0].attempt : 0);
+    s_wal_fault = 0;
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 5000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, 2);
+    /* A kill -9 now: nothing more reaches the disk (attempt 2's send is
+       younger than ASSIGN_WRITE_MS: not written; the stop's last commit
+       fails), and a master starts on what is there. */
+    s_wal_fault = SQLITE_FULL;
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+    s_wal_fault = 0;
+    s_fault_vfs_remove();
+    cfg.http_addr = NULL;
+    s_env_start_config(&e, &cfg);
+    fake_t again = {.e = &e, .threads = 1};
+    again.api = zmqx_socket(e.ctx, ZMQ_DEALER, 0, -1);
+    ck_assert_int_eq(zmq_connect(again.api, e.api), 0);
+    proto_task_ref_t running = {.task = back.task, .attempt = 2};
+    s_fake_hello_running(&again, "i", &running, 1);
+    rep = s_query(&e, PROTO_REQ_RESULTS, job);
+    bool claimed = false;
+    for (int t = 0; t < rep->ntasks; t++)
+        if (rep->tasks[t].task == back.task)
+            claimed = rep->tasks[t].worker && strcmp(rep->tasks[t].worker, again.id) == 0
+                      && rep->tasks[t].attempts == 2;
+    proto_reply_destroy(&rep);
+    ck_assert_msg(claimed, "the restarted master did not let i claim attempt 2");
+    s_fake_stop(&again);
+    s_env_stop(&e);
+    s_rm_db(dir, "state.db");
+    rmdir(dir);
+}
+END_TEST
+
+/* The queue-wait histogram's observations, all kinds together. */
+static long s_queue_waits(env_t *e)
+{
+    char *m = s_http_get(master_http_port(e->master), "/metrics");
+    long n = 0;
+    for (const char *at = m; (at = strstr(at, "ztask_task_queue_wait_seconds_count{")); at++)
+        n += strtol(strchr(at, '}') + 1, NULL, 10);
+    free(m);
+    return n;
+}
+
+/* A task given back and sent again waited in the queue once for its one
+   run: the histogram counts one wait per execution (the send a recall
+   undoes is not one), so its count is the number of tasks here. */
+START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 3);
+    cfg.crash_limit = 1;
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    s_recall_one(&e, &h, &i, got, &back);
+    ck_assert_int_eq(s_queue_waits(&e), 4);
+    s_recalled(&h, &back, 1);
+    proto_task_t on_i[1];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(s_queue_waits(&e), 4);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* ---- attempt numbers ---- */
+
+/* A master on a database in a new directory (dir, at least 32 bytes)
+   whose one task (a noop, the job returned) was sent `attempt` times
+   before the restart this env is: the row is written as a master would
+   have left it, queued at that attempt. */
+static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt)
+{
+    snprintf(dir, 32, "/tmp/ztask-test-master-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char db[128];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    master_config_t cfg = s_config(60000, 0, 0);
+    cfg.db_path = db;
+    s_env_start_config(e, &cfg);
+    int64_t job = s_submit_noops(e, 1);
+    s_env_stop(e);
+    sqlite3 *sql;
+    ck_assert_int_eq(sqlite3_open(db, &sql), SQLITE_OK);
+    char *text = sqlite3_mprintf("UPDATE tasks SET attempt = %lld", (long long) attempt);
+    ck_assert_int_eq(sqlite3_exec(sql, text, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(text);
+    ck_assert_int_eq(sqlite3_changes(sql), 1);
+    sqlite3_close(sql);
+    s_env_start_config(e, &cfg);
+    return job;
+}
+
+static void s_env_stop_at_attempt(env_t *e, const char *dir)
+{
+    s_env_stop(e);
+    s_rm_db(dir, "state.db");
+    rmdir(dir);
+}
+
+/* Waits for the job's one task to end; its row as the results query
+   shows it (the caller destroys rep). */
+static const proto_task_info_t *s_one_ended(env_t *e, int64_t job, proto_reply_t **rep)
+{
+    for (int k = 0; k < 200; k++) {
+        *rep = s_query(e, PROTO_REQ_RESULTS, job);
+        ck_assert_int_eq((*rep)->ntasks, 1);
+        proto_state_t st = (*rep)->tasks[0].status;
+        if (st == PROTO_ST_DONE || st == PROTO_ST_FAILED)
+            return &(*rep)->tasks[0];
+        proto_reply_destroy(rep);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_abort_msg("the task did not end");
+    return NULL;
+}
+
+/* Recalls send a task again with no retry charged, so its attempt number
+   has no bound but the protocol's: past 65,535 it goes on counting (a
+   16-bit number wrapped to 0 here, which is no attempt, and the stale
+   result checks compare these numbers), and the result of the attempt
+   before is a duplicate. */
+START_TEST(a_task_sent_65535_times_goes_out_as_attempt_65536)
+{
+    env_t e;
+    char dir[32];
+    int64_t job = s_env_start_at_attempt(&e, dir, 65535);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(got[0].attempt, 65536);
+    s_result(&f, got[0].id, 65535);
+    s_result(&f, got[0].id, got[0].attempt);
+    proto_reply_t *rep;
+    const proto_task_info_t *t = s_one_ended(&e, job, &rep);
+    ck_assert_int_eq(t->status, PROTO_ST_DONE);
+    ck_assert_int_eq(t->attempts, 65536);
+    proto_reply_destroy(&rep);
+    rep = s_query(&e, PROTO_REQ_STATS, 0);
+    ck_assert_int_eq(rep->stats.duplicates, 1);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&f);
+    s_env_stop_at_attempt(&e, dir);
+}
+END_TEST
+
+/* The last attempt number the protocol carries (PROTO_MAX_ATTEMPT) is
+   never passed: a task sent that many times fails, saying why, instead
+   of going out as a number a worker refuses (or one already used). */
+START_TEST(a_task_at_the_last_attempt_number_fails_instead_of_going_out_again)
+{
+    env_t e;
+    char dir[32];
+    int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    proto_reply_t *rep;
+    const proto_task_info_t *t = s_one_ended(&e, job, &rep);
+    ck_assert_int_eq(t->status, PROTO_ST_FAILED);
+    ck_assert_ptr_nonnull(t->result);
+    ck_assert_msg(t->result->error && strstr(t->result->error, "attempt"), "error: %s",
+                  t->result->error ? t->result->error : "(none)");
+    proto_reply_destroy(&rep);
+    proto_pipe_t *msg = s_next(&f, 300, true);
+    ck_assert_msg(msg == NULL, "%s came to the worker", s_pipe_name(msg));
+    s_fake_stop(&f);
+    s_env_stop_at_attempt(&e, dir);
 }
 END_TEST
 
