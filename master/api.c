@@ -1317,9 +1317,16 @@ out:
 
 /* ---- workers ---- */
 
-static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w)
+static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w,
+                          const tasks_held_t *resend)
 {
     proto_reply_t *rep = proto_reply_new(true);
+    /* What it listed whose result did not arrive: results lost with a
+       master that died before committing them. A worker that kept them
+       sends them again now rather than those tasks running again after
+       the grace (docs/protocol.md, 10.3). */
+    if (resend)
+        rep->resend = tasks_unreported(self->cfg.tasks, w, resend, &rep->nresend);
     rep->worker_id = xstrdup(w->id);
     rep->task_port = w->task_port;
     rep->report_port = self->cfg.report_port;
@@ -1382,7 +1389,11 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
              LOG_V(w->id), LOG_V(w->host), w->pid, w->threads, w->task_port, req->nrunning, claimed,
              res,
              again ? " again=1" : "");
-    s_hello_reply(self, env, w);
+    /* A live worker registering again with this very master lost its
+       pipe, not the master: its results are on their way in the report
+       socket, which never closed, and asking for them would only make
+       duplicates. */
+    s_hello_reply(self, env, w, req->resend && !again ? &held : NULL);
 }
 
 static void s_workers(api_t *self, const zmqx_frames_t *env)

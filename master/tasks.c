@@ -76,6 +76,8 @@ struct tasks {
     int64_t keep_gone_ms;    /* REGISTRY_KEEP_GONE_MS, or the test hook's
                                 ZTASK_TEST_KEEP_GONE_MS */
     int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
+    int64_t rejoin_until;    /* mono ms: after a restart that found unfinished
+                                tasks, nothing is sent before (s_rejoin_window) */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
@@ -194,10 +196,32 @@ static int s_load_task(const store_task_row_t *row, void *arg)
 
 static void s_judge(tasks_t *self, const int64_t *ids, size_t n);
 
+/* After a restart, the tasks the old master had sent in its last second
+   are found queued (their assignments not written yet, ASSIGN_WRITE_MS),
+   like tasks never sent: only their workers' hellos tell them apart. A
+   task sent to the first worker that registers before another's hello
+   claims it runs twice, though it may have ended before the crash (its
+   result then comes again, the hello's resend). So nothing is sent until
+   every live worker has had the time to find this master silent and say
+   hello: a liveness window and one heartbeat, at most the recovery
+   grace. */
+static void s_rejoin_window(tasks_t *self)
+{
+    int64_t ms = (int64_t) self->cfg.heartbeat_ms * (self->cfg.liveness + 1);
+    if (ms > self->cfg.recovery_grace_ms)
+        ms = self->cfg.recovery_grace_ms;
+    self->rejoin_until = clock_mono_ms() + ms;
+    log_info("event=rejoin_window ms=%" PRId64 " note=\"no task is sent before the workers "
+             "have had the time to register again\"",
+             ms);
+}
+
 int tasks_load(tasks_t *self, store_t *store)
 {
     if (store_unfinished_each(store, s_load_task, self) != 0)
         return -1;
+    if (sched_size(self->sched) || self->orphans)
+        s_rejoin_window(self);
     /* The held tasks, judged now that every job and task is known. */
     size_t n = 0, cap = 0, pos = 0;
     int64_t *ids = NULL;
@@ -1068,6 +1092,27 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
     return claimed;
 }
 
+proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
+                                   const tasks_held_t *held, int *n)
+{
+    *n = 0;
+    proto_task_ref_t *refs = NULL;
+    for (int i = 0; i < held->nrunning + held->nended && *n < PROTO_MAX_ENDED; i++) {
+        bool ended = i >= held->nrunning;
+        const proto_task_ref_t *ref = ended ? &held->ended[i - held->nrunning]
+                                            : &held->running[i];
+        const sched_task_t *t = sched_get(self->sched, ref->task);
+        /* Its own, at that attempt, and no result yet (an ended one that
+           is not awaiting has its result already). */
+        if (!t || t->worker != w || t->attempt != ref->attempt || (ended && !t->awaiting))
+            continue;
+        if (!refs)
+            refs = xcalloc((size_t) PROTO_MAX_ENDED, sizeof *refs);
+        refs[(*n)++] = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
+    }
+    return refs;
+}
+
 void tasks_cancel(tasks_t *self, sched_task_t *t)
 {
     if (t->state == PROTO_ST_QUEUED || (t->orphan && !t->worker)) {
@@ -1910,6 +1955,8 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         s_recall(self, now);
         return;
     }
+    if (now < self->rejoin_until)
+        return;
     if (self->ahead_wanted > 0) {
         if (!journal_idle(self->journal))
             return;
@@ -2473,6 +2520,8 @@ static void s_stalled(tasks_t *self, int64_t gap)
             t->deadline += gap;
     for (size_t i = 0; i < self->nparked; i++)
         self->parked[i].until += gap;
+    if (self->rejoin_until)
+        self->rejoin_until += gap;
     log_warn("event=master_stalled ms=%" PRId64 " workers=%zu note=\"the master did not run for "
              "this long: liveness and leases restart from now\"",
              gap, n);

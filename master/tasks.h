@@ -62,7 +62,10 @@ void tasks_destroy(tasks_t **p);
 
 /* Rebuilds the queue from store at start-up: queued tasks are queued
    again; tasks that were on a worker wait recovery_grace_ms for it to
-   claim them (orphans). Returns 0, or -1 (store_error says why). */
+   claim them (orphans). When it found any, no task is sent for a
+   liveness window and one heartbeat (at most recovery_grace_ms), while
+   the workers register again and claim what they held
+   (event=rejoin_window). Returns 0, or -1 (store_error says why). */
 int tasks_load(tasks_t *self, store_t *store);
 
 /* Counts for `ztask stats` and the start-up line. */
@@ -150,6 +153,17 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
    this hello, kept for it (those that came with w's key; see
    tasks_read_reports). Returns how many tasks its hello claimed. */
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now);
+
+/* The attempts w's hello listed (running or ended) that w holds now
+   (claimed, see tasks_claim) and whose results have not come: a worker
+   that kept the results of those that ended sends them again when the
+   hello's reply names these (its "resend"). Those it listed running may
+   have ended since it made the hello (a hello can wait in its socket for
+   the next master), their results gone to the master it had lost. At
+   most PROTO_MAX_ENDED; the caller frees them (proto_refs_free); NULL
+   with *n 0 when none. */
+proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
+                                   const tasks_held_t *held, int *n);
 
 /* Records that job has finished, if it just has (jobs_check_finished),
    and judges again the tasks of the jobs that wait for it: the one way a

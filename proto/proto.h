@@ -471,6 +471,9 @@ typedef struct {
     bool no_exec;            /* worker refuses exec tasks */
     bool recall;             /* hello: the worker answers "recall" pipe messages
                                 (false: an older worker, never sent one) */
+    bool resend;             /* hello: the worker keeps the results of its "ended"
+                                attempts and sends them again when the reply's
+                                "resend" names them (false: an older worker) */
     res_set_t *resources;    /* hello: what the worker has (NULL = not said) */
     char **gpu_ids;          /* hello: its GPU devices (ngpu_ids of them) */
     int ngpu_ids;
@@ -647,6 +650,12 @@ typedef struct {
        then. Absent from an older master's reply: false. */
     bool report_b64;
     int liveness;               /* missed heartbeats before a peer is dead */
+    /* hello: attempts of the hello's "ended" whose results this master
+       does not have (lost with a master that died before it committed
+       them): the worker sends them again. At most PROTO_MAX_ENDED; absent
+       (an older master, or all arrived): none. */
+    proto_task_ref_t *resend;
+    int nresend;
     /* alloc: the queues (add: the new one; list: all) */
     proto_alloc_t *allocs;
     int nallocs;

@@ -236,6 +236,7 @@ static int s_hello_from(cJSON *o, proto_req_t *req, proto_err_t *err)
         || pj_refs(o, "ended", false, &req->ended, &req->nended, err) != 0
         || pj_bool(o, "no_exec", false, &req->no_exec, err) != 0
         || pj_bool(o, "recall", false, &req->recall, err) != 0
+        || pj_bool(o, "resend", false, &req->resend, err) != 0
         || ps_resources_from(o, "resources", &req->resources, err) != 0
         || pj_str_array(o, "gpu_ids", false, 64, 1, 32, &req->gpu_ids, &req->ngpu_ids, err) != 0
         || pj_str_array(o, "functions", false, MAX_FUNCTIONS, 1, PROTO_MAX_NAME,
@@ -486,6 +487,8 @@ char *proto_req_encode(const proto_req_t *req)
         pb_kbool(&b, "no_exec", req->no_exec);
         if (req->recall)
             pb_kbool(&b, "recall", true);
+        if (req->resend)
+            pb_kbool(&b, "resend", true);
         ps_resources_write(&b, "resources", req->resources);
         if (req->ngpu_ids > 0) {
             pb_key(&b, "gpu_ids");

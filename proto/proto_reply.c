@@ -472,6 +472,7 @@ void proto_reply_destroy(proto_reply_t **p)
     free(r->out_chunk);
     free(r->err_chunk);
     free(r->task_error);
+    proto_refs_free(r->resend, r->nresend);
     proto_stats_clear(&r->stats);
     free(r->worker_id);
     pu_strv_free(r->no_worker, r->nno_worker);
@@ -589,6 +590,10 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
         pb_ki64(&b, "liveness", rep->liveness);
         if (rep->report_b64)
             pb_kbool(&b, "report_b64", true);
+        if (rep->nresend) {
+            pb_key(&b, "resend");
+            pb_refs(&b, rep->resend, rep->nresend);
+        }
         break;
     case PROTO_REQ_ALLOC:
         pb_key(&b, "queues");
@@ -771,6 +776,8 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
                        || pj_int(o, "heartbeat_ms", true, 1, 3600000, &rep->heartbeat_ms, err) != 0
                        || pj_int(o, "liveness", true, 1, 1000, &rep->liveness, err) != 0
                        || pj_bool(o, "report_b64", false, &rep->report_b64, err) != 0
+                       || pj_refs_max(o, "resend", false, PROTO_MAX_ENDED, &rep->resend,
+                                      &rep->nresend, err) != 0
                    ? -1
                    : 0;
     case PROTO_REQ_ALLOC:

@@ -53,6 +53,14 @@
    starve the timers (the inbox is taken whole: what the pool threads put
    since the last wakeup). */
 #define PIPE_BATCH 64
+/* The result texts kept for a master that restarts (the ended ring's
+   text): at most RESEND_KEEP_BYTES in all, the oldest dropped first, and
+   none over RESEND_KEEP_ONE: a result carrying a big output is not kept
+   (the worker's memory per thread stays within docs/worker.md's "Output
+   capture" bound, e2e test_outmem). A task whose result is not kept runs
+   again after the master's grace, as with a worker that keeps none. */
+#define RESEND_KEEP_BYTES (4 << 20)
+#define RESEND_KEEP_ONE (64 << 10)
 /* Accepted from a hello reply; anything outside is a broken master. */
 #define HEARTBEAT_MS_MIN 10
 #define HEARTBEAT_MS_MAX 600000
@@ -113,12 +121,22 @@ struct session {
 
     /* The last PROTO_MAX_ENDED attempts whose results went to the outbox
        (a ring: ended_next is the oldest once full), for the next hello:
-       after a master restart their results may arrive after it. */
+       after a master restart their results may arrive after it, or never
+       (a master that died before committing them): the hello's reply
+       names those it lacks ("resend") and the kept text goes again. */
     struct {
         proto_task_ref_t ref;
         int64_t at;          /* mono ms */
+        char *text;          /* the encoded result, owned; NULL = not kept
+                                (too big, or too old to be asked for) */
+        size_t len, stored;  /* its length, and as the master stores it */
     } ended[PROTO_MAX_ENDED];
     int ended_next, nended;
+    /* Entries by number: the n-th ever is at n % PROTO_MAX_ENDED (as
+       ended_next is). Those before kept_seq hold no text: texts go oldest
+       first, so s_ended drops them in amortised constant time. */
+    uint64_t ended_seq, kept_seq;
+    size_t kept_bytes;       /* the texts' lengths summed */
 
     /* Every task the pool may still touch, oldest first. */
     runner_task_t *head, *tail;
@@ -256,34 +274,118 @@ static proto_task_ref_t *s_running_refs(session_t *self, int *n, bool hello)
     return refs;
 }
 
-/* The result of t's attempt went to the outbox. */
-static void s_ended(session_t *self, const runner_task_t *t, int64_t now)
+/* The ring's i-th entry, oldest first. */
+static int s_ended_at(const session_t *self, int i)
 {
-    proto_task_ref_t *ref = &self->ended[self->ended_next].ref;
+    return (self->ended_next - self->nended + i + PROTO_MAX_ENDED) % PROTO_MAX_ENDED;
+}
+
+/* Where the hello's "ended" begins: the attempts that ended since shortly
+   before the master went silent (its liveness window before last_rx).
+   last_rx only grows, so what ended before this is never asked for. */
+static int64_t s_ended_since(const session_t *self)
+{
+    return self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
+}
+
+static void s_drop_text(session_t *self, int at)
+{
+    if (!self->ended[at].text)
+        return;
+    assert(self->kept_bytes >= self->ended[at].len);
+    self->kept_bytes -= self->ended[at].len;
+    free(self->ended[at].text);
+    self->ended[at].text = NULL;
+}
+
+/* The result of t's attempt (json, len bytes, stored as the master
+   stores it) went to the outbox: on record for the next hello, with a
+   copy of the text while it may be asked for again and RESEND_KEEP_BYTES
+   allows (the oldest, and those too old, make room). */
+static void s_ended(session_t *self, const runner_task_t *t, const char *json, size_t len,
+                    size_t stored, int64_t now)
+{
+    assert(self->ended_next == (int) (self->ended_seq % PROTO_MAX_ENDED));
+    int64_t since = s_ended_since(self);
+    bool fits = len <= RESEND_KEEP_ONE;   /* else it is not kept, and evicts nothing */
+    /* The oldest first: those too old to be asked for, then to make room;
+       and the one this entry takes the place of. */
+    assert(self->ended_seq < PROTO_MAX_ENDED || self->kept_seq >= self->ended_seq - PROTO_MAX_ENDED);
+    while (self->kept_seq < self->ended_seq) {
+        int old = (int) (self->kept_seq % PROTO_MAX_ENDED);
+        bool overwritten = self->kept_seq + PROTO_MAX_ENDED == self->ended_seq;
+        if (!overwritten && self->ended[old].at >= since
+            && (!fits || self->kept_bytes + len <= RESEND_KEEP_BYTES))
+            break;
+        s_drop_text(self, old);
+        self->kept_seq++;
+    }
+    int at = self->ended_next;
+    assert(!self->ended[at].text);
+    proto_task_ref_t *ref = &self->ended[at].ref;
     *ref = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
     memcpy(ref->claim, t->claim, sizeof ref->claim);
-    self->ended[self->ended_next].at = now;
+    self->ended[at].at = now;
+    if (fits && self->kept_bytes + len <= RESEND_KEEP_BYTES) {
+        self->ended[at].text = xmalloc(len + 1);
+        memcpy(self->ended[at].text, json, len + 1);
+        self->ended[at].len = len;
+        self->ended[at].stored = stored;
+        self->kept_bytes += len;
+    }
     self->ended_next = (self->ended_next + 1) % PROTO_MAX_ENDED;
+    self->ended_seq++;
     if (self->nended < PROTO_MAX_ENDED)
         self->nended++;
 }
 
-/* Refs of the attempts that ended since shortly before the master went
-   silent (its liveness window before last_rx): their results may not have
-   reached it, and a restarted master keeps those tasks for us while they
-   come (the hello's "ended"). The caller frees them. */
+/* Refs of the attempts that ended since s_ended_since: their results may
+   not have reached the master, and a restarted master keeps those tasks
+   for us while they come (the hello's "ended"). The caller frees them. */
 static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
 {
-    int64_t since = self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
+    int64_t since = s_ended_since(self);
     proto_task_ref_t *refs = xcalloc((size_t) (self->nended ? self->nended : 1), sizeof *refs);
     int k = 0;
     for (int i = 0; i < self->nended; i++) {
-        int at = (self->ended_next - self->nended + i + PROTO_MAX_ENDED) % PROTO_MAX_ENDED;
+        int at = s_ended_at(self, i);
         if (self->ended[at].at >= since)
             refs[k++] = self->ended[at].ref;
     }
     *n = k;
     return refs;
+}
+
+/* The hello's reply names the attempts it listed whose results the
+   master lacks: the kept texts of those that ended go again (a result is
+   safe to repeat: one that arrived after all is a duplicate,
+   docs/protocol.md 10.4). That includes attempts the hello listed
+   running that ended since it was made: their results went to the
+   report socket of the master we had lost (a hello can wait in its
+   socket for the next master). One still running sends its result when
+   it ends; one whose text is not kept runs again after the master's
+   grace. */
+static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
+{
+    int sent = 0;
+    for (int i = 0; i < self->nended; i++) {
+        int at = s_ended_at(self, i);
+        if (!self->ended[at].text)
+            continue;
+        bool asked = false;
+        for (int k = 0; k < n && !asked; k++)
+            asked = self->ended[at].ref.task == refs[k].task
+                    && self->ended[at].ref.attempt == refs[k].attempt;
+        if (!asked)
+            continue;
+        char *copy = xmalloc(self->ended[at].len + 1);
+        memcpy(copy, self->ended[at].text, self->ended[at].len + 1);
+        outbox_result_until(self->outbox, copy, self->ended[at].stored, INT64_MIN);
+        sent++;
+    }
+    if (n || sent)
+        log_info("event=results_resent worker=%s asked=%d sent=%d", LOG_V(self->worker_id), n,
+                 sent);
 }
 
 static void s_send_heartbeat(session_t *self)
@@ -516,6 +618,7 @@ static void s_send_hello(session_t *self, int64_t now)
         req->ended = s_ended_refs(self, &req->nended);
     req->no_exec = self->no_exec;
     req->recall = true;   /* s_on_recall */
+    req->resend = true;   /* s_resend */
     if (self->resources) {
         req->resources = xmalloc(sizeof *req->resources);
         *req->resources = *self->resources;
@@ -642,6 +745,8 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
              again ? "reregistered" : "registered", LOG_V(self->worker_id),
              connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
              rep->report_port, self->threads, self->nactive);
+    if (rep->nresend)
+        s_resend(self, rep->resend, rep->nresend);
     proto_reply_destroy(&rep);
     outbox_flush(self->outbox, INT64_MAX, true);
     /* A new master (or one that forgot us) must hear of a drain in
@@ -765,9 +870,9 @@ static void s_read_inbox(session_t *self, int64_t now)
                 memmove(json, payload, plen);
                 json[plen] = '\0';
                 f = NULL;
+                s_ended(self, t, json, plen, hdr.stored, now);
                 outbox_result_until(self->outbox, json, hdr.stored,
                                     s_result_until(self, t, now));
-                s_ended(self, t, now);
             }
             else if (!t->ended)
                 log_error("event=result_lost task=%lld attempt=%d", (long long) t->id,
@@ -1247,6 +1352,8 @@ void session_destroy(session_t **p)
     for (int i = 0; i < self->ngpu_ids; i++)
         free(self->gpu_ids[i]);
     free(self->gpu_ids);
+    for (int i = 0; i < self->nended; i++)
+        s_drop_text(self, s_ended_at(self, i));
     free(self->worker_id);
     free(self->name);
     free(self->hostname);

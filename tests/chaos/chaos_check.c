@@ -28,6 +28,19 @@
                   more; anything beyond that is "unexplained". --max-extra
                   bounds the total (threads + prefetch per kill).
 
+    With kill marks in the records ("kill LABEL" lines a scenario appends
+    as it kills the master) and end lines ("end TASK ATTEMPT PID JOB INDEX",
+    the record function's "ends": true), each extra execution is told by
+    the execution before it and the first kill mark after that one's start
+    (the line order is the time order: one O_APPEND file):
+      ended before the kill  its end is on record before the mark: the work
+                  was done and only its result went missing in the crash
+                  (--max-ended-before-kill bounds these);
+      ran across the kill    started before the mark, ended after it;
+      cut short   started before the mark, no end on record (its worker
+                  was killed, or it was aborted);
+      no kill     no kill mark between the two starts.
+
     Poison tasks (--poison JOB:INDEX) must end failed, with --poison-error
     text in their error; their executions are counted apart.
 
@@ -52,6 +65,7 @@
 typedef struct {
     int attempt;
     long pid;
+    long start, end;     /* record line numbers (the time order); end 0 = none */
 } exec_t;
 
 typedef struct {
@@ -79,6 +93,8 @@ typedef struct {
     int njobs;
     long *suspects;
     int nsuspects;
+    long *kills;         /* record line numbers of the kill marks, ascending */
+    int nkills;
     /* Task ids seen in the results: open addressing, 0 = empty. */
     int64_t *ids;
     size_t idcap, nids;
@@ -86,6 +102,8 @@ typedef struct {
     int64_t submitted, result_rows, missing, not_final, wrong_state, dup_rows, dup_ids,
         unexpected_results, unexpected_execs, phantom, executions, executed_tasks, extra,
         unexplained, poison_execs, poison_ok, malformed;
+    /* Extra executions told by the kill marks (see the header). */
+    int64_t ended_before_kill, across_kill, cut_short, no_kill;
     char first_problem[512];
 } check_t;
 
@@ -283,15 +301,36 @@ static int s_load_records(check_t *c, const char *path)
         long long task, job, index;
         int attempt, used = 0;
         long pid;
-        if (sscanf(line, "%lld %d %ld %lld %lld%n", &task, &attempt, &pid, &job, &index, &used)
+        if (!strncmp(line, "kill ", 5)) {
+            c->kills = xrealloc(c->kills, (size_t) (c->nkills + 1) * sizeof *c->kills);
+            c->kills[c->nkills++] = lineno;
+            continue;
+        }
+        bool end = !strncmp(line, "end ", 4);
+        const char *rec = end ? line + 4 : line;
+        if (sscanf(rec, "%lld %d %ld %lld %lld%n", &task, &attempt, &pid, &job, &index, &used)
                 != 5
-            || line[used] != '\n') {
+            || rec[used] != '\n') {
             c->malformed++;
             s_problem(c, "record line %ld is malformed: %.80s", lineno, line);
             continue;
         }
-        c->executions++;
         slot_t *s = s_slot(c, job, index);
+        if (end) {
+            exec_t *e = NULL;
+            for (int i = 0; s && i < s->nexecs && !e; i++)
+                if (s->execs[i].attempt == attempt && s->execs[i].pid == pid && !s->execs[i].end)
+                    e = &s->execs[i];
+            if (!e) {
+                c->malformed++;
+                s_problem(c, "record line %ld ends an execution never started: %.80s", lineno,
+                          line);
+                continue;
+            }
+            e->end = lineno;
+            continue;
+        }
+        c->executions++;
         if (!s) {
             c->unexpected_execs++;
             s_problem(c, "execution of a task never submitted: job %lld index %lld", job, index);
@@ -301,7 +340,7 @@ static int s_load_records(check_t *c, const char *path)
             s->capexecs = s->capexecs ? s->capexecs * 2 : 1;
             s->execs = xrealloc(s->execs, (size_t) s->capexecs * sizeof *s->execs);
         }
-        s->execs[s->nexecs++] = (exec_t){attempt, pid};
+        s->execs[s->nexecs++] = (exec_t){.attempt = attempt, .pid = pid, .start = lineno};
     }
     free(line);
     fclose(f);
@@ -314,6 +353,34 @@ static bool s_executed(const slot_t *s, int attempt, long pid)
         if (s->execs[i].attempt == attempt && s->execs[i].pid == pid)
             return true;
     return false;
+}
+
+/* The first kill mark after line `after`, 0 if none. */
+static long s_kill_after(const check_t *c, long after)
+{
+    for (int i = 0; i < c->nkills; i++)
+        if (c->kills[i] > after)
+            return c->kills[i];
+    return 0;
+}
+
+/* Tells execution k (k >= 1) of s by the one before it (see the header). */
+static void s_tell_extra(check_t *c, const job_t *job, int64_t index, const slot_t *s, int k)
+{
+    const exec_t *prev = &s->execs[k - 1];
+    long kill = s_kill_after(c, prev->start);
+    if (!kill || kill > s->execs[k].start) {
+        c->no_kill++;
+    } else if (!prev->end) {
+        c->cut_short++;
+    } else if (prev->end < kill) {
+        c->ended_before_kill++;
+        s_problem(c, "job %" PRId64 " index %" PRId64 " (task %" PRId64 "): attempt %d ended "
+                     "(record line %ld) before the kill (line %ld), and ran again as attempt %d",
+                  job->job, index, s->task, prev->attempt, prev->end, kill, s->execs[k].attempt);
+    } else {
+        c->across_kill++;
+    }
 }
 
 static void s_judge(check_t *c, bool have_records)
@@ -364,6 +431,8 @@ static void s_judge(check_t *c, bool have_records)
                     if (s_suspect(c, s->execs[k].pid))
                         cut++;
                 c->extra += s->nexecs - 1;
+                for (int k = 1; k < s->nexecs; k++)
+                    s_tell_extra(c, job, i, s, k);
                 if (s->nexecs - 1 > cut) {
                     c->unexplained += s->nexecs - 1 - cut;
                     s_problem(c, "job %" PRId64 " index %" PRId64 " (task %" PRId64 "): %d "
@@ -380,7 +449,7 @@ static void s_usage(FILE *to)
     fprintf(to,
             "usage: chaos-check --expect FILE --results FILE [--records FILE]\n"
             "                   [--suspects FILE] [--max-extra N] [--poison JOB:INDEX]...\n"
-            "                   [--poison-error TEXT] [--name NAME]\n"
+            "                   [--poison-error TEXT] [--max-ended-before-kill N] [--name NAME]\n"
             "  --expect FILE     lines \"JOB N\": job JOB was acknowledged with indexes 0..N-1\n"
             "  --results FILE    ztask results JOB --json of every job, concatenated\n"
             "  --records FILE    the record plugin's lines (omit for jobs without records)\n"
@@ -388,6 +457,9 @@ static void s_usage(FILE *to)
             "  --max-extra N     bound on extra executions (default 0)\n"
             "  --poison J:I      this task must end failed (repeatable)\n"
             "  --poison-error T  ... with T in its error\n"
+            "  --max-ended-before-kill N\n"
+            "                    bound on extra executions of work that had ended before a\n"
+            "                    kill mark (needs end lines; default: not judged)\n"
             "Exit: 0 pass, 1 a check failed, 2 usage or input error.\n");
 }
 
@@ -398,11 +470,12 @@ int main(int argc, char **argv)
         {"records", required_argument, 0, 'x'},  {"suspects", required_argument, 0, 's'},
         {"max-extra", required_argument, 0, 'm'}, {"poison", required_argument, 0, 'p'},
         {"poison-error", required_argument, 0, 'E'}, {"name", required_argument, 0, 'n'},
+        {"max-ended-before-kill", required_argument, 0, 'k'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
     };
     const char *expect = NULL, *results = NULL, *records = NULL, *suspects = NULL,
                *poison_error = NULL, *name = "run";
-    int64_t max_extra = 0;
+    int64_t max_extra = 0, max_ended = -1;
     char **poison = NULL;
     int npoison = 0, o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -415,6 +488,12 @@ int main(int argc, char **argv)
         case 'n': name = optarg; break;
         case 'm':
             if (parse_int64(optarg, 0, INT64_MAX, &max_extra) != 0) {
+                s_usage(stderr);
+                return 2;
+            }
+            break;
+        case 'k':
+            if (parse_int64(optarg, 0, INT64_MAX, &max_ended) != 0) {
                 s_usage(stderr);
                 return 2;
             }
@@ -453,7 +532,8 @@ int main(int argc, char **argv)
     int64_t dups = c.dup_rows + c.dup_ids;
     int64_t unexpected = c.unexpected_results + c.unexpected_execs;
     bool pass = lost == 0 && dups == 0 && unexpected == 0 && c.phantom == 0 && c.unexplained == 0
-                && c.malformed == 0 && c.extra <= max_extra;
+                && c.malformed == 0 && c.extra <= max_extra
+                && (max_ended < 0 || c.ended_before_kill <= max_ended);
     printf("  %-22s %12s\n", "what", "count");
     printf("  %-22s %12" PRId64 "   (%d jobs)\n", "submitted (acked)", c.submitted, c.njobs);
     printf("  %-22s %12" PRId64 "\n", "result rows", c.result_rows);
@@ -469,6 +549,14 @@ int main(int argc, char **argv)
         printf("  %-22s %12" PRId64 "   (bound %" PRId64 ", unexplained %" PRId64 ")\n",
                "extra executions", c.extra, max_extra, c.unexplained);
         printf("  %-22s %12" PRId64 "\n", "phantom results", c.phantom);
+        if (c.nkills)
+            printf("  %-22s %12s   (ended before the kill %" PRId64 "%s, ran across it %" PRId64
+                   ", cut short %" PRId64 ", no kill between %" PRId64 ")\n",
+                   "extra, by the kills", "", c.ended_before_kill,
+                   max_ended >= 0 ? (c.ended_before_kill <= max_ended ? " (within bound)"
+                                                                      : " (OVER BOUND)")
+                                  : "",
+                   c.across_kill, c.cut_short, c.no_kill);
     }
     if (npoison)
         printf("  %-22s %12" PRId64 "   (failed as expected %" PRId64 "/%d)\n",
@@ -477,11 +565,14 @@ int main(int argc, char **argv)
         printf("  %-22s %12" PRId64 "\n", "malformed lines", c.malformed);
     if (c.first_problem[0])
         printf("  first problem: %s\n", c.first_problem);
+    char ended[48] = "";
+    if (c.nkills)
+        snprintf(ended, sizeof ended, " ended_before_kill=%" PRId64, c.ended_before_kill);
     printf("chaos-check %s: submitted=%" PRId64 " lost=%" PRId64 " duplicated=%" PRId64
            " unexpected=%" PRId64 " extra=%" PRId64 "/%" PRId64 " unexplained=%" PRId64
-           " phantom=%" PRId64 " => %s\n",
+           " phantom=%" PRId64 "%s => %s\n",
            name, c.submitted, lost, dups, unexpected, c.extra, max_extra, c.unexplained, c.phantom,
-           pass ? "PASS" : "FAIL");
+           ended, pass ? "PASS" : "FAIL");
 
     for (int j = 0; j < c.njobs; j++) {
         for (int64_t i = 0; i < c.jobs[j].n; i++)
@@ -491,6 +582,7 @@ int main(int argc, char **argv)
     free(c.jobs);
     free(c.ids);
     free(c.suspects);
+    free(c.kills);
     free(poison);
     return pass ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 /*  chaos_plugin: task functions for the fault-storm scenarios (tests/chaos).
 
     record  {"file":PATH, "ms":N, "crash_index":K, "late_crash_index":L,
-             "late_crash_ms":M, "long_from":F, "long_ms":G}
+             "late_crash_ms":M, "long_from":F, "long_ms":G, "ends":B}
         Appends one line "TASK ATTEMPT PID JOB INDEX\n" to PATH, then sleeps
         N milliseconds (0 by default, polling cancelled()), and returns
         [INDEX, ATTEMPT, PID]. The line is written first, so every attempt
@@ -15,6 +15,11 @@
         15G/8 ms instead of N (G + G*(INDEX % 8)/8): a job whose tasks turn
         long part way, and unevenly, so that workers fall idle at different
         times while others still hold long tasks queued (scn_recall.sh).
+        With "ends": true it also appends "end TASK ATTEMPT PID JOB INDEX"
+        when it returns its result (not when cancelled): with kill marks
+        the scenario writes between the lines ("kill LABEL"), the checker
+        tells which extra executions repeat work that had ended before a
+        master crash (scn_master_kill.sh).
 
     The line is one write(2) on an O_APPEND descriptor, far below PIPE_BUF,
     so lines from concurrent threads and processes never interleave, and a
@@ -63,6 +68,7 @@ static int s_record(const ztask_call_t *call, char **result, char **error)
     const cJSON *late_ms = cJSON_GetObjectItemCaseSensitive(args, "late_crash_ms");
     const cJSON *long_from = cJSON_GetObjectItemCaseSensitive(args, "long_from");
     const cJSON *long_ms = cJSON_GetObjectItemCaseSensitive(args, "long_ms");
+    bool ends = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "ends"));
     long sleep_ms = cJSON_IsNumber(ms) && ms->valuedouble > 0 ? (long) ms->valuedouble : 0;
     if (cJSON_IsNumber(long_from) && call->index >= (int64_t) long_from->valuedouble
         && cJSON_IsNumber(long_ms) && long_ms->valuedouble > 0) {
@@ -86,8 +92,8 @@ static int s_record(const ztask_call_t *call, char **result, char **error)
         return 1;
     }
     ssize_t w = write(fd, line, (size_t) n);
-    close(fd);
     if (w != n) {
+        close(fd);
         *error = s_err("record: short write to the record file");
         return 1;
     }
@@ -99,6 +105,18 @@ static int s_record(const ztask_call_t *call, char **result, char **error)
     }
     for (long left = sleep_ms; left > 0 && !call->cancelled(call); left -= SLICE_MS)
         s_nap_ms(left < SLICE_MS ? left : SLICE_MS);
+    /* The end goes on record before the result leaves: an end line
+       before a kill mark is work done before that kill. */
+    if (ends && !call->cancelled(call)) {
+        char end[170];
+        int m = snprintf(end, sizeof end, "end %s", line);
+        if (write(fd, end, (size_t) m) != m) {
+            close(fd);
+            *error = s_err("record: short write to the record file");
+            return 1;
+        }
+    }
+    close(fd);
     if (asprintf(result, "[%" PRId64 ",%d,%ld]", call->index, call->attempt, (long) getpid()) < 0) {
         *result = NULL;
         *error = s_err("record: out of memory");

@@ -6,7 +6,9 @@
 # lost task (no result, still running, failed), a duplicate (row, task id),
 # an unexpected result or execution, extra executions beyond --max-extra,
 # an unexplained extra execution, a phantom result, a poison task that did
-# not fail, and a malformed record; a usage error exits 2.
+# not fail, a malformed record, and (with kill marks and end lines) a task
+# that ran again though it had ended before the kill, where one that ran
+# across the kill passes; a usage error exits 2.
 . "$(dirname "$0")/lib.sh"
 chaos_begin checker
 
@@ -110,6 +112,20 @@ expect poison_failed 0 "failed as expected 1/1" --poison 7:1 --poison-error "cra
 clean "$CHAOS_DIR/malformed"
 echo "101 1 500" >>"$CHAOS_DIR/malformed/records"
 expect malformed 1 "malformed lines" --max-extra 9
+
+# Index 0's first execution ended before the kill mark, then ran again.
+killed "$CHAOS_DIR/ended_before_kill"
+sed -i '1s/.*/101 1 400 7 0\nend 101 1 400 7 0\nkill 1/' "$CHAOS_DIR/ended_before_kill/records"
+expect ended_before_kill 1 "ended_before_kill=1 => FAIL" --max-extra 1 --max-ended-before-kill 0
+
+# ... and ran across it: within the same bounds.
+killed "$CHAOS_DIR/across_kill"
+sed -i '1s/.*/101 1 400 7 0\nkill 1\nend 101 1 400 7 0/' "$CHAOS_DIR/across_kill/records"
+expect across_kill 0 "ended_before_kill=0 => PASS" --max-extra 1 --max-ended-before-kill 0
+
+clean "$CHAOS_DIR/end_unstarted"
+echo "end 101 1 999 7 0" >>"$CHAOS_DIR/end_unstarted/records"
+expect end_unstarted 1 "malformed lines" --max-extra 9
 
 clean "$CHAOS_DIR/usage"
 out=$("$TOOLS/chaos-check" --expect "$CHAOS_DIR/usage/expect" 2>&1)

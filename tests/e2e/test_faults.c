@@ -444,6 +444,88 @@ START_TIMED_TEST(a_lost_workers_tasks_run_while_the_others_are_busy, 120)
 }
 END_TEST
 
+/* Bytes the kernel holds unread for the connected TCP sockets whose local
+   port is port (/proc/net/tcp and tcp6: the rx_queue of those
+   ESTABLISHED). */
+static long s_rx_queued(int port)
+{
+    long sum = 0;
+    const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    for (int f = 0; f < 2; f++) {
+        FILE *in = fopen(files[f], "r");
+        if (!in)
+            continue;
+        char line[512];
+        while (fgets(line, sizeof line, in)) {
+            char local[64];
+            unsigned st, lport;
+            unsigned long tx, rx;
+            if (sscanf(line, " %*u: %63s %*s %x %lx:%lx", local, &st, &tx, &rx) != 4)
+                continue;   /* the header */
+            const char *colon = strrchr(local, ':');
+            if (colon && sscanf(colon + 1, "%x", &lport) == 1 && (int) lport == port
+                && st == 1)
+                sum += (long) rx;
+        }
+        fclose(in);
+    }
+    return sum;
+}
+
+/* Issue 14, item 3: results that reached a master that then died before
+   committing them (here: in its socket, never read; a master killed
+   between reading results and committing them loses them the same way).
+   The worker listed those tasks as ended in its hello to the restarted
+   master; it kept their results and sends them again when the reply asks
+   (resend), so they count and none of the tasks runs a second time. */
+START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_again, 120)
+{
+    h_cluster_t *c = h_cluster_new("resend");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = h_worker_start(c, "a", 8, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    enum { N = 8 };
+    int counts[N];
+    int64_t job = h_submit(c, NULL, "--array", "0-7", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, N) == N, 30000));
+    /* A stopped master reads nothing: what the worker sends it stays in
+       its socket, and goes with it when it is killed. The worker finds it
+       silent first, so nothing but the results comes after. */
+    h_proc_signal(m, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(w, "event=master_lost", 1, 30000),
+                  "the worker did not find the master silent (log %s)", h_proc_log(w));
+    long rx0 = s_rx_queued(h_report_port(c));
+    h_write_file(go, "");
+    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    ck_assert_msg(H_POLL(s_rx_queued(h_report_port(c)) > rx0, 30000),
+                  "the results did not reach the stopped master's socket (%ld bytes before)",
+                  rx0);
+    h_proc_kill9(m);
+
+    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, N);
+    s_count_lines(log, "start", counts, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
+                      h_proc_log(m2));
+    ck_assert_int_eq(h_proc_count_log(m2, "event=result_not_delivered"), 0);
+    cJSON *res = h_results(c, job, NULL);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, res)
+        ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
+    cJSON_Delete(res);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* The master writes a task's assignment only once it has been out for a
    while (ASSIGN_WRITE_MS, 1 s): a task sent just before a crash is found
    queued after the restart. Its worker claims it in its hello all the

@@ -2178,6 +2178,9 @@ static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt)
     snprintf(db, sizeof db, "%s/state.db", dir);
     master_config_t cfg = s_config(60000, 0, 0);
     cfg.db_path = db;
+    /* No grace, so no rejoin window (tasks.c): the fake worker, which
+       sends no heartbeat, gets the task before it is found silent. */
+    cfg.recovery_grace_ms = 0;
     s_env_start_config(e, &cfg);
     int64_t job = s_submit_noops(e, 1);
     s_env_stop(e);

@@ -866,8 +866,10 @@ START_TEST(every_request_type_round_trips)
     r->nended = 1;
     r->no_exec = true;
     r->recall = true;
+    r->resend = true;
     g = s_req_round_trip(r);
     ck_assert(g->recall);
+    ck_assert(g->resend);
     ck_assert_str_eq(g->name, "gpu-box");
     ck_assert_str_eq(g->host, "host.example");
     ck_assert_int_eq(g->pid, 4242);
@@ -1321,6 +1323,19 @@ START_TEST(every_reply_type_round_trips)
     ck_assert_int_eq(g->report_port, 5556);
     ck_assert_int_eq(g->heartbeat_ms, 1000);
     ck_assert_int_eq(g->liveness, 3);
+    ck_assert_int_eq(g->nresend, 0);   /* none: the member is left out */
+    /* The results a restarted master lacks, by attempt. */
+    r->resend = calloc(2, sizeof *r->resend);
+    r->resend[0] = (proto_task_ref_t){.task = 9, .attempt = 2};
+    r->resend[1] = (proto_task_ref_t){.task = 12, .attempt = 1};
+    r->nresend = 2;
+    proto_reply_destroy(&g);
+    g = s_reply_round_trip(r, PROTO_REQ_HELLO);
+    ck_assert_int_eq(g->nresend, 2);
+    ck_assert_int_eq(g->resend[0].task, 9);
+    ck_assert_int_eq(g->resend[0].attempt, 2);
+    ck_assert_int_eq(g->resend[1].task, 12);
+    ck_assert_int_eq(g->resend[1].attempt, 1);
     proto_reply_destroy(&r);
     proto_reply_destroy(&g);
 
@@ -1347,6 +1362,11 @@ START_TEST(reply_fields_are_validated_per_request_type)
                  PROTO_E_FIELD, "\"report_port\"");
     s_refused_as(CH_REPLY, PROTO_REQ_HELLO, "{\"v\":1,\"type\":\"reply\",\"ok\":true}",
                  PROTO_E_FIELD, "\"worker\"");
+    s_refused_as(CH_REPLY, PROTO_REQ_HELLO,
+                 "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"worker\":\"w\",\"task_port\":1,"
+                 "\"report_port\":5556,\"heartbeat_ms\":1000,\"liveness\":3,\"resend\":"
+                 "[{\"task\":1}]}",
+                 PROTO_E_FIELD, "\"attempt\"");
     s_refused_as(CH_REPLY, PROTO_REQ_LOGS,
                  "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"state\":\"sleeping\"}", PROTO_E_FIELD,
                  "\"state\"");

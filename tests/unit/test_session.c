@@ -57,6 +57,8 @@ typedef struct {
     int hellos;
     int64_t hello_at[16];       /* mono ms of each hello received */
     proto_req_t *last_hello;
+    proto_task_ref_t resend[4]; /* the hello reply's "resend" */
+    int nresend;
     int drain_requests;
     /* reports received */
     int heartbeats;
@@ -231,6 +233,11 @@ static void fm_on_api(fm_t *fm)
             rep->report_port = fm->report_port;
             rep->heartbeat_ms = fm->heartbeat_ms;
             rep->liveness = fm->liveness;
+            if (fm->nresend) {
+                rep->resend = xcalloc((size_t) fm->nresend, sizeof *rep->resend);
+                memcpy(rep->resend, fm->resend, (size_t) fm->nresend * sizeof *rep->resend);
+                rep->nresend = fm->nresend;
+            }
         }
         if (rep) {
             char *text = proto_reply_encode(rep, PROTO_REQ_HELLO);
@@ -925,6 +932,42 @@ START_TEST(silent_master_is_dropped_and_hello_repeats_with_the_running_tasks)
     fm_send_pipe(fm, PROTO_PIPE_ABORT, 7, 1);
     FM_UNTIL(fm, 5000, fm->nresults == 1);
     ck_assert_int_eq(fm_result(fm, 7)->status, PROTO_ST_CANCELLED);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
+/* A master that died before committing results: the worker lists what
+   it ended in its next hello, and sends again the results the reply's
+   "resend" names (kept since), and no other. */
+START_TEST(results_the_hello_reply_asks_for_are_sent_again)
+{
+    fm_t *fm = fm_new(50, 3);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    ck_assert(fm->last_hello->resend);   /* it keeps them: it says so */
+    const char *specs[] = {"{\"fn\":\"square\",\"args\":{\"n\":7}}",
+                           "{\"fn\":\"square\",\"args\":{\"n\":8}}"};
+    fm_send_tasks(fm, 7, 2, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 2);
+    /* The master falls silent (as a dead one does) and, restarted, lacks
+       task 7's result. */
+    fm->resend[0] = (proto_task_ref_t){.task = 7, .attempt = 1};
+    fm->nresend = 1;
+    fm->pinging = false;
+    FM_UNTIL(fm, 5000, fm->hellos == 2);
+    fm->pinging = true;
+    proto_req_t *h = fm->last_hello;
+    ck_assert_int_eq(h->nended, 2);
+    ck_assert(h->resend);
+    FM_UNTIL(fm, 5000, fm->result_seen[7] == 2);
+    ck_assert_str_eq(fm_result(fm, 7)->result_json, "49");
+    /* Task 8's was not asked for: not sent again, even after a while. */
+    int hb = fm->heartbeats;
+    FM_UNTIL(fm, 5000, fm->heartbeats > hb + 2);
+    ck_assert_int_eq(fm->result_seen[8], 1);
+    ck_assert_int_eq(fm->result_seen[7], 2);
     fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
     ck_assert_int_eq(worker_join(fm, w), 0);
     worker_free(&w);
