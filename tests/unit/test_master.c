@@ -2169,8 +2169,10 @@ END_TEST
 /* A master on a database in a new directory (dir, at least 32 bytes)
    whose one task (a noop, the job returned) was sent `attempt` times
    before the restart this env is: the row is written as a master would
-   have left it, queued at that attempt. */
-static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt)
+   have left it, queued at that attempt, with `retries` left. backoff_ms:
+   the restarted master's --retry-backoff-ms. */
+static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt, int retries,
+                                      int backoff_ms)
 {
     snprintf(dir, 32, "/tmp/ztask-test-master-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -2183,11 +2185,13 @@ static int64_t s_env_start_at_attempt(env_t *e, char *dir, int64_t attempt)
     s_env_stop(e);
     sqlite3 *sql;
     ck_assert_int_eq(sqlite3_open(db, &sql), SQLITE_OK);
-    char *text = sqlite3_mprintf("UPDATE tasks SET attempt = %lld", (long long) attempt);
+    char *text = sqlite3_mprintf("UPDATE tasks SET attempt = %lld, retries = %d, retry_base = %lld",
+                                 (long long) attempt, retries, (long long) attempt);
     ck_assert_int_eq(sqlite3_exec(sql, text, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_free(text);
     ck_assert_int_eq(sqlite3_changes(sql), 1);
     sqlite3_close(sql);
+    cfg.retry_backoff_ms = backoff_ms;
     s_env_start_config(e, &cfg);
     return job;
 }
@@ -2225,7 +2229,7 @@ START_TEST(a_task_sent_65535_times_goes_out_as_attempt_65536)
 {
     env_t e;
     char dir[32];
-    int64_t job = s_env_start_at_attempt(&e, dir, 65535);
+    int64_t job = s_env_start_at_attempt(&e, dir, 65535, 0, 10);
     fake_t f;
     s_fake_start(&f, &e, "w", 1);
     proto_task_t got[1];
@@ -2253,7 +2257,7 @@ START_TEST(a_task_at_the_last_attempt_number_fails_instead_of_going_out_again)
 {
     env_t e;
     char dir[32];
-    int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX);
+    int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX, 0, 10);
     fake_t f;
     s_fake_start(&f, &e, "w", 1);
     proto_reply_t *rep;
@@ -2266,6 +2270,38 @@ START_TEST(a_task_at_the_last_attempt_number_fails_instead_of_going_out_again)
     proto_pipe_t *msg = s_next(&f, 300, true);
     ck_assert_msg(msg == NULL, "%s came to the worker", s_pipe_name(msg));
     s_fake_stop(&f);
+    s_env_stop_at_attempt(&e, dir);
+}
+END_TEST
+
+/* Why a task at the last attempt number waits out a backoff (its worker
+   died with it) says what comes next: it fails when the backoff ends,
+   there being no attempt after it (not "attempt -2147483648": the next
+   number, computed, overflowed). */
+START_TEST(why_a_task_at_the_last_attempt_number_waits_names_no_next_attempt)
+{
+    env_t e;
+    char dir[32];
+    int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX - 1, 0, 60000);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(got[0].attempt, INT32_MAX);
+    s_fake_stop(&f);   /* silent: declared dead, the task charged a crash */
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 250; k++) {
+        rep = s_query(&e, PROTO_REQ_WAITING, job);
+        if (rep->ntasks == 1 && rep->tasks[0].wait == PROTO_WAIT_RETRY)
+            break;
+        proto_reply_destroy(&rep);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_msg(rep != NULL, "the task was not taken back from its dead worker");
+    const char *why = rep->tasks[0].reason;
+    ck_assert_msg(why && !strstr(why, "attempt -") && strstr(why, "2147483647"), "why: %s",
+                  why ? why : "(none)");
+    proto_reply_destroy(&rep);
     s_env_stop_at_attempt(&e, dir);
 }
 END_TEST
