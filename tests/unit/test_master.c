@@ -2274,6 +2274,34 @@ START_TEST(a_task_at_the_last_attempt_number_fails_instead_of_going_out_again)
 }
 END_TEST
 
+/* A task that failed at the last attempt number has no next one to run
+   as: it ends with its own failure (its error, its output), not a retry
+   that could only fail at dispatch, saying the attempts ran out, in
+   place of what went wrong. */
+START_TEST(a_task_that_fails_at_the_last_attempt_number_ends_with_its_own_failure)
+{
+    env_t e;
+    char dir[32];
+    int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX - 1, 1, 10);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    proto_task_t got[1];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(got[0].attempt, INT32_MAX);
+    s_result_failed(&f, got[0].id, got[0].attempt);
+    proto_reply_t *rep;
+    const proto_task_info_t *t = s_one_ended(&e, job, &rep);
+    ck_assert_int_eq(t->status, PROTO_ST_FAILED);
+    ck_assert_int_eq(t->attempts, INT32_MAX);
+    ck_assert_ptr_nonnull(t->result);
+    ck_assert_msg(t->result->error && strcmp(t->result->error, "failed on purpose") == 0,
+                  "error: %s", t->result->error ? t->result->error : "(none)");
+    proto_reply_destroy(&rep);
+    s_fake_stop(&f);
+    s_env_stop_at_attempt(&e, dir);
+}
+END_TEST
+
 /* Why a task at the last attempt number waits out a backoff (its worker
    died with it) says what comes next: it fails when the backoff ends,
    there being no attempt after it (not "attempt -2147483648": the next
