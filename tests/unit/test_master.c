@@ -791,6 +791,29 @@ static char *s_http_get(int port, const char *path)
     return out;
 }
 
+/* Removes a database name in dir and the files beside it. */
+static void s_rm_db(const char *dir, const char *name)
+{
+    const char *ends[] = {"", "-wal", "-shm", ".reserve"};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        char path[192];
+        snprintf(path, sizeof path, "%s/%s%s", dir, name, ends[i]);
+        unlink(path);
+    }
+}
+
+/* The value of the first /metrics line that starts with name. */
+static long s_metric(env_t *e, const char *name)
+{
+    char *m = s_http_get(master_http_port(e->master), "/metrics");
+    const char *at = m;
+    while ((at = strstr(at, name)) && at != m && at[-1] != '\n')
+        at++;
+    long v = at ? strtol(at + strlen(name), NULL, 10) : -1;
+    free(m);
+    return v;
+}
+
 START_TEST(a_held_answer_whose_commit_fails_is_counted_once_as_what_was_sent)
 {
     /* A held status is answered from memory when its job finishes, and
@@ -838,12 +861,7 @@ START_TEST(a_held_answer_whose_commit_fails_is_counted_once_as_what_was_sent)
     s_fake_stop(&f);
     s_env_stop(&e);
     s_fault_vfs_remove();
-    const char *files[] = {"state.db", "state.db-wal", "state.db-shm"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char path[192];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
+    s_rm_db(dir, "state.db");
     rmdir(dir);
 }
 END_TEST
@@ -2032,31 +2050,6 @@ START_TEST(the_dashboard_shows_the_send_of_the_attempt_a_given_back_task_runs)
     s_env_stop(&e);
 }
 END_TEST
-
-/* Removes a database name in dir and the files beside it. */
-static void s_rm_db(const char *dir, const char *name)
-{
-    const char *ends[] = {"", "-wal", "-shm", ".reserve"};
-    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
-        char path[192];
-        snprintf(path, sizeof path, "%s/%s%s", dir, name, ends[i]);
-        unlink(path);
-    }
-}
-
-/* The value of the first /metrics line that starts with name. */
-static long s_metric(env_t *e, const char *name)
-{
-    char *m = s_http_get(master_http_port(e->master), "/metrics");
-    const char *at = m;
-    while ((at = strstr(at, name)) && at != m && at[-1] != '\n')
-        at++;
-    long v = at ? strtol(at + strlen(name), NULL, 10) : -1;
-    free(m);
-    return v;
-}
-
-
 
 /* A task given back (attempt 1, never written: younger than
    ASSIGN_WRITE_MS) goes out again as attempt 2 only once its requeue is
