@@ -67,6 +67,9 @@ struct alloc {
     int64_t last_tick;
     int64_t next_poll;         /* mono ms; 0 = at the next free tick */
     bool polled;               /* one squeue answered since start (before any sbatch) */
+    char *poll_error;          /* the last failed poll's error, owned: logged once while
+                                  it repeats (every 5 s, maybe for days) */
+    int poll_failures;         /* failed polls since the last that answered */
     int next_queue;            /* round robin among queues wanting to submit */
     char **cancels;            /* Slurm job ids for the next scancel, owned */
     int ncancels;
@@ -337,6 +340,25 @@ static int s_cmd_done(cmd_t *c, int64_t now, int64_t timeout_ms, int *status)
     return 1;
 }
 
+/* How a command that did not succeed ended, for people (a log line, a
+   queue's last_error): "NAME failed (exit N): its error's first line",
+   or killed (by the command limit, as a rule). */
+static void s_failure_text(const alloc_t *self, const char *name, int status, const char *err,
+                           char *buf, size_t len)
+{
+    if (status == -1) {
+        snprintf(buf, len, "%s could not be waited for", name);
+    } else if (WIFSIGNALED(status)) {
+        snprintf(buf, len, "%s killed by signal %d (ran over %g s?)", name, WTERMSIG(status),
+                 (double) self->cmd_timeout_ms / 1000);
+    } else {
+        char *first = s_first_line(err);
+        snprintf(buf, len, "%s failed (exit %d): %s", name,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, *first ? first : "no output");
+        free(first);
+    }
+}
+
 /* ---- queue state ---- */
 
 static double s_backoff(const alloc_t *self, int failing)
@@ -468,6 +490,67 @@ static proto_alloc_state_t s_slurm_state(const char *st)
     return PROTO_ALLOC_ENDED;
 }
 
+/* Why no allocation goes out while no squeue has answered (alloc_tick),
+   ahead of the failure in the queues' last_error: `ztask alloc list`
+   shows an active queue that submits nothing, and says why. */
+static const char s_unpolled[] = "no allocation until squeue answers (it lists what Slurm "
+                                 "already runs for the queue): ";
+
+/* A poll that failed (why: the command's error). Logged when its error
+   differs from the last failed poll's: squeue missing or slurmctld down
+   would otherwise say the same line every 5 s for as long as it lasts
+   (s_poll_answered counts them). Before any poll has answered, it is
+   also every queue's last_error (no failure counted: nothing was
+   submitted), saved when it changed, not at every poll. */
+static void s_poll_failed(alloc_t *self, const char *why)
+{
+    self->poll_failures++;
+    if (!self->poll_error || strcmp(self->poll_error, why) != 0) {
+        log_warn("event=alloc_poll_failed error=%s note=\"%sasked again every %g s; the same "
+                 "error again is not logged\"",
+                 LOG_V(why), self->polled ? "" : "no sbatch until squeue answers; ",
+                 (double) self->poll_ms / 1000);
+        free(self->poll_error);
+        self->poll_error = xstrdup(why);
+    }
+    if (self->polled)
+        return;
+    char *text = xasprintf("%s%s", s_unpolled, why);
+    char *line = s_first_line(text);
+    free(text);
+    for (int i = 0; i < self->nqueues; i++) {
+        proto_alloc_t *q = self->queues[i];
+        if (q->last_error && strcmp(q->last_error, line) == 0)
+            continue;
+        free(q->last_error);
+        q->last_error = xstrdup(line);
+        s_save(self, q);
+    }
+    free(line);
+}
+
+/* A poll that answered: after failed ones, said with their count. The
+   first one since the start clears a queue's last_error that said it
+   waited for one (a stale one would say it still waits). */
+static void s_poll_answered(alloc_t *self)
+{
+    if (self->poll_failures)
+        log_info("event=alloc_poll_answered failed_polls=%d", self->poll_failures);
+    self->poll_failures = 0;
+    free(self->poll_error);
+    self->poll_error = NULL;
+    if (self->polled)
+        return;
+    for (int i = 0; i < self->nqueues; i++) {
+        proto_alloc_t *q = self->queues[i];
+        if (!q->last_error || strncmp(q->last_error, s_unpolled, sizeof s_unpolled - 1) != 0)
+            continue;
+        free(q->last_error);
+        q->last_error = NULL;
+        s_save(self, q);
+    }
+}
+
 static void s_start_squeue(alloc_t *self, int64_t now)
 {
     /* By name: squeue refuses a list of ids when one is unknown to it. */
@@ -482,7 +565,7 @@ static void s_start_squeue(alloc_t *self, int64_t now)
     char *argv[] = {"squeue", "-h", "-t", "all", "-o", "%i %T %j", name_arg, NULL};
     char err[300];
     if (s_cmd_start(self, CMD_SQUEUE, argv, NULL, now, err, sizeof err) != 0)
-        log_warn("event=alloc_poll_failed error=\"%s\"", err);
+        s_poll_failed(self, err);
     free(name_arg);
     free(names);
 }
@@ -538,12 +621,13 @@ static void s_squeue_done(alloc_t *self, int status)
 {
     const char *out = self->cmd.buf[0] ? self->cmd.buf[0] : "";
     if (status != 0) {
-        char *why = s_first_line(self->cmd.buf[1] ? self->cmd.buf[1] : "");
-        log_warn("event=alloc_poll_failed status=%d error=%s%s", status, LOG_V(why),
-                 self->polled ? "" : " note=\"no sbatch until squeue answers\"");
-        free(why);
+        char why[400];
+        s_failure_text(self, "squeue", status, self->cmd.buf[1] ? self->cmd.buf[1] : "", why,
+                       sizeof why);
+        s_poll_failed(self, why);
         return;   /* judge nothing on a failed poll */
     }
+    s_poll_answered(self);
     self->polled = true;
     double wall = clock_wall();
     if (self->cmd.cut[0])
@@ -807,12 +891,7 @@ static void s_sbatch_done(alloc_t *self, int status)
     }
     const char *e = self->cmd.buf[1] && self->cmd.buf[1][0] ? self->cmd.buf[1] : out;
     char why[400];
-    if (WIFSIGNALED(status))
-        snprintf(why, sizeof why, "sbatch killed by signal %d (ran over %g s?)", WTERMSIG(status),
-                 (double) self->cmd_timeout_ms / 1000);
-    else
-        snprintf(why, sizeof why, "sbatch failed (exit %d): %s",
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, *e ? e : "no output");
+    s_failure_text(self, "sbatch", status, e, why, sizeof why);
     s_failed(self, q, why);
 }
 
@@ -960,6 +1039,7 @@ void alloc_destroy(alloc_t **p)
     free(self->worker_cmd);
     free(self->master_addr);
     free(self->master_key);
+    free(self->poll_error);
     free(self);
     *p = NULL;
 }

@@ -36,7 +36,8 @@
         64 KiB bound: then absence says nothing). A restarted master finds the
         allocations it had submitted this way instead of submitting again:
         it polls once before any sbatch (again every 5 s, and no sbatch
-        meanwhile, while squeue fails), and a job of a queue's name that
+        meanwhile, while squeue fails: said in each queue's last_error
+        until one answers), and a job of a queue's name that
         it does not know and that has not ended (sbatch ran as the master
         died, its answer never stored) is followed like the others. What
         records a side effect in Slurm (a job sbatch made or one found,

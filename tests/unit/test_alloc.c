@@ -1,8 +1,10 @@
 /*  test_alloc: the allocation queues (master/alloc.c) against stand-in
     Slurm commands, with a real store and journal under them: what the
     master records of what it did outside (an sbatch's job) is on disk
-    before the master goes on. The policy itself (when to submit, backoff,
-    adoption, remove) is driven end to end in tests/e2e/test_alloc.c.
+    before the master goes on, and nothing is submitted (and `alloc list`
+    says why) while no squeue has answered. The rest of the policy (when
+    to submit, backoff, adoption, remove) is driven end to end in
+    tests/e2e/test_alloc.c.
 */
 #include "../../common/clock.h"
 #include "../../master/alloc.h"
@@ -13,6 +15,7 @@
 #include "../../master/store.h"
 
 #include "../ztest.h"
+#include "capture.h"
 #include "sqlfault.h"
 
 #include <poll.h>
@@ -258,6 +261,90 @@ START_TEST(no_sbatch_goes_out_before_a_squeue_has_answered)
     ck_assert_int_eq(unlink(fail), 0);
     s_tick_until_lines(&f, "sbatch.log", 1);
     ck_assert_int_ge(s_lines(&f, "squeue.log"), 3);
+    s_unfix(&f);
+}
+END_TEST
+
+/* The queue's last_error as `ztask alloc list` shows it (caller frees;
+   NULL for none). */
+static char *s_last_error(fix_t *f)
+{
+    proto_reply_t *rep = alloc_request(
+        f->alloc, &(proto_req_t){.type = PROTO_REQ_ALLOC, .alloc_op = PROTO_ALLOC_OP_LIST}, false);
+    ck_assert_int_eq(rep->nallocs, 1);
+    char *e = rep->allocs[0].last_error ? strdup(rep->allocs[0].last_error) : NULL;
+    proto_reply_destroy(&rep);
+    return e;
+}
+
+/* While no squeue has answered, nothing is submitted: `ztask alloc list`
+   says why in the queue's LAST-ERROR, with squeue's own error (it showed
+   an active queue, no error, nothing submitted: a stall seen only in the
+   master's log), and no longer once one has answered. */
+START_TEST(a_queue_held_back_by_a_failing_squeue_says_why_in_alloc_list)
+{
+    fix_t f;
+    s_fix(&f);
+    char fail[400];
+    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
+    FILE *flag = fopen(fail, "w");
+    ck_assert_ptr_nonnull(flag);
+    fclose(flag);
+    s_add_queue(&f);
+    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
+    job_add(job, PROTO_ST_QUEUED, 3, 0);
+
+    s_tick_until_lines(&f, "squeue.log", 2);
+    char *e = s_last_error(&f);
+    ck_assert_msg(e && strstr(e, "no allocation until squeue answers")
+                      && strstr(e, "squeue failed (exit 1): squeue: error: Unable to contact "
+                                   "slurm controller"),
+                  "alloc list does not say why nothing is submitted: %s", e ? e : "(none)");
+    free(e);
+
+    ck_assert_int_eq(unlink(fail), 0);
+    s_tick_until_lines(&f, "sbatch.log", 1);
+    e = s_last_error(&f);
+    ck_assert_msg(!e, "still says it waits for squeue: %s", e);
+    s_unfix(&f);
+}
+END_TEST
+
+/* Occurrences of needle in text. */
+static int s_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* squeue missing or slurmctld down can last days, and the master asks
+   again every poll: the same failure is logged once (it was a warn line
+   every 5 s), and the poll that answers at last says how many failed. */
+START_TEST(a_squeue_that_keeps_failing_alike_is_logged_once)
+{
+    fix_t f;
+    s_fix(&f);
+    char fail[400];
+    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
+    FILE *flag = fopen(fail, "w");
+    ck_assert_ptr_nonnull(flag);
+    fclose(flag);
+    s_add_queue(&f);
+    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
+    job_add(job, PROTO_ST_QUEUED, 3, 0);
+
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
+    s_tick_until_lines(&f, "squeue.log", 4);
+    ck_assert_int_eq(unlink(fail), 0);
+    s_tick_until_lines(&f, "sbatch.log", 1);
+    char *log = s_capture_end(&cap);
+    ck_assert_msg(s_count(log, "event=alloc_poll_failed ") == 1,
+                  "the same squeue failure logged at each poll:\n%s", log);
+    ck_assert_msg(strstr(log, "event=alloc_poll_answered failed_polls="), "%s", log);
+    free(log);
     s_unfix(&f);
 }
 END_TEST

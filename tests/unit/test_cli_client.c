@@ -8,6 +8,7 @@
 #include "../../common/zmqx.h"
 
 #include "../ztest.h"
+#include "capture.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -634,37 +635,6 @@ START_TEST(task_references_and_numbers_parse_strictly)
     ck_assert_int_eq(cli_parse_seconds("10s", &s), -1);
 }
 END_TEST
-
-/* What a stream (STDOUT_FILENO, STDERR_FILENO) receives between
-   s_capture_start and s_capture_end, through a temp file. */
-typedef struct {
-    int stream, fd, saved;
-    char path[40];
-} capture_t;
-
-static void s_capture_start(capture_t *c, int stream)
-{
-    fflush(stream == STDOUT_FILENO ? stdout : stderr);
-    c->stream = stream;
-    snprintf(c->path, sizeof c->path, "/tmp/ztask-cli-capture-XXXXXX");
-    c->fd = mkstemp(c->path);
-    ck_assert_int_ge(c->fd, 0);
-    c->saved = dup(stream);
-    dup2(c->fd, stream);
-}
-
-/* The captured text (caller frees); the stream is restored. */
-static char *s_capture_end(capture_t *c)
-{
-    fflush(c->stream == STDOUT_FILENO ? stdout : stderr);
-    dup2(c->saved, c->stream);
-    close(c->saved);
-    char *buf = xcalloc(1, 4096);
-    ck_assert_int_ge(pread(c->fd, buf, 4095, 0), 0);
-    close(c->fd);
-    unlink(c->path);
-    return buf;
-}
 
 START_TEST(a_wait_the_master_never_answered_says_no_counts)
 {

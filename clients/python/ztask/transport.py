@@ -33,8 +33,10 @@ answers said so; also when the timeout comes while waiting for the answer
 to a copy sent after a "busy" (a master that answered is not unreachable).
 
 A caller with a deadline of its own (``Job.wait(timeout=...)``) passes it
-as ``until``: the call ends at whichever comes first, raising
-DeadlineReached at ``until``, never a whole timeout past it.
+as ``until``: the call ends at whichever comes first, never a whole
+timeout past ``until``; there it raises DeadlineReached, or BusyError when
+the master said "busy", or UnreachableError when no socket of this
+connection ever reached it (cli/client.h says the same of the CLI).
 
 CURVE: pyzmq does the handshake; what it does not do is tell us when the
 master refuses it: the request would just wait out the timeout. So every
@@ -93,9 +95,10 @@ def encode(obj: Any) -> bytes:
 
 
 class DeadlineReached(Exception):
-    """No reply (or still ``busy``) by the caller's ``until``, which came
-    before the timeout. Internal: the caller turns it into its own error
-    (WaitTimeout, with the job's last record)."""
+    """No reply from a master this connection has reached, by the caller's
+    ``until``, which came before the timeout (``busy`` then is BusyError,
+    never reached UnreachableError). Internal: the caller turns it into
+    its own error (WaitTimeout, with the job's last record)."""
 
 
 def new_submit_key() -> str:
