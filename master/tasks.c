@@ -2390,7 +2390,11 @@ static void s_on_lost(tasks_t *self, worker_t *w, const proto_report_t *rep, con
     for (int i = 0; i < rep->nlost; i++) {
         const proto_task_ref_t *ref = &rep->lost[i];
         sched_task_t *t = sched_get(self->sched, ref->task);
-        sender_t who = t ? s_sender(self, t, w, rep->worker, key, ref->attempt, NULL) : S_REFUSED;
+        /* Gone: finished, most likely by the result that came first
+           (this answer follows it), as it should. */
+        if (!t)
+            continue;
+        sender_t who = s_sender(self, t, w, rep->worker, key, ref->attempt, NULL);
         if (who == S_REFUSED)
             s_refuse(self, "lost", rep->worker, key, t, ref->task, ref->attempt,
                      s_refusal(who), now);
