@@ -1105,10 +1105,13 @@ proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
 {
     *n = 0;
     proto_task_ref_t *refs = NULL;
-    for (int i = 0; i < held->nrunning + held->nended && *n < PROTO_MAX_ENDED; i++) {
-        bool ended = i >= held->nrunning;
-        const proto_task_ref_t *ref = ended ? &held->ended[i - held->nrunning]
-                                            : &held->running[i];
+    /* Those listed ended first: their results are surely due, while most
+       listed running still run. A worker holding more than
+       PROTO_MAX_ENDED running would otherwise crowd them out. */
+    for (int i = 0; i < held->nended + held->nrunning && *n < PROTO_MAX_ENDED; i++) {
+        bool ended = i < held->nended;
+        const proto_task_ref_t *ref = ended ? &held->ended[i]
+                                            : &held->running[i - held->nended];
         const sched_task_t *t = sched_get(self->sched, ref->task);
         /* Its own, at that attempt, and no result yet (an ended one that
            is not awaiting has its result already). */

@@ -161,7 +161,7 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
    hello's reply names these (its "resend"). Those it listed running may
    have ended since it made the hello (a hello can wait in its socket for
    the next master), their results gone to the master it had lost. At
-   most PROTO_MAX_ENDED; the caller frees them (proto_refs_free); NULL
+   most PROTO_MAX_ENDED, those listed ended first; the caller frees them (proto_refs_free); NULL
    with *n 0 when none. */
 proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
                                    const tasks_held_t *held, int *n);
