@@ -2234,7 +2234,11 @@ static void s_on_result(tasks_t *self, worker_t *w, const char *name, const char
     s_sample(w, res);
     if (res->started > 0 && res->finished >= res->started)
         metrics_run_time(self->cfg.metrics, s_kind(self, t), res->finished - res->started);
-    if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0) {
+    /* At the last attempt number there is no next one to run as: a retry
+       would only fail at dispatch (attempts_exhausted), its error in place
+       of this attempt's. */
+    if (res->status == PROTO_ST_FAILED && !t->cancel_requested && t->retries_left > 0
+        && t->attempt < PROTO_MAX_ATTEMPT) {
         t->retries_left--;
         metrics_retried(self->cfg.metrics);
         int64_t backoff = (int64_t) self->cfg.retry_backoff_ms << (t->attempt > 7 ? 7 : t->attempt - 1);
