@@ -204,7 +204,10 @@ static void s_judge(tasks_t *self, const int64_t *ids, size_t n);
    result then comes again, the hello's resend). So nothing is sent until
    every live worker has had the time to find this master silent and say
    hello: a liveness window and one heartbeat, at most the recovery
-   grace. */
+   grace. It does not end when the workers the store knows to hold tasks
+   are back: the one a task went to in the last second may hold nothing
+   the store knows of (its first task, or only tasks shorter than
+   ASSIGN_WRITE_MS, whose assignments are never written). */
 static void s_rejoin_window(tasks_t *self)
 {
     int64_t ms = (int64_t) self->cfg.heartbeat_ms * (self->cfg.liveness + 1);
@@ -220,7 +223,12 @@ int tasks_load(tasks_t *self, store_t *store)
 {
     if (store_unfinished_each(store, s_load_task, self) != 0)
         return -1;
-    if (sched_size(self->sched) || self->orphans)
+    /* Only a task found queued can have been sent in the old master's
+       last second; orphans (their assignments written) wait for their
+       own workers anyway (tasks_claim), so a restart that found only
+       those sends at once. sched_size counts both. */
+    assert(sched_size(self->sched) >= self->orphans);
+    if (sched_size(self->sched) > self->orphans)
         s_rejoin_window(self);
     /* The held tasks, judged now that every job and task is known. */
     size_t n = 0, cap = 0, pos = 0;
@@ -1097,10 +1105,13 @@ proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
 {
     *n = 0;
     proto_task_ref_t *refs = NULL;
-    for (int i = 0; i < held->nrunning + held->nended && *n < PROTO_MAX_ENDED; i++) {
-        bool ended = i >= held->nrunning;
-        const proto_task_ref_t *ref = ended ? &held->ended[i - held->nrunning]
-                                            : &held->running[i];
+    /* Those listed ended first: their results are surely due, while most
+       listed running still run. A worker holding more than
+       PROTO_MAX_ENDED running would otherwise crowd them out. */
+    for (int i = 0; i < held->nended + held->nrunning && *n < PROTO_MAX_ENDED; i++) {
+        bool ended = i < held->nended;
+        const proto_task_ref_t *ref = ended ? &held->ended[i]
+                                            : &held->running[i - held->nended];
         const sched_task_t *t = sched_get(self->sched, ref->task);
         /* Its own, at that attempt, and no result yet (an ended one that
            is not awaiting has its result already). */
@@ -1955,8 +1966,12 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         s_recall(self, now);
         return;
     }
-    if (now < self->rejoin_until)
-        return;
+    if (self->rejoin_until) {
+        if (now < self->rejoin_until)
+            return;
+        self->rejoin_until = 0;
+        log_info("event=rejoin_window_over note=\"tasks are sent again\"");
+    }
     if (self->ahead_wanted > 0) {
         if (!journal_idle(self->journal))
             return;

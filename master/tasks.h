@@ -62,10 +62,11 @@ void tasks_destroy(tasks_t **p);
 
 /* Rebuilds the queue from store at start-up: queued tasks are queued
    again; tasks that were on a worker wait recovery_grace_ms for it to
-   claim them (orphans). When it found any, no task is sent for a
-   liveness window and one heartbeat (at most recovery_grace_ms), while
-   the workers register again and claim what they held
-   (event=rejoin_window). Returns 0, or -1 (store_error says why). */
+   claim them (orphans). When it found a queued task (which may have
+   been sent just before a crash), no task is sent for a liveness window
+   and one heartbeat (at most recovery_grace_ms), while the workers
+   register again and claim what they held (event=rejoin_window, then
+   event=rejoin_window_over at the first dispatch after it). Returns 0, or -1 (store_error says why). */
 int tasks_load(tasks_t *self, store_t *store);
 
 /* Counts for `ztask stats` and the start-up line. */
@@ -160,7 +161,7 @@ int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t no
    hello's reply names these (its "resend"). Those it listed running may
    have ended since it made the hello (a hello can wait in its socket for
    the next master), their results gone to the master it had lost. At
-   most PROTO_MAX_ENDED; the caller frees them (proto_refs_free); NULL
+   most PROTO_MAX_ENDED, those listed ended first; the caller frees them (proto_refs_free); NULL
    with *n 0 when none. */
 proto_task_ref_t *tasks_unreported(const tasks_t *self, const worker_t *w,
                                    const tasks_held_t *held, int *n);

@@ -61,6 +61,12 @@
    again after the master's grace, as with a worker that keeps none. */
 #define RESEND_KEEP_BYTES (4 << 20)
 #define RESEND_KEEP_ONE (64 << 10)
+/* How many times one kept result is sent again: two masters killed in a
+   row before committing it are covered, and a master that asks at every
+   hello while it reads no report (a buggy one) cannot grow the report
+   backlog by RESEND_KEEP_BYTES a hello. After the last, the text goes
+   with it (no copy). */
+#define RESEND_TIMES 2
 /* Accepted from a hello reply; anything outside is a broken master. */
 #define HEARTBEAT_MS_MIN 10
 #define HEARTBEAT_MS_MAX 600000
@@ -130,6 +136,7 @@ struct session {
         char *text;          /* the encoded result, owned; NULL = not kept
                                 (too big, or too old to be asked for) */
         size_t len, stored;  /* its length, and as the master stores it */
+        int resent;          /* times sent again, at most RESEND_TIMES */
     } ended[PROTO_MAX_ENDED];
     int ended_next, nended;
     /* Entries by number: the n-th ever is at n % PROTO_MAX_ENDED (as
@@ -288,14 +295,22 @@ static int64_t s_ended_since(const session_t *self)
     return self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
 }
 
-static void s_drop_text(session_t *self, int at)
+/* The kept text of entry at, taken out of the store (the caller's; NULL
+   when none). */
+static char *s_take_text(session_t *self, int at)
 {
-    if (!self->ended[at].text)
-        return;
+    char *text = self->ended[at].text;
+    if (!text)
+        return NULL;
     assert(self->kept_bytes >= self->ended[at].len);
     self->kept_bytes -= self->ended[at].len;
-    free(self->ended[at].text);
     self->ended[at].text = NULL;
+    return text;
+}
+
+static void s_drop_text(session_t *self, int at)
+{
+    free(s_take_text(self, at));
 }
 
 /* The result of t's attempt (json, len bytes, stored as the master
@@ -326,6 +341,7 @@ static void s_ended(session_t *self, const runner_task_t *t, const char *json, s
     *ref = (proto_task_ref_t){.task = t->id, .attempt = t->attempt};
     memcpy(ref->claim, t->claim, sizeof ref->claim);
     self->ended[at].at = now;
+    self->ended[at].resent = 0;
     if (fits && self->kept_bytes + len <= RESEND_KEEP_BYTES) {
         self->ended[at].text = xmalloc(len + 1);
         memcpy(self->ended[at].text, json, len + 1);
@@ -378,9 +394,15 @@ static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
                     && self->ended[at].ref.attempt == refs[k].attempt;
         if (!asked)
             continue;
-        char *copy = xmalloc(self->ended[at].len + 1);
-        memcpy(copy, self->ended[at].text, self->ended[at].len + 1);
-        outbox_result_until(self->outbox, copy, self->ended[at].stored, INT64_MIN);
+        char *text;
+        assert(self->ended[at].resent < RESEND_TIMES);
+        if (++self->ended[at].resent == RESEND_TIMES) {
+            text = s_take_text(self, at);   /* the last time: no copy */
+        } else {
+            text = xmalloc(self->ended[at].len + 1);
+            memcpy(text, self->ended[at].text, self->ended[at].len + 1);
+        }
+        outbox_result_until(self->outbox, text, self->ended[at].stored, INT64_MIN);
         sent++;
     }
     if (n || sent)
@@ -390,9 +412,10 @@ static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
 
 /* The attempts of the reply's resend (refs, n) that we neither hold
    (queued or running: their results come when they end) nor keep a
-   result of (s_resend sent those), into lost (room for n): they ended
-   here and their results went to the master we lost (too big to keep,
-   or dropped to make room), or never were ours. Without a word the
+   result of (s_resend sends those: call this first), into lost (room
+   for n): they ended here and their results went to the master we lost
+   (too big to keep, dropped to make room, or sent again twice already),
+   or never were ours. Without a word the
    master would hold them as running here for ever (it claimed them from
    our hello, which can be older than their end: it may have waited in
    its socket for this master); told, it runs them again at once.
@@ -776,9 +799,10 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
     proto_task_ref_t *lost = NULL;
     int nlost = 0;
     if (rep->nresend) {
-        s_resend(self, rep->resend, rep->nresend);
+        /* Before the resend, which takes the text it sends the last time. */
         lost = xcalloc((size_t) rep->nresend, sizeof *lost);
         nlost = s_lost_refs(self, rep->resend, rep->nresend, lost);
+        s_resend(self, rep->resend, rep->nresend);
     }
     proto_reply_destroy(&rep);
     outbox_flush(self->outbox, INT64_MAX, true);

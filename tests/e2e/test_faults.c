@@ -641,6 +641,53 @@ START_TIMED_TEST(a_task_sent_just_before_a_master_crash_is_claimed_and_runs_once
 }
 END_TEST
 
+/* The rejoin window (docs/protocol.md 10.3) guards the tasks a restarted
+   master finds queued, which may have been sent just before the crash. A
+   restart that finds only tasks on workers (their assignments written: a
+   clean stop) has none to guard and opens no window; one that finds a
+   queued task does, and that task still runs once. */
+START_TIMED_TEST(a_restart_opens_the_rejoin_window_only_when_it_finds_queued_tasks, 120)
+{
+    h_cluster_t *c = h_cluster_new("rejoinwin");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = h_worker_start(c, "a", 1, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    int counts[1];
+    int64_t first = h_submit(c, NULL, "--array", "0-0", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, 1) == 1, 30000));
+    /* Stopped cleanly: the running task's assignment is on disk, and
+       nothing is queued. */
+    h_proc_stop(m, 10000);
+    m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(m, "claimed=1", 1, 30000),
+                  "the worker did not claim its task (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_count_log(m, "event=rejoin_window") == 0,
+                  "a window with only running tasks to claim (log %s)", h_proc_log(m));
+
+    /* A second task waits behind the first (one thread): found queued. */
+    int64_t second = h_submit(c, NULL, "--", "sh", "-c", "true", NULL);
+    h_proc_stop(m, 10000);
+    m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window ", 1, 30000),
+                  "no window with a queued task (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 3, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, first, 30000), 0);
+    ck_assert_int_eq(h_wait(c, second, 30000), 0);
+    ck_assert_msg(h_proc_count_log(m, "event=rejoin_window_over") == 1,
+                  "the window's end was not logged (log %s)", h_proc_log(m));
+    s_count_lines(log, "start", counts, 1);
+    ck_assert_int_eq(counts[0], 1);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120)
 {
     h_cluster_t *c = h_cluster_new("drain");

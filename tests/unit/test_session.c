@@ -979,6 +979,32 @@ START_TEST(results_the_hello_reply_asks_for_are_sent_again)
 }
 END_TEST
 
+/* A master that asks for the same result at every hello and never
+   keeps one (a buggy one, or masters killed in a row): each kept result
+   goes again RESEND_TIMES (2) times, not at each hello, so the report
+   backlog does not grow with the hellos. */
+START_TEST(a_kept_result_is_sent_again_twice_at_most_however_often_it_is_asked)
+{
+    fm_t *fm = fm_new(50, 3);
+    worker_t *w = worker_registered(fm, (worker_opts_t) {0});
+    const char *specs[] = {"{\"fn\":\"square\",\"args\":{\"n\":7}}"};
+    fm_send_tasks(fm, 7, 1, specs);
+    FM_UNTIL(fm, 5000, fm->nresults == 1);
+    fm->resend[0] = (proto_task_ref_t){.task = 7, .attempt = 1};
+    fm->nresend = 1;
+    fm->pinging = false;
+    FM_UNTIL(fm, 10000, fm->hellos == 5);   /* asked 4 times */
+    fm->pinging = true;
+    int hb = fm->heartbeats;
+    FM_UNTIL(fm, 5000, fm->heartbeats > hb + 2);
+    ck_assert_int_eq(fm->result_seen[7], 1 + 2);
+    fm_send_pipe(fm, PROTO_PIPE_DRAIN, 0, 0);
+    ck_assert_int_eq(worker_join(fm, w), 0);
+    worker_free(&w);
+    fm_destroy(&fm);
+}
+END_TEST
+
 /* The session's watch on the master runs on the monotonic clock: with the
    wall clock a day forward a quiet master is not dropped before its time,
    a day back a silent one is still dropped on time. */
