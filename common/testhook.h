@@ -5,9 +5,10 @@
     that kills itself, forgets gone workers, delays its writes, shrinks a
     budget), and an operator can inherit one from a shell or a unit file
     without knowing. So every hook a daemon reads is in this module's one
-    list and read only through testhook_i64, and the master calls
-    testhook_warn once at start: each hook set is then a warning line
-    (event=test_hook_active name=... value=...) before it does anything.
+    list and read only through testhook_i64, and each daemon (master,
+    worker) calls testhook_warn once at start: each hook set is then a
+    warning line (event=test_hook_active name=... value=...) before it
+    does anything.
 
     Threads: any (reads the environment only; call testhook_warn before
     starting threads that may setenv, which none does).

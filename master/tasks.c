@@ -2385,6 +2385,46 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
                   w->recall_asked, rep->nrecalled);
 }
 
+/* w's answer to its hello reply's resend: attempts it neither holds nor
+   keeps a result of (it ended them, their results went to a master that
+   died, too big to keep). Without it such an attempt, claimed from a
+   hello made before it ended (the hello waited in its socket for this
+   master), stays running here for ever: nothing else ends a claimed,
+   started task (no lease, and heartbeats are not compared with what we
+   hold: a heartbeat made before the hello, still in the report socket,
+   may miss a task sent just before, so such a comparison would need
+   heartbeats to say when they were made). This answer is made after
+   the reply, so after the claim, and comes behind every result the
+   worker sent before (one socket, in order): what it names has no
+   result coming, and runs again at once (attempt + 1, no crash charged:
+   the worker did not fail it). Counts only for the attempt w holds; any
+   other changes nothing. */
+static void s_on_lost(tasks_t *self, worker_t *w, const proto_report_t *rep, const char *key,
+                      int64_t now)
+{
+    for (int i = 0; i < rep->nlost; i++) {
+        const proto_task_ref_t *ref = &rep->lost[i];
+        sched_task_t *t = sched_get(self->sched, ref->task);
+        /* Gone: finished, most likely by the result that came first
+           (this answer follows it), as it should. */
+        if (!t)
+            continue;
+        sender_t who = s_sender(self, t, w, rep->worker, key, ref->attempt, NULL);
+        if (who == S_REFUSED)
+            s_refuse(self, "lost", rep->worker, key, t, ref->task, ref->attempt,
+                     s_refusal(who), now);
+        if (who != S_HOLDER)
+            continue;   /* ended, or taken back already: nothing to do */
+        log_info("event=result_lost task=%" PRId64 " attempt=%d worker=%s note=\"it ended there, "
+                 "its result went to a master that died: it runs again\"",
+                 t->id, t->attempt, LOG_V(w->id));
+        /* w stays its last holder: a result that comes after all (one
+           that waited in a socket w has closed) still ends it until it
+           goes out again (s_sender, S_LAST_HOLDER). */
+        s_take_back(self, t, false, "result_lost");
+    }
+}
+
 /* key: the sender's CURVE key (NULL without CURVE): a worker's reports
    count only from the key that registered it. */
 static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *key, int64_t now)
@@ -2456,6 +2496,9 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
         break;
     case PROTO_REP_RECALLED:
         s_on_recalled(self, w, rep, key, now);
+        break;
+    case PROTO_REP_LOST:
+        s_on_lost(self, w, rep, key, now);
         break;
     case PROTO_REP_BYE:
         if (live) {

@@ -756,7 +756,9 @@ typedef enum {
     PROTO_REP_OUTPUT,        /* task, attempt, stream, data: live output */
     PROTO_REP_RESULTS,       /* results[] */
     PROTO_REP_BYE,           /* the worker is leaving cleanly */
-    PROTO_REP_RECALLED       /* recalled[]: attempts taken off its queue, never to start */
+    PROTO_REP_RECALLED,      /* recalled[]: attempts taken off its queue, never to start */
+    PROTO_REP_LOST           /* lost[]: attempts a hello reply's resend named that the worker
+                                neither holds nor keeps a result of (docs/protocol.md 10.3) */
 } proto_report_type_t;
 
 typedef struct {
@@ -784,6 +786,8 @@ typedef struct {
     int nresults;
     proto_task_ref_t *recalled;  /* RECALLED: 0..PROTO_MAX_RECALL refs */
     int nrecalled;
+    proto_task_ref_t *lost;      /* LOST: 0..PROTO_MAX_ENDED refs */
+    int nlost;
 } proto_report_t;
 
 proto_report_t *proto_report_new(proto_report_type_t type, const char *worker);

@@ -13,6 +13,7 @@ static const char *const s_report_names[] = {
     [PROTO_REP_HEARTBEAT] = "heartbeat", [PROTO_REP_STARTED] = "started",
     [PROTO_REP_OUTPUT] = "output",       [PROTO_REP_RESULTS] = "results",
     [PROTO_REP_BYE] = "bye",             [PROTO_REP_RECALLED] = "recalled",
+    [PROTO_REP_LOST] = "lost",
 };
 #define NREPORT (sizeof s_report_names / sizeof *s_report_names)
 static const pj_types_t s_report_types = { s_report_names, NREPORT, "report type" };
@@ -33,6 +34,7 @@ void proto_report_destroy(proto_report_t **p)
     free(m->worker);
     proto_refs_free(m->running, m->nrunning);
     proto_refs_free(m->recalled, m->nrecalled);
+    proto_refs_free(m->lost, m->nlost);
     free(m->started);
     free(m->started_at);
     free(m->data);
@@ -155,6 +157,9 @@ proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *
             rc = pj_refs_max(root, "tasks", true, PROTO_MAX_RECALL, &msg->recalled,
                              &msg->nrecalled, err);
             break;
+        case PROTO_REP_LOST:
+            rc = pj_refs_max(root, "tasks", true, PROTO_MAX_ENDED, &msg->lost, &msg->nlost, err);
+            break;
         }
     }
     if (rc != 0)
@@ -170,7 +175,7 @@ char *proto_report_encode(const proto_report_t *msg)
     pb_t b;
     size_t plain = 0;   /* data_raw's plain length, scanned once (pr_raw_len) */
     size_t hint = 128 + (msg->data ? strlen(msg->data) : 0) + (size_t) msg->nrunning * 32
-                + (size_t) msg->nstarted * 48 + (size_t) msg->nrecalled * 48
+                + (size_t) msg->nstarted * 48 + (size_t) (msg->nrecalled + msg->nlost) * 48
                 + (msg->data_raw
                        ? pr_raw_len(msg->data_raw, msg->data_raw_len, msg->raw_b64, &plain)
                        : 0);
@@ -219,6 +224,10 @@ char *proto_report_encode(const proto_report_t *msg)
     case PROTO_REP_RECALLED:
         pb_key(&b, "tasks");
         pb_refs(&b, msg->recalled, msg->nrecalled);
+        break;
+    case PROTO_REP_LOST:
+        pb_key(&b, "tasks");
+        pb_refs(&b, msg->lost, msg->nlost);
         break;
     }
     pb_char(&b, '}');

@@ -23,6 +23,7 @@
 #include "../common/config.h"
 #include "../common/keys.h"
 #include "../common/log.h"
+#include "../common/testhook.h"
 #include "../common/util.h"
 #include "../common/version.h"
 #include "../common/zmqx.h"
@@ -576,6 +577,7 @@ int main(int argc, char **argv)
     if (o.config_warning[0])
         log_warn("event=config_skipped error=\"%s\"", o.config_warning);
     s_check_task_rights(&o);
+    testhook_warn();
 
     /* A master that goes away must not kill us through a socket write;
        SIGTERM/SIGINT only count (the session acts on the count). No
@@ -656,6 +658,11 @@ int main(int argc, char **argv)
         .ends_at = o.ends_at,
         .slurm_job = s_slurm_job(),
     };
+    /* Test only: a hello that waits for a master restarted later
+       (tests/e2e/test_faults.c: a hello older than its tasks' ends). */
+    int64_t hello_ms;
+    if (testhook_i64("ZTASK_TEST_HELLO_TIMEOUT_MS", 1, 600000, &hello_ms) == 0)
+        cfg.hello_timeout_ms = (int) hello_ms;
     session_t *session = session_new(&cfg);
     if (!session) {
         log_error("event=start_failed error=\"bad session configuration\"");

@@ -218,18 +218,39 @@ void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
     s_send(self, text, false);
 }
 
-void outbox_recalled(outbox_t *self, const proto_task_ref_t *refs, int n)
+/* A report of refs (RECALLED or LOST), sent now and never dropped. */
+static void s_send_refs(outbox_t *self, proto_report_type_t type, const proto_task_ref_t *refs,
+                        int n)
 {
-    proto_report_t *rep = proto_report_new(PROTO_REP_RECALLED, s_worker(self));
-    rep->recalled = xcalloc((size_t) (n ? n : 1), sizeof *rep->recalled);
+    proto_report_t *rep = proto_report_new(type, s_worker(self));
+    proto_task_ref_t *copy = xcalloc((size_t) (n ? n : 1), sizeof *copy);
     for (int i = 0; i < n; i++)
-        rep->recalled[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
-    rep->nrecalled = n;
+        copy[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    if (type == PROTO_REP_LOST) {
+        rep->lost = copy;
+        rep->nlost = n;
+    } else {
+        rep->recalled = copy;
+        rep->nrecalled = n;
+    }
     char *text = proto_report_encode(rep);
     proto_report_destroy(&rep);
+    s_send(self, text, true);
+}
+
+void outbox_recalled(outbox_t *self, const proto_task_ref_t *refs, int n)
+{
     /* Must: the master holds those tasks until it hears (or its lease
        for them runs out), and lets no other recall go to this worker. */
-    s_send(self, text, true);
+    s_send_refs(self, PROTO_REP_RECALLED, refs, n);
+}
+
+void outbox_lost(outbox_t *self, const proto_task_ref_t *refs, int n)
+{
+    /* Must: the master holds those tasks as running here until it hears,
+       with nothing else to end them. Behind every result already given
+       (s_send keeps order), so a result that was on its way comes first. */
+    s_send_refs(self, PROTO_REP_LOST, refs, n);
 }
 
 /* A result this big goes in a report of its own, made in its buffer:

@@ -71,6 +71,9 @@ void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n);
    given back), sent now and never dropped: through the backlog when the
    socket cannot take it (refs are copied, ids only). */
 void outbox_recalled(outbox_t *self, const proto_task_ref_t *refs, int n);
+/* A LOST report listing these attempts (n >= 1), sent now and never
+   dropped, in order behind every result given before. */
+void outbox_lost(outbox_t *self, const proto_task_ref_t *refs, int n);
 /* Sends the batched STARTED refs, then the results (in as few reports as
    fit PROTO_MAX_REPORT_MSG, both as sent and as the master stores them:
    their stored lengths summed) if due at now (monotonic ms), or in any case

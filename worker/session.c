@@ -410,6 +410,35 @@ static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
                  sent);
 }
 
+/* The attempts of the reply's resend (refs, n) that we neither hold
+   (queued or running: their results come when they end) nor keep a
+   result of (s_resend sends those: call this first), into lost (room
+   for n): they ended here and their results went to the master we lost
+   (too big to keep, dropped to make room, or sent again twice already),
+   or never were ours. Without a word the
+   master would hold them as running here for ever (it claimed them from
+   our hello, which can be older than their end: it may have waited in
+   its socket for this master); told, it runs them again at once.
+   Returns how many. */
+static int s_lost_refs(session_t *self, const proto_task_ref_t *refs, int n,
+                       proto_task_ref_t *lost)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (s_find(self, refs[i].task, refs[i].attempt))
+            continue;
+        bool kept = false;
+        for (int e = 0; e < self->nended && !kept; e++) {
+            int at = s_ended_at(self, e);
+            kept = self->ended[at].text && self->ended[at].ref.task == refs[i].task
+                   && self->ended[at].ref.attempt == refs[i].attempt;
+        }
+        if (!kept)
+            lost[k++] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    }
+    return k;
+}
+
 static void s_send_heartbeat(session_t *self)
 {
     int n;
@@ -767,10 +796,25 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
              again ? "reregistered" : "registered", LOG_V(self->worker_id),
              connector_host(self->uplink), connector_port(self->uplink), rep->task_port,
              rep->report_port, self->threads, self->nactive);
-    if (rep->nresend)
+    proto_task_ref_t *lost = NULL;
+    int nlost = 0;
+    if (rep->nresend) {
+        /* Before the resend, which takes the text it sends the last time. */
+        lost = xcalloc((size_t) rep->nresend, sizeof *lost);
+        nlost = s_lost_refs(self, rep->resend, rep->nresend, lost);
         s_resend(self, rep->resend, rep->nresend);
+    }
     proto_reply_destroy(&rep);
     outbox_flush(self->outbox, INT64_MAX, true);
+    /* After the flush: behind every result we had, so the master judges
+       a result that was on its way before it hears that we lack it. */
+    if (nlost) {
+        log_info("event=results_lost worker=%s tasks=%d note=\"ended here, their results went "
+                 "to the master we lost and were not kept: the master runs them again\"",
+                 LOG_V(self->worker_id), nlost);
+        outbox_lost(self->outbox, lost, nlost);
+    }
+    free(lost);
     /* A new master (or one that forgot us) must hear of a drain in
        progress too. */
     if (self->phase == PHASE_DRAIN && self->signals_seen > 0)

@@ -526,6 +526,75 @@ START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_
 }
 END_TEST
 
+/* A hello can be older than the end of a task it lists running: made
+   while the master was stopped, it waited unread in its socket (libzmq
+   sends nothing before the handshake) while the task ended and its
+   result went to that master's socket, which died with it (killed -9);
+   then the restarted master read the hello and claimed the task as
+   running. Its result, over 64 KiB, was not kept for a resend: the
+   worker answers the reply's resend that it lacks it ("lost") and the
+   task runs again, instead of staying running for ever. */
+START_TIMED_TEST(a_task_a_stale_hello_claims_whose_big_result_died_with_the_master_runs_again,
+                 120)
+{
+    h_cluster_t *c = h_cluster_new("lostresult");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    /* The worker's hello waits for the restarted master, not 2 s. */
+    setenv("ZTASK_TEST_HELLO_TIMEOUT_MS", "60000", 1);
+    h_proc_t *w = h_worker_start(c, "a", 1, NULL);
+    unsetenv("ZTASK_TEST_HELLO_TIMEOUT_MS");
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char gated[1024], script[1200];
+    s_gated_script(gated, sizeof gated, log, go);
+    /* 100,000 bytes of stdout first: a result over 64 KiB, not kept. */
+    snprintf(script, sizeof script, "head -c 100000 /dev/zero | tr '\\0' x; %s", gated);
+    int counts[1];
+    int64_t job = h_submit(c, NULL, "--array", "0-0", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, 1) == 1, 30000));
+    /* Its live output read by the master before it stops: after the
+       stop, the worker sends it nothing but the result (no heartbeat
+       once it has found it silent), so bytes that reach its socket then
+       are the result's, taken off the worker's queue, and die with it. */
+    char ref[48];
+    snprintf(ref, sizeof ref, "%lld.0", (long long) job);
+    ck_assert_msg(H_POLL(({
+                      h_run_t *lr = h_cli(c, "logs", ref, NULL);
+                      bool all = lr->rc == 0 && strlen(lr->out) >= 100000;
+                      h_run_free(&lr);
+                      all;
+                  }),
+                         30000),
+                  "the task's output did not reach the master");
+    h_proc_signal(m, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(w, "event=master_lost", 1, 30000),
+                  "the worker did not find the master silent (log %s)", h_proc_log(w));
+    long rx0 = s_rx_queued(h_report_port(c));
+    h_write_file(go, "");
+    ck_assert(H_POLL(s_count_lines(log, "end", counts, 1) == 1, 30000));
+    ck_assert_msg(H_POLL(s_rx_queued(h_report_port(c)) > rx0, 30000),
+                  "the result did not reach the stopped master's socket (%ld bytes before)",
+                  rx0);
+    h_proc_kill9(m);
+
+    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    ck_assert_msg(h_proc_wait_log(m2, "claimed=1", 1, 10000),
+                  "the hello claimed nothing (log %s)", h_proc_log(m2));
+    ck_assert_msg(h_wait(c, job, 30000) == 0,
+                  "the job did not end: its task stayed running (master log %s, worker log %s)",
+                  h_proc_log(m2), h_proc_log(w));
+    s_expect_all_done(c, job, 1);
+    ck_assert_int_eq(h_proc_count_log(m2, "event=result_lost"), 1);
+    s_count_lines(log, "start", counts, 1);
+    ck_assert_int_eq(counts[0], 2);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* The master writes a task's assignment only once it has been out for a
    while (ASSIGN_WRITE_MS, 1 s): a task sent just before a crash is found
    queued after the restart. Its worker claims it in its hello all the

@@ -645,13 +645,18 @@ static fuzz_verdict_t s_results_raw_same(const proto_report_t *msg, const char *
 
 static const char *s_report_bad(const proto_report_t *m)
 {
-    if (m->type < PROTO_REP_HEARTBEAT || m->type > PROTO_REP_RECALLED)
+    if (m->type < PROTO_REP_HEARTBEAT || m->type > PROTO_REP_LOST)
         return "type out of range";
     if (m->nrecalled > PROTO_MAX_RECALL || (m->nrecalled && m->type != PROTO_REP_RECALLED))
         return "recalled refs over the bound or on another type";
     for (int i = 0; i < m->nrecalled; i++)
         if (m->recalled[i].task < 1 || m->recalled[i].attempt < 1)
             return "recalled ref below 1";
+    if (m->nlost > PROTO_MAX_ENDED || (m->nlost && m->type != PROTO_REP_LOST))
+        return "lost refs over the bound or on another type";
+    for (int i = 0; i < m->nlost; i++)
+        if (m->lost[i].task < 1 || m->lost[i].attempt < 1)
+            return "lost ref below 1";
     if (!s_str_ok(m->worker, 1, PROTO_MAX_NAME))
         return "worker malformed";
     for (int i = 0; i < m->nrunning; i++)

@@ -1450,6 +1450,57 @@ static void s_recalled(fake_t *f, const proto_task_ref_t *refs, int n)
     s_report(f, rep);
 }
 
+static void s_lost(fake_t *f, int64_t task, int attempt)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_LOST, f->id);
+    rep->lost = xcalloc(1, sizeof *rep->lost);
+    rep->lost[0] = (proto_task_ref_t){.task = task, .attempt = attempt};
+    rep->nlost = 1;
+    s_report(f, rep);
+}
+
+/* "lost" (the answer to a hello reply's resend): an attempt the sender
+   does not hold changes nothing; the one it holds, started, goes back
+   to the queue and out again as the next attempt, charged no crash. */
+START_TEST(a_lost_report_requeues_only_the_attempt_its_sender_holds)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 0);
+    cfg.crash_limit = 1;   /* a crash charged would fail the task */
+    s_env_start_config(&e, &cfg);
+    fake_t w;
+    s_fake_start(&w, &e, "w", 1);
+    int64_t job = s_submit_noops(&e, 1);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&w, 1, got, 3000), 1);
+    s_started(&w, got[0].id, got[0].attempt);
+    s_lost(&w, got[0].id, got[0].attempt + 1);   /* never sent */
+    s_lost(&w, got[0].id + 1000, 1);             /* no such task */
+    s_heartbeat(&w);
+    ck_assert_int_eq(s_take_tasks(&w, 1, got + 1, 300), 0);
+    s_lost(&w, got[0].id, got[0].attempt);
+    ck_assert_int_eq(s_take_tasks(&w, 1, got + 1, 3000), 1);
+    ck_assert_int_eq(got[1].id, got[0].id);
+    ck_assert_int_eq(got[1].attempt, got[0].attempt + 1);
+    s_result(&w, got[1].id, got[1].attempt);
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 100; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        if (rep->ntasks == 1 && rep->tasks[0].status == PROTO_ST_DONE)
+            break;
+        s_heartbeat(&w);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->ntasks, 1);
+    ck_assert_int_eq(rep->tasks[0].status, PROTO_ST_DONE);
+    ck_assert_int_eq(rep->tasks[0].attempts, 2);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* A master with 3 tasks of prefetch and a crash limit of 1: a recalled
    task charged as a crash would fail at once. */
 static void s_env_recall(env_t *e)

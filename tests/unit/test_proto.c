@@ -1607,6 +1607,25 @@ START_TEST(recall_and_recalled_round_trip)
     proto_report_destroy(&r);
     proto_report_destroy(&rg);
 
+    /* "lost", the answer to a hello reply's resend: the same refs. */
+    r = proto_report_new(PROTO_REP_LOST, "w1");
+    r->lost = calloc(1, sizeof *r->lost);
+    r->lost[0] = (proto_task_ref_t){.task = 8, .attempt = 2};
+    r->nlost = 1;
+    text = proto_report_encode(r);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"lost\",\"worker\":\"w1\",\"tasks\":"
+                           "[{\"task\":8,\"attempt\":2}]}");
+    rg = proto_report_decode(text, strlen(text), &err);
+    ck_assert_msg(rg != NULL, "%s", err.message);
+    ck_assert_int_eq(rg->type, PROTO_REP_LOST);
+    ck_assert_int_eq(rg->nlost, 1);
+    ck_assert_int_eq(rg->nrecalled, 0);
+    ck_assert_int_eq(rg->lost[0].task, 8);
+    ck_assert_int_eq(rg->lost[0].attempt, 2);
+    free(text);
+    proto_report_destroy(&r);
+    proto_report_destroy(&rg);
+
     /* Nothing could be given back: an empty list, still an answer. */
     r = proto_report_new(PROTO_REP_RECALLED, "w1");
     text = proto_report_encode(r);
@@ -1640,6 +1659,11 @@ START_TEST(recall_and_recalled_fields_are_validated)
             "\"worker\"");
     REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\"}", PROTO_E_FIELD,
             "\"tasks\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"lost\",\"worker\":\"w\"}", PROTO_E_FIELD,
+            "\"tasks\"");
+    REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"lost\",\"worker\":\"w\",\"tasks\":"
+                       "[{\"task\":1,\"attempt\":0}]}",
+            PROTO_E_FIELD, "\"attempt\"");
     REFUSED(CH_REPORT, "{\"v\":1,\"type\":\"recalled\",\"worker\":\"w\",\"tasks\":"
                        "[{\"task\":1,\"attempt\":1},{\"attempt\":1}]}",
             PROTO_E_FIELD, "tasks[1]: missing field \"task\"");

@@ -77,6 +77,7 @@ typedef struct {
     char worker_seen[64];       /* worker id in the last report */
     /* recalled reports, and per task id (< 4096) what came of it */
     int recalled_reports;
+    int lost_reports;
     int nrecalled;
     unsigned char recalled_seen[4096];   /* times listed in a recalled report */
     unsigned char result_seen[4096];     /* results received */
@@ -318,6 +319,9 @@ static void fm_on_report(fm_t *fm)
     case PROTO_REP_BYE:
         fm->byes++;
         fm->bye_after_results = fm->nresults;
+        break;
+    case PROTO_REP_LOST:
+        fm->lost_reports++;
         break;
     }
     proto_report_destroy(&rep);
