@@ -296,6 +296,31 @@ static void s_gated_script(char *buf, size_t len, const char *log, const char *g
              log, go, log);
 }
 
+/* A master restarted on port after a crash while the gated job ran on w
+   (s_gated_script's log): w registers again, the job completes, and each
+   of its n tasks ran once, at attempt 1. Returns the new master. */
+static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, int port, h_proc_t *w, int64_t job,
+                                          const char *log, int n)
+{
+    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    ck_assert_int_eq(h_wait(c, job, 60000), 0);
+    s_expect_all_done(c, job, n);
+    int counts[64];
+    ck_assert(n <= 64);
+    s_count_lines(log, "start", counts, n);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
+                      h_proc_log(m2));
+    cJSON *res = h_results(c, job, NULL);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, res)
+        ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
+    cJSON_Delete(res);
+    return m2;
+}
+
 /* Issue 14, item 3: the master is killed -9 while its worker runs tasks it
    sent less than a second before (their assignments not yet written);
    the tasks finish while no master runs, and their results reach the
@@ -319,20 +344,7 @@ START_TIMED_TEST(results_finished_while_the_master_was_down_count_after_its_rest
     h_write_file(go, "");
     ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
 
-    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
-    ck_assert_int_eq(h_wait(c, job, 60000), 0);
-    s_expect_all_done(c, job, N);
-    s_count_lines(log, "start", counts, N);
-    for (int i = 0; i < N; i++)
-        ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
-                      h_proc_log(m2));
-    cJSON *res = h_results(c, job, NULL);
-    const cJSON *r;
-    cJSON_ArrayForEach(r, res)
-        ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
-    cJSON_Delete(res);
+    s_restart_each_runs_once(c, port, w, job, log, N);
     free(log);
     free(go);
     h_cluster_destroy(&c);
@@ -505,21 +517,8 @@ START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_
                   rx0);
     h_proc_kill9(m);
 
-    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
-    ck_assert_int_eq(h_wait(c, job, 60000), 0);
-    s_expect_all_done(c, job, N);
-    s_count_lines(log, "start", counts, N);
-    for (int i = 0; i < N; i++)
-        ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
-                      h_proc_log(m2));
+    h_proc_t *m2 = s_restart_each_runs_once(c, port, w, job, log, N);
     ck_assert_int_eq(h_proc_count_log(m2, "event=result_not_delivered"), 0);
-    cJSON *res = h_results(c, job, NULL);
-    const cJSON *r;
-    cJSON_ArrayForEach(r, res)
-        ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
-    cJSON_Delete(res);
     free(log);
     free(go);
     h_cluster_destroy(&c);
