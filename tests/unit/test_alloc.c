@@ -231,6 +231,20 @@ START_TEST(an_sbatch_job_id_is_fsynced_before_the_master_goes_on)
 }
 END_TEST
 
+/* The fixture with one queue and a job of 3 queued tasks for it, and
+   squeue failing (slurmctld down) until the file fail names is removed. */
+static void s_fix_failing_squeue(fix_t *f, char *fail, size_t len)
+{
+    s_fix(f);
+    snprintf(fail, len, "%s/squeue.fail", f->dir);
+    FILE *flag = fopen(fail, "w");
+    ck_assert_ptr_nonnull(flag);
+    fclose(flag);
+    s_add_queue(f);
+    job_t *job = jobs_create(f->jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
+    job_add(job, PROTO_ST_QUEUED, 3, 0);
+}
+
 /* A restarted master learns from its first squeue what Slurm runs that
    it has no record of (a machine crash took the record, or it died while
    sbatch ran) and counts it against the queue's limits. A first squeue
@@ -241,15 +255,8 @@ END_TEST
 START_TEST(no_sbatch_goes_out_before_a_squeue_has_answered)
 {
     fix_t f;
-    s_fix(&f);
     char fail[400];
-    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
-    FILE *flag = fopen(fail, "w");
-    ck_assert_ptr_nonnull(flag);
-    fclose(flag);
-    s_add_queue(&f);
-    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
-    job_add(job, PROTO_ST_QUEUED, 3, 0);
+    s_fix_failing_squeue(&f, fail, sizeof fail);
 
     /* Two failed polls (and the ticks between): no sbatch. */
     s_tick_until_lines(&f, "squeue.log", 2);
@@ -284,15 +291,8 @@ static char *s_last_error(fix_t *f)
 START_TEST(a_queue_held_back_by_a_failing_squeue_says_why_in_alloc_list)
 {
     fix_t f;
-    s_fix(&f);
     char fail[400];
-    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
-    FILE *flag = fopen(fail, "w");
-    ck_assert_ptr_nonnull(flag);
-    fclose(flag);
-    s_add_queue(&f);
-    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
-    job_add(job, PROTO_ST_QUEUED, 3, 0);
+    s_fix_failing_squeue(&f, fail, sizeof fail);
 
     s_tick_until_lines(&f, "squeue.log", 2);
     char *e = s_last_error(&f);
@@ -325,15 +325,8 @@ static int s_count(const char *text, const char *needle)
 START_TEST(a_squeue_that_keeps_failing_alike_is_logged_once)
 {
     fix_t f;
-    s_fix(&f);
     char fail[400];
-    snprintf(fail, sizeof fail, "%s/squeue.fail", f.dir);
-    FILE *flag = fopen(fail, "w");
-    ck_assert_ptr_nonnull(flag);
-    fclose(flag);
-    s_add_queue(&f);
-    job_t *job = jobs_create(f.jobs, &(store_job_new_t){.id = 1, .name = "j", .created = 1});
-    job_add(job, PROTO_ST_QUEUED, 3, 0);
+    s_fix_failing_squeue(&f, fail, sizeof fail);
 
     capture_t cap;
     s_capture_start(&cap, STDERR_FILENO);
