@@ -1503,11 +1503,17 @@ END_TEST
 
 /* A master with 3 tasks of prefetch and a crash limit of 1: a recalled
    task charged as a crash would fail at once. */
-static void s_env_recall(env_t *e)
+static void s_env_recall_http(env_t *e, const char *http_addr)
 {
     master_config_t cfg = s_config(60000, 0, 3);
     cfg.crash_limit = 1;
+    cfg.http_addr = http_addr;
     s_env_start_config(e, &cfg);
+}
+
+static void s_env_recall(env_t *e)
+{
+    s_env_recall_http(e, NULL);
 }
 
 /* h (1 thread + 3 prefetched) runs the first of 4 tasks; i joins idle:
@@ -2070,10 +2076,7 @@ END_TEST
 START_TEST(the_dashboard_shows_the_send_of_the_attempt_a_given_back_task_runs)
 {
     env_t e;
-    master_config_t cfg = s_config(60000, 0, 3);
-    cfg.crash_limit = 1;
-    cfg.http_addr = "127.0.0.1:0";
-    s_env_start_config(&e, &cfg);
+    s_env_recall_http(&e, "127.0.0.1:0");
     fake_t h, i;
     proto_task_t got[8];
     proto_task_ref_t back;
@@ -2201,10 +2204,7 @@ static long s_queue_waits(env_t *e)
 START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
 {
     env_t e;
-    master_config_t cfg = s_config(60000, 0, 3);
-    cfg.crash_limit = 1;
-    cfg.http_addr = "127.0.0.1:0";
-    s_env_start_config(&e, &cfg);
+    s_env_recall_http(&e, "127.0.0.1:0");
     fake_t h, i;
     proto_task_t got[8];
     proto_task_ref_t back;
