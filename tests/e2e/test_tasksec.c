@@ -380,7 +380,10 @@ START_TIMED_TEST(the_database_and_its_wal_are_private_whatever_the_umask, 60)
     umask(022);   /* the usual one: SQLite alone would make 0644 files */
     h_cluster_t *c = h_cluster_new("db_modes");
     ck_assert_int_eq(chmod(h_dir(c), 0755), 0);
-    h_master_start(c, 0, NULL);
+    /* A free pair: the restart below binds the report port (api + 1) too,
+       which a master on port 0 never held (another process had it once). */
+    int port = h_free_base_port();
+    h_master_start(c, port, NULL);
     h_worker_start(c, "w1", 1, NULL);
     int64_t job = h_submit(c, NULL, "--env", "API_TOKEN=s3cr3t", "--", "true", NULL);
     ck_assert_int_eq(h_wait(c, job, 30000), 0);
@@ -397,7 +400,7 @@ START_TIMED_TEST(the_database_and_its_wal_are_private_whatever_the_umask, 60)
     h_proc_stop(h_master(c), 20000);
     char *db = h_path(c, "master.db");
     ck_assert_int_eq(chmod(db, 0644), 0);
-    h_proc_t *m = h_master_start(c, h_api_port(c), NULL);
+    h_proc_t *m = h_master_start(c, port, NULL);
     ck_assert(h_proc_wait_log(m, "event=db_readable_by_others", 1, 10000));
     ck_assert_int_eq(s_mode(db), 0644);
     free(db);
