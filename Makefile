@@ -171,8 +171,8 @@ unit: all $(UNIT_BINS)
 e2e: all $(E2E_BINS)
 	@tests/run.sh $(BUILD) e2e
 
-# Builds what `make test` runs, and runs nothing (CI builds first, then
-# runs make test and make memcheck side by side on the same binaries).
+# Builds what `make test` runs, and runs nothing (to run one suite by
+# hand). .ci/run does not use it: its phases run one at a time (see there).
 test-build:
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(E2E_BINS)
 

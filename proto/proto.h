@@ -650,10 +650,11 @@ typedef struct {
        then. Absent from an older master's reply: false. */
     bool report_b64;
     int liveness;               /* missed heartbeats before a peer is dead */
-    /* hello: attempts of the hello's "ended" whose results this master
-       does not have (lost with a master that died before it committed
-       them): the worker sends them again. At most PROTO_MAX_ENDED; absent
-       (an older master, or all arrived): none. */
+    /* hello: attempts of the hello's "running" and "ended" that this
+       master holds for the worker and has no result of (lost with a
+       master that died before it committed them): the worker sends the
+       kept ones again and names the others in a LOST report. At most
+       PROTO_MAX_ENDED; absent (an older master, or all arrived): none. */
     proto_task_ref_t *resend;
     int nresend;
     /* alloc: the queues (add: the new one; list: all) */

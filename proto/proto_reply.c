@@ -339,7 +339,7 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
         || pj_i64(o, "job", false, 0, M, &t->job, err) != 0
         || pj_i64(o, "index", false, 0, M, &t->index, err) != 0
         || pj_str(o, "name", false, 0, 0, &t->name, err) != 0
-        || pj_int(o, "attempts", false, 0, INT32_MAX, &t->attempts, err) != 0
+        || pj_int(o, "attempts", false, 0, PROTO_MAX_ATTEMPT, &t->attempts, err) != 0
         || pj_str(o, "worker", false, 0, 0, &t->worker, err) != 0
         || pj_bool(o, "held", false, &t->held, err) != 0)
         return -1;

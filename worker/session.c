@@ -295,6 +295,20 @@ static int64_t s_ended_since(const session_t *self)
     return self->last_rx - (int64_t) self->liveness * self->heartbeat_ms;
 }
 
+/* The ring entry of attempt (id, attempt) that still keeps its result
+   text, or -1. Linear: the ring holds PROTO_MAX_ENDED entries, and only
+   a hello's reply asks (s_resend, s_lost_refs). */
+static int s_kept(const session_t *self, int64_t id, int attempt)
+{
+    for (int i = 0; i < self->nended; i++) {
+        int at = s_ended_at(self, i);
+        if (self->ended[at].text && self->ended[at].ref.task == id
+            && self->ended[at].ref.attempt == attempt)
+            return at;
+    }
+    return -1;
+}
+
 /* The kept text of entry at, taken out of the store (the caller's; NULL
    when none). */
 static char *s_take_text(session_t *self, int at)
@@ -384,15 +398,9 @@ static proto_task_ref_t *s_ended_refs(session_t *self, int *n)
 static void s_resend(session_t *self, const proto_task_ref_t *refs, int n)
 {
     int sent = 0;
-    for (int i = 0; i < self->nended; i++) {
-        int at = s_ended_at(self, i);
-        if (!self->ended[at].text)
-            continue;
-        bool asked = false;
-        for (int k = 0; k < n && !asked; k++)
-            asked = self->ended[at].ref.task == refs[k].task
-                    && self->ended[at].ref.attempt == refs[k].attempt;
-        if (!asked)
+    for (int i = 0; i < n; i++) {
+        int at = s_kept(self, refs[i].task, refs[i].attempt);
+        if (at < 0)
             continue;
         char *text;
         assert(self->ended[at].resent < RESEND_TIMES);
@@ -425,15 +433,8 @@ static int s_lost_refs(session_t *self, const proto_task_ref_t *refs, int n,
 {
     int k = 0;
     for (int i = 0; i < n; i++) {
-        if (s_find(self, refs[i].task, refs[i].attempt))
-            continue;
-        bool kept = false;
-        for (int e = 0; e < self->nended && !kept; e++) {
-            int at = s_ended_at(self, e);
-            kept = self->ended[at].text && self->ended[at].ref.task == refs[i].task
-                   && self->ended[at].ref.attempt == refs[i].attempt;
-        }
-        if (!kept)
+        if (!s_find(self, refs[i].task, refs[i].attempt)
+            && s_kept(self, refs[i].task, refs[i].attempt) < 0)
             lost[k++] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
     }
     return k;

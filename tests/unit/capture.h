@@ -14,6 +14,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -32,19 +34,34 @@ static void s_capture_start(capture_t *c, int stream)
     dup2(c->fd, stream);
 }
 
-/* The captured text, its first 16 KiB (caller frees); the stream is
-   restored. */
+/* The captured text, all of it (caller frees); the stream is restored. */
 static char *s_capture_end(capture_t *c)
 {
-    enum { CAPTURE_MAX = 16384 };
     fflush(c->stream == STDOUT_FILENO ? stdout : stderr);
     dup2(c->saved, c->stream);
     close(c->saved);
-    char *buf = xcalloc(1, CAPTURE_MAX);
-    ck_assert_int_ge(pread(c->fd, buf, CAPTURE_MAX - 1, 0), 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(c->fd, &st), 0);
+    char *buf = xcalloc(1, (size_t) st.st_size + 1);
+    ck_assert_int_eq(pread(c->fd, buf, (size_t) st.st_size, 0), st.st_size);
     close(c->fd);
     unlink(c->path);
     return buf;
+}
+
+/* How many lines of text contain needle (inline: not every includer
+   counts). */
+static inline int s_capture_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t) (end - line) : strlen(line);
+        const char *hit = strstr(line, needle);
+        n += hit && hit < line + len;
+        line += len + (end != NULL);
+    }
+    return n;
 }
 
 #endif

@@ -9,6 +9,7 @@
 #include "../../proto/proto.h"
 
 #include "../ztest.h"
+#include "capture.h"
 #include "sqlfault.h"
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -562,39 +563,6 @@ START_TEST(a_report_of_more_output_than_the_master_takes_fails_the_rest_and_lose
 }
 END_TEST
 
-/* The master's log (stderr: it runs on a thread of this process) goes
-   to a temporary file from s_log_capture until s_log_release, which
-   returns how many of its lines contain needle. */
-typedef struct {
-    int saved;   /* the real stderr */
-    FILE *file;
-} log_capture_t;
-
-static void s_log_capture(log_capture_t *c)
-{
-    fflush(stderr);
-    c->file = tmpfile();
-    ck_assert_ptr_nonnull(c->file);
-    c->saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(c->saved, 0);
-    ck_assert_int_ge(dup2(fileno(c->file), STDERR_FILENO), 0);
-}
-
-static int s_log_release(log_capture_t *c, const char *needle)
-{
-    ck_assert_int_ge(dup2(c->saved, STDERR_FILENO), 0);
-    close(c->saved);
-    rewind(c->file);
-    int n = 0;
-    char line[4096];
-    while (fgets(line, sizeof line, c->file)) {
-        fputs(line, stderr);   /* still seen in the test's output */
-        n += strstr(line, needle) != NULL;
-    }
-    fclose(c->file);
-    return n;
-}
-
 START_TEST(a_dropped_output_is_logged_for_the_result_that_counts_not_for_its_duplicate)
 {
     /* A result whose 6 MiB of 0x01 output (36 MiB once stored) is over
@@ -604,8 +572,9 @@ START_TEST(a_dropped_output_is_logged_for_the_result_that_counts_not_for_its_dup
     env_t e;
     master_config_t cfg = s_config(10000, 0, 0);
     cfg.liveness = 30;
-    log_capture_t cap;
-    s_log_capture(&cap);
+    /* The master's log: stderr (it runs on a thread of this process). */
+    capture_t cap;
+    s_capture_start(&cap, STDERR_FILENO);
     s_env_start_config(&e, &cfg);
     fake_t f;
     s_fake_start(&f, &e, "w", 1);
@@ -645,7 +614,10 @@ START_TEST(a_dropped_output_is_logged_for_the_result_that_counts_not_for_its_dup
     proto_reply_destroy(&st);
     s_fake_stop(&f);
     s_env_stop(&e);
-    int logged = s_log_release(&cap, "event=result_output_dropped");
+    char *log = s_capture_end(&cap);
+    fputs(log, stderr);   /* still seen in the test's output */
+    int logged = s_capture_count(log, "event=result_output_dropped");
+    free(log);
     ck_assert_msg(logged == 1, "event=result_output_dropped logged %d times", logged);
 }
 END_TEST
