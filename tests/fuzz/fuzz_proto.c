@@ -514,8 +514,28 @@ fuzz_verdict_t fuzz_check_reply(const uint8_t *data, size_t size, char *why, siz
 
 /* ---------------------------------------------------------------- pipe */
 
+/* What task t was given, as the members the master adds to its object
+   ("cpus":N,"gpus":"0,1"), or NULL for nothing (caller frees). cJSON
+   writes them, escapes included: a decoded "gpus" may hold anything. */
+static char *s_grant_text(const proto_task_t *t)
+{
+    if (t->cpus <= 0 && !t->gpus)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (t->cpus > 0)
+        cJSON_AddNumberToObject(o, "cpus", t->cpus);
+    if (t->gpus)
+        cJSON_AddStringToObject(o, "gpus", t->gpus);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    size_t len = strlen(text);                  /* {...}: the members alone */
+    memmove(text, text + 1, len - 2);
+    text[len - 2] = '\0';
+    return text;
+}
+
 /* The master's hot path pastes stored spec texts into a frame: it must
-   decode to what the struct encoder writes. */
+   decode to what the struct encoder writes, with each task's grant. */
 static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, char *why,
                                       size_t whylen)
 {
@@ -524,6 +544,7 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
     int64_t *jobs = xcalloc((size_t) n + 1, sizeof *jobs);
     int *attempts = xcalloc((size_t) n + 1, sizeof *attempts);
     char **specs = xcalloc((size_t) n + 1, sizeof *specs);
+    char **grants = xcalloc((size_t) n + 1, sizeof *grants);
     const char **claims = xcalloc((size_t) n + 1, sizeof *claims);
     for (int i = 0; i < n; i++) {
         ids[i] = msg->tasks[i].id;
@@ -531,9 +552,11 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
         attempts[i] = msg->tasks[i].attempt;
         specs[i] = proto_spec_encode(msg->tasks[i].spec);
         claims[i] = msg->tasks[i].claim;
+        grants[i] = s_grant_text(&msg->tasks[i]);
     }
     char *raw = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
-                                                (const char *const *) specs, NULL, claims);
+                                                (const char *const *) specs,
+                                                (const char *const *) grants, claims);
     proto_err_t err = { { 0 }, { 0 } };
     proto_pipe_t *back = proto_pipe_decode(raw, strlen(raw), &err);
     char *t2 = back ? proto_pipe_encode(back) : NULL;
@@ -541,9 +564,12 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
     proto_pipe_destroy(&back);
     free(t2);
     free(raw);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         free(specs[i]);
+        free(grants[i]);
+    }
     free(specs);
+    free(grants);
     free(claims);
     free(attempts);
     free(jobs);
