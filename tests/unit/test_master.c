@@ -2306,6 +2306,15 @@ START_TEST(a_task_at_the_last_attempt_number_fails_instead_of_going_out_again)
 }
 END_TEST
 
+/* A worker f joins e (started by s_env_start_at_attempt at INT32_MAX - 1)
+   and takes its one task, sent as the last attempt number: got[0]. */
+static void s_take_the_last_attempt(env_t *e, fake_t *f, proto_task_t got[1])
+{
+    s_fake_start(f, e, "w", 1);
+    ck_assert_int_eq(s_take_tasks(f, 1, got, 3000), 1);
+    ck_assert_int_eq(got[0].attempt, INT32_MAX);
+}
+
 /* A task that failed at the last attempt number has no next one to run
    as: it ends with its own failure (its error, its output), not a retry
    that could only fail at dispatch, saying the attempts ran out, in
@@ -2316,10 +2325,8 @@ START_TEST(a_task_that_fails_at_the_last_attempt_number_ends_with_its_own_failur
     char dir[32];
     int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX - 1, 1, 10);
     fake_t f;
-    s_fake_start(&f, &e, "w", 1);
     proto_task_t got[1];
-    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
-    ck_assert_int_eq(got[0].attempt, INT32_MAX);
+    s_take_the_last_attempt(&e, &f, got);
     s_result_failed(&f, got[0].id, got[0].attempt);
     proto_reply_t *rep;
     const proto_task_info_t *t = s_one_ended(&e, job, &rep);
@@ -2344,10 +2351,8 @@ START_TEST(why_a_task_at_the_last_attempt_number_waits_names_no_next_attempt)
     char dir[32];
     int64_t job = s_env_start_at_attempt(&e, dir, INT32_MAX - 1, 0, 60000);
     fake_t f;
-    s_fake_start(&f, &e, "w", 1);
     proto_task_t got[1];
-    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
-    ck_assert_int_eq(got[0].attempt, INT32_MAX);
+    s_take_the_last_attempt(&e, &f, got);
     s_fake_stop(&f);   /* silent: declared dead, the task charged a crash */
     proto_reply_t *rep = NULL;
     for (int k = 0; k < 250; k++) {
