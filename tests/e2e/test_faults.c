@@ -296,6 +296,33 @@ static void s_gated_script(char *buf, size_t len, const char *log, const char *g
              log, go, log);
 }
 
+/* The two restart cases' start: a master on a free port pair (it is
+   restarted there), a worker "a" with GATED_N threads, and a job of
+   GATED_N gated tasks (s_gated_script), all started. log and go are the
+   caller's to free. */
+enum { GATED_N = 8 };
+typedef struct {
+    int port;
+    h_proc_t *m, *w;
+    char *log, *go;
+    int64_t job;
+} gated_t;
+
+static gated_t s_gated_start(h_cluster_t *c)
+{
+    gated_t g = {.port = h_free_base_port()};
+    g.m = h_master_start(c, g.port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    g.w = h_worker_start(c, "a", GATED_N, NULL);
+    g.log = h_path(c, "runs");
+    g.go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, g.log, g.go);
+    g.job = h_submit(c, NULL, "--array", "0-7", "--", "sh", "-c", script, NULL);
+    int counts[GATED_N];
+    ck_assert(H_POLL(s_count_lines(g.log, "start", counts, GATED_N) == GATED_N, 30000));
+    return g;
+}
+
 /* A master restarted on port after a crash while the gated job ran on w
    (s_gated_script's log): w registers again, the job completes, and each
    of its n tasks ran once, at attempt 1. Returns the new master. */
@@ -329,16 +356,13 @@ static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, int port, h_proc_t *w,
 START_TIMED_TEST(results_finished_while_the_master_was_down_count_after_its_restart, 120)
 {
     h_cluster_t *c = h_cluster_new("restartresults");
-    int port = h_free_base_port();
-    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    h_proc_t *w = h_worker_start(c, "a", 8, NULL);
-    char *log = h_path(c, "runs"), *go = h_path(c, "go");
-    char script[1024];
-    s_gated_script(script, sizeof script, log, go);
-    enum { N = 8 };
+    enum { N = GATED_N };
     int counts[N];
-    int64_t job = h_submit(c, NULL, "--array", "0-7", "--", "sh", "-c", script, NULL);
-    ck_assert(H_POLL(s_count_lines(log, "start", counts, N) == N, 30000));
+    gated_t g = s_gated_start(c);
+    int port = g.port;
+    h_proc_t *m = g.m, *w = g.w;
+    char *log = g.log, *go = g.go;
+    int64_t job = g.job;
     h_proc_kill9(m);
     /* The tasks end with no master: their results wait in the worker. */
     h_write_file(go, "");
@@ -493,16 +517,13 @@ static long s_rx_queued(int port)
 START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_again, 120)
 {
     h_cluster_t *c = h_cluster_new("resend");
-    int port = h_free_base_port();
-    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    h_proc_t *w = h_worker_start(c, "a", 8, NULL);
-    char *log = h_path(c, "runs"), *go = h_path(c, "go");
-    char script[1024];
-    s_gated_script(script, sizeof script, log, go);
-    enum { N = 8 };
+    enum { N = GATED_N };
     int counts[N];
-    int64_t job = h_submit(c, NULL, "--array", "0-7", "--", "sh", "-c", script, NULL);
-    ck_assert(H_POLL(s_count_lines(log, "start", counts, N) == N, 30000));
+    gated_t g = s_gated_start(c);
+    int port = g.port;
+    h_proc_t *m = g.m, *w = g.w;
+    char *log = g.log, *go = g.go;
+    int64_t job = g.job;
     /* A stopped master reads nothing: what the worker sends it stays in
        its socket, and goes with it when it is killed. The worker finds it
        silent first, so nothing but the results comes after. */
