@@ -2193,6 +2193,60 @@ START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
 }
 END_TEST
 
+/* The same when its worker registers again before its "recalled" comes
+   (recalled_in_old_pipe): the hello leaves the task out, it goes to the
+   idle worker, and it still waited once for its one run. */
+START_TEST(a_task_given_back_before_its_worker_registers_again_is_counted_once_in_the_queue_wait)
+{
+    env_t e;
+    s_env_recall_http(&e, "127.0.0.1:0");
+    fake_t h, i;
+    proto_task_t got[8];
+    proto_task_ref_t back;
+    s_recall_one(&e, &h, &i, got, &back);
+    ck_assert_int_eq(s_queue_waits(&e), 4);
+    proto_task_ref_t running[3];
+    int nrunning = 0;
+    for (int k = 0; k < 4; k++)
+        if (got[k].id != back.task)
+            running[nrunning++] = (proto_task_ref_t){.task = got[k].id,
+                                                     .attempt = got[k].attempt};
+    s_fake_hello_running(&h, "h", running, nrunning);
+    proto_task_t on_i[1];
+    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
+    ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, back.attempt + 1);
+    ck_assert_int_eq(s_queue_waits(&e), 4);
+    s_fake_stop(&i);
+    s_fake_stop(&h);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* A task whose lease ran out before it started is aborted and sent
+   again: that send runs it, and the first never did, so one wait. */
+START_TEST(a_task_whose_lease_ran_out_is_counted_once_in_the_queue_wait)
+{
+    env_t e;
+    master_config_t cfg = s_config(300, 0, 0);
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    s_submit_noops(&e, 1);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(s_queue_waits(&e), 1);
+    /* Never started: the abort of attempt 1 comes, then attempt 2. */
+    ck_assert_int_eq(s_take_tasks(&f, 1, got + 1, 3000), 1);
+    ck_assert_int_eq(got[1].id, got[0].id);
+    ck_assert_int_eq(got[1].attempt, 2);
+    ck_assert_int_eq(s_queue_waits(&e), 1);
+    s_fake_stop(&f);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* ---- attempt numbers ---- */
 
 /* A master on a database in a new directory (dir, at least 32 bytes)
