@@ -45,6 +45,7 @@ typedef struct {
     size_t len[2];
     bool cut[2];               /* more came than OUT_MAX: buf holds the start */
     int64_t started;           /* mono ms */
+    bool over_limit;           /* killed at the command limit (s_cmd_done) */
     int64_t queue;             /* sbatch: the queue it submits for */
     bool cancel;               /* sbatch: its queue was removed with --force
                                   meanwhile: cancel what it submitted */
@@ -330,6 +331,7 @@ static int s_cmd_done(cmd_t *c, int64_t now, int64_t timeout_ms, int *status)
     pid_t r = waitpid(c->pid, status, WNOHANG);
     if (r == 0 && now - c->started > timeout_ms) {
         kill(c->pid, SIGKILL);
+        c->over_limit = true;
         r = waitpid(c->pid, status, 0);
     }
     if (r == 0)
@@ -341,22 +343,30 @@ static int s_cmd_done(cmd_t *c, int64_t now, int64_t timeout_ms, int *status)
 }
 
 /* How a command that did not succeed ended, for people (a log line, a
-   queue's last_error): "NAME failed (exit N): its error's first line",
-   or killed (by the command limit, as a rule). */
+   queue's last_error), from its wait status: "NAME failed (exit N): its
+   error's first line", killed at the command limit, or killed by a
+   signal, named (SIGSEGV, SIGTERM: a person's kill or the OOM killer). */
 static void s_failure_text(const alloc_t *self, const char *name, int status, const char *err,
                            char *buf, size_t len)
 {
+    char *first = s_first_line(err);
+    const char *said = *first ? first : "no output";
     if (status == -1) {
         snprintf(buf, len, "%s could not be waited for", name);
-    } else if (WIFSIGNALED(status)) {
-        snprintf(buf, len, "%s killed by signal %d (ran over %g s?)", name, WTERMSIG(status),
+    } else if (WIFSIGNALED(status) && self->cmd.over_limit) {
+        snprintf(buf, len, "%s ran over the %g s command limit and was killed", name,
                  (double) self->cmd_timeout_ms / 1000);
+    } else if (WIFSIGNALED(status)) {
+        const char *sig = sigabbrev_np(WTERMSIG(status));
+        char num[16];
+        snprintf(num, sizeof num, "%d", WTERMSIG(status));
+        snprintf(buf, len, "%s killed by signal %s%s: %s", name, sig ? "SIG" : "",
+                 sig ? sig : num, said);
     } else {
-        char *first = s_first_line(err);
-        snprintf(buf, len, "%s failed (exit %d): %s", name,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, *first ? first : "no output");
-        free(first);
+        assert(WIFEXITED(status) && "waitpid without WUNTRACED reports exits and kills only");
+        snprintf(buf, len, "%s failed (exit %d): %s", name, WEXITSTATUS(status), said);
     }
+    free(first);
 }
 
 /* ---- queue state ---- */
@@ -781,11 +791,11 @@ static void s_scancel_done(alloc_t *self, int status)
     }
     /* Not tried again: scancel fails for a job that has ended meanwhile
        too, and squeue (while a queue follows it) or a person sees the rest. */
-    char *why = s_first_line(c->buf[1] && c->buf[1][0] ? c->buf[1] : "no output");
-    log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" exit=%d error=\"%s\" note=\"check with "
+    char why[400];
+    s_failure_text(self, "scancel", status, c->buf[1] ? c->buf[1] : "", why, sizeof why);
+    log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" error=%s note=\"check with "
               "squeue, cancel what still runs by hand (scancel ID)\"",
-              ids, WIFEXITED(status) ? WEXITSTATUS(status) : -1, why);
-    free(why);
+              ids, LOG_V(why));
 }
 
 /* ---- sbatch ---- */
