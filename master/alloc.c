@@ -11,10 +11,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,53 +231,138 @@ static void s_cmd_reset(cmd_t *c)
     c->fd[0] = c->fd[1] = -1;
 }
 
+/* Where execve finds name: name itself when it holds a slash, else the
+   first PATH entry where it is an executable file (execvp's search, made
+   here because the forked child may only make async-signal-safe calls).
+   0, or -1 when there is none. */
+static int s_find_program(const char *name, char *out, size_t len)
+{
+    if (strchr(name, '/'))
+        return snprintf(out, len, "%s", name) < (int) len ? 0 : -1;
+    const char *path = getenv("PATH");
+    for (const char *dir = path && *path ? path : "/usr/bin:/bin"; dir;) {
+        const char *end = strchr(dir, ':');
+        int n = end ? (int) (end - dir) : (int) strlen(dir);
+        struct stat st;
+        if (snprintf(out, len, "%.*s/%s", n ? n : 1, n ? dir : ".", name) < (int) len
+            && stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return 0;
+        dir = end ? end + 1 : NULL;
+    }
+    return -1;
+}
+
+static void s_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* fd as the child's stdin, stdout or stderr (target): dup2 leaves the
+   copy open across exec; an fd already in place loses close-on-exec. */
+static void s_child_fd(int fd, int target)
+{
+    if (fd == target)
+        fcntl(fd, F_SETFD, 0);
+    else
+        dup2(fd, target);
+}
+
+/* The forked child: async-signal-safe calls only, then exec. io: its
+   stdin, stdout, stderr; ex: where exec's errno goes when it fails. */
+static _Noreturn void s_child(const char *path, char *const *argv, const int io[3], int ex,
+                              bool dies_with_master, pid_t parent)
+{
+    /* A parent that died before the signal was set will never send it. */
+    if (dies_with_master && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(127);
+    for (int i = 0; i < 3; i++)
+        s_child_fd(io[i], i);
+    /* The master ignores SIGPIPE and may block signals: not its children
+       (exec resets the handlers). */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(path, argv, environ);
+    int e = errno;
+    if (write(ex, &e, sizeof e) < 0)
+        _exit(126);
+    _exit(127);
+}
+
 /* Starts argv with input on its stdin (small: it fits the pipe's buffer,
-   so the write never blocks). 0, or -1 with err. */
+   so the write never blocks). 0, or -1 with err.
+   sbatch and squeue die with the master (a parent-death signal); scancel
+   does not. An sbatch left running by a master killed with -9 could
+   submit long after (sbatch retries while slurmctld is busy or down),
+   when the restarted master's first squeue, which looks for its queues'
+   jobs by name before any sbatch, has not listed it: one allocation too
+   many. Killed with its master, an sbatch that had not submitted submits
+   nothing, and the job of one that had is found by that squeue (s_adopt)
+   as before: only its answer is lost, which nobody was left to read. A
+   master that stops cleanly kills it too (alloc_destroy), as the command
+   limit does a slow one. A scancel carries out a removal the client was
+   told is done: it goes on alone, as alloc_destroy leaves it. The signal
+   follows the thread that forks: the master's loop (main's thread in
+   ztask-master).
+   fork rather than posix_spawn, which cannot set that signal: a few
+   commands a minute at most, each copying the master's page tables. */
 static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const char *input,
                        int64_t now, char *err, size_t errlen)
 {
     cmd_t *c = &self->cmd;
     assert(c->kind == CMD_NONE);
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1};
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0) {
+    char path[4096];
+    if (s_find_program(argv[0], path, sizeof path) != 0) {
+        snprintf(err, errlen, "cannot run %s: not found in PATH", argv[0]);
+        return -1;
+    }
+    /* The child's stdin, stdout and stderr, and exec's errno. */
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1}, ex[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0
+        || pipe2(ex, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
         for (int i = 0; i < 2; i++) {
-            if (in[i] >= 0)
-                close(in[i]);
-            if (out[i] >= 0)
-                close(out[i]);
-            if (er[i] >= 0)
-                close(er[i]);
+            s_close(&in[i]);
+            s_close(&out[i]);
+            s_close(&er[i]);
+            s_close(&ex[i]);
         }
         return -1;
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, er[1], 2);
-    /* The master ignores SIGPIPE and may block signals: not its children. */
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, def;
-    sigemptyset(&none);
-    sigemptyset(&def);
-    sigaddset(&def, SIGPIPE);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(in[0]);
-    close(out[1]);
-    close(er[1]);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(rc));
-        close(in[1]);
-        close(out[0]);
-        close(er[0]);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0)
+        s_child(path, argv, (const int[3]){in[0], out[1], er[1]}, ex[1], kind != CMD_SCANCEL,
+                parent);
+    int fork_errno = errno, exec_errno = 0;
+    s_close(&in[0]);
+    s_close(&out[1]);
+    s_close(&er[1]);
+    s_close(&ex[1]);
+    if (pid > 0) {
+        /* Nothing: exec closed it; an int: exec's errno. */
+        ssize_t n;
+        do
+            n = read(ex[0], &exec_errno, sizeof exec_errno);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t) sizeof exec_errno)
+            exec_errno = 0;
+    }
+    s_close(&ex[0]);
+    if (pid < 0 || exec_errno) {
+        if (pid < 0) {
+            snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(fork_errno));
+        } else {
+            waitpid(pid, NULL, 0);
+            snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(exec_errno));
+        }
+        s_close(&in[1]);
+        s_close(&out[0]);
+        s_close(&er[0]);
         return -1;
     }
     if (input && *input) {
