@@ -1506,6 +1506,12 @@ static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_tas
     return false;
 }
 
+void tasks_attempts_exhausted(int attempt, char *buf, size_t len)
+{
+    snprintf(buf, len, "it was sent %d times, the most attempts a task can have: submit it again",
+             attempt);
+}
+
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
    the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
    and the tasks in it would then be sent again, and again. A task whose
@@ -1600,10 +1606,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     /* Recalls resend with no retry charged: only this
                        bounds them (a next number would wrap). */
                     char why[160];
-                    snprintf(why, sizeof why,
-                             "it was sent %d times, the most attempts a task can have: "
-                             "submit it again",
-                             t->attempt);
+                    tasks_attempts_exhausted(t->attempt, why, sizeof why);
                     log_warn("event=attempts_exhausted task=%" PRId64 " attempt=%d", t->id,
                              t->attempt);
                     s_finish(self, t, PROTO_ST_FAILED, NULL, why);
