@@ -308,8 +308,9 @@ static _Noreturn void s_child(const char *path, char *const *argv, const int io[
    told is done: it goes on alone, as alloc_destroy leaves it. The signal
    follows the thread that forks: the master's loop (main's thread in
    ztask-master).
-   fork rather than posix_spawn, which cannot set that signal: a few
-   commands a minute at most, each copying the master's page tables. */
+   fork rather than posix_spawn, which cannot set that signal: one
+   command at a time, one a tick (a second) at most, each copying the
+   master's page tables once. */
 static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const char *input,
                        int64_t now, char *err, size_t errlen)
 {
