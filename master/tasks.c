@@ -823,7 +823,9 @@ static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, cha
    task there that may not go would be popped and put back by every
    dispatch, and with commits failing (a full disk) enough of them at the
    head of the queue kept every worker from the tasks behind. One commit,
-   hurried when it could go now: a flush_ms at most. */
+   hurried (fsynced at once with --sync acked, whose journal_written
+   counts fsynced commits only): a flush_ms at most, before a retry's
+   backoff ends. */
 static void s_park_for_commit(tasks_t *self, sched_task_t *t, uint64_t mark)
 {
     assert(t->state == PROTO_ST_QUEUED && !t->worker);
@@ -844,8 +846,7 @@ static void s_park_for_commit(tasks_t *self, sched_task_t *t, uint64_t mark)
         }
     }
     self->commit_waits[self->commit_n++] = (struct commit_wait){.mark = mark, .id = t->id};
-    if (t->not_before <= clock_mono_ms())
-        journal_commit_soon(self->journal);
+    journal_commit_soon(self->journal);
 }
 
 /* Queues again the tasks whose requeue is written now (s_park_for_commit).
