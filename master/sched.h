@@ -76,7 +76,7 @@ typedef struct sched_task {
        parked SCHED_PARK_COMMIT (asserted where tasks.c reads it). Every
        way onto a worker (sched_pop, sched_claim, then tasks.c) writes
        deadline before it is read, and the one way into SCHED_PARK_COMMIT
-       (tasks.c, s_requeue) writes requeue_mark first. */
+       (tasks.c, s_park_for_commit) writes requeue_mark first. */
     union {
         int64_t deadline;     /* ASSIGNED: lease end; orphan: recovery grace end;
                                  awaiting: when its result is due */
@@ -139,7 +139,8 @@ enum {
     SCHED_PARK_REJOIN = 8,    /* found queued at a restart: its worker may still
                                  claim it, until the rejoin window ends (tasks.c) */
     SCHED_PARK_COMMIT = 16,   /* taken back from a worker: not sent again before
-                                 its requeue is written (tasks.c, s_requeue) */
+                                 its requeue is written (tasks.c,
+                                 s_park_for_commit) */
     SCHED_PARK_ALL = 31
 };
 

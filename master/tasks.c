@@ -813,7 +813,7 @@ static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, cha
 }
 
 /* Parks t, just requeued, until the commit of its requeue (mark) is
-   written (s_unpark_committed). Taken back from attempt a, it goes out as
+   written (tasks_requeues_written). Taken back from attempt a, it goes out as
    a + 1 only once the store says a (J_REQUEUE): a master killed before
    that commit finds the row at a - 1 (a send younger than ASSIGN_WRITE_MS
    is not written) or on a's worker, refuses the claim of a + 1 by the
@@ -851,7 +851,7 @@ static void s_park_for_commit(tasks_t *self, sched_task_t *t, uint64_t mark)
 
 /* Queues again the tasks whose requeue is written now (s_park_for_commit).
    Cheap when there are none: one comparison. */
-static void s_unpark_committed(tasks_t *self)
+void tasks_requeues_written(tasks_t *self)
 {
     while (self->commit_head < self->commit_n) {
         const struct commit_wait *cw = &self->commit_waits[self->commit_head];
@@ -868,11 +868,6 @@ static void s_unpark_committed(tasks_t *self)
         self->commit_head++;
     }
     self->commit_head = self->commit_n = 0;
-}
-
-void tasks_requeues_written(tasks_t *self)
-{
-    s_unpark_committed(self);
 }
 
 /* Back in the queue, ready at not_before (0 = now): a retry, or a task
@@ -2055,7 +2050,7 @@ static void s_recall(tasks_t *self, int64_t now)
 void tasks_dispatch(tasks_t *self, int64_t now)
 {
     /* Called after every step that may complete a commit (master.c). */
-    s_unpark_committed(self);
+    tasks_requeues_written(self);
     if (self->rejoin_until && now >= self->rejoin_until)
         s_rejoin_window_over(self);
     size_t count = registry_count(self->registry);
