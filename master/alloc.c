@@ -331,14 +331,17 @@ failed:
    fails with ENOMEM once the master is larger than the commit left.
    posix_spawn does the same (CLONE_VFORK) but cannot set the parent-death
    signal. Signals are blocked across it: none may run a handler of the
-   master's in the child (s_child). TSan turns vfork into fork, which
-   only costs more there. */
+   master's in the child (s_child). Sanitizer builds fork (ZT_SANITIZED). */
 static pid_t s_spawn(const child_t *ch)
 {
     sigset_t all, was;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &was);
+#ifdef ZT_SANITIZED
+    pid_t pid = fork();
+#else
     pid_t pid = vfork();
+#endif
     if (pid == 0)
         s_child(ch);
     int e = errno;

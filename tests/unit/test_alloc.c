@@ -7,6 +7,7 @@
     tests/e2e/test_alloc.c.
 */
 #include "../../common/clock.h"
+#include "../../common/util.h"
 #include "../../master/alloc.h"
 #include "../../master/jobs.h"
 #include "../../master/journal.h"
@@ -371,11 +372,11 @@ END_TEST
    fork every page of it was write-protected (and its page tables
    copied), so that the master's next write to each one faulted, and
    under strict overcommit a large master could not start sbatch at all.
-   (fork: 8192 faults for the 8192 pages of the buffer below.) TSan turns
-   vfork into fork. */
+   (fork: 8192 faults for the 8192 pages of the buffer below.) Sanitizer
+   builds fork (ZT_SANITIZED). */
 START_TEST(starting_a_slurm_command_copies_none_of_the_masters_memory)
 {
-#ifdef __SANITIZE_THREAD__
+#ifdef ZT_SANITIZED
     return;
 #endif
     fix_t f;
