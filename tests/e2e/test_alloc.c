@@ -703,6 +703,10 @@ static char *s_queue_ids(h_cluster_t *c)
 START_TIMED_TEST(an_alloc_queue_id_is_never_given_twice_even_across_a_master_restart, 60)
 {
     h_cluster_t *c = h_cluster_new("allocids");
+    /* The queues poll squeue: the stand-in, not a Slurm that may be
+       installed here without a controller (its squeue looks slurmctld up
+       in the DNS). */
+    s_fake_slurm(c);
     h_master_start(c, 0, NULL);
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(s_add_queue(c), i);
