@@ -2430,12 +2430,12 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
    keeps a result of (it ended them, their results went to a master that
    died, too big to keep). Without it such an attempt, claimed from a
    hello made before it ended (the hello waited in its socket for this
-   master), stays running here for ever: nothing else ends a claimed,
-   started task (no lease, and heartbeats are not compared with what we
-   hold: a heartbeat made before the hello, still in the report socket,
-   may miss a task sent just before, so such a comparison would need
-   heartbeats to say when they were made). This answer is made after
-   the reply, so after the claim, and comes behind every result the
+   master), stays running here until a heartbeat comparison finds it
+   missing, if ever: a claimed, started task has no lease, and w's
+   heartbeats are compared with what we hold only once it has read a
+   "tasks" message sent since its hello (s_compare_heartbeat), which a
+   worker we send nothing never does. This answer is made after the
+   reply, so after the claim, and comes behind every result the
    worker sent before (one socket, in order): what it names has no
    result coming, and runs again at once (attempt + 1, no crash charged:
    the worker did not fail it). Counts only for the attempt w holds; any
