@@ -241,6 +241,14 @@ static void s_rejoin_window(tasks_t *self)
              ms);
 }
 
+int tasks_rejoin_left_ms(const tasks_t *self, int64_t now)
+{
+    if (!self->rejoin_until || now >= self->rejoin_until)
+        return 0;
+    int64_t left = self->rejoin_until - now;
+    return left > PROTO_MAX_HOLD_MS ? PROTO_MAX_HOLD_MS : (int) left;
+}
+
 int tasks_load(tasks_t *self, store_t *store)
 {
     if (store_unfinished_each(store, s_load_task, self) != 0)

@@ -69,6 +69,11 @@ void tasks_destroy(tasks_t **p);
    event=rejoin_window_over at the first dispatch after it). Returns 0, or -1 (store_error says why). */
 int tasks_load(tasks_t *self, store_t *store);
 
+/* The ms the rejoin window still holds tasks back (0: none open). A
+   worker registering in it is told (hello reply hold_ms), so that it
+   does not count them as idle time. */
+int tasks_rejoin_left_ms(const tasks_t *self, int64_t now);
+
 /* Counts for `ztask stats` and the start-up line. */
 typedef struct {
     int64_t duplicates;      /* results for a stale attempt */

@@ -594,6 +594,8 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
             pb_key(&b, "resend");
             pb_refs(&b, rep->resend, rep->nresend);
         }
+        if (rep->hold_ms > 0)
+            pb_ki64(&b, "hold_ms", rep->hold_ms);
         break;
     case PROTO_REQ_ALLOC:
         pb_key(&b, "queues");
@@ -778,6 +780,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
                        || pj_bool(o, "report_b64", false, &rep->report_b64, err) != 0
                        || pj_refs_max(o, "resend", false, PROTO_MAX_ENDED, &rep->resend,
                                       &rep->nresend, err) != 0
+                       || pj_int(o, "hold_ms", false, 0, PROTO_MAX_HOLD_MS, &rep->hold_ms, err) != 0
                    ? -1
                    : 0;
     case PROTO_REQ_ALLOC:

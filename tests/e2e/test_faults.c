@@ -708,6 +708,49 @@ START_TIMED_TEST(a_restart_opens_the_rejoin_window_only_when_it_finds_queued_tas
 }
 END_TEST
 
+/* A restarted master's rejoin window is no idle time: a worker with an
+   --idle-timeout shorter than the window (a Slurm allocation's) stays for
+   the task the window holds back, instead of leaving with it queued (and
+   the Slurm queue then submitting a new allocation for it). */
+/* A window of 6 s, of which ~2 s are left when the worker, silent for
+   liveness heartbeats (4 s), has registered again. */
+#define SLOW_WINDOW "--heartbeat-ms", "2000", "--liveness", "2", "--recovery-grace", "10"
+START_TIMED_TEST(a_worker_whose_idle_timeout_is_shorter_than_the_rejoin_window_stays_for_its_tasks,
+                 120)
+{
+    h_cluster_t *c = h_cluster_new("rejoinidle");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, SLOW_WINDOW, NULL);
+    h_proc_t *w = h_worker_start(c, "a", 1, "--idle-timeout", "0.5", NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    /* One thread: task 1 waits queued behind task 0. */
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--", "sh", "-c", script, NULL);
+    int counts[2];
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, 2) == 1, 30000));
+    h_proc_kill9(m);
+    m = h_master_start(c, port, SLOW_WINDOW, NULL);
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window ", 1, 30000),
+                  "no window with a queued task (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    /* Task 0 ends in the window: the worker is idle from here, with task
+       1 held back for it, longer than its 0.5 s idle timeout. */
+    ck_assert_msg(h_proc_count_log(m, "event=rejoin_window_over") == 0,
+                  "the window ended before the test could use it (log %s)", h_proc_log(m));
+    h_write_file(go, "");
+    ck_assert_msg(h_wait(c, job, 30000) == 0, "the job did not finish (worker log %s)",
+                  h_proc_log(w));
+    s_count_lines(log, "start", counts, 2);
+    ck_assert_int_eq(counts[0], 1);
+    ck_assert_int_eq(counts[1], 1);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120)
 {
     h_cluster_t *c = h_cluster_new("drain");
