@@ -2516,8 +2516,10 @@ static void s_compare_heartbeat(tasks_t *self, worker_t *w, proto_report_t *rep)
         sched_task_t *next = t->wnext;
         proto_task_ref_t key = {.task = t->id, .attempt = t->attempt};
         /* Ended there, by its hello: not running, its result is due. */
-        if (!t->awaiting
-            && !bsearch(&key, rep->running, (size_t) rep->nrunning, sizeof key, s_ref_cmp)) {
+        bool listed = rep->nrunning > 0
+                      && bsearch(&key, rep->running, (size_t) rep->nrunning, sizeof key,
+                                 s_ref_cmp);
+        if (!t->awaiting && !listed) {
             log_warn("event=task_not_held task=%" PRId64 " attempt=%d worker=%s seen=%" PRId64
                      " note=\"its worker's heartbeat, made after it read every task sent to "
                      "it, does not list it and no result came: it runs again\"",
