@@ -965,6 +965,21 @@ static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
+/* s_take_back for a task that did not run from the send it comes back
+   from: its worker gave it back (a recall, whose report may have been
+   overtaken by the worker's new hello), its lease ran out before it
+   started (it is aborted there), or the send never left. Its queue wait
+   was observed at that send, and the send that runs it is the same
+   execution: the histogram counts one wait per execution, so that one
+   is not observed again. A take-back after which the task may have run
+   (its worker died or lost its pipe, a result was lost) is not one of
+   these: its next send is observed as a new wait. */
+static void s_take_back_unrun(tasks_t *self, sched_task_t *t, const char *why)
+{
+    t->wait_counted = true;
+    s_take_back(self, t, false, why);
+}
+
 /* Takes every task back from a worker that died or left. */
 static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
 {
@@ -1071,7 +1086,7 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
                reported started was not given back (recalling stays set
                through the start: s_on_recalled's refusal says so): it is
                lost as any other below. */
-            s_take_back(self, t, false, "recalled_in_old_pipe");
+            s_take_back_unrun(self, t, "recalled_in_old_pipe");
         else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
@@ -1628,6 +1643,12 @@ static void s_sent_seq(tasks_t *self, worker_t *w, int64_t seq)
     w->seq_sent = seq;
 }
 
+void tasks_attempts_exhausted(int attempt, char *buf, size_t len)
+{
+    snprintf(buf, len, "it was sent %d times, the most attempts a task can have: submit it again",
+             attempt);
+}
+
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
    the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
    and the tasks in it would then be sent again, and again. A task whose
@@ -1701,10 +1722,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     /* Recalls resend with no retry charged: only this
                        bounds them (a next number would wrap). */
                     char why[160];
-                    snprintf(why, sizeof why,
-                             "it was sent %d times, the most attempts a task can have: "
-                             "submit it again",
-                             t->attempt);
+                    tasks_attempts_exhausted(t->attempt, why, sizeof why);
                     log_warn("event=attempts_exhausted task=%" PRId64 " attempt=%d", t->id,
                              t->attempt);
                     s_finish(self, t, PROTO_ST_FAILED, NULL, why);
@@ -1718,9 +1736,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     continue;
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
-                /* One wait per execution: a task given back (a recall)
-                   was counted at the send it undid, which never ran. */
-                if (!t->given_back)
+                /* One wait per execution (s_take_back_unrun). */
+                if (!t->wait_counted)
                     metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
                                        (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
@@ -1730,6 +1747,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     t->failed_on = NULL;
                 }
                 t->given_back = false;
+                t->wait_counted = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             char *grant = s_grant_text(self, w, t);
@@ -1781,7 +1799,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
-                s_take_back(self, tasks[i], false, "pipe_refused");
+                s_take_back_unrun(self, tasks[i], "pipe_refused");
             break;
         }
         credit -= n;
@@ -1792,7 +1810,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
         /* Not sent: the pipe refused (a carry leaves credit for itself
            and never ends the loop dry). */
         free(carry_spec);
-        s_take_back(self, carry, false, "not_sent");
+        s_take_back_unrun(self, carry, "not_sent");
     }
     /* Back in the queue, ready now: the next worker's turn takes them. */
     for (int i = 0; i < nlater; i++)
@@ -2487,7 +2505,7 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
         }
         t->worker_name = NULL;
         t->given_back = true;
-        s_take_back(self, t, false, "recalled");
+        s_take_back_unrun(self, t, "recalled");
         back++;
     }
     if (back)
@@ -2814,7 +2832,7 @@ void tasks_timers(tasks_t *self, int64_t now)
                 s_send_abort(self, w, t->id, t->attempt);
                 free(t->worker_name);   /* told to drop it: not its last holder */
                 t->worker_name = NULL;
-                s_take_back(self, t, false, "lease_expired");
+                s_take_back_unrun(self, t, "lease_expired");
             } else if (t->awaiting && now > t->deadline) {
                 /* Sent to a master that died with it, most likely. */
                 log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "

@@ -298,8 +298,8 @@ static void s_gated_script(char *buf, size_t len, const char *log, const char *g
 
 /* The two restart cases' start: a master on a free port pair (it is
    restarted there), a worker "a" with GATED_N threads, and a job of
-   GATED_N gated tasks (s_gated_script), all started. log and go are the
-   caller's to free. */
+   GATED_N gated tasks (s_gated_script), all started. Free log and go
+   with s_gated_free. */
 enum { GATED_N = 8 };
 typedef struct {
     int port;
@@ -323,24 +323,28 @@ static gated_t s_gated_start(h_cluster_t *c)
     return g;
 }
 
-/* A master restarted on port after a crash while the gated job ran on w
-   (s_gated_script's log): w registers again, the job completes, and each
-   of its n tasks ran once, at attempt 1. Returns the new master. */
-static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, int port, h_proc_t *w, int64_t job,
-                                          const char *log, int n)
+static void s_gated_free(gated_t *g)
 {
-    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
-    ck_assert_int_eq(h_wait(c, job, 60000), 0);
-    s_expect_all_done(c, job, n);
-    int counts[64];
-    ck_assert(n <= 64);
-    s_count_lines(log, "start", counts, n);
-    for (int i = 0; i < n; i++)
+    free(g->log);
+    free(g->go);
+}
+
+/* A master restarted on g's port after a crash while g's job ran: g's
+   worker registers again, the job completes, and each of its tasks ran
+   once, at attempt 1. Returns the new master. */
+static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, const gated_t *g)
+{
+    h_proc_t *m2 = h_master_start(c, g->port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(g->w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(g->w));
+    ck_assert_int_eq(h_wait(c, g->job, 60000), 0);
+    s_expect_all_done(c, g->job, GATED_N);
+    int counts[GATED_N];
+    s_count_lines(g->log, "start", counts, GATED_N);
+    for (int i = 0; i < GATED_N; i++)
         ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
                       h_proc_log(m2));
-    cJSON *res = h_results(c, job, NULL);
+    cJSON *res = h_results(c, g->job, NULL);
     const cJSON *r;
     cJSON_ArrayForEach(r, res)
         ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
@@ -359,18 +363,13 @@ START_TIMED_TEST(results_finished_while_the_master_was_down_count_after_its_rest
     enum { N = GATED_N };
     int counts[N];
     gated_t g = s_gated_start(c);
-    int port = g.port;
-    h_proc_t *m = g.m, *w = g.w;
-    char *log = g.log, *go = g.go;
-    int64_t job = g.job;
-    h_proc_kill9(m);
+    h_proc_kill9(g.m);
     /* The tasks end with no master: their results wait in the worker. */
-    h_write_file(go, "");
-    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    h_write_file(g.go, "");
+    ck_assert(H_POLL(s_count_lines(g.log, "end", counts, N) == N, 30000));
 
-    s_restart_each_runs_once(c, port, w, job, log, N);
-    free(log);
-    free(go);
+    s_restart_each_runs_once(c, &g);
+    s_gated_free(&g);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -520,28 +519,23 @@ START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_
     enum { N = GATED_N };
     int counts[N];
     gated_t g = s_gated_start(c);
-    int port = g.port;
-    h_proc_t *m = g.m, *w = g.w;
-    char *log = g.log, *go = g.go;
-    int64_t job = g.job;
     /* A stopped master reads nothing: what the worker sends it stays in
        its socket, and goes with it when it is killed. The worker finds it
        silent first, so nothing but the results comes after. */
-    h_proc_signal(m, SIGSTOP);
-    ck_assert_msg(h_proc_wait_log(w, "event=master_lost", 1, 30000),
-                  "the worker did not find the master silent (log %s)", h_proc_log(w));
+    h_proc_signal(g.m, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(g.w, "event=master_lost", 1, 30000),
+                  "the worker did not find the master silent (log %s)", h_proc_log(g.w));
     long rx0 = s_rx_queued(h_report_port(c));
-    h_write_file(go, "");
-    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    h_write_file(g.go, "");
+    ck_assert(H_POLL(s_count_lines(g.log, "end", counts, N) == N, 30000));
     ck_assert_msg(H_POLL(s_rx_queued(h_report_port(c)) > rx0, 30000),
                   "the results did not reach the stopped master's socket (%ld bytes before)",
                   rx0);
-    h_proc_kill9(m);
+    h_proc_kill9(g.m);
 
-    h_proc_t *m2 = s_restart_each_runs_once(c, port, w, job, log, N);
+    h_proc_t *m2 = s_restart_each_runs_once(c, &g);
     ck_assert_int_eq(h_proc_count_log(m2, "event=result_not_delivered"), 0);
-    free(log);
-    free(go);
+    s_gated_free(&g);
     h_cluster_destroy(&c);
 }
 END_TEST
