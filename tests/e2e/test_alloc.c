@@ -90,63 +90,6 @@ END_TEST
 
 /* ---- allocation queues against stand-in Slurm commands ---- */
 
-/* sbatch: records its arguments (one line per call) and its script, fails
-   while DIR/fail exists, else prints the next job id (1001, 1002...).
-   squeue: prints DIR/squeue.txt ("ID STATE" lines) and counts its calls.
-   scancel: records its arguments (one line per call). */
-static void s_fake_slurm(h_cluster_t *c)
-{
-    char *bin = h_path(c, "bin");
-    ck_assert_int_eq(mkdir(bin, 0755), 0);
-    const char *dir = h_dir(c);
-    char *path = NULL;
-    ck_assert_int_gt(asprintf(&path, "%s/sbatch", bin), 0);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/sbatch.log\"\n"
-            "n=$(wc -l < \"$d/sbatch.log\")\n"
-            "cat > \"$d/script.$n\"\n"
-            "if [ -e \"$d/fail\" ]; then\n"
-            "  echo 'sbatch: error: invalid partition specified: nosuch' >&2; exit 1\n"
-            "fi\n"
-            "id=$((1000 + $(ls \"$d\"/job.* 2>/dev/null | wc -l) + 1))\n"
-            "touch \"$d/job.$id\"\n"
-            "echo \"$id\"\n",
-            dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    ck_assert_int_gt(asprintf(&path, "%s/squeue", bin), 0);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/squeue.log\"\n"
-            "cat \"$d/squeue.txt\" 2>/dev/null\n"
-            "exit 0\n",
-            dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    ck_assert_int_gt(asprintf(&path, "%s/scancel", bin), 0);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "#!/bin/sh\necho \"$*\" >> '%s/scancel.log'\n", dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    /* The master (started after this) inherits it. */
-    char *newpath = NULL;
-    ck_assert_int_gt(asprintf(&newpath, "%s:%s", bin, getenv("PATH") ? getenv("PATH") : ""), 0);
-    setenv("PATH", newpath, 1);
-    free(newpath);
-    free(bin);
-}
-
 static int s_lines(h_cluster_t *c, const char *name)
 {
     char *p = h_path(c, name);
@@ -244,7 +187,7 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
                  180)
 {
     h_cluster_t *c = h_cluster_new("allocq");
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     /* Slower than FAST: what is read while the queue backs off must come
        before its retry (5 s after the second failure, scaled). */
     const double base = 0.5;
@@ -383,7 +326,7 @@ static void s_script_file(h_cluster_t *c, const char *name, const char *body)
 
 /* squeue is replaced by a script that writes what DIR/squeue.sh says
    (run with sh) once DIR/squeue.sh exists, and otherwise does what
-   s_fake_slurm's does. */
+   h_fake_slurm's does. */
 static void s_squeue_from_script(h_cluster_t *c)
 {
     s_script_file(c, "bin/squeue",
@@ -398,7 +341,7 @@ static void s_squeue_from_script(h_cluster_t *c)
 static h_cluster_t *s_one_allocation(const char *name)
 {
     h_cluster_t *c = h_cluster_new(name);
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     s_squeue_from_script(c);
     s_master_start(c, FAST);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
@@ -566,7 +509,7 @@ START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follo
 END_TEST
 
 /* sbatch takes its time (a busy slurmctld): DIR/bin/sbatch becomes a
-   script of body (after "d=DIR"), s_fake_slurm's sbatch kept as
+   script of body (after "d=DIR"), h_fake_slurm's sbatch kept as
    DIR/bin/sbatch.fast for it to run. */
 static void s_slow_sbatch(h_cluster_t *c, const char *body)
 {
@@ -582,13 +525,13 @@ static void s_slow_sbatch(h_cluster_t *c, const char *body)
 #define WAIT_FOR_GO "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
 
 /* One queue of one worker at most and five tasks waiting for it, with
-   the stand-in Slurm of s_fake_slurm, sbatch slowed down (s_slow_sbatch)
+   the stand-in Slurm of h_fake_slurm, sbatch slowed down (s_slow_sbatch)
    to body; returns once DIR/started_file exists (written by body). */
 static h_cluster_t *s_sbatch_in_flight(const char *name, const char *body,
                                        const char *started_file)
 {
     h_cluster_t *c = h_cluster_new(name);
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     s_squeue_from_script(c);
     s_slow_sbatch(c, body);
     s_master_start(c, FAST);
@@ -672,7 +615,7 @@ END_TEST
 START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
 {
     h_cluster_t *c = h_cluster_new("allocheld");
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     s_squeue_from_script(c);
     /* An allocation of the queue, running with no worker yet (found by the
        first poll): squeue runs every 5 s (scaled) from then on, the clock
@@ -757,6 +700,10 @@ static char *s_queue_ids(h_cluster_t *c)
 START_TIMED_TEST(an_alloc_queue_id_is_never_given_twice_even_across_a_master_restart, 60)
 {
     h_cluster_t *c = h_cluster_new("allocids");
+    /* The queues poll squeue: the stand-in, not a Slurm that may be
+       installed here without a controller (its squeue looks slurmctld up
+       in the DNS). */
+    h_fake_slurm(c);
     h_master_start(c, 0, NULL);
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(s_add_queue(c), i);

@@ -894,6 +894,56 @@ START_TIMED_TEST(a_second_sigterm_kills_the_running_tasks, 60)
 }
 END_TEST
 
+/* A task a worker was sent and lost without a word, its link up all
+   along: the worker's heartbeat, made after it read that task's message,
+   does not list it, so the master takes it back (event=task_not_held)
+   and it runs again, once. The worker drops the second task it receives
+   (ZTASK_TEST_DROP_TASK, worker/session.c); the lease is an hour, so
+   only the heartbeat comparison can find it (docs/protocol.md 10.1,
+   "Heartbeats compared"): without it the job never ends. */
+START_TIMED_TEST(a_task_its_worker_lost_without_a_word_is_taken_back_by_a_heartbeat, 90)
+{
+    h_cluster_t *c = h_cluster_new("notheld");
+    h_proc_t *m = h_master_start(c, 0, FAST_HEARTBEAT, "--lease", "3600", NULL);
+    setenv("ZTASK_TEST_DROP_TASK", "2", 1);
+    h_proc_t *w = h_worker_start(c, "a", 1, NULL);
+    unsetenv("ZTASK_TEST_DROP_TASK");
+    char *runs = h_path(c, "runs");
+    char script[1200];
+    snprintf(script, sizeof script, "echo $ZTASK_TASK_INDEX $ZTASK_ATTEMPT >> '%s'", runs);
+    enum { N = 3 };
+    int64_t job = h_submit(c, NULL, "--array", "0-2", "--", "sh", "-c", script, NULL);
+    ck_assert_msg(h_proc_wait_log(w, "event=test_task_dropped", 1, 30000),
+                  "the worker dropped no task (log %s)", h_proc_log(w));
+    ck_assert_msg(h_proc_wait_log(m, "event=task_not_held", 1, 30000),
+                  "the master did not find the dropped task missing (log %s)", h_proc_log(m));
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    s_expect_all_done(c, job, N);
+
+    /* Each index ran once: the dropped one as attempt 2, the others as 1. */
+    char *text = h_read_file(runs);
+    ck_assert_ptr_nonnull(text);
+    int seen[N] = {0}, again = 0, lines = 0;
+    for (char *p = text; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+        int index, attempt;
+        if (sscanf(p, "%d %d", &index, &attempt) != 2)
+            continue;
+        lines++;
+        ck_assert_msg(index >= 0 && index < N, "index %d in the runs file", index);
+        seen[index]++;
+        again += attempt == 2;
+        ck_assert_msg(attempt == 1 || attempt == 2, "index %d ran as attempt %d", index, attempt);
+    }
+    free(text);
+    ck_assert_msg(lines == N && again == 1, "%d runs, %d of them attempt 2", lines, again);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(seen[i] == 1, "index %d ran %d times", i, seen[i]);
+    ck_assert_int_eq(h_proc_count_log(m, "event=task_not_held"), 1);
+    free(runs);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 int main(void)
 {
     return h_run_suite(zt_case_per_test("e2e_faults", h_slowdown()));

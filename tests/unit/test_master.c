@@ -1485,6 +1485,86 @@ START_TEST(a_lost_report_requeues_only_the_attempt_its_sender_holds)
 }
 END_TEST
 
+/* A heartbeat listing the n attempts refs that says it was made after
+   the worker read the "tasks" message numbered seen (0: says nothing,
+   as an older worker). */
+static void s_heartbeat_seen(fake_t *f, const proto_task_ref_t *refs, int n, int64_t seen)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, f->id);
+    rep->running = xcalloc((size_t) n + 1, sizeof *rep->running);
+    for (int i = 0; i < n; i++)
+        rep->running[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    rep->nrunning = n;
+    rep->seen = seen;
+    s_report(f, rep);
+}
+
+/* Heartbeats compared (docs/protocol.md 10.1): one that says it read an
+   earlier "tasks" message than the last one sent, or says nothing (an
+   older worker), changes nothing whatever it lists; one that read the
+   last one and leaves out a task it was sent has that task taken back
+   and sent again as the next attempt, charged no crash. */
+START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does_not_list)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 0);
+    cfg.crash_limit = 1;   /* a crash charged would fail the task */
+    s_env_start_config(&e, &cfg);
+    fake_t w;
+    s_fake_start(&w, &e, "w", 2);
+    int64_t job = s_submit_noops(&e, 2);
+    proto_task_ref_t got[2];
+    int n = 0;
+    int64_t last = 0;
+    while (n < 2) {
+        proto_pipe_t *msg = s_next(&w, 3000, false);
+        ck_assert_ptr_nonnull(msg);
+        ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
+        ck_assert_msg(msg->seq > last, "seq %lld after %lld", (long long) msg->seq,
+                      (long long) last);
+        last = msg->seq;
+        for (int i = 0; i < msg->ntasks && n < 2; i++)
+            got[n++] = (proto_task_ref_t){.task = msg->tasks[i].id,
+                                          .attempt = msg->tasks[i].attempt};
+        proto_pipe_destroy(&msg);
+    }
+    s_heartbeat_seen(&w, NULL, 0, last - 1);
+    s_heartbeat_seen(&w, NULL, 0, 0);
+    proto_task_t more[1];
+    ck_assert_int_eq(s_take_tasks(&w, 1, more, 300), 0);
+    /* It read the last message and lists only the first task. */
+    s_heartbeat_seen(&w, got, 1, last);
+    proto_pipe_t *msg = s_next(&w, 3000, false);
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
+    ck_assert_int_eq(msg->ntasks, 1);
+    ck_assert_int_eq(msg->tasks[0].id, got[1].task);
+    ck_assert_int_eq(msg->tasks[0].attempt, got[1].attempt + 1);
+    ck_assert(msg->seq > last);
+    s_result(&w, got[0].task, got[0].attempt);
+    s_result(&w, msg->tasks[0].id, msg->tasks[0].attempt);
+    proto_pipe_destroy(&msg);
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 100; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        if (rep->ntasks == 2 && rep->tasks[0].status == PROTO_ST_DONE
+            && rep->tasks[1].status == PROTO_ST_DONE)
+            break;
+        s_heartbeat(&w);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->ntasks, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(rep->tasks[i].status, PROTO_ST_DONE);
+        ck_assert_int_eq(rep->tasks[i].attempts, rep->tasks[i].task == got[1].task ? 2 : 1);
+    }
+    proto_reply_destroy(&rep);
+    s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
 /* A master with 3 tasks of prefetch and a crash limit of 1: a recalled
    task charged as a crash would fail at once. */
 static void s_env_recall_http(env_t *e, const char *http_addr)
