@@ -1695,10 +1695,15 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             dry = true;   /* specs to read first (tasks_read_ahead); a carried
                              task has its spec and goes in the next message */
         int64_t seq = self->pipe_seq + 1;
-        char *msg = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
-                                                    (const char *const *) specs,
-                                                    granted ? (const char *const *) grants : NULL,
-                                                    claiming ? claimp : NULL, seq);
+        char *msg = proto_pipe_encode_tasks_out(
+            &(proto_tasks_out_t){.n = n,
+                                 .ids = ids,
+                                 .attempts = attempts,
+                                 .jobs = jobs,
+                                 .specs = (const char *const *) specs,
+                                 .grants = granted ? (const char *const *) grants : NULL,
+                                 .claims = claiming ? claimp : NULL,
+                                 .seq = seq});
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         if (rc == 0)
             s_sent_seq(self, w, seq);
