@@ -1231,6 +1231,9 @@ static void s_waiting(api_t *self, const zmqx_frames_t *env, const auth_peer_t *
     if (!s_tasks_scope(self, env, peer, req))
         return;
     want_t want = {.peer = peer, .job = req->job, .all = req->all};
+    /* The flush before this answer may have written requeues that the
+       next dispatch would let out: none is listed as waiting for it. */
+    tasks_requeues_written(self->cfg.tasks);
     proto_reply_t *rep = proto_reply_new(true);
     rep->tasks = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t));
     rep->ntasks = why_list(&(why_config_t){.sched = self->cfg.sched,

@@ -78,8 +78,8 @@ struct tasks {
     int64_t keep_gone_ms;    /* REGISTRY_KEEP_GONE_MS, or the test hook's
                                 ZTASK_TEST_KEEP_GONE_MS */
     int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
-    int64_t rejoin_until;    /* mono ms: after a restart that found unfinished
-                                tasks, nothing is sent before (s_rejoin_window) */
+    int64_t rejoin_until;    /* mono ms: after a restart that found queued tasks,
+                                those stay parked until then (s_rejoin_window) */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
@@ -100,8 +100,12 @@ struct tasks {
     int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
                                 store while the writer had it: read from here
                                 when it is free; dispatch waits till then */
-    bool held_for_commit;    /* this dispatch kept a task taken back until
-                                its requeue is written (s_dispatch_to) */
+    /* Tasks parked SCHED_PARK_COMMIT (s_park_for_commit), in the order
+       they were parked, with the journal mark each waits for: marks only
+       grow, so the first one not written ends the scan. Entries of tasks
+       gone, claimed or requeued again since are skipped. */
+    struct commit_wait { uint64_t mark; int64_t id; } *commit_waits;
+    size_t commit_head, commit_n, commit_cap;
     /* Held tasks to judge again (s_judge): a queue, not recursion, since a
        verdict ends a job whose dependants are judged in turn, and a client
        can chain jobs (--after) as long as it likes. */
@@ -161,6 +165,7 @@ void tasks_destroy(tasks_t **p)
     imap_destroy(&self->orphan_keys);
     free(self->reserve_worker);
     free(self->judge_ids);
+    free(self->commit_waits);
     free(self);
     *p = NULL;
 }
@@ -197,6 +202,9 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         t = sched_add(self->sched, &task, 0);
         t->ready_ms = clock_mono_ms();
         t->recovered = true;
+        /* Its worker may hold it (s_rejoin_window): out of the queue
+           until the window ends or that worker's hello claims it. */
+        sched_park(self->sched, t, SCHED_PARK_REJOIN);
         const job_t *job = jobs_get(self->jobs, row->job);
         if (row->held || (job && job->held))
             sched_park(self->sched, t, SCHED_PARK_HELD);
@@ -223,22 +231,46 @@ static void s_judge(tasks_t *self, const int64_t *ids, size_t n);
    like tasks never sent: only their workers' hellos tell them apart. A
    task sent to the first worker that registers before another's hello
    claims it runs twice, though it may have ended before the crash (its
-   result then comes again, the hello's resend). So nothing is sent until
-   every live worker has had the time to find this master silent and say
-   hello: a liveness window and one heartbeat, at most the recovery
-   grace. It does not end when the workers the store knows to hold tasks
-   are back: the one a task went to in the last second may hold nothing
-   the store knows of (its first task, or only tasks shorter than
-   ASSIGN_WRITE_MS, whose assignments are never written). */
+   result then comes again, the hello's resend). So no task found queued
+   is sent until every live worker has had the time to find this master
+   silent and say hello: they are parked (SCHED_PARK_REJOIN, s_load_task)
+   for a liveness window and one heartbeat, at most the recovery grace;
+   a hello's claim takes one out at once (sched_claim). It does not end
+   when the workers the store knows to hold tasks are back: the one a
+   task went to in the last second may hold nothing the store knows of
+   (its first task, or only tasks shorter than ASSIGN_WRITE_MS, whose
+   assignments are never written). Every other task (submitted since,
+   taken back since, an orphan's requeue) was never out under the old
+   master as its next attempt, and goes out meanwhile. */
 static void s_rejoin_window(tasks_t *self)
 {
     int64_t ms = (int64_t) self->cfg.heartbeat_ms * (self->cfg.liveness + 1);
     if (ms > self->cfg.recovery_grace_ms)
         ms = self->cfg.recovery_grace_ms;
     self->rejoin_until = clock_mono_ms() + ms;
-    log_info("event=rejoin_window ms=%" PRId64 " note=\"no task is sent before the workers "
-             "have had the time to register again\"",
+    log_info("event=rejoin_window ms=%" PRId64 " note=\"no task found queued is sent before "
+             "the workers have had the time to register again\"",
              ms);
+}
+
+/* The window is over: every task still parked for it is queued again. */
+static void s_rejoin_window_over(tasks_t *self)
+{
+    size_t n = 0, cap = 0, pos = 0;
+    int64_t *ids = NULL;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->parked & SCHED_PARK_REJOIN) {
+            if (n == cap)
+                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
+            ids[n++] = t->id;
+        }
+    for (size_t i = 0; i < n; i++)
+        sched_unpark(self->sched, sched_get(self->sched, ids[i]), SCHED_PARK_REJOIN);
+    free(ids);
+    self->rejoin_until = 0;
+    log_info("event=rejoin_window_over tasks=%zu note=\"the tasks found queued are sent again\"",
+             n);
 }
 
 int tasks_rejoin_left_ms(const tasks_t *self, int64_t now)
@@ -256,7 +288,7 @@ int tasks_load(tasks_t *self, store_t *store)
     /* Only a task found queued can have been sent in the old master's
        last second; orphans (their assignments written) wait for their
        own workers anyway (tasks_claim), so a restart that found only
-       those sends at once. sched_size counts both. */
+       those opens no window. sched_size counts both. */
     assert(sched_size(self->sched) >= self->orphans);
     if (sched_size(self->sched) > self->orphans)
         s_rejoin_window(self);
@@ -803,8 +835,67 @@ static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, cha
         tasks_check_finished(self, job);
 }
 
+/* Parks t, just requeued, until the commit of its requeue (mark) is
+   written (tasks_requeues_written). Taken back from attempt a, it goes out as
+   a + 1 only once the store says a (J_REQUEUE): a master killed before
+   that commit finds the row at a - 1 (a send younger than ASSIGN_WRITE_MS
+   is not written) or on a's worker, refuses the claim of a + 1 by the
+   worker that has it (a restart takes a claim of the stored attempt + 1
+   only), aborts it there and sends a number a worker already had (a given
+   back by a recall, or a + 1 itself). Parked, not left in the queue: a
+   task there that may not go would be popped and put back by every
+   dispatch, and with commits failing (a full disk) enough of them at the
+   head of the queue kept every worker from the tasks behind. One commit,
+   hurried (fsynced at once with --sync acked, whose journal_written
+   counts fsynced commits only): a flush_ms at most, before a retry's
+   backoff ends. */
+static void s_park_for_commit(tasks_t *self, sched_task_t *t, uint64_t mark)
+{
+    assert(t->state == PROTO_ST_QUEUED && !t->worker);
+    t->requeue_mark = mark;
+    sched_park(self->sched, t, SCHED_PARK_COMMIT);
+    if (self->commit_n == self->commit_cap) {
+        /* Give back the slots already scanned before growing. */
+        if (self->commit_head > 0) {
+            self->commit_n -= self->commit_head;
+            memmove(self->commit_waits, self->commit_waits + self->commit_head,
+                    self->commit_n * sizeof *self->commit_waits);
+            self->commit_head = 0;
+        }
+        if (self->commit_n == self->commit_cap) {
+            self->commit_cap = self->commit_cap ? self->commit_cap * 2 : 256;
+            self->commit_waits = xrealloc(self->commit_waits,
+                                          self->commit_cap * sizeof *self->commit_waits);
+        }
+    }
+    self->commit_waits[self->commit_n++] = (struct commit_wait){.mark = mark, .id = t->id};
+    journal_commit_soon(self->journal);
+}
+
+/* Queues again the tasks whose requeue is written now (s_park_for_commit).
+   Cheap when there are none: one comparison. */
+void tasks_requeues_written(tasks_t *self)
+{
+    while (self->commit_head < self->commit_n) {
+        const struct commit_wait *cw = &self->commit_waits[self->commit_head];
+        if (!journal_written(self->journal, cw->mark))
+            return;
+        sched_task_t *t = sched_get(self->sched, cw->id);
+        /* Still waiting for this very commit (a later requeue has a later
+           entry). Parked, so QUEUED: requeue_mark is the live member. */
+        if (t && (t->parked & SCHED_PARK_COMMIT)) {
+            assert(t->state == PROTO_ST_QUEUED && !t->worker);
+            if (t->requeue_mark == cw->mark)
+                sched_unpark(self->sched, t, SCHED_PARK_COMMIT);
+        }
+        self->commit_head++;
+    }
+    self->commit_head = self->commit_n = 0;
+}
+
 /* Back in the queue, ready at not_before (0 = now): a retry, or a task
-   taken back from its worker. */
+   taken back from its worker. It goes out again once its requeue is
+   written (s_park_for_commit). */
 static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 {
     s_move(self, t, PROTO_ST_QUEUED, NULL);
@@ -819,7 +910,7 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
                          .job = t->job,
                          .attempt = t->attempt,
                          .row_bytes = t->spec_len});
-    t->requeue_mark = journal_mark(self->journal);
+    s_park_for_commit(self, t, journal_mark(self->journal));
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
@@ -873,6 +964,21 @@ static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char
     else
         free(key);
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
+}
+
+/* s_take_back for a task that did not run from the send it comes back
+   from: its worker gave it back (a recall, whose report may have been
+   overtaken by the worker's new hello), its lease ran out before it
+   started (it is aborted there), or the send never left. Its queue wait
+   was observed at that send, and the send that runs it is the same
+   execution: the histogram counts one wait per execution, so that one
+   is not observed again. A take-back after which the task may have run
+   (its worker died or lost its pipe, a result was lost) is not one of
+   these: its next send is observed as a new wait. */
+static void s_take_back_unrun(tasks_t *self, sched_task_t *t, const char *why)
+{
+    t->wait_counted = true;
+    s_take_back(self, t, false, why);
 }
 
 /* Takes every task back from a worker that died or left. */
@@ -981,7 +1087,7 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
                reported started was not given back (recalling stays set
                through the start: s_on_recalled's refusal says so): it is
                lost as any other below. */
-            s_take_back(self, t, false, "recalled_in_old_pipe");
+            s_take_back_unrun(self, t, "recalled_in_old_pipe");
         else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
@@ -1538,6 +1644,12 @@ static void s_sent_seq(tasks_t *self, worker_t *w, int64_t seq)
     w->seq_sent = seq;
 }
 
+void tasks_attempts_exhausted(int attempt, char *buf, size_t len)
+{
+    snprintf(buf, len, "it was sent %d times, the most attempts a task can have: submit it again",
+             attempt);
+}
+
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
    the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
    and the tasks in it would then be sent again, and again. A task whose
@@ -1552,8 +1664,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int parks = 0;
     /* What `ztask tasks` shows as its start until the worker reports one. */
     double wall = clock_wall();
-    /* Retries left for another worker, and tasks taken back whose requeue
-       is not written yet: back in the queue at the end. */
+    /* Retries left for another worker: back in the queue at the end. */
     sched_task_t *later[DISPATCH_BATCH];
     int nlater = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
@@ -1598,26 +1709,6 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     later[nlater++] = t;
                     continue;
                 }
-                if (!journal_written(self->journal, t->requeue_mark)) {
-                    /* Taken back from attempt a, it goes out as a + 1
-                       only once the store says a (J_REQUEUE): a master
-                       killed before that commit finds the row at a - 1
-                       (a send younger than ASSIGN_WRITE_MS is not
-                       written) or on a's worker, refuses the claim of
-                       a + 1 by the worker that has it (a restart takes
-                       a claim of the stored attempt + 1 only), aborts it
-                       there and sends a number a worker already had
-                       (a given back by a recall, or a + 1 itself). One
-                       commit, hurried: a flush_ms at most. */
-                    journal_commit_soon(self->journal);
-                    self->held_for_commit = true;
-                    if (nlater < DISPATCH_BATCH) {
-                        later[nlater++] = t;
-                        continue;
-                    }
-                    sched_requeue(self->sched, t, 0);
-                    break;
-                }
                 if (!t->spec && !journal_idle(self->journal)) {
                     /* Its spec is only in the store, which the writer has:
                        reading it now would block the loop for up to a
@@ -1632,10 +1723,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     /* Recalls resend with no retry charged: only this
                        bounds them (a next number would wrap). */
                     char why[160];
-                    snprintf(why, sizeof why,
-                             "it was sent %d times, the most attempts a task can have: "
-                             "submit it again",
-                             t->attempt);
+                    tasks_attempts_exhausted(t->attempt, why, sizeof why);
                     log_warn("event=attempts_exhausted task=%" PRId64 " attempt=%d", t->id,
                              t->attempt);
                     s_finish(self, t, PROTO_ST_FAILED, NULL, why);
@@ -1649,9 +1737,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     continue;
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
-                /* One wait per execution: a task given back (a recall)
-                   was counted at the send it undid, which never ran. */
-                if (!t->given_back)
+                /* One wait per execution (s_take_back_unrun). */
+                if (!t->wait_counted)
                     metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
                                        (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
@@ -1661,6 +1748,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     t->failed_on = NULL;
                 }
                 t->given_back = false;
+                t->wait_counted = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             char *grant = s_grant_text(self, w, t);
@@ -1717,7 +1805,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
-                s_take_back(self, tasks[i], false, "pipe_refused");
+                s_take_back_unrun(self, tasks[i], "pipe_refused");
             break;
         }
         credit -= n;
@@ -1728,7 +1816,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
         /* Not sent: the pipe refused (a carry leaves credit for itself
            and never ends the loop dry). */
         free(carry_spec);
-        s_take_back(self, carry, false, "not_sent");
+        s_take_back_unrun(self, carry, "not_sent");
     }
     /* Back in the queue, ready now: the next worker's turn takes them. */
     for (int i = 0; i < nlater; i++)
@@ -1987,6 +2075,13 @@ static void s_recall(tasks_t *self, int64_t now)
             any = idle;
     if (!any)
         return;
+    /* Tasks taken back that wait for their requeue's commit (a given-back
+       one among them) go out within a commit to the free threads there
+       are: as many free threads are not asked for meanwhile, or what they
+       take would be recalled twice over. Whatever their kind: an upper
+       bound, and only as many as are held (not every recall stops while
+       one is). */
+    size_t coming = sched_parked(self->sched).commit;
     pos = 0;
     while ((idle = registry_next(self->registry, &pos))) {
         /* A worker kept for a big task takes nothing else (s_reserve). */
@@ -1996,6 +2091,11 @@ static void s_recall(tasks_t *self, int64_t now)
         if (now < idle->recall_idle_until)
             continue;
         int want = idle->threads - idle->inflight - s_recalling_for(self, idle, now);
+        if (want > 0 && coming > 0) {
+            int covered = coming < (size_t) want ? (int) coming : want;
+            coming -= (size_t) covered;
+            want -= covered;
+        }
         int asked = 0;
         size_t hpos = 0;
         worker_t *h;
@@ -2014,6 +2114,10 @@ static void s_recall(tasks_t *self, int64_t now)
 
 void tasks_dispatch(tasks_t *self, int64_t now)
 {
+    /* Called after every step that may complete a commit (master.c). */
+    tasks_requeues_written(self);
+    if (self->rejoin_until && now >= self->rejoin_until)
+        s_rejoin_window_over(self);
     size_t count = registry_count(self->registry);
     if (!count)
         return;
@@ -2021,18 +2125,11 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         s_recall(self, now);
         return;
     }
-    if (self->rejoin_until) {
-        if (now < self->rejoin_until)
-            return;
-        self->rejoin_until = 0;
-        log_info("event=rejoin_window_over note=\"tasks are sent again\"");
-    }
     if (self->ahead_wanted > 0) {
         if (!journal_idle(self->journal))
             return;
         tasks_read_ahead(self);
     }
-    self->held_for_commit = false;
     const sched_class_t *only = NULL;
     worker_t *reserved = s_reserve(self, now, &only);
     /* Start from a different worker each round so scarce tasks spread. */
@@ -2047,10 +2144,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (self->ahead_wanted > 0)
             return;
     }
-    /* A task given back that waits for its requeue's commit is for an
-       idle worker: asking for another in the meantime would ask twice. */
-    if (!self->held_for_commit)
-        s_recall(self, now);
+    s_recall(self, now);
 }
 
 /* ---- reports ---- */
@@ -2417,7 +2511,7 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
         }
         t->worker_name = NULL;
         t->given_back = true;
-        s_take_back(self, t, false, "recalled");
+        s_take_back_unrun(self, t, "recalled");
         back++;
     }
     if (back)
@@ -2760,7 +2854,7 @@ void tasks_timers(tasks_t *self, int64_t now)
                 s_send_abort(self, w, t->id, t->attempt);
                 free(t->worker_name);   /* told to drop it: not its last holder */
                 t->worker_name = NULL;
-                s_take_back(self, t, false, "lease_expired");
+                s_take_back_unrun(self, t, "lease_expired");
             } else if (t->awaiting && now > t->deadline) {
                 /* Sent to a master that died with it, most likely. */
                 log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "

@@ -60,6 +60,10 @@ static proto_wait_t s_wait(why_t *w, const sched_task_t *t, const job_t *job, in
        when a dispatch reaches it: the same wait. */
     if ((t->parked & SCHED_PARK_CAPPED) || job_at_limit(job))
         return PROTO_WAIT_CAPPED;
+    if (t->parked & SCHED_PARK_REJOIN)
+        return PROTO_WAIT_REJOIN;
+    if (t->parked & SCHED_PARK_COMMIT)
+        return PROTO_WAIT_COMMIT;
     if (t->not_before > now)
         return PROTO_WAIT_RETRY;
     return s_served(w, t->cls) ? PROTO_WAIT_READY : PROTO_WAIT_NO_WORKER;
@@ -102,17 +106,29 @@ static void s_words(const why_t *w, const sched_task_t *t, const job_t *job, pro
         snprintf(why, size, "job limit %d reached: ztask limit %" PRId64 " N changes it",
                  job ? job->max_running : 0, t->job);
         return;
+    case PROTO_WAIT_REJOIN:
+        /* tasks.c, s_rejoin_window: its worker may still claim it. */
+        snprintf(why, size, "rejoin window: found queued at the master's restart, it may be on a "
+                            "worker that has not said hello yet; it goes once the workers have "
+                            "had the time to register again");
+        return;
+    case PROTO_WAIT_COMMIT:
+        /* tasks.c, s_park_for_commit. */
+        snprintf(why, size, "its requeue is being written: it goes out again once the database "
+                            "has it");
+        return;
     case PROTO_WAIT_RETRY:
         /* A crash's backoff can fall on the last attempt number: there is
            no next attempt to name (t->attempt + 1 would overflow). */
-        if (t->attempt >= PROTO_MAX_ATTEMPT)
-            snprintf(why, size,
-                     "backoff: %.1f s left, then it fails: it was sent %d times, the most "
-                     "attempts a task can have (submit it again)",
-                     (double) (t->not_before - now) / 1000.0, t->attempt);
-        else
+        if (t->attempt >= PROTO_MAX_ATTEMPT) {
+            char end[160];
+            tasks_attempts_exhausted(t->attempt, end, sizeof end);
+            snprintf(why, size, "backoff: %.1f s left, then it fails: %s",
+                     (double) (t->not_before - now) / 1000.0, end);
+        } else {
             snprintf(why, size, "retry backoff: attempt %d in %.1f s", t->attempt + 1,
                      (double) (t->not_before - now) / 1000.0);
+        }
         return;
     case PROTO_WAIT_NO_WORKER: {
         char need[400];

@@ -543,8 +543,10 @@ typedef struct {
 
 /* What a queued task waits for ("waiting" records), in the order a
    reason wins when several hold: a user's hold, the jobs its job depends
-   on, its job's --max-running, a retry backoff, a kind of worker no live
-   one is, a free slot (it is ready). */
+   on, its job's --max-running, a master restart's rejoin window, the
+   commit of its requeue, a retry backoff, a kind of worker no live one
+   is, a free slot (it is ready). The numbers are not that order: later
+   ones were added at the end. */
 typedef enum {
     PROTO_WAIT_NONE = 0,      /* not a waiting record */
     PROTO_WAIT_HELD,          /* "held" */
@@ -552,7 +554,9 @@ typedef enum {
     PROTO_WAIT_CAPPED,        /* "capped" */
     PROTO_WAIT_RETRY,         /* "retry" */
     PROTO_WAIT_NO_WORKER,     /* "no_worker" */
-    PROTO_WAIT_READY          /* "ready" */
+    PROTO_WAIT_READY,         /* "ready" */
+    PROTO_WAIT_REJOIN,        /* "rejoin" */
+    PROTO_WAIT_COMMIT         /* "commit" */
 } proto_wait_t;
 /* "held", ...; NULL for NONE or outside the enum. */
 const char *proto_wait_name(proto_wait_t w);

@@ -18,6 +18,7 @@ static const char *const s_wait_names[] = {
     [PROTO_WAIT_HELD] = "held",           [PROTO_WAIT_DEPS] = "deps",
     [PROTO_WAIT_CAPPED] = "capped",       [PROTO_WAIT_RETRY] = "retry",
     [PROTO_WAIT_NO_WORKER] = "no_worker", [PROTO_WAIT_READY] = "ready",
+    [PROTO_WAIT_REJOIN] = "rejoin",       [PROTO_WAIT_COMMIT] = "commit",
 };
 #define NWAIT (sizeof s_wait_names / sizeof *s_wait_names)
 
@@ -352,7 +353,7 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
     if (wait) {
         if (!cJSON_IsString(wait) || proto_wait_parse(wait->valuestring, &t->wait) != 0) {
             proto_err_set(err, PROTO_E_FIELD, "field \"wait\" must be held, deps, capped, "
-                                              "retry, no_worker or ready");
+                                              "rejoin, commit, retry, no_worker or ready");
             return -1;
         }
         int priority = 0;

@@ -298,8 +298,8 @@ static void s_gated_script(char *buf, size_t len, const char *log, const char *g
 
 /* The two restart cases' start: a master on a free port pair (it is
    restarted there), a worker "a" with GATED_N threads, and a job of
-   GATED_N gated tasks (s_gated_script), all started. log and go are the
-   caller's to free. */
+   GATED_N gated tasks (s_gated_script), all started. Free log and go
+   with s_gated_free. */
 enum { GATED_N = 8 };
 typedef struct {
     int port;
@@ -323,24 +323,28 @@ static gated_t s_gated_start(h_cluster_t *c)
     return g;
 }
 
-/* A master restarted on port after a crash while the gated job ran on w
-   (s_gated_script's log): w registers again, the job completes, and each
-   of its n tasks ran once, at attempt 1. Returns the new master. */
-static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, int port, h_proc_t *w, int64_t job,
-                                          const char *log, int n)
+static void s_gated_free(gated_t *g)
 {
-    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
-    ck_assert_int_eq(h_wait(c, job, 60000), 0);
-    s_expect_all_done(c, job, n);
-    int counts[64];
-    ck_assert(n <= 64);
-    s_count_lines(log, "start", counts, n);
-    for (int i = 0; i < n; i++)
+    free(g->log);
+    free(g->go);
+}
+
+/* A master restarted on g's port after a crash while g's job ran: g's
+   worker registers again, the job completes, and each of its tasks ran
+   once, at attempt 1. Returns the new master. */
+static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, const gated_t *g)
+{
+    h_proc_t *m2 = h_master_start(c, g->port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(g->w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(g->w));
+    ck_assert_int_eq(h_wait(c, g->job, 60000), 0);
+    s_expect_all_done(c, g->job, GATED_N);
+    int counts[GATED_N];
+    s_count_lines(g->log, "start", counts, GATED_N);
+    for (int i = 0; i < GATED_N; i++)
         ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
                       h_proc_log(m2));
-    cJSON *res = h_results(c, job, NULL);
+    cJSON *res = h_results(c, g->job, NULL);
     const cJSON *r;
     cJSON_ArrayForEach(r, res)
         ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
@@ -359,18 +363,13 @@ START_TIMED_TEST(results_finished_while_the_master_was_down_count_after_its_rest
     enum { N = GATED_N };
     int counts[N];
     gated_t g = s_gated_start(c);
-    int port = g.port;
-    h_proc_t *m = g.m, *w = g.w;
-    char *log = g.log, *go = g.go;
-    int64_t job = g.job;
-    h_proc_kill9(m);
+    h_proc_kill9(g.m);
     /* The tasks end with no master: their results wait in the worker. */
-    h_write_file(go, "");
-    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    h_write_file(g.go, "");
+    ck_assert(H_POLL(s_count_lines(g.log, "end", counts, N) == N, 30000));
 
-    s_restart_each_runs_once(c, port, w, job, log, N);
-    free(log);
-    free(go);
+    s_restart_each_runs_once(c, &g);
+    s_gated_free(&g);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -520,28 +519,23 @@ START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_
     enum { N = GATED_N };
     int counts[N];
     gated_t g = s_gated_start(c);
-    int port = g.port;
-    h_proc_t *m = g.m, *w = g.w;
-    char *log = g.log, *go = g.go;
-    int64_t job = g.job;
     /* A stopped master reads nothing: what the worker sends it stays in
        its socket, and goes with it when it is killed. The worker finds it
        silent first, so nothing but the results comes after. */
-    h_proc_signal(m, SIGSTOP);
-    ck_assert_msg(h_proc_wait_log(w, "event=master_lost", 1, 30000),
-                  "the worker did not find the master silent (log %s)", h_proc_log(w));
+    h_proc_signal(g.m, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(g.w, "event=master_lost", 1, 30000),
+                  "the worker did not find the master silent (log %s)", h_proc_log(g.w));
     long rx0 = s_rx_queued(h_report_port(c));
-    h_write_file(go, "");
-    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    h_write_file(g.go, "");
+    ck_assert(H_POLL(s_count_lines(g.log, "end", counts, N) == N, 30000));
     ck_assert_msg(H_POLL(s_rx_queued(h_report_port(c)) > rx0, 30000),
                   "the results did not reach the stopped master's socket (%ld bytes before)",
                   rx0);
-    h_proc_kill9(m);
+    h_proc_kill9(g.m);
 
-    h_proc_t *m2 = s_restart_each_runs_once(c, port, w, job, log, N);
+    h_proc_t *m2 = s_restart_each_runs_once(c, &g);
     ck_assert_int_eq(h_proc_count_log(m2, "event=result_not_delivered"), 0);
-    free(log);
-    free(go);
+    s_gated_free(&g);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -702,6 +696,80 @@ START_TIMED_TEST(a_restart_opens_the_rejoin_window_only_when_it_finds_queued_tas
                   "the window's end was not logged (log %s)", h_proc_log(m));
     s_count_lines(log, "start", counts, 1);
     ck_assert_int_eq(counts[0], 1);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* The wait of a job's queued tasks, in `ztask tasks --waiting --json`,
+   for the task of that index ("" when it is not listed). */
+static void s_wait_of(h_cluster_t *c, int64_t job, int index, char *wait, size_t size)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_run_t *r = h_cli(c, "tasks", "--waiting", "--job", id, "--json", NULL);
+    ck_assert_msg(r->rc == 0, "tasks --waiting: %s", h_run_desc(r));
+    cJSON *all = h_json_lines(r->out);
+    const cJSON *t;
+    snprintf(wait, size, "%s", "");
+    cJSON_ArrayForEach(t, all) if (h_jint(t, "index", -1) == index)
+        snprintf(wait, size, "%s", h_jstr(t, "wait") ? h_jstr(t, "wait") : "(none)");
+    cJSON_Delete(all);
+    h_run_free(&r);
+}
+
+/* The rejoin window holds back only the tasks a restart found queued
+   (their workers may hold them, sent in the old master's last second):
+   a job submitted after the restart could not have been sent by the old
+   master, and runs at once. The window is long here (10 heartbeats of a
+   second), so the new job ends well inside it; the task found queued
+   says it waits for the window, and goes once it is over. */
+START_TIMED_TEST(new_work_runs_during_the_rejoin_window_while_tasks_found_queued_wait, 120)
+{
+    h_cluster_t *c = h_cluster_new("rejoinnew");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = h_worker_start(c, "a", 2, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    int counts[3];
+    /* Two run (gated) on a's two threads; the third waits in the queue. */
+    int64_t first = h_submit(c, NULL, "--array", "0-2", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, 3) == 2, 30000));
+    h_proc_kill9(m);
+
+    m = h_master_start(c, port, "--heartbeat-ms", "1000", "--liveness", "14", "--recovery-grace",
+                       "60", "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window ", 1, 30000),
+                  "no window with a queued task (log %s)", h_proc_log(m));
+    /* b registers during the window, with free threads: the new job's. */
+    h_worker_start(c, "b", 2, NULL);
+    int64_t second = h_submit(c, NULL, "--array", "0-3", "--", "true", NULL);
+    char wait[32];
+    s_wait_of(c, first, 2, wait, sizeof wait);
+    ck_assert_int_eq(h_wait(c, second, 30000), 0);
+    /* Both inside the window: it was not over after them. */
+    ck_assert_msg(h_proc_count_log(m, "event=rejoin_window_over") == 0,
+                  "the new job waited for the window's end (log %s)", h_proc_log(m));
+    ck_assert_msg(strcmp(wait, "rejoin") == 0, "the task found queued waits for '%s', not rejoin",
+                  wait);
+    ck_assert_int_eq(s_count_lines(log, "start", counts, 3), 2);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "a did not re-register (log %s)", h_proc_log(w));
+    ck_assert_msg(h_proc_wait_log(m, "claimed=2", 1, 10000),
+                  "a's hello did not claim its two tasks (log %s)", h_proc_log(m));
+
+    /* Once the window is over, it goes. */
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window_over tasks=1", 1, 30000),
+                  "the window did not end with the one task found queued (log %s)",
+                  h_proc_log(m));
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, first, 30000), 0);
+    s_count_lines(log, "start", counts, 3);
+    ck_assert_msg(counts[0] == 1 && counts[1] == 1 && counts[2] == 1, "starts %d %d %d",
+                  counts[0], counts[1], counts[2]);
     free(log);
     free(go);
     h_cluster_destroy(&c);

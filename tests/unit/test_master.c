@@ -1412,6 +1412,18 @@ static proto_pipe_t *s_wait_recall(fake_t *h, fake_t *idle, int ms)
     return NULL;
 }
 
+/* s_wait_recall, with a heartbeat of also (a worker that joined, kept
+   alive meanwhile) every 100 ms. */
+static proto_pipe_t *s_wait_recall_beating(fake_t *h, fake_t *idle, fake_t *also, int ms)
+{
+    proto_pipe_t *msg = NULL;
+    for (int waited = 0; waited < ms && !msg; waited += 100) {
+        s_heartbeat(also);
+        msg = s_wait_recall(h, idle, 100);
+    }
+    return msg;
+}
+
 static void s_recalled(fake_t *f, const proto_task_ref_t *refs, int n)
 {
     proto_report_t *rep = proto_report_new(PROTO_REP_RECALLED, f->id);
@@ -1764,10 +1776,7 @@ START_TEST(only_tasks_the_idle_worker_can_take_are_recalled)
     proto_pipe_t *msg = s_wait_recall(&h, &i, 800);
     ck_assert_msg(msg == NULL, "tasks were recalled for a worker without their label");
     s_fake_start_as(&j, &e, "j", 2, true, "gpu");
-    for (int k = 0; k < 20 && !msg; k++) {
-        s_heartbeat(&j);
-        msg = s_wait_recall(&h, &i, 100);
-    }
+    msg = s_wait_recall_beating(&h, &i, &j, 2000);
     ck_assert_msg(msg != NULL, "no recall for the worker with the label");
     /* j has 2 free threads, h 2 unstarted tasks: both, newest first. */
     ck_assert_int_eq(msg->nrefs, 2);
@@ -2184,10 +2193,7 @@ START_TEST(a_retry_is_not_recalled_for_the_worker_it_failed_on)
     ck_assert_msg(msg == NULL, "the retry was asked back for the worker it failed on (%s came)",
                   msg ? s_pipe_name(msg) : "");
     s_fake_start_as(&y, &e, "y", 1, true, NULL);
-    for (int k = 0; k < 30 && !msg; k++) {
-        s_heartbeat(&y);
-        msg = s_wait_recall(&x, &w, 100);
-    }
+    msg = s_wait_recall_beating(&x, &w, &y, 3000);
     ck_assert_msg(msg != NULL, "no recall for the idle worker it did not fail on");
     ck_assert_int_eq(msg->nrefs, 1);
     ck_assert_int_eq(msg->refs[0].task, r[0].id);
@@ -2339,8 +2345,11 @@ static long s_queue_waits(env_t *e)
 
 /* A task given back and sent again waited in the queue once for its one
    run: the histogram counts one wait per execution (the send a recall
-   undoes is not one), so its count is the number of tasks here. */
-START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
+   undoes is not one), so its count is the number of tasks here. The
+   give-back comes as h's "recalled", or (hello_first) as h's new hello
+   that leaves the task out before that report comes
+   (recalled_in_old_pipe); either way it goes to the idle worker i. */
+static void s_given_back_is_counted_once(bool hello_first)
 {
     env_t e;
     s_env_recall_http(&e, "127.0.0.1:0");
@@ -2349,13 +2358,59 @@ START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
     proto_task_ref_t back;
     s_recall_one(&e, &h, &i, got, &back);
     ck_assert_int_eq(s_queue_waits(&e), 4);
-    s_recalled(&h, &back, 1);
+    if (hello_first) {
+        proto_task_ref_t running[3];
+        int nrunning = 0;
+        for (int k = 0; k < 4; k++)
+            if (got[k].id != back.task)
+                running[nrunning++] = (proto_task_ref_t){.task = got[k].id,
+                                                         .attempt = got[k].attempt};
+        s_fake_hello_running(&h, "h", running, nrunning);
+    } else {
+        s_recalled(&h, &back, 1);
+    }
     proto_task_t on_i[1];
     ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
     ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, back.attempt + 1);
     ck_assert_int_eq(s_queue_waits(&e), 4);
     s_fake_stop(&i);
     s_fake_stop(&h);
+    s_env_stop(&e);
+}
+
+START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
+{
+    s_given_back_is_counted_once(false);
+}
+END_TEST
+
+START_TEST(a_task_given_back_before_its_worker_registers_again_is_counted_once_in_the_queue_wait)
+{
+    s_given_back_is_counted_once(true);
+}
+END_TEST
+
+/* A task whose lease ran out before it started is aborted and sent
+   again: that send runs it, and the first never did, so one wait. */
+START_TEST(a_task_whose_lease_ran_out_is_counted_once_in_the_queue_wait)
+{
+    env_t e;
+    master_config_t cfg = s_config(300, 0, 0);
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    s_submit_noops(&e, 1);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(s_queue_waits(&e), 1);
+    /* Never started: the abort of attempt 1 comes, then attempt 2. */
+    ck_assert_int_eq(s_take_tasks(&f, 1, got + 1, 3000), 1);
+    ck_assert_int_eq(got[1].id, got[0].id);
+    ck_assert_int_eq(got[1].attempt, 2);
+    ck_assert_int_eq(s_queue_waits(&e), 1);
+    s_fake_stop(&f);
     s_env_stop(&e);
 }
 END_TEST

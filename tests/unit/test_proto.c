@@ -2822,6 +2822,14 @@ START_TEST(steering_requests_and_their_records_round_trip)
     ck_assert(got->tasks[1].wait == PROTO_WAIT_HELD && got->tasks[1].held);
     proto_reply_destroy(&got);
     proto_reply_destroy(&rep);
+    /* Every wait has a name that reads back as itself. */
+    for (int w = PROTO_WAIT_HELD; w <= PROTO_WAIT_COMMIT; w++) {
+        proto_wait_t back = PROTO_WAIT_NONE;
+        ck_assert_ptr_nonnull(proto_wait_name((proto_wait_t) w));
+        ck_assert_int_eq(proto_wait_parse(proto_wait_name((proto_wait_t) w), &back), 0);
+        ck_assert_int_eq(back, w);
+    }
+    ck_assert_str_eq(proto_wait_name(PROTO_WAIT_COMMIT), "commit");
     s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
             "\"status\":\"queued\",\"wait\":\"bored\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
     char words[256];
