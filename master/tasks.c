@@ -105,8 +105,10 @@ struct tasks {
                                 store while the writer had it: read from here
                                 when it is free; dispatch waits till then */
     /* Tasks parked SCHED_PARK_COMMIT (s_park_for_commit), in the order
-       they were parked, with the journal mark each waits for: marks only
-       grow, so the first one not written ends the scan. Entries of tasks
+       they were parked, with the journal mark each waits for: marks grow,
+       so the first one not written ends the scan. A retry parked when
+       due (s_dispatch_to) brings an older mark: it may wait behind a later
+       one, for the next commit, never past its own. Entries of tasks
        gone, claimed or requeued again since are skipped. */
     struct commit_wait { uint64_t mark; int64_t id; } *commit_waits;
     size_t commit_head, commit_n, commit_cap;
