@@ -2824,8 +2824,31 @@ START_TEST(steering_requests_and_their_records_round_trip)
         ck_assert_int_eq(back, w);
     }
     ck_assert_str_eq(proto_wait_name(PROTO_WAIT_COMMIT), "commit");
+    /* A wait a newer master names and this build does not know is taken
+       as PROTO_WAIT_OTHER with its name kept (the words say the rest):
+       the list still shows, and --json writes the name back as it came. */
+    proto_err_t perr;
+    const char *later = "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
+                        "\"status\":\"queued\",\"wait\":\"bored_2\",\"reason\":\"x\"}]}";
+    got = proto_reply_decode(later, strlen(later), PROTO_REQ_WAITING, &perr);
+    ck_assert_msg(got != NULL, "an unknown wait name refused: %s", perr.message);
+    ck_assert(got->ntasks == 1 && got->tasks[0].wait == PROTO_WAIT_OTHER);
+    ck_assert_str_eq(got->tasks[0].wait_other, "bored_2");
+    ck_assert_str_eq(got->tasks[0].reason, "x");
+    rep = s_reply_round_trip(got, PROTO_REQ_WAITING);
+    ck_assert(rep->tasks[0].wait == PROTO_WAIT_OTHER);
+    ck_assert_str_eq(rep->tasks[0].wait_other, "bored_2");
+    proto_reply_destroy(&rep);
+    proto_reply_destroy(&got);
+    ck_assert_int_eq(proto_wait_parse("bored_2", &(proto_wait_t){0}), -1);
+    ck_assert_ptr_null(proto_wait_name(PROTO_WAIT_OTHER));
+    /* Not a word: refused, as a wait that is no string. */
     s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
-            "\"status\":\"queued\",\"wait\":\"bored\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
+            "\"status\":\"queued\",\"wait\":\"Bored now!\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
+    s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
+            "\"status\":\"queued\",\"wait\":\"\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
+    s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
+            "\"status\":\"queued\",\"wait\":7,\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
     char words[256];
     proto_need_words(words, sizeof words, "exec:gpu;cpus=2");
     ck_assert_str_eq(words, "a worker that runs commands, labelled gpu with cpus=2");
