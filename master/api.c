@@ -1231,6 +1231,9 @@ static void s_waiting(api_t *self, const zmqx_frames_t *env, const auth_peer_t *
     if (!s_tasks_scope(self, env, peer, req))
         return;
     want_t want = {.peer = peer, .job = req->job, .all = req->all};
+    /* The flush before this answer may have written requeues that the
+       next dispatch would let out: none is listed as waiting for it. */
+    tasks_requeues_written(self->cfg.tasks);
     proto_reply_t *rep = proto_reply_new(true);
     rep->tasks = xcalloc(PROTO_MAX_TASKS_LISTED, sizeof(proto_task_info_t));
     rep->ntasks = why_list(&(why_config_t){.sched = self->cfg.sched,
@@ -1318,7 +1321,7 @@ out:
 /* ---- workers ---- */
 
 static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t *w,
-                          const tasks_held_t *resend)
+                          const tasks_held_t *resend, int64_t now)
 {
     proto_reply_t *rep = proto_reply_new(true);
     /* What it listed whose result did not arrive: results lost with a
@@ -1333,6 +1336,7 @@ static void s_hello_reply(api_t *self, const zmqx_frames_t *env, const worker_t 
     rep->heartbeat_ms = self->cfg.heartbeat_ms;
     rep->liveness = self->cfg.liveness;
     rep->report_b64 = true;      /* results and output may carry base64 (proto.h) */
+    rep->hold_ms = tasks_rejoin_left_ms(self->cfg.tasks, now);
     s_send_reply(self, env, rep, PROTO_REQ_HELLO);
     proto_reply_destroy(&rep);
 }
@@ -1393,7 +1397,7 @@ static void s_hello(api_t *self, const zmqx_frames_t *env, const proto_req_t *re
        pipe, not the master: its results are on their way in the report
        socket, which never closed, and asking for them would only make
        duplicates. */
-    s_hello_reply(self, env, w, req->resend && !again ? &held : NULL);
+    s_hello_reply(self, env, w, req->resend && !again ? &held : NULL, now);
 }
 
 static void s_workers(api_t *self, const zmqx_frames_t *env)

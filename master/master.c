@@ -656,7 +656,7 @@ static void s_turn(master_t *self, const zmq_pollitem_t *items, bool gate_events
        an fsync. Sending a task needs no durability first: a crash
        before its assignment is written finds it queued, and its worker
        claims it or it runs again under the same attempt number. A
-       resend waits for its requeue's commit (tasks.c, s_dispatch_to),
+       resend waits for its requeue's commit (tasks.c, s_park_for_commit),
        or that claim would be of two attempts above the stored one. */
     tasks_dispatch(self->tasks, now);
     /* Replies that waited for their clients, and the requests parked

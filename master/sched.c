@@ -57,13 +57,13 @@ struct sched {
     /* Records by their parked bits (index: the SCHED_PARK_* set, 0
        unused), kept by s_set_parked, so the metrics tell held from ready
        without a pass over every task. */
-    size_t parked_n[8];
+    size_t parked_n[SCHED_PARK_ALL + 1];
 };
 
 /* The one place a record's parked bits change. */
 static void s_set_parked(sched_t *self, sched_task_t *t, unsigned parked)
 {
-    assert(parked < 8);
+    assert(parked <= SCHED_PARK_ALL);
     if (t->parked) {
         assert(self->parked_n[t->parked] > 0);
         self->parked_n[t->parked]--;
@@ -301,7 +301,7 @@ static void s_compact(sched_t *self)
 static void s_tidy_waiting(sched_t *self)
 {
     size_t live = self->delayed.n;
-    for (unsigned m = 1; m < 8; m++)
+    for (unsigned m = 1; m <= SCHED_PARK_ALL; m++)
         live += self->parked_n[m];
     if (self->waiting.n > 2 * live + 4096)
         s_sweep(self, &self->waiting);
@@ -521,12 +521,14 @@ int64_t sched_next_due(const sched_t *self, int64_t now)
 sched_parked_t sched_parked(const sched_t *self)
 {
     sched_parked_t n = {0};
-    for (unsigned m = 1; m < 8; m++)
-        *(m & SCHED_PARK_HELD   ? &n.held
-          : m & SCHED_PARK_DEPS ? &n.deps
-                                : &n.capped) += self->parked_n[m];
+    for (unsigned m = 1; m <= SCHED_PARK_ALL; m++)
+        *(m & SCHED_PARK_HELD     ? &n.held
+          : m & SCHED_PARK_DEPS   ? &n.deps
+          : m & SCHED_PARK_CAPPED ? &n.capped
+          : m & SCHED_PARK_REJOIN ? &n.rejoin
+                                  : &n.commit) += self->parked_n[m];
     /* Each parked record is counted once (s_set_parked). */
-    assert(n.held + n.deps + n.capped <= imap_size(self->tasks));
+    assert(n.held + n.deps + n.capped + n.rejoin + n.commit <= imap_size(self->tasks));
     return n;
 }
 

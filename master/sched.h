@@ -16,7 +16,8 @@
 
     Parked tasks: a QUEUED task may be parked, out of every ready heap
     (listed only in the one sched_walk reads), for one
-    or more reasons (a user's hold, its job at its --max-running limit).
+    or more reasons (a user's hold, its job at its --max-running limit,
+    a restart's rejoin window, its requeue not written yet: SCHED_PARK_*).
     It stays QUEUED (its job counts it queued) and is never popped; when
     its last reason is lifted it enters the ready (or delayed) queue again.
     A task requeued while parked stays parked.
@@ -69,12 +70,19 @@ typedef struct sched_task {
     int64_t job;
     int64_t index;            /* its index in its job (--after-each matches on it) */
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
+    /* One field, two lives that never overlap: deadline is read only
+       while the task is on a worker or waits for one (ASSIGNED, RUNNING,
+       an orphan, awaiting), requeue_mark only while it is QUEUED and
+       parked SCHED_PARK_COMMIT (asserted where tasks.c reads it). Every
+       way onto a worker (sched_pop, sched_claim, then tasks.c) writes
+       deadline before it is read, and the one way into SCHED_PARK_COMMIT
+       (tasks.c, s_park_for_commit) writes requeue_mark first. */
     union {
         int64_t deadline;     /* ASSIGNED: lease end; orphan: recovery grace end;
                                  awaiting: when its result is due */
-        uint64_t requeue_mark;   /* QUEUED: the journal mark (journal.h) of its
-                                    last requeue, written before it is sent
-                                    again (tasks.c, s_requeue); 0 = none */
+        uint64_t requeue_mark;   /* QUEUED, parked SCHED_PARK_COMMIT: the
+                                    journal mark (journal.h) of its last
+                                    requeue, written before it is sent again */
     };
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
                                  tasks.c; the queue-wait metric and the oldest
@@ -127,7 +135,13 @@ typedef struct sched_task {
 enum {
     SCHED_PARK_HELD = 1,      /* ztask hold (the task, or its job) */
     SCHED_PARK_CAPPED = 2,    /* its job runs --max-running tasks already */
-    SCHED_PARK_DEPS = 4       /* it waits for the jobs its job depends on (deps.h) */
+    SCHED_PARK_DEPS = 4,      /* it waits for the jobs its job depends on (deps.h) */
+    SCHED_PARK_REJOIN = 8,    /* found queued at a restart: its worker may still
+                                 claim it, until the rejoin window ends (tasks.c) */
+    SCHED_PARK_COMMIT = 16,   /* taken back from a worker: not sent again before
+                                 its requeue is written (tasks.c,
+                                 s_park_for_commit) */
+    SCHED_PARK_ALL = 31
 };
 
 sched_t *sched_new(void);
@@ -231,10 +245,11 @@ int64_t sched_next_due(const sched_t *self, int64_t now);
 
 /* Parked records by their first reason, each counted once: held (a
    user's hold, whatever else), else waiting for the jobs its job depends
-   on, else at its job's --max-running. O(1). A parked task is QUEUED
+   on, else at its job's --max-running, else waiting for the rejoin
+   window, else for its requeue's commit. O(1). A parked task is QUEUED
    (sched_claim lifts every reason from the one it takes). */
 typedef struct {
-    size_t held, deps, capped;
+    size_t held, deps, capped, rejoin, commit;
 } sched_parked_t;
 sched_parked_t sched_parked(const sched_t *self);
 

@@ -76,8 +76,8 @@ struct tasks {
     int64_t keep_gone_ms;    /* REGISTRY_KEEP_GONE_MS, or the test hook's
                                 ZTASK_TEST_KEEP_GONE_MS */
     int64_t last_timers;     /* when tasks_timers last ran, 0 = never */
-    int64_t rejoin_until;    /* mono ms: after a restart that found unfinished
-                                tasks, nothing is sent before (s_rejoin_window) */
+    int64_t rejoin_until;    /* mono ms: after a restart that found queued tasks,
+                                those stay parked until then (s_rejoin_window) */
     /* Lines a peer can cause at will, rate-limited (log_limit): bad,
        refused or unknown reports. */
     log_limit_t lim_report;
@@ -98,8 +98,12 @@ struct tasks {
     int64_t ahead_wanted;    /* a dispatch found this task's spec only in the
                                 store while the writer had it: read from here
                                 when it is free; dispatch waits till then */
-    bool held_for_commit;    /* this dispatch kept a task taken back until
-                                its requeue is written (s_dispatch_to) */
+    /* Tasks parked SCHED_PARK_COMMIT (s_park_for_commit), in the order
+       they were parked, with the journal mark each waits for: marks only
+       grow, so the first one not written ends the scan. Entries of tasks
+       gone, claimed or requeued again since are skipped. */
+    struct commit_wait { uint64_t mark; int64_t id; } *commit_waits;
+    size_t commit_head, commit_n, commit_cap;
     /* Held tasks to judge again (s_judge): a queue, not recursion, since a
        verdict ends a job whose dependants are judged in turn, and a client
        can chain jobs (--after) as long as it likes. */
@@ -139,6 +143,7 @@ void tasks_destroy(tasks_t **p)
     imap_destroy(&self->orphan_keys);
     free(self->reserve_worker);
     free(self->judge_ids);
+    free(self->commit_waits);
     free(self);
     *p = NULL;
 }
@@ -175,6 +180,9 @@ static int s_load_task(const store_task_row_t *row, void *arg)
         t = sched_add(self->sched, &task, 0);
         t->ready_ms = clock_mono_ms();
         t->recovered = true;
+        /* Its worker may hold it (s_rejoin_window): out of the queue
+           until the window ends or that worker's hello claims it. */
+        sched_park(self->sched, t, SCHED_PARK_REJOIN);
         const job_t *job = jobs_get(self->jobs, row->job);
         if (row->held || (job && job->held))
             sched_park(self->sched, t, SCHED_PARK_HELD);
@@ -201,22 +209,54 @@ static void s_judge(tasks_t *self, const int64_t *ids, size_t n);
    like tasks never sent: only their workers' hellos tell them apart. A
    task sent to the first worker that registers before another's hello
    claims it runs twice, though it may have ended before the crash (its
-   result then comes again, the hello's resend). So nothing is sent until
-   every live worker has had the time to find this master silent and say
-   hello: a liveness window and one heartbeat, at most the recovery
-   grace. It does not end when the workers the store knows to hold tasks
-   are back: the one a task went to in the last second may hold nothing
-   the store knows of (its first task, or only tasks shorter than
-   ASSIGN_WRITE_MS, whose assignments are never written). */
+   result then comes again, the hello's resend). So no task found queued
+   is sent until every live worker has had the time to find this master
+   silent and say hello: they are parked (SCHED_PARK_REJOIN, s_load_task)
+   for a liveness window and one heartbeat, at most the recovery grace;
+   a hello's claim takes one out at once (sched_claim). It does not end
+   when the workers the store knows to hold tasks are back: the one a
+   task went to in the last second may hold nothing the store knows of
+   (its first task, or only tasks shorter than ASSIGN_WRITE_MS, whose
+   assignments are never written). Every other task (submitted since,
+   taken back since, an orphan's requeue) was never out under the old
+   master as its next attempt, and goes out meanwhile. */
 static void s_rejoin_window(tasks_t *self)
 {
     int64_t ms = (int64_t) self->cfg.heartbeat_ms * (self->cfg.liveness + 1);
     if (ms > self->cfg.recovery_grace_ms)
         ms = self->cfg.recovery_grace_ms;
     self->rejoin_until = clock_mono_ms() + ms;
-    log_info("event=rejoin_window ms=%" PRId64 " note=\"no task is sent before the workers "
-             "have had the time to register again\"",
+    log_info("event=rejoin_window ms=%" PRId64 " note=\"no task found queued is sent before "
+             "the workers have had the time to register again\"",
              ms);
+}
+
+/* The window is over: every task still parked for it is queued again. */
+static void s_rejoin_window_over(tasks_t *self)
+{
+    size_t n = 0, cap = 0, pos = 0;
+    int64_t *ids = NULL;
+    sched_task_t *t;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->parked & SCHED_PARK_REJOIN) {
+            if (n == cap)
+                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
+            ids[n++] = t->id;
+        }
+    for (size_t i = 0; i < n; i++)
+        sched_unpark(self->sched, sched_get(self->sched, ids[i]), SCHED_PARK_REJOIN);
+    free(ids);
+    self->rejoin_until = 0;
+    log_info("event=rejoin_window_over tasks=%zu note=\"the tasks found queued are sent again\"",
+             n);
+}
+
+int tasks_rejoin_left_ms(const tasks_t *self, int64_t now)
+{
+    if (!self->rejoin_until || now >= self->rejoin_until)
+        return 0;
+    int64_t left = self->rejoin_until - now;
+    return left > PROTO_MAX_HOLD_MS ? PROTO_MAX_HOLD_MS : (int) left;
 }
 
 int tasks_load(tasks_t *self, store_t *store)
@@ -226,7 +266,7 @@ int tasks_load(tasks_t *self, store_t *store)
     /* Only a task found queued can have been sent in the old master's
        last second; orphans (their assignments written) wait for their
        own workers anyway (tasks_claim), so a restart that found only
-       those sends at once. sched_size counts both. */
+       those opens no window. sched_size counts both. */
     assert(sched_size(self->sched) >= self->orphans);
     if (sched_size(self->sched) > self->orphans)
         s_rejoin_window(self);
@@ -772,8 +812,67 @@ static void s_finish_as(tasks_t *self, sched_task_t *t, proto_state_t state, cha
         tasks_check_finished(self, job);
 }
 
+/* Parks t, just requeued, until the commit of its requeue (mark) is
+   written (tasks_requeues_written). Taken back from attempt a, it goes out as
+   a + 1 only once the store says a (J_REQUEUE): a master killed before
+   that commit finds the row at a - 1 (a send younger than ASSIGN_WRITE_MS
+   is not written) or on a's worker, refuses the claim of a + 1 by the
+   worker that has it (a restart takes a claim of the stored attempt + 1
+   only), aborts it there and sends a number a worker already had (a given
+   back by a recall, or a + 1 itself). Parked, not left in the queue: a
+   task there that may not go would be popped and put back by every
+   dispatch, and with commits failing (a full disk) enough of them at the
+   head of the queue kept every worker from the tasks behind. One commit,
+   hurried (fsynced at once with --sync acked, whose journal_written
+   counts fsynced commits only): a flush_ms at most, before a retry's
+   backoff ends. */
+static void s_park_for_commit(tasks_t *self, sched_task_t *t, uint64_t mark)
+{
+    assert(t->state == PROTO_ST_QUEUED && !t->worker);
+    t->requeue_mark = mark;
+    sched_park(self->sched, t, SCHED_PARK_COMMIT);
+    if (self->commit_n == self->commit_cap) {
+        /* Give back the slots already scanned before growing. */
+        if (self->commit_head > 0) {
+            self->commit_n -= self->commit_head;
+            memmove(self->commit_waits, self->commit_waits + self->commit_head,
+                    self->commit_n * sizeof *self->commit_waits);
+            self->commit_head = 0;
+        }
+        if (self->commit_n == self->commit_cap) {
+            self->commit_cap = self->commit_cap ? self->commit_cap * 2 : 256;
+            self->commit_waits = xrealloc(self->commit_waits,
+                                          self->commit_cap * sizeof *self->commit_waits);
+        }
+    }
+    self->commit_waits[self->commit_n++] = (struct commit_wait){.mark = mark, .id = t->id};
+    journal_commit_soon(self->journal);
+}
+
+/* Queues again the tasks whose requeue is written now (s_park_for_commit).
+   Cheap when there are none: one comparison. */
+void tasks_requeues_written(tasks_t *self)
+{
+    while (self->commit_head < self->commit_n) {
+        const struct commit_wait *cw = &self->commit_waits[self->commit_head];
+        if (!journal_written(self->journal, cw->mark))
+            return;
+        sched_task_t *t = sched_get(self->sched, cw->id);
+        /* Still waiting for this very commit (a later requeue has a later
+           entry). Parked, so QUEUED: requeue_mark is the live member. */
+        if (t && (t->parked & SCHED_PARK_COMMIT)) {
+            assert(t->state == PROTO_ST_QUEUED && !t->worker);
+            if (t->requeue_mark == cw->mark)
+                sched_unpark(self->sched, t, SCHED_PARK_COMMIT);
+        }
+        self->commit_head++;
+    }
+    self->commit_head = self->commit_n = 0;
+}
+
 /* Back in the queue, ready at not_before (0 = now): a retry, or a task
-   taken back from its worker. */
+   taken back from its worker. It goes out again once its requeue is
+   written (s_park_for_commit). */
 static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
 {
     s_move(self, t, PROTO_ST_QUEUED, NULL);
@@ -788,7 +887,7 @@ static void s_requeue(tasks_t *self, sched_task_t *t, int64_t not_before)
                          .job = t->job,
                          .attempt = t->attempt,
                          .row_bytes = t->spec_len});
-    t->requeue_mark = journal_mark(self->journal);
+    s_park_for_commit(self, t, journal_mark(self->journal));
 }
 
 /* Puts a task that was on a worker back in the queue, or ends it when it
@@ -1505,8 +1604,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
     int parks = 0;
     /* What `ztask tasks` shows as its start until the worker reports one. */
     double wall = clock_wall();
-    /* Retries left for another worker, and tasks taken back whose requeue
-       is not written yet: back in the queue at the end. */
+    /* Retries left for another worker: back in the queue at the end. */
     sched_task_t *later[DISPATCH_BATCH];
     int nlater = 0;
     int64_t ids[DISPATCH_BATCH], jobs[DISPATCH_BATCH];
@@ -1550,26 +1648,6 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                 if (nlater < DISPATCH_BATCH && s_better_elsewhere(self, w, t)) {
                     later[nlater++] = t;
                     continue;
-                }
-                if (!journal_written(self->journal, t->requeue_mark)) {
-                    /* Taken back from attempt a, it goes out as a + 1
-                       only once the store says a (J_REQUEUE): a master
-                       killed before that commit finds the row at a - 1
-                       (a send younger than ASSIGN_WRITE_MS is not
-                       written) or on a's worker, refuses the claim of
-                       a + 1 by the worker that has it (a restart takes
-                       a claim of the stored attempt + 1 only), aborts it
-                       there and sends a number a worker already had
-                       (a given back by a recall, or a + 1 itself). One
-                       commit, hurried: a flush_ms at most. */
-                    journal_commit_soon(self->journal);
-                    self->held_for_commit = true;
-                    if (nlater < DISPATCH_BATCH) {
-                        later[nlater++] = t;
-                        continue;
-                    }
-                    sched_requeue(self->sched, t, 0);
-                    break;
                 }
                 if (!t->spec && !journal_idle(self->journal)) {
                     /* Its spec is only in the store, which the writer has:
@@ -1932,6 +2010,13 @@ static void s_recall(tasks_t *self, int64_t now)
             any = idle;
     if (!any)
         return;
+    /* Tasks taken back that wait for their requeue's commit (a given-back
+       one among them) go out within a commit to the free threads there
+       are: as many free threads are not asked for meanwhile, or what they
+       take would be recalled twice over. Whatever their kind: an upper
+       bound, and only as many as are held (not every recall stops while
+       one is). */
+    size_t coming = sched_parked(self->sched).commit;
     pos = 0;
     while ((idle = registry_next(self->registry, &pos))) {
         /* A worker kept for a big task takes nothing else (s_reserve). */
@@ -1941,6 +2026,11 @@ static void s_recall(tasks_t *self, int64_t now)
         if (now < idle->recall_idle_until)
             continue;
         int want = idle->threads - idle->inflight - s_recalling_for(self, idle, now);
+        if (want > 0 && coming > 0) {
+            int covered = coming < (size_t) want ? (int) coming : want;
+            coming -= (size_t) covered;
+            want -= covered;
+        }
         int asked = 0;
         size_t hpos = 0;
         worker_t *h;
@@ -1959,6 +2049,10 @@ static void s_recall(tasks_t *self, int64_t now)
 
 void tasks_dispatch(tasks_t *self, int64_t now)
 {
+    /* Called after every step that may complete a commit (master.c). */
+    tasks_requeues_written(self);
+    if (self->rejoin_until && now >= self->rejoin_until)
+        s_rejoin_window_over(self);
     size_t count = registry_count(self->registry);
     if (!count)
         return;
@@ -1966,18 +2060,11 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         s_recall(self, now);
         return;
     }
-    if (self->rejoin_until) {
-        if (now < self->rejoin_until)
-            return;
-        self->rejoin_until = 0;
-        log_info("event=rejoin_window_over note=\"tasks are sent again\"");
-    }
     if (self->ahead_wanted > 0) {
         if (!journal_idle(self->journal))
             return;
         tasks_read_ahead(self);
     }
-    self->held_for_commit = false;
     const sched_class_t *only = NULL;
     worker_t *reserved = s_reserve(self, now, &only);
     /* Start from a different worker each round so scarce tasks spread. */
@@ -1992,10 +2079,7 @@ void tasks_dispatch(tasks_t *self, int64_t now)
         if (self->ahead_wanted > 0)
             return;
     }
-    /* A task given back that waits for its requeue's commit is for an
-       idle worker: asking for another in the meantime would ask twice. */
-    if (!self->held_for_commit)
-        s_recall(self, now);
+    s_recall(self, now);
 }
 
 /* ---- reports ---- */

@@ -62,12 +62,18 @@ void tasks_destroy(tasks_t **p);
 
 /* Rebuilds the queue from store at start-up: queued tasks are queued
    again; tasks that were on a worker wait recovery_grace_ms for it to
-   claim them (orphans). When it found a queued task (which may have
-   been sent just before a crash), no task is sent for a liveness window
-   and one heartbeat (at most recovery_grace_ms), while the workers
-   register again and claim what they held (event=rejoin_window, then
-   event=rejoin_window_over at the first dispatch after it). Returns 0, or -1 (store_error says why). */
+   claim them (orphans). The tasks found queued (any may have been sent
+   just before a crash) are parked (SCHED_PARK_REJOIN) for a liveness
+   window and one heartbeat (at most recovery_grace_ms), while the
+   workers register again and claim what they held (event=rejoin_window,
+   then event=rejoin_window_over at the first dispatch after it); every
+   other task is sent meanwhile. Returns 0, or -1 (store_error says why). */
 int tasks_load(tasks_t *self, store_t *store);
+
+/* The ms the rejoin window still holds the tasks found queued back (0:
+   none open). A worker registering in it is told (hello reply hold_ms),
+   so that it does not count them as idle time. */
+int tasks_rejoin_left_ms(const tasks_t *self, int64_t now);
 
 /* Counts for `ztask stats` and the start-up line. */
 typedef struct {
@@ -104,8 +110,19 @@ void tasks_read_reports(tasks_t *self, void *reports, bool curve, int64_t now);
    queue, its pipe is closed), why=key_revoked. */
 void tasks_keys_reloaded(tasks_t *self, int64_t now);
 
-/* Hands queued tasks to workers with credit (round-robin). */
+/* Hands queued tasks to workers with credit (round-robin). First lets
+   back into the queue the tasks whose requeue is now written
+   (tasks_requeues_written) and, once the rejoin window is over, those
+   found queued at start. Called after every step of the loop that may
+   complete a commit. */
 void tasks_dispatch(tasks_t *self, int64_t now);
+
+/* A task taken back from a worker (a recall's give-back, a retry, a
+   lease run out, a worker lost) is parked (SCHED_PARK_COMMIT) until the
+   commit of its requeue is written (journal_written): this queues again
+   those whose commit is, O(1) when none is. For a caller that lists
+   waits right after a flush (api.c, `ztask tasks --waiting`). */
+void tasks_requeues_written(tasks_t *self);
 
 /* Reads the next specs ahead from the store when the last read-ahead is
    half used (tasks loaded at a restart or requeued have their specs only

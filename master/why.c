@@ -60,6 +60,10 @@ static proto_wait_t s_wait(why_t *w, const sched_task_t *t, const job_t *job, in
        when a dispatch reaches it: the same wait. */
     if ((t->parked & SCHED_PARK_CAPPED) || job_at_limit(job))
         return PROTO_WAIT_CAPPED;
+    if (t->parked & SCHED_PARK_REJOIN)
+        return PROTO_WAIT_REJOIN;
+    if (t->parked & SCHED_PARK_COMMIT)
+        return PROTO_WAIT_COMMIT;
     if (t->not_before > now)
         return PROTO_WAIT_RETRY;
     return s_served(w, t->cls) ? PROTO_WAIT_READY : PROTO_WAIT_NO_WORKER;
@@ -101,6 +105,17 @@ static void s_words(const why_t *w, const sched_task_t *t, const job_t *job, pro
     case PROTO_WAIT_CAPPED:
         snprintf(why, size, "job limit %d reached: ztask limit %" PRId64 " N changes it",
                  job ? job->max_running : 0, t->job);
+        return;
+    case PROTO_WAIT_REJOIN:
+        /* tasks.c, s_rejoin_window: its worker may still claim it. */
+        snprintf(why, size, "rejoin window: found queued at the master's restart, it may be on a "
+                            "worker that has not said hello yet; it goes once the workers have "
+                            "had the time to register again");
+        return;
+    case PROTO_WAIT_COMMIT:
+        /* tasks.c, s_park_for_commit. */
+        snprintf(why, size, "its requeue is being written: it goes out again once the database "
+                            "has it");
         return;
     case PROTO_WAIT_RETRY:
         /* A crash's backoff can fall on the last attempt number: there is

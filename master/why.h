@@ -5,7 +5,10 @@
     priority, then the oldest: sched_walk), each with one reason, the
     first of: held (ztask hold), waiting for the jobs its job depends on
     (deps.h), its job at its --max-running (parked so, or still in the
-    ready queue and about to be: jobs.h), in a retry backoff, needing a
+    ready queue and about to be: jobs.h), found queued at a master
+    restart and waiting out its rejoin window, taken back from a worker
+    and waiting for its requeue's commit (tasks.c), in a retry backoff,
+    needing a
     kind of worker no live one is (tasks_class_served: the judgement
     `ztask stats` and submit's warning use), else ready, with how many
     ready tasks are ahead of it in run order (of any kind: an upper bound

@@ -55,6 +55,9 @@
 #define PROTO_MAX_INDEXES 100000       /* indexes one request names (retry) */
 #define PROTO_MAX_ENDED 1024           /* a hello's "ended" refs, as a worker sends them */
 #define PROTO_MAX_RECALL 1024          /* refs in a "recall" or a "recalled" message */
+/* The longest hold a hello reply may ask (hold_ms): one hour. */
+#define PROTO_MAX_HOLD_MS 3600000
+
 /* The highest attempt number (1 = a task's first send). Every resend is
    the next number, recalls included, which charge no retry: numbers are
    never reused or wrapped, and a task sent this many times fails instead
@@ -536,8 +539,10 @@ typedef struct {
 
 /* What a queued task waits for ("waiting" records), in the order a
    reason wins when several hold: a user's hold, the jobs its job depends
-   on, its job's --max-running, a retry backoff, a kind of worker no live
-   one is, a free slot (it is ready). */
+   on, its job's --max-running, a master restart's rejoin window, the
+   commit of its requeue, a retry backoff, a kind of worker no live one
+   is, a free slot (it is ready). The numbers are not that order: later
+   ones were added at the end. */
 typedef enum {
     PROTO_WAIT_NONE = 0,      /* not a waiting record */
     PROTO_WAIT_HELD,          /* "held" */
@@ -545,7 +550,9 @@ typedef enum {
     PROTO_WAIT_CAPPED,        /* "capped" */
     PROTO_WAIT_RETRY,         /* "retry" */
     PROTO_WAIT_NO_WORKER,     /* "no_worker" */
-    PROTO_WAIT_READY          /* "ready" */
+    PROTO_WAIT_READY,         /* "ready" */
+    PROTO_WAIT_REJOIN,        /* "rejoin" */
+    PROTO_WAIT_COMMIT         /* "commit" */
 } proto_wait_t;
 /* "held", ...; NULL for NONE or outside the enum. */
 const char *proto_wait_name(proto_wait_t w);
@@ -657,6 +664,12 @@ typedef struct {
        PROTO_MAX_ENDED; absent (an older master, or all arrived): none. */
     proto_task_ref_t *resend;
     int nresend;
+    /* hello: ms this master, just restarted, sends no task yet (its
+       rejoin window: the workers of the old master claim theirs first).
+       The worker does not count them as idle time, or a short
+       --idle-timeout would make it leave with work waiting for it.
+       0 to PROTO_MAX_HOLD_MS; absent (an older master, no window): 0. */
+    int hold_ms;
     /* alloc: the queues (add: the new one; list: all) */
     proto_alloc_t *allocs;
     int nallocs;

@@ -18,6 +18,7 @@ static const char *const s_wait_names[] = {
     [PROTO_WAIT_HELD] = "held",           [PROTO_WAIT_DEPS] = "deps",
     [PROTO_WAIT_CAPPED] = "capped",       [PROTO_WAIT_RETRY] = "retry",
     [PROTO_WAIT_NO_WORKER] = "no_worker", [PROTO_WAIT_READY] = "ready",
+    [PROTO_WAIT_REJOIN] = "rejoin",       [PROTO_WAIT_COMMIT] = "commit",
 };
 #define NWAIT (sizeof s_wait_names / sizeof *s_wait_names)
 
@@ -352,7 +353,7 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
     if (wait) {
         if (!cJSON_IsString(wait) || proto_wait_parse(wait->valuestring, &t->wait) != 0) {
             proto_err_set(err, PROTO_E_FIELD, "field \"wait\" must be held, deps, capped, "
-                                              "retry, no_worker or ready");
+                                              "rejoin, commit, retry, no_worker or ready");
             return -1;
         }
         int priority = 0;
@@ -594,6 +595,8 @@ char *proto_reply_encode(const proto_reply_t *rep, proto_req_type_t req_type)
             pb_key(&b, "resend");
             pb_refs(&b, rep->resend, rep->nresend);
         }
+        if (rep->hold_ms > 0)
+            pb_ki64(&b, "hold_ms", rep->hold_ms);
         break;
     case PROTO_REQ_ALLOC:
         pb_key(&b, "queues");
@@ -778,6 +781,7 @@ static int s_fields_from(cJSON *o, proto_reply_t *rep, proto_req_type_t req_type
                        || pj_bool(o, "report_b64", false, &rep->report_b64, err) != 0
                        || pj_refs_max(o, "resend", false, PROTO_MAX_ENDED, &rep->resend,
                                       &rep->nresend, err) != 0
+                       || pj_int(o, "hold_ms", false, 0, PROTO_MAX_HOLD_MS, &rep->hold_ms, err) != 0
                    ? -1
                    : 0;
     case PROTO_REQ_ALLOC:

@@ -95,7 +95,10 @@ struct session {
     int idle_timeout_ms;    /* 0 = never leave when idle */
     double ends_at;         /* wall seconds, 0 = no end */
     char *slurm_job;        /* NULL = none */
-    int64_t idle_since;     /* mono ms the last task ended (or we started), 0 = busy */
+    int64_t idle_since;     /* mono ms the last task ended (or we started or
+                               registered: s_idle_restart), 0 = busy */
+    int64_t idle_hold_until; /* mono ms: idle time does not count before (the
+                                master's hold_ms) */
 
     void *ctx;
     connector_link_t api;   /* DEALER while a request is outstanding, and its
@@ -750,6 +753,19 @@ static int s_connect_ports(session_t *self, int task_port, int report_port)
     return 0;
 }
 
+/* Idle time counts from a registration, and not through the time the
+   master says it sends nothing (hold_ms: a restarted master's rejoin
+   window, whose tasks wait for it). Time without a master, or before it
+   may send, is not time with no work: a worker with a short
+   --idle-timeout (a Slurm allocation's) left during a master restart
+   while its tasks waited, and a new allocation was submitted for them. */
+static void s_idle_restart(session_t *self, int64_t now, int hold_ms)
+{
+    if (self->idle_since)
+        self->idle_since = now;
+    self->idle_hold_until = now + hold_ms;
+}
+
 static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64_t now)
 {
     proto_err_t err;
@@ -792,6 +808,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
     self->next_hb = now + self->heartbeat_ms;
     self->backoff_ms = BACKOFF_MIN_MS;
     self->hello_failures = 0;
+    s_idle_restart(self, now, rep->hold_ms);
     log_info("event=%s worker=%s master=%s:%d task_port=%d report_port=%d threads=%d "
              "running=%d",
              again ? "reregistered" : "registered", LOG_V(self->worker_id),
@@ -1075,7 +1092,9 @@ static int64_t s_leave_timers(session_t *self, int64_t now)
         } else {
             if (!self->idle_since)
                 self->idle_since = now;
-            int64_t due = self->idle_since + self->idle_timeout_ms;
+            int64_t from = self->idle_since > self->idle_hold_until ? self->idle_since
+                                                                    : self->idle_hold_until;
+            int64_t due = from + self->idle_timeout_ms;
             if (now >= due) {
                 log_info("event=idle_timeout idle_ms=%d", self->idle_timeout_ms);
                 s_start_drain(self, "idle", now);

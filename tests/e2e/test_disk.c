@@ -163,6 +163,86 @@ START_TIMED_TEST(a_full_disk_stops_new_work_and_status_never_disagrees_with_resu
 }
 END_TEST
 
+/* Lines of the file at path that are exactly line. */
+static int s_lines(const char *path, const char *line)
+{
+    char *text = h_read_file(path);
+    int n = 0;
+    size_t len = strlen(line);
+    for (char *p = text; p && *p;) {
+        char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t) (nl - p) : strlen(p);
+        n += l == len && strncmp(p, line, len) == 0;
+        p = nl ? nl + 1 : p + l;
+    }
+    free(text);
+    return n;
+}
+
+/* A task taken back from its worker (here: a failure to retry) goes out
+   again only once its requeue is written. While commits fail (a full
+   disk), those tasks wait out of the queue and the tasks behind them run:
+   600 retries of a higher priority come first here (the dispatch used to
+   pop each and put it back, at most 256 a turn, and what came after them
+   never went). Once the disk has room again they go, once each. */
+START_TIMED_TEST(tasks_waiting_for_their_requeue_commit_do_not_hold_up_the_others, 180)
+{
+    h_cluster_t *c = h_cluster_new("diskheld");
+    char db[600], fill[600];
+    if (!s_db_on_small_disk(c, db, fill)) {
+        h_cluster_destroy(&c);
+        return;
+    }
+    h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", "--retry-backoff-ms", "0",
+                                 NULL);
+    h_worker_start(c, "a", 1, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char first[1024], behind[700];
+    /* Each attempt says so, waits for go (60 s at most) and fails. */
+    snprintf(first, sizeof first,
+             "echo A $ZTASK_ATTEMPT >> '%s'; n=0; while [ ! -e '%s' ] && [ $n -lt 3000 ]; do "
+             "sleep 0.02; n=$((n+1)); done; exit 1",
+             log, go);
+    snprintf(behind, sizeof behind, "echo B >> '%s'", log);
+    int64_t ja = h_submit(c, NULL, "--priority", "10", "--retries", "1", "--array", "0-599", "--",
+                          "sh", "-c", first, NULL);
+    int64_t jb = h_submit(c, NULL, "--array", "0-1", "--", "sh", "-c", behind, NULL);
+    ck_assert(H_POLL(s_lines(log, "A 1") == 1, 30000));
+    /* The disk fills: a submit's commit fails, and so does every commit
+       after it (refilled before each try: a failed commit gives the
+       WAL's blocks back). */
+    s_fill(fill);
+    h_run_t *r = h_cli(c, "submit", "--fn", "noop", NULL);
+    h_run_free(&r);
+    ck_assert_msg(h_proc_wait_log(m, "event=commit_failed", 1, 30000),
+                  "no failed commit on a full disk (log %s)", h_proc_log(m));
+    for (int i = 0; i < 3; i++) {
+        s_fill(fill);
+        s_expect_refused(c, "0-1");
+    }
+    /* Every attempt of the first job fails now: 600 retries wait for
+       their requeue's commit, and the second job runs meanwhile. */
+    h_write_file(go, "");
+    ck_assert_msg(H_POLL((s_fill(fill), s_lines(log, "B") == 2), 60000),
+                  "the tasks behind the retries did not run (A 1: %d, A 2: %d, B: %d; log %s)",
+                  s_lines(log, "A 1"), s_lines(log, "A 2"), s_lines(log, "B"), h_proc_log(m));
+    ck_assert_int_eq(s_lines(log, "A 1"), 600);
+    ck_assert_msg(s_lines(log, "A 2") == 0,
+                  "a retry went out before its requeue was written (log %s)", h_proc_log(m));
+    /* Space returns: each retry goes, once. */
+    ck_assert_int_eq(unlink(fill), 0);
+    ck_assert_msg(h_proc_wait_log(m, "event=storage_recovered", 1, 30000),
+                  "no storage_recovered after freeing the disk (log %s)", h_proc_log(m));
+    ck_assert_int_eq(h_wait(c, jb, 60000), 0);
+    ck_assert_int_ne(h_wait(c, ja, 60000), 0);
+    ck_assert_int_eq(h_status_count(c, ja, "failed"), 600);
+    ck_assert_int_eq(s_lines(log, "A 2"), 600);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 /* POST path with the control token: the answer's status, 0 when none came
    (the master closed the connection: it died); its body in body. */
 static int s_post(int port, const char *path, char *body, size_t size)

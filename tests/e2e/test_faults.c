@@ -708,6 +708,123 @@ START_TIMED_TEST(a_restart_opens_the_rejoin_window_only_when_it_finds_queued_tas
 }
 END_TEST
 
+/* The wait of a job's queued tasks, in `ztask tasks --waiting --json`,
+   for the task of that index ("" when it is not listed). */
+static void s_wait_of(h_cluster_t *c, int64_t job, int index, char *wait, size_t size)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_run_t *r = h_cli(c, "tasks", "--waiting", "--job", id, "--json", NULL);
+    ck_assert_msg(r->rc == 0, "tasks --waiting: %s", h_run_desc(r));
+    cJSON *all = h_json_lines(r->out);
+    const cJSON *t;
+    snprintf(wait, size, "%s", "");
+    cJSON_ArrayForEach(t, all) if (h_jint(t, "index", -1) == index)
+        snprintf(wait, size, "%s", h_jstr(t, "wait") ? h_jstr(t, "wait") : "(none)");
+    cJSON_Delete(all);
+    h_run_free(&r);
+}
+
+/* The rejoin window holds back only the tasks a restart found queued
+   (their workers may hold them, sent in the old master's last second):
+   a job submitted after the restart could not have been sent by the old
+   master, and runs at once. The window is long here (10 heartbeats of a
+   second), so the new job ends well inside it; the task found queued
+   says it waits for the window, and goes once it is over. */
+START_TIMED_TEST(new_work_runs_during_the_rejoin_window_while_tasks_found_queued_wait, 120)
+{
+    h_cluster_t *c = h_cluster_new("rejoinnew");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    h_proc_t *w = h_worker_start(c, "a", 2, NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    int counts[3];
+    /* Two run (gated) on a's two threads; the third waits in the queue. */
+    int64_t first = h_submit(c, NULL, "--array", "0-2", "--", "sh", "-c", script, NULL);
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, 3) == 2, 30000));
+    h_proc_kill9(m);
+
+    m = h_master_start(c, port, "--heartbeat-ms", "1000", "--liveness", "14", "--recovery-grace",
+                       "60", "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window ", 1, 30000),
+                  "no window with a queued task (log %s)", h_proc_log(m));
+    /* b registers during the window, with free threads: the new job's. */
+    h_worker_start(c, "b", 2, NULL);
+    int64_t second = h_submit(c, NULL, "--array", "0-3", "--", "true", NULL);
+    char wait[32];
+    s_wait_of(c, first, 2, wait, sizeof wait);
+    ck_assert_int_eq(h_wait(c, second, 30000), 0);
+    /* Both inside the window: it was not over after them. */
+    ck_assert_msg(h_proc_count_log(m, "event=rejoin_window_over") == 0,
+                  "the new job waited for the window's end (log %s)", h_proc_log(m));
+    ck_assert_msg(strcmp(wait, "rejoin") == 0, "the task found queued waits for '%s', not rejoin",
+                  wait);
+    ck_assert_int_eq(s_count_lines(log, "start", counts, 3), 2);
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "a did not re-register (log %s)", h_proc_log(w));
+    ck_assert_msg(h_proc_wait_log(m, "claimed=2", 1, 10000),
+                  "a's hello did not claim its two tasks (log %s)", h_proc_log(m));
+
+    /* Once the window is over, it goes. */
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window_over tasks=1", 1, 30000),
+                  "the window did not end with the one task found queued (log %s)",
+                  h_proc_log(m));
+    h_write_file(go, "");
+    ck_assert_int_eq(h_wait(c, first, 30000), 0);
+    s_count_lines(log, "start", counts, 3);
+    ck_assert_msg(counts[0] == 1 && counts[1] == 1 && counts[2] == 1, "starts %d %d %d",
+                  counts[0], counts[1], counts[2]);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A restarted master's rejoin window is no idle time: a worker with an
+   --idle-timeout shorter than the window (a Slurm allocation's) stays for
+   the task the window holds back, instead of leaving with it queued (and
+   the Slurm queue then submitting a new allocation for it). */
+/* A window of 6 s, of which ~2 s are left when the worker, silent for
+   liveness heartbeats (4 s), has registered again. */
+#define SLOW_WINDOW "--heartbeat-ms", "2000", "--liveness", "2", "--recovery-grace", "10"
+START_TIMED_TEST(a_worker_whose_idle_timeout_is_shorter_than_the_rejoin_window_stays_for_its_tasks,
+                 120)
+{
+    h_cluster_t *c = h_cluster_new("rejoinidle");
+    int port = h_free_base_port();
+    h_proc_t *m = h_master_start(c, port, SLOW_WINDOW, NULL);
+    h_proc_t *w = h_worker_start(c, "a", 1, "--idle-timeout", "0.5", NULL);
+    char *log = h_path(c, "runs"), *go = h_path(c, "go");
+    char script[1024];
+    s_gated_script(script, sizeof script, log, go);
+    /* One thread: task 1 waits queued behind task 0. */
+    int64_t job = h_submit(c, NULL, "--array", "0-1", "--", "sh", "-c", script, NULL);
+    int counts[2];
+    ck_assert(H_POLL(s_count_lines(log, "start", counts, 2) == 1, 30000));
+    h_proc_kill9(m);
+    m = h_master_start(c, port, SLOW_WINDOW, NULL);
+    ck_assert_msg(h_proc_wait_log(m, "event=rejoin_window ", 1, 30000),
+                  "no window with a queued task (log %s)", h_proc_log(m));
+    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(w));
+    /* Task 0 ends in the window: the worker is idle from here, with task
+       1 held back for it, longer than its 0.5 s idle timeout. */
+    ck_assert_msg(h_proc_count_log(m, "event=rejoin_window_over") == 0,
+                  "the window ended before the test could use it (log %s)", h_proc_log(m));
+    h_write_file(go, "");
+    ck_assert_msg(h_wait(c, job, 30000) == 0, "the job did not finish (worker log %s)",
+                  h_proc_log(w));
+    s_count_lines(log, "start", counts, 2);
+    ck_assert_int_eq(counts[0], 1);
+    ck_assert_int_eq(counts[1], 1);
+    free(log);
+    free(go);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(a_worker_drained_by_sigterm_exits_0_and_the_job_completes, 120)
 {
     h_cluster_t *c = h_cluster_new("drain");

@@ -626,10 +626,16 @@ END_TEST
 
 #define BIG_OUTPUT 20000000
 
-/* A job of two tasks, each printing 20 MB, done (caller destroys c). */
+/* A job of two tasks, each printing 20 MB, done (caller destroys c).
+   Under the sanitizers, reading 20 MB results holds the master's loop
+   long enough for a loaded machine to make a status request's 10 s run
+   out (make tsan, load 8): the allowance for big bytes stretches the
+   request timeout with the liveness. */
 static int64_t s_big_job(h_cluster_t *c)
 {
-    h_master_start(c, 0, NULL);
+    char liveness[16], lease[16];
+    h_slow_bytes_allowance(liveness, lease, sizeof liveness);
+    h_master_start(c, 0, "--liveness", liveness, "--lease", lease, NULL);
     h_worker_start(c, "w1", 2, NULL);
     int64_t job = h_submit(c, NULL, "--array", "0-1", "--output-cap", "24M", "--", "sh", "-c",
                            "head -c 20000000 /dev/zero | tr '\\0' x", NULL);

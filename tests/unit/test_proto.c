@@ -1336,8 +1336,27 @@ START_TEST(every_reply_type_round_trips)
     ck_assert_int_eq(g->resend[0].attempt, 2);
     ck_assert_int_eq(g->resend[1].task, 12);
     ck_assert_int_eq(g->resend[1].attempt, 1);
+    ck_assert_int_eq(g->hold_ms, 0);   /* no window: the member is left out */
+    /* A restarted master's rejoin window: kept within bounds. */
+    r->hold_ms = 2500;
+    proto_reply_destroy(&g);
+    g = s_reply_round_trip(r, PROTO_REQ_HELLO);
+    ck_assert_int_eq(g->hold_ms, 2500);
     proto_reply_destroy(&r);
     proto_reply_destroy(&g);
+    proto_err_t err;
+    const char *bad[] = {
+        "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"worker\":\"w\",\"task_port\":1,"
+        "\"report_port\":2,\"heartbeat_ms\":1000,\"liveness\":3,\"hold_ms\":-1}",
+        "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"worker\":\"w\",\"task_port\":1,"
+        "\"report_port\":2,\"heartbeat_ms\":1000,\"liveness\":3,\"hold_ms\":3600001}",
+        "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"worker\":\"w\",\"task_port\":1,"
+        "\"report_port\":2,\"heartbeat_ms\":1000,\"liveness\":3,\"hold_ms\":\"5\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        g = proto_reply_decode(bad[i], strlen(bad[i]), PROTO_REQ_HELLO, &err);
+        ck_assert_msg(g == NULL, "accepted %s", bad[i]);
+    }
 
     r = proto_reply_new(true);
     char *text = proto_reply_encode(r, PROTO_REQ_DRAIN);
@@ -2719,6 +2738,14 @@ START_TEST(steering_requests_and_their_records_round_trip)
     ck_assert(got->tasks[1].wait == PROTO_WAIT_HELD && got->tasks[1].held);
     proto_reply_destroy(&got);
     proto_reply_destroy(&rep);
+    /* Every wait has a name that reads back as itself. */
+    for (int w = PROTO_WAIT_HELD; w <= PROTO_WAIT_COMMIT; w++) {
+        proto_wait_t back = PROTO_WAIT_NONE;
+        ck_assert_ptr_nonnull(proto_wait_name((proto_wait_t) w));
+        ck_assert_int_eq(proto_wait_parse(proto_wait_name((proto_wait_t) w), &back), 0);
+        ck_assert_int_eq(back, w);
+    }
+    ck_assert_str_eq(proto_wait_name(PROTO_WAIT_COMMIT), "commit");
     s_refused_as(CH_REPLY, PROTO_REQ_WAITING, "{\"v\":1,\"type\":\"reply\",\"ok\":true,\"tasks\":[{\"task\":1,"
             "\"status\":\"queued\",\"wait\":\"bored\",\"reason\":\"x\"}]}", PROTO_E_FIELD, "wait");
     char words[256];

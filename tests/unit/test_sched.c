@@ -228,6 +228,44 @@ START_TEST(counts_parked_tasks_by_their_first_reason_without_a_pass_over_all)
 }
 END_TEST
 
+/* The rejoin window's and the requeue commit's waits (tasks.c) park a
+   task like any other reason: it is never popped, counted apart (after
+   the user's hold, the dependencies and the job's limit), and a task
+   taken back while in a retry backoff keeps that backoff once its
+   commit lets it out. */
+START_TEST(tasks_waiting_for_the_rejoin_window_or_their_commit_are_never_popped)
+{
+    sched_t *s = sched_new();
+    sched_task_t *found = sched_add(s, &(sched_new_task_t){.id = 1, .job = 1}, 0);
+    sched_task_t *back = sched_add(s, &(sched_new_task_t){.id = 2, .job = 1}, 0);
+    sched_add(s, &(sched_new_task_t){.id = 3, .job = 1}, 0);
+    sched_park(s, found, SCHED_PARK_REJOIN);
+    ck_assert_ptr_eq(sched_pop(s, 0, NULL, NULL, true), back);
+    sched_requeue(s, back, 100);   /* a retry, backoff until 100 */
+    sched_park(s, back, SCHED_PARK_COMMIT);
+    sched_parked_t n = sched_parked(s);
+    ck_assert_uint_eq(n.rejoin, 1);
+    ck_assert_uint_eq(n.commit, 1);
+    ck_assert_uint_eq(n.held + n.deps + n.capped, 0);
+    sched_park(s, back, SCHED_PARK_HELD);   /* held wins */
+    ck_assert_uint_eq(sched_parked(s).commit, 0);
+    ck_assert_uint_eq(sched_parked(s).held, 1);
+    sched_unpark(s, back, SCHED_PARK_HELD);
+    /* Only the task that waits for nothing goes, whatever the time. */
+    sched_task_t *t = sched_pop(s, 1000, NULL, NULL, true);
+    ck_assert_int_eq(t->id, 3);
+    ck_assert_ptr_null(sched_pop(s, 1000, NULL, NULL, true));
+    ck_assert(sched_unpark(s, back, SCHED_PARK_COMMIT));
+    ck_assert_ptr_null(sched_pop(s, 50, NULL, NULL, true));   /* its backoff */
+    ck_assert_ptr_eq(sched_pop(s, 100, NULL, NULL, true), back);
+    ck_assert(sched_unpark(s, found, SCHED_PARK_REJOIN));
+    ck_assert_ptr_eq(sched_pop(s, 100, NULL, NULL, true), found);
+    n = sched_parked(s);
+    ck_assert_uint_eq(n.rejoin + n.commit, 0);
+    sched_destroy(&s);
+}
+END_TEST
+
 /* After a master restart a task loaded queued and held (its job was held
    after its dispatch, which was never written) is claimed by the worker
    that runs it: it runs, and is not counted held or queued any more (the
