@@ -96,8 +96,8 @@ static inline int zt_count(void)
    (tests/memcheck.sh sets ZTASK_TEST_VALGRIND=1), for the size of a
    property loop: the property is checked whole by make test, asan and
    tsan, and memcheck looks for invalid accesses, uninitialised reads and
-   leaks on the paths, which a tenth of the random inputs takes as well
-   (test_proto's two number loops were most of make memcheck's time). */
+   leaks on the paths, which a tenth of the inputs takes as well
+   (test_proto's two number loops were a third of make memcheck's time). */
 static inline int zt_loops(int n)
 {
     const char *v = getenv("ZTASK_TEST_VALGRIND");
