@@ -11,6 +11,7 @@
 /* Every ZTASK_TEST_* variable a daemon reads. */
 static const char *const s_hooks[] = {
     "ZTASK_TEST_ASSIGN_WRITE_MS",   /* journal.c: assignments written late */
+    "ZTASK_TEST_DROP_TASK",         /* worker/session.c: the Nth task received is dropped */
     "ZTASK_TEST_HELLO_TIMEOUT_MS",  /* worker/main.c: a hello waits longer for its reply */
     "ZTASK_TEST_KEEP_GONE_MS",      /* tasks.c: gone workers forgotten early */
     "ZTASK_TEST_KILL_BEFORE_ACK",   /* api.c: SIGKILL before an answer */

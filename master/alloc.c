@@ -11,10 +11,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ typedef struct {
     size_t len[2];
     bool cut[2];               /* more came than OUT_MAX: buf holds the start */
     int64_t started;           /* mono ms */
+    bool over_limit;           /* killed at the command limit (s_cmd_done) */
     int64_t queue;             /* sbatch: the queue it submits for */
     bool cancel;               /* sbatch: its queue was removed with --force
                                   meanwhile: cancel what it submitted */
@@ -229,53 +231,139 @@ static void s_cmd_reset(cmd_t *c)
     c->fd[0] = c->fd[1] = -1;
 }
 
+/* Where execve finds name: name itself when it holds a slash, else the
+   first PATH entry where it is an executable file (execvp's search, made
+   here because the forked child may only make async-signal-safe calls).
+   0, or -1 when there is none. */
+static int s_find_program(const char *name, char *out, size_t len)
+{
+    if (strchr(name, '/'))
+        return snprintf(out, len, "%s", name) < (int) len ? 0 : -1;
+    const char *path = getenv("PATH");
+    for (const char *dir = path && *path ? path : "/usr/bin:/bin"; dir;) {
+        const char *end = strchr(dir, ':');
+        int n = end ? (int) (end - dir) : (int) strlen(dir);
+        struct stat st;
+        if (snprintf(out, len, "%.*s/%s", n ? n : 1, n ? dir : ".", name) < (int) len
+            && stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return 0;
+        dir = end ? end + 1 : NULL;
+    }
+    return -1;
+}
+
+static void s_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* fd as the child's stdin, stdout or stderr (target): dup2 leaves the
+   copy open across exec; an fd already in place loses close-on-exec. */
+static void s_child_fd(int fd, int target)
+{
+    if (fd == target)
+        fcntl(fd, F_SETFD, 0);
+    else
+        dup2(fd, target);
+}
+
+/* The forked child: async-signal-safe calls only, then exec. io: its
+   stdin, stdout, stderr; ex: where exec's errno goes when it fails. */
+static _Noreturn void s_child(const char *path, char *const *argv, const int io[3], int ex,
+                              bool dies_with_master, pid_t parent)
+{
+    /* A parent that died before the signal was set will never send it. */
+    if (dies_with_master && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(127);
+    for (int i = 0; i < 3; i++)
+        s_child_fd(io[i], i);
+    /* The master ignores SIGPIPE and may block signals: not its children
+       (exec resets the handlers). */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(path, argv, environ);
+    int e = errno;
+    if (write(ex, &e, sizeof e) < 0)
+        _exit(126);
+    _exit(127);
+}
+
 /* Starts argv with input on its stdin (small: it fits the pipe's buffer,
-   so the write never blocks). 0, or -1 with err. */
+   so the write never blocks). 0, or -1 with err.
+   sbatch and squeue die with the master (a parent-death signal); scancel
+   does not. An sbatch left running by a master killed with -9 could
+   submit long after (sbatch retries while slurmctld is busy or down),
+   when the restarted master's first squeue, which looks for its queues'
+   jobs by name before any sbatch, has not listed it: one allocation too
+   many. Killed with its master, an sbatch that had not submitted submits
+   nothing, and the job of one that had is found by that squeue (s_adopt)
+   as before: only its answer is lost, which nobody was left to read. A
+   master that stops cleanly kills it too (alloc_destroy), as the command
+   limit does a slow one. A scancel carries out a removal the client was
+   told is done: it goes on alone, as alloc_destroy leaves it. The signal
+   follows the thread that forks: the master's loop (main's thread in
+   ztask-master).
+   fork rather than posix_spawn, which cannot set that signal: one
+   command at a time, one a tick (a second) at most, each copying the
+   master's page tables once. */
 static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const char *input,
                        int64_t now, char *err, size_t errlen)
 {
     cmd_t *c = &self->cmd;
     assert(c->kind == CMD_NONE);
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1};
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0) {
+    char path[4096];
+    if (s_find_program(argv[0], path, sizeof path) != 0) {
+        snprintf(err, errlen, "cannot run %s: not found in PATH", argv[0]);
+        return -1;
+    }
+    /* The child's stdin, stdout and stderr, and exec's errno. */
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1}, ex[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0
+        || pipe2(ex, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
         for (int i = 0; i < 2; i++) {
-            if (in[i] >= 0)
-                close(in[i]);
-            if (out[i] >= 0)
-                close(out[i]);
-            if (er[i] >= 0)
-                close(er[i]);
+            s_close(&in[i]);
+            s_close(&out[i]);
+            s_close(&er[i]);
+            s_close(&ex[i]);
         }
         return -1;
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, er[1], 2);
-    /* The master ignores SIGPIPE and may block signals: not its children. */
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, def;
-    sigemptyset(&none);
-    sigemptyset(&def);
-    sigaddset(&def, SIGPIPE);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(in[0]);
-    close(out[1]);
-    close(er[1]);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(rc));
-        close(in[1]);
-        close(out[0]);
-        close(er[0]);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0)
+        s_child(path, argv, (const int[3]){in[0], out[1], er[1]}, ex[1], kind != CMD_SCANCEL,
+                parent);
+    int fork_errno = errno, exec_errno = 0;
+    s_close(&in[0]);
+    s_close(&out[1]);
+    s_close(&er[1]);
+    s_close(&ex[1]);
+    if (pid > 0) {
+        /* Nothing: exec closed it; an int: exec's errno. */
+        ssize_t n;
+        do
+            n = read(ex[0], &exec_errno, sizeof exec_errno);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t) sizeof exec_errno)
+            exec_errno = 0;
+    }
+    s_close(&ex[0]);
+    if (pid < 0 || exec_errno) {
+        if (pid < 0) {
+            snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(fork_errno));
+        } else {
+            waitpid(pid, NULL, 0);
+            snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(exec_errno));
+        }
+        s_close(&in[1]);
+        s_close(&out[0]);
+        s_close(&er[0]);
         return -1;
     }
     if (input && *input) {
@@ -330,6 +418,7 @@ static int s_cmd_done(cmd_t *c, int64_t now, int64_t timeout_ms, int *status)
     pid_t r = waitpid(c->pid, status, WNOHANG);
     if (r == 0 && now - c->started > timeout_ms) {
         kill(c->pid, SIGKILL);
+        c->over_limit = true;
         r = waitpid(c->pid, status, 0);
     }
     if (r == 0)
@@ -341,22 +430,30 @@ static int s_cmd_done(cmd_t *c, int64_t now, int64_t timeout_ms, int *status)
 }
 
 /* How a command that did not succeed ended, for people (a log line, a
-   queue's last_error): "NAME failed (exit N): its error's first line",
-   or killed (by the command limit, as a rule). */
+   queue's last_error), from its wait status: "NAME failed (exit N): its
+   error's first line", killed at the command limit, or killed by a
+   signal, named (SIGSEGV, SIGTERM: a person's kill or the OOM killer). */
 static void s_failure_text(const alloc_t *self, const char *name, int status, const char *err,
                            char *buf, size_t len)
 {
+    char *first = s_first_line(err);
+    const char *said = *first ? first : "no output";
     if (status == -1) {
         snprintf(buf, len, "%s could not be waited for", name);
-    } else if (WIFSIGNALED(status)) {
-        snprintf(buf, len, "%s killed by signal %d (ran over %g s?)", name, WTERMSIG(status),
+    } else if (WIFSIGNALED(status) && self->cmd.over_limit) {
+        snprintf(buf, len, "%s ran over the %g s command limit and was killed", name,
                  (double) self->cmd_timeout_ms / 1000);
+    } else if (WIFSIGNALED(status)) {
+        const char *sig = sigabbrev_np(WTERMSIG(status));
+        char num[16];
+        snprintf(num, sizeof num, "%d", WTERMSIG(status));
+        snprintf(buf, len, "%s killed by signal %s%s: %s", name, sig ? "SIG" : "",
+                 sig ? sig : num, said);
     } else {
-        char *first = s_first_line(err);
-        snprintf(buf, len, "%s failed (exit %d): %s", name,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, *first ? first : "no output");
-        free(first);
+        assert(WIFEXITED(status) && "waitpid without WUNTRACED reports exits and kills only");
+        snprintf(buf, len, "%s failed (exit %d): %s", name, WEXITSTATUS(status), said);
     }
+    free(first);
 }
 
 /* ---- queue state ---- */
@@ -781,11 +878,11 @@ static void s_scancel_done(alloc_t *self, int status)
     }
     /* Not tried again: scancel fails for a job that has ended meanwhile
        too, and squeue (while a queue follows it) or a person sees the rest. */
-    char *why = s_first_line(c->buf[1] && c->buf[1][0] ? c->buf[1] : "no output");
-    log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" exit=%d error=\"%s\" note=\"check with "
+    char why[400];
+    s_failure_text(self, "scancel", status, c->buf[1] ? c->buf[1] : "", why, sizeof why);
+    log_error("event=alloc_cancel_failed slurm_jobs=\"%s\" error=%s note=\"check with "
               "squeue, cancel what still runs by hand (scancel ID)\"",
-              ids, WIFEXITED(status) ? WEXITSTATUS(status) : -1, why);
-    free(why);
+              ids, LOG_V(why));
 }
 
 /* ---- sbatch ---- */

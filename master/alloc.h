@@ -9,10 +9,12 @@
     is the master's own view (queued tasks, free worker slots); a separate
     allocator would have to poll the master for both and keep its own
     database. What must not happen is the loop waiting on Slurm: sbatch,
-    squeue and scancel run as child processes (posix_spawn), one at a time, their
-    output read from non-blocking pipes and their exit taken with waitpid
-    WNOHANG at each tick; one that runs longer than ALLOC_CMD_TIMEOUT_MS is
-    killed and counts as a failure.
+    squeue and scancel run as child processes (fork, exec), one at a time,
+    their output read from non-blocking pipes and their exit taken with
+    waitpid WNOHANG at each tick; one that runs longer than
+    ALLOC_CMD_TIMEOUT_MS is killed and counts as a failure. sbatch and
+    squeue die with the master, even a kill -9 (a parent-death signal:
+    alloc.c, s_cmd_start, says why); scancel does not.
 
     Every timing below (the tick, the squeue period, the backoff, the grace
     for a job squeue does not list yet, the command limit) is multiplied

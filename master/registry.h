@@ -56,6 +56,10 @@ typedef struct worker {
     int64_t last_seen;        /* monotonic ms of the last report */
     double last_heartbeat;    /* wall seconds, for people */
     int64_t last_ping;        /* monotonic ms of the last ping sent */
+    int64_t seq_sent;         /* the "seq" of the last "tasks" message sent to it
+                                 since its hello, 0 = none: a heartbeat that says
+                                 it has read this one is compared with its tasks
+                                 (tasks.c, s_compare_heartbeat) */
     int64_t gone_since;       /* monotonic ms it died or left */
     double gone_at;           /* wall seconds it died or left, for people; 0 while alive */
     int inflight;             /* tasks assigned or running on it */

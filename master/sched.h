@@ -121,6 +121,10 @@ typedef struct sched_task {
     bool given_back;          /* QUEUED: its worker gave it back (a recall) for
                                  one with a free thread, which it goes to first
                                  (tasks.c, s_better_elsewhere); false once sent */
+    bool wait_counted;        /* QUEUED: its queue wait was observed at a send
+                                 that did not run it (tasks.c, s_take_back_unrun):
+                                 the send that does is the same execution, not
+                                 observed again; false once sent */
     bool failed;              /* failed_on names the worker its last attempt
                                  failed on (a retry): kept through its sends and
                                  give-backs, so neither a dispatch nor a recall

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* Tasks per "tasks" message: big enough to amortise a frame, small enough
@@ -110,7 +112,26 @@ struct tasks {
     int64_t *judge_ids;
     size_t judge_head, judge_n, judge_cap;
     bool judging;
+    /* The number of the last "tasks" message sent, to any worker (the
+       pipe's "seq"; heartbeats echo it as "seen": s_compare_heartbeat).
+       It starts at a random point of a 2^52 range (s_seq_start), so that
+       a heartbeat a worker made for an earlier master run, delivered to
+       this one from its report socket, names a number this run sent
+       only by a 1 in 2^52 chance, and grows by one a message: 2^52
+       messages before it could pass 2^53 - 1, the protocol's bound. */
+    int64_t pipe_seq;
 };
+
+#define SEQ_RANGE ((int64_t) 1 << 52)
+
+static int64_t s_seq_start(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t) sizeof r)
+        r = (uint64_t) clock_mono_ms() * 1000003u ^ (uint64_t) getpid() << 32
+            ^ (uint64_t) (clock_wall() * 1e6);
+    return (int64_t) (r % (uint64_t) SEQ_RANGE);
+}
 
 tasks_t *tasks_new(const tasks_config_t *cfg)
 {
@@ -123,6 +144,7 @@ tasks_t *tasks_new(const tasks_config_t *cfg)
     self->orphan_keys = imap_new();
     self->keep_gone_ms = REGISTRY_KEEP_GONE_MS;
     testhook_i64("ZTASK_TEST_KEEP_GONE_MS", 1, REGISTRY_KEEP_GONE_MS, &self->keep_gone_ms);
+    self->pipe_seq = s_seq_start();
     return self;
 }
 
@@ -943,6 +965,21 @@ static void s_take_back(tasks_t *self, sched_task_t *t, bool crashed, const char
     log_debug("event=requeued task=%" PRId64 " attempt=%d why=%s", t->id, t->attempt, why);
 }
 
+/* s_take_back for a task that did not run from the send it comes back
+   from: its worker gave it back (a recall, whose report may have been
+   overtaken by the worker's new hello), its lease ran out before it
+   started (it is aborted there), or the send never left. Its queue wait
+   was observed at that send, and the send that runs it is the same
+   execution: the histogram counts one wait per execution, so that one
+   is not observed again. A take-back after which the task may have run
+   (its worker died or lost its pipe, a result was lost) is not one of
+   these: its next send is observed as a new wait. */
+static void s_take_back_unrun(tasks_t *self, sched_task_t *t, const char *why)
+{
+    t->wait_counted = true;
+    s_take_back(self, t, false, why);
+}
+
 /* Takes every task back from a worker that died or left. */
 static void s_worker_lost(tasks_t *self, worker_t *w, int64_t now, const char *why, bool crashed)
 {
@@ -1049,7 +1086,7 @@ bool tasks_rejoin(tasks_t *self, worker_t *w, const char *host, int pid, const c
                reported started was not given back (recalling stays set
                through the start: s_on_recalled's refusal says so): it is
                lost as any other below. */
-            s_take_back(self, t, false, "recalled_in_old_pipe");
+            s_take_back_unrun(self, t, "recalled_in_old_pipe");
         else if (!s_listed(held->running, held->nrunning, t))
             s_take_back(self, t, true, "lost_in_old_pipe");
         t = next;
@@ -1170,6 +1207,10 @@ static void s_refuse_claim(tasks_t *self, const worker_t *w, const proto_task_re
 
 int tasks_claim(tasks_t *self, worker_t *w, const tasks_held_t *held, int64_t now)
 {
+    /* A new pipe: its heartbeats are compared from the first message sent
+       on it (s_compare_heartbeat); one that names a message of its last
+       registration names a smaller number than any sent from now on. */
+    w->seq_sent = 0;
     int claimed = 0;
     for (int i = 0; i < held->nrunning + held->nended; i++) {
         bool ended = i >= held->nrunning;
@@ -1590,6 +1631,24 @@ static bool s_better_elsewhere(tasks_t *self, const worker_t *w, const sched_tas
     return false;
 }
 
+/* A "tasks" message numbered seq went into w's pipe: the counter moves
+   on, and w's heartbeats that say they have read it are compared with
+   what it holds (s_compare_heartbeat). Numbers are taken only by messages
+   that went, so the one a worker read last is the one we sent it last
+   exactly when nothing we sent it since is still on its way. */
+static void s_sent_seq(tasks_t *self, worker_t *w, int64_t seq)
+{
+    assert(seq == self->pipe_seq + 1 && seq <= PROTO_MAX_SEQ);
+    self->pipe_seq = seq;
+    w->seq_sent = seq;
+}
+
+void tasks_attempts_exhausted(int attempt, char *buf, size_t len)
+{
+    snprintf(buf, len, "it was sent %d times, the most attempts a task can have: submit it again",
+             attempt);
+}
+
 /* A "tasks" message is bounded by count (DISPATCH_BATCH) and by bytes:
    the worker's pipe drops its link on a message over PROTO_MAX_PIPE_MSG,
    and the tasks in it would then be sent again, and again. A task whose
@@ -1663,10 +1722,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     /* Recalls resend with no retry charged: only this
                        bounds them (a next number would wrap). */
                     char why[160];
-                    snprintf(why, sizeof why,
-                             "it was sent %d times, the most attempts a task can have: "
-                             "submit it again",
-                             t->attempt);
+                    tasks_attempts_exhausted(t->attempt, why, sizeof why);
                     log_warn("event=attempts_exhausted task=%" PRId64 " attempt=%d", t->id,
                              t->attempt);
                     s_finish(self, t, PROTO_ST_FAILED, NULL, why);
@@ -1680,9 +1736,8 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     continue;
                 }
                 s_move(self, t, PROTO_ST_ASSIGNED, w);
-                /* One wait per execution: a task given back (a recall)
-                   was counted at the send it undid, which never ran. */
-                if (!t->given_back)
+                /* One wait per execution (s_take_back_unrun). */
+                if (!t->wait_counted)
                     metrics_queue_wait(self->cfg.metrics, s_kind(self, t),
                                        (double) (now - t->ready_ms) / 1000.0);
                 t->deadline = now + self->cfg.lease_ms;
@@ -1692,6 +1747,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
                     t->failed_on = NULL;
                 }
                 t->given_back = false;
+                t->wait_counted = false;
                 journal_assigned(self->journal, t->id, t->attempt, w->key, now);
             }
             char *grant = s_grant_text(self, w, t);
@@ -1726,11 +1782,14 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
         if (self->ahead_wanted > 0 && !carry)
             dry = true;   /* specs to read first (tasks_read_ahead); a carried
                              task has its spec and goes in the next message */
+        int64_t seq = self->pipe_seq + 1;
         char *msg = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
                                                     (const char *const *) specs,
                                                     granted ? (const char *const *) grants : NULL,
-                                                    claiming ? claimp : NULL);
+                                                    claiming ? claimp : NULL, seq);
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
+        if (rc == 0)
+            s_sent_seq(self, w, seq);
         free(msg);
         for (int i = 0; i < n; i++) {
             free(specs[i]);
@@ -1740,7 +1799,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             /* The pipe refused (peer gone): take them back at once. */
             w->pipe_ready = false;
             for (int i = 0; i < n; i++)
-                s_take_back(self, tasks[i], false, "pipe_refused");
+                s_take_back_unrun(self, tasks[i], "pipe_refused");
             break;
         }
         credit -= n;
@@ -1751,7 +1810,7 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
         /* Not sent: the pipe refused (a carry leaves credit for itself
            and never ends the loop dry). */
         free(carry_spec);
-        s_take_back(self, carry, false, "not_sent");
+        s_take_back_unrun(self, carry, "not_sent");
     }
     /* Back in the queue, ready now: the next worker's turn takes them. */
     for (int i = 0; i < nlater; i++)
@@ -2446,7 +2505,7 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
         }
         t->worker_name = NULL;
         t->given_back = true;
-        s_take_back(self, t, false, "recalled");
+        s_take_back_unrun(self, t, "recalled");
         back++;
     }
     if (back)
@@ -2473,12 +2532,12 @@ static void s_on_recalled(tasks_t *self, worker_t *w, const proto_report_t *rep,
    keeps a result of (it ended them, their results went to a master that
    died, too big to keep). Without it such an attempt, claimed from a
    hello made before it ended (the hello waited in its socket for this
-   master), stays running here for ever: nothing else ends a claimed,
-   started task (no lease, and heartbeats are not compared with what we
-   hold: a heartbeat made before the hello, still in the report socket,
-   may miss a task sent just before, so such a comparison would need
-   heartbeats to say when they were made). This answer is made after
-   the reply, so after the claim, and comes behind every result the
+   master), stays running here until a heartbeat comparison finds it
+   missing, if ever: a claimed, started task has no lease, and w's
+   heartbeats are compared with what we hold only once it has read a
+   "tasks" message sent since its hello (s_compare_heartbeat), which a
+   worker we send nothing never does. This answer is made after the
+   reply, so after the claim, and comes behind every result the
    worker sent before (one socket, in order): what it names has no
    result coming, and runs again at once (attempt + 1, no crash charged:
    the worker did not fail it). Counts only for the attempt w holds; any
@@ -2506,6 +2565,62 @@ static void s_on_lost(tasks_t *self, worker_t *w, const proto_report_t *rep, con
            that waited in a socket w has closed) still ends it until it
            goes out again (s_sender, S_LAST_HOLDER). */
         s_take_back(self, t, false, "result_lost");
+    }
+}
+
+static int s_ref_cmp(const void *a, const void *b)
+{
+    const proto_task_ref_t *x = a, *y = b;
+    if (x->task != y->task)
+        return x->task < y->task ? -1 : 1;
+    return (x->attempt > y->attempt) - (x->attempt < y->attempt);
+}
+
+/* w's heartbeat (rep) against what we hold for it. Without this a task
+   w no longer holds but never reported ended (a worker that lost it
+   between its pipe and its pool, a result that went into a report socket
+   w has since closed, a bug) stays running here for ever: a started task
+   has no lease. Plain comparison was wrong, though: a task just sent is
+   not yet in a heartbeat made before it arrived, and a heartbeat can
+   wait in the report socket while a hello, a reply and new tasks go by.
+   So w's heartbeat says which "tasks" message it had read last ("seen",
+   the number we stamped on it: s_sent_seq), and promises that every
+   attempt it had read and does not list has had its result or
+   "recalled" sent before the heartbeat, on this socket (which keeps
+   order, so we have read those already). Compared only when that is the
+   last message we sent w since its hello (w->seq_sent): then every task
+   w holds here was sent at or before it, or claimed from its hello,
+   which w made before it read any message of this registration; the
+   ones it does not list are lost there. A heartbeat that names an
+   earlier message is not compared (no per-task number is kept for the
+   finer "sent at or before seen": sched_task_t is paid per queued task);
+   a worker we send to continually is compared at the first heartbeat
+   that lands between two messages, at the latest when its tasks run
+   out. Each lost one is taken back like a lost result (s_on_lost):
+   attempt + 1, no crash charged (the worker did not die of it), and w
+   stays its last holder, its result counting if it comes after all. */
+static void s_compare_heartbeat(tasks_t *self, worker_t *w, proto_report_t *rep)
+{
+    if (!w || !w->alive || rep->seen <= 0 || rep->seen != w->seq_sent)
+        return;
+    if (rep->nrunning > 1)
+        qsort(rep->running, (size_t) rep->nrunning, sizeof *rep->running, s_ref_cmp);
+    sched_task_t *t = w->tasks;
+    while (t) {
+        sched_task_t *next = t->wnext;
+        proto_task_ref_t key = {.task = t->id, .attempt = t->attempt};
+        /* Ended there, by its hello: not running, its result is due. */
+        bool listed = rep->nrunning > 0
+                      && bsearch(&key, rep->running, (size_t) rep->nrunning, sizeof key,
+                                 s_ref_cmp);
+        if (!t->awaiting && !listed) {
+            log_warn("event=task_not_held task=%" PRId64 " attempt=%d worker=%s seen=%" PRId64
+                     " note=\"its worker's heartbeat, made after it read every task sent to "
+                     "it, does not list it and no result came: it runs again\"",
+                     t->id, t->attempt, LOG_V(w->id), rep->seen);
+            s_take_back(self, t, false, "not_held");
+        }
+        t = next;
     }
 }
 
@@ -2545,6 +2660,7 @@ static void s_on_report(tasks_t *self, const char *buf, size_t len, const char *
     }
     switch (rep->type) {
     case PROTO_REP_HEARTBEAT:
+        s_compare_heartbeat(self, w, rep);
         break;
     case PROTO_REP_STARTED:
         for (int i = 0; i < rep->nstarted; i++) {
@@ -2716,7 +2832,7 @@ void tasks_timers(tasks_t *self, int64_t now)
                 s_send_abort(self, w, t->id, t->attempt);
                 free(t->worker_name);   /* told to drop it: not its last holder */
                 t->worker_name = NULL;
-                s_take_back(self, t, false, "lease_expired");
+                s_take_back_unrun(self, t, "lease_expired");
             } else if (t->awaiting && now > t->deadline) {
                 /* Sent to a master that died with it, most likely. */
                 log_info("event=result_not_delivered task=%" PRId64 " attempt=%d worker=%s "

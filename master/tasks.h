@@ -275,4 +275,9 @@ bool tasks_class_served(tasks_t *self, int cls);
    worker can take now, into keys (room for max); returns how many. */
 int tasks_unrunnable(tasks_t *self, const char **keys, int max);
 
+/* Why a task sent `attempt` times (PROTO_MAX_ATTEMPT) goes out no more,
+   into buf: its error when it fails so, and what `ztask tasks --waiting`
+   says of it before (why.c). */
+void tasks_attempts_exhausted(int attempt, char *buf, size_t len);
+
 #endif

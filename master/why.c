@@ -120,14 +120,15 @@ static void s_words(const why_t *w, const sched_task_t *t, const job_t *job, pro
     case PROTO_WAIT_RETRY:
         /* A crash's backoff can fall on the last attempt number: there is
            no next attempt to name (t->attempt + 1 would overflow). */
-        if (t->attempt >= PROTO_MAX_ATTEMPT)
-            snprintf(why, size,
-                     "backoff: %.1f s left, then it fails: it was sent %d times, the most "
-                     "attempts a task can have (submit it again)",
-                     (double) (t->not_before - now) / 1000.0, t->attempt);
-        else
+        if (t->attempt >= PROTO_MAX_ATTEMPT) {
+            char end[160];
+            tasks_attempts_exhausted(t->attempt, end, sizeof end);
+            snprintf(why, size, "backoff: %.1f s left, then it fails: %s",
+                     (double) (t->not_before - now) / 1000.0, end);
+        } else {
             snprintf(why, size, "retry backoff: attempt %d in %.1f s", t->attempt + 1,
                      (double) (t->not_before - now) / 1000.0);
+        }
         return;
     case PROTO_WAIT_NO_WORKER: {
         char need[400];

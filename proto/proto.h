@@ -41,7 +41,8 @@
 #define PROTO_MAX_API_MSG    (32 * 1024 * 1024)
 #define PROTO_MAX_PIPE_MSG   (32 * 1024 * 1024)
 /* What one task adds to a "tasks" message besides its spec (id, attempt,
-   job and the punctuation: at most 96 bytes), and the envelope's share. */
+   job and the punctuation: at most 96 bytes), and the envelope's share
+   (with its "seq": 56 bytes at most). */
 #define PROTO_PIPE_TASK_OVERHEAD 96
 #define PROTO_PIPE_ENVELOPE 64
 /* The largest spec (encoded JSON) a worker can ever receive: alone in a
@@ -63,6 +64,9 @@
    never reused or wrapped, and a task sent this many times fails instead
    of going out again (master/tasks.c). Input outside 1..this is refused. */
 #define PROTO_MAX_ATTEMPT INT32_MAX
+/* A "tasks" message's "seq" and a heartbeat's "seen" (docs/protocol.md
+   10.1): 1..2^53 - 1, the largest integer a double holds exactly. */
+#define PROTO_MAX_SEQ 9007199254740991LL
 #define PROTO_MAX_GPUS_TEXT 4096       /* a task's "gpus" (device ids, comma-separated) */
 /* A claim token: the master gives one with each task it sends (with
    CURVE), and the worker hands it back, unread, wherever it claims that
@@ -740,6 +744,13 @@ typedef struct {
     int attempt;           /* ABORT */
     proto_task_ref_t *refs;   /* RECALL: nrefs (1..PROTO_MAX_RECALL) task/attempt pairs */
     int nrefs;
+    /* TASKS: the master's number for this message, 1..2^53 - 1,
+       growing with every "tasks" message it sends (any worker's); 0 =
+       absent (an older master). The worker echoes the last one it read
+       in its heartbeats ("seen"), which is how the master knows a
+       heartbeat was made after this message arrived (docs/protocol.md
+       10.1, "Heartbeats compared"). */
+    int64_t seq;
 } proto_pipe_t;
 
 proto_pipe_t *proto_pipe_new(proto_pipe_type_t type);
@@ -755,10 +766,12 @@ char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts
 /* The same with what each task was given: grants[i] NULL, or the members
    "cpus":N and "gpus":"0,1" as JSON text to add to task i's object; and
    claims[i] NULL or "", or task i's claim token (proto_claim_valid, so
-   nothing in it needs escaping). grants and claims may be NULL (none at all). */
+   nothing in it needs escaping). grants and claims may be NULL (none at all).
+   seq: the message's number (proto_pipe_t.seq), 0 = none. */
 char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
                                       const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants, const char *const *claims);
+                                      const char *const *grants, const char *const *claims,
+                                      int64_t seq);
 
 /* ------------------------------------------------------------------------
    REPORT channel (worker PUSH -> master PULL). Every report names its
@@ -780,6 +793,14 @@ typedef struct {
     char *worker;
     proto_task_ref_t *running;   /* HEARTBEAT */
     int nrunning;
+    /* HEARTBEAT: the seq of the last "tasks" message the worker had read
+       when it made this heartbeat, 1..2^53 - 1, and every attempt
+       it had read and does not list in running has had its result (or
+       its "recalled") sent before this heartbeat, on this socket; 0 =
+       absent (an older worker, no "tasks" read since its hello, or
+       reports still waiting to go): no comparison (docs/protocol.md
+       10.1, "Heartbeats compared"). */
+    int64_t seen;
     proto_task_ref_t *started;   /* STARTED */
     double *started_at;          /* STARTED: wall seconds, nstarted entries */
     int nstarted;

@@ -688,6 +688,10 @@ static bool s_task(fr_t *r, proto_task_t *t)
 static bool s_tasks_member(fr_t *r, const char *k, size_t n, void *arg, unsigned *seen)
 {
     proto_pipe_t *msg = arg;
+    if (s_is(k, n, "seq") && !(*seen & 8)) {
+        *seen |= 8;
+        return s_int(r, 1, (double) PROTO_MAX_SEQ, &msg->seq);
+    }
     if (!s_is(k, n, "tasks") || (*seen & 4) || !s_eat(r, '['))
         return false;
     *seen |= 4;

@@ -106,7 +106,10 @@ proto_pipe_t *pr_pipe_decode_tree(const char *buf, size_t len, proto_err_t *err)
     proto_pipe_t *msg = proto_pipe_new((proto_pipe_type_t) type);
     int rc = 0;
     if (msg->type == PROTO_PIPE_TASKS)
-        rc = s_tasks_from(root, msg, err);
+        rc = (s_tasks_from(root, msg, err) != 0
+              || pj_i64(root, "seq", false, 1, PROTO_MAX_SEQ, &msg->seq, err) != 0)
+                 ? -1
+                 : 0;
     else if (msg->type == PROTO_PIPE_ABORT)
         rc = (pj_i64(root, "task", true, 1, PJ_MAX_SAFE_INT, &msg->task, err) != 0
               || pj_int(root, "attempt", true, 1, PROTO_MAX_ATTEMPT, &msg->attempt, err) != 0)
@@ -151,6 +154,8 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
             pb_char(&b, '}');
         }
         pb_char(&b, ']');
+        if (msg->seq > 0)
+            pb_ki64(&b, "seq", msg->seq);
     } else if (msg->type == PROTO_PIPE_ABORT) {
         pb_ki64(&b, "task", msg->task);
         pb_ki64(&b, "attempt", msg->attempt);
@@ -167,12 +172,13 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs)
 {
-    return proto_pipe_encode_tasks_granted(n, ids, attempts, jobs, specs, NULL, NULL);
+    return proto_pipe_encode_tasks_granted(n, ids, attempts, jobs, specs, NULL, NULL, 0);
 }
 
 char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
                                       const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants, const char *const *claims)
+                                      const char *const *grants, const char *const *claims,
+                                      int64_t seq)
 {
     if (n < 0)
         n = 0;
@@ -207,6 +213,9 @@ char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *atte
         pb_raw(&b, specs[i], strlen(specs[i]));
         pb_char(&b, '}');
     }
-    pb_lit(&b, "]}");
+    pb_char(&b, ']');
+    if (seq > 0)
+        pb_ki64(&b, "seq", seq);   /* after the tasks: the order proto_pipe_encode writes */
+    pb_char(&b, '}');
     return pb_take(&b);
 }

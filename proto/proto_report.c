@@ -140,7 +140,10 @@ proto_report_t *pr_report_decode_tree(const char *buf, size_t len, proto_err_t *
     if (rc == 0) {
         switch (msg->type) {
         case PROTO_REP_HEARTBEAT:
-            rc = pj_refs(root, "running", false, &msg->running, &msg->nrunning, err);
+            rc = (pj_refs(root, "running", false, &msg->running, &msg->nrunning, err) != 0
+                  || pj_i64(root, "seen", false, 1, PROTO_MAX_SEQ, &msg->seen, err) != 0)
+                     ? -1
+                     : 0;
             break;
         case PROTO_REP_STARTED:
             rc = s_started_from(root, msg, err);
@@ -186,6 +189,8 @@ char *proto_report_encode(const proto_report_t *msg)
     case PROTO_REP_HEARTBEAT:
         pb_key(&b, "running");
         pb_refs(&b, msg->running, msg->nrunning);
+        if (msg->seen > 0)
+            pb_ki64(&b, "seen", msg->seen);
         break;
     case PROTO_REP_STARTED:
         pb_key(&b, "started");

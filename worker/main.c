@@ -663,6 +663,9 @@ int main(int argc, char **argv)
     int64_t hello_ms;
     if (testhook_i64("ZTASK_TEST_HELLO_TIMEOUT_MS", 1, 600000, &hello_ms) == 0)
         cfg.hello_timeout_ms = (int) hello_ms;
+    /* Test only: a task lost on its way to the pool (tests/e2e/test_faults.c:
+       the master finds it missing from a heartbeat). */
+    testhook_i64("ZTASK_TEST_DROP_TASK", 1, INT64_MAX, &cfg.drop_task);
     session_t *session = session_new(&cfg);
     if (!session) {
         log_error("event=start_failed error=\"bad session configuration\"");

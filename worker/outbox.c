@@ -205,9 +205,23 @@ void outbox_result(outbox_t *self, char *json)
     outbox_result_until(self, json, 0, INT64_MIN);
 }
 
-void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n)
+static void s_flush_results(outbox_t *self);
+
+void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n, int64_t seen)
 {
+    if (seen > 0) {
+        /* The master reads seen as "every attempt not listed has its
+           report before this one": the held results go now (once a
+           heartbeat: their few milliseconds of batching are not missed),
+           and while the backlog holds reports the heartbeat would
+           overtake them, so it says nothing of seen. */
+        if (self->nresults)
+            s_flush_results(self);
+        if (self->nbacklog)
+            seen = 0;
+    }
     proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, s_worker(self));
+    rep->seen = seen;
     rep->running = xcalloc((size_t) (n ? n : 1), sizeof *rep->running);
     /* Ids only: a heartbeat names no devices (the report owns what it holds). */
     for (int i = 0; i < n; i++)

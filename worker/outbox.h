@@ -65,8 +65,12 @@ void outbox_result(outbox_t *self, char *json);
    proto_result_encode_at's *stored; 0 or less than the text's length
    means the text's length, right for a result without base64 output). */
 void outbox_result_until(outbox_t *self, char *json, size_t stored, int64_t until);
-/* A HEARTBEAT listing these attempts, sent now. */
-void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n);
+/* A HEARTBEAT listing these attempts, sent now. seen (> 0): the "seq" of
+   the last "tasks" message the session read; the heartbeat says it only
+   when nothing sent before it can still be behind it (docs/protocol.md
+   10.1): held results go first, and with reports in the backlog it says
+   nothing (0: no comparison this time). */
+void outbox_heartbeat(outbox_t *self, const proto_task_ref_t *running, int n, int64_t seen);
 /* A RECALLED report listing these attempts (n may be 0: none could be
    given back), sent now and never dropped: through the backlog when the
    socket cannot take it (refs are copied, ids only). */

@@ -121,6 +121,12 @@ struct session {
     int heartbeat_ms;
     int liveness;
     int64_t last_rx;        /* last pipe message (mono ms) */
+    /* The "seq" of the last "tasks" message read from the pipe since the
+       hello reply (0 = none, or a master that numbers none): heartbeats
+       say it (s_send_heartbeat). */
+    int64_t pipe_seen;
+    int64_t drop_task;      /* test only: the task to drop (cfg) */
+    int64_t tasks_received; /* for drop_task */
     log_limit_t lim_pipe;   /* bad pipe messages: the master's side can send any */
     int64_t next_hb;
     int64_t next_hello;
@@ -443,11 +449,18 @@ static int s_lost_refs(session_t *self, const proto_task_ref_t *refs, int n,
     return k;
 }
 
+/* A heartbeat lists every attempt we hold (queued or running) and says
+   which "tasks" message we had read last (pipe_seen): the master takes
+   back what it sent us up to there that we do not list (master/tasks.c,
+   s_compare_heartbeat). That holds only if every attempt we read and no
+   longer list has had its result, "recalled" or "cancelled" sent before
+   this heartbeat: the outbox sends held results first, and says nothing
+   of pipe_seen while reports wait in its backlog. */
 static void s_send_heartbeat(session_t *self)
 {
     int n;
     proto_task_ref_t *refs = s_running_refs(self, &n, false);
-    outbox_heartbeat(self->outbox, refs, n);
+    outbox_heartbeat(self->outbox, refs, n, self->pipe_seen);
     proto_refs_free(refs, n);
 }
 
@@ -508,6 +521,11 @@ static void s_on_tasks(session_t *self, proto_pipe_t *msg)
         proto_task_t *pt = &msg->tasks[i];
         if (!pt->spec)
             continue;
+        if (++self->tasks_received == self->drop_task) {
+            log_warn("event=test_task_dropped task=%lld attempt=%d note=\"ZTASK_TEST_DROP_TASK\"",
+                     (long long) pt->id, pt->attempt);
+            continue;
+        }
         if (self->phase == PHASE_STOP) {
             /* Not started, not answered: the master takes it back when it
                sees our BYE (or the lease expires). */
@@ -797,6 +815,7 @@ static void s_on_hello_reply(session_t *self, const char *buf, size_t len, int64
         return;
     }
     bool again = self->worker_id != NULL;
+    self->pipe_seen = 0;   /* a new pipe: what the old one carried says nothing now */
     free(self->worker_id);
     self->worker_id = xstrdup(rep->worker_id);
     outbox_set_worker(self->outbox, self->worker_id);
@@ -1005,6 +1024,8 @@ static void s_read_pipe(session_t *self, int64_t now)
         switch (msg->type) {
         case PROTO_PIPE_TASKS:
             s_on_tasks(self, msg);
+            if (msg->seq > self->pipe_seen)
+                self->pipe_seen = msg->seq;
             break;
         case PROTO_PIPE_ABORT:
             s_on_abort(self, msg->task, msg->attempt);
@@ -1400,6 +1421,7 @@ session_t *session_new(const session_config_t *cfg)
     self->rctx.reaper = cfg->reaper;
     self->rctx.policy = cfg->policy;
     self->hello_timeout_ms = cfg->hello_timeout_ms > 0 ? cfg->hello_timeout_ms : HELLO_TIMEOUT_MS;
+    self->drop_task = cfg->drop_task;
     self->stop_grace_ms = cfg->stop_grace_ms > 0 ? cfg->stop_grace_ms : STOP_GRACE_MS;
     self->idle_timeout_ms = cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 0;
     self->ends_at = cfg->ends_at > 0 ? cfg->ends_at : 0;

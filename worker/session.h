@@ -82,6 +82,10 @@ typedef struct {
        `threads` slots. NULL = not recorded. */
     reaper_t *reaper;
     int hello_timeout_ms;        /* wait for a hello reply; 0 = 2000 */
+    /* Test only (ZTASK_TEST_DROP_TASK): the drop_task-th task received
+       (1 = the first) is dropped without a word, as a task lost between
+       the pipe and the pool would be; 0 = none. */
+    int64_t drop_task;
     /* Leave (drain, BYE, return 0) after this long with no task: a worker
        started for a while, in a cluster allocation (--idle-timeout). 0 =
        never. Idle counts whether or not the master answers. */

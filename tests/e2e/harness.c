@@ -1352,3 +1352,57 @@ void h_slow_bytes_allowance(char *liveness, char *lease, size_t n)
     snprintf(secs, sizeof secs, "%d", (int) (10 * k + 0.5));
     setenv("ZTASK_REQUEST_TIMEOUT", secs, 1);
 }
+
+/* Stand-in Slurm commands (harness.h). */
+void h_fake_slurm(h_cluster_t *c)
+{
+    char *bin = h_path(c, "bin");
+    ck_assert_int_eq(mkdir(bin, 0755), 0);
+    const char *dir = h_dir(c);
+    char *path = NULL;
+    ck_assert_int_gt(asprintf(&path, "%s/sbatch", bin), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "echo \"$*\" >> \"$d/sbatch.log\"\n"
+            "n=$(wc -l < \"$d/sbatch.log\")\n"
+            "cat > \"$d/script.$n\"\n"
+            "if [ -e \"$d/fail\" ]; then\n"
+            "  echo 'sbatch: error: invalid partition specified: nosuch' >&2; exit 1\n"
+            "fi\n"
+            "id=$((1000 + $(ls \"$d\"/job.* 2>/dev/null | wc -l) + 1))\n"
+            "touch \"$d/job.$id\"\n"
+            "echo \"$id\"\n",
+            dir);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+    ck_assert_int_gt(asprintf(&path, "%s/squeue", bin), 0);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "d='%s'\n"
+            "echo \"$*\" >> \"$d/squeue.log\"\n"
+            "cat \"$d/squeue.txt\" 2>/dev/null\n"
+            "exit 0\n",
+            dir);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+    ck_assert_int_gt(asprintf(&path, "%s/scancel", bin), 0);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\necho \"$*\" >> '%s/scancel.log'\n", dir);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+    /* The master (started after this) inherits it. */
+    char *newpath = NULL;
+    ck_assert_int_gt(asprintf(&newpath, "%s:%s", bin, getenv("PATH") ? getenv("PATH") : ""), 0);
+    setenv("PATH", newpath, 1);
+    free(newpath);
+    free(bin);
+}

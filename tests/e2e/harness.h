@@ -266,6 +266,17 @@ void h_slow_bytes_allowance(char *liveness, char *lease, size_t n);
    case per test, defined with START_TIMED_TEST(name, seconds)):
        return h_run_suite(zt_case_per_test("e2e_basic", h_slowdown()));
    so each test's timeout is its seconds scaled by the slowdown. */
+/* Stand-in Slurm commands, first on PATH for the programs started after
+   it (the master's alloc queues), in c's directory:
+   sbatch: records its arguments (one line per call, DIR/sbatch.log) and
+   its script (DIR/script.N), fails while DIR/fail exists, else prints the
+   next job id (1001, 1002...). squeue: prints DIR/squeue.txt ("ID STATE"
+   lines) and records each call (DIR/squeue.log). scancel: records its
+   arguments (DIR/scancel.log). A test whose master has a queue uses it
+   even when Slurm is not its subject: an installed Slurm without a
+   controller looks slurmctld up in the DNS. */
+void h_fake_slurm(h_cluster_t *c);
+
 int h_run_suite(Suite *s);
 
 #endif

@@ -6,7 +6,8 @@
     what they submit, the backlog and worker caps, an allocation that
     ends before any worker came, failed submissions backed off, and the
     allocations found again after a master kill -9 rather than submitted
-    twice (also one whose sbatch answer the dying master never read); a
+    twice (also one whose sbatch answer the dying master never read), an
+    sbatch in flight that dies with its killed master; a
     squeue that writes without end or more than is kept; a held job; ids
     never given twice. The queue tests run the master's allocation timings
     faster (--alloc-time-scale, FAST below). The real Slurm is
@@ -17,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,63 +89,6 @@ START_TIMED_TEST(a_task_whose_time_request_outlasts_a_workers_end_waits_for_one_
 END_TEST
 
 /* ---- allocation queues against stand-in Slurm commands ---- */
-
-/* sbatch: records its arguments (one line per call) and its script, fails
-   while DIR/fail exists, else prints the next job id (1001, 1002...).
-   squeue: prints DIR/squeue.txt ("ID STATE" lines) and counts its calls.
-   scancel: records its arguments (one line per call). */
-static void s_fake_slurm(h_cluster_t *c)
-{
-    char *bin = h_path(c, "bin");
-    ck_assert_int_eq(mkdir(bin, 0755), 0);
-    const char *dir = h_dir(c);
-    char *path = NULL;
-    ck_assert_int_gt(asprintf(&path, "%s/sbatch", bin), 0);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/sbatch.log\"\n"
-            "n=$(wc -l < \"$d/sbatch.log\")\n"
-            "cat > \"$d/script.$n\"\n"
-            "if [ -e \"$d/fail\" ]; then\n"
-            "  echo 'sbatch: error: invalid partition specified: nosuch' >&2; exit 1\n"
-            "fi\n"
-            "id=$((1000 + $(ls \"$d\"/job.* 2>/dev/null | wc -l) + 1))\n"
-            "touch \"$d/job.$id\"\n"
-            "echo \"$id\"\n",
-            dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    ck_assert_int_gt(asprintf(&path, "%s/squeue", bin), 0);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/squeue.log\"\n"
-            "cat \"$d/squeue.txt\" 2>/dev/null\n"
-            "exit 0\n",
-            dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    ck_assert_int_gt(asprintf(&path, "%s/scancel", bin), 0);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "#!/bin/sh\necho \"$*\" >> '%s/scancel.log'\n", dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    /* The master (started after this) inherits it. */
-    char *newpath = NULL;
-    ck_assert_int_gt(asprintf(&newpath, "%s:%s", bin, getenv("PATH") ? getenv("PATH") : ""), 0);
-    setenv("PATH", newpath, 1);
-    free(newpath);
-    free(bin);
-}
 
 static int s_lines(h_cluster_t *c, const char *name)
 {
@@ -247,7 +194,7 @@ START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survi
                  180)
 {
     h_cluster_t *c = h_cluster_new("allocq");
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     /* Slower than FAST: what is read while the queue backs off must come
        before its retry (5 s after the second failure, scaled). */
     const double base = 0.5;
@@ -386,7 +333,7 @@ static void s_script_file(h_cluster_t *c, const char *name, const char *body)
 
 /* squeue is replaced by a script that writes what DIR/squeue.sh says
    (run with sh) once DIR/squeue.sh exists, and otherwise does what
-   s_fake_slurm's does. */
+   h_fake_slurm's does. */
 static void s_squeue_from_script(h_cluster_t *c)
 {
     s_script_file(c, "bin/squeue",
@@ -403,7 +350,7 @@ static void s_squeue_from_script(h_cluster_t *c)
 static h_cluster_t *s_one_allocation(const char *name, double scale)
 {
     h_cluster_t *c = h_cluster_new(name);
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     s_squeue_from_script(c);
     s_master_start_at(c, scale);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
@@ -577,46 +524,60 @@ START_TIMED_TEST(a_master_killed_before_a_forced_remove_could_cancel_still_follo
 }
 END_TEST
 
-START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_submitted_twice,
-                 150)
+/* sbatch takes its time (a busy slurmctld): DIR/bin/sbatch becomes a
+   script of body (after "d=DIR"), h_fake_slurm's sbatch kept as
+   DIR/bin/sbatch.fast for it to run. */
+static void s_slow_sbatch(h_cluster_t *c, const char *body)
 {
-    h_cluster_t *c = h_cluster_new("allocdied");
-    s_fake_slurm(c);
-    s_squeue_from_script(c);
-    /* sbatch takes its time (a busy slurmctld): it submits once DIR/go
-       exists, whoever is left to read its answer. */
     char *sbatch = h_path(c, "bin/sbatch");
-    char *slow = h_path(c, "bin/sbatch.fast");
-    ck_assert_int_eq(rename(sbatch, slow), 0);
-    FILE *f = fopen(sbatch, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "touch \"$d/sbatch.started\"\n"
-            "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
-            "exec \"$d/bin/sbatch.fast\" \"$@\"\n",
-            h_dir(c));
-    fclose(f);
-    ck_assert_int_eq(chmod(sbatch, 0755), 0);
+    char *fast = h_path(c, "bin/sbatch.fast");
+    ck_assert_int_eq(rename(sbatch, fast), 0);
     free(sbatch);
-    free(slow);
+    free(fast);
+    s_script_file(c, "bin/sbatch", body);
+}
+
+/* What a slow sbatch waits for: DIR/go (60 s at most). */
+#define WAIT_FOR_GO "i=0; while [ ! -e \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n"
+
+/* One queue of one worker at most and five tasks waiting for it, with
+   the stand-in Slurm of h_fake_slurm, sbatch slowed down (s_slow_sbatch)
+   to body; returns once DIR/started_file exists (written by body). */
+static h_cluster_t *s_sbatch_in_flight(const char *name, const char *body,
+                                       const char *started_file)
+{
+    h_cluster_t *c = h_cluster_new(name);
+    h_fake_slurm(c);
+    s_squeue_from_script(c);
+    s_slow_sbatch(c, body);
     s_master_start(c, FAST);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
                        "--idle-timeout", "2m", NULL);
     ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
     h_run_free(&r);
     h_submit(c, NULL, "--array", "1-5", "--", "true", NULL);
-    /* sbatch runs, the master dies before its answer; Slurm takes the job. */
-    char *started = h_path(c, "sbatch.started");
+    char *started = h_path(c, started_file);
     ck_assert_msg(H_POLL(access(started, F_OK) == 0, 10000), "no sbatch for waiting tasks");
     free(started);
+    return c;
+}
+
+/* Slurm took the job; the master died (-9) before sbatch answered. The
+   restarted master finds the allocation by its name, and does not
+   submit again. */
+START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_submitted_twice,
+                 150)
+{
+    h_cluster_t *c = s_sbatch_in_flight("allocdied",
+                                        "out=$(\"$d/bin/sbatch.fast\" \"$@\") || exit 1\n"
+                                        "touch \"$d/sbatch.submitted\"\n" WAIT_FOR_GO
+                                        "echo \"$out\"\n",
+                                        "sbatch.submitted");
     char *jobfile = h_path(c, "job.1001");
+    ck_assert_msg(access(jobfile, F_OK) == 0, "sbatch did not submit");
+    free(jobfile);
     h_proc_kill9(h_master(c));
     s_write(c, "squeue.txt", "1001 PENDING ztask-alloc-1\n");
-    s_write(c, "go", "");
-    ck_assert_msg(H_POLL(access(jobfile, F_OK) == 0, 10000), "sbatch did not submit");
-    free(jobfile);
     /* A restart: the allocation is found by its name, not submitted again. */
     s_master_start(c, FAST);
     ck_assert_msg(H_POLL(s_alloc_is(c, 0, "queued"), 15000), "allocation 1001 not found again");
@@ -631,10 +592,46 @@ START_TIMED_TEST(an_allocation_submitted_as_the_master_died_is_found_again_not_s
 }
 END_TEST
 
+/* An sbatch that has not submitted when its master is killed (-9) dies
+   with it. Left running (as it was), it submitted once slurmctld took
+   it (here: once DIR/go exists), which may be after the restarted
+   master's first squeue found nothing: that master submitted too, two
+   allocations for one. */
+START_TIMED_TEST(an_sbatch_in_flight_dies_with_its_killed_master_and_submits_nothing, 150)
+{
+    /* What the master leaves comes to this process (the master's
+       parent), so the sbatch's end can be waited for. */
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    h_cluster_t *c = s_sbatch_in_flight("allocorphan",
+                                        "echo $$ > \"$d/sbatch.pid.new\"\n"
+                                        "mv \"$d/sbatch.pid.new\" \"$d/sbatch.pid\"\n" WAIT_FOR_GO
+                                        "exec \"$d/bin/sbatch.fast\" \"$@\"\n",
+                                        "sbatch.pid");
+    pid_t sbatch = (pid_t) atoi(s_read(c, "sbatch.pid"));
+    ck_assert_int_gt(sbatch, 1);
+    h_proc_kill9(h_master(c));
+    s_write(c, "go", "");
+    int st;
+    ck_assert_int_eq(waitpid(sbatch, &st, 0), sbatch);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                  "the killed master's sbatch went on (%s %d)",
+                  WIFSIGNALED(st) ? "killed by signal" : "exit",
+                  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    char *jobfile = h_path(c, "job.1001");
+    ck_assert_msg(access(jobfile, F_OK) != 0, "the killed master's sbatch submitted 1001");
+    /* The restarted master submits the one allocation. */
+    s_master_start(c, FAST);
+    ck_assert_msg(H_POLL(access(jobfile, F_OK) == 0, 15000), "no sbatch after the restart");
+    free(jobfile);
+    ck_assert_msg(H_POLL(s_alloc_is(c, 0, "queued"), 15000), "allocation 1001 not followed");
+    h_cluster_destroy(&c);
+}
+END_TEST
+
 START_TIMED_TEST(a_held_job_makes_no_allocation_until_it_is_released, 120)
 {
     h_cluster_t *c = h_cluster_new("allocheld");
-    s_fake_slurm(c);
+    h_fake_slurm(c);
     s_squeue_from_script(c);
     /* An allocation of the queue, running with no worker yet (found by the
        first poll): squeue runs every 5 s (scaled) from then on, the clock
@@ -719,6 +716,10 @@ static char *s_queue_ids(h_cluster_t *c)
 START_TIMED_TEST(an_alloc_queue_id_is_never_given_twice_even_across_a_master_restart, 60)
 {
     h_cluster_t *c = h_cluster_new("allocids");
+    /* The queues poll squeue: the stand-in, not a Slurm that may be
+       installed here without a controller (its squeue looks slurmctld up
+       in the DNS). */
+    h_fake_slurm(c);
     h_master_start(c, 0, NULL);
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(s_add_queue(c), i);

@@ -414,6 +414,7 @@ START_TIMED_TEST(an_alloc_queue_id_answered_on_a_full_disk_is_never_given_again,
         h_cluster_destroy(&c);
         return;
     }
+    h_fake_slurm(c);   /* its queues poll squeue */
     h_proc_t *m = h_master_start(c, 0, "--db", db, "--sync", "full", NULL);
     /* Adds until one cannot be written (a commit may still fit in blocks
        the database holds); told: the highest id answered. */

@@ -298,8 +298,8 @@ static void s_gated_script(char *buf, size_t len, const char *log, const char *g
 
 /* The two restart cases' start: a master on a free port pair (it is
    restarted there), a worker "a" with GATED_N threads, and a job of
-   GATED_N gated tasks (s_gated_script), all started. log and go are the
-   caller's to free. */
+   GATED_N gated tasks (s_gated_script), all started. Free log and go
+   with s_gated_free. */
 enum { GATED_N = 8 };
 typedef struct {
     int port;
@@ -323,24 +323,28 @@ static gated_t s_gated_start(h_cluster_t *c)
     return g;
 }
 
-/* A master restarted on port after a crash while the gated job ran on w
-   (s_gated_script's log): w registers again, the job completes, and each
-   of its n tasks ran once, at attempt 1. Returns the new master. */
-static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, int port, h_proc_t *w, int64_t job,
-                                          const char *log, int n)
+static void s_gated_free(gated_t *g)
 {
-    h_proc_t *m2 = h_master_start(c, port, FAST_HEARTBEAT, "--sync", "full", NULL);
-    ck_assert_msg(h_proc_wait_log(w, "registered worker=", 2, 30000),
-                  "the worker did not re-register (log %s)", h_proc_log(w));
-    ck_assert_int_eq(h_wait(c, job, 60000), 0);
-    s_expect_all_done(c, job, n);
-    int counts[64];
-    ck_assert(n <= 64);
-    s_count_lines(log, "start", counts, n);
-    for (int i = 0; i < n; i++)
+    free(g->log);
+    free(g->go);
+}
+
+/* A master restarted on g's port after a crash while g's job ran: g's
+   worker registers again, the job completes, and each of its tasks ran
+   once, at attempt 1. Returns the new master. */
+static h_proc_t *s_restart_each_runs_once(h_cluster_t *c, const gated_t *g)
+{
+    h_proc_t *m2 = h_master_start(c, g->port, FAST_HEARTBEAT, "--sync", "full", NULL);
+    ck_assert_msg(h_proc_wait_log(g->w, "registered worker=", 2, 30000),
+                  "the worker did not re-register (log %s)", h_proc_log(g->w));
+    ck_assert_int_eq(h_wait(c, g->job, 60000), 0);
+    s_expect_all_done(c, g->job, GATED_N);
+    int counts[GATED_N];
+    s_count_lines(g->log, "start", counts, GATED_N);
+    for (int i = 0; i < GATED_N; i++)
         ck_assert_msg(counts[i] == 1, "task %d ran %d times (master log %s)", i, counts[i],
                       h_proc_log(m2));
-    cJSON *res = h_results(c, job, NULL);
+    cJSON *res = h_results(c, g->job, NULL);
     const cJSON *r;
     cJSON_ArrayForEach(r, res)
         ck_assert_int_eq(h_jint(r, "attempts", -1), 1);
@@ -359,18 +363,13 @@ START_TIMED_TEST(results_finished_while_the_master_was_down_count_after_its_rest
     enum { N = GATED_N };
     int counts[N];
     gated_t g = s_gated_start(c);
-    int port = g.port;
-    h_proc_t *m = g.m, *w = g.w;
-    char *log = g.log, *go = g.go;
-    int64_t job = g.job;
-    h_proc_kill9(m);
+    h_proc_kill9(g.m);
     /* The tasks end with no master: their results wait in the worker. */
-    h_write_file(go, "");
-    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    h_write_file(g.go, "");
+    ck_assert(H_POLL(s_count_lines(g.log, "end", counts, N) == N, 30000));
 
-    s_restart_each_runs_once(c, port, w, job, log, N);
-    free(log);
-    free(go);
+    s_restart_each_runs_once(c, &g);
+    s_gated_free(&g);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -520,28 +519,23 @@ START_TIMED_TEST(results_a_killed_master_never_committed_are_sent_again_not_run_
     enum { N = GATED_N };
     int counts[N];
     gated_t g = s_gated_start(c);
-    int port = g.port;
-    h_proc_t *m = g.m, *w = g.w;
-    char *log = g.log, *go = g.go;
-    int64_t job = g.job;
     /* A stopped master reads nothing: what the worker sends it stays in
        its socket, and goes with it when it is killed. The worker finds it
        silent first, so nothing but the results comes after. */
-    h_proc_signal(m, SIGSTOP);
-    ck_assert_msg(h_proc_wait_log(w, "event=master_lost", 1, 30000),
-                  "the worker did not find the master silent (log %s)", h_proc_log(w));
+    h_proc_signal(g.m, SIGSTOP);
+    ck_assert_msg(h_proc_wait_log(g.w, "event=master_lost", 1, 30000),
+                  "the worker did not find the master silent (log %s)", h_proc_log(g.w));
     long rx0 = s_rx_queued(h_report_port(c));
-    h_write_file(go, "");
-    ck_assert(H_POLL(s_count_lines(log, "end", counts, N) == N, 30000));
+    h_write_file(g.go, "");
+    ck_assert(H_POLL(s_count_lines(g.log, "end", counts, N) == N, 30000));
     ck_assert_msg(H_POLL(s_rx_queued(h_report_port(c)) > rx0, 30000),
                   "the results did not reach the stopped master's socket (%ld bytes before)",
                   rx0);
-    h_proc_kill9(m);
+    h_proc_kill9(g.m);
 
-    h_proc_t *m2 = s_restart_each_runs_once(c, port, w, job, log, N);
+    h_proc_t *m2 = s_restart_each_runs_once(c, &g);
     ck_assert_int_eq(h_proc_count_log(m2, "event=result_not_delivered"), 0);
-    free(log);
-    free(go);
+    s_gated_free(&g);
     h_cluster_destroy(&c);
 }
 END_TEST
@@ -896,6 +890,56 @@ START_TIMED_TEST(a_second_sigterm_kills_the_running_tasks, 60)
     free(p0);
     free(p1);
     free(script);
+    h_cluster_destroy(&c);
+}
+END_TEST
+
+/* A task a worker was sent and lost without a word, its link up all
+   along: the worker's heartbeat, made after it read that task's message,
+   does not list it, so the master takes it back (event=task_not_held)
+   and it runs again, once. The worker drops the second task it receives
+   (ZTASK_TEST_DROP_TASK, worker/session.c); the lease is an hour, so
+   only the heartbeat comparison can find it (docs/protocol.md 10.1,
+   "Heartbeats compared"): without it the job never ends. */
+START_TIMED_TEST(a_task_its_worker_lost_without_a_word_is_taken_back_by_a_heartbeat, 90)
+{
+    h_cluster_t *c = h_cluster_new("notheld");
+    h_proc_t *m = h_master_start(c, 0, FAST_HEARTBEAT, "--lease", "3600", NULL);
+    setenv("ZTASK_TEST_DROP_TASK", "2", 1);
+    h_proc_t *w = h_worker_start(c, "a", 1, NULL);
+    unsetenv("ZTASK_TEST_DROP_TASK");
+    char *runs = h_path(c, "runs");
+    char script[1200];
+    snprintf(script, sizeof script, "echo $ZTASK_TASK_INDEX $ZTASK_ATTEMPT >> '%s'", runs);
+    enum { N = 3 };
+    int64_t job = h_submit(c, NULL, "--array", "0-2", "--", "sh", "-c", script, NULL);
+    ck_assert_msg(h_proc_wait_log(w, "event=test_task_dropped", 1, 30000),
+                  "the worker dropped no task (log %s)", h_proc_log(w));
+    ck_assert_msg(h_proc_wait_log(m, "event=task_not_held", 1, 30000),
+                  "the master did not find the dropped task missing (log %s)", h_proc_log(m));
+    ck_assert_int_eq(h_wait(c, job, 30000), 0);
+    s_expect_all_done(c, job, N);
+
+    /* Each index ran once: the dropped one as attempt 2, the others as 1. */
+    char *text = h_read_file(runs);
+    ck_assert_ptr_nonnull(text);
+    int seen[N] = {0}, again = 0, lines = 0;
+    for (char *p = text; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+        int index, attempt;
+        if (sscanf(p, "%d %d", &index, &attempt) != 2)
+            continue;
+        lines++;
+        ck_assert_msg(index >= 0 && index < N, "index %d in the runs file", index);
+        seen[index]++;
+        again += attempt == 2;
+        ck_assert_msg(attempt == 1 || attempt == 2, "index %d ran as attempt %d", index, attempt);
+    }
+    free(text);
+    ck_assert_msg(lines == N && again == 1, "%d runs, %d of them attempt 2", lines, again);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(seen[i] == 1, "index %d ran %d times", i, seen[i]);
+    ck_assert_int_eq(h_proc_count_log(m, "event=task_not_held"), 1);
+    free(runs);
     h_cluster_destroy(&c);
 }
 END_TEST

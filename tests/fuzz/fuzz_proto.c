@@ -556,7 +556,8 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
     }
     char *raw = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
                                                 (const char *const *) specs,
-                                                (const char *const *) grants, claims);
+                                                (const char *const *) grants, claims,
+                                                msg->seq);
     proto_err_t err = { { 0 }, { 0 } };
     proto_pipe_t *back = proto_pipe_decode(raw, strlen(raw), &err);
     char *t2 = back ? proto_pipe_encode(back) : NULL;
@@ -589,8 +590,8 @@ static fuzz_verdict_t s_fast_pipe_agrees(const uint8_t *data, size_t size, char 
     if (!slow)
         v = fuzz_broken(why, whylen, "fast path took a tasks message cJSON refuses (%s: %s)",
                         err.code, err.message);
-    else if (slow->type != fast->type || slow->ntasks != fast->ntasks)
-        v = fuzz_broken(why, whylen, "fast path read another type or task count");
+    else if (slow->type != fast->type || slow->ntasks != fast->ntasks || slow->seq != fast->seq)
+        v = fuzz_broken(why, whylen, "fast path read another type, task count or seq");
     for (int i = 0; v == FUZZ_ACCEPTED && i < fast->ntasks; i++) {
         const proto_task_t *a = &fast->tasks[i], *b = &slow->tasks[i];
         if (a->id != b->id || a->attempt != b->attempt || a->job != b->job
@@ -626,6 +627,8 @@ fuzz_verdict_t fuzz_check_pipe(const uint8_t *data, size_t size, char *why, size
         else
             bad = s_spec_bad(t->spec);
     }
+    if (!bad && (msg->seq < 0 || msg->seq > PROTO_MAX_SEQ || (msg->seq && msg->type != PROTO_PIPE_TASKS)))
+        bad = "seq out of range or on another type";
     if (!bad && msg->type == PROTO_PIPE_ABORT && (msg->task < 1 || msg->attempt < 1))
         bad = "abort task/attempt below 1";
     char *t1 = proto_pipe_encode(msg);
@@ -688,6 +691,8 @@ static const char *s_report_bad(const proto_report_t *m)
     for (int i = 0; i < m->nrunning; i++)
         if (m->running[i].task < 1 || m->running[i].attempt < 1)
             return "running ref below 1";
+    if (m->seen < 0 || m->seen > PROTO_MAX_SEQ || (m->seen && m->type != PROTO_REP_HEARTBEAT))
+        return "seen out of range or on another type";
     for (int i = 0; i < m->nstarted; i++)
         if (m->started[i].task < 1 || m->started[i].attempt < 1 || !isfinite(m->started_at[i])
             || m->started_at[i] < 0)

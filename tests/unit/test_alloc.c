@@ -342,7 +342,32 @@ START_TEST(a_squeue_that_keeps_failing_alike_is_logged_once)
 }
 END_TEST
 
+/* A command killed by a signal says which, by name, with what it wrote
+   (the log and last_error showed "killed by signal 15 (ran over 0.3 s?)":
+   a number to look up, and a guess at the command limit whoever sent it). */
+START_TEST(a_squeue_killed_by_a_signal_says_which_by_name)
+{
+    fix_t f;
+    char fail[400];
+    s_fix_failing_squeue(&f, fail, sizeof fail);
+    s_script(&f, "squeue",
+             "echo \"$*\" >> \"$d/squeue.log\"\n"
+             "echo 'squeue: going down' >&2\n"
+             "kill -TERM $$\n");
+
+    /* The second poll starts once the first one's end is judged. */
+    s_tick_until_lines(&f, "squeue.log", 2);
+    char *e = s_last_error(&f);
+    ck_assert_msg(e && strstr(e, "squeue killed by signal SIGTERM: squeue: going down"),
+                  "alloc list: %s", e ? e : "(none)");
+    free(e);
+    s_unfix(&f);
+}
+END_TEST
+
 int main(void)
 {
-    return zt_run(&(zt_suite_t){.suite = "alloc", .tcase = "alloc"});
+    /* The helpers wait up to 30 s for the stand-in commands (a loaded
+       host): Check's 4 s default would end a test first. */
+    return zt_run(&(zt_suite_t){.suite = "alloc", .tcase = "alloc", .timeout_s = 60});
 }

@@ -1412,6 +1412,18 @@ static proto_pipe_t *s_wait_recall(fake_t *h, fake_t *idle, int ms)
     return NULL;
 }
 
+/* s_wait_recall, with a heartbeat of also (a worker that joined, kept
+   alive meanwhile) every 100 ms. */
+static proto_pipe_t *s_wait_recall_beating(fake_t *h, fake_t *idle, fake_t *also, int ms)
+{
+    proto_pipe_t *msg = NULL;
+    for (int waited = 0; waited < ms && !msg; waited += 100) {
+        s_heartbeat(also);
+        msg = s_wait_recall(h, idle, 100);
+    }
+    return msg;
+}
+
 static void s_recalled(fake_t *f, const proto_task_ref_t *refs, int n)
 {
     proto_report_t *rep = proto_report_new(PROTO_REP_RECALLED, f->id);
@@ -1467,6 +1479,86 @@ START_TEST(a_lost_report_requeues_only_the_attempt_its_sender_holds)
     ck_assert_int_eq(rep->ntasks, 1);
     ck_assert_int_eq(rep->tasks[0].status, PROTO_ST_DONE);
     ck_assert_int_eq(rep->tasks[0].attempts, 2);
+    proto_reply_destroy(&rep);
+    s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* A heartbeat listing the n attempts refs that says it was made after
+   the worker read the "tasks" message numbered seen (0: says nothing,
+   as an older worker). */
+static void s_heartbeat_seen(fake_t *f, const proto_task_ref_t *refs, int n, int64_t seen)
+{
+    proto_report_t *rep = proto_report_new(PROTO_REP_HEARTBEAT, f->id);
+    rep->running = xcalloc((size_t) n + 1, sizeof *rep->running);
+    for (int i = 0; i < n; i++)
+        rep->running[i] = (proto_task_ref_t){.task = refs[i].task, .attempt = refs[i].attempt};
+    rep->nrunning = n;
+    rep->seen = seen;
+    s_report(f, rep);
+}
+
+/* Heartbeats compared (docs/protocol.md 10.1): one that says it read an
+   earlier "tasks" message than the last one sent, or says nothing (an
+   older worker), changes nothing whatever it lists; one that read the
+   last one and leaves out a task it was sent has that task taken back
+   and sent again as the next attempt, charged no crash. */
+START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does_not_list)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 0);
+    cfg.crash_limit = 1;   /* a crash charged would fail the task */
+    s_env_start_config(&e, &cfg);
+    fake_t w;
+    s_fake_start(&w, &e, "w", 2);
+    int64_t job = s_submit_noops(&e, 2);
+    proto_task_ref_t got[2];
+    int n = 0;
+    int64_t last = 0;
+    while (n < 2) {
+        proto_pipe_t *msg = s_next(&w, 3000, false);
+        ck_assert_ptr_nonnull(msg);
+        ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
+        ck_assert_msg(msg->seq > last, "seq %lld after %lld", (long long) msg->seq,
+                      (long long) last);
+        last = msg->seq;
+        for (int i = 0; i < msg->ntasks && n < 2; i++)
+            got[n++] = (proto_task_ref_t){.task = msg->tasks[i].id,
+                                          .attempt = msg->tasks[i].attempt};
+        proto_pipe_destroy(&msg);
+    }
+    s_heartbeat_seen(&w, NULL, 0, last - 1);
+    s_heartbeat_seen(&w, NULL, 0, 0);
+    proto_task_t more[1];
+    ck_assert_int_eq(s_take_tasks(&w, 1, more, 300), 0);
+    /* It read the last message and lists only the first task. */
+    s_heartbeat_seen(&w, got, 1, last);
+    proto_pipe_t *msg = s_next(&w, 3000, false);
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
+    ck_assert_int_eq(msg->ntasks, 1);
+    ck_assert_int_eq(msg->tasks[0].id, got[1].task);
+    ck_assert_int_eq(msg->tasks[0].attempt, got[1].attempt + 1);
+    ck_assert(msg->seq > last);
+    s_result(&w, got[0].task, got[0].attempt);
+    s_result(&w, msg->tasks[0].id, msg->tasks[0].attempt);
+    proto_pipe_destroy(&msg);
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 100; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        if (rep->ntasks == 2 && rep->tasks[0].status == PROTO_ST_DONE
+            && rep->tasks[1].status == PROTO_ST_DONE)
+            break;
+        s_heartbeat(&w);
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->ntasks, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(rep->tasks[i].status, PROTO_ST_DONE);
+        ck_assert_int_eq(rep->tasks[i].attempts, rep->tasks[i].task == got[1].task ? 2 : 1);
+    }
     proto_reply_destroy(&rep);
     s_fake_stop(&w);
     s_env_stop(&e);
@@ -1597,10 +1689,7 @@ START_TEST(only_tasks_the_idle_worker_can_take_are_recalled)
     proto_pipe_t *msg = s_wait_recall(&h, &i, 800);
     ck_assert_msg(msg == NULL, "tasks were recalled for a worker without their label");
     s_fake_start_as(&j, &e, "j", 2, true, "gpu");
-    for (int k = 0; k < 20 && !msg; k++) {
-        s_heartbeat(&j);
-        msg = s_wait_recall(&h, &i, 100);
-    }
+    msg = s_wait_recall_beating(&h, &i, &j, 2000);
     ck_assert_msg(msg != NULL, "no recall for the worker with the label");
     /* j has 2 free threads, h 2 unstarted tasks: both, newest first. */
     ck_assert_int_eq(msg->nrefs, 2);
@@ -2017,10 +2106,7 @@ START_TEST(a_retry_is_not_recalled_for_the_worker_it_failed_on)
     ck_assert_msg(msg == NULL, "the retry was asked back for the worker it failed on (%s came)",
                   msg ? s_pipe_name(msg) : "");
     s_fake_start_as(&y, &e, "y", 1, true, NULL);
-    for (int k = 0; k < 30 && !msg; k++) {
-        s_heartbeat(&y);
-        msg = s_wait_recall(&x, &w, 100);
-    }
+    msg = s_wait_recall_beating(&x, &w, &y, 3000);
     ck_assert_msg(msg != NULL, "no recall for the idle worker it did not fail on");
     ck_assert_int_eq(msg->nrefs, 1);
     ck_assert_int_eq(msg->refs[0].task, r[0].id);
@@ -2172,8 +2258,11 @@ static long s_queue_waits(env_t *e)
 
 /* A task given back and sent again waited in the queue once for its one
    run: the histogram counts one wait per execution (the send a recall
-   undoes is not one), so its count is the number of tasks here. */
-START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
+   undoes is not one), so its count is the number of tasks here. The
+   give-back comes as h's "recalled", or (hello_first) as h's new hello
+   that leaves the task out before that report comes
+   (recalled_in_old_pipe); either way it goes to the idle worker i. */
+static void s_given_back_is_counted_once(bool hello_first)
 {
     env_t e;
     s_env_recall_http(&e, "127.0.0.1:0");
@@ -2182,13 +2271,59 @@ START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
     proto_task_ref_t back;
     s_recall_one(&e, &h, &i, got, &back);
     ck_assert_int_eq(s_queue_waits(&e), 4);
-    s_recalled(&h, &back, 1);
+    if (hello_first) {
+        proto_task_ref_t running[3];
+        int nrunning = 0;
+        for (int k = 0; k < 4; k++)
+            if (got[k].id != back.task)
+                running[nrunning++] = (proto_task_ref_t){.task = got[k].id,
+                                                         .attempt = got[k].attempt};
+        s_fake_hello_running(&h, "h", running, nrunning);
+    } else {
+        s_recalled(&h, &back, 1);
+    }
     proto_task_t on_i[1];
     ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
     ck_assert_int_eq(on_i[0].id, back.task);
+    ck_assert_int_eq(on_i[0].attempt, back.attempt + 1);
     ck_assert_int_eq(s_queue_waits(&e), 4);
     s_fake_stop(&i);
     s_fake_stop(&h);
+    s_env_stop(&e);
+}
+
+START_TEST(a_task_given_back_is_counted_once_in_the_queue_wait)
+{
+    s_given_back_is_counted_once(false);
+}
+END_TEST
+
+START_TEST(a_task_given_back_before_its_worker_registers_again_is_counted_once_in_the_queue_wait)
+{
+    s_given_back_is_counted_once(true);
+}
+END_TEST
+
+/* A task whose lease ran out before it started is aborted and sent
+   again: that send runs it, and the first never did, so one wait. */
+START_TEST(a_task_whose_lease_ran_out_is_counted_once_in_the_queue_wait)
+{
+    env_t e;
+    master_config_t cfg = s_config(300, 0, 0);
+    cfg.http_addr = "127.0.0.1:0";
+    s_env_start_config(&e, &cfg);
+    fake_t f;
+    s_fake_start(&f, &e, "w", 1);
+    s_submit_noops(&e, 1);
+    proto_task_t got[2];
+    ck_assert_int_eq(s_take_tasks(&f, 1, got, 3000), 1);
+    ck_assert_int_eq(s_queue_waits(&e), 1);
+    /* Never started: the abort of attempt 1 comes, then attempt 2. */
+    ck_assert_int_eq(s_take_tasks(&f, 1, got + 1, 3000), 1);
+    ck_assert_int_eq(got[1].id, got[0].id);
+    ck_assert_int_eq(got[1].attempt, 2);
+    ck_assert_int_eq(s_queue_waits(&e), 1);
+    s_fake_stop(&f);
     s_env_stop(&e);
 }
 END_TEST

@@ -195,6 +195,71 @@ START_TEST(an_idle_worker_sends_what_it_holds)
 }
 END_TEST
 
+/* A heartbeat that says which "tasks" message it read (seen) promises
+   the master that every attempt it does not list has its result before
+   it (docs/protocol.md 10.1): the results held back go first, and while
+   reports wait in the backlog it says nothing of seen. A heartbeat
+   without seen leaves held results held. */
+START_TEST(a_heartbeat_that_says_seen_never_overtakes_a_result)
+{
+    env_t e;
+    s_start(&e);
+    outbox_result_until(e.outbox, s_result(1), 0, 1005);
+    outbox_heartbeat(e.outbox, NULL, 0, 0);
+    proto_report_t *rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_HEARTBEAT);
+    ck_assert(rep->seen == 0);
+    proto_report_destroy(&rep);
+    ck_assert_ptr_null(s_next(&e));
+    proto_task_ref_t held = {.task = 2, .attempt = 1};
+    outbox_heartbeat(e.outbox, &held, 1, 7);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
+    ck_assert_int_eq(rep->nresults, 1);
+    ck_assert_int_eq(rep->results[0]->task, 1);
+    proto_report_destroy(&rep);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_HEARTBEAT);
+    ck_assert(rep->seen == 7);
+    ck_assert_int_eq(rep->nrunning, 1);
+    ck_assert_int_eq(rep->running[0].task, 2);
+    proto_report_destroy(&rep);
+    ck_assert_int_eq(outbox_due(e.outbox), -1);
+    s_stop(&e);
+
+    /* No socket yet: the result waits in the backlog, and a heartbeat
+       sent meanwhile would arrive before it. */
+    e.ctx = zmq_ctx_new();
+    e.pull = zmq_socket(e.ctx, ZMQ_PULL);
+    ck_assert_int_eq(zmq_bind(e.pull, "inproc://reports"), 0);
+    e.outbox = outbox_new();
+    outbox_set_worker(e.outbox, "w1");
+    outbox_result(e.outbox, s_result(3));
+    outbox_flush(e.outbox, 1000, false);
+    ck_assert_int_eq(outbox_backlog(e.outbox), 1);
+    void *push = zmq_socket(e.ctx, ZMQ_PUSH);
+    ck_assert_int_eq(zmq_connect(push, "inproc://reports"), 0);
+    outbox_attach(e.outbox, &push);
+    outbox_heartbeat(e.outbox, NULL, 0, 9);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_HEARTBEAT);
+    ck_assert(rep->seen == 0);
+    proto_report_destroy(&rep);
+    outbox_flush(e.outbox, 1001, false);
+    rep = s_next(&e);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, PROTO_REP_RESULTS);
+    ck_assert_int_eq(rep->results[0]->task, 3);
+    proto_report_destroy(&rep);
+    ck_assert_int_eq(outbox_backlog(e.outbox), 0);
+    s_stop(&e);
+}
+END_TEST
+
 START_TEST(starts_go_at_the_next_flush_even_while_results_wait)
 {
     env_t e;

@@ -1907,7 +1907,7 @@ START_TEST(a_claim_token_goes_out_with_a_task_and_comes_back_but_is_not_stored)
     int64_t ids[] = {1, 2}, jobs[] = {9, 9};
     int attempts[] = {1, 3};
     const char *claims[] = {tok, NULL};
-    char *raw = proto_pipe_encode_tasks_granted(2, ids, attempts, jobs, specs, NULL, claims);
+    char *raw = proto_pipe_encode_tasks_granted(2, ids, attempts, jobs, specs, NULL, claims, 0);
     proto_pipe_t *fast = pf_tasks(raw, strlen(raw));
     ck_assert_msg(fast != NULL, "fast path declined %s", raw);
     proto_err_t err;
@@ -2601,6 +2601,84 @@ END_TEST
 
 /* Every test defined above is recorded (tests/ztest.h): a forgotten one
    would silently never run. Reads this file from the source tree. */
+/* A "tasks" message's seq and a heartbeat's seen (docs/protocol.md
+   10.1, "Heartbeats compared"): both optional (an older peer sends
+   neither: 0), written only when set, 1..2^53 - 1 and integral, read the
+   same by the fast path as by cJSON; anything else refuses the frame. */
+START_TEST(a_tasks_seq_and_a_heartbeats_seen_round_trip_and_are_bounded)
+{
+    static const char *const specs[] = {"{\"fn\":\"noop\"}"};
+    int64_t ids[] = {4}, jobs[] = {2};
+    int attempts[] = {1};
+    char *text = proto_pipe_encode_tasks_granted(1, ids, attempts, jobs, specs, NULL, NULL,
+                                                 PROTO_MAX_SEQ);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":4,\"attempt\":1,"
+                           "\"job\":2,\"spec\":{\"fn\":\"noop\"}}],\"seq\":9007199254740991}");
+    ck_assert_int_le((int) strlen("{\"v\":1,\"type\":\"tasks\",\"tasks\":[],\"seq\":"
+                                  "9007199254740991}"),
+                     PROTO_PIPE_ENVELOPE);
+    proto_pipe_t *fast = pf_tasks(text, strlen(text));
+    ck_assert_msg(fast != NULL, "fast path declined %s", text);
+    ck_assert(fast->seq == PROTO_MAX_SEQ);
+    proto_err_t err;
+    proto_pipe_t *slow = pr_pipe_decode_tree(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(slow);
+    ck_assert(slow->seq == PROTO_MAX_SEQ);
+    char *again = proto_pipe_encode(slow);
+    ck_assert_str_eq(again, text);
+    free(again);
+    free(text);
+    proto_pipe_destroy(&fast);
+    proto_pipe_destroy(&slow);
+    /* None: not written, and read as 0. */
+    text = proto_pipe_encode_tasks_granted(1, ids, attempts, jobs, specs, NULL, NULL, 0);
+    ck_assert_ptr_null(strstr(text, "seq"));
+    slow = proto_pipe_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(slow);
+    ck_assert(slow->seq == 0);
+    proto_pipe_destroy(&slow);
+    free(text);
+
+    static const char *const bad[] = {"0", "-1", "1.5", "9007199254740992", "1e300", "\"7\"",
+                                      "true", "[]"};
+    char frame[256];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(frame, sizeof frame,
+                 "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":1,\"attempt\":1,\"job\":1,"
+                 "\"spec\":{\"fn\":\"f\"}}],\"seq\":%s}",
+                 bad[i]);
+        ck_assert_msg(pf_tasks(frame, strlen(frame)) == NULL, "fast path took seq %s", bad[i]);
+        REFUSED(CH_PIPE, frame, PROTO_E_FIELD, "\"seq\"");
+        snprintf(frame, sizeof frame,
+                 "{\"v\":1,\"type\":\"heartbeat\",\"worker\":\"w\",\"running\":[],\"seen\":%s}",
+                 bad[i]);
+        REFUSED(CH_REPORT, frame, PROTO_E_FIELD, "\"seen\"");
+    }
+    s_accepted(CH_PIPE, 0, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[],\"seq\":null}");
+    s_accepted(CH_PIPE, 0, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[],\"seq\":3.0}");
+
+    proto_report_t *m = proto_report_new(PROTO_REP_HEARTBEAT, "w1");
+    m->seen = 12;
+    text = proto_report_encode(m);
+    ck_assert_str_eq(text, "{\"v\":1,\"type\":\"heartbeat\",\"worker\":\"w1\",\"running\":[],"
+                           "\"seen\":12}");
+    proto_report_t *g = proto_report_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert(g->seen == 12);
+    proto_report_destroy(&g);
+    free(text);
+    m->seen = 0;   /* none: left out, as an older worker sends it */
+    text = proto_report_encode(m);
+    ck_assert_ptr_null(strstr(text, "seen"));
+    g = proto_report_decode(text, strlen(text), &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert(g->seen == 0);
+    proto_report_destroy(&g);
+    free(text);
+    proto_report_destroy(&m);
+}
+END_TEST
+
 START_TEST(every_test_is_registered)
 {
     char path[4096];

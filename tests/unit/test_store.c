@@ -2162,11 +2162,26 @@ static void s_kill_acked_master(const char *db)
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
 }
 
+/* A ztask database made before auto_vacuum was set (an older master's):
+   store_new's PRAGMA auto_vacuum leaves it alone, so opening it commits
+   nothing. On one that has it, that pragma rewrites page 1 at every open
+   in a commit made at SQLite's default synchronous (FULL in this build),
+   which fsyncs the WAL found by accident: a test on such a database
+   cannot tell whether store_new fsyncs it itself. */
+static void s_make_pre_auto_vacuum(const char *path)
+{
+    store_t *store = s_open(path, STORE_SYNC_FULL);
+    store_destroy(&store);
+    s_file_exec(path, "PRAGMA auto_vacuum = NONE; VACUUM");
+    ck_assert_int_eq(s_file_int(path, "PRAGMA auto_vacuum"), 0);
+}
+
 /* A master killed after commits written with NORMAL (--sync acked)
    leaves them in the WAL, in the page cache only. The next master reads
-   them and would answer from them, whatever its own --sync: before its
-   first answer (a query's forced flush, even with nothing journalled) it
-   fsyncs the WAL, and then has nothing left to fsync. */
+   them and would answer from them, whatever its own --sync: store_new
+   fsyncs the WAL before it returns (nothing else is committed before:
+   the database predates auto_vacuum, s_make_pre_auto_vacuum), and then
+   there is nothing left to fsync. */
 START_TEST(a_restarted_master_fsyncs_the_wal_it_found_before_answering_whatever_its_sync_mode)
 {
     static const store_sync_t modes[] = {STORE_SYNC_ACKED, STORE_SYNC_FULL, STORE_SYNC_INTERVAL,
@@ -2176,20 +2191,21 @@ START_TEST(a_restarted_master_fsyncs_the_wal_it_found_before_answering_whatever_
         s_fault_vfs_install();
         tmp_t tmp;
         tmp_make(&tmp);
+        s_make_pre_auto_vacuum(tmp.db);
         s_kill_acked_master(tmp.db);
 
         int syncs = s_wal_syncs;
         store_t *store = s_open(tmp.db, modes[m]);
+        ck_assert_msg(s_wal_syncs >= syncs + 1,
+                      "--sync %s: the master would answer from a WAL never fsynced (%d syncs "
+                      "before, %d after)",
+                      names[m], syncs, s_wal_syncs);
         rows_t rows;
         ck_assert_int_eq(s_job_tasks(store, 1, &rows), 1);
         sched_t *sched = sched_new();
         journal_t *j = journal_new(store, sched, 5, tmp.db);
         ck_assert_ptr_nonnull(j);
         ck_assert_int_eq(journal_flush(j), 0);
-        ck_assert_msg(s_wal_syncs >= syncs + 1,
-                      "--sync %s: a query would be answered from a WAL never fsynced (%d syncs "
-                      "before, %d after)",
-                      names[m], syncs, s_wal_syncs);
         ck_assert_msg(journal_timeout(j, clock_mono_ms(), 60000) == 60000,
                       "--sync %s: an fsync still due", names[m]);
         s_journal_close(&tmp, &store, &sched, &j);
