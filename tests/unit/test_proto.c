@@ -2044,7 +2044,8 @@ START_TEST(integers_print_as_printf_does)
                                     INT64_MAX, INT64_MIN, INT64_MIN + 1, PJ_MAX_SAFE_INT};
     enum { NFIXED = sizeof fixed / sizeof *fixed };
     uint64_t x = 0x2545F4914F6CDD1Dull;
-    for (int i = 0; i < 100000 + NFIXED; i++) {
+    const int n = zt_loops(100000) + NFIXED;
+    for (int i = 0; i < n; i++) {
         int64_t v;
         if (i < NFIXED) {
             v = fixed[i];
@@ -2069,8 +2070,8 @@ END_TEST
 /* The fast path reads a number without exponent whose digits make an
    integer m <= 2^53 as m / 10^k, without strtod: it must give strtod's
    double, bit for bit, for every place of the point and every digit
-   count, on both sides of 2^53 (a fixed-seed sample of 200,000, plus the
-   classic hard cases). */
+   count, on both sides of 2^53 (a fixed-seed sample of 200,000, a tenth
+   under valgrind, plus the classic hard cases). */
 START_TEST(fast_path_numbers_are_strtods_doubles)
 {
     static const char *const fixed[] = {
@@ -2081,7 +2082,8 @@ START_TEST(fast_path_numbers_are_strtods_doubles)
     enum { NFIXED = sizeof fixed / sizeof *fixed };
     uint64_t x = 0x9E3779B97F4A7C15ull;
     char num[48], text[192];
-    for (int i = 0; i < 200000 + NFIXED; i++) {
+    const int n = zt_loops(200000) + NFIXED;
+    for (int i = 0; i < n; i++) {
         if (i < NFIXED) {
             snprintf(num, sizeof num, "%s", fixed[i]);
         } else {
