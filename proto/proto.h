@@ -556,12 +556,18 @@ typedef enum {
     PROTO_WAIT_NO_WORKER,     /* "no_worker" */
     PROTO_WAIT_READY,         /* "ready" */
     PROTO_WAIT_REJOIN,        /* "rejoin" */
-    PROTO_WAIT_COMMIT         /* "commit" */
+    PROTO_WAIT_COMMIT,        /* "commit" */
+    /* Decoded only: a wait a newer master names that this build does not
+       know (its name in proto_task_info_t.wait_other). A master never
+       sends it. New waits are added above it. */
+    PROTO_WAIT_OTHER
 } proto_wait_t;
-/* "held", ...; NULL for NONE or outside the enum. */
+/* "held", ...; NULL for NONE, OTHER or outside the enum. */
 const char *proto_wait_name(proto_wait_t w);
 /* 0, or -1 for a name that is none of them. */
 int proto_wait_parse(const char *name, proto_wait_t *w);
+/* The longest wait name a decoder keeps as PROTO_WAIT_OTHER. */
+#define PROTO_MAX_WAIT_NAME 32
 
 /* What a class key ("exec", "fn=NAME:gpu,ssd;cpus=2~3600": master/sched.h)
    asks of a worker, in words, into buf (cut to fit, made one printable
@@ -583,6 +589,9 @@ typedef struct {
                                    or started (wall seconds), 0 = not on a worker */
     /* "waiting" records only (wait NONE elsewhere): */
     proto_wait_t wait;          /* what it waits for */
+    /* wait OTHER: the name as it came (1 to PROTO_MAX_WAIT_NAME of a-z,
+       0-9, _, a letter first), written back so; owned. Else NULL. */
+    char *wait_other;
     char *reason;               /* the same in words, with what to do; owned */
     int32_t priority;
     int64_t ahead;              /* ready: ready tasks ahead of it in run order */
