@@ -72,17 +72,17 @@ typedef struct sched_task {
     int64_t not_before;       /* QUEUED: not before this time (retry backoff) */
     /* One field, two lives that never overlap: deadline is read only
        while the task is on a worker or waits for one (ASSIGNED, RUNNING,
-       an orphan, awaiting), requeue_mark only while it is QUEUED and
-       parked SCHED_PARK_COMMIT (asserted where tasks.c reads it). Every
-       way onto a worker (sched_pop, sched_claim, then tasks.c) writes
-       deadline before it is read, and the one way into SCHED_PARK_COMMIT
-       (tasks.c, s_park_for_commit) writes requeue_mark first. */
+       an orphan, awaiting), requeue_mark only while it is QUEUED (and by
+       the dispatch that just popped it). Every way onto a worker
+       (sched_pop, sched_claim, then tasks.c) writes deadline before it is
+       read, and the one way back into the queue from there (tasks.c,
+       s_requeue) writes requeue_mark; a task new to the queue has 0. */
     union {
         int64_t deadline;     /* ASSIGNED: lease end; orphan: recovery grace end;
                                  awaiting: when its result is due */
-        uint64_t requeue_mark;   /* QUEUED, parked SCHED_PARK_COMMIT: the
-                                    journal mark (journal.h) of its last
-                                    requeue, written before it is sent again */
+        uint64_t requeue_mark;   /* QUEUED: the journal mark (journal.h) of its
+                                    last requeue, written before it is sent
+                                    again (tasks.c, s_park_for_commit); 0 = none */
     };
     int64_t ready_ms;         /* QUEUED: monotonic ms it became ready to run (set by
                                  tasks.c; the queue-wait metric and the oldest
@@ -114,6 +114,10 @@ typedef struct sched_task {
     uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
+    bool unlisted;            /* on a worker: one heartbeat compared with what
+                                 we hold left it out; taken back if the next
+                                 one does too (tasks.c, s_compare_heartbeat).
+                                 false again when it moves */
     bool recalling;           /* ASSIGNED: asked back by a recall to its worker
                                  (tasks.c, s_recall_from); false again when it
                                  moves. Only such a task is taken back on a
@@ -142,9 +146,9 @@ enum {
     SCHED_PARK_DEPS = 4,      /* it waits for the jobs its job depends on (deps.h) */
     SCHED_PARK_REJOIN = 8,    /* found queued at a restart: its worker may still
                                  claim it, until the rejoin window ends (tasks.c) */
-    SCHED_PARK_COMMIT = 16,   /* taken back from a worker: not sent again before
-                                 its requeue is written (tasks.c,
-                                 s_park_for_commit) */
+    SCHED_PARK_COMMIT = 16,   /* taken back from a worker (a retry: once due):
+                                 not sent again before its requeue is
+                                 written (tasks.c, s_park_for_commit) */
     SCHED_PARK_ALL = 31
 };
 

@@ -117,10 +117,11 @@ void tasks_keys_reloaded(tasks_t *self, int64_t now);
    complete a commit. */
 void tasks_dispatch(tasks_t *self, int64_t now);
 
-/* A task taken back from a worker (a recall's give-back, a retry, a
-   lease run out, a worker lost) is parked (SCHED_PARK_COMMIT) until the
-   commit of its requeue is written (journal_written): this queues again
-   those whose commit is, O(1) when none is. For a caller that lists
+/* A task taken back from a worker (a recall's give-back, a lease run
+   out, a worker lost; a retry once its backoff is over) is parked
+   (SCHED_PARK_COMMIT) until the commit of its requeue is written
+   (journal_written): this queues again those whose commit is, O(1) when
+   none is. For a caller that lists
    waits right after a flush (api.c, `ztask tasks --waiting`). */
 void tasks_requeues_written(tasks_t *self);
 

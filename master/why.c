@@ -142,7 +142,8 @@ static void s_words(const why_t *w, const sched_task_t *t, const job_t *job, pro
         else
             snprintf(why, size, "ready: %" PRId64 " ahead of it", ahead);
         return;
-    case PROTO_WAIT_NONE: break;
+    case PROTO_WAIT_NONE:
+    case PROTO_WAIT_OTHER: break;   /* decoded only: never a wait of ours */
     }
     assert(!"a waiting task without a wait");
 }

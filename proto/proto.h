@@ -556,12 +556,18 @@ typedef enum {
     PROTO_WAIT_NO_WORKER,     /* "no_worker" */
     PROTO_WAIT_READY,         /* "ready" */
     PROTO_WAIT_REJOIN,        /* "rejoin" */
-    PROTO_WAIT_COMMIT         /* "commit" */
+    PROTO_WAIT_COMMIT,        /* "commit" */
+    /* Decoded only: a wait a newer master names that this build does not
+       know (its name in proto_task_info_t.wait_other). A master never
+       sends it. New waits are added above it. */
+    PROTO_WAIT_OTHER
 } proto_wait_t;
-/* "held", ...; NULL for NONE or outside the enum. */
+/* "held", ...; NULL for NONE, OTHER or outside the enum. */
 const char *proto_wait_name(proto_wait_t w);
 /* 0, or -1 for a name that is none of them. */
 int proto_wait_parse(const char *name, proto_wait_t *w);
+/* The longest wait name a decoder keeps as PROTO_WAIT_OTHER. */
+#define PROTO_MAX_WAIT_NAME 32
 
 /* What a class key ("exec", "fn=NAME:gpu,ssd;cpus=2~3600": master/sched.h)
    asks of a worker, in words, into buf (cut to fit, made one printable
@@ -583,6 +589,9 @@ typedef struct {
                                    or started (wall seconds), 0 = not on a worker */
     /* "waiting" records only (wait NONE elsewhere): */
     proto_wait_t wait;          /* what it waits for */
+    /* wait OTHER: the name as it came (1 to PROTO_MAX_WAIT_NAME of a-z,
+       0-9, _, a letter first), written back so; owned. Else NULL. */
+    char *wait_other;
     char *reason;               /* the same in words, with what to do; owned */
     int32_t priority;
     int64_t ahead;              /* ready: ready tasks ahead of it in run order */
@@ -763,15 +772,27 @@ void proto_pipe_destroy(proto_pipe_t **p);
    stored). specs[i] is the normalized JSON text of task ids[i]. */
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs);
-/* The same with what each task was given: grants[i] NULL, or the members
-   "cpus":N and "gpus":"0,1" as JSON text to add to task i's object; and
-   claims[i] NULL or "", or task i's claim token (proto_claim_valid, so
-   nothing in it needs escaping). grants and claims may be NULL (none at all).
-   seq: the message's number (proto_pipe_t.seq), 0 = none. */
-char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
-                                      const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants, const char *const *claims,
-                                      int64_t seq);
+/* A "tasks" message as the master sends it (proto_pipe_encode_tasks_out):
+   n tasks, each array n long, all borrowed. grants and claims may be NULL
+   (none at all). */
+typedef struct {
+    int n;
+    const int64_t *ids;
+    const int *attempts;
+    const int64_t *jobs;
+    const char *const *specs;    /* each task's normalized spec JSON */
+    /* grants[i] NULL, or the members "cpus":N and "gpus":"0,1" as JSON
+       text to add to task i's object. */
+    const char *const *grants;
+    /* claims[i] NULL or "", or task i's claim token (proto_claim_valid,
+       so nothing in it needs escaping). */
+    const char *const *claims;
+    int64_t seq;                 /* the message's number (proto_pipe_t.seq), 0 = none */
+} proto_tasks_out_t;
+
+/* The same as proto_pipe_encode_tasks_raw with what each task was given,
+   its claim token and the message's seq. The caller frees the text. */
+char *proto_pipe_encode_tasks_out(const proto_tasks_out_t *m);
 
 /* ------------------------------------------------------------------------
    REPORT channel (worker PUSH -> master PULL). Every report names its

@@ -27,6 +27,20 @@ const char *proto_wait_name(proto_wait_t w)
     return w > PROTO_WAIT_NONE && (size_t) w < NWAIT ? s_wait_names[w] : NULL;
 }
 
+/* A wait name as a later master may add one: a letter, then letters,
+   digits or '_', PROTO_MAX_WAIT_NAME at most. */
+static bool s_wait_word(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > PROTO_MAX_WAIT_NAME || name[0] < 'a' || name[0] > 'z')
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')
+              || name[i] == '_'))
+            return false;
+    return true;
+}
+
 int proto_wait_parse(const char *name, proto_wait_t *w)
 {
     for (size_t i = 1; name && i < NWAIT; i++)
@@ -148,7 +162,7 @@ static void s_task_info_write(pb_t *b, const proto_task_info_t *t)
         pb_kbool(b, "held", true);
     if (t->wait != PROTO_WAIT_NONE) {
         pb_ki64(b, "priority", t->priority);
-        pb_kstr(b, "wait", proto_wait_name(t->wait));
+        pb_kstr(b, "wait", t->wait == PROTO_WAIT_OTHER ? t->wait_other : proto_wait_name(t->wait));
         pb_kstr(b, "reason", t->reason);
         if (t->wait == PROTO_WAIT_READY)
             pb_ki64(b, "ahead", t->ahead);
@@ -270,6 +284,7 @@ void proto_task_info_clear(proto_task_info_t *info)
     free(info->name);
     free(info->worker);
     free(info->reason);
+    free(info->wait_other);
     proto_result_destroy(&info->result);
     memset(info, 0, sizeof *info);
 }
@@ -351,10 +366,18 @@ static int s_task_info_from(cJSON *o, proto_task_info_t *t, proto_err_t *err)
     }
     const cJSON *wait = pj_get(o, "wait");
     if (wait) {
-        if (!cJSON_IsString(wait) || proto_wait_parse(wait->valuestring, &t->wait) != 0) {
-            proto_err_set(err, PROTO_E_FIELD, "field \"wait\" must be held, deps, capped, "
-                                              "rejoin, commit, retry, no_worker or ready");
+        if (!cJSON_IsString(wait) || !s_wait_word(wait->valuestring)) {
+            proto_err_set(err, PROTO_E_FIELD, "field \"wait\" must be a wait's name (held, deps, "
+                                              "capped, rejoin, commit, retry, no_worker, ready, "
+                                              "or one a later master adds)");
             return -1;
+        }
+        /* A name this build does not know comes from a newer master: its
+           reason still says it in words, so the list is not refused for
+           it (an older CLI refused every reply naming rejoin or commit). */
+        if (proto_wait_parse(wait->valuestring, &t->wait) != 0) {
+            t->wait = PROTO_WAIT_OTHER;
+            t->wait_other = xstrdup(wait->valuestring);
         }
         int priority = 0;
         if (pj_int(o, "priority", false, INT32_MIN, INT32_MAX, &priority, err) != 0

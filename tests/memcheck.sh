@@ -8,6 +8,8 @@ set -u
 build=${1:?usage: tests/memcheck.sh BUILD_DIR}
 export ZTASK_BIN_DIR="$PWD/$build/bin" ZTASK_LIB_DIR="$PWD/$build/lib" ZTASK_SRC_DIR="$PWD"
 export CK_FORK=no CK_DEFAULT_TIMEOUT=600
+# Property loops run a tenth of their inputs (zt_loops in tests/ztest.h).
+export ZTASK_TEST_VALGRIND=1
 logdir="$build/memcheck-logs"
 mkdir -p "$logdir"
 passed=0 failed=0

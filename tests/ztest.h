@@ -92,6 +92,18 @@ static inline int zt_count(void)
     return n;
 }
 
+/* n, or n / 10 (at least 1) when the suite runs under valgrind
+   (tests/memcheck.sh sets ZTASK_TEST_VALGRIND=1), for the size of a
+   property loop: the property is checked whole by make test, asan and
+   tsan, and memcheck looks for invalid accesses, uninitialised reads and
+   leaks on the paths, which a tenth of the inputs takes as well
+   (test_proto's two number loops were a third of make memcheck's time). */
+static inline int zt_loops(int n)
+{
+    const char *v = getenv("ZTASK_TEST_VALGRIND");
+    return v && strcmp(v, "1") == 0 ? (n / 10 > 0 ? n / 10 : 1) : n;
+}
+
 /* Adds every test of this file to tc, in source order. */
 static inline void zt_add_tests(TCase *tc)
 {

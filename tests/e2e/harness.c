@@ -1087,6 +1087,21 @@ int64_t h_status_count(h_cluster_t *c, int64_t job, const char *field)
     return v;
 }
 
+void h_task_wait(h_cluster_t *c, int64_t job, int index, char *wait, size_t size)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long) job);
+    h_run_t *r = h_cli(c, "tasks", "--waiting", "--job", id, "--json", NULL);
+    ck_assert_msg(r->rc == 0, "tasks --waiting: %s", h_run_desc(r));
+    cJSON *all = h_json_lines(r->out);
+    const cJSON *t;
+    snprintf(wait, size, "%s", "");
+    cJSON_ArrayForEach(t, all) if (h_jint(t, "index", -1) == index)
+        snprintf(wait, size, "%s", h_jstr(t, "wait") ? h_jstr(t, "wait") : "(none)");
+    cJSON_Delete(all);
+    h_run_free(&r);
+}
+
 void h_cancel(h_cluster_t *c, int64_t job)
 {
     char jb[32];

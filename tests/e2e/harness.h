@@ -204,6 +204,10 @@ int64_t h_submit(h_cluster_t *c, int64_t *ntasks, ...) __attribute__((sentinel))
 cJSON *h_status(h_cluster_t *c, int64_t job);
 /* One counter from status JOB ("done", "running", ...), -1 on failure. */
 int64_t h_status_count(h_cluster_t *c, int64_t job, const char *field);
+/* The wait of a job's queued task of that index in `ztask tasks
+   --waiting --json` ("held", "retry", ...) into wait; "" when it is not
+   listed. */
+void h_task_wait(h_cluster_t *c, int64_t job, int index, char *wait, size_t size);
 /* `ztask wait JOB` with timeout_ms; returns its exit code. */
 int h_wait(h_cluster_t *c, int64_t job, int timeout_ms);
 /* `ztask cancel JOB`, which must succeed, then its end (`wait` exits 1:

@@ -178,11 +178,18 @@ static double s_scale(double base)
     return strtod(text, NULL);
 }
 
-static h_proc_t *s_master_start(h_cluster_t *c, double base)
+/* A master whose allocation timings are scale times production's, in
+   every build. */
+static h_proc_t *s_master_start_at(h_cluster_t *c, double scale)
 {
     char arg[32];
-    snprintf(arg, sizeof arg, "%g", s_scale(base));
+    snprintf(arg, sizeof arg, "%g", scale);
     return h_master_start(c, 0, "--alloc-time-scale", arg, NULL);
+}
+
+static h_proc_t *s_master_start(h_cluster_t *c, double base)
+{
+    return s_master_start_at(c, s_scale(base));
 }
 
 START_TIMED_TEST(an_allocation_queue_submits_when_tasks_wait_backs_off_and_survives_a_restart,
@@ -339,13 +346,15 @@ static void s_squeue_from_script(h_cluster_t *c)
 }
 
 /* One queue of one worker at most, an allocation of it submitted and
-   running (1001): the start of the squeue tests below. */
-static h_cluster_t *s_one_allocation(const char *name)
+   running (1001): the start of the squeue tests below. The master's
+   timings are scale times production's (s_scale(FAST) for a test with a
+   step that must fit in one of them). */
+static h_cluster_t *s_one_allocation(const char *name, double scale)
 {
     h_cluster_t *c = h_cluster_new(name);
     h_fake_slurm(c);
     s_squeue_from_script(c);
-    s_master_start(c, FAST);
+    s_master_start_at(c, scale);
     h_run_t *r = h_cli(c, "alloc", "add", "slurm", "--time-limit", "10m", "--max-workers", "1",
                        "--idle-timeout", "2m", NULL);
     ck_assert_msg(r->rc == 0, "alloc add: %s", h_run_desc(r));
@@ -357,9 +366,16 @@ static h_cluster_t *s_one_allocation(const char *name)
     return c;
 }
 
+/* This test and the next only wait for the master's own events (squeue
+   polls, a command's time limit: the commands are shell scripts, which
+   no sanitizer slows), so they run at FAST in every build: grown with
+   the slowdown they took 90 s of make tsan (5x release) waiting on
+   timers. The one step that races a timing here, the stats calls below,
+   has the command limit (6 s at FAST) to start in while squeue writes,
+   and each takes well under a second under TSan. */
 START_TIMED_TEST(a_squeue_that_never_stops_writing_does_not_hold_the_master, 120)
 {
-    h_cluster_t *c = s_one_allocation("allocflood");
+    h_cluster_t *c = s_one_allocation("allocflood", FAST);
     /* From the next poll on, squeue writes without end. */
     s_write(c, "squeue.sh", "exec yes '1001 RUNNING'\n");
     int polls = s_lines(c, "squeue.log");
@@ -385,7 +401,7 @@ END_TEST
 
 START_TIMED_TEST(an_allocation_missing_from_a_cut_squeue_listing_is_not_judged_ended, 150)
 {
-    h_cluster_t *c = s_one_allocation("alloccut");
+    h_cluster_t *c = s_one_allocation("alloccut", FAST);
     /* squeue lists more than the master keeps of its output, the running
        allocation last: what was cut off says nothing about it. */
     s_write(c, "squeue.sh",
@@ -429,7 +445,7 @@ static void s_hang_squeue(h_cluster_t *c)
    hold their nodes with no queue left to follow them. */
 START_TIMED_TEST(a_master_stopping_while_scancel_runs_lets_it_cancel, 120)
 {
-    h_cluster_t *c = s_one_allocation("allocstop");
+    h_cluster_t *c = s_one_allocation("allocstop", s_scale(FAST));
     s_slow_scancel(c);
     h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
     ck_assert_msg(r->rc == 0 && strstr(r->out, "cancelling (scancel) 1001"), "remove --force: %s",
@@ -451,7 +467,7 @@ END_TEST
    holds the command slot (hung): scancel waits for the slot. */
 static h_cluster_t *s_removed_while_squeue_hangs(const char *name)
 {
-    h_cluster_t *c = s_one_allocation(name);
+    h_cluster_t *c = s_one_allocation(name, s_scale(FAST));
     s_hang_squeue(c);
     h_run_t *r = h_cli(c, "alloc", "remove", "1", "--force", NULL);
     ck_assert_msg(r->rc == 0, "remove --force: %s", h_run_desc(r));

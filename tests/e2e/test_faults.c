@@ -702,23 +702,6 @@ START_TIMED_TEST(a_restart_opens_the_rejoin_window_only_when_it_finds_queued_tas
 }
 END_TEST
 
-/* The wait of a job's queued tasks, in `ztask tasks --waiting --json`,
-   for the task of that index ("" when it is not listed). */
-static void s_wait_of(h_cluster_t *c, int64_t job, int index, char *wait, size_t size)
-{
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long) job);
-    h_run_t *r = h_cli(c, "tasks", "--waiting", "--job", id, "--json", NULL);
-    ck_assert_msg(r->rc == 0, "tasks --waiting: %s", h_run_desc(r));
-    cJSON *all = h_json_lines(r->out);
-    const cJSON *t;
-    snprintf(wait, size, "%s", "");
-    cJSON_ArrayForEach(t, all) if (h_jint(t, "index", -1) == index)
-        snprintf(wait, size, "%s", h_jstr(t, "wait") ? h_jstr(t, "wait") : "(none)");
-    cJSON_Delete(all);
-    h_run_free(&r);
-}
-
 /* The rejoin window holds back only the tasks a restart found queued
    (their workers may hold them, sent in the old master's last second):
    a job submitted after the restart could not have been sent by the old
@@ -748,7 +731,7 @@ START_TIMED_TEST(new_work_runs_during_the_rejoin_window_while_tasks_found_queued
     h_worker_start(c, "b", 2, NULL);
     int64_t second = h_submit(c, NULL, "--array", "0-3", "--", "true", NULL);
     char wait[32];
-    s_wait_of(c, first, 2, wait, sizeof wait);
+    h_task_wait(c, first, 2, wait, sizeof wait);
     ck_assert_int_eq(h_wait(c, second, 30000), 0);
     /* Both inside the window: it was not over after them. */
     ck_assert_msg(h_proc_count_log(m, "event=rejoin_window_over") == 0,
