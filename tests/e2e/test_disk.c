@@ -302,17 +302,28 @@ static h_proc_t *s_dash_master_on_small_disk(h_cluster_t *c, char db[600], char 
     return m;
 }
 
-/* The tasks in one state of ztask_tasks, read from /metrics (-1: no
-   answer, or no such line). */
-static int64_t s_tasks_in(int port, const char *state)
+/* The tasks in each state of ztask_tasks, read from one scrape of
+   /metrics (-1: no answer, or no such line), so that they add up. */
+typedef struct {
+    int64_t queued, retry_wait, running, assigned;
+} task_states_t;
+
+static int64_t s_state_in(const char *body, const char *state)
+{
+    char line[80];
+    int n = snprintf(line, sizeof line, "ztask_tasks{state=\"%s\"} ", state);
+    const char *at = body ? strstr(body, line) : NULL;
+    return at ? strtoll(at + n, NULL, 10) : -1;
+}
+
+static task_states_t s_tasks_in(int port)
 {
     static char body[65536];
-    char line[80];
-    if (s_http(port, "GET", "/metrics", body, sizeof body) != 200)
-        return -1;
-    int n = snprintf(line, sizeof line, "ztask_tasks{state=\"%s\"} ", state);
-    const char *at = strstr(body, line);
-    return at ? strtoll(at + n, NULL, 10) : -1;
+    bool ok = s_http(port, "GET", "/metrics", body, sizeof body) == 200;
+    return (task_states_t){.queued = s_state_in(ok ? body : NULL, "queued"),
+                           .retry_wait = s_state_in(ok ? body : NULL, "retry_wait"),
+                           .running = s_state_in(ok ? body : NULL, "running"),
+                           .assigned = s_state_in(ok ? body : NULL, "assigned")};
 }
 
 /* A retry waits for its backoff in the queue, a retry to the metrics'
@@ -354,18 +365,19 @@ START_TIMED_TEST(a_retry_waits_as_a_retry_and_for_its_requeue_only_once_due, 180
     /* It fails: off the worker, waiting for its backoff, though its
        requeue cannot be written. */
     h_write_file(go, "");
-    ck_assert(H_POLL((s_fill(fill),
-                      s_tasks_in(port, "running") == 0 && s_tasks_in(port, "assigned") == 0),
-                     30000));
-    ck_assert_msg(s_tasks_in(port, "retry_wait") == 1 && s_tasks_in(port, "queued") == 0,
-                  "a retry in its backoff: retry_wait %lld, queued %lld",
-                  (long long) s_tasks_in(port, "retry_wait"),
-                  (long long) s_tasks_in(port, "queued"));
+    ck_assert_msg(h_proc_wait_log(m, "event=retry task=", 1, 30000),
+                  "the failure was not retried (log %s)", h_proc_log(m));
+    task_states_t st = s_tasks_in(port);
+    ck_assert_msg(st.retry_wait == 1 && st.queued == 0 && st.running + st.assigned == 0,
+                  "a retry in its backoff: retry_wait %lld, queued %lld, running %lld, "
+                  "assigned %lld (log %s)",
+                  (long long) st.retry_wait, (long long) st.queued, (long long) st.running,
+                  (long long) st.assigned, h_proc_log(m));
     /* Due, its requeue still not written: it waits for that, not sent. */
-    ck_assert_msg(H_POLL((s_fill(fill), s_tasks_in(port, "queued") == 1), 60000),
+    ck_assert_msg(H_POLL((s_fill(fill), st = s_tasks_in(port), st.queued == 1), 60000),
                   "the retry did not come due (log %s)", h_proc_log(m));
-    ck_assert_int_eq(s_tasks_in(port, "retry_wait"), 0);
-    ck_assert_int_eq(s_tasks_in(port, "running") + s_tasks_in(port, "assigned"), 0);
+    ck_assert_int_eq(st.retry_wait, 0);
+    ck_assert_int_eq(st.running + st.assigned, 0);
     ck_assert_int_eq(s_lines(log, "A 2"), 0);
     /* Space returns: the requeue is written, and the retry goes, once. */
     ck_assert_int_eq(unlink(fill), 0);
