@@ -114,6 +114,10 @@ typedef struct sched_task {
     uint8_t parked;           /* SCHED_PARK_* reasons it waits out of the queue */
     bool awaiting;            /* RUNNING: its worker said in its hello that it
                                  ended; its result is due by deadline */
+    bool unlisted;            /* on a worker: one heartbeat compared with what
+                                 we hold left it out; taken back if the next
+                                 one does too (tasks.c, s_compare_heartbeat).
+                                 false again when it moves */
     bool recalling;           /* ASSIGNED: asked back by a recall to its worker
                                  (tasks.c, s_recall_from); false again when it
                                  moves. Only such a task is taken back on a

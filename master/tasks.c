@@ -470,6 +470,7 @@ static void s_move(tasks_t *self, sched_task_t *t, proto_state_t to, worker_t *w
         worker_detach(t->worker, t);
     }
     t->awaiting = false;
+    t->unlisted = false;    /* left out by a heartbeat of the holder it had */
     t->recalling = false;   /* wherever it goes, a recall answer no longer takes it */
     if (t->orphan) {
         assert(self->orphans > 0);
@@ -1823,10 +1824,15 @@ static void s_dispatch_to(tasks_t *self, worker_t *w, int64_t now, int credit,
             dry = true;   /* specs to read first (tasks_read_ahead); a carried
                              task has its spec and goes in the next message */
         int64_t seq = self->pipe_seq + 1;
-        char *msg = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
-                                                    (const char *const *) specs,
-                                                    granted ? (const char *const *) grants : NULL,
-                                                    claiming ? claimp : NULL, seq);
+        char *msg = proto_pipe_encode_tasks_out(
+            &(proto_tasks_out_t){.n = n,
+                                 .ids = ids,
+                                 .attempts = attempts,
+                                 .jobs = jobs,
+                                 .specs = (const char *const *) specs,
+                                 .grants = granted ? (const char *const *) grants : NULL,
+                                 .claims = claiming ? claimp : NULL,
+                                 .seq = seq});
         int rc = zmqx_send(w->pipe, msg, strlen(msg), ZMQ_DONTWAIT);
         if (rc == 0)
             s_sent_seq(self, w, seq);
@@ -2643,9 +2649,16 @@ static int s_ref_cmp(const void *a, const void *b)
    finer "sent at or before seen": sched_task_t is paid per queued task);
    a worker we send to continually is compared at the first heartbeat
    that lands between two messages, at the latest when its tasks run
-   out. Each lost one is taken back like a lost result (s_on_lost):
-   attempt + 1, no crash charged (the worker did not die of it), and w
-   stays its last holder, its result counting if it comes after all. */
+   out. A task is lost only when two compared heartbeats leave it out
+   (t->unlisted marks the first): the promise holds on one connection,
+   but a report connection that drops and comes back (a network fault)
+   gives us a second pipe, and libzmq reads the two in turn, so a
+   heartbeat sent on the new one can be read before a result still
+   waiting in the old one; that result is read long before the next
+   heartbeat is made. Each lost one is taken back like a lost result
+   (s_on_lost): attempt + 1, no crash charged (the worker did not die of
+   it), and w stays its last holder, its result counting if it comes
+   after all. */
 static void s_compare_heartbeat(tasks_t *self, worker_t *w, proto_report_t *rep)
 {
     if (!w || !w->alive || rep->seen <= 0 || rep->seen != w->seq_sent)
@@ -2656,14 +2669,23 @@ static void s_compare_heartbeat(tasks_t *self, worker_t *w, proto_report_t *rep)
     while (t) {
         sched_task_t *next = t->wnext;
         proto_task_ref_t key = {.task = t->id, .attempt = t->attempt};
-        /* Ended there, by its hello: not running, its result is due. */
         bool listed = rep->nrunning > 0
                       && bsearch(&key, rep->running, (size_t) rep->nrunning, sizeof key,
                                  s_ref_cmp);
-        if (!t->awaiting && !listed) {
+        if (listed || t->awaiting) {
+            /* Held there, or ended there by its hello: its result is due. */
+            t->unlisted = false;
+        } else if (!t->unlisted) {
+            t->unlisted = true;
+            log_info("event=task_unlisted task=%" PRId64 " attempt=%d worker=%s seen=%" PRId64
+                     " note=\"taken back if its worker's next heartbeat does not list it "
+                     "either\"",
+                     t->id, t->attempt, LOG_V(w->id), rep->seen);
+        } else {
             log_warn("event=task_not_held task=%" PRId64 " attempt=%d worker=%s seen=%" PRId64
                      " note=\"its worker's heartbeat, made after it read every task sent to "
-                     "it, does not list it and no result came: it runs again\"",
+                     "it, does not list it, nor did the one before, and no result came: it "
+                     "runs again\"",
                      t->id, t->attempt, LOG_V(w->id), rep->seen);
             s_take_back(self, t, false, "not_held");
         }

@@ -773,15 +773,27 @@ void proto_pipe_destroy(proto_pipe_t **p);
    stored). specs[i] is the normalized JSON text of task ids[i]. */
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs);
-/* The same with what each task was given: grants[i] NULL, or the members
-   "cpus":N and "gpus":"0,1" as JSON text to add to task i's object; and
-   claims[i] NULL or "", or task i's claim token (proto_claim_valid, so
-   nothing in it needs escaping). grants and claims may be NULL (none at all).
-   seq: the message's number (proto_pipe_t.seq), 0 = none. */
-char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
-                                      const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants, const char *const *claims,
-                                      int64_t seq);
+/* A "tasks" message as the master sends it (proto_pipe_encode_tasks_out):
+   n tasks, each array n long, all borrowed. grants and claims may be NULL
+   (none at all). */
+typedef struct {
+    int n;
+    const int64_t *ids;
+    const int *attempts;
+    const int64_t *jobs;
+    const char *const *specs;    /* each task's normalized spec JSON */
+    /* grants[i] NULL, or the members "cpus":N and "gpus":"0,1" as JSON
+       text to add to task i's object. */
+    const char *const *grants;
+    /* claims[i] NULL or "", or task i's claim token (proto_claim_valid,
+       so nothing in it needs escaping). */
+    const char *const *claims;
+    int64_t seq;                 /* the message's number (proto_pipe_t.seq), 0 = none */
+} proto_tasks_out_t;
+
+/* The same as proto_pipe_encode_tasks_raw with what each task was given,
+   its claim token and the message's seq. The caller frees the text. */
+char *proto_pipe_encode_tasks_out(const proto_tasks_out_t *m);
 
 /* ------------------------------------------------------------------------
    REPORT channel (worker PUSH -> master PULL). Every report names its

@@ -172,14 +172,17 @@ char *proto_pipe_encode(const proto_pipe_t *msg)
 char *proto_pipe_encode_tasks_raw(int n, const int64_t *ids, const int *attempts,
                                   const int64_t *jobs, const char *const *specs)
 {
-    return proto_pipe_encode_tasks_granted(n, ids, attempts, jobs, specs, NULL, NULL, 0);
+    return proto_pipe_encode_tasks_out(&(proto_tasks_out_t){
+        .n = n, .ids = ids, .attempts = attempts, .jobs = jobs, .specs = specs});
 }
 
-char *proto_pipe_encode_tasks_granted(int n, const int64_t *ids, const int *attempts,
-                                      const int64_t *jobs, const char *const *specs,
-                                      const char *const *grants, const char *const *claims,
-                                      int64_t seq)
+char *proto_pipe_encode_tasks_out(const proto_tasks_out_t *m)
 {
+    int n = m->n;
+    const int64_t *ids = m->ids, *jobs = m->jobs;
+    const int *attempts = m->attempts;
+    const char *const *specs = m->specs, *const *grants = m->grants, *const *claims = m->claims;
+    int64_t seq = m->seq;
     if (n < 0)
         n = 0;
     size_t total = PROTO_PIPE_ENVELOPE;

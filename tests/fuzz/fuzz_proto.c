@@ -554,10 +554,15 @@ static fuzz_verdict_t s_pipe_raw_same(const proto_pipe_t *msg, const char *t1, c
         claims[i] = msg->tasks[i].claim;
         grants[i] = s_grant_text(&msg->tasks[i]);
     }
-    char *raw = proto_pipe_encode_tasks_granted(n, ids, attempts, jobs,
-                                                (const char *const *) specs,
-                                                (const char *const *) grants, claims,
-                                                msg->seq);
+    char *raw = proto_pipe_encode_tasks_out(
+        &(proto_tasks_out_t){.n = n,
+                             .ids = ids,
+                             .attempts = attempts,
+                             .jobs = jobs,
+                             .specs = (const char *const *) specs,
+                             .grants = (const char *const *) grants,
+                             .claims = claims,
+                             .seq = msg->seq});
     proto_err_t err = { { 0 }, { 0 } };
     proto_pipe_t *back = proto_pipe_decode(raw, strlen(raw), &err);
     char *t2 = back ? proto_pipe_encode(back) : NULL;

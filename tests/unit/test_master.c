@@ -1501,8 +1501,8 @@ static void s_heartbeat_seen(fake_t *f, const proto_task_ref_t *refs, int n, int
 
 /* Heartbeats compared (docs/protocol.md 10.1): one that says it read an
    earlier "tasks" message than the last one sent, or says nothing (an
-   older worker), changes nothing whatever it lists; one that read the
-   last one and leaves out a task it was sent has that task taken back
+   older worker), changes nothing whatever it lists; two that read the
+   last one and leave out a task it was sent have that task taken back
    and sent again as the next attempt, charged no crash. */
 START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does_not_list)
 {
@@ -1532,7 +1532,10 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
     s_heartbeat_seen(&w, NULL, 0, 0);
     proto_task_t more[1];
     ck_assert_int_eq(s_take_tasks(&w, 1, more, 300), 0);
-    /* It read the last message and lists only the first task. */
+    /* It read the last message and lists only the first task, twice:
+       one such heartbeat may have overtaken a result (a report
+       connection that came back), two have not. */
+    s_heartbeat_seen(&w, got, 1, last);
     s_heartbeat_seen(&w, got, 1, last);
     proto_pipe_t *msg = s_next(&w, 3000, false);
     ck_assert_ptr_nonnull(msg);
@@ -1558,6 +1561,90 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(rep->tasks[i].status, PROTO_ST_DONE);
         ck_assert_int_eq(rep->tasks[i].attempts, rep->tasks[i].task == got[1].task ? 2 : 1);
+    }
+    proto_reply_destroy(&rep);
+    s_fake_stop(&w);
+    s_env_stop(&e);
+}
+END_TEST
+
+/* The n tasks of the first "tasks" messages w is sent (n at most 4),
+   into got; returns the seq of the last message read. */
+static int64_t s_take_numbered(fake_t *w, int n, proto_task_ref_t *got)
+{
+    int k = 0;
+    int64_t last = 0;
+    while (k < n) {
+        proto_pipe_t *msg = s_next(w, 3000, false);
+        ck_assert_ptr_nonnull(msg);
+        ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
+        ck_assert(msg->seq > last);
+        last = msg->seq;
+        for (int i = 0; i < msg->ntasks && k < n; i++)
+            got[k++] = (proto_task_ref_t){.task = msg->tasks[i].id,
+                                          .attempt = msg->tasks[i].attempt};
+        proto_pipe_destroy(&msg);
+    }
+    return last;
+}
+
+/* A report connection that drops and comes back is a second pipe in the
+   master's socket, and libzmq reads the two in turn: a heartbeat sent on
+   the new one can be read before a result still waiting in the old one.
+   Such a heartbeat, though made after the last "tasks" message, leaves
+   out a task whose result comes next: the task is not taken back, and
+   its result counts as attempt 1. Its job is held, so a task taken back
+   would wait queued (not sent again) and its worker would hold nothing. */
+START_TEST(a_result_read_after_one_heartbeat_that_left_its_task_out_still_counts)
+{
+    env_t e;
+    master_config_t cfg = s_config(60000, 0, 0);
+    s_env_start_config(&e, &cfg);
+    fake_t w;
+    s_fake_start(&w, &e, "w", 2);
+    int64_t job = s_submit_noops(&e, 2);
+    proto_task_ref_t got[2];
+    int64_t last = s_take_numbered(&w, 2, got);
+    proto_req_t *req = proto_req_new(PROTO_REQ_HOLD);
+    req->job = job;
+    proto_reply_t *rep = s_call(&e, e.client, req);
+    proto_req_destroy(&req);
+    ck_assert(rep->ok);
+    proto_reply_destroy(&rep);
+    /* got[0]'s result is "behind" this heartbeat; got[1]'s follows it on
+       the same socket, so once got[1] is done the heartbeat was read. */
+    s_heartbeat_seen(&w, &got[1], 1, last);
+    s_result(&w, got[1].task, got[1].attempt);
+    for (int k = 0; k < 200; k++) {
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        bool done = false;
+        for (int i = 0; i < rep->ntasks; i++)
+            done |= rep->tasks[i].task == got[1].task && rep->tasks[i].status == PROTO_ST_DONE;
+        proto_reply_destroy(&rep);
+        if (done)
+            break;
+        zmq_poll(NULL, 0, 20);
+    }
+    rep = s_query(&e, PROTO_REQ_WORKERS, 0);
+    ck_assert_int_eq(rep->nworkers, 1);
+    ck_assert_msg(rep->workers[0].running == 1,
+                  "the worker holds %d tasks: one heartbeat that left got[0] out took it back",
+                  rep->workers[0].running);
+    proto_reply_destroy(&rep);
+    s_result(&w, got[0].task, got[0].attempt);
+    rep = NULL;
+    for (int k = 0; k < 200; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(&e, PROTO_REQ_RESULTS, job);
+        if (rep->ntasks == 2 && rep->tasks[0].status == PROTO_ST_DONE
+            && rep->tasks[1].status == PROTO_ST_DONE)
+            break;
+        zmq_poll(NULL, 0, 20);
+    }
+    ck_assert_int_eq(rep->ntasks, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(rep->tasks[i].status, PROTO_ST_DONE);
+        ck_assert_int_eq(rep->tasks[i].attempts, 1);
     }
     proto_reply_destroy(&rep);
     s_fake_stop(&w);

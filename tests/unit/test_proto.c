@@ -1907,7 +1907,8 @@ START_TEST(a_claim_token_goes_out_with_a_task_and_comes_back_but_is_not_stored)
     int64_t ids[] = {1, 2}, jobs[] = {9, 9};
     int attempts[] = {1, 3};
     const char *claims[] = {tok, NULL};
-    char *raw = proto_pipe_encode_tasks_granted(2, ids, attempts, jobs, specs, NULL, claims, 0);
+    char *raw = proto_pipe_encode_tasks_out(&(proto_tasks_out_t){
+        .n = 2, .ids = ids, .attempts = attempts, .jobs = jobs, .specs = specs, .claims = claims});
     proto_pipe_t *fast = pf_tasks(raw, strlen(raw));
     ck_assert_msg(fast != NULL, "fast path declined %s", raw);
     proto_err_t err;
@@ -2610,8 +2611,12 @@ START_TEST(a_tasks_seq_and_a_heartbeats_seen_round_trip_and_are_bounded)
     static const char *const specs[] = {"{\"fn\":\"noop\"}"};
     int64_t ids[] = {4}, jobs[] = {2};
     int attempts[] = {1};
-    char *text = proto_pipe_encode_tasks_granted(1, ids, attempts, jobs, specs, NULL, NULL,
-                                                 PROTO_MAX_SEQ);
+    char *text = proto_pipe_encode_tasks_out(&(proto_tasks_out_t){.n = 1,
+                                                                  .ids = ids,
+                                                                  .attempts = attempts,
+                                                                  .jobs = jobs,
+                                                                  .specs = specs,
+                                                                  .seq = PROTO_MAX_SEQ});
     ck_assert_str_eq(text, "{\"v\":1,\"type\":\"tasks\",\"tasks\":[{\"id\":4,\"attempt\":1,"
                            "\"job\":2,\"spec\":{\"fn\":\"noop\"}}],\"seq\":9007199254740991}");
     ck_assert_int_le((int) strlen("{\"v\":1,\"type\":\"tasks\",\"tasks\":[],\"seq\":"
@@ -2631,7 +2636,8 @@ START_TEST(a_tasks_seq_and_a_heartbeats_seen_round_trip_and_are_bounded)
     proto_pipe_destroy(&fast);
     proto_pipe_destroy(&slow);
     /* None: not written, and read as 0. */
-    text = proto_pipe_encode_tasks_granted(1, ids, attempts, jobs, specs, NULL, NULL, 0);
+    text = proto_pipe_encode_tasks_out(&(proto_tasks_out_t){
+        .n = 1, .ids = ids, .attempts = attempts, .jobs = jobs, .specs = specs});
     ck_assert_ptr_null(strstr(text, "seq"));
     slow = proto_pipe_decode(text, strlen(text), &err);
     ck_assert_ptr_nonnull(slow);
