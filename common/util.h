@@ -14,6 +14,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Defined in ASan and TSan builds, which start children with fork: they
+   keep per-thread state that a child sharing our memory (vfork, clone
+   with CLONE_VM) would change under us (worker/exec.c, master/alloc.c). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ZT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define ZT_SANITIZED 1
+#endif
+#endif
+
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);

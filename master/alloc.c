@@ -233,7 +233,7 @@ static void s_cmd_reset(cmd_t *c)
 
 /* Where execve finds name: name itself when it holds a slash, else the
    first PATH entry where it is an executable file (execvp's search, made
-   here because the forked child may only make async-signal-safe calls).
+   here because the vfork'd child may only make async-signal-safe calls).
    0, or -1 when there is none. */
 static int s_find_program(const char *name, char *out, size_t len)
 {
@@ -269,28 +269,85 @@ static void s_child_fd(int fd, int target)
         dup2(fd, target);
 }
 
-/* The forked child: async-signal-safe calls only, then exec. io: its
-   stdin, stdout, stderr; ex: where exec's errno goes when it fails. */
-static _Noreturn void s_child(const char *path, char *const *argv, const int io[3], int ex,
-                              bool dies_with_master, pid_t parent)
+/* What the child of s_spawn needs, all made before it starts: the child
+   reads it and writes nothing of the master's but its own stack (and
+   errno, the forking thread's, which the master does not read across
+   it). */
+typedef struct {
+    const char *path;          /* what execve runs (s_find_program) */
+    char *const *argv;
+    int io[3];                 /* its stdin, stdout, stderr */
+    int ex;                    /* where exec's errno goes when it fails */
+    bool dies_with_master;     /* PR_SET_PDEATHSIG (s_cmd_start says why) */
+    pid_t parent;              /* the master's pid */
+} child_t;
+
+/* The child of s_spawn: async-signal-safe calls only, then exec. It runs
+   in the master's memory (vfork), with every signal blocked. */
+static _Noreturn void s_child(const child_t *ch)
 {
-    /* A parent that died before the signal was set will never send it. */
-    if (dies_with_master && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
-        _exit(127);
+    /* A handler of the master's run here would run in the master's
+       memory: every signal it catches goes back to the default before
+       any signal is let in (exec would reset them anyway). SIGPIPE,
+       which the master ignores, is not ignored by its children. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, was;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig == SIGPIPE
+            || (sigaction(sig, NULL, &was) == 0 && was.sa_handler != SIG_DFL
+                && was.sa_handler != SIG_IGN))
+            sigaction(sig, &dfl, NULL);
+    int e = 0;
+    if (ch->dies_with_master) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+            e = errno;
+            goto failed;
+        }
+        /* A parent that died before the signal was set will never send
+           it; nobody is left to read why this one ends. */
+        if (getppid() != ch->parent)
+            _exit(127);
+    }
     for (int i = 0; i < 3; i++)
-        s_child_fd(io[i], i);
-    /* The master ignores SIGPIPE and may block signals: not its children
-       (exec resets the handlers). */
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigaction(SIGPIPE, &dfl, NULL);
+        s_child_fd(ch->io[i], i);
+    /* The master may block signals: not its children. */
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(path, argv, environ);
-    int e = errno;
-    if (write(ex, &e, sizeof e) < 0)
+    execve(ch->path, ch->argv, environ);
+    e = errno;
+failed:
+    if (write(ch->ex, &e, sizeof e) < 0)
         _exit(126);
     _exit(127);
+}
+
+/* Starts ch's program: its pid, or -1 with errno. vfork, not fork: the
+   master's loop waits (this thread only) until the child has exec'd,
+   and the master's memory is neither copied nor charged
+   again. fork copies the page tables of the whole master (its SQLite
+   cache, a burst's buffers: gigabytes), write-protects every page, so
+   that each thread's next write to each one faults, and under strict
+   overcommit (vm.overcommit_memory=2, common on cluster head nodes)
+   fails with ENOMEM once the master is larger than the commit left.
+   posix_spawn does the same (CLONE_VFORK) but cannot set the parent-death
+   signal. Signals are blocked across it: none may run a handler of the
+   master's in the child (s_child). Sanitizer builds fork (ZT_SANITIZED). */
+static pid_t s_spawn(const child_t *ch)
+{
+    sigset_t all, was;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &was);
+#ifdef ZT_SANITIZED
+    pid_t pid = fork();
+#else
+    pid_t pid = vfork();
+#endif
+    if (pid == 0)
+        s_child(ch);
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    errno = e;
+    return pid;
 }
 
 /* Starts argv with input on its stdin (small: it fits the pipe's buffer,
@@ -306,11 +363,9 @@ static _Noreturn void s_child(const char *path, char *const *argv, const int io[
    master that stops cleanly kills it too (alloc_destroy), as the command
    limit does a slow one. A scancel carries out a removal the client was
    told is done: it goes on alone, as alloc_destroy leaves it. The signal
-   follows the thread that forks: the master's loop (main's thread in
+   follows the thread that starts it: the master's loop (main's thread in
    ztask-master).
-   fork rather than posix_spawn, which cannot set that signal: one
-   command at a time, one a tick (a second) at most, each copying the
-   master's page tables once. */
+   s_spawn rather than posix_spawn, which cannot set that signal. */
 static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const char *input,
                        int64_t now, char *err, size_t errlen)
 {
@@ -334,11 +389,12 @@ static int s_cmd_start(alloc_t *self, cmd_kind_t kind, char *const *argv, const 
         }
         return -1;
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0)
-        s_child(path, argv, (const int[3]){in[0], out[1], er[1]}, ex[1], kind != CMD_SCANCEL,
-                parent);
+    pid_t pid = s_spawn(&(child_t){.path = path,
+                                   .argv = argv,
+                                   .io = {in[0], out[1], er[1]},
+                                   .ex = ex[1],
+                                   .dies_with_master = kind != CMD_SCANCEL,
+                                   .parent = getpid()});
     int fork_errno = errno, exec_errno = 0;
     s_close(&in[0]);
     s_close(&out[1]);

@@ -9,7 +9,7 @@
     is the master's own view (queued tasks, free worker slots); a separate
     allocator would have to poll the master for both and keep its own
     database. What must not happen is the loop waiting on Slurm: sbatch,
-    squeue and scancel run as child processes (fork, exec), one at a time,
+    squeue and scancel run as child processes (vfork, exec), one at a time,
     their output read from non-blocking pipes and their exit taken with
     waitpid WNOHANG at each tick; one that runs longer than
     ALLOC_CMD_TIMEOUT_MS is killed and counts as a failure. sbatch and

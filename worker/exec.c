@@ -539,12 +539,8 @@ static int s_child_main(void *arg)
     exec_child(a->L, a->fds[0], a->fds[1], a->fds[2], a->fds[3]);
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef ZT_SANITIZED
 #define EXEC_USE_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define EXEC_USE_FORK 1
-#endif
 #endif
 
 /* Child stack for clone: exec_child uses a few hundred bytes; the rest is

@@ -306,7 +306,7 @@ static int s_take_tasks(fake_t *f, int want, proto_task_t *out, int ms)
 {
     int got = 0;
     while (got < want) {
-        proto_pipe_t *msg = s_next(f, ms, true);
+        proto_pipe_t *msg = s_next(f, zt_ms(ms), true);
         if (!msg)
             break;
         if (msg->type == PROTO_PIPE_TASKS)
