@@ -37,6 +37,7 @@
 #define ZTASK_TESTS_ZTEST_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,14 @@ static inline int zt_count(void)
     return n;
 }
 
+/* The suite runs under valgrind (tests/memcheck.sh sets
+   ZTASK_TEST_VALGRIND=1). */
+static inline bool zt_valgrind(void)
+{
+    const char *v = getenv("ZTASK_TEST_VALGRIND");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* n, or n / 10 (at least 1) when the suite runs under valgrind
    (tests/memcheck.sh sets ZTASK_TEST_VALGRIND=1), for the size of a
    property loop: the property is checked whole by make test, asan and
@@ -100,8 +109,7 @@ static inline int zt_count(void)
    (test_proto's two number loops were a third of make memcheck's time). */
 static inline int zt_loops(int n)
 {
-    const char *v = getenv("ZTASK_TEST_VALGRIND");
-    return v && strcmp(v, "1") == 0 ? (n / 10 > 0 ? n / 10 : 1) : n;
+    return zt_valgrind() ? (n / 10 > 0 ? n / 10 : 1) : n;
 }
 
 /* A wait for something that must come (ms), stretched 4 times under
@@ -111,8 +119,7 @@ static inline int zt_loops(int n)
    stretching. */
 static inline int zt_ms(int ms)
 {
-    const char *v = getenv("ZTASK_TEST_VALGRIND");
-    return v && strcmp(v, "1") == 0 ? ms * 4 : ms;
+    return zt_valgrind() ? ms * 4 : ms;
 }
 
 /* Adds every test of this file to tc, in source order. */
