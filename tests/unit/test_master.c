@@ -415,7 +415,7 @@ START_TEST(a_task_not_started_within_its_lease_goes_back)
     bool aborted = false;
     proto_pipe_t *msg;
     int64_t second = 0;
-    while (!second && (msg = s_next(&f, 3000, true))) {
+    while (!second && (msg = s_next(&f, zt_ms(3000), true))) {
         if (msg->type == PROTO_PIPE_ABORT) {
             ck_assert_int_eq(msg->task, got[0].id);
             ck_assert_int_eq(msg->attempt, 1);
@@ -1530,7 +1530,7 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
     int n = 0;
     int64_t last = 0;
     while (n < 2) {
-        proto_pipe_t *msg = s_next(&w, 3000, false);
+        proto_pipe_t *msg = s_next(&w, zt_ms(3000), false);
         ck_assert_ptr_nonnull(msg);
         ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
         ck_assert_msg(msg->seq > last, "seq %lld after %lld", (long long) msg->seq,
@@ -1550,7 +1550,7 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
        connection that came back), two have not. */
     s_heartbeat_seen(&w, got, 1, last);
     s_heartbeat_seen(&w, got, 1, last);
-    proto_pipe_t *msg = s_next(&w, 3000, false);
+    proto_pipe_t *msg = s_next(&w, zt_ms(3000), false);
     ck_assert_ptr_nonnull(msg);
     ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
     ck_assert_int_eq(msg->ntasks, 1);
@@ -1579,7 +1579,7 @@ static int64_t s_take_numbered(fake_t *w, int n, proto_task_ref_t *got)
     int k = 0;
     int64_t last = 0;
     while (k < n) {
-        proto_pipe_t *msg = s_next(w, 3000, false);
+        proto_pipe_t *msg = s_next(w, zt_ms(3000), false);
         ck_assert_ptr_nonnull(msg);
         ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
         ck_assert(msg->seq > last);
