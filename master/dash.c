@@ -152,7 +152,8 @@ static task_states_t s_task_states(const dash_t *self, int64_t now)
        parked (held, waiting for the jobs it depends on, at its job's
        --max-running) and those in a retry backoff (never parked at once:
        a parked task leaves the delayed queue). docs/metrics.md says why
-       capped tasks are a state of their own. */
+       capped tasks are a state of their own, and why those parked for
+       the rejoin window or their requeue's commit stay queued. */
     sched_parked_t parked = sched_parked(self->cfg.sched);
     s.held = (int64_t) parked.held;
     s.dep_wait = (int64_t) parked.deps;

@@ -265,18 +265,28 @@ static void s_rejoin_window(tasks_t *self)
              ms);
 }
 
+/* The ids of the tasks parked for reason (caller frees; NULL when none):
+   collected first, since what is done with each may change the table. */
+static int64_t *s_parked_ids(const tasks_t *self, unsigned reason, size_t *n)
+{
+    size_t cap = 0, pos = 0;
+    int64_t *ids = NULL;
+    sched_task_t *t;
+    *n = 0;
+    while ((t = sched_next(self->sched, &pos)))
+        if (t->parked & reason) {
+            if (*n == cap)
+                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
+            ids[(*n)++] = t->id;
+        }
+    return ids;
+}
+
 /* The window is over: every task still parked for it is queued again. */
 static void s_rejoin_window_over(tasks_t *self)
 {
-    size_t n = 0, cap = 0, pos = 0;
-    int64_t *ids = NULL;
-    sched_task_t *t;
-    while ((t = sched_next(self->sched, &pos)))
-        if (t->parked & SCHED_PARK_REJOIN) {
-            if (n == cap)
-                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
-            ids[n++] = t->id;
-        }
+    size_t n;
+    int64_t *ids = s_parked_ids(self, SCHED_PARK_REJOIN, &n);
     for (size_t i = 0; i < n; i++)
         sched_unpark(self->sched, sched_get(self->sched, ids[i]), SCHED_PARK_REJOIN);
     free(ids);
@@ -305,15 +315,8 @@ int tasks_load(tasks_t *self, store_t *store)
     if (sched_size(self->sched) > self->orphans)
         s_rejoin_window(self);
     /* The held tasks, judged now that every job and task is known. */
-    size_t n = 0, cap = 0, pos = 0;
-    int64_t *ids = NULL;
-    sched_task_t *t;
-    while ((t = sched_next(self->sched, &pos)))
-        if (t->parked & SCHED_PARK_DEPS) {
-            if (n == cap)
-                ids = xrealloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
-            ids[n++] = t->id;
-        }
+    size_t n;
+    int64_t *ids = s_parked_ids(self, SCHED_PARK_DEPS, &n);
     s_judge(self, ids, n);
     free(ids);
     return 0;

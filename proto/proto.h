@@ -677,10 +677,11 @@ typedef struct {
        PROTO_MAX_ENDED; absent (an older master, or all arrived): none. */
     proto_task_ref_t *resend;
     int nresend;
-    /* hello: ms this master, just restarted, sends no task yet (its
-       rejoin window: the workers of the old master claim theirs first).
-       The worker does not count them as idle time, or a short
-       --idle-timeout would make it leave with work waiting for it.
+    /* hello: ms this master, just restarted, still holds back the tasks
+       it found queued (its rejoin window: the workers of the old master
+       claim theirs first; tasks submitted or taken back since go out
+       meanwhile). The worker does not count them as idle time, or a
+       short --idle-timeout would make it leave with work waiting for it.
        0 to PROTO_MAX_HOLD_MS; absent (an older master, no window): 0. */
     int hold_ms;
     /* alloc: the queues (add: the new one; list: all) */

@@ -37,6 +37,7 @@
 #define ZTASK_TESTS_ZTEST_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,14 @@ static inline int zt_count(void)
     return n;
 }
 
+/* The suite runs under valgrind (tests/memcheck.sh sets
+   ZTASK_TEST_VALGRIND=1). */
+static inline bool zt_valgrind(void)
+{
+    const char *v = getenv("ZTASK_TEST_VALGRIND");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* n, or n / 10 (at least 1) when the suite runs under valgrind
    (tests/memcheck.sh sets ZTASK_TEST_VALGRIND=1), for the size of a
    property loop: the property is checked whole by make test, asan and
@@ -102,8 +111,7 @@ static inline int zt_count(void)
    (test_proto's two number loops were a third of make memcheck's time). */
 static inline int zt_loops(int n)
 {
-    const char *v = getenv("ZTASK_TEST_VALGRIND");
-    return v && strcmp(v, "1") == 0 ? (n / 10 > 0 ? n / 10 : 1) : n;
+    return zt_valgrind() ? (n / 10 > 0 ? n / 10 : 1) : n;
 }
 
 /* A wait for something that must come (ms), stretched 4 times under
@@ -114,8 +122,7 @@ static inline int zt_loops(int n)
    may arrive needs no stretching. */
 static inline int zt_ms(int ms)
 {
-    const char *v = getenv("ZTASK_TEST_VALGRIND");
-    if (v && strcmp(v, "1") == 0)
+    if (zt_valgrind())
         return ms * 4;
 #ifdef ZT_SANITIZED
     return ms * 3;

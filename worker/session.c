@@ -772,8 +772,8 @@ static int s_connect_ports(session_t *self, int task_port, int report_port)
 }
 
 /* Idle time counts from a registration, and not through the time the
-   master says it sends nothing (hold_ms: a restarted master's rejoin
-   window, whose tasks wait for it). Time without a master, or before it
+   master says it holds tasks back (hold_ms: a restarted master's rejoin
+   window, in which the tasks it found queued wait for it). Time without a master, or before it
    may send, is not time with no work: a worker with a short
    --idle-timeout (a Slurm allocation's) left during a master restart
    while its tasks waited, and a new allocation was submitted for them. */

@@ -88,7 +88,10 @@ typedef struct {
     int64_t drop_task;
     /* Leave (drain, BYE, return 0) after this long with no task: a worker
        started for a while, in a cluster allocation (--idle-timeout). 0 =
-       never. Idle counts whether or not the master answers. */
+       never. Idle counts whether or not the master answers, from the
+       last task's end or the last registration, whichever is later, and
+       not through a restarted master's rejoin window (hello reply
+       hold_ms). */
     int idle_timeout_ms;
     /* Wall seconds this worker must be gone by (its allocation's end):
        shown by the master, which sends it no task whose --time-request

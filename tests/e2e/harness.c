@@ -1368,52 +1368,51 @@ void h_slow_bytes_allowance(char *liveness, char *lease, size_t n)
     setenv("ZTASK_REQUEST_TIMEOUT", secs, 1);
 }
 
+/* An executable shell script bin/name, written as printf writes fmt. */
+static void s_fake_command(const char *bin, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_fake_command(const char *bin, const char *name, const char *fmt, ...)
+{
+    char *path = NULL;
+    ck_assert_int_gt(asprintf(&path, "%s/%s", bin, name), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+    free(path);
+}
+
 /* Stand-in Slurm commands (harness.h). */
 void h_fake_slurm(h_cluster_t *c)
 {
     char *bin = h_path(c, "bin");
     ck_assert_int_eq(mkdir(bin, 0755), 0);
     const char *dir = h_dir(c);
-    char *path = NULL;
-    ck_assert_int_gt(asprintf(&path, "%s/sbatch", bin), 0);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/sbatch.log\"\n"
-            "n=$(wc -l < \"$d/sbatch.log\")\n"
-            "cat > \"$d/script.$n\"\n"
-            "if [ -e \"$d/fail\" ]; then\n"
-            "  echo 'sbatch: error: invalid partition specified: nosuch' >&2; exit 1\n"
-            "fi\n"
-            "id=$((1000 + $(ls \"$d\"/job.* 2>/dev/null | wc -l) + 1))\n"
-            "touch \"$d/job.$id\"\n"
-            "echo \"$id\"\n",
-            dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    ck_assert_int_gt(asprintf(&path, "%s/squeue", bin), 0);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "#!/bin/sh\n"
-            "d='%s'\n"
-            "echo \"$*\" >> \"$d/squeue.log\"\n"
-            "cat \"$d/squeue.txt\" 2>/dev/null\n"
-            "exit 0\n",
-            dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
-    ck_assert_int_gt(asprintf(&path, "%s/scancel", bin), 0);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "#!/bin/sh\necho \"$*\" >> '%s/scancel.log'\n", dir);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    free(path);
+    s_fake_command(bin, "sbatch",
+                   "#!/bin/sh\n"
+                   "d='%s'\n"
+                   "echo \"$*\" >> \"$d/sbatch.log\"\n"
+                   "n=$(wc -l < \"$d/sbatch.log\")\n"
+                   "cat > \"$d/script.$n\"\n"
+                   "if [ -e \"$d/fail\" ]; then\n"
+                   "  echo 'sbatch: error: invalid partition specified: nosuch' >&2; exit 1\n"
+                   "fi\n"
+                   "id=$((1000 + $(ls \"$d\"/job.* 2>/dev/null | wc -l) + 1))\n"
+                   "touch \"$d/job.$id\"\n"
+                   "echo \"$id\"\n",
+                   dir);
+    s_fake_command(bin, "squeue",
+                   "#!/bin/sh\n"
+                   "d='%s'\n"
+                   "echo \"$*\" >> \"$d/squeue.log\"\n"
+                   "cat \"$d/squeue.txt\" 2>/dev/null\n"
+                   "exit 0\n",
+                   dir);
+    s_fake_command(bin, "scancel", "#!/bin/sh\necho \"$*\" >> '%s/scancel.log'\n", dir);
     /* The master (started after this) inherits it. */
     char *newpath = NULL;
     ck_assert_int_gt(asprintf(&newpath, "%s:%s", bin, getenv("PATH") ? getenv("PATH") : ""), 0);

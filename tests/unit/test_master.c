@@ -1443,6 +1443,27 @@ static void s_lost(fake_t *f, int64_t task, int attempt)
     s_report(f, rep);
 }
 
+/* job's results once n of its tasks are done, or as they are after 100
+   tries 20 ms apart, each worker of beat (NULL-ended) heartbeating
+   between tries; the caller destroys the reply. */
+static proto_reply_t *s_results_done(env_t *e, int64_t job, int n, fake_t *const *beat)
+{
+    proto_reply_t *rep = NULL;
+    for (int k = 0; k < 100; k++) {
+        proto_reply_destroy(&rep);
+        rep = s_query(e, PROTO_REQ_RESULTS, job);
+        int done = 0;
+        for (int t = 0; t < rep->ntasks; t++)
+            done += rep->tasks[t].status == PROTO_ST_DONE;
+        if (done == n)
+            break;
+        for (int i = 0; beat[i]; i++)
+            s_heartbeat(beat[i]);
+        zmq_poll(NULL, 0, 20);
+    }
+    return rep;
+}
+
 /* "lost" (the answer to a hello reply's resend): an attempt the sender
    does not hold changes nothing; the one it holds, started, goes back
    to the queue and out again as the next attempt, charged no crash. */
@@ -1467,15 +1488,7 @@ START_TEST(a_lost_report_requeues_only_the_attempt_its_sender_holds)
     ck_assert_int_eq(got[1].id, got[0].id);
     ck_assert_int_eq(got[1].attempt, got[0].attempt + 1);
     s_result(&w, got[1].id, got[1].attempt);
-    proto_reply_t *rep = NULL;
-    for (int k = 0; k < 100; k++) {
-        proto_reply_destroy(&rep);
-        rep = s_query(&e, PROTO_REQ_RESULTS, job);
-        if (rep->ntasks == 1 && rep->tasks[0].status == PROTO_ST_DONE)
-            break;
-        s_heartbeat(&w);
-        zmq_poll(NULL, 0, 20);
-    }
+    proto_reply_t *rep = s_results_done(&e, job, 1, (fake_t *[]){&w, NULL});
     ck_assert_int_eq(rep->ntasks, 1);
     ck_assert_int_eq(rep->tasks[0].status, PROTO_ST_DONE);
     ck_assert_int_eq(rep->tasks[0].attempts, 2);
@@ -1547,16 +1560,7 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
     s_result(&w, got[0].task, got[0].attempt);
     s_result(&w, msg->tasks[0].id, msg->tasks[0].attempt);
     proto_pipe_destroy(&msg);
-    proto_reply_t *rep = NULL;
-    for (int k = 0; k < 100; k++) {
-        proto_reply_destroy(&rep);
-        rep = s_query(&e, PROTO_REQ_RESULTS, job);
-        if (rep->ntasks == 2 && rep->tasks[0].status == PROTO_ST_DONE
-            && rep->tasks[1].status == PROTO_ST_DONE)
-            break;
-        s_heartbeat(&w);
-        zmq_poll(NULL, 0, 20);
-    }
+    proto_reply_t *rep = s_results_done(&e, job, 2, (fake_t *[]){&w, NULL});
     ck_assert_int_eq(rep->ntasks, 2);
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(rep->tasks[i].status, PROTO_ST_DONE);
@@ -1706,19 +1710,7 @@ START_TEST(an_idle_worker_gets_the_unstarted_tasks_a_busy_one_gives_back)
     /* h still holds the rest, got[2] included: their results count. */
     for (int k = 0; k < 3; k++)
         s_result(&h, got[k].id, got[k].attempt);
-    proto_reply_t *rep = NULL;
-    for (int k = 0; k < 100; k++) {
-        proto_reply_destroy(&rep);
-        rep = s_query(&e, PROTO_REQ_RESULTS, job);
-        int done = 0;
-        for (int t = 0; t < rep->ntasks; t++)
-            done += rep->tasks[t].status == PROTO_ST_DONE;
-        if (done == 4)
-            break;
-        s_heartbeat(&i);
-        s_heartbeat(&h);
-        zmq_poll(NULL, 0, 20);
-    }
+    proto_reply_t *rep = s_results_done(&e, job, 4, (fake_t *[]){&i, &h, NULL});
     ck_assert_int_eq(rep->ntasks, 4);
     for (int t = 0; t < 4; t++) {
         ck_assert_int_eq(rep->tasks[t].status, PROTO_ST_DONE);
