@@ -2340,7 +2340,7 @@ static long s_queue_waits(env_t *e)
    undoes is not one), so its count is the number of tasks here. The
    give-back comes as h's "recalled", or (hello_first) as h's new hello
    that leaves the task out before that report comes
-   (recalled_in_old_pipe); either way it goes to the idle worker i. */
+   (recalled_in_old_pipe). */
 static void s_given_back_is_counted_once(bool hello_first)
 {
     env_t e;
@@ -2361,10 +2361,19 @@ static void s_given_back_is_counted_once(bool hello_first)
     } else {
         s_recalled(&h, &back, 1);
     }
-    proto_task_t on_i[1];
-    ck_assert_int_eq(s_take_tasks(&i, 1, on_i, 3000), 1);
-    ck_assert_int_eq(on_i[0].id, back.task);
-    ck_assert_int_eq(on_i[0].attempt, back.attempt + 1);
+    /* Sent again to i, or (hello_first) possibly to h again: its new
+       hello gave it a thread's credit back, and a given-back task has no
+       preference for the idle worker. Either way one wait, not two. */
+    proto_task_t again[1];
+    int n = 0;
+    for (int k = 0; k < 100 && !n; k++) {
+        n = s_take_tasks(&i, 1, again, 50);
+        if (!n && hello_first)
+            n = s_take_tasks(&h, 1, again, 50);
+    }
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(again[0].id, back.task);
+    ck_assert_int_eq(again[0].attempt, back.attempt + 1);
     ck_assert_int_eq(s_queue_waits(&e), 4);
     s_fake_stop(&i);
     s_fake_stop(&h);
