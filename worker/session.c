@@ -773,10 +773,12 @@ static int s_connect_ports(session_t *self, int task_port, int report_port)
 
 /* Idle time counts from a registration, and not through the time the
    master says it holds tasks back (hold_ms: a restarted master's rejoin
-   window, in which the tasks it found queued wait for it). Time without a master, or before it
-   may send, is not time with no work: a worker with a short
+   window, in which the tasks it found queued wait for it). Time before
+   the master may send is not time with no work: a worker with a short
    --idle-timeout (a Slurm allocation's) left during a master restart
-   while its tasks waited, and a new allocation was submitted for them. */
+   while its tasks waited, and a new allocation was submitted for them.
+   Time with no master at all still counts: a master gone for good must
+   not keep an allocation until its time limit. */
 static void s_idle_restart(session_t *self, int64_t now, int hold_ms)
 {
     if (self->idle_since)
