@@ -1512,6 +1512,27 @@ static void s_heartbeat_seen(fake_t *f, const proto_task_ref_t *refs, int n, int
     s_report(f, rep);
 }
 
+/* The n tasks of the first "tasks" messages w is sent (n at most 4),
+   into got; returns the seq of the last message read. */
+static int64_t s_take_numbered(fake_t *w, int n, proto_task_ref_t *got)
+{
+    int k = 0;
+    int64_t last = 0;
+    while (k < n) {
+        proto_pipe_t *msg = s_next(w, zt_ms(3000), false);
+        ck_assert_ptr_nonnull(msg);
+        ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
+        ck_assert_msg(msg->seq > last, "seq %lld after %lld", (long long) msg->seq,
+                      (long long) last);
+        last = msg->seq;
+        for (int i = 0; i < msg->ntasks && k < n; i++)
+            got[k++] = (proto_task_ref_t){.task = msg->tasks[i].id,
+                                          .attempt = msg->tasks[i].attempt};
+        proto_pipe_destroy(&msg);
+    }
+    return last;
+}
+
 /* Heartbeats compared (docs/protocol.md 10.1): one that says it read an
    earlier "tasks" message than the last one sent, or says nothing (an
    older worker), changes nothing whatever it lists; two that read the
@@ -1527,20 +1548,7 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
     s_fake_start(&w, &e, "w", 2);
     int64_t job = s_submit_noops(&e, 2);
     proto_task_ref_t got[2];
-    int n = 0;
-    int64_t last = 0;
-    while (n < 2) {
-        proto_pipe_t *msg = s_next(&w, zt_ms(3000), false);
-        ck_assert_ptr_nonnull(msg);
-        ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
-        ck_assert_msg(msg->seq > last, "seq %lld after %lld", (long long) msg->seq,
-                      (long long) last);
-        last = msg->seq;
-        for (int i = 0; i < msg->ntasks && n < 2; i++)
-            got[n++] = (proto_task_ref_t){.task = msg->tasks[i].id,
-                                          .attempt = msg->tasks[i].attempt};
-        proto_pipe_destroy(&msg);
-    }
+    int64_t last = s_take_numbered(&w, 2, got);
     s_heartbeat_seen(&w, NULL, 0, last - 1);
     s_heartbeat_seen(&w, NULL, 0, 0);
     proto_task_t more[1];
@@ -1571,26 +1579,6 @@ START_TEST(a_heartbeat_made_after_the_last_tasks_message_takes_back_what_it_does
     s_env_stop(&e);
 }
 END_TEST
-
-/* The n tasks of the first "tasks" messages w is sent (n at most 4),
-   into got; returns the seq of the last message read. */
-static int64_t s_take_numbered(fake_t *w, int n, proto_task_ref_t *got)
-{
-    int k = 0;
-    int64_t last = 0;
-    while (k < n) {
-        proto_pipe_t *msg = s_next(w, zt_ms(3000), false);
-        ck_assert_ptr_nonnull(msg);
-        ck_assert_int_eq(msg->type, PROTO_PIPE_TASKS);
-        ck_assert(msg->seq > last);
-        last = msg->seq;
-        for (int i = 0; i < msg->ntasks && k < n; i++)
-            got[k++] = (proto_task_ref_t){.task = msg->tasks[i].id,
-                                          .attempt = msg->tasks[i].attempt};
-        proto_pipe_destroy(&msg);
-    }
-    return last;
-}
 
 /* A report connection that drops and comes back is a second pipe in the
    master's socket, and libzmq reads the two in turn: a heartbeat sent on
